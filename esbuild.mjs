@@ -1,0 +1,34 @@
+// Bundles the extension and the headless CLI. `vscode` is provided by the host; ssh2's optional
+// native parts (cpu-features, sshcrypto.node) are left out so the pure-JS path is always used.
+import * as esbuild from 'esbuild';
+import * as fs from 'node:fs';
+
+const production = process.argv.includes('--production');
+const watch = process.argv.includes('--watch');
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node18',
+  format: 'cjs',
+  sourcemap: !production,
+  minify: production,
+  legalComments: 'none',
+  logLevel: 'info',
+  external: ['vscode', 'cpu-features', '*.node'],
+};
+
+const builds = [
+  { ...common, entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' },
+  { ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+];
+
+// The host agent is static shell shipped beside the bundles.
+fs.mkdirSync('dist', { recursive: true });
+fs.copyFileSync('src/remote/kadi-ops-agent.sh', 'dist/kadi-ops-agent.sh');
+
+if (watch) {
+  for (const b of builds) (await esbuild.context(b)).watch();
+} else {
+  await Promise.all(builds.map((b) => esbuild.build(b)));
+}

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Makes sure the system programs the sandbox host and the tests need are present. As root it
+# installs what is missing with apt-get; otherwise it names the packages in one message.
+set -euo pipefail
+
+missing=()
+need() { # need <package> <path-or-command>...
+  local pkg=$1; shift
+  local p
+  for p in "$@"; do
+    if [[ $p == /* ]]; then compgen -G "$p" >/dev/null && return 0
+    else command -v "$p" >/dev/null 2>&1 && return 0; fi
+  done
+  missing+=("$pkg")
+}
+
+need openssh-server /usr/sbin/sshd
+need openssh-client ssh-keygen
+need redis-server redis-server
+need redis-tools redis-cli
+need postgresql '/usr/lib/postgresql/*/bin/postgres'
+need postgresql-client psql
+need sudo sudo
+need rsync rsync
+need zstd zstd
+need python3 /usr/bin/python3
+need procps ps
+need util-linux setsid
+
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Kadi Ops tests need these Debian packages: ${missing[*]}" >&2
+  echo "Install them with: sudo apt-get install -y ${missing[*]}   (or run this as root)" >&2
+  exit 1
+fi
+
+echo "Installing system packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,75 @@
+/**
+ * Host profile types. `HostProfileInput` is what a user writes (setting `kadiOps.hosts` or a
+ * `--config` JSON file); `HostProfile` is the fully resolved form every other layer works with.
+ */
+
+/** How commands reach the Kadi user on the host. */
+export type RunAsMode = 'direct' | 'sudo';
+
+export interface HostProfileInput {
+  name: string;
+  ssh: {
+    host: string;
+    port?: number;
+    user?: string;
+    identityFile?: string;
+    agent?: boolean;
+    proxyJump?: string;
+    /** Path of the known_hosts file to verify against (default ~/.ssh/known_hosts). */
+    knownHostsFile?: string;
+    keepaliveIntervalSeconds?: number;
+    connectTimeoutSeconds?: number;
+  };
+  runAs?: RunAsMode;
+  kadi?: {
+    user?: string;
+    cli?: string;
+    configFile?: string;
+  };
+  backupDir?: string;
+  services?: string[];
+  redis?: {
+    enabled?: boolean;
+    dumpPath?: string;
+    service?: string;
+    cli?: string;
+    port?: number;
+  };
+  /** Overrides for values normally discovered from `kadi utils config`. */
+  overrides?: {
+    database?: { host?: string; port?: number; name?: string; user?: string };
+    storagePath?: string;
+    uploadsPath?: string;
+  };
+  /** Warn in the tree when the newest good backup is older than this many hours. */
+  backupMaxAgeHours?: number;
+}
+
+export interface HostProfile {
+  name: string;
+  ssh: {
+    /** Host name or address actually connected to (after ~/.ssh/config HostName). */
+    hostName: string;
+    /** The alias as written in the profile (used for known_hosts lookups when it is the host name). */
+    alias: string;
+    port: number;
+    user: string;
+    identityFiles: string[];
+    agent: boolean;
+    proxyJump?: string;
+    knownHostsFile: string;
+    keepaliveIntervalSeconds: number;
+    connectTimeoutSeconds: number;
+  };
+  runAs: RunAsMode;
+  kadi: { user: string; cli: string; configFile: string };
+  backupDir: string;
+  services: string[];
+  redis: { enabled: boolean; dumpPath: string; service: string; cli: string; port: number };
+  overrides: {
+    database: { host?: string; port?: number; name?: string; user?: string };
+    storagePath?: string;
+    uploadsPath?: string;
+  };
+  backupMaxAgeHours: number;
+}
