@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import type { HostProfile } from '../config/types';
 import type { SecretProvider, SecretRequest } from '../core/secrets';
 import { LineSplitter, nullSink, type OutputSink } from '../core/sink';
-import { PGID_MARKER, withPgidReport } from '../remote/shellCommand';
+import { buildCommand, PGID_MARKER, withPgidReport } from '../remote/shellCommand';
 import { appendKnownHost, checkHostKey, fingerprintSha256, formatKnownHostsLine, keyTypeFromBlob } from './knownHosts';
 import { CancelledError, ChannelClosedError, HostKeyChangedError, HostKeyRejectedError, SshError } from './errors';
 
@@ -193,7 +193,7 @@ export class SshConnection {
     const kill =
       opts.killGroup ??
       (async (id: number, sig: 'TERM' | 'KILL') => {
-        await this.exec(`kill -${sig} -- -${id} 2>/dev/null || true`);
+        await this.exec(buildCommand({ or: [{ argv: ['kill', '-s', sig, '--', `-${id}`], discardStderr: true }, ['true']] }));
       });
     try {
       if (pgid === undefined) {

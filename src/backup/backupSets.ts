@@ -1,0 +1,132 @@
+/**
+ * Backup operations on a host: start a backup or verify job, list sets in one round trip, pin,
+ * prune and clean partial sets. Jobs are streamed by remote/jobs.
+ */
+import type { Discovery } from '../kadi/discovery';
+import { TOOL_VERSION } from '../core/version';
+import { checkAgent } from '../remote/agent';
+import { parseJobInfo, startJob, type JobInfo } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
+import { MANIFEST_FORMAT, parseSetListing, type Manifest, type SetListing } from './manifest';
+
+export interface BackupOptions {
+  filesMode?: 'tree' | 'archive';
+  /** Include a Redis snapshot (defaults to the profile's redis.enabled). */
+  redis?: boolean;
+  breakStaleLock?: boolean;
+}
+
+export class BackupRefusedError extends Error {}
+
+/** The key=value arguments of the agent's backup verb. */
+export function backupArgs(host: RemoteHost, d: Discovery, opts: BackupOptions): string[] {
+  const p = host.profile;
+  const f = d.facts;
+  if (f.pg.error) throw new BackupRefusedError(`Cannot back up ${p.name}: ${f.pg.error}`);
+  if (!f.pg.pgDump || !f.pg.pgRestore) {
+    throw new BackupRefusedError(
+      `Cannot back up ${p.name}: no pg_dump/pg_restore for PostgreSQL ${f.pg.serverMajor ?? '?'} on the host ` +
+        `(found: ${f.pg.installedPgDumps.join(', ') || 'none'}). Install postgresql-client-${f.pg.serverMajor ?? ''}.`,
+    );
+  }
+  if (!f.storagePath || !f.uploadsPath) throw new BackupRefusedError(`Cannot back up ${p.name}: STORAGE_PATH or MISC_UPLOADS_PATH unknown; set overrides in the host profile.`);
+  const redis = opts.redis ?? p.redis.enabled;
+  const filesMode = opts.filesMode ?? 'tree';
+  const base: Omit<Manifest, 'artifacts'> = {
+    formatVersion: MANIFEST_FORMAT,
+    toolVersion: TOOL_VERSION,
+    profile: p.name,
+    kadiVersion: f.kadiVersion,
+    alembicRevision: f.alembicRevision,
+    postgres: { serverVersionNum: f.pg.serverVersionNum, serverMajor: f.pg.serverMajor, pgDump: f.pg.pgDump },
+    database: f.database,
+    paths: { storage: f.storagePath, uploads: f.uploadsPath, kadiConfig: p.kadi.configFile },
+    options: { filesMode, redis },
+  };
+  const kv: Record<string, string> = {
+    backup_dir: p.backupDir,
+    pg_host: f.database.host,
+    pg_port: String(f.database.port),
+    pg_db: f.database.name,
+    pg_user: f.database.user,
+    psql: f.pg.psql ?? 'psql',
+    pg_dump: f.pg.pgDump,
+    pg_restore: f.pg.pgRestore,
+    storage_path: f.storagePath,
+    uploads_path: f.uploadsPath,
+    files_mode: filesMode,
+    redis: redis ? 'yes' : 'no',
+    redis_cli: p.redis.cli,
+    redis_port: String(p.redis.port),
+    redis_dump: p.redis.dumpPath,
+    kadi_config: p.kadi.configFile,
+    config_extra: f.oidcSigningKeys.join('\n'),
+    manifest_json: JSON.stringify(base),
+  };
+  return Object.entries(kv).map(([k, v]) => `${k}=${v}`);
+}
+
+export async function startBackup(host: RemoteHost, d: Discovery, opts: BackupOptions = {}): Promise<string> {
+  const args = backupArgs(host, d, opts);
+  return startJob(host, { kind: 'backup', verb: 'backup', args, secret: d.dbPassword.reveal() + '\n', breakStaleLock: opts.breakStaleLock });
+}
+
+export type VerifyLevel = 'quick' | 'deep';
+
+export async function startVerify(host: RemoteHost, d: Discovery, set: string, level: VerifyLevel = 'quick'): Promise<string> {
+  const f = d.facts;
+  if (!f.pg.pgRestore) throw new BackupRefusedError(`No pg_restore for PostgreSQL ${f.pg.serverMajor ?? '?'} on ${host.profile.name}.`);
+  const kv: Record<string, string> = {
+    backup_dir: host.profile.backupDir,
+    set,
+    level,
+    pg_restore: f.pg.pgRestore,
+    psql: f.pg.psql ?? 'psql',
+    pg_host: f.database.host,
+    pg_port: String(f.database.port),
+    pg_db: f.database.name,
+    pg_user: f.database.user,
+  };
+  return startJob(host, {
+    kind: 'verify',
+    verb: 'verify',
+    args: Object.entries(kv).map(([k, v]) => `${k}=${v}`),
+    secret: level === 'deep' ? d.dbPassword.reveal() + '\n' : '',
+  });
+}
+
+export async function startPrune(host: RemoteHost, sets: string[]): Promise<string> {
+  return startJob(host, { kind: 'prune', verb: 'prune', args: [host.profile.backupDir, ...sets] });
+}
+
+export async function listSets(host: RemoteHost): Promise<SetListing> {
+  const r = await checkAgent(host, `Listing backup sets in ${host.profile.backupDir}`, 'list-sets', [host.profile.backupDir]);
+  return parseSetListing(r.stdout);
+}
+
+export async function setPinned(host: RemoteHost, set: string, pinned: boolean): Promise<void> {
+  await checkAgent(host, `${pinned ? 'Pinning' : 'Unpinning'} ${set}`, pinned ? 'pin' : 'unpin', [host.profile.backupDir, set]);
+}
+
+export async function cleanPartials(host: RemoteHost, names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  await checkAgent(host, 'Removing partial sets', 'clean-partials', [host.profile.backupDir, ...names]);
+}
+
+export interface HostOverview extends SetListing {
+  jobs: JobInfo[];
+}
+
+/** Sets, partial sets and jobs of a host in one round trip (the tree's refresh). */
+export async function hostOverview(host: RemoteHost): Promise<HostOverview> {
+  const r = await checkAgent(host, `Reading ${host.profile.backupDir}`, 'overview', [host.profile.backupDir]);
+  const sep = r.stdout.indexOf('\n--- jobs\n');
+  if (sep < 0) throw new Error(`Unexpected overview output from ${host.profile.name}.`);
+  const listing = parseSetListing(r.stdout.slice(0, sep));
+  const jobs = r.stdout
+    .slice(sep + '\n--- jobs\n'.length)
+    .split('\n\n')
+    .filter((b) => b.trim())
+    .map(parseJobInfo);
+  return { ...listing, jobs };
+}

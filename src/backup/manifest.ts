@@ -1,0 +1,121 @@
+/** The backup set's manifest (written last on the host; a set without one is not a backup). */
+import type { SetStatus } from './retention';
+export const MANIFEST_FORMAT = 1;
+
+export interface ArtifactEntry {
+  name: string;
+  size: number;
+  sha256: string;
+  /** db.dump */
+  tocEntries?: number;
+  tables?: number;
+  rows?: number;
+  /** <tree>.files.jsonl: the per-file list of a copied tree */
+  tree?: string;
+  files?: number;
+  bytes?: number;
+  newFiles?: number;
+  newBytes?: number;
+  /** storage.tar.zst etc. */
+  archiveOf?: string;
+}
+
+export interface Manifest {
+  formatVersion: number;
+  toolVersion: string;
+  profile: string;
+  hostname?: string;
+  kadiVersion?: string;
+  alembicRevision?: string;
+  postgres: { serverVersionNum?: number; serverMajor?: number; pgDump?: string };
+  database: { host: string; port: number; name: string; user: string };
+  paths: { storage: string; uploads: string; kadiConfig: string };
+  options: { filesMode: 'tree' | 'archive'; redis: boolean };
+  startedAt?: string;
+  endedAt?: string;
+  previousSet?: string | null;
+  artifacts: ArtifactEntry[];
+  trees?: Record<string, { files: number; bytes: number; newFiles: number; newBytes: number }>;
+}
+
+export interface VerifyRecord {
+  level: 'quick' | 'deep';
+  ok: boolean;
+  problems: string[];
+  problemCount: number;
+  files: number;
+  bytes: number;
+  at: string;
+}
+
+export type { SetStatus };
+
+export interface BackupSet {
+  /** Directory name: the UTC timestamp, e.g. 2026-11-26T06-37-07Z. */
+  name: string;
+  time: Date;
+  manifest: Manifest;
+  verify: VerifyRecord | null;
+  pinned: boolean;
+  preRestore: boolean;
+  status: SetStatus;
+  /** Logical size: artifacts plus the trees' bytes. */
+  size: number;
+}
+
+export interface SetListing {
+  sets: BackupSet[];
+  partials: { name: string; job: string; mtime: number }[];
+  invalid: { name: string; reason: string }[];
+}
+
+/** "2026-11-26T06-37-07Z" → Date; undefined if the name is not a set timestamp. */
+export function setTime(name: string): Date | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})Z$/.exec(name);
+  return m ? new Date(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`) : undefined;
+}
+
+interface RawListing {
+  sets: { name: string; manifest: Manifest; verify: VerifyRecord | null; pinned: boolean; preRestore: boolean }[];
+  partials: SetListing['partials'];
+  invalid: SetListing['invalid'];
+}
+
+export function parseSetListing(json: string): SetListing {
+  const raw = JSON.parse(json) as RawListing;
+  const sets: BackupSet[] = [];
+  const invalid = [...raw.invalid];
+  for (const s of raw.sets) {
+    const time = setTime(s.name);
+    const problem = manifestProblem(s.manifest);
+    if (!time || problem) {
+      invalid.push({ name: s.name, reason: problem ?? 'name is not a timestamp' });
+      continue;
+    }
+    const size = s.manifest.artifacts.reduce((n, a) => n + a.size + (a.tree ? a.bytes ?? 0 : 0), 0);
+    const status: SetStatus = s.verify === null ? 'unverified' : s.verify.ok ? 'verified' : 'failed';
+    sets.push({ ...s, time, size, status });
+  }
+  sets.sort((a, b) => b.time.getTime() - a.time.getTime());
+  return { sets, partials: raw.partials, invalid };
+}
+
+/** Why a manifest cannot describe a good set, or undefined when it can. */
+export function manifestProblem(m: unknown): string | undefined {
+  if (typeof m !== 'object' || m === null) return 'manifest is not an object';
+  const x = m as Partial<Manifest>;
+  if (x.formatVersion !== MANIFEST_FORMAT) return `unsupported manifest format ${String(x.formatVersion)}`;
+  if (!Array.isArray(x.artifacts)) return 'manifest lists no artifacts';
+  const names = new Set(x.artifacts.map((a) => a.name));
+  if (!names.has('db.dump')) return 'manifest has no db.dump';
+  for (const a of x.artifacts) {
+    if (typeof a.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(a.sha256)) return `artifact ${a.name} has no valid sha256`;
+    if (typeof a.size !== 'number') return `artifact ${a.name} has no size`;
+    // A tree's file list may be empty (an instance without uploads); the dump and archives may not.
+    if (a.size <= 0 && !a.tree && a.name !== 'db.counts.tsv') return `artifact ${a.name} is empty`;
+  }
+  const hasTree = (t: string): boolean => names.has(`${t}.files.jsonl`) || [...names].some((n) => n.startsWith(`${t}.tar.`));
+  if (!hasTree('storage')) return 'manifest has no storage copy';
+  if (!hasTree('uploads')) return 'manifest has no uploads copy';
+  return undefined;
+}

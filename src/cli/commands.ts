@@ -1,0 +1,62 @@
+/** The CLI's verbs. Each takes a context and returns the process exit status. */
+import { discover, type HostFacts } from '../kadi/discovery';
+import { pickProfile, type CliCommand, type CliContext } from './context';
+import { jobCommands } from './jobCommands';
+
+function formatBytes(n: number | undefined): string {
+  if (n === undefined) return 'unknown';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function printFacts(ctx: CliContext, f: HostFacts): void {
+  const rows: [string, string][] = [
+    ['Host', `${f.profile} (${f.hostname ?? '?'}, running as ${f.remoteUser ?? '?'})`],
+    ['Kadi version', f.kadiVersion ?? 'unknown'],
+    ['Schema revision', f.alembicRevision ?? 'unknown'],
+    ['PostgreSQL server', f.pg.serverVersionNum ? `${f.pg.serverMajor} (${f.pg.serverVersionNum})` : `unreachable${f.pg.error ? ': ' + f.pg.error : ''}`],
+    ['pg_dump', f.pg.pgDump ?? 'none matching the server'],
+    ['Database', `${f.database.user}@${f.database.host}:${f.database.port}/${f.database.name}`],
+    ['STORAGE_PATH', f.storagePath || 'not set'],
+    ['MISC_UPLOADS_PATH', f.uploadsPath || 'not set'],
+    ['Backup directory', `${f.backupDir.path} (${f.backupDir.exists ? formatBytes(f.backupDir.freeBytes) + ' free' : 'missing'})`],
+    ['Tools', Object.entries(f.tools).map(([t, ok]) => (ok ? t : `no ${t}`)).join(', ')],
+  ];
+  for (const [k, v] of rows) ctx.out(`${k.padEnd(18)} ${v}`);
+  if (f.problems.length > 0) {
+    ctx.out('');
+    ctx.out('Problems:');
+    for (const p of f.problems) ctx.out(`  - ${p}`);
+  }
+}
+
+export const commands: Record<string, CliCommand> = {
+  hosts: {
+    args: '',
+    summary: 'list the configured hosts',
+    async run(ctx) {
+      if (ctx.json) ctx.out(JSON.stringify(ctx.profiles.map((p) => ({ name: p.name, ssh: `${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}`, runAs: p.runAs, backupDir: p.backupDir })), null, 2));
+      else for (const p of ctx.profiles) ctx.out(`${p.name.padEnd(20)} ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}  ${p.runAs === 'sudo' ? `(sudo -u ${p.kadi.user}) ` : ''}${p.backupDir}`);
+      return 0;
+    },
+  },
+  check: {
+    args: '<host>',
+    summary: 'connect, verify the host key, discover Kadi, PostgreSQL, paths and free disk',
+    async run(ctx) {
+      const profile = pickProfile(ctx, ctx.positionals[0]);
+      const host = await ctx.pool.get(profile);
+      const { facts } = await discover(host);
+      if (ctx.json) ctx.out(JSON.stringify(facts, null, 2));
+      else printFacts(ctx, facts);
+      return facts.problems.length === 0 ? 0 : 1;
+    },
+  },
+  ...jobCommands,
+};

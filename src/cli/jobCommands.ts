@@ -1,0 +1,187 @@
+/** CLI verbs that run or manage jobs and backup sets. */
+import { listSets, setPinned, startBackup, startPrune, startVerify, cleanPartials } from '../backup/backupSets';
+import type { BackupSet } from '../backup/manifest';
+import { applyRetention, type RetentionPolicy } from '../backup/retention';
+import { discover } from '../kadi/discovery';
+import { cancelJob, followJob, jobStatus, listJobs, type JobOutcome } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
+import type { OutputSink } from '../core/sink';
+import { stringFlag, UsageError } from './args';
+import { pickProfile, type CliCommand, type CliContext } from './context';
+
+function consoleSink(ctx: CliContext): OutputSink {
+  return {
+    lines(stream, lines) {
+      const text = lines.join('\n') + '\n';
+      if (stream === 'stdout' || stream === 'info') {
+        if (!ctx.json) process.stdout.write(text);
+      } else process.stderr.write(text);
+    },
+  };
+}
+
+async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0): Promise<JobOutcome> {
+  const profile = host.profile;
+  const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, offset, reconnect: () => ctx.pool.get(profile) });
+  const text = `Job ${id} ${outcome.result}${outcome.exitCode !== undefined && outcome.result === 'failed' ? ` (exit status ${outcome.exitCode})` : ''}.`;
+  if (ctx.json) ctx.out(JSON.stringify(outcome));
+  else ctx.err(text);
+  return outcome;
+}
+
+function exitCodeOf(o: JobOutcome): number {
+  return o.result === 'succeeded' ? 0 : o.result === 'cancelled' ? 130 : 1;
+}
+
+async function hostFor(ctx: CliContext): Promise<RemoteHost> {
+  return ctx.pool.get(pickProfile(ctx, ctx.positionals[0]));
+}
+
+function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
+  const name = ctx.positionals[1];
+  if (!name) throw new UsageError('Name a backup set (see `kadi-ops list <host>`), or "latest".');
+  const found = name === 'latest' ? sets[0] : sets.find((s) => s.name === name);
+  if (!found) throw new UsageError(`No complete backup set "${name}" on ${ctx.positionals[0]}.`);
+  return found;
+}
+
+function human(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+function intFlag(ctx: CliContext, name: string): number | undefined {
+  const v = stringFlag(ctx.args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number (got "${v}").`);
+  return Number(v);
+}
+
+export const jobCommands: Record<string, CliCommand> = {
+  backup: {
+    args: '<host> [--archive] [--redis]',
+    summary: 'make a complete, checksummed backup set (a job on the host)',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const d = await discover(host);
+      const id = await startBackup(host, d, { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock') });
+      ctx.err(`Backup job ${id} started on ${host.profile.name}.`);
+      return exitCodeOf(await follow(ctx, host, id));
+    },
+  },
+  list: {
+    args: '<host>',
+    summary: 'list backup sets (newest first) with size, status and Kadi version',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const listing = await listSets(host);
+      if (ctx.json) {
+        ctx.out(JSON.stringify(listing, null, 2));
+        return 0;
+      }
+      for (const s of listing.sets) {
+        const tags = [s.status, s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
+        ctx.out(`${s.name}  ${human(s.size).padStart(10)}  Kadi ${s.manifest.kadiVersion ?? '?'}  ${tags}`);
+      }
+      for (const p of listing.partials) ctx.out(`${p.name}  partial (job ${p.job}) — not a backup`);
+      for (const i of listing.invalid) ctx.out(`${i.name}  INVALID: ${i.reason}`);
+      if (listing.sets.length === 0) ctx.err(`No complete backup sets on ${host.profile.name}.`);
+      return 0;
+    },
+  },
+  verify: {
+    args: '<host> <set|latest> [--deep]',
+    summary: 'check every artifact and file against the manifest; --deep also restores to a scratch DB',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const set = setArg(ctx, (await listSets(host)).sets);
+      const d = await discover(host);
+      const id = await startVerify(host, d, set.name, ctx.args.flags.has('deep') ? 'deep' : 'quick');
+      return exitCodeOf(await follow(ctx, host, id));
+    },
+  },
+  prune: {
+    args: '<host> [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]',
+    summary: 'delete old sets by retention policy (never pinned or the newest verified set)',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const listing = await listSets(host);
+      const policy: RetentionPolicy = { keepLast: intFlag(ctx, 'keep-last'), keepDaily: intFlag(ctx, 'keep-daily'), keepWeekly: intFlag(ctx, 'keep-weekly'), keepMonthly: intFlag(ctx, 'keep-monthly'), minKeep: intFlag(ctx, 'min-keep') };
+      if (Object.values(policy).every((v) => v === undefined)) throw new UsageError('Give at least one --keep-* option.');
+      const plan = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), policy);
+      for (const k of plan.keep) ctx.out(`keep    ${k.id}  (${k.reasons.join(', ')})`);
+      for (const r of plan.remove) ctx.out(`delete  ${r.id}`);
+      if (ctx.args.flags.has('dry-run') || plan.remove.length === 0) return 0;
+      const id = await startPrune(host, plan.remove.map((r) => r.id));
+      return exitCodeOf(await follow(ctx, host, id));
+    },
+  },
+  pin: {
+    args: '<host> <set>',
+    summary: 'protect a set from pruning',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      await setPinned(host, setArg(ctx, (await listSets(host)).sets).name, true);
+      return 0;
+    },
+  },
+  unpin: {
+    args: '<host> <set>',
+    summary: 'let a set be pruned again',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      await setPinned(host, setArg(ctx, (await listSets(host)).sets).name, false);
+      return 0;
+    },
+  },
+  'clean-partials': {
+    args: '<host>',
+    summary: 'remove partial sets left by jobs that died',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const { partials } = await listSets(host);
+      await cleanPartials(host, partials.map((p) => p.name));
+      ctx.err(`Removed ${partials.length} partial set(s).`);
+      return 0;
+    },
+  },
+  jobs: {
+    args: '<host>',
+    summary: 'list running and recent jobs',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const jobs = await listJobs(host);
+      if (ctx.json) ctx.out(JSON.stringify(jobs, null, 2));
+      else for (const j of jobs) ctx.out(`${j.id}  ${j.kind.padEnd(8)} ${j.state === 'finished' ? `exit ${j.status}` : j.state}  by ${j.operator}@${j.client} since ${j.started}`);
+      return 0;
+    },
+  },
+  attach: {
+    args: '<host> <job>',
+    summary: 'stream a job from the start of its log and report how it ended',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const id = ctx.positionals[1];
+      if (!id) throw new UsageError('Name a job (see `kadi-ops jobs <host>`).');
+      await jobStatus(host, id);
+      return exitCodeOf(await follow(ctx, host, id));
+    },
+  },
+  cancel: {
+    args: '<host> <job>',
+    summary: 'stop a job: TERM, then KILL after a grace period; partial output is removed',
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      const id = ctx.positionals[1];
+      if (!id) throw new UsageError('Name a job (see `kadi-ops jobs <host>`).');
+      const status = await cancelJob(host, id);
+      ctx.err(`Job ${id}: ${status}.`);
+      return 0;
+    },
+  },
+};

@@ -1,0 +1,134 @@
+/**
+ * What a Kadi host is: version, schema revision, database coordinates, storage paths, the
+ * PostgreSQL server and the matching client tools, backup disk space. `kadi utils config` output
+ * contains secrets; it is collected in memory only and parsed into a config whose password is a
+ * Secret, never sent to a sink.
+ */
+import type { HostProfile } from '../config/types';
+import { Secret } from '../core/secret';
+import { parseKadiConfig } from './outputParsers';
+import { parseKeyValues, runAgent } from '../remote/agent';
+import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
+
+export interface DatabaseTarget {
+  host: string;
+  port: number;
+  name: string;
+  user: string;
+}
+
+export interface HostFacts {
+  profile: string;
+  hostname?: string;
+  remoteUser?: string;
+  kadiVersion?: string;
+  alembicRevision?: string;
+  database: DatabaseTarget;
+  storagePath: string;
+  uploadsPath: string;
+  oidcSigningKeys: string[];
+  pg: {
+    serverVersionNum?: number;
+    serverMajor?: number;
+    psql?: string;
+    pgDump?: string;
+    pgRestore?: string;
+    installedPgDumps: string[];
+    error?: string;
+  };
+  backupDir: { path: string; exists: boolean; freeBytes?: number; sizeBytes?: number };
+  tools: Record<string, boolean>;
+  /** Things that stop backups or restores from working, each a full sentence. */
+  problems: string[];
+}
+
+export interface Discovery {
+  facts: HostFacts;
+  /** The database password; only ever written to a remote passfile through stdin. */
+  dbPassword: Secret;
+}
+
+/** Environment-prefixed kadi CLI argv (KADI_CONFIG_FILE as an env assignment via `env`). */
+export function kadiArgv(profile: HostProfile, ...args: string[]): string[] {
+  return ['env', `KADI_CONFIG_FILE=${profile.kadi.configFile}`, profile.kadi.cli, ...args];
+}
+
+export async function discover(host: RemoteHost): Promise<Discovery> {
+  const profile = host.profile;
+  const cfgResult = await host.run(kadiArgv(profile, 'utils', 'config'));
+  if (cfgResult.code !== 0) {
+    // Only the last line: a traceback's tail names the problem without echoing config values.
+    const last = (cfgResult.stderr || cfgResult.stdout).trim().split('\n').at(-1) ?? '';
+    throw new RemoteCommandError(`Reading the Kadi configuration with "${profile.kadi.cli} utils config" (KADI_CONFIG_FILE=${profile.kadi.configFile})`, {
+      ...cfgResult,
+      stdout: '',
+      stderr: last,
+    });
+  }
+  const config = parseKadiConfig(cfgResult.stdout);
+  const o = profile.overrides;
+  const database: DatabaseTarget = {
+    host: o.database.host ?? config.database?.host ?? 'localhost',
+    port: o.database.port ?? config.database?.port ?? 5432,
+    name: o.database.name ?? config.database?.name ?? 'kadi',
+    user: o.database.user ?? config.database?.user ?? 'kadi',
+  };
+  const dbPassword = config.database?.password ?? new Secret('');
+  const storagePath = o.storagePath ?? config.storagePath ?? '';
+  const uploadsPath = o.uploadsPath ?? config.uploadsPath ?? '';
+
+  const r = await runAgent(host, 'facts', [profile.kadi.cli, profile.kadi.configFile, profile.backupDir, database.host, String(database.port), database.name, database.user], {
+    stdin: dbPassword.reveal() + '\n',
+  });
+  if (r.code !== 0) throw new RemoteCommandError('Collecting host facts', r);
+  const kv = parseKeyValues(r.stdout);
+  const num = kv.get('pg_server_version_num');
+  const facts: HostFacts = {
+    profile: profile.name,
+    hostname: kv.get('hostname'),
+    remoteUser: kv.get('remote_user'),
+    kadiVersion: kv.get('kadi_version'),
+    alembicRevision: kv.get('alembic_revision'),
+    database,
+    storagePath,
+    uploadsPath,
+    oidcSigningKeys: config.oidcSigningKeys ?? [],
+    pg: {
+      serverVersionNum: num ? Number(num) : undefined,
+      serverMajor: kv.get('pg_server_major') ? Number(kv.get('pg_server_major')) : undefined,
+      psql: kv.get('psql') || undefined,
+      pgDump: kv.get('pg_dump') || undefined,
+      pgRestore: kv.get('pg_restore') || undefined,
+      installedPgDumps: kv.all('pg_dump_available'),
+      error: kv.get('pg_error'),
+    },
+    backupDir: {
+      path: profile.backupDir,
+      exists: kv.get('backup_dir_exists') === 'yes',
+      freeBytes: kbToBytes(kv.get('backup_free_kb')),
+      sizeBytes: kbToBytes(kv.get('backup_fs_size_kb')),
+    },
+    tools: Object.fromEntries(['rsync', 'zstd', 'pigz', 'gzip', 'tar', 'sha256sum', 'flock', 'setsid'].map((t) => [t, kv.get(`tool_${t}`) === 'yes'])),
+    problems: [],
+  };
+  facts.problems = findProblems(facts);
+  return { facts, dbPassword };
+}
+
+function kbToBytes(v: string | undefined): number | undefined {
+  return v === undefined || v === '' ? undefined : Number(v) * 1024;
+}
+
+function findProblems(f: HostFacts): string[] {
+  const p: string[] = [];
+  if (!f.kadiVersion) p.push('The kadi CLI did not report its version.');
+  if (f.pg.error) p.push(`PostgreSQL is not reachable as ${f.database.user}@${f.database.host}:${f.database.port}/${f.database.name}: ${f.pg.error}`);
+  else if (f.pg.serverMajor !== undefined && !f.pg.pgDump) {
+    p.push(`No pg_dump for PostgreSQL ${f.pg.serverMajor} on the host (looked in /usr/lib/postgresql/${f.pg.serverMajor}/bin and PATH); install postgresql-client-${f.pg.serverMajor}.`);
+  }
+  if (!f.storagePath) p.push('STORAGE_PATH is not set in the Kadi configuration and not overridden.');
+  if (!f.uploadsPath) p.push('MISC_UPLOADS_PATH is not set in the Kadi configuration and not overridden.');
+  if (!f.backupDir.exists) p.push(`Backup directory ${f.backupDir.path} does not exist.`);
+  for (const t of ['tar', 'sha256sum', 'flock', 'setsid']) if (!f.tools[t]) p.push(`Required tool "${t}" is missing on the host.`);
+  return p;
+}

@@ -1,0 +1,86 @@
+/**
+ * The host agent: a static bash script (kadi-ops-agent.sh) installed once per content hash under
+ * <backupDir>/.kadi-ops/agent/ and invoked with quoted arguments. Long, careful shell lives in
+ * one reviewed file instead of being assembled from strings in TypeScript.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ExecResult } from '../ssh/connection';
+import type { RemoteHost, RunOptions } from './remoteHost';
+import { RemoteCommandError } from './remoteHost';
+
+const AGENT_FILE = 'kadi-ops-agent.sh';
+let cachedScript: string | undefined;
+
+/** The agent's text; found next to the bundle (dist/) or in the source tree (tests). */
+export function agentScript(): string {
+  if (cachedScript !== undefined) return cachedScript;
+  const candidates = [path.join(__dirname, AGENT_FILE), path.join(__dirname, '..', '..', '..', 'src', 'remote', AGENT_FILE), path.join(__dirname, '..', 'src', 'remote', AGENT_FILE)];
+  for (const c of candidates) {
+    if (fs.existsSync(c)) return (cachedScript = fs.readFileSync(c, 'utf8'));
+  }
+  throw new Error(`${AGENT_FILE} not found next to ${__dirname}`);
+}
+
+export function agentHash(): string {
+  return createHash('sha256').update(agentScript()).digest('hex').slice(0, 16);
+}
+
+export function stateDir(backupDir: string): string {
+  return path.posix.join(backupDir, '.kadi-ops');
+}
+
+export function agentPath(backupDir: string): string {
+  return path.posix.join(stateDir(backupDir), 'agent', `kadi-ops-agent-${agentHash()}.sh`);
+}
+
+const installed = new WeakSet<RemoteHost>();
+
+/** Installs the agent if this content hash is not on the host yet (one round trip). */
+export async function ensureAgent(host: RemoteHost): Promise<string> {
+  const target = agentPath(host.profile.backupDir);
+  if (installed.has(host)) return target;
+  const dir = path.posix.dirname(target);
+  const state = stateDir(host.profile.backupDir);
+  const tmp = `${target}.tmp`;
+  await host.check(`Installing the Kadi Ops agent in ${dir}`, {
+    or: [
+      { argv: ['test', '-f', target] },
+      {
+        and: [
+          { argv: ['mkdir', '-p', dir] },
+          { argv: ['chmod', '700', state, dir] },
+          { argv: ['cat'], stdoutTo: tmp },
+          { argv: ['mv', tmp, target] },
+        ],
+      },
+    ],
+  }, { stdin: agentScript() });
+  installed.add(host);
+  return target;
+}
+
+/** Runs one agent verb. */
+export async function runAgent(host: RemoteHost, verb: string, args: string[], opts: RunOptions = {}): Promise<ExecResult> {
+  const script = await ensureAgent(host);
+  return host.run(['bash', script, verb, ...args], opts);
+}
+
+export async function checkAgent(host: RemoteHost, what: string, verb: string, args: string[], opts: RunOptions = {}): Promise<ExecResult> {
+  const result = await runAgent(host, verb, args, opts);
+  if (result.code !== 0) throw new RemoteCommandError(what, result);
+  return result;
+}
+
+/** Parses `key=value` lines; repeated keys collect into arrays via `all`. */
+export function parseKeyValues(text: string): { get(key: string): string | undefined; all(key: string): string[] } {
+  const map = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const i = line.indexOf('=');
+    if (i <= 0 || !/^[a-z_][a-z0-9_]*$/.test(line.slice(0, i))) continue;
+    const k = line.slice(0, i);
+    map.set(k, [...(map.get(k) ?? []), line.slice(i + 1)]);
+  }
+  return { get: (k) => map.get(k)?.at(-1), all: (k) => map.get(k) ?? [] };
+}

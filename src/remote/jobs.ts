@@ -1,0 +1,223 @@
+/**
+ * Detached jobs on the host. A job runs in its own process group under the instance lock, writes
+ * its output to a log and its exit status to a file; the client streams the log from a byte
+ * offset, so it can re-attach after a dropped connection or a restart and read the outcome of a
+ * job that finished while nobody watched.
+ */
+import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
+import type { OutputSink } from '../core/sink';
+import { CancelledError, SshError } from '../ssh/errors';
+import { checkAgent, parseKeyValues, runAgent } from './agent';
+import { RemoteCommandError, type RemoteHost } from './remoteHost';
+
+export type JobState = 'running' | 'finished' | 'died';
+
+export interface JobInfo {
+  id: string;
+  kind: string;
+  operator: string;
+  client: string;
+  started: string;
+  command: string;
+  state: JobState;
+  /** Exit status as recorded by the job ("0", "1", "cancelled"), empty while running. */
+  status: string;
+  logBytes: number;
+  /** Unix time the status was written. */
+  finishedAt?: number;
+}
+
+export type JobResult = 'succeeded' | 'failed' | 'cancelled' | 'died';
+
+export interface JobOutcome {
+  id: string;
+  result: JobResult;
+  exitCode?: number;
+  /** Bytes of the log read so far (to re-attach from). */
+  offset: number;
+}
+
+export interface LockHolder {
+  job?: string;
+  kind?: string;
+  operator?: string;
+  client?: string;
+  started?: string;
+  pid?: string;
+}
+
+export class LockBusyError extends Error {
+  constructor(readonly hostName: string, readonly holder: LockHolder, readonly stale: boolean) {
+    super(
+      stale
+        ? `The Kadi Ops lock on ${hostName} is held by a job whose process is gone (${describeHolder(holder)}). ` +
+            `Check the host, then break the lock explicitly (--break-stale-lock).`
+        : `Another Kadi Ops job is running on ${hostName}: ${describeHolder(holder)}.`,
+    );
+    this.name = 'LockBusyError';
+  }
+}
+
+export function describeHolder(h: LockHolder): string {
+  return `${h.kind ?? 'job'} ${h.job ?? '?'} by ${h.operator ?? '?'}@${h.client ?? '?'} since ${h.started ?? '?'}`;
+}
+
+export interface StartJobOptions {
+  kind: string;
+  verb: string;
+  args: string[];
+  /** Stdin of the launch: the job reads it from a 0600 file (database password). */
+  secret?: string;
+  breakStaleLock?: boolean;
+  operator?: string;
+  client?: string;
+}
+
+export function newJobId(now = new Date()): string {
+  const ts = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${ts}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function startJob(host: RemoteHost, opts: StartJobOptions): Promise<string> {
+  const id = newJobId();
+  const operator = opts.operator ?? safeUser();
+  const client = opts.client ?? os.hostname();
+  const r = await runAgent(host, 'job-start', [host.profile.backupDir, id, opts.kind, operator, client, opts.breakStaleLock ? 'yes' : 'no', opts.verb, ...opts.args], {
+    stdin: opts.secret ?? '',
+  });
+  const kv = parseKeyValues(r.stdout);
+  if (r.code === 75) {
+    const holder: LockHolder = { job: kv.get('holder_job'), kind: kv.get('holder_kind'), operator: kv.get('holder_operator'), client: kv.get('holder_client'), started: kv.get('holder_started'), pid: kv.get('holder_pid') };
+    throw new LockBusyError(host.profile.name, holder, kv.get('lock') === 'stale');
+  }
+  if (r.code !== 0 || kv.get('job') !== id) throw new RemoteCommandError(`Starting ${opts.kind} job on ${host.profile.name}`, r);
+  return id;
+}
+
+function safeUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? 'unknown';
+  }
+}
+
+export function parseJobInfo(text: string): JobInfo {
+  const kv = parseKeyValues(text);
+  const finished = kv.get('finished');
+  return {
+    id: kv.get('meta_id') ?? '',
+    kind: kv.get('meta_kind') ?? '',
+    operator: kv.get('meta_operator') ?? '',
+    client: kv.get('meta_client') ?? '',
+    started: kv.get('meta_started') ?? '',
+    command: kv.get('meta_command') ?? '',
+    state: (kv.get('state') as JobState) ?? 'died',
+    status: kv.get('status') ?? '',
+    logBytes: Number(kv.get('log_bytes') ?? 0),
+    finishedAt: finished ? Number(finished) : undefined,
+  };
+}
+
+export async function jobStatus(host: RemoteHost, id: string): Promise<JobInfo> {
+  const r = await checkAgent(host, `Reading job ${id}`, 'job-status', [host.profile.backupDir, id]);
+  return parseJobInfo(r.stdout);
+}
+
+export async function listJobs(host: RemoteHost): Promise<JobInfo[]> {
+  const r = await checkAgent(host, 'Listing jobs', 'job-list', [host.profile.backupDir]);
+  return r.stdout
+    .split('\n\n')
+    .filter((block) => block.trim())
+    .map(parseJobInfo);
+}
+
+export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10): Promise<string> {
+  const r = await checkAgent(host, `Cancelling job ${id}`, 'job-cancel', [host.profile.backupDir, id, String(graceSeconds)]);
+  const kv = parseKeyValues(r.stdout);
+  return kv.get('status') ?? kv.get('already') ?? '';
+}
+
+export function outcomeOf(info: JobInfo, offset: number): JobOutcome {
+  if (info.state === 'died') return { id: info.id, result: 'died', offset };
+  if (info.status === 'cancelled') return { id: info.id, result: 'cancelled', offset };
+  const code = Number(info.status);
+  return { id: info.id, result: code === 0 ? 'succeeded' : 'failed', exitCode: code, offset };
+}
+
+export interface FollowOptions {
+  sink: OutputSink;
+  signal?: AbortSignal;
+  /** Byte offset in the log to continue from (0 for the start). */
+  offset?: number;
+  /** Gets a live host after the connection dropped; without it a drop ends the follow with an error. */
+  reconnect?: () => Promise<RemoteHost>;
+  /** How long to keep trying to reconnect (ms). */
+  reconnectForMs?: number;
+  /** Called with lines of the log as they arrive (e.g. for progress parsing). */
+  onLine?: (line: string) => void;
+}
+
+/**
+ * Streams a job's log until it ends and returns its outcome. A dropped connection is retried
+ * (the job keeps running on the host) and the stream continues at the byte it stopped at.
+ * Aborting the signal cancels the job on the host and waits for it to finish its cleanup.
+ */
+export async function followJob(host: RemoteHost, id: string, opts: FollowOptions): Promise<JobOutcome> {
+  let offset = opts.offset ?? 0;
+  // none → requested (abort seen, tail stopped) → done (cancel sent; follow to the end unaborted)
+  const state: { cancel: 'none' | 'requested' | 'done' } = { cancel: 'none' };
+  const tailAbort = new AbortController();
+  const onAbort = (): void => {
+    if (state.cancel === 'none') state.cancel = 'requested';
+    tailAbort.abort();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+  const countingSink: OutputSink = {
+    lines(stream, lines) {
+      if (stream === 'stdout') {
+        for (const l of lines) {
+          offset += Buffer.byteLength(l) + 1;
+          opts.onLine?.(l);
+        }
+      }
+      opts.sink.lines(stream, lines);
+    },
+  };
+  let deadline = 0;
+  try {
+    for (;;) {
+      try {
+        if (state.cancel === 'requested') {
+          opts.sink.lines('warn', [`Cancelling job ${id} on ${host.profile.name}…`]);
+          await cancelJob(host, id);
+          state.cancel = 'done';
+        }
+        const tail = await runAgent(host, 'job-tail', [host.profile.backupDir, id, String(offset)], { sink: countingSink, signal: state.cancel === 'none' ? tailAbort.signal : undefined });
+        if (tail.code !== 0) throw new RemoteCommandError(`Following job ${id}`, tail);
+        const info = await jobStatus(host, id);
+        if (info.state === 'running') continue;
+        if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
+        return outcomeOf(info, offset);
+      } catch (e) {
+        if (e instanceof CancelledError) continue; // the abort handler asked for a cancel; loop does it
+        if (!(e instanceof SshError) || !opts.reconnect) throw e;
+        if (deadline === 0) deadline = Date.now() + (opts.reconnectForMs ?? 120_000);
+        if (Date.now() > deadline) throw e;
+        opts.sink.lines('warn', [`Connection to ${host.profile.name} lost (${e.message}); the job keeps running there. Reconnecting…`]);
+        await new Promise((r) => setTimeout(r, 1000));
+        try {
+          host = await opts.reconnect();
+          opts.sink.lines('info', [`Reconnected; continuing job ${id} from byte ${offset}.`]);
+          deadline = 0;
+        } catch {
+          /* try again until the deadline */
+        }
+      }
+    }
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}

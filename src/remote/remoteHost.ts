@@ -1,0 +1,95 @@
+/**
+ * Runs commands on a host as the Kadi user: directly when the profile logs in as that user, or
+ * through `sudo -u kadi` from an operator account. A sudo password, when one is needed, is fed on
+ * stdin (`sudo -S -k`, so it is always consumed by sudo and never reaches the command).
+ */
+import type { HostProfile } from '../config/types';
+import type { SecretProvider, SecretRequest } from '../core/secrets';
+import type { OutputSink } from '../core/sink';
+import type { ExecResult, SshConnection } from '../ssh/connection';
+import { buildCommand, shellArgv, type ShellNode } from './shellCommand';
+
+export interface RunOptions {
+  sink?: OutputSink;
+  stdin?: string | Buffer;
+  signal?: AbortSignal;
+  collectLimit?: number;
+}
+
+export class RemoteCommandError extends Error {
+  constructor(readonly what: string, readonly result: ExecResult) {
+    const detail = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
+    super(`${what} failed with exit status ${result.code}${detail ? `:\n${detail}` : '.'}`);
+    this.name = 'RemoteCommandError';
+  }
+}
+
+export class RemoteHost {
+  /** undefined until the first sudo run tells whether a password is needed. */
+  private sudoNeedsPassword: boolean | undefined;
+
+  constructor(readonly connection: SshConnection, private readonly secrets: SecretProvider) {}
+
+  get profile(): HostProfile {
+    return this.connection.profile;
+  }
+
+  /** The exact shell line sent for a command, for display ("the operator sees what runs"). */
+  describe(node: ShellNode | string[]): string {
+    return this.wrap(node, false);
+  }
+
+  async run(node: ShellNode | string[], opts: RunOptions = {}): Promise<ExecResult> {
+    const killGroup = (pgid: number, sig: 'TERM' | 'KILL'): Promise<void> => this.killGroup(pgid, sig);
+    if (this.profile.runAs === 'direct') {
+      return this.connection.exec(buildCommand(node), { ...opts, killGroup });
+    }
+    if (this.sudoNeedsPassword !== true) {
+      const result = await this.connection.exec(this.wrap(node, false), { ...opts, killGroup });
+      if (!(result.code === 1 && /a password is required/.test(result.stderr))) {
+        this.sudoNeedsPassword = false;
+        return result;
+      }
+      this.sudoNeedsPassword = true;
+    }
+    const req: SecretRequest = {
+      kind: 'sudo',
+      host: this.profile.name,
+      subject: `${this.profile.ssh.user}@${this.profile.ssh.hostName}`,
+      prompt: `sudo password of ${this.profile.ssh.user} on ${this.profile.name}`,
+    };
+    const password = await this.secrets.get(req);
+    if (password === undefined) throw new Error(`sudo on ${this.profile.name} needs a password and none was given.`);
+    const stdin = Buffer.concat([Buffer.from(password + '\n'), toBuffer(opts.stdin)]);
+    const result = await this.connection.exec(this.wrap(node, true), { ...opts, stdin, killGroup });
+    if (result.code === 1 && /incorrect password|Sorry, try again/.test(result.stderr)) {
+      await this.secrets.reject?.(req);
+      throw new Error(`sudo on ${this.profile.name} rejected the password.`);
+    }
+    await this.secrets.confirm?.(req, password);
+    return result;
+  }
+
+  /** Like run, but a non-zero exit status is an error naming what failed. */
+  async check(what: string, node: ShellNode | string[], opts: RunOptions = {}): Promise<ExecResult> {
+    const result = await this.run(node, opts);
+    if (result.code !== 0) throw new RemoteCommandError(what, result);
+    return result;
+  }
+
+  private wrap(node: ShellNode | string[], withPassword: boolean): string {
+    if (this.profile.runAs === 'direct') return buildCommand(node);
+    const sudo = withPassword ? ['sudo', '-S', '-k', '-p', '', '-H', '-u', this.profile.kadi.user, '--'] : ['sudo', '-n', '-H', '-u', this.profile.kadi.user, '--'];
+    return buildCommand([...sudo, ...shellArgv(node)]);
+  }
+
+  private async killGroup(pgid: number, sig: 'TERM' | 'KILL'): Promise<void> {
+    // Signalled as the Kadi user: the group's commands run as that user, not as the login user.
+    await this.run({ or: [{ argv: ['kill', '-s', sig, '--', `-${pgid}`], discardStderr: true }, ['true']] });
+  }
+}
+
+function toBuffer(b: string | Buffer | undefined): Buffer {
+  if (b === undefined) return Buffer.alloc(0);
+  return typeof b === 'string' ? Buffer.from(b) : b;
+}

@@ -1,0 +1,94 @@
+/** Wires the core to VS Code: tree, commands, output channels, secrets and host-key prompts. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { listSshConfigHosts } from '../config/hostProfiles';
+import { discover } from '../kadi/discovery';
+import { ConnectionPool } from '../remote/connectionPool';
+import { HostKeyDialog } from './hostKeyDialog';
+import { pickHost, registerBackupCommands } from './backupCommands';
+import { HostsTreeProvider, type TreeNode } from './hostsTree';
+import { JobStatusBar } from './jobUi';
+import { HostOutputs } from './outputChannels';
+import { loadProfilesFromSettings } from './settings';
+import { VscodeSecrets } from './vscodeSecrets';
+
+export interface KadiOpsApi {
+  /** For the extension-host tests: the tree provider and the host outputs. */
+  tree: HostsTreeProvider;
+  outputs: HostOutputs;
+  pool: ConnectionPool;
+}
+
+export function activate(context: vscode.ExtensionContext): KadiOpsApi {
+  const outputs = new HostOutputs();
+  const secrets = new VscodeSecrets(context.secrets);
+  const pool = new ConnectionPool({ secrets, hostKeys: new HostKeyDialog(), log: (m) => outputs.channel('connections').info(m) });
+  const tree = new HostsTreeProvider(loadProfilesFromSettings, pool);
+  const view = vscode.window.createTreeView('kadiOps.hosts', { treeDataProvider: tree, showCollapseAll: true });
+  const bar = new JobStatusBar();
+  const deps = { pool, outputs, tree, bar };
+
+  context.subscriptions.push(
+    outputs,
+    view,
+    bar,
+    ...registerBackupCommands(deps),
+    { dispose: () => pool.closeAll() },
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('kadiOps')) tree.refresh();
+    }),
+    vscode.commands.registerCommand('kadiOps.refresh', (node?: TreeNode) => tree.refresh(node && 'profile' in node ? node.profile?.name : undefined)),
+    vscode.commands.registerCommand('kadiOps.editHosts', () => vscode.commands.executeCommand('workbench.action.openSettingsJson', { revealSetting: { key: 'kadiOps.hosts', edit: true } })),
+    vscode.commands.registerCommand('kadiOps.showOutput', async (node?: TreeNode) => {
+      const p = await pickHost(deps, node);
+      if (p) outputs.channel(p.name).show(true);
+    }),
+    vscode.commands.registerCommand('kadiOps.checkHost', async (node?: TreeNode) => {
+      const profile = await pickHost(deps, node);
+      if (!profile) return;
+      const channel = outputs.channel(profile.name);
+      try {
+        const facts = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Checking ${profile.name}…` }, async () => {
+          const host = await pool.get(profile);
+          return (await discover(host)).facts;
+        });
+        channel.info(`Check of ${profile.name}: Kadi ${facts.kadiVersion ?? '?'}, schema ${facts.alembicRevision ?? '?'}, PostgreSQL ${facts.pg.serverMajor ?? '?'}, storage ${facts.storagePath}, uploads ${facts.uploadsPath}`);
+        for (const p of facts.problems) channel.warn(p);
+        if (facts.problems.length === 0) void vscode.window.showInformationMessage(`${profile.name}: Kadi ${facts.kadiVersion}, PostgreSQL ${facts.pg.serverMajor}, all checks passed.`);
+        else void showError(`${profile.name}: ${facts.problems.length} problem(s) found.`, channel);
+      } catch (e) {
+        channel.error((e as Error).message);
+        void showError(`${profile.name}: ${(e as Error).message}`, channel);
+      }
+    }),
+    vscode.commands.registerCommand('kadiOps.addHost', async () => {
+      const sshConfig = path.join(os.homedir(), '.ssh', 'config');
+      const aliases = fs.existsSync(sshConfig) ? listSshConfigHosts(fs.readFileSync(sshConfig, 'utf8')) : [];
+      const alias = aliases.length
+        ? (await vscode.window.showQuickPick([...aliases, '$(edit) Other host…'], { title: 'Add Kadi host', placeHolder: 'Host from ~/.ssh/config' }))
+        : '$(edit) Other host…';
+      if (!alias) return;
+      const target = alias.startsWith('$(edit)') ? await vscode.window.showInputBox({ title: 'Add Kadi host', prompt: 'SSH target (host name or ~/.ssh/config alias)', ignoreFocusOut: true }) : alias;
+      if (!target) return;
+      const name = await vscode.window.showInputBox({ title: 'Add Kadi host', prompt: 'A short unique name for this Kadi host', value: target.split('.')[0], ignoreFocusOut: true });
+      if (!name) return;
+      const config = vscode.workspace.getConfiguration('kadiOps');
+      const hosts = [...(config.inspect<unknown[]>('hosts')?.globalValue ?? [])];
+      hosts.push({ name, ssh: { host: target } });
+      await config.update('hosts', hosts, vscode.ConfigurationTarget.Global);
+      tree.refresh();
+    }),
+  );
+  return { tree, outputs, pool };
+}
+
+async function showError(message: string, channel: vscode.LogOutputChannel): Promise<void> {
+  const choice = await vscode.window.showErrorMessage(message, 'Show output');
+  if (choice) channel.show(true);
+}
+
+export function deactivate(): void {
+  /* subscriptions dispose everything */
+}

@@ -1,0 +1,199 @@
+/**
+ * The Kadi Hosts tree as plain data: which nodes exist, their labels, descriptions, tooltips and
+ * context tags. No `vscode` import, so it is unit-tested in Node; hostsTree.ts maps it to TreeItems.
+ */
+import type { HostOverview } from '../backup/backupSets';
+import type { ArtifactEntry, BackupSet } from '../backup/manifest';
+import type { HostProfile } from '../config/types';
+import type { JobInfo } from '../remote/jobs';
+
+export interface HostState {
+  /** undefined: never loaded; otherwise the last overview. */
+  overview?: HostOverview;
+  error?: string;
+  loading?: boolean;
+  kadiVersion?: string;
+}
+
+export type ModelNode =
+  | { kind: 'host'; profile: HostProfile; state: HostState }
+  | { kind: 'group'; group: 'backups' | 'jobs' | 'partials'; profile: HostProfile; state: HostState }
+  | { kind: 'set'; profile: HostProfile; set: BackupSet }
+  | { kind: 'artifact'; profile: HostProfile; set: BackupSet; artifact: ArtifactEntry }
+  | { kind: 'job'; profile: HostProfile; job: JobInfo }
+  | { kind: 'partial'; profile: HostProfile; name: string; job: string }
+  | { kind: 'message'; text: string; severity: 'info' | 'error'; profile?: HostProfile };
+
+export interface NodeView {
+  label: string;
+  description?: string;
+  tooltip?: string;
+  icon: string;
+  /** ThemeColor id for the icon, e.g. problemsWarningIcon.foreground. */
+  color?: string;
+  contextValue: string;
+  collapsible: boolean;
+  id?: string;
+}
+
+export function formatBytes(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+export function formatAge(ms: number): string {
+  const m = Math.max(0, Math.round(ms / 60000));
+  if (m < 60) return `${m} min`;
+  const h = Math.round(m / 60);
+  if (h < 48) return `${h} h`;
+  return `${Math.round(h / 24)} d`;
+}
+
+/** Newest set that is not known to be bad. */
+export function lastGoodSet(o: HostOverview | undefined): BackupSet | undefined {
+  return o?.sets.find((s) => s.status !== 'failed');
+}
+
+export function runningJob(o: HostOverview | undefined): JobInfo | undefined {
+  return o?.jobs.find((j) => j.state === 'running');
+}
+
+export function childrenOf(node: ModelNode): ModelNode[] {
+  switch (node.kind) {
+    case 'host': {
+      const { state, profile } = node;
+      if (state.error) return [{ kind: 'message', text: state.error, severity: 'error', profile }];
+      if (!state.overview) return [];
+      const groups: ModelNode[] = [
+        { kind: 'group', group: 'backups', profile, state },
+        { kind: 'group', group: 'jobs', profile, state },
+      ];
+      if (state.overview.partials.length > 0) groups.push({ kind: 'group', group: 'partials', profile, state });
+      return groups;
+    }
+    case 'group': {
+      const o = node.state.overview;
+      if (!o) return [];
+      if (node.group === 'backups') {
+        if (o.sets.length === 0) return [{ kind: 'message', text: 'No backups yet', severity: 'info', profile: node.profile }];
+        return o.sets.map((set) => ({ kind: 'set', profile: node.profile, set }));
+      }
+      if (node.group === 'jobs') return o.jobs.slice(0, 20).map((job) => ({ kind: 'job', profile: node.profile, job }));
+      return o.partials.map((p) => ({ kind: 'partial', profile: node.profile, name: p.name, job: p.job }));
+    }
+    case 'set':
+      return node.set.manifest.artifacts.map((artifact) => ({ kind: 'artifact', profile: node.profile, set: node.set, artifact }));
+    default:
+      return [];
+  }
+}
+
+export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
+  switch (node.kind) {
+    case 'host':
+      return hostView(node.profile, node.state, now);
+    case 'group': {
+      const o = node.state.overview;
+      const label = { backups: 'Backups', jobs: 'Jobs', partials: 'Partial sets' }[node.group];
+      const count = node.group === 'backups' ? o?.sets.length : node.group === 'jobs' ? o?.jobs.length : o?.partials.length;
+      return { label, description: count !== undefined ? String(count) : undefined, icon: { backups: 'archive', jobs: 'server-process', partials: 'warning' }[node.group], contextValue: `group;${node.group};`, collapsible: true, id: `${node.profile.name}/${node.group}` };
+    }
+    case 'set':
+      return setView(node.profile, node.set, now);
+    case 'artifact': {
+      const a = node.artifact;
+      const kind = a.name === 'db.dump' ? 'dbdump' : a.tree ? 'filelist' : a.archiveOf ? 'archive' : 'file';
+      const detail = a.tocEntries !== undefined ? `${a.tocEntries} TOC entries, ${a.rows ?? '?'} rows` : a.tree ? `${a.files} files, ${formatBytes(a.bytes ?? 0)}` : '';
+      return {
+        label: a.name,
+        description: `${formatBytes(a.size)}${detail ? ' · ' + detail : ''}`,
+        tooltip: `${a.name}\nsize ${a.size} bytes\nsha256 ${a.sha256}${detail ? '\n' + detail : ''}`,
+        icon: kind === 'dbdump' ? 'database' : kind === 'filelist' ? 'list-tree' : 'file-binary',
+        contextValue: `artifact;${kind};`,
+        collapsible: false,
+        id: `${node.profile.name}/${node.set.name}/${a.name}`,
+      };
+    }
+    case 'job': {
+      const j = node.job;
+      const result = j.state === 'running' ? 'running' : j.state === 'died' ? 'died' : j.status === '0' ? 'succeeded' : j.status === 'cancelled' ? 'cancelled' : `failed (${j.status})`;
+      return {
+        label: `${j.kind} ${j.started.replace('T', ' ').replace('Z', ' UTC')}`,
+        description: `${result} · ${j.operator}@${j.client}`,
+        tooltip: `Job ${j.id}\n${j.command}\nby ${j.operator}@${j.client}\nstarted ${j.started}\n${result}`,
+        icon: j.state === 'running' ? 'sync~spin' : result === 'succeeded' ? 'pass' : result === 'cancelled' ? 'circle-slash' : 'error',
+        color: j.state === 'running' || result === 'succeeded' || result === 'cancelled' ? undefined : 'problemsErrorIcon.foreground',
+        contextValue: `job;${j.state};`,
+        collapsible: false,
+        id: `${node.profile.name}/job/${j.id}`,
+      };
+    }
+    case 'partial':
+      return { label: node.name, description: `left by job ${node.job} — not a backup`, icon: 'warning', color: 'problemsWarningIcon.foreground', contextValue: 'partial;', collapsible: false, id: `${node.profile.name}/${node.name}` };
+    case 'message':
+      return { label: node.text, tooltip: node.text, icon: node.severity === 'error' ? 'error' : 'info', color: node.severity === 'error' ? 'problemsErrorIcon.foreground' : undefined, contextValue: 'message;', collapsible: false };
+  }
+}
+
+function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
+  const o = state.overview;
+  const good = lastGoodSet(o);
+  const job = runningJob(o);
+  const tags = ['host', o ? 'loaded' : state.error ? 'error' : 'unloaded', job ? 'busy' : 'idle', p.redis.enabled ? 'redis' : ''];
+  const parts: string[] = [];
+  if (state.kadiVersion) parts.push(`Kadi ${state.kadiVersion}`);
+  let stale = false;
+  if (o) {
+    if (good) {
+      const age = now.getTime() - good.time.getTime();
+      stale = age > p.backupMaxAgeHours * 3600_000;
+      parts.push(`last backup ${formatAge(age)} ago`);
+    } else {
+      stale = true;
+      parts.push('no backup');
+    }
+  }
+  if (job) parts.push(`${job.kind} by ${job.operator} since ${job.started.slice(11, 16)}`);
+  if (state.error) parts.push('unreachable');
+  const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
+  if (stale) tooltip.push(`Newest good backup is older than ${p.backupMaxAgeHours} h.`);
+  if (state.error) tooltip.push(state.error);
+  return {
+    label: p.name,
+    description: state.loading ? 'loading…' : parts.join(' · '),
+    tooltip: tooltip.join('\n'),
+    icon: job ? 'sync~spin' : state.error ? 'vm-outline' : stale ? 'warning' : 'vm-active',
+    color: state.error ? 'problemsErrorIcon.foreground' : stale ? 'problemsWarningIcon.foreground' : undefined,
+    contextValue: tags.filter(Boolean).join(';') + ';',
+    collapsible: true,
+    id: `host/${p.name}`,
+  };
+}
+
+function setView(p: HostProfile, s: BackupSet, now: Date): NodeView {
+  const m = s.manifest;
+  const tags = ['backup', s.status, s.pinned ? 'pinned' : 'unpinned', s.preRestore ? 'prerestore' : ''];
+  const marks = [s.status, s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
+  const tooltip = [
+    `Backup set ${s.name} of ${m.profile}${m.hostname ? ` (${m.hostname})` : ''}`,
+    `Kadi ${m.kadiVersion ?? '?'}, schema ${m.alembicRevision ?? '?'}, PostgreSQL ${m.postgres.serverMajor ?? '?'}`,
+    `Started ${m.startedAt ?? '?'}, ended ${m.endedAt ?? '?'}`,
+    `Size ${formatBytes(s.size)}${m.trees?.storage ? `, storage ${m.trees.storage.files} files (${m.trees.storage.newFiles} new)` : ''}`,
+    s.verify ? `Last ${s.verify.level} verification ${s.verify.at}: ${s.verify.ok ? 'OK' : `${s.verify.problemCount} problem(s)`}` : 'Not verified yet',
+  ];
+  return {
+    label: s.name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC'),
+    description: `${formatBytes(s.size)} · ${formatAge(now.getTime() - s.time.getTime())} ago · ${marks}`,
+    tooltip: tooltip.join('\n'),
+    icon: s.status === 'verified' ? 'verified' : s.status === 'failed' ? 'error' : 'archive',
+    color: s.status === 'failed' ? 'problemsErrorIcon.foreground' : s.status === 'verified' ? 'testing.iconPassed' : undefined,
+    contextValue: tags.filter(Boolean).join(';') + ';',
+    collapsible: true,
+    id: `${p.name}/${s.name}`,
+  };
+}

@@ -1,0 +1,185 @@
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { listSets, startBackup, startPrune, startVerify } from '../../src/backup/backupSets';
+import type { BackupSet } from '../../src/backup/manifest';
+import type { HostProfile } from '../../src/config/types';
+import { MemorySink } from '../../src/core/sink';
+import { discover, type Discovery } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { followJob, LockBusyError, listJobs, type JobOutcome } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { getSandbox, newPool, profileOf } from './fixture';
+
+interface Ran {
+  id: string;
+  outcome: JobOutcome;
+  sink: MemorySink;
+}
+
+async function runJob(host: RemoteHost, pool: ConnectionPool, start: () => Promise<string>): Promise<Ran> {
+  const id = await start();
+  const sink = new MemorySink();
+  const outcome = await followJob(host, id, { sink, reconnect: () => pool.get(host.profile) });
+  return { id, outcome, sink };
+}
+
+function setNameFrom(r: Ran): string {
+  const m = /^set=(\S+)$/m.exec(r.sink.text('stdout'));
+  assert.ok(m, `backup printed no set name:\n${r.sink.text()}`);
+  return m[1];
+}
+
+function treeState(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      const st = fs.lstatSync(p);
+      const rel = path.relative(root, p);
+      if (e.isDirectory()) {
+        out.set(rel + '/', `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`);
+        walk(p);
+      } else out.set(rel, `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid} ${st.size} ${fs.readFileSync(p).toString('base64')}`);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** A stable digest of every table's content (order-independent). */
+async function tableDigests(sb: SandboxHost, db: string): Promise<string> {
+  const tables = (await sb.psql("select quote_ident(schemaname)||'.'||quote_ident(tablename) from pg_tables where schemaname not in ('pg_catalog','information_schema') order by 1", db)).trim().split('\n');
+  const parts: string[] = [];
+  for (const t of tables) parts.push(`${t} ${(await sb.psql(`select count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from ${t} x`, db)).trim()}`);
+  return parts.join('\n');
+}
+
+describe('backup engine against the sandbox host', function () {
+  this.timeout(300000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let profile: HostProfile;
+  let host: RemoteHost;
+  let d: Discovery;
+  let first: string;
+
+  before(async () => {
+    sb = await getSandbox();
+    pool = newPool();
+    profile = profileOf(sb, 'sudo');
+    host = await pool.get(profile);
+    d = await discover(host);
+    assert.deepEqual(d.facts.problems, []);
+  });
+  after(() => pool.closeAll());
+
+  it('discovers the sandbox host: Kadi version, schema revision, PostgreSQL and paths', () => {
+    assert.match(d.facts.kadiVersion ?? '', /^\d+\.\d+\.\d+$/);
+    assert.match(d.facts.alembicRevision ?? '', /^[0-9a-f]+$/);
+    assert.equal(d.facts.storagePath, sb.storagePath);
+    assert.equal(d.facts.uploadsPath, sb.uploadsPath);
+    assert.equal(d.facts.database.port, sb.pg.port);
+    assert.ok(d.facts.pg.pgDump?.includes(`/${d.facts.pg.serverMajor}/`), d.facts.pg.pgDump);
+    assert.equal(JSON.stringify(d.facts).includes(sb.pg.password), false, 'facts carry no password');
+  });
+
+  it('a backup restores with plain pg_restore to identical tables, and its trees equal the originals', async () => {
+    const r = await runJob(host, pool, () => startBackup(host, d));
+    assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+    first = setNameFrom(r);
+    const listing = await listSets(host);
+    const set = listing.sets.find((s) => s.name === first) as BackupSet;
+    assert.ok(set, 'the new set is listed');
+    assert.equal(set.status, 'unverified');
+    assert.equal(listing.partials.length, 0);
+    const dir = path.join(sb.backupDir, first);
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    for (const a of set.manifest.artifacts) {
+      const sha = execFileSync('sha256sum', [path.join(dir, a.name)]).toString().split(' ')[0];
+      assert.equal(sha, a.sha256, a.name);
+    }
+    // Plain pg_restore into a fresh database: identical table contents.
+    await sb.psql('drop database if exists restored_check');
+    await sb.psql('create database restored_check');
+    execFileSync(path.join(sb.pg.binDir, 'pg_restore'), ['-h', sb.pg.socketDir, '-p', String(sb.pg.port), '-U', 'postgres', '-d', 'restored_check', '--no-owner', path.join(dir, 'db.dump')]);
+    assert.equal(await tableDigests(sb, 'restored_check'), await tableDigests(sb, 'kadi'));
+    assert.deepEqual(treeState(path.join(dir, 'storage')), treeState(sb.storagePath));
+    assert.deepEqual(treeState(path.join(dir, 'uploads')), treeState(sb.uploadsPath));
+  });
+
+  it('quick verify marks a good set verified', async () => {
+    const r = await runJob(host, pool, () => startVerify(host, d, first));
+    assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+    const set = (await listSets(host)).sets.find((s) => s.name === first);
+    assert.equal(set?.status, 'verified');
+  });
+
+  it('a second backup copies only new files; the rest are hard links, and each set stands alone', async () => {
+    const added = [await sb.addStorageFile({ size: 4096 }), await sb.addStorageFile({ size: 10 })];
+    await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
+    const r = await runJob(host, pool, () => startBackup(host, d));
+    assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+    const second = setNameFrom(r);
+    const s1 = path.join(sb.backupDir, first, 'storage');
+    const s2 = path.join(sb.backupDir, second, 'storage');
+    const rels = [...treeState(s1).keys()].filter((k) => !k.endsWith('/'));
+    assert.ok(rels.length > 10);
+    for (const rel of rels) assert.equal(fs.statSync(path.join(s2, rel)).ino, fs.statSync(path.join(s1, rel)).ino, `${rel} is linked`);
+    for (const a of added) {
+      const rel = path.relative(sb.storagePath, a.path);
+      assert.ok(fs.existsSync(path.join(s2, rel)));
+      assert.equal(fs.existsSync(path.join(s1, rel)), false);
+    }
+    const set2 = (await listSets(host)).sets.find((s) => s.name === second);
+    assert.equal(set2?.manifest.trees?.storage.newFiles, 2);
+    // Deleting the first set leaves the second complete and verifiable.
+    const p = await runJob(host, pool, () => startPrune(host, [first]));
+    assert.equal(p.outcome.result, 'succeeded', p.sink.text());
+    const v = await runJob(host, pool, () => startVerify(host, d, second));
+    assert.equal(v.outcome.result, 'succeeded', v.sink.text());
+    first = second;
+  });
+
+  it('a second backup while one runs is refused at once, naming the holder', async () => {
+    const id = await startBackup(host, d);
+    try {
+      await assert.rejects(startBackup(host, d), (e: unknown) => {
+        assert.ok(e instanceof LockBusyError);
+        assert.match((e as Error).message, new RegExp(`backup ${id} by \\S+@\\S+ since`));
+        return true;
+      });
+    } finally {
+      const out = await followJob(host, id, { sink: new MemorySink() });
+      assert.equal(out.result, 'succeeded');
+    }
+  });
+
+  it('the database password is in no argv, log, job file or output line during a backup', async () => {
+    const seen: string[] = [];
+    const watcher = setInterval(() => {
+      const r = spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+      if (r.stdout.includes(sb.pg.password)) seen.push(r.stdout.split('\n').filter((l) => l.includes(sb.pg.password)).join('\n'));
+    }, 20);
+    let r: Ran;
+    try {
+      r = await runJob(host, pool, () => startBackup(host, d));
+    } finally {
+      clearInterval(watcher);
+    }
+    assert.equal(r.outcome.result, 'succeeded');
+    assert.deepEqual(seen, []);
+    assert.equal(r.sink.text().includes(sb.pg.password), false);
+    const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });
+    assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
+  });
+
+  it('lists recent jobs with their outcome', async () => {
+    const jobs = await listJobs(host);
+    assert.ok(jobs.length >= 3);
+    assert.ok(jobs.every((j) => j.state === 'finished'));
+    assert.ok(jobs.some((j) => j.kind === 'backup' && j.status === '0'));
+  });
+});

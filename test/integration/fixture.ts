@@ -1,0 +1,53 @@
+/**
+ * One sandbox Kadi host for the whole integration run (starting real sshd, PostgreSQL and Redis
+ * costs seconds), stopped by a root-level after hook even when tests fail.
+ */
+import { resolveProfiles } from '../../src/config/hostProfiles';
+import type { HostProfile } from '../../src/config/types';
+import type { HostKeyPrompt, UnknownHostKey } from '../../src/ssh/connection';
+import type { SecretProvider, SecretRequest } from '../../src/core/secrets';
+import { ConnectionPool } from '../../src/remote/connectionPool';
+import { startSandbox, type SandboxHost } from '../sandbox/sandbox';
+
+let sandbox: Promise<SandboxHost> | undefined;
+
+export function getSandbox(): Promise<SandboxHost> {
+  sandbox ??= startSandbox({ withRedis: true });
+  return sandbox;
+}
+
+after(async function () {
+  this.timeout(60000);
+  if (sandbox) await (await sandbox).stop();
+});
+
+export function profileOf(sb: SandboxHost, runAs: 'direct' | 'sudo', patch: (p: ReturnType<SandboxHost['hostsProfile']>) => void = () => undefined): HostProfile {
+  const input = sb.hostsProfile(runAs);
+  patch(input);
+  const { profiles, errors } = resolveProfiles([input], { sshConfigText: '' });
+  if (errors.length) throw new Error(`sandbox profile invalid: ${JSON.stringify(errors)}`);
+  return profiles[0];
+}
+
+/** Records every question asked, answers from a script. */
+export class ScriptedHostKeys implements HostKeyPrompt {
+  readonly asked: UnknownHostKey[] = [];
+  constructor(private readonly answer: 'accept-once' | 'trust' | 'reject' = 'reject') {}
+  async onUnknownHostKey(info: UnknownHostKey): Promise<'accept-once' | 'trust' | 'reject'> {
+    this.asked.push(info);
+    return this.answer;
+  }
+}
+
+export class ScriptedSecrets implements SecretProvider {
+  readonly asked: SecretRequest[] = [];
+  constructor(private readonly values: Partial<Record<SecretRequest['kind'], string>> = {}) {}
+  async get(req: SecretRequest): Promise<string | undefined> {
+    this.asked.push(req);
+    return this.values[req.kind];
+  }
+}
+
+export function newPool(secrets: SecretProvider = new ScriptedSecrets(), hostKeys: HostKeyPrompt = new ScriptedHostKeys()): ConnectionPool {
+  return new ConnectionPool({ secrets, hostKeys });
+}

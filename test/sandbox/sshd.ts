@@ -1,0 +1,89 @@
+/**
+ * A private OpenSSH server on 127.0.0.1:<random> with its own host key, key-only logins for the
+ * sandbox accounts, and authorized_keys kept inside the sandbox root.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type Daemon, freePort, runOk, startDaemon, waitForPort } from './proc';
+import { BIN } from './system';
+
+export interface SshKeys {
+  hostKeyLine: string;
+  clientKeyFile: string;
+  encryptedClientKeyFile: string;
+  clientKeyPassphrase: string;
+}
+
+export interface SshServer {
+  daemon: Daemon;
+  port: number;
+  knownHostsFile: string;
+}
+
+/** "ssh-ed25519 AAAA..." without the comment. */
+function publicKeyLine(pubFile: string): string {
+  return fs.readFileSync(pubFile, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+}
+
+async function keygen(file: string, passphrase: string, comment: string): Promise<string> {
+  await runOk(BIN.sshKeygen, ['-q', '-t', 'ed25519', '-N', passphrase, '-C', comment, '-f', file]);
+  return publicKeyLine(`${file}.pub`);
+}
+
+/** Host key, a plain and a passphrase-protected client key, authorized for every user given. */
+export async function makeKeys(root: string, users: string[], passphrase: string): Promise<SshKeys> {
+  const sshDir = path.join(root, 'ssh');
+  const clientDir = path.join(root, 'client');
+  const authDir = path.join(root, 'authorized_keys');
+  fs.mkdirSync(sshDir, { mode: 0o700 });
+  fs.mkdirSync(clientDir, { mode: 0o700 });
+  fs.mkdirSync(authDir, { mode: 0o755 });
+  const hostKeyLine = await keygen(path.join(sshDir, 'ssh_host_ed25519_key'), '', 'kadi-sandbox-host');
+  const clientKeyFile = path.join(clientDir, 'id_ed25519');
+  const encryptedClientKeyFile = path.join(clientDir, 'id_ed25519_encrypted');
+  const plain = await keygen(clientKeyFile, '', 'kadi-sandbox-client');
+  const encrypted = await keygen(encryptedClientKeyFile, passphrase, 'kadi-sandbox-client-encrypted');
+  // sshd reads these as the target user: world-readable files in a traversable directory.
+  for (const u of users) fs.writeFileSync(path.join(authDir, u), `${plain}\n${encrypted}\n`, { mode: 0o644 });
+  return { hostKeyLine, clientKeyFile, encryptedClientKeyFile, clientKeyPassphrase: passphrase };
+}
+
+export async function startSshd(root: string, keys: SshKeys, users: string[]): Promise<SshServer> {
+  fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation directory
+  const port = await freePort();
+  const config = path.join(root, 'sshd_config');
+  fs.writeFileSync(
+    config,
+    [
+      '# Kadi Ops sandbox host (test harness)',
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${path.join(root, 'ssh', 'ssh_host_ed25519_key')}`,
+      `PidFile ${path.join(root, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${path.join(root, 'authorized_keys')}/%u`,
+      `AllowUsers ${users.join(' ')}`,
+      'StrictModes no',
+      'PubkeyAuthentication yes',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'PermitRootLogin no',
+      'PrintMotd no',
+      'PrintLastLog no',
+      'X11Forwarding no',
+      // Tests open several connections and channels at once.
+      'MaxStartups 100:30:200',
+      'MaxSessions 100',
+      'LogLevel VERBOSE',
+      'Subsystem sftp internal-sftp',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  await runOk(BIN.sshd, ['-t', '-f', config]); // a config error becomes a readable exception
+  const daemon = startDaemon('sshd', BIN.sshd, ['-D', '-f', config, '-E', path.join(root, 'sshd.log')], { logFile: path.join(root, 'sshd.stderr.log') });
+  await waitForPort(daemon, port);
+  const knownHostsFile = path.join(root, 'known_hosts');
+  fs.writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${keys.hostKeyLine}\n`, { mode: 0o644 });
+  return { daemon, port, knownHostsFile };
+}
