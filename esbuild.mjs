@@ -25,7 +25,9 @@ const builds = [
 
 // The host agent is static shell shipped beside the bundles.
 fs.mkdirSync('dist', { recursive: true });
-fs.copyFileSync('src/remote/kadi-ops-agent.sh', 'dist/kadi-ops-agent.sh');
+const agentDir = 'src/remote/agent';
+const agentParts = fs.readdirSync(agentDir).filter((f) => f.endsWith('.sh')).sort();
+fs.writeFileSync('dist/kadi-ops-agent.sh', agentParts.map((f) => fs.readFileSync(`${agentDir}/${f}`, 'utf8')).join('\n'));
 
 if (watch) {
   for (const b of builds) (await esbuild.context(b)).watch();

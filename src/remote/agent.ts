@@ -13,14 +13,28 @@ import { RemoteCommandError } from './remoteHost';
 const AGENT_FILE = 'kadi-ops-agent.sh';
 let cachedScript: string | undefined;
 
-/** The agent's text; found next to the bundle (dist/) or in the source tree (tests). */
+/**
+ * The agent's text: dist/kadi-ops-agent.sh next to the bundle, or assembled from the parts in
+ * src/remote/agent/ (tests run from out/).
+ */
 export function agentScript(): string {
   if (cachedScript !== undefined) return cachedScript;
-  const candidates = [path.join(__dirname, AGENT_FILE), path.join(__dirname, '..', '..', '..', 'src', 'remote', AGENT_FILE), path.join(__dirname, '..', 'src', 'remote', AGENT_FILE)];
-  for (const c of candidates) {
-    if (fs.existsSync(c)) return (cachedScript = fs.readFileSync(c, 'utf8'));
+  const bundled = path.join(__dirname, AGENT_FILE);
+  if (fs.existsSync(bundled)) return (cachedScript = fs.readFileSync(bundled, 'utf8'));
+  for (const root of [path.join(__dirname, '..', '..', '..'), path.join(__dirname, '..')]) {
+    const dir = path.join(root, 'src', 'remote', 'agent');
+    if (fs.existsSync(dir)) return (cachedScript = assembleAgent(dir));
   }
   throw new Error(`${AGENT_FILE} not found next to ${__dirname}`);
+}
+
+export function assembleAgent(dir: string): string {
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.sh'))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
+    .join('\n');
 }
 
 export function agentHash(): string {

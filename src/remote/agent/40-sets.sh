@@ -1,0 +1,88 @@
+# list-sets BACKUP_DIR: one JSON document describing every set, partial set and the lock, so a
+# host's listing is a single round trip even with a thousand sets.
+cmd_list_sets() {
+  python3 - "$1" <<'PY'
+import json, os, re, sys
+bd = sys.argv[1]
+SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
+out = {'sets': [], 'partials': [], 'invalid': []}
+try:
+    names = sorted(os.listdir(bd), reverse=True)
+except FileNotFoundError:
+    names = []
+for n in names:
+    p = os.path.join(bd, n)
+    if n.startswith('.partial-') and os.path.isdir(p):
+        out['partials'].append({'name': n, 'job': n[len('.partial-'):], 'mtime': int(os.path.getmtime(p))})
+        continue
+    if not SET_RE.match(n) or not os.path.isdir(p):
+        continue
+    try:
+        with open(os.path.join(p, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+    except FileNotFoundError:
+        out['invalid'].append({'name': n, 'reason': 'no manifest.json'}); continue
+    except ValueError as e:
+        out['invalid'].append({'name': n, 'reason': 'manifest.json is not valid JSON: %s' % e}); continue
+    verify = None
+    try:
+        with open(os.path.join(p, '.verify.json'), encoding='utf-8') as f:
+            verify = json.load(f)
+    except (FileNotFoundError, ValueError):
+        pass
+    m.pop('rowCounts', None)
+    out['sets'].append({'name': n, 'manifest': m, 'verify': verify,
+                        'pinned': os.path.exists(os.path.join(p, '.pinned')),
+                        'preRestore': os.path.exists(os.path.join(p, '.pre-restore'))})
+json.dump(out, sys.stdout, separators=(',', ':'))
+PY
+}
+
+
+# pin|unpin BACKUP_DIR SET
+cmd_pin() { check_set_name "$2"; [ -f "$1/$2/manifest.json" ] || die "no set $2"; : > "$1/$2/.pinned"; echo "pinned=$2"; }
+cmd_unpin() { check_set_name "$2"; [ -d "$1/$2" ] || die "no set $2"; rm -f "$1/$2/.pinned"; echo "unpinned=$2"; }
+
+JOB_VERBS+=(prune)
+
+# prune BACKUP_DIR SET...  (a job: deletes the named sets, refusing pinned ones)
+cmd_prune() {
+  local bd=$1 n
+  shift
+  for n in "$@"; do
+    check_set_name "$n"
+    [ -d "$bd/$n" ] || { echo "set $n is already gone"; continue; }
+    [ -e "$bd/$n/.pinned" ] && fail "set $n is pinned; not deleting it"
+  done
+  for n in "$@"; do
+    [ -d "$bd/$n" ] || continue
+    step "deleting set $n"
+    # Renamed first, so a set is never listed half-deleted.
+    mv "$bd/$n" "$bd/.deleting-$n"
+    rm -rf -- "$bd/.deleting-$n"
+  done
+  echo "pruned=$#"
+}
+
+# clean-partials BACKUP_DIR NAME...: removes leftover partial sets whose job is not running.
+cmd_clean_partials() {
+  local bd=$1 n job pgid
+  shift
+  for n in "$@"; do
+    [[ $n =~ ^\.partial-[A-Za-z0-9T:._-]+$ ]] || die "not a partial set: $n"
+    job=${n#.partial-}
+    pgid=$(cat "$(state_dir "$bd")/jobs/$job/pgid" 2>/dev/null || true)
+    if [ -n "$pgid" ] && kill -0 -- "-$pgid" 2>/dev/null; then die "job $job is still writing $n"; fi
+    rm -rf -- "${bd:?}/$n"
+    echo "removed=$n"
+  done
+}
+
+# overview BACKUP_DIR: sets, partial sets and jobs in one answer (the tree's one round trip).
+cmd_overview() {
+  cmd_list_sets "$1"
+  echo
+  echo "--- jobs"
+  cmd_job_list "$1"
+}
+
