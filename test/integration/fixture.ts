@@ -2,6 +2,9 @@
  * One sandbox Kadi host for the whole integration run (starting real sshd, PostgreSQL and Redis
  * costs seconds), stopped by a root-level after hook even when tests fail.
  */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { resolveProfiles } from '../../src/config/hostProfiles';
 import type { HostProfile } from '../../src/config/types';
 import type { HostKeyPrompt, UnknownHostKey } from '../../src/ssh/connection';
@@ -50,4 +53,34 @@ export class ScriptedSecrets implements SecretProvider {
 
 export function newPool(secrets: SecretProvider = new ScriptedSecrets(), hostKeys: HostKeyPrompt = new ScriptedHostKeys()): ConnectionPool {
   return new ConnectionPool({ secrets, hostKeys });
+}
+
+/**
+ * Cuts every SSH connection to this sandbox for real: kills the per-connection sshd processes
+ * (children of this sandbox's sshd only, so parallel sandboxes are untouched).
+ */
+export function cutConnections(sb: SandboxHost): number {
+  const master = Number(fs.readFileSync(path.join(sb.root, 'sshd.pid'), 'utf8').trim());
+  const table = spawnSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number));
+  const victims: number[] = [];
+  const collect = (parent: number): void => {
+    for (const [pid, ppid] of table) {
+      if (ppid === parent) {
+        victims.push(pid);
+        collect(pid);
+      }
+    }
+  };
+  collect(master);
+  for (const pid of victims) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  return victims.length;
 }
