@@ -28,10 +28,28 @@ export class RemoteHost {
   /** undefined until the first sudo run tells whether a password is needed. */
   private sudoNeedsPassword: boolean | undefined;
 
-  constructor(readonly connection: SshConnection, private readonly secrets: SecretProvider) {}
+  constructor(
+    private conn: SshConnection,
+    private readonly secrets: SecretProvider,
+    /** Opens a fresh connection after the old one dropped (the pool supplies it). */
+    private readonly reconnect?: () => Promise<SshConnection>,
+  ) {}
+
+  get connection(): SshConnection {
+    return this.conn;
+  }
 
   get profile(): HostProfile {
-    return this.connection.profile;
+    return this.conn.profile;
+  }
+
+  /** The live connection, reopened if it dropped; concurrent callers share one reconnect. */
+  private reopening: Promise<SshConnection> | undefined;
+  async live(): Promise<SshConnection> {
+    if (this.conn.isOpen || !this.reconnect) return this.conn;
+    this.reopening ??= this.reconnect().finally(() => (this.reopening = undefined));
+    this.conn = await this.reopening;
+    return this.conn;
   }
 
   /** The exact shell line sent for a command, for display ("the operator sees what runs"). */
@@ -41,11 +59,12 @@ export class RemoteHost {
 
   async run(node: ShellNode | string[], opts: RunOptions = {}): Promise<ExecResult> {
     const killGroup = (pgid: number, sig: 'TERM' | 'KILL'): Promise<void> => this.killGroup(pgid, sig);
+    const conn = await this.live();
     if (this.profile.runAs === 'direct') {
-      return this.connection.exec(buildCommand(node), { ...opts, killGroup });
+      return conn.exec(buildCommand(node), { ...opts, killGroup });
     }
     if (this.sudoNeedsPassword !== true) {
-      const result = await this.connection.exec(this.wrap(node, false), { ...opts, killGroup });
+      const result = await conn.exec(this.wrap(node, false), { ...opts, killGroup });
       if (!(result.code === 1 && /a password is required/.test(result.stderr))) {
         this.sudoNeedsPassword = false;
         return result;
@@ -61,7 +80,7 @@ export class RemoteHost {
     const password = await this.secrets.get(req);
     if (password === undefined) throw new Error(`sudo on ${this.profile.name} needs a password and none was given.`);
     const stdin = Buffer.concat([Buffer.from(password + '\n'), toBuffer(opts.stdin)]);
-    const result = await this.connection.exec(this.wrap(node, true), { ...opts, stdin, killGroup });
+    const result = await conn.exec(this.wrap(node, true), { ...opts, stdin, killGroup });
     if (result.code === 1 && /incorrect password|Sorry, try again/.test(result.stderr)) {
       await this.secrets.reject?.(req);
       throw new Error(`sudo on ${this.profile.name} rejected the password.`);
@@ -75,6 +94,26 @@ export class RemoteHost {
     const result = await this.run(node, opts);
     if (result.code !== 0) throw new RemoteCommandError(what, result);
     return result;
+  }
+
+  /**
+   * The shell line and the stdin prefix (a sudo password, if one is needed) for a command whose
+   * stdin and stdout are streamed (transfers): the password question is settled first with a
+   * cheap `true`, because a streamed stdin cannot be replayed.
+   */
+  async streamingCommand(node: ShellNode | string[]): Promise<{ command: string; stdinPrefix: Buffer }> {
+    if (this.profile.runAs === 'direct') return { command: buildCommand(node), stdinPrefix: Buffer.alloc(0) };
+    if (this.sudoNeedsPassword === undefined) await this.check('sudo', ['true']);
+    if (!this.sudoNeedsPassword) return { command: this.wrap(node, false), stdinPrefix: Buffer.alloc(0) };
+    const req: SecretRequest = {
+      kind: 'sudo',
+      host: this.profile.name,
+      subject: `${this.profile.ssh.user}@${this.profile.ssh.hostName}`,
+      prompt: `sudo password of ${this.profile.ssh.user} on ${this.profile.name}`,
+    };
+    const password = await this.secrets.get(req);
+    if (password === undefined) throw new Error(`sudo on ${this.profile.name} needs a password and none was given.`);
+    return { command: this.wrap(node, true), stdinPrefix: Buffer.from(password + '\n') };
   }
 
   private wrap(node: ShellNode | string[], withPassword: boolean): string {

@@ -189,6 +189,17 @@ export class SshConnection {
     });
   }
 
+  /**
+   * Starts a command for a bulk transfer and hands over its channel: stdin, stdout and stderr
+   * are streams the caller drives (exec() collects output in memory, which a set of GiB cannot).
+   */
+  openExec(command: string): Promise<ClientChannel> {
+    if (this.closed) return Promise.reject(new SshError(`Not connected to ${this.profile.name}.`, 'NOT_CONNECTED'));
+    return new Promise((resolve, reject) =>
+      this.client.exec(command, (err, stream) => (err ? reject(new SshError(`Could not start a command on ${this.profile.name}: ${err.message}`, 'EXEC_FAILED')) : resolve(stream))),
+    );
+  }
+
   private async cancelGroup(stream: ClientChannel, pgid: number | undefined, opts: ExecOptions): Promise<void> {
     const kill =
       opts.killGroup ??

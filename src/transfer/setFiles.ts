@@ -1,0 +1,96 @@
+/**
+ * Which files make up a backup set and what each must hash to. The manifest is the root of trust:
+ * it names every artifact with size and sha256; a tree's `<tree>.files.jsonl` (itself an artifact)
+ * names every file under `<tree>/` with size and sha256.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Manifest } from '../backup/manifest';
+
+export interface ExpectedFile {
+  /** Path inside the set, '/'-separated. */
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export class UnsafePathError extends Error {}
+
+/** Refuses paths that could leave the set directory (absolute, '..', empty components, NUL/newline). */
+export function checkSetPath(p: string): string {
+  const parts = p.split('/');
+  if (p === '' || p.startsWith('/') || /[\0\n\r\\]/.test(p) || parts.some((x) => x === '' || x === '.' || x === '..')) {
+    throw new UnsafePathError(`unsafe path in backup set: ${JSON.stringify(p)}`);
+  }
+  return p;
+}
+
+/** The manifest's artifacts (manifest.json itself has no checksum: it is the reference). */
+export function artifactFiles(m: Manifest): ExpectedFile[] {
+  return m.artifacts.map((a) => ({ path: checkSetPath(a.name), size: a.size, sha256: a.sha256 }));
+}
+
+/** Parses `<tree>.files.jsonl`: one `[relativePath, size, mtime, sha256]` per line. */
+export function treeFiles(tree: string, jsonl: string): ExpectedFile[] {
+  const out: ExpectedFile[] = [];
+  for (const line of jsonl.split('\n')) {
+    if (line.trim() === '') continue;
+    const row = JSON.parse(line) as unknown;
+    if (!Array.isArray(row) || typeof row[0] !== 'string' || typeof row[1] !== 'number' || typeof row[3] !== 'string') {
+      throw new Error(`${tree}.files.jsonl: malformed line ${JSON.stringify(line.slice(0, 200))}`);
+    }
+    out.push({ path: checkSetPath(`${tree}/${row[0]}`), size: row[1], sha256: row[3] });
+  }
+  return out;
+}
+
+/** Trees a manifest copies file by file (`tree` artifacts). */
+export function treeNames(m: Manifest): string[] {
+  return m.artifacts.filter((a) => a.tree).map((a) => a.tree as string);
+}
+
+export async function sha256File(file: string, onBytes?: (n: number) => void): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
+    h.update(chunk as Buffer);
+    onBytes?.((chunk as Buffer).length);
+  }
+  return h.digest('hex');
+}
+
+export interface FileProblem {
+  path: string;
+  problem: 'missing' | 'size' | 'sha256';
+  detail: string;
+}
+
+/** Checks one local file against its expectation; undefined when it matches. */
+export async function checkLocalFile(root: string, f: ExpectedFile, onBytes?: (n: number) => void): Promise<FileProblem | undefined> {
+  const file = path.join(root, ...f.path.split('/'));
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(file);
+  } catch {
+    return { path: f.path, problem: 'missing', detail: `${f.path} is missing` };
+  }
+  if (!st.isFile()) return { path: f.path, problem: 'missing', detail: `${f.path} is not a file` };
+  if (st.size !== f.size) return { path: f.path, problem: 'size', detail: `${f.path}: ${st.size} bytes, expected ${f.size}` };
+  const digest = await sha256File(file, onBytes);
+  if (digest !== f.sha256) return { path: f.path, problem: 'sha256', detail: `${f.path}: sha256 ${digest}, expected ${f.sha256}` };
+  return undefined;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight (hashing many small files). */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

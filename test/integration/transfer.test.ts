@@ -1,0 +1,166 @@
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { listSets, startBackup, startVerify } from '../../src/backup/backupSets';
+import type { HostProfile } from '../../src/config/types';
+import { MemorySink } from '../../src/core/sink';
+import { discover, type Discovery } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { followJob } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import { downloadSet, uploadSet, type TransferProgress } from '../../src/transfer/transfer';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { getSandbox, newPool, profileOf } from './fixture';
+
+/** Every regular file under root (relative path → content digest). */
+function files(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) out.set(path.relative(root, p), execFileSync('sha256sum', [p]).toString().split(' ')[0]);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** The set as a transfer moves it: no dot files (pin and verify marks belong to the host). */
+function setFiles(root: string): Map<string, string> {
+  return new Map([...files(root)].filter(([rel]) => !rel.split('/').some((x) => x.startsWith('.'))));
+}
+
+describe('set transfers against the sandbox host', function () {
+  this.timeout(300000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let host: RemoteHost;
+  let d: Discovery;
+  let set: string;
+  let local: string;
+
+  before(async () => {
+    sb = await getSandbox();
+    pool = newPool();
+    host = await pool.get(profileOf(sb, 'sudo'));
+    d = await discover(host);
+    const id = await startBackup(host, d);
+    const sink = new MemorySink();
+    const out = await followJob(host, id, { sink });
+    assert.equal(out.result, 'succeeded', sink.text());
+    set = /^set=(\S+)$/m.exec(sink.text('stdout'))?.[1] ?? '';
+    assert.ok(set);
+    local = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-'));
+  });
+  after(() => {
+    pool.closeAll();
+    fs.rmSync(local, { recursive: true, force: true });
+  });
+
+  it('downloads a set (sudo mode): every file equals the host copy, with progress', async () => {
+    const seen: TransferProgress[] = [];
+    const r = await downloadSet(host, set, local, { onProgress: (p) => seen.push(p) });
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.skippedFiles, 0);
+    const remote = setFiles(path.join(sb.backupDir, set));
+    assert.deepEqual(files(path.join(local, set)), remote);
+    assert.ok(remote.size > 10, 'the set has tree files');
+    assert.ok(seen.some((p) => p.phase === 'transferring' && p.bytes === p.totalBytes && p.totalBytes > 0));
+    assert.ok(seen.some((p) => p.phase === 'verifying'));
+  });
+
+  it('resumes: only missing or damaged files are fetched again', async () => {
+    const dir = path.join(local, set);
+    const again = await downloadSet(host, set, local);
+    assert.equal(again.transferredFiles, 0);
+    const storageFile = [...files(dir).keys()].find((k) => k.startsWith('storage/')) as string;
+    fs.rmSync(path.join(dir, 'db.toc'));
+    fs.truncateSync(path.join(dir, storageFile), 1);
+    const r = await downloadSet(host, set, local);
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.transferredFiles, 2);
+    assert.deepEqual(files(dir), setFiles(path.join(sb.backupDir, set)));
+  });
+
+  it('detects a corrupted download: a file that does not match the manifest is reported', async () => {
+    // A copy of the set on the host with one storage file damaged in place (same size).
+    const bad = '2001-01-01T00-00-00Z';
+    const src = path.join(sb.backupDir, set);
+    const copy = path.join(sb.backupDir, bad);
+    execFileSync('cp', ['-a', src, copy]);
+    try {
+      const victim = [...setFiles(copy).keys()].find((k) => k.startsWith('storage/')) as string;
+      const p = path.join(copy, victim);
+      fs.rmSync(p); // break the hard link before writing
+      const data = fs.readFileSync(path.join(src, victim));
+      data[0] ^= 0xff;
+      fs.writeFileSync(p, data);
+      const r = await downloadSet(host, bad, local);
+      assert.equal(r.problems.length, 1);
+      assert.equal(r.problems[0].path, victim);
+      assert.equal(r.problems[0].problem, 'sha256');
+    } finally {
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  it('uploads the set to another backupDir (direct mode); it is listed there and verifies', async () => {
+    const backupDir2 = path.join(sb.root, 'backups-upload');
+    fs.mkdirSync(backupDir2, { mode: 0o700, recursive: true });
+    const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', sb.kadiUser]).toString().trim());
+    fs.chownSync(backupDir2, uid, gid);
+    const profile2: HostProfile = profileOf(sb, 'direct', (p) => {
+      p.name = 'sandbox-upload';
+      p.backupDir = backupDir2;
+    });
+    const host2 = await pool.get(profile2);
+    const d2 = await discover(host2);
+
+    // An interrupted earlier upload: one stale file in the partial directory is replaced.
+    const partial = path.join(backupDir2, `.partial-upload-${set}`);
+    fs.mkdirSync(partial, { mode: 0o700 });
+    fs.writeFileSync(path.join(partial, 'db.toc'), 'stale');
+    execFileSync('chown', ['-R', `${uid}:${gid}`, partial]);
+
+    const r = await uploadSet(host2, path.join(local, set));
+    assert.equal(r.transferredFiles, r.files);
+    assert.equal(fs.existsSync(partial), false);
+    const listing = await listSets(host2);
+    const uploaded = listing.sets.find((s) => s.name === set);
+    assert.ok(uploaded, 'the uploaded set is listed');
+    assert.equal(listing.partials.length, 0);
+    assert.deepEqual(setFiles(path.join(backupDir2, set)), setFiles(path.join(sb.backupDir, set)));
+
+    const id = await startVerify(host2, d2, set, 'quick');
+    const sink = new MemorySink();
+    const out = await followJob(host2, id, { sink });
+    assert.equal(out.result, 'succeeded', sink.text());
+    assert.equal((await listSets(host2)).sets.find((s) => s.name === set)?.status, 'verified');
+
+    // Uploading again is refused: the set exists.
+    await assert.rejects(uploadSet(host2, path.join(local, set)), /already exists/);
+  });
+
+  it('refuses to upload a local set whose files do not match its manifest; nothing is sealed', async () => {
+    const backupDir3 = path.join(sb.root, 'backups-upload3');
+    fs.mkdirSync(backupDir3, { mode: 0o700, recursive: true });
+    execFileSync('chown', [`${sb.kadiUser}:`, backupDir3]);
+    const host3 = await pool.get(profileOf(sb, 'sudo', (p) => {
+      p.name = 'sandbox-upload3';
+      p.backupDir = backupDir3;
+    }));
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-bad-'));
+    try {
+      execFileSync('cp', ['-a', path.join(local, set), copy]);
+      fs.appendFileSync(path.join(copy, set, 'db.counts.tsv'), 'x\t1\n');
+      await assert.rejects(uploadSet(host3, path.join(copy, set)), /db\.counts\.tsv/);
+      assert.equal(fs.existsSync(path.join(backupDir3, set)), false);
+    } finally {
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
+});
