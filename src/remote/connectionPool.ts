@@ -1,4 +1,7 @@
-/** One live connection per host profile, reopened on demand after it dropped. */
+/**
+ * One RemoteHost per host profile. Its connection is opened on first use and reopened on demand
+ * after it dropped, so a RemoteHost stays valid across a cut connection.
+ */
 import type { HostProfile } from '../config/types';
 import { SshConnection, type ConnectDeps } from '../ssh/connection';
 import { RemoteHost } from './remoteHost';
@@ -8,21 +11,22 @@ export class ConnectionPool {
 
   constructor(private readonly deps: ConnectDeps) {}
 
-  get(profile: HostProfile): Promise<RemoteHost> {
-    const existing = this.hosts.get(profile.name);
-    if (existing) return existing;
-    const opening = SshConnection.connect(profile, this.deps).then((conn) => {
-      conn.onClose(() => {
+  async get(profile: HostProfile): Promise<RemoteHost> {
+    let opening = this.hosts.get(profile.name);
+    if (!opening) {
+      const connect = (): Promise<SshConnection> => SshConnection.connect(profile, this.deps);
+      opening = connect().then((conn) => new RemoteHost(conn, this.deps.secrets, connect));
+      this.hosts.set(profile.name, opening);
+      opening.catch(() => {
         if (this.hosts.get(profile.name) === opening) this.hosts.delete(profile.name);
       });
-      return new RemoteHost(conn, this.deps.secrets);
-    });
-    opening.catch(() => this.hosts.delete(profile.name));
-    this.hosts.set(profile.name, opening);
-    return opening;
+    }
+    const host = await opening;
+    await host.live();
+    return host;
   }
 
-  /** Connected profile names (for the tree's connection state). */
+  /** Whether the host currently has an open connection (for the tree's connection state). */
   async isConnected(name: string): Promise<boolean> {
     const h = this.hosts.get(name);
     if (!h) return false;

@@ -29,15 +29,17 @@ def sha256(path):
             h.update(b)
     return h.hexdigest()
 checked_files = 0; checked_bytes = 0
+bad = set()
 for a in m.get('artifacts', []):
     p = os.path.join(d, a['name'])
     if not os.path.isfile(p):
-        problems.append('missing artifact %s' % a['name']); continue
+        problems.append('missing artifact %s' % a['name']); bad.add(a['name']); continue
     size = os.path.getsize(p)
     if size != a['size']:
-        problems.append('%s: size %d, manifest says %d' % (a['name'], size, a['size'])); continue
+        problems.append('%s: size %d, manifest says %d' % (a['name'], size, a['size'])); bad.add(a['name']); continue
     if sha256(p) != a['sha256']:
         problems.append('%s: sha256 does not match the manifest' % a['name'])
+        bad.add(a['name'])
     checked_files += 1; checked_bytes += size
     if a['name'] == 'db.dump':
         if not toc_ok: problems.append('db.dump: pg_restore -l cannot read it')
@@ -46,6 +48,9 @@ for a in m.get('artifacts', []):
 for a in m.get('artifacts', []):
     tree = a.get('tree')
     if not tree: continue
+    if a['name'] in bad:
+        # The list itself is damaged, so it cannot vouch for the tree.
+        problems.append('%s: tree not checked, its file list is damaged' % tree); continue
     root = os.path.join(d, tree)
     entries = [json.loads(l) for l in open(os.path.join(d, a['name']), encoding='utf-8')]
     def check(e):
@@ -131,7 +136,7 @@ SQL
   step "deep: checking the set's files against the set's database"
   python3 - "$dir" "$JOB_DIR" "$(opt chunk_size)" <<'PY'
 import concurrent.futures, hashlib, json, os, re, sys
-d, job, chunk_size = sys.argv[1], sys.argv[2], int(sys.argv[3] or 10 * 1024 * 1024)
+d, job, chunk_size = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0)
 problems, warnings = [], []
 m = json.load(open(os.path.join(d, 'manifest.json')))
 expected = {}
@@ -155,19 +160,32 @@ else:
     rows = [l.rstrip('\n').split('\t') for l in open(os.path.join(job, 'scratch.files.tsv'), encoding='utf-8') if l.strip()]
 def path_of(fid):
     return os.path.join(root, fid[0:2], fid[2:4], fid[4:6], fid[6:])
-def md5_kadi(p, checksum):
-    # Kadi: plain MD5 of the content, or for chunked uploads the MD5 of the chunks' MD5 digests
-    # followed by "-<number of chunks>".
-    m = re.match(r'^([0-9a-f]{32})-(\d+)$', checksum)
+def md5_plain(p):
+    h = hashlib.md5()
     with open(p, 'rb') as f:
-        if not m:
-            h = hashlib.md5()
-            for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-            return h.hexdigest()
-        digests = b''; n = 0
-        for b in iter(lambda: f.read(chunk_size), b''):
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
+def md5_chunked(p, chunk):
+    digests = b''; n = 0
+    with open(p, 'rb') as f:
+        for b in iter(lambda: f.read(chunk), b''):
             digests += hashlib.md5(b).digest(); n += 1
-        return '%s-%d' % (hashlib.md5(digests).hexdigest(), n)
+    return '%s-%d' % (hashlib.md5(digests).hexdigest(), n)
+def md5_matches(p, size, checksum):
+    # Kadi: plain MD5 of the content, or for chunked uploads the MD5 of the chunks' binary MD5
+    # digests followed by "-<number of chunks>". The chunk size is Kadi's UPLOAD_CHUNK_SIZE when
+    # known; otherwise every power of two that gives that number of chunks is tried.
+    m = re.match(r'^([0-9a-f]{32})-(\d+)$', checksum)
+    if not m:
+        return md5_plain(p) == checksum
+    n = int(m.group(2))
+    candidates = ([chunk_size] if chunk_size > 0 else []) + [1 << k for k in range(16, 33)]
+    tried = set()
+    for c in candidates:
+        if c in tried or (size + c - 1) // c != n: continue
+        tried.add(c)
+        if md5_chunked(p, c) == checksum: return True
+    return False
 def check(row):
     fid, size, checksum, state = row
     p = path_of(fid)
@@ -176,7 +194,7 @@ def check(row):
         return ('warn', 'file %s (%s) still has data in the set' % (fid, state)) if exists and state == 'deleted' else None
     if not exists: return ('problem', 'file %s: active in the database but missing from the set' % fid)
     if os.path.getsize(p) != int(size): return ('problem', 'file %s: size %d, database says %s' % (fid, os.path.getsize(p), size))
-    if checksum and md5_kadi(p, checksum) != checksum: return ('problem', 'file %s: MD5 does not match the database checksum' % fid)
+    if checksum and not md5_matches(p, int(size), checksum): return ('problem', 'file %s: MD5 does not match the database checksum' % fid)
     return None
 with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
     for r in ex.map(check, rows):

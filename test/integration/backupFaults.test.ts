@@ -1,0 +1,348 @@
+/**
+ * Faults caused for real against the sandbox host: cut connections at each phase of a backup,
+ * killed processes, a full backup filesystem, corrupted artifacts, and what deep verify finds.
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { listSets, startBackup, startVerify } from '../../src/backup/backupSets';
+import type { HostProfile } from '../../src/config/types';
+import { MemorySink, type OutputSink } from '../../src/core/sink';
+import { discover, type Discovery } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { followJob, jobStatus, listJobs, type JobOutcome } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
+
+interface Ran {
+  id: string;
+  outcome: JobOutcome;
+  sink: MemorySink;
+}
+
+function setNameFrom(text: string): string {
+  const m = /^set=(\S+)$/m.exec(text);
+  assert.ok(m, `no set name in:\n${text}`);
+  return m[1];
+}
+
+/** Copies a file to a new inode with one byte flipped (other sets sharing the inode are untouched). */
+function flipByte(file: string, at: number): void {
+  const b = fs.readFileSync(file);
+  b[at % b.length] ^= 0xff;
+  const st = fs.statSync(file);
+  fs.writeFileSync(file + '.tmp', b, { mode: st.mode });
+  fs.chownSync(file + '.tmp', st.uid, st.gid);
+  fs.renameSync(file + '.tmp', file);
+}
+
+function truncateCopy(file: string): void {
+  const b = fs.readFileSync(file);
+  const st = fs.statSync(file);
+  fs.writeFileSync(file + '.tmp', b.subarray(0, Math.floor(b.length / 2)), { mode: st.mode });
+  fs.chownSync(file + '.tmp', st.uid, st.gid);
+  fs.renameSync(file + '.tmp', file);
+}
+
+describe('backup faults and verification against the sandbox host', function () {
+  this.timeout(600000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let profile: HostProfile;
+  let host: RemoteHost;
+  let d: Discovery;
+
+  const run = async (start: () => Promise<string>, sink: OutputSink = new MemorySink()): Promise<Ran> => {
+    const id = await start();
+    const mem = sink instanceof MemorySink ? sink : new MemorySink();
+    const outcome = await followJob(host, id, { sink: sink === mem ? mem : { lines: (s, l) => (mem.lines(s, l), sink.lines(s, l)) }, reconnect: () => pool.get(profile) });
+    return { id, outcome, sink: mem };
+  };
+
+  before(async () => {
+    sb = await getSandbox();
+    pool = newPool();
+    profile = profileOf(sb, 'direct');
+    host = await pool.get(profile);
+    // A table big enough that pg_dump runs for a few seconds, so faults land inside the dump.
+    await sb.psql("CREATE TABLE IF NOT EXISTS fault_bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload FROM generate_series(1, 1500000) g; ALTER TABLE fault_bulk OWNER TO kadi;");
+    d = await discover(host);
+  });
+  after(async () => {
+    pool.closeAll();
+    await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
+  });
+
+  for (const phase of [
+    { name: 'during the dump', marker: /^\[step\] database: pg_dump/ },
+    { name: 'during the file copies', marker: /^\[step\] files:/ },
+    { name: 'just before sealing', marker: /^\[step\] manifest/ },
+  ]) {
+    it(`a connection cut ${phase.name} never stops the job; re-attach reports its outcome`, async () => {
+      let cut = false;
+      const partialsSeenAsGood: string[] = [];
+      const watcher: OutputSink = {
+        lines: (stream, lines) => {
+          if (!cut && stream === 'stdout' && lines.some((l) => phase.marker.test(l))) {
+            cut = true;
+            assert.ok(cutConnections(sb) > 0, 'connections were cut');
+          }
+        },
+      };
+      const r = await run(() => startBackup(host, d), watcher);
+      assert.ok(cut, 'the phase was reached and the cut happened');
+      assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+      assert.match(r.sink.text('warn'), /Connection to .* lost/);
+      const set = setNameFrom(r.sink.text('stdout'));
+      // A fresh client sees the finished job and the complete set; nothing partial is a set.
+      const other = newPool();
+      try {
+        const h2 = await other.get(profile);
+        const info = await jobStatus(h2, r.id);
+        assert.equal(info.state, 'finished');
+        assert.equal(info.status, '0');
+        const listing = await listSets(h2);
+        assert.ok(listing.sets.some((s) => s.name === set));
+        for (const s of listing.sets) if (s.name.startsWith('.partial')) partialsSeenAsGood.push(s.name);
+        assert.deepEqual(partialsSeenAsGood, []);
+        assert.equal(listing.partials.length, 0);
+      } finally {
+        other.closeAll();
+      }
+    });
+  }
+
+  it('a job that finished while nobody watched is reported on re-attach, with its whole log', async () => {
+    const id = await startBackup(host, d);
+    pool.closeAll(); // the client goes away entirely
+    const other = newPool();
+    try {
+      const h2 = await other.get(profile);
+      let info = await jobStatus(h2, id);
+      while (info.state === 'running') {
+        await new Promise((r) => setTimeout(r, 300));
+        info = await jobStatus(h2, id);
+      }
+      const sink = new MemorySink();
+      const outcome = await followJob(h2, id, { sink });
+      assert.equal(outcome.result, 'succeeded');
+      assert.match(sink.text('stdout'), /^set=/m);
+      assert.match(sink.text('stdout'), /job .* exit status 0/);
+    } finally {
+      other.closeAll();
+    }
+    host = await pool.get(profile);
+  });
+
+  it('a killed job is reported as died; its partial set is never listed as a backup and can be cleaned', async () => {
+    const id = await startBackup(host, d);
+    // Wait for pg_dump to be under way, then kill the job's whole process group.
+    let info = await jobStatus(host, id);
+    for (let i = 0; i < 100 && !/pg_dump/.test(execFileSync('ps', ['-e', '-o', 'args']).toString()); i++) await new Promise((r) => setTimeout(r, 50));
+    info = await jobStatus(host, id);
+    const pgid = Number(fs.readFileSync(path.join(sb.backupDir, '.kadi-ops', 'jobs', id, 'pgid'), 'utf8'));
+    assert.ok(pgid > 1);
+    process.kill(-pgid, 'SIGKILL');
+    const outcome = await followJob(host, id, { sink: new MemorySink() });
+    assert.equal(outcome.result, 'died');
+    const listing = await listSets(host);
+    assert.ok(listing.partials.some((p) => p.job === id), 'the partial set is reported');
+    assert.ok(listing.sets.every((s) => !s.name.includes(id)));
+    assert.equal(info.id, id);
+    // The lock died with the job: the next backup is not refused, and the partial can be removed.
+    const { cleanPartials } = await import('../../src/backup/backupSets');
+    await cleanPartials(host, [`.partial-${id}`]);
+    assert.equal((await listSets(host)).partials.length, 0);
+    const next = await run(() => startBackup(host, d));
+    assert.equal(next.outcome.result, 'succeeded');
+  });
+
+  it('a pg_dump that exits non-zero fails the backup and leaves no set behind', async () => {
+    const before = (await listSets(host)).sets.length;
+    const id = await startBackup(host, d);
+    let killed = false;
+    for (let i = 0; i < 200 && !killed; i++) {
+      const r = spawnSync('pgrep', ['-u', sb.kadiUser, '-x', 'pg_dump'], { encoding: 'utf8' });
+      const pid = Number(r.stdout.trim().split('\n')[0]);
+      if (pid > 0) {
+        process.kill(pid, 'SIGKILL');
+        killed = true;
+      } else await new Promise((res) => setTimeout(res, 25));
+    }
+    assert.ok(killed, 'pg_dump was running');
+    const sink = new MemorySink();
+    const outcome = await followJob(host, id, { sink });
+    assert.equal(outcome.result, 'failed');
+    assert.match(sink.text(), /pg_dump exited with status/);
+    const listing = await listSets(host);
+    assert.equal(listing.sets.length, before);
+    assert.equal(listing.partials.length, 0, 'the failed job removed its partial set');
+  });
+
+  describe('a full backup filesystem', () => {
+    let mnt: string;
+    let small: HostProfile;
+    let smallHost: RemoteHost;
+    before(async () => {
+      mnt = fs.mkdtempSync(path.join(sb.root, 'tmpfs-'));
+      fs.chmodSync(mnt, 0o755);
+    });
+    afterEach(() => {
+      spawnSync('umount', [mnt]);
+    });
+
+    const mount = async (size: string): Promise<void> => {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt]);
+      const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString());
+      const gid = Number(execFileSync('id', ['-g', sb.kadiUser]).toString());
+      fs.chownSync(mnt, uid, gid);
+      fs.chmodSync(mnt, 0o700);
+      small = profileOf(sb, 'direct', (p) => {
+        p.name = `sandbox-small-${size}`;
+        p.backupDir = mnt;
+      });
+      smallHost = await pool.get(small);
+    };
+
+    it('refuses to start when free space is clearly insufficient', async () => {
+      await mount('1m');
+      const id = await startBackup(smallHost, d);
+      const sink = new MemorySink();
+      const outcome = await followJob(smallHost, id, { sink });
+      assert.equal(outcome.result, 'failed');
+      assert.match(sink.text(), /not enough space in .*: about \d+ MiB needed, \d+ MiB free/);
+      assert.equal((await listSets(smallHost)).sets.length, 0);
+    });
+
+    it('a disk that fills during the copy fails the job, removes the partial set and keeps the previous set good', async () => {
+      await mount('200m');
+      // The first set fits (the bulk table is dropped for this test so the dump is small).
+      await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
+      const dd = await discover(smallHost);
+      const first = await followJob(smallHost, await startBackup(smallHost, dd), { sink: new MemorySink() });
+      assert.equal(first.result, 'succeeded');
+      // A new 250 MB record file cannot fit next to it.
+      const big = await sb.addStorageFile({ size: 250 * 1024 * 1024 });
+      try {
+        const sink = new MemorySink();
+        const outcome = await followJob(smallHost, await startBackup(smallHost, dd), { sink });
+        assert.equal(outcome.result, 'failed', sink.text());
+        assert.match(sink.text(), /No space left on device|copying STORAGE_PATH failed/);
+        const listing = await listSets(smallHost);
+        assert.equal(listing.sets.length, 1);
+        assert.equal(listing.partials.length, 0);
+        const v = await followJob(smallHost, await startVerify(smallHost, dd, listing.sets[0].name), { sink: new MemorySink() });
+        assert.equal(v.result, 'succeeded');
+      } finally {
+        fs.rmSync(big.path);
+        await sb.psql(`DELETE FROM file WHERE id = '${big.id}'`);
+      }
+    });
+  });
+
+  describe('corruption and deep verification', () => {
+    let set: string;
+    let dir: string;
+    before(async () => {
+      await sb.psql('DROP TABLE IF EXISTS fault_bulk; ALTER ROLE kadi CREATEDB;');
+      d = await discover(host);
+      const r = await run(() => startBackup(host, d));
+      assert.equal(r.outcome.result, 'succeeded');
+      set = setNameFrom(r.sink.text('stdout'));
+      dir = path.join(sb.backupDir, set);
+    });
+
+    const verify = async (level: 'quick' | 'deep'): Promise<{ ok: boolean; text: string }> => {
+      const r = await run(() => startVerify(host, d, set, level));
+      return { ok: r.outcome.result === 'succeeded', text: r.sink.text() };
+    };
+
+    it('deep verify passes on an intact set: row counts and every file against its database row', async () => {
+      const v = await verify('deep');
+      assert.ok(v.ok, v.text);
+      assert.match(v.text, /deep: \d+ tables compared, \d+ file rows checked/);
+      const rec = JSON.parse(fs.readFileSync(path.join(dir, '.verify.json'), 'utf8')) as { level: string; ok: boolean };
+      assert.equal(rec.level, 'deep');
+      assert.equal(rec.ok, true);
+      const scratch = (await sb.psql("select count(*) from pg_database where datname like 'kadi_ops_verify_%'")).trim();
+      assert.equal(scratch, '0', 'the scratch database was dropped');
+    });
+
+    it('quick verify catches a truncated or flipped byte in every artifact', async () => {
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { artifacts: { name: string }[] };
+      const names = manifest.artifacts.map((a) => a.name);
+      assert.ok(names.includes('db.dump') && names.includes('storage.files.jsonl'));
+      for (const name of names) {
+        for (const damage of [truncateCopy, (f: string) => flipByte(f, 37)]) {
+          const file = path.join(dir, name);
+          const keep = file + '.orig';
+          fs.linkSync(file, keep);
+          try {
+            damage(file);
+            const v = await verify('quick');
+            assert.equal(v.ok, false, `${name} damage went unnoticed`);
+            assert.match(v.text, new RegExp(`PROBLEM: ${name.replace('.', '\\.')}`));
+          } finally {
+            fs.renameSync(keep, file);
+          }
+        }
+      }
+      // A flipped byte in a record file of the storage tree, too.
+      const list = fs.readFileSync(path.join(dir, 'storage.files.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as [string, number]);
+      const victim = path.join(dir, 'storage', list.find((e) => e[1] > 0)![0]);
+      fs.linkSync(victim, victim + '.orig');
+      try {
+        flipByte(victim, 3);
+        const v = await verify('quick');
+        assert.equal(v.ok, false);
+        assert.match(v.text, /sha256 does not match/);
+      } finally {
+        fs.renameSync(victim + '.orig', victim);
+      }
+      assert.ok((await verify('quick')).ok, 'the set is whole again');
+    });
+
+    it('deep verify finds a deleted file, a same-size content change and a file row whose data was never copied', async () => {
+      // A file row whose data never existed on disk: the backup copies what is there, so the set
+      // is consistent by checksums (quick verify passes) but not in itself.
+      const ghost = await sb.addStorageFile({ size: 2048 });
+      fs.rmSync(ghost.path);
+      const r = await run(() => startBackup(host, d));
+      assert.equal(r.outcome.result, 'succeeded');
+      set = setNameFrom(r.sink.text('stdout'));
+      dir = path.join(sb.backupDir, set);
+      assert.ok((await verify('quick')).ok, 'quick verify cannot see it');
+      const rows = (await sb.psql("select id, size from file where state = 'active' and size > 16 order by id limit 2")).trim().split('\n').map((l) => l.split('|'));
+      const rel = (id: string): string => path.join(id.slice(0, 2), id.slice(2, 4), id.slice(4, 6), id.slice(6));
+      const deleted = path.join(dir, 'storage', rel(rows[0][0]));
+      const changed = path.join(dir, 'storage', rel(rows[1][0]));
+      fs.linkSync(deleted, deleted + '.keep');
+      fs.linkSync(changed, changed + '.keep');
+      try {
+        fs.rmSync(deleted);
+        flipByte(changed, 1);
+        const v = await verify('deep');
+        assert.equal(v.ok, false);
+        assert.match(v.text, new RegExp(`file ${rows[0][0]}: active in the database but missing from the set`));
+        assert.match(v.text, new RegExp(`file ${rows[1][0]}: MD5 does not match`));
+        assert.match(v.text, new RegExp(`file ${ghost.id}: active in the database but missing from the set`));
+        const listed = (await listSets(host)).sets.find((s) => s.name === set);
+        assert.equal(listed?.status, 'failed');
+      } finally {
+        fs.renameSync(deleted + '.keep', deleted);
+        fs.renameSync(changed + '.keep', changed);
+        await sb.psql(`DELETE FROM file WHERE id = '${ghost.id}'`);
+      }
+    });
+  });
+
+  describe('afterwards', () => {
+    it('keeps a record of every job it ran', async () => {
+      const jobs = await listJobs(host);
+      assert.ok(jobs.some((j) => j.state === 'died'));
+      assert.ok(jobs.some((j) => j.kind === 'verify' && j.status !== '0'));
+    });
+  });
+});
