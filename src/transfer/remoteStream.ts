@@ -18,7 +18,7 @@ export async function streamAgent(host: RemoteHost, verb: string, args: string[]
   if (opts.signal?.aborted) throw new CancelledError();
   const script = await ensureAgent(host);
   const { command, stdinPrefix } = await host.streamingCommand(['bash', script, verb, ...args]);
-  const channel = await host.connection.openExec(command);
+  const channel = await (await host.live()).openExec(command);
   await new Promise<void>((resolve, reject) => {
     let stderr = '';
     let exitCode: number | null | undefined;

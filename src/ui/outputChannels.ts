@@ -1,9 +1,10 @@
 /**
- * One LogOutputChannel per host. Lines are buffered and appended in batches on a short timer so
- * a fast remote stream costs a handful of appends per second instead of one per line.
+ * One LogOutputChannel per host. Lines are buffered and appended in bounded batches on a short
+ * timer (LineBatcher) so a fast remote stream costs a handful of appends per second, not one per line.
  */
 import * as vscode from 'vscode';
 import type { LineStream, OutputSink } from '../core/sink';
+import { LineBatcher } from './lineBatcher';
 
 const FLUSH_MS = 100;
 
@@ -21,26 +22,17 @@ export class HostOutputs implements vscode.Disposable {
 
   sink(host: string): OutputSink & { flush(): void } {
     const channel = this.channel(host);
-    let pending: string[] = [];
-    let timer: NodeJS.Timeout | undefined;
-    const flush = (): void => {
-      timer = undefined;
-      if (pending.length === 0) return;
-      const text = pending.join('\n');
-      pending = [];
-      channel.append(text + '\n');
-    };
+    const batch = new LineBatcher((text) => channel.append(text), { intervalMs: FLUSH_MS, maxChunk: 1 << 20 });
     return {
       lines(stream: LineStream, lines: string[]): void {
         if (stream === 'error' || stream === 'warn' || stream === 'info') {
-          flush();
+          batch.flush();
           for (const l of lines) channel[stream](l);
           return;
         }
-        pending.push(...lines);
-        if (!timer) timer = setTimeout(flush, FLUSH_MS);
+        batch.push(lines);
       },
-      flush,
+      flush: () => batch.flush(),
     };
   }
 
