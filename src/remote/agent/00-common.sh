@@ -70,3 +70,13 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # Refuses set names that are not timestamps (no path tricks).
 check_set_name() { [[ $1 =~ $SET_RE ]] || die "not a backup set name: $1"; }
+
+# Entries and bytes of the regular files in a tar archive (.tar.zst or .tar.gz): "FILES BYTES".
+# Reading the whole archive is also the proof that it decompresses and parses.
+archive_listing() {
+  case $1 in
+    *.zst) zstd -dcq -- "$1" ;;
+    *.gz) gzip -dc -- "$1" ;;
+    *) cat -- "$1" ;;
+  esac | tar -tvf - | awk '$1 ~ /^-/ { n++; b += $3 } END { print n + 0, b + 0 }'
+}

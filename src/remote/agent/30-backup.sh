@@ -149,7 +149,15 @@ SQL
   local -a cfgfiles=("$cfg")
   local k
   while IFS= read -r k; do [ -n "$k" ] && cfgfiles+=("$k"); done <<< "$(opt config_extra)"
-  tar -cf - --absolute-names "${cfgfiles[@]}" 2>/dev/null | gzip -6 > "$partial/config.tar.gz" || fail "cannot archive the Kadi configuration"
+  tar -cf - --absolute-names "${cfgfiles[@]}" | gzip -6 > "$partial/config.tar.gz" || fail "cannot archive the Kadi configuration"
+
+  if [ "$mode" = archive ]; then
+    step "files: reading back the archives"
+    local a
+    for a in "$partial"/storage.tar.* "$partial"/uploads.tar.*; do
+      echo "archive_${a##*/}=$(archive_listing "$a")" >> "$info" || fail "cannot read back ${a##*/}"
+    done
+  fi
 
   step "manifest: listing and hashing new files"
   echo "ended=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$info"
@@ -225,7 +233,10 @@ for fn in sorted(os.listdir(partial)):
     if fn == 'db.dump': a['tocEntries'] = toc_entries; a['tables'] = len(counts); a['rows'] = sum(counts.values())
     for name, t in trees.items():
         if fn == name + '.files.jsonl': a['tree'] = name; a.update(t)
-    if fn.startswith(('storage.tar', 'uploads.tar')): a['archiveOf'] = fn.split('.')[0]
+    if fn.startswith(('storage.tar', 'uploads.tar')):
+        a['archiveOf'] = fn.split('.')[0]
+        files, nbytes = info.get('archive_' + fn, '0 0').split()
+        a['files'] = int(files); a['bytes'] = int(nbytes)
     m['artifacts'].append(a)
 m['trees'] = trees
 m['rowCounts'] = counts

@@ -15,9 +15,17 @@ cmd_verify() {
   step "verifying $set: checksums of every artifact and file"
   local toc_ok=yes toc_n
   if toc_n=$("$pg_restore" -l "$dir/db.dump" 2>/dev/null | grep -c '^[0-9]'); then :; else toc_ok=no; fi
-  python3 - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" <<'PY'
+  # Archives (archive-mode sets) must decompress and parse; their entry counts are compared below.
+  local a
+  : > "$JOB_DIR/archives.tsv"
+  for a in "$dir"/storage.tar.* "$dir"/uploads.tar.*; do
+    [ -f "$a" ] || continue
+    printf '%s\t%s\n' "${a##*/}" "$(archive_listing "$a" 2>/dev/null || echo unreadable)" >> "$JOB_DIR/archives.tsv"
+  done
+  python3 - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv" <<'PY'
 import concurrent.futures, datetime, hashlib, json, os, sys
 d, toc_ok, toc_n, out = sys.argv[1], sys.argv[2] == 'yes', int(sys.argv[3] or 0), sys.argv[4]
+archives = dict(l.rstrip('\n').split('\t', 1) for l in open(sys.argv[5]) if '\t' in l)
 m = json.load(open(os.path.join(d, 'manifest.json'), encoding='utf-8'))
 problems = []
 def sha256(path):
@@ -41,6 +49,12 @@ for a in m.get('artifacts', []):
         problems.append('%s: sha256 does not match the manifest' % a['name'])
         bad.add(a['name'])
     checked_files += 1; checked_bytes += size
+    if a.get('archiveOf'):
+        got = archives.get(a['name'], 'unreadable')
+        if got == 'unreadable' or len(got.split()) != 2:
+            problems.append('%s: tar cannot read it' % a['name'])
+        elif (int(got.split()[0]), int(got.split()[1])) != (a.get('files'), a.get('bytes')):
+            problems.append('%s: %s files/bytes, manifest says %s %s' % (a['name'], got, a.get('files'), a.get('bytes')))
     if a['name'] == 'db.dump':
         if not toc_ok: problems.append('db.dump: pg_restore -l cannot read it')
         elif a.get('tocEntries') is not None and toc_n != a['tocEntries']:

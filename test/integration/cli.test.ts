@@ -1,0 +1,120 @@
+/** The headless CLI (dist/cli.js, the bundle users run) against the sandbox host. */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { getSandbox } from './fixture';
+
+const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
+
+function cli(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 240000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('kadi-ops CLI against the sandbox host', function () {
+  this.timeout(300000);
+  let sb: SandboxHost;
+  let config: string;
+
+  before(async () => {
+    assert.ok(fs.existsSync(CLI), `${CLI} is built`);
+    sb = await getSandbox();
+    config = sb.writeConfigFile(path.join(sb.root, 'cli-hosts.json'));
+  });
+
+  it('check prints the discovered facts of the sandbox host', () => {
+    const r = cli(['check', 'sandbox', '--config', config]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /Kadi version\s+\d+\.\d+\.\d+/);
+    assert.match(r.stdout, /Schema revision\s+[0-9a-f]+/);
+    assert.match(r.stdout, /PostgreSQL server\s+\d+/);
+    assert.ok(r.stdout.includes(sb.storagePath));
+    assert.ok(r.stdout.includes(sb.uploadsPath));
+    assert.equal(r.stdout.includes(sb.pg.password), false);
+    const j = cli(['check', 'sandbox-sudo', '--config', config, '--json']);
+    assert.equal(j.code, 0, j.stderr);
+    const facts = JSON.parse(j.stdout) as { remoteUser: string; problems: string[] };
+    assert.equal(facts.remoteUser, sb.kadiUser);
+    assert.deepEqual(facts.problems, []);
+  });
+
+  it('backup streams its lines, then list shows the set and verify marks it verified', () => {
+    const b = cli(['backup', 'sandbox', '--config', config]);
+    assert.equal(b.code, 0, b.stderr + b.stdout);
+    assert.match(b.stdout, /\[step\] database: pg_dump/);
+    const set = /^set=(\S+)$/m.exec(b.stdout)?.[1];
+    assert.ok(set);
+    const l = cli(['list', 'sandbox', '--config', config, '--json']);
+    const listing = JSON.parse(l.stdout) as { sets: { name: string; status: string }[] };
+    assert.ok(listing.sets.some((s) => s.name === set));
+    const v = cli(['verify', 'sandbox', set, '--config', config]);
+    assert.equal(v.code, 0, v.stderr + v.stdout);
+    assert.match(cli(['list', 'sandbox', '--config', config]).stdout, new RegExp(`${set}.*verified`));
+  });
+
+  it('an archive-mode backup with Redis writes checked archives and the snapshot', () => {
+    const b = cli(['backup', 'sandbox', '--archive', '--redis', '--config', config]);
+    assert.equal(b.code, 0, b.stderr + b.stdout);
+    const set = /^set=(\S+)$/m.exec(b.stdout)?.[1] as string;
+    const dir = path.join(sb.backupDir, set);
+    const names = fs.readdirSync(dir);
+    assert.ok(names.some((n) => /^storage\.tar\.(zst|gz)$/.test(n)), names.join(' '));
+    assert.ok(names.includes('redis.rdb'));
+    assert.equal(fs.readFileSync(path.join(dir, 'redis.rdb')).subarray(0, 5).toString(), 'REDIS');
+    const v = cli(['verify', 'sandbox', set, '--config', config]);
+    assert.equal(v.code, 0, v.stderr + v.stdout);
+    // An archive that no longer parses is caught even though it is only listed, not extracted.
+    const archive = path.join(dir, names.find((n) => n.startsWith('storage.tar.'))!);
+    const orig = fs.readFileSync(archive);
+    fs.writeFileSync(archive, orig.subarray(0, orig.length - 100));
+    try {
+      const bad = cli(['verify', 'sandbox', set, '--config', config]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stdout, /PROBLEM: storage\.tar\.\w+: (size|tar cannot read)/);
+    } finally {
+      fs.writeFileSync(archive, orig);
+    }
+  });
+
+  it('prune --dry-run previews without deleting; pinned sets are kept', () => {
+    const sets = (JSON.parse(cli(['list', 'sandbox', '--config', config, '--json']).stdout) as { sets: { name: string }[] }).sets;
+    assert.ok(sets.length >= 2);
+    const oldest = sets[sets.length - 1].name;
+    assert.equal(cli(['pin', 'sandbox', oldest, '--config', config]).code, 0);
+    const p = cli(['prune', 'sandbox', '--keep-last', '1', '--dry-run', '--config', config]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(p.stdout, new RegExp(`keep\\s+${oldest}\\s+\\(.*pinned`));
+    assert.equal((JSON.parse(cli(['list', 'sandbox', '--config', config, '--json']).stdout) as { sets: unknown[] }).sets.length, sets.length);
+    assert.equal(cli(['unpin', 'sandbox', oldest, '--config', config]).code, 0);
+  });
+
+  it('bad configuration is a clear error naming the host and the field, with exit status 2', () => {
+    const bad = path.join(sb.root, 'bad-hosts.json');
+    fs.writeFileSync(bad, JSON.stringify({ hosts: [{ name: 'x', ssh: { host: 'h', port: 'abc' } }] }));
+    const r = cli(['check', 'x', '--config', bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Host "x": ssh\.port/);
+    const u = cli(['check', 'nope', '--config', config]);
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /No host named "nope"/);
+  });
+
+  it('an unknown host key is refused in a non-interactive run, showing its fingerprint', () => {
+    const cfg = JSON.parse(fs.readFileSync(config, 'utf8')) as { hosts: { ssh: { knownHostsFile?: string } }[] };
+    const empty = path.join(sb.root, 'cli-empty-known-hosts');
+    fs.writeFileSync(empty, '');
+    cfg.hosts[0].ssh.knownHostsFile = empty;
+    const f = path.join(sb.root, 'cli-unknown.json');
+    fs.writeFileSync(f, JSON.stringify(cfg));
+    const r = cli(['check', 'sandbox', '--config', f]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /SHA256:[A-Za-z0-9+/]+/);
+    assert.match(r.stderr, /not trusted/);
+    assert.equal(fs.readFileSync(empty, 'utf8'), '');
+    const ok = cli(['check', 'sandbox', '--config', f, '--accept-new-host-key']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(fs.readFileSync(empty, 'utf8'), /^\[127\.0\.0\.1\]:\d+ ssh-ed25519 /);
+  });
+});
