@@ -109,6 +109,8 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   const sb: SandboxHost = await startSandbox({ withRedis: false });
+  // Ctrl-C or a kill still stops the sandbox's servers.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void sb.stop().finally(() => process.exit(130)));
   const pool = new ConnectionPool({ secrets: { get: async () => undefined }, hostKeys: { onUnknownHostKey: async () => 'reject' } });
   try {
     const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString());
