@@ -64,7 +64,7 @@ export class SshConnection {
   private constructor(
     readonly profile: HostProfile,
     private readonly client: Client,
-    jump?: SshConnection,
+    readonly jump?: SshConnection,
   ) {
     client.on('close', () => {
       this.closed = true;

@@ -114,6 +114,20 @@ describe('SSH core against the sandbox sshd', function () {
     await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({ passphrase: 'wrong' }), hostKeys: new ScriptedHostKeys() }), (e: unknown) => e instanceof SshError && /Authentication as .* failed/.test((e as Error).message));
   });
 
+  it('reaches the host through a ProxyJump hop', async () => {
+    const profile = profileOf(sb, 'direct', (p) => (p.ssh.proxyJump = `${sb.kadiUser}@127.0.0.1:${sb.sshPort}`));
+    const conn = await SshConnection.connect(profile, { secrets: new ScriptedSecrets(), hostKeys: new ScriptedHostKeys() });
+    try {
+      const r = await conn.exec('echo $SSH_CONNECTION');
+      // The target sees the connection coming from the jump host's forwarding, not directly.
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /^127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+/);
+      assert.ok(conn.jump?.isOpen, 'the hop connection is in use');
+    } finally {
+      conn.close();
+    }
+  });
+
   it('a connection cut while a command runs is an error, never a success', async () => {
     const conn = await SshConnection.connect(profileOf(sb, 'direct'), { secrets: new ScriptedSecrets(), hostKeys: new ScriptedHostKeys() });
     const running = conn.exec('echo started; sleep 30; echo never');
