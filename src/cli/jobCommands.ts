@@ -62,16 +62,37 @@ function intFlag(ctx: CliContext, name: string): number | undefined {
   return Number(v);
 }
 
+function retentionPolicy(ctx: CliContext): RetentionPolicy | undefined {
+  const policy: RetentionPolicy = { keepLast: intFlag(ctx, 'keep-last'), keepDaily: intFlag(ctx, 'keep-daily'), keepWeekly: intFlag(ctx, 'keep-weekly'), keepMonthly: intFlag(ctx, 'keep-monthly'), minKeep: intFlag(ctx, 'min-keep') };
+  const rules = [policy.keepLast, policy.keepDaily, policy.keepWeekly, policy.keepMonthly];
+  return rules.every((v) => v === undefined) ? undefined : policy;
+}
+
+/** Prints the retention plan and, unless dryRun, deletes what it removes (a job). */
+async function prune(ctx: CliContext, host: RemoteHost, policy: RetentionPolicy, dryRun: boolean): Promise<number> {
+  const listing = await listSets(host);
+  const plan = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), policy);
+  for (const k of plan.keep) ctx.out(`keep    ${k.id}  (${k.reasons.join(', ')})`);
+  for (const r of plan.remove) ctx.out(`delete  ${r.id}`);
+  if (dryRun || plan.remove.length === 0) return 0;
+  const id = await startPrune(host, plan.remove.map((r) => r.id));
+  return exitCodeOf(await follow(ctx, host, id));
+}
+
 export const jobCommands: Record<string, CliCommand> = {
   backup: {
-    args: '<host> [--archive] [--redis]',
-    summary: 'make a complete, checksummed backup set (a job on the host)',
+    args: '<host> [--archive] [--redis] [--break-stale-lock] [--keep-* N … to prune after success]',
+    summary: 'make a complete, checksummed backup set (a job on the host); prune only if it succeeded',
     async run(ctx) {
       const host = await hostFor(ctx);
+      const policy = retentionPolicy(ctx);
       const d = await discover(host);
       const id = await startBackup(host, d, { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock') });
       ctx.err(`Backup job ${id} started on ${host.profile.name}.`);
-      return exitCodeOf(await follow(ctx, host, id));
+      const code = exitCodeOf(await follow(ctx, host, id));
+      // Retention runs only after a good new set exists, never after a failed backup.
+      if (code !== 0 || !policy) return code;
+      return prune(ctx, host, policy, false);
     },
   },
   list: {
@@ -106,19 +127,13 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   prune: {
-    args: '<host> [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]',
+    args: '<host> [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--min-keep N] [--dry-run]',
     summary: 'delete old sets by retention policy (never pinned or the newest verified set)',
     async run(ctx) {
       const host = await hostFor(ctx);
-      const listing = await listSets(host);
-      const policy: RetentionPolicy = { keepLast: intFlag(ctx, 'keep-last'), keepDaily: intFlag(ctx, 'keep-daily'), keepWeekly: intFlag(ctx, 'keep-weekly'), keepMonthly: intFlag(ctx, 'keep-monthly'), minKeep: intFlag(ctx, 'min-keep') };
-      if (Object.values(policy).every((v) => v === undefined)) throw new UsageError('Give at least one --keep-* option.');
-      const plan = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), policy);
-      for (const k of plan.keep) ctx.out(`keep    ${k.id}  (${k.reasons.join(', ')})`);
-      for (const r of plan.remove) ctx.out(`delete  ${r.id}`);
-      if (ctx.args.flags.has('dry-run') || plan.remove.length === 0) return 0;
-      const id = await startPrune(host, plan.remove.map((r) => r.id));
-      return exitCodeOf(await follow(ctx, host, id));
+      const policy = retentionPolicy(ctx);
+      if (!policy) throw new UsageError('Give at least one --keep-* option.');
+      return prune(ctx, host, policy, ctx.args.flags.has('dry-run'));
     },
   },
   pin: {

@@ -90,6 +90,21 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.equal(cli(['unpin', 'sandbox', oldest, '--config', config]).code, 0);
   });
 
+  it('backup with --keep-* prunes only after the new set succeeded', () => {
+    const before = (JSON.parse(cli(['list', 'sandbox', '--config', config, '--json']).stdout) as { sets: { name: string }[] }).sets;
+    assert.ok(before.length >= 2);
+    const r = cli(['backup', 'sandbox', '--keep-last', '2', '--config', config]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const set = /^set=(\S+)$/m.exec(r.stdout)?.[1];
+    const after = (JSON.parse(cli(['list', 'sandbox', '--config', config, '--json']).stdout) as { sets: { name: string; status: string }[] }).sets;
+    assert.equal(after[0].name, set);
+    // keep-last 2 plus the newest verified set, which retention never deletes.
+    assert.ok(after.length < before.length + 1, `something was pruned: ${after.map((s) => s.name).join(' ')}`);
+    assert.ok(after.length <= 3 && after.length >= 2, after.map((s) => s.name).join(' '));
+    assert.match(r.stdout, /^delete\s+\S+/m);
+    assert.ok(after.some((s) => s.status === 'verified'));
+  });
+
   it('bad configuration is a clear error naming the host and the field, with exit status 2', () => {
     const bad = path.join(sb.root, 'bad-hosts.json');
     fs.writeFileSync(bad, JSON.stringify({ hosts: [{ name: 'x', ssh: { host: 'h', port: 'abc' } }] }));
