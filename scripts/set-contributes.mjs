@@ -18,10 +18,19 @@ const commands = [
   cmd('cancelJob', 'Cancel Job', 'debug-stop'),
   cmd('attachJob', 'Attach to Job', 'debug-disconnect'),
   cmd('cleanPartials', 'Remove Partial Sets…', 'clear-all'),
+  cmd('showDumpListing', 'Show Dump Listing', 'list-flat'),
+  cmd('saveListingCopy', 'Save Editable Copy of Dump Listing…', 'edit'),
+  cmd('restoreFromListing', 'Restore from Listing…', 'history'),
+  cmd('downloadSet', 'Download Set…', 'cloud-download'),
+  cmd('uploadSet', 'Upload Set…', 'repo-push'),
+  cmd('forgetSecrets', 'Forget Secrets for Host…', 'key'),
 ];
+const SET_DIR_RE = '/^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$/';
+const step = (id, title, description, completionEvents) => ({ id, title, description, media: { markdown: `media/walkthrough/${id}.md` }, completionEvents });
 const hostItem = 'view == kadiOps.hosts && viewItem =~ /^host;/';
 const setItem = 'view == kadiOps.hosts && viewItem =~ /^backup;/';
 const jobRunning = 'view == kadiOps.hosts && viewItem =~ /^job;running;/';
+const dumpItem = 'view == kadiOps.hosts && viewItem =~ /^artifact;dbdump;/';
 pkg.contributes = {
   ...pkg.contributes,
   viewsContainers: { activitybar: [{ id: 'kadiOps', title: 'Kadi Ops', icon: 'media/activity.svg' }] },
@@ -33,12 +42,41 @@ pkg.contributes = {
     },
   ],
   commands,
+  languages: [
+    {
+      id: 'pg-toc-listing',
+      aliases: ['pg_restore Listing', 'pg-toc'],
+      extensions: ['.pgtoc'],
+      firstLine: '^; kadi-ops-origin: ',
+      configuration: './syntaxes/pg-toc.language-configuration.json',
+    },
+  ],
+  grammars: [{ language: 'pg-toc-listing', scopeName: 'source.pg-toc', path: './syntaxes/pg-toc.tmLanguage.json' }],
+  walkthroughs: [
+    {
+      id: 'kadiOps.firstSteps',
+      title: 'Get started with Kadi Ops',
+      description: 'Add a Kadi4Mat host, check it, make a first backup and verify it.',
+      steps: [
+        step('addHost', 'Add a Kadi host', 'A host needs a name and an SSH target; everything else defaults to a standard Kadi4Mat install and your ~/.ssh/config.\n[Add Host](command:kadiOps.addHost)\n[Edit Hosts in Settings](command:kadiOps.editHosts)', ['onCommand:kadiOps.addHost', 'onSettingChanged:kadiOps.hosts']),
+        step('checkHost', 'Check the host', 'Connects over SSH, verifies the host key, finds Kadi, PostgreSQL and the storage paths, and lists any problem before you rely on a backup.\n[Check Host](command:kadiOps.checkHost)', ['onCommand:kadiOps.checkHost']),
+        step('backupNow', 'Make a first backup', 'Dumps the database, copies STORAGE_PATH and MISC_UPLOADS_PATH and writes a checksummed manifest. The job keeps running on the host if your connection drops.\n[Backup Now](command:kadiOps.backupNow)', ['onCommand:kadiOps.backupNow']),
+        step('verify', 'Verify it', 'A quick verify checks every checksum and that the dump is readable; a deep verify restores into a scratch database and cross-checks the files.\n[Verify Backup](command:kadiOps.verify)', ['onCommand:kadiOps.verify', 'onCommand:kadiOps.verifyDeep']),
+      ],
+    },
+  ],
   menus: {
     commandPalette: [
       { command: 'kadiOps.refresh', when: 'false' },
       { command: 'kadiOps.cancelJob', when: 'false' },
       { command: 'kadiOps.attachJob', when: 'false' },
+      { command: 'kadiOps.restoreFromListing', when: 'editorLangId == pg-toc-listing' },
     ],
+    'editor/title': [
+      { command: 'kadiOps.saveListingCopy', when: 'resourceScheme == kadi-dump', group: 'navigation@1' },
+      { command: 'kadiOps.restoreFromListing', when: 'editorLangId == pg-toc-listing && resourceScheme != kadi-dump', group: 'navigation@1' },
+    ],
+    'explorer/context': [{ command: 'kadiOps.uploadSet', when: `explorerResourceIsFolder && resourceFilename =~ ${SET_DIR_RE}`, group: 'kadiOps@1' }],
     'view/title': [
       { command: 'kadiOps.addHost', when: 'view == kadiOps.hosts', group: 'navigation@1' },
       { command: 'kadiOps.refresh', when: 'view == kadiOps.hosts', group: 'navigation@2' },
@@ -60,6 +98,14 @@ pkg.contributes = {
       { command: 'kadiOps.checkHost', when: hostItem, group: 'inline@2' },
       { command: 'kadiOps.checkHost', when: hostItem, group: '1_host@1' },
       { command: 'kadiOps.showOutput', when: hostItem, group: '9_output@1' },
+      { command: 'kadiOps.uploadSet', when: hostItem, group: '0_backup@3' },
+      { command: 'kadiOps.forgetSecrets', when: hostItem, group: '8_secrets@1' },
+      { command: 'kadiOps.showDumpListing', when: setItem, group: '3_listing@1' },
+      { command: 'kadiOps.saveListingCopy', when: setItem, group: '3_listing@2' },
+      { command: 'kadiOps.downloadSet', when: setItem, group: '4_transfer@1' },
+      { command: 'kadiOps.showDumpListing', when: dumpItem, group: 'inline@1' },
+      { command: 'kadiOps.showDumpListing', when: dumpItem, group: '1_listing@1' },
+      { command: 'kadiOps.saveListingCopy', when: dumpItem, group: '1_listing@2' },
     ],
   },
 };

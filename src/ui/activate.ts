@@ -6,12 +6,15 @@ import * as vscode from 'vscode';
 import { listSshConfigHosts } from '../config/hostProfiles';
 import { discover } from '../kadi/discovery';
 import { ConnectionPool } from '../remote/connectionPool';
+import { registerDumpListing, restoreNotAvailableYet } from './dumpListing';
 import { HostKeyDialog } from './hostKeyDialog';
 import { pickHost, registerBackupCommands } from './backupCommands';
 import { HostsTreeProvider, type TreeNode } from './hostsTree';
 import { JobStatusBar } from './jobUi';
 import { HostOutputs } from './outputChannels';
+import { registerSecretCommands } from './secretCommands';
 import { loadProfilesFromSettings } from './settings';
+import { registerTransferCommands } from './transferCommands';
 import { VscodeSecrets } from './vscodeSecrets';
 
 export interface KadiOpsApi {
@@ -23,7 +26,7 @@ export interface KadiOpsApi {
 
 export function activate(context: vscode.ExtensionContext): KadiOpsApi {
   const outputs = new HostOutputs();
-  const secrets = new VscodeSecrets(context.secrets);
+  const secrets = new VscodeSecrets(context.secrets, context.globalState);
   const pool = new ConnectionPool({ secrets, hostKeys: new HostKeyDialog(), log: (m) => outputs.channel('connections').info(m) });
   const tree = new HostsTreeProvider(loadProfilesFromSettings, pool);
   const view = vscode.window.createTreeView('kadiOps.hosts', { treeDataProvider: tree, showCollapseAll: true });
@@ -35,7 +38,13 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
     view,
     bar,
     ...registerBackupCommands(deps),
+    // The restore UI replaces restoreNotAvailableYet with the restore core's listing restore.
+    ...registerDumpListing({ ...deps, restoreFromListing: restoreNotAvailableYet }),
+    ...registerTransferCommands(deps),
+    ...registerSecretCommands(deps, secrets),
     { dispose: () => pool.closeAll() },
+    // Granting trust makes workspace-level hosts count (untrusted, only user settings are read).
+    vscode.workspace.onDidGrantWorkspaceTrust(() => tree.refresh()),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('kadiOps')) tree.refresh();
     }),

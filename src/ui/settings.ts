@@ -14,6 +14,7 @@ export function loadProfilesFromSettings(): LoadedProfiles {
   // inspect() keeps us explicit about which level is used.
   const inspected = config.inspect<unknown[]>('hosts');
   const raw = vscode.workspace.isTrusted ? config.get<unknown[]>('hosts', []) : inspected?.globalValue ?? [];
-  const { profiles, errors } = resolveProfiles(raw, {});
+  // The global stale-backup threshold is not restricted: it only colours the tree.
+  const { profiles, errors } = resolveProfiles(raw, { backupMaxAgeHours: config.get<number>('backupMaxAgeHours') });
   return { profiles, errors: errors.map(formatConfigError) };
 }
