@@ -2,6 +2,7 @@
 import { discover, type HostFacts } from '../kadi/discovery';
 import { pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
+import { restoreCommands } from './restoreCommands';
 
 function formatBytes(n: number | undefined): string {
   if (n === undefined) return 'unknown';
@@ -59,4 +60,5 @@ export const commands: Record<string, CliCommand> = {
     },
   },
   ...jobCommands,
+  ...restoreCommands,
 };

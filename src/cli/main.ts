@@ -13,7 +13,7 @@ import { TerminalHostKeys, TerminalSecrets } from './terminalPrompts';
 import { commands } from './commands';
 import type { CliContext } from './context';
 
-const VALUE_OPTIONS = ['config', 'components', 'yes', 'keep-last', 'keep-daily', 'keep-weekly', 'keep-monthly', 'min-keep', 'jobs', 'listing', 'model', 'from', 'label'] as const;
+const VALUE_OPTIONS = ['config', 'components', 'yes', 'keep-last', 'keep-daily', 'keep-weekly', 'keep-monthly', 'min-keep', 'jobs', 'listing', 'model', 'from', 'label', 'confirm-count'] as const;
 
 const USAGE = `Usage: kadi-ops <command> [options]
 

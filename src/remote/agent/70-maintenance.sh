@@ -1,0 +1,123 @@
+# --- maintenance jobs -------------------------------------------------------------------------
+# The guide's maintenance steps, each a job under the instance lock, streamed like a backup.
+# Options are key=value: kadi_cli, kadi_config and the verb's own. Job verbs use '_' because
+# job-run calls cmd_<verb> as given.
+
+maint_begin() { parse_opts "$@"; : > "$JOB_DIR/steps"; : > "$JOB_DIR/attention"; rm -f "$JOB_DIR/failed"; }
+maint_end() {
+  print_summary "$1"
+  if [ -f "$JOB_DIR/failed" ]; then exit 1; fi
+  return 0
+}
+
+JOB_VERBS+=(db_upgrade)
+cmd_db_upgrade() {
+  maint_begin "$@"
+  step_run db-upgrade db_upgrade_step
+  maint_end "kadi db upgrade"
+}
+
+KADI_MODELS=(record collection template group)
+
+JOB_VERBS+=(reindex)
+cmd_reindex() {
+  maint_begin "$@"
+  local model; model=$(opt model)
+  if [ -n "$model" ] && [[ " ${KADI_MODELS[*]} " != *" $model "* ]]; then fail "unknown model $model (one of ${KADI_MODELS[*]})"; fi
+  step_run reindex reindex_step "$model"
+  step_run indices indices_step
+  maint_end "kadi search reindex"
+}
+
+# remove_orphans key=value... names=<space separated>: removes each named index only if, right
+# now, `kadi search ls` lists it without the alias marker. Alias and model names, and anything
+# that is not a plain <model>_<20 digits> name (remove takes wildcards), are refused outright.
+JOB_VERBS+=(remove_orphans)
+cmd_remove_orphans() {
+  maint_begin "$@"
+  local name m
+  for name in $(opt names); do
+    for m in "${KADI_MODELS[@]}"; do [ "$name" = "$m" ] && fail "refusing to remove $name: it is an alias of a live index"; done
+    [[ $name =~ ^[a-z]+_[0-9]{20}$ ]] || fail "refusing to remove $name: not a plain index name"
+  done
+  step_run check-indices section search-ls kadi_cli search ls
+  for name in $(opt names); do
+    if grep -qxF "* $name" "$JOB_DIR/search-ls.out"; then
+      step_run "remove-$name" section "remove-$name" kadi_cli search remove "$name" --i-am-sure
+    elif grep -q "^\* $name (pointed to by alias" "$JOB_DIR/search-ls.out"; then
+      fail "refusing to remove $name: it is the live index behind an alias now"
+    else
+      attention "$name is no longer listed; skipped"
+    fi
+  done
+  maint_end "remove-orphans"
+}
+
+# files_check key=value... [resolve=yes expected=N]: without resolve it answers "n". With it, the
+# answer is "y" only if the run about to resolve reports exactly N inconsistencies - the count the
+# operator confirmed - decided while the prompt waits, so nothing else can slip in between.
+JOB_VERBS+=(files_check)
+cmd_files_check() {
+  maint_begin "$@"
+  if [ "$(opt resolve)" != yes ]; then
+    step_run files-check files_check_step
+    maint_end "kadi files check"
+    return 0
+  fi
+  [[ $(opt expected) =~ ^[0-9]+$ ]] || fail "resolve needs the confirmed count"
+  step_run files-check-resolve section files-check python3 -c '
+import re, subprocess, sys
+expected = int(sys.argv[1])
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+buf, found = b"", None
+while True:
+    c = p.stdout.read(1)
+    if not c: break
+    buf += c
+    if c == b"\n":
+        line = buf.decode(errors="replace"); sys.stdout.write(line); sys.stdout.flush()
+        m = re.match(r"^Found (\d+) inconsistenc", line)
+        if m: found = int(m.group(1))
+        buf = b""
+    elif buf.startswith(b"Do you want to resolve") and buf.endswith(b": "):
+        answer = b"y\n" if found == expected else b"n\n"
+        sys.stdout.write(buf.decode() + answer.decode()); sys.stdout.flush(); buf = b""
+        p.stdin.write(answer); p.stdin.flush()
+        if found != expected: print("kadi-ops: found %s inconsistencies, not the confirmed %d; answered n" % (found, expected))
+sys.stdout.write(buf.decode(errors="replace"))
+sys.exit(p.wait() or (0 if found in (None, expected) else 3))
+' "$(opt expected)" env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check
+  maint_end "kadi files check --resolve"
+}
+
+JOB_VERBS+=(redis_snapshot)
+cmd_redis_snapshot() {
+  maint_begin "$@"
+  step_run redis-bgsave redis_bgsave
+  maint_end "redis snapshot"
+}
+redis_bgsave() {
+  local rcli rport last now i
+  rcli=$(opt redis_cli); rport=$(opt redis_port)
+  last=$("$rcli" -p "$rport" LASTSAVE) || fail "redis-cli LASTSAVE failed"
+  "$rcli" -p "$rport" BGSAVE || fail "redis BGSAVE failed"
+  for i in $(seq 1 600); do
+    now=$("$rcli" -p "$rport" LASTSAVE)
+    [ "$now" != "$last" ] && break
+    sleep 0.2
+  done
+  [ "$now" != "$last" ] || fail "redis did not finish BGSAVE within 120 s"
+  echo "redis_lastsave=$now"
+}
+
+JOB_VERBS+=(fix_permissions)
+cmd_fix_permissions() {
+  maint_begin "$@"
+  local name live
+  for name in storage uploads; do
+    live=$(opt "${name}_path")
+    [ -d "$live" ] || fail "$name directory $live does not exist"
+    step_run "permissions-$name" fix_tree_perms "$live" "$(stat -c %U "$live")" "$(stat -c %G "$live")"
+  done
+  maint_end "fix-permissions"
+}

@@ -1,0 +1,198 @@
+/**
+ * The restore preflight: everything that decides whether and how a set can be restored, checked
+ * before anything is touched and returned as a plan the operator confirms. Blockers make
+ * startRestore refuse; warnings are shown with the plan.
+ */
+import { listSets, startVerify } from '../backup/backupSets';
+import type { BackupSet } from '../backup/manifest';
+import { MemorySink, teeSink, type OutputSink } from '../core/sink';
+import type { Discovery } from '../kadi/discovery';
+import { compareKadiVersions, parseKadiVersion } from '../kadi/outputParsers';
+import { parseListing, validateAgainst } from '../pgtoc/listing';
+import { checkAgent } from '../remote/agent';
+import { followJob } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
+import { DEFAULT_COMPONENTS, type RestoreComponent } from './components';
+import { configDiff, type ConfigFileDiff } from './configDiff';
+import { probeLive, type LiveProbe } from './probe';
+
+export interface RestorePlan {
+  host: string;
+  set: BackupSet;
+  components: RestoreComponent[];
+  safetyBackup: boolean;
+  verify: { ok: boolean; jobId: string; problems: string[] };
+  kadi: { setVersion?: string; hostVersion?: string; setRevision?: string; hostRevision?: string; upgrade: boolean };
+  postgres: { dumpMajor?: number; serverMajor?: number; pgRestore?: string };
+  database: { empty: boolean; relations?: number; mode: 'plain' | 'clean' };
+  /** Bytes needed and free where the restore writes. */
+  disk: { where: string; needBytes: number; freeBytes?: number }[];
+  servicesToStop: string[];
+  servicesSkipped: string[];
+  /** Selective restore: the validated `pg_restore -L` listing. */
+  listing?: string;
+  jobs?: number;
+  config?: ConfigFileDiff[];
+  probe: LiveProbe;
+  blockers: string[];
+  warnings: string[];
+}
+
+export interface PreflightOptions {
+  components?: readonly RestoreComponent[];
+  safetyBackup?: boolean;
+  jobs?: number;
+  /** An edited `pg_restore -l` listing for a selective database restore. */
+  listing?: string;
+  /** Streams the verify job's output. */
+  sink?: OutputSink;
+  signal?: AbortSignal;
+  reconnect?: () => Promise<RemoteHost>;
+}
+
+export class RestoreRefusedError extends Error {}
+
+/** Finds a complete set by name, or the newest with "latest". */
+export async function findSet(host: RemoteHost, name: string): Promise<BackupSet> {
+  const { sets } = await listSets(host);
+  const set = name === 'latest' ? sets.find((s) => !s.preRestore) ?? sets[0] : sets.find((s) => s.name === name);
+  if (!set) throw new RestoreRefusedError(`No complete backup set "${name}" on ${host.profile.name}.`);
+  return set;
+}
+
+export async function preflight(host: RemoteHost, d: Discovery, setName: string, opts: PreflightOptions = {}): Promise<RestorePlan> {
+  const set = await findSet(host, setName);
+  const components = [...(opts.components ?? DEFAULT_COMPONENTS)];
+  const blockers: string[] = [];
+  const warnings: string[] = [...d.facts.problems];
+  const m = set.manifest;
+  const f = d.facts;
+
+  // 1. Quick verify: every artifact and file against the manifest. Any mismatch refuses.
+  const collected = new MemorySink();
+  const verifyId = await startVerify(host, d, set.name, 'quick');
+  const outcome = await followJob(host, verifyId, { sink: opts.sink ? teeSink(collected, opts.sink) : collected, signal: opts.signal, reconnect: opts.reconnect });
+  const problems = collected.text('stdout').split('\n').flatMap((l) => (l.startsWith('PROBLEM: ') ? [l.slice(9)] : []));
+  const verifyOk = outcome.result === 'succeeded';
+  if (!verifyOk) blockers.push(`Set ${set.name} failed verification (${problems.length} problem(s)${problems.length ? `, e.g. ${problems.slice(0, 3).join('; ')}` : ''}); it will not be restored.`);
+
+  // 2. Kadi version and schema revision.
+  const setV = m.kadiVersion ? parseKadiVersion(m.kadiVersion) : undefined;
+  const hostV = f.kadiVersion ? parseKadiVersion(f.kadiVersion) : undefined;
+  const upgrade = m.kadiVersion !== f.kadiVersion || (f.alembicRevision !== undefined && m.alembicRevision !== undefined && f.alembicRevision !== m.alembicRevision);
+  if (components.includes('db') && setV && hostV && compareKadiVersions(setV, hostV) > 0) {
+    blockers.push(`Set ${set.name} was made by Kadi ${setV.text}, newer than the installed ${hostV.text}: the schema cannot be downgraded. Upgrade Kadi first.`);
+  }
+
+  // 3. PostgreSQL: the host's pg_restore (matching its server) must read the dump.
+  const dumpMajor = m.postgres.serverMajor;
+  if (components.includes('db')) {
+    if (!f.pg.pgRestore) blockers.push(`No pg_restore for PostgreSQL ${f.pg.serverMajor ?? '?'} on ${host.profile.name}.`);
+    if (dumpMajor !== undefined && f.pg.serverMajor !== undefined && dumpMajor > f.pg.serverMajor) {
+      blockers.push(`The dump comes from PostgreSQL ${dumpMajor}, the server is ${f.pg.serverMajor}: restoring into an older major is not supported.`);
+    }
+  }
+
+  // 4. The live side: trees, free space, database, services.
+  const probe = await probeLive(host, d);
+  if (probe.dbError) blockers.push(`The database is not reachable: ${probe.dbError}`);
+  const empty = (probe.dbRelations ?? 0) === 0;
+  const disk: RestorePlan['disk'] = [];
+  const safetyBackup = opts.safetyBackup ?? true;
+  if (safetyBackup) disk.push({ where: `${host.profile.backupDir} (safety backup)`, needBytes: Math.ceil((probe.dbBytes ?? 0) / 4), freeBytes: probe.backupFreeBytes });
+  for (const tree of ['storage', 'uploads'] as const) {
+    if (!components.includes(tree)) continue;
+    const live = probe[tree];
+    if (live.missing) {
+      blockers.push(`${tree === 'storage' ? 'STORAGE_PATH' : 'MISC_UPLOADS_PATH'} does not exist on the host.`);
+      continue;
+    }
+    const setBytes = m.trees?.[tree]?.bytes ?? m.artifacts.find((a) => a.archiveOf === tree)?.size ?? 0;
+    disk.push({ where: `${tree === 'storage' ? f.storagePath : f.uploadsPath}`, needBytes: Math.max(0, setBytes - (live.bytes ?? 0)), freeBytes: live.freeBytes });
+    if (!m.trees?.[tree]) disk.push({ where: `${host.profile.backupDir} (extracting ${tree})`, needBytes: setBytes * 3, freeBytes: probe.backupFreeBytes });
+    if (live.owner && live.owner !== probe.remoteUser && probe.remoteUser !== 'root') {
+      warnings.push(`${tree} is owned by ${live.owner}, not by ${probe.remoteUser}: restored files cannot be given to ${live.owner} without root (the restore reports what needs a chown).`);
+    }
+  }
+  for (const dk of disk) if (dk.freeBytes !== undefined && dk.needBytes > dk.freeBytes) blockers.push(`Not enough free space in ${dk.where}: about ${mib(dk.needBytes)} needed, ${mib(dk.freeBytes)} free.`);
+
+  const services = host.profile.services;
+  const servicesToStop: string[] = [];
+  const servicesSkipped: string[] = [];
+  for (const s of services) {
+    const p = probe.services.find((x) => x.name === s);
+    if (!probe.systemctl || !p || !p.exists) servicesSkipped.push(s);
+    else {
+      servicesToStop.push(s);
+      if (!p.sudoAllowed) blockers.push(`The Kadi user may not run "sudo -n systemctl stop ${s}"; allow it in sudoers (see README) or remove ${s} from the profile's services.`);
+    }
+  }
+
+  if (components.includes('redis')) {
+    if (!m.artifacts.some((a) => a.name === 'redis.rdb')) blockers.push(`Set ${set.name} has no Redis snapshot.`);
+    const rs = probe.services.find((x) => x.name === host.profile.redis.service);
+    if (!rs?.exists) blockers.push(`Redis service ${host.profile.redis.service} not found (restoring Redis needs systemd).`);
+    else if (!rs.sudoAllowed) blockers.push(`The Kadi user may not run "sudo -n systemctl stop ${rs.name}".`);
+    warnings.push('Restoring Redis replays the Celery tasks that were queued when the backup was taken.');
+  }
+  let config: ConfigFileDiff[] | undefined;
+  if (components.includes('config')) config = await configDiff(host, set.name);
+
+  // 5. Selective restore: the listing must only enable, disable or reorder the dump's entries.
+  let listing: string | undefined;
+  if (opts.listing !== undefined) {
+    if (!components.includes('db')) blockers.push('A listing only applies to a database restore (component db).');
+    const toc = (await checkAgent(host, `Reading the table of contents of ${set.name}`, 'set-toc', [host.profile.backupDir, set.name])).stdout;
+    const tocProblems = validateAgainst(parseListing(opts.listing), parseListing(toc));
+    for (const p of tocProblems.slice(0, 20)) blockers.push(`Listing line ${p.line}: ${p.message}`);
+    listing = opts.listing;
+  }
+  if (!safetyBackup) warnings.push('No safety backup: the current state cannot be brought back by Kadi Ops after this restore.');
+
+  return {
+    host: host.profile.name,
+    set,
+    components,
+    safetyBackup,
+    verify: { ok: verifyOk, jobId: verifyId, problems },
+    kadi: { setVersion: m.kadiVersion, hostVersion: f.kadiVersion, setRevision: m.alembicRevision, hostRevision: f.alembicRevision, upgrade },
+    postgres: { dumpMajor, serverMajor: f.pg.serverMajor, pgRestore: f.pg.pgRestore },
+    database: { empty, relations: probe.dbRelations, mode: empty ? 'plain' : 'clean' },
+    disk,
+    servicesToStop,
+    servicesSkipped,
+    listing,
+    jobs: opts.jobs,
+    config,
+    probe,
+    blockers,
+    warnings,
+  };
+}
+
+function mib(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** The plan as the operator reads it before confirming. */
+export function formatPlan(p: RestorePlan): string[] {
+  const out = [
+    `Restore plan for ${p.host}`,
+    `  set                ${p.set.name} (${p.set.manifest.kadiVersion ?? '?'}, made ${p.set.manifest.startedAt ?? '?'})`,
+    `  verification       ${p.verify.ok ? 'ok (quick: every checksum matches)' : `FAILED (${p.verify.problems.length} problem(s))`}`,
+    `  components         ${p.components.join(', ')}`,
+    `  safety backup      ${p.safetyBackup ? 'yes, a pre-restore set first' : 'NO (opted out)'}`,
+    `  Kadi               set ${p.kadi.setVersion ?? '?'} rev ${p.kadi.setRevision ?? '?'}; host ${p.kadi.hostVersion ?? '?'} rev ${p.kadi.hostRevision ?? '?'}${p.kadi.upgrade ? ' -> kadi db upgrade afterwards' : ''}`,
+    `  PostgreSQL         dump from ${p.postgres.dumpMajor ?? '?'}, server ${p.postgres.serverMajor ?? '?'}`,
+  ];
+  if (p.components.includes('db')) out.push(`  database           ${p.database.empty ? 'empty: plain pg_restore' : `${p.database.relations} relations: pg_restore --clean --if-exists`}${p.listing ? ', selective (-L listing)' : ''}${p.jobs ? `, --jobs ${p.jobs}` : ''}`);
+  for (const dk of p.disk) out.push(`  disk               ${dk.where}: ~${mib(dk.needBytes)} needed, ${dk.freeBytes === undefined ? '?' : mib(dk.freeBytes)} free`);
+  out.push(`  services to stop   ${p.servicesToStop.join(', ') || 'none'}${p.servicesSkipped.length ? ` (not present: ${p.servicesSkipped.join(', ')})` : ''}`);
+  for (const c of p.config ?? []) {
+    out.push(`  config ${c.path}: ${c.state}`);
+    if (c.diff) out.push(...c.diff.split('\n').map((l) => `      ${l}`));
+  }
+  for (const w of p.warnings) out.push(`  warning: ${w}`);
+  for (const b of p.blockers) out.push(`  REFUSED: ${b}`);
+  return out;
+}

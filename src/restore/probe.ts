@@ -1,0 +1,77 @@
+/** The live side of a restore target, read by the agent's restore-probe verb in one round trip. */
+import type { Discovery } from '../kadi/discovery';
+import { parseKeyValues, runAgent } from '../remote/agent';
+import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
+
+export interface TreeProbe {
+  missing: boolean;
+  owner?: string;
+  group?: string;
+  freeBytes?: number;
+  bytes?: number;
+}
+
+export interface ServiceProbe {
+  name: string;
+  exists: boolean;
+  active?: boolean;
+  /** `sudo -n -l systemctl stop <name>` says the Kadi user may run it. */
+  sudoAllowed?: boolean;
+}
+
+export interface LiveProbe {
+  remoteUser: string;
+  storage: TreeProbe;
+  uploads: TreeProbe;
+  backupFreeBytes?: number;
+  /** Relations outside the system schemas; 0 means an empty database. */
+  dbRelations?: number;
+  dbBytes?: number;
+  dbError?: string;
+  systemctl: boolean;
+  services: ServiceProbe[];
+}
+
+const kb = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v) * 1024);
+
+export function parseProbe(text: string): LiveProbe {
+  const kv = parseKeyValues(text);
+  const tree = (n: string): TreeProbe => ({ missing: kv.get(`${n}_missing`) === 'yes', owner: kv.get(`${n}_owner`), group: kv.get(`${n}_group`), freeBytes: kb(kv.get(`${n}_free_kb`)), bytes: kb(kv.get(`${n}_kb`)) });
+  const services = kv.all('service').map((line): ServiceProbe => {
+    const [name, state, active, sudo] = line.split(' ');
+    return state === 'exists' ? { name, exists: true, active: active === 'active', sudoAllowed: sudo === 'sudo-ok' } : { name, exists: false };
+  });
+  const rel = kv.get('db_relations');
+  const bytes = kv.get('db_bytes');
+  return {
+    remoteUser: kv.get('me') ?? '',
+    storage: tree('storage'),
+    uploads: tree('uploads'),
+    backupFreeBytes: kb(kv.get('backup_free_kb')),
+    dbRelations: rel ? Number(rel) : undefined,
+    dbBytes: bytes ? Number(bytes) : undefined,
+    dbError: kv.get('db_error'),
+    systemctl: kv.get('systemctl') === 'yes',
+    services,
+  };
+}
+
+export async function probeLive(host: RemoteHost, d: Discovery): Promise<LiveProbe> {
+  const p = host.profile;
+  const f = d.facts;
+  const kv: Record<string, string> = {
+    backup_dir: p.backupDir,
+    storage_path: f.storagePath,
+    uploads_path: f.uploadsPath,
+    pg_host: f.database.host,
+    pg_port: String(f.database.port),
+    pg_db: f.database.name,
+    pg_user: f.database.user,
+    psql: f.pg.psql ?? 'psql',
+    services: p.services.join(' '),
+    redis_service: p.redis.enabled ? p.redis.service : '',
+  };
+  const r = await runAgent(host, 'restore-probe', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
+  if (r.code !== 0) throw new RemoteCommandError(`Probing ${p.name} for a restore`, r);
+  return parseProbe(r.stdout);
+}

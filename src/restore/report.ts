@@ -1,0 +1,101 @@
+/**
+ * Reads a restore or maintenance job's log into a structured report: step durations, the kadi
+ * commands' parsed results (the agent brackets each one with begin/end markers), failing TOC
+ * entries and what needs the operator's attention. Works on a log read after a re-attach too.
+ */
+import {
+  orphanedIndices,
+  parseDbUpgradeOutput,
+  parseFilesCheck,
+  parseReindexOutput,
+  parseSearchLs,
+  type DbUpgradeResult,
+  type FilesCheckResult,
+  type OrphanedIndex,
+  type ReindexResult,
+} from '../kadi/outputParsers';
+
+export interface StepTiming {
+  name: string;
+  seconds: number;
+  result: 'ok' | 'skipped';
+  note?: string;
+}
+
+export interface Section {
+  text: string;
+  exitCode?: number;
+}
+
+export interface JobReport {
+  steps: StepTiming[];
+  sections: Map<string, Section>;
+  dbUpgrade?: DbUpgradeResult;
+  reindex?: ReindexResult;
+  /** From the `kadi search ls` run after the reindex. */
+  orphans?: OrphanedIndex[];
+  filesCheck?: FilesCheckResult;
+  failedTocEntries: string[];
+  attention: string[];
+  safetySet?: string;
+  failedStep?: string;
+  /** The agent's verdict line (restore only). */
+  result?: 'ok' | 'attention' | 'failed';
+}
+
+export function parseJobReport(log: string): JobReport {
+  const report: JobReport = { steps: [], sections: new Map(), failedTocEntries: [], attention: [] };
+  let open: { name: string; lines: string[] } | undefined;
+  for (const line of log.split('\n')) {
+    const end = /^\[kadi-ops\] end (\S+) rc=(\d+)$/.exec(line);
+    if (open && end && end[1] === open.name) {
+      report.sections.set(open.name, { text: open.lines.join('\n'), exitCode: Number(end[2]) });
+      open = undefined;
+      continue;
+    }
+    if (open) {
+      open.lines.push(line);
+      continue;
+    }
+    let m: RegExpExecArray | null;
+    if ((m = /^\[kadi-ops\] begin (\S+)$/.exec(line))) open = { name: m[1], lines: [] };
+    else if ((m = /^timing=(\S+) (\d+)$/.exec(line))) report.steps.push({ name: m[1], seconds: Number(m[2]), result: 'ok' });
+    else if ((m = /^skipped=(\S+)(?: \((.*)\))?$/.exec(line))) report.steps.push(m[2] ? { name: m[1], seconds: 0, result: 'skipped', note: m[2] } : { name: m[1], seconds: 0, result: 'skipped' });
+    else if ((m = /^ATTENTION: (.*)$/.exec(line))) report.attention.push(m[1]);
+    else if ((m = /^FAILED TOC ENTRY: (.*)$/.exec(line))) report.failedTocEntries.push(m[1]);
+    else if ((m = /^safety_set=(\S+)$/.exec(line))) report.safetySet = m[1];
+    else if ((m = /^ {2}FAILED in step: (\S+)$/.exec(line))) report.failedStep = m[1];
+    else if ((m = /^restore_result=(ok|attention|failed)$/.exec(line))) report.result = m[1] as JobReport['result'];
+  }
+  // An unterminated section (job cut off or cancelled) still holds what it printed.
+  if (open) report.sections.set(open.name, { text: open.lines.join('\n') });
+  const s = (n: string): string | undefined => report.sections.get(n)?.text;
+  const up = s('db-upgrade');
+  if (up !== undefined) report.dbUpgrade = parseDbUpgradeOutput(up);
+  const re = s('reindex');
+  if (re !== undefined) report.reindex = parseReindexOutput(re);
+  const ls = s('search-ls');
+  if (ls !== undefined) report.orphans = orphanedIndices(parseSearchLs(ls));
+  const fc = s('files-check');
+  if (fc !== undefined) report.filesCheck = parseFilesCheck(fc);
+  return report;
+}
+
+/** The one summary the CLI prints at the end (the UI shows the same facts). */
+export function formatReport(title: string, r: JobReport, outcome: string): string[] {
+  const out = [`${title}: ${outcome}`];
+  for (const st of r.steps) out.push(`  ${st.name.padEnd(18)} ${st.result === 'skipped' ? `skipped${st.note ? ` (${st.note})` : ''}` : `${st.seconds}s`}`);
+  if (r.failedStep) out.push(`  failed in step: ${r.failedStep}`);
+  if (r.safetySet) out.push(`  pre-restore safety set: ${r.safetySet}`);
+  if (r.dbUpgrade) out.push(`  kadi db upgrade: ${r.dbUpgrade.success ? `ok (${r.dbUpgrade.migrations.length} migration(s))` : 'FAILED'}`);
+  if (r.reindex) out.push(`  search reindex: ${r.reindex.success ? `ok (${r.reindex.rebuilt.length} index(es))` : `FAILED${r.reindex.errors.length ? `: ${r.reindex.errors.length} object(s) not indexed (${r.reindex.errors.slice(0, 10).map((e) => `${e.model} ${e.id}`).join(', ')})` : ''}`}`);
+  if (r.orphans) out.push(`  orphaned indices: ${r.orphans.length ? r.orphans.map((o) => o.name).join(', ') : 'none'}`);
+  if (r.filesCheck) out.push(`  files check: ${r.filesCheck.clean ? 'clean' : `${r.filesCheck.reportedCount ?? r.filesCheck.findings.length} inconsistenc(ies)`}`);
+  for (const f of r.filesCheck?.findings.slice(0, 20) ?? []) out.push(`    [${f.n}] ${f.text}`);
+  for (const t of r.failedTocEntries) out.push(`  failed TOC entry: ${t}`);
+  if (r.attention.length) {
+    out.push('  needs attention:');
+    for (const a of r.attention) out.push(`    - ${a}`);
+  }
+  return out;
+}

@@ -1,0 +1,38 @@
+/** Starting the restore job from a confirmed plan. */
+import { backupArgs } from '../backup/backupSets';
+import type { Discovery } from '../kadi/discovery';
+import { startJob } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
+import { RestoreRefusedError, type RestorePlan } from './preflight';
+
+export interface StartRestoreOptions {
+  /** The operator confirmed replacing the live configuration files (separately from the restore). */
+  overwriteConfig?: boolean;
+  breakStaleLock?: boolean;
+}
+
+/** The restore verb's key=value arguments: the backup's (for the safety backup) plus the restore's. */
+export function restoreArgs(host: RemoteHost, d: Discovery, plan: RestorePlan, opts: StartRestoreOptions = {}): string[] {
+  const p = host.profile;
+  const kv: Record<string, string> = {
+    set: plan.set.name,
+    components: plan.components.join(','),
+    safety: plan.safetyBackup ? 'yes' : 'no',
+    jobs: plan.jobs ? String(plan.jobs) : '',
+    listing: plan.listing !== undefined ? 'yes' : 'no',
+    services: plan.servicesToStop.join(' '),
+    overwrite_config: opts.overwriteConfig ? 'yes' : 'no',
+    db_upgrade: plan.kadi.upgrade && plan.components.includes('db') ? 'yes' : 'no',
+    kadi_cli: p.kadi.cli,
+    redis_service: p.redis.service,
+  };
+  return [...backupArgs(host, d, {}), ...Object.entries(kv).map(([k, v]) => `${k}=${v}`)];
+}
+
+export async function startRestore(host: RemoteHost, d: Discovery, plan: RestorePlan, opts: StartRestoreOptions = {}): Promise<string> {
+  if (plan.blockers.length > 0) throw new RestoreRefusedError(`Restore of ${plan.set.name} refused:\n${plan.blockers.map((b) => `  - ${b}`).join('\n')}`);
+  if (plan.host !== host.profile.name) throw new RestoreRefusedError(`The plan is for ${plan.host}, not ${host.profile.name}.`);
+  // The password, then the listing, on stdin: the job keeps them in its 0600 secret file only.
+  const secret = `${d.dbPassword.reveal()}\n${plan.listing ?? ''}`;
+  return startJob(host, { kind: 'restore', verb: 'restore', args: restoreArgs(host, d, plan, opts), secret, breakStaleLock: opts.breakStaleLock });
+}

@@ -1,0 +1,264 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { startBackup } from '../../src/backup/backupSets';
+import type { HostProfile } from '../../src/config/types';
+import { MemorySink } from '../../src/core/sink';
+import { discover, type Discovery } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { followJob, LockBusyError } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import type { RestoreComponent } from '../../src/restore/components';
+import { preflight, type RestorePlan } from '../../src/restore/preflight';
+import { startRestore } from '../../src/restore/restoreJob';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
+import { jobDir, runJob, setNameFrom, sleep, tableDigests, treeState, type Ran } from './restoreHelpers';
+
+describe('restore against the sandbox host', function () {
+  this.timeout(600000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let profile: HostProfile;
+  let host: RemoteHost;
+
+  before(async () => {
+    sb = await getSandbox();
+    pool = newPool();
+    profile = profileOf(sb, 'sudo');
+    host = await pool.get(profile);
+  });
+  after(() => pool.closeAll());
+
+  async function d(): Promise<Discovery> {
+    return discover(host);
+  }
+
+  async function backup(): Promise<string> {
+    await sleep(1100); // set names have one-second resolution
+    const r = await runJob(host, pool, async () => startBackup(host, await d()));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    return setNameFrom(r.log);
+  }
+
+  interface Restored extends Ran {
+    plan: RestorePlan;
+  }
+
+  async function restore(set: string, opts: { components?: RestoreComponent[]; safetyBackup?: boolean; listing?: string; onLine?: (l: string) => void } = {}): Promise<Restored> {
+    const disc = await d();
+    const plan = await preflight(host, disc, set, { components: opts.components, safetyBackup: opts.safetyBackup ?? false, listing: opts.listing });
+    assert.deepEqual(plan.blockers, [], 'preflight found no blockers');
+    const r = await runJob(host, pool, () => startRestore(host, disc, plan), opts.onLine);
+    return { ...r, plan };
+  }
+
+  async function snapshot(): Promise<{ db: string; storage: Map<string, string>; uploads: Map<string, string> }> {
+    return { db: await tableDigests(sb), storage: treeState(sb.storagePath), uploads: treeState(sb.uploadsPath) };
+  }
+
+  it('round trip: rows, files, modes and groups changed after a backup are all back as they were, with a pre-restore safety set', async () => {
+    const set = await backup();
+    const before = await snapshot();
+    // Change rows, add and alter files, break modes and group.
+    await sb.psql(`UPDATE record SET title = title || ' (edited)'; DELETE FROM file WHERE id = '${sb.seed.deletedFileId}';`);
+    const added = await sb.addStorageFile({ size: 2048 });
+    const victim = path.join(sb.storagePath, [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string);
+    fs.appendFileSync(victim, 'tampered');
+    fs.chmodSync(victim, 0o604);
+    fs.chownSync(victim, fs.statSync(victim).uid, 100); // group "users"
+    const someDir = path.dirname(victim);
+    fs.chmodSync(someDir, 0o700);
+    const upl = [...before.uploads.keys()].find((k) => !k.endsWith('/')) as string;
+    fs.rmSync(path.join(sb.uploadsPath, upl));
+    assert.notEqual(await tableDigests(sb), before.db);
+
+    const r = await restore(set, { safetyBackup: true });
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.equal(r.plan.database.mode, 'clean');
+    assert.equal(r.plan.verify.ok, true);
+    assert.match(r.log, /pg_restore --exit-on-error .* --clean --if-exists/);
+    const after = await snapshot();
+    assert.equal(after.db, before.db, 'database contents as at backup time');
+    assert.deepEqual(after.storage, before.storage, 'storage tree, modes and owners as at backup time');
+    assert.deepEqual(after.uploads, before.uploads, 'uploads tree as at backup time');
+    assert.equal(fs.existsSync(added.path), false, 'a file added after the backup is gone');
+    for (const [rel, st] of after.storage) assert.match(st, rel.endsWith('/') ? /^750 / : /^640 /, rel);
+    // Never hard-linked to the backup.
+    const rel = path.relative(sb.storagePath, victim);
+    assert.notEqual(fs.statSync(victim).ino, fs.statSync(path.join(sb.backupDir, set, 'storage', rel)).ino);
+    // The safety set holds the state before the restore and is marked.
+    assert.ok(r.report.safetySet, r.log);
+    assert.ok(fs.existsSync(path.join(sb.backupDir, r.report.safetySet as string, '.pre-restore')));
+    const safetyTree = treeState(path.join(sb.backupDir, r.report.safetySet as string, 'storage'));
+    assert.ok(safetyTree.has(path.relative(sb.storagePath, added.path)), 'the safety set has the file added after the backup');
+    // Post-restore checks ran and were parsed.
+    assert.equal(r.report.reindex?.success, true, r.log);
+    assert.deepEqual(r.report.orphans, []);
+    assert.equal(r.report.filesCheck?.clean, true, r.log);
+    assert.equal(r.report.result, 'ok');
+    assert.deepEqual(r.report.steps.map((s) => s.name), ['safety-backup', 'stop-services', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
+  });
+
+  it('restores into an empty database with a plain pg_restore', async () => {
+    const set = await backup();
+    const before = await tableDigests(sb);
+    await sb.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'kadi' AND pid <> pg_backend_pid()", 'postgres');
+    await sb.psql('DROP DATABASE kadi', 'postgres');
+    await sb.psql('CREATE DATABASE kadi OWNER kadi', 'postgres');
+    const r = await restore(set, { components: ['db'] });
+    assert.equal(r.plan.database.empty, true);
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /database is empty: plain pg_restore/);
+    assert.doesNotMatch(r.log, /--clean/);
+    assert.equal(await tableDigests(sb), before);
+  });
+
+  it('a corrupted set is refused at preflight and nothing is started', async () => {
+    const set = await backup();
+    fs.appendFileSync(path.join(sb.backupDir, set, 'db.dump'), 'x');
+    try {
+      const plan = await preflight(host, await d(), set, {});
+      assert.equal(plan.verify.ok, false);
+      assert.ok(plan.blockers.some((b) => /failed verification/.test(b)), plan.blockers.join('\n'));
+      await assert.rejects(startRestore(host, await d(), plan), /refused/);
+    } finally {
+      fs.rmSync(path.join(sb.backupDir, set), { recursive: true, force: true });
+    }
+  });
+
+  it('a restore while a backup runs is refused, naming the holder', async () => {
+    const disc = await d();
+    const id = await startBackup(host, disc);
+    try {
+      await assert.rejects(preflight(host, disc, 'latest', {}), (e: unknown) => {
+        assert.ok(e instanceof LockBusyError, String(e));
+        assert.match((e as Error).message, new RegExp(`backup ${id} by \\S+@\\S+ since`));
+        return true;
+      });
+    } finally {
+      const out = await followJob(host, id, { sink: new MemorySink() });
+      assert.equal(out.result, 'succeeded');
+    }
+  });
+
+  it('a listing that alters a TOC entry is refused at preflight; a valid one restores only what it enables', async () => {
+    const set = await backup();
+    const toc = fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8');
+    const altered = toc.replace(/^(\d+; \d+ \d+ TABLE DATA public record )/m, '$1x');
+    const bad = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false, listing: altered });
+    assert.ok(bad.blockers.some((b) => /was changed/.test(b)), bad.blockers.join('\n'));
+    // Only the record table's data, into the live database after emptying that table.
+    const only = toc.split('\n').map((l) => (/^\d+; \d+ \d+ TABLE DATA public record /.test(l) || !/^\d+;/.test(l) ? l : `;${l}`)).join('\n');
+    const titles = await sb.psql('SELECT string_agg(title, \',\' ORDER BY id) FROM record');
+    await sb.psql('TRUNCATE record CASCADE');
+    const r = await restore(set, { components: ['db'], listing: only });
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /selective restore with the uploaded listing \(1 entries enabled\)/);
+    assert.equal(await sb.psql('SELECT string_agg(title, \',\' ORDER BY id) FROM record'), titles);
+  });
+
+  it('reindex errors after a restore fail the job and name the objects', async () => {
+    const id = sb.seed.recordIds[1];
+    await sb.psql(`UPDATE record SET title = 'broken [index-error]' WHERE id = ${id}`);
+    const set = await backup();
+    try {
+      const r = await restore(set, { components: ['db'] });
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.equal(r.report.reindex?.success, false);
+      assert.deepEqual(r.report.reindex?.errors, [{ model: 'record', id: String(id) }]);
+      assert.ok(r.report.attention.some((a) => /could not be indexed/.test(a)), r.log);
+      assert.equal(r.report.result, 'failed');
+    } finally {
+      await sb.psql(`UPDATE record SET title = 'record ${id}' WHERE id = ${id}`);
+    }
+  });
+
+  it('a restore whose SSH connection is cut during pg_restore completes on the host and re-attach reports it', async () => {
+    await sb.psql("SET ROLE kadi; CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b FROM generate_series(1, 1500000) g; ALTER TABLE bulk ADD PRIMARY KEY (id); CREATE INDEX ON bulk (a); RESET ROLE;");
+    const set = await backup();
+    const before = await tableDigests(sb);
+    await sb.psql('UPDATE bulk SET a = b WHERE id % 1000 = 0');
+    let cutAt = '';
+    let id = '';
+    const r = await restore(set, {
+      components: ['db'],
+      onLine: (l) => {
+        if (l.startsWith('pg_restore --exit-on-error') && !cutAt) {
+          id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
+          setTimeout(() => {
+            cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
+            cutConnections(sb);
+          }, 700);
+        }
+      },
+    });
+    assert.ok(cutAt, 'the connection was cut');
+    assert.doesNotMatch(cutAt, /^timing=database /m, 'the cut happened while pg_restore ran');
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /^timing=database \d+$/m);
+    assert.equal(await tableDigests(sb), before);
+    await sb.psql('DROP TABLE bulk');
+  });
+
+  it('a restore whose SSH connection is cut during the file sync completes on the host and re-attach reports it', async () => {
+    const bulk = path.join(sb.storagePath, 'ff', 'ff');
+    fs.mkdirSync(bulk, { recursive: true });
+    for (let i = 0; i < 20000; i++) fs.writeFileSync(path.join(bulk, `bulk-${i}`), `content ${i}\n`.repeat(20));
+    spawnChown(sb.storagePath);
+    const set = await backup();
+    const before = treeState(sb.storagePath);
+    fs.rmSync(path.join(sb.storagePath, 'ff'), { recursive: true });
+    let cutAt = '';
+    const r = await restore(set, {
+      components: ['storage'],
+      onLine: (l) => {
+        if (l.startsWith('rsync -a --delete') && !cutAt) {
+          const id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
+          cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
+          cutConnections(sb);
+        }
+      },
+    });
+    assert.ok(cutAt, 'the connection was cut');
+    assert.doesNotMatch(cutAt, /^timing=files /m, 'the cut happened during the file step');
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.deepEqual(treeState(sb.storagePath), before);
+    fs.rmSync(path.join(sb.storagePath, 'ff'), { recursive: true });
+  });
+
+  it('a set from another Kadi version runs kadi db upgrade after the restore', async () => {
+    const set = await backup();
+    sb.configureDouble({ version: '1.14.0' });
+    try {
+      const disc = await d();
+      assert.equal(disc.facts.kadiVersion, '1.14.0');
+      const r = await restore(set, { components: ['db'] });
+      assert.equal(r.plan.kadi.upgrade, true);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal(r.report.dbUpgrade?.success, true, r.log);
+      assert.equal(r.report.dbUpgrade?.migrations.length, 1);
+      const rev = (await sb.psql('SELECT version_num FROM alembic_version')).trim();
+      assert.equal(rev, r.report.dbUpgrade?.migrations[0].to);
+    } finally {
+      sb.configureDouble({ version: '1.13.0' });
+    }
+    // Back on the set's version the schema is newer than the set's: restoring it again resets it.
+    const back = await restore(set, { components: ['db'] });
+    assert.equal(back.outcome.result, 'succeeded', back.log);
+    assert.equal((await sb.psql('SELECT version_num FROM alembic_version')).trim(), back.plan.kadi.setRevision);
+  });
+});
+
+function spawnChown(dir: string): void {
+  const st = fs.statSync(dir);
+  const walk = (p: string): void => {
+    for (const e of fs.readdirSync(p, { withFileTypes: true })) {
+      const q = path.join(p, e.name);
+      fs.chownSync(q, st.uid, st.gid);
+      fs.chmodSync(q, e.isDirectory() ? 0o750 : 0o640);
+      if (e.isDirectory()) walk(q);
+    }
+  };
+  walk(dir);
+}
