@@ -9,6 +9,9 @@ umask 077
 
 die() { echo "kadi-ops: $*" >&2; exit 2; }
 
+# Python helpers run as `python3 -I -S`: isolated from the caller's PYTHON* variables and user
+# site-packages (nothing outside the standard library is used), and quicker to start.
+
 # Verbs that may run as detached jobs; each part adds its own.
 JOB_VERBS=()
 

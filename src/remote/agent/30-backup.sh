@@ -161,7 +161,7 @@ SQL
 
   step "manifest: listing and hashing new files"
   echo "ended=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$info"
-  python3 - "$partial" "${prev}" "$(opt manifest_json)" <<'PY' || fail "writing the manifest failed"
+  python3 -I -S - "$partial" "${prev}" "$(opt manifest_json)" <<'PY' || fail "writing the manifest failed"
 import concurrent.futures, hashlib, json, os, sys
 partial, prev, base_json = sys.argv[1], sys.argv[2], sys.argv[3]
 

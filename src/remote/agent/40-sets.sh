@@ -1,7 +1,7 @@
 # list-sets BACKUP_DIR: one JSON document describing every set, partial set and the lock, so a
 # host's listing is a single round trip even with a thousand sets.
 cmd_list_sets() {
-  python3 - "$1" <<'PY'
+  python3 -I -S - "$1" <<'PY'
 import json, os, re, sys
 bd = sys.argv[1]
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')

@@ -22,7 +22,7 @@ cmd_verify() {
     [ -f "$a" ] || continue
     printf '%s\t%s\n' "${a##*/}" "$(archive_listing "$a" 2>/dev/null || echo unreadable)" >> "$JOB_DIR/archives.tsv"
   done
-  python3 - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv" <<'PY'
+  python3 -I -S - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv" <<'PY'
 import concurrent.futures, datetime, hashlib, json, os, sys
 d, toc_ok, toc_n, out = sys.argv[1], sys.argv[2] == 'yes', int(sys.argv[3] or 0), sys.argv[4]
 archives = dict(l.rstrip('\n').split('\t', 1) for l in open(sys.argv[5]) if '\t' in l)
@@ -98,7 +98,7 @@ PY
   if [ "$level" = deep ]; then
     verify_deep "$dir" || true
   fi
-  python3 - "$dir" "$JOB_DIR" "$level" <<'PY'
+  python3 -I -S - "$dir" "$JOB_DIR" "$level" <<'PY'
 import json, os, sys
 d, job, level = sys.argv[1:4]
 r = json.load(open(os.path.join(job, 'quick.json')))
@@ -148,7 +148,7 @@ SQL
   "$psql" "${C[@]}" -F $'\t' -d "$scratch" -c "SELECT id, size, coalesce(checksum, ''), state FROM file WHERE storage_type = 'local'" > "$JOB_DIR/scratch.files.tsv"
   drop_scratch
   step "deep: checking the set's files against the set's database"
-  python3 - "$dir" "$JOB_DIR" "$(opt chunk_size)" <<'PY'
+  python3 -I -S - "$dir" "$JOB_DIR" "$(opt chunk_size)" <<'PY'
 import concurrent.futures, hashlib, json, os, re, sys
 d, job, chunk_size = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0)
 problems, warnings = [], []
