@@ -138,6 +138,7 @@ describe('kadiOps.hosts settings schema matches the validator', () => {
   it('the global settings have the documented defaults', () => {
     assert.equal(settings.properties['kadiOps.backupMaxAgeHours'].default, PROFILE_DEFAULTS.backupMaxAgeHours);
     assert.equal(settings.properties['kadiOps.confirmRestoreByTypingHostName'].default, true);
-    assert.deepEqual(Object.keys(settings.properties).sort(), ['kadiOps.backupMaxAgeHours', 'kadiOps.confirmRestoreByTypingHostName', 'kadiOps.hosts']);
+    assert.deepEqual(settings.properties['kadiOps.retention'].default, { keepDaily: 7, keepWeekly: 4, keepMonthly: 6, minKeep: 3 });
+    assert.deepEqual(Object.keys(settings.properties).sort(), ['kadiOps.backupMaxAgeHours', 'kadiOps.confirmRestoreByTypingHostName', 'kadiOps.hosts', 'kadiOps.retention']);
   });
 });
