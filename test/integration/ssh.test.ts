@@ -114,6 +114,37 @@ describe('SSH core against the sandbox sshd', function () {
     await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({ passphrase: 'wrong' }), hostKeys: new ScriptedHostKeys() }), (e: unknown) => e instanceof SshError && /Authentication as .* failed/.test((e as Error).message));
   });
 
+  it('logs in with a password and feeds the sudo password on stdin, asking for each once', async () => {
+    const pw = sb.passwordOperator;
+    const secrets = new ScriptedSecrets({ password: pw.password, sudo: pw.password });
+    const profile = profileOf(sb, 'sudo', (p) => {
+      p.name = 'sandbox-password';
+      p.ssh.user = pw.user;
+      p.ssh.identityFile = path.join(sb.root, 'no-such-key');
+    });
+    const pool2 = new ConnectionPool({ secrets, hostKeys: new ScriptedHostKeys() });
+    try {
+      const host = await pool2.get(profile);
+      const who = await host.run(['id', '-un']);
+      assert.equal(who.code, 0, who.stderr);
+      assert.equal(who.stdout.trim(), sb.kadiUser);
+      // The command's own stdin is intact: the password went to sudo, not to the command.
+      const echo = await host.run(['cat'], { stdin: 'payload' });
+      assert.equal(echo.stdout, 'payload');
+      assert.equal(secrets.asked.filter((a) => a.kind === 'password').length, 1);
+      assert.ok(secrets.asked.filter((a) => a.kind === 'sudo').length >= 1);
+      // A wrong sudo password is an error that says so, not a hang.
+      const wrong = new ConnectionPool({ secrets: new ScriptedSecrets({ password: pw.password, sudo: 'wrong' }), hostKeys: new ScriptedHostKeys() });
+      try {
+        await assert.rejects((await wrong.get(profile)).run(['true']), /sudo on sandbox-password rejected the password/);
+      } finally {
+        wrong.closeAll();
+      }
+    } finally {
+      pool2.closeAll();
+    }
+  });
+
   it('reaches the host through a ProxyJump hop', async () => {
     const profile = profileOf(sb, 'direct', (p) => (p.ssh.proxyJump = `${sb.kadiUser}@127.0.0.1:${sb.sshPort}`));
     const conn = await SshConnection.connect(profile, { secrets: new ScriptedSecrets(), hostKeys: new ScriptedHostKeys() });

@@ -46,6 +46,8 @@ export interface SandboxHost {
   clientKeyPassphrase: string;
   kadiUser: string;
   operatorUser: string;
+  /** Logs in with a password only and needs it for `sudo -u kadi` as well. */
+  passwordOperator: { user: string; password: string };
   kadiCli: string;
   kadiConfig: string;
   storagePath: string;
@@ -69,6 +71,7 @@ export interface SandboxHost {
 
 const KADI_USER = 'kadi';
 const OPERATOR_USER = 'kadiop';
+const PASSWORD_OPERATOR_USER = 'kadipw';
 
 /** The double's source: next to this file in test/sandbox, or there relative to out/test/sandbox. */
 function doubleSource(): string {
@@ -211,7 +214,7 @@ async function startServices(root: string, pgBin: string, accts: { kadi: Account
   };
   const sshP = (async () => {
     const keys = await makeKeys(root, users, crypto.randomBytes(12).toString('hex'));
-    return { keys, ssh: track(await startSshd(root, keys, users)) };
+    return { keys, ssh: track(await startSshd(root, keys, users, [PASSWORD_OPERATOR_USER])) };
   })();
   const pgP = startPostgres(root, pgBin, accts.postgres).then(track);
   const redisP = withRedis ? startRedis(root, accts.kadi).then(track) : Promise.resolve(undefined);
@@ -225,7 +228,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<SandboxHo
   const t0 = Date.now();
   const withRedis = opts.withRedis ?? true;
   const pgBin = checkPrerequisites(withRedis);
-  const accts = await ensureAccounts(KADI_USER, OPERATOR_USER);
+  const accts = await ensureAccounts(KADI_USER, OPERATOR_USER, PASSWORD_OPERATOR_USER);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-sandbox-'));
   fs.chmodSync(root, 0o755); // kadi, kadiop and postgres must traverse it
   const unregister = onProcessExit(() => removeRoot(root));
@@ -239,7 +242,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<SandboxHo
     writeSeedFiles(layout, accts.kadi, seed);
     writeKadiConfig(layout, accts.kadi, services.pg, password, services.redis?.port);
     await runDouble(layout, accts.kadi, ['search', 'init']);
-    return makeHost({ root, layout, services, password, seed: seed.summary, kadi: accts.kadi, started, unregister, startupMs: Date.now() - t0 });
+    return makeHost({ root, layout, services, password, seed: seed.summary, kadi: accts.kadi, operatorPassword: accts.password, started, unregister, startupMs: Date.now() - t0 });
   } catch (e) {
     await teardown(started, root);
     unregister();
@@ -254,6 +257,7 @@ interface HostParts {
   password: string;
   seed: SeedSummary;
   kadi: Account;
+  operatorPassword: string;
   started: Daemon[];
   unregister: () => void;
   startupMs: number;
@@ -272,6 +276,7 @@ function makeHost(p: HostParts): SandboxHost {
     clientKeyPassphrase: s.keys.clientKeyPassphrase,
     kadiUser: KADI_USER,
     operatorUser: OPERATOR_USER,
+    passwordOperator: { user: PASSWORD_OPERATOR_USER, password: p.operatorPassword },
     kadiCli: l.kadiCli,
     kadiConfig: l.kadiConfig,
     storagePath: l.storagePath,

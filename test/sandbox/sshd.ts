@@ -48,7 +48,7 @@ export async function makeKeys(root: string, users: string[], passphrase: string
   return { hostKeyLine, clientKeyFile, encryptedClientKeyFile, clientKeyPassphrase: passphrase };
 }
 
-export async function startSshd(root: string, keys: SshKeys, users: string[]): Promise<SshServer> {
+export async function startSshd(root: string, keys: SshKeys, users: string[], passwordUsers: string[] = []): Promise<SshServer> {
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation directory
   const port = await freePort();
   const config = path.join(root, 'sshd_config');
@@ -61,7 +61,7 @@ export async function startSshd(root: string, keys: SshKeys, users: string[]): P
       `HostKey ${path.join(root, 'ssh', 'ssh_host_ed25519_key')}`,
       `PidFile ${path.join(root, 'sshd.pid')}`,
       `AuthorizedKeysFile ${path.join(root, 'authorized_keys')}/%u`,
-      `AllowUsers ${users.join(' ')}`,
+      `AllowUsers ${[...users, ...passwordUsers].join(' ')}`,
       'StrictModes no',
       'PubkeyAuthentication yes',
       'PasswordAuthentication no',
@@ -76,6 +76,8 @@ export async function startSshd(root: string, keys: SshKeys, users: string[]): P
       'MaxSessions 100',
       'LogLevel VERBOSE',
       'Subsystem sftp internal-sftp',
+      // Password logins only for the password operator (shadow passwords; UsePAM stays off).
+      ...passwordUsers.flatMap((u) => [`Match User ${u}`, '  PasswordAuthentication yes']),
       '',
     ].join('\n'),
     { mode: 0o600 },

@@ -2,6 +2,7 @@
  * What the sandbox needs from the machine: root, a few Debian packages, and the Unix accounts
  * `kadi` (the application user) and `kadiop` (an operator that reaches kadi through sudo).
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run, runOk } from './proc';
@@ -82,7 +83,7 @@ export async function lookupAccount(name: string): Promise<Account | undefined> 
  * Creates the account if missing, with a home and bash (for `sudo -iu`). The password field
  * becomes "*": useradd leaves "!" (locked), which sshd with UsePAM no refuses even for keys.
  */
-export async function ensureAccount(name: string, opts: { system?: boolean; home?: string; shell?: string } = {}): Promise<Account> {
+export async function ensureAccount(name: string, opts: { system?: boolean; home?: string; shell?: string; password?: string } = {}): Promise<Account> {
   if (!(await lookupAccount(name))) {
     const args = opts.system
       ? ['--system', '--user-group', '--no-create-home', '--home-dir', opts.home ?? '/nonexistent', '--shell', opts.shell ?? '/usr/sbin/nologin', name]
@@ -91,7 +92,9 @@ export async function ensureAccount(name: string, opts: { system?: boolean; home
     // exit 9: created meanwhile by a concurrent sandbox
     if (r.code !== 0 && r.code !== 9) throw new Error(`useradd ${name} failed: ${r.stderr.trim()}`);
   }
-  if (!opts.system) await runOk('usermod', ['-p', '*', name]);
+  // '*' unlocks key logins (useradd leaves '!'); a password account gets its password instead.
+  if (opts.password !== undefined) await runOk('chpasswd', [], { input: `${name}:${opts.password}\n` });
+  else if (!opts.system) await runOk('usermod', ['-p', '*', name]);
   const acct = await lookupAccount(name);
   if (!acct) throw new Error(`Account ${name} not found after useradd.`);
   if (!opts.system && !fs.existsSync(acct.home)) {
@@ -103,9 +106,12 @@ export async function ensureAccount(name: string, opts: { system?: boolean; home
 
 const SUDOERS_FILE = '/etc/sudoers.d/kadi-ops-sandbox';
 
-/** `kadiop ALL=(kadi) NOPASSWD: ALL`, validated with visudo before it is put in place. */
-export async function ensureSudoers(operator: string, kadi: string): Promise<void> {
-  const text = `# Kadi Ops sandbox host (test harness): the operator may act as the Kadi user.\n${operator} ALL=(${kadi}) NOPASSWD: ALL\n`;
+/**
+ * `kadiop ALL=(kadi) NOPASSWD: ALL`, and for the password operator the same with a password
+ * (so sudo -S is exercised); validated with visudo before it is put in place.
+ */
+export async function ensureSudoers(operator: string, kadi: string, passwordOperator: string): Promise<void> {
+  const text = `# Kadi Ops sandbox host (test harness): the operators may act as the Kadi user.\n${operator} ALL=(${kadi}) NOPASSWD: ALL\n${passwordOperator} ALL=(${kadi}) ALL\n`;
   try {
     if (fs.readFileSync(SUDOERS_FILE, 'utf8') === text) return;
   } catch {
@@ -121,16 +127,47 @@ export async function ensureSudoers(operator: string, kadi: string): Promise<voi
   }
 }
 
-let accountsReady: Promise<{ kadi: Account; operator: Account; postgres: Account }> | undefined;
+export interface SandboxAccounts {
+  kadi: Account;
+  operator: Account;
+  postgres: Account;
+  /** An operator who logs in with a password and needs it for sudo too. */
+  passwordOperator: Account;
+  password: string;
+}
+
+let accountsReady: Promise<SandboxAccounts> | undefined;
+
+const PASSWORD_FILE = '/etc/kadi-ops-sandbox-password';
+
+/**
+ * The password operator's password: generated once per machine (0600, root only) and shared by
+ * every sandbox, since concurrent sandboxes share the account and must not overwrite each other.
+ */
+function machinePassword(): string {
+  try {
+    return fs.readFileSync(PASSWORD_FILE, 'utf8').trim();
+  } catch {
+    const pw = crypto.randomBytes(15).toString('base64url');
+    try {
+      fs.writeFileSync(PASSWORD_FILE, pw + '\n', { mode: 0o600, flag: 'wx' });
+    } catch {
+      /* written meanwhile by a concurrent sandbox */
+    }
+    return fs.readFileSync(PASSWORD_FILE, 'utf8').trim();
+  }
+}
 
 /** Accounts are machine-wide and shared by concurrent sandboxes: set them up once per process. */
-export function ensureAccounts(kadiUser: string, operatorUser: string): Promise<{ kadi: Account; operator: Account; postgres: Account }> {
+export function ensureAccounts(kadiUser: string, operatorUser: string, passwordOperatorUser: string): Promise<SandboxAccounts> {
   accountsReady ??= (async () => {
     const kadi = await ensureAccount(kadiUser);
     const operator = await ensureAccount(operatorUser);
     const postgres = await ensureAccount('postgres', { system: true, home: '/var/lib/postgresql' });
-    await ensureSudoers(operatorUser, kadiUser);
-    return { kadi, operator, postgres };
+    const password = machinePassword();
+    const passwordOperator = await ensureAccount(passwordOperatorUser, { password });
+    await ensureSudoers(operatorUser, kadiUser, passwordOperatorUser);
+    return { kadi, operator, postgres, passwordOperator, password };
   })();
   accountsReady.catch(() => (accountsReady = undefined));
   return accountsReady;
