@@ -33,6 +33,8 @@ section() {
   "$@" 2>&1 | tee "$JOB_DIR/$name.out"
   rc=${PIPESTATUS[0]}
   set -o errexit
+  # A prompt ("[y/N]: ") leaves the line open; the end marker must start a line of its own.
+  if [ -n "$(tail -c1 "$JOB_DIR/$name.out")" ]; then echo; fi
   echo "[kadi-ops] end $name rc=$rc"
   return "$rc"
 }

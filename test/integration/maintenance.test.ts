@@ -1,0 +1,170 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { HostProfile } from '../../src/config/types';
+import { discover } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { startJob } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import { listIndices, MaintenanceRefusedError, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans } from '../../src/restore/maintenance';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { storageFilePath } from '../sandbox/sandbox';
+import { getSandbox, newPool, profileOf } from './fixture';
+import { runJob, treeState } from './restoreHelpers';
+
+interface Registry {
+  indices: Record<string, { alias: string | null; docs: number }>;
+}
+
+describe('maintenance jobs against the sandbox host', function () {
+  this.timeout(300000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let profile: HostProfile;
+  let host: RemoteHost;
+
+  before(async () => {
+    sb = await getSandbox();
+    pool = newPool();
+    profile = profileOf(sb, 'sudo');
+    host = await pool.get(profile);
+  });
+  after(() => pool.closeAll());
+
+  function registry(): Registry {
+    return JSON.parse(fs.readFileSync(sb.searchIndexFile, 'utf8')) as Registry;
+  }
+  function addOrphan(name: string): void {
+    const st = fs.statSync(sb.searchIndexFile);
+    const r = registry();
+    r.indices[name] = { alias: null, docs: 0 };
+    fs.writeFileSync(sb.searchIndexFile, JSON.stringify(r));
+    fs.chownSync(sb.searchIndexFile, st.uid, st.gid);
+  }
+  function liveIndices(): string[] {
+    return Object.entries(registry().indices).filter(([, i]) => i.alias).map(([n]) => n).sort();
+  }
+
+  it('indices lists the live index behind each alias and the orphans', async () => {
+    addOrphan('record_20200101000000000001');
+    const l = await listIndices(host);
+    assert.deepEqual(l.live.map((x) => x.name).sort(), liveIndices());
+    assert.deepEqual(l.orphaned, [{ model: 'record', name: 'record_20200101000000000001' }]);
+  });
+
+  it('remove-orphans removes the orphans and never touches a live index', async () => {
+    addOrphan('record_20200101000000000002');
+    addOrphan('group_20200101000000000003');
+    const live = liveIndices();
+    const l = await listIndices(host);
+    const r = await runJob(host, pool, () => startRemoveOrphans(host, l, l.orphaned.map((o) => o.name)));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.deepEqual(liveIndices(), live);
+    assert.deepEqual(Object.keys(registry().indices).sort(), live, 'only the live indices are left');
+  });
+
+  it('remove-orphans refuses alias and live index names, in the client and in the job itself', async () => {
+    const live = liveIndices();
+    const l = await listIndices(host);
+    assert.throws(() => startRemoveOrphans(host, l, ['record']), MaintenanceRefusedError);
+    assert.throws(() => startRemoveOrphans(host, l, [live[0]]), MaintenanceRefusedError);
+    assert.throws(() => startRemoveOrphans(host, l, ['record_*']), MaintenanceRefusedError);
+    // Bypassing the client's checks: the job re-checks against a fresh `kadi search ls`.
+    const kadi = [`kadi_cli=${profile.kadi.cli}`, `kadi_config=${profile.kadi.configFile}`];
+    for (const names of ['record', live[0], 'record_*']) {
+      const r = await runJob(host, pool, () => startJob(host, { kind: 'remove-orphans', verb: 'remove_orphans', args: [...kadi, `names=${names}`] }));
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.match(r.log, /refusing to remove/);
+    }
+    assert.deepEqual(liveIndices(), live);
+  });
+
+  it('db-upgrade succeeds with the success line and fails on an unknown revision', async () => {
+    const ok = await runJob(host, pool, () => startDbUpgrade(host));
+    assert.equal(ok.outcome.result, 'succeeded', ok.log);
+    assert.equal(ok.report.dbUpgrade?.success, true);
+    const rev = (await sb.psql('SELECT version_num FROM alembic_version')).trim();
+    await sb.psql("UPDATE alembic_version SET version_num = 'ffffffffffff'");
+    try {
+      const bad = await runJob(host, pool, () => startDbUpgrade(host));
+      assert.equal(bad.outcome.result, 'failed', bad.log);
+      assert.equal(bad.report.dbUpgrade?.success, false);
+      assert.match(bad.log, /Can't locate revision/);
+    } finally {
+      await sb.psql(`UPDATE alembic_version SET version_num = '${rev}'`);
+    }
+  });
+
+  it('reindex fails when objects could not be indexed and names them', async () => {
+    const id = sb.seed.recordIds[0];
+    const title = (await sb.psql(`SELECT title FROM record WHERE id = ${id}`)).trim();
+    await sb.psql(`UPDATE record SET title = 'x [index-error]' WHERE id = ${id}`);
+    try {
+      const r = await runJob(host, pool, () => startReindex(host, 'record'));
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.deepEqual(r.report.reindex?.errors, [{ model: 'record', id: String(id) }]);
+      assert.equal(r.report.reindex?.rebuilt.length, 1, 'only the record model was rebuilt');
+    } finally {
+      await sb.psql(`UPDATE record SET title = '${title.replace(/'/g, "''")}' WHERE id = ${id}`);
+    }
+    const clean = await runJob(host, pool, () => startReindex(host));
+    assert.equal(clean.outcome.result, 'succeeded', clean.log);
+    assert.equal(clean.report.reindex?.rebuilt.length, 4);
+    assert.throws(() => startReindex(host, 'record_*'), MaintenanceRefusedError);
+  });
+
+  it('files-check reports inconsistencies and resolves them only when the confirmed count matches', async () => {
+    const fileId = sb.seed.activeFileIds[0];
+    const data = storageFilePath(sb.storagePath, fileId);
+    const saved = fs.readFileSync(data);
+    const st = fs.statSync(data);
+    fs.rmSync(data);
+    try {
+      const check = await runJob(host, pool, () => startFilesCheck(host));
+      assert.equal(check.outcome.result, 'succeeded', check.log);
+      assert.equal(check.report.filesCheck?.reportedCount, 1);
+      assert.deepEqual(check.report.filesCheck?.findings.map((f) => [f.kind, f.fileId]), [['orphaned-active', fileId]]);
+      assert.ok(check.report.attention.some((a) => /found 1 inconsistencies/.test(a)), check.log);
+      assert.throws(() => startFilesCheck(host, { resolve: true }), MaintenanceRefusedError);
+      const wrong = await runJob(host, pool, () => startFilesCheck(host, { resolve: true, confirmCount: 2 }));
+      assert.equal(wrong.outcome.result, 'failed', wrong.log);
+      assert.match(wrong.log, /not the confirmed 2; answered n/);
+      assert.equal((await sb.psql(`SELECT count(*) FROM file WHERE id = '${fileId}'`)).trim(), '1', 'nothing was deleted');
+      // Put the data back before anything deletes the row: the resolve path is not exercised destructively here.
+    } finally {
+      fs.mkdirSync(path.dirname(data), { recursive: true });
+      fs.writeFileSync(data, saved);
+      fs.chownSync(data, st.uid, st.gid);
+      fs.chmodSync(data, st.mode & 0o7777);
+    }
+    const after = await runJob(host, pool, () => startFilesCheck(host));
+    assert.equal(after.report.filesCheck?.clean, true, after.log);
+  });
+
+  it('files-check --resolve with the matching count deletes the inconsistent row', async () => {
+    const added = await sb.addStorageFile({ size: 100 });
+    fs.rmSync(added.path);
+    const r = await runJob(host, pool, () => startFilesCheck(host, { resolve: true, confirmCount: 1 }));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /Inconsistencies resolved successfully\./);
+    assert.equal((await sb.psql(`SELECT count(*) FROM file WHERE id = '${added.id}'`)).trim(), '0');
+  });
+
+  it('fix-permissions gives every entry the live directory group and 750/640 modes', async () => {
+    const before = treeState(sb.storagePath);
+    const file = storageFilePath(sb.storagePath, sb.seed.activeFileIds[1]);
+    fs.chmodSync(file, 0o777);
+    fs.chownSync(file, fs.statSync(file).uid, 100);
+    fs.chmodSync(path.dirname(file), 0o755);
+    const r = await runJob(host, pool, async () => startFixPermissions(host, await discover(host)));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.deepEqual(treeState(sb.storagePath), before);
+  });
+
+  it('redis-snapshot makes Redis write a new snapshot', async () => {
+    const r = await runJob(host, pool, () => startRedisSnapshot(host));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /^redis_lastsave=\d+$/m);
+    assert.ok(fs.existsSync(sb.redis?.dumpPath ?? ''), 'dump.rdb exists');
+  });
+});
