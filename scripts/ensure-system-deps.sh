@@ -26,6 +26,10 @@ need zstd zstd
 need python3 /usr/bin/python3
 need procps ps
 need util-linux setsid
+# The extension-host suite and UI journeys: code-server opened in Debian's chromium (playwright-core
+# drives it); libkrb5-dev for the one native module of code-server that may build from source.
+need chromium /usr/bin/chromium
+need libkrb5-dev /usr/include/gssapi/gssapi.h
 
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 

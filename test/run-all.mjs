@@ -1,7 +1,29 @@
 // Runs the unit and integration suites (compiled to out/ by pretest) in one mocha process so CI
 // sees one summary line. Integration tests start real sshd/PostgreSQL/Redis and need root.
+// Then the extension-host suite and the UI journeys in a real VS Code (code-server + chromium,
+// scripts/vscode-test-codeserver.mjs). Any failure fails the run.
+//   --no-vscode   skip the code-server part;  --no-ui   skip only the UI journeys
 import { spawnSync } from 'node:child_process';
 
+const own = new Set(['--no-vscode', '--no-ui']);
+const args = process.argv.slice(2);
+const mochaArgs = args.filter((a) => !own.has(a));
+
 const suites = ['out/test/unit/**/*.test.js', 'out/test/integration/**/*.test.js'];
-const r = spawnSync('npx', ['mocha', '--config', '.mocharc.json', ...suites, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+const t0 = Date.now();
+const r = spawnSync('npx', ['mocha', '--config', '.mocharc.json', ...suites, ...mochaArgs], { stdio: 'inherit' });
+const mochaStatus = r.status ?? 1;
+const tMocha = (Date.now() - t0) / 1000;
+
+let vscodeStatus = 0;
+if (!args.includes('--no-vscode')) {
+  const v = spawnSync(process.execPath, ['scripts/vscode-test-codeserver.mjs', ...(args.includes('--no-ui') ? ['--no-ui'] : [])], { stdio: 'inherit' });
+  vscodeStatus = v.status ?? 1;
+}
+const total = (Date.now() - t0) / 1000;
+process.stdout.write(
+  `\nnpm test: unit+integration ${mochaStatus === 0 ? 'passed' : 'FAILED'} (${tMocha.toFixed(0)} s)` +
+    (args.includes('--no-vscode') ? '' : `, extension host + UI ${vscodeStatus === 0 ? 'passed' : 'FAILED'} (${(total - tMocha).toFixed(0)} s)`) +
+    `, total ${total.toFixed(0)} s\n`,
+);
+process.exit(mochaStatus !== 0 ? mochaStatus : vscodeStatus);

@@ -1,0 +1,198 @@
+/**
+ * UI journeys on the code-server workbench, done with clicks and keys as a new user would, against
+ * the sandbox host configured in the user settings. Run by scripts/vscode-test-codeserver.mjs after
+ * the extension-host suite (so the host already has backup sets); each journey leaves the screen in
+ * the state worth a screenshot, which the runner saves to test-results/screenshots/<id>.png.
+ *
+ * Adding a journey: append to `journeys`; keep each independent of the others' UI state (open what
+ * you need, close what you opened) but not of the host's data.
+ */
+import type { Locator, Page } from 'playwright-core';
+
+export interface JourneyContext {
+  page: Page;
+  sandbox: { sshPort: number };
+  /** Saves an extra screenshot now, as test-results/screenshots/<id>-<suffix>.png. */
+  screenshot(suffix: string): Promise<unknown>;
+}
+
+export interface Journey {
+  id: string;
+  title: string;
+  run(ctx: JourneyContext): Promise<void>;
+}
+
+const SET_LABEL = /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/;
+
+function sidebarRow(page: Page, text: string | RegExp): Locator {
+  return page.locator('.part.sidebar .monaco-list-row[role="treeitem"]').filter({ hasText: text });
+}
+
+/**
+ * A notification in the Notifications center. code-server's workbench here does not pop up toasts
+ * (they only land in the center), so the journeys open the center as a user would (bell icon).
+ */
+function notification(page: Page, text: string | RegExp): Locator {
+  return page.locator('.notifications-center .monaco-list-row').filter({ hasText: text });
+}
+
+async function showNotifications(page: Page): Promise<void> {
+  const center = page.locator('.notifications-center');
+  if (!(await center.isVisible())) await page.locator('.statusbar').getByRole('button', { name: /Notifications/ }).last().click();
+  await center.waitFor({ state: 'visible', timeout: 10000 });
+}
+
+async function clearNotifications(page: Page): Promise<void> {
+  await page.keyboard.press('Escape');
+  await runCommand(page, 'Notifications: Clear All Notifications').catch(() => undefined);
+}
+
+/** The text of the visible Output view, whitespace removed (Monaco renders spaces as NBSP and wraps lines). */
+async function outputText(page: Page): Promise<string> {
+  const texts = await page.locator('.part.panel .view-lines .view-line').allTextContents();
+  return texts.join('').replace(/\s+/g, '');
+}
+
+async function waitForOutput(page: Page, pattern: RegExp, timeoutMs = 30000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!pattern.test(await outputText(page))) {
+    if (Date.now() > until) throw new Error(`the Output view does not show ${pattern}: ${(await outputText(page)).slice(-400)}`);
+    await page.waitForTimeout(250);
+  }
+}
+
+/** Makes the side bar wide enough for the hosts' descriptions (drags its sash, as a user would). */
+async function widenSidebar(page: Page, width = 560): Promise<void> {
+  const box = await page.locator('.part.sidebar').boundingBox();
+  if (!box || box.width >= width - 20) return;
+  const x = box.x + box.width + 1;
+  const y = box.y + box.height / 2;
+  await page.mouse.move(x, y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + width, y, { steps: 8 });
+  await page.mouse.up();
+}
+
+/** Runs a command through the Command Palette (F1), as a user would. */
+async function runCommand(page: Page, label: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10000 });
+  await input.fill(`>${label}`);
+  const row = page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: label }).first();
+  await row.waitFor({ timeout: 10000 });
+  await page.keyboard.press('Enter');
+}
+
+/** Opens the Kadi Ops view from the activity bar (if it is not open yet) and waits for the host rows. */
+async function openKadiOpsView(page: Page): Promise<void> {
+  await page.locator('.monaco-workbench').waitFor({ timeout: 60000 });
+  const tab = page.locator('.activitybar').getByRole('tab', { name: /Kadi Ops/ });
+  await tab.waitFor({ timeout: 60000 });
+  // A click on the active container's tab hides the side bar again, so click only while the hosts are not visible.
+  const host = sidebarRow(page, 'sandbox').first();
+  for (let attempt = 0; !(await host.isVisible()); attempt++) {
+    if (attempt === 3) throw new Error('the Kadi Ops view did not open');
+    await tab.click();
+    await host.waitFor({ timeout: 10000 }).catch(() => undefined);
+  }
+  await widenSidebar(page);
+}
+
+/** Expands a host row (a click toggles; only click when collapsed) and waits for its Backups group. */
+async function expandHost(page: Page, name: string): Promise<void> {
+  const row = sidebarRow(page, new RegExp(`^${name}(?!-)`)).first();
+  await row.waitFor();
+  if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+  await sidebarRow(page, 'Backups').first().waitFor({ timeout: 30000 });
+}
+
+async function newestSetRow(page: Page): Promise<Locator> {
+  const row = sidebarRow(page, SET_LABEL).first();
+  await row.waitFor({ timeout: 30000 });
+  return row;
+}
+
+/** Moves the pointer to an empty spot and lets hover tooltips fade, so screenshots show no hover. */
+async function restMouse(page: Page): Promise<void> {
+  await page.mouse.move(900, 250);
+  await page.waitForTimeout(600);
+}
+
+export const journeys: Journey[] = [
+  {
+    id: 'tree-with-backups',
+    title: 'open the Kadi Ops view, expand the host, see its backups',
+    async run({ page }) {
+      await openKadiOpsView(page);
+      await expandHost(page, 'sandbox');
+      const rows = sidebarRow(page, SET_LABEL);
+      if ((await rows.count()) === 0) {
+        // A fresh host: make the first backup from the host's context menu.
+        await sidebarRow(page, /^sandbox(?!-)/).first().click({ button: 'right' });
+        await page.getByRole('menuitem', { name: 'Backup Now' }).click();
+        await showNotifications(page);
+        await notification(page, /Backup on sandbox: succeeded/).waitFor({ timeout: 120000 });
+        await clearNotifications(page);
+      }
+      await (await newestSetRow(page)).waitFor();
+      await page.locator('.part.sidebar').getByText(/last backup .* ago/).first().waitFor();
+      await restMouse(page);
+    },
+  },
+  {
+    id: 'verify-from-context-menu',
+    title: 'right-click a backup → Verify Backup (quick), watch the notification',
+    async run({ page }) {
+      await clearNotifications(page);
+      await openKadiOpsView(page);
+      await expandHost(page, 'sandbox');
+      const row = await newestSetRow(page);
+      const label = ((await row.textContent()) ?? '').match(SET_LABEL)?.[0] ?? '';
+      await row.click({ button: 'right' });
+      await page.getByRole('menuitem', { name: 'Verify Backup (quick)' }).click();
+      await showNotifications(page);
+      await notification(page, /Verify \S+ on sandbox: succeeded/).waitFor({ timeout: 120000 });
+      // The set shows as verified in the tree.
+      await sidebarRow(page, label).filter({ hasText: /ago · verified/ }).first().waitFor({ timeout: 30000 });
+      await restMouse(page);
+    },
+  },
+  {
+    id: 'output-channel-summary',
+    title: 'open the host\'s output channel from the context menu and read the job summary',
+    async run({ page }) {
+      await openKadiOpsView(page);
+      await sidebarRow(page, /^sandbox(?!-)/).first().click({ button: 'right' });
+      await page.getByRole('menuitem', { name: 'Show Output' }).click();
+      const panel = page.locator('.part.panel');
+      await panel.waitFor({ state: 'visible', timeout: 30000 });
+      await page.keyboard.press('Escape');
+      await waitForOutput(page, /\[kadi-ops\]job\S+:exitstatus0at/);
+      await waitForOutput(page, /■Verify\S+onsandbox:succeededafter[\d.]+s/);
+      await restMouse(page);
+    },
+  },
+  {
+    id: 'backup-now-progress',
+    title: 'Backup Now from the host\'s inline action: progress notification, then the new set in the tree',
+    async run({ page, screenshot }) {
+      await clearNotifications(page);
+      await openKadiOpsView(page);
+      await expandHost(page, 'sandbox');
+      const before = await sidebarRow(page, SET_LABEL).count();
+      const host = sidebarRow(page, /^sandbox(?!-)/).first();
+      await host.hover();
+      await host.getByRole('button', { name: 'Backup Now' }).click();
+      await showNotifications(page);
+      await notification(page, /Backup on sandbox/).first().waitFor({ timeout: 30000 });
+      await screenshot('running');
+      await notification(page, /Backup on sandbox: succeeded/).waitFor({ timeout: 120000 });
+      for (let i = 0; (await sidebarRow(page, SET_LABEL).count()) <= before; i++) {
+        if (i > 100) throw new Error(`the tree still shows ${before} sets`);
+        await page.waitForTimeout(300);
+      }
+      await restMouse(page);
+    },
+  },
+];

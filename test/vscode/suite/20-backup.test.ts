@@ -1,0 +1,181 @@
+import { strict as assert } from 'node:assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { KadiOpsApi } from '../../../src/ui/activate';
+import { ChannelRecorder, Dialogs } from './dialogs';
+import { api, testInfo, Tree, waitFor, type TestInfo } from './fixture';
+
+const HOST = 'sandbox';
+
+/**
+ * Holds an ACCESS EXCLUSIVE lock on one table of the sandbox database, so a backup's pg_dump waits
+ * (a realistic slow backup) until release() ends the session.
+ */
+async function holdTableLock(info: TestInfo, table: string): Promise<{ release(): Promise<void> }> {
+  const child: ChildProcess = spawn(path.join(info.pg.binDir, 'psql'), ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(info.pg.port), '-U', info.pg.user, '-d', info.pg.database], {
+    env: { ...process.env, PGPASSWORD: info.pg.password, PGAPPNAME: 'kadi-ops-test-lock' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdin?.write(`BEGIN;\nLOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n`);
+  await waitFor(`the lock on ${table}`, () => out.includes('locked') || (child.exitCode !== null ? Promise.reject(new Error(out)) : false), 15000, 50);
+  return {
+    async release() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.stdin?.end('ROLLBACK;\n');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+describe('Backup now, verify and cancel from the tree', function () {
+  this.timeout(300000);
+  let kadi: KadiOpsApi;
+  let tree: Tree;
+  let info: TestInfo;
+  let dialogs: Dialogs;
+  let output: ChannelRecorder;
+  let newSet = '';
+
+  before(async () => {
+    info = await testInfo();
+    kadi = await api();
+    tree = new Tree(kadi);
+    dialogs = new Dialogs();
+    output = new ChannelRecorder(kadi.outputs.channel(HOST));
+  });
+  after(() => {
+    output?.dispose();
+    dialogs?.dispose();
+  });
+
+  it('"Backup Now" on the host streams the job into the host\'s output channel, and the new set appears in the tree', async () => {
+    await tree.reload(HOST);
+    const before = (await tree.sets(HOST)).map((s) => s.set.name);
+    const from = output.text().length;
+    const mark = dialogs.mark();
+
+    await vscode.commands.executeCommand('kadiOps.backupNow', await tree.host(HOST));
+
+    const text = output.text().slice(from);
+    assert.match(text, /\[info\] ▶ Backup on sandbox — by \S+@\S+ at \d{4}-/);
+    assert.match(text, /\[info\] Job \S+ on sandbox/);
+    assert.match(text, /^\[step\] database: pg_dump -Fc/m, 'remote lines are streamed into the channel');
+    const set = /^set=(\S+)$/m.exec(text);
+    assert.ok(set, `the job's output names the new set:\n${text}`);
+    newSet = set[1];
+    assert.match(text, /\[info\] ■ Backup on sandbox: succeeded after [\d.]+ s/);
+    await dialogs.waitFor('information', /^Backup on sandbox: succeeded after/, mark);
+    assert.deepEqual(dialogs.of('error'), [], 'no error was shown');
+
+    const after = await waitFor('the new set in the tree', async () => {
+      await tree.reload(HOST);
+      const sets = await tree.sets(HOST);
+      return sets.some((s) => s.set.name === newSet) && sets;
+    });
+    assert.equal(after.length, before.length + 1);
+    assert.equal(after[0].set.name, newSet, 'newest first');
+    const item = tree.item(after[0]);
+    assert.match(String(item.contextValue), /^backup;unverified;unpinned;/);
+    assert.match(String(item.description), /unverified/);
+    assert.match(String(tree.item(await tree.host(HOST)).description), /last backup \d+ min ago/);
+  });
+
+  it('"Verify Backup" on the new set marks it verified', async () => {
+    assert.ok(newSet, 'needs the set of the previous test');
+    const node = (await tree.sets(HOST)).find((s) => s.set.name === newSet);
+    assert.ok(node);
+    const from = output.text().length;
+    const mark = dialogs.mark();
+
+    await vscode.commands.executeCommand('kadiOps.verify', node);
+
+    assert.match(output.text().slice(from), new RegExp(`■ Verify ${newSet} on sandbox: succeeded`));
+    await dialogs.waitFor('information', new RegExp(`^Verify ${newSet} on sandbox: succeeded`), mark);
+    const verified = await waitFor('the set marked verified', async () => {
+      await tree.reload(HOST);
+      const s = (await tree.sets(HOST)).find((x) => x.set.name === newSet);
+      return s?.set.status === 'verified' && s;
+    });
+    const item = tree.item(verified);
+    assert.match(String(item.contextValue), /^backup;verified;/);
+    assert.equal((item.iconPath as vscode.ThemeIcon).id, 'verified');
+    assert.match(String(item.tooltip), /Last quick verification .*: OK/);
+  });
+
+  it('"Cancel Job" on a running backup stops it after a modal confirmation: no new set, the job shows as cancelled', async () => {
+    const lock = await holdTableLock(info, 'task');
+    try {
+      await tree.reload(HOST);
+      const before = (await tree.sets(HOST)).map((s) => s.set.name);
+      const from = output.text().length;
+      const mark = dialogs.mark();
+      dialogs.answer('warning', /^Cancel backup job \S+ on sandbox\?$/, 'Cancel job', { once: true });
+
+      const backup = Promise.resolve(vscode.commands.executeCommand('kadiOps.backupNow', await tree.host(HOST)));
+      const job = await waitFor(
+        'a running backup job in the tree',
+        async () => {
+          await tree.reload(HOST);
+          return (await tree.jobs(HOST)).find((j) => j.job.kind === 'backup' && j.job.state === 'running');
+        },
+        60000,
+        300,
+      );
+      assert.match(String(tree.item(job).contextValue), /^job;running;/);
+      assert.match(String(tree.item(await tree.host(HOST)).contextValue), /;busy;/, 'the host shows as busy');
+      await waitFor('pg_dump waiting for the lock', () => /\[step\] database: pg_dump/.test(output.text().slice(from)));
+
+      await vscode.commands.executeCommand('kadiOps.cancelJob', job);
+      const confirm = dialogs.shown.slice(mark).find((d) => /^Cancel backup job/.test(d.message));
+      assert.ok(confirm, 'a confirmation was asked');
+      assert.equal(confirm.modal, true);
+      assert.equal(confirm.answer, 'Cancel job');
+
+      await backup;
+      const text = output.text().slice(from);
+      assert.match(text, new RegExp(`\\[warn\\] Job ${job.job.id}: `));
+      assert.match(text, /\[warn\] ■ Backup on sandbox: cancelled after/);
+      await dialogs.waitFor('warning', /^Backup on sandbox: cancelled after/, mark);
+
+      await tree.reload(HOST);
+      const after = (await tree.jobs(HOST)).find((j) => j.job.id === job.job.id);
+      assert.ok(after);
+      assert.equal(after.job.state, 'finished');
+      assert.equal(after.job.status, 'cancelled');
+      assert.match(String(tree.item(after).description), /^cancelled/);
+      assert.deepEqual((await tree.sets(HOST)).map((s) => s.set.name), before, 'no set was added');
+      const host = await tree.host(HOST);
+      assert.equal(host.state.overview?.partials.length ?? 0, 0, 'the partial set was removed');
+      assert.match(String(tree.item(host).contextValue), /;idle;/);
+    } finally {
+      await lock.release();
+    }
+  });
+
+  it('a cancel that is not confirmed leaves the job running', async () => {
+    const lock = await holdTableLock(info, 'task');
+    try {
+      const mark = dialogs.mark();
+      dialogs.answer('warning', /^Cancel backup job/, undefined, { once: true });
+      const backup = Promise.resolve(vscode.commands.executeCommand('kadiOps.backupNow', await tree.host(HOST)));
+      const job = await waitFor('a running backup job', async () => {
+        await tree.reload(HOST);
+        return (await tree.jobs(HOST)).find((j) => j.job.kind === 'backup' && j.job.state === 'running');
+      }, 60000, 300);
+      await vscode.commands.executeCommand('kadiOps.cancelJob', job);
+      await tree.reload(HOST);
+      assert.equal((await tree.jobs(HOST)).find((j) => j.job.id === job.job.id)?.job.state, 'running');
+      await lock.release();
+      await backup;
+      await dialogs.waitFor('information', /^Backup on sandbox: succeeded/, mark);
+    } finally {
+      await lock.release();
+    }
+  });
+});
