@@ -73,6 +73,8 @@ export const TAR_END = Buffer.alloc(2 * BLOCK);
 export interface TarFileSink {
   write(chunk: Buffer): Promise<void> | void;
   end(): Promise<void> | void;
+  /** The stream stopped inside this file (cancel, error): release it without finishing. */
+  abort?(): Promise<void> | void;
 }
 
 /** Called for every regular file in the stream; returns where its bytes go. */
@@ -140,6 +142,13 @@ export class TarExtractor extends Writable {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.consume(chunk).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const s = this.state;
+    this.state = { t: 'end' };
+    if (s.t === 'data' && s.sink.abort) Promise.resolve(s.sink.abort()).then(() => cb(err), () => cb(err));
+    else cb(err);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

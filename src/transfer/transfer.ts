@@ -105,6 +105,7 @@ async function fetchFiles(host: RemoteHost, set: string, dir: string, files: Exp
         await fh.close();
         progress.add(0, 1);
       },
+      abort: () => fh.close(),
     };
   });
   const list = Buffer.from(files.map((f) => f.path + '\0').join(''), 'utf8');

@@ -163,4 +163,63 @@ describe('set transfers against the sandbox host', function () {
       fs.rmSync(copy, { recursive: true, force: true });
     }
   });
+
+  it('a cancelled download or upload stops, and running it again resumes where it stopped', async () => {
+    const big = await sb.addStorageFile({ size: 96 * 1024 * 1024 });
+    const rel = `storage/${path.relative(sb.storagePath, big.path)}`;
+    await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
+    const id = await startBackup(host, d);
+    const sink = new MemorySink();
+    assert.equal((await followJob(host, id, { sink })).result, 'succeeded', sink.text());
+    const bigSet = /^set=(\S+)$/m.exec(sink.text('stdout'))?.[1] ?? '';
+
+    /** Aborts as soon as `file` has some but not all of its bytes. */
+    const abortWhenGrowing = (file: string): { signal: AbortSignal; stop(): void } => {
+      const abort = new AbortController();
+      const t = setInterval(() => {
+        try {
+          if (fs.statSync(file).size > 0) abort.abort();
+        } catch {
+          /* not there yet */
+        }
+      }, 2);
+      return { signal: abort.signal, stop: () => clearInterval(t) };
+    };
+
+    const localBig = path.join(local, bigSet, ...rel.split('/'));
+    const w = abortWhenGrowing(localBig);
+    try {
+      await assert.rejects(downloadSet(host, bigSet, local, { signal: w.signal }), /cancelled/);
+    } finally {
+      w.stop();
+    }
+    assert.ok(fs.statSync(localBig).size < 96 * 1024 * 1024, 'stopped in the middle of the big file');
+    const resumed = await downloadSet(host, bigSet, local);
+    assert.deepEqual(resumed.problems, []);
+    assert.ok(resumed.skippedFiles > 0, 'files completed before the cancel are not fetched again');
+    assert.deepEqual(files(path.join(local, bigSet)), setFiles(path.join(sb.backupDir, bigSet)));
+
+    const backupDir4 = path.join(sb.root, 'backups-upload4');
+    fs.mkdirSync(backupDir4, { mode: 0o700, recursive: true });
+    execFileSync('chown', [`${sb.kadiUser}:`, backupDir4]);
+    const host4 = await pool.get(profileOf(sb, 'sudo', (p) => {
+      p.name = 'sandbox-upload4';
+      p.backupDir = backupDir4;
+    }));
+    const remoteBig = path.join(backupDir4, `.partial-upload-${bigSet}`, ...rel.split('/'));
+    const u = abortWhenGrowing(remoteBig);
+    try {
+      await assert.rejects(uploadSet(host4, path.join(local, bigSet), { signal: u.signal }), /cancelled/);
+    } finally {
+      u.stop();
+    }
+    assert.equal(fs.existsSync(path.join(backupDir4, bigSet)), false, 'nothing sealed');
+    const partials = (await listSets(host4)).partials.map((x) => x.name);
+    assert.deepEqual(partials, [`.partial-upload-${bigSet}`]);
+    const up = await uploadSet(host4, path.join(local, bigSet));
+    assert.ok(up.skippedFiles > 0, 'files uploaded before the cancel are not sent again');
+    assert.ok(up.transferredFiles < up.files);
+    assert.deepEqual(setFiles(path.join(backupDir4, bigSet)), setFiles(path.join(sb.backupDir, bigSet)));
+    assert.deepEqual((await listSets(host4)).partials, []);
+  });
 });
