@@ -51,6 +51,10 @@ export function makeRunDirs(prefix) {
     browser: path.join(dir, 'chromium-profile'),
   };
   for (const p of Object.values(d)) fs.mkdirSync(p, { recursive: true, mode: 0o700 });
+  // TMPDIR works like /tmp: the sandbox host (started from the extension host with
+  // --suite-starts-sandbox) puts directories there that the postgres and kadi accounts must reach.
+  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(d.tmp, 0o1777);
   fs.mkdirSync(path.join(d.userData, 'User'), { recursive: true });
   return d;
 }

@@ -21,8 +21,11 @@ const argv = process.argv.slice(2);
 const flag = (f) => argv.includes(f);
 const value = (f, d) => (argv.includes(f) ? argv[argv.indexOf(f) + 1] : d);
 const runSuite = !flag('--ui-only');
-const runUi = !flag('--no-ui');
+const runUi = !flag('--no-ui') && !flag('--suite-starts-sandbox');
 const keep = flag('--keep');
+// --suite-starts-sandbox: let the suite start the sandbox itself, as it does under @vscode/test-electron
+// (.vscode-test.mjs); checks that path of test/vscode/suite/fixture.ts here. Implies --no-ui.
+const suiteStartsSandbox = flag('--suite-starts-sandbox');
 const suiteTimeoutMs = Number(value('--timeout', '600')) * 1000;
 const results = path.join(ROOT, 'test-results');
 fs.mkdirSync(path.join(results, 'screenshots'), { recursive: true });
@@ -64,19 +67,25 @@ async function main() {
   const chromiumVersion = spawnSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).stdout?.trim() ?? '?';
   say(`code-server ${cs.version} on Node ${cs.nodeVersion}; ${chromiumVersion}; playwright-core ${require('playwright-core/package.json').version}`);
 
-  say('starting the sandbox Kadi host');
-  const sb = await startSandbox();
-  cleanups.push(() => sb.stop());
-  say(`sandbox up after ${sb.startupMs} ms (ssh port ${sb.sshPort})`);
-  const hosts = [sb.hostsProfile('direct'), sb.hostsProfile('sudo')];
-
   const dirs = makeRunDirs('kadi-ops-vscode-');
   if (!keep) cleanups.push(() => fs.rmSync(dirs.dir, { recursive: true, force: true }));
-  writeUserSettings(dirs, { 'kadiOps.hosts': hosts });
-  const infoFile = path.join(dirs.dir, 'test-info.json');
-  fs.writeFileSync(infoFile, JSON.stringify(testInfoOf(sb, hosts)), { mode: 0o600 });
   const resultsFile = path.join(dirs.dir, 'suite-results.json');
-  const env = isolatedEnv(dirs, cs.node, { KADI_OPS_TEST_INFO: infoFile, KADI_OPS_TEST_RESULTS: resultsFile, ...(value('--grep') ? { KADI_OPS_TEST_GREP: value('--grep') } : {}) });
+  const extraEnv = { KADI_OPS_TEST_RESULTS: resultsFile, ...(value('--grep') ? { KADI_OPS_TEST_GREP: value('--grep') } : {}) };
+  let sb;
+  if (suiteStartsSandbox) {
+    writeUserSettings(dirs, {});
+  } else {
+    say('starting the sandbox Kadi host');
+    sb = await startSandbox();
+    cleanups.push(() => sb.stop());
+    say(`sandbox up after ${sb.startupMs} ms (ssh port ${sb.sshPort})`);
+    const hosts = [sb.hostsProfile('direct'), sb.hostsProfile('sudo')];
+    writeUserSettings(dirs, { 'kadiOps.hosts': hosts });
+    const infoFile = path.join(dirs.dir, 'test-info.json');
+    fs.writeFileSync(infoFile, JSON.stringify(testInfoOf(sb, hosts)), { mode: 0o600 });
+    extraEnv.KADI_OPS_TEST_INFO = infoFile;
+  }
+  const env = isolatedEnv(dirs, cs.node, extraEnv);
 
   const port = await freePort();
   const serverLog = path.join(results, 'code-server.log');

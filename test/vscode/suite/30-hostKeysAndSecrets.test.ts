@@ -44,7 +44,9 @@ describe('Host keys and secrets', function () {
     dialogs = new Dialogs();
   });
   afterEach(() => dialogs.dispose());
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  after(() => {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
 
   it('a changed host key is refused with the message the user sees, and never offered for trust', async () => {
     // known_hosts with another ed25519 key for the sandbox's [127.0.0.1]:port: what a reinstalled
