@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startBackup } from '../../src/backup/backupSets';
@@ -45,9 +46,9 @@ describe('restore against the sandbox host', function () {
     plan: RestorePlan;
   }
 
-  async function restore(set: string, opts: { components?: RestoreComponent[]; safetyBackup?: boolean; listing?: string; onLine?: (l: string) => void } = {}): Promise<Restored> {
+  async function restore(set: string, opts: { components?: RestoreComponent[]; safetyBackup?: boolean; listing?: string; jobs?: number; onLine?: (l: string) => void } = {}): Promise<Restored> {
     const disc = await d();
-    const plan = await preflight(host, disc, set, { components: opts.components, safetyBackup: opts.safetyBackup ?? false, listing: opts.listing });
+    const plan = await preflight(host, disc, set, { components: opts.components, safetyBackup: opts.safetyBackup ?? false, listing: opts.listing, jobs: opts.jobs });
     assert.deepEqual(plan.blockers, [], 'preflight found no blockers');
     const r = await runJob(host, pool, () => startRestore(host, disc, plan), opts.onLine);
     return { ...r, plan };
@@ -100,14 +101,15 @@ describe('restore against the sandbox host', function () {
     assert.deepEqual(r.report.steps.map((s) => s.name), ['safety-backup', 'stop-services', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
   });
 
-  it('restores into an empty database with a plain pg_restore', async () => {
+  it('restores into an empty database with a plain pg_restore (in parallel with --jobs 2)', async () => {
     const set = await backup();
     const before = await tableDigests(sb);
     await sb.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'kadi' AND pid <> pg_backend_pid()", 'postgres');
     await sb.psql('DROP DATABASE kadi', 'postgres');
     await sb.psql('CREATE DATABASE kadi OWNER kadi', 'postgres');
-    const r = await restore(set, { components: ['db'] });
+    const r = await restore(set, { components: ['db'], jobs: 2 });
     assert.equal(r.plan.database.empty, true);
+    assert.match(r.log, /pg_restore --exit-on-error .* --jobs 2 /);
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.match(r.log, /database is empty: plain pg_restore/);
     assert.doesNotMatch(r.log, /--clean/);
@@ -156,6 +158,78 @@ describe('restore against the sandbox host', function () {
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.match(r.log, /selective restore with the uploaded listing \(1 entries enabled\)/);
     assert.equal(await sb.psql('SELECT string_agg(title, \',\' ORDER BY id) FROM record'), titles);
+  });
+
+  it('a pg_restore error fails the restore, shows the failing TOC entry, and running it again completes it', async () => {
+    const set = await backup();
+    const before = await tableDigests(sb);
+    // An object the Kadi role does not own depends on a table: dropping that table fails.
+    await sb.psql('CREATE VIEW record_titles AS SELECT title FROM record');
+    let r: Ran;
+    try {
+      r = await restore(set, { components: ['db'] });
+    } finally {
+      await sb.psql('DROP VIEW record_titles');
+    }
+    assert.equal(r.outcome.result, 'failed', r.log);
+    assert.ok(r.report.failedTocEntries.some((e) => /TABLE public record /.test(e)), r.log);
+    assert.match(r.log, /FAILED in step: database/);
+    assert.match(r.log, /pg_restore failed/);
+    const again = await restore(set, { components: ['db'] });
+    assert.equal(again.outcome.result, 'succeeded', again.log);
+    assert.equal(await tableDigests(sb), before);
+  });
+
+  it('config: the plan shows a redacted diff; the live config is replaced only with the separate confirmation', async () => {
+    const set = await backup();
+    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
+    const secret = /SECRET_KEY = "([^"]+)"/.exec(original)?.[1] as string;
+    const edited = original.replace(secret, 'changedsecretvalue') + '# edited after the backup\n';
+    fs.writeFileSync(sb.kadiConfig, edited);
+    try {
+      const disc = await d();
+      const plan = await preflight(host, disc, set, { components: ['config'], safetyBackup: false });
+      const entry = plan.config?.find((c) => c.path === sb.kadiConfig);
+      assert.equal(entry?.state, 'differs');
+      assert.match(entry?.diff ?? '', /^\+# edited after the backup$/m);
+      assert.doesNotMatch(entry?.diff ?? '', new RegExp(`${secret}|changedsecretvalue|${sb.pg.password}`));
+      const kept = await runJob(host, pool, () => startRestore(host, disc, plan));
+      assert.equal(kept.outcome.result, 'succeeded', kept.log);
+      assert.match(kept.log, /^skipped=config \(not overwritten without confirmation\)$/m);
+      assert.equal(fs.readFileSync(sb.kadiConfig, 'utf8'), edited);
+      const replaced = await runJob(host, pool, () => startRestore(host, disc, plan, { overwriteConfig: true }));
+      assert.equal(replaced.outcome.result, 'succeeded', replaced.log);
+      assert.equal(fs.readFileSync(sb.kadiConfig, 'utf8'), original);
+    } finally {
+      fs.writeFileSync(sb.kadiConfig, original);
+    }
+  });
+
+  it('the CLI prints the plan and changes nothing without --yes naming the host; with it, restores and summarises', async () => {
+    const set = await backup();
+    const config = sb.writeConfigFile();
+    const cli = path.resolve(__dirname, '../../src/cli/main.js');
+    const run = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        execFile(process.execPath, [cli, ...args, '--config', config], { maxBuffer: 1 << 24 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+      });
+    const jobsBefore = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).length;
+    const no = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup');
+    assert.equal(no.code, 2, no.stderr);
+    assert.match(no.stdout, /Restore plan for sandbox-sudo/);
+    assert.match(no.stdout, /database +\d+ relations: pg_restore --clean --if-exists/);
+    assert.match(no.stderr, /repeat with --yes sandbox-sudo/);
+    const wrong = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox');
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /does not name this host/);
+    // Only the two preflight verify jobs ran; no restore job was started.
+    const kinds = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().slice(jobsBefore).map((j) => /kind=(\S+)/.exec(fs.readFileSync(path.join(jobDir(sb, j), 'meta'), 'utf8'))?.[1]);
+    assert.ok(kinds.every((k) => k === 'verify'), kinds.join(','));
+    const yes = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox-sudo');
+    assert.equal(yes.code, 0, yes.stderr);
+    assert.match(yes.stderr, /Restore of \S+ onto sandbox-sudo: succeeded/);
+    assert.match(yes.stderr, /database +\d+s/);
+    assert.match(yes.stderr, /search reindex: ok/);
   });
 
   it('reindex errors after a restore fail the job and name the objects', async () => {

@@ -97,7 +97,16 @@ restore_db() {
   cat "$JOB_DIR/pg_restore.err"
   if [ "$rc" -ne 0 ] || grep -q 'errors ignored on restore' "$JOB_DIR/pg_restore.err"; then
     # pg_restore names the entry it failed on ("from TOC entry 215; 1259 16390 TABLE ...").
-    grep -E 'from TOC entry' "$JOB_DIR/pg_restore.err" | sed 's/^.*from TOC entry /FAILED TOC ENTRY: /' || true
+    if grep -q 'from TOC entry' "$JOB_DIR/pg_restore.err"; then
+      grep -E 'from TOC entry' "$JOB_DIR/pg_restore.err" | sed 's/^.*from TOC entry /FAILED TOC ENTRY: /' || true
+    else
+      # Errors in the --clean phase name only the command; find its entry in the dump's TOC.
+      local cmd
+      cmd=$(sed -n 's/^Command was: //p' "$JOB_DIR/pg_restore.err" | head -n1)
+      if [[ $cmd =~ ^(DROP|CREATE|ALTER)\ ([A-Z]+)\ (IF\ EXISTS\ )?(ONLY\ )?([A-Za-z0-9_]+)\.([A-Za-z0-9_]+) ]] && [ -f "$dir/db.toc" ]; then
+        grep -E "^[0-9]+; [0-9]+ [0-9]+ ${BASH_REMATCH[2]} ${BASH_REMATCH[5]} ${BASH_REMATCH[6]} " "$dir/db.toc" | sed 's/^/FAILED TOC ENTRY: /' || true
+      fi
+    fi
     fail "pg_restore failed (exit status $rc); the database may be partly restored - restore again or restore the pre-restore safety set"
   fi
   step "database: ANALYZE"
@@ -356,6 +365,7 @@ cmd_config_diff() {
     f=/${f#/}
     if [ ! -e "$f" ]; then echo "config_file=$f missing-live"
     elif cmp -s "$work$f" "$f"; then echo "config_file=$f same"
+    elif [[ $f != *.py ]]; then echo "config_file=$f differs"   # key files: never their content
     else
       echo "config_file=$f differs"
       echo "--- begin diff $f"

@@ -1,0 +1,119 @@
+import { strict as assert } from 'node:assert';
+import { parseComponents, RestoreUsageError } from '../../src/restore/components';
+import { parseConfigDiff, redactConfigDiff } from '../../src/restore/configDiff';
+import { parseProbe } from '../../src/restore/probe';
+import { formatReport, parseJobReport } from '../../src/restore/report';
+
+const LOG = [
+  '[kadi-ops] job J: restore started',
+  'safety_set=2026-11-26T08-00-00Z',
+  'timing=safety-backup 12',
+  'skipped=redis (opted out)',
+  '[kadi-ops] begin reindex',
+  "Rebuilding index for 'record'.",
+  "Populating new index 'record_20261126080000000001' with 3 record(s)...",
+  "Error indexing record with ID '7'.",
+  "Moved alias 'record' from old index 'record_20261126070000000001' to new index 'record_20261126080000000001'.",
+  'Search indices rebuilt successfully.',
+  '[kadi-ops] end reindex rc=0',
+  'ATTENTION: 1 object(s) could not be indexed',
+  '[kadi-ops] begin search-ls',
+  "Indices for 'record':",
+  "* record_20261126080000000001 (pointed to by alias 'record')",
+  '* record_20261126070000000009',
+  '[kadi-ops] end search-ls rc=0',
+  'FAILED TOC ENTRY: 215; 1259 16390 TABLE public record kadi',
+  '[kadi-ops] begin files-check',
+  'Checking 2 files...',
+  "[1] Found orphaned active file with storage type 'local' and ID 'abc'.",
+  'Found 1 inconsistency.',
+  'Do you want to resolve all inconsistencies automatically by deleting all inconsistent database objects and associated data? [y/N]: ',
+  '[kadi-ops] end files-check rc=0',
+  'restore_result=failed',
+].join('\n');
+
+describe('restore: job report', () => {
+  it('parses steps, sections and verdict of a restore log', () => {
+    const r = parseJobReport(LOG);
+    assert.deepEqual(r.steps, [
+      { name: 'safety-backup', seconds: 12, result: 'ok' },
+      { name: 'redis', seconds: 0, result: 'skipped', note: 'opted out' },
+    ]);
+    assert.equal(r.safetySet, '2026-11-26T08-00-00Z');
+    assert.equal(r.reindex?.success, false);
+    assert.deepEqual(r.reindex?.errors, [{ model: 'record', id: '7' }]);
+    assert.deepEqual(r.orphans, [{ model: 'record', name: 'record_20261126070000000009' }]);
+    assert.equal(r.filesCheck?.reportedCount, 1);
+    assert.equal(r.filesCheck?.clean, false);
+    assert.deepEqual(r.failedTocEntries, ['215; 1259 16390 TABLE public record kadi']);
+    assert.deepEqual(r.attention, ['1 object(s) could not be indexed']);
+    assert.equal(r.result, 'failed');
+    const text = formatReport('Restore', r, 'failed').join('\n');
+    assert.match(text, /search reindex: FAILED: 1 object\(s\) not indexed \(record 7\)/);
+    assert.match(text, /orphaned indices: record_20261126070000000009/);
+  });
+
+  it('keeps what an unterminated section printed (a job cut off mid-command)', () => {
+    const r = parseJobReport('[kadi-ops] begin db-upgrade\nINFO  [alembic.runtime.migration] Running upgrade a -> b, x');
+    assert.equal(r.dbUpgrade?.success, false);
+    assert.deepEqual(r.dbUpgrade?.migrations, [{ from: 'a', to: 'b', message: 'x' }]);
+  });
+
+  it('does not read ATTENTION or timing lines printed by kadi inside a section as the agent\'s', () => {
+    const r = parseJobReport('[kadi-ops] begin files-check\nATTENTION: fake\ntiming=x 1\n[kadi-ops] end files-check rc=0');
+    assert.deepEqual(r.attention, []);
+    assert.deepEqual(r.steps, []);
+  });
+});
+
+describe('restore: components, probe and config diff', () => {
+  it('defaults to db, storage and uploads; redis and config only when named', () => {
+    assert.deepEqual(parseComponents(undefined), ['db', 'storage', 'uploads']);
+    assert.deepEqual(parseComponents('config,db'), ['db', 'config']);
+    assert.throws(() => parseComponents('db,elastic'), RestoreUsageError);
+    assert.throws(() => parseComponents(''), RestoreUsageError);
+  });
+
+  it('parses the probe: owners, free space, empty database, services', () => {
+    const p = parseProbe('me=kadi\nstorage_owner=kadi\nstorage_group=www-data\nstorage_free_kb=10\nstorage_kb=4\nuploads_missing=yes\ndb_relations=0\nsystemctl=yes\nservice=apache2 exists active sudo-ok\nservice=kadi-celery missing\n');
+    assert.equal(p.storage.group, 'www-data');
+    assert.equal(p.storage.freeBytes, 10240);
+    assert.equal(p.uploads.missing, true);
+    assert.equal(p.dbRelations, 0);
+    assert.deepEqual(p.services, [
+      { name: 'apache2', exists: true, active: true, sudoAllowed: true },
+      { name: 'kadi-celery', exists: false },
+    ]);
+  });
+
+  it('redacts secrets and URI passwords in a config diff and hides key files', () => {
+    const raw = [
+      'config_file=/opt/kadi/config/kadi.py differs',
+      '--- begin diff /opt/kadi/config/kadi.py',
+      '--- backup:/opt/kadi/config/kadi.py',
+      '+++ live:/opt/kadi/config/kadi.py',
+      '@@ -1,3 +1,3 @@',
+      '-SECRET_KEY = "oldsecret"',
+      '+SECRET_KEY = "newsecret"',
+      ' SQLALCHEMY_DATABASE_URI = "postgresql://kadi:pw123@db/kadi"',
+      '+SERVER_NAME = "kadi.example"',
+      '--- end diff /opt/kadi/config/kadi.py',
+      'config_file=/opt/kadi/config/oidc.pem differs',
+      '--- begin diff /opt/kadi/config/oidc.pem',
+      '-----BEGIN PRIVATE KEY-----',
+      '--- end diff /opt/kadi/config/oidc.pem',
+      'config_file=/opt/kadi/config/other.py same',
+    ].join('\n');
+    const files = parseConfigDiff(raw);
+    assert.deepEqual(files.map((f) => [f.path, f.state]), [
+      ['/opt/kadi/config/kadi.py', 'differs'],
+      ['/opt/kadi/config/oidc.pem', 'differs'],
+      ['/opt/kadi/config/other.py', 'same'],
+    ]);
+    const diff = files[0].diff ?? '';
+    assert.doesNotMatch(diff, /oldsecret|newsecret|pw123/);
+    assert.match(diff, /\+SERVER_NAME = "kadi.example"/);
+    assert.equal(files[1].diff, undefined);
+    assert.doesNotMatch(redactConfigDiff('  password = "x"'), /"x"/);
+  });
+});
