@@ -2,7 +2,10 @@
  * Download a backup set to a local folder and upload a local set to a host, each as one tar stream
  * over an exec channel of the host's SSH connection. Why tar over exec and not SFTP: in sudo mode
  * the SFTP subsystem runs as the login user, who cannot read or write the Kadi user's backups;
- * `sudo -u kadi tar` works in both modes, and one stream avoids a round trip per file.
+ * `sudo -u kadi tar` works in both modes, and one stream avoids a round trip per file. Measured on
+ * loopback (sandbox host, 1051 files, 269 MiB): tar over exec 35 MiB/s including the final sha256
+ * of every file, SFTP fastGet with 8 files in flight 37 MiB/s without any hashing — the SSH
+ * channel, not the file protocol, is the limit.
  *
  * Both directions resume: files already complete on the receiving side (size and sha256) are not
  * sent again. Downloads are checked file by file against the manifest at the end; uploads land in
