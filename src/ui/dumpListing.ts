@@ -170,8 +170,8 @@ export function registerDumpListing(deps: ListingDeps): vscode.Disposable[] {
   };
 
   const restoreFromListing = async (arg?: unknown): Promise<void> => {
-    const uri = uriArg(arg);
-    const doc = uri ? vscode.workspace.textDocuments.find((d) => d.uri.toString() === (uri as vscode.Uri).toString()) ?? (await vscode.workspace.openTextDocument(uri as vscode.Uri)) : vscode.window.activeTextEditor?.document;
+    // From the editor title the document's URI is passed; from the palette, the active editor counts.
+    const doc = arg instanceof vscode.Uri ? vscode.workspace.textDocuments.find((d) => d.uri.toString() === arg.toString()) ?? (await vscode.workspace.openTextDocument(arg)) : vscode.window.activeTextEditor?.document;
     if (!doc || (doc.languageId !== LISTING_LANGUAGE && doc.uri.scheme !== DUMP_SCHEME)) {
       void vscode.window.showWarningMessage('Open a dump listing (Kadi Ops: Save Editable Copy of Dump Listing) and run this command from it.');
       return;
