@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startBackup } from '../../src/backup/backupSets';
@@ -98,6 +98,9 @@ describe('restore against the sandbox host', function () {
     assert.deepEqual(r.report.orphans, []);
     assert.equal(r.report.filesCheck?.clean, true, r.log);
     assert.equal(r.report.result, 'ok');
+    assert.equal(r.log.includes(sb.pg.password), false, 'no password in the job log');
+    const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });
+    assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
     assert.deepEqual(r.report.steps.map((s) => s.name), ['safety-backup', 'stop-services', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
   });
 

@@ -270,8 +270,13 @@ cmd_restore() {
   elif has_component config; then step_skip config "not overwritten without confirmation"; fi
   if [ "$(opt db_upgrade)" = yes ]; then step_run db-upgrade db_upgrade_step; else step_skip db-upgrade "same Kadi version and revision"; fi
   step_run start-services start_services
-  step_run reindex reindex_step
-  step_run indices indices_step
+  # The search indices mirror the database: rebuilt only when it was replaced.
+  if has_component db; then
+    step_run reindex reindex_step
+    step_run indices indices_step
+  else
+    step_skip reindex "database not restored"
+  fi
   step_run files-check files_check_step
   print_summary "restore of $set"
   if [ -f "$JOB_DIR/failed" ]; then echo "restore_result=failed"; exit 1; fi
