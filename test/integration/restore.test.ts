@@ -119,6 +119,27 @@ describe('restore against the sandbox host', function () {
     assert.equal(await tableDigests(sb), before);
   });
 
+  it('an archive-mode set is extracted and synced: both trees are back as at backup time', async () => {
+    await sleep(1100);
+    const b = await runJob(host, pool, async () => startBackup(host, await d(), { filesMode: 'archive' }));
+    assert.equal(b.outcome.result, 'succeeded', b.log);
+    const set = setNameFrom(b.log);
+    const before = await snapshot();
+    await sb.addStorageFile({ size: 512 });
+    const upl = [...before.uploads.keys()].find((k) => !k.endsWith('/')) as string;
+    fs.writeFileSync(path.join(sb.uploadsPath, upl), 'changed');
+    const r = await restore(set, { components: ['storage', 'uploads'] });
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /extracting .*storage\.tar\./);
+    const after = await snapshot();
+    assert.deepEqual(after.storage, before.storage);
+    assert.deepEqual(after.uploads, before.uploads);
+    assert.equal(fs.readdirSync(jobDir(sb, r.id)).some((n) => n.startsWith('extract-')), false, 'extracted copies are removed');
+    // The database was not part of this restore: the row of the added file is still there, and files check reports it.
+    assert.equal(r.report.filesCheck?.reportedCount, 1, r.log);
+    await restore(set, { components: ['db'] });
+  });
+
   it('a corrupted set is refused at preflight and nothing is started', async () => {
     const set = await backup();
     fs.appendFileSync(path.join(sb.backupDir, set, 'db.dump'), 'x');
