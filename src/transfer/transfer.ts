@@ -48,6 +48,8 @@ export interface TransferResult {
   bytes: number;
   /** Files that were already complete on the receiving side. */
   skippedFiles: number;
+  /** Upload only: tree files hard-linked from another set on the host instead of being sent. */
+  linkedFiles?: number;
   transferredFiles: number;
   transferredBytes: number;
   /** Files that do not match the manifest after the transfer (download); empty when good. */
@@ -273,8 +275,20 @@ export async function uploadSet(host: RemoteHost, localSetDir: string, opts: Tra
     const [p, size, digest] = JSON.parse(line) as [string, number, string];
     there.set(p, `${size} ${digest}`);
   }
-  const todo = all.filter((f) => there.get(f.path) !== `${f.size} ${f.sha256}`);
+  let todo = all.filter((f) => there.get(f.path) !== `${f.size} ${f.sha256}`);
   throwIfAborted(opts.signal);
+  // Tree files another set on the host already has are linked there, not sent (host migration of
+  // several sets then costs what backups cost: only the files that changed).
+  const treeTodo = todo.filter((f) => f.path.includes('/'));
+  let linked = 0;
+  if (treeTodo.length > 0) {
+    const r = await checkAgent(host, `Linking files of ${set} that the host already has`, 'upload-link', [bd, set], {
+      stdin: treeTodo.map((f) => JSON.stringify([f.path, f.size, f.sha256])).join('\n') + '\n',
+    });
+    const done = new Set(r.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as string));
+    linked = done.size;
+    todo = todo.filter((f) => !done.has(f.path));
+  }
   if (todo.length > 0) {
     const progress = reporter(opts, { phase: 'transferring', totalBytes: todo.reduce((n, f) => n + f.size, 0), totalFiles: todo.length });
     await streamAgent(host, 'receive-set', [bd, set], { stdin: Readable.from(tarStream(localSetDir, todo, (b, f) => progress.add(b, f), opts.signal)), signal: opts.signal });
@@ -289,7 +303,8 @@ export async function uploadSet(host: RemoteHost, localSetDir: string, opts: Tra
     location: path.posix.join(bd, set),
     files: all.length,
     bytes: all.reduce((n, f) => n + f.size, 0),
-    skippedFiles: all.length - todo.length,
+    skippedFiles: all.length - todo.length - linked,
+    linkedFiles: linked,
     transferredFiles: todo.length,
     transferredBytes: todo.reduce((n, f) => n + f.size, 0),
     problems: [],

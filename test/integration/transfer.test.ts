@@ -221,5 +221,13 @@ describe('set transfers against the sandbox host', function () {
     assert.ok(up.transferredFiles < up.files);
     assert.deepEqual(setFiles(path.join(backupDir4, bigSet)), setFiles(path.join(sb.backupDir, bigSet)));
     assert.deepEqual((await listSets(host4)).partials, []);
+
+    // A second (older) set uploaded next to it: files the host already has are hard-linked, not sent.
+    const second = await uploadSet(host4, path.join(local, set));
+    assert.ok((second.linkedFiles ?? 0) > 0, 'tree files are linked from the set already there');
+    assert.ok(second.transferredFiles < second.files);
+    assert.deepEqual(setFiles(path.join(backupDir4, set)), setFiles(path.join(sb.backupDir, set)));
+    const shared = [...setFiles(path.join(backupDir4, set)).keys()].find((k) => k.startsWith('storage/') && fs.existsSync(path.join(backupDir4, bigSet, k))) as string;
+    assert.equal(fs.statSync(path.join(backupDir4, set, shared)).ino, fs.statSync(path.join(backupDir4, bigSet, shared)).ino);
   });
 });

@@ -64,7 +64,7 @@ cmd_upload_status() {
   p=$(upload_dir "$1" "$2")
   [ -e "$1/$2" ] && die "set $2 already exists in $1"
   [ -d "$p" ] || return 0
-  python3 -c "$TRANSFER_LIST_PY" "$p"
+  python3 -I -S -c "$TRANSFER_LIST_PY" "$p"
 }
 
 # seal-upload BACKUP_DIR SET: checks the upload against the expected [path, size, sha256] lines
@@ -75,8 +75,8 @@ cmd_seal_upload() {
   p=$(upload_dir "$1" "$2")
   [ -d "$p" ] || die "no upload of $2 in $bd"
   [ -e "$bd/$2" ] && die "set $2 already exists in $bd"
-  python3 -c "$TRANSFER_LIST_PY" "$p" > "$p/.received"
-  python3 -c '
+  python3 -I -S -c "$TRANSFER_LIST_PY" "$p" > "$p/.received"
+  python3 -I -S -c '
 import json, sys
 want = {}
 for line in sys.stdin:
@@ -98,4 +98,58 @@ sys.exit(1 if bad or extra or "manifest.json" not in have else 0)
   sync -f "$p" 2>/dev/null || sync
   mv "$p" "$bd/$2"
   echo "set=$2"
+}
+
+# upload-link BACKUP_DIR SET: for the tree files on stdin ([path, size, sha256] lines) that another
+# set on this host already has with the same size and hash (by its file list), hard-links that copy
+# into the partial upload instead of receiving it again — as backups do with rsync --link-dest.
+# Prints each linked path as a JSON string. seal-upload still hashes every file before sealing.
+cmd_upload_link() {
+  check_set_name "$2"
+  local p
+  p=$(upload_dir "$1" "$2")
+  [ -e "$1/$2" ] && die "set $2 already exists in $1"
+  mkdir -p -m 700 "$p"
+  python3 -I -S -c '
+import json, os, re, stat, sys
+bd, name, partial = sys.argv[1], sys.argv[2], sys.argv[3]
+SET_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$")
+want = {}
+for line in sys.stdin:
+    if not line.strip(): continue
+    path, size, digest = json.loads(line)
+    parts = path.split("/")
+    if path.startswith("/") or any(x in ("", ".", "..") for x in parts) or len(parts) < 2:
+        sys.exit("unsafe path: %r" % path)
+    want[path] = (size, digest)
+trees = sorted({p.split("/", 1)[0] for p in want})
+others = sorted((n for n in os.listdir(bd) if SET_RE.match(n) and n != name), reverse=True)
+for other in others:
+    if not want: break
+    for tree in trees:
+        try:
+            f = open(os.path.join(bd, other, tree + ".files.jsonl"), encoding="utf-8")
+        except OSError:
+            continue
+        with f:
+            for line in f:
+                try:
+                    rel, size, _mtime, digest = json.loads(line)
+                except ValueError:
+                    continue
+                path = tree + "/" + rel
+                if want.get(path) != (size, digest): continue
+                src = os.path.join(bd, other, tree, rel)
+                dst = os.path.join(partial, path)
+                try:
+                    st = os.lstat(src)
+                    if not stat.S_ISREG(st.st_mode) or st.st_size != size: continue
+                    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+                    if os.path.lexists(dst): os.unlink(dst)
+                    os.link(src, dst)
+                except OSError:
+                    continue
+                del want[path]
+                print(json.dumps(path, ensure_ascii=False))
+' "$1" "$2" "$p"
 }
