@@ -43,7 +43,8 @@ async function withTransferProgress(title: string, run: (onProgress: (p: Transfe
 }
 
 function summary(r: TransferResult): string {
-  return `${r.files} files, ${formatBytes(r.bytes)}; ${r.transferredFiles} transferred (${formatBytes(r.transferredBytes)}), ${r.skippedFiles} already complete`;
+  const linked = r.linkedFiles ? `, ${r.linkedFiles} linked from other sets on the host` : '';
+  return `${r.files} files, ${formatBytes(r.bytes)}; ${r.transferredFiles} transferred (${formatBytes(r.transferredBytes)}), ${r.skippedFiles} already complete${linked}`;
 }
 
 export function registerTransferCommands(deps: CommandDeps): vscode.Disposable[] {
