@@ -155,6 +155,7 @@ async function main(): Promise<void> {
       const sink = new MemorySink();
       const out = await followJob(host, id, { sink });
       if (out.result !== 'succeeded') throw new Error(`kadi-ops backup failed:\n${sink.text()}`);
+      process.stderr.write(`  ${/^timing: .*$/m.exec(sink.text('stdout'))?.[0] ?? ''}\n`);
     };
     const clearSets = (): void => {
       for (const n of fs.readdirSync(sb.backupDir)) if (/^\d{4}-/.test(n)) fs.rmSync(path.join(sb.backupDir, n), { recursive: true, force: true });

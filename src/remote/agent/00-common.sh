@@ -65,6 +65,9 @@ parse_opts() {
 opt() { printf '%s' "${O[$1]-}"; }
 
 step() { echo "[step] $*"; }
+# Wall-clock seconds with fractions, and the difference of two such readings.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 fail() { echo "ERROR: $*" >&2; exit 1; }
 
 SET_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$'

@@ -47,6 +47,7 @@ cmd_backup() {
   local bd; bd=$(opt backup_dir)
   local id=$JOB_ID ts partial prev
   [ -d "$bd" ] || fail "backup directory $bd does not exist"
+  local t0; t0=$(now)
   partial="$bd/.partial-$id"
   mkdir -m 700 "$partial"
   echo "$partial" > "$JOB_DIR/partial"
@@ -114,13 +115,16 @@ SQL
     copy_tree storage "$(opt storage_path)" "${prev:+$prev/storage}" "$partial/storage" & st_pid=$!
     copy_tree uploads "$(opt uploads_path)" "${prev:+$prev/uploads}" "$partial/uploads" & up_pid=$!
   fi
-  local rc_dump=0 rc_st=0 rc_up=0
+  local rc_dump=0 rc_st=0 rc_up=0 t_files t_dump
+  t_files=$(now)
   wait "$dump_pid" || rc_dump=$?
+  t_dump=$(now)
   echo "COMMIT;" >&"${SNAP[1]}"
   exec {SNAP[1]}>&-
   wait "$SNAP_PID" 2>/dev/null || true
   wait "$st_pid" || rc_st=$?
   wait "$up_pid" || rc_up=$?
+  local t_copied; t_copied=$(now)
   [ "$rc_dump" -eq 0 ] || fail "pg_dump exited with status $rc_dump"
   [ "$rc_st" -eq 0 ] || fail "copying STORAGE_PATH failed (status $rc_st)"
   [ "$rc_up" -eq 0 ] || fail "copying MISC_UPLOADS_PATH failed (status $rc_up)"
@@ -159,6 +163,7 @@ SQL
     done
   fi
 
+  local t_manifest; t_manifest=$(now)
   step "manifest: listing and hashing new files"
   echo "ended=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$info"
   python3 -I -S - "$partial" "${prev}" "$(opt manifest_json)" <<'PY' || fail "writing the manifest failed"
@@ -247,6 +252,7 @@ os.rename(tmp, os.path.join(partial, 'manifest.json'))
 PY
   rm -f "$info"
 
+  local t_seal; t_seal=$(now)
   step "sealing the set"
   sync -f "$partial" 2>/dev/null || sync
   ts=$(date -u +%Y-%m-%dT%H-%M-%SZ)
@@ -254,6 +260,8 @@ PY
   mv "$partial" "$bd/$ts"
   rm -f "$JOB_DIR/partial"
   sync -f "$bd" 2>/dev/null || true
+  # Where the time went (dump and file copies run side by side).
+  echo "timing: until-dump-started=$(elapsed "$t0" "$t_files")s dump=$(elapsed "$t_files" "$t_dump")s files=$(elapsed "$t_files" "$t_copied")s toc-redis-config=$(elapsed "$t_copied" "$t_manifest")s manifest=$(elapsed "$t_manifest" "$t_seal")s seal=$(elapsed "$t_seal" "$(now)")s total=$(elapsed "$t0" "$(now)")s"
   echo "set=$ts"
 }
 
