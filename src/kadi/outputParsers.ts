@@ -270,7 +270,8 @@ export interface KadiConfig {
   problems: string[];
 }
 
-const CONFIG_LINE_RE = /^([A-Z][A-Z0-9_]*): ?(.*)$/;
+// s flag: a value may contain U+2028/U+2029, which `.` would not match (found by the fuzz test).
+const CONFIG_LINE_RE = /^([A-Z][A-Z0-9_]*): ?(.*)$/s;
 
 /** `KEY: value` lines; a line that is not one continues the previous value (multi-line strings). */
 function configEntries(text: string): Map<string, string> {
