@@ -6,7 +6,8 @@ import * as vscode from 'vscode';
 import { listSshConfigHosts } from '../config/hostProfiles';
 import { discover } from '../kadi/discovery';
 import { ConnectionPool } from '../remote/connectionPool';
-import { registerDumpListing, restoreNotAvailableYet } from './dumpListing';
+import { registerDumpListing } from './dumpListing';
+import { registerRestoreCommands, restoreFromListingWith } from './restoreCommands';
 import { HostKeyDialog } from './hostKeyDialog';
 import { pickHost, registerBackupCommands } from './backupCommands';
 import { HostsTreeProvider, type TreeNode } from './hostsTree';
@@ -38,8 +39,8 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
     view,
     bar,
     ...registerBackupCommands(deps),
-    // The restore UI replaces restoreNotAvailableYet with the restore core's listing restore.
-    ...registerDumpListing({ ...deps, restoreFromListing: restoreNotAvailableYet }),
+    ...registerRestoreCommands(deps),
+    ...registerDumpListing({ ...deps, restoreFromListing: restoreFromListingWith(deps) }),
     ...registerTransferCommands(deps),
     ...registerSecretCommands(deps, secrets),
     { dispose: () => pool.closeAll() },

@@ -31,9 +31,6 @@ import {
 /** Hands a validated listing to the restore core (injected; the restore UI wires the real one). */
 export type RestoreFromListing = (profile: HostProfile, set: string, listingText: string) => Promise<void>;
 
-export const restoreNotAvailableYet: RestoreFromListing = async (profile, set) => {
-  void vscode.window.showInformationMessage(`The listing for ${set} on ${profile.name} is valid. Restore from a listing is not available yet in this version of Kadi Ops.`);
-};
 
 export interface ListingDeps extends CommandDeps {
   restoreFromListing: RestoreFromListing;

@@ -56,6 +56,8 @@ export interface RunJobRequest {
   /** Starts the job and returns its id; or an existing id to attach to. */
   start: (host: RemoteHost) => Promise<string>;
   retry?: () => void;
+  /** Every stdout line of the job (e.g. to parse a restore's report afterwards). */
+  onLine?: (line: string) => void;
 }
 
 export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req: RunJobRequest): Promise<JobOutcome | undefined> {
@@ -87,6 +89,7 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
           signal: abort.signal,
           reconnect: () => deps.pool.get(profile),
           onLine: (line) => {
+            req.onLine?.(line);
             const step = /^\[step\] (.*)$/.exec(line);
             if (step) progress.report({ message: step[1] });
           },

@@ -1,0 +1,131 @@
+/**
+ * Restore UX: the preflight plan in a read-only preview, confirmation by typing the host's name,
+ * the restore as a streamed job with progress, and a summary of what needs attention. Also the
+ * "Restore from listing" backend for edited dump listings.
+ */
+import * as vscode from 'vscode';
+import type { HostProfile } from '../config/types';
+import { discover } from '../kadi/discovery';
+import { DEFAULT_COMPONENTS, RESTORE_COMPONENTS, type RestoreComponent } from '../restore/components';
+import { formatPlan, preflight, type RestorePlan } from '../restore/preflight';
+import { formatReport, parseJobReport } from '../restore/report';
+import { startRestore } from '../restore/restoreJob';
+import { pickSet, type CommandDeps } from './backupCommands';
+import type { RestoreFromListing } from './dumpListing';
+import { runJobWithProgress } from './jobUi';
+import type { ModelNode } from './treeModel';
+
+interface RestoreChoice {
+  components: RestoreComponent[];
+  safetyBackup: boolean;
+  listing?: string;
+}
+
+const COMPONENT_LABELS: Record<RestoreComponent, string> = {
+  db: 'Database (pg_restore)',
+  storage: 'Record files (STORAGE_PATH)',
+  uploads: 'Misc uploads (MISC_UPLOADS_PATH)',
+  redis: 'Redis snapshot (replays queued Celery tasks)',
+  config: 'Kadi configuration (shown as a diff; overwritten only after a second confirmation)',
+};
+
+/** The plan as a read-only document the operator reads before confirming. */
+async function showPlan(plan: RestorePlan): Promise<void> {
+  const doc = await vscode.workspace.openTextDocument({ content: formatPlan(plan).join('\n') + '\n', language: 'plaintext' });
+  await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false });
+}
+
+/** The operator types the host's name; anything else cancels. */
+export async function confirmByTypingHostName(profile: HostProfile, what: string): Promise<boolean> {
+  const typed = await vscode.window.showInputBox({
+    title: `Restore on ${profile.name}`,
+    prompt: `${what}\nType the host's name "${profile.name}" to confirm.`,
+    placeHolder: profile.name,
+    ignoreFocusOut: true,
+    validateInput: (v) => (v === '' || v === profile.name ? undefined : `Type exactly "${profile.name}" to confirm, or press Escape.`),
+  });
+  return typed === profile.name;
+}
+
+async function runRestore(deps: CommandDeps, profile: HostProfile, setName: string, choice: RestoreChoice): Promise<void> {
+  const channel = deps.outputs.channel(profile.name);
+  let plan: RestorePlan;
+  try {
+    plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Restore preflight on ${profile.name}: verifying ${setName}…`, cancellable: true }, async (_p, token) => {
+      const abort = new AbortController();
+      token.onCancellationRequested(() => abort.abort());
+      const host = await deps.pool.get(profile);
+      const d = await discover(host);
+      return preflight(host, d, setName, { components: choice.components, safetyBackup: choice.safetyBackup, listing: choice.listing, sink: deps.outputs.sink(profile.name), signal: abort.signal, reconnect: () => deps.pool.get(profile) });
+    });
+  } catch (e) {
+    channel.error(`Restore preflight failed: ${(e as Error).message}`);
+    const c = await vscode.window.showErrorMessage(`Restore preflight on ${profile.name} failed: ${(e as Error).message}`, 'Show output');
+    if (c) channel.show(true);
+    return;
+  }
+  const set = plan.set;
+  for (const line of formatPlan(plan)) channel.info(line);
+  await showPlan(plan);
+  if (plan.blockers.length > 0) {
+    void vscode.window.showErrorMessage(`Restore of ${set.name} on ${profile.name} is refused: ${plan.blockers.join(' ')}`, { modal: true });
+    return;
+  }
+  const summary = `Replace ${plan.components.join(', ')} of ${profile.name} with backup ${set.name}${plan.safetyBackup ? ' (a safety backup is made first)' : ' WITHOUT a safety backup'}; services stopped: ${plan.servicesToStop.join(', ') || 'none'}.`;
+  if (!(await confirmByTypingHostName(profile, summary))) return;
+  let overwriteConfig = false;
+  if (plan.components.includes('config')) {
+    const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The diff is in the plan document. Without this, the configuration is only compared.' }, 'Overwrite configuration');
+    overwriteConfig = c === 'Overwrite configuration';
+  }
+  const log: string[] = [];
+  const outcome = await runJobWithProgress(
+    { pool: deps.pool, outputs: deps.outputs, onFinished: (p) => deps.tree.refresh(p.name) },
+    deps.bar,
+    {
+      profile,
+      title: `Restore ${set.name}`,
+      start: async (host) => startRestore(host, await discover(host), plan, { overwriteConfig }),
+      onLine: (l) => log.push(l),
+    },
+  );
+  if (!outcome) return;
+  const report = parseJobReport(log.join('\n'));
+  for (const line of formatReport(`Restore of ${set.name} on ${profile.name}`, report, outcome.result)) channel.info(line);
+  if (report.attention.length > 0) {
+    const c = await vscode.window.showWarningMessage(`Restore of ${set.name} on ${profile.name}: ${report.attention.length} item(s) need attention.`, { detail: report.attention.join('\n') }, 'Show output');
+    if (c) channel.show(true);
+  }
+}
+
+async function chooseComponents(): Promise<RestoreChoice | undefined> {
+  const items: (vscode.QuickPickItem & { component?: RestoreComponent; skipSafety?: boolean })[] = [
+    ...RESTORE_COMPONENTS.map((c) => ({ label: c, description: COMPONENT_LABELS[c], picked: DEFAULT_COMPONENTS.includes(c), component: c })),
+    { label: 'no safety backup', description: 'Skip the pre-restore backup of the current state (not recommended)', picked: false, skipSafety: true },
+  ];
+  const picked = await vscode.window.showQuickPick(items, { title: 'Restore components', canPickMany: true, placeHolder: 'What to restore' });
+  if (!picked) return undefined;
+  const components = picked.flatMap((p) => (p.component ? [p.component] : []));
+  if (components.length === 0) return undefined;
+  return { components, safetyBackup: !picked.some((p) => p.skipSafety) };
+}
+
+export function registerRestoreCommands(deps: CommandDeps): vscode.Disposable[] {
+  return [
+    vscode.commands.registerCommand('kadiOps.restore', async (node?: ModelNode) => {
+      const picked = await pickSet(deps, node);
+      if (picked) await runRestore(deps, picked.profile, picked.set.name, { components: [...DEFAULT_COMPONENTS], safetyBackup: true });
+    }),
+    vscode.commands.registerCommand('kadiOps.restoreComponents', async (node?: ModelNode) => {
+      const picked = await pickSet(deps, node);
+      if (!picked) return;
+      const choice = await chooseComponents();
+      if (choice) await runRestore(deps, picked.profile, picked.set.name, choice);
+    }),
+  ];
+}
+
+/** The backend of "Restore from listing": a selective database restore with pg_restore -L. */
+export function restoreFromListingWith(deps: CommandDeps): RestoreFromListing {
+  return (profile, setName, listingText) => runRestore(deps, profile, setName, { components: ['db'], safetyBackup: true, listing: listingText });
+}
