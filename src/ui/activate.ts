@@ -7,6 +7,7 @@ import { listSshConfigHosts } from '../config/hostProfiles';
 import { discover } from '../kadi/discovery';
 import { ConnectionPool } from '../remote/connectionPool';
 import { registerDumpListing } from './dumpListing';
+import { registerMaintenanceCommands } from './maintenanceCommands';
 import { registerRestoreCommands, restoreFromListingWith } from './restoreCommands';
 import { HostKeyDialog } from './hostKeyDialog';
 import { pickHost, registerBackupCommands } from './backupCommands';
@@ -40,6 +41,7 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
     bar,
     ...registerBackupCommands(deps),
     ...registerRestoreCommands(deps),
+    ...registerMaintenanceCommands(deps),
     ...registerDumpListing({ ...deps, restoreFromListing: restoreFromListingWith(deps) }),
     ...registerTransferCommands(deps),
     ...registerSecretCommands(deps, secrets),

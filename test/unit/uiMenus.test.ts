@@ -113,7 +113,7 @@ describe('menus match the tree model (package.json contributes)', () => {
       .filter((f) => f.endsWith('.ts'))
       .map((f) => fs.readFileSync(path.join(ROOT, 'src/ui', f), 'utf8'))
       .join('\n');
-    const registered = new Set([...src.matchAll(/registerCommand\('(kadiOps\.[A-Za-z]+)'/g)].map((m) => m[1]));
+    const registered = new Set([...src.matchAll(/registerCommand\(\s*'(kadiOps\.[A-Za-z]+)'/g)].map((m) => m[1]));
     const used = new Set<string>();
     for (const items of Object.values(pkg.contributes.menus)) for (const i of items) used.add(i.command);
     const links = [...(pkg.contributes.viewsWelcome ?? []).map((w) => w.contents), ...(pkg.contributes.walkthroughs ?? []).flatMap((w) => w.steps.map((s) => s.description))].join('\n');
