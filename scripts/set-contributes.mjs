@@ -100,6 +100,8 @@ pkg.contributes = {
       { command: 'kadiOps.reindex', when: hostItem, group: '5_maintenance@2' },
       { command: 'kadiOps.showIndices', when: hostItem, group: '5_maintenance@3' },
       { command: 'kadiOps.removeOrphans', when: hostItem, group: '5_maintenance@4' },
+      { command: 'kadiOps.removeOrphans', when: 'view == kadiOps.hosts && viewItem =~ /^(index;orphaned;|group;indices;)/', group: '1_index@1' },
+      { command: 'kadiOps.reindex', when: 'view == kadiOps.hosts && viewItem =~ /^(group;indices;|index;)/', group: '1_index@2' },
       { command: 'kadiOps.filesCheck', when: hostItem, group: '5_maintenance@5' },
       { command: 'kadiOps.fixPermissions', when: hostItem, group: '5_maintenance@6' },
       { command: 'kadiOps.redisSnapshot', when: `${hostItem} && viewItem =~ /;redis;/`, group: '5_maintenance@7' },

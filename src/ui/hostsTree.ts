@@ -6,6 +6,7 @@ import * as vscode from 'vscode';
 import { hostOverview } from '../backup/backupSets';
 import type { HostProfile } from '../config/types';
 import type { ConnectionPool } from '../remote/connectionPool';
+import { listIndices } from '../restore/maintenance';
 import { childrenOf, viewOf, type HostState, type ModelNode } from './treeModel';
 
 export type TreeNode = ModelNode;
@@ -59,6 +60,8 @@ export class HostsTreeProvider implements vscode.TreeDataProvider<ModelNode> {
         const host = await this.pool.get(profile);
         s.overview = await hostOverview(host);
         s.error = undefined;
+        s.indices = undefined; // reloaded when the group is next opened
+        s.indicesError = undefined;
       } catch (e) {
         s.error = (e as Error).message;
         s.overview = undefined;
@@ -72,11 +75,27 @@ export class HostsTreeProvider implements vscode.TreeDataProvider<ModelNode> {
     return p;
   }
 
+  /** `kadi search ls` for the Search indices group, on demand. */
+  async loadIndices(profile: HostProfile): Promise<void> {
+    const s = this.state(profile.name);
+    try {
+      const listing = await listIndices(await this.pool.get(profile));
+      s.indices = [...listing.live.map((l) => ({ model: l.model, name: l.name, live: true })), ...listing.orphaned.map((o) => ({ model: o.model, name: o.name, live: false }))];
+      s.indicesError = undefined;
+    } catch (e) {
+      s.indicesError = (e as Error).message;
+    }
+  }
+
   async getChildren(node?: ModelNode): Promise<ModelNode[]> {
     if (!node) {
       const { profiles, errors } = this.source();
       const msgs: ModelNode[] = errors.map((text) => ({ kind: 'message', text, severity: 'error' }));
       return msgs.concat(profiles.map((profile) => ({ kind: 'host', profile, state: this.state(profile.name) })));
+    }
+    if (node.kind === 'group' && node.group === 'indices' && node.state.indices === undefined && !node.state.indicesError) {
+      await this.loadIndices(node.profile);
+      return childrenOf(node);
     }
     if (node.kind === 'host' && !node.state.overview && !node.state.error) {
       await this.load(node.profile);

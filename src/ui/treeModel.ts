@@ -7,9 +7,18 @@ import type { ArtifactEntry, BackupSet } from '../backup/manifest';
 import type { HostProfile } from '../config/types';
 import type { JobInfo } from '../remote/jobs';
 
+export interface SearchIndexView {
+  model: string;
+  name: string;
+  live: boolean;
+}
+
 export interface HostState {
   /** undefined: never loaded; otherwise the last overview. */
   overview?: HostOverview;
+  /** `kadi search ls`, loaded only when the group is opened (the kadi CLI is slow to start). */
+  indices?: SearchIndexView[];
+  indicesError?: string;
   error?: string;
   loading?: boolean;
   kadiVersion?: string;
@@ -17,7 +26,8 @@ export interface HostState {
 
 export type ModelNode =
   | { kind: 'host'; profile: HostProfile; state: HostState }
-  | { kind: 'group'; group: 'backups' | 'jobs' | 'partials'; profile: HostProfile; state: HostState }
+  | { kind: 'group'; group: 'backups' | 'jobs' | 'partials' | 'indices'; profile: HostProfile; state: HostState }
+  | { kind: 'index'; profile: HostProfile; index: SearchIndexView }
   | { kind: 'set'; profile: HostProfile; set: BackupSet }
   | { kind: 'artifact'; profile: HostProfile; set: BackupSet; artifact: ArtifactEntry }
   | { kind: 'job'; profile: HostProfile; job: JobInfo }
@@ -74,6 +84,7 @@ export function childrenOf(node: ModelNode): ModelNode[] {
         { kind: 'group', group: 'jobs', profile, state },
       ];
       if (state.overview.partials.length > 0) groups.push({ kind: 'group', group: 'partials', profile, state });
+      groups.push({ kind: 'group', group: 'indices', profile, state });
       return groups;
     }
     case 'group': {
@@ -84,6 +95,10 @@ export function childrenOf(node: ModelNode): ModelNode[] {
         return o.sets.map((set) => ({ kind: 'set', profile: node.profile, set }));
       }
       if (node.group === 'jobs') return o.jobs.slice(0, 20).map((job) => ({ kind: 'job', profile: node.profile, job }));
+      if (node.group === 'indices') {
+        if (node.state.indicesError) return [{ kind: 'message', text: node.state.indicesError, severity: 'error', profile: node.profile }];
+        return (node.state.indices ?? []).map((index) => ({ kind: 'index', profile: node.profile, index }));
+      }
       return o.partials.map((p) => ({ kind: 'partial', profile: node.profile, name: p.name, job: p.job }));
     }
     case 'set':
@@ -99,9 +114,25 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
       return hostView(node.profile, node.state, now);
     case 'group': {
       const o = node.state.overview;
-      const label = { backups: 'Backups', jobs: 'Jobs', partials: 'Partial sets' }[node.group];
-      const count = node.group === 'backups' ? o?.sets.length : node.group === 'jobs' ? o?.jobs.length : o?.partials.length;
-      return { label, description: count !== undefined ? String(count) : undefined, icon: { backups: 'archive', jobs: 'server-process', partials: 'warning' }[node.group], contextValue: `group;${node.group};`, collapsible: true, id: `${node.profile.name}/${node.group}` };
+      const label = { backups: 'Backups', jobs: 'Jobs', partials: 'Partial sets', indices: 'Search indices' }[node.group];
+      const orphans = node.state.indices?.filter((i) => !i.live).length;
+      const count = { backups: o?.sets.length, jobs: o?.jobs.length, partials: o?.partials.length, indices: node.state.indices?.length }[node.group];
+      const description = node.group === 'indices' && orphans ? `${count} (${orphans} orphaned)` : count !== undefined ? String(count) : undefined;
+      const icon = { backups: 'archive', jobs: 'server-process', partials: 'warning', indices: 'search' }[node.group];
+      return { label, description, icon, contextValue: `group;${node.group};`, collapsible: true, id: `${node.profile.name}/${node.group}` };
+    }
+    case 'index': {
+      const i = node.index;
+      return {
+        label: i.name,
+        description: i.live ? `live (alias ${i.model})` : `orphaned ${i.model} index`,
+        tooltip: i.live ? `The live ${i.model} index, behind the alias "${i.model}". Never removed.` : `Not behind an alias: left by an interrupted reindex. Safe to remove.`,
+        icon: i.live ? 'pass' : 'warning',
+        color: i.live ? undefined : 'problemsWarningIcon.foreground',
+        contextValue: `index;${i.live ? 'live' : 'orphaned'};`,
+        collapsible: false,
+        id: `${node.profile.name}/index/${i.name}`,
+      };
     }
     case 'set':
       return setView(node.profile, node.set, now);

@@ -61,9 +61,9 @@ describe('tree model', () => {
     const p = profile();
     const sets = [backupSet('2026-11-26T06-37-07Z'), backupSet('2026-11-25T06-37-07Z')];
     const host: ModelNode = { kind: 'host', profile: p, state: { overview: overview({ sets }) } };
-    assert.deepEqual(childrenOf(host).map((n) => (n.kind === 'group' ? n.group : n.kind)), ['backups', 'jobs']);
+    assert.deepEqual(childrenOf(host).map((n) => (n.kind === 'group' ? n.group : n.kind)), ['backups', 'jobs', 'indices']);
     const withPartial: ModelNode = { kind: 'host', profile: p, state: { overview: overview({ sets, partials: [{ name: '.partial-x', job: 'x', mtime: 0 }] }) } };
-    assert.deepEqual(childrenOf(withPartial).map((n) => (n.kind === 'group' ? n.group : n.kind)), ['backups', 'jobs', 'partials']);
+    assert.deepEqual(childrenOf(withPartial).map((n) => (n.kind === 'group' ? n.group : n.kind)), ['backups', 'jobs', 'partials', 'indices']);
     const backups = childrenOf(childrenOf(host)[0]);
     assert.deepEqual(backups.map((n) => (n.kind === 'set' ? n.set.name : '')), sets.map((s) => s.name));
     const arts = childrenOf(backups[0]);

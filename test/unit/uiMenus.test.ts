@@ -35,6 +35,8 @@ function allNodes(): ModelNode[] {
       { error: 'unreachable' },
       { overview: overview({ sets, partials: [{ name: '.partial-x', job: 'x', mtime: 0 }], jobs: [job(), job({ state: 'running', status: '' }), job({ state: 'died', status: '' })] }) },
       { overview: overview() },
+      { overview: overview(), indices: [{ model: 'record', name: 'record_20250101120000123456', live: true }, { model: 'record', name: 'record_20240101120000123456', live: false }] },
+      { overview: overview(), indicesError: 'kadi search ls failed' },
     ];
     for (const state of states) {
       const walk = (n: ModelNode): void => {
