@@ -113,9 +113,20 @@ async function newestSetRow(page: Page): Promise<Locator> {
   return row;
 }
 
+/** Drags the panel's top edge up so the Output view shows a whole job. */
+async function tallerPanel(page: Page): Promise<void> {
+  const box = await page.locator('.part.panel').boundingBox();
+  if (!box || box.height > 400) return;
+  const x = box.x + box.width / 2;
+  await page.mouse.move(x, box.y - 2);
+  await page.mouse.down();
+  await page.mouse.move(x, 230, { steps: 8 });
+  await page.mouse.up();
+}
+
 /** Moves the pointer to an empty spot and lets hover tooltips fade, so screenshots show no hover. */
 async function restMouse(page: Page): Promise<void> {
-  await page.mouse.move(900, 250);
+  await page.mouse.move(1000, 120);
   await page.waitForTimeout(600);
 }
 
@@ -135,7 +146,10 @@ export const journeys: Journey[] = [
         await notification(page, /Backup on sandbox: succeeded/).waitFor({ timeout: 120000 });
         await clearNotifications(page);
       }
-      await (await newestSetRow(page)).waitFor();
+      // Open the newest set to see what it holds (dump, file lists, archives, manifest).
+      const newest = await newestSetRow(page);
+      if ((await newest.getAttribute('aria-expanded')) !== 'true') await newest.locator('.monaco-tl-twistie').click();
+      await sidebarRow(page, 'db.dump').first().waitFor({ timeout: 30000 });
       await page.locator('.part.sidebar').getByText(/last backup .* ago/).first().waitFor();
       await restMouse(page);
     },
@@ -167,6 +181,7 @@ export const journeys: Journey[] = [
       await page.getByRole('menuitem', { name: 'Show Output' }).click();
       const panel = page.locator('.part.panel');
       await panel.waitFor({ state: 'visible', timeout: 30000 });
+      await tallerPanel(page);
       await page.keyboard.press('Escape');
       await waitForOutput(page, /\[kadi-ops\]job\S+:exitstatus0at/);
       await waitForOutput(page, /■Verify\S+onsandbox:succeededafter[\d.]+s/);
