@@ -122,7 +122,7 @@ describe('maintenance jobs against the sandbox host', function () {
     try {
       const check = await runJob(host, pool, () => startFilesCheck(host));
       assert.equal(check.outcome.result, 'succeeded', check.log);
-      assert.equal(check.report.filesCheck?.reportedCount, 1);
+      assert.equal(check.report.filesCheck?.reportedCount, 1, check.log);
       assert.deepEqual(check.report.filesCheck?.findings.map((f) => [f.kind, f.fileId]), [['orphaned-active', fileId]]);
       assert.ok(check.report.attention.some((a) => /found 1 inconsistencies/.test(a)), check.log);
       assert.throws(() => startFilesCheck(host, { resolve: true }), MaintenanceRefusedError);

@@ -182,6 +182,10 @@ describe('restore against the sandbox host', function () {
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.match(r.log, /selective restore with the uploaded listing \(1 entries enabled\)/);
     assert.equal(await sb.psql('SELECT string_agg(title, \',\' ORDER BY id) FROM record'), titles);
+    // TRUNCATE ... CASCADE emptied the tables referencing record too: a full restore brings them back.
+    const full = await restore(set, { components: ['db'] });
+    assert.equal(full.outcome.result, 'succeeded', full.log);
+    assert.notEqual((await sb.psql('SELECT count(*) FROM file')).trim(), '0');
   });
 
   it('a pg_restore error fails the restore, shows the failing TOC entry, and running it again completes it', async () => {

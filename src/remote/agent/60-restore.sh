@@ -279,6 +279,7 @@ cmd_restore() {
   fi
   step_run files-check files_check_step
   print_summary "restore of $set"
+  : > "$JOB_DIR/summarised"
   if [ -f "$JOB_DIR/failed" ]; then echo "restore_result=failed"; exit 1; fi
   if [ -s "$JOB_DIR/attention" ]; then echo "restore_result=attention"; else echo "restore_result=ok"; fi
 }
@@ -297,6 +298,8 @@ safety_backup() {
 cleanup_restore() {
   parse_opts "$@"
   start_services || true
+  # Failed after its own summary (a post-restore check failed): nothing more to say.
+  [ -f "$JOB_DIR/summarised" ] && return 0
   cleanup_backup || true
   print_summary "restore of $(opt set)"
   local safety
