@@ -35,11 +35,9 @@ describe('Kadi Hosts tree', function () {
   it('expanding a host loads its backups and jobs over SSH', async () => {
     const host = await tree.host('sandbox');
     const children = await kadi.tree.getChildren(host);
-    assert.deepEqual(
-      children.map((c) => tree.item(c).label),
-      ['Backups', 'Jobs'],
-      `children: ${children.map((c) => (c.kind === 'message' ? c.text : c.kind)).join(', ')}`,
-    );
+    const labels = children.map((c) => String(tree.item(c).label));
+    assert.deepEqual(labels.slice(0, 2), ['Backups', 'Jobs'], `children: ${children.map((c) => (c.kind === 'message' ? c.text : c.kind)).join(', ')}`);
+    assert.ok(children.every((c) => c.kind === 'group'), 'only groups, no error message');
     const loaded = tree.item(await waitFor('the host loaded', async () => {
       const h = await tree.host('sandbox');
       return !h.state.loading && h;
@@ -52,6 +50,6 @@ describe('Kadi Hosts tree', function () {
     const host = await tree.host('sandbox-sudo');
     assert.match(String(tree.item(host).tooltip), /kadiop@127\.0\.0\.1:\d+ \(sudo -u kadi\)/);
     const children = await kadi.tree.getChildren(host);
-    assert.deepEqual(children.map((c) => c.kind), ['group', 'group']);
+    assert.ok(children.length >= 2 && children.every((c) => c.kind === 'group'), JSON.stringify(children.map((c) => (c.kind === 'message' ? c.text : c.kind))));
   });
 });
