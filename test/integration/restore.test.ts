@@ -11,6 +11,7 @@ import { followJob, LockBusyError } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { RestoreComponent } from '../../src/restore/components';
 import { preflight, type RestorePlan } from '../../src/restore/preflight';
+import { parseJobReport } from '../../src/restore/report';
 import { startRestore } from '../../src/restore/restoreJob';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
@@ -301,6 +302,37 @@ describe('restore against the sandbox host', function () {
     assert.match(r.log, /^timing=database \d+$/m);
     assert.equal(await tableDigests(sb), before);
     await sb.psql('DROP TABLE bulk');
+  });
+
+  it('a restore cancelled during pg_restore ends cancelled, names the step and the safety set, and a new restore completes it', async () => {
+    await sb.psql("SET ROLE kadi; CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a FROM generate_series(1, 1500000) g; ALTER TABLE bulk ADD PRIMARY KEY (id); CREATE INDEX ON bulk (a); RESET ROLE;");
+    try {
+      const set = await backup();
+      const before = await tableDigests(sb);
+      const disc = await d();
+      const plan = await preflight(host, disc, set, { components: ['db'], safetyBackup: true });
+      const id = await startRestore(host, disc, plan);
+      const ac = new AbortController();
+      const sink = new MemorySink();
+      const outcome = await followJob(host, id, {
+        sink,
+        signal: ac.signal,
+        onLine: (l) => {
+          if (l.startsWith('pg_restore --exit-on-error')) setTimeout(() => ac.abort(), 500);
+        },
+      });
+      const log = sink.text('stdout');
+      assert.equal(outcome.result, 'cancelled', log);
+      const report = parseJobReport(log);
+      assert.equal(report.failedStep, 'database', log);
+      assert.ok(report.safetySet, log);
+      assert.match(log, new RegExp(`The state before this restore is in the pre-restore set ${report.safetySet}`));
+      const again = await restore(set, { components: ['db'] });
+      assert.equal(again.outcome.result, 'succeeded', again.log);
+      assert.equal(await tableDigests(sb), before);
+    } finally {
+      await sb.psql('DROP TABLE IF EXISTS bulk');
+    }
   });
 
   it('a restore whose SSH connection is cut during the file sync completes on the host and re-attach reports it', async () => {

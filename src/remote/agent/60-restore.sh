@@ -303,7 +303,7 @@ cleanup_restore() {
   cleanup_backup || true
   print_summary "restore of $(opt set)"
   local safety
-  safety=$(sed -n 's/^safety_set=//p' "$JOB_DIR/safety.out" 2>/dev/null || true)
+  safety=$(sed -n 's/^set=//p' "$JOB_DIR/safety.out" 2>/dev/null | tail -n1 || true)
   [ -z "$safety" ] || echo "The state before this restore is in the pre-restore set $safety."
   echo "restore_result=failed"
 }
