@@ -99,6 +99,12 @@ async function openKadiOpsView(page: Page): Promise<void> {
   await widenSidebar(page);
 }
 
+/** Collapses every tree row (the view's "Collapse All" title action). */
+async function collapseAll(page: Page): Promise<void> {
+  await page.locator('.part.sidebar').hover();
+  await page.locator('.part.sidebar').getByRole('button', { name: 'Collapse All' }).click();
+}
+
 /** Expands a host row (a click toggles; only click when collapsed) and waits for its Backups group. */
 async function expandHost(page: Page, name: string): Promise<void> {
   const row = sidebarRow(page, new RegExp(`^${name}(?!-)`)).first();
@@ -207,6 +213,63 @@ export const journeys: Journey[] = [
         if (i > 100) throw new Error(`the tree still shows ${before} sets`);
         await page.waitForTimeout(300);
       }
+      await restMouse(page);
+    },
+  },
+  {
+    id: 'dump-listing-outline',
+    title: 'right-click a backup → Show Dump Listing; the outline lists schemas and tables',
+    async run({ page }) {
+      await clearNotifications(page);
+      await runCommand(page, 'View: Hide Panel').catch(() => undefined);
+      await openKadiOpsView(page);
+      await expandHost(page, 'sandbox');
+      await (await newestSetRow(page)).click({ button: 'right' });
+      await page.getByRole('menuitem', { name: 'Show Dump Listing' }).click();
+      const tab = page.locator('.tabs-container .tab').filter({ hasText: 'db.toc' });
+      await tab.waitFor({ timeout: 30000 });
+      await page.locator('.statusbar').getByText('pg_restore Listing').waitFor({ timeout: 30000 });
+      // The outline, as "Go to Symbol in Editor" shows it.
+      await page.locator('.editor-group-container .monaco-editor').first().click({ position: { x: 200, y: 40 } });
+      await page.keyboard.press('F1');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible' });
+      await input.fill('@');
+      await page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: 'record' }).first().waitFor({ timeout: 30000 });
+      await page.mouse.move(1000, 700);
+      await page.waitForTimeout(600);
+    },
+  },
+  {
+    id: 'restore-typed-confirmation',
+    title: 'right-click a backup → Restore…, read the plan, type the host name, watch the restore finish',
+    async run({ page, screenshot }) {
+      const host = 'sandbox-sudo';
+      await page.keyboard.press('Escape');
+      await runCommand(page, 'View: Close All Editors').catch(() => undefined);
+      await clearNotifications(page);
+      await openKadiOpsView(page);
+      await collapseAll(page);
+      await expandHost(page, host);
+      if ((await sidebarRow(page, SET_LABEL).count()) === 0) {
+        await sidebarRow(page, new RegExp(`^${host}`)).first().click({ button: 'right' });
+        await page.getByRole('menuitem', { name: 'Backup Now' }).click();
+        await showNotifications(page);
+        await notification(page, new RegExp(`Backup on ${host}: succeeded`)).waitFor({ timeout: 120000 });
+        await clearNotifications(page);
+      }
+      await (await newestSetRow(page)).click({ button: 'right' });
+      await page.getByRole('menuitem', { name: 'Restore…' }).click();
+      // The preflight verifies the set, then shows the plan and asks for the host's name.
+      const input = page.locator('.quick-input-widget input');
+      await page.locator('.quick-input-widget').filter({ hasText: `Type the host's name "${host}" to confirm` }).waitFor({ timeout: 120000 });
+      await input.pressSequentially(host, { delay: 40 });
+      await restMouse(page);
+      await screenshot('confirm');
+      await page.keyboard.press('Enter');
+      await showNotifications(page);
+      await notification(page, new RegExp(`Restore \\S+ on ${host}: succeeded`)).waitFor({ timeout: 180000 });
+      await sidebarRow(page, /pre-restore/).first().waitFor({ timeout: 30000 });
       await restMouse(page);
     },
   },
