@@ -336,13 +336,14 @@ describe('restore against the sandbox host', function () {
   });
 
   it('a restore whose SSH connection is cut during the file sync completes on the host and re-attach reports it', async () => {
-    const bulk = path.join(sb.storagePath, 'ff', 'ff');
+    // Not a hex directory: no Kadi file id can live under it, so removing it touches only these.
+    const bulk = path.join(sb.storagePath, 'zz-bulk');
     fs.mkdirSync(bulk, { recursive: true });
     for (let i = 0; i < 20000; i++) fs.writeFileSync(path.join(bulk, `bulk-${i}`), `content ${i}\n`.repeat(20));
     spawnChown(sb.storagePath);
     const set = await backup();
     const before = treeState(sb.storagePath);
-    fs.rmSync(path.join(sb.storagePath, 'ff'), { recursive: true });
+    fs.rmSync(bulk, { recursive: true });
     let cutAt = '';
     const r = await restore(set, {
       components: ['storage'],
@@ -358,7 +359,7 @@ describe('restore against the sandbox host', function () {
     assert.doesNotMatch(cutAt, /^timing=files /m, 'the cut happened during the file step');
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.deepEqual(treeState(sb.storagePath), before);
-    fs.rmSync(path.join(sb.storagePath, 'ff'), { recursive: true });
+    fs.rmSync(bulk, { recursive: true });
   });
 
   it('a set from another Kadi version runs kadi db upgrade after the restore', async () => {
