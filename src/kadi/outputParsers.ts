@@ -44,6 +44,8 @@ function fatalLines(text: string, isExpectedError: (line: string) => boolean = (
       PY_EXCEPTION_RE.test(line) ||
       /--i-am-sure\.$/.test(line) ||
       /(^|\s)Aborted!$/.test(line) ||
+      // Python logging lines of Flask-Migrate/alembic, e.g. "ERROR [flask_migrate] Error: Can't locate revision …"
+      /^(ERROR|CRITICAL) \[[\w.]+\] /.test(line) ||
       (/^Error\b/.test(line) && !isExpectedError(line))
     ) {
       fatal.push(line);

@@ -337,6 +337,14 @@ Do you want to resolve all inconsistencies automatically by deleting all inconsi
     });
   });
 
+  describe('kadi db upgrade logging errors', () => {
+    it('counts an alembic ERROR log line as fatal', () => {
+      const r = parseDbUpgradeOutput("INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.\nERROR [flask_migrate] Error: Can't locate revision identified by 'ffff0000'\n");
+      assert.equal(r.success, false);
+      assert.deepEqual(r.fatal, ["ERROR [flask_migrate] Error: Can't locate revision identified by 'ffff0000'"]);
+    });
+  });
+
   describe('Secret', () => {
     it('hides its value from every implicit conversion and reveals it on request', () => {
       const s = new Secret('tiger');
