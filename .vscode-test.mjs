@@ -24,7 +24,7 @@ export default defineConfig({
   files: 'out/test/vscode/suite/*.test.js',
   extensionDevelopmentPath: root,
   workspaceFolder: workspace,
-  // The minimum VS Code the extension supports (engines.vscode) unless a version is asked for.
+  // Latest stable unless a version is asked for (e.g. KADI_OPS_VSCODE_VERSION=1.90.0, engines.vscode's minimum).
   version: process.env.KADI_OPS_VSCODE_VERSION ?? 'stable',
   ...(executable ? { useInstallation: { fromPath: executable } } : {}),
   launchArgs: [

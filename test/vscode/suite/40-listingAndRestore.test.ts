@@ -45,10 +45,9 @@ describe('Dump listing and restore from the tree', function () {
     setName = /^set=(\S+)$/m.exec(output.text())?.[1] ?? '';
     assert.ok(setName, 'the backup named its set');
   });
-  after(async () => {
+  after(() => {
     output?.dispose();
     dialogs?.dispose();
-    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   });
 
   it('clicking db.dump opens the dump listing read-only, in the pg-toc-listing language, with an outline', async () => {
