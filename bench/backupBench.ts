@@ -8,7 +8,6 @@
  * S: pgbench scale for the database (1 ≈ 15 MB); N: record files in STORAGE_PATH (mixed sizes,
  * reproducible from --seed). Prints a Markdown table for BENCHMARKS.md.
  */
-import { createCipheriv, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,6 +21,7 @@ import { followJob } from '../src/remote/jobs';
 import type { RemoteHost } from '../src/remote/remoteHost';
 import { buildCommand } from '../src/remote/shellCommand';
 import { startSandbox, type SandboxHost } from '../test/sandbox/sandbox';
+import { median, SeededBytes, timed, writeTree } from './benchData';
 
 interface Options {
   scale: number;
@@ -36,74 +36,6 @@ function options(argv: string[]): Options {
     return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
   };
   return { scale: Number(get('scale', '20')), files: Number(get('files', '4000')), runs: Number(get('runs', '3')), seed: get('seed', 'kadi-ops-bench') };
-}
-
-/** Deterministic bytes: AES-256-CTR keystream of a key derived from the seed. */
-class SeededBytes {
-  private readonly cipher;
-  private state: number;
-  constructor(seed: string) {
-    const key = createHash('sha256').update(seed).digest();
-    this.cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
-    this.state = key.readUInt32LE(0) || 1;
-  }
-  bytes(n: number): Buffer {
-    return this.cipher.update(Buffer.alloc(n));
-  }
-  /** xorshift32 in [0, 1) */
-  random(): number {
-    let x = this.state;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.state = x >>> 0;
-    return this.state / 0x100000000;
-  }
-}
-
-function fileSize(r: SeededBytes): number {
-  const p = r.random();
-  if (p < 0.6) return 1024 + Math.floor(r.random() * 20 * 1024); // many small files
-  if (p < 0.95) return 64 * 1024 + Math.floor(r.random() * 512 * 1024);
-  return 2 * 1024 * 1024 + Math.floor(r.random() * 8 * 1024 * 1024);
-}
-
-function uuidFrom(r: SeededBytes): string {
-  const h = r.bytes(16).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
-
-function writeTree(root: string, count: number, r: SeededBytes, uid: number, gid: number, depth: 3 | 2): number {
-  let bytes = 0;
-  for (let i = 0; i < count; i++) {
-    const id = uuidFrom(r);
-    const dirs = depth === 3 ? [id.slice(0, 2), id.slice(2, 4), id.slice(4, 6)] : [id.slice(0, 2), id.slice(2, 4)];
-    let dir = root;
-    for (const d of dirs) {
-      dir = path.join(dir, d);
-      if (!fs.existsSync(dir)) {
-        fs.mkdirSync(dir, { mode: 0o750 });
-        fs.chownSync(dir, uid, gid);
-      }
-    }
-    const size = fileSize(r);
-    const file = path.join(dir, id.slice(depth === 3 ? 6 : 4));
-    fs.writeFileSync(file, r.bytes(size), { mode: 0o640 });
-    fs.chownSync(file, uid, gid);
-    bytes += size;
-  }
-  return bytes;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timed(fn: () => Promise<void>): Promise<number> {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
 async function main(): Promise<void> {

@@ -14,17 +14,7 @@ import { ConnectionPool } from '../src/remote/connectionPool';
 import { followJob } from '../src/remote/jobs';
 import { LineBatcher } from '../src/ui/lineBatcher';
 import { startSandbox } from '../test/sandbox/sandbox';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timed(fn: () => Promise<void>): Promise<number> {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
+import { median, timed } from './benchData';
 
 async function main(): Promise<void> {
   const sb = await startSandbox({ withRedis: false });

@@ -147,6 +147,9 @@ describe('backup faults and verification against the sandbox host', function () 
     process.kill(-pgid, 'SIGKILL');
     const outcome = await followJob(host, id, { sink: new MemorySink() });
     assert.equal(outcome.result, 'died');
+    // The job never reached its cleanup; the next look at it removes its secret files.
+    const jobDir = path.join(sb.backupDir, '.kadi-ops', 'jobs', id);
+    assert.deepEqual(fs.readdirSync(jobDir).filter((f) => f === 'secret' || f === 'pgpass'), []);
     const listing = await listSets(host);
     assert.ok(listing.partials.some((p) => p.job === id), 'the partial set is reported');
     assert.ok(listing.sets.every((s) => !s.name.includes(id)));

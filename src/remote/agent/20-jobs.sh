@@ -113,6 +113,11 @@ job_state_lines() {
   if [ -n "$status" ]; then state=finished
   elif [ -n "$pgid" ] && kill -0 -- "-$pgid" 2>/dev/null; then state=running
   else state=died; fi
+  # A job killed outright never reached its own cleanup: its secret files go now. Only when its
+  # group is known dead (or it never started within a minute), never for a job still starting.
+  if [ "$state" = died ] && { [ -n "$pgid" ] || [ -n "$(find "$dir" -maxdepth 0 -mmin +1 2>/dev/null)" ]; }; then
+    rm -f "$dir/secret" "$dir/pgpass"
+  fi
   sed 's/^/meta_/' "$dir/meta" 2>/dev/null || true
   echo "state=$state"; echo "status=$status"; echo "pgid=$pgid"
   echo "log_bytes=$(stat -c %s "$dir/log" 2>/dev/null || echo 0)"
