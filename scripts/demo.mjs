@@ -56,8 +56,8 @@ function cli(args, configFile) {
 function packageVsix(dir) {
   const out = path.join(dir, 'kadi-ops.vsix');
   const vsce = path.join(ROOT, 'node_modules/.bin/vsce');
-  // The base URLs only satisfy vsce's check of relative README links; the demo never publishes.
-  const r = spawnSync(vsce, ['package', '--no-dependencies', '--baseContentUrl', 'https://example.invalid/kadi-ops', '--baseImagesUrl', 'https://example.invalid/kadi-ops', '--out', out], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
+  // Same flags as `npm run package`: no repository to resolve README links against.
+  const r = spawnSync(vsce, ['package', '--no-dependencies', '--allow-missing-repository', '--no-rewrite-relative-links', '--out', out], { cwd: ROOT, encoding: 'utf8', timeout: 180_000, input: '' });
   if (r.status !== 0) throw new Error(`vsce package failed:\n${r.stdout}\n${r.stderr}`);
   return out;
 }
