@@ -1,7 +1,10 @@
 /** What every CLI verb gets, and how it names a host. */
 import type { HostProfile } from '../config/types';
+import type { OutputSink } from '../core/sink';
+import type { JobOutcome } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
 import type { ConnectionPool } from '../remote/connectionPool';
-import { UsageError, type ParsedArgs } from './args';
+import { stringFlag, UsageError, type ParsedArgs } from './args';
 
 export interface CliContext {
   args: ParsedArgs;
@@ -27,3 +30,33 @@ export function pickProfile(ctx: CliContext, name: string | undefined): HostProf
   return p;
 }
 
+
+/** The host named by the first positional argument, connected. */
+export function hostFor(ctx: CliContext): Promise<RemoteHost> {
+  return ctx.pool.get(pickProfile(ctx, ctx.positionals[0]));
+}
+
+/** Job output to the terminal as it arrives; with --json only warnings and errors (on stderr). */
+export function consoleSink(ctx: CliContext): OutputSink {
+  return {
+    lines(stream, lines) {
+      const text = lines.join('\n') + '\n';
+      if (stream === 'stdout' || stream === 'info') {
+        if (!ctx.json) process.stdout.write(text);
+      } else process.stderr.write(text);
+    },
+  };
+}
+
+/** The process exit status of a job's outcome (0, 1, or 130 when cancelled). */
+export function exitCodeOf(o: JobOutcome): number {
+  return o.result === 'succeeded' ? 0 : o.result === 'cancelled' ? 130 : 1;
+}
+
+/** A whole-number option, at least `min`. */
+export function intFlag(ctx: CliContext, name: string, min = 0): number | undefined {
+  const v = stringFlag(ctx.args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`--${name} must be a whole number${min > 0 ? ` of at least ${min}` : ''} (got "${v}").`);
+  return Number(v);
+}

@@ -5,20 +5,8 @@ import { applyRetention, type RetentionPolicy } from '../backup/retention';
 import { discover } from '../kadi/discovery';
 import { cancelJob, followJob, jobStatus, listJobs, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
-import type { OutputSink } from '../core/sink';
-import { stringFlag, UsageError } from './args';
-import { pickProfile, type CliCommand, type CliContext } from './context';
-
-function consoleSink(ctx: CliContext): OutputSink {
-  return {
-    lines(stream, lines) {
-      const text = lines.join('\n') + '\n';
-      if (stream === 'stdout' || stream === 'info') {
-        if (!ctx.json) process.stdout.write(text);
-      } else process.stderr.write(text);
-    },
-  };
-}
+import { UsageError } from './args';
+import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
 
 async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0): Promise<JobOutcome> {
   const profile = host.profile;
@@ -29,13 +17,7 @@ async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0)
   return outcome;
 }
 
-function exitCodeOf(o: JobOutcome): number {
-  return o.result === 'succeeded' ? 0 : o.result === 'cancelled' ? 130 : 1;
-}
 
-async function hostFor(ctx: CliContext): Promise<RemoteHost> {
-  return ctx.pool.get(pickProfile(ctx, ctx.positionals[0]));
-}
 
 function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   const name = ctx.positionals[1];
@@ -55,12 +37,6 @@ function human(n: number): string {
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 }
 
-function intFlag(ctx: CliContext, name: string): number | undefined {
-  const v = stringFlag(ctx.args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number (got "${v}").`);
-  return Number(v);
-}
 
 function retentionPolicy(ctx: CliContext): RetentionPolicy | undefined {
   const policy: RetentionPolicy = { keepLast: intFlag(ctx, 'keep-last'), keepDaily: intFlag(ctx, 'keep-daily'), keepWeekly: intFlag(ctx, 'keep-weekly'), keepMonthly: intFlag(ctx, 'keep-monthly'), minKeep: intFlag(ctx, 'min-keep') };

@@ -1,6 +1,6 @@
 /** CLI verbs for restore and the maintenance jobs. */
 import * as fs from 'node:fs';
-import { MemorySink, teeSink, type OutputSink } from '../core/sink';
+import { MemorySink, teeSink } from '../core/sink';
 import { discover } from '../kadi/discovery';
 import { followJob, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -10,40 +10,19 @@ import { formatPlan, preflight } from '../restore/preflight';
 import { formatReport, parseJobReport } from '../restore/report';
 import { startRestore } from '../restore/restoreJob';
 import { stringFlag, UsageError } from './args';
-import { pickProfile, type CliCommand, type CliContext } from './context';
-
-function sinkOf(ctx: CliContext): OutputSink {
-  return {
-    lines(stream, lines) {
-      const text = lines.join('\n') + '\n';
-      if (stream === 'stdout' || stream === 'info') {
-        if (!ctx.json) process.stdout.write(text);
-      } else process.stderr.write(text);
-    },
-  };
-}
-
-async function hostFor(ctx: CliContext): Promise<RemoteHost> {
-  return ctx.pool.get(pickProfile(ctx, ctx.positionals[0]));
-}
+import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
 
 /** Streams a job, then prints the parsed summary; the exit status follows the job's. */
 async function followAndReport(ctx: CliContext, host: RemoteHost, id: string, title: string): Promise<number> {
   const log = new MemorySink();
   const profile = host.profile;
-  const outcome: JobOutcome = await followJob(host, id, { sink: teeSink(log, sinkOf(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(profile) });
+  const outcome: JobOutcome = await followJob(host, id, { sink: teeSink(log, consoleSink(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(profile) });
   const report = parseJobReport(log.text('stdout'));
   if (ctx.json) ctx.out(JSON.stringify({ outcome, report: { ...report, sections: undefined } }, null, 2));
   else for (const l of formatReport(title, report, outcome.result)) ctx.err(l);
-  return outcome.result === 'succeeded' ? 0 : outcome.result === 'cancelled' ? 130 : 1;
+  return exitCodeOf(outcome);
 }
 
-function intFlag(ctx: CliContext, name: string): number | undefined {
-  const v = stringFlag(ctx.args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`--${name} must be a positive whole number (got "${v}").`);
-  return Number(v);
-}
 
 /** Destructive verbs proceed only with --yes naming the host profile, like typing its name. */
 function confirmed(ctx: CliContext, host: RemoteHost): boolean {
@@ -89,9 +68,9 @@ export const restoreCommands: Record<string, CliCommand> = {
       const plan = await preflight(host, d, setName, {
         components,
         safetyBackup: !ctx.args.flags.has('no-safety-backup'),
-        jobs: intFlag(ctx, 'jobs'),
+        jobs: intFlag(ctx, 'jobs', 1),
         listing,
-        sink: sinkOf(ctx),
+        sink: consoleSink(ctx),
         signal: ctx.signal,
         reconnect: () => ctx.pool.get(profile),
       });
