@@ -1,20 +1,10 @@
 /** The CLI's verbs. Each takes a context and returns the process exit status. */
 import { discover, type HostFacts } from '../kadi/discovery';
+import { formatBytes } from '../core/format';
 import { pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
 import { restoreCommands } from './restoreCommands';
 
-function formatBytes(n: number | undefined): string {
-  if (n === undefined) return 'unknown';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
 
 function printFacts(ctx: CliContext, f: HostFacts): void {
   const rows: [string, string][] = [
@@ -26,7 +16,7 @@ function printFacts(ctx: CliContext, f: HostFacts): void {
     ['Database', `${f.database.user}@${f.database.host}:${f.database.port}/${f.database.name}`],
     ['STORAGE_PATH', f.storagePath || 'not set'],
     ['MISC_UPLOADS_PATH', f.uploadsPath || 'not set'],
-    ['Backup directory', `${f.backupDir.path} (${f.backupDir.exists ? formatBytes(f.backupDir.freeBytes) + ' free' : 'missing'})`],
+    ['Backup directory', `${f.backupDir.path} (${f.backupDir.exists ? (f.backupDir.freeBytes === undefined ? 'unknown' : formatBytes(f.backupDir.freeBytes)) + ' free' : 'missing'})`],
     ['Tools', Object.entries(f.tools).map(([t, ok]) => (ok ? t : `no ${t}`)).join(', ')],
   ];
   for (const [k, v] of rows) ctx.out(`${k.padEnd(18)} ${v}`);

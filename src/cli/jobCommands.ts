@@ -5,6 +5,7 @@ import { applyRetention, type RetentionPolicy } from '../backup/retention';
 import { discover } from '../kadi/discovery';
 import { cancelJob, followJob, jobStatus, listJobs, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
+import { formatBytes } from '../core/format';
 import { UsageError } from './args';
 import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
 
@@ -27,15 +28,6 @@ function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   return found;
 }
 
-function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
 
 
 function retentionPolicy(ctx: CliContext): RetentionPolicy | undefined {
@@ -83,7 +75,7 @@ export const jobCommands: Record<string, CliCommand> = {
       }
       for (const s of listing.sets) {
         const tags = [s.status, s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
-        ctx.out(`${s.name}  ${human(s.size).padStart(10)}  Kadi ${s.manifest.kadiVersion ?? '?'}  ${tags}`);
+        ctx.out(`${s.name}  ${formatBytes(s.size).padStart(10)}  Kadi ${s.manifest.kadiVersion ?? '?'}  ${tags}`);
       }
       for (const p of listing.partials) ctx.out(`${p.name}  partial (job ${p.job}) — not a backup`);
       for (const i of listing.invalid) ctx.out(`${i.name}  INVALID: ${i.reason}`);

@@ -6,7 +6,7 @@ import { CancelledError } from '../ssh/errors';
 import { downloadSet, uploadSet, type TransferProgress, type TransferResult } from '../transfer/transfer';
 import { pickHost, pickSet, type CommandDeps } from './backupCommands';
 import { nodeArg, uriArg } from './commandArgs';
-import { formatBytes } from './treeModel';
+import { formatBytes } from '../core/format';
 
 const PHASE: Record<TransferProgress['phase'], string> = {
   listing: 'reading the manifest',

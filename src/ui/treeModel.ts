@@ -5,6 +5,7 @@
 import type { HostOverview } from '../backup/backupSets';
 import type { ArtifactEntry, BackupSet } from '../backup/manifest';
 import type { HostProfile } from '../config/types';
+import { formatBytes } from '../core/format';
 import type { JobInfo } from '../remote/jobs';
 
 export interface SearchIndexView {
@@ -46,15 +47,6 @@ export interface NodeView {
   id?: string;
 }
 
-export function formatBytes(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
 
 export function formatAge(ms: number): string {
   const m = Math.max(0, Math.round(ms / 60000));

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { childrenOf, formatAge, formatBytes, viewOf, type ModelNode } from '../../src/ui/treeModel';
+import { formatBytes } from '../../src/core/format';
+import { childrenOf, formatAge, viewOf, type ModelNode } from '../../src/ui/treeModel';
 import { backupSet, job, overview, profile } from './treeModelFixtures';
 
 const NOW = new Date('2026-11-26T08:00:00Z');
