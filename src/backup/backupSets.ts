@@ -14,6 +14,8 @@ export interface BackupOptions {
   /** Include a Redis snapshot (defaults to the profile's redis.enabled). */
   redis?: boolean;
   breakStaleLock?: boolean;
+  /** Stop the profile's services (those that exist) around the dump and copies, for a fully consistent set. */
+  stopServices?: boolean;
 }
 
 export class BackupRefusedError extends Error {}
@@ -62,6 +64,8 @@ export function backupArgs(host: RemoteHost, d: Discovery, opts: BackupOptions):
     kadi_config: p.kadi.configFile,
     config_extra: f.oidcSigningKeys.join('\n'),
     manifest_json: JSON.stringify(base),
+    stop_services: opts.stopServices ? 'yes' : 'no',
+    services: p.services.join(' '),
   };
   return Object.entries(kv).map(([k, v]) => `${k}=${v}`);
 }

@@ -49,13 +49,13 @@ async function prune(ctx: CliContext, host: RemoteHost, policy: RetentionPolicy,
 
 export const jobCommands: Record<string, CliCommand> = {
   backup: {
-    args: '<host> [--archive] [--redis] [--break-stale-lock] [--keep-* N … to prune after success]',
+    args: '<host> [--archive] [--redis] [--stop-services] [--break-stale-lock] [--keep-* N … to prune after success]',
     summary: 'make a complete, checksummed backup set (a job on the host); prune only if it succeeded',
     async run(ctx) {
       const host = await hostFor(ctx);
       const policy = retentionPolicy(ctx);
       const d = await discover(host);
-      const id = await startBackup(host, d, { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock') });
+      const id = await startBackup(host, d, { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock'), stopServices: ctx.args.flags.has('stop-services') });
       ctx.err(`Backup job ${id} started on ${host.profile.name}.`);
       const code = exitCodeOf(await follow(ctx, host, id));
       // Retention runs only after a good new set exists, never after a failed backup.

@@ -105,6 +105,18 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.ok(after.some((s) => s.status === 'verified'));
   });
 
+  it('backup --stop-services skips services the host does not have and still makes the set', () => {
+    const cfg = JSON.parse(fs.readFileSync(config, 'utf8')) as { hosts: { services?: string[] }[] };
+    cfg.hosts[0].services = ['kadi-ops-no-such-service'];
+    const f = path.join(sb.root, 'cli-services.json');
+    fs.writeFileSync(f, JSON.stringify(cfg));
+    const r = cli(['backup', 'sandbox', '--stop-services', '--config', f]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /service kadi-ops-no-such-service does not exist; skipping/);
+    assert.match(r.stdout, /\[step\] services: starting them again/);
+    assert.match(r.stdout, /^set=/m);
+  });
+
   it('bad configuration is a clear error naming the host and the field, with exit status 2', () => {
     const bad = path.join(sb.root, 'bad-hosts.json');
     fs.writeFileSync(bad, JSON.stringify({ hosts: [{ name: 'x', ssh: { host: 'h', port: 'abc' } }] }));

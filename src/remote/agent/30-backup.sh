@@ -76,6 +76,13 @@ cmd_backup() {
     fail "not enough space in $bd: about $((need_kb / 1024)) MiB needed, $((free_kb / 1024)) MiB free"
   fi
 
+  # Optional: stop the application for a fully consistent set (stop_services/start_services live
+  # in 60-restore.sh); they are started again as soon as the dump and the copies are done.
+  if [ "$(opt stop_services)" = yes ]; then
+    step "services: stopping $(opt services)"
+    stop_services
+  fi
+
   step "database: exporting a snapshot"
   # One session holds a REPEATABLE READ snapshot; pg_dump uses it and the row counts are taken
   # in it, so the dump, the counts and the start of the file copies are one consistent moment.
@@ -125,6 +132,10 @@ SQL
   wait "$st_pid" || rc_st=$?
   wait "$up_pid" || rc_up=$?
   local t_copied; t_copied=$(now)
+  if [ "$(opt stop_services)" = yes ]; then
+    step "services: starting them again"
+    start_services || echo "WARNING: a service did not start again; see above" >&2
+  fi
   [ "$rc_dump" -eq 0 ] || fail "pg_dump exited with status $rc_dump"
   [ "$rc_st" -eq 0 ] || fail "copying STORAGE_PATH failed (status $rc_st)"
   [ "$rc_up" -eq 0 ] || fail "copying MISC_UPLOADS_PATH failed (status $rc_up)"
@@ -267,6 +278,8 @@ PY
 
 # Removes what a cancelled or failed backup left behind.
 cleanup_backup() {
+  parse_opts "$@"
+  if [ "$(opt stop_services)" = yes ]; then start_services || true; fi
   local p; p=$(cat "$JOB_DIR/partial" 2>/dev/null || true)
   if [ -n "$p" ] && [ -d "$p" ]; then rm -rf -- "$p"; echo "[kadi-ops] removed partial set $p"; fi
   rm -f "$JOB_DIR/pgpass"
