@@ -173,16 +173,18 @@ describe('SSH core against the sandbox sshd', function () {
     const marker = `kadi-ops-cancel-${process.pid}-${Date.now()}`;
     const ac = new AbortController();
     const running = host.run(['sh', '-c', `sleep 300 & sleep 301; echo ${marker}`], { signal: ac.signal });
-    await new Promise((r) => setTimeout(r, 800));
     const ps = (): string[][] => execFileSync('ps', ['-e', '-o', 'pgid=,stat=,args=']).toString().split('\n').map((l) => l.trim().split(/\s+/));
-    const group = ps().find((f) => f.join(' ').includes(marker))?.[0];
-    assert.ok(group, 'the command is running');
+    const until = async (ok: () => boolean, what: string): Promise<void> => {
+      // A loaded machine starts ssh + sudo slowly: wait for the state, up to 15 s, instead of guessing.
+      for (let i = 0; i < 150 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(ok(), what);
+    };
+    let group: string | undefined;
     const mine = (): string[] => ps().filter((f) => f[0] === group && !f[1].startsWith('Z')).map((f) => f.join(' '));
-    assert.ok(mine().some((l) => l.includes('sleep 301')));
+    await until(() => (group = ps().find((f) => f.join(' ').includes(marker))?.[0]) !== undefined && mine().some((l) => l.includes('sleep 301')), 'the command is running');
     ac.abort();
     await assert.rejects(running, CancelledError);
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(mine(), [], 'nothing of the cancelled command is left');
+    await until(() => mine().length === 0, `nothing of the cancelled command is left: ${mine().join('; ')}`);
   });
 
   it('quoting survives hostile arguments over real SSH and sudo; the canary is never created', async function () {
