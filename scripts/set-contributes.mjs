@@ -26,6 +26,7 @@ const commands = [
   cmd('prune', 'Prune Backups…', 'trash'),
   cmd('cancelJob', 'Cancel Job', 'debug-stop'),
   cmd('attachJob', 'Attach to Job', 'debug-disconnect'),
+  cmd('showJobLog', 'Show Job Log', 'output'),
   cmd('cleanPartials', 'Remove Partial Sets…', 'clear-all'),
   cmd('showDumpListing', 'Show Dump Listing', 'list-flat'),
   cmd('saveListingCopy', 'Save Editable Copy of Dump Listing…', 'edit'),
@@ -79,6 +80,7 @@ pkg.contributes = {
       { command: 'kadiOps.refresh', when: 'false' },
       { command: 'kadiOps.cancelJob', when: 'false' },
       { command: 'kadiOps.attachJob', when: 'false' },
+      { command: 'kadiOps.showJobLog', when: 'false' },
       { command: 'kadiOps.restoreFromListing', when: 'editorLangId == pg-toc-listing' },
     ],
     'editor/title': [
@@ -114,6 +116,7 @@ pkg.contributes = {
       { command: 'kadiOps.cancelJob', when: jobRunning, group: 'inline@1' },
       { command: 'kadiOps.cancelJob', when: jobRunning, group: '1_job@1' },
       { command: 'kadiOps.attachJob', when: 'view == kadiOps.hosts && viewItem =~ /^job;/', group: '1_job@2' },
+      { command: 'kadiOps.showJobLog', when: 'view == kadiOps.hosts && viewItem =~ /^job;/', group: '1_job@3' },
       { command: 'kadiOps.cleanPartials', when: 'view == kadiOps.hosts && viewItem =~ /^(partial;|group;partials;)/', group: '1_partial@1' },
       { command: 'kadiOps.checkHost', when: hostItem, group: 'inline@2' },
       { command: 'kadiOps.checkHost', when: hostItem, group: '1_host@1' },

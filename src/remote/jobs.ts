@@ -133,6 +133,11 @@ export async function listJobs(host: RemoteHost): Promise<JobInfo[]> {
     .map(parseJobInfo);
 }
 
+/** A job's log as it is now, without following it. */
+export async function jobLog(host: RemoteHost, id: string): Promise<string> {
+  return (await checkAgent(host, `Reading the log of job ${id}`, 'job-log', [host.profile.backupDir, id])).stdout;
+}
+
 export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10): Promise<string> {
   const r = await checkAgent(host, `Cancelling job ${id}`, 'job-cancel', [host.profile.backupDir, id, String(graceSeconds)]);
   const kv = parseKeyValues(r.stdout);

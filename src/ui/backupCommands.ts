@@ -6,7 +6,7 @@ import { applyRetention, type RetentionPolicy } from '../backup/retention';
 import type { HostProfile } from '../config/types';
 import { discover } from '../kadi/discovery';
 import type { ConnectionPool } from '../remote/connectionPool';
-import { cancelJob, describeHolder, LockBusyError } from '../remote/jobs';
+import { cancelJob, describeHolder, jobLog, LockBusyError } from '../remote/jobs';
 import type { HostsTreeProvider } from './hostsTree';
 import { runJobWithProgress, type JobStatusBar, type JobUiDeps } from './jobUi';
 import type { HostOutputs } from './outputChannels';
@@ -135,6 +135,15 @@ export function registerBackupCommands(deps: CommandDeps): vscode.Disposable[] {
         deps.outputs.channel(profile.name).warn(`Job ${node.job.id}: ${status}`);
       });
       deps.tree.refresh(profile.name);
+    }),
+    vscode.commands.registerCommand('kadiOps.showJobLog', async (node?: ModelNode) => {
+      if (node?.kind !== 'job') return;
+      const profile = node.profile;
+      const log = await guard(profile, deps, async () => jobLog(await deps.pool.get(profile), node.job.id));
+      if (log === undefined) return;
+      const header = `Job ${node.job.id} on ${profile.name}: ${node.job.kind} by ${node.job.operator}@${node.job.client}, started ${node.job.started}, ${node.job.state}${node.job.status ? ` (${node.job.status})` : ''}\n\n`;
+      const doc = await vscode.workspace.openTextDocument({ content: header + log, language: 'log' });
+      await vscode.window.showTextDocument(doc, { preview: true });
     }),
     vscode.commands.registerCommand('kadiOps.attachJob', async (node?: ModelNode) => {
       if (node?.kind !== 'job') return;

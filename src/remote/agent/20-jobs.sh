@@ -182,6 +182,13 @@ cmd_job_cancel() {
   echo "status=$(cat "$dir/status")"
 }
 
+# job-log BACKUP_DIR JOB_ID: the log as it is now (no following).
+cmd_job_log() {
+  local dir; dir="$(state_dir "$1")/jobs/$2"
+  [[ $2 =~ ^[A-Za-z0-9T:._-]+$ ]] && [ -d "$dir" ] || die "no job $2"
+  cat -- "$dir/log"
+}
+
 # job-forget BACKUP_DIR JOB_ID  (removes a finished job's directory)
 cmd_job_forget() {
   local dir; dir="$(state_dir "$1")/jobs/$2"
