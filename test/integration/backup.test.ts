@@ -12,6 +12,7 @@ import { followJob, jobLog, LockBusyError, listJobs, type JobOutcome } from '../
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { getSandbox, newPool, profileOf } from './fixture';
+import { tableDigests, treeState } from './restoreHelpers';
 
 interface Ran {
   id: string;
@@ -30,31 +31,6 @@ function setNameFrom(r: Ran): string {
   const m = /^set=(\S+)$/m.exec(r.sink.text('stdout'));
   assert.ok(m, `backup printed no set name:\n${r.sink.text()}`);
   return m[1];
-}
-
-function treeState(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (dir: string): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      const st = fs.lstatSync(p);
-      const rel = path.relative(root, p);
-      if (e.isDirectory()) {
-        out.set(rel + '/', `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`);
-        walk(p);
-      } else out.set(rel, `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid} ${st.size} ${fs.readFileSync(p).toString('base64')}`);
-    }
-  };
-  walk(root);
-  return out;
-}
-
-/** A stable digest of every table's content (order-independent). */
-async function tableDigests(sb: SandboxHost, db: string): Promise<string> {
-  const tables = (await sb.psql("select quote_ident(schemaname)||'.'||quote_ident(tablename) from pg_tables where schemaname not in ('pg_catalog','information_schema') order by 1", db)).trim().split('\n');
-  const parts: string[] = [];
-  for (const t of tables) parts.push(`${t} ${(await sb.psql(`select count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from ${t} x`, db)).trim()}`);
-  return parts.join('\n');
 }
 
 describe('backup engine against the sandbox host', function () {

@@ -1,4 +1,4 @@
-/** Shared by the restore and maintenance integration tests: tree and table snapshots, job runs. */
+/** Shared by the backup, restore and maintenance integration tests: tree and table snapshots, job runs. */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
