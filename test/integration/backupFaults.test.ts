@@ -11,7 +11,7 @@ import type { HostProfile } from '../../src/config/types';
 import { MemorySink, type OutputSink } from '../../src/core/sink';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { followJob, jobStatus, listJobs, type JobOutcome } from '../../src/remote/jobs';
+import { cancelJob, followJob, jobStatus, listJobs, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
@@ -271,6 +271,42 @@ describe('backup faults and verification against the sandbox host', function () 
       assert.equal(rec.ok, true);
       const scratch = (await sb.psql("select count(*) from pg_database where datname like 'kadi_ops_verify_%'")).trim();
       assert.equal(scratch, '0', 'the scratch database was dropped');
+    });
+
+    it('a deep verify cancelled while it restores into the scratch database drops that database', async () => {
+      // A set with a table big enough that the scratch restore runs for seconds.
+      await sb.psql("CREATE TABLE fault_bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload FROM generate_series(1, 1500000) g; ALTER TABLE fault_bulk OWNER TO kadi;");
+      let bigSet: string;
+      try {
+        const b = await run(() => startBackup(host, d));
+        assert.equal(b.outcome.result, 'succeeded', b.sink.text());
+        bigSet = setNameFrom(b.sink.text('stdout'));
+      } finally {
+        await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
+      }
+      const scratchCount = async (): Promise<string> => (await sb.psql("select count(*) from pg_database where datname like 'kadi_ops_verify_%'")).trim();
+      const id = await startVerify(host, d, bigSet, 'deep');
+      let cancelled: Promise<string> | undefined;
+      const sink = new MemorySink();
+      const outcome = await followJob(host, id, {
+        sink: {
+          lines: (s, l) => {
+            sink.lines(s, l);
+            if (!cancelled && l.some((x) => x.startsWith('[step] deep: restoring'))) {
+              // Cancel once the scratch database exists and pg_restore is filling it.
+              cancelled = (async () => {
+                while ((await scratchCount()) === '0') await new Promise((r) => setTimeout(r, 50));
+                return cancelJob(host, id);
+              })();
+            }
+          },
+        },
+      });
+      assert.ok(cancelled, 'the scratch restore was reached');
+      await cancelled;
+      assert.equal(outcome.result, 'cancelled', sink.text());
+      assert.equal(await scratchCount(), '0', `the scratch database was left behind:\n${sink.text()}`);
+      assert.doesNotMatch(sink.text(), /no password supplied/);
     });
 
     it('quick verify catches a truncated or flipped byte in every artifact', async () => {

@@ -90,11 +90,14 @@ cmd_job_run() {
     wait "$child"; rc=$?
     kill -0 "$child" 2>/dev/null || break
   done
-  rm -f "$dir/secret" "$dir/pgpass"
   # A cancelled or failed job removes its partial output; a set is only ever complete or absent.
+  # Cleanup may need the database (dropping a scratch database): the job's passfile goes after it.
   if [ "$cancelled" = yes ] || [ "$rc" -ne 0 ]; then
-    if declare -F "cleanup_$verb" >/dev/null; then "cleanup_$verb" "$@" || true; fi
+    if declare -F "cleanup_$verb" >/dev/null; then
+      ( if [ -f "$dir/pgpass" ]; then export PGPASSFILE=$dir/pgpass; fi; "cleanup_$verb" "$@" ) || true
+    fi
   fi
+  rm -f "$dir/secret" "$dir/pgpass"
   if [ "$cancelled" = yes ]; then
     echo "[kadi-ops] job $id: cancelled"
     echo cancelled > "$dir/status.tmp"
