@@ -6,6 +6,7 @@
 import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type { HostProfile } from '../config/types';
+import { JobProgress } from '../core/jobProgress';
 import type { ConnectionPool } from '../remote/connectionPool';
 import { followJob, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -79,6 +80,8 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
       { location: vscode.ProgressLocation.Notification, title: `${title} on ${profile.name}`, cancellable: true },
       async (progress, token) => {
         const abort = new AbortController();
+        // Step names and, where the job can tell, percentages (bytes, files, TOC entries).
+        const steps = new JobProgress();
         token.onCancellationRequested(() => abort.abort());
         const host = await deps.pool.get(profile);
         const id = await req.start(host);
@@ -90,8 +93,11 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
           reconnect: () => deps.pool.get(profile),
           onLine: (line) => {
             req.onLine?.(line);
-            const step = /^\[step\] (.*)$/.exec(line);
-            if (step) progress.report({ message: step[1] });
+            const message = steps.feed(line);
+            if (message === undefined) return;
+            progress.report({ message });
+            const pct = steps.percent();
+            bar.add(key, `${title} on ${profile.name}${pct === undefined ? '' : ` ${pct}%`}`);
           },
         });
       },

@@ -66,6 +66,14 @@ describe('backup engine against the sandbox host', function () {
     const r = await runJob(host, pool, () => startBackup(host, d));
     assert.equal(r.outcome.result, 'succeeded', r.sink.text());
     first = setNameFrom(r);
+    // Progress: every entry of each tree (files and directories, as rsync counts them), and the
+    // manifest's hashing, end at 100%.
+    const out = r.sink.text('stdout');
+    for (const [tree, root] of [['storage', sb.storagePath], ['uploads', sb.uploadsPath]] as const) {
+      const n = treeState(root).size + 1; // + the tree's root directory
+      assert.match(out, new RegExp(`^\\[progress\\] ${tree} 100% ${n}/${n} files$`, 'm'));
+    }
+    assert.match(out, /^\[progress\] manifest 100% (\d+)\/\1 bytes$/m);
     const listing = await listSets(host);
     const set = listing.sets.find((s) => s.name === first) as BackupSet;
     assert.ok(set, 'the new set is listed');
@@ -91,6 +99,10 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(r.outcome.result, 'succeeded', r.sink.text());
     const set = (await listSets(host)).sets.find((s) => s.name === first);
     assert.equal(set?.status, 'verified');
+    // Progress over every byte checked: the artifacts and the trees' files.
+    const m = set?.manifest;
+    const bytes = (m?.artifacts ?? []).reduce((n, a) => n + a.size, 0) + Object.values(m?.trees ?? {}).reduce((n, t) => n + t.bytes, 0);
+    assert.match(r.sink.text('stdout'), new RegExp(`^\\[progress\\] verify 100% ${bytes}/${bytes} bytes$`, 'm'));
   });
 
   it('a second backup copies only new files; the rest are hard links, and each set stands alone', async () => {

@@ -79,7 +79,7 @@ describe('restore against the sandbox host', function () {
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.equal(r.plan.database.mode, 'clean');
     assert.equal(r.plan.verify.ok, true);
-    assert.match(r.log, /pg_restore --exit-on-error .* --clean --if-exists/);
+    assert.match(r.log, /pg_restore -v --exit-on-error .* --clean --if-exists/);
     const after = await snapshot();
     assert.equal(after.db, before.db, 'database contents as at backup time');
     assert.deepEqual(after.storage, before.storage, 'storage tree, modes and owners as at backup time');
@@ -113,8 +113,14 @@ describe('restore against the sandbox host', function () {
     await sb.psql('CREATE DATABASE kadi OWNER kadi', 'postgres');
     const r = await restore(set, { components: ['db'], jobs: 2 });
     assert.equal(r.plan.database.empty, true);
-    assert.match(r.log, /pg_restore --exit-on-error .* --jobs 2 /);
+    assert.match(r.log, /pg_restore -v --exit-on-error .* --jobs 2 /);
     assert.equal(r.outcome.result, 'succeeded', r.log);
+    // Progress counts the TOC entries restored, also with parallel workers, and ends at all of them.
+    const entries = fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8').split('\n').filter((l) => /^\d+;/.test(l)).length;
+    const progress = [...r.log.matchAll(/^\[progress\] database (\d+)% (\d+)\/(\d+) entries$/gm)];
+    assert.ok(progress.length > 0, r.log);
+    assert.deepEqual(progress.at(-1)?.slice(1), ['100', String(entries), String(entries)]);
+    for (const m of progress) assert.equal(Number(m[1]), Math.floor((Number(m[2]) * 100) / entries), m[0]);
     assert.match(r.log, /database is empty: plain pg_restore/);
     assert.doesNotMatch(r.log, /--clean/);
     assert.equal(await tableDigests(sb), before);
@@ -182,6 +188,7 @@ describe('restore against the sandbox host', function () {
     const r = await restore(set, { components: ['db'], listing: only });
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.match(r.log, /selective restore with the uploaded listing \(1 entries enabled\)/);
+    assert.match(r.log, /^\[progress\] database 100% 1\/1 entries$/m);
     assert.equal(await sb.psql('SELECT string_agg(title, \',\' ORDER BY id) FROM record'), titles);
     // TRUNCATE ... CASCADE emptied the tables referencing record too: a full restore brings them back.
     const full = await restore(set, { components: ['db'] });
@@ -287,7 +294,7 @@ describe('restore against the sandbox host', function () {
     const r = await restore(set, {
       components: ['db'],
       onLine: (l) => {
-        if (l.startsWith('pg_restore --exit-on-error') && !cutAt) {
+        if (l.startsWith('pg_restore -v --exit-on-error') && !cutAt) {
           id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
           setTimeout(() => {
             cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
@@ -318,7 +325,7 @@ describe('restore against the sandbox host', function () {
         sink,
         signal: ac.signal,
         onLine: (l) => {
-          if (l.startsWith('pg_restore --exit-on-error')) setTimeout(() => ac.abort(), 500);
+          if (l.startsWith('pg_restore -v --exit-on-error')) setTimeout(() => ac.abort(), 500);
         },
       });
       const log = sink.text('stdout');

@@ -65,6 +65,98 @@ parse_opts() {
 opt() { printf '%s' "${O[$1]-}"; }
 
 step() { echo "[step] $*"; }
+
+# --- progress -------------------------------------------------------------------------------
+# `[progress] KEY PCT% DONE/TOTAL UNIT` lines, read by people in the log and by
+# core/jobProgress.ts for the progress notification. An estimated total reads `~PCT% DONE/~TOTAL`
+# and stays below 100% until the work is done. A line is printed only when the whole percentage
+# changes and a new second has begun, so a job of any length logs at most ~100 lines per key.
+declare -A _PROGRESS_PCT _PROGRESS_SEC
+progress() {
+  local key=$1 done=$2 total=$3 unit=$4 est=${5:-} pct t
+  [ "$total" -gt 0 ] 2>/dev/null || return 0
+  pct=$((done * 100 / total))
+  if [ -n "$est" ]; then [ "$pct" -le 99 ] || pct=99; else [ "$pct" -le 100 ] || pct=100; fi
+  t=$SECONDS
+  [ "$pct" != "${_PROGRESS_PCT[$key]-}" ] || return 0
+  [ "$pct" -eq 100 ] || [ "$t" != "${_PROGRESS_SEC[$key]-}" ] || return 0
+  _PROGRESS_PCT[$key]=$pct; _PROGRESS_SEC[$key]=$t
+  if [ -n "$est" ]; then echo "[progress] $key ~$pct% $done/~$total $unit"; else echo "[progress] $key $pct% $done/$total $unit"; fi
+}
+
+# watch_read KEY PID TOTAL: while PID runs, reports the bytes it has read so far (rchar in
+# /proc/PID/io) against an estimated TOTAL. Silent where /proc is missing or not readable.
+watch_read() {
+  local key=$1 pid=$2 total=$3 r
+  while kill -0 "$pid" 2>/dev/null; do
+    r=$(sed -n 's/^rchar: //p' "/proc/$pid/io" 2>/dev/null) || return 0
+    [ -z "$r" ] || progress "$key" "$r" "$total" bytes est
+    sleep 1
+  done
+}
+
+# rsync_progress KEY [KEEP]: filters `rsync --info=progress2 --no-inc-recursive` output into
+# progress lines (files checked of the total, which - unlike rsync's byte percentage - reaches
+# 100% also when --link-dest links most files). Other lines are printed, indented, when they
+# match the regex KEEP; all of them without KEEP. awk, not bash: one update per file.
+rsync_progress() {
+  awk -v key="$1" -v keep="${2-}" '
+    function now() { srand(); return srand() }
+    BEGIN { RS = "[\r\n]+"; last = -1 }
+    match($0, /to-chk=[0-9]+\/[0-9]+/) {
+      split(substr($0, RSTART + 7, RLENGTH - 7), a, "/")
+      if (a[2] == 0) next
+      d = a[2] - a[1]; p = int(d * 100 / a[2]); t = now()
+      if (p != last && (p == 100 || t != lastt)) { last = p; lastt = t; printf "[progress] %s %d%% %d/%d files\n", key, p, d, a[2]; fflush() }
+      next
+    }
+    /^ *[0-9,]+ +[0-9]+% / { next }
+    keep == "" && NF { print; fflush(); next }
+    keep != "" && $0 ~ keep { print "  " $0; fflush() }'
+}
+
+# pg_restore_progress TOTAL ERRFILE [quiet]: pg_restore -v's stderr into ERRFILE and the log
+# (with quiet, only what is not a -v progress message), with a progress line per TOC entry
+# restored against the TOTAL entries enabled. Each entry prints one creating/processing
+# data/executing message; with --jobs the workers' messages can interleave mid-line
+# ("pg_restore: pg_restore:launching item ...\n creating ..."), so they are matched anywhere.
+pg_restore_progress() {
+  awk -v total="$1" -v err="$2" -v quiet="${3-}" '
+    function now() { srand(); return srand() }
+    BEGIN { last = -1 }
+    { print > err }
+    quiet == "" || $0 !~ /^pg_restore: (connecting|creating|processing|executing|dropping|launching|finished|entering|restoring|implied) / { print; fflush() }
+    /(^ *|pg_restore: *)(creating [A-Z]|processing data for |executing [A-Z])/ && total > 0 {
+      d++; p = int(d * 100 / total); if (p > 100) p = 100; t = now()
+      if (p != last && (p == 100 || t != lastt)) { last = p; lastt = t; printf "[progress] database %d%% %d/%d entries\n", p, d, total; fflush() }
+    }'
+}
+
+# Python prelude shared by the agent's Python programs, which run as
+# `{ echo "$PY_PRELUDE"; cat <<'PY' ... PY; } | python3 -I -S - ARGS`: sha256() of a file, and
+# Progress, which prints the same lines as progress() above.
+PY_PRELUDE=$(cat <<'PY'
+import hashlib, sys, time
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b: break
+            h.update(b)
+    return h.hexdigest()
+class Progress:
+    def __init__(self, key, total, unit='bytes'):
+        self.key, self.total, self.unit, self.done, self.pct, self.sec = key, total, unit, 0, -1, -1
+    def add(self, n):
+        self.done += n
+        if self.total <= 0: return
+        pct, sec = min(100, self.done * 100 // self.total), int(time.monotonic())
+        if pct != self.pct and (pct == 100 or sec != self.sec):
+            self.pct, self.sec = pct, sec
+            print('[progress] %s %d%% %d/%d %s' % (self.key, pct, self.done, self.total, self.unit), flush=True)
+PY
+)
 # Wall-clock seconds with fractions, and the difference of two such readings.
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }

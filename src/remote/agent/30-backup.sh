@@ -18,11 +18,9 @@ copy_tree() {
   local name=$1 src=$2 prev=$3 dest=$4
   [ -d "$src" ] || fail "$name directory $src does not exist"
   if have rsync; then
-    if [ -n "$prev" ] && [ -d "$prev" ]; then
-      rsync -a --link-dest="$prev" "$src/" "$dest/"
-    else
-      rsync -a "$src/" "$dest/"
-    fi
+    local link=()
+    [ -n "$prev" ] && [ -d "$prev" ] && link=(--link-dest="$prev")
+    rsync -a --info=progress2 --no-inc-recursive "${link[@]}" "$src/" "$dest/" | rsync_progress "$name"
   else
     echo "rsync is missing: copying $name in full (install rsync for incremental sets)" >&2
     cp -a "$src/." "$dest/"
@@ -32,11 +30,20 @@ copy_tree() {
 archive_tree() {
   local name=$1 src=$2 out=$3
   [ -d "$src" ] || fail "$name directory $src does not exist"
+  local total rc=0 p w
+  total=$(du -sb "$src" 2>/dev/null | cut -f1) || total=0
   if have zstd; then
-    tar -C "$src" -cf - . | zstd -q -T0 -3 -o "$out.tar.zst"
+    tar -C "$src" -cf - . | zstd -q -T0 -3 -o "$out.tar.zst" &
   else
-    tar -C "$src" -cf - . | gzip -1 > "$out.tar.gz"
+    tar -C "$src" -cf - . | gzip -1 > "$out.tar.gz" &
   fi
+  # The compressor reads the whole tar stream: its read count against the tree's size.
+  p=$!
+  watch_read "$name" "$p" "${total:-0}" & w=$!
+  wait "$p" || rc=$?
+  kill "$w" 2>/dev/null || true
+  wait "$w" 2>/dev/null || true
+  return "$rc"
 }
 
 JOB_VERBS+=(backup)
@@ -65,8 +72,15 @@ cmd_backup() {
   local psql=$(opt psql) pg_dump=$(opt pg_dump) pg_restore=$(opt pg_restore)
 
   step "checking free space in $bd"
-  local db_bytes free_kb need_kb
-  db_bytes=$("$psql" -X -At "${PGCONN[@]}" -d "$(opt pg_db)" -c 'select pg_database_size(current_database())') || fail "cannot reach the database"
+  local sizes db_bytes table_bytes free_kb need_kb
+  # The tables' own size (heap and TOAST, no indexes) is about what pg_dump reads: the estimate for
+  # its progress. From pg_class statistics, because pg_table_size() would wait behind any lock
+  # on a table before the dump even starts.
+  sizes=$("$psql" -X -At -F ' ' "${PGCONN[@]}" -d "$(opt pg_db)" -c "select pg_database_size(current_database()),
+    (select coalesce(sum(c.relpages + coalesce(t.relpages, 0)), 0) * current_setting('block_size')::bigint
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace left join pg_class t on t.oid = c.reltoastrelid
+      where c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema'))") || fail "cannot reach the database"
+  read -r db_bytes table_bytes <<< "$sizes"
   free_kb=$(df -Pk "$bd" | awk 'NR==2 {print $4}')
   need_kb=$((db_bytes / 1024 / 4))
   if [ -z "$prev" ]; then
@@ -96,6 +110,7 @@ cmd_backup() {
   step "database: pg_dump -Fc ($pg_dump)"
   PGAPPNAME="kadi-ops-$id" "$pg_dump" -Fc "${PGCONN[@]}" --snapshot="$snapshot" -f "$partial/db.dump" "$(opt pg_db)" &
   local dump_pid=$!
+  watch_read database "$dump_pid" "$table_bytes" & local dump_watch=$!
 
   # Row counts in the same snapshot, for deep verification later.
   cat >&"${SNAP[1]}" <<'SQL'
@@ -125,6 +140,7 @@ SQL
   local rc_dump=0 rc_st=0 rc_up=0 t_files t_dump
   t_files=$(now)
   wait "$dump_pid" || rc_dump=$?
+  kill "$dump_watch" 2>/dev/null || true
   t_dump=$(now)
   echo "COMMIT;" >&"${SNAP[1]}"
   exec {SNAP[1]}>&-
@@ -177,18 +193,9 @@ SQL
   local t_manifest; t_manifest=$(now)
   step "manifest: listing and hashing new files"
   echo "ended=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$info"
-  python3 -I -S - "$partial" "${prev}" "$(opt manifest_json)" <<'PY' || fail "writing the manifest failed"
-import concurrent.futures, hashlib, json, os, sys
+  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$partial" "${prev}" "$(opt manifest_json)" || fail "writing the manifest failed"
+import concurrent.futures, json, os
 partial, prev, base_json = sys.argv[1], sys.argv[2], sys.argv[3]
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b: break
-            h.update(b)
-    return h.hexdigest()
 
 def load_list(path):
     out = {}
@@ -201,7 +208,7 @@ def load_list(path):
         pass
     return out
 
-def tree_list(name):
+def scan_tree(name):
     root = os.path.join(partial, name)
     prev_root = os.path.join(prev, name) if prev else None
     prev_hashes = load_list(os.path.join(prev, name + '.files.jsonl')) if prev else {}
@@ -222,9 +229,14 @@ def tree_list(name):
                     pass
             entries.append([rel, st.st_size, int(st.st_mtime), digest])
             if digest is None: todo.append(len(entries) - 1)
+    return entries, todo
+
+def finish_tree(name, entries, todo, progress):
+    root = os.path.join(partial, name)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
         for i, d in zip(todo, ex.map(lambda i: sha256(os.path.join(root, entries[i][0])), todo)):
             entries[i][3] = d
+            progress.add(entries[i][1])
     with open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8') as f:
         for e in entries: f.write(json.dumps(e, ensure_ascii=False) + '\n')
     return {'files': len(entries), 'bytes': sum(e[1] for e in entries), 'newFiles': len(todo), 'newBytes': sum(entries[i][1] for i in todo)}
@@ -234,10 +246,12 @@ m = json.loads(base_json)
 m['startedAt'] = info.get('started'); m['endedAt'] = info.get('ended')
 m['hostname'] = info.get('hostname'); m['previousSet'] = info.get('previous') or None
 m['artifacts'] = []
-trees = {}
-for name in ('storage', 'uploads'):
-    if os.path.isdir(os.path.join(partial, name)):
-        trees[name] = tree_list(name)
+scans = {name: scan_tree(name) for name in ('storage', 'uploads') if os.path.isdir(os.path.join(partial, name))}
+# One progress over everything hashed: the trees' new files, then the artifacts.
+artifact_bytes = sum(os.path.getsize(os.path.join(partial, fn)) for fn in os.listdir(partial)
+                     if not fn.startswith('.') and os.path.isfile(os.path.join(partial, fn)))
+progress = Progress('manifest', artifact_bytes + sum(e[i][1] for e, todo in scans.values() for i in todo))
+trees = {name: finish_tree(name, entries, todo, progress) for name, (entries, todo) in scans.items()}
 toc_entries = sum(1 for l in open(os.path.join(partial, 'db.toc'), encoding='utf-8', errors='replace') if l and l[0].isdigit())
 counts = {}
 for l in open(os.path.join(partial, 'db.counts.tsv'), encoding='utf-8'):
@@ -246,6 +260,7 @@ for fn in sorted(os.listdir(partial)):
     p = os.path.join(partial, fn)
     if fn.startswith('.') or not os.path.isfile(p): continue
     a = {'name': fn, 'size': os.path.getsize(p), 'sha256': sha256(p)}
+    progress.add(a['size'])
     if fn == 'db.dump': a['tocEntries'] = toc_entries; a['tables'] = len(counts); a['rows'] = sum(counts.values())
     for name, t in trees.items():
         if fn == name + '.files.jsonl': a['tree'] = name; a.update(t)

@@ -22,21 +22,19 @@ cmd_verify() {
     [ -f "$a" ] || continue
     printf '%s\t%s\n' "${a##*/}" "$(archive_listing "$a" 2>/dev/null || echo unreadable)" >> "$JOB_DIR/archives.tsv"
   done
-  python3 -I -S - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv" <<'PY'
-import concurrent.futures, datetime, hashlib, json, os, sys
+  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv"
+import concurrent.futures, datetime, json, os
 d, toc_ok, toc_n, out = sys.argv[1], sys.argv[2] == 'yes', int(sys.argv[3] or 0), sys.argv[4]
 archives = dict(l.rstrip('\n').split('\t', 1) for l in open(sys.argv[5]) if '\t' in l)
 m = json.load(open(os.path.join(d, 'manifest.json'), encoding='utf-8'))
 problems = []
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b: break
-            h.update(b)
-    return h.hexdigest()
 checked_files = 0; checked_bytes = 0
+def tree_bytes(a):
+    try:
+        return sum(json.loads(l)[1] for l in open(os.path.join(d, a['name']), encoding='utf-8'))
+    except (OSError, ValueError, IndexError, TypeError):
+        return 0
+progress = Progress('verify', sum(a.get('size', 0) + (tree_bytes(a) if a.get('tree') else 0) for a in m.get('artifacts', [])))
 bad = set()
 for a in m.get('artifacts', []):
     p = os.path.join(d, a['name'])
@@ -48,6 +46,7 @@ for a in m.get('artifacts', []):
     if sha256(p) != a['sha256']:
         problems.append('%s: sha256 does not match the manifest' % a['name'])
         bad.add(a['name'])
+    progress.add(size)
     checked_files += 1; checked_bytes += size
     if a.get('archiveOf'):
         got = archives.get(a['name'], 'unreadable')
@@ -80,8 +79,9 @@ for a in m.get('artifacts', []):
             return '%s/%s: sha256 does not match' % (tree, rel)
         return None
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-        for r in ex.map(check, entries):
+        for e, r in zip(entries, ex.map(check, entries)):
             if r: problems.append(r)
+            progress.add(e[1])
     listed = set(e[0] for e in entries)
     for dirpath, dirnames, filenames in os.walk(root):
         for fn in filenames:
@@ -132,7 +132,11 @@ verify_deep() {
   "$psql" "${C[@]}" -d "$pg_db" -c "CREATE DATABASE \"$scratch\"" \
     || { echo "deep verification needs the CREATEDB privilege for role $pg_user" >&2; return 1; }
   local rc=0
-  "$(opt pg_restore)" --no-owner --no-privileges --exit-on-error -h "$pg_host" -p "$pg_port" -U "$pg_user" -w -d "$scratch" "$dir/db.dump" || rc=$?
+  set +o errexit
+  "$(opt pg_restore)" -v --no-owner --no-privileges --exit-on-error -h "$pg_host" -p "$pg_port" -U "$pg_user" -w -d "$scratch" "$dir/db.dump" 2>&1 >/dev/null |
+    pg_restore_progress "$(grep -c '^[0-9]' "$dir/db.toc" 2>/dev/null || true)" "$JOB_DIR/deep_restore.err" quiet
+  rc=${PIPESTATUS[0]}
+  set -o errexit
   if [ "$rc" -ne 0 ]; then
     echo '{"problems": ["pg_restore into the scratch database failed"], "warnings": []}' > "$JOB_DIR/deep.json"
     drop_scratch
@@ -231,8 +235,18 @@ PY
 drop_scratch() {
   local scratch; scratch=$(cat "$JOB_DIR/scratch_db" 2>/dev/null || true)
   [ -n "$scratch" ] || return 0
-  "$(opt psql)" -X -q -h "$(opt pg_host)" -p "$(opt pg_port)" -U "$(opt pg_user)" -w -d "$(opt pg_db)" \
-    -c "DROP DATABASE IF EXISTS \"$scratch\"" && rm -f "$JOB_DIR/scratch_db"
+  # After a cancel the killed pg_restore's session may linger a moment and block the DROP.
+  local i
+  for i in 1 2 3 4 5; do
+    if "$(opt psql)" -X -q -h "$(opt pg_host)" -p "$(opt pg_port)" -U "$(opt pg_user)" -w -d "$(opt pg_db)" \
+      -c "DROP DATABASE IF EXISTS \"$scratch\""; then
+      rm -f "$JOB_DIR/scratch_db"
+      return 0
+    fi
+    sleep 1
+  done
+  echo "could not drop the scratch database $scratch; drop it by hand" >&2
+  return 1
 }
 
 cleanup_verify() { parse_opts "$@"; drop_scratch || true; }

@@ -87,18 +87,33 @@ restore_db() {
     echo "database is empty: plain pg_restore"
   fi
   [ -n "$(opt jobs)" ] && args+=(--jobs "$(opt jobs)")
+  local entries
   if [ -s "$JOB_DIR/listing" ]; then
-    echo "selective restore with the uploaded listing ($(grep -c '^[0-9]' "$JOB_DIR/listing") entries enabled)"
+    entries=$(grep -c '^[0-9]' "$JOB_DIR/listing" || true)
+    echo "selective restore with the uploaded listing ($entries entries enabled)"
     args+=(-L "$JOB_DIR/listing")
+  elif [ -f "$dir/db.toc" ]; then
+    entries=$(grep -c '^[0-9]' "$dir/db.toc" || true)
+  else
+    entries=$("$pg_restore" -l "$dir/db.dump" | grep -c '^[0-9]' || true)
   fi
-  echo "pg_restore ${args[*]} $dir/db.dump"
+  echo "pg_restore -v ${args[*]} $dir/db.dump"
+  # -v names every entry as it is restored: the log shows where a long restore is, and the
+  # count of those lines against the enabled entries is the progress.
   local rc=0
-  PGAPPNAME="kadi-ops-$JOB_ID" "$pg_restore" "${args[@]}" "$dir/db.dump" 2> "$JOB_DIR/pg_restore.err" || rc=$?
-  cat "$JOB_DIR/pg_restore.err"
+  set +o errexit
+  PGAPPNAME="kadi-ops-$JOB_ID" "$pg_restore" -v "${args[@]}" "$dir/db.dump" 2>&1 >/dev/null | pg_restore_progress "${entries:-0}" "$JOB_DIR/pg_restore.err"
+  rc=${PIPESTATUS[0]}
+  set -o errexit
   if [ "$rc" -ne 0 ] || grep -q 'errors ignored on restore' "$JOB_DIR/pg_restore.err"; then
     # pg_restore names the entry it failed on ("from TOC entry 215; 1259 16390 TABLE ...").
     if grep -q 'from TOC entry' "$JOB_DIR/pg_restore.err"; then
-      grep -E 'from TOC entry' "$JOB_DIR/pg_restore.err" | sed 's/^.*from TOC entry /FAILED TOC ENTRY: /' || true
+      # The error names the entry without its schema; the dump's TOC line has it.
+      local entry id
+      while IFS= read -r entry; do
+        id=${entry%%;*}
+        if [ -f "$dir/db.toc" ] && grep -m1 "^$id; " "$dir/db.toc" | sed 's/^/FAILED TOC ENTRY: /'; then :; else echo "FAILED TOC ENTRY: $entry"; fi
+      done < <(sed -n 's/^.*from TOC entry \([0-9][0-9]*;.*\)$/\1/p' "$JOB_DIR/pg_restore.err")
     else
       # Errors in the --clean phase name only the command; find its entry in the dump's TOC.
       local cmd
@@ -156,7 +171,8 @@ restore_tree() {
     esac
   fi
   echo "rsync -a --delete $src/ $live/   (owner $owner, group $group)"
-  rsync -a --delete --stats "$src/" "$live/" | sed -n 's/^\(Number of \(regular \)\?files transferred\|Number of deleted files\|Total transferred file size\)/  &/p' || fail "rsync of $name failed"
+  rsync -a --delete --stats --info=progress2 --no-inc-recursive "$src/" "$live/" |
+    rsync_progress "$name" '^(Number of (regular )?files transferred|Number of deleted files|Total transferred file size)' || fail "rsync of $name failed"
   rm -rf -- "$JOB_DIR/extract-$name"
   fix_tree_perms "$live" "$owner" "$group"
 }

@@ -97,6 +97,10 @@ describe('Backup now, verify and cancel from the tree', function () {
 
     assert.match(output.text().slice(from), new RegExp(`■ Verify ${newSet} on sandbox: succeeded`));
     await dialogs.waitFor('information', new RegExp(`^Verify ${newSet} on sandbox: succeeded`), mark);
+    // The notification showed the step and then how many bytes of the set were checked.
+    const reports = dialogs.progress.filter((p) => p.title === `Verify ${newSet} on sandbox`).map((p) => p.message);
+    assert.ok(reports.some((m) => /^verifying \S+: checksums of every artifact and file$/.test(m)), reports.join('\n'));
+    assert.ok(reports.some((m) => /^verifying \S+: checksums of every artifact and file — 100% \([\d.]+ \w+ of [\d.]+ \w+\)$/.test(m)), reports.join('\n'));
     const verified = await waitFor('the set marked verified', async () => {
       await tree.reload(HOST);
       const s = (await tree.sets(HOST)).find((x) => x.set.name === newSet);

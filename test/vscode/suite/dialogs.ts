@@ -36,6 +36,8 @@ function titleOf(item: unknown): string {
 
 export class Dialogs implements vscode.Disposable {
   readonly shown: Shown[] = [];
+  /** Every message reported to a progress notification, under its title ("Backup on sandbox"). */
+  readonly progress: { title: string; message: string }[] = [];
   private readonly rules: Rule[] = [];
   private readonly restore: (() => void)[] = [];
   private readonly listeners: ((s: Shown) => void)[] = [];
@@ -65,6 +67,21 @@ export class Dialogs implements vscode.Disposable {
         this.record(shown);
         return item;
       };
+    // withProgress still shows the real notification; the reports are recorded on the way.
+    const withProgress = vscode.window.withProgress.bind(vscode.window);
+    patch('withProgress', <R>(options: vscode.ProgressOptions, task: (p: vscode.Progress<{ message?: string; increment?: number }>, t: vscode.CancellationToken) => Thenable<R>) =>
+      withProgress(options, (progress, token) =>
+        task(
+          {
+            report: (value) => {
+              if (value.message !== undefined) this.progress.push({ title: options.title ?? '', message: value.message });
+              progress.report(value);
+            },
+          },
+          token,
+        ),
+      ),
+    );
     patch('showInformationMessage', message('information'));
     patch('showWarningMessage', message('warning'));
     patch('showErrorMessage', message('error'));
