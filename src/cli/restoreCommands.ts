@@ -47,8 +47,8 @@ function simpleJob(summary: string, start: (ctx: CliContext, host: RemoteHost) =
 
 export const restoreCommands: Record<string, CliCommand> = {
   restore: {
-    args: '<host> <set|latest> [--components db,storage,uploads,redis,config] [--no-safety-backup] [--jobs N] [--listing FILE] [--overwrite-config] --yes <host name>',
-    summary: 'verify a set, show the plan, then restore it as a job (safety backup first, services stopped, reindex and checks after)',
+    args: '<host> <set|latest> [--components db,storage,uploads,redis,config] [--no-safety-backup] [--jobs N] [--listing FILE] [--overwrite-config] [--verify-again] --yes <host name>',
+    summary: 'verify a set (or rely on its passing verification of the last 24 h), show the plan, then restore it as a job (safety backup first, services stopped, reindex and checks after)',
     async run(ctx) {
       const host = await hostFor(ctx);
       const setName = ctx.positionals[1];
@@ -64,12 +64,14 @@ export const restoreCommands: Record<string, CliCommand> = {
       const listing = listingFile === undefined ? undefined : fs.readFileSync(listingFile, 'utf8');
       const d = await discover(host);
       const profile = host.profile;
-      ctx.err(`Verifying ${setName} before anything is changed…`);
+      ctx.err(`Checking ${setName} and ${profile.name} before anything is changed…`);
       const plan = await preflight(host, d, setName, {
         components,
         safetyBackup: !ctx.args.flags.has('no-safety-backup'),
         jobs: intFlag(ctx, 'jobs', 1),
         listing,
+        // A passing verification of the last 24 h is relied on unless --verify-again.
+        reuseVerificationHours: ctx.args.flags.has('verify-again') ? 0 : undefined,
         sink: consoleSink(ctx),
         signal: ctx.signal,
         reconnect: () => ctx.pool.get(profile),

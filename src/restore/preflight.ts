@@ -4,13 +4,13 @@
  * startRestore refuse; warnings are shown with the plan.
  */
 import { listSets, startVerify } from '../backup/backupSets';
-import type { BackupSet } from '../backup/manifest';
+import type { BackupSet, VerifyRecord } from '../backup/manifest';
 import { MemorySink, teeSink, type OutputSink } from '../core/sink';
 import type { Discovery } from '../kadi/discovery';
 import { compareKadiVersions, parseKadiVersion } from '../kadi/outputParsers';
 import { parseListing, validateAgainst } from '../pgtoc/listing';
 import { checkAgent } from '../remote/agent';
-import { followJob } from '../remote/jobs';
+import { followJob, listJobs, LockBusyError } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { DEFAULT_COMPONENTS, type RestoreComponent } from './components';
 import { configDiff, type ConfigFileDiff } from './configDiff';
@@ -21,7 +21,8 @@ export interface RestorePlan {
   set: BackupSet;
   components: RestoreComponent[];
   safetyBackup: boolean;
-  verify: { ok: boolean; jobId: string; problems: string[] };
+  /** jobId: the verify job run now; reused: the earlier passing verification relied on instead. */
+  verify: { ok: boolean; jobId?: string; problems: string[]; reused?: { level: 'quick' | 'deep'; at: string } };
   kadi: { setVersion?: string; hostVersion?: string; setRevision?: string; hostRevision?: string; upgrade: boolean };
   postgres: { dumpMajor?: number; serverMajor?: number; pgRestore?: string };
   database: { empty: boolean; relations?: number; mode: 'plain' | 'clean' };
@@ -44,6 +45,13 @@ export interface PreflightOptions {
   jobs?: number;
   /** An edited `pg_restore -l` listing for a selective database restore. */
   listing?: string;
+  /**
+   * A passing verification of the set younger than this many hours is relied on instead of
+   * re-hashing the whole set (default 24, a nightly backup-and-verify; 0 always verifies again).
+   */
+  reuseVerificationHours?: number;
+  /** The time the age of a verification is measured against (tests). */
+  now?: Date;
   /** Streams the verify job's output. */
   sink?: OutputSink;
   signal?: AbortSignal;
@@ -68,12 +76,18 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   const m = set.manifest;
   const f = d.facts;
 
-  // 1. Quick verify: every artifact and file against the manifest. Any mismatch refuses.
-  const collected = new MemorySink();
-  const verifyId = await startVerify(host, d, set.name, 'quick');
-  const outcome = await followJob(host, verifyId, { sink: opts.sink ? teeSink(collected, opts.sink) : collected, signal: opts.signal, reconnect: opts.reconnect });
-  const problems = collected.text('stdout').split('\n').flatMap((l) => (l.startsWith('PROBLEM: ') ? [l.slice(9)] : []));
-  const verifyOk = outcome.result === 'succeeded';
+  // 1. Quick verify: every artifact and file against the manifest. Any mismatch refuses. A recent
+  // passing verification is relied on (re-hashing a large set costs minutes); the live probe
+  // runs meanwhile, it only reads.
+  const reused = recentVerification(set.verify, opts.reuseVerificationHours ?? DEFAULT_REUSE_VERIFICATION_HOURS, opts.now ?? new Date());
+  if (reused) {
+    // No verify job takes the instance lock now: say at once that another job holds it.
+    const running = (await listJobs(host)).find((j) => j.state === 'running');
+    if (running) throw new LockBusyError(host.profile.name, { job: running.id, kind: running.kind, operator: running.operator, client: running.client, started: running.started }, false);
+  }
+  const [verify, probe] = await Promise.all([reused ? { ok: true, problems: [], reused } : verifyNow(host, d, set.name, opts), probeLive(host, d)]);
+  const verifyOk = verify.ok;
+  const problems = verify.problems;
   if (!verifyOk) blockers.push(`Set ${set.name} failed verification (${problems.length} problem(s)${problems.length ? `, e.g. ${problems.slice(0, 3).join('; ')}` : ''}); it will not be restored.`);
 
   // 2. Kadi version and schema revision.
@@ -94,7 +108,6 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   }
 
   // 4. The live side: trees, free space, database, services.
-  const probe = await probeLive(host, d);
   if (probe.dbError) blockers.push(`The database is not reachable: ${probe.dbError}`);
   const empty = (probe.dbRelations ?? 0) === 0;
   const disk: RestorePlan['disk'] = [];
@@ -154,7 +167,7 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     set,
     components,
     safetyBackup,
-    verify: { ok: verifyOk, jobId: verifyId, problems },
+    verify,
     kadi: { setVersion: m.kadiVersion, hostVersion: f.kadiVersion, setRevision: m.alembicRevision, hostRevision: f.alembicRevision, upgrade },
     postgres: { dumpMajor, serverMajor: f.pg.serverMajor, pgRestore: f.pg.pgRestore },
     database: { empty, relations: probe.dbRelations, mode: empty ? 'plain' : 'clean' },
@@ -170,6 +183,23 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   };
 }
 
+export const DEFAULT_REUSE_VERIFICATION_HOURS = 24;
+
+/** A set's own passing verification, when it is younger than `hours`. */
+export function recentVerification(v: VerifyRecord | null, hours: number, now: Date): { level: 'quick' | 'deep'; at: string } | undefined {
+  if (!v?.ok || hours <= 0) return undefined;
+  const age = now.getTime() - Date.parse(v.at);
+  return age >= 0 && age < hours * 3600_000 ? { level: v.level, at: v.at } : undefined;
+}
+
+async function verifyNow(host: RemoteHost, d: Discovery, set: string, opts: PreflightOptions): Promise<RestorePlan['verify']> {
+  const collected = new MemorySink();
+  const jobId = await startVerify(host, d, set, 'quick');
+  const outcome = await followJob(host, jobId, { sink: opts.sink ? teeSink(collected, opts.sink) : collected, signal: opts.signal, reconnect: opts.reconnect });
+  const problems = collected.text('stdout').split('\n').flatMap((l) => (l.startsWith('PROBLEM: ') ? [l.slice(9)] : []));
+  return { ok: outcome.result === 'succeeded', jobId, problems };
+}
+
 function mib(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
@@ -179,7 +209,7 @@ export function formatPlan(p: RestorePlan): string[] {
   const out = [
     `Restore plan for ${p.host}`,
     `  set                ${p.set.name} (${p.set.manifest.kadiVersion ?? '?'}, made ${p.set.manifest.startedAt ?? '?'})`,
-    `  verification       ${p.verify.ok ? 'ok (quick: every checksum matches)' : `FAILED (${p.verify.problems.length} problem(s))`}`,
+    `  verification       ${verificationLine(p.verify)}`,
     `  components         ${p.components.join(', ')}`,
     `  safety backup      ${p.safetyBackup ? 'yes, a pre-restore set first' : 'NO (opted out)'}`,
     `  Kadi               set ${p.kadi.setVersion ?? '?'} rev ${p.kadi.setRevision ?? '?'}; host ${p.kadi.hostVersion ?? '?'} rev ${p.kadi.hostRevision ?? '?'}${p.kadi.upgrade ? ' -> kadi db upgrade afterwards' : ''}`,
@@ -195,4 +225,10 @@ export function formatPlan(p: RestorePlan): string[] {
   for (const w of p.warnings) out.push(`  warning: ${w}`);
   for (const b of p.blockers) out.push(`  REFUSED: ${b}`);
   return out;
+}
+
+function verificationLine(v: RestorePlan['verify']): string {
+  if (!v.ok) return `FAILED (${v.problems.length} problem(s))`;
+  if (v.reused) return `ok (${v.reused.level} verification of ${v.reused.at}, relied on; verify again to re-check every checksum)`;
+  return 'ok (quick: every checksum matches)';
 }

@@ -5,6 +5,8 @@
  */
 import * as vscode from 'vscode';
 import type { HostProfile } from '../config/types';
+import { JobProgress } from '../core/jobProgress';
+import type { OutputSink } from '../core/sink';
 import { discover } from '../kadi/discovery';
 import { DEFAULT_COMPONENTS, RESTORE_COMPONENTS, type RestoreComponent } from '../restore/components';
 import { formatPlan, preflight, type RestorePlan } from '../restore/preflight';
@@ -51,12 +53,26 @@ async function runRestore(deps: CommandDeps, profile: HostProfile, setName: stri
   const channel = deps.outputs.channel(profile.name);
   let plan: RestorePlan;
   try {
-    plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Restore preflight on ${profile.name}: verifying ${setName}…`, cancellable: true }, async (_p, token) => {
+    plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Restore preflight on ${profile.name}: verifying ${setName}…`, cancellable: true }, async (progress, token) => {
       const abort = new AbortController();
       token.onCancellationRequested(() => abort.abort());
       const host = await deps.pool.get(profile);
       const d = await discover(host);
-      return preflight(host, d, setName, { components: choice.components, safetyBackup: choice.safetyBackup, listing: choice.listing, sink: deps.outputs.sink(profile.name), signal: abort.signal, reconnect: () => deps.pool.get(profile) });
+      // The verify job's lines go to the output; its steps and percentages to the notification.
+      const out = deps.outputs.sink(profile.name);
+      const steps = new JobProgress();
+      const sink: OutputSink = {
+        lines: (stream, lines) => {
+          out.lines(stream, lines);
+          if (stream !== 'stdout') return;
+          for (const l of lines) {
+            const message = steps.feed(l);
+            if (message !== undefined) progress.report({ message });
+          }
+        },
+      };
+      const reuseVerificationHours = vscode.workspace.getConfiguration('kadiOps').get<number>('restore.reuseVerificationHours');
+      return preflight(host, d, setName, { components: choice.components, safetyBackup: choice.safetyBackup, listing: choice.listing, reuseVerificationHours, sink, signal: abort.signal, reconnect: () => deps.pool.get(profile) });
     });
   } catch (e) {
     channel.error(`Restore preflight failed: ${(e as Error).message}`);

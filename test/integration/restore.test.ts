@@ -2,15 +2,15 @@ import { strict as assert } from 'node:assert';
 import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startBackup } from '../../src/backup/backupSets';
+import { startBackup, startVerify } from '../../src/backup/backupSets';
 import type { HostProfile } from '../../src/config/types';
 import { MemorySink } from '../../src/core/sink';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { followJob, LockBusyError } from '../../src/remote/jobs';
+import { followJob, listJobs, LockBusyError } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { RestoreComponent } from '../../src/restore/components';
-import { preflight, type RestorePlan } from '../../src/restore/preflight';
+import { formatPlan, preflight, type RestorePlan } from '../../src/restore/preflight';
 import { parseJobReport } from '../../src/restore/report';
 import { startRestore } from '../../src/restore/restoreJob';
 import type { SandboxHost } from '../sandbox/sandbox';
@@ -160,15 +160,46 @@ describe('restore against the sandbox host', function () {
     }
   });
 
-  it('a restore while a backup runs is refused, naming the holder', async () => {
+  it('a passing verification of the last 24 h is relied on (no re-hash, shown in the plan); 0 hours verifies again and finds damage', async () => {
+    const set = await backup();
+    const v = await runJob(host, pool, async () => startVerify(host, await d(), set));
+    assert.equal(v.outcome.result, 'succeeded', v.log);
+    const verifies = async (): Promise<string[]> => (await listJobs(host)).filter((j) => j.kind === 'verify').map((j) => j.id);
+    const before = await verifies();
+    const plan = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false });
+    assert.equal(plan.verify.ok, true);
+    assert.equal(plan.verify.jobId, undefined);
+    assert.equal(plan.verify.reused?.level, 'quick');
+    assert.deepEqual(await verifies(), before, 'no verify job ran');
+    assert.match(formatPlan(plan).join('\n'), /verification {7}ok \(quick verification of \S+, relied on; verify again/);
+    // The same verification is too old for a 24-hour window a day later.
+    const later = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false, now: new Date(Date.now() + 25 * 3600_000) });
+    assert.equal(later.verify.reused, undefined);
+    assert.ok(later.verify.jobId);
+    // Damage after the verification: only a fresh verification (0 hours) sees it.
+    fs.appendFileSync(path.join(sb.backupDir, set, 'db.dump'), 'x');
+    try {
+      const again = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false, reuseVerificationHours: 0 });
+      assert.equal(again.verify.ok, false);
+      assert.ok(again.blockers.some((b) => /failed verification/.test(b)), again.blockers.join('\n'));
+    } finally {
+      fs.rmSync(path.join(sb.backupDir, set), { recursive: true, force: true });
+    }
+  });
+
+  it('a restore while a backup runs is refused, naming the holder (relying on a verification or verifying now)', async () => {
     const disc = await d();
+    const set = await backup();
+    assert.equal((await runJob(host, pool, () => startVerify(host, disc, set))).outcome.result, 'succeeded');
     const id = await startBackup(host, disc);
     try {
-      await assert.rejects(preflight(host, disc, 'latest', {}), (e: unknown) => {
-        assert.ok(e instanceof LockBusyError, String(e));
-        assert.match((e as Error).message, new RegExp(`backup ${id} by \\S+@\\S+ since`));
-        return true;
-      });
+      for (const reuseVerificationHours of [24, 0]) {
+        await assert.rejects(preflight(host, disc, set, { reuseVerificationHours }), (e: unknown) => {
+          assert.ok(e instanceof LockBusyError, String(e));
+          assert.match((e as Error).message, new RegExp(`backup ${id} by \\S+@\\S+ since`));
+          return true;
+        });
+      }
     } finally {
       const out = await followJob(host, id, { sink: new MemorySink() });
       assert.equal(out.result, 'succeeded');

@@ -2,6 +2,8 @@ import { strict as assert } from 'node:assert';
 import { parseComponents, RestoreUsageError } from '../../src/restore/components';
 import { parseConfigDiff, redactConfigDiff } from '../../src/restore/configDiff';
 import { parseProbe } from '../../src/restore/probe';
+import { recentVerification } from '../../src/restore/preflight';
+import type { VerifyRecord } from '../../src/backup/manifest';
 import { formatReport, parseJobReport } from '../../src/restore/report';
 
 const LOG = [
@@ -115,5 +117,25 @@ describe('restore: components, probe and config diff', () => {
     assert.match(diff, /\+SERVER_NAME = "kadi.example"/);
     assert.equal(files[1].diff, undefined);
     assert.doesNotMatch(redactConfigDiff('  password = "x"'), /"x"/);
+  });
+});
+
+describe('relying on a recent verification before a restore', () => {
+  const setWith = (verify: VerifyRecord | null): VerifyRecord | null => verify;
+  const passed = (at: string, level: 'quick' | 'deep' = 'quick'): VerifyRecord => ({ level, ok: true, problems: [], problemCount: 0, files: 1, bytes: 1, at });
+  const now = new Date('2026-11-26T12:00:00Z');
+
+  it('relies on a passing verification inside the window, quick or deep', () => {
+    assert.deepEqual(recentVerification(setWith(passed('2026-11-26T06:30:00Z')), 24, now), { level: 'quick', at: '2026-11-26T06:30:00Z' });
+    assert.deepEqual(recentVerification(setWith(passed('2026-11-25T12:00:01Z', 'deep')), 24, now), { level: 'deep', at: '2026-11-25T12:00:01Z' });
+  });
+
+  it('verifies again when the verification failed, is too old, is missing, is from the future, or the window is 0', () => {
+    assert.equal(recentVerification(setWith({ ...passed('2026-11-26T11:00:00Z'), ok: false }), 24, now), undefined);
+    assert.equal(recentVerification(setWith(passed('2026-11-25T12:00:00Z')), 24, now), undefined);
+    assert.equal(recentVerification(setWith(null), 24, now), undefined);
+    assert.equal(recentVerification(setWith(passed('2026-11-26T13:00:00Z')), 24, now), undefined);
+    assert.equal(recentVerification(setWith(passed('2026-11-26T11:59:00Z')), 0, now), undefined);
+    assert.equal(recentVerification(setWith(passed('not a date')), 24, now), undefined);
   });
 });
