@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { PROFILE_DEFAULTS } from '../../src/config/defaults';
 import { formatConfigError, resolveProfiles } from '../../src/config/hostProfiles';
 import { PROFILE_SPEC, specPaths, type ObjectSpec } from '../../src/config/profileSpec';
+import { DEFAULT_REUSE_VERIFICATION_HOURS } from '../../src/restore/preflight';
 
 interface Schema {
   type?: string;
@@ -139,6 +140,7 @@ describe('kadiOps.hosts settings schema matches the validator', () => {
     assert.equal(settings.properties['kadiOps.backupMaxAgeHours'].default, PROFILE_DEFAULTS.backupMaxAgeHours);
     assert.equal(settings.properties['kadiOps.confirmRestoreByTypingHostName'].default, true);
     assert.deepEqual(settings.properties['kadiOps.retention'].default, { keepDaily: 7, keepWeekly: 4, keepMonthly: 6, minKeep: 3 });
-    assert.deepEqual(Object.keys(settings.properties).sort(), ['kadiOps.backupMaxAgeHours', 'kadiOps.confirmRestoreByTypingHostName', 'kadiOps.hosts', 'kadiOps.retention']);
+    assert.equal(settings.properties['kadiOps.restore.reuseVerificationHours'].default, DEFAULT_REUSE_VERIFICATION_HOURS);
+    assert.deepEqual(Object.keys(settings.properties).sort(), ['kadiOps.backupMaxAgeHours', 'kadiOps.confirmRestoreByTypingHostName', 'kadiOps.hosts', 'kadiOps.restore.reuseVerificationHours', 'kadiOps.retention']);
   });
 });
