@@ -167,7 +167,7 @@ describe('backup engine against the sandbox host', function () {
   it('lists recent jobs with their outcome', async () => {
     const jobs = await listJobs(host);
     assert.ok(jobs.length >= 3);
-    assert.ok(jobs.every((j) => j.state === 'finished'));
+    assert.ok(jobs.every((j) => j.state === 'finished'), JSON.stringify(jobs.map((j) => [j.id, j.kind, j.state, j.status])));
     assert.ok(jobs.some((j) => j.kind === 'backup' && j.status === '0'));
     const done = jobs.find((j) => j.kind === 'backup' && j.status === '0')!;
     const log = await jobLog(host, done.id);

@@ -153,8 +153,16 @@ cmd_job_tail() {
   [ -d "$dir" ] || die "no job $2"
   pgid=$(cat "$dir/pgid" 2>/dev/null || true)
   if [ ! -s "$dir/status" ] && [ -n "$pgid" ] && kill -0 -- "-$pgid" 2>/dev/null; then
-    # --pid: stop following once the job leader is gone; the rest is then printed.
-    tail -c "+$((offset + 1))" -s 0.2 --pid="$pgid" -f "$dir/log"
+    # Follow until the job writes its status (or its whole group is gone: a killed job). Not
+    # `tail --pid`: the leader is an orphan, and a zombie until init reaps it, which takes a
+    # second or more on some hosts. Whatever tail has not printed yet, the client reads next
+    # from its byte offset.
+    tail -c "+$((offset + 1))" -s 0.2 -f "$dir/log" &
+    local t=$!
+    while [ ! -s "$dir/status" ] && kill -0 -- "-$pgid" 2>/dev/null; do sleep 0.1; done
+    sleep 0.1
+    kill "$t" 2>/dev/null || true
+    wait "$t" 2>/dev/null || true
   else
     tail -c "+$((offset + 1))" "$dir/log"
   fi
