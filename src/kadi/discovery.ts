@@ -53,7 +53,31 @@ export function kadiArgv(profile: HostProfile, ...args: string[]): string[] {
   return ['env', `KADI_CONFIG_FILE=${profile.kadi.configFile}`, profile.kadi.cli, ...args];
 }
 
+type KadiConfig = ReturnType<typeof parseKadiConfig>;
+
+/**
+ * `kadi utils config` starts the whole Flask application: seconds on a real host, paid before
+ * every job. Per connection, its result is reused while the config file and the kadi CLI are
+ * unchanged (path, mtime, size, inode of both, as the facts report them). A new connection
+ * reads it again.
+ */
+const configCache = new WeakMap<RemoteHost, { stamp: string; config: KadiConfig }>();
+
 export async function discover(host: RemoteHost): Promise<Discovery> {
+  const cached = configCache.get(host);
+  if (cached) {
+    const again = await collectFacts(host, cached.config);
+    if (again.stamp === cached.stamp) return again.discovery;
+    configCache.delete(host);
+  }
+  const config = await readKadiConfig(host);
+  const { discovery, stamp, stampAgeSeconds } = await collectFacts(host, config);
+  // A file changed within the last seconds may have changed after it was read: not cached.
+  if (stamp && stampAgeSeconds !== undefined && stampAgeSeconds > 2) configCache.set(host, { stamp, config });
+  return discovery;
+}
+
+async function readKadiConfig(host: RemoteHost): Promise<KadiConfig> {
   const profile = host.profile;
   const cfgResult = await host.run(kadiArgv(profile, 'utils', 'config'));
   if (cfgResult.code !== 0) {
@@ -65,7 +89,11 @@ export async function discover(host: RemoteHost): Promise<Discovery> {
       stderr: last,
     });
   }
-  const config = parseKadiConfig(cfgResult.stdout);
+  return parseKadiConfig(cfgResult.stdout);
+}
+
+async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ discovery: Discovery; stamp?: string; stampAgeSeconds?: number }> {
+  const profile = host.profile;
   const o = profile.overrides;
   const database: DatabaseTarget = {
     host: o.database.host ?? config.database?.host ?? 'localhost',
@@ -112,7 +140,9 @@ export async function discover(host: RemoteHost): Promise<Discovery> {
     problems: [],
   };
   facts.problems = findProblems(facts);
-  return { facts, dbPassword };
+  const stamp = kv.get('kadi_config_stamp') || undefined;
+  const age = Number(kv.get('now_epoch')) - Number(kv.get('kadi_config_newest_mtime'));
+  return { discovery: { facts, dbPassword }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
 }
 
 function kbToBytes(v: string | undefined): number | undefined {

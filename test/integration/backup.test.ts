@@ -62,6 +62,41 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(JSON.stringify(d.facts).includes(sb.pg.password), false, 'facts carry no password');
   });
 
+  it('reuses the Kadi configuration read on a connection until the config file changes; a new connection reads it again', async () => {
+    const file = sb.kadiConfig;
+    const original = fs.readFileSync(file, 'utf8');
+    const st = fs.statSync(file);
+    const past = new Date(Date.now() - 60_000);
+    fs.utimesSync(file, past, past);
+    const other = newPool();
+    try {
+      const h = await other.get(profile);
+      assert.equal((await discover(h)).facts.uploadsPath, sb.uploadsPath);
+      // An edit that keeps the file's identity (inode, size, mtime) is not seen on this connection:
+      // the proof that `kadi utils config` was not run again.
+      const edited = original.replace(`MISC_UPLOADS_PATH = "${sb.uploadsPath}"`, `MISC_UPLOADS_PATH = "${sb.uploadsPath.slice(0, -1)}X"`);
+      assert.notEqual(edited, original);
+      fs.writeFileSync(file, edited);
+      fs.utimesSync(file, past, past);
+      assert.equal(fs.statSync(file).ino, st.ino);
+      assert.equal((await discover(h)).facts.uploadsPath, sb.uploadsPath);
+      // A fresh connection reads the configuration.
+      const fresh = newPool();
+      try {
+        assert.equal((await discover(await fresh.get(profile))).facts.uploadsPath, `${sb.uploadsPath.slice(0, -1)}X`);
+      } finally {
+        fresh.closeAll();
+      }
+      // Any change of the file's mtime makes this connection read it again.
+      const later = new Date(Date.now() - 30_000);
+      fs.utimesSync(file, later, later);
+      assert.equal((await discover(h)).facts.uploadsPath, `${sb.uploadsPath.slice(0, -1)}X`);
+    } finally {
+      other.closeAll();
+      fs.writeFileSync(file, original);
+    }
+  });
+
   it('a backup restores with plain pg_restore to identical tables, and its trees equal the originals', async () => {
     const r = await runJob(host, pool, () => startBackup(host, d));
     assert.equal(r.outcome.result, 'succeeded', r.sink.text());

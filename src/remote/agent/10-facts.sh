@@ -6,6 +6,13 @@ cmd_facts() {
   trap 'rm -rf "$FACTS_WORK"' EXIT
   make_passfile "$FACTS_WORK" "$host" "$port" "$db" "$user"
   echo "hostname=$(hostname -f 2>/dev/null || hostname)"
+  # Identity of what `kadi utils config` depends on, so a client may reuse what it read before.
+  local stamp
+  if stamp=$(stat -L -c '%n:%Y:%s:%i' -- "$cfg" "$(command -v "$cli" || echo "$cli")" 2>/dev/null); then
+    echo "kadi_config_stamp=$(printf '%s' "$stamp" | tr '\n' ' ')"
+    echo "kadi_config_newest_mtime=$(printf '%s\n' "$stamp" | awk -F: '{ print $(NF - 2) }' | sort -n | tail -n1)"
+  fi
+  echo "now_epoch=$(date +%s)"
   echo "remote_user=$(id -un)"
   local v
   if v=$(KADI_CONFIG_FILE=$cfg "$cli" --version 2>/dev/null | tail -n1); then echo "kadi_version=$v"; else echo "kadi_version_error=kadi --version failed"; fi
