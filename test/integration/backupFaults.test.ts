@@ -3,7 +3,7 @@
  * killed processes, a full backup filesystem, corrupted artifacts, and what deep verify finds.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup, startVerify } from '../../src/backup/backupSets';
@@ -11,7 +11,7 @@ import type { HostProfile } from '../../src/config/types';
 import { MemorySink, type OutputSink } from '../../src/core/sink';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { cancelJob, followJob, jobStatus, listJobs, type JobOutcome } from '../../src/remote/jobs';
+import { cancelJob, followJob, jobStatus, listJobs, LockBusyError, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
@@ -160,6 +160,32 @@ describe('backup faults and verification against the sandbox host', function () 
     assert.equal((await listSets(host)).partials.length, 0);
     const next = await run(() => startBackup(host, d));
     assert.equal(next.outcome.result, 'succeeded');
+  });
+
+  it('a lock still held after its job leader died is reported as stale; --break-stale-lock kills the holder and the backup runs', async () => {
+    const state = path.join(sb.backupDir, '.kadi-ops');
+    const lock = path.join(state, 'lock');
+    // A leftover of a job whose leader is gone: a process that still holds the lock file.
+    const holder = spawn('sudo', ['-u', sb.kadiUser, 'flock', '-w', '10', lock, 'sleep', '300'], { stdio: 'ignore', detached: true });
+    const gone = spawnSync('true').pid as number;
+    try {
+      const free = (): boolean => spawnSync('sudo', ['-u', sb.kadiUser, 'flock', '-n', lock, 'true']).status === 0;
+      for (let i = 0; i < 100 && free(); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(free(), false, 'the leftover holds the lock');
+      fs.writeFileSync(path.join(state, 'lock.holder'), `job=20261126T000000Z-dead00\nkind=backup\noperator=someone\nclient=laptop\nstarted=2026-11-26T00:00:00Z\npid=${gone}\n`);
+      await assert.rejects(startBackup(host, d), (e: unknown) => {
+        assert.ok(e instanceof LockBusyError, String(e));
+        assert.equal(e.stale, true);
+        assert.match(e.message, /held by a job whose process is gone \(backup 20261126T000000Z-dead00 by someone@laptop since .*\)\. .*--break-stale-lock/);
+        return true;
+      });
+      const r = await run(() => startBackup(host, d, { breakStaleLock: true }));
+      assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+      assert.notEqual(spawnSync('pgrep', ['-u', sb.kadiUser, '-f', `sleep 300`]).status, 0, 'the leftover holder was killed');
+    } finally {
+      if (holder.pid) spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-f', `flock -w 10 ${lock} sleep 300`]);
+      spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-xf', 'sleep 300']);
+    }
   });
 
   it('a pg_dump that exits non-zero fails the backup and leaves no set behind', async () => {

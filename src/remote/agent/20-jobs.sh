@@ -61,14 +61,17 @@ cmd_job_start() {
   echo "pgid=$pgid"
 }
 
-# Kills processes that hold the lock file open (a stale lock after its job leader died).
+# Kills processes that hold the lock file open (a stale lock after its job leader died), except
+# this agent itself, which has just opened it to take the lock.
 kill_lock_holders() {
   local lock=$1 p fd
   for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" != "$$" ] && [ "${p#/proc/}" != "$BASHPID" ] || continue
     for fd in "$p"/fd/*; do
       [ "$(readlink "$fd" 2>/dev/null)" = "$lock" ] && { kill -KILL "${p#/proc/}" 2>/dev/null || true; break; }
     done
   done
+  return 0
 }
 
 # job-run BACKUP_DIR JOB_ID VERB ARGS...   (detached; runs the verb, records the exit status)
