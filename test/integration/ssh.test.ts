@@ -7,6 +7,8 @@ import { MemorySink } from '../../src/core/sink';
 import { ConnectionPool } from '../../src/remote/connectionPool';
 import { buildCommand } from '../../src/remote/shellCommand';
 import { SshConnection } from '../../src/ssh/connection';
+import { stopDaemon } from '../sandbox/proc';
+import { startKbdInteractiveSshd } from '../sandbox/sshd';
 import { CancelledError, ChannelClosedError, HostKeyChangedError, HostKeyRejectedError, SshError } from '../../src/ssh/errors';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { cutConnections, getSandbox, newPool, profileOf, ScriptedHostKeys, ScriptedSecrets } from './fixture';
@@ -112,6 +114,31 @@ describe('SSH core against the sandbox sshd', function () {
       p.ssh.agent = false;
     });
     await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({ passphrase: 'wrong' }), hostKeys: new ScriptedHostKeys() }), (e: unknown) => e instanceof SshError && /Authentication as .* failed/.test((e as Error).message));
+  });
+
+  it('logs in with keyboard-interactive (PAM asks "Password: "), asking the secret provider once; a wrong answer fails clearly', async () => {
+    const pw = sb.passwordOperator;
+    const keys = { hostKeyLine: sb.hostKeyLine, clientKeyFile: sb.clientKeyFile, encryptedClientKeyFile: sb.encryptedClientKeyFile, clientKeyPassphrase: sb.clientKeyPassphrase };
+    const kbd = await startKbdInteractiveSshd(sb.root, keys, [pw.user]);
+    try {
+      const profile = profileOf(sb, 'sudo', (p) => {
+        p.name = 'sandbox-kbdint';
+        p.ssh.port = kbd.port;
+        p.ssh.user = pw.user;
+        p.ssh.identityFile = path.join(sb.root, 'no-such-key');
+        p.ssh.knownHostsFile = kbd.knownHostsFile;
+      });
+      const secrets = new ScriptedSecrets({ password: pw.password });
+      const conn = await SshConnection.connect(profile, { secrets, hostKeys: new ScriptedHostKeys() });
+      const r = await conn.exec('id -un');
+      conn.close();
+      assert.equal(r.stdout.trim(), pw.user);
+      assert.equal(secrets.asked.filter((a) => a.kind === 'password').length, 1);
+      assert.match(fs.readFileSync(path.join(sb.root, 'sshd-kbdint.log'), 'utf8'), new RegExp(`Accepted keyboard-interactive/pam for ${pw.user}`));
+      await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({ password: 'wrong' }), hostKeys: new ScriptedHostKeys() }), (e: unknown) => e instanceof SshError && /Authentication as .* failed/.test((e as Error).message));
+    } finally {
+      await stopDaemon(kbd.daemon, 'SIGTERM');
+    }
   });
 
   it('logs in with a password and feeds the sudo password on stdin, asking for each once', async () => {

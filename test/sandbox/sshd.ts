@@ -49,9 +49,32 @@ export async function makeKeys(root: string, users: string[], passphrase: string
 }
 
 export async function startSshd(root: string, keys: SshKeys, users: string[], passwordUsers: string[] = []): Promise<SshServer> {
+  return launchSshd(root, 'sshd', keys, [
+    `AuthorizedKeysFile ${path.join(root, 'authorized_keys')}/%u`,
+    `AllowUsers ${[...users, ...passwordUsers].join(' ')}`,
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    // Password logins only for the password operator (shadow passwords; UsePAM stays off).
+    ...passwordUsers.flatMap((u) => [`Match User ${u}`, '  PasswordAuthentication yes']),
+  ]);
+}
+
+/**
+ * A second sshd, on its own port with the same host key, that offers only keyboard-interactive
+ * logins through PAM (the system's "sshd" service: pam_unix asks "Password: ") for `users`.
+ * The caller stops its daemon.
+ */
+export async function startKbdInteractiveSshd(root: string, keys: SshKeys, users: string[]): Promise<SshServer> {
+  return launchSshd(root, 'sshd-kbdint', keys, [`AllowUsers ${users.join(' ')}`, 'PubkeyAuthentication no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication yes', 'UsePAM yes']);
+}
+
+async function launchSshd(root: string, name: string, keys: SshKeys, authLines: string[]): Promise<SshServer> {
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation directory
   const port = await freePort();
-  const config = path.join(root, 'sshd_config');
+  const config = path.join(root, `${name}_config`);
+  const [common, matches] = [authLines.filter((l) => !/^\s|^Match /.test(l)), authLines.filter((l) => /^\s|^Match /.test(l))];
   fs.writeFileSync(
     config,
     [
@@ -59,14 +82,9 @@ export async function startSshd(root: string, keys: SshKeys, users: string[], pa
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
       `HostKey ${path.join(root, 'ssh', 'ssh_host_ed25519_key')}`,
-      `PidFile ${path.join(root, 'sshd.pid')}`,
-      `AuthorizedKeysFile ${path.join(root, 'authorized_keys')}/%u`,
-      `AllowUsers ${[...users, ...passwordUsers].join(' ')}`,
+      `PidFile ${path.join(root, `${name}.pid`)}`,
       'StrictModes no',
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
+      ...common,
       'PermitRootLogin no',
       'PrintMotd no',
       'PrintLastLog no',
@@ -76,16 +94,16 @@ export async function startSshd(root: string, keys: SshKeys, users: string[], pa
       'MaxSessions 100',
       'LogLevel VERBOSE',
       'Subsystem sftp internal-sftp',
-      // Password logins only for the password operator (shadow passwords; UsePAM stays off).
-      ...passwordUsers.flatMap((u) => [`Match User ${u}`, '  PasswordAuthentication yes']),
+      // Match blocks last: everything after a Match belongs to it.
+      ...matches,
       '',
     ].join('\n'),
     { mode: 0o600 },
   );
   await runOk(BIN.sshd, ['-t', '-f', config]); // a config error becomes a readable exception
-  const daemon = startDaemon('sshd', BIN.sshd, ['-D', '-f', config, '-E', path.join(root, 'sshd.log')], { logFile: path.join(root, 'sshd.stderr.log') });
+  const daemon = startDaemon(name, BIN.sshd, ['-D', '-f', config, '-E', path.join(root, `${name}.log`)], { logFile: path.join(root, `${name}.stderr.log`) });
   await waitForPort(daemon, port);
-  const knownHostsFile = path.join(root, 'known_hosts');
+  const knownHostsFile = path.join(root, `${name === 'sshd' ? '' : `${name}_`}known_hosts`);
   fs.writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${keys.hostKeyLine}\n`, { mode: 0o644 });
   return { daemon, port, knownHostsFile };
 }
