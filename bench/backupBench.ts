@@ -9,19 +9,13 @@
  * reproducible from --seed). Prints a Markdown table for BENCHMARKS.md.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { startBackup } from '../src/backup/backupSets';
-import { resolveProfiles } from '../src/config/hostProfiles';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
-import { ConnectionPool } from '../src/remote/connectionPool';
 import { followJob } from '../src/remote/jobs';
-import type { RemoteHost } from '../src/remote/remoteHost';
 import { buildCommand } from '../src/remote/shellCommand';
-import { startSandbox, type SandboxHost } from '../test/sandbox/sandbox';
-import { median, SeededBytes, timed, writeTree } from './benchData';
+import { benchHost, byHandDir, machineLine, median, mib, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 interface Options {
   scale: number;
@@ -40,31 +34,12 @@ function options(argv: string[]): Options {
 
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
-  const sb: SandboxHost = await startSandbox({ withRedis: false });
-  // Ctrl-C or a kill still stops the sandbox's servers.
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void sb.stop().finally(() => process.exit(130)));
-  const pool = new ConnectionPool({ secrets: { get: async () => undefined }, hostKeys: { onUnknownHostKey: async () => 'reject' } });
+  const b = await benchHost();
+  const { sb, host, uid, gid } = b;
   try {
-    const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString());
-    const gid = Number(execFileSync('id', ['-g', sb.kadiUser]).toString());
     const gen = new SeededBytes(o.seed);
-    process.stderr.write(`Generating data: pgbench scale ${o.scale}, ${o.files} record files…\n`);
-    execFileSync(path.join(sb.pg.binDir, 'pgbench'), ['-i', '-q', '-s', String(o.scale), '-h', sb.pg.socketDir, '-p', String(sb.pg.port), '-U', 'postgres', 'kadi'], { stdio: 'ignore' });
-    await sb.psql("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE tablename LIKE 'pgbench_%' LOOP EXECUTE format('ALTER TABLE %I OWNER TO kadi', t); END LOOP; END $$;");
-    const storageBytes = writeTree(sb.storagePath, o.files, gen, uid, gid, 3);
-    const uploadsBytes = writeTree(sb.uploadsPath, Math.max(10, Math.floor(o.files / 40)), gen, uid, gid, 2);
-    const dbBytes = Number((await sb.psql("select pg_database_size('kadi')")).trim());
-    const [profileInput] = [sb.hostsProfile('direct')];
-    const { profiles } = resolveProfiles([profileInput], { sshConfigText: '' });
-    const profile = profiles[0];
-    const host: RemoteHost = await pool.get(profile);
-    const handDir = path.join(sb.root, 'by-hand');
-    fs.mkdirSync(handDir, { mode: 0o700 });
-    fs.chownSync(handDir, uid, gid);
-    // The guide's ~/.pgpass, as the operator would have it (the by-hand side reads it).
-    const pgpass = path.join(handDir, '.pgpass');
-    fs.writeFileSync(pgpass, `127.0.0.1:${sb.pg.port}:kadi:kadi:${sb.pg.password}\n`, { mode: 0o600 });
-    fs.chownSync(pgpass, uid, gid);
+    const { dbBytes, storageBytes, uploadsBytes } = await seedData(b, { scale: o.scale, files: o.files, gen });
+    const { dir: handDir, pgpass } = byHandDir(b);
     const pgDump = path.join(sb.pg.binDir, 'pg_dump');
 
     const byHand = async (): Promise<void> => {
@@ -115,10 +90,9 @@ async function main(): Promise<void> {
     }
     results.push({ name: 'repeat set after 1% new files', hand: median(handRep), ours: median(oursRep) });
 
-    const mib = (n: number): string => (n / 1048576).toFixed(0);
     const lines = [
       `Data: database ${mib(dbBytes)} MiB (pgbench scale ${o.scale} + Kadi tables), storage ${o.files} files / ${mib(storageBytes)} MiB, uploads ${mib(uploadsBytes)} MiB; seed "${o.seed}"; ${o.runs} alternating runs per side, medians.`,
-      `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}.`,
+      machineLine(),
       '',
       '| scenario | by hand (guide) | kadi-ops backup | ratio |',
       '|---|---:|---:|---:|',
@@ -126,8 +100,7 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(lines.join('\n') + '\n');
   } finally {
-    pool.closeAll();
-    await sb.stop();
+    await b.stop();
   }
 }
 

@@ -1,7 +1,14 @@
-/** Data generation and timing shared by the benchmarks (reproducible from a seed). */
+/** Sandbox set-up, data generation and timing shared by the benchmarks (reproducible from a seed). */
+import { execFileSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { resolveProfiles } from '../src/config/hostProfiles';
+import type { HostProfile, RunAsMode } from '../src/config/types';
+import { ConnectionPool } from '../src/remote/connectionPool';
+import type { RemoteHost } from '../src/remote/remoteHost';
+import { startSandbox, type SandboxHost } from '../test/sandbox/sandbox';
 
 /** Deterministic bytes: AES-256-CTR keystream of a key derived from the seed. */
 export class SeededBytes {
@@ -71,3 +78,91 @@ export async function timed(fn: () => Promise<void>): Promise<number> {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+
+/** A started sandbox host with one SSH connection to it, as every bench needs. */
+export interface BenchHost {
+  sb: SandboxHost;
+  pool: ConnectionPool;
+  profile: HostProfile;
+  host: RemoteHost;
+  /** uid/gid of the sandbox's Kadi user (generated files are owned by it). */
+  uid: number;
+  gid: number;
+  /** Closes the connections and stops the sandbox's servers (idempotent). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the sandbox (no Redis unless asked), stops it again on Ctrl-C or a kill, and connects to
+ * it with the given run-as mode (default direct). Call `stop()` in a `finally`.
+ */
+export async function benchHost(opts: { withRedis?: boolean; runAs?: RunAsMode } = {}): Promise<BenchHost> {
+  const sb = await startSandbox({ withRedis: opts.withRedis ?? false });
+  const pool = new ConnectionPool({ secrets: { get: async () => undefined }, hostKeys: { onUnknownHostKey: async () => 'reject' } });
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      pool.closeAll();
+      await sb.stop();
+    })();
+    return stopping;
+  };
+  // Ctrl-C or a kill still stops the sandbox's servers.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void stop().finally(() => process.exit(130)));
+  try {
+    const { profiles, errors } = resolveProfiles([sb.hostsProfile(opts.runAs ?? 'direct')], { sshConfigText: '' });
+    if (errors.length) throw new Error(`sandbox profile invalid: ${JSON.stringify(errors)}`);
+    const profile = profiles[0];
+    const host = await pool.get(profile);
+    const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString());
+    const gid = Number(execFileSync('id', ['-g', sb.kadiUser]).toString());
+    return { sb, pool, profile, host, uid, gid, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** What `seedData` generated. */
+export interface SeededData {
+  dbBytes: number;
+  storageBytes: number;
+  uploadsBytes: number;
+}
+
+/**
+ * Fills the sandbox with a Kadi-sized instance: pgbench tables of scale `scale` (1 ≈ 15 MB, owned
+ * by the Kadi role), `files` record files in STORAGE_PATH and files/40 (at least 10) in
+ * MISC_UPLOADS_PATH, all from `gen`.
+ */
+export async function seedData(b: BenchHost, o: { scale: number; files: number; gen: SeededBytes }): Promise<SeededData> {
+  const { sb } = b;
+  process.stderr.write(`Generating data: pgbench scale ${o.scale}, ${o.files} record files…\n`);
+  execFileSync(path.join(sb.pg.binDir, 'pgbench'), ['-i', '-q', '-s', String(o.scale), '-h', sb.pg.socketDir, '-p', String(sb.pg.port), '-U', 'postgres', 'kadi'], { stdio: 'ignore' });
+  await sb.psql("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE tablename LIKE 'pgbench_%' LOOP EXECUTE format('ALTER TABLE %I OWNER TO kadi', t); END LOOP; END $$;");
+  const storageBytes = writeTree(sb.storagePath, o.files, o.gen, b.uid, b.gid, 3);
+  const uploadsBytes = writeTree(sb.uploadsPath, Math.max(10, Math.floor(o.files / 40)), o.gen, b.uid, b.gid, 2);
+  const dbBytes = Number((await sb.psql("select pg_database_size('kadi')")).trim());
+  return { dbBytes, storageBytes, uploadsBytes };
+}
+
+/** A directory of the Kadi user for the by-hand side, with the guide's ~/.pgpass in it. */
+export function byHandDir(b: BenchHost): { dir: string; pgpass: string } {
+  const { sb } = b;
+  const dir = path.join(sb.root, 'by-hand');
+  fs.mkdirSync(dir, { mode: 0o700 });
+  fs.chownSync(dir, b.uid, b.gid);
+  const pgpass = path.join(dir, '.pgpass');
+  fs.writeFileSync(pgpass, `127.0.0.1:${sb.pg.port}:kadi:kadi:${sb.pg.password}\n`, { mode: 0o600 });
+  fs.chownSync(pgpass, b.uid, b.gid);
+  return { dir, pgpass };
+}
+
+/** One line naming the machine, for the tables in BENCHMARKS.md. */
+export function machineLine(): string {
+  return `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}.`;
+}
+
+export function mib(n: number): string {
+  return (n / 1048576).toFixed(0);
+}

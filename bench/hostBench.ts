@@ -5,37 +5,29 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { hostOverview, startBackup } from '../src/backup/backupSets';
-import { resolveProfiles } from '../src/config/hostProfiles';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
-import { ConnectionPool } from '../src/remote/connectionPool';
 import { followJob } from '../src/remote/jobs';
 import { LineBatcher } from '../src/ui/lineBatcher';
-import { startSandbox } from '../test/sandbox/sandbox';
-import { median, timed } from './benchData';
+import { benchHost, median, timed } from './benchData';
 
 async function main(): Promise<void> {
-  const sb = await startSandbox({ withRedis: false });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void sb.stop().finally(() => process.exit(130)));
-  const pool = new ConnectionPool({ secrets: { get: async () => undefined }, hostKeys: { onUnknownHostKey: async () => 'reject' } });
+  const b = await benchHost();
+  const { sb, host, uid, gid } = b;
   try {
-    const { profiles } = resolveProfiles([sb.hostsProfile('direct')], { sshConfigText: '' });
-    const host = await pool.get(profiles[0]);
     const d = await discover(host);
     const out = await followJob(host, await startBackup(host, d), { sink: new MemorySink() });
     if (out.result !== 'succeeded') throw new Error('seed backup failed');
     // 999 more sets: copies of the real set's manifest (what listing reads), as the Kadi user.
     const real = fs.readdirSync(sb.backupDir).find((n) => /^\d{4}-/.test(n)) as string;
     const manifest = fs.readFileSync(path.join(sb.backupDir, real, 'manifest.json'));
-    const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString());
     for (let i = 1; i < 1000; i++) {
       const t = new Date(Date.UTC(2024, 0, 1) + i * 3600_000).toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
       const dir = path.join(sb.backupDir, t);
       fs.mkdirSync(dir, { mode: 0o700 });
       fs.writeFileSync(path.join(dir, 'manifest.json'), manifest);
-      fs.chownSync(dir, uid, uid);
+      fs.chownSync(dir, uid, gid);
     }
     const listTimes: number[] = [];
     let count = 0;
@@ -71,8 +63,7 @@ async function main(): Promise<void> {
     process.stdout.write(lines.join('\n') + '\n');
     if (emitted < bytes) throw new Error(`only ${emitted} characters reached the batcher`);
   } finally {
-    pool.closeAll();
-    await sb.stop();
+    await b.stop();
   }
 }
 

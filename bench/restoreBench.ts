@@ -10,21 +10,15 @@
  * onto an instance that changed 1% since the set (new files and changed rows).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { listSets, startBackup } from '../src/backup/backupSets';
-import { resolveProfiles } from '../src/config/hostProfiles';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
-import { ConnectionPool } from '../src/remote/connectionPool';
 import { followJob } from '../src/remote/jobs';
-import type { RemoteHost } from '../src/remote/remoteHost';
 import { buildCommand } from '../src/remote/shellCommand';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
-import { startSandbox } from '../test/sandbox/sandbox';
-import { median, SeededBytes, timed, writeTree } from './benchData';
+import { benchHost, byHandDir, machineLine, median, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 function arg(argv: string[], name: string, def: string): string {
   const i = argv.indexOf(`--${name}`);
@@ -36,31 +30,17 @@ async function main(): Promise<void> {
   const scale = Number(arg(argv, 'scale', '10'));
   const files = Number(arg(argv, 'files', '4000'));
   const runs = Number(arg(argv, 'runs', '3'));
-  const sb = await startSandbox({ withRedis: false });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void sb.stop().finally(() => process.exit(130)));
-  const pool = new ConnectionPool({ secrets: { get: async () => undefined }, hostKeys: { onUnknownHostKey: async () => 'reject' } });
+  const b = await benchHost();
+  const { sb, host, uid, gid } = b;
   try {
-    const uid = Number(execFileSync('id', ['-u', sb.kadiUser]).toString());
-    const gid = Number(execFileSync('id', ['-g', sb.kadiUser]).toString());
     const gen = new SeededBytes('kadi-ops-restore-bench');
-    process.stderr.write(`Generating data: pgbench scale ${scale}, ${files} record files…\n`);
-    execFileSync(path.join(sb.pg.binDir, 'pgbench'), ['-i', '-q', '-s', String(scale), '-h', sb.pg.socketDir, '-p', String(sb.pg.port), '-U', 'postgres', 'kadi'], { stdio: 'ignore' });
-    await sb.psql("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE tablename LIKE 'pgbench_%' LOOP EXECUTE format('ALTER TABLE %I OWNER TO kadi', t); END LOOP; END $$;");
-    writeTree(sb.storagePath, files, gen, uid, gid, 3);
-    writeTree(sb.uploadsPath, Math.max(10, Math.floor(files / 40)), gen, uid, gid, 2);
-    const { profiles } = resolveProfiles([sb.hostsProfile('direct')], { sshConfigText: '' });
-    const host: RemoteHost = await pool.get(profiles[0]);
+    await seedData(b, { scale, files, gen });
     const d = await discover(host);
     // The set kadi-ops restores, and the by-hand backup the guide's restore starts from.
-    const b = await followJob(host, await startBackup(host, d), { sink: new MemorySink() });
-    if (b.result !== 'succeeded') throw new Error('backup failed');
+    const bk = await followJob(host, await startBackup(host, d), { sink: new MemorySink() });
+    if (bk.result !== 'succeeded') throw new Error('backup failed');
     const set = (await listSets(host)).sets[0].name;
-    const hand = path.join(sb.root, 'by-hand');
-    fs.mkdirSync(hand, { mode: 0o700 });
-    fs.chownSync(hand, uid, gid);
-    const pgpass = path.join(hand, '.pgpass');
-    fs.writeFileSync(pgpass, `127.0.0.1:${sb.pg.port}:kadi:kadi:${sb.pg.password}\n`, { mode: 0o600 });
-    fs.chownSync(pgpass, uid, gid);
+    const { dir: hand, pgpass } = byHandDir(b);
     const pgBin = (t: string): string => path.join(sb.pg.binDir, t);
     const conn = ['-h', '127.0.0.1', '-p', String(sb.pg.port), '-U', 'kadi'];
     const runHand = async (node: Parameters<typeof buildCommand>[0]): Promise<void> => {
@@ -128,7 +108,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       [
         `Data: database ${(dbBytes / 1048576).toFixed(0)} MiB (pgbench scale ${scale} + Kadi tables), storage ${files} files; ${runs} alternating runs per side, medians.`,
-        `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}.`,
+        machineLine(),
         '',
         '| scenario | by hand (guide) | kadi-ops restore | ratio |',
         '|---|---:|---:|---:|',
@@ -136,8 +116,7 @@ async function main(): Promise<void> {
       ].join('\n') + '\n',
     );
   } finally {
-    pool.closeAll();
-    await sb.stop();
+    await b.stop();
   }
 }
 

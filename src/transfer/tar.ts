@@ -136,12 +136,21 @@ export class TarExtractor extends Writable {
   private zeroBlocks = 0;
   files = 0;
 
-  constructor(private readonly onFile: TarFileHandler) {
-    super();
+  /**
+   * `highWaterMark` (default 1 MiB): how much a piped source may buffer here before it is paused.
+   * With Node's default of 16 KiB an SSH channel (32 KiB packets) was paused after every packet.
+   */
+  constructor(private readonly onFile: TarFileHandler, opts: { highWaterMark?: number } = {}) {
+    super({ highWaterMark: opts.highWaterMark ?? 1 << 20 });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.consume(chunk).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  /** Chunks that queued up while the previous ones were written out are parsed as one. */
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.consume(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk))).then(() => cb(), (e: Error) => cb(e));
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
