@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Client, utils, type AuthenticationType, type ClientChannel, type ConnectConfig, type NextAuthHandler, type ParsedKey } from 'ssh2';
+import type { AuthenticationType, Client, ClientChannel, ConnectConfig, NextAuthHandler, ParsedKey } from 'ssh2';
 import type { Readable } from 'node:stream';
 import type { HostProfile } from '../config/types';
 import type { SecretProvider, SecretRequest } from '../core/secrets';
@@ -14,6 +14,14 @@ import { LineSplitter, nullSink, type OutputSink } from '../core/sink';
 import { buildCommand, PGID_MARKER, withPgidReport } from '../remote/shellCommand';
 import { appendKnownHost, checkHostKey, fingerprintSha256, formatKnownHostsLine, keyTypeFromBlob } from './knownHosts';
 import { CancelledError, ChannelClosedError, HostKeyChangedError, HostKeyRejectedError, SshError } from './errors';
+
+/**
+ * ssh2 and its crypto are loaded on the first connection, not when the extension activates:
+ * loading them was most of the activation time (BENCHMARKS.md, activation).
+ */
+function ssh2(): typeof import('ssh2') {
+  return require('ssh2') as typeof import('ssh2');
+}
 
 export interface UnknownHostKey {
   profile: string;
@@ -89,7 +97,7 @@ export class SshConnection {
       jump = await SshConnection.connect(jumpProfile(profile), deps);
       sock = await jump.forward(profile.ssh.hostName, profile.ssh.port);
     }
-    const client = new Client();
+    const client = new (ssh2().Client)();
     let hostKeyError: Error | undefined;
     const config: ConnectConfig = {
       host: profile.ssh.hostName,
@@ -336,6 +344,7 @@ async function loadKey(profile: HostProfile, file: string, explicit: boolean, de
     if (explicit) deps.log?.(`Identity file ${file} cannot be read: ${(err as Error).message}`);
     return undefined;
   }
+  const { utils } = ssh2();
   let parsed = utils.parseKey(data);
   if (parsed instanceof Error && /encrypted|passphrase/i.test(parsed.message)) {
     const req: SecretRequest = { kind: 'passphrase', host: profile.name, subject: file, prompt: `Passphrase for ${file}` };
