@@ -14,6 +14,7 @@ import { formatPlan, preflight, type RestorePlan } from '../../src/restore/prefl
 import { parseJobReport } from '../../src/restore/report';
 import { startRestore } from '../../src/restore/restoreJob';
 import type { SandboxHost } from '../sandbox/sandbox';
+import { holdTableLock } from '../sandbox/tableLock';
 import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
 import { jobDir, runJob, setNameFrom, sleep, tableDigests, treeState, type Ran } from './restoreHelpers';
 
@@ -102,7 +103,11 @@ describe('restore against the sandbox host', function () {
     assert.equal(r.log.includes(sb.pg.password), false, 'no password in the job log');
     const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });
     assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
-    assert.deepEqual(r.report.steps.map((s) => s.name), ['safety-backup', 'stop-services', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
+    // Database and files are restored side by side: both start before either ends.
+    const names = r.report.steps.map((s) => s.name);
+    assert.deepEqual([...names.slice(0, 2), ...names.slice(2, 4).sort(), ...names.slice(4)], ['safety-backup', 'stop-services', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
+    const at = (re: RegExp): number => r.log.split('\n').findIndex((l) => re.test(l));
+    assert.ok(Math.max(at(/^\[step\] database$/), at(/^\[step\] files$/)) < Math.min(at(/^timing=database /), at(/^timing=files /)), r.log);
   });
 
   it('restores into an empty database with a plain pg_restore (in parallel with --jobs 2)', async () => {
@@ -191,6 +196,8 @@ describe('restore against the sandbox host', function () {
     const disc = await d();
     const set = await backup();
     assert.equal((await runJob(host, pool, () => startVerify(host, disc, set))).outcome.result, 'succeeded');
+    // The backup waits for a table lock, so it is certainly still running during both preflights.
+    const lock = await holdTableLock(sb.pg, 'task');
     const id = await startBackup(host, disc);
     try {
       for (const reuseVerificationHours of [24, 0]) {
@@ -201,6 +208,7 @@ describe('restore against the sandbox host', function () {
         });
       }
     } finally {
+      await lock.release();
       const out = await followJob(host, id, { sink: new MemorySink() });
       assert.equal(out.result, 'succeeded');
     }
@@ -232,17 +240,23 @@ describe('restore against the sandbox host', function () {
     const before = await tableDigests(sb);
     // An object the Kadi role does not own depends on a table: dropping that table fails.
     await sb.psql('CREATE VIEW record_titles AS SELECT title FROM record');
+    // A storage file added since the set: the files step, running beside the failing database
+    // step, still completes (and removes it).
+    const extra = await sb.addStorageFile({ size: 100 });
     let r: Ran;
     try {
-      r = await restore(set, { components: ['db'] });
+      r = await restore(set, { components: ['db', 'storage'] });
     } finally {
       await sb.psql('DROP VIEW record_titles');
     }
     assert.equal(r.outcome.result, 'failed', r.log);
     assert.ok(r.report.failedTocEntries.some((e) => /TABLE public record /.test(e)), r.log);
-    assert.match(r.log, /FAILED in step: database/);
+    assert.equal(r.report.failedStep, 'database', r.log);
+    assert.doesNotMatch(r.log, /FAILED in step: files/);
+    assert.match(r.log, /^timing=files \d+$/m);
+    assert.equal(fs.existsSync(extra.path), false, 'the files step completed');
     assert.match(r.log, /pg_restore failed/);
-    const again = await restore(set, { components: ['db'] });
+    const again = await restore(set, { components: ['db', 'storage'] });
     assert.equal(again.outcome.result, 'succeeded', again.log);
     assert.equal(await tableDigests(sb), before);
   });

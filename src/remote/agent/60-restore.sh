@@ -9,17 +9,33 @@ kadi_cli() { env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" "$@"; }
 
 attention() { echo "ATTENTION: $*"; printf '%s\n' "$*" >> "$JOB_DIR/attention"; }
 
-# step_run NAME FUNCTION ARGS...: runs one step, timing it. A failing step ends the job (errexit),
-# its name stays in $JOB_DIR/current_step for the failure summary.
+# step_run NAME FUNCTION ARGS...: runs one step, timing it. A failing step ends the job (errexit);
+# a marker in $JOB_DIR/running/ names it in the failure summary (two steps may run side by side).
 step_run() {
   local name=$1 t0=$SECONDS
   shift
-  echo "$name" > "$JOB_DIR/current_step"
+  mkdir -p "$JOB_DIR/running"
+  : > "$JOB_DIR/running/$name"
   step "$name"
   "$@"
   printf '%s %s ok\n' "$name" $((SECONDS - t0)) >> "$JOB_DIR/steps"
   echo "timing=$name $((SECONDS - t0))"
-  rm -f "$JOB_DIR/current_step"
+  rm -f "$JOB_DIR/running/$name"
+}
+
+# The database and the trees are independent once the services are stopped, so they are restored
+# side by side (each its own step, with its own timing and progress). The job fails after both
+# have ended if either failed; a failing step does not cut the other one short.
+restore_db_and_files() {
+  local dir=$1 db_pid files_pid rc_db=0 rc_files=0
+  # Both in the background: a subshell in a `cmd || ...` list would run with errexit ignored.
+  ( step_run database restore_db "$dir" ) &
+  db_pid=$!
+  ( step_run files restore_files "$dir" ) &
+  files_pid=$!
+  wait "$db_pid" || rc_db=$?
+  wait "$files_pid" || rc_files=$?
+  [ "$rc_db" -eq 0 ] && [ "$rc_files" -eq 0 ] || exit 1
 }
 step_skip() { printf '%s 0 skipped\n' "$1" >> "$JOB_DIR/steps"; echo "skipped=$1${2:+ ($2)}"; }
 
@@ -250,7 +266,8 @@ print_summary() {
     echo "  needs attention:"
     sed 's/^/    - /' "$JOB_DIR/attention"
   fi
-  [ -s "$JOB_DIR/current_step" ] && echo "  FAILED in step: $(cat "$JOB_DIR/current_step")"
+  local f
+  for f in "$JOB_DIR"/running/*; do [ -e "$f" ] && echo "  FAILED in step: ${f##*/}"; done
   return 0
 }
 
@@ -279,8 +296,12 @@ cmd_restore() {
   fi
   step_run stop-services stop_services
   make_passfile "$JOB_DIR" "$(opt pg_host)" "$(opt pg_port)" "$(opt pg_db)" "$(opt pg_user)" < "$JOB_DIR/secret"
-  if has_component db; then step_run database restore_db "$dir"; else step_skip database; fi
-  if has_component storage || has_component uploads; then step_run files restore_files "$dir"; else step_skip files; fi
+  if has_component db && { has_component storage || has_component uploads; }; then
+    restore_db_and_files "$dir"
+  else
+    if has_component db; then step_run database restore_db "$dir"; else step_skip database; fi
+    if has_component storage || has_component uploads; then step_run files restore_files "$dir"; else step_skip files; fi
+  fi
   if has_component redis; then step_run redis restore_redis "$dir"; else step_skip redis; fi
   if has_component config && [ "$(opt overwrite_config)" = yes ]; then step_run config restore_config "$dir"
   elif has_component config; then step_skip config "not overwritten without confirmation"; fi

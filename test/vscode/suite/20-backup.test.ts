@@ -1,37 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { KadiOpsApi } from '../../../src/ui/activate';
+import { holdTableLock } from '../../sandbox/tableLock';
 import { ChannelRecorder, Dialogs } from './dialogs';
 import { api, testInfo, Tree, waitFor, type TestInfo } from './fixture';
 
 const HOST = 'sandbox';
-
-/**
- * Holds an ACCESS EXCLUSIVE lock on one table of the sandbox database, so a backup's pg_dump waits
- * (a realistic slow backup) until release() ends the session.
- */
-async function holdTableLock(info: TestInfo, table: string): Promise<{ release(): Promise<void> }> {
-  const child: ChildProcess = spawn(path.join(info.pg.binDir, 'psql'), ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(info.pg.port), '-U', info.pg.user, '-d', info.pg.database], {
-    env: { ...process.env, PGPASSWORD: info.pg.password, PGAPPNAME: 'kadi-ops-test-lock' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stdin?.write(`BEGIN;\nLOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n`);
-  await waitFor(`the lock on ${table}`, () => out.includes('locked') || (child.exitCode !== null ? Promise.reject(new Error(out)) : false), 15000, 50);
-  return {
-    async release() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.stdin?.end('ROLLBACK;\n');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    },
-  };
-}
 
 describe('Backup now, verify and cancel from the tree', function () {
   this.timeout(300000);
@@ -113,7 +87,7 @@ describe('Backup now, verify and cancel from the tree', function () {
   });
 
   it('"Cancel Job" on a running backup stops it after a modal confirmation: no new set, the job shows as cancelled', async () => {
-    const lock = await holdTableLock(info, 'task');
+    const lock = await holdTableLock(info.pg, 'task');
     try {
       await tree.reload(HOST);
       const before = (await tree.sets(HOST)).map((s) => s.set.name);
@@ -163,7 +137,7 @@ describe('Backup now, verify and cancel from the tree', function () {
   });
 
   it('a cancel that is not confirmed leaves the job running', async () => {
-    const lock = await holdTableLock(info, 'task');
+    const lock = await holdTableLock(info.pg, 'task');
     try {
       const mark = dialogs.mark();
       dialogs.answer('warning', /^Cancel backup job/, undefined, { once: true });
