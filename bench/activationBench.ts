@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { machineLine, median } from './benchData';
+import { flag, machineLine, median } from './benchData';
 
 interface Activation {
   activateMs: number;
@@ -43,13 +43,10 @@ function runHarness(file: string, settleMs: number): Promise<{ code: number | nu
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const i = argv.indexOf('--runs');
-  const runs = Number(i >= 0 ? argv[i + 1] : '5');
+  const runs = Number(flag('runs', '5'));
   // --settle MS: wait this long after the extension host is up before activating (default 5000;
   // 0 activates at once, while the workbench is still starting).
-  const j = argv.indexOf('--settle');
-  const settleMs = Number(j >= 0 ? argv[j + 1] : '5000');
+  const settleMs = Number(flag('settle', '5000'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-activation-bench-'));
   const results: Activation[] = [];
   try {

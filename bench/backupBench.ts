@@ -15,25 +15,10 @@ import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
-import { benchHost, byHandDir, machineLine, median, mib, seedData, SeededBytes, timed, writeTree } from './benchData';
-
-interface Options {
-  scale: number;
-  files: number;
-  runs: number;
-  seed: string;
-}
-
-function options(argv: string[]): Options {
-  const get = (name: string, def: string): string => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
-  };
-  return { scale: Number(get('scale', '20')), files: Number(get('files', '4000')), runs: Number(get('runs', '3')), seed: get('seed', 'kadi-ops-bench') };
-}
+import { benchHost, benchOptions, byHandDir, machineLine, median, mib, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
-  const o = options(process.argv.slice(2));
+  const o = benchOptions({ scale: 20, files: 4000, runs: 3, seed: 'kadi-ops-bench' });
   const b = await benchHost();
   const { sb, host, uid, gid } = b;
   try {

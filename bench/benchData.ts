@@ -67,6 +67,25 @@ export function writeTree(root: string, count: number, r: SeededBytes, uid: numb
   return bytes;
 }
 
+/** `--name value` from the command line, or `def`. */
+export function flag(name: string, def: string): string {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
+}
+
+/** What every data-generating bench takes: --scale (pgbench), --files, --runs, --seed. */
+export interface BenchOptions {
+  scale: number;
+  files: number;
+  runs: number;
+  seed: string;
+}
+
+export function benchOptions(def: BenchOptions): BenchOptions {
+  return { scale: Number(flag('scale', String(def.scale))), files: Number(flag('files', String(def.files))), runs: Number(flag('runs', String(def.runs))), seed: flag('seed', def.seed) };
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];

@@ -20,22 +20,14 @@ import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
-import { benchHost, byHandDir, machineLine, median, seedData, SeededBytes, timed, writeTree } from './benchData';
-
-function arg(argv: string[], name: string, def: string): string {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
-}
+import { benchHost, benchOptions, byHandDir, machineLine, median, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const scale = Number(arg(argv, 'scale', '10'));
-  const files = Number(arg(argv, 'files', '4000'));
-  const runs = Number(arg(argv, 'runs', '3'));
+  const { scale, files, runs, seed } = benchOptions({ scale: 10, files: 4000, runs: 3, seed: 'kadi-ops-restore-bench' });
   const b = await benchHost();
   const { sb, host, uid, gid } = b;
   try {
-    const gen = new SeededBytes('kadi-ops-restore-bench');
+    const gen = new SeededBytes(seed);
     await seedData(b, { scale, files, gen });
     const d = await discover(host);
     // The set kadi-ops restores, and the by-hand backup the guide's restore starts from.

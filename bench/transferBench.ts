@@ -21,12 +21,8 @@ import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
 import { downloadSet } from '../src/transfer/transfer';
-import { benchHost, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
+import { benchHost, benchOptions, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
 
-function arg(argv: string[], name: string, def: string): string {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
-}
 
 /** Runs a local shell command; rejects with its stderr on a non-zero exit. */
 function sh(cmd: string): Promise<void> {
@@ -40,11 +36,7 @@ function sh(cmd: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const scale = Number(arg(argv, 'scale', '20'));
-  const files = Number(arg(argv, 'files', '2000'));
-  const runs = Number(arg(argv, 'runs', '3'));
-  const seed = arg(argv, 'seed', 'kadi-ops-transfer-bench');
+  const { scale, files, runs, seed } = benchOptions({ scale: 20, files: 2000, runs: 3, seed: 'kadi-ops-transfer-bench' });
   const b = await benchHost();
   const { sb, host } = b;
   const localRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-bench-'));

@@ -17,19 +17,10 @@ import { startBackup, startVerify } from '../src/backup/backupSets';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
-import { benchHost, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
-
-function arg(argv: string[], name: string, def: string): string {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
-}
+import { benchHost, benchOptions, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const scale = Number(arg(argv, 'scale', '20'));
-  const files = Number(arg(argv, 'files', '2000'));
-  const runs = Number(arg(argv, 'runs', '5'));
-  const seed = arg(argv, 'seed', 'kadi-ops-verify-bench');
+  const { scale, files, runs, seed } = benchOptions({ scale: 20, files: 2000, runs: 5, seed: 'kadi-ops-verify-bench' });
   const b = await benchHost();
   const { sb, host } = b;
   try {
