@@ -71,14 +71,7 @@ export class RemoteHost {
       }
       this.sudoNeedsPassword = true;
     }
-    const req: SecretRequest = {
-      kind: 'sudo',
-      host: this.profile.name,
-      subject: `${this.profile.ssh.user}@${this.profile.ssh.hostName}`,
-      prompt: `sudo password of ${this.profile.ssh.user} on ${this.profile.name}`,
-    };
-    const password = await this.secrets.get(req);
-    if (password === undefined) throw new Error(`sudo on ${this.profile.name} needs a password and none was given.`);
+    const { req, password } = await this.sudoPassword();
     const stdin = Buffer.concat([Buffer.from(password + '\n'), toBuffer(opts.stdin)]);
     const result = await conn.exec(this.wrap(node, true), { ...opts, stdin, killGroup });
     if (result.code === 1 && /incorrect password|Sorry, try again/.test(result.stderr)) {
@@ -105,6 +98,12 @@ export class RemoteHost {
     if (this.profile.runAs === 'direct') return { command: buildCommand(node), stdinPrefix: Buffer.alloc(0) };
     if (this.sudoNeedsPassword === undefined) await this.check('sudo', ['true']);
     if (!this.sudoNeedsPassword) return { command: this.wrap(node, false), stdinPrefix: Buffer.alloc(0) };
+    const { password } = await this.sudoPassword();
+    return { command: this.wrap(node, true), stdinPrefix: Buffer.from(password + '\n') };
+  }
+
+  /** The login user's sudo password from the secret provider; none given is an error. */
+  private async sudoPassword(): Promise<{ req: SecretRequest; password: string }> {
     const req: SecretRequest = {
       kind: 'sudo',
       host: this.profile.name,
@@ -113,7 +112,7 @@ export class RemoteHost {
     };
     const password = await this.secrets.get(req);
     if (password === undefined) throw new Error(`sudo on ${this.profile.name} needs a password and none was given.`);
-    return { command: this.wrap(node, true), stdinPrefix: Buffer.from(password + '\n') };
+    return { req, password };
   }
 
   private wrap(node: ShellNode | string[], withPassword: boolean): string {
