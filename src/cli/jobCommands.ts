@@ -47,6 +47,19 @@ async function prune(ctx: CliContext, host: RemoteHost, policy: RetentionPolicy,
   return exitCodeOf(await follow(ctx, host, id));
 }
 
+/** `pin` and `unpin`: the same command but for the flag it sets. */
+function pinCommand(pinned: boolean, summary: string): CliCommand {
+  return {
+    args: '<host> <set>',
+    summary,
+    async run(ctx) {
+      const host = await hostFor(ctx);
+      await setPinned(host, setArg(ctx, (await listSets(host)).sets).name, pinned);
+      return 0;
+    },
+  };
+}
+
 export const jobCommands: Record<string, CliCommand> = {
   backup: {
     args: '<host> [--archive] [--redis] [--stop-services] [--break-stale-lock] [--keep-* N … to prune after success]',
@@ -104,24 +117,8 @@ export const jobCommands: Record<string, CliCommand> = {
       return prune(ctx, host, policy, ctx.args.flags.has('dry-run'));
     },
   },
-  pin: {
-    args: '<host> <set>',
-    summary: 'protect a set from pruning',
-    async run(ctx) {
-      const host = await hostFor(ctx);
-      await setPinned(host, setArg(ctx, (await listSets(host)).sets).name, true);
-      return 0;
-    },
-  },
-  unpin: {
-    args: '<host> <set>',
-    summary: 'let a set be pruned again',
-    async run(ctx) {
-      const host = await hostFor(ctx);
-      await setPinned(host, setArg(ctx, (await listSets(host)).sets).name, false);
-      return 0;
-    },
-  },
+  pin: pinCommand(true, 'protect a set from pruning'),
+  unpin: pinCommand(false, 'let a set be pruned again'),
   'clean-partials': {
     args: '<host>',
     summary: 'remove partial sets left by jobs that died',
