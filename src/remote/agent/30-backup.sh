@@ -31,14 +31,15 @@ archive_tree() {
   local name=$1 src=$2 out=$3
   [ -d "$src" ] || fail "$name directory $src does not exist"
   local total rc=0 p w
-  total=$(du -sb "$src" 2>/dev/null | cut -f1) || total=0
   if have zstd; then
     tar -C "$src" -cf - . | zstd -q -T0 -3 -o "$out.tar.zst" &
   else
     tar -C "$src" -cf - . | gzip -1 > "$out.tar.gz" &
   fi
-  # The compressor reads the whole tar stream: its read count against the tree's size.
   p=$!
+  # The compressor reads the whole tar stream: its read count against the tree's size, measured
+  # while tar already runs (a walk of a large tree must not delay the archive).
+  total=$(du -sb "$src" 2>/dev/null | cut -f1) || total=0
   watch_read "$name" "$p" "${total:-0}" & w=$!
   wait "$p" || rc=$?
   kill "$w" 2>/dev/null || true
@@ -162,16 +163,7 @@ SQL
 
   if [ "$(opt redis)" = yes ]; then
     step "redis: BGSAVE"
-    local rcli=$(opt redis_cli) rport=$(opt redis_port) last
-    last=$("$rcli" -p "$rport" LASTSAVE) || fail "redis-cli LASTSAVE failed"
-    "$rcli" -p "$rport" BGSAVE >/dev/null || fail "redis BGSAVE failed"
-    local i now=''
-    for i in $(seq 1 600); do
-      now=$("$rcli" -p "$rport" LASTSAVE)
-      [ "$now" != "$last" ] && break
-      sleep 0.2
-    done
-    [ "$now" != "$last" ] || fail "redis did not finish BGSAVE within 120 s"
+    redis_bgsave
     cp "$(opt redis_dump)" "$partial/redis.rdb" || fail "cannot copy $(opt redis_dump)"
   fi
 

@@ -96,6 +96,8 @@ cmd_redis_snapshot() {
   step_run redis-bgsave redis_bgsave
   maint_end "redis snapshot"
 }
+# BGSAVE, then waits (up to 120 s) until LASTSAVE moves: the snapshot on disk is new. Also the
+# backup's Redis step.
 redis_bgsave() {
   local rcli rport last now i
   rcli=$(opt redis_cli); rport=$(opt redis_port)
