@@ -41,20 +41,15 @@ cmd_receive_set() {
 }
 
 # Prints [path, size, sha256] JSON lines for the files under $1 (relative paths).
-TRANSFER_LIST_PY='
-import hashlib, json, os, sys
+TRANSFER_LIST_PY="$PY_PRELUDE"'
+import json, os
 root = sys.argv[1]
-def sha(p):
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()
 for d, dirs, files in os.walk(root):
     dirs.sort()
     for fn in sorted(files):
         p = os.path.join(d, fn)
         if os.path.islink(p) or not os.path.isfile(p): continue
-        print(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha(p)], ensure_ascii=False))
+        print(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha256(p)], ensure_ascii=False))
 '
 
 # upload-status BACKUP_DIR SET: what an interrupted upload left ([path, size, sha256] lines).

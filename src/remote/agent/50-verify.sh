@@ -29,12 +29,8 @@ archives = dict(l.rstrip('\n').split('\t', 1) for l in open(sys.argv[5]) if '\t'
 m = json.load(open(os.path.join(d, 'manifest.json'), encoding='utf-8'))
 problems = []
 checked_files = 0; checked_bytes = 0
-def tree_bytes(a):
-    try:
-        return sum(json.loads(l)[1] for l in open(os.path.join(d, a['name']), encoding='utf-8'))
-    except (OSError, ValueError, IndexError, TypeError):
-        return 0
-progress = Progress('verify', sum(a.get('size', 0) + (tree_bytes(a) if a.get('tree') else 0) for a in m.get('artifacts', [])))
+# Everything hashed: the artifacts, and the files of each tree (its list's artifact records their bytes).
+progress = Progress('verify', sum(a.get('size', 0) + (a.get('bytes', 0) if a.get('tree') else 0) for a in m.get('artifacts', [])))
 bad = set()
 for a in m.get('artifacts', []):
     p = os.path.join(d, a['name'])
