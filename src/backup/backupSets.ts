@@ -43,7 +43,7 @@ export function backupArgs(host: RemoteHost, d: Discovery, opts: BackupOptions):
     postgres: { serverVersionNum: f.pg.serverVersionNum, serverMajor: f.pg.serverMajor, pgDump: f.pg.pgDump },
     database: f.database,
     paths: { storage: f.storagePath, uploads: f.uploadsPath, kadiConfig: p.kadi.configFile },
-    options: { filesMode, redis },
+    options: { filesMode, redis, dumpCompression: p.dumpCompression },
   };
   const kv: Record<string, string> = {
     backup_dir: p.backupDir,
@@ -54,6 +54,7 @@ export function backupArgs(host: RemoteHost, d: Discovery, opts: BackupOptions):
     psql: f.pg.psql ?? 'psql',
     pg_dump: f.pg.pgDump,
     pg_restore: f.pg.pgRestore,
+    dump_compression: String(p.dumpCompression),
     storage_path: f.storagePath,
     uploads_path: f.uploadsPath,
     files_mode: filesMode,

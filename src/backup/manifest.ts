@@ -30,7 +30,7 @@ export interface Manifest {
   postgres: { serverVersionNum?: number; serverMajor?: number; pgDump?: string };
   database: { host: string; port: number; name: string; user: string };
   paths: { storage: string; uploads: string; kadiConfig: string };
-  options: { filesMode: 'tree' | 'archive'; redis: boolean };
+  options: { filesMode: 'tree' | 'archive'; redis: boolean; dumpCompression?: number };
   startedAt?: string;
   endedAt?: string;
   previousSet?: string | null;

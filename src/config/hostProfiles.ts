@@ -227,6 +227,7 @@ function resolveOne(input: HostProfileInput, env: Env, report: Report, globalMax
       ...(o?.uploadsPath !== undefined ? { uploadsPath: stripSlash(o.uploadsPath) } : {}),
     },
     backupMaxAgeHours: input.backupMaxAgeHours ?? globalMaxAge,
+    dumpCompression: input.dumpCompression ?? D.dumpCompression,
   };
   return { profile, warnings: sc.warnings };
 }

@@ -86,6 +86,7 @@ export const PROFILE_SPEC: ObjectSpec = {
       },
     },
     backupMaxAgeHours: leaf(c.maxAgeHours),
+    dumpCompression: leaf(c.integer(0, 9)),
   },
 };
 

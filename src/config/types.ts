@@ -43,6 +43,8 @@ export interface HostProfileInput {
   };
   /** Warn in the tree when the newest good backup is older than this many hours. */
   backupMaxAgeHours?: number;
+  /** gzip level of the database dump (pg_dump -Z), 0-9. */
+  dumpCompression?: number;
 }
 
 export interface HostProfile {
@@ -72,4 +74,5 @@ export interface HostProfile {
     uploadsPath?: string;
   };
   backupMaxAgeHours: number;
+  dumpCompression: number;
 }

@@ -116,6 +116,9 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(listing.partials.length, 0);
     const dir = path.join(sb.backupDir, first);
     assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    // The profile's default dump compression, as pg_restore reads it from the dump's header.
+    assert.equal(set.manifest.options.dumpCompression, 3);
+    assert.match(fs.readFileSync(path.join(dir, 'db.toc'), 'utf8'), /^;\s+Compression: 3$/m);
     for (const a of set.manifest.artifacts) {
       const sha = execFileSync('sha256sum', [path.join(dir, a.name)]).toString().split(' ')[0];
       assert.equal(sha, a.sha256, a.name);
@@ -197,6 +200,24 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(r.sink.text().includes(sb.pg.password), false);
     const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });
     assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
+  });
+
+  it("a host's dumpCompression is the dump's gzip level, recorded in the manifest", async () => {
+    const plain = await pool.get(profileOf(sb, 'sudo', (p) => Object.assign(p, { name: 'sandbox-z0', dumpCompression: 0 })));
+    const r = await runJob(plain, pool, async () => startBackup(plain, await discover(plain)));
+    assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+    assert.match(r.sink.text('stdout'), /^\[step\] database: pg_dump -Fc -Z 0 /m);
+    const name = setNameFrom(r);
+    const set = (await listSets(plain)).sets.find((s) => s.name === name) as BackupSet;
+    assert.equal(set.manifest.options.dumpCompression, 0);
+    const toc = execFileSync(path.join(sb.pg.binDir, 'pg_restore'), ['-l', path.join(sb.backupDir, name, 'db.dump')]).toString();
+    assert.match(toc, /^;\s+Compression: 0$/m);
+    // Uncompressed, the dump is larger than the default level's dump of the same database.
+    const compressed = (await listSets(host)).sets.find((s) => s.name === first) as BackupSet;
+    const size = (s: BackupSet): number => s.manifest.artifacts.find((a) => a.name === 'db.dump')?.size ?? 0;
+    assert.ok(size(set) > size(compressed), `${size(set)} > ${size(compressed)}`);
+    const p = await runJob(host, pool, () => startPrune(host, [name]));
+    assert.equal(p.outcome.result, 'succeeded', p.sink.text());
   });
 
   it('lists recent jobs with their outcome', async () => {

@@ -74,6 +74,7 @@ describe('host profiles: defaults for a standard Kadi install', () => {
       redis: { enabled: false, dumpPath: '/var/lib/redis/dump.rdb', service: 'redis-server', cli: 'redis-cli', port: 6379 },
       overrides: { database: {} },
       backupMaxAgeHours: 26,
+      dumpCompression: 3,
     });
   });
 
@@ -171,6 +172,8 @@ describe('host profiles: validation messages', () => {
     ['overrides.storagePath', { overrides: { storagePath: 'storage' } }, /absolute path/],
     ['overrides.uploadsPath', { overrides: { uploadsPath: '/a/../b' } }, /\.\."/],
     ['backupMaxAgeHours', { backupMaxAgeHours: 0 }, /greater than 0/],
+    ['dumpCompression', { dumpCompression: 10 }, /integer between 0 and 9 \(got 10\)/],
+    ['dumpCompression', { dumpCompression: 'fast' }, /integer between 0 and 9/],
   ];
   for (const [field, patch, message] of cases) {
     it(`reports exactly one error for ${JSON.stringify(patch).slice(0, 70)}, naming host and field ${field}`, () => {

@@ -108,8 +108,10 @@ cmd_backup() {
   [[ $snapshot =~ ^[0-9A-F-]+$ ]] || fail "could not export a database snapshot: $snapshot"
   echo "snapshot=$snapshot" >> "$info"
 
-  step "database: pg_dump -Fc ($pg_dump)"
-  PGAPPNAME="kadi-ops-$id" "$pg_dump" -Fc "${PGCONN[@]}" --snapshot="$snapshot" -f "$partial/db.dump" "$(opt pg_db)" &
+  local z; z=$(opt dump_compression)
+  [[ $z =~ ^[0-9]$ ]] || fail "dump_compression must be a gzip level 0-9, got '$z'"
+  step "database: pg_dump -Fc -Z $z ($pg_dump)"
+  PGAPPNAME="kadi-ops-$id" "$pg_dump" -Fc -Z "$z" "${PGCONN[@]}" --snapshot="$snapshot" -f "$partial/db.dump" "$(opt pg_db)" &
   local dump_pid=$!
   watch_read database "$dump_pid" "$table_bytes" & local dump_watch=$!
 
