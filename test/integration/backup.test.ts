@@ -169,6 +169,89 @@ describe('backup engine against the sandbox host', function () {
     first = second;
   });
 
+  it('copies only what changed since the previous set (content or mode), keeps every mode and time, and reports what is no file', async () => {
+    const changed = await sb.addStorageFile({ size: 2048 });
+    const chmodded = await sb.addStorageFile({ size: 2048 });
+    await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
+    const r0 = await runJob(host, pool, () => startBackup(host, d));
+    assert.equal(r0.outcome.result, 'succeeded', r0.sink.text());
+    const base = setNameFrom(r0);
+    // Same size, other content (and a new mtime); the other file's mode only. Both are put back
+    // afterwards: the file's database row holds the original's checksum (deep verify checks it).
+    const original = fs.readFileSync(changed.path);
+    fs.writeFileSync(changed.path, Buffer.alloc(2048, 7));
+    const mode = fs.statSync(chmodded.path).mode & 0o7777;
+    fs.chmodSync(chmodded.path, 0o600);
+    const link = path.join(sb.storagePath, 'kadi-ops-test-link');
+    const fifo = path.join(sb.storagePath, 'kadi-ops-test-fifo');
+    fs.symlinkSync('no/such/target', link);
+    execFileSync('mkfifo', [fifo]);
+    try {
+      await new Promise((r) => setTimeout(r, 1100));
+      const r = await runJob(host, pool, () => startBackup(host, d));
+      assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+      const name = setNameFrom(r);
+      assert.match(r.sink.text('stdout'), /^storage: symbolic link kadi-ops-test-link copied as a link \(not checksummed\)$/m);
+      assert.match(r.sink.text(), /^WARNING: storage: skipping special file kadi-ops-test-fifo$/m);
+      const set = (await listSets(host)).sets.find((s) => s.name === name) as BackupSet;
+      assert.equal(set.manifest.trees?.storage.newFiles, 2);
+      const prevTree = path.join(sb.backupDir, base, 'storage');
+      const tree = path.join(sb.backupDir, name, 'storage');
+      const listed = new Map(
+        fs.readFileSync(path.join(sb.backupDir, name, 'storage.files.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as [string, number, number, string]).map((e) => [e[0], e]),
+      );
+      for (const f of [changed, chmodded]) {
+        const rel = path.relative(sb.storagePath, f.path);
+        assert.notEqual(fs.statSync(path.join(tree, rel)).ino, fs.statSync(path.join(prevTree, rel)).ino, `${rel} is a new copy`);
+        assert.equal(listed.get(rel)?.[3], execFileSync('sha256sum', [f.path]).toString().split(' ')[0]);
+      }
+      assert.deepEqual(fs.readFileSync(path.join(tree, path.relative(sb.storagePath, changed.path))), Buffer.alloc(2048, 7));
+      // Every directory, file and link of the source is in the set with its mode and mtime (to the
+      // nanosecond: the next set links by them); the FIFO is not.
+      const walk = (rel: string): void => {
+        for (const e of fs.readdirSync(path.join(sb.storagePath, rel), { withFileTypes: true })) {
+          const r2 = path.join(rel, e.name);
+          if (e.isFIFO()) {
+            assert.equal(fs.existsSync(path.join(tree, r2)), false);
+            continue;
+          }
+          const s = fs.lstatSync(path.join(sb.storagePath, r2), { bigint: true });
+          const t = fs.lstatSync(path.join(tree, r2), { bigint: true });
+          assert.equal(t.mode, s.mode, `${r2} mode`);
+          assert.equal(t.mtimeNs, s.mtimeNs, `${r2} mtime`);
+          if (e.isDirectory()) walk(r2);
+          else if (e.isFile() && r2 !== path.relative(sb.storagePath, changed.path) && r2 !== path.relative(sb.storagePath, chmodded.path)) {
+            assert.equal(t.ino, fs.lstatSync(path.join(prevTree, r2), { bigint: true }).ino, `${r2} is linked`);
+          }
+        }
+      };
+      walk('');
+      assert.equal(fs.readlinkSync(path.join(tree, 'kadi-ops-test-link')), 'no/such/target');
+      assert.equal(listed.has('kadi-ops-test-link'), false);
+      first = name;
+    } finally {
+      fs.rmSync(link);
+      fs.rmSync(fifo);
+      fs.chmodSync(chmodded.path, mode);
+      fs.writeFileSync(changed.path, original);
+    }
+  });
+
+  it('a file the Kadi user cannot read fails the backup, naming it, and leaves no partial set', async () => {
+    const unreadable = path.join(sb.storagePath, 'kadi-ops-test-unreadable');
+    fs.writeFileSync(unreadable, 'root only', { mode: 0o600 }); // owned by root, the job runs as kadi
+    try {
+      const r = await runJob(host, pool, () => startBackup(host, d));
+      assert.equal(r.outcome.result, 'failed', r.sink.text());
+      assert.match(r.sink.text(), /copying .*kadi-ops-test-unreadable failed: .*Permission denied/);
+      const listing = await listSets(host);
+      assert.equal(listing.partials.length, 0);
+      assert.equal(listing.sets[0].name, first, 'the newest set is still the last good one');
+    } finally {
+      fs.rmSync(unreadable);
+    }
+  });
+
   it('a second backup while one runs is refused at once, naming the holder', async () => {
     const id = await startBackup(host, d);
     try {

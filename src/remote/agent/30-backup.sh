@@ -12,19 +12,141 @@ newest_good_set() {
 }
 
 
-# Copies a live tree into the set as a plain tree, hard-linking files unchanged since the
-# previous set (rsync --link-dest), so each set is complete but only new data costs space.
+# copy_tree NAME SRC PREV_SET DEST: copies a live tree into the set as a plain tree. A file whose
+# size, mtime, mode and owner equal its copy in the previous set is hard-linked to that copy (what
+# rsync -a --link-dest does), so each set is complete but only new data costs space; every other
+# file is hashed while it is written, so the manifest never reads the set's files back.
+# Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the hashes of
+# linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the manifest.
+# A file that vanishes or cannot be read fails the copy, naming it.
 copy_tree() {
   local name=$1 src=$2 prev=$3 dest=$4
   [ -d "$src" ] || fail "$name directory $src does not exist"
-  if have rsync; then
-    local link=()
-    [ -n "$prev" ] && [ -d "$prev" ] && link=(--link-dest="$prev")
-    rsync -a --info=progress2 --no-inc-recursive "${link[@]}" "$src/" "$dest/" | rsync_progress "$name"
-  else
-    echo "rsync is missing: copying $name in full (install rsync for incremental sets)" >&2
-    cp -a "$src/." "$dest/"
-  fi
+  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$name" "$src" "$dest" "$prev" || return 1
+import concurrent.futures, json, os, stat, threading
+name, src, dest, prev_set = sys.argv[1:5]
+partial = os.path.dirname(dest)
+prev = os.path.join(prev_set, name) if prev_set else ''
+euid = os.geteuid()
+
+def load_list(path):
+    out = {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                rel, size, mtime, digest = json.loads(line)
+                out[rel] = (size, digest)
+    except FileNotFoundError:
+        pass
+    return out
+
+prev_hashes = load_list(os.path.join(prev_set, name + '.files.jsonl')) if prev else {}
+
+# The walk comes first (its count is the progress total, as rsync --no-inc-recursive's). Order:
+# each directory's files, then its subdirectories, by name - the order of the lists so far.
+items = []  # (rel, stat), directories before what is in them
+def walk(rel):
+    with os.scandir(os.path.join(src, rel) if rel else src) as it:
+        ents = sorted(it, key=lambda e: e.name)
+    subs = []
+    for e in ents:
+        r = os.path.join(rel, e.name) if rel else e.name
+        st = e.stat(follow_symlinks=False)
+        (subs if stat.S_ISDIR(st.st_mode) else items).append((r, st))
+    for r, st in subs:
+        items.append((r, st))
+        walk(r)
+root_st = os.lstat(src)
+walk('')
+progress = Progress(name, 1 + len(items), 'files')
+progress_lock = threading.Lock()
+def tick():
+    with progress_lock: progress.add(1)
+
+def keep_attrs(path, st):
+    # rsync -a's attributes: mode, mtime, owner (as root) and group (where allowed).
+    if euid == 0:
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+    else:
+        try: os.chown(path, -1, st.st_gid)
+        except PermissionError: pass
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+def link_previous(r, st, t):
+    known = prev_hashes.get(r)
+    if not known or known[0] != st.st_size: return None
+    p = os.path.join(prev, r)
+    try:
+        pst = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    if not (stat.S_ISREG(pst.st_mode) and pst.st_size == st.st_size and pst.st_mtime_ns == st.st_mtime_ns
+            and pst.st_mode == st.st_mode and pst.st_uid == st.st_uid and pst.st_gid == st.st_gid):
+        return None
+    try:
+        os.link(p, t)
+    except OSError:  # e.g. EMLINK: copy instead
+        return None
+    return known[1]
+
+def copy_file(r, st):
+    s, t = os.path.join(src, r), os.path.join(dest, r)
+    try:
+        if prev:
+            digest = link_previous(r, st, t)
+            if digest: return [r, st.st_size, int(st.st_mtime), digest], False
+        h = hashlib.sha256(); n = 0
+        with open(s, 'rb') as fi, open(t, 'xb') as fo:
+            while True:
+                b = fi.read(1 << 20)
+                if not b: break
+                h.update(b); fo.write(b); n += len(b)
+            fo.flush()
+        keep_attrs(t, st)
+        return [r, n, int(st.st_mtime), h.hexdigest()], True
+    except FileNotFoundError:
+        raise SystemExit('ERROR: %s vanished during the copy: %s' % (name, s))
+    except OSError as e:
+        raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
+    finally:
+        tick()
+
+os.mkdir(dest, 0o700)
+entries, futures = [], []
+with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+    # Directories are made here, in walk order, while the workers link and copy the files of
+    # the directories made before.
+    for r, st in items:
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(os.path.join(dest, r), 0o700)
+            tick()
+        elif stat.S_ISREG(st.st_mode):
+            futures.append(ex.submit(copy_file, r, st))
+        elif stat.S_ISLNK(st.st_mode):
+            t = os.path.join(dest, r)
+            os.symlink(os.readlink(os.path.join(src, r)), t)
+            os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
+            tick()
+        else:
+            print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
+            tick()
+    new_files = new_bytes = 0
+    for f in futures:
+        e, new = f.result()
+        entries.append(e)
+        if new: new_files += 1; new_bytes += e[1]
+# Directory modes and times last (deepest first), once nothing more is written into them.
+for r, st in reversed(items):
+    if stat.S_ISDIR(st.st_mode): keep_attrs(os.path.join(dest, r), st)
+keep_attrs(dest, root_st)
+tick()
+with open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8') as f:
+    for e in entries: f.write(json.dumps(e, ensure_ascii=False) + '\n')
+with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8') as f:
+    json.dump({'files': len(entries), 'bytes': sum(e[1] for e in entries), 'newFiles': new_files, 'newBytes': new_bytes}, f)
+PY
 }
 
 archive_tree() {
@@ -137,8 +259,8 @@ SQL
     archive_tree storage "$(opt storage_path)" "$partial/storage" & st_pid=$!
     archive_tree uploads "$(opt uploads_path)" "$partial/uploads" & up_pid=$!
   else
-    copy_tree storage "$(opt storage_path)" "${prev:+$prev/storage}" "$partial/storage" & st_pid=$!
-    copy_tree uploads "$(opt uploads_path)" "${prev:+$prev/uploads}" "$partial/uploads" & up_pid=$!
+    copy_tree storage "$(opt storage_path)" "$prev" "$partial/storage" & st_pid=$!
+    copy_tree uploads "$(opt uploads_path)" "$prev" "$partial/uploads" & up_pid=$!
   fi
   local rc_dump=0 rc_st=0 rc_up=0 t_files t_dump
   t_files=$(now)
@@ -185,74 +307,30 @@ SQL
   fi
 
   local t_manifest; t_manifest=$(now)
-  step "manifest: listing and hashing new files"
+  step "manifest: hashing the database dump and the other artifacts"
   echo "ended=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$info"
-  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$partial" "${prev}" "$(opt manifest_json)" || fail "writing the manifest failed"
-import concurrent.futures, json, os
-partial, prev, base_json = sys.argv[1], sys.argv[2], sys.argv[3]
-
-def load_list(path):
-    out = {}
-    try:
-        with open(path, encoding='utf-8') as f:
-            for line in f:
-                rel, size, mtime, digest = json.loads(line)
-                out[rel] = digest
-    except FileNotFoundError:
-        pass
-    return out
-
-def scan_tree(name):
-    root = os.path.join(partial, name)
-    prev_root = os.path.join(prev, name) if prev else None
-    prev_hashes = load_list(os.path.join(prev, name + '.files.jsonl')) if prev else {}
-    entries, todo = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            p = os.path.join(dirpath, fn)
-            rel = os.path.relpath(p, root)
-            st = os.lstat(p)
-            digest = None
-            if prev_root and rel in prev_hashes:
-                try:
-                    pst = os.lstat(os.path.join(prev_root, rel))
-                    if pst.st_ino == st.st_ino and pst.st_dev == st.st_dev:
-                        digest = prev_hashes[rel]
-                except FileNotFoundError:
-                    pass
-            entries.append([rel, st.st_size, int(st.st_mtime), digest])
-            if digest is None: todo.append(len(entries) - 1)
-    return entries, todo
-
-def finish_tree(name, entries, todo, progress):
-    root = os.path.join(partial, name)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-        for i, d in zip(todo, ex.map(lambda i: sha256(os.path.join(root, entries[i][0])), todo)):
-            entries[i][3] = d
-            progress.add(entries[i][1])
-    with open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8') as f:
-        for e in entries: f.write(json.dumps(e, ensure_ascii=False) + '\n')
-    return {'files': len(entries), 'bytes': sum(e[1] for e in entries), 'newFiles': len(todo), 'newBytes': sum(entries[i][1] for i in todo)}
-
+  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$partial" "$(opt manifest_json)" || fail "writing the manifest failed"
+import json, os
+partial, base_json = sys.argv[1], sys.argv[2]
 info = dict(l.rstrip('\n').split('=', 1) for l in open(os.path.join(partial, '.info')) if '=' in l)
 m = json.loads(base_json)
 m['startedAt'] = info.get('started'); m['endedAt'] = info.get('ended')
 m['hostname'] = info.get('hostname'); m['previousSet'] = info.get('previous') or None
 m['artifacts'] = []
-scans = {name: scan_tree(name) for name in ('storage', 'uploads') if os.path.isdir(os.path.join(partial, name))}
-# One progress over everything hashed: the trees' new files, then the artifacts.
-artifact_bytes = sum(os.path.getsize(os.path.join(partial, fn)) for fn in os.listdir(partial)
-                     if not fn.startswith('.') and os.path.isfile(os.path.join(partial, fn)))
-progress = Progress('manifest', artifact_bytes + sum(e[i][1] for e, todo in scans.values() for i in todo))
-trees = {name: finish_tree(name, entries, todo, progress) for name, (entries, todo) in scans.items()}
+# The trees' files were hashed as they were copied (copy_tree); their lists are artifacts here.
+trees = {}
+for name in ('storage', 'uploads'):
+    summary = os.path.join(partial, '.' + name + '.copy.json')
+    if os.path.isfile(summary):
+        with open(summary, encoding='utf-8') as f: trees[name] = json.load(f)
+names = [fn for fn in sorted(os.listdir(partial)) if not fn.startswith('.') and os.path.isfile(os.path.join(partial, fn))]
+progress = Progress('manifest', sum(os.path.getsize(os.path.join(partial, fn)) for fn in names))
 toc_entries = sum(1 for l in open(os.path.join(partial, 'db.toc'), encoding='utf-8', errors='replace') if l and l[0].isdigit())
 counts = {}
 for l in open(os.path.join(partial, 'db.counts.tsv'), encoding='utf-8'):
     t, c = l.rstrip('\n').rsplit('\t', 1); counts[t] = int(c)
-for fn in sorted(os.listdir(partial)):
+for fn in names:
     p = os.path.join(partial, fn)
-    if fn.startswith('.') or not os.path.isfile(p): continue
     a = {'name': fn, 'size': os.path.getsize(p), 'sha256': sha256(p)}
     progress.add(a['size'])
     if fn == 'db.dump': a['tocEntries'] = toc_entries; a['tables'] = len(counts); a['rows'] = sum(counts.values())
@@ -270,7 +348,7 @@ with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(m, f, indent=2, sort_keys=True); f.write('\n'); f.flush(); os.fsync(f.fileno())
 os.rename(tmp, os.path.join(partial, 'manifest.json'))
 PY
-  rm -f "$info"
+  rm -f "$info" "$partial/.storage.copy.json" "$partial/.uploads.copy.json"
 
   local t_seal; t_seal=$(now)
   step "sealing the set"
