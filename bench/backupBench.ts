@@ -3,7 +3,7 @@
  * uploads, one after the other, over SSH) against `kadi-ops backup` (checksums and manifest
  * included), on the same generated data in the same process, alternating sides, several runs.
  *
- *   npm run bench -- [--scale S] [--files N] [--runs R]
+ *   npm run bench:backup -- [--scale S] [--files N] [--file-sizes kadi|large] [--runs R]
  *
  * S: pgbench scale for the database (1 ≈ 15 MB); N: record files in STORAGE_PATH (mixed sizes,
  * reproducible from --seed). Prints a Markdown table for BENCHMARKS.md.
@@ -18,12 +18,12 @@ import { buildCommand } from '../src/remote/shellCommand';
 import { benchHost, benchOptions, byHandDir, machineLine, median, mib, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
-  const o = benchOptions({ scale: 20, files: 4000, runs: 3, seed: 'kadi-ops-bench' });
+  const o = benchOptions({ runs: 3, seed: 'kadi-ops-bench' });
   const b = await benchHost();
   const { sb, host, uid, gid } = b;
   try {
     const gen = new SeededBytes(o.seed);
-    const { dbBytes, storageBytes, uploadsBytes } = await seedData(b, { scale: o.scale, files: o.files, gen });
+    const { dbBytes, storageBytes, uploadsBytes } = await seedData(b, { scale: o.scale, files: o.files, sizes: o.sizes, gen });
     const { dir: handDir, pgpass } = byHandDir(b);
     const pgDump = path.join(sb.pg.binDir, 'pg_dump');
 
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     const handRep: number[] = [];
     const oursRep: number[] = [];
     for (let i = 0; i < o.runs; i++) {
-      writeTree(sb.storagePath, Math.max(1, Math.floor(o.files / 100)), gen, uid, gid, 3);
+      writeTree(sb.storagePath, Math.max(1, Math.floor(o.files / 100)), gen, o.sizes, uid, gid, 3);
       handRep.push(await timed(byHand));
       oursRep.push(await timed(ours));
       process.stderr.write(`repeat run ${i + 1}: by hand ${handRep[i].toFixed(1)} s, kadi-ops ${oursRep[i].toFixed(1)} s\n`);
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     results.push({ name: 'repeat set after 1% new files', hand: median(handRep), ours: median(oursRep) });
 
     const lines = [
-      `Data: database ${mib(dbBytes)} MiB (pgbench scale ${o.scale} + Kadi tables), storage ${o.files} files / ${mib(storageBytes)} MiB, uploads ${mib(uploadsBytes)} MiB; seed "${o.seed}"; ${o.runs} alternating runs per side, medians.`,
+      `Data: database ${mib(dbBytes)} MiB (pgbench scale ${o.scale} + Kadi tables), storage ${o.files} files / ${mib(storageBytes)} MiB (file sizes "${o.sizes}"), uploads ${mib(uploadsBytes)} MiB; seed "${o.seed}"; ${o.runs} alternating runs per side, medians.`,
       machineLine(),
       '',
       '| scenario | by hand (guide) | kadi-ops backup | ratio |',

@@ -33,11 +33,29 @@ export class SeededBytes {
   }
 }
 
-export function fileSize(r: SeededBytes): number {
+/**
+ * Size distributions of generated record files. `kadi` (the default) is the issue's instance shape:
+ * mostly small files, ~97 KiB on average (20,000 files ≈ 1.9 GiB) and uploads of files/20.
+ * `large` is the distribution of the benches recorded before it (~375 KiB on average, uploads of
+ * files/40), kept so those numbers can be reproduced.
+ */
+export type FileSizes = 'kadi' | 'large';
+
+export function fileSize(r: SeededBytes, sizes: FileSizes): number {
   const p = r.random();
-  if (p < 0.6) return 1024 + Math.floor(r.random() * 20 * 1024); // many small files
-  if (p < 0.95) return 64 * 1024 + Math.floor(r.random() * 512 * 1024);
-  return 2 * 1024 * 1024 + Math.floor(r.random() * 8 * 1024 * 1024);
+  if (sizes === 'large') {
+    if (p < 0.6) return 1024 + Math.floor(r.random() * 20 * 1024); // many small files
+    if (p < 0.95) return 64 * 1024 + Math.floor(r.random() * 512 * 1024);
+    return 2 * 1024 * 1024 + Math.floor(r.random() * 8 * 1024 * 1024);
+  }
+  if (p < 0.7) return 1024 + Math.floor(r.random() * 19 * 1024); // notes, metadata exports, small CSVs
+  if (p < 0.97) return 32 * 1024 + Math.floor(r.random() * 256 * 1024); // spectra, images
+  return 512 * 1024 + Math.floor(r.random() * 2 * 1024 * 1024); // raw measurement files
+}
+
+/** Upload files generated beside `files` record files. */
+export function uploadCount(files: number, sizes: FileSizes): number {
+  return Math.max(10, Math.floor(files / (sizes === 'large' ? 40 : 20)));
 }
 
 export function uuidFrom(r: SeededBytes): string {
@@ -45,7 +63,7 @@ export function uuidFrom(r: SeededBytes): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-export function writeTree(root: string, count: number, r: SeededBytes, uid: number, gid: number, depth: 3 | 2): number {
+export function writeTree(root: string, count: number, r: SeededBytes, sizes: FileSizes, uid: number, gid: number, depth: 3 | 2): number {
   let bytes = 0;
   for (let i = 0; i < count; i++) {
     const id = uuidFrom(r);
@@ -58,7 +76,7 @@ export function writeTree(root: string, count: number, r: SeededBytes, uid: numb
         fs.chownSync(dir, uid, gid);
       }
     }
-    const size = fileSize(r);
+    const size = fileSize(r, sizes);
     const file = path.join(dir, id.slice(depth === 3 ? 6 : 4));
     fs.writeFileSync(file, r.bytes(size), { mode: 0o640 });
     fs.chownSync(file, uid, gid);
@@ -74,16 +92,30 @@ export function flag(name: string, def: string): string {
   return i >= 0 && argv[i + 1] ? argv[i + 1] : def;
 }
 
-/** What every data-generating bench takes: --scale (pgbench), --files, --runs, --seed. */
+/** What every data-generating bench takes: --scale (pgbench), --files, --file-sizes, --runs, --seed. */
 export interface BenchOptions {
   scale: number;
   files: number;
+  sizes: FileSizes;
   runs: number;
   seed: string;
 }
 
-export function benchOptions(def: BenchOptions): BenchOptions {
-  return { scale: Number(flag('scale', String(def.scale))), files: Number(flag('files', String(def.files))), runs: Number(flag('runs', String(def.runs))), seed: flag('seed', def.seed) };
+/**
+ * The issue's default instance: ~1 GB database (pgbench scale 65 ≈ 1 GB with its indexes, plus
+ * the Kadi tables), ~2 GB storage in 20,000 files of mixed sizes, ~100 MB uploads.
+ */
+export const DEFAULT_SHAPE = { scale: 65, files: 20000, sizes: 'kadi' } as const;
+
+export function benchOptions(def: { runs: number; seed: string }): BenchOptions {
+  const sizes = flag('file-sizes', DEFAULT_SHAPE.sizes);
+  if (sizes !== 'kadi' && sizes !== 'large') throw new Error(`--file-sizes must be kadi or large, got ${sizes}`);
+  const num = (name: string, d: number): number => {
+    const v = Number(flag(name, String(d)));
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
+    return v;
+  };
+  return { scale: num('scale', DEFAULT_SHAPE.scale), files: num('files', DEFAULT_SHAPE.files), sizes, runs: num('runs', def.runs), seed: flag('seed', def.seed) };
 }
 
 export function median(xs: number[]): number {
@@ -151,16 +183,16 @@ export interface SeededData {
 
 /**
  * Fills the sandbox with a Kadi-sized instance: pgbench tables of scale `scale` (1 ≈ 15 MB, owned
- * by the Kadi role), `files` record files in STORAGE_PATH and files/40 (at least 10) in
- * MISC_UPLOADS_PATH, all from `gen`.
+ * by the Kadi role), `files` record files in STORAGE_PATH and `uploadCount()` in MISC_UPLOADS_PATH,
+ * all from `gen`.
  */
-export async function seedData(b: BenchHost, o: { scale: number; files: number; gen: SeededBytes }): Promise<SeededData> {
+export async function seedData(b: BenchHost, o: { scale: number; files: number; sizes: FileSizes; gen: SeededBytes }): Promise<SeededData> {
   const { sb } = b;
   process.stderr.write(`Generating data: pgbench scale ${o.scale}, ${o.files} record files…\n`);
   execFileSync(path.join(sb.pg.binDir, 'pgbench'), ['-i', '-q', '-s', String(o.scale), '-h', sb.pg.socketDir, '-p', String(sb.pg.port), '-U', 'postgres', 'kadi'], { stdio: 'ignore' });
   await sb.psql("DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE tablename LIKE 'pgbench_%' LOOP EXECUTE format('ALTER TABLE %I OWNER TO kadi', t); END LOOP; END $$;");
-  const storageBytes = writeTree(sb.storagePath, o.files, o.gen, b.uid, b.gid, 3);
-  const uploadsBytes = writeTree(sb.uploadsPath, Math.max(10, Math.floor(o.files / 40)), o.gen, b.uid, b.gid, 2);
+  const storageBytes = writeTree(sb.storagePath, o.files, o.gen, o.sizes, b.uid, b.gid, 3);
+  const uploadsBytes = writeTree(sb.uploadsPath, uploadCount(o.files, o.sizes), o.gen, o.sizes, b.uid, b.gid, 2);
   const dbBytes = Number((await sb.psql("select pg_database_size('kadi')")).trim());
   return { dbBytes, storageBytes, uploadsBytes };
 }

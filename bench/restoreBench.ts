@@ -6,7 +6,7 @@
  * quick verify from right after the backup (the default: a nightly backup and verify, a restore
  * within 24 h), and with --verify-again (every checksum re-hashed before the restore).
  *
- *   npm run bench:restore -- [--scale S] [--files N] [--runs R]
+ *   npm run bench:restore -- [--scale S] [--files N] [--file-sizes kadi|large] [--runs R]
  *
  * Scenarios: into an emptied instance (database dropped and recreated empty, trees emptied), and
  * onto an instance that changed 1% since the set (new files and changed rows).
@@ -23,12 +23,12 @@ import { startRestore } from '../src/restore/restoreJob';
 import { benchHost, benchOptions, byHandDir, machineLine, median, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
-  const { scale, files, runs, seed } = benchOptions({ scale: 10, files: 4000, runs: 3, seed: 'kadi-ops-restore-bench' });
+  const { scale, files, sizes, runs, seed } = benchOptions({ runs: 3, seed: 'kadi-ops-restore-bench' });
   const b = await benchHost();
   const { sb, host, uid, gid } = b;
   try {
     const gen = new SeededBytes(seed);
-    await seedData(b, { scale, files, gen });
+    await seedData(b, { scale, files, sizes, gen });
     const d = await discover(host);
     // The set kadi-ops restores, and the by-hand backup the guide's restore starts from.
     const bk = await followJob(host, await startBackup(host, d), { sink: new MemorySink() });
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       for (const t of [sb.storagePath, sb.uploadsPath]) for (const e of fs.readdirSync(t)) fs.rmSync(path.join(t, e), { recursive: true, force: true });
     };
     const changeOnePercent = async (): Promise<void> => {
-      writeTree(sb.storagePath, Math.max(1, Math.floor(files / 100)), gen, uid, gid, 3);
+      writeTree(sb.storagePath, Math.max(1, Math.floor(files / 100)), gen, sizes, uid, gid, 3);
       await sb.psql('UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0;');
     };
 
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     const dbBytes = Number((await sb.psql("select pg_database_size('kadi')")).trim());
     process.stdout.write(
       [
-        `Data: database ${(dbBytes / 1048576).toFixed(0)} MiB (pgbench scale ${scale} + Kadi tables), storage ${files} files; ${runs} alternating runs per side, medians.`,
+        `Data: database ${(dbBytes / 1048576).toFixed(0)} MiB (pgbench scale ${scale} + Kadi tables), storage ${files} files (file sizes "${sizes}"); ${runs} alternating runs per side, medians.`,
         machineLine(),
         '',
         '| scenario | by hand (guide) | kadi-ops restore (verified last night) | ratio | kadi-ops restore --verify-again | ratio |',

@@ -5,7 +5,7 @@
  * `ssh host tar c | tar x`. Same set, same process, sides rotating, medians; each run writes into
  * a fresh local directory, removed and synced outside the timed part.
  *
- *   npm run bench:transfer -- [--scale S] [--files N] [--runs R] [--seed X]
+ *   npm run bench:transfer -- [--scale S] [--files N] [--file-sizes kadi|large] [--runs R] [--seed X]
  *
  * The OpenSSH commands start a new connection per run (as an operator would); the extension
  * reuses the connection it already has (as the extension does). Throughput = bytes of the set's
@@ -36,12 +36,12 @@ function sh(cmd: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { scale, files, runs, seed } = benchOptions({ scale: 20, files: 2000, runs: 3, seed: 'kadi-ops-transfer-bench' });
+  const { scale, files, sizes, runs, seed } = benchOptions({ runs: 3, seed: 'kadi-ops-transfer-bench' });
   const b = await benchHost();
   const { sb, host } = b;
   const localRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-bench-'));
   try {
-    await seedData(b, { scale, files, gen: new SeededBytes(seed) });
+    await seedData(b, { scale, files, sizes, gen: new SeededBytes(seed) });
     const d = await discover(host);
     const sink = new MemorySink();
     const bk = await followJob(host, await startBackup(host, d), { sink });

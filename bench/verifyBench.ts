@@ -7,7 +7,7 @@
  * the CPU's SHA extensions and OpenSSL (hence Python's hashlib) does. Same set, same process,
  * sides rotating, medians.
  *
- *   npm run bench:verify -- [--scale S] [--files N] [--runs R] [--seed X]
+ *   npm run bench:verify -- [--scale S] [--files N] [--file-sizes kadi|large] [--runs R] [--seed X]
  *
  * The set is made by a real `kadi-ops backup` of generated data (pgbench scale S + Kadi tables,
  * N record files of mixed sizes). Discovery (`kadi utils config` and the facts query), which the
@@ -20,11 +20,11 @@ import { followJob } from '../src/remote/jobs';
 import { benchHost, benchOptions, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
 
 async function main(): Promise<void> {
-  const { scale, files, runs, seed } = benchOptions({ scale: 20, files: 2000, runs: 5, seed: 'kadi-ops-verify-bench' });
+  const { scale, files, sizes, runs, seed } = benchOptions({ runs: 5, seed: 'kadi-ops-verify-bench' });
   const b = await benchHost();
   const { sb, host } = b;
   try {
-    await seedData(b, { scale, files, gen: new SeededBytes(seed) });
+    await seedData(b, { scale, files, sizes, gen: new SeededBytes(seed) });
     const d = await discover(host);
     const sink = new MemorySink();
     const bk = await followJob(host, await startBackup(host, d), { sink });
