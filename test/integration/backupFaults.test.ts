@@ -14,6 +14,7 @@ import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { cancelJob, followJob, jobStatus, listJobs, LockBusyError, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
+import { holdTableLock } from '../sandbox/tableLock';
 import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
 
 interface Ran {
@@ -185,6 +186,33 @@ describe('backup faults and verification against the sandbox host', function () 
     } finally {
       if (holder.pid) spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-f', `flock -w 10 ${lock} sleep 300`]);
       spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-xf', 'sleep 300']);
+    }
+  });
+
+  it('a backup whose script dies mid-step has what it left running stopped before its partial set is removed', async () => {
+    const lock = await holdTableLock(sb.pg, 'task'); // pg_dump waits on it: certainly still running
+    try {
+      const id = await startBackup(host, d);
+      const pgid = Number(fs.readFileSync(path.join(sb.backupDir, '.kadi-ops', 'jobs', id, 'pgid'), 'utf8'));
+      const running = (args: string[]): string => spawnSync('pgrep', args, { encoding: 'utf8' }).stdout.trim();
+      for (let i = 0; i < 200 && !running(['-g', String(pgid), '-x', 'pg_dump']); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(running(['-g', String(pgid), '-x', 'pg_dump']), 'pg_dump is running');
+      // The backup's script (the job runner's one child) dies; pg_dump and the session stay behind.
+      const script = Number(running(['-P', String(pgid), '-x', 'bash']).split('\n')[0]);
+      assert.ok(script > 1);
+      process.kill(script, 'SIGKILL');
+      const sink = new MemorySink();
+      const outcome = await followJob(host, id, { sink });
+      assert.equal(outcome.result, 'failed', sink.text());
+      assert.match(sink.text(), /^\[kadi-ops\] stopping what the job left running: \d+/m);
+      // Only the job runner itself may still be ending (it writes the status, then exits).
+      const others = (): string => running(['-g', String(pgid)]).split('\n').filter((p) => p && p !== String(pgid)).map((p) => spawnSync('ps', ['-o', 'pid=,args=', '-p', p], { encoding: 'utf8' }).stdout.trim()).join('; ');
+      assert.equal(others(), '', 'nothing the job started is left running');
+      for (let i = 0; i < 100 && running(['-g', String(pgid)]); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(running(['-g', String(pgid)]), '', 'the job runner ended');
+      assert.equal((await listSets(host)).partials.length, 0, 'the partial set is removed');
+    } finally {
+      await lock.release();
     }
   });
 

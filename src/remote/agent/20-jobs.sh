@@ -74,6 +74,34 @@ kill_lock_holders() {
   return 0
 }
 
+# Processes of this job's process group other than the job runner itself.
+job_leftovers() {
+  local p st
+  for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" != "$$" ] && [ "${p#/proc/}" != "$BASHPID" ] || continue
+    { IFS= read -r st < "$p/stat"; } 2>/dev/null || continue
+    st=${st##*) }   # after "pid (comm) ": state ppid pgrp ...
+    set -- $st
+    [ "${3-}" = "$$" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# Terminates what is left of the job (TERM, then KILL after 5 s), the runner excepted.
+stop_job_leftovers() {
+  local pids i
+  pids=$(job_leftovers)
+  [ -n "$pids" ] || return 0
+  echo "[kadi-ops] stopping what the job left running: $(echo $pids)"
+  kill -TERM $pids 2>/dev/null || true
+  for i in $(seq 50); do
+    pids=$(job_leftovers)
+    [ -n "$pids" ] || return 0
+    sleep 0.1
+  done
+  kill -KILL $pids 2>/dev/null || true
+}
+
 # job-run BACKUP_DIR JOB_ID VERB ARGS...   (detached; runs the verb, records the exit status)
 cmd_job_run() {
   local backup_dir=$1 id=$2 verb=$3
@@ -96,6 +124,9 @@ cmd_job_run() {
   # A cancelled or failed job removes its partial output; a set is only ever complete or absent.
   # Cleanup may need the database (dropping a scratch database): the job's passfile goes after it.
   if [ "$cancelled" = yes ] || [ "$rc" -ne 0 ]; then
+    # A step that failed early can leave background work behind (a copy into the set): it is
+    # stopped first, or it would keep writing while its output is removed.
+    stop_job_leftovers
     if declare -F "cleanup_$verb" >/dev/null; then
       ( if [ -f "$dir/pgpass" ]; then export PGPASSFILE=$dir/pgpass; fi; "cleanup_$verb" "$@" ) || true
     fi
