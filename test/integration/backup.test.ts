@@ -252,6 +252,22 @@ describe('backup engine against the sandbox host', function () {
     }
   });
 
+  it('a table the Kadi role cannot count fails the backup once the dump and copies have ended, naming it', async () => {
+    await sb.psql('CREATE TABLE kadi_ops_test_private (x int); INSERT INTO kadi_ops_test_private VALUES (1);');
+    try {
+      const r = await runJob(host, pool, () => startBackup(host, d));
+      assert.equal(r.outcome.result, 'failed', r.sink.text());
+      assert.match(r.sink.text(), /^ERROR: counting rows: .*permission denied for table kadi_ops_test_private/m);
+      // The copies ran to their end before the failure: their progress reached 100%.
+      assert.match(r.sink.text(), /^\[progress\] storage 100% /m);
+      const listing = await listSets(host);
+      assert.equal(listing.partials.length, 0);
+      assert.equal(listing.sets[0].name, first);
+    } finally {
+      await sb.psql('DROP TABLE kadi_ops_test_private');
+    }
+  });
+
   it('a second backup while one runs is refused at once, naming the holder', async () => {
     const id = await startBackup(host, d);
     try {

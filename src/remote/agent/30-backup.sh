@@ -223,10 +223,13 @@ cmd_backup() {
   step "database: exporting a snapshot"
   # One session holds a REPEATABLE READ snapshot; pg_dump uses it and the row counts are taken
   # in it, so the dump, the counts and the start of the file copies are one consistent moment.
-  coproc SNAP { PGAPPNAME="kadi-ops-$id" "$psql" -X -At -q -v ON_ERROR_STOP=1 "${PGCONN[@]}" -d "$(opt pg_db)" 2>&1; }
-  echo "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();" >&"${SNAP[1]}"
+  # The session's fds and pid are copied: bash unsets SNAP and SNAP_PID as soon as psql exits.
+  coproc SNAP { PGAPPNAME="kadi-ops-$id" "$psql" -X -At -q "${PGCONN[@]}" -d "$(opt pg_db)" 2>&1; }
+  local snap_in snap_out snap_pid=$SNAP_PID
+  exec {snap_in}<&"${SNAP[0]}" {snap_out}>&"${SNAP[1]}" {SNAP[0]}<&- {SNAP[1]}>&-
+  echo "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();" >&"$snap_out"
   local snapshot=''
-  IFS= read -r -t 60 snapshot <&"${SNAP[0]}" || true
+  IFS= read -r -t 60 snapshot <&"$snap_in" || true
   [[ $snapshot =~ ^[0-9A-F-]+$ ]] || fail "could not export a database snapshot: $snapshot"
   echo "snapshot=$snapshot" >> "$info"
 
@@ -237,24 +240,9 @@ cmd_backup() {
   local dump_pid=$!
   watch_read database "$dump_pid" "$table_bytes" & local dump_watch=$!
 
-  # Row counts in the same snapshot, for deep verification later.
-  cat >&"${SNAP[1]}" <<'SQL'
-SELECT format('SELECT %L || E''\t'' || count(*) FROM %I.%I;', n.nspname || '.' || c.relname, n.nspname, c.relname)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
- ORDER BY 1 \gexec
-\echo __kadi_ops_counts_done__
-SQL
-  local line
-  : > "$partial/db.counts.tsv"
-  while IFS= read -r -t 3600 line <&"${SNAP[0]}"; do
-    [ "$line" = __kadi_ops_counts_done__ ] && break
-    case $line in *$'\t'*) printf '%s\n' "$line" >> "$partial/db.counts.tsv" ;; *) fail "counting rows: $line" ;; esac
-  done
-
   local mode; mode=$(opt files_mode)
   step "files: copying STORAGE_PATH and MISC_UPLOADS_PATH ($mode)"
-  local st_pid up_pid
+  local st_pid up_pid t_files
   if [ "$mode" = archive ]; then
     archive_tree storage "$(opt storage_path)" "$partial/storage" & st_pid=$!
     archive_tree uploads "$(opt uploads_path)" "$partial/uploads" & up_pid=$!
@@ -262,21 +250,45 @@ SQL
     copy_tree storage "$(opt storage_path)" "$prev" "$partial/storage" & st_pid=$!
     copy_tree uploads "$(opt uploads_path)" "$prev" "$partial/uploads" & up_pid=$!
   fi
-  local rc_dump=0 rc_st=0 rc_up=0 t_files t_dump
   t_files=$(now)
+
+  # Row counts in the same snapshot, for deep verification later; read while the dump and the
+  # copies run. A failure is reported once they have ended (nothing is left writing into the set).
+  # ON_ERROR_ROLLBACK (a savepoint per statement, set only after the export, which a savepoint
+  # would refuse): a failing count must not end the transaction, or the snapshot would vanish
+  # under a pg_dump that has not imported it yet.
+  cat >&"$snap_out" <<'SQL'
+\set ON_ERROR_ROLLBACK on
+SELECT format('SELECT %L || E''\t'' || count(*) FROM %I.%I;', n.nspname || '.' || c.relname, n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ ORDER BY 1 \gexec
+\echo __kadi_ops_counts_done__
+SQL
+  local line counts_error=''
+  : > "$partial/db.counts.tsv"
+  while :; do
+    if ! IFS= read -r -t 3600 line <&"$snap_in"; then counts_error=${counts_error:-"counting rows: the database session ended early"}; break; fi
+    [ "$line" = __kadi_ops_counts_done__ ] && break
+    case $line in *$'\t'*) printf '%s\n' "$line" >> "$partial/db.counts.tsv" ;; *) counts_error=${counts_error:-"counting rows: $line"} ;; esac
+  done
+  local rc_dump=0 rc_st=0 rc_up=0 t_dump
   wait "$dump_pid" || rc_dump=$?
   kill "$dump_watch" 2>/dev/null || true
   t_dump=$(now)
-  echo "COMMIT;" >&"${SNAP[1]}"
-  exec {SNAP[1]}>&-
-  wait "$SNAP_PID" 2>/dev/null || true
+  # The session may have ended already (the database went away): no SIGPIPE. psql sees the end
+  # of its input only once the copies, which inherited the pipe, have ended too.
+  ( trap '' PIPE; echo "COMMIT;" >&"$snap_out" ) 2>/dev/null || true
+  exec {snap_out}>&- {snap_in}<&-
   wait "$st_pid" || rc_st=$?
   wait "$up_pid" || rc_up=$?
+  wait "$snap_pid" 2>/dev/null || true
   local t_copied; t_copied=$(now)
   if [ "$(opt stop_services)" = yes ]; then
     step "services: starting them again"
     start_services || echo "WARNING: a service did not start again; see above" >&2
   fi
+  [ -z "$counts_error" ] || fail "$counts_error"
   [ "$rc_dump" -eq 0 ] || fail "pg_dump exited with status $rc_dump"
   [ "$rc_st" -eq 0 ] || fail "copying STORAGE_PATH failed (status $rc_st)"
   [ "$rc_up" -eq 0 ] || fail "copying MISC_UPLOADS_PATH failed (status $rc_up)"
@@ -359,7 +371,7 @@ PY
   rm -f "$JOB_DIR/partial"
   sync -f "$bd" 2>/dev/null || true
   # Where the time went (dump and file copies run side by side).
-  echo "timing: until-dump-started=$(elapsed "$t0" "$t_files")s dump=$(elapsed "$t_files" "$t_dump")s files=$(elapsed "$t_files" "$t_copied")s toc-redis-config=$(elapsed "$t_copied" "$t_manifest")s manifest=$(elapsed "$t_manifest" "$t_seal")s seal=$(elapsed "$t_seal" "$(now)")s total=$(elapsed "$t0" "$(now)")s"
+  echo "timing: until-copies-started=$(elapsed "$t0" "$t_files")s dump=$(elapsed "$t_files" "$t_dump")s files=$(elapsed "$t_files" "$t_copied")s toc-redis-config=$(elapsed "$t_copied" "$t_manifest")s manifest=$(elapsed "$t_manifest" "$t_seal")s seal=$(elapsed "$t_seal" "$(now)")s total=$(elapsed "$t0" "$(now)")s"
   echo "set=$ts"
 }
 
@@ -368,7 +380,9 @@ cleanup_backup() {
   parse_opts "$@"
   if [ "$(opt stop_services)" = yes ]; then start_services || true; fi
   local p; p=$(cat "$JOB_DIR/partial" 2>/dev/null || true)
-  if [ -n "$p" ] && [ -d "$p" ]; then rm -rf -- "$p"; echo "[kadi-ops] removed partial set $p"; fi
+  if [ -n "$p" ] && [ -d "$p" ]; then
+    if rm -rf -- "$p"; then echo "[kadi-ops] removed partial set $p"; else echo "WARNING: could not remove all of the partial set $p" >&2; fi
+  fi
   rm -f "$JOB_DIR/pgpass"
 }
 
