@@ -23,7 +23,7 @@ copy_tree() {
   local name=$1 src=$2 prev=$3 dest=$4
   [ -d "$src" ] || fail "$name directory $src does not exist"
   { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$name" "$src" "$dest" "$prev" || return 1
-import concurrent.futures, json, os, stat, threading
+import collections, concurrent.futures, json, os, stat, threading
 name, src, dest, prev_set = sys.argv[1:5]
 partial = os.path.dirname(dest)
 prev = os.path.join(prev_set, name) if prev_set else ''
@@ -44,20 +44,27 @@ prev_hashes = load_list(os.path.join(prev_set, name + '.files.jsonl')) if prev e
 
 # The walk comes first (its count is the progress total, as rsync --no-inc-recursive's). Order:
 # each directory's files, then its subdirectories, by name - the order of the lists so far.
-items = []  # (rel, stat), directories before what is in them
+items = []  # (rel, Meta), directories before what is in them
+# What is kept of each lstat: a plain tuple is a third of an os.stat_result (this list holds an
+# entry for every file and directory of the tree).
+Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid')
+def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid)
 def walk(rel):
     with os.scandir(os.path.join(src, rel) if rel else src) as it:
         ents = sorted(it, key=lambda e: e.name)
     subs = []
     for e in ents:
         r = os.path.join(rel, e.name) if rel else e.name
-        st = e.stat(follow_symlinks=False)
+        st = meta(e.stat(follow_symlinks=False))
         (subs if stat.S_ISDIR(st.st_mode) else items).append((r, st))
     for r, st in subs:
         items.append((r, st))
         walk(r)
-root_st = os.lstat(src)
-walk('')
+try:
+    root_st = os.lstat(src)
+    walk('')
+except OSError as e:  # a directory that vanished or cannot be read
+    raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
 progress = Progress(name, 1 + len(items), 'files')
 progress_lock = threading.Lock()
 def tick():
@@ -95,7 +102,7 @@ def copy_file(r, st):
     try:
         if prev:
             digest = link_previous(r, st, t)
-            if digest: return [r, st.st_size, int(st.st_mtime), digest], False
+            if digest: return [r, st.st_size, st.st_mtime_ns // 1000000000, digest], False
         h = hashlib.sha256(); n = 0
         with open(s, 'rb') as fi, open(t, 'xb') as fo:
             while True:
@@ -104,7 +111,7 @@ def copy_file(r, st):
                 h.update(b); fo.write(b); n += len(b)
             fo.flush()
         keep_attrs(t, st)
-        return [r, n, int(st.st_mtime), h.hexdigest()], True
+        return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
     except FileNotFoundError:
         raise SystemExit('ERROR: %s vanished during the copy: %s' % (name, s))
     except OSError as e:
@@ -112,40 +119,47 @@ def copy_file(r, st):
     finally:
         tick()
 
-os.mkdir(dest, 0o700)
-entries, futures = [], []
-with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-    # Directories are made here, in walk order, while the workers link and copy the files of
-    # the directories made before.
-    for r, st in items:
-        if stat.S_ISDIR(st.st_mode):
-            os.mkdir(os.path.join(dest, r), 0o700)
-            tick()
-        elif stat.S_ISREG(st.st_mode):
-            futures.append(ex.submit(copy_file, r, st))
-        elif stat.S_ISLNK(st.st_mode):
-            t = os.path.join(dest, r)
-            os.symlink(os.readlink(os.path.join(src, r)), t)
-            os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
-            tick()
-        else:
-            print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
-            tick()
-    new_files = new_bytes = 0
-    for f in futures:
-        e, new = f.result()
-        entries.append(e)
-        if new: new_files += 1; new_bytes += e[1]
-# Directory modes and times last (deepest first), once nothing more is written into them.
-for r, st in reversed(items):
-    if stat.S_ISDIR(st.st_mode): keep_attrs(os.path.join(dest, r), st)
-keep_attrs(dest, root_st)
-tick()
-with open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8') as f:
-    for e in entries: f.write(json.dumps(e, ensure_ascii=False) + '\n')
+try:
+    os.mkdir(dest, 0o700)
+    totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
+    listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8')
+    pending = collections.deque()
+    def collect_oldest():
+        e, new = pending.popleft().result()
+        listing.write(json.dumps(e, ensure_ascii=False) + '\n')
+        totals['files'] += 1; totals['bytes'] += e[1]
+        if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+        # Directories are made here, in walk order, while the workers link and copy the files of
+        # the directories made before. Results are written to the list in walk order as they come;
+        # at most 1024 files are in flight (memory stays flat for millions of files).
+        for r, st in items:
+            if stat.S_ISDIR(st.st_mode):
+                os.mkdir(os.path.join(dest, r), 0o700)
+                tick()
+            elif stat.S_ISREG(st.st_mode):
+                pending.append(ex.submit(copy_file, r, st))
+                if len(pending) > 1024: collect_oldest()
+            elif stat.S_ISLNK(st.st_mode):
+                t = os.path.join(dest, r)
+                os.symlink(os.readlink(os.path.join(src, r)), t)
+                os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
+                tick()
+            else:
+                print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
+                tick()
+        while pending: collect_oldest()
+    listing.close()
+    # Directory modes and times last (deepest first), once nothing more is written into them.
+    for r, st in reversed(items):
+        if stat.S_ISDIR(st.st_mode): keep_attrs(os.path.join(dest, r), st)
+    keep_attrs(dest, root_st)
+    tick()
+except OSError as e:  # the set's side: a full disk, a directory that cannot be made
+    raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
 with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8') as f:
-    json.dump({'files': len(entries), 'bytes': sum(e[1] for e in entries), 'newFiles': new_files, 'newBytes': new_bytes}, f)
+    json.dump(totals, f)
 PY
 }
 
