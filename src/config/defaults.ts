@@ -26,8 +26,8 @@ export const PROFILE_DEFAULTS = {
     port: 6379,
   },
   backupMaxAgeHours: 26,
-  // pg_dump's own default is 6. gzip levels 1-3 use its fast strategy: on Kadi-like metadata
-  // level 3 dumped in half the time of 6 for a 10% larger file (BENCHMARKS.md, section 1).
+  // pg_dump's own default is 6. gzip levels 1-3 use zlib's fast strategy: on Kadi-like metadata
+  // level 3 took 0.58x the time of 6 for an 11% larger file (BENCHMARKS.md, section 1a).
   dumpCompression: 3,
 } as const;
 
