@@ -237,6 +237,28 @@ describe('backup engine against the sandbox host', function () {
     }
   });
 
+  it("a readable file of another owner is copied once, then linked like the Kadi user's own files", async () => {
+    const foreign = path.join(sb.storagePath, 'kadi-ops-test-foreign');
+    fs.writeFileSync(foreign, 'owned by root, readable by all', { mode: 0o644 }); // the job runs as kadi
+    try {
+      const sets: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        await new Promise((r) => setTimeout(r, 1100));
+        const r = await runJob(host, pool, () => startBackup(host, d));
+        assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+        sets.push(setNameFrom(r));
+      }
+      const [a, b] = sets.map((s) => fs.statSync(path.join(sb.backupDir, s, 'storage', 'kadi-ops-test-foreign')));
+      assert.notEqual(a.uid, fs.statSync(foreign).uid, 'the copy is the Kadi user\'s');
+      assert.equal(b.ino, a.ino, 'the second set links the first copy');
+      const set = (await listSets(host)).sets.find((s) => s.name === sets[1]) as BackupSet;
+      assert.equal(set.manifest.trees?.storage.newFiles, 0);
+      first = sets[1];
+    } finally {
+      fs.rmSync(foreign);
+    }
+  });
+
   it('a file the Kadi user cannot read fails the backup, naming it, and leaves no partial set', async () => {
     const unreadable = path.join(sb.storagePath, 'kadi-ops-test-unreadable');
     fs.writeFileSync(unreadable, 'root only', { mode: 0o600 }); // owned by root, the job runs as kadi
