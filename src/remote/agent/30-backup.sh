@@ -13,9 +13,10 @@ newest_good_set() {
 
 
 # copy_tree NAME SRC PREV_SET DEST: copies a live tree into the set as a plain tree. A file whose
-# size, mtime, mode and owner equal its copy in the previous set is hard-linked to that copy (what
-# rsync -a --link-dest does), so each set is complete but only new data costs space; every other
-# file is hashed while it is written, so the manifest never reads the set's files back.
+# size, mtime and mode (and, run as root, owner) equal its copy in the previous set is hard-linked
+# to that copy (what rsync -a --link-dest does), so each set is complete but only new data costs
+# space; every other file is hashed while it is written, so the manifest never reads the set's
+# files back.
 # Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the hashes of
 # linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the manifest.
 # A file that vanishes or cannot be read fails the copy, naming it.
