@@ -136,6 +136,22 @@ async function restMouse(page: Page): Promise<void> {
   await page.waitForTimeout(600);
 }
 
+/**
+ * Chooses an item of the open context menu. VS Code's menu can swallow a click that comes right
+ * after it opened (seen in CI: the item stayed highlighted, the menu open); a user clicks again,
+ * and so does this, once, while the same item is still showing.
+ */
+async function chooseMenuItem(page: Page, name: string): Promise<void> {
+  const item = page.getByRole('menuitem', { name });
+  await item.click();
+  try {
+    await item.waitFor({ state: 'hidden', timeout: 2000 });
+  } catch {
+    await item.click();
+    await item.waitFor({ state: 'hidden', timeout: 5000 });
+  }
+}
+
 export const journeys: Journey[] = [
   {
     id: 'tree-with-backups',
@@ -147,7 +163,7 @@ export const journeys: Journey[] = [
       if ((await rows.count()) === 0) {
         // A fresh host: make the first backup from the host's context menu.
         await sidebarRow(page, /^sandbox(?!-)/).first().click({ button: 'right' });
-        await page.getByRole('menuitem', { name: 'Backup Now' }).click();
+        await chooseMenuItem(page, 'Backup Now');
         await showNotifications(page);
         await notification(page, /Backup on sandbox: succeeded/).waitFor({ timeout: 120000 });
         await clearNotifications(page);
@@ -170,7 +186,7 @@ export const journeys: Journey[] = [
       const row = await newestSetRow(page);
       const label = ((await row.textContent()) ?? '').match(SET_LABEL)?.[0] ?? '';
       await row.click({ button: 'right' });
-      await page.getByRole('menuitem', { name: 'Verify Backup (quick)' }).click();
+      await chooseMenuItem(page, 'Verify Backup (quick)');
       await showNotifications(page);
       await notification(page, /Verify \S+ on sandbox: succeeded/).waitFor({ timeout: 120000 });
       // The set shows as verified in the tree.
@@ -184,7 +200,7 @@ export const journeys: Journey[] = [
     async run({ page }) {
       await openKadiOpsView(page);
       await sidebarRow(page, /^sandbox(?!-)/).first().click({ button: 'right' });
-      await page.getByRole('menuitem', { name: 'Show Output' }).click();
+      await chooseMenuItem(page, 'Show Output');
       const panel = page.locator('.part.panel');
       await panel.waitFor({ state: 'visible', timeout: 30000 });
       await tallerPanel(page);
@@ -225,7 +241,7 @@ export const journeys: Journey[] = [
       await openKadiOpsView(page);
       await expandHost(page, 'sandbox');
       await (await newestSetRow(page)).click({ button: 'right' });
-      await page.getByRole('menuitem', { name: 'Show Dump Listing' }).click();
+      await chooseMenuItem(page, 'Show Dump Listing');
       const tab = page.locator('.tabs-container .tab').filter({ hasText: 'db.toc' });
       await tab.waitFor({ timeout: 30000 });
       await page.locator('.statusbar').getByText('pg_restore Listing').waitFor({ timeout: 30000 });
@@ -253,13 +269,13 @@ export const journeys: Journey[] = [
       await expandHost(page, host);
       if ((await sidebarRow(page, SET_LABEL).count()) === 0) {
         await sidebarRow(page, new RegExp(`^${host}`)).first().click({ button: 'right' });
-        await page.getByRole('menuitem', { name: 'Backup Now' }).click();
+        await chooseMenuItem(page, 'Backup Now');
         await showNotifications(page);
         await notification(page, new RegExp(`Backup on ${host}: succeeded`)).waitFor({ timeout: 120000 });
         await clearNotifications(page);
       }
       await (await newestSetRow(page)).click({ button: 'right' });
-      await page.getByRole('menuitem', { name: 'Restore…' }).click();
+      await chooseMenuItem(page, 'Restore…');
       // The preflight verifies the set, then shows the plan and asks for the host's name.
       const input = page.locator('.quick-input-widget input');
       await page.locator('.quick-input-widget').filter({ hasText: `Type the host's name "${host}" to confirm` }).waitFor({ timeout: 120000 });
