@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { flag, machineLine, median } from './benchData';
+import { flag, machineLine, median, runBench } from './benchData';
 
 interface Activation {
   activateMs: number;
@@ -86,7 +86,4 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);

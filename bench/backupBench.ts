@@ -15,7 +15,7 @@ import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
-import { benchHost, benchOptions, byHandDir, machineLine, median, mib, seedData, SeededBytes, timed, writeTree } from './benchData';
+import { benchHost, benchOptions, byHandDir, machineLine, median, mib, runBench, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
   const o = benchOptions({ runs: 3, seed: 'kadi-ops-bench' });
@@ -89,7 +89,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);

@@ -4,9 +4,13 @@ import { createCipheriv, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { startBackup } from '../src/backup/backupSets';
 import { resolveProfiles } from '../src/config/hostProfiles';
 import type { HostProfile, RunAsMode } from '../src/config/types';
+import { MemorySink } from '../src/core/sink';
+import { discover, type Discovery } from '../src/kadi/discovery';
 import { ConnectionPool } from '../src/remote/connectionPool';
+import { followJob } from '../src/remote/jobs';
 import type { RemoteHost } from '../src/remote/remoteHost';
 import { startSandbox, type SandboxHost } from '../test/sandbox/sandbox';
 
@@ -216,4 +220,23 @@ export function machineLine(): string {
 
 export function mib(n: number): string {
   return (n / 1048576).toFixed(0);
+}
+
+/** Discovers the host and makes one backup set of what it holds: the discovery and the set's name. */
+export async function backUpOnce(b: BenchHost): Promise<{ d: Discovery; set: string }> {
+  const d = await discover(b.host);
+  const sink = new MemorySink();
+  const bk = await followJob(b.host, await startBackup(b.host, d), { sink });
+  if (bk.result !== 'succeeded') throw new Error(`backup failed:\n${sink.text()}`);
+  const set = /^set=(\S+)$/m.exec(sink.text('stdout'))?.[1];
+  if (!set) throw new Error('the backup named no set');
+  return { d, set };
+}
+
+/** Runs a bench's main(): a failure prints its stack and exits with status 1. */
+export function runBench(main: () => Promise<void>): void {
+  main().catch((e: Error) => {
+    process.stderr.write(`${e.stack ?? e.message}\n`);
+    process.exit(1);
+  });
 }

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { benchHost, flag, machineLine, median, timed } from './benchData';
+import { benchHost, flag, machineLine, median, runBench, timed } from './benchData';
 
 async function main(): Promise<void> {
   const scale = Number(flag('scale', '20'));
@@ -65,7 +65,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);

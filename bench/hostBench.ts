@@ -10,7 +10,7 @@ import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
 import { LineBatcher } from '../src/ui/lineBatcher';
-import { benchHost, median, timed } from './benchData';
+import { benchHost, median, runBench, timed } from './benchData';
 
 async function main(): Promise<void> {
   const b = await benchHost();
@@ -67,7 +67,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);

@@ -13,14 +13,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listSets, startBackup, startVerify } from '../src/backup/backupSets';
+import { startVerify } from '../src/backup/backupSets';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
-import { benchHost, benchOptions, byHandDir, machineLine, median, seedData, SeededBytes, timed, writeTree } from './benchData';
+import { backUpOnce, benchHost, benchOptions, byHandDir, machineLine, median, runBench, seedData, SeededBytes, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
   const { scale, files, sizes, runs, seed } = benchOptions({ runs: 3, seed: 'kadi-ops-restore-bench' });
@@ -29,11 +29,8 @@ async function main(): Promise<void> {
   try {
     const gen = new SeededBytes(seed);
     await seedData(b, { scale, files, sizes, gen });
-    const d = await discover(host);
     // The set kadi-ops restores, and the by-hand backup the guide's restore starts from.
-    const bk = await followJob(host, await startBackup(host, d), { sink: new MemorySink() });
-    if (bk.result !== 'succeeded') throw new Error('backup failed');
-    const set = (await listSets(host)).sets[0].name;
+    const { d, set } = await backUpOnce(b);
     const vf = await followJob(host, await startVerify(host, d, set), { sink: new MemorySink() });
     if (vf.result !== 'succeeded') throw new Error('verify failed');
     const { dir: hand, pgpass } = byHandDir(b);
@@ -119,7 +116,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);

@@ -15,13 +15,9 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startBackup } from '../src/backup/backupSets';
-import { MemorySink } from '../src/core/sink';
-import { discover } from '../src/kadi/discovery';
-import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
 import { downloadSet } from '../src/transfer/transfer';
-import { benchHost, benchOptions, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
+import { backUpOnce, benchHost, benchOptions, machineLine, median, mib, runBench, seedData, SeededBytes, timed } from './benchData';
 
 
 /** Runs a local shell command; rejects with its stderr on a non-zero exit. */
@@ -42,12 +38,7 @@ async function main(): Promise<void> {
   const localRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-bench-'));
   try {
     await seedData(b, { scale, files, sizes, gen: new SeededBytes(seed) });
-    const d = await discover(host);
-    const sink = new MemorySink();
-    const bk = await followJob(host, await startBackup(host, d), { sink });
-    if (bk.result !== 'succeeded') throw new Error(`backup failed:\n${sink.text()}`);
-    const set = /^set=(\S+)$/m.exec(sink.text('stdout'))?.[1];
-    if (!set) throw new Error('the backup named no set');
+    const { set } = await backUpOnce(b);
     const du = await host.run({ pipe: [['find', path.join(sb.backupDir, set), '-type', 'f', '!', '-name', '.*', '-printf', '%s\\n'], ['awk', '{n++; s+=$1} END {print n, s}']] });
     const [setFiles, setBytes] = du.stdout.trim().split(' ').map(Number);
 
@@ -131,7 +122,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);

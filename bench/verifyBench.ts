@@ -13,11 +13,11 @@
  * N record files of mixed sizes). Discovery (`kadi utils config` and the facts query), which the
  * CLI's `verify` runs once before starting the job, is timed separately and not in the ratio.
  */
-import { startBackup, startVerify } from '../src/backup/backupSets';
+import { startVerify } from '../src/backup/backupSets';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
-import { benchHost, benchOptions, machineLine, median, mib, seedData, SeededBytes, timed } from './benchData';
+import { backUpOnce, benchHost, benchOptions, machineLine, median, mib, runBench, seedData, SeededBytes, timed } from './benchData';
 
 async function main(): Promise<void> {
   const { scale, files, sizes, runs, seed } = benchOptions({ runs: 5, seed: 'kadi-ops-verify-bench' });
@@ -25,12 +25,7 @@ async function main(): Promise<void> {
   const { sb, host } = b;
   try {
     await seedData(b, { scale, files, sizes, gen: new SeededBytes(seed) });
-    const d = await discover(host);
-    const sink = new MemorySink();
-    const bk = await followJob(host, await startBackup(host, d), { sink });
-    if (bk.result !== 'succeeded') throw new Error(`backup failed:\n${sink.text()}`);
-    const set = /^set=(\S+)$/m.exec(sink.text('stdout'))?.[1];
-    if (!set) throw new Error('the backup named no set');
+    const { d, set } = await backUpOnce(b);
     const setDir = `${sb.backupDir}/${set}`;
     // What the set holds (regular files, no dot files: those are the host's marks, not the set).
     const du = await host.run({ pipe: [['find', setDir, '-type', 'f', '!', '-name', '.*', '-printf', '%s\\n'], ['awk', '{n++; s+=$1} END {print n, s}']] });
@@ -100,7 +95,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: Error) => {
-  process.stderr.write(`${e.stack ?? e.message}\n`);
-  process.exit(1);
-});
+runBench(main);
