@@ -114,7 +114,6 @@ def copy_file(r, st):
                 b = fi.read(1 << 20)
                 if not b: break
                 h.update(b); fo.write(b); n += len(b)
-            fo.flush()
         keep_attrs(t, st)
         return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
     except FileNotFoundError:
