@@ -10,7 +10,8 @@ import type { HostProfile } from '../../src/config/types';
 import type { HostKeyPrompt, UnknownHostKey } from '../../src/ssh/connection';
 import type { SecretProvider, SecretRequest } from '../../src/core/secrets';
 import { ConnectionPool } from '../../src/remote/connectionPool';
-import { startSandbox, type SandboxHost } from '../sandbox/sandbox';
+import { startSandbox, storageFilePath, type SandboxHost } from '../sandbox/sandbox';
+import { md5 } from '../sandbox/seed';
 
 let sandbox: Promise<SandboxHost> | undefined;
 
@@ -19,9 +20,51 @@ export function getSandbox(): Promise<SandboxHost> {
   return sandbox;
 }
 
+/**
+ * The test files share one sandbox, so a test that leaves a file row without its data (or the data
+ * changed) fails every later test that backs up, restores or checks files, far from the cause.
+ * After each test the shared sandbox's file rows are checked against the storage tree, and the
+ * first test that broke them is named when the run ends.
+ */
+const brokenBy: string[] = [];
+let wasConsistent = true;
+
+async function sandboxInconsistencies(sb: SandboxHost): Promise<string[]> {
+  let rows: string;
+  try {
+    rows = await sb.psql("SELECT id, size, coalesce(checksum, ''), state FROM file WHERE storage_type = 'local' ORDER BY id");
+  } catch (e) {
+    return [`the file rows cannot be read: ${(e as Error).message.split('\n')[0]}`];
+  }
+  const problems: string[] = [];
+  for (const line of rows.trim().split('\n').filter(Boolean)) {
+    const [id, size, checksum, state] = line.split('|');
+    const file = storageFilePath(sb.storagePath, id);
+    const exists = fs.existsSync(file);
+    if (state === 'active' && !exists) problems.push(`file ${id}: active row, no data`);
+    else if (state === 'active' && fs.statSync(file).size !== Number(size)) problems.push(`file ${id}: size ${fs.statSync(file).size}, row says ${size}`);
+    else if (state === 'active' && checksum && !checksum.includes('-') && md5(fs.readFileSync(file)) !== checksum) problems.push(`file ${id}: MD5 differs from its row`);
+    else if (state === 'deleted' && exists) problems.push(`file ${id}: deleted row, data still there`);
+  }
+  return problems;
+}
+
+afterEach(async function () {
+  if (!sandbox || !wasConsistent) return;
+  this.timeout(60000);
+  const problems = await sandboxInconsistencies(await sandbox);
+  if (problems.length === 0) return;
+  wasConsistent = false;
+  const msg = `"${this.currentTest?.fullTitle() ?? '?'}" (${this.currentTest?.state ?? 'unknown'}) left the shared sandbox inconsistent: ${problems.join('; ')}`;
+  brokenBy.push(msg);
+  process.stderr.write(`\nSANDBOX: ${msg}\n`);
+});
+
 after(async function () {
   this.timeout(60000);
   if (sandbox) await (await sandbox).stop();
+  // Reported as a failure of its own: a passing test that leaves debris is still a broken test.
+  if (brokenBy.length) throw new Error(brokenBy.join('\n'));
 });
 
 export function profileOf(sb: SandboxHost, runAs: 'direct' | 'sudo', patch: (p: ReturnType<SandboxHost['hostsProfile']>) => void = () => undefined): HostProfile {
