@@ -144,10 +144,14 @@ describe('maintenance jobs against the sandbox host', function () {
   it('files-check --resolve with the matching count deletes the inconsistent row', async () => {
     const added = await sb.addStorageFile({ size: 100 });
     fs.rmSync(added.path);
-    const r = await runJob(host, pool, () => startFilesCheck(host, { resolve: true, confirmCount: 1 }));
-    assert.equal(r.outcome.result, 'succeeded', r.log);
-    assert.match(r.log, /Inconsistencies resolved successfully\./);
-    assert.equal((await sb.psql(`SELECT count(*) FROM file WHERE id = '${added.id}'`)).trim(), '0');
+    try {
+      const r = await runJob(host, pool, () => startFilesCheck(host, { resolve: true, confirmCount: 1 }));
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.match(r.log, /Inconsistencies resolved successfully\./);
+      assert.equal((await sb.psql(`SELECT count(*) FROM file WHERE id = '${added.id}'`)).trim(), '0');
+    } finally {
+      await sb.forgetStorageFile(added);
+    }
   });
 
   it('fix-permissions gives every entry the live directory group and 750/640 modes', async () => {

@@ -137,19 +137,22 @@ describe('restore against the sandbox host', function () {
     assert.equal(b.outcome.result, 'succeeded', b.log);
     const set = setNameFrom(b.log);
     const before = await snapshot();
-    await sb.addStorageFile({ size: 512 });
+    const added = await sb.addStorageFile({ size: 512 });
     const upl = [...before.uploads.keys()].find((k) => !k.endsWith('/')) as string;
     fs.writeFileSync(path.join(sb.uploadsPath, upl), 'changed');
-    const r = await restore(set, { components: ['storage', 'uploads'] });
-    assert.equal(r.outcome.result, 'succeeded', r.log);
-    assert.match(r.log, /extracting .*storage\.tar\./);
-    const after = await snapshot();
-    assert.deepEqual(after.storage, before.storage);
-    assert.deepEqual(after.uploads, before.uploads);
-    assert.equal(fs.readdirSync(jobDir(sb, r.id)).some((n) => n.startsWith('extract-')), false, 'extracted copies are removed');
-    // The database was not part of this restore: the row of the added file is still there, and files check reports it.
-    assert.equal(r.report.filesCheck?.reportedCount, 1, r.log);
-    await restore(set, { components: ['db'] });
+    try {
+      const r = await restore(set, { components: ['storage', 'uploads'] });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.match(r.log, /extracting .*storage\.tar\./);
+      const after = await snapshot();
+      assert.deepEqual(after.storage, before.storage);
+      assert.deepEqual(after.uploads, before.uploads);
+      assert.equal(fs.readdirSync(jobDir(sb, r.id)).some((n) => n.startsWith('extract-')), false, 'extracted copies are removed');
+      // The database was not part of this restore: the row of the added file is still there, and files check reports it.
+      assert.deepEqual(r.report.filesCheck?.findings.map((f) => [f.kind, f.fileId]), [['orphaned-active', added.id]], r.log);
+    } finally {
+      await sb.forgetStorageFile(added);
+    }
   });
 
   it('a corrupted set is refused at preflight and nothing is started', async () => {
@@ -243,22 +246,26 @@ describe('restore against the sandbox host', function () {
     // A storage file added since the set: the files step, running beside the failing database
     // step, still completes (and removes it).
     const extra = await sb.addStorageFile({ size: 100 });
-    let r: Ran;
     try {
-      r = await restore(set, { components: ['db', 'storage'] });
+      let r: Ran;
+      try {
+        r = await restore(set, { components: ['db', 'storage'] });
+      } finally {
+        await sb.psql('DROP VIEW record_titles');
+      }
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.ok(r.report.failedTocEntries.some((e) => /TABLE public record /.test(e)), r.log);
+      assert.equal(r.report.failedStep, 'database', r.log);
+      assert.doesNotMatch(r.log, /FAILED in step: files/);
+      assert.match(r.log, /^timing=files \d+$/m);
+      assert.equal(fs.existsSync(extra.path), false, 'the files step completed');
+      assert.match(r.log, /pg_restore failed/);
+      const again = await restore(set, { components: ['db', 'storage'] });
+      assert.equal(again.outcome.result, 'succeeded', again.log);
+      assert.equal(await tableDigests(sb), before);
     } finally {
-      await sb.psql('DROP VIEW record_titles');
+      await sb.forgetStorageFile(extra); // gone already when the second restore succeeded
     }
-    assert.equal(r.outcome.result, 'failed', r.log);
-    assert.ok(r.report.failedTocEntries.some((e) => /TABLE public record /.test(e)), r.log);
-    assert.equal(r.report.failedStep, 'database', r.log);
-    assert.doesNotMatch(r.log, /FAILED in step: files/);
-    assert.match(r.log, /^timing=files \d+$/m);
-    assert.equal(fs.existsSync(extra.path), false, 'the files step completed');
-    assert.match(r.log, /pg_restore failed/);
-    const again = await restore(set, { components: ['db', 'storage'] });
-    assert.equal(again.outcome.result, 'succeeded', again.log);
-    assert.equal(await tableDigests(sb), before);
   });
 
   it('config: the plan shows a redacted diff; the live config is replaced only with the separate confirmation', async () => {

@@ -65,6 +65,8 @@ export interface SandboxHost {
   writeConfigFile(file?: string): string;
   psql(sql: string, db?: string): Promise<string>;
   addStorageFile(opts?: { size?: number }): Promise<{ id: string; path: string }>;
+  /** Removes a file added by addStorageFile: its data if still there, and its row. */
+  forgetStorageFile(f: { id: string; path: string }): Promise<void>;
   configureDouble(settings: KadiDoubleSettings): void;
   stop(): Promise<void>;
 }
@@ -294,6 +296,10 @@ function makeHost(p: HostParts): SandboxHost {
     },
     psql: (sql, db = 'kadi') => superPsql(s.pg, sql, db),
     addStorageFile: (o = {}) => addStorageFile(host, kadi, o.size ?? 1024),
+    forgetStorageFile: async (f) => {
+      fs.rmSync(f.path, { force: true });
+      await host.psql(`DELETE FROM file WHERE id = ${q(f.id)};`);
+    },
     configureDouble: (settings) => configureDouble(l, kadi, settings),
     stop() {
       stopping ??= teardown(p.started, root).finally(p.unregister);
