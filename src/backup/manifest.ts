@@ -16,6 +16,8 @@ export interface ArtifactEntry {
   bytes?: number;
   newFiles?: number;
   newBytes?: number;
+  /** Files, directories and links walked, with the tree itself (the next set's progress total). */
+  entries?: number;
   /** storage.tar.zst etc. */
   archiveOf?: string;
 }

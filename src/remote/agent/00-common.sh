@@ -146,15 +146,27 @@ def sha256(path):
             h.update(b)
     return h.hexdigest()
 class Progress:
-    def __init__(self, key, total, unit='bytes'):
+    # estimated: the total is a guess (printed as ~PCT% DONE/~TOTAL) until finish() makes it exact.
+    def __init__(self, key, total, unit='bytes', estimated=False):
         self.key, self.total, self.unit, self.done, self.pct, self.sec = key, total, unit, 0, -1, -1
+        self.estimated = estimated
     def add(self, n):
         self.done += n
         if self.total <= 0: return
         pct, sec = min(100, self.done * 100 // self.total), int(time.monotonic())
+        if self.estimated: pct = min(99, pct)
         if pct != self.pct and (pct == 100 or sec != self.sec):
             self.pct, self.sec = pct, sec
-            print('[progress] %s %d%% %d/%d %s' % (self.key, pct, self.done, self.total, self.unit), flush=True)
+            if self.estimated:
+                print('[progress] %s ~%d%% %d/~%d %s' % (self.key, pct, self.done, self.total, self.unit), flush=True)
+            else:
+                print('[progress] %s %d%% %d/%d %s' % (self.key, pct, self.done, self.total, self.unit), flush=True)
+    def finish(self):
+        # The end: the total is what was done (a total counted or guessed beside a live tree may
+        # be off by what changed meanwhile).
+        if self.estimated or self.done != self.total or self.pct != 100:
+            self.total, self.pct, self.estimated = self.done, -1, False
+            self.add(0)
 PY
 )
 # Wall-clock seconds with fractions, and the difference of two such readings.

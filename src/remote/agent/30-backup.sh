@@ -24,50 +24,122 @@ copy_tree() {
   local name=$1 src=$2 prev=$3 dest=$4
   [ -d "$src" ] || fail "$name directory $src does not exist"
   { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$name" "$src" "$dest" "$prev" || return 1
-import collections, concurrent.futures, json, os, stat, threading
+import collections, concurrent.futures, itertools, json, os, stat, threading
 name, src, dest, prev_set = sys.argv[1:5]
 partial = os.path.dirname(dest)
 prev = os.path.join(prev_set, name) if prev_set else ''
 euid = os.geteuid()
 
-def load_list(path):
-    out = {}
-    try:
-        with open(path, encoding='utf-8') as f:
-            for line in f:
-                rel, size, mtime, digest = json.loads(line)
-                out[rel] = (size, digest)
-    except FileNotFoundError:
-        pass
-    return out
+# Memory stays flat however large the tree: the walk is taken in batches of 16384 entries, the
+# previous set's list is read alongside it, and at most 1024 files are in flight.
+# Order: each directory's files, then its subdirectories, by name - the order of the lists.
+def order_key(rel):
+    # A string that sorts as the walk goes: at each level "0name" for a file, "1name\0" for a
+    # directory (NUL ends a name, so a name sorts before its extensions, as in the walk).
+    i = rel.rfind('/')
+    return '0' + rel if i < 0 else '1' + rel[:i].replace('/', '\x001') + '\x000' + rel[i + 1:]
 
-prev_hashes = load_list(os.path.join(prev_set, name + '.files.jsonl')) if prev else {}
+class PreviousList:
+    """The previous set's file list, read in step with the walk (same order): size and digest of a
+    path, or None. A list in another order (an older set's) is read whole into a dict instead."""
+    def __init__(self, path):
+        self.f, self.cur, self.index = None, None, None
+        try:
+            self.f = open(path, encoding='utf-8')
+        except FileNotFoundError:
+            return
+        # One pass to check the order first: a miss while reading in step is then a real miss.
+        last = None
+        for line in self.f:
+            key = order_key(json.loads(line)[0])
+            if last is not None and key <= last:
+                self.f.seek(0)
+                self.index = {e[0]: (e[1], e[3]) for e in map(json.loads, self.f)}
+                self.f.close(); self.f = None
+                return
+            last = key
+        self.f.seek(0)
+        self._next()
+    def _next(self):
+        line = self.f.readline()
+        if not line:
+            self.cur = None
+            return
+        rel, size, mtime, digest = json.loads(line)
+        self.cur = (order_key(rel), size, digest)
+    def get(self, rel):
+        if self.index is not None: return self.index.get(rel)
+        key = order_key(rel)
+        while self.cur is not None and self.cur[0] < key: self._next()
+        if self.cur is not None and self.cur[0] == key: return (self.cur[1], self.cur[2])
+        return None
 
-# The walk comes first (its count is the progress total, as rsync --no-inc-recursive's). Order:
-# each directory's files, then its subdirectories, by name - the order of the lists so far.
-items = []  # (rel, Meta), directories before what is in them
-# What is kept of each lstat: a plain tuple is a third of an os.stat_result (this list holds an
-# entry for every file and directory of the tree).
+# What is kept of each lstat (a plain tuple is a third of an os.stat_result).
 Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid')
 def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid)
-def walk(rel):
-    with os.scandir(os.path.join(src, rel) if rel else src) as it:
-        ents = sorted(it, key=lambda e: e.name)
+
+def read_dir(rel):
+    try:
+        with os.scandir(src + '/' + rel if rel else src) as it:
+            return sorted(((e.name, meta(e.stat(follow_symlinks=False))) for e in it), key=lambda x: x[0])
+    except OSError as e:  # a directory that vanished or cannot be read
+        raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+
+def walk(rel=''):
+    """(rel, Meta, False) in list order, each directory before what is in it, and (rel, Meta, True)
+    for a directory once all that is in it was yielded."""
     subs = []
-    for e in ents:
-        r = os.path.join(rel, e.name) if rel else e.name
-        st = meta(e.stat(follow_symlinks=False))
-        (subs if stat.S_ISDIR(st.st_mode) else items).append((r, st))
+    for n, st in read_dir(rel):
+        r = rel + '/' + n if rel else n
+        if stat.S_ISDIR(st.st_mode): subs.append((r, st))
+        else: yield r, st, False
     for r, st in subs:
-        items.append((r, st))
-        walk(r)
+        yield r, st, False
+        yield from walk(r)
+        yield r, st, True
+
+def count(path):
+    # The progress total (as rsync --no-inc-recursive's, but not waited for): names only, no lstat.
+    n, stack = 0, [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    n += 1
+                    if e.is_dir(follow_symlinks=False): stack.append(e.path)
+        except OSError as e:
+            raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+    return n
+
 try:
-    root_st = os.lstat(src)
-    walk('')
-except OSError as e:  # a directory that vanished or cannot be read
+    root_st = meta(os.lstat(src))
+except OSError as e:
     raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
-progress = Progress(name, 1 + len(items), 'files')
+def previous_entries():
+    # What the previous set walked: the progress total of a repeat set without a second walk
+    # (a day's changes are a small part; the last line is put right at the end).
+    try:
+        with open(os.path.join(prev_set, 'manifest.json'), encoding='utf-8') as f:
+            for a in json.load(f).get('artifacts', []):
+                if a.get('tree') == name and isinstance(a.get('entries'), int): return a['entries']
+    except (OSError, ValueError):
+        pass
+    return 0
+
+guess = previous_entries() if prev else 0
+progress = Progress(name, guess, 'files', estimated=guess > 0)
 progress_lock = threading.Lock()
+def count_total():
+    # A first set (or one after a set without the number): counted beside the copy.
+    try:
+        n = 1 + count(src)
+    except SystemExit:
+        return  # the copy's own walk reports the unreadable directory
+    with progress_lock:
+        progress.total, progress.estimated = n, False
+        progress.add(0)
+counting = threading.Thread(target=count_total, daemon=True)
+if progress.total == 0: counting.start()
 def tick():
     with progress_lock: progress.add(1)
 
@@ -81,10 +153,9 @@ def keep_attrs(path, st):
     os.chmod(path, stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-def link_previous(r, st, t):
-    known = prev_hashes.get(r)
+def link_previous(r, st, t, known):
     if not known or known[0] != st.st_size: return None
-    p = os.path.join(prev, r)
+    p = prev + '/' + r
     try:
         pst = os.lstat(p)
     except FileNotFoundError:
@@ -102,11 +173,11 @@ def link_previous(r, st, t):
         return None
     return known[1]
 
-def copy_file(r, st):
-    s, t = os.path.join(src, r), os.path.join(dest, r)
+def copy_file(r, st, known):
+    s, t = src + '/' + r, dest + '/' + r
     try:
-        if prev:
-            digest = link_previous(r, st, t)
+        if known:
+            digest = link_previous(r, st, t, known)
             if digest: return [r, st.st_size, st.st_mtime_ns // 1000000000, digest], False
         h = hashlib.sha256(); n = 0
         with open(s, 'rb') as fi, open(t, 'xb') as fo:
@@ -123,6 +194,7 @@ def copy_file(r, st):
     finally:
         tick()
 
+previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl')) if prev else None
 try:
     os.mkdir(dest, 0o700)
     totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
@@ -133,33 +205,46 @@ try:
         listing.write(json.dumps(e, ensure_ascii=False) + '\n')
         totals['files'] += 1; totals['bytes'] += e[1]
         if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
+    entries = walk()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+        # The walk is taken in batches: walking the source and making directories alternate in
+        # long runs (one source directory read per directory made costs markedly more here).
         # Directories are made here, in walk order, while the workers link and copy the files of
-        # the directories made before. Results are written to the list in walk order as they come;
-        # at most 1024 files are in flight (memory stays flat for millions of files).
-        for r, st in items:
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(os.path.join(dest, r), 0o700)
-                tick()
-            elif stat.S_ISREG(st.st_mode):
-                pending.append(ex.submit(copy_file, r, st))
-                if len(pending) > 1024: collect_oldest()
-            elif stat.S_ISLNK(st.st_mode):
-                t = os.path.join(dest, r)
-                os.symlink(os.readlink(os.path.join(src, r)), t)
-                os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
-                tick()
-            else:
-                print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
-                tick()
-        while pending: collect_oldest()
+        # the directories made before; results go to the list in walk order as they come, with
+        # at most 1024 files in flight.
+        while True:
+            batch = list(itertools.islice(entries, 16384))
+            if not batch: break
+            ended = []
+            for r, st, end in batch:
+                if end:
+                    ended.append((r, st))
+                elif stat.S_ISDIR(st.st_mode):
+                    os.mkdir(dest + '/' + r, 0o700)
+                    tick()
+                elif stat.S_ISREG(st.st_mode):
+                    pending.append(ex.submit(copy_file, r, st, previous.get(r) if previous else None))
+                    if len(pending) > 1024: collect_oldest()
+                elif stat.S_ISLNK(st.st_mode):
+                    t = dest + '/' + r
+                    os.symlink(os.readlink(src + '/' + r), t)
+                    os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                    print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
+                    tick()
+                else:
+                    print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
+                    tick()
+            # Modes and times of the directories the batch ended, once all written into them is
+            # done: deepest first, as the walk ends them. (Set one by one between links and
+            # mkdirs, they cost five times as much here.)
+            while pending: collect_oldest()
+            for r, st in ended: keep_attrs(dest + '/' + r, st)
     listing.close()
-    # Directory modes and times last (deepest first), once nothing more is written into them.
-    for r, st in reversed(items):
-        if stat.S_ISDIR(st.st_mode): keep_attrs(os.path.join(dest, r), st)
     keep_attrs(dest, root_st)
     tick()
+    if counting.is_alive(): counting.join()
+    progress.finish()
+    totals['entries'] = progress.done
 except OSError as e:  # the set's side: a full disk, a directory that cannot be made
     raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
 with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8') as f:
