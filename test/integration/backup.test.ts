@@ -308,6 +308,14 @@ describe('backup engine against the sandbox host', function () {
   });
 
   it('a table the Kadi role cannot count fails the backup once the dump and copies have ended, naming it', async () => {
+    // A directory without write permission for its owner (the set keeps it so): the partial set
+    // must still be removed by the job, which runs as the Kadi user.
+    const readOnly = path.join(sb.storagePath, 'kadi-ops-test-readonly');
+    const owner = fs.statSync(sb.storagePath);
+    fs.mkdirSync(readOnly);
+    fs.writeFileSync(path.join(readOnly, 'inside'), 'kept read-only', { mode: 0o440 });
+    for (const p of [path.join(readOnly, 'inside'), readOnly]) fs.chownSync(p, owner.uid, owner.gid);
+    fs.chmodSync(readOnly, 0o550);
     await sb.psql('CREATE TABLE kadi_ops_test_private (x int); INSERT INTO kadi_ops_test_private VALUES (1);');
     try {
       const r = await runJob(host, pool, () => startBackup(host, d));
@@ -315,11 +323,24 @@ describe('backup engine against the sandbox host', function () {
       assert.match(r.sink.text(), /^ERROR: counting rows: .*permission denied for table kadi_ops_test_private/m);
       // The copies ran to their end before the failure: their progress reached 100%.
       assert.match(r.sink.text(), /^\[progress\] storage 100% /m);
+      assert.match(r.sink.text(), /^\[kadi-ops\] removed partial set /m);
       const listing = await listSets(host);
       assert.equal(listing.partials.length, 0);
       assert.equal(listing.sets[0].name, first);
-    } finally {
+      assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => n.startsWith('.partial-')), []);
+      // A complete set with that directory is pruned whole, too.
       await sb.psql('DROP TABLE kadi_ops_test_private');
+      await new Promise((res) => setTimeout(res, 1100));
+      const ok = await runJob(host, pool, () => startBackup(host, d));
+      assert.equal(ok.outcome.result, 'succeeded', ok.sink.text());
+      const name = setNameFrom(ok);
+      assert.equal(fs.statSync(path.join(sb.backupDir, name, 'storage', 'kadi-ops-test-readonly')).mode & 0o777, 0o550);
+      const p = await runJob(host, pool, () => startPrune(host, [name]));
+      assert.equal(p.outcome.result, 'succeeded', p.sink.text());
+      assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => n.includes(name)), []);
+    } finally {
+      await sb.psql('DROP TABLE IF EXISTS kadi_ops_test_private');
+      fs.rmSync(readOnly, { recursive: true });
     }
   });
 

@@ -238,7 +238,7 @@ cmd_job_log() {
 cmd_job_forget() {
   local dir; dir="$(state_dir "$1")/jobs/$2"
   [ -s "$dir/status" ] || die "job $2 is not finished"
-  rm -rf -- "$dir"
+  remove_tree "$dir"
 }
 
 # lock-status BACKUP_DIR

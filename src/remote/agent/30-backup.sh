@@ -484,7 +484,7 @@ cleanup_backup() {
   if [ "$(opt stop_services)" = yes ]; then start_services || true; fi
   local p; p=$(cat "$JOB_DIR/partial" 2>/dev/null || true)
   if [ -n "$p" ] && [ -d "$p" ]; then
-    if rm -rf -- "$p"; then echo "[kadi-ops] removed partial set $p"; else echo "WARNING: could not remove all of the partial set $p" >&2; fi
+    if remove_tree "$p"; then echo "[kadi-ops] removed partial set $p"; else echo "WARNING: could not remove all of the partial set $p" >&2; fi
   fi
   rm -f "$JOB_DIR/pgpass"
 }

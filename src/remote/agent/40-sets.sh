@@ -59,7 +59,7 @@ cmd_prune() {
     step "deleting set $n"
     # Renamed first, so a set is never listed half-deleted.
     mv "$bd/$n" "$bd/.deleting-$n"
-    rm -rf -- "$bd/.deleting-$n"
+    remove_tree "$bd/.deleting-$n" || fail "could not delete all of set $n (left as $bd/.deleting-$n)"
   done
   echo "pruned=$#"
 }
@@ -73,7 +73,7 @@ cmd_clean_partials() {
     job=${n#.partial-}
     pgid=$(cat "$(state_dir "$bd")/jobs/$job/pgid" 2>/dev/null || true)
     if [ -n "$pgid" ] && kill -0 -- "-$pgid" 2>/dev/null; then die "job $job is still writing $n"; fi
-    rm -rf -- "${bd:?}/$n"
+    remove_tree "${bd:?}/$n" || fail "could not remove all of $n"
     echo "removed=$n"
   done
 }

@@ -179,7 +179,7 @@ restore_tree() {
     arch=$(ls "$dir/$name".tar.* 2>/dev/null | head -n1)
     [ -n "$arch" ] || fail "set has neither $name/ nor $name.tar.*"
     src="$JOB_DIR/extract-$name"
-    rm -rf -- "$src"; mkdir -p "$src"
+    remove_tree "$src"; mkdir -p "$src"
     echo "extracting $arch"
     case $arch in
       *.zst) zstd -q -d -c "$arch" | tar -C "$src" -xf - ;;
@@ -189,7 +189,7 @@ restore_tree() {
   echo "rsync -a --delete $src/ $live/   (owner $owner, group $group)"
   rsync -a --delete --stats --info=progress2 --no-inc-recursive "$src/" "$live/" |
     rsync_progress "$name" '^(Number of (regular )?files transferred|Number of deleted files|Total transferred file size)' || fail "rsync of $name failed"
-  rm -rf -- "$JOB_DIR/extract-$name"
+  remove_tree "$JOB_DIR/extract-$name"
   fix_tree_perms "$live" "$owner" "$group"
 }
 
