@@ -16,7 +16,7 @@ export interface ArtifactEntry {
   bytes?: number;
   newFiles?: number;
   newBytes?: number;
-  /** Files, directories and links walked, with the tree itself (the next set's progress total). */
+  /** Entries walked (files, directories, links, skipped special files) and the tree itself: the next set's progress total. */
   entries?: number;
   /** storage.tar.zst etc. */
   archiveOf?: string;

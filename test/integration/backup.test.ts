@@ -295,6 +295,28 @@ describe('backup engine against the sandbox host', function () {
     }
   });
 
+  it("a previous set's file list that cannot be read links nothing: every file is copied and hashed again, with a warning", async () => {
+    const list = path.join(sb.backupDir, first, 'storage.files.jsonl');
+    const original = fs.readFileSync(list);
+    fs.writeFileSync(`${list}.damaged`, Buffer.concat([original, Buffer.from('["half a line", 3\n')]));
+    fs.renameSync(`${list}.damaged`, list);
+    try {
+      await new Promise((r) => setTimeout(r, 1100));
+      const r = await runJob(host, pool, () => startBackup(host, d));
+      assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+      assert.match(r.sink.text(), /^WARNING: storage: the previous set's file list is unreadable \(.+\); copying every file$/m);
+      const set = (await listSets(host)).sets.find((s) => s.name === setNameFrom(r)) as BackupSet;
+      assert.equal(set.manifest.trees?.storage.newFiles, set.manifest.trees?.storage.files);
+      const v = await runJob(host, pool, () => startVerify(host, d, set.name));
+      assert.equal(v.outcome.result, 'succeeded', v.sink.text());
+      const p = await runJob(host, pool, () => startPrune(host, [set.name]));
+      assert.equal(p.outcome.result, 'succeeded', p.sink.text());
+    } finally {
+      fs.writeFileSync(`${list}.orig`, original);
+      fs.renameSync(`${list}.orig`, list);
+    }
+  });
+
   it('a file the Kadi user cannot read fails the backup, naming it, and leaves no partial set', async () => {
     const unreadable = path.join(sb.storagePath, 'kadi-ops-test-unreadable');
     fs.writeFileSync(unreadable, 'root only', { mode: 0o600 }); // owned by root, the job runs as kadi

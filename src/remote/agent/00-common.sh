@@ -154,7 +154,7 @@ class Progress:
         self.done += n
         if self.total <= 0: return
         pct, sec = min(100, self.done * 100 // self.total), int(time.monotonic())
-        if self.estimated: pct = min(99, pct)
+        if self.estimated or self.done > self.total: pct = min(99, pct)  # 100% only from finish()
         if pct != self.pct and (pct == 100 or sec != self.sec):
             self.pct, self.sec = pct, sec
             if self.estimated:

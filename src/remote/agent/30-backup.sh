@@ -30,8 +30,9 @@ partial = os.path.dirname(dest)
 prev = os.path.join(prev_set, name) if prev_set else ''
 euid = os.geteuid()
 
-# Memory stays flat however large the tree: the walk is taken in batches of 16384 entries, the
-# previous set's list is read alongside it, and at most 1024 files are in flight.
+# Memory does not grow with the tree: the walk is taken in batches of 16384 entries, the previous
+# set's list is read alongside it, and at most 1024 files are in flight. (A previous list in
+# another order is held whole, as before; a directory's entries are read whole.)
 # Order: each directory's files, then its subdirectories, by name - the order of the lists.
 def order_key(rel):
     # A string that sorts as the walk goes: at each level "0name" for a file, "1name\0" for a
@@ -50,22 +51,35 @@ class PreviousList:
             return
         # One pass to check the order first: a miss while reading in step is then a real miss.
         last = None
-        for line in self.f:
-            key = order_key(json.loads(line)[0])
-            if last is not None and key <= last:
-                self.f.seek(0)
-                self.index = {e[0]: (e[1], e[3]) for e in map(json.loads, self.f)}
-                self.f.close(); self.f = None
-                return
-            last = key
+        try:
+            for line in self.f:
+                rel, size, mtime, digest = json.loads(line)
+                key = order_key(rel)
+                if last is not None and key <= last:
+                    self.f.seek(0)
+                    self.index = {}
+                    for line in self.f:
+                        rel, size, mtime, digest = json.loads(line)
+                        self.index[rel] = (size, digest)
+                    self.f.close(); self.f = None
+                    return
+                last = key
+        except (ValueError, TypeError, AttributeError) as e:
+            self.unusable(e)
+            return
         self.f.seek(0)
         self._next()
+    def unusable(self, e):
+        # Nothing is linked then: every file is copied and hashed again (slower, never wrong).
+        print('WARNING: %s: the previous set\'s file list is unreadable (%s); copying every file' % (name, e), file=sys.stderr, flush=True)
+        if self.f: self.f.close()
+        self.f, self.cur, self.index = None, None, {}
     def _next(self):
         line = self.f.readline()
         if not line:
             self.cur = None
             return
-        rel, size, mtime, digest = json.loads(line)
+        rel, size, mtime, digest = json.loads(line)  # checked by the first pass
         self.cur = (order_key(rel), size, digest)
     def get(self, rel):
         if self.index is not None: return self.index.get(rel)
@@ -107,6 +121,8 @@ def count(path):
                 for e in it:
                     n += 1
                     if e.is_dir(follow_symlinks=False): stack.append(e.path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # gone since it was listed: the copy's walk decides what that means
         except OSError as e:
             raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
     return n
@@ -200,8 +216,11 @@ try:
     totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
     listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8')
     pending = collections.deque()
+    submitted = collected = 0
     def collect_oldest():
+        global collected
         e, new = pending.popleft().result()
+        collected += 1
         listing.write(json.dumps(e, ensure_ascii=False) + '\n')
         totals['files'] += 1; totals['bytes'] += e[1]
         if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
@@ -212,18 +231,26 @@ try:
         # Directories are made here, in walk order, while the workers link and copy the files of
         # the directories made before; results go to the list in walk order as they come, with
         # at most 1024 files in flight.
+        # A directory's owner, mode and times are set once every file submitted before the walk
+        # ended it is written (deepest first, as the walk ends them), a batch's worth at a time:
+        # set one by one between links and mkdirs, they cost five times as much here.
+        ended = collections.deque()  # (files submitted when it ended, rel, Meta)
+        def finish_dirs():
+            while ended and ended[0][0] <= collected:
+                _, r, st = ended.popleft()
+                keep_attrs(dest + '/' + r, st)
         while True:
             batch = list(itertools.islice(entries, 16384))
             if not batch: break
-            ended = []
             for r, st, end in batch:
                 if end:
-                    ended.append((r, st))
+                    ended.append((submitted, r, st))
                 elif stat.S_ISDIR(st.st_mode):
                     os.mkdir(dest + '/' + r, 0o700)
                     tick()
                 elif stat.S_ISREG(st.st_mode):
                     pending.append(ex.submit(copy_file, r, st, previous.get(r) if previous else None))
+                    submitted += 1
                     if len(pending) > 1024: collect_oldest()
                 elif stat.S_ISLNK(st.st_mode):
                     t = dest + '/' + r
@@ -234,11 +261,9 @@ try:
                 else:
                     print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
                     tick()
-            # Modes and times of the directories the batch ended, once all written into them is
-            # done: deepest first, as the walk ends them. (Set one by one between links and
-            # mkdirs, they cost five times as much here.)
-            while pending: collect_oldest()
-            for r, st in ended: keep_attrs(dest + '/' + r, st)
+            finish_dirs()
+        while pending: collect_oldest()
+        finish_dirs()
     listing.close()
     keep_attrs(dest, root_st)
     tick()
