@@ -12,7 +12,7 @@ import { followJob, jobLog, LockBusyError, listJobs, type JobOutcome } from '../
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { getSandbox, newPool, profileOf } from './fixture';
-import { tableDigests, treeState } from './restoreHelpers';
+import { sleep, tableDigests, treeState } from './restoreHelpers';
 
 interface Ran {
   id: string;
@@ -51,6 +51,22 @@ describe('backup engine against the sandbox host', function () {
     assert.deepEqual(d.facts.problems, []);
   });
   after(() => pool.closeAll());
+
+  /** Runs fn with a set's storage file list rewritten (renamed into place), then puts the original back. */
+  async function withStorageList(set: string, rewrite: (original: string) => string, fn: () => Promise<void>): Promise<void> {
+    const list = path.join(sb.backupDir, set, 'storage.files.jsonl');
+    const original = fs.readFileSync(list, 'utf8');
+    const swap = (text: string): void => {
+      fs.writeFileSync(`${list}.swap`, text);
+      fs.renameSync(`${list}.swap`, list);
+    };
+    swap(rewrite(original));
+    try {
+      await fn();
+    } finally {
+      swap(original);
+    }
+  }
 
   it('discovers the sandbox host: Kadi version, schema revision, PostgreSQL and paths', () => {
     assert.match(d.facts.kadiVersion ?? '', /^\d+\.\d+\.\d+$/);
@@ -148,7 +164,7 @@ describe('backup engine against the sandbox host', function () {
 
   it('a second backup copies only new files; the rest are hard links, and each set stands alone', async () => {
     const added = [await sb.addStorageFile({ size: 4096 }), await sb.addStorageFile({ size: 10 })];
-    await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
+    await sleep(1100); // set names have one-second resolution
     const r = await runJob(host, pool, () => startBackup(host, d));
     assert.equal(r.outcome.result, 'succeeded', r.sink.text());
     const second = setNameFrom(r);
@@ -185,7 +201,7 @@ describe('backup engine against the sandbox host', function () {
   it('copies only what changed since the previous set (content or mode), keeps every mode and time, and reports what is no file', async () => {
     const changed = await sb.addStorageFile({ size: 2048 });
     const chmodded = await sb.addStorageFile({ size: 2048 });
-    await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
+    await sleep(1100); // set names have one-second resolution
     const r0 = await runJob(host, pool, () => startBackup(host, d));
     assert.equal(r0.outcome.result, 'succeeded', r0.sink.text());
     const base = setNameFrom(r0);
@@ -200,7 +216,7 @@ describe('backup engine against the sandbox host', function () {
     fs.symlinkSync('no/such/target', link);
     execFileSync('mkfifo', [fifo]);
     try {
-      await new Promise((r) => setTimeout(r, 1100));
+      await sleep(1100);
       const r = await runJob(host, pool, () => startBackup(host, d));
       assert.equal(r.outcome.result, 'succeeded', r.sink.text());
       const name = setNameFrom(r);
@@ -256,7 +272,7 @@ describe('backup engine against the sandbox host', function () {
     try {
       const sets: string[] = [];
       for (let i = 0; i < 2; i++) {
-        await new Promise((r) => setTimeout(r, 1100));
+        await sleep(1100);
         const r = await runJob(host, pool, () => startBackup(host, d));
         assert.equal(r.outcome.result, 'succeeded', r.sink.text());
         sets.push(setNameFrom(r));
@@ -274,12 +290,8 @@ describe('backup engine against the sandbox host', function () {
 
   it("a previous set whose file list is in another order (an older version's) still has every unchanged file linked", async () => {
     // The copier reads the previous list in step with its walk; a list in any other order is read whole.
-    const list = path.join(sb.backupDir, first, 'storage.files.jsonl');
-    const original = fs.readFileSync(list);
-    fs.writeFileSync(`${list}.reversed`, `${original.toString('utf8').trim().split('\n').reverse().join('\n')}\n`);
-    fs.renameSync(`${list}.reversed`, list);
-    try {
-      await new Promise((r) => setTimeout(r, 1100));
+    await withStorageList(first, (original) => `${original.trim().split('\n').reverse().join('\n')}\n`, async () => {
+      await sleep(1100);
       const r = await runJob(host, pool, () => startBackup(host, d));
       assert.equal(r.outcome.result, 'succeeded', r.sink.text());
       const name = setNameFrom(r);
@@ -289,19 +301,12 @@ describe('backup engine against the sandbox host', function () {
       assert.ok(rels.length > 10);
       for (const rel of rels) assert.equal(fs.statSync(path.join(sb.backupDir, name, 'storage', rel)).ino, fs.statSync(path.join(sb.backupDir, first, 'storage', rel)).ino, `${rel} is linked`);
       first = name;
-    } finally {
-      fs.writeFileSync(`${list}.orig`, original);
-      fs.renameSync(`${list}.orig`, list);
-    }
+    });
   });
 
   it("a previous set's file list that cannot be read links nothing: every file is copied and hashed again, with a warning", async () => {
-    const list = path.join(sb.backupDir, first, 'storage.files.jsonl');
-    const original = fs.readFileSync(list);
-    fs.writeFileSync(`${list}.damaged`, Buffer.concat([original, Buffer.from('["half a line", 3\n')]));
-    fs.renameSync(`${list}.damaged`, list);
-    try {
-      await new Promise((r) => setTimeout(r, 1100));
+    await withStorageList(first, (original) => `${original}["half a line", 3\n`, async () => {
+      await sleep(1100);
       const r = await runJob(host, pool, () => startBackup(host, d));
       assert.equal(r.outcome.result, 'succeeded', r.sink.text());
       assert.match(r.sink.text(), /^WARNING: storage: the previous set's file list is unreadable \(.+\); copying every file$/m);
@@ -311,10 +316,7 @@ describe('backup engine against the sandbox host', function () {
       assert.equal(v.outcome.result, 'succeeded', v.sink.text());
       const p = await runJob(host, pool, () => startPrune(host, [set.name]));
       assert.equal(p.outcome.result, 'succeeded', p.sink.text());
-    } finally {
-      fs.writeFileSync(`${list}.orig`, original);
-      fs.renameSync(`${list}.orig`, list);
-    }
+    });
   });
 
   it('a file the Kadi user cannot read fails the backup, naming it, and leaves no partial set', async () => {
@@ -355,7 +357,7 @@ describe('backup engine against the sandbox host', function () {
       assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => n.startsWith('.partial-')), []);
       // A complete set with that directory is pruned whole, too.
       await sb.psql('DROP TABLE kadi_ops_test_private');
-      await new Promise((res) => setTimeout(res, 1100));
+      await sleep(1100);
       const ok = await runJob(host, pool, () => startBackup(host, d));
       assert.equal(ok.outcome.result, 'succeeded', ok.sink.text());
       const name = setNameFrom(ok);

@@ -40,11 +40,11 @@ async function sandboxInconsistencies(sb: SandboxHost): Promise<string[]> {
   for (const line of rows.trim().split('\n').filter(Boolean)) {
     const [id, size, checksum, state] = line.split('|');
     const file = storageFilePath(sb.storagePath, id);
-    const exists = fs.existsSync(file);
-    if (state === 'active' && !exists) problems.push(`file ${id}: active row, no data`);
-    else if (state === 'active' && fs.statSync(file).size !== Number(size)) problems.push(`file ${id}: size ${fs.statSync(file).size}, row says ${size}`);
+    const onDisk = fs.statSync(file, { throwIfNoEntry: false });
+    if (state === 'active' && !onDisk) problems.push(`file ${id}: active row, no data`);
+    else if (state === 'active' && onDisk?.size !== Number(size)) problems.push(`file ${id}: size ${onDisk?.size}, row says ${size}`);
     else if (state === 'active' && checksum && !checksum.includes('-') && md5(fs.readFileSync(file)) !== checksum) problems.push(`file ${id}: MD5 differs from its row`);
-    else if (state === 'deleted' && exists) problems.push(`file ${id}: deleted row, data still there`);
+    else if (state === 'deleted' && onDisk) problems.push(`file ${id}: deleted row, data still there`);
   }
   return problems;
 }

@@ -157,10 +157,8 @@ class Progress:
         if self.estimated or self.done > self.total: pct = min(99, pct)  # 100% only from finish()
         if pct != self.pct and (pct == 100 or sec != self.sec):
             self.pct, self.sec = pct, sec
-            if self.estimated:
-                print('[progress] %s ~%d%% %d/~%d %s' % (self.key, pct, self.done, self.total, self.unit), flush=True)
-            else:
-                print('[progress] %s %d%% %d/%d %s' % (self.key, pct, self.done, self.total, self.unit), flush=True)
+            about = '~' if self.estimated else ''
+            print('[progress] %s %s%d%% %d/%s%d %s' % (self.key, about, pct, self.done, about, self.total, self.unit), flush=True)
     def finish(self):
         # The end: the total is what was done (a total counted or guessed beside a live tree may
         # be off by what changed meanwhile).

@@ -170,7 +170,7 @@ def keep_attrs(path, st):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 def link_previous(r, st, t, known):
-    if not known or known[0] != st.st_size: return None
+    if known[0] != st.st_size: return None
     p = prev + '/' + r
     try:
         pst = os.lstat(p)
