@@ -135,6 +135,10 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(listing.partials.length, 0);
     const dir = path.join(sb.backupDir, first);
     assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    for (const n of fs.readdirSync(dir)) {
+      const st = fs.lstatSync(path.join(dir, n));
+      if (st.isFile()) assert.equal(st.mode & 0o077, 0, `${n} is readable by others: ${(st.mode & 0o777).toString(8)}`);
+    }
     // The profile's default dump compression, as pg_restore reads it from the dump's header.
     assert.equal(set.manifest.options.dumpCompression, 3);
     assert.match(fs.readFileSync(path.join(dir, 'db.toc'), 'utf8'), /^;\s+Compression: 3$/m);

@@ -29,6 +29,11 @@ name, src, dest, prev_set = sys.argv[1:5]
 partial = os.path.dirname(dest)
 prev = os.path.join(prev_set, name) if prev_set else ''
 euid = os.geteuid()
+# Directories are made with their final mode where mkdir gives exactly that (probed on the first
+# one), so most need no chmod afterwards; files are created 0600 and get their mode once written.
+os.umask(0)
+def private(path, flags): return os.open(path, flags, 0o600)  # an opener= for everything else
+def dir_mode(st): return stat.S_IMODE(st.st_mode) & 0o1777 | 0o700  # writable while it is filled
 
 # Memory does not grow with the tree: the walk is taken in batches of 16384 entries, the previous
 # set's list is read alongside it, and at most 1024 files are in flight. (A previous list in
@@ -159,14 +164,17 @@ if progress.total == 0: counting.start()
 def tick():
     with progress_lock: progress.add(1)
 
-def keep_attrs(path, st):
-    # rsync -a's attributes: mode, mtime, owner (as root) and group (where allowed).
+def keep_attrs(path, st, made=None):
+    # rsync -a's attributes: mode, mtime, owner (as root) and group (where allowed). made: the
+    # (mode, uid, gid) a directory was made with; what already matches is not set again.
     if euid == 0:
-        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-    else:
+        if made is None or (made[1], made[2]) != (st.st_uid, st.st_gid):
+            os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+    elif made is None or made[2] != st.st_gid:
         try: os.chown(path, -1, st.st_gid)
         except PermissionError: pass
-    os.chmod(path, stat.S_IMODE(st.st_mode))
+    if made is None or made[0] != stat.S_IMODE(st.st_mode):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 def link_previous(r, st, t, known):
@@ -189,14 +197,11 @@ def link_previous(r, st, t, known):
         return None
     return known[1]
 
-def copy_file(r, st, known):
+def copy_file(r, st):
     s, t = src + '/' + r, dest + '/' + r
     try:
-        if known:
-            digest = link_previous(r, st, t, known)
-            if digest: return [r, st.st_size, st.st_mtime_ns // 1000000000, digest], False
         h = hashlib.sha256(); n = 0
-        with open(s, 'rb') as fi, open(t, 'xb') as fo:
+        with open(s, 'rb') as fi, open(t, 'xb', opener=private) as fo:
             while True:
                 b = fi.read(1 << 20)
                 if not b: break
@@ -214,12 +219,13 @@ previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl')) if prev e
 try:
     os.mkdir(dest, 0o700)
     totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
-    listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8')
+    listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8', opener=private)
     pending = collections.deque()
     submitted = collected = 0
     def collect_oldest():
         global collected
-        e, new = pending.popleft().result()
+        p = pending.popleft()
+        e, new = p if isinstance(p, tuple) else p.result()
         collected += 1
         listing.write(json.dumps(e, ensure_ascii=False) + '\n')
         totals['files'] += 1; totals['bytes'] += e[1]
@@ -235,10 +241,11 @@ try:
         # ended it is written (deepest first, as the walk ends them), a batch's worth at a time:
         # set one by one between links and mkdirs, they cost five times as much here.
         ended = collections.deque()  # (files submitted when it ended, rel, Meta)
+        made = None  # what mkdir gives: exact mode?, uid, gid (from the first directory made)
         def finish_dirs():
             while ended and ended[0][0] <= collected:
                 _, r, st = ended.popleft()
-                keep_attrs(dest + '/' + r, st)
+                keep_attrs(dest + '/' + r, st, (dir_mode(st), made[1], made[2]) if made[0] else None)
         while True:
             batch = list(itertools.islice(entries, 16384))
             if not batch: break
@@ -246,10 +253,21 @@ try:
                 if end:
                     ended.append((submitted, r, st))
                 elif stat.S_ISDIR(st.st_mode):
-                    os.mkdir(dest + '/' + r, 0o700)
+                    os.mkdir(dest + '/' + r, dir_mode(st))
+                    if made is None:
+                        m = os.lstat(dest + '/' + r)
+                        made = (stat.S_IMODE(m.st_mode) == dir_mode(st), m.st_uid, m.st_gid)
                     tick()
                 elif stat.S_ISREG(st.st_mode):
-                    pending.append(ex.submit(copy_file, r, st, previous.get(r) if previous else None))
+                    # An unchanged file is linked here, not by a worker: a link is one system call,
+                    # cheaper than handing it over (half the copier's CPU on a repeat set).
+                    known = previous.get(r) if previous else None
+                    linked = link_previous(r, st, dest + '/' + r, known) if known else None
+                    if linked:
+                        pending.append(([r, st.st_size, st.st_mtime_ns // 1000000000, linked], False))
+                        tick()
+                    else:
+                        pending.append(ex.submit(copy_file, r, st))
                     submitted += 1
                     if len(pending) > 1024: collect_oldest()
                 elif stat.S_ISLNK(st.st_mode):
@@ -272,7 +290,7 @@ try:
     totals['entries'] = progress.done
 except OSError as e:  # the set's side: a full disk, a directory that cannot be made
     raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
-with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8') as f:
+with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
     json.dump(totals, f)
 PY
 }
