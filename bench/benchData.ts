@@ -127,6 +127,15 @@ export function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+/**
+ * Writes back what the previous run left dirty, untimed, so that no side pays for the other's
+ * write-back: kadi-ops seals a set with syncfs, which flushes every dirty page of the filesystem,
+ * including the by-hand side's archives written just before. (The sandbox host is this machine.)
+ */
+export function settle(): void {
+  execFileSync('sync');
+}
+
 export async function timed(fn: () => Promise<void>): Promise<number> {
   const t = process.hrtime.bigint();
   await fn();
