@@ -305,6 +305,7 @@ export function testInfoOf(sb, hosts) {
     knownHostsFile: sb.knownHostsFile,
     backupDir: sb.backupDir,
     root: sb.root,
+    storagePath: sb.storagePath,
     encryptedClientKeyFile: sb.encryptedClientKeyFile,
     clientKeyPassphrase: sb.clientKeyPassphrase,
     pg: { port: sb.pg.port, binDir: sb.pg.binDir, database: sb.pg.database, user: sb.pg.user, password: sb.pg.password },

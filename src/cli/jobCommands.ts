@@ -3,7 +3,7 @@ import { listSets, setPinned, startBackup, startPrune, startVerify, cleanPartial
 import type { BackupSet } from '../backup/manifest';
 import { applyRetention, type RetentionPolicy } from '../backup/retention';
 import { discover } from '../kadi/discovery';
-import { cancelJob, followJob, jobStatus, listJobs, type JobOutcome } from '../remote/jobs';
+import { cancelJob, describeOutcome, followJob, jobStatus, listJobs, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { formatBytes } from '../core/format';
 import { UsageError } from './args';
@@ -12,9 +12,11 @@ import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliCon
 async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0): Promise<JobOutcome> {
   const profile = host.profile;
   const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, offset, reconnect: () => ctx.pool.get(profile) });
-  const text = `Job ${id} ${outcome.result}${outcome.exitCode !== undefined && outcome.result === 'failed' ? ` (exit status ${outcome.exitCode})` : ''}.`;
   if (ctx.json) ctx.out(JSON.stringify(outcome));
-  else ctx.err(text);
+  else {
+    ctx.err(`Job ${id} ${describeOutcome(outcome)}.`);
+    for (const w of outcome.warnings ?? []) ctx.err(`  warning: ${w}`);
+  }
   return outcome;
 }
 

@@ -36,7 +36,12 @@ export interface JobOutcome {
   exitCode?: number;
   /** Bytes of the log read so far (to re-attach from). */
   offset: number;
+  /** The job's `WARNING: ` lines seen while following (the first 50, without the prefix): a job can succeed and still have something the operator must know. */
+  warnings?: string[];
 }
+
+/** How many of a job's warnings an outcome carries (the log has them all). */
+const MAX_WARNINGS = 50;
 
 export interface LockHolder {
   job?: string;
@@ -144,6 +149,13 @@ export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10)
   return kv.get('status') ?? kv.get('already') ?? '';
 }
 
+/** "succeeded", "succeeded with 2 warnings", "failed (exit status 3)", "cancelled": for a person. */
+export function describeOutcome(o: JobOutcome): string {
+  const w = o.warnings?.length ?? 0;
+  const warned = w ? ` with ${w}${w >= MAX_WARNINGS ? '+' : ''} warning${w === 1 ? '' : 's'}` : '';
+  return `${o.result}${warned}${o.result === 'failed' && o.exitCode !== undefined ? ` (exit status ${o.exitCode})` : ''}`;
+}
+
 export function outcomeOf(info: JobInfo, offset: number): JobOutcome {
   if (info.state === 'died') return { id: info.id, result: 'died', offset };
   if (info.status === 'cancelled') return { id: info.id, result: 'cancelled', offset };
@@ -180,11 +192,13 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.signal?.aborted) onAbort();
+  const warnings: string[] = [];
   const countingSink: OutputSink = {
     lines(stream, lines) {
       if (stream === 'stdout') {
         for (const l of lines) {
           offset += Buffer.byteLength(l) + 1;
+          if (l.startsWith('WARNING: ') && warnings.length < MAX_WARNINGS) warnings.push(l.slice(9));
           opts.onLine?.(l);
         }
       }
@@ -205,7 +219,8 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         const info = await jobStatus(host, id);
         if (info.state === 'running') continue;
         if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
-        return outcomeOf(info, offset);
+        const outcome = outcomeOf(info, offset);
+        return warnings.length ? { ...outcome, warnings } : outcome;
       } catch (e) {
         if (e instanceof CancelledError) continue; // the abort handler asked for a cancel; loop does it
         if (!(e instanceof SshError) || !opts.reconnect) throw e;

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { HostProfile } from '../config/types';
 import { JobProgress } from '../core/jobProgress';
 import type { ConnectionPool } from '../remote/connectionPool';
-import { followJob, type JobOutcome } from '../remote/jobs';
+import { describeOutcome, followJob, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import type { HostOutputs } from './outputChannels';
 
@@ -104,8 +104,13 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
     );
     sink.flush();
     const secs = ((Date.now() - started) / 1000).toFixed(1);
-    const text = `${title} on ${profile.name}: ${outcome.result}${outcome.exitCode ? ` (exit status ${outcome.exitCode})` : ''} after ${secs} s`;
-    if (outcome.result === 'succeeded') {
+    const text = `${title} on ${profile.name}: ${describeOutcome(outcome)} after ${secs} s`;
+    if (outcome.result === 'succeeded' && outcome.warnings) {
+      // Succeeded, but with something the operator must know: said where it cannot be missed.
+      channel.warn(`■ ${text}`);
+      for (const w of outcome.warnings) channel.warn(`  warning: ${w}`);
+      void showWarnings(text, outcome.warnings, channel);
+    } else if (outcome.result === 'succeeded') {
       channel.info(`■ ${text}`);
       void vscode.window.showInformationMessage(text);
     } else if (outcome.result === 'cancelled') {
@@ -126,6 +131,12 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
     bar.remove(key);
     deps.onFinished(profile);
   }
+}
+
+async function showWarnings(text: string, warnings: string[], channel: vscode.LogOutputChannel): Promise<void> {
+  const more = warnings.length > 1 ? ` (and ${warnings.length - 1} more in the output)` : '';
+  const choice = await vscode.window.showWarningMessage(`${text}: ${warnings[0]}${more}`, 'Show output');
+  if (choice === 'Show output') channel.show(true);
 }
 
 async function showFailure(text: string, channel: vscode.LogOutputChannel, retry?: () => void): Promise<void> {

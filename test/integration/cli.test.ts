@@ -1,6 +1,6 @@
 /** The headless CLI (dist/cli.js, the bundle users run) against the sandbox host. */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SandboxHost } from '../sandbox/sandbox';
@@ -52,6 +52,27 @@ describe('kadi-ops CLI against the sandbox host', function () {
     const v = cli(['verify', 'sandbox', set, '--config', config]);
     assert.equal(v.code, 0, v.stderr + v.stdout);
     assert.match(cli(['list', 'sandbox', '--config', config]).stdout, new RegExp(`${set}.*verified`));
+  });
+
+  it('a backup that succeeds with warnings says so and lists them, with exit status 0 (in --json too)', () => {
+    // A FIFO in the storage tree is skipped with a warning (it is no file Kadi could have written).
+    const fifo = path.join(sb.storagePath, 'kadi-ops-test-cli-fifo');
+    execFileSync('mkfifo', [fifo]);
+    const own = fs.statSync(sb.storagePath);
+    fs.chownSync(fifo, own.uid, own.gid);
+    try {
+      const b = cli(['backup', 'sandbox', '--config', config]);
+      assert.equal(b.code, 0, b.stderr + b.stdout);
+      assert.match(b.stderr, /^Job \S+ succeeded with 1 warning\.$/m);
+      assert.match(b.stderr, /^ {2}warning: storage: skipping special file kadi-ops-test-cli-fifo$/m);
+      const j = cli(['backup', 'sandbox', '--config', config, '--json']);
+      assert.equal(j.code, 0, j.stderr + j.stdout);
+      const outcome = JSON.parse(j.stdout) as { result: string; warnings?: string[] };
+      assert.equal(outcome.result, 'succeeded');
+      assert.deepEqual(outcome.warnings, ['storage: skipping special file kadi-ops-test-cli-fifo']);
+    } finally {
+      fs.rmSync(fifo, { force: true });
+    }
   });
 
   it('an archive-mode backup with Redis writes checked archives and the snapshot', () => {

@@ -1,4 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { KadiOpsApi } from '../../../src/ui/activate';
 import { holdTableLock } from '../../sandbox/tableLock';
@@ -58,6 +61,29 @@ describe('Backup now, verify and cancel from the tree', function () {
     assert.match(String(item.contextValue), /^backup;unverified;unpinned;/);
     assert.match(String(item.description), /unverified/);
     assert.match(String(tree.item(await tree.host(HOST)).description), /last backup \d+ min ago/);
+  });
+
+  it('a backup that succeeds with a warning says so in a warning notification that offers the output', async () => {
+    // A FIFO in the storage tree is skipped with a warning (it is no file Kadi could have written).
+    const fifo = path.join(info.storagePath, 'kadi-ops-test-ui-fifo');
+    execFileSync('mkfifo', [fifo]);
+    const own = fs.statSync(info.storagePath);
+    fs.chownSync(fifo, own.uid, own.gid);
+    try {
+      const from = output.text().length;
+      const mark = dialogs.mark();
+      const infos = dialogs.of('information').length;
+      dialogs.answer('warning', /^Backup on sandbox: succeeded with 1 warning/, 'Show output', { once: true });
+      await vscode.commands.executeCommand('kadiOps.backupNow', await tree.host(HOST));
+      const text = output.text().slice(from);
+      assert.match(text, /\[warn\] ■ Backup on sandbox: succeeded with 1 warning after [\d.]+ s/);
+      assert.match(text, /\[warn\] {3}warning: storage: skipping special file kadi-ops-test-ui-fifo/);
+      const shown = await dialogs.waitFor('warning', /^Backup on sandbox: succeeded with 1 warning after [\d.]+ s: storage: skipping special file kadi-ops-test-ui-fifo$/, mark);
+      assert.deepEqual(shown.items, ['Show output']);
+      assert.deepEqual(dialogs.of('information').slice(infos).filter((d) => /^Backup on/.test(d.message)), [], 'no plain success was shown');
+    } finally {
+      fs.rmSync(fifo, { force: true });
+    }
   });
 
   it('"Verify Backup" on the new set marks it verified', async () => {

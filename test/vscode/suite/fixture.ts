@@ -24,6 +24,7 @@ export interface TestInfo {
   knownHostsFile: string;
   backupDir: string;
   root: string;
+  storagePath: string;
   encryptedClientKeyFile: string;
   /** Only in a file readable by the test run (0600); never logged. */
   clientKeyPassphrase: string;
@@ -52,6 +53,7 @@ async function startOwnSandbox(): Promise<TestInfo> {
     knownHostsFile: sb.knownHostsFile,
     backupDir: sb.backupDir,
     root: sb.root,
+    storagePath: sb.storagePath,
     encryptedClientKeyFile: sb.encryptedClientKeyFile,
     clientKeyPassphrase: sb.clientKeyPassphrase,
     pg: { port: sb.pg.port, binDir: sb.pg.binDir, database: sb.pg.database, user: sb.pg.user, password: sb.pg.password },

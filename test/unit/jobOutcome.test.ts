@@ -1,0 +1,18 @@
+import { strict as assert } from 'node:assert';
+import { describeOutcome } from '../../src/remote/jobs';
+
+describe('job outcomes for a person', () => {
+  it('says how a job ended, its exit status only when it failed', () => {
+    assert.equal(describeOutcome({ id: 'j', result: 'succeeded', exitCode: 0, offset: 0 }), 'succeeded');
+    assert.equal(describeOutcome({ id: 'j', result: 'failed', exitCode: 3, offset: 0 }), 'failed (exit status 3)');
+    assert.equal(describeOutcome({ id: 'j', result: 'cancelled', offset: 0 }), 'cancelled');
+    assert.equal(describeOutcome({ id: 'j', result: 'died', offset: 0 }), 'died');
+  });
+
+  it('counts warnings, and says when there were more than it carries', () => {
+    assert.equal(describeOutcome({ id: 'j', result: 'succeeded', exitCode: 0, offset: 0, warnings: ['a'] }), 'succeeded with 1 warning');
+    assert.equal(describeOutcome({ id: 'j', result: 'succeeded', exitCode: 0, offset: 0, warnings: ['a', 'b'] }), 'succeeded with 2 warnings');
+    const many = Array.from({ length: 50 }, (_, i) => `w${i}`);
+    assert.equal(describeOutcome({ id: 'j', result: 'failed', exitCode: 1, offset: 0, warnings: many }), 'failed with 50+ warnings (exit status 1)');
+  });
+});
