@@ -18,6 +18,8 @@ export interface ArtifactEntry {
   newBytes?: number;
   /** Entries walked (files, directories, links, skipped special files) and the tree itself: the next set's progress total. */
   entries?: number;
+  /** Files, links and directories deleted on the live instance between being listed and read: not in the set. */
+  vanished?: number;
   /** storage.tar.zst etc. */
   archiveOf?: string;
 }
@@ -37,7 +39,7 @@ export interface Manifest {
   endedAt?: string;
   previousSet?: string | null;
   artifacts: ArtifactEntry[];
-  trees?: Record<string, { files: number; bytes: number; newFiles: number; newBytes: number }>;
+  trees?: Record<string, { files: number; bytes: number; newFiles: number; newBytes: number; vanished?: number }>;
 }
 
 export interface VerifyRecord {

@@ -11,7 +11,7 @@ import type { HostProfile } from '../../src/config/types';
 import { MemorySink, type OutputSink } from '../../src/core/sink';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { cancelJob, followJob, jobStatus, listJobs, LockBusyError, type JobOutcome } from '../../src/remote/jobs';
+import { cancelJob, describeOutcome, followJob, jobStatus, listJobs, LockBusyError, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { holdTableLock } from '../sandbox/tableLock';
@@ -236,6 +236,68 @@ describe('backup faults and verification against the sandbox host', function () 
     const listing = await listSets(host);
     assert.equal(listing.sets.length, before);
     assert.equal(listing.partials.length, 0, 'the failed job removed its partial set');
+  });
+
+  it('a file and a directory deleted on the live instance while the copy runs are left out, named, and the backup succeeds with a warning', async () => {
+    // Four big files first in the walk keep the copier's four workers busy; the file behind them
+    // is listed (the walk reads 16,384 entries before copying any) but not yet opened when the
+    // test deletes it. The directory sorts after 16,400 filler files, so it is read in the walk's
+    // second batch, after the test deleted it. The moment: the first big file appears in the set.
+    const own = fs.statSync(sb.storagePath);
+    const made: string[] = [];
+    const mk = (rel: string, content?: Buffer): string => {
+      const p = path.join(sb.storagePath, rel);
+      if (content) fs.writeFileSync(p, content);
+      else fs.mkdirSync(p);
+      fs.chownSync(p, own.uid, own.gid);
+      made.push(p);
+      return p;
+    };
+    let setDir = '';
+    try {
+      const big = Buffer.alloc(64 << 20, 7);
+      for (let i = 1; i <= 4; i++) mk(`kadi-ops-test-vanish-0big${i}`, big);
+      const file = mk('kadi-ops-test-vanish-1file', Buffer.from('deleted while the backup runs'));
+      const filler = mk('kadi-ops-test-vanish-2filler');
+      for (let i = 0; i < 16400; i++) fs.writeFileSync(path.join(filler, `f${i}`), '');
+      execFileSync('chown', ['-R', `${own.uid}:${own.gid}`, filler]);
+      const dir = mk('kadi-ops-test-vanish-3dir');
+      mk('kadi-ops-test-vanish-3dir/inside', Buffer.from('deleted with its directory'));
+
+      const id = await startBackup(host, d);
+      const firstBig = path.join(sb.backupDir, `.partial-${id}`, 'storage', 'kadi-ops-test-vanish-0big1');
+      const until = Date.now() + 60_000;
+      while (!fs.existsSync(firstBig) && Date.now() < until) await new Promise((res) => setTimeout(res, 2));
+      assert.ok(fs.existsSync(firstBig), 'the copier started on the big files');
+      fs.rmSync(file);
+      fs.rmSync(dir, { recursive: true });
+      const sink = new MemorySink();
+      const outcome = await followJob(host, id, { sink });
+      const log = sink.text();
+      assert.equal(outcome.result, 'succeeded', log);
+      assert.match(log, /^storage: file kadi-ops-test-vanish-1file vanished during the copy \(deleted on the live instance\); not in the set$/m);
+      assert.match(log, /^storage: directory kadi-ops-test-vanish-3dir vanished during the copy \(deleted on the live instance\); the set holds it empty$/m);
+      assert.deepEqual(outcome.warnings, ['storage: 2 entries vanished during the copy (deleted on the live instance while the backup ran) and are not in the set']);
+      assert.equal(describeOutcome(outcome), 'succeeded with 1 warning');
+
+      const set = setNameFrom(sink.text('stdout'));
+      setDir = path.join(sb.backupDir, set);
+      const listed = fs.readFileSync(path.join(setDir, 'storage.files.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as [string])[0]);
+      assert.ok(listed.includes('kadi-ops-test-vanish-0big4'), 'the files still there are in the set');
+      assert.ok(!listed.some((r) => r.startsWith('kadi-ops-test-vanish-1') || r.startsWith('kadi-ops-test-vanish-3')), 'nothing deleted is listed');
+      assert.ok(!fs.existsSync(path.join(setDir, 'storage', 'kadi-ops-test-vanish-1file')));
+      assert.deepEqual(fs.readdirSync(path.join(setDir, 'storage', 'kadi-ops-test-vanish-3dir')), []);
+      const manifest = JSON.parse(fs.readFileSync(path.join(setDir, 'manifest.json'), 'utf8')) as { artifacts: { tree?: string; vanished?: number }[] };
+      assert.equal(manifest.artifacts.find((a) => a.tree === 'storage')?.vanished, 2);
+      assert.equal(manifest.artifacts.find((a) => a.tree === 'uploads')?.vanished, 0);
+      // What the set lists is complete and checksummed: quick verify passes.
+      const v = await run(() => startVerify(host, d, set, 'quick'));
+      assert.equal(v.outcome.result, 'succeeded', v.sink.text());
+    } finally {
+      for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
+      // The set holds test debris that later tests restoring the newest set must not get.
+      if (setDir) fs.rmSync(setDir, { recursive: true, force: true });
+    }
   });
 
   describe('a full backup filesystem', () => {

@@ -19,7 +19,9 @@ newest_good_set() {
 # files back.
 # Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the hashes of
 # linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the manifest.
-# A file that vanishes or cannot be read fails the copy, naming it.
+# A file or directory deleted on the live instance between being listed and being read (Kadi
+# deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as
+# tar and rsync do; anything else that cannot be read fails the copy, naming it.
 copy_tree() {
   local name=$1 src=$2 prev=$3 dest=$4
   [ -d "$src" ] || fail "$name directory $src does not exist"
@@ -97,11 +99,24 @@ class PreviousList:
 Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid')
 def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid)
 
+vanished = 0
+vanished_lock = threading.Lock()
+def note_vanished(rel, what, kept='not in the set'):
+    global vanished
+    with vanished_lock:
+        vanished += 1
+        if vanished <= 100:
+            print('%s: %s %s vanished during the copy (deleted on the live instance); %s' % (name, what, rel, kept), flush=True)
+
 def read_dir(rel):
     try:
         with os.scandir(src + '/' + rel if rel else src) as it:
             return sorted(((e.name, meta(e.stat(follow_symlinks=False))) for e in it), key=lambda x: x[0])
-    except OSError as e:  # a directory that vanished or cannot be read
+    except (FileNotFoundError, NotADirectoryError) as e:
+        if not rel: raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+        note_vanished(rel, 'directory', 'the set holds it empty')
+        return []
+    except OSError as e:  # a directory that cannot be read
         raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
 
 def walk(rel=''):
@@ -200,16 +215,19 @@ def link_previous(r, st, t, known):
 def copy_file(r, st):
     s, t = src + '/' + r, dest + '/' + r
     try:
+        try:
+            fi = open(s, 'rb')
+        except (FileNotFoundError, NotADirectoryError):
+            note_vanished(r, 'file')
+            return None
         h = hashlib.sha256(); n = 0
-        with open(s, 'rb') as fi, open(t, 'xb', opener=private) as fo:
+        with fi, open(t, 'xb', opener=private) as fo:
             while True:
                 b = fi.read(1 << 20)
                 if not b: break
                 h.update(b); fo.write(b); n += len(b)
         keep_attrs(t, st)
         return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
-    except FileNotFoundError:
-        raise SystemExit('ERROR: %s vanished during the copy: %s' % (name, s))
     except OSError as e:
         raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
     finally:
@@ -225,8 +243,10 @@ try:
     def collect_oldest():
         global collected
         p = pending.popleft()
-        e, new = p if isinstance(p, tuple) else p.result()
+        done = p if isinstance(p, tuple) else p.result()
         collected += 1
+        if done is None: return  # vanished
+        e, new = done
         listing.write(json.dumps(e, ensure_ascii=False) + '\n')
         totals['files'] += 1; totals['bytes'] += e[1]
         if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
@@ -272,7 +292,13 @@ try:
                     if len(pending) > 1024: collect_oldest()
                 elif stat.S_ISLNK(st.st_mode):
                     t = dest + '/' + r
-                    os.symlink(os.readlink(src + '/' + r), t)
+                    try:
+                        target = os.readlink(src + '/' + r)
+                    except FileNotFoundError:
+                        note_vanished(r, 'link')
+                        tick()
+                        continue
+                    os.symlink(target, t)
                     os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
                     print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
                     tick()
@@ -288,6 +314,11 @@ try:
     if counting.is_alive(): counting.join()
     progress.finish()
     totals['entries'] = progress.done
+    totals['vanished'] = vanished
+    if vanished:
+        print('WARNING: %s: %d %s vanished during the copy (deleted on the live instance while the backup ran) and %s not in the set%s'
+              % (name, vanished, 'entry' if vanished == 1 else 'entries', 'is' if vanished == 1 else 'are', '; the first 100 are named above' if vanished > 100 else ''),
+              file=sys.stderr, flush=True)
 except OSError as e:  # the set's side: a full disk, a directory that cannot be made
     raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
 with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
