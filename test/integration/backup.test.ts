@@ -401,7 +401,7 @@ describe('backup engine against the sandbox host', function () {
     } finally {
       clearInterval(watcher);
     }
-    assert.equal(r.outcome.result, 'succeeded');
+    assert.equal(r.outcome.result, 'succeeded', r.sink.text());
     assert.deepEqual(seen, []);
     assert.equal(r.sink.text().includes(sb.pg.password), false);
     const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });

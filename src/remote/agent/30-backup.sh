@@ -220,16 +220,21 @@ def copy_file(r, st):
         except (FileNotFoundError, NotADirectoryError):
             note_vanished(r, 'file')
             return None
+        except OSError as e:
+            raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
         h = hashlib.sha256(); n = 0
         with fi, open(t, 'xb', opener=private) as fo:
             while True:
-                b = fi.read(1 << 20)
+                try:
+                    b = fi.read(1 << 20)
+                except OSError as e:
+                    raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
                 if not b: break
                 h.update(b); fo.write(b); n += len(b)
         keep_attrs(t, st)
         return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
-    except OSError as e:
-        raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
+    except OSError as e:  # the set's side: a full disk, a quota
+        raise SystemExit('ERROR: writing %s file %s into the set failed: %s' % (name, r, e))
     finally:
         tick()
 
