@@ -16,6 +16,7 @@ async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0)
   else {
     ctx.err(`Job ${id} ${describeOutcome(outcome)}.`);
     for (const w of outcome.warnings ?? []) ctx.err(`  warning: ${w}`);
+    if (outcome.moreWarnings) ctx.err(`  … and ${outcome.moreWarnings} more warnings in the output above`);
   }
   return outcome;
 }

@@ -38,6 +38,8 @@ export interface JobOutcome {
   offset: number;
   /** The job's `WARNING: ` lines seen while following (the first 50, without the prefix): a job can succeed and still have something the operator must know. */
   warnings?: string[];
+  /** Warnings beyond those carried in `warnings`. */
+  moreWarnings?: number;
 }
 
 /** How many of a job's warnings an outcome carries (the log has them all). */
@@ -151,8 +153,8 @@ export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10)
 
 /** "succeeded", "succeeded with 2 warnings", "failed (exit status 3)", "cancelled": for a person. */
 export function describeOutcome(o: JobOutcome): string {
-  const w = o.warnings?.length ?? 0;
-  const warned = w ? ` with ${w}${w >= MAX_WARNINGS ? '+' : ''} warning${w === 1 ? '' : 's'}` : '';
+  const w = (o.warnings?.length ?? 0) + (o.moreWarnings ?? 0);
+  const warned = w ? ` with ${w} warning${w === 1 ? '' : 's'}` : '';
   return `${o.result}${warned}${o.result === 'failed' && o.exitCode !== undefined ? ` (exit status ${o.exitCode})` : ''}`;
 }
 
@@ -193,12 +195,16 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.signal?.aborted) onAbort();
   const warnings: string[] = [];
+  let moreWarnings = 0;
   const countingSink: OutputSink = {
     lines(stream, lines) {
       if (stream === 'stdout') {
         for (const l of lines) {
           offset += Buffer.byteLength(l) + 1;
-          if (l.startsWith('WARNING: ') && warnings.length < MAX_WARNINGS) warnings.push(l.slice(9));
+          if (l.startsWith('WARNING: ')) {
+            if (warnings.length < MAX_WARNINGS) warnings.push(l.slice(9));
+            else moreWarnings++;
+          }
           opts.onLine?.(l);
         }
       }
@@ -220,7 +226,8 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         if (info.state === 'running') continue;
         if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
         const outcome = outcomeOf(info, offset);
-        return warnings.length ? { ...outcome, warnings } : outcome;
+        if (!warnings.length) return outcome;
+        return moreWarnings ? { ...outcome, warnings, moreWarnings } : { ...outcome, warnings };
       } catch (e) {
         if (e instanceof CancelledError) continue; // the abort handler asked for a cancel; loop does it
         if (!(e instanceof SshError) || !opts.reconnect) throw e;

@@ -109,7 +109,8 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
       // Succeeded, but with something the operator must know: said where it cannot be missed.
       channel.warn(`■ ${text}`);
       for (const w of outcome.warnings) channel.warn(`  warning: ${w}`);
-      void showWarnings(text, outcome.warnings, channel);
+      if (outcome.moreWarnings) channel.warn(`  … and ${outcome.moreWarnings} more warnings in the job's output above`);
+      void showWarnings(text, outcome.warnings, outcome.moreWarnings ?? 0, channel);
     } else if (outcome.result === 'succeeded') {
       channel.info(`■ ${text}`);
       void vscode.window.showInformationMessage(text);
@@ -133,8 +134,9 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
   }
 }
 
-async function showWarnings(text: string, warnings: string[], channel: vscode.LogOutputChannel): Promise<void> {
-  const more = warnings.length > 1 ? ` (and ${warnings.length - 1} more in the output)` : '';
+async function showWarnings(text: string, warnings: string[], beyond: number, channel: vscode.LogOutputChannel): Promise<void> {
+  const others = warnings.length - 1 + beyond;
+  const more = others > 0 ? ` (and ${others} more in the output)` : '';
   const choice = await vscode.window.showWarningMessage(`${text}: ${warnings[0]}${more}`, 'Show output');
   if (choice === 'Show output') channel.show(true);
 }

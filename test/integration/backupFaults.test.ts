@@ -277,7 +277,7 @@ describe('backup faults and verification against the sandbox host', function () 
       assert.equal(outcome.result, 'succeeded', log);
       assert.match(log, /^storage: file kadi-ops-test-vanish-1file vanished during the copy \(deleted on the live instance\); not in the set$/m);
       assert.match(log, /^storage: directory kadi-ops-test-vanish-3dir vanished during the copy \(deleted on the live instance\); the set holds it empty$/m);
-      assert.deepEqual(outcome.warnings, ['storage: 2 entries vanished during the copy (deleted on the live instance while the backup ran) and are not in the set']);
+      assert.deepEqual(outcome.warnings, ['storage: 2 entries vanished during the copy (deleted on the live instance while the backup ran) and are left out of the set (named above)']);
       assert.equal(describeOutcome(outcome), 'succeeded with 1 warning');
 
       const set = setNameFrom(sink.text('stdout'));

@@ -31,8 +31,8 @@ name, src, dest, prev_set = sys.argv[1:5]
 partial = os.path.dirname(dest)
 prev = os.path.join(prev_set, name) if prev_set else ''
 euid = os.geteuid()
-# Directories are made with their final mode where mkdir gives exactly that (probed on the first
-# one), so most need no chmod afterwards; files are created 0600 and get their mode once written.
+# Directories are made with their final mode where mkdir gives exactly that (probed once), so
+# most need no chmod afterwards; files are created 0600 and get their mode once written.
 os.umask(0)
 def private(path, flags): return os.open(path, flags, 0o600)  # an opener= for everything else
 def dir_mode(st): return stat.S_IMODE(st.st_mode) & 0o1777 | 0o700  # writable while it is filled
@@ -99,19 +99,31 @@ class PreviousList:
 Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid')
 def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid)
 
+# Lines printed by more than one thread go through say(): print() writes a line and its end in
+# two calls, and another thread's line could land between them.
+output_lock = threading.Lock()
+def say(line):
+    with output_lock:
+        sys.stdout.write(line + '\n'); sys.stdout.flush()
+
 vanished = 0
-vanished_lock = threading.Lock()
 def note_vanished(rel, what, kept='not in the set'):
     global vanished
-    with vanished_lock:
+    with output_lock:
         vanished += 1
-        if vanished <= 100:
-            print('%s: %s %s vanished during the copy (deleted on the live instance); %s' % (name, what, rel, kept), flush=True)
+        n = vanished
+    if n <= 100: say('%s: %s %s vanished during the copy (deleted on the live instance); %s' % (name, what, rel, kept))
 
 def read_dir(rel):
+    def entry(e):
+        try:
+            return e.name, meta(e.stat(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):  # deleted since the directory was read
+            note_vanished(rel + '/' + e.name if rel else e.name, 'entry')
+            return None
     try:
         with os.scandir(src + '/' + rel if rel else src) as it:
-            return sorted(((e.name, meta(e.stat(follow_symlinks=False))) for e in it), key=lambda x: x[0])
+            return sorted((x for x in map(entry, it) if x is not None), key=lambda x: x[0])
     except (FileNotFoundError, NotADirectoryError) as e:
         if not rel: raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
         note_vanished(rel, 'directory', 'the set holds it empty')
@@ -164,7 +176,7 @@ def previous_entries():
 
 guess = previous_entries() if prev else 0
 progress = Progress(name, guess, 'files', estimated=guess > 0)
-progress_lock = threading.Lock()
+progress_lock = output_lock  # progress lines are printed by whichever thread ticks
 def count_total():
     # A first set (or one after a set without the number): counted beside the copy.
     try:
@@ -241,6 +253,13 @@ def copy_file(r, st):
 previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl')) if prev else None
 try:
     os.mkdir(dest, 0o700)
+    # What mkdir makes here. Asked for 0o1777, a directory that shows exactly that (no default ACL
+    # masking it, no set-gid bit inherited) shows every mode as asked; its owner is every one's.
+    probe = dest + '/.kadi-ops-mkdir-probe'
+    os.mkdir(probe, 0o1777)
+    m = os.lstat(probe)
+    os.rmdir(probe)
+    made = (stat.S_IMODE(m.st_mode) == 0o1777, m.st_uid, m.st_gid)
     totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
     listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8', opener=private)
     pending = collections.deque()
@@ -266,7 +285,6 @@ try:
         # ended it is written (deepest first, as the walk ends them), a batch's worth at a time:
         # set one by one between links and mkdirs, they cost five times as much here.
         ended = collections.deque()  # (files submitted when it ended, rel, Meta)
-        made = None  # what mkdir gives: exact mode?, uid, gid (from the first directory made)
         def finish_dirs():
             while ended and ended[0][0] <= collected:
                 _, r, st = ended.popleft()
@@ -279,9 +297,6 @@ try:
                     ended.append((submitted, r, st))
                 elif stat.S_ISDIR(st.st_mode):
                     os.mkdir(dest + '/' + r, dir_mode(st))
-                    if made is None:
-                        m = os.lstat(dest + '/' + r)
-                        made = (stat.S_IMODE(m.st_mode) == dir_mode(st), m.st_uid, m.st_gid)
                     tick()
                 elif stat.S_ISREG(st.st_mode):
                     # An unchanged file is linked here, not by a worker: a link is one system call,
@@ -299,13 +314,13 @@ try:
                     t = dest + '/' + r
                     try:
                         target = os.readlink(src + '/' + r)
-                    except FileNotFoundError:
+                    except (FileNotFoundError, NotADirectoryError):
                         note_vanished(r, 'link')
                         tick()
                         continue
                     os.symlink(target, t)
                     os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                    print('%s: symbolic link %s copied as a link (not checksummed)' % (name, r), flush=True)
+                    say('%s: symbolic link %s copied as a link (not checksummed)' % (name, r))
                     tick()
                 else:
                     print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
@@ -321,8 +336,8 @@ try:
     totals['entries'] = progress.done
     totals['vanished'] = vanished
     if vanished:
-        print('WARNING: %s: %d %s vanished during the copy (deleted on the live instance while the backup ran) and %s not in the set%s'
-              % (name, vanished, 'entry' if vanished == 1 else 'entries', 'is' if vanished == 1 else 'are', '; the first 100 are named above' if vanished > 100 else ''),
+        print('WARNING: %s: %d %s vanished during the copy (deleted on the live instance while the backup ran) and %s left out of the set (%s)'
+              % (name, vanished, 'entry' if vanished == 1 else 'entries', 'is' if vanished == 1 else 'are', 'the first 100 are named above' if vanished > 100 else 'named above'),
               file=sys.stderr, flush=True)
 except OSError as e:  # the set's side: a full disk, a directory that cannot be made
     raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
