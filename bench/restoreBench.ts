@@ -20,7 +20,7 @@ import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/remote/shellCommand';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
-import { backUpOnce, benchHost, benchOptions, byHandDir, machineLine, median, runBench, seedData, SeededBytes, timed, writeTree } from './benchData';
+import { backUpOnce, benchHost, benchOptions, byHandDir, machineLine, median, runBench, seedData, SeededBytes, settle, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
   const { scale, files, sizes, runs, seed } = benchOptions({ runs: 3, seed: 'kadi-ops-restore-bench' });
@@ -90,11 +90,15 @@ async function main(): Promise<void> {
       const o: number[] = [];
       const a: number[] = [];
       for (let i = 0; i < runs; i++) {
+        // settle(): no run pays for the write-back of what the one before it (or prepare) wrote.
         await prepare();
+        settle();
         h.push(await timed(byHand));
         await prepare();
+        settle();
         o.push(await timed(() => ours(24)));
         await prepare();
+        settle();
         a.push(await timed(() => ours(0)));
         process.stderr.write(`${name} run ${i + 1}: by hand ${h[i].toFixed(1)} s, kadi-ops ${o[i].toFixed(1)} s, with --verify-again ${a[i].toFixed(1)} s\n`);
       }
