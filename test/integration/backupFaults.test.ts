@@ -4,6 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup, startVerify } from '../../src/backup/backupSets';
@@ -296,6 +297,48 @@ describe('backup faults and verification against the sandbox host', function () 
     } finally {
       for (const p of made.reverse()) fs.rmSync(p, { recursive: true, force: true });
       // The set holds test debris that later tests restoring the newest set must not get.
+      if (setDir) fs.rmSync(setDir, { recursive: true, force: true });
+    }
+  });
+
+  it('in archive mode too, a file deleted while tar runs is left out and the backup succeeds with a warning naming it', async () => {
+    // tar archives in name order, one file after the other: while it reads four big files (of
+    // random bytes, so the archive grows as it reads), the file named after them is deleted.
+    const own = fs.statSync(sb.storagePath);
+    const before = Number(execFileSync('du', ['-sb', sb.storagePath]).toString().split('\t')[0]);
+    const made: string[] = [];
+    const mk = (rel: string, content: Buffer): string => {
+      const p = path.join(sb.storagePath, rel);
+      fs.writeFileSync(p, content);
+      fs.chownSync(p, own.uid, own.gid);
+      made.push(p);
+      return p;
+    };
+    let setDir = '';
+    try {
+      for (let i = 1; i <= 4; i++) mk(`kadi-ops-test-tarvanish-0big${i}`, randomBytes(64 << 20));
+      const file = mk('kadi-ops-test-tarvanish-1file', Buffer.from('deleted while tar runs'));
+      const id = await startBackup(host, d, { filesMode: 'archive' });
+      const archive = path.join(sb.backupDir, `.partial-${id}`, 'storage.tar.zst');
+      const size = (): number => (fs.existsSync(archive) ? fs.statSync(archive).size : 0);
+      const until = Date.now() + 60_000;
+      while (size() < before + (16 << 20) && Date.now() < until) await new Promise((res) => setTimeout(res, 2));
+      assert.ok(size() >= before + (16 << 20), 'tar got into the big files');
+      fs.rmSync(file);
+      const sink = new MemorySink();
+      const outcome = await followJob(host, id, { sink });
+      const log = sink.text();
+      assert.equal(outcome.result, 'succeeded', log);
+      assert.match(log, /^tar: \.\/kadi-ops-test-tarvanish-1file: File removed before we read it$/m);
+      assert.deepEqual(outcome.warnings, ['storage: files changed or vanished while tar read them (tar names them above); the archive holds what tar read']);
+      setDir = path.join(sb.backupDir, setNameFrom(sink.text('stdout')));
+      const listing = execFileSync('tar', ['-tf', path.join(setDir, 'storage.tar.zst'), '--use-compress-program', 'zstd -d']).toString();
+      assert.match(listing, /^\.\/kadi-ops-test-tarvanish-0big4$/m);
+      assert.doesNotMatch(listing, /kadi-ops-test-tarvanish-1file/);
+      const v = await run(() => startVerify(host, d, path.basename(setDir), 'quick'));
+      assert.equal(v.outcome.result, 'succeeded', v.sink.text());
+    } finally {
+      for (const p of made) fs.rmSync(p, { force: true });
       if (setDir) fs.rmSync(setDir, { recursive: true, force: true });
     }
   });

@@ -346,14 +346,17 @@ with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8
 PY
 }
 
+# archive_tree NAME SRC OUT: OUT.tar.zst (or .tar.gz) of the tree, in name order. tar's own exit
+# status is kept apart from the compressor's: 1 means files changed or vanished while tar read
+# them (Kadi deletes files while it runs) - a warning, as for the copier; 2 or more fails.
 archive_tree() {
   local name=$1 src=$2 out=$3
   [ -d "$src" ] || fail "$name directory $src does not exist"
-  local total rc=0 p w
+  local total rc=0 p w status="$(dirname "$out")/.$name.tar-status" t
   if have zstd; then
-    tar -C "$src" -cf - . | zstd -q -T0 -3 -o "$out.tar.zst" &
+    { t=0; tar -C "$src" --sort=name -cf - . || t=$?; echo "$t" > "$status"; } | zstd -q -T0 -3 -o "$out.tar.zst" &
   else
-    tar -C "$src" -cf - . | gzip -1 > "$out.tar.gz" &
+    { t=0; tar -C "$src" --sort=name -cf - . || t=$?; echo "$t" > "$status"; } | gzip -1 > "$out.tar.gz" &
   fi
   p=$!
   # The compressor reads the whole tar stream: its read count against the tree's size, measured
@@ -363,7 +366,14 @@ archive_tree() {
   wait "$p" || rc=$?
   kill "$w" 2>/dev/null || true
   wait "$w" 2>/dev/null || true
-  return "$rc"
+  t=$(cat "$status" 2>/dev/null || echo 2)
+  rm -f "$status"
+  [ "$rc" -eq 0 ] || return "$rc"
+  case $t in
+    0) ;;
+    1) echo "WARNING: $name: files changed or vanished while tar read them (tar names them above); the archive holds what tar read" >&2 ;;
+    *) return "$t" ;;
+  esac
 }
 
 JOB_VERBS+=(backup)
