@@ -131,7 +131,8 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
     case 'artifact': {
       const a = node.artifact;
       const kind = a.name === 'db.dump' ? 'dbdump' : a.tree ? 'filelist' : a.archiveOf ? 'archive' : 'file';
-      const detail = a.tocEntries !== undefined ? `${a.tocEntries} TOC entries, ${a.rows ?? '?'} rows` : a.tree ? `${a.files} files, ${formatBytes(a.bytes ?? 0)}` : '';
+      const vanished = a.vanished ? `, ${a.vanished} vanished during the backup` : '';
+      const detail = a.tocEntries !== undefined ? `${a.tocEntries} TOC entries, ${a.rows ?? '?'} rows` : a.tree ? `${a.files} files, ${formatBytes(a.bytes ?? 0)}${vanished}` : '';
       return {
         label: a.name,
         description: `${formatBytes(a.size)}${detail ? ' · ' + detail : ''}`,

@@ -69,6 +69,12 @@ describe('tree model', () => {
     assert.deepEqual(backups.map((n) => (n.kind === 'set' ? n.set.name : '')), sets.map((s) => s.name));
     const arts = childrenOf(backups[0]);
     assert.deepEqual(arts.map((n) => viewOf(n, NOW).contextValue), ['artifact;file;', 'artifact;dbdump;', 'artifact;filelist;', 'artifact;archive;']);
+    assert.equal(viewOf(arts[2], NOW).description, '300 B · 12 files, 4.0 KiB');
+    // Files Kadi deleted while the backup ran are named where the operator looks at the set.
+    const set2 = { ...sets[0], manifest: { ...sets[0].manifest, artifacts: sets[0].manifest.artifacts.map((a) => (a.tree === 'storage' ? { ...a, vanished: 2 } : a)) } };
+    const vanished = childrenOf({ kind: 'set', profile: p, set: set2 }).map((n) => viewOf(n, NOW));
+    assert.equal(vanished[2].description, '300 B · 12 files, 4.0 KiB, 2 vanished during the backup');
+    assert.match(String(vanished[2].tooltip), /12 files, 4.0 KiB, 2 vanished during the backup$/);
     const err = childrenOf({ kind: 'host', profile: p, state: { error: 'boom' } });
     assert.equal(err.length, 1);
     assert.equal(viewOf(err[0], NOW).contextValue, 'message;');
