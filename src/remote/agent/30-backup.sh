@@ -209,7 +209,7 @@ def link_previous(r, st, t, known):
     p = prev + '/' + r
     try:
         pst = os.lstat(p)
-    except FileNotFoundError:
+    except OSError:  # gone or unreadable in the previous set: copied instead (slower, never wrong)
         return None
     if not (stat.S_ISREG(pst.st_mode) and pst.st_size == st.st_size and pst.st_mtime_ns == st.st_mtime_ns
             and pst.st_mode == st.st_mode):
