@@ -323,6 +323,29 @@ describe('backup engine against the sandbox host', function () {
     });
   });
 
+  it("files whose copy in the previous set cannot be looked at are copied afresh; the backup does not fail", async () => {
+    const prev = (await listSets(host)).sets[0].name;
+    const list = fs.readFileSync(path.join(sb.backupDir, prev, 'storage.files.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as [string])[0]);
+    const top = (list.find((r) => r.includes('/')) as string).split('/')[0];
+    const under = list.filter((r) => r.startsWith(top + '/')).length;
+    const blocked = path.join(sb.backupDir, prev, 'storage', top);
+    const mode = fs.statSync(blocked).mode & 0o7777;
+    fs.chmodSync(blocked, 0); // the job runs as the Kadi user: lstat under it is refused
+    try {
+      const r = await runJob(host, pool, () => startBackup(host, d));
+      assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+      const set = (await listSets(host)).sets.find((x) => x.name === setNameFrom(r)) as BackupSet;
+      const t = set.manifest.trees?.storage;
+      assert.ok(t && t.newFiles >= under && t.newFiles < t.files, `copied ${t?.newFiles} of ${t?.files}; ${under} under ${top}`);
+      const v = await runJob(host, pool, () => startVerify(host, d, set.name));
+      assert.equal(v.outcome.result, 'succeeded', v.sink.text());
+      const p = await runJob(host, pool, () => startPrune(host, [set.name]));
+      assert.equal(p.outcome.result, 'succeeded', p.sink.text());
+    } finally {
+      fs.chmodSync(blocked, mode);
+    }
+  });
+
   it('a file the Kadi user cannot read fails the backup, naming it, and leaves no partial set', async () => {
     const unreadable = path.join(sb.storagePath, 'kadi-ops-test-unreadable');
     fs.writeFileSync(unreadable, 'root only', { mode: 0o600 }); // owned by root, the job runs as kadi
