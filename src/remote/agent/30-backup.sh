@@ -259,7 +259,7 @@ try:
     os.mkdir(probe, 0o1777)
     m = os.lstat(probe)
     os.rmdir(probe)
-    made = (stat.S_IMODE(m.st_mode) == 0o1777, m.st_uid, m.st_gid)
+    mkdir_exact, mkdir_owner = stat.S_IMODE(m.st_mode) == 0o1777, (m.st_uid, m.st_gid)
     totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
     listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8', opener=private)
     pending = collections.deque()
@@ -288,7 +288,7 @@ try:
         def finish_dirs():
             while ended and ended[0][0] <= collected:
                 _, r, st = ended.popleft()
-                keep_attrs(dest + '/' + r, st, (dir_mode(st), made[1], made[2]) if made[0] else None)
+                keep_attrs(dest + '/' + r, st, (dir_mode(st), *mkdir_owner) if mkdir_exact else None)
         while True:
             batch = list(itertools.islice(entries, 16384))
             if not batch: break
@@ -349,14 +349,21 @@ PY
 # archive_tree NAME SRC OUT: OUT.tar.zst (or .tar.gz) of the tree, in name order. tar's own exit
 # status is kept apart from the compressor's: 1 means files changed or vanished while tar read
 # them (Kadi deletes files while it runs) - a warning, as for the copier; 2 or more fails.
+# tar_tree SRC STATUS_FILE: the tar stream of SRC on stdout; tar's exit status into STATUS_FILE.
+tar_tree() {
+  local t=0
+  tar -C "$1" --sort=name -cf - . || t=$?
+  echo "$t" > "$2"
+}
+
 archive_tree() {
   local name=$1 src=$2 out=$3
   [ -d "$src" ] || fail "$name directory $src does not exist"
   local total rc=0 p w status="$(dirname "$out")/.$name.tar-status" t
   if have zstd; then
-    { t=0; tar -C "$src" --sort=name -cf - . || t=$?; echo "$t" > "$status"; } | zstd -q -T0 -3 -o "$out.tar.zst" &
+    tar_tree "$src" "$status" | zstd -q -T0 -3 -o "$out.tar.zst" &
   else
-    { t=0; tar -C "$src" --sort=name -cf - . || t=$?; echo "$t" > "$status"; } | gzip -1 > "$out.tar.gz" &
+    tar_tree "$src" "$status" | gzip -1 > "$out.tar.gz" &
   fi
   p=$!
   # The compressor reads the whole tar stream: its read count against the tree's size, measured
