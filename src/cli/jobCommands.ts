@@ -3,7 +3,7 @@ import { listSets, setPinned, startBackup, startPrune, startVerify, cleanPartial
 import type { BackupSet } from '../backup/manifest';
 import { applyRetention, type RetentionPolicy } from '../backup/retention';
 import { discover } from '../kadi/discovery';
-import { cancelJob, describeOutcome, followJob, jobStatus, listJobs, type JobOutcome } from '../remote/jobs';
+import { cancelJob, describeOutcome, followJob, jobStatus, listJobs, warningLines, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { formatBytes } from '../core/format';
 import { UsageError } from './args';
@@ -15,8 +15,7 @@ async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0)
   if (ctx.json) ctx.out(JSON.stringify(outcome));
   else {
     ctx.err(`Job ${id} ${describeOutcome(outcome)}.`);
-    for (const w of outcome.warnings ?? []) ctx.err(`  warning: ${w}`);
-    if (outcome.moreWarnings) ctx.err(`  … and ${outcome.moreWarnings} more warnings in the output above`);
+    for (const l of warningLines(outcome)) ctx.err(l);
   }
   return outcome;
 }

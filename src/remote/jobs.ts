@@ -158,6 +158,13 @@ export function describeOutcome(o: JobOutcome): string {
   return `${o.result}${warned}${o.result === 'failed' && o.exitCode !== undefined ? ` (exit status ${o.exitCode})` : ''}`;
 }
 
+/** The outcome's warnings as indented lines for a terminal or an output channel. */
+export function warningLines(o: JobOutcome): string[] {
+  const lines = (o.warnings ?? []).map((w) => `  warning: ${w}`);
+  if (o.moreWarnings) lines.push(`  … and ${o.moreWarnings} more warnings in the output above`);
+  return lines;
+}
+
 export function outcomeOf(info: JobInfo, offset: number): JobOutcome {
   if (info.state === 'died') return { id: info.id, result: 'died', offset };
   if (info.status === 'cancelled') return { id: info.id, result: 'cancelled', offset };

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { HostProfile } from '../config/types';
 import { JobProgress } from '../core/jobProgress';
 import type { ConnectionPool } from '../remote/connectionPool';
-import { describeOutcome, followJob, type JobOutcome } from '../remote/jobs';
+import { describeOutcome, followJob, warningLines, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import type { HostOutputs } from './outputChannels';
 
@@ -108,8 +108,7 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
     if (outcome.result === 'succeeded' && outcome.warnings) {
       // Succeeded, but with something the operator must know: said where it cannot be missed.
       channel.warn(`■ ${text}`);
-      for (const w of outcome.warnings) channel.warn(`  warning: ${w}`);
-      if (outcome.moreWarnings) channel.warn(`  … and ${outcome.moreWarnings} more warnings in the job's output above`);
+      for (const l of warningLines(outcome)) channel.warn(l);
       void showWarnings(text, outcome.warnings, outcome.moreWarnings ?? 0, channel);
     } else if (outcome.result === 'succeeded') {
       channel.info(`■ ${text}`);

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describeOutcome } from '../../src/remote/jobs';
+import { describeOutcome, warningLines } from '../../src/remote/jobs';
 
 describe('job outcomes for a person', () => {
   it('says how a job ended, its exit status only when it failed', () => {
@@ -15,5 +15,10 @@ describe('job outcomes for a person', () => {
     const many = Array.from({ length: 50 }, (_, i) => `w${i}`);
     assert.equal(describeOutcome({ id: 'j', result: 'succeeded', exitCode: 0, offset: 0, warnings: many }), 'succeeded with 50 warnings');
     assert.equal(describeOutcome({ id: 'j', result: 'failed', exitCode: 1, offset: 0, warnings: many, moreWarnings: 3 }), 'failed with 53 warnings (exit status 1)');
+  });
+
+  it('lists the warnings it carries, one indented line each, and says how many more the output has', () => {
+    assert.deepEqual(warningLines({ id: 'j', result: 'succeeded', offset: 0 }), []);
+    assert.deepEqual(warningLines({ id: 'j', result: 'succeeded', offset: 0, warnings: ['a', 'b'], moreWarnings: 4 }), ['  warning: a', '  warning: b', '  … and 4 more warnings in the output above']);
   });
 });
