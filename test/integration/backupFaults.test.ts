@@ -17,6 +17,7 @@ import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { holdTableLock } from '../sandbox/tableLock';
 import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
+import { setNameFrom, sleep } from './restoreHelpers';
 
 interface Ran {
   id: string;
@@ -24,10 +25,22 @@ interface Ran {
   sink: MemorySink;
 }
 
-function setNameFrom(text: string): string {
-  const m = /^set=(\S+)$/m.exec(text);
-  assert.ok(m, `no set name in:\n${text}`);
-  return m[1];
+/** Writes a file (or makes a directory) in the live tree as its owner's; `made` remembers it for the cleanup. */
+function plant(root: string, made: string[], rel: string, content?: Buffer): string {
+  const p = path.join(root, rel);
+  if (content) fs.writeFileSync(p, content);
+  else fs.mkdirSync(p);
+  const own = fs.statSync(root);
+  fs.chownSync(p, own.uid, own.gid);
+  made.push(p);
+  return p;
+}
+
+/** Polls every 2 ms (a job's moment can be short) until `check` holds; fails with `what` after 60 s. */
+async function pollUntil(what: string, check: () => boolean): Promise<void> {
+  const until = Date.now() + 60_000;
+  while (!check() && Date.now() < until) await sleep(2);
+  assert.ok(check(), what);
 }
 
 /** Copies a file to a new inode with one byte flipped (other sets sharing the inode are untouched). */
@@ -244,16 +257,8 @@ describe('backup faults and verification against the sandbox host', function () 
     // is listed (the walk reads 16,384 entries before copying any) but not yet opened when the
     // test deletes it. The directory sorts after 16,400 filler files, so it is read in the walk's
     // second batch, after the test deleted it. The moment: the first big file appears in the set.
-    const own = fs.statSync(sb.storagePath);
     const made: string[] = [];
-    const mk = (rel: string, content?: Buffer): string => {
-      const p = path.join(sb.storagePath, rel);
-      if (content) fs.writeFileSync(p, content);
-      else fs.mkdirSync(p);
-      fs.chownSync(p, own.uid, own.gid);
-      made.push(p);
-      return p;
-    };
+    const mk = (rel: string, content?: Buffer): string => plant(sb.storagePath, made, rel, content);
     let setDir = '';
     try {
       const big = Buffer.alloc(64 << 20, 7);
@@ -261,15 +266,14 @@ describe('backup faults and verification against the sandbox host', function () 
       const file = mk('kadi-ops-test-vanish-1file', Buffer.from('deleted while the backup runs'));
       const filler = mk('kadi-ops-test-vanish-2filler');
       for (let i = 0; i < 16400; i++) fs.writeFileSync(path.join(filler, `f${i}`), '');
+      const own = fs.statSync(sb.storagePath);
       execFileSync('chown', ['-R', `${own.uid}:${own.gid}`, filler]);
       const dir = mk('kadi-ops-test-vanish-3dir');
       mk('kadi-ops-test-vanish-3dir/inside', Buffer.from('deleted with its directory'));
 
       const id = await startBackup(host, d);
       const firstBig = path.join(sb.backupDir, `.partial-${id}`, 'storage', 'kadi-ops-test-vanish-0big1');
-      const until = Date.now() + 60_000;
-      while (!fs.existsSync(firstBig) && Date.now() < until) await new Promise((res) => setTimeout(res, 2));
-      assert.ok(fs.existsSync(firstBig), 'the copier started on the big files');
+      await pollUntil('the copier started on the big files', () => fs.existsSync(firstBig));
       fs.rmSync(file);
       fs.rmSync(dir, { recursive: true });
       const sink = new MemorySink();
@@ -304,16 +308,9 @@ describe('backup faults and verification against the sandbox host', function () 
   it('in archive mode too, a file deleted while tar runs is left out and the backup succeeds with a warning naming it', async () => {
     // tar archives in name order, one file after the other: while it reads four big files (of
     // random bytes, so the archive grows as it reads), the file named after them is deleted.
-    const own = fs.statSync(sb.storagePath);
     const before = Number(execFileSync('du', ['-sb', sb.storagePath]).toString().split('\t')[0]);
     const made: string[] = [];
-    const mk = (rel: string, content: Buffer): string => {
-      const p = path.join(sb.storagePath, rel);
-      fs.writeFileSync(p, content);
-      fs.chownSync(p, own.uid, own.gid);
-      made.push(p);
-      return p;
-    };
+    const mk = (rel: string, content: Buffer): string => plant(sb.storagePath, made, rel, content);
     let setDir = '';
     try {
       for (let i = 1; i <= 4; i++) mk(`kadi-ops-test-tarvanish-0big${i}`, randomBytes(64 << 20));
@@ -321,9 +318,7 @@ describe('backup faults and verification against the sandbox host', function () 
       const id = await startBackup(host, d, { filesMode: 'archive' });
       const archive = path.join(sb.backupDir, `.partial-${id}`, 'storage.tar.zst');
       const size = (): number => (fs.existsSync(archive) ? fs.statSync(archive).size : 0);
-      const until = Date.now() + 60_000;
-      while (size() < before + (16 << 20) && Date.now() < until) await new Promise((res) => setTimeout(res, 2));
-      assert.ok(size() >= before + (16 << 20), 'tar got into the big files');
+      await pollUntil('tar got into the big files', () => size() >= before + (16 << 20));
       fs.rmSync(file);
       const sink = new MemorySink();
       const outcome = await followJob(host, id, { sink });
