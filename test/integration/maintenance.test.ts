@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { HostProfile } from '../../src/config/types';
@@ -10,7 +11,7 @@ import { listIndices, MaintenanceRefusedError, startDbUpgrade, startFilesCheck, 
 import type { SandboxHost } from '../sandbox/sandbox';
 import { storageFilePath } from '../sandbox/sandbox';
 import { getSandbox, newPool, profileOf } from './fixture';
-import { runJob, treeState } from './restoreHelpers';
+import { runJob, sleep, treeState } from './restoreHelpers';
 
 interface Registry {
   indices: Record<string, { alias: string | null; docs: number }>;
@@ -170,5 +171,20 @@ describe('maintenance jobs against the sandbox host', function () {
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.match(r.log, /^redis_lastsave=\d+$/m);
     assert.ok(fs.existsSync(sb.redis?.dumpPath ?? ''), 'dump.rdb exists');
+  });
+
+  it('a snapshot that ends in the same second as the one before it is seen to end (LASTSAVE counts whole seconds)', async () => {
+    // A save of the small sandbox Redis takes milliseconds: one made at the start of a second,
+    // then the job's own, end in the same second, so LASTSAVE does not move between them.
+    const port = String(sb.redis?.port);
+    const cli = (...a: string[]): string => execFileSync('redis-cli', ['-p', port, ...a]).toString().trim();
+    while (Date.now() % 1000 > 50) await sleep(5);
+    cli('BGSAVE');
+    while (!cli('INFO', 'persistence').includes('rdb_bgsave_in_progress:0')) await sleep(5);
+    const started = Date.now();
+    const r = await runJob(host, pool, () => startRedisSnapshot(host));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.match(r.log, /^redis_lastsave=\d+$/m);
+    assert.ok(Date.now() - started < 20_000, `it took ${Date.now() - started} ms`);
   });
 });

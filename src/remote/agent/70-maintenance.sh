@@ -96,20 +96,27 @@ cmd_redis_snapshot() {
   step_run redis-bgsave redis_bgsave
   maint_end "redis snapshot"
 }
-# BGSAVE, then waits (up to 120 s) until LASTSAVE moves: the snapshot on disk is new. Also the
-# backup's Redis step.
+# BGSAVE, then waits (up to 120 s) until that save has ended and checks that it succeeded: the
+# snapshot on disk is new. Also the backup's Redis step. LASTSAVE alone cannot tell: it counts
+# whole seconds, so a save that ends in the second the previous one ended leaves it unchanged.
+# Redis marks the save in progress before it answers BGSAVE, so "none in progress" afterwards
+# means this one has ended.
 redis_bgsave() {
-  local rcli rport last now i
+  local rcli rport start info now i
   rcli=$(opt redis_cli); rport=$(opt redis_port)
-  last=$("$rcli" -p "$rport" LASTSAVE) || fail "redis-cli LASTSAVE failed"
+  start=$(date +%s)
   "$rcli" -p "$rport" BGSAVE || fail "redis BGSAVE failed"
   for i in $(seq 1 600); do
-    now=$("$rcli" -p "$rport" LASTSAVE)
-    [ "$now" != "$last" ] && break
+    info=$("$rcli" -p "$rport" INFO persistence | tr -d '\r') || fail "redis-cli INFO failed"
+    now=$("$rcli" -p "$rport" LASTSAVE) || fail "redis-cli LASTSAVE failed"
+    if grep -qx 'rdb_bgsave_in_progress:0' <<<"$info" && [ "$now" -ge "$start" ]; then
+      grep -qx 'rdb_last_bgsave_status:ok' <<<"$info" || fail "redis BGSAVE failed (rdb_last_bgsave_status is not ok; see the Redis log)"
+      echo "redis_lastsave=$now"
+      return 0
+    fi
     sleep 0.2
   done
-  [ "$now" != "$last" ] || fail "redis did not finish BGSAVE within 120 s"
-  echo "redis_lastsave=$now"
+  fail "redis did not finish BGSAVE within 120 s"
 }
 
 JOB_VERBS+=(fix_permissions)
