@@ -471,20 +471,24 @@ cmd_backup() {
   # ON_ERROR_ROLLBACK (a savepoint per statement, set only after the export, which a savepoint
   # would refuse): a failing count must not end the transaction, or the snapshot would vanish
   # under a pg_dump that has not imported it yet.
+  # Each count is one line: a tag no error message begins with, then a JSON array [schema, table,
+  # rows]. JSON escapes newlines, tabs and quotes, so no identifier can split or forge a line.
+  local tag; tag="kadi-ops-count-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  printf '\\set cnt_tag %s\n' "$tag" >&"$snap_out"
   cat >&"$snap_out" <<'SQL'
 \set ON_ERROR_ROLLBACK on
-SELECT format('SELECT %L || E''\t'' || count(*) FROM %I.%I;', n.nspname || '.' || c.relname, n.nspname, c.relname)
+SELECT format('SELECT %L || json_build_array(%L::text, %L::text, count(*))::text FROM %I.%I;', :'cnt_tag' || ' ', n.nspname, c.relname, n.nspname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
- ORDER BY 1 \gexec
-\echo __kadi_ops_counts_done__
+ ORDER BY n.nspname, c.relname \gexec
+\echo :cnt_tag done
 SQL
   local line counts_error=''
-  : > "$partial/db.counts.tsv"
+  : > "$partial/.counts.jsonl"
   while :; do
     if ! IFS= read -r -t 3600 line <&"$snap_in"; then counts_error=${counts_error:-"counting rows: the database session ended early"}; break; fi
-    [ "$line" = __kadi_ops_counts_done__ ] && break
-    case $line in *$'\t'*) printf '%s\n' "$line" >> "$partial/db.counts.tsv" ;; *) counts_error=${counts_error:-"counting rows: $line"} ;; esac
+    [ "$line" = "$tag done" ] && break
+    case $line in "$tag "*) printf '%s\n' "${line#"$tag "}" >> "$partial/.counts.jsonl" ;; *) counts_error=${counts_error:-"counting rows: $line"} ;; esac
   done
   local rc_dump=0 rc_st=0 rc_up=0 t_dump
   wait "$dump_pid" || rc_dump=$?
@@ -549,17 +553,20 @@ for name in ('storage', 'uploads'):
     summary = os.path.join(partial, '.' + name + '.copy.json')
     if os.path.isfile(summary):
         with open(summary, encoding='utf-8') as f: trees[name] = json.load(f)
+# Row counts: [schema, table, rows] per table into db.counts.json (an artifact like the others);
+# the manifest's rowCounts keeps its "schema.table" keys.
+tables = [json.loads(l) for l in open(os.path.join(partial, '.counts.jsonl'), encoding='utf-8') if l.strip()]
+with open(os.path.join(partial, 'db.counts.json'), 'w', encoding='utf-8') as f:
+    json.dump({'format': 1, 'tables': tables}, f, ensure_ascii=True); f.write('\n')
+counts = dict(('%s.%s' % (s, t), int(c)) for s, t, c in tables)
 names = [fn for fn in sorted(os.listdir(partial)) if not fn.startswith('.') and os.path.isfile(os.path.join(partial, fn))]
 progress = Progress('manifest', sum(os.path.getsize(os.path.join(partial, fn)) for fn in names))
 toc_entries = sum(1 for l in open(os.path.join(partial, 'db.toc'), encoding='utf-8', errors='replace') if l and l[0].isdigit())
-counts = {}
-for l in open(os.path.join(partial, 'db.counts.tsv'), encoding='utf-8'):
-    t, c = l.rstrip('\n').rsplit('\t', 1); counts[t] = int(c)
 for fn in names:
     p = os.path.join(partial, fn)
     a = {'name': fn, 'size': os.path.getsize(p), 'sha256': sha256(p)}
     progress.add(a['size'])
-    if fn == 'db.dump': a['tocEntries'] = toc_entries; a['tables'] = len(counts); a['rows'] = sum(counts.values())
+    if fn == 'db.dump': a['tocEntries'] = toc_entries; a['tables'] = len(tables); a['rows'] = sum(int(c) for s, t, c in tables)
     for name, t in trees.items():
         if fn == name + '.files.jsonl': a['tree'] = name; a.update(t)
     if fn.startswith(('storage.tar', 'uploads.tar')):
@@ -574,7 +581,7 @@ with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(m, f, indent=2, sort_keys=True); f.write('\n'); f.flush(); os.fsync(f.fileno())
 os.rename(tmp, os.path.join(partial, 'manifest.json'))
 PY
-  rm -f "$info" "$partial/.storage.copy.json" "$partial/.uploads.copy.json"
+  rm -f "$info" "$partial/.storage.copy.json" "$partial/.uploads.copy.json" "$partial/.counts.jsonl"
 
   local t_seal; t_seal=$(now)
   step "sealing the set"
