@@ -2,8 +2,9 @@ JOB_VERBS+=(verify)
 
 # verify key=value...  (a job). Quick: every artifact's size and sha256, every tree file's size and
 # sha256 against the set's file lists, and the dump's table of contents. Deep, in addition:
-# restore the dump into a scratch database, compare row counts with those taken at backup time,
-# and check the set's own files against the set's own `file` rows (size and Kadi's MD5).
+# restore the dump into a throwaway cluster (or a scratch database; see verify_deep), compare row
+# counts with those taken at backup time, and check the set's own files against the set's own
+# `file` rows (size and Kadi's MD5).
 # The result goes to <set>/.verify.json; the manifest is never edited.
 cmd_verify() {
   parse_opts "$@"
@@ -99,79 +100,141 @@ import json, os, sys
 d, job, level = sys.argv[1:4]
 r = json.load(open(os.path.join(job, 'quick.json')))
 r['level'] = level
+not_run = None
 try:
     deep = json.load(open(os.path.join(job, 'deep.json')))
+    not_run = deep.get('notRun')
     r['problems'] += deep['problems']; r['problemCount'] += len(deep['problems'])
     r['warnings'] = deep.get('warnings', []); r['deep'] = deep.get('summary', {})
 except FileNotFoundError:
     if level == 'deep':
         r['problems'].append('deep verification did not complete'); r['problemCount'] += 1
+if not_run:
+    # Not a finding about the set: the result is the quick verification's, saying why deep did not run.
+    r['level'] = 'quick'; r['deep'] = {'notRun': not_run}
 r['ok'] = r['problemCount'] == 0
 tmp = os.path.join(d, '.verify.json.tmp')
 with open(tmp, 'w') as f: json.dump(r, f)
 os.rename(tmp, os.path.join(d, '.verify.json'))
 for p in r['problems'][:200]: print('PROBLEM: ' + p)
 for w in r.get('warnings', [])[:200]: print('WARNING: ' + w)
-print('verified=%s level=%s problems=%d' % ('ok' if r['ok'] else 'failed', level, r['problemCount']))
-sys.exit(0 if r['ok'] else 1)
+if not_run: print('deep verification could not run: %s' % not_run)
+print('verified=%s level=%s problems=%d' % ('ok' if r['ok'] else 'failed', r['level'], r['problemCount']))
+sys.exit(1 if not r['ok'] else 3 if not_run else 0)
 PY
 }
 
+# Deep verification restores the dump into a throwaway PostgreSQL cluster the job starts itself
+# (initdb of the server's major, data and socket in the job directory, no TCP, trust for the
+# local socket only), so it needs no privilege on the production server and does not load it.
+# Without those server binaries it falls back to a scratch database on the production server,
+# which needs CREATEDB. Which one ran goes to the output and to the result's deep.mode; when
+# neither can run, the result says why (deep.notRun) instead of calling the set damaged.
 verify_deep() {
-  local dir=$1 psql pg_host pg_port pg_db pg_user scratch
-  psql=$(opt psql); pg_host=$(opt pg_host); pg_port=$(opt pg_port); pg_db=$(opt pg_db); pg_user=$(opt pg_user)
-  make_passfile "$JOB_DIR" "$pg_host" "$pg_port" "*" "$pg_user" < "$JOB_DIR/secret"
-  local C=(-X -At -v ON_ERROR_STOP=1 -h "$pg_host" -p "$pg_port" -U "$pg_user" -w)
-  scratch="kadi_ops_verify_$(printf '%s' "$JOB_ID" | tr -c 'A-Za-z0-9' '_' | tr 'A-Z' 'a-z')"
-  echo "$scratch" > "$JOB_DIR/scratch_db"
-  step "deep: restoring the dump into scratch database $scratch"
-  "$psql" "${C[@]}" -d "$pg_db" -c "CREATE DATABASE \"$scratch\"" \
-    || { echo "deep verification needs the CREATEDB privilege for role $pg_user" >&2; return 1; }
-  local rc=0
+  local dir=$1 bindir major why mode
+  rm -f "$JOB_DIR/deep.json" "$JOB_DIR/restored.counts.jsonl" "$JOB_DIR/restored.files.jsonl"
+  major=$(opt pg_major)
+  [ -n "$major" ] || major=$("$(opt pg_restore)" --version 2>/dev/null | sed -n 's/.* \([0-9][0-9]*\)\..*/\1/p;s/.* \([0-9][0-9]*\)$/\1/p' | head -n1)
+  bindir=$(opt pg_bindir)
+  [ -n "$bindir" ] || [ -z "$major" ] || bindir=/usr/lib/postgresql/$major/bin
+  # The restore's connection: psql and pg_restore arguments, and the database.
+  DEEP_CONN=() DEEP_DB=''
+  if why=$(cluster_unusable "$bindir" "$major") && cluster_start "$dir" "$bindir" "$major"; then
+    mode=throwaway-cluster
+  else
+    [ -n "$why" ] || why=$(cat "$JOB_DIR/cluster_failed" 2>/dev/null || echo 'the throwaway cluster did not start')
+    cluster_stop
+    echo "deep: no throwaway cluster ($why); falling back to a scratch database on the production server"
+    if ! scratch_create; then
+      deep_not_run "no throwaway PostgreSQL cluster ($why), and role $(opt pg_user) may not create a scratch database on the production server (CREATEDB)"
+      return 1
+    fi
+    mode=scratch-database
+  fi
+  echo "deep: mode=$mode"
+  [ "$mode" != throwaway-cluster ] || step "deep: restoring the dump into the throwaway cluster"
+  local rc=0 where
+  [ "$mode" = throwaway-cluster ] && where="the throwaway cluster" || where="the scratch database"
   set +o errexit
-  "$(opt pg_restore)" -v --no-owner --no-privileges --exit-on-error -h "$pg_host" -p "$pg_port" -U "$pg_user" -w -d "$scratch" "$dir/db.dump" 2>&1 >/dev/null |
+  "$(opt pg_restore)" -v --no-owner --no-privileges --exit-on-error "${DEEP_CONN[@]}" -d "$DEEP_DB" "$dir/db.dump" 2>&1 >/dev/null |
     pg_restore_progress "$(grep -c '^[0-9]' "$dir/db.toc" 2>/dev/null || true)" "$JOB_DIR/deep_restore.err" quiet
   rc=${PIPESTATUS[0]}
   set -o errexit
   if [ "$rc" -ne 0 ]; then
-    echo '{"problems": ["pg_restore into the scratch database failed"], "warnings": []}' > "$JOB_DIR/deep.json"
-    drop_scratch
+    local err; err=$(grep -m1 -E 'error:|ERROR:' "$JOB_DIR/deep_restore.err" 2>/dev/null | tr -d '\r' | cut -c1-400 || true)
+    deep_finish
+    if [ "$mode" = throwaway-cluster ] && printf '%s' "$err" | grep -qE 'extension control file|could not access file|could not load library'; then
+      deep_not_run "the dump needs something this host's PostgreSQL $major server binaries lack: $err"
+    else
+      python3 -I -S - "$JOB_DIR/deep.json" "pg_restore into $where failed${err:+: $err}" "$mode" <<'PY'
+import json, sys
+json.dump({'problems': [sys.argv[2]], 'warnings': [], 'summary': {'mode': sys.argv[3]}}, open(sys.argv[1], 'w'))
+PY
+    fi
     return 1
   fi
   step "deep: counting rows and reading file records"
-  "$psql" "${C[@]}" -d "$scratch" > "$JOB_DIR/scratch.counts.tsv" <<'SQL'
-SELECT format('SELECT %L || E''\t'' || count(*) FROM %I.%I;', n.nspname || '.' || c.relname, n.nspname, c.relname)
+  # One JSON value per line: identifiers with newlines, tabs or quotes cannot split a line.
+  local count_ok=yes files_ok=yes
+  "$(opt psql)" -X -At -v ON_ERROR_STOP=1 "${DEEP_CONN[@]}" -d "$DEEP_DB" > "$JOB_DIR/restored.counts.jsonl" 2> "$JOB_DIR/restored.err" <<'SQL' || count_ok=no
+SELECT format('SELECT json_build_array(%L::text, %L::text, count(*))::text FROM %I.%I;', n.nspname, c.relname, n.nspname, c.relname)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
- ORDER BY 1 \gexec
+ ORDER BY n.nspname, c.relname \gexec
 SQL
-  "$psql" "${C[@]}" -F $'\t' -d "$scratch" -c "SELECT id, size, coalesce(checksum, ''), state FROM file WHERE storage_type = 'local'" > "$JOB_DIR/scratch.files.tsv"
-  drop_scratch
+  "$(opt psql)" -X -At -v ON_ERROR_STOP=1 "${DEEP_CONN[@]}" -d "$DEEP_DB" \
+    -c "SELECT json_build_array(id::text, size, coalesce(checksum, ''), state::text)::text FROM file WHERE storage_type = 'local'" \
+    > "$JOB_DIR/restored.files.jsonl" 2>> "$JOB_DIR/restored.err" || files_ok=no
+  deep_finish
   step "deep: checking the set's files against the set's database"
-  python3 -I -S - "$dir" "$JOB_DIR" "$(opt chunk_size)" <<'PY'
+  python3 -I -S - "$dir" "$JOB_DIR" "$(opt chunk_size)" "$mode" "$count_ok" "$files_ok" <<'PY'
 import concurrent.futures, hashlib, json, os, re, sys
-d, job, chunk_size = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0)
+d, job, chunk_size, mode = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0), sys.argv[4]
+count_ok, files_ok = sys.argv[5] == 'yes', sys.argv[6] == 'yes'
 problems, warnings = [], []
-m = json.load(open(os.path.join(d, 'manifest.json')))
-expected = {}
+def shown(x, quote=True):
+    # An identifier as SQL would write it, control characters escaped: one line, unambiguous.
+    if quote and not re.fullmatch(r'[a-z_][a-z0-9_$]*', x): x = '"' + x.replace('"', '""') + '"'
+    return re.sub(r'[\x00-\x1f\x7f\u2028\u2029]', lambda c: '\\x%02x' % ord(c.group()) if ord(c.group()) < 256 else '\\u%04x' % ord(c.group()), x)
+def err_line():
+    try: return ' '.join(open(os.path.join(job, 'restored.err'), encoding='utf-8', errors='replace').read().split())[:400]
+    except FileNotFoundError: return ''
+# Row counts taken at backup time: db.counts.json ([schema, table, rows] per table); sets made
+# before it have db.counts.tsv ("schema.table<TAB>rows" lines), compared by those names.
+expected, old_names = {}, False
 try:
-    for l in open(os.path.join(d, 'db.counts.tsv'), encoding='utf-8'):
-        t, c = l.rstrip('\n').rsplit('\t', 1); expected[t] = int(c)
+    for s, t, c in json.load(open(os.path.join(d, 'db.counts.json'), encoding='utf-8'))['tables']:
+        expected[(s, t)] = int(c)
 except FileNotFoundError:
-    warnings.append('the set recorded no row counts')
+    try:
+        old_names = True
+        for l in open(os.path.join(d, 'db.counts.tsv'), encoding='utf-8'):
+            if '\t' in l:
+                t, c = l.rstrip('\n').rsplit('\t', 1); expected[t] = int(c)
+    except FileNotFoundError:
+        warnings.append('the set recorded no row counts')
 restored = {}
-for l in open(os.path.join(job, 'scratch.counts.tsv'), encoding='utf-8'):
-    if '\t' in l:
-        t, c = l.rstrip('\n').rsplit('\t', 1); restored[t] = int(c)
-for t, c in sorted(expected.items()):
-    if t not in restored: problems.append('table %s: missing after restore' % t)
-    elif restored[t] != c: problems.append('table %s: %d rows restored, %d at backup time' % (t, restored[t], c))
+if count_ok:
+    for l in open(os.path.join(job, 'restored.counts.jsonl'), encoding='utf-8'):
+        if not l.strip(): continue
+        s, t, c = json.loads(l)
+        restored['%s.%s' % (s, t) if old_names else (s, t)] = int(c)
+else:
+    problems.append('counting rows in the restored database failed: %s' % err_line())
+def name(k): return shown(k, False) if isinstance(k, str) else '%s.%s' % (shown(k[0]), shown(k[1]))
+for t, c in (sorted(expected.items()) if count_ok else []):
+    if t not in restored: problems.append('table %s: missing after restore' % name(t))
+    elif restored[t] != c: problems.append('table %s: %d rows restored, %d at backup time' % (name(t), restored[t], c))
 root = os.path.join(d, 'storage')
 if not os.path.isdir(root):
     warnings.append('storage is archived; file cross-check skipped')
     rows = []
 else:
-    rows = [l.rstrip('\n').split('\t') for l in open(os.path.join(job, 'scratch.files.tsv'), encoding='utf-8') if l.strip()]
+    rows = []
+    if files_ok:
+        rows = [json.loads(l) for l in open(os.path.join(job, 'restored.files.jsonl'), encoding='utf-8') if l.strip()]
+    else:
+        problems.append('reading the file table of the restored database failed: %s' % err_line())
 def path_of(fid):
     return os.path.join(root, fid[0:2], fid[2:4], fid[4:6], fid[6:])
 def md5_plain(p):
@@ -222,9 +285,138 @@ if os.path.isdir(root):
             if p not in known and not re.search(r'-\d+$', fn):
                 extra += 1
                 if extra <= 100: warnings.append('extra file in storage with no file row: %s' % os.path.relpath(p, root))
-summary = {'tablesCompared': len(expected), 'fileRows': len(rows), 'extraFiles': extra}
+summary = {'mode': mode, 'tablesCompared': len(expected), 'fileRows': len(rows), 'extraFiles': extra}
 json.dump({'problems': problems, 'warnings': warnings, 'summary': summary}, open(os.path.join(job, 'deep.json'), 'w'))
-print('deep: %d tables compared, %d file rows checked, %d extra files' % (len(expected), len(rows), extra))
+print('deep: %d tables compared, %d file rows checked, %d extra files (%s)' % (len(expected), len(rows), extra, mode))
+PY
+}
+
+# Why a throwaway cluster cannot run here (printed, status 1), or nothing (status 0).
+# $1 directory of the server binaries, $2 the server's major.
+cluster_unusable() {
+  local bindir=$1 major=$2 t v
+  [ -n "$bindir" ] || { echo "the server's PostgreSQL major is not known"; return 1; }
+  for t in initdb pg_ctl postgres; do
+    [ -x "$bindir/$t" ] || { echo "no $t in $bindir (install postgresql-$major)"; return 1; }
+  done
+  v=$("$bindir/postgres" --version 2>/dev/null | sed -n 's/.* \([0-9][0-9]*\)\..*/\1/p;s/.* \([0-9][0-9]*\)$/\1/p' | head -n1)
+  [ -z "$major" ] || [ "$v" = "$major" ] || { echo "$bindir/postgres is PostgreSQL ${v:-?}, the server is $major"; return 1; }
+  [ "$(id -u)" != 0 ] || { echo "PostgreSQL does not run as root"; return 1; }
+  return 0
+}
+
+# Starts the throwaway cluster: $JOB_DIR/cluster/data, its socket in $JOB_DIR/cluster/s (or, when
+# that path is too long or unusual for a socket, in a fresh 0700 directory under /tmp, recorded
+# for the cleanup). The postmaster runs in the job's process group, so a cancel or kill of the job
+# reaches it too; cluster_stop (also from cleanup_verify) stops it and removes everything.
+# $1 set directory, $2 server binaries, $3 major. Sets DEEP_CONN and DEEP_DB.
+cluster_start() {
+  local dir=$1 bindir=$2 major=$3 base="$JOB_DIR/cluster" sock enc user i pid
+  user=$(id -un)
+  remove_tree "$base"
+  mkdir -m 700 "$base" || return 1
+  echo "$bindir" > "$JOB_DIR/cluster_bin"
+  sock="$base/s"
+  if [[ $sock =~ ^[A-Za-z0-9/._+-]+$ ]] && [ "${#sock}" -le 80 ]; then
+    mkdir -m 700 "$sock" || return 1
+  else
+    sock=$(mktemp -d /tmp/kadi-ops-verify.XXXXXX) || return 1
+    echo "$sock" > "$JOB_DIR/cluster_sock"
+  fi
+  # The dump's encoding (its header); the C locale goes with any encoding.
+  enc=$("$(opt pg_restore)" -l "$dir/db.dump" 2>/dev/null | sed -n 's/^;[[:space:]]*Encoding: *\([A-Za-z0-9_]*\).*/\1/p' | head -n1)
+  step "deep: starting a throwaway PostgreSQL $major cluster in $base (initdb, ${enc:-UTF8})"
+  if ! "$bindir/initdb" -D "$base/data" -U "$user" -A trust -E "${enc:-UTF8}" --locale=C --no-sync > "$base/initdb.log" 2>&1; then
+    echo "initdb failed: $(grep -v '^$' "$base/initdb.log" | tail -n1 | cut -c1-300)" > "$JOB_DIR/cluster_failed"
+    return 1
+  fi
+  printf 'local all all trust\n' > "$base/data/pg_hba.conf"
+  cat >> "$base/data/postgresql.conf" <<CONF
+
+# kadi-ops throwaway cluster for a deep verify: no TCP, socket only, no durability needed.
+listen_addresses = ''
+unix_socket_directories = '$sock'
+unix_socket_permissions = 0700
+port = 5432
+max_connections = 10
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+autovacuum = off
+logging_collector = off
+max_wal_size = '4GB'
+CONF
+  "$bindir/postgres" -D "$base/data" > "$base/server.log" 2>&1 < /dev/null &
+  pid=$!
+  echo "$pid" > "$JOB_DIR/cluster_pid"
+  DEEP_CONN=(-h "$sock" -p 5432 -U "$user" -w)
+  DEEP_DB=postgres
+  for i in $(seq 1 600); do
+    if "$(opt psql)" -X -At -q "${DEEP_CONN[@]}" -d "$DEEP_DB" -c 'select 1' >/dev/null 2>&1; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "the throwaway cluster did not start: $(grep -v '^$' "$base/server.log" | tail -n1 | cut -c1-300)" > "$JOB_DIR/cluster_failed"
+  return 1
+}
+
+# Stops the throwaway cluster at once (nothing in it is worth keeping) and removes its directory
+# and socket directory. Safe to call when there is none, and again.
+cluster_stop() {
+  local base="$JOB_DIR/cluster" bindir pid sock i
+  bindir=$(cat "$JOB_DIR/cluster_bin" 2>/dev/null || true)
+  pid=$(head -n1 "$base/data/postmaster.pid" 2>/dev/null || cat "$JOB_DIR/cluster_pid" 2>/dev/null || true)
+  # Still our postmaster (its working directory is the cluster's), not a reused pid.
+  if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$base/data" ] && [ -n "$bindir" ]; then
+    "$bindir/pg_ctl" -D "$base/data" stop -m immediate -w -t 20 >/dev/null 2>&1 || true
+  fi
+  # Whatever of it is left (a postmaster killed outright leaves its backends for a moment).
+  for i in $(seq 1 100); do
+    pid=$(cluster_processes "$base/data")
+    [ -n "$pid" ] || break
+    [ "$i" -lt 30 ] || kill -KILL $pid 2>/dev/null || true
+    sleep 0.1
+  done
+  wait "$(cat "$JOB_DIR/cluster_pid" 2>/dev/null || echo 0)" 2>/dev/null || true
+  sock=$(cat "$JOB_DIR/cluster_sock" 2>/dev/null || true)
+  [ -z "$sock" ] || [[ $sock != /tmp/kadi-ops-verify.* ]] || rm -rf -- "$sock"
+  if [ -e "$base" ] && ! remove_tree "$base"; then echo "could not remove the throwaway cluster $base" >&2; return 1; fi
+  rm -f "$JOB_DIR/cluster_bin" "$JOB_DIR/cluster_pid" "$JOB_DIR/cluster_sock"
+  return 0
+}
+
+# Processes working in the cluster's data directory: the postmaster and its children.
+cluster_processes() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/cwd" 2>/dev/null)" = "$1" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+
+# The fallback: a scratch database on the production server (needs CREATEDB). Sets DEEP_CONN and
+# DEEP_DB; fails when the database cannot be created.
+scratch_create() {
+  local pg_host pg_port pg_user scratch
+  pg_host=$(opt pg_host); pg_port=$(opt pg_port); pg_user=$(opt pg_user)
+  make_passfile "$JOB_DIR" "$pg_host" "$pg_port" "*" "$pg_user" < "$JOB_DIR/secret"
+  DEEP_CONN=(-h "$pg_host" -p "$pg_port" -U "$pg_user" -w)
+  scratch="kadi_ops_verify_$(printf '%s' "$JOB_ID" | tr -c 'A-Za-z0-9' '_' | tr 'A-Z' 'a-z')"
+  DEEP_DB=$scratch
+  step "deep: restoring the dump into scratch database $scratch on the production server"
+  echo "$scratch" > "$JOB_DIR/scratch_db"
+  "$(opt psql)" -X -At -v ON_ERROR_STOP=1 "${DEEP_CONN[@]}" -d "$(opt pg_db)" -c "CREATE DATABASE \"$scratch\"" || { rm -f "$JOB_DIR/scratch_db"; return 1; }
+}
+
+# After the restore was read (or failed): the cluster stopped, or the scratch database dropped.
+deep_finish() { cluster_stop || true; drop_scratch || true; }
+
+# Records that deep verification could not run, and why: not a problem of the set.
+deep_not_run() {
+  echo "deep verification could not run: $1" >&2
+  python3 -I -S - "$JOB_DIR/deep.json" "$1" <<'PY'
+import json, sys
+json.dump({'notRun': sys.argv[2], 'problems': [], 'warnings': []}, open(sys.argv[1], 'w'))
 PY
 }
 
@@ -245,5 +437,5 @@ drop_scratch() {
   return 1
 }
 
-cleanup_verify() { parse_opts "$@"; drop_scratch || true; }
+cleanup_verify() { parse_opts "$@"; cluster_stop || true; drop_scratch || true; }
 
