@@ -78,7 +78,16 @@ export async function startBackup(host: RemoteHost, d: Discovery, opts: BackupOp
 
 export type VerifyLevel = 'quick' | 'deep';
 
-export async function startVerify(host: RemoteHost, d: Discovery, set: string, level: VerifyLevel = 'quick'): Promise<string> {
+export interface VerifyOptions {
+  /**
+   * Where the server binaries (initdb, pg_ctl, postgres) of the server's major are, for the
+   * throwaway cluster of a deep verify (default /usr/lib/postgresql/<major>/bin). Where they are
+   * missing, deep verify falls back to a scratch database on the server.
+   */
+  serverBinDir?: string;
+}
+
+export async function startVerify(host: RemoteHost, d: Discovery, set: string, level: VerifyLevel = 'quick', opts: VerifyOptions = {}): Promise<string> {
   const f = d.facts;
   if (!f.pg.pgRestore) throw new BackupRefusedError(`No pg_restore for PostgreSQL ${f.pg.serverMajor ?? '?'} on ${host.profile.name}.`);
   const kv: Record<string, string> = {
@@ -91,6 +100,8 @@ export async function startVerify(host: RemoteHost, d: Discovery, set: string, l
     pg_port: String(f.database.port),
     pg_db: f.database.name,
     pg_user: f.database.user,
+    pg_major: f.pg.serverMajor === undefined ? '' : String(f.pg.serverMajor),
+    pg_bindir: opts.serverBinDir ?? '',
   };
   return startJob(host, {
     kind: 'verify',

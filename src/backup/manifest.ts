@@ -42,6 +42,9 @@ export interface Manifest {
   trees?: Record<string, { files: number; bytes: number; newFiles: number; newBytes: number; vanished?: number }>;
 }
 
+/** Where a deep verification restored the dump: a cluster the job started itself, or (without the server binaries) a database on the production server. */
+export type DeepVerifyMode = 'throwaway-cluster' | 'scratch-database';
+
 export interface VerifyRecord {
   level: 'quick' | 'deep';
   ok: boolean;
@@ -50,6 +53,19 @@ export interface VerifyRecord {
   files: number;
   bytes: number;
   at: string;
+  /**
+   * A deep verification's summary (older records have no mode). notRun: deep verification was
+   * asked for but could not run, and why; the record is then the quick verification's.
+   */
+  deep?: { mode?: DeepVerifyMode; tablesCompared?: number; fileRows?: number; extraFiles?: number; notRun?: string };
+}
+
+/** One line about a set's last verification, e.g. "Last deep verification (throwaway cluster) 2026-…: OK". */
+export function verificationSummary(v: VerifyRecord | null): string {
+  if (!v) return 'Not verified yet';
+  const how = v.level === 'deep' && v.deep?.mode ? ` (${v.deep.mode.replace('-', ' ')})` : '';
+  const line = `Last ${v.level} verification${how} ${v.at}: ${v.ok ? 'OK' : `${v.problemCount} problem(s)`}`;
+  return v.deep?.notRun ? `${line}; deep verification could not run: ${v.deep.notRun}` : line;
 }
 
 export type { SetStatus };

@@ -100,7 +100,7 @@ export const jobCommands: Record<string, CliCommand> = {
   },
   verify: {
     args: '<host> <set|latest> [--deep]',
-    summary: 'check every artifact and file against the manifest; --deep also restores to a scratch DB',
+    summary: 'check every artifact and file against the manifest; --deep also restores the dump into a throwaway PostgreSQL cluster (or a scratch DB) and checks it',
     async run(ctx) {
       const host = await hostFor(ctx);
       const set = setArg(ctx, (await listSets(host)).sets);

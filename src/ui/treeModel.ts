@@ -3,7 +3,7 @@
  * context tags. No `vscode` import, so it is unit-tested in Node; hostsTree.ts maps it to TreeItems.
  */
 import type { HostOverview } from '../backup/backupSets';
-import type { ArtifactEntry, BackupSet } from '../backup/manifest';
+import { verificationSummary, type ArtifactEntry, type BackupSet } from '../backup/manifest';
 import type { HostProfile } from '../config/types';
 import { formatBytes } from '../core/format';
 import type { JobInfo } from '../remote/jobs';
@@ -208,7 +208,7 @@ function setView(p: HostProfile, s: BackupSet, now: Date): NodeView {
     `Kadi ${m.kadiVersion ?? '?'}, schema ${m.alembicRevision ?? '?'}, PostgreSQL ${m.postgres.serverMajor ?? '?'}`,
     `Started ${m.startedAt ?? '?'}, ended ${m.endedAt ?? '?'}`,
     `Size ${formatBytes(s.size)}${m.trees?.storage ? `, storage ${m.trees.storage.files} files (${m.trees.storage.newFiles} new)` : ''}`,
-    s.verify ? `Last ${s.verify.level} verification ${s.verify.at}: ${s.verify.ok ? 'OK' : `${s.verify.problemCount} problem(s)`}` : 'Not verified yet',
+    verificationSummary(s.verify),
   ];
   return {
     label: s.name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC'),

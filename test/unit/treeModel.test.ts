@@ -90,6 +90,8 @@ describe('tree model', () => {
     assert.equal(v.contextValue, 'backup;verified;pinned;');
     assert.equal(v.description, '5.0 MiB · 1 h ago · verified, pinned');
     assert.match(v.tooltip ?? '', /Last quick verification 2026-11-26T07:00:00Z: OK/);
+    const deep = backupSet('2026-11-26T06-37-07Z', { status: 'verified', verify: { level: 'deep', ok: true, problems: [], problemCount: 0, files: 3, bytes: 10, at: '2026-11-26T07:00:00Z', deep: { mode: 'throwaway-cluster' } } });
+    assert.match(viewOf({ kind: 'set', profile: p, set: deep }, NOW).tooltip ?? '', /Last deep verification \(throwaway cluster\) 2026-11-26T07:00:00Z: OK/);
     assert.match(v.tooltip ?? '', /Kadi 1\.2\.3, schema abc123, PostgreSQL 15/);
     assert.equal(v.icon, 'verified');
     const pre = viewOf({ kind: 'set', profile: p, set: backupSet('2026-11-26T06-37-07Z', { status: 'failed', preRestore: true }) }, NOW);
