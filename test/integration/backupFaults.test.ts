@@ -404,7 +404,8 @@ describe('backup faults and verification against the sandbox host', function () 
     let set: string;
     let dir: string;
     before(async () => {
-      await sb.psql('DROP TABLE IF EXISTS fault_bulk; ALTER ROLE kadi CREATEDB;');
+      // Deep verify needs no CREATEDB (it restores into a throwaway cluster): the role has none here.
+      await sb.psql('DROP TABLE IF EXISTS fault_bulk; ALTER ROLE kadi NOCREATEDB;');
       d = await discover(host);
       const r = await run(() => startBackup(host, d));
       assert.equal(r.outcome.result, 'succeeded');
@@ -421,14 +422,15 @@ describe('backup faults and verification against the sandbox host', function () 
       const v = await verify('deep');
       assert.ok(v.ok, v.text);
       assert.match(v.text, /deep: \d+ tables compared, \d+ file rows checked/);
-      const rec = JSON.parse(fs.readFileSync(path.join(dir, '.verify.json'), 'utf8')) as { level: string; ok: boolean };
+      const rec = JSON.parse(fs.readFileSync(path.join(dir, '.verify.json'), 'utf8')) as { level: string; ok: boolean; deep?: { mode?: string } };
       assert.equal(rec.level, 'deep');
       assert.equal(rec.ok, true);
+      assert.equal(rec.deep?.mode, 'throwaway-cluster');
       const scratch = (await sb.psql("select count(*) from pg_database where datname like 'kadi_ops_verify_%'")).trim();
-      assert.equal(scratch, '0', 'the scratch database was dropped');
+      assert.equal(scratch, '0', 'no scratch database was made');
     });
 
-    it('a deep verify cancelled while it restores into the scratch database drops that database', async () => {
+    it('a deep verify cancelled while it restores into the scratch database (the fallback without server binaries) drops that database', async () => {
       // A set with a table big enough that the scratch restore runs for seconds.
       await sb.psql("CREATE TABLE fault_bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload FROM generate_series(1, 1500000) g; ALTER TABLE fault_bulk OWNER TO kadi;");
       let bigSet: string;
@@ -440,23 +442,30 @@ describe('backup faults and verification against the sandbox host', function () 
         await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
       }
       const scratchCount = async (): Promise<string> => (await sb.psql("select count(*) from pg_database where datname like 'kadi_ops_verify_%'")).trim();
-      const id = await startVerify(host, d, bigSet, 'deep');
+      // No server binaries where the job looks: the scratch database, which needs CREATEDB.
+      await sb.psql('ALTER ROLE kadi CREATEDB;');
       let cancelled: Promise<string> | undefined;
       const sink = new MemorySink();
-      const outcome = await followJob(host, id, {
-        sink: {
-          lines: (s, l) => {
-            sink.lines(s, l);
-            if (!cancelled && l.some((x) => x.startsWith('[step] deep: restoring'))) {
-              // Cancel once the scratch database exists and pg_restore is filling it.
-              cancelled = (async () => {
-                while ((await scratchCount()) === '0') await new Promise((r) => setTimeout(r, 50));
-                return cancelJob(host, id);
-              })();
-            }
+      let outcome: JobOutcome;
+      try {
+        const id = await startVerify(host, d, bigSet, 'deep', { serverBinDir: path.join(sb.root, 'no-such-bin') });
+        outcome = await followJob(host, id, {
+          sink: {
+            lines: (s, l) => {
+              sink.lines(s, l);
+              if (!cancelled && l.some((x) => x.startsWith('[step] deep: restoring'))) {
+                // Cancel once the scratch database exists and pg_restore is filling it.
+                cancelled = (async () => {
+                  while ((await scratchCount()) === '0') await new Promise((r) => setTimeout(r, 50));
+                  return cancelJob(host, id);
+                })();
+              }
+            },
           },
-        },
-      });
+        });
+      } finally {
+        await sb.psql('ALTER ROLE kadi NOCREATEDB;');
+      }
       assert.ok(cancelled, 'the scratch restore was reached');
       await cancelled;
       assert.equal(outcome.result, 'cancelled', sink.text());

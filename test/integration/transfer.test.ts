@@ -157,8 +157,8 @@ describe('set transfers against the sandbox host', function () {
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-bad-'));
     try {
       execFileSync('cp', ['-a', path.join(local, set), copy]);
-      fs.appendFileSync(path.join(copy, set, 'db.counts.tsv'), 'x\t1\n');
-      await assert.rejects(uploadSet(host3, path.join(copy, set)), /db\.counts\.tsv/);
+      fs.appendFileSync(path.join(copy, set, 'db.counts.json'), ' ');
+      await assert.rejects(uploadSet(host3, path.join(copy, set)), /db\.counts\.json/);
       assert.equal(fs.existsSync(path.join(backupDir3, set)), false);
     } finally {
       fs.rmSync(copy, { recursive: true, force: true });
