@@ -100,23 +100,75 @@ cmd_redis_snapshot() {
 # snapshot on disk is new. Also the backup's Redis step. LASTSAVE alone cannot tell: it counts
 # whole seconds, so a save that ends in the second the previous one ended leaves it unchanged.
 # Redis marks the save in progress before it answers BGSAVE, so "none in progress" afterwards
-# means this one has ended.
+# means this one has ended, and rdb_last_bgsave_status says how: a failed save (e.g. Redis cannot
+# write its directory) fails at once, with Redis' own reason from its log when that can be read.
+# A save that is already running (another client's BGSAVE, an AOF rewrite) is waited for and
+# BGSAVE asked again, so the snapshot begins after this request; any other refusal (MISCONF,
+# NOAUTH, a renamed command, no server) fails at once with Redis' reply.
 redis_bgsave() {
-  local rcli rport start info now i
-  rcli=$(opt redis_cli); rport=$(opt redis_port)
-  start=$(date +%s)
-  "$rcli" -p "$rport" BGSAVE || fail "redis BGSAVE failed"
-  for i in $(seq 1 600); do
-    info=$("$rcli" -p "$rport" INFO persistence | tr -d '\r') || fail "redis-cli INFO failed"
-    now=$("$rcli" -p "$rport" LASTSAVE) || fail "redis-cli LASTSAVE failed"
-    if grep -qx 'rdb_bgsave_in_progress:0' <<<"$info" && [ "$now" -ge "$start" ]; then
-      grep -qx 'rdb_last_bgsave_status:ok' <<<"$info" || fail "redis BGSAVE failed (rdb_last_bgsave_status is not ok; see the Redis log)"
-      echo "redis_lastsave=$now"
+  local reply info status where size=0 waited='' deadline=$((SECONDS + 120)) last
+  where=$(redis_log_where)
+  if [ "${where%%:*}" = file ]; then size=$(stat -c %s -- "${where#file:}" 2>/dev/null || echo 0); fi
+  while :; do
+    reply=$(redis_cmd BGSAVE) || true
+    case $reply in
+      'Background saving started') break ;;
+      *'already in progress'* | *'Another child process is active'*)
+        [ -n "$waited" ] || echo "redis: another save is running ($reply); waiting for it to end, then saving again"
+        waited=yes
+        [ "$SECONDS" -lt "$deadline" ] || fail "redis was busy with another save for 120 s ($reply)"
+        sleep 0.2 ;;
+      *) fail "redis did not accept BGSAVE: ${reply:-no reply from redis-cli}" ;;
+    esac
+  done
+  while :; do
+    info=$(redis_cmd INFO persistence) || true
+    grep -q '^rdb_bgsave_in_progress:' <<<"$info" || fail "redis-cli INFO persistence failed: $info"
+    if grep -qx 'rdb_bgsave_in_progress:0' <<<"$info"; then
+      status=$(sed -n 's/^rdb_last_bgsave_status://p' <<<"$info")
+      [ "$status" = ok ] || fail "redis BGSAVE failed (rdb_last_bgsave_status:$status): $(redis_failure_reason "$where" "$size")"
+      last=$(redis_cmd LASTSAVE) || true
+      echo "redis_lastsave=$last"
       return 0
     fi
-    sleep 0.2
+    [ "$SECONDS" -lt "$deadline" ] || fail "redis did not finish BGSAVE within 120 s (rdb_bgsave_in_progress:1)"
+    sleep 0.1
   done
-  fail "redis did not finish BGSAVE within 120 s"
+}
+
+# redis-cli with the configured port; Redis' error replies are text on stdout (exit status 0).
+redis_cmd() { "$(opt redis_cli)" -p "$(opt redis_port)" "$@" 2>&1 | tr -d '\r'; }
+
+# Where Redis logs: "file:PATH", "stdout" (no logfile: the service manager's journal) or
+# "unknown:REPLY" (CONFIG refused, e.g. renamed away).
+redis_log_where() {
+  local r dir
+  r=$(redis_cmd CONFIG GET logfile) || true
+  if [ "$(sed -n 1p <<<"$r")" != logfile ]; then echo "unknown:$(head -c 200 <<<"$r" | grep -v '^$' | paste -sd ' ')"; return 0; fi
+  r=$(sed -n 2p <<<"$r")
+  if [ -z "$r" ]; then echo stdout; return 0; fi
+  # A relative logfile is opened in Redis' working directory, its dir.
+  if [ "${r#/}" = "$r" ]; then dir=$(redis_cmd CONFIG GET dir | sed -n 2p) || true; r=$dir/$r; fi
+  echo "file:$r"
+}
+
+# redis_failure_reason WHERE SIZE: Redis' warnings logged since the log had SIZE bytes (the
+# child's "Failed opening the temp RDB file ... Permission denied", then "Background saving
+# error"), or where to look when they cannot be read.
+redis_failure_reason() {
+  local where=$1 size=$2 log lines
+  case $where in
+    file:*)
+      log=${where#file:}
+      if [ ! -r "$log" ]; then echo "Redis' reason is in its log $log, which $(id -un) cannot read"; return 0; fi
+      # Rotated meanwhile: read it from the start.
+      [ "$(stat -c %s -- "$log" 2>/dev/null || echo 0)" -ge "$size" ] || size=0
+      lines=$(tail -c +$((size + 1)) -- "$log" | sed -n 's/^[0-9]*:[A-Z] [^#]* # //p' | tail -n 5 | paste -sd '|' | sed 's/|/; /g')
+      if [ -n "$lines" ]; then echo "Redis says: $lines (from its log $log)"; else echo "Redis logged no reason; see its log $log"; fi
+      ;;
+    stdout) echo "Redis logs to its standard output, not a file: see the service's journal (e.g. journalctl -u redis-server)" ;;
+    *) echo "the Redis log could not be located (CONFIG GET logfile: ${where#unknown:}); see the Redis server's log" ;;
+  esac
 }
 
 JOB_VERBS+=(fix_permissions)

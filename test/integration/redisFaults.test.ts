@@ -1,0 +1,142 @@
+/**
+ * Redis snapshots that cannot be made, against the sandbox's real Redis: a BGSAVE whose child
+ * cannot write the Redis directory, one Redis refuses, one that finds another save running.
+ * Each fault is caused for real and undone afterwards; the sandbox's Redis is checked to be as it
+ * was (directory mode, ACLs, settings, last save ok, writes accepted).
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { startBackup } from '../../src/backup/backupSets';
+import { discover } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import { startRedisSnapshot } from '../../src/restore/maintenance';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { getSandbox, newPool, profileOf } from './fixture';
+import { runJob, sleep } from './restoreHelpers';
+
+describe('Redis snapshot faults against the sandbox Redis', function () {
+  this.timeout(300000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let host: RemoteHost;
+  let redis: NonNullable<SandboxHost['redis']>;
+  let initial: string;
+
+  const cli = (...a: string[]): string => execFileSync('redis-cli', ['-p', String(redis.port), ...a]).toString().replace(/\r/g, '').trim();
+  const info = (field: string): string | undefined => new RegExp(`^${field}:(.*)$`, 'm').exec(cli('INFO', 'persistence'))?.[1];
+  /** What the tests change: the directory's mode, the ACLs, the save delay, whether saves and writes work. */
+  function state(): string {
+    const mode = (fs.statSync(redis.dataDir).mode & 0o7777).toString(8);
+    return [mode, cli('ACL', 'LIST'), cli('CONFIG', 'GET', 'rdb-key-save-delay'), info('rdb_last_bgsave_status'), cli('SET', 'kadi-ops-test-probe', '1'), cli('DEL', 'kadi-ops-test-probe')].join('\n');
+  }
+  /** A save that succeeds: clears the error state (MISCONF) a failed one leaves behind. */
+  async function goodSave(): Promise<void> {
+    while (info('rdb_bgsave_in_progress') !== '0') await sleep(20);
+    cli('BGSAVE');
+    while (info('rdb_bgsave_in_progress') !== '0') await sleep(20);
+    assert.equal(info('rdb_last_bgsave_status'), 'ok');
+  }
+  /** The Redis directory as the redis process (the kadi account) cannot write it. */
+  async function withUnwritableDir(fn: () => Promise<void>): Promise<void> {
+    const mode = fs.statSync(redis.dataDir).mode & 0o7777;
+    fs.chmodSync(redis.dataDir, 0o550);
+    try {
+      await fn();
+    } finally {
+      fs.chmodSync(redis.dataDir, mode);
+      await goodSave();
+    }
+  }
+
+  before(async () => {
+    sb = await getSandbox();
+    if (!sb.redis) throw new Error('the sandbox has no Redis');
+    redis = sb.redis;
+    pool = newPool();
+    host = await pool.get(profileOf(sb, 'sudo'));
+    initial = state();
+  });
+  afterEach(() => assert.equal(state(), initial, 'the sandbox Redis is as it was'));
+  after(() => pool.closeAll());
+
+  it('redis-snapshot fails at once when Redis cannot write its directory, naming rdb_last_bgsave_status and the reason', async () => {
+    await withUnwritableDir(async () => {
+      const t0 = Date.now();
+      const r = await runJob(host, pool, () => startRedisSnapshot(host));
+      const ms = Date.now() - t0;
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.ok(ms < 5000, `it took ${ms} ms`);
+      assert.match(r.log, /rdb_last_bgsave_status:err/, r.log);
+      // Redis' own reason, read from its log.
+      assert.match(r.log, /Failed opening the temp RDB file .* for saving: Permission denied/, r.log);
+      assert.doesNotMatch(r.log, /within 120 s/);
+    });
+  });
+
+  it('a backup with Redis fails at its Redis step at once, with the reason, and leaves no set behind', async () => {
+    const d = await discover(host);
+    const sets = fs.readdirSync(sb.backupDir).sort();
+    await withUnwritableDir(async () => {
+      let redisStep: number | undefined;
+      const r = await runJob(host, pool, () => startBackup(host, d, { redis: true }), (l) => {
+        if (l.startsWith('[step] redis')) redisStep = Date.now();
+      });
+      const ms = Date.now() - (redisStep ?? 0);
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.ok(redisStep, `the backup reached its Redis step:\n${r.log}`);
+      assert.ok(ms < 5000, `the Redis step took ${ms} ms`);
+      assert.match(r.log, /rdb_last_bgsave_status:err/);
+      assert.match(r.log, /Permission denied/);
+    });
+    assert.deepEqual(fs.readdirSync(sb.backupDir).sort(), sets, 'no new or partial set');
+  });
+
+  it('without CONFIG the failure says where to look instead of the reason', async () => {
+    cli('ACL', 'SETUSER', 'default', '-config');
+    try {
+      await withUnwritableDir(async () => {
+        const t0 = Date.now();
+        const r = await runJob(host, pool, () => startRedisSnapshot(host));
+        assert.equal(r.outcome.result, 'failed', r.log);
+        assert.ok(Date.now() - t0 < 5000);
+        assert.match(r.log, /rdb_last_bgsave_status:err\): the Redis log could not be located \(CONFIG GET logfile: NOPERM [^)]*config\|get[^)]*\); see the Redis server's log/);
+      });
+    } finally {
+      cli('ACL', 'SETUSER', 'default', '+config');
+    }
+  });
+
+  it('a BGSAVE that Redis refuses fails at once with Redis\' reply', async () => {
+    cli('ACL', 'SETUSER', 'default', '-bgsave');
+    try {
+      const t0 = Date.now();
+      const r = await runJob(host, pool, () => startRedisSnapshot(host));
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.ok(Date.now() - t0 < 5000);
+      assert.match(r.log, /redis did not accept BGSAVE: NOPERM .*bgsave/i);
+    } finally {
+      cli('ACL', 'SETUSER', 'default', '+bgsave');
+    }
+  });
+
+  it('a save already running is waited for, then Redis saves again for this request', async () => {
+    // A slow save of the few sandbox keys (Redis' own test knob: microseconds per key).
+    cli('CONFIG', 'SET', 'rdb-key-save-delay', '1000000');
+    try {
+      const saves = Number(info('rdb_saves'));
+      assert.equal(cli('BGSAVE'), 'Background saving started');
+      const r = await runJob(host, pool, () => startRedisSnapshot(host), (l) => {
+        if (l.startsWith('redis: another save is running')) cli('CONFIG', 'SET', 'rdb-key-save-delay', '0');
+      });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.match(r.log, /another save is running \(ERR Background save already in progress\)/);
+      assert.equal(Number(info('rdb_saves')), saves + 2, 'the running save and one of its own');
+      assert.equal(info('rdb_last_bgsave_status'), 'ok');
+    } finally {
+      cli('CONFIG', 'SET', 'rdb-key-save-delay', '0');
+      while (info('rdb_bgsave_in_progress') !== '0') await sleep(20);
+    }
+  });
+});
