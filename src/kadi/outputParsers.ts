@@ -54,6 +54,11 @@ function fatalLines(text: string, isExpectedError: (line: string) => boolean = (
   return fatal.map(redactUriPasswords);
 }
 
+/** The line of `fatal` that says what went wrong: the exception line rather than "Traceback …". */
+export function fatalReason(fatal: readonly string[]): string | undefined {
+  return [...fatal].reverse().find((l) => l !== TRACEBACK) ?? fatal[0];
+}
+
 // ---------------------------------------------------------------------------------------------
 // kadi search ls / reindex / remove
 
@@ -66,6 +71,20 @@ export interface SearchIndex {
 export interface ModelIndices {
   model: string;
   indices: SearchIndex[];
+}
+
+export interface SearchLsResult {
+  models: ModelIndices[];
+  fatal: string[];
+  /** At least one model's header and no fatal line: the listing can be trusted, also when it shows no orphans. */
+  success: boolean;
+}
+
+/** `kadi search ls` with a verdict: a traceback, or output without a single model header, is no listing. */
+export function parseSearchLsOutput(text: string): SearchLsResult {
+  const models = parseSearchLs(text);
+  const fatal = fatalLines(text);
+  return { models, fatal, success: models.length > 0 && fatal.length === 0 };
 }
 
 export function parseSearchLs(text: string): ModelIndices[] {
@@ -190,6 +209,11 @@ export interface FilesCheckResult {
   findings: FileFinding[];
   /** Only with "Files checked successfully." and nothing found, aborted or failed. */
   clean: boolean;
+  /**
+   * The check ran to its end: it printed "Files checked successfully." or "Found N inconsistencies."
+   * and nothing fatal. Only then do `clean`, `reportedCount` and `findings` describe the files.
+   */
+  completed: boolean;
   /** N of "Found N inconsistencies.". */
   reportedCount?: number;
   /** The resolve prompt was shown. */
@@ -207,7 +231,7 @@ const FILE_FINDINGS: [RegExp, FileFindingKind][] = [
 
 export function parseFilesCheck(text: string): FilesCheckResult {
   const lines = outputLines(text);
-  const result: FilesCheckResult = { findings: [], clean: false, prompted: false, aborted: false, fatal: [] };
+  const result: FilesCheckResult = { findings: [], clean: false, completed: false, prompted: false, aborted: false, fatal: [] };
   let inUploads = false;
   let trailer = false;
   for (const line of lines) {
@@ -228,7 +252,8 @@ export function parseFilesCheck(text: string): FilesCheckResult {
     if (/(^|\s)Aborted!$/.test(line)) result.aborted = true;
   }
   result.fatal = fatalLines(text).filter((l) => !/(^|\s)Aborted!$/.test(l));
-  result.clean = trailer && result.findings.length === 0 && result.reportedCount === undefined && !result.aborted && result.fatal.length === 0;
+  result.completed = (trailer || result.reportedCount !== undefined) && result.fatal.length === 0;
+  result.clean = result.completed && trailer && result.findings.length === 0 && result.reportedCount === undefined && !result.aborted;
   return result;
 }
 

@@ -5,7 +5,7 @@
 import type { HostProfile } from '../config/types';
 import type { Discovery } from '../kadi/discovery';
 import { kadiArgv } from '../kadi/discovery';
-import { orphanedIndices, parseSearchLs, type ModelIndices, type OrphanedIndex } from '../kadi/outputParsers';
+import { fatalReason, orphanedIndices, parseSearchLsOutput, type ModelIndices, type OrphanedIndex } from '../kadi/outputParsers';
 import { startJob } from '../remote/jobs';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 
@@ -32,11 +32,18 @@ export interface IndexListing {
   orphaned: OrphanedIndex[];
 }
 
-/** `kadi search ls`, parsed: the index behind each alias and the orphans. A plain command. */
+export class KadiOutputError extends Error {}
+
+/**
+ * `kadi search ls`, parsed: the index behind each alias and the orphans. A plain command. A
+ * traceback or a listing without any model is an error, never "no orphans".
+ */
 export async function listIndices(host: RemoteHost): Promise<IndexListing> {
   const r = await host.run(kadiArgv(host.profile, 'search', 'ls'));
   if (r.code !== 0) throw new RemoteCommandError('kadi search ls', r);
-  const models = parseSearchLs(r.stdout);
+  const parsed = parseSearchLsOutput(`${r.stdout}\n${r.stderr}`);
+  if (!parsed.success) throw new KadiOutputError(`kadi search ls failed: ${fatalReason(parsed.fatal) ?? 'it listed no indices'}`);
+  const models = parsed.models;
   return {
     models,
     live: models.flatMap((m) => m.indices.filter((i) => i.alias !== undefined).map((i) => ({ model: m.model, name: i.name }))),

@@ -16,9 +16,10 @@ function run(deps: CommandDeps, profile: HostProfile, title: string, start: (hos
 async function filesCheck(deps: CommandDeps, profile: HostProfile): Promise<void> {
   const log: string[] = [];
   const outcome = await run(deps, profile, 'Files check', (h) => startFilesCheck(h), (l) => log.push(l));
-  if (!outcome) return;
+  // A failed job was reported as failed; only a check that ran to its end offers resolution.
+  if (outcome?.result !== 'succeeded') return;
   const result = parseFilesCheck(log.join('\n'));
-  if (result.clean) return;
+  if (result.clean || !result.completed) return;
   const n = result.reportedCount ?? result.findings.length;
   if (n === 0) return;
   const channel = deps.outputs.channel(profile.name);

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { HostProfile } from '../../src/config/types';
@@ -24,8 +24,17 @@ describe('maintenance jobs against the sandbox host', function () {
   let profile: HostProfile;
   let host: RemoteHost;
 
+  let config: string;
+  const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
+  /** The headless CLI users run (dist/cli.js), as in cli.test.ts: exit status and everything it printed. */
+  function kadiOps(...args: string[]): { code: number; out: string } {
+    const r = spawnSync(process.execPath, [CLI, ...args, '--config', config], { encoding: 'utf8', timeout: 240000 });
+    return { code: r.status ?? -1, out: r.stdout + r.stderr };
+  }
+
   before(async () => {
     sb = await getSandbox();
+    config = sb.writeConfigFile(path.join(sb.root, 'maintenance-hosts.json'));
     pool = newPool();
     profile = profileOf(sb, 'sudo');
     host = await pool.get(profile);
@@ -164,6 +173,77 @@ describe('maintenance jobs against the sandbox host', function () {
     const r = await runJob(host, pool, async () => startFixPermissions(host, await discover(host)));
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.deepEqual(treeState(sb.storagePath), before);
+  });
+
+  it('files-check against a database without its file table fails with exit status 1, never with "0 inconsistencies"', async () => {
+    await sb.psql('ALTER TABLE file RENAME TO file_away');
+    try {
+      const c = kadiOps('files-check', 'sandbox');
+      assert.equal(c.code, 1, c.out);
+      assert.match(c.out, /relation "file" does not exist/);
+      assert.match(c.out, /^kadi files check: failed$/m, c.out);
+      assert.match(c.out, /files check: FAILED: it did not run to its end \(sqlalchemy\.exc\.ProgrammingError: \(psycopg2\.errors\.UndefinedTable\) relation "file" does not exist\)/, c.out);
+      assert.doesNotMatch(c.out, /0 inconsistenc|: succeeded/, c.out);
+      const r = await runJob(host, pool, () => startFilesCheck(host));
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.equal(r.report.filesCheck?.completed, false);
+      assert.deepEqual(r.report.steps.map((st) => [st.name, st.result]), [['files-check', 'failed']]);
+      assert.ok(r.report.attention.some((a) => /^kadi files check failed \(exit status 1: .*relation "file" does not exist/.test(a)), r.log);
+      // The resolving run fails the same way and resolves nothing.
+      const resolve = await runJob(host, pool, () => startFilesCheck(host, { resolve: true, confirmCount: 1 }));
+      assert.equal(resolve.outcome.result, 'failed', resolve.log);
+      assert.match(resolve.log, /kadi files check --resolve failed \(exit status 1: .*relation "file" does not exist/);
+    } finally {
+      await sb.psql('ALTER TABLE file_away RENAME TO file');
+    }
+    const after = await runJob(host, pool, () => startFilesCheck(host));
+    assert.equal(after.report.filesCheck?.clean, true, after.log);
+  });
+
+  it('reindex against a database without its record table fails with exit status 1 and the reason', async () => {
+    const saved = fs.readFileSync(sb.searchIndexFile);
+    const st = fs.statSync(sb.searchIndexFile);
+    await sb.psql('ALTER TABLE record RENAME TO record_away');
+    try {
+      const c = kadiOps('reindex', 'sandbox', '--model', 'record');
+      assert.equal(c.code, 1, c.out);
+      assert.match(c.out, /search reindex: FAILED: sqlalchemy\.exc\.ProgrammingError: \(psycopg2\.errors\.UndefinedTable\) relation "record" does not exist/, c.out);
+      assert.match(c.out, /^ {2}reindex\s+\d+s {2}FAILED$/m, c.out);
+      assert.doesNotMatch(c.out, /: succeeded/);
+    } finally {
+      await sb.psql('ALTER TABLE record_away RENAME TO record');
+      // Kadi leaves the new, unfilled index behind as an orphan; so did the double.
+      fs.writeFileSync(sb.searchIndexFile, saved);
+      fs.chownSync(sb.searchIndexFile, st.uid, st.gid);
+    }
+  });
+
+  it('with search down, reindex fails and its orphans are unknown, not none; indices and remove-orphans fail too', async () => {
+    sb.configureDouble({ searchUnavailable: true });
+    try {
+      const c = kadiOps('reindex', 'sandbox');
+      assert.equal(c.code, 1, c.out);
+      assert.match(c.out, /search reindex: FAILED: elastic_transport\.ConnectionError/, c.out);
+      assert.match(c.out, /orphaned indices: unknown \(kadi search ls failed: elastic_transport\.ConnectionError/, c.out);
+      assert.doesNotMatch(c.out, /orphaned indices: none/);
+      assert.notEqual(kadiOps('indices', 'sandbox').code, 0);
+      const rm = kadiOps('remove-orphans', 'sandbox', 'record_20200101000000000009', '--yes', 'sandbox');
+      assert.notEqual(rm.code, 0, rm.out);
+    } finally {
+      sb.configureDouble({ searchUnavailable: false });
+    }
+  });
+
+  it('db-upgrade that kadi fails exits 1 with the reason', async () => {
+    const rev = (await sb.psql('SELECT version_num FROM alembic_version')).trim();
+    await sb.psql("UPDATE alembic_version SET version_num = 'ffffffffffff'");
+    try {
+      const c = kadiOps('db-upgrade', 'sandbox');
+      assert.equal(c.code, 1, c.out);
+      assert.match(c.out, /kadi db upgrade: FAILED: ERROR \[flask_migrate\] Error: Can't locate revision identified by 'ffffffffffff'/, c.out);
+    } finally {
+      await sb.psql(`UPDATE alembic_version SET version_num = '${rev}'`);
+    }
   });
 
   it('redis-snapshot makes Redis write a new snapshot', async () => {

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { REDACTED, Secret } from '../../src/core/secret';
 import {
   compareKadiVersions,
+  fatalReason,
   orphanedIndices,
   parseDatabaseUri,
   parseDbUpgradeOutput,
@@ -12,10 +13,12 @@ import {
   parseKadiVersion,
   parseReindexOutput,
   parseSearchLs,
+  parseSearchLsOutput,
   parseSearchRemove,
   redactConfigText,
   redactUriPasswords,
 } from '../../src/kadi/outputParsers';
+import { formatReport, parseJobReport } from '../../src/restore/report';
 
 const SEARCH_LS = `Indices for 'record':
 * record_20250101120000123456 (pointed to by alias 'record')
@@ -166,6 +169,56 @@ describe('kadi CLI output parsers', () => {
     });
   });
 
+  describe('kadi search ls, with a verdict', () => {
+    it('trusts a listing with model headers and nothing fatal, also when it shows no orphans', () => {
+      assert.equal(parseSearchLsOutput(SEARCH_LS).success, true);
+      assert.equal(parseSearchLsOutput("Indices for 'record':\n* record_20250101120000123456 (pointed to by alias 'record')\n").success, true);
+    });
+
+    it('a traceback or an empty listing is no listing (not "no orphans")', () => {
+      const tb = parseSearchLsOutput('Traceback (most recent call last):\n  File "x", line 1\nelastic_transport.ConnectionError: Connection refused\n');
+      assert.equal(tb.success, false);
+      assert.equal(fatalReason(tb.fatal), 'elastic_transport.ConnectionError: Connection refused');
+      assert.equal(parseSearchLsOutput('').success, false);
+      assert.equal(parseSearchLsOutput(SEARCH_LS + 'Traceback (most recent call last):\n  File "x", line 1\nKeyError: x\n').success, false);
+    });
+  });
+
+  describe('job report of a failing kadi command', () => {
+    const section = (name: string, text: string, rc: number): string => `[kadi-ops] begin ${name}\n${text}\n[kadi-ops] end ${name} rc=${rc}`;
+
+    it('a files check that failed is FAILED with its reason, never "0 inconsistenc(ies)"', () => {
+      const log = [
+        section('files-check', 'Traceback (most recent call last):\n  File "x", line 1\nsqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedTable) relation "file" does not exist', 1),
+        'step_failed=files-check',
+        'ATTENTION: kadi files check failed (exit status 1)',
+        'timing=files-check 1',
+      ].join('\n');
+      const r = parseJobReport(log);
+      assert.equal(r.filesCheck?.completed, false);
+      assert.deepEqual(r.steps, [{ name: 'files-check', seconds: 1, result: 'failed' }]);
+      const text = formatReport('kadi files check', r, 'failed').join('\n');
+      assert.doesNotMatch(text, /0 inconsistenc/);
+      assert.match(text, /files check: FAILED: it did not run to its end \(sqlalchemy\.exc\.ProgrammingError: .*relation "file" does not exist\)/);
+      assert.match(text, /files-check\s+1s {2}FAILED/);
+    });
+
+    it('a non-zero exit status fails a section whatever it printed', () => {
+      const r = parseJobReport(section('files-check', 'Checking 0 files...\nChecking 0 uploads...\nFiles checked successfully.', 1) + '\n' + section('db-upgrade', 'Upgrade completed successfully.', 1));
+      assert.equal(r.filesCheck?.clean, false);
+      assert.equal(r.filesCheck?.completed, false);
+      assert.equal(r.dbUpgrade?.success, false);
+    });
+
+    it('a failed search ls leaves the orphans unknown, not none', () => {
+      const r = parseJobReport(section('search-ls', 'Traceback (most recent call last):\n  File "x", line 1\nelastic_transport.ConnectionError: refused', 1));
+      assert.equal(r.orphans, undefined);
+      const text = formatReport('kadi search reindex', r, 'failed').join('\n');
+      assert.match(text, /orphaned indices: unknown \(kadi search ls failed: elastic_transport\.ConnectionError: refused\)/);
+      assert.doesNotMatch(text, /orphaned indices: none/);
+    });
+  });
+
   describe('kadi search remove', () => {
     it('lists removed indices and treats "no indices found" as failure', () => {
       const ok = parseSearchRemove("Removing index 'record_20241201090000000001'...\nSearch indices removed successfully.\n");
@@ -192,7 +245,7 @@ Do you want to resolve all inconsistencies automatically by deleting all inconsi
 
     it('reads a clean check as clean', () => {
       const r = parseFilesCheck('Checking 1204 files...\nChecking 0 uploads...\nFiles checked successfully.\n');
-      assert.deepEqual(r, { filesChecked: 1204, uploadsChecked: 0, findings: [], clean: true, prompted: false, aborted: false, fatal: [] });
+      assert.deepEqual(r, { filesChecked: 1204, uploadsChecked: 0, findings: [], clean: true, completed: true, prompted: false, aborted: false, fatal: [] });
     });
 
     it('classifies each numbered finding and picks out the ids', () => {
@@ -227,6 +280,38 @@ Do you want to resolve all inconsistencies automatically by deleting all inconsi
       const lying = parseFilesCheck(`Checking 3 files...\n[1] Found orphaned active file with storage type 'local' and ID '${FILE_B}'.\nChecking 0 uploads...\nFiles checked successfully.\n`);
       assert.equal(lying.clean, false);
       assert.equal(parseFilesCheck('Checking 3 files...\n').clean, false);
+    });
+
+    // What Kadi prints when its tables are gone (e.g. after a half-done restore), exit status 1.
+    const NO_FILE_TABLE = `Traceback (most recent call last):
+  File "/opt/kadi/venv/bin/kadi", line 8, in <module>
+    sys.exit(kadi())
+  File "/opt/kadi/venv/lib/python3.11/site-packages/sqlalchemy/engine/default.py", line 922, in do_execute
+    cursor.execute(statement, parameters)
+sqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedTable) relation "file" does not exist
+LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
+                            ^
+
+[SQL: SELECT file.id FROM file ORDER BY file.last_modified DESC]
+(Background on this error at: https://sqlalche.me/e/20/f405)
+`;
+
+    it('a check that failed did not run to its end: not clean, no count, the exception as the reason', () => {
+      const r = parseFilesCheck(NO_FILE_TABLE);
+      assert.equal(r.completed, false);
+      assert.equal(r.clean, false);
+      assert.equal(r.reportedCount, undefined);
+      assert.deepEqual(r.findings, []);
+      assert.equal(fatalReason(r.fatal), 'sqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedTable) relation "file" does not exist');
+    });
+
+    it('ran to its end only with "Files checked successfully." or "Found N inconsistencies." and nothing fatal', () => {
+      assert.equal(parseFilesCheck(DIRTY).completed, true);
+      assert.equal(parseFilesCheck('Checking 3 files...\nChecking 0 uploads...\nFiles checked successfully.\n').completed, true);
+      assert.equal(parseFilesCheck('').completed, false, 'no output');
+      assert.equal(parseFilesCheck('Checking 3 files...\nChecking 0 uploads...\n').completed, false, 'cut off before its result');
+      assert.equal(parseFilesCheck('Checking 3 files...\n' + NO_FILE_TABLE.replace('"file"', '"upload"')).completed, false, 'failed half-way');
+      assert.equal(parseFilesCheck('Checking 3 files...\nFiles checked successfully.\n' + NO_FILE_TABLE).completed, false, 'a traceback after the trailer');
     });
 
     it('keeps an unknown finding as "other" with its text', () => {

@@ -3,11 +3,58 @@
 # Options are key=value: kadi_cli, kadi_config and the verb's own. Job verbs use '_' because
 # job-run calls cmd_<verb> as given.
 
-maint_begin() { parse_opts "$@"; : > "$JOB_DIR/steps"; : > "$JOB_DIR/attention"; rm -f "$JOB_DIR/failed"; }
+maint_begin() { parse_opts "$@"; : > "$JOB_DIR/steps"; : > "$JOB_DIR/attention"; rm -f "$JOB_DIR/failed" "$JOB_DIR/failed-steps"; }
 maint_end() {
   print_summary "$1"
-  if [ -f "$JOB_DIR/failed" ]; then exit 1; fi
+  local why
+  if [ -f "$JOB_DIR/failed" ]; then
+    why=$(head -n1 "$JOB_DIR/failed")
+    [[ $why == "$1"* ]] || why="$1: $why"
+    fail "$why"
+  fi
   return 0
+}
+
+# --- kadi commands: failures are failures ---------------------------------------------------
+# Also used by the restore's post-restore steps (db_upgrade_step ... files_check_step in
+# 60-restore.sh). `kadi` exits 0 after some errors and prints its tracebacks on stderr, so a
+# command counts as having run only with exit status 0, no traceback and the line that ends its
+# successful output.
+
+# kadi_error NAME RC: why the kadi command of section NAME (rc RC) failed, or nothing: its exit
+# status and the exception line (the first unindented line after a traceback's frames) or, with
+# no traceback, its last line.
+kadi_error() {
+  local out="$JOB_DIR/$1.out" rc=$2 exc
+  exc=$(awk '/^Traceback \(most recent call last\):$/ { tb = 1; next } tb && /^[^ \t]/ { print; exit }' "$out" | head -c 300)
+  if [ "$rc" -ne 0 ]; then
+    [ -n "$exc" ] || exc=$(grep -v '^[[:space:]]*$' "$out" | tail -n1 | head -c 300)
+    echo "exit status $rc${exc:+: $exc}"
+  elif [ -n "$exc" ]; then
+    echo "a Python traceback: $exc"
+  fi
+  return 0
+}
+
+# kadi_run NAME WHAT LAST_LINE_RE CMD...: section NAME CMD, then ends the job (fail) unless the
+# command succeeded and printed a line matching LAST_LINE_RE (extended regex, whole line).
+kadi_run() {
+  local name=$1 what=$2 re=$3 rc=0 why
+  shift 3
+  section "$name" "$@" || rc=$?
+  why=$(kadi_error "$name" "$rc")
+  [ -z "$why" ] || fail "$what failed ($why)"
+  grep -Eq "^($re)\$" "$JOB_DIR/$name.out" || fail "$what did not report success (no line matching $re)"
+}
+
+# step_failed STEP MESSAGE: a step whose kadi command failed or cannot vouch for its result, where
+# the job carries on with its other checks: needs attention, the step shows FAILED in the
+# summary, and the job fails at its end.
+step_failed() {
+  attention "$2"
+  printf '%s\n' "$2" >> "$JOB_DIR/failed"
+  printf '%s\n' "$1" >> "$JOB_DIR/failed-steps"
+  echo "step_failed=$1"
 }
 
 JOB_VERBS+=(db_upgrade)
@@ -40,10 +87,10 @@ cmd_remove_orphans() {
     for m in "${KADI_MODELS[@]}"; do [ "$name" = "$m" ] && fail "refusing to remove $name: it is an alias of a live index"; done
     [[ $name =~ ^[a-z]+_[0-9]{20}$ ]] || fail "refusing to remove $name: not a plain index name"
   done
-  step_run check-indices section search-ls kadi_cli search ls
+  step_run check-indices kadi_run search-ls "kadi search ls" "Indices for '.*':" kadi_cli search ls
   for name in $(opt names); do
     if grep -qxF "* $name" "$JOB_DIR/search-ls.out"; then
-      step_run "remove-$name" section "remove-$name" kadi_cli search remove "$name" --i-am-sure
+      step_run "remove-$name" kadi_run "remove-$name" "kadi search remove $name" 'Search indices removed successfully\.' kadi_cli search remove "$name" --i-am-sure
     elif grep -q "^\* $name (pointed to by alias" "$JOB_DIR/search-ls.out"; then
       fail "refusing to remove $name: it is the live index behind an alias now"
     else
@@ -65,7 +112,8 @@ cmd_files_check() {
     return 0
   fi
   [[ $(opt expected) =~ ^[0-9]+$ ]] || fail "resolve needs the confirmed count"
-  step_run files-check-resolve section files-check python3 -c '
+  # Ends with "Inconsistencies resolved successfully." or, with nothing to resolve, the clean trailer.
+  step_run files-check-resolve kadi_run files-check "kadi files check --resolve" 'Inconsistencies resolved successfully\.|Files checked successfully\.' python3 -c '
 import re, subprocess, sys
 expected = int(sys.argv[1])
 p = subprocess.Popen(sys.argv[2:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
