@@ -4,6 +4,7 @@
  * after a cancel), and the scratch-database fallback for hosts without the server binaries.
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -219,6 +220,40 @@ describe('deep verification against the sandbox host', function () {
     assert.doesNotMatch(r.log, /no password supplied/);
     // The set itself is untouched and not called damaged.
     assert.notEqual((await listSets(host)).sets.find((s) => s.name === set)?.status, 'failed');
+  });
+
+  it('server binaries without an extension the dump needs: deep verification could not run, and says why; the set is not called damaged', async () => {
+    const had = (await sb.psql("select count(*) from pg_extension where extname = 'pg_trgm'")).trim() === '1';
+    if (!had) await sb.psql('CREATE EXTENSION pg_trgm;');
+    // A relocated copy of the server (PostgreSQL finds its share directory relative to its
+    // binaries) whose share directory lacks pg_trgm.
+    const inst = fs.mkdtempSync('/tmp/kadi-pg-no-trgm-');
+    try {
+      fs.chmodSync(inst, 0o755);
+      const bin = path.join(inst, 'lib', 'postgresql', String(d.facts.pg.serverMajor), 'bin');
+      fs.mkdirSync(path.dirname(bin), { recursive: true });
+      fs.cpSync(`/usr/lib/postgresql/${d.facts.pg.serverMajor}/bin`, bin, { recursive: true });
+      fs.symlinkSync(`/usr/lib/postgresql/${d.facts.pg.serverMajor}/lib`, path.join(path.dirname(bin), 'lib'));
+      const share = path.join(inst, 'share', 'postgresql', String(d.facts.pg.serverMajor));
+      fs.cpSync(`/usr/share/postgresql/${d.facts.pg.serverMajor}`, share, { recursive: true });
+      for (const f of fs.readdirSync(path.join(share, 'extension'))) if (f.startsWith('pg_trgm')) fs.rmSync(path.join(share, 'extension', f));
+      execFileSync('chmod', ['-R', 'a+rX', inst]);
+      const set = await backup();
+      const v = await run(() => startVerify(host, d, set, 'deep', { serverBinDir: bin }));
+      assert.equal(v.outcome.result, 'failed', v.log);
+      assert.equal(v.outcome.exitCode, 3, v.log);
+      assert.match(v.log, /^deep verification could not run: the dump needs something this host's PostgreSQL \d+ server binaries lack: .*pg_trgm/m);
+      assert.doesNotMatch(v.log, /^PROBLEM:/m);
+      const rec = verifyRecord(set);
+      assert.equal(rec.level, 'quick');
+      assert.equal(rec.ok, true);
+      assert.equal((await listSets(host)).sets.find((s) => s.name === set)?.status, 'verified');
+      assert.deepEqual(processesIn(jobDir(sb, v.id)), []);
+      assert.equal(fs.existsSync(path.join(jobDir(sb, v.id), 'cluster')), false);
+    } finally {
+      fs.rmSync(inst, { recursive: true, force: true });
+      if (!had) await sb.psql('DROP EXTENSION IF EXISTS pg_trgm;');
+    }
   });
 
   it('without the server binaries it falls back to a scratch database (CREATEDB) and says so; without either it says deep verification could not run', async () => {
