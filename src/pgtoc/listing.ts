@@ -503,3 +503,23 @@ function readIdentifier(s: string, pos: number): { value: string; end: number } 
   while (end < s.length && s[end] !== '.' && s[end] !== ' ') end++;
   return end > pos ? { value: s.slice(pos, end), end } : undefined;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dependencies (`pg_restore -l -v`)
+
+const DEPENDS_RE = /^;\s*depends on:((?: \d+)+)\s*$/;
+
+/** The dump ids each entry depends on, from the `;	depends on: …` lines that `pg_restore -l -v` prints under it. */
+export function dependsOn(listing: TocListing): Map<number, number[]> {
+  const deps = new Map<number, number[]>();
+  let last: TocEntry | undefined;
+  for (const l of listing.lines) {
+    if (l.kind === 'entry') {
+      last = l;
+      continue;
+    }
+    const m = l.kind === 'comment' ? DEPENDS_RE.exec(stripCr(l.raw)) : null;
+    if (m && last) deps.set(last.dumpId, [...(deps.get(last.dumpId) ?? []), ...m[1].trim().split(' ').map(Number)]);
+  }
+  return deps;
+}

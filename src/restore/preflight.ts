@@ -14,6 +14,7 @@ import { followJob, listJobs, LockBusyError } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { DEFAULT_COMPONENTS, type RestoreComponent } from './components';
 import { configDiff, type ConfigFileDiff } from './configDiff';
+import { formatDbDecisions, planDbRestore, type DbRestorePlan } from './dbPlan';
 import { probeLive, type LiveProbe } from './probe';
 
 export interface RestorePlan {
@@ -26,6 +27,8 @@ export interface RestorePlan {
   kadi: { setVersion?: string; hostVersion?: string; setRevision?: string; hostRevision?: string; upgrade: boolean };
   postgres: { dumpMajor?: number; serverMajor?: number; pgRestore?: string };
   database: { empty: boolean; relations?: number; mode: 'plain' | 'clean' };
+  /** Per object of the dump: kept as it is, created, or refused; and the listing pg_restore -L gets. */
+  db?: DbRestorePlan;
   /** Bytes needed and free where the restore writes. */
   disk: { where: string; needBytes: number; freeBytes?: number }[];
   servicesToStop: string[];
@@ -160,6 +163,21 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     for (const p of tocProblems.slice(0, 20)) blockers.push(`Listing line ${p.line}: ${p.message}`);
     listing = opts.listing;
   }
+
+  // 6. The database's objects as they really are: extensions a superuser installed, objects of other
+  // roles, schemas that still hold objects. Decided per TOC entry before anything runs.
+  let db: DbRestorePlan | undefined;
+  if (components.includes('db') && !probe.dbError && f.pg.pgRestore) {
+    if (!probe.db) {
+      blockers.push(`The database's objects could not be read (${probe.dbObjectsError ?? 'no answer'}); the restore cannot tell which objects it may replace.`);
+    } else {
+      const tocVerbose = (await checkAgent(host, `Reading the dependencies of ${set.name}`, 'set-toc', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout;
+      db = planDbRestore(tocVerbose, probe.db, { listing: opts.listing, clean: !empty, database: f.database.name });
+      blockers.push(...db.blockers);
+      warnings.push(...db.warnings);
+    }
+  }
+  if (opts.jobs && components.includes('db')) warnings.push(`--jobs ${opts.jobs} is not used: the database is restored in one transaction, so that a failure changes nothing.`);
   if (!safetyBackup) warnings.push('No safety backup: the current state cannot be brought back by Kadi Ops after this restore.');
 
   return {
@@ -170,7 +188,8 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     verify,
     kadi: { setVersion: m.kadiVersion, hostVersion: f.kadiVersion, setRevision: m.alembicRevision, hostRevision: f.alembicRevision, upgrade },
     postgres: { dumpMajor, serverMajor: f.pg.serverMajor, pgRestore: f.pg.pgRestore },
-    database: { empty, relations: probe.dbRelations, mode: empty ? 'plain' : 'clean' },
+    database: { empty, relations: probe.dbRelations, mode: empty && !db?.clean ? 'plain' : 'clean' },
+    db,
     disk,
     servicesToStop,
     servicesSkipped,
@@ -215,7 +234,11 @@ export function formatPlan(p: RestorePlan): string[] {
     `  Kadi               set ${p.kadi.setVersion ?? '?'} rev ${p.kadi.setRevision ?? '?'}; host ${p.kadi.hostVersion ?? '?'} rev ${p.kadi.hostRevision ?? '?'}${p.kadi.upgrade ? ' -> kadi db upgrade afterwards' : ''}`,
     `  PostgreSQL         dump from ${p.postgres.dumpMajor ?? '?'}, server ${p.postgres.serverMajor ?? '?'}`,
   ];
-  if (p.components.includes('db')) out.push(`  database           ${p.database.empty ? 'empty: plain pg_restore' : `${p.database.relations} relations: pg_restore --clean --if-exists`}${p.listing ? ', selective (-L listing)' : ''}${p.jobs ? `, --jobs ${p.jobs}` : ''}`);
+  if (p.components.includes('db')) {
+    const how = p.database.mode === 'plain' ? 'empty: plain pg_restore' : `${p.database.relations} relations: pg_restore --clean --if-exists`;
+    out.push(`  database           ${how}, in one transaction (a failure changes nothing)${p.listing ? ', selective (-L listing)' : ''}`);
+    if (p.db) out.push(...formatDbDecisions(p.db.decisions));
+  }
   for (const dk of p.disk) out.push(`  disk               ${dk.where}: ~${mib(dk.needBytes)} needed, ${dk.freeBytes === undefined ? '?' : mib(dk.freeBytes)} free`);
   out.push(`  services to stop   ${p.servicesToStop.join(', ') || 'none'}${p.servicesSkipped.length ? ` (not present: ${p.servicesSkipped.join(', ')})` : ''}`);
   for (const c of p.config ?? []) {

@@ -2,6 +2,7 @@
 import type { Discovery } from '../kadi/discovery';
 import { parseKeyValues, runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
+import { parseLiveDb, type LiveDb } from './dbPlan';
 
 export interface TreeProbe {
   missing: boolean;
@@ -28,6 +29,9 @@ export interface LiveProbe {
   dbRelations?: number;
   dbBytes?: number;
   dbError?: string;
+  /** The database's objects, owners and installable extensions (restore/dbPlan.ts). */
+  db?: LiveDb;
+  dbObjectsError?: string;
   systemctl: boolean;
   services: ServiceProbe[];
 }
@@ -43,6 +47,16 @@ export function parseProbe(text: string): LiveProbe {
   });
   const rel = kv.get('db_relations');
   const bytes = kv.get('db_bytes');
+  let db: LiveDb | undefined;
+  let dbObjectsError = kv.get('db_objects_error');
+  const objects = kv.get('db_objects');
+  if (objects !== undefined) {
+    try {
+      db = parseLiveDb(objects);
+    } catch (e) {
+      dbObjectsError = (e as Error).message;
+    }
+  }
   return {
     remoteUser: kv.get('me') ?? '',
     storage: tree('storage'),
@@ -51,6 +65,8 @@ export function parseProbe(text: string): LiveProbe {
     dbRelations: rel ? Number(rel) : undefined,
     dbBytes: bytes ? Number(bytes) : undefined,
     dbError: kv.get('db_error'),
+    db,
+    dbObjectsError,
     systemctl: kv.get('systemctl') === 'yes',
     services,
   };

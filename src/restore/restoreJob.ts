@@ -19,7 +19,9 @@ export function restoreArgs(host: RemoteHost, d: Discovery, plan: RestorePlan, o
     components: plan.components.join(','),
     safety: plan.safetyBackup ? 'yes' : 'no',
     jobs: plan.jobs ? String(plan.jobs) : '',
-    listing: plan.listing !== undefined ? 'yes' : 'no',
+    listing: dbListing(plan) !== undefined ? 'yes' : 'no',
+    clean: plan.db?.clean ? 'yes' : 'no',
+    no_owner: plan.db?.noOwner ? 'yes' : 'no',
     services: plan.servicesToStop.join(' '),
     overwrite_config: opts.overwriteConfig ? 'yes' : 'no',
     db_upgrade: plan.kadi.upgrade && plan.components.includes('db') ? 'yes' : 'no',
@@ -29,10 +31,16 @@ export function restoreArgs(host: RemoteHost, d: Discovery, plan: RestorePlan, o
   return [...backupArgs(host, d, {}), ...Object.entries(kv).map(([k, v]) => `${k}=${v}`)];
 }
 
+/** What pg_restore -L gets: the plan's listing with kept objects commented out (or the operator's, as validated). */
+function dbListing(plan: RestorePlan): string | undefined {
+  if (!plan.components.includes('db')) return undefined;
+  return plan.db?.listing ?? plan.listing;
+}
+
 export async function startRestore(host: RemoteHost, d: Discovery, plan: RestorePlan, opts: StartRestoreOptions = {}): Promise<string> {
   if (plan.blockers.length > 0) throw new RestoreRefusedError(`Restore of ${plan.set.name} refused:\n${plan.blockers.map((b) => `  - ${b}`).join('\n')}`);
   if (plan.host !== host.profile.name) throw new RestoreRefusedError(`The plan is for ${plan.host}, not ${host.profile.name}.`);
   // The password, then the listing, on stdin: the job keeps them in its 0600 secret file only.
-  const secret = `${d.dbPassword.reveal()}\n${plan.listing ?? ''}`;
+  const secret = `${d.dbPassword.reveal()}\n${dbListing(plan) ?? ''}`;
   return startJob(host, { kind: 'restore', verb: 'restore', args: restoreArgs(host, d, plan, opts), secret, breakStaleLock: opts.breakStaleLock });
 }

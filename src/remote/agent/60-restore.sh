@@ -90,23 +90,85 @@ PG_USER_TABLES_SQL="SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid
  WHERE c.relkind IN ('r','p','v','m','S') AND n.nspname NOT IN ('pg_catalog','information_schema')
    AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
 
+# The live database's objects as one line of JSON (JSON escapes newlines and quotes in names, so no
+# identifier is ever split across lines): who we are, which roles' objects we may drop, and every
+# object a TOC entry can name, keyed as pg_dump names it (desc, schema, tag; function tags with
+# their argument types as format_type prints them under search_path ''). restore/dbPlan.ts decides
+# from this which entries to keep as they are, which to create, and what to refuse.
+PG_OBJECTS_SQL="SET search_path = '';
+WITH nsp AS (
+  SELECT oid, nspname FROM pg_catalog.pg_namespace
+   WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%'
+), ext AS (
+  SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'
+), objs AS (
+  SELECT 'SCHEMA' AS kind, '-' AS sch, n.nspname AS tag, n.oid AS nsp_oid, pg_catalog.pg_get_userbyid(s.nspowner) AS owner, s.nspowner AS owner_oid,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND objid = n.oid) AS ext, true AS top
+    FROM nsp n JOIN pg_catalog.pg_namespace s ON s.oid = n.oid
+  UNION ALL
+  SELECT 'EXTENSION', '-', e.extname, NULL, pg_catalog.pg_get_userbyid(e.extowner), e.extowner, false, true FROM pg_catalog.pg_extension e
+  UNION ALL
+  SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                        WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'INDEX' END,
+         n.nspname, c.relname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objid = c.oid), c.relkind NOT IN ('i', 'I')
+    FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I')
+  UNION ALL
+  SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname,
+         p.proname || '(' || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                                         FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')',
+         n.oid, pg_catalog.pg_get_userbyid(p.proowner), p.proowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objid = p.oid), true
+    FROM pg_catalog.pg_proc p JOIN nsp n ON n.oid = p.pronamespace
+  UNION ALL
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname, n.oid, pg_catalog.pg_get_userbyid(t.typowner), t.typowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND objid = t.oid), true
+    FROM pg_catalog.pg_type t JOIN nsp n ON n.oid = t.typnamespace
+   WHERE t.typtype IN ('b', 'd', 'e', 'r') AND t.typcategory <> 'A' AND t.typrelid = 0
+  UNION ALL
+  SELECT CASE o.contype WHEN 'f' THEN 'FK CONSTRAINT' WHEN 'c' THEN 'CHECK CONSTRAINT' ELSE 'CONSTRAINT' END, n.nspname,
+         c.relname || ' ' || o.conname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
+    FROM pg_catalog.pg_constraint o JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp n ON n.oid = c.relnamespace
+  UNION ALL
+  SELECT 'EVENT TRIGGER', '-', e.evtname, NULL, pg_catalog.pg_get_userbyid(e.evtowner), e.evtowner, false, false FROM pg_catalog.pg_event_trigger e
+  UNION ALL
+  SELECT 'TRIGGER', n.nspname, c.relname || ' ' || g.tgname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
+    FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid JOIN nsp n ON n.oid = c.relnamespace WHERE NOT g.tgisinternal
+)
+SELECT pg_catalog.json_build_object(
+  'user', current_user,
+  'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+  'roles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles),
+  'myRoles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles WHERE pg_catalog.pg_has_role(current_user, oid, 'USAGE')),
+  'objects', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(kind, sch, tag, owner,
+                 pg_catalog.pg_has_role(current_user, owner_oid, 'USAGE'), ext, top)), '[]') FROM objs),
+  'available', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(a.name, v.trusted, v.superuser)), '[]')
+                  FROM pg_catalog.pg_available_extensions a
+                  JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version))"
+
 restore_db() {
   local dir=$1 psql pg_restore n
   psql=$(opt psql); pg_restore=$(opt pg_restore)
   local C=(-h "$(opt pg_host)" -p "$(opt pg_port)" -U "$(opt pg_user)" -w)
   n=$("$psql" -X -At "${C[@]}" -d "$(opt pg_db)" -c "$PG_USER_TABLES_SQL") || fail "cannot reach the database"
-  local args=(--exit-on-error "${C[@]}" -d "$(opt pg_db)")
-  if [ "$n" -gt 0 ]; then
-    echo "database is not empty ($n relations): pg_restore --clean --if-exists"
+  # One transaction: whatever fails (an entry, a privilege, a killed pg_restore, a cut database
+  # connection, a full disk, a cancel), PostgreSQL rolls all of it back and the database is as it
+  # was; only a COMMIT makes it the set's content (docs/guarantees.md says why not --jobs).
+  local args=(--single-transaction --exit-on-error "${C[@]}" -d "$(opt pg_db)")
+  # As a role that is not a superuser, objects whose owner in the set is another role are created
+  # owned by this role instead of failing on ALTER ... OWNER (no_owner, decided in restore/dbPlan.ts).
+  [ "$(opt no_owner)" = yes ] && args+=(--no-owner)
+  if [ "$n" -gt 0 ] || [ "$(opt clean)" = yes ]; then
+    echo "database is not empty ($n relations, or objects of the set exist already): pg_restore --clean --if-exists in one transaction"
     args+=(--clean --if-exists)
   else
-    echo "database is empty: plain pg_restore"
+    echo "database is empty: plain pg_restore in one transaction"
   fi
-  [ -n "$(opt jobs)" ] && args+=(--jobs "$(opt jobs)")
+  [ -z "$(opt jobs)" ] || echo "not using --jobs $(opt jobs): parallel workers cannot share the one transaction that makes the restore atomic"
   local entries
   if [ -s "$JOB_DIR/listing" ]; then
     entries=$(grep -c '^[0-9]' "$JOB_DIR/listing" || true)
-    echo "selective restore with the uploaded listing ($entries entries enabled)"
+    echo "restoring the $entries enabled entries of the plan's listing (kept objects and left-out entries are commented out)"
     args+=(-L "$JOB_DIR/listing")
   elif [ -f "$dir/db.toc" ]; then
     entries=$(grep -c '^[0-9]' "$dir/db.toc" || true)
@@ -138,7 +200,7 @@ restore_db() {
         grep -E "^[0-9]+; [0-9]+ [0-9]+ ${BASH_REMATCH[2]} ${BASH_REMATCH[5]} ${BASH_REMATCH[6]} " "$dir/db.toc" | sed 's/^/FAILED TOC ENTRY: /' || true
       fi
     fi
-    fail "pg_restore failed (exit status $rc); the database may be partly restored - restore again or restore the pre-restore safety set"
+    fail "pg_restore failed (exit status $rc); the database is unchanged: the restore ran in one transaction, which PostgreSQL rolled back"
   fi
   step "database: ANALYZE"
   "$psql" -X -q "${C[@]}" -d "$(opt pg_db)" -c 'ANALYZE' || fail "ANALYZE failed"
@@ -222,26 +284,32 @@ restore_config() {
 }
 
 # --- after the restore ----------------------------------------------------------------------
+# The kadi helpers (kadi_run, kadi_error, step_failed) are in 70-maintenance.sh.
 db_upgrade_step() {
-  section db-upgrade kadi_cli db upgrade || fail "kadi db upgrade failed"
-  grep -qx 'Upgrade completed successfully.' "$JOB_DIR/db-upgrade.out" || fail "kadi db upgrade did not report success"
+  kadi_run db-upgrade "kadi db upgrade" 'Upgrade completed successfully\.' kadi_cli db upgrade
 }
 
+# The checks after a restore fail the job but not at once: each one still runs (step_failed).
 reindex_step() {
-  local model=${1:-} n
+  local model=${1:-} n rc=0 why
   local args=(search reindex)
   [ -n "$model" ] && args+=(--model "$model")
-  if ! section reindex kadi_cli "${args[@]}" --i-am-sure; then attention "kadi search reindex failed"; echo failed > "$JOB_DIR/failed"; return 0; fi
+  section reindex kadi_cli "${args[@]}" --i-am-sure || rc=$?
+  why=$(kadi_error reindex "$rc")
+  if [ -n "$why" ]; then step_failed reindex "kadi search reindex failed ($why)"; return 0; fi
   # The CLI reports objects it could not index and still exits 0: those are failures.
   n=$(grep -c '^Error indexing ' "$JOB_DIR/reindex.out" || true)
-  if [ "$n" -gt 0 ]; then attention "$n object(s) could not be indexed (see the 'Error indexing' lines)"; echo failed > "$JOB_DIR/failed"; fi
-  grep -qx 'Search indices rebuilt successfully.' "$JOB_DIR/reindex.out" || { attention "kadi search reindex did not report success"; echo failed > "$JOB_DIR/failed"; }
+  if [ "$n" -gt 0 ]; then step_failed reindex "$n object(s) could not be indexed (see the 'Error indexing' lines)"; fi
+  grep -qx 'Search indices rebuilt successfully.' "$JOB_DIR/reindex.out" || step_failed reindex "kadi search reindex did not report success"
   return 0
 }
 
 indices_step() {
-  section search-ls kadi_cli search ls || { attention "kadi search ls failed"; return 0; }
-  local orphans
+  local orphans rc=0 why
+  section search-ls kadi_cli search ls || rc=$?
+  why=$(kadi_error search-ls "$rc")
+  if [ -z "$why" ] && ! grep -q "^Indices for '.*':\$" "$JOB_DIR/search-ls.out"; then why="it listed no indices"; fi
+  if [ -n "$why" ]; then step_failed indices "kadi search ls failed ($why); orphaned indices are unknown"; return 0; fi
   orphans=$(sed -n 's/^\* \([^ ]*\)$/\1/p' "$JOB_DIR/search-ls.out" | tr '\n' ' ')
   [ -z "$orphans" ] || attention "orphaned search indices (remove with remove-orphans): $orphans"
   return 0
@@ -249,9 +317,15 @@ indices_step() {
 
 files_check_step() {
   # "n": never resolve here; resolution is a separate, explicitly confirmed maintenance job.
-  section files-check sh -c 'printf "n\n" | "$@"' sh env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check || { attention "kadi files check failed"; return 0; }
-  local n
-  n=$(sed -n 's/^Found \([0-9]*\) inconsistenc.*/\1/p' "$JOB_DIR/files-check.out")
+  local n rc=0 why
+  section files-check sh -c 'printf "n\n" | "$@"' sh env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check || rc=$?
+  why=$(kadi_error files-check "$rc")
+  n=$(sed -n 's/^Found \([0-9]*\) inconsistenc.*/\1/p' "$JOB_DIR/files-check.out" | tail -n1)
+  # Only a check that ran to its end says how many inconsistencies there are.
+  if [ -z "$why" ] && [ -z "$n" ] && ! grep -qx 'Files checked successfully.' "$JOB_DIR/files-check.out"; then
+    why="it printed neither 'Files checked successfully.' nor 'Found N inconsistencies.'"
+  fi
+  if [ -n "$why" ]; then step_failed files-check "kadi files check failed ($why)"; return 0; fi
   [ -z "$n" ] || attention "kadi files check found $n inconsistencies (see files-check)"
   return 0
 }
@@ -260,7 +334,10 @@ print_summary() {
   local what=$1
   echo "[kadi-ops] summary of $what"
   if [ -s "$JOB_DIR/steps" ]; then
-    while read -r name secs result; do printf '  %-16s %6ss  %s\n' "$name" "$secs" "$result"; done < "$JOB_DIR/steps"
+    while read -r name secs result; do
+      grep -qxF "$name" "$JOB_DIR/failed-steps" 2>/dev/null && result=FAILED
+      printf '  %-16s %6ss  %s\n' "$name" "$secs" "$result"
+    done < "$JOB_DIR/steps"
   fi
   if [ -s "$JOB_DIR/attention" ]; then
     echo "  needs attention:"
@@ -347,8 +424,15 @@ cleanup_restore() {
 
 # set-toc BACKUP_DIR SET: the dump's table of contents as recorded at backup time (pg_restore -l),
 # for validating a selective-restore listing before the job starts.
+# With a third argument, the pg_restore to read the dump's own TOC with -v: the same entries plus
+# a "depends on:" line under each entry that has dependencies (restore/dbPlan.ts uses them).
 cmd_set_toc() {
   check_set_name "$2"
+  if [ -n "${3:-}" ]; then
+    [ -f "$1/$2/db.dump" ] || die "set $2 has no db.dump"
+    "$3" -l -v "$1/$2/db.dump" || die "pg_restore -l cannot read the dump of set $2"
+    return 0
+  fi
   [ -f "$1/$2/db.toc" ] || die "set $2 has no db.toc"
   cat "$1/$2/db.toc"
 }
@@ -377,6 +461,12 @@ cmd_restore_probe() {
   if n=$("$(opt psql)" -X -At -h "$(opt pg_host)" -p "$(opt pg_port)" -U "$(opt pg_user)" -w -d "$(opt pg_db)" -c "$PG_USER_TABLES_SQL" 2>&1); then
     echo "db_relations=$n"
     echo "db_bytes=$("$(opt psql)" -X -At -h "$(opt pg_host)" -p "$(opt pg_port)" -U "$(opt pg_user)" -w -d "$(opt pg_db)" -c 'select pg_database_size(current_database())')"
+    local objects
+    if objects=$("$(opt psql)" -X -q -At -h "$(opt pg_host)" -p "$(opt pg_port)" -U "$(opt pg_user)" -w -d "$(opt pg_db)" -c "$PG_OBJECTS_SQL" 2>&1); then
+      echo "db_objects=$objects"
+    else
+      echo "db_objects_error=$(printf '%s' "$objects" | tr '\n' ' ')"
+    fi
   else
     echo "db_error=$(printf '%s' "$n" | tr '\n' ' ')"
   fi

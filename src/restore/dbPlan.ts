@@ -1,0 +1,314 @@
+/**
+ * What a database restore will do with each object, decided before anything is touched.
+ *
+ * The restore runs `pg_restore --single-transaction` (atomic: a failure changes nothing), as the Kadi
+ * role, which on a real server does not own everything in its database: DBAs add extensions as the
+ * superuser (pgcrypto, pg_trgm, pg_stat_statements) and sometimes functions or types as another
+ * role. `--clean` would try to DROP those and fail, so this module compares the dump's table of
+ * contents (`pg_restore -l -v`, with dependencies) with the live database (restore-probe's
+ * `db_objects`) and decides per entry:
+ *  - keep: the object exists and is not the Kadi role's to replace (an extension that is already
+ *    installed, anything owned by a role whose privileges the Kadi role lacks): its entry and the
+ *    comments and grants on it are commented out of the listing, so it is neither dropped nor
+ *    re-created;
+ *  - create: it is missing and will be created (a trusted extension; an object that another role
+ *    owned in the set is created owned by the Kadi role, `--no-owner`);
+ *  - refuse: it cannot be restored by this role (an untrusted extension that is missing: the exact
+ *    statement a superuser must run is named; a table of another role whose data the set holds), or
+ *    an edited listing cannot be applied (it keeps a schema but leaves out objects still in it, or an
+ *    entry depends on one that is left out and missing). Refusals are plan blockers.
+ * The result is the listing the job hands to `pg_restore -L`.
+ */
+import { dependsOn, entriesById, parseListing, serializeListing, setEnabled, tocEntries, type TocEntry, type TocListing } from '../pgtoc/listing';
+
+/** One live object, keyed as pg_dump names it in a TOC (newlines in names become spaces there). */
+export interface LiveDbObject {
+  kind: string;
+  schema: string;
+  tag: string;
+  owner: string;
+  /** The Kadi role has the privileges of the owner (it may drop and re-create the object). */
+  mine: boolean;
+  /** A member of an extension (never dumped on its own). */
+  ext: boolean;
+  /** Stands on its own in a schema (not an index, constraint or trigger). */
+  top: boolean;
+}
+
+export interface LiveDb {
+  user: string;
+  superuser: boolean;
+  roles: string[];
+  myRoles: string[];
+  objects: LiveDbObject[];
+  /** Extensions the server can install: name, trusted (a database owner may create it), superuser-only. */
+  available: { name: string; trusted: boolean; superuser: boolean }[];
+}
+
+export interface DbDecision {
+  dumpId: number;
+  /** e.g. `EXTENSION pgcrypto`, `FUNCTION public.dba_helper(integer)` */
+  object: string;
+  action: 'keep' | 'create' | 'refuse';
+  why: string;
+}
+
+export interface DbRestorePlan {
+  /** The listing for `pg_restore -L`: every entry of the set (or of the operator's listing), kept ones commented out. */
+  listing: string;
+  /** pg_restore --clean --if-exists: the database has tables, or objects of the listing exist already. */
+  clean: boolean;
+  /** Objects whose owner in the set is another role are created owned by the restoring role. */
+  noOwner: boolean;
+  decisions: DbDecision[];
+  blockers: string[];
+  warnings: string[];
+}
+
+/** Parses restore-probe's `db_objects` JSON line. Throws with a clear message on anything else. */
+export function parseLiveDb(json: string): LiveDb {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    throw new Error('the database probe returned no valid JSON');
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o?.user !== 'string' || !Array.isArray(o.objects)) throw new Error('the database probe returned an unexpected document');
+  const strings = (x: unknown): string[] => (Array.isArray(x) ? x.filter((s): s is string => typeof s === 'string') : []);
+  return {
+    user: o.user,
+    superuser: o.superuser === true,
+    roles: strings(o.roles),
+    myRoles: strings(o.myRoles),
+    objects: (o.objects as unknown[][]).map((a) => ({
+      kind: String(a[0]),
+      schema: String(a[1]),
+      tag: String(a[2]),
+      owner: String(a[3] ?? ''),
+      mine: a[4] === true,
+      ext: a[5] === true,
+      top: a[6] === true,
+    })),
+    available: (Array.isArray(o.available) ? (o.available as unknown[][]) : []).map((a) => ({ name: String(a[0]), trusted: a[1] === true, superuser: a[2] === true })),
+  };
+}
+
+/** Entries only `pg_restore -l -v` prints (pg_restore handles them itself; they restore nothing on their own). */
+const VERBOSE_ONLY = new Set(['ENCODING', 'STDSTRINGS', 'SEARCHPATH', 'DATABASE', 'DATABASE PROPERTIES']);
+function withoutVerboseOnly(listing: TocListing): TocListing {
+  return { ...listing, lines: listing.lines.filter((l) => l.kind !== 'entry' || !VERBOSE_ONLY.has(l.desc)) };
+}
+
+/** pg_dump's TOC prints names with newlines (and carriage returns) turned into spaces. */
+const tocText = (s: string): string => s.replace(/[\r\n]/g, ' ');
+const key = (kind: string, schema: string, tag: string): string => `${kind}\u0000${tocText(schema)}\u0000${tocText(tag)}`;
+
+/** TOC descs that name an object the probe can find, and the probe kind they are found under. */
+const LOOKUP_KIND: Record<string, string> = {
+  SCHEMA: 'SCHEMA',
+  EXTENSION: 'EXTENSION',
+  TABLE: 'TABLE',
+  VIEW: 'VIEW',
+  'MATERIALIZED VIEW': 'MATERIALIZED VIEW',
+  SEQUENCE: 'SEQUENCE',
+  'FOREIGN TABLE': 'FOREIGN TABLE',
+  FUNCTION: 'FUNCTION',
+  PROCEDURE: 'PROCEDURE',
+  AGGREGATE: 'AGGREGATE',
+  TYPE: 'TYPE',
+  DOMAIN: 'DOMAIN',
+  INDEX: 'INDEX',
+  CONSTRAINT: 'CONSTRAINT',
+  'FK CONSTRAINT': 'FK CONSTRAINT',
+  'CHECK CONSTRAINT': 'CHECK CONSTRAINT',
+  TRIGGER: 'TRIGGER',
+  'EVENT TRIGGER': 'EVENT TRIGGER',
+};
+/** Entries that only annotate another object: they need its ownership and go where it goes. */
+const ANNOTATIONS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
+/** Objects that carry rows: another role's copy cannot be replaced without losing the set's data. */
+const DATA_OF = new Map([['TABLE DATA', 'TABLE'], ['MATERIALIZED VIEW DATA', 'MATERIALIZED VIEW'], ['SEQUENCE SET', 'SEQUENCE']]);
+
+export function describe(e: TocEntry): string {
+  if (e.schema === '-') return `${e.desc} ${e.name}`;
+  return `${e.desc} ${e.schema}.${e.name}`;
+}
+
+export function quoteIdent(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+/**
+ * @param tocVerbose the set's `pg_restore -l -v` output
+ * @param live the probe of the target database
+ * @param opts.listing the operator's edited listing (a selective restore); absent: everything
+ * @param opts.clean the database is not empty, so pg_restore runs with --clean (drops first); it
+ *   does also when an object of the listing already exists (the plan's `clean`)
+ * @param opts.database the database's name, for the statements a superuser is asked to run
+ */
+export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?: string; clean: boolean; database?: string }): DbRestorePlan {
+  const knownOwners = [...new Set([...live.roles.map(tocText)])];
+  const knownSchemas = live.objects.filter((o) => o.kind === 'SCHEMA').map((o) => tocText(o.tag));
+  const full = parseListing(tocVerbose, { knownOwners, knownSchemas });
+  const deps = dependsOn(full);
+  const toc = withoutVerboseOnly(full);
+  const base: TocListing = opts.listing !== undefined ? parseListing(opts.listing, { knownOwners, knownSchemas }) : toc;
+  const byId = entriesById(toc);
+  const enabled = new Set(tocEntries(base).filter((e) => e.enabled).map((e) => e.dumpId));
+  const selective = opts.listing !== undefined;
+
+  const liveByKey = new Map<string, LiveDbObject>();
+  for (const o of live.objects) if (!liveByKey.has(key(o.kind, o.schema, o.tag))) liveByKey.set(key(o.kind, o.schema, o.tag), o);
+  const lookup = (e: TocEntry): LiveDbObject | undefined => {
+    const kind = LOOKUP_KIND[e.desc];
+    return kind ? liveByKey.get(key(kind, e.schema, e.name)) : undefined;
+  };
+  const dumpByKey = new Map<string, TocEntry>();
+  for (const e of tocEntries(toc)) {
+    const kind = LOOKUP_KIND[e.desc];
+    if (kind) dumpByKey.set(key(kind, e.schema, e.name), e);
+  }
+  const myRoles = new Set([live.user, ...live.myRoles].map(tocText));
+  const available = new Map(live.available.map((a) => [a.name, a]));
+
+  const decisions: DbDecision[] = [];
+  const blockers: string[] = [];
+  const warnings: string[] = [];
+  const keep = new Set<number>();
+  const decide = (e: TocEntry, action: DbDecision['action'], why: string): void => {
+    decisions.push({ dumpId: e.dumpId, object: describe(e), action, why });
+  };
+
+  const enabledEntries = tocEntries(base).filter((e) => e.enabled).map((e) => byId.get(e.dumpId) ?? e);
+  for (const e of enabledEntries) {
+    if (e.desc === 'EXTENSION') {
+      const have = lookup(e);
+      if (have) {
+        keep.add(e.dumpId);
+        decide(e, 'keep', `installed (owner ${have.owner}); kept as it is, neither dropped nor re-created`);
+        continue;
+      }
+      const a = available.get(e.name);
+      const schemaEntry = (deps.get(e.dumpId) ?? []).map((d) => byId.get(d)).find((d) => d?.desc === 'SCHEMA');
+      const statement = `CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(schemaEntry?.name ?? 'public')};`;
+      if (!a) {
+        decide(e, 'refuse', 'not available on this server');
+        blockers.push(`Extension ${e.name} is not available on the database server: install the package that provides it (for PostgreSQL's contrib modules, postgresql-contrib), then as a superuser run: ${statement}`);
+      } else if (a.trusted || live.superuser) {
+        decide(e, 'create', `missing; created by ${live.user}${a.trusted && !live.superuser ? ' (a trusted extension)' : ''}`);
+      } else {
+        decide(e, 'refuse', 'missing, and only a superuser may create it');
+        blockers.push(`Extension ${e.name} is missing and only a superuser may create it. Nothing was changed. As a superuser, in database ${opts.database ?? 'of the host'}, run: ${statement} Then restore again.`);
+      }
+      continue;
+    }
+    if (e.desc === 'DEFAULT ACL' && !live.superuser && e.owner !== '' && !myRoles.has(e.owner)) {
+      keep.add(e.dumpId);
+      decide(e, 'keep', `default privileges of role ${e.owner}, which only ${e.owner} or a superuser may change; left as they are`);
+      continue;
+    }
+    const have = lookup(e);
+    if (!live.superuser && have && !have.mine && !ANNOTATIONS.has(e.desc)) {
+      const dataKind = e.desc;
+      const data = enabledEntries.find((d) => DATA_OF.get(d.desc) === dataKind && d.schema === e.schema && d.name === e.name);
+      if (data) {
+        decide(e, 'refuse', `owned by ${have.owner}; its rows cannot be replaced by ${live.user}`);
+        blockers.push(
+          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: its data cannot be replaced without dropping it. Nothing was changed. Either have a superuser run ALTER ${e.desc} ${quoteIdent(e.schema)}.${quoteIdent(have.tag)} OWNER TO ${quoteIdent(live.user)}; or restore with a listing that leaves out its data.`,
+        );
+      } else {
+        keep.add(e.dumpId);
+        decide(e, 'keep', `owned by ${have.owner}, which ${live.user} may not drop; kept as it is`);
+      }
+      continue;
+    }
+    if (!have && !live.superuser && e.desc === 'EVENT TRIGGER') {
+      decide(e, 'refuse', 'missing, and only a superuser may create an event trigger');
+      blockers.push(`${describe(e)} is missing and only a superuser may create an event trigger. Nothing was changed. Restore with a listing that leaves it out (and create it as a superuser), or restore as a superuser.`);
+      continue;
+    }
+    if (!have && !live.superuser && LOOKUP_KIND[e.desc] && e.owner !== '' && !myRoles.has(e.owner)) {
+      decide(e, 'create', `owned by ${e.owner} in the set; missing, so created owned by ${live.user}`);
+    }
+  }
+  // Comments, grants and labels on a kept object need its owner: they stay as they are with it.
+  for (const e of enabledEntries) {
+    if (keep.has(e.dumpId)) continue;
+    if ((ANNOTATIONS.has(e.desc) || e.desc === 'SEQUENCE OWNED BY') && (deps.get(e.dumpId) ?? []).some((d) => keep.has(d))) keep.add(e.dumpId);
+  }
+  for (const e of enabledEntries) {
+    // `COMMENT - EXTENSION x` does not always list the extension as a dependency.
+    if (!keep.has(e.dumpId) && ANNOTATIONS.has(e.desc) && e.name.startsWith('EXTENSION ')) {
+      const ext = enabledEntries.find((x) => x.desc === 'EXTENSION' && `EXTENSION ${x.name}` === e.name);
+      if (ext && keep.has(ext.dumpId)) keep.add(e.dumpId);
+    }
+  }
+
+  // Anything of the listing that exists already must be dropped first, also in a database without
+  // tables (a plain pg_restore would fail on CREATE of what is there).
+  const clean = opts.clean || enabledEntries.some((e) => !keep.has(e.dumpId) && lookup(e) !== undefined);
+  // A schema that --clean drops must be empty by then: whatever it holds that the listing does not
+  // drop makes DROP SCHEMA fail.
+  if (clean) {
+    for (const e of enabledEntries) {
+      if (e.desc !== 'SCHEMA' || keep.has(e.dumpId)) continue;
+      const have = lookup(e);
+      if (!have) continue;
+      const inside = live.objects.filter((o) => o.top && o.kind !== 'SCHEMA' && o.kind !== 'EXTENSION' && tocText(o.schema) === e.name);
+      const leftOut: string[] = [];
+      const newer: string[] = [];
+      let held = false;
+      for (const o of inside) {
+        const d = dumpByKey.get(key(o.kind, o.schema, o.tag));
+        if (o.ext) held = true;
+        else if (!d) newer.push(`${o.kind} ${o.tag}`);
+        else if (keep.has(d.dumpId)) held = true;
+        else if (!enabled.has(d.dumpId)) leftOut.push(describe(d));
+      }
+      if (leftOut.length > 0) {
+        decide(e, 'refuse', `still holds objects the listing leaves out`);
+        blockers.push(
+          `The listing restores ${describe(e)} but leaves out ${leftOut.length} object(s) that are still in it (${leftOut.slice(0, 5).join(', ')}${leftOut.length > 5 ? ', …' : ''}): pg_restore --clean would fail to drop the schema. Enable them too, or leave the schema's own entry out. Nothing was changed.`,
+        );
+      } else if (newer.length > 0 || held) {
+        keep.add(e.dumpId);
+        decide(e, 'keep', newer.length > 0 ? `also holds ${newer.length} object(s) that are not in the set (${newer.slice(0, 3).join(', ')}${newer.length > 3 ? ', …' : ''}); the schema is kept and they are left as they are` : 'holds objects of an extension or of another role; the schema is kept, its objects from the set are replaced');
+        if (newer.length > 0) warnings.push(`Schema ${e.name} holds ${newer.length} object(s) that are not in the set (${newer.slice(0, 3).join(', ')}${newer.length > 3 ? ', …' : ''}); they are left as they are.`);
+      }
+    }
+  }
+
+  // A full restore replaces what the set holds; what was made after it is not the set's to drop.
+  if (!selective) {
+    const newer = live.objects.filter((o) => o.top && o.mine && !o.ext && o.kind !== 'SCHEMA' && o.kind !== 'EXTENSION' && !dumpByKey.has(key(o.kind, o.schema, o.tag)));
+    if (newer.length > 0) {
+      const names = newer.slice(0, 5).map((o) => `${o.kind} ${o.schema}.${tocText(o.tag)}`);
+      warnings.push(`${newer.length} object(s) in the database are not in the set and are left as they are (${names.join(', ')}${newer.length > 5 ? ', …' : ''}); drop them by hand if they should go.`);
+    }
+  }
+
+  // A selective restore: an entry that depends on one the listing leaves out needs that object to exist already.
+  if (selective) {
+    for (const e of enabledEntries) {
+      if (keep.has(e.dumpId)) continue;
+      for (const d of deps.get(e.dumpId) ?? []) {
+        if (enabled.has(d)) continue;
+        const dep = byId.get(d);
+        if (!dep || !LOOKUP_KIND[dep.desc]) continue;
+        if (!lookup(dep)) {
+          blockers.push(`Listing entry ${e.dumpId} (${describe(e)}) depends on ${describe(dep)}, which the listing leaves out and which does not exist in the database. Enable entry ${dep.dumpId} too, or leave out entry ${e.dumpId}. Nothing was changed.`);
+          break;
+        }
+      }
+    }
+  }
+
+  const listing = serializeListing(keep.size > 0 ? setEnabled(base, keep, false) : base);
+  return { listing, clean, noOwner: !live.superuser, decisions, blockers, warnings };
+}
+
+/** The plan's lines about database objects, for formatPlan. */
+export function formatDbDecisions(decisions: readonly DbDecision[]): string[] {
+  return decisions.map((d) => `  ${d.action === 'keep' ? 'keep  ' : d.action === 'create' ? 'create' : 'REFUSE'}             ${d.object}: ${d.why}`);
+}
