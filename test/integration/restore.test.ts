@@ -80,7 +80,7 @@ describe('restore against the sandbox host', function () {
     assert.equal(r.outcome.result, 'succeeded', r.log);
     assert.equal(r.plan.database.mode, 'clean');
     assert.equal(r.plan.verify.ok, true);
-    assert.match(r.log, /pg_restore -v --exit-on-error .* --clean --if-exists/);
+    assert.match(r.log, /pg_restore -v --single-transaction --exit-on-error .* --clean --if-exists/);
     const after = await snapshot();
     assert.equal(after.db, before.db, 'database contents as at backup time');
     assert.deepEqual(after.storage, before.storage, 'storage tree, modes and owners as at backup time');
@@ -110,25 +110,39 @@ describe('restore against the sandbox host', function () {
     assert.ok(Math.max(at(/^\[step\] database$/), at(/^\[step\] files$/)) < Math.min(at(/^timing=database /), at(/^timing=files /)), r.log);
   });
 
-  it('restores into an empty database with a plain pg_restore (in parallel with --jobs 2)', async () => {
+  it('restores into an empty database with a plain pg_restore in one transaction (--jobs 2 is named as not used); the DBA\'s extensions and function are created by the Kadi role', async () => {
     const set = await backup();
     const before = await tableDigests(sb);
     await sb.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'kadi' AND pid <> pg_backend_pid()", 'postgres');
     await sb.psql('DROP DATABASE kadi', 'postgres');
     await sb.psql('CREATE DATABASE kadi OWNER kadi', 'postgres');
+    // The DBA installed one of the two extensions into the new database; the other is missing.
+    await sb.psql('CREATE EXTENSION pg_trgm');
     const r = await restore(set, { components: ['db'], jobs: 2 });
     assert.equal(r.plan.database.empty, true);
-    assert.match(r.log, /pg_restore -v --exit-on-error .* --jobs 2 /);
+    assert.match(r.log, /^not using --jobs 2: /m);
+    assert.match(r.log, /pg_restore -v --single-transaction --exit-on-error .*--no-owner/);
+    assert.ok(r.plan.warnings.some((w) => /--jobs 2 is not used/.test(w)), r.plan.warnings.join('\n'));
+    // Missing in the new database: the trusted extension and the other role's function are created;
+    // the installed extension is kept.
+    const decided = (o: string, action: string): boolean => r.plan.db?.decisions.some((x) => x.object === o && x.action === action) ?? false;
+    for (const o of ['EXTENSION pgcrypto', 'FUNCTION public.dba_normalize(text)']) assert.ok(decided(o, 'create'), `${o} is created: ${JSON.stringify(r.plan.db?.decisions)}`);
+    assert.ok(decided('EXTENSION pg_trgm', 'keep'), JSON.stringify(r.plan.db?.decisions));
     assert.equal(r.outcome.result, 'succeeded', r.log);
-    // Progress counts the TOC entries restored, also with parallel workers, and ends at all of them.
-    const entries = fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8').split('\n').filter((l) => /^\d+;/.test(l)).length;
+    // Progress counts the TOC entries restored (large objects too) and ends at all the plan enables.
+    const entries = (r.plan.db?.listing ?? '').split('\n').filter((l) => /^\d+;/.test(l)).length;
+    assert.equal(entries, fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8').split('\n').filter((l) => /^\d+;/.test(l)).length - 2, 'all but the kept pg_trgm and its comment');
     const progress = [...r.log.matchAll(/^\[progress\] database (\d+)% (\d+)\/(\d+) entries$/gm)];
     assert.ok(progress.length > 0, r.log);
-    assert.deepEqual(progress.at(-1)?.slice(1), ['100', String(entries), String(entries)]);
+    assert.deepEqual(progress.at(-1)?.slice(1), ['100', String(entries), String(entries)], r.log);
     for (const m of progress) assert.equal(Number(m[1]), Math.floor((Number(m[2]) * 100) / entries), m[0]);
     assert.match(r.log, /database is empty: plain pg_restore/);
     assert.doesNotMatch(r.log, /--clean/);
     assert.equal(await tableDigests(sb), before);
+    assert.equal((await sb.psql("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'dba_normalize'")).trim(), 'kadi');
+    assert.equal((await sb.psql("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pgcrypto'")).trim(), 'kadi');
+    // The DBA's function goes back to its role for the tests after this one (pgcrypto stays the Kadi role's).
+    await sb.psql('ALTER FUNCTION dba_normalize(text) OWNER TO kadi_dba');
   });
 
   it('an archive-mode set is extracted and synced: both trees are back as at backup time', async () => {
@@ -229,7 +243,7 @@ describe('restore against the sandbox host', function () {
     await sb.psql('TRUNCATE record CASCADE');
     const r = await restore(set, { components: ['db'], listing: only });
     assert.equal(r.outcome.result, 'succeeded', r.log);
-    assert.match(r.log, /selective restore with the uploaded listing \(1 entries enabled\)/);
+    assert.match(r.log, /restoring the 1 enabled entries of the plan's listing/);
     assert.match(r.log, /^\[progress\] database 100% 1\/1 entries$/m);
     assert.equal(await sb.psql('SELECT string_agg(title, \',\' ORDER BY id) FROM record'), titles);
     // TRUNCATE ... CASCADE emptied the tables referencing record too: a full restore brings them back.
@@ -346,7 +360,7 @@ describe('restore against the sandbox host', function () {
     const r = await restore(set, {
       components: ['db'],
       onLine: (l) => {
-        if (l.startsWith('pg_restore -v --exit-on-error') && !cutAt) {
+        if (l.startsWith('pg_restore -v --single-transaction') && !cutAt) {
           id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
           setTimeout(() => {
             cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
@@ -377,7 +391,7 @@ describe('restore against the sandbox host', function () {
         sink,
         signal: ac.signal,
         onLine: (l) => {
-          if (l.startsWith('pg_restore -v --exit-on-error')) setTimeout(() => ac.abort(), 500);
+          if (l.startsWith('pg_restore -v --single-transaction')) setTimeout(() => ac.abort(), 500);
         },
       });
       const log = sink.text('stdout');

@@ -48,12 +48,29 @@ export function treeState(root: string): Map<string, string> {
   return out;
 }
 
-/** A stable digest of every table's content (order-independent). */
+/**
+ * A digest of the database's content computed by a plain query (not by Kadi Ops): every table's rows
+ * (order-independent), every sequence's position and every large object, one line each. One query,
+ * so identifiers with newlines, quotes or semicolons never pass through a line-based protocol.
+ */
+export const DB_DIGEST_SQL = `
+SELECT string_agg(line, E'\\n' ORDER BY line) FROM (
+  SELECT 'table ' || replace(format('%I.%I', n.nspname, c.relname), E'\\n', '\\n') || ' ' ||
+         (xpath('//d/text()', query_to_xml(format('SELECT count(*) || '' '' || coalesce(md5(string_agg(x::text, ''|'' ORDER BY x::text)), '''') AS d FROM %I.%I x', n.nspname, c.relname), false, true, '')))[1]::text AS line
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+  UNION ALL
+  SELECT 'sequence ' || replace(format('%I.%I', n.nspname, c.relname), E'\\n', '\\n') || ' ' ||
+         (xpath('//d/text()', query_to_xml(format('SELECT last_value || '' '' || is_called AS d FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  UNION ALL
+  SELECT 'large object ' || oid || ' ' || md5(lo_get(oid)) FROM pg_largeobject_metadata
+) s`;
+
+/** The content digest (DB_DIGEST_SQL) of a database, as the superuser. */
 export async function tableDigests(sb: SandboxHost, db = 'kadi'): Promise<string> {
-  const tables = (await sb.psql("select quote_ident(schemaname)||'.'||quote_ident(tablename) from pg_tables where schemaname not in ('pg_catalog','information_schema') order by 1", db)).trim().split('\n');
-  const parts: string[] = [];
-  for (const t of tables) parts.push(`${t} ${(await sb.psql(`select count(*) || ' ' || coalesce(md5(string_agg(x::text, '|' order by x::text)), '') from ${t} x`, db)).trim()}`);
-  return parts.join('\n');
+  return (await sb.psql(DB_DIGEST_SQL, db)).trim();
 }
 
 export function jobDir(sb: SandboxHost, id: string): string {

@@ -13,7 +13,7 @@ import type { HostProfileInput, RunAsMode } from '../../src/config/types';
 import { startPostgres, scramVerifier, superPsql, sqlLiteral as q, type PgServer } from './postgres';
 import { type Daemon, onProcessExit, runOk, stopDaemon } from './proc';
 import { startRedis, type RedisServer } from './redis';
-import { buildSeed, fixTree, md5, miscUploadPath, SCHEMA_SQL, type SeedSummary, storageFilePath, writeOwned } from './seed';
+import { buildSeed, DBA_SQL, fixTree, md5, miscUploadPath, ODD_SQL, SCHEMA_SQL, type SeedSummary, storageFilePath, writeOwned } from './seed';
 import { makeKeys, startSshd, type SshServer } from './sshd';
 import { type Account, BIN, checkPrerequisites, ensureAccounts } from './system';
 
@@ -146,10 +146,11 @@ function writeKadiConfig(l: Layout, kadi: Account, pg: PgServer, password: strin
   fs.chownSync(l.kadiConfig, kadi.uid, kadi.gid);
 }
 
-/** Role kadi (password set as a SCRAM verifier), database kadi, schema and seed owned by kadi. */
+/** Role kadi (password set as a SCRAM verifier), database kadi, the DBA's additions, schema and seed owned by kadi. */
 async function setUpDatabase(pg: PgServer, password: string, sql: string): Promise<void> {
   await superPsql(pg, `CREATE ROLE kadi LOGIN PASSWORD ${q(scramVerifier(password))};\nCREATE DATABASE kadi OWNER kadi;`);
-  await superPsql(pg, `SET ROLE kadi;\nBEGIN;\n${SCHEMA_SQL}\n${sql}\nCOMMIT;\nRESET ROLE;\nANALYZE;`, 'kadi');
+  await superPsql(pg, DBA_SQL, 'kadi');
+  await superPsql(pg, `SET ROLE kadi;\nBEGIN;\n${SCHEMA_SQL}\n${ODD_SQL}\n${sql}\nCOMMIT;\nRESET ROLE;\nANALYZE;`, 'kadi');
 }
 
 function writeSeedFiles(l: Layout, kadi: Account, seed: ReturnType<typeof buildSeed>): void {

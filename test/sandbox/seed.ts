@@ -115,6 +115,52 @@ CREATE VIEW active_files AS
   SELECT f.id, f.record_id, f.name, f.size, f.checksum FROM file f WHERE f.state = 'active';
 `;
 
+/**
+ * What a database administrator adds to a Kadi database on a real server, created as the
+ * superuser before the schema: extensions owned by the superuser (pgcrypto, pg_trgm; both trusted,
+ * so a database owner could create them too) and a function owned by another role (kadi_dba), which
+ * Kadi's own objects use. The Kadi role may not drop any of them.
+ */
+export const DBA_SQL = `
+CREATE ROLE kadi_dba NOLOGIN;
+CREATE EXTENSION pgcrypto;
+CREATE EXTENSION pg_trgm;
+CREATE FUNCTION public.dba_normalize(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(btrim(t)) $$;
+ALTER FUNCTION public.dba_normalize(text) OWNER TO kadi_dba;
+GRANT EXECUTE ON FUNCTION public.dba_normalize(text) TO kadi;
+COMMENT ON FUNCTION public.dba_normalize(text) IS 'added by the DBA';
+`;
+
+/** A table name with a newline, a schema with quotes, a semicolon, unicode and spaces. */
+export const ODD_SCHEMA = 'odd "schema"; ü';
+export const ODD_TABLE = 'line\nbreak; "t" ü';
+/** A table name that reads like the fields of a TOC line. */
+export const TOC_LIKE_TABLE = 'TABLE DATA public x kadi';
+
+/**
+ * Objects with legal but unusual identifiers, large objects, views and comments, created as the Kadi
+ * role after the schema, so that every backup, verify and restore meets them.
+ */
+export const ODD_SQL = `
+CREATE SCHEMA "odd ""schema""; ü";
+COMMENT ON SCHEMA "odd ""schema""; ü" IS 'a schema with a space, quotes, a semicolon and unicode';
+CREATE TABLE "odd ""schema""; ü"."line
+break; ""t"" ü" (id integer PRIMARY KEY, "tab	col" text, note text NOT NULL DEFAULT public.dba_normalize('  Note '));
+INSERT INTO "odd ""schema""; ü"."line
+break; ""t"" ü" (id, "tab	col", note) VALUES (1, 'a', 'first'), (2, E'two\nlines', 'zweite ü'), (3, NULL, DEFAULT);
+CREATE VIEW "odd ""schema""; ü"."view; of it" AS SELECT id, note FROM "odd ""schema""; ü"."line
+break; ""t"" ü";
+COMMENT ON VIEW "odd ""schema""; ü"."view; of it" IS 'a view over the table with the newline';
+CREATE TABLE public."TABLE DATA public x kadi" (id serial PRIMARY KEY, digest text NOT NULL DEFAULT encode(public.digest('kadi', 'sha256'), 'hex'));
+INSERT INTO public."TABLE DATA public x kadi" DEFAULT VALUES;
+CREATE INDEX record_title_trgm ON record USING gin (title public.gin_trgm_ops);
+CREATE TABLE public.attachment_blob (id integer PRIMARY KEY, blob oid NOT NULL);
+COMMENT ON TABLE public.attachment_blob IS 'large objects, as some plugins keep them';
+INSERT INTO public.attachment_blob VALUES
+  (1, lo_from_bytea(0, convert_to('a small large object', 'UTF8'))),
+  (2, lo_from_bytea(0, decode(repeat('00ff', 40000), 'hex')));
+`;
+
 export interface SeedSummary {
   recordIds: number[];
   /** Active file rows, each with data on disk. */

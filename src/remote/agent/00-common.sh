@@ -126,7 +126,7 @@ pg_restore_progress() {
     BEGIN { last = -1 }
     { print > err }
     quiet == "" || $0 !~ /^pg_restore: (connecting|creating|processing|executing|dropping|launching|finished|entering|restoring|implied) / { print; fflush() }
-    /(^ *|pg_restore: *)(creating [A-Z]|processing data for |executing [A-Z])/ && total > 0 {
+    /(^ *|pg_restore: *)(creating [A-Z]|processing data for |processing BLOBS$|executing [A-Z])/ && total > 0 {
       d++; p = int(d * 100 / total); if (p > 100) p = 100; t = now()
       if (p != last && (p == 100 || t != lastt)) { last = p; lastt = t; printf "[progress] database %d%% %d/%d entries\n", p, d, total; fflush() }
     }'

@@ -1,0 +1,248 @@
+/**
+ * A database restore never leaves the instance worse than before, on a database as DBAs leave it:
+ * extensions owned by the superuser, a function of another role, identifiers with newlines, quotes,
+ * semicolons and unicode, large objects, views and comments (the sandbox seed has all of them).
+ * Failures are caused for real inside PostgreSQL with event triggers that a superuser installs for
+ * the test, and a database connection is cut with pg_terminate_backend.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { startBackup } from '../../src/backup/backupSets';
+import type { HostProfile } from '../../src/config/types';
+import { discover, type Discovery } from '../../src/kadi/discovery';
+import { parseListing, serializeListing, setEnabled, tocEntries } from '../../src/pgtoc/listing';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { listJobs } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import { preflight, RestoreRefusedError, type PreflightOptions, type RestorePlan } from '../../src/restore/preflight';
+import { startRestore } from '../../src/restore/restoreJob';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { ODD_SCHEMA } from '../sandbox/seed';
+import { getSandbox, newPool, profileOf } from './fixture';
+import { runJob, setNameFrom, sleep, tableDigests, type Ran } from './restoreHelpers';
+
+/**
+ * Event triggers that make the restore's own DDL fail where the test says (kadi_test.fault, a
+ * database setting that new sessions, like pg_restore's, pick up): 'first drop' fails the first DROP
+ * of the clean phase; '<command tag> <object identity>' fails that command; 'CONSTRAINT <name> ON
+ * <table>' fails adding that constraint; 'sleep <tag> <identity>' holds the restore there for 60 s.
+ */
+const FAULT_SQL = `
+CREATE FUNCTION public.kadi_test_fault() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE spec text := current_setting('kadi_test.fault', true); r record;
+BEGIN
+  IF spec IS NULL OR spec = '' THEN RETURN; END IF;
+  IF TG_EVENT = 'sql_drop' THEN
+    IF spec = 'first drop' THEN RAISE EXCEPTION 'kadi-ops test fault: the first DROP'; END IF;
+    RETURN;
+  END IF;
+  FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    IF spec = 'sleep ' || r.command_tag || ' ' || r.object_identity THEN PERFORM pg_sleep(60); END IF;
+    IF spec = r.command_tag || ' ' || r.object_identity THEN RAISE EXCEPTION 'kadi-ops test fault: %', spec; END IF;
+    IF r.command_tag = 'ALTER TABLE' AND EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = r.objid AND spec = 'CONSTRAINT ' || c.conname || ' ON ' || r.object_identity) THEN
+      RAISE EXCEPTION 'kadi-ops test fault: %', spec;
+    END IF;
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER kadi_test_fault_ddl ON ddl_command_end EXECUTE FUNCTION public.kadi_test_fault();
+CREATE EVENT TRIGGER kadi_test_fault_drop ON sql_drop EXECUTE FUNCTION public.kadi_test_fault();
+`;
+
+describe('a database restore never leaves the instance worse than before', function () {
+  this.timeout(600000);
+  let sb: SandboxHost;
+  let pool: ConnectionPool;
+  let profile: HostProfile;
+  let host: RemoteHost;
+  let set: string;
+
+  const d = (): Promise<Discovery> => discover(host);
+
+  async function backup(): Promise<string> {
+    await sleep(1100); // set names have one-second resolution
+    const r = await runJob(host, pool, async () => startBackup(host, await d()));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    return setNameFrom(r.log);
+  }
+
+  async function plan(name: string, opts: PreflightOptions = {}): Promise<{ disc: Discovery; plan: RestorePlan }> {
+    const disc = await d();
+    return { disc, plan: await preflight(host, disc, name, { components: ['db'], safetyBackup: false, ...opts }) };
+  }
+
+  async function restore(name: string, opts: PreflightOptions = {}): Promise<Ran & { plan: RestorePlan }> {
+    const p = await plan(name, opts);
+    assert.deepEqual(p.plan.blockers, [], 'preflight found no blockers');
+    const r = await runJob(host, pool, () => startRestore(host, p.disc, p.plan));
+    return { ...r, plan: p.plan };
+  }
+
+  /** Changes made after the set: the "before" of every failing restore differs from the set. */
+  async function changeSinceSet(tag: string): Promise<void> {
+    await sb.psql(`SET ROLE kadi;
+      UPDATE record SET title = title || ' (${tag})' WHERE id = 1;
+      INSERT INTO "odd ""schema""; ü"."line
+break; ""t"" ü" (id, note) VALUES ((SELECT max(id) + 1 FROM "odd ""schema""; ü"."line
+break; ""t"" ü"), 'added after the set');
+      INSERT INTO public."TABLE DATA public x kadi" DEFAULT VALUES;
+      INSERT INTO attachment_blob VALUES ((SELECT max(id) + 1 FROM attachment_blob), lo_from_bytea(0, convert_to('${tag}', 'UTF8')));
+      RESET ROLE;`);
+  }
+
+  async function setFault(spec: string): Promise<void> {
+    await sb.psql(`ALTER DATABASE kadi SET kadi_test.fault = '${spec.replace(/'/g, "''")}'`);
+  }
+
+  before(async () => {
+    sb = await getSandbox();
+    pool = newPool();
+    profile = profileOf(sb, 'sudo');
+    host = await pool.get(profile);
+    // The DBA's objects as the seed makes them (an earlier test may have restored them as the Kadi role).
+    await sb.psql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN CREATE EXTENSION pg_trgm; END IF; END $$; ALTER FUNCTION dba_normalize(text) OWNER TO kadi_dba;");
+    set = await backup();
+    await sb.psql(FAULT_SQL);
+  });
+  after(async () => {
+    await sb.psql('ALTER DATABASE kadi RESET kadi_test.fault; DROP EVENT TRIGGER IF EXISTS kadi_test_fault_ddl; DROP EVENT TRIGGER IF EXISTS kadi_test_fault_drop; DROP FUNCTION IF EXISTS public.kadi_test_fault();');
+    pool.closeAll();
+  });
+  afterEach(() => setFault(''));
+
+  it('restore onto the live database keeps the superuser\'s extension and the other role\'s function, and equals the set', async () => {
+    await setFault('');
+    const expected = await tableDigests(sb); // the set was taken from this state
+    await changeSinceSet('live restore');
+    assert.notEqual(await tableDigests(sb), expected);
+    // Made after the set, which knows nothing of them: a table and a large object are left alone,
+    // and the plan says so for the table.
+    await sb.psql('SET ROLE kadi; CREATE TABLE added_after_set (id integer); RESET ROLE;');
+    const newerLo = (await sb.psql('SELECT max(blob) FROM attachment_blob')).trim();
+    let r: Ran & { plan: RestorePlan };
+    try {
+      r = await restore(set);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.ok(r.plan.warnings.some((w) => /1 object\(s\) in the database are not in the set .*TABLE public\.added_after_set/.test(w)), r.plan.warnings.join('\n'));
+      assert.equal((await sb.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'added_after_set'")).trim(), '1');
+    } finally {
+      await sb.psql(`DROP TABLE IF EXISTS added_after_set; SELECT lo_unlink(${newerLo});`);
+    }
+    const decided = (o: string): string | undefined => r.plan.db?.decisions.find((x) => x.object === o)?.action;
+    assert.equal(decided('EXTENSION pg_trgm'), 'keep', JSON.stringify(r.plan.db?.decisions));
+    assert.equal(decided('FUNCTION public.dba_normalize(text)'), 'keep', JSON.stringify(r.plan.db?.decisions));
+    assert.equal(await tableDigests(sb), expected);
+    // Still the DBA's, never dropped: same owners, and the objects that use them are back.
+    assert.equal((await sb.psql("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pg_trgm'")).trim(), 'postgres');
+    assert.equal((await sb.psql("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'dba_normalize'")).trim(), 'kadi_dba');
+    assert.equal((await sb.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'record_title_trgm'")).trim(), '1');
+    assert.equal((await sb.psql(`SELECT obj_description('"odd ""schema""; ü"."view; of it"'::regclass, 'pg_class')`)).trim(), 'a view over the table with the newline');
+  });
+
+  for (const where of ['first drop', 'first create', 'middle', 'last'] as const) {
+    it(`a restore that fails at the ${where} TOC entry leaves the database exactly as it was${where === 'first drop' ? '; its safety set restores' : ''}`, async () => {
+      const setTocLast = await lastEnabledConstraint();
+      const spec = {
+        'first drop': 'first drop',
+        'first create': `CREATE SCHEMA "${ODD_SCHEMA.replace(/"/g, '""')}"`,
+        middle: 'CREATE TABLE public.record',
+        last: setTocLast,
+      }[where];
+      await changeSinceSet(where);
+      const before = await tableDigests(sb);
+      await setFault(spec);
+      const safety = where === 'first drop';
+      const r = await restore(set, { safetyBackup: safety });
+      await setFault('');
+      assert.equal(r.outcome.result, 'failed', r.log);
+      assert.match(r.log, /kadi-ops test fault/);
+      assert.match(r.log, /the database is unchanged: the restore ran in one transaction/);
+      assert.equal(r.report.failedStep, 'database', r.log);
+      assert.equal(await tableDigests(sb), before, 'the database is exactly as before the restore');
+      if (safety) {
+        assert.ok(r.report.safetySet, r.log);
+        // Restore the set for real, then the safety set: the state before the failed restore is back.
+        const ok = await restore(set);
+        assert.equal(ok.outcome.result, 'succeeded', ok.log);
+        assert.notEqual(await tableDigests(sb), before);
+        const back = await restore(r.report.safetySet!);
+        assert.equal(back.outcome.result, 'succeeded', back.log);
+        // The safety set holds the test's event triggers, which only a superuser can make: kept.
+        assert.equal(back.plan.db?.decisions.find((x) => x.object === 'EVENT TRIGGER kadi_test_fault_ddl')?.action, 'keep');
+        assert.equal(await tableDigests(sb), before);
+      }
+    });
+  }
+
+  it('a restore whose database connection is cut mid-way leaves the database exactly as it was', async () => {
+    await changeSinceSet('cut');
+    const before = await tableDigests(sb);
+    await setFault('sleep CREATE TABLE public.record');
+    const p = await plan(set);
+    assert.deepEqual(p.plan.blockers, []);
+    let killed = 0;
+    const r = await runJob(host, pool, async () => {
+      const id = await startRestore(host, p.disc, p.plan);
+      void (async () => {
+        for (let i = 0; i < 200 && killed === 0; i++) {
+          await sleep(100);
+          killed = Number((await sb.psql(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'kadi-ops-${id}' AND wait_event = 'PgSleep'`)).trim());
+        }
+      })();
+      return id;
+    });
+    await setFault('');
+    assert.equal(killed, 1, 'the restore session was terminated while it was inside the restore');
+    assert.equal(r.outcome.result, 'failed', r.log);
+    assert.match(r.log, /the database is unchanged/);
+    assert.equal(await tableDigests(sb), before);
+  });
+
+  it('a selective listing that keeps a schema but leaves out objects still in it is refused at preflight; nothing runs', async () => {
+    const toc = fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8');
+    const listing = parseListing(toc);
+    // Everything off but the odd schema's own entry: its table is left out, yet still in the schema.
+    const others = tocEntries(listing).filter((e) => !(e.desc === 'SCHEMA' && e.name === ODD_SCHEMA)).map((e) => e.dumpId);
+    assert.ok(tocEntries(listing).some((e) => e.desc === 'SCHEMA' && e.name === ODD_SCHEMA), toc);
+    const edited = serializeListing(setEnabled(listing, others, false));
+    const jobsBefore = (await listJobs(host)).length;
+    const p = await plan(set, { listing: edited });
+    assert.ok(p.plan.blockers.some((b) => /leaves out 2 object\(s\) that are still in it/.test(b) && b.includes(ODD_SCHEMA)), p.plan.blockers.join('\n'));
+    await assert.rejects(startRestore(host, p.disc, p.plan), RestoreRefusedError);
+    assert.equal((await listJobs(host)).length, jobsBefore, 'no job was started');
+  });
+
+  it('a missing untrusted extension is refused at preflight with the exact statement a superuser must run', async () => {
+    await sb.psql('CREATE EXTENSION pg_stat_statements');
+    let withExt: string;
+    try {
+      withExt = await backup();
+    } finally {
+      await sb.psql('DROP EXTENSION pg_stat_statements');
+    }
+    const before = await tableDigests(sb);
+    const p = await plan(withExt);
+    assert.ok(p.plan.blockers.some((b) => b.includes('CREATE EXTENSION IF NOT EXISTS "pg_stat_statements" WITH SCHEMA "public";') && /only a superuser/.test(b)), p.plan.blockers.join('\n'));
+    assert.equal(p.plan.db?.decisions.find((x) => x.object === 'EXTENSION pg_stat_statements')?.action, 'refuse');
+    await assert.rejects(startRestore(host, p.disc, p.plan), RestoreRefusedError);
+    // Once the superuser has run it, the same set restores and keeps the extension.
+    await sb.psql('CREATE EXTENSION IF NOT EXISTS "pg_stat_statements" WITH SCHEMA "public"');
+    try {
+      const r = await restore(withExt);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal(r.plan.db?.decisions.find((x) => x.object === 'EXTENSION pg_stat_statements')?.action, 'keep');
+      assert.equal(await tableDigests(sb), before);
+    } finally {
+      await sb.psql('DROP EXTENSION IF EXISTS pg_stat_statements');
+    }
+  });
+
+  /** The fault spec for the set's last TOC entry: an FK constraint, added last. */
+  async function lastEnabledConstraint(): Promise<string> {
+    const p = await plan(set);
+    const last = tocEntries(parseListing(p.plan.db!.listing)).filter((e) => e.enabled).at(-1)!;
+    assert.equal(last.desc, 'FK CONSTRAINT', `the last entry is ${last.raw}`);
+    const [table, con] = last.name.split(' ');
+    return `CONSTRAINT ${con} ON ${last.schema}.${table}`;
+  }
+});
