@@ -1,0 +1,117 @@
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseListing, serializeListing, setEnabled, tocEntries } from '../../src/pgtoc/listing';
+import { parseLiveDb, planDbRestore, type LiveDb, type LiveDbObject } from '../../src/restore/dbPlan';
+
+// A real `pg_restore -l -v` of a database as a DBA leaves it, and the real restore-probe document of
+// that database read as the Kadi role (test/fixtures/pgtoc/README.md).
+const FIXTURES = path.resolve(__dirname, '../../../test/fixtures/pgtoc');
+const TOC = fs.readFileSync(path.join(FIXTURES, 'pg15-dba-verbose.txt'), 'utf8');
+const LIVE_JSON = fs.readFileSync(path.join(FIXTURES, 'pg15-dba-live.json'), 'utf8');
+
+const live = (): LiveDb => parseLiveDb(LIVE_JSON);
+const without = (db: LiveDb, drop: (o: LiveDbObject) => boolean): LiveDb => ({ ...db, objects: db.objects.filter((o) => !drop(o)) });
+const action = (p: ReturnType<typeof planDbRestore>, object: string): string | undefined => p.decisions.find((d) => d.object === object)?.action;
+const disabledIds = (listing: string): number[] => tocEntries(parseListing(listing)).filter((e) => !e.enabled).map((e) => e.dumpId);
+
+/** The fixture's DBA table with data is refused unless left out; most tests leave its data out. */
+function withoutDbaTableData(): string {
+  const l = parseListing(TOC);
+  return serializeListing(setEnabled(l, [3521], false));
+}
+
+describe('database restore plan (dbPlan)', () => {
+  it('parses the probe document, with newlines in names kept', () => {
+    const db = live();
+    assert.equal(db.user, 'kadi');
+    assert.equal(db.superuser, false);
+    assert.ok(db.objects.some((o) => o.kind === 'TABLE' && o.tag === 'line\nbreak' && o.mine));
+    assert.ok(db.available.some((a) => a.name === 'pg_stat_statements' && !a.trusted));
+    assert.throws(() => parseLiveDb('not json'), /no valid JSON/);
+    assert.throws(() => parseLiveDb('{"objects": 1}'), /unexpected document/);
+  });
+
+  it('keeps installed extensions and objects of other roles, with their comments and grants; refuses another role\'s table with data', () => {
+    const p = planDbRestore(TOC, live(), { clean: true, database: 'kadi' });
+    for (const ext of ['pgcrypto', 'pg_stat_statements', 'hstore']) assert.equal(action(p, `EXTENSION ${ext}`), 'keep');
+    assert.equal(action(p, 'FUNCTION public.dba_helper(integer)'), 'keep');
+    assert.equal(action(p, 'SCHEMA ext'), 'keep', 'owned by postgres');
+    assert.equal(action(p, 'TABLE public.dba_table'), 'refuse');
+    assert.ok(p.blockers.some((b) => /TABLE public\.dba_table is owned by dba.*ALTER TABLE "public"\."dba_table" OWNER TO "kadi"/.test(b)), p.blockers.join('\n'));
+    // Only what is not the Kadi role's is commented out: extensions and their comments, the
+    // function with its comment and grant, the ext schema.
+    assert.deepEqual(disabledIds(p.listing).sort((a, b) => a - b), [2, 3, 4, 10, 337, 3530, 3531, 3532, 3533, 3534].sort((a, b) => a - b));
+    // The Kadi role's own objects, also the odd names, are dropped and re-created as usual.
+    for (const o of ['SCHEMA odd "schema"; ü', 'TABLE odd "schema"; ü.line break', 'TABLE public.TABLE DATA public x']) assert.equal(action(p, o), undefined, o);
+    assert.equal(p.noOwner, true);
+    assert.equal(p.clean, true);
+  });
+
+  it('leaving out the other role\'s table data lifts the refusal; pg_restore -l -v\'s own entries never reach the listing', () => {
+    const p = planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() });
+    assert.deepEqual(p.blockers, []);
+    assert.equal(action(p, 'TABLE public.dba_table'), 'keep');
+    const descs = tocEntries(parseListing(planDbRestore(TOC, live(), { clean: true }).listing)).map((e) => e.desc);
+    for (const d of ['ENCODING', 'STDSTRINGS', 'SEARCHPATH', 'DATABASE']) assert.ok(!descs.includes(d), d);
+  });
+
+  it('creates a missing trusted extension; refuses a missing untrusted one with the statement a superuser must run, in the schema it lived in', () => {
+    const db = without(live(), (o) => o.kind === 'EXTENSION' && ['pgcrypto', 'pg_stat_statements', 'hstore'].includes(o.tag));
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData(), database: 'kadi' });
+    assert.equal(action(p, 'EXTENSION pgcrypto'), 'create');
+    assert.equal(action(p, 'EXTENSION hstore'), 'create');
+    assert.equal(action(p, 'EXTENSION pg_stat_statements'), 'refuse');
+    assert.ok(p.blockers.some((b) => b.includes('in database kadi, run: CREATE EXTENSION IF NOT EXISTS "pg_stat_statements" WITH SCHEMA "public";')), p.blockers.join('\n'));
+    // hstore's schema comes from its dependency on the ext schema entry.
+    const hstoreGone = without(db, () => false);
+    hstoreGone.available = hstoreGone.available.map((a) => (a.name === 'hstore' ? { ...a, trusted: false } : a));
+    const p2 = planDbRestore(TOC, hstoreGone, { clean: true, listing: withoutDbaTableData() });
+    assert.ok(p2.blockers.some((b) => b.includes('CREATE EXTENSION IF NOT EXISTS "hstore" WITH SCHEMA "ext";')), p2.blockers.join('\n'));
+    // An extension the server does not have at all names the package.
+    const none = { ...db, available: db.available.filter((a) => a.name !== 'pgcrypto') };
+    assert.ok(planDbRestore(TOC, none, { clean: true }).blockers.some((b) => /pgcrypto is not available .*postgresql-contrib/.test(b)));
+  });
+
+  it('a missing object of another role is created, owned by the Kadi role; as a superuser nothing but extensions is kept', () => {
+    const db = without(live(), (o) => o.kind === 'FUNCTION' && o.tag === 'dba_helper(integer)');
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    assert.equal(action(p, 'FUNCTION public.dba_helper(integer)'), 'create');
+    assert.ok(!disabledIds(p.listing).includes(337) && !disabledIds(p.listing).includes(3534), 'the function and its grant are restored');
+    const su = planDbRestore(TOC, { ...live(), superuser: true }, { clean: true });
+    assert.deepEqual(su.blockers, []);
+    assert.equal(su.noOwner, false);
+    // The ext schema holds the (kept) hstore's objects, so it cannot be dropped: kept too.
+    assert.deepEqual(disabledIds(su.listing).sort((a, b) => a - b), [2, 3, 4, 10, 3530, 3531, 3532]);
+  });
+
+  it('a selective listing that keeps a schema but leaves out objects in it is refused; one whose entry depends on a left-out missing object too', () => {
+    const l = parseListing(TOC);
+    const onlySchema = serializeListing(setEnabled(l, tocEntries(l).filter((e) => e.dumpId !== 9).map((e) => e.dumpId), false));
+    const p = planDbRestore(TOC, live(), { clean: true, listing: onlySchema });
+    assert.ok(p.blockers.some((b) => b.includes('restores SCHEMA odd "schema"; ü but leaves out 1 object(s)') && b.includes('TABLE odd "schema"; ü.line break')), p.blockers.join('\n'));
+    // Data of a table that the listing leaves out and that does not exist: refused; existing: fine.
+    const onlyData = serializeListing(setEnabled(l, tocEntries(l).filter((e) => e.dumpId !== 3517).map((e) => e.dumpId), false));
+    const missing = without(live(), (o) => o.kind === 'TABLE' && o.tag === 'line\nbreak');
+    assert.ok(planDbRestore(TOC, missing, { clean: true, listing: onlyData }).blockers.some((b) => /entry 3517 .*depends on TABLE odd "schema"; ü\.line break, which the listing leaves out and which does not exist/.test(b)));
+    assert.deepEqual(planDbRestore(TOC, live(), { clean: true, listing: onlyData }).blockers, []);
+  });
+
+  it('a schema that also holds objects not in the set is kept, with a warning; objects newer than the set are named', () => {
+    const db = live();
+    db.objects.push({ kind: 'TABLE', schema: 'odd "schema"; ü', tag: 'made later', owner: 'kadi', mine: true, ext: false, top: true });
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    assert.equal(action(p, 'SCHEMA odd "schema"; ü'), 'keep');
+    assert.ok(disabledIds(p.listing).includes(9));
+    assert.ok(p.warnings.some((w) => w.startsWith('Schema odd "schema"; ü holds 1 object(s) that are not in the set (TABLE made later)')), p.warnings.join('\n'));
+    // A full restore names everything of the Kadi role's that the set does not have.
+    const full = planDbRestore(TOC, db, { clean: true });
+    assert.ok(full.warnings.some((w) => w.startsWith('1 object(s) in the database are not in the set') && w.includes('TABLE odd "schema"; ü.made later')), full.warnings.join('\n'));
+  });
+
+  it('an empty database where objects of the set still exist is cleaned first', () => {
+    assert.equal(planDbRestore(TOC, live(), { clean: false, listing: withoutDbaTableData() }).clean, true);
+    const empty = without(live(), (o) => o.mine);
+    assert.equal(planDbRestore(TOC, empty, { clean: false, listing: withoutDbaTableData() }).clean, false);
+  });
+});
