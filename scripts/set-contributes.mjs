@@ -71,7 +71,7 @@ pkg.contributes = {
         step('addHost', 'Add a Kadi host', 'A host needs a name and an SSH target; everything else defaults to a standard Kadi4Mat install and your ~/.ssh/config.\n[Add Host](command:kadiOps.addHost)\n[Edit Hosts in Settings](command:kadiOps.editHosts)', ['onCommand:kadiOps.addHost', 'onSettingChanged:kadiOps.hosts']),
         step('checkHost', 'Check the host', 'Connects over SSH, verifies the host key, finds Kadi, PostgreSQL and the storage paths, and lists any problem before you rely on a backup.\n[Check Host](command:kadiOps.checkHost)', ['onCommand:kadiOps.checkHost']),
         step('backupNow', 'Make a first backup', 'Dumps the database, copies STORAGE_PATH and MISC_UPLOADS_PATH and writes a checksummed manifest. The job keeps running on the host if your connection drops.\n[Backup Now](command:kadiOps.backupNow)', ['onCommand:kadiOps.backupNow']),
-        step('verify', 'Verify it', 'A quick verify checks every checksum and that the dump is readable; a deep verify restores into a scratch database and cross-checks the files.\n[Verify Backup](command:kadiOps.verify)', ['onCommand:kadiOps.verify', 'onCommand:kadiOps.verifyDeep']),
+        step('verify', 'Verify it', 'A quick verify checks every checksum and that the dump is readable; a deep verify restores into a throwaway PostgreSQL cluster and cross-checks the files.\n[Verify Backup](command:kadiOps.verify)', ['onCommand:kadiOps.verify', 'onCommand:kadiOps.verifyDeep']),
       ],
     },
   ],
