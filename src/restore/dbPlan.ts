@@ -124,7 +124,10 @@ const LOOKUP_KIND: Record<string, string> = {
   'CHECK CONSTRAINT': 'CHECK CONSTRAINT',
   TRIGGER: 'TRIGGER',
   'EVENT TRIGGER': 'EVENT TRIGGER',
+  /** Only large objects of other roles are probed (a database may hold millions of its own). */
+  BLOB: 'BLOB',
 };
+const LOOKUP_KINDS_LONGEST_FIRST = Object.keys(LOOKUP_KIND).sort((a, b) => b.length - a.length);
 /** Entries that only annotate another object: they need its ownership and go where it goes. */
 const ANNOTATIONS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
 /** Objects that carry rows: another role's copy cannot be replaced without losing the set's data. */
@@ -163,6 +166,15 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
   const lookup = (e: TocEntry): LiveDbObject | undefined => {
     const kind = LOOKUP_KIND[e.desc];
     return kind ? liveByKey.get(key(kind, e.schema, e.name)) : undefined;
+  };
+  /** The live object a COMMENT/ACL/SECURITY LABEL entry is on (`<KIND> <tag>` in its name), when the probe has it. */
+  const annotated = (e: TocEntry): LiveDbObject | undefined => {
+    for (const kind of LOOKUP_KINDS_LONGEST_FIRST) {
+      if (!e.name.startsWith(kind + ' ')) continue;
+      const o = liveByKey.get(key(LOOKUP_KIND[kind], kind === 'SCHEMA' || kind === 'EXTENSION' || kind === 'EVENT TRIGGER' ? '-' : e.schema, e.name.slice(kind.length + 1)));
+      if (o) return o;
+    }
+    return undefined;
   };
   const dumpByKey = new Map<string, TocEntry>();
   for (const e of tocEntries(toc)) {
@@ -211,7 +223,10 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
     const have = lookup(e);
     if (!live.superuser && have && !have.mine && !ANNOTATIONS.has(e.desc)) {
       const dataKind = e.desc;
-      const data = enabledEntries.find((d) => DATA_OF.get(d.desc) === dataKind && d.schema === e.schema && d.name === e.name);
+      const data =
+        e.desc === 'BLOB'
+          ? enabledEntries.find((d) => d.desc === 'BLOBS')
+          : enabledEntries.find((d) => DATA_OF.get(d.desc) === dataKind && d.schema === e.schema && d.name === e.name);
       if (data) {
         decide(e, 'refuse', `owned by ${have.owner}; its rows cannot be replaced by ${live.user}`);
         blockers.push(
@@ -232,10 +247,19 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
       decide(e, 'create', `owned by ${e.owner} in the set; missing, so created owned by ${live.user}`);
     }
   }
-  // Comments, grants and labels on a kept object need its owner: they stay as they are with it.
+  // Comments, grants and labels on a kept object need its owner: they stay as they are with it. So
+  // do those on an object the dump does not create but names (`COMMENT - SCHEMA public postgres`
+  // of a public schema that pg_upgrade left to the superuser).
   for (const e of enabledEntries) {
     if (keep.has(e.dumpId)) continue;
     if ((ANNOTATIONS.has(e.desc) || e.desc === 'SEQUENCE OWNED BY') && (deps.get(e.dumpId) ?? []).some((d) => keep.has(d))) keep.add(e.dumpId);
+    else if (ANNOTATIONS.has(e.desc) && !live.superuser) {
+      const target = annotated(e);
+      if (target && !target.mine) {
+        keep.add(e.dumpId);
+        decide(e, 'keep', `on an object owned by ${target.owner}, which ${live.user} may not change; left as it is`);
+      }
+    }
   }
   for (const e of enabledEntries) {
     // `COMMENT - EXTENSION x` does not always list the extension as a dependency.

@@ -109,6 +109,29 @@ describe('database restore plan (dbPlan)', () => {
     assert.ok(full.warnings.some((w) => w.startsWith('1 object(s) in the database are not in the set') && w.includes('TABLE odd "schema"; ü.made later')), full.warnings.join('\n'));
   });
 
+  it('a comment or grant on an object the dump does not create but another role owns (public after pg_upgrade) is kept', () => {
+    const toc = TOC.replace(/^(3523; 0 0 BLOBS - BLOBS .*)$/m, '$1\n3600; 0 0 COMMENT - SCHEMA public postgres\n3601; 0 0 ACL - SCHEMA public postgres');
+    const db = live();
+    db.objects = db.objects.map((o) => (o.kind === 'SCHEMA' && o.tag === 'public' ? { ...o, owner: 'postgres', mine: false } : o));
+    const p = planDbRestore(toc, db, { clean: true, listing: undefined });
+    assert.equal(action(p, 'COMMENT SCHEMA public'), 'keep');
+    assert.ok(disabledIds(p.listing).includes(3600) && disabledIds(p.listing).includes(3601));
+    // Owned by the database owner's role (PostgreSQL 15's default): the Kadi role may comment it.
+    const p15 = planDbRestore(toc, live(), { clean: true });
+    assert.ok(!disabledIds(p15.listing).includes(3600));
+  });
+
+  it('a large object of another role is refused while the set\'s large-object data is restored, kept otherwise', () => {
+    const db = live();
+    db.objects.push({ kind: 'BLOB', schema: '-', tag: '16489', owner: 'dba', mine: false, ext: false, top: false });
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    assert.equal(action(p, 'BLOB 16489'), 'refuse');
+    assert.ok(p.blockers.some((b) => /BLOB 16489 is owned by dba/.test(b)), p.blockers.join('\n'));
+    const l = parseListing(withoutDbaTableData());
+    const noLoData = serializeListing(setEnabled(l, [3523], false));
+    assert.equal(action(planDbRestore(TOC, db, { clean: true, listing: noLoData }), 'BLOB 16489'), 'keep');
+  });
+
   it('an empty database where objects of the set still exist is cleaned first', () => {
     assert.equal(planDbRestore(TOC, live(), { clean: false, listing: withoutDbaTableData() }).clean, true);
     const empty = without(live(), (o) => o.mine);

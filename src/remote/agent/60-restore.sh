@@ -130,6 +130,9 @@ WITH nsp AS (
          c.relname || ' ' || o.conname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
     FROM pg_catalog.pg_constraint o JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp n ON n.oid = c.relnamespace
   UNION ALL
+  SELECT 'BLOB', '-', l.oid::pg_catalog.text, NULL, pg_catalog.pg_get_userbyid(l.lomowner), l.lomowner, false, false
+    FROM pg_catalog.pg_largeobject_metadata l WHERE NOT pg_catalog.pg_has_role(current_user, l.lomowner, 'USAGE')
+  UNION ALL
   SELECT 'EVENT TRIGGER', '-', e.evtname, NULL, pg_catalog.pg_get_userbyid(e.evtowner), e.evtowner, false, false FROM pg_catalog.pg_event_trigger e
   UNION ALL
   SELECT 'TRIGGER', n.nspname, c.relname || ' ' || g.tgname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
