@@ -251,6 +251,9 @@ export const journeys: Journey[] = [
       const input = page.locator('.quick-input-widget input');
       await input.waitFor({ state: 'visible' });
       await input.fill('@');
+      // The sandbox's odd schema sorts first; the Kadi tables are further down the outline.
+      await page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: 'odd "schema"; ü' }).first().waitFor({ timeout: 30000 });
+      await input.fill('@record');
       await page.locator('.quick-input-widget .monaco-list-row').filter({ hasText: 'record' }).first().waitFor({ timeout: 30000 });
       await page.mouse.move(1000, 700);
       await page.waitForTimeout(600);
