@@ -1,6 +1,7 @@
 // Bundles the extension and the headless CLI. `vscode` is provided by the host; ssh2's optional
 // native parts (cpu-features, sshcrypto.node) are left out so the pure-JS path is always used.
 import * as esbuild from 'esbuild';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 
 const production = process.argv.includes('--production');
@@ -28,6 +29,8 @@ fs.mkdirSync('dist', { recursive: true });
 const agentDir = 'src/remote/agent';
 const agentParts = fs.readdirSync(agentDir).filter((f) => f.endsWith('.sh')).sort();
 fs.writeFileSync('dist/kadi-ops-agent.sh', agentParts.map((f) => fs.readFileSync(`${agentDir}/${f}`, 'utf8')).join('\n'));
+// Its Python package (agent/) as one reproducible zipapp.
+execFileSync('python3', ['agent/build.py', 'dist/kadi-ops-agent.pyz'], { stdio: 'inherit' });
 
 if (watch) {
   for (const b of builds) (await esbuild.context(b)).watch();

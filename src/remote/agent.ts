@@ -3,6 +3,7 @@
  * <backupDir>/.kadi-ops/agent/ and invoked with quoted arguments. Long, careful shell lives in
  * one reviewed file instead of being assembled from strings in TypeScript.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,7 +12,9 @@ import type { RemoteHost, RunOptions } from './remoteHost';
 import { RemoteCommandError } from './remoteHost';
 
 const AGENT_FILE = 'kadi-ops-agent.sh';
+const AGENT_PYZ = 'kadi-ops-agent.pyz';
 let cachedScript: string | undefined;
+let cachedPyz: Buffer | undefined;
 
 /**
  * The agent's text: dist/kadi-ops-agent.sh next to the bundle, or assembled from the parts in
@@ -37,8 +40,24 @@ export function assembleAgent(dir: string): string {
     .join('\n');
 }
 
+/**
+ * The agent's Python package as a zipapp: dist/kadi-ops-agent.pyz next to the bundle, or built from
+ * agent/ with agent/build.py (reproducible bytes) when running from the repository (tests).
+ */
+export function agentPyz(): Buffer {
+  if (cachedPyz !== undefined) return cachedPyz;
+  const bundled = path.join(__dirname, AGENT_PYZ);
+  if (fs.existsSync(bundled)) return (cachedPyz = fs.readFileSync(bundled));
+  for (const root of [path.join(__dirname, '..', '..', '..'), path.join(__dirname, '..')]) {
+    const build = path.join(root, 'agent', 'build.py');
+    if (fs.existsSync(build)) return (cachedPyz = execFileSync('python3', [build, '-'], { maxBuffer: 64 * 1024 * 1024 }));
+  }
+  throw new Error(`${AGENT_PYZ} not found next to ${__dirname}`);
+}
+
+/** One hash over both parts: the bash agent finds its Python package by its own name. */
 export function agentHash(): string {
-  return createHash('sha256').update(agentScript()).digest('hex').slice(0, 16);
+  return createHash('sha256').update(agentScript()).update('\0').update(agentPyz()).digest('hex').slice(0, 16);
 }
 
 export function stateDir(backupDir: string): string {
@@ -51,26 +70,32 @@ export function agentPath(backupDir: string): string {
 
 const installed = new WeakSet<RemoteHost>();
 
-/** Installs the agent if this content hash is not on the host yet (one round trip). */
+/**
+ * Installs the agent if this content hash is not on the host yet: one round trip when it is there;
+ * otherwise the Python package first, then the script, whose presence means both are complete.
+ */
 export async function ensureAgent(host: RemoteHost): Promise<string> {
   const target = agentPath(host.profile.backupDir);
   if (installed.has(host)) return target;
   const dir = path.posix.dirname(target);
   const state = stateDir(host.profile.backupDir);
-  const tmp = `${target}.tmp`;
-  await host.check(`Installing the Kadi Ops agent in ${dir}`, {
-    or: [
-      { argv: ['test', '-f', target] },
-      {
-        and: [
-          { argv: ['mkdir', '-p', dir] },
-          { argv: ['chmod', '700', state, dir] },
-          { argv: ['cat'], stdoutTo: tmp },
-          { argv: ['mv', tmp, target] },
-        ],
-      },
-    ],
-  }, { stdin: agentScript() });
+  const pyz = target.replace(/\.sh$/, '.pyz');
+  const install = (file: string, content: string | Buffer): Promise<unknown> =>
+    host.check(`Installing the Kadi Ops agent in ${dir}`, {
+      or: [
+        { argv: ['test', '-f', target] },
+        {
+          and: [
+            { argv: ['mkdir', '-p', dir] },
+            { argv: ['chmod', '700', state, dir] },
+            { argv: ['cat'], stdoutTo: `${file}.tmp` },
+            { argv: ['mv', `${file}.tmp`, file] },
+          ],
+        },
+      ],
+    }, { stdin: content });
+  await install(pyz, agentPyz());
+  await install(target, agentScript());
   installed.add(host);
   return target;
 }

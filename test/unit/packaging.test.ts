@@ -27,7 +27,7 @@ describe('packaging', function () {
   );
 
   it('includes every file the manifest references', () => {
-    const refs = referencedFiles(pkg.contributes, new Set([pkg.main.replace(/^\.\//, ''), pkg.icon, 'dist/cli.js', 'dist/kadi-ops-agent.sh']));
+    const refs = referencedFiles(pkg.contributes, new Set([pkg.main.replace(/^\.\//, ''), pkg.icon, 'dist/cli.js', 'dist/kadi-ops-agent.sh', 'dist/kadi-ops-agent.pyz']));
     for (const walk of JSON.stringify(pkg.contributes).matchAll(/"markdown":"([^"]+)"/g)) refs.add(walk[1]);
     assert.ok(refs.size >= 6, [...refs].join(' '));
     for (const f of refs) {
@@ -37,6 +37,6 @@ describe('packaging', function () {
   });
 
   it('leaves out sources, tests, screenshots and source maps', () => {
-    for (const f of listed) assert.doesNotMatch(f, /^(src|test|out|bench|scripts|node_modules|media\/screenshots)\/|\.map$|\.ts$/, f);
+    for (const f of listed) assert.doesNotMatch(f, /^(src|test|out|bench|scripts|agent|node_modules|media\/screenshots)\/|\.map$|\.ts$/, f);
   });
 });

@@ -11,6 +11,10 @@ die() { echo "kadi-ops: $*" >&2; exit 2; }
 
 # Python helpers run as `python3 -I -S`: isolated from the caller's PYTHON* variables and user
 # site-packages (nothing outside the standard library is used), and quicker to start.
+# The agent's Python package (agent/ in the repository) is a zipapp installed beside this script
+# under the same content hash (remote/agent.ts): agent_py COMMAND ARGS... runs one of its commands.
+AGENT_PYZ="${BASH_SOURCE[0]%.sh}.pyz"
+agent_py() { python3 -I -S "$AGENT_PYZ" "$@"; }
 
 # Verbs that may run as detached jobs; each part adds its own.
 JOB_VERBS=()

@@ -1,0 +1,41 @@
+"""Builds the host agent's Python package into one file, a zipapp (dist/kadi-ops-agent.pyz).
+
+The zip is reproducible: entries in name order, stored (not compressed), with a fixed timestamp and
+mode, so the same sources give the same bytes on every machine and the agent's content hash (its
+name on the host) changes only when the code does. Usage: python3 agent/build.py OUT ('-': stdout).
+"""
+import io
+import os
+import sys
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = 'kadi_ops_agent'
+MAIN = 'from kadi_ops_agent.__main__ import main\nmain()\n'
+
+
+def build() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, 'w', zipfile.ZIP_STORED) as z:
+        def add(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+        add('__main__.py', MAIN.encode())
+        root = os.path.join(HERE, PACKAGE)
+        for fn in sorted(os.listdir(root)):
+            if fn.endswith('.py'):
+                with open(os.path.join(root, fn), 'rb') as f:
+                    add('%s/%s' % (PACKAGE, fn), f.read())
+    return out.getvalue()
+
+
+if __name__ == '__main__':
+    data = build()
+    if len(sys.argv) < 2 or sys.argv[1] == '-':
+        sys.stdout.buffer.write(data)
+    else:
+        tmp = sys.argv[1] + '.tmp'
+        with open(tmp, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, sys.argv[1])

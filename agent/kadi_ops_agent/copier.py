@@ -1,0 +1,339 @@
+"""The incremental copier: a live tree into a backup set as a plain tree.
+
+A file whose size, mtime and mode (and, run as root, owner) equal its copy in the previous set is
+hard-linked to that copy (what rsync -a --link-dest does), so each set is complete but only new data
+costs space; every other file is hashed while it is written, so the manifest never reads the set's
+files back. Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the
+hashes of linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the
+manifest. A file or directory deleted on the live instance between being listed and being read (Kadi
+deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as tar
+and rsync do; anything else that cannot be read fails the copy, naming it.
+
+Usage: copier NAME SRC DEST PREV_SET  (PREV_SET empty for a first set)
+"""
+import collections, concurrent.futures, itertools, json, os, stat, threading
+import hashlib
+import sys
+
+from .common import Progress
+
+
+def main(argv):
+    if len(argv) != 4:
+        raise SystemExit('usage: copier NAME SRC DEST PREV_SET')
+    name, src, dest, prev_set = argv
+    partial = os.path.dirname(dest)
+    prev = os.path.join(prev_set, name) if prev_set else ''
+    euid = os.geteuid()
+    # Directories are made with their final mode where mkdir gives exactly that (probed once), so
+    # most need no chmod afterwards; files are created 0600 and get their mode once written.
+    os.umask(0)
+    def private(path, flags): return os.open(path, flags, 0o600)  # an opener= for everything else
+    def dir_mode(st): return stat.S_IMODE(st.st_mode) & 0o1777 | 0o700  # writable while it is filled
+
+    # Memory does not grow with the tree: the walk is taken in batches of 16384 entries, the previous
+    # set's list is read alongside it, and at most 1024 files are in flight. (A previous list in
+    # another order is held whole, as before; a directory's entries are read whole.)
+    # Order: each directory's files, then its subdirectories, by name - the order of the lists.
+    def order_key(rel):
+        # A string that sorts as the walk goes: at each level "0name" for a file, "1name\0" for a
+        # directory (NUL ends a name, so a name sorts before its extensions, as in the walk).
+        i = rel.rfind('/')
+        return '0' + rel if i < 0 else '1' + rel[:i].replace('/', '\x001') + '\x000' + rel[i + 1:]
+
+    class PreviousList:
+        """The previous set's file list, read in step with the walk (same order): size and digest of a
+        path, or None. A list in another order (an older set's) is read whole into a dict instead."""
+        def __init__(self, path):
+            self.f, self.cur, self.index = None, None, None
+            try:
+                self.f = open(path, encoding='utf-8')
+            except FileNotFoundError:
+                return
+            # One pass to check the order first: a miss while reading in step is then a real miss.
+            last = None
+            try:
+                for line in self.f:
+                    rel, size, mtime, digest = json.loads(line)
+                    key = order_key(rel)
+                    if last is not None and key <= last:
+                        self.f.seek(0)
+                        self.index = {}
+                        for line in self.f:
+                            rel, size, mtime, digest = json.loads(line)
+                            self.index[rel] = (size, digest)
+                        self.f.close(); self.f = None
+                        return
+                    last = key
+            except (ValueError, TypeError, AttributeError) as e:
+                self.unusable(e)
+                return
+            self.f.seek(0)
+            self._next()
+        def unusable(self, e):
+            # Nothing is linked then: every file is copied and hashed again (slower, never wrong).
+            print('WARNING: %s: the previous set\'s file list is unreadable (%s); copying every file' % (name, e), file=sys.stderr, flush=True)
+            if self.f: self.f.close()
+            self.f, self.cur, self.index = None, None, {}
+        def _next(self):
+            line = self.f.readline()
+            if not line:
+                self.cur = None
+                return
+            rel, size, mtime, digest = json.loads(line)  # checked by the first pass
+            self.cur = (order_key(rel), size, digest)
+        def get(self, rel):
+            if self.index is not None: return self.index.get(rel)
+            key = order_key(rel)
+            while self.cur is not None and self.cur[0] < key: self._next()
+            if self.cur is not None and self.cur[0] == key: return (self.cur[1], self.cur[2])
+            return None
+
+    # What is kept of each lstat (a plain tuple is a third of an os.stat_result).
+    Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid')
+    def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid)
+
+    # Lines printed by more than one thread go through say(): print() writes a line and its end in
+    # two calls, and another thread's line could land between them.
+    output_lock = threading.Lock()
+    def say(line):
+        with output_lock:
+            sys.stdout.write(line + '\n'); sys.stdout.flush()
+
+    vanished = 0
+    def note_vanished(rel, what, kept='not in the set'):
+        nonlocal vanished
+        with output_lock:
+            vanished += 1
+            n = vanished
+        if n <= 100: say('%s: %s %s vanished during the copy (deleted on the live instance); %s' % (name, what, rel, kept))
+
+    def read_dir(rel):
+        def entry(e):
+            try:
+                return e.name, meta(e.stat(follow_symlinks=False))
+            except (FileNotFoundError, NotADirectoryError):  # deleted since the directory was read
+                note_vanished(rel + '/' + e.name if rel else e.name, 'entry')
+                return None
+        try:
+            with os.scandir(src + '/' + rel if rel else src) as it:
+                return sorted((x for x in map(entry, it) if x is not None), key=lambda x: x[0])
+        except (FileNotFoundError, NotADirectoryError) as e:
+            if not rel: raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+            note_vanished(rel, 'directory', 'the set holds it empty')
+            return []
+        except OSError as e:  # a directory that cannot be read
+            raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+
+    def walk(rel=''):
+        """(rel, Meta, False) in list order, each directory before what is in it, and (rel, Meta, True)
+        for a directory once all that is in it was yielded."""
+        subs = []
+        for n, st in read_dir(rel):
+            r = rel + '/' + n if rel else n
+            if stat.S_ISDIR(st.st_mode): subs.append((r, st))
+            else: yield r, st, False
+        for r, st in subs:
+            yield r, st, False
+            yield from walk(r)
+            yield r, st, True
+
+    def count(path):
+        # The progress total (as rsync --no-inc-recursive's, but not waited for): names only, no lstat.
+        n, stack = 0, [path]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as it:
+                    for e in it:
+                        n += 1
+                        if e.is_dir(follow_symlinks=False): stack.append(e.path)
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # gone since it was listed: the copy's walk decides what that means
+            except OSError as e:
+                raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+        return n
+
+    try:
+        root_st = meta(os.lstat(src))
+    except OSError as e:
+        raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+    def previous_entries():
+        # What the previous set walked: the progress total of a repeat set without a second walk
+        # (a day's changes are a small part; the last line is put right at the end).
+        try:
+            with open(os.path.join(prev_set, 'manifest.json'), encoding='utf-8') as f:
+                for a in json.load(f).get('artifacts', []):
+                    if a.get('tree') == name and isinstance(a.get('entries'), int): return a['entries']
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    guess = previous_entries() if prev else 0
+    progress = Progress(name, guess, 'files', estimated=guess > 0)
+    progress_lock = output_lock  # progress lines are printed by whichever thread ticks
+    def count_total():
+        # A first set (or one after a set without the number): counted beside the copy.
+        try:
+            n = 1 + count(src)
+        except SystemExit:
+            return  # the copy's own walk reports the unreadable directory
+        with progress_lock:
+            progress.total, progress.estimated = n, False
+            progress.add(0)
+    counting = threading.Thread(target=count_total, daemon=True)
+    if progress.total == 0: counting.start()
+    def tick():
+        with progress_lock: progress.add(1)
+
+    def keep_attrs(path, st, made=None):
+        # rsync -a's attributes: mode, mtime, owner (as root) and group (where allowed). made: the
+        # (mode, uid, gid) a directory was made with; what already matches is not set again.
+        if euid == 0:
+            if made is None or (made[1], made[2]) != (st.st_uid, st.st_gid):
+                os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        elif made is None or made[2] != st.st_gid:
+            try: os.chown(path, -1, st.st_gid)
+            except PermissionError: pass
+        if made is None or made[0] != stat.S_IMODE(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def link_previous(r, st, t, known):
+        if known[0] != st.st_size: return None
+        p = prev + '/' + r
+        try:
+            pst = os.lstat(p)
+        except OSError:  # gone or unreadable in the previous set: copied instead (slower, never wrong)
+            return None
+        if not (stat.S_ISREG(pst.st_mode) and pst.st_size == st.st_size and pst.st_mtime_ns == st.st_mtime_ns
+                and pst.st_mode == st.st_mode):
+            return None
+        # Owner and group are compared only where the copy keeps them (as root), as rsync does: run as
+        # the Kadi user, a copy is the Kadi user's, and a file of another owner would never match.
+        if euid == 0 and (pst.st_uid != st.st_uid or pst.st_gid != st.st_gid):
+            return None
+        try:
+            os.link(p, t)
+        except OSError:  # e.g. EMLINK: copy instead
+            return None
+        return known[1]
+
+    def copy_file(r, st):
+        s, t = src + '/' + r, dest + '/' + r
+        try:
+            try:
+                fi = open(s, 'rb')
+            except (FileNotFoundError, NotADirectoryError):
+                note_vanished(r, 'file')
+                return None
+            except OSError as e:
+                raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
+            h = hashlib.sha256(); n = 0
+            with fi, open(t, 'xb', opener=private) as fo:
+                while True:
+                    try:
+                        b = fi.read(1 << 20)
+                    except OSError as e:
+                        raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
+                    if not b: break
+                    h.update(b); fo.write(b); n += len(b)
+            keep_attrs(t, st)
+            return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
+        except OSError as e:  # the set's side: a full disk, a quota
+            raise SystemExit('ERROR: writing %s file %s into the set failed: %s' % (name, r, e))
+        finally:
+            tick()
+
+    previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl')) if prev else None
+    try:
+        os.mkdir(dest, 0o700)
+        # What mkdir makes here. Asked for 0o1777, a directory that shows exactly that (no default ACL
+        # masking it, no set-gid bit inherited) shows every mode as asked; its owner is every one's.
+        probe = dest + '/.kadi-ops-mkdir-probe'
+        os.mkdir(probe, 0o1777)
+        m = os.lstat(probe)
+        os.rmdir(probe)
+        mkdir_exact, mkdir_owner = stat.S_IMODE(m.st_mode) == 0o1777, (m.st_uid, m.st_gid)
+        totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
+        listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8', opener=private)
+        pending = collections.deque()
+        submitted = collected = 0
+        def collect_oldest():
+            nonlocal collected
+            p = pending.popleft()
+            done = p if isinstance(p, tuple) else p.result()
+            collected += 1
+            if done is None: return  # vanished
+            e, new = done
+            listing.write(json.dumps(e, ensure_ascii=False) + '\n')
+            totals['files'] += 1; totals['bytes'] += e[1]
+            if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
+        entries = walk()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+            # The walk is taken in batches: walking the source and making directories alternate in
+            # long runs (one source directory read per directory made costs markedly more here).
+            # Directories are made here, in walk order, while the workers link and copy the files of
+            # the directories made before; results go to the list in walk order as they come, with
+            # at most 1024 files in flight.
+            # A directory's owner, mode and times are set once every file submitted before the walk
+            # ended it is written (deepest first, as the walk ends them), a batch's worth at a time:
+            # set one by one between links and mkdirs, they cost five times as much here.
+            ended = collections.deque()  # (files submitted when it ended, rel, Meta)
+            def finish_dirs():
+                while ended and ended[0][0] <= collected:
+                    _, r, st = ended.popleft()
+                    keep_attrs(dest + '/' + r, st, (dir_mode(st), *mkdir_owner) if mkdir_exact else None)
+            while True:
+                batch = list(itertools.islice(entries, 16384))
+                if not batch: break
+                for r, st, end in batch:
+                    if end:
+                        ended.append((submitted, r, st))
+                    elif stat.S_ISDIR(st.st_mode):
+                        os.mkdir(dest + '/' + r, dir_mode(st))
+                        tick()
+                    elif stat.S_ISREG(st.st_mode):
+                        # An unchanged file is linked here, not by a worker: a link is one system call,
+                        # cheaper than handing it over (half the copier's CPU on a repeat set).
+                        known = previous.get(r) if previous else None
+                        linked = link_previous(r, st, dest + '/' + r, known) if known else None
+                        if linked:
+                            pending.append(([r, st.st_size, st.st_mtime_ns // 1000000000, linked], False))
+                            tick()
+                        else:
+                            pending.append(ex.submit(copy_file, r, st))
+                        submitted += 1
+                        if len(pending) > 1024: collect_oldest()
+                    elif stat.S_ISLNK(st.st_mode):
+                        t = dest + '/' + r
+                        try:
+                            target = os.readlink(src + '/' + r)
+                        except (FileNotFoundError, NotADirectoryError):
+                            note_vanished(r, 'link')
+                            tick()
+                            continue
+                        os.symlink(target, t)
+                        os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                        say('%s: symbolic link %s copied as a link (not checksummed)' % (name, r))
+                        tick()
+                    else:
+                        print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
+                        tick()
+                finish_dirs()
+            while pending: collect_oldest()
+            finish_dirs()
+        listing.close()
+        keep_attrs(dest, root_st)
+        tick()
+        if counting.is_alive(): counting.join()
+        progress.finish()
+        totals['entries'] = progress.done
+        totals['vanished'] = vanished
+        if vanished:
+            print('WARNING: %s: %d %s vanished during the copy (deleted on the live instance while the backup ran) and %s left out of the set (%s)'
+                  % (name, vanished, 'entry' if vanished == 1 else 'entries', 'is' if vanished == 1 else 'are', 'the first 100 are named above' if vanished > 100 else 'named above'),
+                  file=sys.stderr, flush=True)
+    except OSError as e:  # the set's side: a full disk, a directory that cannot be made
+        raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
+    with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
+        json.dump(totals, f)

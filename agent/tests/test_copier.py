@@ -1,0 +1,137 @@
+"""The incremental copier, run as the host runs it: the built zipapp, `python3 -I -S agent.pyz copier`."""
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import build  # noqa: E402  (agent/build.py)
+
+
+class CopierTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
+        with open(cls.pyz, 'wb') as f:
+            f.write(build.build())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(dir=self.tmp.name)
+        self.live = os.path.join(self.root, 'live')
+        os.mkdir(self.live)
+
+    def write(self, rel, data, mode=0o640, mtime=None):
+        p = os.path.join(self.live, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'wb') as f:
+            f.write(data)
+        os.chmod(p, mode)
+        if mtime is not None:
+            os.utime(p, (mtime, mtime))
+        return p
+
+    def copy(self, set_name, prev=''):
+        partial = os.path.join(self.root, set_name)
+        os.mkdir(partial, 0o700)
+        dest = os.path.join(partial, 'storage')
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'copier', 'storage', self.live, dest, prev],
+                           capture_output=True, text=True)
+        listing = {}
+        list_path = os.path.join(partial, 'storage.files.jsonl')
+        if os.path.exists(list_path):
+            with open(list_path, encoding='utf-8') as f:
+                for line in f:
+                    e = json.loads(line)
+                    listing[e[0]] = e
+        summary = None
+        summary_path = os.path.join(partial, '.storage.copy.json')
+        if os.path.exists(summary_path):
+            with open(summary_path, encoding='utf-8') as f:
+                summary = json.load(f)
+        return r, partial, listing, summary
+
+    def test_first_set_copies_every_file_with_mode_mtime_and_hash(self):
+        a = self.write('ab/cd/ef/0001', b'first file', 0o640, 1_600_000_000)
+        self.write('ab/cd/ef/0002', b'', 0o600, 1_600_000_100)
+        os.symlink('0001', os.path.join(self.live, 'ab/cd/ef/link'))
+        name = 'ü name with\nnewline'
+        self.write(name, b'odd', 0o644)
+        r, partial, listing, summary = self.copy('s1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(set(listing), {'ab/cd/ef/0001', 'ab/cd/ef/0002', name})
+        e = listing['ab/cd/ef/0001']
+        self.assertEqual(e[1:], [10, 1_600_000_000, hashlib.sha256(b'first file').hexdigest()])
+        copied = os.path.join(partial, 'storage/ab/cd/ef/0001')
+        self.assertEqual(stat.S_IMODE(os.stat(copied).st_mode), 0o640)
+        self.assertEqual(int(os.stat(copied).st_mtime), 1_600_000_000)
+        self.assertNotEqual(os.stat(copied).st_ino, os.stat(a).st_ino, 'never a link to the live file')
+        self.assertEqual(os.readlink(os.path.join(partial, 'storage/ab/cd/ef/link')), '0001')
+        self.assertEqual(summary['files'], 3)
+        self.assertEqual(summary['newFiles'], 3)
+        self.assertEqual(summary['vanished'], 0)
+        # The set's own bookkeeping is private.
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(partial, 'storage.files.jsonl')).st_mode), 0o600)
+
+    def test_repeat_set_links_unchanged_files_and_copies_changed_ones(self):
+        self.write('same', b'unchanged', 0o640, 1_600_000_000)
+        self.write('content', b'aaaa', 0o640, 1_600_000_000)
+        self.write('mode', b'mode', 0o640, 1_600_000_000)
+        r1, s1, _, _ = self.copy('s1')
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        self.write('content', b'bbbb', 0o640, 1_600_000_500)  # same size, new mtime
+        os.chmod(os.path.join(self.live, 'mode'), 0o600)
+        self.write('new', b'new file', 0o640)
+        r2, s2, listing, summary = self.copy('s2', s1)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        self.assertEqual(ino(s1, 'same'), ino(s2, 'same'), 'unchanged: hard-linked to the previous set')
+        for rel in ('content', 'mode'):
+            self.assertNotEqual(ino(s1, rel), ino(s2, rel), rel + ' changed: copied afresh')
+        with open(os.path.join(s2, 'storage/content'), 'rb') as f:
+            self.assertEqual(f.read(), b'bbbb')
+        self.assertEqual(listing['content'][3], hashlib.sha256(b'bbbb').hexdigest())
+        self.assertEqual(listing['same'][3], hashlib.sha256(b'unchanged').hexdigest())
+        self.assertEqual((summary['files'], summary['newFiles']), (4, 3))
+
+    def test_a_fifo_is_reported_not_silently_dropped(self):
+        self.write('file', b'x')
+        os.mkfifo(os.path.join(self.live, 'pipe'))
+        r, _, listing, _ = self.copy('s1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn('pipe', listing)
+        self.assertIn('pipe', r.stdout + r.stderr)
+        self.assertIn('WARNING', r.stdout + r.stderr)
+
+    @unittest.skipIf(os.geteuid() == 0, 'root reads every file')
+    def test_an_unreadable_file_fails_the_copy_naming_it(self):
+        self.write('secret', b'x', 0o000)
+        r, _, _, _ = self.copy('s1')
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('secret', r.stderr)
+
+    def test_a_missing_source_or_wrong_arguments_fail_clearly(self):
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'copier', 'storage'], capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('usage: copier', r.stderr)
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'no-such-command'], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('unknown command', r.stderr)
+
+
+class BuildTest(unittest.TestCase):
+    def test_the_zipapp_is_reproducible(self):
+        self.assertEqual(build.build(), build.build())
+
+
+if __name__ == '__main__':
+    unittest.main()
