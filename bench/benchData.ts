@@ -160,8 +160,8 @@ export interface BenchHost {
  * Starts the sandbox (no Redis unless asked), stops it again on Ctrl-C or a kill, and connects to
  * it with the given run-as mode (default direct). Call `stop()` in a `finally`.
  */
-export async function benchHost(opts: { withRedis?: boolean; runAs?: RunAsMode } = {}): Promise<BenchHost> {
-  const sb = await startSandbox({ withRedis: opts.withRedis ?? false });
+export async function benchHost(opts: { withRedis?: boolean; runAs?: RunAsMode; dbaObjects?: boolean } = {}): Promise<BenchHost> {
+  const sb = await startSandbox({ withRedis: opts.withRedis ?? false, dbaObjects: opts.dbaObjects });
   const pool = new ConnectionPool({ secrets: { get: async () => undefined }, hostKeys: { onUnknownHostKey: async () => 'reject' } });
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {

@@ -24,7 +24,8 @@ import { backUpOnce, benchHost, benchOptions, byHandDir, machineLine, median, ru
 
 async function main(): Promise<void> {
   const { scale, files, sizes, runs, seed } = benchOptions({ runs: 3, seed: 'kadi-ops-restore-bench' });
-  const b = await benchHost();
+  // The same data as the by-hand side can restore: without the superuser's extension (sandbox.ts).
+  const b = await benchHost({ dbaObjects: false });
   const { sb, host, uid, gid } = b;
   try {
     const gen = new SeededBytes(seed);

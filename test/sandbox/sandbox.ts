@@ -22,6 +22,12 @@ export { CHUNK_SIZE, chunkedChecksum, KADI_HEAD_REVISION, storageFilePath } from
 export interface SandboxOptions {
   /** Start Redis as well (default true). */
   withRedis?: boolean;
+  /**
+   * The database as a DBA leaves it (default true): superuser extensions, another role's function,
+   * odd identifiers, large objects (DBA_SQL, ODD_SQL). The restore bench turns it off: the guide's
+   * by-hand `pg_restore --clean` as the Kadi role cannot drop a superuser's extension.
+   */
+  dbaObjects?: boolean;
 }
 
 /** Behaviour switches of the kadi CLI test double (written to kadi-double.json next to kadi.py). */
@@ -147,10 +153,10 @@ function writeKadiConfig(l: Layout, kadi: Account, pg: PgServer, password: strin
 }
 
 /** Role kadi (password set as a SCRAM verifier), database kadi, the DBA's additions, schema and seed owned by kadi. */
-async function setUpDatabase(pg: PgServer, password: string, sql: string): Promise<void> {
+async function setUpDatabase(pg: PgServer, password: string, sql: string, dbaObjects: boolean): Promise<void> {
   await superPsql(pg, `CREATE ROLE kadi LOGIN PASSWORD ${q(scramVerifier(password))};\nCREATE DATABASE kadi OWNER kadi;`);
-  await superPsql(pg, DBA_SQL, 'kadi');
-  await superPsql(pg, `SET ROLE kadi;\nBEGIN;\n${SCHEMA_SQL}\n${ODD_SQL}\n${sql}\nCOMMIT;\nRESET ROLE;\nANALYZE;`, 'kadi');
+  if (dbaObjects) await superPsql(pg, DBA_SQL, 'kadi');
+  await superPsql(pg, `SET ROLE kadi;\nBEGIN;\n${SCHEMA_SQL}\n${dbaObjects ? ODD_SQL : ''}\n${sql}\nCOMMIT;\nRESET ROLE;\nANALYZE;`, 'kadi');
 }
 
 function writeSeedFiles(l: Layout, kadi: Account, seed: ReturnType<typeof buildSeed>): void {
@@ -241,7 +247,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<SandboxHo
     const services = await startServices(root, pgBin, accts, withRedis, started);
     const password = crypto.randomBytes(16).toString('hex');
     const seed = buildSeed();
-    await setUpDatabase(services.pg, password, seed.sql);
+    await setUpDatabase(services.pg, password, seed.sql, opts.dbaObjects ?? true);
     writeSeedFiles(layout, accts.kadi, seed);
     writeKadiConfig(layout, accts.kadi, services.pg, password, services.redis?.port);
     await runDouble(layout, accts.kadi, ['search', 'init']);
