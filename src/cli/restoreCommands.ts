@@ -6,9 +6,9 @@ import { followJob, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { parseComponents, RestoreUsageError } from '../restore/components';
 import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans } from '../restore/maintenance';
-import { formatPlan, preflight } from '../restore/preflight';
+import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
+import { formatPlan } from '../restore/preflight';
 import { formatReport, parseJobReport } from '../restore/report';
-import { startRestore } from '../restore/restoreJob';
 import { stringFlag, UsageError } from './args';
 import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
 
@@ -23,6 +23,44 @@ async function followAndReport(ctx: CliContext, host: RemoteHost, id: string, ti
   return exitCodeOf(outcome);
 }
 
+
+/** The restore flow's terminal side: the plan on stdout, --yes for the confirmations, the job streamed. */
+function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd {
+  const profile = host.profile;
+  return {
+    async preflight(title, work) {
+      ctx.err(`${title}…`);
+      return work(consoleSink(ctx), ctx.signal);
+    },
+    async showPlan(plan) {
+      if (ctx.json) ctx.out(JSON.stringify({ ...plan, set: plan.set.name }, null, 2));
+      else for (const l of formatPlan(plan)) ctx.out(l);
+    },
+    async refused() {
+      ctx.err('Refused: nothing was changed (see REFUSED above).');
+    },
+    async confirm(plan) {
+      if (plan.components.includes('config') && !ctx.args.flags.has('overwrite-config') && plan.config?.some((c) => c.state !== 'same')) {
+        ctx.err('The configuration differs; it is shown above and will NOT be overwritten without --overwrite-config.');
+      }
+      return confirmed(ctx, host);
+    },
+    // --overwrite-config and --break-stale-lock answer these up front; a terminal job never asks.
+    confirmOverwriteConfig: async () => false,
+    confirmBreakStaleLock: async () => false,
+    async runJob(_title, start) {
+      const id = await start(await ctx.pool.get(profile));
+      ctx.err(`Restore job ${id} started on ${profile.name}; it keeps running if this connection drops (kadi-ops attach ${profile.name} ${id}).`);
+      const log = new MemorySink();
+      const outcome = await followJob(host, id, { sink: teeSink(log, consoleSink(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(profile) });
+      return { outcome, log: log.text('stdout') };
+    },
+    async finished(title, report, outcome) {
+      if (ctx.json) ctx.out(JSON.stringify({ outcome, report: { ...report, sections: undefined } }, null, 2));
+      else for (const l of formatReport(title, report, outcome.result)) ctx.err(l);
+    },
+  };
+}
 
 /** Destructive verbs proceed only with --yes naming the host profile, like typing its name. */
 function confirmed(ctx: CliContext, host: RemoteHost): boolean {
@@ -47,7 +85,7 @@ function simpleJob(summary: string, start: (ctx: CliContext, host: RemoteHost) =
 
 export const restoreCommands: Record<string, CliCommand> = {
   restore: {
-    args: '<host> <set|latest> [--components db,storage,uploads,redis,config] [--no-safety-backup] [--jobs N] [--listing FILE] [--overwrite-config] [--verify-again] --yes <host name>',
+    args: '<host> <set|latest> [--components db,storage,uploads,redis,config] [--no-safety-backup] [--listing FILE] [--overwrite-config] [--verify-again] [--break-stale-lock] --yes <host name>',
     summary: 'verify a set (or rely on its passing verification of the last 24 h), show the plan, then restore it as a job (safety backup first, services stopped, reindex and checks after)',
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -62,31 +100,21 @@ export const restoreCommands: Record<string, CliCommand> = {
       }
       const listingFile = stringFlag(ctx.args, 'listing');
       const listing = listingFile === undefined ? undefined : fs.readFileSync(listingFile, 'utf8');
-      const d = await discover(host);
-      const profile = host.profile;
-      ctx.err(`Checking ${setName} and ${profile.name} before anything is changed…`);
-      const plan = await preflight(host, d, setName, {
+      const result = await restoreFlow(cliRestoreFrontEnd(ctx, host), ctx.pool, host.profile, {
+        setName,
         components,
         safetyBackup: !ctx.args.flags.has('no-safety-backup'),
-        jobs: intFlag(ctx, 'jobs', 1),
         listing,
+        jobs: intFlag(ctx, 'jobs', 1),
         // A passing verification of the last 24 h is relied on unless --verify-again.
         reuseVerificationHours: ctx.args.flags.has('verify-again') ? 0 : undefined,
-        sink: consoleSink(ctx),
-        signal: ctx.signal,
-        reconnect: () => ctx.pool.get(profile),
+        overwriteConfig: ctx.args.flags.has('overwrite-config'),
+        breakStaleLock: ctx.args.flags.has('break-stale-lock'),
       });
-      if (ctx.json) ctx.out(JSON.stringify({ ...plan, set: plan.set.name }, null, 2));
-      else for (const l of formatPlan(plan)) ctx.out(l);
-      if (plan.blockers.length > 0) return 1;
-      const overwriteConfig = ctx.args.flags.has('overwrite-config');
-      if (components.includes('config') && !overwriteConfig && plan.config?.some((c) => c.state !== 'same')) {
-        ctx.err('The configuration differs; it is shown above and will NOT be overwritten without --overwrite-config.');
-      }
-      if (!confirmed(ctx, host)) return 2;
-      const id = await startRestore(host, d, plan, { overwriteConfig, breakStaleLock: ctx.args.flags.has('break-stale-lock') });
-      ctx.err(`Restore job ${id} started on ${host.profile.name}; it keeps running if this connection drops (kadi-ops attach ${host.profile.name} ${id}).`);
-      return followAndReport(ctx, host, id, `Restore of ${plan.set.name} onto ${host.profile.name}`);
+      if (result.state === 'refused') return 1;
+      if (result.state === 'declined') return 2;
+      if (result.state === 'not-started') return 1;
+      return exitCodeOf(result.outcome);
     },
   },
   'db-upgrade': simpleJob('run `kadi db upgrade` as a job (success only with its success line)', (_c, h) => startDbUpgrade(h), 'kadi db upgrade'),

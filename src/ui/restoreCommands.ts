@@ -7,11 +7,10 @@ import * as vscode from 'vscode';
 import type { HostProfile } from '../config/types';
 import { JobProgress } from '../core/jobProgress';
 import type { OutputSink } from '../core/sink';
-import { discover } from '../kadi/discovery';
+import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import { DEFAULT_COMPONENTS, RESTORE_COMPONENTS, type RestoreComponent } from '../restore/components';
-import { formatPlan, preflight, type RestorePlan } from '../restore/preflight';
-import { formatReport, parseJobReport } from '../restore/report';
-import { startRestore } from '../restore/restoreJob';
+import { formatPlan, type RestorePlan } from '../restore/preflight';
+import { formatReport } from '../restore/report';
 import { pickSet, type CommandDeps } from './backupCommands';
 import type { RestoreFromListing } from './dumpListing';
 import { runJobWithProgress } from './jobUi';
@@ -49,67 +48,69 @@ export async function confirmByTypingHostName(profile: HostProfile, what: string
   return typed === profile.name;
 }
 
-async function runRestore(deps: CommandDeps, profile: HostProfile, setName: string, choice: RestoreChoice): Promise<void> {
+/** The restore flow's VS Code side: notifications with progress, the plan as a document, typed confirmation. */
+function vscodeRestoreFrontEnd(deps: CommandDeps, profile: HostProfile): RestoreFrontEnd {
   const channel = deps.outputs.channel(profile.name);
-  let plan: RestorePlan;
+  return {
+    async preflight(title, work) {
+      return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Restore preflight on ${profile.name}: ${title.toLowerCase()}…`, cancellable: true }, async (progress, token) => {
+        const abort = new AbortController();
+        token.onCancellationRequested(() => abort.abort());
+        // The verify job's lines go to the output; its steps and percentages to the notification.
+        const out = deps.outputs.sink(profile.name);
+        const steps = new JobProgress();
+        const sink: OutputSink = {
+          lines: (stream, lines) => {
+            out.lines(stream, lines);
+            if (stream !== 'stdout') return;
+            for (const l of lines) {
+              const message = steps.feed(l);
+              if (message !== undefined) progress.report({ message });
+            }
+          },
+        };
+        return work(sink, abort.signal);
+      });
+    },
+    async showPlan(plan) {
+      for (const line of formatPlan(plan)) channel.info(line);
+      await showPlan(plan);
+    },
+    async refused(plan) {
+      void vscode.window.showErrorMessage(`Restore of ${plan.set.name} on ${profile.name} is refused: ${plan.blockers.join(' ')}`, { modal: true });
+    },
+    confirm: (_plan, summary) => confirmByTypingHostName(profile, summary),
+    async confirmOverwriteConfig() {
+      const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The diff is in the plan document. Without this, the configuration is only compared.' }, 'Overwrite configuration');
+      return c === 'Overwrite configuration';
+    },
+    async confirmBreakStaleLock(err) {
+      const c = await vscode.window.showWarningMessage(err.message, { modal: true, detail: 'Break the lock only after checking on the host that no Kadi Ops job is still working there.' }, 'Break the stale lock');
+      return c === 'Break the stale lock';
+    },
+    async runJob(title, start) {
+      const log: string[] = [];
+      const outcome = await runJobWithProgress({ pool: deps.pool, outputs: deps.outputs, onFinished: (p) => deps.tree.refresh(p.name) }, deps.bar, { profile, title, start, onLine: (l) => log.push(l) });
+      return outcome ? { outcome, log: log.join('\n') } : undefined;
+    },
+    async finished(title, report, outcome) {
+      for (const line of formatReport(title, report, outcome.result)) channel.info(line);
+      if (report.attention.length > 0) {
+        const c = await vscode.window.showWarningMessage(`${title}: ${report.attention.length} item(s) need attention.`, { detail: report.attention.join('\n') }, 'Show output');
+        if (c) channel.show(true);
+      }
+    },
+  };
+}
+
+async function runRestore(deps: CommandDeps, profile: HostProfile, setName: string, choice: RestoreChoice): Promise<void> {
+  const reuseVerificationHours = vscode.workspace.getConfiguration('kadiOps').get<number>('restore.reuseVerificationHours');
   try {
-    plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Restore preflight on ${profile.name}: verifying ${setName}…`, cancellable: true }, async (progress, token) => {
-      const abort = new AbortController();
-      token.onCancellationRequested(() => abort.abort());
-      const host = await deps.pool.get(profile);
-      const d = await discover(host);
-      // The verify job's lines go to the output; its steps and percentages to the notification.
-      const out = deps.outputs.sink(profile.name);
-      const steps = new JobProgress();
-      const sink: OutputSink = {
-        lines: (stream, lines) => {
-          out.lines(stream, lines);
-          if (stream !== 'stdout') return;
-          for (const l of lines) {
-            const message = steps.feed(l);
-            if (message !== undefined) progress.report({ message });
-          }
-        },
-      };
-      const reuseVerificationHours = vscode.workspace.getConfiguration('kadiOps').get<number>('restore.reuseVerificationHours');
-      return preflight(host, d, setName, { components: choice.components, safetyBackup: choice.safetyBackup, listing: choice.listing, reuseVerificationHours, sink, signal: abort.signal, reconnect: () => deps.pool.get(profile) });
-    });
+    await restoreFlow(vscodeRestoreFrontEnd(deps, profile), deps.pool, profile, { setName, ...choice, reuseVerificationHours });
   } catch (e) {
+    const channel = deps.outputs.channel(profile.name);
     channel.error(`Restore preflight failed: ${(e as Error).message}`);
     const c = await vscode.window.showErrorMessage(`Restore preflight on ${profile.name} failed: ${(e as Error).message}`, 'Show output');
-    if (c) channel.show(true);
-    return;
-  }
-  const set = plan.set;
-  for (const line of formatPlan(plan)) channel.info(line);
-  await showPlan(plan);
-  if (plan.blockers.length > 0) {
-    void vscode.window.showErrorMessage(`Restore of ${set.name} on ${profile.name} is refused: ${plan.blockers.join(' ')}`, { modal: true });
-    return;
-  }
-  const summary = `Replace ${plan.components.join(', ')} of ${profile.name} with backup ${set.name}${plan.safetyBackup ? ' (a safety backup is made first)' : ' WITHOUT a safety backup'}; services stopped: ${plan.servicesToStop.join(', ') || 'none'}.`;
-  if (!(await confirmByTypingHostName(profile, summary))) return;
-  let overwriteConfig = false;
-  if (plan.components.includes('config')) {
-    const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The diff is in the plan document. Without this, the configuration is only compared.' }, 'Overwrite configuration');
-    overwriteConfig = c === 'Overwrite configuration';
-  }
-  const log: string[] = [];
-  const outcome = await runJobWithProgress(
-    { pool: deps.pool, outputs: deps.outputs, onFinished: (p) => deps.tree.refresh(p.name) },
-    deps.bar,
-    {
-      profile,
-      title: `Restore ${set.name}`,
-      start: async (host) => startRestore(host, await discover(host), plan, { overwriteConfig }),
-      onLine: (l) => log.push(l),
-    },
-  );
-  if (!outcome) return;
-  const report = parseJobReport(log.join('\n'));
-  for (const line of formatReport(`Restore of ${set.name} on ${profile.name}`, report, outcome.result)) channel.info(line);
-  if (report.attention.length > 0) {
-    const c = await vscode.window.showWarningMessage(`Restore of ${set.name} on ${profile.name}: ${report.attention.length} item(s) need attention.`, { detail: report.attention.join('\n') }, 'Show output');
     if (c) channel.show(true);
   }
 }

@@ -1,0 +1,105 @@
+/**
+ * The restore flow, written once for both front ends: preflight (verify and plan), show the plan,
+ * refuse on blockers, confirm by naming the host, the configuration's separate confirmation, the
+ * job (with the stale-lock question), and the summary. The CLI (cli/restoreCommands.ts) and VS Code
+ * (ui/restoreCommands.ts) only implement RestoreFrontEnd: how to ask, show and follow. Nothing
+ * here imports vscode.
+ */
+import type { HostProfile } from '../config/types';
+import type { OutputSink } from '../core/sink';
+import { discover } from '../kadi/discovery';
+import type { ConnectionPool } from '../remote/connectionPool';
+import { LockBusyError, type JobOutcome } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
+import type { RestoreComponent } from '../restore/components';
+import { preflight, type RestorePlan } from '../restore/preflight';
+import { parseJobReport, type JobReport } from '../restore/report';
+import { startRestore } from '../restore/restoreJob';
+
+export interface RestoreRequest {
+  setName: string;
+  components: RestoreComponent[];
+  safetyBackup: boolean;
+  /** An edited `pg_restore -l` listing: a selective database restore. */
+  listing?: string;
+  jobs?: number;
+  /** Rely on a passing verification younger than this (hours); 0 verifies again. */
+  reuseVerificationHours?: number;
+  /** Overwrite the live configuration without asking (the CLI's --overwrite-config); otherwise asked. */
+  overwriteConfig?: boolean;
+  /** Break a stale lock without asking (the CLI's --break-stale-lock); otherwise asked. */
+  breakStaleLock?: boolean;
+}
+
+export interface RestoreFrontEnd {
+  /** Runs the preflight with a sink for the verify job's lines and a way to cancel it. */
+  preflight(title: string, work: (sink: OutputSink, signal?: AbortSignal) => Promise<RestorePlan>): Promise<RestorePlan>;
+  showPlan(plan: RestorePlan): Promise<void>;
+  /** The plan has blockers: say so; nothing is started. */
+  refused(plan: RestorePlan): Promise<void>;
+  /** The operator names the host to confirm (typed, or --yes <host>). */
+  confirm(plan: RestorePlan, summary: string): Promise<boolean>;
+  /** The configuration differs and overwriting it was not asked for up front. */
+  confirmOverwriteConfig(plan: RestorePlan): Promise<boolean>;
+  /** The lock is held by a job whose process is gone: break it? */
+  confirmBreakStaleLock(err: LockBusyError): Promise<boolean>;
+  /** Starts the job with `start` and follows it to its end, streaming its lines; undefined when it could not start. */
+  runJob(title: string, start: (host: RemoteHost) => Promise<string>): Promise<{ outcome: JobOutcome; log: string } | undefined>;
+  /** The parsed summary of the finished job. */
+  finished(title: string, report: JobReport, outcome: JobOutcome): Promise<void>;
+}
+
+export type RestoreFlowResult =
+  | { state: 'refused'; plan: RestorePlan }
+  | { state: 'declined'; plan: RestorePlan }
+  | { state: 'not-started'; plan: RestorePlan }
+  | { state: 'ran'; plan: RestorePlan; outcome: JobOutcome; report: JobReport };
+
+export async function restoreFlow(fe: RestoreFrontEnd, pool: ConnectionPool, profile: HostProfile, req: RestoreRequest): Promise<RestoreFlowResult> {
+  const plan = await fe.preflight(`Checking ${req.setName} and ${profile.name} before anything is changed`, async (sink, signal) => {
+    const host = await pool.get(profile);
+    return preflight(host, await discover(host), req.setName, {
+      components: req.components,
+      safetyBackup: req.safetyBackup,
+      listing: req.listing,
+      jobs: req.jobs,
+      reuseVerificationHours: req.reuseVerificationHours,
+      sink,
+      signal,
+      reconnect: () => pool.get(profile),
+    });
+  });
+  await fe.showPlan(plan);
+  if (plan.blockers.length > 0) {
+    await fe.refused(plan);
+    return { state: 'refused', plan };
+  }
+  const summary = `Replace ${plan.components.join(', ')} of ${profile.name} with backup ${plan.set.name}${plan.safetyBackup ? ' (a safety backup is made first)' : ' WITHOUT a safety backup'}; services stopped: ${plan.servicesToStop.join(', ') || 'none'}.`;
+  if (!(await fe.confirm(plan, summary))) return { state: 'declined', plan };
+  const configDiffers = plan.components.includes('config') && (plan.config ?? []).some((c) => c.state !== 'same');
+  const overwriteConfig = req.overwriteConfig ?? (configDiffers ? await fe.confirmOverwriteConfig(plan) : false);
+
+  let breakStaleLock = req.breakStaleLock ?? false;
+  const title = `Restore of ${plan.set.name} onto ${profile.name}`;
+  for (;;) {
+    const seen: { staleLock?: LockBusyError } = {};
+    const ran = await fe.runJob(title, async (host) => {
+      try {
+        return await startRestore(host, await discover(host), plan, { overwriteConfig, breakStaleLock });
+      } catch (e) {
+        if (e instanceof LockBusyError && e.stale && !breakStaleLock) seen.staleLock = e;
+        throw e;
+      }
+    });
+    if (ran) {
+      const report = parseJobReport(ran.log);
+      await fe.finished(title, report, ran.outcome);
+      return { state: 'ran', plan, outcome: ran.outcome, report };
+    }
+    if (seen.staleLock && (await fe.confirmBreakStaleLock(seen.staleLock))) {
+      breakStaleLock = true;
+      continue;
+    }
+    return { state: 'not-started', plan };
+  }
+}
