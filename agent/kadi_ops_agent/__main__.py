@@ -5,6 +5,14 @@ import sys
 # Command name -> module (each module has main(argv) -> int | None).
 COMMANDS = {
     'copier': 'copier',
+    'verify-quick': 'verify_quick',
+    'verify-result': 'verify_result',
+    'deep-check': 'verify_deep',
+    'deep-note': 'verify_deep_note',
+    'manifest': 'manifest',
+    'list-sets': 'sets',
+    'transfer': 'transfer',
+    'files-check-answer': 'files_check_answer',
 }
 
 

@@ -213,48 +213,8 @@ SQL
   local t_manifest; t_manifest=$(now)
   step "manifest: hashing the database dump and the other artifacts"
   echo "ended=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$info"
-  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$partial" "$(opt manifest_json)" || fail "writing the manifest failed"
-import json, os
-partial, base_json = sys.argv[1], sys.argv[2]
-info = dict(l.rstrip('\n').split('=', 1) for l in open(os.path.join(partial, '.info')) if '=' in l)
-m = json.loads(base_json)
-m['startedAt'] = info.get('started'); m['endedAt'] = info.get('ended')
-m['hostname'] = info.get('hostname'); m['previousSet'] = info.get('previous') or None
-m['artifacts'] = []
-# The trees' files were hashed as they were copied (copy_tree); their lists are artifacts here.
-trees = {}
-for name in ('storage', 'uploads'):
-    summary = os.path.join(partial, '.' + name + '.copy.json')
-    if os.path.isfile(summary):
-        with open(summary, encoding='utf-8') as f: trees[name] = json.load(f)
-# Row counts: [schema, table, rows] per table into db.counts.json (an artifact like the others);
-# the manifest's rowCounts keeps its "schema.table" keys.
-tables = [json.loads(l) for l in open(os.path.join(partial, '.counts.jsonl'), encoding='utf-8') if l.strip()]
-with open(os.path.join(partial, 'db.counts.json'), 'w', encoding='utf-8') as f:
-    json.dump({'format': 1, 'tables': tables}, f, ensure_ascii=True); f.write('\n')
-counts = dict(('%s.%s' % (s, t), int(c)) for s, t, c in tables)
-names = [fn for fn in sorted(os.listdir(partial)) if not fn.startswith('.') and os.path.isfile(os.path.join(partial, fn))]
-progress = Progress('manifest', sum(os.path.getsize(os.path.join(partial, fn)) for fn in names))
-toc_entries = sum(1 for l in open(os.path.join(partial, 'db.toc'), encoding='utf-8', errors='replace') if l and l[0].isdigit())
-for fn in names:
-    p = os.path.join(partial, fn)
-    a = {'name': fn, 'size': os.path.getsize(p), 'sha256': sha256(p)}
-    progress.add(a['size'])
-    if fn == 'db.dump': a['tocEntries'] = toc_entries; a['tables'] = len(tables); a['rows'] = sum(int(c) for s, t, c in tables)
-    for name, t in trees.items():
-        if fn == name + '.files.jsonl': a['tree'] = name; a.update(t)
-    if fn.startswith(('storage.tar', 'uploads.tar')):
-        a['archiveOf'] = fn.split('.')[0]
-        files, nbytes = info.get('archive_' + fn, '0 0').split()
-        a['files'] = int(files); a['bytes'] = int(nbytes)
-    m['artifacts'].append(a)
-m['trees'] = trees
-m['rowCounts'] = counts
-tmp = os.path.join(partial, 'manifest.json.tmp')
-with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(m, f, indent=2, sort_keys=True); f.write('\n'); f.flush(); os.fsync(f.fileno())
-os.rename(tmp, os.path.join(partial, 'manifest.json'))
-PY
+  # Hashes every artifact, writes db.counts.json and manifest.json (agent/kadi_ops_agent/manifest.py).
+  agent_py manifest "$partial" "$(opt manifest_json)" || fail "writing the manifest failed"
   rm -f "$info" "$partial/.storage.copy.json" "$partial/.uploads.copy.json" "$partial/.counts.jsonl"
 
   local t_seal; t_seal=$(now)

@@ -1,41 +1,7 @@
 # list-sets BACKUP_DIR: one JSON document describing every set, partial set and the lock, so a
 # host's listing is a single round trip even with a thousand sets.
 cmd_list_sets() {
-  python3 -I -S - "$1" <<'PY'
-import json, os, re, sys
-bd = sys.argv[1]
-SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
-out = {'sets': [], 'partials': [], 'invalid': []}
-try:
-    names = sorted(os.listdir(bd), reverse=True)
-except FileNotFoundError:
-    names = []
-for n in names:
-    p = os.path.join(bd, n)
-    if n.startswith('.partial-') and os.path.isdir(p):
-        out['partials'].append({'name': n, 'job': n[len('.partial-'):], 'mtime': int(os.path.getmtime(p))})
-        continue
-    if not SET_RE.match(n) or not os.path.isdir(p):
-        continue
-    try:
-        with open(os.path.join(p, 'manifest.json'), encoding='utf-8') as f:
-            m = json.load(f)
-    except FileNotFoundError:
-        out['invalid'].append({'name': n, 'reason': 'no manifest.json'}); continue
-    except ValueError as e:
-        out['invalid'].append({'name': n, 'reason': 'manifest.json is not valid JSON: %s' % e}); continue
-    verify = None
-    try:
-        with open(os.path.join(p, '.verify.json'), encoding='utf-8') as f:
-            verify = json.load(f)
-    except (FileNotFoundError, ValueError):
-        pass
-    m.pop('rowCounts', None)
-    out['sets'].append({'name': n, 'manifest': m, 'verify': verify,
-                        'pinned': os.path.exists(os.path.join(p, '.pinned')),
-                        'preRestore': os.path.exists(os.path.join(p, '.pre-restore'))})
-json.dump(out, sys.stdout, separators=(',', ':'))
-PY
+  agent_py list-sets "$1"  # agent/kadi_ops_agent/sets.py
 }
 
 

@@ -40,17 +40,7 @@ cmd_receive_set() {
   echo "received=$2"
 }
 
-# Prints [path, size, sha256] JSON lines for the files under $1 (relative paths).
-TRANSFER_LIST_PY="$PY_PRELUDE"'
-import json, os
-root = sys.argv[1]
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for fn in sorted(files):
-        p = os.path.join(d, fn)
-        if os.path.islink(p) or not os.path.isfile(p): continue
-        print(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha256(p)], ensure_ascii=False))
-'
+# Python: agent/kadi_ops_agent/transfer.py (`transfer list|seal-check|link`).
 
 # upload-status BACKUP_DIR SET: what an interrupted upload left ([path, size, sha256] lines).
 cmd_upload_status() {
@@ -59,7 +49,7 @@ cmd_upload_status() {
   p=$(upload_dir "$1" "$2")
   [ -e "$1/$2" ] && die "set $2 already exists in $1"
   [ -d "$p" ] || return 0
-  python3 -I -S -c "$TRANSFER_LIST_PY" "$p"
+  agent_py transfer list "$p"
 }
 
 # seal-upload BACKUP_DIR SET: checks the upload against the expected [path, size, sha256] lines
@@ -70,25 +60,8 @@ cmd_seal_upload() {
   p=$(upload_dir "$1" "$2")
   [ -d "$p" ] || die "no upload of $2 in $bd"
   [ -e "$bd/$2" ] && die "set $2 already exists in $bd"
-  python3 -I -S -c "$TRANSFER_LIST_PY" "$p" > "$p/.received"
-  python3 -I -S -c '
-import json, sys
-want = {}
-for line in sys.stdin:
-    if line.strip():
-        path, size, digest = json.loads(line)
-        want[path] = (size, digest)
-have = {}
-with open(sys.argv[1] + "/.received", encoding="utf-8") as f:
-    for line in f:
-        path, size, digest = json.loads(line)
-        if path != ".received": have[path] = (size, digest)
-bad = [p for p in want if have.get(p) != want[p]]
-extra = [p for p in have if p not in want]
-for p in bad[:20]: print("mismatch: %s: %s, expected %s" % (p, have.get(p, "missing"), want[p]), file=sys.stderr)
-for p in extra[:20]: print("unexpected file: %s" % p, file=sys.stderr)
-sys.exit(1 if bad or extra or "manifest.json" not in have else 0)
-' "$p" || fail "the uploaded files do not match the set's manifest; nothing was sealed"
+  agent_py transfer list "$p" > "$p/.received"
+  agent_py transfer seal-check "$p" || fail "the uploaded files do not match the set's manifest; nothing was sealed"
   rm -f "$p/.received"
   sync -f "$p" 2>/dev/null || sync
   mv "$p" "$bd/$2"
@@ -105,46 +78,5 @@ cmd_upload_link() {
   p=$(upload_dir "$1" "$2")
   [ -e "$1/$2" ] && die "set $2 already exists in $1"
   mkdir -p -m 700 "$p"
-  python3 -I -S -c '
-import json, os, re, stat, sys
-bd, name, partial = sys.argv[1], sys.argv[2], sys.argv[3]
-SET_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$")
-want = {}
-for line in sys.stdin:
-    if not line.strip(): continue
-    path, size, digest = json.loads(line)
-    parts = path.split("/")
-    if path.startswith("/") or any(x in ("", ".", "..") for x in parts) or len(parts) < 2:
-        sys.exit("unsafe path: %r" % path)
-    want[path] = (size, digest)
-trees = sorted({p.split("/", 1)[0] for p in want})
-others = sorted((n for n in os.listdir(bd) if SET_RE.match(n) and n != name), reverse=True)
-for other in others:
-    if not want: break
-    for tree in trees:
-        try:
-            f = open(os.path.join(bd, other, tree + ".files.jsonl"), encoding="utf-8")
-        except OSError:
-            continue
-        with f:
-            for line in f:
-                try:
-                    rel, size, _mtime, digest = json.loads(line)
-                except ValueError:
-                    continue
-                path = tree + "/" + rel
-                if want.get(path) != (size, digest): continue
-                src = os.path.join(bd, other, tree, rel)
-                dst = os.path.join(partial, path)
-                try:
-                    st = os.lstat(src)
-                    if not stat.S_ISREG(st.st_mode) or st.st_size != size: continue
-                    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
-                    if os.path.lexists(dst): os.unlink(dst)
-                    os.link(src, dst)
-                except OSError:
-                    continue
-                del want[path]
-                print(json.dumps(path, ensure_ascii=False))
-' "$1" "$2" "$p"
+  agent_py transfer link "$1" "$2" "$p"
 }

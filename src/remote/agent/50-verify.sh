@@ -6,6 +6,9 @@ JOB_VERBS+=(verify)
 # counts with those taken at backup time, and check the set's own files against the set's own
 # `file` rows (size and Kadi's MD5).
 # The result goes to <set>/.verify.json; the manifest is never edited.
+# The checks themselves are the agent's Python commands (agent/kadi_ops_agent/): verify-quick
+# (verify_quick.py), deep-check (verify_deep.py), deep-note (verify_deep_note.py), and
+# verify-result (verify_result.py), which merges them into .verify.json.
 cmd_verify() {
   parse_opts "$@"
   local bd set pg_restore level
@@ -23,105 +26,11 @@ cmd_verify() {
     [ -f "$a" ] || continue
     printf '%s\t%s\n' "${a##*/}" "$(archive_listing "$a" 2>/dev/null || echo unreadable)" >> "$JOB_DIR/archives.tsv"
   done
-  { echo "$PY_PRELUDE"; cat <<'PY'; } | python3 -I -S - "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv"
-import concurrent.futures, datetime, json, os
-d, toc_ok, toc_n, out = sys.argv[1], sys.argv[2] == 'yes', int(sys.argv[3] or 0), sys.argv[4]
-archives = dict(l.rstrip('\n').split('\t', 1) for l in open(sys.argv[5]) if '\t' in l)
-m = json.load(open(os.path.join(d, 'manifest.json'), encoding='utf-8'))
-problems = []
-checked_files = 0; checked_bytes = 0
-# Everything hashed: the artifacts, and the files of each tree (its list's artifact records their bytes).
-progress = Progress('verify', sum(a.get('size', 0) + (a.get('bytes', 0) if a.get('tree') else 0) for a in m.get('artifacts', [])))
-bad = set()
-for a in m.get('artifacts', []):
-    p = os.path.join(d, a['name'])
-    if not os.path.isfile(p):
-        problems.append('missing artifact %s' % a['name']); bad.add(a['name']); continue
-    size = os.path.getsize(p)
-    if size != a['size']:
-        problems.append('%s: size %d, manifest says %d' % (a['name'], size, a['size'])); bad.add(a['name']); continue
-    if sha256(p) != a['sha256']:
-        problems.append('%s: sha256 does not match the manifest' % a['name'])
-        bad.add(a['name'])
-    progress.add(size)
-    checked_files += 1; checked_bytes += size
-    if a.get('archiveOf'):
-        got = archives.get(a['name'], 'unreadable')
-        if got == 'unreadable' or len(got.split()) != 2:
-            problems.append('%s: tar cannot read it' % a['name'])
-        elif (int(got.split()[0]), int(got.split()[1])) != (a.get('files'), a.get('bytes')):
-            problems.append('%s: %s files/bytes, manifest says %s %s' % (a['name'], got, a.get('files'), a.get('bytes')))
-    if a['name'] == 'db.dump':
-        if not toc_ok: problems.append('db.dump: pg_restore -l cannot read it')
-        elif a.get('tocEntries') is not None and toc_n != a['tocEntries']:
-            problems.append('db.dump: %d TOC entries, manifest says %d' % (toc_n, a['tocEntries']))
-for a in m.get('artifacts', []):
-    tree = a.get('tree')
-    if not tree: continue
-    if a['name'] in bad:
-        # The list itself is damaged, so it cannot vouch for the tree.
-        problems.append('%s: tree not checked, its file list is damaged' % tree); continue
-    root = os.path.join(d, tree)
-    entries = [json.loads(l) for l in open(os.path.join(d, a['name']), encoding='utf-8')]
-    def check(e):
-        rel, size, mtime, digest = e
-        p = os.path.join(root, rel)
-        try:
-            st = os.stat(p)
-        except FileNotFoundError:
-            return '%s/%s: missing' % (tree, rel)
-        if st.st_size != size:
-            return '%s/%s: size %d, list says %d' % (tree, rel, st.st_size, size)
-        if sha256(p) != digest:
-            return '%s/%s: sha256 does not match' % (tree, rel)
-        return None
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-        for e, r in zip(entries, ex.map(check, entries)):
-            if r: problems.append(r)
-            progress.add(e[1])
-    listed = set(e[0] for e in entries)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for fn in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, fn), root)
-            if rel not in listed: problems.append('%s/%s: not in the file list' % (tree, rel))
-    checked_files += len(entries); checked_bytes += sum(e[1] for e in entries)
-result = {'level': 'quick', 'ok': not problems, 'problems': problems[:1000], 'problemCount': len(problems),
-          'files': checked_files, 'bytes': checked_bytes,
-          'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}
-for p in problems[:200]: print('PROBLEM: ' + p)
-with open(out, 'w') as f: json.dump(result, f)
-print('checked %d files, %d bytes: %d problem(s)' % (checked_files, checked_bytes, len(problems)))
-PY
+  agent_py verify-quick "$dir" "$toc_ok" "${toc_n:-0}" "$JOB_DIR/quick.json" "$JOB_DIR/archives.tsv"
   if [ "$level" = deep ]; then
     verify_deep "$dir" || true
   fi
-  python3 -I -S - "$dir" "$JOB_DIR" "$level" <<'PY'
-import json, os, sys
-d, job, level = sys.argv[1:4]
-r = json.load(open(os.path.join(job, 'quick.json')))
-r['level'] = level
-not_run = None
-try:
-    deep = json.load(open(os.path.join(job, 'deep.json')))
-    not_run = deep.get('notRun')
-    r['problems'] += deep['problems']; r['problemCount'] += len(deep['problems'])
-    r['warnings'] = deep.get('warnings', []); r['deep'] = deep.get('summary', {})
-except FileNotFoundError:
-    if level == 'deep':
-        r['problems'].append('deep verification did not complete'); r['problemCount'] += 1
-if not_run:
-    # Not a finding about the set: the result is the quick verification's, saying why deep did not run.
-    r['level'] = 'quick'; r['deep'] = {'notRun': not_run}
-r['ok'] = r['problemCount'] == 0
-tmp = os.path.join(d, '.verify.json.tmp')
-with open(tmp, 'w') as f: json.dump(r, f)
-os.rename(tmp, os.path.join(d, '.verify.json'))
-for p in r['problems'][:200]: print('PROBLEM: ' + p)
-for w in r.get('warnings', [])[:200]: print('WARNING: ' + w)
-if not_run: print('deep verification could not run: %s' % not_run)
-print('verified=%s level=%s problems=%d' % ('ok' if r['ok'] else 'failed', r['level'], r['problemCount']))
-sys.exit(1 if not r['ok'] else 3 if not_run else 0)
-PY
+  agent_py verify-result "$dir" "$JOB_DIR" "$level"
 }
 
 # Deep verification restores the dump into a throwaway PostgreSQL cluster the job starts itself
@@ -167,10 +76,7 @@ verify_deep() {
     if [ "$mode" = throwaway-cluster ] && grep -qE 'extension "[^"]*" is not available|extension control file|could not access file|could not load library' "$JOB_DIR/deep_restore.err" 2>/dev/null; then
       deep_not_run "the dump needs something this host's PostgreSQL $major server binaries lack: $err"
     else
-      python3 -I -S - "$JOB_DIR/deep.json" "pg_restore into $where failed${err:+: $err}" "$mode" <<'PY'
-import json, sys
-json.dump({'problems': [sys.argv[2]], 'warnings': [], 'summary': {'mode': sys.argv[3]}}, open(sys.argv[1], 'w'))
-PY
+      agent_py deep-note "$JOB_DIR/deep.json" failed "pg_restore into $where failed${err:+: $err}" "$mode"
     fi
     return 1
   fi
@@ -188,108 +94,7 @@ SQL
     > "$JOB_DIR/restored.files.jsonl" 2>> "$JOB_DIR/restored.err" || files_ok=no
   deep_finish
   step "deep: checking the set's files against the set's database"
-  python3 -I -S - "$dir" "$JOB_DIR" "$(opt chunk_size)" "$mode" "$count_ok" "$files_ok" <<'PY'
-import concurrent.futures, hashlib, json, os, re, sys
-d, job, chunk_size, mode = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0), sys.argv[4]
-count_ok, files_ok = sys.argv[5] == 'yes', sys.argv[6] == 'yes'
-problems, warnings = [], []
-def shown(x, quote=True):
-    # An identifier as SQL would write it, control characters escaped: one line, unambiguous.
-    if quote and not re.fullmatch(r'[a-z_][a-z0-9_$]*', x): x = '"' + x.replace('"', '""') + '"'
-    return re.sub(r'[\x00-\x1f\x7f\u2028\u2029]', lambda c: '\\x%02x' % ord(c.group()) if ord(c.group()) < 256 else '\\u%04x' % ord(c.group()), x)
-def err_line():
-    try: return ' '.join(open(os.path.join(job, 'restored.err'), encoding='utf-8', errors='replace').read().split())[:400]
-    except FileNotFoundError: return ''
-# Row counts taken at backup time: db.counts.json ([schema, table, rows] per table); sets made
-# before it have db.counts.tsv ("schema.table<TAB>rows" lines), compared by those names.
-expected, old_names = {}, False
-try:
-    for s, t, c in json.load(open(os.path.join(d, 'db.counts.json'), encoding='utf-8'))['tables']:
-        expected[(s, t)] = int(c)
-except FileNotFoundError:
-    try:
-        old_names = True
-        for l in open(os.path.join(d, 'db.counts.tsv'), encoding='utf-8'):
-            if '\t' in l:
-                t, c = l.rstrip('\n').rsplit('\t', 1); expected[t] = int(c)
-    except FileNotFoundError:
-        warnings.append('the set recorded no row counts')
-restored = {}
-if count_ok:
-    for l in open(os.path.join(job, 'restored.counts.jsonl'), encoding='utf-8'):
-        if not l.strip(): continue
-        s, t, c = json.loads(l)
-        restored['%s.%s' % (s, t) if old_names else (s, t)] = int(c)
-else:
-    problems.append('counting rows in the restored database failed: %s' % err_line())
-def name(k): return shown(k, False) if isinstance(k, str) else '%s.%s' % (shown(k[0]), shown(k[1]))
-for t, c in (sorted(expected.items()) if count_ok else []):
-    if t not in restored: problems.append('table %s: missing after restore' % name(t))
-    elif restored[t] != c: problems.append('table %s: %d rows restored, %d at backup time' % (name(t), restored[t], c))
-root = os.path.join(d, 'storage')
-if not os.path.isdir(root):
-    warnings.append('storage is archived; file cross-check skipped')
-    rows = []
-else:
-    rows = []
-    if files_ok:
-        rows = [json.loads(l) for l in open(os.path.join(job, 'restored.files.jsonl'), encoding='utf-8') if l.strip()]
-    else:
-        problems.append('reading the file table of the restored database failed: %s' % err_line())
-def path_of(fid):
-    return os.path.join(root, fid[0:2], fid[2:4], fid[4:6], fid[6:])
-def md5_plain(p):
-    h = hashlib.md5()
-    with open(p, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()
-def md5_chunked(p, chunk):
-    digests = b''; n = 0
-    with open(p, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''):
-            digests += hashlib.md5(b).digest(); n += 1
-    return '%s-%d' % (hashlib.md5(digests).hexdigest(), n)
-def md5_matches(p, size, checksum):
-    # Kadi: plain MD5 of the content, or for chunked uploads the MD5 of the chunks' binary MD5
-    # digests followed by "-<number of chunks>". The chunk size is Kadi's UPLOAD_CHUNK_SIZE when
-    # known; otherwise every power of two that gives that number of chunks is tried.
-    m = re.match(r'^([0-9a-f]{32})-(\d+)$', checksum)
-    if not m:
-        return md5_plain(p) == checksum
-    n = int(m.group(2))
-    candidates = ([chunk_size] if chunk_size > 0 else []) + [1 << k for k in range(16, 33)]
-    tried = set()
-    for c in candidates:
-        if c in tried or (size + c - 1) // c != n: continue
-        tried.add(c)
-        if md5_chunked(p, c) == checksum: return True
-    return False
-def check(row):
-    fid, size, checksum, state = row
-    p = path_of(fid)
-    exists = os.path.isfile(p)
-    if state != 'active':
-        return ('warn', 'file %s (%s) still has data in the set' % (fid, state)) if exists and state == 'deleted' else None
-    if not exists: return ('problem', 'file %s: active in the database but missing from the set' % fid)
-    if os.path.getsize(p) != int(size): return ('problem', 'file %s: size %d, database says %s' % (fid, os.path.getsize(p), size))
-    if checksum and not md5_matches(p, int(size), checksum): return ('problem', 'file %s: MD5 does not match the database checksum' % fid)
-    return None
-with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-    for r in ex.map(check, rows):
-        if r: (problems if r[0] == 'problem' else warnings).append(r[1])
-known = set(path_of(r[0]) for r in rows)
-extra = 0
-if os.path.isdir(root):
-    for dirpath, dirnames, filenames in os.walk(root):
-        for fn in filenames:
-            p = os.path.join(dirpath, fn)
-            if p not in known and not re.search(r'-\d+$', fn):
-                extra += 1
-                if extra <= 100: warnings.append('extra file in storage with no file row: %s' % os.path.relpath(p, root))
-summary = {'mode': mode, 'tablesCompared': len(expected), 'fileRows': len(rows), 'extraFiles': extra}
-json.dump({'problems': problems, 'warnings': warnings, 'summary': summary}, open(os.path.join(job, 'deep.json'), 'w'))
-print('deep: %d tables compared, %d file rows checked, %d extra files (%s)' % (len(expected), len(rows), extra, mode))
-PY
+  agent_py deep-check "$dir" "$JOB_DIR" "$(opt chunk_size)" "$mode" "$count_ok" "$files_ok"
 }
 
 # Why a throwaway cluster cannot run here (printed, status 1), or nothing (status 0).
@@ -415,10 +220,7 @@ deep_finish() { cluster_stop || true; drop_scratch || true; }
 # Records that deep verification could not run, and why: not a problem of the set.
 deep_not_run() {
   echo "deep verification could not run: $1" >&2
-  python3 -I -S - "$JOB_DIR/deep.json" "$1" <<'PY'
-import json, sys
-json.dump({'notRun': sys.argv[2], 'problems': [], 'warnings': []}, open(sys.argv[1], 'w'))
-PY
+  agent_py deep-note "$JOB_DIR/deep.json" not-run "$1"
 }
 
 drop_scratch() {

@@ -113,28 +113,9 @@ cmd_files_check() {
   fi
   [[ $(opt expected) =~ ^[0-9]+$ ]] || fail "resolve needs the confirmed count"
   # Ends with "Inconsistencies resolved successfully." or, with nothing to resolve, the clean trailer.
-  step_run files-check-resolve kadi_run files-check "kadi files check --resolve" 'Inconsistencies resolved successfully\.|Files checked successfully\.' python3 -c '
-import re, subprocess, sys
-expected = int(sys.argv[1])
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-buf, found = b"", None
-while True:
-    c = p.stdout.read(1)
-    if not c: break
-    buf += c
-    if c == b"\n":
-        line = buf.decode(errors="replace"); sys.stdout.write(line); sys.stdout.flush()
-        m = re.match(r"^Found (\d+) inconsistenc", line)
-        if m: found = int(m.group(1))
-        buf = b""
-    elif buf.startswith(b"Do you want to resolve") and buf.endswith(b": "):
-        answer = b"y\n" if found == expected else b"n\n"
-        sys.stdout.write(buf.decode() + answer.decode()); sys.stdout.flush(); buf = b""
-        p.stdin.write(answer); p.stdin.flush()
-        if found != expected: print("kadi-ops: found %s inconsistencies, not the confirmed %d; answered n" % (found, expected))
-sys.stdout.write(buf.decode(errors="replace"))
-sys.exit(p.wait() or (0 if found in (None, expected) else 3))
-' "$(opt expected)" env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check
+  # The prompt is answered by agent/kadi_ops_agent/files_check_answer.py.
+  step_run files-check-resolve kadi_run files-check "kadi files check --resolve" 'Inconsistencies resolved successfully\.|Files checked successfully\.' \
+    agent_py files-check-answer "$(opt expected)" env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check
   maint_end "kadi files check --resolve"
 }
 
