@@ -1,0 +1,80 @@
+"""The set listing, run as the host runs it: the built zipapp, `python3 -I -S agent.pyz list-sets`."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import build  # noqa: E402  (agent/build.py)
+
+
+class ListSetsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
+        with open(cls.pyz, 'wb') as f:
+            f.write(build.build())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.bd = tempfile.mkdtemp(dir=self.tmp.name)
+
+    def put(self, rel, data=''):
+        p = os.path.join(self.bd, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'w', encoding='utf-8') as f:
+            f.write(data if isinstance(data, str) else json.dumps(data))
+
+    def list_sets(self, *argv):
+        return subprocess.run([sys.executable, '-I', '-S', self.pyz, 'list-sets', *(argv or [self.bd])], capture_output=True, text=True)
+
+    def test_sets_newest_first_with_manifest_verify_pin_and_pre_restore_partials_and_invalid(self):
+        old, new = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z'
+        self.put(old + '/manifest.json', {'format': 3, 'artifacts': [], 'rowCounts': {'public.record': 5}})
+        self.put(old + '/.pinned')
+        self.put(old + '/.verify.json', {'level': 'quick', 'ok': True})
+        self.put(new + '/manifest.json', {'format': 3, 'profile': 'ü'})
+        self.put(new + '/.pre-restore')
+        self.put(new + '/.verify.json', '{broken')  # an unreadable verify result is no result
+        self.put('2026-03-01T00-00-00Z/db.dump', 'x')  # no manifest
+        self.put('2026-04-01T00-00-00Z/manifest.json', '{"truncated":')
+        os.makedirs(os.path.join(self.bd, '.partial-job-123'))
+        os.utime(os.path.join(self.bd, '.partial-job-123'), (1_700_000_000, 1_700_000_000))
+        self.put('2026-05-01T00-00-00Z', 'a file named like a set')
+        self.put('.partial-file', 'a file named like a partial set')
+        os.makedirs(os.path.join(self.bd, 'not-a-set', 'x'))
+        os.makedirs(os.path.join(self.bd, '.kadi-ops'))
+        r = self.list_sets()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(r.stdout.endswith('\n'), 'no newline after the document (overview prints the jobs after it)')
+        out = json.loads(r.stdout)
+        self.assertEqual(r.stdout, json.dumps(out, separators=(',', ':')), 'compact, non-ASCII escaped')
+        self.assertEqual(out['sets'], [
+            {'name': new, 'manifest': {'format': 3, 'profile': 'ü'}, 'verify': None, 'pinned': False, 'preRestore': True},
+            {'name': old, 'manifest': {'format': 3, 'artifacts': []}, 'verify': {'level': 'quick', 'ok': True}, 'pinned': True, 'preRestore': False},
+        ])
+        self.assertEqual(out['partials'], [{'name': '.partial-job-123', 'job': 'job-123', 'mtime': 1_700_000_000}])
+        self.assertEqual([i['name'] for i in out['invalid']], ['2026-04-01T00-00-00Z', '2026-03-01T00-00-00Z'])
+        self.assertTrue(out['invalid'][0]['reason'].startswith('manifest.json is not valid JSON: '), out['invalid'][0])
+        self.assertEqual(out['invalid'][1]['reason'], 'no manifest.json')
+
+    def test_a_missing_backup_directory_lists_nothing(self):
+        r = self.list_sets(os.path.join(self.bd, 'nowhere'))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, '{"sets":[],"partials":[],"invalid":[]}')
+
+    def test_wrong_arguments_fail_clearly(self):
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'list-sets'], capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('usage: list-sets BACKUP_DIR', r.stderr)
+
+
+if __name__ == '__main__':
+    unittest.main()
