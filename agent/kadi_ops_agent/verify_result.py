@@ -1,0 +1,45 @@
+"""The result of a verification: the quick one's (JOB_DIR/quick.json, from verify-quick) merged with
+the deep one's (JOB_DIR/deep.json, from deep-check or deep-note, when there is one), written
+atomically to SET_DIR/.verify.json (the manifest is never edited).
+
+Prints a `PROBLEM: ...` and `WARNING: ...` line each (the first 200), `deep verification could not
+run: WHY` when deep.json says so, and `verified=ok|failed level=quick|deep problems=N`.
+A deep verify without deep.json is a problem ("did not complete"); a deep verify that could not run
+(deep.json's notRun) leaves the quick result, level quick, with deep.notRun saying why.
+
+Usage: verify-result SET_DIR JOB_DIR LEVEL   (LEVEL: quick or deep)
+Exit status: 0 ok, 1 problems found, 3 ok but deep verification could not run.
+"""
+import json
+import os
+
+USAGE = 'usage: verify-result SET_DIR JOB_DIR LEVEL'
+
+
+def main(argv):
+    if len(argv) != 3:
+        raise SystemExit(USAGE)
+    d, job, level = argv
+    r = json.load(open(os.path.join(job, 'quick.json')))
+    r['level'] = level
+    not_run = None
+    try:
+        deep = json.load(open(os.path.join(job, 'deep.json')))
+        not_run = deep.get('notRun')
+        r['problems'] += deep['problems']; r['problemCount'] += len(deep['problems'])
+        r['warnings'] = deep.get('warnings', []); r['deep'] = deep.get('summary', {})
+    except FileNotFoundError:
+        if level == 'deep':
+            r['problems'].append('deep verification did not complete'); r['problemCount'] += 1
+    if not_run:
+        # Not a finding about the set: the result is the quick verification's, saying why deep did not run.
+        r['level'] = 'quick'; r['deep'] = {'notRun': not_run}
+    r['ok'] = r['problemCount'] == 0
+    tmp = os.path.join(d, '.verify.json.tmp')
+    with open(tmp, 'w') as f: json.dump(r, f)
+    os.rename(tmp, os.path.join(d, '.verify.json'))
+    for p in r['problems'][:200]: print('PROBLEM: ' + p)
+    for w in r.get('warnings', [])[:200]: print('WARNING: ' + w)
+    if not_run: print('deep verification could not run: %s' % not_run)
+    print('verified=%s level=%s problems=%d' % ('ok' if r['ok'] else 'failed', r['level'], r['problemCount']))
+    return 1 if not r['ok'] else 3 if not_run else 0

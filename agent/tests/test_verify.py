@@ -1,0 +1,411 @@
+"""Verification of a backup set, run as the host runs it: the built zipapp's verify-quick,
+verify-result, deep-check and deep-note commands (`python3 -I -S agent.pyz COMMAND ...`), on sets
+and inputs made by hand in temporary folders, in the formats 50-verify.sh gives them."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import build  # noqa: E402  (agent/build.py)
+
+TREE = {
+    'ab/cd/ef/0001': b'first file\n',
+    'ab/cd/ef/0002': b'',
+    'odd name \xfc/with space': b'x' * 3000,
+}
+DUMP = b'PGDMP fake dump bytes'
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class AgentCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
+        with open(cls.pyz, 'wb') as f:
+            f.write(build.build())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(dir=self.tmp.name)
+        self.set = os.path.join(self.root, '2026-01-02T03-04-05Z')
+        self.job = os.path.join(self.root, 'job')
+        os.mkdir(self.set)
+        os.mkdir(self.job)
+
+    def agent(self, *args):
+        return subprocess.run([sys.executable, '-I', '-S', self.pyz] + list(args), capture_output=True, text=True)
+
+    def put(self, rel, data):
+        p = os.path.join(self.set, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'wb') as f:
+            f.write(data)
+        return p
+
+    def put_job(self, name, text):
+        with open(os.path.join(self.job, name), 'w', encoding='utf-8') as f:
+            f.write(text)
+
+    def verify_record(self):
+        with open(os.path.join(self.set, '.verify.json'), encoding='utf-8') as f:
+            return json.load(f)
+
+
+class QuickVerifyTest(AgentCase):
+    """verify-quick then verify-result, as cmd_verify runs them for a quick verify."""
+
+    def make_set(self, archive=None):
+        """A set as a backup leaves it: db.dump, a storage tree with its file list, the manifest."""
+        artifacts = []
+        self.put('db.dump', DUMP)
+        artifacts.append({'name': 'db.dump', 'size': len(DUMP), 'sha256': sha(DUMP), 'tocEntries': 7})
+        lines = b''
+        for rel, data in TREE.items():
+            self.put(os.path.join('storage', rel), data)
+            lines += json.dumps([rel, len(data), 1_600_000_000, sha(data)]).encode() + b'\n'
+        self.put('storage.files.jsonl', lines)
+        artifacts.append({'name': 'storage.files.jsonl', 'size': len(lines), 'sha256': sha(lines), 'tree': 'storage',
+                          'files': len(TREE), 'bytes': sum(len(d) for d in TREE.values())})
+        if archive:
+            self.put('uploads.tar.zst', archive)
+            artifacts.append({'name': 'uploads.tar.zst', 'size': len(archive), 'sha256': sha(archive),
+                              'archiveOf': 'uploads', 'files': 2, 'bytes': 30})
+        with open(os.path.join(self.set, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'set': os.path.basename(self.set), 'artifacts': artifacts}, f)
+        self.total = len(DUMP) + len(lines) + sum(len(d) for d in TREE.values()) + (len(archive) if archive else 0)
+        self.total_files = 2 + len(TREE) + (1 if archive else 0)
+
+    def verify(self, toc_ok='yes', toc_n='7', archives=''):
+        self.put_job('archives.tsv', archives)
+        q = self.agent('verify-quick', self.set, toc_ok, toc_n, os.path.join(self.job, 'quick.json'),
+                       os.path.join(self.job, 'archives.tsv'))
+        self.assertEqual(q.returncode, 0, q.stderr)
+        r = self.agent('verify-result', self.set, self.job, 'quick')
+        return q, r
+
+    def lines(self, out):
+        return [l for l in out.splitlines() if not l.startswith('[progress] ')]
+
+    def assert_failed(self, q, r, problems):
+        self.assertEqual(self.lines(q.stdout), ['PROBLEM: ' + p for p in problems]
+                         + ['checked %d files, %d bytes: %d problem(s)' % (self.verify_record()['files'], self.verify_record()['bytes'], len(problems))])
+        self.assertEqual(r.stdout.splitlines(), ['PROBLEM: ' + p for p in problems]
+                         + ['verified=failed level=quick problems=%d' % len(problems)])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        rec = self.verify_record()
+        self.assertIs(rec['ok'], False)
+        self.assertEqual(rec['problems'], problems)
+        self.assertEqual(rec['problemCount'], len(problems))
+        self.assertEqual(rec['level'], 'quick')
+
+    def test_a_good_set_verifies_ok(self):
+        self.make_set()
+        q, r = self.verify()
+        self.assertEqual(q.stdout.splitlines()[-2:], ['[progress] verify 100%% %d/%d bytes' % (self.total, self.total),
+                                                      'checked %d files, %d bytes: 0 problem(s)' % (self.total_files, self.total)])
+        self.assertEqual(self.lines(q.stdout), ['checked %d files, %d bytes: 0 problem(s)' % (self.total_files, self.total)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, 'verified=ok level=quick problems=0\n')
+        rec = self.verify_record()
+        self.assertEqual({k: rec[k] for k in rec if k != 'at'},
+                         {'level': 'quick', 'ok': True, 'problems': [], 'problemCount': 0,
+                          'files': self.total_files, 'bytes': self.total})
+        self.assertRegex(rec['at'], r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
+        self.assertNotIn('deep', rec)
+        self.assertFalse(os.path.exists(os.path.join(self.set, '.verify.json.tmp')))
+
+    def test_a_truncated_artifact_is_a_size_problem(self):
+        self.make_set()
+        self.put('db.dump', DUMP[:5])
+        self.assert_failed(*self.verify(), ['db.dump: size 5, manifest says %d' % len(DUMP)])
+
+    def test_a_changed_artifact_of_the_same_size_is_a_sha256_problem(self):
+        self.make_set()
+        self.put('db.dump', DUMP[:-1] + b'X')
+        self.assert_failed(*self.verify(), ['db.dump: sha256 does not match the manifest'])
+
+    def test_a_missing_artifact(self):
+        self.make_set()
+        os.remove(os.path.join(self.set, 'db.dump'))
+        self.assert_failed(*self.verify(), ['missing artifact db.dump'])
+
+    def test_a_damaged_file_list_cannot_vouch_for_its_tree(self):
+        self.make_set()
+        with open(os.path.join(self.set, 'storage.files.jsonl'), 'ab') as f:
+            f.write(b'\n')
+        size = os.path.getsize(os.path.join(self.set, 'storage.files.jsonl'))
+        self.assert_failed(*self.verify(), ['storage.files.jsonl: size %d, manifest says %d' % (size, size - 1),
+                                            'storage: tree not checked, its file list is damaged'])
+
+    def test_a_flipped_byte_in_a_tree_file(self):
+        self.make_set()
+        self.put('storage/ab/cd/ef/0001', b'first filE\n')
+        self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0001: sha256 does not match'])
+
+    def test_a_truncated_tree_file(self):
+        self.make_set()
+        self.put('storage/odd name \xfc/with space', b'x' * 2999)
+        self.assert_failed(*self.verify(), ['storage/odd name \xfc/with space: size 2999, list says 3000'])
+
+    def test_a_missing_tree_file(self):
+        self.make_set()
+        os.remove(os.path.join(self.set, 'storage/ab/cd/ef/0002'))
+        self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0002: missing'])
+
+    def test_a_file_not_in_the_list(self):
+        self.make_set()
+        self.put('storage/ab/cd/new', b'not listed')
+        self.assert_failed(*self.verify(), ['storage/ab/cd/new: not in the file list'])
+
+    def test_the_dump_must_be_readable_and_have_its_toc_entries(self):
+        self.make_set()
+        self.assert_failed(*self.verify(toc_ok='no', toc_n='0'), ['db.dump: pg_restore -l cannot read it'])
+        self.assert_failed(*self.verify(toc_n='6'), ['db.dump: 6 TOC entries, manifest says 7'])
+
+    def test_archives_must_be_readable_with_the_manifests_counts(self):
+        self.make_set(archive=b'zstd bytes')
+        q, r = self.verify(archives='uploads.tar.zst\t2 30\n')
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assert_failed(*self.verify(archives='uploads.tar.zst\t2 31\n'), ['uploads.tar.zst: 2 31 files/bytes, manifest says 2 30'])
+        self.assert_failed(*self.verify(archives='uploads.tar.zst\tunreadable\n'), ['uploads.tar.zst: tar cannot read it'])
+        self.assert_failed(*self.verify(archives=''), ['uploads.tar.zst: tar cannot read it'])
+
+    def test_several_problems_are_all_named(self):
+        self.make_set()
+        os.remove(os.path.join(self.set, 'storage/ab/cd/ef/0002'))
+        self.put('storage/ab/cd/ef/0001', b'first filE\n')
+        self.put('storage/zz', b'')
+        self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0001: sha256 does not match', 'storage/ab/cd/ef/0002: missing',
+                                            'storage/zz: not in the file list'])
+
+    def test_usage_errors(self):
+        for cmd, n in (('verify-quick', 4), ('verify-result', 2), ('deep-check', 5), ('deep-note', 1)):
+            r = self.agent(cmd, *(['x'] * n))
+            self.assertNotEqual(r.returncode, 0, cmd)
+            self.assertIn('usage: ' + cmd, r.stderr)
+        r = self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'maybe', 'why')
+        self.assertIn('usage: deep-note', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.job, 'deep.json')))
+
+
+class ResultTest(AgentCase):
+    """verify-result: the quick result merged with the deep one's deep.json (or its absence)."""
+
+    QUICK = {'level': 'quick', 'ok': True, 'problems': [], 'problemCount': 0, 'files': 3, 'bytes': 40, 'at': '2026-01-02T03:04:05Z'}
+
+    def result(self, level, quick=None, deep=None):
+        self.put_job('quick.json', json.dumps(quick or self.QUICK))
+        if deep is not None:
+            self.put_job('deep.json', json.dumps(deep))
+        return self.agent('verify-result', self.set, self.job, level)
+
+    def test_deep_problems_and_warnings_are_added(self):
+        deep = {'problems': ['table public.t: 2 rows restored, 3 at backup time'], 'warnings': ['the set recorded no row counts'],
+                'summary': {'mode': 'throwaway-cluster', 'tablesCompared': 1, 'fileRows': 0, 'extraFiles': 0}}
+        r = self.result('deep', deep=deep)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, 'PROBLEM: table public.t: 2 rows restored, 3 at backup time\n'
+                                   'WARNING: the set recorded no row counts\n'
+                                   'verified=failed level=deep problems=1\n')
+        self.assertEqual(self.verify_record(), dict(self.QUICK, level='deep', ok=False, problems=deep['problems'], problemCount=1,
+                                                    warnings=deep['warnings'], deep=deep['summary']))
+
+    def test_a_deep_verify_with_only_warnings_is_ok(self):
+        deep = {'problems': [], 'warnings': ['extra file in storage with no file row: ab/cd/ef/x'], 'summary': {'mode': 'scratch-database'}}
+        r = self.result('deep', deep=deep)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, 'WARNING: extra file in storage with no file row: ab/cd/ef/x\nverified=ok level=deep problems=0\n')
+        rec = self.verify_record()
+        self.assertEqual((rec['ok'], rec['level'], rec['deep']), (True, 'deep', {'mode': 'scratch-database'}))
+
+    def test_quick_problems_stay_with_a_good_deep_verify(self):
+        quick = dict(self.QUICK, ok=False, problems=['db.dump: sha256 does not match the manifest'], problemCount=1)
+        r = self.result('deep', quick=quick, deep={'problems': [], 'warnings': [], 'summary': {'mode': 'throwaway-cluster'}})
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, 'PROBLEM: db.dump: sha256 does not match the manifest\nverified=failed level=deep problems=1\n')
+
+    def test_a_deep_verify_without_deep_json_did_not_complete(self):
+        r = self.result('deep')
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, 'PROBLEM: deep verification did not complete\nverified=failed level=deep problems=1\n')
+        rec = self.verify_record()
+        self.assertEqual((rec['ok'], rec['problemCount'], rec['level']), (False, 1, 'deep'))
+        self.assertNotIn('deep', rec)
+
+    def test_a_quick_verify_ignores_a_missing_deep_json(self):
+        r = self.result('quick')
+        self.assertEqual((r.returncode, r.stdout), (0, 'verified=ok level=quick problems=0\n'))
+        self.assertEqual(self.verify_record(), self.QUICK)
+
+    def test_a_deep_verify_that_could_not_run_leaves_the_quick_result(self):
+        why = 'no throwaway PostgreSQL cluster (no initdb in /usr/lib/postgresql/15/bin (install postgresql-15))'
+        n = self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'not-run', why)
+        self.assertEqual((n.returncode, n.stdout), (0, ''), n.stderr)
+        r = self.result('deep')
+        self.assertEqual(r.returncode, 3, 'ok, but deep verification could not run')
+        self.assertEqual(r.stdout, 'deep verification could not run: %s\nverified=ok level=quick problems=0\n' % why)
+        self.assertEqual(self.verify_record(), dict(self.QUICK, warnings=[], deep={'notRun': why}))
+
+    def test_a_deep_verify_that_could_not_run_on_a_damaged_set_fails(self):
+        why = 'PostgreSQL does not run as root'
+        self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'not-run', why)
+        quick = dict(self.QUICK, ok=False, problems=['storage/a: missing'], problemCount=1)
+        r = self.result('deep', quick=quick)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, 'PROBLEM: storage/a: missing\ndeep verification could not run: %s\n'
+                                   'verified=failed level=quick problems=1\n' % why)
+        self.assertEqual(self.verify_record()['deep'], {'notRun': why})
+
+    def test_a_failed_restore_is_a_problem_of_the_set(self):
+        problem = 'pg_restore into the throwaway cluster failed: pg_restore: error: could not read input file'
+        n = self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'failed', problem, 'throwaway-cluster')
+        self.assertEqual(n.returncode, 0, n.stderr)
+        r = self.result('deep')
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, 'PROBLEM: %s\nverified=failed level=deep problems=1\n' % problem)
+        self.assertEqual(self.verify_record(), dict(self.QUICK, level='deep', ok=False, problems=[problem], problemCount=1,
+                                                    warnings=[], deep={'mode': 'throwaway-cluster'}))
+
+
+# Kadi file ids are UUIDs; a file's data is storage/<id[0:2]>/<id[2:4]>/<id[4:6]>/<id[6:]>.
+IDS = ['%02x%s-0000-4000-8000-000000000000' % (i, 'abcdef') for i in range(10)]
+
+
+def md5_chunked(data, chunk):
+    parts = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    return '%s-%d' % (hashlib.md5(b''.join(hashlib.md5(p).digest() for p in parts)).hexdigest(), len(parts))
+
+
+class DeepCheckTest(AgentCase):
+    """deep-check on hand-made restored.counts.jsonl / restored.files.jsonl, as verify_deep's psql writes them."""
+
+    def store(self, fid, data):
+        return self.put(os.path.join('storage', fid[0:2], fid[2:4], fid[4:6], fid[6:]), data)
+
+    def check(self, rows=(), counts=None, restored=(), chunk_size='', count_ok='yes', files_ok='yes', mode='throwaway-cluster'):
+        if counts is not None:
+            with open(os.path.join(self.set, 'db.counts.json'), 'w', encoding='utf-8') as f:
+                json.dump({'tables': counts}, f)
+        self.put_job('restored.counts.jsonl', ''.join(json.dumps(c) + '\n' for c in restored))
+        self.put_job('restored.files.jsonl', ''.join(json.dumps(r) + '\n' for r in rows))
+        r = self.agent('deep-check', self.set, self.job, chunk_size, mode, count_ok, files_ok)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.job, 'deep.json'), encoding='utf-8') as f:
+            return r, json.load(f)
+
+    def test_plain_md5_of_the_content(self):
+        data = b'some file content'
+        self.store(IDS[0], data)
+        self.store(IDS[1], data)
+        r, deep = self.check([[IDS[0], len(data), hashlib.md5(data).hexdigest(), 'active'],
+                              [IDS[1], len(data), hashlib.md5(b'other content!!!!').hexdigest(), 'active']], counts=[])
+        self.assertEqual(deep['problems'], ['file %s: MD5 does not match the database checksum' % IDS[1]])
+        self.assertEqual(deep['warnings'], [])
+        self.assertEqual(deep['summary'], {'mode': 'throwaway-cluster', 'tablesCompared': 0, 'fileRows': 2, 'extraFiles': 0})
+        self.assertEqual(r.stdout, 'deep: 0 tables compared, 2 file rows checked, 0 extra files (throwaway-cluster)\n')
+
+    def test_an_empty_checksum_is_not_checked(self):
+        self.store(IDS[0], b'abc')
+        r, deep = self.check([[IDS[0], 3, '', 'active']], counts=[])
+        self.assertEqual(deep['problems'], [])
+
+    def test_chunked_md5_with_the_known_chunk_size(self):
+        data = bytes(range(256)) * 10  # 2560 bytes: 3 chunks of 1000
+        self.store(IDS[0], data)
+        self.store(IDS[1], data)
+        rows = [[IDS[0], len(data), md5_chunked(data, 1000), 'active'],
+                [IDS[1], len(data), md5_chunked(data, 1024), 'active']]  # also 3 chunks, but not Kadi's size
+        r, deep = self.check(rows, counts=[], chunk_size='1000')
+        self.assertEqual(deep['problems'], ['file %s: MD5 does not match the database checksum' % IDS[1]])
+
+    def test_chunked_md5_with_an_unknown_chunk_size_tries_powers_of_two(self):
+        data = os.urandom((1 << 16) * 2 + 5)  # 3 chunks of 64 KiB; 2 of 128 KiB
+        self.store(IDS[0], data)
+        self.store(IDS[1], data)
+        self.store(IDS[2], data)
+        h = md5_chunked(data, 1 << 16)
+        rows = [[IDS[0], len(data), h, 'active'],
+                [IDS[1], len(data), h[:-2] + '-4', 'active'],  # no power of two gives 4 chunks of it
+                [IDS[2], len(data), md5_chunked(data, 1 << 17), 'active']]
+        r, deep = self.check(rows, counts=[], chunk_size='')
+        self.assertEqual(deep['problems'], ['file %s: MD5 does not match the database checksum' % IDS[1]])
+        r, deep = self.check(rows[:1], counts=[], chunk_size='0')
+        self.assertEqual(deep['problems'], [])
+
+    def test_missing_file_size_mismatch_and_deleted_rows(self):
+        self.store(IDS[1], b'12345')
+        self.store(IDS[2], b'deleted but here')
+        self.store(IDS[4], b'inactive, here')
+        rows = [[IDS[0], 3, hashlib.md5(b'abc').hexdigest(), 'active'],
+                [IDS[1], 6, hashlib.md5(b'123456').hexdigest(), 'active'],
+                [IDS[2], 16, '', 'deleted'],
+                [IDS[3], 16, '', 'deleted'],
+                [IDS[4], 14, '', 'inactive']]
+        r, deep = self.check(rows, counts=[])
+        self.assertEqual(deep['problems'], ['file %s: active in the database but missing from the set' % IDS[0],
+                                            'file %s: size 5, database says 6' % IDS[1]])
+        self.assertEqual(deep['warnings'], ['file %s (deleted) still has data in the set' % IDS[2]])
+        self.assertEqual(deep['summary']['fileRows'], 5)
+
+    def test_extra_files_are_warnings_and_upload_chunks_are_not_counted(self):
+        self.store(IDS[0], b'abc')
+        self.put('storage/ff/ff/ff/stray', b'no row')
+        self.put('storage/ab/cd/ef/upload-3', b'a chunk')
+        r, deep = self.check([[IDS[0], 3, hashlib.md5(b'abc').hexdigest(), 'active']], counts=[])
+        self.assertEqual(deep['problems'], [])
+        self.assertEqual(deep['warnings'], ['extra file in storage with no file row: ff/ff/ff/stray'])
+        self.assertEqual(deep['summary']['extraFiles'], 1)
+        self.assertEqual(r.stdout, 'deep: 0 tables compared, 1 file rows checked, 1 extra files (throwaway-cluster)\n')
+
+    def test_row_counts_by_schema_and_table_with_odd_names_shown_on_one_line(self):
+        os.mkdir(os.path.join(self.set, 'storage'))
+        counts = [['public', 'record', 5], ['public', 'file', 2], ['Odd"Schema', 'new\nline', 1], ['public', 'gone', 4]]
+        restored = [['public', 'record', 5], ['public', 'file', 3], ['Odd"Schema', 'new\nline', 0], ['public', 'added', 1]]
+        r, deep = self.check(counts=counts, restored=restored, mode='scratch-database')
+        self.assertEqual(deep['problems'], ['table "Odd""Schema"."new\\x0aline": 0 rows restored, 1 at backup time',
+                                            'table public.file: 3 rows restored, 2 at backup time',
+                                            'table public.gone: missing after restore'])
+        self.assertEqual(deep['summary'], {'mode': 'scratch-database', 'tablesCompared': 4, 'fileRows': 0, 'extraFiles': 0})
+        self.assertEqual(r.stdout, 'deep: 4 tables compared, 0 file rows checked, 0 extra files (scratch-database)\n')
+
+    def test_old_sets_compare_db_counts_tsv_by_name(self):
+        os.mkdir(os.path.join(self.set, 'storage'))
+        self.put('db.counts.tsv', b'public.record\t5\npublic.file\t2\n')
+        r, deep = self.check(restored=[['public', 'record', 5], ['public', 'file', 1]])
+        self.assertEqual(deep['problems'], ['table public.file: 1 rows restored, 2 at backup time'])
+        self.assertEqual(deep['summary']['tablesCompared'], 2)
+
+    def test_a_set_without_counts_or_storage_tree_is_warned_about(self):
+        r, deep = self.check(rows=[[IDS[0], 3, '', 'active']])
+        self.assertEqual(deep['problems'], [])
+        self.assertEqual(deep['warnings'], ['the set recorded no row counts', 'storage is archived; file cross-check skipped'])
+        self.assertEqual(deep['summary']['fileRows'], 0)
+
+    def test_failed_reads_of_the_restored_database_are_problems_quoting_psql(self):
+        os.mkdir(os.path.join(self.set, 'storage'))
+        self.put_job('restored.err', 'psql: error: connection\n   to server failed\n')
+        r, deep = self.check(counts=[['public', 'record', 5]], count_ok='no', files_ok='no')
+        self.assertEqual(deep['problems'], ['counting rows in the restored database failed: psql: error: connection to server failed',
+                                            'reading the file table of the restored database failed: psql: error: connection to server failed'])
+
+    def test_a_usage_error_for_a_bad_chunk_size(self):
+        r = self.agent('deep-check', self.set, self.job, '64k', 'throwaway-cluster', 'yes', 'yes')
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('CHUNK_SIZE', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.job, 'deep.json')))
+
+
+if __name__ == '__main__':
+    unittest.main()
