@@ -12,7 +12,7 @@ const mochaArgs = args.filter((a) => !own.has(a));
 const suites = ['out/test/unit/**/*.test.js', 'out/test/integration/**/*.test.js'];
 const t0 = Date.now();
 // The host agent's own Python tests (agent/tests, plain unittest on temporary folders).
-const py = spawnSync('python3', ['-m', 'unittest', 'discover', '-s', 'agent/tests', '-p', 'test_*.py', '-v'], { encoding: 'utf8' });
+const py = spawnSync('python3', ['-m', 'unittest', 'discover', '-s', 'agent/tests', '-p', 'test_*.py', '-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 process.stdout.write(py.stderr);
 const pyRan = /^Ran (\d+) tests?/m.exec(py.stderr)?.[1] ?? '0';
 const pyStatus = py.status ?? 1;

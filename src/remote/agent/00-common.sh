@@ -9,10 +9,10 @@ umask 077
 
 die() { echo "kadi-ops: $*" >&2; exit 2; }
 
-# Python helpers run as `python3 -I -S`: isolated from the caller's PYTHON* variables and user
-# site-packages (nothing outside the standard library is used), and quicker to start.
-# The agent's Python package (agent/ in the repository) is a zipapp installed beside this script
-# under the same content hash (remote/agent.ts): agent_py COMMAND ARGS... runs one of its commands.
+# All of the agent's Python is its package (agent/ in the repository), a zipapp installed beside
+# this script under the same content hash (remote/agent.ts) and run as `python3 -I -S`: isolated
+# from the caller's PYTHON* variables and user site-packages (nothing outside the standard library
+# is used), and quicker to start. agent_py COMMAND ARGS... runs one of its commands.
 AGENT_PYZ="${BASH_SOURCE[0]%.sh}.pyz"
 agent_py() { python3 -I -S "$AGENT_PYZ" "$@"; }
 
@@ -136,41 +136,6 @@ pg_restore_progress() {
     }'
 }
 
-# Python prelude shared by the agent's Python programs, which run as
-# `{ echo "$PY_PRELUDE"; cat <<'PY' ... PY; } | python3 -I -S - ARGS`: sha256() of a file, and
-# Progress, which prints the same lines as progress() above.
-PY_PRELUDE=$(cat <<'PY'
-import hashlib, sys, time
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b: break
-            h.update(b)
-    return h.hexdigest()
-class Progress:
-    # estimated: the total is a guess (printed as ~PCT% DONE/~TOTAL) until finish() makes it exact.
-    def __init__(self, key, total, unit='bytes', estimated=False):
-        self.key, self.total, self.unit, self.done, self.pct, self.sec = key, total, unit, 0, -1, -1
-        self.estimated = estimated
-    def add(self, n):
-        self.done += n
-        if self.total <= 0: return
-        pct, sec = min(100, self.done * 100 // self.total), int(time.monotonic())
-        if self.estimated or self.done > self.total: pct = min(99, pct)  # 100% only from finish()
-        if pct != self.pct and (pct == 100 or sec != self.sec):
-            self.pct, self.sec = pct, sec
-            about = '~' if self.estimated else ''
-            print('[progress] %s %s%d%% %d/%s%d %s' % (self.key, about, pct, self.done, about, self.total, self.unit), flush=True)
-    def finish(self):
-        # The end: the total is what was done (a total counted or guessed beside a live tree may
-        # be off by what changed meanwhile).
-        if self.estimated or self.done != self.total or self.pct != 100:
-            self.total, self.pct, self.estimated = self.done, -1, False
-            self.add(0)
-PY
-)
 # Wall-clock seconds with fractions, and the difference of two such readings.
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
