@@ -43,7 +43,7 @@ export interface RestoreFrontEnd {
   confirmOverwriteConfig(plan: RestorePlan): Promise<boolean>;
   /** The lock is held by a job whose process is gone: break it? */
   confirmBreakStaleLock(err: LockBusyError): Promise<boolean>;
-  /** Starts the job with `start` and follows it to its end, streaming its lines; undefined when it could not start. */
+  /** Starts the job `title` with `start` and follows it to its end, streaming its lines; undefined when it could not start. */
   runJob(title: string, start: (host: RemoteHost) => Promise<string>): Promise<{ outcome: JobOutcome; log: string } | undefined>;
   /** The parsed summary of the finished job. */
   finished(title: string, report: JobReport, outcome: JobOutcome): Promise<void>;
@@ -80,10 +80,12 @@ export async function restoreFlow(fe: RestoreFrontEnd, pool: ConnectionPool, pro
   const overwriteConfig = req.overwriteConfig ?? (configDiffers ? await fe.confirmOverwriteConfig(plan) : false);
 
   let breakStaleLock = req.breakStaleLock ?? false;
+  // The job's title ("… on <host>" is added by the front ends that show it) and the summary's.
+  const jobTitle = `Restore ${plan.set.name}`;
   const title = `Restore of ${plan.set.name} onto ${profile.name}`;
   for (;;) {
     const seen: { staleLock?: LockBusyError } = {};
-    const ran = await fe.runJob(title, async (host) => {
+    const ran = await fe.runJob(jobTitle, async (host) => {
       try {
         return await startRestore(host, await discover(host), plan, { overwriteConfig, breakStaleLock });
       } catch (e) {

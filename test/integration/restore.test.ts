@@ -260,6 +260,7 @@ describe('restore against the sandbox host', function () {
     // A storage file added since the set: the files step, running beside the failing database
     // step, still completes (and removes it).
     const extra = await sb.addStorageFile({ size: 100 });
+    const beforeRestore = await tableDigests(sb); // the new file's row is in the database now
     try {
       let r: Ran;
       try {
@@ -274,7 +275,7 @@ describe('restore against the sandbox host', function () {
       assert.match(r.log, /^timing=files \d+$/m);
       assert.equal(fs.existsSync(extra.path), false, 'the files step completed');
       assert.match(r.log, /pg_restore failed .* the database is unchanged/);
-      assert.equal(await tableDigests(sb), before, 'the failed restore changed nothing in the database');
+      assert.equal(await tableDigests(sb), beforeRestore, 'the failed restore changed nothing in the database');
       const again = await restore(set, { components: ['db', 'storage'] });
       assert.equal(again.outcome.result, 'succeeded', again.log);
       assert.equal(await tableDigests(sb), before);
@@ -401,6 +402,8 @@ describe('restore against the sandbox host', function () {
       assert.equal(report.failedStep, 'database', log);
       assert.ok(report.safetySet, log);
       assert.match(log, new RegExp(`The state before this restore is in the pre-restore set ${report.safetySet}`));
+      // One transaction: the cancelled restore's drops and loads were rolled back.
+      assert.equal(await tableDigests(sb), before, 'the cancelled restore changed nothing in the database');
       const again = await restore(set, { components: ['db'] });
       assert.equal(again.outcome.result, 'succeeded', again.log);
       assert.equal(await tableDigests(sb), before);
