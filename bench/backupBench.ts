@@ -14,7 +14,7 @@ import { startBackup } from '../src/backup/backupSets';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
-import { buildCommand } from '../src/remote/shellCommand';
+import { buildCommand } from '../src/core/shellCommand';
 import { benchHost, benchOptions, byHandDir, machineLine, median, mib, runBench, seedData, SeededBytes, settle, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {

@@ -17,7 +17,7 @@ import { startVerify } from '../src/backup/backupSets';
 import { MemorySink } from '../src/core/sink';
 import { discover } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
-import { buildCommand } from '../src/remote/shellCommand';
+import { buildCommand } from '../src/core/shellCommand';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
 import { backUpOnce, benchHost, benchOptions, byHandDir, machineLine, median, runBench, seedData, SeededBytes, settle, timed, writeTree } from './benchData';

@@ -15,7 +15,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildCommand } from '../src/remote/shellCommand';
+import { buildCommand } from '../src/core/shellCommand';
 import { downloadSet } from '../src/transfer/transfer';
 import { backUpOnce, benchHost, benchOptions, machineLine, median, mib, runBench, seedData, SeededBytes, timed } from './benchData';
 

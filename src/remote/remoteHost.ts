@@ -7,7 +7,7 @@ import type { HostProfile } from '../config/types';
 import type { SecretProvider, SecretRequest } from '../core/secrets';
 import type { OutputSink } from '../core/sink';
 import type { ExecResult, SshConnection } from '../ssh/connection';
-import { buildCommand, shellArgv, type ShellNode } from './shellCommand';
+import { buildCommand, shellArgv, type ShellNode } from '../core/shellCommand';
 
 export interface RunOptions {
   sink?: OutputSink;

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import type { HostProfile } from '../config/types';
 import type { SecretProvider, SecretRequest } from '../core/secrets';
 import { LineSplitter, nullSink, type OutputSink } from '../core/sink';
-import { buildCommand, PGID_MARKER, withPgidReport } from '../remote/shellCommand';
+import { buildCommand, PGID_MARKER, withPgidReport } from '../core/shellCommand';
 import { appendKnownHost, checkHostKey, fingerprintSha256, formatKnownHostsLine, keyTypeFromBlob } from './knownHosts';
 import { CancelledError, ChannelClosedError, HostKeyChangedError, HostKeyRejectedError, SshError } from './errors';
 

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { MemorySink } from '../../src/core/sink';
 import { ConnectionPool } from '../../src/remote/connectionPool';
-import { buildCommand } from '../../src/remote/shellCommand';
+import { buildCommand } from '../../src/core/shellCommand';
 import { SshConnection } from '../../src/ssh/connection';
 import { stopDaemon } from '../sandbox/proc';
 import { startKbdInteractiveSshd } from '../sandbox/sshd';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { buildCommand, quoteArg, UnsafeArgumentError } from '../../src/remote/shellCommand';
+import { buildCommand, quoteArg, UnsafeArgumentError } from '../../src/core/shellCommand';
 
 /** The argv a program receives when `script` runs in a real /bin/sh (printf '%s\0' echoes it). */
 function argvSeenBySh(args: string[], cwd?: string): string[] {
