@@ -6,9 +6,7 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import build  # noqa: E402  (agent/build.py)
+from support import ZipappTestCase
 
 PROMPT = ('Do you want to resolve all inconsistencies automatically by deleting all'
           ' inconsistent database objects and associated data? [y/N]: ')
@@ -29,21 +27,14 @@ exit "${RC:-0}"
 '''
 
 
-class FilesCheckAnswerTest(unittest.TestCase):
+class FilesCheckAnswerTest(ZipappTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
-        with open(cls.pyz, 'wb') as f:
-            f.write(build.build())
+        super().setUpClass()
         cls.kadi = os.path.join(cls.tmp.name, 'kadi')
         with open(cls.kadi, 'w') as f:
             f.write(FAKE_KADI)
         os.chmod(cls.kadi, 0o755)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
 
     def setUp(self):
         self.answer_file = os.path.join(tempfile.mkdtemp(dir=self.tmp.name), 'answer')

@@ -8,9 +8,7 @@ import tempfile
 import textwrap
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import build  # noqa: E402  (agent/build.py)
+from support import ZipappTestCase
 
 BASE = {'format': 3, 'kadiVersion': '1.13.0', 'profile': 'test'}
 TOC = textwrap.dedent('''\
@@ -23,18 +21,7 @@ TOC = textwrap.dedent('''\
     ''')
 
 
-class ManifestTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
-        with open(cls.pyz, 'wb') as f:
-            f.write(build.build())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
+class ManifestTest(ZipappTestCase):
     def setUp(self):
         self.partial = tempfile.mkdtemp(dir=self.tmp.name)
         self.put('.info', 'started=2026-01-01T00:00:00Z\nhostname=kadi.example\nprevious=2025-12-31T00-00-00Z\n'

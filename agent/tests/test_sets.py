@@ -6,23 +6,10 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import build  # noqa: E402  (agent/build.py)
+from support import ZipappTestCase
 
 
-class ListSetsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
-        with open(cls.pyz, 'wb') as f:
-            f.write(build.build())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
+class ListSetsTest(ZipappTestCase):
     def setUp(self):
         self.bd = tempfile.mkdtemp(dir=self.tmp.name)
 

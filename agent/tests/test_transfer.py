@@ -8,9 +8,7 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import build  # noqa: E402  (agent/build.py)
+from support import ZipappTestCase
 
 OLD, NEW, UP = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z', '2026-03-01T00-00-00Z'
 
@@ -19,18 +17,7 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-class TransferTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
-        with open(cls.pyz, 'wb') as f:
-            f.write(build.build())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
+class TransferTest(ZipappTestCase):
     def setUp(self):
         self.bd = tempfile.mkdtemp(dir=self.tmp.name)
 

@@ -9,9 +9,7 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import build  # noqa: E402  (agent/build.py)
+from support import ZipappTestCase
 
 TREE = {
     'ab/cd/ef/0001': b'first file\n',
@@ -25,18 +23,7 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-class AgentCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
-        with open(cls.pyz, 'wb') as f:
-            f.write(build.build())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
-
+class AgentCase(ZipappTestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(dir=self.tmp.name)
         self.set = os.path.join(self.root, '2026-01-02T03-04-05Z')

@@ -1,0 +1,26 @@
+"""Shared by the agent's tests: the package built into its zipapp once per test class, in a
+temporary folder, and run as the host runs it (`python3 -I -S agent.pyz COMMAND ARGS...`)."""
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import build  # noqa: E402  (agent/build.py)
+
+__all__ = ['ZipappTestCase', 'build']
+
+
+class ZipappTestCase(unittest.TestCase):
+    """`cls.tmp` is a temporary folder for the class, `cls.pyz` the built zipapp in it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
+        with open(cls.pyz, 'wb') as f:
+            f.write(build.build())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
