@@ -41,6 +41,8 @@ export interface LiveDb {
   roles: string[];
   myRoles: string[];
   objects: LiveDbObject[];
+  /** The server's shared lock table: max_locks_per_transaction × (max_connections + max_prepared_transactions). */
+  lockSlots?: number;
   /** Extensions the server can install: name, trusted (a database owner may create it), superuser-only. */
   available: { name: string; trusted: boolean; superuser: boolean }[];
 }
@@ -79,6 +81,7 @@ export function parseLiveDb(json: string): LiveDb {
   return {
     user: o.user,
     superuser: o.superuser === true,
+    lockSlots: typeof o.lockSlots === 'number' ? o.lockSlots : undefined,
     roles: strings(o.roles),
     myRoles: strings(o.myRoles),
     objects: (o.objects as unknown[][]).map((a) => ({
@@ -128,6 +131,8 @@ const LOOKUP_KIND: Record<string, string> = {
   BLOB: 'BLOB',
 };
 const LOOKUP_KINDS_LONGEST_FIRST = Object.keys(LOOKUP_KIND).sort((a, b) => b.length - a.length);
+/** Entries whose object a transaction locks until it ends (relations, sequences, large objects). */
+const LOCKING = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'FOREIGN TABLE', 'INDEX', 'BLOB', 'CONSTRAINT', 'FK CONSTRAINT', 'TYPE', 'DOMAIN']);
 /** Entries that only annotate another object: they need its ownership and go where it goes. */
 const ANNOTATIONS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
 /** Objects that carry rows: another role's copy cannot be replaced without losing the set's data. */
@@ -326,6 +331,16 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
         }
       }
     }
+  }
+
+  // One transaction holds a lock on every relation, sequence and large object it drops or makes
+  // until COMMIT; beyond the server's shared lock table it fails ("out of shared memory") and
+  // changes nothing. Said before, with the setting to raise.
+  const lockable = enabledEntries.filter((e) => !keep.has(e.dumpId) && LOCKING.has(e.desc)).length * (clean ? 2 : 1);
+  if (live.lockSlots !== undefined && lockable > live.lockSlots / 2) {
+    warnings.push(
+      `This restore takes about ${lockable} locks in one transaction; the server's lock table holds ${live.lockSlots} (max_locks_per_transaction × (max_connections + max_prepared_transactions)). If it fails with "out of shared memory", nothing is changed: raise max_locks_per_transaction (a restart) and restore again.`,
+    );
   }
 
   const listing = serializeListing(keep.size > 0 ? setEnabled(base, keep, false) : base);

@@ -130,6 +130,7 @@ break; ""t"" ü"), 'added after the set');
     }
     const decided = (o: string): string | undefined => r.plan.db?.decisions.find((x) => x.object === o)?.action;
     assert.equal(decided('EXTENSION pg_trgm'), 'keep', JSON.stringify(r.plan.db?.decisions));
+    assert.ok((r.plan.probe.db?.lockSlots ?? 0) >= 64 * 10, 'the probe read the server\'s lock table size');
     assert.equal(decided('FUNCTION public.dba_normalize(text)'), 'keep', JSON.stringify(r.plan.db?.decisions));
     assert.equal(await tableDigests(sb), expected);
     // Still the DBA's, never dropped: same owners, and the objects that use them are back.

@@ -132,6 +132,13 @@ describe('database restore plan (dbPlan)', () => {
     assert.equal(action(planDbRestore(TOC, db, { clean: true, listing: noLoData }), 'BLOB 16489'), 'keep');
   });
 
+  it('warns before a restore whose one transaction needs more locks than the server\'s lock table comfortably holds', () => {
+    const small = { ...live(), lockSlots: 20 };
+    const p = planDbRestore(TOC, small, { clean: true, listing: withoutDbaTableData() });
+    assert.ok(p.warnings.some((w) => /takes about \d+ locks in one transaction; the server's lock table holds 20 .*max_locks_per_transaction/.test(w)), p.warnings.join('\n'));
+    assert.ok(!planDbRestore(TOC, { ...live(), lockSlots: 6400 }, { clean: true, listing: withoutDbaTableData() }).warnings.some((w) => /locks in one transaction/.test(w)));
+  });
+
   it('an empty database where objects of the set still exist is cleaned first', () => {
     assert.equal(planDbRestore(TOC, live(), { clean: false, listing: withoutDbaTableData() }).clean, true);
     const empty = without(live(), (o) => o.mine);

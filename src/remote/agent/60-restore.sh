@@ -141,6 +141,8 @@ WITH nsp AS (
 SELECT pg_catalog.json_build_object(
   'user', current_user,
   'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+  'lockSlots', pg_catalog.current_setting('max_locks_per_transaction')::int
+               * (pg_catalog.current_setting('max_connections')::int + pg_catalog.current_setting('max_prepared_transactions')::int),
   'roles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles),
   'myRoles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles WHERE pg_catalog.pg_has_role(current_user, oid, 'USAGE')),
   'objects', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(kind, sch, tag, owner,
