@@ -1,6 +1,7 @@
 """Shared by the agent's tests: the package built into its zipapp once per test class, in a
 temporary folder, and run as the host runs it (`python3 -I -S agent.pyz COMMAND ARGS...`)."""
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -24,3 +25,9 @@ class ZipappTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
+
+    def agent(self, *argv, input=None, timeout=120):
+        """Runs `python3 -I -S agent.pyz ARGV...` as the bash agent does, text in and out."""
+        return subprocess.run([sys.executable, '-I', '-S', self.pyz, *argv], input=input,
+                              stdin=subprocess.DEVNULL if input is None else None,
+                              capture_output=True, text=True, timeout=timeout)

@@ -3,8 +3,6 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -31,8 +29,7 @@ class CopierTest(ZipappTestCase):
         partial = os.path.join(self.root, set_name)
         os.mkdir(partial, 0o700)
         dest = os.path.join(partial, 'storage')
-        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'copier', 'storage', self.live, dest, prev],
-                           capture_output=True, text=True)
+        r = self.agent('copier', 'storage', self.live, dest, prev)
         listing = {}
         list_path = os.path.join(partial, 'storage.files.jsonl')
         if os.path.exists(list_path):
@@ -107,10 +104,10 @@ class CopierTest(ZipappTestCase):
         self.assertIn('secret', r.stderr)
 
     def test_a_missing_source_or_wrong_arguments_fail_clearly(self):
-        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'copier', 'storage'], capture_output=True, text=True)
+        r = self.agent('copier', 'storage')
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('usage: copier', r.stderr)
-        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'no-such-command'], capture_output=True, text=True)
+        r = self.agent('no-such-command')
         self.assertEqual(r.returncode, 2)
         self.assertIn('unknown command', r.stderr)
 

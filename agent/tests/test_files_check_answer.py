@@ -1,8 +1,6 @@
 """The files-check prompt answerer, run as the host runs it: the built zipapp,
 `python3 -I -S agent.pyz files-check-answer EXPECTED env ... kadi files check`, against a fake kadi."""
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -41,8 +39,7 @@ class FilesCheckAnswerTest(ZipappTestCase):
 
     def run_check(self, expected, found, rc=0):
         cmd = ['env', 'FOUND=%d' % found, 'RC=%d' % rc, 'PROMPT=' + PROMPT, 'ANSWER_FILE=' + self.answer_file, self.kadi, 'files', 'check']
-        return subprocess.run([sys.executable, '-I', '-S', self.pyz, 'files-check-answer', str(expected), *cmd],
-                              capture_output=True, text=True, timeout=30)
+        return self.agent('files-check-answer', str(expected), *cmd, timeout=30)
 
     def answer(self):
         with open(self.answer_file) as f:
@@ -88,11 +85,10 @@ class FilesCheckAnswerTest(ZipappTestCase):
     def test_wrong_arguments_fail_clearly(self):
         for argv in ([], ['2'], ['two', 'kadi'], ['-1', 'kadi']):
             with self.subTest(argv):
-                r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'files-check-answer', *argv], capture_output=True, text=True)
+                r = self.agent('files-check-answer', *argv)
                 self.assertNotEqual(r.returncode, 0)
                 self.assertIn('usage: files-check-answer EXPECTED CMD...', r.stderr)
-        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'files-check-answer', '1', os.path.join(self.tmp.name, 'no-kadi')],
-                           capture_output=True, text=True)
+        r = self.agent('files-check-answer', '1', os.path.join(self.tmp.name, 'no-kadi'))
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('files-check-answer: cannot run', r.stderr)
         self.assertNotIn('Traceback', r.stderr)

@@ -42,7 +42,7 @@ class ManifestTest(ZipappTestCase):
 
     def run_manifest(self, *args):
         argv = list(args) if args else [self.partial, json.dumps(BASE)]
-        return subprocess.run([sys.executable, '-I', '-S', self.pyz, 'manifest', *argv], capture_output=True, text=True)
+        return self.agent('manifest', *argv)
 
     def read(self, name):
         with open(os.path.join(self.partial, name), encoding='utf-8') as f:
@@ -132,7 +132,7 @@ class ManifestTest(ZipappTestCase):
                 self.assertFalse(os.path.exists(os.path.join(self.partial, 'manifest.json')))
 
     def test_wrong_arguments_fail_clearly(self):
-        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'manifest', self.partial], capture_output=True, text=True)
+        r = self.agent('manifest', self.partial)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('usage: manifest PARTIAL BASE_JSON', r.stderr)
         r = self.run_manifest(self.partial, '{not json')

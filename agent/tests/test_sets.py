@@ -1,8 +1,6 @@
 """The set listing, run as the host runs it: the built zipapp, `python3 -I -S agent.pyz list-sets`."""
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -20,7 +18,7 @@ class ListSetsTest(ZipappTestCase):
             f.write(data if isinstance(data, str) else json.dumps(data))
 
     def list_sets(self, *argv):
-        return subprocess.run([sys.executable, '-I', '-S', self.pyz, 'list-sets', *(argv or [self.bd])], capture_output=True, text=True)
+        return self.agent('list-sets', *(argv or [self.bd]))
 
     def test_sets_newest_first_with_manifest_verify_pin_and_pre_restore_partials_and_invalid(self):
         old, new = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z'
@@ -58,7 +56,7 @@ class ListSetsTest(ZipappTestCase):
         self.assertEqual(r.stdout, '{"sets":[],"partials":[],"invalid":[]}')
 
     def test_wrong_arguments_fail_clearly(self):
-        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'list-sets'], capture_output=True, text=True)
+        r = self.agent('list-sets')
         self.assertNotEqual(r.returncode, 0)
         self.assertIn('usage: list-sets BACKUP_DIR', r.stderr)
 

@@ -3,8 +3,6 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -29,7 +27,7 @@ class TransferTest(ZipappTestCase):
         return p
 
     def transfer(self, *argv, stdin=''):
-        return subprocess.run([sys.executable, '-I', '-S', self.pyz, 'transfer', *argv], input=stdin, capture_output=True, text=True, timeout=60)
+        return self.agent('transfer', *argv, input=stdin, timeout=60)
 
     def lines(self, rows):
         return ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows)

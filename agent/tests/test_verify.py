@@ -4,8 +4,6 @@ and inputs made by hand in temporary folders, in the formats 50-verify.sh gives 
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -30,9 +28,6 @@ class AgentCase(ZipappTestCase):
         self.job = os.path.join(self.root, 'job')
         os.mkdir(self.set)
         os.mkdir(self.job)
-
-    def agent(self, *args):
-        return subprocess.run([sys.executable, '-I', '-S', self.pyz] + list(args), capture_output=True, text=True)
 
     def put(self, rel, data):
         p = os.path.join(self.set, rel)
