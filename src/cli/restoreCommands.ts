@@ -8,18 +8,27 @@ import { parseComponents, RestoreUsageError } from '../restore/components';
 import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans } from '../restore/maintenance';
 import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import { formatPlan } from '../restore/preflight';
-import { formatReport, parseJobReport } from '../restore/report';
+import { formatReport, parseJobReport, type JobReport } from '../restore/report';
 import { stringFlag, UsageError } from './args';
 import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
 
-/** Streams a job, then prints the parsed summary; the exit status follows the job's. */
-async function followAndReport(ctx: CliContext, host: RemoteHost, id: string, title: string): Promise<number> {
+/** Streams a job to the console to its end; its stdout is kept for the summary. */
+async function followLogged(ctx: CliContext, host: RemoteHost, id: string): Promise<{ outcome: JobOutcome; log: string }> {
   const log = new MemorySink();
-  const profile = host.profile;
-  const outcome: JobOutcome = await followJob(host, id, { sink: teeSink(log, consoleSink(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(profile) });
-  const report = parseJobReport(log.text('stdout'));
+  const outcome = await followJob(host, id, { sink: teeSink(log, consoleSink(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
+  return { outcome, log: log.text('stdout') };
+}
+
+/** A finished job's parsed summary: JSON with --json, else the report lines on stderr. */
+function printReport(ctx: CliContext, title: string, report: JobReport, outcome: JobOutcome): void {
   if (ctx.json) ctx.out(JSON.stringify({ outcome, report: { ...report, sections: undefined } }, null, 2));
   else for (const l of formatReport(title, report, outcome.result)) ctx.err(l);
+}
+
+/** Streams a job, then prints the parsed summary; the exit status follows the job's. */
+async function followAndReport(ctx: CliContext, host: RemoteHost, id: string, title: string): Promise<number> {
+  const { outcome, log } = await followLogged(ctx, host, id);
+  printReport(ctx, title, parseJobReport(log), outcome);
   return exitCodeOf(outcome);
 }
 
@@ -51,13 +60,10 @@ function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd 
     async runJob(_title, start) {
       const id = await start(await ctx.pool.get(profile));
       ctx.err(`Restore job ${id} started on ${profile.name}; it keeps running if this connection drops (kadi-ops attach ${profile.name} ${id}).`);
-      const log = new MemorySink();
-      const outcome = await followJob(host, id, { sink: teeSink(log, consoleSink(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(profile) });
-      return { outcome, log: log.text('stdout') };
+      return followLogged(ctx, host, id);
     },
     async finished(title, report, outcome) {
-      if (ctx.json) ctx.out(JSON.stringify({ outcome, report: { ...report, sections: undefined } }, null, 2));
-      else for (const l of formatReport(title, report, outcome.result)) ctx.err(l);
+      printReport(ctx, title, report, outcome);
     },
   };
 }

@@ -24,11 +24,16 @@ export function agentScript(): string {
   if (cachedScript !== undefined) return cachedScript;
   const bundled = path.join(__dirname, AGENT_FILE);
   if (fs.existsSync(bundled)) return (cachedScript = fs.readFileSync(bundled, 'utf8'));
+  return (cachedScript = assembleAgent(inRepository(path.join('src', 'remote', 'agent'), AGENT_FILE)));
+}
+
+/** A path of the repository, from a compiled module (out/src/remote) or a bundle (dist). */
+function inRepository(rel: string, what: string): string {
   for (const root of [path.join(__dirname, '..', '..', '..'), path.join(__dirname, '..')]) {
-    const dir = path.join(root, 'src', 'remote', 'agent');
-    if (fs.existsSync(dir)) return (cachedScript = assembleAgent(dir));
+    const p = path.join(root, rel);
+    if (fs.existsSync(p)) return p;
   }
-  throw new Error(`${AGENT_FILE} not found next to ${__dirname}`);
+  throw new Error(`${what} not found next to ${__dirname}`);
 }
 
 export function assembleAgent(dir: string): string {
@@ -48,11 +53,7 @@ export function agentPyz(): Buffer {
   if (cachedPyz !== undefined) return cachedPyz;
   const bundled = path.join(__dirname, AGENT_PYZ);
   if (fs.existsSync(bundled)) return (cachedPyz = fs.readFileSync(bundled));
-  for (const root of [path.join(__dirname, '..', '..', '..'), path.join(__dirname, '..')]) {
-    const build = path.join(root, 'agent', 'build.py');
-    if (fs.existsSync(build)) return (cachedPyz = execFileSync('python3', [build, '-'], { maxBuffer: 64 * 1024 * 1024 }));
-  }
-  throw new Error(`${AGENT_PYZ} not found next to ${__dirname}`);
+  return (cachedPyz = execFileSync('python3', [inRepository(path.join('agent', 'build.py'), AGENT_PYZ), '-'], { maxBuffer: 64 * 1024 * 1024 }));
 }
 
 /** One hash over both parts: the bash agent finds its Python package by its own name. */
