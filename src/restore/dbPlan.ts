@@ -138,6 +138,11 @@ const ANNOTATIONS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
 /** Objects that carry rows: another role's copy cannot be replaced without losing the set's data. */
 const DATA_OF = new Map([['TABLE DATA', 'TABLE'], ['MATERIALIZED VIEW DATA', 'MATERIALIZED VIEW'], ['SEQUENCE SET', 'SEQUENCE']]);
 
+/** The first n of a list for a message, '…' when there are more. */
+function firstOf(items: readonly string[], n: number): string {
+  return items.slice(0, n).join(', ') + (items.length > n ? ', …' : '');
+}
+
 export function describe(e: TocEntry): string {
   if (e.schema === '-') return `${e.desc} ${e.name}`;
   return `${e.desc} ${e.schema}.${e.name}`;
@@ -298,12 +303,12 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
       if (leftOut.length > 0) {
         decide(e, 'refuse', `still holds objects the listing leaves out`);
         blockers.push(
-          `The listing restores ${describe(e)} but leaves out ${leftOut.length} object(s) that are still in it (${leftOut.slice(0, 5).join(', ')}${leftOut.length > 5 ? ', …' : ''}): pg_restore --clean would fail to drop the schema. Enable them too, or leave the schema's own entry out. Nothing was changed.`,
+          `The listing restores ${describe(e)} but leaves out ${leftOut.length} object(s) that are still in it (${firstOf(leftOut, 5)}): pg_restore --clean would fail to drop the schema. Enable them too, or leave the schema's own entry out. Nothing was changed.`,
         );
       } else if (newer.length > 0 || held) {
         keep.add(e.dumpId);
-        decide(e, 'keep', newer.length > 0 ? `also holds ${newer.length} object(s) that are not in the set (${newer.slice(0, 3).join(', ')}${newer.length > 3 ? ', …' : ''}); the schema is kept and they are left as they are` : 'holds objects of an extension or of another role; the schema is kept, its objects from the set are replaced');
-        if (newer.length > 0) warnings.push(`Schema ${e.name} holds ${newer.length} object(s) that are not in the set (${newer.slice(0, 3).join(', ')}${newer.length > 3 ? ', …' : ''}); they are left as they are.`);
+        decide(e, 'keep', newer.length > 0 ? `also holds ${newer.length} object(s) that are not in the set (${firstOf(newer, 3)}); the schema is kept and they are left as they are` : 'holds objects of an extension or of another role; the schema is kept, its objects from the set are replaced');
+        if (newer.length > 0) warnings.push(`Schema ${e.name} holds ${newer.length} object(s) that are not in the set (${firstOf(newer, 3)}); they are left as they are.`);
       }
     }
   }
@@ -312,8 +317,8 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
   if (!selective) {
     const newer = live.objects.filter((o) => o.top && o.mine && !o.ext && o.kind !== 'SCHEMA' && o.kind !== 'EXTENSION' && !dumpByKey.has(key(o.kind, o.schema, o.tag)));
     if (newer.length > 0) {
-      const names = newer.slice(0, 5).map((o) => `${o.kind} ${o.schema}.${tocText(o.tag)}`);
-      warnings.push(`${newer.length} object(s) in the database are not in the set and are left as they are (${names.join(', ')}${newer.length > 5 ? ', …' : ''}); drop them by hand if they should go.`);
+      const names = newer.map((o) => `${o.kind} ${o.schema}.${tocText(o.tag)}`);
+      warnings.push(`${newer.length} object(s) in the database are not in the set and are left as they are (${firstOf(names, 5)}); drop them by hand if they should go.`);
     }
   }
 
