@@ -290,19 +290,18 @@ restore_config() {
 }
 
 # --- after the restore ----------------------------------------------------------------------
-# The kadi helpers (kadi_run, kadi_error, step_failed) are in 70-maintenance.sh.
+# The kadi helpers (kadi_try, kadi_run, kadi_error, step_failed) are in 70-maintenance.sh.
 db_upgrade_step() {
   kadi_run db-upgrade "kadi db upgrade" 'Upgrade completed successfully\.' kadi_cli db upgrade
 }
 
 # The checks after a restore fail the job but not at once: each one still runs (step_failed).
 reindex_step() {
-  local model=${1:-} n rc=0 why
+  local model=${1:-} n
   local args=(search reindex)
   [ -n "$model" ] && args+=(--model "$model")
-  section reindex kadi_cli "${args[@]}" --i-am-sure || rc=$?
-  why=$(kadi_error reindex "$rc")
-  if [ -n "$why" ]; then step_failed reindex "kadi search reindex failed ($why)"; return 0; fi
+  kadi_try reindex kadi_cli "${args[@]}" --i-am-sure
+  if [ -n "$KADI_WHY" ]; then step_failed reindex "kadi search reindex failed ($KADI_WHY)"; return 0; fi
   # The CLI reports objects it could not index and still exits 0: those are failures.
   n=$(grep -c '^Error indexing ' "$JOB_DIR/reindex.out" || true)
   if [ "$n" -gt 0 ]; then step_failed reindex "$n object(s) could not be indexed (see the 'Error indexing' lines)"; fi
@@ -311,9 +310,9 @@ reindex_step() {
 }
 
 indices_step() {
-  local orphans rc=0 why
-  section search-ls kadi_cli search ls || rc=$?
-  why=$(kadi_error search-ls "$rc")
+  local orphans why
+  kadi_try search-ls kadi_cli search ls
+  why=$KADI_WHY
   if [ -z "$why" ] && ! grep -q "^Indices for '.*':\$" "$JOB_DIR/search-ls.out"; then why="it listed no indices"; fi
   if [ -n "$why" ]; then step_failed indices "kadi search ls failed ($why); orphaned indices are unknown"; return 0; fi
   orphans=$(sed -n 's/^\* \([^ ]*\)$/\1/p' "$JOB_DIR/search-ls.out" | tr '\n' ' ')
@@ -323,9 +322,9 @@ indices_step() {
 
 files_check_step() {
   # "n": never resolve here; resolution is a separate, explicitly confirmed maintenance job.
-  local n rc=0 why
-  section files-check sh -c 'printf "n\n" | "$@"' sh env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check || rc=$?
-  why=$(kadi_error files-check "$rc")
+  local n why
+  kadi_try files-check sh -c 'printf "n\n" | "$@"' sh env KADI_CONFIG_FILE="$(opt kadi_config)" "$(opt kadi_cli)" files check
+  why=$KADI_WHY
   n=$(sed -n 's/^Found \([0-9]*\) inconsistenc.*/\1/p' "$JOB_DIR/files-check.out" | tail -n1)
   # Only a check that ran to its end says how many inconsistencies there are.
   if [ -z "$why" ] && [ -z "$n" ] && ! grep -qx 'Files checked successfully.' "$JOB_DIR/files-check.out"; then

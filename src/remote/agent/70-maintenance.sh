@@ -36,14 +36,21 @@ kadi_error() {
   return 0
 }
 
+# kadi_try NAME CMD...: section NAME CMD; KADI_WHY is then why it failed (kadi_error), or empty.
+kadi_try() {
+  local name=$1 rc=0
+  shift
+  section "$name" "$@" || rc=$?
+  KADI_WHY=$(kadi_error "$name" "$rc")
+}
+
 # kadi_run NAME WHAT LAST_LINE_RE CMD...: section NAME CMD, then ends the job (fail) unless the
 # command succeeded and printed a line matching LAST_LINE_RE (extended regex, whole line).
 kadi_run() {
-  local name=$1 what=$2 re=$3 rc=0 why
+  local name=$1 what=$2 re=$3
   shift 3
-  section "$name" "$@" || rc=$?
-  why=$(kadi_error "$name" "$rc")
-  [ -z "$why" ] || fail "$what failed ($why)"
+  kadi_try "$name" "$@"
+  [ -z "$KADI_WHY" ] || fail "$what failed ($KADI_WHY)"
   grep -Eq "^($re)\$" "$JOB_DIR/$name.out" || fail "$what did not report success (no line matching $re)"
 }
 
