@@ -1,26 +1,23 @@
-/** CLI verbs that run or manage jobs and backup sets. */
-import { listSets, setPinned, startBackup, startPrune, startVerify, cleanPartials } from '../backup/backupSets';
+/** CLI verbs that run or manage jobs and backup sets; backup, verify and prune run their flows (src/flows). */
+import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
 import type { BackupSet } from '../backup/manifest';
-import { applyRetention, type RetentionPolicy } from '../backup/retention';
-import { discover } from '../kadi/discovery';
-import { cancelJob, describeOutcome, followJob, jobStatus, listJobs, warningLines, type JobOutcome } from '../remote/jobs';
+import type { RetentionPolicy } from '../backup/retention';
+import { backupFlow } from '../flows/backupFlow';
+import { pruneFlow, type PruneFlowResult } from '../flows/pruneFlow';
+import { verifyFlow } from '../flows/verifyFlow';
+import { cancelJob, followJob, jobStatus, listJobs } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { formatBytes } from '../core/format';
 import { UsageError } from './args';
 import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
+import { cliFrontEnd, printOutcome } from './frontEnd';
 
-async function follow(ctx: CliContext, host: RemoteHost, id: string, offset = 0): Promise<JobOutcome> {
-  const profile = host.profile;
-  const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, offset, reconnect: () => ctx.pool.get(profile) });
-  if (ctx.json) ctx.out(JSON.stringify(outcome));
-  else {
-    ctx.err(`Job ${id} ${describeOutcome(outcome)}.`);
-    for (const l of warningLines(outcome)) ctx.err(l);
-  }
-  return outcome;
+/** Streams a job (from the start of its log) and prints how it ended; the exit status follows the job's. */
+async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<number> {
+  const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
+  printOutcome(ctx, outcome);
+  return exitCodeOf(outcome);
 }
-
-
 
 function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   const name = ctx.positionals[1];
@@ -30,23 +27,16 @@ function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   return found;
 }
 
-
-
 function retentionPolicy(ctx: CliContext): RetentionPolicy | undefined {
   const policy: RetentionPolicy = { keepLast: intFlag(ctx, 'keep-last'), keepDaily: intFlag(ctx, 'keep-daily'), keepWeekly: intFlag(ctx, 'keep-weekly'), keepMonthly: intFlag(ctx, 'keep-monthly'), minKeep: intFlag(ctx, 'min-keep') };
   const rules = [policy.keepLast, policy.keepDaily, policy.keepWeekly, policy.keepMonthly];
   return rules.every((v) => v === undefined) ? undefined : policy;
 }
 
-/** Prints the retention plan and, unless dryRun, deletes what it removes (a job). */
-async function prune(ctx: CliContext, host: RemoteHost, policy: RetentionPolicy, dryRun: boolean): Promise<number> {
-  const listing = await listSets(host);
-  const plan = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), policy);
-  for (const k of plan.keep) ctx.out(`keep    ${k.id}  (${k.reasons.join(', ')})`);
-  for (const r of plan.remove) ctx.out(`delete  ${r.id}`);
-  if (dryRun || plan.remove.length === 0) return 0;
-  const id = await startPrune(host, plan.remove.map((r) => r.id));
-  return exitCodeOf(await follow(ctx, host, id));
+/** The exit status of a prune: 0 when nothing was to be deleted or it was only previewed, else the job's. */
+function pruneExit(r: PruneFlowResult): number {
+  if (r.state === 'ran') return exitCodeOf(r.outcome);
+  return r.state === 'not-started' ? 1 : r.state === 'declined' ? 2 : 0;
 }
 
 /** `pin` and `unpin`: the same command but for the flag it sets. */
@@ -68,14 +58,14 @@ export const jobCommands: Record<string, CliCommand> = {
     summary: 'make a complete, checksummed backup set (a job on the host); prune only if it succeeded',
     async run(ctx) {
       const host = await hostFor(ctx);
-      const policy = retentionPolicy(ctx);
-      const d = await discover(host);
-      const id = await startBackup(host, d, { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock'), stopServices: ctx.args.flags.has('stop-services') });
-      ctx.err(`Backup job ${id} started on ${host.profile.name}.`);
-      const code = exitCodeOf(await follow(ctx, host, id));
-      // Retention runs only after a good new set exists, never after a failed backup.
-      if (code !== 0 || !policy) return code;
-      return prune(ctx, host, policy, false);
+      const pruneAfter = retentionPolicy(ctx);
+      const r = await backupFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, {
+        options: { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock'), stopServices: ctx.args.flags.has('stop-services') },
+        pruneAfter,
+      });
+      if (r.state === 'not-started') return 1;
+      const code = exitCodeOf(r.outcome);
+      return code !== 0 || !r.prune ? code : pruneExit(r.prune);
     },
   },
   list: {
@@ -104,9 +94,8 @@ export const jobCommands: Record<string, CliCommand> = {
     async run(ctx) {
       const host = await hostFor(ctx);
       const set = setArg(ctx, (await listSets(host)).sets);
-      const d = await discover(host);
-      const id = await startVerify(host, d, set.name, ctx.args.flags.has('deep') ? 'deep' : 'quick');
-      return exitCodeOf(await follow(ctx, host, id));
+      const r = await verifyFlow(cliFrontEnd(ctx, host), { setName: set.name, level: ctx.args.flags.has('deep') ? 'deep' : 'quick' });
+      return r.state === 'ran' ? exitCodeOf(r.outcome) : 1;
     },
   },
   prune: {
@@ -116,7 +105,7 @@ export const jobCommands: Record<string, CliCommand> = {
       const host = await hostFor(ctx);
       const policy = retentionPolicy(ctx);
       if (!policy) throw new UsageError('Give at least one --keep-* option.');
-      return prune(ctx, host, policy, ctx.args.flags.has('dry-run'));
+      return pruneExit(await pruneFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, { policy, dryRun: ctx.args.flags.has('dry-run') }));
     },
   },
   pin: pinCommand(true, 'protect a set from pruning'),
@@ -151,7 +140,7 @@ export const jobCommands: Record<string, CliCommand> = {
       const id = ctx.positionals[1];
       if (!id) throw new UsageError('Name a job (see `kadi-ops jobs <host>`).');
       await jobStatus(host, id);
-      return exitCodeOf(await follow(ctx, host, id));
+      return attach(ctx, host, id);
     },
   },
   cancel: {

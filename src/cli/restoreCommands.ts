@@ -1,42 +1,19 @@
-/** CLI verbs for restore and the maintenance jobs. */
+/** CLI verbs for restore and the maintenance jobs: each runs its flow (src/flows) with the terminal front end. */
 import * as fs from 'node:fs';
-import { MemorySink, teeSink } from '../core/sink';
-import { discover } from '../kadi/discovery';
-import { followJob, type JobOutcome } from '../remote/jobs';
+import { dbUpgradeFlow, filesCheckFlow, fixPermissionsFlow, redisSnapshotFlow, reindexFlow, removeOrphansFlow, type MaintenanceFlowResult } from '../flows/maintenanceFlow';
+import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import type { RemoteHost } from '../remote/remoteHost';
 import { parseComponents, RestoreUsageError } from '../restore/components';
-import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans } from '../restore/maintenance';
-import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
+import { listIndices } from '../restore/maintenance';
 import { formatPlan } from '../restore/preflight';
-import { formatReport, parseJobReport, type JobReport } from '../restore/report';
 import { stringFlag, UsageError } from './args';
 import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
-
-/** Streams a job to the console to its end; its stdout is kept for the summary. */
-async function followLogged(ctx: CliContext, host: RemoteHost, id: string): Promise<{ outcome: JobOutcome; log: string }> {
-  const log = new MemorySink();
-  const outcome = await followJob(host, id, { sink: teeSink(log, consoleSink(ctx)), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
-  return { outcome, log: log.text('stdout') };
-}
-
-/** A finished job's parsed summary: JSON with --json, else the report lines on stderr. */
-function printReport(ctx: CliContext, title: string, report: JobReport, outcome: JobOutcome): void {
-  if (ctx.json) ctx.out(JSON.stringify({ outcome, report: { ...report, sections: undefined } }, null, 2));
-  else for (const l of formatReport(title, report, outcome.result)) ctx.err(l);
-}
-
-/** Streams a job, then prints the parsed summary; the exit status follows the job's. */
-async function followAndReport(ctx: CliContext, host: RemoteHost, id: string, title: string): Promise<number> {
-  const { outcome, log } = await followLogged(ctx, host, id);
-  printReport(ctx, title, parseJobReport(log), outcome);
-  return exitCodeOf(outcome);
-}
-
+import { cliFrontEnd, confirmed, type CliFrontEnd } from './frontEnd';
 
 /** The restore flow's terminal side: the plan on stdout, --yes for the confirmations, the job streamed. */
 function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd {
-  const profile = host.profile;
   return {
+    ...cliFrontEnd(ctx, host),
     async preflight(title, work) {
       ctx.err(`${title}…`);
       return work(consoleSink(ctx), ctx.signal);
@@ -54,37 +31,25 @@ function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd 
       }
       return confirmed(ctx, host);
     },
-    // --overwrite-config and --break-stale-lock answer these up front; a terminal job never asks.
+    // --overwrite-config answers this up front; a terminal job never asks.
     confirmOverwriteConfig: async () => false,
-    confirmBreakStaleLock: async () => false,
-    async runJob(_title, start) {
-      const id = await start(await ctx.pool.get(profile));
-      ctx.err(`Restore job ${id} started on ${profile.name}; it keeps running if this connection drops (kadi-ops attach ${profile.name} ${id}).`);
-      return followLogged(ctx, host, id);
-    },
-    async finished(title, report, outcome) {
-      printReport(ctx, title, report, outcome);
-    },
   };
 }
 
-/** Destructive verbs proceed only with --yes naming the host profile, like typing its name. */
-function confirmed(ctx: CliContext, host: RemoteHost): boolean {
-  const yes = ctx.args.flags.get('yes');
-  if (yes === host.profile.name) return true;
-  ctx.err(yes === undefined ? `Nothing changed. To proceed, repeat with --yes ${host.profile.name}` : `--yes "${String(yes)}" does not name this host (${host.profile.name}); nothing changed.`);
-  return false;
+/** The exit status of a maintenance flow: 0 nothing to do, 1 refused or not started, 2 not confirmed, else the job's. */
+function maintenanceExit(r: MaintenanceFlowResult): number {
+  if (r.state === 'ran') return exitCodeOf(r.outcome);
+  return r.state === 'nothing' ? 0 : r.state === 'declined' ? 2 : 1;
 }
 
-function simpleJob(summary: string, start: (ctx: CliContext, host: RemoteHost) => Promise<string>, title: string, args = '<host>'): CliCommand {
+/** A maintenance verb on `<host>`: its flow with the terminal front end. */
+function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, host: RemoteHost) => Promise<MaintenanceFlowResult>, args = '<host>'): CliCommand {
   return {
     args,
     summary,
     async run(ctx) {
       const host = await hostFor(ctx);
-      const id = await start(ctx, host);
-      ctx.err(`${title} job ${id} started on ${host.profile.name}.`);
-      return followAndReport(ctx, host, id, title);
+      return maintenanceExit(await flow(cliFrontEnd(ctx, host), ctx, host));
     },
   };
 }
@@ -123,8 +88,8 @@ export const restoreCommands: Record<string, CliCommand> = {
       return exitCodeOf(result.outcome);
     },
   },
-  'db-upgrade': simpleJob('run `kadi db upgrade` as a job (success only with its success line)', (_c, h) => startDbUpgrade(h), 'kadi db upgrade'),
-  reindex: simpleJob('rebuild the search indices as a job; "Error indexing" lines are failures', (c, h) => startReindex(h, stringFlag(c.args, 'model')), 'kadi search reindex', '<host> [--model M]'),
+  'db-upgrade': maintenance('run `kadi db upgrade` as a job (success only with its success line)', (fe) => dbUpgradeFlow(fe)),
+  reindex: maintenance('rebuild the search indices as a job; "Error indexing" lines are failures', (fe, ctx) => reindexFlow(fe, stringFlag(ctx.args, 'model')), '<host> [--model M]'),
   indices: {
     args: '<host>',
     summary: 'list search indices: the live one behind each alias and the orphans',
@@ -139,38 +104,21 @@ export const restoreCommands: Record<string, CliCommand> = {
       return 0;
     },
   },
-  'remove-orphans': {
-    args: '<host> [INDEX...] --yes <host name>',
-    summary: 'remove orphaned search indices (never one behind an alias); all orphans unless named',
-    async run(ctx) {
-      const host = await hostFor(ctx);
-      const listing = await listIndices(host);
-      const names = ctx.positionals.length > 1 ? ctx.positionals.slice(1) : listing.orphaned.map((o) => o.name);
-      if (names.length === 0) {
-        ctx.err('No orphaned indices.');
-        return 0;
-      }
-      for (const n of names) ctx.out(`remove ${n}`);
-      if (!confirmed(ctx, host)) return 2;
-      const id = await startRemoveOrphans(host, listing, names);
-      return followAndReport(ctx, host, id, 'remove-orphans');
-    },
-  },
-  'files-check': simpleJob(
+  'remove-orphans': maintenance(
+    'remove orphaned search indices (never one behind an alias); all orphans unless named',
+    (fe, ctx, host) => removeOrphansFlow(fe, ctx.pool, host.profile, { names: ctx.positionals.length > 1 ? ctx.positionals.slice(1) : undefined }),
+    '<host> [INDEX...] --yes <host name>',
+  ),
+  'files-check': maintenance(
     'run `kadi files check` (answering "n"); --resolve --confirm-count N deletes inconsistent objects only if exactly N are found',
-    (c, h) => {
-      const resolve = c.args.flags.has('resolve');
-      const confirmCount = intFlag(c, 'confirm-count');
+    (fe, ctx) => {
+      const resolve = ctx.args.flags.has('resolve');
+      const confirmCount = intFlag(ctx, 'confirm-count');
       if (resolve && confirmCount === undefined) throw new UsageError('--resolve needs --confirm-count N, N being the number of inconsistencies a plain files-check reported.');
-      return startFilesCheck(h, { resolve, confirmCount });
+      return filesCheckFlow(fe, { resolveCount: resolve ? confirmCount : undefined });
     },
-    'kadi files check',
     '<host> [--resolve --confirm-count N]',
   ),
-  'redis-snapshot': simpleJob('make Redis write its snapshot now (BGSAVE) and wait for it', (_c, h) => startRedisSnapshot(h), 'redis snapshot'),
-  'fix-permissions': simpleJob(
-    'set STORAGE_PATH and MISC_UPLOADS_PATH to the live directory owner/group, dirs 750, files 640 (fast)',
-    async (_c, h) => startFixPermissions(h, await discover(h)),
-    'fix-permissions',
-  ),
+  'redis-snapshot': maintenance('make Redis write its snapshot now (BGSAVE) and wait for it', (fe, _ctx, host) => redisSnapshotFlow(fe, host.profile)),
+  'fix-permissions': maintenance('set STORAGE_PATH and MISC_UPLOADS_PATH to the live directory owner/group, dirs 750, files 640 (fast)', (fe) => fixPermissionsFlow(fe)),
 };

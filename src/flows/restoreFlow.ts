@@ -2,19 +2,20 @@
  * The restore flow, written once for both front ends: preflight (verify and plan), show the plan,
  * refuse on blockers, confirm by naming the host, the configuration's separate confirmation, the
  * job (with the stale-lock question), and the summary. The CLI (cli/restoreCommands.ts) and VS Code
- * (ui/restoreCommands.ts) only implement RestoreFrontEnd: how to ask, show and follow. Nothing
- * here imports vscode.
+ * (ui/restoreCommands.ts) only implement RestoreFrontEnd: the shared FrontEnd (frontEnd.ts: run a
+ * job, the stale-lock question, the summary) and how to ask and show the restore's own questions.
+ * Nothing here imports vscode.
  */
 import type { HostProfile } from '../config/types';
 import type { OutputSink } from '../core/sink';
 import { discover } from '../kadi/discovery';
 import type { ConnectionPool } from '../remote/connectionPool';
-import { LockBusyError, type JobOutcome } from '../remote/jobs';
-import type { RemoteHost } from '../remote/remoteHost';
+import type { JobOutcome } from '../remote/jobs';
 import type { RestoreComponent } from '../restore/components';
 import { preflight, type RestorePlan } from '../restore/preflight';
 import { parseJobReport, type JobReport } from '../restore/report';
 import { startRestore } from '../restore/restoreJob';
+import { runJobBreakingStaleLock, type FrontEnd } from './frontEnd';
 
 export interface RestoreRequest {
   setName: string;
@@ -31,7 +32,7 @@ export interface RestoreRequest {
   breakStaleLock?: boolean;
 }
 
-export interface RestoreFrontEnd {
+export interface RestoreFrontEnd extends FrontEnd {
   /** Runs the preflight with a sink for the verify job's lines and a way to cancel it. */
   preflight(title: string, work: (sink: OutputSink, signal?: AbortSignal) => Promise<RestorePlan>): Promise<RestorePlan>;
   showPlan(plan: RestorePlan): Promise<void>;
@@ -41,12 +42,6 @@ export interface RestoreFrontEnd {
   confirm(plan: RestorePlan, summary: string): Promise<boolean>;
   /** The configuration differs and overwriting it was not asked for up front. */
   confirmOverwriteConfig(plan: RestorePlan): Promise<boolean>;
-  /** The lock is held by a job whose process is gone: break it? */
-  confirmBreakStaleLock(err: LockBusyError): Promise<boolean>;
-  /** Starts the job `title` with `start` and follows it to its end, streaming its lines; undefined when it could not start. */
-  runJob(title: string, start: (host: RemoteHost) => Promise<string>): Promise<{ outcome: JobOutcome; log: string } | undefined>;
-  /** The parsed summary of the finished job. */
-  finished(title: string, report: JobReport, outcome: JobOutcome): Promise<void>;
 }
 
 export type RestoreFlowResult =
@@ -79,29 +74,17 @@ export async function restoreFlow(fe: RestoreFrontEnd, pool: ConnectionPool, pro
   const configDiffers = plan.components.includes('config') && (plan.config ?? []).some((c) => c.state !== 'same');
   const overwriteConfig = req.overwriteConfig ?? (configDiffers ? await fe.confirmOverwriteConfig(plan) : false);
 
-  let breakStaleLock = req.breakStaleLock ?? false;
   // The job's title ("… on <host>" is added by the front ends that show it) and the summary's.
   const jobTitle = `Restore ${plan.set.name}`;
   const title = `Restore of ${plan.set.name} onto ${profile.name}`;
-  for (;;) {
-    const seen: { staleLock?: LockBusyError } = {};
-    const ran = await fe.runJob(jobTitle, async (host) => {
-      try {
-        return await startRestore(host, await discover(host), plan, { overwriteConfig, breakStaleLock });
-      } catch (e) {
-        if (e instanceof LockBusyError && e.stale && !breakStaleLock) seen.staleLock = e;
-        throw e;
-      }
-    });
-    if (ran) {
-      const report = parseJobReport(ran.log);
-      await fe.finished(title, report, ran.outcome);
-      return { state: 'ran', plan, outcome: ran.outcome, report };
-    }
-    if (seen.staleLock && (await fe.confirmBreakStaleLock(seen.staleLock))) {
-      breakStaleLock = true;
-      continue;
-    }
-    return { state: 'not-started', plan };
-  }
+  const ran = await runJobBreakingStaleLock(
+    fe,
+    jobTitle,
+    async (host, breakStaleLock) => startRestore(host, await discover(host), plan, { overwriteConfig, breakStaleLock }),
+    req.breakStaleLock,
+  );
+  if (!ran) return { state: 'not-started', plan };
+  const report = parseJobReport(ran.log);
+  await fe.finished(title, ran.outcome, report);
+  return { state: 'ran', plan, outcome: ran.outcome, report };
 }

@@ -1,12 +1,15 @@
-/** Commands on hosts, backup sets, jobs and partial sets (palette and context menus). */
+/** Commands on hosts, backup sets, jobs and partial sets (palette and context menus); backup, verify and prune run their flows (src/flows). */
 import * as vscode from 'vscode';
-import { cleanPartials, setPinned, startBackup, startPrune, startVerify, type VerifyLevel } from '../backup/backupSets';
+import { cleanPartials, setPinned, type VerifyLevel } from '../backup/backupSets';
 import type { BackupSet } from '../backup/manifest';
-import { applyRetention, type RetentionPolicy } from '../backup/retention';
+import type { RetentionPolicy } from '../backup/retention';
 import type { HostProfile } from '../config/types';
-import { discover } from '../kadi/discovery';
+import { backupFlow } from '../flows/backupFlow';
+import { pruneFlow } from '../flows/pruneFlow';
+import { verifyFlow } from '../flows/verifyFlow';
 import type { ConnectionPool } from '../remote/connectionPool';
 import { cancelJob, describeHolder, jobLog, LockBusyError } from '../remote/jobs';
+import { vscodeFrontEnd } from './frontEnd';
 import type { HostsTreeProvider } from './hostsTree';
 import { runJobWithProgress, type JobStatusBar, type JobUiDeps } from './jobUi';
 import type { HostOutputs } from './outputChannels';
@@ -61,7 +64,7 @@ function jobDeps(deps: CommandDeps): JobUiDeps {
 }
 
 /** Lock conflicts get their own message: who holds the host and since when. */
-async function guard<T>(profile: HostProfile, deps: CommandDeps, fn: () => Promise<T>): Promise<T | undefined> {
+export async function guard<T>(profile: HostProfile, deps: CommandDeps, fn: () => Promise<T>): Promise<T | undefined> {
   try {
     return await fn();
   } catch (e) {
@@ -79,21 +82,12 @@ export function registerBackupCommands(deps: CommandDeps): vscode.Disposable[] {
   const backupNow = async (node?: ModelNode): Promise<void> => {
     const profile = await pickHost(deps, node);
     if (!profile) return;
-    await runJobWithProgress(jobDeps(deps), deps.bar, {
-      profile,
-      title: 'Backup',
-      start: async (host) => startBackup(host, await discover(host)),
-      retry: () => void backupNow(node),
-    });
+    await backupFlow(vscodeFrontEnd(deps, profile, { retry: () => void backupNow(node) }), deps.pool, profile);
   };
   const verify = (level: VerifyLevel) => async (node?: ModelNode): Promise<void> => {
     const picked = await pickSet(deps, node);
     if (!picked) return;
-    await runJobWithProgress(jobDeps(deps), deps.bar, {
-      profile: picked.profile,
-      title: `${level === 'deep' ? 'Deep verify' : 'Verify'} ${picked.set.name}`,
-      start: async (host) => startVerify(host, await discover(host), picked.set.name, level),
-    });
+    await verifyFlow(vscodeFrontEnd(deps, picked.profile), { setName: picked.set.name, level });
   };
   const pin = (pinned: boolean) => async (node?: ModelNode): Promise<void> => {
     const picked = await pickSet(deps, node, (s) => s.pinned !== pinned);
@@ -110,20 +104,8 @@ export function registerBackupCommands(deps: CommandDeps): vscode.Disposable[] {
     vscode.commands.registerCommand('kadiOps.prune', async (node?: ModelNode) => {
       const profile = await pickHost(deps, node);
       if (!profile) return;
-      const state = await deps.tree.ensureLoaded(profile);
-      const sets = state.overview?.sets ?? [];
       const policy = vscode.workspace.getConfiguration('kadiOps').get<RetentionPolicy>('retention', { keepDaily: 7, keepWeekly: 4, keepMonthly: 6, minKeep: 3 });
-      const plan = applyRetention(sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), policy);
-      if (plan.remove.length === 0) {
-        void vscode.window.showInformationMessage(`Prune ${profile.name}: the retention policy keeps all ${sets.length} sets.`);
-        return;
-      }
-      const preview = [...plan.keep.map((k) => `keep    ${k.id}  (${k.reasons.join(', ')})`), ...plan.remove.map((r) => `delete  ${r.id}`)].join('\n');
-      const doc = await vscode.workspace.openTextDocument({ content: `Prune preview for ${profile.name}\nPolicy: ${JSON.stringify(policy)}\n\n${preview}\n`, language: 'plaintext' });
-      await vscode.window.showTextDocument(doc, { preview: true });
-      const ok = await vscode.window.showWarningMessage(`Delete ${plan.remove.length} backup set(s) on ${profile.name}?`, { modal: true, detail: plan.remove.map((r) => r.id).join('\n') }, 'Delete');
-      if (ok !== 'Delete') return;
-      await runJobWithProgress(jobDeps(deps), deps.bar, { profile, title: `Prune ${plan.remove.length} set(s)`, start: (host) => startPrune(host, plan.remove.map((r) => r.id)) });
+      await guard(profile, deps, () => pruneFlow(vscodeFrontEnd(deps, profile), deps.pool, profile, { policy }));
     }),
     vscode.commands.registerCommand('kadiOps.cancelJob', async (node?: ModelNode) => {
       if (node?.kind !== 'job') return;

@@ -10,10 +10,9 @@ import type { OutputSink } from '../core/sink';
 import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import { DEFAULT_COMPONENTS, RESTORE_COMPONENTS, type RestoreComponent } from '../restore/components';
 import { formatPlan, type RestorePlan } from '../restore/preflight';
-import { formatReport } from '../restore/report';
 import { pickSet, type CommandDeps } from './backupCommands';
 import type { RestoreFromListing } from './dumpListing';
-import { runJobWithProgress } from './jobUi';
+import { vscodeFrontEnd } from './frontEnd';
 import type { ModelNode } from './treeModel';
 
 interface RestoreChoice {
@@ -48,10 +47,11 @@ export async function confirmByTypingHostName(profile: HostProfile, what: string
   return typed === profile.name;
 }
 
-/** The restore flow's VS Code side: notifications with progress, the plan as a document, typed confirmation. */
+/** The restore flow's VS Code side: the shared front end, the plan as a document, typed confirmation. */
 function vscodeRestoreFrontEnd(deps: CommandDeps, profile: HostProfile): RestoreFrontEnd {
   const channel = deps.outputs.channel(profile.name);
   return {
+    ...vscodeFrontEnd(deps, profile),
     async preflight(title, work) {
       return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Restore preflight on ${profile.name}: ${title.toLowerCase()}…`, cancellable: true }, async (progress, token) => {
         const abort = new AbortController();
@@ -83,22 +83,6 @@ function vscodeRestoreFrontEnd(deps: CommandDeps, profile: HostProfile): Restore
     async confirmOverwriteConfig() {
       const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The diff is in the plan document. Without this, the configuration is only compared.' }, 'Overwrite configuration');
       return c === 'Overwrite configuration';
-    },
-    async confirmBreakStaleLock(err) {
-      const c = await vscode.window.showWarningMessage(err.message, { modal: true, detail: 'Break the lock only after checking on the host that no Kadi Ops job is still working there.' }, 'Break the stale lock');
-      return c === 'Break the stale lock';
-    },
-    async runJob(title, start) {
-      const log: string[] = [];
-      const outcome = await runJobWithProgress({ pool: deps.pool, outputs: deps.outputs, onFinished: (p) => deps.tree.refresh(p.name) }, deps.bar, { profile, title, start, onLine: (l) => log.push(l) });
-      return outcome ? { outcome, log: log.join('\n') } : undefined;
-    },
-    async finished(title, report, outcome) {
-      for (const line of formatReport(title, report, outcome.result)) channel.info(line);
-      if (report.attention.length > 0) {
-        const c = await vscode.window.showWarningMessage(`${title}: ${report.attention.length} item(s) need attention.`, { detail: report.attention.join('\n') }, 'Show output');
-        if (c) channel.show(true);
-      }
     },
   };
 }

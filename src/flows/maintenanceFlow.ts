@@ -1,0 +1,99 @@
+/**
+ * The guide's maintenance steps, each written once for both front ends: db upgrade, reindex,
+ * removing orphaned search indices, files check (and resolving what it found), Redis snapshot and
+ * fixing permissions. What is refused, what is asked, which job starts, and the summary parsed
+ * from the job's log (the same report a restore ends with).
+ */
+import type { HostProfile } from '../config/types';
+import { discover } from '../kadi/discovery';
+import type { FilesCheckResult } from '../kadi/outputParsers';
+import type { ConnectionPool } from '../remote/connectionPool';
+import type { JobOutcome } from '../remote/jobs';
+import type { RemoteHost } from '../remote/remoteHost';
+import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans, type IndexListing } from '../restore/maintenance';
+import { parseJobReport, type JobReport } from '../restore/report';
+import type { FrontEnd } from './frontEnd';
+
+export interface MaintenanceFrontEnd extends FrontEnd {
+  /** Nothing to do, or (refused) a reason not to start: said; nothing is started. */
+  notice(message: string, refused: boolean): Promise<void>;
+  /** Which of the listing's orphaned indices to remove; undefined or none: nothing is removed. */
+  chooseOrphans(listing: IndexListing): Promise<string[] | undefined>;
+  /** Remove these indices? (typed host name, or --yes <host>) */
+  confirmRemoveOrphans(names: readonly string[]): Promise<boolean>;
+  /** The check found `count` inconsistencies: resolve them automatically? */
+  offerResolve(count: number, found: FilesCheckResult): Promise<boolean>;
+  /** Kadi resolves by hard-deleting rows and their data: the operator confirms the count itself. */
+  confirmResolveCount(count: number): Promise<boolean>;
+}
+
+export type MaintenanceFlowResult =
+  | { state: 'refused' | 'nothing' | 'declined' | 'not-started' }
+  | { state: 'ran'; outcome: JobOutcome; report: JobReport };
+
+/** Runs one maintenance job and reports the summary parsed from its log. */
+async function maintenanceJob(fe: MaintenanceFrontEnd, title: string, start: (host: RemoteHost) => Promise<string>): Promise<MaintenanceFlowResult> {
+  const ran = await fe.runJob(title, start);
+  if (!ran) return { state: 'not-started' };
+  const report = parseJobReport(ran.log);
+  await fe.finished(title, ran.outcome, report);
+  return { state: 'ran', outcome: ran.outcome, report };
+}
+
+export function dbUpgradeFlow(fe: MaintenanceFrontEnd): Promise<MaintenanceFlowResult> {
+  return maintenanceJob(fe, 'kadi db upgrade', (h) => startDbUpgrade(h));
+}
+
+/** Rebuilds one model's search index, or all (`model` undefined). */
+export function reindexFlow(fe: MaintenanceFrontEnd, model?: string): Promise<MaintenanceFlowResult> {
+  return maintenanceJob(fe, `Reindex ${model ?? 'all models'}`, (h) => startReindex(h, model));
+}
+
+export function fixPermissionsFlow(fe: MaintenanceFrontEnd): Promise<MaintenanceFlowResult> {
+  return maintenanceJob(fe, 'Fix permissions', async (h) => startFixPermissions(h, await discover(h)));
+}
+
+export async function redisSnapshotFlow(fe: MaintenanceFrontEnd, profile: HostProfile): Promise<MaintenanceFlowResult> {
+  if (!profile.redis.enabled) {
+    await fe.notice(`Redis is not enabled for ${profile.name} (set redis.enabled in its host profile).`, true);
+    return { state: 'refused' };
+  }
+  return maintenanceJob(fe, 'Redis snapshot', (h) => startRedisSnapshot(h));
+}
+
+/**
+ * Removes orphaned search indices: those named (checked against the listing by
+ * startRemoveOrphans), or those the front end chooses from the listing's orphans.
+ */
+export async function removeOrphansFlow(fe: MaintenanceFrontEnd, pool: ConnectionPool, profile: HostProfile, req: { names?: string[] } = {}): Promise<MaintenanceFlowResult> {
+  const listing = await listIndices(await pool.get(profile));
+  if (req.names === undefined && listing.orphaned.length === 0) {
+    await fe.notice(`${profile.name} has no orphaned search indices.`, false);
+    return { state: 'nothing' };
+  }
+  const names = req.names ?? (await fe.chooseOrphans(listing));
+  if (!names || names.length === 0) return { state: 'declined' };
+  if (!(await fe.confirmRemoveOrphans(names))) return { state: 'declined' };
+  return maintenanceJob(fe, `Remove ${names.length} orphaned index(es)`, (h) => startRemoveOrphans(h, listing, names));
+}
+
+/**
+ * `kadi files check`. With `resolveCount` (the CLI's --resolve --confirm-count N) it resolves at
+ * once, only if exactly that many are found. Otherwise it checks; only a check that ran to its end
+ * and found inconsistencies offers to resolve them, after the operator confirms their number.
+ */
+export async function filesCheckFlow(fe: MaintenanceFrontEnd, req: { resolveCount?: number } = {}): Promise<MaintenanceFlowResult> {
+  const resolve = (n: number): Promise<MaintenanceFlowResult> => maintenanceJob(fe, `Files check: resolve ${n}`, (h) => startFilesCheck(h, { resolve: true, confirmCount: n }));
+  if (req.resolveCount !== undefined) return resolve(req.resolveCount);
+  const checked = await maintenanceJob(fe, 'Files check', (h) => startFilesCheck(h));
+  // A failed job was reported as failed; only a check that ran to its end offers resolution.
+  if (checked.state !== 'ran' || checked.outcome.result !== 'succeeded') return checked;
+  const found = checked.report.filesCheck;
+  if (!found || found.clean || !found.completed) return checked;
+  const n = found.reportedCount ?? found.findings.length;
+  if (n === 0) return checked;
+  if (!(await fe.offerResolve(n, found))) return checked;
+  // Kadi resolves by HARD-DELETING the rows and their data: a second, explicit confirmation.
+  if (!(await fe.confirmResolveCount(n))) return checked;
+  return resolve(n);
+}

@@ -1,0 +1,52 @@
+/**
+ * The prune flow, written once for both front ends: the retention plan from the host's current
+ * sets, the plan shown, "nothing to delete" said as such, a confirmation, the prune job.
+ */
+import { listSets, startPrune } from '../backup/backupSets';
+import { applyRetention, type RetentionPlan, type RetentionPolicy } from '../backup/retention';
+import type { HostProfile } from '../config/types';
+import type { ConnectionPool } from '../remote/connectionPool';
+import type { JobOutcome } from '../remote/jobs';
+import type { FrontEnd } from './frontEnd';
+
+export interface PruneFrontEnd extends FrontEnd {
+  /** The plan deletes something: what is kept (and why) and what is deleted. */
+  showPrunePlan(plan: RetentionPlan, policy: RetentionPolicy): Promise<void>;
+  /** The policy keeps every set: nothing is deleted. */
+  nothingToPrune(plan: RetentionPlan, policy: RetentionPolicy): Promise<void>;
+  /** Delete the plan's `remove` sets? (The CLI's --keep-* options are that decision.) */
+  confirmPrune(plan: RetentionPlan): Promise<boolean>;
+}
+
+export interface PruneRequest {
+  policy: RetentionPolicy;
+  /** Show the plan only. */
+  dryRun?: boolean;
+}
+
+export type PruneFlowResult =
+  | { state: 'nothing' | 'previewed' | 'declined' | 'not-started'; plan: RetentionPlan }
+  | { state: 'ran'; plan: RetentionPlan; outcome: JobOutcome };
+
+export async function pruneFlow(fe: PruneFrontEnd, pool: ConnectionPool, profile: HostProfile, req: PruneRequest): Promise<PruneFlowResult> {
+  // Planned from the host's sets as they are now, not from a listing read earlier.
+  const { sets } = await listSets(await pool.get(profile));
+  const plan = applyRetention(sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), req.policy);
+  if (plan.remove.length === 0) {
+    await fe.nothingToPrune(plan, req.policy);
+    return { state: 'nothing', plan };
+  }
+  await fe.showPrunePlan(plan, req.policy);
+  if (req.dryRun) return { state: 'previewed', plan };
+  if (!(await fe.confirmPrune(plan))) return { state: 'declined', plan };
+  const title = `Prune ${plan.remove.length} set(s)`;
+  const ran = await fe.runJob(title, (host) => startPrune(host, plan.remove.map((r) => r.id)));
+  if (!ran) return { state: 'not-started', plan };
+  await fe.finished(title, ran.outcome);
+  return { state: 'ran', plan, outcome: ran.outcome };
+}
+
+/** The plan as lines: `keep    <set>  (<reasons>)`, then `delete  <set>`. */
+export function formatPrunePlan(plan: RetentionPlan): string[] {
+  return [...plan.keep.map((k) => `keep    ${k.id}  (${k.reasons.join(', ')})`), ...plan.remove.map((r) => `delete  ${r.id}`)];
+}
