@@ -14,6 +14,9 @@ import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, star
 import { parseJobReport, type JobReport } from '../restore/report';
 import type { FrontEnd } from './frontEnd';
 
+// The jobs' titles: a kadi command's own name where there is one (the CLI's summaries have always
+// used them), else a plain description.
+
 export interface MaintenanceFrontEnd extends FrontEnd {
   /** Nothing to do, or (refused) a reason not to start: said; nothing is started. */
   notice(message: string, refused: boolean): Promise<void>;
@@ -46,7 +49,7 @@ export function dbUpgradeFlow(fe: MaintenanceFrontEnd): Promise<MaintenanceFlowR
 
 /** Rebuilds one model's search index, or all (`model` undefined). */
 export function reindexFlow(fe: MaintenanceFrontEnd, model?: string): Promise<MaintenanceFlowResult> {
-  return maintenanceJob(fe, `Reindex ${model ?? 'all models'}`, (h) => startReindex(h, model));
+  return maintenanceJob(fe, `kadi search reindex${model ? ` (${model})` : ''}`, (h) => startReindex(h, model));
 }
 
 export function fixPermissionsFlow(fe: MaintenanceFrontEnd): Promise<MaintenanceFlowResult> {
@@ -83,9 +86,9 @@ export async function removeOrphansFlow(fe: MaintenanceFrontEnd, pool: Connectio
  * and found inconsistencies offers to resolve them, after the operator confirms their number.
  */
 export async function filesCheckFlow(fe: MaintenanceFrontEnd, req: { resolveCount?: number } = {}): Promise<MaintenanceFlowResult> {
-  const resolve = (n: number): Promise<MaintenanceFlowResult> => maintenanceJob(fe, `Files check: resolve ${n}`, (h) => startFilesCheck(h, { resolve: true, confirmCount: n }));
+  const resolve = (n: number): Promise<MaintenanceFlowResult> => maintenanceJob(fe, `kadi files check --resolve (${n})`, (h) => startFilesCheck(h, { resolve: true, confirmCount: n }));
   if (req.resolveCount !== undefined) return resolve(req.resolveCount);
-  const checked = await maintenanceJob(fe, 'Files check', (h) => startFilesCheck(h));
+  const checked = await maintenanceJob(fe, 'kadi files check', (h) => startFilesCheck(h));
   // A failed job was reported as failed; only a check that ran to its end offers resolution.
   if (checked.state !== 'ran' || checked.outcome.result !== 'succeeded') return checked;
   const found = checked.report.filesCheck;

@@ -169,35 +169,35 @@ describe('flows with a fake front end', () => {
     it('a clean check offers nothing', async () => {
       const f = fake([{ outcome: outcome('succeeded'), log: filesCheckLog(CLEAN) }]);
       await filesCheckFlow(f);
-      assert.deepEqual(f.asked, ['job Files check', 'finished Files check: succeeded (report)']);
+      assert.deepEqual(f.asked, ['job kadi files check', 'finished kadi files check: succeeded (report)']);
     });
 
     it('a failed check or one that did not run to its end offers nothing', async () => {
       const failed = fake([{ outcome: outcome('failed'), log: filesCheckLog(DIRTY) }]);
       await filesCheckFlow(failed);
-      assert.deepEqual(failed.asked, ['job Files check', 'finished Files check: failed (report)']);
+      assert.deepEqual(failed.asked, ['job kadi files check', 'finished kadi files check: failed (report)']);
       const cut = fake([{ outcome: outcome('succeeded'), log: filesCheckLog('Checking 3 files...\nTraceback (most recent call last):\n  File "x"\nValueError: boom', 1) }]);
       await filesCheckFlow(cut);
-      assert.deepEqual(cut.asked, ['job Files check', 'finished Files check: succeeded (report)']);
+      assert.deepEqual(cut.asked, ['job kadi files check', 'finished kadi files check: succeeded (report)']);
     });
 
     it('found inconsistencies are resolved only after the offer and the typed count are both accepted', async () => {
       const declined = fake([{ outcome: outcome('succeeded'), log: filesCheckLog(DIRTY) }], { offerResolve: true, confirmResolveCount: false });
       await filesCheckFlow(declined);
-      assert.deepEqual(declined.asked, ['job Files check', 'finished Files check: succeeded (report)', 'offer resolve 2', 'confirm count 2']);
+      assert.deepEqual(declined.asked, ['job kadi files check', 'finished kadi files check: succeeded (report)', 'offer resolve 2', 'confirm count 2']);
       const notOffered = fake([{ outcome: outcome('succeeded'), log: filesCheckLog(DIRTY) }], { offerResolve: false, confirmResolveCount: true });
       await filesCheckFlow(notOffered);
-      assert.deepEqual(notOffered.asked, ['job Files check', 'finished Files check: succeeded (report)', 'offer resolve 2']);
+      assert.deepEqual(notOffered.asked, ['job kadi files check', 'finished kadi files check: succeeded (report)', 'offer resolve 2']);
       const yes = fake([{ outcome: outcome('succeeded'), log: filesCheckLog(DIRTY) }, { outcome: outcome('succeeded'), log: '' }], { offerResolve: true, confirmResolveCount: true });
       const r = await filesCheckFlow(yes);
       assert.equal(r.state, 'ran');
-      assert.deepEqual(yes.asked, ['job Files check', 'finished Files check: succeeded (report)', 'offer resolve 2', 'confirm count 2', 'job Files check: resolve 2', 'finished Files check: resolve 2: succeeded (report)']);
+      assert.deepEqual(yes.asked, ['job kadi files check', 'finished kadi files check: succeeded (report)', 'offer resolve 2', 'confirm count 2', 'job kadi files check --resolve (2)', 'finished kadi files check --resolve (2): succeeded (report)']);
     });
 
     it('a count confirmed up front (--resolve --confirm-count N) resolves at once, asking nothing', async () => {
       const f = fake([{ outcome: outcome('succeeded'), log: '' }]);
       await filesCheckFlow(f, { resolveCount: 3 });
-      assert.deepEqual(f.asked, ['job Files check: resolve 3', 'finished Files check: resolve 3: succeeded (report)']);
+      assert.deepEqual(f.asked, ['job kadi files check --resolve (3)', 'finished kadi files check --resolve (3): succeeded (report)']);
     });
   });
 });
