@@ -24,12 +24,9 @@ const builds = [
   { ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
 ];
 
-// The host agent is static shell shipped beside the bundles.
+// The host agent, a Python package (agent/), ships beside the bundles as one reproducible zipapp.
 fs.mkdirSync('dist', { recursive: true });
-const agentDir = 'src/remote/agent';
-const agentParts = fs.readdirSync(agentDir).filter((f) => f.endsWith('.sh')).sort();
-fs.writeFileSync('dist/kadi-ops-agent.sh', agentParts.map((f) => fs.readFileSync(`${agentDir}/${f}`, 'utf8')).join('\n'));
-// Its Python package (agent/) as one reproducible zipapp.
+fs.rmSync('dist/kadi-ops-agent.sh', { force: true });
 execFileSync('python3', ['agent/build.py', 'dist/kadi-ops-agent.pyz'], { stdio: 'inherit' });
 
 if (watch) {

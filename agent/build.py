@@ -23,10 +23,13 @@ def build() -> bytes:
             z.writestr(info, data)
         add('__main__.py', MAIN.encode())
         root = os.path.join(HERE, PACKAGE)
-        for fn in sorted(os.listdir(root)):
-            if fn.endswith('.py'):
-                with open(os.path.join(root, fn), 'rb') as f:
-                    add('%s/%s' % (PACKAGE, fn), f.read())
+        for d, dirs, files in os.walk(root):
+            dirs[:] = sorted(x for x in dirs if x != '__pycache__')
+            for fn in sorted(files):
+                if fn.endswith('.py'):
+                    rel = os.path.relpath(os.path.join(d, fn), HERE).replace(os.sep, '/')
+                    with open(os.path.join(d, fn), 'rb') as f:
+                        add(rel, f.read())
     return out.getvalue()
 
 

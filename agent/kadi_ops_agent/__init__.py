@@ -1,7 +1,7 @@
-"""The Kadi Ops host agent's Python part: standard library only, Python 3.9 or newer.
+"""The Kadi Ops host agent: standard library only, Python 3.9 or newer.
 
-Shipped as one zipapp (agent/build.py) beside the bash agent, installed under the same content
-hash, and run by it as `python3 -I -S kadi-ops-agent-<hash>.pyz COMMAND ARGS...` (isolated from the
-caller's PYTHON* variables and user site-packages, quicker to start). Every value arrives as an
-argument, secrets never do.
+Built into one zipapp (agent/build.py), installed on the host under its content hash and run as the
+Kadi user as `python3 -I -S -u kadi-ops-agent-<hash>.pyz VERB ARGS...` (isolated from the caller's
+PYTHON* variables and user site-packages, unbuffered so its lines reach a job's log in order). Every
+value arrives as an argument, secrets only on stdin.
 """

@@ -1,27 +1,96 @@
-"""Command dispatch: `python3 kadi-ops-agent.pyz COMMAND ARGS...`."""
+"""The host agent: `python3 -I -S kadi-ops-agent.pyz VERB ARGS...`, run as the Kadi user.
+
+Every value reaches it as a quoted argument, secrets only on stdin. Output protocol: machine-readable
+lines are `key=value`; everything else is for humans. Bad input exits 2 (`kadi-ops: ...`), a failed
+operation 1 (`ERROR: ...`), a busy lock 75.
+"""
 import importlib
+import os
+import signal
 import sys
 
-# Command name -> module (each module has main(argv) -> int | None).
-COMMANDS = {
-    'copier': 'copier',
-    'verify-quick': 'verify_quick',
-    'verify-result': 'verify_result',
-    'deep-check': 'verify_deep',
-    'deep-note': 'verify_deep_note',
-    'manifest': 'manifest',
-    'list-sets': 'sets',
-    'transfer': 'transfer',
-    'files-check-answer': 'files_check_answer',
+from .common import Failure, Usage
+
+# Verb -> (module, function). Job verbs (backup, verify, restore, prune, the maintenance steps,
+# sleep) run through job-start; the others answer at once.
+VERBS = {
+    'facts': ('facts', 'main'),
+    'list-sets': ('sets', 'main'),
+    'overview': ('sets', 'overview'),
+    'pin': ('sets', 'pin'),
+    'unpin': ('sets', 'unpin'),
+    'clean-partials': ('sets', 'clean_partials'),
+    'read-toc': ('transfer', 'read_toc'),
+    'send-set': ('transfer', 'send_set'),
+    'receive-set': ('transfer', 'receive_set'),
+    'upload-status': ('transfer', 'upload_status'),
+    'seal-upload': ('transfer', 'seal_upload'),
+    'upload-link': ('transfer', 'upload_link'),
+    'set-toc': ('restore', 'set_toc'),
+    'restore-probe': ('restore', 'probe'),
+    'config-diff': ('components.config', 'diff'),
+    'job-start': ('jobs', 'job_start'),
+    'job-status': ('jobs', 'job_status'),
+    'job-list': ('jobs', 'job_list'),
+    'job-tail': ('jobs', 'job_tail'),
+    'job-cancel': ('jobs', 'job_cancel'),
+    'job-log': ('jobs', 'job_log'),
+    'job-forget': ('jobs', 'job_forget'),
+    'lock-status': ('jobs', 'lock_status'),
+    # Inside a job (started by job-start's runner).
+    'job-run': ('jobs', 'job_run'),
+    'job-verb': ('jobs', 'job_verb'),
+    'job-cleanup': ('jobs', 'job_cleanup'),
+    # Helpers the verbs run as processes of their own.
+    'copier': ('copier', 'main'),
+    'files-check-answer': ('files_check_answer', 'main'),
+    # Parts of a verify, kept as commands for their tests and for running by hand.
+    'verify-quick': ('verify_quick', 'main'),
+    'verify-result': ('verify_result', 'main'),
+    'deep-check': ('verify_deep', 'main'),
+    'deep-note': ('verify_deep_note', 'main'),
+    'manifest': ('manifest', 'main'),
+    'transfer': ('transfer', 'main'),
 }
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        sys.stderr.write('kadi-ops agent: unknown command %r; one of: %s\n' % (sys.argv[1] if len(sys.argv) > 1 else '', ', '.join(sorted(COMMANDS))))
+    # Like a shell: a closed pipe ends the agent quietly, not with a traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # What the agent writes (sets, job files, passfiles) is the Kadi user's alone.
+    os.umask(0o077)
+    if len(sys.argv) < 2 or sys.argv[1] not in VERBS:
+        sys.stderr.write('kadi-ops: unknown verb %r; one of: %s\n' % (sys.argv[1] if len(sys.argv) > 1 else '', ', '.join(sorted(VERBS))))
         sys.exit(2)
-    module = importlib.import_module('kadi_ops_agent.' + COMMANDS[sys.argv[1]])
-    sys.exit(module.main(sys.argv[2:]) or 0)
+    module, function = VERBS[sys.argv[1]]
+    fn = getattr(importlib.import_module('kadi_ops_agent.' + module), function)
+    sys.exit(call(fn, sys.argv[2:], sys.argv[1]))
+
+
+def call(fn, args, verb=''):
+    """FN(ARGS) with the agent's exit protocol: its exit status."""
+    try:
+        rc = fn(args)
+    except Usage as e:
+        sys.stdout.flush()
+        sys.stderr.write('kadi-ops: %s\n' % e)
+        rc = 2
+    except Failure as e:
+        sys.stdout.flush()
+        sys.stderr.write('ERROR: %s\n' % e)
+        rc = 1
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+        if e.code is not None and not isinstance(e.code, int):
+            sys.stderr.write('%s\n' % e.code)
+    except (ValueError, IndexError) as e:
+        if not verb:
+            raise
+        sys.stdout.flush()
+        sys.stderr.write('kadi-ops: bad arguments for %s: %s\n' % (verb, e))
+        rc = 2
+    sys.stdout.flush()
+    return rc or 0
 
 
 if __name__ == '__main__':

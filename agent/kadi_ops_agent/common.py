@@ -1,5 +1,11 @@
-"""Shared by the agent's commands: file hashing and progress lines."""
+"""Shared by the agent's commands: errors, options, file hashing, progress lines and small host helpers."""
+import datetime
 import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
 
 
@@ -15,7 +21,7 @@ def sha256(path: str) -> str:
 
 
 class Progress:
-    """`[progress] KEY PCT% DONE/TOTAL UNIT` lines, as the bash agent's progress() prints them.
+    """`[progress] KEY PCT% DONE/TOTAL UNIT` lines, read by core/jobProgress.ts.
 
     estimated: the total is a guess (printed as ~PCT% DONE/~TOTAL) until finish() makes it exact.
     """
@@ -42,3 +48,161 @@ class Progress:
         if self.estimated or self.done != self.total or self.pct != 100:
             self.total, self.pct, self.estimated = self.done, -1, False
             self.add(0)
+
+
+# --- errors, options and small host helpers ---------------------------------------------------
+
+SET_RE = re.compile(r'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$')
+JOB_ID_RE = re.compile(r'^[A-Za-z0-9T:._-]+$')
+
+
+class Usage(Exception):
+    """Bad input from the client: `kadi-ops: MESSAGE` on stderr, exit status 2."""
+
+
+class Failure(Exception):
+    """The operation failed: `ERROR: MESSAGE` on stderr, exit status 1."""
+
+
+def die(msg):
+    raise Usage(msg)
+
+
+def fail(msg):
+    raise Failure(msg)
+
+
+def out(*lines):
+    """Machine-readable `key=value` lines and human lines on stdout, flushed at once (the log
+    interleaves them with the output of the commands the agent runs)."""
+    for line in lines:
+        sys.stdout.write(line + '\n')
+    sys.stdout.flush()
+
+
+def warn(msg):
+    sys.stdout.flush()
+    sys.stderr.write(msg + '\n')
+    sys.stderr.flush()
+
+
+def step(msg):
+    out('[step] ' + msg)
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def set_stamp():
+    return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H-%M-%SZ')
+
+
+def check_set_name(name):
+    if not SET_RE.match(name or ''):
+        die('not a backup set name: %s' % name)
+
+
+def hostname():
+    r = subprocess.run(['hostname', '-f'], capture_output=True, text=True)
+    name = r.stdout.strip() if r.returncode == 0 else ''
+    return name or os.uname().nodename
+
+
+def user_name():
+    import pwd
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+def remove_tree(path):
+    """rm -rf, also of what sits in directories without write permission for their owner (a set
+    keeps the live tree's modes; as the Kadi user, rm alone cannot empty those). True when gone."""
+    if subprocess.run(['rm', '-rf', '--', path], stderr=subprocess.DEVNULL).returncode == 0:
+        return True
+    if not os.path.lexists(path):
+        return True
+    subprocess.run(['find', path, '-type', 'd', '!', '-perm', '-u=rwx', '-exec', 'chmod', 'u+rwx', '{}', ';'],
+                   stderr=subprocess.DEVNULL)
+    return subprocess.run(['rm', '-rf', '--', path]).returncode == 0
+
+
+def disk_kb(path):
+    """(available KiB for an unprivileged user, size KiB) of the filesystem holding PATH, as df -Pk."""
+    s = os.statvfs(path)
+    return s.f_bavail * s.f_frsize // 1024, s.f_blocks * s.f_frsize // 1024
+
+
+def du(path, unit='-sk'):
+    """du -sk (KiB) or du -sb (bytes) of PATH; 0 when it cannot be read."""
+    r = subprocess.run(['du', unit, '--', path], capture_output=True, text=True)
+    try:
+        return int(r.stdout.split('\t', 1)[0])
+    except ValueError:
+        return 0
+
+
+def sync_fs(path):
+    if subprocess.run(['sync', '-f', path], stderr=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(['sync'])
+
+
+def decompressor(path):
+    """The argv that writes the tar stream of an archive (.tar.zst or .tar.gz) to stdout."""
+    if path.endswith('.zst'):
+        return ['zstd', '-dcq', '--', path]
+    if path.endswith('.gz'):
+        return ['gzip', '-dc', '--', path]
+    return ['cat', '--', path]
+
+
+def archive_listing(path):
+    """(files, bytes) of the regular files in a tar archive; None when it cannot be read whole.
+    Reading the whole archive is also the proof that it decompresses and parses."""
+    dec = subprocess.Popen(decompressor(path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    tar = subprocess.Popen(['tar', '-tvf', '-'], stdin=dec.stdout, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, errors='replace')
+    dec.stdout.close()
+    n = b = 0
+    for line in tar.stdout:
+        f = line.split(None, 3)
+        if len(f) >= 3 and f[0].startswith('-'):
+            n += 1
+            try:
+                b += int(f[2])
+            except ValueError:
+                pass
+    rc_tar, rc_dec = tar.wait(), dec.wait()
+    if rc_tar or rc_dec:
+        return None
+    return n, b
+
+
+class Options:
+    """`key=value` arguments (the verbs' options); values may hold anything but the key."""
+
+    def __init__(self, argv):
+        self.values = {}
+        for kv in argv:
+            if '=' not in kv:
+                die('bad option: %s' % kv)
+            k, v = kv.split('=', 1)
+            self.values[k] = v
+
+    def __getitem__(self, key):
+        return self.values.get(key, '')
+
+    def get(self, key, default=''):
+        return self.values.get(key, default)
+
+    def yes(self, key):
+        return self.values.get(key) == 'yes'
+
+    def words(self, key):
+        return self.values.get(key, '').split()

@@ -8,13 +8,18 @@ lists nothing. Printed compact, without a final newline (the client reads one ro
 overview verb prints the jobs after it).
 
 Usage: list-sets BACKUP_DIR
+
+Also the verbs on sets: pin, unpin, prune (a job), clean-partials and overview (sets, partial sets
+and jobs in one answer: the tree's one round trip).
 """
 import json
 import os
 import re
+import signal
 import sys
 
-SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
+from .common import SET_RE, check_set_name, die, fail, out, remove_tree, step
+from . import jobs
 
 
 def main(argv):
@@ -51,3 +56,88 @@ def main(argv):
                             'pinned': os.path.exists(os.path.join(p, '.pinned')),
                             'preRestore': os.path.exists(os.path.join(p, '.pre-restore'))})
     json.dump(out, sys.stdout, separators=(',', ':'))
+
+
+def newest_good_set(bd):
+    """The newest set directory that has a manifest (the previous good set), or ''."""
+    try:
+        names = sorted(os.listdir(bd), reverse=True)
+    except FileNotFoundError:
+        return ''
+    for n in names:
+        if SET_RE.match(n) and os.path.isfile(os.path.join(bd, n, 'manifest.json')):
+            return os.path.join(bd, n)
+    return ''
+
+
+def pin(argv):
+    """pin BACKUP_DIR SET"""
+    bd, name = argv
+    check_set_name(name)
+    if not os.path.isfile(os.path.join(bd, name, 'manifest.json')):
+        die('no set %s' % name)
+    open(os.path.join(bd, name, '.pinned'), 'w').close()
+    out('pinned=' + name)
+
+
+def unpin(argv):
+    """unpin BACKUP_DIR SET"""
+    bd, name = argv
+    check_set_name(name)
+    if not os.path.isdir(os.path.join(bd, name)):
+        die('no set %s' % name)
+    try:
+        os.unlink(os.path.join(bd, name, '.pinned'))
+    except FileNotFoundError:
+        pass
+    out('unpinned=' + name)
+
+
+def prune(argv):
+    """prune BACKUP_DIR SET... (a job): deletes the named sets, refusing pinned ones."""
+    bd, names = argv[0], argv[1:]
+    for n in names:
+        check_set_name(n)
+        if not os.path.isdir(os.path.join(bd, n)):
+            out('set %s is already gone' % n)
+            continue
+        if os.path.lexists(os.path.join(bd, n, '.pinned')):
+            fail('set %s is pinned; not deleting it' % n)
+    for n in names:
+        if not os.path.isdir(os.path.join(bd, n)):
+            continue
+        step('deleting set %s' % n)
+        # Renamed first, so a set is never listed half-deleted.
+        gone = os.path.join(bd, '.deleting-' + n)
+        os.rename(os.path.join(bd, n), gone)
+        if not remove_tree(gone):
+            fail('could not delete all of set %s (left as %s)' % (n, gone))
+    out('pruned=%d' % len(names))
+
+
+PARTIAL_RE = re.compile(r'^\.partial-[A-Za-z0-9T:._-]+$')
+
+
+def clean_partials(argv):
+    """clean-partials BACKUP_DIR NAME...: removes leftover partial sets whose job is not running."""
+    bd = argv[0]
+    for n in argv[1:]:
+        if not PARTIAL_RE.match(n):
+            die('not a partial set: %s' % n)
+        job = n[len('.partial-'):]
+        try:
+            with open(os.path.join(jobs.state_dir(bd), 'jobs', job, 'pgid')) as f:
+                pgid = int(f.read().strip())
+            os.killpg(pgid, 0)
+            die('job %s is still writing %s' % (job, n))
+        except (OSError, ValueError):
+            pass
+        if not remove_tree(os.path.join(bd, n)):
+            fail('could not remove all of %s' % n)
+        out('removed=' + n)
+
+
+def overview(argv):
+    """overview BACKUP_DIR: sets, partial sets and jobs in one answer."""
+    main(argv)
+    out('', '--- jobs', *jobs.job_list_lines(argv[0]))

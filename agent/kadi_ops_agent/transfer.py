@@ -15,14 +15,19 @@
       hard-links that copy into UPLOAD instead of receiving it again, and prints each linked path
       as a JSON string. An unsafe path (absolute, '', '.' or '..' components, not inside a tree)
       fails the command.
+
+The verbs built on them: read-toc, send-set, receive-set, upload-status, seal-upload, upload-link.
 """
+import contextlib
+import io
 import json
 import os
 import re
 import stat
+import subprocess
 import sys
 
-from .common import sha256
+from .common import check_set_name, die, fail, out, sha256, sync_fs
 
 USAGE = 'usage: transfer list ROOT | transfer seal-check UPLOAD | transfer link BACKUP_DIR SET UPLOAD'
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
@@ -105,3 +110,107 @@ def link(bd, name, partial):
                         continue
                     del want[path]
                     print(json.dumps(path, ensure_ascii=False))
+
+
+# --- verbs -------------------------------------------------------------------------------------
+
+def read_toc(argv):
+    """read-toc BACKUP_DIR SET: the set's db.toc (the `pg_restore -l` output saved at backup time)."""
+    bd, name = argv
+    check_set_name(name)
+    path = os.path.join(bd, name, 'db.toc')
+    if not os.path.isfile(path):
+        die('set %s has no db.toc' % name)
+    with open(path, 'rb') as f:
+        sys.stdout.buffer.write(f.read())
+
+
+def check_rel_path(p):
+    """A path inside a set: relative, no '.', '..' or empty components, no newline."""
+    if not p or p.startswith('/') or '\n' in p or p.endswith('/') or any(c in ('', '.', '..') for c in p.split('/')):
+        die('unsafe path: %s' % p)
+
+
+def send_set(argv):
+    """send-set BACKUP_DIR SET: reads NUL-separated paths inside the set on stdin and writes one tar
+    stream of those files to stdout (hard links as content, so every member is a plain file)."""
+    bd, name = argv
+    check_set_name(name)
+    d = os.path.join(bd, name)
+    if not os.path.isfile(os.path.join(d, 'manifest.json')):
+        die('no set %s in %s' % (name, bd))
+    files = [p for p in sys.stdin.buffer.read().split(b'\0') if p]
+    for p in files:
+        check_rel_path(os.fsdecode(p))
+    if not files:
+        die('no files requested')
+    sys.stdout.flush()
+    r = subprocess.run(['tar', '-C', d, '--null', '--no-recursion', '--hard-dereference', '-T', '-', '-cf', '-'],
+                       input=b''.join(p + b'\0' for p in files))
+    return r.returncode
+
+
+def upload_dir(bd, name):
+    return os.path.join(bd, '.partial-upload-' + name)
+
+
+def receive_set(argv):
+    """receive-set BACKUP_DIR SET: unpacks a tar stream from stdin into BACKUP_DIR/.partial-upload-SET.
+    Files of an earlier, interrupted upload stay (resuming); the set only appears with seal-upload."""
+    bd, name = argv
+    check_set_name(name)
+    p = upload_dir(bd, name)
+    if not os.path.isdir(bd):
+        die('backup directory %s does not exist' % bd)
+    if os.path.lexists(os.path.join(bd, name)):
+        die('set %s already exists in %s' % (name, bd))
+    os.makedirs(p, mode=0o700, exist_ok=True)
+    r = subprocess.run(['tar', '-C', p, '--no-same-owner', '--no-same-permissions', '-xf', '-'])
+    if r.returncode != 0:
+        return r.returncode
+    out('received=' + name)
+
+
+def _no_set_yet(bd, name):
+    check_set_name(name)
+    if os.path.lexists(os.path.join(bd, name)):
+        die('set %s already exists in %s' % (name, bd))
+    return upload_dir(bd, name)
+
+
+def upload_status(argv):
+    """upload-status BACKUP_DIR SET: what an interrupted upload left ([path, size, sha256] lines)."""
+    p = _no_set_yet(*argv)
+    if os.path.isdir(p):
+        list_files(p)
+
+
+def seal_upload(argv):
+    """seal-upload BACKUP_DIR SET: checks the upload against the expected [path, size, sha256] lines
+    on stdin (every file present with its size and hash, nothing else), then renames it into place."""
+    bd, name = argv
+    check_set_name(name)
+    p = upload_dir(bd, name)
+    if not os.path.isdir(p):
+        die('no upload of %s in %s' % (name, bd))
+    if os.path.lexists(os.path.join(bd, name)):
+        die('set %s already exists in %s' % (name, bd))
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):
+        list_files(p)
+    with open(os.path.join(p, '.received'), 'w', encoding='utf-8') as f:
+        f.write(listing.getvalue())
+    if seal_check(p):
+        fail("the uploaded files do not match the set's manifest; nothing was sealed")
+    os.unlink(os.path.join(p, '.received'))
+    sync_fs(p)
+    os.rename(p, os.path.join(bd, name))
+    out('set=' + name)
+
+
+def upload_link(argv):
+    """upload-link BACKUP_DIR SET: hard-links tree files another set already has (see link)."""
+    bd, name = argv
+    p = _no_set_yet(bd, name)
+    os.makedirs(p, mode=0o700, exist_ok=True)
+    return link(bd, name, p)

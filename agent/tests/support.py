@@ -27,7 +27,7 @@ class ZipappTestCase(unittest.TestCase):
         cls.tmp.cleanup()
 
     def agent(self, *argv, input=None, timeout=120):
-        """Runs `python3 -I -S agent.pyz ARGV...` as the bash agent does, text in and out."""
+        """Runs `python3 -I -S agent.pyz ARGV...` as the host runs it, text in and out."""
         return subprocess.run([sys.executable, '-I', '-S', self.pyz, *argv], input=input,
                               stdin=subprocess.DEVNULL if input is None else None,
                               capture_output=True, text=True, timeout=timeout)

@@ -109,7 +109,7 @@ class CopierTest(ZipappTestCase):
         self.assertIn('usage: copier', r.stderr)
         r = self.agent('no-such-command')
         self.assertEqual(r.returncode, 2)
-        self.assertIn('unknown command', r.stderr)
+        self.assertIn('unknown verb', r.stderr)
 
 
 class BuildTest(unittest.TestCase):

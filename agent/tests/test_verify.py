@@ -1,6 +1,6 @@
 """Verification of a backup set, run as the host runs it: the built zipapp's verify-quick,
 verify-result, deep-check and deep-note commands (`python3 -I -S agent.pyz COMMAND ...`), on sets
-and inputs made by hand in temporary folders, in the formats 50-verify.sh gives them."""
+and inputs made by hand in temporary folders, in the formats verify.py gives them."""
 import hashlib
 import json
 import os

@@ -1,6 +1,6 @@
 /**
  * The progress a remote job can tell: its `[step] NAME` lines and its `[progress] KEY PCT%
- * DONE/TOTAL UNIT` lines (printed by progress() and friends in the agent's 00-common.sh). Turns
+ * DONE/TOTAL UNIT` lines (printed by the agent's Progress in agent/kadi_ops_agent/common.py). Turns
  * them into one message for a progress notification: "files: copying … — 45% (900 of 2,000 files)".
  */
 import { formatBytes } from './format';

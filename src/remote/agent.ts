@@ -1,7 +1,8 @@
 /**
- * The host agent: a static bash script (kadi-ops-agent.sh) installed once per content hash under
- * <backupDir>/.kadi-ops/agent/ and invoked with quoted arguments. Long, careful shell lives in
- * one reviewed file instead of being assembled from strings in TypeScript.
+ * The host agent: a Python package (agent/, standard library only) built into one zipapp,
+ * kadi-ops-agent.pyz, installed once per content hash under <backupDir>/.kadi-ops/agent/ and run as
+ * the Kadi user with quoted arguments: `python3 -I -S -u <agent> VERB ARGS...` (isolated from the
+ * caller's PYTHON* variables and user site-packages; unbuffered, so its lines reach the log in order).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -11,21 +12,8 @@ import type { ExecResult } from '../ssh/connection';
 import type { RemoteHost, RunOptions } from './remoteHost';
 import { RemoteCommandError } from './remoteHost';
 
-const AGENT_FILE = 'kadi-ops-agent.sh';
 const AGENT_PYZ = 'kadi-ops-agent.pyz';
-let cachedScript: string | undefined;
 let cachedPyz: Buffer | undefined;
-
-/**
- * The agent's text: dist/kadi-ops-agent.sh next to the bundle, or assembled from the parts in
- * src/remote/agent/ (tests run from out/).
- */
-export function agentScript(): string {
-  if (cachedScript !== undefined) return cachedScript;
-  const bundled = path.join(__dirname, AGENT_FILE);
-  if (fs.existsSync(bundled)) return (cachedScript = fs.readFileSync(bundled, 'utf8'));
-  return (cachedScript = assembleAgent(inRepository(path.join('src', 'remote', 'agent'), AGENT_FILE)));
-}
 
 /** A path of the repository, from a compiled module (out/src/remote) or a bundle (dist). */
 function inRepository(rel: string, what: string): string {
@@ -36,18 +24,9 @@ function inRepository(rel: string, what: string): string {
   throw new Error(`${what} not found next to ${__dirname}`);
 }
 
-export function assembleAgent(dir: string): string {
-  return fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith('.sh'))
-    .sort()
-    .map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
-    .join('\n');
-}
-
 /**
- * The agent's Python package as a zipapp: dist/kadi-ops-agent.pyz next to the bundle, or built from
- * agent/ with agent/build.py (reproducible bytes) when running from the repository (tests).
+ * The agent as a zipapp: dist/kadi-ops-agent.pyz next to the bundle, or built from agent/ with
+ * agent/build.py (reproducible bytes) when running from the repository (tests).
  */
 export function agentPyz(): Buffer {
   if (cachedPyz !== undefined) return cachedPyz;
@@ -56,9 +35,9 @@ export function agentPyz(): Buffer {
   return (cachedPyz = execFileSync('python3', [inRepository(path.join('agent', 'build.py'), AGENT_PYZ), '-'], { maxBuffer: 64 * 1024 * 1024 }));
 }
 
-/** One hash over both parts: the bash agent finds its Python package by its own name. */
+/** The agent's content hash: its name on the host. */
 export function agentHash(): string {
-  return createHash('sha256').update(agentScript()).update('\0').update(agentPyz()).digest('hex').slice(0, 16);
+  return createHash('sha256').update(agentPyz()).digest('hex').slice(0, 16);
 }
 
 export function stateDir(backupDir: string): string {
@@ -66,45 +45,42 @@ export function stateDir(backupDir: string): string {
 }
 
 export function agentPath(backupDir: string): string {
-  return path.posix.join(stateDir(backupDir), 'agent', `kadi-ops-agent-${agentHash()}.sh`);
+  return path.posix.join(stateDir(backupDir), 'agent', `kadi-ops-agent-${agentHash()}.pyz`);
 }
 
 const installed = new WeakSet<RemoteHost>();
 
-/**
- * Installs the agent if this content hash is not on the host yet: one round trip when it is there;
- * otherwise the Python package first, then the script, whose presence means both are complete.
- */
+/** Installs the agent if this content hash is not on the host yet: one round trip when it is there. */
 export async function ensureAgent(host: RemoteHost): Promise<string> {
   const target = agentPath(host.profile.backupDir);
   if (installed.has(host)) return target;
   const dir = path.posix.dirname(target);
   const state = stateDir(host.profile.backupDir);
-  const pyz = target.replace(/\.sh$/, '.pyz');
-  const install = (file: string, content: string | Buffer): Promise<unknown> =>
-    host.check(`Installing the Kadi Ops agent in ${dir}`, {
-      or: [
-        { argv: ['test', '-f', target] },
-        {
-          and: [
-            { argv: ['mkdir', '-p', dir] },
-            { argv: ['chmod', '700', state, dir] },
-            { argv: ['cat'], stdoutTo: `${file}.tmp` },
-            { argv: ['mv', `${file}.tmp`, file] },
-          ],
-        },
-      ],
-    }, { stdin: content });
-  await install(pyz, agentPyz());
-  await install(target, agentScript());
+  await host.check(`Installing the Kadi Ops agent in ${dir}`, {
+    or: [
+      { argv: ['test', '-f', target] },
+      {
+        and: [
+          { argv: ['mkdir', '-p', dir] },
+          { argv: ['chmod', '700', state, dir] },
+          { argv: ['cat'], stdoutTo: `${target}.tmp` },
+          { argv: ['mv', `${target}.tmp`, target] },
+        ],
+      },
+    ],
+  }, { stdin: agentPyz() });
   installed.add(host);
   return target;
 }
 
+/** The argv that runs one verb of the installed agent AGENT. */
+export function agentArgv(agent: string, verb: string, args: readonly string[]): string[] {
+  return ['python3', '-I', '-S', '-u', agent, verb, ...args];
+}
+
 /** Runs one agent verb. */
 export async function runAgent(host: RemoteHost, verb: string, args: string[], opts: RunOptions = {}): Promise<ExecResult> {
-  const script = await ensureAgent(host);
-  return host.run(['bash', script, verb, ...args], opts);
+  return host.run(agentArgv(await ensureAgent(host), verb, args), opts);
 }
 
 export async function checkAgent(host: RemoteHost, what: string, verb: string, args: string[], opts: RunOptions = {}): Promise<ExecResult> {

@@ -1,6 +1,6 @@
 /** Runs one agent verb with streamed stdin/stdout over the host's SSH connection (bulk data). */
 import type { Readable, Writable } from 'node:stream';
-import { ensureAgent } from '../remote/agent';
+import { agentArgv, ensureAgent } from '../remote/agent';
 import type { RemoteHost } from '../remote/remoteHost';
 import { CancelledError } from '../ssh/errors';
 
@@ -16,8 +16,7 @@ export class StreamCommandError extends Error {}
 
 export async function streamAgent(host: RemoteHost, verb: string, args: string[], opts: StreamOptions = {}): Promise<void> {
   if (opts.signal?.aborted) throw new CancelledError();
-  const script = await ensureAgent(host);
-  const { command, stdinPrefix } = await host.streamingCommand(['bash', script, verb, ...args]);
+  const { command, stdinPrefix } = await host.streamingCommand(agentArgv(await ensureAgent(host), verb, args));
   const channel = await (await host.live()).openExec(command);
   await new Promise<void>((resolve, reject) => {
     let stderr = '';

@@ -155,7 +155,7 @@ describe('backup faults and verification against the sandbox host', function () 
     const id = await startBackup(host, d);
     // Wait for pg_dump to be under way, then kill the job's whole process group.
     let info = await jobStatus(host, id);
-    for (let i = 0; i < 100 && !/pg_dump/.test(execFileSync('ps', ['-e', '-o', 'args']).toString()); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && !/^pg_dump$/m.test(execFileSync('ps', ['-e', '-o', 'comm']).toString()); i++) await new Promise((r) => setTimeout(r, 50));
     info = await jobStatus(host, id);
     const pgid = Number(fs.readFileSync(path.join(sb.backupDir, '.kadi-ops', 'jobs', id, 'pgid'), 'utf8'));
     assert.ok(pgid > 1);
@@ -212,7 +212,7 @@ describe('backup faults and verification against the sandbox host', function () 
       for (let i = 0; i < 200 && !running(['-g', String(pgid), '-x', 'pg_dump']); i++) await new Promise((r) => setTimeout(r, 25));
       assert.ok(running(['-g', String(pgid), '-x', 'pg_dump']), 'pg_dump is running');
       // The backup's script (the job runner's one child) dies; pg_dump and the session stay behind.
-      const script = Number(running(['-P', String(pgid), '-x', 'bash']).split('\n')[0]);
+      const script = Number(running(['-P', String(pgid), '-x', 'python3']).split('\n')[0]);
       assert.ok(script > 1);
       process.kill(script, 'SIGKILL');
       const sink = new MemorySink();

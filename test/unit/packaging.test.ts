@@ -27,7 +27,7 @@ describe('packaging', function () {
   );
 
   it('includes every file the manifest references', () => {
-    const refs = referencedFiles(pkg.contributes, new Set([pkg.main.replace(/^\.\//, ''), pkg.icon, 'dist/cli.js', 'dist/kadi-ops-agent.sh', 'dist/kadi-ops-agent.pyz']));
+    const refs = referencedFiles(pkg.contributes, new Set([pkg.main.replace(/^\.\//, ''), pkg.icon, 'dist/cli.js', 'dist/kadi-ops-agent.pyz']));
     for (const walk of JSON.stringify(pkg.contributes).matchAll(/"markdown":"([^"]+)"/g)) refs.add(walk[1]);
     assert.ok(refs.size >= 6, [...refs].join(' '));
     for (const f of refs) {

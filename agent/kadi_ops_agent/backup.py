@@ -1,0 +1,119 @@
+"""backup key=value... (a job; backup/backupSets.ts builds the options).
+
+A loop over the components: free space (each says what it needs), optionally the services stopped,
+then every component's work started (the database's dump in a snapshot, the trees' copies, side by
+side), waited for, and finished in order (the dump's table of contents, Redis, the configuration);
+then the manifest (manifest.py) and the seal: the partial set is renamed to its timestamp only when
+everything is in it and hashed."""
+import os
+import time
+
+from . import manifest, pg, services
+from .common import Options, disk_kb, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
+from .components import Context, all_components
+from .jobs import Job
+from .sets import newest_good_set
+
+
+def run(argv):
+    o = Options(argv)
+    job = Job()
+    bd = o['backup_dir']
+    if not os.path.isdir(bd):
+        fail('backup directory %s does not exist' % bd)
+    t0 = time.monotonic()
+    partial = os.path.join(bd, '.partial-' + job.id)
+    os.mkdir(partial, 0o700)
+    job.write('partial', partial + '\n')
+    prev = newest_good_set(bd)
+    ctx = Context(o, job)
+    ctx.partial, ctx.prev, ctx.info = partial, prev, os.path.join(partial, '.info')
+    ctx.info_line('started=' + utc_now())
+    ctx.info_line('previous=' + os.path.basename(prev))
+    ctx.info_line('hostname=' + hostname())
+
+    # Database password: from the job's secret file into a 0600 passfile in the job dir.
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], pg.read_secret_line(job.secret()))
+    ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
+    components = all_components()
+
+    step('checking free space in %s' % bd)
+    need_kb = sum(c.space_needed_kb(ctx, not prev) for c in components)
+    free_kb = disk_kb(bd)[0]
+    if need_kb > free_kb:
+        fail('not enough space in %s: about %d MiB needed, %d MiB free' % (bd, need_kb // 1024, free_kb // 1024))
+
+    # Optional: stop the application for a fully consistent set; started again as soon as the
+    # dump and the copies are done.
+    if o.yes('stop_services'):
+        step('services: stopping ' + o['services'])
+        services.stop(job, o.words('services'))
+
+    handles = []
+    t_files = None
+    for c in components:
+        if c.NAME in ('storage', 'uploads') and t_files is None:
+            step('files: copying STORAGE_PATH and MISC_UPLOADS_PATH (%s)' % o['files_mode'])
+            t_files = time.monotonic()
+        handles.append((c, c.backup_begin(ctx)))
+    errors, waited = [], {}
+    for c, h in handles:
+        e = c.backup_wait(ctx, h)
+        waited[c.NAME] = time.monotonic()
+        if e:
+            errors.append(e)
+    t_copied = time.monotonic()
+    if o.yes('stop_services'):
+        step('services: starting them again')
+        if not services.start(job, ctx.attention):
+            warn('WARNING: a service did not start again; see above')
+    if errors:
+        fail(errors[0])
+
+    for c in components:
+        c.backup_finish(ctx)
+
+    t_manifest = time.monotonic()
+    step('manifest: hashing the database dump and the other artifacts')
+    ctx.info_line('ended=' + utc_now())
+    # Hashes every artifact, writes db.counts.json and manifest.json.
+    if manifest.main([partial, o['manifest_json']]):
+        fail('writing the manifest failed')
+    for f in ('.info', '.storage.copy.json', '.uploads.copy.json', '.counts.jsonl'):
+        try:
+            os.unlink(os.path.join(partial, f))
+        except FileNotFoundError:
+            pass
+
+    t_seal = time.monotonic()
+    step('sealing the set')
+    sync_fs(partial)
+    ts = set_stamp()
+    while os.path.lexists(os.path.join(bd, ts)):
+        time.sleep(1)
+        ts = set_stamp()
+    os.rename(partial, os.path.join(bd, ts))
+    job.remove('partial')
+    sync_fs(bd)
+    end = time.monotonic()
+    t_files = t_files or t_copied
+    # Where the time went (dump and file copies run side by side).
+    out('timing: until-copies-started=%.1fs dump=%.1fs files=%.1fs toc-redis-config=%.1fs manifest=%.1fs seal=%.1fs total=%.1fs'
+        % (t_files - t0, waited.get('database', t_files) - t_files, t_copied - t_files, t_manifest - t_copied,
+           t_seal - t_manifest, end - t_seal, end - t0))
+    out('set=' + ts)
+
+
+def cleanup(argv):
+    """Removes what a cancelled or failed backup left behind."""
+    o = Options(argv)
+    job = Job()
+    if o.yes('stop_services'):
+        services.start(job, lambda msg: out('ATTENTION: ' + msg))
+    p = job.read('partial').strip()
+    if p and os.path.isdir(p):
+        if remove_tree(p):
+            out('[kadi-ops] removed partial set ' + p)
+        else:
+            warn('WARNING: could not remove all of the partial set ' + p)
+    job.remove('pgpass')

@@ -1,0 +1,56 @@
+"""The components of a Kadi instance, one module each: database, storage, uploads, redis, config.
+
+Every module has the same small interface; a backup, verify or restore is a loop over the
+components the job names, so adding a component is one new module here (and its tests):
+
+  NAME                        the component's name in the client's options (`components=...`)
+  space_needed_kb(ctx, first) KiB a new set needs for it (first: there is no previous set)
+  backup_begin(ctx)           starts its part of a backup; returns a handle (work may go on in the
+                              background, side by side with the other components')
+  backup_wait(ctx, handle)    waits for that work; returns why it failed, or ''
+  backup_finish(ctx)          what follows once every component's work has ended (in plan order)
+  verify_quick(ctx)           facts for the quick verification of a set (dict, merged)
+  restore_step                the restore step it belongs to ('database', 'files', 'redis', 'config')
+  restore(ctx)                makes the live instance's part the set's
+  probe(ctx)                  `key=value` lines for the restore preflight
+"""
+import importlib
+
+ORDER = ('database', 'storage', 'uploads', 'redis', 'config')
+# The client's names for them in `components=` (restore) where they differ.
+ALIASES = {'db': 'database'}
+
+
+def load(name):
+    name = ALIASES.get(name, name)
+    if name not in ORDER:
+        raise KeyError(name)
+    return importlib.import_module('kadi_ops_agent.components.' + name)
+
+
+def all_components():
+    return [load(n) for n in ORDER]
+
+
+class Context:
+    """What a component needs for one job: the options, the job, the database connection, and the
+    set being written (partial) or read (set_dir)."""
+
+    def __init__(self, opts, job=None, conn=None, steps=None):
+        self.opts, self.job, self.conn, self.steps = opts, job, conn, steps
+        self.partial = ''
+        self.prev = ''
+        self.set_dir = ''
+        self.info = ''
+
+    def info_line(self, line):
+        with open(self.info, 'a', encoding='utf-8', errors='surrogateescape') as f:
+            f.write(line + '\n')
+
+    def attention(self, msg):
+        if self.steps is not None:
+            self.steps.attention(msg)
+        elif self.job is not None:
+            from ..common import out
+            out('ATTENTION: ' + msg)
+            self.job.append('attention', msg)

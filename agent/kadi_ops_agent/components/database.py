@@ -1,0 +1,454 @@
+"""The PostgreSQL database: pg_dump -Fc in a snapshot shared with the row counts; its table of
+contents; quick and deep verification; a restore in one transaction; the preflight's probe."""
+import os
+import re
+import secrets
+import select
+import subprocess
+import time
+
+from ..common import fail, out, step, warn
+from ..progress import ReadWatcher, pg_restore_progress
+
+NAME = 'database'
+restore_step = 'database'
+
+USER_TABLES_SQL = """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r','p','v','m','S') AND n.nspname NOT IN ('pg_catalog','information_schema')
+   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"""
+
+# The tables' own size (heap and TOAST, no indexes) is about what pg_dump reads: the estimate for its
+# progress. From pg_class statistics, because pg_table_size() would wait behind any lock on a table
+# before the dump even starts.
+SIZES_SQL = """select pg_database_size(current_database()),
+    (select coalesce(sum(c.relpages + coalesce(t.relpages, 0)), 0) * current_setting('block_size')::bigint
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace left join pg_class t on t.oid = c.reltoastrelid
+      where c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema'))"""
+
+# One statement per table, each printing one JSON array [schema, table, rows]: JSON escapes newlines,
+# tabs and quotes, so no identifier can split or forge a line. In the backup's snapshot session each
+# line is prefixed with a tag (psql variable cnt_tag) that no error message begins with.
+_COUNT_FROM = """  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ ORDER BY n.nspname, c.relname \\gexec
+"""
+COUNT_TAGGED_SQL = ("SELECT format('SELECT %L || json_build_array(%L::text, %L::text, count(*))::text FROM %I.%I;', "
+                    ":'cnt_tag' || ' ', n.nspname, c.relname, n.nspname, c.relname)\n" + _COUNT_FROM)
+COUNT_SQL = ("SELECT format('SELECT json_build_array(%L::text, %L::text, count(*))::text FROM %I.%I;', "
+             "n.nspname, c.relname, n.nspname, c.relname)\n" + _COUNT_FROM)
+
+# The live database's objects as one line of JSON (JSON escapes newlines and quotes in names, so no
+# identifier is ever split across lines): who we are, which roles' objects we may drop, and every
+# object a TOC entry can name, keyed as pg_dump names it (desc, schema, tag; function tags with their
+# argument types as format_type prints them under search_path ''). restore/dbPlan.ts decides from
+# this which entries to keep as they are, which to create, and what to refuse.
+OBJECTS_SQL = r"""SET search_path = '';
+WITH nsp AS (
+  SELECT oid, nspname FROM pg_catalog.pg_namespace
+   WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
+), ext AS (
+  SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'
+), objs AS (
+  SELECT 'SCHEMA' AS kind, '-' AS sch, n.nspname AS tag, n.oid AS nsp_oid, pg_catalog.pg_get_userbyid(s.nspowner) AS owner, s.nspowner AS owner_oid,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND objid = n.oid) AS ext, true AS top
+    FROM nsp n JOIN pg_catalog.pg_namespace s ON s.oid = n.oid
+  UNION ALL
+  SELECT 'EXTENSION', '-', e.extname, NULL, pg_catalog.pg_get_userbyid(e.extowner), e.extowner, false, true FROM pg_catalog.pg_extension e
+  UNION ALL
+  SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                        WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'INDEX' END,
+         n.nspname, c.relname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objid = c.oid), c.relkind NOT IN ('i', 'I')
+    FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I')
+  UNION ALL
+  SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname,
+         p.proname || '(' || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                                         FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')',
+         n.oid, pg_catalog.pg_get_userbyid(p.proowner), p.proowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objid = p.oid), true
+    FROM pg_catalog.pg_proc p JOIN nsp n ON n.oid = p.pronamespace
+  UNION ALL
+  SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname, n.oid, pg_catalog.pg_get_userbyid(t.typowner), t.typowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND objid = t.oid), true
+    FROM pg_catalog.pg_type t JOIN nsp n ON n.oid = t.typnamespace
+   WHERE t.typtype IN ('b', 'd', 'e', 'r') AND t.typcategory <> 'A' AND t.typrelid = 0
+  UNION ALL
+  SELECT CASE o.contype WHEN 'f' THEN 'FK CONSTRAINT' WHEN 'c' THEN 'CHECK CONSTRAINT' ELSE 'CONSTRAINT' END, n.nspname,
+         c.relname || ' ' || o.conname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
+    FROM pg_catalog.pg_constraint o JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp n ON n.oid = c.relnamespace
+  UNION ALL
+  SELECT 'BLOB', '-', l.oid::pg_catalog.text, NULL, pg_catalog.pg_get_userbyid(l.lomowner), l.lomowner, false, false
+    FROM pg_catalog.pg_largeobject_metadata l WHERE NOT pg_catalog.pg_has_role(current_user, l.lomowner, 'USAGE')
+  UNION ALL
+  SELECT 'EVENT TRIGGER', '-', e.evtname, NULL, pg_catalog.pg_get_userbyid(e.evtowner), e.evtowner, false, false FROM pg_catalog.pg_event_trigger e
+  UNION ALL
+  SELECT 'TRIGGER', n.nspname, c.relname || ' ' || g.tgname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
+    FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid JOIN nsp n ON n.oid = c.relnamespace WHERE NOT g.tgisinternal
+)
+SELECT pg_catalog.json_build_object(
+  'user', current_user,
+  'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+  'lockSlots', pg_catalog.current_setting('max_locks_per_transaction')::int
+               * (pg_catalog.current_setting('max_connections')::int + pg_catalog.current_setting('max_prepared_transactions')::int),
+  'roles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles),
+  'myRoles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles WHERE pg_catalog.pg_has_role(current_user, oid, 'USAGE')),
+  'objects', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(kind, sch, tag, owner,
+                 pg_catalog.pg_has_role(current_user, owner_oid, 'USAGE'), ext, top)), '[]') FROM objs),
+  'available', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(a.name, v.trusted, v.superuser)), '[]')
+                  FROM pg_catalog.pg_available_extensions a
+                  JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version))"""
+
+
+def toc_entries(text):
+    return sum(1 for l in text.splitlines() if l[:1].isdigit())
+
+
+def count_file_entries(path):
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return sum(1 for l in f if l[:1].isdigit())
+    except OSError:
+        return 0
+
+
+class Session:
+    """A psql session fed on stdin, its output read line by line with a timeout."""
+
+    def __init__(self, argv, env):
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self.buf = b''
+
+    def send(self, text):
+        try:
+            self.p.stdin.write(text.encode('utf-8'))
+            self.p.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def readline(self, timeout):
+        """The next line without its newline, or None at the end of the output or after TIMEOUT."""
+        end = time.monotonic() + timeout
+        while b'\n' not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.p.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.p.stdout.fileno(), 65536)
+            if not chunk:
+                if self.buf:
+                    line, self.buf = self.buf, b''
+                    return line.decode('utf-8', 'replace')
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\n', 1)
+        return line.decode('utf-8', 'replace')
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        self.p.wait()
+
+
+# --- backup -----------------------------------------------------------------------------------------
+
+def _sizes(ctx):
+    if 'sizes' not in ctx.__dict__:
+        text = ctx.conn.query(SIZES_SQL, extra=['-F', ' '])
+        db_bytes, table_bytes = (int(x) for x in text.split())
+        ctx.sizes = (db_bytes, table_bytes)
+    return ctx.sizes
+
+
+def space_needed_kb(ctx, first):
+    return _sizes(ctx)[0] // 1024 // 4
+
+
+def backup_begin(ctx):
+    """One session holds a REPEATABLE READ snapshot; pg_dump uses it and the row counts are taken in
+    it, so the dump, the counts and the start of the file copies are one consistent moment."""
+    o, conn, job = ctx.opts, ctx.conn, ctx.job
+    step('database: exporting a snapshot')
+    env = dict(os.environ, PGAPPNAME='kadi-ops-' + job.id)
+    s = Session([conn.psql, '-X', '-At', '-q', *conn.args(), '-d', conn.db], env)
+    s.send('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();\n')
+    snapshot = s.readline(60) or ''
+    if not re.fullmatch(r'[0-9A-F-]+', snapshot):
+        s.close()
+        fail('could not export a database snapshot: %s' % snapshot)
+    ctx.info_line('snapshot=' + snapshot)
+    z = o['dump_compression']
+    if not re.fullmatch(r'[0-9]', z):
+        s.close()
+        fail("dump_compression must be a gzip level 0-9, got '%s'" % z)
+    step('database: pg_dump -Fc -Z %s (%s)' % (z, o['pg_dump']))
+    dump = subprocess.Popen([o['pg_dump'], '-Fc', '-Z', z, *conn.args(), '--snapshot=' + snapshot,
+                             '-f', os.path.join(ctx.partial, 'db.dump'), conn.db], env=env, stdin=subprocess.DEVNULL)
+    watcher = ReadWatcher('database', dump.pid, _sizes(ctx)[1])
+    return {'session': s, 'dump': dump, 'watcher': watcher}
+
+
+def backup_wait(ctx, h):
+    """Row counts in the snapshot, read while the dump and the copies run; then the dump's end.
+    ON_ERROR_ROLLBACK (a savepoint per statement, set only after the export, which a savepoint would
+    refuse): a failing count must not end the transaction, or the snapshot would vanish under a
+    pg_dump that has not imported it yet. Each count is one line: a tag no error message begins
+    with, then the JSON array."""
+    s = h['session']
+    tag = 'kadi-ops-count-' + secrets.token_hex(8)
+    s.send('\\set cnt_tag %s\n\\set ON_ERROR_ROLLBACK on\n%s\\echo :cnt_tag done\n' % (tag, COUNT_TAGGED_SQL))
+    error = ''
+    with open(os.path.join(ctx.partial, '.counts.jsonl'), 'w', encoding='utf-8') as f:
+        while True:
+            line = s.readline(3600)
+            if line is None:
+                error = error or 'counting rows: the database session ended early'
+                break
+            if line == tag + ' done':
+                break
+            if line.startswith(tag + ' '):
+                f.write(line[len(tag) + 1:] + '\n')
+            else:
+                error = error or 'counting rows: ' + line
+    rc = h['dump'].wait()
+    h['watcher'].stop()
+    # The session may have ended already (the database went away): no error for that.
+    s.send('COMMIT;\n')
+    s.close()
+    if error:
+        return error
+    if rc != 0:
+        return 'pg_dump exited with status %d' % rc
+    return ''
+
+
+def backup_finish(ctx):
+    path = os.path.join(ctx.partial, 'db.dump')
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        fail('pg_dump produced an empty file')
+    step("database: reading the dump's table of contents")
+    with open(os.path.join(ctx.partial, 'db.toc'), 'wb') as f:
+        if subprocess.run([ctx.opts['pg_restore'], '-l', path], stdout=f).returncode != 0:
+            fail('pg_restore -l cannot read the new dump')
+
+
+# --- verify -----------------------------------------------------------------------------------------
+
+def verify_quick(ctx):
+    """The dump's table of contents must be readable: its entry count, compared with the manifest's."""
+    r = subprocess.run([ctx.opts['pg_restore'], '-l', os.path.join(ctx.set_dir, 'db.dump')],
+                       capture_output=True, text=True, errors='replace')
+    return {'toc_ok': r.returncode == 0, 'toc_n': toc_entries(r.stdout) if r.returncode == 0 else 0}
+
+
+# --- restore ----------------------------------------------------------------------------------------
+
+def restore(ctx):
+    o, conn, job, d = ctx.opts, ctx.conn, ctx.job, ctx.set_dir
+    n = int(conn.query(USER_TABLES_SQL))
+    # One transaction: whatever fails (an entry, a privilege, a killed pg_restore, a cut database
+    # connection, a full disk, a cancel), PostgreSQL rolls all of it back and the database is as it
+    # was; only a COMMIT makes it the set's content (docs/guarantees.md says why not --jobs).
+    args = ['--single-transaction', '--exit-on-error', *conn.args(), '-d', conn.db]
+    # As a role that is not a superuser, objects whose owner in the set is another role are created
+    # owned by this role instead of failing on ALTER ... OWNER (no_owner, decided in restore/dbPlan.ts).
+    if o.yes('no_owner'):
+        args.append('--no-owner')
+    if n > 0 or o.yes('clean'):
+        out('database is not empty (%d relations, or objects of the set exist already): pg_restore --clean --if-exists in one transaction' % n)
+        args += ['--clean', '--if-exists']
+    else:
+        out('database is empty: plain pg_restore in one transaction')
+    if o['jobs']:
+        out('not using --jobs %s: parallel workers cannot share the one transaction that makes the restore atomic' % o['jobs'])
+    listing = job.path('listing')
+    toc = os.path.join(d, 'db.toc')
+    if os.path.isfile(listing) and os.path.getsize(listing) > 0:
+        entries = count_file_entries(listing)
+        out("restoring the %d enabled entries of the plan's listing (kept objects and left-out entries are commented out)" % entries)
+        args += ['-L', listing]
+    elif os.path.isfile(toc):
+        entries = count_file_entries(toc)
+    else:
+        r = subprocess.run([o['pg_restore'], '-l', os.path.join(d, 'db.dump')], capture_output=True, text=True, errors='replace')
+        entries = toc_entries(r.stdout)
+    dump = os.path.join(d, 'db.dump')
+    out('pg_restore -v %s %s' % (' '.join(args), dump))
+    # -v names every entry as it is restored: the log shows where a long restore is, and the count
+    # of those lines against the enabled entries is the progress.
+    err = job.path('pg_restore.err')
+    p = subprocess.Popen([o['pg_restore'], '-v', *args, dump], env=dict(os.environ, PGAPPNAME='kadi-ops-' + job.id),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors='replace')
+    pg_restore_progress(p.stderr, entries, err)
+    rc = p.wait()
+    with open(err, encoding='utf-8', errors='replace') as f:
+        err_text = f.read()
+    if rc != 0 or 'errors ignored on restore' in err_text:
+        name_failed_entries(err_text, toc)
+        fail('pg_restore failed (exit status %d); the database is unchanged: the restore ran in one transaction, which PostgreSQL rolled back' % rc)
+    step('database: ANALYZE')
+    # As the Kadi role, ANALYZE warns once per system table it may not analyze: noise, not news.
+    r = subprocess.run([conn.psql, '-X', '-q', *conn.args(), '-d', conn.db, '-c', 'ANALYZE'],
+                       env=dict(os.environ, PGOPTIONS='-c client_min_messages=error'))
+    if r.returncode != 0:
+        fail('ANALYZE failed')
+
+
+def _toc_lines(toc):
+    try:
+        with open(toc, encoding='utf-8', errors='replace') as f:
+            return f.read().splitlines()
+    except OSError:
+        return None
+
+
+def name_failed_entries(err_text, toc):
+    """pg_restore names the entry it failed on ("from TOC entry 215; 1259 16390 TABLE ..."), without
+    its schema; the dump's TOC line has it. Errors in the --clean phase name only the command: its
+    entry is found in the TOC by the command's object."""
+    lines = _toc_lines(toc)
+    found = [m.group(1) for m in (re.match(r'^.*from TOC entry ([0-9]+;.*)$', l) for l in err_text.splitlines()) if m]
+    if found:
+        for entry in found:
+            entry_id = entry.split(';', 1)[0]
+            match = next((l for l in lines or [] if l.startswith(entry_id + '; ')), None)
+            out('FAILED TOC ENTRY: ' + (match or entry))
+        return
+    cmd = next((l[len('Command was: '):] for l in err_text.splitlines() if l.startswith('Command was: ')), '')
+    m = re.match(r'^(DROP|CREATE|ALTER) ([A-Z]+) (IF EXISTS )?(ONLY )?([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)', cmd)
+    if m and lines is not None:
+        pat = re.compile(r'^[0-9]+; [0-9]+ [0-9]+ %s %s %s ' % (m.group(2), m.group(5), m.group(6)))
+        for l in lines:
+            if pat.match(l):
+                out('FAILED TOC ENTRY: ' + l)
+
+
+# --- preflight --------------------------------------------------------------------------------------
+
+def probe(ctx):
+    conn = ctx.conn
+    ok, n = conn.query(USER_TABLES_SQL, check=False)
+    if not ok:
+        return ['db_error=' + n.replace('\n', ' ')]
+    lines = ['db_relations=' + n, 'db_bytes=' + conn.query('select pg_database_size(current_database())', check=False)[1]]
+    ok, objects = conn.query(OBJECTS_SQL, extra=['-q'], check=False)
+    lines.append('db_objects=' + objects if ok else 'db_objects_error=' + objects.replace('\n', ' '))
+    return lines
+
+
+# --- deep verification ------------------------------------------------------------------------------
+
+def verify_deep(ctx):
+    """Restores the dump into a throwaway cluster (cluster.py) or, without the server binaries, into a
+    scratch database on the production server (needs CREATEDB); counts the rows and reads the file
+    records there; then deep-check compares them with the set (verify_deep.py). Which mode ran goes
+    to the output and to the result's deep.mode; when neither can run, the result says why
+    (deep.notRun) instead of calling the set damaged."""
+    from .. import cluster, verify_deep_note, verify_deep as deep_check
+    from ..pg import tool_major
+    o, job, d = ctx.opts, ctx.job, ctx.set_dir
+    job.remove('deep.json', 'restored.counts.jsonl', 'restored.files.jsonl')
+    major = o['pg_major'] or tool_major(o['pg_restore'])
+    bindir = o['pg_bindir'] or ('/usr/lib/postgresql/%s/bin' % major if major else '')
+    dump = os.path.join(d, 'db.dump')
+    why = cluster.unusable(bindir, major)
+    conn = None
+    if not why:
+        conn = cluster.start(job, o['psql'], o['pg_restore'], dump, bindir, major)
+    if conn is not None:
+        mode, where = 'throwaway-cluster', 'the throwaway cluster'
+    else:
+        why = why or job.read('cluster_failed').strip() or 'the throwaway cluster did not start'
+        cluster.stop(job)
+        out('deep: no throwaway cluster (%s); falling back to a scratch database on the production server' % why)
+        conn = scratch_create(ctx)
+        if conn is None:
+            return not_run(ctx, 'no throwaway PostgreSQL cluster (%s), and role %s may not create a scratch database '
+                                'on the production server (CREATEDB)' % (why, o['pg_user']))
+        mode, where = 'scratch-database', 'the scratch database'
+    out('deep: mode=' + mode)
+    if mode == 'throwaway-cluster':
+        step('deep: restoring the dump into the throwaway cluster')
+    err = job.path('deep_restore.err')
+    p = subprocess.Popen([o['pg_restore'], '-v', '--no-owner', '--no-privileges', '--exit-on-error', *conn.args(),
+                          '-d', conn.db, dump], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, errors='replace')
+    pg_restore_progress(p.stderr, count_file_entries(os.path.join(d, 'db.toc')), err, quiet=True)
+    rc = p.wait()
+    if rc != 0:
+        with open(err, encoding='utf-8', errors='replace') as f:
+            err_text = f.read()
+        first = next((l.replace('\r', '')[:400] for l in err_text.splitlines() if re.search(r'error:|ERROR:', l)), '')
+        deep_finish(ctx)
+        # A missing extension or library of this host's server binaries is not a fault of the set.
+        if mode == 'throwaway-cluster' and re.search(r'extension "[^"]*" is not available|extension control file|could not access file|could not load library', err_text):
+            return not_run(ctx, "the dump needs something this host's PostgreSQL %s server binaries lack: %s" % (major, first))
+        verify_deep_note.main([job.path('deep.json'), 'failed', 'pg_restore into %s failed%s' % (where, ': ' + first if first else ''), mode])
+        return False
+    step('deep: counting rows and reading file records')
+    with open(job.path('restored.counts.jsonl'), 'w') as outf, open(job.path('restored.err'), 'w') as errf:
+        count_ok = subprocess.run([o['psql'], '-X', '-At', '-v', 'ON_ERROR_STOP=1', *conn.args(), '-d', conn.db],
+                                  input=COUNT_SQL, text=True, stdout=outf, stderr=errf).returncode == 0
+    with open(job.path('restored.files.jsonl'), 'w') as outf, open(job.path('restored.err'), 'a') as errf:
+        files_ok = subprocess.run([o['psql'], '-X', '-At', '-v', 'ON_ERROR_STOP=1', *conn.args(), '-d', conn.db, '-c',
+                                   "SELECT json_build_array(id::text, size, coalesce(checksum, ''), state::text)::text "
+                                   "FROM file WHERE storage_type = 'local'"],
+                                  stdout=outf, stderr=errf, stdin=subprocess.DEVNULL).returncode == 0
+    deep_finish(ctx)
+    step("deep: checking the set's files against the set's database")
+    return deep_check.main([d, job.dir, o['chunk_size'], mode, 'yes' if count_ok else 'no', 'yes' if files_ok else 'no'])
+
+
+def not_run(ctx, why):
+    """Records that deep verification could not run, and why: not a problem of the set."""
+    from .. import verify_deep_note
+    warn('deep verification could not run: ' + why)
+    verify_deep_note.main([ctx.job.path('deep.json'), 'not-run', why])
+    return False
+
+
+def scratch_name(job_id):
+    return 'kadi_ops_verify_' + re.sub(r'[^A-Za-z0-9]', '_', job_id).lower()
+
+
+def scratch_create(ctx):
+    """The fallback: a scratch database on the production server (needs CREATEDB). Its connection, or
+    None when it cannot be created."""
+    from .. import pg
+    o, job = ctx.opts, ctx.job
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], '*', o['pg_user'], pg.read_secret_line(job.secret()))
+    scratch = scratch_name(job.id)
+    step('deep: restoring the dump into scratch database %s on the production server' % scratch)
+    job.write('scratch_db', scratch + '\n')
+    conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], scratch)
+    # The name is made of [a-z0-9_] only (scratch_name), so it needs no quoting beyond the quotes.
+    r = subprocess.run([o['psql'], '-X', '-At', '-v', 'ON_ERROR_STOP=1', *conn.args(), '-d', o['pg_db'], '-c',
+                        'CREATE DATABASE "%s"' % scratch], stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        job.remove('scratch_db')
+        return None
+    return conn
+
+
+def drop_scratch(ctx):
+    o, job = ctx.opts, ctx.job
+    scratch = job.read('scratch_db').strip()
+    if not scratch:
+        return True
+    # After a cancel the killed pg_restore's session may linger a moment and block the DROP.
+    for _ in range(5):
+        if subprocess.run([o['psql'], '-X', '-q', '-h', o['pg_host'], '-p', o['pg_port'], '-U', o['pg_user'], '-w',
+                           '-d', o['pg_db'], '-c', 'DROP DATABASE IF EXISTS "%s"' % scratch], stdin=subprocess.DEVNULL).returncode == 0:
+            job.remove('scratch_db')
+            return True
+        time.sleep(1)
+    warn('could not drop the scratch database %s; drop it by hand' % scratch)
+    return False
+
+
+def deep_finish(ctx):
+    """After the restore was read (or failed): the cluster stopped, or the scratch database dropped."""
+    from .. import cluster
+    cluster.stop(ctx.job)
+    drop_scratch(ctx)

@@ -1,0 +1,7 @@
+"""STORAGE_PATH: the records' files (see trees.py)."""
+from .trees import Tree
+
+NAME = 'storage'
+_tree = Tree('storage', 'storage_path', 'STORAGE_PATH')
+space_needed_kb, backup_begin, backup_wait, backup_finish = _tree.space_needed_kb, _tree.backup_begin, _tree.backup_wait, _tree.backup_finish
+verify_quick, restore, probe, restore_step = _tree.verify_quick, _tree.restore, _tree.probe, _tree.restore_step

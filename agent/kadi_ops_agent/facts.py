@@ -1,0 +1,73 @@
+"""facts KADI_CLI KADI_CONFIG BACKUP_DIR PGHOST PGPORT PGDB PGUSER (password on stdin): what the
+client needs to know about a host, as key=value lines."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import pg
+from .common import disk_kb, hostname, out, user_name
+
+TOOLS = ('rsync', 'zstd', 'pigz', 'gzip', 'tar', 'sha256sum', 'flock', 'setsid')
+
+
+def main(argv):
+    cli, cfg, backup_dir, host, port, db, user = argv
+    password = sys.stdin.readline().rstrip('\n')
+    with tempfile.TemporaryDirectory() as work:
+        pg.make_passfile(work, host, port, db, user, password)
+        collect(cli, cfg, backup_dir, pg.Conn('', host, port, user, db))
+
+
+def collect(cli, cfg, backup_dir, conn):
+    out('hostname=' + hostname())
+    # Identity of what `kadi utils config` depends on, so a client may reuse what it read before.
+    cli_path = shutil.which(cli) or cli
+    try:
+        stamps = []
+        for p in (cfg, cli_path):
+            s = os.stat(p)
+            stamps.append((p, int(s.st_mtime), s.st_size, s.st_ino))
+        out('kadi_config_stamp=' + ' '.join('%s:%d:%d:%d' % s for s in stamps) + ' ',
+            'kadi_config_newest_mtime=%d' % max(s[1] for s in stamps))
+    except OSError:
+        pass
+    out('now_epoch=%d' % int(time.time()), 'remote_user=' + user_name())
+    env = dict(os.environ, KADI_CONFIG_FILE=cfg)
+    try:
+        r = subprocess.run([cli, '--version'], capture_output=True, text=True, env=env)
+        lines = r.stdout.splitlines()
+        ok = r.returncode == 0
+    except OSError:
+        ok, lines = False, []
+    out('kadi_version=' + (lines[-1] if lines else '') if ok else 'kadi_version_error=kadi --version failed')
+    psql = pg.any_psql()
+    if psql:
+        conn.psql = psql
+        out('psql=' + psql)
+        ok, num = conn.query('show server_version_num', check=False)
+        if ok:
+            out('pg_server_version_num=' + num)
+            major = int(num) // 10000
+            out('pg_server_major=%d' % major, 'pg_dump=' + pg.tool_for_major('pg_dump', major),
+                'pg_restore=' + pg.tool_for_major('pg_restore', major))
+            ok, rev = conn.query('select version_num from alembic_version', check=False)
+            if ok:
+                out('alembic_revision=' + rev)
+        else:
+            out('pg_error=' + num.replace('\n', ' '))
+    else:
+        out('pg_error=no psql client found')
+    for d in sorted(glob.glob('/usr/lib/postgresql/*/bin/pg_dump')):
+        if os.access(d, os.X_OK):
+            out('pg_dump_available=' + d)
+    if os.path.isdir(backup_dir):
+        free, size = disk_kb(backup_dir)
+        out('backup_dir_exists=yes', 'backup_free_kb=%d' % free, 'backup_fs_size_kb=%d' % size)
+    else:
+        out('backup_dir_exists=no')
+    for t in TOOLS:
+        out('tool_%s=%s' % (t, 'yes' if shutil.which(t) else 'no'))

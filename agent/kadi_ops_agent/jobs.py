@@ -1,0 +1,522 @@
+"""Jobs and the instance lock.
+
+A job lives in <backup dir>/.kadi-ops/jobs/<id>/: meta (key=value), log (stdout and stderr), pgid,
+status (exit status or `cancelled`, written last and atomically), secret (the launch's stdin, 0600,
+removed by the job). The lock is an flock on <state>/lock, held by the job runner (the leader of the
+job's own session and process group) for the whole job, with <state>/lock.holder describing it.
+
+The runner starts the verb as a child process in its group and waits for it; a cancel signals the
+whole group, the verb ends, and the runner stops whatever the verb left running, runs the verb's
+cleanup and writes the status. So a set is only ever complete or absent.
+"""
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from .common import JOB_ID_RE, die, out, remove_tree, user_name, utc_now, hostname
+
+LOCK_BUSY_EXIT = 75
+
+
+def state_dir(backup_dir):
+    return os.path.join(backup_dir, '.kadi-ops')
+
+
+def job_dir(backup_dir, job_id):
+    if not JOB_ID_RE.match(job_id or ''):
+        die('no job %s' % job_id)
+    return os.path.join(state_dir(backup_dir), 'jobs', job_id)
+
+
+def agent_argv():
+    """How to run this agent again: the same interpreter and zipapp, isolated."""
+    return [sys.executable, '-I', '-S', '-u', sys.argv[0]]
+
+
+def _read(path, default=''):
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def _write_atomic(path, text):
+    with open(path + '.tmp', 'w') as f:
+        f.write(text)
+    os.replace(path + '.tmp', path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _int(text):
+    try:
+        return int(text.strip())
+    except (ValueError, AttributeError):
+        return None
+
+
+def _holder_lines(holder):
+    return ['holder_' + line for line in holder.splitlines() if line]
+
+
+def _kv(text):
+    return dict(l.split('=', 1) for l in text.splitlines() if '=' in l)
+
+
+# --- the job verbs the runner may start, and their cleanups ------------------------------------
+
+def job_verbs():
+    from . import backup, maintenance, restore, sets, verify
+    return {
+        'backup': (backup.run, backup.cleanup),
+        'verify': (verify.run, verify.cleanup),
+        'restore': (restore.run, restore.cleanup),
+        'prune': (sets.prune, None),
+        'sleep': (sleep_job, None),
+        'db_upgrade': (maintenance.db_upgrade, None),
+        'reindex': (maintenance.reindex, None),
+        'remove_orphans': (maintenance.remove_orphans, None),
+        'files_check': (maintenance.files_check, None),
+        'redis_snapshot': (maintenance.redis_snapshot, None),
+        'fix_permissions': (maintenance.fix_permissions, None),
+    }
+
+
+def sleep_job(argv):
+    """sleep SECONDS: a job that only prints ticks (used to test jobs, lock and cancel)."""
+    for i in range(1, int(argv[0]) + 1):
+        out('tick %d' % i)
+        time.sleep(1)
+
+
+# --- job-start ----------------------------------------------------------------------------------
+
+def job_start(argv):
+    """job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE(yes|no) VERB ARGS..."""
+    if len(argv) < 7:
+        die('usage: job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE VERB ARGS...')
+    backup_dir, job_id, kind, operator, client, break_stale, verb = argv[:7]
+    args = argv[7:]
+    if not JOB_ID_RE.match(job_id):
+        die('bad job id')
+    if verb.replace('-', '_') not in job_verbs():
+        die('%s cannot run as a job' % verb)
+    st = state_dir(backup_dir)
+    os.makedirs(os.path.join(st, 'jobs'), exist_ok=True)
+    os.chmod(st, 0o700)
+    os.chmod(os.path.join(st, 'jobs'), 0o700)
+    d = os.path.join(st, 'jobs', job_id)
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        die('job %s exists' % job_id)
+    # Secrets for the job arrive on stdin and go to a 0600 file only the job reads.
+    fd = os.open(os.path.join(d, 'secret'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'wb') as f:
+        f.write(sys.stdin.buffer.read())
+    started = utc_now()
+    with open(os.path.join(d, 'meta'), 'w') as f:
+        f.write('id=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\ncommand=%s\n'
+                % (job_id, kind, operator, client, started, ' '.join([verb, *args])))
+    lock_path = os.path.join(st, 'lock')
+    lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read(os.path.join(st, 'lock.holder'))
+        pid = _int(_kv(holder).get('pid', ''))
+        if pid and not _alive(pid) and break_stale == 'yes':
+            sys.stderr.write('Breaking stale lock held by dead job (pid %d).\n' % pid)
+            sys.stderr.flush()
+            kill_lock_holders(lock_path)
+            if not _flock_wait(lock, 10):
+                remove_tree(d)
+                die('stale lock could not be broken')
+        else:
+            remove_tree(d)
+            out(*_holder_lines(holder), 'lock=stale' if pid and not _alive(pid) else 'lock=busy')
+            sys.exit(LOCK_BUSY_EXIT)
+    # Its own session and process group: the job survives this SSH session and can be signalled
+    # as a whole. The lock's descriptor is inherited and held until the runner ends.
+    with open(os.path.join(d, 'log'), 'wb') as log:
+        proc = subprocess.Popen([*agent_argv(), 'job-run', backup_dir, job_id, verb.replace('-', '_'), *args],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, pass_fds=(lock,))
+    _write_atomic(os.path.join(d, 'pgid'), '%d\n' % proc.pid)
+    _write_atomic(os.path.join(st, 'lock.holder'),
+                  'job=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\npid=%d\n' % (job_id, kind, operator, client, started, proc.pid))
+    out('job=%s' % job_id, 'pgid=%d' % proc.pid)
+
+
+def _flock_wait(fd, seconds):
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.1)
+
+
+def _pids():
+    me = os.getpid()
+    for name in os.listdir('/proc'):
+        if name.isdigit() and int(name) != me:
+            yield int(name)
+
+
+def kill_lock_holders(lock_path):
+    """Kills processes that hold the lock file open (a stale lock after its job leader died),
+    except this agent itself, which has just opened it to take the lock."""
+    for pid in _pids():
+        try:
+            fds = os.listdir('/proc/%d/fd' % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink('/proc/%d/fd/%s' % (pid, fd)) == lock_path:
+                    os.kill(pid, signal.SIGKILL)
+                    break
+            except OSError:
+                continue
+
+
+# --- job-run --------------------------------------------------------------------------------------
+
+def _group_members(pgid):
+    """Processes of process group PGID other than this runner."""
+    found = []
+    for pid in _pids():
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rfind(')') + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid):
+            found.append(pid)
+    return found
+
+
+def stop_leftovers():
+    """Terminates what is left of the job (TERM, then KILL after 5 s), the runner excepted."""
+    pgid = os.getpgrp()
+    pids = _group_members(pgid)
+    if not pids:
+        return
+    out('[kadi-ops] stopping what the job left running: %s' % ' '.join(map(str, pids)))
+    for sig, wait in ((signal.SIGTERM, 50), (signal.SIGKILL, 0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        for _ in range(wait):
+            time.sleep(0.1)
+            pids = _group_members(pgid)
+            if not pids:
+                return
+
+
+def job_run(argv):
+    """job-run BACKUP_DIR JOB_ID VERB ARGS... (detached; runs the verb, records the exit status)."""
+    backup_dir, job_id, verb = argv[:3]
+    args = argv[3:]
+    d = job_dir(backup_dir, job_id)
+    verbs = job_verbs()
+    if verb not in verbs:
+        sys.stderr.write('kadi-ops: %s cannot run as a job\n' % verb)
+        _write_atomic(os.path.join(d, 'status'), '2\n')
+        return 2
+    env = dict(os.environ, JOB_DIR=d, JOB_ID=job_id)
+    cancelled = []
+
+    def on_signal(signum, frame):
+        cancelled.append(signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    out('[kadi-ops] job %s: %s started %s on %s as %s' % (job_id, verb, utc_now(), hostname(), user_name()))
+    # The verb runs as a child in this process group: a cancel (TERM to the group) reaches it and
+    # everything it started; this runner only records the cancel and carries on below.
+    rc = _in_child(verbs[verb][0], args, env)
+    failed = bool(cancelled) or rc != 0
+    if failed:
+        # A step that failed early can leave background work behind (a copy into the set): it is
+        # stopped first, or it would keep writing while its output is removed. Cleanup may need
+        # the database (dropping a scratch database): the job's passfile goes after it.
+        stop_leftovers()
+        if verbs[verb][1] is not None:
+            cenv = dict(env)
+            if os.path.exists(os.path.join(d, 'pgpass')):
+                cenv['PGPASSFILE'] = os.path.join(d, 'pgpass')
+            _in_child(verbs[verb][1], args, cenv)
+    for f in ('secret', 'pgpass'):
+        try:
+            os.unlink(os.path.join(d, f))
+        except FileNotFoundError:
+            pass
+    if cancelled:
+        out('[kadi-ops] job %s: cancelled' % job_id)
+        _write_atomic(os.path.join(d, 'status'), 'cancelled\n')
+    else:
+        out('[kadi-ops] job %s: exit status %d at %s' % (job_id, rc, utc_now()))
+        _write_atomic(os.path.join(d, 'status'), '%d\n' % rc)
+    return 0
+
+
+def _in_child(fn, args, env):
+    """Runs FN(ARGS) in a forked child with ENV and default signal handling (so a TERM to the group
+    ends it); its exit status. A fork, not a new interpreter: the verb starts at once."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        rc = 1
+        try:
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(s, signal.SIG_DFL)
+            os.environ.clear()
+            os.environ.update(env)
+            from .__main__ import call
+            rc = call(fn, args)
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(rc)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    return os.waitstatus_to_exitcode(status) if status & 0x7f == 0 else 128 + (status & 0x7f)
+
+
+def job_verb(argv):
+    """job-verb VERB ARGS...: the verb itself, inside a job (JOB_DIR and JOB_ID set)."""
+    return job_verbs()[argv[0]][0](argv[1:])
+
+
+def job_cleanup(argv):
+    cleanup = job_verbs()[argv[0]][1]
+    return cleanup(argv[1:]) if cleanup else 0
+
+
+# --- status, list, tail, cancel, log, forget, lock ----------------------------------------------------
+
+def _state_lines(d):
+    pgid = _read(os.path.join(d, 'pgid')).strip()
+    status = _read(os.path.join(d, 'status')).strip()
+    if status:
+        state = 'finished'
+    elif pgid and _group_alive(int(pgid)):
+        state = 'running'
+    else:
+        state = 'died'
+    # A job killed outright never reached its own cleanup: its secret files go now. Only when its
+    # group is known dead (or it never started within a minute), never for a job still starting.
+    if state == 'died':
+        try:
+            old = time.time() - os.stat(d).st_mtime > 60
+        except OSError:
+            old = False
+        if pgid or old:
+            for f in ('secret', 'pgpass'):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except OSError:
+                    pass
+    lines = ['meta_' + l for l in _read(os.path.join(d, 'meta')).splitlines() if l]
+    try:
+        log_bytes = os.stat(os.path.join(d, 'log')).st_size
+    except OSError:
+        log_bytes = 0
+    try:
+        finished = str(int(os.stat(os.path.join(d, 'status')).st_mtime))
+    except OSError:
+        finished = ''
+    return lines + ['state=' + state, 'status=' + status, 'pgid=' + pgid, 'log_bytes=%d' % log_bytes, 'finished=' + finished]
+
+
+def _existing_job(backup_dir, job_id):
+    d = job_dir(backup_dir, job_id)
+    if not os.path.isdir(d):
+        die('no job %s' % job_id)
+    return d
+
+
+def job_status(argv):
+    out(*_state_lines(_existing_job(argv[0], argv[1])))
+
+
+def job_list_lines(backup_dir):
+    jobs = os.path.join(state_dir(backup_dir), 'jobs')
+    try:
+        names = sorted(os.listdir(jobs), reverse=True)
+    except FileNotFoundError:
+        return []
+    lines = []
+    for n in names:
+        if os.path.isdir(os.path.join(jobs, n)):
+            lines += _state_lines(os.path.join(jobs, n)) + ['']
+    return lines
+
+
+def job_list(argv):
+    """job-list BACKUP_DIR (newest first; a blank line separates jobs)."""
+    out(*job_list_lines(argv[0]))
+
+
+def _copy_from(path, offset):
+    """Writes the file from byte OFFSET to stdout; returns the new offset."""
+    with open(path, 'rb') as f:
+        f.seek(offset)
+        while True:
+            b = f.read(1 << 16)
+            if not b:
+                break
+            sys.stdout.buffer.write(b)
+            offset += len(b)
+    sys.stdout.buffer.flush()
+    return offset
+
+
+def job_tail(argv):
+    """job-tail BACKUP_DIR JOB_ID OFFSET: the log from byte OFFSET, following it while the job runs
+    (until it writes its status, or its whole group is gone: a killed job)."""
+    d = _existing_job(argv[0], argv[1])
+    offset = int(argv[2])
+    log, status = os.path.join(d, 'log'), os.path.join(d, 'status')
+    pgid = _int(_read(os.path.join(d, 'pgid')))
+    while True:
+        done = bool(_read(status).strip()) or not (pgid and _group_alive(pgid))
+        offset = _copy_from(log, offset)
+        if done:
+            return 0
+        time.sleep(0.2)
+
+
+def job_cancel(argv):
+    """job-cancel BACKUP_DIR JOB_ID GRACE_SECONDS"""
+    d = _existing_job(argv[0], argv[1])
+    grace = int(argv[2])
+    pgid = _int(_read(os.path.join(d, 'pgid')))
+    if not pgid:
+        die('job %s has no process group' % argv[1])
+    status = os.path.join(d, 'status')
+    if _read(status).strip():
+        out('already=' + _read(status).strip())
+        return 0
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except OSError:
+        pass
+    for _ in range(grace * 10):
+        if not _group_alive(pgid):
+            break
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        sys.stderr.write('Job %s did not stop within %ds; killing it.\n' % (argv[1], grace))
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        time.sleep(0.3)
+    for _ in range(50):
+        if _read(status).strip():
+            break
+        time.sleep(0.1)
+    if not _read(status).strip():
+        _write_atomic(status, 'cancelled\n')
+    out('status=' + _read(status).strip())
+
+
+def job_log(argv):
+    """job-log BACKUP_DIR JOB_ID: the log as it is now (no following)."""
+    _copy_from(os.path.join(_existing_job(argv[0], argv[1]), 'log'), 0)
+
+
+def job_forget(argv):
+    """job-forget BACKUP_DIR JOB_ID (removes a finished job's directory)."""
+    d = job_dir(argv[0], argv[1])
+    if not _read(os.path.join(d, 'status')).strip():
+        die('job %s is not finished' % argv[1])
+    remove_tree(d)
+
+
+def lock_status(argv):
+    st = state_dir(argv[0])
+    os.makedirs(st, exist_ok=True)
+    fd = os.open(os.path.join(st, 'lock'), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        out('lock=free')
+        return 0
+    except BlockingIOError:
+        pass
+    holder = _read(os.path.join(st, 'lock.holder'))
+    pid = _int(_kv(holder).get('pid', ''))
+    out(*_holder_lines(holder), 'lock=stale' if pid and not _alive(pid) else 'lock=busy')
+
+
+class Job:
+    """The running job, for a verb: its directory and id (JOB_DIR, JOB_ID from the runner), and
+    the files its steps share: steps, attention, failed, failed-steps, running/."""
+
+    def __init__(self):
+        self.dir = os.environ.get('JOB_DIR', '')
+        self.id = os.environ.get('JOB_ID', '')
+        if not self.dir or not self.id:
+            die('this verb runs only as a job')
+
+    def path(self, *names):
+        return os.path.join(self.dir, *names)
+
+    def secret(self):
+        return self.path('secret')
+
+    def read(self, name, default=''):
+        return _read(self.path(name), default)
+
+    def write(self, name, text):
+        with open(self.path(name), 'w', encoding='utf-8', errors='surrogateescape') as f:
+            f.write(text)
+
+    def append(self, name, line):
+        with open(self.path(name), 'a', encoding='utf-8', errors='surrogateescape') as f:
+            f.write(line + '\n')
+
+    def remove(self, *names):
+        for n in names:
+            try:
+                os.unlink(self.path(n))
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,87 @@
+"""PostgreSQL client helpers: the password in a passfile (never in argv or the environment), the
+client binaries of a server major, and psql runs with one connection's arguments."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+from .common import fail
+
+
+def read_secret_line(path):
+    """The first line of a job's secret file (the database password), or ''."""
+    try:
+        with open(path, encoding='utf-8', errors='surrogateescape') as f:
+            return f.readline().rstrip('\n')
+    except FileNotFoundError:
+        return ''
+
+
+def _esc(v):
+    return str(v).replace('\\', '\\\\').replace(':', '\\:')
+
+
+def make_passfile(directory, host, port, db, user, password):
+    """Writes DIRECTORY/pgpass (0600) for one connection and exports PGPASSFILE for the psql,
+    pg_dump and pg_restore the agent runs. DB may be '*'."""
+    path = os.path.join(directory, 'pgpass')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as f:
+        f.write('%s:%s:%s:%s:%s\n' % (_esc(host), port, db if db == '*' else _esc(db), _esc(user), _esc(password)))
+    os.chmod(path, 0o600)
+    os.environ['PGPASSFILE'] = path
+    return path
+
+
+def tool_major(path):
+    """The major version a PostgreSQL binary reports (`pg_dump (PostgreSQL) 15.4`), or ''."""
+    try:
+        r = subprocess.run([path, '--version'], capture_output=True, text=True)
+    except OSError:
+        return ''
+    m = re.search(r' ([0-9]+)(?:\.[0-9]+)?(?:\s|$)', r.stdout.splitlines()[0] if r.stdout else '')
+    return m.group(1) if m else ''
+
+
+def tool_for_major(tool, major):
+    """/usr/lib/postgresql/<major>/bin/<tool> first, else the one on PATH if its major matches."""
+    for cand in ('/usr/lib/postgresql/%s/bin/%s' % (major, tool), shutil.which(tool) or ''):
+        if cand and os.access(cand, os.X_OK) and tool_major(cand) == str(major):
+            return cand
+    return ''
+
+
+def _version_key(p):
+    m = re.search(r'/postgresql/([0-9.]+)/', p)
+    return [int(x) for x in m.group(1).split('.')] if m else [0]
+
+
+def any_psql():
+    cands = sorted(glob.glob('/usr/lib/postgresql/*/bin/psql'), key=_version_key, reverse=True)
+    for p in cands + [shutil.which('psql') or '']:
+        if p and os.access(p, os.X_OK):
+            return p
+    return ''
+
+
+class Conn:
+    """One connection: psql/pg_dump/pg_restore arguments; the password comes from PGPASSFILE."""
+
+    def __init__(self, psql, host, port, user, db):
+        self.psql, self.host, self.port, self.user, self.db = psql, host, str(port), user, db
+
+    def args(self):
+        return ['-h', self.host, '-p', self.port, '-U', self.user, '-w']
+
+    def query(self, sql, db=None, extra=(), env=None, check=True, what='cannot reach the database'):
+        """psql -X -At -c SQL; its stdout (without the final newline). Fails with WHAT and psql's
+        message, or returns (ok, text) with check=False."""
+        r = subprocess.run([self.psql, '-X', '-At', *extra, *self.args(), '-d', db or self.db, '-c', sql],
+                           capture_output=True, text=True, env=env)
+        text = r.stdout.rstrip('\n') if r.returncode == 0 else (r.stderr or r.stdout).strip()
+        if check:
+            if r.returncode != 0:
+                fail('%s: %s' % (what, text))
+            return text
+        return r.returncode == 0, text

@@ -1,0 +1,101 @@
+"""Progress of the commands the agent runs, as `[progress] KEY PCT% DONE/TOTAL UNIT` lines (read by
+people in the log and by the client's core/jobProgress.ts): bytes a process has read, files rsync
+has checked, entries pg_restore has restored."""
+import re
+import sys
+import threading
+import time
+
+from .common import Progress
+
+
+class ReadWatcher:
+    """While PID runs, reports the bytes it has read so far (rchar in /proc/PID/io) against an
+    estimated TOTAL, once a second. Silent where /proc is missing or not readable."""
+
+    def __init__(self, key, pid, total):
+        self.stop_event = threading.Event()
+        self.progress = Progress(key, total, 'bytes', estimated=True)
+        self.pid = pid
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        path = '/proc/%d/io' % self.pid
+        while not self.stop_event.wait(1):
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith('rchar: '):
+                            n = int(line[7:])
+                            self.progress.add(n - self.progress.done)
+                            break
+            except (OSError, ValueError):
+                return
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join()
+
+
+_TO_CHK = re.compile(r'to-chk=([0-9]+)/([0-9]+)')
+_RSYNC_PROGRESS_LINE = re.compile(r'^ *[0-9,]+ +[0-9]+% ')
+
+
+def rsync_progress(stream, key, keep=None):
+    """Filters `rsync --info=progress2 --no-inc-recursive` output (a binary stream) into progress
+    lines: files checked of the total, which - unlike rsync's byte percentage - reaches 100% also
+    when --link-dest links most files. Other lines are printed, indented, when they match the regex
+    KEEP; all of them without KEEP."""
+    keep_re = re.compile(keep) if keep else None
+    prog = None
+    buf = b''
+    while True:
+        chunk = stream.read1(65536) if hasattr(stream, 'read1') else stream.read(65536)
+        if not chunk:
+            break
+        buf += chunk
+        parts = re.split(rb'[\r\n]+', buf)
+        buf = parts.pop()
+        for raw in parts:
+            prog = _rsync_line(raw.decode('utf-8', 'replace'), key, keep_re, prog)
+    if buf:
+        _rsync_line(buf.decode('utf-8', 'replace'), key, keep_re, prog)
+
+
+def _rsync_line(line, key, keep_re, prog):
+    m = _TO_CHK.search(line)
+    if m:
+        left, total = int(m.group(1)), int(m.group(2))
+        if total == 0:
+            return prog
+        if prog is None or prog.total != total:
+            prog = Progress(key, total, 'files')
+        prog.add(total - left - prog.done)
+        return prog
+    if _RSYNC_PROGRESS_LINE.match(line) or not line.strip():
+        return prog
+    if keep_re is None:
+        print(line, flush=True)
+    elif keep_re.search(line):
+        print('  ' + line, flush=True)
+    return prog
+
+
+_PG_RESTORE_VERBOSE = re.compile(r'^pg_restore: (connecting|creating|processing|executing|dropping|launching|finished|entering|restoring|implied) ')
+_PG_RESTORE_ENTRY = re.compile(r'(^ *|pg_restore: *)(creating [A-Z]|processing data for |processing BLOBS$|executing [A-Z])')
+
+
+def pg_restore_progress(stream, total, errfile, quiet=False):
+    """pg_restore -v's stderr (a text stream) into ERRFILE and the log (quiet: only what is not a
+    -v progress message), with a progress line per TOC entry restored against the TOTAL entries
+    enabled. With --jobs the workers' messages can interleave mid-line, so they match anywhere."""
+    prog = Progress('database', total, 'entries') if total > 0 else None
+    with open(errfile, 'w', encoding='utf-8', errors='replace') as err:
+        for line in stream:
+            line = line.rstrip('\n')
+            err.write(line + '\n')
+            if not quiet or not _PG_RESTORE_VERBOSE.match(line):
+                print(line, flush=True)
+            if prog is not None and _PG_RESTORE_ENTRY.search(line):
+                prog.add(1)

@@ -1,0 +1,215 @@
+"""restore key=value... (a job): the backup verb's options (for the safety backup) plus set, components
+(comma list of db,storage,uploads,redis,config), safety (yes|no), jobs, listing (yes: the TOC listing
+follows the password on stdin), services (space separated), overwrite_config (yes|no), db_upgrade
+(yes|no), clean, no_owner, kadi_cli, redis_service.
+
+One job holds the instance lock from the safety backup to the last check, so no backup, verify or
+second restore can interleave with it. Every step records its duration; problems that need the
+operator are collected; both end up in the summary. The components restore in their steps (the
+database and the trees side by side, once the services are stopped); then the guide's steps:
+`kadi db upgrade`, the services started, `kadi search reindex`, the orphaned indices, `kadi files check`.
+
+Also the restore's read-only verbs: set-toc, restore-probe and config-diff.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+from . import pg, services
+from .common import Failure, Options, check_set_name, die, disk_kb, fail, have, out, user_name, warn
+from .components import Context, config, load
+from .jobs import Job, agent_argv
+from .kadi import Kadi
+from .steps import Steps
+
+
+def _context(argv):
+    o = Options(argv)
+    job = Job()
+    steps = Steps(job)
+    ctx = Context(o, job, steps=steps)
+    check_set_name(o['set'])
+    ctx.set_dir = os.path.join(o['backup_dir'], o['set'])
+    ctx.components = [c for c in o['components'].split(',') if c]
+    return ctx
+
+
+def has(ctx, name):
+    return name in ctx.components
+
+
+def run(argv):
+    ctx = _context(argv)
+    o, job, steps, d = ctx.opts, ctx.job, ctx.steps, ctx.set_dir
+    if not os.path.isfile(os.path.join(d, 'manifest.json')):
+        fail('set %s has no manifest; it is not a complete backup' % o['set'])
+    steps.begin()
+    out('restoring set %s (components: %s)' % (o['set'], o['components']))
+    if o.yes('listing'):
+        with open(job.secret(), encoding='utf-8', errors='surrogateescape') as f:
+            f.readline()
+            job.write('listing', f.read())
+    if o.yes('safety'):
+        steps.run('safety-backup', safety_backup, ctx, argv)
+    else:
+        steps.skip('safety-backup', 'opted out')
+    steps.run('stop-services', services.stop, job, o.words('services'))
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], pg.read_secret_line(job.secret()))
+    ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
+
+    trees = [load(n) for n in ('storage', 'uploads') if has(ctx, n)]
+
+    def restore_files():
+        for t in trees:
+            t.restore(ctx)
+
+    db = load('database') if has(ctx, 'db') else None
+    if db and trees:
+        parallel(steps, [('database', db.restore, ctx), ('files', restore_files)])
+    else:
+        if db:
+            steps.run('database', db.restore, ctx)
+        else:
+            steps.skip('database')
+        if trees:
+            steps.run('files', restore_files)
+        else:
+            steps.skip('files')
+    if has(ctx, 'redis'):
+        steps.run('redis', load('redis').restore, ctx)
+    else:
+        steps.skip('redis')
+    if has(ctx, 'config') and o.yes('overwrite_config'):
+        steps.run('config', config.restore, ctx)
+    elif has(ctx, 'config'):
+        steps.skip('config', 'not overwritten without confirmation')
+    kadi = Kadi(o, steps)
+    if o.yes('db_upgrade'):
+        steps.run('db-upgrade', kadi.db_upgrade)
+    else:
+        steps.skip('db-upgrade', 'same Kadi version and revision')
+    steps.run('start-services', lambda: services.start(job, steps.attention) or fail('a service did not start again'))
+    # The search indices mirror the database: rebuilt only when it was replaced.
+    if db:
+        steps.run('reindex', kadi.reindex)
+        steps.run('indices', kadi.indices)
+    else:
+        steps.skip('reindex', 'database not restored')
+    steps.run('files-check', kadi.files_check)
+    steps.summary('restore of ' + o['set'])
+    job.write('summarised', '')
+    if os.path.exists(job.path('failed')):
+        out('restore_result=failed')
+        return 1
+    out('restore_result=' + ('attention' if job.read('attention').strip() else 'ok'))
+
+
+def parallel(steps, work):
+    """Runs steps side by side (each its own step, with its own timing and progress). The job fails
+    after all have ended if any failed; a failing step does not cut the other one short."""
+    failures = []
+
+    def one(name, fn, *args):
+        try:
+            steps.run(name, fn, *args)
+        except Failure as e:
+            warn('ERROR: %s' % e)
+            failures.append(e)
+        except Exception as e:  # noqa: BLE001 - reported, and the job fails
+            warn('ERROR: %s: %s' % (name, e))
+            failures.append(e)
+
+    threads = [threading.Thread(target=one, args=w) for w in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(1)
+
+
+def safety_backup(ctx, argv):
+    """The backup verb in a fresh agent process inside this job (JOB_DIR and JOB_ID are in its
+    environment), so it shares this job's lock instead of waiting for it."""
+    job = ctx.job
+    p = subprocess.Popen([*agent_argv(), 'job-verb', 'backup', *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    with open(job.path('safety.out'), 'wb') as f:
+        for line in p.stdout:
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+            f.write(line)
+    if p.wait() != 0:
+        fail('the safety backup failed; nothing was changed')
+    names = [l[4:] for l in job.read('safety.out').splitlines() if l.startswith('set=')]
+    if not names:
+        fail('the safety backup printed no set name')
+    open(os.path.join(ctx.opts['backup_dir'], names[-1], '.pre-restore'), 'w').close()
+    out('safety_set=' + names[-1])
+
+
+def cleanup(argv):
+    ctx = _context(argv)
+    job, steps = ctx.job, ctx.steps
+    services.start(job, steps.attention)
+    # Failed after its own summary (a post-restore check failed): nothing more to say.
+    if os.path.exists(job.path('summarised')):
+        return 0
+    from . import backup
+    try:
+        backup.cleanup(argv)
+    except Exception:  # noqa: BLE001 - the summary below still matters more
+        pass
+    steps.summary('restore of ' + ctx.opts['set'])
+    names = [l[4:] for l in job.read('safety.out').splitlines() if l.startswith('set=')]
+    if names:
+        out('The state before this restore is in the pre-restore set %s.' % names[-1])
+    out('restore_result=failed')
+
+
+# --- read-only verbs -------------------------------------------------------------------------------
+
+def set_toc(argv):
+    """set-toc BACKUP_DIR SET [PG_RESTORE]: the dump's table of contents as recorded at backup time
+    (pg_restore -l), for validating a selective-restore listing before the job starts. With
+    PG_RESTORE, the dump's own TOC read with -v: the same entries plus a "depends on:" line under each
+    entry that has dependencies (restore/dbPlan.ts uses them)."""
+    bd, name = argv[0], argv[1]
+    check_set_name(name)
+    if len(argv) > 2 and argv[2]:
+        dump = os.path.join(bd, name, 'db.dump')
+        if not os.path.isfile(dump):
+            die('set %s has no db.dump' % name)
+        sys.stdout.flush()
+        if subprocess.run([argv[2], '-l', '-v', dump]).returncode != 0:
+            die('pg_restore -l cannot read the dump of set %s' % name)
+        return 0
+    toc = os.path.join(bd, name, 'db.toc')
+    if not os.path.isfile(toc):
+        die('set %s has no db.toc' % name)
+    with open(toc, 'rb') as f:
+        sys.stdout.buffer.write(f.read())
+
+
+def probe(argv):
+    """restore-probe key=value... (password on stdin): what the preflight needs to know about the live
+    side - owners and free space of the trees, whether the database is empty, which services exist."""
+    o = Options(argv)
+    password = sys.stdin.readline().rstrip('\n')
+    with tempfile.TemporaryDirectory() as work:
+        pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password)
+        ctx = Context(o, conn=pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
+        out('me=' + user_name())
+        out(*load('storage').probe(ctx), *load('uploads').probe(ctx))
+        out('backup_free_kb=%d' % disk_kb(o['backup_dir'])[0])
+        out(*load('database').probe(ctx))
+    if have('systemctl'):
+        out('systemctl=yes')
+        for s in o.words('services') + o.words('redis_service'):
+            if services.exists(s):
+                out('service=%s exists %s %s' % (s, services.state(s), 'sudo-ok' if services.may_sudo('systemctl', 'stop', s) else 'no-sudo'))
+            else:
+                out('service=%s missing' % s)
+    else:
+        out('systemctl=no')

@@ -1,0 +1,62 @@
+"""The Kadi services around a backup or restore (systemd; root only through `sudo -n systemctl`).
+
+Stopped services are remembered in JOB_DIR/stopped so they are started again at the end, also after
+a failure or a cancel (the job's cleanup)."""
+import subprocess
+
+from .common import fail, out
+
+
+def exists(name):
+    r = subprocess.run(['systemctl', 'list-unit-files', '--no-legend', name + '.service'],
+                       capture_output=True, text=True)
+    return bool(r.stdout.strip())
+
+
+def active(name):
+    return subprocess.run(['systemctl', 'is-active', '--quiet', name]).returncode == 0
+
+
+def state(name):
+    return subprocess.run(['systemctl', 'is-active', name], capture_output=True, text=True).stdout.strip()
+
+
+def may_sudo(*argv):
+    return subprocess.run(['sudo', '-n', '-l', *argv], capture_output=True).returncode == 0
+
+
+def sudo_systemctl(action, name):
+    return subprocess.run(['sudo', '-n', 'systemctl', action, name]).returncode == 0
+
+
+def stop(job, names):
+    """Stops the listed services that exist and run."""
+    job.write('stopped', '')
+    for s in names:
+        if not exists(s):
+            out('service %s does not exist; skipping' % s)
+            continue
+        if not active(s):
+            out('service %s is not running; leaving it stopped' % s)
+            continue
+        if not sudo_systemctl('stop', s):
+            fail('cannot stop %s: the Kadi user needs passwordless sudo for systemctl stop/start %s' % (s, s))
+        job.append('stopped', s)
+        out('stopped ' + s)
+
+
+def start(job, attention):
+    """Starts again what stop() stopped, in reverse order (the web server last). False when one did
+    not start (ATTENTION is called with what to do)."""
+    stopped = [l for l in job.read('stopped').splitlines() if l]
+    if not stopped:
+        return True
+    ok = True
+    for s in reversed(stopped):
+        if sudo_systemctl('start', s):
+            out('started ' + s)
+        else:
+            ok = False
+            attention('could not start %s again; start it by hand' % s)
+    job.remove('stopped')
+    return ok
