@@ -26,7 +26,7 @@ def build() -> bytes:
         for d, dirs, files in os.walk(root):
             dirs[:] = sorted(x for x in dirs if x != '__pycache__')
             for fn in sorted(files):
-                if fn.endswith('.py'):
+                if fn.endswith(('.py', '.json')):
                     rel = os.path.relpath(os.path.join(d, fn), HERE).replace(os.sep, '/')
                     with open(os.path.join(d, fn), 'rb') as f:
                         add(rel, f.read())

@@ -114,11 +114,15 @@ def sleep_job(argv):
 # --- job-start ----------------------------------------------------------------------------------
 
 def job_start(argv):
-    """job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE(yes|no) VERB ARGS..."""
+    """job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE(yes|no) VERB ARGS... (secret on stdin)"""
     if len(argv) < 7:
         die('usage: job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE VERB ARGS...')
-    backup_dir, job_id, kind, operator, client, break_stale, verb = argv[:7]
-    args = argv[7:]
+    start_job(*argv[:7], argv[7:], sys.stdin.buffer.read())
+
+
+def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, args, secret=b''):
+    """Starts VERB ARGS as a detached job holding the instance lock; prints job= and pgid=. A busy
+    lock prints the holder and exits 75."""
     if not JOB_ID_RE.match(job_id):
         die('bad job id')
     if verb.replace('-', '_') not in job_verbs():
@@ -135,7 +139,7 @@ def job_start(argv):
     # Secrets for the job arrive on stdin and go to a 0600 file only the job reads.
     fd = os.open(os.path.join(d, 'secret'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'wb') as f:
-        f.write(sys.stdin.buffer.read())
+        f.write(secret)
     started = utc_now()
     with open(os.path.join(d, 'meta'), 'w') as f:
         f.write('id=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\ncommand=%s\n'
@@ -168,6 +172,15 @@ def job_start(argv):
     _write_atomic(os.path.join(st, 'lock.holder'),
                   'job=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\npid=%d\n' % (job_id, kind, operator, client, started, proc.pid))
     out('job=%s' % job_id, 'pgid=%d' % proc.pid)
+    return proc.pid
+
+
+def new_job_id():
+    """As the client makes them (remote/jobs.ts newJobId): UTC time and 6 random hex digits."""
+    import datetime
+    import secrets
+    ts = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    return '%s-%s' % (ts, secrets.token_hex(3))
 
 
 def _flock_wait(fd, seconds):

@@ -3,10 +3,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup, startPrune, startVerify } from '../../src/backup/backupSets';
+import { planFromProfile } from '../../src/backup/hostPlan';
 import type { BackupSet } from '../../src/backup/manifest';
 import type { HostProfile } from '../../src/config/types';
 import { MemorySink } from '../../src/core/sink';
 import { discover, type Discovery } from '../../src/kadi/discovery';
+import { runAgent } from '../../src/remote/agent';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { followJob, jobLog, LockBusyError, listJobs, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
@@ -429,6 +431,48 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(r.sink.text().includes(sb.pg.password), false);
     const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });
     assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
+  });
+
+  it('a plan stored on the host runs without a client: the password comes from Kadi\'s configuration, the set is complete and verifies', async () => {
+    const plan = planFromProfile(profile);
+    const stored = await runAgent(host, 'plan-store', [profile.backupDir], { stdin: JSON.stringify(plan) });
+    assert.equal(stored.code, 0, stored.stderr);
+    const planFile = path.join(sb.backupDir, '.kadi-ops', 'plan.json');
+    assert.equal(fs.statSync(planFile).mode & 0o777, 0o600);
+    const seen: string[] = [];
+    const watcher = setInterval(() => {
+      const r = spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+      if (r.stdout.includes(sb.pg.password)) seen.push('a process argv');
+    }, 20);
+    let ran;
+    try {
+      // No stdin, no options: what a systemd timer's service would run on the host.
+      ran = await runAgent(host, 'run-plan', [profile.backupDir, 'wait=yes']);
+    } finally {
+      clearInterval(watcher);
+    }
+    assert.equal(ran.code, 0, ran.stdout + ran.stderr);
+    assert.match(ran.stdout, /^job_status=0$/m);
+    const name = /^set=(\S+)$/m.exec(ran.stdout)?.[1] as string;
+    assert.ok(name, ran.stdout);
+    assert.deepEqual(seen, []);
+    assert.equal((ran.stdout + ran.stderr).includes(sb.pg.password), false);
+    assert.equal(spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' }).stdout.trim(), '');
+    const job = (await listJobs(host)).find((j) => j.id === /^job=(\S+)$/m.exec(ran.stdout)?.[1]);
+    assert.equal(job?.operator, 'scheduled');
+    const set = (await listSets(host)).sets.find((s) => s.name === name) as BackupSet;
+    assert.equal(set.manifest.profile, profile.name);
+    assert.equal(set.manifest.kadiVersion, d.facts.kadiVersion);
+    assert.deepEqual(set.manifest.paths, { storage: d.facts.storagePath, uploads: d.facts.uploadsPath, kadiConfig: profile.kadi.configFile });
+    const v = await runJob(host, pool, () => startVerify(host, d, name));
+    assert.equal(v.outcome.result, 'succeeded', v.sink.text());
+    const p = await runJob(host, pool, () => startPrune(host, [name]));
+    assert.equal(p.outcome.result, 'succeeded', p.sink.text());
+    // A plan that is not valid is refused before anything is stored.
+    const bad = await runAgent(host, 'plan-store', [profile.backupDir], { stdin: JSON.stringify({ ...plan, password: 'x' }) });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stdout, /^plan_error=plan: unknown key password$/m);
+    fs.rmSync(planFile);
   });
 
   it("a host's dumpCompression is the dump's gzip level, recorded in the manifest", async () => {

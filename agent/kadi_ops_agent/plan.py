@@ -1,0 +1,305 @@
+"""The plan a host runs without a client: validated against plan.schema.json (the same file the client
+validates with, src/core/plan.ts), stored in <backup dir>/.kadi-ops/plan.json, and run by run-plan,
+which reads everything else - the database connection and its password, STORAGE_PATH and
+MISC_UPLOADS_PATH, the OIDC key files - from Kadi's own configuration (`kadi utils config`) at run
+time. No secret is ever in the plan, an argument or the log: the password goes from Kadi's output to
+the job's 0600 secret file.
+
+  plan-check            a plan on stdin: `plan=ok`, or `plan_error=PATH: WHY` lines and exit status 2
+  plan-store BACKUP_DIR a plan on stdin, validated, written atomically (0600): `stored=PATH`
+  plan-show BACKUP_DIR  the stored plan
+  run-plan BACKUP_DIR [wait=yes] [origin=NAME] [break_stale=yes]
+                        starts a backup job from the stored plan (its lock, log and set as any other);
+                        with wait=yes follows its log and exits with the job's status
+"""
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+from . import jobs, pg
+from .common import Options, die, fail, out, user_name
+from .jobs import state_dir
+
+TOOL_VERSION = 'kadi-ops-agent'
+MANIFEST_FORMAT = 1
+
+
+def schema():
+    return json.loads(pkgutil.get_data('kadi_ops_agent', 'plan.schema.json').decode('utf-8'))
+
+
+# --- validation: the subset of JSON Schema plan.schema.json uses ------------------------------------
+
+_TYPES = {
+    'object': lambda v: isinstance(v, dict),
+    'array': lambda v: isinstance(v, list),
+    'string': lambda v: isinstance(v, str),
+    'boolean': lambda v: isinstance(v, bool),
+    'integer': lambda v: isinstance(v, int) and not isinstance(v, bool),
+}
+
+
+def validate(doc, node=None, path='plan'):
+    """Every way DOC breaks the schema, as `PATH: WHY` strings (empty: valid). Keywords: type, const,
+    enum, required, properties, additionalProperties (false), items, minimum, maximum, pattern."""
+    node = schema() if node is None else node
+    errors = []
+    t = node.get('type')
+    if t and not _TYPES[t](doc):
+        return ['%s: must be %s %s' % (path, 'an' if t[0] in 'aeiou' else 'a', t)]
+    if 'const' in node and doc != node['const']:
+        errors.append('%s: must be %s' % (path, json.dumps(node['const'])))
+    if 'enum' in node and doc not in node['enum']:
+        errors.append('%s: must be one of %s' % (path, ', '.join(json.dumps(e) for e in node['enum'])))
+    if isinstance(doc, dict) and t == 'object':
+        for k in node.get('required', []):
+            if k not in doc:
+                errors.append('%s: %s is missing' % (path, k))
+        props = node.get('properties', {})
+        for k, v in doc.items():
+            if k in props:
+                errors += validate(v, props[k], '%s.%s' % (path, k))
+            elif node.get('additionalProperties') is False:
+                errors.append('%s: unknown key %s' % (path, k))
+    if isinstance(doc, list) and 'items' in node:
+        for i, v in enumerate(doc):
+            errors += validate(v, node['items'], '%s[%d]' % (path, i))
+    if isinstance(doc, (int, float)) and not isinstance(doc, bool):
+        if 'minimum' in node and doc < node['minimum']:
+            errors.append('%s: must be at least %s' % (path, node['minimum']))
+        if 'maximum' in node and doc > node['maximum']:
+            errors.append('%s: must be at most %s' % (path, node['maximum']))
+    # The schema's patterns are anchored with $, which in Python also matches before a final newline:
+    # \Z is the end JavaScript's $ means.
+    if isinstance(doc, str) and 'pattern' in node and not re.search(re.sub(r'\$$', r'\\Z', node['pattern']), doc):
+        errors.append('%s: %s does not match %s' % (path, json.dumps(doc), node['pattern']))
+    return errors
+
+
+def parse(text):
+    """A plan from JSON text; Usage (exit 2) naming every problem when it is not a valid one."""
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        die('the plan is not JSON: %s' % e)
+    errors = validate(doc)
+    if errors:
+        for e in errors:
+            out('plan_error=' + e)
+        die('the plan is not valid (%d problem%s; see plan_error lines)' % (len(errors), '' if len(errors) == 1 else 's'))
+    return doc
+
+
+# --- Kadi's own configuration ---------------------------------------------------------------------
+
+_CONFIG_LINE = re.compile(r'^([A-Z][A-Z0-9_]*): ?(.*)$', re.S)
+_URI_PASSWORD = re.compile(r'(://[^:/@\s]*:)[^@\s]*@')
+
+
+def redact(text):
+    return _URI_PASSWORD.sub(r'\1***@', text)
+
+
+def config_entries(text):
+    """`KEY: value` lines of `kadi utils config`; a line that is not one continues the previous value."""
+    entries, last = {}, None
+    for line in re.split(r'\r?\n', text):
+        m = _CONFIG_LINE.match(line)
+        if m:
+            last = m.group(1)
+            entries[last] = m.group(2)
+        elif last is not None and line != '':
+            entries[last] += '\n' + line
+    return entries
+
+
+def _present(v):
+    v = (v or '').strip()
+    return '' if v in ('', 'None') else v
+
+
+def python_strings(value):
+    v = value.strip()
+    if v in ('', 'None'):
+        return []
+    if not v[:1] in '[({':
+        return [v]
+    return [re.sub(r'\\(.)', r'\1', a or b) for a, b in re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", v)]
+
+
+def database_uri(uri):
+    """postgresql[+driver]://user:pass@host:port/name?host=..., as SQLAlchemy reads it (and as
+    kadi/outputParsers.ts parseDatabaseUri does): a dict, or None when it is no PostgreSQL URI."""
+    m = re.match(r'^(postgres(?:ql)?(?:\+[\w.]+)?)://(.*)$', uri.strip(), re.S | re.I)
+    if not m:
+        return None
+    rest = m.group(2)
+    at = rest.rfind('@')
+    userinfo, hostpart = (rest[:at], rest[at + 1:]) if at >= 0 else ('', rest)
+    q = hostpart.find('?')
+    query = urllib.parse.parse_qs(hostpart[q + 1:]) if q >= 0 else {}
+    before = hostpart[:q] if q >= 0 else hostpart
+    slash = before.find('/')
+    authority = before[:slash] if slash >= 0 else before
+    name = urllib.parse.unquote(before[slash + 1:] if slash >= 0 else '')
+    host, port = authority, ''
+    v6 = re.match(r'^\[([^\]]*)\](?::(.*))?$', authority)
+    if v6:
+        host, port = v6.group(1), v6.group(2) or ''
+    elif ':' in authority:
+        host, port = authority[:authority.rfind(':')], authority[authority.rfind(':') + 1:]
+    host = urllib.parse.unquote(host) or query.get('host', [''])[0] or 'localhost'
+    port = port or query.get('port', [''])[0]
+    try:
+        port = int(port) if port else 5432
+    except ValueError:
+        return None
+    if not 1 <= port <= 65535:
+        return None
+    colon = userinfo.find(':')
+    user = urllib.parse.unquote(userinfo[:colon] if colon >= 0 else userinfo) or query.get('user', [''])[0]
+    password = urllib.parse.unquote(userinfo[colon + 1:]) if colon >= 0 else query.get('password', [''])[0]
+    return {'host': host, 'port': port, 'name': name, 'user': user, 'password': password}
+
+
+def read_kadi_config(cli, config_file):
+    """`kadi utils config` as the Kadi user: the database (with its password), the trees and the OIDC
+    key files. Its output holds secrets: it is parsed here and never printed; a failure names only
+    the exception line, with URI passwords masked."""
+    try:
+        r = subprocess.run([cli, 'utils', 'config'], capture_output=True, text=True, errors='replace',
+                           env=dict(os.environ, KADI_CONFIG_FILE=config_file), stdin=subprocess.DEVNULL)
+    except OSError as e:
+        fail('cannot run %s utils config: %s' % (cli, e.strerror))
+    if r.returncode != 0 or 'Traceback (most recent call last):' in r.stdout + r.stderr:
+        lines = [l for l in (r.stderr + r.stdout).splitlines() if l.strip() and not l.startswith((' ', '\t'))]
+        fail('%s utils config failed (exit status %d)%s' % (cli, r.returncode, ': ' + redact(lines[-1])[:300] if lines else ''))
+    e = config_entries(r.stdout)
+    uri = _present(e.get('SQLALCHEMY_DATABASE_URI'))
+    db = database_uri(uri) if uri else None
+    if db is None:
+        fail('SQLALCHEMY_DATABASE_URI is %s' % ('not a PostgreSQL URI I can read' if uri else 'not set'))
+    return {'database': db, 'storage': _present(e.get('STORAGE_PATH')), 'uploads': _present(e.get('MISC_UPLOADS_PATH')),
+            'oidcKeys': [k for k in python_strings(e.get('OIDC_SIGNING_KEYS', '')) if k.startswith('/')]}
+
+
+# --- running a stored plan ------------------------------------------------------------------------
+
+def plan_path(bd):
+    return os.path.join(state_dir(bd), 'plan.json')
+
+
+def load(bd):
+    try:
+        with open(plan_path(bd), encoding='utf-8') as f:
+            return parse(f.read())
+    except FileNotFoundError:
+        die('no stored plan in %s (store one with plan-store)' % plan_path(bd))
+
+
+def backup_options(plan, cfg):
+    """The backup verb's options from a plan and Kadi's configuration, with what only this host can
+    say (client binaries, versions) found here and now."""
+    db = cfg['database']
+    c = plan['components']
+    storage = c['storage'].get('path') or cfg['storage']
+    uploads = c['uploads'].get('path') or cfg['uploads']
+    if not storage or not uploads:
+        fail('STORAGE_PATH or MISC_UPLOADS_PATH is not set in the Kadi configuration and not in the plan')
+    psql = pg.any_psql()
+    if not psql:
+        fail('no psql client found')
+    conn = pg.Conn(psql, db['host'], db['port'], db['user'], db['name'])
+    num = conn.query('show server_version_num')
+    major = int(num) // 10000
+    pg_dump, pg_restore = pg.tool_for_major('pg_dump', major), pg.tool_for_major('pg_restore', major)
+    if not pg_dump or not pg_restore:
+        fail('no pg_dump/pg_restore for PostgreSQL %d on this host (install postgresql-client-%d)' % (major, major))
+    ok, revision = conn.query('select version_num from alembic_version', check=False)
+    kadi = plan['kadi']
+    v = subprocess.run([kadi['cli'], '--version'], capture_output=True, text=True,
+                       env=dict(os.environ, KADI_CONFIG_FILE=kadi['configFile']), stdin=subprocess.DEVNULL)
+    version = v.stdout.strip().splitlines()[-1] if v.returncode == 0 and v.stdout.strip() else None
+    redis = c['redis']
+    files_mode = plan['backup']['filesMode']
+    manifest = {
+        'formatVersion': MANIFEST_FORMAT, 'toolVersion': TOOL_VERSION, 'profile': plan['host']['name'],
+        'kadiVersion': version, 'alembicRevision': revision if ok and revision else None,
+        'postgres': {'serverVersionNum': int(num), 'serverMajor': major, 'pgDump': pg_dump},
+        'database': {'host': db['host'], 'port': db['port'], 'name': db['name'], 'user': db['user']},
+        'paths': {'storage': storage, 'uploads': uploads, 'kadiConfig': kadi['configFile']},
+        'options': {'filesMode': files_mode, 'redis': redis['enabled'], 'dumpCompression': c['database']['dumpCompression']},
+    }
+    opts = {
+        'backup_dir': plan['host']['backupDir'], 'pg_host': db['host'], 'pg_port': str(db['port']), 'pg_db': db['name'],
+        'pg_user': db['user'], 'psql': psql, 'pg_dump': pg_dump, 'pg_restore': pg_restore,
+        'dump_compression': str(c['database']['dumpCompression']), 'storage_path': storage, 'uploads_path': uploads,
+        'files_mode': files_mode, 'redis': 'yes' if redis['enabled'] else 'no', 'redis_cli': redis.get('cli', 'redis-cli'),
+        'redis_port': str(redis.get('port', 6379)), 'redis_dump': redis.get('dumpPath', '/var/lib/redis/dump.rdb'),
+        'kadi_config': kadi['configFile'], 'config_extra': '\n'.join(cfg['oidcKeys']),
+        'manifest_json': json.dumps(manifest, separators=(',', ':')),
+        'stop_services': 'yes' if plan['backup'].get('stopServices') else 'no',
+        'services': ' '.join(plan['backup'].get('services', [])),
+    }
+    return ['%s=%s' % kv for kv in opts.items()]
+
+
+def plan_check(argv):
+    parse(sys.stdin.read())
+    out('plan=ok')
+
+
+def plan_store(argv):
+    bd = argv[0]
+    doc = parse(sys.stdin.read())
+    if doc['host']['backupDir'] != bd:
+        die('the plan is for backup directory %s, not %s' % (doc['host']['backupDir'], bd))
+    os.makedirs(state_dir(bd), mode=0o700, exist_ok=True)
+    path = plan_path(bd)
+    fd = os.open(path + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+        f.write('\n')
+    os.replace(path + '.tmp', path)
+    out('stored=' + path)
+
+
+def plan_show(argv):
+    with open(plan_path(argv[0]), encoding='utf-8') as f:
+        sys.stdout.write(f.read())
+
+
+def run_plan(argv):
+    bd = argv[0]
+    o = Options(argv[1:])
+    plan = load(bd)
+    if plan['host']['backupDir'] != bd:
+        die('the stored plan is for backup directory %s, not %s' % (plan['host']['backupDir'], bd))
+    cfg = read_kadi_config(plan['kadi']['cli'], plan['kadi']['configFile'])
+    db = cfg['database']
+    # The password is needed for the facts below and by the job: a passfile here, the job's secret there.
+    with tempfile.TemporaryDirectory() as work:
+        pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'])
+        args = backup_options(plan, cfg)
+    job_id = jobs.new_job_id()
+    # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
+    jobs.start_job(bd, job_id, 'backup', o.get('origin', 'scheduled'), '%s@%s' % (user_name(), os.uname().nodename),
+                   'yes' if o.yes('break_stale') else 'no', 'backup', args,
+                   (db['password'] + '\n').encode('utf-8', 'surrogateescape'))
+    if not o.yes('wait'):
+        return 0
+    jobs.job_tail([bd, job_id, '0'])
+    status = ''
+    for _ in range(100):
+        status = jobs._read(os.path.join(jobs.job_dir(bd, job_id), 'status')).strip()
+        if status:
+            break
+        time.sleep(0.1)
+    out('job_status=' + (status or 'died'))
+    return 0 if status == '0' else 1

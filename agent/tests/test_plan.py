@@ -1,0 +1,135 @@
+"""The stored plan: validation against plan.schema.json (every way a plan can be wrong is named),
+storing it, and reading Kadi's own configuration with the kadi CLI double (test/sandbox/kadi-double.py,
+the one double the project allows) - the password parsed, never printed."""
+import copy
+import json
+import os
+import stat
+import sys
+
+from support import ZipappTestCase
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KADI_DOUBLE = os.path.join(HERE, '..', '..', 'test', 'sandbox', 'kadi-double.py')
+
+VALID = {
+    'version': 1,
+    'host': {'name': 'kadi prod', 'backupDir': '/mnt/backups/kadi'},
+    'kadi': {'cli': '/opt/kadi/bin/kadi', 'configFile': '/opt/kadi/config/kadi.py'},
+    'components': {'database': {'dumpCompression': 6}, 'storage': {}, 'uploads': {},
+                   'redis': {'enabled': True, 'cli': 'redis-cli', 'port': 6379, 'dumpPath': '/var/lib/redis/dump.rdb'},
+                   'config': {}},
+    'backup': {'filesMode': 'tree', 'stopServices': False, 'services': ['kadi-uwsgi', 'kadi-celery']},
+    'retention': {'keepLast': 7, 'keepDaily': 14, 'minKeep': 2},
+}
+
+
+def broken(change):
+    doc = copy.deepcopy(VALID)
+    change(doc)
+    return doc
+
+
+class PlanTest(ZipappTestCase):
+    def check(self, doc):
+        return self.agent('plan-check', input=json.dumps(doc))
+
+    def test_a_valid_plan_is_accepted(self):
+        r = self.check(VALID)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, 'plan=ok'), r.stderr)
+
+    def test_every_problem_is_named_with_its_path(self):
+        cases = [
+            (lambda d: d.pop('host'), 'plan: host is missing'),
+            (lambda d: d.__setitem__('version', 2), 'plan.version: must be 1'),
+            (lambda d: d['components']['database'].__setitem__('dumpCompression', 10), 'plan.components.database.dumpCompression: must be at most 9'),
+            (lambda d: d['components']['database'].__setitem__('dumpCompression', True), 'plan.components.database.dumpCompression: must be an integer'),
+            (lambda d: d['backup'].__setitem__('filesMode', 'zip'), 'plan.backup.filesMode: must be one of "tree", "archive"'),
+            (lambda d: d['backup'].__setitem__('services', ['kadi; rm -rf /']), 'plan.backup.services[0]: "kadi; rm -rf /" does not match'),
+            (lambda d: d['host'].__setitem__('backupDir', 'relative/dir'), 'plan.host.backupDir: "relative/dir" does not match'),
+            (lambda d: d['host'].__setitem__('backupDir', '/mnt/x\n/etc'), 'plan.host.backupDir:'),
+            (lambda d: d.__setitem__('password', 'secret'), 'plan: unknown key password'),
+            (lambda d: d['retention'].__setitem__('keepLast', -1), 'plan.retention.keepLast: must be at least 0'),
+            (lambda d: d['components'].__setitem__('redis', {}), 'plan.components.redis: enabled is missing'),
+        ]
+        for change, expected in cases:
+            r = self.check(broken(change))
+            self.assertEqual(r.returncode, 2, expected)
+            self.assertIn('plan_error=' + expected, r.stdout)
+            self.assertIn('the plan is not valid', r.stderr)
+        r = self.agent('plan-check', input='{"version": 1,')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('the plan is not JSON', r.stderr)
+
+    def test_a_stored_plan_is_the_kadi_users_alone_and_for_its_own_backup_directory(self):
+        bd = os.path.join(self.tmp.name, 'bd')
+        os.makedirs(bd, exist_ok=True)
+        doc = broken(lambda d: d['host'].__setitem__('backupDir', bd))
+        r = self.agent('plan-store', bd, input=json.dumps(doc))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        path = os.path.join(bd, '.kadi-ops', 'plan.json')
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(json.loads(self.agent('plan-show', bd).stdout), doc)
+        other = os.path.join(self.tmp.name, 'other')
+        os.makedirs(other, exist_ok=True)
+        r = self.agent('plan-store', other, input=json.dumps(doc))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('is for backup directory', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(other, '.kadi-ops', 'plan.json')))
+        r = self.agent('run-plan', other)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('no stored plan', r.stderr)
+
+
+class KadiConfigTest(ZipappTestCase):
+    """read_kadi_config against the kadi CLI double, in-process (the zipapp's module)."""
+
+    def setUp(self):
+        sys.path.insert(0, self.pyz)
+        from kadi_ops_agent import plan  # noqa: E402
+        self.plan = plan
+        self.cli = os.path.join(self.tmp.name, 'kadi')
+        with open(self.cli, 'w') as f:
+            f.write('#!/bin/sh\nexec %s %s "$@"\n' % (sys.executable, os.path.abspath(KADI_DOUBLE)))
+        os.chmod(self.cli, 0o755)
+
+    def tearDown(self):
+        sys.path.remove(self.pyz)
+
+    def config(self, text):
+        path = os.path.join(self.tmp.name, 'kadi.py')
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def test_the_database_password_and_paths_come_from_kadis_configuration(self):
+        password = "p@ss:w/rd with spaces;'\""
+        from urllib.parse import quote
+        cfg = self.config('SQLALCHEMY_DATABASE_URI = %r\nSTORAGE_PATH = "/srv/kadi storage"\nMISC_UPLOADS_PATH = "/srv/uploads"\n'
+                          'OIDC_SIGNING_KEYS = ["/etc/kadi/key.pem"]\n'
+                          % ('postgresql://kadi:%s@db.example:5433/kadi%%20db' % quote(password, safe='')))
+        c = self.plan.read_kadi_config(self.cli, cfg)
+        self.assertEqual(c['database'], {'host': 'db.example', 'port': 5433, 'name': 'kadi db', 'user': 'kadi', 'password': password})
+        self.assertEqual((c['storage'], c['uploads'], c['oidcKeys']), ('/srv/kadi storage', '/srv/uploads', ['/etc/kadi/key.pem']))
+
+    def test_a_configuration_kadi_cannot_load_fails_without_quoting_the_password(self):
+        from kadi_ops_agent.common import Failure
+        cfg = self.config('SQLALCHEMY_DATABASE_URI = "postgresql://kadi:topsecret@localhost/kadi"\nraise ValueError("boom postgresql://kadi:topsecret@x/y")\n')
+        with self.assertRaises(Failure) as e:
+            self.plan.read_kadi_config(self.cli, cfg)
+        self.assertIn('utils config failed', str(e.exception))
+        self.assertNotIn('topsecret', str(e.exception))
+        cfg = self.config('SQLALCHEMY_DATABASE_URI = "mysql://kadi:topsecret@localhost/kadi"\n')
+        with self.assertRaises(Failure) as e:
+            self.plan.read_kadi_config(self.cli, cfg)
+        self.assertIn('not a PostgreSQL URI', str(e.exception))
+        self.assertNotIn('topsecret', str(e.exception))
+
+    def test_uris_are_read_as_sqlalchemy_reads_them(self):
+        u = self.plan.database_uri
+        self.assertEqual(u('postgresql+psycopg2://kadi@/kadi?host=/run/postgresql'),
+                         {'host': '/run/postgresql', 'port': 5432, 'name': 'kadi', 'user': 'kadi', 'password': ''})
+        self.assertEqual(u('postgresql://u:p@[::1]:6000/d')['host'], '::1')
+        self.assertEqual(u('postgresql://u:a@b@h/d')['password'], 'a@b')
+        self.assertIsNone(u('postgresql://u@h:99999/d'))
+        self.assertIsNone(u('sqlite:///x'))

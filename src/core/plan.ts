@@ -1,0 +1,96 @@
+/**
+ * The plan a host runs without a client (a scheduled backup): its TypeScript shape and its
+ * validation against the one schema both sides use, agent/kadi_ops_agent/plan.schema.json (the agent
+ * validates with agent/kadi_ops_agent/plan.py). test/unit/plan.test.ts runs both validators over the
+ * same plans and requires the same verdicts and messages, so they cannot drift.
+ *
+ * A small validator for the schema's few keywords rather than a JSON Schema library: the agent must
+ * implement the same subset with the Python standard library anyway, and the two are kept equal by
+ * that test; a library here would accept keywords the agent ignores.
+ */
+import schemaJson from '../../agent/kadi_ops_agent/plan.schema.json';
+
+export interface HostPlan {
+  version: 1;
+  host: { name: string; backupDir: string };
+  kadi: { cli: string; configFile: string };
+  components: {
+    database: { dumpCompression: number };
+    /** Overrides of STORAGE_PATH / MISC_UPLOADS_PATH; otherwise read from Kadi's configuration at run time. */
+    storage: { path?: string };
+    uploads: { path?: string };
+    redis: { enabled: boolean; cli?: string; port?: number; dumpPath?: string };
+    config: Record<string, never>;
+  };
+  backup: { filesMode: 'tree' | 'archive'; stopServices?: boolean; services?: string[] };
+  retention?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; minKeep?: number };
+}
+
+interface SchemaNode {
+  type?: 'object' | 'array' | 'string' | 'boolean' | 'integer';
+  const?: unknown;
+  enum?: unknown[];
+  required?: string[];
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean;
+  items?: SchemaNode;
+  minimum?: number;
+  maximum?: number;
+  pattern?: string;
+}
+
+export const PLAN_SCHEMA = schemaJson as SchemaNode;
+
+const isType: Record<NonNullable<SchemaNode['type']>, (v: unknown) => boolean> = {
+  object: (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+  array: Array.isArray,
+  string: (v) => typeof v === 'string',
+  boolean: (v) => typeof v === 'boolean',
+  integer: (v) => typeof v === 'number' && Number.isInteger(v),
+};
+
+/** JSON text as Python's json.dumps writes it (", " and ": " separators), for identical messages. */
+function pyJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(pyJson).join(', ')}]`;
+  if (typeof v === 'object' && v !== null) return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${pyJson(x)}`).join(', ')}}`;
+  return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Every way DOC breaks the schema, as `PATH: WHY` (empty: valid); the same messages as plan.py. */
+export function validatePlan(doc: unknown, node: SchemaNode = PLAN_SCHEMA, path = 'plan'): string[] {
+  const errors: string[] = [];
+  const t = node.type;
+  if (t && !isType[t](doc)) return [`${path}: must be ${'aeiou'.includes(t[0]) ? 'an' : 'a'} ${t}`];
+  if ('const' in node && doc !== node.const) errors.push(`${path}: must be ${pyJson(node.const)}`);
+  if (node.enum && !node.enum.includes(doc)) errors.push(`${path}: must be one of ${node.enum.map(pyJson).join(', ')}`);
+  if (t === 'object' && isType.object(doc)) {
+    const obj = doc as Record<string, unknown>;
+    for (const k of node.required ?? []) if (!(k in obj)) errors.push(`${path}: ${k} is missing`);
+    for (const [k, v] of Object.entries(obj)) {
+      const p = node.properties?.[k];
+      if (p) errors.push(...validatePlan(v, p, `${path}.${k}`));
+      else if (node.additionalProperties === false) errors.push(`${path}: unknown key ${k}`);
+    }
+  }
+  if (Array.isArray(doc) && node.items) doc.forEach((v, i) => errors.push(...validatePlan(v, node.items, `${path}[${i}]`)));
+  if (typeof doc === 'number') {
+    if (node.minimum !== undefined && doc < node.minimum) errors.push(`${path}: must be at least ${node.minimum}`);
+    if (node.maximum !== undefined && doc > node.maximum) errors.push(`${path}: must be at most ${node.maximum}`);
+  }
+  if (typeof doc === 'string' && node.pattern !== undefined && !new RegExp(node.pattern, 'u').test(doc)) {
+    errors.push(`${path}: ${pyJson(doc)} does not match ${node.pattern}`);
+  }
+  return errors;
+}
+
+export class PlanError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`The plan is not valid: ${problems.join('; ')}`);
+  }
+}
+
+export function checkPlan(doc: unknown): HostPlan {
+  const problems = validatePlan(doc);
+  if (problems.length > 0) throw new PlanError(problems);
+  return doc as HostPlan;
+}
