@@ -8,16 +8,16 @@ everything is in it and hashed."""
 import os
 import time
 
-from . import manifest, pg, services
-from .common import Options, disk_kb, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
+from . import manifest, pg, plan, services
+from .common import disk_kb, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
 from .components import Context, all_components
 from .jobs import Job
 from .sets import newest_good_set
 
 
 def run(argv):
-    o = Options(argv)
     job = Job()
+    o = plan.job_options(argv, job)
     bd = o['backup_dir']
     if not os.path.isdir(bd):
         fail('backup directory %s does not exist' % bd)
@@ -33,7 +33,7 @@ def run(argv):
     ctx.info_line('hostname=' + hostname())
 
     # Database password: from the job's secret file into a 0600 passfile in the job dir.
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], pg.read_secret_line(job.secret()))
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], plan.job_input(job)['password'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
     components = all_components()
 
@@ -106,8 +106,8 @@ def run(argv):
 
 def cleanup(argv):
     """Removes what a cancelled or failed backup left behind."""
-    o = Options(argv)
     job = Job()
+    o = plan.job_options(argv, job)
     if o.yes('stop_services'):
         services.start(job, lambda msg: out('ATTENTION: ' + msg))
     p = job.read('partial').strip()

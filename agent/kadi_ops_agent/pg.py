@@ -9,15 +9,6 @@ import subprocess
 from .common import fail
 
 
-def read_secret_line(path):
-    """The first line of a job's secret file (the database password), or ''."""
-    try:
-        with open(path, encoding='utf-8', errors='surrogateescape') as f:
-            return f.readline().rstrip('\n')
-    except FileNotFoundError:
-        return ''
-
-
 def _esc(v):
     return str(v).replace('\\', '\\\\').replace(':', '\\:')
 

@@ -203,9 +203,9 @@ def load(bd):
         die('no stored plan in %s (store one with plan-store)' % plan_path(bd))
 
 
-def backup_options(plan, cfg):
-    """The backup verb's options from a plan and Kadi's configuration, with what only this host can
-    say (client binaries, versions) found here and now."""
+def host_facts(plan, cfg):
+    """What the client would have found, found here and now from Kadi's configuration CFG (the
+    password is in PGPASSFILE already): the plan's facts for a run without a client."""
     db = cfg['database']
     c = plan['components']
     storage = c['storage'].get('path') or cfg['storage']
@@ -216,38 +216,94 @@ def backup_options(plan, cfg):
     if not psql:
         fail('no psql client found')
     conn = pg.Conn(psql, db['host'], db['port'], db['user'], db['name'])
-    num = conn.query('show server_version_num')
-    major = int(num) // 10000
+    num = int(conn.query('show server_version_num'))
+    major = num // 10000
     pg_dump, pg_restore = pg.tool_for_major('pg_dump', major), pg.tool_for_major('pg_restore', major)
     if not pg_dump or not pg_restore:
         fail('no pg_dump/pg_restore for PostgreSQL %d on this host (install postgresql-client-%d)' % (major, major))
+    facts = {'toolVersion': TOOL_VERSION,
+             'database': {k: db[k] for k in ('host', 'port', 'name', 'user')},
+             'storagePath': storage, 'uploadsPath': uploads, 'oidcKeys': cfg['oidcKeys'],
+             'postgres': {'psql': psql, 'pgDump': pg_dump, 'pgRestore': pg_restore, 'serverVersionNum': num, 'serverMajor': major}}
     ok, revision = conn.query('select version_num from alembic_version', check=False)
+    if ok and revision:
+        facts['alembicRevision'] = revision
     kadi = plan['kadi']
     v = subprocess.run([kadi['cli'], '--version'], capture_output=True, text=True,
                        env=dict(os.environ, KADI_CONFIG_FILE=kadi['configFile']), stdin=subprocess.DEVNULL)
-    version = v.stdout.strip().splitlines()[-1] if v.returncode == 0 and v.stdout.strip() else None
+    if v.returncode == 0 and v.stdout.strip():
+        facts['kadiVersion'] = v.stdout.strip().splitlines()[-1]
+    return facts
+
+
+def backup_options(plan):
+    """The backup verb's options from a plan with its facts."""
+    f = plan.get('facts')
+    if not f:
+        die('the plan has no facts (connection, paths, client binaries): run it with run-plan')
+    c, kadi, pgf = plan['components'], plan['kadi'], f['postgres']
     redis = c['redis']
     files_mode = plan['backup']['filesMode']
     manifest = {
-        'formatVersion': MANIFEST_FORMAT, 'toolVersion': TOOL_VERSION, 'profile': plan['host']['name'],
-        'kadiVersion': version, 'alembicRevision': revision if ok and revision else None,
-        'postgres': {'serverVersionNum': int(num), 'serverMajor': major, 'pgDump': pg_dump},
-        'database': {'host': db['host'], 'port': db['port'], 'name': db['name'], 'user': db['user']},
-        'paths': {'storage': storage, 'uploads': uploads, 'kadiConfig': kadi['configFile']},
+        'formatVersion': MANIFEST_FORMAT, 'toolVersion': f.get('toolVersion', TOOL_VERSION), 'profile': plan['host']['name'],
+        'kadiVersion': f.get('kadiVersion'), 'alembicRevision': f.get('alembicRevision'),
+        'postgres': {'serverVersionNum': pgf.get('serverVersionNum'), 'serverMajor': pgf.get('serverMajor'), 'pgDump': pgf['pgDump']},
+        'database': f['database'],
+        'paths': {'storage': f['storagePath'], 'uploads': f['uploadsPath'], 'kadiConfig': kadi['configFile']},
         'options': {'filesMode': files_mode, 'redis': redis['enabled'], 'dumpCompression': c['database']['dumpCompression']},
     }
-    opts = {
+    # As the client writes it: keys without a value are left out.
+    manifest = {k: v for k, v in manifest.items() if v is not None}
+    manifest['postgres'] = {k: v for k, v in manifest['postgres'].items() if v is not None}
+    db = f['database']
+    return {
         'backup_dir': plan['host']['backupDir'], 'pg_host': db['host'], 'pg_port': str(db['port']), 'pg_db': db['name'],
-        'pg_user': db['user'], 'psql': psql, 'pg_dump': pg_dump, 'pg_restore': pg_restore,
-        'dump_compression': str(c['database']['dumpCompression']), 'storage_path': storage, 'uploads_path': uploads,
+        'pg_user': db['user'], 'psql': pgf['psql'], 'pg_dump': pgf['pgDump'], 'pg_restore': pgf['pgRestore'],
+        'dump_compression': str(c['database']['dumpCompression']), 'storage_path': f['storagePath'], 'uploads_path': f['uploadsPath'],
         'files_mode': files_mode, 'redis': 'yes' if redis['enabled'] else 'no', 'redis_cli': redis.get('cli', 'redis-cli'),
         'redis_port': str(redis.get('port', 6379)), 'redis_dump': redis.get('dumpPath', '/var/lib/redis/dump.rdb'),
-        'kadi_config': kadi['configFile'], 'config_extra': '\n'.join(cfg['oidcKeys']),
+        'kadi_config': kadi['configFile'], 'kadi_cli': kadi['cli'], 'config_extra': '\n'.join(f.get('oidcKeys', [])),
         'manifest_json': json.dumps(manifest, separators=(',', ':')),
         'stop_services': 'yes' if plan['backup'].get('stopServices') else 'no',
         'services': ' '.join(plan['backup'].get('services', [])),
     }
-    return ['%s=%s' % kv for kv in opts.items()]
+
+
+def job_input(job):
+    """What a job got on stdin, from its 0600 secret file: with a plan, one JSON document
+    {"password", "plan", "listing"?}; otherwise the password's line (and a restore's listing after it)."""
+    try:
+        with open(job.secret(), encoding='utf-8', errors='surrogateescape') as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ''
+    if text.startswith('{'):
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            die('the job input is not JSON: %s' % e)
+        if not isinstance(doc, dict):
+            die('the job input is not a JSON object')
+        return {'password': doc.get('password', ''), 'plan': doc.get('plan'), 'listing': doc.get('listing', '')}
+    first, _, rest = text.partition('\n')
+    return {'password': first, 'plan': None, 'listing': rest}
+
+
+def job_options(argv, job):
+    """A job verb's options: its key=value arguments and, with plan=yes, those the plan on its stdin
+    gives (validated here as the client validated it); the arguments win."""
+    o = Options(argv)
+    if o.yes('plan'):
+        doc = job_input(job)['plan']
+        errors = validate(doc)
+        if errors:
+            for e in errors:
+                out('plan_error=' + e)
+            die('the plan is not valid (%d problem%s; see plan_error lines)' % (len(errors), '' if len(errors) == 1 else 's'))
+        merged = backup_options(doc)
+        merged.update(o.values)
+        o.values = merged
+    return o
 
 
 def plan_check(argv):
@@ -258,6 +314,8 @@ def plan_check(argv):
 def plan_store(argv):
     bd = argv[0]
     doc = parse(sys.stdin.read())
+    if 'facts' in doc:
+        die('a stored plan has no facts: they would go stale; run-plan finds them on the host when it runs')
     if doc['host']['backupDir'] != bd:
         die('the plan is for backup directory %s, not %s' % (doc['host']['backupDir'], bd))
     os.makedirs(state_dir(bd), mode=0o700, exist_ok=True)
@@ -283,15 +341,15 @@ def run_plan(argv):
         die('the stored plan is for backup directory %s, not %s' % (plan['host']['backupDir'], bd))
     cfg = read_kadi_config(plan['kadi']['cli'], plan['kadi']['configFile'])
     db = cfg['database']
-    # The password is needed for the facts below and by the job: a passfile here, the job's secret there.
+    # The password is needed for the facts below and by the job: a passfile here, the job's input there.
     with tempfile.TemporaryDirectory() as work:
         pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'])
-        args = backup_options(plan, cfg)
+        plan['facts'] = host_facts(plan, cfg)
     job_id = jobs.new_job_id()
     # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
+    secret = json.dumps({'password': db['password'], 'plan': plan}, ensure_ascii=False)
     jobs.start_job(bd, job_id, 'backup', o.get('origin', 'scheduled'), '%s@%s' % (user_name(), os.uname().nodename),
-                   'yes' if o.yes('break_stale') else 'no', 'backup', args,
-                   (db['password'] + '\n').encode('utf-8', 'surrogateescape'))
+                   'yes' if o.yes('break_stale') else 'no', 'backup', ['plan=yes'], secret.encode('utf-8', 'surrogateescape'))
     if not o.yes('wait'):
         return 0
     jobs.job_tail([bd, job_id, '0'])

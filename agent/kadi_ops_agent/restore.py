@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 
-from . import pg, services
+from . import pg, plan, services
 from .common import Failure, Options, check_set_name, die, disk_kb, fail, have, out, user_name, warn
 from .components import Context, config, load
 from .jobs import Job, agent_argv
@@ -26,8 +26,8 @@ from .steps import Steps
 
 
 def _context(argv):
-    o = Options(argv)
     job = Job()
+    o = plan.job_options(argv, job)
     steps = Steps(job)
     ctx = Context(o, job, steps=steps)
     check_set_name(o['set'])
@@ -48,15 +48,13 @@ def run(argv):
     steps.begin()
     out('restoring set %s (components: %s)' % (o['set'], o['components']))
     if o.yes('listing'):
-        with open(job.secret(), encoding='utf-8', errors='surrogateescape') as f:
-            f.readline()
-            job.write('listing', f.read())
+        job.write('listing', plan.job_input(job)['listing'])
     if o.yes('safety'):
         steps.run('safety-backup', safety_backup, ctx, argv)
     else:
         steps.skip('safety-backup', 'opted out')
     steps.run('stop-services', services.stop, job, o.words('services'))
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], pg.read_secret_line(job.secret()))
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], plan.job_input(job)['password'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
 
     trees = [load(n) for n in ('storage', 'uploads') if has(ctx, n)]

@@ -7,7 +7,9 @@ import { TOOL_VERSION } from '../core/version';
 import { checkAgent } from '../remote/agent';
 import { parseJobInfo, startJob, type JobInfo } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
-import { MANIFEST_FORMAT, parseSetListing, type Manifest, type SetListing } from './manifest';
+import { parseSetListing, type SetListing } from './manifest';
+import { planFromProfile } from './hostPlan';
+import { planJobInput, type HostPlan } from '../core/plan';
 
 export interface BackupOptions {
   filesMode?: 'tree' | 'archive';
@@ -20,8 +22,12 @@ export interface BackupOptions {
 
 export class BackupRefusedError extends Error {}
 
-/** The key=value arguments of the agent's backup verb. */
-export function backupArgs(host: RemoteHost, d: Discovery, opts: BackupOptions): string[] {
+/**
+ * The plan of a backup from this client: the profile's components and options and what discovery
+ * found (core/plan.ts). The agent derives the backup verb's options from it, as it does for a plan
+ * stored on the host, so a client's backup and a scheduled one run the same way.
+ */
+export function backupPlan(host: RemoteHost, d: Discovery, opts: BackupOptions): HostPlan {
   const p = host.profile;
   const f = d.facts;
   if (f.pg.error) throw new BackupRefusedError(`Cannot back up ${p.name}: ${f.pg.error}`);
@@ -32,48 +38,32 @@ export function backupArgs(host: RemoteHost, d: Discovery, opts: BackupOptions):
     );
   }
   if (!f.storagePath || !f.uploadsPath) throw new BackupRefusedError(`Cannot back up ${p.name}: STORAGE_PATH or MISC_UPLOADS_PATH unknown; set overrides in the host profile.`);
-  const redis = opts.redis ?? p.redis.enabled;
-  const filesMode = opts.filesMode ?? 'tree';
-  const base: Omit<Manifest, 'artifacts'> = {
-    formatVersion: MANIFEST_FORMAT,
-    toolVersion: TOOL_VERSION,
-    profile: p.name,
-    kadiVersion: f.kadiVersion,
-    alembicRevision: f.alembicRevision,
-    postgres: { serverVersionNum: f.pg.serverVersionNum, serverMajor: f.pg.serverMajor, pgDump: f.pg.pgDump },
-    database: f.database,
-    paths: { storage: f.storagePath, uploads: f.uploadsPath, kadiConfig: p.kadi.configFile },
-    options: { filesMode, redis, dumpCompression: p.dumpCompression },
-  };
-  const kv: Record<string, string> = {
-    backup_dir: p.backupDir,
-    pg_host: f.database.host,
-    pg_port: String(f.database.port),
-    pg_db: f.database.name,
-    pg_user: f.database.user,
-    psql: f.pg.psql ?? 'psql',
-    pg_dump: f.pg.pgDump,
-    pg_restore: f.pg.pgRestore,
-    dump_compression: String(p.dumpCompression),
-    storage_path: f.storagePath,
-    uploads_path: f.uploadsPath,
-    files_mode: filesMode,
-    redis: redis ? 'yes' : 'no',
-    redis_cli: p.redis.cli,
-    redis_port: String(p.redis.port),
-    redis_dump: p.redis.dumpPath,
-    kadi_config: p.kadi.configFile,
-    config_extra: f.oidcSigningKeys.join('\n'),
-    manifest_json: JSON.stringify(base),
-    stop_services: opts.stopServices ? 'yes' : 'no',
-    services: p.services.join(' '),
-  };
-  return Object.entries(kv).map(([k, v]) => `${k}=${v}`);
+  return planFromProfile(p, {
+    filesMode: opts.filesMode ?? 'tree',
+    redis: opts.redis,
+    stopServices: opts.stopServices ?? false,
+    facts: {
+      toolVersion: TOOL_VERSION,
+      ...(f.kadiVersion !== undefined ? { kadiVersion: f.kadiVersion } : {}),
+      ...(f.alembicRevision !== undefined ? { alembicRevision: f.alembicRevision } : {}),
+      database: { host: f.database.host, port: f.database.port, name: f.database.name, user: f.database.user },
+      storagePath: f.storagePath,
+      uploadsPath: f.uploadsPath,
+      oidcKeys: f.oidcSigningKeys,
+      postgres: {
+        psql: f.pg.psql ?? 'psql',
+        pgDump: f.pg.pgDump,
+        pgRestore: f.pg.pgRestore,
+        ...(f.pg.serverVersionNum !== undefined ? { serverVersionNum: f.pg.serverVersionNum } : {}),
+        ...(f.pg.serverMajor !== undefined ? { serverMajor: f.pg.serverMajor } : {}),
+      },
+    },
+  });
 }
 
 export async function startBackup(host: RemoteHost, d: Discovery, opts: BackupOptions = {}): Promise<string> {
-  const args = backupArgs(host, d, opts);
-  return startJob(host, { kind: 'backup', verb: 'backup', args, secret: d.dbPassword.reveal() + '\n', breakStaleLock: opts.breakStaleLock });
+  const plan = backupPlan(host, d, opts);
+  return startJob(host, { kind: 'backup', verb: 'backup', args: ['plan=yes'], secret: planJobInput(plan, d.dbPassword.reveal()), breakStaleLock: opts.breakStaleLock });
 }
 
 export type VerifyLevel = 'quick' | 'deep';

@@ -4,13 +4,17 @@
  * agent reads those from Kadi's configuration when the plan runs.
  */
 import type { HostProfile } from '../config/types';
-import { checkPlan, type HostPlan } from '../core/plan';
+import { checkPlan, type HostPlan, type PlanFacts } from '../core/plan';
 import type { RetentionPolicy } from './retention';
 
 export interface PlanOptions {
   filesMode?: 'tree' | 'archive';
   stopServices?: boolean;
+  /** Include a Redis snapshot (defaults to the profile's redis.enabled). */
+  redis?: boolean;
   retention?: RetentionPolicy;
+  /** What the client found on the host; left out of a plan stored there. */
+  facts?: PlanFacts;
 }
 
 export function planFromProfile(p: HostProfile, opts: PlanOptions = {}): HostPlan {
@@ -24,10 +28,11 @@ export function planFromProfile(p: HostProfile, opts: PlanOptions = {}): HostPla
       database: { dumpCompression: p.dumpCompression },
       storage: storage ? { path: storage } : {},
       uploads: uploads ? { path: uploads } : {},
-      redis: { enabled: p.redis.enabled, cli: p.redis.cli, port: p.redis.port, dumpPath: p.redis.dumpPath },
+      redis: { enabled: opts.redis ?? p.redis.enabled, cli: p.redis.cli, port: p.redis.port, dumpPath: p.redis.dumpPath },
       config: {},
     },
     backup: { filesMode: opts.filesMode ?? 'tree', stopServices: opts.stopServices ?? false, services: p.services },
     ...(opts.retention ? { retention: { ...opts.retention } } : {}),
+    ...(opts.facts ? { facts: opts.facts } : {}),
   });
 }

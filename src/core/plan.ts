@@ -24,6 +24,27 @@ export interface HostPlan {
   };
   backup: { filesMode: 'tree' | 'archive'; stopServices?: boolean; services?: string[] };
   retention?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; minKeep?: number };
+  /**
+   * What the client found on the host (connection, paths, client binaries, versions). A plan stored
+   * on the host has none: run-plan finds them there when it runs (they would go stale).
+   */
+  facts?: PlanFacts;
+}
+
+export interface PlanFacts {
+  toolVersion?: string;
+  kadiVersion?: string;
+  alembicRevision?: string;
+  database: { host: string; port: number; name: string; user: string };
+  storagePath: string;
+  uploadsPath: string;
+  oidcKeys?: string[];
+  postgres: { psql: string; pgDump: string; pgRestore: string; serverVersionNum?: number; serverMajor?: number };
+}
+
+/** What a job gets on stdin with a plan: one JSON document; the job keeps it in its 0600 secret file only. */
+export function planJobInput(plan: HostPlan, password: string, listing?: string): string {
+  return JSON.stringify({ password, plan: checkPlan(plan), ...(listing !== undefined ? { listing } : {}) });
 }
 
 interface SchemaNode {

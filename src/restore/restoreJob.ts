@@ -1,5 +1,6 @@
 /** Starting the restore job from a confirmed plan. */
-import { backupArgs } from '../backup/backupSets';
+import { backupPlan } from '../backup/backupSets';
+import { planJobInput } from '../core/plan';
 import type { Discovery } from '../kadi/discovery';
 import { startJob } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -11,8 +12,8 @@ export interface StartRestoreOptions {
   breakStaleLock?: boolean;
 }
 
-/** The restore verb's key=value arguments: the backup's (for the safety backup) plus the restore's. */
-export function restoreArgs(host: RemoteHost, d: Discovery, plan: RestorePlan, opts: StartRestoreOptions = {}): string[] {
+/** The restore verb's key=value arguments; the backup's options (for the safety backup) come from the plan on stdin. */
+export function restoreArgs(host: RemoteHost, plan: RestorePlan, opts: StartRestoreOptions = {}): string[] {
   const p = host.profile;
   const kv: Record<string, string> = {
     set: plan.set.name,
@@ -28,7 +29,7 @@ export function restoreArgs(host: RemoteHost, d: Discovery, plan: RestorePlan, o
     kadi_cli: p.kadi.cli,
     redis_service: p.redis.service,
   };
-  return [...backupArgs(host, d, {}), ...Object.entries(kv).map(([k, v]) => `${k}=${v}`)];
+  return ['plan=yes', ...Object.entries(kv).map(([k, v]) => `${k}=${v}`)];
 }
 
 /** What pg_restore -L gets: the plan's listing with kept objects commented out (or the operator's, as validated). */
@@ -40,7 +41,7 @@ function dbListing(plan: RestorePlan): string | undefined {
 export async function startRestore(host: RemoteHost, d: Discovery, plan: RestorePlan, opts: StartRestoreOptions = {}): Promise<string> {
   if (plan.blockers.length > 0) throw new RestoreRefusedError(`Restore of ${plan.set.name} refused:\n${plan.blockers.map((b) => `  - ${b}`).join('\n')}`);
   if (plan.host !== host.profile.name) throw new RestoreRefusedError(`The plan is for ${plan.host}, not ${host.profile.name}.`);
-  // The password, then the listing, on stdin: the job keeps them in its 0600 secret file only.
-  const secret = `${d.dbPassword.reveal()}\n${dbListing(plan) ?? ''}`;
-  return startJob(host, { kind: 'restore', verb: 'restore', args: restoreArgs(host, d, plan, opts), secret, breakStaleLock: opts.breakStaleLock });
+  // The password, the plan (the safety backup's and the connection's) and the listing on stdin.
+  const secret = planJobInput(backupPlan(host, d, {}), d.dbPassword.reveal(), dbListing(plan) ?? '');
+  return startJob(host, { kind: 'restore', verb: 'restore', args: restoreArgs(host, plan, opts), secret, breakStaleLock: opts.breakStaleLock });
 }

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { backupArgs, BackupRefusedError } from '../../src/backup/backupSets';
+import { backupPlan, BackupRefusedError } from '../../src/backup/backupSets';
+import { validatePlan } from '../../src/core/plan';
 import { resolveProfiles } from '../../src/config/hostProfiles';
 import { Secret } from '../../src/core/secret';
 import type { Discovery, HostFacts } from '../../src/kadi/discovery';
@@ -29,20 +30,21 @@ function facts(over: Partial<HostFacts['pg']> = {}): Discovery {
 describe('a backup refuses to start without a pg_dump for the server major', () => {
   it('names the server major, what is installed and the package to install', () => {
     assert.throws(
-      () => backupArgs(host, facts(), {}),
+      () => backupPlan(host, facts(), {}),
       (e: unknown) => e instanceof BackupRefusedError && /no pg_dump\/pg_restore for PostgreSQL 16 on the host \(found: \/usr\/lib\/postgresql\/15\/bin\/pg_dump\)\. Install postgresql-client-16\./.test((e as Error).message),
     );
   });
 
   it('refuses as well when only pg_restore is missing, and says why when the server is unreachable', () => {
-    assert.throws(() => backupArgs(host, facts({ pgDump: '/usr/lib/postgresql/16/bin/pg_dump' }), {}), BackupRefusedError);
-    assert.throws(() => backupArgs(host, facts({ error: 'connection refused' }), {}), /Cannot back up prod: connection refused/);
+    assert.throws(() => backupPlan(host, facts({ pgDump: '/usr/lib/postgresql/16/bin/pg_dump' }), {}), BackupRefusedError);
+    assert.throws(() => backupPlan(host, facts({ error: 'connection refused' }), {}), /Cannot back up prod: connection refused/);
   });
 
   it('passes the matching tools to the job when they are there', () => {
-    const args = backupArgs(host, facts({ pgDump: '/usr/lib/postgresql/16/bin/pg_dump', pgRestore: '/usr/lib/postgresql/16/bin/pg_restore' }), {});
-    assert.ok(args.includes('pg_dump=/usr/lib/postgresql/16/bin/pg_dump'));
-    assert.ok(args.includes('pg_restore=/usr/lib/postgresql/16/bin/pg_restore'));
-    assert.equal(args.some((a) => a.includes('pw')), false, 'the password is not an argument');
+    const plan = backupPlan(host, facts({ pgDump: '/usr/lib/postgresql/16/bin/pg_dump', pgRestore: '/usr/lib/postgresql/16/bin/pg_restore' }), {});
+    assert.equal(plan.facts?.postgres.pgDump, '/usr/lib/postgresql/16/bin/pg_dump');
+    assert.equal(plan.facts?.postgres.pgRestore, '/usr/lib/postgresql/16/bin/pg_restore');
+    assert.deepEqual(validatePlan(plan), []);
+    assert.equal(JSON.stringify(plan).includes('pw'), false, 'the password is not in the plan');
   });
 });

@@ -415,9 +415,9 @@ def scratch_name(job_id):
 def scratch_create(ctx):
     """The fallback: a scratch database on the production server (needs CREATEDB). Its connection, or
     None when it cannot be created."""
-    from .. import pg
+    from .. import pg, plan
     o, job = ctx.opts, ctx.job
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], '*', o['pg_user'], pg.read_secret_line(job.secret()))
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], '*', o['pg_user'], plan.job_input(job)['password'])
     scratch = scratch_name(job.id)
     step('deep: restoring the dump into scratch database %s on the production server' % scratch)
     job.write('scratch_db', scratch + '\n')
