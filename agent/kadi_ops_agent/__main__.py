@@ -29,6 +29,7 @@ VERBS = {
     'set-toc': ('restore', 'set_toc'),
     'restore-probe': ('restore', 'probe'),
     'config-diff': ('components.config', 'diff'),
+    'retention-plan': ('retention', 'main'),
     'plan-check': ('plan', 'plan_check'),
     'plan-store': ('plan', 'plan_store'),
     'plan-show': ('plan', 'plan_show'),
