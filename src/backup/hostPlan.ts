@@ -3,6 +3,7 @@
  * options, files mode, services, retention. Nothing secret and no connection detail goes in: the
  * agent reads those from Kadi's configuration when the plan runs.
  */
+import { COMPONENTS } from '../components';
 import type { HostProfile } from '../config/types';
 import { checkPlan, type HostPlan, type PlanFacts } from '../core/plan';
 import type { RetentionPolicy } from './retention';
@@ -18,19 +19,11 @@ export interface PlanOptions {
 }
 
 export function planFromProfile(p: HostProfile, opts: PlanOptions = {}): HostPlan {
-  const storage = p.overrides.storagePath;
-  const uploads = p.overrides.uploadsPath;
   return checkPlan({
     version: 1,
     host: { name: p.name, backupDir: p.backupDir },
     kadi: { cli: p.kadi.cli, configFile: p.kadi.configFile },
-    components: {
-      database: { dumpCompression: p.dumpCompression },
-      storage: storage ? { path: storage } : {},
-      uploads: uploads ? { path: uploads } : {},
-      redis: { enabled: opts.redis ?? p.redis.enabled, cli: p.redis.cli, port: p.redis.port, dumpPath: p.redis.dumpPath },
-      config: {},
-    },
+    components: Object.fromEntries(COMPONENTS.map((c) => [c.planKey, c.planPart(p, opts)])) as HostPlan['components'],
     backup: { filesMode: opts.filesMode ?? 'tree', stopServices: opts.stopServices ?? false, services: p.services },
     ...(opts.retention ? { retention: { ...opts.retention } } : {}),
     ...(opts.facts ? { facts: opts.facts } : {}),

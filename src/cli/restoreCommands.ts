@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { dbUpgradeFlow, filesCheckFlow, fixPermissionsFlow, redisSnapshotFlow, reindexFlow, removeOrphansFlow, type MaintenanceFlowResult } from '../flows/maintenanceFlow';
 import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import type { RemoteHost } from '../remote/remoteHost';
-import { parseComponents, RestoreUsageError } from '../restore/components';
+import { parseComponents, RestoreUsageError } from '../components';
 import { listIndices } from '../restore/maintenance';
 import { formatPlan } from '../restore/preflight';
 import { stringFlag, UsageError } from './args';

@@ -11,7 +11,7 @@ import type { OutputSink } from '../core/sink';
 import { discover } from '../kadi/discovery';
 import type { ConnectionPool } from '../remote/connectionPool';
 import type { JobOutcome } from '../remote/jobs';
-import type { RestoreComponent } from '../restore/components';
+import type { RestoreComponent } from '../components';
 import { preflight, type RestorePlan } from '../restore/preflight';
 import { parseJobReport, type JobReport } from '../restore/report';
 import { startRestore } from '../restore/restoreJob';

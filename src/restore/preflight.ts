@@ -7,14 +7,11 @@ import { listSets, startVerify } from '../backup/backupSets';
 import type { BackupSet, VerifyRecord } from '../backup/manifest';
 import { MemorySink, teeSink, type OutputSink } from '../core/sink';
 import type { Discovery } from '../kadi/discovery';
-import { compareKadiVersions, parseKadiVersion } from '../kadi/outputParsers';
-import { parseListing, validateAgainst } from '../pgtoc/listing';
-import { checkAgent } from '../remote/agent';
 import { followJob, listJobs, LockBusyError } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
-import { DEFAULT_COMPONENTS, type RestoreComponent } from './components';
-import { configDiff, type ConfigFileDiff } from './configDiff';
-import { formatDbDecisions, planDbRestore, type DbRestorePlan } from './dbPlan';
+import { componentsNamed, DEFAULT_COMPONENTS, type PreflightContext, type RestoreComponent } from '../components';
+import type { ConfigFileDiff } from './configDiff';
+import type { DbRestorePlan } from './dbPlan';
 import { probeLive, type LiveProbe } from './probe';
 
 export interface RestorePlan {
@@ -93,43 +90,20 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   const problems = verify.problems;
   if (!verifyOk) blockers.push(`Set ${set.name} failed verification (${problems.length} problem(s)${problems.length ? `, e.g. ${problems.slice(0, 3).join('; ')}` : ''}); it will not be restored.`);
 
-  // 2. Kadi version and schema revision.
-  const setV = m.kadiVersion ? parseKadiVersion(m.kadiVersion) : undefined;
-  const hostV = f.kadiVersion ? parseKadiVersion(f.kadiVersion) : undefined;
+  // 2. Kadi version and schema revision (kadi db upgrade afterwards when they differ).
   const upgrade = m.kadiVersion !== f.kadiVersion || (f.alembicRevision !== undefined && m.alembicRevision !== undefined && f.alembicRevision !== m.alembicRevision);
-  if (components.includes('db') && setV && hostV && compareKadiVersions(setV, hostV) > 0) {
-    blockers.push(`Set ${set.name} was made by Kadi ${setV.text}, newer than the installed ${hostV.text}: the schema cannot be downgraded. Upgrade Kadi first.`);
-  }
-
-  // 3. PostgreSQL: the host's pg_restore (matching its server) must read the dump.
-  const dumpMajor = m.postgres.serverMajor;
-  if (components.includes('db')) {
-    if (!f.pg.pgRestore) blockers.push(`No pg_restore for PostgreSQL ${f.pg.serverMajor ?? '?'} on ${host.profile.name}.`);
-    if (dumpMajor !== undefined && f.pg.serverMajor !== undefined && dumpMajor > f.pg.serverMajor) {
-      blockers.push(`The dump comes from PostgreSQL ${dumpMajor}, the server is ${f.pg.serverMajor}: restoring into an older major is not supported.`);
-    }
-  }
-
-  // 4. The live side: trees, free space, database, services.
-  if (probe.dbError) blockers.push(`The database is not reachable: ${probe.dbError}`);
+  const chosen = componentsNamed(components);
   const empty = (probe.dbRelations ?? 0) === 0;
   const disk: RestorePlan['disk'] = [];
+  const ctx: PreflightContext = { host, d, set, probe, opts, empty, blockers, warnings, disk, decided: {} };
+  // 3. What the set and the host's tools allow, per component (versions, binaries).
+  for (const c of chosen) c.checkSet?.(ctx);
+
+  // 4. The live side: database, free space, trees, services.
+  if (probe.dbError) blockers.push(`The database is not reachable: ${probe.dbError}`);
   const safetyBackup = opts.safetyBackup ?? true;
   if (safetyBackup) disk.push({ where: `${host.profile.backupDir} (safety backup)`, needBytes: Math.ceil((probe.dbBytes ?? 0) / 4), freeBytes: probe.backupFreeBytes });
-  for (const tree of ['storage', 'uploads'] as const) {
-    if (!components.includes(tree)) continue;
-    const live = probe[tree];
-    if (live.missing) {
-      blockers.push(`${tree === 'storage' ? 'STORAGE_PATH' : 'MISC_UPLOADS_PATH'} does not exist on the host.`);
-      continue;
-    }
-    const setBytes = m.trees?.[tree]?.bytes ?? m.artifacts.find((a) => a.archiveOf === tree)?.size ?? 0;
-    disk.push({ where: `${tree === 'storage' ? f.storagePath : f.uploadsPath}`, needBytes: Math.max(0, setBytes - (live.bytes ?? 0)), freeBytes: live.freeBytes });
-    if (!m.trees?.[tree]) disk.push({ where: `${host.profile.backupDir} (extracting ${tree})`, needBytes: setBytes * 3, freeBytes: probe.backupFreeBytes });
-    if (live.owner && live.owner !== probe.remoteUser && probe.remoteUser !== 'root') {
-      warnings.push(`${tree} is owned by ${live.owner}, not by ${probe.remoteUser}: restored files cannot be given to ${live.owner} without root (the restore reports what needs a chown).`);
-    }
-  }
+  for (const c of chosen) c.checkLive?.(ctx);
   for (const dk of disk) if (dk.freeBytes !== undefined && dk.needBytes > dk.freeBytes) blockers.push(`Not enough free space in ${dk.where}: about ${mib(dk.needBytes)} needed, ${mib(dk.freeBytes)} free.`);
 
   const services = host.profile.services;
@@ -144,40 +118,11 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     }
   }
 
-  if (components.includes('redis')) {
-    if (!m.artifacts.some((a) => a.name === 'redis.rdb')) blockers.push(`Set ${set.name} has no Redis snapshot.`);
-    const rs = probe.services.find((x) => x.name === host.profile.redis.service);
-    if (!rs?.exists) blockers.push(`Redis service ${host.profile.redis.service} not found (restoring Redis needs systemd).`);
-    else if (!rs.sudoAllowed) blockers.push(`The Kadi user may not run "sudo -n systemctl stop ${rs.name}".`);
-    warnings.push('Restoring Redis replays the Celery tasks that were queued when the backup was taken.');
-  }
-  let config: ConfigFileDiff[] | undefined;
-  if (components.includes('config')) config = await configDiff(host, set.name);
-
-  // 5. Selective restore: the listing must only enable, disable or reorder the dump's entries.
-  let listing: string | undefined;
-  if (opts.listing !== undefined) {
-    if (!components.includes('db')) blockers.push('A listing only applies to a database restore (component db).');
-    const toc = (await checkAgent(host, `Reading the table of contents of ${set.name}`, 'set-toc', [host.profile.backupDir, set.name])).stdout;
-    const tocProblems = validateAgainst(parseListing(opts.listing), parseListing(toc));
-    for (const p of tocProblems.slice(0, 20)) blockers.push(`Listing line ${p.line}: ${p.message}`);
-    listing = opts.listing;
-  }
-
-  // 6. The database's objects as they really are: extensions a superuser installed, objects of other
-  // roles, schemas that still hold objects. Decided per TOC entry before anything runs.
-  let db: DbRestorePlan | undefined;
-  if (components.includes('db') && !probe.dbError && f.pg.pgRestore) {
-    if (!probe.db) {
-      blockers.push(`The database's objects could not be read (${probe.dbObjectsError ?? 'no answer'}); the restore cannot tell which objects it may replace.`);
-    } else {
-      const tocVerbose = (await checkAgent(host, `Reading the dependencies of ${set.name}`, 'set-toc', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout;
-      db = planDbRestore(tocVerbose, probe.db, { listing: opts.listing, clean: !empty, database: f.database.name });
-      blockers.push(...db.blockers);
-      warnings.push(...db.warnings);
-    }
-  }
-  if (opts.jobs && components.includes('db')) warnings.push(`--jobs ${opts.jobs} is not used: the database is restored in one transaction, so that a failure changes nothing.`);
+  // 5. What exactly each component will do: the configuration's diff, the selective listing, the
+  // database's per-object plan.
+  if (opts.listing !== undefined && !components.includes('db')) blockers.push('A listing only applies to a database restore (component db).');
+  for (const c of chosen) await c.decide?.(ctx);
+  const { config, listing, db } = ctx.decided;
   if (!safetyBackup) warnings.push('No safety backup: the current state cannot be brought back by Kadi Ops after this restore.');
 
   return {
@@ -187,7 +132,7 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     safetyBackup,
     verify,
     kadi: { setVersion: m.kadiVersion, hostVersion: f.kadiVersion, setRevision: m.alembicRevision, hostRevision: f.alembicRevision, upgrade },
-    postgres: { dumpMajor, serverMajor: f.pg.serverMajor, pgRestore: f.pg.pgRestore },
+    postgres: { dumpMajor: m.postgres.serverMajor, serverMajor: f.pg.serverMajor, pgRestore: f.pg.pgRestore },
     database: { empty, relations: probe.dbRelations, mode: empty && !db?.clean ? 'plain' : 'clean' },
     db,
     disk,
@@ -234,17 +179,10 @@ export function formatPlan(p: RestorePlan): string[] {
     `  Kadi               set ${p.kadi.setVersion ?? '?'} rev ${p.kadi.setRevision ?? '?'}; host ${p.kadi.hostVersion ?? '?'} rev ${p.kadi.hostRevision ?? '?'}${p.kadi.upgrade ? ' -> kadi db upgrade afterwards' : ''}`,
     `  PostgreSQL         dump from ${p.postgres.dumpMajor ?? '?'}, server ${p.postgres.serverMajor ?? '?'}`,
   ];
-  if (p.components.includes('db')) {
-    const how = p.database.mode === 'plain' ? 'empty: plain pg_restore' : `${p.database.relations} relations: pg_restore --clean --if-exists`;
-    out.push(`  database           ${how}, in one transaction (a failure changes nothing)${p.listing ? ', selective (-L listing)' : ''}`);
-    if (p.db) out.push(...formatDbDecisions(p.db.decisions));
-  }
+  for (const c of componentsNamed(p.components)) if (c.name !== 'config') out.push(...(c.planLines?.(p) ?? []));
   for (const dk of p.disk) out.push(`  disk               ${dk.where}: ~${mib(dk.needBytes)} needed, ${dk.freeBytes === undefined ? '?' : mib(dk.freeBytes)} free`);
   out.push(`  services to stop   ${p.servicesToStop.join(', ') || 'none'}${p.servicesSkipped.length ? ` (not present: ${p.servicesSkipped.join(', ')})` : ''}`);
-  for (const c of p.config ?? []) {
-    out.push(`  config ${c.path}: ${c.state}`);
-    if (c.diff) out.push(...c.diff.split('\n').map((l) => `      ${l}`));
-  }
+  for (const c of componentsNamed(p.components)) if (c.name === 'config') out.push(...(c.planLines?.(p) ?? []));
   for (const w of p.warnings) out.push(`  warning: ${w}`);
   for (const b of p.blockers) out.push(`  REFUSED: ${b}`);
   return out;

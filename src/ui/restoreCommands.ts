@@ -8,7 +8,7 @@ import type { HostProfile } from '../config/types';
 import { JobProgress } from '../core/jobProgress';
 import type { OutputSink } from '../core/sink';
 import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
-import { DEFAULT_COMPONENTS, RESTORE_COMPONENTS, type RestoreComponent } from '../restore/components';
+import { DEFAULT_COMPONENTS, RESTORE_COMPONENTS, type RestoreComponent } from '../components';
 import { formatPlan, type RestorePlan } from '../restore/preflight';
 import { pickSet, type CommandDeps } from './backupCommands';
 import type { RestoreFromListing } from './dumpListing';

@@ -9,7 +9,7 @@ import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { followJob, listJobs, LockBusyError } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
-import type { RestoreComponent } from '../../src/restore/components';
+import type { RestoreComponent } from '../../src/components';
 import { formatPlan, preflight, type RestorePlan } from '../../src/restore/preflight';
 import { parseJobReport } from '../../src/restore/report';
 import { startRestore } from '../../src/restore/restoreJob';

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { parseComponents, RestoreUsageError } from '../../src/restore/components';
+import { parseComponents, RestoreUsageError } from '../../src/components';
 import { parseConfigDiff, redactConfigDiff } from '../../src/restore/configDiff';
 import { parseProbe } from '../../src/restore/probe';
 import { recentVerification } from '../../src/restore/preflight';

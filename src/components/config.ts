@@ -1,0 +1,16 @@
+/** The Kadi configuration: archived with every set; replaced only with its own confirmation. */
+import { configDiff } from '../restore/configDiff';
+import type { ClientComponent } from './types';
+
+export const config: ClientComponent = {
+  name: 'config',
+  planKey: 'config',
+  restoredByDefault: false,
+  planPart: () => ({}),
+  async decide({ host, set, decided }) {
+    decided.config = await configDiff(host, set.name);
+  },
+  planLines(p) {
+    return (p.config ?? []).flatMap((c) => [`  config ${c.path}: ${c.state}`, ...(c.diff ? c.diff.split('\n').map((l) => `      ${l}`) : [])]);
+  },
+};

@@ -1,0 +1,16 @@
+/** Redis: its snapshot in a set (opt-in), restored with the service stopped. */
+import type { ClientComponent } from './types';
+
+export const redis: ClientComponent = {
+  name: 'redis',
+  planKey: 'redis',
+  restoredByDefault: false,
+  planPart: (p, opts) => ({ enabled: opts.redis ?? p.redis.enabled, cli: p.redis.cli, port: p.redis.port, dumpPath: p.redis.dumpPath }),
+  checkLive({ host, set, probe, blockers, warnings }) {
+    if (!set.manifest.artifacts.some((a) => a.name === 'redis.rdb')) blockers.push(`Set ${set.name} has no Redis snapshot.`);
+    const rs = probe.services.find((x) => x.name === host.profile.redis.service);
+    if (!rs?.exists) blockers.push(`Redis service ${host.profile.redis.service} not found (restoring Redis needs systemd).`);
+    else if (!rs.sudoAllowed) blockers.push(`The Kadi user may not run "sudo -n systemctl stop ${rs.name}".`);
+    warnings.push('Restoring Redis replays the Celery tasks that were queued when the backup was taken.');
+  },
+};

@@ -1,0 +1,28 @@
+/** A file tree of the instance (STORAGE_PATH, MISC_UPLOADS_PATH): the shared part of storage and uploads. */
+import type { ClientComponent, ComponentName } from './types';
+
+export function treeComponent(name: Extract<ComponentName, 'storage' | 'uploads'>, setting: string): ClientComponent {
+  return {
+    name,
+    planKey: name,
+    restoredByDefault: true,
+    planPart: (p) => {
+      const path = name === 'storage' ? p.overrides.storagePath : p.overrides.uploadsPath;
+      return path ? { path } : {};
+    },
+    checkLive({ host, d, set, probe, blockers, warnings, disk }) {
+      const live = probe[name];
+      if (live.missing) {
+        blockers.push(`${setting} does not exist on the host.`);
+        return;
+      }
+      const m = set.manifest;
+      const setBytes = m.trees?.[name]?.bytes ?? m.artifacts.find((a) => a.archiveOf === name)?.size ?? 0;
+      disk.push({ where: `${name === 'storage' ? d.facts.storagePath : d.facts.uploadsPath}`, needBytes: Math.max(0, setBytes - (live.bytes ?? 0)), freeBytes: live.freeBytes });
+      if (!m.trees?.[name]) disk.push({ where: `${host.profile.backupDir} (extracting ${name})`, needBytes: setBytes * 3, freeBytes: probe.backupFreeBytes });
+      if (live.owner && live.owner !== probe.remoteUser && probe.remoteUser !== 'root') {
+        warnings.push(`${name} is owned by ${live.owner}, not by ${probe.remoteUser}: restored files cannot be given to ${live.owner} without root (the restore reports what needs a chown).`);
+      }
+    },
+  };
+}
