@@ -75,6 +75,7 @@ export interface VerifyOptions {
    * missing, deep verify falls back to a scratch database on the server.
    */
   serverBinDir?: string;
+  breakStaleLock?: boolean;
 }
 
 export async function startVerify(host: RemoteHost, d: Discovery, set: string, level: VerifyLevel = 'quick', opts: VerifyOptions = {}): Promise<string> {
@@ -98,11 +99,12 @@ export async function startVerify(host: RemoteHost, d: Discovery, set: string, l
     verb: 'verify',
     args: Object.entries(kv).map(([k, v]) => `${k}=${v}`),
     secret: level === 'deep' ? d.dbPassword.reveal() + '\n' : '',
+    breakStaleLock: opts.breakStaleLock,
   });
 }
 
-export async function startPrune(host: RemoteHost, sets: string[]): Promise<string> {
-  return startJob(host, { kind: 'prune', verb: 'prune', args: [host.profile.backupDir, ...sets] });
+export async function startPrune(host: RemoteHost, sets: string[], opts: { breakStaleLock?: boolean } = {}): Promise<string> {
+  return startJob(host, { kind: 'prune', verb: 'prune', args: [host.profile.backupDir, ...sets], breakStaleLock: opts.breakStaleLock });
 }
 
 export async function listSets(host: RemoteHost): Promise<SetListing> {

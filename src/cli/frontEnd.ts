@@ -54,7 +54,8 @@ export function cliFrontEnd(ctx: CliContext, host: RemoteHost): CliFrontEnd {
       ctx.err(`${title} job ${id} started on ${profile.name}; it keeps running if this connection drops (kadi-ops attach ${profile.name} ${id}).`);
       return followLogged(ctx, live, id);
     },
-    // --break-stale-lock answers this up front; a terminal job never asks.
+    // --break-stale-lock answers this up front, for every verb's job; a terminal job never asks.
+    breakStaleLock: ctx.args.flags.has('break-stale-lock'),
     confirmBreakStaleLock: async () => false,
     async finished(title, outcome, report) {
       if (report) printReport(ctx, title, report, outcome);

@@ -89,7 +89,7 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   verify: {
-    args: '<host> <set|latest> [--deep]',
+    args: '<host> <set|latest> [--deep] [--break-stale-lock]',
     summary: 'check every artifact and file against the manifest; --deep also restores the dump into a throwaway PostgreSQL cluster (or a scratch DB) and checks it',
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -99,7 +99,7 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   prune: {
-    args: '<host> [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--min-keep N] [--dry-run]',
+    args: '<host> [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--min-keep N] [--dry-run] [--break-stale-lock]',
     summary: 'delete old sets by retention policy (never pinned or the newest verified set)',
     async run(ctx) {
       const host = await hostFor(ctx);

@@ -27,6 +27,8 @@ export interface FrontEnd {
    * its summary; without one (backup, verify, prune) the outcome and its warnings.
    */
   finished(title: string, outcome: JobOutcome, report?: JobReport): Promise<void>;
+  /** Break a stale lock without asking, for every job this front end starts (the CLI's --break-stale-lock). */
+  readonly breakStaleLock?: boolean;
 }
 
 /**
@@ -38,7 +40,7 @@ export async function runJobBreakingStaleLock(
   fe: FrontEnd,
   title: string,
   start: (host: RemoteHost, breakStaleLock: boolean) => Promise<string>,
-  breakStaleLock = false,
+  breakStaleLock = fe.breakStaleLock ?? false,
 ): Promise<JobRun | undefined> {
   for (;;) {
     const seen: { staleLock?: LockBusyError } = {};

@@ -10,9 +10,9 @@ import type { FilesCheckResult } from '../kadi/outputParsers';
 import type { ConnectionPool } from '../remote/connectionPool';
 import type { JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
-import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans, type IndexListing } from '../restore/maintenance';
+import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans, type IndexListing, type JobStartOptions } from '../restore/maintenance';
 import { parseJobReport, type JobReport } from '../restore/report';
-import type { FrontEnd } from './frontEnd';
+import { runJobBreakingStaleLock, type FrontEnd } from './frontEnd';
 
 // The jobs' titles: a kadi command's own name where there is one (the CLI's summaries have always
 // used them), else a plain description.
@@ -35,8 +35,8 @@ export type MaintenanceFlowResult =
   | { state: 'ran'; outcome: JobOutcome; report: JobReport };
 
 /** Runs one maintenance job and reports the summary parsed from its log. */
-async function maintenanceJob(fe: MaintenanceFrontEnd, title: string, start: (host: RemoteHost) => Promise<string>): Promise<MaintenanceFlowResult> {
-  const ran = await fe.runJob(title, start);
+async function maintenanceJob(fe: MaintenanceFrontEnd, title: string, start: (host: RemoteHost, o: JobStartOptions) => Promise<string>): Promise<MaintenanceFlowResult> {
+  const ran = await runJobBreakingStaleLock(fe, title, (host, breakStaleLock) => start(host, { breakStaleLock }));
   if (!ran) return { state: 'not-started' };
   const report = parseJobReport(ran.log);
   await fe.finished(title, ran.outcome, report);
@@ -44,16 +44,16 @@ async function maintenanceJob(fe: MaintenanceFrontEnd, title: string, start: (ho
 }
 
 export function dbUpgradeFlow(fe: MaintenanceFrontEnd): Promise<MaintenanceFlowResult> {
-  return maintenanceJob(fe, 'kadi db upgrade', (h) => startDbUpgrade(h));
+  return maintenanceJob(fe, 'kadi db upgrade', (h, o) => startDbUpgrade(h, o));
 }
 
 /** Rebuilds one model's search index, or all (`model` undefined). */
 export function reindexFlow(fe: MaintenanceFrontEnd, model?: string): Promise<MaintenanceFlowResult> {
-  return maintenanceJob(fe, `kadi search reindex${model ? ` (${model})` : ''}`, (h) => startReindex(h, model));
+  return maintenanceJob(fe, `kadi search reindex${model ? ` (${model})` : ''}`, (h, o) => startReindex(h, model, o));
 }
 
 export function fixPermissionsFlow(fe: MaintenanceFrontEnd): Promise<MaintenanceFlowResult> {
-  return maintenanceJob(fe, 'Fix permissions', async (h) => startFixPermissions(h, await discover(h)));
+  return maintenanceJob(fe, 'Fix permissions', async (h, o) => startFixPermissions(h, await discover(h), o));
 }
 
 export async function redisSnapshotFlow(fe: MaintenanceFrontEnd, profile: HostProfile): Promise<MaintenanceFlowResult> {
@@ -61,7 +61,7 @@ export async function redisSnapshotFlow(fe: MaintenanceFrontEnd, profile: HostPr
     await fe.notice(`Redis is not enabled for ${profile.name} (set redis.enabled in its host profile).`, true);
     return { state: 'refused' };
   }
-  return maintenanceJob(fe, 'Redis snapshot', (h) => startRedisSnapshot(h));
+  return maintenanceJob(fe, 'Redis snapshot', (h, o) => startRedisSnapshot(h, o));
 }
 
 /**
@@ -77,7 +77,7 @@ export async function removeOrphansFlow(fe: MaintenanceFrontEnd, pool: Connectio
   const names = req.names ?? (await fe.chooseOrphans(listing));
   if (!names || names.length === 0) return { state: 'declined' };
   if (!(await fe.confirmRemoveOrphans(names))) return { state: 'declined' };
-  return maintenanceJob(fe, `Remove ${names.length} orphaned index(es)`, (h) => startRemoveOrphans(h, listing, names));
+  return maintenanceJob(fe, `Remove ${names.length} orphaned index(es)`, (h, o) => startRemoveOrphans(h, listing, names, o));
 }
 
 /**
@@ -86,9 +86,9 @@ export async function removeOrphansFlow(fe: MaintenanceFrontEnd, pool: Connectio
  * and found inconsistencies offers to resolve them, after the operator confirms their number.
  */
 export async function filesCheckFlow(fe: MaintenanceFrontEnd, req: { resolveCount?: number } = {}): Promise<MaintenanceFlowResult> {
-  const resolve = (n: number): Promise<MaintenanceFlowResult> => maintenanceJob(fe, `kadi files check --resolve (${n})`, (h) => startFilesCheck(h, { resolve: true, confirmCount: n }));
+  const resolve = (n: number): Promise<MaintenanceFlowResult> => maintenanceJob(fe, `kadi files check --resolve (${n})`, (h, o) => startFilesCheck(h, { resolve: true, confirmCount: n }, o));
   if (req.resolveCount !== undefined) return resolve(req.resolveCount);
-  const checked = await maintenanceJob(fe, 'kadi files check', (h) => startFilesCheck(h));
+  const checked = await maintenanceJob(fe, 'kadi files check', (h, o) => startFilesCheck(h, {}, o));
   // A failed job was reported as failed; only a check that ran to its end offers resolution.
   if (checked.state !== 'ran' || checked.outcome.result !== 'succeeded') return checked;
   const found = checked.report.filesCheck;

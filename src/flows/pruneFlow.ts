@@ -7,7 +7,7 @@ import { applyRetention, type RetentionPlan, type RetentionPolicy } from '../bac
 import type { HostProfile } from '../config/types';
 import type { ConnectionPool } from '../remote/connectionPool';
 import type { JobOutcome } from '../remote/jobs';
-import type { FrontEnd } from './frontEnd';
+import { runJobBreakingStaleLock, type FrontEnd } from './frontEnd';
 
 export interface PruneFrontEnd extends FrontEnd {
   /** The plan deletes something: what is kept (and why) and what is deleted. */
@@ -22,6 +22,8 @@ export interface PruneRequest {
   policy: RetentionPolicy;
   /** Show the plan only. */
   dryRun?: boolean;
+  /** Break a stale lock without asking (the CLI's --break-stale-lock); otherwise asked. */
+  breakStaleLock?: boolean;
 }
 
 export type PruneFlowResult =
@@ -40,7 +42,7 @@ export async function pruneFlow(fe: PruneFrontEnd, pool: ConnectionPool, profile
   if (req.dryRun) return { state: 'previewed', plan };
   if (!(await fe.confirmPrune(plan))) return { state: 'declined', plan };
   const title = `Prune ${plan.remove.length} set(s)`;
-  const ran = await fe.runJob(title, (host) => startPrune(host, plan.remove.map((r) => r.id)));
+  const ran = await runJobBreakingStaleLock(fe, title, (host, breakStaleLock) => startPrune(host, plan.remove.map((r) => r.id), { breakStaleLock }), req.breakStaleLock);
   if (!ran) return { state: 'not-started', plan };
   await fe.finished(title, ran.outcome);
   return { state: 'ran', plan, outcome: ran.outcome };

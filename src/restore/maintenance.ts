@@ -17,13 +17,18 @@ function kadiOpts(p: HostProfile, extra: Record<string, string> = {}): string[] 
   return Object.entries({ kadi_cli: p.kadi.cli, kadi_config: p.kadi.configFile, ...extra }).map(([k, v]) => `${k}=${v}`);
 }
 
-export function startDbUpgrade(host: RemoteHost): Promise<string> {
-  return startJob(host, { kind: 'db-upgrade', verb: 'db_upgrade', args: kadiOpts(host.profile) });
+/** How a maintenance job starts: breakStaleLock breaks a lock held by a job whose process is gone. */
+export interface JobStartOptions {
+  breakStaleLock?: boolean;
 }
 
-export function startReindex(host: RemoteHost, model?: string): Promise<string> {
+export function startDbUpgrade(host: RemoteHost, o: JobStartOptions = {}): Promise<string> {
+  return startJob(host, { kind: 'db-upgrade', verb: 'db_upgrade', args: kadiOpts(host.profile), ...o });
+}
+
+export function startReindex(host: RemoteHost, model?: string, o: JobStartOptions = {}): Promise<string> {
   if (model !== undefined && !(KADI_MODELS as readonly string[]).includes(model)) throw new MaintenanceRefusedError(`Unknown model "${model}" (one of ${KADI_MODELS.join(', ')}).`);
-  return startJob(host, { kind: 'reindex', verb: 'reindex', args: kadiOpts(host.profile, { model: model ?? '' }) });
+  return startJob(host, { kind: 'reindex', verb: 'reindex', args: kadiOpts(host.profile, { model: model ?? '' }), ...o });
 }
 
 export interface IndexListing {
@@ -55,7 +60,7 @@ export async function listIndices(host: RemoteHost): Promise<IndexListing> {
  * Removes orphaned indices. Only names the given listing shows as orphans are accepted (never a
  * model/alias name or a pattern); the job checks each again right before removing it.
  */
-export function startRemoveOrphans(host: RemoteHost, listing: IndexListing, names: readonly string[]): Promise<string> {
+export function startRemoveOrphans(host: RemoteHost, listing: IndexListing, names: readonly string[], o: JobStartOptions = {}): Promise<string> {
   const orphans = new Set(listing.orphaned.map((o) => o.name));
   const protectedNames = new Set<string>([...KADI_MODELS, ...listing.live.map((l) => l.name), ...listing.models.map((m) => m.model)]);
   for (const n of names) {
@@ -64,7 +69,7 @@ export function startRemoveOrphans(host: RemoteHost, listing: IndexListing, name
     if (!/^[a-z]+_\d{20}$/.test(n)) throw new MaintenanceRefusedError(`Refusing to remove "${n}": not a plain index name.`);
   }
   if (names.length === 0) throw new MaintenanceRefusedError('No orphaned indices to remove.');
-  return startJob(host, { kind: 'remove-orphans', verb: 'remove_orphans', args: kadiOpts(host.profile, { names: names.join(' ') }) });
+  return startJob(host, { kind: 'remove-orphans', verb: 'remove_orphans', args: kadiOpts(host.profile, { names: names.join(' ') }), ...o });
 }
 
 export interface FilesCheckOptions {
@@ -74,21 +79,21 @@ export interface FilesCheckOptions {
   confirmCount?: number;
 }
 
-export function startFilesCheck(host: RemoteHost, opts: FilesCheckOptions = {}): Promise<string> {
+export function startFilesCheck(host: RemoteHost, opts: FilesCheckOptions = {}, o: JobStartOptions = {}): Promise<string> {
   if (opts.resolve && (opts.confirmCount === undefined || !Number.isInteger(opts.confirmCount) || opts.confirmCount < 1)) {
     throw new MaintenanceRefusedError('Automatic resolution needs the confirmed number of inconsistencies (--confirm-count N).');
   }
   const extra: Record<string, string> = opts.resolve ? { resolve: 'yes', expected: String(opts.confirmCount) } : {};
-  return startJob(host, { kind: 'files-check', verb: 'files_check', args: kadiOpts(host.profile, extra) });
+  return startJob(host, { kind: 'files-check', verb: 'files_check', args: kadiOpts(host.profile, extra), ...o });
 }
 
-export function startRedisSnapshot(host: RemoteHost): Promise<string> {
+export function startRedisSnapshot(host: RemoteHost, o: JobStartOptions = {}): Promise<string> {
   const p = host.profile;
-  return startJob(host, { kind: 'redis-snapshot', verb: 'redis_snapshot', args: kadiOpts(p, { redis_cli: p.redis.cli, redis_port: String(p.redis.port) }) });
+  return startJob(host, { kind: 'redis-snapshot', verb: 'redis_snapshot', args: kadiOpts(p, { redis_cli: p.redis.cli, redis_port: String(p.redis.port) }), ...o });
 }
 
-export function startFixPermissions(host: RemoteHost, d: Discovery): Promise<string> {
+export function startFixPermissions(host: RemoteHost, d: Discovery, o: JobStartOptions = {}): Promise<string> {
   const f = d.facts;
   if (!f.storagePath || !f.uploadsPath) throw new MaintenanceRefusedError('STORAGE_PATH or MISC_UPLOADS_PATH is unknown.');
-  return startJob(host, { kind: 'fix-permissions', verb: 'fix_permissions', args: kadiOpts(host.profile, { storage_path: f.storagePath, uploads_path: f.uploadsPath }) });
+  return startJob(host, { kind: 'fix-permissions', verb: 'fix_permissions', args: kadiOpts(host.profile, { storage_path: f.storagePath, uploads_path: f.uploadsPath }), ...o });
 }

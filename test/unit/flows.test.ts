@@ -119,6 +119,18 @@ describe('flows with a fake front end', () => {
       assert.deepEqual(f.asked, ['job Backup', 'stale-lock dead-1', 'job Backup']);
     });
 
+    it('a front end that breaks stale locks up front (the CLI\'s --break-stale-lock) starts breaking at once, for every flow', async () => {
+      const f = Object.assign(starting({ breakStaleLock: false }), { breakStaleLock: true });
+      const ran = await runJobBreakingStaleLock(f, 'Prune 2 set(s)', async (_h, breaking) => {
+        f.breaks.push(breaking);
+        if (!breaking) throw stale;
+        return 'job-3';
+      });
+      assert.equal(ran?.outcome.result, 'succeeded');
+      assert.deepEqual(f.breaks, [true]);
+      assert.deepEqual(f.asked, ['job Prune 2 set(s)']);
+    });
+
     it('starts nothing more after a no, and never asks about a busy (live) lock or when breaking was asked up front', async () => {
       const no = starting({ breakStaleLock: false });
       assert.equal(await runJobBreakingStaleLock(no, 'Backup', async () => Promise.reject(stale)), undefined);
