@@ -26,6 +26,9 @@ need zstd zstd
 need python3 /usr/bin/python3
 need procps ps
 need util-linux setsid
+# The systemd test host (test/sandbox/systemdHost.ts): a real systemd booted with systemd-nspawn.
+need systemd-container /usr/bin/systemd-nspawn
+need systemd /lib/systemd/systemd
 # The extension-host suite and UI journeys: code-server opened in Debian's chromium (playwright-core
 # drives it); libkrb5-dev for the one native module of code-server that may build from source.
 need chromium /usr/bin/chromium

@@ -49,11 +49,12 @@ def run(argv):
     out('restoring set %s (components: %s)' % (o['set'], o['components']))
     if o.yes('listing'):
         job.write('listing', plan.job_input(job)['listing'])
+    # The services first: the safety backup then holds everything written until Kadi stopped.
+    steps.run('stop-services', services.stop, job, o.words('services'))
     if o.yes('safety'):
         steps.run('safety-backup', safety_backup, ctx, argv)
     else:
         steps.skip('safety-backup', 'opted out')
-    steps.run('stop-services', services.stop, job, o.words('services'))
     pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], plan.job_input(job)['password'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
 
@@ -150,7 +151,15 @@ def safety_backup(ctx, argv):
 def cleanup(argv):
     ctx = _context(argv)
     job, steps = ctx.job, ctx.steps
-    services.start(job, steps.attention)
+    broken = [n for n in ('database', 'files') if os.path.exists(job.path('running', n))]
+    if broken and services.stopped(job):
+        # The database or the trees may now be from different moments: Kadi is not started on them.
+        names = services.stopped(job)
+        steps.attention('the services are left stopped (%s): the %s step failed, so the instance may be inconsistent; '
+                        'restore again, or check it, then start them: sudo systemctl start %s'
+                        % (', '.join(names), ' and '.join(broken), ' '.join(reversed(names))))
+    else:
+        services.start(job, steps.attention)
     # Failed after its own summary (a post-restore check failed): nothing more to say.
     if os.path.exists(job.path('summarised')):
         return 0
@@ -206,8 +215,12 @@ def probe(argv):
         out('systemctl=yes')
         for s in o.words('services') + o.words('redis_service'):
             if services.exists(s):
-                out('service=%s exists %s %s' % (s, services.state(s), 'sudo-ok' if services.may_sudo('systemctl', 'stop', s) else 'no-sudo'))
+                missing = services.missing_rules([s])
+                out('service=%s exists %s %s' % (s, services.state(s), 'no-sudo' if missing else 'sudo-ok'))
+                out(*('sudo_missing=' + m for m in missing))
             else:
                 out('service=%s missing' % s)
+        if o['redis_service'] and o['redis_dump']:
+            out(*('sudo_missing=' + m for m in load('redis').missing_rules(o) if 'systemctl' not in m))
     else:
         out('systemctl=no')

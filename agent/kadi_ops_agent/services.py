@@ -4,6 +4,7 @@ Stopped services are remembered in JOB_DIR/stopped so they are started again at 
 a failure or a cancel (the job's cleanup)."""
 import subprocess
 
+from . import privileges
 from .common import fail, out
 
 
@@ -21,12 +22,14 @@ def state(name):
     return subprocess.run(['systemctl', 'is-active', name], capture_output=True, text=True).stdout.strip()
 
 
-def may_sudo(*argv):
-    return subprocess.run(['sudo', '-n', '-l', *argv], capture_output=True).returncode == 0
+def missing_rules(names):
+    """The stop and start commands of NAMES the Kadi user may not run through sudo."""
+    return [privileges.describe(*privileges.service(a, n)) for n in names for a in ('stop', 'start')
+            if not privileges.allowed(*privileges.service(a, n))]
 
 
 def sudo_systemctl(action, name):
-    return subprocess.run(['sudo', '-n', 'systemctl', action, name]).returncode == 0
+    return privileges.run(*privileges.service(action, name), stdin=subprocess.DEVNULL).returncode == 0
 
 
 def stop(job, names):
@@ -40,19 +43,24 @@ def stop(job, names):
             out('service %s is not running; leaving it stopped' % s)
             continue
         if not sudo_systemctl('stop', s):
-            fail('cannot stop %s: the Kadi user needs passwordless sudo for systemctl stop/start %s' % (s, s))
+            fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s" (kadi-ops sudoers <host> prints them all)'
+                 % (s, privileges.describe(*privileges.service('stop', s))))
         job.append('stopped', s)
         out('stopped ' + s)
+
+
+def stopped(job):
+    return [l for l in job.read('stopped').splitlines() if l]
 
 
 def start(job, attention):
     """Starts again what stop() stopped, in reverse order (the web server last). False when one did
     not start (ATTENTION is called with what to do)."""
-    stopped = [l for l in job.read('stopped').splitlines() if l]
-    if not stopped:
+    names = stopped(job)
+    if not names:
         return True
     ok = True
-    for s in reversed(stopped):
+    for s in reversed(names):
         if sudo_systemctl('start', s):
             out('started ' + s)
         else:

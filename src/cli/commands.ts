@@ -1,5 +1,6 @@
 /** The CLI's verbs. Each takes a context and returns the process exit status. */
 import { discover, type HostFacts } from '../kadi/discovery';
+import { sudoersSnippet } from '../config/sudoers';
 import { formatBytes } from '../core/format';
 import { pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
@@ -47,6 +48,14 @@ export const commands: Record<string, CliCommand> = {
       if (ctx.json) ctx.out(JSON.stringify(facts, null, 2));
       else printFacts(ctx, facts);
       return facts.problems.length === 0 ? 0 : 1;
+    },
+  },
+  sudoers: {
+    args: '<host>',
+    summary: 'print the exact sudoers rules the host needs (its services stop/start, the Redis restore), and nothing more',
+    async run(ctx) {
+      ctx.out(sudoersSnippet(pickProfile(ctx, ctx.positionals[0])).trimEnd());
+      return 0;
     },
   },
   ...jobCommands,

@@ -10,7 +10,12 @@ export const redis: ClientComponent = {
     if (!set.manifest.artifacts.some((a) => a.name === 'redis.rdb')) blockers.push(`Set ${set.name} has no Redis snapshot.`);
     const rs = probe.services.find((x) => x.name === host.profile.redis.service);
     if (!rs?.exists) blockers.push(`Redis service ${host.profile.redis.service} not found (restoring Redis needs systemd).`);
-    else if (!rs.sudoAllowed) blockers.push(`The Kadi user may not run "sudo -n systemctl stop ${rs.name}".`);
+    else {
+      // Every privileged command of a Redis restore, probed before anything changes (agent privileges.py).
+      const { service, dumpPath } = host.profile.redis;
+      const missing = probe.sudoMissing.filter((m) => m.endsWith(` ${service}`) || m.endsWith(` ${dumpPath}`));
+      if (missing.length > 0) blockers.push(`The Kadi user may not run ${missing.map((m) => `"sudo ${m}"`).join(', ')}; add the rules \`kadi-ops sudoers ${host.profile.name}\` prints.`);
+    }
     warnings.push('Restoring Redis replays the Celery tasks that were queued when the backup was taken.');
   },
 };

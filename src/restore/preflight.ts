@@ -114,7 +114,10 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     if (!probe.systemctl || !p || !p.exists) servicesSkipped.push(s);
     else {
       servicesToStop.push(s);
-      if (!p.sudoAllowed) blockers.push(`The Kadi user may not run "sudo -n systemctl stop ${s}"; allow it in sudoers (see README) or remove ${s} from the profile's services.`);
+      if (!p.sudoAllowed) {
+        const rules = probe.sudoMissing.filter((m) => m.endsWith(` ${s}`) && / (stop|start) /.test(m));
+        blockers.push(`The Kadi user may not run ${rules.map((r) => `"sudo ${r}"`).join(' or ') || `"sudo systemctl stop/start ${s}"`}; add the rules \`kadi-ops sudoers ${host.profile.name}\` prints, or remove ${s} from the profile's services.`);
+      }
     }
   }
 

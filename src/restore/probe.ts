@@ -16,7 +16,7 @@ export interface ServiceProbe {
   name: string;
   exists: boolean;
   active?: boolean;
-  /** `sudo -n -l systemctl stop <name>` says the Kadi user may run it. */
+  /** `sudo -n -l` says the Kadi user may run both `systemctl stop <name>` and `systemctl start <name>`. */
   sudoAllowed?: boolean;
 }
 
@@ -34,6 +34,8 @@ export interface LiveProbe {
   dbObjectsError?: string;
   systemctl: boolean;
   services: ServiceProbe[];
+  /** Privileged commands a restore may run that sudoers does not allow, as the agent names them (agent privileges.py). */
+  sudoMissing: string[];
 }
 
 const kb = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v) * 1024);
@@ -69,6 +71,7 @@ export function parseProbe(text: string): LiveProbe {
     dbObjectsError,
     systemctl: kv.get('systemctl') === 'yes',
     services,
+    sudoMissing: kv.all('sudo_missing'),
   };
 }
 
@@ -86,6 +89,7 @@ export async function probeLive(host: RemoteHost, d: Discovery): Promise<LivePro
     psql: f.pg.psql ?? 'psql',
     services: p.services.join(' '),
     redis_service: p.redis.enabled ? p.redis.service : '',
+    redis_dump: p.redis.enabled ? p.redis.dumpPath : '',
   };
   const r = await runAgent(host, 'restore-probe', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
   if (r.code !== 0) throw new RemoteCommandError(`Probing ${p.name} for a restore`, r);

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from ..common import fail, out, step, user_name
-from .. import services
+from .. import privileges, services
 
 NAME = 'redis'
 restore_step = 'redis'
@@ -34,10 +34,18 @@ def backup_finish(ctx):
         return
     step('redis: BGSAVE')
     bgsave(ctx.opts)
-    try:
-        shutil.copyfile(ctx.opts['redis_dump'], os.path.join(ctx.partial, 'redis.rdb'))
-    except OSError as e:
-        fail('cannot copy %s: %s' % (ctx.opts['redis_dump'], e.strerror))
+    dump, target = ctx.opts['redis_dump'], os.path.join(ctx.partial, 'redis.rdb')
+    if os.access(dump, os.R_OK):
+        try:
+            shutil.copyfile(dump, target)
+        except OSError as e:
+            fail('cannot copy %s: %s' % (dump, e.strerror))
+        return
+    # Not readable by the Kadi user (Debian: /var/lib/redis is 750 redis:redis): read as redis.
+    with open(target, 'wb') as f:
+        if privileges.run(*privileges.redis_read(dump), stdout=f, stdin=subprocess.DEVNULL).returncode != 0:
+            fail('cannot read %s: the Kadi user needs the sudoers rule for "%s" (or read access to it)'
+                 % (dump, privileges.describe(*privileges.redis_read(dump))))
 
 
 def verify_quick(ctx):
@@ -142,18 +150,35 @@ def failure_reason(where, size):
 
 
 def restore(ctx):
+    """The guide's steps: the service stopped (so Redis cannot write its memory over the file), the
+    set's snapshot written over the dump as the redis user (the Kadi user opens the set's file itself;
+    tee and chmod on the fixed path are all sudoers allows), mode 660, the service started again."""
     svc, dump = ctx.opts['redis_service'], ctx.opts['redis_dump']
     src = os.path.join(ctx.set_dir, 'redis.rdb')
     if not os.path.isfile(src):
         fail('the set has no Redis snapshot')
     if not services.sudo_systemctl('stop', svc):
-        fail('cannot stop %s: the Kadi user needs passwordless sudo for systemctl stop/start %s' % (svc, svc))
-    if subprocess.run(['sudo', '-n', 'install', '-o', 'redis', '-g', 'redis', '-m', '660', src, dump]).returncode != 0:
+        fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s"' % (svc, privileges.describe(*privileges.service('stop', svc))))
+    out('stopped ' + svc)
+    with open(src, 'rb') as f:
+        wrote = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL).returncode == 0
+    moded = wrote and privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL).returncode == 0
+    if not moded:
         services.sudo_systemctl('start', svc)
-        fail('cannot replace %s (needs sudo for install)' % dump)
+        fail('cannot replace %s: the Kadi user needs the sudoers rules for "%s" and "%s"'
+             % (dump, privileges.describe(*privileges.redis_write(dump)), privileges.describe(*privileges.redis_mode(dump))))
+    out('replaced %s (as redis, mode 660)' % dump)
     if not services.sudo_systemctl('start', svc):
         fail('could not start %s again' % svc)
+    out('started ' + svc)
     ctx.attention('Redis was restored: Celery tasks queued at the time of the backup will run again')
+
+
+def missing_rules(opts):
+    """The privileged commands a Redis restore runs that sudoers does not allow the Kadi user."""
+    svc, dump = opts['redis_service'], opts['redis_dump']
+    cmds = [privileges.service('stop', svc), privileges.service('start', svc), privileges.redis_write(dump), privileges.redis_mode(dump)]
+    return [privileges.describe(*c) for c in cmds if not privileges.allowed(*c)]
 
 
 def probe(ctx):

@@ -1,0 +1,199 @@
+/**
+ * Services, Redis and least privilege on a real systemd host (test/sandbox/systemdHost.ts): the
+ * Kadi units really hold the database and the storage tree, the Kadi user has exactly the sudoers
+ * rules `kadi-ops sudoers` prints. Skipped, loudly, only where the machine cannot boot it.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { listSets, startBackup } from '../../src/backup/backupSets';
+import { resolveProfiles } from '../../src/config/hostProfiles';
+import type { HostProfile } from '../../src/config/types';
+import { MemorySink } from '../../src/core/sink';
+import { discover, type Discovery } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { followJob, type JobOutcome } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import type { RestoreComponent } from '../../src/components';
+import { preflight } from '../../src/restore/preflight';
+import { startRestore } from '../../src/restore/restoreJob';
+import { KADI_SERVICES, startSystemdHost, systemdHostUnavailable, type SystemdHost } from '../sandbox/systemdHost';
+import { newPool } from './fixture';
+
+interface Ran {
+  outcome: JobOutcome;
+  log: string;
+}
+
+/** Who held the database while a kadi-ops job's own session was active, sampled every 50 ms. */
+class SessionWatch {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  /** Samples in which a kadi-ops session was active. */
+  readonly withJob: string[][] = [];
+
+  constructor(private readonly h: SystemdHost) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.busy) return;
+      this.busy = true;
+      this.h
+        .psql("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'kadi-%' AND state IS NOT NULL")
+        .then((out) => {
+          const names = out.split('\n').filter(Boolean);
+          if (names.some((n) => n.startsWith('kadi-ops-'))) this.withJob.push(names);
+        })
+        .catch(() => undefined)
+        .finally(() => (this.busy = false));
+    }, 50);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Kadi's own sessions seen at the same time as the job's. */
+  kadiDuringJob(): string[] {
+    return [...new Set(this.withJob.flat().filter((n) => !n.startsWith('kadi-ops-')))];
+  }
+}
+
+describe('services and Redis on a real systemd host', function () {
+  this.timeout(600000);
+  let h: SystemdHost;
+  let pool: ConnectionPool;
+  let profile: HostProfile;
+  let host: RemoteHost;
+  let d: Discovery;
+
+  before(async function () {
+    const why = systemdHostUnavailable();
+    if (why) {
+      process.stderr.write(`\nSKIPPED: the systemd host tests cannot run on this machine: ${why}\n`);
+      this.skip();
+    }
+    h = await startSystemdHost();
+    pool = newPool();
+    profile = resolveProfiles([h.profile()], { sshConfigText: '' }).profiles[0];
+    host = await pool.get(profile);
+    d = await discover(host);
+  });
+
+  after(async () => {
+    await pool?.closeAll();
+    await h?.stop();
+  });
+
+  async function follow(id: string): Promise<Ran> {
+    const sink = new MemorySink();
+    const outcome = await followJob(host, id, { sink });
+    return { outcome, log: sink.text() };
+  }
+
+  async function backup(opts: { stopServices?: boolean } = {}): Promise<{ ran: Ran; set: string }> {
+    const ran = await follow(await startBackup(host, d, { redis: true, ...opts }));
+    assert.equal(ran.outcome.result, 'succeeded', ran.log);
+    return { ran, set: /^set=(\S+)$/m.exec(ran.log)?.[1] as string };
+  }
+
+  async function restore(set: string, components: RestoreComponent[]): Promise<Ran> {
+    const plan = await preflight(host, d, set, { components });
+    assert.deepEqual(plan.blockers, [], plan.blockers.join('\n'));
+    return follow(await startRestore(host, d, plan));
+  }
+
+  const heartbeats = async (): Promise<number> => Number(await h.psql('SELECT count(*) FROM heartbeat', 'kadi'));
+
+  it('a full restore stops the Kadi services first, runs with none of them holding the database, takes the safety backup after they stopped, and starts them again', async () => {
+    const { set } = await backup();
+    assert.ok((await heartbeats()) > 0, 'kadi-celery writes');
+    const watch = new SessionWatch(h);
+    watch.start();
+    let ran: Ran;
+    try {
+      ran = await restore(set, ['db', 'storage', 'uploads']);
+    } finally {
+      watch.stop();
+    }
+    assert.equal(ran.outcome.result, 'succeeded', ran.log);
+    for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^stopped ${s}$`, 'm'));
+    assert.ok(ran.log.indexOf('stopped kadi-celery') < ran.log.indexOf('[step] safety-backup'), 'services stop before the safety backup');
+    assert.ok(watch.withJob.length > 0, 'the job\'s own sessions were seen (the watch works)');
+    assert.deepEqual(watch.kadiDuringJob(), [], 'no Kadi process held the database while the job ran');
+    assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+    // Everything kadi-celery wrote before it stopped is in the safety set.
+    const stoppedAt = Number(fs.readFileSync(path.join(h.root, h.heartbeatCountFile), 'utf8'));
+    const safety = /^safety_set=(\S+)$/m.exec(ran.log)?.[1] as string;
+    const counts = JSON.parse(await fs.promises.readFile(path.join(h.root, h.backupDir, safety, 'db.counts.json'), 'utf8')) as { tables: [string, string, number][] };
+    const inSafety = counts.tables.find(([sch, t]) => sch === 'public' && t === 'heartbeat')?.[2];
+    assert.equal(inSafety, stoppedAt, 'the safety set holds every row written until Kadi stopped');
+  });
+
+  it('a failed database step leaves the services stopped and says so, instead of starting Kadi on an inconsistent instance', async () => {
+    const { set } = await backup();
+    await h.psql(
+      "CREATE FUNCTION public.no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'DDL refused by the DBA (test)'; END $$;\nCREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION public.no_ddl();",
+      'kadi',
+    );
+    try {
+      const ran = await restore(set, ['db', 'storage', 'uploads']);
+      assert.equal(ran.outcome.result, 'failed', ran.log);
+      assert.match(ran.log, /the services are left stopped \(kadi-uwsgi, kadi-celery, kadi-celerybeat, apache2\): the database step failed/);
+      assert.match(ran.log, /sudo systemctl start apache2 kadi-celerybeat kadi-celery kadi-uwsgi/);
+      assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'inactive'));
+    } finally {
+      await h.psql('DROP EVENT TRIGGER IF EXISTS no_ddl;\nDROP FUNCTION IF EXISTS public.no_ddl();', 'kadi');
+      await h.exec(['systemctl', 'start', ...KADI_SERVICES]);
+    }
+    assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+  });
+
+  it('a Redis restore follows the guide: service stopped while the file is replaced, redis:redis 660, running again; a key from before the backup is back, one from after is gone', async () => {
+    await h.redisCli('SET', 'kadi-ops:before', 'written before the backup');
+    const { set } = await backup();
+    await h.redisCli('SET', 'kadi-ops:after', 'written after the backup');
+    await h.redisCli('DEL', 'kadi-ops:before');
+    const invocation = async (): Promise<string> => (await h.exec(['systemctl', 'show', '-p', 'InvocationID', '--value', 'redis-server'])).stdout.trim();
+    const before = await invocation();
+    const ran = await restore(set, ['redis']);
+    assert.equal(ran.outcome.result, 'succeeded', ran.log);
+    assert.match(ran.log, /^stopped redis-server\n(.*\n)*replaced \/var\/lib\/redis\/dump\.rdb \(as redis, mode 660\)\n(.*\n)*started redis-server$/m);
+    assert.notEqual(await invocation(), before, 'redis-server was restarted');
+    assert.deepEqual(await h.isActive('redis-server'), ['active']);
+    assert.equal((await h.exec(['stat', '-c', '%U:%G %a', h.redisDump])).stdout.trim(), 'redis:redis 660');
+    assert.equal(await h.redisCli('GET', 'kadi-ops:before'), 'written before the backup');
+    assert.equal(await h.redisCli('GET', 'kadi-ops:after'), '');
+  });
+
+  it('backup --stop-services stops the Kadi services around the dump and copies, and starts them again', async () => {
+    const watch = new SessionWatch(h);
+    watch.start();
+    let ran: Ran;
+    try {
+      ({ ran } = await backup({ stopServices: true }));
+    } finally {
+      watch.stop();
+    }
+    for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^stopped ${s}$`, 'm'));
+    assert.ok(watch.withJob.length > 0, 'the dump\'s session was seen');
+    assert.deepEqual(watch.kadiDuringJob(), []);
+    assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+    assert.ok((await listSets(host)).sets.some((s) => ran.log.includes(`set=${s.name}`)));
+  });
+
+  it('the preflight probes every privileged command it will run, start included, and names the missing rule before anything changes', async () => {
+    const file = path.join(h.root, 'etc/sudoers.d/kadi-ops');
+    const rules = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, rules.replace(', /usr/bin/systemctl start apache2', '').replace(', /usr/bin/tee /var/lib/redis/dump.rdb', ''));
+    try {
+      const { set } = await backup();
+      const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads', 'redis'] });
+      assert.ok(plan.blockers.some((b) => b.includes('"sudo /usr/bin/systemctl start apache2"') && b.includes('kadi-ops sudoers systemd-host')), plan.blockers.join('\n'));
+      assert.ok(plan.blockers.some((b) => b.includes('"sudo (as redis) /usr/bin/tee /var/lib/redis/dump.rdb"')), plan.blockers.join('\n'));
+      assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'), 'nothing was stopped');
+    } finally {
+      fs.writeFileSync(file, rules);
+    }
+  });
+});
