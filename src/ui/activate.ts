@@ -1,4 +1,5 @@
 /** Wires the core to VS Code: tree, commands, output channels, secrets and host-key prompts. */
+import { sudoersSnippet } from '../config/sudoers';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -74,6 +75,23 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
         channel.error((e as Error).message);
         void showError(`${profile.name}: ${(e as Error).message}`, channel);
       }
+    }),
+    vscode.commands.registerCommand('kadiOps.showSudoers', async (node?: TreeNode) => {
+      const profile = await pickHost(deps, node);
+      if (!profile) return;
+      let snippet: string;
+      try {
+        snippet = sudoersSnippet(profile);
+      } catch (e) {
+        void vscode.window.showErrorMessage(`${profile.name}: ${(e as Error).message}`);
+        return;
+      }
+      // Shown in the host's output channel (nothing to save), with the rules one click from the clipboard.
+      const channel = outputs.channel(profile.name);
+      channel.info(`sudoers rules for ${profile.name} (kadi-ops sudoers ${profile.name}):\n${snippet}`);
+      channel.show(true);
+      const copy = await vscode.window.showInformationMessage(`${profile.name}: the exact sudoers rules Kadi Ops needs are in the output. Install them with visudo -f /etc/sudoers.d/kadi-ops.`, 'Copy Rules');
+      if (copy) await vscode.env.clipboard.writeText(snippet);
     }),
     vscode.commands.registerCommand('kadiOps.addHost', async () => {
       const sshConfig = path.join(os.homedir(), '.ssh', 'config');
