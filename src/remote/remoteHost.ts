@@ -71,15 +71,32 @@ export class RemoteHost {
       }
       this.sudoNeedsPassword = true;
     }
-    const { req, password } = await this.sudoPassword();
+    const { password } = await this.validatedSudoPassword(conn);
     const stdin = Buffer.concat([Buffer.from(password + '\n'), toBuffer(opts.stdin)]);
-    const result = await conn.exec(this.wrap(node, true), { ...opts, stdin, killGroup });
-    if (result.code === 1 && /incorrect password|Sorry, try again/.test(result.stderr)) {
-      await this.secrets.reject?.(req);
-      throw new Error(`sudo on ${this.profile.name} rejected the password.`);
-    }
-    await this.secrets.confirm?.(req, password);
-    return result;
+    return conn.exec(this.wrap(node, true), { ...opts, stdin, killGroup });
+  }
+
+  /**
+   * The sudo password, checked once on its own (`sudo -S -k -v` with nothing but the password on
+   * stdin) before it is ever put in front of a command's stdin: a wrong password must not make sudo
+   * read the command's input (the database password, a listing) as its next attempts.
+   */
+  private validated: Promise<{ password: string }> | undefined;
+  private validatedSudoPassword(conn: SshConnection): Promise<{ password: string }> {
+    this.validated ??= (async () => {
+      const { req, password } = await this.sudoPassword();
+      const r = await conn.exec(buildCommand(['sudo', '-S', '-k', '-v', '-p', '']), { stdin: Buffer.from(password + '\n') });
+      if (r.code !== 0) {
+        await this.secrets.reject?.(req);
+        throw new Error(`sudo on ${this.profile.name} rejected the password.`);
+      }
+      await this.secrets.confirm?.(req, password);
+      return { password };
+    })().catch((e: unknown) => {
+      this.validated = undefined;
+      throw e;
+    });
+    return this.validated;
   }
 
   /** Like run, but a non-zero exit status is an error naming what failed. */
@@ -98,7 +115,7 @@ export class RemoteHost {
     if (this.profile.runAs === 'direct') return { command: buildCommand(node), stdinPrefix: Buffer.alloc(0) };
     if (this.sudoNeedsPassword === undefined) await this.check('sudo', ['true']);
     if (!this.sudoNeedsPassword) return { command: this.wrap(node, false), stdinPrefix: Buffer.alloc(0) };
-    const { password } = await this.sudoPassword();
+    const { password } = await this.validatedSudoPassword(await this.live());
     return { command: this.wrap(node, true), stdinPrefix: Buffer.from(password + '\n') };
   }
 

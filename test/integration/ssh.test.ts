@@ -164,6 +164,11 @@ describe('SSH core against the sandbox sshd', function () {
       const wrong = new ConnectionPool({ secrets: new ScriptedSecrets({ password: pw.password, sudo: 'wrong' }), hostKeys: new ScriptedHostKeys() });
       try {
         await assert.rejects((await wrong.get(profile)).run(['true']), /sudo on sandbox-password rejected the password/);
+        // The command's stdin is never read by sudo as a further attempt: here it begins with the
+        // right password, which sudo would otherwise accept as its second try and run the command.
+        const canary = path.join(sb.backupDir, 'sudo-stdin-canary');
+        await assert.rejects((await wrong.get(profile)).run(['tee', canary], { stdin: `${pw.password}\nsecret input\n` }), /rejected the password/);
+        assert.equal(fs.existsSync(canary), false, 'the command never ran');
       } finally {
         wrong.closeAll();
       }
