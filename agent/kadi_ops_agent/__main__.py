@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from .common import Failure, Usage
+from .common import Failure, Usage, one_line
 
 # Verb -> (module, function). Job verbs (backup, verify, restore, prune, the maintenance steps,
 # sleep) run through job-start; the others answer at once.
@@ -78,16 +78,16 @@ def call(fn, args, verb=''):
         rc = fn(args)
     except Usage as e:
         sys.stdout.flush()
-        sys.stderr.write('kadi-ops: %s\n' % e)
+        sys.stderr.write('kadi-ops: %s\n' % one_line(e))
         rc = 2
     except Failure as e:
         sys.stdout.flush()
-        sys.stderr.write('ERROR: %s\n' % e)
+        sys.stderr.write('ERROR: %s\n' % one_line(e))
         rc = 1
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
         if e.code is not None and not isinstance(e.code, int):
-            sys.stderr.write('%s\n' % e.code)
+            sys.stderr.write('%s\n' % one_line(e.code))
     except (ValueError, IndexError) as e:
         if not verb:
             raise

@@ -74,15 +74,22 @@ def fail(msg):
 
 def out(*lines):
     """Machine-readable `key=value` lines and human lines on stdout, flushed at once (the log
-    interleaves them with the output of the commands the agent runs)."""
+    interleaves them with the output of the commands the agent runs). A line never holds a newline
+    or a carriage return of its own: one given value cannot become two lines of the protocol."""
     for line in lines:
-        sys.stdout.write(line + '\n')
+        sys.stdout.write(one_line(line) + '\n')
     sys.stdout.flush()
+
+
+def one_line(text):
+    """TEXT with its own line breaks shown as \\n and \\r: a value (an identifier, a server's message)
+    cannot start a line of the protocol."""
+    return str(text).replace('\r', '\\r').replace('\n', '\\n')
 
 
 def warn(msg):
     sys.stdout.flush()
-    sys.stderr.write(msg + '\n')
+    sys.stderr.write(one_line(msg) + '\n')
     sys.stderr.flush()
 
 

@@ -15,7 +15,7 @@ import collections, concurrent.futures, itertools, json, os, stat, threading
 import hashlib
 import sys
 
-from .common import Progress
+from .common import Progress, one_line
 
 
 def main(argv):
@@ -98,7 +98,7 @@ def main(argv):
     output_lock = threading.Lock()
     def say(line):
         with output_lock:
-            sys.stdout.write(line + '\n'); sys.stdout.flush()
+            sys.stdout.write(one_line(line) + '\n'); sys.stdout.flush()
 
     vanished = 0
     def note_vanished(rel, what, kept='not in the set'):
@@ -317,7 +317,7 @@ def main(argv):
                         say('%s: symbolic link %s copied as a link (not checksummed)' % (name, r))
                         tick()
                     else:
-                        print('WARNING: %s: skipping special file %s' % (name, r), file=sys.stderr, flush=True)
+                        print('WARNING: %s: skipping special file %s' % (name, one_line(r)), file=sys.stderr, flush=True)
                         tick()
                 finish_dirs()
             while pending: collect_oldest()

@@ -1,7 +1,9 @@
 """facts KADI_CLI KADI_CONFIG BACKUP_DIR PGHOST PGPORT PGDB PGUSER (password on stdin): what the
 client needs to know about a host, as key=value lines."""
 import glob
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,20 +45,30 @@ def collect(cli, cfg, backup_dir, conn):
         ok = r.returncode == 0
     except OSError:
         ok, lines = False, []
-    out('kadi_version=' + (lines[-1] if lines else '') if ok else 'kadi_version_error=kadi --version failed')
+    version = lines[-1].strip() if ok and lines else ''
+    if ok and re.fullmatch(r'[0-9A-Za-z.+_-]{1,40}', version):
+        out('kadi_version=' + version)
+    else:
+        out('kadi_version_error=kadi --version failed' if not ok else 'kadi_version_error=kadi --version printed %s' % json.dumps(version[:80]))
     psql = pg.any_psql()
     if psql:
         conn.psql = psql
         out('psql=' + psql)
         ok, num = conn.query('show server_version_num', check=False)
+        if ok and not re.fullmatch(r'[0-9]{5,7}', num):
+            # Whatever answered is no PostgreSQL server this agent knows; its text is not passed on.
+            ok, num = False, 'the server reported a version number that is not one: %s' % json.dumps(num[:80])
         if ok:
             out('pg_server_version_num=' + num)
             major = int(num) // 10000
             out('pg_server_major=%d' % major, 'pg_dump=' + pg.tool_for_major('pg_dump', major),
                 'pg_restore=' + pg.tool_for_major('pg_restore', major))
             ok, rev = conn.query('select version_num from alembic_version', check=False)
-            if ok:
+            if ok and re.fullmatch(r'[0-9A-Za-z_]{1,64}', rev):
                 out('alembic_revision=' + rev)
+            elif ok:
+                # Not an alembic revision id (several rows, a newline, shell text): named, never passed on.
+                out('alembic_revision_error=alembic_version holds %s, not one revision id' % json.dumps(rev[:120]))
         else:
             out('pg_error=' + num.replace('\n', ' '))
     else:

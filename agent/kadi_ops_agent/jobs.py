@@ -10,6 +10,7 @@ whole group, the verb ends, and the runner stops whatever the verb left running,
 cleanup and writes the status. So a set is only ever complete or absent.
 """
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,9 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
     lock prints the holder and exits 75."""
     if not JOB_ID_RE.match(job_id):
         die('bad job id')
+    for what, v in (('kind', kind), ('operator', operator), ('client', client)):
+        if not v or any(c in v for c in '\r\n\0') or len(v) > 200:
+            die('bad job %s: %s' % (what, json.dumps(v[:80])))
     if verb.replace('-', '_') not in job_verbs():
         die('%s cannot run as a job' % verb)
     st = state_dir(backup_dir)
@@ -143,7 +147,7 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
     started = utc_now()
     with open(os.path.join(d, 'meta'), 'w') as f:
         f.write('id=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\ncommand=%s\n'
-                % (job_id, kind, operator, client, started, ' '.join([verb, *args])))
+                % (job_id, kind, operator, client, started, ' '.join(a.replace('\r', '\\r').replace('\n', '\\n') for a in [verb, *args])))
     lock_path = os.path.join(st, 'lock')
     lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

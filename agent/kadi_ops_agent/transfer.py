@@ -27,7 +27,7 @@ import stat
 import subprocess
 import sys
 
-from .common import check_set_name, die, fail, out, sha256, sync_fs
+from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs
 
 USAGE = 'usage: transfer list ROOT | transfer seal-check UPLOAD | transfer link BACKUP_DIR SET UPLOAD'
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
@@ -67,8 +67,8 @@ def seal_check(upload):
             if path != ".received": have[path] = (size, digest)
     bad = [p for p in want if have.get(p) != want[p]]
     extra = [p for p in have if p not in want]
-    for p in bad[:20]: print("mismatch: %s: %s, expected %s" % (p, have.get(p, "missing"), want[p]), file=sys.stderr)
-    for p in extra[:20]: print("unexpected file: %s" % p, file=sys.stderr)
+    for p in bad[:20]: print("mismatch: %s: %s, expected %s" % (one_line(p), have.get(p, "missing"), want[p]), file=sys.stderr)
+    for p in extra[:20]: print("unexpected file: %s" % one_line(p), file=sys.stderr)
     return 1 if bad or extra or "manifest.json" not in have else 0
 
 

@@ -16,7 +16,7 @@ import datetime
 import json
 import os
 
-from .common import Progress, sha256
+from .common import Progress, one_line, sha256
 
 USAGE = 'usage: verify-quick SET_DIR TOC_OK TOC_ENTRIES OUT ARCHIVES_TSV'
 
@@ -91,6 +91,6 @@ def main(argv):
     result = {'level': 'quick', 'ok': not problems, 'problems': problems[:1000], 'problemCount': len(problems),
               'files': checked_files, 'bytes': checked_bytes,
               'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}
-    for p in problems[:200]: print('PROBLEM: ' + p)
+    for p in problems[:200]: print('PROBLEM: ' + one_line(p))
     with open(out, 'w') as f: json.dump(result, f)
     print('checked %d files, %d bytes: %d problem(s)' % (checked_files, checked_bytes, len(problems)))

@@ -13,6 +13,8 @@ Exit status: 0 ok, 1 problems found, 3 ok but deep verification could not run.
 import json
 import os
 
+from .common import one_line
+
 USAGE = 'usage: verify-result SET_DIR JOB_DIR LEVEL'
 
 
@@ -38,8 +40,8 @@ def main(argv):
     tmp = os.path.join(d, '.verify.json.tmp')
     with open(tmp, 'w') as f: json.dump(r, f)
     os.rename(tmp, os.path.join(d, '.verify.json'))
-    for p in r['problems'][:200]: print('PROBLEM: ' + p)
-    for w in r.get('warnings', [])[:200]: print('WARNING: ' + w)
-    if not_run: print('deep verification could not run: %s' % not_run)
+    for p in r['problems'][:200]: print('PROBLEM: ' + one_line(p))
+    for w in r.get('warnings', [])[:200]: print('WARNING: ' + one_line(w))
+    if not_run: print('deep verification could not run: %s' % one_line(not_run))
     print('verified=%s level=%s problems=%d' % ('ok' if r['ok'] else 'failed', r['level'], r['problemCount']))
     return 1 if not r['ok'] else 3 if not_run else 0

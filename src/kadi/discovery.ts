@@ -22,7 +22,11 @@ export interface HostFacts {
   hostname?: string;
   remoteUser?: string;
   kadiVersion?: string;
+  /** Why the kadi CLI's version could not be used (it failed, or printed no version). */
+  kadiVersionError?: string;
   alembicRevision?: string;
+  /** Why alembic_version's content is not a revision id (several rows, control characters, …). */
+  alembicRevisionError?: string;
   database: DatabaseTarget;
   storagePath: string;
   uploadsPath: string;
@@ -117,6 +121,8 @@ async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ dis
     remoteUser: kv.get('remote_user'),
     kadiVersion: kv.get('kadi_version'),
     alembicRevision: kv.get('alembic_revision'),
+    alembicRevisionError: kv.get('alembic_revision_error'),
+    kadiVersionError: kv.get('kadi_version_error'),
     database,
     storagePath,
     uploadsPath,
@@ -124,9 +130,9 @@ async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ dis
     pg: {
       serverVersionNum: num ? Number(num) : undefined,
       serverMajor: kv.get('pg_server_major') ? Number(kv.get('pg_server_major')) : undefined,
-      psql: kv.get('psql') || undefined,
-      pgDump: kv.get('pg_dump') || undefined,
-      pgRestore: kv.get('pg_restore') || undefined,
+      psql: toolPath(kv.get('psql')),
+      pgDump: toolPath(kv.get('pg_dump')),
+      pgRestore: toolPath(kv.get('pg_restore')),
       installedPgDumps: kv.all('pg_dump_available'),
       error: kv.get('pg_error'),
     },
@@ -145,13 +151,19 @@ async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ dis
   return { discovery: { facts, dbPassword }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
 }
 
+/** A client binary the host reported: used only when it is a plain absolute path (it will be run). */
+function toolPath(v: string | undefined): string | undefined {
+  return v && /^\/[A-Za-z0-9/._+-]+$/.test(v) ? v : undefined;
+}
+
 function kbToBytes(v: string | undefined): number | undefined {
   return v === undefined || v === '' ? undefined : Number(v) * 1024;
 }
 
 function findProblems(f: HostFacts): string[] {
   const p: string[] = [];
-  if (!f.kadiVersion) p.push('The kadi CLI did not report its version.');
+  if (!f.kadiVersion) p.push(f.kadiVersionError ? `The kadi CLI did not report its version: ${f.kadiVersionError.replace(/^kadi --version /, '')}.` : 'The kadi CLI did not report its version.');
+  if (f.alembicRevisionError) p.push(`The database's schema revision is not usable: ${f.alembicRevisionError}.`);
   if (f.pg.error) p.push(`PostgreSQL is not reachable as ${f.database.user}@${f.database.host}:${f.database.port}/${f.database.name}: ${f.pg.error}`);
   else if (f.pg.serverMajor !== undefined && !f.pg.pgDump) {
     p.push(`No pg_dump for PostgreSQL ${f.pg.serverMajor} on the host (looked in /usr/lib/postgresql/${f.pg.serverMajor}/bin and PATH); install postgresql-client-${f.pg.serverMajor}.`);

@@ -89,7 +89,13 @@ export async function checkAgent(host: RemoteHost, what: string, verb: string, a
   return result;
 }
 
-/** Parses `key=value` lines; repeated keys collect into arrays via `all`. */
+export class AgentProtocolError extends Error {}
+
+/**
+ * Parses `key=value` lines; repeated keys collect into arrays via `all`. A key read with `get` must
+ * appear once: a value that smuggled in a line of its own (the agent never lets one) would repeat a
+ * key, and is refused rather than believed.
+ */
 export function parseKeyValues(text: string): { get(key: string): string | undefined; all(key: string): string[] } {
   const map = new Map<string, string[]>();
   for (const line of text.split('\n')) {
@@ -98,5 +104,12 @@ export function parseKeyValues(text: string): { get(key: string): string | undef
     const k = line.slice(0, i);
     map.set(k, [...(map.get(k) ?? []), line.slice(i + 1)]);
   }
-  return { get: (k) => map.get(k)?.at(-1), all: (k) => map.get(k) ?? [] };
+  return {
+    get: (k) => {
+      const v = map.get(k);
+      if (v && v.length > 1) throw new AgentProtocolError(`The host agent's answer repeats "${k}" (${v.length} times); it is not trusted.`);
+      return v?.[0];
+    },
+    all: (k) => map.get(k) ?? [],
+  };
 }

@@ -105,7 +105,7 @@ describe('restore against the sandbox host', function () {
     assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
     // Database and files are restored side by side: both start before either ends.
     const names = r.report.steps.map((s) => s.name);
-    assert.deepEqual([...names.slice(0, 2), ...names.slice(2, 4).sort(), ...names.slice(4)], ['safety-backup', 'stop-services', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
+    assert.deepEqual([...names.slice(0, 2), ...names.slice(2, 4).sort(), ...names.slice(4)], ['stop-services', 'safety-backup', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
     const at = (re: RegExp): number => r.log.split('\n').findIndex((l) => re.test(l));
     assert.ok(Math.max(at(/^\[step\] database$/), at(/^\[step\] files$/)) < Math.min(at(/^timing=database /), at(/^timing=files /)), r.log);
   });

@@ -86,5 +86,5 @@ def diff(argv):
                 d = subprocess.run(['diff', '-u', '--label', 'backup:' + live, '--label', 'live:' + live, saved, live],
                                    capture_output=True, text=True, errors='replace')
                 if d.stdout:
-                    out(d.stdout.rstrip('\n'))
+                    out(*d.stdout.rstrip('\n').split('\n'))
                 out('--- end diff ' + live)
