@@ -12,6 +12,11 @@ const ENV_BY_KIND: Record<SecretRequest['kind'], string> = {
   sudo: 'KADI_OPS_SUDO_PASSWORD',
 };
 
+/** A host profile's name as an environment variable suffix: upper case, other characters as `_`. */
+export function envHostSuffix(host: string): string {
+  return host.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
 export class TerminalSecrets implements SecretProvider {
   private readonly cache = new Map<string, string>();
 
@@ -19,7 +24,8 @@ export class TerminalSecrets implements SecretProvider {
     const key = `${req.kind}\0${req.host}\0${req.subject}`;
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached;
-    const fromEnv = process.env[ENV_BY_KIND[req.kind]];
+    // Per host first (KADI_OPS_SUDO_PASSWORD_PROD for host "prod"), then for every host.
+    const fromEnv = process.env[`${ENV_BY_KIND[req.kind]}_${envHostSuffix(req.host)}`] ?? process.env[ENV_BY_KIND[req.kind]];
     if (fromEnv !== undefined) return fromEnv;
     if (!process.stdin.isTTY || !process.stderr.isTTY) return undefined;
     const value = await askHidden(`${req.prompt}: `);
@@ -37,6 +43,16 @@ export class TerminalHostKeys implements HostKeyPrompt {
 
   async onUnknownHostKey(info: UnknownHostKey): Promise<'accept-once' | 'trust' | 'reject'> {
     const text = `The authenticity of host ${info.host} (profile "${info.profile}") can't be established.\n${info.keyType} key fingerprint is ${info.fingerprint}.`;
+    if (info.otherKeyTypes?.length) {
+      // Known with other key types: a new type may be an attacker's key. Never accepted unattended.
+      const warning = `${text}\nWARNING: known_hosts has ${info.otherKeyTypes.join(', ')} key(s) for this host, not ${info.keyType}: the server may have been replaced.`;
+      if (this.acceptNew || !process.stdin.isTTY || !process.stderr.isTTY) {
+        process.stderr.write(`${warning}\nRefusing a key of a new type without a person deciding (--accept-new-host-key does not cover it). Check with the host's administrator, then add it with ssh-keyscan -t ${info.keyType.replace(/^ssh-/, '')}.\n`);
+        return 'reject';
+      }
+      const answer = (await ask(`${warning}\nTrust it anyway? (yes/no/once) `)).trim().toLowerCase();
+      return answer === 'yes' ? 'trust' : answer === 'once' ? 'accept-once' : 'reject';
+    }
     if (this.acceptNew) {
       process.stderr.write(`${text}\nTrusting it (--accept-new-host-key) and adding it to known_hosts.\n`);
       return 'trust';

@@ -25,26 +25,64 @@ export function teeSink(...sinks: OutputSink[]): OutputSink {
   return { lines: (stream, lines) => sinks.forEach((s) => s.lines(stream, lines)) };
 }
 
+/** The longest line kept whole; the rest of a longer one is counted, not kept. */
+export const MAX_LINE = 1024 * 1024;
+
 /**
  * Splits a byte stream into lines across chunk boundaries. Decodes UTF-8 incrementally so a
- * multi-byte character split between two chunks is not mangled.
+ * multi-byte character split between two chunks is not mangled. Only each new chunk is searched for
+ * line ends (a long line costs linear time), and a line longer than `maxLine` characters keeps its
+ * first `maxLine` and says how much was left out, so memory stays bounded.
  */
 export class LineSplitter {
-  private rest = '';
+  private rest: string[] = [];
+  private restLength = 0;
+  private dropped = 0;
   private readonly decoder = new TextDecoder('utf-8');
-  constructor(private readonly emit: (lines: string[]) => void) {}
+  constructor(private readonly emit: (lines: string[]) => void, private readonly maxLine = MAX_LINE) {}
 
   push(chunk: Buffer | Uint8Array): void {
-    const text = this.rest + this.decoder.decode(chunk, { stream: true });
-    const parts = text.split('\n');
-    this.rest = parts.pop() ?? '';
-    if (parts.length > 0) this.emit(parts.map(stripCr));
+    const text = this.decoder.decode(chunk, { stream: true });
+    const nl = text.indexOf('\n');
+    if (nl < 0) {
+      this.keep(text);
+      return;
+    }
+    this.keep(text.slice(0, nl));
+    const parts = text.slice(nl + 1).split('\n');
+    const last = parts.pop() ?? '';
+    const lines = [this.take(), ...parts.map((p) => this.bounded(p))];
+    this.keep(last);
+    this.emit(lines.map(stripCr));
   }
 
   end(): void {
-    const text = this.rest + this.decoder.decode();
-    this.rest = '';
-    if (text.length > 0) this.emit([stripCr(text)]);
+    this.keep(this.decoder.decode());
+    if (this.restLength > 0 || this.dropped > 0) this.emit([stripCr(this.take())]);
+  }
+
+  private keep(text: string): void {
+    const room = this.maxLine - this.restLength;
+    if (text.length <= room) {
+      if (text.length > 0) this.rest.push(text);
+      this.restLength += text.length;
+    } else {
+      if (room > 0) this.rest.push(text.slice(0, room));
+      this.restLength += Math.max(0, room);
+      this.dropped += text.length - Math.max(0, room);
+    }
+  }
+
+  private take(): string {
+    const line = this.rest.join('') + (this.dropped > 0 ? ` [kadi-ops: line cut, ${this.dropped} more characters not kept]` : '');
+    this.rest = [];
+    this.restLength = 0;
+    this.dropped = 0;
+    return line;
+  }
+
+  private bounded(line: string): string {
+    return line.length <= this.maxLine ? line : `${line.slice(0, this.maxLine)} [kadi-ops: line cut, ${line.length - this.maxLine} more characters not kept]`;
   }
 }
 

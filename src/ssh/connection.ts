@@ -12,7 +12,7 @@ import type { HostProfile } from '../config/types';
 import type { SecretProvider, SecretRequest } from '../core/secrets';
 import { LineSplitter, nullSink, type OutputSink } from '../core/sink';
 import { buildCommand, PGID_MARKER, withPgidReport } from '../core/shellCommand';
-import { appendKnownHost, checkHostKey, fingerprintSha256, formatKnownHostsLine, keyTypeFromBlob } from './knownHosts';
+import { appendKnownHost, checkHostKey, fingerprintSha256, formatKnownHostsLine, keyTypeFromBlob, knownKeyTypes } from './knownHosts';
 import { CancelledError, ChannelClosedError, HostKeyChangedError, HostKeyRejectedError, SshError } from './errors';
 
 /**
@@ -29,6 +29,8 @@ export interface UnknownHostKey {
   port: number;
   keyType: string;
   fingerprint: string;
+  /** Keys of these other types are already known for the host: a new type is suspicious. */
+  otherKeyTypes?: string[];
 }
 
 /** The only question the SSH layer asks a human: trust a host key seen for the first time? */
@@ -118,6 +120,8 @@ export class SshConnection {
       },
       authHandler: makeAuthHandler(profile, deps),
     };
+    const known = knownKeyTypes(knownHostsText(profile), profile.ssh.hostName, profile.ssh.port);
+    if (known.length > 0) config.algorithms = { serverHostKey: preferredHostKeyAlgorithms(known, SERVER_HOST_KEY_ALGORITHMS) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
     try {
       await new Promise<void>((resolve, reject) => {
         client.once('ready', () => resolve());
@@ -233,18 +237,24 @@ export class SshConnection {
   }
 }
 
+/** Keeps a command's output up to `limit` bytes; what is left out is counted, and the text says so. */
 class Collector {
   private chunks: Buffer[] = [];
   private size = 0;
+  private dropped = 0;
   constructor(private readonly limit: number) {}
   add(d: Buffer | string): void {
     const b = typeof d === 'string' ? Buffer.from(d) : d;
-    if (this.size >= this.limit) return;
+    if (this.size >= this.limit) {
+      this.dropped += b.length;
+      return;
+    }
     this.chunks.push(b);
     this.size += b.length;
   }
   text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
+    const text = Buffer.concat(this.chunks).toString('utf8');
+    return this.dropped > 0 ? `${text}\n[kadi-ops: output cut after ${this.size} bytes, ${this.dropped} more not kept]\n` : text;
   }
 }
 
@@ -260,11 +270,32 @@ function readKnownHosts(file: string): string {
   }
 }
 
+/** The system-wide known_hosts, read after the user's (as ssh(1) reads GlobalKnownHostsFile). */
+export const GLOBAL_KNOWN_HOSTS = '/etc/ssh/ssh_known_hosts';
+
+/** The user's known_hosts and the system-wide one: entries and @revoked lines of both count. */
+function knownHostsText(profile: HostProfile): string {
+  return `${readKnownHosts(profile.ssh.knownHostsFile)}\n${readKnownHosts(GLOBAL_KNOWN_HOSTS)}`;
+}
+
+/**
+ * The host key algorithms to offer, those of the keys already known for this host first: a server
+ * with several keys then shows the one we know, instead of a new type that would have to be asked
+ * about (as ssh(1) orders HostKeyAlgorithms by known_hosts).
+ */
+export function preferredHostKeyAlgorithms(known: readonly string[], all: readonly string[]): string[] {
+  const first = all.filter((a) => known.some((k) => a === k || (k === 'ssh-rsa' && /^rsa-sha2-/.test(a))));
+  return [...first, ...all.filter((a) => !first.includes(a))];
+}
+
+/** The host key algorithms ssh2 offers by default (its protocol/constants DEFAULT_SERVER_HOST_KEY). */
+const SERVER_HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+
 async function verifyHostKey(profile: HostProfile, key: Buffer, deps: ConnectDeps): Promise<void> {
   const { hostName, port, knownHostsFile } = profile.ssh;
   const keyType = keyTypeFromBlob(key);
   const fingerprint = fingerprintSha256(key);
-  const result = checkHostKey(readKnownHosts(knownHostsFile), hostName, port, keyType, key);
+  const result = checkHostKey(knownHostsText(profile), hostName, port, keyType, key);
   const label = port === 22 ? hostName : `[${hostName}]:${port}`;
   switch (result.status) {
     case 'known':
@@ -274,7 +305,7 @@ async function verifyHostKey(profile: HostProfile, key: Buffer, deps: ConnectDep
     case 'revoked':
       throw new HostKeyRejectedError(label, fingerprint, `it is marked @revoked in ${knownHostsFile} line ${result.line}`);
     case 'unknown': {
-      const answer = await deps.hostKeys.onUnknownHostKey({ profile: profile.name, host: label, port, keyType, fingerprint });
+      const answer = await deps.hostKeys.onUnknownHostKey({ profile: profile.name, host: label, port, keyType, fingerprint, otherKeyTypes: result.otherKeyTypes });
       if (answer === 'reject') throw new HostKeyRejectedError(label, fingerprint, 'the key is not in known_hosts and was not accepted');
       if (answer === 'trust') {
         appendKnownHost(knownHostsFile, formatKnownHostsLine(hostName, port, keyType, key, { hashed: false }));
@@ -377,15 +408,21 @@ function describeConnectError(profile: HostProfile, err: Error & { level?: strin
   return new SshError(`Could not connect to ${target}: ${err.message}`, 'CONNECT_FAILED');
 }
 
-/** A profile for the ProxyJump host ("[user@]host[:port]"), sharing keys and known_hosts. */
-function jumpProfile(profile: HostProfile): HostProfile {
-  const spec = (profile.ssh.proxyJump ?? '').split(',')[0];
+/**
+ * A profile for the ProxyJump host next to the target ("[user@]host[:port]"), sharing keys and
+ * known_hosts. With a chain `a,b` (as ssh(1): a, then b, then the target) the next-to-last hop is
+ * reached through the ones before it, so every hop's host key is verified in turn.
+ */
+export function jumpProfile(profile: HostProfile): HostProfile {
+  const hops = (profile.ssh.proxyJump ?? '').split(',').map((h) => h.trim()).filter(Boolean);
+  const spec = hops[hops.length - 1] ?? '';
   const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec);
   if (!m) throw new SshError(`Host "${profile.name}": ssh.proxyJump "${spec}" is not [user@]host[:port].`, 'BAD_PROXYJUMP');
   const host = m[2].replace(/^\[|\]$/g, '');
+  const before = hops.slice(0, -1).join(',');
   return {
     ...profile,
     name: `${profile.name} (jump ${host})`,
-    ssh: { ...profile.ssh, hostName: host, alias: host, port: m[3] ? Number(m[3]) : 22, user: m[1] ?? profile.ssh.user, proxyJump: undefined },
+    ssh: { ...profile.ssh, hostName: host, alias: host, port: m[3] ? Number(m[3]) : 22, user: m[1] ?? profile.ssh.user, proxyJump: before || undefined },
   };
 }

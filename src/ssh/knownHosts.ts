@@ -125,6 +125,12 @@ export function checkHostKey(knownHostsText: string, host: string, port: number,
   return knownTypes.length > 0 ? { status: 'unknown', otherKeyTypes: knownTypes } : { status: 'unknown' };
 }
 
+/** The key types known (not revoked) for this host, e.g. ['ssh-ed25519']. */
+export function knownKeyTypes(knownHostsText: string, host: string, port: number): string[] {
+  const entries = parseKnownHosts(knownHostsText).filter((e) => e.marker === undefined && hostFieldMatches(e.hosts, host, port));
+  return [...new Set(entries.map(entryType))].sort();
+}
+
 /** `SHA256:<base64 without padding>`, byte for byte what `ssh-keygen -lf` prints. */
 export function fingerprintSha256(keyBlob: Buffer): string {
   return `SHA256:${createHash('sha256').update(keyBlob).digest('base64').replace(/=+$/, '')}`;

@@ -177,6 +177,22 @@ describe('SSH core against the sandbox sshd', function () {
     }
   });
 
+  it('verifies every ProxyJump hop of a chain, not only the first', async () => {
+    // The second hop's name (localhost) is not in known_hosts: it must be asked about, and refused.
+    const profile = profileOf(sb, 'direct', (p) => (p.ssh.proxyJump = `${sb.kadiUser}@127.0.0.1:${sb.sshPort},${sb.kadiUser}@localhost:${sb.sshPort}`));
+    const hostKeys = new ScriptedHostKeys('reject');
+    await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets(), hostKeys }), /localhost/);
+    assert.deepEqual(hostKeys.asked.map((a) => a.host), [`[localhost]:${sb.sshPort}`]);
+    // Accepted once, the chain of two hops reaches the host.
+    const conn = await SshConnection.connect(profile, { secrets: new ScriptedSecrets(), hostKeys: new ScriptedHostKeys('accept-once') });
+    try {
+      assert.equal((await conn.exec('true')).code, 0);
+      assert.ok(conn.jump?.jump?.isOpen, 'two hops are in use');
+    } finally {
+      conn.close();
+    }
+  });
+
   it('reaches the host through a ProxyJump hop', async () => {
     const profile = profileOf(sb, 'direct', (p) => (p.ssh.proxyJump = `${sb.kadiUser}@127.0.0.1:${sb.sshPort}`));
     const conn = await SshConnection.connect(profile, { secrets: new ScriptedSecrets(), hostKeys: new ScriptedHostKeys() });

@@ -18,7 +18,7 @@ import type { RestoreComponent } from '../../src/components';
 import { preflight } from '../../src/restore/preflight';
 import { startRestore } from '../../src/restore/restoreJob';
 import { KADI_SERVICES, startSystemdHost, systemdHostUnavailable, type SystemdHost } from '../sandbox/systemdHost';
-import { newPool } from './fixture';
+import { newPool, ScriptedHostKeys } from './fixture';
 
 interface Ran {
   outcome: JobOutcome;
@@ -180,6 +180,22 @@ describe('services and Redis on a real systemd host', function () {
     assert.deepEqual(watch.kadiDuringJob(), []);
     assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
     assert.ok((await listSets(host)).sets.some((s) => ran.log.includes(`set=${s.name}`)));
+  });
+
+  it('a host known by one of its several key types is reached with that key, without a question', async () => {
+    const ecdsa = fs.readFileSync(path.join(h.root, 'etc/ssh/ssh_host_ecdsa_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    const knownHostsFile = path.join(path.dirname(h.knownHostsFile), 'known_hosts_ecdsa_only');
+    fs.writeFileSync(knownHostsFile, `${h.address} ${ecdsa}\n`);
+    const hostKeys = new ScriptedHostKeys('reject');
+    const other = newPool(undefined, hostKeys);
+    try {
+      const p = resolveProfiles([h.profile({ name: 'systemd-host-ecdsa', ssh: { ...h.profile().ssh, knownHostsFile } })], { sshConfigText: '' }).profiles[0];
+      const r = await (await other.get(p)).run(['true']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(hostKeys.asked, [], 'the server showed the known ecdsa key, not its ed25519 one');
+    } finally {
+      other.closeAll();
+    }
   });
 
   it('the preflight probes every privileged command it will run, start included, and names the missing rule before anything changes', async () => {

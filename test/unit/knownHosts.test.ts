@@ -11,6 +11,8 @@ import {
   keyTypeFromBlob,
   parseKnownHosts,
 } from '../../src/ssh/knownHosts';
+import { envHostSuffix, TerminalHostKeys } from '../../src/cli/terminalPrompts';
+import { preferredHostKeyAlgorithms } from '../../src/ssh/connection';
 
 interface TestKey {
   type: string;
@@ -233,5 +235,32 @@ describe('known_hosts', () => {
       assert.throws(() => appendKnownHost(file, `${line('a', ed)}\n* ${ed2.type} ${ed2.text}`), /single line/);
       assert.equal(fs.existsSync(file), false);
     });
+  });
+});
+
+describe('host key types already known', () => {
+  it('are offered first, so a server with several keys shows the one known', () => {
+    const all = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+    assert.deepEqual(preferredHostKeyAlgorithms(['ecdsa-sha2-nistp256'], all), ['ecdsa-sha2-nistp256', 'ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+    assert.deepEqual(preferredHostKeyAlgorithms(['ssh-rsa'], all).slice(0, 3), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+    assert.deepEqual(preferredHostKeyAlgorithms([], all), all);
+  });
+
+  it('a key of a new type for a host known with other types is refused without a person deciding, also with --accept-new-host-key', async () => {
+    const writes: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    (process.stderr as { write: unknown }).write = (s: string) => (writes.push(String(s)), true);
+    try {
+      const info = { profile: 'prod', host: 'kadi.example.org', port: 22, keyType: 'ssh-ed25519', fingerprint: 'SHA256:x', otherKeyTypes: ['ecdsa-sha2-nistp256'] };
+      assert.equal(await new TerminalHostKeys(true).onUnknownHostKey(info), 'reject');
+      assert.equal(await new TerminalHostKeys(true).onUnknownHostKey({ ...info, otherKeyTypes: undefined }), 'trust');
+    } finally {
+      (process.stderr as { write: unknown }).write = write;
+    }
+    assert.match(writes.join(''), /WARNING: known_hosts has ecdsa-sha2-nistp256 key\(s\) for this host, not ssh-ed25519/);
+  });
+
+  it('secrets for unattended runs can be given per host', () => {
+    assert.equal(envHostSuffix('kadi prod-2'), 'KADI_PROD_2');
   });
 });
