@@ -88,12 +88,12 @@ def call(fn, args, verb=''):
         rc = e.code if isinstance(e.code, int) else 1
         if e.code is not None and not isinstance(e.code, int):
             sys.stderr.write('%s\n' % one_line(e.code))
-    except (ValueError, IndexError) as e:
-        if not verb:
-            raise
+    except Exception as e:  # noqa: BLE001 - never a silent failure: named, with where it happened
+        import traceback
         sys.stdout.flush()
-        sys.stderr.write('kadi-ops: bad arguments for %s: %s\n' % (verb, e))
-        rc = 2
+        traceback.print_exc()
+        sys.stderr.write('ERROR: %s failed unexpectedly: %s: %s\n' % (verb or getattr(fn, '__name__', 'the agent'), type(e).__name__, one_line(e)))
+        rc = 1
     sys.stdout.flush()
     return rc or 0
 

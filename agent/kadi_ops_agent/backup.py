@@ -9,7 +9,7 @@ import os
 import time
 
 from . import manifest, pg, plan, services
-from .common import disk_kb, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
+from .common import disk_kb, path_conflicts, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
 from .components import Context, all_components
 from .jobs import Job
 from .sets import newest_good_set
@@ -21,6 +21,9 @@ def run(argv):
     bd = o['backup_dir']
     if not os.path.isdir(bd):
         fail('backup directory %s does not exist' % bd)
+    conflicts = path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'], 'the backup directory': bd})
+    if conflicts:
+        fail('refusing to back up: %s' % '; '.join(conflicts))
     t0 = time.monotonic()
     partial = os.path.join(bd, '.partial-' + job.id)
     os.mkdir(partial, 0o700)

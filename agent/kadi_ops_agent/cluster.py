@@ -104,7 +104,7 @@ def _processes(data):
     for name in os.listdir('/proc'):
         if name.isdigit():
             try:
-                if os.readlink('/proc/%s/cwd' % name) == data:
+                if os.readlink('/proc/%s/cwd' % name) == os.path.realpath(data):
                     found.append(int(name))
             except OSError:
                 pass
@@ -125,7 +125,7 @@ def stop(job):
         pid = job.read('cluster_pid').strip()
     # Still our postmaster (its working directory is the cluster's), not a reused pid.
     try:
-        ours = bool(pid) and os.readlink('/proc/%s/cwd' % pid) == data
+        ours = bool(pid) and os.readlink('/proc/%s/cwd' % pid) == os.path.realpath(data)
     except OSError:
         ours = False
     if ours and bindir:

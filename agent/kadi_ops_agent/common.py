@@ -40,7 +40,9 @@ class Progress:
         if pct != self.pct and (pct == 100 or sec != self.sec):
             self.pct, self.sec = pct, sec
             about = '~' if self.estimated else ''
-            print('[progress] %s %s%d%% %d/%s%d %s' % (self.key, about, pct, self.done, about, self.total, self.unit), flush=True)
+            # One write per line: other threads and processes write to the same log.
+            sys.stdout.write('[progress] %s %s%d%% %d/%s%d %s\n' % (self.key, about, pct, self.done, about, self.total, self.unit))
+            sys.stdout.flush()
 
     def finish(self):
         # The end: the total is what was done (a total counted or guessed beside a live tree may
@@ -111,8 +113,12 @@ def check_set_name(name):
 
 
 def hostname():
-    r = subprocess.run(['hostname', '-f'], capture_output=True, text=True)
-    name = r.stdout.strip() if r.returncode == 0 else ''
+    """The host's full name where it has one (hostname -f, which may ask DNS: bounded), else its node name."""
+    try:
+        r = subprocess.run(['hostname', '-f'], capture_output=True, text=True, timeout=5, stdin=subprocess.DEVNULL)
+        name = r.stdout.strip() if r.returncode == 0 else ''
+    except (OSError, subprocess.TimeoutExpired):
+        name = ''
     return name or os.uname().nodename
 
 
@@ -213,3 +219,30 @@ class Options:
 
     def words(self, key):
         return self.values.get(key, '').split()
+
+
+def resolved(path):
+    """PATH with every symbolic link resolved: what a tree's mode, owner and contents are read from and
+    written to (a link's own mode, 777, must never be applied to a directory)."""
+    return os.path.realpath(path)
+
+
+def path_conflicts(paths, against='the backup directory'):
+    """Messages for every pair of PATHS ({label: path}) of which one contains the other and one is
+    AGAINST (the backup directory), symbolic links resolved: a restore's rsync --delete into a tree
+    would delete the backup sets in it (the safety set included), and a backup would copy its own
+    sets. (MISC_UPLOADS_PATH inside STORAGE_PATH is a layout some instances have: not refused.)"""
+    real = {k: resolved(v) for k, v in paths.items() if v}
+    found = []
+    names = list(real)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if against not in (a, b):
+                continue
+            ra, rb = real[a], real[b]
+            if ra == rb:
+                found.append('%s and %s are the same directory (%s)' % (a, b, ra))
+            elif os.path.commonpath([ra, rb]) in (ra, rb):
+                outer, inner = (a, b) if os.path.commonpath([ra, rb]) == ra else (b, a)
+                found.append('%s (%s) contains %s (%s)' % (outer, real[outer], inner, real[inner]))
+    return found

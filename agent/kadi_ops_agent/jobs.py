@@ -12,7 +12,9 @@ cleanup and writes the status. So a set is only ever complete or absent.
 import fcntl
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -26,10 +28,38 @@ def state_dir(backup_dir):
     return os.path.join(backup_dir, '.kadi-ops')
 
 
+def trusted(path, kind='directory'):
+    """PATH may be used for the agent's state only if it is what it claims (no symbolic link), this
+    user's, and writable by no one else - as OpenSSH's StrictModes treats a key file. A missing PATH
+    passes (it is made here, 0700). Returns PATH."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        die('%s is a symbolic link; the agent keeps its state only in a real %s of its own' % (path, kind))
+    if kind == 'directory' and not stat.S_ISDIR(st.st_mode) or kind == 'file' and not stat.S_ISREG(st.st_mode):
+        die('%s is not a %s' % (path, kind))
+    if st.st_uid != os.geteuid():
+        die('%s belongs to uid %d, not to %s; refusing to use it' % (path, st.st_uid, user_name()))
+    if st.st_mode & 0o022:
+        die('%s is writable by %s (mode %o); refusing to use it. Fix with: chmod go-w %s'
+            % (path, 'others' if st.st_mode & 0o002 else 'its group', stat.S_IMODE(st.st_mode), path))
+    return path
+
+
 def job_dir(backup_dir, job_id):
     if not JOB_ID_RE.match(job_id or ''):
         die('no job %s' % job_id)
-    return os.path.join(state_dir(backup_dir), 'jobs', job_id)
+    st = trusted(state_dir(backup_dir))
+    return trusted(os.path.join(trusted(os.path.join(st, 'jobs')), job_id))
+
+
+def open_lock(st):
+    """The lock file, never through a symbolic link."""
+    trusted(st)
+    path = trusted(os.path.join(st, 'lock'), 'file')
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
 
 
 def agent_argv():
@@ -69,6 +99,55 @@ def _group_alive(pgid):
         return False
     except PermissionError:
         return True
+
+
+def boot_id():
+    return _read('/proc/sys/kernel/random/boot_id').strip()
+
+
+def start_ticks(pid):
+    """When PID started (clock ticks since boot, /proc/PID/stat field 22), or None when it is gone."""
+    st = _read('/proc/%d/stat' % pid)
+    if not st:
+        return None
+    fields = st[st.rfind(')') + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def identity(pid):
+    """What tells this job's leader from a later process that got the same pid: boot and start time."""
+    return '%s %s' % (boot_id(), start_ticks(pid))
+
+
+def job_alive(d):
+    """The job of directory D still runs: its process group exists, in this boot, and its leader (when
+    still there) is the process that started it - so after a reboot, or once the pid is reused, a job
+    is never taken for running and never signalled."""
+    pgid = _int(_read(os.path.join(d, 'pgid')))
+    if not pgid:
+        return False
+    recorded = _read(os.path.join(d, 'identity')).split()
+    if recorded:
+        if recorded[0] != boot_id():
+            return False
+        ticks = start_ticks(pgid)
+        if ticks is not None and len(recorded) > 1 and ticks != recorded[1]:
+            return False
+    if not _group_alive(pgid):
+        return False
+    if _proc_state(pgid) in ('Z', None):
+        # The leader has ended (a zombie nobody reaped yet, or gone): alive only while a member of
+        # its group still runs.
+        return any(_proc_state(p) not in ('Z', None) for p in _group_members(pgid))
+    return True
+
+
+def _proc_state(pid):
+    st = _read('/proc/%d/stat' % pid)
+    if not st:
+        return None
+    fields = st[st.rfind(')') + 2:].split()
+    return fields[0] if fields else None
 
 
 def _int(text):
@@ -115,10 +194,48 @@ def sleep_job(argv):
 # --- job-start ----------------------------------------------------------------------------------
 
 def job_start(argv):
-    """job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE(yes|no) VERB ARGS... (secret on stdin)"""
+    """job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE(yes|no) [history=KEEP_LAST:KEEP_DAYS]
+    VERB ARGS... (secret on stdin)"""
     if len(argv) < 7:
-        die('usage: job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE VERB ARGS...')
+        die('usage: job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE [history=N:DAYS] VERB ARGS...')
+    history = None
+    if argv[6].startswith('history='):
+        m = re.fullmatch(r'history=([0-9]{1,6}):([0-9]{1,4})', argv[6])
+        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            die('bad job history setting: %s (history=KEEP_LAST:KEEP_DAYS)' % argv[6])
+        history = (int(m.group(1)), int(m.group(2)))
+        argv = argv[:6] + argv[7:]
+        if len(argv) < 7:
+            die('usage: job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE [history=N:DAYS] VERB ARGS...')
     start_job(*argv[:7], argv[7:], sys.stdin.buffer.read())
+    prune_history(argv[0], *(history or DEFAULT_HISTORY))
+
+
+DEFAULT_HISTORY = (100, 30)
+
+
+def prune_history(backup_dir, keep_last, keep_days):
+    """Removes finished jobs (log, status, meta) beyond the newest KEEP_LAST that are older than
+    KEEP_DAYS. Running or died jobs are never removed here: they still need someone to look."""
+    jobs = os.path.join(state_dir(backup_dir), 'jobs')
+    try:
+        names = sorted((n for n in os.listdir(jobs) if JOB_ID_RE.match(n)), reverse=True)
+    except FileNotFoundError:
+        return
+    cutoff = time.time() - keep_days * 86400
+    finished = 0
+    for n in names:
+        d = os.path.join(jobs, n)
+        try:
+            st = os.lstat(d)
+            done = os.stat(os.path.join(d, 'status')).st_mtime
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        finished += 1
+        if finished > keep_last and done < cutoff:
+            remove_tree(d)
 
 
 def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, args, secret=b''):
@@ -131,7 +248,8 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
             die('bad job %s: %s' % (what, json.dumps(v[:80])))
     if verb.replace('-', '_') not in job_verbs():
         die('%s cannot run as a job' % verb)
-    st = state_dir(backup_dir)
+    st = trusted(state_dir(backup_dir))
+    trusted(os.path.join(st, 'jobs'))
     os.makedirs(os.path.join(st, 'jobs'), exist_ok=True)
     os.chmod(st, 0o700)
     os.chmod(os.path.join(st, 'jobs'), 0o700)
@@ -149,7 +267,7 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
         f.write('id=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\ncommand=%s\n'
                 % (job_id, kind, operator, client, started, ' '.join(a.replace('\r', '\\r').replace('\n', '\\n') for a in [verb, *args])))
     lock_path = os.path.join(st, 'lock')
-    lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    lock = open_lock(st)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -171,12 +289,15 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
     with open(os.path.join(d, 'log'), 'wb') as log:
         proc = subprocess.Popen([*agent_argv(), 'job-run', backup_dir, job_id, verb.replace('-', '_'), *args],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, pass_fds=(lock,))
+                                start_new_session=True, pass_fds=(lock,), env=dict(os.environ, KADI_OPS_LOCK_FD=str(lock)))
+    # The runner holds the lock now; this process lets go of it (it may go on following the job).
+    os.close(lock)
+    _write_atomic(os.path.join(d, 'identity'), identity(proc.pid) + '\n')
     _write_atomic(os.path.join(d, 'pgid'), '%d\n' % proc.pid)
     _write_atomic(os.path.join(st, 'lock.holder'),
                   'job=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\npid=%d\n' % (job_id, kind, operator, client, started, proc.pid))
     out('job=%s' % job_id, 'pgid=%d' % proc.pid)
-    return proc.pid
+    return proc
 
 
 def new_job_id():
@@ -208,7 +329,9 @@ def _pids():
 
 def kill_lock_holders(lock_path):
     """Kills processes that hold the lock file open (a stale lock after its job leader died),
-    except this agent itself, which has just opened it to take the lock."""
+    except this agent itself, which has just opened it to take the lock. Compared by device and
+    inode: /proc shows resolved paths, and the backup directory may be behind a symbolic link."""
+    want = os.stat(lock_path)
     for pid in _pids():
         try:
             fds = os.listdir('/proc/%d/fd' % pid)
@@ -216,11 +339,15 @@ def kill_lock_holders(lock_path):
             continue
         for fd in fds:
             try:
-                if os.readlink('/proc/%d/fd/%s' % (pid, fd)) == lock_path:
-                    os.kill(pid, signal.SIGKILL)
-                    break
+                st = os.stat('/proc/%d/fd/%s' % (pid, fd))
             except OSError:
                 continue
+            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                break
 
 
 # --- job-run --------------------------------------------------------------------------------------
@@ -278,10 +405,11 @@ def job_run(argv):
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
-    out('[kadi-ops] job %s: %s started %s on %s as %s' % (job_id, verb, utc_now(), hostname(), user_name()))
+    out('[kadi-ops] job %s: %s started %s on %s as %s' % (job_id, verb, utc_now(), os.uname().nodename, user_name()))
     # The verb runs as a child in this process group: a cancel (TERM to the group) reaches it and
-    # everything it started; this runner only records the cancel and carries on below.
-    rc = _in_child(verbs[verb][0], args, env)
+    # everything it started; this runner only records the cancel and carries on below. A cancel
+    # that came before the verb started means it never starts.
+    rc = 130 if cancelled else _in_child(verbs[verb][0], args, env)
     failed = bool(cancelled) or rc != 0
     if failed:
         # A step that failed early can leave background work behind (a copy into the set): it is
@@ -300,34 +428,70 @@ def job_run(argv):
             pass
     if cancelled:
         out('[kadi-ops] job %s: cancelled' % job_id)
-        _write_atomic(os.path.join(d, 'status'), 'cancelled\n')
+        _write_status(d, 'cancelled')
     else:
         out('[kadi-ops] job %s: exit status %d at %s' % (job_id, rc, utc_now()))
-        _write_atomic(os.path.join(d, 'status'), '%d\n' % rc)
+        _write_status(d, str(rc))
     return 0
+
+
+def _write_status(d, value):
+    """Writes the job's status unless it has one already (the first word stands: a cancel that races
+    the runner's own end never turns a finished job into a cancelled one). True when written."""
+    path = os.path.join(d, 'status')
+    tmp = '%s.tmp-%d' % (path, os.getpid())
+    with open(tmp, 'w') as f:
+        f.write(value + '\n')
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+JOB_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _in_child(fn, args, env):
     """Runs FN(ARGS) in a forked child with ENV and default signal handling (so a TERM to the group
-    ends it); its exit status. A fork, not a new interpreter: the verb starts at once."""
+    ends it); its exit status. A fork, not a new interpreter: the verb starts at once. The job's
+    signals are blocked across the fork, so none can reach the child before it has its own handling;
+    the child drops the lock's descriptor (the runner holds the lock, a verb that outlives it must
+    not) and ignores SIGPIPE (a closed database session is an error it reports, not its death)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
     pid = os.fork()
     if pid == 0:
         rc = 1
         try:
-            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for s in JOB_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
+            lock_fd = env.get('KADI_OPS_LOCK_FD', '')
+            if lock_fd.isdigit():
+                try:
+                    os.close(int(lock_fd))
+                except OSError:
+                    pass
             os.environ.clear()
-            os.environ.update(env)
+            os.environ.update({k: v for k, v in env.items() if k != 'KADI_OPS_LOCK_FD'})
             from .__main__ import call
-            rc = call(fn, args)
+            rc = call(fn, args, fn.__module__.rsplit('.', 1)[-1] + '.' + fn.__name__)
+        except BaseException:  # noqa: BLE001 - said, never silently lost
+            import traceback
+            traceback.print_exc()
+            rc = 1
         finally:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
                 os._exit(rc)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -354,7 +518,7 @@ def _state_lines(d):
     status = _read(os.path.join(d, 'status')).strip()
     if status:
         state = 'finished'
-    elif pgid and _group_alive(int(pgid)):
+    elif pgid and job_alive(d):
         state = 'running'
     else:
         state = 'died'
@@ -402,7 +566,13 @@ def job_list_lines(backup_dir):
         return []
     lines = []
     for n in names:
-        if os.path.isdir(os.path.join(jobs, n)):
+        p = os.path.join(jobs, n)
+        # Only real job directories of this user: a planted link or a foreign directory is no job.
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and JOB_ID_RE.match(n):
             lines += _state_lines(os.path.join(jobs, n)) + ['']
     return lines
 
@@ -434,7 +604,7 @@ def job_tail(argv):
     log, status = os.path.join(d, 'log'), os.path.join(d, 'status')
     pgid = _int(_read(os.path.join(d, 'pgid')))
     while True:
-        done = bool(_read(status).strip()) or not (pgid and _group_alive(pgid))
+        done = bool(_read(status).strip()) or not (pgid and job_alive(d))
         offset = _copy_from(log, offset)
         if done:
             return 0
@@ -452,15 +622,20 @@ def job_cancel(argv):
     if _read(status).strip():
         out('already=' + _read(status).strip())
         return 0
+    if not job_alive(d):
+        # Not this job's processes (a reboot since, or the pid reused): nothing is signalled.
+        _write_status(d, 'cancelled')
+        out('status=' + _read(status).strip(), 'note=the job was no longer running; nothing was signalled')
+        return 0
     try:
         os.killpg(pgid, signal.SIGTERM)
     except OSError:
         pass
     for _ in range(grace * 10):
-        if not _group_alive(pgid):
+        if not job_alive(d):
             break
         time.sleep(0.1)
-    if _group_alive(pgid):
+    if job_alive(d):
         sys.stderr.write('Job %s did not stop within %ds; killing it.\n' % (argv[1], grace))
         try:
             os.killpg(pgid, signal.SIGKILL)
@@ -471,8 +646,7 @@ def job_cancel(argv):
         if _read(status).strip():
             break
         time.sleep(0.1)
-    if not _read(status).strip():
-        _write_atomic(status, 'cancelled\n')
+    _write_status(d, 'cancelled')
     out('status=' + _read(status).strip())
 
 
@@ -490,9 +664,9 @@ def job_forget(argv):
 
 
 def lock_status(argv):
-    st = state_dir(argv[0])
-    os.makedirs(st, exist_ok=True)
-    fd = os.open(os.path.join(st, 'lock'), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    st = trusted(state_dir(argv[0]))
+    os.makedirs(st, mode=0o700, exist_ok=True)
+    fd = open_lock(st)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         out('lock=free')

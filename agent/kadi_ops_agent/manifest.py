@@ -43,6 +43,10 @@ def write(partial, m):
         info = dict(l.rstrip('\n').split('=', 1) for l in f if '=' in l)
     m['startedAt'] = info.get('started'); m['endedAt'] = info.get('ended')
     m['hostname'] = info.get('hostname'); m['previousSet'] = info.get('previous') or None
+    # Trees whose configured path is a symbolic link: the directory the set was read from.
+    real = {k[:-len('_resolved')]: v for k, v in info.items() if k.endswith('_resolved')}
+    if real and isinstance(m.get('paths'), dict):
+        m['paths']['resolved'] = real
     m['artifacts'] = []
     # The trees' files were hashed as they were copied (copier); their lists are artifacts here.
     trees = {}

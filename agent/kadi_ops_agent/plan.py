@@ -196,11 +196,15 @@ def plan_path(bd):
 
 
 def load(bd):
+    """The stored plan, only from the agent's own state directory and file (it names a program to run)."""
+    jobs.trusted(state_dir(bd))
+    path = jobs.trusted(plan_path(bd), 'file')
     try:
-        with open(plan_path(bd), encoding='utf-8') as f:
-            return parse(f.read())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        die('no stored plan in %s (store one with plan-store)' % plan_path(bd))
+        die('no stored plan in %s (store one with plan-store)' % path)
+    with os.fdopen(fd, encoding='utf-8') as f:
+        return parse(f.read())
 
 
 def host_facts(plan, cfg):
@@ -318,9 +322,14 @@ def plan_store(argv):
         die('a stored plan has no facts: they would go stale; run-plan finds them on the host when it runs')
     if doc['host']['backupDir'] != bd:
         die('the plan is for backup directory %s, not %s' % (doc['host']['backupDir'], bd))
+    jobs.trusted(state_dir(bd))
     os.makedirs(state_dir(bd), mode=0o700, exist_ok=True)
-    path = plan_path(bd)
-    fd = os.open(path + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path = jobs.trusted(plan_path(bd), 'file')
+    try:
+        os.unlink(path + '.tmp')
+    except FileNotFoundError:
+        pass
+    fd = os.open(path + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write('\n')
@@ -329,8 +338,8 @@ def plan_store(argv):
 
 
 def plan_show(argv):
-    with open(plan_path(argv[0]), encoding='utf-8') as f:
-        sys.stdout.write(f.read())
+    json.dump(load(argv[0]), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write('\n')
 
 
 def run_plan(argv):
@@ -348,11 +357,15 @@ def run_plan(argv):
     job_id = jobs.new_job_id()
     # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
     secret = json.dumps({'password': db['password'], 'plan': plan}, ensure_ascii=False)
-    jobs.start_job(bd, job_id, 'backup', o.get('origin', 'scheduled'), '%s@%s' % (user_name(), os.uname().nodename),
-                   'yes' if o.yes('break_stale') else 'no', 'backup', ['plan=yes'], secret.encode('utf-8', 'surrogateescape'))
+    proc = jobs.start_job(bd, job_id, 'backup', o.get('origin', 'scheduled'), '%s@%s' % (user_name(), os.uname().nodename),
+                          'yes' if o.yes('break_stale') else 'no', 'backup', ['plan=yes'], secret.encode('utf-8', 'surrogateescape'))
     if not o.yes('wait'):
         return 0
     jobs.job_tail([bd, job_id, '0'])
+    try:
+        proc.wait(timeout=30)  # the runner is this process's child: reaped here, not left a zombie
+    except subprocess.TimeoutExpired:
+        pass
     status = ''
     for _ in range(100):
         status = jobs._read(os.path.join(jobs.job_dir(bd, job_id), 'status')).strip()

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from .common import Progress
+from .common import Progress, out
 
 
 class ReadWatcher:
@@ -38,6 +38,9 @@ class ReadWatcher:
         self.thread.join()
 
 
+# The longest line of a command's output kept (the rest of a longer one is dropped).
+MAX_LINE = 64 * 1024
+
 _TO_CHK = re.compile(r'to-chk=([0-9]+)/([0-9]+)')
 _RSYNC_PROGRESS_LINE = re.compile(r'^ *[0-9,]+ +[0-9]+% ')
 
@@ -49,18 +52,23 @@ def rsync_progress(stream, key, keep=None):
     KEEP; all of them without KEEP."""
     keep_re = re.compile(keep) if keep else None
     prog = None
-    buf = b''
+    rest = bytearray()  # the line being read: bounded, and only each new chunk is searched
     while True:
         chunk = stream.read1(65536) if hasattr(stream, 'read1') else stream.read(65536)
         if not chunk:
             break
-        buf += chunk
-        parts = re.split(rb'[\r\n]+', buf)
-        buf = parts.pop()
-        for raw in parts:
-            prog = _rsync_line(raw.decode('utf-8', 'replace'), key, keep_re, prog)
-    if buf:
-        _rsync_line(buf.decode('utf-8', 'replace'), key, keep_re, prog)
+        parts = re.split(rb'[\r\n]+', chunk)
+        if len(parts) == 1:
+            if len(rest) < MAX_LINE:
+                rest += chunk[:MAX_LINE - len(rest)]
+            continue
+        rest += parts[0][:max(0, MAX_LINE - len(rest))]
+        prog = _rsync_line(rest.decode('utf-8', 'replace'), key, keep_re, prog)
+        for raw in parts[1:-1]:
+            prog = _rsync_line(raw[:MAX_LINE].decode('utf-8', 'replace'), key, keep_re, prog)
+        rest = bytearray(parts[-1][:MAX_LINE])
+    if rest:
+        _rsync_line(rest.decode('utf-8', 'replace'), key, keep_re, prog)
 
 
 def _rsync_line(line, key, keep_re, prog):
@@ -76,9 +84,9 @@ def _rsync_line(line, key, keep_re, prog):
     if _RSYNC_PROGRESS_LINE.match(line) or not line.strip():
         return prog
     if keep_re is None:
-        print(line, flush=True)
+        out(line)
     elif keep_re.search(line):
-        print('  ' + line, flush=True)
+        out('  ' + line)
     return prog
 
 
@@ -96,6 +104,6 @@ def pg_restore_progress(stream, total, errfile, quiet=False):
             line = line.rstrip('\n')
             err.write(line + '\n')
             if not quiet or not _PG_RESTORE_VERBOSE.match(line):
-                print(line, flush=True)
+                out(line)
             if prog is not None and _PG_RESTORE_ENTRY.search(line):
                 prog.add(1)

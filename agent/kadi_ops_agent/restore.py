@@ -18,7 +18,7 @@ import tempfile
 import threading
 
 from . import pg, plan, services
-from .common import Failure, Options, check_set_name, die, disk_kb, fail, have, out, user_name, warn
+from .common import Failure, Options, path_conflicts, check_set_name, die, disk_kb, fail, have, out, user_name, warn
 from .components import Context, config, load
 from .jobs import Job, agent_argv
 from .kadi import Kadi
@@ -45,6 +45,10 @@ def run(argv):
     o, job, steps, d = ctx.opts, ctx.job, ctx.steps, ctx.set_dir
     if not os.path.isfile(os.path.join(d, 'manifest.json')):
         fail('set %s has no manifest; it is not a complete backup' % o['set'])
+    conflicts = path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'], 'the backup directory': o['backup_dir']})
+    if conflicts:
+        # rsync --delete into one of them would delete the other: the backup sets, the safety set included.
+        fail('refusing to restore: %s' % '; '.join(conflicts))
     steps.begin()
     out('restoring set %s (components: %s)' % (o['set'], o['components']))
     if o.yes('listing'):
@@ -208,6 +212,8 @@ def probe(argv):
         pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password)
         ctx = Context(o, conn=pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
         out('me=' + user_name())
+        out(*('path_conflict=' + c for c in path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'],
+                                                              'the backup directory': o['backup_dir']})))
         out(*load('storage').probe(ctx), *load('uploads').probe(ctx))
         out('backup_free_kb=%d' % disk_kb(o['backup_dir'])[0])
         out(*load('database').probe(ctx))

@@ -125,13 +125,8 @@ def clean_partials(argv):
         if not PARTIAL_RE.match(n):
             die('not a partial set: %s' % n)
         job = n[len('.partial-'):]
-        try:
-            with open(os.path.join(jobs.state_dir(bd), 'jobs', job, 'pgid')) as f:
-                pgid = int(f.read().strip())
-            os.killpg(pgid, 0)
+        if os.path.isdir(os.path.join(jobs.state_dir(bd), 'jobs', job)) and jobs.job_alive(os.path.join(jobs.state_dir(bd), 'jobs', job)):
             die('job %s is still writing %s' % (job, n))
-        except (OSError, ValueError):
-            pass
         if not remove_tree(os.path.join(bd, n)):
             fail('could not remove all of %s' % n)
         out('removed=' + n)

@@ -9,7 +9,10 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import build  # noqa: E402  (agent/build.py)
 
-__all__ = ['ZipappTestCase', 'build']
+__all__ = ['AGENT_SOURCE', 'ZipappTestCase', 'build']
+
+# The package's source directory: what in-process tests of single functions import from.
+AGENT_SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ZipappTestCase(unittest.TestCase):

@@ -125,6 +125,43 @@ class JobsTest(ZipappTestCase):
         self.assertEqual(self.agent('job-forget', self.bd, job).returncode, 2, 'a died job has no status to forget by')
         self.assertIn('lock=free', self.agent('lock-status', self.bd).stdout)
 
+    def test_old_finished_jobs_are_pruned_beyond_the_history_setting_and_others_kept(self):
+        jobs = os.path.join(self.bd, '.kadi-ops', 'jobs')
+        os.makedirs(jobs)
+        old = time.time() - 40 * 86400
+        for i in range(5):
+            d = os.path.join(jobs, '20250101T00000%dZ-old%03d' % (i, i))
+            os.makedirs(d, 0o700)
+            for f, text in (('meta', 'id=x\n'), ('status', '0\n'), ('log', 'x\n')):
+                with open(os.path.join(d, f), 'w') as fh:
+                    fh.write(text)
+            os.utime(os.path.join(d, 'status'), (old, old))
+        died = os.path.join(jobs, '20240101T000000Z-died00')
+        os.makedirs(died, 0o700)
+        recent = os.path.join(jobs, '20240102T000000Z-recent')
+        os.makedirs(recent, 0o700)
+        with open(os.path.join(recent, 'status'), 'w') as fh:
+            fh.write('0\n')
+        r = self.agent('job-start', self.bd, '20261130T000000Z-new001', 'test', 'op', 'laptop', 'no', 'history=2:30', 'sleep', '1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        left = sorted(os.listdir(jobs))
+        # The two newest finished old ones, the recent one (younger than 30 days), the died one, the new one.
+        self.assertEqual(left, ['20240101T000000Z-died00', '20240102T000000Z-recent', '20250101T000003Z-old003',
+                                '20250101T000004Z-old004', '20261130T000000Z-new001'])
+        self.wait_finished('20261130T000000Z-new001')
+        r = self.agent('job-start', self.bd, '20261130T000000Z-new002', 'test', 'op', 'laptop', 'no', 'history=0:x', 'sleep', '1')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('bad job history setting', r.stderr)
+
+    def test_an_unexpected_error_in_a_verb_is_said_in_the_log_and_fails_the_job(self):
+        job, r = self.start(['sleep', 'not-a-number'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.wait_finished(job)
+        self.assertEqual(s['status'], '1')
+        log = self.agent('job-log', self.bd, job).stdout
+        self.assertIn('failed unexpectedly: ValueError', log)
+        self.assertIn('Traceback', log)
+
     def test_bad_input_is_refused_before_anything_starts(self):
         _, r = self.start(['no-such-verb'])
         self.assertEqual(r.returncode, 2)
@@ -139,3 +176,28 @@ class JobsTest(ZipappTestCase):
         r = self.agent('job-verb', 'backup', 'backup_dir=%s' % self.bd)
         self.assertEqual(r.returncode, 2)
         self.assertIn('runs only as a job', r.stderr)
+
+
+    # A job is running only while its leader is the process that started it, in this boot.
+    def test_a_job_whose_pid_now_names_another_process_is_not_running_and_is_never_signalled(self):
+        job, _ = self.start(['sleep', '30'])
+        jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)
+        with open(os.path.join(jd, 'pgid')) as f:
+            pgid = int(f.read())
+        try:
+            self.assertEqual(self.status(job)['state'], 'running')
+            # As after the pid was reused by a later process: the recorded start time is another one.
+            with open(os.path.join(jd, 'identity')) as f:
+                boot, ticks = f.read().split()
+            with open(os.path.join(jd, 'identity'), 'w') as f:
+                f.write('%s %d\n' % (boot, int(ticks) + 1))
+            self.assertEqual(self.status(job)['state'], 'died')
+            r = self.agent('job-cancel', self.bd, job, '2')
+            self.assertIn('nothing was signalled', r.stdout)
+            os.kill(pgid, 0)  # the process that now has the pid was left alone
+            # As after a reboot: another boot id.
+            with open(os.path.join(jd, 'identity'), 'w') as f:
+                f.write('00000000-0000-0000-0000-000000000000 %s\n' % ticks)
+            self.assertFalse(self.status(job)['state'] == 'running')
+        finally:
+            os.killpg(pgid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 
-from support import ZipappTestCase
+from support import AGENT_SOURCE, ZipappTestCase
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KADI_DOUBLE = os.path.join(HERE, '..', '..', 'test', 'sandbox', 'kadi-double.py')
@@ -85,7 +85,7 @@ class KadiConfigTest(ZipappTestCase):
     """read_kadi_config against the kadi CLI double, in-process (the zipapp's module)."""
 
     def setUp(self):
-        sys.path.insert(0, self.pyz)
+        sys.path.insert(0, AGENT_SOURCE)
         from kadi_ops_agent import plan  # noqa: E402
         self.plan = plan
         self.cli = os.path.join(self.tmp.name, 'kadi')
@@ -94,7 +94,7 @@ class KadiConfigTest(ZipappTestCase):
         os.chmod(self.cli, 0o755)
 
     def tearDown(self):
-        sys.path.remove(self.pyz)
+        sys.path.remove(AGENT_SOURCE)
 
     def config(self, text):
         path = os.path.join(self.tmp.name, 'kadi.py')

@@ -33,7 +33,8 @@ export interface Manifest {
   alembicRevision?: string;
   postgres: { serverVersionNum?: number; serverMajor?: number; pgDump?: string };
   database: { host: string; port: number; name: string; user: string };
-  paths: { storage: string; uploads: string; kadiConfig: string };
+  /** resolved: trees whose configured path is a symbolic link, and the directory read instead. */
+  paths: { storage: string; uploads: string; kadiConfig: string; resolved?: Record<string, string> };
   options: { filesMode: 'tree' | 'archive'; redis: boolean; dumpCompression?: number };
   startedAt?: string;
   endedAt?: string;

@@ -29,6 +29,7 @@ export const PROFILE_DEFAULTS = {
   // pg_dump's own default is 6. gzip levels 1-3 use zlib's fast strategy: on Kadi-like metadata
   // level 3 took 0.58x the time of 6 for an 11% larger file (BENCHMARKS.md, section 1a).
   dumpCompression: 3,
+  jobHistory: { keepLast: 100, keepDays: 30 },
 } as const;
 
 /** Keys OpenSSH tries when neither the profile nor ~/.ssh/config names one (ssh(1) -i). */

@@ -228,6 +228,7 @@ function resolveOne(input: HostProfileInput, env: Env, report: Report, globalMax
     },
     backupMaxAgeHours: input.backupMaxAgeHours ?? globalMaxAge,
     dumpCompression: input.dumpCompression ?? D.dumpCompression,
+    jobHistory: { keepLast: input.jobHistory?.keepLast ?? D.jobHistory.keepLast, keepDays: input.jobHistory?.keepDays ?? D.jobHistory.keepDays },
   };
   return { profile, warnings: sc.warnings };
 }

@@ -87,6 +87,11 @@ export const PROFILE_SPEC: ObjectSpec = {
     },
     backupMaxAgeHours: leaf(c.maxAgeHours),
     dumpCompression: leaf(c.integer(0, 9)),
+    jobHistory: {
+      kind: 'object',
+      example: '{ "keepLast": 100, "keepDays": 30 }',
+      fields: { keepLast: leaf(c.integer(1, 100000)), keepDays: leaf(c.integer(1, 3650)) },
+    },
   },
 };
 

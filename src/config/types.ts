@@ -45,6 +45,8 @@ export interface HostProfileInput {
   backupMaxAgeHours?: number;
   /** gzip level of the database dump (pg_dump -Z), 0-9. */
   dumpCompression?: number;
+  /** Finished jobs kept on the host (log and status): the newest keepLast, and all younger than keepDays. */
+  jobHistory?: { keepLast?: number; keepDays?: number };
 }
 
 export interface HostProfile {
@@ -75,4 +77,5 @@ export interface HostProfile {
   };
   backupMaxAgeHours: number;
   dumpCompression: number;
+  jobHistory: { keepLast: number; keepDays: number };
 }

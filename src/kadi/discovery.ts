@@ -6,7 +6,7 @@
  */
 import type { HostProfile } from '../config/types';
 import { Secret } from '../core/secret';
-import { parseKadiConfig } from './outputParsers';
+import { parseKadiConfig, redactConfigText } from './outputParsers';
 import { parseKeyValues, runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 
@@ -81,12 +81,18 @@ export async function discover(host: RemoteHost): Promise<Discovery> {
   return discovery;
 }
 
+/** `NAME = 'value'` or `NAME: value` of a key naming a secret, in free text, with the value masked. */
+export function redactSecretAssignments(text: string): string {
+  return text.replace(/\b([A-Z0-9_]*(?:SECRET|PASSWORD|PASSWD|KEY|TOKEN)[A-Z0-9_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi, '$1$2<redacted>');
+}
+
 async function readKadiConfig(host: RemoteHost): Promise<KadiConfig> {
   const profile = host.profile;
   const cfgResult = await host.run(kadiArgv(profile, 'utils', 'config'));
   if (cfgResult.code !== 0) {
-    // Only the last line: a traceback's tail names the problem without echoing config values.
-    const last = (cfgResult.stderr || cfgResult.stdout).trim().split('\n').at(-1) ?? '';
+    // Only the last line (a traceback's tail names the problem), and redacted: an exception can quote
+    // a value of the configuration (a URI with its password, a SECRET_KEY = '...').
+    const last = redactConfigText(redactSecretAssignments((cfgResult.stderr || cfgResult.stdout).trim().split('\n').at(-1) ?? ''));
     throw new RemoteCommandError(`Reading the Kadi configuration with "${profile.kadi.cli} utils config" (KADI_CONFIG_FILE=${profile.kadi.configFile})`, {
       ...cfgResult,
       stdout: '',

@@ -5,7 +5,7 @@
  * caller's PYTHON* variables and user site-packages; unbuffered, so its lines reach the log in order).
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ExecResult } from '../ssh/connection';
@@ -50,27 +50,63 @@ export function agentPath(backupDir: string): string {
 
 const installed = new WeakSet<RemoteHost>();
 
-/** Installs the agent if this content hash is not on the host yet: one round trip when it is there. */
+export class UntrustedAgentError extends Error {}
+
+/**
+ * Installs the agent if this content hash is not on the host yet (through a temporary file of its own,
+ * renamed into place), then, in the same round trip, checks what will be executed before it ever is:
+ * its full sha256, and that it and every directory up to the backup directory belong to the Kadi user
+ * (or root) and are writable by nobody else, as OpenSSH's StrictModes checks a key file. The backup
+ * directory may be a symbolic link (its target is checked); the agent's own directories may not.
+ */
 export async function ensureAgent(host: RemoteHost): Promise<string> {
   const target = agentPath(host.profile.backupDir);
   if (installed.has(host)) return target;
   const dir = path.posix.dirname(target);
   const state = stateDir(host.profile.backupDir);
-  await host.check(`Installing the Kadi Ops agent in ${dir}`, {
-    or: [
-      { argv: ['test', '-f', target] },
+  const tmp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+  const r = await host.check(`Installing the Kadi Ops agent in ${dir}`, {
+    and: [
       {
-        and: [
-          { argv: ['mkdir', '-p', dir] },
-          { argv: ['chmod', '700', state, dir] },
-          { argv: ['cat'], stdoutTo: `${target}.tmp` },
-          { argv: ['mv', `${target}.tmp`, target] },
+        or: [
+          { argv: ['test', '-f', target] },
+          {
+            and: [
+              { argv: ['mkdir', '-p', dir] },
+              { argv: ['chmod', '700', state, dir] },
+              { argv: ['cat'], stdoutTo: tmp },
+              { argv: ['mv', tmp, target] },
+            ],
+          },
         ],
       },
+      { argv: ['sha256sum', '--', target] },
+      { argv: ['stat', '-c', '%U|%a|%F|%n', '--', target, dir, state] },
+      { argv: ['stat', '-L', '-c', '%U|%a|%F|%n', '--', host.profile.backupDir] },
     ],
   }, { stdin: agentPyz() });
+  checkInstalledAgent(r.stdout, target, host.profile.kadi.user);
   installed.add(host);
   return target;
+}
+
+/** Refuses an installed agent that is not ours or that someone else could have changed. */
+export function checkInstalledAgent(stdout: string, target: string, kadiUser: string): void {
+  const lines = stdout.split('\n').filter(Boolean);
+  const want = createHash('sha256').update(agentPyz()).digest('hex');
+  const got = /^([0-9a-f]{64}) /.exec(lines[0] ?? '')?.[1];
+  if (got !== want) throw new UntrustedAgentError(`The installed agent ${target} is not the one Kadi Ops ships (sha256 ${got ?? '?'}, expected ${want}); refusing to run it. Remove it, and find out who wrote it.`);
+  const entries = lines.slice(1).map((l) => {
+    const [owner, mode, type, ...name] = l.split('|');
+    return { owner, mode: parseInt(mode, 8), type, name: name.join('|') };
+  });
+  if (entries.length !== 4) throw new UntrustedAgentError(`Could not check the owners and modes of ${target} and its directories.`);
+  entries.forEach((e, i) => {
+    const want = i === 0 ? 'regular file' : 'directory';
+    if (e.type !== want) throw new UntrustedAgentError(`${e.name} is a ${e.type}, not a ${want}; refusing to run the agent from it.`);
+    if (e.owner !== kadiUser && e.owner !== 'root') throw new UntrustedAgentError(`${e.name} belongs to ${e.owner}, not to ${kadiUser} or root; refusing to run the agent from it.`);
+    if (e.mode & 0o022) throw new UntrustedAgentError(`${e.name} is writable by ${e.mode & 0o002 ? 'others' : 'its group'} (mode ${e.mode.toString(8)}); refusing to run the agent from it. Fix with: chmod go-w '${e.name}'`);
+  });
 }
 
 /** The argv that runs one verb of the installed agent AGENT. */

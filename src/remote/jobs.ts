@@ -90,7 +90,9 @@ export async function startJob(host: RemoteHost, opts: StartJobOptions): Promise
   const id = newJobId();
   const operator = opts.operator ?? safeUser();
   const client = opts.client ?? os.hostname();
-  const r = await runAgent(host, 'job-start', [host.profile.backupDir, id, opts.kind, operator, client, opts.breakStaleLock ? 'yes' : 'no', opts.verb, ...opts.args], {
+  const { keepLast, keepDays } = host.profile.jobHistory;
+  const history = `history=${keepLast}:${keepDays}`;
+  const r = await runAgent(host, 'job-start', [host.profile.backupDir, id, opts.kind, operator, client, opts.breakStaleLock ? 'yes' : 'no', history, opts.verb, ...opts.args], {
     stdin: opts.secret ?? '',
   });
   const kv = parseKeyValues(r.stdout);

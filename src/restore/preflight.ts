@@ -101,6 +101,8 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
 
   // 4. The live side: database, free space, trees, services.
   if (probe.dbError) blockers.push(`The database is not reachable: ${probe.dbError}`);
+  // rsync --delete into a tree that holds the backup directory (or the other tree) would delete it.
+  for (const c of probe.pathConflicts) blockers.push(`The paths overlap: ${c}; a restore would delete one with the other. Move one of them.`);
   const safetyBackup = opts.safetyBackup ?? true;
   if (safetyBackup) disk.push({ where: `${host.profile.backupDir} (safety backup)`, needBytes: Math.ceil((probe.dbBytes ?? 0) / 4), freeBytes: probe.backupFreeBytes });
   for (const c of chosen) c.checkLive?.(ctx);

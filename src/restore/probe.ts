@@ -36,6 +36,8 @@ export interface LiveProbe {
   services: ServiceProbe[];
   /** Privileged commands a restore may run that sudoers does not allow, as the agent names them (agent privileges.py). */
   sudoMissing: string[];
+  /** STORAGE_PATH, MISC_UPLOADS_PATH and the backup directory containing one another (links resolved). */
+  pathConflicts: string[];
 }
 
 const kb = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v) * 1024);
@@ -72,6 +74,7 @@ export function parseProbe(text: string): LiveProbe {
     systemctl: kv.get('systemctl') === 'yes',
     services,
     sudoMissing: kv.all('sudo_missing'),
+    pathConflicts: kv.all('path_conflict'),
   };
 }
 

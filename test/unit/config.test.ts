@@ -75,6 +75,7 @@ describe('host profiles: defaults for a standard Kadi install', () => {
       overrides: { database: {} },
       backupMaxAgeHours: 26,
       dumpCompression: 3,
+      jobHistory: { keepLast: 100, keepDays: 30 },
     });
   });
 

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { inspect } from 'node:util';
 import fc from 'fast-check';
 import { REDACTED, Secret } from '../../src/core/secret';
+import { redactSecretAssignments } from '../../src/kadi/discovery';
 import {
   compareKadiVersions,
   fatalReason,
@@ -498,5 +499,13 @@ Upgrade completed successfully.
       assert.equal(r.success, false);
       assert.deepEqual(r.fatal, ['Traceback (most recent call last):', 'psycopg2.errors.DuplicateColumn: column "checksum" already exists']);
     });
+  });
+});
+
+describe('an error of kadi utils config, as shown', () => {
+  it('masks a URI password and a secret assignment the exception quotes', () => {
+    const shown = redactConfigText(redactSecretAssignments("ValueError: bad value SECRET_KEY = 'hunter2' in postgresql://kadi:topsecret@db/kadi"));
+    assert.doesNotMatch(shown, /hunter2|topsecret/);
+    assert.match(shown, /SECRET_KEY = <redacted>/);
   });
 });

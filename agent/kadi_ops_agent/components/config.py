@@ -1,10 +1,11 @@
 """The Kadi configuration: KADI_CONFIG_FILE and the files it names (OIDC signing keys), archived as
 config.tar.gz; restored only when the operator confirmed overwriting it (overwrite_config=yes)."""
+import ast
+import filecmp
+import json
 import os
 import subprocess
-import tarfile
 import tempfile
-import filecmp
 
 from ..common import check_set_name, die, fail, out, step
 
@@ -56,10 +57,40 @@ def probe(ctx):
     return []
 
 
+def assignments(text):
+    """{NAME: the source text of its value} of a Python configuration file's top-level assignments,
+    or None when it is not Python that parses."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    found = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for t in targets:
+            if isinstance(t, ast.Name) and node.value is not None:
+                found[t.id] = ast.get_source_segment(text, node.value)
+    return found
+
+
+def key_changes(saved_text, live_text):
+    """Which top-level keys differ between two configuration files, by name only: never a value (a
+    multi-line AUTH_PROVIDERS or a wrapped SECRET_KEY must not be shown, not even redacted)."""
+    a, b = assignments(saved_text), assignments(live_text)
+    if a is None or b is None:
+        return {'parsed': False}
+    changed = sorted(k for k in a if k in b and a[k] != b[k])
+    added = sorted(k for k in b if k not in a)
+    removed = sorted(k for k in a if k not in b)
+    return {'parsed': True, 'changed': changed, 'added': added, 'removed': removed,
+            # Comments, imports or statements other than these assignments.
+            'otherLines': not (changed or added or removed) or None}
+
+
 def diff(argv):
-    """config-diff BACKUP_DIR SET: per file of the set's config.tar.gz, whether the live file differs,
-    and a unified diff. Contains secrets: the client redacts it before showing (restore/configDiff.ts).
-    Key files (not .py): never their content."""
+    """config-diff BACKUP_DIR SET: per file of the set's config.tar.gz, whether the live file differs;
+    for Python configuration files, the NAMES of the keys that differ (`config_keys=` one JSON line).
+    No content ever leaves the host: the files hold SECRET_KEY, the database password, private keys."""
     bd, name = argv
     check_set_name(name)
     tarball = os.path.join(bd, name, 'config.tar.gz')
@@ -79,12 +110,10 @@ def diff(argv):
                 out('config_file=%s missing-live' % live)
             elif filecmp.cmp(saved, live, shallow=False):
                 out('config_file=%s same' % live)
-            elif not live.endswith('.py'):
-                out('config_file=%s differs' % live)
             else:
-                out('config_file=%s differs' % live, '--- begin diff ' + live)
-                d = subprocess.run(['diff', '-u', '--label', 'backup:' + live, '--label', 'live:' + live, saved, live],
-                                   capture_output=True, text=True, errors='replace')
-                if d.stdout:
-                    out(*d.stdout.rstrip('\n').split('\n'))
-                out('--- end diff ' + live)
+                out('config_file=%s differs' % live)
+                if live.endswith('.py'):
+                    with open(saved, encoding='utf-8', errors='replace') as fa, open(live, encoding='utf-8', errors='replace') as fb:
+                        keys = key_changes(fa.read(), fb.read())
+                    keys['path'] = live
+                    out('config_keys=' + json.dumps({k: v for k, v in keys.items() if v is not None}, ensure_ascii=True))

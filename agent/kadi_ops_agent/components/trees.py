@@ -8,7 +8,7 @@ import grp
 import subprocess
 import threading
 
-from ..common import archive_listing, decompressor, disk_kb, du, fail, have, out, remove_tree, warn
+from ..common import archive_listing, decompressor, disk_kb, du, fail, have, out, remove_tree, resolved, warn
 from ..progress import ReadWatcher, rsync_progress
 from .. import jobs
 
@@ -18,7 +18,16 @@ class Tree:
         self.name, self.option, self.label = name, option, label
 
     def live(self, ctx):
-        return ctx.opts[self.option]
+        """The live tree, symbolic links resolved once (STORAGE_PATH is often a link to another disk):
+        its mode and owner are the real directory's, never the link's."""
+        p = ctx.opts[self.option]
+        real = resolved(p)
+        if real != os.path.abspath(p) and not getattr(ctx, '_said_' + self.name, False):
+            setattr(ctx, '_said_' + self.name, True)
+            out('%s %s is a symbolic link to %s: using the directory itself' % (self.label, p, real))
+            if ctx.info:
+                ctx.info_line('%s_resolved=%s' % (self.name, real))
+        return real
 
     # --- backup ---------------------------------------------------------------------------------
 

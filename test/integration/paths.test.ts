@@ -1,0 +1,90 @@
+/**
+ * The instance's paths as operators really lay them out: STORAGE_PATH as a symbolic link to the tree
+ * on another disk, and paths that must never contain one another.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { listSets, startBackup } from '../../src/backup/backupSets';
+import { MemorySink } from '../../src/core/sink';
+import { discover } from '../../src/kadi/discovery';
+import type { ConnectionPool } from '../../src/remote/connectionPool';
+import { followJob, type JobOutcome } from '../../src/remote/jobs';
+import type { RemoteHost } from '../../src/remote/remoteHost';
+import { preflight } from '../../src/restore/preflight';
+import { startRestore } from '../../src/restore/restoreJob';
+import type { SandboxHost } from '../sandbox/sandbox';
+import { getSandbox, newPool, profileOf } from './fixture';
+
+describe('paths as they really are', function () {
+  this.timeout(300000);
+  let sb: SandboxHost;
+  let original: string;
+
+  before(async () => {
+    sb = await getSandbox();
+    original = fs.readFileSync(sb.kadiConfig, 'utf8');
+  });
+  afterEach(() => fs.writeFileSync(sb.kadiConfig, original));
+
+  const withStorage = (v: string): void => fs.writeFileSync(sb.kadiConfig, original.replace(/^STORAGE_PATH = .*$/m, `STORAGE_PATH = ${JSON.stringify(v)}`));
+
+  async function connect(): Promise<{ pool: ConnectionPool; host: RemoteHost }> {
+    const pool = newPool();
+    return { pool, host: await pool.get(profileOf(sb, 'direct')) };
+  }
+
+  async function follow(host: RemoteHost, id: string): Promise<{ outcome: JobOutcome; log: string }> {
+    const sink = new MemorySink();
+    const outcome = await followJob(host, id, { sink });
+    return { outcome, log: sink.text() };
+  }
+
+  it('STORAGE_PATH as a symbolic link: the set records the real directory, and a restore never gives it the link\'s mode', async () => {
+    const link = path.join(sb.root, 'storage-link');
+    fs.symlinkSync(sb.storagePath, link);
+    const realMode = fs.statSync(sb.storagePath).mode & 0o7777;
+    const realOwner = fs.statSync(sb.storagePath).uid;
+    assert.equal(fs.lstatSync(link).mode & 0o777, 0o777, 'a link\'s own mode is 777');
+    withStorage(link);
+    const { pool, host } = await connect();
+    try {
+      const d = await discover(host);
+      assert.equal(d.facts.storagePath, link);
+      const b = await follow(host, await startBackup(host, d));
+      assert.equal(b.outcome.result, 'succeeded', b.log);
+      assert.match(b.log, new RegExp(`STORAGE_PATH ${link} is a symbolic link to ${sb.storagePath}: using the directory itself`));
+      const name = /^set=(\S+)$/m.exec(b.log)?.[1] as string;
+      const set = (await listSets(host)).sets.find((s) => s.name === name);
+      assert.equal(set?.manifest.paths.resolved?.storage, sb.storagePath);
+      assert.equal(fs.statSync(path.join(sb.backupDir, name, 'storage')).mode & 0o7777, realMode, 'the set\'s tree root has the real directory\'s mode');
+      const plan = await preflight(host, d, name, { components: ['storage'] });
+      assert.deepEqual(plan.blockers, []);
+      const r = await follow(host, await startRestore(host, d, plan));
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal(fs.statSync(sb.storagePath).mode & 0o7777, realMode, 'the real storage directory keeps its mode');
+      assert.equal(fs.statSync(sb.storagePath).uid, realOwner);
+      assert.ok(fs.lstatSync(link).isSymbolicLink(), 'the link is still a link');
+    } finally {
+      pool.closeAll();
+      fs.rmSync(link, { force: true });
+    }
+  });
+
+  it('a STORAGE_PATH that contains the backup directory is refused by backup and restore before anything changes', async () => {
+    const sets = fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n));
+    withStorage(path.dirname(sb.backupDir));
+    const { pool, host } = await connect();
+    try {
+      const d = await discover(host);
+      const b = await follow(host, await startBackup(host, d));
+      assert.equal(b.outcome.result, 'failed', b.log);
+      assert.match(b.log, /ERROR: refusing to back up: STORAGE_PATH \(.*\) contains the backup directory \(.*\)/);
+      const plan = await preflight(host, d, 'latest', { components: ['db', 'storage', 'uploads'] });
+      assert.ok(plan.blockers.some((x) => /The paths overlap: STORAGE_PATH \(.*\) contains the backup directory/.test(x)), plan.blockers.join('\n'));
+      assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was added or removed');
+    } finally {
+      pool.closeAll();
+    }
+  });
+});
