@@ -57,7 +57,7 @@ async function main(): Promise<void> {
         name: 'kadi-ops downloadSet (incl. sha256 of every file)',
         short: 'kadi-ops',
         run: async (dir) => {
-          const r = await downloadSet(host, set, dir);
+          const r = await downloadSet(host, set, dir, { withConfig: true }); // the whole set, as scp -r would copy it
           if (r.problems.length || r.files !== setFiles || r.skippedFiles !== 0) {
             throw new Error(`download: ${r.problems.length} problems, ${r.files} files, ${r.skippedFiles} skipped`);
           }

@@ -27,7 +27,7 @@ function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd 
     },
     async confirm(plan) {
       if (plan.components.includes('config') && !ctx.args.flags.has('overwrite-config') && plan.config?.some((c) => c.state !== 'same')) {
-        ctx.err('The configuration differs; it is shown above and will NOT be overwritten without --overwrite-config.');
+        ctx.err('The configuration differs (the keys are named above); it will NOT be overwritten without --overwrite-config.');
       }
       return confirmed(ctx, host);
     },

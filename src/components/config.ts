@@ -1,5 +1,5 @@
 /** The Kadi configuration: archived with every set; replaced only with its own confirmation. */
-import { configDiff } from '../restore/configDiff';
+import { configDiff, describeKeyChanges } from '../restore/configDiff';
 import type { ClientComponent } from './types';
 
 export const config: ClientComponent = {
@@ -11,6 +11,6 @@ export const config: ClientComponent = {
     decided.config = await configDiff(host, set.name);
   },
   planLines(p) {
-    return (p.config ?? []).flatMap((c) => [`  config ${c.path}: ${c.state}`, ...(c.diff ? c.diff.split('\n').map((l) => `      ${l}`) : [])]);
+    return (p.config ?? []).map((c) => `  config ${c.path}: ${c.state}${c.keys ? ` (${describeKeyChanges(c.keys)})` : ''}`);
   },
 };

@@ -1,50 +1,68 @@
 /**
- * The backed-up Kadi configuration against the live one. The diff passes through memory only and
- * is redacted before anyone sees it: the config holds SECRET_KEY and the database password, key
- * files (OIDC signing keys) are reported as differing without content.
+ * The backed-up Kadi configuration against the live one: per file whether it differs and, for the
+ * Python configuration, the NAMES of the keys that differ. No content ever leaves the host (the agent
+ * compares the files there: components/config.py): the configuration holds SECRET_KEY, the database
+ * password and private keys, and a multi-line value (AUTH_PROVIDERS) or a wrapped one cannot be
+ * redacted reliably line by line.
  */
-import { redactUriPasswords } from '../kadi/outputParsers';
 import { runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
+
+export interface ConfigKeyChanges {
+  /** False when one side is not Python that parses: which keys differ is unknown. */
+  parsed: boolean;
+  changed?: string[];
+  added?: string[];
+  removed?: string[];
+  /** Only comments, imports or other statements differ. */
+  otherLines?: boolean;
+}
 
 export interface ConfigFileDiff {
   path: string;
   state: 'same' | 'differs' | 'missing-live';
-  /** Redacted unified diff (Python config files only). */
-  diff?: string;
+  /** Python configuration files that differ: which keys. */
+  keys?: ConfigKeyChanges;
 }
 
-const SENSITIVE = /SECRET|PASSWORD|PASSWD|KEY|TOKEN|CREDENTIAL/;
-const ASSIGN = /^([-+ ]?\s*)([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)(.*)$/;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** Masks values of sensitive assignments and passwords inside URIs, line by line. */
-export function redactConfigDiff(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => {
-      if (/^(---|\+\+\+|@@)/.test(line)) return line;
-      const m = ASSIGN.exec(line);
-      if (m && SENSITIVE.test(m[2].toUpperCase())) return `${m[1]}${m[2]}${m[3]}<redacted>`;
-      return redactUriPasswords(line);
-    })
-    .join('\n');
+function names(v: unknown): string[] | undefined {
+  return Array.isArray(v) ? v.filter((n): n is string => typeof n === 'string' && NAME.test(n)) : undefined;
 }
 
 export function parseConfigDiff(text: string): ConfigFileDiff[] {
   const files: ConfigFileDiff[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^config_file=(.+) (same|differs|missing-live)$/.exec(lines[i]);
-    if (!m) continue;
-    const entry: ConfigFileDiff = { path: m[1], state: m[2] as ConfigFileDiff['state'] };
-    if (lines[i + 1] === `--- begin diff ${m[1]}`) {
-      const body: string[] = [];
-      for (i += 2; i < lines.length && lines[i] !== `--- end diff ${m[1]}`; i++) body.push(lines[i]);
-      if (m[1].endsWith('.py')) entry.diff = redactConfigDiff(body.join('\n'));
+  for (const line of text.split('\n')) {
+    const m = /^config_file=(.+) (same|differs|missing-live)$/.exec(line);
+    if (m) {
+      files.push({ path: m[1], state: m[2] as ConfigFileDiff['state'] });
+      continue;
     }
-    files.push(entry);
+    if (!line.startsWith('config_keys=')) continue;
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(line.slice('config_keys='.length)) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const entry = files.find((f) => f.path === raw.path);
+    if (!entry) continue;
+    entry.keys = { parsed: raw.parsed === true, changed: names(raw.changed), added: names(raw.added), removed: names(raw.removed), otherLines: raw.otherLines === true };
   }
   return files;
+}
+
+/** "keys changed: SECRET_KEY, AUTH_PROVIDERS; added: X" — names only. */
+export function describeKeyChanges(k: ConfigKeyChanges): string {
+  if (!k.parsed) return 'not Python that parses on one side: which keys differ is unknown';
+  const parts = [
+    k.changed?.length ? `keys changed: ${k.changed.join(', ')}` : '',
+    k.added?.length ? `added live: ${k.added.join(', ')}` : '',
+    k.removed?.length ? `only in the set: ${k.removed.join(', ')}` : '',
+    k.otherLines ? 'only comments or other statements differ' : '',
+  ].filter(Boolean);
+  return parts.join('; ');
 }
 
 export async function configDiff(host: RemoteHost, set: string): Promise<ConfigFileDiff[]> {

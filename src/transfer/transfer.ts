@@ -38,7 +38,16 @@ export interface TransferOptions {
   signal?: AbortSignal;
   /** Parallel hashing of local files when checking what is already there. */
   hashConcurrency?: number;
+  /**
+   * Download the set's config.tar.gz too. Off by default: it holds SECRET_KEY, the database password
+   * and the OIDC private keys, which a copy on a laptop should not carry unless asked for.
+   */
+  withConfig?: boolean;
 }
+
+/** The artifact a download leaves out unless asked for, and the note a local set keeps about it. */
+export const CONFIG_ARTIFACT = 'config.tar.gz';
+export const LEFT_OUT_NOTE = '.kadi-ops-left-out.json';
 
 export interface TransferResult {
   set: string;
@@ -54,6 +63,8 @@ export interface TransferResult {
   transferredBytes: number;
   /** Files that do not match the manifest after the transfer (download); empty when good. */
   problems: FileProblem[];
+  /** Download: artifacts deliberately not fetched (config.tar.gz unless withConfig). */
+  leftOut?: string[];
 }
 
 export class TransferError extends Error {}
@@ -185,7 +196,13 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
   await fetchFiles(host, set, dir, [{ path: 'manifest.json', size: 0, sha256: '' }], opts);
   const manifest = readManifest(dir);
 
-  const artifacts = artifactFiles(manifest);
+  const leftOut = opts.withConfig ? [] : artifactFiles(manifest).filter((a) => a.path === CONFIG_ARTIFACT).map((a) => a.path);
+  const artifacts = artifactFiles(manifest).filter((a) => !leftOut.includes(a.path));
+  const note = path.join(dir, LEFT_OUT_NOTE);
+  if (leftOut.length > 0) {
+    await fs.promises.rm(path.join(dir, CONFIG_ARTIFACT), { force: true }); // from an earlier download with it
+    await fs.promises.writeFile(note, `${JSON.stringify({ leftOut, why: 'the Kadi configuration holds SECRET_KEY, the database password and OIDC private keys; download with the configuration to include it' })}\n`);
+  }
   const fetched: ExpectedFile[] = [];
   const received = new Map<string, Received>();
   const okArtifacts = await completeLocally(dir, artifacts, opts);
@@ -222,8 +239,10 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
     })
   ).filter((p): p is FileProblem => p !== undefined);
   progress.done();
+  if (leftOut.length === 0) await fs.promises.rm(note, { force: true });
   return {
     set,
+    leftOut,
     location: dir,
     files: all.length + 1,
     bytes: all.reduce((n, f) => n + f.size, 0),
@@ -265,6 +284,9 @@ function readManifest(dir: string): Manifest {
 export async function expectedLocalFiles(dir: string): Promise<{ manifest: Manifest; files: ExpectedFile[] }> {
   const manifest = readManifest(dir);
   const files = artifactFiles(manifest);
+  if (fs.existsSync(path.join(dir, LEFT_OUT_NOTE)) && !fs.existsSync(path.join(dir, CONFIG_ARTIFACT))) {
+    throw new TransferError(`${dir} was downloaded without its ${CONFIG_ARTIFACT} (the configuration holds secrets): it is not a complete set. Download it again with the configuration to upload it.`);
+  }
   for (const tree of treeNames(manifest)) {
     const list = files.find((a) => a.path === `${tree}.files.jsonl`);
     if (!list) continue;

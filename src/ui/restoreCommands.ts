@@ -26,7 +26,7 @@ const COMPONENT_LABELS: Record<RestoreComponent, string> = {
   storage: 'Record files (STORAGE_PATH)',
   uploads: 'Misc uploads (MISC_UPLOADS_PATH)',
   redis: 'Redis snapshot (replays queued Celery tasks)',
-  config: 'Kadi configuration (shown as a diff; overwritten only after a second confirmation)',
+  config: 'Kadi configuration (the plan names the keys that differ; overwritten only after a second confirmation)',
 };
 
 /** The plan as a read-only document the operator reads before confirming. */
@@ -81,7 +81,7 @@ function vscodeRestoreFrontEnd(deps: CommandDeps, profile: HostProfile): Restore
     },
     confirm: (_plan, summary) => confirmByTypingHostName(profile, summary),
     async confirmOverwriteConfig() {
-      const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The diff is in the plan document. Without this, the configuration is only compared.' }, 'Overwrite configuration');
+      const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The plan names the keys that differ (never their values). Without this, the configuration is only compared.' }, 'Overwrite configuration');
       return c === 'Overwrite configuration';
     },
   };

@@ -54,11 +54,21 @@ export function registerTransferCommands(deps: CommandDeps): vscode.Disposable[]
     const { profile, set } = picked;
     const target = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Download here', title: `Download ${set.name} of ${profile.name} into a folder (a subfolder ${set.name} is created)` });
     if (!target?.[0]) return;
+    const withoutConfig = 'Without the configuration';
+    const config = await vscode.window.showQuickPick(
+      [
+        { label: withoutConfig, description: 'recommended', detail: 'Everything but config.tar.gz, which holds SECRET_KEY, the database password and the OIDC private keys.' },
+        { label: 'With the configuration', detail: 'config.tar.gz too: keep the copy where those secrets may be. Needed to upload the set to another host.' },
+      ],
+      { title: `Download ${set.name}: the Kadi configuration?`, ignoreFocusOut: true },
+    );
+    if (!config) return;
+    const withConfig = config.label !== withoutConfig;
     const channel = deps.outputs.channel(profile.name);
     channel.info(`▶ Download of ${set.name} from ${profile.name} into ${target[0].fsPath}`);
     try {
       const host = await deps.pool.get(profile);
-      const r = await withTransferProgress(`Downloading ${set.name} from ${profile.name}`, (onProgress, signal) => downloadSet(host, set.name, target[0].fsPath, { onProgress, signal }));
+      const r = await withTransferProgress(`Downloading ${set.name} from ${profile.name}`, (onProgress, signal) => downloadSet(host, set.name, target[0].fsPath, { onProgress, signal, withConfig }));
       if (r.problems.length > 0) {
         for (const p of r.problems) channel.error(`${set.name}: ${p.detail}`);
         const c = await vscode.window.showErrorMessage(`Download of ${set.name}: ${r.problems.length} file(s) do not match the manifest. Download again to fetch them anew; if they still differ, the set on ${profile.name} is damaged.`, 'Show output', 'Retry');
@@ -66,7 +76,7 @@ export function registerTransferCommands(deps: CommandDeps): vscode.Disposable[]
         if (c === 'Retry') void download(arg);
         return;
       }
-      channel.info(`■ Downloaded ${set.name} to ${r.location}: ${summary(r)}; every file matches the manifest.`);
+      channel.info(`■ Downloaded ${set.name} to ${r.location}: ${summary(r)}; every file matches the manifest.${r.leftOut?.length ? ` Left out: ${r.leftOut.join(', ')} (holds secrets).` : ''}`);
       const c = await vscode.window.showInformationMessage(`Downloaded ${set.name} (${summary(r)}); every file matches the manifest.`, 'Reveal folder');
       if (c) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(r.location));
     } catch (e) {

@@ -10,7 +10,7 @@ import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { followJob } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
-import { downloadSet, uploadSet, type TransferProgress } from '../../src/transfer/transfer';
+import { downloadSet, LEFT_OUT_NOTE, TransferError, uploadSet, type TransferProgress } from '../../src/transfer/transfer';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { getSandbox, newPool, profileOf } from './fixture';
 
@@ -62,7 +62,7 @@ describe('set transfers against the sandbox host', function () {
 
   it('downloads a set (sudo mode): every file equals the host copy, with progress', async () => {
     const seen: TransferProgress[] = [];
-    const r = await downloadSet(host, set, local, { onProgress: (p) => seen.push(p) });
+    const r = await downloadSet(host, set, local, { onProgress: (p) => seen.push(p), withConfig: true });
     assert.deepEqual(r.problems, []);
     assert.equal(r.skippedFiles, 0);
     const remote = setFiles(path.join(sb.backupDir, set));
@@ -74,12 +74,12 @@ describe('set transfers against the sandbox host', function () {
 
   it('resumes: only missing or damaged files are fetched again', async () => {
     const dir = path.join(local, set);
-    const again = await downloadSet(host, set, local);
+    const again = await downloadSet(host, set, local, { withConfig: true });
     assert.equal(again.transferredFiles, 0);
     const storageFile = [...files(dir).keys()].find((k) => k.startsWith('storage/')) as string;
     fs.rmSync(path.join(dir, 'db.toc'));
     fs.truncateSync(path.join(dir, storageFile), 1);
-    const r = await downloadSet(host, set, local);
+    const r = await downloadSet(host, set, local, { withConfig: true });
     assert.deepEqual(r.problems, []);
     assert.equal(r.transferredFiles, 2);
     assert.deepEqual(files(dir), setFiles(path.join(sb.backupDir, set)));
@@ -105,6 +105,25 @@ describe('set transfers against the sandbox host', function () {
       assert.equal(r.problems[0].problem, 'sha256');
     } finally {
       fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  it('leaves the configuration out unless asked: the copy says so, and cannot be uploaded as a set until it has it', async () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-noconfig-'));
+    try {
+      const r = await downloadSet(host, set, parent);
+      assert.deepEqual(r.problems, []);
+      assert.deepEqual(r.leftOut, ['config.tar.gz']);
+      const dir = path.join(parent, set);
+      assert.equal(fs.existsSync(path.join(dir, 'config.tar.gz')), false, 'the secrets did not leave the host');
+      assert.match(fs.readFileSync(path.join(dir, LEFT_OUT_NOTE), 'utf8'), /config\.tar\.gz/);
+      await assert.rejects(uploadSet(host, dir), (e: unknown) => e instanceof TransferError && /downloaded without its config\.tar\.gz/.test(e.message));
+      const full = await downloadSet(host, set, parent, { withConfig: true });
+      assert.deepEqual(full.leftOut, []);
+      assert.equal(full.transferredFiles, 1, 'only the configuration was fetched');
+      assert.equal(fs.existsSync(path.join(dir, LEFT_OUT_NOTE)), false);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
     }
   });
 
@@ -190,12 +209,12 @@ describe('set transfers against the sandbox host', function () {
     const localBig = path.join(local, bigSet, ...rel.split('/'));
     const w = abortWhenGrowing(localBig);
     try {
-      await assert.rejects(downloadSet(host, bigSet, local, { signal: w.signal }), /cancelled/);
+      await assert.rejects(downloadSet(host, bigSet, local, { signal: w.signal, withConfig: true }), /cancelled/);
     } finally {
       w.stop();
     }
     assert.ok(fs.statSync(localBig).size < 96 * 1024 * 1024, 'stopped in the middle of the big file');
-    const resumed = await downloadSet(host, bigSet, local);
+    const resumed = await downloadSet(host, bigSet, local, { withConfig: true });
     assert.deepEqual(resumed.problems, []);
     assert.ok(resumed.skippedFiles > 0, 'files completed before the cancel are not fetched again');
     assert.deepEqual(files(path.join(local, bigSet)), setFiles(path.join(sb.backupDir, bigSet)));

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { parseComponents, RestoreUsageError } from '../../src/components';
-import { parseConfigDiff, redactConfigDiff } from '../../src/restore/configDiff';
+import { describeKeyChanges, parseConfigDiff, type ConfigKeyChanges } from '../../src/restore/configDiff';
 import { parseProbe } from '../../src/restore/probe';
 import { recentVerification } from '../../src/restore/preflight';
 import type { VerifyRecord } from '../../src/backup/manifest';
@@ -88,35 +88,26 @@ describe('restore: components, probe and config diff', () => {
     ]);
   });
 
-  it('redacts secrets and URI passwords in a config diff and hides key files', () => {
+  it('reads which configuration keys differ, by name only; a line that tries more is ignored', () => {
     const raw = [
       'config_file=/opt/kadi/config/kadi.py differs',
-      '--- begin diff /opt/kadi/config/kadi.py',
-      '--- backup:/opt/kadi/config/kadi.py',
-      '+++ live:/opt/kadi/config/kadi.py',
-      '@@ -1,3 +1,3 @@',
-      '-SECRET_KEY = "oldsecret"',
-      '+SECRET_KEY = "newsecret"',
-      ' SQLALCHEMY_DATABASE_URI = "postgresql://kadi:pw123@db/kadi"',
-      '+SERVER_NAME = "kadi.example"',
-      '--- end diff /opt/kadi/config/kadi.py',
+      'config_keys={"parsed": true, "changed": ["SECRET_KEY", "AUTH_PROVIDERS", "x = \\"secret\\""], "added": ["SERVER_NAME"], "removed": [], "path": "/opt/kadi/config/kadi.py"}',
       'config_file=/opt/kadi/config/oidc.pem differs',
-      '--- begin diff /opt/kadi/config/oidc.pem',
-      '-----BEGIN PRIVATE KEY-----',
-      '--- end diff /opt/kadi/config/oidc.pem',
       'config_file=/opt/kadi/config/other.py same',
+      'config_file=/opt/kadi/config/broken.py differs',
+      'config_keys={"parsed": false, "path": "/opt/kadi/config/broken.py"}',
     ].join('\n');
     const files = parseConfigDiff(raw);
     assert.deepEqual(files.map((f) => [f.path, f.state]), [
       ['/opt/kadi/config/kadi.py', 'differs'],
       ['/opt/kadi/config/oidc.pem', 'differs'],
       ['/opt/kadi/config/other.py', 'same'],
+      ['/opt/kadi/config/broken.py', 'differs'],
     ]);
-    const diff = files[0].diff ?? '';
-    assert.doesNotMatch(diff, /oldsecret|newsecret|pw123/);
-    assert.match(diff, /\+SERVER_NAME = "kadi.example"/);
-    assert.equal(files[1].diff, undefined);
-    assert.doesNotMatch(redactConfigDiff('  password = "x"'), /"x"/);
+    assert.deepEqual(files[0].keys?.changed, ['SECRET_KEY', 'AUTH_PROVIDERS']);
+    assert.equal(describeKeyChanges(files[0].keys as ConfigKeyChanges), 'keys changed: SECRET_KEY, AUTH_PROVIDERS; added live: SERVER_NAME');
+    assert.equal(files[1].keys, undefined);
+    assert.match(describeKeyChanges(files[3].keys as ConfigKeyChanges), /which keys differ is unknown/);
   });
 });
 
