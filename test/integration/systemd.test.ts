@@ -4,6 +4,7 @@
  * rules `kadi-ops sudoers` prints. Skipped, loudly, only where the machine cannot boot it.
  */
 import { strict as assert } from 'node:assert';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup } from '../../src/backup/backupSets';
@@ -25,38 +26,46 @@ interface Ran {
   log: string;
 }
 
-/** Who held the database while a kadi-ops job's own session was active, sampled every 50 ms. */
-class SessionWatch {
-  private timer: NodeJS.Timeout | undefined;
-  private busy = false;
-  /** Samples in which a kadi-ops session was active. */
-  readonly withJob: string[][] = [];
+/**
+ * A superuser session in the container holding a table lock, so that a job's own database session
+ * (application_name kadi-ops-<job>) has to wait on it: while it waits, who else is connected is seen
+ * for certain, not by lucky sampling of a job that takes a second on the test's small database.
+ */
+class TableLock {
+  private readonly proc: ChildProcess;
 
-  constructor(private readonly h: SystemdHost) {}
-
-  start(): void {
-    this.timer = setInterval(() => {
-      if (this.busy) return;
-      this.busy = true;
-      this.h
-        .psql("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'kadi-%' AND state IS NOT NULL")
-        .then((out) => {
-          const names = out.split('\n').filter(Boolean);
-          if (names.some((n) => n.startsWith('kadi-ops-'))) this.withJob.push(names);
-        })
-        .catch(() => undefined)
-        .finally(() => (this.busy = false));
-    }, 50);
+  private constructor(h: SystemdHost, table: string, mode: string) {
+    this.proc = spawn('nsenter', ['-t', h.initPid, '-m', '-u', '-i', '-n', '-p', '--', 'runuser', '-u', 'postgres', '--', 'env', 'PGAPPNAME=test-lock', 'psql', '-X', '-q', '-d', 'kadi'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    this.proc.stdin?.write(`BEGIN;\nLOCK TABLE public.${table} IN ${mode} MODE;\n`);
   }
 
-  stop(): void {
-    clearInterval(this.timer);
+  /** Takes the lock and returns once it is held. */
+  static async take(h: SystemdHost, table: string, mode: 'ACCESS SHARE' | 'ACCESS EXCLUSIVE'): Promise<TableLock> {
+    const lock = new TableLock(h, table, mode);
+    for (let i = 0; i < 100; i++) {
+      const held = await h.psql(`SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.application_name = 'test-lock' AND l.relation = 'public.${table}'::regclass AND l.granted`, 'kadi');
+      if (held === '1') return lock;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    lock.release();
+    throw new Error('the test could not take its table lock');
   }
 
-  /** Kadi's own sessions seen at the same time as the job's. */
-  kadiDuringJob(): string[] {
-    return [...new Set(this.withJob.flat().filter((n) => !n.startsWith('kadi-ops-')))];
+  release(): void {
+    if (this.proc.stdin && !this.proc.stdin.writableEnded) this.proc.stdin.end('COMMIT;\n');
   }
+}
+
+/** The application names connected while a kadi-ops session waits on a lock (polled until one does). */
+async function sessionsWhileJobWaits(h: SystemdHost): Promise<string[]> {
+  for (let i = 0; i < 600; i++) {
+    const rows = (await h.psql("SELECT application_name || '|' || coalesce(wait_event_type, '') FROM pg_stat_activity WHERE datname = 'kadi'", 'postgres')).split('\n').filter(Boolean);
+    if (rows.some((r) => r.startsWith('kadi-ops-') && r.endsWith('|Lock'))) return rows.map((r) => r.split('|')[0]);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no kadi-ops session waited on the test\'s lock within 60 s');
 }
 
 describe('services and Redis on a real systemd host', function () {
@@ -108,19 +117,25 @@ describe('services and Redis on a real systemd host', function () {
   it('a full restore stops the Kadi services first, runs with none of them holding the database, takes the safety backup after they stopped, and starts them again', async () => {
     const { set } = await backup();
     assert.ok((await heartbeats()) > 0, 'kadi-celery writes');
-    const watch = new SessionWatch(h);
-    watch.start();
+    const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads'] });
+    assert.deepEqual(plan.blockers, [], plan.blockers.join('\n'));
+    // pg_restore's DROPs wait on this lock: while they do, who is connected is certain.
+    const lock = await TableLock.take(h, 'record', 'ACCESS SHARE');
+    let connected: string[];
     let ran: Ran;
     try {
-      ran = await restore(set, ['db', 'storage', 'uploads']);
+      const id = await startRestore(host, d, plan);
+      connected = await sessionsWhileJobWaits(h);
+      lock.release();
+      ran = await follow(id);
     } finally {
-      watch.stop();
+      lock.release();
     }
     assert.equal(ran.outcome.result, 'succeeded', ran.log);
     for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^stopped ${s}$`, 'm'));
     assert.ok(ran.log.indexOf('stopped kadi-celery') < ran.log.indexOf('[step] safety-backup'), 'services stop before the safety backup');
-    assert.ok(watch.withJob.length > 0, 'the job\'s own sessions were seen (the watch works)');
-    assert.deepEqual(watch.kadiDuringJob(), [], 'no Kadi process held the database while the job ran');
+    assert.ok(connected.some((n) => n.startsWith('kadi-ops-')), connected.join(', '));
+    assert.deepEqual(connected.filter((n) => /^kadi-(uwsgi|celery|celerybeat)$/.test(n)), [], 'no Kadi process held the database while the restore ran');
     assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
     // Everything kadi-celery wrote before it stopped is in the safety set.
     const stoppedAt = Number(fs.readFileSync(path.join(h.root, h.heartbeatCountFile), 'utf8'));
@@ -167,17 +182,22 @@ describe('services and Redis on a real systemd host', function () {
   });
 
   it('backup --stop-services stops the Kadi services around the dump and copies, and starts them again', async () => {
-    const watch = new SessionWatch(h);
-    watch.start();
+    // The dump waits on this lock (and the Kadi services, not yet stopped, are not hindered by it).
+    const lock = await TableLock.take(h, 'record', 'ACCESS EXCLUSIVE');
+    let connected: string[];
     let ran: Ran;
     try {
-      ({ ran } = await backup({ stopServices: true }));
+      const id = await startBackup(host, d, { redis: true, stopServices: true });
+      connected = await sessionsWhileJobWaits(h);
+      lock.release();
+      ran = await follow(id);
     } finally {
-      watch.stop();
+      lock.release();
     }
+    assert.equal(ran.outcome.result, 'succeeded', ran.log);
     for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^stopped ${s}$`, 'm'));
-    assert.ok(watch.withJob.length > 0, 'the dump\'s session was seen');
-    assert.deepEqual(watch.kadiDuringJob(), []);
+    assert.ok(connected.some((n) => n.startsWith('kadi-ops-')), connected.join(', '));
+    assert.deepEqual(connected.filter((n) => /^kadi-(uwsgi|celery|celerybeat)$/.test(n)), [], 'no Kadi process held the database during the dump');
     assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
     assert.ok((await listSets(host)).sets.some((s) => ran.log.includes(`set=${s.name}`)));
   });

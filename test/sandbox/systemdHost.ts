@@ -35,6 +35,8 @@ export interface SystemdHost {
   heartbeatCountFile: string;
   /** The container's root as this machine sees it (for reading files the container wrote). */
   root: string;
+  /** The container's PID 1 as this machine sees it (for nsenter). */
+  initPid: string;
   profile(over?: Partial<HostProfileInput>): HostProfileInput;
   /** Runs a command as root inside the container (all its namespaces). */
   exec(argv: string[], input?: string): Promise<RunResult>;
@@ -264,6 +266,7 @@ export async function startSystemdHost(): Promise<SystemdHost> {
       redisDump: '/var/lib/redis/dump.rdb',
       heartbeatCountFile: '/opt/kadi/heartbeat.count',
       root,
+      initPid: String(initPid),
       profile: hostProfile,
       exec,
       psql,
