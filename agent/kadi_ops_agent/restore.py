@@ -196,11 +196,8 @@ def set_toc(argv):
         if subprocess.run([argv[2], '-l', '-v', dump]).returncode != 0:
             die('pg_restore -l cannot read the dump of set %s' % name)
         return 0
-    toc = os.path.join(bd, name, 'db.toc')
-    if not os.path.isfile(toc):
-        die('set %s has no db.toc' % name)
-    with open(toc, 'rb') as f:
-        sys.stdout.buffer.write(f.read())
+    from .transfer import read_toc
+    read_toc([bd, name])
 
 
 def probe(argv):

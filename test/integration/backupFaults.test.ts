@@ -3,7 +3,7 @@
  * killed processes, a full backup filesystem, corrupted artifacts, and what deep verify finds.
  */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,7 +16,7 @@ import { cancelJob, describeOutcome, followJob, jobStatus, listJobs, LockBusyErr
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { holdTableLock } from '../sandbox/tableLock';
-import { cutConnections, getSandbox, newPool, profileOf } from './fixture';
+import { cutConnections, getSandbox, holdStaleLock, newPool, profileOf } from './fixture';
 import { setNameFrom, sleep } from './restoreHelpers';
 
 interface Ran {
@@ -178,16 +178,9 @@ describe('backup faults and verification against the sandbox host', function () 
   });
 
   it('a lock still held after its job leader died is reported as stale; --break-stale-lock kills the holder and the backup runs', async () => {
-    const state = path.join(sb.backupDir, '.kadi-ops');
-    const lock = path.join(state, 'lock');
     // A leftover of a job whose leader is gone: a process that still holds the lock file.
-    const holder = spawn('sudo', ['-u', sb.kadiUser, 'flock', '-w', '10', lock, 'sleep', '300'], { stdio: 'ignore', detached: true });
-    const gone = spawnSync('true').pid as number;
+    const stale = await holdStaleLock(sb, '20261126T000000Z-dead00', 300);
     try {
-      const free = (): boolean => spawnSync('sudo', ['-u', sb.kadiUser, 'flock', '-n', lock, 'true']).status === 0;
-      for (let i = 0; i < 100 && free(); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(free(), false, 'the leftover holds the lock');
-      fs.writeFileSync(path.join(state, 'lock.holder'), `job=20261126T000000Z-dead00\nkind=backup\noperator=someone\nclient=laptop\nstarted=2026-11-26T00:00:00Z\npid=${gone}\n`);
       await assert.rejects(startBackup(host, d), (e: unknown) => {
         assert.ok(e instanceof LockBusyError, String(e));
         assert.equal(e.stale, true);
@@ -198,8 +191,7 @@ describe('backup faults and verification against the sandbox host', function () 
       assert.equal(r.outcome.result, 'succeeded', r.sink.text());
       assert.notEqual(spawnSync('pgrep', ['-u', sb.kadiUser, '-f', `sleep 300`]).status, 0, 'the leftover holder was killed');
     } finally {
-      if (holder.pid) spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-f', `flock -w 10 ${lock} sleep 300`]);
-      spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-xf', 'sleep 300']);
+      stale.release();
     }
   });
 

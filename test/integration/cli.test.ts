@@ -1,10 +1,10 @@
 /** The headless CLI (dist/cli.js, the bundle users run) against the sandbox host. */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SandboxHost } from '../sandbox/sandbox';
-import { getSandbox } from './fixture';
+import { getSandbox, holdStaleLock } from './fixture';
 
 const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
 
@@ -139,16 +139,8 @@ describe('kadi-ops CLI against the sandbox host', function () {
   });
 
   it('verify refuses a stale lock, naming it; with --break-stale-lock (as every job verb takes it) it breaks the lock and runs', async () => {
-    const state = path.join(sb.backupDir, '.kadi-ops');
-    const lock = path.join(state, 'lock');
-    // A leftover of a job whose leader is gone: a process that still holds the lock file.
-    spawn('sudo', ['-u', sb.kadiUser, 'flock', '-w', '10', lock, 'sleep', '301'], { stdio: 'ignore', detached: true }).unref();
-    const gone = spawnSync('true').pid as number;
+    const stale = await holdStaleLock(sb, '20261130T000000Z-dead02', 301);
     try {
-      const free = (): boolean => spawnSync('sudo', ['-u', sb.kadiUser, 'flock', '-n', lock, 'true']).status === 0;
-      for (let i = 0; i < 100 && free(); i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(free(), false, 'the leftover holds the lock');
-      fs.writeFileSync(path.join(state, 'lock.holder'), `job=20261130T000000Z-dead02\nkind=backup\noperator=someone\nclient=laptop\nstarted=2026-11-30T00:00:00Z\npid=${gone}\n`);
       const refused = cli(['verify', 'sandbox', 'latest', '--config', config]);
       assert.equal(refused.code, 1, refused.stdout + refused.stderr);
       assert.match(refused.stderr, /held by a job whose process is gone \(backup 20261130T000000Z-dead02 by someone@laptop/);
@@ -156,7 +148,7 @@ describe('kadi-ops CLI against the sandbox host', function () {
       assert.equal(v.code, 0, v.stdout + v.stderr);
       assert.notEqual(spawnSync('pgrep', ['-u', sb.kadiUser, '-xf', 'sleep 301']).status, 0, 'the leftover holder was killed');
     } finally {
-      spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-f', 'sleep 301']);
+      stale.release();
     }
   });
 

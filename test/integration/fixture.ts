@@ -2,7 +2,7 @@
  * One sandbox Kadi host for the whole integration run (starting real sshd, PostgreSQL and Redis
  * costs seconds), stopped by a root-level after hook even when tests fail.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveProfiles } from '../../src/config/hostProfiles';
@@ -126,4 +126,20 @@ export function cutConnections(sb: SandboxHost): number {
     }
   }
   return victims.length;
+}
+
+/**
+ * A stale lock, as a job whose leader died leaves it: a leftover process still holds the lock file,
+ * and lock.holder names a pid that is gone. `sleepSeconds` tells the leftover apart for cleanup.
+ */
+export async function holdStaleLock(sb: SandboxHost, job: string, sleepSeconds: number): Promise<{ release(): void }> {
+  const state = path.join(sb.backupDir, '.kadi-ops');
+  const lock = path.join(state, 'lock');
+  spawn('sudo', ['-u', sb.kadiUser, 'flock', '-w', '10', lock, 'sleep', String(sleepSeconds)], { stdio: 'ignore', detached: true }).unref();
+  const gone = spawnSync('true').pid as number;
+  const free = (): boolean => spawnSync('sudo', ['-u', sb.kadiUser, 'flock', '-n', lock, 'true']).status === 0;
+  for (let i = 0; i < 100 && free(); i++) await new Promise((r) => setTimeout(r, 50));
+  if (free()) throw new Error('the leftover did not take the lock');
+  fs.writeFileSync(path.join(state, 'lock.holder'), `job=${job}\nkind=backup\noperator=someone\nclient=laptop\nstarted=2026-11-26T00:00:00Z\npid=${gone}\n`);
+  return { release: () => void spawnSync('pkill', ['-KILL', '-u', sb.kadiUser, '-xf', `sleep ${sleepSeconds}`]) };
 }

@@ -114,23 +114,26 @@ describe('services and Redis on a real systemd host', function () {
 
   const heartbeats = async (): Promise<number> => Number(await h.psql('SELECT count(*) FROM heartbeat', 'kadi'));
 
+  /** Starts a job that must wait on a lock the test holds on `record`; who is connected meanwhile, and how it ended. */
+  async function whileWaiting(mode: 'ACCESS SHARE' | 'ACCESS EXCLUSIVE', start: () => Promise<string>): Promise<{ connected: string[]; ran: Ran }> {
+    const lock = await TableLock.take(h, 'record', mode);
+    try {
+      const id = await start();
+      const connected = await sessionsWhileJobWaits(h);
+      lock.release();
+      return { connected, ran: await follow(id) };
+    } finally {
+      lock.release();
+    }
+  }
+
   it('a full restore stops the Kadi services first, runs with none of them holding the database, takes the safety backup after they stopped, and starts them again', async () => {
     const { set } = await backup();
     assert.ok((await heartbeats()) > 0, 'kadi-celery writes');
     const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads'] });
     assert.deepEqual(plan.blockers, [], plan.blockers.join('\n'));
-    // pg_restore's DROPs wait on this lock: while they do, who is connected is certain.
-    const lock = await TableLock.take(h, 'record', 'ACCESS SHARE');
-    let connected: string[];
-    let ran: Ran;
-    try {
-      const id = await startRestore(host, d, plan);
-      connected = await sessionsWhileJobWaits(h);
-      lock.release();
-      ran = await follow(id);
-    } finally {
-      lock.release();
-    }
+    // pg_restore's DROPs wait on the test's lock: while they do, who is connected is certain.
+    const { connected, ran } = await whileWaiting('ACCESS SHARE', () => startRestore(host, d, plan));
     assert.equal(ran.outcome.result, 'succeeded', ran.log);
     for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^stopped ${s}$`, 'm'));
     assert.ok(ran.log.indexOf('stopped kadi-celery') < ran.log.indexOf('[step] safety-backup'), 'services stop before the safety backup');
@@ -182,18 +185,8 @@ describe('services and Redis on a real systemd host', function () {
   });
 
   it('backup --stop-services stops the Kadi services around the dump and copies, and starts them again', async () => {
-    // The dump waits on this lock (and the Kadi services, not yet stopped, are not hindered by it).
-    const lock = await TableLock.take(h, 'record', 'ACCESS EXCLUSIVE');
-    let connected: string[];
-    let ran: Ran;
-    try {
-      const id = await startBackup(host, d, { redis: true, stopServices: true });
-      connected = await sessionsWhileJobWaits(h);
-      lock.release();
-      ran = await follow(id);
-    } finally {
-      lock.release();
-    }
+    // The dump waits on the test's lock (the Kadi services, not yet stopped, are not hindered by it).
+    const { connected, ran } = await whileWaiting('ACCESS EXCLUSIVE', () => startBackup(host, d, { redis: true, stopServices: true }));
     assert.equal(ran.outcome.result, 'succeeded', ran.log);
     for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^stopped ${s}$`, 'm'));
     assert.ok(connected.some((n) => n.startsWith('kadi-ops-')), connected.join(', '));

@@ -3,6 +3,7 @@
 Every module has the same small interface; a backup, verify or restore is a loop over the
 components the job names, so adding a component is one new module here (and its tests):
 
+  (Steps a component has no part in it leaves out: DEFAULTS below stand in.)
   NAME                        the component's name in the client's options (`components=...`)
   space_needed_kb(ctx, first) KiB a new set needs for it (first: there is no previous set)
   backup_begin(ctx)           starts its part of a backup; returns a handle (work may go on in the
@@ -21,11 +22,37 @@ ORDER = ('database', 'storage', 'uploads', 'redis', 'config')
 ALIASES = {'db': 'database'}
 
 
+# What a component without its own part of a step does: nothing, needs nothing, reports nothing.
+DEFAULTS = {
+    'space_needed_kb': lambda ctx, first: 0,
+    'backup_begin': lambda ctx: None,
+    'backup_wait': lambda ctx, handle: '',
+    'backup_finish': lambda ctx: None,
+    'verify_quick': lambda ctx: {},
+    'probe': lambda ctx: [],
+}
+
+
+class Component:
+    """A component module with the interface's defaults for what it leaves out."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            if name in DEFAULTS:
+                return DEFAULTS[name]
+            raise
+
+
 def load(name):
     name = ALIASES.get(name, name)
     if name not in ORDER:
         raise KeyError(name)
-    return importlib.import_module('kadi_ops_agent.components.' + name)
+    return Component(importlib.import_module('kadi_ops_agent.components.' + name))
 
 
 def all_components():

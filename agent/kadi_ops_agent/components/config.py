@@ -13,18 +13,6 @@ NAME = 'config'
 restore_step = 'config'
 
 
-def space_needed_kb(ctx, first):
-    return 0
-
-
-def backup_begin(ctx):
-    return None
-
-
-def backup_wait(ctx, handle):
-    return ''
-
-
 def files(opts):
     return [opts['kadi_config']] + [l for l in opts['config_extra'].split('\n') if l]
 
@@ -39,10 +27,6 @@ def backup_finish(ctx):
             fail('cannot archive the Kadi configuration')
 
 
-def verify_quick(ctx):
-    return {}
-
-
 def restore(ctx):
     tarball = os.path.join(ctx.set_dir, 'config.tar.gz')
     if not os.path.isfile(tarball):
@@ -52,9 +36,6 @@ def restore(ctx):
     if subprocess.run(['tar', '-xzpf', tarball, '--absolute-names']).returncode != 0:
         fail('extracting the configuration failed')
 
-
-def probe(ctx):
-    return []
 
 
 def assignments(text):

@@ -17,18 +17,6 @@ def enabled(ctx):
     return ctx.opts.yes('redis')
 
 
-def space_needed_kb(ctx, first):
-    return 0
-
-
-def backup_begin(ctx):
-    return None
-
-
-def backup_wait(ctx, handle):
-    return ''
-
-
 def backup_finish(ctx):
     if not enabled(ctx):
         return
@@ -46,10 +34,6 @@ def backup_finish(ctx):
         if privileges.run(*privileges.redis_read(dump), stdout=f, stdin=subprocess.DEVNULL).returncode != 0:
             fail('cannot read %s: the Kadi user needs the sudoers rule for "%s" (or read access to it)'
                  % (dump, privileges.describe(*privileges.redis_read(dump))))
-
-
-def verify_quick(ctx):
-    return {}
 
 
 def cmd(opts, *args):
@@ -180,6 +164,3 @@ def missing_rules(opts):
     cmds = [privileges.service('stop', svc), privileges.service('start', svc), privileges.redis_write(dump), privileges.redis_mode(dump)]
     return [privileges.describe(*c) for c in cmds if not privileges.allowed(*c)]
 
-
-def probe(ctx):
-    return []
