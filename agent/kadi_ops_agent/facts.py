@@ -24,6 +24,49 @@ def main(argv):
         collect(cli, cfg, backup_dir, pg.Conn('', host, port, user, db))
 
 
+def kadi_version(cli, cfg):
+    """(version, None), or (None, why): the last line of `kadi --version` when it is a version."""
+    try:
+        r = subprocess.run([cli, '--version'], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, KADI_CONFIG_FILE=cfg))
+    except OSError:
+        return None, 'kadi --version failed'
+    lines = r.stdout.splitlines()
+    version = lines[-1].strip() if lines else ''
+    if r.returncode != 0:
+        return None, 'kadi --version failed'
+    if not re.fullmatch(r'[0-9A-Za-z.+_-]{1,40}', version):
+        return None, 'kadi --version printed %s' % json.dumps(version[:80])
+    return version, None
+
+
+def server(conn):
+    """The PostgreSQL server behind CONN (its password in PGPASSFILE) as this host sees it: psql,
+    num, major, pg_dump, pg_restore (empty when none matches) and revision; `error` when it cannot be
+    reached, `revision_error` when alembic_version holds no single revision id. What the server says
+    is checked before it is passed on: a value is never more than what it claims to be."""
+    psql = pg.any_psql()
+    if not psql:
+        return {'error': 'no psql client found'}
+    conn.psql = psql
+    ok, num = conn.query('show server_version_num', check=False)
+    if ok and not re.fullmatch(r'[0-9]{5,7}', num):
+        # Whatever answered is no PostgreSQL server this agent knows; its text is not passed on.
+        ok, num = False, 'the server reported a version number that is not one: %s' % json.dumps(num[:80])
+    if not ok:
+        return {'psql': psql, 'error': num}
+    major = int(num) // 10000
+    s = {'psql': psql, 'num': int(num), 'major': major,
+         'pg_dump': pg.tool_for_major('pg_dump', major), 'pg_restore': pg.tool_for_major('pg_restore', major)}
+    ok, rev = conn.query('select version_num from alembic_version', check=False)
+    if ok and re.fullmatch(r'[0-9A-Za-z_]{1,64}', rev):
+        s['revision'] = rev
+    elif ok:
+        # Not an alembic revision id (several rows, a newline, shell text): named, never passed on.
+        s['revision_error'] = 'alembic_version holds %s, not one revision id' % json.dumps(rev[:120])
+    return s
+
+
 def collect(cli, cfg, backup_dir, conn):
     out('hostname=' + hostname())
     # Identity of what `kadi utils config` depends on, so a client may reuse what it read before.
@@ -38,41 +81,20 @@ def collect(cli, cfg, backup_dir, conn):
     except OSError:
         pass
     out('now_epoch=%d' % int(time.time()), 'remote_user=' + user_name())
-    env = dict(os.environ, KADI_CONFIG_FILE=cfg)
-    try:
-        r = subprocess.run([cli, '--version'], capture_output=True, text=True, env=env)
-        lines = r.stdout.splitlines()
-        ok = r.returncode == 0
-    except OSError:
-        ok, lines = False, []
-    version = lines[-1].strip() if ok and lines else ''
-    if ok and re.fullmatch(r'[0-9A-Za-z.+_-]{1,40}', version):
-        out('kadi_version=' + version)
+    version, why = kadi_version(cli, cfg)
+    out('kadi_version=' + version if version else 'kadi_version_error=' + why)
+    s = server(conn)
+    if s.get('psql'):
+        out('psql=' + s['psql'])
+    if 'error' in s:
+        out('pg_error=' + s['error'].replace('\n', ' '))
     else:
-        out('kadi_version_error=kadi --version failed' if not ok else 'kadi_version_error=kadi --version printed %s' % json.dumps(version[:80]))
-    psql = pg.any_psql()
-    if psql:
-        conn.psql = psql
-        out('psql=' + psql)
-        ok, num = conn.query('show server_version_num', check=False)
-        if ok and not re.fullmatch(r'[0-9]{5,7}', num):
-            # Whatever answered is no PostgreSQL server this agent knows; its text is not passed on.
-            ok, num = False, 'the server reported a version number that is not one: %s' % json.dumps(num[:80])
-        if ok:
-            out('pg_server_version_num=' + num)
-            major = int(num) // 10000
-            out('pg_server_major=%d' % major, 'pg_dump=' + pg.tool_for_major('pg_dump', major),
-                'pg_restore=' + pg.tool_for_major('pg_restore', major))
-            ok, rev = conn.query('select version_num from alembic_version', check=False)
-            if ok and re.fullmatch(r'[0-9A-Za-z_]{1,64}', rev):
-                out('alembic_revision=' + rev)
-            elif ok:
-                # Not an alembic revision id (several rows, a newline, shell text): named, never passed on.
-                out('alembic_revision_error=alembic_version holds %s, not one revision id' % json.dumps(rev[:120]))
-        else:
-            out('pg_error=' + num.replace('\n', ' '))
-    else:
-        out('pg_error=no psql client found')
+        out('pg_server_version_num=%d' % s['num'], 'pg_server_major=%d' % s['major'],
+            'pg_dump=' + s['pg_dump'], 'pg_restore=' + s['pg_restore'])
+        if 'revision' in s:
+            out('alembic_revision=' + s['revision'])
+        elif 'revision_error' in s:
+            out('alembic_revision_error=' + s['revision_error'])
     for d in sorted(glob.glob('/usr/lib/postgresql/*/bin/pg_dump')):
         if os.access(d, os.X_OK):
             out('pg_dump_available=' + d)

@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.parse
 
-from . import jobs, pg
+from . import facts as facts_module, jobs, pg
 from .common import Options, die, fail, out, user_name
 from .jobs import state_dir
 
@@ -216,27 +216,21 @@ def host_facts(plan, cfg):
     uploads = c['uploads'].get('path') or cfg['uploads']
     if not storage or not uploads:
         fail('STORAGE_PATH or MISC_UPLOADS_PATH is not set in the Kadi configuration and not in the plan')
-    psql = pg.any_psql()
-    if not psql:
-        fail('no psql client found')
-    conn = pg.Conn(psql, db['host'], db['port'], db['user'], db['name'])
-    num = int(conn.query('show server_version_num'))
-    major = num // 10000
-    pg_dump, pg_restore = pg.tool_for_major('pg_dump', major), pg.tool_for_major('pg_restore', major)
-    if not pg_dump or not pg_restore:
-        fail('no pg_dump/pg_restore for PostgreSQL %d on this host (install postgresql-client-%d)' % (major, major))
+    s = facts_module.server(pg.Conn('', db['host'], db['port'], db['user'], db['name']))
+    if 'error' in s:
+        fail('cannot reach the database: %s' % s['error'])
+    if not s['pg_dump'] or not s['pg_restore']:
+        fail('no pg_dump/pg_restore for PostgreSQL %d on this host (install postgresql-client-%d)' % (s['major'], s['major']))
     facts = {'toolVersion': TOOL_VERSION,
              'database': {k: db[k] for k in ('host', 'port', 'name', 'user')},
              'storagePath': storage, 'uploadsPath': uploads, 'oidcKeys': cfg['oidcKeys'],
-             'postgres': {'psql': psql, 'pgDump': pg_dump, 'pgRestore': pg_restore, 'serverVersionNum': num, 'serverMajor': major}}
-    ok, revision = conn.query('select version_num from alembic_version', check=False)
-    if ok and revision:
-        facts['alembicRevision'] = revision
-    kadi = plan['kadi']
-    v = subprocess.run([kadi['cli'], '--version'], capture_output=True, text=True,
-                       env=dict(os.environ, KADI_CONFIG_FILE=kadi['configFile']), stdin=subprocess.DEVNULL)
-    if v.returncode == 0 and v.stdout.strip():
-        facts['kadiVersion'] = v.stdout.strip().splitlines()[-1]
+             'postgres': {'psql': s['psql'], 'pgDump': s['pg_dump'], 'pgRestore': s['pg_restore'],
+                          'serverVersionNum': s['num'], 'serverMajor': s['major']}}
+    if 'revision' in s:
+        facts['alembicRevision'] = s['revision']
+    version, _ = facts_module.kadi_version(plan['kadi']['cli'], plan['kadi']['configFile'])
+    if version:
+        facts['kadiVersion'] = version
     return facts
 
 

@@ -19,7 +19,7 @@ import threading
 
 from . import pg, plan, services
 from .common import Failure, Options, path_conflicts, check_set_name, die, disk_kb, fail, have, out, user_name, warn
-from .components import Context, config, load
+from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
 from .kadi import Kadi
 from .steps import Steps
@@ -145,11 +145,17 @@ def safety_backup(ctx, argv):
             f.write(line)
     if p.wait() != 0:
         fail('the safety backup failed; nothing was changed')
-    names = [l[4:] for l in job.read('safety.out').splitlines() if l.startswith('set=')]
-    if not names:
+    name = safety_set(job)
+    if not name:
         fail('the safety backup printed no set name')
-    open(os.path.join(ctx.opts['backup_dir'], names[-1], '.pre-restore'), 'w').close()
-    out('safety_set=' + names[-1])
+    open(os.path.join(ctx.opts['backup_dir'], name, '.pre-restore'), 'w').close()
+    out('safety_set=' + name)
+
+
+def safety_set(job):
+    """The set the safety backup of this job made, or ''."""
+    names = [l[4:] for l in job.read('safety.out').splitlines() if l.startswith('set=')]
+    return names[-1] if names else ''
 
 
 def cleanup(argv):
@@ -173,9 +179,8 @@ def cleanup(argv):
     except Exception:  # noqa: BLE001 - the summary below still matters more
         pass
     steps.summary('restore of ' + ctx.opts['set'])
-    names = [l[4:] for l in job.read('safety.out').splitlines() if l.startswith('set=')]
-    if names:
-        out('The state before this restore is in the pre-restore set %s.' % names[-1])
+    if safety_set(job):
+        out('The state before this restore is in the pre-restore set %s.' % safety_set(job))
     out('restore_result=failed')
 
 
@@ -211,9 +216,9 @@ def probe(argv):
         out('me=' + user_name())
         out(*('path_conflict=' + c for c in path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'],
                                                               'the backup directory': o['backup_dir']})))
-        out(*load('storage').probe(ctx), *load('uploads').probe(ctx))
         out('backup_free_kb=%d' % disk_kb(o['backup_dir'])[0])
-        out(*load('database').probe(ctx))
+        for c in all_components():
+            out(*c.probe(ctx))
     if have('systemctl'):
         out('systemctl=yes')
         for s in o.words('services') + o.words('redis_service'):
@@ -224,6 +229,6 @@ def probe(argv):
             else:
                 out('service=%s missing' % s)
         if o['redis_service'] and o['redis_dump']:
-            out(*('sudo_missing=' + m for m in load('redis').missing_rules(o) if 'systemctl' not in m))
+            out(*('sudo_missing=' + m for m in load('redis').missing_rules(o)))
     else:
         out('systemctl=no')

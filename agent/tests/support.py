@@ -9,7 +9,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import build  # noqa: E402  (agent/build.py)
 
-__all__ = ['AGENT_SOURCE', 'ZipappTestCase', 'build']
+__all__ = ['AGENT_SOURCE', 'ZipappTestCase', 'build', 'put']
 
 # The package's source directory: what in-process tests of single functions import from.
 AGENT_SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,3 +34,12 @@ class ZipappTestCase(unittest.TestCase):
         return subprocess.run([sys.executable, '-I', '-S', self.pyz, *argv], input=input,
                               stdin=subprocess.DEVNULL if input is None else None,
                               capture_output=True, text=True, timeout=timeout)
+
+
+def put(root, rel, data):
+    """Writes DATA (bytes) to ROOT/REL, making the folders on the way; the path."""
+    p = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, 'wb') as f:
+        f.write(data)
+    return p

@@ -6,7 +6,7 @@ import os
 import tempfile
 import unittest
 
-from support import ZipappTestCase
+from support import ZipappTestCase, put
 
 OLD, NEW, UP = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z', '2026-03-01T00-00-00Z'
 
@@ -20,11 +20,7 @@ class TransferTest(ZipappTestCase):
         self.bd = tempfile.mkdtemp(dir=self.tmp.name)
 
     def put(self, rel, data):
-        p = os.path.join(self.bd, rel)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, 'wb') as f:
-            f.write(data)
-        return p
+        return put(self.bd, rel, data)
 
     def transfer(self, *argv, stdin=''):
         return self.agent('transfer', *argv, input=stdin, timeout=60)

@@ -7,7 +7,7 @@ import os
 import tempfile
 import unittest
 
-from support import ZipappTestCase
+from support import ZipappTestCase, put
 
 TREE = {
     'ab/cd/ef/0001': b'first file\n',
@@ -30,11 +30,7 @@ class AgentCase(ZipappTestCase):
         os.mkdir(self.job)
 
     def put(self, rel, data):
-        p = os.path.join(self.set, rel)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, 'wb') as f:
-            f.write(data)
-        return p
+        return put(self.set, rel, data)
 
     def put_job(self, name, text):
         with open(os.path.join(self.job, name), 'w', encoding='utf-8') as f:

@@ -196,8 +196,9 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
   await fetchFiles(host, set, dir, [{ path: 'manifest.json', size: 0, sha256: '' }], opts);
   const manifest = readManifest(dir);
 
-  const leftOut = opts.withConfig ? [] : artifactFiles(manifest).filter((a) => a.path === CONFIG_ARTIFACT).map((a) => a.path);
-  const artifacts = artifactFiles(manifest).filter((a) => !leftOut.includes(a.path));
+  const every = artifactFiles(manifest);
+  const leftOut = opts.withConfig ? [] : every.filter((a) => a.path === CONFIG_ARTIFACT).map((a) => a.path);
+  const artifacts = every.filter((a) => !leftOut.includes(a.path));
   const note = path.join(dir, LEFT_OUT_NOTE);
   if (leftOut.length > 0) {
     await fs.promises.rm(path.join(dir, CONFIG_ARTIFACT), { force: true }); // from an earlier download with it

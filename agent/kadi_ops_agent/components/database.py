@@ -7,6 +7,7 @@ import select
 import subprocess
 import time
 
+from .. import pg
 from ..common import fail, out, step, warn
 from ..progress import ReadWatcher, pg_restore_progress
 
@@ -415,7 +416,7 @@ def scratch_name(job_id):
 def scratch_create(ctx):
     """The fallback: a scratch database on the production server (needs CREATEDB). Its connection, or
     None when it cannot be created."""
-    from .. import pg, plan
+    from .. import plan
     o, job = ctx.opts, ctx.job
     pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], '*', o['pg_user'], plan.job_input(job)['password'])
     scratch = scratch_name(job.id)
@@ -437,9 +438,10 @@ def drop_scratch(ctx):
     if not scratch:
         return True
     # After a cancel the killed pg_restore's session may linger a moment and block the DROP.
+    conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
     for _ in range(5):
-        if subprocess.run([o['psql'], '-X', '-q', '-h', o['pg_host'], '-p', o['pg_port'], '-U', o['pg_user'], '-w',
-                           '-d', o['pg_db'], '-c', 'DROP DATABASE IF EXISTS "%s"' % scratch], stdin=subprocess.DEVNULL).returncode == 0:
+        if subprocess.run([o['psql'], '-X', '-q', *conn.args(), '-d', o['pg_db'], '-c', 'DROP DATABASE IF EXISTS "%s"' % scratch],
+                          stdin=subprocess.DEVNULL).returncode == 0:
             job.remove('scratch_db')
             return True
         time.sleep(1)
