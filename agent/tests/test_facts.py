@@ -1,0 +1,143 @@
+"""The facts verb against a server that lies. A real PostgreSQL cannot be made to report a forged
+server_version_num, so these tests speak the PostgreSQL wire protocol (v3, simple query) from a
+small loopback server of their own, and let the host's real psql talk to it."""
+import os
+import socket
+import struct
+import tempfile
+import threading
+import unittest
+
+from support import ZipappTestCase
+
+import kadi_ops_agent.pg as pg_module  # noqa: F401  (the package must import; support puts it on the path)
+
+
+def _message(kind, payload):
+    return kind + struct.pack('!I', len(payload) + 4) + payload
+
+
+def _recv_exact(sock, n):
+    data = b''
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError('client went away')
+        data += chunk
+    return data
+
+
+class LyingServer:
+    """Answers every query by the first entry of ANSWERS whose key occurs in the SQL (one text
+    column, one row); what psql then prints is the hostile value, byte for byte."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.sock.close()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with client:
+                try:
+                    self._session(client)
+                except (ConnectionError, OSError):
+                    pass
+
+    def _session(self, c):
+        while True:  # SSLRequest / GSSENCRequest come first: refused with 'N'
+            length, code = struct.unpack('!II', _recv_exact(c, 8))
+            if code in (80877103, 80877104):
+                c.sendall(b'N')
+                continue
+            _recv_exact(c, length - 8)  # the startup parameters
+            break
+        c.sendall(_message(b'R', struct.pack('!I', 0))
+                  + _message(b'S', b'server_version\x0015.0\x00')
+                  + _message(b'S', b'client_encoding\x00UTF8\x00')
+                  + _message(b'K', struct.pack('!II', 1, 2))
+                  + _message(b'Z', b'I'))
+        while True:
+            kind = _recv_exact(c, 1)
+            length, = struct.unpack('!I', _recv_exact(c, 4))
+            body = _recv_exact(c, length - 4)
+            if kind == b'X':
+                return
+            if kind != b'Q':
+                raise ConnectionError('unexpected message %r' % kind)
+            sql = body.rstrip(b'\x00').decode()
+            self.queries.append(sql)
+            value = next(v for k, v in self.answers if k in sql).encode()
+            column = b'v\x00' + struct.pack('!IhIhih', 0, 0, 25, -1, -1, 0)
+            c.sendall(_message(b'T', struct.pack('!h', 1) + column)
+                      + _message(b'D', struct.pack('!hI', 1, len(value)) + value)
+                      + _message(b'C', b'SELECT 1\x00')
+                      + _message(b'Z', b'I'))
+
+
+@unittest.skipUnless(pg_module.any_psql(), 'no psql client on this machine: the wire-protocol tests need one')
+class HostileServerTest(ZipappTestCase):
+
+    def facts(self, answers):
+        server = LyingServer(answers)
+        self.addCleanup(server.close)
+        with tempfile.TemporaryDirectory() as backup_dir:
+            r = self.agent('facts', '/bin/false', '/nonexistent/kadi.cfg', backup_dir, '127.0.0.1',
+                           str(server.port), 'kadi', 'kadi', input='secret\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(server.queries, 'psql never reached the lying server')
+        return r.stdout.splitlines()
+
+    def keys(self, lines):
+        return [line.split('=', 1)[0] for line in lines]
+
+    def test_an_honest_answer_is_passed_on(self):
+        # The control: the same server with a real version number is believed, so the test can fail.
+        lines = self.facts([('server_version_num', '150004'), ('alembic_version', 'a1b2c3d4e5f6')])
+        self.assertIn('pg_server_version_num=150004', lines)
+        self.assertIn('pg_server_major=15', lines)
+        self.assertIn('alembic_revision=a1b2c3d4e5f6', lines)
+
+    def test_a_forged_protocol_line_in_the_version_is_not_believed(self):
+        evil = '150004\npg_dump=/tmp/evil-pg_dump\nbackup_dir_exists=no'
+        lines = self.facts([('server_version_num', evil), ('alembic_version', 'a1b2c3d4e5f6')])
+        self.assertNotIn('pg_dump=/tmp/evil-pg_dump', lines)
+        self.assertEqual(self.keys(lines).count('backup_dir_exists'), 1)
+        self.assertIn('backup_dir_exists=yes', lines)
+        errors = [line for line in lines if line.startswith('pg_error=')]
+        self.assertEqual(len(errors), 1, lines)
+        self.assertIn('the server reported a version number that is not one', errors[0])
+        self.assertNotIn('pg_server_version_num', self.keys(lines))
+
+    def test_shell_text_and_huge_numbers_are_not_numbers(self):
+        for evil in ('a[$(touch /tmp/kadi-ops-pwned)]', '1' * 40, '15 0004', '-150004'):
+            with self.subTest(evil=evil):
+                lines = self.facts([('server_version_num', evil), ('alembic_version', 'a1b2c3d4e5f6')])
+                self.assertNotIn('pg_server_version_num', self.keys(lines))
+                self.assertNotIn('pg_server_major', self.keys(lines))
+                self.assertTrue(any(line.startswith('pg_error=the server reported') for line in lines), lines)
+        self.assertFalse(os.path.exists('/tmp/kadi-ops-pwned'))
+
+    def test_a_forged_line_in_the_revision_is_named_not_passed_on(self):
+        lines = self.facts([('server_version_num', '150004'),
+                            ('alembic_version', 'a1b2c3d4e5f6\npg_dump=/tmp/evil-pg_dump')])
+        self.assertNotIn('pg_dump=/tmp/evil-pg_dump', lines)
+        self.assertNotIn('alembic_revision', self.keys(lines))
+        self.assertTrue(any(line.startswith('alembic_revision_error=') for line in lines), lines)
+        self.assertEqual(self.keys(lines).count('pg_dump'), 1)
+
+
+if __name__ == '__main__':
+    unittest.main()
