@@ -64,6 +64,10 @@ def main() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # What the agent writes (sets, job files, passfiles) is the Kadi user's alone.
     os.umask(0o077)
+    # A file name that is not UTF-8 (a surrogate escape in Python) is shown as \udcXX in a message
+    # instead of ending the agent with an encoding error.
+    sys.stdout.reconfigure(errors='backslashreplace')
+    sys.stderr.reconfigure(errors='backslashreplace')
     if len(sys.argv) < 2 or sys.argv[1] not in VERBS:
         sys.stderr.write('kadi-ops: unknown verb %r; one of: %s\n' % (sys.argv[1] if len(sys.argv) > 1 else '', ', '.join(sorted(VERBS))))
         sys.exit(2)

@@ -265,7 +265,9 @@ def main(argv):
             collected += 1
             if done is None: return  # vanished
             e, new = done
-            listing.write(json.dumps(e, ensure_ascii=False) + '\n')
+            # ASCII with \u escapes: a file name that is not UTF-8 (held as surrogate escapes)
+            # goes into the list and comes back as the same bytes.
+            listing.write(json.dumps(e) + '\n')
             totals['files'] += 1; totals['bytes'] += e[1]
             if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
         entries = walk()

@@ -51,7 +51,7 @@ def list_files(root):
         for fn in sorted(files):
             p = os.path.join(d, fn)
             if os.path.islink(p) or not os.path.isfile(p): continue
-            print(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha256(p)], ensure_ascii=False))
+            print(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha256(p)]))
 
 
 def seal_check(upload):
@@ -109,7 +109,7 @@ def link(bd, name, partial):
                     except OSError:
                         continue
                     del want[path]
-                    print(json.dumps(path, ensure_ascii=False))
+                    print(json.dumps(path))
 
 
 # --- verbs -------------------------------------------------------------------------------------

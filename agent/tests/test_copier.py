@@ -87,6 +87,30 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(listing['same'][3], hashlib.sha256(b'unchanged').hexdigest())
         self.assertEqual((summary['files'], summary['newFiles']), (4, 3))
 
+    def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(self):
+        # Kadi names its files by uuid, but a storage tree may hold anything a user or a script put
+        # there; such a name must neither end the backup nor come back as other bytes.
+        raw = os.path.join(os.fsencode(self.live), b'ab', b'caf\xe9 \xff.dat')
+        os.makedirs(os.path.dirname(raw))
+        with open(raw, 'wb') as f:
+            f.write(b'latin-1 named')
+        rel = os.fsdecode(b'ab/caf\xe9 \xff.dat')
+        r1, s1, listing, _ = self.copy('s1')
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        self.assertEqual(list(listing), [rel])
+        with open(os.path.join(s1, 'storage.files.jsonl'), 'rb') as f:
+            self.assertTrue(f.read().isascii(), 'the list is ASCII, the name escaped')
+        copied = os.path.join(os.fsencode(s1), b'storage', b'ab', b'caf\xe9 \xff.dat')
+        with open(copied, 'rb') as f:
+            self.assertEqual(f.read(), b'latin-1 named')
+        r2, s2, listing2, summary = self.copy('s2', s1)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertEqual(listing2[rel], listing[rel])
+        self.assertEqual(os.stat(copied).st_ino,
+                         os.stat(os.path.join(os.fsencode(s2), b'storage', b'ab', b'caf\xe9 \xff.dat')).st_ino,
+                         'unchanged: linked from the previous set by its listed name')
+        self.assertEqual(summary['newFiles'], 0)
+
     def test_a_fifo_is_reported_not_silently_dropped(self):
         self.write('file', b'x')
         os.mkfifo(os.path.join(self.live, 'pipe'))

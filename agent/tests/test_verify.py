@@ -13,6 +13,8 @@ TREE = {
     'ab/cd/ef/0001': b'first file\n',
     'ab/cd/ef/0002': b'',
     'odd name \xfc/with space': b'x' * 3000,
+    # Not UTF-8 at all (Latin-1 bytes, held by Python as surrogate escapes).
+    os.fsdecode(b'latin1 \xe9/caf\xe9.dat'): b'latin-1 named file',
 }
 DUMP = b'PGDMP fake dump bytes'
 
@@ -131,6 +133,14 @@ class QuickVerifyTest(AgentCase):
         self.make_set()
         self.put('storage/ab/cd/ef/0001', b'first filE\n')
         self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0001: sha256 does not match'])
+
+    def test_a_damaged_file_whose_name_is_not_utf8_is_named_not_a_crash(self):
+        self.make_set()
+        self.put(os.path.join('storage', os.fsdecode(b'latin1 \xe9/caf\xe9.dat')), b'latin-1 named fiLe')
+        q, r = self.verify()
+        self.assertEqual(self.lines(q.stdout)[0], 'PROBLEM: storage/latin1 \\udce9/caf\\udce9.dat: sha256 does not match')
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(self.verify_record()['problems'], ['storage/' + os.fsdecode(b'latin1 \xe9/caf\xe9.dat') + ': sha256 does not match'])
 
     def test_a_truncated_tree_file(self):
         self.make_set()

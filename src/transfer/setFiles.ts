@@ -23,6 +23,12 @@ export function checkSetPath(p: string): string {
   if (p === '' || p.startsWith('/') || /[\0\n\r\\]/.test(p) || parts.some((x) => x === '' || x === '.' || x === '..')) {
     throw new UnsafePathError(`unsafe path in backup set: ${JSON.stringify(p)}`);
   }
+  // A name that is not UTF-8 on the host reaches JSON as a lone surrogate escape; this side's file
+  // system calls would write it as other bytes, so such a set stays on the host (it backs up,
+  // verifies and restores there byte for byte).
+  if (/[\uD800-\uDFFF]/u.test(p)) {
+    throw new UnsafePathError(`the file name ${JSON.stringify(p)} in the backup set is not UTF-8 on the host; a set holding it cannot be copied to or from this machine (it is whole on the host: verify and restore it there)`);
+  }
   return p;
 }
 

@@ -83,6 +83,10 @@ describe('transfer tar stream', () => {
   it('checks set paths and parses file lists', () => {
     for (const bad of ['', '/etc/passwd', '../x', 'a/../b', 'a//b', './a', 'a/', 'a\nb']) assert.throws(() => checkSetPath(bad), UnsafePathError, bad);
     assert.equal(checkSetPath('storage/ab/cd/file'), 'storage/ab/cd/file');
+    // The agent's list escapes a Latin-1 byte as a lone surrogate: refused by name, not written as other bytes.
+    const latin1 = treeFiles.bind(null, 'storage', '["caf\\udce9.dat", 1, 1, "a"]\n');
+    assert.throws(latin1, /the file name "storage\/caf\\udce9\.dat" in the backup set is not UTF-8 on the host/);
+    assert.equal(checkSetPath('storage/caf\u00e9 \u{1F600}.dat'), 'storage/caf\u00e9 \u{1F600}.dat', 'UTF-8 names, astral ones included, pass');
     const files = treeFiles('storage', '["a/b", 3, 1, "abc"]\n\n["c", 0, 1, "def"]\n');
     assert.deepEqual(files, [{ path: 'storage/a/b', size: 3, sha256: 'abc' }, { path: 'storage/c', size: 0, sha256: 'def' }]);
     assert.throws(() => treeFiles('storage', '["../x", 1, 1, "a"]'), UnsafePathError);
