@@ -7,7 +7,7 @@
  */
 import * as vscode from 'vscode';
 
-export type DialogKind = 'information' | 'warning' | 'error' | 'input';
+export type DialogKind = 'information' | 'warning' | 'error' | 'input' | 'pick' | 'open';
 
 export interface Shown {
   kind: DialogKind;
@@ -91,6 +91,23 @@ export class Dialogs implements vscode.Disposable {
       const shown: Shown = { kind: 'input', message: text, modal: false, items: [], answer: rule?.answer };
       this.record(shown);
       return rule?.answer;
+    });
+    // A quick pick is answered by an item's label; an open dialog by a path.
+    patch('showQuickPick', async (items: readonly (string | vscode.QuickPickItem)[] | Thenable<readonly (string | vscode.QuickPickItem)[]>, options?: vscode.QuickPickOptions) => {
+      const list = await items;
+      const text = options?.title ?? options?.placeHolder ?? '';
+      const labels = list.map((i) => (typeof i === 'string' ? i : i.label));
+      const rule = this.take('pick', text);
+      const item = rule?.answer === undefined ? undefined : list[labels.indexOf(rule.answer)];
+      if (rule?.answer !== undefined && item === undefined) throw new Error(`quick pick "${text}" has no item "${rule.answer}" (has: ${labels.join(', ')})`);
+      this.record({ kind: 'pick', message: text, modal: false, items: labels, answer: rule?.answer });
+      return item;
+    });
+    patch('showOpenDialog', async (options?: vscode.OpenDialogOptions) => {
+      const text = options?.title ?? '';
+      const rule = this.take('open', text);
+      this.record({ kind: 'open', message: text, modal: false, items: [], answer: rule?.answer });
+      return rule?.answer === undefined ? undefined : [vscode.Uri.file(rule.answer)];
     });
   }
 
