@@ -1,11 +1,10 @@
-/** The CLI's verbs. Each takes a context and returns the process exit status. */
+/** The CLI's verbs: each declares its arguments and options (args.ts), takes a context and returns the process exit status. */
 import { discover, type HostFacts } from '../kadi/discovery';
 import { sudoersSnippet } from '../config/sudoers';
 import { formatBytes } from '../core/format';
-import { pickProfile, type CliCommand, type CliContext } from './context';
+import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
 import { restoreCommands } from './restoreCommands';
-
 
 function printFacts(ctx: CliContext, f: HostFacts): void {
   const rows: [string, string][] = [
@@ -30,7 +29,8 @@ function printFacts(ctx: CliContext, f: HostFacts): void {
 
 export const commands: Record<string, CliCommand> = {
   hosts: {
-    args: '',
+    args: [],
+    options: [],
     summary: 'list the configured hosts',
     async run(ctx) {
       if (ctx.json) ctx.out(JSON.stringify(ctx.profiles.map((p) => ({ name: p.name, ssh: `${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}`, runAs: p.runAs, backupDir: p.backupDir })), null, 2));
@@ -39,7 +39,8 @@ export const commands: Record<string, CliCommand> = {
     },
   },
   check: {
-    args: '<host>',
+    args: [HOST_ARG],
+    options: [],
     summary: 'connect, verify the host key, discover Kadi, PostgreSQL, paths and free disk',
     async run(ctx) {
       const profile = pickProfile(ctx, ctx.positionals[0]);
@@ -51,7 +52,8 @@ export const commands: Record<string, CliCommand> = {
     },
   },
   sudoers: {
-    args: '<host>',
+    args: [HOST_ARG],
+    options: [],
     summary: 'print the exact sudoers rules the host needs (its services stop/start, the Redis restore), and nothing more',
     async run(ctx) {
       ctx.out(sudoersSnippet(pickProfile(ctx, ctx.positionals[0])).trimEnd());

@@ -4,11 +4,11 @@ import type { OutputSink } from '../core/sink';
 import type { JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import type { ConnectionPool } from '../remote/connectionPool';
-import { stringFlag, UsageError, type ParsedArgs } from './args';
+import { UsageError, type ArgSpec, type CommandSpec, type OptionSpec, type ParsedArgs } from './args';
 
 export interface CliContext {
   args: ParsedArgs;
-  positionals: string[];
+  positionals: readonly string[];
   profiles: HostProfile[];
   pool: ConnectionPool;
   signal: AbortSignal;
@@ -17,11 +17,20 @@ export interface CliContext {
   err(line: string): void;
 }
 
-export interface CliCommand {
-  args: string;
-  summary: string;
+/** A verb: its declared arguments and options (args.ts) and what it does. */
+export interface CliCommand extends CommandSpec {
   run(ctx: CliContext): Promise<number>;
 }
+
+/** The first argument of most verbs. A missing one is reported by pickProfile, with the configured names. */
+export const HOST_ARG: ArgSpec = { name: '<host>', required: true, description: "a host profile's name (`kadi-ops hosts` lists them)" };
+
+/** Every job verb takes it: its front end answers the stale-lock question up front (frontEnd.ts). */
+export const BREAK_STALE_LOCK: OptionSpec = {
+  name: 'break-stale-lock',
+  type: 'boolean',
+  description: 'break the lock a dead job left behind (it is named); without it such a lock is refused',
+};
 
 export function pickProfile(ctx: CliContext, name: string | undefined): HostProfile {
   if (!name) throw new UsageError(`Name a host: one of ${ctx.profiles.map((p) => p.name).join(', ') || '(none configured)'}.`);
@@ -55,7 +64,7 @@ export function exitCodeOf(o: JobOutcome): number {
 
 /** A whole-number option, at least `min`. */
 export function intFlag(ctx: CliContext, name: string, min = 0): number | undefined {
-  const v = stringFlag(ctx.args, name);
+  const v = ctx.args.value(name);
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`--${name} must be a whole number${min > 0 ? ` of at least ${min}` : ''} (got "${v}").`);
   return Number(v);

@@ -36,7 +36,7 @@ export function printReport(ctx: CliContext, title: string, report: JobReport, o
 
 /** Destructive verbs proceed only with --yes naming the host profile, like typing its name. */
 export function confirmed(ctx: CliContext, host: RemoteHost): boolean {
-  const yes = ctx.args.flags.get('yes');
+  const yes = ctx.args.value('yes');
   if (yes === host.profile.name) return true;
   ctx.err(yes === undefined ? `Nothing changed. To proceed, repeat with --yes ${host.profile.name}` : `--yes "${String(yes)}" does not name this host (${host.profile.name}); nothing changed.`);
   return false;
@@ -55,7 +55,7 @@ export function cliFrontEnd(ctx: CliContext, host: RemoteHost): CliFrontEnd {
       return followLogged(ctx, live, id);
     },
     // --break-stale-lock answers this up front, for every verb's job; a terminal job never asks.
-    breakStaleLock: ctx.args.flags.has('break-stale-lock'),
+    breakStaleLock: ctx.args.flag('break-stale-lock'),
     confirmBreakStaleLock: async () => false,
     async finished(title, outcome, report) {
       if (report) printReport(ctx, title, report, outcome);

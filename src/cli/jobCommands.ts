@@ -9,7 +9,8 @@ import { cancelJob, followJob, jobStatus, listJobs } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { formatBytes } from '../core/format';
 import { UsageError } from './args';
-import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
+import type { ArgSpec, OptionSpec } from './args';
+import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, type CliCommand, type CliContext } from './context';
 import { cliFrontEnd, printOutcome } from './frontEnd';
 
 /** Streams a job (from the start of its log) and prints how it ended; the exit status follows the job's. */
@@ -19,9 +20,26 @@ async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<nu
   return exitCodeOf(outcome);
 }
 
+const NO_SET = 'Name a backup set (see `kadi-ops list <host>`), or "latest".';
+const NO_JOB = 'Name a job (see `kadi-ops jobs <host>`).';
+
+/** `<set|latest>`: checked before the configuration is read, as are the other arguments with a `missing` message. */
+export const SET_ARG: ArgSpec = { name: '<set|latest>', required: true, description: 'a backup set (`kadi-ops list <host>` lists them), or latest: the newest complete one', missing: NO_SET };
+const JOB_ARG: ArgSpec = { name: '<job>', required: true, description: 'a job id (`kadi-ops jobs <host>` lists them)', missing: NO_JOB };
+
+const n = (name: string, description: string): OptionSpec => ({ name, type: 'string', value: 'N', description });
+/** The retention rules of prune, and of backup's prune after success. */
+const RETENTION_OPTIONS: readonly OptionSpec[] = [
+  n('keep-last', 'keep this many newest sets regardless of age'),
+  n('keep-daily', 'keep the newest set of each of this many most recent days that have one'),
+  n('keep-weekly', 'keep the newest set of each of this many most recent ISO weeks that have one'),
+  n('keep-monthly', 'keep the newest set of each of this many most recent months that have one'),
+  n('min-keep', 'never keep fewer good sets than this, whatever their age'),
+];
+
 function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   const name = ctx.positionals[1];
-  if (!name) throw new UsageError('Name a backup set (see `kadi-ops list <host>`), or "latest".');
+  if (!name) throw new UsageError(NO_SET);
   const found = name === 'latest' ? sets[0] : sets.find((s) => s.name === name);
   if (!found) throw new UsageError(`No complete backup set "${name}" on ${ctx.positionals[0]}.`);
   return found;
@@ -42,7 +60,8 @@ function pruneExit(r: PruneFlowResult): number {
 /** `pin` and `unpin`: the same command but for the flag it sets. */
 function pinCommand(pinned: boolean, summary: string): CliCommand {
   return {
-    args: '<host> <set>',
+    args: [HOST_ARG, SET_ARG],
+    options: [],
     summary,
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -54,13 +73,20 @@ function pinCommand(pinned: boolean, summary: string): CliCommand {
 
 export const jobCommands: Record<string, CliCommand> = {
   backup: {
-    args: '<host> [--archive] [--redis] [--stop-services] [--break-stale-lock] [--keep-* N … to prune after success]',
-    summary: 'make a complete, checksummed backup set (a job on the host); prune only if it succeeded',
+    args: [HOST_ARG],
+    options: [
+      { name: 'archive', type: 'boolean', description: 'copy STORAGE_PATH and MISC_UPLOADS_PATH as one tar archive each instead of plain trees' },
+      { name: 'redis', type: 'boolean', description: "include a Redis snapshot even if the profile's redis.enabled is off" },
+      { name: 'stop-services', type: 'boolean', description: "stop the profile's services around the dump and copies, for a fully consistent set" },
+      BREAK_STALE_LOCK,
+      ...RETENTION_OPTIONS,
+    ],
+    summary: 'make a complete, checksummed backup set (a job on the host); with --keep-* options, prune after it, only if it succeeded',
     async run(ctx) {
       const host = await hostFor(ctx);
       const pruneAfter = retentionPolicy(ctx);
       const r = await backupFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, {
-        options: { filesMode: ctx.args.flags.has('archive') ? 'archive' : 'tree', redis: ctx.args.flags.has('redis') ? true : undefined, breakStaleLock: ctx.args.flags.has('break-stale-lock'), stopServices: ctx.args.flags.has('stop-services') },
+        options: { filesMode: ctx.args.flag('archive') ? 'archive' : 'tree', redis: ctx.args.flag('redis') ? true : undefined, breakStaleLock: ctx.args.flag('break-stale-lock'), stopServices: ctx.args.flag('stop-services') },
         pruneAfter,
       });
       if (r.state === 'not-started') return 1;
@@ -69,7 +95,8 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   list: {
-    args: '<host>',
+    args: [HOST_ARG],
+    options: [],
     summary: 'list backup sets (newest first) with size, status and Kadi version',
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -89,29 +116,35 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   verify: {
-    args: '<host> <set|latest> [--deep] [--break-stale-lock]',
+    args: [HOST_ARG, SET_ARG],
+    options: [
+      { name: 'deep', type: 'boolean', description: 'also restore the dump into a throwaway PostgreSQL cluster (or a scratch database) and cross-check it with the files' },
+      BREAK_STALE_LOCK,
+    ],
     summary: 'check every artifact and file against the manifest; --deep also restores the dump into a throwaway PostgreSQL cluster (or a scratch DB) and checks it',
     async run(ctx) {
       const host = await hostFor(ctx);
       const set = setArg(ctx, (await listSets(host)).sets);
-      const r = await verifyFlow(cliFrontEnd(ctx, host), { setName: set.name, level: ctx.args.flags.has('deep') ? 'deep' : 'quick' });
+      const r = await verifyFlow(cliFrontEnd(ctx, host), { setName: set.name, level: ctx.args.flag('deep') ? 'deep' : 'quick' });
       return r.state === 'ran' ? exitCodeOf(r.outcome) : 1;
     },
   },
   prune: {
-    args: '<host> [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--min-keep N] [--dry-run] [--break-stale-lock]',
+    args: [HOST_ARG],
+    options: [...RETENTION_OPTIONS, { name: 'dry-run', type: 'boolean', description: 'show what would be deleted and delete nothing' }, BREAK_STALE_LOCK],
     summary: 'delete old sets by retention policy (never pinned or the newest verified set)',
     async run(ctx) {
       const host = await hostFor(ctx);
       const policy = retentionPolicy(ctx);
       if (!policy) throw new UsageError('Give at least one --keep-* option.');
-      return pruneExit(await pruneFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, { policy, dryRun: ctx.args.flags.has('dry-run') }));
+      return pruneExit(await pruneFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, { policy, dryRun: ctx.args.flag('dry-run') }));
     },
   },
   pin: pinCommand(true, 'protect a set from pruning'),
   unpin: pinCommand(false, 'let a set be pruned again'),
   'clean-partials': {
-    args: '<host>',
+    args: [HOST_ARG],
+    options: [],
     summary: 'remove partial sets left by jobs that died',
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -122,7 +155,8 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   jobs: {
-    args: '<host>',
+    args: [HOST_ARG],
+    options: [],
     summary: 'list running and recent jobs',
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -133,23 +167,25 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
   attach: {
-    args: '<host> <job>',
+    args: [HOST_ARG, JOB_ARG],
+    options: [],
     summary: 'stream a job from the start of its log and report how it ended',
     async run(ctx) {
       const host = await hostFor(ctx);
       const id = ctx.positionals[1];
-      if (!id) throw new UsageError('Name a job (see `kadi-ops jobs <host>`).');
+      if (!id) throw new UsageError(NO_JOB);
       await jobStatus(host, id);
       return attach(ctx, host, id);
     },
   },
   cancel: {
-    args: '<host> <job>',
+    args: [HOST_ARG, JOB_ARG],
+    options: [],
     summary: 'stop a job: TERM, then KILL after a grace period; partial output is removed',
     async run(ctx) {
       const host = await hostFor(ctx);
       const id = ctx.positionals[1];
-      if (!id) throw new UsageError('Name a job (see `kadi-ops jobs <host>`).');
+      if (!id) throw new UsageError(NO_JOB);
       const status = await cancelJob(host, id);
       ctx.err(`Job ${id}: ${status}.`);
       return 0;

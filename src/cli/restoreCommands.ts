@@ -3,11 +3,12 @@ import * as fs from 'node:fs';
 import { dbUpgradeFlow, filesCheckFlow, fixPermissionsFlow, redisSnapshotFlow, reindexFlow, removeOrphansFlow, type MaintenanceFlowResult } from '../flows/maintenanceFlow';
 import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import type { RemoteHost } from '../remote/remoteHost';
-import { parseComponents, RestoreUsageError } from '../components';
-import { listIndices } from '../restore/maintenance';
+import { DEFAULT_COMPONENTS, parseComponents, RESTORE_COMPONENTS, RestoreUsageError } from '../components';
+import { KADI_MODELS, listIndices } from '../restore/maintenance';
 import { formatPlan } from '../restore/preflight';
-import { stringFlag, UsageError } from './args';
-import { consoleSink, exitCodeOf, hostFor, intFlag, type CliCommand, type CliContext } from './context';
+import { UsageError, type OptionSpec } from './args';
+import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, type CliCommand, type CliContext } from './context';
+import { SET_ARG } from './jobCommands';
 import { cliFrontEnd, confirmed, type CliFrontEnd } from './frontEnd';
 
 /** The restore flow's terminal side: the plan on stdout, --yes for the confirmations, the job streamed. */
@@ -26,7 +27,7 @@ function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd 
       ctx.err('Refused: nothing was changed (see REFUSED above).');
     },
     async confirm(plan) {
-      if (plan.components.includes('config') && !ctx.args.flags.has('overwrite-config') && plan.config?.some((c) => c.state !== 'same')) {
+      if (plan.components.includes('config') && !ctx.args.flag('overwrite-config') && plan.config?.some((c) => c.state !== 'same')) {
         ctx.err('The configuration differs (the keys are named above); it will NOT be overwritten without --overwrite-config.');
       }
       return confirmed(ctx, host);
@@ -42,10 +43,14 @@ function maintenanceExit(r: MaintenanceFlowResult): number {
   return r.state === 'nothing' ? 0 : r.state === 'declined' ? 2 : 1;
 }
 
-/** A maintenance verb on `<host>`: its flow with the terminal front end. */
-function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, host: RemoteHost) => Promise<MaintenanceFlowResult>, args = '<host>'): CliCommand {
+/** Destructive verbs proceed only with it (frontEnd.ts: confirmed). */
+const YES: OptionSpec = { name: 'yes', type: 'string', value: 'HOST', description: "proceed: the host profile's name, as if typed to confirm; without it nothing is changed" };
+
+/** A maintenance verb on `<host>`: its flow with the terminal front end; every one can break a stale lock. */
+function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, host: RemoteHost) => Promise<MaintenanceFlowResult>, spec: Pick<CliCommand, 'args' | 'options'> = { args: [HOST_ARG], options: [] }): CliCommand {
   return {
-    args,
+    args: spec.args,
+    options: [...spec.options, BREAK_STALE_LOCK],
     summary,
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -56,31 +61,41 @@ function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, h
 
 export const restoreCommands: Record<string, CliCommand> = {
   restore: {
-    args: '<host> <set|latest> [--components db,storage,uploads,redis,config] [--no-safety-backup] [--listing FILE] [--overwrite-config] [--verify-again] [--break-stale-lock] --yes <host name>',
+    args: [HOST_ARG, SET_ARG],
+    options: [
+      { name: 'components', type: 'string', value: 'LIST', description: `what to restore, comma-separated, of ${RESTORE_COMPONENTS.join(',')} (default: ${DEFAULT_COMPONENTS.join(',')})` },
+      { name: 'no-safety-backup', type: 'boolean', description: 'do not back up the current state into a pre-restore set first' },
+      { name: 'listing', type: 'string', value: 'FILE', description: 'an edited `pg_restore -l` listing: restore only the database entries it keeps' },
+      { name: 'overwrite-config', type: 'boolean', description: 'replace the Kadi configuration when it differs from the set\'s (else it is kept and named)' },
+      { name: 'verify-again', type: 'boolean', description: 'hash the whole set again even if it passed a verification in the last 24 h' },
+      { name: 'jobs', type: 'string', value: 'N', description: 'not used: the database is restored in one transaction (the plan says so)' },
+      BREAK_STALE_LOCK,
+      YES,
+    ],
     summary: 'verify a set (or rely on its passing verification of the last 24 h), show the plan, then restore it as a job (safety backup first, services stopped, reindex and checks after)',
     async run(ctx) {
       const host = await hostFor(ctx);
       const setName = ctx.positionals[1];
-      if (!setName) throw new UsageError('Name a backup set (see `kadi-ops list <host>`), or "latest".');
+      if (!setName) throw new UsageError(SET_ARG.missing ?? '');
       let components;
       try {
-        components = parseComponents(stringFlag(ctx.args, 'components'));
+        components = parseComponents(ctx.args.value('components'));
       } catch (e) {
         if (e instanceof RestoreUsageError) throw new UsageError(e.message);
         throw e;
       }
-      const listingFile = stringFlag(ctx.args, 'listing');
+      const listingFile = ctx.args.value('listing');
       const listing = listingFile === undefined ? undefined : fs.readFileSync(listingFile, 'utf8');
       const result = await restoreFlow(cliRestoreFrontEnd(ctx, host), ctx.pool, host.profile, {
         setName,
         components,
-        safetyBackup: !ctx.args.flags.has('no-safety-backup'),
+        safetyBackup: !ctx.args.flag('no-safety-backup'),
         listing,
         jobs: intFlag(ctx, 'jobs', 1),
         // A passing verification of the last 24 h is relied on unless --verify-again.
-        reuseVerificationHours: ctx.args.flags.has('verify-again') ? 0 : undefined,
-        overwriteConfig: ctx.args.flags.has('overwrite-config'),
-        breakStaleLock: ctx.args.flags.has('break-stale-lock'),
+        reuseVerificationHours: ctx.args.flag('verify-again') ? 0 : undefined,
+        overwriteConfig: ctx.args.flag('overwrite-config'),
+        breakStaleLock: ctx.args.flag('break-stale-lock'),
       });
       if (result.state === 'refused') return 1;
       if (result.state === 'declined') return 2;
@@ -89,9 +104,13 @@ export const restoreCommands: Record<string, CliCommand> = {
     },
   },
   'db-upgrade': maintenance('run `kadi db upgrade` as a job (success only with its success line)', (fe) => dbUpgradeFlow(fe)),
-  reindex: maintenance('rebuild the search indices as a job; "Error indexing" lines are failures', (fe, ctx) => reindexFlow(fe, stringFlag(ctx.args, 'model')), '<host> [--model M]'),
+  reindex: maintenance('rebuild the search indices as a job; "Error indexing" lines are failures', (fe, ctx) => reindexFlow(fe, ctx.args.value('model')), {
+    args: [HOST_ARG],
+    options: [{ name: 'model', type: 'string', value: 'MODEL', description: `rebuild only this model's index (${KADI_MODELS.join(', ')}); default: all` }],
+  }),
   indices: {
-    args: '<host>',
+    args: [HOST_ARG],
+    options: [],
     summary: 'list search indices: the live one behind each alias and the orphans',
     async run(ctx) {
       const host = await hostFor(ctx);
@@ -107,17 +126,23 @@ export const restoreCommands: Record<string, CliCommand> = {
   'remove-orphans': maintenance(
     'remove orphaned search indices (never one behind an alias); all orphans unless named',
     (fe, ctx, host) => removeOrphansFlow(fe, ctx.pool, host.profile, { names: ctx.positionals.length > 1 ? ctx.positionals.slice(1) : undefined }),
-    '<host> [INDEX...] --yes <host name>',
+    { args: [HOST_ARG, { name: 'INDEX', required: false, variadic: true, description: 'an orphaned index to remove (default: every orphan)' }], options: [YES] },
   ),
   'files-check': maintenance(
     'run `kadi files check` (answering "n"); --resolve --confirm-count N deletes inconsistent objects only if exactly N are found',
     (fe, ctx) => {
-      const resolve = ctx.args.flags.has('resolve');
+      const resolve = ctx.args.flag('resolve');
       const confirmCount = intFlag(ctx, 'confirm-count');
       if (resolve && confirmCount === undefined) throw new UsageError('--resolve needs --confirm-count N, N being the number of inconsistencies a plain files-check reported.');
       return filesCheckFlow(fe, { resolveCount: resolve ? confirmCount : undefined });
     },
-    '<host> [--resolve --confirm-count N]',
+    {
+      args: [HOST_ARG],
+      options: [
+        { name: 'resolve', type: 'boolean', description: 'let Kadi delete the inconsistent objects it finds (with --confirm-count)' },
+        { name: 'confirm-count', type: 'string', value: 'N', description: 'the number of inconsistencies a plain files-check reported; --resolve proceeds only if exactly N are found' },
+      ],
+    },
   ),
   'redis-snapshot': maintenance('make Redis write its snapshot now (BGSAVE) and wait for it', (fe, _ctx, host) => redisSnapshotFlow(fe, host.profile)),
   'fix-permissions': maintenance('set STORAGE_PATH and MISC_UPLOADS_PATH to the live directory owner/group, dirs 750, files 640 (fast)', (fe) => fixPermissionsFlow(fe)),

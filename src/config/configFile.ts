@@ -8,8 +8,15 @@ import { isPlainObject } from './checks';
 import { JsoncSyntaxError, parseJsonc } from './jsonc';
 import { closestKey } from './suggest';
 
+/** missing: the file does not exist; unreadable: any other read error; syntax: not JSON; content: not a hosts list. */
+export type ConfigFileProblem = 'missing' | 'unreadable' | 'syntax' | 'content';
+
 export class ConfigFileError extends Error {
-  constructor(message: string, readonly file: string) {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly reason: ConfigFileProblem = 'content',
+  ) {
     super(message);
     this.name = 'ConfigFileError';
   }
@@ -32,13 +39,13 @@ export function loadConfigFile(file: string): unknown {
       : code === 'EACCES' ? 'permission denied'
       : code === 'EISDIR' ? 'it is a directory'
       : (e as Error).message;
-    throw new ConfigFileError(`Cannot read config file ${file}: ${why}.`, file);
+    throw new ConfigFileError(`Cannot read config file ${file}: ${why}.`, file, code === 'ENOENT' ? 'missing' : 'unreadable');
   }
   let data: unknown;
   try {
     data = parseJsonc(text);
   } catch (e) {
-    if (e instanceof JsoncSyntaxError) throw new ConfigFileError(`Config file ${file} is not valid JSON: ${e.message}.`, file);
+    if (e instanceof JsoncSyntaxError) throw new ConfigFileError(`Config file ${file} is not valid JSON: ${e.message}.`, file, 'syntax');
     throw e;
   }
   return hostsOf(data, file);
