@@ -2,6 +2,12 @@
  * A small JSON-with-comments parser (the dialect of VS Code's settings.json, so an entry copied from
  * there works in a --config file). Written by hand because JSON.parse in Node 20 often reports no
  * position at all, and a config error without a line and column is a guessing game.
+ *
+ * Kept rather than Microsoft's jsonc-parser (what VS Code uses; compared on this file's tests in
+ * issue 16): that one reports a byte order mark as an invalid symbol (VS Code strips it first), lets
+ * a "__proto__" key replace the result's prototype, and gives error codes and offsets to be worded
+ * here anyway. It is stricter in one way, adopted here: only JSON's four whitespace characters
+ * separate tokens, so a non-breaking space pasted from a web page is an error, not invisible.
  */
 
 export class JsoncSyntaxError extends Error {
@@ -11,6 +17,9 @@ export class JsoncSyntaxError extends Error {
   }
 }
 
+/** JSON's whitespace: space, tab, line feed, carriage return (not U+00A0, U+2028, \v, \f…). */
+const WHITESPACE = /^[ \t\n\r]$/;
+
 export function parseJsonc(text: string): unknown {
   let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; // a BOM is not an error
 
@@ -18,11 +27,16 @@ export function parseJsonc(text: string): unknown {
     const before = text.slice(0, at).split('\n');
     throw new JsoncSyntaxError(message, before.length, before[before.length - 1].length + 1);
   };
-  const describe = (): string => (i >= text.length ? 'end of file' : JSON.stringify(text[i]));
+  const describe = (): string => {
+    if (i >= text.length) return 'end of file';
+    const ch = text[i];
+    if (/\s/.test(ch) && !WHITESPACE.test(ch)) return `U+${ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} (a space JSON does not allow)`;
+    return JSON.stringify(ch);
+  };
 
   const skip = (): void => {
     for (;;) {
-      while (i < text.length && /\s/.test(text[i])) i++;
+      while (i < text.length && WHITESPACE.test(text[i])) i++;
       if (text.startsWith('//', i)) {
         const nl = text.indexOf('\n', i);
         i = nl < 0 ? text.length : nl;
