@@ -7,6 +7,7 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { GLOBAL_OPTIONS, ParsedArgs, UsageError } from '../../src/cli/args';
@@ -368,13 +369,18 @@ describe('CLI errors under --json', () => {
   });
 
   it('a failed operation is kind "failed", exit status 1 (a refused connection)', async () => {
+    // A port nothing listens on: one just closed.
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
     const f = path.join(dir, 'dead.json');
-    fs.writeFileSync(f, JSON.stringify({ hosts: [{ name: 'dead', ssh: { host: '127.0.0.1', port: 9, knownHostsFile: path.join(dir, 'known_hosts') } }] }));
-    const text = await run(['check', 'dead', '--config', f]);
-    assert.deepEqual(text, { code: 1, stdout: '', stderr: 'kadi-ops: Connection to kadi@127.0.0.1:9 refused (is sshd running on that port?).\n' });
+    fs.writeFileSync(f, JSON.stringify({ hosts: [{ name: 'dead', ssh: { host: '127.0.0.1', port, knownHostsFile: path.join(dir, 'known_hosts') } }] }));
+    const message = `Connection to kadi@127.0.0.1:${port} refused (is sshd running on that port?).`;
+    assert.deepEqual(await run(['check', 'dead', '--config', f]), { code: 1, stdout: '', stderr: `kadi-ops: ${message}\n` });
     const r = await run(['check', 'dead', '--config', f, '--json']);
     assert.equal(r.code, 1);
-    assert.deepEqual(jsonError(r), { error: { kind: 'failed', message: 'Connection to kadi@127.0.0.1:9 refused (is sshd running on that port?).', exitCode: 1, command: 'check' } });
+    assert.deepEqual(jsonError(r), { error: { kind: 'failed', message, exitCode: 1, command: 'check' } });
   });
 
   it('a cancel is kind "cancelled", exit status 130; text output keeps the hint line for usage errors only', () => {
