@@ -22,6 +22,10 @@ import time
 from .common import JOB_ID_RE, die, out, remove_tree, user_name, utc_now, hostname
 
 LOCK_BUSY_EXIT = 75
+# A verb that ran but could not find out what it was asked to (a deep verification without a
+# throwaway cluster or CREATEDB) exits with this and prints could_not_run=WHY (and
+# could_not_run_fix=FIX): the client shows "could not run", neither success nor a finding.
+COULD_NOT_RUN = 3
 
 
 def state_dir(backup_dir):

@@ -8,7 +8,7 @@ plan.
   have a set (gaps do not use up the count).
 - Failed sets fill no bucket and count toward nothing; they are removed unless pinned.
 - Always kept: pinned sets, the newest verified set, the newest pre-restore set, and the newest
-  non-failed sets up to minKeep (default 1).
+  non-damaged sets up to minKeep (default 1).
 - A policy with no keep rule at all keeps everything.
 
   retention-plan     {"sets": [{id, time (ISO UTC), status, pinned, preRestore}], "policy": {...}} on
@@ -49,11 +49,13 @@ def apply(sets, policy):
     for s in sets:
         if s['id'] in ids:
             raise ValueError('Backup set %s is listed twice' % s['id'])
+        if s['status'] not in ('verified', 'unverified', 'damaged'):
+            raise ValueError('Backup set %s has status %s; one of verified, unverified, damaged' % (s['id'], json.dumps(s['status'])))
         ids.add(s['id'])
     # Newest first; ties broken by id so the plan does not depend on input order.
     ordered = sorted(sets, key=lambda s: (-_time(s).timestamp(), s['id']))
     reasons = {s['id']: [] for s in ordered}
-    good = [s for s in ordered if s['status'] != 'failed']
+    good = [s for s in ordered if s['status'] != 'damaged']
     for s in ordered:
         if s.get('pinned'):
             reasons[s['id']].append('pinned')

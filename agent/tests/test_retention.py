@@ -16,6 +16,12 @@ class RetentionTest(ZipappTestCase):
         p = json.loads(r.stdout)
         return {k['id']: k['reasons'] for k in p['keep']}, [x['id'] for x in p['remove']]
 
+    def test_an_unknown_status_is_refused_not_taken_for_a_good_set(self):
+        # 'failed' was the old word for damaged: a set called so must not count as good.
+        r = self.agent('retention-plan', input=json.dumps({'sets': [s('x', '2025-03-01T00:00:00Z', 'failed')], 'policy': {'keepLast': 1}}))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn('Backup set x has status "failed"; one of verified, unverified, damaged', r.stderr)
+
     def test_keep_last_keeps_the_newest_and_removes_the_rest_newest_first(self):
         sets = [s('s%d' % d, '2025-03-0%dT02:00:00Z' % d, 'unverified') for d in range(1, 6)]
         keep, remove = self.plan(sets, {'keepLast': 2})
@@ -31,8 +37,8 @@ class RetentionTest(ZipappTestCase):
         self.assertEqual(keep, {'new': ['last'], 'pre': ['newest pre-restore'], 'verified': ['newest verified'], 'old-pinned': ['pinned']})
         self.assertEqual(remove, [])
 
-    def test_failed_sets_fill_no_bucket_and_min_keep_holds_without_rules_matching(self):
-        sets = [s('bad', '2025-03-02T00:00:00Z', 'failed'), s('good', '2025-03-01T00:00:00Z', 'unverified')]
+    def test_damaged_sets_fill_no_bucket_and_min_keep_holds_without_rules_matching(self):
+        sets = [s('bad', '2025-03-02T00:00:00Z', 'damaged'), s('good', '2025-03-01T00:00:00Z', 'unverified')]
         keep, remove = self.plan(sets, {'keepDaily': 1})
         self.assertEqual(keep, {'good': ['daily 2025-03-01']})
         self.assertEqual(remove, ['bad'])

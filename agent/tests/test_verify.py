@@ -239,12 +239,14 @@ class ResultTest(AgentCase):
 
     def test_a_deep_verify_that_could_not_run_leaves_the_quick_result(self):
         why = 'no throwaway PostgreSQL cluster (no initdb in /usr/lib/postgresql/15/bin (install postgresql-15))'
-        n = self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'not-run', why)
+        fix = 'install postgresql-15 on this host'
+        n = self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'not-run', why, fix)
         self.assertEqual((n.returncode, n.stdout), (0, ''), n.stderr)
         r = self.result('deep')
         self.assertEqual(r.returncode, 3, 'ok, but deep verification could not run')
-        self.assertEqual(r.stdout, 'deep verification could not run: %s\nverified=ok level=quick problems=0\n' % why)
-        self.assertEqual(self.verify_record(), dict(self.QUICK, warnings=[], deep={'notRun': why}))
+        self.assertEqual(r.stdout, 'deep verification could not run: %s\ncould_not_run=deep verification: %s\nfix: %s\n'
+                                   'could_not_run_fix=%s\nverified=ok level=quick problems=0\n' % (why, why, fix, fix))
+        self.assertEqual(self.verify_record(), dict(self.QUICK, warnings=[], deep={'notRun': why, 'fix': fix}))
 
     def test_a_deep_verify_that_could_not_run_on_a_damaged_set_fails(self):
         why = 'PostgreSQL does not run as root'
@@ -253,7 +255,7 @@ class ResultTest(AgentCase):
         r = self.result('deep', quick=quick)
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stdout, 'PROBLEM: storage/a: missing\ndeep verification could not run: %s\n'
-                                   'verified=failed level=quick problems=1\n' % why)
+                                   'could_not_run=deep verification: %s\nverified=failed level=quick problems=1\n' % (why, why))
         self.assertEqual(self.verify_record()['deep'], {'notRun': why})
 
     def test_a_failed_restore_is_a_problem_of_the_set(self):

@@ -56,17 +56,10 @@ export interface VerifyRecord {
   at: string;
   /**
    * A deep verification's summary (older records have no mode). notRun: deep verification was
-   * asked for but could not run, and why; the record is then the quick verification's.
+   * asked for but could not run, and why (fix: what would let it run); the record is then the
+   * quick verification's.
    */
-  deep?: { mode?: DeepVerifyMode; tablesCompared?: number; fileRows?: number; extraFiles?: number; notRun?: string };
-}
-
-/** One line about a set's last verification, e.g. "Last deep verification (throwaway cluster) 2026-…: OK". */
-export function verificationSummary(v: VerifyRecord | null): string {
-  if (!v) return 'Not verified yet';
-  const how = v.level === 'deep' && v.deep?.mode ? ` (${v.deep.mode.replace('-', ' ')})` : '';
-  const line = `Last ${v.level} verification${how} ${v.at}: ${v.ok ? 'OK' : `${v.problemCount} problem(s)`}`;
-  return v.deep?.notRun ? `${line}; deep verification could not run: ${v.deep.notRun}` : line;
+  deep?: { mode?: DeepVerifyMode; tablesCompared?: number; fileRows?: number; extraFiles?: number; notRun?: string; fix?: string };
 }
 
 export type { SetStatus };
@@ -114,7 +107,7 @@ export function parseSetListing(json: string): SetListing {
       continue;
     }
     const size = s.manifest.artifacts.reduce((n, a) => n + a.size + (a.tree ? a.bytes ?? 0 : 0), 0);
-    const status: SetStatus = s.verify === null ? 'unverified' : s.verify.ok ? 'verified' : 'failed';
+    const status: SetStatus = s.verify === null ? 'unverified' : s.verify.ok ? 'verified' : 'damaged';
     sets.push({ ...s, time, size, status });
   }
   sets.sort((a, b) => b.time.getTime() - a.time.getTime());

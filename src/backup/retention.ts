@@ -7,11 +7,11 @@
  *   that have a set (gaps do not use up the count).
  * - Failed sets fill no bucket and count toward nothing; they are removed unless pinned.
  * - Always kept: pinned sets, the newest verified set, the newest pre-restore set (the way back from
- *   the last restore), and the newest non-failed sets up to minKeep (default 1).
+ *   the last restore), and the newest non-damaged sets up to minKeep (default 1).
  * - A policy with no keep rule at all keeps everything, as restic refuses to forget without one.
  */
 
-export type SetStatus = 'verified' | 'unverified' | 'failed';
+export type SetStatus = 'verified' | 'unverified' | 'damaged';
 
 export interface RetentionSet {
   id: string;
@@ -28,7 +28,7 @@ export interface RetentionPolicy {
   keepDaily?: number;
   keepWeekly?: number;
   keepMonthly?: number;
-  /** Never fewer non-failed sets than this (default 1). */
+  /** Never fewer non-damaged sets than this (default 1). */
   minKeep?: number;
 }
 
@@ -46,7 +46,7 @@ export function applyRetention(sets: readonly RetentionSet[], policy: RetentionP
   const keep = (s: RetentionSet, reason: string): void => {
     reasons.get(s.id)?.push(reason);
   };
-  const good = ordered.filter((s) => s.status !== 'failed');
+  const good = ordered.filter((s) => s.status !== 'damaged');
 
   for (const s of ordered) if (s.pinned) keep(s, 'pinned');
   const newestVerified = good.find((s) => s.status === 'verified');

@@ -1,6 +1,7 @@
 /** CLI verbs that run or manage jobs and backup sets; backup, verify and prune run their flows (src/flows). */
 import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
 import type { BackupSet } from '../backup/manifest';
+import { setState, stateLabel } from '../backup/setState';
 import type { RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
 import { pruneFlow, type PruneFlowResult } from '../flows/pruneFlow';
@@ -102,11 +103,11 @@ export const jobCommands: Record<string, CliCommand> = {
       const host = await hostFor(ctx);
       const listing = await listSets(host);
       if (ctx.json) {
-        ctx.out(JSON.stringify(listing, null, 2));
+        ctx.out(JSON.stringify({ ...listing, sets: listing.sets.map((s) => ({ ...s, state: setState(s.verify) })) }, null, 2));
         return 0;
       }
       for (const s of listing.sets) {
-        const tags = [s.status, s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
+        const tags = [stateLabel(setState(s.verify)), s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
         ctx.out(`${s.name}  ${formatBytes(s.size).padStart(10)}  Kadi ${s.manifest.kadiVersion ?? '?'}  ${tags}`);
       }
       for (const p of listing.partials) ctx.out(`${p.name}  partial (job ${p.job}) — not a backup`);

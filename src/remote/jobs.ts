@@ -28,7 +28,12 @@ export interface JobInfo {
   finishedAt?: number;
 }
 
-export type JobResult = 'succeeded' | 'failed' | 'cancelled' | 'died';
+/**
+ * How a job ended. could-not-run: the job ran, but what it was asked to find out could not be
+ * found out on this host (a deep verification without a throwaway cluster or CREATEDB): not a
+ * finding, and not a success either.
+ */
+export type JobResult = 'succeeded' | 'failed' | 'cancelled' | 'died' | 'could-not-run';
 
 export interface JobOutcome {
   id: string;
@@ -40,7 +45,17 @@ export interface JobOutcome {
   warnings?: string[];
   /** Warnings beyond those carried in `warnings`. */
   moreWarnings?: number;
+  /** Why it failed or could not run, for the notification: the job's last `ERROR: ` line (or the flow's finding). */
+  reason?: string;
+  /** What the operator can do about `reason`, when known. */
+  fix?: string;
 }
+
+/** How long a reason may be in a notification (the log has the whole line). */
+const MAX_REASON = 400;
+
+/** The agent's exit status of a job that ran but could not find out what it was asked to (jobs.COULD_NOT_RUN). */
+const COULD_NOT_RUN = 3;
 
 /** How many of a job's warnings an outcome carries (the log has them all). */
 const MAX_WARNINGS = 50;
@@ -153,11 +168,24 @@ export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10)
   return kv.get('status') ?? kv.get('already') ?? '';
 }
 
-/** "succeeded", "succeeded with 2 warnings", "failed (exit status 3)", "cancelled": for a person. */
+/**
+ * "succeeded", "succeeded with 2 warnings", "failed (exit status 1): <why>", "could not run: <why>",
+ * "cancelled": for a person.
+ */
 export function describeOutcome(o: JobOutcome): string {
   const w = (o.warnings?.length ?? 0) + (o.moreWarnings ?? 0);
   const warned = w ? ` with ${w} warning${w === 1 ? '' : 's'}` : '';
-  return `${o.result}${warned}${o.result === 'failed' && o.exitCode !== undefined ? ` (exit status ${o.exitCode})` : ''}`;
+  const why = o.reason ? `: ${o.reason}` : '';
+  switch (o.result) {
+    case 'failed':
+      return `failed${warned}${o.exitCode !== undefined ? ` (exit status ${o.exitCode})` : ''}${why}`;
+    case 'could-not-run':
+      return `could not run${why}${o.fix ? `. Fix: ${o.fix}` : ''}`;
+    case 'died':
+      return `died${why || ': its process ended without an exit status (killed, or the host restarted)'}`;
+    default:
+      return `${o.result}${warned}`;
+  }
 }
 
 /** The outcome's warnings as indented lines for a terminal or an output channel. */
@@ -165,6 +193,22 @@ export function warningLines(o: JobOutcome): string[] {
   const lines = (o.warnings ?? []).map((w) => `  warning: ${w}`);
   if (o.moreWarnings) lines.push(`  … and ${o.moreWarnings} more warnings in the output above`);
   return lines;
+}
+
+function bounded(text: string): string {
+  return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}…` : text;
+}
+
+/**
+ * Why a job failed, for the notification (its last ERROR line), and the agent's "could not run"
+ * (exit status 3 with a could_not_run= line): neither a success nor a finding.
+ */
+export function withReason(o: JobOutcome, reason: string | undefined, couldNotRun: { why?: string; fix?: string }): JobOutcome {
+  if (o.result !== 'failed') return o;
+  if (o.exitCode === COULD_NOT_RUN && couldNotRun.why !== undefined) {
+    return { ...o, result: 'could-not-run', reason: couldNotRun.why, ...(couldNotRun.fix ? { fix: couldNotRun.fix } : {}) };
+  }
+  return reason === undefined ? o : { ...o, reason };
 }
 
 export function outcomeOf(info: JobInfo, offset: number): JobOutcome {
@@ -205,6 +249,8 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
   if (opts.signal?.aborted) onAbort();
   const warnings: string[] = [];
   let moreWarnings = 0;
+  let reason: string | undefined;
+  const couldNotRun: { why?: string; fix?: string } = {};
   const countingSink: OutputSink = {
     lines(stream, lines) {
       if (stream === 'stdout') {
@@ -213,6 +259,12 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
           if (l.startsWith('WARNING: ')) {
             if (warnings.length < MAX_WARNINGS) warnings.push(l.slice(9));
             else moreWarnings++;
+          } else if (l.startsWith('ERROR: ')) {
+            reason = bounded(l.slice(7));
+          } else if (l.startsWith('could_not_run=')) {
+            couldNotRun.why = bounded(l.slice(14));
+          } else if (l.startsWith('could_not_run_fix=')) {
+            couldNotRun.fix = bounded(l.slice(18));
           }
           opts.onLine?.(l);
         }
@@ -234,7 +286,7 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         const info = await jobStatus(host, id);
         if (info.state === 'running') continue;
         if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
-        const outcome = outcomeOf(info, offset);
+        const outcome = withReason(outcomeOf(info, offset), reason, couldNotRun);
         if (!warnings.length) return outcome;
         return moreWarnings ? { ...outcome, warnings, moreWarnings } : { ...outcome, warnings };
       } catch (e) {

@@ -116,6 +116,10 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
     } else if (outcome.result === 'cancelled') {
       channel.warn(`■ ${text}`);
       void vscode.window.showWarningMessage(text);
+    } else if (outcome.result === 'could-not-run') {
+      // Not a finding about anything, and not a success: a warning that says why and what to do.
+      channel.warn(`■ ${text}`);
+      void showWarnings(text, [], 0, channel);
     } else {
       channel.error(`■ ${text}`);
       void showFailure(text, channel, req.retry);
@@ -136,7 +140,7 @@ export async function runJobWithProgress(deps: JobUiDeps, bar: JobStatusBar, req
 async function showWarnings(text: string, warnings: string[], beyond: number, channel: vscode.LogOutputChannel): Promise<void> {
   const others = warnings.length - 1 + beyond;
   const more = others > 0 ? ` (and ${others} more in the output)` : '';
-  const choice = await vscode.window.showWarningMessage(`${text}: ${warnings[0]}${more}`, 'Show output');
+  const choice = await vscode.window.showWarningMessage(warnings.length ? `${text}: ${warnings[0]}${more}` : text, 'Show output');
   if (choice === 'Show output') channel.show(true);
 }
 

@@ -3,7 +3,8 @@
  * context tags. No `vscode` import, so it is unit-tested in Node; hostsTree.ts maps it to TreeItems.
  */
 import type { HostOverview } from '../backup/backupSets';
-import { verificationSummary, type ArtifactEntry, type BackupSet } from '../backup/manifest';
+import { type ArtifactEntry, type BackupSet } from '../backup/manifest';
+import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatBytes } from '../core/format';
 import type { JobInfo } from '../remote/jobs';
@@ -58,7 +59,17 @@ export function formatAge(ms: number): string {
 
 /** Newest set that is not known to be bad. */
 export function lastGoodSet(o: HostOverview | undefined): BackupSet | undefined {
-  return o?.sets.find((s) => s.status !== 'failed');
+  return o?.sets.find((s) => s.status !== 'damaged');
+}
+
+/** A finished job's result in a few words; a verify's exit status 3 is the agent's "could not run" (jobs.COULD_NOT_RUN). */
+export function jobResultLabel(j: JobInfo): string {
+  if (j.state === 'running') return 'running';
+  if (j.state === 'died') return 'died';
+  if (j.status === '0') return 'succeeded';
+  if (j.status === 'cancelled') return 'cancelled';
+  if (j.status === '3' && j.kind === 'verify') return 'could not run';
+  return `failed (${j.status})`;
 }
 
 export function runningJob(o: HostOverview | undefined): JobInfo | undefined {
@@ -145,13 +156,13 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
     }
     case 'job': {
       const j = node.job;
-      const result = j.state === 'running' ? 'running' : j.state === 'died' ? 'died' : j.status === '0' ? 'succeeded' : j.status === 'cancelled' ? 'cancelled' : `failed (${j.status})`;
+      const result = jobResultLabel(j);
       return {
         label: `${j.kind} ${j.started.replace('T', ' ').replace('Z', ' UTC')}`,
         description: `${result} · ${j.operator}@${j.client}`,
         tooltip: `Job ${j.id}\n${j.command}\nby ${j.operator}@${j.client}\nstarted ${j.started}\n${result}`,
-        icon: j.state === 'running' ? 'sync~spin' : result === 'succeeded' ? 'pass' : result === 'cancelled' ? 'circle-slash' : 'error',
-        color: j.state === 'running' || result === 'succeeded' || result === 'cancelled' ? undefined : 'problemsErrorIcon.foreground',
+        icon: j.state === 'running' ? 'sync~spin' : result === 'succeeded' ? 'pass' : result === 'cancelled' ? 'circle-slash' : result === 'could not run' ? 'warning' : 'error',
+        color: j.state === 'running' || result === 'succeeded' || result === 'cancelled' ? undefined : result === 'could not run' ? 'problemsWarningIcon.foreground' : 'problemsErrorIcon.foreground',
         contextValue: `job;${j.state};`,
         collapsible: false,
         id: `${node.profile.name}/job/${j.id}`,
@@ -201,21 +212,22 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
 
 function setView(p: HostProfile, s: BackupSet, now: Date): NodeView {
   const m = s.manifest;
+  const state = setState(s.verify);
   const tags = ['backup', s.status, s.pinned ? 'pinned' : 'unpinned', s.preRestore ? 'prerestore' : ''];
-  const marks = [s.status, s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
+  const marks = [stateLabel(state), s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
   const tooltip = [
     `Backup set ${s.name} of ${m.profile}${m.hostname ? ` (${m.hostname})` : ''}`,
     `Kadi ${m.kadiVersion ?? '?'}, schema ${m.alembicRevision ?? '?'}, PostgreSQL ${m.postgres.serverMajor ?? '?'}`,
     `Started ${m.startedAt ?? '?'}, ended ${m.endedAt ?? '?'}`,
     `Size ${formatBytes(s.size)}${m.trees?.storage ? `, storage ${m.trees.storage.files} files (${m.trees.storage.newFiles} new)` : ''}`,
-    verificationSummary(s.verify),
+    ...stateDetail(state),
   ];
   return {
     label: s.name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC'),
     description: `${formatBytes(s.size)} · ${formatAge(now.getTime() - s.time.getTime())} ago · ${marks}`,
     tooltip: tooltip.join('\n'),
-    icon: s.status === 'verified' ? 'verified' : s.status === 'failed' ? 'error' : 'archive',
-    color: s.status === 'failed' ? 'problemsErrorIcon.foreground' : s.status === 'verified' ? 'testing.iconPassed' : undefined,
+    icon: { verified: 'verified', damaged: 'error', 'not-run': 'warning', unverified: 'archive' }[state.kind],
+    color: { verified: 'testing.iconPassed', damaged: 'problemsErrorIcon.foreground', 'not-run': 'problemsWarningIcon.foreground', unverified: undefined }[state.kind],
     contextValue: tags.filter(Boolean).join(';') + ';',
     collapsible: true,
     id: `${p.name}/${s.name}`,

@@ -239,6 +239,8 @@ describe('backup faults and verification against the sandbox host', function () 
     const outcome = await followJob(host, id, { sink });
     assert.equal(outcome.result, 'failed');
     assert.match(sink.text(), /pg_dump exited with status/);
+    // The notification says why, not only the exit status.
+    assert.match(describeOutcome(outcome), /^failed \(exit status 1\): .*pg_dump exited with status/);
     const listing = await listSets(host);
     assert.equal(listing.sets.length, before);
     assert.equal(listing.partials.length, 0, 'the failed job removed its partial set');
@@ -362,6 +364,7 @@ describe('backup faults and verification against the sandbox host', function () 
       const outcome = await followJob(smallHost, id, { sink });
       assert.equal(outcome.result, 'failed');
       assert.match(sink.text(), /not enough space in .*: about \d+ MiB needed, \d+ MiB free/);
+      assert.match(outcome.reason ?? '', /not enough space in .*: about \d+ MiB needed, \d+ MiB free/);
       assert.equal((await listSets(smallHost)).sets.length, 0);
     });
 
@@ -533,7 +536,7 @@ describe('backup faults and verification against the sandbox host', function () 
         assert.match(v.text, new RegExp(`file ${rows[1][0]}: MD5 does not match`));
         assert.match(v.text, new RegExp(`file ${ghostId}: active in the database but missing from the set`));
         const listed = (await listSets(host)).sets.find((s) => s.name === set);
-        assert.equal(listed?.status, 'failed');
+        assert.equal(listed?.status, 'damaged');
       } finally {
         fs.renameSync(deleted + '.keep', deleted);
         fs.renameSync(changed + '.keep', changed);

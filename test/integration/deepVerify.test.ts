@@ -10,9 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup, startVerify } from '../../src/backup/backupSets';
 import type { VerifyRecord } from '../../src/backup/manifest';
+import { setState } from '../../src/backup/setState';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { cancelJob } from '../../src/remote/jobs';
+import { cancelJob, describeOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { getSandbox, newPool, profileOf } from './fixture';
@@ -219,7 +220,7 @@ describe('deep verification against the sandbox host', function () {
     assert.deepEqual(tmpVerifyDirs(), tmpBefore, 'a socket directory is left in /tmp');
     assert.doesNotMatch(r.log, /no password supplied/);
     // The set itself is untouched and not called damaged.
-    assert.notEqual((await listSets(host)).sets.find((s) => s.name === set)?.status, 'failed');
+    assert.notEqual((await listSets(host)).sets.find((s) => s.name === set)?.status, 'damaged');
   });
 
   it('server binaries without an extension the dump needs: deep verification could not run, and says why; the set is not called damaged', async () => {
@@ -240,8 +241,10 @@ describe('deep verification against the sandbox host', function () {
       execFileSync('chmod', ['-R', 'a+rX', inst]);
       const set = await backup();
       const v = await run(() => startVerify(host, d, set, 'deep', { serverBinDir: bin }));
-      assert.equal(v.outcome.result, 'failed', v.log);
+      assert.equal(v.outcome.result, 'could-not-run', v.log);
       assert.equal(v.outcome.exitCode, 3, v.log);
+      assert.match(v.outcome.reason ?? '', /^deep verification: the dump needs something this host's PostgreSQL \d+ server binaries lack: .*pg_trgm/);
+      assert.match(v.outcome.fix ?? '', /^install the package that provides it for PostgreSQL \d+ on this host/);
       assert.match(v.log, /^deep verification could not run: the dump needs something this host's PostgreSQL \d+ server binaries lack: .*pg_trgm/m);
       assert.doesNotMatch(v.log, /^PROBLEM:/m);
       const rec = verifyRecord(set);
@@ -276,14 +279,17 @@ describe('deep verification against the sandbox host', function () {
     }
     // Neither: the result says why, and the set is not called damaged.
     const v = await run(() => startVerify(host, d, set, 'deep', noBinaries));
-    assert.equal(v.outcome.result, 'failed', v.log);
+    assert.equal(v.outcome.result, 'could-not-run', v.log);
     assert.equal(v.outcome.exitCode, 3, v.log);
+    assert.match(describeOutcome(v.outcome), /^could not run: deep verification: no throwaway PostgreSQL cluster .*\(CREATEDB\)\. Fix: install postgresql-\d+ on this host .*ALTER ROLE "kadi" CREATEDB$/);
     assert.match(v.log, /^deep verification could not run: no throwaway PostgreSQL cluster \(no initdb in .*\), and role kadi may not create a scratch database on the production server \(CREATEDB\)$/m);
     assert.doesNotMatch(v.log, /^PROBLEM:/m);
     const rec = verifyRecord(set);
     assert.equal(rec.level, 'quick');
     assert.equal(rec.ok, true);
     assert.match(rec.deep?.notRun ?? '', /CREATEDB/);
-    assert.equal((await listSets(host)).sets.find((s) => s.name === set)?.status, 'verified');
+    const listed = (await listSets(host)).sets.find((s) => s.name === set);
+    assert.equal(listed?.status, 'verified', 'retention counts it as good');
+    assert.equal(setState(listed?.verify ?? null).kind, 'not-run', 'shown as a deep verification that could not run, not as damaged');
   });
 });

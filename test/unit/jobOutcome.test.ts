@@ -1,12 +1,28 @@
 import { strict as assert } from 'node:assert';
-import { describeOutcome, warningLines } from '../../src/remote/jobs';
+import { describeOutcome, warningLines, withReason } from '../../src/remote/jobs';
 
 describe('job outcomes for a person', () => {
   it('says how a job ended, its exit status only when it failed', () => {
     assert.equal(describeOutcome({ id: 'j', result: 'succeeded', exitCode: 0, offset: 0 }), 'succeeded');
     assert.equal(describeOutcome({ id: 'j', result: 'failed', exitCode: 3, offset: 0 }), 'failed (exit status 3)');
     assert.equal(describeOutcome({ id: 'j', result: 'cancelled', offset: 0 }), 'cancelled');
-    assert.equal(describeOutcome({ id: 'j', result: 'died', offset: 0 }), 'died');
+    assert.equal(describeOutcome({ id: 'j', result: 'died', offset: 0 }), 'died: its process ended without an exit status (killed, or the host restarted)');
+  });
+
+  it('a failure carries the job\'s last ERROR line as its reason; a success or a cancel does not', () => {
+    const failed = withReason({ id: 'j', result: 'failed', exitCode: 1, offset: 0 }, 'dumping the database failed: pg_dump: error: permission denied for table secret', {});
+    assert.equal(describeOutcome(failed), 'failed (exit status 1): dumping the database failed: pg_dump: error: permission denied for table secret');
+    assert.deepEqual(withReason({ id: 'j', result: 'succeeded', exitCode: 0, offset: 0 }, 'an ERROR line printed by a tool', {}), { id: 'j', result: 'succeeded', exitCode: 0, offset: 0 });
+    assert.equal(withReason({ id: 'j', result: 'cancelled', offset: 0 }, 'x', {}).reason, undefined);
+  });
+
+  it('exit status 3 with a could_not_run line is "could not run", with the fix; without the line it is a failure', () => {
+    const why = 'deep verification: no throwaway PostgreSQL cluster (no initdb in /usr/lib/postgresql/15/bin), and role kadi may not create a scratch database on the production server (CREATEDB)';
+    const o = withReason({ id: 'j', result: 'failed', exitCode: 3, offset: 0 }, undefined, { why, fix: 'install postgresql-15 on this host' });
+    assert.equal(o.result, 'could-not-run');
+    assert.equal(describeOutcome(o), `could not run: ${why}. Fix: install postgresql-15 on this host`);
+    assert.equal(withReason({ id: 'j', result: 'failed', exitCode: 3, offset: 0 }, 'boom', {}).result, 'failed');
+    assert.equal(withReason({ id: 'j', result: 'failed', exitCode: 1, offset: 0 }, undefined, { why }).result, 'failed', 'a damaged set is a failure even when deep could not run');
   });
 
   it('counts warnings, also those beyond the ones it carries', () => {

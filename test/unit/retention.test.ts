@@ -79,7 +79,7 @@ describe('backup retention', () => {
     });
 
     it('keeps every set when the policy has no keep rule, as restic refuses to forget without one', () => {
-      const sets = [set('a', '2025-03-02T00:00:00Z', 'failed'), set('b', '2025-03-01T00:00:00Z', 'unverified')];
+      const sets = [set('a', '2025-03-02T00:00:00Z', 'damaged'), set('b', '2025-03-01T00:00:00Z', 'unverified')];
       const plan = applyRetention(sets, { minKeep: 1 });
       assert.deepEqual(kept(plan), { a: ['no policy'], b: ['no policy'] });
       assert.deepEqual(removed(plan), []);
@@ -91,15 +91,15 @@ describe('backup retention', () => {
   });
 
   describe('guarantees', () => {
-    it('does not let failed sets fill a bucket: the day goes to its newest good set', () => {
-      const sets = [set('bad', '2025-03-04T20:00:00Z', 'failed'), set('good', '2025-03-04T02:00:00Z'), set('older', '2025-03-03T02:00:00Z')];
+    it('does not let damaged sets fill a bucket: the day goes to its newest good set', () => {
+      const sets = [set('bad', '2025-03-04T20:00:00Z', 'damaged'), set('good', '2025-03-04T02:00:00Z'), set('older', '2025-03-03T02:00:00Z')];
       const plan = applyRetention(sets, { keepDaily: 1, keepLast: 1 });
       assert.deepEqual(kept(plan), { good: ['newest verified', 'last', 'daily 2025-03-04'] });
       assert.deepEqual(removed(plan), ['bad', 'older']);
     });
 
-    it('keeps pinned sets, even failed ones', () => {
-      const sets = [set('new', '2025-03-05T00:00:00Z'), set('pin', '2025-01-01T00:00:00Z', 'failed', { pinned: true }), set('old', '2024-12-01T00:00:00Z')];
+    it('keeps pinned sets, even damaged ones', () => {
+      const sets = [set('new', '2025-03-05T00:00:00Z'), set('pin', '2025-01-01T00:00:00Z', 'damaged', { pinned: true }), set('old', '2024-12-01T00:00:00Z')];
       const plan = applyRetention(sets, { keepLast: 1 });
       assert.deepEqual(kept(plan), { new: ['newest verified', 'last'], pin: ['pinned'] });
       assert.deepEqual(removed(plan), ['old']);
@@ -120,7 +120,7 @@ describe('backup retention', () => {
     });
 
     it('never goes below minKeep good sets, and keeps one by default', () => {
-      const sets = [set('f', '2025-03-06T00:00:00Z', 'failed'), set('u3', '2025-03-05T00:00:00Z', 'unverified'), set('u2', '2025-03-04T00:00:00Z', 'unverified'), set('u1', '2025-03-03T00:00:00Z', 'unverified')];
+      const sets = [set('f', '2025-03-06T00:00:00Z', 'damaged'), set('u3', '2025-03-05T00:00:00Z', 'unverified'), set('u2', '2025-03-04T00:00:00Z', 'unverified'), set('u1', '2025-03-03T00:00:00Z', 'unverified')];
       assert.deepEqual(kept(applyRetention(sets, { keepLast: 0 })), { u3: ['min keep'] });
       assert.deepEqual(kept(applyRetention(sets, { keepLast: 0, minKeep: 2 })), { u3: ['min keep'], u2: ['min keep'] });
       assert.deepEqual(kept(applyRetention(sets, { keepLast: 0, minKeep: 0 })), {});
@@ -143,7 +143,7 @@ describe('backup retention', () => {
         id: fc.stringMatching(/^[a-z0-9]{1,6}$/),
         // Coarse times so that several sets share a day, week or month.
         time: fc.integer({ min: 0, max: (TO - FROM) / 3_600_000 }).map((h) => new Date(FROM + h * 3_600_000)),
-        status: fc.constantFrom<SetStatus>('verified', 'unverified', 'failed'),
+        status: fc.constantFrom<SetStatus>('verified', 'unverified', 'damaged'),
         pinned: fc.oneof({ arbitrary: fc.constant(false), weight: 5 }, { arbitrary: fc.constant(true), weight: 1 }),
         preRestore: fc.option(fc.boolean(), { nil: undefined }),
       }),
@@ -174,7 +174,7 @@ describe('backup retention', () => {
           for (const s of sets) if (s.pinned) assert.ok(!gone.has(s.id), `pinned ${s.id} removed`);
           const newestVerified = [...sets].sort(newestFirst).find((s) => s.status === 'verified');
           if (newestVerified) assert.ok(!gone.has(newestVerified.id), 'newest verified removed');
-          const good = sets.filter((s) => s.status !== 'failed');
+          const good = sets.filter((s) => s.status !== 'damaged');
           const keptGood = good.filter((s) => !gone.has(s.id)).length;
           assert.ok(keptGood >= Math.min(policy.minKeep ?? 1, good.length), `${keptGood} good sets kept`);
         }),
@@ -195,16 +195,16 @@ describe('backup retention', () => {
       );
     });
 
-    it('decides about good sets as if the failed sets were not there, and removes unpinned failed sets', () => {
+    it('decides about good sets as if the damaged sets were not there, and removes unpinned damaged sets', () => {
       fc.assert(
         fc.property(setsArb, policyArb, (sets, policy) => {
           const p = clean(policy);
-          const good = sets.filter((s) => s.status !== 'failed');
+          const good = sets.filter((s) => s.status !== 'damaged');
           const withFailed = kept(applyRetention(sets, p));
           const withoutFailed = kept(applyRetention(good, p));
           for (const s of good) assert.deepEqual(withFailed[s.id], withoutFailed[s.id], s.id);
           const hasRule = p.keepLast !== undefined || p.keepDaily !== undefined || p.keepWeekly !== undefined || p.keepMonthly !== undefined;
-          if (hasRule) for (const s of sets) if (s.status === 'failed' && !s.pinned) assert.equal(withFailed[s.id], undefined, s.id);
+          if (hasRule) for (const s of sets) if (s.status === 'damaged' && !s.pinned) assert.equal(withFailed[s.id], undefined, s.id);
         }),
         { numRuns: 400 },
       );
@@ -217,7 +217,7 @@ describe('backup retention', () => {
           const dailyKept = plan.keep.filter((k) => k.reasons.some((r) => r.startsWith('daily '))).map((k) => k.id).sort();
           // Reference model: group by UTC day, take the N newest days, the newest set of each.
           const byDay = new Map<string, RetentionSet>();
-          for (const s of [...sets].sort(newestFirst)) if (s.status !== 'failed' && !byDay.has(dayKey(s.time))) byDay.set(dayKey(s.time), s);
+          for (const s of [...sets].sort(newestFirst)) if (s.status !== 'damaged' && !byDay.has(dayKey(s.time))) byDay.set(dayKey(s.time), s);
           const expected = [...byDay.entries()].sort(([a], [b]) => (a < b ? 1 : -1)).slice(0, n).map(([, s]) => s.id).sort();
           assert.deepEqual(dailyKept, expected);
         }),

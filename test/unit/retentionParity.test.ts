@@ -26,7 +26,7 @@ const setArb = fc.record({
   // Hours over ~3 years, so days, ISO weeks across year ends and months all repeat and gap.
   hour: fc.integer({ min: 0, max: 3 * 366 * 24 }),
   minute: fc.integer({ min: 0, max: 59 }),
-  status: fc.constantFrom('verified' as const, 'unverified' as const, 'failed' as const),
+  status: fc.constantFrom('verified' as const, 'unverified' as const, 'damaged' as const),
   pinned: fc.boolean(),
   preRestore: fc.boolean(),
 });

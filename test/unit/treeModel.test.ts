@@ -17,10 +17,10 @@ describe('tree model', () => {
 
   it('host: label, last good backup age, tags, and no stale warning within backupMaxAgeHours', () => {
     const p = profile();
-    const sets = [backupSet('2026-11-26T06-37-07Z', { status: 'failed' }), backupSet('2026-11-25T20-00-00Z', { status: 'verified' })];
+    const sets = [backupSet('2026-11-26T06-37-07Z', { status: 'damaged' }), backupSet('2026-11-25T20-00-00Z', { status: 'verified' })];
     const v = viewOf({ kind: 'host', profile: p, state: { overview: overview({ sets }), kadiVersion: '1.2.3' } }, NOW);
     assert.equal(v.label, 'prod');
-    assert.equal(v.description, 'Kadi 1.2.3 · last backup 12 h ago', 'the failed set does not count');
+    assert.equal(v.description, 'Kadi 1.2.3 · last backup 12 h ago', 'the damaged set does not count');
     assert.equal(v.contextValue, 'host;loaded;idle;');
     assert.equal(v.icon, 'vm-active');
     assert.equal(v.color, undefined);
@@ -88,16 +88,26 @@ describe('tree model', () => {
     const v = viewOf({ kind: 'set', profile: p, set: s }, NOW);
     assert.equal(v.label, '2026-11-26 06:37:07 UTC');
     assert.equal(v.contextValue, 'backup;verified;pinned;');
-    assert.equal(v.description, '5.0 MiB · 1 h ago · verified, pinned');
-    assert.match(v.tooltip ?? '', /Last quick verification 2026-11-26T07:00:00Z: OK/);
+    assert.equal(v.description, '5.0 MiB · 1 h ago · verified (quick), pinned');
+    assert.match(v.tooltip ?? '', /Verified \(quick\) 2026-11-26T07:00:00Z: no problems\./);
     const deep = backupSet('2026-11-26T06-37-07Z', { status: 'verified', verify: { level: 'deep', ok: true, problems: [], problemCount: 0, files: 3, bytes: 10, at: '2026-11-26T07:00:00Z', deep: { mode: 'throwaway-cluster' } } });
-    assert.match(viewOf({ kind: 'set', profile: p, set: deep }, NOW).tooltip ?? '', /Last deep verification \(throwaway cluster\) 2026-11-26T07:00:00Z: OK/);
+    assert.match(viewOf({ kind: 'set', profile: p, set: deep }, NOW).tooltip ?? '', /Verified \(deep, throwaway cluster\) 2026-11-26T07:00:00Z: no problems\./);
     assert.match(v.tooltip ?? '', /Kadi 1\.2\.3, schema abc123, PostgreSQL 15/);
     assert.equal(v.icon, 'verified');
-    const pre = viewOf({ kind: 'set', profile: p, set: backupSet('2026-11-26T06-37-07Z', { status: 'failed', preRestore: true }) }, NOW);
-    assert.equal(pre.contextValue, 'backup;failed;unpinned;prerestore;');
+    const damaged = { level: 'quick' as const, ok: false, problems: ['db.dump: sha256 does not match the manifest'], problemCount: 1, files: 3, bytes: 10, at: '2026-11-26T07:00:00Z' };
+    const pre = viewOf({ kind: 'set', profile: p, set: backupSet('2026-11-26T06-37-07Z', { status: 'damaged', preRestore: true, verify: damaged }) }, NOW);
+    assert.equal(pre.contextValue, 'backup;damaged;unpinned;prerestore;');
     assert.equal(pre.color, 'problemsErrorIcon.foreground');
-    assert.match(pre.description ?? '', /failed, pre-restore/);
+    assert.equal(pre.icon, 'error');
+    assert.match(pre.description ?? '', /damaged: 1 problem, pre-restore/);
+    assert.match(pre.tooltip ?? '', /Damaged: quick verification 2026-11-26T07:00:00Z found 1 problem:\n  db\.dump: sha256 does not match the manifest/);
+    // A deep verification that could not run is neither damaged nor plainly verified: a warning with the fix.
+    const notRun = { level: 'quick' as const, ok: true, problems: [], problemCount: 0, files: 3, bytes: 10, at: '2026-11-26T07:00:00Z', deep: { notRun: 'no throwaway PostgreSQL cluster (x), and role kadi may not create a scratch database on the production server (CREATEDB)', fix: 'install postgresql-15 on this host' } };
+    const nr = viewOf({ kind: 'set', profile: p, set: backupSet('2026-11-26T06-37-07Z', { status: 'verified', verify: notRun }) }, NOW);
+    assert.equal(nr.icon, 'warning');
+    assert.equal(nr.color, 'problemsWarningIcon.foreground');
+    assert.match(nr.description ?? '', /verified \(quick\); deep verification could not run/);
+    assert.match(nr.tooltip ?? '', /Deep verification could not run here: no throwaway PostgreSQL cluster .*\nFix: install postgresql-15 on this host\./);
   });
 
   it('artifact: size and checksum in the tooltip; db.dump details', () => {
@@ -116,6 +126,7 @@ describe('tree model', () => {
       [{ state: 'running', status: '' }, 'job;running;', 'running · alice@laptop'],
       [{ status: '0' }, 'job;finished;', 'succeeded · alice@laptop'],
       [{ status: '2' }, 'job;finished;', 'failed (2) · alice@laptop'],
+      [{ status: '3', kind: 'verify' }, 'job;finished;', 'could not run · alice@laptop'],
       [{ status: 'cancelled' }, 'job;finished;', 'cancelled · alice@laptop'],
       [{ state: 'died', status: '' }, 'job;died;', 'died · alice@laptop'],
     ];
@@ -123,8 +134,10 @@ describe('tree model', () => {
       const v = viewOf({ kind: 'job', profile: p, job: job(patch) }, NOW);
       assert.equal(v.contextValue, ctx);
       assert.equal(v.description, desc);
-      assert.equal(v.label, 'backup 2026-11-26 06:37:00 UTC');
+      assert.equal(v.label, `${patch?.kind ?? 'backup'} 2026-11-26 06:37:00 UTC`);
     }
+    // Exit status 3 means "could not run" only for a verify; any other job with it failed.
+    assert.equal(viewOf({ kind: 'job', profile: p, job: job({ status: '3' }) }, NOW).description, 'failed (3) · alice@laptop');
   });
 
   it('ids are unique across hosts', () => {

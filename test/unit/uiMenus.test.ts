@@ -26,7 +26,7 @@ const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
 /** Every node shape the model can show, hence every contextValue it can produce. */
 function allNodes(): ModelNode[] {
   const nodes: ModelNode[] = [];
-  const statuses: SetStatus[] = ['verified', 'unverified', 'failed'];
+  const statuses: SetStatus[] = ['verified', 'unverified', 'damaged'];
   const sets = statuses.flatMap((status) => [false, true].flatMap((pinned) => [false, true].map((preRestore) => backupSet('2026-11-26T06-37-07Z', { status, pinned, preRestore }))));
   for (const redis of [false, true]) {
     const p = profile('h', { redis: { enabled: redis } });
@@ -68,7 +68,7 @@ describe('menus match the tree model (package.json contributes)', () => {
 
   it('the model produces the expected tag shapes', () => {
     assert.ok(contextValues.includes('backup;verified;pinned;'));
-    assert.ok(contextValues.includes('backup;failed;unpinned;prerestore;'));
+    assert.ok(contextValues.includes('backup;damaged;unpinned;prerestore;'));
     assert.ok(contextValues.includes('host;loaded;busy;redis;'));
     assert.ok(contextValues.includes('job;running;'));
     assert.ok(contextValues.includes('artifact;dbdump;'));

@@ -1,28 +1,48 @@
 import { strict as assert } from 'node:assert';
-import { parseSetListing, verificationSummary, type VerifyRecord } from '../../src/backup/manifest';
+import { parseSetListing, type VerifyRecord } from '../../src/backup/manifest';
+import { setState, stateDetail, stateLabel } from '../../src/backup/setState';
 
 const base: VerifyRecord = { level: 'deep', ok: true, problems: [], problemCount: 0, files: 3, bytes: 10, at: '2026-11-26T07:00:00Z' };
+const AT = '2026-11-26T07:00:00Z';
 
-describe('the summary of a set\'s last verification', () => {
-  it('names where a deep verification restored the dump', () => {
-    assert.equal(verificationSummary({ ...base, deep: { mode: 'throwaway-cluster', tablesCompared: 4 } }), 'Last deep verification (throwaway cluster) 2026-11-26T07:00:00Z: OK');
-    assert.equal(verificationSummary({ ...base, ok: false, problemCount: 2, deep: { mode: 'scratch-database' } }), 'Last deep verification (scratch database) 2026-11-26T07:00:00Z: 2 problem(s)');
+describe('the state of a set: unverified, verified, damaged, or a verification that could not run', () => {
+  it('names the level, and where a deep verification restored the dump', () => {
+    const deep = setState({ ...base, deep: { mode: 'throwaway-cluster', tablesCompared: 4 } });
+    assert.deepEqual(deep, { kind: 'verified', level: 'deep', at: AT, mode: 'throwaway-cluster' });
+    assert.equal(stateLabel(deep), 'verified (deep)');
+    assert.deepEqual(stateDetail(deep), [`Verified (deep, throwaway cluster) ${AT}: no problems.`]);
+    const damaged = setState({ ...base, ok: false, problems: ['db.dump: sha256 does not match the manifest', 'storage/a: missing'], problemCount: 2, deep: { mode: 'scratch-database' } });
+    assert.equal(stateLabel(damaged), 'damaged: 2 problems');
+    assert.deepEqual(stateDetail(damaged), [`Damaged: deep, scratch database verification ${AT} found 2 problems:`, '  db.dump: sha256 does not match the manifest', '  storage/a: missing']);
   });
 
-  it('reads records without a mode (older agents) and quick records as before', () => {
-    assert.equal(verificationSummary({ ...base, deep: { tablesCompared: 4 } }), 'Last deep verification 2026-11-26T07:00:00Z: OK');
-    assert.equal(verificationSummary({ ...base, level: 'quick' }), 'Last quick verification 2026-11-26T07:00:00Z: OK');
-    assert.equal(verificationSummary(null), 'Not verified yet');
+  it('reads records without a mode (older agents), quick records, and no record', () => {
+    assert.deepEqual(stateDetail(setState({ ...base, deep: { tablesCompared: 4 } })), [`Verified (deep) ${AT}: no problems.`]);
+    assert.equal(stateLabel(setState({ ...base, level: 'quick' })), 'verified (quick)');
+    assert.deepEqual(setState(null), { kind: 'unverified' });
+    assert.equal(stateLabel(setState(null)), 'unverified');
   });
 
-  it('says when deep verification could not run, and why, without calling the set damaged', () => {
-    const rec: VerifyRecord = { ...base, level: 'quick', deep: { notRun: 'no throwaway PostgreSQL cluster (no initdb in /x), and role kadi may not create a scratch database on the production server (CREATEDB)' } };
-    assert.equal(
-      verificationSummary(rec),
-      'Last quick verification 2026-11-26T07:00:00Z: OK; deep verification could not run: no throwaway PostgreSQL cluster (no initdb in /x), and role kadi may not create a scratch database on the production server (CREATEDB)',
-    );
+  it('shows the first problems of a damaged set and counts the rest', () => {
+    const problems = Array.from({ length: 7 }, (_, i) => `storage/f${i}: missing`);
+    const d = stateDetail(setState({ ...base, level: 'quick', ok: false, problems, problemCount: 1200 }));
+    assert.equal(d.length, 7);
+    assert.equal(d[6], '  … and 1195 more (the verify job\'s log has them all)');
+  });
+
+  it('a deep verification that could not run is its own state, with why and the fix, and the set is not damaged', () => {
+    const why = 'no throwaway PostgreSQL cluster (no initdb in /x), and role kadi may not create a scratch database on the production server (CREATEDB)';
+    const fix = 'install postgresql-15 on this host (the binaries only; its default cluster may stay stopped) so a throwaway cluster can run, or let the role create a scratch database: ALTER ROLE "kadi" CREATEDB';
+    const rec: VerifyRecord = { ...base, level: 'quick', deep: { notRun: why, fix } };
+    const s = setState(rec);
+    assert.deepEqual(s, { kind: 'not-run', at: AT, why, fix });
+    assert.equal(stateLabel(s), 'verified (quick); deep verification could not run');
+    assert.deepEqual(stateDetail(s), [`Quick verification ${AT}: no problems. Deep verification could not run here: ${why}.`, `Fix: ${fix}.`]);
     const manifest = { formatVersion: 1, artifacts: ['db.dump', 'db.counts.json', 'storage.files.jsonl', 'uploads.files.jsonl'].map((name) => ({ name, size: 2, sha256: 'a'.repeat(64) })) };
     const listing = parseSetListing(JSON.stringify({ sets: [{ name: '2026-11-26T06-37-07Z', manifest, verify: rec, pinned: false, preRestore: false }], partials: [], invalid: [] }));
-    assert.equal(listing.sets[0].status, 'verified');
+    assert.equal(listing.sets[0].status, 'verified', 'retention counts it as good: its quick part passed');
+    const damagedToo = parseSetListing(JSON.stringify({ sets: [{ name: '2026-11-26T06-37-07Z', manifest, verify: { ...rec, ok: false, problemCount: 1, problems: ['x'] }, pinned: false, preRestore: false }], partials: [], invalid: [] }));
+    assert.equal(damagedToo.sets[0].status, 'damaged');
+    assert.equal(setState(damagedToo.sets[0].verify).kind, 'damaged', 'a quick problem wins over "could not run"');
   });
 });

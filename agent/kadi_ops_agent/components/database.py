@@ -366,7 +366,8 @@ def verify_deep(ctx):
         conn = scratch_create(ctx)
         if conn is None:
             return not_run(ctx, 'no throwaway PostgreSQL cluster (%s), and role %s may not create a scratch database '
-                                'on the production server (CREATEDB)' % (why, o['pg_user']))
+                                'on the production server (CREATEDB)' % (why, o['pg_user']),
+                           cluster_fix(why, major, o['pg_user']))
         mode, where = 'scratch-database', 'the scratch database'
     out('deep: mode=' + mode)
     if mode == 'throwaway-cluster':
@@ -384,7 +385,9 @@ def verify_deep(ctx):
         deep_finish(ctx)
         # A missing extension or library of this host's server binaries is not a fault of the set.
         if mode == 'throwaway-cluster' and re.search(r'extension "[^"]*" is not available|extension control file|could not access file|could not load library', err_text):
-            return not_run(ctx, "the dump needs something this host's PostgreSQL %s server binaries lack: %s" % (major, first))
+            return not_run(ctx, "the dump needs something this host's PostgreSQL %s server binaries lack: %s" % (major, first),
+                           'install the package that provides it for PostgreSQL %s on this host (for an extension: '
+                           'postgresql-%s-<extension> on Debian), then verify again' % (major, major))
         verify_deep_note.main([job.path('deep.json'), 'failed', 'pg_restore into %s failed%s' % (where, ': ' + first if first else ''), mode])
         return False
     step('deep: counting rows and reading file records')
@@ -401,12 +404,24 @@ def verify_deep(ctx):
     return deep_check.main([d, job.dir, o['chunk_size'], mode, 'yes' if count_ok else 'no', 'yes' if files_ok else 'no'])
 
 
-def not_run(ctx, why):
-    """Records that deep verification could not run, and why: not a problem of the set."""
+def not_run(ctx, why, fix=''):
+    """Records that deep verification could not run, why, and what would let it run: not a problem
+    of the set."""
     from .. import verify_deep_note
     warn('deep verification could not run: ' + why)
-    verify_deep_note.main([ctx.job.path('deep.json'), 'not-run', why])
+    verify_deep_note.main([ctx.job.path('deep.json'), 'not-run', why, fix])
     return False
+
+
+def cluster_fix(why, major, role):
+    """What lets a deep verification run on a host that has neither a throwaway cluster (WHY not)
+    nor CREATEDB: the cluster is preferred (nothing is created on the production server)."""
+    createdb = 'or let the role create a scratch database: ALTER ROLE "%s" CREATEDB' % str(role).replace('"', '""')
+    if 'does not run as root' in why:
+        return 'run Kadi Ops as the Kadi user (runAs "direct" with its login, or "sudo"), not as root, ' + createdb
+    pkg = 'postgresql-%s' % major if major else "the PostgreSQL server package of the server's major version"
+    return ('install %s on this host (the binaries only; its default cluster may stay stopped) so a throwaway '
+            'cluster can run, %s' % (pkg, createdb))
 
 
 def scratch_name(job_id):
