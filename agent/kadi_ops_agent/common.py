@@ -99,6 +99,16 @@ def step(msg):
     out('[step] ' + msg)
 
 
+DETAIL = '[detail] '
+
+
+def detail(*lines):
+    """Tool chatter (pg_restore -v, rsync's statistics, each system table ANALYZE skipped): kept in
+    the job's log, shown live only when asked for (the CLI's --verbose, VS Code's
+    kadiOps.output.verbose); the agent prints a summary line of its own where one helps."""
+    out(*(DETAIL + line for line in lines))
+
+
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from .common import Progress, out
+from .common import Progress, detail, out
 
 
 class ReadWatcher:
@@ -87,6 +87,8 @@ def _rsync_line(line, key, keep_re, prog):
         out(line)
     elif keep_re.search(line):
         out('  ' + line)
+    else:
+        detail(line)
     return prog
 
 
@@ -94,16 +96,19 @@ _PG_RESTORE_VERBOSE = re.compile(r'^pg_restore: (connecting|creating|processing|
 _PG_RESTORE_ENTRY = re.compile(r'(^ *|pg_restore: *)(creating [A-Z]|processing data for |processing BLOBS$|executing [A-Z])')
 
 
-def pg_restore_progress(stream, total, errfile, quiet=False):
-    """pg_restore -v's stderr (a text stream) into ERRFILE and the log (quiet: only what is not a
-    -v progress message), with a progress line per TOC entry restored against the TOTAL entries
-    enabled. With --jobs the workers' messages can interleave mid-line, so they match anywhere."""
+def pg_restore_progress(stream, total, errfile):
+    """pg_restore -v's stderr (a text stream) into ERRFILE and the log: its -v messages as detail
+    lines (the progress says where it is), anything else (errors, warnings) as it is, with a
+    progress line per TOC entry restored against the TOTAL entries enabled. With --jobs the workers'
+    messages can interleave mid-line, so they match anywhere."""
     prog = Progress('database', total, 'entries') if total > 0 else None
     with open(errfile, 'w', encoding='utf-8', errors='replace') as err:
         for line in stream:
             line = line.rstrip('\n')
             err.write(line + '\n')
-            if not quiet or not _PG_RESTORE_VERBOSE.match(line):
+            if _PG_RESTORE_VERBOSE.match(line):
+                detail(line)
+            else:
                 out(line)
             if prog is not None and _PG_RESTORE_ENTRY.search(line):
                 prog.add(1)

@@ -1,6 +1,6 @@
 /** What every CLI verb gets, and how it names a host. */
 import type { HostProfile } from '../config/types';
-import type { OutputSink } from '../core/sink';
+import { quietSink, type OutputSink } from '../core/sink';
 import type { JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import type { ConnectionPool } from '../remote/connectionPool';
@@ -47,14 +47,18 @@ export function hostFor(ctx: CliContext): Promise<RemoteHost> {
 
 /** Job output to the terminal as it arrives; with --json only warnings and errors (on stderr). */
 export function consoleSink(ctx: CliContext): OutputSink {
-  return {
-    lines(stream, lines) {
-      const text = lines.join('\n') + '\n';
-      if (stream === 'stdout' || stream === 'info') {
-        if (!ctx.json) process.stdout.write(text);
-      } else process.stderr.write(text);
+  // Tool chatter (the job's [detail] lines) only with --verbose; the job's log keeps it all.
+  return quietSink(
+    {
+      lines(stream, lines) {
+        const text = lines.join('\n') + '\n';
+        if (stream === 'stdout' || stream === 'info') {
+          if (!ctx.json) process.stdout.write(text);
+        } else process.stderr.write(text);
+      },
     },
-  };
+    ctx.args.flag('verbose'),
+  );
 }
 
 /** The process exit status of a job's outcome (0, 1, or 130 when cancelled). */

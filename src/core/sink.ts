@@ -20,6 +20,20 @@ export class MemorySink implements OutputSink {
   }
 }
 
+/** The agent's prefix for tool chatter (pg_restore -v, rsync statistics, skipped ANALYZE tables): in the job's log, shown live only on request. */
+export const DETAIL_PREFIX = '[detail] ';
+
+/** `sink` without the job's detail lines, unless `verbose`; everything else passes unchanged. */
+export function quietSink(sink: OutputSink, verbose: boolean): OutputSink {
+  if (verbose) return sink;
+  return {
+    lines(stream, lines) {
+      const shown = stream === 'stdout' ? lines.filter((l) => !l.startsWith(DETAIL_PREFIX)) : lines;
+      if (shown.length > 0) sink.lines(stream, shown);
+    },
+  };
+}
+
 /** Fans one stream of lines out to several sinks. */
 export function teeSink(...sinks: OutputSink[]): OutputSink {
   return { lines: (stream, lines) => sinks.forEach((s) => s.lines(stream, lines)) };

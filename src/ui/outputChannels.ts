@@ -3,7 +3,7 @@
  * timer (LineBatcher) so a fast remote stream costs a handful of appends per second, not one per line.
  */
 import * as vscode from 'vscode';
-import type { LineStream, OutputSink } from '../core/sink';
+import { quietSink, type LineStream, type OutputSink } from '../core/sink';
 import { LineBatcher } from './lineBatcher';
 
 const FLUSH_MS = 100;
@@ -20,20 +20,25 @@ export class HostOutputs implements vscode.Disposable {
     return c;
   }
 
+  /** The host's channel as a sink; a job's [detail] lines only with the kadiOps.output.verbose setting. */
   sink(host: string): OutputSink & { flush(): void } {
     const channel = this.channel(host);
     const batch = new LineBatcher((text) => channel.append(text), { intervalMs: FLUSH_MS, maxChunk: 1 << 20 });
-    return {
-      lines(stream: LineStream, lines: string[]): void {
-        if (stream === 'error' || stream === 'warn' || stream === 'info') {
-          batch.flush();
-          for (const l of lines) channel[stream](l);
-          return;
-        }
-        batch.push(lines);
+    const verbose = vscode.workspace.getConfiguration('kadiOps').get<boolean>('output.verbose', false);
+    const quiet = quietSink(
+      {
+        lines(stream: LineStream, lines: string[]): void {
+          if (stream === 'error' || stream === 'warn' || stream === 'info') {
+            batch.flush();
+            for (const l of lines) channel[stream](l);
+            return;
+          }
+          batch.push(lines);
+        },
       },
-      flush: () => batch.flush(),
-    };
+      verbose,
+    );
+    return { lines: (stream, lines) => quiet.lines(stream, lines), flush: () => batch.flush() };
   }
 
   dispose(): void {

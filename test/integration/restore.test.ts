@@ -336,6 +336,19 @@ describe('restore against the sandbox host', function () {
     assert.match(yes.stderr, /Restore of \S+ onto sandbox-sudo: succeeded/);
     assert.match(yes.stderr, /database +\d+s/);
     assert.match(yes.stderr, /search reindex: ok/);
+    // Quiet by default: steps, progress and summaries on the console; pg_restore -v's per-entry
+    // messages and each system table ANALYZE skipped only in the job's log, ANALYZE's counted.
+    assert.match(yes.stdout, /^\[progress\] database 100% /m);
+    assert.doesNotMatch(yes.stdout, /^pg_restore: (creating|processing|executing) |^\[detail\] |^WARNING: .*analyze/m);
+    const restoreJob = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().reverse().find((j) => /kind=restore/.test(fs.readFileSync(path.join(jobDir(sb, j), 'meta'), 'utf8')));
+    const log = fs.readFileSync(path.join(jobDir(sb, restoreJob ?? ''), 'log'), 'utf8');
+    assert.match(log, /^\[detail\] pg_restore: creating TABLE /m, 'the job log keeps the chatter');
+    const skipped = log.match(/^\[detail\] WARNING: .*analyze/gm)?.length ?? 0;
+    assert.ok(skipped > 0, 'the Kadi role is no superuser: ANALYZE skips system tables');
+    assert.match(yes.stdout, new RegExp(`^ANALYZE skipped ${skipped} system tables only their owner or a superuser may analyze$`, 'm'));
+    const verbose = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox-sudo', '--verbose');
+    assert.equal(verbose.code, 0, verbose.stderr);
+    assert.match(verbose.stdout, /^\[detail\] pg_restore: creating TABLE /m, '--verbose shows it live');
   });
 
   it('reindex errors after a restore fail the job and name the objects', async () => {

@@ -141,6 +141,7 @@ describe('kadiOps.hosts settings schema matches the validator', () => {
     assert.equal(settings.properties['kadiOps.confirmRestoreByTypingHostName'].default, true);
     assert.deepEqual(settings.properties['kadiOps.retention'].default, { keepDaily: 7, keepWeekly: 4, keepMonthly: 6, minKeep: 3 });
     assert.equal(settings.properties['kadiOps.restore.reuseVerificationHours'].default, DEFAULT_REUSE_VERIFICATION_HOURS);
-    assert.deepEqual(Object.keys(settings.properties).sort(), ['kadiOps.backupMaxAgeHours', 'kadiOps.confirmRestoreByTypingHostName', 'kadiOps.hosts', 'kadiOps.restore.reuseVerificationHours', 'kadiOps.retention']);
+    assert.equal(settings.properties['kadiOps.output.verbose'].default, false, 'tool chatter only on request');
+    assert.deepEqual(Object.keys(settings.properties).sort(), ['kadiOps.backupMaxAgeHours', 'kadiOps.confirmRestoreByTypingHostName', 'kadiOps.hosts', 'kadiOps.output.verbose', 'kadiOps.restore.reuseVerificationHours', 'kadiOps.retention']);
   });
 });

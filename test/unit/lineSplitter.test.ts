@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { LineSplitter, MAX_LINE } from '../../src/core/sink';
+import { LineSplitter, MAX_LINE, MemorySink, quietSink } from '../../src/core/sink';
 
 function split(chunks: (string | Buffer)[], maxLine?: number): string[] {
   const out: string[] = [];
@@ -28,5 +28,23 @@ describe('splitting a byte stream into lines', () => {
 
   it('bounds a long line inside one chunk too', () => {
     assert.deepEqual(split(['ab\n0123456789\ncd'], 4), ['ab', '0123 [kadi-ops: line cut, 6 more characters not kept]', 'cd']);
+  });
+});
+
+describe('quiet output: the job\'s [detail] lines only on request', () => {
+  it('drops detail lines from stdout unless verbose; other streams and lines pass unchanged', () => {
+    const seen = new MemorySink();
+    const quiet = quietSink(seen, false);
+    quiet.lines('stdout', ['[step] database: restoring', '[detail] pg_restore: creating TABLE "public.record"', '[progress] database 50% 1/2 entries']);
+    quiet.lines('stdout', ['[detail] only chatter']);
+    quiet.lines('warn', ['[detail] a warning line is never hidden']);
+    assert.deepEqual(seen.entries, [
+      { stream: 'stdout', line: '[step] database: restoring' },
+      { stream: 'stdout', line: '[progress] database 50% 1/2 entries' },
+      { stream: 'warn', line: '[detail] a warning line is never hidden' },
+    ]);
+    const all = new MemorySink();
+    quietSink(all, true).lines('stdout', ['[detail] x']);
+    assert.deepEqual(all.entries, [{ stream: 'stdout', line: '[detail] x' }]);
   });
 });

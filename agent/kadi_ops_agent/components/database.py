@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from .. import pg
-from ..common import fail, out, step, warn
+from ..common import detail, fail, out, step, warn
 from ..progress import ReadWatcher, pg_restore_progress
 
 NAME = 'database'
@@ -289,9 +289,30 @@ def restore(ctx):
         name_failed_entries(err_text, toc)
         fail('pg_restore failed (exit status %d); the database is unchanged: the restore ran in one transaction, which PostgreSQL rolled back' % rc)
     step('database: ANALYZE')
-    # As the Kadi role, ANALYZE warns once per system table it may not analyze: noise, not news.
+    analyze(conn)
+
+
+# PostgreSQL 15: `skipping "t" --- only superuser or database owner can analyze it`;
+# 16 and later: `permission denied to analyze "t", skipping it`.
+_ANALYZE_SKIPPED = re.compile(r'^WARNING:\s+(skipping ".*" --- only .* can analyze it|permission denied to analyze ".*", skipping it)$')
+
+
+def analyze(conn):
+    """ANALYZE as the Kadi role. It warns once per system table the role may not analyze: those
+    go to the log as detail, counted in one line; any other message is shown as it is."""
     r = subprocess.run([conn.psql, '-X', '-q', *conn.args(), '-d', conn.db, '-c', 'ANALYZE'],
-                       env=dict(os.environ, PGOPTIONS='-c client_min_messages=error'))
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       text=True, errors='replace')
+    skipped = 0
+    for line in r.stderr.splitlines():
+        if _ANALYZE_SKIPPED.match(line):
+            skipped += 1
+            detail(line)
+        elif line.strip():
+            out(line)
+    if skipped:
+        out('ANALYZE skipped %d system table%s only their owner or a superuser may analyze'
+            % (skipped, '' if skipped == 1 else 's'))
     if r.returncode != 0:
         fail('ANALYZE failed')
 
@@ -376,7 +397,7 @@ def verify_deep(ctx):
     p = subprocess.Popen([o['pg_restore'], '-v', '--no-owner', '--no-privileges', '--exit-on-error', *conn.args(),
                           '-d', conn.db, dump], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          stdin=subprocess.DEVNULL, text=True, errors='replace')
-    pg_restore_progress(p.stderr, count_file_entries(os.path.join(d, 'db.toc')), err, quiet=True)
+    pg_restore_progress(p.stderr, count_file_entries(os.path.join(d, 'db.toc')), err)
     rc = p.wait()
     if rc != 0:
         with open(err, encoding='utf-8', errors='replace') as f:
