@@ -29,21 +29,69 @@ const COMPONENT_LABELS: Record<RestoreComponent, string> = {
   config: 'Kadi configuration (the plan names the keys that differ; overwritten only after a second confirmation)',
 };
 
-/** The plan as a read-only document the operator reads before confirming. */
-async function showPlan(plan: RestorePlan): Promise<void> {
-  const doc = await vscode.workspace.openTextDocument({ content: formatPlan(plan).join('\n') + '\n', language: 'plaintext' });
-  await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false });
+/** Restore plans as read-only virtual documents: nothing to save, no "Untitled" tab asking to be. */
+export const PLAN_SCHEME = 'kadi-ops-plan';
+
+class PlanDocuments implements vscode.TextDocumentContentProvider {
+  private readonly texts = new Map<string, string>();
+  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.changed.event;
+
+  provideTextDocumentContent(uri: vscode.Uri): string {
+    return this.texts.get(uri.toString()) ?? 'This restore plan is no longer available; run the restore again to see a fresh one.\n';
+  }
+
+  /** A document for this plan; the same host and set reuse their tab, with the new text. */
+  uri(plan: RestorePlan, profile: HostProfile, text: string): vscode.Uri {
+    const uri = vscode.Uri.from({ scheme: PLAN_SCHEME, path: `/${profile.name}/Restore plan ${plan.set.name}` });
+    this.texts.set(uri.toString(), text);
+    this.changed.fire(uri);
+    return uri;
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+  }
 }
 
-/** The operator types the host's name; anything else cancels. */
-export async function confirmByTypingHostName(profile: HostProfile, what: string): Promise<boolean> {
+const planDocuments = new PlanDocuments();
+
+/**
+ * The plan beside the editor, read-only. Its first lines are a header that says what is being
+ * confirmed: the confirmation box at the top of the window covers those, never the plan itself.
+ */
+async function showPlan(profile: HostProfile, plan: RestorePlan): Promise<void> {
+  const header = [
+    `Restore of ${plan.set.name} onto ${profile.name} — read the plan below, then confirm above.`,
+    `Type the host's name "${profile.name}" in the box to restore; Escape or an empty box cancels and changes nothing.`,
+    '',
+    '',
+  ];
+  const uri = planDocuments.uri(plan, profile, [...header, ...formatPlan(plan)].join('\n') + '\n');
+  const doc = await vscode.workspace.openTextDocument(uri);
+  await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false, viewColumn: vscode.ViewColumn.Beside });
+}
+
+const CANCELLED = 'Restore cancelled — nothing changed.';
+
+/**
+ * The operator types the host's name (or, with kadiOps.confirmRestoreByTypingHostName off, clicks
+ * Restore in a modal dialog); Escape, an empty box or anything else cancels, and says so.
+ */
+export async function confirmRestore(profile: HostProfile, what: string): Promise<boolean> {
+  if (!vscode.workspace.getConfiguration('kadiOps').get<boolean>('confirmRestoreByTypingHostName', true)) {
+    const c = await vscode.window.showWarningMessage(`Restore on ${profile.name}?`, { modal: true, detail: what }, 'Restore');
+    if (c !== 'Restore') void vscode.window.showInformationMessage(CANCELLED);
+    return c === 'Restore';
+  }
   const typed = await vscode.window.showInputBox({
     title: `Restore on ${profile.name}`,
-    prompt: `${what}\nType the host's name "${profile.name}" to confirm.`,
-    placeHolder: profile.name,
+    prompt: `${what}\nType the host's name "${profile.name}" to confirm; Escape cancels.`,
+    placeHolder: `type ${profile.name} to restore`,
     ignoreFocusOut: true,
     validateInput: (v) => (v === '' || v === profile.name ? undefined : `Type exactly "${profile.name}" to confirm, or press Escape.`),
   });
+  if (typed !== profile.name) void vscode.window.showInformationMessage(CANCELLED);
   return typed === profile.name;
 }
 
@@ -74,12 +122,12 @@ function vscodeRestoreFrontEnd(deps: CommandDeps, profile: HostProfile): Restore
     },
     async showPlan(plan) {
       for (const line of formatPlan(plan)) channel.info(line);
-      await showPlan(plan);
+      await showPlan(profile, plan);
     },
     async refused(plan) {
       void vscode.window.showErrorMessage(`Restore of ${plan.set.name} on ${profile.name} is refused: ${plan.blockers.join(' ')}`, { modal: true });
     },
-    confirm: (_plan, summary) => confirmByTypingHostName(profile, summary),
+    confirm: (_plan, summary) => confirmRestore(profile, summary),
     async confirmOverwriteConfig() {
       const c = await vscode.window.showWarningMessage(`Overwrite the live Kadi configuration of ${profile.name} with the backed-up files?`, { modal: true, detail: 'The plan names the keys that differ (never their values). Without this, the configuration is only compared.' }, 'Overwrite configuration');
       return c === 'Overwrite configuration';
@@ -113,6 +161,8 @@ async function chooseComponents(): Promise<RestoreChoice | undefined> {
 
 export function registerRestoreCommands(deps: CommandDeps): vscode.Disposable[] {
   return [
+    vscode.workspace.registerTextDocumentContentProvider(PLAN_SCHEME, planDocuments),
+    planDocuments,
     vscode.commands.registerCommand('kadiOps.restore', async (node?: ModelNode) => {
       const picked = await pickSet(deps, node);
       if (picked) await runRestore(deps, picked.profile, picked.set.name, { components: [...DEFAULT_COMPONENTS], safetyBackup: true });

@@ -94,6 +94,17 @@ describe('Dump listing and restore from the tree', function () {
     assert.ok(confirm, 'the restore asked for the host name');
     assert.match(confirm.message, new RegExp(`Type the host's name "${HOST}" to confirm`));
     assert.match(confirm.message, /a safety backup is made first/);
+    assert.equal(confirm.placeHolder, `type ${HOST} to restore`, 'the placeholder says what to type; it does not look pre-filled');
+    // The plan is a read-only virtual document beside the editor: no "Untitled" tab asking to be saved.
+    const planEditor = vscode.window.visibleTextEditors.find((e) => e.document.uri.scheme === 'kadi-ops-plan');
+    assert.ok(planEditor, `the plan is shown (editors: ${vscode.window.visibleTextEditors.map((e) => e.document.uri.toString()).join(', ')})`);
+    assert.equal(planEditor.document.isUntitled, false);
+    assert.equal(planEditor.document.isDirty, false);
+    assert.equal(planEditor.document.uri.path, `/${HOST}/Restore plan ${setName}`);
+    const planText = planEditor.document.getText();
+    assert.match(planText.split('\n')[0], new RegExp(`^Restore of ${setName} onto ${HOST} — read the plan below, then confirm above\\.$`));
+    assert.match(planText, /Restore plan for sandbox-sudo/);
+    assert.ok(planText.indexOf('Restore plan for') > planText.indexOf('Escape or an empty box cancels'), 'the header the input box covers comes before the plan');
     const text = output.text().slice(from);
     assert.match(text, new RegExp(`■ Restore ${setName} on ${HOST}: succeeded`), text.slice(-3000));
     assert.deepEqual(dialogs.shown.slice(mark).filter((d) => d.kind === 'error'), []);
@@ -116,6 +127,13 @@ describe('Dump listing and restore from the tree', function () {
     dialogs.answer('input', /^Restore on /, undefined, { once: true }); // Escape
     await vscode.commands.executeCommand('kadiOps.restore', set);
     assert.ok(dialogs.shown.slice(mark).some((d) => d.kind === 'input'), 'asked');
+    await dialogs.waitFor('information', /^Restore cancelled — nothing changed\.$/, mark);
+    assert.equal(sql(info, 'SELECT string_agg(title, \',\' ORDER BY id) FROM record'), before);
+    // Enter on the empty box is no confirmation either, and says so.
+    const second = dialogs.mark();
+    dialogs.answer('input', /^Restore on /, '', { once: true });
+    await vscode.commands.executeCommand('kadiOps.restore', set);
+    await dialogs.waitFor('information', /^Restore cancelled — nothing changed\.$/, second);
     assert.equal(sql(info, 'SELECT string_agg(title, \',\' ORDER BY id) FROM record'), before);
   });
 });

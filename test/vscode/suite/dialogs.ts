@@ -17,6 +17,8 @@ export interface Shown {
   items: string[];
   /** What the double answered (undefined: dismissed). */
   answer?: string;
+  /** An input box's placeholder (the grey text in the empty box). */
+  placeHolder?: string;
 }
 
 interface Rule {
@@ -88,7 +90,7 @@ export class Dialogs implements vscode.Disposable {
     patch('showInputBox', async (options?: vscode.InputBoxOptions) => {
       const text = [options?.title, options?.prompt].filter(Boolean).join(': ');
       const rule = this.take('input', text);
-      const shown: Shown = { kind: 'input', message: text, modal: false, items: [], answer: rule?.answer };
+      const shown: Shown = { kind: 'input', message: text, modal: false, items: [], answer: rule?.answer, placeHolder: options?.placeHolder };
       this.record(shown);
       return rule?.answer;
     });
