@@ -69,7 +69,8 @@ async function showPlan(profile: HostProfile, plan: RestorePlan): Promise<void> 
   ];
   const uri = planDocuments.uri(plan, profile, [...header, ...formatPlan(plan)].join('\n') + '\n');
   const doc = await vscode.workspace.openTextDocument(uri);
-  await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false, viewColumn: vscode.ViewColumn.Beside });
+  // Beside what the operator is reading, if anything; else in the editor area itself.
+  await vscode.window.showTextDocument(doc, { preview: true, preserveFocus: false, viewColumn: vscode.window.activeTextEditor ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active });
 }
 
 const CANCELLED = 'Restore cancelled — nothing changed.';

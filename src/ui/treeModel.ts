@@ -51,6 +51,7 @@ export interface NodeView {
 
 export function formatAge(ms: number): string {
   const m = Math.max(0, Math.round(ms / 60000));
+  if (m < 1) return '<1 min';
   if (m < 60) return `${m} min`;
   const h = Math.round(m / 60);
   if (h < 48) return `${h} h`;

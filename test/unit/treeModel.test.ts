@@ -11,6 +11,7 @@ describe('tree model', () => {
     assert.equal(formatBytes(1536), '1.5 KiB');
     assert.equal(formatBytes(5 * 1024 ** 3), '5.0 GiB');
     assert.equal(formatAge(5 * 60000), '5 min');
+    assert.equal(formatAge(20_000), '<1 min', 'never "0 min ago"');
     assert.equal(formatAge(3 * 3600_000), '3 h');
     assert.equal(formatAge(72 * 3600_000), '3 d');
   });
