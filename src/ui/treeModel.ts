@@ -58,6 +58,15 @@ export function formatAge(ms: number): string {
   return `${Math.round(h / 24)} d`;
 }
 
+/**
+ * Hours after which a host's newest good set is stale, for the tree, the dashboard and the status
+ * bar alike: the profile's backupMaxAgeHours (default 26, a daily backup plus slack). The one place
+ * to change when the threshold follows a host's backup schedule.
+ */
+export function staleAfterHours(p: HostProfile): number {
+  return p.backupMaxAgeHours;
+}
+
 /** Newest set that is not known to be bad. */
 export function lastGoodSet(o: HostOverview | undefined): BackupSet | undefined {
   return o?.sets.find((s) => s.status !== 'damaged');
@@ -187,7 +196,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (o) {
     if (good) {
       const age = now.getTime() - good.time.getTime();
-      stale = age > p.backupMaxAgeHours * 3600_000;
+      stale = age > staleAfterHours(p) * 3600_000;
       parts.push(`last backup ${formatAge(age)} ago`);
     } else {
       stale = true;
@@ -197,7 +206,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (job) parts.push(`${job.kind} by ${job.operator} since ${job.started.slice(11, 16)}`);
   if (state.error) parts.push('unreachable');
   const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
-  if (stale) tooltip.push(`Newest good backup is older than ${p.backupMaxAgeHours} h.`);
+  if (stale) tooltip.push(`Newest good backup is older than ${staleAfterHours(p)} h.`);
   if (state.error) tooltip.push(state.error);
   return {
     label: p.name,
