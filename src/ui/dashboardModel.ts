@@ -1,0 +1,293 @@
+/**
+ * The Kadi Ops dashboard as plain data: one row per configured host (newest good set, its
+ * verification, backup disk and when it fills, jobs, and the features later issues add), each
+ * host's charts from the manifests of its sets, and the messages the webview may send. No `vscode`
+ * import, so it is unit-tested in Node; dashboardHtml.ts renders it, dashboard.ts shows it.
+ */
+import { forecastFill, setGrowthBytes, type FillForecast } from '../backup/diskForecast';
+import type { BackupSet } from '../backup/manifest';
+import { setState, stateDetail, stateLabel, type SetState } from '../backup/setState';
+import type { HostProfile } from '../config/types';
+import { formatBytes } from '../core/format';
+import { healthText, hostStatus, runningText, type HostHealth, type Severity } from './fleetStatus';
+import { formatAge, jobResultLabel, lastGoodSet, staleAfterHours, type HostState } from './treeModel';
+
+/** The backup disk's free space as the host last reported it (discovery's facts). */
+export interface DiskReading {
+  /** When it was measured (or attempted). */
+  at: Date;
+  freeBytes?: number;
+  sizeBytes?: number;
+  /** Why it could not be read. */
+  error?: string;
+  /** The newest set when it was measured: a newer set means the reading is out of date. */
+  newestSet?: string;
+}
+
+export interface HostInput {
+  profile: HostProfile;
+  state: HostState;
+  disk?: DiskReading;
+  /** The disk reading is being taken. */
+  diskLoading?: boolean;
+}
+
+export interface NewestSetCell {
+  name: string;
+  /** "2026-11-26 06:37:07 UTC" */
+  when: string;
+  age: string;
+  size: string;
+  stale: boolean;
+  state: SetState;
+  stateLabel: string;
+  stateDetail: string[];
+}
+
+export interface DiskCell {
+  /** "12.0 GiB free of 100.0 GiB", "not measured yet", "could not be read". */
+  text: string;
+  /** The forecast in words: "full in about 12 days (2026-12-12)", "not enough history (2 sets; 3 needed)". */
+  forecastText: string;
+  /** Longer account for a tooltip: how the forecast was made and what it assumes. */
+  detail: string;
+  forecast: FillForecast;
+  /** The disk fills within FILL_WARNING_DAYS at the current rate. */
+  warning: boolean;
+}
+
+/**
+ * A feature of a host that comes with a later issue (schedules, off-site copies) or is there: the
+ * row keeps a cell for each, so adding one is a new entry here, not a new row shape.
+ */
+export interface FeatureCell {
+  id: 'schedule' | 'offsite';
+  title: string;
+  /** 'absent': not set up (or not built yet); the rest for when it is. */
+  state: 'absent' | 'ok' | 'warning' | 'error';
+  text: string;
+}
+
+export interface ChartPoint {
+  /** The set's time, ms since the epoch. */
+  t: number;
+  v: number;
+  /** The set's name, for the point's tooltip. */
+  set: string;
+}
+
+export type ChartColor = 'blue' | 'orange' | 'green' | 'purple' | 'red' | 'yellow';
+
+export interface ChartSeries {
+  name: string;
+  color: ChartColor;
+  points: ChartPoint[];
+}
+
+export interface Chart {
+  id: 'size' | 'dump' | 'duration' | 'files';
+  title: string;
+  unit: 'bytes' | 'seconds' | 'count';
+  series: ChartSeries[];
+}
+
+export interface HostRow {
+  name: string;
+  /** "alice@kadi.example.org:22 (sudo -u kadi)" */
+  target: string;
+  severity: Severity;
+  health: HostHealth;
+  healthText: string;
+  loading: boolean;
+  error?: string;
+  setCount: number;
+  newestGood?: NewestSetCell;
+  /** The newest set when it is not the newest good one (it failed verification). */
+  newestDamaged?: { name: string; label: string };
+  disk: DiskCell;
+  running: string[];
+  lastJob?: { text: string; failed: boolean };
+  features: FeatureCell[];
+  charts: Chart[];
+  /** What the row's buttons act on; undefined: the button is disabled. */
+  actions: { backupNow: boolean; verifySet?: string; refresh: boolean; showOutput: boolean };
+}
+
+export interface DashboardModel {
+  generatedAt: Date;
+  rows: HostRow[];
+  /** Configuration problems (invalid host profiles), shown above the rows. */
+  errors: string[];
+}
+
+/** A forecast nearer than this many days is shown as a warning. */
+export const FILL_WARNING_DAYS = 14;
+
+export function setLabel(name: string): string {
+  return name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC');
+}
+
+function day(d: Date): string {
+  return d.toISOString().slice(0, 10);
+}
+
+export function forecastText(f: FillForecast): string {
+  switch (f.kind) {
+    case 'unknown':
+      return 'no forecast (free space not known)';
+    case 'not-enough-history':
+      return `not enough history (${f.sets} set${f.sets === 1 ? '' : 's'}; ${f.needed} needed)`;
+    case 'not-filling':
+      return 'not filling';
+    case 'fills':
+      if (f.days < 1) return f.days === 0 ? 'full' : 'full within a day';
+      if (f.days > 3650) return 'not within 10 years';
+      return `full in about ${Math.round(f.days)} day${Math.round(f.days) === 1 ? '' : 's'} (${day(f.at)})`;
+  }
+}
+
+export function diskCell(sets: readonly BackupSet[], disk: DiskReading | undefined, loading: boolean): DiskCell {
+  if (!disk || disk.error || disk.freeBytes === undefined) {
+    const text = loading ? 'measuring…' : disk?.error ? 'could not be read' : disk ? 'not reported by the host' : 'not measured yet';
+    const forecast: FillForecast = { kind: 'unknown' };
+    return { text, forecastText: forecastText(forecast), detail: disk?.error ?? 'The free space comes from the host (Refresh reads it).', forecast, warning: false };
+  }
+  const forecast = forecastFill(sets, disk.freeBytes, disk.at);
+  const of = disk.sizeBytes ? ` of ${formatBytes(disk.sizeBytes)}` : '';
+  const measured = `Measured ${disk.at.toISOString().replace(/\.\d+Z$/, 'Z')}${disk.newestSet ? `, after set ${disk.newestSet}` : ''}.`;
+  const how =
+    forecast.kind === 'fills' || forecast.kind === 'not-filling'
+      ? `The ${forecast.sets} sets added ${formatBytes(Math.max(0, forecast.bytesPerDay))} a day (least-squares fit of what each set wrote: new files and artifacts). Assumes nothing is pruned: retention frees space.`
+      : forecast.kind === 'not-enough-history'
+        ? `A forecast needs at least ${forecast.needed} sets.`
+        : '';
+  return {
+    text: `${formatBytes(disk.freeBytes)} free${of}`,
+    forecastText: forecastText(forecast),
+    detail: [measured, how].filter(Boolean).join(' '),
+    forecast,
+    warning: forecast.kind === 'fills' && forecast.days < FILL_WARNING_DAYS,
+  };
+}
+
+/** The set's backup duration in seconds (manifest endedAt - startedAt), or undefined when unknown. */
+export function durationSeconds(s: BackupSet): number | undefined {
+  const a = Date.parse(s.manifest.startedAt ?? '');
+  const b = Date.parse(s.manifest.endedAt ?? '');
+  return Number.isFinite(a) && Number.isFinite(b) && b >= a ? (b - a) / 1000 : undefined;
+}
+
+/** Files in the storage tree the set holds: the copied tree's count, or the archive's. */
+export function storageFiles(s: BackupSet): number | undefined {
+  const m = s.manifest;
+  if (m.trees?.storage && Number.isFinite(m.trees.storage.files)) return m.trees.storage.files;
+  const archive = m.artifacts.find((a) => a.archiveOf === 'storage');
+  return archive?.files;
+}
+
+/** The charts of a host from its sets' manifests (any order in; oldest first in the series). */
+export function chartsFor(sets: readonly BackupSet[]): Chart[] {
+  const sorted = [...sets].sort((a, b) => a.time.getTime() - b.time.getTime());
+  const series = (name: string, color: ChartColor, value: (s: BackupSet) => number | undefined): ChartSeries => ({
+    name,
+    color,
+    points: sorted.flatMap((s) => {
+      const v = value(s);
+      return v === undefined || !Number.isFinite(v) ? [] : [{ t: s.time.getTime(), v, set: s.name }];
+    }),
+  });
+  return [
+    { id: 'size', title: 'Set size and new bytes per set', unit: 'bytes', series: [series('set size', 'blue', (s) => s.size), series('new bytes', 'orange', (s) => setGrowthBytes(s.manifest))] },
+    { id: 'dump', title: 'Database dump size', unit: 'bytes', series: [series('db.dump', 'green', (s) => s.manifest.artifacts.find((a) => a.name === 'db.dump')?.size)] },
+    { id: 'duration', title: 'Backup duration', unit: 'seconds', series: [series('duration', 'purple', durationSeconds)] },
+    { id: 'files', title: 'Storage files', unit: 'count', series: [series('files', 'yellow', storageFiles)] },
+  ];
+}
+
+function target(p: HostProfile): string {
+  return `${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`;
+}
+
+/** The features later issues bring; until then each says it is not there yet. */
+function features(): FeatureCell[] {
+  return [
+    { id: 'schedule', title: 'Schedule', state: 'absent', text: 'no schedule yet' },
+    { id: 'offsite', title: 'Off-site copy', state: 'absent', text: 'no off-site copy yet' },
+  ];
+}
+
+export function hostRow(input: HostInput, now: Date): HostRow {
+  const { profile, state } = input;
+  const o = state.overview;
+  const sets = o?.sets ?? [];
+  const status = hostStatus(profile, state, now);
+  const good = lastGoodSet(o);
+  let newestGood: NewestSetCell | undefined;
+  if (good) {
+    const st = setState(good.verify);
+    const ageMs = now.getTime() - good.time.getTime();
+    newestGood = {
+      name: good.name,
+      when: setLabel(good.name),
+      age: `${formatAge(ageMs)} ago`,
+      size: formatBytes(good.size),
+      stale: ageMs > staleAfterHours(profile) * 3600_000,
+      state: st,
+      stateLabel: stateLabel(st),
+      stateDetail: stateDetail(st),
+    };
+  }
+  const newest = sets[0];
+  const newestDamaged = newest && newest !== good ? { name: newest.name, label: stateLabel(setState(newest.verify)) } : undefined;
+  const last = o?.jobs.find((j) => j.state !== 'running');
+  const lastResult = last ? jobResultLabel(last) : undefined;
+  return {
+    name: profile.name,
+    target: target(profile),
+    severity: status.severity,
+    health: status.health,
+    healthText: healthText(status.health),
+    loading: state.loading === true,
+    ...(state.error ? { error: state.error } : {}),
+    setCount: sets.length,
+    ...(newestGood ? { newestGood } : {}),
+    ...(newestDamaged ? { newestDamaged } : {}),
+    disk: diskCell(sets, input.disk, input.diskLoading === true),
+    running: status.running.map(runningText),
+    ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, started ${last.started.replace('T', ' ').replace('Z', ' UTC')}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
+    features: features(),
+    charts: chartsFor(sets),
+    actions: { backupNow: true, ...(newest ? { verifySet: newest.name } : {}), refresh: true, showOutput: true },
+  };
+}
+
+export function dashboardModel(hosts: readonly HostInput[], errors: readonly string[], now: Date): DashboardModel {
+  return { generatedAt: now, rows: hosts.map((h) => hostRow(h, now)), errors: [...errors] };
+}
+
+/** What the webview may ask for: the tree's commands on a host, or a refresh (of one host or all). */
+export type DashboardAction =
+  | { type: 'backupNow'; host: string }
+  | { type: 'verify'; host: string }
+  | { type: 'showOutput'; host: string }
+  | { type: 'refresh'; host?: string };
+
+const HOST_ACTIONS = new Set(['backupNow', 'verify', 'showOutput']);
+
+/**
+ * A message from the webview, checked before anything acts on it: an object with a known `type`
+ * and, where one is needed, the name of a configured host. Anything else is undefined. The webview
+ * shows only our own HTML, but a message is still input: it names what to run and where.
+ */
+export function parseDashboardMessage(msg: unknown, knownHosts: readonly string[]): DashboardAction | undefined {
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return undefined;
+  const { type, host } = msg as Record<string, unknown>;
+  if (typeof type !== 'string') return undefined;
+  const known = typeof host === 'string' && knownHosts.includes(host) ? host : undefined;
+  if (HOST_ACTIONS.has(type)) return known ? { type: type as 'backupNow' | 'verify' | 'showOutput', host: known } : undefined;
+  if (type === 'refresh') {
+    if (host === undefined) return { type };
+    return known ? { type, host: known } : undefined;
+  }
+  return undefined;
+}
