@@ -15,6 +15,7 @@ from .common import Failure, Usage, one_line
 # sleep) run through job-start; the others answer at once.
 VERBS = {
     'facts': ('facts', 'main'),
+    'prerequisites': ('prerequisites', 'main'),
     'list-sets': ('sets', 'main'),
     'overview': ('sets', 'overview'),
     'pin': ('sets', 'pin'),

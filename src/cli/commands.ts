@@ -1,5 +1,6 @@
 /** The CLI's verbs: each declares its arguments and options (args.ts), takes a context and returns the process exit status. */
 import { discover, type HostFacts } from '../kadi/discovery';
+import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kadi/prerequisites';
 import { sudoersSnippet } from '../config/sudoers';
 import { formatBytes } from '../core/format';
 import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
@@ -8,7 +9,7 @@ import { restoreCommands } from './restoreCommands';
 
 function printFacts(ctx: CliContext, f: HostFacts): void {
   const rows: [string, string][] = [
-    ['Host', `${f.profile} (${f.hostname ?? '?'}, running as ${f.remoteUser ?? '?'})`],
+    ['Host', `${f.profile} (hostname ${f.hostname ?? '?'}, running as ${f.remoteUser ?? '?'})`],
     ['Kadi version', f.kadiVersion ?? 'unknown'],
     ['Schema revision', f.alembicRevision ?? 'unknown'],
     ['PostgreSQL server', f.pg.serverVersionNum ? `${f.pg.serverMajor} (${f.pg.serverVersionNum})` : `unreachable${f.pg.error ? ': ' + f.pg.error : ''}`],
@@ -41,14 +42,21 @@ export const commands: Record<string, CliCommand> = {
   check: {
     args: [HOST_ARG],
     options: [],
-    summary: 'connect, verify the host key, discover Kadi, PostgreSQL, paths and free disk',
+    summary: 'connect, verify the host key, discover Kadi, PostgreSQL, paths and free disk, and check every prerequisite per feature (✓/✗ with the fix)',
     async run(ctx) {
       const profile = pickProfile(ctx, ctx.positionals[0]);
       const host = await ctx.pool.get(profile);
-      const { facts } = await discover(host);
-      if (ctx.json) ctx.out(JSON.stringify(facts, null, 2));
-      else printFacts(ctx, facts);
-      return facts.problems.length === 0 ? 0 : 1;
+      const d = await discover(host);
+      const { facts } = d;
+      const prereq = await checkPrerequisites(host, d);
+      if (ctx.json) ctx.out(JSON.stringify({ ...facts, prerequisites: prereq.features }, null, 2));
+      else {
+        printFacts(ctx, facts);
+        ctx.out('');
+        for (const l of formatPrerequisites(prereq)) ctx.out(l);
+      }
+      // Optional features (deep verification, schedules) that cannot run do not fail the check.
+      return facts.problems.length === 0 && missingFeatures(prereq).length === 0 ? 0 : 1;
     },
   },
   sudoers: {

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import type { ExecResult } from '../ssh/connection';
 import type { RemoteHost, RunOptions } from './remoteHost';
 import { RemoteCommandError } from './remoteHost';
+import { quoteArg } from '../core/shellCommand';
 
 const AGENT_PYZ = 'kadi-ops-agent.pyz';
 let cachedPyz: Buffer | undefined;
@@ -65,7 +66,7 @@ export async function ensureAgent(host: RemoteHost): Promise<string> {
   const dir = path.posix.dirname(target);
   const state = stateDir(host.profile.backupDir);
   const tmp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-  const r = await host.check(`Installing the Kadi Ops agent in ${dir}`, {
+  const r = await installing(host, () => host.check(`Installing the Kadi Ops agent in ${dir}`, {
     and: [
       {
         or: [
@@ -84,10 +85,28 @@ export async function ensureAgent(host: RemoteHost): Promise<string> {
       { argv: ['stat', '-c', '%U|%a|%F|%n', '--', target, dir, state] },
       { argv: ['stat', '-L', '-c', '%U|%a|%F|%n', '--', host.profile.backupDir] },
     ],
-  }, { stdin: agentPyz() });
+  }, { stdin: agentPyz() }));
   checkInstalledAgent(r.stdout, target, host.profile.kadi.user);
   installed.add(host);
   return target;
+}
+
+/** A backup directory the Kadi user cannot create is the operator's to make: said so, with the commands. */
+export class BackupDirMissingError extends Error {}
+
+async function installing<T>(host: RemoteHost, install: () => Promise<T>): Promise<T> {
+  try {
+    return await install();
+  } catch (e) {
+    const bd = host.profile.backupDir;
+    if (e instanceof RemoteCommandError && /mkdir: cannot create directory/.test(e.result.stderr)) {
+      const user = host.profile.kadi.user;
+      throw new BackupDirMissingError(
+        `The backup directory ${bd} does not exist and ${user} may not create it. Create it as root: mkdir -p ${quoteArg(bd)} && chown ${user} ${quoteArg(bd)} && chmod 700 ${quoteArg(bd)} (or set the profile's backupDir to a directory that exists).`,
+      );
+    }
+    throw e;
+  }
 }
 
 /** Refuses an installed agent that is not ours or that someone else could have changed. */

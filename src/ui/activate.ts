@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { listSshConfigHosts } from '../config/hostProfiles';
 import { discover } from '../kadi/discovery';
+import { checkPrerequisites, featureUsable, formatPrerequisites, missingFeatures } from '../kadi/prerequisites';
 import { ConnectionPool } from '../remote/connectionPool';
 import { registerDumpListing } from './dumpListing';
 import { registerMaintenanceCommands } from './maintenanceCommands';
@@ -63,14 +64,17 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
       if (!profile) return;
       const channel = outputs.channel(profile.name);
       try {
-        const facts = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Checking ${profile.name}…` }, async () => {
+        const { facts, prereq } = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Checking ${profile.name}…` }, async () => {
           const host = await pool.get(profile);
-          return (await discover(host)).facts;
+          const d = await discover(host);
+          return { facts: d.facts, prereq: await checkPrerequisites(host, d) };
         });
         channel.info(`Check of ${profile.name}: Kadi ${facts.kadiVersion ?? '?'}, schema ${facts.alembicRevision ?? '?'}, PostgreSQL ${facts.pg.serverMajor ?? '?'}, storage ${facts.storagePath}, uploads ${facts.uploadsPath}`);
         for (const p of facts.problems) channel.warn(p);
-        if (facts.problems.length === 0) void vscode.window.showInformationMessage(`${profile.name}: Kadi ${facts.kadiVersion}, PostgreSQL ${facts.pg.serverMajor}, all checks passed.`);
-        else void showError(`${profile.name}: ${facts.problems.length} problem(s) found.`, channel);
+        for (const l of formatPrerequisites(prereq)) (l.includes('✗') ? channel.warn(l) : channel.info(l));
+        const missing = missingFeatures(prereq).map((f) => f.feature);
+        if (facts.problems.length === 0 && missing.length === 0) void vscode.window.showInformationMessage(`${profile.name}: Kadi ${facts.kadiVersion}, PostgreSQL ${facts.pg.serverMajor}, every prerequisite in place${prereq.features.some((f) => !featureUsable(f)) ? ' but optional ones (see the output)' : ''}.`);
+        else void showError(`${profile.name}: ${[facts.problems.length ? `${facts.problems.length} problem(s)` : '', missing.length ? `missing prerequisites for ${missing.join(', ')}` : ''].filter(Boolean).join('; ')} — the output names each fix.`, channel);
       } catch (e) {
         channel.error((e as Error).message);
         void showError(`${profile.name}: ${(e as Error).message}`, channel);

@@ -33,11 +33,27 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.ok(r.stdout.includes(sb.storagePath));
     assert.ok(r.stdout.includes(sb.uploadsPath));
     assert.equal(r.stdout.includes(sb.pg.password), false);
+    assert.match(r.stdout, /^Host +sandbox \(hostname \S+, running as kadi\)$/m);
+    // Every prerequisite per feature, ✓/✗ with the fix; optional ones that are missing do not fail the check.
+    assert.match(r.stdout, /^Prerequisites \(checked on the host as kadi\):$/m);
+    for (const f of ['backup', 'quick verify', 'restore', 'redis snapshot']) assert.match(r.stdout, new RegExp(`^✓ ${f}$`, 'm'));
+    assert.match(r.stdout, /^✓ deep verify \(optional\): one of\n {4}✓ a throwaway PostgreSQL cluster/m);
+    assert.match(r.stdout, /^✗ redis restore \(optional\)\n(.*\n)* {4}✗ sudo: \(as redis\) \/usr\/bin\/tee .*dump\.rdb\n {8}fix: add the rules `kadi-ops sudoers sandbox` prints/m);
     const j = cli(['check', 'sandbox-sudo', '--config', config, '--json']);
     assert.equal(j.code, 0, j.stderr);
-    const facts = JSON.parse(j.stdout) as { remoteUser: string; problems: string[] };
+    const facts = JSON.parse(j.stdout) as { remoteUser: string; problems: string[]; prerequisites: { feature: string; checks: { ok: boolean }[] }[] };
     assert.equal(facts.remoteUser, sb.kadiUser);
     assert.deepEqual(facts.problems, []);
+    assert.ok(facts.prerequisites.find((f) => f.feature === 'backup')?.checks.every((c) => c.ok));
+  });
+
+  it('check fails clearly when the backup directory does not exist and the Kadi user cannot create it (a root-owned parent): with the commands to run as root', () => {
+    const file0 = path.join(sb.root, 'cli-hosts-uncreatable-dir.json');
+    const hosts0 = (JSON.parse(fs.readFileSync(config, 'utf8')) as { hosts: { name: string; backupDir: string }[] }).hosts.filter((h) => h.name === 'sandbox').map((h) => ({ ...h, backupDir: '/kadi-ops-no-such-dir/backups' }));
+    fs.writeFileSync(file0, JSON.stringify({ hosts: hosts0 }));
+    const r0 = cli(['check', 'sandbox', '--config', file0]);
+    assert.equal(r0.code, 1, r0.stdout);
+    assert.match(r0.stderr, /The backup directory \/kadi-ops-no-such-dir\/backups does not exist and kadi may not create it\. Create it as root: mkdir -p \/kadi-ops-no-such-dir\/backups && chown kadi \/kadi-ops-no-such-dir\/backups && chmod 700 /);
   });
 
   it('backup streams its lines, then list shows the set and verify marks it verified', () => {

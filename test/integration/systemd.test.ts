@@ -11,6 +11,7 @@ import { listSets, startBackup } from '../../src/backup/backupSets';
 import { resolveProfiles } from '../../src/config/hostProfiles';
 import type { HostProfile } from '../../src/config/types';
 import { MemorySink } from '../../src/core/sink';
+import { checkPrerequisites, featureUsable, formatPrerequisites, missingFeatures } from '../../src/kadi/prerequisites';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { followJob, type JobOutcome } from '../../src/remote/jobs';
@@ -211,11 +212,36 @@ describe('services and Redis on a real systemd host', function () {
     }
   });
 
+  it('check lists every prerequisite per feature: with the printed sudoers rules, everything a systemd Kadi host needs is in place', async () => {
+    const prereq = await checkPrerequisites(host, d);
+    const byFeature = Object.fromEntries(prereq.features.map((f) => [f.feature, f]));
+    assert.deepEqual(Object.keys(byFeature), ['backup', 'quick verify', 'deep verify', 'restore', 'services', 'redis snapshot', 'redis restore', 'schedules']);
+    for (const f of ['backup', 'quick verify', 'restore', 'services', 'redis snapshot', 'redis restore', 'schedules']) {
+      assert.ok(featureUsable(byFeature[f]), `${f}: ${formatPrerequisites({ ...prereq, features: [byFeature[f]] }).join('\n')}`);
+    }
+    // Every service's stop and start, and the Redis dump's commands, were probed with sudo -n -l.
+    const names = prereq.features.flatMap((f) => f.checks.map((c) => c.name));
+    for (const s of [...KADI_SERVICES, 'redis-server']) for (const a of ['stop', 'start']) assert.ok(names.includes(`sudo: /usr/bin/systemctl ${a} ${s}`), `${a} ${s} probed`);
+    assert.ok(names.includes('sudo: (as redis) /usr/bin/chmod 660 /var/lib/redis/dump.rdb'));
+    assert.deepEqual(missingFeatures(prereq), []);
+  });
+
   it('the preflight probes every privileged command it will run, start included, and names the missing rule before anything changes', async () => {
     const file = path.join(h.root, 'etc/sudoers.d/kadi-ops');
     const rules = fs.readFileSync(file, 'utf8');
     fs.writeFileSync(file, rules.replace(', /usr/bin/systemctl start apache2', '').replace(', /usr/bin/tee /var/lib/redis/dump.rdb', ''));
     try {
+      // `check` names the same two missing rules, each with its fix, and nothing else.
+      const prereq = await checkPrerequisites(host, d);
+      // (The Kadi role has no CREATEDB: deep verification uses its throwaway cluster instead.)
+      const missing = prereq.features.filter((f) => !f.anyOf).flatMap((f) => f.checks.filter((c) => !c.ok).map((c) => `${f.feature}: ${c.name}`));
+      assert.deepEqual(missing.sort(), [
+        'redis restore: sudo: (as redis) /usr/bin/tee /var/lib/redis/dump.rdb',
+        'restore: sudo: /usr/bin/systemctl start apache2',
+        'services: sudo: /usr/bin/systemctl start apache2',
+      ]);
+      assert.deepEqual(missingFeatures(prereq).map((f) => f.feature).sort(), ['restore', 'services']);
+      assert.match(formatPrerequisites(prereq).join('\n'), /✗ sudo: \/usr\/bin\/systemctl start apache2\n {8}fix: add the rules `kadi-ops sudoers systemd-host` prints, as root: visudo -f \/etc\/sudoers\.d\/kadi-ops/);
       const { set } = await backup();
       const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads', 'redis'] });
       assert.ok(plan.blockers.some((b) => b.includes('"sudo /usr/bin/systemctl start apache2"') && b.includes('kadi-ops sudoers systemd-host')), plan.blockers.join('\n'));

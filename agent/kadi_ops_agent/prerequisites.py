@@ -1,0 +1,158 @@
+"""prerequisites key=value... (the database password on stdin): what each feature needs on this
+host, checked here, with the exact fix for what is missing. One JSON document on stdout:
+
+  {"features": [{"feature": "backup", "optional": false,
+                 "checks": [{"name": ..., "ok": true|false, "detail": ..., "fix": ...}, ...]}, ...]}
+
+A feature is usable when all its checks pass, except deep verification, which needs either a
+throwaway cluster or CREATEDB (its checks say `anyOf`). Optional features (deep verification,
+schedules) do not make `kadi-ops check` fail.
+
+Options: profile (its name, for the fixes), backup_dir, kadi_cli, kadi_config, pg_host, pg_port, pg_db, pg_user, storage_path,
+uploads_path, services (space-separated), redis_dump, redis_service, redis_cli (empty: no Redis).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from . import cluster, facts, pg, privileges, services
+from .common import Options, user_name
+
+
+def check(name, ok, detail='', fix=''):
+    c = {'name': name, 'ok': bool(ok)}
+    if detail:
+        c['detail'] = detail
+    if not ok and fix:
+        c['fix'] = fix
+    return c
+
+
+def tool(name, package=None):
+    path = shutil.which(name)
+    return check(name, path, path or 'not found', 'install it: apt install %s' % (package or name))
+
+
+def writable_dir(label, path, who):
+    if not path:
+        return check('%s is set' % label, False, 'not configured', 'set it in the host profile or in Kadi\'s configuration')
+    if not os.path.isdir(path):
+        return check('%s exists' % label, False, path,
+                     'create it for the Kadi user: mkdir -p %s && chown %s %s && chmod 700 %s' % (path, who, path, path))
+    return check('%s is writable by %s' % (label, who), os.access(path, os.W_OK | os.X_OK), path,
+                 'chown %s %s (or grant it write access)' % (who, path))
+
+
+def readable_tree(label, path):
+    if not path:
+        return check('%s is set' % label, False, 'not configured', "set it in Kadi's configuration")
+    return check('%s is readable' % label, os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK), path,
+                 'run Kadi Ops as the user that owns it (the Kadi user), or grant it read access')
+
+
+def sudo_checks(commands, profile):
+    out = []
+    for user, argv in commands:
+        ok = privileges.allowed(user, argv)
+        out.append(check('sudo: %s' % privileges.describe(user, argv), ok, '',
+                         'add the rules `kadi-ops sudoers %s` prints, as root: visudo -f /etc/sudoers.d/kadi-ops' % (profile or '<host>')))
+    return out
+
+
+def cluster_fix(why, major):
+    if 'root' in why:
+        return 'run Kadi Ops as the Kadi user, not as root (PostgreSQL refuses to run as root)'
+    if major:
+        return 'install postgresql-%s on this host (the binaries only; its default cluster may stay stopped)' % major
+    return 'make the PostgreSQL server reachable first'
+
+
+def main(argv):
+    o = Options(argv)
+    password = sys.stdin.readline().rstrip('\n')
+    me = user_name()
+    features = []
+    with tempfile.TemporaryDirectory() as work:
+        pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password)
+        conn = pg.Conn('', o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
+        s = facts.server(conn)
+        reachable = 'error' not in s
+        major = s.get('major')
+        server = check('PostgreSQL server reachable as %s' % o['pg_user'], reachable,
+                       'PostgreSQL %s' % major if reachable else s.get('error', ''),
+                       "check the database settings in Kadi's configuration and pg_hba.conf")
+        client_pkg = 'postgresql-client-%s' % major if major else 'the PostgreSQL client of the server\'s major version'
+        pg_dump = check('pg_dump of the server\'s major version', reachable and s.get('pg_dump'), s.get('pg_dump', ''),
+                        'install it: apt install %s' % client_pkg)
+        pg_restore = check('pg_restore of the server\'s major version', reachable and s.get('pg_restore'), s.get('pg_restore', ''),
+                           'install it: apt install %s' % client_pkg)
+        features.append({'feature': 'backup', 'optional': False, 'checks': [
+            server, pg_dump,
+            writable_dir('backup directory', o['backup_dir'], me),
+            readable_tree('STORAGE_PATH', o['storage_path']),
+            readable_tree('MISC_UPLOADS_PATH', o['uploads_path']),
+            tool('rsync'), tool('tar'),
+            check('zstd or gzip', shutil.which('zstd') or shutil.which('gzip'), shutil.which('zstd') or shutil.which('gzip') or 'neither found',
+                  'install it: apt install zstd'),
+        ]})
+        features.append({'feature': 'quick verify', 'optional': False, 'checks': [pg_restore]})
+
+        bindir = '/usr/lib/postgresql/%s/bin' % major if major else ''
+        why = cluster.unusable(bindir, major) if major else "the server's PostgreSQL major is not known"
+        createdb = False
+        if reachable:
+            ok, val = conn.query('select rolcreatedb from pg_roles where rolname = current_user', check=False)
+            createdb = ok and val == 't'
+        features.append({'feature': 'deep verify', 'optional': True, 'anyOf': True, 'checks': [
+            check('a throwaway PostgreSQL cluster (server binaries of PostgreSQL %s)' % (major or '?'), not why, why or bindir,
+                  cluster_fix(why, major)),
+            check('or CREATEDB for a scratch database on the production server', createdb, '',
+                  'ALTER ROLE "%s" CREATEDB (a throwaway cluster is preferred: nothing is created on production)' % o['pg_user'].replace('"', '""')),
+        ]})
+
+        version, vwhy = facts.kadi_version(o['kadi_cli'], o['kadi_config'])
+        svc = o.words('services')
+        restore_checks = [pg_restore, tool('rsync'),
+                          check('kadi CLI answers (db upgrade, search reindex, files check)', version, version or vwhy,
+                                "set the profile's kadi.cli to the kadi command of Kadi's virtualenv")]
+        restore_checks += sudo_checks([privileges.service(a, n) for n in svc for a in ('stop', 'start')], o['profile'])
+        features.append({'feature': 'restore', 'optional': False, 'checks': restore_checks})
+
+        have_systemctl = os.access(privileges.SYSTEMCTL, os.X_OK)
+        if svc:
+            service_checks = [check('systemctl', have_systemctl, privileges.SYSTEMCTL, 'the services are systemd units: systemctl is needed')]
+            for n in svc:
+                service_checks.append(check('service %s exists' % n, have_systemctl and services.exists(n), '',
+                                            'remove %s from the profile\'s services, or install the unit' % n))
+            service_checks += sudo_checks([privileges.service(a, n) for n in svc for a in ('stop', 'start')], o['profile'])
+            features.append({'feature': 'services', 'optional': False, 'checks': service_checks})
+
+        if o['redis_cli']:
+            dump = o['redis_dump']
+            # A backup --redis takes a snapshot and copies the dump: the dump readable, or a rule to read it.
+            snapshot = [check('redis-cli', os.access(o['redis_cli'], os.X_OK) or shutil.which(o['redis_cli']), o['redis_cli'],
+                              'install it: apt install redis-tools')]
+            if os.access(dump, os.R_OK):
+                snapshot.append(check('the dump is readable', True, dump))
+            else:
+                snapshot += sudo_checks([privileges.redis_read(dump)], o['profile'])
+            features.append({'feature': 'redis snapshot', 'optional': False, 'checks': snapshot})
+            # Restoring Redis is chosen explicitly (it replays queued Celery tasks): optional.
+            restore_redis = []
+            if o['redis_service']:
+                restore_redis.append(check('service %s exists' % o['redis_service'], have_systemctl and services.exists(o['redis_service']), '',
+                                           "set the profile's redis.service to Redis' unit"))
+                restore_redis += sudo_checks([privileges.service(a, o['redis_service']) for a in ('stop', 'start')], o['profile'])
+            restore_redis += sudo_checks([privileges.redis_write(dump), privileges.redis_mode(dump)], o['profile'])
+            features.append({'feature': 'redis restore', 'optional': True, 'checks': restore_redis})
+
+        features.append({'feature': 'schedules', 'optional': True, 'checks': [
+            check('systemd runs this host (timers)', os.path.isdir('/run/systemd/system'), '',
+                  'scheduled backups are systemd timers; without systemd run `kadi-ops backup` from cron'),
+        ]})
+    json.dump({'user': me, 'features': features}, sys.stdout)
+    sys.stdout.write('\n')
+    return 0
