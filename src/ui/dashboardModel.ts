@@ -85,9 +85,11 @@ export interface ChartSeries {
 }
 
 export interface Chart {
-  id: 'size' | 'dump' | 'duration' | 'files';
+  id: 'size' | 'new' | 'dump' | 'duration' | 'files';
   title: string;
   unit: 'bytes' | 'seconds' | 'count';
+  /** Lines for a quantity that persists (sizes, counts), bars for one per set (new bytes). */
+  kind: 'line' | 'bar';
   series: ChartSeries[];
 }
 
@@ -196,11 +198,13 @@ export function chartsFor(sets: readonly BackupSet[]): Chart[] {
       return v === undefined || !Number.isFinite(v) ? [] : [{ t: s.time.getTime(), v, set: s.name }];
     }),
   });
+  // Set size and new bytes differ by orders of magnitude (a repeat set adds little): two charts, not one.
   return [
-    { id: 'size', title: 'Set size and new bytes per set', unit: 'bytes', series: [series('set size', 'blue', (s) => s.size), series('new bytes', 'orange', (s) => setGrowthBytes(s.manifest))] },
-    { id: 'dump', title: 'Database dump size', unit: 'bytes', series: [series('db.dump', 'green', (s) => s.manifest.artifacts.find((a) => a.name === 'db.dump')?.size)] },
-    { id: 'duration', title: 'Backup duration', unit: 'seconds', series: [series('duration', 'purple', durationSeconds)] },
-    { id: 'files', title: 'Storage files', unit: 'count', series: [series('files', 'yellow', storageFiles)] },
+    { id: 'size', title: 'Set size', unit: 'bytes', kind: 'line', series: [series('set size', 'blue', (s) => s.size)] },
+    { id: 'new', title: 'New bytes per set', unit: 'bytes', kind: 'bar', series: [series('new bytes', 'orange', (s) => setGrowthBytes(s.manifest))] },
+    { id: 'dump', title: 'Database dump size', unit: 'bytes', kind: 'line', series: [series('db.dump', 'green', (s) => s.manifest.artifacts.find((a) => a.name === 'db.dump')?.size)] },
+    { id: 'duration', title: 'Backup duration', unit: 'seconds', kind: 'line', series: [series('duration', 'purple', durationSeconds)] },
+    { id: 'files', title: 'Storage files', unit: 'count', kind: 'line', series: [series('files', 'yellow', storageFiles)] },
   ];
 }
 

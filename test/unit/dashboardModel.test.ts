@@ -12,17 +12,16 @@ function set(name: string, patch: Partial<BackupSet> = {}, m: Partial<ReturnType
 }
 
 describe('dashboard: rows and charts', () => {
-  it('chart series come from the manifests, oldest first: set size, new bytes, dump size, duration, storage files', () => {
+  it('chart series come from the manifests, oldest first: set size, new bytes per set (bars), dump size, duration, storage files', () => {
     const a = set('2026-11-24T06-00-00Z', { size: 1000 }, { startedAt: '2026-11-24T06:00:00Z', endedAt: '2026-11-24T06:01:30Z', trees: { storage: { files: 10, bytes: 50, newFiles: 10, newBytes: 50 } } });
     const b = set('2026-11-25T06-00-00Z', { size: 2000 }, { startedAt: '2026-11-25T06:00:00Z', endedAt: '2026-11-25T06:02:00Z', trees: { storage: { files: 12, bytes: 70, newFiles: 2, newBytes: 20 } } });
     const c = set('2026-11-26T06-00-00Z', { size: 3000 }, { startedAt: undefined, trees: { storage: { files: 15, bytes: 90, newFiles: 3, newBytes: 20 } } });
     const charts = chartsFor([c, a, b]);
     const byId = Object.fromEntries(charts.map((ch) => [ch.id, ch]));
-    assert.deepEqual(charts.map((ch) => ch.id), ['size', 'dump', 'duration', 'files']);
-    assert.deepEqual(byId.size.series.map((s) => s.name), ['set size', 'new bytes']);
+    assert.deepEqual(charts.map((ch) => [ch.id, ch.kind]), [['size', 'line'], ['new', 'bar'], ['dump', 'line'], ['duration', 'line'], ['files', 'line']]);
     assert.deepEqual(byId.size.series[0].points.map((p) => [p.set, p.v]), [[a.name, 1000], [b.name, 2000], [c.name, 3000]]);
     const artifacts = 2048 + 5 * 1024 * 1024 + 300 + 999;
-    assert.deepEqual(byId.size.series[1].points.map((p) => p.v), [50 + artifacts, 20 + artifacts, 20 + artifacts]);
+    assert.deepEqual(byId.new.series[0].points.map((p) => p.v), [50 + artifacts, 20 + artifacts, 20 + artifacts]);
     assert.deepEqual(byId.dump.series[0].points.map((p) => p.v), [5 * 1024 * 1024, 5 * 1024 * 1024, 5 * 1024 * 1024]);
     // The set without startedAt has no duration point (not a zero).
     assert.deepEqual(byId.duration.series[0].points.map((p) => [p.set, p.v]), [[a.name, 90], [b.name, 120]]);
