@@ -1,4 +1,5 @@
 /** Commands on hosts, backup sets, jobs and partial sets (palette and context menus); backup, verify and prune run their flows (src/flows). */
+import { setState, stateLabel } from '../backup/setState';
 import * as vscode from 'vscode';
 import { cleanPartials, setPinned, type VerifyLevel } from '../backup/backupSets';
 import type { BackupSet } from '../backup/manifest';
@@ -53,7 +54,7 @@ export async function pickSet(deps: CommandDeps, node?: ModelNode, filter: (s: B
     return undefined;
   }
   const picked = await vscode.window.showQuickPick(
-    sets.map((set) => ({ label: set.name, description: `${set.status}${set.pinned ? ', pinned' : ''}`, detail: `Kadi ${set.manifest.kadiVersion ?? '?'}`, set })),
+    sets.map((set) => ({ label: set.name, description: `${stateLabel(setState(set.verify))}${set.pinned ? ', pinned' : ''}${set.preRestore ? ', pre-restore' : ''}`, detail: `Kadi ${set.manifest.kadiVersion ?? '?'}`, set })),
     { title: `Backup set on ${profile.name}`, placeHolder: 'Newest first' },
   );
   return picked ? { profile, set: picked.set } : undefined;

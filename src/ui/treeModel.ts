@@ -191,7 +191,9 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   const job = runningJob(o);
   const tags = ['host', o ? 'loaded' : state.error ? 'error' : 'unloaded', job ? 'busy' : 'idle', p.redis.enabled ? 'redis' : ''];
   const parts: string[] = [];
-  if (state.kadiVersion) parts.push(`Kadi ${state.kadiVersion}`);
+  // The live version when this session has read it (kadiVersion), else the version the newest set recorded.
+  const version = state.kadiVersion ?? o?.sets[0]?.manifest.kadiVersion;
+  if (version) parts.push(`Kadi ${version}`);
   let stale = false;
   if (o) {
     if (good) {
@@ -206,6 +208,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (job) parts.push(`${job.kind} by ${job.operator} since ${job.started.slice(11, 16)}`);
   if (state.error) parts.push('unreachable');
   const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
+  if (version) tooltip.push(state.kadiVersion ? `Kadi ${version}` : `Kadi ${version} at the newest backup (Check Host reads the running version)`);
   if (stale) tooltip.push(`Newest good backup is older than ${staleAfterHours(p)} h.`);
   if (state.error) tooltip.push(state.error);
   return {

@@ -16,6 +16,15 @@ describe('tree model', () => {
     assert.equal(formatAge(72 * 3600_000), '3 d');
   });
 
+  it('host: the Kadi version the newest set recorded, said so, until the session has read the running one', () => {
+    const p = profile();
+    const sets = [backupSet('2026-11-26T06-37-07Z', { status: 'verified' })];
+    const v = viewOf({ kind: 'host', profile: p, state: { overview: overview({ sets }) } }, NOW);
+    assert.equal(v.description, `Kadi ${sets[0].manifest.kadiVersion} · last backup 1 h ago`);
+    assert.match(v.tooltip ?? '', new RegExp(`Kadi ${sets[0].manifest.kadiVersion} at the newest backup \\(Check Host reads the running version\\)`));
+    assert.equal(viewOf({ kind: 'host', profile: p, state: { overview: overview() } }, NOW).description, 'no backup', 'no set, no version');
+  });
+
   it('host: label, last good backup age, tags, and no stale warning within backupMaxAgeHours', () => {
     const p = profile();
     const sets = [backupSet('2026-11-26T06-37-07Z', { status: 'damaged' }), backupSet('2026-11-25T20-00-00Z', { status: 'verified' })];
