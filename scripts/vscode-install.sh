@@ -29,7 +29,7 @@ lock() { # one installer at a time per cache folder
 
 install_node() {
   [ -x "$node_bin" ] && [ -f "$node_dir/.complete" ] && return 0
-  echo "kadi-ops: installing Node $NODE_VERSION into $node_dir (once)" >&2
+  echo "kadi-ops: first run: downloading Node $NODE_VERSION from the npm registry into $node_dir (once, ~120 MB)" >&2
   # Installed in place; .complete marks a finished install, a broken one is started over.
   rm -rf "$node_dir" && mkdir -p "$node_dir"
   (cd "$node_dir" && echo '{"private":true}' >package.json &&
@@ -40,7 +40,7 @@ install_node() {
 
 install_code_server() {
   [ -f "$cs_entry" ] && [ -f "$cs_dir/.complete" ] && return 0
-  echo "kadi-ops: installing code-server $CODE_SERVER_VERSION into $cs_dir (once, ~3 min)" >&2
+  echo "kadi-ops: first run: downloading code-server $CODE_SERVER_VERSION from the npm registry into $cs_dir (once, ~700 MB, ~3 min; KADI_OPS_TEST_CACHE moves it)" >&2
   rm -rf "$cs_dir" && mkdir -p "$cs_dir"
   # node-gyp would download Node headers; the system headers do (VS Code's native modules use N-API).
   (cd "$cs_dir" && echo '{"private":true}' >package.json &&

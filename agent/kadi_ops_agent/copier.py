@@ -169,7 +169,7 @@ def main(argv):
         return 0
 
     guess = previous_entries() if prev else 0
-    progress = Progress(name, guess, 'files', estimated=guess > 0)
+    progress = Progress(name, guess, 'entries', estimated=guess > 0)  # files, directories and links
     progress_lock = output_lock  # progress lines are printed by whichever thread ticks
     def count_total():
         # A first set (or one after a set without the number): counted beside the copy.

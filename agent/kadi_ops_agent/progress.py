@@ -1,6 +1,6 @@
 """Progress of the commands the agent runs, as `[progress] KEY PCT% DONE/TOTAL UNIT` lines (read by
-people in the log and by the client's core/jobProgress.ts): bytes a process has read, files rsync
-has checked, entries pg_restore has restored."""
+people in the log and by the client's core/jobProgress.ts): bytes a process has read, entries (files,
+directories, links) the copier or rsync has handled, TOC entries pg_restore has restored."""
 import re
 import sys
 import threading
@@ -78,7 +78,7 @@ def _rsync_line(line, key, keep_re, prog):
         if total == 0:
             return prog
         if prog is None or prog.total != total:
-            prog = Progress(key, total, 'files')
+            prog = Progress(key, total, 'entries')  # rsync's to-chk counts directories too
         prog.add(total - left - prog.done)
         return prog
     if _RSYNC_PROGRESS_LINE.match(line) or not line.strip():

@@ -37,7 +37,7 @@ class RsyncProgressTest(ZipappTestCase):
                 b'      3,000 100%  1.0MB/s  0:00:01 (xfr#3, to-chk=0/10)\n'
                 b'Number of files transferred: 3\nsomething else\n')
         lines = self.run_filter(data, keep='^Number of')
-        self.assertEqual([l for l in lines if l.startswith('[progress]')][-1], '[progress] storage 100% 10/10 files')
+        self.assertEqual([l for l in lines if l.startswith('[progress]')][-1], '[progress] storage 100% 10/10 entries')
         self.assertIn('  Number of files transferred: 3', lines)
         # What KEEP does not name stays in the log as detail, hidden from the live output by default.
         self.assertIn('[detail] something else', lines)

@@ -127,7 +127,7 @@ describe('backup engine against the sandbox host', function () {
     const out = r.sink.text('stdout');
     for (const [tree, root] of [['storage', sb.storagePath], ['uploads', sb.uploadsPath]] as const) {
       const n = treeState(root).size + 1; // + the tree's root directory
-      assert.match(out, new RegExp(`^\\[progress\\] ${tree} 100% ${n}/${n} files$`, 'm'));
+      assert.match(out, new RegExp(`^\\[progress\\] ${tree} 100% ${n}/${n} entries$`, 'm'));
     }
     assert.match(out, /^\[progress\] manifest 100% (\d+)\/\1 bytes$/m);
     const listing = await listSets(host);
@@ -194,8 +194,8 @@ describe('backup engine against the sandbox host', function () {
     assert.equal(entriesOf(set1), entries(first));
     assert.equal(entriesOf(set2), entries(second));
     const out = r.sink.text('stdout');
-    assert.match(out, new RegExp(`^\\[progress\\] storage ~\\d+% \\d+/~${entries(first)} files$`, 'm'));
-    assert.match(out, new RegExp(`^\\[progress\\] storage 100% ${entries(second)}/${entries(second)} files$`, 'm'));
+    assert.match(out, new RegExp(`^\\[progress\\] storage ~\\d+% \\d+/~${entries(first)} entries$`, 'm'));
+    assert.match(out, new RegExp(`^\\[progress\\] storage 100% ${entries(second)}/${entries(second)} entries$`, 'm'));
     // Deleting the first set leaves the second complete and verifiable.
     const p = await runJob(host, pool, () => startPrune(host, [first]));
     assert.equal(p.outcome.result, 'succeeded', p.sink.text());
