@@ -11,6 +11,8 @@ import type { BackupSet, Manifest } from './manifest';
 
 /** Fewer sets than this give no forecast: two points always fit a line exactly. */
 export const MIN_SETS_FOR_FORECAST = 3;
+/** Nor do sets closer together than this: a few minutes' growth says nothing about a month. */
+export const MIN_DAYS_FOR_FORECAST = 1;
 
 const DAY_MS = 86_400_000;
 const MAX_DATE_MS = 8.64e15;
@@ -64,14 +66,16 @@ export function leastSquaresSlope(points: readonly { x: number; y: number }[]): 
 export type FillForecast =
   /** The free space is not known (not measured yet, or the host did not say). */
   | { kind: 'unknown' }
-  | { kind: 'not-enough-history'; sets: number; needed: number }
+  /** Too few sets, or (spanDays) too short a time between the oldest and the newest. */
+  | { kind: 'not-enough-history'; sets: number; needed: number; spanDays?: number; neededDays?: number }
   | { kind: 'not-filling'; sets: number; bytesPerDay: number }
   /** `at`: when the free bytes run out at the fitted rate; `days` from the measurement (0: full already). */
   | { kind: 'fills'; sets: number; bytesPerDay: number; at: Date; days: number };
 
 /**
  * The forecast from the sets (any order) and the free bytes measured at `measuredAt`. Growth is
- * fitted in bytes per day over the sets' times; a rate of zero or less (sets that add nothing) does
+ * fitted in bytes per day over the sets' times, once there are MIN_SETS_FOR_FORECAST sets at least
+ * MIN_DAYS_FOR_FORECAST apart (oldest to newest); a rate of zero or less (sets that add nothing) does
  * not fill the disk.
  */
 export function forecastFill(sets: readonly BackupSet[], freeBytes: number | undefined, measuredAt: Date): FillForecast {
@@ -79,9 +83,10 @@ export function forecastFill(sets: readonly BackupSet[], freeBytes: number | und
   if (sets.length < MIN_SETS_FOR_FORECAST) return { kind: 'not-enough-history', sets: sets.length, needed: MIN_SETS_FOR_FORECAST };
   const series = growthSeries(sets);
   const t0 = series[0].t;
+  const spanDays = (series[series.length - 1].t - t0) / DAY_MS;
+  if (spanDays < MIN_DAYS_FOR_FORECAST) return { kind: 'not-enough-history', sets: sets.length, needed: MIN_SETS_FOR_FORECAST, spanDays, neededDays: MIN_DAYS_FOR_FORECAST };
   const slope = leastSquaresSlope(series.map((p) => ({ x: (p.t - t0) / DAY_MS, y: p.cumulative })));
-  // All sets at one instant (impossible for set names, which are seconds apart) say nothing about a rate.
-  if (slope === undefined) return { kind: 'not-enough-history', sets: sets.length, needed: MIN_SETS_FOR_FORECAST };
+  if (slope === undefined) return { kind: 'not-enough-history', sets: sets.length, needed: MIN_SETS_FOR_FORECAST, spanDays, neededDays: MIN_DAYS_FOR_FORECAST };
   if (slope <= 0) return { kind: 'not-filling', sets: sets.length, bytesPerDay: slope };
   const days = Math.max(0, freeBytes) / slope;
   // A date stays a date (JavaScript's last one is in the year 275760) however slow the growth.

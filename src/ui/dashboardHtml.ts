@@ -172,7 +172,7 @@ export function renderDashboardBody(m: DashboardModel): string {
   const table = m.rows.length
     ? `<div class="table-wrap"><table class="hosts"><thead><tr><th>Host</th><th>Newest good set</th><th>Verification</th><th>Backup disk</th><th>Jobs</th>${featureHeads}<th>Actions</th></tr></thead><tbody>${m.rows.map(row).join('')}</tbody></table></div>`
     : '<p class="empty">No Kadi hosts are configured yet: add one in the Kadi Hosts view.</p>';
-  return `<header class="top"><h1>Kadi Ops</h1><span class="muted">${m.rows.length} host${m.rows.length === 1 ? '' : 's'} · updated ${e(when)}</span><span class="spacer"></span><button class="secondary" data-action="refresh">Refresh all</button></header>${errors}${table}${m.rows.map(chartsSection).join('')}`;
+  return `<header class="top" data-rendered="${e(m.generatedAt.toISOString())}"><h1>Kadi Ops</h1><span class="muted">${m.rows.length} host${m.rows.length === 1 ? '' : 's'} · updated ${e(when)}</span><span class="spacer"></span><button class="secondary" data-action="refresh">Refresh all</button></header>${errors}${table}${m.rows.map(chartsSection).join('')}`;
 }
 
 export function renderDashboard(m: DashboardModel, o: RenderOptions): string {

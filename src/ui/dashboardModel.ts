@@ -138,6 +138,7 @@ export function forecastText(f: FillForecast): string {
     case 'unknown':
       return 'no forecast (free space not known)';
     case 'not-enough-history':
+      if (f.sets >= f.needed && f.spanDays !== undefined) return `not enough history (sets span ${formatAge(f.spanDays * 86_400_000)}; ${f.neededDays ?? 1} day needed)`;
       return `not enough history (${f.sets} set${f.sets === 1 ? '' : 's'}; ${f.needed} needed)`;
     case 'not-filling':
       return 'not filling';
@@ -161,7 +162,7 @@ export function diskCell(sets: readonly BackupSet[], disk: DiskReading | undefin
     forecast.kind === 'fills' || forecast.kind === 'not-filling'
       ? `The ${forecast.sets} sets added ${formatBytes(Math.max(0, forecast.bytesPerDay))} a day (least-squares fit of what each set wrote: new files and artifacts). Assumes nothing is pruned: retention frees space.`
       : forecast.kind === 'not-enough-history'
-        ? `A forecast needs at least ${forecast.needed} sets.`
+        ? `A forecast needs at least ${forecast.needed} sets, at least ${forecast.neededDays ?? 1} day from the oldest to the newest.`
         : '';
   return {
     text: `${formatBytes(disk.freeBytes)} free${of}`,
@@ -206,6 +207,12 @@ export function chartsFor(sets: readonly BackupSet[]): Chart[] {
     { id: 'duration', title: 'Backup duration', unit: 'seconds', kind: 'line', series: [series('duration', 'purple', durationSeconds)] },
     { id: 'files', title: 'Storage files', unit: 'count', kind: 'line', series: [series('files', 'yellow', storageFiles)] },
   ];
+}
+
+/** "3 h ago" from a job's start time (ISO), or the time itself when it cannot be read. */
+function jobAge(started: string, now: Date): string {
+  const t = Date.parse(started);
+  return Number.isFinite(t) ? `${formatAge(now.getTime() - t)} ago` : started;
 }
 
 function target(p: HostProfile): string {
@@ -258,7 +265,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
     ...(newestDamaged ? { newestDamaged } : {}),
     disk: diskCell(sets, input.disk, input.diskLoading === true),
     running: status.running.map(runningText),
-    ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, started ${last.started.replace('T', ' ').replace('Z', ' UTC')}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
+    ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, ${jobAge(last.started, now)}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
     features: features(),
     charts: chartsFor(sets),
     actions: { backupNow: true, ...(newest ? { verifySet: newest.name } : {}), refresh: true, showOutput: true },

@@ -1,6 +1,6 @@
 /** When the backup disk fills: growth per set, the least-squares rate, and the forecast's edge cases. */
 import { strict as assert } from 'node:assert';
-import { forecastFill, growthSeries, leastSquaresSlope, MIN_SETS_FOR_FORECAST, setGrowthBytes } from '../../src/backup/diskForecast';
+import { forecastFill, growthSeries, leastSquaresSlope, MIN_DAYS_FOR_FORECAST, MIN_SETS_FOR_FORECAST, setGrowthBytes } from '../../src/backup/diskForecast';
 import type { BackupSet } from '../../src/backup/manifest';
 import { forecastText } from '../../src/ui/dashboardModel';
 import { backupSet, manifest } from './treeModelFixtures';
@@ -77,6 +77,14 @@ describe('dashboard: backup disk forecast', () => {
     }
     assert.equal(forecastText({ kind: 'not-enough-history', sets: 2, needed: 3 }), 'not enough history (2 sets; 3 needed)');
     assert.equal(forecastText({ kind: 'not-enough-history', sets: 1, needed: 3 }), 'not enough history (1 set; 3 needed)');
+  });
+
+  it(`sets less than ${MIN_DAYS_FOR_FORECAST} day apart (oldest to newest): not enough history, however many`, () => {
+    const sets = [0, 10, 20, 34].map((min) => setAt(min / 1440, GiB));
+    const f = forecastFill(sets, 10 * GiB, new Date());
+    assert.equal(f.kind, 'not-enough-history');
+    assert.equal(forecastText(f), 'not enough history (sets span 34 min; 1 day needed)');
+    assert.equal(forecastFill([...sets, setAt(1, GiB)], 10 * GiB, new Date()).kind, 'fills', 'one more set a day later');
   });
 
   it('sets that add nothing: not filling', () => {

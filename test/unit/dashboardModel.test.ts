@@ -79,7 +79,7 @@ describe('dashboard: rows and charts', () => {
     const jobs = [job({ id: 'j3', state: 'running', status: '', kind: 'verify', operator: 'bob', started: '2026-11-26T11:30:00Z' }), job({ id: 'j2', status: '1' }), job({ id: 'j1' })];
     const row = hostRow({ profile: profile('prod'), state: { overview: overview({ jobs }) } }, NOW);
     assert.deepEqual(row.running, ['verify by bob since 11:30']);
-    assert.deepEqual(row.lastJob, { text: 'backup failed (1), started 2026-11-26 06:37:00 UTC', failed: true });
+    assert.deepEqual(row.lastJob, { text: 'backup failed (1), 5 h ago', failed: true });
   });
 
   it('the disk cell: not measured, could not be read, free space with the forecast', () => {
