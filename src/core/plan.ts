@@ -24,11 +24,33 @@ export interface HostPlan {
   };
   backup: { filesMode: 'tree' | 'archive'; stopServices?: boolean; services?: string[] };
   retention?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; minKeep?: number };
+  /** When the host runs this plan on its own (agent schedule.py; see the schema's $comment). */
+  schedule?: PlanSchedule;
+  /** Where a scheduled run reports (agent monitoring.py). The URLs are secrets of their own: never logged. */
+  monitoring?: PlanMonitoring;
   /**
    * What the client found on the host (connection, paths, client binaries, versions). A plan stored
    * on the host has none: run-plan finds them there when it runs (they would go stale).
    */
   facts?: PlanFacts;
+}
+
+export interface PlanSchedule {
+  /** systemd OnCalendar syntax, e.g. "*-*-* 02:30:00" or "daily". */
+  calendar: string;
+  randomizedDelaySec?: number;
+  verify?: 'none' | 'quick';
+  deepCalendar?: string;
+  whenBusy?: 'wait' | 'skip';
+  unit?: 'system' | 'user';
+}
+
+export interface PlanMonitoring {
+  start?: string;
+  success?: string;
+  failure?: string;
+  webhook?: string;
+  ntfy?: string;
 }
 
 export interface PlanFacts {

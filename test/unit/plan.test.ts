@@ -50,6 +50,13 @@ const CASES: [string, unknown][] = [
   ['redis without enabled', change((d) => (d.components.redis = {}))],
   ['services not a list', change((d) => (d.backup.services = 'kadi-uwsgi'))],
   ['port out of range', change((d) => (d.components.redis.port = 70000))],
+  ['a schedule with monitoring', change((d) => ((d.schedule = { calendar: '*-*-* 02:30:00', randomizedDelaySec: 900, verify: 'quick', deepCalendar: 'Sun *-*-* 04:00', whenBusy: 'wait', unit: 'system' }), (d.monitoring = { start: 'https://hc-ping.com/abc/start', success: 'https://hc-ping.com/abc', failure: 'https://hc-ping.com/abc/fail', webhook: 'http://10.0.0.1:8080/hook', ntfy: 'https://ntfy.sh/kadi-prod' })))],
+  ['a schedule without a calendar', change((d) => (d.schedule = { verify: 'quick' }))],
+  ['a calendar with a newline', change((d) => (d.schedule = { calendar: 'daily\nExecStart=/bin/sh' }))],
+  ['an unknown busy rule', change((d) => (d.schedule = { calendar: 'daily', whenBusy: 'queue' }))],
+  ['a delay over a day', change((d) => (d.schedule = { calendar: 'daily', randomizedDelaySec: 86401 }))],
+  ['a ping URL that is no URL', change((d) => (d.monitoring = { failure: 'file:///etc/passwd' }))],
+  ['a webhook with a space', change((d) => (d.monitoring = { webhook: 'https://x.example/a b' }))],
 ];
 
 /** The agent's verdict on each plan: its plan_error lines, from one run of the built zipapp per case. */
@@ -73,7 +80,7 @@ describe('the host plan: one schema, validated alike by the client and the agent
     const fromAgent = agentVerdicts();
     CASES.forEach(([name, doc], i) => assert.deepEqual(validatePlan(doc), fromAgent[i], name));
     // The cases exercise the validators: only the valid ones pass, every other one says why.
-    assert.deepEqual(CASES.filter((_, i) => fromAgent[i].length === 0).map(([n]) => n), ['valid', 'unicode name']);
+    assert.deepEqual(CASES.filter((_, i) => fromAgent[i].length === 0).map(([n]) => n), ['valid', 'unicode name', 'a schedule with monitoring']);
   });
 
   it('names the path and the reason of each problem', () => {
