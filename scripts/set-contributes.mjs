@@ -34,6 +34,7 @@ const commands = [
   cmd('downloadSet', 'Download Set…', 'cloud-download'),
   cmd('uploadSet', 'Upload Set…', 'repo-push'),
   cmd('forgetSecrets', 'Forget Secrets for Host…', 'key'),
+  cmd('openDashboard', 'Open Dashboard', 'dashboard'),
 ];
 const SET_DIR_RE = '/^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$/';
 const step = (id, title, description, completionEvents) => ({ id, title, description, media: { markdown: `media/walkthrough/${id}.md` }, completionEvents });
@@ -89,6 +90,7 @@ pkg.contributes = {
     ],
     'explorer/context': [{ command: 'kadiOps.uploadSet', when: `explorerResourceIsFolder && resourceFilename =~ ${SET_DIR_RE}`, group: 'kadiOps@1' }],
     'view/title': [
+      { command: 'kadiOps.openDashboard', when: 'view == kadiOps.hosts', group: 'navigation@0' },
       { command: 'kadiOps.addHost', when: 'view == kadiOps.hosts', group: 'navigation@1' },
       { command: 'kadiOps.refresh', when: 'view == kadiOps.hosts', group: 'navigation@2' },
       { command: 'kadiOps.editHosts', when: 'view == kadiOps.hosts', group: '1_config' },

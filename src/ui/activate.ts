@@ -1,4 +1,4 @@
-/** Wires the core to VS Code: tree, commands, output channels, secrets and host-key prompts. */
+/** Wires the core to VS Code: tree, dashboard, status bar, commands, output channels, secrets and host-key prompts. */
 import { sudoersSnippet } from '../config/sudoers';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,11 +13,13 @@ import { registerMaintenanceCommands } from './maintenanceCommands';
 import { registerRestoreCommands, restoreFromListingWith } from './restoreCommands';
 import { HostKeyDialog } from './hostKeyDialog';
 import { pickHost, registerBackupCommands } from './backupCommands';
+import { Dashboard, DASHBOARD_VIEW_TYPE, dashboardSerializer } from './dashboard';
 import { HostsTreeProvider, type TreeNode } from './hostsTree';
 import { JobStatusBar } from './jobUi';
 import { HostOutputs } from './outputChannels';
 import { registerSecretCommands } from './secretCommands';
 import { loadProfilesFromSettings } from './settings';
+import { FleetStatusBar } from './statusBar';
 import { registerTransferCommands } from './transferCommands';
 import { VscodeSecrets } from './vscodeSecrets';
 
@@ -26,6 +28,9 @@ export interface KadiOpsApi {
   tree: HostsTreeProvider;
   outputs: HostOutputs;
   pool: ConnectionPool;
+  /** The dashboard (its panel, its last model, the webview's message handler) and the status bar item. */
+  dashboard: Dashboard;
+  status: FleetStatusBar;
 }
 
 export function activate(context: vscode.ExtensionContext): KadiOpsApi {
@@ -36,11 +41,23 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
   const view = vscode.window.createTreeView('kadiOps.hosts', { treeDataProvider: tree, showCollapseAll: true });
   const bar = new JobStatusBar();
   const deps = { pool, outputs, tree, bar };
+  const dashboard = new Dashboard({
+    tree,
+    pool,
+    extensionUri: context.extensionUri,
+    source: loadProfilesFromSettings,
+    log: (host, message) => outputs.channel(host ?? 'dashboard').warn(message),
+  });
+  const status = new FleetStatusBar(tree);
 
   context.subscriptions.push(
     outputs,
     view,
     bar,
+    dashboard,
+    status,
+    vscode.commands.registerCommand('kadiOps.openDashboard', () => dashboard.open()),
+    vscode.window.registerWebviewPanelSerializer(DASHBOARD_VIEW_TYPE, dashboardSerializer(dashboard)),
     ...registerBackupCommands(deps),
     ...registerRestoreCommands(deps),
     ...registerMaintenanceCommands(deps),
@@ -115,7 +132,7 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
       tree.refresh();
     }),
   );
-  return { tree, outputs, pool };
+  return { tree, outputs, pool, dashboard, status };
 }
 
 async function showError(message: string, channel: vscode.LogOutputChannel): Promise<void> {
