@@ -16,6 +16,11 @@ from .sets import newest_good_set
 
 
 def run(argv):
+    make_set(argv)
+
+
+def make_set(argv):
+    """The backup itself; the new set's name (a scheduled run goes on to verify and prune it)."""
     job = Job()
     o = plan.job_options(argv, job)
     bd = o['backup_dir']
@@ -105,6 +110,7 @@ def run(argv):
         % (t_files - t0, waited.get('database', t_files) - t_files, t_copied - t_files, t_manifest - t_copied,
            t_seal - t_manifest, end - t_seal, end - t0))
     out('set=' + ts)
+    return ts
 
 
 def cleanup(argv):

@@ -172,9 +172,10 @@ def _kv(text):
 # --- the job verbs the runner may start, and their cleanups ------------------------------------
 
 def job_verbs():
-    from . import backup, maintenance, restore, sets, verify
+    from . import backup, maintenance, restore, scheduled, sets, verify
     return {
         'backup': (backup.run, backup.cleanup),
+        'scheduled': (scheduled.run, scheduled.cleanup),
         'verify': (verify.run, verify.cleanup),
         'restore': (restore.run, restore.cleanup),
         'prune': (sets.prune, None),

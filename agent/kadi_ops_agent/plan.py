@@ -23,7 +23,7 @@ import time
 import urllib.parse
 
 from . import facts as facts_module, jobs, pg
-from .common import Options, die, fail, out, user_name
+from .common import Failure, Options, Usage, die, fail, out, user_name, utc_now
 from .jobs import state_dir
 
 TOOL_VERSION = 'kadi-ops-agent'
@@ -336,23 +336,71 @@ def plan_show(argv):
     sys.stdout.write('\n')
 
 
+def _report_before_job(plan, o, action, result, why):
+    """Monitoring for a scheduled run that ended before its job started (skipped, or failed to start)."""
+    if o.get('origin', 'scheduled') != 'scheduled':
+        return
+    from . import monitoring
+    info = {'host': plan['host']['name'], 'job': None, 'origin': 'scheduled', 'action': action, 'result': result,
+            'reason': why, 'duration': 0, 'set': None, 'warnings': [], 'started': utc_now()}
+    for w in monitoring.finished(plan.get('monitoring') or {}, info, ('ERROR: ' if result == 'failed' else '') + why + '\n'):
+        out('WARNING: ' + w)
+
+
+# How long a scheduled run that meets another job waits for the lock (whenBusy: wait).
+BUSY_WAIT_SECONDS = 6 * 3600
+BUSY_POLL_SECONDS = 15
+
+
 def run_plan(argv):
+    """run-plan BACKUP_DIR [wait=yes] [origin=NAME] [break_stale=yes] [action=backup|deep-verify]: the
+    stored plan as one job (the `scheduled` verb: backup, quick verify, retention, monitoring; or a
+    deep verification). When another job holds the lock, the plan's schedule.whenBusy says whether
+    to wait for it (up to BUSY_WAIT_SECONDS) or to skip this run; either is said on stdout (the
+    journal of a timer's service) and a skip is reported to monitoring."""
     bd = argv[0]
     o = Options(argv[1:])
+    action = o.get('action', 'backup')
+    if action not in ('backup', 'deep-verify'):
+        die('run-plan: action must be backup or deep-verify, not %s' % json.dumps(action))
     plan = load(bd)
     if plan['host']['backupDir'] != bd:
         die('the stored plan is for backup directory %s, not %s' % (plan['host']['backupDir'], bd))
-    cfg = read_kadi_config(plan['kadi']['cli'], plan['kadi']['configFile'])
-    db = cfg['database']
-    # The password is needed for the facts below and by the job: a passfile here, the job's input there.
-    with tempfile.TemporaryDirectory() as work:
-        pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'])
-        plan['facts'] = host_facts(plan, cfg)
-    job_id = jobs.new_job_id()
+    try:
+        cfg = read_kadi_config(plan['kadi']['cli'], plan['kadi']['configFile'])
+        db = cfg['database']
+        # The password is needed for the facts below and by the job: a passfile here, the job's input there.
+        with tempfile.TemporaryDirectory() as work:
+            pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'])
+            plan['facts'] = host_facts(plan, cfg)
+    except (Failure, Usage, SystemExit) as e:
+        # No job could start (Kadi's configuration unreadable, the database down): monitoring hears
+        # of it all the same, with the reason, and the unit fails.
+        _report_before_job(plan, o, action, 'failed', str(e) or 'the plan could not start')
+        raise
     # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
     secret = json.dumps({'password': db['password'], 'plan': plan}, ensure_ascii=False)
-    proc = jobs.start_job(bd, job_id, 'backup', o.get('origin', 'scheduled'), '%s@%s' % (user_name(), os.uname().nodename),
-                          'yes' if o.yes('break_stale') else 'no', 'backup', ['plan=yes'], secret.encode('utf-8', 'surrogateescape'))
+    when_busy = (plan.get('schedule') or {}).get('whenBusy', 'wait')
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    while True:
+        job_id = jobs.new_job_id()
+        try:
+            proc = jobs.start_job(bd, job_id, 'backup' if action == 'backup' else 'verify', o.get('origin', 'scheduled'),
+                                  '%s@%s' % (user_name(), os.uname().nodename), 'yes' if o.yes('break_stale') else 'no',
+                                  'scheduled', ['plan=yes', 'action=' + action], secret.encode('utf-8', 'surrogateescape'))
+            break
+        except SystemExit as e:
+            if e.code != jobs.LOCK_BUSY_EXIT:
+                raise
+            if when_busy == 'skip' or time.monotonic() > deadline:
+                why = ('another job holds the lock; this run is skipped (whenBusy: skip)' if when_busy == 'skip'
+                       else 'another job held the lock for %d s; this run gives up' % BUSY_WAIT_SECONDS)
+                out('scheduled=skipped', 'skipped: ' + why)
+                _report_before_job(plan, o, action, 'skipped', why)
+                return 0 if when_busy == 'skip' else 1
+            out('waiting: another job holds the lock (whenBusy: wait); trying again in %d s' % BUSY_POLL_SECONDS)
+            sys.stdout.flush()
+            time.sleep(BUSY_POLL_SECONDS)
     if not o.yes('wait'):
         return 0
     jobs.job_tail([bd, job_id, '0'])

@@ -25,7 +25,12 @@ from . import jobs
 def main(argv):
     if len(argv) != 1:
         raise SystemExit('usage: list-sets BACKUP_DIR')
-    bd = argv[0]
+    json.dump(listing(argv[0]), sys.stdout, separators=(',', ':'))
+
+
+def listing(bd):
+    """The backup directory's sets (with manifest, verification record, pinned, preRestore), partial
+    sets and invalid entries, newest first."""
     out = {'sets': [], 'partials': [], 'invalid': []}
     try:
         names = sorted(os.listdir(bd), reverse=True)
@@ -55,7 +60,7 @@ def main(argv):
         out['sets'].append({'name': n, 'manifest': m, 'verify': verify,
                             'pinned': os.path.exists(os.path.join(p, '.pinned')),
                             'preRestore': os.path.exists(os.path.join(p, '.pre-restore'))})
-    json.dump(out, sys.stdout, separators=(',', ':'))
+    return out
 
 
 def newest_good_set(bd):
@@ -136,3 +141,5 @@ def overview(argv):
     """overview BACKUP_DIR: sets, partial sets and jobs in one answer."""
     main(argv)
     out('', '--- jobs', *jobs.job_list_lines(argv[0]))
+    from . import schedule
+    out('--- schedule', *schedule.status_lines(argv[0]))

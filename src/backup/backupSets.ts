@@ -2,6 +2,7 @@
  * Backup operations on a host: start a backup or verify job, list sets in one round trip, pin,
  * prune and clean partial sets. Jobs are streamed by remote/jobs.
  */
+import { parseScheduleStatus, type ScheduleStatus } from './schedule';
 import type { Discovery } from '../kadi/discovery';
 import { TOOL_VERSION } from '../core/version';
 import { checkAgent } from '../remote/agent';
@@ -123,6 +124,8 @@ export async function cleanPartials(host: RemoteHost, names: string[]): Promise<
 
 export interface HostOverview extends SetListing {
   jobs: JobInfo[];
+  /** The host's own schedule (absent from an agent that does not report it). */
+  schedule?: ScheduleStatus;
 }
 
 /** Sets, partial sets and jobs of a host in one round trip (the tree's refresh). */
@@ -131,10 +134,11 @@ export async function hostOverview(host: RemoteHost): Promise<HostOverview> {
   const sep = r.stdout.indexOf('\n--- jobs\n');
   if (sep < 0) throw new Error(`Unexpected overview output from ${host.profile.name}.`);
   const listing = parseSetListing(r.stdout.slice(0, sep));
-  const jobs = r.stdout
-    .slice(sep + '\n--- jobs\n'.length)
+  const rest = r.stdout.slice(sep + '\n--- jobs\n'.length);
+  const sched = rest.search(/(^|\n)--- schedule\n/);
+  const jobs = (sched < 0 ? rest : rest.slice(0, sched))
     .split('\n\n')
     .filter((b) => b.trim())
     .map(parseJobInfo);
-  return { ...listing, jobs };
+  return { ...listing, jobs, ...(sched < 0 ? {} : { schedule: parseScheduleStatus(rest.slice(sched).replace(/^\n?--- schedule\n/, '')) }) };
 }

@@ -1,8 +1,13 @@
 /** The CLI's verbs: each declares its arguments and options (args.ts), takes a context and returns the process exit status. */
 import { discover, type HostFacts } from '../kadi/discovery';
 import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kadi/prerequisites';
-import { sudoersSnippet } from '../config/sudoers';
-import { formatBytes } from '../core/format';
+import { scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
+import type { HostProfile } from '../config/types';
+import { hostOverview } from '../backup/backupSets';
+import { installSchedule, lastScheduledRunFailed, removeSchedule, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
+import { setState, stateLabel } from '../backup/setState';
+import { formatAge, formatBytes } from '../core/format';
+import { UsageError } from './args';
 import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
 import { restoreCommands } from './restoreCommands';
@@ -68,6 +73,96 @@ export const commands: Record<string, CliCommand> = {
       return 0;
     },
   },
+  schedule: {
+    args: [HOST_ARG],
+    options: [
+      { name: 'remove', type: 'boolean', description: 'disable the timers and remove every unit of this host\'s schedule' },
+      { name: 'show', type: 'boolean', description: 'print the units the profile\'s schedule makes, and change nothing on the host' },
+    ],
+    summary: "install or update the host's own schedule (a systemd timer and service running the profile's plan: backup, quick verify, retention, monitoring), or remove it",
+    async run(ctx) {
+      const profile = pickProfile(ctx, ctx.positionals[0]);
+      if (ctx.args.flag('remove') && ctx.args.flag('show')) throw new UsageError('Give --remove or --show, not both.');
+      if (!ctx.args.flag('remove') && !profile.schedule) {
+        throw new UsageError(`${profile.name} has no schedule: add "schedule": { "calendar": "*-*-* 02:30:00", "verify": "quick", "retention": { "keepDaily": 7 } } to its profile.`);
+      }
+      const host = await ctx.pool.get(profile);
+      if (ctx.args.flag('remove')) {
+        await removeSchedule(host);
+        ctx.err(`The schedule of ${profile.name} is removed: no timer or unit of it is left.`);
+        return 0;
+      }
+      if (ctx.args.flag('show')) {
+        const units = await scheduleUnits(host);
+        if (ctx.json) ctx.out(JSON.stringify(units, null, 2));
+        else for (const [name, text] of Object.entries(units)) ctx.out(`# ${name}\n${text}`);
+        return 0;
+      }
+      const r = await installSchedule(host);
+      const status = await scheduleStatus(host);
+      if (ctx.json) ctx.out(JSON.stringify({ units: r.all('unit'), status }, null, 2));
+      else {
+        for (const u of r.all('unit')) ctx.out(`installed ${u}`);
+        ctx.out(`next backup: ${r.get('next_backup') ?? status.next ?? '?'}${r.get('next_verify') ? `; next deep verification: ${r.get('next_verify')}` : ''}`);
+      }
+      return 0;
+    },
+  },
+  status: {
+    args: [{ name: '[<host>…]', required: false, variadic: true, description: 'hosts to report on (default: every configured host)' }],
+    options: [],
+    summary: 'one line per host: newest good set and its age, its state, the schedule and its last run; exit status 1 when any host is stale, failed or unreachable',
+    async run(ctx) {
+      const names = ctx.positionals.length > 0 ? [...ctx.positionals] : ctx.profiles.map((p) => p.name);
+      const rows = await Promise.all(names.map((n) => hostStatus(ctx, pickProfile(ctx, n))));
+      if (ctx.json) ctx.out(JSON.stringify(rows, null, 2));
+      else {
+        ctx.out(['HOST', 'NEWEST GOOD SET', 'AGE', 'STATE', 'SCHEDULE', 'LAST SCHEDULED RUN', 'VERDICT'].join('\t'));
+        for (const r of rows) ctx.out([r.host, r.newest ?? '-', r.age ?? '-', r.state ?? '-', r.schedule, r.lastRun ?? '-', r.verdict + (r.why ? `: ${r.why}` : '')].join('\t'));
+      }
+      return rows.every((r) => r.verdict === 'ok') ? 0 : 1;
+    },
+  },
   ...jobCommands,
   ...restoreCommands,
 };
+
+interface StatusRow {
+  host: string;
+  newest?: string;
+  age?: string;
+  state?: string;
+  schedule: string;
+  lastRun?: string;
+  verdict: 'ok' | 'stale' | 'failed' | 'no schedule' | 'unreachable';
+  why?: string;
+}
+
+/** One host's row for `status`: what the tree's host row and the status bar say, as text. */
+async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<StatusRow> {
+  let overview;
+  try {
+    overview = await hostOverview(await ctx.pool.get(profile));
+  } catch (e) {
+    return { host: profile.name, schedule: '?', verdict: 'unreachable', why: (e as Error).message.split('\n')[0] };
+  }
+  const s = overview.schedule;
+  const good = overview.sets.find((x) => x.status !== 'damaged');
+  const ageH = good ? (Date.now() - good.time.getTime()) / 3600_000 : undefined;
+  const row: StatusRow = {
+    host: profile.name,
+    ...(good ? { newest: good.name, age: formatAge(Date.now() - good.time.getTime()), state: stateLabel(setState(good.verify)) } : {}),
+    schedule: s?.state === 'installed' ? `${s.calendar}${s.next ? ` (next ${s.next})` : ''}` : s?.state === 'stored' ? `${s.calendar} (not installed)` : 'none',
+    ...(s?.lastJob ? { lastRun: `${s.lastJob.started} ${s.lastJob.status === '0' ? 'succeeded' : s.lastJob.status === 'running' ? 'running' : `failed (${s.lastJob.status})`}` } : {}),
+    verdict: 'ok',
+  };
+  const limit = staleHours(profile, s);
+  if (lastScheduledRunFailed(s)) {
+    const why = s?.unit && s.unit.result !== 'success' ? `the last scheduled run (${s.unit.exited}) failed (${s.unit.result}; journalctl -u ${scheduleUnitBase(profile)}-backup.service)` : `the last scheduled run (job ${s?.lastJob?.id}) ended with ${s?.lastJob?.status}`;
+    return { ...row, verdict: 'failed', why };
+  }
+  if (ageH === undefined) return { ...row, verdict: 'stale', why: 'no good backup set' };
+  if (ageH > limit) return { ...row, verdict: 'stale', why: `the newest good set is older than ${Math.round(limit)} h` };
+  if (!s || s.state !== 'installed') return { ...row, verdict: 'no schedule', why: 'backups happen only when someone starts them (kadi-ops schedule <host>)' };
+  return row;
+}

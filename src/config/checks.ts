@@ -136,3 +136,17 @@ export const maxAgeHours: Check = (v) =>
   typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= 8760
     ? undefined
     : `must be a number of hours greater than 0 and at most 8760 (one year)${got(v)}`;
+
+/** A systemd calendar expression (OnCalendar=): one line; systemd-analyze checks the rest on the host. */
+export const calendar: Check = (v) => {
+  if (typeof v !== 'string' || v.trim() === '') return `must be a systemd calendar expression such as "daily" or "*-*-* 02:30:00"${got(v)}`;
+  if (CONTROL.test(v)) return `must not contain control characters such as newlines${got(v)}`;
+  if (v.length > 200) return `must be at most 200 characters long${got(v)}`;
+  return undefined;
+};
+
+/** An http(s) URL (a monitoring endpoint). Shown nowhere: such URLs are secrets of their own. */
+export const httpUrl: Check = (v) => {
+  if (typeof v !== 'string' || !/^https?:\/\/[^\s]{1,2000}$/.test(v)) return `must be an http:// or https:// URL without spaces (got ${typeof v === 'string' ? 'another value' : describeValue(v)})`;
+  return undefined;
+};

@@ -229,6 +229,8 @@ function resolveOne(input: HostProfileInput, env: Env, report: Report, globalMax
     backupMaxAgeHours: input.backupMaxAgeHours ?? globalMaxAge,
     dumpCompression: input.dumpCompression ?? D.dumpCompression,
     jobHistory: { keepLast: input.jobHistory?.keepLast ?? D.jobHistory.keepLast, keepDays: input.jobHistory?.keepDays ?? D.jobHistory.keepDays },
+    ...(input.schedule ? { schedule: { ...input.schedule, ...(input.schedule.retention ? { retention: { ...input.schedule.retention } } : {}) } } : {}),
+    ...(input.monitoring ? { monitoring: { ...input.monitoring } } : {}),
   };
   return { profile, warnings: sc.warnings };
 }

@@ -92,6 +92,35 @@ export const PROFILE_SPEC: ObjectSpec = {
       example: '{ "keepLast": 100, "keepDays": 30 }',
       fields: { keepLast: leaf(c.integer(1, 100000)), keepDays: leaf(c.integer(1, 3650)) },
     },
+    schedule: {
+      kind: 'object',
+      required: ['calendar'],
+      example: '{ "calendar": "*-*-* 02:30:00", "verify": "quick", "retention": { "keepDaily": 7 } }',
+      fields: {
+        calendar: leaf(c.calendar),
+        randomizedDelaySec: leaf(c.integer(0, 86400)),
+        verify: leaf(c.oneOf(['none', 'quick'])),
+        deepCalendar: leaf(c.calendar),
+        whenBusy: leaf(c.oneOf(['wait', 'skip'])),
+        unit: leaf(c.oneOf(['system', 'user'])),
+        retention: {
+          kind: 'object',
+          example: '{ "keepDaily": 7, "keepWeekly": 4 }',
+          fields: {
+            keepLast: leaf(c.integer(0, 100000)),
+            keepDaily: leaf(c.integer(0, 100000)),
+            keepWeekly: leaf(c.integer(0, 100000)),
+            keepMonthly: leaf(c.integer(0, 100000)),
+            minKeep: leaf(c.integer(1, 100000)),
+          },
+        },
+      },
+    },
+    monitoring: {
+      kind: 'object',
+      example: '{ "failure": "https://hc-ping.com/<uuid>/fail" }',
+      fields: { start: leaf(c.httpUrl), success: leaf(c.httpUrl), failure: leaf(c.httpUrl), webhook: leaf(c.httpUrl), ntfy: leaf(c.httpUrl) },
+    },
   },
 };
 

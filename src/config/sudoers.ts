@@ -3,12 +3,24 @@
  * privilege than the Kadi user's (agent/kadi_ops_agent/privileges.py builds the same argv), each
  * pinned with all its arguments. No wildcard: in sudoers a `*` also matches extra arguments.
  */
+import { createHash } from 'node:crypto';
 import type { HostProfile } from './types';
 
 export const SYSTEMCTL = '/usr/bin/systemctl';
 export const TEE = '/usr/bin/tee';
 export const CHMOD = '/usr/bin/chmod';
 export const CAT = '/usr/bin/cat';
+export const RM = '/usr/bin/rm';
+export const UNIT_DIR = '/etc/systemd/system';
+
+/**
+ * The units of a host's schedule: kadi-ops-<name>-<6 hex of the backup directory>-{backup,verify}.{service,timer},
+ * as the agent names them (schedule.py base_name).
+ */
+export function scheduleUnitBase(p: HostProfile): string {
+  const slug = p.name.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'host';
+  return `kadi-ops-${slug}-${createHash('sha256').update(p.backupDir, 'utf8').digest('hex').slice(0, 6)}`;
+}
 
 export class SudoersError extends Error {}
 
@@ -24,11 +36,23 @@ export interface SudoRule {
   argv: string[];
 }
 
-/** Every privileged command of the profile's jobs: its services' stop and start, reading the Redis dump for a backup, replacing it in a restore. */
+/**
+ * Every privileged command of the profile's jobs: its services' stop and start, reading the Redis
+ * dump for a backup, replacing it in a restore, and (with a system schedule) writing, removing and
+ * enabling its units.
+ */
 export function privilegedCommands(p: HostProfile): SudoRule[] {
   const services = [...p.services, ...(p.redis.enabled ? [p.redis.service] : [])];
   const rules: SudoRule[] = services.flatMap((s) => ['stop', 'start'].map((a) => ({ runAs: 'root', argv: [SYSTEMCTL, a, s] })));
   if (p.redis.enabled) rules.push({ runAs: 'redis', argv: [CAT, p.redis.dumpPath] }, { runAs: 'redis', argv: [TEE, p.redis.dumpPath] }, { runAs: 'redis', argv: [CHMOD, '660', p.redis.dumpPath] });
+  if (p.schedule && (p.schedule.unit ?? 'system') === 'system') {
+    // Installing and removing the schedule's system units: each file on its fixed path, its timers.
+    const base = scheduleUnitBase(p);
+    const units = ['backup.service', 'backup.timer', 'verify.service', 'verify.timer'].map((u) => `${base}-${u}`);
+    for (const u of units) rules.push({ runAs: 'root', argv: [TEE, `${UNIT_DIR}/${u}`] }, { runAs: 'root', argv: [RM, '-f', `${UNIT_DIR}/${u}`] });
+    rules.push({ runAs: 'root', argv: [SYSTEMCTL, 'daemon-reload'] });
+    for (const t of units.filter((u) => u.endsWith('.timer'))) rules.push({ runAs: 'root', argv: [SYSTEMCTL, 'enable', '--now', t] }, { runAs: 'root', argv: [SYSTEMCTL, 'disable', '--now', t] });
+  }
   return rules;
 }
 

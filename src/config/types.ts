@@ -47,6 +47,28 @@ export interface HostProfileInput {
   dumpCompression?: number;
   /** Finished jobs kept on the host (log and status): the newest keepLast, and all younger than keepDays. */
   jobHistory?: { keepLast?: number; keepDays?: number };
+  /** Backups the host runs on its own (`kadi-ops schedule <host>` installs the systemd timer). */
+  schedule?: ScheduleInput;
+  /** Where scheduled runs report (Healthchecks-style pings, a webhook, ntfy). */
+  monitoring?: MonitoringInput;
+}
+
+export interface ScheduleInput {
+  calendar: string;
+  randomizedDelaySec?: number;
+  verify?: 'none' | 'quick';
+  deepCalendar?: string;
+  whenBusy?: 'wait' | 'skip';
+  unit?: 'system' | 'user';
+  retention?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; minKeep?: number };
+}
+
+export interface MonitoringInput {
+  start?: string;
+  success?: string;
+  failure?: string;
+  webhook?: string;
+  ntfy?: string;
 }
 
 export interface HostProfile {
@@ -78,4 +100,7 @@ export interface HostProfile {
   backupMaxAgeHours: number;
   dumpCompression: number;
   jobHistory: { keepLast: number; keepDays: number };
+  /** As written (validated); undefined: the host has no schedule. */
+  schedule?: ScheduleInput;
+  monitoring?: MonitoringInput;
 }

@@ -242,7 +242,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
       when: setLabel(good.name),
       age: `${formatAge(ageMs)} ago`,
       size: formatBytes(good.size),
-      stale: ageMs > staleAfterHours(profile) * 3600_000,
+      stale: ageMs > staleAfterHours(profile, o) * 3600_000,
       state: st,
       stateLabel: stateLabel(st),
       stateDetail: stateDetail(st),

@@ -59,7 +59,7 @@ export function hostHealth(profile: HostProfile, state: HostState, now: Date): H
   }
   const failed = failedLastJob(o.jobs);
   if (failed) return { kind: 'failed', job: failed, result: jobResultLabel(failed) };
-  const thresholdHours = staleAfterHours(profile);
+  const thresholdHours = staleAfterHours(profile, o);
   const good = lastGoodSet(o);
   if (!good) return { kind: 'stale', thresholdHours };
   const ageMs = now.getTime() - good.time.getTime();

@@ -2,11 +2,12 @@
  * The Kadi Hosts tree as plain data: which nodes exist, their labels, descriptions, tooltips and
  * context tags. No `vscode` import, so it is unit-tested in Node; hostsTree.ts maps it to TreeItems.
  */
+import { lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
 import { type ArtifactEntry, type BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
-import { formatBytes } from '../core/format';
+import { formatAge, formatBytes } from '../core/format';
 import type { JobInfo } from '../remote/jobs';
 
 export interface SearchIndexView {
@@ -49,22 +50,21 @@ export interface NodeView {
 }
 
 
-export function formatAge(ms: number): string {
-  const m = Math.max(0, Math.round(ms / 60000));
-  if (m < 1) return '<1 min';
-  if (m < 60) return `${m} min`;
-  const h = Math.round(m / 60);
-  if (h < 48) return `${h} h`;
-  return `${Math.round(h / 24)} d`;
-}
+export { formatAge };
 
 /**
  * Hours after which a host's newest good set is stale, for the tree, the dashboard and the status
- * bar alike: the profile's backupMaxAgeHours (default 26, a daily backup plus slack). The one place
- * to change when the threshold follows a host's backup schedule.
+ * bar alike: with an installed schedule its longest interval plus a margin (a weekly schedule does
+ * not warn daily), else the profile's backupMaxAgeHours (default 26, a daily backup plus slack).
  */
-export function staleAfterHours(p: HostProfile): number {
-  return p.backupMaxAgeHours;
+export function staleAfterHours(p: HostProfile, o?: HostOverview): number {
+  return staleHours(p, o?.schedule);
+}
+
+function scheduleLine(s: ScheduleStatus | undefined): string {
+  if (!s || s.state === 'none') return 'No schedule: backups happen only when someone starts them (kadi-ops schedule <host>).';
+  if (s.state === 'stored') return `Schedule ${s.calendar} stored but not installed (kadi-ops schedule <host>).`;
+  return `Scheduled: ${s.calendar}${s.deepCalendar ? `; deep verification ${s.deepCalendar}` : ''} (${s.mode ?? 'system'} timer${s.timerState ? `, ${s.timerState}` : ''})`;
 }
 
 /** Newest set that is not known to be bad. */
@@ -198,18 +198,31 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (o) {
     if (good) {
       const age = now.getTime() - good.time.getTime();
-      stale = age > staleAfterHours(p) * 3600_000;
+      stale = age > staleAfterHours(p, o) * 3600_000;
       parts.push(`last backup ${formatAge(age)} ago`);
     } else {
       stale = true;
       parts.push('no backup');
     }
   }
+  if (o?.schedule && o.schedule.state !== 'installed') {
+    // Nothing makes backups when nobody is watching: said, and warned about.
+    parts.push('no schedule');
+    stale = true;
+  }
+  if (lastScheduledRunFailed(o?.schedule)) {
+    parts.push('last scheduled run failed');
+    stale = true;
+  }
   if (job) parts.push(`${job.kind} by ${job.operator} since ${job.started.slice(11, 16)}`);
   if (state.error) parts.push('unreachable');
   const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
   if (version) tooltip.push(state.kadiVersion ? `Kadi ${version}` : `Kadi ${version} at the newest backup (Check Host reads the running version)`);
-  if (stale) tooltip.push(`Newest good backup is older than ${staleAfterHours(p)} h.`);
+  const sched = o?.schedule;
+  if (stale) tooltip.push(`Newest good backup is older than ${Math.round(staleAfterHours(p, o))} h${sched?.state === 'installed' ? ' (the schedule\'s interval plus a margin)' : ''}.`);
+  if (sched) tooltip.push(scheduleLine(sched));
+  if (sched?.state === 'installed' && sched.next) tooltip.push(`Next scheduled run ${sched.next}`);
+  if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${jobResultLabel({ state: sched.lastJob.status === 'running' ? 'running' : 'finished', status: sched.lastJob.status, kind: sched.lastJob.kind } as JobInfo)}`);
   if (state.error) tooltip.push(state.error);
   return {
     label: p.name,

@@ -4,12 +4,14 @@
  * rules `kadi-ops sudoers` prints. Skipped, loudly, only where the machine cannot boot it.
  */
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as http from 'node:http';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup } from '../../src/backup/backupSets';
 import { resolveProfiles } from '../../src/config/hostProfiles';
 import type { HostProfile } from '../../src/config/types';
+import { scheduleUnitBase } from '../../src/config/sudoers';
 import { MemorySink } from '../../src/core/sink';
 import { checkPrerequisites, featureUsable, formatPrerequisites, missingFeatures } from '../../src/kadi/prerequisites';
 import { discover, type Discovery } from '../../src/kadi/discovery';
@@ -250,5 +252,198 @@ describe('services and Redis on a real systemd host', function () {
     } finally {
       fs.writeFileSync(file, rules);
     }
+  });
+  describe('a schedule on the host (systemd timer and service running the stored plan)', () => {
+    interface Hit {
+      method: string;
+      path: string;
+      body: string;
+      headers: http.IncomingHttpHeaders;
+    }
+    let server: http.Server;
+    let hits: Hit[];
+    let monitorBase: string;
+    let configFile: string;
+    const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
+    const cli = (...args: string[]): { code: number; stdout: string; stderr: string } => {
+      const r = spawnSync(process.execPath, [CLI, ...args, '--config', configFile], { encoding: 'utf8', timeout: 240000 });
+      return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    };
+    const unitBase = (): string => scheduleUnitBase(profile);
+    const writeConfig = (over: Record<string, unknown>): void => {
+      const p = h.profile({ monitoring: { start: `${monitorBase}/SECRET-UUID/start`, success: `${monitorBase}/SECRET-UUID`, failure: `${monitorBase}/SECRET-UUID/fail`, webhook: `${monitorBase}/hook` }, ...over });
+      fs.writeFileSync(configFile, JSON.stringify({ hosts: [p] }));
+    };
+    const setsOnHost = (): string[] => fs.readdirSync(path.join(h.root, 'srv/kadi-backups')).filter((n) => /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/.test(n)).sort();
+    const scheduledJobs = (): { id: string; kind: string; status: string }[] => {
+      const dir = path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs');
+      return fs.readdirSync(dir).sort().flatMap((id) => {
+        const meta = fs.readFileSync(path.join(dir, id, 'meta'), 'utf8');
+        if (!/^operator=scheduled$/m.test(meta)) return [];
+        const st = path.join(dir, id, 'status');
+        return [{ id, kind: /^kind=(\S+)$/m.exec(meta)?.[1] ?? '', status: fs.existsSync(st) ? fs.readFileSync(st, 'utf8').trim() : '' }];
+      });
+    };
+
+    before(async () => {
+      hits = [];
+      server = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+        req.on('end', () => {
+          hits.push({ method: req.method ?? '', path: req.url ?? '', body, headers: req.headers });
+          res.end('OK');
+        });
+      });
+      // The host side of the container's veth pair: reachable from the container, and nothing else.
+      const hostSide = h.address.replace(/\.2$/, '.1');
+      await new Promise<void>((resolve) => server.listen(0, hostSide, resolve));
+      monitorBase = `http://${hostSide}:${(server.address() as { port: number }).port}`;
+      configFile = path.join(h.root, '..', 'schedule-hosts.json');
+      writeConfig({});
+    });
+    after(() => {
+      server?.close();
+    });
+
+    it('is installed from the CLI: the calendar checked first, units verified and hardened (exposure score recorded), the timer enabled, no secret in any unit', async () => {
+      // A calendar systemd does not understand is refused before anything is installed.
+      writeConfig({ schedule: { calendar: 'every full moon' } });
+      const refused = cli('schedule', 'systemd-host');
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /the calendar "every full moon" is not one systemd understands/);
+      writeConfig({});
+      const r = cli('schedule', 'systemd-host');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^installed /etc/systemd/system/${unitBase()}-backup.timer$`, 'm'));
+      assert.match(r.stdout, /^next backup: \S+ \d{4}-\d\d-\d\d 03:00:00 UTC/m);
+      const service = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.service`), 'utf8');
+      assert.match(service, /^User=kadi$/m);
+      assert.match(service, /^ProtectSystem=strict$/m);
+      assert.match(service, /^ReadWritePaths="\/srv\/kadi-backups"$/m);
+      // Debian's /var/lib/redis is 750 redis:redis: the backup reads the dump through sudo, so the
+      // options that imply NoNewPrivileges are left out (sudo could not run), the rest stays.
+      assert.match(service, /^PrivateTmp=yes$/m);
+      assert.doesNotMatch(service, /^(NoNewPrivileges|SystemCallFilter|RestrictNamespaces)=/m);
+      assert.match(service, /^ExecStart="\/usr\/bin\/python3" "-I" "-S" "-u" "\/srv\/kadi-backups\/\.kadi-ops\/agent\/kadi-ops-agent-[0-9a-f]+\.pyz" "run-plan"/m);
+      const timer = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.timer`), 'utf8');
+      assert.match(timer, /^OnCalendar=\*-\*-\* 03:00:00$/m);
+      assert.match(timer, /^Persistent=true$/m);
+      for (const text of [service, timer]) {
+        assert.doesNotMatch(text, /SECRET-UUID|password|hunter/i, 'no secret and no monitoring URL in a unit');
+      }
+      assert.equal((await h.exec(['systemctl', 'is-enabled', `${unitBase()}-backup.timer`])).stdout.trim(), 'enabled');
+      assert.equal((await h.exec(['systemctl', 'is-active', `${unitBase()}-backup.timer`])).stdout.trim(), 'active');
+      const exposure = async (file: string): Promise<number> => {
+        const security = await h.exec(['systemd-analyze', 'security', '--offline=yes', file]);
+        const score = /Overall exposure level for .*: (\d+\.\d+)/.exec(security.stdout + security.stderr)?.[1];
+        assert.ok(score, security.stdout + security.stderr);
+        return Number(score);
+      };
+      const withSudo = await exposure(`/etc/systemd/system/${unitBase()}-backup.service`);
+      // Without sudo (the dump readable, no services stopped) every option is on: shown, not installed.
+      writeConfig({ redis: { enabled: false } });
+      const shown = cli('schedule', 'systemd-host', '--show', '--json');
+      assert.equal(shown.code, 0, shown.stderr);
+      const units = JSON.parse(shown.stdout) as Record<string, string>;
+      const strict = units[`${unitBase()}-backup.service`];
+      assert.match(strict, /^NoNewPrivileges=yes$/m);
+      assert.match(strict, /^SystemCallFilter=@system-service$/m);
+      assert.match(strict, /^CapabilityBoundingSet=$/m);
+      await h.exec(['sh', '-c', 'cat > /tmp/kadi-ops-strict.service'], strict);
+      const withoutSudo = await exposure('/tmp/kadi-ops-strict.service');
+      process.stderr.write(`      systemd-analyze security --offline=yes: exposure ${withSudo} with sudo, ${withoutSudo} without (docs/scheduled-backups.md records them)\n`);
+      assert.ok(withoutSudo < withSudo, `${withoutSudo} < ${withSudo}`);
+      assert.ok(withoutSudo <= 3.5, `exposure ${withoutSudo}`);
+      assert.ok(withSudo <= 9.0, `exposure ${withSudo}`);
+      writeConfig({});
+    });
+
+    it('fires: a verified set, pruned by the retention, start and success pinged, a job with origin "scheduled"', async () => {
+      const before = setsOnHost();
+      hits.length = 0;
+      const started = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+      assert.equal(started.code, 0, started.stderr + (await h.exec(['journalctl', '-u', `${unitBase()}-backup.service`, '--no-pager', '-n', '80'])).stdout);
+      const after = setsOnHost();
+      const made = after.filter((n) => !before.includes(n));
+      assert.equal(made.length, 1, `one new set (before ${before.join(',')}, after ${after.join(',')})`);
+      const rec = JSON.parse(fs.readFileSync(path.join(h.root, 'srv/kadi-backups', made[0], '.verify.json'), 'utf8')) as { ok: boolean; level: string };
+      assert.deepEqual([rec.ok, rec.level], [true, 'quick']);
+      // keepLast 2; the newest verified set is among them; pinned and pre-restore sets stay.
+      const kept = (await listSets(host)).sets.filter((x) => !x.pinned && !x.preRestore);
+      assert.ok(kept.length <= 2, kept.map((x) => x.name).join(','));
+      const last = scheduledJobs().pop();
+      assert.deepEqual([last?.kind, last?.status], ['backup', '0']);
+      assert.equal(`${hits[0]?.method} ${hits[0]?.path}`, 'GET /SECRET-UUID/start', 'the start ping comes first');
+      assert.deepEqual(hits.slice(1).map((x) => `${x.method} ${x.path}`).sort(), ['POST /SECRET-UUID', 'POST /hook']);
+      const hook = JSON.parse(hits.find((x) => x.path === '/hook')?.body ?? '{}') as { host: string; result: string; set: string; job: string };
+      assert.deepEqual([hook.host, hook.result, hook.set, hook.job], ['systemd-host', 'succeeded', made[0], last?.id]);
+      const log = fs.readFileSync(path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs', last?.id ?? '', 'log'), 'utf8');
+      assert.doesNotMatch(log, /SECRET-UUID/, 'the monitoring URLs are not in the log');
+      const status = cli('status', 'systemd-host');
+      assert.equal(status.code, 0, status.stdout + status.stderr);
+      assert.match(status.stdout, new RegExp(`^systemd-host\\t${made[0]}\\t.*\\tverified \\(quick\\)\\t\\*-\\*-\\* 03:00:00 \\(next .*\\)\\t\\S+ succeeded\\tok$`, 'm'));
+    });
+
+    it('a run made to fail (the database stopped) pings failure with the log tail and leaves no set', async () => {
+      const before = setsOnHost();
+      hits.length = 0;
+      await h.exec(['systemctl', 'stop', 'postgresql@15-main']);
+      try {
+        const r = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+        assert.notEqual(r.code, 0, 'the unit fails');
+      } finally {
+        await h.exec(['systemctl', 'start', 'postgresql@15-main']);
+      }
+      assert.deepEqual(setsOnHost(), before, 'no set');
+      assert.equal(fs.readdirSync(path.join(h.root, 'srv/kadi-backups')).filter((n) => n.startsWith('.partial-')).length, 0, 'no partial set');
+      const fail = hits.find((x) => x.path === '/SECRET-UUID/fail');
+      assert.ok(fail, hits.map((x) => x.path).join(','));
+      assert.match(fail.body, /ERROR: /);
+      assert.ok(Buffer.byteLength(fail.body) <= 10000);
+      assert.equal(hits.some((x) => x.path === '/SECRET-UUID'), false, 'no success ping');
+      const status = cli('status', 'systemd-host');
+      assert.equal(status.code, 1, 'status says the last scheduled run failed');
+      assert.match(status.stdout, new RegExp(`\\tfailed: the last scheduled run \\(.+\\) failed \\(exit-code; journalctl -u ${unitBase()}-backup.service\\)$`, 'm'));
+    });
+
+    it('a run that meets a running job waits for it (whenBusy: wait), or skips and reports it (skip)', async () => {
+      const hold = async (seconds: number): Promise<string> => {
+        const r = await h.exec(['runuser', '-u', 'kadi', '--', 'python3', '-I', '-S', fs.readdirSync(path.join(h.root, 'srv/kadi-backups/.kadi-ops/agent')).map((f) => `/srv/kadi-backups/.kadi-ops/agent/${f}`).find((f) => f.endsWith('.pyz')) ?? '', 'job-start', '/srv/kadi-backups', `20261130T000000Z-${Math.random().toString(16).slice(2, 8)}`, 'sleep', 'test', 'test', 'no', 'sleep', String(seconds)]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        return /^job=(\S+)$/m.exec(r.stdout)?.[1] ?? '';
+      };
+      const before = setsOnHost();
+      await hold(20);
+      const t0 = Date.now();
+      const waited = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+      assert.equal(waited.code, 0, waited.stderr);
+      assert.ok(Date.now() - t0 >= 15000, 'it waited for the running job');
+      const journal = (await h.exec(['journalctl', '-u', `${unitBase()}-backup.service`, '--no-pager', '-n', '200'])).stdout;
+      assert.match(journal, /waiting: another job holds the lock \(whenBusy: wait\)/);
+      assert.equal(setsOnHost().filter((n) => !before.includes(n)).length, 1, 'and then made its set');
+
+      writeConfig({ schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', retention: { keepLast: 2 }, whenBusy: 'skip' } });
+      assert.equal(cli('schedule', 'systemd-host').code, 0);
+      const mid = setsOnHost();
+      hits.length = 0;
+      await hold(10);
+      const skipped = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+      assert.equal(skipped.code, 0, skipped.stderr);
+      assert.deepEqual(setsOnHost(), mid, 'no set');
+      const fail = hits.find((x) => x.path === '/SECRET-UUID/fail');
+      assert.match(fail?.body ?? '', /skipped/);
+      await new Promise((r) => setTimeout(r, 10000));
+      writeConfig({});
+    });
+
+    it('removing the schedule leaves no unit behind', async () => {
+      const r = cli('schedule', 'systemd-host', '--remove');
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(fs.readdirSync(path.join(h.root, 'etc/systemd/system')).filter((n) => n.startsWith('kadi-ops-')), []);
+      const timers = await h.exec(['systemctl', 'list-timers', '--all', '--no-pager']);
+      assert.doesNotMatch(timers.stdout, /kadi-ops-/);
+      assert.equal((await h.exec(['systemctl', 'status', `${unitBase()}-backup.timer`])).code, 4, 'the unit is unknown to systemd');
+    });
   });
 });

@@ -197,6 +197,8 @@ export async function startSystemdHost(): Promise<SystemdHost> {
       backupDir: '/srv/kadi-backups',
       services: KADI_SERVICES,
       redis: { enabled: true, dumpPath: '/var/lib/redis/dump.rdb', port: 6379, cli: '/usr/bin/redis-cli', service: 'redis-server' },
+      // A nightly schedule (installed by the schedule tests; its sudo rules are in the snippet below).
+      schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', retention: { keepLast: 2 } },
       ...over,
     });
     const resolved = resolveProfiles([hostProfile()], { sshConfigText: '' });

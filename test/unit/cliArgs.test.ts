@@ -136,6 +136,8 @@ describe('CLI options are strict, per verb', () => {
       'files-check': ['resolve', 'confirm-count', 'break-stale-lock'],
       'redis-snapshot': ['break-stale-lock'],
       'fix-permissions': ['break-stale-lock'],
+      schedule: ['remove', 'show'],
+      status: [],
     };
     assert.deepEqual(Object.fromEntries(Object.entries(commands).map(([verb, c]) => [verb, c.options.map((o) => o.name)])), expected);
     assert.deepEqual(GLOBAL_OPTIONS.map((o) => o.name), ['config', 'json', 'accept-new-host-key', 'verbose', 'help', 'version']);

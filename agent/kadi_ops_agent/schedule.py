@@ -1,0 +1,376 @@
+"""The stored plan's schedule as systemd units on this host (issue: backups that happen when nobody
+is watching). Verbs (BACKUP_DIR first; the plan is the one plan-store wrote there):
+
+  schedule-units BACKUP_DIR AGENT          the units this plan needs, as JSON {name: text} (no change)
+  schedule-install BACKUP_DIR AGENT        check the calendars (systemd-analyze calendar), then write,
+                                           reload and enable the timers; prints unit= and next= lines
+  schedule-remove BACKUP_DIR               disable the timers and remove every unit of this backup dir
+  schedule-status BACKUP_DIR               schedule=none|installed, calendar=, next=, last=, and the
+                                           last scheduled job's result
+
+A backup service and its timer; with a deepCalendar a deep-verification service and its timer too.
+The services run `run-plan` as the Kadi user: Type=oneshot, no secret anywhere in them (the database
+password comes from Kadi's configuration at run time), hardened (ProtectSystem=strict with only the
+backup directory writable, PrivateTmp, NoNewPrivileges and an empty capability set where the plan
+needs no sudo, idle I/O, Nice), Persistent=true so a run missed while the host was off happens at
+boot. A system unit (the plan's schedule.unit "system", the default) is written and enabled through
+the exact sudoers rules privileges.py lists; a user unit ("user") needs the Kadi user's lingering.
+"""
+import hashlib
+import json
+import os
+import pwd
+import grp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from . import privileges
+from .common import die, fail, out, user_name
+from .jobs import job_dir, state_dir
+from .plan import load
+
+SYSTEM_DIR = '/etc/systemd/system'
+
+
+def base_name(plan):
+    """kadi-ops-<host>-<6 hex of the backup directory>: readable, and unique per backup directory
+    (two profiles may share a name on different hosts, never a backup directory on one host). The
+    client computes the same (src/config/sudoers.ts)."""
+    slug = re.sub(r'[^A-Za-z0-9_-]+', '-', plan['host']['name']).strip('-')[:40] or 'host'
+    return 'kadi-ops-%s-%s' % (slug, hashlib.sha256(plan['host']['backupDir'].encode('utf-8')).hexdigest()[:6])
+
+
+def unit_names(plan):
+    b = base_name(plan)
+    names = [b + '-backup.service', b + '-backup.timer']
+    if (plan.get('schedule') or {}).get('deepCalendar'):
+        names += [b + '-verify.service', b + '-verify.timer']
+    return names
+
+
+def all_unit_names(plan):
+    b = base_name(plan)
+    return [b + '-backup.service', b + '-backup.timer', b + '-verify.service', b + '-verify.timer']
+
+
+def systemd_quote(arg):
+    """One ExecStart= argument: double-quoted, with systemd's specifiers (%) and variables ($)
+    escaped, so a path with spaces, quotes or a percent sign stays one literal argument."""
+    if any(c in arg for c in '\n\r\0'):
+        die('a unit argument may not contain a line break: %s' % json.dumps(arg))
+    return '"%s"' % arg.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%').replace('$', '$$')
+
+
+def needs_sudo(plan):
+    """Whether a scheduled run calls sudo (stopping services, a Redis dump it cannot read itself):
+    then NoNewPrivileges and an empty capability set would break it."""
+    if (plan.get('backup') or {}).get('stopServices'):
+        return True
+    redis = plan['components']['redis']
+    return bool(redis.get('enabled')) and not os.access(redis.get('dumpPath', '/var/lib/redis/dump.rdb'), os.R_OK)
+
+
+def service_text(plan, agent, action, mode):
+    bd = plan['host']['backupDir']
+    me = user_name()
+    group = grp.getgrgid(pwd.getpwnam(me).pw_gid).gr_name
+    what = 'backup' if action == 'backup' else 'deep verification'
+    argv = ['/usr/bin/python3', '-I', '-S', '-u', agent, 'run-plan', bd, 'wait=yes', 'origin=scheduled', 'action=' + action]
+    lines = [
+        '# Written by Kadi Ops (schedule-install); edit the host profile and schedule again instead.',
+        '[Unit]',
+        'Description=Kadi Ops scheduled %s of %s' % (what, plan['host']['name'].replace('%', '%%')),
+        'After=network-online.target postgresql.service redis-server.service',
+        'Wants=network-online.target',
+        '',
+        '[Service]',
+        'Type=oneshot',
+    ]
+    if mode == 'system':
+        lines += ['User=' + me, 'Group=' + group]
+    lines += [
+        'ExecStart=' + ' '.join(systemd_quote(a) for a in argv),
+        'UMask=0077',
+        'Nice=10',
+        'IOSchedulingClass=idle',
+        'TimeoutStartSec=infinity',
+        # The job holds the lock and survives its launcher on purpose; when the unit is stopped the
+        # job's own cancel path (job-cancel) is what cleans up, so only the launcher is signalled.
+        'KillMode=process',
+    ]
+    if mode == 'system':
+        # Mount-namespace hardening works with sudo: the file system is read-only but for the
+        # backup directory (and sudo's timestamps), home directories too, /tmp private.
+        lines += [
+            'ProtectSystem=strict',
+            'ReadWritePaths=' + systemd_quote(os.path.realpath(bd)),
+            'ProtectHome=read-only',
+            'PrivateTmp=yes',
+        ]
+        if needs_sudo(plan):
+            # The options below imply NoNewPrivileges for a service with User= (systemd.exec), and
+            # with it sudo cannot run: a plan that stops services, or reads a Redis dump the Kadi
+            # user cannot read itself, gets only the hardening above. (Giving the Kadi user read
+            # access to the dump, e.g. the redis group, lets a backup do without sudo.)
+            lines += ['ReadWritePaths=-/run/sudo -/var/lib/sudo']
+        else:
+            lines += [
+                'NoNewPrivileges=yes',
+                'CapabilityBoundingSet=',
+                'RestrictSUIDSGID=yes',
+                'ProtectKernelTunables=yes',
+                'ProtectKernelModules=yes',
+                'ProtectKernelLogs=yes',
+                'ProtectControlGroups=yes',
+                'ProtectClock=yes',
+                'ProtectHostname=yes',
+                'RestrictRealtime=yes',
+                'RestrictNamespaces=yes',
+                'LockPersonality=yes',
+                'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6',
+                'SystemCallArchitectures=native',
+                'SystemCallFilter=@system-service',
+            ]
+            if action == 'backup':
+                # (A deep verification's throwaway PostgreSQL cluster wants the host's /dev/shm.)
+                lines += ['PrivateDevices=yes']
+    return '\n'.join(lines) + '\n'
+
+
+def timer_text(plan, action, calendar, delay):
+    lines = [
+        '# Written by Kadi Ops (schedule-install).',
+        '[Unit]',
+        'Description=Kadi Ops schedule: %s of %s' % ('backup' if action == 'backup' else 'deep verification',
+                                                     plan['host']['name'].replace('%', '%%')),
+        '',
+        '[Timer]',
+        'OnCalendar=' + calendar,
+        'Persistent=true',
+    ]
+    if delay:
+        lines.append('RandomizedDelaySec=%d' % delay)
+    lines += ['', '[Install]', 'WantedBy=timers.target']
+    return '\n'.join(lines) + '\n'
+
+
+def units(plan, agent, mode):
+    s = plan.get('schedule')
+    if not s:
+        die('the stored plan has no schedule')
+    b = base_name(plan)
+    delay = s.get('randomizedDelaySec', 0)
+    u = {b + '-backup.service': service_text(plan, agent, 'backup', mode),
+         b + '-backup.timer': timer_text(plan, 'backup', s['calendar'], delay)}
+    if s.get('deepCalendar'):
+        u[b + '-verify.service'] = service_text(plan, agent, 'deep-verify', mode)
+        u[b + '-verify.timer'] = timer_text(plan, 'deep-verify', s['deepCalendar'], delay)
+    return u
+
+
+def check_calendar(cal):
+    r = subprocess.run(['systemd-analyze', 'calendar', cal], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail('the calendar %s is not one systemd understands: %s' % (json.dumps(cal), (r.stderr or r.stdout).strip()))
+    m = re.search(r'Next elapse: (.*)', r.stdout)
+    return m.group(1).strip() if m else ''
+
+
+def _mode(plan):
+    return (plan.get('schedule') or {}).get('unit', 'system')
+
+
+def _user_dir():
+    return os.path.join(os.path.expanduser('~'), '.config', 'systemd', 'user')
+
+
+def _user_env():
+    return dict(os.environ, XDG_RUNTIME_DIR='/run/user/%d' % os.getuid())
+
+
+def _systemctl(mode, *args, check=True):
+    if mode == 'system':
+        r = privileges.run('root', [privileges.SYSTEMCTL, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        how = 'sudo ' + privileges.describe('root', [privileges.SYSTEMCTL, *args])
+    else:
+        r = subprocess.run(['systemctl', '--user', *args], capture_output=True, text=True, env=_user_env(), stdin=subprocess.DEVNULL)
+        how = 'systemctl --user ' + ' '.join(args)
+    if check and r.returncode != 0:
+        fail('%s failed: %s' % (how, (r.stderr or r.stdout).strip()))
+    return r
+
+
+def _lingering():
+    r = subprocess.run(['loginctl', 'show-user', user_name(), '--property=Linger'], capture_output=True, text=True)
+    return r.stdout.strip() == 'Linger=yes'
+
+
+def _write_unit(mode, name, text):
+    if mode == 'system':
+        user, argv = privileges.schedule_write(name)
+        r = privileges.run(user, argv, input=text, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            fail('writing %s/%s failed (sudo %s): %s' % (SYSTEM_DIR, name, privileges.describe(user, argv), r.stderr.strip()))
+    else:
+        d = _user_dir()
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name + '.tmp'), 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(os.path.join(d, name + '.tmp'), os.path.join(d, name))
+
+
+def _remove_unit(mode, name):
+    if mode == 'system':
+        if os.path.lexists(os.path.join(SYSTEM_DIR, name)):
+            user, argv = privileges.schedule_remove(name)
+            r = privileges.run(user, argv, capture_output=True, text=True)
+            if r.returncode != 0:
+                fail('removing %s/%s failed: %s' % (SYSTEM_DIR, name, r.stderr.strip()))
+    else:
+        try:
+            os.unlink(os.path.join(_user_dir(), name))
+        except FileNotFoundError:
+            pass
+
+
+def units_verb(argv):
+    bd, agent = argv
+    plan = load(bd)
+    json.dump(units(plan, agent, _mode(plan)), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write('\n')
+
+
+def install(argv):
+    bd, agent = argv
+    plan = load(bd)
+    mode = _mode(plan)
+    s = plan.get('schedule')
+    if not s:
+        die('the stored plan has no schedule: set the host profile\'s schedule and store the plan first')
+    if not shutil.which('systemd-analyze') or not os.path.isdir('/run/systemd/system'):
+        fail('this host does not run systemd; schedule `kadi-ops backup` from cron instead')
+    nexts = {'backup': check_calendar(s['calendar'])}
+    if s.get('deepCalendar'):
+        nexts['verify'] = check_calendar(s['deepCalendar'])
+    if mode == 'user' and not _lingering():
+        fail('user units of %s run only while it is logged in: as root, run `loginctl enable-linger %s` first '
+             '(or schedule a system unit, the default)' % (user_name(), user_name()))
+    wanted = units(plan, agent, mode)
+    # Checked before anything is installed: systemd-analyze verify reads them as systemd would.
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in wanted.items():
+            with open(os.path.join(d, name), 'w', encoding='utf-8') as f:
+                f.write(text)
+        r = subprocess.run(['systemd-analyze', 'verify', *[os.path.join(d, n) for n in wanted]], capture_output=True, text=True)
+        problems = [l for l in (r.stderr + r.stdout).splitlines() if l.strip() and 'kadi-ops' in l]
+        if r.returncode != 0 or problems:
+            fail('systemd-analyze verify rejects the units: %s' % ' | '.join(problems or [(r.stderr or r.stdout).strip()]))
+    for name in all_unit_names(plan):
+        if name not in wanted and name.endswith('.timer'):
+            _systemctl(mode, 'disable', '--now', name, check=False)
+    for name in all_unit_names(plan):
+        if name not in wanted:
+            _remove_unit(mode, name)
+    for name, text in wanted.items():
+        _write_unit(mode, name, text)
+        out('unit=%s' % (os.path.join(SYSTEM_DIR if mode == 'system' else _user_dir(), name)))
+    _systemctl(mode, 'daemon-reload')
+    for name in wanted:
+        if name.endswith('.timer'):
+            _systemctl(mode, 'enable', '--now', name)
+    for what, nxt in nexts.items():
+        out('next_%s=%s' % (what, nxt))
+    out('schedule=installed', 'mode=' + mode)
+
+
+def remove(argv):
+    bd = argv[0]
+    plan = load(bd)
+    mode = _mode(plan)
+    for name in all_unit_names(plan):
+        if name.endswith('.timer'):
+            _systemctl(mode, 'disable', '--now', name, check=False)
+    for name in all_unit_names(plan):
+        _remove_unit(mode, name)
+    _systemctl(mode, 'daemon-reload')
+    out('schedule=removed')
+
+
+def _show(mode, unit, props):
+    args = ['show', unit, '--timestamp=utc'] + ['--property=' + p for p in props]
+    r = _systemctl(mode, *args, check=False) if mode == 'user' else subprocess.run(
+        ['systemctl', *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l)
+
+
+def status(argv):
+    out(*status_lines(argv[0]))
+    return 0
+
+
+def interval_seconds(cal):
+    """The longest time between two of the next 8 runs of CAL (a Mon..Fri schedule has a weekend
+    gap: a set from Friday is not stale on Sunday), or 0 when systemd cannot tell."""
+    r = subprocess.run(['systemd-analyze', 'calendar', '--iterations=8', cal], capture_output=True, text=True,
+                       env=dict(os.environ, TZ='UTC'))
+    stamps = re.findall(r'(?:Next elapse|Iter\. #\d+): \S+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC', r.stdout)
+    if r.returncode != 0 or len(stamps) < 2:
+        return 0
+    import datetime
+    t = [datetime.datetime.strptime(x, '%Y-%m-%d %H:%M:%S') for x in stamps]
+    return int(max((b - a).total_seconds() for a, b in zip(t, t[1:])))
+
+
+def status_lines(bd):
+    """What the client shows about the schedule (key=value lines; the overview carries them too)."""
+    try:
+        plan = load(bd)
+    except SystemExit:
+        return ['schedule=none']
+    s = plan.get('schedule')
+    if not s:
+        return ['schedule=none']
+    mode = _mode(plan)
+    b = base_name(plan)
+    present = os.path.exists(os.path.join(SYSTEM_DIR if mode == 'system' else _user_dir(), b + '-backup.timer'))
+    lines = ['schedule=%s' % ('installed' if present else 'stored'), 'mode=' + mode, 'calendar=' + s['calendar'],
+             'delay=%d' % s.get('randomizedDelaySec', 0)]
+    if shutil.which('systemd-analyze'):
+        lines.append('interval=%d' % interval_seconds(s['calendar']))
+    if s.get('deepCalendar'):
+        lines.append('deep_calendar=' + s['deepCalendar'])
+    if present and shutil.which('systemctl'):
+        t = _show(mode, b + '-backup.timer', ['NextElapseUSecRealtime', 'LastTriggerUSec', 'ActiveState'])
+        lines += ['timer_state=' + t.get('ActiveState', ''), 'next=' + t.get('NextElapseUSecRealtime', ''),
+                  'last_trigger=' + t.get('LastTriggerUSec', '')]
+        # systemd's own record of the last run: it also knows a run that failed before its job
+        # started (Kadi's configuration unreadable, the database down).
+        u = _show(mode, b + '-backup.service', ['Result', 'ExecMainExitTimestamp', 'ActiveState'])
+        if u.get('ExecMainExitTimestamp'):
+            lines += ['unit_result=' + u.get('Result', ''), 'unit_exited=' + u['ExecMainExitTimestamp'],
+                      'unit_state=' + u.get('ActiveState', '')]
+    # The newest scheduled job and how it ended.
+    jobs_dir = os.path.join(state_dir(bd), 'jobs')
+    try:
+        ids = sorted(os.listdir(jobs_dir), reverse=True)
+    except OSError:
+        ids = []
+    for i in ids:
+        try:
+            with open(os.path.join(job_dir(bd, i), 'meta'), encoding='utf-8', errors='replace') as f:
+                meta = dict(l.rstrip('\n').split('=', 1) for l in f if '=' in l)
+        except OSError:
+            continue
+        if meta.get('operator') != 'scheduled':
+            continue
+        try:
+            with open(os.path.join(job_dir(bd, i), 'status'), encoding='utf-8') as f:
+                st = f.read().strip()
+        except OSError:
+            st = 'running'
+        lines += ['last_job=' + i, 'last_kind=' + meta.get('kind', ''), 'last_started=' + meta.get('started', ''), 'last_status=' + st]
+        break
+    return lines

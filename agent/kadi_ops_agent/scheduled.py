@@ -1,0 +1,131 @@
+"""scheduled plan=yes [action=backup|deep-verify] (a job, started by `run-plan ... origin=scheduled`
+from a systemd timer): what the stored plan asks for, as one job under the one lock, with one log.
+
+- action=backup (the default): a backup set; then, when the plan's schedule says `verify: quick`,
+  a quick verification of it; then retention by the plan's `retention` (the same rules as the
+  client's prune: pinned sets, the newest verified and the newest pre-restore set are never removed);
+- action=deep-verify: a deep verification of the newest set.
+
+Monitoring (monitoring.py) is told when the run starts and how it ended, with the tail of this
+job's log on failure; an endpoint that does not answer is a warning here, never a failed run.
+A failed step fails the job (the failure ping goes out first) and a failed backup leaves no set.
+"""
+import json
+import os
+import time
+
+from . import backup, plan, retention, sets, verify
+from .common import Failure, Options, out, step, utc_now, warn
+from .jobs import Job
+
+# How much of the log a failure report carries (monitoring bounds it again).
+LOG_TAIL_BYTES = 10000
+
+
+def _policy(doc):
+    return {k: v for k, v in (doc.get('retention') or {}).items() if v is not None}
+
+
+def _verify_args(o, set_name, level):
+    keys = ('backup_dir', 'pg_restore', 'psql', 'pg_host', 'pg_port', 'pg_db', 'pg_user')
+    args = ['%s=%s' % (k, o[k]) for k in keys]
+    major = ((o.get('manifest_json') and json.loads(o['manifest_json']).get('postgres')) or {}).get('serverMajor')
+    return args + ['set=' + set_name, 'level=' + level, 'pg_major=%s' % (major or ''), 'pg_bindir=']
+
+
+def _log_tail(job):
+    try:
+        with open(os.path.join(job.dir, 'log'), 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            return f.read().decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def _retention_sets(bd):
+    """The sets as retention sees them (id, time, status, pinned, preRestore), from the listing."""
+    listing = sets.listing(bd)
+    out_ = []
+    for s in listing['sets']:
+        v = s['verify']
+        status = 'unverified' if v is None else ('verified' if v.get('ok') else 'damaged')
+        t = s['name']
+        out_.append({'id': t, 'time': '%sT%s:%s:%sZ' % (t[:10], t[11:13], t[14:16], t[17:19]), 'status': status,
+                     'pinned': s['pinned'], 'preRestore': s['preRestore']})
+    return out_
+
+
+def run(argv):
+    job = Job()
+    o = plan.job_options(argv, job)
+    doc = plan.job_input(job)['plan'] or {}
+    action = Options(argv).get('action', 'backup')
+    if action not in ('backup', 'deep-verify'):
+        raise Failure('unknown scheduled action %s' % json.dumps(action))
+    schedule = doc.get('schedule') or {}
+    from . import monitoring
+    info = {'host': doc['host']['name'], 'job': job.id, 'origin': 'scheduled', 'action': action,
+            'started': utc_now(), 'set': None, 'warnings': []}
+    t0 = time.monotonic()
+
+    def note(warnings):
+        for w in warnings:
+            warn('WARNING: ' + w)
+            info['warnings'].append(w)
+
+    note(monitoring.started(doc.get('monitoring') or {}, info))
+    try:
+        if action == 'backup':
+            step('scheduled: backup of %s' % info['host'])
+            info['set'] = backup.make_set(argv)
+            if schedule.get('verify', 'none') == 'quick':
+                step('scheduled: quick verification of %s' % info['set'])
+                if verify.run(_verify_args(o, info['set'], 'quick')) != 0:
+                    raise Failure('the new set %s did not verify' % info['set'])
+            policy = _policy(doc)
+            if any(policy.get(r) is not None for r in retention.RULES):
+                step('scheduled: retention %s' % json.dumps(policy, sort_keys=True))
+                decided = retention.apply(_retention_sets(o['backup_dir']), policy)
+                for k in decided['keep']:
+                    out('keep %s (%s)' % (k['id'], ', '.join(k['reasons'])))
+                remove = [r['id'] for r in decided['remove']]
+                if remove:
+                    sets.prune([o['backup_dir'], *remove])
+                else:
+                    out('pruned=0')
+        else:
+            newest = sets.newest_good_set(o['backup_dir'])
+            if not newest:
+                raise Failure('no backup set to verify in %s' % o['backup_dir'])
+            info['set'] = os.path.basename(newest)
+            step('scheduled: deep verification of %s' % info['set'])
+            rc = verify.run(_verify_args(o, info['set'], 'deep'))
+            if rc != 0:
+                raise Failure('deep verification of %s %s' % (info['set'], 'found problems' if rc == 1 else 'could not run'))
+    except BaseException as e:
+        info['result'] = 'cancelled' if isinstance(e, KeyboardInterrupt) else 'failed'
+        info['duration'] = round(time.monotonic() - t0, 1)
+        if isinstance(e, (Failure, SystemExit)):
+            # The job's own ERROR line is written after this; the report names the reason itself.
+            info['reason'] = str(e)
+        note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job) + ('\nERROR: %s\n' % e if str(e) else '')))
+        raise
+    info['result'] = 'succeeded'
+    info['duration'] = round(time.monotonic() - t0, 1)
+    note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job)))
+    out('scheduled=%s' % info['result'])
+
+
+def cleanup(argv):
+    """What a failed or cancelled scheduled run leaves: the backup's partial set and services, a deep
+    verification's cluster or scratch database."""
+    action = Options(argv).get('action', 'backup')
+    if action == 'backup':
+        backup.cleanup(argv)
+    job = Job()
+    o = plan.job_options(argv, job)
+    newest = sets.newest_good_set(o['backup_dir'])
+    if newest:
+        verify.cleanup(_verify_args(o, os.path.basename(newest), 'deep' if action == 'deep-verify' else 'quick'))

@@ -1,0 +1,110 @@
+/**
+ * Backups the host runs on its own: the profile's schedule stored as the host's plan and installed
+ * as systemd units by the agent (schedule.py), and what the client shows about it — the schedule's
+ * state, its next and last run, the last scheduled job's result, and when the newest good set is
+ * stale given the schedule (its longest interval plus a margin) rather than a fixed 26 hours.
+ */
+import { checkAgent, ensureAgent, parseKeyValues, runAgent } from '../remote/agent';
+import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
+import type { HostProfile } from '../config/types';
+import { planFromProfile } from './hostPlan';
+import type { HostPlan } from '../core/plan';
+
+export interface ScheduleStatus {
+  /** none: no plan or no schedule in it; stored: the plan has one but no timer is installed. */
+  state: 'none' | 'stored' | 'installed';
+  mode?: 'system' | 'user';
+  calendar?: string;
+  deepCalendar?: string;
+  /** The longest gap between two runs, in seconds (0: unknown). */
+  intervalSeconds?: number;
+  delaySeconds?: number;
+  timerState?: string;
+  next?: string;
+  lastTrigger?: string;
+  lastJob?: { id: string; kind: string; started: string; status: string };
+  /** systemd's record of the service's last run (also one that failed before its job started). */
+  unit?: { result: string; exited: string; state: string };
+}
+
+export function parseScheduleStatus(text: string): ScheduleStatus {
+  const kv = parseKeyValues(text);
+  const state = kv.get('schedule');
+  if (state !== 'installed' && state !== 'stored') return { state: 'none' };
+  const num = (k: string): number | undefined => (kv.get(k) !== undefined && /^\d+$/.test(kv.get(k) ?? '') ? Number(kv.get(k)) : undefined);
+  const s: ScheduleStatus = { state, mode: kv.get('mode') === 'user' ? 'user' : 'system', calendar: kv.get('calendar') };
+  const opt: [keyof ScheduleStatus, string | number | undefined][] = [
+    ['deepCalendar', kv.get('deep_calendar')],
+    ['intervalSeconds', num('interval')],
+    ['delaySeconds', num('delay')],
+    ['timerState', kv.get('timer_state')],
+    ['next', kv.get('next') || undefined],
+    ['lastTrigger', kv.get('last_trigger') || undefined],
+  ];
+  for (const [k, v] of opt) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  if (kv.get('unit_result') !== undefined) s.unit = { result: kv.get('unit_result') ?? '', exited: kv.get('unit_exited') ?? '', state: kv.get('unit_state') ?? '' };
+  const lastJob = kv.get('last_job');
+  if (lastJob) s.lastJob = { id: lastJob, kind: kv.get('last_kind') ?? '', started: kv.get('last_started') ?? '', status: kv.get('last_status') ?? '' };
+  return s;
+}
+
+/**
+ * Hours after which the newest good set is stale: with an installed schedule whose interval the
+ * host could tell, that interval plus its random delay plus a margin (a quarter of the interval,
+ * at least an hour: a backup takes time); otherwise the profile's backupMaxAgeHours.
+ */
+export function staleHours(p: HostProfile, s: ScheduleStatus | undefined): number {
+  if (s?.state === 'installed' && s.intervalSeconds) {
+    const margin = Math.max(3600, s.intervalSeconds / 4);
+    return (s.intervalSeconds + (s.delaySeconds ?? 0) + margin) / 3600;
+  }
+  return p.backupMaxAgeHours;
+}
+
+/**
+ * The last scheduled run failed: systemd says the service's last run did not succeed (this also
+ * covers a run that failed before its job started), or else the last scheduled job's exit status
+ * is neither 0 nor running.
+ */
+export function lastScheduledRunFailed(s: ScheduleStatus | undefined): boolean {
+  if (s?.unit && s.unit.state !== 'activating') return s.unit.result !== 'success';
+  const st = s?.lastJob?.status;
+  return st !== undefined && st !== '' && st !== '0' && st !== 'running';
+}
+
+/** The plan a schedule runs: the profile with its schedule, retention and monitoring; no facts (found at run time). */
+export function scheduledPlan(p: HostProfile): HostPlan {
+  if (!p.schedule) throw new Error(`${p.name} has no schedule: add "schedule": { "calendar": "*-*-* 02:30:00" } to its profile.`);
+  const { retention, ...schedule } = p.schedule;
+  return {
+    ...planFromProfile(p, retention ? { retention } : {}),
+    schedule,
+    ...(p.monitoring && Object.keys(p.monitoring).length > 0 ? { monitoring: { ...p.monitoring } } : {}),
+  };
+}
+
+export async function scheduleStatus(host: RemoteHost): Promise<ScheduleStatus> {
+  return parseScheduleStatus((await checkAgent(host, `Reading the schedule of ${host.profile.name}`, 'schedule-status', [host.profile.backupDir])).stdout);
+}
+
+/** Stores the plan and installs (or updates) the units; the agent's answer (unit=, next_*= lines). */
+export async function installSchedule(host: RemoteHost): Promise<ReturnType<typeof parseKeyValues>> {
+  const agentPath = await ensureAgent(host);
+  const plan = scheduledPlan(host.profile);
+  await checkAgent(host, `Storing the plan on ${host.profile.name}`, 'plan-store', [host.profile.backupDir], { stdin: JSON.stringify(plan) });
+  const r = await runAgent(host, 'schedule-install', [host.profile.backupDir, agentPath]);
+  if (r.code !== 0) throw new RemoteCommandError(`Installing the schedule on ${host.profile.name}`, r);
+  return parseKeyValues(r.stdout);
+}
+
+export async function removeSchedule(host: RemoteHost): Promise<void> {
+  await checkAgent(host, `Removing the schedule of ${host.profile.name}`, 'schedule-remove', [host.profile.backupDir]);
+}
+
+/** The unit files the stored plan makes, without changing anything: { name: text }. */
+export async function scheduleUnits(host: RemoteHost): Promise<Record<string, string>> {
+  const agentPath = await ensureAgent(host);
+  const plan = scheduledPlan(host.profile);
+  await checkAgent(host, `Storing the plan on ${host.profile.name}`, 'plan-store', [host.profile.backupDir], { stdin: JSON.stringify(plan) });
+  return JSON.parse((await checkAgent(host, `Reading the units of ${host.profile.name}`, 'schedule-units', [host.profile.backupDir, agentPath])).stdout) as Record<string, string>;
+}
