@@ -5,8 +5,10 @@
  *
  * A host is, worst first: damaged (its newest set failed verification) or failed (its last job, or
  * its last backup job, failed or died); unreachable (the last load failed); stale (no good set, or
- * the newest is older than staleAfterHours); good; or not loaded yet. Running jobs are said besides.
+ * the newest is older than staleAfterHours, which follows the schedule); the last scheduled run failed
+ * (an error); no schedule at all (a warning); good; or not loaded yet. Running jobs are said besides.
  */
+import { lastScheduledRunFailed } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import type { JobInfo } from '../remote/jobs';
@@ -17,7 +19,9 @@ export type HostHealth =
   | { kind: 'unreachable'; error: string }
   | { kind: 'damaged'; set: string; problems: string }
   | { kind: 'failed'; job: JobInfo; result: string }
+  | { kind: 'scheduled-run-failed'; when: string }
   | { kind: 'stale'; set?: string; ageMs?: number; thresholdHours: number }
+  | { kind: 'unscheduled'; set: string; ageMs: number }
   | { kind: 'good'; set: string; ageMs: number; verification: string };
 
 export type Severity = 'error' | 'warning' | 'ok' | 'unknown';
@@ -31,7 +35,7 @@ export interface HostStatus {
   line: string;
 }
 
-const SEVERITY: Record<HostHealth['kind'], Severity> = { damaged: 'error', failed: 'error', unreachable: 'warning', stale: 'warning', good: 'ok', 'not-loaded': 'unknown' };
+const SEVERITY: Record<HostHealth['kind'], Severity> = { damaged: 'error', failed: 'error', 'scheduled-run-failed': 'error', unreachable: 'warning', stale: 'warning', unscheduled: 'warning', good: 'ok', 'not-loaded': 'unknown' };
 const RANK: Record<Severity, number> = { error: 3, warning: 2, ok: 1, unknown: 0 };
 
 /** A job that ended badly: failed or died (cancelled and "could not run" are not failures). */
@@ -59,11 +63,14 @@ export function hostHealth(profile: HostProfile, state: HostState, now: Date): H
   }
   const failed = failedLastJob(o.jobs);
   if (failed) return { kind: 'failed', job: failed, result: jobResultLabel(failed) };
+  if (lastScheduledRunFailed(o.schedule)) return { kind: 'scheduled-run-failed', when: o.schedule?.unit?.exited || o.schedule?.lastJob?.started || '?' };
   const thresholdHours = staleAfterHours(profile, o);
   const good = lastGoodSet(o);
   if (!good) return { kind: 'stale', thresholdHours };
   const ageMs = now.getTime() - good.time.getTime();
   if (ageMs > thresholdHours * 3600_000) return { kind: 'stale', set: good.name, ageMs, thresholdHours };
+  // Nothing makes the next backup: said (an agent that does not report schedules says nothing).
+  if (o.schedule && o.schedule.state !== 'installed') return { kind: 'unscheduled', set: good.name, ageMs };
   return { kind: 'good', set: good.name, ageMs, verification: stateLabel(setState(good.verify)) };
 }
 
@@ -79,7 +86,11 @@ export function healthText(h: HostHealth): string {
     case 'failed':
       return `last ${h.job.kind} job ${h.result} (started ${h.job.started})`;
     case 'stale':
-      return h.set && h.ageMs !== undefined ? `newest good backup ${formatAge(h.ageMs)} old (more than ${h.thresholdHours} h)` : 'no good backup yet';
+      return h.set && h.ageMs !== undefined ? `newest good backup ${formatAge(h.ageMs)} old (more than ${Math.round(h.thresholdHours)} h)` : 'no good backup yet';
+    case 'scheduled-run-failed':
+      return `the last scheduled run failed (${h.when})`;
+    case 'unscheduled':
+      return `newest good backup ${formatAge(h.ageMs)} ago; no schedule: backups happen only when someone starts them`;
     case 'good':
       return `newest good backup ${formatAge(h.ageMs)} ago, ${h.verification}`;
   }
@@ -120,6 +131,10 @@ function shortText(h: HostHealth): string {
       return 'unreachable';
     case 'stale':
       return h.set ? `backup ${formatAge(h.ageMs ?? 0)} old` : 'no backup';
+    case 'scheduled-run-failed':
+      return 'scheduled run failed';
+    case 'unscheduled':
+      return 'no schedule';
     default:
       return '';
   }

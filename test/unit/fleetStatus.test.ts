@@ -30,6 +30,21 @@ describe('status bar: worst state across hosts', () => {
     assert.match(s.tooltip, /Click to open the Kadi Ops dashboard\.$/);
   });
 
+  it('the schedule: none at all is a warning, a failed scheduled run an error, a weekly one keeps a 3-day set fresh', () => {
+    const sets = [backupSet(FRESH)];
+    const unscheduled = status(['prod', { overview: overview({ sets, jobs: [job()], schedule: { state: 'none' } }) }]);
+    assert.equal(unscheduled.severity, 'warning');
+    assert.equal(unscheduled.text, '$(warning) prod: no schedule');
+    assert.match(unscheduled.tooltip, /prod: newest good backup 6 h ago; no schedule: backups happen only when someone starts them/);
+    const weekly = { state: 'installed' as const, calendar: 'weekly', intervalSeconds: 604800 };
+    const failedRun = status(['prod', { overview: overview({ sets, jobs: [job()], schedule: { ...weekly, unit: { result: 'exit-code', exited: 'Thu 2026-11-26 03:00:05 UTC', state: 'failed' } } }) }]);
+    assert.equal(failedRun.severity, 'error');
+    assert.equal(failedRun.text, '$(error) prod: scheduled run failed');
+    const threeDays: HostState = { overview: overview({ sets: [backupSet('2026-11-23T12-00-00Z')], jobs: [job()], schedule: { ...weekly, unit: { result: 'success', exited: 'x', state: 'inactive' } } }) };
+    assert.equal(hostHealth(profile('prod'), threeDays, NOW).kind, 'good');
+    assert.equal(staleAfterHours(profile('prod'), threeDays.overview), 210);
+  });
+
   it('running jobs: the spinner and how many', () => {
     const busy: HostState = { overview: overview({ sets: [backupSet(FRESH)], jobs: [job({ state: 'running', status: '' }), job({ id: 'b', state: 'running', status: '', kind: 'verify' }), job({ id: 'c' })] }) };
     const s = status(['prod', busy], ['staging', good()]);
