@@ -111,7 +111,7 @@ export const commands: Record<string, CliCommand> = {
   status: {
     args: [{ name: '[<host>…]', required: false, variadic: true, description: 'hosts to report on (default: every configured host)' }],
     options: [],
-    summary: 'one line per host: newest good set and its age, its state, the schedule and its last run; exit status 1 when any host is stale, failed or unreachable',
+    summary: 'one line per host: newest good set and its age, its state, the schedule and its last run; exit status 1 when any host is stale, failed, unreachable or has no schedule',
     async run(ctx) {
       const names = ctx.positionals.length > 0 ? [...ctx.positionals] : ctx.profiles.map((p) => p.name);
       const rows = await Promise.all(names.map((n) => hostStatus(ctx, pickProfile(ctx, n))));

@@ -20,6 +20,7 @@ import { HostOutputs } from './outputChannels';
 import { registerSecretCommands } from './secretCommands';
 import { loadProfilesFromSettings } from './settings';
 import { FleetStatusBar } from './statusBar';
+import { registerScheduleCommands } from './scheduleCommands';
 import { registerTransferCommands } from './transferCommands';
 import { VscodeSecrets } from './vscodeSecrets';
 
@@ -63,6 +64,7 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
     ...registerMaintenanceCommands(deps),
     ...registerDumpListing({ ...deps, restoreFromListing: restoreFromListingWith(deps) }),
     ...registerTransferCommands(deps),
+    ...registerScheduleCommands(deps),
     ...registerSecretCommands(deps, secrets),
     { dispose: () => pool.closeAll() },
     // Granting trust makes workspace-level hosts count (untrusted, only user settings are read).

@@ -4,6 +4,8 @@
  * host's charts from the manifests of its sets, and the messages the webview may send. No `vscode`
  * import, so it is unit-tested in Node; dashboardHtml.ts renders it, dashboard.ts shows it.
  */
+import type { HostOverview } from '../backup/backupSets';
+import { lastScheduledRunFailed, type ScheduleStatus } from '../backup/schedule';
 import { forecastFill, setGrowthBytes, type FillForecast } from '../backup/diskForecast';
 import type { BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel, type SetState } from '../backup/setState';
@@ -219,12 +221,19 @@ function target(p: HostProfile): string {
   return `${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`;
 }
 
-/** The features later issues bring; until then each says it is not there yet. */
-function features(): FeatureCell[] {
-  return [
-    { id: 'schedule', title: 'Schedule', state: 'absent', text: 'no schedule yet' },
-    { id: 'offsite', title: 'Off-site copy', state: 'absent', text: 'no off-site copy yet' },
-  ];
+/** The host's schedule (its calendar, next run and the last run's result) and, until it exists, the off-site copy. */
+function features(o: HostOverview | undefined): FeatureCell[] {
+  return [scheduleCell(o?.schedule), { id: 'offsite', title: 'Off-site copy', state: 'absent', text: 'no off-site copy yet' }];
+}
+
+function scheduleCell(s: ScheduleStatus | undefined): FeatureCell {
+  const cell = { id: 'schedule' as const, title: 'Schedule' };
+  if (!s || s.state === 'none') return { ...cell, state: s ? 'warning' : 'absent', text: 'no schedule' };
+  if (s.state === 'stored') return { ...cell, state: 'warning', text: `${s.calendar} (not installed)` };
+  const next = s.next ? `; next ${s.next}` : '';
+  if (lastScheduledRunFailed(s)) return { ...cell, state: 'error', text: `${s.calendar}; last run failed${s.unit?.exited ? ` (${s.unit.exited})` : ''}${next}` };
+  const last = s.lastJob?.status === '0' ? `; last run ${s.lastJob.started} succeeded` : '';
+  return { ...cell, state: 'ok', text: `${s.calendar}${last}${next}` };
 }
 
 export function hostRow(input: HostInput, now: Date): HostRow {
@@ -266,7 +275,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
     disk: diskCell(sets, input.disk, input.diskLoading === true),
     running: status.running.map(runningText),
     ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, ${jobAge(last.started, now)}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
-    features: features(),
+    features: features(o),
     charts: chartsFor(sets),
     actions: { backupNow: true, ...(newest ? { verifySet: newest.name } : {}), refresh: true, showOutput: true },
   };

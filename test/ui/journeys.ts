@@ -330,4 +330,26 @@ export const journeys: Journey[] = [
       await restMouse(page);
     },
   },
+  {
+    id: 'schedule-backups',
+    title: 'right-click a host → Schedule Backups…, see the presets (nothing is changed: Escape)',
+    async run({ page, screenshot }) {
+      await page.keyboard.press('Escape');
+      await runCommand(page, 'View: Close All Editors').catch(() => undefined);
+      await clearNotifications(page);
+      await openKadiOpsView(page);
+      await collapseAll(page);
+      // The tree says the host backs up only when someone starts it.
+      await sidebarRow(page, /^sandbox(?!-)/).filter({ hasText: /no schedule/ }).first().waitFor({ timeout: 30000 });
+      await sidebarRow(page, /^sandbox(?!-)/).first().click({ button: 'right' });
+      await chooseMenuItem(page, 'Schedule Backups…');
+      const widget = page.locator('.quick-input-widget').filter({ hasText: 'Schedule backups of sandbox' });
+      await widget.waitFor({ timeout: 30000 });
+      await widget.getByText('Nightly at 02:30, deep verification on Sundays at 04:00').waitFor();
+      await restMouse(page);
+      await screenshot('presets');
+      await page.keyboard.press('Escape');
+      await widget.waitFor({ state: 'hidden', timeout: 10000 });
+    },
+  },
 ];

@@ -99,7 +99,7 @@ describe('dashboard: HTML', () => {
     assert.match(html, />unverified</);
     assert.match(html, /50\.0 GiB free of 100\.0 GiB/);
     assert.match(html, /data-forecast="fills"/);
-    assert.match(html, /no schedule yet/);
+    assert.match(html, /no schedule/);
     assert.match(html, /no off-site copy yet/);
     assert.match(html, /backup by alice since 06:37/);
     assert.match(html, /unreachable: connect ECONNREFUSED/);

@@ -1,4 +1,5 @@
 /** The dashboard's rows and charts from the tree's host states, and the messages it accepts. */
+import type { ScheduleStatus } from '../../src/backup/schedule';
 import { strict as assert } from 'node:assert';
 import type { BackupSet, VerifyRecord } from '../../src/backup/manifest';
 import { chartsFor, dashboardModel, durationSeconds, hostRow, parseDashboardMessage, storageFiles } from '../../src/ui/dashboardModel';
@@ -67,12 +68,18 @@ describe('dashboard: rows and charts', () => {
     }
   });
 
-  it('schedule and off-site are placeholders until those features exist', () => {
-    const row = hostRow({ profile: profile('prod'), state: { overview: overview() } }, NOW);
-    assert.deepEqual(row.features.map((f) => [f.id, f.state, f.text]), [
-      ['schedule', 'absent', 'no schedule yet'],
+  it('the schedule cell says the calendar, the next and last run, or warns; off-site is a placeholder until it exists', () => {
+    const cells = (schedule?: ScheduleStatus): string[][] =>
+      hostRow({ profile: profile('prod'), state: { overview: overview(schedule ? { schedule } : {}) } }, NOW).features.map((f) => [f.id, f.state, f.text]);
+    assert.deepEqual(cells(), [
+      ['schedule', 'absent', 'no schedule'],
       ['offsite', 'absent', 'no off-site copy yet'],
     ]);
+    assert.deepEqual(cells({ state: 'none' })[0], ['schedule', 'warning', 'no schedule']);
+    assert.deepEqual(cells({ state: 'stored', calendar: 'daily' })[0], ['schedule', 'warning', 'daily (not installed)']);
+    const installed = { state: 'installed' as const, calendar: '*-*-* 02:30:00', next: 'Fri 2026-11-27 02:30:00 UTC', lastJob: { id: 'j', kind: 'backup', started: '2026-11-26T02:30:00Z', status: '0' }, unit: { result: 'success', exited: 'x', state: 'inactive' } };
+    assert.deepEqual(cells(installed)[0], ['schedule', 'ok', '*-*-* 02:30:00; last run 2026-11-26T02:30:00Z succeeded; next Fri 2026-11-27 02:30:00 UTC']);
+    assert.deepEqual(cells({ ...installed, unit: { result: 'exit-code', exited: 'Thu 2026-11-26 02:30:09 UTC', state: 'failed' } })[0], ['schedule', 'error', '*-*-* 02:30:00; last run failed (Thu 2026-11-26 02:30:09 UTC); next Fri 2026-11-27 02:30:00 UTC']);
   });
 
   it('jobs: the running ones and the last finished one (failed marked)', () => {
