@@ -28,9 +28,9 @@ import sys
 import tempfile
 
 from . import privileges
-from .common import die, fail, out, user_name
+from .common import Failure, Usage, die, fail, out, user_name
 from .jobs import job_dir, state_dir
-from .plan import load
+from .plan import load, plan_path
 
 SYSTEM_DIR = '/etc/systemd/system'
 
@@ -326,10 +326,13 @@ def interval_seconds(cal):
 
 def status_lines(bd):
     """What the client shows about the schedule (key=value lines; the overview carries them too)."""
+    if not os.path.lexists(plan_path(bd)):
+        return ['schedule=none']
     try:
         plan = load(bd)
-    except SystemExit:
-        return ['schedule=none']
+    except (Usage, Failure, SystemExit) as e:
+        # A plan that cannot be trusted or read is no schedule; said, without failing the overview.
+        return ['schedule=none', 'schedule_error=%s' % e]
     s = plan.get('schedule')
     if not s:
         return ['schedule=none']

@@ -55,6 +55,21 @@ class ListSetsTest(ZipappTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, '{"sets":[],"partials":[],"invalid":[]}')
 
+    def test_the_overview_says_no_schedule_without_a_plan_and_survives_a_bad_one(self):
+        # What the tree reads on every refresh: it must not fail for want of a stored plan.
+        r = self.agent('overview', self.bd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split('--- schedule\n')[1], 'schedule=none\n')
+        os.makedirs(os.path.join(self.bd, '.kadi-ops'), mode=0o700)
+        os.chmod(os.path.join(self.bd, '.kadi-ops'), 0o700)
+        self.put('.kadi-ops/plan.json', '{not json')
+        os.chmod(os.path.join(self.bd, '.kadi-ops', 'plan.json'), 0o600)
+        r = self.agent('overview', self.bd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tail = r.stdout.split('--- schedule\n')[1].splitlines()
+        self.assertEqual(tail[0], 'schedule=none')
+        self.assertTrue(tail[1].startswith('schedule_error='), tail)
+
     def test_wrong_arguments_fail_clearly(self):
         r = self.agent('list-sets')
         self.assertNotEqual(r.returncode, 0)
