@@ -88,9 +88,10 @@ export async function scheduleStatus(host: RemoteHost): Promise<ScheduleStatus> 
 }
 
 /** Stores the plan and installs (or updates) the units; the agent's answer (unit=, next_*= lines). */
-export async function installSchedule(host: RemoteHost): Promise<ReturnType<typeof parseKeyValues>> {
+/** PROFILE: the profile as it is now (a pooled connection may carry the one it was opened with). */
+export async function installSchedule(host: RemoteHost, profile: HostProfile = host.profile): Promise<ReturnType<typeof parseKeyValues>> {
   const agentPath = await ensureAgent(host);
-  const plan = scheduledPlan(host.profile);
+  const plan = scheduledPlan(profile);
   await checkAgent(host, `Storing the plan on ${host.profile.name}`, 'plan-store', [host.profile.backupDir], { stdin: JSON.stringify(plan) });
   const r = await runAgent(host, 'schedule-install', [host.profile.backupDir, agentPath]);
   if (r.code !== 0) throw new RemoteCommandError(`Installing the schedule on ${host.profile.name}`, r);
@@ -102,9 +103,9 @@ export async function removeSchedule(host: RemoteHost): Promise<void> {
 }
 
 /** The unit files the stored plan makes, without changing anything: { name: text }. */
-export async function scheduleUnits(host: RemoteHost): Promise<Record<string, string>> {
+export async function scheduleUnits(host: RemoteHost, profile: HostProfile = host.profile): Promise<Record<string, string>> {
   const agentPath = await ensureAgent(host);
-  const plan = scheduledPlan(host.profile);
+  const plan = scheduledPlan(profile);
   await checkAgent(host, `Storing the plan on ${host.profile.name}`, 'plan-store', [host.profile.backupDir], { stdin: JSON.stringify(plan) });
   return JSON.parse((await checkAgent(host, `Reading the units of ${host.profile.name}`, 'schedule-units', [host.profile.backupDir, agentPath])).stdout) as Record<string, string>;
 }

@@ -99,7 +99,7 @@ export function registerScheduleCommands(deps: CommandDeps): vscode.Disposable[]
       try {
         const host = await deps.pool.get(current);
         if (action === 'show') {
-          const units = await scheduleUnits(host);
+          const units = await scheduleUnits(host, current);
           const doc = await vscode.workspace.openTextDocument({ content: Object.entries(units).map(([n, t]) => `# ${n}\n${t}`).join('\n'), language: 'ini' });
           await vscode.window.showTextDocument(doc, { preview: true });
           return;
@@ -110,7 +110,7 @@ export function registerScheduleCommands(deps: CommandDeps): vscode.Disposable[]
           void vscode.window.showInformationMessage(`The schedule of ${current.name} is removed.`);
           return;
         }
-        const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Installing the schedule of ${current.name}…` }, () => installSchedule(host));
+        const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Installing the schedule of ${current.name}…` }, () => installSchedule(host, current));
         for (const u of r.all('unit')) channel.info(`installed ${u}`);
         const next = r.get('next_backup');
         channel.info(`■ Schedule of ${current.name} installed: ${current.schedule?.calendar}; next backup ${next ?? '?'}`);
