@@ -210,8 +210,16 @@ def _lingering():
 
 def _write_unit(mode, name, text):
     if mode == 'system':
+        # A unit file is world-readable (systemd-analyze and systemctl cat read it as the Kadi user):
+        # written anew (tee keeps an existing file's mode) under umask 022, which sudo combines
+        # with its own.
+        _remove_unit(mode, name)
         user, argv = privileges.schedule_write(name)
-        r = privileges.run(user, argv, input=text, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        old = os.umask(0o022)
+        try:
+            r = privileges.run(user, argv, input=text, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        finally:
+            os.umask(old)
         if r.returncode != 0:
             fail('writing %s/%s failed (sudo %s): %s' % (SYSTEM_DIR, name, privileges.describe(user, argv), r.stderr.strip()))
     else:

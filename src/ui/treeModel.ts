@@ -242,7 +242,7 @@ function setView(p: HostProfile, s: BackupSet, now: Date): NodeView {
   const tags = ['backup', s.status, s.pinned ? 'pinned' : 'unpinned', s.preRestore ? 'prerestore' : ''];
   const marks = [stateLabel(state), s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
   const tooltip = [
-    `Backup set ${s.name} of ${m.profile}${m.hostname ? ` (${m.hostname})` : ''}`,
+    `Backup set ${s.name} of ${m.profile}${m.hostname ? ` (made on host ${m.hostname})` : ''}`,
     `Kadi ${m.kadiVersion ?? '?'}, schema ${m.alembicRevision ?? '?'}, PostgreSQL ${m.postgres.serverMajor ?? '?'}`,
     `Started ${m.startedAt ?? '?'}, ended ${m.endedAt ?? '?'}`,
     `Size ${formatBytes(s.size)}${m.trees?.storage ? `, storage ${m.trees.storage.files} files (${m.trees.storage.newFiles} new)` : ''}`,

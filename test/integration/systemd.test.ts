@@ -327,6 +327,7 @@ describe('services and Redis on a real systemd host', function () {
       assert.doesNotMatch(service, /^(NoNewPrivileges|SystemCallFilter|RestrictNamespaces)=/m);
       assert.match(service, /^ExecStart="\/usr\/bin\/python3" "-I" "-S" "-u" "\/srv\/kadi-backups\/\.kadi-ops\/agent\/kadi-ops-agent-[0-9a-f]+\.pyz" "run-plan"/m);
       const timer = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.timer`), 'utf8');
+      for (const u of ['backup.service', 'backup.timer']) assert.equal(fs.statSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-${u}`)).mode & 0o777, 0o644, `${u} is root's, readable by all`);
       assert.match(timer, /^OnCalendar=\*-\*-\* 03:00:00$/m);
       assert.match(timer, /^Persistent=true$/m);
       for (const text of [service, timer]) {
@@ -437,7 +438,57 @@ describe('services and Redis on a real systemd host', function () {
       writeConfig({});
     });
 
+    it('a deep verification on its own calendar: a second timer whose run deep-verifies the newest set', async () => {
+      writeConfig({ schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', retention: { keepLast: 2 }, deepCalendar: 'Sun *-*-* 04:00:00' } });
+      const r = cli('schedule', 'systemd-host');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /; next deep verification: Sun \d{4}-\d\d-\d\d 04:00:00 UTC/);
+      assert.equal((await h.exec(['systemctl', 'is-active', `${unitBase()}-verify.timer`])).stdout.trim(), 'active');
+      // A set of its own first (the scheduled backup), then the deep verification of the newest.
+      assert.equal((await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`])).code, 0);
+      const newest = setsOnHost().pop() as string;
+      hits.length = 0;
+      const ran = await h.exec(['systemctl', 'start', `${unitBase()}-verify.service`]);
+      assert.equal(ran.code, 0, ran.stderr + (await h.exec(['journalctl', '-u', `${unitBase()}-verify.service`, '--no-pager', '-n', '60'])).stdout);
+      const rec = JSON.parse(fs.readFileSync(path.join(h.root, 'srv/kadi-backups', newest, '.verify.json'), 'utf8')) as { ok: boolean; level: string; deep?: { mode?: string } };
+      assert.deepEqual([rec.ok, rec.level, rec.deep?.mode], [true, 'deep', 'throwaway-cluster']);
+      assert.deepEqual(scheduledJobs().pop()?.kind, 'verify');
+      assert.ok(hits.some((x) => x.path === '/SECRET-UUID'), 'success pinged');
+      writeConfig({});
+      const again = cli('schedule', 'systemd-host');
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      assert.equal(fs.existsSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-verify.timer`)), false, 'a schedule without deepCalendar removes the verify units');
+    });
+
+    it('as a user service of the Kadi user (lingering), where that is all the operator may do', async () => {
+      cli('schedule', 'systemd-host', '--remove');
+      writeConfig({ schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', unit: 'user' } });
+      const refused = cli('schedule', 'systemd-host');
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /user units of kadi run only while it is logged in: as root, run `loginctl enable-linger kadi` first/);
+      await h.exec(['loginctl', 'enable-linger', 'kadi']);
+      try {
+        const r = cli('schedule', 'systemd-host');
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, new RegExp(`^installed /home/kadi/\\.config/systemd/user/${unitBase()}-backup\\.timer$`, 'm'));
+        const uid = (await h.exec(['id', '-u', 'kadi'])).stdout.trim();
+        const userctl = (...a: string[]) => h.exec(['runuser', '-u', 'kadi', '--', 'env', `XDG_RUNTIME_DIR=/run/user/${uid}`, 'systemctl', '--user', ...a]);
+        assert.equal((await userctl('is-active', `${unitBase()}-backup.timer`)).stdout.trim(), 'active');
+        const before = setsOnHost();
+        const ran = await userctl('start', `${unitBase()}-backup.service`);
+        assert.equal(ran.code, 0, ran.stderr);
+        assert.equal(setsOnHost().filter((n) => !before.includes(n)).length, 1, 'the user service made a set');
+        const removed = cli('schedule', 'systemd-host', '--remove');
+        assert.equal(removed.code, 0, removed.stderr);
+        assert.deepEqual(fs.readdirSync(path.join(h.root, 'home/kadi/.config/systemd/user')).filter((n) => n.startsWith('kadi-ops-')), []);
+      } finally {
+        await h.exec(['loginctl', 'disable-linger', 'kadi']);
+        writeConfig({});
+      }
+    });
+
     it('removing the schedule leaves no unit behind', async () => {
+      assert.equal(cli('schedule', 'systemd-host').code, 0);
       const r = cli('schedule', 'systemd-host', '--remove');
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(fs.readdirSync(path.join(h.root, 'etc/systemd/system')).filter((n) => n.startsWith('kadi-ops-')), []);
