@@ -9,7 +9,8 @@ throwaway cluster or CREATEDB (its checks say `anyOf`). Optional features (deep 
 schedules) do not make `kadi-ops check` fail.
 
 Options: profile (its name, for the fixes), backup_dir, kadi_cli, kadi_config, pg_host, pg_port, pg_db, pg_user, storage_path,
-uploads_path, services (space-separated), redis_dump, redis_service, redis_cli (empty: no Redis).
+uploads_path, services (space-separated), redis_dump, redis_service, redis_cli (empty: no Redis),
+schedule (system, user, or empty: the profile has none).
 """
 import json
 import os
@@ -149,10 +150,23 @@ def main(argv):
             restore_redis += sudo_checks([privileges.redis_write(dump), privileges.redis_mode(dump)], o['profile'])
             features.append({'feature': 'redis restore', 'optional': True, 'checks': restore_redis})
 
-        features.append({'feature': 'schedules', 'optional': True, 'checks': [
+        schedule_checks = [
             check('systemd runs this host (timers)', os.path.isdir('/run/systemd/system'), '',
                   'scheduled backups are systemd timers; without systemd run `kadi-ops backup` from cron'),
-        ]})
+        ]
+        if o['schedule'] == 'system':
+            # The profile schedules system units: every command installing and removing them.
+            from .schedule import all_unit_names
+            names = all_unit_names({'host': {'name': o['profile'], 'backupDir': o['backup_dir']}})
+            cmds = [c for n in names for c in (privileges.schedule_write(n), privileges.schedule_remove(n))]
+            cmds.append(privileges.schedule_systemctl('daemon-reload'))
+            cmds += [privileges.schedule_systemctl(a, '--now', n) for n in names if n.endswith('.timer') for a in ('enable', 'disable')]
+            schedule_checks += sudo_checks(cmds, o['profile'])
+        elif o['schedule'] == 'user':
+            r = subprocess.run(['loginctl', 'show-user', me, '--property=Linger'], capture_output=True, text=True)
+            schedule_checks.append(check('lingering of %s (user units run while it is logged out)' % me, r.stdout.strip() == 'Linger=yes', '',
+                                         'as root: loginctl enable-linger %s' % me))
+        features.append({'feature': 'schedules', 'optional': not o['schedule'], 'checks': schedule_checks})
     json.dump({'user': me, 'features': features}, sys.stdout)
     sys.stdout.write('\n')
     return 0

@@ -47,6 +47,7 @@ export async function checkPrerequisites(host: RemoteHost, d: Discovery): Promis
     redis_cli: p.redis.enabled ? p.redis.cli : '',
     redis_service: p.redis.enabled ? p.redis.service : '',
     redis_dump: p.redis.enabled ? p.redis.dumpPath : '',
+    schedule: p.schedule ? (p.schedule.unit ?? 'system') : '',
   };
   const r = await runAgent(host, 'prerequisites', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
   if (r.code !== 0) throw new RemoteCommandError(`Checking the prerequisites on ${p.name}`, r);

@@ -225,6 +225,9 @@ describe('services and Redis on a real systemd host', function () {
     const names = prereq.features.flatMap((f) => f.checks.map((c) => c.name));
     for (const s of [...KADI_SERVICES, 'redis-server']) for (const a of ['stop', 'start']) assert.ok(names.includes(`sudo: /usr/bin/systemctl ${a} ${s}`), `${a} ${s} probed`);
     assert.ok(names.includes('sudo: (as redis) /usr/bin/chmod 660 /var/lib/redis/dump.rdb'));
+    // The profile schedules system units: installing them is probed too, and the feature is required.
+    assert.ok(names.includes(`sudo: /usr/bin/systemctl enable --now ${scheduleUnitBase(profile)}-backup.timer`), names.join('\n'));
+    assert.equal(byFeature.schedules.optional, false);
     assert.deepEqual(missingFeatures(prereq), []);
   });
 
