@@ -280,6 +280,7 @@ describe('services and Redis on a real systemd host', function () {
     const setsOnHost = (): string[] => fs.readdirSync(path.join(h.root, 'srv/kadi-backups')).filter((n) => /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/.test(n)).sort();
     const scheduledJobs = (): { id: string; kind: string; status: string }[] => {
       const dir = path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs');
+      if (!fs.existsSync(dir)) return [];
       return fs.readdirSync(dir).sort().flatMap((id) => {
         const meta = fs.readFileSync(path.join(dir, id, 'meta'), 'utf8');
         if (!/^operator=scheduled$/m.test(meta)) return [];
@@ -287,6 +288,14 @@ describe('services and Redis on a real systemd host', function () {
         return [{ id, kind: /^kind=(\S+)$/m.exec(meta)?.[1] ?? '', status: fs.existsSync(st) ? fs.readFileSync(st, 'utf8').trim() : '' }];
       });
     };
+
+    async function waitUntil(ok: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+      const end = Date.now() + ms;
+      while (!(await ok())) {
+        if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
 
     before(async () => {
       hits = [];
@@ -488,6 +497,31 @@ describe('services and Redis on a real systemd host', function () {
         await h.exec(['loginctl', 'disable-linger', 'kadi']);
         writeConfig({});
       }
+    });
+
+    it('a run missed while the timer was not running (the host off) happens as soon as it runs again (Persistent=true)', async () => {
+      // Every minute; wait for one run, so systemd has its stamp of the last trigger.
+      writeConfig({ schedule: { calendar: '*-*-* *:*:00', verify: 'none', retention: { keepLast: 2 } } });
+      assert.equal(cli('schedule', 'systemd-host').code, 0);
+      const timer = `${unitBase()}-backup.timer`;
+      const runs = (): number => scheduledJobs().length;
+      const first = runs();
+      await waitUntil(() => runs() > first, 75000, 'the every-minute timer fired once');
+      await waitUntil(async () => (await h.exec(['systemctl', 'is-active', `${unitBase()}-backup.service`])).stdout.trim() !== 'activating', 60000, 'that run ended');
+      // "Switched off" over a minute boundary: the timer stopped, so nothing fires.
+      await h.exec(['systemctl', 'stop', timer]);
+      const missed = runs();
+      const wait = 61000 - (Date.now() % 60000);
+      await new Promise((r) => setTimeout(r, wait + 3000));
+      assert.equal(runs(), missed, 'nothing ran while the timer was stopped');
+      // "Booted": the missed run happens at once, not at the next minute.
+      const t0 = Date.now();
+      await h.exec(['systemctl', 'start', timer]);
+      await waitUntil(() => runs() > missed, 20000, 'the missed run started when the timer came back');
+      assert.ok(Date.now() - t0 < 20000);
+      await h.exec(['systemctl', 'stop', timer]);
+      await waitUntil(async () => (await h.exec(['systemctl', 'is-active', `${unitBase()}-backup.service`])).stdout.trim() !== 'activating', 60000, 'the run ended');
+      writeConfig({});
     });
 
     it('removing the schedule leaves no unit behind', async () => {
