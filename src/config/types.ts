@@ -2,6 +2,9 @@
  * Host profile types. `HostProfileInput` is what a user writes (setting `kadiOps.hosts` or a
  * `--config` JSON file); `HostProfile` is the fully resolved form every other layer works with.
  */
+import type { HostPlan, PlanMonitoring, PlanSchedule } from '../core/plan';
+
+type PlanRetention = NonNullable<HostPlan['retention']>;
 
 /** How commands reach the Kadi user on the host. */
 export type RunAsMode = 'direct' | 'sudo';
@@ -53,23 +56,11 @@ export interface HostProfileInput {
   monitoring?: MonitoringInput;
 }
 
-export interface ScheduleInput {
-  calendar: string;
-  randomizedDelaySec?: number;
-  verify?: 'none' | 'quick';
-  deepCalendar?: string;
-  whenBusy?: 'wait' | 'skip';
-  unit?: 'system' | 'user';
-  retention?: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; minKeep?: number };
-}
+/** A profile's schedule: the plan's (core/plan.ts), with what each run keeps afterwards. */
+export type ScheduleInput = PlanSchedule & { retention?: PlanRetention };
 
-export interface MonitoringInput {
-  start?: string;
-  success?: string;
-  failure?: string;
-  webhook?: string;
-  ntfy?: string;
-}
+/** Where scheduled runs report: the plan's monitoring. */
+export type MonitoringInput = PlanMonitoring;
 
 export interface HostProfile {
   name: string;

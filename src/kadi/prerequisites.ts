@@ -5,6 +5,7 @@
  */
 import { runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
+import { liveProbeOptions } from '../restore/probe';
 import type { Discovery } from './discovery';
 
 export interface PrerequisiteCheck {
@@ -33,22 +34,14 @@ export async function checkPrerequisites(host: RemoteHost, d: Discovery): Promis
   const p = host.profile;
   const f = d.facts;
   const kv: Record<string, string> = {
+    ...liveProbeOptions(p, f),
     profile: p.name,
-    backup_dir: p.backupDir,
     kadi_cli: p.kadi.cli,
     kadi_config: p.kadi.configFile,
-    storage_path: f.storagePath,
-    uploads_path: f.uploadsPath,
-    pg_host: f.database.host,
-    pg_port: String(f.database.port),
-    pg_db: f.database.name,
-    pg_user: f.database.user,
-    services: p.services.join(' '),
     redis_cli: p.redis.enabled ? p.redis.cli : '',
-    redis_service: p.redis.enabled ? p.redis.service : '',
-    redis_dump: p.redis.enabled ? p.redis.dumpPath : '',
     schedule: p.schedule ? (p.schedule.unit ?? 'system') : '',
   };
+
   const r = await runAgent(host, 'prerequisites', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
   if (r.code !== 0) throw new RemoteCommandError(`Checking the prerequisites on ${p.name}`, r);
   return parsePrerequisites(r.stdout);

@@ -1,5 +1,6 @@
 /** The live side of a restore target, read by the agent's restore-probe verb in one round trip. */
-import type { Discovery } from '../kadi/discovery';
+import type { HostProfile } from '../config/types';
+import type { Discovery, HostFacts } from '../kadi/discovery';
 import { parseKeyValues, runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import { parseLiveDb, type LiveDb } from './dbPlan';
@@ -78,10 +79,9 @@ export function parseProbe(text: string): LiveProbe {
   };
 }
 
-export async function probeLive(host: RemoteHost, d: Discovery): Promise<LiveProbe> {
-  const p = host.profile;
-  const f = d.facts;
-  const kv: Record<string, string> = {
+/** The options every probe of the live host takes: paths, the database, services and Redis. */
+export function liveProbeOptions(p: HostProfile, f: HostFacts): Record<string, string> {
+  return {
     backup_dir: p.backupDir,
     storage_path: f.storagePath,
     uploads_path: f.uploadsPath,
@@ -94,6 +94,11 @@ export async function probeLive(host: RemoteHost, d: Discovery): Promise<LivePro
     redis_service: p.redis.enabled ? p.redis.service : '',
     redis_dump: p.redis.enabled ? p.redis.dumpPath : '',
   };
+}
+
+export async function probeLive(host: RemoteHost, d: Discovery): Promise<LiveProbe> {
+  const p = host.profile;
+  const kv = liveProbeOptions(p, d.facts);
   const r = await runAgent(host, 'restore-probe', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
   if (r.code !== 0) throw new RemoteCommandError(`Probing ${p.name} for a restore`, r);
   return parseProbe(r.stdout);
