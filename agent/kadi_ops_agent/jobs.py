@@ -425,6 +425,9 @@ def job_run(argv):
             cenv = dict(env)
             if os.path.exists(os.path.join(d, 'pgpass')):
                 cenv['PGPASSFILE'] = os.path.join(d, 'pgpass')
+            if cancelled:
+                # The verb died of the cancel's TERM: its cleanup is where it can still say so.
+                cenv['KADI_OPS_CANCELLED'] = '1'
             _in_child(verbs[verb][1], args, cenv)
     for f in ('secret', 'pgpass'):
         try:

@@ -111,11 +111,32 @@ def run(argv):
             # The job's own ERROR line is written after this; the report names the reason itself.
             info['reason'] = str(e)
         note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job) + ('\nERROR: %s\n' % e if str(e) else '')))
+        job.write('reported', info['result'] + '\n')
         raise
     info['result'] = 'succeeded'
     info['duration'] = round(time.monotonic() - t0, 1)
     note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job)))
+    job.write('reported', info['result'] + '\n')
     out('scheduled=%s' % info['result'])
+
+
+def _report_end_without_run(job, action):
+    """A run that ended without reporting (cancelled: the TERM ends it at once; killed): said to
+    monitoring from the cleanup, which runs after it in any case."""
+    if os.path.exists(job.path('reported')):
+        return
+    doc = plan.job_input(job)['plan'] or {}
+    if not doc.get('monitoring'):
+        return
+    from . import monitoring
+    cancelled = os.environ.get('KADI_OPS_CANCELLED') == '1'
+    why = 'the job was cancelled' if cancelled else 'the job ended before it finished (killed)'
+    info = {'host': doc['host']['name'], 'job': job.id, 'origin': 'scheduled', 'action': action,
+            'result': 'cancelled' if cancelled else 'failed', 'reason': why, 'duration': None, 'set': None,
+            'warnings': [], 'started': ''}
+    for w in monitoring.finished(doc['monitoring'], info, _log_tail(job) + '\n' + why + '\n'):
+        warn('WARNING: ' + w)
+    job.write('reported', info['result'] + '\n')
 
 
 def cleanup(argv):
@@ -125,6 +146,7 @@ def cleanup(argv):
     if action == 'backup':
         backup.cleanup(argv)
     job = Job()
+    _report_end_without_run(job, action)
     o = plan.job_options(argv, job)
     newest = sets.newest_good_set(o['backup_dir'])
     if newest:

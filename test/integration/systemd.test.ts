@@ -499,6 +499,36 @@ describe('services and Redis on a real systemd host', function () {
       }
     });
 
+    it('a scheduled run is an ordinary job: listed running with operator "scheduled", cancelled like any other, and the cancel is reported', async () => {
+      writeConfig({});
+      assert.equal(cli('schedule', 'systemd-host').code, 0);
+      const before = setsOnHost();
+      const known = new Set(scheduledJobs().map((j) => j.id));
+      // The run's pg_dump waits on a lock the test holds, so it is still running when cancelled.
+      const lock = await TableLock.take(h, 'record', 'ACCESS EXCLUSIVE');
+      let id = '';
+      try {
+        await h.exec(['systemctl', 'start', '--no-block', `${unitBase()}-backup.service`]);
+        await waitUntil(() => scheduledJobs().some((j) => !known.has(j.id)), 30000, 'the scheduled job started');
+        id = scheduledJobs().find((j) => !known.has(j.id))?.id ?? '';
+        await waitUntil(() => fs.readFileSync(path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs', id, 'log'), 'utf8').includes('pg_dump'), 30000, 'the job reached pg_dump');
+        const listed = cli('jobs', 'systemd-host');
+        assert.match(listed.stdout, new RegExp(`^${id}\\s+backup\\s+running\\s+by scheduled@kadi@`, 'm'));
+        hits.length = 0;
+        const cancelled = cli('cancel', 'systemd-host', id);
+        assert.equal(cancelled.code, 0, cancelled.stderr);
+      } finally {
+        lock.release();
+      }
+      await waitUntil(async () => !['activating', 'deactivating'].includes((await h.exec(['systemctl', 'is-active', `${unitBase()}-backup.service`])).stdout.trim()), 60000, 'the unit ended');
+      assert.equal(scheduledJobs().find((j) => j.id === id)?.status, 'cancelled');
+      assert.deepEqual(setsOnHost(), before, 'no set, no partial set');
+      const fail = hits.find((x) => x.path === '/SECRET-UUID/fail');
+      assert.match(fail?.body ?? '', /cancelled/, hits.map((x) => `${x.path}: ${x.body.slice(0, 200)}`).join('\n'));
+      const hook = JSON.parse(hits.find((x) => x.path === '/hook')?.body ?? '{}') as { result?: string; job?: string };
+      assert.deepEqual([hook.result, hook.job], ['cancelled', id]);
+    });
+
     it('a run missed while the timer was not running (the host off) happens as soon as it runs again (Persistent=true)', async () => {
       // Every minute; wait for one run, so systemd has its stamp of the last trigger.
       writeConfig({ schedule: { calendar: '*-*-* *:*:00', verify: 'none', retention: { keepLast: 2 } } });
