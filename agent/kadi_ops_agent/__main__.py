@@ -37,6 +37,7 @@ VERBS = {
     'run-plan': ('plan', 'run_plan'),
     'schedule-units': ('schedule', 'units_verb'),
     'schedule-install': ('schedule', 'install'),
+    'schedule-root-script': ('schedule', 'root_script'),
     'schedule-remove': ('schedule', 'remove'),
     'schedule-status': ('schedule', 'status'),
     'job-start': ('jobs', 'job_start'),

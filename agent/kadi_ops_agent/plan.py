@@ -82,16 +82,18 @@ def validate(doc, node=None, path='plan'):
     return errors
 
 
-def parse(text):
-    """A plan from JSON text; Usage (exit 2) naming every problem when it is not a valid one."""
+def parse(text, quiet=False):
+    """A plan from JSON text; Usage (exit 2) naming every problem when it is not a valid one (as
+    plan_error= lines, unless QUIET)."""
     try:
         doc = json.loads(text)
     except ValueError as e:
         die('the plan is not JSON: %s' % e)
     errors = validate(doc)
     if errors:
-        for e in errors:
-            out('plan_error=' + e)
+        if not quiet:
+            for e in errors:
+                out('plan_error=' + e)
         die('the plan is not valid (%d problem%s; see plan_error lines)' % (len(errors), '' if len(errors) == 1 else 's'))
     return doc
 
@@ -99,11 +101,14 @@ def parse(text):
 # --- Kadi's own configuration ---------------------------------------------------------------------
 
 _CONFIG_LINE = re.compile(r'^([A-Z][A-Z0-9_]*): ?(.*)$', re.S)
-_URI_PASSWORD = re.compile(r'(://[^:/@\s]*:)[^@\s]*@')
+_URI = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://\S+')
+_PASSWORD_WORD = re.compile(r'(?i)(pass(?:word)?|secret|token)(\s*[=:]\s*)\S+')
 
 
 def redact(text):
-    return _URI_PASSWORD.sub(r'\1***@', text)
+    """TEXT without anything that may hold a secret: every URI (a DSN's password may even contain
+    spaces or '@', so the whole URI goes) and every password=/secret=/token= value."""
+    return _PASSWORD_WORD.sub(r'\1\2***', _URI.sub('<URI>', text))
 
 
 def config_entries(text):
@@ -195,7 +200,7 @@ def plan_path(bd):
     return os.path.join(state_dir(bd), 'plan.json')
 
 
-def load(bd):
+def load(bd, quiet=False):
     """The stored plan, only from the agent's own state directory and file (it names a program to run)."""
     jobs.trusted(state_dir(bd))
     path = jobs.trusted(plan_path(bd), 'file')
@@ -204,7 +209,7 @@ def load(bd):
     except FileNotFoundError:
         die('no stored plan in %s (store one with plan-store)' % path)
     with os.fdopen(fd, encoding='utf-8') as f:
-        return parse(f.read())
+        return parse(f.read(), quiet)
 
 
 def host_facts(plan, cfg):
@@ -376,12 +381,14 @@ def run_plan(argv):
     except (Failure, Usage, SystemExit) as e:
         # No job could start (Kadi's configuration unreadable, the database down): monitoring hears
         # of it all the same, with the reason, and the unit fails.
-        _report_before_job(plan, o, action, 'failed', str(e) or 'the plan could not start')
+        _report_before_job(plan, o, action, 'failed', redact(str(e)) or 'the plan could not start')
         raise
     # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
     secret = json.dumps({'password': db['password'], 'plan': plan}, ensure_ascii=False)
     when_busy = (plan.get('schedule') or {}).get('whenBusy', 'wait')
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    # A host that only runs scheduled jobs keeps its job history bounded too.
+    jobs.prune_history(bd, *jobs.DEFAULT_HISTORY)
     while True:
         job_id = jobs.new_job_id()
         try:

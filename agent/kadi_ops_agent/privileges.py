@@ -4,9 +4,6 @@ exact argv that a sudoers rule can pin (no wildcards: a wildcard also matches ex
 rules for the same argv (src/core/sudoers.ts); the preflight probes each with `sudo -n -l`.
 
 - the listed services: `/usr/bin/systemctl stop NAME` and `/usr/bin/systemctl start NAME`, as root;
-- a schedule's system units (schedule.py): `/usr/bin/tee /etc/systemd/system/UNIT` and
-  `/usr/bin/rm -f /etc/systemd/system/UNIT` for its four unit names, `/usr/bin/systemctl
-  daemon-reload`, and `enable --now` / `disable --now` of its two timers, as root;
 - the Redis snapshot: `/usr/bin/tee DUMP` and `/usr/bin/chmod 660 DUMP` as the redis user, so the
   Kadi user opens the set's file itself and the dump stays redis:redis 660; and, where the Kadi user
   cannot read the dump itself (Debian's /var/lib/redis is 750 redis:redis), `/usr/bin/cat DUMP` as
@@ -29,8 +26,6 @@ SYSTEMCTL = _bin('systemctl')
 TEE = _bin('tee')
 CHMOD = _bin('chmod')
 CAT = _bin('cat')
-RM = _bin('rm')
-UNIT_DIR = '/etc/systemd/system'
 
 
 def service(action, name):
@@ -48,20 +43,6 @@ def redis_mode(dump):
 
 def redis_read(dump):
     return 'redis', [CAT, dump]
-
-
-def schedule_write(unit):
-    """Writing one of the schedule's system units (schedule.py), on its fixed path."""
-    return 'root', [TEE, '%s/%s' % (UNIT_DIR, unit)]
-
-
-def schedule_remove(unit):
-    return 'root', [RM, '-f', '%s/%s' % (UNIT_DIR, unit)]
-
-
-def schedule_systemctl(*args):
-    """daemon-reload; enable --now TIMER; disable --now TIMER."""
-    return 'root', [SYSTEMCTL, *args]
 
 
 def sudo_argv(user, argv):

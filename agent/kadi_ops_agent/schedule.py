@@ -1,20 +1,26 @@
 """The stored plan's schedule as systemd units on this host (issue: backups that happen when nobody
 is watching). Verbs (BACKUP_DIR first; the plan is the one plan-store wrote there):
 
-  schedule-units BACKUP_DIR AGENT          the units this plan needs, as JSON {name: text} (no change)
-  schedule-install BACKUP_DIR AGENT        check the calendars (systemd-analyze calendar), then write,
-                                           reload and enable the timers; prints unit= and next= lines
-  schedule-remove BACKUP_DIR               disable the timers and remove every unit of this backup dir
-  schedule-status BACKUP_DIR               schedule=none|installed, calendar=, next=, last=, and the
-                                           last scheduled job's result
+  schedule-units BACKUP_DIR AGENT          the units a plan (on stdin; nothing is stored) needs, as
+                                           JSON {name: text}
+  schedule-install BACKUP_DIR AGENT        check the calendars (systemd-analyze calendar) and the units
+                                           (systemd-analyze verify); user units: write, reload, enable;
+                                           system units: only check that root installed exactly these
+                                           (needs_root=yes otherwise); prints unit= and next_*= lines
+  schedule-root-script BACKUP_DIR AGENT [remove]
+                                           the shell script root runs to install (or remove) the system
+                                           units: every unit's text in it, for root to read
+  schedule-remove BACKUP_DIR               user units: disable and remove; system units: needs_root=yes
+  schedule-status BACKUP_DIR               schedule=none|stored|installed, calendar=, next=, last run
 
 A backup service and its timer; with a deepCalendar a deep-verification service and its timer too.
-The services run `run-plan` as the Kadi user: Type=oneshot, no secret anywhere in them (the database
-password comes from Kadi's configuration at run time), hardened (ProtectSystem=strict with only the
-backup directory writable, PrivateTmp, NoNewPrivileges and an empty capability set where the plan
-needs no sudo, idle I/O, Nice), Persistent=true so a run missed while the host was off happens at
-boot. A system unit (the plan's schedule.unit "system", the default) is written and enabled through
-the exact sudoers rules privileges.py lists; a user unit ("user") needs the Kadi user's lingering.
+The services run `run-plan` as the Kadi user: Type=oneshot, no database password or Kadi secret in
+them (the password comes from Kadi's configuration at run time), hardened (ProtectSystem=strict with
+only the backup directory writable, PrivateTmp, and NoNewPrivileges, an empty capability set and the
+seccomp options where the plan needs no sudo), Persistent=true so a run missed while the host was off
+happens at boot. System units are root's to install: a unit file the Kadi user could write would run
+anything as root, so Kadi Ops prints the script and checks what root installed; user units (the plan's
+schedule.unit "user") need only the Kadi user's lingering.
 """
 import hashlib
 import json
@@ -26,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from shlex import quote
 
 from . import privileges
 from .common import Failure, Usage, die, fail, out, user_name
@@ -64,6 +71,18 @@ def systemd_quote(arg):
     return '"%s"' % arg.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%').replace('$', '$$')
 
 
+def systemd_path(path):
+    """A path in ReadWritePaths=: %-specifiers are expanded there (so %% escaped), $ is not."""
+    if any(c in path for c in '\n\r\0'):
+        die('a unit path may not contain a line break: %s' % json.dumps(path))
+    return '"%s"' % path.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%')
+
+
+def unit_text(value):
+    """A free-text value (Description=): one line, no control character, no trailing backslash, % escaped."""
+    return re.sub(r'[\x00-\x1f\x7f]', ' ', value).rstrip('\\').replace('%', '%%')
+
+
 def needs_sudo(plan):
     """Whether a scheduled run calls sudo (stopping services, a Redis dump it cannot read itself):
     then NoNewPrivileges and an empty capability set would break it."""
@@ -82,7 +101,7 @@ def service_text(plan, agent, action, mode):
     lines = [
         '# Written by Kadi Ops (schedule-install); edit the host profile and schedule again instead.',
         '[Unit]',
-        'Description=Kadi Ops scheduled %s of %s' % (what, plan['host']['name'].replace('%', '%%')),
+        'Description=Kadi Ops scheduled %s of %s' % (what, unit_text(plan['host']['name'])),
         'After=network-online.target postgresql.service redis-server.service',
         'Wants=network-online.target',
         '',
@@ -106,7 +125,7 @@ def service_text(plan, agent, action, mode):
         # backup directory (and sudo's timestamps), home directories too, /tmp private.
         lines += [
             'ProtectSystem=strict',
-            'ReadWritePaths=' + systemd_quote(os.path.realpath(bd)),
+            'ReadWritePaths=' + systemd_path(os.path.realpath(bd)),
             'ProtectHome=read-only',
             'PrivateTmp=yes',
         ]
@@ -145,7 +164,7 @@ def timer_text(plan, action, calendar, delay):
         '# Written by Kadi Ops (schedule-install).',
         '[Unit]',
         'Description=Kadi Ops schedule: %s of %s' % ('backup' if action == 'backup' else 'deep verification',
-                                                     plan['host']['name'].replace('%', '%%')),
+                                                     unit_text(plan['host']['name'])),
         '',
         '[Timer]',
         'OnCalendar=' + calendar,
@@ -192,14 +211,11 @@ def _user_env():
 
 
 def _systemctl(mode, *args, check=True):
-    if mode == 'system':
-        r = privileges.run('root', [privileges.SYSTEMCTL, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        how = 'sudo ' + privileges.describe('root', [privileges.SYSTEMCTL, *args])
-    else:
-        r = subprocess.run(['systemctl', '--user', *args], capture_output=True, text=True, env=_user_env(), stdin=subprocess.DEVNULL)
-        how = 'systemctl --user ' + ' '.join(args)
+    """systemctl --user (user units; system units are root's to change)."""
+    assert mode == 'user'
+    r = subprocess.run(['systemctl', '--user', *args], capture_output=True, text=True, env=_user_env(), stdin=subprocess.DEVNULL)
     if check and r.returncode != 0:
-        fail('%s failed: %s' % (how, (r.stderr or r.stdout).strip()))
+        fail('systemctl --user %s failed: %s' % (' '.join(args), (r.stderr or r.stdout).strip()))
     return r
 
 
@@ -208,45 +224,58 @@ def _lingering():
     return r.stdout.strip() == 'Linger=yes'
 
 
-def _write_unit(mode, name, text):
-    if mode == 'system':
-        # A unit file is world-readable (systemd-analyze and systemctl cat read it as the Kadi user):
-        # written anew (tee keeps an existing file's mode) under umask 022, which sudo combines
-        # with its own.
-        _remove_unit(mode, name)
-        user, argv = privileges.schedule_write(name)
-        old = os.umask(0o022)
-        try:
-            r = privileges.run(user, argv, input=text, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        finally:
-            os.umask(old)
-        if r.returncode != 0:
-            fail('writing %s/%s failed (sudo %s): %s' % (SYSTEM_DIR, name, privileges.describe(user, argv), r.stderr.strip()))
-    else:
-        d = _user_dir()
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, name + '.tmp'), 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(os.path.join(d, name + '.tmp'), os.path.join(d, name))
+def _write_user_unit(name, text):
+    d = _user_dir()
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name + '.tmp'), 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(os.path.join(d, name + '.tmp'), os.path.join(d, name))
 
 
-def _remove_unit(mode, name):
-    if mode == 'system':
-        if os.path.lexists(os.path.join(SYSTEM_DIR, name)):
-            user, argv = privileges.schedule_remove(name)
-            r = privileges.run(user, argv, capture_output=True, text=True)
-            if r.returncode != 0:
-                fail('removing %s/%s failed: %s' % (SYSTEM_DIR, name, r.stderr.strip()))
-    else:
-        try:
-            os.unlink(os.path.join(_user_dir(), name))
-        except FileNotFoundError:
-            pass
+def _hash_suffix(plan):
+    return base_name(plan).rsplit('-', 1)[1]
+
+
+def installed_units(plan, mode):
+    """Every unit of this backup directory that is installed, whatever profile name made it (a
+    renamed profile leaves its old units behind otherwise): kadi-ops-*-<hash>-{backup,verify}.*"""
+    d = SYSTEM_DIR if mode == 'system' else _user_dir()
+    suffix = _hash_suffix(plan)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    pat = re.compile(r'^kadi-ops-.*-%s-(backup|verify)\.(service|timer)$' % re.escape(suffix))
+    return sorted(n for n in names if pat.match(n))
+
+
+def _read(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _verify_units(wanted):
+    """systemd-analyze verify, as systemd would read them, before anything is installed."""
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in wanted.items():
+            with open(os.path.join(d, name), 'w', encoding='utf-8') as f:
+                f.write(text)
+        r = subprocess.run(['systemd-analyze', 'verify', *[os.path.join(d, n) for n in wanted]], capture_output=True, text=True)
+        problems = [l for l in (r.stderr + r.stdout).splitlines() if l.strip() and 'kadi-ops' in l]
+        if r.returncode != 0 or problems:
+            fail('systemd-analyze verify rejects the units: %s' % ' | '.join(problems or [(r.stderr or r.stdout).strip()]))
 
 
 def units_verb(argv):
+    """schedule-units BACKUP_DIR AGENT, the plan on stdin: its units, and nothing stored or changed."""
+    from .plan import parse
     bd, agent = argv
-    plan = load(bd)
+    plan = parse(sys.stdin.read())
+    if plan['host']['backupDir'] != bd:
+        die('the plan is for backup directory %s, not %s' % (plan['host']['backupDir'], bd))
     json.dump(units(plan, agent, _mode(plan)), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write('\n')
 
@@ -263,54 +292,114 @@ def install(argv):
     nexts = {'backup': check_calendar(s['calendar'])}
     if s.get('deepCalendar'):
         nexts['verify'] = check_calendar(s['deepCalendar'])
-    if mode == 'user' and not _lingering():
-        fail('user units of %s run only while it is logged in: as root, run `loginctl enable-linger %s` first '
-             '(or schedule a system unit, the default)' % (user_name(), user_name()))
     wanted = units(plan, agent, mode)
-    # Checked before anything is installed: systemd-analyze verify reads them as systemd would.
-    with tempfile.TemporaryDirectory() as d:
+    _verify_units(wanted)
+    d = SYSTEM_DIR if mode == 'system' else _user_dir()
+    stale = [n for n in installed_units(plan, mode) if n not in wanted]
+    if mode == 'system':
+        # Root installs system units (schedule-root-script); here only what root installed is checked.
+        differ = [n for n, text in wanted.items() if _read(os.path.join(d, n)) != text]
+        enabled = all(_enabled(mode, n) for n in wanted if n.endswith('.timer')) if not differ else False
+        if differ or stale or not enabled:
+            out(*('differs=' + n for n in differ), *('stale=' + n for n in stale), 'needs_root=yes')
+            return 0
+    else:
+        if not _lingering():
+            fail('user units of %s run only while it is logged in: as root, run `loginctl enable-linger %s` first '
+                 '(or schedule a system unit, the default)' % (user_name(), user_name()))
+        for name in stale:
+            if name.endswith('.timer'):
+                _systemctl(mode, 'disable', '--now', name, check=False)
+        for name in stale:
+            try:
+                os.unlink(os.path.join(d, name))
+            except FileNotFoundError:
+                pass
         for name, text in wanted.items():
-            with open(os.path.join(d, name), 'w', encoding='utf-8') as f:
-                f.write(text)
-        r = subprocess.run(['systemd-analyze', 'verify', *[os.path.join(d, n) for n in wanted]], capture_output=True, text=True)
-        problems = [l for l in (r.stderr + r.stdout).splitlines() if l.strip() and 'kadi-ops' in l]
-        if r.returncode != 0 or problems:
-            fail('systemd-analyze verify rejects the units: %s' % ' | '.join(problems or [(r.stderr or r.stdout).strip()]))
-    for name in all_unit_names(plan):
-        if name not in wanted and name.endswith('.timer'):
-            _systemctl(mode, 'disable', '--now', name, check=False)
-    for name in all_unit_names(plan):
-        if name not in wanted:
-            _remove_unit(mode, name)
-    for name, text in wanted.items():
-        _write_unit(mode, name, text)
-        out('unit=%s' % (os.path.join(SYSTEM_DIR if mode == 'system' else _user_dir(), name)))
-    _systemctl(mode, 'daemon-reload')
+            _write_user_unit(name, text)
+        _systemctl(mode, 'daemon-reload')
+        for name in wanted:
+            if name.endswith('.timer'):
+                _systemctl(mode, 'enable', '--now', name)
     for name in wanted:
-        if name.endswith('.timer'):
-            _systemctl(mode, 'enable', '--now', name)
+        out('unit=%s' % os.path.join(d, name))
     for what, nxt in nexts.items():
         out('next_%s=%s' % (what, nxt))
     out('schedule=installed', 'mode=' + mode)
+
+
+def _enabled(mode, name):
+    if mode == 'system':
+        r = subprocess.run(['systemctl', 'is-enabled', name], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    else:
+        r = _systemctl(mode, 'is-enabled', name, check=False)
+    return r.stdout.strip() == 'enabled'
+
+
+def _heredoc(path, text):
+    tag = 'KADI_OPS_UNIT_EOF'
+    if any(line == tag for line in text.splitlines()):
+        die('a unit contains the line %s' % tag)
+    return "cat > %s <<'%s'\n%s%s" % (quote(path), tag, text if text.endswith('\n') else text + '\n', tag)
+
+
+def root_script(argv):
+    """schedule-root-script BACKUP_DIR AGENT [remove]: the script root runs (sh) to install, update or
+    remove this backup directory's system units; every unit's full text is in it, for root to read."""
+    bd, agent = argv[0], argv[1]
+    removing = argv[2:] == ['remove']
+    plan = load(bd)
+    wanted = {} if removing else units(plan, agent, 'system')
+    if wanted:
+        _verify_units(wanted)
+    installed = installed_units(plan, 'system')
+    lines = ['#!/bin/sh', '# Kadi Ops: %s the scheduled backups of %s (backup directory %s). Run as root; read it first.'
+             % ('remove' if removing else 'install', unit_text(plan['host']['name']), bd), 'set -eu', 'umask 022']
+    for n in installed:
+        if n not in wanted and n.endswith('.timer'):
+            lines.append('systemctl disable --now %s || true' % quote(n))
+    for n in installed:
+        if n not in wanted:
+            lines.append('rm -f %s' % quote(os.path.join(SYSTEM_DIR, n)))
+    for n, text in wanted.items():
+        lines.append(_heredoc(os.path.join(SYSTEM_DIR, n), text))
+    lines.append('systemctl daemon-reload')
+    for n in wanted:
+        if n.endswith('.timer'):
+            lines.append('systemctl enable --now %s' % quote(n))
+    sys.stdout.write('\n'.join(lines) + '\n')
 
 
 def remove(argv):
     bd = argv[0]
     plan = load(bd)
     mode = _mode(plan)
-    for name in all_unit_names(plan):
-        if name.endswith('.timer'):
-            _systemctl(mode, 'disable', '--now', name, check=False)
-    for name in all_unit_names(plan):
-        _remove_unit(mode, name)
-    _systemctl(mode, 'daemon-reload')
+    present = installed_units(plan, mode)
+    if mode == 'system':
+        if present:
+            out(*('stale=' + n for n in present), 'needs_root=yes')
+            return 0
+    else:
+        for name in present:
+            if name.endswith('.timer'):
+                _systemctl(mode, 'disable', '--now', name, check=False)
+        for name in present:
+            try:
+                os.unlink(os.path.join(_user_dir(), name))
+            except FileNotFoundError:
+                pass
+        _systemctl(mode, 'daemon-reload')
     out('schedule=removed')
 
 
 def _show(mode, unit, props):
-    args = ['show', unit, '--timestamp=utc'] + ['--property=' + p for p in props]
-    r = _systemctl(mode, *args, check=False) if mode == 'user' else subprocess.run(
-        ['systemctl', *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    """systemctl show PROPS of UNIT, times in UTC (systemd >= 247; older ones print local time)."""
+    base = ['systemctl'] + (['--user'] if mode == 'user' else []) + ['show', unit] + ['--property=' + p for p in props]
+    env = _user_env() if mode == 'user' else dict(os.environ, TZ='UTC')
+    r = subprocess.run(base[:3 if mode == 'user' else 2] + ['--timestamp=utc'] + base[3 if mode == 'user' else 2:],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
+    if r.returncode != 0:
+        r = subprocess.run(base, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=dict(env, TZ='UTC'))
     return dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l)
 
 
@@ -337,18 +426,23 @@ def status_lines(bd):
     if not os.path.lexists(plan_path(bd)):
         return ['schedule=none']
     try:
-        plan = load(bd)
-    except (Usage, Failure, SystemExit) as e:
+        # Quietly: the overview's other sections must not get the validator's lines, and a plan's
+        # values (monitoring URLs are secrets) are never echoed.
+        plan = load(bd, quiet=True)
+        b = base_name(plan)
+    except (Usage, Failure, SystemExit, UnicodeError) as e:
         # A plan that cannot be trusted or read is no schedule; said, without failing the overview.
-        return ['schedule=none', 'schedule_error=%s' % e]
+        return ['schedule=none', 'schedule_error=the stored plan cannot be used (%s)' % type(e).__name__]
     s = plan.get('schedule')
     if not s:
         return ['schedule=none']
     mode = _mode(plan)
-    b = base_name(plan)
-    present = os.path.exists(os.path.join(SYSTEM_DIR if mode == 'system' else _user_dir(), b + '-backup.timer'))
+    installed = installed_units(plan, mode)
+    present = b + '-backup.timer' in installed
     lines = ['schedule=%s' % ('installed' if present else 'stored'), 'mode=' + mode, 'calendar=' + s['calendar'],
              'delay=%d' % s.get('randomizedDelaySec', 0)]
+    # Units of this backup directory under another name (a renamed profile): they still run.
+    lines += ['stale_unit=' + n for n in installed if not n.startswith(b + '-')]
     if shutil.which('systemd-analyze'):
         lines.append('interval=%d' % interval_seconds(s['calendar']))
     if s.get('deepCalendar'):
@@ -363,6 +457,11 @@ def status_lines(bd):
         if u.get('ExecMainExitTimestamp'):
             lines += ['unit_result=' + u.get('Result', ''), 'unit_exited=' + u['ExecMainExitTimestamp'],
                       'unit_state=' + u.get('ActiveState', '')]
+        if b + '-verify.service' in installed:
+            v = _show(mode, b + '-verify.service', ['Result', 'ExecMainExitTimestamp', 'ActiveState'])
+            if v.get('ExecMainExitTimestamp'):
+                lines += ['verify_unit_result=' + v.get('Result', ''), 'verify_unit_exited=' + v['ExecMainExitTimestamp'],
+                          'verify_unit_state=' + v.get('ActiveState', '')]
     # The newest scheduled job and how it ended.
     jobs_dir = os.path.join(state_dir(bd), 'jobs')
     try:

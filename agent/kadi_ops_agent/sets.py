@@ -64,13 +64,21 @@ def listing(bd):
 
 
 def newest_good_set(bd):
-    """The newest set directory that has a manifest (the previous good set), or ''."""
+    """The newest set directory that has a manifest and whose last verification did not find it
+    damaged, or ''. A backup links its unchanged files from it: linking from a damaged set would
+    carry the damaged file into every later set."""
     try:
         names = sorted(os.listdir(bd), reverse=True)
     except FileNotFoundError:
         return ''
     for n in names:
         if SET_RE.match(n) and os.path.isfile(os.path.join(bd, n, 'manifest.json')):
+            try:
+                with open(os.path.join(bd, n, '.verify.json'), encoding='utf-8') as f:
+                    if json.load(f).get('ok') is False:
+                        continue
+            except (OSError, ValueError, AttributeError):
+                pass
             return os.path.join(bd, n)
     return ''
 

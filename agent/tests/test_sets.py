@@ -70,6 +70,19 @@ class ListSetsTest(ZipappTestCase):
         self.assertEqual(tail[0], 'schedule=none')
         self.assertTrue(tail[1].startswith('schedule_error='), tail)
 
+    def test_the_previous_set_a_backup_links_from_is_never_a_damaged_one(self):
+        import sys
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from kadi_ops_agent import sets
+        old, damaged = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z'
+        self.put(old + '/manifest.json', {'format': 1})
+        self.put(damaged + '/manifest.json', {'format': 1})
+        self.assertEqual(sets.newest_good_set(self.bd), os.path.join(self.bd, damaged))
+        self.put(damaged + '/.verify.json', {'level': 'quick', 'ok': False, 'problems': ['storage/a: sha256 does not match']})
+        self.assertEqual(sets.newest_good_set(self.bd), os.path.join(self.bd, old), 'its damaged file would be linked into every later set')
+        self.put(old + '/.verify.json', '{broken')
+        self.assertEqual(sets.newest_good_set(self.bd), os.path.join(self.bd, old), 'an unreadable record is no finding')
+
     def test_wrong_arguments_fail_clearly(self):
         r = self.agent('list-sets')
         self.assertNotEqual(r.returncode, 0)

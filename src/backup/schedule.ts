@@ -25,6 +25,10 @@ export interface ScheduleStatus {
   lastJob?: { id: string; kind: string; started: string; status: string };
   /** systemd's record of the service's last run (also one that failed before its job started). */
   unit?: { result: string; exited: string; state: string };
+  /** The same for the deep-verification service. */
+  verifyUnit?: { result: string; exited: string; state: string };
+  /** Units of this backup directory under another profile name: they still run. */
+  staleUnits?: string[];
 }
 
 export function parseScheduleStatus(text: string): ScheduleStatus {
@@ -43,6 +47,8 @@ export function parseScheduleStatus(text: string): ScheduleStatus {
   ];
   for (const [k, v] of opt) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
   if (kv.get('unit_result') !== undefined) s.unit = { result: kv.get('unit_result') ?? '', exited: kv.get('unit_exited') ?? '', state: kv.get('unit_state') ?? '' };
+  if (kv.get('verify_unit_result') !== undefined) s.verifyUnit = { result: kv.get('verify_unit_result') ?? '', exited: kv.get('verify_unit_exited') ?? '', state: kv.get('verify_unit_state') ?? '' };
+  if (kv.all('stale_unit').length > 0) s.staleUnits = kv.all('stale_unit');
   const lastJob = kv.get('last_job');
   if (lastJob) s.lastJob = { id: lastJob, kind: kv.get('last_kind') ?? '', started: kv.get('last_started') ?? '', status: kv.get('last_status') ?? '' };
   return s;
@@ -62,11 +68,12 @@ export function staleHours(p: HostProfile, s: ScheduleStatus | undefined): numbe
 }
 
 /**
- * The last scheduled run failed: systemd says the service's last run did not succeed (this also
- * covers a run that failed before its job started), or else the last scheduled job's exit status
- * is neither 0 nor running.
+ * The last scheduled run failed: systemd says the backup (or the deep-verification) service's last
+ * run did not succeed (this also covers a run that failed before its job started), or else the
+ * last scheduled job's exit status is neither 0 nor running.
  */
 export function lastScheduledRunFailed(s: ScheduleStatus | undefined): boolean {
+  if (s?.verifyUnit && s.verifyUnit.state !== 'activating' && s.verifyUnit.result !== 'success') return true;
   if (s?.unit && s.unit.state !== 'activating') return s.unit.result !== 'success';
   const st = s?.lastJob?.status;
   return st !== undefined && st !== '' && st !== '0' && st !== 'running';
@@ -87,25 +94,58 @@ export async function scheduleStatus(host: RemoteHost): Promise<ScheduleStatus> 
   return parseScheduleStatus((await checkAgent(host, `Reading the schedule of ${host.profile.name}`, 'schedule-status', [host.profile.backupDir])).stdout);
 }
 
-/** Stores the plan and installs (or updates) the units; the agent's answer (unit=, next_*= lines). */
-/** PROFILE: the profile as it is now (a pooled connection may carry the one it was opened with). */
-export async function installSchedule(host: RemoteHost, profile: HostProfile = host.profile): Promise<ReturnType<typeof parseKeyValues>> {
+async function storePlan(host: RemoteHost, profile: HostProfile): Promise<void> {
+  await checkAgent(host, `Storing the plan on ${profile.name}`, 'plan-store', [profile.backupDir], { stdin: JSON.stringify(scheduledPlan(profile)) });
+}
+
+export interface InstallResult {
+  /** System units differ from the plan's, are missing or stale: root must run the script (rootScript). */
+  needsRoot: boolean;
+  units: string[];
+  differs: string[];
+  stale: string[];
+  nextBackup?: string;
+  nextVerify?: string;
+}
+
+/**
+ * Stores the plan (what the timer runs) and installs the units: user units directly; system units
+ * are root's (a unit file the Kadi user could write would run anything as root), so this only
+ * checks that root installed exactly the plan's ones. PROFILE: the profile as it is now (a pooled
+ * connection may carry the one it was opened with).
+ */
+export async function installSchedule(host: RemoteHost, profile: HostProfile = host.profile): Promise<InstallResult> {
   const agentPath = await ensureAgent(host);
-  const plan = scheduledPlan(profile);
-  await checkAgent(host, `Storing the plan on ${host.profile.name}`, 'plan-store', [host.profile.backupDir], { stdin: JSON.stringify(plan) });
-  const r = await runAgent(host, 'schedule-install', [host.profile.backupDir, agentPath]);
-  if (r.code !== 0) throw new RemoteCommandError(`Installing the schedule on ${host.profile.name}`, r);
-  return parseKeyValues(r.stdout);
+  await storePlan(host, profile);
+  const r = await runAgent(host, 'schedule-install', [profile.backupDir, agentPath]);
+  if (r.code !== 0) throw new RemoteCommandError(`Installing the schedule on ${profile.name}`, r);
+  const kv = parseKeyValues(r.stdout);
+  return {
+    needsRoot: kv.get('needs_root') === 'yes',
+    units: kv.all('unit'),
+    differs: kv.all('differs'),
+    stale: kv.all('stale'),
+    ...(kv.get('next_backup') ? { nextBackup: kv.get('next_backup') } : {}),
+    ...(kv.get('next_verify') ? { nextVerify: kv.get('next_verify') } : {}),
+  };
 }
 
-export async function removeSchedule(host: RemoteHost): Promise<void> {
-  await checkAgent(host, `Removing the schedule of ${host.profile.name}`, 'schedule-remove', [host.profile.backupDir]);
+/** The script root runs on the host (sh) to install or update the system units, or to remove them; every unit's text is in it. */
+export async function rootScript(host: RemoteHost, profile: HostProfile = host.profile, remove = false): Promise<string> {
+  const agentPath = await ensureAgent(host);
+  if (!remove) await storePlan(host, profile);
+  return (await checkAgent(host, `Writing the root script for ${profile.name}`, 'schedule-root-script', [profile.backupDir, agentPath, ...(remove ? ['remove'] : [])])).stdout;
 }
 
-/** The unit files the stored plan makes, without changing anything: { name: text }. */
+/** Removes user units; for system units says that root must (needsRoot). */
+export async function removeSchedule(host: RemoteHost): Promise<{ needsRoot: boolean }> {
+  const r = await checkAgent(host, `Removing the schedule of ${host.profile.name}`, 'schedule-remove', [host.profile.backupDir]);
+  return { needsRoot: parseKeyValues(r.stdout).get('needs_root') === 'yes' };
+}
+
+/** The unit files the profile's schedule makes, without storing or changing anything: { name: text }. */
 export async function scheduleUnits(host: RemoteHost, profile: HostProfile = host.profile): Promise<Record<string, string>> {
   const agentPath = await ensureAgent(host);
-  const plan = scheduledPlan(profile);
-  await checkAgent(host, `Storing the plan on ${host.profile.name}`, 'plan-store', [host.profile.backupDir], { stdin: JSON.stringify(plan) });
-  return JSON.parse((await checkAgent(host, `Reading the units of ${host.profile.name}`, 'schedule-units', [host.profile.backupDir, agentPath])).stdout) as Record<string, string>;
+  const r = await checkAgent(host, `Reading the units of ${profile.name}`, 'schedule-units', [profile.backupDir, agentPath], { stdin: JSON.stringify(scheduledPlan(profile)) });
+  return JSON.parse(r.stdout) as Record<string, string>;
 }

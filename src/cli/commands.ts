@@ -4,7 +4,7 @@ import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kad
 import { scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
 import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
-import { installSchedule, lastScheduledRunFailed, removeSchedule, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
+import { installSchedule, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
 import { formatAge, formatBytes } from '../core/format';
 import { UsageError } from './args';
@@ -76,34 +76,57 @@ export const commands: Record<string, CliCommand> = {
   schedule: {
     args: [HOST_ARG],
     options: [
-      { name: 'remove', type: 'boolean', description: 'disable the timers and remove every unit of this host\'s schedule' },
+      { name: 'remove', type: 'boolean', description: 'disable the timers and remove every unit of this host\'s schedule (system units: with --root-script)' },
       { name: 'show', type: 'boolean', description: 'print the units the profile\'s schedule makes, and change nothing on the host' },
+      { name: 'root-script', type: 'boolean', description: 'print the script root runs on the host to install (with --remove: remove) the system units; read it, then: ... | ssh root@HOST sh' },
     ],
     summary: "install or update the host's own schedule (a systemd timer and service running the profile's plan: backup, quick verify, retention, monitoring), or remove it",
     async run(ctx) {
       const profile = pickProfile(ctx, ctx.positionals[0]);
       if (ctx.args.flag('remove') && ctx.args.flag('show')) throw new UsageError('Give --remove or --show, not both.');
+      if (ctx.args.flag('show') && ctx.args.flag('root-script')) throw new UsageError('Give --show or --root-script, not both.');
       if (!ctx.args.flag('remove') && !profile.schedule) {
         throw new UsageError(`${profile.name} has no schedule: add "schedule": { "calendar": "*-*-* 02:30:00", "verify": "quick", "retention": { "keepDaily": 7 } } to its profile.`);
       }
       const host = await ctx.pool.get(profile);
+      const asRoot = (remove: boolean): void =>
+        ctx.err(
+          `${profile.name}'s schedule uses system units, which are root's to ${remove ? 'remove' : 'install'} (a unit file the Kadi user could write would run anything as root). ` +
+            `Read the script, then run it on the host as root:\n  kadi-ops schedule ${profile.name}${remove ? ' --remove' : ''} --root-script | ssh root@${profile.ssh.hostName} sh\n` +
+            `${remove ? '' : `then check with: kadi-ops schedule ${profile.name}`}`.trimEnd(),
+        );
+      if (ctx.args.flag('root-script')) {
+        process.stdout.write(await rootScript(host, profile, ctx.args.flag('remove')));
+        return 0;
+      }
       if (ctx.args.flag('remove')) {
-        await removeSchedule(host);
+        const r = await removeSchedule(host);
+        if (r.needsRoot) {
+          asRoot(true);
+          return 1;
+        }
         ctx.err(`The schedule of ${profile.name} is removed: no timer or unit of it is left.`);
         return 0;
       }
       if (ctx.args.flag('show')) {
-        const units = await scheduleUnits(host);
+        const units = await scheduleUnits(host, profile);
         if (ctx.json) ctx.out(JSON.stringify(units, null, 2));
         else for (const [name, text] of Object.entries(units)) ctx.out(`# ${name}\n${text}`);
         return 0;
       }
-      const r = await installSchedule(host);
+      const r = await installSchedule(host, profile);
+      if (r.needsRoot) {
+        if (ctx.json) ctx.out(JSON.stringify({ needsRoot: true, differs: r.differs, stale: r.stale }, null, 2));
+        for (const n of r.differs) ctx.err(`not installed as the plan needs it: ${n}`);
+        for (const n of r.stale) ctx.err(`left over from an earlier schedule of this backup directory: ${n}`);
+        asRoot(false);
+        return 1;
+      }
       const status = await scheduleStatus(host);
-      if (ctx.json) ctx.out(JSON.stringify({ units: r.all('unit'), status }, null, 2));
+      if (ctx.json) ctx.out(JSON.stringify({ units: r.units, status }, null, 2));
       else {
-        for (const u of r.all('unit')) ctx.out(`installed ${u}`);
-        ctx.out(`next backup: ${r.get('next_backup') ?? status.next ?? '?'}${r.get('next_verify') ? `; next deep verification: ${r.get('next_verify')}` : ''}`);
+        for (const u of r.units) ctx.out(`installed ${u}`);
+        ctx.out(`next backup: ${r.nextBackup ?? status.next ?? '?'}${r.nextVerify ? `; next deep verification: ${r.nextVerify}` : ''}`);
       }
       return 0;
     },

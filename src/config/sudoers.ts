@@ -10,8 +10,6 @@ export const SYSTEMCTL = '/usr/bin/systemctl';
 export const TEE = '/usr/bin/tee';
 export const CHMOD = '/usr/bin/chmod';
 export const CAT = '/usr/bin/cat';
-export const RM = '/usr/bin/rm';
-export const UNIT_DIR = '/etc/systemd/system';
 
 /**
  * The units of a host's schedule: kadi-ops-<name>-<6 hex of the backup directory>-{backup,verify}.{service,timer},
@@ -38,21 +36,13 @@ export interface SudoRule {
 
 /**
  * Every privileged command of the profile's jobs: its services' stop and start, reading the Redis
- * dump for a backup, replacing it in a restore, and (with a system schedule) writing, removing and
- * enabling its units.
+ * dump for a backup, replacing it in a restore. (A schedule's system units are root's to install,
+ * never through a rule: a unit file the Kadi user could write would run anything as root.)
  */
 export function privilegedCommands(p: HostProfile): SudoRule[] {
   const services = [...p.services, ...(p.redis.enabled ? [p.redis.service] : [])];
   const rules: SudoRule[] = services.flatMap((s) => ['stop', 'start'].map((a) => ({ runAs: 'root', argv: [SYSTEMCTL, a, s] })));
   if (p.redis.enabled) rules.push({ runAs: 'redis', argv: [CAT, p.redis.dumpPath] }, { runAs: 'redis', argv: [TEE, p.redis.dumpPath] }, { runAs: 'redis', argv: [CHMOD, '660', p.redis.dumpPath] });
-  if (p.schedule && (p.schedule.unit ?? 'system') === 'system') {
-    // Installing and removing the schedule's system units: each file on its fixed path, its timers.
-    const base = scheduleUnitBase(p);
-    const units = ['backup.service', 'backup.timer', 'verify.service', 'verify.timer'].map((u) => `${base}-${u}`);
-    for (const u of units) rules.push({ runAs: 'root', argv: [TEE, `${UNIT_DIR}/${u}`] }, { runAs: 'root', argv: [RM, '-f', `${UNIT_DIR}/${u}`] });
-    rules.push({ runAs: 'root', argv: [SYSTEMCTL, 'daemon-reload'] });
-    for (const t of units.filter((u) => u.endsWith('.timer'))) rules.push({ runAs: 'root', argv: [SYSTEMCTL, 'enable', '--now', t] }, { runAs: 'root', argv: [SYSTEMCTL, 'disable', '--now', t] });
-  }
   return rules;
 }
 

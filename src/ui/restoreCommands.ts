@@ -63,7 +63,9 @@ const planDocuments = new PlanDocuments();
 async function showPlan(profile: HostProfile, plan: RestorePlan): Promise<void> {
   const header = [
     `Restore of ${plan.set.name} onto ${profile.name} — read the plan below, then confirm above.`,
-    `Type the host's name "${profile.name}" in the box to restore; Escape or an empty box cancels and changes nothing.`,
+    vscode.workspace.getConfiguration('kadiOps').get<boolean>('confirmRestoreByTypingHostName', true)
+      ? `Type the host's name "${profile.name}" in the box to restore; Escape or an empty box cancels and changes nothing.`
+      : 'Confirm in the dialog to restore; Cancel changes nothing.',
     '',
     '',
   ];

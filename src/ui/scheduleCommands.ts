@@ -4,7 +4,7 @@
  * service), or shows, re-installs or removes an existing one.
  */
 import * as vscode from 'vscode';
-import { installSchedule, removeSchedule, scheduleUnits } from '../backup/schedule';
+import { installSchedule, removeSchedule, rootScript, scheduleUnits } from '../backup/schedule';
 import type { ScheduleInput } from '../config/types';
 import { pickHost, type CommandDeps } from './backupCommands';
 import { loadProfilesFromSettings } from './settings';
@@ -64,6 +64,17 @@ async function saveSchedule(name: string, schedule: ScheduleInput): Promise<bool
   return false;
 }
 
+/** System units are root's: the script, read-only, with what to do with it. */
+async function showRootScript(host: string, script: string, what: 'install' | 'remove'): Promise<void> {
+  const doc = await vscode.workspace.openTextDocument({ content: script, language: 'shellscript' });
+  await vscode.window.showTextDocument(doc, { preview: true });
+  const c = await vscode.window.showInformationMessage(
+    `System units are root's to ${what}: a unit file the Kadi user could write would run anything as root. Read the script, run it on ${host} as root (e.g. ssh root@${host} sh < script), then Schedule Backups… again to check.`,
+    'Copy Script',
+  );
+  if (c) await vscode.env.clipboard.writeText(script);
+}
+
 export function registerScheduleCommands(deps: CommandDeps): vscode.Disposable[] {
   return [
     vscode.commands.registerCommand('kadiOps.scheduleBackups', async (node?: ModelNode) => {
@@ -105,14 +116,22 @@ export function registerScheduleCommands(deps: CommandDeps): vscode.Disposable[]
           return;
         }
         if (action === 'remove') {
-          await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Removing the schedule of ${current.name}…` }, () => removeSchedule(host));
+          const removed = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Removing the schedule of ${current.name}…` }, () => removeSchedule(host));
+          if (removed.needsRoot) {
+            await showRootScript(current.name, await rootScript(host, current, true), 'remove');
+            return;
+          }
           channel.info(`■ Schedule of ${current.name} removed: no timer or unit of it is left.`);
           void vscode.window.showInformationMessage(`The schedule of ${current.name} is removed.`);
           return;
         }
         const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Installing the schedule of ${current.name}…` }, () => installSchedule(host, current));
-        for (const u of r.all('unit')) channel.info(`installed ${u}`);
-        const next = r.get('next_backup');
+        if (r.needsRoot) {
+          await showRootScript(current.name, await rootScript(host, current), 'install');
+          return;
+        }
+        for (const u of r.units) channel.info(`installed ${u}`);
+        const next = r.nextBackup;
         channel.info(`■ Schedule of ${current.name} installed: ${current.schedule?.calendar}; next backup ${next ?? '?'}`);
         void vscode.window.showInformationMessage(`Backups of ${current.name} are scheduled (${current.schedule?.calendar}); the next runs ${next ?? 'when the timer says'}.`);
       } catch (e) {

@@ -195,10 +195,12 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   const version = state.kadiVersion ?? o?.sets[0]?.manifest.kadiVersion;
   if (version) parts.push(`Kadi ${version}`);
   let stale = false;
+  let tooOld = false;
   if (o) {
     if (good) {
       const age = now.getTime() - good.time.getTime();
-      stale = age > staleAfterHours(p, o) * 3600_000;
+      tooOld = age > staleAfterHours(p, o) * 3600_000;
+      stale = tooOld;
       parts.push(`last backup ${formatAge(age)} ago`);
     } else {
       stale = true;
@@ -219,7 +221,8 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
   if (version) tooltip.push(state.kadiVersion ? `Kadi ${version}` : `Kadi ${version} at the newest backup (Check Host reads the running version)`);
   const sched = o?.schedule;
-  if (stale) tooltip.push(`Newest good backup is older than ${Math.round(staleAfterHours(p, o))} h${sched?.state === 'installed' ? ' (the schedule\'s interval plus a margin)' : ''}.`);
+  if (tooOld) tooltip.push(`Newest good backup is older than ${Math.round(staleAfterHours(p, o))} h${sched?.state === 'installed' ? ' (the schedule\'s interval plus a margin)' : ''}.`);
+  if (sched?.staleUnits?.length) tooltip.push(`Units left over from an earlier schedule still run: ${sched.staleUnits.join(', ')} (kadi-ops schedule <host>).`);
   if (sched) tooltip.push(scheduleLine(sched));
   if (sched?.state === 'installed' && sched.next) tooltip.push(`Next scheduled run ${sched.next}`);
   if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${jobResultLabel({ state: sched.lastJob.status === 'running' ? 'running' : 'finished', status: sched.lastJob.status, kind: sched.lastJob.kind } as JobInfo)}`);

@@ -214,21 +214,23 @@ describe('services and Redis on a real systemd host', function () {
     }
   });
 
-  it('check lists every prerequisite per feature: with the printed sudoers rules, everything a systemd Kadi host needs is in place', async () => {
+  it('check lists every prerequisite per feature: with the printed sudoers rules everything is in place but the schedule, which root installs', async () => {
     const prereq = await checkPrerequisites(host, d);
     const byFeature = Object.fromEntries(prereq.features.map((f) => [f.feature, f]));
     assert.deepEqual(Object.keys(byFeature), ['backup', 'quick verify', 'deep verify', 'restore', 'services', 'redis snapshot', 'redis restore', 'schedules']);
-    for (const f of ['backup', 'quick verify', 'restore', 'services', 'redis snapshot', 'redis restore', 'schedules']) {
+    for (const f of ['backup', 'quick verify', 'restore', 'services', 'redis snapshot', 'redis restore']) {
       assert.ok(featureUsable(byFeature[f]), `${f}: ${formatPrerequisites({ ...prereq, features: [byFeature[f]] }).join('\n')}`);
     }
     // Every service's stop and start, and the Redis dump's commands, were probed with sudo -n -l.
     const names = prereq.features.flatMap((f) => f.checks.map((c) => c.name));
     for (const s of [...KADI_SERVICES, 'redis-server']) for (const a of ['stop', 'start']) assert.ok(names.includes(`sudo: /usr/bin/systemctl ${a} ${s}`), `${a} ${s} probed`);
     assert.ok(names.includes('sudo: (as redis) /usr/bin/chmod 660 /var/lib/redis/dump.rdb'));
-    // The profile schedules system units: installing them is probed too, and the feature is required.
-    assert.ok(names.includes(`sudo: /usr/bin/systemctl enable --now ${scheduleUnitBase(profile)}-backup.timer`), names.join('\n'));
+    // The profile schedules system units: required, and root has not installed them yet (no rule lets the Kadi user).
     assert.equal(byFeature.schedules.optional, false);
-    assert.deepEqual(missingFeatures(prereq), []);
+    assert.deepEqual(byFeature.schedules.checks.filter((c) => !c.ok).map((c) => [c.name, c.fix]), [
+      ["root installed the schedule's units", 'kadi-ops schedule systemd-host, then run the script `kadi-ops schedule systemd-host --root-script` prints on the host as root (read it first)'],
+    ]);
+    assert.deepEqual(missingFeatures(prereq).map((f) => f.feature), ['schedules']);
   });
 
   it('the preflight probes every privileged command it will run, start included, and names the missing rule before anything changes', async () => {
@@ -243,9 +245,10 @@ describe('services and Redis on a real systemd host', function () {
       assert.deepEqual(missing.sort(), [
         'redis restore: sudo: (as redis) /usr/bin/tee /var/lib/redis/dump.rdb',
         'restore: sudo: /usr/bin/systemctl start apache2',
+        "schedules: root installed the schedule's units",
         'services: sudo: /usr/bin/systemctl start apache2',
       ]);
-      assert.deepEqual(missingFeatures(prereq).map((f) => f.feature).sort(), ['restore', 'services']);
+      assert.deepEqual(missingFeatures(prereq).map((f) => f.feature).sort(), ['restore', 'schedules', 'services']);
       assert.match(formatPrerequisites(prereq).join('\n'), /✗ sudo: \/usr\/bin\/systemctl start apache2\n {8}fix: add the rules `kadi-ops sudoers systemd-host` prints, as root: visudo -f \/etc\/sudoers\.d\/kadi-ops/);
       const { set } = await backup();
       const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads', 'redis'] });
@@ -276,6 +279,33 @@ describe('services and Redis on a real systemd host', function () {
     const writeConfig = (over: Record<string, unknown>): void => {
       const p = h.profile({ monitoring: { start: `${monitorBase}/SECRET-UUID/start`, success: `${monitorBase}/SECRET-UUID`, failure: `${monitorBase}/SECRET-UUID/fail`, webhook: `${monitorBase}/hook` }, ...over });
       fs.writeFileSync(configFile, JSON.stringify({ hosts: [p] }));
+    };
+    /** What an operator does: schedule (system units are root's), run the printed script as root, schedule again to check. */
+    const installAsRoot = async (): Promise<{ code: number; stdout: string; stderr: string }> => {
+      const first = cli('schedule', 'systemd-host');
+      if (first.code === 0) return first;
+      assert.equal(first.code, 1, first.stderr + first.stdout);
+      assert.match(first.stderr, /schedule uses system units, which are root's to install \(a unit file the Kadi user could write would run anything as root\)/);
+      assert.match(first.stderr, /kadi-ops schedule systemd-host --root-script \| ssh root@\S+ sh/);
+      const script = cli('schedule', 'systemd-host', '--root-script');
+      assert.equal(script.code, 0, script.stderr);
+      assert.match(script.stdout, /^#!\/bin\/sh\n# Kadi Ops: install the scheduled backups of systemd-host/);
+      const ran = await h.exec(['sh'], script.stdout);
+      assert.equal(ran.code, 0, ran.stderr + ran.stdout);
+      const again = cli('schedule', 'systemd-host');
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      return again;
+    };
+    const removeAsRoot = async (): Promise<void> => {
+      const r = cli('schedule', 'systemd-host', '--remove');
+      if (r.code === 0) return;
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /root's to remove/);
+      const script = cli('schedule', 'systemd-host', '--remove', '--root-script');
+      assert.equal(script.code, 0, script.stderr);
+      const ran = await h.exec(['sh'], script.stdout);
+      assert.equal(ran.code, 0, ran.stderr + ran.stdout);
+      assert.equal(cli('schedule', 'systemd-host', '--remove').code, 0);
     };
     const setsOnHost = (): string[] => fs.readdirSync(path.join(h.root, 'srv/kadi-backups')).filter((n) => /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/.test(n)).sort();
     const scheduledJobs = (): { id: string; kind: string; status: string }[] => {
@@ -325,8 +355,9 @@ describe('services and Redis on a real systemd host', function () {
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /the calendar "every full moon" is not one systemd understands/);
       writeConfig({});
-      const r = cli('schedule', 'systemd-host');
-      assert.equal(r.code, 0, r.stderr);
+      // Nothing is written by the Kadi user into /etc/systemd/system: it has no rule to.
+      assert.doesNotMatch(fs.readFileSync(path.join(h.root, 'etc/sudoers.d/kadi-ops'), 'utf8'), /systemd\/system|daemon-reload/);
+      const r = await installAsRoot();
       assert.match(r.stdout, new RegExp(`^installed /etc/systemd/system/${unitBase()}-backup.timer$`, 'm'));
       assert.match(r.stdout, /^next backup: \S+ \d{4}-\d\d-\d\d 03:00:00 UTC/m);
       const service = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.service`), 'utf8');
@@ -437,6 +468,7 @@ describe('services and Redis on a real systemd host', function () {
       assert.equal(setsOnHost().filter((n) => !before.includes(n)).length, 1, 'and then made its set');
 
       writeConfig({ schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', retention: { keepLast: 2 }, whenBusy: 'skip' } });
+      // Only the stored plan changes (the units run whatever it says): no root needed for that.
       assert.equal(cli('schedule', 'systemd-host').code, 0);
       const mid = setsOnHost();
       hits.length = 0;
@@ -452,8 +484,7 @@ describe('services and Redis on a real systemd host', function () {
 
     it('a deep verification on its own calendar: a second timer whose run deep-verifies the newest set', async () => {
       writeConfig({ schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', retention: { keepLast: 2 }, deepCalendar: 'Sun *-*-* 04:00:00' } });
-      const r = cli('schedule', 'systemd-host');
-      assert.equal(r.code, 0, r.stderr);
+      const r = await installAsRoot();
       assert.match(r.stdout, /; next deep verification: Sun \d{4}-\d\d-\d\d 04:00:00 UTC/);
       assert.equal((await h.exec(['systemctl', 'is-active', `${unitBase()}-verify.timer`])).stdout.trim(), 'active');
       // A set of its own first (the scheduled backup), then the deep verification of the newest.
@@ -467,13 +498,12 @@ describe('services and Redis on a real systemd host', function () {
       assert.deepEqual(scheduledJobs().pop()?.kind, 'verify');
       assert.ok(hits.some((x) => x.path === '/SECRET-UUID'), 'success pinged');
       writeConfig({});
-      const again = cli('schedule', 'systemd-host');
-      assert.equal(again.code, 0, again.stderr + again.stdout);
+      await installAsRoot();
       assert.equal(fs.existsSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-verify.timer`)), false, 'a schedule without deepCalendar removes the verify units');
     });
 
     it('as a user service of the Kadi user (lingering), where that is all the operator may do', async () => {
-      cli('schedule', 'systemd-host', '--remove');
+      await removeAsRoot();
       writeConfig({ schedule: { calendar: '*-*-* 03:00:00', verify: 'quick', unit: 'user' } });
       const refused = cli('schedule', 'systemd-host');
       assert.equal(refused.code, 1);
@@ -501,7 +531,7 @@ describe('services and Redis on a real systemd host', function () {
 
     it('a scheduled run is an ordinary job: listed running with operator "scheduled", cancelled like any other, and the cancel is reported', async () => {
       writeConfig({});
-      assert.equal(cli('schedule', 'systemd-host').code, 0);
+      await installAsRoot();
       const before = setsOnHost();
       const known = new Set(scheduledJobs().map((j) => j.id));
       // The run's pg_dump waits on a lock the test holds, so it is still running when cancelled.
@@ -532,7 +562,7 @@ describe('services and Redis on a real systemd host', function () {
     it('a run missed while the timer was not running (the host off) happens as soon as it runs again (Persistent=true)', async () => {
       // Every minute; wait for one run, so systemd has its stamp of the last trigger.
       writeConfig({ schedule: { calendar: '*-*-* *:*:00', verify: 'none', retention: { keepLast: 2 } } });
-      assert.equal(cli('schedule', 'systemd-host').code, 0);
+      await installAsRoot();
       const timer = `${unitBase()}-backup.timer`;
       const runs = (): number => scheduledJobs().length;
       const first = runs();
@@ -555,9 +585,13 @@ describe('services and Redis on a real systemd host', function () {
     });
 
     it('removing the schedule leaves no unit behind', async () => {
-      assert.equal(cli('schedule', 'systemd-host').code, 0);
-      const r = cli('schedule', 'systemd-host', '--remove');
-      assert.equal(r.code, 0, r.stderr);
+      await installAsRoot();
+      // A profile renamed since (same backup directory): its units are found and removed too.
+      await h.exec(['sh', '-c', `cp /etc/systemd/system/${unitBase()}-backup.timer /etc/systemd/system/kadi-ops-old-name-${unitBase().split('-').pop()}-backup.timer`]);
+      const seen = cli('schedule', 'systemd-host');
+      assert.equal(seen.code, 1, 'a unit left over from an earlier schedule needs root to go');
+      assert.match(seen.stderr, /left over from an earlier schedule of this backup directory: kadi-ops-old-name-/);
+      await removeAsRoot();
       assert.deepEqual(fs.readdirSync(path.join(h.root, 'etc/systemd/system')).filter((n) => n.startsWith('kadi-ops-')), []);
       const timers = await h.exec(['systemctl', 'list-timers', '--all', '--no-pager']);
       assert.doesNotMatch(timers.stdout, /kadi-ops-/);

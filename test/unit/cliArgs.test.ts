@@ -136,7 +136,7 @@ describe('CLI options are strict, per verb', () => {
       'files-check': ['resolve', 'confirm-count', 'break-stale-lock'],
       'redis-snapshot': ['break-stale-lock'],
       'fix-permissions': ['break-stale-lock'],
-      schedule: ['remove', 'show'],
+      schedule: ['remove', 'show', 'root-script'],
       status: [],
     };
     assert.deepEqual(Object.fromEntries(Object.entries(commands).map(([verb, c]) => [verb, c.options.map((o) => o.name)])), expected);

@@ -31,26 +31,23 @@ describe('the sudoers snippet of a host profile', () => {
     assert.match(sudoersSnippet(profileOf({ services: [], redis: { enabled: false } })), /# Nothing: prod lists no services/);
   });
 
-  it('a system schedule adds exactly its units\' writes and removals, the reload and its timers, named as the agent names them', () => {
-    const p = profileOf({ services: [], redis: { enabled: false }, backupDir: '/mnt/backups/kadi', schedule: { calendar: 'daily' } });
-    const base = scheduleUnitBase(p);
-    assert.equal(base, `kadi-ops-prod-${createHash('sha256').update('/mnt/backups/kadi').digest('hex').slice(0, 6)}`);
-    const rules = sudoersSnippet(p).split('\n').filter((l) => l && !l.startsWith('#'));
-    assert.equal(rules.length, 1);
-    const cmds = rules[0].replace('kadi ALL=(root) NOPASSWD: ', '').split(', ');
-    assert.equal(cmds.length, 8 + 1 + 4);
-    assert.ok(cmds.includes(`/usr/bin/tee /etc/systemd/system/${base}-backup.timer`));
-    assert.ok(cmds.includes(`/usr/bin/rm -f /etc/systemd/system/${base}-verify.service`));
-    assert.ok(cmds.includes('/usr/bin/systemctl daemon-reload'));
-    assert.ok(cmds.includes(`/usr/bin/systemctl enable --now ${base}-backup.timer`));
-    assert.ok(cmds.includes(`/usr/bin/systemctl disable --now ${base}-verify.timer`));
-    assert.doesNotMatch(sudoersSnippet(profileOf({ services: [], redis: { enabled: false }, schedule: { calendar: 'daily', unit: 'user' } })), /systemd/, 'a user unit needs no rule');
-    // The agent names the units the same way.
-    const r = spawnSync('python3', ['-c', 'import sys; sys.path.insert(0, sys.argv[1]); from kadi_ops_agent import schedule; print(schedule.base_name({"host": {"name": sys.argv[2], "backupDir": sys.argv[3]}}))', path.resolve(__dirname, '../../../agent'), 'prod', '/mnt/backups/kadi'], { encoding: 'utf8' });
-    assert.equal(r.stdout.trim(), base, r.stderr);
-    const odd = profileOf({ name: 'Kadi Ünï prod/2', services: [], redis: { enabled: false }, backupDir: '/srv/b', schedule: { calendar: 'daily' } });
-    const r2 = spawnSync('python3', ['-c', 'import sys; sys.path.insert(0, sys.argv[1]); from kadi_ops_agent import schedule; print(schedule.base_name({"host": {"name": sys.argv[2], "backupDir": sys.argv[3]}}))', path.resolve(__dirname, '../../../agent'), 'Kadi Ünï prod/2', '/srv/b'], { encoding: 'utf8' });
-    assert.equal(r2.stdout.trim(), scheduleUnitBase(odd), r2.stderr);
+  it("a schedule adds no rule: its system units are root's to install (a unit file the Kadi user could write would run anything as root)", () => {
+    const plain = sudoersSnippet(profileOf({ services: ['kadi-uwsgi'], redis: { enabled: false } }));
+    for (const unit of ['system', 'user']) {
+      assert.equal(sudoersSnippet(profileOf({ services: ['kadi-uwsgi'], redis: { enabled: false }, schedule: { calendar: 'daily', unit } })), plain);
+    }
+    assert.doesNotMatch(plain, /systemd\/system|daemon-reload|enable|tee \/etc/);
+  });
+
+  it("the agent names a schedule's units as the client does, whatever the profile's name", () => {
+    const agentBase = (name: string, dir: string): string =>
+      spawnSync('python3', ['-c', 'import sys; sys.path.insert(0, sys.argv[1]); from kadi_ops_agent import schedule; print(schedule.base_name({"host": {"name": sys.argv[2], "backupDir": sys.argv[3]}}))', path.resolve(__dirname, '../../../agent'), name, dir], { encoding: 'utf8' }).stdout.trim();
+    const cases: [string, string][] = [['prod', '/mnt/backups/kadi'], ['Kadi Ünï prod/2', '/srv/b'], ['--edge--', '/b c'], ['x'.repeat(64), '/srv/long'], ['a.b_c-d', '/srv/ü'], ['日本', '/srv/x']];
+    for (const [name, dir] of cases) {
+      const p = profileOf({ name, services: [], redis: { enabled: false }, backupDir: dir });
+      assert.equal(agentBase(name, dir), scheduleUnitBase(p), `${name} ${dir}`);
+    }
+    assert.equal(scheduleUnitBase(profileOf({ services: [], redis: { enabled: false }, backupDir: '/mnt/backups/kadi' })), `kadi-ops-prod-${createHash('sha256').update('/mnt/backups/kadi').digest('hex').slice(0, 6)}`);
   });
 
   it('is valid sudoers syntax (visudo -c)', function () {
