@@ -209,12 +209,15 @@ def _summary(info, reason):
         what = 'Set %s made%s (%s).' % (_line(info.get('set') or '?'), ' in ' + took if took else '', job)
     elif result == 'skipped':
         what = 'Skipped, no set made (%s).' % job
+    elif result in ('failed', 'cancelled') and info.get('set'):
+        # The set was made; a later step (its verification, retention) is what failed.
+        what = '%s%s after set %s was made (%s).' % (result.capitalize(), ' ' + took if took else '', _line(info['set']), job)
     elif result in ('failed', 'cancelled'):
         what = '%s%s, no set made (%s).' % (result.capitalize(), ' after ' + took if took else '', job)
     else:
         what = 'Ended %s%s, no set made (%s).' % ('as ' + _line(result) if result else 'without a result',
                                                  ' after ' + took if took else '', job)
-    lines = ['Kadi Ops: backup of %s %s' % (_host(info), word), what]
+    lines = ['Kadi Ops: %s of %s %s' % ('deep verification' if info.get('action') == 'deep-verify' else 'backup', _host(info), word), what]
     warnings = _warnings(info)
     if reason:
         lines.append('Reason: ' + reason)

@@ -92,6 +92,13 @@ class MonitoringTest(unittest.TestCase):
     def requests(self):
         return [(method, path, body) for method, path, _, body in self.server.requests]
 
+    def test_a_failure_after_the_set_was_made_says_so_and_a_deep_verification_is_named(self):
+        from kadi_ops_agent import monitoring
+        lines = monitoring._summary({'result': 'failed', 'set': '2026-11-30T02-30-00Z', 'job': 'j', 'origin': 'scheduled', 'host': 'prod'}, 'the new set did not verify')
+        self.assertEqual(lines[:2], ['Kadi Ops: backup of prod FAILED', 'Failed after set 2026-11-30T02-30-00Z was made (job j, scheduled).'])
+        deep = monitoring._summary({'result': 'succeeded', 'set': 's', 'job': 'j', 'origin': 'scheduled', 'host': 'prod', 'action': 'deep-verify'}, '')
+        self.assertTrue(deep[0].startswith('Kadi Ops: deep verification of prod '), deep)
+
     def test_no_monitoring_does_nothing(self):
         for monitoring in (None, {}):
             self.assertEqual(self.m.started(monitoring, info()), [])

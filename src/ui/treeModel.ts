@@ -212,10 +212,8 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
     parts.push('no schedule');
     stale = true;
   }
-  if (lastScheduledRunFailed(o?.schedule)) {
-    parts.push('last scheduled run failed');
-    stale = true;
-  }
+  const runFailed = lastScheduledRunFailed(o?.schedule);
+  if (runFailed) parts.push('last scheduled run failed');
   if (job) parts.push(`${job.kind} by ${job.operator} since ${job.started.slice(11, 16)}`);
   if (state.error) parts.push('unreachable');
   const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
@@ -231,8 +229,9 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
     label: p.name,
     description: state.loading ? 'loading…' : parts.join(' · '),
     tooltip: tooltip.join('\n'),
-    icon: job ? 'sync~spin' : state.error ? 'vm-outline' : stale ? 'warning' : 'vm-active',
-    color: state.error ? 'problemsErrorIcon.foreground' : stale ? 'problemsWarningIcon.foreground' : undefined,
+    // A failed scheduled run is an error, as in the status bar and the dashboard.
+    icon: job ? 'sync~spin' : state.error ? 'vm-outline' : runFailed ? 'error' : stale ? 'warning' : 'vm-active',
+    color: state.error || runFailed ? 'problemsErrorIcon.foreground' : stale ? 'problemsWarningIcon.foreground' : undefined,
     contextValue: tags.filter(Boolean).join(';') + ';',
     collapsible: true,
     id: `host/${p.name}`,

@@ -47,8 +47,10 @@ describe('the host\'s own schedule as the client sees it', () => {
     assert.match(none.description ?? '', /no schedule/);
     assert.match(none.tooltip ?? '', /No schedule: backups happen only when someone starts them/);
     const failed = viewOf({ kind: 'host', profile: p, state: { overview: overview({ sets, schedule: { ...weekly, unit: { result: 'exit-code', exited: 'x', state: 'failed' } } }) } }, NOW);
-    assert.equal(failed.icon, 'warning');
+    assert.equal(failed.icon, 'error', 'an error, as in the status bar');
+    assert.equal(failed.color, 'problemsErrorIcon.foreground');
     assert.match(failed.description ?? '', /last scheduled run failed/);
+    assert.doesNotMatch(failed.tooltip ?? '', /older than/, 'a fresh set is not called old');
   });
 
   it('a profile\'s schedule is checked like every other setting, and becomes the plan the host runs', () => {
