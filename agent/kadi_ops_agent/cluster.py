@@ -43,6 +43,14 @@ def unusable(bindir, major):
     return ''
 
 
+def fix(why, major):
+    """What lets a throwaway cluster run where WHY (unusable()) says it cannot."""
+    if 'does not run as root' in why:
+        return 'run Kadi Ops as the Kadi user (runAs "direct" with its login, or "sudo"), not as root'
+    pkg = 'postgresql-%s' % major if major else "the PostgreSQL server package of the server's major version"
+    return 'install %s on this host (the binaries only; its default cluster may stay stopped) so a throwaway cluster can run' % pkg
+
+
 def _last_line(path):
     try:
         with open(path, encoding='utf-8', errors='replace') as f:

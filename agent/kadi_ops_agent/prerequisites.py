@@ -63,14 +63,6 @@ def sudo_checks(commands, profile):
     return out
 
 
-def cluster_fix(why, major):
-    if 'root' in why:
-        return 'run Kadi Ops as the Kadi user, not as root (PostgreSQL refuses to run as root)'
-    if major:
-        return 'install postgresql-%s on this host (the binaries only; its default cluster may stay stopped)' % major
-    return 'make the PostgreSQL server reachable first'
-
-
 def main(argv):
     o = Options(argv)
     password = sys.stdin.readline().rstrip('\n')
@@ -109,7 +101,7 @@ def main(argv):
             createdb = ok and val == 't'
         features.append({'feature': 'deep verify', 'optional': True, 'anyOf': True, 'checks': [
             check('a throwaway PostgreSQL cluster (server binaries of PostgreSQL %s)' % (major or '?'), not why, why or bindir,
-                  cluster_fix(why, major)),
+                  cluster.fix(why, major)),
             check('or CREATEDB for a scratch database on the production server', createdb, '',
                   'ALTER ROLE "%s" CREATEDB (a throwaway cluster is preferred: nothing is created on production)' % o['pg_user'].replace('"', '""')),
         ]})

@@ -36,7 +36,7 @@ from shlex import quote
 
 from . import privileges
 from .common import Failure, Usage, die, fail, out, user_name
-from .jobs import job_dir, state_dir
+from .jobs import _kv, _read, job_dir, state_dir
 from .plan import load, plan_path
 
 SYSTEM_DIR = '/etc/systemd/system'
@@ -48,19 +48,6 @@ def base_name(plan):
     client computes the same (src/config/sudoers.ts)."""
     slug = re.sub(r'[^A-Za-z0-9_-]+', '-', plan['host']['name']).strip('-')[:40] or 'host'
     return 'kadi-ops-%s-%s' % (slug, hashlib.sha256(plan['host']['backupDir'].encode('utf-8')).hexdigest()[:6])
-
-
-def unit_names(plan):
-    b = base_name(plan)
-    names = [b + '-backup.service', b + '-backup.timer']
-    if (plan.get('schedule') or {}).get('deepCalendar'):
-        names += [b + '-verify.service', b + '-verify.timer']
-    return names
-
-
-def all_unit_names(plan):
-    b = base_name(plan)
-    return [b + '-backup.service', b + '-backup.timer', b + '-verify.service', b + '-verify.timer']
 
 
 def systemd_quote(arg):
@@ -249,14 +236,6 @@ def installed_units(plan, mode):
     return sorted(n for n in names if pat.match(n))
 
 
-def _read(path):
-    try:
-        with open(path, encoding='utf-8') as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _verify_units(wanted):
     """systemd-analyze verify, as systemd would read them, before anything is installed."""
     with tempfile.TemporaryDirectory() as d:
@@ -298,7 +277,7 @@ def install(argv):
     stale = [n for n in installed_units(plan, mode) if n not in wanted]
     if mode == 'system':
         # Root installs system units (schedule-root-script); here only what root installed is checked.
-        differ = [n for n, text in wanted.items() if _read(os.path.join(d, n)) != text]
+        differ = [n for n, text in wanted.items() if _read(os.path.join(d, n), None) != text]
         enabled = all(_enabled(mode, n) for n in wanted if n.endswith('.timer')) if not differ else False
         if differ or stale or not enabled:
             out(*('differs=' + n for n in differ), *('stale=' + n for n in stale), 'needs_root=yes')
@@ -469,18 +448,10 @@ def status_lines(bd):
     except OSError:
         ids = []
     for i in ids:
-        try:
-            with open(os.path.join(job_dir(bd, i), 'meta'), encoding='utf-8', errors='replace') as f:
-                meta = dict(l.rstrip('\n').split('=', 1) for l in f if '=' in l)
-        except OSError:
-            continue
+        meta = _kv(_read(os.path.join(job_dir(bd, i), 'meta')))
         if meta.get('operator') != 'scheduled':
             continue
-        try:
-            with open(os.path.join(job_dir(bd, i), 'status'), encoding='utf-8') as f:
-                st = f.read().strip()
-        except OSError:
-            st = 'running'
+        st = _read(os.path.join(job_dir(bd, i), 'status')).strip() or 'running'
         lines += ['last_job=' + i, 'last_kind=' + meta.get('kind', ''), 'last_started=' + meta.get('started', ''), 'last_status=' + st]
         break
     return lines

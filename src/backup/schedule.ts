@@ -5,6 +5,7 @@
  * stale given the schedule (its longest interval plus a margin) rather than a fixed 26 hours.
  */
 import { checkAgent, ensureAgent, parseKeyValues, runAgent } from '../remote/agent';
+import { jobResultLabel } from '../remote/jobs';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import type { HostProfile } from '../config/types';
 import { planFromProfile } from './hostPlan';
@@ -77,6 +78,12 @@ export function lastScheduledRunFailed(s: ScheduleStatus | undefined): boolean {
   if (s?.unit && s.unit.state !== 'activating') return s.unit.result !== 'success';
   const st = s?.lastJob?.status;
   return st !== undefined && st !== '' && st !== '0' && st !== 'running';
+}
+
+/** How the last scheduled job ended, as the Jobs list says it ("succeeded", "failed (1)", "cancelled", "running"). */
+export function lastScheduledJobResult(s: ScheduleStatus): string | undefined {
+  const j = s.lastJob;
+  return j && jobResultLabel({ state: j.status === 'running' ? 'running' : 'finished', status: j.status, kind: j.kind });
 }
 
 /** The plan a schedule runs: the profile with its schedule, retention and monitoring; no facts (found at run time). */

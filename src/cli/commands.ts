@@ -4,7 +4,7 @@ import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kad
 import { scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
 import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
-import { installSchedule, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
+import { installSchedule, lastScheduledJobResult, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
 import { formatAge, formatBytes } from '../core/format';
 import { UsageError } from './args';
@@ -176,7 +176,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
     host: profile.name,
     ...(good ? { newest: good.name, age: formatAge(Date.now() - good.time.getTime()), state: stateLabel(setState(good.verify)) } : {}),
     schedule: s?.state === 'installed' ? `${s.calendar}${s.next ? ` (next ${s.next})` : ''}` : s?.state === 'stored' ? `${s.calendar} (not installed)` : 'none',
-    ...(s?.lastJob ? { lastRun: `${s.lastJob.started} ${s.lastJob.status === '0' ? 'succeeded' : s.lastJob.status === 'running' ? 'running' : `failed (${s.lastJob.status})`}` } : {}),
+    ...(s?.lastJob ? { lastRun: `${s.lastJob.started} ${lastScheduledJobResult(s)}` } : {}),
     verdict: 'ok',
   };
   const limit = staleHours(profile, s);

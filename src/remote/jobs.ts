@@ -309,3 +309,13 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
     opts.signal?.removeEventListener('abort', onAbort);
   }
 }
+
+/** A finished job's result in a few words; a verify's exit status 3 is the agent's "could not run" (jobs.COULD_NOT_RUN). */
+export function jobResultLabel(j: Pick<JobInfo, 'state' | 'status' | 'kind'>): string {
+  if (j.state === 'running') return 'running';
+  if (j.state === 'died') return 'died';
+  if (j.status === '0') return 'succeeded';
+  if (j.status === 'cancelled') return 'cancelled';
+  if (j.status === '3' && j.kind === 'verify') return 'could not run';
+  return `failed (${j.status})`;
+}

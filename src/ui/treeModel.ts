@@ -2,13 +2,15 @@
  * The Kadi Hosts tree as plain data: which nodes exist, their labels, descriptions, tooltips and
  * context tags. No `vscode` import, so it is unit-tested in Node; hostsTree.ts maps it to TreeItems.
  */
-import { lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
+import { lastScheduledJobResult, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
 import { type ArtifactEntry, type BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
-import type { JobInfo } from '../remote/jobs';
+import { jobResultLabel, type JobInfo } from '../remote/jobs';
+
+export { jobResultLabel };
 
 export interface SearchIndexView {
   model: string;
@@ -72,15 +74,6 @@ export function lastGoodSet(o: HostOverview | undefined): BackupSet | undefined 
   return o?.sets.find((s) => s.status !== 'damaged');
 }
 
-/** A finished job's result in a few words; a verify's exit status 3 is the agent's "could not run" (jobs.COULD_NOT_RUN). */
-export function jobResultLabel(j: JobInfo): string {
-  if (j.state === 'running') return 'running';
-  if (j.state === 'died') return 'died';
-  if (j.status === '0') return 'succeeded';
-  if (j.status === 'cancelled') return 'cancelled';
-  if (j.status === '3' && j.kind === 'verify') return 'could not run';
-  return `failed (${j.status})`;
-}
 
 export function runningJob(o: HostOverview | undefined): JobInfo | undefined {
   return o?.jobs.find((j) => j.state === 'running');
@@ -223,7 +216,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (sched?.staleUnits?.length) tooltip.push(`Units left over from an earlier schedule still run: ${sched.staleUnits.join(', ')} (kadi-ops schedule <host>).`);
   if (sched) tooltip.push(scheduleLine(sched));
   if (sched?.state === 'installed' && sched.next) tooltip.push(`Next scheduled run ${sched.next}`);
-  if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${jobResultLabel({ state: sched.lastJob.status === 'running' ? 'running' : 'finished', status: sched.lastJob.status, kind: sched.lastJob.kind } as JobInfo)}`);
+  if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${lastScheduledJobResult(sched)}`);
   if (state.error) tooltip.push(state.error);
   return {
     label: p.name,

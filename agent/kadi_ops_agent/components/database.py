@@ -437,12 +437,8 @@ def not_run(ctx, why, fix=''):
 def cluster_fix(why, major, role):
     """What lets a deep verification run on a host that has neither a throwaway cluster (WHY not)
     nor CREATEDB: the cluster is preferred (nothing is created on the production server)."""
-    createdb = 'or let the role create a scratch database: ALTER ROLE "%s" CREATEDB' % str(role).replace('"', '""')
-    if 'does not run as root' in why:
-        return 'run Kadi Ops as the Kadi user (runAs "direct" with its login, or "sudo"), not as root, ' + createdb
-    pkg = 'postgresql-%s' % major if major else "the PostgreSQL server package of the server's major version"
-    return ('install %s on this host (the binaries only; its default cluster may stay stopped) so a throwaway '
-            'cluster can run, %s' % (pkg, createdb))
+    from .. import cluster
+    return '%s, or let the role create a scratch database: ALTER ROLE "%s" CREATEDB' % (cluster.fix(why, major), str(role).replace('"', '""'))
 
 
 def scratch_name(job_id):
