@@ -11,7 +11,21 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = 'kadi_ops_agent'
-MAIN = 'from kadi_ops_agent.__main__ import main\nmain()\n'
+# The zip's own entry point. Started through a symbolic link (the stable kadi-ops-agent.pyz the
+# schedule's units run, which the client switches to each new build), the agent first executes itself
+# again on the file the link points to, before it imports anything of its package: zipimport reads
+# the archive by its path, again for every module, so a run that kept the link's path would read a
+# newer zip's bytes at the offsets of the one it started with once the link is switched. Its jobs run
+# the same path (jobs.agent_argv uses sys.argv[0]), so nothing of a run reads through the link.
+MAIN = """import os
+import sys
+if os.path.islink(sys.argv[0]):
+    real = os.path.realpath(sys.argv[0])
+    if not os.path.islink(real):
+        os.execv(sys.executable, [sys.executable, '-I', '-S', '-u', real] + sys.argv[1:])
+from kadi_ops_agent.__main__ import main
+main()
+"""
 
 
 def build() -> bytes:

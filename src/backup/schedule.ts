@@ -4,7 +4,7 @@
  * state, its next and last run, the last scheduled job's result, and when the newest good set is
  * stale given the schedule (its longest interval plus a margin) rather than a fixed 26 hours.
  */
-import { checkAgent, ensureAgent, parseKeyValues, runAgent } from '../remote/agent';
+import { agentLinkPath, checkAgent, ensureAgent, parseKeyValues, runAgent } from '../remote/agent';
 import { jobResultLabel } from '../remote/jobs';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import type { HostProfile } from '../config/types';
@@ -97,6 +97,15 @@ export function scheduledPlan(p: HostProfile): HostPlan {
   };
 }
 
+/**
+ * The agent the units run: its stable link (installed and checked by ensureAgent), never a content-hash
+ * file, so that the units root installed stay current when Kadi Ops (and with it the agent) is upgraded.
+ */
+async function unitAgent(host: RemoteHost): Promise<string> {
+  await ensureAgent(host);
+  return agentLinkPath(host.profile.backupDir);
+}
+
 export async function scheduleStatus(host: RemoteHost): Promise<ScheduleStatus> {
   return parseScheduleStatus((await checkAgent(host, `Reading the schedule of ${host.profile.name}`, 'schedule-status', [host.profile.backupDir])).stdout);
 }
@@ -122,7 +131,7 @@ export interface InstallResult {
  * connection may carry the one it was opened with).
  */
 export async function installSchedule(host: RemoteHost, profile: HostProfile = host.profile): Promise<InstallResult> {
-  const agentPath = await ensureAgent(host);
+  const agentPath = await unitAgent(host);
   await storePlan(host, profile);
   const r = await runAgent(host, 'schedule-install', [profile.backupDir, agentPath]);
   if (r.code !== 0) throw new RemoteCommandError(`Installing the schedule on ${profile.name}`, r);
@@ -139,7 +148,7 @@ export async function installSchedule(host: RemoteHost, profile: HostProfile = h
 
 /** The script root runs on the host (sh) to install or update the system units, or to remove them; every unit's text is in it. */
 export async function rootScript(host: RemoteHost, profile: HostProfile = host.profile, remove = false): Promise<string> {
-  const agentPath = await ensureAgent(host);
+  const agentPath = await unitAgent(host);
   if (!remove) await storePlan(host, profile);
   return (await checkAgent(host, `Writing the root script for ${profile.name}`, 'schedule-root-script', [profile.backupDir, agentPath, ...(remove ? ['remove'] : [])])).stdout;
 }
@@ -152,7 +161,7 @@ export async function removeSchedule(host: RemoteHost): Promise<{ needsRoot: boo
 
 /** The unit files the profile's schedule makes, without storing or changing anything: { name: text }. */
 export async function scheduleUnits(host: RemoteHost, profile: HostProfile = host.profile): Promise<Record<string, string>> {
-  const agentPath = await ensureAgent(host);
+  const agentPath = await unitAgent(host);
   const r = await checkAgent(host, `Reading the units of ${profile.name}`, 'schedule-units', [profile.backupDir, agentPath], { stdin: JSON.stringify(scheduledPlan(profile)) });
   return JSON.parse(r.stdout) as Record<string, string>;
 }

@@ -3,6 +3,9 @@
  * kadi-ops-agent.pyz, installed once per content hash under <backupDir>/.kadi-ops/agent/ and run as
  * the Kadi user with quoted arguments: `python3 -I -S -u <agent> VERB ARGS...` (isolated from the
  * caller's PYTHON* variables and user site-packages; unbuffered, so its lines reach the log in order).
+ * Beside the hash files, kadi-ops-agent.pyz is a symbolic link to the current one: what the schedule's
+ * units run, so that they stay the same across Kadi Ops upgrades (the agent started through the link
+ * re-executes itself on the file it points to, agent/build.py, so a run never reads a zip switched under it).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,7 +14,7 @@ import * as path from 'node:path';
 import type { ExecResult } from '../ssh/connection';
 import type { RemoteHost, RunOptions } from './remoteHost';
 import { RemoteCommandError } from './remoteHost';
-import { quoteArg } from '../core/shellCommand';
+import { quoteArg, type ShellNode } from '../core/shellCommand';
 
 const AGENT_PYZ = 'kadi-ops-agent.pyz';
 let cachedPyz: Buffer | undefined;
@@ -49,24 +52,28 @@ export function agentPath(backupDir: string): string {
   return path.posix.join(stateDir(backupDir), 'agent', `kadi-ops-agent-${agentHash()}.pyz`);
 }
 
-const installed = new WeakSet<RemoteHost>();
-
-export class UntrustedAgentError extends Error {}
+/**
+ * The agent's stable name: a symbolic link in the same directory to the current content-hash file,
+ * switched by ensureAgent. Units name this path, so they do not change when Kadi Ops does.
+ */
+export function agentLinkPath(backupDir: string): string {
+  return path.posix.join(stateDir(backupDir), 'agent', AGENT_PYZ);
+}
 
 /**
- * Installs the agent if this content hash is not on the host yet (through a temporary file of its own,
- * renamed into place), then, in the same round trip, checks what will be executed before it ever is:
- * its full sha256, and that it and every directory up to the backup directory belong to the Kadi user
- * (or root) and are writable by nobody else, as OpenSSH's StrictModes checks a key file. The backup
- * directory may be a symbolic link (its target is checked); the agent's own directories may not.
+ * The one command that installs the agent (unless this content hash is there), points the stable link
+ * at it (a new link renamed over the old one: `mv -T` is one rename(2), so the link is never missing
+ * or half-written), and prints what checkInstalledAgent checks: the agent's sha256, where the link
+ * points, and the owners, modes and types of the agent, its directories, the link and the backup directory.
  */
-export async function ensureAgent(host: RemoteHost): Promise<string> {
-  const target = agentPath(host.profile.backupDir);
-  if (installed.has(host)) return target;
+export function agentInstallCommand(backupDir: string, nonce: string): ShellNode {
+  const target = agentPath(backupDir);
+  const link = agentLinkPath(backupDir);
   const dir = path.posix.dirname(target);
-  const state = stateDir(host.profile.backupDir);
-  const tmp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-  const r = await installing(host, () => host.check(`Installing the Kadi Ops agent in ${dir}`, {
+  const state = stateDir(backupDir);
+  const tmp = `${target}.tmp-${nonce}`;
+  const linkTmp = `${link}.tmp-${nonce}`;
+  return {
     and: [
       {
         or: [
@@ -81,11 +88,34 @@ export async function ensureAgent(host: RemoteHost): Promise<string> {
           },
         ],
       },
+      // Relative, so it stays right when the backup directory is reached through another path.
+      { argv: ['ln', '-s', path.posix.basename(target), linkTmp] },
+      { argv: ['mv', '-T', linkTmp, link] },
       { argv: ['sha256sum', '--', target] },
-      { argv: ['stat', '-c', '%U|%a|%F|%n', '--', target, dir, state] },
-      { argv: ['stat', '-L', '-c', '%U|%a|%F|%n', '--', host.profile.backupDir] },
+      { argv: ['readlink', '--', link] },
+      { argv: ['stat', '-c', '%U|%a|%F|%n', '--', target, dir, state, link] },
+      { argv: ['stat', '-L', '-c', '%U|%a|%F|%n', '--', backupDir] },
     ],
-  }, { stdin: agentPyz() }));
+  };
+}
+
+const installed = new WeakSet<RemoteHost>();
+
+export class UntrustedAgentError extends Error {}
+
+/**
+ * Installs the agent if this content hash is not on the host yet (through a temporary file of its own,
+ * renamed into place) and points the stable link (agentLinkPath) at it, then, in the same round trip,
+ * checks what will be executed before it ever is: its full sha256, that the link points at it, and
+ * that it, the link and every directory up to the backup directory belong to the Kadi user (or root)
+ * and are writable by nobody else, as OpenSSH's StrictModes checks a key file. The backup directory
+ * may be a symbolic link (its target is checked); the agent's own directories may not.
+ */
+export async function ensureAgent(host: RemoteHost): Promise<string> {
+  const target = agentPath(host.profile.backupDir);
+  if (installed.has(host)) return target;
+  const dir = path.posix.dirname(target);
+  const r = await installing(host, () => host.check(`Installing the Kadi Ops agent in ${dir}`, agentInstallCommand(host.profile.backupDir, randomBytes(6).toString('hex')), { stdin: agentPyz() }));
   checkInstalledAgent(r.stdout, target, host.profile.kadi.user);
   installed.add(host);
   return target;
@@ -109,23 +139,31 @@ async function installing<T>(host: RemoteHost, install: () => Promise<T>): Promi
   }
 }
 
-/** Refuses an installed agent that is not ours or that someone else could have changed. */
+/**
+ * Refuses an installed agent that is not ours or that someone else could have changed, and a stable
+ * link (what the schedule's units run) that points anywhere but at it. STDOUT: agentInstallCommand's.
+ */
 export function checkInstalledAgent(stdout: string, target: string, kadiUser: string): void {
   const lines = stdout.split('\n').filter(Boolean);
   const want = createHash('sha256').update(agentPyz()).digest('hex');
   const got = /^([0-9a-f]{64}) /.exec(lines[0] ?? '')?.[1];
   if (got !== want) throw new UntrustedAgentError(`The installed agent ${target} is not the one Kadi Ops ships (sha256 ${got ?? '?'}, expected ${want}); refusing to run it. Remove it, and find out who wrote it.`);
-  const entries = lines.slice(1).map((l) => {
+  const pointsTo = lines[1] ?? '';
+  const entries = lines.slice(2).map((l) => {
     const [owner, mode, type, ...name] = l.split('|');
     return { owner, mode: parseInt(mode, 8), type, name: name.join('|') };
   });
-  if (entries.length !== 4) throw new UntrustedAgentError(`Could not check the owners and modes of ${target} and its directories.`);
+  if (entries.length !== 5) throw new UntrustedAgentError(`Could not check the owners and modes of ${target}, its link and its directories.`);
+  // The agent, its two directories, the stable link, the backup directory.
+  const kinds = ['regular file', 'directory', 'directory', 'symbolic link', 'directory'];
   entries.forEach((e, i) => {
-    const want = i === 0 ? 'regular file' : 'directory';
+    const want = kinds[i];
     if (e.type !== want) throw new UntrustedAgentError(`${e.name} is a ${e.type}, not a ${want}; refusing to run the agent from it.`);
     if (e.owner !== kadiUser && e.owner !== 'root') throw new UntrustedAgentError(`${e.name} belongs to ${e.owner}, not to ${kadiUser} or root; refusing to run the agent from it.`);
-    if (e.mode & 0o022) throw new UntrustedAgentError(`${e.name} is writable by ${e.mode & 0o002 ? 'others' : 'its group'} (mode ${e.mode.toString(8)}); refusing to run the agent from it. Fix with: chmod go-w '${e.name}'`);
+    // A symbolic link's own mode means nothing (always 777): its directory and owner are what count.
+    if (want !== 'symbolic link' && e.mode & 0o022) throw new UntrustedAgentError(`${e.name} is writable by ${e.mode & 0o002 ? 'others' : 'its group'} (mode ${e.mode.toString(8)}); refusing to run the agent from it. Fix with: chmod go-w '${e.name}'`);
   });
+  if (pointsTo !== path.posix.basename(target)) throw new UntrustedAgentError(`${entries[3].name} points to ${pointsTo || 'nothing'}, not to ${path.posix.basename(target)}; refusing to run the agent from it.`);
 }
 
 /** The argv that runs one verb of the installed agent AGENT. */

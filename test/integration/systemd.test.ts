@@ -368,7 +368,8 @@ describe('services and Redis on a real systemd host', function () {
       // options that imply NoNewPrivileges are left out (sudo could not run), the rest stays.
       assert.match(service, /^PrivateTmp=yes$/m);
       assert.doesNotMatch(service, /^(NoNewPrivileges|SystemCallFilter|RestrictNamespaces)=/m);
-      assert.match(service, /^ExecStart="\/usr\/bin\/python3" "-I" "-S" "-u" "\/srv\/kadi-backups\/\.kadi-ops\/agent\/kadi-ops-agent-[0-9a-f]+\.pyz" "run-plan"/m);
+      // The agent's stable link, not its content-hash file: an upgrade of Kadi Ops leaves the unit as it is.
+      assert.match(service, /^ExecStart="\/usr\/bin\/python3" "-I" "-S" "-u" "\/srv\/kadi-backups\/\.kadi-ops\/agent\/kadi-ops-agent\.pyz" "run-plan"/m);
       const timer = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.timer`), 'utf8');
       for (const u of ['backup.service', 'backup.timer']) assert.equal(fs.statSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-${u}`)).mode & 0o777, 0o644, `${u} is root's, readable by all`);
       assert.match(timer, /^OnCalendar=\*-\*-\* 03:00:00$/m);
@@ -401,6 +402,35 @@ describe('services and Redis on a real systemd host', function () {
       assert.ok(withoutSudo <= 3.5, `exposure ${withoutSudo}`);
       assert.ok(withSudo <= 9.0, `exposure ${withSudo}`);
       writeConfig({});
+    });
+
+    it('an upgrade of Kadi Ops (another agent build) needs no root: the installed units stay current and run the new build through the stable link', async () => {
+      // The same CLI with another agent build beside it, as after an upgrade (its content hash differs).
+      const dir = fs.mkdtempSync(path.join(h.root, '..', 'upgraded-dist-'));
+      fs.copyFileSync(CLI, path.join(dir, 'cli.js'));
+      const rebuilt = spawnSync('python3', ['-c', [
+        'import sys, zipfile',
+        'with zipfile.ZipFile(sys.argv[1]) as a, zipfile.ZipFile(sys.argv[2], "w") as b:',
+        '    [b.writestr(i, a.read(i)) for i in a.infolist()]',
+        '    b.writestr("kadi_ops_agent/upgrade_marker.py", "# another build\\n")',
+      ].join('\n'), path.join(path.dirname(CLI), 'kadi-ops-agent.pyz'), path.join(dir, 'kadi-ops-agent.pyz')], { encoding: 'utf8' });
+      assert.equal(rebuilt.status, 0, rebuilt.stderr);
+      const upgraded = spawnSync(process.execPath, [path.join(dir, 'cli.js'), 'schedule', 'systemd-host', '--config', configFile], { encoding: 'utf8', timeout: 240000 });
+      assert.equal(upgraded.status, 0, `the units root installed are still current after the upgrade: ${upgraded.stderr}${upgraded.stdout}`);
+      assert.doesNotMatch(upgraded.stderr + upgraded.stdout, /root-script|differ/);
+      const agentDir = path.join(h.root, 'srv/kadi-backups/.kadi-ops/agent');
+      const current = (): string => fs.readlinkSync(path.join(agentDir, 'kadi-ops-agent.pyz'));
+      const linked = current();
+      assert.equal(fs.readFileSync(path.join(agentDir, linked)).equals(fs.readFileSync(path.join(dir, 'kadi-ops-agent.pyz'))), true, `the link points at the new build (${linked})`);
+      // The hardened service runs it through the link (the agent re-executes itself on the file).
+      const started = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+      assert.equal(started.code, 0, started.stderr + (await h.exec(['journalctl', '-u', `${unitBase()}-backup.service`, '--no-pager', '-n', '80'])).stdout);
+      assert.deepEqual(scheduledJobs().slice(-1).map((j) => j.status), ['0']);
+      // And back (a downgrade, or the other client of two): again nothing for root to do.
+      const back = cli('schedule', 'systemd-host');
+      assert.equal(back.code, 0, back.stderr + back.stdout);
+      assert.notEqual(current(), linked);
+      fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('fires: a verified set, pruned by the retention, start and success pinged, a job with origin "scheduled"', async () => {
@@ -453,7 +483,7 @@ describe('services and Redis on a real systemd host', function () {
 
     it('a run that meets a running job waits for it (whenBusy: wait), or skips and reports it (skip)', async () => {
       const hold = async (seconds: number): Promise<string> => {
-        const r = await h.exec(['runuser', '-u', 'kadi', '--', 'python3', '-I', '-S', fs.readdirSync(path.join(h.root, 'srv/kadi-backups/.kadi-ops/agent')).map((f) => `/srv/kadi-backups/.kadi-ops/agent/${f}`).find((f) => f.endsWith('.pyz')) ?? '', 'job-start', '/srv/kadi-backups', `20261130T000000Z-${Math.random().toString(16).slice(2, 8)}`, 'sleep', 'test', 'test', 'no', 'sleep', String(seconds)]);
+        const r = await h.exec(['runuser', '-u', 'kadi', '--', 'python3', '-I', '-S', '/srv/kadi-backups/.kadi-ops/agent/kadi-ops-agent.pyz', 'job-start', '/srv/kadi-backups', `20261130T000000Z-${Math.random().toString(16).slice(2, 8)}`, 'sleep', 'test', 'test', 'no', 'sleep', String(seconds)]);
         assert.equal(r.code, 0, r.stderr + r.stdout);
         return /^job=(\S+)$/m.exec(r.stdout)?.[1] ?? '';
       };
