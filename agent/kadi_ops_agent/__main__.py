@@ -40,6 +40,8 @@ VERBS = {
     'schedule-root-script': ('schedule', 'root_script'),
     'schedule-remove': ('schedule', 'remove'),
     'schedule-status': ('schedule', 'status'),
+    'offsite-connect': ('offsite', 'connect'),
+    'offsite-list': ('offsite', 'list_verb'),
     'job-start': ('jobs', 'job_start'),
     'job-status': ('jobs', 'job_status'),
     'job-list': ('jobs', 'job_list'),

@@ -172,8 +172,12 @@ def _kv(text):
 # --- the job verbs the runner may start, and their cleanups ------------------------------------
 
 def job_verbs():
-    from . import backup, maintenance, restore, scheduled, sets, verify
+    from . import backup, maintenance, offsite, restore, scheduled, sets, verify
     return {
+        'offsite_push': (offsite.push, None),
+        'offsite_check': (offsite.check, None),
+        'offsite_forget': (offsite.forget, None),
+        'offsite_restore': (offsite.restore, offsite.restore_cleanup),
         'backup': (backup.run, backup.cleanup),
         'scheduled': (scheduled.run, scheduled.cleanup),
         'verify': (verify.run, verify.cleanup),

@@ -23,10 +23,23 @@ def _context(argv):
 
 def run(argv):
     ctx = _context(argv)
-    o, job, d = ctx.opts, ctx.job, ctx.set_dir
+    o, d = ctx.opts, ctx.set_dir
     if not os.path.isfile(os.path.join(d, 'manifest.json')):
         fail('set %s has no manifest; it is not a complete backup' % o['set'])
     step('verifying %s: checksums of every artifact and file' % o['set'])
+    return _verify(ctx, o['level'])
+
+
+def verify_dir(opts, job, d, level):
+    """Verifies the set in directory D (a set not in place yet: one brought back from off-site) with
+    the verify job's options OPTS; its result goes to D/.verify.json. The exit status of verify-result."""
+    ctx = Context(opts, job)
+    ctx.set_dir = d
+    return _verify(ctx, level)
+
+
+def _verify(ctx, level):
+    job, d = ctx.job, ctx.set_dir
     facts = {'toc_ok': False, 'toc_n': 0, 'archives': {}}
     for c in all_components():
         for k, v in c.verify_quick(ctx).items():
@@ -38,9 +51,9 @@ def run(argv):
         for name, value in facts['archives'].items():
             f.write('%s\t%s\n' % (name, value))
     verify_quick.main([d, 'yes' if facts['toc_ok'] else 'no', str(facts['toc_n']), job.path('quick.json'), job.path('archives.tsv')])
-    if o['level'] == 'deep':
+    if level == 'deep':
         database.verify_deep(ctx)
-    return verify_result.main([d, job.dir, o['level']])
+    return verify_result.main([d, job.dir, level])
 
 
 def cleanup(argv):

@@ -1,0 +1,531 @@
+"""Off-site copies of backup sets in a restic repository (one per host profile destination).
+
+restic is the engine: encryption, deduplication, any backend it speaks (sftp:, s3:, rest:, a local
+path). This module only drives it, with these rules:
+
+- Secrets never reach argv or a log. The repository password is a 0600 file of the Kadi user,
+  <backup dir>/.kadi-ops/offsite/key (or, for one job, the job's own 0600 secret file); backend
+  credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are KEY=VALUE lines of the 0600 file
+  <backup dir>/.kadi-ops/offsite/env, given to restic in its environment. A repository address with
+  a password in it is refused; restic's own environment variables inherited from the caller are
+  dropped, so only these files decide.
+- A set becomes one snapshot, made from inside the set directory (`restic backup .`): every snapshot
+  has the same layout whatever the set's path, so the previous snapshot is a parent restic can
+  match files against. Sets share unchanged files as hard links, and making a link changes a
+  file's ctime: --ignore-ctime (size, mtime and inode still compared) is what lets an unchanged
+  record file cost a stat, not a read, on the next push. The manifest travels in the snapshot; the
+  set's local state (.verify.json, .pinned, .pre-restore) does not.
+- Tags: kadi-ops, set:<name>, kadi:<version>, schema:<revision>.
+- sftp: goes through `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes`: an unknown or changed
+  host key fails (never a question nobody can answer), the identity and known-hosts file may be
+  named in the profile.
+
+Verbs (not jobs):   offsite-connect BACKUP_DIR CONFIG_JSON   (stdin: {"password", "env", "create"})
+                    offsite-list BACKUP_DIR CONFIG_JSON
+Job verbs:          offsite_push, offsite_check, offsite_forget, offsite_restore (key=value options).
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+from . import jobs, retention, sets
+from .common import Options, Progress, check_set_name, die, fail, hostname, one_line, out, remove_tree, step, warn
+
+MIN_RESTIC = (0, 14, 0)
+TAG = 'kadi-ops'
+# What restic itself would read from the caller's environment; only our files decide.
+_RESTIC_ENV = re.compile(r'^(RESTIC_|AWS_|B2_|AZURE_|GOOGLE_|OS_|ST_|RCLONE_)')
+# Backend credentials an env file may hold (restic's documented variables).
+ENV_KEY = re.compile(r'^(AWS_[A-Z_]+|B2_[A-Z_]+|AZURE_[A-Z_]+|GOOGLE_[A-Z_]+|OS_[A-Z_]+|ST_[A-Z_]+|RESTIC_REST_[A-Z_]+)$')
+LOCAL_STATE = ('.verify.json', '.pinned', '.pre-restore')
+TAG_VALUE = re.compile(r'^[A-Za-z0-9._+:-]{1,100}$')
+
+
+def offsite_dir(bd):
+    return os.path.join(jobs.state_dir(bd), 'offsite')
+
+
+def key_path(bd):
+    return os.path.join(offsite_dir(bd), 'key')
+
+
+def env_path(bd):
+    return os.path.join(offsite_dir(bd), 'env')
+
+
+# --- the repository's configuration (the profile's `offsite`, the plan's) -----------------------
+
+def _check_path(what, p):
+    if not isinstance(p, str) or not p.startswith('/') or any(c in p for c in '\0\r\n"\'\\'):
+        die('offsite %s must be an absolute path without quotes, backslashes or line breaks: %s' % (what, json.dumps(p)))
+    return p
+
+
+def parse_config(text):
+    """The off-site configuration: {repository, caCert?, sftp?: {identityFile?, knownHostsFile?}, keep?, ...}."""
+    try:
+        cfg = json.loads(text) if isinstance(text, str) else text
+    except ValueError as e:
+        die('offsite configuration is not JSON: %s' % e)
+    if not isinstance(cfg, dict):
+        die('offsite configuration must be an object')
+    repo = cfg.get('repository')
+    if not isinstance(repo, str) or not repo or len(repo) > 2000 or any(c in repo for c in '\0\r\n'):
+        die('offsite repository must be a restic repository address (sftp:, s3:, rest:, a path): %s' % json.dumps(repo))
+    if re.match(r'^[a-z0-9]+:(//)?[^/@]*:[^/@]*@', repo) or re.match(r'^(rest|s3|swift|b2|azure|gs):[a-z]+://[^/@]*:[^/@]*@', repo):
+        die('the offsite repository address holds a password; it would be stored in the plan and shown in the '
+            'process list. Give the credentials as environment values (offsite init) instead.')
+    if cfg.get('caCert') is not None:
+        _check_path('caCert', cfg['caCert'])
+    sftp = cfg.get('sftp') or {}
+    if not isinstance(sftp, dict):
+        die('offsite sftp must be an object')
+    for k in ('identityFile', 'knownHostsFile'):
+        if sftp.get(k) is not None:
+            _check_path('sftp.' + k, sftp[k])
+    return cfg
+
+
+def sftp_target(repo):
+    """(user, host, port) of an sftp: repository, or None for other backends."""
+    m = re.match(r'^sftp://(?:([^@/]+)@)?(\[[^\]]+\]|[^:/]+)(?::([0-9]{1,5}))?/', repo)
+    if m:
+        return m.group(1), m.group(2).strip('[]'), m.group(3)
+    m = re.match(r'^sftp:(?:([^@/:]+)@)?([^:/]+):', repo)
+    if m:
+        return m.group(1), m.group(2), None
+    if repo.startswith('sftp:'):
+        die('cannot read the sftp repository address %s (sftp:user@host:/path or sftp://user@host:port//path)' % repo)
+    return None
+
+
+def _safe_word(w):
+    if not w or any(c in w for c in ' \t\0\r\n"\'\\'):
+        die('offsite sftp: %s cannot be passed to ssh' % json.dumps(w))
+    return w
+
+
+def sftp_command(cfg):
+    """The ssh command restic runs for an sftp: repository (restic splits it on spaces)."""
+    t = sftp_target(cfg['repository'])
+    if t is None:
+        return None
+    user, host, port = t
+    sftp = cfg.get('sftp') or {}
+    argv = ['ssh', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes']
+    if sftp.get('knownHostsFile'):
+        argv += ['-o', 'UserKnownHostsFile=' + _safe_word(sftp['knownHostsFile'])]
+    if sftp.get('identityFile'):
+        argv += ['-i', _safe_word(sftp['identityFile']), '-o', 'IdentitiesOnly=yes']
+    if port:
+        argv += ['-p', port]
+    if user:
+        argv += ['-l', _safe_word(user)]
+    return ' '.join(argv + ['--', _safe_word(host), '-s', 'sftp'])
+
+
+# --- running restic -----------------------------------------------------------------------------
+
+def read_env_file(path):
+    env = {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                line = line.rstrip('\n')
+                if line and '=' in line:
+                    k, v = line.split('=', 1)
+                    if ENV_KEY.match(k):
+                        env[k] = v
+    except FileNotFoundError:
+        pass
+    return env
+
+
+def restic_version():
+    try:
+        r = subprocess.run(['restic', 'version'], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return None
+    m = re.search(r'restic ([0-9]+)\.([0-9]+)\.([0-9]+)', r.stdout)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def check_restic():
+    v = restic_version()
+    if v is None:
+        fail('restic is not installed on this host; install it as root: apt-get install restic (Debian 12 ships 0.14)')
+    if v < MIN_RESTIC:
+        fail('restic %s is older than %s, the oldest Kadi Ops supports (it needs --ignore-ctime and JSON output); '
+             'install a newer restic' % ('.'.join(map(str, v)), '.'.join(map(str, MIN_RESTIC))))
+    return v
+
+
+class Repo:
+    def __init__(self, bd, cfg, password_file=None):
+        self.bd, self.cfg = bd, cfg
+        self.password_file = password_file or key_path(bd)
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if not _RESTIC_ENV.match(k)}
+        env.update(read_env_file(env_path(self.bd)))
+        env.update({'RESTIC_REPOSITORY': self.cfg['repository'], 'RESTIC_PASSWORD_FILE': self.password_file,
+                    'RESTIC_CACHE_DIR': os.path.join(offsite_dir(self.bd), 'cache'), 'RESTIC_PROGRESS_FPS': '1',
+                    'LC_ALL': 'C'})
+        env.setdefault('HOME', os.path.expanduser('~'))
+        return env
+
+    def argv(self, *args):
+        a = ['restic']
+        if self.cfg.get('caCert'):
+            a += ['--cacert', self.cfg['caCert']]
+        cmd = sftp_command(self.cfg)
+        if cmd:
+            a += ['-o', 'sftp.command=' + cmd]
+        return a + list(args)
+
+    def run(self, *args, cwd=None, stdin=None):
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(), cwd=cwd,
+                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+
+    def check_ok(self, what, r):
+        if r.returncode != 0:
+            fail(explain(self.cfg['repository'], what, r.stderr, self.password_file))
+        return r
+
+    def snapshots(self):
+        r = self.check_ok('listing the snapshots', self.run('snapshots', '--json', '--tag', TAG))
+        try:
+            return [snapshot_info(s) for s in json.loads(r.stdout or '[]')]
+        except ValueError as e:
+            fail('restic snapshots printed no JSON: %s' % e)
+
+
+def explain(repo, what, stderr, password_file=''):
+    """restic's error output as one clear sentence: what failed, and why in words an operator acts on."""
+    text = stderr or ''
+    low = text.lower()
+    if 'wrong password' in low:
+        return '%s in %s: the repository password is wrong (or it is not this repository\'s)' % (what, repo)
+    if 'is there a repository at the following location' in low or 'unable to open config file' in low:
+        return '%s: there is no restic repository at %s (kadi-ops offsite init creates one)' % (what, repo)
+    if 'host key verification failed' in low:
+        return ('%s: ssh does not know or does not accept the host key of the off-site host in %s; verify its fingerprint, '
+                'then add it to the Kadi user\'s known_hosts (or the profile\'s offsite.sftp.knownHostsFile)' % (what, repo))
+    if 'permission denied (publickey' in low:
+        return '%s: the off-site host of %s refused the Kadi user\'s SSH key' % (what, repo)
+    if re.search(r'connection refused|no such host|i/o timeout|connection reset|broken pipe|eof|network is unreachable|connection lost|closed network connection', low):
+        lines = [l for l in text.splitlines() if l.strip()]
+        return '%s: the off-site repository %s cannot be reached: %s' % (what, repo, one_line(lines[-1] if lines else ''))
+    if 'no such file or directory' in low and password_file and password_file in text:
+        return '%s: this host has no password for %s (kadi-ops offsite init connects it)' % (what, repo)
+    lines = [l for l in text.splitlines() if l.strip() and not l.startswith('{')]
+    fatal = [l for l in lines if l.startswith('Fatal:')]
+    return '%s in %s failed: %s' % (what, repo, one_line((fatal or lines or ['restic gave no reason'])[-1]))
+
+
+def snapshot_info(s):
+    tags = s.get('tags') or []
+    val = lambda p: next((t[len(p):] for t in tags if t.startswith(p)), None)  # noqa: E731
+    return {'id': s.get('id', ''), 'short': s.get('short_id') or s.get('id', '')[:8], 'time': s.get('time', ''),
+            'hostname': s.get('hostname', ''), 'set': val('set:'), 'kadiVersion': val('kadi:'),
+            'schemaRevision': val('schema:'), 'tags': tags}
+
+
+def _tag(prefix, value):
+    value = '' if value is None else str(value)
+    return prefix + value if TAG_VALUE.match(value) else None
+
+
+# --- offsite-connect: create or join a repository, store the password --------------------------
+
+def _write_private(path, text):
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    os.chmod(os.path.dirname(path), 0o700)
+    tmp = '%s.tmp-%d' % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f.write(text)
+    return tmp
+
+
+def connect(argv):
+    """offsite-connect BACKUP_DIR CONFIG_JSON: with {"password", "env", "create"} on stdin, opens the
+    repository with that password (creating it when asked and there is none), and only then stores
+    the password and the credentials as the Kadi user's 0600 files. Prints created=yes|no, repository_id=."""
+    if len(argv) != 2:
+        die('usage: offsite-connect BACKUP_DIR CONFIG_JSON (secrets as JSON on stdin)')
+    bd, cfg = argv[0], parse_config(argv[1])
+    try:
+        secret = json.loads(sys.stdin.read() or '{}')
+    except ValueError:
+        die('offsite-connect: the secrets on stdin are not JSON')
+    pw, env, create = secret.get('password'), secret.get('env') or {}, secret.get('create') is True
+    if not isinstance(pw, str) or len(pw) < 8 or '\n' in pw:
+        die('offsite-connect: the repository password must be one line of at least 8 characters')
+    if not isinstance(env, dict) or any(not isinstance(k, str) or not ENV_KEY.match(k) or not isinstance(v, str) or '\n' in v for k, v in env.items()):
+        die('offsite-connect: credentials must be restic backend variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, B2_..., AZURE_..., ...) with one-line values')
+    check_restic()
+    jobs.trusted(jobs.state_dir(bd))
+    key_tmp = _write_private(key_path(bd), pw + '\n')
+    env_tmp = _write_private(env_path(bd) + '.new', ''.join('%s=%s\n' % kv for kv in sorted(env.items())))
+    try:
+        repo = Repo(bd, cfg, password_file=key_tmp)
+        # The new credentials for this probe only (the stored ones stay until it worked).
+        base_env = repo.env
+        repo.env = lambda: dict({k: v for k, v in base_env().items() if not ENV_KEY.match(k)}, **env)  # type: ignore[method-assign]
+        r = repo.run('cat', 'config')
+        created = False
+        if r.returncode != 0:
+            text = r.stderr.lower()
+            missing = 'is there a repository at the following location' in text or 'unable to open config file' in text
+            if not (missing and create):
+                fail(explain(cfg['repository'], 'opening the repository', r.stderr, key_tmp))
+            step('creating the restic repository %s' % cfg['repository'])
+            repo.check_ok('creating the repository', repo.run('init'))
+            r = repo.check_ok('opening the new repository', repo.run('cat', 'config'))
+            created = True
+        try:
+            rid = json.loads(r.stdout).get('id', '')
+        except ValueError:
+            rid = ''
+        os.rename(key_tmp, key_path(bd))
+        os.rename(env_tmp, env_path(bd))
+    finally:
+        for t in (key_tmp, env_tmp):
+            if os.path.exists(t):
+                os.unlink(t)
+    out('created=%s' % ('yes' if created else 'no'), 'repository_id=%s' % rid)
+
+
+def list_verb(argv):
+    """offsite-list BACKUP_DIR CONFIG_JSON: the repository's Kadi Ops snapshots as JSON, oldest first."""
+    if len(argv) != 2:
+        die('usage: offsite-list BACKUP_DIR CONFIG_JSON')
+    check_restic()
+    repo = Repo(argv[0], parse_config(argv[1]))
+    json.dump({'snapshots': repo.snapshots()}, sys.stdout)
+    sys.stdout.write('\n')
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+def _job_repo(o, password_file=None):
+    check_restic()
+    return Repo(o['backup_dir'], parse_config(o['offsite']), password_file)
+
+
+def _set_of(o):
+    check_set_name(o['set'])
+    d = os.path.join(o['backup_dir'], o['set'])
+    try:
+        with open(os.path.join(d, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+    except FileNotFoundError:
+        fail('set %s has no manifest; it is not a complete backup and is not copied off-site' % o['set'])
+    except ValueError as e:
+        fail('the manifest of set %s is not valid JSON (%s); the set is not copied off-site' % (o['set'], e))
+    try:
+        with open(os.path.join(d, '.verify.json'), encoding='utf-8') as f:
+            if json.load(f).get('ok') is False:
+                fail('set %s was found damaged by its last verification; a damaged set is not copied off-site' % o['set'])
+    except (FileNotFoundError, ValueError, AttributeError):
+        pass
+    return d, m
+
+
+def _parent(snaps, host):
+    """The newest of this host's snapshots: every snapshot has the same layout, so any is a parent."""
+    mine = [s for s in snaps if s['hostname'] == host]
+    return max(mine, key=lambda s: s['time'])['id'] if mine else None
+
+
+def push(argv):
+    """offsite_push backup_dir= offsite= set= (a job): the set as one snapshot; nothing if it is there already."""
+    o = Options(argv)
+    d, m = _set_of(o)
+    repo = _job_repo(o)
+    host = hostname()
+    snaps = repo.snapshots()
+    have = [s for s in snaps if s['set'] == o['set']]
+    if have:
+        out('set %s is off-site already: snapshot %s' % (o['set'], have[0]['short']), 'snapshot=%s' % have[0]['id'], 'pushed=already')
+        return 0
+    tags = [TAG, _tag('set:', o['set']), _tag('kadi:', m.get('kadiVersion')), _tag('schema:', m.get('alembicRevision'))]
+    args = ['backup', '--json', '--ignore-ctime', '--host', host]
+    for t in tags:
+        if t:
+            args += ['--tag', t]
+    for x in LOCAL_STATE:
+        args += ['--exclude', '/' + x]
+    parent = _parent(snaps, host)
+    if parent:
+        args += ['--parent', parent]
+    step('copying set %s to %s%s' % (o['set'], repo.cfg['repository'], ' (unchanged files against snapshot %s)' % parent[:8] if parent else ''))
+    summary = _run_json(repo, args + ['.'], cwd=d, what='copying set %s off-site' % o['set'])
+    sid = summary.get('snapshot_id', '')
+    out('off-site: %d new, %d changed, %d unchanged files; %d bytes added to the repository'
+        % (summary.get('files_new', 0), summary.get('files_changed', 0), summary.get('files_unmodified', 0), summary.get('data_added', 0)),
+        'snapshot=%s' % sid, 'pushed=yes', 'data_added=%d' % summary.get('data_added', 0),
+        'files_unmodified=%d' % summary.get('files_unmodified', 0))
+    return 0
+
+
+def _run_json(repo, args, cwd, what):
+    """restic ARGS with --json: status lines become progress lines, the summary is returned."""
+    err_path = os.path.join(offsite_dir(repo.bd), 'restic-stderr.%d' % os.getpid())
+    os.makedirs(offsite_dir(repo.bd), mode=0o700, exist_ok=True)
+    summary, prog = {}, None
+    with open(err_path, 'w+') as err:
+        p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=err, text=True, env=repo.env(), cwd=cwd,
+                             stdin=subprocess.DEVNULL)
+        for line in p.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get('message_type') == 'status' and msg.get('total_bytes'):
+                if prog is None or prog.total != msg['total_bytes']:
+                    prog = Progress('offsite', msg['total_bytes'])
+                prog.add(msg.get('bytes_done', 0) - prog.done)
+            elif msg.get('message_type') == 'summary':
+                summary = msg
+            elif msg.get('message_type') == 'error':
+                warn('WARNING: %s: %s' % (((msg.get('item') or '') or 'restic'), one_line((msg.get('error') or {}).get('message', ''))))
+        rc = p.wait()
+        err.seek(0)
+        text = err.read()
+    os.unlink(err_path)
+    if rc == 3:
+        fail('%s: restic could not read some files, the snapshot is incomplete: %s' % (what, one_line(text.strip()[-300:])))
+    if rc != 0 or not summary:
+        fail(explain(repo.cfg['repository'], what, text, repo.password_file))
+    if prog:
+        prog.finish()
+    return summary
+
+
+def check(argv):
+    """offsite_check backup_dir= offsite= [subset=N%|N/M] (a job): restic check, optionally reading that share of the data."""
+    o = Options(argv)
+    repo = _job_repo(o)
+    args = ['check']
+    if o['subset']:
+        if not re.fullmatch(r'([0-9]{1,3}(\.[0-9]+)?%|[0-9]{1,6}/[0-9]{1,6})', o['subset']):
+            die('--read-data-subset must be N%% or n/t: %s' % o['subset'])
+        args.append('--read-data-subset=' + o['subset'])
+    step('checking the repository %s%s' % (repo.cfg['repository'], ' and reading %s of its data' % o['subset'] if o['subset'] else ''))
+    p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=repo.env(),
+                         stdin=subprocess.DEVNULL)
+    lines = []
+    for line in p.stdout:
+        line = line.rstrip('\n')
+        lines.append(line)
+        out(line)
+    rc = p.wait()
+    if rc != 0:
+        problems = [l for l in lines if re.search(r'error|fatal|damaged|does not match|invalid|mismatch', l, re.I)]
+        fail(explain(repo.cfg['repository'], 'checking the repository', '\n'.join(lines), repo.password_file)
+             if not problems or 'wrong password' in ' '.join(lines).lower()
+             else 'the off-site repository %s is damaged: %s' % (repo.cfg['repository'], one_line(problems[0])))
+    out('checked=ok')
+    return 0
+
+
+def forget_plan(snaps, policy, bd, host):
+    """Which of this host's snapshots retention keeps: local retention's rules and floors, with a set
+    pinned (or the newest pre-restore set) here keeping its snapshot too. Snapshots of other hosts
+    sharing the repository are never touched."""
+    listing = {s['name']: s for s in sets.listing(bd)['sets']}
+    mine, seen = [], set()
+    for s in sorted((s for s in snaps if s['hostname'] == host), key=lambda s: s['time'], reverse=True):
+        local = listing.get(s['set'] or '')
+        if s['id'] in seen:
+            continue
+        seen.add(s['id'])
+        t = s['time'][:19] + 'Z'
+        mine.append({'id': s['id'], 'time': t, 'status': 'unverified',
+                     'pinned': bool(local and local['pinned']), 'preRestore': bool(local and local['preRestore'])})
+    return retention.apply(mine, policy)
+
+
+def forget(argv):
+    """offsite_forget backup_dir= offsite= policy=JSON [dry_run=yes] (a job): off-site retention, then prune."""
+    o = Options(argv)
+    repo = _job_repo(o)
+    try:
+        policy = {k: v for k, v in json.loads(o['policy'] or '{}').items() if v is not None}
+    except (ValueError, AttributeError):
+        die('offsite_forget: policy is not a JSON object')
+    snaps = repo.snapshots()
+    try:
+        plan = forget_plan(snaps, policy, o['backup_dir'], hostname())
+    except ValueError as e:
+        die(str(e))
+    by_id = {s['id']: s for s in snaps}
+    for k in plan['keep']:
+        out('keep %s (set %s): %s' % (k['id'][:8], by_id[k['id']]['set'], ', '.join(k['reasons'])))
+    for r in plan['remove']:
+        out('forget %s (set %s)' % (r['id'][:8], by_id[r['id']]['set']))
+    if o.yes('dry_run') or not plan['remove']:
+        out('forgotten=0')
+        return 0
+    step('forgetting %d snapshot(s) and pruning the repository' % len(plan['remove']))
+    repo.check_ok('forgetting snapshots', repo.run('forget', *[r['id'] for r in plan['remove']]))
+    r = repo.check_ok('pruning the repository', repo.run('prune'))
+    for line in r.stdout.splitlines():
+        if line.strip():
+            out('[detail] ' + line)
+    out('forgotten=%d' % len(plan['remove']))
+    return 0
+
+
+def restore(argv):
+    """offsite_restore backup_dir= offsite= snapshot= + verify's options (a job; the repository
+    password, when this host has none, as the job's secret): the snapshot into a partial set,
+    verified against its own manifest, then put in place as the set it was. An existing set of that
+    name is never touched."""
+    from . import verify
+    o = Options(argv)
+    job = jobs.Job()
+    bd = o['backup_dir']
+    secret = job.path('secret')
+    password_file = secret if os.path.isfile(secret) and os.path.getsize(secret) > 0 else None
+    repo = _job_repo(o, password_file)
+    if not re.fullmatch(r'[0-9a-f]{8,64}', o['snapshot']):
+        die('not a snapshot id: %s' % o['snapshot'])
+    snaps = [s for s in repo.snapshots() if s['id'].startswith(o['snapshot'])]
+    if len(snaps) != 1:
+        fail('%s snapshot %s in %s' % ('no' if not snaps else 'more than one', o['snapshot'], repo.cfg['repository']))
+    snap = snaps[0]
+    name = snap['set'] or ''
+    if not name:
+        fail('snapshot %s has no set tag; it was not made by Kadi Ops' % snap['short'])
+    check_set_name(name)
+    final = os.path.join(bd, name)
+    if os.path.exists(final):
+        fail('set %s is in %s already; an existing set is never overwritten (remove it first if it is damaged)' % (name, bd))
+    partial = os.path.join(bd, '.partial-' + job.id)
+    os.makedirs(partial, mode=0o700)
+    step('restoring snapshot %s (set %s) from %s' % (snap['short'], name, repo.cfg['repository']))
+    r = repo.run('restore', snap['id'], '--target', partial)
+    if r.returncode != 0:
+        fail(explain(repo.cfg['repository'], 'restoring snapshot %s' % snap['short'], r.stderr, repo.password_file))
+    if not os.path.isfile(os.path.join(partial, 'manifest.json')):
+        fail('snapshot %s holds no manifest.json; it is not a complete set' % snap['short'])
+    step('verifying the restored set against its manifest')
+    rc = verify.verify_dir(o, job, partial, 'quick')
+    if rc not in (0,):
+        fail('the set restored from snapshot %s does not match its own manifest; it was not put in place' % snap['short'])
+    os.rename(partial, final)
+    out('restored=%s' % name, 'snapshot=%s' % snap['id'])
+    return 0
+
+
+def restore_cleanup(argv):
+    o = Options(argv)
+    job = jobs.Job()
+    partial = os.path.join(o['backup_dir'], '.partial-' + job.id)
+    if os.path.isdir(partial):
+        remove_tree(partial)

@@ -1,0 +1,232 @@
+"""Off-site copies (offsite.py) against a real restic and a repository in a temporary folder, run as
+the host runs the agent (the built zipapp; job verbs through job-verb with a job directory)."""
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from support import AGENT_SOURCE, ZipappTestCase, put
+
+sys.path.insert(0, AGENT_SOURCE)
+from kadi_ops_agent import offsite  # noqa: E402
+
+HAVE_RESTIC = shutil.which('restic') is not None
+PASSWORD = 'correct horse battery staple'
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_set(bd, name, files, previous=None):
+    """A set as a backup leaves it: a storage tree with its file list and the manifest; unchanged
+    files hard-linked from PREVIOUS (as the copier does)."""
+    d = os.path.join(bd, name)
+    os.makedirs(d)
+    lines = []
+    for rel, data in sorted(files.items()):
+        src = previous and os.path.join(bd, previous, 'storage', rel)
+        target = os.path.join(d, 'storage', rel)
+        if src and os.path.isfile(src) and open(src, 'rb').read() == data:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.link(src, target)
+        else:
+            put(os.path.join(d, 'storage'), rel, data)
+        lines.append([rel, len(data), int(os.path.getmtime(target)), sha(data)])
+    listing = ''.join(json.dumps(l) + '\n' for l in lines).encode()
+    put(d, 'storage.files.jsonl', listing)
+    m = {'kadiVersion': '1.2.3', 'alembicRevision': 'a1b2c3d4e5f6',
+         'artifacts': [{'name': 'storage.files.jsonl', 'size': len(listing), 'sha256': sha(listing), 'tree': 'storage',
+                        'files': len(lines), 'bytes': sum(l[1] for l in lines)}]}
+    with open(os.path.join(d, 'manifest.json'), 'w') as f:
+        json.dump(m, f)
+    return d
+
+
+@unittest.skipUnless(HAVE_RESTIC, 'restic is not installed')
+class OffsiteTest(ZipappTestCase):
+    def setUp(self):
+        self.root = tempfile.mkdtemp(dir=self.tmp.name)
+        self.bd = os.path.join(self.root, 'backups')
+        os.makedirs(os.path.join(self.bd, '.kadi-ops'), mode=0o700)
+        self.cfg = json.dumps({'repository': os.path.join(self.root, 'repo')})
+        self.files = {'ab/cd/%04d' % i: os.urandom(3000) for i in range(60)}
+
+    def connect(self, password=PASSWORD, create=True, bd=None, env=None):
+        return self.agent('offsite-connect', bd or self.bd, self.cfg, input=json.dumps({'password': password, 'create': create, 'env': env or {}}))
+
+    def job(self, verb, *opts, bd=None, secret=None):
+        bd = bd or self.bd
+        jd = tempfile.mkdtemp(dir=self.root)
+        if secret is not None:
+            with open(os.path.join(jd, 'secret'), 'w') as f:
+                f.write(secret)
+        env = dict(os.environ, JOB_DIR=jd, JOB_ID='20261130T000000Z-%s' % os.path.basename(jd)[-6:].lower().replace('_', '0'))
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'job-verb', verb, 'backup_dir=' + bd, 'offsite=' + self.cfg, *opts],
+                           capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
+        r.kv = dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l and ' ' not in l.split('=', 1)[0])
+        return r
+
+    def snapshots(self, bd=None):
+        r = self.agent('offsite-list', bd or self.bd, self.cfg)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)['snapshots']
+
+    def test_connect_creates_the_repository_and_keeps_the_password_in_a_private_file_only(self):
+        r = self.connect()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('created=yes', r.stdout)
+        key = offsite.key_path(self.bd)
+        self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
+        self.assertEqual(open(key).read(), PASSWORD + '\n')
+        self.assertNotIn(PASSWORD, r.stdout + r.stderr)
+        # Joining it again (a new host after a disk loss): no new repository, same id.
+        again = self.connect(create=False)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn('created=no', again.stdout)
+        self.assertEqual(r.stdout.split('repository_id=')[1], again.stdout.split('repository_id=')[1])
+
+    def test_a_wrong_password_is_said_and_the_stored_one_is_kept(self):
+        self.assertEqual(self.connect().returncode, 0)
+        r = self.connect(password='not the password at all')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('the repository password is wrong', r.stderr)
+        self.assertNotIn('not the password', r.stderr + r.stdout)
+        self.assertEqual(open(offsite.key_path(self.bd)).read(), PASSWORD + '\n')
+        self.assertEqual([n for n in os.listdir(offsite.offsite_dir(self.bd)) if 'tmp' in n], [])
+
+    def test_joining_a_repository_that_is_not_there_is_refused_without_create(self):
+        r = self.connect(create=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('there is no restic repository at', r.stderr)
+        self.assertFalse(os.path.exists(offsite.key_path(self.bd)))
+
+    def test_push_tags_the_snapshot_and_a_repeat_push_reads_no_unchanged_file(self):
+        self.connect()
+        make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
+        with open(os.path.join(self.bd, '2026-11-01T02-00-00Z', '.verify.json'), 'w') as f:
+            json.dump({'ok': True}, f)
+        r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.kv['pushed'], 'yes')
+        [s] = self.snapshots()
+        self.assertEqual((s['set'], s['kadiVersion'], s['schemaRevision']), ('2026-11-01T02-00-00Z', '1.2.3', 'a1b2c3d4e5f6'))
+        self.assertIn('kadi-ops', s['tags'])
+        # The next set: hard links for every unchanged file (their ctime changes), one new file.
+        files2 = dict(self.files, **{'zz/new': os.urandom(3000)})
+        make_set(self.bd, '2026-11-02T02-00-00Z', files2, previous='2026-11-01T02-00-00Z')
+        r2 = self.job('offsite_push', 'set=2026-11-02T02-00-00Z')
+        self.assertEqual(r2.returncode, 0, r2.stdout + r2.stderr)
+        self.assertEqual(int(r2.kv['files_unmodified']), len(self.files), r2.stdout)
+        self.assertLess(int(r2.kv['data_added']), 40000, 'a repeat push re-sent unchanged data')
+        # Pushing a set that is off-site already changes nothing.
+        r3 = self.job('offsite_push', 'set=2026-11-02T02-00-00Z')
+        self.assertEqual((r3.returncode, r3.kv.get('pushed')), (0, 'already'))
+        self.assertEqual(len(self.snapshots()), 2)
+
+    def test_an_incomplete_or_damaged_set_is_not_pushed(self):
+        self.connect()
+        d = make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
+        with open(os.path.join(d, '.verify.json'), 'w') as f:
+            json.dump({'ok': False, 'problems': ['x']}, f)
+        r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('found damaged', r.stderr)
+        os.unlink(os.path.join(d, '.verify.json'))
+        os.unlink(os.path.join(d, 'manifest.json'))
+        r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertIn('not a complete backup', r.stderr)
+        self.assertEqual(self.snapshots(), [])
+
+    def test_restore_brings_the_set_back_verified_and_never_over_an_existing_one(self):
+        self.connect()
+        name = '2026-11-01T02-00-00Z'
+        make_set(self.bd, name, self.files)
+        self.assertEqual(self.job('offsite_push', 'set=' + name).returncode, 0)
+        [s] = self.snapshots()
+        # A new host: an empty backup directory, the password given to this job only.
+        bd2 = os.path.join(self.root, 'other')
+        os.makedirs(os.path.join(bd2, '.kadi-ops'), mode=0o700)
+        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2, secret=PASSWORD + '\n')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.kv['restored'], name)
+        for rel, data in self.files.items():
+            self.assertEqual(open(os.path.join(bd2, name, 'storage', rel), 'rb').read(), data)
+        self.assertTrue(json.load(open(os.path.join(bd2, name, '.verify.json')))['ok'])
+        self.assertFalse([n for n in os.listdir(bd2) if n.startswith('.partial-')])
+        # Again: the set is there, it is not touched.
+        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2, secret=PASSWORD + '\n')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('never overwritten', r.stderr)
+
+    def test_a_corrupted_pack_is_found_by_check(self):
+        self.connect()
+        make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
+        self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(self.job('offsite_check', 'subset=100%').returncode, 0)
+        packs = []
+        for dirpath, _, names in os.walk(os.path.join(self.root, 'repo', 'data')):
+            packs += [os.path.join(dirpath, n) for n in names]
+        biggest = max(packs, key=os.path.getsize)
+        os.chmod(biggest, 0o600)
+        with open(biggest, 'r+b') as f:
+            f.seek(os.path.getsize(biggest) // 2)
+            f.write(b'\0' * 64)
+        r = self.job('offsite_check', 'subset=100%')
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn('is damaged', r.stderr)
+
+    def test_forget_keeps_by_the_rules_and_a_set_pinned_here_and_leaves_other_hosts_alone(self):
+        snaps = [{'id': '%02d' % i + 'a' * 62, 'time': '2026-11-%02dT02:00:00.123456Z' % i, 'hostname': 'kadi1', 'set': '2026-11-%02dT02-00-00Z' % i}
+                 for i in range(1, 6)] + [{'id': 'f' * 64, 'time': '2026-11-01T01:00:00Z', 'hostname': 'other', 'set': '2026-11-01T01-00-00Z'}]
+        make_set(self.bd, '2026-11-01T02-00-00Z', {'a': b'x'})
+        open(os.path.join(self.bd, '2026-11-01T02-00-00Z', '.pinned'), 'w').close()
+        plan = offsite.forget_plan(snaps, {'keepLast': 2}, self.bd, 'kadi1')
+        kept = {k['id'][:2]: k['reasons'] for k in plan['keep']}
+        self.assertEqual(sorted(kept), ['01', '04', '05'])
+        self.assertIn('pinned', kept['01'])
+        self.assertEqual(sorted(r['id'][:2] for r in plan['remove']), ['02', '03'])
+
+    def test_restic_missing_is_said_clearly(self):
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'offsite-list', self.bd, self.cfg], capture_output=True, text=True,
+                           env={'PATH': '/nonexistent'}, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('restic is not installed', r.stderr)
+
+
+class ConfigTest(unittest.TestCase):
+    def test_a_password_in_the_repository_address_is_refused(self):
+        for repo in ('rest:https://user:secret@host/repo', 'sftp://u:secret@host//r'):
+            with self.assertRaises(offsite.Usage if hasattr(offsite, 'Usage') else Exception) as e:
+                offsite.parse_config({'repository': repo})
+            self.assertNotIn('secret', str(e.exception))
+
+    def test_sftp_goes_through_batch_mode_ssh_that_checks_the_host_key(self):
+        cmd = offsite.sftp_command({'repository': 'sftp://backup@127.0.0.1:2222//srv/restic', 'sftp': {'identityFile': '/home/kadi/.ssh/off', 'knownHostsFile': '/home/kadi/.ssh/kh'}})
+        self.assertEqual(cmd, 'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/home/kadi/.ssh/kh '
+                              '-i /home/kadi/.ssh/off -o IdentitiesOnly=yes -p 2222 -l backup -- 127.0.0.1 -s sftp')
+        self.assertEqual(offsite.sftp_command({'repository': 'sftp:b@off.example:/r'}),
+                         'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -l b -- off.example -s sftp')
+        self.assertIsNone(offsite.sftp_command({'repository': 's3:https://s3.example/b'}))
+
+    def test_the_password_reaches_restic_as_a_file_and_inherited_restic_variables_are_dropped(self):
+        os.environ['RESTIC_PASSWORD'] = 'inherited'
+        os.environ['AWS_SECRET_ACCESS_KEY'] = 'inherited'
+        try:
+            repo = offsite.Repo('/b', {'repository': 's3:https://s3.example/b', 'caCert': '/etc/ca.pem'})
+            env = repo.env()
+            self.assertNotIn('RESTIC_PASSWORD', env)
+            self.assertNotIn('AWS_SECRET_ACCESS_KEY', env)
+            self.assertEqual(env['RESTIC_PASSWORD_FILE'], '/b/.kadi-ops/offsite/key')
+            self.assertEqual(repo.argv('snapshots'), ['restic', '--cacert', '/etc/ca.pem', 'snapshots'])
+        finally:
+            del os.environ['RESTIC_PASSWORD'], os.environ['AWS_SECRET_ACCESS_KEY']
+
+
+if __name__ == '__main__':
+    unittest.main()
