@@ -36,7 +36,7 @@ from shlex import quote
 
 from . import privileges
 from .common import Failure, Usage, die, fail, out, user_name
-from .jobs import _kv, _read, job_dir, state_dir
+from .jobs import COULD_NOT_RUN, _kv, _read, job_dir, state_dir
 from .plan import load, plan_path
 
 SYSTEM_DIR = '/etc/systemd/system'
@@ -437,21 +437,49 @@ def status_lines(bd):
             lines += ['unit_result=' + u.get('Result', ''), 'unit_exited=' + u['ExecMainExitTimestamp'],
                       'unit_state=' + u.get('ActiveState', '')]
         if b + '-verify.service' in installed:
-            v = _show(mode, b + '-verify.service', ['Result', 'ExecMainExitTimestamp', 'ActiveState'])
+            v = _show(mode, b + '-verify.service', ['Result', 'ExecMainExitTimestamp', 'ActiveState', 'ExecMainStatus'])
             if v.get('ExecMainExitTimestamp'):
+                # Exit status 3 (COULD_NOT_RUN): the deep part could not run, which is no failure.
                 lines += ['verify_unit_result=' + v.get('Result', ''), 'verify_unit_exited=' + v['ExecMainExitTimestamp'],
-                          'verify_unit_state=' + v.get('ActiveState', '')]
+                          'verify_unit_state=' + v.get('ActiveState', ''), 'verify_unit_status=' + v.get('ExecMainStatus', '')]
     # The newest scheduled job and how it ended.
     jobs_dir = os.path.join(state_dir(bd), 'jobs')
     try:
         ids = sorted(os.listdir(jobs_dir), reverse=True)
     except OSError:
         ids = []
+    last = verify = False
     for i in ids:
         meta = _kv(_read(os.path.join(job_dir(bd, i), 'meta')))
         if meta.get('operator') != 'scheduled':
             continue
         st = _read(os.path.join(job_dir(bd, i), 'status')).strip() or 'running'
-        lines += ['last_job=' + i, 'last_kind=' + meta.get('kind', ''), 'last_started=' + meta.get('started', ''), 'last_status=' + st]
-        break
+        if not last:
+            lines += ['last_job=' + i, 'last_kind=' + meta.get('kind', ''), 'last_started=' + meta.get('started', ''), 'last_status=' + st]
+            last = True
+        if not verify and meta.get('kind') == 'verify':
+            verify = True
+            if st == str(COULD_NOT_RUN):
+                # Why the newest scheduled deep verification could not run, and the fix, as its log says.
+                lines += ['verify_job=' + i] + could_not_run_lines(os.path.join(job_dir(bd, i), 'log'))
+        if last and verify:
+            break
     return lines
+
+
+def could_not_run_lines(log):
+    """The could_not_run= and could_not_run_fix= lines of a job's LOG (verify_result writes them near
+    its end), as verify_could_not_run= and verify_could_not_run_fix=."""
+    try:
+        with open(log, 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            text = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return []
+    found = {}
+    for line in text.splitlines():
+        for key in ('could_not_run', 'could_not_run_fix'):
+            if line.startswith(key + '='):
+                found[key] = line[len(key) + 1:]
+    return ['verify_%s=%s' % (k, v) for k, v in sorted(found.items())]

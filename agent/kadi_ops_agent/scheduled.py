@@ -16,7 +16,7 @@ import time
 
 from . import backup, plan, retention, sets, verify
 from .common import Failure, Options, out, step, utc_now, warn
-from .jobs import Job
+from .jobs import COULD_NOT_RUN, Job
 
 # How much of the log a failure report carries (monitoring bounds it again).
 LOG_TAIL_BYTES = 10000
@@ -76,6 +76,7 @@ def run(argv):
             info['warnings'].append(w)
 
     note(monitoring.started(doc.get('monitoring') or {}, info))
+    could_not_run = False
     try:
         if action == 'backup':
             step('scheduled: backup of %s' % info['host'])
@@ -102,7 +103,12 @@ def run(argv):
             info['set'] = os.path.basename(newest)
             step('scheduled: deep verification of %s' % info['set'])
             rc = verify.run(_verify_args(o, info['set'], 'deep'))
-            if rc != 0:
+            if rc == COULD_NOT_RUN:
+                # Not a finding and not a failure of the set: the job ends with COULD_NOT_RUN, its
+                # could_not_run= lines (verify_result) in the log, for the client to show with the fix.
+                # Monitoring hears of it as a failure: no deep verification was made.
+                could_not_run = True
+            elif rc != 0:
                 raise Failure('deep verification of %s %s' % (info['set'], 'found problems' if rc == 1 else 'could not run'))
     except BaseException as e:
         info['result'] = 'cancelled' if isinstance(e, KeyboardInterrupt) else 'failed'
@@ -113,11 +119,14 @@ def run(argv):
         note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job) + ('\nERROR: %s\n' % e if str(e) else '')))
         job.write('reported', info['result'] + '\n')
         raise
-    info['result'] = 'succeeded'
+    info['result'] = 'failed' if could_not_run else 'succeeded'
     info['duration'] = round(time.monotonic() - t0, 1)
+    if could_not_run:
+        info['reason'] = 'the deep verification of %s could not run' % info['set']
     note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job)))
     job.write('reported', info['result'] + '\n')
-    out('scheduled=%s' % info['result'])
+    out('scheduled=%s' % ('could-not-run' if could_not_run else info['result']))
+    return COULD_NOT_RUN if could_not_run else 0
 
 
 def _report_end_without_run(job, action):

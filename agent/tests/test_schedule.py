@@ -1,5 +1,7 @@
 """The schedule's systemd units (schedule.py), in process: what they run and what they are named."""
+import json
 import os
+import tempfile
 import unittest
 
 import support  # noqa: F401  (puts the agent's package on the path)
@@ -28,6 +30,34 @@ class UnitTextTest(unittest.TestCase):
                 'ExecStart="/usr/bin/python3" "-I" "-S" "-u" "/srv/kadi backups/.kadi-ops/agent/kadi-ops-agent.pyz" '
                 '"run-plan" "/srv/kadi backups" "wait=yes" "origin=scheduled" "action=%s"' % action])
             self.assertNotRegex(text, r'kadi-ops-agent-[0-9a-f]+\.pyz', 'no content hash anywhere in a unit')
+
+
+class StatusTest(unittest.TestCase):
+    def test_the_newest_scheduled_deep_verification_that_could_not_run_is_named_with_why_and_the_fix(self):
+        from test_plan import VALID
+        with tempfile.TemporaryDirectory() as bd:
+            os.makedirs(os.path.join(bd, '.kadi-ops', 'jobs'), mode=0o700)
+            doc = dict(VALID, host={'name': 'prod', 'backupDir': bd}, schedule={'calendar': 'daily', 'deepCalendar': 'weekly'})
+            fd = os.open(os.path.join(bd, '.kadi-ops', 'plan.json'), os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, 'w') as f:
+                json.dump(doc, f)
+
+            def job(i, kind, status, log=''):
+                d = os.path.join(bd, '.kadi-ops', 'jobs', i)
+                os.makedirs(d, mode=0o700)
+                for name, text in (('meta', 'id=%s\nkind=%s\noperator=scheduled\nstarted=x\n' % (i, kind)), ('status', status + '\n'), ('log', log)):
+                    with open(os.path.join(d, name), 'w') as f:
+                        f.write(text)
+
+            job('20261122T050000Z-aaaaaa', 'verify', '3', 'could_not_run=deep verification: an older run\n')
+            job('20261129T050000Z-bbbbbb', 'verify', '3', '[step] verifying\ncould_not_run=deep verification: no PostgreSQL 15 server binaries\n'
+                'could_not_run_fix=apt-get install postgresql-15\n[kadi-ops] job: exit status 3\n')
+            job('20261130T030000Z-cccccc', 'backup', '0')
+            lines = schedule.status_lines(bd)
+        self.assertIn('last_job=20261130T030000Z-cccccc', lines)
+        self.assertEqual([l for l in lines if l.startswith('verify_')], [
+            'verify_job=20261129T050000Z-bbbbbb', 'verify_could_not_run=deep verification: no PostgreSQL 15 server binaries',
+            'verify_could_not_run_fix=apt-get install postgresql-15'])
 
 
 if __name__ == '__main__':

@@ -26,8 +26,10 @@ export interface ScheduleStatus {
   lastJob?: { id: string; kind: string; started: string; status: string };
   /** systemd's record of the service's last run (also one that failed before its job started). */
   unit?: { result: string; exited: string; state: string };
-  /** The same for the deep-verification service. */
-  verifyUnit?: { result: string; exited: string; state: string };
+  /** The same for the deep-verification service; status: its exit status (3: the deep part could not run). */
+  verifyUnit?: { result: string; exited: string; state: string; status?: string };
+  /** Why the newest scheduled deep verification could not run (its job's could_not_run= line), and the fix. */
+  verifyCouldNotRun?: { job: string; why?: string; fix?: string };
   /** Units of this backup directory under another profile name: they still run. */
   staleUnits?: string[];
 }
@@ -48,7 +50,16 @@ export function parseScheduleStatus(text: string): ScheduleStatus {
   ];
   for (const [k, v] of opt) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
   if (kv.get('unit_result') !== undefined) s.unit = { result: kv.get('unit_result') ?? '', exited: kv.get('unit_exited') ?? '', state: kv.get('unit_state') ?? '' };
-  if (kv.get('verify_unit_result') !== undefined) s.verifyUnit = { result: kv.get('verify_unit_result') ?? '', exited: kv.get('verify_unit_exited') ?? '', state: kv.get('verify_unit_state') ?? '' };
+  if (kv.get('verify_unit_result') !== undefined) {
+    s.verifyUnit = { result: kv.get('verify_unit_result') ?? '', exited: kv.get('verify_unit_exited') ?? '', state: kv.get('verify_unit_state') ?? '' };
+    if (kv.get('verify_unit_status')) s.verifyUnit.status = kv.get('verify_unit_status');
+  }
+  const verifyJob = kv.get('verify_job');
+  if (verifyJob) {
+    s.verifyCouldNotRun = { job: verifyJob };
+    if (kv.get('verify_could_not_run')) s.verifyCouldNotRun.why = kv.get('verify_could_not_run');
+    if (kv.get('verify_could_not_run_fix')) s.verifyCouldNotRun.fix = kv.get('verify_could_not_run_fix');
+  }
   if (kv.all('stale_unit').length > 0) s.staleUnits = kv.all('stale_unit');
   const lastJob = kv.get('last_job');
   if (lastJob) s.lastJob = { id: lastJob, kind: kv.get('last_kind') ?? '', started: kv.get('last_started') ?? '', status: kv.get('last_status') ?? '' };
@@ -71,13 +82,37 @@ export function staleHours(p: HostProfile, s: ScheduleStatus | undefined): numbe
 /**
  * The last scheduled run failed: systemd says the backup (or the deep-verification) service's last
  * run did not succeed (this also covers a run that failed before its job started), or else the
- * last scheduled job's exit status is neither 0 nor running.
+ * last scheduled job's exit status is neither 0 nor running. A deep verification whose deep part
+ * could not run (lastScheduledRunCouldNotRun) is not a failure.
  */
 export function lastScheduledRunFailed(s: ScheduleStatus | undefined): boolean {
-  if (s?.verifyUnit && s.verifyUnit.state !== 'activating' && s.verifyUnit.result !== 'success') return true;
+  if (s?.verifyUnit && s.verifyUnit.state !== 'activating' && s.verifyUnit.result !== 'success' && !verifyCouldNotRun(s)) return true;
   if (s?.unit && s.unit.state !== 'activating') return s.unit.result !== 'success';
   const st = s?.lastJob?.status;
-  return st !== undefined && st !== '' && st !== '0' && st !== 'running';
+  return st !== undefined && st !== '' && st !== '0' && st !== 'running' && !(st === COULD_NOT_RUN_STATUS && s?.lastJob?.kind === 'verify');
+}
+
+const COULD_NOT_RUN_STATUS = '3';
+
+/** systemd's record of the deep-verification service: its last run ended with the agent's "could not run" (exit status 3). */
+function verifyCouldNotRun(s: ScheduleStatus): boolean {
+  const v = s.verifyUnit;
+  return v !== undefined && v.state !== 'activating' && v.result === 'exit-code' && v.status === COULD_NOT_RUN_STATUS;
+}
+
+/**
+ * The last scheduled deep verification could not run its deep part (no throwaway cluster and no
+ * CREATEDB): neither a success nor a failure, a warning with why and the fix (from its job's log).
+ */
+export function lastScheduledRunCouldNotRun(s: ScheduleStatus | undefined): { why: string; fix?: string } | undefined {
+  if (!s || !verifyCouldNotRun(s)) return undefined;
+  const c = s.verifyCouldNotRun;
+  return { why: c?.why ?? 'the deep verification could not run', ...(c?.fix ? { fix: c.fix } : {}) };
+}
+
+/** "the scheduled deep verification could not run: WHY. Fix: FIX", for a tooltip, a cell or a status line. */
+export function couldNotRunText(c: { why: string; fix?: string }): string {
+  return `the scheduled deep verification could not run: ${c.why.replace(/^deep verification: /, '')}${c.fix ? `. Fix: ${c.fix}` : ''}`;
 }
 
 /** How the last scheduled job ended, as the Jobs list says it ("succeeded", "failed (1)", "cancelled", "running"). */

@@ -4,7 +4,7 @@ import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kad
 import { scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
 import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
-import { installSchedule, lastScheduledJobResult, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
+import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
 import { formatAge, formatBytes } from '../core/format';
 import { UsageError } from './args';
@@ -157,7 +157,7 @@ interface StatusRow {
   state?: string;
   schedule: string;
   lastRun?: string;
-  verdict: 'ok' | 'stale' | 'failed' | 'no schedule' | 'unreachable';
+  verdict: 'ok' | 'stale' | 'failed' | 'no schedule' | 'could not run' | 'unreachable';
   why?: string;
 }
 
@@ -187,5 +187,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
   if (ageH === undefined) return { ...row, verdict: 'stale', why: 'no good backup set' };
   if (ageH > limit) return { ...row, verdict: 'stale', why: `the newest good set is older than ${Math.round(limit)} h` };
   if (!s || s.state !== 'installed') return { ...row, verdict: 'no schedule', why: 'backups happen only when someone starts them (kadi-ops schedule <host>)' };
+  const couldNotRun = lastScheduledRunCouldNotRun(s);
+  if (couldNotRun) return { ...row, verdict: 'could not run', why: couldNotRunText(couldNotRun) };
   return row;
 }

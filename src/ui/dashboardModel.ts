@@ -5,7 +5,7 @@
  * import, so it is unit-tested in Node; dashboardHtml.ts renders it, dashboard.ts shows it.
  */
 import type { HostOverview } from '../backup/backupSets';
-import { lastScheduledJobResult, lastScheduledRunFailed, type ScheduleStatus } from '../backup/schedule';
+import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, type ScheduleStatus } from '../backup/schedule';
 import { forecastFill, setGrowthBytes, type FillForecast } from '../backup/diskForecast';
 import type { BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel, type SetState } from '../backup/setState';
@@ -232,6 +232,8 @@ function scheduleCell(s: ScheduleStatus | undefined): FeatureCell {
   if (s.state === 'stored') return { ...cell, state: 'warning', text: `${s.calendar} (not installed)` };
   const next = s.next ? `; next ${s.next}` : '';
   if (lastScheduledRunFailed(s)) return { ...cell, state: 'error', text: `${s.calendar}; last run failed${s.unit?.exited ? ` (${s.unit.exited})` : ''}${next}` };
+  const couldNotRun = lastScheduledRunCouldNotRun(s);
+  if (couldNotRun) return { ...cell, state: 'warning', text: `${s.calendar}; ${couldNotRunText(couldNotRun)}${next}` };
   const last = s.lastJob?.status === '0' ? `; last run ${s.lastJob.started} ${lastScheduledJobResult(s)}` : '';
   return { ...cell, state: 'ok', text: `${s.calendar}${last}${next}` };
 }

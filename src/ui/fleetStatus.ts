@@ -6,9 +6,10 @@
  * A host is, worst first: damaged (its newest set failed verification) or failed (its last job, or
  * its last backup job, failed or died); unreachable (the last load failed); stale (no good set, or
  * the newest is older than staleAfterHours, which follows the schedule); the last scheduled run failed
- * (an error); no schedule at all (a warning); good; or not loaded yet. Running jobs are said besides.
+ * (an error); the last scheduled deep verification could not run (a warning, with the fix); no
+ * schedule at all (a warning); good; or not loaded yet. Running jobs are said besides.
  */
-import { lastScheduledRunFailed } from '../backup/schedule';
+import { couldNotRunText, lastScheduledRunCouldNotRun, lastScheduledRunFailed } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import type { JobInfo } from '../remote/jobs';
@@ -20,6 +21,7 @@ export type HostHealth =
   | { kind: 'damaged'; set: string; problems: string }
   | { kind: 'failed'; job: JobInfo; result: string }
   | { kind: 'scheduled-run-failed'; when: string }
+  | { kind: 'scheduled-run-could-not-run'; why: string; fix?: string }
   | { kind: 'stale'; set?: string; ageMs?: number; thresholdHours: number }
   | { kind: 'unscheduled'; set: string; ageMs: number }
   | { kind: 'good'; set: string; ageMs: number; verification: string };
@@ -35,7 +37,7 @@ export interface HostStatus {
   line: string;
 }
 
-const SEVERITY: Record<HostHealth['kind'], Severity> = { damaged: 'error', failed: 'error', 'scheduled-run-failed': 'error', unreachable: 'warning', stale: 'warning', unscheduled: 'warning', good: 'ok', 'not-loaded': 'unknown' };
+const SEVERITY: Record<HostHealth['kind'], Severity> = { damaged: 'error', failed: 'error', 'scheduled-run-failed': 'error', 'scheduled-run-could-not-run': 'warning', unreachable: 'warning', stale: 'warning', unscheduled: 'warning', good: 'ok', 'not-loaded': 'unknown' };
 const RANK: Record<Severity, number> = { error: 3, warning: 2, ok: 1, unknown: 0 };
 
 /** A job that ended badly: failed or died (cancelled and "could not run" are not failures). */
@@ -69,6 +71,8 @@ export function hostHealth(profile: HostProfile, state: HostState, now: Date): H
   if (!good) return { kind: 'stale', thresholdHours };
   const ageMs = now.getTime() - good.time.getTime();
   if (ageMs > thresholdHours * 3600_000) return { kind: 'stale', set: good.name, ageMs, thresholdHours };
+  const couldNotRun = lastScheduledRunCouldNotRun(o.schedule);
+  if (couldNotRun) return { kind: 'scheduled-run-could-not-run', ...couldNotRun };
   // Nothing makes the next backup: said (an agent that does not report schedules says nothing).
   if (o.schedule && o.schedule.state !== 'installed') return { kind: 'unscheduled', set: good.name, ageMs };
   return { kind: 'good', set: good.name, ageMs, verification: stateLabel(setState(good.verify)) };
@@ -89,6 +93,8 @@ export function healthText(h: HostHealth): string {
       return h.set && h.ageMs !== undefined ? `newest good backup ${formatAge(h.ageMs)} old (more than ${Math.round(h.thresholdHours)} h)` : 'no good backup yet';
     case 'scheduled-run-failed':
       return `the last scheduled run failed (${h.when})`;
+    case 'scheduled-run-could-not-run':
+      return couldNotRunText(h);
     case 'unscheduled':
       return `newest good backup ${formatAge(h.ageMs)} ago; no schedule: backups happen only when someone starts them`;
     case 'good':
@@ -133,6 +139,8 @@ function shortText(h: HostHealth): string {
       return h.set ? `backup ${formatAge(h.ageMs ?? 0)} old` : 'no backup';
     case 'scheduled-run-failed':
       return 'scheduled run failed';
+    case 'scheduled-run-could-not-run':
+      return 'deep verification could not run';
     case 'unscheduled':
       return 'no schedule';
     default:

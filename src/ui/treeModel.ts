@@ -2,7 +2,7 @@
  * The Kadi Hosts tree as plain data: which nodes exist, their labels, descriptions, tooltips and
  * context tags. No `vscode` import, so it is unit-tested in Node; hostsTree.ts maps it to TreeItems.
  */
-import { lastScheduledJobResult, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
+import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
 import { type ArtifactEntry, type BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
@@ -207,6 +207,9 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   }
   const runFailed = lastScheduledRunFailed(o?.schedule);
   if (runFailed) parts.push('last scheduled run failed');
+  // Not a failure: a warning that names the fix (tooltip).
+  const couldNotRun = lastScheduledRunCouldNotRun(o?.schedule);
+  if (couldNotRun) parts.push('scheduled deep verification could not run');
   if (job) parts.push(`${job.kind} by ${job.operator} since ${job.started.slice(11, 16)}`);
   if (state.error) parts.push('unreachable');
   const tooltip = [`${p.name} — ${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`, `Backups in ${p.backupDir}`];
@@ -217,14 +220,15 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (sched) tooltip.push(scheduleLine(sched));
   if (sched?.state === 'installed' && sched.next) tooltip.push(`Next scheduled run ${sched.next}`);
   if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${lastScheduledJobResult(sched)}`);
+  if (couldNotRun) tooltip.push(`${couldNotRunText(couldNotRun).replace(/^t/, 'T')}${sched?.verifyUnit?.exited ? ` (${sched.verifyUnit.exited})` : ''}.`);
   if (state.error) tooltip.push(state.error);
   return {
     label: p.name,
     description: state.loading ? 'loading…' : parts.join(' · '),
     tooltip: tooltip.join('\n'),
     // A failed scheduled run is an error, as in the status bar and the dashboard.
-    icon: job ? 'sync~spin' : state.error ? 'vm-outline' : runFailed ? 'error' : stale ? 'warning' : 'vm-active',
-    color: state.error || runFailed ? 'problemsErrorIcon.foreground' : stale ? 'problemsWarningIcon.foreground' : undefined,
+    icon: job ? 'sync~spin' : state.error ? 'vm-outline' : runFailed ? 'error' : stale || couldNotRun ? 'warning' : 'vm-active',
+    color: state.error || runFailed ? 'problemsErrorIcon.foreground' : stale || couldNotRun ? 'problemsWarningIcon.foreground' : undefined,
     contextValue: tags.filter(Boolean).join(';') + ';',
     collapsible: true,
     id: `host/${p.name}`,

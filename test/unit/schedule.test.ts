@@ -1,7 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { lastScheduledRunFailed, parseScheduleStatus, scheduledPlan, staleHours } from '../../src/backup/schedule';
+import { lastScheduledRunCouldNotRun, lastScheduledRunFailed, parseScheduleStatus, scheduledPlan, staleHours } from '../../src/backup/schedule';
 import { formatConfigError, resolveProfiles } from '../../src/config/hostProfiles';
 import { validatePlan } from '../../src/core/plan';
+import { hostRow } from '../../src/ui/dashboardModel';
+import { fleetStatus } from '../../src/ui/fleetStatus';
 import { viewOf } from '../../src/ui/treeModel';
 import { backupSet, overview, profile } from './treeModelFixtures';
 
@@ -51,6 +53,42 @@ describe('the host\'s own schedule as the client sees it', () => {
     assert.equal(failed.color, 'problemsErrorIcon.foreground');
     assert.match(failed.description ?? '', /last scheduled run failed/);
     assert.doesNotMatch(failed.tooltip ?? '', /older than/, 'a fresh set is not called old');
+  });
+
+  it('a scheduled deep verification that could not run is a warning with the fix, not a failed run: tree, status bar, dashboard', () => {
+    const p = profile();
+    const s = parseScheduleStatus([
+      'schedule=installed', 'mode=system', 'calendar=*-*-* 03:00:00', 'deep_calendar=Sun *-*-* 05:00:00', 'interval=86400',
+      'next=Thu 2026-11-27 03:00:00 UTC', 'unit_result=success', 'unit_exited=Wed 2026-11-26 03:00:05 UTC', 'unit_state=inactive',
+      // systemd's record: the verify service exited 3 (the agent's "could not run"), so its Result is exit-code.
+      'verify_unit_result=exit-code', 'verify_unit_exited=Sun 2026-11-22 05:01:00 UTC', 'verify_unit_state=failed', 'verify_unit_status=3',
+      'last_job=20261126T030000Z-abcdef', 'last_kind=backup', 'last_started=2026-11-26T03:00:00Z', 'last_status=0',
+      'verify_job=20261122T050000Z-123456', 'verify_could_not_run=deep verification: no PostgreSQL 15 server binaries for a throwaway cluster',
+      'verify_could_not_run_fix=apt-get install postgresql-15',
+    ].join('\n'));
+    assert.deepEqual(s.verifyUnit, { result: 'exit-code', exited: 'Sun 2026-11-22 05:01:00 UTC', state: 'failed', status: '3' });
+    assert.equal(lastScheduledRunFailed(s), false, 'not a failed scheduled run');
+    assert.deepEqual(lastScheduledRunCouldNotRun(s), { why: 'deep verification: no PostgreSQL 15 server binaries for a throwaway cluster', fix: 'apt-get install postgresql-15' });
+    // Any other exit of the verify service is still a failure (e.g. 1: problems found).
+    const found = { ...s, verifyUnit: { ...s.verifyUnit!, status: '1' } };
+    assert.equal(lastScheduledRunFailed(found), true);
+    assert.equal(lastScheduledRunCouldNotRun(found), undefined);
+    assert.equal(lastScheduledRunFailed({ state: 'installed', lastJob: { id: 'j', kind: 'verify', started: 'x', status: '3' } }), false, 'a deep verification job that could not run, without systemd\'s record');
+
+    const sets = [backupSet('2026-11-26T03-00-00Z', { status: 'verified' })];
+    const state = { overview: overview({ sets, schedule: s }) };
+    const tree = viewOf({ kind: 'host', profile: p, state }, NOW);
+    assert.equal(tree.icon, 'warning', 'a warning, not an error');
+    assert.equal(tree.color, 'problemsWarningIcon.foreground');
+    assert.match(tree.description ?? '', /scheduled deep verification could not run/);
+    assert.doesNotMatch(tree.description ?? '', /failed/);
+    assert.match(tree.tooltip ?? '', /^The scheduled deep verification could not run: no PostgreSQL 15 server binaries for a throwaway cluster\. Fix: apt-get install postgresql-15 \(Sun 2026-11-22 05:01:00 UTC\)\.$/m);
+    const bar = fleetStatus([{ profile: p, state }], NOW);
+    assert.equal(bar.severity, 'warning');
+    assert.equal(bar.text, `$(warning) ${p.name}: deep verification could not run`);
+    assert.match(bar.tooltip, /the scheduled deep verification could not run: no PostgreSQL 15 server binaries for a throwaway cluster\. Fix: apt-get install postgresql-15/);
+    const cell = hostRow({ profile: p, state }, NOW).features.find((f) => f.id === 'schedule');
+    assert.deepEqual([cell?.state, cell?.text], ['warning', '*-*-* 03:00:00; the scheduled deep verification could not run: no PostgreSQL 15 server binaries for a throwaway cluster. Fix: apt-get install postgresql-15; next Thu 2026-11-27 03:00:00 UTC']);
   });
 
   it('a profile\'s schedule is checked like every other setting, and becomes the plan the host runs', () => {

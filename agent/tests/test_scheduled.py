@@ -1,0 +1,72 @@
+"""A scheduled run (scheduled.py) in process, its steps replaced by recorders, as the job runner runs it:
+the verb, then (when it failed) its cleanup. What is tested is what the run decides and in which
+order: its exit status, what monitoring hears and when."""
+import contextlib
+import json
+import os
+import tempfile
+import unittest
+from unittest import mock
+
+import support  # noqa: F401  (puts the agent's package on the path)
+from kadi_ops_agent import backup, jobs, monitoring, plan, scheduled, services, sets, verify
+from kadi_ops_agent.common import Failure, Options
+
+PLAN = {'host': {'name': 'prod', 'backupDir': '/srv/backups'}, 'schedule': {'calendar': 'daily', 'verify': 'none'},
+        'monitoring': {'failure': 'https://hc.example/x/fail', 'success': 'https://hc.example/x'},
+        'backup': {'stopServices': True, 'services': ['kadi-uwsgi']}}
+
+
+class ScheduledRunTest(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+        with open(os.path.join(self.dir, 'secret'), 'w') as f:
+            json.dump({'password': 'pw', 'plan': PLAN}, f)
+        with open(os.path.join(self.dir, 'log'), 'w') as f:
+            f.write('[kadi-ops] job started\n')
+        env = mock.patch.dict(os.environ, {'JOB_DIR': self.dir, 'JOB_ID': '20261130T030000Z-abcdef'})
+        env.start()
+        self.addCleanup(env.stop)
+        self.events = []
+        opts = Options(['backup_dir=/srv/backups', 'pg_restore=x', 'psql=x', 'pg_host=h', 'pg_port=5432', 'pg_db=kadi',
+                        'pg_user=kadi', 'stop_services=yes', 'services=kadi-uwsgi'])
+        for p in (
+            mock.patch.object(plan, 'job_options', return_value=opts),
+            mock.patch.object(monitoring, 'started', side_effect=lambda m, info: self.events.append('start ping') or []),
+            mock.patch.object(monitoring, 'finished', side_effect=self.finished),
+            mock.patch.object(sets, 'newest_good_set', return_value='/srv/backups/2026-11-29T03-00-00Z'),
+            mock.patch.object(verify, 'cleanup', side_effect=lambda argv: self.events.append('verify cleanup')),
+        ):
+            p.start()
+            self.addCleanup(p.stop)
+        self.reports = []
+
+    def finished(self, m, info, tail):
+        self.events.append('%s ping' % info['result'])
+        self.reports.append((dict(info), tail))
+        return []
+
+    def runner(self, argv):
+        """As jobs.job_run: the verb; when it did not end with 0, its cleanup. The verb's exit status."""
+        from kadi_ops_agent.__main__ import call
+        with open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            rc = call(scheduled.run, argv, 'scheduled')
+            if rc != 0:
+                call(scheduled.cleanup, argv, 'scheduled.cleanup')
+        return rc
+
+    def test_a_deep_verification_whose_deep_part_could_not_run_ends_the_job_with_could_not_run_not_a_failure(self):
+        with mock.patch.object(verify, 'run', return_value=jobs.COULD_NOT_RUN):
+            rc = self.runner(['plan=yes', 'action=deep-verify'])
+        self.assertEqual(rc, jobs.COULD_NOT_RUN, 'exit status 3: the client shows "could not run" with the fix')
+        info, _ = self.reports[-1]
+        self.assertEqual(info['reason'], 'the deep verification of 2026-11-29T03-00-00Z could not run')
+        self.assertEqual(self.events.count('failed ping'), 1, 'monitoring hears of it once: no deep verification was made')
+        with mock.patch.object(verify, 'run', return_value=1):
+            self.assertEqual(self.runner(['plan=yes', 'action=deep-verify']), 1, 'problems found are a failure')
+
+
+if __name__ == '__main__':
+    unittest.main()
