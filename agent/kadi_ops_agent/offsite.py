@@ -4,9 +4,9 @@ restic is the engine: encryption, deduplication, any backend it speaks (sftp:, s
 path). This module only drives it, with these rules:
 
 - Secrets never reach argv or a log. The repository password is a 0600 file of the Kadi user,
-  <backup dir>/.kadi-ops/offsite/key (or, for one job, the job's own 0600 secret file); backend
-  credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are KEY=VALUE lines of the 0600 file
-  <backup dir>/.kadi-ops/offsite/env, given to restic in its environment. A repository address with
+  <backup dir>/.kadi-ops/offsite/<hash of the repository address>/key; backend credentials
+  (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are KEY=VALUE lines of the 0600 file env beside
+  it, given to restic in its environment. A repository address with
   a password in it is refused; restic's own environment variables inherited from the caller are
   dropped, so only these files decide.
 - A set becomes one snapshot, made from inside the set directory (`restic backup .`): every snapshot
@@ -47,12 +47,20 @@ def offsite_dir(bd):
     return os.path.join(jobs.state_dir(bd), 'offsite')
 
 
-def key_path(bd):
-    return os.path.join(offsite_dir(bd), 'key')
+def repo_dir(bd, repository):
+    """This repository's files on the host (its password, credentials, cache): one directory per
+    repository address, so a host can hold the keys of several (its own, and another's after a
+    disaster recovery onto it)."""
+    import hashlib
+    return os.path.join(offsite_dir(bd), hashlib.sha256(repository.encode('utf-8', 'surrogateescape')).hexdigest()[:16])
 
 
-def env_path(bd):
-    return os.path.join(offsite_dir(bd), 'env')
+def key_path(bd, repository):
+    return os.path.join(repo_dir(bd, repository), 'key')
+
+
+def env_path(bd, repository):
+    return os.path.join(repo_dir(bd, repository), 'env')
 
 
 # --- the repository's configuration (the profile's `offsite`, the plan's) -----------------------
@@ -165,13 +173,13 @@ def check_restic():
 class Repo:
     def __init__(self, bd, cfg, password_file=None):
         self.bd, self.cfg = bd, cfg
-        self.password_file = password_file or key_path(bd)
+        self.password_file = password_file or key_path(bd, cfg['repository'])
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not _RESTIC_ENV.match(k)}
-        env.update(read_env_file(env_path(self.bd)))
+        env.update(read_env_file(env_path(self.bd, self.cfg['repository'])))
         env.update({'RESTIC_REPOSITORY': self.cfg['repository'], 'RESTIC_PASSWORD_FILE': self.password_file,
-                    'RESTIC_CACHE_DIR': os.path.join(offsite_dir(self.bd), 'cache'), 'RESTIC_PROGRESS_FPS': '1',
+                    'RESTIC_CACHE_DIR': os.path.join(repo_dir(self.bd, self.cfg['repository']), 'cache'), 'RESTIC_PROGRESS_FPS': '1',
                     'LC_ALL': 'C'})
         env.setdefault('HOME', os.path.expanduser('~'))
         return env
@@ -218,8 +226,6 @@ def explain(repo, what, stderr, password_file=''):
     if re.search(r'connection refused|no such host|i/o timeout|connection reset|broken pipe|eof|network is unreachable|connection lost|closed network connection', low):
         lines = [l for l in text.splitlines() if l.strip()]
         return '%s: the off-site repository %s cannot be reached: %s' % (what, repo, one_line(lines[-1] if lines else ''))
-    if 'no such file or directory' in low and password_file and password_file in text:
-        return '%s: this host has no password for %s (kadi-ops offsite init connects it)' % (what, repo)
     lines = [l for l in text.splitlines() if l.strip() and not l.startswith('{')]
     fatal = [l for l in lines if l.startswith('Fatal:')]
     return '%s in %s failed: %s' % (what, repo, one_line((fatal or lines or ['restic gave no reason'])[-1]))
@@ -241,8 +247,9 @@ def _tag(prefix, value):
 # --- offsite-connect: create or join a repository, store the password --------------------------
 
 def _write_private(path, text):
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    os.chmod(os.path.dirname(path), 0o700)
+    for d in (os.path.dirname(os.path.dirname(path)), os.path.dirname(path)):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
     tmp = '%s.tmp-%d' % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
@@ -268,8 +275,9 @@ def connect(argv):
         die('offsite-connect: credentials must be restic backend variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, B2_..., AZURE_..., ...) with one-line values')
     check_restic()
     jobs.trusted(jobs.state_dir(bd))
-    key_tmp = _write_private(key_path(bd), pw + '\n')
-    env_tmp = _write_private(env_path(bd) + '.new', ''.join('%s=%s\n' % kv for kv in sorted(env.items())))
+    key, envfile = key_path(bd, cfg['repository']), env_path(bd, cfg['repository'])
+    key_tmp = _write_private(key, pw + '\n')
+    env_tmp = _write_private(envfile + '.new', ''.join('%s=%s\n' % kv for kv in sorted(env.items())))
     try:
         repo = Repo(bd, cfg, password_file=key_tmp)
         # The new credentials for this probe only (the stored ones stay until it worked).
@@ -290,8 +298,8 @@ def connect(argv):
             rid = json.loads(r.stdout).get('id', '')
         except ValueError:
             rid = ''
-        os.rename(key_tmp, key_path(bd))
-        os.rename(env_tmp, env_path(bd))
+        os.rename(key_tmp, key)
+        os.rename(env_tmp, envfile)
     finally:
         for t in (key_tmp, env_tmp):
             if os.path.exists(t):
@@ -304,16 +312,23 @@ def list_verb(argv):
     if len(argv) != 2:
         die('usage: offsite-list BACKUP_DIR CONFIG_JSON')
     check_restic()
-    repo = Repo(argv[0], parse_config(argv[1]))
+    repo = _opened(Repo(argv[0], parse_config(argv[1])))
     json.dump({'snapshots': repo.snapshots()}, sys.stdout)
     sys.stdout.write('\n')
 
 
 # --- jobs ----------------------------------------------------------------------------------------
 
-def _job_repo(o, password_file=None):
+def _job_repo(o):
     check_restic()
-    return Repo(o['backup_dir'], parse_config(o['offsite']), password_file)
+    return _opened(Repo(o['backup_dir'], parse_config(o['offsite'])))
+
+
+def _opened(repo):
+    if not os.path.isfile(repo.password_file):
+        fail('this host has no password for the off-site repository %s (kadi-ops offsite init <host> connects it, '
+             'with the password kept apart from the host)' % repo.cfg['repository'])
+    return repo
 
 
 def _set_of(o):
@@ -374,8 +389,7 @@ def push(argv):
 
 def _run_json(repo, args, cwd, what):
     """restic ARGS with --json: status lines become progress lines, the summary is returned."""
-    err_path = os.path.join(offsite_dir(repo.bd), 'restic-stderr.%d' % os.getpid())
-    os.makedirs(offsite_dir(repo.bd), mode=0o700, exist_ok=True)
+    err_path = os.path.join(repo_dir(repo.bd, repo.cfg['repository']), 'restic-stderr.%d' % os.getpid())
     summary, prog = {}, None
     with open(err_path, 'w+') as err:
         p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=err, text=True, env=repo.env(), cwd=cwd,
@@ -482,17 +496,15 @@ def forget(argv):
 
 
 def restore(argv):
-    """offsite_restore backup_dir= offsite= snapshot= + verify's options (a job; the repository
-    password, when this host has none, as the job's secret): the snapshot into a partial set,
-    verified against its own manifest, then put in place as the set it was. An existing set of that
-    name is never touched."""
+    """offsite_restore backup_dir= offsite= snapshot= + verify's options (a job, with the password this
+    host holds for the repository: offsite-connect first on a new host): the snapshot into a partial
+    set, verified against its own manifest, then put in place as the set it was. An existing set of
+    that name is never touched."""
     from . import verify
     o = Options(argv)
     job = jobs.Job()
     bd = o['backup_dir']
-    secret = job.path('secret')
-    password_file = secret if os.path.isfile(secret) and os.path.getsize(secret) > 0 else None
-    repo = _job_repo(o, password_file)
+    repo = _job_repo(o)
     if not re.fullmatch(r'[0-9a-f]{8,64}', o['snapshot']):
         die('not a snapshot id: %s' % o['snapshot'])
     snaps = [s for s in repo.snapshots() if s['id'].startswith(o['snapshot'])]

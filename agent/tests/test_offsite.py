@@ -81,7 +81,7 @@ class OffsiteTest(ZipappTestCase):
         r = self.connect()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('created=yes', r.stdout)
-        key = offsite.key_path(self.bd)
+        key = offsite.key_path(self.bd, json.loads(self.cfg)['repository'])
         self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
         self.assertEqual(open(key).read(), PASSWORD + '\n')
         self.assertNotIn(PASSWORD, r.stdout + r.stderr)
@@ -97,14 +97,14 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn('the repository password is wrong', r.stderr)
         self.assertNotIn('not the password', r.stderr + r.stdout)
-        self.assertEqual(open(offsite.key_path(self.bd)).read(), PASSWORD + '\n')
-        self.assertEqual([n for n in os.listdir(offsite.offsite_dir(self.bd)) if 'tmp' in n], [])
+        self.assertEqual(open(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])).read(), PASSWORD + '\n')
+        self.assertEqual([n for n in os.listdir(offsite.repo_dir(self.bd, json.loads(self.cfg)['repository'])) if 'tmp' in n or 'new' in n], [])
 
     def test_joining_a_repository_that_is_not_there_is_refused_without_create(self):
         r = self.connect(create=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn('there is no restic repository at', r.stderr)
-        self.assertFalse(os.path.exists(offsite.key_path(self.bd)))
+        self.assertFalse(os.path.exists(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])))
 
     def test_push_tags_the_snapshot_and_a_repeat_push_reads_no_unchanged_file(self):
         self.connect()
@@ -149,10 +149,14 @@ class OffsiteTest(ZipappTestCase):
         make_set(self.bd, name, self.files)
         self.assertEqual(self.job('offsite_push', 'set=' + name).returncode, 0)
         [s] = self.snapshots()
-        # A new host: an empty backup directory, the password given to this job only.
+        # A new host: an empty backup directory; without the password nothing is read.
         bd2 = os.path.join(self.root, 'other')
         os.makedirs(os.path.join(bd2, '.kadi-ops'), mode=0o700)
-        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2, secret=PASSWORD + '\n')
+        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('this host has no password for', r.stderr)
+        self.assertEqual(self.connect(create=False, bd=bd2).returncode, 0)
+        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.kv['restored'], name)
         for rel, data in self.files.items():
@@ -160,7 +164,7 @@ class OffsiteTest(ZipappTestCase):
         self.assertTrue(json.load(open(os.path.join(bd2, name, '.verify.json')))['ok'])
         self.assertFalse([n for n in os.listdir(bd2) if n.startswith('.partial-')])
         # Again: the set is there, it is not touched.
-        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2, secret=PASSWORD + '\n')
+        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2)
         self.assertEqual(r.returncode, 1)
         self.assertIn('never overwritten', r.stderr)
 
@@ -222,7 +226,8 @@ class ConfigTest(unittest.TestCase):
             env = repo.env()
             self.assertNotIn('RESTIC_PASSWORD', env)
             self.assertNotIn('AWS_SECRET_ACCESS_KEY', env)
-            self.assertEqual(env['RESTIC_PASSWORD_FILE'], '/b/.kadi-ops/offsite/key')
+            self.assertEqual(env['RESTIC_PASSWORD_FILE'], offsite.key_path('/b', 's3:https://s3.example/b'))
+            self.assertRegex(env['RESTIC_PASSWORD_FILE'], r'^/b/\.kadi-ops/offsite/[0-9a-f]{16}/key$')
             self.assertEqual(repo.argv('snapshots'), ['restic', '--cacert', '/etc/ca.pem', 'snapshots'])
         finally:
             del os.environ['RESTIC_PASSWORD'], os.environ['AWS_SECRET_ACCESS_KEY']
