@@ -5,6 +5,16 @@ status (exit status or `cancelled`, written last and atomically), secret (the la
 removed by the job). The lock is an flock on <state>/lock, held by the job runner (the leader of the
 job's own session and process group) for the whole job, with <state>/lock.holder describing it.
 
+A holder that is gone cannot keep the lock: an flock belongs to the open file, and the kernel lets
+go of it when the last descriptor of that file is closed, which a process's death does. The only
+descriptor is the runner's (job-start hands it over with pass_fds and closes its own; the verb's
+child closes its copy first thing, _in_child; every other child is started with close_fds), so the
+lock is free the moment the runner ends, killed or not. lock.holder is only a description, written
+after the runner started: a "stale" report (held, while the pid it names is dead) means a live
+process holds the lock that lock.holder does not name yet - e.g. the job-start that took it was
+killed before writing it, and its runner goes on. Waiting for it is right (run-plan's whenBusy:
+wait does, bounded); only break_stale=yes, which a person asks for, kills the holders.
+
 The runner starts the verb as a child process in its group and waits for it; a cancel signals the
 whole group, the verb ends, and the runner stops whatever the verb left running, runs the verb's
 cleanup and writes the status. So a set is only ever complete or absent.
@@ -287,9 +297,14 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
             sys.stderr.flush()
             kill_lock_holders(lock_path)
             if not _flock_wait(lock, 10):
+                os.close(lock)
                 remove_tree(d)
                 die('stale lock could not be broken')
         else:
+            # Closed here: a caller that tries again (run-plan's whenBusy: wait, every 15 s for up
+            # to 6 hours) would otherwise keep one descriptor per try and run out of them (a
+            # service's default limit is 1024) before the wait is over.
+            os.close(lock)
             remove_tree(d)
             out(*_holder_lines(holder), 'lock=stale' if pid and not _alive(pid) else 'lock=busy')
             sys.exit(LOCK_BUSY_EXIT)

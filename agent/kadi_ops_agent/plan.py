@@ -399,6 +399,8 @@ def run_plan(argv):
         except SystemExit as e:
             if e.code != jobs.LOCK_BUSY_EXIT:
                 raise
+            # Busy means a live process holds the flock: a dead holder's lock is free at once
+            # (jobs.py), so this waits only for a job that runs, never for hours on a stale lock.
             if when_busy == 'skip' or time.monotonic() > deadline:
                 why = ('another job holds the lock; this run is skipped (whenBusy: skip)' if when_busy == 'skip'
                        else 'another job held the lock for %d s; this run gives up' % BUSY_WAIT_SECONDS)

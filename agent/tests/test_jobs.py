@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from support import ZipappTestCase
+from support import AGENT_SOURCE, ZipappTestCase
 
 
 class JobsTest(ZipappTestCase):
@@ -199,5 +199,52 @@ class JobsTest(ZipappTestCase):
             with open(os.path.join(jd, 'identity'), 'w') as f:
                 f.write('00000000-0000-0000-0000-000000000000 %s\n' % ticks)
             self.assertFalse(self.status(job)['state'] == 'running')
+        finally:
+            os.killpg(pgid, signal.SIGKILL)
+
+    # whenBusy: wait (run-plan) tries job-start again and again while another job holds the lock.
+    def test_a_dead_holder_never_keeps_the_lock_so_a_waiting_run_goes_on_at_once(self):
+        job, _ = self.start(['sleep', '30'])
+        with open(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'pgid')) as f:
+            pgid = int(f.read())
+        try:
+            time.sleep(0.3)
+            self.assertIn('lock=busy', self.agent('lock-status', self.bd).stdout)
+            # Only the runner (the lock's holder, the one lock.holder names) is killed outright.
+            os.kill(pgid, signal.SIGKILL)
+            for _ in range(50):
+                if 'lock=free' in self.agent('lock-status', self.bd).stdout:
+                    break
+                time.sleep(0.1)
+            self.assertIn('lock=free', self.agent('lock-status', self.bd).stdout)
+            second, r = self.start(['sleep', '1'])
+            self.assertEqual(r.returncode, 0, 'no break_stale needed: %s%s' % (r.stdout, r.stderr))
+            self.assertEqual(self.wait_finished(second)['status'], '0')
+        finally:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def test_a_refused_start_keeps_no_descriptor_so_hours_of_waiting_do_not_run_out_of_them(self):
+        import contextlib
+        sys.path.insert(0, AGENT_SOURCE)
+        try:
+            from kadi_ops_agent import jobs
+        finally:
+            sys.path.remove(AGENT_SOURCE)
+        first, _ = self.start(['sleep', '30'])
+        pgid = int(self.status(first)['pgid'])
+        try:
+            def refused(n):
+                with open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet):
+                    with self.assertRaises(SystemExit) as e:
+                        jobs.start_job(self.bd, '20261130T000000Z-wait%02d' % n, 'backup', 'scheduled', 'kadi@host', 'no', 'sleep', ['1'])
+                self.assertEqual(e.exception.code, jobs.LOCK_BUSY_EXIT)
+            refused(0)
+            before = len(os.listdir('/proc/self/fd'))
+            for n in range(1, 41):
+                refused(n)
+            self.assertEqual(len(os.listdir('/proc/self/fd')), before, 'one descriptor per try would be 40 more')
         finally:
             os.killpg(pgid, signal.SIGKILL)
