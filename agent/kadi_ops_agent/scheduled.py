@@ -8,13 +8,15 @@ from a systemd timer): what the stored plan asks for, as one job under the one l
 
 Monitoring (monitoring.py) is told when the run starts and how it ended, with the tail of this
 job's log on failure; an endpoint that does not answer is a warning here, never a failed run.
-A failed step fails the job (the failure ping goes out first) and a failed backup leaves no set.
+A failed step fails the job and a failed backup leaves no set. A failure is reported by the job's
+cleanup, after the services the backup stopped are started again (and the report says which are
+not running again), so that the report is the whole story.
 """
 import json
 import os
 import time
 
-from . import backup, plan, retention, sets, verify
+from . import backup, plan, retention, services, sets, verify
 from .common import Failure, Options, out, step, utc_now, warn
 from .jobs import COULD_NOT_RUN, Job
 
@@ -114,10 +116,9 @@ def run(argv):
         info['result'] = 'cancelled' if isinstance(e, KeyboardInterrupt) else 'failed'
         info['duration'] = round(time.monotonic() - t0, 1)
         if isinstance(e, (Failure, SystemExit)):
-            # The job's own ERROR line is written after this; the report names the reason itself.
             info['reason'] = str(e)
-        note(monitoring.finished(doc.get('monitoring') or {}, info, _log_tail(job) + ('\nERROR: %s\n' % e if str(e) else '')))
-        job.write('reported', info['result'] + '\n')
+        # Reported by cleanup(), which the runner runs next, once the services are back.
+        job.write(PENDING_REPORT, json.dumps(info))
         raise
     info['result'] = 'failed' if could_not_run else 'succeeded'
     info['duration'] = round(time.monotonic() - t0, 1)
@@ -129,34 +130,52 @@ def run(argv):
     return COULD_NOT_RUN if could_not_run else 0
 
 
-def _report_end_without_run(job, action):
-    """A run that ended without reporting (cancelled: the TERM ends it at once; killed): said to
-    monitoring from the cleanup, which runs after it in any case."""
+# A failed run's report, written by run() for cleanup() to send.
+PENDING_REPORT = 'failure-report.json'
+
+
+def _report_end(job, action, not_running):
+    """The end of a run that did not report it itself, said to monitoring from the cleanup (which
+    runs after it in any case, and after the services are started again): a failure run() wrote down,
+    or a cancel (the TERM ends the verb at once) or a kill. NOT_RUNNING: the services the backup
+    stopped that are not running again, named in the report."""
     if os.path.exists(job.path('reported')):
         return
     doc = plan.job_input(job)['plan'] or {}
     if not doc.get('monitoring'):
         return
     from . import monitoring
-    cancelled = os.environ.get('KADI_OPS_CANCELLED') == '1'
-    why = 'the job was cancelled' if cancelled else 'the job ended before it finished (killed)'
-    info = {'host': doc['host']['name'], 'job': job.id, 'origin': 'scheduled', 'action': action,
-            'result': 'cancelled' if cancelled else 'failed', 'reason': why, 'duration': None, 'set': None,
-            'warnings': [], 'started': ''}
-    for w in monitoring.finished(doc['monitoring'], info, _log_tail(job) + '\n' + why + '\n'):
+    pending = job.read(PENDING_REPORT)
+    tail = _log_tail(job)
+    if pending:
+        info = json.loads(pending)
+    else:
+        cancelled = os.environ.get('KADI_OPS_CANCELLED') == '1'
+        why = 'the job was cancelled' if cancelled else 'the job ended before it finished (killed)'
+        info = {'host': doc['host']['name'], 'job': job.id, 'origin': 'scheduled', 'action': action,
+                'result': 'cancelled' if cancelled else 'failed', 'reason': why, 'duration': None, 'set': None,
+                'warnings': [], 'started': ''}
+        tail += '\n' + why + '\n'
+    if not_running:
+        said = 'the services %s are not running again: start them by hand' % ', '.join(not_running)
+        info['reason'] = '%s; %s' % (info['reason'], said) if info.get('reason') else said
+    for w in monitoring.finished(doc['monitoring'], info, tail):
         warn('WARNING: ' + w)
     job.write('reported', info['result'] + '\n')
 
 
 def cleanup(argv):
     """What a failed or cancelled scheduled run leaves: the backup's partial set and services, a deep
-    verification's cluster or scratch database."""
+    verification's cluster or scratch database; then the report."""
     action = Options(argv).get('action', 'backup')
-    if action == 'backup':
-        backup.cleanup(argv)
     job = Job()
-    _report_end_without_run(job, action)
-    o = plan.job_options(argv, job)
-    newest = sets.newest_good_set(o['backup_dir'])
-    if newest:
-        verify.cleanup(_verify_args(o, os.path.basename(newest), 'deep' if action == 'deep-verify' else 'quick'))
+    stopped = services.stopped(job) if action == 'backup' else []
+    try:
+        if action == 'backup':
+            backup.cleanup(argv)
+        o = plan.job_options(argv, job)
+        newest = sets.newest_good_set(o['backup_dir'])
+        if newest:
+            verify.cleanup(_verify_args(o, os.path.basename(newest), 'deep' if action == 'deep-verify' else 'quick'))
+    finally:
+        _report_end(job, action, [s for s in stopped if not services.active(s)])

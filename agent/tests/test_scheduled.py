@@ -68,5 +68,29 @@ class ScheduledRunTest(unittest.TestCase):
             self.assertEqual(self.runner(['plan=yes', 'action=deep-verify']), 1, 'problems found are a failure')
 
 
+    def failed_backup(self, running_again):
+        def make_set(argv):
+            self.events.append('services stopped')
+            raise Failure('pg_dump failed')
+        with mock.patch.object(backup, 'make_set', side_effect=make_set), \
+                mock.patch.object(backup, 'cleanup', side_effect=lambda argv: self.events.append('services started')), \
+                mock.patch.object(services, 'stopped', return_value=['kadi-celery', 'kadi-uwsgi']), \
+                mock.patch.object(services, 'active', side_effect=lambda name: running_again):
+            return self.runner(['plan=yes', 'action=backup'])
+
+    def test_a_failed_run_that_stopped_services_reports_after_they_are_started_again(self):
+        self.assertEqual(self.failed_backup(True), 1)
+        self.assertEqual(self.events, ['start ping', 'services stopped', 'services started', 'verify cleanup', 'failed ping'])
+        info, _ = self.reports[-1]
+        self.assertEqual((info['result'], info['reason'], info['job']), ('failed', 'pg_dump failed', '20261130T030000Z-abcdef'))
+        self.assertEqual(len(self.reports), 1, 'reported once')
+
+    def test_and_says_which_services_are_not_running_again(self):
+        self.assertEqual(self.failed_backup(False), 1)
+        self.assertEqual(self.events[-1], 'failed ping')
+        info, _ = self.reports[-1]
+        self.assertEqual(info['reason'], 'pg_dump failed; the services kadi-celery, kadi-uwsgi are not running again: start them by hand')
+
+
 if __name__ == '__main__':
     unittest.main()
