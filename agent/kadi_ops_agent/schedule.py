@@ -45,14 +45,26 @@ SYSTEM_DIR = '/etc/systemd/system'
 def base_name(plan):
     """kadi-ops-<host>-<6 hex of the backup directory>: readable, and unique per backup directory
     (two profiles may share a name on different hosts, never a backup directory on one host). The
-    client computes the same (src/config/sudoers.ts)."""
+    client computes the same (src/config/sudoers.ts). The hash is of the path's bytes (os.fsencode):
+    a directory whose name is not UTF-8 comes in with surrogate escapes, which .encode('utf-8')
+    refuses; for a UTF-8 path the bytes, and so the name, are the same."""
     slug = re.sub(r'[^A-Za-z0-9_-]+', '-', plan['host']['name']).strip('-')[:40] or 'host'
-    return 'kadi-ops-%s-%s' % (slug, hashlib.sha256(plan['host']['backupDir'].encode('utf-8')).hexdigest()[:6])
+    return 'kadi-ops-%s-%s' % (slug, hashlib.sha256(os.fsencode(plan['host']['backupDir'])).hexdigest()[:6])
+
+
+def _utf8(text):
+    """Unit files are UTF-8 (systemd ignores a line that is not): a path whose bytes are not is refused, named."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        die('%s is not UTF-8, and a systemd unit can only name UTF-8 paths: use a backup directory with a UTF-8 name'
+            % os.fsencode(text).decode('utf-8', 'backslashreplace'))
 
 
 def systemd_quote(arg):
     """One ExecStart= argument: double-quoted, with systemd's specifiers (%) and variables ($)
     escaped, so a path with spaces, quotes or a percent sign stays one literal argument."""
+    _utf8(arg)
     if any(c in arg for c in '\n\r\0'):
         die('a unit argument may not contain a line break: %s' % json.dumps(arg))
     return '"%s"' % arg.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%').replace('$', '$$')
@@ -60,6 +72,7 @@ def systemd_quote(arg):
 
 def systemd_path(path):
     """A path in ReadWritePaths=: %-specifiers are expanded there (so %% escaped), $ is not."""
+    _utf8(path)
     if any(c in path for c in '\n\r\0'):
         die('a unit path may not contain a line break: %s' % json.dumps(path))
     return '"%s"' % path.replace('\\', '\\\\').replace('"', '\\"').replace('%', '%%')

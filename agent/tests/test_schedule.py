@@ -6,6 +6,7 @@ import unittest
 
 import support  # noqa: F401  (puts the agent's package on the path)
 from kadi_ops_agent import schedule
+from kadi_ops_agent.common import Usage
 
 LINK = '/srv/kadi backups/.kadi-ops/agent/kadi-ops-agent.pyz'
 
@@ -30,6 +31,23 @@ class UnitTextTest(unittest.TestCase):
                 'ExecStart="/usr/bin/python3" "-I" "-S" "-u" "/srv/kadi backups/.kadi-ops/agent/kadi-ops-agent.pyz" '
                 '"run-plan" "/srv/kadi backups" "wait=yes" "origin=scheduled" "action=%s"' % action])
             self.assertNotRegex(text, r'kadi-ops-agent-[0-9a-f]+\.pyz', 'no content hash anywhere in a unit')
+
+
+class BaseNameTest(unittest.TestCase):
+    def test_named_by_the_backup_directorys_bytes_also_when_they_are_not_utf8(self):
+        import hashlib
+        # As the client computes it (src/config/sudoers.ts): sha256 of the path's UTF-8 bytes.
+        self.assertEqual(schedule.base_name(plan('/srv/kadi-backups')),
+                         'kadi-ops-prod-' + hashlib.sha256(b'/srv/kadi-backups').hexdigest()[:6])
+        self.assertEqual(schedule.base_name(plan('/srv/s\u00e4tze')),
+                         'kadi-ops-prod-' + hashlib.sha256('/srv/s\u00e4tze'.encode('utf-8')).hexdigest()[:6])
+        # A Latin-1 name (b'/srv/s\xe4tze') reaches the agent with a surrogate escape.
+        latin1 = os.fsdecode(b'/srv/s\xe4tze')
+        self.assertEqual(schedule.base_name(plan(latin1)), 'kadi-ops-prod-' + hashlib.sha256(b'/srv/s\xe4tze').hexdigest()[:6])
+        # Its units cannot name it (unit files are UTF-8): refused, saying so, instead of an encoding error.
+        with self.assertRaises(Usage) as refused:
+            schedule.units(plan(latin1), os.path.join(latin1, '.kadi-ops/agent/kadi-ops-agent.pyz'), 'system')
+        self.assertIn('/srv/s\\xe4tze/.kadi-ops/agent/kadi-ops-agent.pyz is not UTF-8, and a systemd unit can only name UTF-8 paths', str(refused.exception))
 
 
 class StatusTest(unittest.TestCase):
