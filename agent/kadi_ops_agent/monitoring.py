@@ -72,6 +72,20 @@ _NTFY = {  # result: (title word, priority, tags)
 }
 
 
+def run_info(host, job, action, started, result=None, reason=None, duration=None, set_name=None):
+    """What started() and finished() are told about a scheduled run, the one shape for every path
+    (the run itself, a cancel or kill said by its cleanup, a run that never got a job): host, job (None
+    before one started), origin, action (backup or deep-verify), started, set, warnings (the run adds
+    its own), duration in seconds (None: unknown), and result and reason once known."""
+    info = {'host': host, 'job': job, 'origin': 'scheduled', 'action': action, 'started': started,
+            'set': set_name, 'warnings': [], 'duration': duration}
+    if result is not None:
+        info['result'] = result
+    if reason is not None:
+        info['reason'] = reason
+    return info
+
+
 def deadline():
     """Seconds after which finished() and started() stop waiting: two tries and the pause between,
     plus slack. The bound also covers what the socket timeout does not (a DNS lookup that hangs)."""

@@ -346,8 +346,7 @@ def _report_before_job(plan, o, action, result, why):
     if o.get('origin', 'scheduled') != 'scheduled':
         return
     from . import monitoring
-    info = {'host': plan['host']['name'], 'job': None, 'origin': 'scheduled', 'action': action, 'result': result,
-            'reason': why, 'duration': 0, 'set': None, 'warnings': [], 'started': utc_now()}
+    info = monitoring.run_info(plan['host']['name'], None, action, utc_now(), result=result, reason=why, duration=0)
     for w in monitoring.finished(plan.get('monitoring') or {}, info, ('ERROR: ' if result == 'failed' else '') + why + '\n'):
         out('WARNING: ' + w)
 

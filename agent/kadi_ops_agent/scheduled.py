@@ -68,8 +68,7 @@ def run(argv):
         raise Failure('unknown scheduled action %s' % json.dumps(action))
     schedule = doc.get('schedule') or {}
     from . import monitoring
-    info = {'host': doc['host']['name'], 'job': job.id, 'origin': 'scheduled', 'action': action,
-            'started': utc_now(), 'set': None, 'warnings': []}
+    info = monitoring.run_info(doc['host']['name'], job.id, action, utc_now())
     t0 = time.monotonic()
 
     def note(warnings):
@@ -152,9 +151,7 @@ def _report_end(job, action, not_running):
     else:
         cancelled = os.environ.get('KADI_OPS_CANCELLED') == '1'
         why = 'the job was cancelled' if cancelled else 'the job ended before it finished (killed)'
-        info = {'host': doc['host']['name'], 'job': job.id, 'origin': 'scheduled', 'action': action,
-                'result': 'cancelled' if cancelled else 'failed', 'reason': why, 'duration': None, 'set': None,
-                'warnings': [], 'started': ''}
+        info = monitoring.run_info(doc['host']['name'], job.id, action, '', result='cancelled' if cancelled else 'failed', reason=why)
         tail += '\n' + why + '\n'
     if not_running:
         said = 'the services %s are not running again: start them by hand' % ', '.join(not_running)

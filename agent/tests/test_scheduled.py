@@ -92,5 +92,23 @@ class ScheduledRunTest(unittest.TestCase):
         self.assertEqual(info['reason'], 'pg_dump failed; the services kadi-celery, kadi-uwsgi are not running again: start them by hand')
 
 
+    def test_every_path_tells_monitoring_the_same_things(self):
+        with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
+            self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
+        os.unlink(os.path.join(self.dir, 'reported'))  # one job directory for all of them
+        self.failed_backup(True)
+        with mock.patch.object(backup, 'cleanup'), mock.patch.dict(os.environ, {'KADI_OPS_CANCELLED': '1'}):
+            with open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                os.unlink(os.path.join(self.dir, 'reported'))
+                os.unlink(os.path.join(self.dir, scheduled.PENDING_REPORT))
+                scheduled.cleanup(['plan=yes', 'action=backup'])
+                plan._report_before_job(PLAN, Options([]), 'backup', 'skipped', 'another job holds the lock')
+        self.assertEqual([i['result'] for i, _ in self.reports], ['succeeded', 'failed', 'cancelled', 'skipped'])
+        keys = [sorted(i) for i, _ in self.reports]
+        self.assertEqual(keys[0], ['action', 'duration', 'host', 'job', 'origin', 'result', 'set', 'started', 'warnings'])
+        for k in keys[1:]:
+            self.assertEqual(k, sorted(keys[0] + ['reason']))
+
+
 if __name__ == '__main__':
     unittest.main()
