@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from . import jobs, retention, sets
 from .common import Options, Progress, check_set_name, die, fail, hostname, one_line, out, remove_tree, step, warn
@@ -85,6 +86,9 @@ def parse_config(text):
     if re.match(r'^[a-z0-9]+:(//)?[^/@]*:[^/@]*@', repo) or re.match(r'^(rest|s3|swift|b2|azure|gs):[a-z]+://[^/@]*:[^/@]*@', repo):
         die('the offsite repository address holds a password; it would be stored in the plan and shown in the '
             'process list. Give the credentials as environment values (offsite init) instead.')
+    st = cfg.get('stallSeconds')
+    if st is not None and (not isinstance(st, int) or isinstance(st, bool) or not 5 <= st <= 86400):
+        die('offsite stallSeconds must be a whole number of seconds from 5 to 86400: %s' % json.dumps(st))
     if cfg.get('caCert') is not None:
         _check_path('caCert', cfg['caCert'])
     sftp = cfg.get('sftp') or {}
@@ -131,7 +135,10 @@ def sftp_command(cfg):
         argv += ['-p', port]
     if user:
         argv += ['-l', _safe_word(user)]
-    return ' '.join(argv + ['--', _safe_word(host), '-s', 'sftp'])
+    if host.startswith('-'):
+        die('offsite sftp: %s is not a host name' % json.dumps(host))
+    # ssh reads options after the destination too (-s sftp must come after it, so no "--" here).
+    return ' '.join(argv + [_safe_word(host), '-s', 'sftp'])
 
 
 # --- running restic -----------------------------------------------------------------------------
@@ -214,6 +221,9 @@ def explain(repo, what, stderr, password_file=''):
     """restic's error output as one clear sentence: what failed, and why in words an operator acts on."""
     text = stderr or ''
     low = text.lower()
+    if 'repository is already locked' in low:
+        held = [l for l in text.splitlines() if 'locked' in l]
+        return '%s in %s: the repository is locked by another restic (%s); a lock of a process that is gone is removed by the next Kadi Ops job after 30 minutes, or by restic unlock' % (what, repo, one_line(held[0].strip() if held else ''))
     if 'wrong password' in low:
         return '%s in %s: the repository password is wrong (or it is not this repository\'s)' % (what, repo)
     if 'is there a repository at the following location' in low or 'unable to open config file' in low:
@@ -362,6 +372,7 @@ def push(argv):
     d, m = _set_of(o)
     repo = _job_repo(o)
     host = hostname()
+    _unlock_stale(repo)
     snaps = repo.snapshots()
     have = [s for s in snaps if s['set'] == o['set']]
     if have:
@@ -388,29 +399,57 @@ def push(argv):
 
 
 def _run_json(repo, args, cwd, what):
-    """restic ARGS with --json: status lines become progress lines, the summary is returned."""
-    err_path = os.path.join(repo_dir(repo.bd, repo.cfg['repository']), 'restic-stderr.%d' % os.getpid())
-    summary, prog = {}, None
-    with open(err_path, 'w+') as err:
-        p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=err, text=True, env=repo.env(), cwd=cwd,
-                             stdin=subprocess.DEVNULL)
-        for line in p.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get('message_type') == 'status' and msg.get('total_bytes'):
+    """restic ARGS with --json: status lines become progress lines, the summary is returned. A
+    repository that stops answering makes restic retry for many minutes: when it has retried and
+    nothing moved for the configuration's stallSeconds (default 600), restic is stopped and the push
+    fails, saying so."""
+    import threading
+    stall = repo.cfg.get('stallSeconds') or 600
+    summary, prog, errs, state = {}, None, [], {'retry': 0.0}
+    p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=repo.env(), cwd=cwd,
+                         stdin=subprocess.DEVNULL)
+
+    def read_err():
+        for line in p.stderr:
+            errs.append(line)
+            if 'retrying after' in line or 'returned error' in line:
+                state['retry'] = time.monotonic()
+    t = threading.Thread(target=read_err, daemon=True)
+    t.start()
+    moved, last, stalled = time.monotonic(), None, False
+    for line in p.stdout:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        kind = msg.get('message_type')
+        if kind == 'status':
+            now_at = (msg.get('bytes_done', 0), msg.get('files_done', 0))
+            if now_at != last:
+                last, moved = now_at, time.monotonic()
+            if msg.get('total_bytes'):
                 if prog is None or prog.total != msg['total_bytes']:
                     prog = Progress('offsite', msg['total_bytes'])
                 prog.add(msg.get('bytes_done', 0) - prog.done)
-            elif msg.get('message_type') == 'summary':
-                summary = msg
-            elif msg.get('message_type') == 'error':
-                warn('WARNING: %s: %s' % (((msg.get('item') or '') or 'restic'), one_line((msg.get('error') or {}).get('message', ''))))
-        rc = p.wait()
-        err.seek(0)
-        text = err.read()
-    os.unlink(err_path)
+            if state['retry'] > moved and time.monotonic() - moved > stall:
+                stalled = True
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                break
+        elif kind == 'summary':
+            summary = msg
+        elif kind == 'error':
+            warn('WARNING: %s: %s' % (((msg.get('item') or '') or 'restic'), one_line((msg.get('error') or {}).get('message', ''))))
+    rc = p.wait()
+    t.join(5)
+    text = ''.join(errs)
+    if stalled:
+        retries = [l for l in errs if 'retrying' in l or 'returned error' in l]
+        fail('%s: the off-site repository %s cannot be reached: nothing moved for %d s while restic retried (%s); the push was stopped'
+             % (what, repo.cfg['repository'], stall, one_line(retries[-1].strip() if retries else '')))
     if rc == 3:
         fail('%s: restic could not read some files, the snapshot is incomplete: %s' % (what, one_line(text.strip()[-300:])))
     if rc != 0 or not summary:
@@ -418,6 +457,13 @@ def _run_json(repo, args, cwd, what):
     if prog:
         prog.finish()
     return summary
+
+
+def _unlock_stale(repo):
+    """Removes locks restic left behind when it was killed or cut off (restic unlock removes only
+    stale ones: older than 30 minutes, or of a process gone from this host). Every restic command of
+    this host runs under the instance lock, one at a time, so such a lock is never a live one's."""
+    repo.run('unlock')
 
 
 def check(argv):
@@ -429,6 +475,7 @@ def check(argv):
         if not re.fullmatch(r'([0-9]{1,3}(\.[0-9]+)?%|[0-9]{1,6}/[0-9]{1,6})', o['subset']):
             die('--read-data-subset must be N%% or n/t: %s' % o['subset'])
         args.append('--read-data-subset=' + o['subset'])
+    _unlock_stale(repo)
     step('checking the repository %s%s' % (repo.cfg['repository'], ' and reading %s of its data' % o['subset'] if o['subset'] else ''))
     p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=repo.env(),
                          stdin=subprocess.DEVNULL)
@@ -472,6 +519,7 @@ def forget(argv):
         policy = {k: v for k, v in json.loads(o['policy'] or '{}').items() if v is not None}
     except (ValueError, AttributeError):
         die('offsite_forget: policy is not a JSON object')
+    _unlock_stale(repo)
     snaps = repo.snapshots()
     try:
         plan = forget_plan(snaps, policy, o['backup_dir'], hostname())

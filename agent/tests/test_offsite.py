@@ -213,10 +213,12 @@ class ConfigTest(unittest.TestCase):
     def test_sftp_goes_through_batch_mode_ssh_that_checks_the_host_key(self):
         cmd = offsite.sftp_command({'repository': 'sftp://backup@127.0.0.1:2222//srv/restic', 'sftp': {'identityFile': '/home/kadi/.ssh/off', 'knownHostsFile': '/home/kadi/.ssh/kh'}})
         self.assertEqual(cmd, 'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/home/kadi/.ssh/kh '
-                              '-i /home/kadi/.ssh/off -o IdentitiesOnly=yes -p 2222 -l backup -- 127.0.0.1 -s sftp')
+                              '-i /home/kadi/.ssh/off -o IdentitiesOnly=yes -p 2222 -l backup 127.0.0.1 -s sftp')
         self.assertEqual(offsite.sftp_command({'repository': 'sftp:b@off.example:/r'}),
-                         'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -l b -- off.example -s sftp')
+                         'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -l b off.example -s sftp')
         self.assertIsNone(offsite.sftp_command({'repository': 's3:https://s3.example/b'}))
+        with self.assertRaises(Exception):
+            offsite.sftp_command({'repository': 'sftp://-oProxyCommand=x//r'})
 
     def test_the_password_reaches_restic_as_a_file_and_inherited_restic_variables_are_dropped(self):
         os.environ['RESTIC_PASSWORD'] = 'inherited'
