@@ -80,6 +80,17 @@ export interface VerifyOptions {
 }
 
 export async function startVerify(host: RemoteHost, d: Discovery, set: string, level: VerifyLevel = 'quick', opts: VerifyOptions = {}): Promise<string> {
+  return startJob(host, {
+    kind: 'verify',
+    verb: 'verify',
+    args: verifyJobArgs(host, d, set, level, opts.serverBinDir),
+    secret: level === 'deep' ? d.dbPassword.reveal() + '\n' : '',
+    breakStaleLock: opts.breakStaleLock,
+  });
+}
+
+/** A verify job's key=value options (also those of a set brought back from off-site, verified before it is put in place). */
+export function verifyJobArgs(host: RemoteHost, d: Discovery, set: string, level: VerifyLevel, serverBinDir?: string): string[] {
   const f = d.facts;
   if (!f.pg.pgRestore) throw new BackupRefusedError(`No pg_restore for PostgreSQL ${f.pg.serverMajor ?? '?'} on ${host.profile.name}.`);
   const kv: Record<string, string> = {
@@ -93,15 +104,9 @@ export async function startVerify(host: RemoteHost, d: Discovery, set: string, l
     pg_db: f.database.name,
     pg_user: f.database.user,
     pg_major: f.pg.serverMajor === undefined ? '' : String(f.pg.serverMajor),
-    pg_bindir: opts.serverBinDir ?? '',
+    pg_bindir: serverBinDir ?? '',
   };
-  return startJob(host, {
-    kind: 'verify',
-    verb: 'verify',
-    args: Object.entries(kv).map(([k, v]) => `${k}=${v}`),
-    secret: level === 'deep' ? d.dbPassword.reveal() + '\n' : '',
-    breakStaleLock: opts.breakStaleLock,
-  });
+  return Object.entries(kv).map(([k, v]) => `${k}=${v}`);
 }
 
 export async function startPrune(host: RemoteHost, sets: string[], opts: { breakStaleLock?: boolean } = {}): Promise<string> {

@@ -5,7 +5,7 @@
  */
 import { COMPONENTS } from '../components';
 import type { HostProfile } from '../config/types';
-import { checkPlan, type HostPlan, type PlanFacts } from '../core/plan';
+import { checkPlan, type HostPlan, type PlanFacts, type PlanOffsite } from '../core/plan';
 import type { RetentionPolicy } from './retention';
 
 export interface PlanOptions {
@@ -26,6 +26,7 @@ export function planFromProfile(p: HostProfile, opts: PlanOptions = {}): HostPla
     components: Object.fromEntries(COMPONENTS.map((c) => [c.planKey, c.planPart(p, opts)])) as HostPlan['components'],
     backup: { filesMode: opts.filesMode ?? 'tree', stopServices: opts.stopServices ?? false, services: p.services },
     ...(opts.retention ? { retention: { ...opts.retention } } : {}),
+    ...(p.offsite ? { offsite: JSON.parse(JSON.stringify(p.offsite)) as PlanOffsite } : {}),
     ...(opts.facts ? { facts: opts.facts } : {}),
   });
 }

@@ -10,6 +10,7 @@ import { formatAge, formatBytes } from '../core/format';
 import { UsageError } from './args';
 import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
+import { offsiteCommands } from './offsiteCommands';
 import { restoreCommands } from './restoreCommands';
 
 function printFacts(ctx: CliContext, f: HostFacts): void {
@@ -148,6 +149,7 @@ export const commands: Record<string, CliCommand> = {
   },
   ...jobCommands,
   ...restoreCommands,
+  ...offsiteCommands,
 };
 
 interface StatusRow {

@@ -145,6 +145,15 @@ export const calendar: Check = (v) => {
   return undefined;
 };
 
+/** restic's repository address: no spaces, and never a password in it (it would be stored and shown in the process list). */
+export const resticRepository: Check = (v) => {
+  if (typeof v !== 'string' || !/^[^\s]{1,2000}$/.test(v)) return `must be a restic repository address such as "sftp:backup@offsite.example.org:/srv/restic/kadi" or "s3:https://s3.example.org/bucket/kadi"${got(v)}`;
+  if (/^[a-z0-9]+:(\/\/)?[^/@]*:[^/@]*@/.test(v) || /^(rest|s3|swift|b2|azure|gs):[a-z]+:\/\/[^/@]*:[^/@]*@/.test(v)) {
+    return 'must not hold a password (it would be stored in the plan and shown in the process list): give credentials to `kadi-ops offsite init` in the environment';
+  }
+  return undefined;
+};
+
 /** An http(s) URL (a monitoring endpoint). Shown nowhere: such URLs are secrets of their own. */
 export const httpUrl: Check = (v) => {
   if (typeof v !== 'string' || !/^https?:\/\/[^\s]{1,2000}$/.test(v)) return `must be an http:// or https:// URL without spaces (got ${typeof v === 'string' ? 'another value' : describeValue(v)})`;

@@ -10,7 +10,7 @@ import { describeValue, type ConfigError } from './errors';
 import { displayPath, expandTilde, realFiles, type LocalFiles } from './localFiles';
 import { PROFILE_SPEC, validateAgainst } from './profileSpec';
 import { computeSshConfig, expandTokens, listSshConfigAliases, type SshConfigContext, type SshConfigValues } from './sshConfig';
-import type { HostProfile, HostProfileInput } from './types';
+import type { HostProfile, HostProfileInput, OffsiteInput } from './types';
 
 export { formatConfigError, type ConfigError } from './errors';
 export { ConfigFileError, loadConfigFile } from './configFile';
@@ -231,6 +231,7 @@ function resolveOne(input: HostProfileInput, env: Env, report: Report, globalMax
     jobHistory: { keepLast: input.jobHistory?.keepLast ?? D.jobHistory.keepLast, keepDays: input.jobHistory?.keepDays ?? D.jobHistory.keepDays },
     ...(input.schedule ? { schedule: { ...input.schedule, ...(input.schedule.retention ? { retention: { ...input.schedule.retention } } : {}) } } : {}),
     ...(input.monitoring ? { monitoring: { ...input.monitoring } } : {}),
+    ...(input.offsite ? { offsite: JSON.parse(JSON.stringify(input.offsite)) as OffsiteInput } : {}),
   };
   return { profile, warnings: sc.warnings };
 }

@@ -116,6 +116,29 @@ export const PROFILE_SPEC: ObjectSpec = {
         },
       },
     },
+    offsite: {
+      kind: 'object',
+      required: ['repository'],
+      example: '{ "repository": "sftp:backup@offsite.example.org:/srv/restic/kadi", "keep": { "keepDaily": 7, "keepMonthly": 12 } }',
+      fields: {
+        repository: leaf(c.resticRepository),
+        caCert: leaf(c.remotePath),
+        sftp: { kind: 'object', example: '{ "identityFile": "/home/kadi/.ssh/offsite" }', fields: { identityFile: leaf(c.remotePath), knownHostsFile: leaf(c.remotePath) } },
+        keep: {
+          kind: 'object',
+          example: '{ "keepDaily": 7, "keepMonthly": 12 }',
+          fields: {
+            keepLast: leaf(c.integer(0, 100000)),
+            keepDaily: leaf(c.integer(0, 100000)),
+            keepWeekly: leaf(c.integer(0, 100000)),
+            keepMonthly: leaf(c.integer(0, 100000)),
+            minKeep: leaf(c.integer(1, 100000)),
+          },
+        },
+        pushAfterBackup: leaf(c.boolean),
+        stallSeconds: leaf(c.integer(5, 86400)),
+      },
+    },
     monitoring: {
       kind: 'object',
       example: '{ "failure": "https://hc-ping.com/<uuid>/fail" }',

@@ -2,7 +2,7 @@
  * Host profile types. `HostProfileInput` is what a user writes (setting `kadiOps.hosts` or a
  * `--config` JSON file); `HostProfile` is the fully resolved form every other layer works with.
  */
-import type { HostPlan, PlanMonitoring, PlanSchedule } from '../core/plan';
+import type { HostPlan, PlanMonitoring, PlanOffsite, PlanSchedule } from '../core/plan';
 
 type PlanRetention = NonNullable<HostPlan['retention']>;
 
@@ -54,7 +54,12 @@ export interface HostProfileInput {
   schedule?: ScheduleInput;
   /** Where scheduled runs report (Healthchecks-style pings, a webhook, ntfy). */
   monitoring?: MonitoringInput;
+  /** Off-site copies in a restic repository (`kadi-ops offsite …`). */
+  offsite?: OffsiteInput;
 }
+
+/** A profile's off-site destination: the plan's. */
+export type OffsiteInput = PlanOffsite;
 
 /** A profile's schedule: the plan's (core/plan.ts), with what each run keeps afterwards. */
 export type ScheduleInput = PlanSchedule & { retention?: PlanRetention };
@@ -94,4 +99,6 @@ export interface HostProfile {
   /** As written (validated); undefined: the host has no schedule. */
   schedule?: ScheduleInput;
   monitoring?: MonitoringInput;
+  /** As written (validated); undefined: no off-site copies. */
+  offsite?: OffsiteInput;
 }

@@ -28,6 +28,8 @@ export interface HostPlan {
   schedule?: PlanSchedule;
   /** Where a scheduled run reports (agent monitoring.py). The URLs are secrets of their own: never logged. */
   monitoring?: PlanMonitoring;
+  /** Off-site copies in a restic repository (agent offsite.py; see the schema's $comment). */
+  offsite?: PlanOffsite;
   /**
    * What the client found on the host (connection, paths, client binaries, versions). A plan stored
    * on the host has none: run-plan finds them there when it runs (they would go stale).
@@ -51,6 +53,29 @@ export interface PlanMonitoring {
   failure?: string;
   webhook?: string;
   ntfy?: string;
+}
+
+export interface PlanRetentionRules {
+  keepLast?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  minKeep?: number;
+}
+
+export interface PlanOffsite {
+  /** restic's repository address: sftp:user@host:/path, sftp://user@host:port//path, s3:https://host/bucket/path, rest:…, a path. Never a password in it. */
+  repository: string;
+  /** A CA certificate file on the host, for an https backend with its own CA. */
+  caCert?: string;
+  /** What ssh uses for an sftp: repository (always BatchMode, host key checked). */
+  sftp?: { identityFile?: string; knownHostsFile?: string };
+  /** Off-site retention: local retention's rules, pins and floors. */
+  keep?: PlanRetentionRules;
+  /** A scheduled run copies its new set off-site (default true). */
+  pushAfterBackup?: boolean;
+  /** How long a push may make no progress while restic retries an unreachable repository before it is stopped (default 600 s). */
+  stallSeconds?: number;
 }
 
 export interface PlanFacts {

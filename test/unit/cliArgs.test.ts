@@ -89,8 +89,8 @@ describe('CLI options are strict, per verb', () => {
   });
 
   it("an option of another verb says whose it is, and the nearest is that verb's own, not another's", async () => {
-    await fails(['verify', 'sandbox', 'latest', '--dry-run'], `Unknown option --dry-run for verify: it is an option of prune.\n${hintFor('verify')}`);
-    await fails(['check', 'sandbox', '--break-stale-lock'], `Unknown option --break-stale-lock for check: it is an option of backup, verify, prune, restore, db-upgrade, reindex, remove-orphans, files-check, redis-snapshot, fix-permissions.\n${hintFor('check')}`);
+    await fails(['verify', 'sandbox', 'latest', '--dry-run'], `Unknown option --dry-run for verify: it is an option of prune, offsite.\n${hintFor('verify')}`);
+    await fails(['check', 'sandbox', '--break-stale-lock'], `Unknown option --break-stale-lock for check: it is an option of backup, verify, prune, restore, db-upgrade, reindex, remove-orphans, files-check, redis-snapshot, fix-permissions, offsite.\n${hintFor('check')}`);
     // --deep is verify's; list has no option near "--dep".
     await fails(['list', 'sandbox', '--dep'], `Unknown option --dep for list.\n${hintFor('list')}`);
   });
@@ -138,6 +138,7 @@ describe('CLI options are strict, per verb', () => {
       'fix-permissions': ['break-stale-lock'],
       schedule: ['remove', 'show', 'root-script'],
       status: [],
+      offsite: ['to-host', 'read-data-subset', 'dry-run', 'keep-last', 'keep-daily', 'keep-weekly', 'keep-monthly', 'min-keep', 'break-stale-lock'],
     };
     assert.deepEqual(Object.fromEntries(Object.entries(commands).map(([verb, c]) => [verb, c.options.map((o) => o.name)])), expected);
     assert.deepEqual(GLOBAL_OPTIONS.map((o) => o.name), ['config', 'json', 'accept-new-host-key', 'verbose', 'help', 'version']);

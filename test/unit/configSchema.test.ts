@@ -86,7 +86,7 @@ describe('kadiOps.hosts settings schema matches the validator', () => {
       assert.equal(s.additionalProperties, false, `${at || 'host'} must set additionalProperties: false`);
       assert.deepEqual([...(s.required ?? [])].sort(), [...(spec.required ?? [])].sort(), `required of ${at || 'host'}`);
     });
-    assert.equal(visited, 10);
+    assert.equal(visited, 13);
   });
 
   it('every default in the schema is the default the resolver applies, and vice versa', () => {
