@@ -26,6 +26,9 @@ need zstd zstd
 need python3 /usr/bin/python3
 need procps ps
 need util-linux setsid
+# Off-site copies (offsite.py) drive restic; its tests need openssl for the S3 server's certificate.
+need restic restic
+need openssl openssl
 # The systemd test host (test/sandbox/systemdHost.ts): a real systemd booted with systemd-nspawn.
 need systemd-container /usr/bin/systemd-nspawn
 need systemd /lib/systemd/systemd

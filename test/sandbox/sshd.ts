@@ -107,3 +107,22 @@ async function launchSshd(root: string, name: string, keys: SshKeys, authLines: 
   fs.writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${keys.hostKeyLine}\n`, { mode: 0o644 });
   return { daemon, port, knownHostsFile };
 }
+
+/**
+ * An off-site sftp target (a "second host" for restic): its own sshd on 127.0.0.1 with the sandbox's
+ * host key, key-only logins for USER with the one public key given (the Kadi user's). ROOT is a
+ * sandbox root (its ssh/ holds the host key). The caller stops its daemon.
+ */
+export async function startSftpTarget(root: string, hostKeyLine: string, user: string, authorizedKeyLine: string): Promise<SshServer> {
+  const authDir = path.join(root, 'authorized_keys_sftp');
+  fs.mkdirSync(authDir, { mode: 0o755, recursive: true });
+  fs.writeFileSync(path.join(authDir, user), `${authorizedKeyLine}\n`, { mode: 0o644 });
+  return launchSshd(root, 'sshd-sftp', { hostKeyLine, clientKeyFile: '', encryptedClientKeyFile: '', clientKeyPassphrase: '' }, [
+    `AuthorizedKeysFile ${authDir}/%u`,
+    `AllowUsers ${user}`,
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+  ]);
+}
