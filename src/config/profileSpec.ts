@@ -22,6 +22,15 @@ export type FieldSpec = LeafSpec | ObjectSpec;
 
 const leaf = (check: c.Check): LeafSpec => ({ kind: 'leaf', check });
 
+/** Retention's rules, for the schedule's retention and the off-site keep alike. */
+const RETENTION_RULES: ObjectSpec['fields'] = {
+  keepLast: leaf(c.integer(0, 100000)),
+  keepDaily: leaf(c.integer(0, 100000)),
+  keepWeekly: leaf(c.integer(0, 100000)),
+  keepMonthly: leaf(c.integer(0, 100000)),
+  minKeep: leaf(c.integer(1, 100000)),
+};
+
 export const PROFILE_SPEC: ObjectSpec = {
   kind: 'object',
   required: ['name', 'ssh'],
@@ -103,17 +112,7 @@ export const PROFILE_SPEC: ObjectSpec = {
         deepCalendar: leaf(c.calendar),
         whenBusy: leaf(c.oneOf(['wait', 'skip'])),
         unit: leaf(c.oneOf(['system', 'user'])),
-        retention: {
-          kind: 'object',
-          example: '{ "keepDaily": 7, "keepWeekly": 4 }',
-          fields: {
-            keepLast: leaf(c.integer(0, 100000)),
-            keepDaily: leaf(c.integer(0, 100000)),
-            keepWeekly: leaf(c.integer(0, 100000)),
-            keepMonthly: leaf(c.integer(0, 100000)),
-            minKeep: leaf(c.integer(1, 100000)),
-          },
-        },
+        retention: { kind: 'object', example: '{ "keepDaily": 7, "keepWeekly": 4 }', fields: RETENTION_RULES },
       },
     },
     offsite: {
@@ -124,17 +123,7 @@ export const PROFILE_SPEC: ObjectSpec = {
         repository: leaf(c.resticRepository),
         caCert: leaf(c.remotePath),
         sftp: { kind: 'object', example: '{ "identityFile": "/home/kadi/.ssh/offsite" }', fields: { identityFile: leaf(c.remotePath), knownHostsFile: leaf(c.remotePath) } },
-        keep: {
-          kind: 'object',
-          example: '{ "keepDaily": 7, "keepMonthly": 12 }',
-          fields: {
-            keepLast: leaf(c.integer(0, 100000)),
-            keepDaily: leaf(c.integer(0, 100000)),
-            keepWeekly: leaf(c.integer(0, 100000)),
-            keepMonthly: leaf(c.integer(0, 100000)),
-            minKeep: leaf(c.integer(1, 100000)),
-          },
-        },
+        keep: { kind: 'object', example: '{ "keepDaily": 7, "keepMonthly": 12 }', fields: RETENTION_RULES },
         pushAfterBackup: leaf(c.boolean),
         stallSeconds: leaf(c.integer(5, 86400)),
       },
