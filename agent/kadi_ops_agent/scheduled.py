@@ -59,6 +59,26 @@ def _retention_sets(bd):
     return out_
 
 
+def _offsite(doc, o, set_name):
+    """The plan's off-site copy of the new set (unless pushAfterBackup is false), then off-site retention
+    when the plan has keep rules. A failure fails the run (monitoring must hear that the second copy is
+    missing) and says the set itself is good."""
+    off = doc.get('offsite')
+    if not off or off.get('pushAfterBackup') is False:
+        return
+    from . import offsite
+    args = ['backup_dir=' + o['backup_dir'], 'offsite=' + json.dumps(off)]
+    try:
+        step('scheduled: off-site copy of %s to %s' % (set_name, off['repository']))
+        offsite.push(args + ['set=' + set_name])
+        keep = {k: v for k, v in (off.get('keep') or {}).items() if v is not None}
+        if any(keep.get(r) is not None for r in retention.RULES):
+            step('scheduled: off-site retention %s' % json.dumps(keep, sort_keys=True))
+            offsite.forget(args + ['policy=' + json.dumps(keep)])
+    except Failure as e:
+        raise Failure('the set %s is good here, but its off-site copy failed: %s' % (set_name, e))
+
+
 def run(argv):
     job = Job()
     o = plan.job_options(argv, job)
@@ -97,6 +117,7 @@ def run(argv):
                     sets.prune([o['backup_dir'], *remove])
                 else:
                     out('pruned=0')
+            _offsite(doc, o, info['set'])
         else:
             newest = sets.newest_good_set(o['backup_dir'])
             if not newest:

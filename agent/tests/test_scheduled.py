@@ -92,6 +92,40 @@ class ScheduledRunTest(unittest.TestCase):
         self.assertEqual(info['reason'], 'pg_dump failed; the services kadi-celery, kadi-uwsgi are not running again: start them by hand')
 
 
+    def test_a_plan_with_an_offsite_repository_pushes_the_new_set_then_forgets_by_its_rules(self):
+        from kadi_ops_agent import offsite
+        doc = dict(PLAN, offsite={'repository': 'sftp:b@off:/r', 'keep': {'keepDaily': 7}})
+        with open(os.path.join(self.dir, 'secret'), 'w') as f:
+            json.dump({'password': 'pw', 'plan': doc}, f)
+        calls = []
+        with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'), \
+                mock.patch.object(offsite, 'push', side_effect=lambda argv: calls.append(('push', argv))), \
+                mock.patch.object(offsite, 'forget', side_effect=lambda argv: calls.append(('forget', argv))):
+            self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
+        self.assertEqual([c[0] for c in calls], ['push', 'forget'])
+        self.assertIn('set=2026-11-30T03-00-00Z', calls[0][1])
+        self.assertIn('policy={"keepDaily": 7}', calls[1][1])
+        self.assertEqual(self.events[-1], 'succeeded ping')
+        # A push that fails fails the run, and says the set itself is good.
+        os.unlink(os.path.join(self.dir, 'reported'))
+
+        def unreachable(argv):
+            raise Failure('the off-site repository sftp:b@off:/r cannot be reached')
+        with mock.patch.object(backup, 'make_set', return_value='2026-11-30T04-00-00Z'), \
+                mock.patch.object(backup, 'cleanup'), mock.patch.object(offsite, 'push', side_effect=unreachable):
+            self.assertEqual(self.runner(['plan=yes', 'action=backup']), 1)
+        info, _ = self.reports[-1]
+        self.assertEqual(info['result'], 'failed')
+        self.assertEqual(info['reason'], 'the set 2026-11-30T04-00-00Z is good here, but its off-site copy failed: the off-site repository sftp:b@off:/r cannot be reached')
+        # pushAfterBackup false: no push.
+        os.unlink(os.path.join(self.dir, 'reported'))
+        doc['offsite']['pushAfterBackup'] = False
+        with open(os.path.join(self.dir, 'secret'), 'w') as f:
+            json.dump({'password': 'pw', 'plan': doc}, f)
+        with mock.patch.object(backup, 'make_set', return_value='2026-11-30T05-00-00Z'), \
+                mock.patch.object(offsite, 'push', side_effect=AssertionError('pushed')):
+            self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
+
     def test_every_path_tells_monitoring_the_same_things(self):
         with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
             self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
