@@ -52,8 +52,10 @@ def make_set(bd, name, files, previous=None):
 class OffsiteTest(ZipappTestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(dir=self.tmp.name)
+        # The backup directory behind a symbolic link, as on hosts whose backup disk is mounted elsewhere.
+        os.makedirs(os.path.join(self.root, 'disk', 'kadi', '.kadi-ops'), mode=0o700)
         self.bd = os.path.join(self.root, 'backups')
-        os.makedirs(os.path.join(self.bd, '.kadi-ops'), mode=0o700)
+        os.symlink(os.path.join(self.root, 'disk', 'kadi'), self.bd)
         self.cfg = json.dumps({'repository': os.path.join(self.root, 'repo')})
         self.files = {'ab/cd/%04d' % i: os.urandom(3000) for i in range(60)}
 
@@ -118,12 +120,23 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual((s['set'], s['kadiVersion'], s['schemaRevision']), ('2026-11-01T02-00-00Z', '1.2.3', 'a1b2c3d4e5f6'))
         self.assertIn('kadi-ops', s['tags'])
         # The next set: hard links for every unchanged file (their ctime changes), one new file.
-        files2 = dict(self.files, **{'zz/new': os.urandom(3000)})
-        make_set(self.bd, '2026-11-02T02-00-00Z', files2, previous='2026-11-01T02-00-00Z')
+        files2 = dict(self.files, **{'zz/new': os.urandom(3000), 'ab/.verify.json': b'a record file of that name'})
+        d2 = make_set(self.bd, '2026-11-02T02-00-00Z', files2, previous='2026-11-01T02-00-00Z')
+        for mark in ('.verify.json', '.pinned'):
+            with open(os.path.join(d2, mark), 'w') as f:
+                f.write('{"ok": true}')
         r2 = self.job('offsite_push', 'set=2026-11-02T02-00-00Z')
         self.assertEqual(r2.returncode, 0, r2.stdout + r2.stderr)
         self.assertEqual(int(r2.kv['files_unmodified']), len(self.files), r2.stdout)
         self.assertLess(int(r2.kv['data_added']), 40000, 'a repeat push re-sent unchanged data')
+        # The set's local marks stay here; a file of the same name inside a tree travels.
+        ls = subprocess.run(['restic', 'ls', '--json', r2.kv['snapshot']], capture_output=True, text=True,
+                            env=dict(os.environ, RESTIC_REPOSITORY=json.loads(self.cfg)['repository'], RESTIC_PASSWORD=PASSWORD))
+        paths = [json.loads(l).get('path') for l in ls.stdout.splitlines() if '"path"' in l]
+        self.assertIn('/storage/ab/.verify.json', paths)
+        self.assertIn('/manifest.json', paths)
+        self.assertNotIn('/.verify.json', paths)
+        self.assertNotIn('/.pinned', paths)
         # Pushing a set that is off-site already changes nothing.
         r3 = self.job('offsite_push', 'set=2026-11-02T02-00-00Z')
         self.assertEqual((r3.returncode, r3.kv.get('pushed')), (0, 'already'))
