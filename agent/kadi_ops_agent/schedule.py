@@ -92,6 +92,13 @@ def needs_sudo(plan):
     return bool(redis.get('enabled')) and not os.access(redis.get('dumpPath', '/var/lib/redis/dump.rdb'), os.R_OK)
 
 
+def offsite_local_path(plan):
+    """The plan's off-site repository when it is a path on this host (restic's local backend), else ''."""
+    repo = (plan.get('offsite') or {}).get('repository') or ''
+    repo = repo[len('local:'):] if repo.startswith('local:') else repo
+    return repo if repo.startswith('/') else ''
+
+
 def service_text(plan, agent, action, mode):
     bd = plan['host']['backupDir']
     me = user_name()
@@ -129,6 +136,10 @@ def service_text(plan, agent, action, mode):
             'ProtectHome=read-only',
             'PrivateTmp=yes',
         ]
+        local = offsite_local_path(plan)
+        if local:
+            # A local off-site repository (another disk) is written by the run's push too.
+            lines += ['ReadWritePaths=' + systemd_path(os.path.realpath(local))]
         if needs_sudo(plan):
             # The options below imply NoNewPrivileges for a service with User= (systemd.exec), and
             # with it sudo cannot run: a plan that stops services, or reads a Redis dump the Kadi

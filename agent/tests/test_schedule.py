@@ -33,6 +33,16 @@ class UnitTextTest(unittest.TestCase):
             self.assertNotRegex(text, r'kadi-ops-agent-[0-9a-f]+\.pyz', 'no content hash anywhere in a unit')
 
 
+    def test_a_local_offsite_repository_is_writable_for_the_run_and_a_remote_one_adds_nothing(self):
+        p = dict(plan(), offsite={'repository': '/mnt/offsite disk/kadi'})
+        text = schedule.units(p, LINK, 'system')[schedule.base_name(p) + '-backup.service']
+        self.assertIn('ReadWritePaths="/mnt/offsite disk/kadi"', text.splitlines())
+        for repo in ('sftp:b@off:/srv/r', 's3:https://s3.example/b'):
+            p = dict(plan(), offsite={'repository': repo})
+            text = schedule.units(p, LINK, 'system')[schedule.base_name(p) + '-backup.service']
+            self.assertEqual([l for l in text.splitlines() if l.startswith('ReadWritePaths=')], ['ReadWritePaths="/srv/kadi backups"'])
+
+
 class BaseNameTest(unittest.TestCase):
     def test_named_by_the_backup_directorys_bytes_also_when_they_are_not_utf8(self):
         import hashlib
