@@ -4,8 +4,8 @@ import type { HostProfile } from '../config/types';
 import type { PlanRetentionRules } from '../core/plan';
 import { discover } from '../kadi/discovery';
 import {
+  backendCredentials,
   connectOffsite,
-  CREDENTIAL_VARIABLE,
   listOffsite,
   newRepositoryPassword,
   offsiteOf,
@@ -32,11 +32,6 @@ async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<nu
   const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
   printOutcome(ctx, outcome);
   return exitCodeOf(outcome);
-}
-
-/** The operator's backend credentials (AWS_ACCESS_KEY_ID, …) from the environment: sent to the host once, never stored here. */
-function credentialsFromEnv(): Record<string, string> {
-  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => CREDENTIAL_VARIABLE.test(e[0]) && typeof e[1] === 'string'));
 }
 
 function forgetPolicy(ctx: CliContext, profile: HostProfile): PlanRetentionRules {
@@ -82,7 +77,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
         case 'init': {
           const given = process.env[PASSWORD_VARIABLE];
           const password = given ?? newRepositoryPassword();
-          const r = await connectOffsite(host, o, { password, credentials: credentialsFromEnv(), create: true });
+          const r = await connectOffsite(host, o, { password, credentials: backendCredentials(process.env), create: true });
           if (ctx.json) ctx.out(JSON.stringify({ ...r, ...(given ? {} : { password }) }, null, 2));
           else ctx.out(`${r.created ? 'Created' : 'Joined'} the restic repository ${o.repository} (id ${r.repositoryId.slice(0, 12)}) for ${profile.name}.`);
           if (!given && !ctx.json) {
@@ -119,7 +114,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
           const onto = toName ? await ctx.pool.get(pickProfile(ctx, toName)) : host;
           const password = process.env[PASSWORD_VARIABLE];
           // A host that lost its backup directory (or a new one) has no password: given, it is connected first.
-          if (password) await connectOffsite(onto, o, { password, credentials: credentialsFromEnv(), create: false });
+          if (password) await connectOffsite(onto, o, { password, credentials: backendCredentials(process.env), create: false });
           const code = await attach(ctx, onto, await startOffsiteRestore(onto, await discover(onto), o, target as string, { breakStaleLock }));
           if (code === 0) ctx.err(`The set is back in ${onto.profile.backupDir} on ${onto.profile.name}, verified against its manifest. Restore from it as from any set: kadi-ops restore ${onto.profile.name} <set>.`);
           return code;

@@ -30,6 +30,11 @@ export interface OffsiteSnapshot {
 export const CREDENTIAL_VARIABLE =
   /^(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_DEFAULT_REGION|B2_ACCOUNT_ID|B2_ACCOUNT_KEY|AZURE_ACCOUNT_NAME|AZURE_ACCOUNT_KEY|AZURE_ACCOUNT_SAS|GOOGLE_PROJECT_ID|OS_(USERNAME|PASSWORD|AUTH_URL|TENANT_NAME|TENANT_ID|REGION_NAME|PROJECT_NAME|USER_DOMAIN_NAME|PROJECT_DOMAIN_NAME|APPLICATION_CREDENTIAL_ID|APPLICATION_CREDENTIAL_SECRET|AUTH_TOKEN|STORAGE_URL))$/;
 
+/** The operator's backend credentials (AWS_ACCESS_KEY_ID, …) in ENV: sent to the host at connect, never stored here. */
+export function backendCredentials(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => CREDENTIAL_VARIABLE.test(e[0]) && typeof e[1] === 'string'));
+}
+
 /** The profile's off-site destination, or a clear error naming what to add. */
 export function offsiteOf(profile: HostProfile): PlanOffsite {
   if (!profile.offsite) {
@@ -115,6 +120,26 @@ export function startOffsiteRestore(host: RemoteHost, d: Discovery, o: PlanOffsi
     args: [...verifyJobArgs(host, d, '', 'quick').filter((a) => !a.startsWith('set=') && !a.startsWith('level=')), `offsite=${configArg(o)}`, `snapshot=${snapshot}`],
     breakStaleLock: opts.breakStaleLock,
   });
+}
+
+/** The snapshots newest first (restic's times carry their own offsets, so they are compared as times). */
+export function newestFirst(snaps: readonly OffsiteSnapshot[]): OffsiteSnapshot[] {
+  const t = (s: OffsiteSnapshot): number => {
+    const v = Date.parse(s.time);
+    return Number.isFinite(v) ? v : 0;
+  };
+  return [...snaps].sort((a, b) => t(b) - t(a));
+}
+
+/** The agent's answer when HOST has no password for the repository (a new host, or one that lost its backup directory). */
+export function lacksPassword(message: string): boolean {
+  return /has no password for the off-site repository/.test(message);
+}
+
+/** What an off-site dry run of forget says it would do: its `keep …` and `forget …` lines. */
+export function forgetPlanLines(log: string): { keep: string[]; forget: string[] } {
+  const lines = log.split('\n').map((l) => l.trim());
+  return { keep: lines.filter((l) => /^keep [0-9a-f]{8} /.test(l)), forget: lines.filter((l) => /^forget [0-9a-f]{8} /.test(l)) };
 }
 
 /** The set names that are off-site, for marking sets in the tree and the listing. */
