@@ -1,7 +1,7 @@
 /**
  * The Kadi Ops dashboard in a webview panel: the pure model (dashboardModel.ts) rendered as HTML
- * (dashboardHtml.ts) from the tree's host states, plus each backup disk's free space (discovery's
- * facts, read over the tree's pooled connection). Buttons post messages that are checked and then
+ * (dashboardHtml.ts) from the tree's host states (the off-site cell from the tree's last listing),
+ * plus each backup disk's free space (discovery's facts, read over the tree's pooled connection). Buttons post messages that are checked and then
  * run the tree's own commands with a host node, as a click in the tree would.
  *
  * One panel at a time; it is rendered anew (a fresh nonce each time) when the tree loads a host or
@@ -137,9 +137,20 @@ export class Dashboard implements vscode.Disposable {
       profiles.map(async (p) => {
         const s = this.deps.tree.state(p.name);
         if (force || (!s.overview && !s.error)) await this.deps.tree.load(p);
+        this.listOffsiteOnce(p);
         if (force || !this.disks.has(p.name)) await this.readDisk(p);
       }),
     );
+  }
+
+  /**
+   * The off-site cell shows the tree's last listing of the repository. A host with a repository
+   * that was never listed this session is listed once, in the background (the page does not wait
+   * for restic); a Refresh does not list it again, the tree's Off-site group does.
+   */
+  private listOffsiteOnce(profile: HostProfile): void {
+    const s = this.deps.tree.state(profile.name);
+    if (profile.offsite && s.overview && !s.offsite && !s.offsiteLoading) void this.deps.tree.loadOffsite(profile);
   }
 
   /** The backup disk's free space from discovery, over the host's pooled connection. */

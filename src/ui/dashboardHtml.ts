@@ -110,7 +110,8 @@ function button(label: string, action: string, host: string, opts: { secondary?:
 }
 
 function feature(f: FeatureCell): string {
-  return f.state === 'absent' ? `<span class="absent">${e(f.text)}</span>` : `<span class="sev-${f.state === 'ok' ? 'ok' : f.state}">${e(f.text)}</span>`;
+  const title = f.detail ? ` title="${e(f.detail)}"` : '';
+  return f.state === 'absent' ? `<span class="absent"${title}>${e(f.text)}</span>` : `<span class="sev-${f.state === 'ok' ? 'ok' : f.state}"${title}>${e(f.text)}</span>`;
 }
 
 function hostCell(r: HostRow): string {

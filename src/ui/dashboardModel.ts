@@ -4,7 +4,6 @@
  * host's charts from the manifests of its sets, and the messages the webview may send. No `vscode`
  * import, so it is unit-tested in Node; dashboardHtml.ts renders it, dashboard.ts shows it.
  */
-import type { HostOverview } from '../backup/backupSets';
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, type ScheduleStatus } from '../backup/schedule';
 import { forecastFill, setGrowthBytes, type FillForecast } from '../backup/diskForecast';
 import type { BackupSet } from '../backup/manifest';
@@ -12,7 +11,9 @@ import { setState, stateDetail, stateLabel, type SetState } from '../backup/setS
 import type { HostProfile } from '../config/types';
 import { formatBytes } from '../core/format';
 import { healthText, hostStatus, runningText, type HostHealth, type Severity } from './fleetStatus';
-import { formatAge, jobResultLabel, lastGoodSet, staleAfterHours, type HostState } from './treeModel';
+import { formatAge, jobResultLabel, lastGoodSet, offsiteErrorText, setLabel, staleAfterHours, type HostState } from './treeModel';
+
+export { setLabel };
 
 /** The backup disk's free space as the host last reported it (discovery's facts). */
 export interface DiskReading {
@@ -68,6 +69,8 @@ export interface FeatureCell {
   /** 'absent': not set up (or not built yet); the rest for when it is. */
   state: 'absent' | 'ok' | 'warning' | 'error';
   text: string;
+  /** More for a tooltip (a listing's time, an error's whole message). */
+  detail?: string;
 }
 
 export interface ChartPoint {
@@ -126,10 +129,6 @@ export interface DashboardModel {
 
 /** A forecast nearer than this many days is shown as a warning. */
 export const FILL_WARNING_DAYS = 14;
-
-export function setLabel(name: string): string {
-  return name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC');
-}
 
 function day(d: Date): string {
   return d.toISOString().slice(0, 10);
@@ -221,9 +220,28 @@ function target(p: HostProfile): string {
   return `${p.ssh.user}@${p.ssh.hostName}:${p.ssh.port}${p.runAs === 'sudo' ? ` (sudo -u ${p.kadi.user})` : ''}`;
 }
 
-/** The host's schedule (its calendar, next run and the last run's result) and, until it exists, the off-site copy. */
-function features(o: HostOverview | undefined): FeatureCell[] {
-  return [scheduleCell(o?.schedule), { id: 'offsite', title: 'Off-site copy', state: 'absent', text: 'no off-site copy yet' }];
+/** The host's schedule (its calendar, next run and the last run's result) and its off-site copy. */
+function features(profile: HostProfile, state: HostState, now: Date): FeatureCell[] {
+  return [scheduleCell(state.overview?.schedule), offsiteCell(profile, state, now)];
+}
+
+/**
+ * The newest off-site snapshot (its set and how long ago it was copied) from the host's last
+ * listing, the one the tree made: the dashboard asks the repository no more often than that.
+ */
+export function offsiteCell(profile: HostProfile, state: HostState, now: Date): FeatureCell {
+  const cell = { id: 'offsite' as const, title: 'Off-site copy' };
+  if (!profile.offsite) return { ...cell, state: 'absent', text: 'not configured' };
+  const l = state.offsite;
+  if (!l) return { ...cell, state: 'absent', text: state.offsiteLoading ? 'listing…' : 'not listed yet', detail: `Repository ${profile.offsite.repository}` };
+  const listed = `Repository ${profile.offsite.repository}, listed ${l.at.toISOString().replace(/\.\d+Z$/, 'Z')}.`;
+  if (l.error) return { ...cell, state: 'error', text: 'could not be listed', detail: `${listed} ${offsiteErrorText(profile, l.error)}` };
+  const newest = l.snapshots?.[0];
+  if (!newest) return { ...cell, state: 'warning', text: 'no snapshot yet', detail: listed };
+  const t = Date.parse(newest.time);
+  const age = Number.isFinite(t) ? `, ${formatAge(now.getTime() - t)} ago` : '';
+  const what = newest.set ? setLabel(newest.set) : `snapshot ${newest.short}`;
+  return { ...cell, state: 'ok', text: `${what}${age}`, detail: `${listed} ${l.snapshots?.length} snapshot(s); the newest, ${newest.short}, copied ${newest.time} from ${newest.hostname}.` };
 }
 
 function scheduleCell(s: ScheduleStatus | undefined): FeatureCell {
@@ -277,7 +295,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
     disk: diskCell(sets, input.disk, input.diskLoading === true),
     running: status.running.map(runningText),
     ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, ${jobAge(last.started, now)}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
-    features: features(o),
+    features: features(profile, state, now),
     charts: chartsFor(sets),
     actions: { backupNow: true, ...(newest ? { verifySet: newest.name } : {}), refresh: true, showOutput: true },
   };

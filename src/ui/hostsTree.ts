@@ -1,10 +1,12 @@
 /**
  * The Kadi Hosts tree: maps the plain model (treeModel.ts) to TreeItems and keeps each host's last
- * overview. Loading a host's sets and jobs is one round trip (the agent's `overview`).
+ * overview. Loading a host's sets and jobs is one round trip (the agent's `overview`); the search
+ * indices and the off-site repository are asked only when their group is opened.
  */
 import * as vscode from 'vscode';
 import { hostOverview } from '../backup/backupSets';
 import type { HostProfile } from '../config/types';
+import { listOffsite, newestFirst } from '../offsite/offsite';
 import type { ConnectionPool } from '../remote/connectionPool';
 import { listIndices } from '../restore/maintenance';
 import { childrenOf, viewOf, type HostState, type ModelNode } from './treeModel';
@@ -16,6 +18,7 @@ export class HostsTreeProvider implements vscode.TreeDataProvider<ModelNode> {
   readonly onDidChangeTreeData = this.changed.event;
   private readonly states = new Map<string, HostState>();
   private readonly loads = new Map<string, Promise<void>>();
+  private readonly offsiteLoads = new Map<string, Promise<void>>();
 
   constructor(
     private readonly source: () => { profiles: HostProfile[]; errors: string[] },
@@ -55,6 +58,10 @@ export class HostsTreeProvider implements vscode.TreeDataProvider<ModelNode> {
     if (running) return running;
     const s = this.state(profile.name);
     s.loading = true;
+    // What the repository held may have changed with the host (a scheduled push, a job): the
+    // listing is kept (sets stay marked, the dashboard shows it) and made again when the
+    // Off-site group is next shown, never for a group nobody opened.
+    if (s.offsite) s.offsite = { ...s.offsite, stale: true };
     const p = (async () => {
       try {
         const host = await this.pool.get(profile);
@@ -87,6 +94,34 @@ export class HostsTreeProvider implements vscode.TreeDataProvider<ModelNode> {
     }
   }
 
+  /**
+   * Lists the host's off-site repository (restic snapshots, one agent call). A failure is kept as
+   * the listing's error and shown as one item in the group; it is not listed again until the host
+   * is reloaded (Refresh), so an unreachable repository is not asked on every repaint.
+   */
+  loadOffsite(profile: HostProfile): Promise<void> {
+    const running = this.offsiteLoads.get(profile.name);
+    if (running) return running;
+    const o = profile.offsite;
+    if (!o) return Promise.resolve();
+    const s = this.state(profile.name);
+    s.offsiteLoading = true;
+    const p = (async () => {
+      try {
+        const snapshots = newestFirst(await listOffsite(await this.pool.get(profile), o));
+        s.offsite = { at: new Date(), snapshots };
+      } catch (e) {
+        s.offsite = { at: new Date(), error: (e as Error).message };
+      } finally {
+        s.offsiteLoading = false;
+        this.offsiteLoads.delete(profile.name);
+        this.changed.fire(undefined);
+      }
+    })();
+    this.offsiteLoads.set(profile.name, p);
+    return p;
+  }
+
   async getChildren(node?: ModelNode): Promise<ModelNode[]> {
     if (!node) {
       const { profiles, errors } = this.source();
@@ -95,6 +130,10 @@ export class HostsTreeProvider implements vscode.TreeDataProvider<ModelNode> {
     }
     if (node.kind === 'group' && node.group === 'indices' && node.state.indices === undefined && !node.state.indicesError) {
       await this.loadIndices(node.profile);
+      return childrenOf(node);
+    }
+    if (node.kind === 'group' && node.group === 'offsite' && (!node.state.offsite || node.state.offsite.stale)) {
+      await this.loadOffsite(node.profile);
       return childrenOf(node);
     }
     if (node.kind === 'host' && !node.state.overview && !node.state.error) {

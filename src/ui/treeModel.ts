@@ -8,6 +8,7 @@ import { type ArtifactEntry, type BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
+import { lacksPassword, type OffsiteSnapshot } from '../offsite/offsite';
 import { jobResultLabel, type JobInfo } from '../remote/jobs';
 
 export { jobResultLabel };
@@ -18,12 +19,27 @@ export interface SearchIndexView {
   live: boolean;
 }
 
+/** The host's last listing of its off-site repository (restic snapshots), kept until the next one. */
+export interface OffsiteListing {
+  /** When it was listed. */
+  at: Date;
+  /** Newest first. */
+  snapshots?: OffsiteSnapshot[];
+  /** Why it could not be listed (the message, for one item in the group). */
+  error?: string;
+  /** The host was reloaded since: listed again when the Off-site group is next shown. */
+  stale?: boolean;
+}
+
 export interface HostState {
   /** undefined: never loaded; otherwise the last overview. */
   overview?: HostOverview;
   /** `kadi search ls`, loaded only when the group is opened (the kadi CLI is slow to start). */
   indices?: SearchIndexView[];
   indicesError?: string;
+  /** Listed only when the Off-site group is opened (or an off-site command ran): restic asks the repository. */
+  offsite?: OffsiteListing;
+  offsiteLoading?: boolean;
   error?: string;
   loading?: boolean;
   kadiVersion?: string;
@@ -31,9 +47,11 @@ export interface HostState {
 
 export type ModelNode =
   | { kind: 'host'; profile: HostProfile; state: HostState }
-  | { kind: 'group'; group: 'backups' | 'jobs' | 'partials' | 'indices'; profile: HostProfile; state: HostState }
+  | { kind: 'group'; group: 'backups' | 'jobs' | 'partials' | 'offsite' | 'indices'; profile: HostProfile; state: HostState }
   | { kind: 'index'; profile: HostProfile; index: SearchIndexView }
-  | { kind: 'set'; profile: HostProfile; set: BackupSet }
+  /** `offsite`: the snapshot of the host's last off-site listing that holds this set. */
+  | { kind: 'set'; profile: HostProfile; set: BackupSet; offsite?: OffsiteSnapshot }
+  | { kind: 'snapshot'; profile: HostProfile; snapshot: OffsiteSnapshot }
   | { kind: 'artifact'; profile: HostProfile; set: BackupSet; artifact: ArtifactEntry }
   | { kind: 'job'; profile: HostProfile; job: JobInfo }
   | { kind: 'partial'; profile: HostProfile; name: string; job: string }
@@ -90,6 +108,7 @@ export function childrenOf(node: ModelNode): ModelNode[] {
         { kind: 'group', group: 'jobs', profile, state },
       ];
       if (state.overview.partials.length > 0) groups.push({ kind: 'group', group: 'partials', profile, state });
+      if (profile.offsite) groups.push({ kind: 'group', group: 'offsite', profile, state });
       groups.push({ kind: 'group', group: 'indices', profile, state });
       return groups;
     }
@@ -98,8 +117,14 @@ export function childrenOf(node: ModelNode): ModelNode[] {
       if (!o) return [];
       if (node.group === 'backups') {
         if (o.sets.length === 0) return [{ kind: 'message', text: 'No backups yet', severity: 'info', profile: node.profile }];
-        return o.sets.map((set) => ({ kind: 'set', profile: node.profile, set }));
+        // Marked from the last listing only: showing the sets costs no round trip to the repository.
+        const snaps = node.profile.offsite ? node.state.offsite?.snapshots : undefined;
+        return o.sets.map((set) => {
+          const snapshot = snaps?.find((s) => s.set === set.name);
+          return snapshot ? { kind: 'set', profile: node.profile, set, offsite: snapshot } : { kind: 'set', profile: node.profile, set };
+        });
       }
+      if (node.group === 'offsite') return offsiteChildren(node.profile, node.state.offsite);
       if (node.group === 'jobs') return o.jobs.slice(0, 20).map((job) => ({ kind: 'job', profile: node.profile, job }));
       if (node.group === 'indices') {
         if (node.state.indicesError) return [{ kind: 'message', text: node.state.indicesError, severity: 'error', profile: node.profile }];
@@ -114,12 +139,38 @@ export function childrenOf(node: ModelNode): ModelNode[] {
   }
 }
 
+/** The Off-site group's items: the snapshots newest first, or one item saying why there are none. */
+function offsiteChildren(profile: HostProfile, listing: OffsiteListing | undefined): ModelNode[] {
+  if (!listing) return [];
+  if (listing.error) return [{ kind: 'message', text: offsiteErrorText(profile, listing.error), severity: 'error', profile }];
+  const snaps = listing.snapshots ?? [];
+  if (snaps.length === 0) return [{ kind: 'message', text: 'No off-site snapshots yet (Copy Set Off-site on a backup set)', severity: 'info', profile }];
+  return snaps.map((snapshot) => ({ kind: 'snapshot', profile, snapshot }));
+}
+
+/**
+ * Why the repository could not be listed, in one line: the agent's reason (the last line of its
+ * error), and for a host without the repository's password the command that connects it.
+ */
+export function offsiteErrorText(profile: HostProfile, message: string): string {
+  if (lacksPassword(message)) return `${profile.name} has no password for the off-site repository: Set Up Off-site Repository… connects it`;
+  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const last = (lines.at(-1) ?? message).replace(/^ERROR: /, '');
+  return `Off-site repository not listed: ${last}`;
+}
+
+/** "2026-11-26T06-37-07Z" as "2026-11-26 06:37:07 UTC". */
+export function setLabel(name: string): string {
+  return name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC');
+}
+
 export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
   switch (node.kind) {
     case 'host':
       return hostView(node.profile, node.state, now);
     case 'group': {
       const o = node.state.overview;
+      if (node.group === 'offsite') return offsiteGroupView(node.profile, node.state);
       const label = { backups: 'Backups', jobs: 'Jobs', partials: 'Partial sets', indices: 'Search indices' }[node.group];
       const orphans = node.state.indices?.filter((i) => !i.live).length;
       const count = { backups: o?.sets.length, jobs: o?.jobs.length, partials: o?.partials.length, indices: node.state.indices?.length }[node.group];
@@ -141,7 +192,9 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
       };
     }
     case 'set':
-      return setView(node.profile, node.set, now);
+      return setView(node.profile, node.set, now, node.offsite);
+    case 'snapshot':
+      return snapshotView(node.profile, node.snapshot, now);
     case 'artifact': {
       const a = node.artifact;
       const kind = a.name === 'db.dump' ? 'dbdump' : a.tree ? 'filelist' : a.archiveOf ? 'archive' : 'file';
@@ -182,7 +235,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   const o = state.overview;
   const good = lastGoodSet(o);
   const job = runningJob(o);
-  const tags = ['host', o ? 'loaded' : state.error ? 'error' : 'unloaded', job ? 'busy' : 'idle', p.redis.enabled ? 'redis' : ''];
+  const tags = ['host', o ? 'loaded' : state.error ? 'error' : 'unloaded', job ? 'busy' : 'idle', p.redis.enabled ? 'redis' : '', p.offsite ? 'offsiterepo' : ''];
   const parts: string[] = [];
   // The live version when this session has read it (kadiVersion), else the version the newest set recorded.
   const version = state.kadiVersion ?? o?.sets[0]?.manifest.kadiVersion;
@@ -218,6 +271,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (tooOld) tooltip.push(`Newest good backup is older than ${Math.round(staleAfterHours(p, o))} h${sched?.state === 'installed' ? ' (the schedule\'s interval plus a margin)' : ''}.`);
   if (sched?.staleUnits?.length) tooltip.push(`Units left over from an earlier schedule still run: ${sched.staleUnits.join(', ')} (kadi-ops schedule <host>).`);
   if (sched) tooltip.push(scheduleLine(sched));
+  if (p.offsite) tooltip.push(`Off-site copies in ${p.offsite.repository}`);
   if (sched?.state === 'installed' && sched.next) tooltip.push(`Next scheduled run ${sched.next}`);
   if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${lastScheduledJobResult(sched)}`);
   if (couldNotRun) tooltip.push(`${couldNotRunText(couldNotRun).replace(/^t/, 'T')}${sched?.verifyUnit?.exited ? ` (${sched.verifyUnit.exited})` : ''}.`);
@@ -235,20 +289,22 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   };
 }
 
-function setView(p: HostProfile, s: BackupSet, now: Date): NodeView {
+function setView(p: HostProfile, s: BackupSet, now: Date, offsite?: OffsiteSnapshot): NodeView {
   const m = s.manifest;
   const state = setState(s.verify);
-  const tags = ['backup', s.status, s.pinned ? 'pinned' : 'unpinned', s.preRestore ? 'prerestore' : ''];
-  const marks = [stateLabel(state), s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
+  // offsiterepo: the host has a repository to copy the set to (not that the set is there).
+  const tags = ['backup', s.status, s.pinned ? 'pinned' : 'unpinned', s.preRestore ? 'prerestore' : '', p.offsite ? 'offsiterepo' : ''];
+  const marks = [stateLabel(state), s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : '', offsite ? 'off-site' : ''].filter(Boolean).join(', ');
   const tooltip = [
     `Backup set ${s.name} of ${m.profile}${m.hostname ? ` (made on host ${m.hostname})` : ''}`,
     `Kadi ${m.kadiVersion ?? '?'}, schema ${m.alembicRevision ?? '?'}, PostgreSQL ${m.postgres.serverMajor ?? '?'}`,
     `Started ${m.startedAt ?? '?'}, ended ${m.endedAt ?? '?'}`,
     `Size ${formatBytes(s.size)}${m.trees?.storage ? `, storage ${m.trees.storage.files} files (${m.trees.storage.newFiles} new)` : ''}`,
     ...stateDetail(state),
+    ...(offsite ? [`Off-site: snapshot ${offsite.short} of ${offsite.time.slice(0, 19).replace('T', ' ')} (as the repository was last listed)`] : []),
   ];
   return {
-    label: s.name.replace('T', ' ').replace(/-(\d\d)-(\d\d)Z$/, ':$1:$2 UTC'),
+    label: setLabel(s.name),
     description: `${formatBytes(s.size)} · ${formatAge(now.getTime() - s.time.getTime())} ago · ${marks}`,
     tooltip: tooltip.join('\n'),
     icon: { verified: 'verified', damaged: 'error', 'not-run': 'warning', unverified: 'archive' }[state.kind],
@@ -256,5 +312,41 @@ function setView(p: HostProfile, s: BackupSet, now: Date): NodeView {
     contextValue: tags.filter(Boolean).join(';') + ';',
     collapsible: true,
     id: `${p.name}/${s.name}`,
+  };
+}
+
+function offsiteGroupView(p: HostProfile, state: HostState): NodeView {
+  const l = state.offsite;
+  const description = state.offsiteLoading ? 'listing…' : l?.error ? 'not listed' : l?.snapshots ? String(l.snapshots.length) : undefined;
+  return {
+    label: 'Off-site',
+    description,
+    tooltip: `Snapshots in the restic repository ${p.offsite?.repository ?? '?'}${l ? `\nListed ${l.at.toISOString().replace(/\.\d+Z$/, 'Z')}` : ''}`,
+    icon: 'cloud',
+    color: l?.error ? 'problemsErrorIcon.foreground' : undefined,
+    contextValue: 'group;offsite;',
+    collapsible: true,
+    id: `${p.name}/offsite`,
+  };
+}
+
+function snapshotView(p: HostProfile, s: OffsiteSnapshot, now: Date): NodeView {
+  const t = Date.parse(s.time);
+  const age = Number.isFinite(t) ? `${formatAge(now.getTime() - t)} ago` : s.time;
+  const tooltip = [
+    `Off-site snapshot ${s.short} (${s.id})`,
+    s.set ? `Backup set ${s.set}` : 'No set tag: not made by Kadi Ops, not restorable from here',
+    `Copied ${s.time} on host ${s.hostname}`,
+    `Kadi ${s.kadiVersion ?? '?'}, schema ${s.schemaRevision ?? '?'}`,
+    `Tags: ${s.tags.join(', ')}`,
+  ];
+  return {
+    label: s.set ? setLabel(s.set) : `snapshot ${s.short}`,
+    description: `${age} · Kadi ${s.kadiVersion ?? '?'} · from ${s.hostname}`,
+    tooltip: tooltip.join('\n'),
+    icon: 'cloud',
+    contextValue: `snapshot;${s.set ? 'set' : 'noset'};`,
+    collapsible: false,
+    id: `${p.name}/offsite/${s.id}`,
   };
 }

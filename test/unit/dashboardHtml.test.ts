@@ -100,7 +100,7 @@ describe('dashboard: HTML', () => {
     assert.match(html, /50\.0 GiB free of 100\.0 GiB/);
     assert.match(html, /data-forecast="fills"/);
     assert.match(html, /no schedule/);
-    assert.match(html, /no off-site copy yet/);
+    assert.match(html, /<td data-feature="offsite"><span class="absent">not configured<\/span><\/td>/);
     assert.match(html, /backup by alice since 06:37/);
     assert.match(html, /unreachable: connect ECONNREFUSED/);
     for (const action of ['backupNow', 'verify', 'refresh', 'showOutput']) assert.match(html, new RegExp(`<button data-action="${action}" data-host="prod"`));
@@ -130,6 +130,9 @@ describe('dashboard: HTML', () => {
           disk: { at: NOW, error: HOSTILE },
         },
         { profile: { ...p, name: 'down' }, state: { error: HOSTILE } },
+        // The off-site cell's tooltip (a title attribute) holds the repository's answer.
+        { profile: { ...p, name: 'offsite-error', offsite: { repository: '/srv/restic' } }, state: { overview: overview(), offsite: { at: NOW, error: HOSTILE } } },
+        { profile: { ...p, name: 'offsite-ok', offsite: { repository: '/srv/restic' } }, state: { overview: overview(), offsite: { at: NOW, snapshots: [{ id: 'a'.repeat(64), short: 'aaaaaaaa', time: '2026-11-26T06:00:00Z', hostname: HOSTILE, set: HOSTILE, tags: [] }] } } },
       ],
       [HOSTILE],
     );

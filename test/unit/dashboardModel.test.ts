@@ -68,12 +68,12 @@ describe('dashboard: rows and charts', () => {
     }
   });
 
-  it('the schedule cell says the calendar, the next and last run, or warns; off-site is a placeholder until it exists', () => {
+  it('the schedule cell says the calendar, the next and last run, or warns; off-site says "not configured" without a repository', () => {
     const cells = (schedule?: ScheduleStatus): string[][] =>
       hostRow({ profile: profile('prod'), state: { overview: overview(schedule ? { schedule } : {}) } }, NOW).features.map((f) => [f.id, f.state, f.text]);
     assert.deepEqual(cells(), [
       ['schedule', 'absent', 'no schedule'],
-      ['offsite', 'absent', 'no off-site copy yet'],
+      ['offsite', 'absent', 'not configured'],
     ]);
     assert.deepEqual(cells({ state: 'none' })[0], ['schedule', 'warning', 'no schedule']);
     assert.deepEqual(cells({ state: 'stored', calendar: 'daily' })[0], ['schedule', 'warning', 'daily (not installed)']);

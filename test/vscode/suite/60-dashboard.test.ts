@@ -65,7 +65,7 @@ describe('Dashboard and status bar', function () {
     assert.deepEqual([...page.matchAll(/<(script|style)\b[^>]*>/g)].map((m) => m[0]), [`<style nonce="${nonce}">`, `<script nonce="${nonce}">`]);
     assert.doesNotMatch(page.replace(csp[0], ''), /https?:\/\//, 'nothing remote');
     for (const h of info.hosts) assert.match(page, new RegExp(`<tr data-host="${h.name}">`), `a row for ${h.name}`);
-    assert.match(rowOf(page, HOST), /no schedule<.*no off-site copy yet/);
+    assert.match(rowOf(page, HOST), /no schedule<.*not configured/);
 
     // Opening it again brings the same panel to the front, rendered anew with a fresh nonce.
     await vscode.commands.executeCommand('kadiOps.openDashboard');
