@@ -209,6 +209,17 @@ class OffsiteTest(ZipappTestCase):
         self.assertIn('pinned', kept['01'])
         self.assertEqual(sorted(r['id'][:2] for r in plan['remove']), ['02', '03'])
 
+    def test_a_restic_older_than_supported_is_refused_by_name(self):
+        fake = os.path.join(self.root, 'oldbin')
+        os.mkdir(fake)
+        with open(os.path.join(fake, 'restic'), 'w') as f:
+            f.write('#!/bin/sh\necho "restic 0.12.1 compiled with go1.15.9 on linux/amd64"\n')
+        os.chmod(os.path.join(fake, 'restic'), 0o755)
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'offsite-list', self.bd, self.cfg], capture_output=True, text=True,
+                           env={'PATH': fake + ':/usr/bin:/bin'}, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('restic 0.12.1 is older than 0.14.0, the oldest Kadi Ops supports', r.stderr)
+
     def test_restic_missing_is_said_clearly(self):
         r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'offsite-list', self.bd, self.cfg], capture_output=True, text=True,
                            env={'PATH': '/nonexistent'}, stdin=subprocess.DEVNULL)
