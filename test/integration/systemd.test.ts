@@ -459,6 +459,35 @@ describe('services and Redis on a real systemd host', function () {
       assert.match(status.stdout, new RegExp(`^systemd-host\\t${made[0]}\\t.*\\tverified \\(quick\\)\\t\\*-\\*-\\* 03:00:00 \\(next .*\\)\\t\\S+ succeeded\\tok$`, 'm'));
     });
 
+    it('with an off-site repository (a path on another disk), a scheduled run copies its new set there: one snapshot tagged with the set, made inside the hardened unit', async () => {
+      const made = await h.exec(['sh', '-c', 'mkdir -p /srv/offsite && chown kadi: /srv/offsite && chmod 700 /srv/offsite']);
+      assert.equal(made.code, 0, made.stderr);
+      writeConfig({ offsite: { repository: '/srv/offsite/repo' } });
+      try {
+        const init = cli('offsite', 'init', 'systemd-host');
+        assert.equal(init.code, 0, init.stderr + init.stdout);
+        // The unit changed (the repository is writable for the run): root installs it again.
+        await installAsRoot();
+        const service = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.service`), 'utf8');
+        assert.match(service, /^ReadWritePaths="\/srv\/offsite\/repo"$/m);
+        const before = setsOnHost();
+        const started = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+        assert.equal(started.code, 0, started.stderr + (await h.exec(['journalctl', '-u', `${unitBase()}-backup.service`, '--no-pager', '-n', '80'])).stdout);
+        const set = setsOnHost().filter((n) => !before.includes(n))[0];
+        assert.ok(set, 'a new set');
+        const list = cli('offsite', 'list', 'systemd-host', '--json');
+        assert.equal(list.code, 0, list.stderr);
+        const snaps = JSON.parse(list.stdout) as { set: string }[];
+        assert.deepEqual(snaps.map((x) => x.set), [set]);
+        const log = fs.readFileSync(path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs', scheduledJobs().pop()?.id ?? '', 'log'), 'utf8');
+        assert.match(log, /\[step\] scheduled: off-site copy of \S+ to \/srv\/offsite\/repo/);
+        assert.match(log, /^pushed=yes$/m);
+      } finally {
+        writeConfig({});
+        await installAsRoot();
+      }
+    });
+
     it('a run made to fail (the database stopped) pings failure with the log tail and leaves no set', async () => {
       const before = setsOnHost();
       hits.length = 0;
