@@ -36,6 +36,11 @@ const commands = [
   cmd('downloadSet', 'Download Set…', 'cloud-download'),
   cmd('uploadSet', 'Upload Set…', 'repo-push'),
   cmd('forgetSecrets', 'Forget Secrets for Host…', 'key'),
+  cmd('offsiteSetUp', 'Set Up Off-site Repository…', 'cloud'),
+  cmd('offsitePush', 'Copy Set Off-site', 'cloud-upload'),
+  cmd('offsiteCheck', 'Check Off-site Repository…', 'checklist'),
+  cmd('offsiteForget', 'Forget Old Off-site Snapshots…', 'trash'),
+  cmd('offsiteRestore', 'Restore Set from Off-site…', 'cloud-download'),
   cmd('openDashboard', 'Open Dashboard', 'dashboard'),
 ];
 const SET_DIR_RE = '/^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z$/';
@@ -44,6 +49,11 @@ const hostItem = 'view == kadiOps.hosts && viewItem =~ /^host;/';
 const setItem = 'view == kadiOps.hosts && viewItem =~ /^backup;/';
 const jobRunning = 'view == kadiOps.hosts && viewItem =~ /^job;running;/';
 const dumpItem = 'view == kadiOps.hosts && viewItem =~ /^artifact;dbdump;/';
+const offsiteHost = `${hostItem} && viewItem =~ /;offsiterepo;/`;
+const offsiteGroup = 'view == kadiOps.hosts && viewItem =~ /^group;offsite;/';
+// A damaged set is not copied off-site (the agent refuses it too).
+const offsiteSet = `${setItem} && viewItem =~ /;offsiterepo;/ && viewItem =~ /^backup;(verified|unverified);/`;
+const snapshotItem = 'view == kadiOps.hosts && viewItem =~ /^snapshot;set;/';
 pkg.contributes = {
   ...pkg.contributes,
   viewsContainers: { activitybar: [{ id: 'kadiOps', title: 'Kadi Ops', icon: 'media/activity.svg' }] },
@@ -132,6 +142,13 @@ pkg.contributes = {
       { command: 'kadiOps.showDumpListing', when: setItem, group: '3_listing@1' },
       { command: 'kadiOps.saveListingCopy', when: setItem, group: '3_listing@2' },
       { command: 'kadiOps.downloadSet', when: setItem, group: '4_transfer@1' },
+      { command: 'kadiOps.offsiteSetUp', when: offsiteHost, group: '6_offsite@1' },
+      { command: 'kadiOps.offsitePush', when: offsiteSet, group: '4_transfer@2' },
+      { command: 'kadiOps.refresh', when: offsiteGroup, group: 'inline@1' },
+      { command: 'kadiOps.offsiteCheck', when: offsiteGroup, group: '1_offsite@1' },
+      { command: 'kadiOps.offsiteForget', when: offsiteGroup, group: '1_offsite@2' },
+      { command: 'kadiOps.offsiteSetUp', when: offsiteGroup, group: '2_setup@1' },
+      { command: 'kadiOps.offsiteRestore', when: snapshotItem, group: '0_restore@1' },
       { command: 'kadiOps.showDumpListing', when: dumpItem, group: 'inline@1' },
       { command: 'kadiOps.showDumpListing', when: dumpItem, group: '1_listing@1' },
       { command: 'kadiOps.saveListingCopy', when: dumpItem, group: '1_listing@2' },

@@ -1,4 +1,4 @@
-/** Wires the core to VS Code: tree, dashboard, status bar, commands, output channels, secrets and host-key prompts. */
+/** Wires the core to VS Code: tree, dashboard, status bar, commands (off-site too), output channels, secrets and host-key prompts. */
 import { sudoersSnippet } from '../config/sudoers';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,12 +17,13 @@ import { Dashboard, DASHBOARD_VIEW_TYPE, dashboardSerializer } from './dashboard
 import { HostsTreeProvider, type TreeNode } from './hostsTree';
 import { JobStatusBar } from './jobUi';
 import { HostOutputs } from './outputChannels';
+import { registerOffsiteCommands } from './offsiteCommands';
 import { registerSecretCommands } from './secretCommands';
 import { loadProfilesFromSettings } from './settings';
 import { FleetStatusBar } from './statusBar';
 import { registerScheduleCommands } from './scheduleCommands';
 import { registerTransferCommands } from './transferCommands';
-import { VscodeSecrets } from './vscodeSecrets';
+import { OffsitePasswords, VscodeSecrets } from './vscodeSecrets';
 
 export interface KadiOpsApi {
   /** For the extension-host tests: the tree provider and the host outputs. */
@@ -66,6 +67,7 @@ export function activate(context: vscode.ExtensionContext): KadiOpsApi {
     ...registerTransferCommands(deps),
     ...registerScheduleCommands(deps),
     ...registerSecretCommands(deps, secrets),
+    ...registerOffsiteCommands(deps, new OffsitePasswords(context.secrets)),
     { dispose: () => pool.closeAll() },
     // Granting trust makes workspace-level hosts count (untrusted, only user settings are read).
     vscode.workspace.onDidGrantWorkspaceTrust(() => tree.refresh()),

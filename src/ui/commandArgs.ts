@@ -7,7 +7,7 @@ import type { BackupSet } from '../backup/manifest';
 import type { HostProfile } from '../config/types';
 import type { ModelNode } from './treeModel';
 
-const KINDS = new Set(['host', 'group', 'set', 'artifact', 'job', 'partial', 'message']);
+const KINDS = new Set(['host', 'group', 'set', 'artifact', 'job', 'partial', 'snapshot', 'message']);
 
 export function nodeArg(arg: unknown): ModelNode | undefined {
   if (typeof arg !== 'object' || arg === null || Array.isArray(arg)) return undefined;
@@ -16,6 +16,7 @@ export function nodeArg(arg: unknown): ModelNode | undefined {
   const n = arg as ModelNode;
   if (n.kind !== 'message' && (typeof n.profile !== 'object' || n.profile === null || typeof n.profile.name !== 'string')) return undefined;
   if ((n.kind === 'set' || n.kind === 'artifact') && (typeof n.set !== 'object' || n.set === null || typeof n.set.name !== 'string')) return undefined;
+  if (n.kind === 'snapshot' && (typeof n.snapshot !== 'object' || n.snapshot === null || typeof n.snapshot.id !== 'string')) return undefined;
   return n;
 }
 

@@ -62,3 +62,24 @@ export class VscodeSecrets implements SecretProvider {
     return keys.length;
   }
 }
+
+/**
+ * Off-site repository passwords in SecretStorage, one per repository address (a restore onto
+ * another host needs the password of the repository, not of a host). Not a host's secret, so
+ * "Forget Secrets for Host" leaves it: it may be the operator's only copy away from the host.
+ */
+export class OffsitePasswords {
+  constructor(private readonly storage: vscode.SecretStorage) {}
+
+  private key(repository: string): string {
+    return `kadiOps.offsitePassword:${repository}`;
+  }
+
+  get(repository: string): Thenable<string | undefined> {
+    return this.storage.get(this.key(repository));
+  }
+
+  store(repository: string, password: string): Thenable<void> {
+    return this.storage.store(this.key(repository), password);
+  }
+}

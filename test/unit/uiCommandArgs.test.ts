@@ -12,6 +12,7 @@ describe('command argument handling', () => {
     { kind: 'artifact', profile: p, set: s, artifact: s.manifest.artifacts[1] },
     { kind: 'job', profile: p, job: job() },
     { kind: 'partial', profile: p, name: '.partial-x', job: 'x' },
+    { kind: 'snapshot', profile: p, snapshot: { id: 'a'.repeat(64), short: 'aaaaaaaa', time: '2026-11-26T06:40:00Z', hostname: 'h', tags: [] } },
   ];
 
   it('accepts tree nodes as they come from menus and item clicks', () => {
@@ -20,7 +21,7 @@ describe('command argument handling', () => {
   });
 
   it('palette and keybindings pass nothing; unexpected values count as nothing', () => {
-    for (const x of [undefined, null, 'prod', 42, [], {}, { kind: 'host' }, { kind: 'set', profile: p }, { kind: 'nope', profile: p }, { kind: 'host', profile: 'prod' }]) {
+    for (const x of [undefined, null, 'prod', 42, [], {}, { kind: 'host' }, { kind: 'set', profile: p }, { kind: 'nope', profile: p }, { kind: 'host', profile: 'prod' }, { kind: 'snapshot', profile: p }]) {
       assert.equal(nodeArg(x), undefined, JSON.stringify(x));
     }
     assert.equal(hostOf(undefined), undefined);

@@ -28,8 +28,9 @@ function allNodes(): ModelNode[] {
   const nodes: ModelNode[] = [];
   const statuses: SetStatus[] = ['verified', 'unverified', 'damaged'];
   const sets = statuses.flatMap((status) => [false, true].flatMap((pinned) => [false, true].map((preRestore) => backupSet('2026-11-26T06-37-07Z', { status, pinned, preRestore }))));
-  for (const redis of [false, true]) {
-    const p = profile('h', { redis: { enabled: redis } });
+  const snapshot = (set?: string) => ({ id: 'a'.repeat(64), short: 'aaaaaaaa', time: '2026-11-26T06:40:00Z', hostname: 'h', ...(set ? { set } : {}), tags: ['kadi-ops'] });
+  for (const [redis, offsite] of [[false, false], [true, false], [false, true]]) {
+    const p = profile('h', { redis: { enabled: redis }, ...(offsite ? { offsite: { repository: '/srv/restic' } } : {}) });
     const states: HostState[] = [
       {},
       { error: 'unreachable' },
@@ -37,6 +38,8 @@ function allNodes(): ModelNode[] {
       { overview: overview() },
       { overview: overview(), indices: [{ model: 'record', name: 'record_20250101120000123456', live: true }, { model: 'record', name: 'record_20240101120000123456', live: false }] },
       { overview: overview(), indicesError: 'kadi search ls failed' },
+      { overview: overview({ sets }), offsite: { at: new Date(), snapshots: [snapshot('2026-11-26T06-37-07Z'), snapshot()] } },
+      { overview: overview(), offsite: { at: new Date(), error: 'no password' } },
     ];
     for (const state of states) {
       const walk = (n: ModelNode): void => {
@@ -61,7 +64,7 @@ function viewItemRegexes(when: string | undefined): RegExp[] | undefined {
 }
 
 /** Tree items that deliberately have no context menu. */
-const NO_MENU = [/^message;$/, /^group;(backups|jobs);$/, /^artifact;(file|filelist|archive);$/];
+const NO_MENU = [/^message;$/, /^group;(backups|jobs);$/, /^artifact;(file|filelist|archive);$/, /^snapshot;noset;$/];
 
 describe('menus match the tree model (package.json contributes)', () => {
   const itemMenus = pkg.contributes.menus['view/item/context'];
@@ -106,6 +109,14 @@ describe('menus match the tree model (package.json contributes)', () => {
     assert.ok(commandsFor('backup;verified;unpinned;').includes('kadiOps.downloadSet'));
     assert.ok(commandsFor('host;loaded;idle;').includes('kadiOps.uploadSet'));
     assert.ok(commandsFor('host;error;idle;').includes('kadiOps.forgetSecrets'));
+    // Off-site: only where the host has a repository; a damaged set is not offered for a copy.
+    assert.ok(commandsFor('host;loaded;idle;offsiterepo;').includes('kadiOps.offsiteSetUp'));
+    assert.ok(!commandsFor('host;loaded;idle;').includes('kadiOps.offsiteSetUp'));
+    assert.ok(commandsFor('backup;verified;unpinned;offsiterepo;').includes('kadiOps.offsitePush'));
+    assert.ok(!commandsFor('backup;damaged;unpinned;offsiterepo;').includes('kadiOps.offsitePush'));
+    assert.ok(!commandsFor('backup;verified;unpinned;').includes('kadiOps.offsitePush'));
+    assert.deepEqual(commandsFor('group;offsite;').sort(), ['kadiOps.offsiteCheck', 'kadiOps.offsiteForget', 'kadiOps.offsiteSetUp', 'kadiOps.refresh']);
+    assert.deepEqual(commandsFor('snapshot;set;'), ['kadiOps.offsiteRestore']);
   });
 
   it('every command in menus, the welcome view, the walkthrough and the tree is declared and registered', () => {
