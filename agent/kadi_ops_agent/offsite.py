@@ -200,17 +200,39 @@ class Repo:
             a += ['-o', 'sftp.command=' + cmd]
         return a + list(args)
 
-    def run(self, *args, cwd=None, stdin=None):
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(), cwd=cwd,
-                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+    def run(self, *args, cwd=None, stdin=None, timeout=None):
+        """restic ARGS; with TIMEOUT (seconds) a repository that does not answer (restic retries for
+        minutes by itself) fails the command instead of leaving the operator waiting."""
+        try:
+            return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(), cwd=cwd,
+                                  input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            fail('the off-site repository %s cannot be reached: no answer within %d s (restic %s)'
+                 % (self.cfg['repository'], timeout, args[0] if args else ''))
+
+    def answer_timeout(self):
+        """How long a command that answers the operator (list, connect) may take: stallSeconds, or 120 s."""
+        return self.cfg.get('stallSeconds') or 120
 
     def check_ok(self, what, r):
         if r.returncode != 0:
-            fail(explain(self.cfg['repository'], what, r.stderr, self.password_file))
+            fail(explain(self.cfg['repository'], what, self.with_ssh_reason(r.stderr), self.password_file))
         return r
 
-    def snapshots(self):
-        r = self.check_ok('listing the snapshots', self.run('snapshots', '--json', '--tag', TAG))
+    def with_ssh_reason(self, stderr):
+        """restic's stderr, and when its sftp session did not start, why ssh said it did not: restic
+        does not always pass ssh's own message on (a host key it refused, a key the server refused)."""
+        cmd = sftp_command(self.cfg)
+        if not cmd or 'unable to start the sftp session' not in (stderr or ''):
+            return stderr
+        try:
+            r = subprocess.run(cmd.split(' '), capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, env=self.env())
+            return (stderr or '') + '\n' + r.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            return stderr
+
+    def snapshots(self, timeout=None):
+        r = self.check_ok('listing the snapshots', self.run('snapshots', '--json', '--tag', TAG, timeout=timeout))
         try:
             return [snapshot_info(s) for s in json.loads(r.stdout or '[]')]
         except ValueError as e:
@@ -226,16 +248,18 @@ def explain(repo, what, stderr, password_file=''):
         return '%s in %s: the repository is locked by another restic (%s); a lock of a process that is gone is removed by the next Kadi Ops job after 30 minutes, or by restic unlock' % (what, repo, one_line(held[0].strip() if held else ''))
     if 'wrong password' in low:
         return '%s in %s: the repository password is wrong (or it is not this repository\'s)' % (what, repo)
-    if 'is there a repository at the following location' in low or 'unable to open config file' in low:
-        return '%s: there is no restic repository at %s (kadi-ops offsite init creates one)' % (what, repo)
     if 'host key verification failed' in low:
         return ('%s: ssh does not know or does not accept the host key of the off-site host in %s; verify its fingerprint, '
                 'then add it to the Kadi user\'s known_hosts (or the profile\'s offsite.sftp.knownHostsFile)' % (what, repo))
     if 'permission denied (publickey' in low:
         return '%s: the off-site host of %s refused the Kadi user\'s SSH key' % (what, repo)
-    if re.search(r'connection refused|no such host|i/o timeout|connection reset|broken pipe|eof|network is unreachable|connection lost|closed network connection', low):
-        lines = [l for l in text.splitlines() if l.strip()]
-        return '%s: the off-site repository %s cannot be reached: %s' % (what, repo, one_line(lines[-1] if lines else ''))
+    network = re.compile(r'connection refused|no such host|i/o timeout|connection reset|broken pipe|\beof\b|network is unreachable|connection lost|closed network connection|tls handshake timeout', re.I)
+    if network.search(text):
+        why = next(l for l in text.splitlines() if network.search(l))
+        return '%s: the off-site repository %s cannot be reached: %s' % (what, repo, one_line(why.strip()))
+    # After the network errors: restic asks "Is there a repository…?" when it could not reach one too.
+    if 'is there a repository at the following location' in low or 'unable to open config file' in low:
+        return '%s: there is no restic repository at %s (kadi-ops offsite init creates one)' % (what, repo)
     lines = [l for l in text.splitlines() if l.strip() and not l.startswith('{')]
     fatal = [l for l in lines if l.startswith('Fatal:')]
     return '%s in %s failed: %s' % (what, repo, one_line((fatal or lines or ['restic gave no reason'])[-1]))
@@ -293,13 +317,13 @@ def connect(argv):
         # The new credentials for this probe only (the stored ones stay until it worked).
         base_env = repo.env
         repo.env = lambda: dict({k: v for k, v in base_env().items() if not ENV_KEY.match(k)}, **env)  # type: ignore[method-assign]
-        r = repo.run('cat', 'config')
+        r = repo.run('cat', 'config', timeout=repo.answer_timeout())
         created = False
         if r.returncode != 0:
             text = r.stderr.lower()
             missing = 'is there a repository at the following location' in text or 'unable to open config file' in text
             if not (missing and create):
-                fail(explain(cfg['repository'], 'opening the repository', r.stderr, key_tmp))
+                fail(explain(cfg['repository'], 'opening the repository', repo.with_ssh_reason(r.stderr), key_tmp))
             step('creating the restic repository %s' % cfg['repository'])
             repo.check_ok('creating the repository', repo.run('init'))
             r = repo.check_ok('opening the new repository', repo.run('cat', 'config'))
@@ -323,7 +347,7 @@ def list_verb(argv):
         die('usage: offsite-list BACKUP_DIR CONFIG_JSON')
     check_restic()
     repo = _opened(Repo(argv[0], parse_config(argv[1])))
-    json.dump({'snapshots': repo.snapshots()}, sys.stdout)
+    json.dump({'snapshots': repo.snapshots(timeout=repo.answer_timeout())}, sys.stdout)
     sys.stdout.write('\n')
 
 
@@ -453,7 +477,7 @@ def _run_json(repo, args, cwd, what):
     if rc == 3:
         fail('%s: restic could not read some files, the snapshot is incomplete: %s' % (what, one_line(text.strip()[-300:])))
     if rc != 0 or not summary:
-        fail(explain(repo.cfg['repository'], what, text, repo.password_file))
+        fail(explain(repo.cfg['repository'], what, repo.with_ssh_reason(text), repo.password_file))
     if prog:
         prog.finish()
     return summary

@@ -217,6 +217,10 @@ describe('off-site copies on restic (sftp and S3 targets on loopback)', function
       assert.equal((await cli(['list', 'hostA-s3', '--json'])).stdout, before, 'the local sets are as they were');
       const verify = await cli(['verify', 'hostA-s3', 'latest']);
       assert.equal(verify.code, 0, verify.stderr);
+      // Listing while it is unreachable says so (not "no repository", which is what restic asks), within stallSeconds at most.
+      const list = await cli(['offsite', 'list', 'hostA-s3']);
+      assert.equal(list.code, 1);
+      assert.match(list.stderr, /the off-site repository \S+ cannot be reached: .*(connection refused|no answer within 10 s)/);
       await proxy.open(proxy.port);
       const next = await cli(['offsite', 'push', 'hostA-s3', 'latest']);
       assert.equal(next.code, 0, next.stderr + next.stdout);
