@@ -538,7 +538,10 @@ def forget_plan(snaps, policy, bd, host):
 
 
 def forget(argv):
-    """offsite_forget backup_dir= offsite= policy=JSON [dry_run=yes] (a job): off-site retention, then prune."""
+    """offsite_forget backup_dir= offsite= policy=JSON [dry_run=yes] [only=ID,...] (a job): off-site
+    retention, then prune. ONLY: the snapshots a dry run named and the operator confirmed (8-64 hex
+    digits each); of them, only those the rules still forget now are forgotten — a snapshot pushed
+    or pinned since never makes the confirmed forget remove more, or another one."""
     o = Options(argv)
     repo = _job_repo(o)
     try:
@@ -556,16 +559,26 @@ def forget(argv):
         out('keep %s (set %s): %s' % (k['id'][:8], by_id[k['id']]['set'], ', '.join(k['reasons'])))
     for r in plan['remove']:
         out('forget %s (set %s)' % (r['id'][:8], by_id[r['id']]['set']))
-    if o.yes('dry_run') or not plan['remove']:
+    remove = [r['id'] for r in plan['remove']]
+    if o['only']:
+        only = o['only'].split(',')
+        if not all(re.fullmatch(r'[0-9a-f]{8,64}', x) for x in only):
+            die('offsite_forget: only= takes snapshot ids (8-64 hex digits), comma-separated')
+        confirmed = [i for i in remove if any(i.startswith(x) for x in only)]
+        for x in only:
+            if not any(i.startswith(x) for i in remove):
+                out('not forgetting %s: the rules keep it now, or it is gone' % x)
+        remove = confirmed
+    if o.yes('dry_run') or not remove:
         out('forgotten=0')
         return 0
-    step('forgetting %d snapshot(s) and pruning the repository' % len(plan['remove']))
-    repo.check_ok('forgetting snapshots', repo.run('forget', *[r['id'] for r in plan['remove']]))
+    step('forgetting %d snapshot(s) and pruning the repository' % len(remove))
+    repo.check_ok('forgetting snapshots', repo.run('forget', *remove))
     r = repo.check_ok('pruning the repository', repo.run('prune'))
     for line in r.stdout.splitlines():
         if line.strip():
             out('[detail] ' + line)
-    out('forgotten=%d' % len(plan['remove']))
+    out('forgotten=%d' % len(remove))
     return 0
 
 

@@ -198,6 +198,24 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn('is damaged', r.stderr)
 
+    def test_a_confirmed_forget_removes_only_what_was_confirmed_and_the_rules_still_forget(self):
+        self.connect()
+        for name in ('2026-11-01T02-00-00Z', '2026-11-02T02-00-00Z'):
+            make_set(self.bd, name, {'a/b': name.encode()})
+            self.assertEqual(self.job('offsite_push', 'set=' + name).returncode, 0)
+        old, new = sorted(self.snapshots(), key=lambda s: s['set'])
+        policy = 'policy=' + json.dumps({'keepLast': 1})
+        # Confirmed: the newest (which the rules keep) — nothing is forgotten.
+        r = self.job('offsite_forget', policy, 'only=' + new['short'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('not forgetting %s: the rules keep it now, or it is gone' % new['short'], r.stdout)
+        self.assertEqual(r.kv['forgotten'], '0')
+        self.assertEqual(len(self.snapshots()), 2)
+        r = self.job('offsite_forget', policy, 'only=' + old['short'])
+        self.assertEqual((r.returncode, r.kv['forgotten']), (0, '1'), r.stdout + r.stderr)
+        self.assertEqual([s['set'] for s in self.snapshots()], [new['set']])
+        self.assertEqual(self.job('offsite_forget', policy, 'only=nothex').returncode, 2)
+
     def test_forget_keeps_by_the_rules_and_a_set_pinned_here_and_leaves_other_hosts_alone(self):
         snaps = [{'id': '%02d' % i + 'a' * 62, 'time': '2026-11-%02dT02:00:00.123456Z' % i, 'hostname': 'kadi1', 'set': '2026-11-%02dT02-00-00Z' % i}
                  for i in range(1, 6)] + [{'id': 'f' * 64, 'time': '2026-11-01T01:00:00Z', 'hostname': 'other', 'set': '2026-11-01T01-00-00Z'}]

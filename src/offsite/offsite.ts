@@ -94,7 +94,9 @@ export function startOffsiteCheck(host: RemoteHost, o: PlanOffsite, subset?: str
   return startJob(host, { kind: 'offsite-check', verb: 'offsite_check', args: [`backup_dir=${host.profile.backupDir}`, `offsite=${configArg(o)}`, ...(subset ? [`subset=${subset}`] : [])], breakStaleLock: opts.breakStaleLock });
 }
 
-export function startOffsiteForget(host: RemoteHost, o: PlanOffsite, policy: PlanRetentionRules, opts: { dryRun?: boolean; breakStaleLock?: boolean } = {}): Promise<string> {
+/** ONLY: the snapshot ids a dry run named and the operator confirmed; the host forgets no other, and of them only those the rules still forget. */
+export function startOffsiteForget(host: RemoteHost, o: PlanOffsite, policy: PlanRetentionRules, opts: { dryRun?: boolean; breakStaleLock?: boolean; only?: string[] } = {}): Promise<string> {
+  if (opts.only && (opts.only.length === 0 || !opts.only.every((id) => /^[0-9a-f]{8,64}$/.test(id)))) throw new Error('Forget: only confirmed snapshot ids (8-64 hex digits) may be named.');
   const rules = ['keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
   if (!rules.some((r) => policy[r] !== undefined)) {
     throw new Error(`No off-site retention for ${host.profile.name}: give --keep-* options or set "offsite": { "keep": { "keepDaily": 7, "keepMonthly": 12 } } in its profile.`);
@@ -102,7 +104,7 @@ export function startOffsiteForget(host: RemoteHost, o: PlanOffsite, policy: Pla
   return startJob(host, {
     kind: 'offsite-forget',
     verb: 'offsite_forget',
-    args: [`backup_dir=${host.profile.backupDir}`, `offsite=${configArg(o)}`, `policy=${JSON.stringify(policy)}`, `dry_run=${opts.dryRun ? 'yes' : 'no'}`],
+    args: [`backup_dir=${host.profile.backupDir}`, `offsite=${configArg(o)}`, `policy=${JSON.stringify(policy)}`, `dry_run=${opts.dryRun ? 'yes' : 'no'}`, ...(opts.only ? [`only=${opts.only.join(',')}`] : [])],
     breakStaleLock: opts.breakStaleLock,
   });
 }
@@ -134,6 +136,11 @@ export function newestFirst(snaps: readonly OffsiteSnapshot[]): OffsiteSnapshot[
 /** The agent's answer when HOST has no password for the repository (a new host, or one that lost its backup directory). */
 export function lacksPassword(message: string): boolean {
   return /has no password for the off-site repository/.test(message);
+}
+
+/** The snapshot ids (8 hex digits) of a dry run's `forget …` lines: what the operator confirms. */
+export function forgetIds(lines: readonly string[]): string[] {
+  return lines.map((l) => /^forget ([0-9a-f]{8}) /.exec(l)?.[1]).filter((x): x is string => !!x);
 }
 
 /** What an off-site dry run of forget says it would do: its `keep …` and `forget …` lines. */

@@ -15,6 +15,7 @@ import { discover } from '../kadi/discovery';
 import {
   backendCredentials,
   connectOffsite,
+  forgetIds,
   forgetPlanLines,
   lacksPassword,
   listOffsite,
@@ -218,7 +219,9 @@ export function registerOffsiteCommands(deps: CommandDeps, passwords: OffsitePas
         'Forget',
       );
       if (ok !== 'Forget') return;
-      const ran = await job(profile, 'Off-site forget', (h, b) => startOffsiteForget(h, profile.offsite, policy, { breakStaleLock: b }));
+      // Exactly what was confirmed: the host forgets no snapshot the dry run did not name.
+      const only = forgetIds(plan.forget);
+      const ran = await job(profile, 'Off-site forget', (h, b) => startOffsiteForget(h, profile.offsite, policy, { breakStaleLock: b, only }));
       if (ran?.outcome.result === 'succeeded') await deps.tree.loadOffsite(profile);
     }),
     vscode.commands.registerCommand('kadiOps.offsiteRestore', async (arg?: unknown) => {

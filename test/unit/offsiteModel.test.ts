@@ -1,6 +1,6 @@
 /** The off-site parts of the tree and the dashboard as plain data, and the client's helpers they and the commands use. */
 import { strict as assert } from 'node:assert';
-import { backendCredentials, forgetPlanLines, lacksPassword, newestFirst, type OffsiteSnapshot } from '../../src/offsite/offsite';
+import { backendCredentials, forgetIds, forgetPlanLines, lacksPassword, newestFirst, type OffsiteSnapshot } from '../../src/offsite/offsite';
 import { hostRow, offsiteCell } from '../../src/ui/dashboardModel';
 import { childrenOf, viewOf, type HostState, type ModelNode } from '../../src/ui/treeModel';
 import { backupSet, overview, profile } from './treeModelFixtures';
@@ -118,6 +118,8 @@ describe('off-site client helpers', () => {
   it('a dry run\'s keep and forget lines, and nothing else of its log', () => {
     const log = ['[step] something', 'keep 0123abcd (set 2026-11-26T06-00-00Z): daily 1, last 1', 'forget 4567cdef (set 2026-11-20T06-00-00Z)', 'forgotten=0', 'keeper of nothing'].join('\n');
     assert.deepEqual(forgetPlanLines(log), { keep: ['keep 0123abcd (set 2026-11-26T06-00-00Z): daily 1, last 1'], forget: ['forget 4567cdef (set 2026-11-20T06-00-00Z)'] });
+    // What the confirmation sends back to the host: the ids of the forget lines only.
+    assert.deepEqual(forgetIds(forgetPlanLines(log).forget), ['4567cdef']);
   });
 
   it('backend credentials are restic\'s credential variables of the environment, nothing else', () => {
