@@ -4,6 +4,11 @@
  * included), on the same generated data in the same process, alternating sides, several runs.
  *
  *   npm run bench:backup -- [--scale S] [--files N] [--file-sizes kadi|large] [--runs R]
+ *   npm run bench:backup -- --small      (the small instance: --scale 5 --files 4000, ~75 MB database)
+ *
+ * Each kadi-ops run is split into its phases: discovery, starting the job, the job's own work (its
+ * `timing: total=` line) and the rest until the outcome is known (following the log, the job's end
+ * reaching the client). Everything but the job's own work is the fixed cost per job.
  *
  * S: pgbench scale for the database (1 ≈ 15 MB); N: record files in STORAGE_PATH (mixed sizes,
  * reproducible from --seed). Prints a Markdown table for BENCHMARKS.md.
@@ -19,6 +24,12 @@ import { benchHost, benchOptions, byHandDir, machineLine, median, mib, runBench,
 
 async function main(): Promise<void> {
   const o = benchOptions({ runs: 3, seed: 'kadi-ops-bench' });
+  if (process.argv.includes('--small')) {
+    // The small instance of issue 19: ~75 MB database, ~4,000 small files (unless given otherwise).
+    if (!process.argv.includes('--scale')) o.scale = 5;
+    if (!process.argv.includes('--files')) o.files = 4000;
+  }
+  const phases: Record<'discover' | 'start' | 'work' | 'follow', number[]> = { discover: [], start: [], work: [], follow: [] };
   const b = await benchHost();
   const { sb, host, uid, gid } = b;
   try {
@@ -42,12 +53,22 @@ async function main(): Promise<void> {
       if (r.code !== 0) throw new Error(`by-hand backup failed: ${r.stderr}`);
     };
     const ours = async (): Promise<void> => {
+      const t0 = performance.now();
       const d = await discover(host);
+      const t1 = performance.now();
       const id = await startBackup(host, d);
+      const t2 = performance.now();
       const sink = new MemorySink();
       const out = await followJob(host, id, { sink });
+      const t3 = performance.now();
       if (out.result !== 'succeeded') throw new Error(`kadi-ops backup failed:\n${sink.text()}`);
-      process.stderr.write(`  ${/^timing: .*$/m.exec(sink.text('stdout'))?.[0] ?? ''}\n`);
+      const timing = /^timing: .*$/m.exec(sink.text('stdout'))?.[0] ?? '';
+      const work = 1000 * Number(/total=([0-9.]+)s/.exec(timing)?.[1] ?? 'NaN');
+      phases.discover.push(t1 - t0);
+      phases.start.push(t2 - t1);
+      phases.work.push(work);
+      phases.follow.push(t3 - t2 - work);
+      process.stderr.write(`  ${timing}\n`);
     };
     const clearSets = (): void => {
       for (const n of fs.readdirSync(sb.backupDir)) if (/^\d{4}-/.test(n)) fs.rmSync(path.join(sb.backupDir, n), { recursive: true, force: true });
@@ -89,6 +110,10 @@ async function main(): Promise<void> {
       '| scenario | by hand (guide) | kadi-ops backup | ratio |',
       '|---|---:|---:|---:|',
       ...results.map((r) => `| ${r.name} | ${r.hand.toFixed(1)} s | ${r.ours.toFixed(1)} s | ${(r.ours / r.hand).toFixed(2)}× |`),
+      '',
+      `Phases of a kadi-ops backup (medians over all its runs; the connection is open already): discovery ${median(phases.discover).toFixed(0)} ms, ` +
+        `job start ${median(phases.start).toFixed(0)} ms, the job's own work ${median(phases.work).toFixed(0)} ms (its timing line, 0.1 s resolution), ` +
+        `following until the outcome is known ${median(phases.follow).toFixed(0)} ms; fixed cost (all but the work) ${(median(phases.discover) + median(phases.start) + median(phases.follow)).toFixed(0)} ms.`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
   } finally {
