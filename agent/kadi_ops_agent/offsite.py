@@ -32,7 +32,7 @@ import sys
 import time
 
 from . import jobs, retention, sets
-from .common import Options, Progress, check_set_name, die, fail, hostname, one_line, out, remove_tree, step, warn
+from .common import Options, Progress, check_set_name, die, fail, one_line, out, remove_tree, step, warn
 
 MIN_RESTIC = (0, 14, 0)
 TAG = 'kadi-ops'
@@ -42,6 +42,24 @@ _RESTIC_ENV = re.compile(r'^(RESTIC_|AWS_|B2_|AZURE_|GOOGLE_|OS_|ST_|RCLONE_)')
 ENV_KEY = re.compile(r'^(AWS_[A-Z_]+|B2_[A-Z_]+|AZURE_[A-Z_]+|GOOGLE_[A-Z_]+|OS_[A-Z_]+|ST_[A-Z_]+|RESTIC_REST_[A-Z_]+)$')
 LOCAL_STATE = ('.verify.json', '.pinned', '.pre-restore')
 TAG_VALUE = re.compile(r'^[A-Za-z0-9._+:-]{1,100}$')
+
+
+def host_name():
+    """This host's name in its snapshots (restic --host): the node name, which needs no DNS (hostname -f
+    falls back to it when DNS is slow, and one host's snapshots would split under two names)."""
+    return os.uname().nodename
+
+
+def snapshot_time(s):
+    """A snapshot's time as UTC (restic writes local time with its offset, nanoseconds)."""
+    import datetime
+    t = s.get('time') or ''
+    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$', t)
+    if not m:
+        return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    frac = (m.group(2) or '.0')[:7]
+    zone = '+00:00' if m.group(3) == 'Z' else m.group(3)
+    return datetime.datetime.fromisoformat(m.group(1) + frac + zone).astimezone(datetime.timezone.utc)
 
 
 def offsite_dir(bd):
@@ -126,7 +144,9 @@ def sftp_command(cfg):
         return None
     user, host, port = t
     sftp = cfg.get('sftp') or {}
-    argv = ['ssh', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes']
+    # A link that drops packets silently is noticed in about a minute, not when TCP gives up.
+    argv = ['ssh', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=30',
+            '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4']
     if sftp.get('knownHostsFile'):
         argv += ['-o', 'UserKnownHostsFile=' + _safe_word(sftp['knownHostsFile'])]
     if sftp.get('identityFile'):
@@ -231,8 +251,10 @@ class Repo:
         except (OSError, subprocess.TimeoutExpired):
             return stderr
 
-    def snapshots(self, timeout=None):
-        r = self.check_ok('listing the snapshots', self.run('snapshots', '--json', '--tag', TAG, timeout=timeout))
+    def snapshots(self, timeout=None, lock=True):
+        """LOCK=False for a listing outside the instance lock (the tree, the dashboard): restic's shared
+        lock would make a job's forget, prune or check fail meanwhile."""
+        r = self.check_ok('listing the snapshots', self.run('snapshots', *([] if lock else ['--no-lock']), '--json', '--tag', TAG, timeout=timeout))
         try:
             return [snapshot_info(s) for s in json.loads(r.stdout or '[]')]
         except ValueError as e:
@@ -347,7 +369,7 @@ def list_verb(argv):
         die('usage: offsite-list BACKUP_DIR CONFIG_JSON')
     check_restic()
     repo = _opened(Repo(argv[0], parse_config(argv[1])))
-    json.dump({'snapshots': repo.snapshots(timeout=repo.answer_timeout())}, sys.stdout)
+    json.dump({'snapshots': repo.snapshots(timeout=repo.answer_timeout(), lock=False), 'host': host_name()}, sys.stdout)
     sys.stdout.write('\n')
 
 
@@ -387,7 +409,7 @@ def _set_of(o):
 def _parent(snaps, host):
     """The newest of this host's snapshots: every snapshot has the same layout, so any is a parent."""
     mine = [s for s in snaps if s['hostname'] == host]
-    return max(mine, key=lambda s: s['time'])['id'] if mine else None
+    return max(mine, key=snapshot_time)['id'] if mine else None
 
 
 def push(argv):
@@ -395,9 +417,10 @@ def push(argv):
     o = Options(argv)
     d, m = _set_of(o)
     repo = _job_repo(o)
-    host = hostname()
+    host = host_name()
     snaps = repo.snapshots()
-    have = [s for s in snaps if s['set'] == o['set']]
+    # Only this host's: another host sharing the repository may have a set of the same name.
+    have = [s for s in snaps if s['set'] == o['set'] and s['hostname'] == host]
     if have:
         out('set %s is off-site already: snapshot %s' % (o['set'], have[0]['short']), 'snapshot=%s' % have[0]['id'], 'pushed=already')
         return 0
@@ -429,7 +452,7 @@ def _run_json(repo, args, cwd, what):
     fails, saying so."""
     import threading
     stall = repo.cfg.get('stallSeconds') or 600
-    summary, prog, errs, state = {}, None, [], {'retry': 0.0}
+    summary, prog, errs, state, unread = {}, None, [], {'retry': 0.0}, []
     p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=repo.env(), cwd=cwd,
                          stdin=subprocess.DEVNULL)
 
@@ -466,7 +489,8 @@ def _run_json(repo, args, cwd, what):
         elif kind == 'summary':
             summary = msg
         elif kind == 'error':
-            warn('WARNING: %s: %s' % (((msg.get('item') or '') or 'restic'), one_line((msg.get('error') or {}).get('message', ''))))
+            unread.append(msg.get('item') or '?')
+            warn('WARNING: %s: %s' % (((msg.get('item') or '') or 'restic'), one_line((msg.get('error') or {}).get('message', '') or 'could not be read')))
     rc = p.wait()
     t.join(5)
     text = ''.join(errs)
@@ -474,8 +498,13 @@ def _run_json(repo, args, cwd, what):
         retries = [l for l in errs if 'retrying' in l or 'returned error' in l]
         fail('%s: the off-site repository %s cannot be reached: nothing moved for %d s while restic retried (%s); the push was stopped'
              % (what, repo.cfg['repository'], stall, one_line(retries[-1].strip() if retries else '')))
+    if summary.get('snapshot_id') and (rc != 0 or stalled):
+        # restic saved a snapshot without what it could not read (exit 3): it must not stand for the
+        # set (a later push would find it and call the set off-site).
+        repo.run('forget', summary['snapshot_id'])
     if rc == 3:
-        fail('%s: restic could not read some files, the snapshot is incomplete: %s' % (what, one_line(text.strip()[-300:])))
+        fail('%s: restic could not read %d file(s) of the set (%s); the incomplete snapshot was removed'
+             % (what, len(unread), one_line(', '.join(unread[:5]) + (' …' if len(unread) > 5 else ''))))
     if rc != 0 or not summary:
         fail(explain(repo.cfg['repository'], what, repo.with_ssh_reason(text), repo.password_file))
     if prog:
@@ -486,7 +515,8 @@ def _run_json(repo, args, cwd, what):
 def _unlock_stale(repo):
     """Removes locks restic left behind when it was killed or cut off (restic unlock removes only
     stale ones: older than 30 minutes, or of a process gone from this host). Every restic command of
-    this host runs under the instance lock, one at a time, so such a lock is never a live one's.
+    this host's jobs runs under the instance lock, one at a time, and listings outside it take no lock
+    (--no-lock), so such a lock is never a live one's.
     Only before what takes restic's exclusive lock (check, forget/prune): a backup's lock is shared
     and a stale one does not stop it, and every restic start derives the key again (~0.4 s)."""
     repo.run('unlock')
@@ -526,13 +556,16 @@ def forget_plan(snaps, policy, bd, host):
     sharing the repository are never touched."""
     listing = {s['name']: s for s in sets.listing(bd)['sets']}
     mine, seen = [], set()
-    for s in sorted((s for s in snaps if s['hostname'] == host), key=lambda s: s['time'], reverse=True):
+    for s in sorted((s for s in snaps if s['hostname'] == host), key=snapshot_time, reverse=True):
         local = listing.get(s['set'] or '')
         if s['id'] in seen:
             continue
         seen.add(s['id'])
-        t = s['time'][:19] + 'Z'
-        mine.append({'id': s['id'], 'time': t, 'status': 'unverified',
+        t = snapshot_time(s).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+        v = (local or {}).get('verify')
+        # The local verification of its set: the newest verified one is kept, as local retention keeps it.
+        status = 'unverified' if not v else ('verified' if v.get('ok') else 'unverified')
+        mine.append({'id': s['id'], 'time': t, 'status': status,
                      'pinned': bool(local and local['pinned']), 'preRestore': bool(local and local['preRestore'])})
     return retention.apply(mine, policy)
 
@@ -551,7 +584,7 @@ def forget(argv):
     _unlock_stale(repo)
     snaps = repo.snapshots()
     try:
-        plan = forget_plan(snaps, policy, o['backup_dir'], hostname())
+        plan = forget_plan(snaps, policy, o['backup_dir'], host_name())
     except ValueError as e:
         die(str(e))
     by_id = {s['id']: s for s in snaps}

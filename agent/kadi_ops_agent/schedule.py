@@ -139,7 +139,8 @@ def service_text(plan, agent, action, mode):
         local = offsite_local_path(plan)
         if local:
             # A local off-site repository (another disk) is written by the run's push too.
-            lines += ['ReadWritePaths=' + systemd_path(os.path.realpath(local))]
+            # '-': a disk that is not mounted fails the push (saying so), not the whole backup's start.
+            lines += ['ReadWritePaths=' + systemd_path('-' + os.path.realpath(local))]
         if needs_sudo(plan):
             # The options below imply NoNewPrivileges for a service with User= (systemd.exec), and
             # with it sudo cannot run: a plan that stops services, or reads a Redis dump the Kadi

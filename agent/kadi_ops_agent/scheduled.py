@@ -71,12 +71,15 @@ def _offsite(doc, o, set_name):
     try:
         step('scheduled: off-site copy of %s to %s' % (set_name, off['repository']))
         offsite.push(args + ['set=' + set_name])
-        keep = {k: v for k, v in (off.get('keep') or {}).items() if v is not None}
-        if any(keep.get(r) is not None for r in retention.RULES):
-            step('scheduled: off-site retention %s' % json.dumps(keep, sort_keys=True))
-            offsite.forget(args + ['policy=' + json.dumps(keep)])
     except Failure as e:
         raise Failure('the set %s is good here, but its off-site copy failed: %s' % (set_name, e))
+    keep = {k: v for k, v in (off.get('keep') or {}).items() if v is not None}
+    if any(keep.get(r) is not None for r in retention.RULES):
+        try:
+            step('scheduled: off-site retention %s' % json.dumps(keep, sort_keys=True))
+            offsite.forget(args + ['policy=' + json.dumps(keep)])
+        except Failure as e:
+            raise Failure('the set %s is good here and off-site, but off-site retention failed: %s' % (set_name, e))
 
 
 def run(argv):

@@ -142,6 +142,19 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual((r3.returncode, r3.kv.get('pushed')), (0, 'already'))
         self.assertEqual(len(self.snapshots()), 2)
 
+    def test_another_hosts_snapshot_of_a_set_of_the_same_name_does_not_count_as_this_hosts(self):
+        self.connect()
+        name = '2026-11-01T02-00-00Z'
+        d = make_set(self.bd, name, self.files)
+        env = dict(os.environ, RESTIC_REPOSITORY=json.loads(self.cfg)['repository'], RESTIC_PASSWORD=PASSWORD)
+        subprocess.run(['restic', 'backup', '-q', '--host', 'another-host', '--tag', 'kadi-ops', '--tag', 'set:' + name, '.'],
+                       cwd=d, env=env, check=True, capture_output=True)
+        r = self.job('offsite_push', 'set=' + name)
+        self.assertEqual((r.returncode, r.kv.get('pushed')), (0, 'yes'), r.stdout + r.stderr)
+        listing = json.loads(self.agent('offsite-list', self.bd, self.cfg).stdout)
+        self.assertEqual(listing['host'], os.uname().nodename)
+        self.assertEqual(sorted(s['hostname'] for s in listing['snapshots']), sorted(['another-host', os.uname().nodename]))
+
     def test_an_incomplete_or_damaged_set_is_not_pushed(self):
         self.connect()
         d = make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
@@ -226,6 +239,19 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(sorted(kept), ['01', '04', '05'])
         self.assertIn('pinned', kept['01'])
         self.assertEqual(sorted(r['id'][:2] for r in plan['remove']), ['02', '03'])
+        # The newest set verified here keeps its snapshot, as local retention keeps the set.
+        make_set(self.bd, '2026-11-02T02-00-00Z', {'a': b'y'})
+        with open(os.path.join(self.bd, '2026-11-02T02-00-00Z', '.verify.json'), 'w') as f:
+            json.dump({'ok': True}, f)
+        kept = {k['id'][:2]: k['reasons'] for k in offsite.forget_plan(snaps, {'keepLast': 2}, self.bd, 'kadi1')['keep']}
+        self.assertEqual(kept['02'], ['newest verified'])
+
+    def test_snapshot_times_are_compared_in_utc(self):
+        a = {'time': '2026-03-29T01:30:00.123456789+01:00'}   # 00:30 UTC
+        b = {'time': '2026-03-29T00:45:00Z'}
+        self.assertLess(offsite.snapshot_time(a), offsite.snapshot_time(b))
+        plan = offsite.forget_plan([dict(a, id='a' * 64, hostname='h', set=None), dict(b, id='b' * 64, hostname='h', set=None)], {'keepLast': 1}, self.bd, 'h')
+        self.assertEqual([k['id'][0] for k in plan['keep']], ['b'])
 
     def test_a_restic_older_than_supported_is_refused_by_name(self):
         fake = os.path.join(self.root, 'oldbin')
@@ -254,10 +280,12 @@ class ConfigTest(unittest.TestCase):
 
     def test_sftp_goes_through_batch_mode_ssh_that_checks_the_host_key(self):
         cmd = offsite.sftp_command({'repository': 'sftp://backup@127.0.0.1:2222//srv/restic', 'sftp': {'identityFile': '/home/kadi/.ssh/off', 'knownHostsFile': '/home/kadi/.ssh/kh'}})
-        self.assertEqual(cmd, 'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/home/kadi/.ssh/kh '
+        self.assertEqual(cmd, 'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=30 -o ServerAliveInterval=15 '
+                              '-o ServerAliveCountMax=4 -o UserKnownHostsFile=/home/kadi/.ssh/kh '
                               '-i /home/kadi/.ssh/off -o IdentitiesOnly=yes -p 2222 -l backup 127.0.0.1 -s sftp')
         self.assertEqual(offsite.sftp_command({'repository': 'sftp:b@off.example:/r'}),
-                         'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -l b off.example -s sftp')
+                         'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=30 -o ServerAliveInterval=15 '
+                         '-o ServerAliveCountMax=4 -l b off.example -s sftp')
         self.assertIsNone(offsite.sftp_command({'repository': 's3:https://s3.example/b'}))
         with self.assertRaises(Exception):
             offsite.sftp_command({'repository': 'sftp://-oProxyCommand=x//r'})

@@ -36,7 +36,7 @@ class UnitTextTest(unittest.TestCase):
     def test_a_local_offsite_repository_is_writable_for_the_run_and_a_remote_one_adds_nothing(self):
         p = dict(plan(), offsite={'repository': '/mnt/offsite disk/kadi'})
         text = schedule.units(p, LINK, 'system')[schedule.base_name(p) + '-backup.service']
-        self.assertIn('ReadWritePaths="/mnt/offsite disk/kadi"', text.splitlines())
+        self.assertIn('ReadWritePaths="-/mnt/offsite disk/kadi"', text.splitlines())
         for repo in ('sftp:b@off:/srv/r', 's3:https://s3.example/b'):
             p = dict(plan(), offsite={'repository': repo})
             text = schedule.units(p, LINK, 'system')[schedule.base_name(p) + '-backup.service']

@@ -77,7 +77,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
         case 'init': {
           const given = process.env[PASSWORD_VARIABLE];
           const password = given ?? newRepositoryPassword();
-          const r = await connectOffsite(host, o, { password, credentials: backendCredentials(process.env), create: true });
+          const r = await connectOffsite(host, o, { password, credentials: backendCredentials(process.env, o.repository), create: true });
           if (ctx.json) ctx.out(JSON.stringify({ ...r, ...(given ? {} : { password }) }, null, 2));
           else ctx.out(`${r.created ? 'Created' : 'Joined'} the restic repository ${o.repository} (id ${r.repositoryId.slice(0, 12)}) for ${profile.name}.`);
           if (!given && !ctx.json) {
@@ -114,7 +114,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
           const onto = toName ? await ctx.pool.get(pickProfile(ctx, toName)) : host;
           const password = process.env[PASSWORD_VARIABLE];
           // A host that lost its backup directory (or a new one) has no password: given, it is connected first.
-          if (password) await connectOffsite(onto, o, { password, credentials: backendCredentials(process.env), create: false });
+          if (password) await connectOffsite(onto, o, { password, credentials: backendCredentials(process.env, o.repository), create: false });
           const code = await attach(ctx, onto, await startOffsiteRestore(onto, await discover(onto), o, target as string, { breakStaleLock }));
           if (code === 0) ctx.err(`The set is back in ${onto.profile.backupDir} on ${onto.profile.name}, verified against its manifest. Restore from it as from any set: kadi-ops restore ${onto.profile.name} <set>.`);
           return code;

@@ -24,6 +24,8 @@ export interface OffsiteSnapshot {
   kadiVersion?: string;
   schemaRevision?: string;
   tags: string[];
+  /** Made by the host it was listed from (undefined: not known). */
+  mine?: boolean;
 }
 
 /** Environment variables of the operator's that are restic backend credentials (sent at connect, never stored here). */
@@ -31,8 +33,16 @@ export const CREDENTIAL_VARIABLE =
   /^(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_DEFAULT_REGION|B2_ACCOUNT_ID|B2_ACCOUNT_KEY|AZURE_ACCOUNT_NAME|AZURE_ACCOUNT_KEY|AZURE_ACCOUNT_SAS|GOOGLE_PROJECT_ID|OS_(USERNAME|PASSWORD|AUTH_URL|TENANT_NAME|TENANT_ID|REGION_NAME|PROJECT_NAME|USER_DOMAIN_NAME|PROJECT_DOMAIN_NAME|APPLICATION_CREDENTIAL_ID|APPLICATION_CREDENTIAL_SECRET|AUTH_TOKEN|STORAGE_URL))$/;
 
 /** The operator's backend credentials (AWS_ACCESS_KEY_ID, …) in ENV: sent to the host at connect, never stored here. */
-export function backendCredentials(env: NodeJS.ProcessEnv): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => CREDENTIAL_VARIABLE.test(e[0]) && typeof e[1] === 'string'));
+export function backendCredentials(env: NodeJS.ProcessEnv, repository: string): Record<string, string> {
+  const prefix = credentialPrefix(repository);
+  if (!prefix) return {};
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => CREDENTIAL_VARIABLE.test(e[0]) && prefix.test(e[0]) && typeof e[1] === 'string'));
+}
+
+/** Which credential variables the repository's backend reads (none for sftp:, rest: and a path): no other of the operator's keys goes to the host. */
+function credentialPrefix(repository: string): RegExp | undefined {
+  const backend = /^([a-z0-9]+):/.exec(repository)?.[1];
+  return ({ s3: /^AWS_/, b2: /^B2_/, azure: /^AZURE_/, gs: /^GOOGLE_/, swift: /^(OS_|ST_)/ } as Record<string, RegExp>)[backend ?? ''];
 }
 
 /** The profile's off-site destination, or a clear error naming what to add. */
@@ -78,8 +88,9 @@ export async function connectOffsite(host: RemoteHost, o: PlanOffsite, req: Conn
 /** The repository's Kadi Ops snapshots, oldest first. */
 export async function listOffsite(host: RemoteHost, o: PlanOffsite): Promise<OffsiteSnapshot[]> {
   const r = await checkAgent(host, `Listing the off-site snapshots of ${host.profile.name}`, 'offsite-list', [host.profile.backupDir, configArg(o)]);
-  const doc = JSON.parse(r.stdout) as { snapshots: OffsiteSnapshot[] };
-  return doc.snapshots.sort((a, b) => a.time.localeCompare(b.time));
+  const doc = JSON.parse(r.stdout) as { snapshots: OffsiteSnapshot[]; host?: string };
+  // mine: made by this host (a repository may be shared; a set of the same name from another host is not this one's).
+  return doc.snapshots.map((s) => ({ ...s, mine: doc.host === undefined ? undefined : s.hostname === doc.host })).sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.time.localeCompare(b.time));
 }
 
 export function startOffsitePush(host: RemoteHost, o: PlanOffsite, set: string, opts: { breakStaleLock?: boolean } = {}): Promise<string> {
@@ -151,5 +162,5 @@ export function forgetPlanLines(log: string): { keep: string[]; forget: string[]
 
 /** The set names that are off-site, for marking sets in the tree and the listing. */
 export function offsiteSets(snaps: readonly OffsiteSnapshot[]): Set<string> {
-  return new Set(snaps.map((s) => s.set).filter((s): s is string => !!s));
+  return new Set(snaps.filter((s) => s.mine !== false).map((s) => s.set).filter((s): s is string => !!s));
 }

@@ -236,7 +236,8 @@ export function offsiteCell(profile: HostProfile, state: HostState, now: Date): 
   if (!l) return { ...cell, state: 'absent', text: state.offsiteLoading ? 'listing…' : 'not listed yet', detail: `Repository ${profile.offsite.repository}` };
   const listed = `Repository ${profile.offsite.repository}, listed ${l.at.toISOString().replace(/\.\d+Z$/, 'Z')}.`;
   if (l.error) return { ...cell, state: 'error', text: 'could not be listed', detail: `${listed} ${offsiteErrorText(profile, l.error)}` };
-  const newest = l.snapshots?.[0];
+  // This host's newest: another host sharing the repository must not make this one look fresh.
+  const newest = l.snapshots?.find((s) => s.mine !== false);
   if (!newest) return { ...cell, state: 'warning', text: 'no snapshot yet', detail: listed };
   const t = Date.parse(newest.time);
   const age = Number.isFinite(t) ? `, ${formatAge(now.getTime() - t)} ago` : '';

@@ -79,7 +79,7 @@ const passwordPrompt = (what: string): vscode.InputBoxOptions => ({
 
 function connect(host: RemoteHost, o: PlanOffsite, password: string, create: boolean): Thenable<ConnectResult> {
   return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Connecting ${host.profile.name} to the off-site repository…` }, () =>
-    connectOffsite(host, o, { password, credentials: backendCredentials(process.env), create }),
+    connectOffsite(host, o, { password, credentials: backendCredentials(process.env, o.repository), create }),
   );
 }
 

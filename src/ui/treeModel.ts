@@ -120,7 +120,7 @@ export function childrenOf(node: ModelNode): ModelNode[] {
         // Marked from the last listing only: showing the sets costs no round trip to the repository.
         const snaps = node.profile.offsite ? node.state.offsite?.snapshots : undefined;
         return o.sets.map((set) => {
-          const snapshot = snaps?.find((s) => s.set === set.name);
+          const snapshot = snaps?.find((s) => s.set === set.name && s.mine !== false);
           return snapshot ? { kind: 'set', profile: node.profile, set, offsite: snapshot } : { kind: 'set', profile: node.profile, set };
         });
       }

@@ -469,7 +469,7 @@ describe('services and Redis on a real systemd host', function () {
         // The unit changed (the repository is writable for the run): root installs it again.
         await installAsRoot();
         const service = fs.readFileSync(path.join(h.root, 'etc/systemd/system', `${unitBase()}-backup.service`), 'utf8');
-        assert.match(service, /^ReadWritePaths="\/srv\/offsite\/repo"$/m);
+        assert.match(service, /^ReadWritePaths="-\/srv\/offsite\/repo"$/m);
         const before = setsOnHost();
         const started = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
         assert.equal(started.code, 0, started.stderr + (await h.exec(['journalctl', '-u', `${unitBase()}-backup.service`, '--no-pager', '-n', '80'])).stdout);

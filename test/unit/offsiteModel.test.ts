@@ -83,6 +83,22 @@ describe('off-site in the tree', () => {
   });
 });
 
+describe('off-site snapshots of another host sharing the repository', () => {
+  const other = snap('2026-11-26T06-00-00Z', '2026-11-26T08:00:00Z', { hostname: 'kadi-staging', mine: false });
+  const own = snap('2026-11-25T06-00-00Z', '2026-11-25T06:10:00Z', { mine: true });
+
+  it('do not mark this host\'s set of the same name as off-site', () => {
+    const state: HostState = { overview: overview({ sets: SETS }), offsite: { at: NOW, snapshots: [other, own] } };
+    const views = childrenOf(childrenOf({ kind: 'host', profile: withOffsite, state })[0]).map((n) => viewOf(n, NOW));
+    assert.deepEqual(views.map((v) => /off-site/.test(v.description ?? '')), [false, true]);
+  });
+
+  it('do not make this host look fresh in the dashboard', () => {
+    const c = offsiteCell(withOffsite, { overview: overview(), offsite: { at: NOW, snapshots: [other, own] } }, NOW);
+    assert.match(c.text, /2026-11-25/);
+  });
+});
+
 describe('off-site in the dashboard', () => {
   const cell = (p: typeof withOffsite, state: HostState): [string, string, string | undefined] => {
     const c = offsiteCell(p, state, NOW);
@@ -123,6 +139,11 @@ describe('off-site client helpers', () => {
   });
 
   it('backend credentials are restic\'s credential variables of the environment, nothing else', () => {
-    assert.deepEqual(backendCredentials({ AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', RESTIC_PASSWORD: 'no', HOME: '/root', PATH: '/bin' }), { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b' });
+    const env = { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b', AWS_CA_BUNDLE: '/x', B2_ACCOUNT_ID: 'c', RESTIC_PASSWORD: 'no', HOME: '/root', PATH: '/bin' };
+    assert.deepEqual(backendCredentials(env, 's3:https://s3.example/b'), { AWS_ACCESS_KEY_ID: 'a', AWS_SECRET_ACCESS_KEY: 'b' });
+    // Only the backend's own: an sftp or local repository gets none of the operator's cloud keys.
+    assert.deepEqual(backendCredentials(env, 'b2:bucket:path'), { B2_ACCOUNT_ID: 'c' });
+    assert.deepEqual(backendCredentials(env, 'sftp:u@h:/r'), {});
+    assert.deepEqual(backendCredentials(env, '/mnt/offsite'), {});
   });
 });
