@@ -459,6 +459,16 @@ def _run_json(repo, args, cwd, what):
     def read_err():
         for line in p.stderr:
             errs.append(line)
+            if line.startswith('{'):
+                # restic 0.14 writes its JSON error messages (a file it could not read) to stderr.
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    msg = {}
+                if msg.get('message_type') == 'error':
+                    unread.append(msg.get('item') or '?')
+                    warn('WARNING: %s could not be read' % one_line(msg.get('item') or '?'))
+                    continue
             if 'retrying after' in line or 'returned error' in line:
                 state['retry'] = time.monotonic()
     t = threading.Thread(target=read_err, daemon=True)

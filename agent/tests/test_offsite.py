@@ -155,6 +155,45 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(listing['host'], os.uname().nodename)
         self.assertEqual(sorted(s['hostname'] for s in listing['snapshots']), sorted(['another-host', os.uname().nodename]))
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root and setpriv to run the agent as another user')
+    def test_a_snapshot_restic_could_not_complete_is_removed_and_the_push_fails_naming_the_file(self):
+        # As an unprivileged user, one file of the set unreadable: restic exits 3 and keeps a snapshot without it.
+        import pwd
+        nobody = pwd.getpwnam('nobody')
+        root = tempfile.mkdtemp(prefix='kadi-ops-offsite-')
+        self.addCleanup(shutil.rmtree, root, True)
+        os.chmod(root, 0o755)
+        bd = os.path.join(root, 'backups')
+        os.makedirs(os.path.join(bd, '.kadi-ops'), mode=0o700)
+        d = make_set(bd, '2026-11-01T02-00-00Z', {'ab/x': b'readable', 'ab/y': b'secret'})
+        for dirpath, dirs, files in os.walk(root):
+            for n in dirs + files:
+                os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
+        os.chown(root, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(os.path.join(d, 'storage', 'ab', 'y'), 0)
+        shutil.copy(self.pyz, os.path.join(root, 'agent.pyz'))
+        cfg = json.dumps({'repository': os.path.join(root, 'repo')})
+        as_nobody = ['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups', sys.executable, '-I', '-S', os.path.join(root, 'agent.pyz')]
+        env = {'PATH': os.environ['PATH'], 'HOME': root}
+        r = subprocess.run(as_nobody + ['offsite-connect', bd, cfg], input=json.dumps({'password': PASSWORD, 'create': True}), capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = os.path.join(root, 'job')
+        os.mkdir(job)
+        os.chown(job, nobody.pw_uid, nobody.pw_gid)
+        push = as_nobody + ['job-verb', 'offsite_push', 'backup_dir=' + bd, 'offsite=' + cfg, 'set=2026-11-01T02-00-00Z']
+        jenv = dict(env, JOB_DIR=job, JOB_ID='20261130T000000Z-abc123')
+        r = subprocess.run(push, capture_output=True, text=True, env=jenv, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn('restic could not read 1 file(s) of the set', r.stderr)
+        self.assertIn('storage/ab/y', r.stderr)
+        listed = subprocess.run(as_nobody + ['offsite-list', bd, cfg], capture_output=True, text=True, env=env)
+        self.assertEqual(json.loads(listed.stdout)['snapshots'], [], 'the incomplete snapshot does not stand for the set')
+        # Readable again: the next push makes the set's snapshot.
+        os.chmod(os.path.join(d, 'storage', 'ab', 'y'), 0o600)
+        r = subprocess.run(push, capture_output=True, text=True, env=jenv, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('pushed=yes', r.stdout)
+
     def test_an_incomplete_or_damaged_set_is_not_pushed(self):
         self.connect()
         d = make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
