@@ -29,7 +29,7 @@
  * Not part of `npm test`.
  */
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSets, startBackup, startPrune, startVerify } from '../src/backup/backupSets';
@@ -429,6 +429,13 @@ async function main(): Promise<void> {
     process.stdout.write(lines.join('\n') + '\n');
   } finally {
     mem.stop();
+    // The big trees go first with one rm -rf (about three times as fast as the sandbox's own
+    // recursive removal, which then has little left: ~4 min for 100,000 files without this).
+    const big = [path.join(sb.root, 'by-hand'), sb.backupDir, sb.storagePath, sb.uploadsPath].filter((p) => fs.existsSync(p));
+    log('removing the generated trees…');
+    const tRm = Date.now();
+    spawnSync('rm', ['-rf', '--', ...big], { stdio: 'ignore' });
+    log(`  removed in ${((Date.now() - tRm) / 1000).toFixed(0)} s`);
     await b.stop();
     log(`sandbox stopped; ${fs.existsSync(sb.root) ? `ROOT LEFT BEHIND: ${sb.root}` : 'root removed'}`);
   }
