@@ -67,23 +67,34 @@ export function uuidFrom(r: SeededBytes): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+/**
+ * Writes DATA as the file of uuid ID in Kadi's layout below ROOT (depth 3: STORAGE_PATH's
+ * ab/cd/ef/rest, 2: MISC_UPLOADS_PATH's ab/cd/rest), making its directories (0750) as needed; file
+ * (0640) and new directories owned by uid:gid.
+ */
+export function writeKadiFile(root: string, id: string, depth: 3 | 2, data: Buffer, uid: number, gid: number): void {
+  const dirs = depth === 3 ? [id.slice(0, 2), id.slice(2, 4), id.slice(4, 6)] : [id.slice(0, 2), id.slice(2, 4)];
+  let dir = root;
+  for (const d of dirs) {
+    dir = path.join(dir, d);
+    try {
+      fs.mkdirSync(dir, { mode: 0o750 });
+      fs.chownSync(dir, uid, gid);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  const file = path.join(dir, id.slice(depth === 3 ? 6 : 4));
+  fs.writeFileSync(file, data, { mode: 0o640 });
+  fs.chownSync(file, uid, gid);
+}
+
 export function writeTree(root: string, count: number, r: SeededBytes, sizes: FileSizes, uid: number, gid: number, depth: 3 | 2): number {
   let bytes = 0;
   for (let i = 0; i < count; i++) {
     const id = uuidFrom(r);
-    const dirs = depth === 3 ? [id.slice(0, 2), id.slice(2, 4), id.slice(4, 6)] : [id.slice(0, 2), id.slice(2, 4)];
-    let dir = root;
-    for (const d of dirs) {
-      dir = path.join(dir, d);
-      if (!fs.existsSync(dir)) {
-        fs.mkdirSync(dir, { mode: 0o750 });
-        fs.chownSync(dir, uid, gid);
-      }
-    }
     const size = fileSize(r, sizes);
-    const file = path.join(dir, id.slice(depth === 3 ? 6 : 4));
-    fs.writeFileSync(file, r.bytes(size), { mode: 0o640 });
-    fs.chownSync(file, uid, gid);
+    writeKadiFile(root, id, depth, r.bytes(size), uid, gid);
     bytes += size;
   }
   return bytes;

@@ -37,7 +37,7 @@ import { MemorySink } from '../src/core/sink';
 import { discover, type Discovery } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
 import type { ShellNode } from '../src/core/shellCommand';
-import { benchHost, byHandDir, fileSize, flag, machineLine, mib, runBench, SeededBytes, settle, timed, uuidFrom, type BenchHost } from './benchData';
+import { benchHost, byHandDir, fileSize, flag, machineLine, mib, runBench, SeededBytes, settle, timed, uuidFrom, writeKadiFile, type BenchHost } from './benchData';
 
 type Sizes = 'small' | 'kadi' | 'large';
 
@@ -57,8 +57,8 @@ interface RowSink {
 }
 
 /**
- * Writes `count` files in Kadi's layout below `root` (depth 3 for STORAGE_PATH, 2 for uploads) as
- * writeTree does, and for storage files appends `id,seq,size,md5` rows to `rows.csv`.
+ * Writes `count` files in Kadi's layout below `root` (depth 3 for STORAGE_PATH, 2 for uploads) with
+ * writeKadiFile, as writeTree does, and for storage files appends `id,seq,size,md5` rows to `rows.csv`.
  */
 function writeFiles(root: string, count: number, r: SeededBytes, sizes: Sizes, uid: number, gid: number, depth: 3 | 2, rows?: RowSink): number {
   let bytes = 0;
@@ -67,22 +67,9 @@ function writeFiles(root: string, count: number, r: SeededBytes, sizes: Sizes, u
   try {
     for (let i = 0; i < count; i++) {
       const id = uuidFrom(r);
-      const dirs = depth === 3 ? [id.slice(0, 2), id.slice(2, 4), id.slice(4, 6)] : [id.slice(0, 2), id.slice(2, 4)];
-      let dir = root;
-      for (const d of dirs) {
-        dir = path.join(dir, d);
-        try {
-          fs.mkdirSync(dir, { mode: 0o750 });
-          fs.chownSync(dir, uid, gid);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        }
-      }
       const size = scaleFileSize(r, sizes);
       const data = r.bytes(size);
-      const file = path.join(dir, id.slice(depth === 3 ? 6 : 4));
-      fs.writeFileSync(file, data, { mode: 0o640 });
-      fs.chownSync(file, uid, gid);
+      writeKadiFile(root, id, depth, data, uid, gid);
       bytes += size;
       if (rows && fd !== undefined) {
         buf.push(`${id},${rows.seq++},${size},${createHash('md5').update(data).digest('hex')}\n`);
