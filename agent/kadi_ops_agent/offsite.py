@@ -198,13 +198,15 @@ def check_restic():
 
 
 class Repo:
-    def __init__(self, bd, cfg, password_file=None):
+    def __init__(self, bd, cfg, password_file=None, credentials=None):
+        """CREDENTIALS: the backend's variables to use instead of the stored env file (connect's probe of new ones)."""
         self.bd, self.cfg = bd, cfg
         self.password_file = password_file or key_path(bd, cfg['repository'])
+        self.credentials = credentials
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not _RESTIC_ENV.match(k)}
-        env.update(read_env_file(env_path(self.bd, self.cfg['repository'])))
+        env.update(read_env_file(env_path(self.bd, self.cfg['repository'])) if self.credentials is None else self.credentials)
         env.update({'RESTIC_REPOSITORY': self.cfg['repository'], 'RESTIC_PASSWORD_FILE': self.password_file,
                     'RESTIC_CACHE_DIR': os.path.join(repo_dir(self.bd, self.cfg['repository']), 'cache'), 'RESTIC_PROGRESS_FPS': '1',
                     'LC_ALL': 'C'})
@@ -335,10 +337,8 @@ def connect(argv):
     key_tmp = _write_private(key, pw + '\n')
     env_tmp = _write_private(envfile + '.new', ''.join('%s=%s\n' % kv for kv in sorted(env.items())))
     try:
-        repo = Repo(bd, cfg, password_file=key_tmp)
-        # The new credentials for this probe only (the stored ones stay until it worked).
-        base_env = repo.env
-        repo.env = lambda: dict({k: v for k, v in base_env().items() if not ENV_KEY.match(k)}, **env)  # type: ignore[method-assign]
+        # The new password and credentials for this probe only (the stored ones stay until it worked).
+        repo = Repo(bd, cfg, password_file=key_tmp, credentials=env)
         r = repo.run('cat', 'config', timeout=repo.answer_timeout())
         created = False
         if r.returncode != 0:
