@@ -397,12 +397,8 @@ def _set_of(o):
         fail('set %s has no manifest; it is not a complete backup and is not copied off-site' % o['set'])
     except ValueError as e:
         fail('the manifest of set %s is not valid JSON (%s); the set is not copied off-site' % (o['set'], e))
-    try:
-        with open(os.path.join(d, '.verify.json'), encoding='utf-8') as f:
-            if json.load(f).get('ok') is False:
-                fail('set %s was found damaged by its last verification; a damaged set is not copied off-site' % o['set'])
-    except (FileNotFoundError, ValueError, AttributeError):
-        pass
+    if sets.found_damaged(d):
+        fail('set %s was found damaged by its last verification; a damaged set is not copied off-site' % o['set'])
     return d, m
 
 

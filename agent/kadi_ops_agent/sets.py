@@ -72,15 +72,18 @@ def newest_good_set(bd):
     except FileNotFoundError:
         return ''
     for n in names:
-        if SET_RE.match(n) and os.path.isfile(os.path.join(bd, n, 'manifest.json')):
-            try:
-                with open(os.path.join(bd, n, '.verify.json'), encoding='utf-8') as f:
-                    if json.load(f).get('ok') is False:
-                        continue
-            except (OSError, ValueError, AttributeError):
-                pass
+        if SET_RE.match(n) and os.path.isfile(os.path.join(bd, n, 'manifest.json')) and not found_damaged(os.path.join(bd, n)):
             return os.path.join(bd, n)
     return ''
+
+
+def found_damaged(set_dir):
+    """Whether the set's last verification found it damaged (no record, or an unreadable one: not known to be)."""
+    try:
+        with open(os.path.join(set_dir, '.verify.json'), encoding='utf-8') as f:
+            return json.load(f).get('ok') is False
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def pin(argv):
