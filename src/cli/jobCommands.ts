@@ -15,7 +15,7 @@ import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, 
 import { cliFrontEnd, printOutcome } from './frontEnd';
 
 /** Streams a job (from the start of its log) and prints how it ended; the exit status follows the job's. */
-async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<number> {
+export async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<number> {
   const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
   printOutcome(ctx, outcome);
   return exitCodeOf(outcome);

@@ -14,11 +14,9 @@ import {
   startOffsitePush,
   startOffsiteRestore,
 } from '../offsite/offsite';
-import { followJob } from '../remote/jobs';
-import type { RemoteHost } from '../remote/remoteHost';
 import { UsageError, type OptionSpec } from './args';
-import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, pickProfile, intFlag, type CliCommand, type CliContext } from './context';
-import { printOutcome } from './frontEnd';
+import { BREAK_STALE_LOCK, pickProfile, intFlag, type CliCommand, type CliContext } from './context';
+import { attach } from './jobCommands';
 
 /** Where the operator gives the repository password to init (an existing repository) and to a disaster recovery. */
 export const PASSWORD_VARIABLE = 'KADI_OPS_OFFSITE_PASSWORD';
@@ -27,12 +25,6 @@ const ACTIONS = ['init', 'push', 'list', 'check', 'forget', 'restore'] as const;
 type Action = (typeof ACTIONS)[number];
 
 const n = (name: string, description: string): OptionSpec => ({ name, type: 'string', value: 'N', description });
-
-async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<number> {
-  const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
-  printOutcome(ctx, outcome);
-  return exitCodeOf(outcome);
-}
 
 function forgetPolicy(ctx: CliContext, profile: HostProfile): PlanRetentionRules {
   const given: PlanRetentionRules = { keepLast: intFlag(ctx, 'keep-last'), keepDaily: intFlag(ctx, 'keep-daily'), keepWeekly: intFlag(ctx, 'keep-weekly'), keepMonthly: intFlag(ctx, 'keep-monthly'), minKeep: intFlag(ctx, 'min-keep', 1) };
