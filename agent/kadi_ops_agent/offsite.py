@@ -266,6 +266,17 @@ class Repo:
 def explain(repo, what, stderr, password_file=''):
     """restic's error output as one clear sentence: what failed, and why in words an operator acts on."""
     text = stderr or ''
+    known = known_cause(repo, what, text)
+    if known:
+        return known
+    lines = [l for l in text.splitlines() if l.strip() and not l.startswith('{')]
+    fatal = [l for l in lines if l.startswith('Fatal:')]
+    return '%s in %s failed: %s' % (what, repo, one_line((fatal or lines or ['restic gave no reason'])[-1]))
+
+
+def known_cause(repo, what, text):
+    """The sentence for a failure whose cause restic's output names (a lock, the password, ssh, the
+    network, no repository), or None."""
     low = text.lower()
     if 'repository is already locked' in low:
         held = [l for l in text.splitlines() if 'locked' in l]
@@ -284,9 +295,7 @@ def explain(repo, what, stderr, password_file=''):
     # After the network errors: restic asks "Is there a repository…?" when it could not reach one too.
     if 'is there a repository at the following location' in low or 'unable to open config file' in low:
         return '%s: there is no restic repository at %s (kadi-ops offsite init creates one)' % (what, repo)
-    lines = [l for l in text.splitlines() if l.strip() and not l.startswith('{')]
-    fatal = [l for l in lines if l.startswith('Fatal:')]
-    return '%s in %s failed: %s' % (what, repo, one_line((fatal or lines or ['restic gave no reason'])[-1]))
+    return None
 
 
 def snapshot_info(s):
@@ -548,10 +557,16 @@ def check(argv):
         out(line)
     rc = p.wait()
     if rc != 0:
-        problems = [l for l in lines if re.search(r'error|fatal|damaged|does not match|invalid|mismatch', l, re.I)]
-        fail(explain(repo.cfg['repository'], 'checking the repository', '\n'.join(lines), repo.password_file)
-             if not problems or 'wrong password' in ' '.join(lines).lower()
-             else 'the off-site repository %s is damaged: %s' % (repo.cfg['repository'], one_line(problems[0])))
+        # What check found in the data is damage; otherwise a cause restic names (unreachable, locked,
+        # wrong password, no repository) is said as such, and any other error line is damage.
+        text = '\n'.join(lines)
+        damage = [l for l in lines if re.search(r'damaged|does not match|invalid|mismatch|ciphertext|contains \d+ error', l, re.I)]
+        problems = damage or [l for l in lines if re.search(r'error|fatal', l, re.I)]
+        damaged = 'the off-site repository %s is damaged: %s' % (repo.cfg['repository'], one_line(problems[0])) if problems else None
+        if damage:
+            fail(damaged)
+        fail(known_cause(repo.cfg['repository'], 'checking the repository', repo.with_ssh_reason(text))
+             or damaged or explain(repo.cfg['repository'], 'checking the repository', text, repo.password_file))
     out('checked=ok')
     return 0
 

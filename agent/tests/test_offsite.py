@@ -268,6 +268,14 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual([s['set'] for s in self.snapshots()], [new['set']])
         self.assertEqual(self.job('offsite_forget', policy, 'only=nothex').returncode, 2)
 
+    def test_check_of_a_repository_that_is_gone_says_so_and_does_not_call_it_damaged(self):
+        self.connect()
+        shutil.rmtree(json.loads(self.cfg)['repository'])
+        r = self.job('offsite_check')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('there is no restic repository at', r.stderr)
+        self.assertNotIn('is damaged', r.stderr)
+
     def test_forget_keeps_by_the_rules_and_a_set_pinned_here_and_leaves_other_hosts_alone(self):
         snaps = [{'id': '%02d' % i + 'a' * 62, 'time': '2026-11-%02dT02:00:00.123456Z' % i, 'hostname': 'kadi1', 'set': '2026-11-%02dT02-00-00Z' % i}
                  for i in range(1, 6)] + [{'id': 'f' * 64, 'time': '2026-11-01T01:00:00Z', 'hostname': 'other', 'set': '2026-11-01T01-00-00Z'}]
