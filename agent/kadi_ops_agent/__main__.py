@@ -59,6 +59,7 @@ VERBS = {
     'files-check-answer': ('files_check_answer', 'main'),
     # Parts of a verify, kept as commands for their tests and for running by hand.
     'verify-quick': ('verify_quick', 'main'),
+    'verify-quick-part': ('verify_quick', 'part'),
     'verify-result': ('verify_result', 'main'),
     'deep-check': ('verify_deep', 'main'),
     'deep-note': ('verify_deep_note', 'main'),

@@ -13,19 +13,32 @@ Usage: verify-quick SET_DIR TOC_OK TOC_ENTRIES OUT ARCHIVES_TSV
 """
 import array
 import bisect
-import collections
-import concurrent.futures
 import datetime
 import hashlib
 import json
 import os
+import selectors
+import stat
+import subprocess
+import sys
 
 from .common import Progress, one_line, sha256
+from . import jobs
 
 USAGE = 'usage: verify-quick SET_DIR TOC_OK TOC_ENTRIES OUT ARCHIVES_TSV'
+PART_USAGE = 'usage: verify-quick-part TREE ROOT LIST K N   (K = walkJ: the files the list does not name)'
 
-# Files hashed at once at most (4 threads; the rest wait as list lines not yet read).
-WINDOW = 256
+# A tree's files are checked by processes of their own (verify-quick-part), one per CPU (at most
+# four), each taking every Nth line of the list, beside as many that walk the tree (every Nth top
+# directory) for files the list does not name: with small files the work is per file (open, read, hash, close), which one
+# Python process does at about half the speed of sha256sum; side by side they keep up with it.
+# Each reads the list as a stream: memory does not grow with the number of files.
+MAX_WORKERS = 4
+# Bytes read at once into a buffer kept for the whole run (a fresh 1 MiB bytes object per read was
+# an mmap and a munmap per file: most of the time went there with small files).
+BUF = 1 << 18
+# Problems kept per process (and in the result): the count is exact beyond it.
+KEEP = 1000
 
 
 def path_key(rel):
@@ -41,6 +54,200 @@ def _listed(keys, k):
     return i < len(keys) and keys[i] == k
 
 
+class Problems(list):
+    """The first KEEP problems and how many there were."""
+    count = 0
+
+    def append(self, p):
+        self.count += 1
+        if len(self) < KEEP: super().append(p)
+
+    def extend(self, ps):
+        for p in ps: self.append(p)
+
+    def add_count(self, n):
+        self.count += n
+
+
+def workers():
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, n))
+
+
+def check_tree(tree, root, listing, progress):
+    """The tree's files against its list, by verify-quick-part processes: (files, bytes, problems in
+    the list's order, then the files the list does not name)."""
+    n = workers()
+    argv = [*jobs.agent_argv(), 'verify-quick-part', tree, root, listing]
+    procs = [subprocess.Popen(argv + [k, str(n)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+             for k in [*map(str, range(n)), *('walk%d' % j for j in range(n))]]
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    for p in procs:
+        sel.register(p.stdout, selectors.EVENT_READ, p)
+        bufs[p] = b''
+    found = Problems()
+    kept = []  # (index, problem) of every process, merged in list order
+    files = nbytes = 0
+    done = set()
+
+    def line(p, raw):
+        nonlocal files, nbytes
+        kind, _, rest = raw.decode('ascii').partition(' ')
+        if kind == 'B':
+            progress.add(int(rest))
+        elif kind == 'P':
+            i, _, text = rest.partition(' ')
+            kept.append((int(i), json.loads(text)))
+        elif kind == 'D':
+            f, b, more = (int(x) for x in rest.split())
+            files += f; nbytes += b
+            found.add_count(more)  # problems beyond what the process sent
+            done.add(p)
+    while sel.get_map():
+        for key, _ in sel.select():
+            p = key.data
+            chunk = os.read(key.fileobj.fileno(), 1 << 16)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                continue
+            bufs[p] += chunk
+            *whole, bufs[p] = bufs[p].split(b'\n')
+            for raw in whole: line(p, raw)
+    sel.close()
+    for p in procs:
+        p.stdout.close()
+        if p.wait() != 0 or p not in done:
+            for q in procs:
+                if q.poll() is None: q.kill()
+            raise SystemExit('ERROR: checking the %s tree failed (a verify-quick-part process ended with status %s; '
+                             'its error is above)' % (tree, p.returncode))
+    for _, text in sorted(kept, key=lambda x: x[0]): found.append(text)
+    return files, nbytes, found
+
+
+def part(argv):
+    """verify-quick-part: one process's share of a tree's check. K of N: the files on every Nth
+    line of the list from line K; walkJ: the files the list does not name in every Nth directory of
+    the tree's top from the Jth (walk0 also the files at the top). Writes
+    `B bytes` (progress), `P index "problem"` (the first KEEP) and at the end `D files bytes more`
+    (more: problems found beyond those sent)."""
+    if len(argv) != 5:
+        raise SystemExit(PART_USAGE)
+    tree, root, listing, k, n = argv
+    try:
+        n = int(n)
+        walk = int(k[4:]) if k.startswith('walk') else None
+        k = None if walk is not None else int(k)
+        if not 0 <= (k if walk is None else walk) < n: raise ValueError(k)
+    except ValueError:
+        raise SystemExit(PART_USAGE)
+    out = sys.stdout.buffer
+    sent = [0, 0]  # problems sent, and found beyond them
+
+    def problem(i, text):
+        if sent[0] < KEEP:
+            sent[0] += 1
+            out.write(b'P %d %s\n' % (i, json.dumps(text).encode('ascii')))
+        else:
+            sent[1] += 1
+    if walk is not None:
+        _walk_part(tree, root, listing, problem, walk, n)
+        out.write(b'D 0 0 %d\n' % sent[1])
+        return 0
+    buf = bytearray(BUF)
+    mv = memoryview(buf)
+    files = nbytes = unreported = 0
+    with open(listing, encoding='utf-8') as f:
+        for i, line in enumerate(f):
+            if i % n != k: continue
+            rel, size, mtime, digest = json.loads(line)
+            files += 1; nbytes += size; unreported += size
+            r = _check_file(root, rel, size, digest, mv)
+            if r: problem(i, '%s/%s: %s' % (tree, rel, r))
+            if unreported >= 1 << 22:
+                out.write(b'B %d\n' % unreported); out.flush()
+                unreported = 0
+    out.write(b'B %d\nD %d %d %d\n' % (unreported, files, nbytes, sent[1]))
+    out.flush()
+    return 0
+
+
+def _check_file(root, rel, size, digest, mv):
+    """What is wrong with the listed file ROOT/REL, or None: opened once (no stat by path), read
+    into the process's one buffer."""
+    try:
+        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return 'missing'
+    except OSError as e:
+        return 'cannot be read: %s' % (e.strerror or e)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return 'not a regular file'
+        if st.st_size != size:
+            return 'size %d, list says %d' % (st.st_size, size)
+        h = hashlib.sha256()
+        while True:
+            got = os.readv(fd, [mv])
+            if not got: break
+            h.update(mv[:got])
+        if h.hexdigest() != digest:
+            return 'sha256 does not match'
+        return None
+    except OSError as e:
+        return 'cannot be read: %s' % (e.strerror or e)
+    finally:
+        os.close(fd)
+
+
+def _walk_part(tree, root, listing, problem, j, n):
+    # A 64-bit key per listed path, 8 bytes each, sorted; then the walk asks each file of the tree.
+    keys = array.array('Q')
+    with open(listing, encoding='utf-8') as f:
+        for line in f:
+            keys.append(path_key(json.loads(line)[0]))
+    keys = array.array('Q', sorted(keys))
+    i = 0
+    # Depth first by name, each directory's files before its subdirectories (os.walk's order, as
+    # os.walk sorts them: a link to a directory is a directory not entered, any other link a file),
+    # paths made as the walk goes (os.path.relpath per file was a third of the walk's time).
+    # Problems are numbered by the top directory they are in (0: the top itself), then in walk
+    # order, so that the walkers' reports merge in the tree's order.
+    stack = [('', 0)]
+    while stack:
+        rel, top = stack.pop()
+        where = lambda: 1 << 62 | top << 32 | i  # noqa: E731
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            if rel or j == 0:  # the top is every walker's: named once
+                problem(where(), '%s: cannot be read: %s' % ('%s/%s' % (tree, rel) if rel else tree, e.strerror or e))
+                i += 1
+            continue
+        subs = []
+        nth = 0
+        for e in entries:
+            r = rel + '/' + e.name if rel else e.name
+            if e.is_dir():
+                if not e.is_symlink():
+                    if not rel:  # this process's share of the top directories
+                        nth += 1
+                        if (nth - 1) % n != j: continue
+                    subs.append((r, top or nth))
+            elif not rel and j != 0:
+                continue
+            elif not _listed(keys, path_key(r)):
+                problem(where(), '%s/%s: not in the file list' % (tree, r))
+                i += 1
+        stack.extend(reversed(subs))
+
+
 def main(argv):
     if len(argv) != 5:
         raise SystemExit(USAGE)
@@ -51,7 +258,7 @@ def main(argv):
         raise SystemExit('verify-quick: TOC_ENTRIES is not a number: %r\n%s' % (argv[2], USAGE))
     archives = dict(l.rstrip('\n').split('\t', 1) for l in open(argv[4]) if '\t' in l)
     m = json.load(open(os.path.join(d, 'manifest.json'), encoding='utf-8'))
-    problems = []
+    problems = Problems()
     checked_files = 0; checked_bytes = 0
     # Everything hashed: the artifacts, and the files of each tree (its list's artifact records their bytes).
     progress = Progress('verify', sum(a.get('size', 0) + (a.get('bytes', 0) if a.get('tree') else 0) for a in m.get('artifacts', [])))
@@ -84,48 +291,13 @@ def main(argv):
         if a['name'] in bad:
             # The list itself is damaged, so it cannot vouch for the tree.
             problems.append('%s: tree not checked, its file list is damaged' % tree); continue
-        root = os.path.join(d, tree)
-        def check(e, tree=tree, root=root):
-            rel, size, mtime, digest = e
-            p = os.path.join(root, rel)
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                return '%s/%s: missing' % (tree, rel)
-            if st.st_size != size:
-                return '%s/%s: size %d, list says %d' % (tree, rel, st.st_size, size)
-            if sha256(p) != digest:
-                return '%s/%s: sha256 does not match' % (tree, rel)
-            return None
-        # The list is streamed and at most WINDOW files are in flight: memory does not grow with the
-        # number of files (a million-file tree's list held as objects took ~2 GiB). What the walk
-        # below needs of it is a 64-bit key per path, 8 bytes each.
-        keys = array.array('Q')
-        pending = collections.deque()
-
-        def drain(limit):
-            while len(pending) > limit:
-                size, fut = pending.popleft()
-                r = fut.result()
-                if r: problems.append(r)
-                progress.add(size)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex, \
-                open(os.path.join(d, a['name']), encoding='utf-8') as listing:
-            for line in listing:
-                e = json.loads(line)
-                keys.append(path_key(e[0]))
-                checked_files += 1; checked_bytes += e[1]
-                pending.append((e[1], ex.submit(check, e)))
-                drain(WINDOW)
-            drain(0)
-        keys = array.array('Q', sorted(keys))
-        for dirpath, dirnames, filenames in os.walk(root):
-            for fn in filenames:
-                rel = os.path.relpath(os.path.join(dirpath, fn), root)
-                if not _listed(keys, path_key(rel)): problems.append('%s/%s: not in the file list' % (tree, rel))
-    result = {'level': 'quick', 'ok': not problems, 'problems': problems[:1000], 'problemCount': len(problems),
+        files, nbytes, found = check_tree(tree, os.path.join(d, tree), os.path.join(d, a['name']), progress)
+        checked_files += files; checked_bytes += nbytes
+        problems.extend(found)
+        problems.add_count(found.count - len(found))
+    result = {'level': 'quick', 'ok': not problems, 'problems': problems[:KEEP], 'problemCount': problems.count,
               'files': checked_files, 'bytes': checked_bytes,
               'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}
     for p in problems[:200]: print('PROBLEM: ' + one_line(p))
     with open(out, 'w') as f: json.dump(result, f)
-    print('checked %d files, %d bytes: %d problem(s)' % (checked_files, checked_bytes, len(problems)))
+    print('checked %d files, %d bytes: %d problem(s)' % (checked_files, checked_bytes, problems.count))

@@ -4,6 +4,7 @@ and inputs made by hand in temporary folders, in the formats verify.py gives the
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import unittest
 
@@ -177,6 +178,76 @@ class QuickVerifyTest(AgentCase):
         self.put('storage/zz', b'')
         self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0001: sha256 does not match', 'storage/ab/cd/ef/0002: missing',
                                             'storage/zz: not in the file list'])
+
+    def big_set(self, n):
+        """A set whose storage tree has N listed files in N/10 top directories (every process gets a share)."""
+        self.make_set()
+        shutil.rmtree(os.path.join(self.set, 'storage'))
+        lines = b''
+        for i in range(n):
+            rel, data = '%0*d/f%05d' % (len(str(n // 10 - 1)), i % (n // 10), i), b'%d' % i
+            self.put(os.path.join('storage', rel), data)
+            lines += json.dumps([rel, len(data), 1_600_000_000, sha(data)]).encode() + b'\n'
+        self.put('storage.files.jsonl', lines)
+        with open(os.path.join(self.set, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+        m['artifacts'][1].update(size=len(lines), sha256=sha(lines))
+        with open(os.path.join(self.set, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump(m, f)
+        return lines
+
+    def test_problems_from_every_process_come_in_the_lists_order_then_unlisted_files(self):
+        self.big_set(400)
+        for i in (7, 123, 398):
+            self.put('storage/%02d/f%05d' % (i % 40, i), b'changed')
+        os.remove(os.path.join(self.set, 'storage/%02d/f%05d' % (200 % 40, 200)))
+        for top in ('00', '01', '27'):  # top directories of different walkers
+            self.put('storage/%s/extra' % top, b'')
+        self.put('storage/top-level-extra', b'')
+        os.mkdir(os.path.join(self.set, 'storage/01/f00001x'))  # a directory is not a listed file
+        self.put('storage/02/f00002.d/inner', b'')
+        os.remove(os.path.join(self.set, 'storage/02/f00002'))
+        os.mkdir(os.path.join(self.set, 'storage/02/f00002'))
+        self.assert_failed(*self.verify(), [
+            'storage/02/f00002: not a regular file',
+            'storage/07/f00007: size 7, list says 1', 'storage/03/f00123: size 7, list says 3',
+            'storage/00/f00200: missing', 'storage/38/f00398: size 7, list says 3',
+            'storage/top-level-extra: not in the file list', 'storage/00/extra: not in the file list',
+            'storage/01/extra: not in the file list', 'storage/02/f00002.d/inner: not in the file list',
+            'storage/27/extra: not in the file list'])
+
+    def test_the_first_thousand_problems_are_kept_and_all_are_counted(self):
+        self.big_set(1200)
+        for i in range(1200):
+            os.remove(os.path.join(self.set, 'storage/%03d/f%05d' % (i % 120, i)))
+        q, r = self.verify()
+        self.assertEqual(r.returncode, 1)
+        rec = self.verify_record()
+        self.assertEqual(rec['problemCount'], 1200)
+        self.assertEqual(len(rec['problems']), 1000)
+        self.assertEqual(rec['problems'][:2], ['storage/000/f00000: missing', 'storage/001/f00001: missing'])
+        self.assertIn('1200 problem(s)', q.stdout)
+
+    def test_a_check_that_cannot_run_fails_the_verification_loudly(self):
+        # A list that is not JSON lines although the manifest vouches for it (written so): the check
+        # processes fail, and verify-quick with them, instead of calling the tree good.
+        self.make_set()
+        bad = b'not json\n'
+        self.put('storage.files.jsonl', bad)
+        with open(os.path.join(self.set, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+        m['artifacts'][1].update(size=len(bad), sha256=sha(bad))
+        with open(os.path.join(self.set, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump(m, f)
+        self.put_job('archives.tsv', '')
+        q = self.agent('verify-quick', self.set, 'yes', '7', os.path.join(self.job, 'quick.json'), os.path.join(self.job, 'archives.tsv'))
+        self.assertEqual(q.returncode, 1, q.stdout)
+        self.assertIn('ERROR: checking the storage tree failed', q.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.job, 'quick.json')))
+        for k in ('x', '-1', 'walk9'):
+            r = self.agent('verify-quick-part', 'storage', os.path.join(self.set, 'storage'), os.path.join(self.set, 'storage.files.jsonl'), k, '2')
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('usage: verify-quick-part', r.stderr)
 
     def test_usage_errors(self):
         for cmd, n in (('verify-quick', 4), ('verify-result', 2), ('deep-check', 5), ('deep-note', 1)):
