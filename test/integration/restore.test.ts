@@ -72,6 +72,11 @@ describe('restore against the sandbox host', function () {
     fs.chownSync(victim, fs.statSync(victim).uid, 100); // group "users"
     const someDir = path.dirname(victim);
     fs.chmodSync(someDir, 0o700);
+    // A file whose content is unchanged but whose mode and group are not: rsync copies nothing, yet
+    // mode and group must come back (the restore's one pass sets them; no walk after it).
+    const attrsOnly = path.join(sb.storagePath, [...before.storage.keys()].find((k) => !k.endsWith('/') && path.join(sb.storagePath, k) !== victim) as string);
+    fs.chmodSync(attrsOnly, 0o664);
+    fs.chownSync(attrsOnly, fs.statSync(attrsOnly).uid, 100);
     const upl = [...before.uploads.keys()].find((k) => !k.endsWith('/')) as string;
     fs.rmSync(path.join(sb.uploadsPath, upl));
     assert.notEqual(await tableDigests(sb), before.db);
@@ -108,6 +113,28 @@ describe('restore against the sandbox host', function () {
     assert.deepEqual([...names.slice(0, 2), ...names.slice(2, 4).sort(), ...names.slice(4)], ['stop-services', 'safety-backup', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
     const at = (re: RegExp): number => r.log.split('\n').findIndex((l) => re.test(l));
     assert.ok(Math.max(at(/^\[step\] database$/), at(/^\[step\] files$/)) < Math.min(at(/^timing=database /), at(/^timing=files /)), r.log);
+  });
+
+  it("the guide's modes and the live tree's group on every entry after a restore, whatever the set recorded; an entry of another owner is named for a root chown", async () => {
+    const files = [...treeState(sb.storagePath).keys()].filter((k) => !k.endsWith('/'));
+    const [loose, wrongGroup, foreign] = files.map((k) => path.join(sb.storagePath, k));
+    // At backup time: a file 644 and its directory 755 (the set records them so).
+    fs.chmodSync(loose, 0o644);
+    fs.chmodSync(path.dirname(loose), 0o755);
+    const set = await backup();
+    const kadi = fs.statSync(sb.storagePath);
+    // After it: an unchanged file in another group, one owned by root (content as in the set).
+    fs.chownSync(wrongGroup, kadi.uid, 100);
+    fs.chownSync(foreign, 0, kadi.gid);
+    fs.chmodSync(foreign, 0o640);
+    const r = await restore(set);
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    const after = treeState(sb.storagePath);
+    for (const [rel, st] of after) assert.match(st, rel.endsWith('/') ? /^750 / : /^640 /, rel);
+    assert.equal(fs.statSync(wrongGroup).gid, kadi.gid, 'group set back');
+    assert.equal(fs.statSync(foreign).uid, 0, 'the Kadi user cannot chown: left, and named');
+    assert.ok(r.report.attention.some((a) => /^1 entries under .* are not owned by .*; run as root: chown -R /.test(a)), r.log);
+    fs.chownSync(foreign, kadi.uid, kadi.gid);
   });
 
   it('restores into an empty database with a plain pg_restore in one transaction (--jobs 2 is named as not used); the DBA\'s extensions and function are created by the Kadi role', async () => {
