@@ -19,6 +19,9 @@
  *   - prune of the first set (kadi-ops prune job) against `rm -rf` of an identical hard-linked
  *     copy of it (`cp -al`, untimed) and against `rm -rf` of the by-hand first set;
  *   - quick verify of the last set against `find | xargs sha256sum` of the same files;
+ *   - restore of the trees onto the instance after 1% new files: kadi-ops (discover, preflight
+ *     relying on the verification just made, restore job of storage and uploads) against
+ *     `rsync -a --delete` of the by-hand last set;
  *   - listing of the sets (listSets, what `kadi-ops list` runs);
  *   - inodes used per set (`df -i` of the backup filesystem before/after) and the set's own
  *     directory and file entries (`find`);
@@ -36,6 +39,8 @@ import { listSets, startBackup, startPrune, startVerify } from '../src/backup/ba
 import { MemorySink } from '../src/core/sink';
 import { discover, type Discovery } from '../src/kadi/discovery';
 import { followJob } from '../src/remote/jobs';
+import { preflight } from '../src/restore/preflight';
+import { startRestore } from '../src/restore/restoreJob';
 import type { ShellNode } from '../src/core/shellCommand';
 import { benchHost, byHandDir, fileSize, flag, machineLine, mib, runBench, SeededBytes, settle, timed, uuidFrom, writeKadiFile, type BenchHost } from './benchData';
 
@@ -391,6 +396,42 @@ async function main(): Promise<void> {
     rows_.push({ name: `quick verify of the last set vs \`find \\| xargs sha256sum\` (${shaR.parts})`, hand: sec(shaR.total), handS: shaR.total, ours: verify.total, note: verify.parts });
     memRows.push(`| quick verify, kadi-ops | ${verify.agentMiB.toFixed(0)} MiB (python3) | ${verify.clientMiB.toFixed(0)} MiB (+${verify.clientRiseMiB.toFixed(0)}) |`);
     memRows.push(`| quick verify, sha256sum by hand | ${shaR.toolMiB.toFixed(0)} MiB (largest of find/xargs/sha256sum) | |`);
+
+    // Restore of the trees onto an instance changed since the last set (1% new record files the
+    // set does not have): kadi-ops (preflight relying on the verification just made, then the
+    // restore job of storage and uploads) against `rsync -a --delete` of the by-hand last set.
+    const change = Math.max(1, Math.round(files / 100));
+    const changeLive = (): void => void (data.storageBytes += writeFiles(sb.storagePath, change, gen, sizes, uid, gid, 3));
+    changeLive();
+    log(`restore after ${change} new files: rsync --delete by hand…`);
+    const handLast = handSets[handSets.length - 1];
+    const rsyncRestore = await measure(async () => {
+      const t = await timed(async () => void (await run('rsync --delete storage', ['rsync', '-a', '--delete', `${path.join(handLast, 'storage')}/`, `${sb.storagePath}/`])));
+      const u = await timed(async () => void (await run('rsync --delete uploads', ['rsync', '-a', '--delete', `${path.join(handLast, 'uploads')}/`, `${sb.uploadsPath}/`])));
+      return `storage ${sec(t)}, uploads ${sec(u)}`;
+    }, []);
+    log(`  ${sec(rsyncRestore.total)} (${rsyncRestore.parts}), rsync ${rsyncRestore.toolMiB.toFixed(0)} MiB`);
+    changeLive();
+    log('restore: kadi-ops (preflight + restore job of storage and uploads)…');
+    let jobTime = 0;
+    const ourRestore = await measure(async () => {
+      const dd = await discover(host);
+      const t = Date.now();
+      const plan = await preflight(host, dd, lastSet, { components: ['storage', 'uploads'], safetyBackup: false, reuseVerificationHours: 24 });
+      const tPlan = (Date.now() - t) / 1000;
+      const sink = new MemorySink();
+      jobTime = await timed(async () => {
+        const out = await followJob(host, await startRestore(host, dd, plan), { sink });
+        if (out.result !== 'succeeded') throw new Error(`kadi-ops restore failed: ${out.result}\n${sink.text()}`);
+      });
+      const steps = [...sink.text('stdout').matchAll(/^timing=(\S+) (\S+)/gm)].map((m) => `${m[1]} ${m[2]} s`);
+      return `preflight ${sec(tPlan)}, job ${sec(jobTime)}${steps.length ? ` (${steps.join(', ')})` : ''}`;
+    }, ['python3']);
+    log(`  ${sec(ourRestore.total)} (${ourRestore.parts}), agent ${ourRestore.agentMiB.toFixed(0)} MiB, rsync ${ourRestore.toolMiB.toFixed(0)} MiB`);
+    rows_.push({ name: `restore of the trees onto the instance after ${change} new files: kadi-ops (discover + preflight + job) vs \`rsync -a --delete\` of the by-hand set`, hand: sec(rsyncRestore.total), handS: rsyncRestore.total, ours: ourRestore.total, note: `kadi-ops: ${ourRestore.parts}; by hand: ${rsyncRestore.parts}` });
+    rows_.push({ name: 'restore of the trees: the restore job alone vs `rsync -a --delete`', hand: sec(rsyncRestore.total), handS: rsyncRestore.total, ours: jobTime });
+    memRows.push(`| restore of the trees, kadi-ops | ${ourRestore.agentMiB.toFixed(0)} MiB (python3); rsync ${ourRestore.toolMiB.toFixed(0)} MiB | ${ourRestore.clientMiB.toFixed(0)} MiB (+${ourRestore.clientRiseMiB.toFixed(0)}) |`);
+    memRows.push(`| restore of the trees, rsync --delete by hand | ${rsyncRestore.toolMiB.toFixed(0)} MiB (rsync) | |`);
 
     const lines = [
       `Data: ${files} record files / ${mib(data.storageBytes)} MiB at the end (file sizes "${sizes}", uuid layout), uploads ${mib(data.uploadsBytes)} MiB, database ${mib(dbBytes)} MiB at the start (pgbench scale ${scale} + Kadi tables with ${files} \`file\` rows); seed "${seed}"; one run, page cache warm; generated in ${genTime.toFixed(0)} s; whole bench ${((Date.now() - t0) / 1000).toFixed(0)} s.`,
