@@ -627,10 +627,13 @@ TAIL_FAST, TAIL_SLOW = 0.02, 0.2
 
 
 def job_tail(argv):
-    """job-tail BACKUP_DIR JOB_ID OFFSET: the log from byte OFFSET, following it while the job runs
-    (until it writes its status, or its whole group is gone: a killed job)."""
+    """job-tail BACKUP_DIR JOB_ID OFFSET [state]: the log from byte OFFSET, following it while the job
+    runs (until it writes its status, or its whole group is gone: a killed job). With `state`, the
+    job's state (job-status's lines, as one JSON list) ends stderr on a line of its own prefixed
+    `kadi-ops-job-state `: the follower needs no second command (and Python start) to learn it."""
     d = _existing_job(argv[0], argv[1])
     offset = int(argv[2])
+    with_state = argv[3:] == ['state']
     log, status = os.path.join(d, 'log'), os.path.join(d, 'status')
     pgid = _int(_read(os.path.join(d, 'pgid')))
     started = changed = time.monotonic()
@@ -640,6 +643,9 @@ def job_tail(argv):
         if moved != offset:
             offset, changed = moved, time.monotonic()
         if done:
+            if with_state:
+                sys.stderr.write('kadi-ops-job-state %s\n' % json.dumps(_state_lines(d)))
+                sys.stderr.flush()
             return 0
         # Short jobs (and bursts of output) are followed closely, so a job's end reaches the client
         # within ~20 ms; a long quiet job is looked at five times a second.

@@ -1,6 +1,7 @@
 """Jobs and the instance lock, run as the host runs them: job-start detaches a runner in its own
 session, the lock is held for the whole job, a stale lock is reported and broken only when asked,
 a cancel ends the whole group, and a killed job is reported as died with its secrets removed."""
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,13 @@ class JobsTest(ZipappTestCase):
         # Re-attaching from an offset gives the rest of the log, nothing twice.
         offset = log.index('tick 1')
         self.assertEqual(self.agent('job-tail', self.bd, job, str(offset)).stdout, log[offset:])
+        # Asked for it, the tail ends with the job's state: job-status's lines, on stderr.
+        t = self.agent('job-tail', self.bd, job, str(offset), 'state')
+        self.assertEqual(t.stdout, log[offset:])
+        last = t.stderr.splitlines()[-1]
+        self.assertTrue(last.startswith('kadi-ops-job-state '), t.stderr)
+        self.assertEqual(json.loads(last[len('kadi-ops-job-state '):]), self.agent('job-status', self.bd, job).stdout.splitlines())
+        self.assertNotIn('kadi-ops-job-state', self.agent('job-tail', self.bd, job, str(offset)).stderr)
 
     def test_the_lock_refuses_a_second_job_naming_the_holder_and_is_free_afterwards(self):
         first, _ = self.start(['sleep', '3'])

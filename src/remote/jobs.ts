@@ -236,6 +236,20 @@ export interface FollowOptions {
  * (the job keeps running on the host) and the stream continues at the byte it stopped at.
  * Aborting the signal cancels the job on the host and waits for it to finish its cleanup.
  */
+const TAIL_STATE = 'kadi-ops-job-state ';
+
+/** The tail's closing state line: job-status's lines as a JSON list of strings (undefined when it is not one). */
+export function parseTailState(json: string): JobInfo | undefined {
+  let lines: unknown;
+  try {
+    lines = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(lines) || !lines.every((l): l is string => typeof l === 'string' && !l.includes('\n'))) return undefined;
+  return parseJobInfo(lines.join('\n'));
+}
+
 export async function followJob(host: RemoteHost, id: string, opts: FollowOptions): Promise<JobOutcome> {
   let offset = opts.offset ?? 0;
   // none → requested (abort seen, tail stopped) → done (cancel sent; follow to the end unaborted)
@@ -251,8 +265,19 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
   let moreWarnings = 0;
   let reason: string | undefined;
   const couldNotRun: { why?: string; fix?: string } = {};
+  // The job's state as the tail saw it at the end (its last stderr line), or undefined.
+  let tailState: JobInfo | undefined;
   const countingSink: OutputSink = {
     lines(stream, lines) {
+      if (stream === 'stderr') {
+        const rest = lines.filter((l) => {
+          if (!l.startsWith(TAIL_STATE)) return true;
+          tailState = parseTailState(l.slice(TAIL_STATE.length));
+          return false;
+        });
+        if (rest.length) opts.sink.lines(stream, rest);
+        return;
+      }
       if (stream === 'stdout') {
         for (const l of lines) {
           offset += Buffer.byteLength(l) + 1;
@@ -281,9 +306,10 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
           await cancelJob(host, id);
           state.cancel = 'done';
         }
-        const tail = await runAgent(host, 'job-tail', [host.profile.backupDir, id, String(offset)], { sink: countingSink, signal: state.cancel === 'none' ? tailAbort.signal : undefined });
+        tailState = undefined;
+        const tail = await runAgent(host, 'job-tail', [host.profile.backupDir, id, String(offset), 'state'], { sink: countingSink, signal: state.cancel === 'none' ? tailAbort.signal : undefined });
         if (tail.code !== 0) throw new RemoteCommandError(`Following job ${id}`, tail);
-        const info = await jobStatus(host, id);
+        const info = tailState ?? (await jobStatus(host, id));
         if (info.state === 'running') continue;
         if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
         const outcome = withReason(outcomeOf(info, offset), reason, couldNotRun);

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { describeOutcome, warningLines, withReason } from '../../src/remote/jobs';
+import { describeOutcome, parseTailState, warningLines, withReason } from '../../src/remote/jobs';
 
 describe('job outcomes for a person', () => {
   it('says how a job ended, its exit status only when it failed', () => {
@@ -36,5 +36,19 @@ describe('job outcomes for a person', () => {
   it('lists the warnings it carries, one indented line each, and says how many more the output has', () => {
     assert.deepEqual(warningLines({ id: 'j', result: 'succeeded', offset: 0 }), []);
     assert.deepEqual(warningLines({ id: 'j', result: 'succeeded', offset: 0, warnings: ['a', 'b'], moreWarnings: 4 }), ['  warning: a', '  warning: b', '  … and 4 more warnings in the output above']);
+  });
+});
+
+describe("the tail's closing state line", () => {
+  it("is job-status's lines as a JSON list, read as job-status is", () => {
+    const info = parseTailState(JSON.stringify(['meta_id=J1', 'meta_kind=backup', 'state=finished', 'status=0', 'log_bytes=42', 'finished=1700000000']));
+    assert.deepEqual(
+      { id: info?.id, kind: info?.kind, state: info?.state, status: info?.status, logBytes: info?.logBytes, finishedAt: info?.finishedAt },
+      { id: 'J1', kind: 'backup', state: 'finished', status: '0', logBytes: 42, finishedAt: 1700000000 },
+    );
+  });
+  it('anything else is no state (the follower asks job-status instead), and a repeated key is refused as from job-status', () => {
+    for (const bad of ['', 'not json', '{"state":"finished"}', '["state=finished", 3]', '["state=finished\\nstatus=0"]']) assert.equal(parseTailState(bad), undefined, bad);
+    assert.throws(() => parseTailState(JSON.stringify(['state=finished', 'state=running'])), /repeats "state"/);
   });
 });
