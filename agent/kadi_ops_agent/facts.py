@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import pg
 from .common import disk_kb, hostname, out, user_name
@@ -49,16 +50,22 @@ def server(conn):
     if not psql:
         return {'error': 'no psql client found'}
     conn.psql = psql
-    ok, num = conn.query('show server_version_num', check=False)
+    # The revision is asked beside the version (two psql processes at once: each is tens of ms of
+    # the client's fixed cost per job); it is used only when the version is a server's.
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        revision = ex.submit(conn.query, 'select version_num from alembic_version', check=False)
+        ok, num = conn.query('show server_version_num', check=False)
+        revision = revision.result()
     if ok and not re.fullmatch(r'[0-9]{5,7}', num):
         # Whatever answered is no PostgreSQL server this agent knows; its text is not passed on.
         ok, num = False, 'the server reported a version number that is not one: %s' % json.dumps(num[:80])
     if not ok:
         return {'psql': psql, 'error': num}
     major = int(num) // 10000
-    s = {'psql': psql, 'num': int(num), 'major': major,
-         'pg_dump': pg.tool_for_major('pg_dump', major), 'pg_restore': pg.tool_for_major('pg_restore', major)}
-    ok, rev = conn.query('select version_num from alembic_version', check=False)
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        dump, restore = (ex.submit(pg.tool_for_major, t, major) for t in ('pg_dump', 'pg_restore'))
+        s = {'psql': psql, 'num': int(num), 'major': major, 'pg_dump': dump.result(), 'pg_restore': restore.result()}
+    ok, rev = revision
     if ok and re.fullmatch(r'[0-9A-Za-z_]{1,64}', rev):
         s['revision'] = rev
     elif ok:
@@ -81,9 +88,13 @@ def collect(cli, cfg, backup_dir, conn):
     except OSError:
         pass
     out('now_epoch=%d' % int(time.time()), 'remote_user=' + user_name())
-    version, why = kadi_version(cli, cfg)
+    # `kadi --version` starts the Kadi application (seconds on a real host): asked while the
+    # database is, not before it.
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        kadi = ex.submit(kadi_version, cli, cfg)
+        s = server(conn)
+        version, why = kadi.result()
     out('kadi_version=' + version if version else 'kadi_version_error=' + why)
-    s = server(conn)
     if s.get('psql'):
         out('psql=' + s['psql'])
     if 'error' in s:
