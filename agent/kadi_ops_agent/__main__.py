@@ -56,6 +56,7 @@ VERBS = {
     'job-cleanup': ('jobs', 'job_cleanup'),
     # Helpers the verbs run as processes of their own.
     'copier': ('copier', 'main'),
+    'tree-sync': ('treesync', 'main'),
     'files-check-answer': ('files_check_answer', 'main'),
     # Parts of a verify, kept as commands for their tests and for running by hand.
     'verify-quick': ('verify_quick', 'main'),

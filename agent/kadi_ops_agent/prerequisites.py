@@ -87,7 +87,7 @@ def main(argv):
             writable_dir('backup directory', o['backup_dir'], me),
             readable_tree('STORAGE_PATH', o['storage_path']),
             readable_tree('MISC_UPLOADS_PATH', o['uploads_path']),
-            tool('rsync'), tool('tar'),
+            tool('tar'),
             check('zstd or gzip', shutil.which('zstd') or shutil.which('gzip'), shutil.which('zstd') or shutil.which('gzip') or 'neither found',
                   'install it: apt install zstd'),
         ]})
@@ -108,7 +108,7 @@ def main(argv):
 
         version, vwhy = facts.kadi_version(o['kadi_cli'], o['kadi_config'])
         svc = o.words('services')
-        restore_checks = [pg_restore, tool('rsync'),
+        restore_checks = [pg_restore,
                           check('kadi CLI answers (db upgrade, search reindex, files check)', version, version or vwhy,
                                 "set the profile's kadi.cli to the kadi command of Kadi's virtualenv")]
         restore_checks += sudo_checks([privileges.service(a, n) for n in svc for a in ('stop', 'start')], o['profile'])

@@ -1,52 +1,11 @@
-"""Progress filters of the commands the agent runs (progress.py): rsync's --info=progress2 output into
-files-checked progress lines, other lines kept or filtered, and a line without an end bounded."""
+"""Progress filters of the commands the agent runs (progress.py): pg_restore's verbose output into
+TOC-entry progress lines, other lines kept or filtered."""
 import contextlib
 import io
 import sys
 import unittest
 
 from support import AGENT_SOURCE, ZipappTestCase
-
-
-class RsyncProgressTest(ZipappTestCase):
-    def setUp(self):
-        sys.path.insert(0, AGENT_SOURCE)
-        from kadi_ops_agent import progress
-        self.progress = progress
-
-    def tearDown(self):
-        sys.path.remove(AGENT_SOURCE)
-
-    def run_filter(self, data, keep=None, chunk=7):
-        class Chunked(io.RawIOBase):
-            def __init__(self, b):
-                self.b = b
-
-            def read1(self, n=-1):
-                piece, self.b = self.b[:chunk], self.b[chunk:]
-                return piece
-
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            self.progress.rsync_progress(Chunked(data), 'storage', keep)
-        return out.getvalue().splitlines()
-
-    def test_progress_lines_count_files_checked_and_other_lines_follow_keep(self):
-        data = (b'      1,000  10%  1.0MB/s  0:00:01 (xfr#1, to-chk=9/10)\r'
-                b'      2,000  50%  1.0MB/s  0:00:01 (xfr#2, to-chk=5/10)\r'
-                b'      3,000 100%  1.0MB/s  0:00:01 (xfr#3, to-chk=0/10)\n'
-                b'Number of files transferred: 3\nsomething else\n')
-        lines = self.run_filter(data, keep='^Number of')
-        self.assertEqual([l for l in lines if l.startswith('[progress]')][-1], '[progress] storage 100% 10/10 entries')
-        self.assertIn('  Number of files transferred: 3', lines)
-        # What KEEP does not name stays in the log as detail, hidden from the live output by default.
-        self.assertIn('[detail] something else', lines)
-        self.assertNotIn('something else', [l for l in lines if not l.startswith('[detail] ')])
-
-    def test_a_line_without_an_end_is_bounded(self):
-        lines = self.run_filter(b'x' * (self.progress.MAX_LINE * 3) + b'\nlast\n', chunk=4096)
-        self.assertEqual(len(lines[0]), self.progress.MAX_LINE)
-        self.assertEqual(lines[1], 'last')
 
 
 class PgRestoreProgressTest(ZipappTestCase):

@@ -57,7 +57,7 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'json', type: 'boolean', description: 'machine-readable output on stdout; an error is one JSON object on stderr' },
   { name: 'accept-new-host-key', type: 'boolean', description: 'trust a host key seen for the first time (like StrictHostKeyChecking=accept-new)' },
-  { name: 'verbose', type: 'boolean', description: "show tool chatter live (pg_restore -v, rsync's statistics, each system table ANALYZE skipped: always in the job's log), and log SSH details on stderr" },
+  { name: 'verbose', type: 'boolean', description: "show tool chatter live (pg_restore -v, each system table ANALYZE skipped: always in the job's log), and log SSH details on stderr" },
   { name: 'help', short: 'h', type: 'boolean', description: 'show the help (of the command, when one is given) and exit' },
   { name: 'version', type: 'boolean', description: 'print "kadi-ops <version>" and exit' },
 ];

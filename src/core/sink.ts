@@ -20,7 +20,7 @@ export class MemorySink implements OutputSink {
   }
 }
 
-/** The agent's prefix for tool chatter (pg_restore -v, rsync statistics, skipped ANALYZE tables): in the job's log, shown live only on request. */
+/** The agent's prefix for tool chatter (pg_restore -v, skipped ANALYZE tables): in the job's log, shown live only on request. */
 export const DETAIL_PREFIX = '[detail] ';
 
 /** `sink` without the job's detail lines, unless `verbose`; everything else passes unchanged. */

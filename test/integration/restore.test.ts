@@ -467,7 +467,7 @@ describe('restore against the sandbox host', function () {
     const r = await restore(set, {
       components: ['storage'],
       onLine: (l) => {
-        if (l.startsWith('rsync -a --delete') && !cutAt) {
+        if (l.startsWith('syncing ') && !cutAt) {
           const id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
           cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
           cutConnections(sb);

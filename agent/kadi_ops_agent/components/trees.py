@@ -2,14 +2,15 @@
 and uploads components. In a set it is a plain tree (NAME/ with NAME.files.jsonl, written by the
 incremental copier) or an archive (NAME.tar.zst or NAME.tar.gz)."""
 import glob
+import json
 import os
 import pwd
 import grp
 import subprocess
 import threading
 
-from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, warn
-from ..progress import ReadWatcher, rsync_progress
+from ..common import archive_listing, decompressor, disk_kb, du, fail, have, out, remove_tree, resolved, warn
+from ..progress import ReadWatcher
 from .. import jobs
 
 
@@ -111,10 +112,10 @@ class Tree:
     restore_step = 'files'
 
     def restore(self, ctx):
-        """Makes the live tree exactly the set's. rsync moves only differences and is idempotent, so an
-        interrupted restore is completed by running it again. Never --link-dest toward the set: a
-        hard link would make live files and backup files one inode, and a chmod or an edit of one
-        would change the other."""
+        """Makes the live tree exactly the set's. Only differences are written and the sync is
+        idempotent, so an interrupted restore is completed by running it again. Files are copied,
+        never hard-linked to the set: a link would make live files and backup files one inode, and
+        a chmod or an edit of one would change the other."""
         live, d = self.live(ctx), ctx.set_dir
         if not os.path.isdir(live):
             fail('%s directory %s does not exist' % (self.name, live))
@@ -136,18 +137,36 @@ class Tree:
             dec.stdout.close()
             if dec.wait() or tar.returncode:
                 fail('extracting %s failed' % archives[0])
-        # The guide's chmod is rsync's own work on every entry it visits (--chmod), and owner and
-        # group are one walk after it, not four: at a million files each walk costs what the whole
-        # restore of a day's changes does.
-        out('rsync -a --delete --chmod=D750,F640 %s/ %s/   (owner %s, group %s)' % (src, live, owner, group))
-        p = subprocess.Popen(['rsync', '-a', '--delete', '--chmod=D750,F640', '--stats', '--info=progress2', '--no-inc-recursive',
-                              src + '/', live + '/'], stdout=subprocess.PIPE)
-        rsync_progress(p.stdout, self.name,
-                       '^(Number of (regular )?files transferred|Number of deleted files|Total transferred file size)')
-        if p.wait() != 0:
-            fail('rsync of %s failed' % self.name)
+        # One walk of both trees (treesync.py): what differs is copied, what the set lacks removed,
+        # and the guide's modes, the group (and as root the owner) set on the way - not rsync and
+        # then walks of the whole live tree for owner, group and modes.
+        result = ctx.job.path('sync-%s.json' % self.name)
+        out('syncing %s/ into %s/ (directories 750, files 640, owner %s, group %s)' % (src, live, owner, group))
+        r = subprocess.run([*jobs.agent_argv(), 'tree-sync', self.name, src, live, owner, group,
+                            str(self._entries(ctx) if src != extract else 0), result], stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            fail('restoring %s failed (status %d; the reason is above)' % (self.label, r.returncode))
+        with open(result, encoding='utf-8') as f:
+            res = json.load(f)
+        if res['otherOwner']:
+            ctx.attention('%d entries under %s are not owned by %s (the first: %s); run as root: chown -R %s:%s %s'
+                          % (res['otherOwner'], live, owner, res['otherOwnerFirst'][0], owner, group, live))
+        if res['groupFailed']:
+            from ..common import user_name
+            ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)'
+                          % (group, res['groupFailed'], live, user_name(), group))
         remove_tree(extract)
-        owner_and_group(ctx, live, owner, group)
+
+    def _entries(self, ctx):
+        """The set tree's entries as its backup counted them (for progress), or 0."""
+        try:
+            with open(os.path.join(ctx.set_dir, 'manifest.json'), encoding='utf-8') as f:
+                for a in json.load(f).get('artifacts', []):
+                    if a.get('tree') == self.name and isinstance(a.get('entries'), int):
+                        return a['entries']
+        except (OSError, ValueError):
+            pass
+        return 0
 
     # --- preflight --------------------------------------------------------------------------------
 
@@ -172,42 +191,6 @@ def _group(gid):
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
-
-
-def owner_and_group(ctx, live, owner, group):
-    """After rsync made the modes, in one walk: entries of another owner (set to OWNER as root; run
-    as the Kadi user, who cannot chown, reported for a root chown) and of another group (set to
-    GROUP where this user may; the rest reported). find's answers are taken as they come: a tree
-    that is all wrong is not held in memory."""
-    root = os.geteuid() == 0
-    uid = (int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid) if root else -1
-    gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    p = subprocess.Popen(['find', live, '(', '!', '-user', owner, '-printf', 'u%p\\0', ')', ',',
-                          '(', '!', '-group', group, '-printf', 'g%p\\0', ')'],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    other_owner = failed = 0
-    rest = b''
-    for chunk in iter(lambda: p.stdout.read(1 << 16), b''):
-        *whole, rest = (rest + chunk).split(b'\0')
-        for e in whole:
-            try:
-                if e[:1] == b'u':
-                    other_owner += 1
-                    if root: os.chown(e[1:], uid, -1, follow_symlinks=False)
-                elif e[:1] == b'g':
-                    os.chown(e[1:], -1, gid, follow_symlinks=False)
-            except FileNotFoundError:
-                pass  # gone since find saw it
-            except OSError:
-                failed += 1
-    err = p.stderr.read()
-    if p.wait():
-        fail('reading the owners under %s failed: %s' % (live, one_line(err.decode(errors='replace'))))
-    if other_owner and not root:
-        ctx.attention('%d entries under %s are not owned by %s; run as root: chown -R %s:%s %s' % (other_owner, live, owner, owner, group, live))
-    if failed:
-        from ..common import user_name
-        ctx.attention('could not set the owner or group of %d entries under %s (is %s a member of %s?)' % (failed, live, user_name(), group))
 
 
 def fix_perms(ctx, live, owner, group):
