@@ -37,6 +37,8 @@ MAX_WORKERS = 4
 # Bytes read at once into a buffer kept for the whole run (a fresh 1 MiB bytes object per read was
 # an mmap and a munmap per file: most of the time went there with small files).
 BUF = 1 << 18
+# Trees with fewer files are checked in the verify's own process (4 process starts cost ~0.2 s).
+IN_PROCESS = 5000
 # Problems kept per process (and in the result): the count is exact beyond it.
 KEEP = 1000
 
@@ -77,9 +79,19 @@ def workers():
     return max(1, min(MAX_WORKERS, n))
 
 
-def check_tree(tree, root, listing, progress):
+def check_tree(tree, root, listing, progress, files_hint=None):
     """The tree's files against its list, by verify-quick-part processes: (files, bytes, problems in
-    the list's order, then the files the list does not name)."""
+    the list's order, then the files the list does not name). A small tree (FILES_HINT below
+    IN_PROCESS, as its manifest counts them) is checked here: starting the processes would cost
+    more than they save."""
+    if isinstance(files_hint, int) and files_hint < IN_PROCESS:
+        found = Problems()
+        try:
+            files, nbytes = _check_part(tree, root, listing, 0, 1, lambda i, text: found.append(text), progress.add)
+            _walk_part(tree, root, listing, lambda i, text: found.append(text), 0, 1)
+        except (ValueError, TypeError) as e:  # a list line that is not [path, size, mtime, sha256]
+            raise SystemExit('ERROR: checking the %s tree failed: its file list cannot be read (%s)' % (tree, one_line(e)))
+        return files, nbytes, found
     n = workers()
     argv = [*jobs.agent_argv(), 'verify-quick-part', tree, root, listing]
     procs = [subprocess.Popen(argv + [k, str(n)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -154,12 +166,25 @@ def part(argv):
             out.write(b'P %d %s\n' % (i, json.dumps(text).encode('ascii')))
         else:
             sent[1] += 1
-    if walk is not None:
-        _walk_part(tree, root, listing, problem, walk, n)
-        out.write(b'D 0 0 %d\n' % sent[1])
-        return 0
-    buf = bytearray(BUF)
-    mv = memoryview(buf)
+    def done(nbytes):
+        out.write(b'B %d\n' % nbytes); out.flush()
+    try:
+        if walk is not None:
+            _walk_part(tree, root, listing, problem, walk, n)
+            out.write(b'D 0 0 %d\n' % sent[1])
+            return 0
+        files, nbytes = _check_part(tree, root, listing, k, n, problem, done)
+    except (ValueError, TypeError) as e:  # a list line that is not [path, size, mtime, sha256]
+        raise SystemExit('ERROR: %s: the file list cannot be read (%s)' % (tree, one_line(e)))
+    out.write(b'D %d %d %d\n' % (files, nbytes, sent[1]))
+    out.flush()
+    return 0
+
+
+def _check_part(tree, root, listing, k, n, problem, done):
+    """The files on every Nth line of LISTING from line K: PROBLEM(index, text) for each problem,
+    DONE(bytes) now and then; returns (files, bytes)."""
+    mv = memoryview(bytearray(BUF))
     files = nbytes = unreported = 0
     with open(listing, encoding='utf-8') as f:
         for i, line in enumerate(f):
@@ -169,11 +194,10 @@ def part(argv):
             r = _check_file(root, rel, size, digest, mv)
             if r: problem(i, '%s/%s: %s' % (tree, rel, r))
             if unreported >= 1 << 22:
-                out.write(b'B %d\n' % unreported); out.flush()
+                done(unreported)
                 unreported = 0
-    out.write(b'B %d\nD %d %d %d\n' % (unreported, files, nbytes, sent[1]))
-    out.flush()
-    return 0
+    done(unreported)
+    return files, nbytes
 
 
 def _check_file(root, rel, size, digest, mv):
@@ -291,7 +315,7 @@ def main(argv):
         if a['name'] in bad:
             # The list itself is damaged, so it cannot vouch for the tree.
             problems.append('%s: tree not checked, its file list is damaged' % tree); continue
-        files, nbytes, found = check_tree(tree, os.path.join(d, tree), os.path.join(d, a['name']), progress)
+        files, nbytes, found = check_tree(tree, os.path.join(d, tree), os.path.join(d, a['name']), progress, a.get('files'))
         checked_files += files; checked_bytes += nbytes
         problems.extend(found)
         problems.add_count(found.count - len(found))

@@ -45,7 +45,15 @@ class AgentCase(ZipappTestCase):
 
 
 class QuickVerifyTest(AgentCase):
-    """verify-quick then verify-result, as cmd_verify runs them for a quick verify."""
+    """verify-quick then verify-result, as cmd_verify runs them for a quick verify: trees this small
+    are checked in verify-quick's own process (ParallelQuickVerifyTest runs the same by the
+    verify-quick-part processes of a large tree)."""
+
+    parallel = False
+
+    def tree_artifact(self, files):
+        """The count a tree artifact records (none: as if large, checked by processes of its own)."""
+        return {} if self.parallel else {'files': files}
 
     def make_set(self, archive=None):
         """A set as a backup leaves it: db.dump, a storage tree with its file list, the manifest."""
@@ -58,7 +66,7 @@ class QuickVerifyTest(AgentCase):
             lines += json.dumps([rel, len(data), 1_600_000_000, sha(data)]).encode() + b'\n'
         self.put('storage.files.jsonl', lines)
         artifacts.append({'name': 'storage.files.jsonl', 'size': len(lines), 'sha256': sha(lines), 'tree': 'storage',
-                          'files': len(TREE), 'bytes': sum(len(d) for d in TREE.values())})
+                          **self.tree_artifact(len(TREE)), 'bytes': sum(len(d) for d in TREE.values())})
         if archive:
             self.put('uploads.tar.zst', archive)
             artifacts.append({'name': 'uploads.tar.zst', 'size': len(archive), 'sha256': sha(archive),
@@ -191,7 +199,7 @@ class QuickVerifyTest(AgentCase):
         self.put('storage.files.jsonl', lines)
         with open(os.path.join(self.set, 'manifest.json'), encoding='utf-8') as f:
             m = json.load(f)
-        m['artifacts'][1].update(size=len(lines), sha256=sha(lines))
+        m['artifacts'][1].update(size=len(lines), sha256=sha(lines), **self.tree_artifact(n))
         with open(os.path.join(self.set, 'manifest.json'), 'w', encoding='utf-8') as f:
             json.dump(m, f)
         return lines
@@ -243,6 +251,7 @@ class QuickVerifyTest(AgentCase):
         q = self.agent('verify-quick', self.set, 'yes', '7', os.path.join(self.job, 'quick.json'), os.path.join(self.job, 'archives.tsv'))
         self.assertEqual(q.returncode, 1, q.stdout)
         self.assertIn('ERROR: checking the storage tree failed', q.stderr)
+        self.assertNotIn('Traceback', q.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.job, 'quick.json')))
         for k in ('x', '-1', 'walk9'):
             r = self.agent('verify-quick-part', 'storage', os.path.join(self.set, 'storage'), os.path.join(self.set, 'storage.files.jsonl'), k, '2')
@@ -257,6 +266,10 @@ class QuickVerifyTest(AgentCase):
         r = self.agent('deep-note', os.path.join(self.job, 'deep.json'), 'maybe', 'why')
         self.assertIn('usage: deep-note', r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.job, 'deep.json')))
+
+
+class ParallelQuickVerifyTest(QuickVerifyTest):
+    parallel = True
 
 
 class ResultTest(AgentCase):
