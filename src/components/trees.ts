@@ -1,5 +1,11 @@
 /** A file tree of the instance (STORAGE_PATH, MISC_UPLOADS_PATH): the shared part of storage and uploads. */
+import type { Manifest } from '../backup/manifest';
 import type { ClientComponent, ComponentName } from './types';
+
+/** What a set's tree holds in bytes (a copied tree's files, or an archive's size), 0 when the set has none. */
+export function setTreeBytes(m: Manifest, name: 'storage' | 'uploads'): number {
+  return m.trees?.[name]?.bytes ?? m.artifacts.find((a) => a.archiveOf === name)?.size ?? 0;
+}
 
 export function treeComponent(name: Extract<ComponentName, 'storage' | 'uploads'>, setting: string): ClientComponent {
   return {
@@ -17,7 +23,7 @@ export function treeComponent(name: Extract<ComponentName, 'storage' | 'uploads'
         return;
       }
       const m = set.manifest;
-      const setBytes = m.trees?.[name]?.bytes ?? m.artifacts.find((a) => a.archiveOf === name)?.size ?? 0;
+      const setBytes = setTreeBytes(m, name);
       disk.push({ where: `${name === 'storage' ? d.facts.storagePath : d.facts.uploadsPath}`, needBytes: Math.max(0, setBytes - (live.bytes ?? 0)), freeBytes: live.freeBytes });
       if (!m.trees?.[name]) disk.push({ where: `${host.profile.backupDir} (extracting ${name})`, needBytes: setBytes * 3, freeBytes: probe.backupFreeBytes });
       if (live.owner && live.owner !== probe.remoteUser && probe.remoteUser !== 'root') {

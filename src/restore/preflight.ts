@@ -13,6 +13,7 @@ import { componentsNamed, DEFAULT_COMPONENTS, type PreflightContext, type Restor
 import type { ConfigFileDiff } from './configDiff';
 import type { DbRestorePlan } from './dbPlan';
 import { probeLive, type LiveProbe } from './probe';
+import { setTreeBytes } from '../components/trees';
 
 export interface RestorePlan {
   host: string;
@@ -85,7 +86,7 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     const running = (await listJobs(host)).find((j) => j.state === 'running');
     if (running) throw new LockBusyError(host.profile.name, { job: running.id, kind: running.kind, operator: running.operator, client: running.client, started: running.started }, false);
   }
-  const [verify, probe] = await Promise.all([reused ? { ok: true, problems: [], reused } : verifyNow(host, d, set.name, opts), probeLive(host, d)]);
+  const [verify, probe] = await Promise.all([reused ? { ok: true, problems: [], reused } : verifyNow(host, d, set.name, opts), probeLive(host, d, { storage: setTreeBytes(m, 'storage'), uploads: setTreeBytes(m, 'uploads') })]);
   const verifyOk = verify.ok;
   const problems = verify.problems;
   if (!verifyOk) blockers.push(`Set ${set.name} failed verification (${problems.length} problem(s)${problems.length ? `, e.g. ${problems.slice(0, 3).join('; ')}` : ''}); it will not be restored.`);

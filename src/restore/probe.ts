@@ -96,9 +96,15 @@ export function liveProbeOptions(p: HostProfile, f: HostFacts): Record<string, s
   };
 }
 
-export async function probeLive(host: RemoteHost, d: Discovery): Promise<LiveProbe> {
+/**
+ * NEED: the bytes each tree of the set holds. A live tree whose filesystem has room for all of it is
+ * not measured (its du walks the whole tree); its size is then unknown and the plan counts the set's
+ * whole tree as needed.
+ */
+export async function probeLive(host: RemoteHost, d: Discovery, need: Partial<Record<'storage' | 'uploads', number>> = {}): Promise<LiveProbe> {
   const p = host.profile;
   const kv = liveProbeOptions(p, d.facts);
+  for (const [tree, bytes] of Object.entries(need)) if (bytes !== undefined) kv[`${tree}_need_kb`] = String(Math.ceil(bytes / 1024));
   const r = await runAgent(host, 'restore-probe', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
   if (r.code !== 0) throw new RemoteCommandError(`Probing ${p.name} for a restore`, r);
   return parseProbe(r.stdout);

@@ -175,8 +175,18 @@ class Tree:
         if not os.path.isdir(p):
             return ['%s_missing=yes' % self.name]
         st = os.stat(p)
-        return ['%s_owner=%s' % (self.name, _user(st.st_uid)), '%s_group=%s' % (self.name, _group(st.st_gid)),
-                '%s_free_kb=%d' % (self.name, disk_kb(p)[0]), '%s_kb=%d' % (self.name, du(p))]
+        free = disk_kb(p)[0]
+        lines = ['%s_owner=%s' % (self.name, _user(st.st_uid)), '%s_group=%s' % (self.name, _group(st.st_gid)),
+                 '%s_free_kb=%d' % (self.name, free)]
+        # The live tree's size only matters when the set's tree would not fit beside it anyway: its
+        # du is a walk of the whole tree (half a minute at a million files), so it is taken only then.
+        try:
+            need = int(ctx.opts['%s_need_kb' % self.name])
+        except ValueError:
+            need = None
+        if need is None or need > free:
+            lines.append('%s_kb=%d' % (self.name, du(p)))
+        return lines
 
 
 def _user(uid):
