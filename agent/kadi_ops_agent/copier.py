@@ -18,6 +18,13 @@ import sys
 from .common import Progress, one_line
 
 
+# Files smaller than this are copied by the walking thread itself: handing one to a worker cost ~100
+# futex calls (the GIL passed between five threads), far more than copying it (10,000 small files:
+# 1.07 million futex calls, 40,000 when copied here). Larger files go to the workers, whose
+# hashing and I/O run outside the GIL side by side.
+INLINE_BELOW = 64 * 1024
+
+
 def main(argv):
     if len(argv) != 4:
         raise SystemExit('usage: copier NAME SRC DEST PREV_SET')
@@ -218,25 +225,39 @@ def main(argv):
             return None
         return known[1]
 
+    # One read buffer per worker thread, kept: reading into a fresh 1 MiB bytes object per call
+    # was an mmap and a munmap per file, most of the copy's system time with small files.
+    local = threading.local()
+    def thread_buffer():
+        mv = getattr(local, 'mv', None)
+        if mv is None:
+            mv = local.mv = memoryview(bytearray(1 << 20))
+        return mv
+
     def copy_file(r, st):
         s, t = src + '/' + r, dest + '/' + r
         try:
             try:
-                fi = open(s, 'rb')
+                fi = open(s, 'rb', buffering=0)
             except (FileNotFoundError, NotADirectoryError):
                 note_vanished(r, 'file')
                 return None
             except OSError as e:
                 raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
             h = hashlib.sha256(); n = 0
-            with fi, open(t, 'xb', opener=private) as fo:
+            mv = thread_buffer()
+            with fi, open(t, 'xb', buffering=0, opener=private) as fo:
                 while True:
                     try:
-                        b = fi.read(1 << 20)
+                        got = fi.readinto(mv)
                     except OSError as e:
                         raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
-                    if not b: break
-                    h.update(b); fo.write(b); n += len(b)
+                    if not got: break
+                    h.update(mv[:got])
+                    done = 0
+                    while done < got:  # an unbuffered write may take less than it was given
+                        done += fo.write(mv[done:got])
+                    n += got
             keep_attrs(t, st)
             return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
         except OSError as e:  # the set's side: a full disk, a quota
@@ -261,7 +282,7 @@ def main(argv):
         def collect_oldest():
             nonlocal collected
             p = pending.popleft()
-            done = p if isinstance(p, tuple) else p.result()
+            done = p if p is None or isinstance(p, tuple) else p.result()
             collected += 1
             if done is None: return  # vanished
             e, new = done
@@ -302,6 +323,8 @@ def main(argv):
                         if linked:
                             pending.append(([r, st.st_size, st.st_mtime_ns // 1000000000, linked], False))
                             tick()
+                        elif st.st_size < INLINE_BELOW:
+                            pending.append(copy_file(r, st))
                         else:
                             pending.append(ex.submit(copy_file, r, st))
                         submitted += 1
