@@ -23,6 +23,7 @@ set`; writes the counts, and the entries of another owner or group it could not 
 """
 import json
 import os
+import secrets
 import stat
 
 from .common import Progress, one_line
@@ -54,7 +55,13 @@ class Sync:
     # --- attributes -------------------------------------------------------------------------------
 
     def _own(self, path, st, mode):
-        """The guide's mode, the group and (as root) the owner, each set only where it differs."""
+        """The guide's mode, the group and (as root) the owner, each set only where it differs. A
+        directory keeps its set-group-ID bit (a kadi:www-data tree may rely on it for the group of
+        files Kadi creates; chmod 750 by GNU chmod kept it too). Run as the Kadi user, an entry of
+        another owner is counted for a root chown and left as it is: its mode and group cannot be
+        changed by this user, and trying would end the restore half done."""
+        if mode is not None and stat.S_ISDIR(st.st_mode):
+            mode |= st.st_mode & stat.S_ISGID
         changed = False
         if st.st_uid != self.uid:
             if self.root:
@@ -63,6 +70,8 @@ class Sync:
             else:
                 self.other_owner_n += 1
                 if len(self.other_owner) < 5: self.other_owner.append(path)
+                if st.st_uid != os.geteuid():
+                    return
         if st.st_gid != self.gid:
             try:
                 os.chown(path, -1, self.gid, follow_symlinks=False)
@@ -70,7 +79,7 @@ class Sync:
             except PermissionError:
                 self.group_failed += 1
         if mode is not None and stat.S_IMODE(st.st_mode) != mode:
-            os.chmod(path, mode)
+            os.chmod(path, mode)  # PATH is no link: it was read with lstat (links get mode None)
             changed = True
         if changed: self.attrs += 1
 
@@ -78,7 +87,8 @@ class Sync:
 
     def _remove(self, e):
         if _is_dir(e):
-            if e.stat(follow_symlinks=False).st_mode & 0o700 != 0o700:
+            st = e.stat(follow_symlinks=False)
+            if st.st_mode & 0o700 != 0o700 and (self.root or st.st_uid == os.geteuid()):
                 os.chmod(e.path, 0o700)  # a directory without permissions for its owner is emptied too
             self._empty(e.path)
             os.rmdir(e.path)
@@ -92,23 +102,36 @@ class Sync:
         for e in entries:
             self._remove(e)
 
-    def _copy(self, s, st, target):
-        """The set's file S into TARGET through a temporary name in the same directory."""
-        d, base = os.path.split(target)
-        tmp = os.path.join(d, TMP + base)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        with open(s, 'rb') as fi, open(tmp, 'xb', opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, FILE_MODE)) as fo:
-            _sendfile(fi, fo, st.st_size)
+    def _copy(self, s, st, target, taken):
+        """The set's file S into TARGET through a temporary name in the same directory: a short
+        random one (any name fits NAME_MAX) that is neither in the set's directory (TAKEN) nor on
+        disk. One left behind by an interrupted run is not in the set: the next run removes it."""
+        d = os.path.dirname(target)
+        while True:
+            name = TMP + secrets.token_hex(8)
+            if name in taken: continue
+            tmp = os.path.join(d, name)
             try:
-                os.fchown(fo.fileno(), self.uid if self.root else -1, self.gid)
-            except PermissionError:
-                self.group_failed += 1
-            os.fchmod(fo.fileno(), FILE_MODE)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        os.replace(tmp, target)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:
+                continue
+        try:
+            with open(s, 'rb') as fi, open(fd, 'wb', closefd=True) as fo:
+                _sendfile(fi, fo, st.st_size)
+                try:
+                    os.fchown(fo.fileno(), self.uid if self.root else -1, self.gid)
+                except PermissionError:
+                    self.group_failed += 1
+                os.fchmod(fo.fileno(), FILE_MODE)
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)  # a full disk, a cancel: no half file left behind
+            except OSError:
+                pass
+            raise
         self.copied += 1
         self.copied_bytes += st.st_size
 
@@ -166,12 +189,12 @@ class Sync:
             elif stat.S_ISREG(st.st_mode):
                 if l is not None:
                     lst = l.stat(follow_symlinks=False)
-                    if stat.S_ISREG(lst.st_mode) and lst.st_size == st.st_size and lst.st_mtime_ns == st.st_mtime_ns:
+                    if stat.S_ISREG(lst.st_mode) and lst.st_size == st.st_size and _same_time(lst.st_mtime_ns, st.st_mtime_ns):
                         self._own(target, lst, FILE_MODE)
                         continue
                     if stat.S_ISDIR(lst.st_mode):
                         self._remove(l)
-                self._copy(e.path, st, target)
+                self._copy(e.path, st, target, S)
             elif stat.S_ISLNK(st.st_mode):
                 link = os.readlink(e.path)
                 if l is not None:
@@ -190,6 +213,12 @@ class Sync:
         s = '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set' % (
             self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs)
         return s
+
+
+def _same_time(live_ns, set_ns):
+    """The check rsync makes, to the nanosecond - or to the second where the set's time has none
+    (an archive-mode set: tar keeps whole seconds), so that those files are not all copied again."""
+    return live_ns == set_ns or set_ns % 1000000000 == 0 and live_ns // 1000000000 == set_ns // 1000000000
 
 
 def _sendfile(fi, fo, size):

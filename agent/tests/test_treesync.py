@@ -3,7 +3,13 @@
 links never followed, modes and times, and a second run that finds nothing to do."""
 import json
 import os
+import pwd
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+import unittest
 
 from support import ZipappTestCase, put
 
@@ -110,6 +116,64 @@ class TreeSyncTest(ZipappTestCase):
         self.assertFalse(os.path.lexists(os.path.join(self.live, 'extra-link')))
         with open(os.path.join(self.outside, 'precious'), 'rb') as f:
             self.assertEqual(f.read(), b'keep me')
+
+    def test_names_the_sync_itself_might_use_and_names_near_name_max_are_restored(self):
+        long = 'x' * 250
+        self.put_set('.kadi-ops-restore-foo', b'a file of the set with the prefix of temporary files')
+        self.put_set('foo', b'foo')
+        self.put_set(long, b'a name 250 bytes long')
+        put(self.live, 'foo', b'old foo')
+        self.sync()
+        want = tree(self.set)
+        got = tree(self.live)
+        self.assertEqual(sorted(got), sorted(want))
+        self.assertEqual({k: v[2] for k, v in got.items()}, {k: v[2] for k, v in want.items()})
+        _, again = self.sync()
+        self.assertEqual((again['copied'], again['removed']), (0, 0), 'a second run settles')
+
+    def test_a_directorys_set_group_id_bit_is_kept(self):
+        self.put_set('shared/file', b'x')
+        os.makedirs(os.path.join(self.live, 'shared'))
+        os.chmod(os.path.join(self.live, 'shared'), 0o2775)
+        self.sync()
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.live, 'shared')).st_mode), 0o2750)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.live, 'shared/file')).st_mode), 0o640)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
+    def test_as_the_kadi_user_an_entry_of_another_owner_is_counted_not_a_failure(self):
+        # The sync runs as nobody on a tree of nobody's holding one unchanged root-owned file whose
+        # mode is not the guide's: counted for a root chown, left as it is, the rest restored.
+        nobody = pwd.getpwnam('nobody')
+        base = tempfile.mkdtemp()
+        try:
+            os.chmod(base, 0o755)
+            pyz = os.path.join(base, 'agent.pyz')
+            shutil.copy(self.pyz, pyz)
+            os.chmod(pyz, 0o644)
+            src, dst = base + '/set', base + '/live'
+            put(src, 'd/root-owned', b'same')
+            put(src, 'd/new', b'new')
+            put(dst, 'd/root-owned', b'same')
+            put(dst, 'd/extra', b'extra')
+            os.utime(os.path.join(src, 'd/root-owned'), (T0, T0))
+            os.utime(os.path.join(dst, 'd/root-owned'), (T0, T0))
+            for dirpath, dirnames, filenames in os.walk(base):
+                for n in dirnames + filenames + ['.']:
+                    os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
+            os.chown(os.path.join(dst, 'd/root-owned'), 0, 0)
+            os.chmod(os.path.join(dst, 'd/root-owned'), 0o644)
+            result = base + '/result.json'
+            r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups',
+                                sys.executable, '-I', '-S', pyz, 'tree-sync', 'storage', src, dst, str(nobody.pw_uid),
+                                str(nobody.pw_gid), '0', result], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(result, encoding='utf-8') as f:
+                res = json.load(f)
+            self.assertEqual((res['otherOwner'], res['otherOwnerFirst']), (1, [os.path.join(dst, 'd/root-owned')]))
+            self.assertEqual(sorted(os.listdir(os.path.join(dst, 'd'))), ['new', 'root-owned'])
+            self.assertEqual(os.stat(os.path.join(dst, 'd/root-owned')).st_uid, 0)
+        finally:
+            shutil.rmtree(base)
 
     def test_an_error_names_what_failed_and_the_usage_is_checked(self):
         self.put_set('file', b'x')
