@@ -89,7 +89,7 @@ def check_tree(tree, root, listing, progress, files_hint=None):
         try:
             files, nbytes = _check_part(tree, root, listing, 0, 1, lambda i, text: found.append(text), progress.add)
             _walk_part(tree, root, listing, lambda i, text: found.append(text), 0, 1)
-        except (ValueError, TypeError) as e:  # a list line that is not [path, size, mtime, sha256]
+        except (ValueError, TypeError, LookupError) as e:  # a list line that is not [path, size, mtime, sha256]
             raise SystemExit('ERROR: checking the %s tree failed: its file list cannot be read (%s)' % (tree, one_line(e)))
         return files, nbytes, found
     n = workers()
@@ -119,17 +119,23 @@ def check_tree(tree, root, listing, progress, files_hint=None):
             files += f; nbytes += b
             found.add_count(more)  # problems beyond what the process sent
             done.add(p)
-    while sel.get_map():
-        for key, _ in sel.select():
-            p = key.data
-            chunk = os.read(key.fileobj.fileno(), 1 << 16)
-            if not chunk:
-                sel.unregister(key.fileobj)
-                continue
-            bufs[p] += chunk
-            *whole, bufs[p] = bufs[p].split(b'\n')
-            for raw in whole: line(p, raw)
-    sel.close()
+    try:
+        while sel.get_map():
+            for key, _ in sel.select():
+                p = key.data
+                chunk = os.read(key.fileobj.fileno(), 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                bufs[p] += chunk
+                *whole, bufs[p] = bufs[p].split(b'\n')
+                for raw in whole: line(p, raw)
+    except BaseException:  # a line not understood, a cancel: no process is left checking
+        for p in procs:
+            if p.poll() is None: p.kill()
+        raise
+    finally:
+        sel.close()
     for p in procs:
         p.stdout.close()
         if p.wait() != 0 or p not in done:
@@ -174,7 +180,7 @@ def part(argv):
             out.write(b'D 0 0 %d\n' % sent[1])
             return 0
         files, nbytes = _check_part(tree, root, listing, k, n, problem, done)
-    except (ValueError, TypeError) as e:  # a list line that is not [path, size, mtime, sha256]
+    except (ValueError, TypeError, LookupError) as e:  # a list line that is not [path, size, mtime, sha256]
         raise SystemExit('ERROR: %s: the file list cannot be read (%s)' % (tree, one_line(e)))
     out.write(b'D %d %d %d\n' % (files, nbytes, sent[1]))
     out.flush()
@@ -229,12 +235,21 @@ def _check_file(root, rel, size, digest, mv):
         os.close(fd)
 
 
+def _share(top, n):
+    """Which of N walkers looks at the top directory TOP (None: the files at the top, walker 0's)."""
+    return 0 if top is None else path_key(top) % n
+
+
 def _walk_part(tree, root, listing, problem, j, n):
-    # A 64-bit key per listed path, 8 bytes each, sorted; then the walk asks each file of the tree.
+    # A 64-bit key per listed path of this walker's share, 8 bytes each, sorted; then the walk asks
+    # each file of its share of the tree.
     keys = array.array('Q')
     with open(listing, encoding='utf-8') as f:
         for line in f:
-            keys.append(path_key(json.loads(line)[0]))
+            rel = json.loads(line)[0]
+            top, sep, _ = rel.partition('/')
+            if _share(top if sep else None, n) == j:
+                keys.append(path_key(rel))
     keys = array.array('Q', sorted(keys))
     i = 0
     # Depth first by name, each directory's files before its subdirectories (os.walk's order, as
@@ -262,7 +277,7 @@ def _walk_part(tree, root, listing, problem, j, n):
                 if not e.is_symlink():
                     if not rel:  # this process's share of the top directories
                         nth += 1
-                        if (nth - 1) % n != j: continue
+                        if _share(e.name, n) != j: continue
                     subs.append((r, top or nth))
             elif not rel and j != 0:
                 continue

@@ -247,7 +247,14 @@ export function parseTailState(json: string): JobInfo | undefined {
     return undefined;
   }
   if (!Array.isArray(lines) || !lines.every((l): l is string => typeof l === 'string' && !l.includes('\n'))) return undefined;
-  return parseJobInfo(lines.join('\n'));
+  // Without its state line it is not job-status's answer; a repeated key is not believed either
+  // (parseKeyValues refuses it): the follower asks job-status then.
+  if (!lines.some((l) => l.startsWith('state='))) return undefined;
+  try {
+    return parseJobInfo(lines.join('\n'));
+  } catch {
+    return undefined;
+  }
 }
 
 export async function followJob(host: RemoteHost, id: string, opts: FollowOptions): Promise<JobOutcome> {

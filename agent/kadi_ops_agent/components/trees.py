@@ -9,7 +9,7 @@ import grp
 import subprocess
 import threading
 
-from ..common import archive_listing, decompressor, disk_kb, du, fail, have, out, remove_tree, resolved, warn
+from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, warn
 from ..progress import ReadWatcher
 from .. import jobs
 
@@ -150,7 +150,7 @@ class Tree:
             res = json.load(f)
         if res['otherOwner']:
             ctx.attention('%d entries under %s are not owned by %s (the first: %s); run as root: chown -R %s:%s %s'
-                          % (res['otherOwner'], live, owner, res['otherOwnerFirst'][0], owner, group, live))
+                          % (res['otherOwner'], live, owner, one_line(res['otherOwnerFirst'][0]), owner, group, live))
         if res['groupFailed']:
             from ..common import user_name
             ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)'
