@@ -368,6 +368,27 @@ describe('backup faults and verification against the sandbox host', function () 
       assert.equal((await listSets(smallHost)).sets.length, 0);
     });
 
+    it("a first set whose trees cannot fit is stopped while it copies (the trees' size is measured beside the copy) and fails naming the space", async () => {
+      await mount('190m'); // not 200m: a profile of its own (the pool keeps a host per profile name)
+      await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
+      // The database fits; the storage tree (a 250 MB record file in it) does not.
+      const big = await sb.addStorageFile({ size: 250 * 1024 * 1024 });
+      try {
+        const dd = await discover(smallHost);
+        const sink = new MemorySink();
+        const outcome = await followJob(smallHost, await startBackup(smallHost, dd), { sink });
+        assert.equal(outcome.result, 'failed', sink.text());
+        assert.match(outcome.reason ?? '', /^not enough space in .*: about \d+ MiB needed, \d+ MiB free$/, sink.text());
+        assert.ok(Number(/about (\d+) MiB needed/.exec(outcome.reason ?? '')?.[1]) >= 250, outcome.reason);
+        assert.match(sink.text(), /files: copying STORAGE_PATH/, 'the copy did not wait for the measurement');
+        const listing = await listSets(smallHost);
+        assert.deepEqual([listing.sets.length, listing.partials.length], [0, 0]);
+      } finally {
+        fs.rmSync(big.path);
+        await sb.psql(`DELETE FROM file WHERE id = '${big.id}'`);
+      }
+    });
+
     it('a disk that fills during the copy fails the job, removes the partial set and keeps the previous set good', async () => {
       await mount('200m');
       // The first set fits (the bulk table is dropped for this test so the dump is small).
