@@ -16,6 +16,7 @@ import hashlib
 import sys
 
 from .common import Progress, one_line
+from .manifest import tree_entries
 
 
 # Files smaller than this are copied by the walking thread itself: handing one to a worker cost ~100
@@ -164,18 +165,9 @@ def main(argv):
         root_st = meta(os.lstat(src))
     except OSError as e:
         raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
-    def previous_entries():
-        # What the previous set walked: the progress total of a repeat set without a second walk
-        # (a day's changes are a small part; the last line is put right at the end).
-        try:
-            with open(os.path.join(prev_set, 'manifest.json'), encoding='utf-8') as f:
-                for a in json.load(f).get('artifacts', []):
-                    if a.get('tree') == name and isinstance(a.get('entries'), int): return a['entries']
-        except (OSError, ValueError):
-            pass
-        return 0
-
-    guess = previous_entries() if prev else 0
+    # What the previous set walked: the progress total of a repeat set without a second walk (a
+    # day's changes are a small part; the last line is put right at the end).
+    guess = tree_entries(prev_set, name) if prev else 0
     progress = Progress(name, guess, 'entries', estimated=guess > 0)  # files, directories and links
     progress_lock = output_lock  # progress lines are printed by whichever thread ticks
     def count_total():

@@ -20,6 +20,19 @@ from .common import Progress, sha256
 USAGE = 'usage: manifest PARTIAL BASE_JSON'
 
 
+def tree_entries(set_dir, tree):
+    """The entries (files, directories, links) the backup of SET_DIR counted in its TREE, as its
+    manifest records them: a progress total without a walk. 0 when the set does not say."""
+    try:
+        with open(os.path.join(set_dir, 'manifest.json'), encoding='utf-8') as f:
+            for a in json.load(f).get('artifacts', []):
+                if a.get('tree') == tree and isinstance(a.get('entries'), int):
+                    return a['entries']
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def main(argv):
     if len(argv) != 2:
         raise SystemExit(USAGE)

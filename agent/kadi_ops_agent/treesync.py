@@ -15,7 +15,8 @@ Never follows a symbolic link of the live tree: a link is an entry like any othe
 removed as a link, and a directory is entered only when it is one. Interrupted, it is completed by
 running it again (a temporary file left behind is not in the set, so it is removed then).
 
-Usage: tree-sync NAME SET_TREE LIVE_TREE OWNER GROUP ENTRIES RESULT
+Usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT
+  UID GID: the live tree's owner and group (numbers: the live root's, as restore read them)
   ENTRIES: the set tree's entry count for progress (0: unknown)
 Prints progress lines and `NAME: N entries checked, C files copied (B bytes), D removed, A attributes
 set`; writes the counts, and the entries of another owner or group it could not change, to RESULT
@@ -28,7 +29,7 @@ import stat
 
 from .common import Progress, one_line
 
-USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE OWNER GROUP ENTRIES RESULT'
+USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT'
 TMP = '.kadi-ops-restore-'
 DIR_MODE, FILE_MODE = 0o750, 0o640
 
@@ -210,9 +211,8 @@ class Sync:
         return subs
 
     def summary(self):
-        s = '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set' % (
+        return '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set' % (
             self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs)
-        return s
 
 
 def _same_time(live_ns, set_ns):
@@ -235,15 +235,11 @@ def _sendfile(fi, fo, size):
 def main(argv):
     if len(argv) != 7:
         raise SystemExit(USAGE)
-    name, src, dst, owner, group, entries, result = argv
-    import grp
-    import pwd
+    name, src, dst, uid, gid, entries, result = argv
     try:
-        uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        total = int(entries or 0)
-    except (KeyError, ValueError) as e:
-        raise SystemExit('tree-sync: bad owner, group or entry count (%s)\n%s' % (e, USAGE))
+        uid, gid, total = int(uid), int(gid), int(entries or 0)
+    except ValueError as e:
+        raise SystemExit('tree-sync: bad uid, gid or entry count (%s)\n%s' % (e, USAGE))
     s = Sync(name, src.rstrip('/') or '/', dst.rstrip('/') or '/', uid, gid, Progress(name, total, 'entries', estimated=total > 0))
     try:
         s.run()

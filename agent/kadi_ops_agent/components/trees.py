@@ -12,6 +12,7 @@ import threading
 from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, warn
 from ..progress import ReadWatcher
 from .. import jobs
+from ..manifest import tree_entries
 
 
 class Tree:
@@ -142,8 +143,8 @@ class Tree:
         # then walks of the whole live tree for owner, group and modes.
         result = ctx.job.path('sync-%s.json' % self.name)
         out('syncing %s/ into %s/ (directories 750, files 640, owner %s, group %s)' % (src, live, owner, group))
-        r = subprocess.run([*jobs.agent_argv(), 'tree-sync', self.name, src, live, owner, group,
-                            str(self._entries(ctx) if src != extract else 0), result], stdin=subprocess.DEVNULL)
+        r = subprocess.run([*jobs.agent_argv(), 'tree-sync', self.name, src, live, str(st.st_uid), str(st.st_gid),
+                            str(tree_entries(d, self.name) if src != extract else 0), result], stdin=subprocess.DEVNULL)
         if r.returncode != 0:
             fail('restoring %s failed (status %d; the reason is above)' % (self.label, r.returncode))
         with open(result, encoding='utf-8') as f:
@@ -156,17 +157,6 @@ class Tree:
             ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)'
                           % (group, res['groupFailed'], live, user_name(), group))
         remove_tree(extract)
-
-    def _entries(self, ctx):
-        """The set tree's entries as its backup counted them (for progress), or 0."""
-        try:
-            with open(os.path.join(ctx.set_dir, 'manifest.json'), encoding='utf-8') as f:
-                for a in json.load(f).get('artifacts', []):
-                    if a.get('tree') == self.name and isinstance(a.get('entries'), int):
-                        return a['entries']
-        except (OSError, ValueError):
-            pass
-        return 0
 
     # --- preflight --------------------------------------------------------------------------------
 
@@ -208,8 +198,9 @@ def fix_perms(ctx, live, owner, group):
     (find -exec {} +), so 20k+ files take a moment, not minutes.
 
     A non-root Kadi user cannot chown to another user. When it owns the live tree itself (the usual
-    kadi:kadi or kadi:www-data layout) everything rsync wrote is already its own, so only group and
-    modes remain. Anything owned by someone else is reported for a root chown."""
+    kadi:kadi or kadi:www-data layout) everything it wrote is already its own, so only group and
+    modes remain. Anything owned by someone else is reported for a root chown. (maintenance's
+    permission repair; a restore sets the same in its one walk, treesync.py.)"""
     if os.geteuid() == 0:
         subprocess.run(['find', live, '!', '-user', owner, '-exec', 'chown', '-h', owner, '{}', '+'], check=True)
     else:
