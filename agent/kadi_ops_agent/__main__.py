@@ -57,6 +57,7 @@ VERBS = {
     # Helpers the verbs run as processes of their own.
     'copier': ('copier', 'main'),
     'tree-sync': ('treesync', 'main'),
+    'tree-sync-part': ('treesync', 'part'),
     'files-check-answer': ('files_check_answer', 'main'),
     # Parts of a verify, kept as commands for their tests and for running by hand.
     'verify-quick': ('verify_quick', 'main'),

@@ -17,23 +17,21 @@ import datetime
 import hashlib
 import json
 import os
-import selectors
 import stat
-import subprocess
 import sys
 
 from .common import Progress, one_line, sha256
-from . import jobs
+from . import parts
 
 USAGE = 'usage: verify-quick SET_DIR TOC_OK TOC_ENTRIES OUT ARCHIVES_TSV'
 PART_USAGE = 'usage: verify-quick-part TREE ROOT LIST K N   (K = walkJ: the files the list does not name)'
 
-# A tree's files are checked by processes of their own (verify-quick-part), one per CPU (at most
-# four), each taking every Nth line of the list, beside as many that walk the tree (every Nth top
-# directory) for files the list does not name: with small files the work is per file (open, read, hash, close), which one
-# Python process does at about half the speed of sha256sum; side by side they keep up with it.
-# Each reads the list as a stream: memory does not grow with the number of files.
-MAX_WORKERS = 4
+# A tree's files are checked by processes of their own (verify-quick-part, see parts.py), one per
+# CPU, each taking every Nth line of the list, beside as many that walk the tree (every Nth top
+# directory) for files the list does not name: with small files the work is per file (open, read,
+# hash, close), which one Python process does at about half the speed of sha256sum; side by side
+# they keep up with it. Each reads the list as a stream: memory does not grow with the number of files.
+
 # Bytes read at once into a buffer kept for the whole run (a fresh 1 MiB bytes object per read was
 # an mmap and a munmap per file: most of the time went there with small files).
 BUF = 1 << 18
@@ -71,14 +69,6 @@ class Problems(list):
         self.count += n
 
 
-def workers():
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, n))
-
-
 def check_tree(tree, root, listing, progress, files_hint=None):
     """The tree's files against its list, by verify-quick-part processes: (files, bytes, problems in
     the list's order, then the files the list does not name). A small tree (FILES_HINT below
@@ -92,21 +82,12 @@ def check_tree(tree, root, listing, progress, files_hint=None):
         except (ValueError, TypeError, LookupError) as e:  # a list line that is not [path, size, mtime, sha256]
             raise SystemExit('ERROR: checking the %s tree failed: its file list cannot be read (%s)' % (tree, one_line(e)))
         return files, nbytes, found
-    n = workers()
-    argv = [*jobs.agent_argv(), 'verify-quick-part', tree, root, listing]
-    procs = [subprocess.Popen(argv + [k, str(n)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-             for k in [*map(str, range(n)), *('walk%d' % j for j in range(n))]]
-    sel = selectors.DefaultSelector()
-    bufs = {}
-    for p in procs:
-        sel.register(p.stdout, selectors.EVENT_READ, p)
-        bufs[p] = b''
+    n = parts.workers()
     found = Problems()
     kept = []  # (index, problem) of every process, merged in list order
     files = nbytes = 0
-    done = set()
 
-    def line(p, raw):
+    def line(_i, raw):
         nonlocal files, nbytes
         kind, _, rest = raw.decode('ascii').partition(' ')
         if kind == 'B':
@@ -118,31 +99,11 @@ def check_tree(tree, root, listing, progress, files_hint=None):
             f, b, more = (int(x) for x in rest.split())
             files += f; nbytes += b
             found.add_count(more)  # problems beyond what the process sent
-            done.add(p)
-    try:
-        while sel.get_map():
-            for key, _ in sel.select():
-                p = key.data
-                chunk = os.read(key.fileobj.fileno(), 1 << 16)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                bufs[p] += chunk
-                *whole, bufs[p] = bufs[p].split(b'\n')
-                for raw in whole: line(p, raw)
-    except BaseException:  # a line not understood, a cancel: no process is left checking
-        for p in procs:
-            if p.poll() is None: p.kill()
-        raise
-    finally:
-        sel.close()
-    for p in procs:
-        p.stdout.close()
-        if p.wait() != 0 or p not in done:
-            for q in procs:
-                if q.poll() is None: q.kill()
-            raise SystemExit('ERROR: checking the %s tree failed (a verify-quick-part process ended with status %s; '
-                             'its error is above)' % (tree, p.returncode))
+            return True
+        return False
+    parts.run([['verify-quick-part', tree, root, listing, k, str(n)] for k in [*map(str, range(n)), *('walk%d' % j for j in range(n))]],
+              line, lambda status: 'ERROR: checking the %s tree failed (a verify-quick-part process ended with status %s; '
+                                   'its error is above)' % (tree, status))
     for _, text in sorted(kept, key=lambda x: x[0]): found.append(text)
     return files, nbytes, found
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from support import ZipappTestCase, put
@@ -35,7 +36,20 @@ def tree(root):
     return out
 
 
+def dir_times(root):
+    """{rel: (mtime, ctime)} of ROOT and the directories below it."""
+    out = {}
+    for dirpath, _, _ in os.walk(root):
+        st = os.lstat(dirpath)
+        out[os.path.relpath(dirpath, root)] = (st.st_mtime_ns, st.st_ctime_ns)
+    return out
+
+
 class TreeSyncTest(ZipappTestCase):
+    """tree-sync of a small tree (an entry count below IN_PROCESS) in its own process;
+    PartsTreeSyncTest runs the same with the count unknown, by tree-sync-part processes."""
+    PARALLEL = False
+
     def setUp(self):
         base = os.path.join(self.tmp.name, self.id().rsplit('.', 1)[-1])
         self.set, self.live, self.outside = base + '/set', base + '/live', base + '/outside'
@@ -43,7 +57,8 @@ class TreeSyncTest(ZipappTestCase):
             os.makedirs(d)
         self.result = base + '/result.json'
 
-    def sync(self, entries='0'):
+    def sync(self, entries='12'):
+        entries = '0' if self.PARALLEL else entries
         r = self.agent('tree-sync', 'storage', self.set, self.live, str(os.geteuid()), str(os.getegid()), entries, self.result)
         self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
         with open(self.result, encoding='utf-8') as f:
@@ -96,10 +111,15 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual((res['copied'], res['removed'], res['otherOwner'], res['groupFailed']), (5, 10, 0, 0), r.stdout)
         self.assertIn('storage: %d entries checked, 5 files copied' % res['checked'], r.stdout)
         self.assertIn('[progress] storage 100% 12/12 entries', r.stdout)
+        want_times = {rel: t[0] for rel, t in dir_times(self.set).items()}
+        self.assertEqual({rel: t[0] for rel, t in dir_times(self.live).items()}, want_times, 'directories have the set\'s times')
 
+        before = dir_times(self.live)
+        time.sleep(0.01)
         _, again = self.sync()
         self.assertEqual((again['copied'], again['removed'], again['attrs']), (0, 0, 0))
         self.assertEqual(tree(self.live), got)
+        self.assertEqual(dir_times(self.live), before, 'a directory with nothing to change is not written (its ctime)')
 
     def test_a_link_in_the_live_tree_is_never_followed(self):
         # Where the set has a directory (and a file) the live tree has links to a directory outside.
@@ -139,41 +159,70 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.live, 'shared')).st_mode), 0o2750)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.live, 'shared/file')).st_mode), 0o640)
 
+    def as_nobody(self, make):
+        """tree-sync run as nobody on a set and a live tree of nobody's, after MAKE(src, dst) (run as
+        root: the entries it leaves root's stay root's); (the run, its result or None, dst)."""
+        nobody = pwd.getpwnam('nobody')
+        base = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, base)
+        os.chmod(base, 0o755)
+        pyz = os.path.join(base, 'agent.pyz')
+        shutil.copy(self.pyz, pyz)
+        os.chmod(pyz, 0o644)
+        src, dst = base + '/set', base + '/live'
+        os.makedirs(src); os.makedirs(dst)
+        for dirpath, dirnames, filenames in os.walk(base):
+            for n in dirnames + filenames + ['.']:
+                os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
+        make(src, dst, lambda p: os.chown(p, nobody.pw_uid, nobody.pw_gid))
+        result = base + '/result.json'
+        # The system's Python, as a host runs the agent (nobody may not reach this one's folder
+        # to start tree-sync's processes again).
+        python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
+        r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups',
+                            python, '-I', '-S', pyz, 'tree-sync', 'storage', src, dst, str(nobody.pw_uid),
+                            str(nobody.pw_gid), '0' if self.PARALLEL else '3', result], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        res = None
+        if os.path.exists(result):
+            with open(result, encoding='utf-8') as f:
+                res = json.load(f)
+        return r, res, dst
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
     def test_as_the_kadi_user_an_entry_of_another_owner_is_counted_not_a_failure(self):
         # The sync runs as nobody on a tree of nobody's holding one unchanged root-owned file whose
         # mode is not the guide's: counted for a root chown, left as it is, the rest restored.
-        nobody = pwd.getpwnam('nobody')
-        base = tempfile.mkdtemp()
-        try:
-            os.chmod(base, 0o755)
-            pyz = os.path.join(base, 'agent.pyz')
-            shutil.copy(self.pyz, pyz)
-            os.chmod(pyz, 0o644)
-            src, dst = base + '/set', base + '/live'
-            put(src, 'd/root-owned', b'same')
-            put(src, 'd/new', b'new')
-            put(dst, 'd/root-owned', b'same')
-            put(dst, 'd/extra', b'extra')
+        def make(src, dst, give):
+            for root, rel, data in ((src, 'd/root-owned', b'same'), (src, 'd/new', b'new'), (dst, 'd/root-owned', b'same'), (dst, 'd/extra', b'extra')):
+                p = put(root, rel, data)
+                give(p); give(os.path.dirname(p))
             os.utime(os.path.join(src, 'd/root-owned'), (T0, T0))
             os.utime(os.path.join(dst, 'd/root-owned'), (T0, T0))
-            for dirpath, dirnames, filenames in os.walk(base):
-                for n in dirnames + filenames + ['.']:
-                    os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
             os.chown(os.path.join(dst, 'd/root-owned'), 0, 0)
             os.chmod(os.path.join(dst, 'd/root-owned'), 0o644)
-            result = base + '/result.json'
-            r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups',
-                                sys.executable, '-I', '-S', pyz, 'tree-sync', 'storage', src, dst, str(nobody.pw_uid),
-                                str(nobody.pw_gid), '0', result], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            with open(result, encoding='utf-8') as f:
-                res = json.load(f)
-            self.assertEqual((res['otherOwner'], res['otherOwnerFirst']), (1, [os.path.join(dst, 'd/root-owned')]))
-            self.assertEqual(sorted(os.listdir(os.path.join(dst, 'd'))), ['new', 'root-owned'])
-            self.assertEqual(os.stat(os.path.join(dst, 'd/root-owned')).st_uid, 0)
-        finally:
-            shutil.rmtree(base)
+        r, res, dst = self.as_nobody(make)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((res['otherOwner'], res['otherOwnerFirst']), (1, [os.path.join(dst, 'd/root-owned')]))
+        self.assertEqual(sorted(os.listdir(os.path.join(dst, 'd'))), ['new', 'root-owned'])
+        self.assertEqual(os.stat(os.path.join(dst, 'd/root-owned')).st_uid, 0)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
+    def test_a_directory_that_cannot_be_read_fails_the_sync_with_its_name(self):
+        # Below the top (a tree-sync-part's share when the count is unknown): a live directory of
+        # root's that nobody cannot read. The sync fails naming it, writes no result, and what the
+        # other directories needed is done or can be done by running it again.
+        def make(src, dst, give):
+            for root, rel in ((src, 'a/b/file'), (src, 'z/y/file'), (dst, 'a/b/old')):
+                p = put(root, rel, b'x')
+                for q in (p, os.path.dirname(p), os.path.dirname(os.path.dirname(p))): give(q)
+            os.chown(os.path.join(dst, 'a/b'), 0, 0)
+            os.chmod(os.path.join(dst, 'a/b'), 0o700)
+        r, res, dst = self.as_nobody(make)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn('ERROR: restoring storage failed: ', r.stderr)
+        self.assertIn(os.path.join(dst, 'a/b'), r.stderr)
+        self.assertIsNone(res)
+        self.assertNotIn("Traceback", r.stderr)
 
     def test_an_error_names_what_failed_and_the_usage_is_checked(self):
         self.put_set('file', b'x')
@@ -188,3 +237,11 @@ class TreeSyncTest(ZipappTestCase):
             r = self.agent('tree-sync', *args)
             self.assertNotEqual(r.returncode, 0)
             self.assertIn('usage: tree-sync', r.stderr)
+
+
+class PartsTreeSyncTest(TreeSyncTest):
+    PARALLEL = True
+
+
+if __name__ == '__main__':
+    unittest.main()
