@@ -47,12 +47,28 @@ TMP = '.kadi-ops-restore-'
 DIR_MODE, FILE_MODE = 0o750, 0o640
 
 
+# Directories are opened by name in their parent's descriptor, never through a link (O_NOFOLLOW),
+# and every change is made relative to the directory it is in: a directory of the live tree that
+# something replaced with a link while the sync ran is an error, never a way out of the tree (the
+# sync may run as root, and the live tree is writable by the Kadi user).
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Two descriptors are held per level: deeper trees than this fail with a message (Kadi's are 4 deep).
+MAX_DEPTH = 256
+
+
 class SyncError(Exception):
     pass
 
 
 def _is_dir(e):
     return e.is_dir(follow_symlinks=False)
+
+
+def _named(e, where):
+    """E (an OSError about a name in the directory WHERE) naming the whole path."""
+    if isinstance(e.filename, str) and not e.filename.startswith('/'):
+        return OSError(e.errno, e.strerror, where + '/' + e.filename)
+    return e
 
 
 class Sync:
@@ -70,18 +86,21 @@ class Sync:
 
     # --- attributes -------------------------------------------------------------------------------
 
-    def _own(self, path, st, mode):
-        """The guide's mode, the group and (as root) the owner, each set only where it differs. A
-        directory keeps its set-group-ID bit (a kadi:www-data tree may rely on it for the group of
-        files Kadi creates; chmod 750 by GNU chmod kept it too). Run as the Kadi user, an entry of
-        another owner is counted for a root chown and left as it is: its mode and group cannot be
-        changed by this user, and trying would end the restore half done."""
+    def _own(self, dfd, name, path, st, mode):
+        """The guide's mode, the group and (as root) the owner of NAME in the directory DFD (NAME
+        None: DFD itself; PATH names it), each set only where it differs. A directory keeps its
+        set-group-ID bit (a kadi:www-data tree may rely on it for the group of files Kadi creates;
+        chmod 750 by GNU chmod kept it too). Run as the Kadi user, an entry of another owner is
+        counted for a root chown and left as it is: its mode and group cannot be changed by this
+        user, and trying would end the restore half done."""
         if mode is not None and stat.S_ISDIR(st.st_mode):
             mode |= st.st_mode & stat.S_ISGID
+        at = {} if name is None else {'dir_fd': dfd, 'follow_symlinks': False}
+        it = dfd if name is None else name
         changed = False
         if st.st_uid != self.uid:
             if self.root:
-                os.chown(path, self.uid, -1, follow_symlinks=False)
+                os.chown(it, self.uid, -1, **at)
                 changed = True
             else:
                 self.other_owner_n += 1
@@ -90,62 +109,91 @@ class Sync:
                     return
         if st.st_gid != self.gid:
             try:
-                os.chown(path, -1, self.gid, follow_symlinks=False)
+                os.chown(it, -1, self.gid, **at)
                 changed = True
             except PermissionError:
                 self.group_failed += 1
         if mode is not None and stat.S_IMODE(st.st_mode) != mode:
-            os.chmod(path, mode)  # PATH is no link: it was read with lstat (links get mode None)
+            self._chmod(dfd, name, mode)
             changed = True
         if changed: self.attrs += 1
 
+    def _chmod(self, dfd, name, mode):
+        # Never through a link (there is no chmod that does not follow one): as root the entry is
+        # opened without following and changed by its descriptor. Run as the Kadi user, a link put
+        # in its place could only lead to what that user may change anyway.
+        if name is None:
+            os.chmod(dfd, mode)
+        elif self.root:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                os.chmod(fd, mode)
+            finally:
+                os.close(fd)
+        else:
+            os.chmod(name, mode, dir_fd=dfd)
+
     # --- entries ----------------------------------------------------------------------------------
 
-    def _remove(self, e):
+    def _remove(self, dfd, e, where):
         if _is_dir(e):
             st = e.stat(follow_symlinks=False)
-            if st.st_mode & 0o700 != 0o700 and (self.root or st.st_uid == os.geteuid()):
-                os.chmod(e.path, 0o700)  # a directory without permissions for its owner is emptied too
-            self._empty(e.path)
-            os.rmdir(e.path)
+            if not self.root and st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid():
+                os.chmod(e.name, 0o700, dir_fd=dfd)  # a directory without permissions for its owner is emptied too
+            fd = os.open(e.name, O_DIR, dir_fd=dfd)
+            try:
+                self._empty(fd, where + '/' + e.name)
+            finally:
+                os.close(fd)
+            os.rmdir(e.name, dir_fd=dfd)
         else:
-            os.unlink(e.path)
+            os.unlink(e.name, dir_fd=dfd)
         self.removed += 1
         self.writes += 1
 
-    def _empty(self, path):
-        with os.scandir(path) as it:
-            entries = list(it)
-        for e in entries:
-            self._remove(e)
+    def _empty(self, fd, where):
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for e in entries:
+                self._remove(fd, e, where)
+        except OSError as e:
+            raise _named(e, where)
 
-    def _copy(self, s, st, target, taken):
-        """The set's file S into TARGET through a temporary name in the same directory: a short
+    def _copy(self, sfd, name, st, dfd, taken, where):
+        """The set's file NAME (in SFD) into the live directory DFD through a temporary name: a short
         random one (any name fits NAME_MAX) that is neither in the set's directory (TAKEN) nor on
         disk. One left behind by an interrupted run is not in the set: the next run removes it."""
-        d = os.path.dirname(target)
         while True:
-            name = TMP + secrets.token_hex(8)
-            if name in taken: continue
-            tmp = os.path.join(d, name)
+            tmp = TMP + secrets.token_hex(8)
+            if tmp in taken: continue
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fo = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
                 break
             except FileExistsError:
                 continue
         try:
-            with open(s, 'rb') as fi, open(fd, 'wb', closefd=True) as fo:
-                _sendfile(fi, fo, st.st_size)
+            try:
                 try:
-                    os.fchown(fo.fileno(), self.uid if self.root else -1, self.gid)
+                    fi = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
+                except OSError as e:
+                    raise _named(e, self.src + where)
+                try:
+                    _sendfile(fi, fo, st.st_size)
+                finally:
+                    os.close(fi)
+                try:
+                    os.fchown(fo, self.uid if self.root else -1, self.gid)
                 except PermissionError:
                     self.group_failed += 1
-                os.fchmod(fo.fileno(), FILE_MODE)
-            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-            os.replace(tmp, target)
+                os.fchmod(fo, FILE_MODE)
+                os.utime(fo, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(fo)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
             try:
-                os.unlink(tmp)  # a full disk, a cancel: no half file left behind
+                os.unlink(tmp, dir_fd=dfd)  # a full disk, a cancel: no half file left behind
             except OSError:
                 pass
             raise
@@ -153,42 +201,79 @@ class Sync:
         self.copied_bytes += st.st_size
         self.writes += 1
 
+    # --- the walk ---------------------------------------------------------------------------------
+
     def top(self):
-        """The top directory and its own entries: its subdirectories to walk, and what leave() needs."""
-        root_st = os.lstat(self.src)
-        live_st = os.lstat(self.dst)
-        if not stat.S_ISDIR(live_st.st_mode):
+        """Opens both tops (each may be reached through a link: STORAGE_PATH may be one) and does the
+        top's own entries: its subdirectories to walk, and what leave() needs."""
+        try:
+            self.sfd = os.open(self.src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SyncError('the set\'s %s cannot be read: %s' % (self.src, e.strerror or e))
+        try:
+            self.dfd = os.open(self.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
             raise SyncError('%s is not a directory' % self.dst)
-        self._own(self.dst, live_st, DIR_MODE)
-        subs, wrote = self._dir('')
-        return subs, ('', root_st, wrote or live_st.st_mtime_ns != root_st.st_mtime_ns)
+        except OSError as e:
+            raise SyncError('%s cannot be opened: %s' % (self.dst, e.strerror or e))
+        root_st, live_st = os.stat(self.sfd), os.stat(self.dfd)
+        self._own(self.dfd, None, self.dst, live_st, DIR_MODE)
+        subs, wrote = self._dir(self.sfd, self.dfd, '')
+        return subs, (self.dfd, root_st, wrote or live_st.st_mtime_ns != root_st.st_mtime_ns)
 
     def share(self, k, n):
         """The top's subdirectories of tree-sync-part K of N (top() made and owned them)."""
+        self.sfd = os.open(self.src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dfd = os.open(self.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         subs = []
-        with os.scandir(self.src) as it:
+        with os.scandir(self.sfd) as it:
             for e in it:
                 if _is_dir(e) and path_key(e.name) % n == k:
-                    subs.append(('/' + e.name, e.stat(follow_symlinks=False), os.lstat(self.dst + '/' + e.name).st_mtime_ns))
-        return sorted(subs, key=lambda x: x[0])
+                    live = os.stat(e.name, dir_fd=self.dfd, follow_symlinks=False)
+                    subs.append((e.name, e.stat(follow_symlinks=False), live.st_mtime_ns))
+        return sorted(subs)
 
     def walk(self, subs):
-        """The trees below SUBS ([(rel, set stat, live mtime)]), depth first in name order; a
-        directory's times once what is in it is done."""
-        stack = [('enter', *x) for x in reversed(subs)]
-        while stack:
-            what, rel, st, x = stack.pop()
-            if what == 'leave':
-                self.leave(rel, st, x)
-                continue
-            below, wrote = self._dir(rel)
-            stack.append(('leave', rel, st, wrote or x != st.st_mtime_ns))
-            stack.extend(('enter', *y) for y in reversed(below))
+        """The trees below the top's subdirectories SUBS ([(name, set stat, live mtime)]), depth
+        first in name order, each directory held open on both sides while it and what is below it
+        are done; then its times."""
+        stack = [(self.sfd, self.dfd, '', iter(subs), None)]
+        try:
+            while stack:
+                sfd, dfd, rel, it, leave = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    stack.pop()
+                    if leave is not None:
+                        try:
+                            self.leave(dfd, *leave)
+                        finally:
+                            os.close(sfd); os.close(dfd)
+                    continue
+                name, st, live_mtime = nxt
+                crel = rel + '/' + name
+                if len(stack) > MAX_DEPTH:
+                    raise SyncError('%s%s is more than %d directories deep' % (self.src, crel, MAX_DEPTH))
+                try:
+                    csfd = os.open(name, O_DIR, dir_fd=sfd)
+                except OSError as e:
+                    raise _named(e, self.src + rel)
+                try:
+                    cdfd = os.open(name, O_DIR, dir_fd=dfd)
+                except OSError as e:
+                    os.close(csfd)
+                    raise _named(e, self.dst + rel)
+                stack.append((csfd, cdfd, crel, iter(()), None))  # closed below on an error
+                below, wrote = self._dir(csfd, cdfd, crel)
+                stack[-1] = (csfd, cdfd, crel, iter(below), (st, wrote or live_mtime != st.st_mtime_ns))
+        finally:
+            for sfd, dfd, _, _, leave in stack[1:]:
+                os.close(sfd); os.close(dfd)
 
-    def leave(self, rel, st, differs):
+    def leave(self, dfd, st, differs):
         # The set's times, where they differ or writing into the directory changed them.
         if differs:
-            os.utime(self.dst + rel if rel else self.dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def counts(self):
         return {'checked': self.checked, 'copied': self.copied, 'copiedBytes': self.copied_bytes, 'removed': self.removed,
@@ -202,24 +287,36 @@ class Sync:
         self.other_owner_n += c['otherOwner']
         self.other_owner = (self.other_owner + c['otherOwnerFirst'])[:5]
 
-    def _dir(self, rel):
-        """One directory of both sides: its subdirectories to enter [(rel, set stat, live mtime)],
-        and whether an entry of it was made, replaced or removed."""
-        writes = self.writes
+    def _dir(self, sfd, dfd, rel):
+        """One directory of both sides (REL, open as SFD and DFD): its subdirectories to enter
+        [(name, set stat, live mtime)], and whether an entry of it was made, replaced or removed."""
         sdir, ddir = self.src + rel, self.dst + rel
-        with os.scandir(sdir) as it:
-            S = {e.name: e for e in it}
-        with os.scandir(ddir) as it:
+        try:
+            with os.scandir(sfd) as it:
+                S = {e.name: e for e in it}
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, sdir)
+        try:
+            return self._entries(sfd, dfd, rel, S)
+        except OSError as e:
+            raise _named(e, ddir)
+
+    def _entries(self, sfd, dfd, rel, S):
+        writes = self.writes
+        ddir = self.dst + rel
+        with os.scandir(dfd) as it:
             L = {e.name: e for e in it}
         for name in sorted(L.keys() - S.keys()):
-            self._remove(L[name])
+            self._remove(dfd, L[name], ddir)
         subs = []
         for name in sorted(S):
             e, l = S[name], L.get(name)
-            target = ddir + '/' + name
             self.checked += 1
             self.progress.add(1)
-            st = e.stat(follow_symlinks=False)
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError as x:
+                raise _named(x, self.src + rel)
             if l is not None:
                 try:
                     l.stat(follow_symlinks=False)
@@ -227,35 +324,38 @@ class Sync:
                     l = None
             if stat.S_ISDIR(st.st_mode):
                 if l is not None and not _is_dir(l):
-                    self._remove(l); l = None
+                    self._remove(dfd, l, ddir); l = None
                 if l is None:
-                    os.mkdir(target, DIR_MODE)
+                    os.mkdir(name, DIR_MODE, dir_fd=dfd)
                     self.writes += 1
-                    lst = os.lstat(target)
+                    lst = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 else:
                     lst = l.stat(follow_symlinks=False)
-                self._own(target, lst, DIR_MODE)
-                subs.append((rel + '/' + name, st, lst.st_mtime_ns))
+                self._own(dfd, name, ddir + '/' + name, lst, DIR_MODE)
+                subs.append((name, st, lst.st_mtime_ns))
             elif stat.S_ISREG(st.st_mode):
                 if l is not None:
                     lst = l.stat(follow_symlinks=False)
                     if stat.S_ISREG(lst.st_mode) and lst.st_size == st.st_size and _same_time(lst.st_mtime_ns, st.st_mtime_ns):
-                        self._own(target, lst, FILE_MODE)
+                        self._own(dfd, name, ddir + '/' + name, lst, FILE_MODE)
                         continue
                     if stat.S_ISDIR(lst.st_mode):
-                        self._remove(l)
-                self._copy(e.path, st, target, S)
+                        self._remove(dfd, l, ddir)
+                self._copy(sfd, name, st, dfd, S, rel)
             elif stat.S_ISLNK(st.st_mode):
-                link = os.readlink(e.path)
+                try:
+                    link = os.readlink(name, dir_fd=sfd)
+                except OSError as x:
+                    raise _named(x, self.src + rel)
                 if l is not None:
-                    if l.is_symlink() and os.readlink(l.path) == link:
-                        self._own(target, l.stat(follow_symlinks=False), None)
+                    if l.is_symlink() and os.readlink(name, dir_fd=dfd) == link:
+                        self._own(dfd, name, ddir + '/' + name, l.stat(follow_symlinks=False), None)
                         continue
-                    self._remove(l)
-                os.symlink(link, target)
+                    self._remove(dfd, l, ddir)
+                os.symlink(link, name, dir_fd=dfd)
                 self.writes += 1
-                self._own(target, os.lstat(target), None)
-                os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                self._own(dfd, name, ddir + '/' + name, os.stat(name, dir_fd=dfd, follow_symlinks=False), None)
+                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
             else:
                 self.warn('WARNING: %s: skipping special file %s in the set' % (self.name, one_line(rel + '/' + name)))
         return subs, self.writes != writes
@@ -263,6 +363,11 @@ class Sync:
     def summary(self):
         return '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set' % (
             self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs)
+
+
+def _top(path):
+    # Absolute (errors name whole paths), without a trailing slash (paths below are TOP/REL).
+    return os.path.abspath(path).rstrip('/') or '/'
 
 
 def _same_time(live_ns, set_ns):
@@ -276,7 +381,7 @@ def _sendfile(fi, fo, size):
     # read to its end.
     offset = 0
     while True:
-        n = os.sendfile(fo.fileno(), fi.fileno(), offset, max(size - offset, 1 << 20))
+        n = os.sendfile(fo, fi, offset, max(size - offset, 1 << 20))
         if n == 0:
             break
         offset += n
@@ -290,7 +395,7 @@ def main(argv):
         uid, gid, total = int(uid), int(gid), int(entries or 0)
     except ValueError as e:
         raise SystemExit('tree-sync: bad uid, gid or entry count (%s)\n%s' % (e, USAGE))
-    src, dst = src.rstrip('/') or '/', dst.rstrip('/') or '/'
+    src, dst = _top(src), _top(dst)
     progress = Progress(name, total, 'entries', estimated=total > 0)
     s = Sync(name, src, dst, uid, gid, progress)
     try:
@@ -358,7 +463,7 @@ def part(argv):
         raise SystemExit(PART_USAGE)
     out = sys.stdout.buffer
     progress = _PartProgress(out)
-    s = Sync(name, src, dst, uid, gid, progress,
+    s = Sync(name, _top(src), _top(dst), uid, gid, progress,
              warn=lambda text: (out.write(b'W %s\n' % json.dumps(text).encode('ascii')), out.flush()))
     try:
         s.walk(s.share(k, n))

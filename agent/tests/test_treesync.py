@@ -151,6 +151,34 @@ class TreeSyncTest(ZipappTestCase):
         _, again = self.sync()
         self.assertEqual((again['copied'], again['removed']), (0, 0), 'a second run settles')
 
+    def test_a_directory_swapped_for_a_link_while_the_sync_runs_is_never_followed(self):
+        # The race a walk by path loses: a/b is a directory when a is read, and a link to a folder
+        # outside when the sync goes into it (made here between the two, as a process of the Kadi
+        # user could). The sync stops naming it; what is outside is neither removed nor written.
+        from kadi_ops_agent import treesync  # in-process, to make the swap at that moment
+        from kadi_ops_agent.common import Progress
+        self.put_set('a/b/file', b'from the set')
+        put(self.live, 'a/b/extra', b'x')
+        put(self.outside, 'precious', b'keep me')
+        live_b = os.path.join(self.live, 'a/b')
+
+        class Swapping(treesync.Sync):
+            def _dir(self, sfd, dfd, rel):
+                out = super()._dir(sfd, dfd, rel)
+                if rel == '/a':
+                    shutil.rmtree(live_b)
+                    os.symlink(test.outside, live_b)
+                return out
+        test = self
+        s = Swapping('storage', self.set, self.live, os.geteuid(), os.getegid(), Progress('storage', 0), warn=print)
+        subs, _ = s.top()
+        with self.assertRaises(OSError) as cm:
+            s.walk(subs)
+        self.assertEqual(cm.exception.filename, live_b)
+        self.assertEqual(sorted(os.listdir(self.outside)), ['precious'])
+        with open(os.path.join(self.outside, 'precious'), 'rb') as f:
+            self.assertEqual(f.read(), b'keep me')
+
     def test_a_directorys_set_group_id_bit_is_kept(self):
         self.put_set('shared/file', b'x')
         os.makedirs(os.path.join(self.live, 'shared'))
