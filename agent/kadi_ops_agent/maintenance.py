@@ -101,6 +101,5 @@ def fix_permissions(argv):
         if not os.path.isdir(live):
             fail('%s directory %s does not exist' % (name, live))
         st = os.stat(live)
-        from .components.trees import _group, _user
-        m.steps.run('permissions-' + name, fix_perms, ctx, live, _user(st.st_uid), _group(st.st_gid))
+        m.steps.run('permissions-' + name, fix_perms, ctx, live, st.st_uid, st.st_gid)
     m.end('fix-permissions')

@@ -365,6 +365,40 @@ class Sync:
             self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs)
 
 
+def own_tree(live, uid, gid):
+    """Maintenance's permission repair: the modes, group and (as root) owner a restore gives, on
+    LIVE and every entry below it, by the same walk of directory descriptors that never follows a
+    link (modes for directories and regular files; owner and group for links and others too).
+    Returns the Sync, whose counts say what was set and what is another owner's."""
+    s = Sync('', '', _top(live), uid, gid, Progress('', 0))
+    fd = os.open(s.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    s._own(fd, None, s.dst, os.stat(fd), DIR_MODE)
+    stack = [(fd, s.dst)]
+    try:
+        while stack:
+            fd, where = stack.pop()
+            subs = []
+            try:
+                with os.scandir(fd) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+                for e in entries:
+                    st = e.stat(follow_symlinks=False)
+                    mode = DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE if stat.S_ISREG(st.st_mode) else None
+                    s._own(fd, e.name, where + '/' + e.name, st, mode)
+                    s.checked += 1
+                    if stat.S_ISDIR(st.st_mode):
+                        subs.append((os.open(e.name, O_DIR, dir_fd=fd), where + '/' + e.name))
+            except OSError as x:
+                for sub, _ in subs: os.close(sub)
+                raise _named(x, where)
+            finally:
+                os.close(fd)
+            stack.extend(reversed(subs))
+    finally:
+        for fd, _ in stack: os.close(fd)
+    return s
+
+
 def _top(path):
     # Absolute (errors name whole paths), without a trailing slash (paths below are TOP/REL).
     return os.path.abspath(path).rstrip('/') or '/'

@@ -179,6 +179,33 @@ class TreeSyncTest(ZipappTestCase):
         with open(os.path.join(self.outside, 'precious'), 'rb') as f:
             self.assertEqual(f.read(), b'keep me')
 
+    def test_own_tree_gives_modes_group_and_owner_and_never_follows_a_link(self):
+        # maintenance's permission repair: the restore's attribute pass on the live tree alone.
+        from kadi_ops_agent.treesync import own_tree
+        f = put(self.live, 'ab/cd/file', b'x')
+        os.chmod(f, 0o777)
+        os.chmod(os.path.join(self.live, 'ab'), 0o2775)
+        os.chmod(os.path.join(self.live, 'ab/cd'), 0o700)
+        outside = put(self.outside, 'precious', b'keep')
+        os.chmod(outside, 0o600)
+        os.symlink(outside, os.path.join(self.live, 'ab/link'))
+        os.symlink(self.outside, os.path.join(self.live, 'dirlink'))
+        s = own_tree(self.live, os.geteuid(), os.getegid())
+        modes = {rel: v[1] for rel, v in tree(self.live).items()}
+        self.assertEqual(modes, {'ab': 0o2750, 'ab/cd': 0o750, 'ab/cd/file': 0o640, 'ab/link': None, 'dirlink': None})
+        self.assertEqual(stat.S_IMODE(os.stat(self.live).st_mode), 0o750)
+        self.assertEqual(stat.S_IMODE(os.stat(outside).st_mode), 0o600, 'a link is never followed')
+        self.assertEqual((s.checked, s.other_owner_n), (5, 0))
+        again = own_tree(self.live, os.geteuid(), os.getegid())
+        self.assertEqual(again.attrs, 0)
+        if os.geteuid() == 0:
+            os.chown(f, 12345, 12345)
+            os.chown(os.path.join(self.live, 'ab/link'), 12345, 12345, follow_symlinks=False)
+            own_tree(self.live, 0, 0)
+            self.assertEqual((os.stat(f).st_uid, os.stat(f).st_gid), (0, 0))
+            self.assertEqual(os.lstat(os.path.join(self.live, 'ab/link')).st_uid, 0)
+            self.assertEqual(os.stat(outside).st_uid, 0)
+
     def test_a_directorys_set_group_id_bit_is_kept(self):
         self.put_set('shared/file', b'x')
         os.makedirs(os.path.join(self.live, 'shared'))

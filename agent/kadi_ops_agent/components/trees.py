@@ -193,24 +193,24 @@ def _group(gid):
         return str(gid)
 
 
-def fix_perms(ctx, live, owner, group):
-    """The guide's chown/chmod, touching only entries that differ and with one process per many files
-    (find -exec {} +), so 20k+ files take a moment, not minutes.
+def fix_perms(ctx, live, uid, gid):
+    """The guide's chown/chmod by one walk that never follows a link (treesync.own_tree, the
+    restore's own attribute pass), touching only entries that differ.
 
     A non-root Kadi user cannot chown to another user. When it owns the live tree itself (the usual
     kadi:kadi or kadi:www-data layout) everything it wrote is already its own, so only group and
     modes remain. Anything owned by someone else is reported for a root chown. (maintenance's
-    permission repair; a restore sets the same in its one walk, treesync.py.)"""
-    if os.geteuid() == 0:
-        subprocess.run(['find', live, '!', '-user', owner, '-exec', 'chown', '-h', owner, '{}', '+'], check=True)
-    else:
-        r = subprocess.run(['find', live, '!', '-user', owner, '-print0'], capture_output=True)
-        n = r.stdout.count(b'\0')
-        if n:
-            ctx.attention('%d entries under %s are not owned by %s; run as root: chown -R %s:%s %s' % (n, live, owner, owner, group, live))
-    if subprocess.run(['find', live, '!', '-group', group, '-exec', 'chgrp', '-h', group, '{}', '+']).returncode:
+    permission repair.)"""
+    from ..treesync import own_tree
+    try:
+        s = own_tree(live, uid, gid)
+    except OSError as e:
+        fail('setting owner, group and modes under %s failed: %s' % (live, one_line(e)))
+    owner, group = _user(uid), _group(gid)
+    if s.other_owner_n:
+        ctx.attention('%d entries under %s are not owned by %s (first: %s); run as root: chown -R %s:%s %s' % (
+            s.other_owner_n, live, owner, ', '.join(s.other_owner), owner, group, live))
+    if s.group_failed:
         from ..common import user_name
-        ctx.attention('could not set group %s everywhere under %s (is %s a member of %s?)' % (group, live, user_name(), group))
-    for kind, mode in (('d', '750'), ('f', '640')):
-        if subprocess.run(['find', live, '-type', kind, '!', '-perm', mode, '-exec', 'chmod', mode, '{}', '+']).returncode:
-            fail('chmod %s of the %s under %s failed' % (mode, 'directories' if kind == 'd' else 'files', live))
+        ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)' % (group, s.group_failed, live, user_name(), group))
+    out('%s: %d entries checked, %d changed' % (live, s.checked, s.attrs))
