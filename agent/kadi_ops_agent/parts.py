@@ -23,13 +23,14 @@ def workers():
     return max(1, min(MAX_WORKERS, n))
 
 
-def run(verb_argvs, line, failed):
+def run(verb_argvs, line, failed, pass_fds=()):
     """Runs the agent with each of VERB_ARGVS (a verb and its arguments) side by side. LINE(i, raw) is
     called with every line process i writes (bytes without the newline) and returns True for the
     line that ends its report. Any exception ends every process and is raised again; a process that
     ends with a status other than 0, or before its last line, ends the others and raises
-    SystemExit(FAILED(status)) (its own error went to the job's log: stderr is shared)."""
-    procs = [subprocess.Popen([*jobs.agent_argv(), *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    SystemExit(FAILED(status)) (its own error went to the job's log: stderr is shared). PASS_FDS:
+    descriptors the processes inherit (under the same numbers)."""
+    procs = [subprocess.Popen([*jobs.agent_argv(), *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=pass_fds)
              for argv in verb_argvs]
 
     def kill_all():

@@ -41,7 +41,7 @@ from .common import Progress, one_line
 from .verify_quick import path_key
 
 USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT'
-PART_USAGE = 'usage: tree-sync-part NAME SET_TREE LIVE_TREE UID GID K N'
+PART_USAGE = 'usage: tree-sync-part NAME SET_TREE LIVE_TREE UID GID K N SET_FD LIVE_FD'
 IN_PROCESS = 5000
 TMP = '.kadi-ops-restore-'
 DIR_MODE, FILE_MODE = 0o750, 0o640
@@ -52,8 +52,9 @@ DIR_MODE, FILE_MODE = 0o750, 0o640
 # something replaced with a link while the sync ran is an error, never a way out of the tree (the
 # sync may run as root, and the live tree is writable by the Kadi user).
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# Two descriptors are held per level: deeper trees than this fail with a message (Kadi's are 4 deep).
-MAX_DEPTH = 256
+# Descriptors are held per level (two while syncing, one while removing): deeper trees than this
+# fail with a message naming them (Kadi's are 4 deep); the open-files limit is raised to allow it.
+MAX_DEPTH = 2000
 
 
 class SyncError(Exception):
@@ -83,6 +84,7 @@ class Sync:
         self.other_owner = []  # the first few live entries of another owner (not root)
         self.other_owner_n = 0
         self.group_failed = 0
+        self.linked = 0  # (own_tree, as root) files with other names, left as they are
 
     # --- attributes -------------------------------------------------------------------------------
 
@@ -95,70 +97,106 @@ class Sync:
         user, and trying would end the restore half done."""
         if mode is not None and stat.S_ISDIR(st.st_mode):
             mode |= st.st_mode & stat.S_ISGID
-        at = {} if name is None else {'dir_fd': dfd, 'follow_symlinks': False}
-        it = dfd if name is None else name
-        changed = False
-        if st.st_uid != self.uid:
-            if self.root:
-                os.chown(it, self.uid, -1, **at)
-                changed = True
-            else:
-                self.other_owner_n += 1
-                if len(self.other_owner) < 5: self.other_owner.append(path)
-                if st.st_uid != os.geteuid():
-                    return
-        if st.st_gid != self.gid:
-            try:
-                os.chown(it, -1, self.gid, **at)
-                changed = True
-            except PermissionError:
-                self.group_failed += 1
-        if mode is not None and stat.S_IMODE(st.st_mode) != mode:
-            self._chmod(dfd, name, mode)
-            changed = True
-        if changed: self.attrs += 1
-
-    def _chmod(self, dfd, name, mode):
-        # Never through a link (there is no chmod that does not follow one): as root the entry is
-        # opened without following and changed by its descriptor. Run as the Kadi user, a link put
-        # in its place could only lead to what that user may change anyway.
+        uid = st.st_uid != self.uid
+        if uid and not self.root:
+            self.other_owner_n += 1
+            if len(self.other_owner) < 5: self.other_owner.append(path)
+            if st.st_uid != os.geteuid():
+                return
+            uid = False
+        gid = st.st_gid != self.gid
+        mode = mode if mode is not None and stat.S_IMODE(st.st_mode) != mode else None
+        if not (uid or gid or mode is not None):
+            return
         if name is None:
-            os.chmod(dfd, mode)
-        elif self.root:
+            self._set(dfd, path, uid, gid, mode, None)
+        elif self.root and not stat.S_ISLNK(st.st_mode):
+            # As root, through a descriptor of the very entry that was read: a link, or another
+            # file linked in under its name since, is never what is changed.
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
             try:
-                os.chmod(fd, mode)
+                fst = os.fstat(fd)
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                    raise SyncError('%s was replaced while the restore ran' % path)
+                self._set(fd, path, uid, gid, mode, None)
             finally:
                 os.close(fd)
         else:
-            os.chmod(name, mode, dir_fd=dfd)
+            # A link (owner and group only; they are the link's own), or run as the Kadi user: by
+            # name in its directory (a link put in its place could only lead to what that user may
+            # change anyway).
+            self._set(name, path, uid, gid, mode, dfd)
+        self.attrs += 1
+
+    def _set(self, it, path, uid, gid, mode, dfd):
+        at = {} if dfd is None else {'dir_fd': dfd, 'follow_symlinks': False}
+        if uid:
+            os.chown(it, self.uid, -1, **at)
+        if gid:
+            try:
+                os.chown(it, -1, self.gid, **at)
+            except PermissionError:
+                self.group_failed += 1
+        if mode is not None:
+            if dfd is None: os.chmod(it, mode)
+            else: os.chmod(it, mode, dir_fd=dfd)
 
     # --- entries ----------------------------------------------------------------------------------
 
     def _remove(self, dfd, e, where):
-        if _is_dir(e):
-            st = e.stat(follow_symlinks=False)
-            if not self.root and st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid():
-                os.chmod(e.name, 0o700, dir_fd=dfd)  # a directory without permissions for its owner is emptied too
-            fd = os.open(e.name, O_DIR, dir_fd=dfd)
-            try:
-                self._empty(fd, where + '/' + e.name)
-            finally:
-                os.close(fd)
-            os.rmdir(e.name, dir_fd=dfd)
-        else:
+        """Removes the live entry E of the directory DFD (WHERE), a directory with all below it (an
+        explicit stack, one descriptor per level: any depth up to MAX_DEPTH, no recursion)."""
+        if not _is_dir(e):
             os.unlink(e.name, dir_fd=dfd)
-        self.removed += 1
+            self.removed += 1
+            self.writes += 1
+            return
+        stack = []  # [parent fd, name, its path, own fd, entries left]
+        try:
+            self._opened(stack, dfd, e, where)
+            while stack:
+                frame = stack[-1]
+                x = next(frame[4], None)
+                if x is None:
+                    stack.pop()
+                    os.close(frame[3])
+                    try:
+                        os.rmdir(frame[1], dir_fd=frame[0])
+                    except OSError as err:
+                        raise OSError(err.errno, err.strerror, frame[2])
+                    self.removed += 1
+                elif _is_dir(x):
+                    if len(stack) >= MAX_DEPTH:
+                        raise SyncError('%s/%s is more than %d directories deep' % (frame[2], x.name, MAX_DEPTH))
+                    self._opened(stack, frame[3], x, frame[2] + '/' + x.name)
+                else:
+                    try:
+                        os.unlink(x.name, dir_fd=frame[3])
+                    except OSError as err:
+                        raise OSError(err.errno, err.strerror, frame[2] + '/' + x.name)
+                    self.removed += 1
+        finally:
+            for frame in stack: os.close(frame[3])
         self.writes += 1
 
-    def _empty(self, fd, where):
+    def _opened(self, stack, pfd, e, path):
+        # A directory to empty, opened without following a link; one without permissions for its
+        # owner (the Kadi user) is given them first. As root none are needed.
+        try:
+            if not self.root:
+                st = e.stat(follow_symlinks=False)
+                if st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid():
+                    os.chmod(e.name, 0o700, dir_fd=pfd)
+            fd = os.open(e.name, O_DIR, dir_fd=pfd)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, path)
         try:
             with os.scandir(fd) as it:
                 entries = list(it)
-            for e in entries:
-                self._remove(fd, e, where)
-        except OSError as e:
-            raise _named(e, where)
+        except OSError as err:
+            os.close(fd)
+            raise OSError(err.errno, err.strerror, path)
+        stack.append([pfd, e.name, path, fd, iter(entries)])
 
     def _copy(self, sfd, name, st, dfd, taken, where):
         """The set's file NAME (in SFD) into the live directory DFD through a temporary name: a short
@@ -190,7 +228,10 @@ class Sync:
                 os.utime(fo, ns=(st.st_atime_ns, st.st_mtime_ns))
             finally:
                 os.close(fo)
-            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            try:
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, self.dst + where + '/' + name)
         except BaseException:
             try:
                 os.unlink(tmp, dir_fd=dfd)  # a full disk, a cancel: no half file left behind
@@ -211,7 +252,7 @@ class Sync:
         except OSError as e:
             raise SyncError('the set\'s %s cannot be read: %s' % (self.src, e.strerror or e))
         try:
-            self.dfd = os.open(self.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.dfd = self._open_top()
         except NotADirectoryError:
             raise SyncError('%s is not a directory' % self.dst)
         except OSError as e:
@@ -219,19 +260,42 @@ class Sync:
         root_st, live_st = os.stat(self.sfd), os.stat(self.dfd)
         self._own(self.dfd, None, self.dst, live_st, DIR_MODE)
         subs, wrote = self._dir(self.sfd, self.dfd, '')
-        return subs, (self.dfd, root_st, wrote or live_st.st_mtime_ns != root_st.st_mtime_ns)
+        return subs, (self.dfd, root_st, wrote or live_st.st_mtime_ns != root_st.st_mtime_ns, self.dst)
 
-    def share(self, k, n):
-        """The top's subdirectories of tree-sync-part K of N (top() made and owned them)."""
-        self.sfd = os.open(self.src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.dfd = os.open(self.dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def _open_top(self):
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        try:
+            return os.open(self.dst, flags)
+        except PermissionError:
+            # The Kadi user's own top without permissions for its owner: given them, as below it.
+            if self.root or os.stat(self.dst).st_uid != os.geteuid():
+                raise
+            os.chmod(self.dst, DIR_MODE)
+            return os.open(self.dst, flags)
+
+    def share(self, sfd, dfd, k, n):
+        """The top's subdirectories of tree-sync-part K of N, in the tops tree-sync opened and handed
+        down as SFD and DFD (never opened again by their paths: something may have been put in
+        their place since), which top() made and owned."""
+        for fd, what in ((sfd, self.src), (dfd, self.dst)):
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise SyncError('descriptor %d for %s is not a directory' % (fd, what))
+        self.sfd, self.dfd = sfd, dfd
         subs = []
-        with os.scandir(self.sfd) as it:
-            for e in it:
-                if _is_dir(e) and path_key(e.name) % n == k:
-                    live = os.stat(e.name, dir_fd=self.dfd, follow_symlinks=False)
-                    subs.append((e.name, e.stat(follow_symlinks=False), live.st_mtime_ns))
-        return sorted(subs)
+        try:
+            with os.scandir(self.sfd) as it:
+                for e in it:
+                    if _is_dir(e) and path_key(e.name) % n == k:
+                        subs.append((e.name, e.stat(follow_symlinks=False)))
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, self.src)
+        out = []
+        for name, st in sorted(subs):
+            try:
+                out.append((name, st, os.stat(name, dir_fd=self.dfd, follow_symlinks=False).st_mtime_ns))
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, self.dst + '/' + name)
+        return out
 
     def walk(self, subs):
         """The trees below the top's subdirectories SUBS ([(name, set stat, live mtime)]), depth
@@ -265,15 +329,23 @@ class Sync:
                     raise _named(e, self.dst + rel)
                 stack.append((csfd, cdfd, crel, iter(()), None))  # closed below on an error
                 below, wrote = self._dir(csfd, cdfd, crel)
-                stack[-1] = (csfd, cdfd, crel, iter(below), (st, wrote or live_mtime != st.st_mtime_ns))
+                stack[-1] = (csfd, cdfd, crel, iter(below), (st, wrote or live_mtime != st.st_mtime_ns, self.dst + crel))
         finally:
             for sfd, dfd, _, _, leave in stack[1:]:
                 os.close(sfd); os.close(dfd)
 
-    def leave(self, dfd, st, differs):
-        # The set's times, where they differ or writing into the directory changed them.
-        if differs:
+    def leave(self, dfd, st, differs, path):
+        # The set's times, where they differ or writing into the directory changed them. Run as
+        # the Kadi user, a directory of another owner (counted for a root chown) keeps its own.
+        if not differs:
+            return
+        try:
             os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        except PermissionError as e:
+            if self.root or os.fstat(dfd).st_uid == os.geteuid():
+                raise OSError(e.errno, e.strerror, path)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path)
 
     def counts(self):
         return {'checked': self.checked, 'copied': self.copied, 'copiedBytes': self.copied_bytes, 'removed': self.removed,
@@ -304,8 +376,11 @@ class Sync:
     def _entries(self, sfd, dfd, rel, S):
         writes = self.writes
         ddir = self.dst + rel
-        with os.scandir(dfd) as it:
-            L = {e.name: e for e in it}
+        try:
+            with os.scandir(dfd) as it:
+                L = {e.name: e for e in it}
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, ddir)
         for name in sorted(L.keys() - S.keys()):
             self._remove(dfd, L[name], ddir)
         subs = []
@@ -336,7 +411,10 @@ class Sync:
             elif stat.S_ISREG(st.st_mode):
                 if l is not None:
                     lst = l.stat(follow_symlinks=False)
-                    if stat.S_ISREG(lst.st_mode) and lst.st_size == st.st_size and _same_time(lst.st_mtime_ns, st.st_mtime_ns):
+                    # As root, a file with other names is copied over (breaking the link) rather than
+                    # given the Kadi user: one of them may be outside the tree.
+                    if stat.S_ISREG(lst.st_mode) and lst.st_size == st.st_size and _same_time(lst.st_mtime_ns, st.st_mtime_ns) \
+                            and (lst.st_nlink == 1 or not self.root):
                         self._own(dfd, name, ddir + '/' + name, lst, FILE_MODE)
                         continue
                     if stat.S_ISDIR(lst.st_mode):
@@ -384,6 +462,10 @@ def own_tree(live, uid, gid):
                 for e in entries:
                     st = e.stat(follow_symlinks=False)
                     mode = DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE if stat.S_ISREG(st.st_mode) else None
+                    if s.root and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                        s.linked += 1  # another of its names may be outside the tree: not given away
+                        s.checked += 1
+                        continue
                     s._own(fd, e.name, where + '/' + e.name, st, mode)
                     s.checked += 1
                     if stat.S_ISDIR(st.st_mode):
@@ -397,6 +479,19 @@ def own_tree(live, uid, gid):
     finally:
         for fd, _ in stack: os.close(fd)
     return s
+
+
+def _more_files():
+    # Room for a descriptor per level of a deep tree (MAX_DEPTH): the soft open-files limit up to
+    # the hard one, where that is more.
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 2 * MAX_DEPTH + 64
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _top(path):
@@ -432,6 +527,7 @@ def main(argv):
     src, dst = _top(src), _top(dst)
     progress = Progress(name, total, 'entries', estimated=total > 0)
     s = Sync(name, src, dst, uid, gid, progress)
+    _more_files()
     try:
         subs, top = s.top()
         if 0 < total < IN_PROCESS:
@@ -461,9 +557,12 @@ def _in_parts(s, ids):
             s.add(json.loads(rest))
             return True
         return False
-    parts.run([['tree-sync-part', s.name, s.src, s.dst, *ids, str(k), str(n)] for k in range(n)], line,
+    # The parts work in the tops this process opened (their descriptors handed down), not in
+    # whatever their paths lead to by now.
+    fds = [str(s.sfd), str(s.dfd)]
+    parts.run([['tree-sync-part', s.name, s.src, s.dst, *ids, str(k), str(n), *fds] for k in range(n)], line,
               lambda status: 'ERROR: restoring %s failed (a tree-sync-part process ended with status %s; its error is '
-                             'above)' % (s.name, status))
+                             'above)' % (s.name, status), pass_fds=(s.sfd, s.dfd))
 
 
 class _PartProgress:
@@ -487,11 +586,11 @@ def part(argv):
     """tree-sync-part: the subdirectories of the top that fall to K of N (tree-sync made them and
     did the top's own entries). Writes `B entries` (progress), `W "warning"` and at the end
     `D {counts}`."""
-    if len(argv) != 7:
+    if len(argv) != 9:
         raise SystemExit(PART_USAGE)
-    name, src, dst, uid, gid, k, n = argv
+    name, src, dst, uid, gid, k, n, sfd, dfd = argv
     try:
-        uid, gid, k, n = int(uid), int(gid), int(k), int(n)
+        uid, gid, k, n, sfd, dfd = int(uid), int(gid), int(k), int(n), int(sfd), int(dfd)
         if not 0 <= k < n: raise ValueError(k)
     except ValueError:
         raise SystemExit(PART_USAGE)
@@ -499,8 +598,9 @@ def part(argv):
     progress = _PartProgress(out)
     s = Sync(name, _top(src), _top(dst), uid, gid, progress,
              warn=lambda text: (out.write(b'W %s\n' % json.dumps(text).encode('ascii')), out.flush()))
+    _more_files()
     try:
-        s.walk(s.share(k, n))
+        s.walk(s.share(sfd, dfd, k, n))
     except (OSError, SyncError) as e:
         raise SystemExit('ERROR: restoring %s failed: %s' % (name, one_line(e)))
     progress.flush()

@@ -206,6 +206,62 @@ class TreeSyncTest(ZipappTestCase):
             self.assertEqual(os.lstat(os.path.join(self.live, 'ab/link')).st_uid, 0)
             self.assertEqual(os.stat(outside).st_uid, 0)
 
+    def test_the_parts_work_in_the_tops_tree_sync_opened_not_in_what_their_paths_lead_to_later(self):
+        # The live top is swapped for a link to another folder after tree-sync opened it and before
+        # its parts start (the Kadi user owns the folder the top is in): the parts still sync the
+        # top that was opened; the other folder is neither removed from nor written to.
+        from kadi_ops_agent import treesync
+        from kadi_ops_agent.common import Progress
+        self.put_set('ab/file', b'from the set')
+        put(self.live, 'ab/extra', b'x')
+        put(self.outside, 'ab/precious', b'keep me')
+        s = treesync.Sync('storage', self.set, self.live, os.geteuid(), os.getegid(), Progress('storage', 0), warn=print)
+        subs, top = s.top()
+        os.rename(self.live, self.live + '.opened')
+        os.symlink(self.outside, self.live)
+        argv0 = sys.argv[0]
+        sys.argv[0] = self.pyz  # the parts are this zipapp, as on a host
+        try:
+            treesync._in_parts(s, [str(os.geteuid()), str(os.getegid())])
+        finally:
+            sys.argv[0] = argv0
+        self.assertEqual(tree(self.outside)['ab/precious'][2], b'keep me')
+        self.assertEqual(sorted(os.listdir(os.path.join(self.outside, 'ab'))), ['precious'])
+        self.assertEqual(sorted(os.listdir(self.live + '.opened/ab')), ['file'])
+
+    def test_a_deep_tree_the_set_lacks_is_removed_without_recursion(self):
+        # 1,200 levels (more than Python's recursion limit), made by descriptors: the path is too
+        # long for one call.
+        fd = os.open(self.live, os.O_RDONLY | os.O_DIRECTORY)
+        for name in ['x'] + ['d'] * 1200:
+            os.mkdir(name, dir_fd=fd)
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.close(os.open('f', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+        os.close(fd)
+        self.put_set('keep', b'k')
+        _, res = self.sync()
+        self.assertEqual(sorted(os.listdir(self.live)), ['keep'])
+        self.assertEqual(res['removed'], 1202)
+
+    @unittest.skipUnless(os.geteuid() == 0, 'needs root to link a file of another owner in')
+    def test_as_root_a_live_file_with_another_name_is_replaced_not_given_away(self):
+        # A file outside the tree hard-linked into it under a set file's name, size and time: the
+        # sync copies the set's file over the name instead of chowning and chmodding the inode.
+        self.put_set('ab/file', b'same bytes')
+        outside = put(self.outside, 'shadow', b'same bytes')
+        os.chmod(outside, 0o600)
+        os.chown(outside, 0, 0)
+        os.utime(outside, (T0, T0))
+        os.makedirs(os.path.join(self.live, 'ab'))
+        os.link(outside, os.path.join(self.live, 'ab/file'))
+        r = self.agent('tree-sync', 'storage', self.set, self.live, '65534', '65534', '0' if self.PARALLEL else '3', self.result)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = os.stat(outside)
+        self.assertEqual((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_nlink), (0o600, 0, 0, 1))
+        self.assertEqual(os.stat(os.path.join(self.live, 'ab/file')).st_uid, 65534)
+
     def test_a_directorys_set_group_id_bit_is_kept(self):
         self.put_set('shared/file', b'x')
         os.makedirs(os.path.join(self.live, 'shared'))
@@ -260,6 +316,38 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual((res['otherOwner'], res['otherOwnerFirst']), (1, [os.path.join(dst, 'd/root-owned')]))
         self.assertEqual(sorted(os.listdir(os.path.join(dst, 'd'))), ['new', 'root-owned'])
         self.assertEqual(os.stat(os.path.join(dst, 'd/root-owned')).st_uid, 0)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
+    def test_as_the_kadi_user_a_directory_of_another_owner_keeps_its_times_and_is_counted(self):
+        # A root-owned live directory with the set's content and an older time: nobody cannot set
+        # its times; counted for a root chown, never a failure. Nobody's own top without any
+        # permissions is given them, as a directory below it would be.
+        def make(src, dst, give):
+            for root in (src, dst):
+                p = put(root, 'd/file', b'same')
+                give(p); give(os.path.dirname(p))
+                os.utime(p, (T0, T0))
+            os.utime(os.path.join(dst, 'd'), (T0, T0))
+            os.chown(os.path.join(dst, 'd'), 0, 0)
+            os.chmod(os.path.join(dst, 'd'), 0o755)
+            os.chmod(dst, 0)
+        r, res, dst = self.as_nobody(make)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((res['otherOwner'], res['otherOwnerFirst']), (1, [os.path.join(dst, 'd')]))
+        self.assertEqual(stat.S_IMODE(os.stat(dst).st_mode), 0o750)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
+    def test_as_the_kadi_user_its_own_directories_without_permissions_are_removed(self):
+        def make(src, dst, give):
+            put(src, 'keep', b'k'); give(os.path.join(src, 'keep'))
+            p = put(dst, 'gone/deep/file', b'x')
+            for q in (p, os.path.dirname(p), os.path.dirname(os.path.dirname(p))): give(q)
+            os.chmod(os.path.join(dst, 'gone/deep'), 0)
+            os.chmod(os.path.join(dst, 'gone'), 0o500)
+        r, res, dst = self.as_nobody(make)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(os.listdir(dst)), ['keep'])
+        self.assertEqual(res['removed'], 3)
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
     def test_a_directory_that_cannot_be_read_fails_the_sync_with_its_name(self):

@@ -213,4 +213,7 @@ def fix_perms(ctx, live, uid, gid):
     if s.group_failed:
         from ..common import user_name
         ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)' % (group, s.group_failed, live, user_name(), group))
+    if s.linked:
+        ctx.attention('%d files under %s have other names (hard links) and were left as they are: one may be outside '
+                      'the tree (find %s -type f -links +1)' % (s.linked, live, live))
     out('%s: %d entries checked, %d changed' % (live, s.checked, s.attrs))
