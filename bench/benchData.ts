@@ -147,6 +147,11 @@ export function settle(): void {
   execFileSync('sync');
 }
 
+/** The steps a job's log timed (its `timing=NAME SECONDS` lines), in order. */
+export function jobSteps(stdout: string): Array<[string, string]> {
+  return [...stdout.matchAll(/^timing=(\S+) (\S+)/gm)].map((m) => [m[1], m[2]]);
+}
+
 export async function timed(fn: () => Promise<void>): Promise<number> {
   const t = process.hrtime.bigint();
   await fn();

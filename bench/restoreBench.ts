@@ -20,7 +20,7 @@ import { followJob } from '../src/remote/jobs';
 import { buildCommand } from '../src/core/shellCommand';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
-import { backUpOnce, benchHost, benchOptions, byHandDir, machineLine, median, runBench, seedData, SeededBytes, settle, timed, writeTree } from './benchData';
+import { backUpOnce, benchHost, benchOptions, byHandDir, jobSteps, machineLine, median, runBench, seedData, SeededBytes, settle, timed, writeTree } from './benchData';
 
 async function main(): Promise<void> {
   const { scale, files, sizes, runs, seed } = benchOptions({ runs: 3, seed: 'kadi-ops-restore-bench' });
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
       const sink = new MemorySink();
       const out = await followJob(host, await startRestore(host, dd, plan), { sink });
       if (out.result !== 'succeeded') throw new Error(`kadi-ops restore failed: ${out.result}\n${sink.text()}`);
-      const steps = [...sink.text('stdout').matchAll(/^timing=(\S+) (\S+)/gm)].map((m) => `${m[1]}=${m[2]}s`);
+      const steps = jobSteps(sink.text('stdout')).map(([n, t]) => `${n}=${t}s`);
       process.stderr.write(`  preflight=${tPlan.toFixed(1)}s ${steps.join(' ')}\n`);
     };
     const emptyInstance = async (): Promise<void> => {

@@ -42,7 +42,7 @@ import { followJob } from '../src/remote/jobs';
 import { preflight } from '../src/restore/preflight';
 import { startRestore } from '../src/restore/restoreJob';
 import type { ShellNode } from '../src/core/shellCommand';
-import { benchHost, byHandDir, fileSize, flag, machineLine, mib, runBench, SeededBytes, settle, timed, uuidFrom, writeKadiFile, type BenchHost } from './benchData';
+import { benchHost, byHandDir, fileSize, flag, jobSteps, machineLine, mib, runBench, SeededBytes, settle, timed, uuidFrom, writeKadiFile, type BenchHost } from './benchData';
 
 type Sizes = 'small' | 'kadi' | 'large';
 
@@ -424,7 +424,7 @@ async function main(): Promise<void> {
         const out = await followJob(host, await startRestore(host, dd, plan), { sink });
         if (out.result !== 'succeeded') throw new Error(`kadi-ops restore failed: ${out.result}\n${sink.text()}`);
       });
-      const steps = [...sink.text('stdout').matchAll(/^timing=(\S+) (\S+)/gm)].map((m) => `${m[1]} ${m[2]} s`);
+      const steps = jobSteps(sink.text('stdout')).map(([n, t]) => `${n} ${t} s`);
       return `preflight ${sec(tPlan)}, job ${sec(jobTime)}${steps.length ? ` (${steps.join(', ')})` : ''}`;
     }, ['python3']);
     log(`  ${sec(ourRestore.total)} (${ourRestore.parts}), agent ${ourRestore.agentMiB.toFixed(0)} MiB, rsync ${ourRestore.toolMiB.toFixed(0)} MiB`);
