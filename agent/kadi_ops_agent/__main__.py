@@ -56,6 +56,7 @@ VERBS = {
     'job-cleanup': ('jobs', 'job_cleanup'),
     # Helpers the verbs run as processes of their own.
     'copier': ('copier', 'main'),
+    'copier-part': ('copier', 'part'),
     'tree-sync': ('treesync', 'main'),
     'tree-sync-part': ('treesync', 'part'),
     'files-check-answer': ('files_check_answer', 'main'),

@@ -9,14 +9,29 @@ manifest. A file or directory deleted on the live instance between being listed 
 deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as tar
 and rsync do; anything else that cannot be read fails the copy, naming it.
 
+With small files the walk is per entry (a stat, a link or mkdir, a few bytes): one Python process
+is bound by its own CPU time. A tree is therefore shared by processes of their own (copier-part, see
+parts.py), one per CPU, each taking the top's subdirectories whose name's path_key falls to it and
+writing their lists in segments per top directory, which the copier puts together in the walk's
+order; the copier itself does the top's own files. A repeat set of a tree under IN_PROCESS entries
+(as the previous set counted them), or a tree with fewer than two top directories, is copied in the
+copier's own process.
+
 Usage: copier NAME SRC DEST PREV_SET  (PREV_SET empty for a first set)
+       copier-part NAME SRC DEST PREV_SET K N MKDIR  (MKDIR: exact|inexact UID GID, what mkdir makes)
 """
 import collections, concurrent.futures, itertools, json, os, stat, threading
 import hashlib
 import sys
 
+from . import parts
 from .common import Progress, one_line
 from .manifest import tree_entries
+from .verify_quick import path_key
+
+USAGE = 'usage: copier NAME SRC DEST PREV_SET'
+PART_USAGE = 'usage: copier-part NAME SRC DEST PREV_SET K N MKDIR'
+IN_PROCESS = 5000
 
 
 # Files smaller than this are copied by the walking thread itself: handing one to a worker cost ~100
@@ -28,8 +43,58 @@ INLINE_BELOW = 64 * 1024
 
 def main(argv):
     if len(argv) != 4:
-        raise SystemExit('usage: copier NAME SRC DEST PREV_SET')
-    name, src, dest, prev_set = argv
+        raise SystemExit(USAGE)
+    return _copy(*argv, part=None)
+
+
+def part(argv):
+    """copier-part: the top's subdirectories that fall to K of N (the copier made DEST and does the
+    top's own files). Writes `B entries` (progress), `W "line"` (what the copier says), and at the
+    end `D {totals, entries, vanished, segments}`: its list (.NAME.part-K.jsonl) holds each top
+    directory's lines at segments[dir] = [start, end]."""
+    if len(argv) != 7:
+        raise SystemExit(PART_USAGE)
+    name, src, dest, prev_set, k, n, mk = argv
+    try:
+        k, n = int(k), int(n)
+        kind, uid, gid = mk.split(':')
+        if not 0 <= k < n or kind not in ('exact', 'inexact'): raise ValueError(mk)
+        mk = (kind == 'exact', (int(uid), int(gid)))
+    except ValueError:
+        raise SystemExit(PART_USAGE)
+    return _copy(name, src, dest, prev_set, part=(k, n, mk))
+
+
+class _Mark:
+    """In the list's queue: where a top directory's lines begin or end (a part's segments)."""
+    __slots__ = ('begin', 'top')
+
+    def __init__(self, begin, top):
+        self.begin, self.top = begin, top
+
+
+class _PartProgress:
+    """A part's progress, to the copier: `B entries` now and then (the caller holds the output lock)."""
+    EVERY = 2048
+    total, estimated = 0, False
+
+    def __init__(self):
+        self.done = self.n = 0
+
+    def add(self, n):
+        self.done += n; self.n += n
+        if self.n >= self.EVERY: self.flush()
+
+    def flush(self):
+        if self.n:
+            sys.stdout.buffer.write(b'B %d\n' % self.n); sys.stdout.buffer.flush()
+            self.n = 0
+
+    def finish(self):
+        self.flush()
+
+
+def _copy(name, src, dest, prev_set, part):
     partial = os.path.dirname(dest)
     prev = os.path.join(prev_set, name) if prev_set else ''
     euid = os.geteuid()
@@ -80,7 +145,8 @@ def main(argv):
             self._next()
         def unusable(self, e):
             # Nothing is linked then: every file is copied and hashed again (slower, never wrong).
-            print('WARNING: %s: the previous set\'s file list is unreadable (%s); copying every file' % (name, e), file=sys.stderr, flush=True)
+            # (Said by the copier; its parts read the same list.)
+            if not part: print('WARNING: %s: the previous set\'s file list is unreadable (%s); copying every file' % (name, e), file=sys.stderr, flush=True)
             if self.f: self.f.close()
             self.f, self.cur, self.index = None, None, {}
         def _next(self):
@@ -106,7 +172,10 @@ def main(argv):
     output_lock = threading.Lock()
     def say(line):
         with output_lock:
-            sys.stdout.write(one_line(line) + '\n'); sys.stdout.flush()
+            if part:
+                sys.stdout.buffer.write(b'W %s\n' % json.dumps(one_line(line)).encode('ascii')); sys.stdout.buffer.flush()
+            else:
+                sys.stdout.write(one_line(line) + '\n'); sys.stdout.flush()
 
     vanished = 0
     def note_vanished(rel, what, kept='not in the set'):
@@ -133,11 +202,11 @@ def main(argv):
         except OSError as e:  # a directory that cannot be read
             raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
 
-    def walk(rel=''):
+    def walk(rel='', listed=None):
         """(rel, Meta, False) in list order, each directory before what is in it, and (rel, Meta, True)
-        for a directory once all that is in it was yielded."""
+        for a directory once all that is in it was yielded. LISTED: REL's entries, already read."""
         subs = []
-        for n, st in read_dir(rel):
+        for n, st in (read_dir(rel) if listed is None else listed):
             r = rel + '/' + n if rel else n
             if stat.S_ISDIR(st.st_mode): subs.append((r, st))
             else: yield r, st, False
@@ -168,7 +237,8 @@ def main(argv):
     # What the previous set walked: the progress total of a repeat set without a second walk (a
     # day's changes are a small part; the last line is put right at the end).
     guess = tree_entries(prev_set, name) if prev else 0
-    progress = Progress(name, guess, 'entries', estimated=guess > 0)  # files, directories and links
+    # files, directories and links
+    progress = _PartProgress() if part else Progress(name, guess, 'entries', estimated=guess > 0)
     progress_lock = output_lock  # progress lines are printed by whichever thread ticks
     def count_total():
         # A first set (or one after a set without the number): counted beside the copy.
@@ -180,7 +250,7 @@ def main(argv):
             progress.total, progress.estimated = n, False
             progress.add(0)
     counting = threading.Thread(target=count_total, daemon=True)
-    if progress.total == 0: counting.start()
+    if progress.total == 0 and not part: counting.start()
     def tick():
         with progress_lock: progress.add(1)
 
@@ -259,31 +329,59 @@ def main(argv):
 
     previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl')) if prev else None
     try:
-        os.mkdir(dest, 0o700)
-        # What mkdir makes here. Asked for 0o1777, a directory that shows exactly that (no default ACL
-        # masking it, no set-gid bit inherited) shows every mode as asked; its owner is every one's.
-        probe = dest + '/.kadi-ops-mkdir-probe'
-        os.mkdir(probe, 0o1777)
-        m = os.lstat(probe)
-        os.rmdir(probe)
-        mkdir_exact, mkdir_owner = stat.S_IMODE(m.st_mode) == 0o1777, (m.st_uid, m.st_gid)
+        if part:
+            mkdir_exact, mkdir_owner = part[2]
+        else:
+            os.mkdir(dest, 0o700)
+            # What mkdir makes here. Asked for 0o1777, a directory that shows exactly that (no default ACL
+            # masking it, no set-gid bit inherited) shows every mode as asked; its owner is every one's.
+            probe = dest + '/.kadi-ops-mkdir-probe'
+            os.mkdir(probe, 0o1777)
+            m = os.lstat(probe)
+            os.rmdir(probe)
+            mkdir_exact, mkdir_owner = stat.S_IMODE(m.st_mode) == 0o1777, (m.st_uid, m.st_gid)
+        # What this process walks: the whole tree; in a part, its share of the top's directories;
+        # in the copier with parts, the top's own files, links and others.
+        top = read_dir('')
+        dirs = [(n, st) for n, st in top if stat.S_ISDIR(st.st_mode)]
+        in_parts = not part and len(dirs) >= 2 and not 0 < guess < IN_PROCESS
+        if part:
+            def shared():
+                for r, st in dirs:
+                    if path_key(r) % part[1] == part[0]:
+                        yield r, st, False
+                        yield from walk(r)
+                        yield r, st, True
+            entries = shared()
+        elif in_parts:
+            entries = iter([(r, st, False) for r, st in top if not stat.S_ISDIR(st.st_mode)])
+        else:
+            entries = walk('', top)
+        del top
         totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
-        listing = open(os.path.join(partial, name + '.files.jsonl'), 'w', encoding='utf-8', opener=private)
+        # ASCII lines (JSON with \u escapes), written as bytes: a part's segments are byte offsets.
+        list_path = os.path.join(partial, '.%s.part-%d.jsonl' % (name, part[0]) if part else name + '.files.jsonl')
+        listing = open(list_path, 'wb', opener=private)
+        segments = {}
         pending = collections.deque()
         submitted = collected = 0
         def collect_oldest():
             nonlocal collected
             p = pending.popleft()
+            if isinstance(p, _Mark):
+                at = listing.tell()
+                if p.begin: segments[p.top] = [at, at]
+                else: segments[p.top][1] = at
+                return
             done = p if p is None or isinstance(p, tuple) else p.result()
             collected += 1
             if done is None: return  # vanished
             e, new = done
             # ASCII with \u escapes: a file name that is not UTF-8 (held as surrogate escapes)
             # goes into the list and comes back as the same bytes.
-            listing.write(json.dumps(e) + '\n')
+            listing.write((json.dumps(e) + '\n').encode('ascii'))
             totals['files'] += 1; totals['bytes'] += e[1]
             if new: totals['newFiles'] += 1; totals['newBytes'] += e[1]
-        entries = walk()
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
             # The walk is taken in batches: walking the source and making directories alternate in
             # long runs (one source directory read per directory made costs markedly more here).
@@ -304,7 +402,9 @@ def main(argv):
                 for r, st, end in batch:
                     if end:
                         ended.append((submitted, r, st))
+                        if part and '/' not in r: pending.append(_Mark(False, r))
                     elif stat.S_ISDIR(st.st_mode):
+                        if part and '/' not in r: pending.append(_Mark(True, r))
                         os.mkdir(dest + '/' + r, dir_mode(st))
                         tick()
                     elif stat.S_ISREG(st.st_mode):
@@ -340,6 +440,15 @@ def main(argv):
             while pending: collect_oldest()
             finish_dirs()
         listing.close()
+        if part:
+            with output_lock:
+                progress.flush()
+                sys.stdout.buffer.write(b'D %s\n' % json.dumps({'totals': totals, 'entries': progress.done, 'vanished': vanished,
+                                                                 'segments': segments}).encode('ascii'))
+                sys.stdout.buffer.flush()
+            return 0
+        if in_parts:
+            vanished += _in_parts(name, src, dest, prev_set, (mkdir_exact, mkdir_owner), partial, totals, progress, output_lock, say)
         keep_attrs(dest, root_st)
         tick()
         if counting.is_alive(): counting.join()
@@ -354,3 +463,48 @@ def main(argv):
         raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
     with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
         json.dump(totals, f)
+
+
+def _in_parts(name, src, dest, prev_set, mk, partial, totals, progress, lock, say):
+    """The top's directories by copier-part processes; their lists appended to the copier's (which
+    holds the top's own files) in the walk's order. Returns what vanished in them."""
+    n = parts.workers()
+    segments = {}  # top directory -> (part, start, end)
+    vanished = 0
+
+    def line(i, raw):
+        nonlocal vanished
+        kind, _, rest = raw.decode('ascii').partition(' ')
+        if kind == 'B':
+            with lock: progress.add(int(rest))
+        elif kind == 'W':
+            say(json.loads(rest))
+        elif kind == 'D':
+            d = json.loads(rest)
+            for k, v in d['totals'].items(): totals[k] += v
+            vanished += d['vanished']
+            for top, (start, end) in d['segments'].items(): segments[top] = (i, start, end)
+            return True
+        return False
+    mkdir = '%s:%d:%d' % ('exact' if mk[0] else 'inexact', *mk[1])
+    part_lists = [os.path.join(partial, '.%s.part-%d.jsonl' % (name, k)) for k in range(n)]
+    parts.run([['copier-part', name, src, dest, prev_set, str(k), str(n), mkdir] for k in range(n)], line,
+              lambda status: 'ERROR: copying %s failed (a copier-part process ended with status %s; its error is above)'
+                             % (name, status))
+    readers = [open(p, 'rb') for p in part_lists]
+    try:
+        with open(os.path.join(partial, name + '.files.jsonl'), 'ab') as listing:
+            for top in sorted(segments):
+                i, start, end = segments[top]
+                f = readers[i]
+                f.seek(start)
+                left = end - start
+                while left:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk: raise OSError('%s ends before its segment %s' % (part_lists[i], top))
+                    listing.write(chunk)
+                    left -= len(chunk)
+    finally:
+        for f in readers: f.close()
+    for p in part_lists: os.unlink(p)
+    return vanished

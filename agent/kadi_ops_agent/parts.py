@@ -7,7 +7,9 @@ wrong (a line not understood, a cancel, one of them failing): none is left worki
 """
 import os
 import selectors
+import signal
 import subprocess
+import threading
 
 from . import jobs
 
@@ -29,9 +31,22 @@ def run(verb_argvs, line, failed, pass_fds=()):
     line that ends its report. Any exception ends every process and is raised again; a process that
     ends with a status other than 0, or before its last line, ends the others and raises
     SystemExit(FAILED(status)) (its own error went to the job's log: stderr is shared). PASS_FDS:
-    descriptors the processes inherit (under the same numbers)."""
-    procs = [subprocess.Popen([*jobs.agent_argv(), *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=pass_fds)
-             for argv in verb_argvs]
+    descriptors the processes inherit (under the same numbers). A SIGTERM, SIGINT or SIGHUP to this
+    process while they run (a backup stopping a copy that will not fit) ends them too."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run(verb_argvs, line, failed, pass_fds)
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+    before = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        return _run(verb_argvs, line, failed, pass_fds)
+    finally:
+        for s, h in before.items(): signal.signal(s, h)
+
+
+def _run(verb_argvs, line, failed, pass_fds):
+    procs = []
 
     def kill_all():
         for p in procs:
@@ -39,10 +54,12 @@ def run(verb_argvs, line, failed, pass_fds=()):
 
     sel = selectors.DefaultSelector()
     bufs, done = {}, set()
-    for i, p in enumerate(procs):
-        sel.register(p.stdout, selectors.EVENT_READ, i)
-        bufs[i] = b''
     try:
+        for i, argv in enumerate(verb_argvs):
+            p = subprocess.Popen([*jobs.agent_argv(), *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=pass_fds)
+            procs.append(p)
+            sel.register(p.stdout, selectors.EVENT_READ, i)
+            bufs[i] = b''
         while sel.get_map():
             for key, _ in sel.select():
                 i = key.data

@@ -2,11 +2,32 @@
 import hashlib
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 from support import ZipappTestCase, build
+
+
+def walk_order(root):
+    """The regular files below ROOT in the order of a set's list: each directory's files by name,
+    then its subdirectories by name, depth first."""
+    out = []
+
+    def rec(rel):
+        dirs = []
+        for n in sorted(os.listdir(os.path.join(root, rel) if rel else root)):
+            r = rel + '/' + n if rel else n
+            st = os.lstat(os.path.join(root, r))
+            if stat.S_ISDIR(st.st_mode): dirs.append(r)
+            elif stat.S_ISREG(st.st_mode): out.append(r)
+        for d in dirs: rec(d)
+    rec('')
+    return out
 
 
 class CopierTest(ZipappTestCase):
@@ -86,6 +107,99 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(listing['content'][3], hashlib.sha256(b'bbbb').hexdigest())
         self.assertEqual(listing['same'][3], hashlib.sha256(b'unchanged').hexdigest())
         self.assertEqual((summary['files'], summary['newFiles']), (4, 3))
+
+    def list_lines(self, partial):
+        with open(os.path.join(partial, 'storage.files.jsonl'), 'rb') as f:
+            return f.read().splitlines()
+
+    def test_a_tree_of_many_top_directories_is_copied_by_parts_into_one_list_in_the_walks_order(self):
+        # Ten top directories (shared by copier-part processes) and the top's own files and link
+        # (the copier's): the list is in the walk's order, the set equal to the live tree, the
+        # parts' lines (a link copied, a FIFO skipped) said once, no part list left behind.
+        big = bytes(range(256)) * 400  # above INLINE_BELOW: a worker thread copies it
+        self.write('a-top-file', b'top', 0o644, 1_600_000_000)
+        self.write('z-top-file', b'', 0o600, 1_600_000_001)
+        os.symlink('a-top-file', os.path.join(self.live, 'top-link'))
+        for i in range(10):
+            self.write('%02d/x/y/file-%d' % (i, i), b'data %d' % i * (i + 1), 0o640, 1_600_000_000 + i)
+            self.write('%02d/a-first' % i, b'', 0o640, 1_600_000_000)
+        self.write('04/big', big, 0o640, 1_600_000_000)
+        os.mkfifo(os.path.join(self.live, '03/pipe'))
+        os.symlink('x', os.path.join(self.live, '05/link'))
+        os.makedirs(os.path.join(self.live, '07/empty'))
+        with open(os.path.join(os.fsencode(self.live), b'08', b'caf\xe9'), 'wb') as f:
+            f.write(b'latin-1')
+        r, s1, listing, summary = self.copy('s1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        want = walk_order(self.live)
+        self.assertEqual([json.loads(line)[0] for line in self.list_lines(s1)], want)
+        for rel in want:
+            with open(os.path.join(self.live, rel), 'rb') as f:
+                data = f.read()
+            st = os.stat(os.path.join(self.live, rel))
+            self.assertEqual(listing[rel][1:], [len(data), int(st.st_mtime), hashlib.sha256(data).hexdigest()], rel)
+            copied = os.path.join(s1, 'storage', rel)
+            with open(copied, 'rb') as f:
+                self.assertEqual(f.read(), data, rel)
+            self.assertEqual((stat.S_IMODE(os.stat(copied).st_mode), os.stat(copied).st_mtime_ns), (stat.S_IMODE(st.st_mode), st.st_mtime_ns), rel)
+        self.assertTrue(os.path.isdir(os.path.join(s1, 'storage/07/empty')))
+        self.assertEqual(os.readlink(os.path.join(s1, 'storage/05/link')), 'x')
+        self.assertEqual(os.readlink(os.path.join(s1, 'storage/top-link')), 'a-top-file')
+        self.assertEqual(r.stdout.count('symbolic link 05/link copied as a link'), 1, r.stdout)
+        self.assertEqual((r.stdout + r.stderr).count('skipping special file 03/pipe'), 1, r.stdout + r.stderr)
+        entries = sum(len(d) + len(f) for _, d, f in os.walk(self.live)) + 1
+        self.assertIn('[progress] storage 100%% %d/%d entries' % (entries, entries), r.stdout)
+        self.assertEqual((summary['files'], summary['newFiles'], summary['entries'], summary['bytes']),
+                         (len(want), len(want), entries, sum(e[1] for e in listing.values())))
+        self.assertEqual(sorted(n for n in os.listdir(s1) if 'part' in n), [])
+
+        # A repeat set by parts: unchanged files linked, the changed and new copied; then the same
+        # by the copier alone (the previous set's manifest counts a small tree): the same list.
+        self.write('02/x/y/file-2', b'changed!!!!!!!!!', 0o640, 1_600_000_900)
+        self.write('06/new', b'new', 0o640)
+        self.write('09/z/new', b'new too', 0o640)
+        os.unlink(os.path.join(self.live, '01/a-first'))
+        r2, s2, listing2, summary2 = self.copy('s2', s1)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertEqual([json.loads(line)[0] for line in self.list_lines(s2)], walk_order(self.live))
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        self.assertEqual(ino(s1, '04/big'), ino(s2, '04/big'))
+        self.assertNotEqual(ino(s1, '02/x/y/file-2'), ino(s2, '02/x/y/file-2'))
+        self.assertEqual(summary2['newFiles'], 3)
+        with open(os.path.join(s1, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'artifacts': [{'tree': 'storage', 'entries': 40}]}, f)
+        r3, s3, _, summary3 = self.copy('s3', s1)
+        self.assertEqual(r3.returncode, 0, r3.stderr)
+        self.assertEqual(self.list_lines(s3), self.list_lines(s2), 'one process and parts make the same list')
+        self.assertEqual(summary3, summary2)
+
+    def test_a_copier_stopped_with_sigterm_leaves_no_part_running(self):
+        # backup.py stops a copy that will not fit with SIGTERM: the parts stop with the copier
+        # instead of writing on into a set being removed.
+        for i in range(8000):
+            self.write('%02d/%02d/f%d' % (i % 4, i % 50, i), b'x' * 100)
+        partial = os.path.join(self.root, 's1')
+        os.mkdir(partial, 0o700)
+        p = subprocess.Popen([sys.executable, '-I', '-S', self.pyz, 'copier', 'storage', self.live,
+                              os.path.join(partial, 'storage'), ''], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not any(n.startswith('.storage.part-') for n in os.listdir(partial)):
+            self.assertIsNone(p.poll(), 'the copier ended before its parts started')
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.005)
+        p.send_signal(signal.SIGTERM)
+        self.assertNotEqual(p.wait(30), 0)
+        time.sleep(0.5)
+        running = []
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    cmd = f.read().split(b'\0')
+            except OSError:
+                continue
+            if os.fsencode(self.pyz) in cmd and b'copier-part' in cmd:
+                running.append(pid)
+        self.assertEqual(running, [], 'copier-part processes left running')
 
     def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(self):
         # Kadi names its files by uuid, but a storage tree may hold anything a user or a script put

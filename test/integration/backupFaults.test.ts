@@ -142,7 +142,7 @@ describe('backup faults and verification against the sandbox host', function () 
       }
       const sink = new MemorySink();
       const outcome = await followJob(h2, id, { sink });
-      assert.equal(outcome.result, 'succeeded');
+      assert.equal(outcome.result, 'succeeded', sink.text());
       assert.match(sink.text('stdout'), /^set=/m);
       assert.match(sink.text('stdout'), /job .* exit status 0/);
     } finally {
