@@ -340,11 +340,21 @@ def _copy(name, src, dest, prev_set, part):
             m = os.lstat(probe)
             os.rmdir(probe)
             mkdir_exact, mkdir_owner = stat.S_IMODE(m.st_mode) == 0o1777, (m.st_uid, m.st_gid)
-        # What this process walks: the whole tree; in a part, its share of the top's directories;
-        # in the copier with parts, the top's own files, links and others.
-        top = read_dir('')
-        dirs = [(n, st) for n, st in top if stat.S_ISDIR(st.st_mode)]
+        # What this process walks: the whole tree; in a part, its share of the top's directories
+        # as the copier read them (.NAME.tops.json: read again, an entry could have become a file
+        # meanwhile and been copied by neither); in the copier with parts, the top's own files,
+        # links and others.
+        tops = os.path.join(partial, '.%s.tops.json' % name)
+        if part:
+            with open(tops, encoding='ascii') as f:
+                dirs = [(n, Meta(*m)) for n, m in json.load(f)]
+        else:
+            top = read_dir('')
+            dirs = [(n, st) for n, st in top if stat.S_ISDIR(st.st_mode)]
         in_parts = not part and len(dirs) >= 2 and not 0 < guess < IN_PROCESS
+        if in_parts:
+            with open(tops, 'w', encoding='ascii', opener=private) as f:
+                json.dump([[n, list(st)] for n, st in dirs], f)
         if part:
             def shared():
                 for r, st in dirs:
@@ -357,7 +367,6 @@ def _copy(name, src, dest, prev_set, part):
             entries = iter([(r, st, False) for r, st in top if not stat.S_ISDIR(st.st_mode)])
         else:
             entries = walk('', top)
-        del top
         totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
         # ASCII lines (JSON with \u escapes), written as bytes: a part's segments are byte offsets.
         list_path = os.path.join(partial, '.%s.part-%d.jsonl' % (name, part[0]) if part else name + '.files.jsonl')
@@ -507,4 +516,5 @@ def _in_parts(name, src, dest, prev_set, mk, partial, totals, progress, lock, sa
     finally:
         for f in readers: f.close()
     for p in part_lists: os.unlink(p)
+    os.unlink(os.path.join(partial, '.%s.tops.json' % name))
     return vanished

@@ -25,27 +25,46 @@ def workers():
     return max(1, min(MAX_WORKERS, n))
 
 
+class _Stopped(BaseException):
+    """A stop signal that came while the processes ran."""
+
+
 def run(verb_argvs, line, failed, pass_fds=()):
     """Runs the agent with each of VERB_ARGVS (a verb and its arguments) side by side. LINE(i, raw) is
     called with every line process i writes (bytes without the newline) and returns True for the
     line that ends its report. Any exception ends every process and is raised again; a process that
-    ends with a status other than 0, or before its last line, ends the others and raises
+    ends with a status other than 0, or before its last line, ends the others at once and raises
     SystemExit(FAILED(status)) (its own error went to the job's log: stderr is shared). PASS_FDS:
-    descriptors the processes inherit (under the same numbers). A SIGTERM, SIGINT or SIGHUP to this
-    process while they run (a backup stopping a copy that will not fit) ends them too."""
+    descriptors the processes inherit (under the same numbers).
+
+    A SIGTERM, SIGINT or SIGHUP to this process while they run (a backup stopping a copy that will
+    not fit, a cancel) ends them, then this process by the same signal as it would have been without
+    them; a signal this process ignores stays ignored."""
+    stopped = []
     if threading.current_thread() is not threading.main_thread():
-        return _run(verb_argvs, line, failed, pass_fds)
+        return _run(verb_argvs, line, failed, pass_fds, stopped)
 
     def stop(signum, _frame):
-        raise SystemExit(128 + signum)
-    before = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        stopped.append(signum)
+        if not stopped_while_starting[0]:
+            raise _Stopped()
+    stopped_while_starting = [False]  # set by _run while it starts a process: raised after it
+    before = {}
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        h = signal.getsignal(sig)
+        if h not in (signal.SIG_IGN, None):
+            before[sig] = signal.signal(sig, stop)
     try:
-        return _run(verb_argvs, line, failed, pass_fds)
+        return _run(verb_argvs, line, failed, pass_fds, stopped, stopped_while_starting)
+    except _Stopped:
+        pass
     finally:
-        for s, h in before.items(): signal.signal(s, h)
+        for sig, h in before.items(): signal.signal(sig, h)
+    os.kill(os.getpid(), stopped[0])  # as without the processes: the previous handling of it
+    raise SystemExit(128 + stopped[0])  # (a handler that returned)
 
 
-def _run(verb_argvs, line, failed, pass_fds):
+def _run(verb_argvs, line, failed, pass_fds, stopped, starting=None):
     procs = []
 
     def kill_all():
@@ -56,28 +75,32 @@ def _run(verb_argvs, line, failed, pass_fds):
     bufs, done = {}, set()
     try:
         for i, argv in enumerate(verb_argvs):
+            if starting: starting[0] = True  # a stop signal now is raised once the process is known
             p = subprocess.Popen([*jobs.agent_argv(), *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, pass_fds=pass_fds)
             procs.append(p)
+            if starting:
+                starting[0] = False
+                if stopped: raise _Stopped()
             sel.register(p.stdout, selectors.EVENT_READ, i)
             bufs[i] = b''
         while sel.get_map():
             for key, _ in sel.select():
                 i = key.data
                 chunk = os.read(key.fileobj.fileno(), 1 << 16)
-                if not chunk:
-                    sel.unregister(key.fileobj)
+                if chunk:
+                    bufs[i] += chunk
+                    *whole, bufs[i] = bufs[i].split(b'\n')
+                    for raw in whole:
+                        if line(i, raw): done.add(i)
                     continue
-                bufs[i] += chunk
-                *whole, bufs[i] = bufs[i].split(b'\n')
-                for raw in whole:
-                    if line(i, raw): done.add(i)
+                sel.unregister(key.fileobj)
+                p = procs[i]
+                p.stdout.close()
+                if p.wait() != 0 or i not in done:  # the others are not left working on
+                    kill_all()
+                    raise SystemExit(failed(p.returncode))
     except BaseException:
         kill_all()
         raise
     finally:
         sel.close()
-    for i, p in enumerate(procs):
-        p.stdout.close()
-        if p.wait() != 0 or i not in done:
-            kill_all()
-            raise SystemExit(failed(p.returncode))

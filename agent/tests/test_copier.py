@@ -1,5 +1,7 @@
 """The incremental copier, run as the host runs it: the built zipapp, `python3 -I -S agent.pyz copier`."""
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -151,7 +153,7 @@ class CopierTest(ZipappTestCase):
         self.assertIn('[progress] storage 100%% %d/%d entries' % (entries, entries), r.stdout)
         self.assertEqual((summary['files'], summary['newFiles'], summary['entries'], summary['bytes']),
                          (len(want), len(want), entries, sum(e[1] for e in listing.values())))
-        self.assertEqual(sorted(n for n in os.listdir(s1) if 'part' in n), [])
+        self.assertEqual(sorted(n for n in os.listdir(s1) if n.startswith('.')), ['.storage.copy.json'], 'no part list left')
 
         # A repeat set by parts: unchanged files linked, the changed and new copied; then the same
         # by the copier alone (the previous set's manifest counts a small tree): the same list.
@@ -200,6 +202,46 @@ class CopierTest(ZipappTestCase):
             if os.fsencode(self.pyz) in cmd and b'copier-part' in cmd:
                 running.append(pid)
         self.assertEqual(running, [], 'copier-part processes left running')
+
+    def test_a_top_directory_that_becomes_a_file_before_the_parts_start_is_held_empty_as_one_process_would(self):
+        # Between the copier's read of the top and its parts' start, b becomes a file and the
+        # file x a directory (made here by wrapping parts.run, in-process): b is in the set as the
+        # empty directory it was and counted as vanished; x is the file the copier copied.
+        from kadi_ops_agent import copier
+        for d in 'abcd':
+            self.write(d + '/f', d.encode())
+        self.write('x', b'a file at the top')
+        real = copier.parts.run
+
+        def changing(*args, **kw):
+            for n in os.listdir(os.path.join(self.live, 'b')): os.unlink(os.path.join(self.live, 'b', n))
+            os.rmdir(os.path.join(self.live, 'b'))
+            self.write('b', b'now a file')
+            os.unlink(os.path.join(self.live, 'x'))
+            self.write('x/inner', b'now a directory')
+            return real(*args, **kw)
+        partial = os.path.join(self.root, 's1')
+        os.mkdir(partial, 0o700)
+        argv0, umask = sys.argv[0], os.umask(0o022)
+        sys.argv[0] = self.pyz  # the parts are this zipapp, as on a host
+        copier.parts.run = changing
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                copier.main(['storage', self.live, os.path.join(partial, 'storage'), ''])  # fails by SystemExit
+        finally:
+            copier.parts.run = real
+            sys.argv[0] = argv0
+            os.umask(umask)
+        self.assertEqual(sorted(os.listdir(os.path.join(partial, 'storage'))), ['a', 'b', 'c', 'd', 'x'])
+        self.assertEqual(os.listdir(os.path.join(partial, 'storage/b')), [])
+        with open(os.path.join(partial, 'storage/x'), 'rb') as f:
+            self.assertEqual(f.read(), b'a file at the top')
+        self.assertIn('directory b vanished during the copy', out.getvalue())
+        with open(os.path.join(partial, '.storage.copy.json'), encoding='utf-8') as f:
+            self.assertEqual(json.load(f)['vanished'], 1)
+        with open(os.path.join(partial, 'storage.files.jsonl'), encoding='utf-8') as f:
+            self.assertEqual([json.loads(line)[0] for line in f], ['x', 'a/f', 'c/f', 'd/f'])
 
     def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(self):
         # Kadi names its files by uuid, but a storage tree may hold anything a user or a script put
