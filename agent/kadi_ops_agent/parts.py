@@ -70,6 +70,9 @@ def _run(verb_argvs, line, failed, pass_fds, stopped, starting=None):
     def kill_all():
         for p in procs:
             if p.poll() is None: p.kill()
+        for p in procs:
+            p.wait()  # SIGKILL: at once
+            if not p.stdout.closed: p.stdout.close()
 
     sel = selectors.DefaultSelector()
     bufs, done = {}, set()
