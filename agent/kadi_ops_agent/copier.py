@@ -73,27 +73,6 @@ class _Mark:
         self.begin, self.top = begin, top
 
 
-class _PartProgress:
-    """A part's progress, to the copier: `B entries` now and then (the caller holds the output lock)."""
-    EVERY = 2048
-    total, estimated = 0, False
-
-    def __init__(self):
-        self.done = self.n = 0
-
-    def add(self, n):
-        self.done += n; self.n += n
-        if self.n >= self.EVERY: self.flush()
-
-    def flush(self):
-        if self.n:
-            sys.stdout.buffer.write(b'B %d\n' % self.n); sys.stdout.buffer.flush()
-            self.n = 0
-
-    def finish(self):
-        self.flush()
-
-
 def _copy(name, src, dest, prev_set, part):
     partial = os.path.dirname(dest)
     prev = os.path.join(prev_set, name) if prev_set else ''
@@ -238,7 +217,7 @@ def _copy(name, src, dest, prev_set, part):
     # day's changes are a small part; the last line is put right at the end).
     guess = tree_entries(prev_set, name) if prev else 0
     # files, directories and links
-    progress = _PartProgress() if part else Progress(name, guess, 'entries', estimated=guess > 0)
+    progress = parts.Progress() if part else Progress(name, guess, 'entries', estimated=guess > 0)
     progress_lock = output_lock  # progress lines are printed by whichever thread ticks
     def count_total():
         # A first set (or one after a set without the number): counted beside the copy.

@@ -9,6 +9,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 
 from . import jobs
@@ -23,6 +24,25 @@ def workers():
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
     return max(1, min(MAX_WORKERS, n))
+
+
+class Progress:
+    """A part's progress, to the process that runs it: `B entries` on stdout now and then (the
+    caller serialises calls from its threads)."""
+    EVERY = 2048
+    total, estimated = 0, False
+
+    def __init__(self):
+        self.done = self.n = 0
+
+    def add(self, n):
+        self.done += n; self.n += n
+        if self.n >= self.EVERY: self.flush()
+
+    def flush(self):
+        if self.n:
+            sys.stdout.buffer.write(b'B %d\n' % self.n); sys.stdout.buffer.flush()
+            self.n = 0
 
 
 class _Stopped(BaseException):

@@ -565,23 +565,6 @@ def _in_parts(s, ids):
                              'above)' % (s.name, status), pass_fds=(s.sfd, s.dfd))
 
 
-class _PartProgress:
-    """A part's progress, to tree-sync: `B entries` now and then."""
-    EVERY = 2048
-
-    def __init__(self, out):
-        self.out, self.n = out, 0
-
-    def add(self, n):
-        self.n += n
-        if self.n >= self.EVERY: self.flush()
-
-    def flush(self):
-        if self.n:
-            self.out.write(b'B %d\n' % self.n); self.out.flush()
-            self.n = 0
-
-
 def part(argv):
     """tree-sync-part: the subdirectories of the top that fall to K of N (tree-sync made them and
     did the top's own entries). Writes `B entries` (progress), `W "warning"` and at the end
@@ -595,7 +578,7 @@ def part(argv):
     except ValueError:
         raise SystemExit(PART_USAGE)
     out = sys.stdout.buffer
-    progress = _PartProgress(out)
+    progress = parts.Progress()
     s = Sync(name, _top(src), _top(dst), uid, gid, progress,
              warn=lambda text: (out.write(b'W %s\n' % json.dumps(text).encode('ascii')), out.flush()))
     _more_files()
