@@ -280,7 +280,11 @@ class Sync:
         for fd, what in ((sfd, self.src), (dfd, self.dst)):
             if not stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise SyncError('descriptor %d for %s is not a directory' % (fd, what))
-        self.sfd, self.dfd = sfd, dfd
+        # Each part reads the tops through descriptors of its own ("." in the handed-down ones: the
+        # same directories): an inherited descriptor shares its read position with every process
+        # that holds it, and parts listing the top side by side through it each saw only some of
+        # its entries.
+        self.sfd, self.dfd = (os.open('.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd) for fd in (sfd, dfd))
         subs = []
         try:
             with os.scandir(self.sfd) as it:

@@ -229,6 +229,27 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(sorted(os.listdir(os.path.join(self.outside, 'ab'))), ['precious'])
         self.assertEqual(sorted(os.listdir(self.live + '.opened/ab')), ['file'])
 
+    def test_each_part_lists_the_top_in_full_whatever_the_read_position_of_the_descriptor_it_was_given(self):
+        # The parts inherit the tops' descriptors, and with them one shared read position: listed
+        # through them side by side, each part saw only some of the top (in CI, a whole top
+        # directory went unsynced). Here the position is at the end before the shares are taken.
+        from kadi_ops_agent import treesync
+        from kadi_ops_agent.common import Progress
+        names = ['%02x' % i for i in range(60)]
+        for n in names:
+            os.makedirs(os.path.join(self.set, n)); os.makedirs(os.path.join(self.live, n))
+        sfd = os.open(self.set, os.O_RDONLY | os.O_DIRECTORY)
+        dfd = os.open(self.live, os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, sfd); self.addCleanup(os.close, dfd)
+        it = os.scandir(sfd)
+        next(it)  # reads the whole (small) directory: the shared position is at its end
+        got = []
+        for k in range(3):
+            s = treesync.Sync('storage', self.set, self.live, os.geteuid(), os.getegid(), Progress('storage', 0), warn=print)
+            got += [x[0] for x in s.share(sfd, dfd, k, 3)]
+        it.close()
+        self.assertEqual(sorted(got), names)
+
     def test_a_deep_tree_the_set_lacks_is_removed_without_recursion(self):
         # 1,200 levels (more than Python's recursion limit), made by descriptors: the path is too
         # long for one call.
