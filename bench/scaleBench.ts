@@ -434,6 +434,13 @@ async function main(): Promise<void> {
       return `preflight ${sec(tPlan)}, job ${sec(jobTime)}${steps.length ? ` (${steps.join(', ')})` : ''}`;
     }, ['python3']);
     log(`  ${sec(ourRestore.total)} (${ourRestore.parts}), agent ${ourRestore.agentMiB.toFixed(0)} MiB, rsync ${ourRestore.toolMiB.toFixed(0)} MiB`);
+    // A time is only worth something for a complete restore: the trees must now be the set's (names,
+    // types, sizes, times, link targets; modes aside: the restore gives the guide's), untimed.
+    for (const tree of ['storage', 'uploads'] as const) {
+      const live = tree === 'storage' ? sb.storagePath : sb.uploadsPath;
+      const left = (await run('rsync --dry-run', ['rsync', '-rlt', '--delete', '--dry-run', '--itemize-changes', `${path.join(sb.backupDir, lastSet, tree)}/`, `${live}/`])).trim();
+      if (left) throw new Error(`kadi-ops restore left ${tree} different from the set:\n${left.split('\n').slice(0, 20).join('\n')}`);
+    }
     rows_.push({ name: `restore of the trees onto the instance after ${change} new files: kadi-ops (discover + preflight + job) vs \`rsync -a --delete\` of the by-hand set`, hand: sec(rsyncRestore.total), handS: rsyncRestore.total, ours: ourRestore.total, note: `kadi-ops: ${ourRestore.parts}; by hand: ${rsyncRestore.parts}` });
     rows_.push({ name: 'restore of the trees: the restore job alone vs `rsync -a --delete`', hand: sec(rsyncRestore.total), handS: rsyncRestore.total, ours: jobTime });
     memRows.push(`| restore of the trees, kadi-ops | ${ourRestore.agentMiB.toFixed(0)} MiB (python3); rsync ${ourRestore.toolMiB.toFixed(0)} MiB | ${ourRestore.clientMiB.toFixed(0)} MiB (+${ourRestore.clientRiseMiB.toFixed(0)}) |`);
