@@ -152,7 +152,7 @@ def _copy(name, src, dest, prev_set, part):
     def say(line):
         with output_lock:
             if part:
-                sys.stdout.buffer.write(b'W %s\n' % json.dumps(one_line(line)).encode('ascii')); sys.stdout.buffer.flush()
+                parts.say(one_line(line))
             else:
                 sys.stdout.write(one_line(line) + '\n'); sys.stdout.flush()
 
@@ -431,9 +431,7 @@ def _copy(name, src, dest, prev_set, part):
         if part:
             with output_lock:
                 progress.flush()
-                sys.stdout.buffer.write(b'D %s\n' % json.dumps({'totals': totals, 'entries': progress.done, 'vanished': vanished,
-                                                                 'segments': segments}).encode('ascii'))
-                sys.stdout.buffer.flush()
+                parts.report({'totals': totals, 'vanished': vanished, 'segments': segments})
             return 0
         if in_parts:
             vanished += _in_parts(name, src, dest, prev_set, (mkdir_exact, mkdir_owner), partial, totals, progress, output_lock, say)
@@ -460,23 +458,18 @@ def _in_parts(name, src, dest, prev_set, mk, partial, totals, progress, lock, sa
     segments = {}  # top directory -> (part, start, end)
     vanished = 0
 
-    def line(i, raw):
+    def add(n):
+        with lock: progress.add(n)  # the count of a first set's entries may still be running
+
+    def done(i, d):
         nonlocal vanished
-        kind, _, rest = raw.decode('ascii').partition(' ')
-        if kind == 'B':
-            with lock: progress.add(int(rest))
-        elif kind == 'W':
-            say(json.loads(rest))
-        elif kind == 'D':
-            d = json.loads(rest)
-            for k, v in d['totals'].items(): totals[k] += v
-            vanished += d['vanished']
-            for top, (start, end) in d['segments'].items(): segments[top] = (i, start, end)
-            return True
-        return False
+        for k, v in d['totals'].items(): totals[k] += v
+        vanished += d['vanished']
+        for top, (start, end) in d['segments'].items(): segments[top] = (i, start, end)
     mkdir = '%s:%d:%d' % ('exact' if mk[0] else 'inexact', *mk[1])
     part_lists = [os.path.join(partial, '.%s.part-%d.jsonl' % (name, k)) for k in range(n)]
-    parts.run([['copier-part', name, src, dest, prev_set, str(k), str(n), mkdir] for k in range(n)], line,
+    parts.run([['copier-part', name, src, dest, prev_set, str(k), str(n), mkdir] for k in range(n)],
+              parts.reader(add, say, done),
               lambda status: 'ERROR: copying %s failed (a copier-part process ended with status %s; its error is above)'
                              % (name, status))
     readers = [open(p, 'rb') for p in part_lists]

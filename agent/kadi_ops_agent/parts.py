@@ -5,6 +5,7 @@ its own CPU time, and as many processes as CPUs keep up with the C tools they re
 lines to its stdout; the caller reads them all as they come, and ends every process if anything goes
 wrong (a line not understood, a cancel, one of them failing): none is left working on its own.
 """
+import json
 import os
 import selectors
 import signal
@@ -43,6 +44,37 @@ class Progress:
         if self.n:
             sys.stdout.buffer.write(b'B %d\n' % self.n); sys.stdout.buffer.flush()
             self.n = 0
+
+
+def say(text):
+    """In a part: a line for the process that runs it to say (`W "text"`)."""
+    _send(b'W', text)
+
+
+def report(result):
+    """In a part: its last line, RESULT (`D {json}`)."""
+    _send(b'D', result)
+
+
+def _send(kind, obj):
+    sys.stdout.buffer.write(kind + b' ' + json.dumps(obj).encode('ascii') + b'\n')
+    sys.stdout.buffer.flush()
+
+
+def reader(add, say, done):
+    """A LINE for run() of parts that write Progress, say() and report(): `B n` goes to ADD(n),
+    `W "text"` to SAY(text), the last line `D {json}` to DONE(i, result)."""
+    def line(i, raw):
+        kind, _, rest = raw.decode('ascii').partition(' ')
+        if kind == 'B':
+            add(int(rest))
+        elif kind == 'W':
+            say(json.loads(rest))
+        elif kind == 'D':
+            done(i, json.loads(rest))
+            return True
+        return False
+    return line
 
 
 class _Stopped(BaseException):

@@ -34,8 +34,6 @@ import os
 import secrets
 import stat
 
-import sys
-
 from . import parts
 from .common import Progress, one_line
 from .verify_quick import path_key
@@ -550,21 +548,11 @@ def main(argv):
 
 def _in_parts(s, ids):
     n = parts.workers()
-
-    def line(_i, raw):
-        kind, _, rest = raw.decode('ascii').partition(' ')
-        if kind == 'B':
-            s.progress.add(int(rest))
-        elif kind == 'W':
-            s.warn(json.loads(rest))
-        elif kind == 'D':
-            s.add(json.loads(rest))
-            return True
-        return False
     # The parts work in the tops this process opened (their descriptors handed down), not in
     # whatever their paths lead to by now.
     fds = [str(s.sfd), str(s.dfd)]
-    parts.run([['tree-sync-part', s.name, s.src, s.dst, *ids, str(k), str(n), *fds] for k in range(n)], line,
+    parts.run([['tree-sync-part', s.name, s.src, s.dst, *ids, str(k), str(n), *fds] for k in range(n)],
+              parts.reader(s.progress.add, s.warn, lambda _i, counts: s.add(counts)),
               lambda status: 'ERROR: restoring %s failed (a tree-sync-part process ended with status %s; its error is '
                              'above)' % (s.name, status), pass_fds=(s.sfd, s.dfd))
 
@@ -581,16 +569,13 @@ def part(argv):
         if not 0 <= k < n: raise ValueError(k)
     except ValueError:
         raise SystemExit(PART_USAGE)
-    out = sys.stdout.buffer
     progress = parts.Progress()
-    s = Sync(name, _top(src), _top(dst), uid, gid, progress,
-             warn=lambda text: (out.write(b'W %s\n' % json.dumps(text).encode('ascii')), out.flush()))
+    s = Sync(name, _top(src), _top(dst), uid, gid, progress, warn=parts.say)
     _more_files()
     try:
         s.walk(s.share(sfd, dfd, k, n))
     except (OSError, SyncError) as e:
         raise SystemExit('ERROR: restoring %s failed: %s' % (name, one_line(e)))
     progress.flush()
-    out.write(b'D %s\n' % json.dumps(s.counts()).encode('ascii'))
-    out.flush()
+    parts.report(s.counts())
     return 0
