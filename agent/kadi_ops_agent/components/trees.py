@@ -149,13 +149,7 @@ class Tree:
             fail('restoring %s failed (status %d; the reason is above)' % (self.label, r.returncode))
         with open(result, encoding='utf-8') as f:
             res = json.load(f)
-        if res['otherOwner']:
-            ctx.attention('%d entries under %s are not owned by %s (the first: %s); run as root: chown -R %s:%s %s'
-                          % (res['otherOwner'], live, owner, one_line(res['otherOwnerFirst'][0]), owner, group, live))
-        if res['groupFailed']:
-            from ..common import user_name
-            ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)'
-                          % (group, res['groupFailed'], live, user_name(), group))
+        _attributes_left(ctx, live, owner, group, res['otherOwner'], res['otherOwnerFirst'], res['groupFailed'])
         remove_tree(extract)
 
     # --- preflight --------------------------------------------------------------------------------
@@ -193,6 +187,18 @@ def _group(gid):
         return str(gid)
 
 
+def _attributes_left(ctx, live, owner, group, other_owner, other_first, group_failed):
+    """What tree-sync's attribute pass (a restore's or fix-permissions') could not set, for the
+    operator: entries of another owner (for a root chown) and entries whose group it could not set."""
+    if other_owner:
+        ctx.attention('%d entries under %s are not owned by %s (the first: %s); run as root: chown -R %s:%s %s'
+                      % (other_owner, live, owner, one_line(other_first[0]), owner, group, live))
+    if group_failed:
+        from ..common import user_name
+        ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)'
+                      % (group, group_failed, live, user_name(), group))
+
+
 def fix_perms(ctx, live, uid, gid):
     """The guide's chown/chmod by one walk that never follows a link (treesync.own_tree, the
     restore's own attribute pass), touching only entries that differ.
@@ -206,13 +212,7 @@ def fix_perms(ctx, live, uid, gid):
         s = own_tree(live, uid, gid)
     except OSError as e:
         fail('setting owner, group and modes under %s failed: %s' % (live, one_line(e)))
-    owner, group = _user(uid), _group(gid)
-    if s.other_owner_n:
-        ctx.attention('%d entries under %s are not owned by %s (first: %s); run as root: chown -R %s:%s %s' % (
-            s.other_owner_n, live, owner, ', '.join(s.other_owner), owner, group, live))
-    if s.group_failed:
-        from ..common import user_name
-        ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)' % (group, s.group_failed, live, user_name(), group))
+    _attributes_left(ctx, live, _user(uid), _group(gid), s.other_owner_n, s.other_owner, s.group_failed)
     if s.linked:
         ctx.attention('%d files under %s have other names (hard links) and were left as they are: one may be outside '
                       'the tree (find %s -type f -links +1)' % (s.linked, live, live))
