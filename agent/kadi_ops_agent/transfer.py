@@ -8,29 +8,35 @@
       Checks UPLOAD/.received (the `transfer list` of the upload, written there before) against the
       expected [path, size, sha256] lines on stdin: every expected file present with its size and
       hash, no other file (.received itself aside), manifest.json among them. Names the first 20
-      mismatches and the first 20 unexpected files on stderr; exits 1 unless all is well.
+      mismatches and the first 20 unexpected files on stderr; exits 1 unless all is well. Both
+      lists are sorted on disk by sort(1) and merged: its memory does not grow with the set.
   transfer link BACKUP_DIR SET UPLOAD
       For the tree files on stdin ([path, size, sha256] lines, paths TREE/REL) that another set in
       BACKUP_DIR (newest first) already has with the same size and hash (by its TREE.files.jsonl),
       hard-links that copy into UPLOAD instead of receiving it again, and prints each linked path
-      as a JSON string. An unsafe path (absolute, '', '.' or '..' components, not inside a tree)
-      fails the command.
+      as a JSON string, a chunk of LINK_CHUNK wanted files at a time. An unsafe path (absolute, '',
+      '.' or '..' components, not inside a tree) fails the command (files of earlier chunks stay
+      linked: they are the ones the upload wants).
 
 The verbs built on them: read-toc, send-set, receive-set, upload-status, seal-upload, upload-link.
 """
-import contextlib
-import io
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs
 
 USAGE = 'usage: transfer list ROOT | transfer seal-check UPLOAD | transfer link BACKUP_DIR SET UPLOAD'
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
+# sort(1)'s buffer when two file lists are compared; it spills to disk beyond it.
+SORT_MEMORY = '64M'
+# Wanted files looked up at a time by `link` (~100 MiB of dict at most).
+LINK_CHUNK = 200_000
 
 
 def main(argv):
@@ -45,34 +51,94 @@ def main(argv):
     raise SystemExit(USAGE)
 
 
-def list_files(root):
+def list_files(root, write=None):
+    """Writes a [path, size, sha256] JSON line for each regular file under ROOT (to stdout, or to
+    WRITE), one at a time: a tree of any size in the same memory."""
+    write = write or sys.stdout.write
     for d, dirs, files in os.walk(root):
         dirs.sort()
         for fn in sorted(files):
             p = os.path.join(d, fn)
             if os.path.islink(p) or not os.path.isfile(p): continue
-            print(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha256(p)]))
+            write(json.dumps([os.path.relpath(p, root), os.path.getsize(p), sha256(p)]) + '\n')
+
+
+def _sorted_by_path(rows, work, name):
+    """The (path, value) ROWS as a file of `PATH<TAB>VALUE` lines sorted by PATH (both as ASCII JSON,
+    which holds no tab or newline), sorted by sort(1) in bounded memory, spilling to WORK: two lists
+    of a million files are compared by merging, not by holding either in a dict."""
+    raw = os.path.join(work, name + '.raw')
+    with open(raw, 'w', encoding='ascii') as f:
+        for path, value in rows:
+            f.write(json.dumps(path) + '\t' + json.dumps(value) + '\n')
+    done = os.path.join(work, name)
+    subprocess.run(['sort', '-t', '\t', '-k1,1', '-s', '-S', SORT_MEMORY, '-T', work, '-o', done, raw],
+                   env=dict(os.environ, LC_ALL='C'), check=True)
+    os.unlink(raw)
+    return done
+
+
+def _rows_of(sorted_file):
+    with open(sorted_file, encoding='ascii') as f:
+        for line in f:
+            key, value = line.rstrip('\n').split('\t', 1)
+            yield key, value
+
+
+def _expected_rows(lines):
+    for line in lines:
+        if line.strip():
+            path, size, digest = json.loads(line)
+            yield path, [size, digest]
 
 
 def seal_check(upload):
-    want = {}
-    for line in sys.stdin:
-        if line.strip():
-            path, size, digest = json.loads(line)
-            want[path] = (size, digest)
-    have = {}
-    with open(upload + "/.received", encoding="utf-8") as f:
-        for line in f:
-            path, size, digest = json.loads(line)
-            if path != ".received": have[path] = (size, digest)
-    bad = [p for p in want if have.get(p) != want[p]]
-    extra = [p for p in have if p not in want]
-    for p in bad[:20]: print("mismatch: %s: %s, expected %s" % (one_line(p), have.get(p, "missing"), want[p]), file=sys.stderr)
-    for p in extra[:20]: print("unexpected file: %s" % one_line(p), file=sys.stderr)
-    return 1 if bad or extra or "manifest.json" not in have else 0
+    """Merges the expected lines (stdin) with UPLOAD/.received, each sorted by path on disk: the
+    memory it takes does not grow with the number of files."""
+    work = tempfile.mkdtemp(prefix='.kadi-ops-seal-check-', dir=os.path.dirname(os.path.abspath(upload)))
+    try:
+        want = _sorted_by_path(_expected_rows(sys.stdin), work, 'want')
+        with open(upload + "/.received", encoding="utf-8") as f:
+            have = _sorted_by_path((r for r in _expected_rows(f) if r[0] != '.received'), work, 'have')
+        manifest = json.dumps('manifest.json')
+        bad = extra = 0
+        has_manifest = False
+
+        def show(value):
+            return 'missing' if value is None else repr(tuple(json.loads(value)))
+
+        def mismatch(key, got, expected):
+            nonlocal bad
+            bad += 1
+            if bad <= 20:
+                print("mismatch: %s: %s, expected %s" % (one_line(json.loads(key)), show(got), show(expected)), file=sys.stderr)
+
+        ws, hs = _rows_of(want), _rows_of(have)
+        w, h = next(ws, None), next(hs, None)
+        while w is not None or h is not None:
+            if h is not None and (w is None or h[0] < w[0]):
+                extra += 1
+                has_manifest = has_manifest or h[0] == manifest
+                if extra <= 20:
+                    print("unexpected file: %s" % one_line(json.loads(h[0])), file=sys.stderr)
+                h = next(hs, None)
+            elif h is None or w[0] < h[0]:
+                mismatch(w[0], None, w[1])  # missing, or listed twice
+                w = next(ws, None)
+            else:
+                has_manifest = has_manifest or h[0] == manifest
+                if w[1] != h[1]:
+                    mismatch(w[0], h[1], w[1])
+                w, h = next(ws, None), next(hs, None)
+        return 1 if bad or extra or not has_manifest else 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def link(bd, name, partial):
+    """Reads the wanted files in chunks of LINK_CHUNK lines and looks each chunk up in the other
+    sets' lists (newest first): the memory does not grow with the number of files."""
+    others = sorted((n for n in os.listdir(bd) if SET_RE.match(n) and n != name), reverse=True)
     want = {}
     for line in sys.stdin:
         if not line.strip(): continue
@@ -81,8 +147,14 @@ def link(bd, name, partial):
         if path.startswith("/") or any(x in ("", ".", "..") for x in parts) or len(parts) < 2:
             sys.exit("unsafe path: %r" % path)
         want[path] = (size, digest)
+        if len(want) >= LINK_CHUNK:
+            _link_chunk(bd, others, partial, want)
+            want = {}
+    _link_chunk(bd, others, partial, want)
+
+
+def _link_chunk(bd, others, partial, want):
     trees = sorted({p.split("/", 1)[0] for p in want})
-    others = sorted((n for n in os.listdir(bd) if SET_RE.match(n) and n != name), reverse=True)
     for other in others:
         if not want: break
         for tree in trees:
@@ -139,15 +211,36 @@ def send_set(argv):
     d = os.path.join(bd, name)
     if not os.path.isfile(os.path.join(d, 'manifest.json')):
         die('no set %s in %s' % (name, bd))
-    files = [p for p in sys.stdin.buffer.read().split(b'\0') if p]
-    for p in files:
-        check_rel_path(os.fsdecode(p))
-    if not files:
+    # The names are read, checked and handed to tar as they arrive: a million of them take the
+    # memory of one read.
+    tar = None
+    rest = b''
+    try:
+        while True:
+            chunk = sys.stdin.buffer.read1(1 << 16)
+            rest += chunk
+            names = rest.split(b'\0')
+            rest = names.pop() if chunk else b''
+            names = [p for p in names if p]
+            for p in names:
+                check_rel_path(os.fsdecode(p))
+            if names:
+                if tar is None:
+                    sys.stdout.flush()
+                    tar = subprocess.Popen(['tar', '-C', d, '--null', '--no-recursion', '--hard-dereference', '-T', '-', '-cf', '-'],
+                                           stdin=subprocess.PIPE)
+                tar.stdin.write(b''.join(p + b'\0' for p in names))
+            if not chunk:
+                break
+    except BaseException:
+        if tar is not None:
+            tar.kill()  # a partial stream must not end like a whole one
+            tar.wait()
+        raise
+    if tar is None:
         die('no files requested')
-    sys.stdout.flush()
-    r = subprocess.run(['tar', '-C', d, '--null', '--no-recursion', '--hard-dereference', '-T', '-', '-cf', '-'],
-                       input=b''.join(p + b'\0' for p in files))
-    return r.returncode
+    tar.stdin.close()
+    return tar.wait()
 
 
 def upload_dir(bd, name):
@@ -195,11 +288,8 @@ def seal_upload(argv):
         die('no upload of %s in %s' % (name, bd))
     if os.path.lexists(os.path.join(bd, name)):
         die('set %s already exists in %s' % (name, bd))
-    listing = io.StringIO()
-    with contextlib.redirect_stdout(listing):
-        list_files(p)
     with open(os.path.join(p, '.received'), 'w', encoding='utf-8') as f:
-        f.write(listing.getvalue())
+        list_files(p, f.write)
     if seal_check(p):
         fail("the uploaded files do not match the set's manifest; nothing was sealed")
     os.unlink(os.path.join(p, '.received'))

@@ -1,12 +1,22 @@
 """The upload side of set transfers, run as the host runs it: the built zipapp,
 `python3 -I -S agent.pyz transfer list|seal-check|link`."""
 import hashlib
+import io
 import json
 import os
+import random
+import subprocess
+import sys
+import tarfile
 import tempfile
 import unittest
+from contextlib import redirect_stdout
+from unittest import mock
 
-from support import ZipappTestCase, put
+from support import AGENT_SOURCE, ZipappTestCase, put
+
+sys.path.insert(0, AGENT_SOURCE)
+from kadi_ops_agent import transfer  # noqa: E402
 
 OLD, NEW, UP = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z', '2026-03-01T00-00-00Z'
 
@@ -89,6 +99,72 @@ class TransferTest(ZipappTestCase):
         r = self.transfer('seal-check', up, stdin=self.lines(want[1:]))
         self.assertEqual(r.returncode, 1)
 
+    def test_seal_check_compares_lists_in_any_order_in_memory_that_does_not_grow_with_them(self):
+        # 200,000 files: a dict of them took ~150 MiB; the lists are sorted on disk and merged.
+        up = os.path.join(self.bd, 'big')
+        os.mkdir(up)
+        rows = [['storage/%02x/%s' % (i % 256, hashlib.md5(str(i).encode()).hexdigest()), i % 7000,
+                 hashlib.sha256(str(i).encode()).hexdigest()] for i in range(200_000)]
+        rows.append(['manifest.json', 2, sha(b'{}')])
+        with open(os.path.join(up, '.received'), 'w', encoding='utf-8') as f:
+            f.write(self.lines(rows + [['.received', 0, sha(b'')]]))
+        random.Random(7).shuffle(rows)
+        want = os.path.join(self.bd, 'want.jsonl')
+
+        def check(expected_rows):
+            with open(want, 'w', encoding='utf-8') as f:
+                f.write(self.lines(expected_rows))
+            # Peak memory of the agent and what it runs (sort), measured by a parent of their own.
+            probe = ('import resource, subprocess, sys\n'
+                     'r = subprocess.run(sys.argv[1:], stdin=open(%r), stderr=subprocess.PIPE, text=True)\n'
+                     'sys.stderr.write(r.stderr)\n'
+                     'print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' % want)
+            r = subprocess.run([sys.executable, '-c', probe, sys.executable, '-I', '-S', self.pyz, 'transfer', 'seal-check', up],
+                               capture_output=True, text=True, timeout=120)
+            code, kib = map(int, r.stdout.split())
+            return code, kib, r.stderr
+
+        code, kib, err = check(rows)
+        self.assertEqual((code, err), (0, ''))
+        self.assertLess(kib, 100 * 1024, 'peak memory %d KiB' % kib)
+        changed = [list(r) for r in rows]
+        changed[5][2] = sha(b'other')
+        code, _, err = check(changed[:-1] + [changed[0]])  # one differs, one missing, one twice
+        self.assertEqual(code, 1)
+        self.assertIn('mismatch: %s: (%d, %r), expected (%d, %r)' % (rows[5][0], rows[5][1], rows[5][2], rows[5][1], sha(b'other')), err)
+        self.assertIn('mismatch: %s: missing, expected' % rows[0][0], err, 'listed twice')
+        self.assertIn('unexpected file: %s' % rows[-1][0], err)
+        self.assertEqual([n for n in os.listdir(self.bd) if n.startswith('.kadi-ops')], [], 'its work files are gone')
+
+    # --- send-set
+
+    def send_set(self, names):
+        s = os.path.join(self.bd, NEW)
+        self.put(NEW + '/manifest.json', b'{}')
+        return subprocess.run([sys.executable, '-I', '-S', self.pyz, 'send-set', self.bd, NEW],
+                              input=b''.join(n.encode() + b'\0' for n in names), capture_output=True, timeout=120), s
+
+    def test_send_set_streams_the_names_it_reads_into_one_archive(self):
+        names = ['storage/%03d/%s' % (i % 500, 'f' * 40 + str(i)) for i in range(3000)]  # > 64 KiB of names
+        for n in names:
+            self.put(NEW + '/' + n, n.encode())
+        r, _ = self.send_set(names + ['manifest.json'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+            self.assertEqual(t.getnames(), names + ['manifest.json'])
+            self.assertEqual(t.extractfile(names[-1]).read(), names[-1].encode())
+
+    def test_send_set_refuses_an_unsafe_name_even_after_many_good_ones(self):
+        names = ['storage/%s' % ('g' * 60 + str(i)) for i in range(2000)]
+        for n in names:
+            self.put(NEW + '/' + n, b'x')
+        r, _ = self.send_set(names + ['../../etc/passwd'])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b'unsafe path: ../../etc/passwd', r.stderr)
+        r, _ = self.send_set([])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b'no files requested', r.stderr)
+
     # --- link
 
     def files_list(self, set_name, tree, rows):
@@ -120,6 +196,25 @@ class TransferTest(ZipappTestCase):
         with open(os.path.join(partial, 'storage/changed'), 'rb') as f:
             self.assertEqual(f.read(), b'partly received', 'a file with another hash is left alone')
         self.assertFalse(os.path.exists(os.path.join(partial, 'storage/self')))
+
+    def test_link_looks_up_the_wanted_files_chunk_by_chunk(self):
+        # In-process with chunks of two lines: every chunk is looked up in every other set.
+        want = []
+        for i in range(5):
+            old = self.put('%s/storage/d%d/f' % (OLD if i % 2 else NEW, i), b'f%d' % i)
+            self.files_list(OLD if i % 2 else NEW, 'storage', [])  # written below
+            want.append(['storage/d%d/f' % i, 2, sha(b'f%d' % i)])
+        self.files_list(NEW, 'storage', [['d%d/f' % i, 2, 1, sha(b'f%d' % i)] for i in (0, 2, 4)])
+        self.files_list(OLD, 'storage', [['d%d/f' % i, 2, 1, sha(b'f%d' % i)] for i in (1, 3)])
+        partial = os.path.join(self.bd, '.partial-upload-' + UP)
+        os.mkdir(partial)
+        printed = io.StringIO()
+        with mock.patch.object(transfer, 'LINK_CHUNK', 2), mock.patch('sys.stdin', io.StringIO(self.lines(want))), redirect_stdout(printed):
+            transfer.link(self.bd, UP, partial)
+        self.assertEqual(sorted(json.loads(x) for x in printed.getvalue().split()), [w[0] for w in want])
+        for i in range(5):
+            with open(os.path.join(partial, 'storage/d%d/f' % i), 'rb') as f:
+                self.assertEqual(f.read(), b'f%d' % i)
 
     def test_link_refuses_unsafe_paths(self):
         partial = os.path.join(self.bd, '.partial-upload-' + UP)
