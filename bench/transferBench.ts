@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     const target = `${sb.kadiUser}@127.0.0.1`;
     const sshVersion = spawnSync('ssh', ['-V']).stderr.toString();
     let n = 0;
+    const clientGrowth: number[] = [];
     const fresh = (): string => {
       const dir = path.join(localRoot, `run-${n++}`);
       fs.mkdirSync(dir);
@@ -57,7 +58,12 @@ async function main(): Promise<void> {
         name: 'kadi-ops downloadSet (incl. sha256 of every file)',
         short: 'kadi-ops',
         run: async (dir) => {
-          const r = await downloadSet(host, set, dir, { withConfig: true }); // the whole set, as scp -r would copy it
+          // The client's resident memory while it downloads, sampled: it should not grow with the set.
+          const before = process.memoryUsage().rss;
+          let peak = before;
+          const t = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+          const r = await downloadSet(host, set, dir, { withConfig: true }).finally(() => clearInterval(t)); // the whole set, as scp -r would copy it
+          clientGrowth.push((Math.max(peak, process.memoryUsage().rss) - before) / 2 ** 20);
           if (r.problems.length || r.files !== setFiles || r.skippedFiles !== 0) {
             throw new Error(`download: ${r.problems.length} problems, ${r.files} files, ${r.skippedFiles} skipped`);
           }
@@ -114,6 +120,7 @@ async function main(): Promise<void> {
         ...sides.map((s) => `| ${s.name} | ${median(s.times).toFixed(2)} s | ${mbps(median(s.times)).toFixed(0)} MB/s | ${(ours / mbps(median(s.times))).toFixed(2)}× |`),
         '',
         `kadi-ops throughput against the faster OpenSSH way: ${(ours / best).toFixed(2)}× (goal ≥ 0.8×).`,
+        `Client memory while downloading (resident, sampled every 20 ms, growth over the process before the download): max ${Math.max(...clientGrowth).toFixed(0)} MiB, runs ${clientGrowth.map((x) => x.toFixed(0)).join(' / ')} MiB.`,
       ].join('\n') + '\n',
     );
   } finally {

@@ -2,8 +2,8 @@
 
   transfer list ROOT
       Prints a [path, size, sha256] JSON line for each regular file under ROOT (symbolic links
-      and special files left out), path relative to ROOT, directories and files by name: what an
-      interrupted upload left (upload-status), and what seal-upload checks.
+      and special files left out), path relative to ROOT, directories and files by name: what
+      seal-upload checks.
   transfer seal-check UPLOAD
       Checks UPLOAD/.received (the `transfer list` of the upload, written there before) against the
       expected [path, size, sha256] lines on stdin: every expected file present with its size and
@@ -28,6 +28,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs
 
@@ -37,6 +38,8 @@ SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
 SORT_MEMORY = '64M'
 # Wanted files looked up at a time by `link` (~100 MiB of dict at most).
 LINK_CHUNK = 200_000
+# Prefix of a seal check's work folder beside the upload (sorted lists).
+SEAL_WORK = '.kadi-ops-seal-check-'
 
 
 def main(argv):
@@ -92,14 +95,40 @@ def _expected_rows(lines):
             yield path, [size, digest]
 
 
+def _remove_stale_work(parent):
+    """Work folders of seal checks that were killed (older than a day: a running check of another
+    upload is left alone)."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(SEAL_WORK)]
+    except OSError:
+        return
+    for n in names:
+        p = os.path.join(parent, n)
+        try:
+            if time.time() - os.lstat(p).st_mtime > 86400:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def seal_check(upload):
     """Merges the expected lines (stdin) with UPLOAD/.received, each sorted by path on disk: the
     memory it takes does not grow with the number of files."""
-    work = tempfile.mkdtemp(prefix='.kadi-ops-seal-check-', dir=os.path.dirname(os.path.abspath(upload)))
+    parent = os.path.dirname(os.path.abspath(upload))
+    _remove_stale_work(parent)
     try:
-        want = _sorted_by_path(_expected_rows(sys.stdin), work, 'want')
-        with open(upload + "/.received", encoding="utf-8") as f:
-            have = _sorted_by_path((r for r in _expected_rows(f) if r[0] != '.received'), work, 'have')
+        work = tempfile.mkdtemp(prefix=SEAL_WORK, dir=parent)
+    except OSError as e:
+        fail('cannot make a work folder in %s to compare the file lists: %s' % (parent, e))
+    try:
+        try:
+            want = _sorted_by_path(_expected_rows(sys.stdin), work, 'want')
+            with open(upload + "/.received", encoding="utf-8") as f:
+                have = _sorted_by_path((r for r in _expected_rows(f) if r[0] != '.received'), work, 'have')
+        except (OSError, subprocess.CalledProcessError) as e:
+            fail('cannot sort the file lists in %s to compare them: %s' % (parent, e))
+        except (ValueError, TypeError) as e:
+            fail('a file list holds a line that is not [path, size, sha256]: %s' % e)
         manifest = json.dumps('manifest.json')
         bad = extra = 0
         has_manifest = False
@@ -115,6 +144,7 @@ def seal_check(upload):
 
         ws, hs = _rows_of(want), _rows_of(have)
         w, h = next(ws, None), next(hs, None)
+        last = None
         while w is not None or h is not None:
             if h is not None and (w is None or h[0] < w[0]):
                 extra += 1
@@ -123,13 +153,24 @@ def seal_check(upload):
                     print("unexpected file: %s" % one_line(json.loads(h[0])), file=sys.stderr)
                 h = next(hs, None)
             elif h is None or w[0] < h[0]:
-                mismatch(w[0], None, w[1])  # missing, or listed twice
+                if w[0] == last:
+                    bad += 1
+                    if bad <= 20:
+                        print("listed twice: %s" % one_line(json.loads(w[0])), file=sys.stderr)
+                else:
+                    mismatch(w[0], None, w[1])
+                last = w[0]
                 w = next(ws, None)
             else:
                 has_manifest = has_manifest or h[0] == manifest
                 if w[1] != h[1]:
                     mismatch(w[0], h[1], w[1])
+                last = w[0]
                 w, h = next(ws, None), next(hs, None)
+        if bad or extra:
+            print("%d expected files missing or different, %d unexpected files" % (bad, extra), file=sys.stderr)
+        if not has_manifest:
+            print("manifest.json is missing", file=sys.stderr)
         return 1 if bad or extra or not has_manifest else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -272,10 +313,25 @@ def _no_set_yet(bd, name):
 
 
 def upload_status(argv):
-    """upload-status BACKUP_DIR SET: what an interrupted upload left ([path, size, sha256] lines)."""
+    """upload-status BACKUP_DIR SET: which of the files on stdin ([path, size, sha256] lines) an
+    interrupted upload left complete (same size and hash), each printed as a JSON string. The client
+    asks a batch at a time, so neither side holds the list of a whole set."""
     p = _no_set_yet(*argv)
-    if os.path.isdir(p):
-        list_files(p)
+    there = os.path.isdir(p)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        path, size, digest = json.loads(line)
+        check_rel_path(path)
+        if not there:
+            continue
+        f = os.path.join(p, path)
+        try:
+            st = os.lstat(f)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size == size and sha256(f) == digest:
+            print(json.dumps(path))
 
 
 def seal_upload(argv):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import unittest
 from contextlib import redirect_stdout
 from unittest import mock
@@ -132,9 +133,47 @@ class TransferTest(ZipappTestCase):
         code, _, err = check(changed[:-1] + [changed[0]])  # one differs, one missing, one twice
         self.assertEqual(code, 1)
         self.assertIn('mismatch: %s: (%d, %r), expected (%d, %r)' % (rows[5][0], rows[5][1], rows[5][2], rows[5][1], sha(b'other')), err)
-        self.assertIn('mismatch: %s: missing, expected' % rows[0][0], err, 'listed twice')
+        self.assertIn('listed twice: %s' % rows[0][0], err)
         self.assertIn('unexpected file: %s' % rows[-1][0], err)
+        self.assertIn('2 expected files missing or different, 1 unexpected files', err)
         self.assertEqual([n for n in os.listdir(self.bd) if n.startswith('.kadi-ops')], [], 'its work files are gone')
+
+    def test_seal_check_says_why_it_cannot_compare_and_clears_what_a_killed_one_left(self):
+        up, want = self.seal_setup()
+        stale, fresh = (os.path.join(self.bd, transfer.SEAL_WORK + x) for x in ('old', 'new'))
+        for d in (stale, fresh):
+            os.mkdir(d)
+            put(d, 'want', b'x' * 100)
+        os.utime(stale, (time.time() - 2 * 86400,) * 2)
+        # No sort(1) on the PATH: a clear error, not a traceback.
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'transfer', 'seal-check', up], input=self.lines(want),
+                           capture_output=True, text=True, timeout=60, env={'PATH': self.bd})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('ERROR: cannot sort the file lists in %s to compare them' % self.bd, r.stderr)
+        self.assertNotIn('Traceback', r.stderr)
+        self.assertFalse(os.path.exists(stale), 'a day-old work folder is removed')
+        self.assertTrue(os.path.exists(fresh), "a running check's folder is left alone")
+        r = self.transfer('seal-check', up, stdin='["a", 1]\n')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('is not [path, size, sha256]', r.stderr)
+        self.assertEqual(sorted(n for n in os.listdir(self.bd) if n.startswith('.kadi-ops')), [os.path.basename(fresh)])
+
+    # --- upload-status
+
+    def test_upload_status_names_the_asked_files_an_earlier_upload_left_complete(self):
+        asked = [['storage/a', 1, sha(b'a')], ['storage/b', 1, sha(b'b')], ['storage/c', 1, sha(b'c')], ['db.toc', 3, sha(b'toc')]]
+        r = self.agent('upload-status', self.bd, UP, input=self.lines(asked))
+        self.assertEqual((r.returncode, r.stdout), (0, ''), 'no upload yet: nothing there')
+        partial = '.partial-upload-' + UP
+        self.put(partial + '/storage/a', b'a')  # complete
+        self.put(partial + '/storage/b', b'x')  # same size, other content
+        os.symlink('a', os.path.join(self.bd, partial, 'storage/c'))  # not a file
+        self.put(partial + '/storage/unasked', b'u')
+        r = self.agent('upload-status', self.bd, UP, input=self.lines(asked))
+        self.assertEqual((r.returncode, r.stdout), (0, '"storage/a"\n'), r.stderr)
+        r = self.agent('upload-status', self.bd, UP, input=self.lines([['../up/x', 1, sha(b'x')]]))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('unsafe path: ../up/x', r.stderr)
 
     # --- send-set
 

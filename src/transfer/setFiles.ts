@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as readline from 'node:readline';
 import type { Manifest } from '../backup/manifest';
 
 export interface ExpectedFile {
@@ -37,18 +38,62 @@ export function artifactFiles(m: Manifest): ExpectedFile[] {
   return m.artifacts.map((a) => ({ path: checkSetPath(a.name), size: a.size, sha256: a.sha256 }));
 }
 
+/** One line of `<tree>.files.jsonl` (`[relativePath, size, mtime, sha256]`); undefined for a blank one. */
+export function treeFileLine(tree: string, line: string): ExpectedFile | undefined {
+  if (line.trim() === '') return undefined;
+  const row = JSON.parse(line) as unknown;
+  if (!Array.isArray(row) || typeof row[0] !== 'string' || typeof row[1] !== 'number' || typeof row[3] !== 'string') {
+    throw new Error(`${tree}.files.jsonl: malformed line ${JSON.stringify(line.slice(0, 200))}`);
+  }
+  return { path: checkSetPath(`${tree}/${row[0]}`), size: row[1], sha256: row[3] };
+}
+
 /** Parses `<tree>.files.jsonl`: one `[relativePath, size, mtime, sha256]` per line. */
 export function treeFiles(tree: string, jsonl: string): ExpectedFile[] {
-  const out: ExpectedFile[] = [];
-  for (const line of jsonl.split('\n')) {
-    if (line.trim() === '') continue;
-    const row = JSON.parse(line) as unknown;
-    if (!Array.isArray(row) || typeof row[0] !== 'string' || typeof row[1] !== 'number' || typeof row[3] !== 'string') {
-      throw new Error(`${tree}.files.jsonl: malformed line ${JSON.stringify(line.slice(0, 200))}`);
+  return jsonl.split('\n').flatMap((line) => treeFileLine(tree, line) ?? []);
+}
+
+/**
+ * Reads `<tree>.files.jsonl` at `file` as it goes, `batch` files at a time: a list of a million
+ * files is never held whole (a transfer checks, moves and verifies one batch before the next).
+ * With `sha256` (the manifest's), the bytes read are hashed and a list that changed since it was
+ * checked fails before its last batch: a transfer that reads it again later never trusts other lines.
+ */
+export async function* treeFileBatches(tree: string, file: string, batch: number, sha256?: string): AsyncGenerator<ExpectedFile[]> {
+  let files: ExpectedFile[] = [];
+  const input = fs.createReadStream(file);
+  const hash = createHash('sha256');
+  input.on('data', (chunk) => hash.update(chunk as Buffer));
+  const lines = readline.createInterface({ input, crlfDelay: Infinity });
+  try {
+    for await (const line of lines) {
+      const f = treeFileLine(tree, line);
+      if (!f) continue;
+      files.push(f);
+      if (files.length >= batch) {
+        yield files;
+        files = [];
+      }
     }
-    out.push({ path: checkSetPath(`${tree}/${row[0]}`), size: row[1], sha256: row[3] });
+    if (sha256 !== undefined && hash.digest('hex') !== sha256) {
+      throw new Error(`${tree}.files.jsonl changed while it was in use (its sha256 no longer matches the manifest)`);
+    }
+    if (files.length > 0) yield files;
+  } finally {
+    // Closing the reader does not close the file under it (a cancelled transfer must not keep it open).
+    lines.close();
+    input.destroy();
   }
-  return out;
+}
+
+/** How many files and bytes a tree's list names, every line checked (before anything is moved). */
+export async function treeTotals(tree: string, file: string): Promise<{ files: number; bytes: number }> {
+  const totals = { files: 0, bytes: 0 };
+  for await (const batch of treeFileBatches(tree, file, 10_000)) {
+    totals.files += batch.length;
+    totals.bytes += batch.reduce((n, f) => n + f.size, 0);
+  }
+  return totals;
 }
 
 /** Trees a manifest copies file by file (`tree` artifacts). */

@@ -15,13 +15,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { manifestProblem, setTime, type Manifest } from '../backup/manifest';
 import { checkAgent } from '../remote/agent';
 import type { RemoteHost } from '../remote/remoteHost';
 import { CancelledError } from '../ssh/errors';
 import { streamAgent } from './remoteStream';
-import { artifactFiles, checkLocalFile, checkSetPath, mapLimit, sha256File, treeFiles, treeNames, type ExpectedFile, type FileProblem } from './setFiles';
+import { artifactFiles, checkLocalFile, checkSetPath, mapLimit, sha256File, treeFileBatches, treeNames, treeTotals, type ExpectedFile, type FileProblem } from './setFiles';
 import { fileHeader, padding, TAR_END, TarExtractor, type TarFileSink } from './tar';
 
 export interface TransferProgress {
@@ -43,7 +43,14 @@ export interface TransferOptions {
    * and the OIDC private keys, which a copy on a laptop should not carry unless asked for.
    */
   withConfig?: boolean;
+  /**
+   * A tree's files are checked, moved and verified this many at a time (default 100,000), so a set
+   * of a million files takes the memory of a batch.
+   */
+  batchFiles?: number;
 }
+
+const BATCH_FILES = 100_000;
 
 /** The artifact a download leaves out unless asked for, and the note a local set keeps about it. */
 export const CONFIG_ARTIFACT = 'config.tar.gz';
@@ -78,7 +85,12 @@ function throwIfAborted(signal?: AbortSignal): void {
 }
 
 /** Progress reporting throttled to a few calls per second (a set can have 100 000 files). */
-function reporter(opts: TransferOptions, base: Omit<TransferProgress, 'bytes' | 'files'>): { add(bytes: number, files: number): void; done(): void } {
+interface Progress {
+  add(bytes: number, files: number): void;
+  done(): void;
+}
+
+function reporter(opts: TransferOptions, base: Omit<TransferProgress, 'bytes' | 'files'>): Progress {
   let bytes = 0;
   let files = 0;
   let last = 0;
@@ -114,10 +126,10 @@ interface Received {
  * Fetches `files` of a set into `dir` as one tar stream; refuses members that were not asked for.
  * Every file is hashed as it is written; the digests are added to `received`.
  */
-async function fetchFiles(host: RemoteHost, set: string, dir: string, files: ExpectedFile[], opts: TransferOptions, received = new Map<string, Received>()): Promise<void> {
+async function fetchFiles(host: RemoteHost, set: string, dir: string, files: ExpectedFile[], opts: TransferOptions, received = new Map<string, Received>(), shared?: Progress): Promise<void> {
   if (files.length === 0) return;
   const wanted = new Map(files.map((f) => [f.path, f]));
-  const progress = reporter(opts, { phase: 'transferring', totalBytes: files.reduce((n, f) => n + f.size, 0), totalFiles: files.length });
+  const progress = shared ?? reporter(opts, { phase: 'transferring', totalBytes: files.reduce((n, f) => n + f.size, 0), totalFiles: files.length });
   const extractor = new TarExtractor(async (member): Promise<TarFileSink> => {
     const rel = checkSetPath(member.replace(/^\.\//, ''));
     if (!wanted.has(rel)) throw new TransferError(`the host sent ${rel}, which was not requested`);
@@ -160,7 +172,7 @@ async function fetchFiles(host: RemoteHost, set: string, dir: string, files: Exp
   });
   const list = Buffer.from(files.map((f) => f.path + '\0').join(''), 'utf8');
   await streamAgent(host, 'send-set', [host.profile.backupDir, set], { stdin: Readable.from([list]), stdout: extractor, signal: opts.signal });
-  progress.done();
+  if (!shared) progress.done();
 }
 
 /** Which expected files are already complete locally (size and sha256). */
@@ -204,32 +216,62 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
     await fs.promises.rm(path.join(dir, CONFIG_ARTIFACT), { force: true }); // from an earlier download with it
     await fs.promises.writeFile(note, `${JSON.stringify({ leftOut, why: 'the Kadi configuration holds SECRET_KEY, the database password and OIDC private keys; download with the configuration to include it' })}\n`);
   }
-  const fetched: ExpectedFile[] = [];
-  const received = new Map<string, Received>();
-  const okArtifacts = await completeLocally(dir, artifacts, opts);
-  const missingArtifacts = artifacts.filter((f) => !okArtifacts.has(f.path));
-  await fetchFiles(host, set, dir, missingArtifacts, opts, received);
-  fetched.push(...missingArtifacts);
+  const totals = { files: 0, bytes: 0, fetchedFiles: 0, fetchedBytes: 0 };
+  const problems: FileProblem[] = [];
+  const batch = async (files: ExpectedFile[], shared?: Progress): Promise<void> => {
+    const r = await downloadBatch(host, set, dir, files, opts, shared);
+    totals.files += files.length;
+    totals.bytes += files.reduce((n, f) => n + f.size, 0);
+    totals.fetchedFiles += r.fetched.length;
+    totals.fetchedBytes += r.fetched.reduce((n, f) => n + f.size, 0);
+    problems.push(...r.problems);
+  };
+  await batch(artifacts);
 
-  // The file lists are artifacts, so they are checked before they are trusted.
-  const all = [...artifacts];
+  // The file lists are artifacts, so they are checked before they are trusted; every line of a
+  // list is read (and refused if unsafe) before any of its files is fetched.
   for (const tree of treeNames(manifest)) {
     const list = artifacts.find((a) => a.path === `${tree}.files.jsonl`);
     if (!list) continue;
     const problem = await checkLocalFile(dir, list);
     if (problem) throw new TransferError(`${set}: ${problem.detail}; the file list cannot be trusted`);
-    const files = treeFiles(tree, await fs.promises.readFile(path.join(dir, list.path), 'utf8'));
-    all.push(...files);
-    const ok = await completeLocally(dir, files, opts);
-    const missing = files.filter((f) => !ok.has(f.path));
-    throwIfAborted(opts.signal);
-    await fetchFiles(host, set, dir, missing, opts, received);
-    fetched.push(...missing);
+    const listPath = path.join(dir, list.path);
+    const size = await treeTotals(tree, listPath);
+    const progress = reporter(opts, { phase: 'transferring', totalBytes: size.bytes, totalFiles: size.files });
+    for await (const files of treeFileBatches(tree, listPath, opts.batchFiles ?? BATCH_FILES, list.sha256)) {
+      throwIfAborted(opts.signal);
+      await batch(files, progress);
+    }
+    progress.done();
   }
+  if (leftOut.length === 0) await fs.promises.rm(note, { force: true });
+  return {
+    set,
+    leftOut,
+    location: dir,
+    files: totals.files + 1,
+    bytes: totals.bytes,
+    skippedFiles: totals.files - totals.fetchedFiles,
+    transferredFiles: totals.fetchedFiles,
+    transferredBytes: totals.fetchedBytes,
+    problems,
+  };
+}
 
-  // Everything written in this run is checked against the manifest: the sha256 of the bytes
-  // written (hashed on the way to the disk; reading the files back right away would only read the
-  // same bytes from the page cache again, at twice the cost) and the size now on disk.
+/**
+ * One batch of a download: what is not complete locally is fetched, and everything written is
+ * checked against the manifest — the sha256 of the bytes written (hashed on the way to the disk;
+ * reading the files back right away would only read the same bytes from the page cache again, at
+ * twice the cost) and the size now on disk. Files already complete count toward `shared`'s progress.
+ */
+async function downloadBatch(host: RemoteHost, set: string, dir: string, files: ExpectedFile[], opts: TransferOptions, shared?: Progress): Promise<{ fetched: ExpectedFile[]; problems: FileProblem[] }> {
+  const ok = await completeLocally(dir, files, opts);
+  const fetched = files.filter((f) => !ok.has(f.path));
+  shared?.add(files.reduce((n, f) => n + (ok.has(f.path) ? f.size : 0), 0), ok.size);
+  const received = new Map<string, Received>();
+  throwIfAborted(opts.signal);
+  await fetchFiles(host, set, dir, fetched, opts, received, shared);
+  if (fetched.length === 0) return { fetched, problems: [] };
   const progress = reporter(opts, { phase: 'verifying', totalBytes: fetched.reduce((n, f) => n + f.size, 0), totalFiles: fetched.length });
   const problems = (
     await mapLimit(fetched, opts.hashConcurrency ?? 4, async (f) => {
@@ -240,18 +282,7 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
     })
   ).filter((p): p is FileProblem => p !== undefined);
   progress.done();
-  if (leftOut.length === 0) await fs.promises.rm(note, { force: true });
-  return {
-    set,
-    leftOut,
-    location: dir,
-    files: all.length + 1,
-    bytes: all.reduce((n, f) => n + f.size, 0),
-    skippedFiles: all.length - fetched.length,
-    transferredFiles: fetched.length,
-    transferredBytes: fetched.reduce((n, f) => n + f.size, 0),
-    problems,
-  };
+  return { fetched, problems };
 }
 
 /** Checks a file written in this run: it arrived, has the manifest's size on disk, and hashed right. */
@@ -281,21 +312,25 @@ function readManifest(dir: string): Manifest {
   return m as Manifest;
 }
 
-/** Every file of a local set as the manifest and its file lists describe it (lists checked first). */
-export async function expectedLocalFiles(dir: string): Promise<{ manifest: Manifest; files: ExpectedFile[] }> {
+/**
+ * A local set as its manifest describes it: the artifacts and each tree's file list, every list
+ * checked against the manifest before it is trusted.
+ */
+async function localSet(dir: string): Promise<{ artifacts: ExpectedFile[]; trees: { tree: string; list: string; sha256: string }[] }> {
   const manifest = readManifest(dir);
-  const files = artifactFiles(manifest);
+  const artifacts = artifactFiles(manifest);
   if (fs.existsSync(path.join(dir, LEFT_OUT_NOTE)) && !fs.existsSync(path.join(dir, CONFIG_ARTIFACT))) {
     throw new TransferError(`${dir} was downloaded without its ${CONFIG_ARTIFACT} (the configuration holds secrets): it is not a complete set. Download it again with the configuration to upload it.`);
   }
+  const trees: { tree: string; list: string; sha256: string }[] = [];
   for (const tree of treeNames(manifest)) {
-    const list = files.find((a) => a.path === `${tree}.files.jsonl`);
+    const list = artifacts.find((a) => a.path === `${tree}.files.jsonl`);
     if (!list) continue;
     const problem = await checkLocalFile(dir, list);
     if (problem) throw new TransferError(`${problem.detail}; the file list cannot be trusted`);
-    files.push(...treeFiles(tree, await fs.promises.readFile(path.join(dir, list.path), 'utf8')));
+    trees.push({ tree, list: path.join(dir, list.path), sha256: list.sha256 });
   }
-  return { manifest, files };
+  return { artifacts, trees };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,57 +366,108 @@ async function* tarStream(dir: string, files: ExpectedFile[], onBytes: (n: numbe
 /**
  * Uploads the local set directory `localSetDir` (named by its timestamp) into the profile's
  * backupDir. Resumes an interrupted upload; the set appears only once the host has checked it.
+ * A batch of files at a time is asked about, linked and sent; the host's final check reads the
+ * expected list as a stream, so neither side holds a whole set's list.
  */
 export async function uploadSet(host: RemoteHost, localSetDir: string, opts: TransferOptions = {}): Promise<TransferResult> {
   const set = path.basename(path.resolve(localSetDir));
   checkSetName(set);
   const bd = host.profile.backupDir;
   opts.onProgress?.({ phase: 'listing', bytes: 0, totalBytes: 0, files: 0, totalFiles: 0 });
-  const { files } = await expectedLocalFiles(localSetDir);
-  const manifestSha = await sha256File(path.join(localSetDir, 'manifest.json'));
-  const manifestSize = (await fs.promises.stat(path.join(localSetDir, 'manifest.json'))).size;
-  // manifest.json goes last: a partial upload without it is obviously incomplete.
-  const all: ExpectedFile[] = [...files, { path: 'manifest.json', size: manifestSize, sha256: manifestSha }];
+  const { artifacts, trees } = await localSet(localSetDir);
+  const manifestFile: ExpectedFile = {
+    path: 'manifest.json',
+    size: (await fs.promises.stat(path.join(localSetDir, 'manifest.json'))).size,
+    sha256: await sha256File(path.join(localSetDir, 'manifest.json')),
+  };
+  const size = { files: artifacts.length + 1, bytes: artifacts.reduce((n, f) => n + f.size, manifestFile.size) };
+  for (const t of trees) {
+    const n = await treeTotals(t.tree, t.list);
+    size.files += n.files;
+    size.bytes += n.bytes;
+  }
+  // Every expected file in batches of up to batchFiles (a small set is one batch: one round of
+  // asking, linking and sending): the artifacts, each tree, and manifest.json last (a partial
+  // upload without it is obviously incomplete).
+  const batchFiles = opts.batchFiles ?? BATCH_FILES;
+  const batches = async function* (): AsyncGenerator<ExpectedFile[]> {
+    let batch: ExpectedFile[] = [];
+    const sources = async function* (): AsyncGenerator<ExpectedFile[]> {
+      yield artifacts;
+      for (const t of trees) yield* treeFileBatches(t.tree, t.list, batchFiles, t.sha256);
+      yield [manifestFile];
+    };
+    for await (const files of sources()) {
+      for (const f of files) {
+        batch.push(f);
+        if (batch.length >= batchFiles) {
+          yield batch;
+          batch = [];
+        }
+      }
+    }
+    if (batch.length > 0) yield batch;
+  };
 
-  const status = await checkAgent(host, `Checking an earlier upload of ${set}`, 'upload-status', [bd, set]);
-  const there = new Map<string, string>();
-  for (const line of status.stdout.split('\n')) {
-    if (!line.trim()) continue;
-    const [p, size, digest] = JSON.parse(line) as [string, number, string];
-    there.set(p, `${size} ${digest}`);
+  const sent = { files: 0, bytes: 0, linked: 0 };
+  const progress = reporter(opts, { phase: 'transferring', totalBytes: size.bytes, totalFiles: size.files });
+  for await (const batch of batches()) {
+    throwIfAborted(opts.signal);
+    const lines = batch.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join('');
+    const status = await checkAgent(host, `Checking an earlier upload of ${set}`, 'upload-status', [bd, set], { stdin: lines, signal: opts.signal });
+    const there = jsonStrings(status.stdout);
+    let todo = batch.filter((f) => !there.has(f.path));
+    throwIfAborted(opts.signal);
+    // Tree files another set on the host already has are linked there, not sent (host migration of
+    // several sets then costs what backups cost: only the files that changed).
+    const treeTodo = todo.filter((f) => f.path.includes('/'));
+    let linked = new Set<string>();
+    if (treeTodo.length > 0) {
+      const r = await checkAgent(host, `Linking files of ${set} that the host already has`, 'upload-link', [bd, set], {
+        stdin: treeTodo.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join(''),
+        signal: opts.signal,
+      });
+      linked = jsonStrings(r.stdout);
+      todo = todo.filter((f) => !linked.has(f.path));
+    }
+    const done = batch.filter((f) => there.has(f.path) || linked.has(f.path));
+    progress.add(done.reduce((n, f) => n + f.size, 0), done.length);
+    if (todo.length > 0) {
+      await streamAgent(host, 'receive-set', [bd, set], { stdin: Readable.from(tarStream(localSetDir, todo, (b, f) => progress.add(b, f), opts.signal)), signal: opts.signal });
+    }
+    sent.files += todo.length;
+    sent.bytes += todo.reduce((n, f) => n + f.size, 0);
+    sent.linked += linked.size;
   }
-  let todo = all.filter((f) => there.get(f.path) !== `${f.size} ${f.sha256}`);
+  progress.done();
   throwIfAborted(opts.signal);
-  // Tree files another set on the host already has are linked there, not sent (host migration of
-  // several sets then costs what backups cost: only the files that changed).
-  const treeTodo = todo.filter((f) => f.path.includes('/'));
-  let linked = 0;
-  if (treeTodo.length > 0) {
-    const r = await checkAgent(host, `Linking files of ${set} that the host already has`, 'upload-link', [bd, set], {
-      stdin: treeTodo.map((f) => JSON.stringify([f.path, f.size, f.sha256])).join('\n') + '\n',
-    });
-    const done = new Set(r.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as string));
-    linked = done.size;
-    todo = todo.filter((f) => !done.has(f.path));
+  opts.onProgress?.({ phase: 'sealing', bytes: 0, totalBytes: size.bytes, files: 0, totalFiles: size.files });
+  const expected = async function* (): AsyncGenerator<string> {
+    for await (const batch of batches()) yield batch.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join('');
+  };
+  // Not cancellable: once the host has the whole list it seals, whatever the client does then.
+  const expectedStream = Readable.from(expected());
+  try {
+    await streamAgent(host, 'seal-upload', [bd, set], { stdin: expectedStream, stdout: new PassThrough().resume() });
+  } catch (e) {
+    throw new TransferError(`Checking and sealing the upload of ${set}: ${(e as Error).message}`);
+  } finally {
+    expectedStream.destroy(); // a list still open when the host stopped reading
   }
-  if (todo.length > 0) {
-    const progress = reporter(opts, { phase: 'transferring', totalBytes: todo.reduce((n, f) => n + f.size, 0), totalFiles: todo.length });
-    await streamAgent(host, 'receive-set', [bd, set], { stdin: Readable.from(tarStream(localSetDir, todo, (b, f) => progress.add(b, f), opts.signal)), signal: opts.signal });
-    progress.done();
-  }
-  throwIfAborted(opts.signal);
-  opts.onProgress?.({ phase: 'sealing', bytes: 0, totalBytes: all.reduce((n, f) => n + f.size, 0), files: 0, totalFiles: all.length });
-  const expected = all.map((f) => JSON.stringify([f.path, f.size, f.sha256])).join('\n') + '\n';
-  await checkAgent(host, `Checking and sealing the upload of ${set}`, 'seal-upload', [bd, set], { stdin: expected });
   return {
     set,
     location: path.posix.join(bd, set),
-    files: all.length,
-    bytes: all.reduce((n, f) => n + f.size, 0),
-    skippedFiles: all.length - todo.length - linked,
-    linkedFiles: linked,
-    transferredFiles: todo.length,
-    transferredBytes: todo.reduce((n, f) => n + f.size, 0),
+    files: size.files,
+    bytes: size.bytes,
+    skippedFiles: size.files - sent.files - sent.linked,
+    linkedFiles: sent.linked,
+    transferredFiles: sent.files,
+    transferredBytes: sent.bytes,
     problems: [],
   };
+}
+
+/** The paths an agent verb printed, one JSON string per line. */
+function jsonStrings(stdout: string): Set<string> {
+  return new Set(stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as string));
 }

@@ -165,6 +165,46 @@ describe('set transfers against the sandbox host', function () {
     await assert.rejects(uploadSet(host2, path.join(local, set)), /already exists/);
   });
 
+  it('moves a set a few files at a time (batches of three): the same copy down and up, resuming per batch', async () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-batches-'));
+    try {
+      const seen: TransferProgress[] = [];
+      const r = await downloadSet(host, set, parent, { withConfig: true, batchFiles: 3, onProgress: (p) => seen.push(p) });
+      assert.deepEqual(r.problems, []);
+      const remote = setFiles(path.join(sb.backupDir, set));
+      assert.deepEqual(files(path.join(parent, set)), remote);
+      assert.equal(r.files, remote.size);
+      // A tree's progress runs over the whole tree, not batch by batch.
+      const storage = seen.filter((p) => p.phase === 'transferring' && p.totalFiles > 3);
+      assert.ok(storage.length > 0 && storage.some((p) => p.files === p.totalFiles && p.bytes === p.totalBytes));
+
+      const backupDir5 = path.join(sb.root, 'backups-upload5');
+      fs.mkdirSync(backupDir5, { mode: 0o700, recursive: true });
+      execFileSync('chown', [`${sb.kadiUser}:`, backupDir5]);
+      const host5 = await pool.get(profileOf(sb, 'sudo', (p) => {
+        p.name = 'sandbox-upload5';
+        p.backupDir = backupDir5;
+      }));
+      // An earlier upload left one complete tree file and one damaged one.
+      const [good, damaged] = [...remote.keys()].filter((k) => k.startsWith('storage/') && fs.statSync(path.join(sb.backupDir, set, k)).size > 0);
+      const partial = path.join(backupDir5, `.partial-upload-${set}`);
+      for (const k of [good, damaged]) {
+        fs.mkdirSync(path.dirname(path.join(partial, k)), { recursive: true });
+        fs.copyFileSync(path.join(sb.backupDir, set, k), path.join(partial, k));
+      }
+      fs.appendFileSync(path.join(partial, damaged), 'x');
+      execFileSync('chown', ['-R', `${sb.kadiUser}:`, partial]);
+      const up = await uploadSet(host5, path.join(parent, set), { batchFiles: 3 });
+      assert.equal(up.files, remote.size);
+      assert.equal(up.skippedFiles, 1, 'the complete file of the earlier upload');
+      assert.equal(up.transferredFiles, up.files - 1);
+      assert.deepEqual(setFiles(path.join(backupDir5, set)), remote);
+      assert.deepEqual((await listSets(host5)).partials, []);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to upload a local set whose files do not match its manifest; nothing is sealed', async () => {
     const backupDir3 = path.join(sb.root, 'backups-upload3');
     fs.mkdirSync(backupDir3, { mode: 0o700, recursive: true });

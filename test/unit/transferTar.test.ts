@@ -1,10 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileHeader, padding, TAR_END, TarExtractor } from '../../src/transfer/tar';
-import { checkSetPath, treeFiles, UnsafePathError } from '../../src/transfer/setFiles';
+import { checkSetPath, treeFileBatches, treeFiles, treeTotals, UnsafePathError } from '../../src/transfer/setFiles';
 
 function archive(files: [string, Buffer][]): Buffer {
   const parts: Buffer[] = [];
@@ -90,5 +91,39 @@ describe('transfer tar stream', () => {
     const files = treeFiles('storage', '["a/b", 3, 1, "abc"]\n\n["c", 0, 1, "def"]\n');
     assert.deepEqual(files, [{ path: 'storage/a/b', size: 3, sha256: 'abc' }, { path: 'storage/c', size: 0, sha256: 'def' }]);
     assert.throws(() => treeFiles('storage', '["../x", 1, 1, "a"]'), UnsafePathError);
+  });
+
+  it('reads a file list batch by batch, and totals it checking every line', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-list-'));
+    try {
+      const list = path.join(dir, 'storage.files.jsonl');
+      const rows = Array.from({ length: 7 }, (_, i) => JSON.stringify([`d/f${i} \u00fc`, i, 1, `h${i}`]));
+      fs.writeFileSync(list, `${rows.slice(0, 4).join('\n')}\n\n${rows.slice(4).join('\n')}`); // a blank line, no final newline
+      const batches: string[][] = [];
+      for await (const b of treeFileBatches('storage', list, 3)) batches.push(b.map((f) => `${f.path}:${f.size}:${f.sha256}`));
+      assert.deepEqual(batches, [
+        ['storage/d/f0 \u00fc:0:h0', 'storage/d/f1 \u00fc:1:h1', 'storage/d/f2 \u00fc:2:h2'],
+        ['storage/d/f3 \u00fc:3:h3', 'storage/d/f4 \u00fc:4:h4', 'storage/d/f5 \u00fc:5:h5'],
+        ['storage/d/f6 \u00fc:6:h6'],
+      ]);
+      assert.deepEqual(await treeTotals('storage', list), { files: 7, bytes: 21 });
+      // With the manifest's sha256: a list that changed since it was checked fails before its last batch.
+      const digest = createHash('sha256').update(fs.readFileSync(list)).digest('hex');
+      let n = 0;
+      for await (const b of treeFileBatches('storage', list, 3, digest)) n += b.length;
+      assert.equal(n, 7);
+      const seen: number[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const b of treeFileBatches('storage', list, 3, '0'.repeat(64))) seen.push(b.length);
+        })(),
+        /storage\.files\.jsonl changed while it was in use/,
+      );
+      assert.deepEqual(seen, [3, 3], 'the last batch never comes');
+      fs.appendFileSync(list, '\n["../../x", 1, 1, "a"]\n');
+      await assert.rejects(treeTotals('storage', list), UnsafePathError, 'an unsafe line anywhere fails the totals, before anything moves');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
