@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -270,6 +272,33 @@ class QuickVerifyTest(AgentCase):
 
 class ParallelQuickVerifyTest(QuickVerifyTest):
     parallel = True
+
+
+class WalkerMemoryTest(ZipappTestCase):
+    """A walker (verify-quick-part walkJ) holds 8-byte keys of its share of the list, not a Python
+    object per file: its memory grows by ~16 bytes per listed file at most."""
+
+    def peak_kib(self, lines):
+        d = tempfile.mkdtemp(dir=self.tmp.name)
+        os.mkdir(os.path.join(d, 'tree'))
+        listing = os.path.join(d, 'list.jsonl')
+        with open(listing, 'w', encoding='utf-8') as f:
+            for i in range(lines):
+                f.write(json.dumps(['%02x/%02x/%032x' % (i % 256, i >> 8 & 255, i * 2654435761), 1, 1, 'a' * 64]) + '\n')
+        probe = ('import resource, subprocess, sys\n'
+                 'r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n'
+                 'print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)')
+        r = subprocess.run([sys.executable, '-c', probe, sys.executable, '-I', '-S', self.pyz, 'verify-quick-part', 'storage',
+                            os.path.join(d, 'tree'), listing, 'walk0', '1'], capture_output=True, text=True, timeout=120)
+        code, kib = map(int, r.stdout.split())
+        self.assertEqual(code, 0, r.stderr)
+        shutil.rmtree(d)
+        return kib
+
+    def test_a_walker_of_600000_listed_files_grows_by_less_than_16_mib(self):
+        small, big = self.peak_kib(6000), self.peak_kib(600000)
+        # Sorting the keys as one list of ints grew it by ~42 MiB.
+        self.assertLess(big - small, 16 * 1024, '%d KiB at 6,000 files, %d KiB at 600,000' % (small, big))
 
 
 class ResultTest(AgentCase):
