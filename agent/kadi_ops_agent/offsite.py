@@ -57,7 +57,8 @@ def snapshot_time(s):
     m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$', t)
     if not m:
         return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    frac = (m.group(2) or '.0')[:7]
+    # Exactly six digits: Python before 3.11 reads only 3 or 6, and restic writes 1-9 (trailing zeros dropped).
+    frac = '.' + (m.group(2) or '.')[1:7].ljust(6, '0')
     zone = '+00:00' if m.group(3) == 'Z' else m.group(3)
     return datetime.datetime.fromisoformat(m.group(1) + frac + zone).astimezone(datetime.timezone.utc)
 

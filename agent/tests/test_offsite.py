@@ -173,8 +173,11 @@ class OffsiteTest(ZipappTestCase):
         os.chmod(os.path.join(d, 'storage', 'ab', 'y'), 0)
         shutil.copy(self.pyz, os.path.join(root, 'agent.pyz'))
         cfg = json.dumps({'repository': os.path.join(root, 'repo')})
-        as_nobody = ['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups', sys.executable, '-I', '-S', os.path.join(root, 'agent.pyz')]
+        setpriv = ['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups']
         env = {'PATH': os.environ['PATH'], 'HOME': root}
+        # This interpreter if nobody can run it (one built under /root may not be), else the system's.
+        python = sys.executable if subprocess.run(setpriv + [sys.executable, '-c', ''], env=env, capture_output=True).returncode == 0 else '/usr/bin/python3'
+        as_nobody = setpriv + [python, '-I', '-S', os.path.join(root, 'agent.pyz')]
         r = subprocess.run(as_nobody + ['offsite-connect', bd, cfg], input=json.dumps({'password': PASSWORD, 'create': True}), capture_output=True, text=True, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         job = os.path.join(root, 'job')
@@ -292,6 +295,14 @@ class OffsiteTest(ZipappTestCase):
             json.dump({'ok': True}, f)
         kept = {k['id'][:2]: k['reasons'] for k in offsite.forget_plan(snaps, {'keepLast': 2}, self.bd, 'kadi1')['keep']}
         self.assertEqual(kept['02'], ['newest verified'])
+
+    def test_snapshot_times_with_any_number_of_fraction_digits(self):
+        # restic writes nanoseconds without trailing zeros: 0 to 9 digits.
+        for t, want in (('2026-03-29T00:45:00Z', 0), ('2026-03-29T00:45:00.5Z', 500000), ('2026-03-29T02:45:00.1234+02:00', 123400),
+                        ('2026-03-29T00:45:00.12345Z', 123450), ('2026-03-29T00:45:00.123456789Z', 123456)):
+            with self.subTest(t):
+                got = offsite.snapshot_time({'time': t})
+                self.assertEqual((got.hour, got.minute, got.microsecond, got.utcoffset().total_seconds()), (0, 45, want, 0))
 
     def test_snapshot_times_are_compared_in_utc(self):
         a = {'time': '2026-03-29T01:30:00.123456789+01:00'}   # 00:30 UTC
