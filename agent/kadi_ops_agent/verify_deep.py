@@ -9,19 +9,22 @@ a problem when reading them failed). Expected counts: SET_DIR/db.counts.json
 (`{"tables": [[schema, table, rows], ...]}`) or, in sets made before it, db.counts.tsv
 (`schema.table<TAB>rows` lines, compared by those names).
 
-Writes JOB_DIR/deep.json (problems, warnings, summary: mode, tablesCompared, fileRows, extraFiles)
-for verify-result and prints `deep: T tables compared, F file rows checked, E extra files (MODE)`.
+Writes JOB_DIR/deep.json (problems and warnings: the first 1,000 of each, problemCount and
+warningCount: all of them; summary: mode, tablesCompared, fileRows, extraFiles) for verify-result and prints `deep: T tables compared, F file rows checked, E extra files (MODE)`.
 
 Usage: deep-check SET_DIR JOB_DIR CHUNK_SIZE MODE COUNT_OK FILES_OK
   CHUNK_SIZE  Kadi's UPLOAD_CHUNK_SIZE in bytes (empty or 0: unknown, powers of two are tried)
   MODE        where the dump was restored: throwaway-cluster or scratch-database
   COUNT_OK, FILES_OK  yes when reading the counts, the file rows succeeded, else no
 """
+import collections
 import concurrent.futures
 import hashlib
 import json
 import os
 import re
+
+from .verify_quick import KEEP, KeySet, Problems
 
 USAGE = 'usage: deep-check SET_DIR JOB_DIR CHUNK_SIZE MODE COUNT_OK FILES_OK'
 
@@ -35,7 +38,7 @@ def main(argv):
     except ValueError:
         raise SystemExit('deep-check: CHUNK_SIZE is not a number: %r\n%s' % (argv[2], USAGE))
     count_ok, files_ok = argv[4] == 'yes', argv[5] == 'yes'
-    problems, warnings = [], []
+    problems, warnings = Problems(), Problems()  # the first KEEP of each, counted exactly
     def shown(x, quote=True):
         # An identifier as SQL would write it, control characters escaped: one line, unambiguous.
         if quote and not re.fullmatch(r'[a-z_][a-z0-9_$]*', x): x = '"' + x.replace('"', '""') + '"'
@@ -72,15 +75,18 @@ def main(argv):
     root = os.path.join(d, 'storage')
     if not os.path.isdir(root):
         warnings.append('storage is archived; file cross-check skipped')
-        rows = []
-    else:
-        rows = []
-        if files_ok:
-            rows = [json.loads(l) for l in open(os.path.join(job, 'restored.files.jsonl'), encoding='utf-8') if l.strip()]
-        else:
-            problems.append('reading the file table of the restored database failed: %s' % err_line())
+    elif not files_ok:
+        problems.append('reading the file table of the restored database failed: %s' % err_line())
+    def file_rows():
+        # Read as they are checked: a million rows are never held at once.
+        if os.path.isdir(root) and files_ok:
+            with open(os.path.join(job, 'restored.files.jsonl'), encoding='utf-8') as f:
+                for l in f:
+                    if l.strip(): yield json.loads(l)
+    def rel_of(fid):
+        return '/'.join((fid[0:2], fid[2:4], fid[4:6], fid[6:]))
     def path_of(fid):
-        return os.path.join(root, fid[0:2], fid[2:4], fid[4:6], fid[6:])
+        return os.path.join(root, rel_of(fid))
     def md5_plain(p):
         h = hashlib.md5()
         with open(p, 'rb') as f:
@@ -117,19 +123,29 @@ def main(argv):
         if os.path.getsize(p) != int(size): return ('problem', 'file %s: size %d, database says %s' % (fid, os.path.getsize(p), size))
         if checksum and not md5_matches(p, int(size), checksum): return ('problem', 'file %s: MD5 does not match the database checksum' % fid)
         return None
+    # Four threads hash; at most 256 rows are in flight and results are taken in the rows' order.
+    known = KeySet()
+    n_rows = 0
+    def took(r):
+        if r: (problems if r[0] == 'problem' else warnings).append(r[1])
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-        for r in ex.map(check, rows):
-            if r: (problems if r[0] == 'problem' else warnings).append(r[1])
-    known = set(path_of(r[0]) for r in rows)
+        pending = collections.deque()
+        for row in file_rows():
+            n_rows += 1
+            known.add(rel_of(row[0]))
+            pending.append(ex.submit(check, row))
+            if len(pending) >= 256: took(pending.popleft().result())
+        while pending: took(pending.popleft().result())
     extra = 0
     if os.path.isdir(root):
         for dirpath, dirnames, filenames in os.walk(root):
             for fn in filenames:
-                p = os.path.join(dirpath, fn)
-                if p not in known and not re.search(r'-\d+$', fn):
+                rel = os.path.relpath(os.path.join(dirpath, fn), root)
+                if rel not in known and not re.search(r'-\d+$', fn):
                     extra += 1
-                    if extra <= 100: warnings.append('extra file in storage with no file row: %s' % os.path.relpath(p, root))
-    summary = {'mode': mode, 'tablesCompared': len(expected), 'fileRows': len(rows), 'extraFiles': extra}
+                    if extra <= 100: warnings.append('extra file in storage with no file row: %s' % rel)
+    summary = {'mode': mode, 'tablesCompared': len(expected), 'fileRows': n_rows, 'extraFiles': extra}
     with open(os.path.join(job, 'deep.json'), 'w') as f:
-        json.dump({'problems': problems, 'warnings': warnings, 'summary': summary}, f)
-    print('deep: %d tables compared, %d file rows checked, %d extra files (%s)' % (len(expected), len(rows), extra, mode))
+        json.dump({'problems': problems[:KEEP], 'problemCount': problems.count, 'warnings': warnings[:KEEP],
+                   'warningCount': warnings.count, 'summary': summary}, f)
+    print('deep: %d tables compared, %d file rows checked, %d extra files (%s)' % (len(expected), n_rows, extra, mode))

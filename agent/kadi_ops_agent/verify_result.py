@@ -31,7 +31,7 @@ def main(argv):
     try:
         deep = json.load(open(os.path.join(job, 'deep.json')))
         not_run, fix = deep.get('notRun'), deep.get('fix')
-        r['problems'] += deep['problems']; r['problemCount'] += len(deep['problems'])
+        r['problems'] += deep['problems']; r['problemCount'] += deep.get('problemCount', len(deep['problems']))
         r['warnings'] = deep.get('warnings', []); r['deep'] = deep.get('summary', {})
     except FileNotFoundError:
         if level == 'deep':

@@ -472,6 +472,37 @@ class DeepCheckTest(AgentCase):
         self.assertEqual(deep['summary']['extraFiles'], 1)
         self.assertEqual(r.stdout, 'deep: 0 tables compared, 1 file rows checked, 1 extra files (throwaway-cluster)\n')
 
+    def test_a_million_file_rows_are_read_as_they_are_checked_and_problems_counted_beyond_the_first_thousand(self):
+        # 300,000 rows of files the set lacks: every row held, with a future each, took ~270 MiB.
+        rows = [['%08x-0000-4000-8000-%012x' % (i, i), 1, '', 'active' if i < 1500 else 'deleted'] for i in range(300000)]
+        self.store(rows[1500][0], b'x')  # a deleted file that still has data: a warning
+        self.put_job('restored.files.jsonl', ''.join(json.dumps(r) + '\n' for r in rows))
+        self.put_job('restored.counts.jsonl', '')
+        with open(os.path.join(self.set, 'db.counts.json'), 'w', encoding='utf-8') as f:
+            json.dump({'tables': []}, f)
+        probe = ('import resource, subprocess, sys\n'
+                 'r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n'
+                 'sys.stderr.write(r.stderr)\n'
+                 'print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)')
+        r = subprocess.run([sys.executable, '-c', probe, sys.executable, '-I', '-S', self.pyz, 'deep-check', self.set, self.job, '', 'throwaway-cluster', 'yes', 'yes'],
+                           capture_output=True, text=True, timeout=300)
+        code, kib = map(int, r.stdout.split())
+        self.assertEqual(code, 0, r.stderr)
+        self.assertLess(kib, 60 * 1024, 'peak memory %d KiB' % kib)
+        with open(os.path.join(self.job, 'deep.json'), encoding='utf-8') as f:
+            deep = json.load(f)
+        self.assertEqual((len(deep['problems']), deep['problemCount']), (1000, 1500))
+        self.assertEqual(deep['problems'][0], 'file %s: active in the database but missing from the set' % rows[0][0], 'in the rows\' order')
+        self.assertEqual(deep['problems'][-1], 'file %s: active in the database but missing from the set' % rows[999][0])
+        self.assertEqual((deep['warnings'], deep['warningCount']), (['file %s (deleted) still has data in the set' % rows[1500][0]], 1))
+        self.assertEqual(deep['summary']['fileRows'], 300000)
+        self.assertEqual(deep['summary']['extraFiles'], 0, 'the stored file has its row')
+        # verify-result counts them all.
+        with open(os.path.join(self.job, 'quick.json'), 'w', encoding='utf-8') as f:
+            json.dump({'level': 'quick', 'ok': True, 'problems': [], 'problemCount': 0, 'files': 0, 'bytes': 0}, f)
+        r = self.agent('verify-result', self.set, self.job, 'deep')
+        self.assertIn('verified=failed level=deep problems=1500', r.stdout)
+
     def test_row_counts_by_schema_and_table_with_odd_names_shown_on_one_line(self):
         os.mkdir(os.path.join(self.set, 'storage'))
         counts = [['public', 'record', 5], ['public', 'file', 2], ['Odd"Schema', 'new\nline', 1], ['public', 'gone', 4]]
