@@ -10,7 +10,8 @@ a problem when reading them failed). Expected counts: SET_DIR/db.counts.json
 (`schema.table<TAB>rows` lines, compared by those names).
 
 Writes JOB_DIR/deep.json (problems and warnings: the first 1,000 of each, problemCount and
-warningCount: all of them; summary: mode, tablesCompared, fileRows, extraFiles) for verify-result and prints `deep: T tables compared, F file rows checked, E extra files (MODE)`.
+warningCount: all of them; summary: mode, tablesCompared, fileRows, extraFiles) for
+verify-result and prints `deep: T tables compared, F file rows checked, E extra files (MODE)`.
 
 Usage: deep-check SET_DIR JOB_DIR CHUNK_SIZE MODE COUNT_OK FILES_OK
   CHUNK_SIZE  Kadi's UPLOAD_CHUNK_SIZE in bytes (empty or 0: unknown, powers of two are tried)
@@ -123,7 +124,8 @@ def main(argv):
         if os.path.getsize(p) != int(size): return ('problem', 'file %s: size %d, database says %s' % (fid, os.path.getsize(p), size))
         if checksum and not md5_matches(p, int(size), checksum): return ('problem', 'file %s: MD5 does not match the database checksum' % fid)
         return None
-    # Four threads hash; at most 256 rows are in flight and results are taken in the rows' order.
+    # Four threads hash; at most 4096 rows are in flight (a big file's MD5 does not idle the other
+    # threads) and results are taken in the rows' order.
     known = KeySet()
     n_rows = 0
     def took(r):
@@ -134,18 +136,24 @@ def main(argv):
             n_rows += 1
             known.add(rel_of(row[0]))
             pending.append(ex.submit(check, row))
-            if len(pending) >= 256: took(pending.popleft().result())
+            if len(pending) >= 4096: took(pending.popleft().result())
         while pending: took(pending.popleft().result())
-    extra = 0
+    # Files of the set no row names (a 64-bit key per row: two paths share one with a chance of
+    # ~3e-8 at a million rows, which could only hide an extra file). The first 100 are named, after
+    # the rows' warnings, which leave them room.
+    extra, extras = 0, []
     if os.path.isdir(root):
         for dirpath, dirnames, filenames in os.walk(root):
-            for fn in filenames:
-                rel = os.path.relpath(os.path.join(dirpath, fn), root)
+            dirnames.sort()
+            under = dirpath[len(root) + 1:]
+            for fn in sorted(filenames):
+                rel = under + '/' + fn if under else fn
                 if rel not in known and not re.search(r'-\d+$', fn):
                     extra += 1
-                    if extra <= 100: warnings.append('extra file in storage with no file row: %s' % rel)
+                    if extra <= 100: extras.append('extra file in storage with no file row: %s' % rel)
+    kept_warnings = warnings[:KEEP - len(extras)] + extras
     summary = {'mode': mode, 'tablesCompared': len(expected), 'fileRows': n_rows, 'extraFiles': extra}
     with open(os.path.join(job, 'deep.json'), 'w') as f:
-        json.dump({'problems': problems[:KEEP], 'problemCount': problems.count, 'warnings': warnings[:KEEP],
-                   'warningCount': warnings.count, 'summary': summary}, f)
+        json.dump({'problems': problems[:KEEP], 'problemCount': problems.count, 'warnings': kept_warnings,
+                   'warningCount': warnings.count + extra, 'summary': summary}, f)
     print('deep: %d tables compared, %d file rows checked, %d extra files (%s)' % (len(expected), n_rows, extra, mode))

@@ -33,6 +33,8 @@ def main(argv):
         not_run, fix = deep.get('notRun'), deep.get('fix')
         r['problems'] += deep['problems']; r['problemCount'] += deep.get('problemCount', len(deep['problems']))
         r['warnings'] = deep.get('warnings', []); r['deep'] = deep.get('summary', {})
+        if deep.get('warningCount', 0) > len(r['warnings']):
+            r['warningCount'] = deep['warningCount']  # only the first ones are kept
     except FileNotFoundError:
         if level == 'deep':
             r['problems'].append('deep verification did not complete'); r['problemCount'] += 1
@@ -47,6 +49,9 @@ def main(argv):
     os.rename(tmp, os.path.join(d, '.verify.json'))
     for p in r['problems'][:200]: print('PROBLEM: ' + one_line(p))
     for w in r.get('warnings', [])[:200]: print('WARNING: ' + one_line(w))
+    warnings = r.get('warningCount', len(r.get('warnings', [])))
+    if warnings > 200:
+        print("... and %d more warnings (the set's .verify.json keeps the first %d)" % (warnings - 200, len(r['warnings'])))
     if not_run:
         print('deep verification could not run: %s' % one_line(not_run))
         print('could_not_run=deep verification: ' + one_line(not_run))

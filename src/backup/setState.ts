@@ -52,7 +52,7 @@ export function stateDetail(s: SetState): string[] {
     case 'damaged': {
       const shown = s.problems.slice(0, 5);
       const more = s.problemCount - shown.length;
-      return [`Damaged: ${how(s)} verification ${s.at} found ${s.problemCount} problem${s.problemCount === 1 ? '' : 's'}:`, ...shown.map((p) => `  ${p}`), ...(more > 0 ? [`  … and ${more} more (the verify job's log has them all)`] : [])];
+      return [`Damaged: ${how(s)} verification ${s.at} found ${s.problemCount} problem${s.problemCount === 1 ? '' : 's'}:`, ...shown.map((p) => `  ${p}`), ...(more > 0 ? [`  … and ${more} more (the verify job's log names the first 200)`] : [])];
     }
     case 'not-run':
       return [`Quick verification ${s.at}: no problems. Deep verification could not run here: ${s.why}.`, ...(s.fix ? [`Fix: ${s.fix}.`] : [])];

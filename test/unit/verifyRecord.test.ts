@@ -27,7 +27,7 @@ describe('the state of a set: unverified, verified, damaged, or a verification t
     const problems = Array.from({ length: 7 }, (_, i) => `storage/f${i}: missing`);
     const d = stateDetail(setState({ ...base, level: 'quick', ok: false, problems, problemCount: 1200 }));
     assert.equal(d.length, 7);
-    assert.equal(d[6], '  … and 1195 more (the verify job\'s log has them all)');
+    assert.equal(d[6], '  … and 1195 more (the verify job\'s log names the first 200)');
   });
 
   it('a deep verification that could not run is its own state, with why and the fix, and the set is not damaged', () => {
