@@ -23,7 +23,9 @@ let pyStatus = py.status ?? 1;
 const home = process.env.HOME ?? '/root';
 const pyenvRoot = process.env.PYENV_ROOT ?? path.join(home, '.pyenv');
 const versions = fs.existsSync(path.join(pyenvRoot, 'versions')) ? fs.readdirSync(path.join(pyenvRoot, 'versions')).filter((v) => /^3\.9\.\d+$/.test(v)) : [];
-const py39 = [spawnSync('sh', ['-c', 'command -v python3.9'], { encoding: 'utf8' }).stdout.trim(), ...versions.map((v) => path.join(pyenvRoot, 'versions', v, 'bin', 'python3'))].find((p) => p && fs.existsSync(p));
+// A candidate counts only if it runs and is 3.9 (a pyenv shim for a version not selected does not).
+const is39 = (p) => Boolean(p) && fs.existsSync(p) && spawnSync(p, ['-c', 'import sys; print(sys.version_info[:2] == (3, 9))'], { encoding: 'utf8' }).stdout?.trim() === 'True';
+const py39 = [...versions.map((v) => path.join(pyenvRoot, 'versions', v, 'bin', 'python3')), spawnSync('sh', ['-c', 'command -v python3.9'], { encoding: 'utf8' }).stdout.trim()].find(is39);
 let py39Summary = 'not run (no Python 3.9 on this machine)';
 if (py39) {
   const old = spawnSync(py39, ['-m', 'unittest', 'discover', '-s', 'agent/tests', '-p', 'test_*.py'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
