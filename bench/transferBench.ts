@@ -92,7 +92,8 @@ async function main(): Promise<void> {
       },
     ];
     const check = async (dir: string): Promise<void> => {
-      const got = Number(execFileSync('find', [dir, '-type', 'f', '!', '-name', '.*']).toString().split('\n').filter((l) => l).length);
+      // One byte per file (a path per file overflowed execFileSync's buffer at 20,000 files).
+      const got = execFileSync('find', [dir, '-type', 'f', '!', '-name', '.*', '-printf', 'x']).length;
       if (got !== setFiles) throw new Error(`${got} files arrived, the set has ${setFiles}`);
       fs.rmSync(dir, { recursive: true, force: true });
       execFileSync('sync');
