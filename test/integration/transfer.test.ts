@@ -60,6 +60,18 @@ describe('set transfers against the sandbox host', function () {
     fs.rmSync(local, { recursive: true, force: true });
   });
 
+  /** Another backupDir of the Kadi user on the sandbox, and a sudo-mode host profile for it. */
+  const uploadTarget = async (n: string): Promise<{ backupDir: string; host: RemoteHost }> => {
+    const backupDir = path.join(sb.root, `backups-upload${n}`);
+    fs.mkdirSync(backupDir, { mode: 0o700, recursive: true });
+    execFileSync('chown', [`${sb.kadiUser}:`, backupDir]);
+    const target = await pool.get(profileOf(sb, 'sudo', (p) => {
+      p.name = `sandbox-upload${n}`;
+      p.backupDir = backupDir;
+    }));
+    return { backupDir, host: target };
+  };
+
   it('downloads a set (sudo mode): every file equals the host copy, with progress', async () => {
     const seen: TransferProgress[] = [];
     const r = await downloadSet(host, set, local, { onProgress: (p) => seen.push(p), withConfig: true });
@@ -178,13 +190,7 @@ describe('set transfers against the sandbox host', function () {
       const storage = seen.filter((p) => p.phase === 'transferring' && p.totalFiles > 3);
       assert.ok(storage.length > 0 && storage.some((p) => p.files === p.totalFiles && p.bytes === p.totalBytes));
 
-      const backupDir5 = path.join(sb.root, 'backups-upload5');
-      fs.mkdirSync(backupDir5, { mode: 0o700, recursive: true });
-      execFileSync('chown', [`${sb.kadiUser}:`, backupDir5]);
-      const host5 = await pool.get(profileOf(sb, 'sudo', (p) => {
-        p.name = 'sandbox-upload5';
-        p.backupDir = backupDir5;
-      }));
+      const { backupDir: backupDir5, host: host5 } = await uploadTarget('5');
       // An earlier upload left one complete tree file and one damaged one.
       const [good, damaged] = [...remote.keys()].filter((k) => k.startsWith('storage/') && fs.statSync(path.join(sb.backupDir, set, k)).size > 0);
       const partial = path.join(backupDir5, `.partial-upload-${set}`);
@@ -206,13 +212,7 @@ describe('set transfers against the sandbox host', function () {
   });
 
   it('refuses to upload a local set whose files do not match its manifest; nothing is sealed', async () => {
-    const backupDir3 = path.join(sb.root, 'backups-upload3');
-    fs.mkdirSync(backupDir3, { mode: 0o700, recursive: true });
-    execFileSync('chown', [`${sb.kadiUser}:`, backupDir3]);
-    const host3 = await pool.get(profileOf(sb, 'sudo', (p) => {
-      p.name = 'sandbox-upload3';
-      p.backupDir = backupDir3;
-    }));
+    const { backupDir: backupDir3, host: host3 } = await uploadTarget('3');
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'kadi-transfer-bad-'));
     try {
       execFileSync('cp', ['-a', path.join(local, set), copy]);
@@ -259,13 +259,7 @@ describe('set transfers against the sandbox host', function () {
     assert.ok(resumed.skippedFiles > 0, 'files completed before the cancel are not fetched again');
     assert.deepEqual(files(path.join(local, bigSet)), setFiles(path.join(sb.backupDir, bigSet)));
 
-    const backupDir4 = path.join(sb.root, 'backups-upload4');
-    fs.mkdirSync(backupDir4, { mode: 0o700, recursive: true });
-    execFileSync('chown', [`${sb.kadiUser}:`, backupDir4]);
-    const host4 = await pool.get(profileOf(sb, 'sudo', (p) => {
-      p.name = 'sandbox-upload4';
-      p.backupDir = backupDir4;
-    }));
+    const { backupDir: backupDir4, host: host4 } = await uploadTarget('4');
     const remoteBig = path.join(backupDir4, `.partial-upload-${bigSet}`, ...rel.split('/'));
     const u = abortWhenGrowing(remoteBig);
     try {
