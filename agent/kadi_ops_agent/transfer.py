@@ -136,11 +136,14 @@ def seal_check(upload):
         def show(value):
             return 'missing' if value is None else repr(tuple(json.loads(value)))
 
-        def mismatch(key, got, expected):
+        def wrong(text):
             nonlocal bad
             bad += 1
             if bad <= 20:
-                print("mismatch: %s: %s, expected %s" % (one_line(json.loads(key)), show(got), show(expected)), file=sys.stderr)
+                print(text, file=sys.stderr)
+
+        def mismatch(key, got, expected):
+            wrong("mismatch: %s: %s, expected %s" % (one_line(json.loads(key)), show(got), show(expected)))
 
         ws, hs = _rows_of(want), _rows_of(have)
         w, h = next(ws, None), next(hs, None)
@@ -154,9 +157,7 @@ def seal_check(upload):
                 h = next(hs, None)
             elif h is None or w[0] < h[0]:
                 if w[0] == last:
-                    bad += 1
-                    if bad <= 20:
-                        print("listed twice: %s" % one_line(json.loads(w[0])), file=sys.stderr)
+                    wrong("listed twice: %s" % one_line(json.loads(w[0])))
                 else:
                     mismatch(w[0], None, w[1])
                 last = w[0]

@@ -129,7 +129,7 @@ interface Received {
 async function fetchFiles(host: RemoteHost, set: string, dir: string, files: ExpectedFile[], opts: TransferOptions, received = new Map<string, Received>(), shared?: Progress): Promise<void> {
   if (files.length === 0) return;
   const wanted = new Map(files.map((f) => [f.path, f]));
-  const progress = shared ?? reporter(opts, { phase: 'transferring', totalBytes: files.reduce((n, f) => n + f.size, 0), totalFiles: files.length });
+  const progress = shared ?? reporter(opts, { phase: 'transferring', totalBytes: bytesOf(files), totalFiles: files.length });
   const extractor = new TarExtractor(async (member): Promise<TarFileSink> => {
     const rel = checkSetPath(member.replace(/^\.\//, ''));
     if (!wanted.has(rel)) throw new TransferError(`the host sent ${rel}, which was not requested`);
@@ -185,7 +185,7 @@ async function completeLocally(dir: string, files: ExpectedFile[], opts: Transfe
       /* missing: fetch it */
     }
   }
-  const progress = reporter(opts, { phase: 'checking', totalBytes: candidates.reduce((n, f) => n + f.size, 0), totalFiles: candidates.length });
+  const progress = reporter(opts, { phase: 'checking', totalBytes: bytesOf(candidates), totalFiles: candidates.length });
   const results = await mapLimit(candidates, opts.hashConcurrency ?? 4, async (f) => {
     throwIfAborted(opts.signal);
     const problem = await checkLocalFile(dir, f);
@@ -221,9 +221,9 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
   const batch = async (files: ExpectedFile[], shared?: Progress): Promise<void> => {
     const r = await downloadBatch(host, set, dir, files, opts, shared);
     totals.files += files.length;
-    totals.bytes += files.reduce((n, f) => n + f.size, 0);
+    totals.bytes += bytesOf(files);
     totals.fetchedFiles += r.fetched.length;
-    totals.fetchedBytes += r.fetched.reduce((n, f) => n + f.size, 0);
+    totals.fetchedBytes += bytesOf(r.fetched);
     problems.push(...r.problems);
   };
   await batch(artifacts);
@@ -267,12 +267,12 @@ export async function downloadSet(host: RemoteHost, set: string, localParent: st
 async function downloadBatch(host: RemoteHost, set: string, dir: string, files: ExpectedFile[], opts: TransferOptions, shared?: Progress): Promise<{ fetched: ExpectedFile[]; problems: FileProblem[] }> {
   const ok = await completeLocally(dir, files, opts);
   const fetched = files.filter((f) => !ok.has(f.path));
-  shared?.add(files.reduce((n, f) => n + (ok.has(f.path) ? f.size : 0), 0), ok.size);
+  shared?.add(bytesOf(files) - bytesOf(fetched), ok.size);
   const received = new Map<string, Received>();
   throwIfAborted(opts.signal);
   await fetchFiles(host, set, dir, fetched, opts, received, shared);
   if (fetched.length === 0) return { fetched, problems: [] };
-  const progress = reporter(opts, { phase: 'verifying', totalBytes: fetched.reduce((n, f) => n + f.size, 0), totalFiles: fetched.length });
+  const progress = reporter(opts, { phase: 'verifying', totalBytes: bytesOf(fetched), totalFiles: fetched.length });
   const problems = (
     await mapLimit(fetched, opts.hashConcurrency ?? 4, async (f) => {
       throwIfAborted(opts.signal);
@@ -380,7 +380,7 @@ export async function uploadSet(host: RemoteHost, localSetDir: string, opts: Tra
     size: (await fs.promises.stat(path.join(localSetDir, 'manifest.json'))).size,
     sha256: await sha256File(path.join(localSetDir, 'manifest.json')),
   };
-  const size = { files: artifacts.length + 1, bytes: artifacts.reduce((n, f) => n + f.size, manifestFile.size) };
+  const size = { files: artifacts.length + 1, bytes: bytesOf(artifacts) + manifestFile.size };
   for (const t of trees) {
     const n = await treeTotals(t.tree, t.list);
     size.files += n.files;
@@ -413,7 +413,7 @@ export async function uploadSet(host: RemoteHost, localSetDir: string, opts: Tra
   const progress = reporter(opts, { phase: 'transferring', totalBytes: size.bytes, totalFiles: size.files });
   for await (const batch of batches()) {
     throwIfAborted(opts.signal);
-    const lines = batch.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join('');
+    const lines = expectedLines(batch);
     const status = await checkAgent(host, `Checking an earlier upload of ${set}`, 'upload-status', [bd, set], { stdin: lines, signal: opts.signal });
     const there = jsonStrings(status.stdout);
     let todo = batch.filter((f) => !there.has(f.path));
@@ -424,26 +424,26 @@ export async function uploadSet(host: RemoteHost, localSetDir: string, opts: Tra
     let linked = new Set<string>();
     if (treeTodo.length > 0) {
       const r = await checkAgent(host, `Linking files of ${set} that the host already has`, 'upload-link', [bd, set], {
-        stdin: treeTodo.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join(''),
+        stdin: expectedLines(treeTodo),
         signal: opts.signal,
       });
       linked = jsonStrings(r.stdout);
       todo = todo.filter((f) => !linked.has(f.path));
     }
     const done = batch.filter((f) => there.has(f.path) || linked.has(f.path));
-    progress.add(done.reduce((n, f) => n + f.size, 0), done.length);
+    progress.add(bytesOf(done), done.length);
     if (todo.length > 0) {
       await streamAgent(host, 'receive-set', [bd, set], { stdin: Readable.from(tarStream(localSetDir, todo, (b, f) => progress.add(b, f), opts.signal)), signal: opts.signal });
     }
     sent.files += todo.length;
-    sent.bytes += todo.reduce((n, f) => n + f.size, 0);
+    sent.bytes += bytesOf(todo);
     sent.linked += linked.size;
   }
   progress.done();
   throwIfAborted(opts.signal);
   opts.onProgress?.({ phase: 'sealing', bytes: 0, totalBytes: size.bytes, files: 0, totalFiles: size.files });
   const expected = async function* (): AsyncGenerator<string> {
-    for await (const batch of batches()) yield batch.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join('');
+    for await (const batch of batches()) yield expectedLines(batch);
   };
   // Not cancellable: once the host has the whole list it seals, whatever the client does then.
   const expectedStream = Readable.from(expected());
@@ -465,6 +465,15 @@ export async function uploadSet(host: RemoteHost, localSetDir: string, opts: Tra
     transferredBytes: sent.bytes,
     problems: [],
   };
+}
+
+/** Files as the agent's transfer verbs read them: a `[path, size, sha256]` JSON line each. */
+function expectedLines(files: readonly ExpectedFile[]): string {
+  return files.map((f) => JSON.stringify([f.path, f.size, f.sha256]) + '\n').join('');
+}
+
+function bytesOf(files: readonly ExpectedFile[]): number {
+  return files.reduce((n, f) => n + f.size, 0);
 }
 
 /** The paths an agent verb printed, one JSON string per line. */
