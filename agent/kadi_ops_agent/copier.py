@@ -9,6 +9,13 @@ manifest. A file or directory deleted on the live instance between being listed 
 deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as tar
 and rsync do; anything else that cannot be read fails the copy, naming it.
 
+The live tree is read below one descriptor of its root: each directory and file is opened relative to
+it, never through a link at its last name, and used only if it is the very entry (device and inode)
+the walk listed. An entry made again or swapped for a link between its listing and its reading is
+left out, named, and counted as vanished; what the link points to is never read in its place (for an
+agent run as root over a tree the Kadi user can write, a way to copy files from outside the tree
+into a set the backup operator can read).
+
 With small files the walk is per entry (a stat, a link or mkdir, a few bytes): one Python process
 is bound by its own CPU time. A tree is therefore shared by processes of their own (copier-part, see
 parts.py), one per CPU, each taking the top's subdirectories whose name's path_key falls to it and
@@ -18,9 +25,10 @@ order; the copier itself does the top's own files. A repeat set of a tree under 
 copier's own process.
 
 Usage: copier NAME SRC DEST PREV_SET  (PREV_SET empty for a first set)
-       copier-part NAME SRC DEST PREV_SET K N MKDIR  (MKDIR: exact|inexact UID GID, what mkdir makes)
+       copier-part NAME SRC DEST PREV_SET K N MKDIR PREV_ORDER  (MKDIR: exact|inexact:UID:GID, what
+           mkdir makes; PREV_ORDER: what the copier found the previous list to be, PreviousList.order)
 """
-import collections, concurrent.futures, itertools, json, os, stat, threading
+import collections, concurrent.futures, errno, itertools, json, os, stat, threading
 import hashlib
 import sys
 
@@ -30,8 +38,15 @@ from .manifest import tree_entries
 from .verify_quick import path_key
 
 USAGE = 'usage: copier NAME SRC DEST PREV_SET'
-PART_USAGE = 'usage: copier-part NAME SRC DEST PREV_SET K N MKDIR'
+PART_USAGE = 'usage: copier-part NAME SRC DEST PREV_SET K N MKDIR PREV_ORDER'
+PREV_ORDERS = ('in-order', 'any-order', 'unusable', 'none')
 IN_PROCESS = 5000
+
+# How a listed directory, file or link is opened (below the root's descriptor): never through a link
+# at its last name, a FIFO put in a file's place never blocks the open.
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+O_LINK = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 # Files smaller than this are copied by the walking thread itself: handing one to a worker cost ~100
@@ -52,17 +67,64 @@ def part(argv):
     top's own files). Writes `B entries` (progress), `W "line"` (what the copier says), and at the
     end `D {totals, entries, vanished, segments}`: its list (.NAME.part-K.jsonl) holds each top
     directory's lines at segments[dir] = [start, end]."""
-    if len(argv) != 7:
+    if len(argv) != 8:
         raise SystemExit(PART_USAGE)
-    name, src, dest, prev_set, k, n, mk = argv
+    name, src, dest, prev_set, k, n, mk, prev_order = argv
     try:
         k, n = int(k), int(n)
         kind, uid, gid = mk.split(':')
-        if not 0 <= k < n or kind not in ('exact', 'inexact'): raise ValueError(mk)
+        if not 0 <= k < n or kind not in ('exact', 'inexact') or prev_order not in PREV_ORDERS: raise ValueError(mk)
         mk = (kind == 'exact', (int(uid), int(gid)))
     except ValueError:
         raise SystemExit(PART_USAGE)
-    return _copy(name, src, dest, prev_set, part=(k, n, mk))
+    return _copy(name, src, dest, prev_set, part=(k, n, mk, prev_order))
+
+
+class Replaced(Exception):
+    """An entry that is no longer the one the walk listed (deleted and made again, or a link now)."""
+
+
+def open_listed(root_fd, rel, st, flags):
+    """REL below ROOT_FD opened with FLAGS, if it is still the entry ST (a Meta) the walk listed;
+    Replaced if something else is there now, FileNotFoundError if nothing is. (An inode number is
+    used again once freed, so its type is compared too; a file that existed before cannot take a
+    freed number: what is read is the listed entry, or one made since in its place.)"""
+    try:
+        fd = os.open(rel, flags, dir_fd=root_fd)
+    except OSError as e:
+        # A link at its last name (ELOOP; ENOTDIR when a directory was asked for), a file on the way.
+        if e.errno in (errno.ELOOP, errno.ENOTDIR): raise Replaced() from None
+        raise
+    try:
+        now = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if (now.st_dev, now.st_ino, stat.S_IFMT(now.st_mode)) != (st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)):
+        os.close(fd)
+        raise Replaced()
+    return fd
+
+
+def part_line(k, n):
+    """MINE for part K of N: a line of a top directory that falls to it (as shared() takes them).
+    Lines are ASCII JSON arrays written by json.dumps, a path first: the text before the first
+    slash, after '["', is the top directory's name as JSON escapes it (a name holds no slash,
+    the rest of a line none either); a line that is not so is parsed (never wrong, only slower)."""
+    tops = {}
+    def mine(line):
+        i = line.find('/')
+        if i < 0: return line[:2] != '["'  # a file of the top: the copier's
+        raw = line[2:i]
+        m = tops.get(raw)
+        if m is None:
+            try:
+                m = line[:2] != '["' or path_key(json.loads('"' + raw + '"')) % n == k
+            except ValueError:
+                m = True
+            tops[raw] = m
+        return m
+    return mine
 
 
 class _Mark:
@@ -95,46 +157,59 @@ def _copy(name, src, dest, prev_set, part):
 
     class PreviousList:
         """The previous set's file list, read in step with the walk (same order): size and digest of a
-        path, or None. A list in another order (an older set's) is read whole into a dict instead."""
-        def __init__(self, path):
-            self.f, self.cur, self.index = None, None, None
+        path, or None. A list in another order (an older set's) is read whole into a dict instead.
+        ORDER: what the copier found the list to be (for its parts, which do not check it again);
+        MINE(line): False for a line that is another process's to read (not parsed then)."""
+        def __init__(self, path, order=None, mine=None):
+            self.f, self.cur, self.index, self.mine = None, None, None, mine
+            self.order = 'none'
             try:
                 self.f = open(path, encoding='utf-8')
             except FileNotFoundError:
                 return
-            # One pass to check the order first: a miss while reading in step is then a real miss.
-            last = None
-            try:
-                for line in self.f:
-                    rel, size, mtime, digest = json.loads(line)
-                    key = order_key(rel)
-                    if last is not None and key <= last:
-                        self.f.seek(0)
-                        self.index = {}
-                        for line in self.f:
-                            rel, size, mtime, digest = json.loads(line)
-                            self.index[rel] = (size, digest)
-                        self.f.close(); self.f = None
-                        return
-                    last = key
-            except (ValueError, TypeError, AttributeError) as e:
-                self.unusable(e)
+            if order == 'unusable' or order == 'none':
+                self.unusable(None)
                 return
-            self.f.seek(0)
+            # One pass to check the order first: a miss while reading in step is then a real miss.
+            if order is None:
+                last = None
+                try:
+                    for line in self.f:
+                        rel, size, mtime, digest = json.loads(line)
+                        key = order_key(rel)
+                        if last is not None and key <= last:
+                            order = 'any-order'
+                            break
+                        last = key
+                    else:
+                        order = 'in-order'
+                except (ValueError, TypeError, AttributeError) as e:
+                    self.unusable(e)
+                    return
+                self.f.seek(0)
+            self.order = order
+            if order == 'any-order':
+                self.index = {}
+                for line in self.f:
+                    if mine is None or mine(line):
+                        rel, size, mtime, digest = json.loads(line)
+                        self.index[rel] = (size, digest)
+                self.f.close(); self.f = None
+                return
             self._next()
         def unusable(self, e):
             # Nothing is linked then: every file is copied and hashed again (slower, never wrong).
-            # (Said by the copier; its parts read the same list.)
-            if not part: print('WARNING: %s: the previous set\'s file list is unreadable (%s); copying every file' % (name, e), file=sys.stderr, flush=True)
+            # (Said by the copier; its parts are told.)
+            if e is not None: print('WARNING: %s: the previous set\'s file list is unreadable (%s); copying every file' % (name, e), file=sys.stderr, flush=True)
             if self.f: self.f.close()
-            self.f, self.cur, self.index = None, None, {}
+            self.f, self.cur, self.index, self.order = None, None, {}, 'unusable'
         def _next(self):
-            line = self.f.readline()
-            if not line:
-                self.cur = None
+            for line in self.f:
+                if self.mine is not None and not self.mine(line): continue
+                rel, size, mtime, digest = json.loads(line)  # checked by the copier's first pass
+                self.cur = (order_key(rel), size, digest)
                 return
-            rel, size, mtime, digest = json.loads(line)  # checked by the first pass
-            self.cur = (order_key(rel), size, digest)
+            self.cur = None
         def get(self, rel):
             if self.index is not None: return self.index.get(rel)
             key = order_key(rel)
@@ -143,8 +218,8 @@ def _copy(name, src, dest, prev_set, part):
             return None
 
     # What is kept of each lstat (a plain tuple is a third of an os.stat_result).
-    Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid')
-    def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid)
+    Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid st_dev st_ino')
+    def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid, st.st_dev, st.st_ino)
 
     # Lines printed by more than one thread go through say(): print() writes a line and its end in
     # two calls, and another thread's line could land between them.
@@ -156,15 +231,26 @@ def _copy(name, src, dest, prev_set, part):
             else:
                 sys.stdout.write(one_line(line) + '\n'); sys.stdout.flush()
 
-    vanished = 0
-    def note_vanished(rel, what, kept='not in the set'):
+    vanished = replaced = 0  # vanished counts both
+    def note_vanished(rel, what, kept='not in the set', how='vanished during the copy (deleted on the live instance)'):
         nonlocal vanished
         with output_lock:
             vanished += 1
             n = vanished
-        if n <= 100: say('%s: %s %s vanished during the copy (deleted on the live instance); %s' % (name, what, rel, kept))
+        if n <= 100: say('%s: %s %s %s; %s' % (name, what, rel, how, kept))
+    def note_replaced(rel, what, kept='not in the set'):
+        nonlocal replaced
+        with output_lock: replaced += 1
+        note_vanished(rel, what, kept, 'was replaced during the copy (it is no longer the entry that was listed: made again, or a link now)')
 
-    def read_dir(rel):
+    try:
+        root_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # resolved by the caller
+        root_st = meta(os.fstat(root_fd))
+    except OSError as e:
+        raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+
+    def read_dir(rel, st=None):
+        """REL's entries (name, Meta) by name; ST: REL as its parent's listing had it (not for the root)."""
         def entry(e):
             try:
                 return e.name, meta(e.stat(follow_symlinks=False))
@@ -172,30 +258,40 @@ def _copy(name, src, dest, prev_set, part):
                 note_vanished(rel + '/' + e.name if rel else e.name, 'entry')
                 return None
         try:
-            with os.scandir(src + '/' + rel if rel else src) as it:
-                return sorted((x for x in map(entry, it) if x is not None), key=lambda x: x[0])
-        except (FileNotFoundError, NotADirectoryError) as e:
-            if not rel: raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+            fd = open_listed(root_fd, rel, st, O_DIR) if rel else root_fd
+        except FileNotFoundError:
             note_vanished(rel, 'directory', 'the set holds it empty')
             return []
+        except Replaced:
+            note_replaced(rel, 'directory', 'the set holds it empty')
+            return []
+        except OSError as e:  # a directory that cannot be opened
+            raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+        try:
+            with os.scandir(fd) as it:  # entries' lstat relative to FD
+                return sorted((x for x in map(entry, it) if x is not None), key=lambda x: x[0])
         except OSError as e:  # a directory that cannot be read
             raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+        finally:
+            if fd != root_fd: os.close(fd)
 
-    def walk(rel='', listed=None):
+    def walk(rel='', st=None, listed=None):
         """(rel, Meta, False) in list order, each directory before what is in it, and (rel, Meta, True)
-        for a directory once all that is in it was yielded. LISTED: REL's entries, already read."""
+        for a directory once all that is in it was yielded. ST: REL's Meta as listed; LISTED: REL's
+        entries, already read."""
         subs = []
-        for n, st in (read_dir(rel) if listed is None else listed):
+        for n, est in (read_dir(rel, st) if listed is None else listed):
             r = rel + '/' + n if rel else n
-            if stat.S_ISDIR(st.st_mode): subs.append((r, st))
-            else: yield r, st, False
-        for r, st in subs:
-            yield r, st, False
-            yield from walk(r)
-            yield r, st, True
+            if stat.S_ISDIR(est.st_mode): subs.append((r, est))
+            else: yield r, est, False
+        for r, est in subs:
+            yield r, est, False
+            yield from walk(r, est)
+            yield r, est, True
 
     def count(path):
-        # The progress total (as rsync --no-inc-recursive's, but not waited for): names only, no lstat.
+        # The progress total (as rsync --no-inc-recursive's, but not waited for): names only, no lstat
+        # (read by path: a link swapped in could make the total wrong, nothing else).
         n, stack = 0, [path]
         while stack:
             try:
@@ -209,10 +305,6 @@ def _copy(name, src, dest, prev_set, part):
                 raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
         return n
 
-    try:
-        root_st = meta(os.lstat(src))
-    except OSError as e:
-        raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
     # What the previous set walked: the progress total of a repeat set without a second walk (a
     # day's changes are a small part; the last line is put right at the end).
     guess = tree_entries(prev_set, name) if prev else 0
@@ -279,9 +371,12 @@ def _copy(name, src, dest, prev_set, part):
         s, t = src + '/' + r, dest + '/' + r
         try:
             try:
-                fi = open(s, 'rb', buffering=0)
-            except (FileNotFoundError, NotADirectoryError):
+                fi = open(open_listed(root_fd, r, st, O_FILE), 'rb', buffering=0)
+            except FileNotFoundError:
                 note_vanished(r, 'file')
+                return None
+            except Replaced:
+                note_replaced(r, 'file')
                 return None
             except OSError as e:
                 raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
@@ -306,7 +401,8 @@ def _copy(name, src, dest, prev_set, part):
         finally:
             tick()
 
-    previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl')) if prev else None
+    previous = (PreviousList(os.path.join(prev_set, name + '.files.jsonl'), part[3], part_line(part[0], part[1]))
+                if part else PreviousList(os.path.join(prev_set, name + '.files.jsonl'))) if prev else None
     try:
         if part:
             mkdir_exact, mkdir_owner = part[2]
@@ -339,13 +435,13 @@ def _copy(name, src, dest, prev_set, part):
                 for r, st in dirs:
                     if path_key(r) % part[1] == part[0]:
                         yield r, st, False
-                        yield from walk(r)
+                        yield from walk(r, st)
                         yield r, st, True
             entries = shared()
         elif in_parts:
             entries = iter([(r, st, False) for r, st in top if not stat.S_ISDIR(st.st_mode)])
         else:
-            entries = walk('', top)
+            entries = walk('', None, top)
         totals = {'files': 0, 'bytes': 0, 'newFiles': 0, 'newBytes': 0}
         # ASCII lines (JSON with \u escapes), written as bytes: a part's segments are byte offsets.
         list_path = os.path.join(partial, '.%s.part-%d.jsonl' % (name, part[0]) if part else name + '.files.jsonl')
@@ -412,9 +508,15 @@ def _copy(name, src, dest, prev_set, part):
                     elif stat.S_ISLNK(st.st_mode):
                         t = dest + '/' + r
                         try:
-                            target = os.readlink(src + '/' + r)
-                        except (FileNotFoundError, NotADirectoryError):
+                            lfd = open_listed(root_fd, r, st, O_LINK)
+                            try: target = os.readlink('', dir_fd=lfd)
+                            finally: os.close(lfd)
+                        except FileNotFoundError:
                             note_vanished(r, 'link')
+                            tick()
+                            continue
+                        except Replaced:
+                            note_replaced(r, 'link')
                             tick()
                             continue
                         os.symlink(target, t)
@@ -431,10 +533,12 @@ def _copy(name, src, dest, prev_set, part):
         if part:
             with output_lock:
                 progress.flush()
-                parts.report({'totals': totals, 'vanished': vanished, 'segments': segments})
+                parts.report({'totals': totals, 'vanished': vanished, 'replaced': replaced, 'segments': segments})
             return 0
         if in_parts:
-            vanished += _in_parts(name, src, dest, prev_set, (mkdir_exact, mkdir_owner), partial, totals, progress, output_lock, say)
+            v, rp = _in_parts(name, src, dest, prev_set, previous.order if previous else 'none',
+                              (mkdir_exact, mkdir_owner), partial, totals, progress, output_lock, say)
+            vanished += v; replaced += rp
         keep_attrs(dest, root_st)
         tick()
         if counting.is_alive(): counting.join()
@@ -442,8 +546,11 @@ def _copy(name, src, dest, prev_set, part):
         totals['entries'] = progress.done
         totals['vanished'] = vanished
         if vanished:
-            print('WARNING: %s: %d %s vanished during the copy (deleted on the live instance while the backup ran) and %s left out of the set (%s)'
-                  % (name, vanished, 'entry' if vanished == 1 else 'entries', 'is' if vanished == 1 else 'are', 'the first 100 are named above' if vanished > 100 else 'named above'),
+            print('WARNING: %s: %d %s %s during the copy (%s on the live instance while the backup ran) and %s left out of the set (%s)'
+                  % (name, vanished, 'entry' if vanished == 1 else 'entries',
+                     ('vanished or was replaced' if vanished == 1 else 'vanished or were replaced') if replaced else 'vanished',
+                     'deleted or changed' if replaced else 'deleted',
+                     'is' if vanished == 1 else 'are', 'the first 100 are named above' if vanished > 100 else 'named above'),
                   file=sys.stderr, flush=True)
     except OSError as e:  # the set's side: a full disk, a directory that cannot be made
         raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
@@ -451,24 +558,25 @@ def _copy(name, src, dest, prev_set, part):
         json.dump(totals, f)
 
 
-def _in_parts(name, src, dest, prev_set, mk, partial, totals, progress, lock, say):
+def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progress, lock, say):
     """The top's directories by copier-part processes; their lists appended to the copier's (which
-    holds the top's own files) in the walk's order. Returns what vanished in them."""
+    holds the top's own files) in the walk's order. Returns how many entries vanished in them and
+    how many of those were replaced."""
     n = parts.workers()
     segments = {}  # top directory -> (part, start, end)
-    vanished = 0
+    vanished = replaced = 0
 
     def add(n):
         with lock: progress.add(n)  # the count of a first set's entries may still be running
 
     def done(i, d):
-        nonlocal vanished
+        nonlocal vanished, replaced
         for k, v in d['totals'].items(): totals[k] += v
-        vanished += d['vanished']
+        vanished += d['vanished']; replaced += d['replaced']
         for top, (start, end) in d['segments'].items(): segments[top] = (i, start, end)
     mkdir = '%s:%d:%d' % ('exact' if mk[0] else 'inexact', *mk[1])
     part_lists = [os.path.join(partial, '.%s.part-%d.jsonl' % (name, k)) for k in range(n)]
-    parts.run([['copier-part', name, src, dest, prev_set, str(k), str(n), mkdir] for k in range(n)],
+    parts.run([['copier-part', name, src, dest, prev_set, str(k), str(n), mkdir, prev_order] for k in range(n)],
               parts.reader(add, say, done),
               lambda status: 'ERROR: copying %s failed (a copier-part process ended with status %s; its error is above)'
                              % (name, status))
@@ -489,4 +597,4 @@ def _in_parts(name, src, dest, prev_set, mk, partial, totals, progress, lock, sa
         for f in readers: f.close()
     for p in part_lists: os.unlink(p)
     os.unlink(os.path.join(partial, '.%s.tops.json' % name))
-    return vanished
+    return vanished, replaced

@@ -175,6 +175,65 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(self.list_lines(s3), self.list_lines(s2), 'one process and parts make the same list')
         self.assertEqual(summary3, summary2)
 
+    ODD_TOPS = ['plain', 'sp ace', 'quo"te', 'back\\slash', 'ünï', 'new\nline', 'semi;colon']
+
+    def odd_tree(self):
+        """Top directories whose names JSON escapes (a part tells its lines by the escaped name), each
+        with a file at two depths, a file at the top and one not UTF-8 (bytes): the lines of the list."""
+        self.write('top-file', b'top', 0o640, 1_600_000_000)
+        for i, top in enumerate(self.ODD_TOPS):
+            self.write(top + '/f', b'f %d' % i, 0o640, 1_600_000_000)
+            self.write(top + '/d/g', b'g %d' % i, 0o640, 1_600_000_000)
+        raw = os.path.join(os.fsencode(self.live), b'caf\xe9', b'h')
+        os.makedirs(os.path.dirname(raw))
+        with open(raw, 'wb') as f:
+            f.write(b'latin-1')
+        os.utime(raw, (1_600_000_000, 1_600_000_000))
+
+    def test_a_line_of_the_previous_list_is_read_by_the_one_process_that_copies_its_top_directory(self):
+        from kadi_ops_agent import copier
+        from kadi_ops_agent.verify_quick import path_key
+        self.odd_tree()
+        r, s1, _, _ = self.copy('s1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(s1, 'storage.files.jsonl'), encoding='utf-8') as f:
+            lines = f.readlines()
+        self.assertEqual(len(lines), 2 * len(self.ODD_TOPS) + 2)
+        for n in (1, 2, 3, 4):
+            mine = [copier.part_line(k, n) for k in range(n)]
+            for line in lines:
+                rel = json.loads(line)[0]
+                want = [] if '/' not in rel else [path_key(rel.split('/')[0]) % n]
+                self.assertEqual([k for k in range(n) if mine[k](line)], want, (n, rel))
+        # A line not as json.dumps writes it is parsed by every part (never skipped wrongly).
+        self.assertTrue(all(copier.part_line(k, 2)('[ "plain/f", 1, 2, "ab"]\n') for k in (0, 1)))
+
+    def test_a_repeat_set_by_parts_links_every_unchanged_file_whatever_the_previous_lists_order(self):
+        # The copier checks the previous list once and tells its parts (in order, in another
+        # order, unreadable): unchanged files are linked in every part's share in the first two,
+        # none in the last (said once, everything copied and hashed again).
+        self.odd_tree()
+        r, s1, listing1, _ = self.copy('s1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        list1 = os.path.join(s1, 'storage.files.jsonl')
+        with open(list1, encoding='utf-8') as f:
+            lines = f.readlines()
+        ino = lambda s, rel: os.lstat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        for case, text in (('in-order', ''.join(lines)), ('any-order', ''.join(reversed(lines))),
+                           ('unusable', ''.join(lines[:3]) + '["half a line\n' + ''.join(lines[3:]))):
+            with open(list1, 'w', encoding='utf-8') as f:
+                f.write(text)
+            r2, s2, listing2, summary2 = self.copy('s-' + case, s1)
+            self.assertEqual(r2.returncode, 0, r2.stderr)
+            self.assertEqual(listing2, listing1, case)
+            linked = sorted(rel for rel in listing1 if ino(s1, rel) == ino(s2, rel))
+            if case == 'unusable':
+                self.assertEqual((linked, summary2['newFiles']), ([], len(listing1)), case)
+                self.assertEqual(r2.stderr.count("the previous set's file list is unreadable"), 1, r2.stderr)
+            else:
+                self.assertEqual((linked, summary2['newFiles']), (sorted(listing1), 0), case)
+                self.assertNotIn('unreadable', r2.stderr)
+
     def test_a_copier_stopped_with_sigterm_leaves_no_part_running(self):
         # backup.py stops a copy that will not fit with SIGTERM: the parts stop with the copier
         # instead of writing on into a set being removed.
@@ -206,7 +265,8 @@ class CopierTest(ZipappTestCase):
     def test_a_top_directory_that_becomes_a_file_before_the_parts_start_is_held_empty_as_one_process_would(self):
         # Between the copier's read of the top and its parts' start, b becomes a file and the
         # file x a directory (made here by wrapping parts.run, in-process): b is in the set as the
-        # empty directory it was and counted as vanished; x is the file the copier copied.
+        # empty directory it was, named as replaced and counted as vanished; x is the file the
+        # copier copied.
         from kadi_ops_agent import copier
         for d in 'abcd':
             self.write(d + '/f', d.encode())
@@ -237,11 +297,138 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(os.listdir(os.path.join(partial, 'storage/b')), [])
         with open(os.path.join(partial, 'storage/x'), 'rb') as f:
             self.assertEqual(f.read(), b'a file at the top')
-        self.assertIn('directory b vanished during the copy', out.getvalue())
+        self.assertIn('directory b was replaced during the copy', out.getvalue())
         with open(os.path.join(partial, '.storage.copy.json'), encoding='utf-8') as f:
             self.assertEqual(json.load(f)['vanished'], 1)
         with open(os.path.join(partial, 'storage.files.jsonl'), encoding='utf-8') as f:
             self.assertEqual([json.loads(line)[0] for line in f], ['x', 'a/f', 'c/f', 'd/f'])
+
+    def run_in_process(self, partial, wrap=None):
+        """copier.main in this process (parts are this zipapp, as on a host); WRAP(copier) may replace
+        something of the module while it runs and returns what to put back. Its output."""
+        from kadi_ops_agent import copier
+        argv0, umask = sys.argv[0], os.umask(0o022)
+        sys.argv[0] = self.pyz
+        undo = wrap(copier) if wrap else (lambda: None)
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                copier.main(['storage', self.live, os.path.join(partial, 'storage'), ''])
+        finally:
+            undo()
+            sys.argv[0] = argv0
+            os.umask(umask)
+        return out.getvalue()
+
+    def outside(self, rel, data):
+        """A file outside the live tree (what a link swapped into it could point to)."""
+        p = os.path.join(self.root, 'outside', rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'wb') as f:
+            f.write(data)
+        return os.path.dirname(p)
+
+    def set_files(self, partial):
+        found = {}
+        for d, _, files in os.walk(os.path.join(partial, 'storage')):
+            for n in files:
+                with open(os.path.join(d, n), 'rb') as f:
+                    found[os.path.relpath(os.path.join(d, n), os.path.join(partial, 'storage'))] = f.read()
+        return found
+
+    def test_a_top_directory_swapped_for_a_link_before_the_parts_read_it_is_never_followed(self):
+        # Between the copier's read of the top and its parts' walk, b becomes a link to a directory
+        # outside the tree (run as root over a tree the Kadi user can write, the way to copy any
+        # file into a set) and c is deleted and made again: neither is read in place of what was
+        # listed; both are named, held empty and counted.
+        for d in 'abcd':
+            self.write(d + '/f', d.encode())
+        secret = self.outside('secret/f', b'not part of the tree')
+
+        def wrap(copier):
+            real = copier.parts.run
+
+            def changing(*args, **kw):
+                os.unlink(os.path.join(self.live, 'b/f')); os.rmdir(os.path.join(self.live, 'b'))
+                os.symlink(secret, os.path.join(self.live, 'b'))
+                os.unlink(os.path.join(self.live, 'c/f')); os.rmdir(os.path.join(self.live, 'c'))
+                self.write('c/f', b'made again after the top was read')
+                return real(*args, **kw)
+            copier.parts.run = changing
+            return lambda: setattr(copier.parts, 'run', real)
+        partial = os.path.join(self.root, 's1')
+        os.mkdir(partial, 0o700)
+        out = self.run_in_process(partial, wrap)
+        self.assertEqual(self.set_files(partial), {'a/f': b'a', 'd/f': b'd'})
+        for d in 'bc':
+            self.assertTrue(stat.S_ISDIR(os.lstat(os.path.join(partial, 'storage', d)).st_mode))
+            self.assertIn('directory %s was replaced during the copy' % d, out)
+        with open(os.path.join(partial, 'storage.files.jsonl'), encoding='utf-8') as f:
+            self.assertEqual([json.loads(line)[0] for line in f], ['a/f', 'd/f'])
+        with open(os.path.join(partial, '.storage.copy.json'), encoding='utf-8') as f:
+            self.assertEqual(json.load(f)['vanished'], 2)
+
+    def test_a_directory_swapped_for_a_link_while_its_files_wait_to_be_copied_is_never_followed(self):
+        # One process walks (a single top directory): x/y is listed, then, before its files are
+        # read, becomes a link to a directory outside holding the same names; a link listed as a
+        # link is replaced by a FIFO. Neither outside file is copied, the FIFO does not block.
+        self.write('x/y/f', b'listed')
+        self.write('x/y/g', b'listed too')
+        os.symlink('target', os.path.join(self.live, 'x/l'))
+        elsewhere = self.outside('elsewhere/f', b'outside f')
+        self.outside('elsewhere/g', b'outside g')
+        swapped = []
+
+        def wrap(copier):
+            real = copier.open_listed
+
+            def swapping(root_fd, rel, st, flags):
+                if rel == 'x/l' and not swapped:
+                    os.unlink(os.path.join(self.live, 'x/l')); os.mkfifo(os.path.join(self.live, 'x/l'))
+                if rel.startswith('x/y/') and 'y' not in swapped:
+                    swapped.append('y')
+                    os.rename(os.path.join(self.live, 'x/y'), os.path.join(self.root, 'moved-away'))
+                    os.symlink(elsewhere, os.path.join(self.live, 'x/y'))
+                return real(root_fd, rel, st, flags)
+            copier.open_listed = swapping
+            return lambda: setattr(copier, 'open_listed', real)
+        partial = os.path.join(self.root, 's1')
+        os.mkdir(partial, 0o700)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            out = self.run_in_process(partial, wrap)
+        self.assertEqual(swapped, ['y'])
+        self.assertIn('storage: 3 entries vanished or were replaced during the copy (deleted or changed on the live instance', err.getvalue())
+        self.assertEqual(self.set_files(partial), {})
+        self.assertIn('file x/y/f was replaced during the copy', out)
+        self.assertIn('file x/y/g was replaced during the copy', out)
+        self.assertIn('link x/l was replaced during the copy', out)
+        self.assertFalse(os.path.lexists(os.path.join(partial, 'storage/x/l')))
+        with open(os.path.join(partial, '.storage.copy.json'), encoding='utf-8') as f:
+            self.assertEqual(json.load(f)['vanished'], 3)
+
+    def test_an_entry_opened_for_the_copy_must_be_the_one_listed(self):
+        from kadi_ops_agent import copier
+        self.write('a/f', b'x')
+        root = os.open(self.live, os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, root)
+        st_a, st_f = os.lstat(os.path.join(self.live, 'a')), os.lstat(os.path.join(self.live, 'a/f'))
+        os.close(copier.open_listed(root, 'a/f', st_f, copier.O_FILE))  # unchanged: opened
+        # Made again with the same name: another inode.
+        os.rename(os.path.join(self.live, 'a/f'), os.path.join(self.root, 'old-f'))
+        self.write('a/f', b'x')
+        with self.assertRaises(copier.Replaced):
+            copier.open_listed(root, 'a/f', st_f, copier.O_FILE)
+        # A link at the last name, or on the way.
+        os.rename(os.path.join(self.live, 'a'), os.path.join(self.root, 'old-a'))
+        os.symlink(os.path.join(self.root, 'old-a'), os.path.join(self.live, 'a'))
+        with self.assertRaises(copier.Replaced):
+            copier.open_listed(root, 'a', st_a, copier.O_DIR)
+        with self.assertRaises(copier.Replaced):  # old-a/f is the new file, not the listed one
+            copier.open_listed(root, 'a/f', st_f, copier.O_FILE)
+        os.unlink(os.path.join(self.live, 'a'))
+        with self.assertRaises(FileNotFoundError):
+            copier.open_listed(root, 'a/f', st_f, copier.O_FILE)
 
     def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(self):
         # Kadi names its files by uuid, but a storage tree may hold anything a user or a script put
