@@ -1,4 +1,5 @@
-"""Processes of this agent that share one job's work side by side (verify-quick-part, tree-sync-part).
+"""Processes of this agent that share one job's work side by side (copier-part, verify-quick-part,
+tree-sync-part).
 
 With small files the work is per entry (a stat, an open, a few bytes): one Python process is bound by
 its own CPU time, and as many processes as CPUs keep up with the C tools they replace. Each writes
@@ -28,17 +29,17 @@ def workers():
 
 
 class Progress:
-    """A part's progress, to the process that runs it: `B entries` on stdout now and then (the
-    caller serialises calls from its threads)."""
-    EVERY = 2048
+    """A part's progress, to the process that runs it: `B n` on stdout once EVERY units (entries,
+    bytes) are done and at flush() (the caller serialises calls from its threads)."""
     total, estimated = 0, False
 
-    def __init__(self):
+    def __init__(self, every=2048):
         self.done = self.n = 0
+        self.every = every
 
     def add(self, n):
         self.done += n; self.n += n
-        if self.n >= self.EVERY: self.flush()
+        if self.n >= self.every: self.flush()
 
     def flush(self):
         if self.n:
@@ -46,9 +47,10 @@ class Progress:
             self.n = 0
 
 
-def say(text):
-    """In a part: a line for the process that runs it to say (`W "text"`)."""
-    _send(b'W', text)
+def say(obj):
+    """In a part: something for the process that runs it to say (`W json`): a line of text, or what
+    that process's reader makes into one (verify-quick's [index, problem])."""
+    _send(b'W', obj)
 
 
 def report(result):
@@ -63,7 +65,7 @@ def _send(kind, obj):
 
 def reader(add, say, done):
     """A LINE for run() of parts that write Progress, say() and report(): `B n` goes to ADD(n),
-    `W "text"` to SAY(text), the last line `D {json}` to DONE(i, result)."""
+    `W json` to SAY(what was said), the last line `D {json}` to DONE(i, result)."""
     def line(i, raw):
         kind, _, rest = raw.decode('ascii').partition(' ')
         if kind == 'B':

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import stat
-import sys
 
 from .common import Progress, one_line, sha256
 from . import parts
@@ -107,23 +106,14 @@ def check_tree(tree, root, listing, progress, files_hint=None):
     kept = []  # (index, problem) of every process, merged in list order
     files = nbytes = 0
 
-    def line(_i, raw):
+    def done(_i, d):
         nonlocal files, nbytes
-        kind, _, rest = raw.decode('ascii').partition(' ')
-        if kind == 'B':
-            progress.add(int(rest))
-        elif kind == 'P':
-            i, _, text = rest.partition(' ')
-            kept.append((int(i), json.loads(text)))
-        elif kind == 'D':
-            f, b, more = (int(x) for x in rest.split())
-            files += f; nbytes += b
-            found.add_count(more)  # problems beyond what the process sent
-            return True
-        return False
+        files += d['files']; nbytes += d['bytes']
+        found.add_count(d['more'])  # problems beyond what the process sent
     parts.run([['verify-quick-part', tree, root, listing, k, str(n)] for k in [*map(str, range(n)), *('walk%d' % j for j in range(n))]],
-              line, lambda status: 'ERROR: checking the %s tree failed (a verify-quick-part process ended with status %s; '
-                                   'its error is above)' % (tree, status))
+              parts.reader(progress.add, lambda p: kept.append((p[0], p[1])), done),
+              lambda status: 'ERROR: checking the %s tree failed (a verify-quick-part process ended with status %s; '
+                             'its error is above)' % (tree, status))
     for _, text in sorted(kept, key=lambda x: x[0]): found.append(text)
     return files, nbytes, found
 
@@ -131,9 +121,10 @@ def check_tree(tree, root, listing, progress, files_hint=None):
 def part(argv):
     """verify-quick-part: one process's share of a tree's check. K of N: the files on every Nth
     line of the list from line K; walkJ: the files the list does not name in every Nth directory of
-    the tree's top from the Jth (walk0 also the files at the top). Writes
-    `B bytes` (progress), `P index "problem"` (the first KEEP) and at the end `D files bytes more`
-    (more: problems found beyond those sent)."""
+    the tree's top from the Jth (walk0 also the files at the top). Writes what parts.reader reads:
+    progress in bytes, the first KEEP problems said as [index, text] (index: where the problem is in
+    the list, or in the walk, for merging in order) and at the end {files, bytes, more} (more:
+    problems found beyond those sent)."""
     if len(argv) != 5:
         raise SystemExit(PART_USAGE)
     tree, root, listing, k, n = argv
@@ -144,27 +135,25 @@ def part(argv):
         if not 0 <= (k if walk is None else walk) < n: raise ValueError(k)
     except ValueError:
         raise SystemExit(PART_USAGE)
-    out = sys.stdout.buffer
+    progress = parts.Progress(every=1 << 22)  # bytes
     sent = [0, 0]  # problems sent, and found beyond them
 
     def problem(i, text):
         if sent[0] < KEEP:
             sent[0] += 1
-            out.write(b'P %d %s\n' % (i, json.dumps(text).encode('ascii')))
+            parts.say([i, text])
         else:
             sent[1] += 1
-    def done(nbytes):
-        out.write(b'B %d\n' % nbytes); out.flush()
     try:
         if walk is not None:
             _walk_part(tree, root, listing, problem, walk, n)
-            out.write(b'D 0 0 %d\n' % sent[1])
-            return 0
-        files, nbytes = _check_part(tree, root, listing, k, n, problem, done)
+            files = nbytes = 0
+        else:
+            files, nbytes = _check_part(tree, root, listing, k, n, problem, progress.add)
     except (ValueError, TypeError, LookupError) as e:  # a list line that is not [path, size, mtime, sha256]
         raise SystemExit('ERROR: %s: the file list cannot be read (%s)' % (tree, one_line(e)))
-    out.write(b'D %d %d %d\n' % (files, nbytes, sent[1]))
-    out.flush()
+    progress.flush()
+    parts.report({'files': files, 'bytes': nbytes, 'more': sent[1]})
     return 0
 
 
