@@ -70,6 +70,45 @@ VERBS = {
     'transfer': ('transfer', 'main'),
 }
 
+# What the verbs that do not check their own argument count take ([X]: optional; X...: any number,
+# at least one; [X...]: any number): a wrong count is a usage error naming them, not a traceback.
+ARGS = {
+    'facts': 'KADI_CLI CONFIG BACKUP_DIR PG_HOST PG_PORT PG_DB PG_USER',
+    'pin': 'BACKUP_DIR SET', 'unpin': 'BACKUP_DIR SET',
+    'clean-partials': 'BACKUP_DIR [PARTIAL...]',
+    'read-toc': 'BACKUP_DIR SET', 'send-set': 'BACKUP_DIR SET', 'receive-set': 'BACKUP_DIR SET',
+    'upload-status': 'BACKUP_DIR SET', 'seal-upload': 'BACKUP_DIR SET', 'upload-link': 'BACKUP_DIR SET',
+    'set-toc': 'BACKUP_DIR SET [PG_RESTORE]',
+    'restore-probe': 'KEY=VALUE...',
+    'config-diff': 'BACKUP_DIR SET',
+    'plan-store': 'BACKUP_DIR', 'plan-show': 'BACKUP_DIR', 'run-plan': 'BACKUP_DIR [KEY=VALUE...]',
+    'schedule-units': 'BACKUP_DIR AGENT', 'schedule-install': 'BACKUP_DIR AGENT',
+    'schedule-root-script': 'BACKUP_DIR AGENT [remove]', 'schedule-remove': 'BACKUP_DIR',
+    'schedule-status': 'BACKUP_DIR',
+    'job-status': 'BACKUP_DIR JOB', 'job-list': 'BACKUP_DIR', 'job-tail': 'BACKUP_DIR JOB OFFSET [state]',
+    'job-cancel': 'BACKUP_DIR JOB GRACE_SECONDS', 'job-log': 'BACKUP_DIR JOB', 'job-forget': 'BACKUP_DIR JOB',
+    'lock-status': 'BACKUP_DIR',
+    'job-run': 'BACKUP_DIR JOB VERB [ARG...]', 'job-verb': 'VERB [ARG...]', 'job-cleanup': 'VERB [ARG...]',
+}
+
+
+def arity(spec):
+    """(least, most) arguments of an ARGS entry; most None: no limit."""
+    least = most = 0
+    for word in spec.split():
+        if word.endswith('...') or word.endswith('...]'): most = None
+        elif most is not None: most += 1
+        if not word.startswith('['): least += 1
+    return least, most
+
+
+def check_args(verb, args):
+    spec = ARGS.get(verb)
+    if spec is None: return
+    least, most = arity(spec)
+    if len(args) < least or (most is not None and len(args) > most):
+        raise Usage('usage: %s %s (%d argument%s given)' % (verb, spec, len(args), '' if len(args) == 1 else 's'))
+
 
 def main() -> None:
     # Like a shell: a closed pipe ends the agent quietly, not with a traceback.
@@ -83,9 +122,13 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in VERBS:
         sys.stderr.write('kadi-ops: unknown verb %r; one of: %s\n' % (sys.argv[1] if len(sys.argv) > 1 else '', ', '.join(sorted(VERBS))))
         sys.exit(2)
-    module, function = VERBS[sys.argv[1]]
-    fn = getattr(importlib.import_module('kadi_ops_agent.' + module), function)
-    sys.exit(call(fn, sys.argv[2:], sys.argv[1]))
+    verb, args = sys.argv[1], sys.argv[2:]
+    module, function = VERBS[verb]
+
+    def checked(args):
+        check_args(verb, args)
+        return getattr(importlib.import_module('kadi_ops_agent.' + module), function)(args)
+    sys.exit(call(checked, args, verb))
 
 
 def call(fn, args, verb=''):

@@ -528,13 +528,25 @@ def _in_child(fn, args, env):
     return os.waitstatus_to_exitcode(status) if status & 0x7f == 0 else 128 + (status & 0x7f)
 
 
+def _count(text, what):
+    """TEXT as a whole number >= 0, or a usage error naming WHAT."""
+    if not text.isdigit() or not text.isascii(): die('%s must be a whole number, not %r' % (what, text))
+    return int(text)
+
+
+def _job_verb(name):
+    verbs = job_verbs()
+    if name not in verbs: die('unknown job verb %r; one of: %s' % (name, ', '.join(sorted(verbs))))
+    return verbs[name]
+
+
 def job_verb(argv):
     """job-verb VERB ARGS...: the verb itself, inside a job (JOB_DIR and JOB_ID set)."""
-    return job_verbs()[argv[0]][0](argv[1:])
+    return _job_verb(argv[0])[0](argv[1:])
 
 
 def job_cleanup(argv):
-    cleanup = job_verbs()[argv[0]][1]
+    cleanup = _job_verb(argv[0])[1]
     return cleanup(argv[1:]) if cleanup else 0
 
 
@@ -632,7 +644,7 @@ def job_tail(argv):
     job's state (job-status's lines, as one JSON list) ends stderr on a line of its own prefixed
     `kadi-ops-job-state `: the follower needs no second command (and Python start) to learn it."""
     d = _existing_job(argv[0], argv[1])
-    offset = int(argv[2])
+    offset = _count(argv[2], 'OFFSET')
     with_state = argv[3:] == ['state']
     log, status = os.path.join(d, 'log'), os.path.join(d, 'status')
     pgid = _int(_read(os.path.join(d, 'pgid')))
@@ -656,7 +668,7 @@ def job_tail(argv):
 def job_cancel(argv):
     """job-cancel BACKUP_DIR JOB_ID GRACE_SECONDS"""
     d = _existing_job(argv[0], argv[1])
-    grace = int(argv[2])
+    grace = _count(argv[2], 'GRACE_SECONDS')
     pgid = _int(_read(os.path.join(d, 'pgid')))
     if not pgid:
         die('job %s has no process group' % argv[1])
