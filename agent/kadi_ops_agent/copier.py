@@ -11,10 +11,12 @@ and rsync do; anything else that cannot be read fails the copy, naming it.
 
 The live tree is read below one descriptor of its root: each directory and file is opened relative to
 it, never through a link at its last name, and used only if it is the very entry (device and inode)
-the walk listed. An entry made again or swapped for a link between its listing and its reading is
-left out, named, and counted as vanished; what the link points to is never read in its place (for an
-agent run as root over a tree the Kadi user can write, a way to copy files from outside the tree
-into a set the backup operator can read).
+the walk listed; a file is opened as a path first (O_PATH) and read only once it is the listed file.
+An entry made again or swapped for a link between its listing and its reading is left out, named,
+and counted as vanished; what a link points to is never read in its place, nor a device opened
+through it (for an agent run as root over a tree the Kadi user can write, a way to copy files from
+outside the tree into a set the backup operator can read). A directory that was an automount point
+when listed is copied as what is mounted on it.
 
 With small files the walk is per entry (a stat, a link or mkdir, a few bytes): one Python process
 is bound by its own CPU time. A tree is therefore shared by processes of their own (copier-part, see
@@ -43,10 +45,18 @@ PREV_ORDERS = ('in-order', 'any-order', 'unusable', 'none')
 IN_PROCESS = 5000
 
 # How a listed directory, file or link is opened (below the root's descriptor): never through a link
-# at its last name, a FIFO put in a file's place never blocks the open.
-O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-O_LINK = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+# at its last name. A file is first opened as a path only (O_PATH: its driver is never asked, a
+# device or FIFO put in its place is not opened), and read through that descriptor once it is the
+# very file listed: a directory on the way swapped for a link could lead anywhere.
+DIR, FILE, LINK = 'directory', 'file', 'link'
+OPEN = {DIR: os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+        FILE: os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+        LINK: os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC}
+# Opening /proc/self/fd/N opens the file descriptor N holds, not a path looked up again. Without
+# /proc (rare) the name is opened again and checked again, without blocking on a FIFO.
+PROC_FD = '/proc/self/fd/'
+HAVE_PROC_FD = os.path.isdir(PROC_FD)
+O_FILE_AGAIN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 # Files smaller than this are copied by the walking thread itself: handing one to a worker cost ~100
@@ -84,26 +94,56 @@ class Replaced(Exception):
     """An entry that is no longer the one the walk listed (deleted and made again, or a link now)."""
 
 
-def open_listed(root_fd, rel, st, flags):
-    """REL below ROOT_FD opened with FLAGS, if it is still the entry ST (a Meta) the walk listed;
-    Replaced if something else is there now, FileNotFoundError if nothing is. (An inode number is
-    used again once freed, so its type is compared too; a file that existed before cannot take a
-    freed number: what is read is the listed entry, or one made since in its place.)"""
+def _same(a, b):
+    return (a.st_dev, a.st_ino, stat.S_IFMT(a.st_mode)) == (b.st_dev, b.st_ino, stat.S_IFMT(b.st_mode))
+
+
+def open_listed(root_fd, rel, st, kind, parent=None):
+    """REL below ROOT_FD opened as KIND (DIR, FILE: readable, LINK: O_PATH), if it is still the
+    entry ST (a Meta) the walk listed; Replaced if something else is there now, FileNotFoundError if
+    nothing is. (An inode number is used again once freed, so its type is compared too; a file that
+    existed before cannot take a freed number: what is read is the listed entry, or one made since
+    in its place.) PARENT: the Meta of REL's directory, for a directory that was an automount point
+    when listed and is the root of what is mounted on it now."""
     try:
-        fd = os.open(rel, flags, dir_fd=root_fd)
+        fd = os.open(rel, OPEN[kind], dir_fd=root_fd)
     except OSError as e:
-        # A link at its last name (ELOOP; ENOTDIR when a directory was asked for), a file on the way.
-        if e.errno in (errno.ELOOP, errno.ENOTDIR): raise Replaced() from None
+        # A link at its last name (ELOOP; ENOTDIR when a directory was asked for), a file on the way,
+        # a socket (ENXIO).
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO): raise Replaced() from None
         raise
+    keep = False
     try:
         now = os.fstat(fd)
-    except BaseException:
-        os.close(fd)
+        if not _same(now, st) and not (kind == DIR and _mounted_on(fd, now, st, parent)):
+            raise Replaced()
+        if kind != FILE:
+            keep = True
+            return fd
+        if HAVE_PROC_FD:
+            return os.open(PROC_FD + str(fd), os.O_RDONLY | os.O_CLOEXEC)
+        again = os.open(rel, O_FILE_AGAIN, dir_fd=root_fd)
+        try:
+            if not _same(os.fstat(again), st): raise Replaced()
+            os.set_blocking(again, True)
+        except BaseException:
+            os.close(again)
+            raise
+        return again
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO): raise Replaced() from None
         raise
-    if (now.st_dev, now.st_ino, stat.S_IFMT(now.st_mode)) != (st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)):
-        os.close(fd)
-        raise Replaced()
-    return fd
+    finally:
+        if not keep: os.close(fd)
+
+
+def _mounted_on(fd, now, st, parent):
+    """True for a directory FD (fstat NOW) that the walk listed as ST on another filesystem, whose
+    parent ('..' of a filesystem's root is the directory it is mounted in) is the listed PARENT: an
+    automount point, mounted when it was opened. Only root can mount: a link swapped in on the way
+    leads to a directory whose parent is not PARENT."""
+    if parent is None or now.st_dev == st.st_dev: return False
+    return _same(os.stat('..', dir_fd=fd, follow_symlinks=False), parent)
 
 
 def part_line(k, n):
@@ -249,8 +289,9 @@ def _copy(name, src, dest, prev_set, part):
     except OSError as e:
         raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
 
-    def read_dir(rel, st=None):
-        """REL's entries (name, Meta) by name; ST: REL as its parent's listing had it (not for the root)."""
+    def read_dir(rel, st=None, parent=None):
+        """REL's entries (name, Meta) by name; ST: REL as its parent's listing had it, PARENT: that
+        directory's Meta (neither for the root)."""
         def entry(e):
             try:
                 return e.name, meta(e.stat(follow_symlinks=False))
@@ -258,7 +299,7 @@ def _copy(name, src, dest, prev_set, part):
                 note_vanished(rel + '/' + e.name if rel else e.name, 'entry')
                 return None
         try:
-            fd = open_listed(root_fd, rel, st, O_DIR) if rel else root_fd
+            fd = open_listed(root_fd, rel, st, DIR, parent) if rel else root_fd
         except FileNotFoundError:
             note_vanished(rel, 'directory', 'the set holds it empty')
             return []
@@ -275,25 +316,27 @@ def _copy(name, src, dest, prev_set, part):
         finally:
             if fd != root_fd: os.close(fd)
 
-    def walk(rel='', st=None, listed=None):
+    def walk(rel='', st=None, listed=None, parent=None):
         """(rel, Meta, False) in list order, each directory before what is in it, and (rel, Meta, True)
-        for a directory once all that is in it was yielded. ST: REL's Meta as listed; LISTED: REL's
-        entries, already read."""
+        for a directory once all that is in it was yielded. ST: REL's Meta as listed, PARENT: its
+        directory's; LISTED: REL's entries, already read."""
         subs = []
-        for n, est in (read_dir(rel, st) if listed is None else listed):
+        for n, est in (read_dir(rel, st, parent) if listed is None else listed):
             r = rel + '/' + n if rel else n
             if stat.S_ISDIR(est.st_mode): subs.append((r, est))
             else: yield r, est, False
         for r, est in subs:
             yield r, est, False
-            yield from walk(r, est)
+            yield from walk(r, est, None, st or root_st)
             yield r, est, True
 
+    counted = threading.Event()  # the copy is over: a count still running stops
     def count(path):
         # The progress total (as rsync --no-inc-recursive's, but not waited for): names only, no lstat
-        # (read by path: a link swapped in could make the total wrong, nothing else).
+        # (read by path: a link swapped in could make the total wrong, or the count longer, nothing
+        # else; it stops when the copy is over).
         n, stack = 0, [path]
-        while stack:
+        while stack and not counted.is_set():
             try:
                 with os.scandir(stack.pop()) as it:
                     for e in it:
@@ -318,6 +361,7 @@ def _copy(name, src, dest, prev_set, part):
         except SystemExit:
             return  # the copy's own walk reports the unreadable directory
         with progress_lock:
+            if counted.is_set(): return  # the copy was over first: its last line has the total
             progress.total, progress.estimated = n, False
             progress.add(0)
     counting = threading.Thread(target=count_total, daemon=True)
@@ -371,7 +415,7 @@ def _copy(name, src, dest, prev_set, part):
         s, t = src + '/' + r, dest + '/' + r
         try:
             try:
-                fi = open(open_listed(root_fd, r, st, O_FILE), 'rb', buffering=0)
+                fi = open(open_listed(root_fd, r, st, FILE), 'rb', buffering=0)
             except FileNotFoundError:
                 note_vanished(r, 'file')
                 return None
@@ -435,7 +479,7 @@ def _copy(name, src, dest, prev_set, part):
                 for r, st in dirs:
                     if path_key(r) % part[1] == part[0]:
                         yield r, st, False
-                        yield from walk(r, st)
+                        yield from walk(r, st, None, root_st)
                         yield r, st, True
             entries = shared()
         elif in_parts:
@@ -508,7 +552,7 @@ def _copy(name, src, dest, prev_set, part):
                     elif stat.S_ISLNK(st.st_mode):
                         t = dest + '/' + r
                         try:
-                            lfd = open_listed(root_fd, r, st, O_LINK)
+                            lfd = open_listed(root_fd, r, st, LINK)
                             try: target = os.readlink('', dir_fd=lfd)
                             finally: os.close(lfd)
                         except FileNotFoundError:
@@ -541,7 +585,7 @@ def _copy(name, src, dest, prev_set, part):
             vanished += v; replaced += rp
         keep_attrs(dest, root_st)
         tick()
-        if counting.is_alive(): counting.join()
+        with progress_lock: counted.set()  # a count still running is not waited for
         progress.finish()
         totals['entries'] = progress.done
         totals['vanished'] = vanished
@@ -554,6 +598,9 @@ def _copy(name, src, dest, prev_set, part):
                   file=sys.stderr, flush=True)
     except OSError as e:  # the set's side: a full disk, a directory that cannot be made
         raise SystemExit('ERROR: copying %s into the set failed: %s' % (name, e))
+    finally:
+        counted.set()
+        os.close(root_fd)  # the worker threads are done with it: their pool was left
     with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
         json.dump(totals, f)
 

@@ -382,14 +382,14 @@ class CopierTest(ZipappTestCase):
         def wrap(copier):
             real = copier.open_listed
 
-            def swapping(root_fd, rel, st, flags):
+            def swapping(root_fd, rel, st, kind, *parent):
                 if rel == 'x/l' and not swapped:
                     os.unlink(os.path.join(self.live, 'x/l')); os.mkfifo(os.path.join(self.live, 'x/l'))
                 if rel.startswith('x/y/') and 'y' not in swapped:
                     swapped.append('y')
                     os.rename(os.path.join(self.live, 'x/y'), os.path.join(self.root, 'moved-away'))
                     os.symlink(elsewhere, os.path.join(self.live, 'x/y'))
-                return real(root_fd, rel, st, flags)
+                return real(root_fd, rel, st, kind, *parent)
             copier.open_listed = swapping
             return lambda: setattr(copier, 'open_listed', real)
         partial = os.path.join(self.root, 's1')
@@ -413,22 +413,111 @@ class CopierTest(ZipappTestCase):
         root = os.open(self.live, os.O_RDONLY | os.O_DIRECTORY)
         self.addCleanup(os.close, root)
         st_a, st_f = os.lstat(os.path.join(self.live, 'a')), os.lstat(os.path.join(self.live, 'a/f'))
-        os.close(copier.open_listed(root, 'a/f', st_f, copier.O_FILE))  # unchanged: opened
+        os.close(copier.open_listed(root, 'a/f', st_f, copier.FILE))  # unchanged: opened
         # Made again with the same name: another inode.
         os.rename(os.path.join(self.live, 'a/f'), os.path.join(self.root, 'old-f'))
         self.write('a/f', b'x')
         with self.assertRaises(copier.Replaced):
-            copier.open_listed(root, 'a/f', st_f, copier.O_FILE)
+            copier.open_listed(root, 'a/f', st_f, copier.FILE)
         # A link at the last name, or on the way.
         os.rename(os.path.join(self.live, 'a'), os.path.join(self.root, 'old-a'))
         os.symlink(os.path.join(self.root, 'old-a'), os.path.join(self.live, 'a'))
         with self.assertRaises(copier.Replaced):
-            copier.open_listed(root, 'a', st_a, copier.O_DIR)
+            copier.open_listed(root, 'a', st_a, copier.DIR)
         with self.assertRaises(copier.Replaced):  # old-a/f is the new file, not the listed one
-            copier.open_listed(root, 'a/f', st_f, copier.O_FILE)
+            copier.open_listed(root, 'a/f', st_f, copier.FILE)
         os.unlink(os.path.join(self.live, 'a'))
         with self.assertRaises(FileNotFoundError):
-            copier.open_listed(root, 'a/f', st_f, copier.O_FILE)
+            copier.open_listed(root, 'a/f', st_f, copier.FILE)
+
+    def test_a_file_reached_through_a_directory_swapped_for_a_link_is_never_opened(self):
+        # a/f is listed as a file; then a becomes a link to a directory whose f is a FIFO (as good as
+        # a device: opening one runs its driver; a watchdog reboots the host when closed wrongly).
+        # The FIFO is never opened: a writer waiting for a reader still waits. With /proc and
+        # without it (the name opened again, without blocking, and checked again).
+        import threading
+        from kadi_ops_agent import copier
+        for have_proc in (True, False):
+            with self.subTest(proc=have_proc):
+                live = tempfile.mkdtemp(dir=self.root)
+                os.mkdir(os.path.join(live, 'a'))
+                with open(os.path.join(live, 'a/f'), 'wb') as f:
+                    f.write(b'listed')
+                root = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+                self.addCleanup(os.close, root)
+                st_f = os.lstat(os.path.join(live, 'a/f'))
+                before = copier.HAVE_PROC_FD
+                copier.HAVE_PROC_FD = have_proc
+                self.addCleanup(setattr, copier, 'HAVE_PROC_FD', before)
+                fd = copier.open_listed(root, 'a/f', st_f, copier.FILE)  # the listed file: readable, blocking
+                with open(fd, 'rb', buffering=0) as f:
+                    self.assertTrue(os.get_blocking(f.fileno()))
+                    self.assertEqual(f.read(), b'listed')
+                fifos = tempfile.mkdtemp(dir=self.root)
+                os.mkfifo(os.path.join(fifos, 'f'))
+                os.rename(os.path.join(live, 'a'), os.path.join(live, 'moved'))
+                os.symlink(fifos, os.path.join(live, 'a'))
+                writer = threading.Thread(target=lambda: os.close(os.open(os.path.join(fifos, 'f'), os.O_WRONLY)))
+                writer.start()
+                try:
+                    with self.assertRaises(copier.Replaced):
+                        copier.open_listed(root, 'a/f', st_f, copier.FILE)
+                    writer.join(0.5)
+                    self.assertTrue(writer.is_alive(), 'the FIFO was opened for reading')
+                finally:
+                    os.close(os.open(os.path.join(fifos, 'f'), os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go
+                    writer.join()
+
+    def mount_tmpfs(self, path):
+        if os.geteuid() != 0:
+            self.skipTest('mounting needs root')
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'kadi-ops-test', path], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest('cannot mount here: %s' % r.stderr.strip())
+        self.addCleanup(subprocess.run, ['umount', '-l', path], capture_output=True)
+
+    def test_a_directory_mounted_on_when_the_copy_opens_it_is_copied_as_what_is_mounted(self):
+        # An automount point: listed as the empty directory it is until something opens it, then the
+        # root of what is mounted there (another device and inode). Its parent is the listed one:
+        # it is copied, not named as replaced. Made here by mounting when the copy opens it (one top
+        # directory: one process).
+        self.write('x/f', b'x')
+        os.mkdir(os.path.join(self.live, 'x/auto'))
+        mounted = []
+
+        def wrap(copier):
+            real = copier.open_listed
+
+            def mounting(root_fd, rel, st, kind, *parent):
+                if rel == 'x/auto' and not mounted:
+                    mounted.append(rel)
+                    self.mount_tmpfs(os.path.join(self.live, 'x/auto'))
+                    with open(os.path.join(self.live, 'x/auto/inside'), 'wb') as f:
+                        f.write(b'on the mount')
+                return real(root_fd, rel, st, kind, *parent)
+            copier.open_listed = mounting
+            return lambda: setattr(copier, 'open_listed', real)
+        partial = os.path.join(self.root, 's1')
+        os.mkdir(partial, 0o700)
+        out = self.run_in_process(partial, wrap)
+        self.assertEqual(mounted, ['x/auto'])
+        self.assertNotIn('replaced', out)
+        self.assertEqual(self.set_files(partial), {'x/f': b'x', 'x/auto/inside': b'on the mount'})
+
+    def test_a_mount_reached_through_a_link_swapped_in_on_the_way_is_not_taken_for_an_automount(self):
+        from kadi_ops_agent import copier
+        self.write('a/b/f', b'listed')
+        root = os.open(self.live, os.O_RDONLY | os.O_DIRECTORY)
+        self.addCleanup(os.close, root)
+        st_a, st_b = os.lstat(os.path.join(self.live, 'a')), os.lstat(os.path.join(self.live, 'a/b'))
+        os.close(copier.open_listed(root, 'a/b', st_b, copier.DIR, st_a))
+        elsewhere = os.path.join(self.root, 'elsewhere')
+        os.makedirs(os.path.join(elsewhere, 'b'))
+        self.mount_tmpfs(os.path.join(elsewhere, 'b'))
+        os.rename(os.path.join(self.live, 'a'), os.path.join(self.root, 'old-a'))
+        os.symlink(elsewhere, os.path.join(self.live, 'a'))
+        with self.assertRaises(copier.Replaced):  # another device, but its parent is not the listed a
+            copier.open_listed(root, 'a/b', st_b, copier.DIR, st_a)
 
     def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(self):
         # Kadi names its files by uuid, but a storage tree may hold anything a user or a script put
