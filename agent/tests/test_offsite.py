@@ -19,6 +19,11 @@ HAVE_RESTIC = shutil.which('restic') is not None
 PASSWORD = 'correct horse battery staple'
 
 
+def read(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
 def sha(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -32,7 +37,7 @@ def make_set(bd, name, files, previous=None):
     for rel, data in sorted(files.items()):
         src = previous and os.path.join(bd, previous, 'storage', rel)
         target = os.path.join(d, 'storage', rel)
-        if src and os.path.isfile(src) and open(src, 'rb').read() == data:
+        if src and os.path.isfile(src) and read(src) == data:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.link(src, target)
         else:
@@ -85,7 +90,7 @@ class OffsiteTest(ZipappTestCase):
         self.assertIn('created=yes', r.stdout)
         key = offsite.key_path(self.bd, json.loads(self.cfg)['repository'])
         self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
-        self.assertEqual(open(key).read(), PASSWORD + '\n')
+        self.assertEqual(read(key), (PASSWORD + '\n').encode())
         self.assertNotIn(PASSWORD, r.stdout + r.stderr)
         # Joining it again (a new host after a disk loss): no new repository, same id.
         again = self.connect(create=False)
@@ -99,7 +104,7 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn('the repository password is wrong', r.stderr)
         self.assertNotIn('not the password', r.stderr + r.stdout)
-        self.assertEqual(open(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])).read(), PASSWORD + '\n')
+        self.assertEqual(read(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])), (PASSWORD + '\n').encode())
         self.assertEqual([n for n in os.listdir(offsite.repo_dir(self.bd, json.loads(self.cfg)['repository'])) if 'tmp' in n or 'new' in n], [])
 
     def test_joining_a_repository_that_is_not_there_is_refused_without_create(self):
@@ -228,8 +233,8 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.kv['restored'], name)
         for rel, data in self.files.items():
-            self.assertEqual(open(os.path.join(bd2, name, 'storage', rel), 'rb').read(), data)
-        self.assertTrue(json.load(open(os.path.join(bd2, name, '.verify.json')))['ok'])
+            self.assertEqual(read(os.path.join(bd2, name, 'storage', rel)), data)
+        self.assertTrue(json.loads(read(os.path.join(bd2, name, '.verify.json')))['ok'])
         self.assertFalse([n for n in os.listdir(bd2) if n.startswith('.partial-')])
         # Again: the set is there, it is not touched.
         r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2)
