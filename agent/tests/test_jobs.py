@@ -3,6 +3,7 @@ session, the lock is held for the whole job, a stale lock is reported and broken
 a cancel ends the whole group, and a killed job is reported as died with its secrets removed."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +60,24 @@ class JobsTest(ZipappTestCase):
         self.assertTrue(last.startswith('kadi-ops-job-state '), t.stderr)
         self.assertEqual(json.loads(last[len('kadi-ops-job-state '):]), self.agent('job-status', self.bd, job).stdout.splitlines())
         self.assertNotIn('kadi-ops-job-state', self.agent('job-tail', self.bd, job, str(offset)).stderr)
+
+    def test_job_start_imports_no_job_verbs_module_and_the_runner_only_its_own(self):
+        # Importing every job verb's module (compiled from the zip at each start) was half of
+        # job-start's time, paid on every job.
+        from kadi_ops_agent import jobs
+        job = '20261130T000000Z-imports'
+        r = subprocess.run([sys.executable, '-I', '-S', '-v', self.pyz, 'job-start', self.bd, job, 'test', 'op',
+                            'laptop', 'no', 'sleep', '0'], input='', capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        imported = set(re.findall(r"^import '([\w.]+)'", r.stderr, re.M))
+        verb_modules = {'kadi_ops_agent.' + m for m, _, _ in jobs.JOB_VERBS.values()} - {'kadi_ops_agent.jobs'}
+        self.assertIn('kadi_ops_agent.jobs', imported)
+        self.assertEqual(imported & verb_modules, set())
+        self.assertEqual((self.wait_finished(job)['status']), '0')
+        # Every job verb's functions are there to be found.
+        for name in jobs.JOB_VERBS:
+            run, cleanup = jobs.job_verb_functions(name)
+            self.assertTrue(callable(run) and (cleanup is None or callable(cleanup)), name)
 
     def test_the_lock_refuses_a_second_job_naming_the_holder_and_is_free_afterwards(self):
         first, _ = self.start(['sleep', '3'])
