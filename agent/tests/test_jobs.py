@@ -69,7 +69,7 @@ class JobsTest(ZipappTestCase):
         r = subprocess.run([sys.executable, '-I', '-S', '-v', self.pyz, 'job-start', self.bd, job, 'test', 'op',
                             'laptop', 'no', 'sleep', '0'], input='', capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
-        imported = set(re.findall(r"^import '([\w.]+)'", r.stderr, re.M))
+        imported = set(re.findall(r"^import '?([\w.]+)'? ", r.stderr, re.M))  # 3.9: no quotes, zips said apart
         verb_modules = {'kadi_ops_agent.' + m for m, _, _ in jobs.JOB_VERBS.values()} - {'kadi_ops_agent.jobs'}
         self.assertIn('kadi_ops_agent.jobs', imported)
         self.assertEqual(imported & verb_modules, set())
