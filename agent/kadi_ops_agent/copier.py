@@ -105,15 +105,9 @@ def open_listed(root_fd, rel, st, kind, parent=None):
     existed before cannot take a freed number: what is read is the listed entry, or one made since
     in its place.) PARENT: the Meta of REL's directory, for a directory that was an automount point
     when listed and is the root of what is mounted on it now."""
+    fd, keep = None, False
     try:
         fd = os.open(rel, OPEN[kind], dir_fd=root_fd)
-    except OSError as e:
-        # A link at its last name (ELOOP; ENOTDIR when a directory was asked for), a file on the way,
-        # a socket (ENXIO).
-        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO): raise Replaced() from None
-        raise
-    keep = False
-    try:
         now = os.fstat(fd)
         if not _same(now, st) and not (kind == DIR and _mounted_on(fd, now, st, parent)):
             raise Replaced()
@@ -131,10 +125,12 @@ def open_listed(root_fd, rel, st, kind, parent=None):
             raise
         return again
     except OSError as e:
+        # A link at its last name (ELOOP; ENOTDIR when a directory was asked for), a file on the way,
+        # a socket (ENXIO).
         if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO): raise Replaced() from None
         raise
     finally:
-        if not keep: os.close(fd)
+        if fd is not None and not keep: os.close(fd)
 
 
 def _mounted_on(fd, now, st, parent):
@@ -445,8 +441,8 @@ def _copy(name, src, dest, prev_set, part):
         finally:
             tick()
 
-    previous = (PreviousList(os.path.join(prev_set, name + '.files.jsonl'), part[3], part_line(part[0], part[1]))
-                if part else PreviousList(os.path.join(prev_set, name + '.files.jsonl'))) if prev else None
+    previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl'),
+                            *((part[3], part_line(part[0], part[1])) if part else ())) if prev else None
     try:
         if part:
             mkdir_exact, mkdir_owner = part[2]

@@ -31,15 +31,15 @@ def workers():
 class Progress:
     """A part's progress, to the process that runs it: `B n` on stdout once EVERY units (entries,
     bytes) are done and at flush() (the caller serialises calls from its threads)."""
+    EVERY = 2048
     total, estimated = 0, False
 
-    def __init__(self, every=2048):
+    def __init__(self):
         self.done = self.n = 0
-        self.every = every
 
     def add(self, n):
         self.done += n; self.n += n
-        if self.n >= self.every: self.flush()
+        if self.n >= self.EVERY: self.flush()
 
     def flush(self):
         if self.n:

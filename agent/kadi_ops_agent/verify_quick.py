@@ -135,7 +135,7 @@ def part(argv):
         if not 0 <= (k if walk is None else walk) < n: raise ValueError(k)
     except ValueError:
         raise SystemExit(PART_USAGE)
-    progress = parts.Progress(every=1 << 22)  # bytes
+    progress = parts.Progress()  # bytes, added by _check_part 4 MiB at a time
     sent = [0, 0]  # problems sent, and found beyond them
 
     def problem(i, text):
