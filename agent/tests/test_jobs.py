@@ -253,6 +253,35 @@ class JobsTest(ZipappTestCase):
             except ProcessLookupError:
                 pass
 
+    def test_the_runner_holds_nothing_of_the_session_that_started_it(self):
+        # job-start's stdout and stderr are pipes here, as an SSH channel's are on a host. Its runner
+        # (a fork of job-start) must hold neither, or the session would stay open until the job
+        # ends: its stdin is /dev/null, its stdout and stderr the job's log, the lock its only other.
+        t0 = time.monotonic()
+        job, r = self.start(['sleep', '30'])  # subprocess.run returns at the end of both pipes
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertLess(time.monotonic() - t0, 20, 'job-start returned only when the job ended')
+        pgid = int(self.status(job)['pgid'])
+        try:
+            self.assertEqual(self.status(job)['state'], 'running')
+            fds = {int(n): os.readlink('/proc/%d/fd/%s' % (pgid, n)) for n in os.listdir('/proc/%d/fd' % pgid)}
+            state = os.path.join(os.path.realpath(self.bd), '.kadi-ops')
+            self.assertEqual(fds.pop(0), os.devnull)
+            self.assertEqual(fds.pop(1), os.path.join(state, 'jobs', job, 'log'))
+            self.assertEqual(fds.pop(2), os.path.join(state, 'jobs', job, 'log'))
+            self.assertEqual(list(fds.values()), [os.path.join(state, 'lock')])
+            # It leads its own session: the SSH session's end (a hangup to its group) is not its end.
+            with open('/proc/%d/stat' % pgid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            self.assertEqual((int(fields[2]), int(fields[3])), (pgid, pgid), 'process group and session')
+            end = time.monotonic() + 20
+            while 'tick 1' not in self.agent('job-log', self.bd, job).stdout and time.monotonic() < end:
+                time.sleep(0.1)
+            log = self.agent('job-log', self.bd, job).stdout
+            self.assertRegex(log, r'^\[kadi-ops\] job %s: sleep started .*\ntick 1\n' % job)
+        finally:
+            os.killpg(pgid, signal.SIGKILL)
+
     def test_a_refused_start_keeps_no_descriptor_so_hours_of_waiting_do_not_run_out_of_them(self):
         import contextlib
         sys.path.insert(0, AGENT_SOURCE)
