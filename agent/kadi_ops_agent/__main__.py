@@ -73,7 +73,7 @@ VERBS = {
 # What the verbs that do not check their own argument count take ([X]: optional; X...: any number,
 # at least one; [X...]: any number): a wrong count is a usage error naming them, not a traceback.
 ARGS = {
-    'facts': 'KADI_CLI CONFIG BACKUP_DIR PG_HOST PG_PORT PG_DB PG_USER',
+    'facts': 'KADI_CLI CONFIG BACKUP_DIR PG_HOST PG_PORT PG_DB PG_USER [KNOWN_STAMP]',
     'pin': 'BACKUP_DIR SET', 'unpin': 'BACKUP_DIR SET',
     'clean-partials': 'BACKUP_DIR [PARTIAL...]',
     'read-toc': 'BACKUP_DIR SET', 'send-set': 'BACKUP_DIR SET', 'receive-set': 'BACKUP_DIR SET',

@@ -1,5 +1,5 @@
-"""facts KADI_CLI KADI_CONFIG BACKUP_DIR PGHOST PGPORT PGDB PGUSER (password on stdin): what the
-client needs to know about a host, as key=value lines."""
+"""facts KADI_CLI KADI_CONFIG BACKUP_DIR PGHOST PGPORT PGDB PGUSER [KNOWN_STAMP] (password on stdin):
+what the client needs to know about a host, as key=value lines."""
 import glob
 import json
 import os
@@ -9,20 +9,38 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from . import pg
-from .common import disk_kb, hostname, out, user_name
+from .common import beside, disk_kb, hostname, out, user_name
 
 TOOLS = ('rsync', 'zstd', 'pigz', 'gzip', 'tar', 'sha256sum', 'flock', 'setsid')
 
 
 def main(argv):
-    cli, cfg, backup_dir, host, port, db, user = argv
+    cli, cfg, backup_dir, host, port, db, user = argv[:7]
+    known = argv[7] if len(argv) > 7 else ''
     password = sys.stdin.readline().rstrip('\n')
     with tempfile.TemporaryDirectory() as work:
         pg.make_passfile(work, host, port, db, user, password)
-        collect(cli, cfg, backup_dir, pg.Conn('', host, port, user, db))
+        collect(cli, cfg, backup_dir, pg.Conn('', host, port, user, db), known)
+
+
+def kadi_stamp(cli, cfg):
+    """(stamp, newest mtime) of what `kadi utils config` and `kadi --version` answer from, or None:
+    the configuration file, the kadi CLI and the Kadi package's installed metadata in the CLI's
+    virtualenv (path, mtime, size and inode of each; a pip upgrade renames kadi-VERSION.dist-info
+    and writes the CLI again). Equal stamps: the answers cannot have changed."""
+    cli_path = shutil.which(cli) or cli
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(cli_path)))
+    metadata = sorted(glob.glob(os.path.join(glob.escape(venv), 'lib', 'python3*', 'site-packages', 'kadi-*.dist-info')))
+    try:
+        stamps = []
+        for p in (cfg, cli_path, *metadata):
+            s = os.stat(p)
+            stamps.append((p, int(s.st_mtime), s.st_size, s.st_ino))
+    except OSError:
+        return None
+    return ' '.join('%s:%d:%d:%d' % s for s in stamps) + ' ', max(s[1] for s in stamps)
 
 
 def kadi_version(cli, cfg):
@@ -52,19 +70,17 @@ def server(conn):
     conn.psql = psql
     # The revision is asked beside the version (two psql processes at once: each is tens of ms of
     # the client's fixed cost per job); it is used only when the version is a server's.
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        revision = ex.submit(conn.query, 'select version_num from alembic_version', check=False)
-        ok, num = conn.query('show server_version_num', check=False)
-        revision = revision.result()
+    revision = beside(conn.query, 'select version_num from alembic_version', check=False)
+    ok, num = conn.query('show server_version_num', check=False)
+    revision = revision()
     if ok and not re.fullmatch(r'[0-9]{5,7}', num):
         # Whatever answered is no PostgreSQL server this agent knows; its text is not passed on.
         ok, num = False, 'the server reported a version number that is not one: %s' % json.dumps(num[:80])
     if not ok:
         return {'psql': psql, 'error': num}
     major = int(num) // 10000
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        dump, restore = (ex.submit(pg.tool_for_major, t, major) for t in ('pg_dump', 'pg_restore'))
-        s = {'psql': psql, 'num': int(num), 'major': major, 'pg_dump': dump.result(), 'pg_restore': restore.result()}
+    restore = beside(pg.tool_for_major, 'pg_restore', major)
+    s = {'psql': psql, 'num': int(num), 'major': major, 'pg_dump': pg.tool_for_major('pg_dump', major), 'pg_restore': restore()}
     ok, rev = revision
     if ok and re.fullmatch(r'[0-9A-Za-z_]{1,64}', rev):
         s['revision'] = rev
@@ -74,27 +90,27 @@ def server(conn):
     return s
 
 
-def collect(cli, cfg, backup_dir, conn):
-    out('hostname=' + hostname())
+def collect(cli, cfg, backup_dir, conn, known=''):
+    """The facts as key=value lines. KNOWN: the stamp (kadi_stamp) of the client's last answer of
+    `kadi --version` on this host; when it is this host's stamp now, `kadi --version` is not run
+    again and kadi_version_reused=yes says the client's answer stands."""
+    name = beside(hostname)  # `hostname -f` may ask DNS: beside the rest
     # Identity of what `kadi utils config` depends on, so a client may reuse what it read before.
-    cli_path = shutil.which(cli) or cli
-    try:
-        stamps = []
-        for p in (cfg, cli_path):
-            s = os.stat(p)
-            stamps.append((p, int(s.st_mtime), s.st_size, s.st_ino))
-        out('kadi_config_stamp=' + ' '.join('%s:%d:%d:%d' % s for s in stamps) + ' ',
-            'kadi_config_newest_mtime=%d' % max(s[1] for s in stamps))
-    except OSError:
-        pass
+    stamp = kadi_stamp(cli, cfg)
+    if stamp:
+        out('kadi_config_stamp=' + stamp[0], 'kadi_config_newest_mtime=%d' % stamp[1])
     out('now_epoch=%d' % int(time.time()), 'remote_user=' + user_name())
-    # `kadi --version` starts the Kadi application (seconds on a real host): asked while the
-    # database is, not before it.
-    with ThreadPoolExecutor(max_workers=1) as ex:
-        kadi = ex.submit(kadi_version, cli, cfg)
+    if stamp and known.strip() and known.strip() == stamp[0].strip():
         s = server(conn)
-        version, why = kadi.result()
-    out('kadi_version=' + version if version else 'kadi_version_error=' + why)
+        out('kadi_version_reused=yes')
+    else:
+        # `kadi --version` starts the Kadi application (seconds on a real host): asked while the
+        # database is, not before it.
+        kadi = beside(kadi_version, cli, cfg)
+        s = server(conn)
+        version, why = kadi()
+        out('kadi_version=' + version if version else 'kadi_version_error=' + why)
+    out('hostname=' + name())
     if s.get('psql'):
         out('psql=' + s['psql'])
     if 'error' in s:

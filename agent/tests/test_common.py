@@ -1,7 +1,10 @@
-"""Small host helpers of common.py: paths that contain one another (symbolic links resolved)."""
+"""Small host helpers of common.py: paths that contain one another (symbolic links resolved), work
+beside the caller, the time stamps."""
 import os
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 from support import AGENT_SOURCE, ZipappTestCase
@@ -34,6 +37,44 @@ class PathConflictsTest(ZipappTestCase):
         self.assertEqual(c({'STORAGE_PATH': os.path.join(self.d, 'kadi'), 'MISC_UPLOADS_PATH': os.path.join(self.d, 'kadi', 'storage')}), [],
                          'uploads inside storage is a layout some instances have')
 
+
+
+class BesideTest(unittest.TestCase):
+    def setUp(self):
+        sys.path.insert(0, AGENT_SOURCE)
+        self.addCleanup(sys.path.remove, AGENT_SOURCE)
+        from kadi_ops_agent import common
+        self.common = common
+
+    def test_it_runs_at_once_in_another_thread_and_gives_its_result_or_its_exception(self):
+        started, release = threading.Event(), threading.Event()
+
+        def work(a, b=0):
+            started.set()
+            release.wait(10)
+            if a < 0:
+                raise ValueError('negative: %d' % a)
+            return a + b, threading.get_ident()
+        result = self.common.beside(work, 2, b=3)
+        self.assertTrue(started.wait(10), 'it runs before anyone waits for it')
+        release.set()
+        value, ident = result()
+        self.assertEqual(value, 5)
+        self.assertNotEqual(ident, threading.get_ident())
+        self.assertEqual(result()[0], 5, 'asked again, the same answer')
+        with self.assertRaisesRegex(ValueError, 'negative: -1'):
+            self.common.beside(work, -1)()
+
+    def test_the_time_stamps_are_utc(self):
+        import datetime
+        for _ in range(20):  # within one second, so both name it
+            a = time.time()
+            now, stamp = self.common.utc_now(), self.common.set_stamp()
+            if int(time.time()) == int(a):
+                break
+        utc = datetime.datetime.fromtimestamp(int(a), datetime.timezone.utc)
+        self.assertEqual(now, utc.strftime('%Y-%m-%dT%H:%M:%SZ'))
+        self.assertEqual(stamp, utc.strftime('%Y-%m-%dT%H-%M-%SZ'))
 
 if __name__ == '__main__':
     unittest.main()

@@ -139,5 +139,67 @@ class HostileServerTest(ZipappTestCase):
         self.assertEqual(self.keys(lines).count('pg_dump'), 1)
 
 
+
+@unittest.skipUnless(pg_module.any_psql(), 'no psql client on this machine: the facts verb needs one')
+class KadiVersionReuseTest(ZipappTestCase):
+    """`kadi --version` starts Kadi (seconds on a real host): the facts verb skips it when the client
+    already has its answer for this very installation (the config file, the kadi CLI and the Kadi
+    package's metadata unchanged), and asks it again on any change."""
+
+    def setUp(self):
+        self.server = LyingServer([('server_version_num', '150004'), ('alembic_version', 'a1b2c3d4e5f6')])
+        self.addCleanup(self.server.close)
+        root = self.tmp.name
+        self.venv = os.path.join(root, 'venv %s' % self._testMethodName)
+        self.site = os.path.join(self.venv, 'lib', 'python3.11', 'site-packages')
+        os.makedirs(os.path.join(self.site, 'kadi-1.13.0.dist-info'))
+        os.makedirs(os.path.join(self.venv, 'bin'))
+        self.calls = os.path.join(root, 'calls-%s' % self._testMethodName)
+        self.cli = os.path.join(self.venv, 'bin', 'kadi')
+        with open(self.cli, 'w') as f:
+            f.write('#!/bin/sh\necho "$@" >> "%s"\necho 1.13.0\n' % self.calls)
+        os.chmod(self.cli, 0o755)
+        self.cfg = os.path.join(root, 'kadi.py')
+        with open(self.cfg, 'w') as f:
+            f.write('SQLALCHEMY_DATABASE_URI = "postgresql://kadi@localhost/kadi"\n')
+        self.bd = os.path.join(root, 'bd')
+        os.makedirs(self.bd, exist_ok=True)
+
+    def facts(self, *known):
+        r = self.agent('facts', self.cli, self.cfg, self.bd, '127.0.0.1', str(self.server.port), 'kadi', 'kadi',
+                       *known, input='secret\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return dict(line.split('=', 1) for line in r.stdout.splitlines())
+
+    def asked(self):
+        with open(self.calls) as f:
+            return len(f.read().splitlines())
+
+    def test_the_version_is_asked_again_on_any_change_of_the_installation(self):
+        first = self.facts()
+        self.assertEqual((first['kadi_version'], self.asked()), ('1.13.0', 1))
+        stamp = first['kadi_config_stamp']
+        self.assertIn('kadi-1.13.0.dist-info', stamp)
+        again = self.facts(stamp)
+        self.assertEqual(again.get('kadi_version_reused'), 'yes')
+        self.assertNotIn('kadi_version', again)
+        self.assertEqual((again['kadi_config_stamp'], self.asked()), (stamp, 1))
+        self.assertEqual(again['pg_server_version_num'], '150004', 'the database is asked all the same')
+        # Another stamp (a config file edited since, another host's) is no reason to skip it.
+        self.assertEqual(self.facts(stamp.replace('1.13.0', '1.12.0'))['kadi_version'], '1.13.0')
+        self.assertEqual(self.asked(), 2)
+        # pip upgraded the package and left the CLI as it was: the metadata's new name is a change.
+        os.rename(os.path.join(self.site, 'kadi-1.13.0.dist-info'), os.path.join(self.site, 'kadi-1.14.0.dist-info'))
+        upgraded = self.facts(stamp)
+        self.assertEqual((upgraded['kadi_version'], self.asked()), ('1.13.0', 3))
+        self.assertNotEqual(upgraded['kadi_config_stamp'], stamp)
+        # The configuration file edited: its mtime and size are the stamp's.
+        stamp = upgraded['kadi_config_stamp']
+        with open(self.cfg, 'a') as f:
+            f.write('# edited\n')
+        self.assertIn('kadi_version', self.facts(stamp))
+        self.assertEqual(self.asked(), 4)
+
+
 if __name__ == '__main__':
     unittest.main()

@@ -60,24 +60,25 @@ export function kadiArgv(profile: HostProfile, ...args: string[]): string[] {
 type KadiConfig = ReturnType<typeof parseKadiConfig>;
 
 /**
- * `kadi utils config` starts the whole Flask application: seconds on a real host, paid before
- * every job. Per connection, its result is reused while the config file and the kadi CLI are
- * unchanged (path, mtime, size, inode of both, as the facts report them). A new connection
- * reads it again.
+ * `kadi utils config` and `kadi --version` each start Kadi (seconds on a real host), paid before
+ * every job. Per connection, their answers are reused while the config file, the kadi CLI and the
+ * Kadi package's installed metadata are unchanged (path, mtime, size, inode of each, as the facts
+ * report them: the agent compares the stamp itself before it skips `kadi --version`). A new
+ * connection asks again.
  */
-const configCache = new WeakMap<RemoteHost, { stamp: string; config: KadiConfig }>();
+const configCache = new WeakMap<RemoteHost, { stamp: string; config: KadiConfig; kadiVersion?: string }>();
 
 export async function discover(host: RemoteHost): Promise<Discovery> {
   const cached = configCache.get(host);
   if (cached) {
-    const again = await collectFacts(host, cached.config);
+    const again = await collectFacts(host, cached.config, cached);
     if (again.stamp === cached.stamp) return again.discovery;
     configCache.delete(host);
   }
   const config = await readKadiConfig(host);
   const { discovery, stamp, stampAgeSeconds } = await collectFacts(host, config);
   // A file changed within the last seconds may have changed after it was read: not cached.
-  if (stamp && stampAgeSeconds !== undefined && stampAgeSeconds > 2) configCache.set(host, { stamp, config });
+  if (stamp && stampAgeSeconds !== undefined && stampAgeSeconds > 2) configCache.set(host, { stamp, config, kadiVersion: discovery.facts.kadiVersion });
   return discovery;
 }
 
@@ -102,7 +103,8 @@ async function readKadiConfig(host: RemoteHost): Promise<KadiConfig> {
   return parseKadiConfig(cfgResult.stdout);
 }
 
-async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ discovery: Discovery; stamp?: string; stampAgeSeconds?: number }> {
+/** KNOWN: the stamp and the version `kadi --version` gave with it, on this connection before. */
+async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stamp: string; kadiVersion?: string }): Promise<{ discovery: Discovery; stamp?: string; stampAgeSeconds?: number }> {
   const profile = host.profile;
   const o = profile.overrides;
   const database: DatabaseTarget = {
@@ -115,7 +117,9 @@ async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ dis
   const storagePath = o.storagePath ?? config.storagePath ?? '';
   const uploadsPath = o.uploadsPath ?? config.uploadsPath ?? '';
 
-  const r = await runAgent(host, 'facts', [profile.kadi.cli, profile.kadi.configFile, profile.backupDir, database.host, String(database.port), database.name, database.user], {
+  // Only a version that was read is offered for reuse: a failed `kadi --version` is asked again.
+  const knownStamp = known?.kadiVersion ? [known.stamp] : [];
+  const r = await runAgent(host, 'facts', [profile.kadi.cli, profile.kadi.configFile, profile.backupDir, database.host, String(database.port), database.name, database.user, ...knownStamp], {
     stdin: dbPassword.reveal() + '\n',
   });
   if (r.code !== 0) throw new RemoteCommandError('Collecting host facts', r);
@@ -125,7 +129,7 @@ async function collectFacts(host: RemoteHost, config: KadiConfig): Promise<{ dis
     profile: profile.name,
     hostname: kv.get('hostname'),
     remoteUser: kv.get('remote_user'),
-    kadiVersion: kv.get('kadi_version'),
+    kadiVersion: kv.get('kadi_version_reused') === 'yes' && knownStamp.length ? known?.kadiVersion : kv.get('kadi_version'),
     alembicRevision: kv.get('alembic_revision'),
     alembicRevisionError: kv.get('alembic_revision_error'),
     kadiVersionError: kv.get('kadi_version_error'),

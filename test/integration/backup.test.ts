@@ -86,9 +86,13 @@ describe('backup engine against the sandbox host', function () {
     const st = fs.statSync(file);
     const past = new Date(Date.now() - 60_000);
     fs.utimesSync(file, past, past);
-    // The kadi CLI is part of the stamp too; a file changed in the last seconds is never cached,
-    // and the sandbox has just written it when this file runs first or alone.
+    // The kadi CLI and the Kadi package's metadata are part of the stamp too; a file changed in the
+    // last seconds is never cached, and the sandbox has just written them when this file runs first
+    // or alone.
     fs.utimesSync(sb.kadiCli, past, past);
+    const site = path.join(path.dirname(path.dirname(sb.kadiCli)), 'lib', 'python3.11', 'site-packages');
+    const metadata = (): string => path.join(site, fs.readdirSync(site).find((n) => n.startsWith('kadi-')) ?? 'none');
+    fs.utimesSync(metadata(), past, past);
     const other = newPool();
     try {
       const h = await other.get(profile);
@@ -101,6 +105,32 @@ describe('backup engine against the sandbox host', function () {
       fs.utimesSync(file, past, past);
       assert.equal(fs.statSync(file).ino, st.ino);
       assert.equal((await discover(h)).facts.uploadsPath, sb.uploadsPath);
+      // Nor is `kadi --version` run again: the double told to print another version without being
+      // installed anew (its knob file is no part of a real installation) is not asked.
+      const knobs = path.join(path.dirname(sb.kadiConfig), 'kadi-double.json');
+      const knobsBefore = fs.existsSync(knobs) ? fs.readFileSync(knobs, 'utf8') : undefined;
+      fs.writeFileSync(knobs, JSON.stringify({ ...(knobsBefore ? (JSON.parse(knobsBefore) as object) : {}), version: '1.13.0rc9' }));
+      try {
+        assert.equal((await discover(h)).facts.kadiVersion, '1.13.0');
+        // A fresh connection asks it.
+        const fresh0 = newPool();
+        try {
+          assert.equal((await discover(await fresh0.get(profile))).facts.kadiVersion, '1.13.0rc9');
+        } finally {
+          fresh0.closeAll();
+        }
+        // So does this connection once Kadi is installed anew (pip writes the CLI again).
+        fs.copyFileSync(sb.kadiCli, `${sb.kadiCli}.new`);
+        fs.chownSync(`${sb.kadiCli}.new`, fs.statSync(sb.kadiCli).uid, fs.statSync(sb.kadiCli).gid);
+        fs.chmodSync(`${sb.kadiCli}.new`, 0o755);
+        fs.renameSync(`${sb.kadiCli}.new`, sb.kadiCli);
+        const installed = new Date(Date.now() - 20_000);
+        fs.utimesSync(sb.kadiCli, installed, installed);
+        assert.equal((await discover(h)).facts.kadiVersion, '1.13.0rc9');
+      } finally {
+        if (knobsBefore === undefined) fs.rmSync(knobs);
+        else fs.writeFileSync(knobs, knobsBefore);
+      }
       // A fresh connection reads the configuration.
       const fresh = newPool();
       try {

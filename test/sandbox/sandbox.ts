@@ -129,7 +129,25 @@ function makeLayout(root: string, kadi: Account): Layout {
   fs.copyFileSync(doubleSource(), l.kadiCli);
   fs.chownSync(l.kadiCli, kadi.uid, kadi.gid);
   fs.chmodSync(l.kadiCli, 0o755);
+  installKadiMetadata(l, kadi, DOUBLE_DEFAULT_VERSION);
   return l;
+}
+
+/** What kadi-double.py's `kadi --version` prints unless told otherwise. */
+const DOUBLE_DEFAULT_VERSION = '1.13.0';
+
+/**
+ * The Kadi package's installed metadata in the virtualenv, as pip leaves it
+ * (lib/python3.11/site-packages/kadi-VERSION.dist-info), replacing any other version's.
+ */
+function installKadiMetadata(l: Layout, kadi: Account, version: string): void {
+  const site = path.join(l.optKadi, 'venv', 'lib', 'python3.11', 'site-packages');
+  for (const dir of [path.dirname(path.dirname(site)), path.dirname(site), site]) mkdirOwned(dir, kadi, 0o755);
+  for (const old of fs.readdirSync(site).filter((n) => /^kadi-.*\.dist-info$/.test(n))) fs.rmSync(path.join(site, old), { recursive: true });
+  const info = path.join(site, `kadi-${version}.dist-info`);
+  mkdirOwned(info, kadi, 0o755);
+  fs.writeFileSync(path.join(info, 'METADATA'), `Metadata-Version: 2.1\nName: kadi\nVersion: ${version}\n`);
+  fs.chownSync(path.join(info, 'METADATA'), kadi.uid, kadi.gid);
 }
 
 function writeKadiConfig(l: Layout, kadi: Account, pg: PgServer, password: string, redisPort: number | undefined): void {
@@ -351,4 +369,14 @@ function configureDouble(l: Layout, kadi: Account, settings: KadiDoubleSettings)
   }
   fs.writeFileSync(file, `${JSON.stringify({ ...current, ...settings }, null, 2)}\n`, { mode: 0o640 });
   fs.chownSync(file, kadi.uid, kadi.gid);
+  if (settings.version !== undefined && settings.version !== (current.version ?? DOUBLE_DEFAULT_VERSION)) {
+    // Another version is another installation, as `pip install kadi==VERSION` makes it: the
+    // package's metadata under its new version and the kadi CLI written anew (a new file).
+    installKadiMetadata(l, kadi, settings.version);
+    const fresh = `${l.kadiCli}.new`;
+    fs.copyFileSync(l.kadiCli, fresh);
+    fs.chownSync(fresh, kadi.uid, kadi.gid);
+    fs.chmodSync(fresh, 0o755);
+    fs.renameSync(fresh, l.kadiCli);
+  }
 }
