@@ -17,13 +17,45 @@ PACKAGE = 'kadi_ops_agent'
 # the archive by its path, again for every module, so a run that kept the link's path would read a
 # newer zip's bytes at the offsets of the one it started with once the link is switched. Its jobs run
 # the same path (jobs.agent_argv uses sys.argv[0]), so nothing of a run reads through the link.
+#
+# Then it takes its modules' bytecode from AGENT.<cache tag>.pyz beside the zip when that is this
+# user's alone and its checksum holds (kadi_ops_agent/bytecode.py, which makes it in the background
+# when it is missing or broken; the check is spelled out here because nothing of the package may be
+# imported before the cache is chosen).
 MAIN = """import os
 import sys
 if os.path.islink(sys.argv[0]):
     real = os.path.realpath(sys.argv[0])
     if not os.path.islink(real):
         os.execv(sys.executable, [sys.executable, '-I', '-S', '-u', real] + sys.argv[1:])
+
+
+def bytecode():
+    \"\"\"(path, True) for a cache to use, (path, False) for one to make, ('', None) for neither.\"\"\"
+    import stat
+    import zlib
+    if not sys.argv[0].endswith('.pyz'):
+        return '', None
+    path = '%s.%s.pyz' % (sys.argv[0][:-4], sys.implementation.cache_tag)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return path, False
+    with os.fdopen(fd, 'rb') as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return '', None
+        data = f.read()
+    return path, data[-23:-8] == b'kadi-ops-crc32=' and data[-8:] == b'%08x' % zlib.crc32(data[:-45])
+
+
+cache, usable = bytecode()
+if usable:
+    sys.path.insert(0, cache)
 from kadi_ops_agent.__main__ import main
+if usable is False:
+    from kadi_ops_agent.bytecode import make_in_background
+    make_in_background(sys.argv[0], cache)
 main()
 """
 

@@ -9,7 +9,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import build  # noqa: E402  (agent/build.py)
 
-__all__ = ['AGENT_SOURCE', 'ZipappTestCase', 'build', 'put']
+__all__ = ['AGENT_SOURCE', 'ZipappTestCase', 'build', 'put', 'with_bytecode']
 
 # The package's source directory: what in-process tests of single functions import from.
 AGENT_SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +24,7 @@ class ZipappTestCase(unittest.TestCase):
         cls.pyz = os.path.join(cls.tmp.name, 'agent.pyz')
         with open(cls.pyz, 'wb') as f:
             f.write(build.build())
+        with_bytecode(cls.pyz)
 
     @classmethod
     def tearDownClass(cls):
@@ -34,6 +35,13 @@ class ZipappTestCase(unittest.TestCase):
         return subprocess.run([sys.executable, '-I', '-S', self.pyz, *argv], input=input,
                               stdin=subprocess.DEVNULL if input is None else None,
                               capture_output=True, text=True, timeout=timeout)
+
+
+def with_bytecode(pyz):
+    """Makes PYZ's bytecode beside it now, as its first start would in the background (test_bytecode
+    tests that): no test's folder is removed while a process of its own still writes into it."""
+    from kadi_ops_agent import bytecode
+    bytecode.make(pyz, bytecode.cache_path(pyz))
 
 
 def put(root, rel, data):

@@ -9,7 +9,7 @@ import tempfile
 import time
 import unittest
 
-from support import build
+from support import build, with_bytecode
 
 
 class AgentLinkTest(unittest.TestCase):
@@ -21,6 +21,7 @@ class AgentLinkTest(unittest.TestCase):
         self.real = os.path.join(self.dir, 'kadi-ops-agent-0123456789abcdef.pyz')
         with open(self.real, 'wb') as f:
             f.write(build.build())
+        with_bytecode(self.real)
         self.link = os.path.join(self.dir, 'kadi-ops-agent.pyz')
         os.symlink(os.path.basename(self.real), self.link)
         self.bd = os.path.join(self.tmp.name, 'bd')

@@ -1,0 +1,148 @@
+"""The agent's modules compiled by the interpreter that runs them, kept beside the zip.
+
+zipimport never writes bytecode: without this, every agent start compiles each module it imports
+from source (a backup job's runner ~50 ms of its start on a slow host; every verb ~10 ms more). So
+beside AGENT.pyz the first start of an interpreter leaves AGENT.<cache tag>.pyz (e.g.
+kadi-ops-agent-0123456789abcdef.cpython-311.pyz): the zip's own entries plus, for each module,
+its PEP 552 bytecode (hash-based, unchecked) compiled from the source in the zip, made in a
+detached process of its own so that no caller waits for it.
+
+It is used (the zip's __main__.py, agent/build.py) only when it is a regular file of this user that
+no one else may write, in the agent's directory (which the client checks before each connection's
+first run), and when its checksum holds: the zip's comment is `kadi-ops-crc32=` and the CRC-32 of
+every byte before the zip's end record. One that fails the check is removed and made again; a cache
+that cannot be read is never a failure, only a start from the zip itself. Its name carries the zip's
+content hash: a new agent never meets an old agent's bytecode. A cache is only ever created (link),
+never replaced while some process may be reading it (zipimport opens it again for every module).
+"""
+import glob
+import io
+import os
+import stat
+import struct
+import sys
+import time
+import zipfile
+import zlib
+
+MARK = b'kadi-ops-crc32='
+COMMENT_LEN = len(MARK) + 8
+END_RECORD = 22  # a zip's end of central directory record, without its comment
+
+
+def cache_path(zip_path):
+    """Where the bytecode of ZIP_PATH for this interpreter is kept ('' when ZIP_PATH is no .pyz)."""
+    if not zip_path.endswith('.pyz'):
+        return ''
+    return '%s.%s.pyz' % (zip_path[:-4], sys.implementation.cache_tag)
+
+
+def sealed(data):
+    """DATA (a zip without a comment) with its checksum as the comment."""
+    if data[-2:] != b'\0\0':
+        raise ValueError('the zip has a comment already')
+    return data[:-2] + struct.pack('<H', COMMENT_LEN) + MARK + b'%08x' % zlib.crc32(data[:-END_RECORD])
+
+
+def intact(data):
+    """DATA ends with a checksum that holds (the check agent/build.py's entry point makes)."""
+    tail = data[-COMMENT_LEN:]
+    return (len(data) > END_RECORD + COMMENT_LEN and tail[:len(MARK)] == MARK
+            and tail[len(MARK):] == b'%08x' % zlib.crc32(data[:-(END_RECORD + COMMENT_LEN)]))
+
+
+def pyc(source, filename):
+    """PEP 552 bytecode of SOURCE (bytes) for this interpreter: hash-based, not checked against the
+    source (the cache's name binds it to the zip it was compiled from)."""
+    import importlib.util
+    import marshal
+    code = compile(source, filename, 'exec', dont_inherit=True)
+    return importlib.util.MAGIC_NUMBER + struct.pack('<I', 0b01) + importlib.util.source_hash(source) + marshal.dumps(code)
+
+
+def build(zip_path, cache):
+    """The cache's bytes: ZIP_PATH's entries (their sources too, for tracebacks) and each module's
+    bytecode, sealed with its checksum."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            entries = [(info.filename, data)]
+            if info.filename.endswith('.py') and info.filename != '__main__.py':
+                entries.append((info.filename + 'c', pyc(data, os.path.join(cache, info.filename))))
+            for name, body in entries:
+                z = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                z.external_attr = 0o600 << 16
+                out.writestr(z, body)
+    return sealed(buf.getvalue())
+
+
+def make(zip_path, cache):
+    """Writes CACHE for ZIP_PATH unless an intact one is there (a broken one is removed first): a
+    file of its own, synced, then linked to its name (which fails if another process made it first:
+    the first stands)."""
+    try:
+        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        os.unlink(cache)  # a symbolic link (or worse) in its place
+    else:
+        with os.fdopen(fd, 'rb') as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or not intact(f.read()):
+                os.unlink(cache)  # broken: no process uses it (each checks it first)
+    # What a make that was killed left (a service's end stops its whole control group).
+    for old in glob.glob(glob.escape(cache) + '.tmp-*'):
+        try:
+            if time.time() - os.lstat(old).st_mtime > 60:
+                os.unlink(old)
+        except OSError:
+            pass
+    tmp = '%s.tmp-%d' % (cache, os.getpid())
+    data = build(zip_path, cache)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, cache)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def make_in_background(zip_path, cache):
+    """make(ZIP_PATH, CACHE) in a detached grandchild (its own session, no descriptor of this
+    process: an SSH session is never kept open by it, and at low priority); this process goes on
+    at once."""
+    # Only into a directory of this user's own: root running the agent never leaves a file of its
+    # own among the Kadi user's (which that user would then never use).
+    try:
+        if os.stat(os.path.dirname(cache) or '.').st_uid != os.geteuid() or not os.access(os.path.dirname(cache) or '.', os.W_OK):
+            return
+    except OSError:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 1024)
+            os.umask(0o077)
+            try:
+                os.nice(10)
+                make(zip_path, cache)
+            except Exception:  # noqa: BLE001 - only ever a faster start lost; the zip itself still runs
+                pass
+    finally:
+        os._exit(0)
