@@ -7,8 +7,8 @@ job's own session and process group) for the whole job, with <state>/lock.holder
 
 A holder that is gone cannot keep the lock: an flock belongs to the open file, and the kernel lets
 go of it when the last descriptor of that file is closed, which a process's death does. The only
-descriptor is the runner's (job-start hands it over with pass_fds and closes its own; the verb's
-child closes its copy first thing, _in_child; every other child is started with close_fds), so the
+descriptor is the runner's (a fork of job-start that keeps it while job-start closes its own; the
+verb's child closes its copy first thing, _in_child; every other child is started with close_fds), so the
 lock is free the moment the runner ends, killed or not. lock.holder is only a description, written
 after the runner started: a "stale" report (held, while the pid it names is dead) means a live
 process holds the lock that lock.holder does not name yet - e.g. the job-start that took it was
@@ -351,12 +351,33 @@ class Runner:
     def __init__(self, log, lock, argv):
         sys.stdout.flush()
         sys.stderr.flush()
-        self.pid = os.fork()
-        if self.pid == 0:
+        # The job's signals wait until job_run has its handlers (a cancel right after job-start
+        # returns is then a cancel, not a killed runner that leaves its secret file behind); the
+        # pipe's end tells this process that the child leads its own session and group already,
+        # before the group's id is written down for anyone to signal or look for.
+        ready, started = os.pipe()
+        signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            os.close(ready)
+            os.close(started)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
+            raise
+        if self.pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
+            os.close(started)
+            try:
+                while os.read(ready, 1):
+                    pass
+            finally:
+                os.close(ready)
+            return
+        else:
             rc = 1
             try:
                 os.setsid()
-                _runner_stdio(log, lock)
+                _runner_stdio(log, lock)  # closes both ends of the pipe, among the rest
                 os.environ['KADI_OPS_LOCK_FD'] = str(lock)
                 from .__main__ import call
                 rc = call(job_run, argv, 'job-run')
@@ -371,10 +392,14 @@ class Runner:
                     os._exit(rc)
 
     def wait(self, timeout):
-        """The runner's exit status once it ended within TIMEOUT seconds (reaped), else None."""
+        """The runner's exit status once it ended within TIMEOUT seconds (reaped), else None (also
+        when it cannot be waited for: SIGCHLD ignored, the kernel reaped it)."""
         end = time.monotonic() + timeout
         while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
             if pid:
                 return os.waitstatus_to_exitcode(status)
             if time.monotonic() > end:
@@ -392,7 +417,9 @@ def _runner_stdio(log, lock):
     try:
         fds = [int(n) for n in os.listdir('/proc/self/fd')]
     except OSError:
-        fds = range(3, 1024)
+        os.closerange(3, lock)
+        os.closerange(lock + 1, os.sysconf('SC_OPEN_MAX'))
+        fds = []
     for fd in fds:
         if fd > 2 and fd != lock:
             try:
@@ -513,8 +540,10 @@ def job_run(argv):
     def on_signal(signum, frame):
         cancelled.append(signum)
 
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for s in JOB_SIGNALS:
         signal.signal(s, on_signal)
+    # Blocked since the fork (Runner): a cancel that came meanwhile is recorded now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
     out('[kadi-ops] job %s: %s started %s on %s as %s' % (job_id, verb, utc_now(), os.uname().nodename, user_name()))
     # The verb runs as a child in this process group: a cancel (TERM to the group) reaches it and
     # everything it started; this runner only records the cancel and carries on below. A cancel
@@ -534,11 +563,7 @@ def job_run(argv):
                 # The verb died of the cancel's TERM: its cleanup is where it can still say so.
                 cenv['KADI_OPS_CANCELLED'] = '1'
             _in_child(cleanup, args, cenv)
-    for f in ('secret', 'pgpass'):
-        try:
-            os.unlink(os.path.join(d, f))
-        except FileNotFoundError:
-            pass
+    _drop_secrets(d)
     if cancelled:
         out('[kadi-ops] job %s: cancelled' % job_id)
         _write_status(d, 'cancelled')
@@ -546,6 +571,15 @@ def job_run(argv):
         out('[kadi-ops] job %s: exit status %d at %s' % (job_id, rc, utc_now()))
         _write_status(d, str(rc))
     return 0
+
+
+def _drop_secrets(d):
+    """Removes job directory D's secret files (the launch's input, the passfile)."""
+    for f in ('secret', 'pgpass'):
+        try:
+            os.unlink(os.path.join(d, f))
+        except OSError:
+            pass
 
 
 def _write_status(d, value):
@@ -654,11 +688,7 @@ def _state_lines(d):
         except OSError:
             old = False
         if pgid or old:
-            for f in ('secret', 'pgpass'):
-                try:
-                    os.unlink(os.path.join(d, f))
-                except OSError:
-                    pass
+            _drop_secrets(d)
     lines = ['meta_' + l for l in _read(os.path.join(d, 'meta')).splitlines() if l]
     try:
         log_bytes = os.stat(os.path.join(d, 'log')).st_size
@@ -764,6 +794,7 @@ def job_cancel(argv):
     if not job_alive(d):
         # Not this job's processes (a reboot since, or the pid reused): nothing is signalled.
         _write_status(d, 'cancelled')
+        _drop_secrets(d)
         out('status=' + _read(status).strip(), 'note=the job was no longer running; nothing was signalled')
         return 0
     try:
@@ -786,6 +817,8 @@ def job_cancel(argv):
             break
         time.sleep(0.1)
     _write_status(d, 'cancelled')
+    if not job_alive(d):
+        _drop_secrets(d)  # a runner killed before its own end never removed them
     out('status=' + _read(status).strip())
 
 

@@ -282,6 +282,38 @@ class JobsTest(ZipappTestCase):
         finally:
             os.killpg(pgid, signal.SIGKILL)
 
+    def test_when_start_job_returns_the_jobs_group_is_there(self):
+        # run-plan follows its job at once: a group not there yet reads as a job that died (its log
+        # never followed, its unit failed while the backup goes on).
+        import contextlib
+        sys.path.insert(0, AGENT_SOURCE)
+        try:
+            from kadi_ops_agent import jobs
+        finally:
+            sys.path.remove(AGENT_SOURCE)
+        for n in range(20):
+            job = '20261130T000000Z-group%02d' % n
+            with open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet):
+                runner = jobs.start_job(self.bd, job, 'test', 'op', 'laptop', 'no', 'sleep', ['30'])
+            alive = jobs.job_alive(jobs.job_dir(self.bd, job))
+            try:
+                os.killpg(runner.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                os.kill(runner.pid, signal.SIGKILL)  # no group of its own (yet)
+            runner.wait(30)
+            self.assertTrue(alive, 'try %d: the job read as not running right after its start' % n)
+
+    def test_a_cancel_right_after_the_start_cancels_and_leaves_no_secret(self):
+        for n in range(5):
+            job, r = self.start(['sleep', '30'], secret='pw\n')
+            self.assertEqual(r.returncode, 0, r.stderr)
+            c = self.agent('job-cancel', self.bd, job, '10')
+            self.assertEqual(c.returncode, 0, c.stderr)
+            s = self.wait_finished(job)
+            self.assertEqual((s['state'], s['status']), ('finished', 'cancelled'))
+            jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)
+            self.assertEqual(sorted(f for f in os.listdir(jd) if f in ('secret', 'pgpass')), [], 'try %d' % n)
+
     def test_a_refused_start_keeps_no_descriptor_so_hours_of_waiting_do_not_run_out_of_them(self):
         import contextlib
         sys.path.insert(0, AGENT_SOURCE)
