@@ -19,7 +19,8 @@ PACKAGE = 'kadi_ops_agent'
 # the same path (jobs.agent_argv uses sys.argv[0]), so nothing of a run reads through the link.
 #
 # Then it takes its modules' bytecode from AGENT.<cache tag>.pyz beside the zip when that is this
-# user's alone and its checksum holds (kadi_ops_agent/bytecode.py, which makes it in the background
+# user's alone, its checksum holds and it was compiled from this very zip (its CRC-32 too;
+# kadi_ops_agent/bytecode.py, which makes it in the background
 # when it is missing or broken; the check is spelled out here because nothing of the package may be
 # imported before the cache is chosen).
 MAIN = """import os
@@ -38,15 +39,21 @@ def bytecode():
         return '', None
     path = '%s.%s.pyz' % (sys.argv[0][:-4], sys.implementation.cache_tag)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return path, False
     with os.fdopen(fd, 'rb') as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return '', None
+        if not stat.S_ISREG(st.st_mode):
+            return path, False
         data = f.read()
-    return path, data[-23:-8] == b'kadi-ops-crc32=' and data[-8:] == b'%08x' % zlib.crc32(data[:-45])
+    # Its comment: its own CRC-32 and that of the zip it was compiled from.
+    with open(sys.argv[0], 'rb') as f:
+        source = b'%08x' % zlib.crc32(f.read())
+    return path, (data[-31:-16] == b'kadi-ops-crc32=' and data[-16:-8] == b'%08x' % zlib.crc32(data[:-53])
+                  and data[-8:] == source)
 
 
 cache, usable = bytecode()

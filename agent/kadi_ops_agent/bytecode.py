@@ -9,11 +9,13 @@ detached process of its own so that no caller waits for it.
 
 It is used (the zip's __main__.py, agent/build.py) only when it is a regular file of this user that
 no one else may write, in the agent's directory (which the client checks before each connection's
-first run), and when its checksum holds: the zip's comment is `kadi-ops-crc32=` and the CRC-32 of
-every byte before the zip's end record. One that fails the check is removed and made again; a cache
-that cannot be read is never a failure, only a start from the zip itself. Its name carries the zip's
-content hash: a new agent never meets an old agent's bytecode. A cache is only ever created (link),
-never replaced while some process may be reading it (zipimport opens it again for every module).
+first run), and when its checksums hold: the zip's comment is `kadi-ops-crc32=`, the CRC-32 of
+every byte before the zip's end record and the CRC-32 of the zip it was compiled from, which must be
+the zip that runs (the name alone would not do: a zip rebuilt or reinstalled under the same name
+would meet the old one's bytecode). One that fails the check is removed and made again; a cache that
+cannot be read is never a failure, only a start from the zip itself. A cache is only ever created
+(link), never replaced while some process may be reading it (zipimport opens it again for every
+module).
 """
 import glob
 import io
@@ -22,11 +24,10 @@ import stat
 import struct
 import sys
 import time
-import zipfile
 import zlib
 
 MARK = b'kadi-ops-crc32='
-COMMENT_LEN = len(MARK) + 8
+COMMENT_LEN = len(MARK) + 16
 END_RECORD = 22  # a zip's end of central directory record, without its comment
 
 
@@ -37,34 +38,42 @@ def cache_path(zip_path):
     return '%s.%s.pyz' % (zip_path[:-4], sys.implementation.cache_tag)
 
 
-def sealed(data):
-    """DATA (a zip without a comment) with its checksum as the comment."""
+def crc(data):
+    return b'%08x' % zlib.crc32(data)
+
+
+def sealed(data, source):
+    """DATA (a zip without a comment) with its checksum and that of SOURCE (the zip it was
+    compiled from) as its comment."""
     if data[-2:] != b'\0\0':
         raise ValueError('the zip has a comment already')
-    return data[:-2] + struct.pack('<H', COMMENT_LEN) + MARK + b'%08x' % zlib.crc32(data[:-END_RECORD])
+    return data[:-2] + struct.pack('<H', COMMENT_LEN) + MARK + crc(data[:-END_RECORD]) + crc(source)
 
 
-def intact(data):
-    """DATA ends with a checksum that holds (the check agent/build.py's entry point makes)."""
+def intact(data, source):
+    """DATA ends with checksums that hold, its own and SOURCE's (the check agent/build.py's entry
+    point makes)."""
     tail = data[-COMMENT_LEN:]
     return (len(data) > END_RECORD + COMMENT_LEN and tail[:len(MARK)] == MARK
-            and tail[len(MARK):] == b'%08x' % zlib.crc32(data[:-(END_RECORD + COMMENT_LEN)]))
+            and tail[len(MARK):len(MARK) + 8] == crc(data[:-(END_RECORD + COMMENT_LEN)])
+            and tail[len(MARK) + 8:] == crc(source))
 
 
 def pyc(source, filename):
     """PEP 552 bytecode of SOURCE (bytes) for this interpreter: hash-based, not checked against the
-    source (the cache's name binds it to the zip it was compiled from)."""
+    source at import (the cache's checksums bind it to the zip it was compiled from)."""
     import importlib.util
     import marshal
-    code = compile(source, filename, 'exec', dont_inherit=True)
+    code = compile(source, filename, 'exec', dont_inherit=True, optimize=0)
     return importlib.util.MAGIC_NUMBER + struct.pack('<I', 0b01) + importlib.util.source_hash(source) + marshal.dumps(code)
 
 
-def build(zip_path, cache):
-    """The cache's bytes: ZIP_PATH's entries (their sources too, for tracebacks) and each module's
-    bytecode, sealed with its checksum."""
+def build(source, cache):
+    """The cache's bytes: the entries of SOURCE (the zip's bytes; their sources too, for
+    tracebacks) and each module's bytecode, sealed with its checksums."""
+    import zipfile
     buf = io.BytesIO()
-    with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as out:
+    with zipfile.ZipFile(io.BytesIO(source)) as src, zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as out:
         for info in src.infolist():
             data = src.read(info)
             entries = [(info.filename, data)]
@@ -74,44 +83,64 @@ def build(zip_path, cache):
                 z = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
                 z.external_attr = 0o600 << 16
                 out.writestr(z, body)
-    return sealed(buf.getvalue())
+    return sealed(buf.getvalue(), source)
 
 
 def make(zip_path, cache):
-    """Writes CACHE for ZIP_PATH unless an intact one is there (a broken one is removed first): a
-    file of its own, synced, then linked to its name (which fails if another process made it first:
-    the first stands)."""
-    try:
-        fd = os.open(cache, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        os.unlink(cache)  # a symbolic link (or worse) in its place
-    else:
-        with os.fdopen(fd, 'rb') as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or not intact(f.read()):
-                os.unlink(cache)  # broken: no process uses it (each checks it first)
-    # What a make that was killed left (a service's end stops its whole control group).
-    for old in glob.glob(glob.escape(cache) + '.tmp-*'):
+    """Writes CACHE for ZIP_PATH unless an intact one is there (a broken one, or a link or anything
+    else in its place, is removed first): a file of its own, synced, then linked to its name (which
+    fails if another process made it first: the first stands). One process makes it at a time
+    (CACHE.making, taken again after a minute: the maker was killed)."""
+    with open(zip_path, 'rb') as f:
+        source = f.read()
+    making = cache + '.making'
+    for _ in range(2):
         try:
-            if time.time() - os.lstat(old).st_mtime > 60:
-                os.unlink(old)
-        except OSError:
-            pass
-    tmp = '%s.tmp-%d' % (cache, os.getpid())
-    data = build(zip_path, cache)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, cache)
+            os.close(os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            break
         except FileExistsError:
-            pass
+            try:
+                if time.time() - os.lstat(making).st_mtime < 60:
+                    return
+                os.unlink(making)
+            except FileNotFoundError:
+                pass
+    else:
+        return
+    try:
+        try:
+            st = os.lstat(cache)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if stat.S_ISREG(st.st_mode):
+                with open(cache, 'rb') as f:
+                    if intact(f.read(), source):
+                        return
+            os.unlink(cache)  # broken, another zip's, or no file: no process uses it (each checks first)
+        # What a make that was killed left (a service's end stops its whole control group).
+        for old in glob.glob(glob.escape(cache) + '.tmp-*'):
+            try:
+                if time.time() - os.lstat(old).st_mtime > 60:
+                    os.unlink(old)
+            except OSError:
+                pass
+        tmp = '%s.tmp-%d' % (cache, os.getpid())
+        data = build(source, cache)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, cache)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
     finally:
-        os.unlink(tmp)
+        os.unlink(making)
 
 
 def make_in_background(zip_path, cache):
@@ -137,7 +166,8 @@ def make_in_background(zip_path, cache):
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            os.closerange(3, 1024)
+            os.closerange(3, os.sysconf('SC_OPEN_MAX'))
+            os.chdir('/')
             os.umask(0o077)
             try:
                 os.nice(10)

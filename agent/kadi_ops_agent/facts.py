@@ -26,12 +26,14 @@ def main(argv):
 
 
 def kadi_stamp(cli, cfg):
-    """(stamp, newest mtime) of what `kadi utils config` and `kadi --version` answer from, or None:
-    the configuration file, the kadi CLI and the Kadi package's installed metadata in the CLI's
-    virtualenv (path, mtime, size and inode of each; a pip upgrade renames kadi-VERSION.dist-info
-    and writes the CLI again). Equal stamps: the answers cannot have changed."""
+    """(stamp, newest mtime, has metadata) of what `kadi utils config` and `kadi --version` answer
+    from, or None: the configuration file, the kadi CLI and the Kadi package's installed metadata in
+    the virtualenv of the CLI's real file (path, mtime, size and inode of each; a pip upgrade renames
+    kadi-VERSION.dist-info and writes the CLI again). Equal stamps: the answers cannot have changed,
+    as far as the metadata goes (a CLI outside any virtualenv, a wrapper script, has none: then a
+    version is never taken as unchanged)."""
     cli_path = shutil.which(cli) or cli
-    venv = os.path.dirname(os.path.dirname(os.path.abspath(cli_path)))
+    venv = os.path.dirname(os.path.dirname(os.path.realpath(cli_path)))
     metadata = sorted(glob.glob(os.path.join(glob.escape(venv), 'lib', 'python3*', 'site-packages', 'kadi-*.dist-info')))
     try:
         stamps = []
@@ -40,7 +42,7 @@ def kadi_stamp(cli, cfg):
             stamps.append((p, int(s.st_mtime), s.st_size, s.st_ino))
     except OSError:
         return None
-    return ' '.join('%s:%d:%d:%d' % s for s in stamps) + ' ', max(s[1] for s in stamps)
+    return ' '.join('%s:%d:%d:%d' % s for s in stamps) + ' ', max(s[1] for s in stamps), bool(metadata)
 
 
 def kadi_version(cli, cfg):
@@ -100,7 +102,7 @@ def collect(cli, cfg, backup_dir, conn, known=''):
     if stamp:
         out('kadi_config_stamp=' + stamp[0], 'kadi_config_newest_mtime=%d' % stamp[1])
     out('now_epoch=%d' % int(time.time()), 'remote_user=' + user_name())
-    if stamp and known.strip() and known.strip() == stamp[0].strip():
+    if stamp and stamp[2] and known.strip() and known.strip() == stamp[0].strip():
         s = server(conn)
         out('kadi_version_reused=yes')
     else:

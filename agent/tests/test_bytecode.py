@@ -51,8 +51,8 @@ class BytecodeTest(unittest.TestCase):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             try:
-                with open(self.cache, 'rb') as f:
-                    if bytecode.intact(f.read()):
+                with open(self.cache, 'rb') as f, open(self.pyz, 'rb') as z:
+                    if bytecode.intact(f.read(), z.read()):
                         return os.lstat(self.cache)
             except FileNotFoundError:
                 pass
@@ -61,7 +61,7 @@ class BytecodeTest(unittest.TestCase):
 
     def settled(self, timeout=60):
         end = time.monotonic() + timeout
-        while any('.tmp-' in n for n in os.listdir(self.dir)) and time.monotonic() < end:
+        while any('.tmp-' in n or n.endswith('.making') for n in os.listdir(self.dir)) and time.monotonic() < end:
             time.sleep(0.05)
 
     def test_the_first_start_makes_it_and_the_next_use_it_with_the_same_answers(self):
@@ -80,6 +80,11 @@ class BytecodeTest(unittest.TestCase):
                 self.assertIn(name + 'c', cached)
         again = self.agent('lock-status', self.bd)
         self.assertEqual(self.loaded_from(again), self.cache)
+        # And what this interpreter takes from it is the bytecode, not the sources beside it.
+        files = subprocess.run([sys.executable, '-I', '-S', '-c', 'import sys; sys.path.insert(0, sys.argv[1]); '
+                                'import kadi_ops_agent.common as c, kadi_ops_agent.jobs as j; print(c.__file__); print(j.__file__)',
+                                self.cache], capture_output=True, text=True, check=True).stdout.split()
+        self.assertEqual(files, [os.path.join(self.cache, 'kadi_ops_agent', m + '.pyc') for m in ('common', 'jobs')])
         self.assertEqual(again.stdout, first.stdout)
         # A verb that fails says the same from either.
         usage = [subprocess.run([sys.executable, '-I', '-S', self.pyz, 'job-tail'], capture_output=True, text=True)]
@@ -100,7 +105,8 @@ class BytecodeTest(unittest.TestCase):
             data[at] ^= 0xFF
             f.seek(0)
             f.write(data)
-        self.assertFalse(bytecode.intact(bytes(data)))
+        with open(self.pyz, 'rb') as z:
+            self.assertFalse(bytecode.intact(bytes(data), z.read()))
         r = self.agent('lock-status', self.bd)
         self.assertEqual(r.stdout, 'lock=free\n')
         self.assertEqual(self.loaded_from(r), self.pyz)
@@ -129,6 +135,31 @@ class BytecodeTest(unittest.TestCase):
         self.assertFalse(os.path.islink(self.cache))
         self.intact_cache()
         self.assertTrue(os.path.exists(elsewhere), 'what the link pointed to is left alone')
+
+
+    def test_bytecode_of_another_zip_under_the_same_name_is_never_used(self):
+        # A zip rebuilt (or installed again) under the same name: the bytecode of the one before is
+        # another zip's, whatever its name says.
+        bytecode.make(self.pyz, self.cache)
+        with open(self.pyz, 'rb') as f:
+            original = f.read()
+        import zipfile
+        with zipfile.ZipFile(self.pyz, 'a') as z:
+            z.writestr('kadi_ops_agent/rebuilt_marker.py', '# another build\n')
+        r = self.agent('lock-status', self.bd)
+        self.assertEqual(self.loaded_from(r), self.pyz)
+        self.intact_cache()  # made again, from this zip
+        with zipfile.ZipFile(self.cache) as z:
+            self.assertIn('kadi_ops_agent/rebuilt_marker.pyc', z.namelist())
+        with open(self.pyz, 'rb') as f:
+            self.assertNotEqual(f.read(), original)
+        self.assertEqual(self.loaded_from(self.agent('lock-status', self.bd)), self.cache)
+
+    def test_a_fifo_in_its_place_does_not_hold_the_agent_up(self):
+        os.mkfifo(self.cache, 0o600)
+        r = self.agent('lock-status', self.bd)  # a blocking open would wait for a writer forever
+        self.assertEqual(self.loaded_from(r), self.pyz)
+        self.intact_cache()  # the FIFO is no cache: removed, and a cache made
 
 
     @unittest.skipUnless(os.geteuid() == 0, 'needs root: a directory of another user')

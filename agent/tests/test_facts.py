@@ -200,6 +200,26 @@ class KadiVersionReuseTest(ZipappTestCase):
         self.assertIn('kadi_version', self.facts(stamp))
         self.assertEqual(self.asked(), 4)
 
+    def test_a_cli_outside_any_virtualenv_is_always_asked(self):
+        # A wrapper script (or a link) elsewhere: no package metadata to tell an upgrade by.
+        wrapper = os.path.join(self.tmp.name, 'bin-%s' % self._testMethodName, 'kadi')
+        os.makedirs(os.path.dirname(wrapper))
+        with open(wrapper, 'w') as f:
+            f.write('#!/bin/sh\nexec "%s" "$@"\n' % self.cli)
+        os.chmod(wrapper, 0o755)
+        self.cli = wrapper
+        stamp = self.facts()['kadi_config_stamp']
+        self.assertNotIn('dist-info', stamp)
+        self.assertIn('kadi_version', self.facts(stamp))
+        self.assertEqual(self.asked(), 2)
+        # Through a link to the virtualenv's CLI the metadata is found where the real file is.
+        os.unlink(wrapper)
+        os.symlink(os.path.join(self.venv, 'bin', 'kadi'), wrapper)
+        stamp = self.facts()['kadi_config_stamp']
+        self.assertIn('kadi-1.13.0.dist-info', stamp)
+        self.assertEqual(self.facts(stamp).get('kadi_version_reused'), 'yes')
+        self.assertEqual(self.asked(), 3)
+
 
 if __name__ == '__main__':
     unittest.main()
