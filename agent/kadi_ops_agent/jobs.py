@@ -374,22 +374,13 @@ class Runner:
                 os.close(ready)
             return
         else:
-            rc = 1
-            try:
+            def runner():
                 os.setsid()
                 _runner_stdio(log, lock)  # closes both ends of the pipe, among the rest
                 os.environ['KADI_OPS_LOCK_FD'] = str(lock)
                 from .__main__ import call
-                rc = call(job_run, argv, 'job-run')
-            except BaseException:  # noqa: BLE001 - said in the job's log, never lost
-                import traceback
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(rc)
+                return call(job_run, argv, 'job-run')
+            _end_child(runner)
 
     def wait(self, timeout):
         """The runner's exit status once it ended within TIMEOUT seconds (reaped), else None (also
@@ -612,8 +603,7 @@ def _in_child(fn, args, env):
     signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
     pid = os.fork()
     if pid == 0:
-        rc = 1
-        try:
+        def child():
             for s in JOB_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -627,17 +617,8 @@ def _in_child(fn, args, env):
             os.environ.clear()
             os.environ.update({k: v for k, v in env.items() if k != 'KADI_OPS_LOCK_FD'})
             from .__main__ import call
-            rc = call(fn, args, fn.__module__.rsplit('.', 1)[-1] + '.' + fn.__name__)
-        except BaseException:  # noqa: BLE001 - said, never silently lost
-            import traceback
-            traceback.print_exc()
-            rc = 1
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(rc)
+            return call(fn, args, fn.__module__.rsplit('.', 1)[-1] + '.' + fn.__name__)
+        _end_child(child)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
     while True:
         try:
@@ -646,6 +627,24 @@ def _in_child(fn, args, env):
         except InterruptedError:
             continue
     return os.waitstatus_to_exitcode(status) if status & 0x7f == 0 else 128 + (status & 0x7f)
+
+
+def _end_child(body):
+    """Ends a forked child with BODY()'s exit status (1 and the traceback on stderr when it raised),
+    its output flushed; never returns into the code the fork came from."""
+    rc = 1
+    try:
+        rc = body()
+    except BaseException:  # noqa: BLE001 - said, never silently lost
+        import traceback
+        traceback.print_exc()
+        rc = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(rc)
 
 
 def _count(text, what):

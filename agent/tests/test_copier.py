@@ -351,7 +351,9 @@ class CopierTest(ZipappTestCase):
             def changing(*args, **kw):
                 os.unlink(os.path.join(self.live, 'b/f')); os.rmdir(os.path.join(self.live, 'b'))
                 os.symlink(secret, os.path.join(self.live, 'b'))
-                os.unlink(os.path.join(self.live, 'c/f')); os.rmdir(os.path.join(self.live, 'c'))
+                # Moved away, not removed: a directory made again could get the freed inode's
+                # number, and then it would be the same directory by every test there is.
+                os.rename(os.path.join(self.live, 'c'), os.path.join(self.root, 'outside', 'c-before'))
                 self.write('c/f', b'made again after the top was read')
                 return real(*args, **kw)
             copier.parts.run = changing

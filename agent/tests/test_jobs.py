@@ -264,6 +264,11 @@ class JobsTest(ZipappTestCase):
         pgid = int(self.status(job)['pgid'])
         try:
             self.assertEqual(self.status(job)['state'], 'running')
+            # Once the verb ticks, the runner only waits for it (while it starts, it opens files
+            # and the zip for a moment, which would come and go under the listing).
+            end = time.monotonic() + 20
+            while 'tick 1' not in self.agent('job-log', self.bd, job).stdout and time.monotonic() < end:
+                time.sleep(0.1)
             fds = {int(n): os.readlink('/proc/%d/fd/%s' % (pgid, n)) for n in os.listdir('/proc/%d/fd' % pgid)}
             state = os.path.join(os.path.realpath(self.bd), '.kadi-ops')
             self.assertEqual(fds.pop(0), os.devnull)
@@ -274,9 +279,6 @@ class JobsTest(ZipappTestCase):
             with open('/proc/%d/stat' % pgid) as f:
                 fields = f.read().rsplit(')', 1)[1].split()
             self.assertEqual((int(fields[2]), int(fields[3])), (pgid, pgid), 'process group and session')
-            end = time.monotonic() + 20
-            while 'tick 1' not in self.agent('job-log', self.bd, job).stdout and time.monotonic() < end:
-                time.sleep(0.1)
             log = self.agent('job-log', self.bd, job).stdout
             self.assertRegex(log, r'^\[kadi-ops\] job %s: sleep started .*\ntick 1\n' % job)
         finally:
@@ -302,6 +304,21 @@ class JobsTest(ZipappTestCase):
                 os.kill(runner.pid, signal.SIGKILL)  # no group of its own (yet)
             runner.wait(30)
             self.assertTrue(alive, 'try %d: the job read as not running right after its start' % n)
+            # The verb's process may still be ending (with its copy of the lock, if it was killed
+            # before it closed it): the next start waits for the lock to be free.
+            import fcntl
+            lock = os.open(os.path.join(self.bd, '.kadi-ops', 'lock'), os.O_WRONLY)
+            try:
+                end = time.monotonic() + 10
+                while True:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        self.assertLess(time.monotonic(), end, 'the killed job still holds the lock')
+                        time.sleep(0.05)
+            finally:
+                os.close(lock)
 
     def test_a_cancel_right_after_the_start_cancels_and_leaves_no_secret(self):
         for n in range(5):
