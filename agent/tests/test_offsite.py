@@ -176,13 +176,14 @@ class OffsiteTest(ZipappTestCase):
                 os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
         os.chown(root, nobody.pw_uid, nobody.pw_gid)
         os.chmod(os.path.join(d, 'storage', 'ab', 'y'), 0)
-        shutil.copy(self.pyz, os.path.join(root, 'agent.pyz'))
+        # Not named .pyz: no bytecode is made beside it (by nobody, in a folder removed at the end).
+        shutil.copy(self.pyz, os.path.join(root, 'agent.zip'))
         cfg = json.dumps({'repository': os.path.join(root, 'repo')})
         setpriv = ['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups']
         env = {'PATH': os.environ['PATH'], 'HOME': root}
         # This interpreter if nobody can run it (one built under /root may not be), else the system's.
         python = sys.executable if subprocess.run(setpriv + [sys.executable, '-c', ''], env=env, capture_output=True).returncode == 0 else '/usr/bin/python3'
-        as_nobody = setpriv + [python, '-I', '-S', os.path.join(root, 'agent.pyz')]
+        as_nobody = setpriv + [python, '-I', '-S', os.path.join(root, 'agent.zip')]
         r = subprocess.run(as_nobody + ['offsite-connect', bd, cfg], input=json.dumps({'password': PASSWORD, 'create': True}), capture_output=True, text=True, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         job = os.path.join(root, 'job')

@@ -298,7 +298,9 @@ class TreeSyncTest(ZipappTestCase):
         base = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, base)
         os.chmod(base, 0o755)
-        pyz = os.path.join(base, 'agent.pyz')
+        # Not named .pyz: the agent leaves no bytecode beside it then (run as nobody in nobody's
+        # folder, it would make it in the background while the folder is removed).
+        pyz = os.path.join(base, 'agent.zip')
         shutil.copy(self.pyz, pyz)
         os.chmod(pyz, 0o644)
         src, dst = base + '/set', base + '/live'
