@@ -164,7 +164,17 @@ def _report_end(job, action, not_running):
     stopped that are not running again, named in the report."""
     if os.path.exists(job.path('reported')):
         return
-    doc = plan.job_input(job)['plan'] or {}
+    doc = plan.job_input(job)['plan']
+    if doc is None:
+        # The job's input is gone already (taken away with a job read as ended, or by a cancel that
+        # ended it): a scheduled job's plan is the stored one, and the end is reported all the same.
+        try:
+            doc = plan.load(os.path.dirname(os.path.dirname(os.path.dirname(job.dir))), quiet=True)
+        except (SystemExit, Exception):  # noqa: BLE001 - no stored plan either: said below
+            doc = None
+        warn('WARNING: the job\'s input was gone at its end; monitoring %s' % (
+            'is told from the stored plan' if doc else 'cannot be told (no stored plan either)'))
+    doc = doc or {}
     if not doc.get('monitoring'):
         return
     from . import monitoring

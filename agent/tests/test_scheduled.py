@@ -92,6 +92,18 @@ class ScheduledRunTest(unittest.TestCase):
         self.assertEqual(info['reason'], 'pg_dump failed; the services kadi-celery, kadi-uwsgi are not running again: start them by hand')
 
 
+    def test_a_cancel_is_reported_from_the_stored_plan_when_the_jobs_input_is_gone(self):
+        from kadi_ops_agent.__main__ import call
+        os.unlink(os.path.join(self.dir, 'secret'))
+        with mock.patch.object(plan, 'load', return_value=PLAN) as load, \
+                mock.patch.dict(os.environ, {'KADI_OPS_CANCELLED': '1'}), \
+                open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            call(scheduled.cleanup, ['plan=yes', 'action=verify'], 'scheduled.cleanup')
+        self.assertEqual(load.call_args[0][0], os.path.dirname(os.path.dirname(os.path.dirname(self.dir))))
+        self.assertEqual(self.events[-1], 'cancelled ping')
+        info, _ = self.reports[-1]
+        self.assertEqual((info['result'], info['reason']), ('cancelled', 'the job was cancelled'))
+
     def test_a_plan_with_an_offsite_repository_pushes_the_new_set_then_forgets_by_its_rules(self):
         from kadi_ops_agent import offsite
         doc = dict(PLAN, offsite={'repository': 'sftp:b@off:/r', 'keep': {'keepDaily': 7}})

@@ -613,7 +613,14 @@ describe('services and Redis on a real systemd host', function () {
       assert.equal(scheduledJobs().find((j) => j.id === id)?.status, 'cancelled');
       assert.deepEqual(setsOnHost(), before, 'no set, no partial set');
       const fail = hits.find((x) => x.path === '/SECRET-UUID/fail');
-      assert.match(fail?.body ?? '', /cancelled/, hits.map((x) => `${x.path}: ${x.body.slice(0, 200)}`).join('\n'));
+      const jobLog = (): string => {
+        try {
+          return fs.readFileSync(path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs', id, 'log'), 'utf8');
+        } catch (e) {
+          return String(e);
+        }
+      };
+      assert.match(fail?.body ?? '', /cancelled/, `${hits.map((x) => `${x.path}: ${x.body.slice(0, 200)}`).join('\n')}\nthe job's log:\n${jobLog()}`);
       const hook = JSON.parse(hits.find((x) => x.path === '/hook')?.body ?? '{}') as { result?: string; job?: string };
       assert.deepEqual([hook.result, hook.job], ['cancelled', id]);
     });
