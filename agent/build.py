@@ -19,10 +19,10 @@ PACKAGE = 'kadi_ops_agent'
 # the same path (jobs.agent_argv uses sys.argv[0]), so nothing of a run reads through the link.
 #
 # Then it takes its modules' bytecode from AGENT.<cache tag>.pyz beside the zip when that is this
-# user's alone, its checksum holds and it was compiled from this very zip (its CRC-32 too;
-# kadi_ops_agent/bytecode.py, which makes it in the background
-# when it is missing or broken; the check is spelled out here because nothing of the package may be
-# imported before the cache is chosen).
+# user's alone, its checksum holds and it was compiled from this very zip (its CRC-32 too). See
+# kadi_ops_agent/bytecode.py, which makes it in the background when it is missing or broken; the
+# check (bytecode.intact) is spelled out here because nothing of the package may be imported before
+# the cache is chosen.
 MAIN = """import os
 import sys
 if os.path.islink(sys.argv[0]):

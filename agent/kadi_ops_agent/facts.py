@@ -102,14 +102,14 @@ def collect(cli, cfg, backup_dir, conn, known=''):
     if stamp:
         out('kadi_config_stamp=' + stamp[0], 'kadi_config_newest_mtime=%d' % stamp[1])
     out('now_epoch=%d' % int(time.time()), 'remote_user=' + user_name())
-    if stamp and stamp[2] and known.strip() and known.strip() == stamp[0].strip():
-        s = server(conn)
+    reused = bool(stamp and stamp[2] and known.strip() and known.strip() == stamp[0].strip())
+    # `kadi --version` starts the Kadi application (seconds on a real host): asked while the
+    # database is, not before it.
+    kadi = None if reused else beside(kadi_version, cli, cfg)
+    s = server(conn)
+    if kadi is None:
         out('kadi_version_reused=yes')
     else:
-        # `kadi --version` starts the Kadi application (seconds on a real host): asked while the
-        # database is, not before it.
-        kadi = beside(kadi_version, cli, cfg)
-        s = server(conn)
         version, why = kadi()
         out('kadi_version=' + version if version else 'kadi_version_error=' + why)
     out('hostname=' + name())
