@@ -194,7 +194,7 @@ JOB_VERBS = {
     'verify': ('verify', 'run', 'cleanup'),
     'restore': ('restore', 'run', 'cleanup'),
     'prune': ('sets', 'prune', None),
-    'sleep': ('jobs', 'sleep_job', None),
+    'sleep': ('jobs', 'sleep_job', 'sleep_cleanup'),
     'db_upgrade': ('maintenance', 'db_upgrade', None),
     'reindex': ('maintenance', 'reindex', None),
     'remove_orphans': ('maintenance', 'remove_orphans', None),
@@ -213,10 +213,22 @@ def job_verb_functions(name):
 
 
 def sleep_job(argv):
-    """sleep SECONDS: a job that only prints ticks (used to test jobs, lock and cancel)."""
+    """sleep SECONDS [cleanup=SECONDS] [stubborn]: a job that only prints ticks (used to test jobs,
+    lock and cancel). stubborn: it ignores the cancel's TERM, as a tool that hangs would; cleanup=:
+    its cleanup takes that long, as removing a large partial set or starting services again does."""
+    if 'stubborn' in argv[1:]:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for i in range(1, int(argv[0]) + 1):
         out('tick %d' % i)
         time.sleep(1)
+
+
+def sleep_cleanup(argv):
+    seconds = [int(a[len('cleanup='):]) for a in argv[1:] if a.startswith('cleanup=')]
+    if seconds:
+        out('cleanup: started (group %d)' % os.getpgrp())
+        time.sleep(seconds[0])
+        out('cleanup: done')
 
 
 # --- job-start ----------------------------------------------------------------------------------
@@ -546,6 +558,9 @@ def job_run(argv):
         # stopped first, or it would keep writing while its output is removed. Cleanup may need
         # the database (dropping a scratch database): the job's passfile goes after it.
         stop_leftovers()
+        # From here on the job only cleans up after itself (starts the services it stopped, removes
+        # its partial output, reports): job-cancel reads this mark and never kills what follows.
+        _write_atomic(os.path.join(d, CLEANING), utc_now() + '\n')
         if cleanup is not None:
             cenv = dict(env)
             if os.path.exists(os.path.join(d, 'pgpass')):
@@ -553,7 +568,9 @@ def job_run(argv):
             if cancelled:
                 # The verb died of the cancel's TERM: its cleanup is where it can still say so.
                 cenv['KADI_OPS_CANCELLED'] = '1'
-            _in_child(cleanup, args, cenv)
+            # In a process group of its own, which no cancel signals (a second cancel, or the
+            # first one's KILL for a verb that did not stop, goes to the job's group).
+            _in_child(cleanup, args, cenv, own_group=True)
     _drop_secrets(d)
     if cancelled:
         out('[kadi-ops] job %s: cancelled' % job_id)
@@ -591,19 +608,25 @@ def _write_status(d, value):
 
 JOB_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
+# The runner's mark in the job's directory once its verb has ended and it cleans up.
+CLEANING = 'cleaning'
 
-def _in_child(fn, args, env):
+
+def _in_child(fn, args, env, own_group=False):
     """Runs FN(ARGS) in a forked child with ENV and default signal handling (so a TERM to the group
     ends it); its exit status. A fork, not a new interpreter: the verb starts at once. The job's
     signals are blocked across the fork, so none can reach the child before it has its own handling;
     the child drops the lock's descriptor (the runner holds the lock, a verb that outlives it must
-    not) and ignores SIGPIPE (a closed database session is an error it reports, not its death)."""
+    not) and ignores SIGPIPE (a closed database session is an error it reports, not its death).
+    OWN_GROUP: the child leads a process group of its own, out of reach of signals to the job's."""
     sys.stdout.flush()
     sys.stderr.flush()
     signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
     pid = os.fork()
     if pid == 0:
         def child():
+            if own_group:
+                os.setpgid(0, 0)
             for s in JOB_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -779,10 +802,30 @@ def job_tail(argv):
         time.sleep(TAIL_FAST if now - started < 3 or now - changed < 1 else TAIL_SLOW)
 
 
+# How long job-cancel waits for a runner to reach its cleanup once its verb was killed, and then for
+# the cleanup itself (removing a partial set of a million files takes minutes).
+RUNNER_ANSWER, CLEANUP_WAIT = 10, 900
+
+
+def _wait_until(done, seconds):
+    end = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def job_cancel(argv):
-    """job-cancel BACKUP_DIR JOB_ID GRACE_SECONDS"""
+    """job-cancel BACKUP_DIR JOB_ID GRACE_SECONDS [CLEANUP_WAIT]: TERM to the job's group; what still
+    runs of the verb after GRACE_SECONDS is killed. The runner is not: it cleans up (starts the
+    services it stopped, removes partial output, reports), which is waited for (up to CLEANUP_WAIT
+    seconds) and never interrupted. A runner that does not answer at all is killed last. stdout:
+    status= (or already= when it had ended), or cleaning=SECONDS when its cleanup still runs after the
+    wait (it ends on its own)."""
     d = _existing_job(argv[0], argv[1])
     grace = _count(argv[2], 'GRACE_SECONDS')
+    cleanup_wait = _count(argv[3], 'CLEANUP_WAIT') if len(argv) > 3 else CLEANUP_WAIT
     pgid = _int(_read(os.path.join(d, 'pgid')))
     if not pgid:
         die('job %s has no process group' % argv[1])
@@ -796,21 +839,41 @@ def job_cancel(argv):
         _drop_secrets(d)
         out('status=' + _read(status).strip(), 'note=the job was no longer running; nothing was signalled')
         return 0
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except OSError:
-        pass
-    for _ in range(grace * 10):
-        if not job_alive(d):
-            break
-        time.sleep(0.1)
-    if job_alive(d):
-        sys.stderr.write('Job %s did not stop within %ds; killing it.\n' % (argv[1], grace))
+    cleaning = os.path.join(d, CLEANING)
+
+    def stopped():
+        return not job_alive(d) or os.path.exists(cleaning)
+
+    if not os.path.exists(cleaning):  # a job already cleaning up (after its own failure) is let be
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            os.killpg(pgid, signal.SIGTERM)
         except OSError:
             pass
-        time.sleep(0.3)
+        if not _wait_until(stopped, grace):
+            sys.stderr.write('Job %s did not stop within %ds; killing what it runs.\n' % (argv[1], grace))
+            for pid in _group_members(pgid):
+                if pid != pgid:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            if not _wait_until(stopped, RUNNER_ANSWER):
+                sys.stderr.write('The runner of job %s does not answer; killing it.\n' % argv[1])
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except OSError:
+                    pass
+                time.sleep(0.3)
+    if job_alive(d):
+        sys.stderr.write('Job %s stopped; waiting for its cleanup.\n' % argv[1])
+        sys.stderr.flush()
+        if not _wait_until(lambda: not job_alive(d), cleanup_wait):
+            try:
+                since = int(time.time() - os.stat(cleaning).st_mtime)
+            except OSError:
+                since = cleanup_wait
+            out('cleaning=%d' % since)
+            return 0
     for _ in range(50):
         if _read(status).strip():
             break

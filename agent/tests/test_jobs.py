@@ -135,6 +135,98 @@ class JobsTest(ZipappTestCase):
         self.assertIn('job %s: cancelled' % job, self.agent('job-log', self.bd, job).stdout)
         self.assertIn('lock=free', self.agent('lock-status', self.bd).stdout)
 
+    # What a job's cleanup does (start the services it stopped, remove its partial set, report the
+    # end) can take longer than a cancel's grace; a cancel must never cut it short.
+    def wait_log(self, job, text, timeout=30):
+        end = time.monotonic() + timeout
+        while text not in self.agent('job-log', self.bd, job).stdout:
+            self.assertLess(time.monotonic(), end, 'no %r in the log of %s' % (text, job))
+            time.sleep(0.1)
+
+    def pgid(self, job):
+        with open(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'pgid')) as f:
+            return int(f.read())
+
+    def test_a_cancel_waits_for_the_jobs_cleanup_however_long_the_grace(self):
+        job, _ = self.start(['sleep', '30', 'cleanup=4'], secret='pw\n')
+        self.wait_log(job, 'tick 1')
+        t0 = time.monotonic()
+        r = self.agent('job-cancel', self.bd, job, '1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(time.monotonic() - t0, 3.5, 'the cancel returned before the cleanup ended')
+        self.assertIn('status=cancelled', r.stdout)
+        self.assertNotIn('kill', r.stderr)
+        log = self.agent('job-log', self.bd, job).stdout
+        self.assertIn('cleanup: done', log)
+        # The runner's own end, not the cancel's: it lived to write it.
+        self.assertIn('job %s: cancelled' % job, log)
+        self.assertEqual(self.status(job)['state'], 'finished')
+        self.assertFalse(os.path.exists(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'secret')))
+
+    def test_a_verb_that_ignores_the_cancel_is_killed_after_the_grace_and_its_cleanup_still_runs(self):
+        job, _ = self.start(['sleep', '60', 'stubborn', 'cleanup=2'])
+        self.wait_log(job, 'tick 1')
+        pgid = self.pgid(job)
+        r = self.agent('job-cancel', self.bd, job, '1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('did not stop within 1s; killing what it runs', r.stderr)
+        self.assertNotIn('does not answer', r.stderr)
+        self.assertIn('status=cancelled', r.stdout)
+        log = self.agent('job-log', self.bd, job).stdout
+        self.assertIn('cleanup: done', log)
+        self.assertIn('job %s: cancelled' % job, log)
+        # The cleanup led a process group of its own, out of the cancel's reach.
+        group = int(re.search(r'cleanup: started \(group (\d+)\)', log).group(1))
+        self.assertNotEqual(group, pgid)
+        self.assertNotIn('tick 3', log[log.index('cleanup: started'):], 'the verb went on ticking')
+
+    def test_a_second_cancel_while_the_job_cleans_up_waits_for_it_and_does_not_interrupt_it(self):
+        job, _ = self.start(['sleep', '30', 'cleanup=4'])
+        self.wait_log(job, 'tick 1')
+        first = subprocess.Popen([sys.executable, '-I', '-S', self.pyz, 'job-cancel', self.bd, job, '10'],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.wait_log(job, 'cleanup: started')
+            r = self.agent('job-cancel', self.bd, job, '1')
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn('status=cancelled', r.stdout)
+            self.assertNotIn('kill', r.stderr)
+            self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
+        finally:
+            out, err = first.communicate(timeout=60)
+        self.assertEqual(first.returncode, 0, err)
+        self.assertIn('status=cancelled', out)
+
+    def test_a_cleanup_longer_than_the_cancels_wait_is_left_running_and_said_so(self):
+        job, _ = self.start(['sleep', '30', 'cleanup=5'])
+        self.wait_log(job, 'tick 1')
+        r = self.agent('job-cancel', self.bd, job, '2', '1')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r'^cleaning=[0-9]+$')
+        self.assertEqual(self.status(job)['state'], 'running')
+        s = self.wait_finished(job)
+        self.assertEqual(s['status'], 'cancelled')
+        self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
+
+    def test_a_runner_that_does_not_answer_is_killed_last(self):
+        job, _ = self.start(['sleep', '60'], secret='pw\n')
+        self.wait_log(job, 'tick 1')
+        pgid = self.pgid(job)
+        os.kill(pgid, signal.SIGSTOP)  # hung: it neither cleans up nor ends
+        try:
+            r = self.agent('job-cancel', self.bd, job, '1')
+        finally:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('does not answer; killing it', r.stderr)
+        self.assertIn('status=cancelled', r.stdout)
+        s = self.status(job)
+        self.assertEqual((s['state'], s['status']), ('finished', 'cancelled'))
+        self.assertFalse(os.path.exists(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'secret')))
+
     def test_a_killed_job_is_reported_as_died_and_its_secrets_go(self):
         job, _ = self.start(['sleep', '30'], secret='pw\n')
         jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)

@@ -182,7 +182,7 @@ export const jobCommands: Record<string, CliCommand> = {
   cancel: {
     args: [HOST_ARG, JOB_ARG],
     options: [],
-    summary: 'stop a job: TERM, then KILL after a grace period; partial output is removed',
+    summary: 'stop a job: TERM, then KILL after a grace period; its cleanup (services started again, partial output removed) is waited for',
     async run(ctx) {
       const host = await hostFor(ctx);
       const id = ctx.positionals[1];

@@ -162,10 +162,30 @@ export async function jobLog(host: RemoteHost, id: string): Promise<string> {
   return (await checkAgent(host, `Reading the log of job ${id}`, 'job-log', [host.profile.backupDir, id])).stdout;
 }
 
-export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10): Promise<string> {
-  const r = await checkAgent(host, `Cancelling job ${id}`, 'job-cancel', [host.profile.backupDir, id, String(graceSeconds)]);
-  const kv = parseKeyValues(r.stdout);
-  return kv.get('status') ?? kv.get('already') ?? '';
+/**
+ * Cancels job ID: TERM to its processes, KILL for what still runs after GRACE_SECONDS; the job's own
+ * cleanup (services started again, partial output removed, the end reported) is never cut short and
+ * is waited for up to CLEANUP_WAIT_SECONDS (the agent's own bound, 15 min, when not given). What
+ * became of it, for a person: "cancelled", "had already ended (…)", or that its cleanup still runs.
+ */
+export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10, cleanupWaitSeconds?: number): Promise<string> {
+  const args = [host.profile.backupDir, id, String(graceSeconds), ...(cleanupWaitSeconds === undefined ? [] : [String(cleanupWaitSeconds)])];
+  const r = await checkAgent(host, `Cancelling job ${id}`, 'job-cancel', args);
+  return cancelOutcome(parseKeyValues(r.stdout));
+}
+
+/** How long a follower's cancel waits for the job's cleanup before it goes back to following its log. */
+const FOLLOW_CLEANUP_WAIT = 5;
+
+export function cancelOutcome(kv: { get(key: string): string | undefined }): string {
+  const cleaning = kv.get('cleaning');
+  if (cleaning !== undefined) return `stopped; its cleanup still runs after ${cleaning} s and ends on its own (its log shows it)`;
+  const already = kv.get('already');
+  const status = already ?? kv.get('status') ?? '';
+  if (status === 'cancelled') return already === undefined ? 'cancelled' : 'had already been cancelled';
+  if (status === '0') return 'had already finished (succeeded)';
+  if (/^[0-9]+$/.test(status)) return `had already ended (exit status ${status})`;
+  return status || 'no status reported';
 }
 
 /**
@@ -310,7 +330,8 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
       try {
         if (state.cancel === 'requested') {
           opts.sink.lines('warn', [`Cancelling job ${id} on ${host.profile.name}…`]);
-          await cancelJob(host, id);
+          // A long cleanup (a large partial set to remove) is then followed like the job's other lines.
+          await cancelJob(host, id, 10, FOLLOW_CLEANUP_WAIT);
           state.cancel = 'done';
         }
         tailState = undefined;

@@ -110,7 +110,7 @@ export function registerBackupCommands(deps: CommandDeps): vscode.Disposable[] {
     }),
     vscode.commands.registerCommand('kadiOps.cancelJob', async (node?: ModelNode) => {
       if (node?.kind !== 'job') return;
-      const ok = await vscode.window.showWarningMessage(`Cancel ${node.job.kind} job ${node.job.id} on ${node.profile.name}?`, { modal: true, detail: 'The job is stopped (TERM, then KILL) and its partial output removed.' }, 'Cancel job');
+      const ok = await vscode.window.showWarningMessage(`Cancel ${node.job.kind} job ${node.job.id} on ${node.profile.name}?`, { modal: true, detail: 'The job is stopped (TERM, then KILL for what still runs after 10 s). Its cleanup then runs to its end and is never cut short: services it stopped are started again, its partial output is removed.' }, 'Cancel job');
       if (ok !== 'Cancel job') return;
       const profile = node.profile;
       await guard(profile, deps, async () => {

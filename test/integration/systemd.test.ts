@@ -275,6 +275,17 @@ describe('services and Redis on a real systemd host', function () {
       const r = spawnSync(process.execPath, [CLI, ...args, '--config', configFile], { encoding: 'utf8', timeout: 240000 });
       return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
     };
+    /** The CLI without blocking this process, so the test's monitoring server answers meanwhile. */
+    const cliAsync = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [CLI, ...args, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      });
     const unitBase = (): string => scheduleUnitBase(profile);
     const writeConfig = (over: Record<string, unknown>): void => {
       const p = h.profile({ monitoring: { start: `${monitorBase}/SECRET-UUID/start`, success: `${monitorBase}/SECRET-UUID`, failure: `${monitorBase}/SECRET-UUID/fail`, webhook: `${monitorBase}/hook` }, ...over });
@@ -604,8 +615,11 @@ describe('services and Redis on a real systemd host', function () {
         const listed = cli('jobs', 'systemd-host');
         assert.match(listed.stdout, new RegExp(`^${id}\\s+backup\\s+running\\s+by scheduled@kadi@`, 'm'));
         hits.length = 0;
-        const cancelled = cli('cancel', 'systemd-host', id);
+        // The cancel waits for the job's cleanup, which reports to the monitoring server of this
+        // process: a blocking spawnSync would hold both up (until a kill ended the cleanup, before).
+        const cancelled = await cliAsync('cancel', 'systemd-host', id);
         assert.equal(cancelled.code, 0, cancelled.stderr);
+        assert.match(cancelled.stderr, new RegExp(`Job ${id}: cancelled\\.`));
       } finally {
         lock.release();
       }
@@ -623,6 +637,8 @@ describe('services and Redis on a real systemd host', function () {
       assert.match(fail?.body ?? '', /cancelled/, `${hits.map((x) => `${x.path}: ${x.body.slice(0, 200)}`).join('\n')}\nthe job's log:\n${jobLog()}`);
       const hook = JSON.parse(hits.find((x) => x.path === '/hook')?.body ?? '{}') as { result?: string; job?: string };
       assert.deepEqual([hook.result, hook.job], ['cancelled', id]);
+      // The runner lived to the end of its cleanup and wrote its own last line: it was not killed.
+      assert.match(jobLog(), new RegExp(`\\[kadi-ops\\] job ${id}: cancelled\\n`));
     });
 
     it('a run missed while the timer was not running (the host off) happens as soon as it runs again (Persistent=true)', async () => {

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { describeOutcome, parseTailState, warningLines, withReason } from '../../src/remote/jobs';
+import { parseKeyValues } from '../../src/remote/agent';
+import { cancelOutcome, describeOutcome, parseTailState, warningLines, withReason } from '../../src/remote/jobs';
 
 describe('job outcomes for a person', () => {
   it('says how a job ended, its exit status only when it failed', () => {
@@ -51,5 +52,16 @@ describe("the tail's closing state line", () => {
     for (const bad of ['', 'not json', '{"state":"finished"}', '["state=finished", 3]', '["state=finished\\nstatus=0"]', '["status=0"]', JSON.stringify(['state=finished', 'state=running'])]) {
       assert.equal(parseTailState(bad), undefined, bad);
     }
+  });
+
+  it('says what a cancel did: cancelled, found the job ended already, or left its cleanup running', () => {
+    const said = (stdout: string): string => cancelOutcome(parseKeyValues(stdout));
+    assert.equal(said('status=cancelled\n'), 'cancelled');
+    assert.equal(said('status=cancelled\nnote=the job was no longer running; nothing was signalled\n'), 'cancelled');
+    assert.equal(said('already=cancelled\n'), 'had already been cancelled');
+    assert.equal(said('already=0\n'), 'had already finished (succeeded)');
+    assert.equal(said('status=1\n'), 'had already ended (exit status 1)', 'a job that failed on its own while the cancel waited');
+    assert.equal(said('cleaning=900\n'), 'stopped; its cleanup still runs after 900 s and ends on its own (its log shows it)');
+    assert.equal(said(''), 'no status reported');
   });
 });
