@@ -86,7 +86,7 @@ ARGS = {
     'schedule-root-script': 'BACKUP_DIR AGENT [remove]', 'schedule-remove': 'BACKUP_DIR',
     'schedule-status': 'BACKUP_DIR',
     'job-status': 'BACKUP_DIR JOB', 'job-list': 'BACKUP_DIR', 'job-tail': 'BACKUP_DIR JOB OFFSET [state]',
-    'job-cancel': 'BACKUP_DIR JOB GRACE_SECONDS [CLEANUP_WAIT]', 'job-log': 'BACKUP_DIR JOB', 'job-forget': 'BACKUP_DIR JOB',
+    'job-cancel': 'BACKUP_DIR JOB GRACE_SECONDS [CLEANUP_WAIT] [force]', 'job-log': 'BACKUP_DIR JOB', 'job-forget': 'BACKUP_DIR JOB',
     'lock-status': 'BACKUP_DIR',
     'job-run': 'BACKUP_DIR JOB VERB [ARG...]', 'job-verb': 'VERB [ARG...]', 'job-cleanup': 'VERB [ARG...]',
 }

@@ -148,12 +148,23 @@ def job_alive(d):
         if ticks is not None and len(recorded) > 1 and ticks != recorded[1]:
             return False
     if not _group_alive(pgid):
-        return False
+        return _cleanup_pid(d) is not None
     if _proc_state(pgid) in ('Z', None):
         # The leader has ended (a zombie nobody reaped yet, or gone): alive only while a member of
-        # its group still runs.
-        return any(_proc_state(p) not in ('Z', None) for p in _group_members(pgid))
+        # its group still runs, or its cleanup (a group of its own) does.
+        return any(_proc_state(p) not in ('Z', None) for p in _group_members(pgid)) or _cleanup_pid(d) is not None
     return True
+
+
+def _cleanup_pid(d):
+    """The pid of job directory D's cleanup while that very process still runs, else None."""
+    rec = _read(os.path.join(d, CLEANUP_PROC)).split()
+    if len(rec) != 3 or not rec[0].isdigit():
+        return None
+    pid = int(rec[0])
+    if rec[1] != boot_id() or start_ticks(pid) != rec[2] or _proc_state(pid) in ('Z', None):
+        return None
+    return pid
 
 
 def _proc_state(pid):
@@ -552,7 +563,11 @@ def job_run(argv):
     # everything it started; this runner only records the cancel and carries on below. A cancel
     # that came before the verb started means it never starts.
     rc = 130 if cancelled else _in_child(run, args, env)
-    failed = bool(cancelled) or rc != 0
+    # A cancel counts when it came before the verb ended: one whose TERM found the verb done (it
+    # returned 0), or the runner already failing, does not turn the job's own end into "cancelled".
+    # (A name of its own: on_signal still appends to the list, should another signal come.)
+    was_cancelled = bool(cancelled) and rc != 0
+    failed = was_cancelled or rc != 0
     if failed:
         # A step that failed early can leave background work behind (a copy into the set): it is
         # stopped first, or it would keep writing while its output is removed. Cleanup may need
@@ -565,14 +580,16 @@ def job_run(argv):
             cenv = dict(env)
             if os.path.exists(os.path.join(d, 'pgpass')):
                 cenv['PGPASSFILE'] = os.path.join(d, 'pgpass')
-            if cancelled:
+            if was_cancelled:
                 # The verb died of the cancel's TERM: its cleanup is where it can still say so.
                 cenv['KADI_OPS_CANCELLED'] = '1'
             # In a process group of its own, which no cancel signals (a second cancel, or the
-            # first one's KILL for a verb that did not stop, goes to the job's group).
-            _in_child(cleanup, args, cenv, own_group=True)
+            # first one's KILL for a verb that did not stop, goes to the job's group) but one that
+            # forces it (job-cancel ... force); recorded, so the job counts as running while it does.
+            _in_child(cleanup, args, cenv, own_group=True,
+                      started=lambda pid: _write_atomic(os.path.join(d, CLEANUP_PROC), '%d %s\n' % (pid, identity(pid))))
     _drop_secrets(d)
-    if cancelled:
+    if was_cancelled:
         out('[kadi-ops] job %s: cancelled' % job_id)
         _write_status(d, 'cancelled')
     else:
@@ -608,17 +625,19 @@ def _write_status(d, value):
 
 JOB_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-# The runner's mark in the job's directory once its verb has ended and it cleans up.
-CLEANING = 'cleaning'
+# The runner's mark in the job's directory once its verb has ended and it cleans up, and the
+# cleanup's process (PID BOOT_ID START_TICKS: it leads a group of its own).
+CLEANING, CLEANUP_PROC = 'cleaning', 'cleanup.pid'
 
 
-def _in_child(fn, args, env, own_group=False):
+def _in_child(fn, args, env, own_group=False, started=None):
     """Runs FN(ARGS) in a forked child with ENV and default signal handling (so a TERM to the group
     ends it); its exit status. A fork, not a new interpreter: the verb starts at once. The job's
     signals are blocked across the fork, so none can reach the child before it has its own handling;
     the child drops the lock's descriptor (the runner holds the lock, a verb that outlives it must
     not) and ignores SIGPIPE (a closed database session is an error it reports, not its death).
-    OWN_GROUP: the child leads a process group of its own, out of reach of signals to the job's."""
+    OWN_GROUP: the child leads a process group of its own, out of reach of signals to the job's (one
+    sent to the job's group before it left is discarded); STARTED(pid) is called once it does."""
     sys.stdout.flush()
     sys.stderr.flush()
     signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
@@ -627,6 +646,10 @@ def _in_child(fn, args, env, own_group=False):
         def child():
             if own_group:
                 os.setpgid(0, 0)
+                # A signal to the job's group that came between the fork and here is pending (they
+                # are blocked): ignoring it discards it (POSIX), so it never reaches this child.
+                for s in JOB_SIGNALS:
+                    signal.signal(s, signal.SIG_IGN)
             for s in JOB_SIGNALS:
                 signal.signal(s, signal.SIG_DFL)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -642,6 +665,13 @@ def _in_child(fn, args, env, own_group=False):
             from .__main__ import call
             return call(fn, args, fn.__module__.rsplit('.', 1)[-1] + '.' + fn.__name__)
         _end_child(child)
+    if own_group:
+        try:
+            os.setpgid(pid, pid)  # as the child does: whichever comes first, the group is its own
+        except OSError:
+            pass  # it did already (and may have exec'd, or ended)
+    if started is not None:
+        started(pid)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
     while True:
         try:
@@ -802,9 +832,9 @@ def job_tail(argv):
         time.sleep(TAIL_FAST if now - started < 3 or now - changed < 1 else TAIL_SLOW)
 
 
-# How long job-cancel waits for a runner to reach its cleanup once its verb was killed, and then for
-# the cleanup itself (removing a partial set of a million files takes minutes).
-RUNNER_ANSWER, CLEANUP_WAIT = 10, 900
+# How long job-cancel waits for a runner to reach its cleanup once its verb was killed, and, unless
+# told otherwise, for the cleanup itself before it says that the cleanup still runs.
+RUNNER_ANSWER, CLEANUP_WAIT = 10, 60
 
 
 def _wait_until(done, seconds):
@@ -816,16 +846,34 @@ def _wait_until(done, seconds):
     return True
 
 
+def _kill_verb(pgid, cleaning):
+    """SIGKILL to the processes of job group PGID but its runner (the leader), unless the job's
+    cleanup began meanwhile (CLEANING exists): that mark is written before the cleanup is forked, so
+    while it is missing after the list was made, no cleanup is in the list."""
+    pids = [p for p in _group_members(pgid) if p != pgid]
+    if os.path.exists(cleaning):
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def job_cancel(argv):
-    """job-cancel BACKUP_DIR JOB_ID GRACE_SECONDS [CLEANUP_WAIT]: TERM to the job's group; what still
-    runs of the verb after GRACE_SECONDS is killed. The runner is not: it cleans up (starts the
-    services it stopped, removes partial output, reports), which is waited for (up to CLEANUP_WAIT
-    seconds) and never interrupted. A runner that does not answer at all is killed last. stdout:
-    status= (or already= when it had ended), or cleaning=SECONDS when its cleanup still runs after the
-    wait (it ends on its own)."""
+    """job-cancel BACKUP_DIR JOB_ID GRACE_SECONDS [CLEANUP_WAIT] [force]: TERM to the job's group; what
+    still runs of the verb after GRACE_SECONDS is killed. The runner is not: it cleans up (starts the
+    services it stopped, removes partial output, reports) in a group of its own, which is waited for
+    (up to CLEANUP_WAIT seconds) and never interrupted, unless `force`: then the cleanup is stopped
+    too (TERM, KILL after the grace). A runner that does not answer at all is killed last. stdout:
+    status= (or already= when it had ended), cleaning=SECONDS when its cleanup still runs after the
+    wait (it ends on its own), forced=yes when a cleanup was stopped."""
     d = _existing_job(argv[0], argv[1])
     grace = _count(argv[2], 'GRACE_SECONDS')
     cleanup_wait = _count(argv[3], 'CLEANUP_WAIT') if len(argv) > 3 else CLEANUP_WAIT
+    if argv[4:] not in ([], ['force']):
+        die('the fifth argument of job-cancel is "force" or nothing, not %r' % argv[4])
+    force = argv[4:] == ['force']
     pgid = _int(_read(os.path.join(d, 'pgid')))
     if not pgid:
         die('job %s has no process group' % argv[1])
@@ -844,6 +892,7 @@ def job_cancel(argv):
     def stopped():
         return not job_alive(d) or os.path.exists(cleaning)
 
+    killed_runner = forced = False
     if not os.path.exists(cleaning):  # a job already cleaning up (after its own failure) is let be
         try:
             os.killpg(pgid, signal.SIGTERM)
@@ -851,19 +900,30 @@ def job_cancel(argv):
             pass
         if not _wait_until(stopped, grace):
             sys.stderr.write('Job %s did not stop within %ds; killing what it runs.\n' % (argv[1], grace))
-            for pid in _group_members(pgid):
-                if pid != pgid:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-            if not _wait_until(stopped, RUNNER_ANSWER):
+            _kill_verb(pgid, cleaning)
+            if not _wait_until(stopped, RUNNER_ANSWER) and not os.path.exists(cleaning):
                 sys.stderr.write('The runner of job %s does not answer; killing it.\n' % argv[1])
                 try:
                     os.killpg(pgid, signal.SIGKILL)
                 except OSError:
                     pass
+                killed_runner = True
                 time.sleep(0.3)
+    if force and job_alive(d):
+        # The operator's choice for a cleanup that hangs (a service that never starts, a mount that
+        # does not answer): what it had not done yet stays undone, and the log says how far it got.
+        _wait_until(lambda: not job_alive(d) or _cleanup_pid(d) is not None, RUNNER_ANSWER)
+        cpid = _cleanup_pid(d)
+        if cpid is not None:
+            forced = True
+            sys.stderr.write('Stopping the cleanup of job %s.\n' % argv[1])
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, RUNNER_ANSWER)):
+                try:
+                    os.killpg(cpid, sig)
+                except OSError:
+                    pass
+                if _wait_until(lambda: _cleanup_pid(d) is None, wait):
+                    break
     if job_alive(d):
         sys.stderr.write('Job %s stopped; waiting for its cleanup.\n' % argv[1])
         sys.stderr.flush()
@@ -874,14 +934,14 @@ def job_cancel(argv):
                 since = cleanup_wait
             out('cleaning=%d' % since)
             return 0
-    for _ in range(50):
+    for _ in range(0 if killed_runner else 50):
         if _read(status).strip():
             break
         time.sleep(0.1)
     _write_status(d, 'cancelled')
     if not job_alive(d):
         _drop_secrets(d)  # a runner killed before its own end never removed them
-    out('status=' + _read(status).strip())
+    out('status=' + _read(status).strip(), *(['forced=yes'] if forced else []))
 
 
 def job_log(argv):

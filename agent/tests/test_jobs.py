@@ -151,7 +151,8 @@ class JobsTest(ZipappTestCase):
         job, _ = self.start(['sleep', '30', 'cleanup=4'], secret='pw\n')
         self.wait_log(job, 'tick 1')
         t0 = time.monotonic()
-        r = self.agent('job-cancel', self.bd, job, '1')
+        # The grace is not what is waited for: the cleanup, which begins at once, is (4 s).
+        r = self.agent('job-cancel', self.bd, job, '3')
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertGreater(time.monotonic() - t0, 3.5, 'the cancel returned before the cleanup ended')
         self.assertIn('status=cancelled', r.stdout)
@@ -187,11 +188,16 @@ class JobsTest(ZipappTestCase):
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             self.wait_log(job, 'cleanup: started')
+            # Another TERM to the job's group (an operator's kill, systemd): the runner takes it in its stride.
+            os.killpg(self.pgid(job), signal.SIGTERM)
             r = self.agent('job-cancel', self.bd, job, '1')
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn('status=cancelled', r.stdout)
             self.assertNotIn('kill', r.stderr)
-            self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
+            log = self.agent('job-log', self.bd, job).stdout
+            self.assertIn('cleanup: done', log)
+            self.assertIn('job %s: cancelled' % job, log)
+            self.assertNotIn('Traceback', log)
         finally:
             out, err = first.communicate(timeout=60)
         self.assertEqual(first.returncode, 0, err)
@@ -207,6 +213,54 @@ class JobsTest(ZipappTestCase):
         s = self.wait_finished(job)
         self.assertEqual(s['status'], 'cancelled')
         self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
+
+    def test_a_forced_cancel_stops_a_cleanup_that_hangs_and_says_so(self):
+        job, _ = self.start(['sleep', '30', 'cleanup=120'], secret='pw\n')
+        self.wait_log(job, 'tick 1')
+        r = self.agent('job-cancel', self.bd, job, '5', '1')
+        self.assertRegex(r.stdout, r'^cleaning=[0-9]+$')
+        log = self.agent('job-log', self.bd, job).stdout
+        group = int(re.search(r'cleanup: started \(group (\d+)\)', log).group(1))
+        t0 = time.monotonic()
+        r = self.agent('job-cancel', self.bd, job, '2', '60', 'force')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertLess(time.monotonic() - t0, 30)
+        self.assertEqual(r.stdout.split(), ['status=cancelled', 'forced=yes'])
+        s = self.status(job)
+        self.assertEqual((s['state'], s['status']), ('finished', 'cancelled'))
+        log = self.agent('job-log', self.bd, job).stdout
+        self.assertNotIn('cleanup: done', log)
+        self.assertIn('job %s: cancelled' % job, log, 'the runner went on to its own end')
+        with self.assertRaises(ProcessLookupError):
+            os.killpg(group, 0)
+        self.assertFalse(os.path.exists(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'secret')))
+        self.assertEqual(self.agent('job-cancel', self.bd, job, '2', '60', 'now').returncode, 2)
+
+    def test_a_job_whose_runner_was_killed_runs_while_its_cleanup_does_and_keeps_its_secrets(self):
+        job, _ = self.start(['sleep', '30', 'cleanup=6'], secret='pw\n')
+        self.wait_log(job, 'tick 1')
+        pgid = self.pgid(job)
+        self.assertRegex(self.agent('job-cancel', self.bd, job, '5', '0').stdout, r'^cleaning=[0-9]+$')
+        os.kill(pgid, signal.SIGKILL)
+        time.sleep(0.3)
+        jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)
+        self.assertEqual(self.status(job)['state'], 'running', 'its cleanup still runs')
+        self.assertTrue(os.path.exists(os.path.join(jd, 'secret')), 'a running cleanup may still need them')
+        s = self.wait_finished(job)
+        self.assertEqual(s['state'], 'died')
+        self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
+        self.assertFalse(os.path.exists(os.path.join(jd, 'secret')))
+
+    def test_a_verb_that_finishes_despite_the_cancel_ends_as_finished_not_cancelled(self):
+        # It ignores the TERM and completes within the grace: its work is done, and said so.
+        job, _ = self.start(['sleep', '2', 'stubborn', 'cleanup=1'])
+        self.wait_log(job, 'tick 1')
+        r = self.agent('job-cancel', self.bd, job, '10')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('status=0', r.stdout)
+        log = self.agent('job-log', self.bd, job).stdout
+        self.assertNotIn('cleanup: started', log)
+        self.assertRegex(log, r'job %s: exit status 0 at ' % job)
 
     def test_a_runner_that_does_not_answer_is_killed_last(self):
         job, _ = self.start(['sleep', '60'], secret='pw\n')

@@ -181,14 +181,22 @@ export const jobCommands: Record<string, CliCommand> = {
   },
   cancel: {
     args: [HOST_ARG, JOB_ARG],
-    options: [],
-    summary: 'stop a job: TERM, then KILL after a grace period; its cleanup (services started again, partial output removed) is waited for',
+    options: [
+      {
+        name: 'force',
+        type: 'boolean',
+        description: "also stop the job's cleanup (only for one that hangs: services it has not started again stay stopped, partial output may remain)",
+      },
+    ],
+    summary: 'stop a job: TERM, then KILL after a grace period; its cleanup (services started again, partial output removed) runs to its end',
     async run(ctx) {
       const host = await hostFor(ctx);
       const id = ctx.positionals[1];
       if (!id) throw new UsageError(NO_JOB);
-      const status = await cancelJob(host, id);
-      ctx.err(`Job ${id}: ${status}.`);
+      const force = ctx.args.flag('force');
+      const r = await cancelJob(host, id, { force });
+      const next = r.stillCleaning ? ` Follow it with \`kadi-ops attach ${host.profile.name} ${id}\`; if it hangs, \`kadi-ops cancel ${host.profile.name} ${id} --force\` stops it.` : '';
+      ctx.err(`Job ${id}: ${r.text}.${next}`);
       return 0;
     },
   },

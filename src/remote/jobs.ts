@@ -162,31 +162,53 @@ export async function jobLog(host: RemoteHost, id: string): Promise<string> {
   return (await checkAgent(host, `Reading the log of job ${id}`, 'job-log', [host.profile.backupDir, id])).stdout;
 }
 
+export interface CancelOptions {
+  /** Seconds the job's processes have after the TERM before what still runs of it is killed. */
+  graceSeconds?: number;
+  /** Seconds to wait for the job's cleanup before saying that it still runs. */
+  cleanupWaitSeconds?: number;
+  /** Stop the job's cleanup too (a cleanup that hangs): what it had not done yet stays undone. */
+  force?: boolean;
+}
+
+export interface CancelResult {
+  /** For a person: "cancelled", "had already ended (exit status 1)", … */
+  text: string;
+  /** The job stopped, and its cleanup still runs (it ends on its own; `force` stops it). */
+  stillCleaning: boolean;
+}
+
 /**
- * Cancels job ID: TERM to its processes, KILL for what still runs after GRACE_SECONDS; the job's own
- * cleanup (services started again, partial output removed, the end reported) is never cut short and
- * is waited for up to CLEANUP_WAIT_SECONDS (the agent's own bound, 15 min, when not given). What
- * became of it, for a person: "cancelled", "had already ended (…)", or that its cleanup still runs.
+ * Cancels job ID: TERM to its processes, KILL for what still runs after the grace; the job's own
+ * cleanup (services started again, partial output removed, the end reported) is never cut short,
+ * unless forced, and is waited for up to cleanupWaitSeconds.
  */
-export async function cancelJob(host: RemoteHost, id: string, graceSeconds = 10, cleanupWaitSeconds?: number): Promise<string> {
-  const args = [host.profile.backupDir, id, String(graceSeconds), ...(cleanupWaitSeconds === undefined ? [] : [String(cleanupWaitSeconds)])];
+export async function cancelJob(host: RemoteHost, id: string, opts: CancelOptions = {}): Promise<CancelResult> {
+  const args = [host.profile.backupDir, id, String(opts.graceSeconds ?? 10), String(opts.cleanupWaitSeconds ?? 60), ...(opts.force ? ['force'] : [])];
   const r = await checkAgent(host, `Cancelling job ${id}`, 'job-cancel', args);
   return cancelOutcome(parseKeyValues(r.stdout));
 }
 
-/** How long a follower's cancel waits for the job's cleanup before it goes back to following its log. */
-const FOLLOW_CLEANUP_WAIT = 5;
-
-export function cancelOutcome(kv: { get(key: string): string | undefined }): string {
+/** job-cancel's answer (status=, already=, cleaning=, forced=) for a person. */
+export function cancelOutcome(kv: { get(key: string): string | undefined }): CancelResult {
   const cleaning = kv.get('cleaning');
-  if (cleaning !== undefined) return `stopped; its cleanup still runs after ${cleaning} s and ends on its own (its log shows it)`;
+  if (cleaning !== undefined) {
+    return { text: `stopped; its cleanup (services started again, partial output removed) still runs after ${cleaning} s and ends on its own`, stillCleaning: true };
+  }
+  const said = (text: string): CancelResult => ({ text, stillCleaning: false });
+  if (kv.get('forced') === 'yes') {
+    return said("cancelled; its cleanup was stopped before its end: services it had not started again stay stopped and partial output may remain (the job's log says how far it got)");
+  }
   const already = kv.get('already');
   const status = already ?? kv.get('status') ?? '';
-  if (status === 'cancelled') return already === undefined ? 'cancelled' : 'had already been cancelled';
-  if (status === '0') return 'had already finished (succeeded)';
-  if (/^[0-9]+$/.test(status)) return `had already ended (exit status ${status})`;
-  return status || 'no status reported';
+  if (status === 'cancelled') return said(already === undefined ? 'cancelled' : 'had already been cancelled');
+  if (status === '0') return said(already === undefined ? 'finished (succeeded) before the cancel could stop it' : 'had already finished (succeeded)');
+  if (/^[0-9]+$/.test(status)) return said(already === undefined ? `ended on its own (exit status ${status}) before the cancel could stop it` : `had already ended (exit status ${status})`);
+  return said(status || 'no status reported');
 }
+
+/** How long a follower's cancel waits for the job's cleanup before it goes back to following its log. */
+const FOLLOW_CLEANUP_WAIT = 5;
 
 /**
  * "succeeded", "succeeded with 2 warnings", "failed (exit status 1): <why>", "could not run: <why>",
@@ -331,7 +353,7 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         if (state.cancel === 'requested') {
           opts.sink.lines('warn', [`Cancelling job ${id} on ${host.profile.name}…`]);
           // A long cleanup (a large partial set to remove) is then followed like the job's other lines.
-          await cancelJob(host, id, 10, FOLLOW_CLEANUP_WAIT);
+          await cancelJob(host, id, { cleanupWaitSeconds: FOLLOW_CLEANUP_WAIT });
           state.cancel = 'done';
         }
         tailState = undefined;

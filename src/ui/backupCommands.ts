@@ -114,8 +114,17 @@ export function registerBackupCommands(deps: CommandDeps): vscode.Disposable[] {
       if (ok !== 'Cancel job') return;
       const profile = node.profile;
       await guard(profile, deps, async () => {
-        const status = await cancelJob(await deps.pool.get(profile), node.job.id);
-        deps.outputs.channel(profile.name).warn(`Job ${node.job.id}: ${status}`);
+        const r = await cancelJob(await deps.pool.get(profile), node.job.id);
+        deps.outputs.channel(profile.name).warn(`Job ${node.job.id}: ${r.text}`);
+        if (!r.stillCleaning) return;
+        const stop = await vscode.window.showWarningMessage(
+          `Job ${node.job.id} on ${profile.name} stopped; its cleanup still runs.`,
+          { detail: 'It starts the services the job stopped and removes its partial output, and ends on its own. Stop it only if it hangs: services it has not started again then stay stopped.' },
+          'Stop Cleanup',
+        );
+        if (stop !== 'Stop Cleanup') return;
+        const forced = await cancelJob(await deps.pool.get(profile), node.job.id, { force: true });
+        deps.outputs.channel(profile.name).warn(`Job ${node.job.id}: ${forced.text}`);
       });
       deps.tree.refresh(profile.name);
     }),

@@ -13,7 +13,7 @@ import type { VerifyRecord } from '../../src/backup/manifest';
 import { setState } from '../../src/backup/setState';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { cancelJob, describeOutcome } from '../../src/remote/jobs';
+import { cancelJob, type CancelResult, describeOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
 import { getSandbox, newPool, profileOf } from './fixture';
@@ -194,7 +194,7 @@ describe('deep verification against the sandbox host', function () {
     const tmpBefore = tmpVerifyDirs();
     const id = await startVerify(host, d, set, 'deep');
     const dir = jobDir(sb, id);
-    let cancelled: Promise<string> | undefined;
+    let cancelled: Promise<CancelResult> | undefined;
     let during: string[] = [];
     const r = await runJob(host, pool, async () => id, (l) => {
       if (!cancelled && l.startsWith('[step] deep: restoring the dump into the throwaway cluster')) {
@@ -212,7 +212,7 @@ describe('deep verification against the sandbox host', function () {
       }
     });
     assert.ok(cancelled, `the restore into the throwaway cluster was reached:\n${r.log}`);
-    await cancelled;
+    assert.equal((await cancelled)?.text, 'cancelled', 'the cancel waited for the cleanup');
     assert.equal(r.outcome.result, 'cancelled', r.log);
     assert.ok(during.length >= 2, `the cluster's postmaster and a backend ran: ${during.join(', ')}`);
     assert.deepEqual(processesIn(dir), [], 'a postgres process of the throwaway cluster is left');

@@ -16,7 +16,7 @@ import { MemorySink } from '../../src/core/sink';
 import { checkPrerequisites, featureUsable, formatPrerequisites, missingFeatures } from '../../src/kadi/prerequisites';
 import { discover, type Discovery } from '../../src/kadi/discovery';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
-import { followJob, type JobOutcome } from '../../src/remote/jobs';
+import { cancelJob, followJob, jobLog, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { RestoreComponent } from '../../src/components';
 import { preflight } from '../../src/restore/preflight';
@@ -196,6 +196,39 @@ describe('services and Redis on a real systemd host', function () {
     assert.deepEqual(connected.filter((n) => /^kadi-(uwsgi|celery|celerybeat)$/.test(n)), [], 'no Kadi process held the database during the dump');
     assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
     assert.ok((await listSets(host)).sets.some((s) => ran.log.includes(`set=${s.name}`)));
+  });
+
+  it('a backup cancelled while it holds the services stopped starts every one of them again, also when one starts slower than the cancel\'s grace', async () => {
+    // apache2 is started first of the four and now takes 12 s: longer than the cancel's 10 s grace,
+    // after which a cancel used to kill the whole job, its cleanup included.
+    const dropIn = '/etc/systemd/system/apache2.service.d';
+    await h.exec(['mkdir', '-p', dropIn]);
+    await h.exec(['tee', `${dropIn}/slow-start.conf`], '[Service]\nExecStartPre=/bin/sleep 12\n');
+    await h.exec(['systemctl', 'daemon-reload']);
+    const before = (await listSets(host)).sets.map((s) => s.name);
+    const lock = await TableLock.take(h, 'record', 'ACCESS EXCLUSIVE');
+    let said = '';
+    let ran: Ran;
+    try {
+      const id = await startBackup(host, d, { redis: true, stopServices: true });
+      // The dump waits on the test's lock, after the services stopped.
+      for (let i = 0; !/^stopped apache2$/m.test(await jobLog(host, id)); i++) {
+        assert.ok(i < 600, 'the backup stopped the services');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      said = (await cancelJob(host, id)).text;
+      ran = await follow(id);
+    } finally {
+      lock.release();
+      await h.exec(['rm', '-rf', dropIn]);
+      await h.exec(['systemctl', 'daemon-reload']);
+    }
+    assert.equal(said, 'cancelled', ran.log);
+    assert.equal(ran.outcome.result, 'cancelled', ran.log);
+    for (const s of KADI_SERVICES) assert.match(ran.log, new RegExp(`^started ${s}$`, 'm'), ran.log);
+    assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+    assert.match(ran.log, /removed partial set /);
+    assert.deepEqual((await listSets(host)).sets.map((s) => s.name), before, 'no set added');
   });
 
   it('a host known by one of its several key types is reached with that key, without a question', async () => {

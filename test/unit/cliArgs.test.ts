@@ -127,7 +127,7 @@ describe('CLI options are strict, per verb', () => {
       'clean-partials': [],
       jobs: [],
       attach: [],
-      cancel: [],
+      cancel: ['force'],
       restore: ['components', 'no-safety-backup', 'listing', 'overwrite-config', 'verify-again', 'jobs', 'break-stale-lock', 'yes'],
       'db-upgrade': ['break-stale-lock'],
       reindex: ['model', 'break-stale-lock'],

@@ -54,14 +54,19 @@ describe("the tail's closing state line", () => {
     }
   });
 
-  it('says what a cancel did: cancelled, found the job ended already, or left its cleanup running', () => {
-    const said = (stdout: string): string => cancelOutcome(parseKeyValues(stdout));
+  it('says what a cancel did: cancelled, found the job ended already, left its cleanup running, or stopped it', () => {
+    const said = (stdout: string): string => cancelOutcome(parseKeyValues(stdout)).text;
     assert.equal(said('status=cancelled\n'), 'cancelled');
     assert.equal(said('status=cancelled\nnote=the job was no longer running; nothing was signalled\n'), 'cancelled');
     assert.equal(said('already=cancelled\n'), 'had already been cancelled');
     assert.equal(said('already=0\n'), 'had already finished (succeeded)');
-    assert.equal(said('status=1\n'), 'had already ended (exit status 1)', 'a job that failed on its own while the cancel waited');
-    assert.equal(said('cleaning=900\n'), 'stopped; its cleanup still runs after 900 s and ends on its own (its log shows it)');
+    assert.equal(said('status=0\n'), 'finished (succeeded) before the cancel could stop it');
+    assert.equal(said('already=1\n'), 'had already ended (exit status 1)');
+    assert.equal(said('status=1\n'), 'ended on its own (exit status 1) before the cancel could stop it', 'a job that failed on its own while the cancel waited');
+    assert.match(said('status=cancelled\nforced=yes\n'), /^cancelled; its cleanup was stopped before its end: services it had not started again stay stopped/);
     assert.equal(said(''), 'no status reported');
+    const cleaning = cancelOutcome(parseKeyValues('cleaning=61\n'));
+    assert.deepEqual(cleaning, { text: 'stopped; its cleanup (services started again, partial output removed) still runs after 61 s and ends on its own', stillCleaning: true });
+    assert.equal(cancelOutcome(parseKeyValues('status=cancelled\n')).stillCleaning, false);
   });
 });
