@@ -95,6 +95,17 @@ def _write_atomic(path, text):
     os.replace(path + '.tmp', path)
 
 
+def _write_mark(path, text):
+    """_write_atomic for what only helps others see the job's state: never fails the job (a full disk)."""
+    try:
+        _write_atomic(path, text)
+    except OSError:
+        try:
+            os.unlink(path + '.tmp')
+        except OSError:
+            pass
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
@@ -574,8 +585,10 @@ def job_run(argv):
         # the database (dropping a scratch database): the job's passfile goes after it.
         stop_leftovers()
         # From here on the job only cleans up after itself (starts the services it stopped, removes
-        # its partial output, reports): job-cancel reads this mark and never kills what follows.
-        _write_atomic(os.path.join(d, CLEANING), utc_now() + '\n')
+        # its partial output, reports): job-cancel reads this mark and never kills what follows. On a
+        # full disk (a failed copy) the mark may not be written, and the cleanup is what frees the
+        # space: it goes on without; job-cancel also sees a cleanup by its process group.
+        _write_mark(os.path.join(d, CLEANING), utc_now() + '\n')
         if cleanup is not None:
             cenv = dict(env)
             if os.path.exists(os.path.join(d, 'pgpass')):
@@ -587,7 +600,7 @@ def job_run(argv):
             # first one's KILL for a verb that did not stop, goes to the job's group) but one that
             # forces it (job-cancel ... force); recorded, so the job counts as running while it does.
             _in_child(cleanup, args, cenv, own_group=True,
-                      started=lambda pid: _write_atomic(os.path.join(d, CLEANUP_PROC), '%d %s\n' % (pid, identity(pid))))
+                      started=lambda pid: _write_mark(os.path.join(d, CLEANUP_PROC), '%d %s\n' % (pid, identity(pid))))
     _drop_secrets(d)
     if was_cancelled:
         out('[kadi-ops] job %s: cancelled' % job_id)
@@ -846,6 +859,17 @@ def _wait_until(done, seconds):
     return True
 
 
+def _cleaning_child(pgid):
+    """Runner PGID has a child in a process group of its own: its cleanup (the verb runs in the
+    runner's group). Seen without any file, so also where the mark could not be written."""
+    for pid in _pids():
+        st = _read('/proc/%d/stat' % pid)
+        fields = st[st.rfind(')') + 2:].split()
+        if len(fields) > 2 and fields[1] == str(pgid) and fields[2] != str(pgid):
+            return True
+    return False
+
+
 def _kill_verb(pgid, cleaning):
     """SIGKILL to the processes of job group PGID but its runner (the leader), unless the job's
     cleanup began meanwhile (CLEANING exists): that mark is written before the cleanup is forked, so
@@ -890,7 +914,7 @@ def job_cancel(argv):
     cleaning = os.path.join(d, CLEANING)
 
     def stopped():
-        return not job_alive(d) or os.path.exists(cleaning)
+        return not job_alive(d) or os.path.exists(cleaning) or _cleaning_child(pgid)
 
     killed_runner = forced = False
     if not os.path.exists(cleaning):  # a job already cleaning up (after its own failure) is let be
@@ -901,7 +925,7 @@ def job_cancel(argv):
         if not _wait_until(stopped, grace):
             sys.stderr.write('Job %s did not stop within %ds; killing what it runs.\n' % (argv[1], grace))
             _kill_verb(pgid, cleaning)
-            if not _wait_until(stopped, RUNNER_ANSWER) and not os.path.exists(cleaning):
+            if not _wait_until(stopped, RUNNER_ANSWER):
                 sys.stderr.write('The runner of job %s does not answer; killing it.\n' % argv[1])
                 try:
                     os.killpg(pgid, signal.SIGKILL)

@@ -353,8 +353,9 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         if (state.cancel === 'requested') {
           opts.sink.lines('warn', [`Cancelling job ${id} on ${host.profile.name}…`]);
           // A long cleanup (a large partial set to remove) is then followed like the job's other lines.
-          await cancelJob(host, id, { cleanupWaitSeconds: FOLLOW_CLEANUP_WAIT });
+          const r = await cancelJob(host, id, { cleanupWaitSeconds: FOLLOW_CLEANUP_WAIT });
           state.cancel = 'done';
+          if (r.stillCleaning) opts.sink.lines('warn', [`Job ${id} stopped; its cleanup (services started again, partial output removed) runs to its end…`]);
         }
         tailState = undefined;
         const tail = await runAgent(host, 'job-tail', [host.profile.backupDir, id, String(offset), 'state'], { sink: countingSink, signal: state.cancel === 'none' ? tailAbort.signal : undefined });
