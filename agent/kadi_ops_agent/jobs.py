@@ -8,16 +8,21 @@ job's own session and process group) for the whole job, with <state>/lock.holder
 A holder that is gone cannot keep the lock: an flock belongs to the open file, and the kernel lets
 go of it when the last descriptor of that file is closed, which a process's death does. The only
 descriptor is the runner's (a fork of job-start that keeps it while job-start closes its own; the
-verb's child closes its copy first thing, _in_child; every other child is started with close_fds), so the
-lock is free the moment the runner ends, killed or not. lock.holder is only a description, written
-after the runner started: a "stale" report (held, while the pid it names is dead) means a live
-process holds the lock that lock.holder does not name yet - e.g. the job-start that took it was
+verb's child closes its copy first thing, _in_child; every other child is started with close_fds), and
+its cleanup's, which keeps a copy so that no other job starts while it puts things right, should the
+runner be killed meanwhile. So the lock is free the moment the runner (and its cleanup) end, killed or
+not. lock.holder is only a description, written after the runner started: a "stale" report (held,
+while the pid it names is dead and its job's cleanup does not run) means a live process holds the
+lock that lock.holder does not name yet - e.g. the job-start that took it was
 killed before writing it, and its runner goes on. Waiting for it is right (run-plan's whenBusy:
 wait does, bounded); only break_stale=yes, which a person asks for, kills the holders.
 
 The runner starts the verb as a child process in its group and waits for it; a cancel signals the
 whole group, the verb ends, and the runner stops whatever the verb left running, runs the verb's
-cleanup and writes the status. So a set is only ever complete or absent.
+cleanup (in a group of its own, which no cancel reaches but a forced one, holding the lock too) and
+writes the status. So a set is only ever complete or absent: a partial one is removed by the cleanup,
+or, when the operator stopped the cleanup itself, left named as partial (.partial-JOB) for
+clean-partials.
 """
 import fcntl
 import io
@@ -157,7 +162,7 @@ def job_alive(d):
             return False
         ticks = start_ticks(pgid)
         if ticks is not None and len(recorded) > 1 and ticks != recorded[1]:
-            return False
+            return _cleanup_pid(d) is not None  # the runner is gone (its pid reused): its cleanup?
     if not _group_alive(pgid):
         return _cleanup_pid(d) is not None
     if _proc_state(pgid) in ('Z', None):
@@ -191,6 +196,19 @@ def _int(text):
         return int(text.strip())
     except (ValueError, AttributeError):
         return None
+
+
+def _holder_gone(backup_dir, holder):
+    """The lock's HOLDER (lock.holder's text) names a runner that is dead, and its job's cleanup (which
+    holds the lock too) does not run either: a stale lock."""
+    kv = _kv(holder)
+    pid = _int(kv.get('pid', ''))
+    if not pid or _alive(pid):
+        return False
+    job = kv.get('job', '')
+    if not JOB_ID_RE.match(job):
+        return True
+    return not job_alive(os.path.join(state_dir(backup_dir), 'jobs', job))
 
 
 def _holder_lines(holder):
@@ -340,7 +358,7 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
     except BlockingIOError:
         holder = _read(os.path.join(st, 'lock.holder'))
         pid = _int(_kv(holder).get('pid', ''))
-        if pid and not _alive(pid) and break_stale == 'yes':
+        if _holder_gone(backup_dir, holder) and break_stale == 'yes':
             sys.stderr.write('Breaking stale lock held by dead job (pid %d).\n' % pid)
             sys.stderr.flush()
             kill_lock_holders(lock_path)
@@ -354,7 +372,7 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
             # service's default limit is 1024) before the wait is over.
             os.close(lock)
             remove_tree(d)
-            out(*_holder_lines(holder), 'lock=stale' if pid and not _alive(pid) else 'lock=busy')
+            out(*_holder_lines(holder), 'lock=stale' if _holder_gone(backup_dir, holder) else 'lock=busy')
             sys.exit(LOCK_BUSY_EXIT)
     # Its own session and process group: the job survives this SSH session and can be signalled
     # as a whole. The lock's descriptor is inherited and held until the runner ends.
@@ -668,7 +686,9 @@ def _in_child(fn, args, env, own_group=False, started=None):
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
             lock_fd = env.get('KADI_OPS_LOCK_FD', '')
-            if lock_fd.isdigit():
+            # The cleanup keeps it: should the runner be killed meanwhile, no other job starts on
+            # what it is still putting right (services, a partial set).
+            if lock_fd.isdigit() and not own_group:
                 try:
                     os.close(int(lock_fd))
                 except OSError:
@@ -860,14 +880,15 @@ def _wait_until(done, seconds):
 
 
 def _cleaning_child(pgid):
-    """Runner PGID has a child in a process group of its own: its cleanup (the verb runs in the
-    runner's group). Seen without any file, so also where the mark could not be written."""
+    """The pid of runner PGID's child in a process group of its own: its cleanup (the verb runs in
+    the runner's group), or None. Seen without any file, so also where the marks could not be
+    written (a full disk)."""
     for pid in _pids():
         st = _read('/proc/%d/stat' % pid)
         fields = st[st.rfind(')') + 2:].split()
-        if len(fields) > 2 and fields[1] == str(pgid) and fields[2] != str(pgid):
-            return True
-    return False
+        if len(fields) > 2 and fields[1] == str(pgid) and fields[2] != str(pgid) and fields[0] != 'Z':
+            return pid
+    return None
 
 
 def _kill_verb(pgid, cleaning):
@@ -875,7 +896,7 @@ def _kill_verb(pgid, cleaning):
     cleanup began meanwhile (CLEANING exists): that mark is written before the cleanup is forked, so
     while it is missing after the list was made, no cleanup is in the list."""
     pids = [p for p in _group_members(pgid) if p != pgid]
-    if os.path.exists(cleaning):
+    if os.path.exists(cleaning) or _cleaning_child(pgid) is not None:
         return
     for pid in pids:
         try:
@@ -914,10 +935,13 @@ def job_cancel(argv):
     cleaning = os.path.join(d, CLEANING)
 
     def stopped():
-        return not job_alive(d) or os.path.exists(cleaning) or _cleaning_child(pgid)
+        return not job_alive(d) or os.path.exists(cleaning) or _cleaning_child(pgid) is not None
 
     killed_runner = forced = False
-    if not os.path.exists(cleaning):  # a job already cleaning up (after its own failure) is let be
+    # A forced cancel stops a cleanup that was already running when it came (one that hangs),
+    # never one this cancel itself leads to.
+    was_cleaning = os.path.exists(cleaning) or _cleaning_child(pgid) is not None
+    if not was_cleaning:  # a job already cleaning up (after its own failure) is let be
         try:
             os.killpg(pgid, signal.SIGTERM)
         except OSError:
@@ -933,11 +957,11 @@ def job_cancel(argv):
                     pass
                 killed_runner = True
                 time.sleep(0.3)
-    if force and job_alive(d):
+    force_ignored = force and not was_cleaning
+    if force and was_cleaning and job_alive(d):
         # The operator's choice for a cleanup that hangs (a service that never starts, a mount that
         # does not answer): what it had not done yet stays undone, and the log says how far it got.
-        _wait_until(lambda: not job_alive(d) or _cleanup_pid(d) is not None, RUNNER_ANSWER)
-        cpid = _cleanup_pid(d)
+        cpid = _cleanup_pid(d) or _cleaning_child(pgid)
         if cpid is not None:
             forced = True
             sys.stderr.write('Stopping the cleanup of job %s.\n' % argv[1])
@@ -946,7 +970,7 @@ def job_cancel(argv):
                     os.killpg(cpid, sig)
                 except OSError:
                     pass
-                if _wait_until(lambda: _cleanup_pid(d) is None, wait):
+                if _wait_until(lambda: not _group_alive(cpid), wait):
                     break
     if job_alive(d):
         sys.stderr.write('Job %s stopped; waiting for its cleanup.\n' % argv[1])
@@ -956,7 +980,7 @@ def job_cancel(argv):
                 since = int(time.time() - os.stat(cleaning).st_mtime)
             except OSError:
                 since = cleanup_wait
-            out('cleaning=%d' % since)
+            out('cleaning=%d' % since, *(['force_ignored=yes'] if force_ignored else []))
             return 0
     for _ in range(0 if killed_runner else 50):
         if _read(status).strip():
@@ -965,7 +989,7 @@ def job_cancel(argv):
     _write_status(d, 'cancelled')
     if not job_alive(d):
         _drop_secrets(d)  # a runner killed before its own end never removed them
-    out('status=' + _read(status).strip(), *(['forced=yes'] if forced else []))
+    out('status=' + _read(status).strip(), *(['forced=yes'] if forced else []), *(['force_ignored=yes'] if force_ignored else []))
 
 
 def job_log(argv):
@@ -992,8 +1016,7 @@ def lock_status(argv):
     except BlockingIOError:
         pass
     holder = _read(os.path.join(st, 'lock.holder'))
-    pid = _int(_kv(holder).get('pid', ''))
-    out(*_holder_lines(holder), 'lock=stale' if pid and not _alive(pid) else 'lock=busy')
+    out(*_holder_lines(holder), 'lock=stale' if _holder_gone(argv[0], holder) else 'lock=busy')
 
 
 class Job:

@@ -219,6 +219,7 @@ class JobsTest(ZipappTestCase):
         self.wait_log(job, 'tick 1')
         r = self.agent('job-cancel', self.bd, job, '5', '1')
         self.assertRegex(r.stdout, r'^cleaning=[0-9]+$')
+        self.wait_log(job, 'cleanup: started')
         log = self.agent('job-log', self.bd, job).stdout
         group = int(re.search(r'cleanup: started \(group (\d+)\)', log).group(1))
         t0 = time.monotonic()
@@ -236,24 +237,35 @@ class JobsTest(ZipappTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'secret')))
         self.assertEqual(self.agent('job-cancel', self.bd, job, '2', '60', 'now').returncode, 2)
 
+    def test_force_on_a_first_cancel_leaves_the_cleanup_it_leads_to_alone_and_says_so(self):
+        job, _ = self.start(['sleep', '30', 'cleanup=3'])
+        self.wait_log(job, 'tick 1')
+        r = self.agent('job-cancel', self.bd, job, '5', '60', 'force')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ['status=cancelled', 'force_ignored=yes'])
+        self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
+
     def test_a_job_whose_runner_was_killed_runs_while_its_cleanup_does_and_keeps_its_secrets(self):
         job, _ = self.start(['sleep', '30', 'cleanup=6'], secret='pw\n')
         self.wait_log(job, 'tick 1')
         pgid = self.pgid(job)
         self.assertRegex(self.agent('job-cancel', self.bd, job, '5', '0').stdout, r'^cleaning=[0-9]+$')
+        self.wait_log(job, 'cleanup: started')
         os.kill(pgid, signal.SIGKILL)
         time.sleep(0.3)
         jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)
         self.assertEqual(self.status(job)['state'], 'running', 'its cleanup still runs')
         self.assertTrue(os.path.exists(os.path.join(jd, 'secret')), 'a running cleanup may still need them')
+        self.assertIn('lock=busy', self.agent('lock-status', self.bd).stdout, 'the cleanup holds the lock: no other job starts meanwhile')
         s = self.wait_finished(job)
         self.assertEqual(s['state'], 'died')
+        self.assertIn('lock=free', self.agent('lock-status', self.bd).stdout)
         self.assertIn('cleanup: done', self.agent('job-log', self.bd, job).stdout)
         self.assertFalse(os.path.exists(os.path.join(jd, 'secret')))
 
     def test_a_verb_that_finishes_despite_the_cancel_ends_as_finished_not_cancelled(self):
         # It ignores the TERM and completes within the grace: its work is done, and said so.
-        job, _ = self.start(['sleep', '2', 'stubborn', 'cleanup=1'])
+        job, _ = self.start(['sleep', '5', 'stubborn', 'cleanup=1'])
         self.wait_log(job, 'tick 1')
         r = self.agent('job-cancel', self.bd, job, '10')
         self.assertEqual(r.returncode, 0, r.stderr)

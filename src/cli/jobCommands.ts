@@ -185,7 +185,7 @@ export const jobCommands: Record<string, CliCommand> = {
       {
         name: 'force',
         type: 'boolean',
-        description: "also stop the job's cleanup (only for one that hangs: services it has not started again stay stopped, partial output may remain)",
+        description: "also stop the job's cleanup, when it was already running (one that hangs): services it has not started again stay stopped, partial output may remain",
       },
     ],
     summary: 'stop a job: TERM, then KILL after a grace period; its cleanup (services started again, partial output removed) runs to its end',

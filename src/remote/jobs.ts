@@ -189,22 +189,23 @@ export async function cancelJob(host: RemoteHost, id: string, opts: CancelOption
   return cancelOutcome(parseKeyValues(r.stdout));
 }
 
-/** job-cancel's answer (status=, already=, cleaning=, forced=) for a person. */
+/** job-cancel's answer (status=, already=, cleaning=, forced=, force_ignored=) for a person. */
 export function cancelOutcome(kv: { get(key: string): string | undefined }): CancelResult {
+  const ignored = kv.get('force_ignored') === 'yes' ? ' (force stops only a cleanup that was already running when it came: cancel with it again if this one hangs)' : '';
   const cleaning = kv.get('cleaning');
   if (cleaning !== undefined) {
-    return { text: `stopped; its cleanup (services started again, partial output removed) still runs after ${cleaning} s and ends on its own`, stillCleaning: true };
+    return { text: `stopped; its cleanup (services started again, partial output removed) still runs after ${cleaning} s and ends on its own${ignored}`, stillCleaning: true };
   }
-  const said = (text: string): CancelResult => ({ text, stillCleaning: false });
-  if (kv.get('forced') === 'yes') {
-    return said("cancelled; its cleanup was stopped before its end: services it had not started again stay stopped and partial output may remain (the job's log says how far it got)");
-  }
-  const already = kv.get('already');
-  const status = already ?? kv.get('status') ?? '';
-  if (status === 'cancelled') return said(already === undefined ? 'cancelled' : 'had already been cancelled');
-  if (status === '0') return said(already === undefined ? 'finished (succeeded) before the cancel could stop it' : 'had already finished (succeeded)');
-  if (/^[0-9]+$/.test(status)) return said(already === undefined ? `ended on its own (exit status ${status}) before the cancel could stop it` : `had already ended (exit status ${status})`);
-  return said(status || 'no status reported');
+  const forced = kv.get('forced') === 'yes' ? "; its cleanup was stopped before its end: services it had not started again stay stopped and partial output may remain (the job's log says how far it got)" : '';
+  return { text: `${statusText(kv.get('already'), kv.get('status'))}${forced}${ignored}`, stillCleaning: false };
+}
+
+function statusText(already: string | undefined, status: string | undefined): string {
+  const s = already ?? status ?? '';
+  if (s === 'cancelled') return already === undefined ? 'cancelled' : 'had already been cancelled';
+  if (s === '0') return already === undefined ? 'finished (succeeded) before the cancel could stop it' : 'had already finished (succeeded)';
+  if (/^[0-9]+$/.test(s)) return already === undefined ? `ended on its own (exit status ${s}) before the cancel could stop it` : `had already ended (exit status ${s})`;
+  return s || 'no status reported';
 }
 
 /** How long a follower's cancel waits for the job's cleanup before it goes back to following its log. */

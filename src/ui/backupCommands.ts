@@ -117,9 +117,9 @@ export function registerBackupCommands(deps: CommandDeps): vscode.Disposable[] {
         const r = await cancelJob(await deps.pool.get(profile), node.job.id);
         deps.outputs.channel(profile.name).warn(`Job ${node.job.id}: ${r.text}`);
         if (!r.stillCleaning) return;
+        deps.tree.refresh(profile.name);
         const stop = await vscode.window.showWarningMessage(
-          `Job ${node.job.id} on ${profile.name} stopped; its cleanup still runs.`,
-          { detail: 'It starts the services the job stopped and removes its partial output, and ends on its own. Stop it only if it hangs: services it has not started again then stay stopped.' },
+          `Job ${node.job.id} on ${profile.name} stopped; its cleanup (starting the services it stopped, removing its partial output) still runs and ends on its own. Stop it only if it hangs: services it has not started again then stay stopped.`,
           'Stop Cleanup',
         );
         if (stop !== 'Stop Cleanup') return;

@@ -64,6 +64,8 @@ describe("the tail's closing state line", () => {
     assert.equal(said('already=1\n'), 'had already ended (exit status 1)');
     assert.equal(said('status=1\n'), 'ended on its own (exit status 1) before the cancel could stop it', 'a job that failed on its own while the cancel waited');
     assert.match(said('status=cancelled\nforced=yes\n'), /^cancelled; its cleanup was stopped before its end: services it had not started again stay stopped/);
+    assert.match(said('status=1\nforced=yes\n'), /^ended on its own \(exit status 1\) before the cancel could stop it; its cleanup was stopped before its end/);
+    assert.match(said('cleaning=70\nforce_ignored=yes\n'), /still runs after 70 s and ends on its own \(force stops only a cleanup that was already running when it came/);
     assert.equal(said(''), 'no status reported');
     const cleaning = cancelOutcome(parseKeyValues('cleaning=61\n'));
     assert.deepEqual(cleaning, { text: 'stopped; its cleanup (services started again, partial output removed) still runs after 61 s and ends on its own', stillCleaning: true });
