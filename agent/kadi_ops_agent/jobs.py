@@ -912,7 +912,8 @@ def job_cancel(argv):
     (up to CLEANUP_WAIT seconds) and never interrupted, unless `force`: then the cleanup is stopped
     too (TERM, KILL after the grace). A runner that does not answer at all is killed last. stdout:
     status= (or already= when it had ended), cleaning=SECONDS when its cleanup still runs after the
-    wait (it ends on its own), forced=yes when a cleanup was stopped."""
+    wait (it ends on its own), forced=yes when a cleanup was stopped, force_ignored=yes when `force`
+    came before any cleanup ran (it stops only one already running: one that hangs)."""
     d = _existing_job(argv[0], argv[1])
     grace = _count(argv[2], 'GRACE_SECONDS')
     cleanup_wait = _count(argv[3], 'CLEANUP_WAIT') if len(argv) > 3 else CLEANUP_WAIT
