@@ -135,12 +135,16 @@ def boot_id():
     return _read('/proc/sys/kernel/random/boot_id').strip()
 
 
+def _stat_fields(pid):
+    """/proc/PID/stat's fields after the command's name (state, ppid, pgrp, ...: field 3 on), or []
+    when PID is gone. The name, in parentheses, may hold spaces and parentheses itself."""
+    st = _read('/proc/%d/stat' % pid)
+    return st[st.rfind(')') + 2:].split() if st else []
+
+
 def start_ticks(pid):
     """When PID started (clock ticks since boot, /proc/PID/stat field 22), or None when it is gone."""
-    st = _read('/proc/%d/stat' % pid)
-    if not st:
-        return None
-    fields = st[st.rfind(')') + 2:].split()
+    fields = _stat_fields(pid)
     return fields[19] if len(fields) > 19 else None
 
 
@@ -184,10 +188,7 @@ def _cleanup_pid(d):
 
 
 def _proc_state(pid):
-    st = _read('/proc/%d/stat' % pid)
-    if not st:
-        return None
-    fields = st[st.rfind(')') + 2:].split()
+    fields = _stat_fields(pid)
     return fields[0] if fields else None
 
 
@@ -531,12 +532,7 @@ def _group_members(pgid):
     """Processes of process group PGID other than this runner."""
     found = []
     for pid in _pids():
-        try:
-            with open('/proc/%d/stat' % pid) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(')') + 2:].split()
+        fields = _stat_fields(pid)
         if len(fields) > 2 and fields[2] == str(pgid):
             found.append(pid)
     return found
@@ -884,19 +880,24 @@ def _cleaning_child(pgid):
     the runner's group), or None. Seen without any file, so also where the marks could not be
     written (a full disk)."""
     for pid in _pids():
-        st = _read('/proc/%d/stat' % pid)
-        fields = st[st.rfind(')') + 2:].split()
+        fields = _stat_fields(pid)
         if len(fields) > 2 and fields[1] == str(pgid) and fields[2] != str(pgid) and fields[0] != 'Z':
             return pid
     return None
 
 
-def _kill_verb(pgid, cleaning):
-    """SIGKILL to the processes of job group PGID but its runner (the leader), unless the job's
-    cleanup began meanwhile (CLEANING exists): that mark is written before the cleanup is forked, so
-    while it is missing after the list was made, no cleanup is in the list."""
+def _cleanup_began(d, pgid):
+    """Job D (runner PGID) cleans up: its mark is there, or its cleanup runs (the mark may be missing
+    on a full disk)."""
+    return os.path.exists(os.path.join(d, CLEANING)) or _cleaning_child(pgid) is not None
+
+
+def _kill_verb(d, pgid):
+    """SIGKILL to the processes of job D's group PGID but its runner (the leader), unless its cleanup
+    began meanwhile: the mark is written before the cleanup is forked, so while it is missing after
+    the list was made, no cleanup is in the list."""
     pids = [p for p in _group_members(pgid) if p != pgid]
-    if os.path.exists(cleaning) or _cleaning_child(pgid) is not None:
+    if _cleanup_began(d, pgid):
         return
     for pid in pids:
         try:
@@ -933,15 +934,13 @@ def job_cancel(argv):
         _drop_secrets(d)
         out('status=' + _read(status).strip(), 'note=the job was no longer running; nothing was signalled')
         return 0
-    cleaning = os.path.join(d, CLEANING)
-
     def stopped():
-        return not job_alive(d) or os.path.exists(cleaning) or _cleaning_child(pgid) is not None
+        return not job_alive(d) or _cleanup_began(d, pgid)
 
     killed_runner = forced = False
     # A forced cancel stops a cleanup that was already running when it came (one that hangs),
     # never one this cancel itself leads to.
-    was_cleaning = os.path.exists(cleaning) or _cleaning_child(pgid) is not None
+    was_cleaning = _cleanup_began(d, pgid)
     if not was_cleaning:  # a job already cleaning up (after its own failure) is let be
         try:
             os.killpg(pgid, signal.SIGTERM)
@@ -949,7 +948,7 @@ def job_cancel(argv):
             pass
         if not _wait_until(stopped, grace):
             sys.stderr.write('Job %s did not stop within %ds; killing what it runs.\n' % (argv[1], grace))
-            _kill_verb(pgid, cleaning)
+            _kill_verb(d, pgid)
             if not _wait_until(stopped, RUNNER_ANSWER):
                 sys.stderr.write('The runner of job %s does not answer; killing it.\n' % argv[1])
                 try:
@@ -978,15 +977,12 @@ def job_cancel(argv):
         sys.stderr.flush()
         if not _wait_until(lambda: not job_alive(d), cleanup_wait):
             try:
-                since = int(time.time() - os.stat(cleaning).st_mtime)
+                since = int(time.time() - os.stat(os.path.join(d, CLEANING)).st_mtime)
             except OSError:
                 since = cleanup_wait
             out('cleaning=%d' % since, *(['force_ignored=yes'] if force_ignored else []))
             return 0
-    for _ in range(0 if killed_runner else 50):
-        if _read(status).strip():
-            break
-        time.sleep(0.1)
+    _wait_until(lambda: _read(status).strip(), 0 if killed_runner else 5)
     _write_status(d, 'cancelled')
     if not job_alive(d):
         _drop_secrets(d)  # a runner killed before its own end never removed them

@@ -29,6 +29,10 @@ class JobsTest(ZipappTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l)
 
+    def pgid(self, job):
+        with open(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'pgid')) as f:
+            return int(f.read())
+
     def wait_finished(self, job, timeout=30):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -142,10 +146,6 @@ class JobsTest(ZipappTestCase):
         while text not in self.agent('job-log', self.bd, job).stdout:
             self.assertLess(time.monotonic(), end, 'no %r in the log of %s' % (text, job))
             time.sleep(0.1)
-
-    def pgid(self, job):
-        with open(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'pgid')) as f:
-            return int(f.read())
 
     def test_a_cancel_waits_for_the_jobs_cleanup_however_long_the_grace(self):
         job, _ = self.start(['sleep', '30', 'cleanup=4'], secret='pw\n')
@@ -296,8 +296,7 @@ class JobsTest(ZipappTestCase):
     def test_a_killed_job_is_reported_as_died_and_its_secrets_go(self):
         job, _ = self.start(['sleep', '30'], secret='pw\n')
         jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)
-        with open(os.path.join(jd, 'pgid')) as f:
-            pgid = int(f.read())
+        pgid = self.pgid(job)
         time.sleep(0.3)
         os.killpg(pgid, signal.SIGKILL)
         for _ in range(50):
@@ -367,8 +366,7 @@ class JobsTest(ZipappTestCase):
     def test_a_job_whose_pid_now_names_another_process_is_not_running_and_is_never_signalled(self):
         job, _ = self.start(['sleep', '30'])
         jd = os.path.join(self.bd, '.kadi-ops', 'jobs', job)
-        with open(os.path.join(jd, 'pgid')) as f:
-            pgid = int(f.read())
+        pgid = self.pgid(job)
         try:
             self.assertEqual(self.status(job)['state'], 'running')
             # As after the pid was reused by a later process: the recorded start time is another one.
@@ -390,8 +388,7 @@ class JobsTest(ZipappTestCase):
     # whenBusy: wait (run-plan) tries job-start again and again while another job holds the lock.
     def test_a_dead_holder_never_keeps_the_lock_so_a_waiting_run_goes_on_at_once(self):
         job, _ = self.start(['sleep', '30'])
-        with open(os.path.join(self.bd, '.kadi-ops', 'jobs', job, 'pgid')) as f:
-            pgid = int(f.read())
+        pgid = self.pgid(job)
         try:
             time.sleep(0.3)
             self.assertIn('lock=busy', self.agent('lock-status', self.bd).stdout)

@@ -189,12 +189,15 @@ export async function cancelJob(host: RemoteHost, id: string, opts: CancelOption
   return cancelOutcome(parseKeyValues(r.stdout));
 }
 
+/** What a job's cleanup is, in the words every cancel message uses. */
+const ITS_CLEANUP = 'its cleanup (services started again, partial output removed)';
+
 /** job-cancel's answer (status=, already=, cleaning=, forced=, force_ignored=) for a person. */
 export function cancelOutcome(kv: { get(key: string): string | undefined }): CancelResult {
   const ignored = kv.get('force_ignored') === 'yes' ? ' (force stops only a cleanup that was already running when it came: cancel with it again if this one hangs)' : '';
   const cleaning = kv.get('cleaning');
   if (cleaning !== undefined) {
-    return { text: `stopped; its cleanup (services started again, partial output removed) still runs after ${cleaning} s and ends on its own${ignored}`, stillCleaning: true };
+    return { text: `stopped; ${ITS_CLEANUP} still runs after ${cleaning} s and ends on its own${ignored}`, stillCleaning: true };
   }
   const forced = kv.get('forced') === 'yes' ? "; its cleanup was stopped before its end: services it had not started again stay stopped and partial output may remain (the job's log says how far it got)" : '';
   return { text: `${statusText(kv.get('already'), kv.get('status'))}${forced}${ignored}`, stillCleaning: false };
@@ -356,7 +359,7 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
           // A long cleanup (a large partial set to remove) is then followed like the job's other lines.
           const r = await cancelJob(host, id, { cleanupWaitSeconds: FOLLOW_CLEANUP_WAIT });
           state.cancel = 'done';
-          if (r.stillCleaning) opts.sink.lines('warn', [`Job ${id} stopped; its cleanup (services started again, partial output removed) runs to its end…`]);
+          if (r.stillCleaning) opts.sink.lines('warn', [`Job ${id} stopped; ${ITS_CLEANUP} runs to its end…`]);
         }
         tailState = undefined;
         const tail = await runAgent(host, 'job-tail', [host.profile.backupDir, id, String(offset), 'state'], { sink: countingSink, signal: state.cancel === 'none' ? tailAbort.signal : undefined });

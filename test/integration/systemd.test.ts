@@ -304,14 +304,15 @@ describe('services and Redis on a real systemd host', function () {
     let monitorBase: string;
     let configFile: string;
     const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
+    const cliArgv = (args: string[]): string[] => [CLI, ...args, '--config', configFile];
     const cli = (...args: string[]): { code: number; stdout: string; stderr: string } => {
-      const r = spawnSync(process.execPath, [CLI, ...args, '--config', configFile], { encoding: 'utf8', timeout: 240000 });
+      const r = spawnSync(process.execPath, cliArgv(args), { encoding: 'utf8', timeout: 240000 });
       return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
     };
     /** The CLI without blocking this process, so the test's monitoring server answers meanwhile. */
     const cliAsync = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
       new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [CLI, ...args, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, cliArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
