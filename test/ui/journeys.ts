@@ -111,6 +111,9 @@ async function expandHost(page: Page, name: string): Promise<void> {
   await row.waitFor();
   if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
   await sidebarRow(page, 'Backups').first().waitFor({ timeout: 30000 });
+  // The click leaves the pointer on the host row, whose hover can cover the rows below it and take
+  // the next click (a restore journey waited 30 s on it in CI).
+  await restMouse(page);
 }
 
 async function newestSetRow(page: Page): Promise<Locator> {
