@@ -67,6 +67,38 @@ def trusted(path, kind='directory'):
     return path
 
 
+def job_dirs(backup_dir):
+    """This user's job directories as (id, path), newest first: in the order the host started them,
+    by their meta file's modification time (written once, at the start, by the host's clock, in
+    nanoseconds), the id breaking a tie. Ids carry the clock of whoever made them to the second
+    (the workstation's for a job started from a client, the host's for a scheduled one), so an id
+    order put a job from a workstation whose clock runs ahead before later scheduled ones, and
+    two jobs of one second in either order. A planted link or a foreign directory is no job."""
+    jobs = os.path.join(state_dir(backup_dir), 'jobs')
+    try:
+        names = os.listdir(jobs)
+    except FileNotFoundError:
+        return []
+    found = []
+    for n in names:
+        if not JOB_ID_RE.match(n):
+            continue
+        d = os.path.join(jobs, n)
+        try:
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        try:
+            started = os.lstat(os.path.join(d, 'meta')).st_mtime_ns
+        except OSError:
+            started = st.st_mtime_ns  # still starting (no meta yet), or a directory left half made
+        found.append((started, n, d))
+    found.sort(reverse=True)
+    return [(n, d) for _, n, d in found]
+
+
 def job_dir(backup_dir, job_id):
     if not JOB_ID_RE.match(job_id or ''):
         die('no job %s' % job_id)
@@ -303,21 +335,12 @@ DEFAULT_HISTORY = (100, 30)
 def prune_history(backup_dir, keep_last, keep_days):
     """Removes finished jobs (log, status, meta) beyond the newest KEEP_LAST that are older than
     KEEP_DAYS. Running or died jobs are never removed here: they still need someone to look."""
-    jobs = os.path.join(state_dir(backup_dir), 'jobs')
-    try:
-        names = sorted((n for n in os.listdir(jobs) if JOB_ID_RE.match(n)), reverse=True)
-    except FileNotFoundError:
-        return
     cutoff = time.time() - keep_days * 86400
     finished = 0
-    for n in names:
-        d = os.path.join(jobs, n)
+    for _, d in job_dirs(backup_dir):
         try:
-            st = os.lstat(d)
             done = os.stat(os.path.join(d, 'status')).st_mtime
         except OSError:
-            continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
             continue
         finished += 1
         if finished > keep_last and done < cutoff:
@@ -794,26 +817,14 @@ def job_status(argv):
 
 
 def job_list_lines(backup_dir):
-    jobs = os.path.join(state_dir(backup_dir), 'jobs')
-    try:
-        names = sorted(os.listdir(jobs), reverse=True)
-    except FileNotFoundError:
-        return []
     lines = []
-    for n in names:
-        p = os.path.join(jobs, n)
-        # Only real job directories of this user: a planted link or a foreign directory is no job.
-        try:
-            st = os.lstat(p)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and JOB_ID_RE.match(n):
-            lines += _state_lines(os.path.join(jobs, n)) + ['']
+    for _, d in job_dirs(backup_dir):
+        lines += _state_lines(d) + ['']
     return lines
 
 
 def job_list(argv):
-    """job-list BACKUP_DIR (newest first; a blank line separates jobs)."""
+    """job-list BACKUP_DIR (newest first, as the host started them: job_dirs; a blank line separates jobs)."""
     out(*job_list_lines(argv[0]))
 
 

@@ -36,7 +36,7 @@ from shlex import quote
 
 from . import privileges
 from .common import Failure, Usage, die, fail, out, user_name
-from .jobs import COULD_NOT_RUN, _kv, _read, job_dir, state_dir
+from .jobs import COULD_NOT_RUN, _kv, _read, job_dirs
 from .plan import load, plan_path
 
 SYSTEM_DIR = '/etc/systemd/system'
@@ -468,17 +468,12 @@ def status_lines(bd):
                 lines += ['verify_unit_result=' + v.get('Result', ''), 'verify_unit_exited=' + v['ExecMainExitTimestamp'],
                           'verify_unit_state=' + v.get('ActiveState', ''), 'verify_unit_status=' + v.get('ExecMainStatus', '')]
     # The newest scheduled job and how it ended.
-    jobs_dir = os.path.join(state_dir(bd), 'jobs')
-    try:
-        ids = sorted(os.listdir(jobs_dir), reverse=True)
-    except OSError:
-        ids = []
     last = verify = False
-    for i in ids:
-        meta = _kv(_read(os.path.join(job_dir(bd, i), 'meta')))
+    for i, d in job_dirs(bd):
+        meta = _kv(_read(os.path.join(d, 'meta')))
         if meta.get('operator') != 'scheduled':
             continue
-        st = _read(os.path.join(job_dir(bd, i), 'status')).strip() or 'running'
+        st = _read(os.path.join(d, 'status')).strip() or 'running'
         if not last:
             lines += ['last_job=' + i, 'last_kind=' + meta.get('kind', ''), 'last_started=' + meta.get('started', ''), 'last_status=' + st]
             last = True
@@ -486,7 +481,7 @@ def status_lines(bd):
             verify = True
             if st == str(COULD_NOT_RUN):
                 # Why the newest scheduled deep verification could not run, and the fix, as its log says.
-                lines += ['verify_job=' + i] + could_not_run_lines(os.path.join(job_dir(bd, i), 'log'))
+                lines += ['verify_job=' + i] + could_not_run_lines(os.path.join(d, 'log'))
         if last and verify:
             break
     return lines

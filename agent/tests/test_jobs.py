@@ -319,13 +319,18 @@ class JobsTest(ZipappTestCase):
             for f, text in (('meta', 'id=x\n'), ('status', '0\n'), ('log', 'x\n')):
                 with open(os.path.join(d, f), 'w') as fh:
                     fh.write(text)
+            os.utime(os.path.join(d, 'meta'), (old + i, old + i))
             os.utime(os.path.join(d, 'status'), (old, old))
         died = os.path.join(jobs, '20240101T000000Z-died00')
         os.makedirs(died, 0o700)
         recent = os.path.join(jobs, '20240102T000000Z-recent')
         os.makedirs(recent, 0o700)
-        with open(os.path.join(recent, 'status'), 'w') as fh:
-            fh.write('0\n')
+        for f in ('meta', 'status'):
+            with open(os.path.join(recent, f), 'w') as fh:
+                fh.write('0\n')
+        # Started before the old ones (a long job), finished now.
+        os.utime(os.path.join(recent, 'meta'), (old - 86400, old - 86400))
+        os.utime(died, (old - 2 * 86400, old - 2 * 86400))
         r = self.agent('job-start', self.bd, '20261130T000000Z-new001', 'test', 'op', 'laptop', 'no', 'history=2:30', 'sleep', '1')
         self.assertEqual(r.returncode, 0, r.stderr)
         left = sorted(os.listdir(jobs))
@@ -336,6 +341,33 @@ class JobsTest(ZipappTestCase):
         r = self.agent('job-start', self.bd, '20261130T000000Z-new002', 'test', 'op', 'laptop', 'no', 'history=0:x', 'sleep', '1')
         self.assertEqual(r.returncode, 2)
         self.assertIn('bad job history setting', r.stderr)
+
+    def test_jobs_list_in_the_order_the_host_started_them_whatever_clock_made_their_ids(self):
+        # A job from a workstation whose clock runs an hour ahead, then a scheduled one the host
+        # names by its own clock, then two within one second (a scheduled backup and the deep
+        # verification right after it) whose random parts sort the other way.
+        ahead, _ = self.start(['sleep', '0'], job='20261130T130000Z-aaaaaa')
+        scheduled, _ = self.start(['sleep', '0'], job='20261130T120000Z-ffffff')
+        same1, _ = self.start(['sleep', '0'], job='20261130T120001Z-ffffff')
+        same2, _ = self.start(['sleep', '0'], job='20261130T120001Z-000000')
+        for j in (ahead, scheduled, same1, same2):
+            self.wait_finished(j)
+        r = self.agent('job-list', self.bd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        listed = re.findall(r'^meta_id=(.*)$', r.stdout, re.M)
+        self.assertEqual(listed, [same2, same1, scheduled, ahead])
+        # History keeps the newest started, not the highest id.
+        jobs = os.path.join(self.bd, '.kadi-ops', 'jobs')
+        old = time.time() - 40 * 86400
+        for j in (ahead, scheduled, same1, same2):
+            os.utime(os.path.join(jobs, j, 'status'), (old, old))
+        last, r = self.start(['sleep', '0'], job='20261130T110000Z-111111', )
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.wait_finished(last)
+        r = self.agent('job-start', self.bd, '20261130T100000Z-222222', 'test', 'op', 'laptop', 'no', 'history=2:30', 'sleep', '0')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.wait_finished('20261130T100000Z-222222')
+        self.assertEqual(sorted(os.listdir(jobs)), sorted(['20261130T100000Z-222222', last, same2]))
 
     def test_an_unexpected_error_in_a_verb_is_said_in_the_log_and_fails_the_job(self):
         job, r = self.start(['sleep', 'not-a-number'])
