@@ -2,7 +2,8 @@
 
 Sets are the timestamp-named directories (newest first) with their manifest (without rowCounts, the
 long part), their last verify result (.verify.json, or null) and whether they are pinned or the
-safety set of a restore; partial sets (.partial-JOB) are named with their job and mtime; a set whose
+safety set of a restore; partial sets (.partial-JOB) are named with their job and mtime, what an
+interrupted prune left of a set (.deleting-SET) as a partial set of no job; a set whose
 manifest is missing or not JSON is listed as invalid with the reason. A missing backup directory
 lists nothing. Printed compact, without a final newline (the client reads one round trip, and the
 overview verb prints the jobs after it).
@@ -12,6 +13,7 @@ Usage: list-sets BACKUP_DIR
 Also the verbs on sets: pin, unpin, prune (a job), clean-partials and overview (sets, partial sets
 and jobs in one answer: the tree's one round trip).
 """
+import fcntl
 import json
 import os
 import re
@@ -40,6 +42,11 @@ def listing(bd):
         p = os.path.join(bd, n)
         if n.startswith('.partial-') and os.path.isdir(p):
             out['partials'].append({'name': n, 'job': n[len('.partial-'):], 'mtime': int(os.path.getmtime(p))})
+            continue
+        if DELETING_RE.match(n) and os.path.isdir(p):
+            # A set an interrupted prune had begun to delete: what is left of it takes room until
+            # the next prune (or clean-partials) finishes the deletion. No job writes it.
+            out['partials'].append({'name': n, 'job': '', 'mtime': int(os.path.getmtime(p))})
             continue
         if not SET_RE.match(n) or not os.path.isdir(p):
             continue
@@ -119,6 +126,7 @@ def prune(argv):
             continue
         if os.path.lexists(os.path.join(bd, n, '.pinned')):
             fail('set %s is pinned; not deleting it' % n)
+    finish_deletions(bd)
     for n in names:
         if not os.path.isdir(os.path.join(bd, n)):
             continue
@@ -131,13 +139,35 @@ def prune(argv):
     out('pruned=%d' % len(names))
 
 
+def finish_deletions(bd):
+    """Removes what interrupted prunes left of the sets they were deleting (.deleting-SET). Called by
+    a prune, which holds the instance lock: no other prune is deleting them."""
+    try:
+        names = sorted(n for n in os.listdir(bd) if DELETING_RE.match(n))
+    except FileNotFoundError:
+        return
+    for n in names:
+        gone = os.path.join(bd, n)
+        if not os.path.isdir(gone) or os.path.islink(gone):
+            continue
+        step('finishing the deletion of set %s (an earlier prune was interrupted)' % n[len('.deleting-'):])
+        if not remove_tree(gone):
+            fail('could not delete all of %s' % gone)
+
+
 PARTIAL_RE = re.compile(r'^\.partial-[A-Za-z0-9T:._-]+$')
+DELETING_RE = re.compile(r'^\.deleting-' + SET_RE.pattern.lstrip('^'))
 
 
 def clean_partials(argv):
-    """clean-partials BACKUP_DIR NAME...: removes leftover partial sets whose job is not running."""
+    """clean-partials BACKUP_DIR NAME...: removes leftover partial sets whose job is not running, and
+    what an interrupted prune left of a set (.deleting-SET) while no job runs (a running prune may
+    be deleting it)."""
     bd = argv[0]
     for n in argv[1:]:
+        if DELETING_RE.match(n):
+            _clean_deleting(bd, n)
+            continue
         if not PARTIAL_RE.match(n):
             die('not a partial set: %s' % n)
         job = n[len('.partial-'):]
@@ -154,3 +184,18 @@ def overview(argv):
     out('', '--- jobs', *jobs.job_list_lines(argv[0]))
     from . import schedule
     out('--- schedule', *schedule.status_lines(argv[0]))
+
+
+def _clean_deleting(bd, n):
+    st = jobs.state_dir(bd)
+    fd = jobs.open_lock(st)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            die('a job is running (a prune may be deleting %s); try again when it has ended' % n)
+        if not remove_tree(os.path.join(bd, n)):
+            fail('could not remove all of %s' % n)
+        out('removed=' + n)
+    finally:
+        os.close(fd)

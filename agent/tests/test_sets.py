@@ -50,6 +50,49 @@ class ListSetsTest(ZipappTestCase):
         self.assertTrue(out['invalid'][0]['reason'].startswith('manifest.json is not valid JSON: '), out['invalid'][0])
         self.assertEqual(out['invalid'][1]['reason'], 'no manifest.json')
 
+    def test_what_an_interrupted_prune_left_is_listed_and_removed_by_the_next_prune_or_clean_partials(self):
+        # A prune renames a set to .deleting-SET, then removes it: killed in between (a cancel, a
+        # reboot during the long rm of a big set), what was left stayed for good, listed nowhere.
+        import fcntl
+        import time
+        left = '.deleting-2026-01-01T00-00-00Z'
+        self.put(left + '/storage/ab/file', 'x')
+        self.put('2026-02-01T00-00-00Z/manifest.json', {'format': 3})
+        os.utime(os.path.join(self.bd, left), (1_700_000_000, 1_700_000_000))
+        out = json.loads(self.list_sets().stdout)
+        self.assertEqual(out['partials'], [{'name': left, 'job': '', 'mtime': 1_700_000_000}])
+        self.assertEqual([x['name'] for x in out['sets']], ['2026-02-01T00-00-00Z'])
+        # clean-partials removes it, but not while a job (maybe the prune deleting it) holds the lock.
+        os.makedirs(os.path.join(self.bd, '.kadi-ops'), 0o700)
+        lock = os.open(os.path.join(self.bd, '.kadi-ops', 'lock'), os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = self.agent('clean-partials', self.bd, left)
+        os.close(lock)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn('a job is running (a prune may be deleting %s); try again when it has ended' % left, r.stderr)
+        self.assertTrue(os.path.isdir(os.path.join(self.bd, left)))
+        r = self.agent('clean-partials', self.bd, left)
+        self.assertEqual((r.returncode, r.stdout), (0, 'removed=%s\n' % left), r.stderr)
+        self.assertFalse(os.path.lexists(os.path.join(self.bd, left)))
+        # The next prune finishes such a deletion before its own.
+        self.put(left + '/storage/ab/file', 'x')
+        job = '20261202T000000Z-prune1'
+        r = self.agent('job-start', self.bd, job, 'prune', 'op', 'laptop', 'no', 'prune', self.bd, '2026-02-01T00-00-00Z')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        def read(name):
+            try:
+                with open(os.path.join(self.bd, '.kadi-ops', 'jobs', job, name), encoding='utf-8') as f:
+                    return f.read()
+            except FileNotFoundError:
+                return ''
+        end = time.monotonic() + 30
+        while not read('status').strip() and time.monotonic() < end:
+            time.sleep(0.05)
+        log = read('log')
+        self.assertEqual(read('status').strip(), '0', log)
+        self.assertIn('finishing the deletion of set 2026-01-01T00-00-00Z (an earlier prune was interrupted)', log)
+        self.assertEqual(sorted(n for n in os.listdir(self.bd) if n != '.kadi-ops'), [])
+
     def test_a_missing_backup_directory_lists_nothing(self):
         r = self.list_sets(os.path.join(self.bd, 'nowhere'))
         self.assertEqual(r.returncode, 0, r.stderr)

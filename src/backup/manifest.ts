@@ -79,8 +79,14 @@ export interface BackupSet {
 
 export interface SetListing {
   sets: BackupSet[];
+  /** job: the job that was writing it; '' for what an interrupted prune left of a set (.deleting-SET). */
   partials: { name: string; job: string; mtime: number }[];
   invalid: { name: string; reason: string }[];
+}
+
+/** Who left a partial set, for a person: "job 20261202T…" or "an interrupted prune". */
+export function partialOrigin(p: { job: string }): string {
+  return p.job ? `job ${p.job}` : 'an interrupted prune';
 }
 
 /** "2026-11-26T06-37-07Z" → Date; undefined if the name is not a set timestamp. */

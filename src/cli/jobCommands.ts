@@ -1,6 +1,6 @@
 /** CLI verbs that run or manage jobs and backup sets; backup, verify and prune run their flows (src/flows). */
 import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
-import type { BackupSet } from '../backup/manifest';
+import { partialOrigin, type BackupSet } from '../backup/manifest';
 import { setState, stateLabel } from '../backup/setState';
 import type { RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
@@ -110,7 +110,7 @@ export const jobCommands: Record<string, CliCommand> = {
         const tags = [stateLabel(setState(s.verify)), s.pinned ? 'pinned' : '', s.preRestore ? 'pre-restore' : ''].filter(Boolean).join(', ');
         ctx.out(`${s.name}  ${formatBytes(s.size).padStart(10)}  Kadi ${s.manifest.kadiVersion ?? '?'}  ${tags}`);
       }
-      for (const p of listing.partials) ctx.out(`${p.name}  partial (job ${p.job}) — not a backup`);
+      for (const p of listing.partials) ctx.out(`${p.name}  partial (${partialOrigin(p)}) — not a backup`);
       for (const i of listing.invalid) ctx.out(`${i.name}  INVALID: ${i.reason}`);
       if (listing.sets.length === 0) ctx.err(`No complete backup sets on ${host.profile.name}.`);
       return 0;
@@ -146,7 +146,7 @@ export const jobCommands: Record<string, CliCommand> = {
   'clean-partials': {
     args: [HOST_ARG],
     options: [],
-    summary: 'remove partial sets left by jobs that died',
+    summary: 'remove partial sets left by jobs that died and what interrupted prunes left of sets',
     async run(ctx) {
       const host = await hostFor(ctx);
       const { partials } = await listSets(host);

@@ -4,7 +4,7 @@
  */
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
-import { type ArtifactEntry, type BackupSet } from '../backup/manifest';
+import { type ArtifactEntry, type BackupSet, partialOrigin } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
@@ -225,7 +225,7 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
       };
     }
     case 'partial':
-      return { label: node.name, description: `left by job ${node.job} — not a backup`, icon: 'warning', color: 'problemsWarningIcon.foreground', contextValue: 'partial;', collapsible: false, id: `${node.profile.name}/${node.name}` };
+      return { label: node.name, description: `left by ${partialOrigin(node)} — not a backup`, icon: 'warning', color: 'problemsWarningIcon.foreground', contextValue: 'partial;', collapsible: false, id: `${node.profile.name}/${node.name}` };
     case 'message':
       return { label: node.text, tooltip: node.text, icon: node.severity === 'error' ? 'error' : 'info', color: node.severity === 'error' ? 'problemsErrorIcon.foreground' : undefined, contextValue: 'message;', collapsible: false };
   }
