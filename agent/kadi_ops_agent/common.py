@@ -2,6 +2,7 @@
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -80,6 +81,17 @@ def out(*lines):
     for line in lines:
         sys.stdout.write(one_line(line) + '\n')
     sys.stdout.flush()
+
+
+LOST_FOUND = 'lost+found'
+
+
+def is_fs_lost_found(name, mode, uid):
+    """Whether a tree's top entry (NAME, MODE, UID) is its file system's lost+found: a STORAGE_PATH
+    that is the root of a file system of its own has one, made by mkfs, root's and closed to others.
+    It is not the instance's: not backed up (the Kadi user could not read it) and never removed by a
+    restore. A directory of that name of any other owner is data like any other."""
+    return name == LOST_FOUND and stat.S_ISDIR(mode) and uid == 0
 
 
 def one_line(text):

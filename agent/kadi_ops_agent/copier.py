@@ -35,7 +35,7 @@ import hashlib
 import sys
 
 from . import parts
-from .common import Progress, one_line
+from .common import LOST_FOUND, Progress, is_fs_lost_found, one_line
 from .manifest import tree_entries
 from .verify_quick import path_key
 
@@ -334,8 +334,12 @@ def _copy(name, src, dest, prev_set, part):
         n, stack = 0, [path]
         while stack and not counted.is_set():
             try:
-                with os.scandir(stack.pop()) as it:
+                d = stack.pop()
+                with os.scandir(d) as it:
                     for e in it:
+                        if d is path and e.name == LOST_FOUND and e.is_dir(follow_symlinks=False) \
+                                and is_fs_lost_found(e.name, stat.S_IFDIR, e.stat(follow_symlinks=False).st_uid):
+                            continue
                         n += 1
                         if e.is_dir(follow_symlinks=False): stack.append(e.path)
             except (FileNotFoundError, NotADirectoryError):
@@ -464,7 +468,12 @@ def _copy(name, src, dest, prev_set, part):
             with open(tops, encoding='ascii') as f:
                 dirs = [(n, Meta(*m)) for n, m in json.load(f)]
         else:
-            top = read_dir('')
+            top = []
+            for n, st in read_dir(''):
+                if is_fs_lost_found(n, st.st_mode, st.st_uid):
+                    say('%s: %s left out: the file system\'s own directory (root\'s), not the instance\'s' % (name, n))
+                else:
+                    top.append((n, st))
             dirs = [(n, st) for n, st in top if stat.S_ISDIR(st.st_mode)]
         in_parts = not part and len(dirs) >= 2 and not 0 < guess < IN_PROCESS
         if in_parts:
@@ -561,7 +570,19 @@ def _copy(name, src, dest, prev_set, part):
                             continue
                         os.symlink(target, t)
                         os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                        say('%s: symbolic link %s copied as a link (not checksummed)' % (name, r))
+                        try:
+                            to_dir = stat.S_ISDIR(os.stat(r, dir_fd=root_fd).st_mode)
+                        except OSError:  # dangling, a loop, or not ours to read
+                            to_dir = False
+                        if to_dir:
+                            # As tar and rsync -a: the link, not what it leads to. Said loudly: a
+                            # tree spread over disks by links would otherwise be backed up in part,
+                            # and verified as complete.
+                            print('WARNING: %s: %s is a symbolic link to a directory (%s): the set holds the link, not the '
+                                  'files behind it; back those up separately, or point the path at a tree without such links'
+                                  % (name, one_line(r), one_line(target)), file=sys.stderr, flush=True)
+                        else:
+                            say('%s: symbolic link %s copied as a link (not checksummed)' % (name, r))
                         tick()
                     else:
                         print('WARNING: %s: skipping special file %s' % (name, one_line(r)), file=sys.stderr, flush=True)

@@ -5,7 +5,9 @@ and the set does not is removed; what differs (a type, or a file's size or modif
 check rsync makes) is copied from the set into a temporary name beside it and renamed over it, so a
 live file is always either the old one or the whole new one; everything ends with the guide's modes
 (directories 750, files 640), the live tree's group and, run as root, its owner. Run as the Kadi user,
-entries of another owner cannot be given back: they are counted and named for a root chown.
+entries of another owner cannot be given back: they are counted and named for a root chown; an entry
+the set does not hold that it may not remove is left, counted and named, and the sync goes on. The
+top's lost+found of root's (a tree that is a file system's root) is the file system's: left alone.
 
 This replaces `rsync -a --delete` followed by find walks for owner, group and modes: the same work
 in one process that reads each directory of each side once (rsync's two processes build and send
@@ -26,8 +28,8 @@ Usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT
   UID GID: the live tree's owner and group (numbers: the live root's, as restore read them)
   ENTRIES: the set tree's entry count for progress (0: unknown)
 Prints progress lines and `NAME: N entries checked, C files copied (B bytes), D removed, A attributes
-set`; writes the counts, and the entries of another owner or group it could not change, to RESULT
-(JSON) for the restore to report.
+set`; writes the counts, the entries of another owner or group it could not change and those it
+could not remove, to RESULT (JSON) for the restore to report.
 """
 import json
 import os
@@ -35,7 +37,7 @@ import secrets
 import stat
 
 from . import parts
-from .common import Progress, one_line
+from .common import Progress, is_fs_lost_found, one_line
 from .verify_quick import path_key
 
 USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT'
@@ -82,6 +84,8 @@ class Sync:
         self.other_owner = []  # the first few live entries of another owner (not root)
         self.other_owner_n = 0
         self.group_failed = 0
+        self.left = []  # the first few live entries the set does not hold that could not be removed
+        self.left_n = 0
         self.linked = 0  # (own_tree, as root) files with other names, left as they are
 
     # --- attributes -------------------------------------------------------------------------------
@@ -151,7 +155,7 @@ class Sync:
             return
         stack = []  # [parent fd, name, its path, own fd, entries left]
         try:
-            self._opened(stack, dfd, e, where)
+            self._opened(stack, dfd, e, where + '/' + e.name)
             while stack:
                 frame = stack[-1]
                 x = next(frame[4], None)
@@ -176,6 +180,21 @@ class Sync:
         finally:
             for frame in stack: os.close(frame[3])
         self.writes += 1
+
+    def _remove_extra(self, dfd, e, where):
+        """Removes the live entry E the set does not hold. Run as the Kadi user, one it may not remove
+        (a directory of root's in it, one without write permission for it) is left as it is,
+        counted and named: the instance's own files are not in it (no record of the set names it),
+        and stopping there would leave the rest of the tree half restored, worse than a leftover."""
+        try:
+            self._remove(dfd, e, where)
+        except PermissionError as err:
+            if self.root:
+                raise
+            self.left_n += 1
+            if len(self.left) < 5:
+                self.left.append('%s (%s)' % (one_line(_named(err, where).filename or where + '/' + e.name), err.strerror or err))
+            self.writes += 1  # what could go below it did: its directory's time changed
 
     def _opened(self, stack, pfd, e, path):
         # A directory to empty, opened without following a link; one without permissions for its
@@ -352,7 +371,7 @@ class Sync:
     def counts(self):
         return {'checked': self.checked, 'copied': self.copied, 'copiedBytes': self.copied_bytes, 'removed': self.removed,
                 'attrs': self.attrs, 'otherOwner': self.other_owner_n, 'otherOwnerFirst': self.other_owner,
-                'groupFailed': self.group_failed}
+                'groupFailed': self.group_failed, 'notRemoved': self.left_n, 'notRemovedFirst': self.left}
 
     def add(self, c):
         """Counts of a tree-sync-part."""
@@ -360,6 +379,8 @@ class Sync:
         self.removed += c['removed']; self.attrs += c['attrs']; self.group_failed += c['groupFailed']
         self.other_owner_n += c['otherOwner']
         self.other_owner = (self.other_owner + c['otherOwnerFirst'])[:5]
+        self.left_n += c['notRemoved']
+        self.left = (self.left + c['notRemovedFirst'])[:5]
 
     def _dir(self, sfd, dfd, rel):
         """One directory of both sides (REL, open as SFD and DFD): its subdirectories to enter
@@ -384,7 +405,15 @@ class Sync:
         except OSError as e:
             raise OSError(e.errno, e.strerror, ddir)
         for name in sorted(L.keys() - S.keys()):
-            self._remove(dfd, L[name], ddir)
+            e = L[name]
+            if not rel:
+                try:
+                    lst = e.stat(follow_symlinks=False)
+                except FileNotFoundError:  # gone since the directory was read
+                    continue
+                if is_fs_lost_found(name, lst.st_mode, lst.st_uid):
+                    continue  # the file system's, not the instance's: never in a set, never removed
+            self._remove_extra(dfd, e, ddir)
         subs = []
         for name in sorted(S):
             e, l = S[name], L.get(name)

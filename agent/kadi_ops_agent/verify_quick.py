@@ -14,6 +14,7 @@ Usage: verify-quick SET_DIR TOC_OK TOC_ENTRIES OUT ARCHIVES_TSV
 import array
 import bisect
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -184,6 +185,8 @@ def _check_file(root, rel, size, digest, mv):
     except (FileNotFoundError, NotADirectoryError):
         return 'missing'
     except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a link where the file was
+            return 'a symbolic link, not the listed file'
         return 'cannot be read: %s' % (e.strerror or e)
     try:
         st = os.fstat(fd)
@@ -221,9 +224,8 @@ def _walk_part(tree, root, listing, problem, j, n):
             if _share(top if sep else None, n) == j:
                 keys.add(rel)
     i = 0
-    # Depth first by name, each directory's files before its subdirectories (os.walk's order, as
-    # os.walk sorts them: a link to a directory is a directory not entered, any other link a file),
-    # paths made as the walk goes (os.path.relpath per file was a third of the walk's time).
+    # Depth first by name, each directory's files before its subdirectories (os.walk's order, links
+    # left out), paths made as the walk goes (os.path.relpath per file was a third of the walk's time).
     # Problems are numbered by the top directory they are in (0: the top itself), then in walk
     # order, so that the walkers' reports merge in the tree's order.
     stack = [('', 0)]
@@ -242,12 +244,16 @@ def _walk_part(tree, root, listing, problem, j, n):
         nth = 0
         for e in entries:
             r = rel + '/' + e.name if rel else e.name
+            if e.is_symlink():
+                # The copier keeps a link of the live tree as a link, not in the file list (there
+                # is no content of its own to checksum): neither a file to find in the list nor a
+                # directory to enter, wherever it leads.
+                continue
             if e.is_dir():
-                if not e.is_symlink():
-                    if not rel:  # this process's share of the top directories
-                        nth += 1
-                        if _share(e.name, n) != j: continue
-                    subs.append((r, top or nth))
+                if not rel:  # this process's share of the top directories
+                    nth += 1
+                    if _share(e.name, n) != j: continue
+                subs.append((r, top or nth))
             elif not rel and j != 0:
                 continue
             elif r not in keys:

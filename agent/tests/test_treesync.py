@@ -373,6 +373,42 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(res['removed'], 3)
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
+    def test_as_the_kadi_user_an_extra_entry_it_may_not_remove_is_left_named_and_the_rest_restored(self):
+        # The set lacks extra/; below it a directory of root's holds a file nobody may not remove.
+        # Before, the sync stopped there: what sorts after it (zz/file) was never restored, and
+        # the error named a path without extra/ in it.
+        def make(src, dst, give):
+            for root, rel, data in ((src, 'keep/k', b'k'), (src, 'zz/file', b'set content'), (dst, 'aaa-extra', b'a'),
+                                    (dst, 'extra/sub/file', b'f'), (dst, 'zz/file', b'live content, longer')):
+                p = put(root, rel, data)
+                while p != root:
+                    give(p); p = os.path.dirname(p)
+            os.chown(os.path.join(dst, 'extra/sub'), 0, 0)
+            os.chmod(os.path.join(dst, 'extra/sub'), 0o755)
+            # The file system's lost+found at the top (a tree that is a file system's root).
+            os.mkdir(os.path.join(dst, 'lost+found'), 0o700)
+            put(dst, 'lost+found/#12', b'fsck')
+        r, res, dst = self.as_nobody(make)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((res['notRemoved'], res['notRemovedFirst']), (1, [os.path.join(dst, 'extra/sub/file') + ' (Permission denied)']))
+        self.assertEqual(sorted(os.listdir(dst)), ['extra', 'keep', 'lost+found', 'zz'])
+        with open(os.path.join(dst, 'zz/file'), 'rb') as f:
+            self.assertEqual(f.read(), b'set content')
+        self.assertTrue(os.path.exists(os.path.join(dst, 'extra/sub/file')))
+        self.assertTrue(os.path.exists(os.path.join(dst, 'lost+found/#12')))
+
+    def test_the_file_systems_lost_found_at_the_top_is_left_alone_even_as_root(self):
+        self.put_set('00/file', b'x')
+        os.mkdir(os.path.join(self.live, 'lost+found'), 0o700)
+        put(self.live, 'lost+found/#12', b'fsck')
+        os.makedirs(os.path.join(self.live, '00/lost+found'))  # below the top: an entry like any other
+        r, res = self.sync()
+        self.assertEqual(res['notRemoved'], 0)
+        self.assertEqual(sorted(os.listdir(self.live)), ['00', 'lost+found'])
+        self.assertEqual(os.listdir(os.path.join(self.live, '00')), ['file'])
+        self.assertEqual(os.listdir(os.path.join(self.live, 'lost+found')), ['#12'])
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
     def test_a_directory_that_cannot_be_read_fails_the_sync_with_its_name(self):
         # Below the top (a tree-sync-part's share when the count is unknown): a live directory of
         # root's that nobody cannot read. The sync fails naming it, writes no result, and what the

@@ -168,6 +168,25 @@ class QuickVerifyTest(AgentCase):
         self.put('storage/ab/cd/new', b'not listed')
         self.assert_failed(*self.verify(), ['storage/ab/cd/new: not in the file list'])
 
+    def test_links_the_copier_kept_as_links_are_not_problems_but_a_listed_file_made_a_link_is(self):
+        # The copier keeps a link of the live tree as a link and lists no content for it: to a file,
+        # to a directory (inside the set or outside it), dangling, at the top or below it.
+        self.make_set()
+        storage = os.path.join(self.set, 'storage')
+        os.symlink('0001', os.path.join(storage, 'ab/cd/ef/to-a-file'))
+        os.symlink('no/such/target', os.path.join(storage, 'ab/dangling'))
+        os.symlink('ab/cd', os.path.join(storage, 'to-a-dir'))
+        os.symlink('/etc', os.path.join(storage, 'ab/cd/outside'))
+        q, r = self.verify()
+        self.assertEqual(self.lines(q.stdout), ['checked %d files, %d bytes: 0 problem(s)' % (self.total_files, self.total)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # A listed file is checked as the file it was, never through a link put in its place.
+        os.remove(os.path.join(storage, 'ab/cd/ef/0002'))
+        os.symlink('0001', os.path.join(storage, 'ab/cd/ef/0002'))
+        q, r = self.verify()
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertEqual([l for l in self.lines(r.stdout) if l.startswith('PROBLEM')], ['PROBLEM: storage/ab/cd/ef/0002: a symbolic link, not the listed file'])
+
     def test_the_dump_must_be_readable_and_have_its_toc_entries(self):
         self.make_set()
         self.assert_failed(*self.verify(toc_ok='no', toc_n='0'), ['db.dump: pg_restore -l cannot read it'])

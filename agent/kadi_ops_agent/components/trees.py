@@ -9,7 +9,7 @@ import grp
 import subprocess
 import threading
 
-from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, warn
+from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, user_name, warn
 from ..progress import ReadWatcher
 from .. import jobs
 from ..manifest import tree_entries
@@ -150,6 +150,10 @@ class Tree:
         with open(result, encoding='utf-8') as f:
             res = json.load(f)
         _attributes_left(ctx, live, owner, group, res['otherOwner'], res['otherOwnerFirst'], res['groupFailed'])
+        if res['notRemoved']:
+            ctx.attention('%d entries under %s that the set does not hold could not be removed by %s and were left (the first: %s); '
+                          'the restored files are complete, these are extra. Remove them as root if they are not wanted'
+                          % (res['notRemoved'], live, user_name(), one_line(res['notRemovedFirst'][0])))
         remove_tree(extract)
 
     # --- preflight --------------------------------------------------------------------------------
@@ -194,7 +198,6 @@ def _attributes_left(ctx, live, owner, group, other_owner, other_first, group_fa
         ctx.attention('%d entries under %s are not owned by %s (the first: %s); run as root: chown -R %s:%s %s'
                       % (other_owner, live, owner, one_line(other_first[0]), owner, group, live))
     if group_failed:
-        from ..common import user_name
         ctx.attention('could not set group %s on %d entries under %s (is %s a member of %s?)'
                       % (group, group_failed, live, user_name(), group))
 
