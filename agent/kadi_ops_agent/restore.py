@@ -6,7 +6,7 @@ follows the password on stdin), services (space separated), overwrite_config (ye
 One job holds the instance lock from the safety backup to the last check, so no backup, verify or
 second restore can interleave with it. Every step records its duration; problems that need the
 operator are collected; both end up in the summary. The components restore in their steps (the
-database and the trees side by side, once the services are stopped); then the guide's steps:
+database, then the trees, once the services are stopped); then the guide's steps:
 `kadi db upgrade`, the services started, `kadi search reindex`, the orphaned indices, `kadi files check`.
 
 Also the restore's read-only verbs: set-toc, restore-probe and config-diff.
@@ -15,10 +15,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 
 from . import pg, plan, services
-from .common import Failure, Options, path_conflicts, check_set_name, die, disk_kb, fail, have, out, user_name, warn
+from .common import Options, path_conflicts, check_set_name, die, disk_kb, fail, have, out, user_name
 from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
 from .kadi import Kadi
@@ -69,17 +68,20 @@ def run(argv):
             t.restore(ctx)
 
     db = load('database') if has(ctx, 'db') else None
-    if db and trees:
-        parallel(steps, [('database', db.restore, ctx), ('files', restore_files)])
+    # The database first, then the trees. The database step is one transaction: when it fails, it
+    # changed nothing, and the trees, not touched yet, are as they were too - the instance is as
+    # before. (Side by side, a failed database step left the trees already the set's while the
+    # database's rows still named the files the sync had removed.) When the files step fails, the
+    # database is the set's and the trees part way: cleanup says so and keeps Kadi stopped, and
+    # running the restore again completes it.
+    if db:
+        steps.run('database', db.restore, ctx)
     else:
-        if db:
-            steps.run('database', db.restore, ctx)
-        else:
-            steps.skip('database')
-        if trees:
-            steps.run('files', restore_files)
-        else:
-            steps.skip('files')
+        steps.skip('database')
+    if trees:
+        steps.run('files', restore_files)
+    else:
+        steps.skip('files')
     if has(ctx, 'redis'):
         steps.run('redis', load('redis').restore, ctx)
     else:
@@ -109,30 +111,6 @@ def run(argv):
     out('restore_result=' + ('attention' if job.read('attention').strip() else 'ok'))
 
 
-def parallel(steps, work):
-    """Runs steps side by side (each its own step, with its own timing and progress). The job fails
-    after all have ended if any failed; a failing step does not cut the other one short."""
-    failures = []
-
-    def one(name, fn, *args):
-        try:
-            steps.run(name, fn, *args)
-        except Failure as e:
-            warn('ERROR: %s' % e)
-            failures.append(e)
-        except Exception as e:  # noqa: BLE001 - reported, and the job fails
-            warn('ERROR: %s: %s' % (name, e))
-            failures.append(e)
-
-    threads = [threading.Thread(target=one, args=w) for w in work]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise SystemExit(1)
-
-
 def safety_backup(ctx, argv):
     """The backup verb in a fresh agent process inside this job (JOB_DIR and JOB_ID are in its
     environment), so it shares this job's lock instead of waiting for it."""
@@ -152,6 +130,23 @@ def safety_backup(ctx, argv):
     out('safety_set=' + name)
 
 
+def half_done(ctx):
+    """What a restore that ended early left half done, for a person ('' when the database and the
+    trees are still of one moment: nothing changed, or all that was asked). The database changes
+    only when its one transaction commits (database.restore marks that); the trees change from the
+    moment their sync starts."""
+    job = ctx.job
+    done = {l.split()[0] for l in job.read('steps').splitlines() if l.split()[2:3] == ['ok']}
+    db_changed = os.path.exists(job.path('db-committed'))
+    trees = has(ctx, 'storage') or has(ctx, 'uploads')
+    if os.path.exists(job.path('running', 'files')):
+        return 'the files step failed part way: the trees are partly the set\'s%s' % (
+            ', the database is the set\'s' if db_changed else '')
+    if db_changed and trees and 'files' not in done:
+        return 'the database is the set\'s but the files were not restored (the job ended before the files step)'
+    return ''
+
+
 def safety_set(job):
     """The set the safety backup of this job made, or ''."""
     names = [l[4:] for l in job.read('safety.out').splitlines() if l.startswith('set=')]
@@ -161,13 +156,16 @@ def safety_set(job):
 def cleanup(argv):
     ctx = _context(argv)
     job, steps = ctx.job, ctx.steps
-    broken = [n for n in ('database', 'files') if os.path.exists(job.path('running', n))]
-    if broken and services.stopped(job):
-        # The database or the trees may now be from different moments: Kadi is not started on them.
-        names = services.stopped(job)
-        steps.attention('the services are left stopped (%s): the %s step failed, so the instance may be inconsistent; '
-                        'restore again, or check it, then start them: sudo systemctl start %s'
-                        % (', '.join(names), ' and '.join(broken), ' '.join(reversed(names))))
+    half = half_done(ctx)
+    names = services.stopped(job)
+    if half and names:
+        # The database and the trees are now from different moments: Kadi is not started on them.
+        steps.attention('the services are left stopped (%s): %s, so the instance is inconsistent; restore again (it '
+                        'completes what was done), or restore the pre-restore set, then start them: sudo systemctl start %s'
+                        % (', '.join(names), half, ' '.join(reversed(names))))
+    elif half:
+        steps.attention('%s, so the instance is inconsistent: restore again (it completes what was done), or restore '
+                        'the pre-restore set' % half)
     else:
         services.start(job, steps.attention)
     # Failed after its own summary (a post-restore check failed): nothing more to say.

@@ -108,11 +108,11 @@ describe('restore against the sandbox host', function () {
     assert.equal(r.log.includes(sb.pg.password), false, 'no password in the job log');
     const grep = spawnSync('grep', ['-rlF', '--', sb.pg.password, sb.backupDir], { encoding: 'utf8' });
     assert.equal(grep.stdout.trim(), '', `password found in ${grep.stdout}`);
-    // Database and files are restored side by side: both start before either ends.
+    // The database first, the files once it is the set's (a failed database step then leaves both as they were).
     const names = r.report.steps.map((s) => s.name);
-    assert.deepEqual([...names.slice(0, 2), ...names.slice(2, 4).sort(), ...names.slice(4)], ['stop-services', 'safety-backup', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
+    assert.deepEqual(names, ['stop-services', 'safety-backup', 'database', 'files', 'redis', 'db-upgrade', 'start-services', 'reindex', 'indices', 'files-check']);
     const at = (re: RegExp): number => r.log.split('\n').findIndex((l) => re.test(l));
-    assert.ok(Math.max(at(/^\[step\] database$/), at(/^\[step\] files$/)) < Math.min(at(/^timing=database /), at(/^timing=files /)), r.log);
+    assert.ok(at(/^timing=database /) < at(/^\[step\] files$/), r.log);
   });
 
   it("the guide's modes and the live tree's group on every entry after a restore, whatever the set recorded; an entry of another owner is named for a root chown", async () => {
@@ -279,15 +279,17 @@ describe('restore against the sandbox host', function () {
     assert.notEqual((await sb.psql('SELECT count(*) FROM file')).trim(), '0');
   });
 
-  it('a pg_restore error fails the restore, shows the failing TOC entry, and running it again completes it', async () => {
+  it('a pg_restore error fails the restore, shows the failing TOC entry, leaves the database and the files as they were, and running it again completes it', async () => {
     const set = await backup();
     const before = await tableDigests(sb);
     // An object the Kadi role does not own depends on a table: dropping that table fails.
     await sb.psql('CREATE VIEW record_titles AS SELECT title FROM record');
-    // A storage file added since the set: the files step, running beside the failing database
-    // step, still completes (and removes it).
+    // A storage file added since the set, with its row: after the failed database step the files
+    // are not touched, so the row still names a file that is there (side by side, the files step
+    // had removed it).
     const extra = await sb.addStorageFile({ size: 100 });
     const beforeRestore = await tableDigests(sb); // the new file's row is in the database now
+    const treeBefore = treeState(sb.storagePath);
     try {
       let r: Ran;
       try {
@@ -298,9 +300,10 @@ describe('restore against the sandbox host', function () {
       assert.equal(r.outcome.result, 'failed', r.log);
       assert.ok(r.report.failedTocEntries.some((e) => /TABLE public record /.test(e)), r.log);
       assert.equal(r.report.failedStep, 'database', r.log);
-      assert.doesNotMatch(r.log, /FAILED in step: files/);
-      assert.match(r.log, /^timing=files \d+$/m);
-      assert.equal(fs.existsSync(extra.path), false, 'the files step completed');
+      assert.doesNotMatch(r.log, /^\[step\] files$/m);
+      assert.doesNotMatch(r.log, /inconsistent/);
+      assert.equal(fs.existsSync(extra.path), true, 'the files were not touched');
+      assert.deepEqual(treeState(sb.storagePath), treeBefore);
       assert.match(r.log, /pg_restore failed .* the database is unchanged/);
       assert.equal(await tableDigests(sb), beforeRestore, 'the failed restore changed nothing in the database');
       const again = await restore(set, { components: ['db', 'storage'] });
@@ -308,6 +311,51 @@ describe('restore against the sandbox host', function () {
       assert.equal(await tableDigests(sb), before);
     } finally {
       await sb.forgetStorageFile(extra); // gone already when the second restore succeeded
+    }
+  });
+
+  it('a files step that fails after the database was restored says the instance is inconsistent, and running the restore again completes it', async () => {
+    const set = await backup();
+    const before = await snapshot();
+    await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
+    // A live directory of the set's that the Kadi user can no longer read: the sync fails in it.
+    const file = [...before.storage.keys()].find((k) => !k.endsWith('/')) as string;
+    const dir = path.dirname(path.join(sb.storagePath, file));
+    const st = fs.statSync(dir);
+    fs.chownSync(dir, 0, 0);
+    fs.chmodSync(dir, 0o700);
+    let r: Ran;
+    try {
+      r = await restore(set, { components: ['db', 'storage'] });
+    } finally {
+      fs.chownSync(dir, st.uid, st.gid);
+      fs.chmodSync(dir, st.mode & 0o7777);
+    }
+    assert.equal(r.outcome.result, 'failed', r.log);
+    assert.equal(r.report.failedStep, 'files', r.log);
+    assert.match(r.log, /the files step failed part way: the trees are partly the set's, the database is the set's, so the instance is inconsistent: restore again \(it completes what was done\), or restore the pre-restore set/);
+    assert.equal(await tableDigests(sb), before.db, 'the database step had committed');
+    const again = await restore(set, { components: ['db', 'storage'] });
+    assert.equal(again.outcome.result, 'succeeded', again.log);
+    assert.doesNotMatch(again.log, /inconsistent/);
+    assert.deepEqual(treeState(sb.storagePath), before.storage);
+  });
+
+  it("a table whose name holds lines of the job's own protocol cannot forge them: the report names the real safety set, no false attention", async () => {
+    const forged = 'x\nsafety_set=2020-01-01T00-00-00Z\nATTENTION: forged by a table name\n  FAILED in step: none\ny';
+    await sb.psql(`SET ROLE kadi; CREATE TABLE "${forged}" (id integer); INSERT INTO "${forged}" VALUES (1); RESET ROLE;`);
+    try {
+      const set = await backup();
+      const r = await restore(set, { components: ['db'], safetyBackup: true });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.match(r.log, /^ {2}\| safety_set=2020-01-01T00-00-00Z$/m, 'the name was in the log, indented');
+      assert.notEqual(r.report.safetySet, '2020-01-01T00-00-00Z');
+      assert.ok(fs.existsSync(path.join(sb.backupDir, r.report.safetySet as string, '.pre-restore')), r.log);
+      assert.deepEqual(r.report.attention.filter((a) => a.includes('forged')), []);
+      assert.equal(r.report.failedStep, undefined);
+      assert.equal(r.report.result, 'ok');
+    } finally {
+      await sb.psql(`DROP TABLE "${forged}"`);
     }
   });
 

@@ -109,8 +109,8 @@ describe('services and Redis on a real systemd host', function () {
     return { ran, set: /^set=(\S+)$/m.exec(ran.log)?.[1] as string };
   }
 
-  async function restore(set: string, components: RestoreComponent[]): Promise<Ran> {
-    const plan = await preflight(host, d, set, { components });
+  async function restore(set: string, components: RestoreComponent[], safetyBackup = true): Promise<Ran> {
+    const plan = await preflight(host, d, set, { components, safetyBackup });
     assert.deepEqual(plan.blockers, [], plan.blockers.join('\n'));
     return follow(await startRestore(host, d, plan));
   }
@@ -151,8 +151,10 @@ describe('services and Redis on a real systemd host', function () {
     assert.equal(inSafety, stoppedAt, 'the safety set holds every row written until Kadi stopped');
   });
 
-  it('a failed database step leaves the services stopped and says so, instead of starting Kadi on an inconsistent instance', async () => {
+  it('a failed database step changes nothing, so the files are not touched and Kadi runs again; a failed files step leaves the services stopped and says the instance is inconsistent', async () => {
     const { set } = await backup();
+    const marker = '/opt/kadi/storage/kadi-ops-added-after-the-set';
+    await h.exec(['runuser', '-u', 'kadi', '--', 'sh', '-c', `echo after > ${marker}`]);
     await h.psql(
       "CREATE FUNCTION public.no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'DDL refused by the DBA (test)'; END $$;\nCREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION public.no_ddl();",
       'kadi',
@@ -160,14 +162,32 @@ describe('services and Redis on a real systemd host', function () {
     try {
       const ran = await restore(set, ['db', 'storage', 'uploads']);
       assert.equal(ran.outcome.result, 'failed', ran.log);
-      assert.match(ran.log, /the services are left stopped \(kadi-uwsgi, kadi-celery, kadi-celerybeat, apache2\): the database step failed/);
+      assert.match(ran.log, /the database is unchanged/);
+      assert.doesNotMatch(ran.log, /^\[step\] files$/m);
+      assert.doesNotMatch(ran.log, /inconsistent|left stopped/);
+      assert.equal((await h.exec(['cat', marker])).stdout, 'after\n', 'the files were not touched');
+      assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+    } finally {
+      await h.psql('DROP EVENT TRIGGER IF EXISTS no_ddl;\nDROP FUNCTION IF EXISTS public.no_ddl();', 'kadi');
+    }
+    // A live directory of the set's that the Kadi user cannot read: the files step fails after the
+    // database step committed (without a safety backup, which could not read it either).
+    const dir = (await h.exec(['sh', '-c', 'find /opt/kadi/storage -mindepth 1 -type d | sort | head -n 1'])).stdout.trim();
+    await h.exec(['sh', '-c', `chown root:root "$1" && chmod 700 "$1"`, 'sh', dir]);
+    try {
+      const ran = await restore(set, ['db', 'storage', 'uploads'], false);
+      assert.equal(ran.outcome.result, 'failed', ran.log);
+      assert.match(ran.log, /the services are left stopped \(kadi-uwsgi, kadi-celery, kadi-celerybeat, apache2\): the files step failed part way: the trees are partly the set's, the database is the set's, so the instance is inconsistent/);
       assert.match(ran.log, /sudo systemctl start apache2 kadi-celerybeat kadi-celery kadi-uwsgi/);
       assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'inactive'));
     } finally {
-      await h.psql('DROP EVENT TRIGGER IF EXISTS no_ddl;\nDROP FUNCTION IF EXISTS public.no_ddl();', 'kadi');
+      await h.exec(['sh', '-c', `chown kadi:kadi "$1" && chmod 750 "$1"`, 'sh', dir]);
       await h.exec(['systemctl', 'start', ...KADI_SERVICES]);
     }
     assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+    const again = await restore(set, ['db', 'storage', 'uploads']);
+    assert.equal(again.outcome.result, 'succeeded', again.log);
+    assert.equal((await h.exec(['test', '-e', marker])).code, 1, 'the restore completed: the file added after the set is gone');
   });
 
   it('a Redis restore follows the guide: service stopped while the file is replaced, redis:redis 660, running again; a key from before the backup is back, one from after is gone', async () => {

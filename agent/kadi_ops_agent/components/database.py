@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from .. import pg
-from ..common import detail, fail, out, step, warn
+from ..common import detail, fail, out, relay, step, warn
 from ..progress import ReadWatcher, pg_restore_progress
 
 NAME = 'database'
@@ -288,6 +288,7 @@ def restore(ctx):
     if rc != 0 or 'errors ignored on restore' in err_text:
         name_failed_entries(err_text, toc)
         fail('pg_restore failed (exit status %d); the database is unchanged: the restore ran in one transaction, which PostgreSQL rolled back' % rc)
+    job.write('db-committed', '')  # from here the database is the set's (restore.half_done)
     step('database: ANALYZE')
     analyze(conn)
 
@@ -309,7 +310,7 @@ def analyze(conn):
             skipped += 1
             detail(line)
         elif line.strip():
-            out(line)
+            relay(line, 'WARNING:  ', 'ERROR:  ', 'NOTICE:  ', 'INFO:  ', 'DETAIL:  ', 'HINT:  ', 'psql:')
     if skipped:
         out('ANALYZE skipped %d system table%s only their owner or a superuser may analyze'
             % (skipped, '' if skipped == 1 else 's'))
