@@ -113,6 +113,18 @@ def step(msg):
 DETAIL = '[detail] '
 
 
+RELAYED = '  | '
+
+
+def relay(line, *own):
+    """A line of another program's output into the job's log, which is also the job's protocol
+    (key=value results, ATTENTION:, [kadi-ops] markers, read from the start of a line). A line that
+    does not begin with one of the program's OWN prefixes ('pg_restore: ', 'WARNING:  ') - the
+    rest of a message that quotes an identifier or a value holding a newline - is indented with
+    RELAYED, so nothing a database holds can add a line the client reads as the job's."""
+    out(line if line.startswith(own) else RELAYED + line)
+
+
 def detail(*lines):
     """Tool chatter (pg_restore -v, rsync's statistics, each system table ANALYZE skipped): kept in
     the job's log, shown live only when asked for (the CLI's --verbose, VS Code's

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from .common import Progress, detail, out
+from .common import Progress, detail, relay
 
 
 class ReadWatcher:
@@ -55,6 +55,6 @@ def pg_restore_progress(stream, total, errfile):
             if _PG_RESTORE_VERBOSE.match(line):
                 detail(line)
             else:
-                out(line)
+                relay(line, 'pg_restore: ')
             if prog is not None and _PG_RESTORE_ENTRY.search(line):
                 prog.add(1)

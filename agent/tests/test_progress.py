@@ -41,5 +41,25 @@ class PgRestoreProgressTest(ZipappTestCase):
         self.assertIn('[progress] database 100% 2/2 entries', lines)
 
 
+    def test_the_rest_of_a_message_quoting_a_name_with_newlines_cannot_pass_for_a_line_of_the_job(self):
+        # A table named "x<newline>safety_set=...<newline>ATTENTION: ..." as pg_restore -v and its
+        # errors quote it: the lines after the first are the name's, indented, never the job's own.
+        import os
+        import tempfile
+        name = 'x\nsafety_set=2020-01-01T00-00-00Z\nATTENTION: all good\n  FAILED in step: none\ny'
+        stream = io.StringIO('pg_restore: creating TABLE "public.%s"\n'
+                             'pg_restore: error: could not execute query: ERROR:  relation "%s" exists\n'
+                             'Command was: CREATE TABLE public."%s" ();\n' % (name, name, name))
+        with tempfile.TemporaryDirectory() as d:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.progress.pg_restore_progress(stream, 1, os.path.join(d, 'err'))
+        lines = out.getvalue().splitlines()
+        for forged in ('safety_set=', 'ATTENTION: ', '  FAILED in step', 'y"'):
+            self.assertEqual([l for l in lines if l.startswith(forged)], [], forged)
+        self.assertIn('  | safety_set=2020-01-01T00-00-00Z', lines)
+        self.assertIn('  | Command was: CREATE TABLE public."x', lines)
+        self.assertIn('pg_restore: error: could not execute query: ERROR:  relation "x', lines)
+
 if __name__ == '__main__':
     unittest.main()
