@@ -8,6 +8,21 @@ import subprocess
 
 from .common import fail
 
+# psql's answers are read as UTF-8 (names in the restore probe, the row counts of a backup and of
+# a deep verification, file rows): without this psql speaks the database's encoding, and a LATIN1
+# database's names failed the restore probe with a UnicodeDecodeError and made good sets read as
+# damaged (names counted with U+FFFD at backup, as they are in the throwaway cluster). PostgreSQL
+# converts from any server encoding but SQL_ASCII, whose bytes come as they are (read with
+# replacement there). pg_dump is run without it (its dump keeps the database's encoding: no
+# conversion that could fail), and pg_restore sets the dump's own encoding itself.
+CLIENT_ENCODING = {'PGCLIENTENCODING': 'UTF8'}
+os.environ.update(CLIENT_ENCODING)
+
+
+def without_client_encoding(env):
+    """ENV for pg_dump: the database's own encoding in the dump."""
+    return {k: v for k, v in env.items() if k not in CLIENT_ENCODING}
+
 
 def _esc(v):
     return str(v).replace('\\', '\\\\').replace(':', '\\:')
@@ -69,7 +84,7 @@ class Conn:
         """psql -X -At -c SQL; its stdout (without the final newline). Fails with WHAT and psql's
         message, or returns (ok, text) with check=False."""
         r = subprocess.run([self.psql, '-X', '-At', *extra, *self.args(), '-d', db or self.db, '-c', sql],
-                           capture_output=True, text=True, env=env)
+                           capture_output=True, text=True, errors='replace', env=env)
         text = r.stdout.rstrip('\n') if r.returncode == 0 else (r.stderr or r.stdout).strip()
         if check:
             if r.returncode != 0:

@@ -16,6 +16,9 @@ import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { cancelJob, type CancelResult, describeOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import type { SandboxHost } from '../sandbox/sandbox';
+import { KADI_HEAD_REVISION, SCHEMA_SQL } from '../sandbox/seed';
+import { preflight } from '../../src/restore/preflight';
+import { startRestore } from '../../src/restore/restoreJob';
 import { getSandbox, newPool, profileOf } from './fixture';
 import { jobDir, runJob, setNameFrom, sleep, type Ran } from './restoreHelpers';
 
@@ -121,6 +124,48 @@ describe('deep verification against the sandbox host', function () {
         EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', ${lit(ODD_SCHEMA)});
         EXECUTE format('DROP TABLE IF EXISTS public.%I, public.%I', ${lit(ODD_TABLE)}, ${lit(FORGED_TABLE)});
       END $$;`);
+    }
+  });
+
+  it('a LATIN1 database with names in é and ü backs up, deep-verifies with every table compared, and restores', async () => {
+    // psql speaks the database's encoding unless told otherwise: before, the restore probe failed
+    // with a UnicodeDecodeError and the backup's counts held U+FFFD, so deep verify called good
+    // sets damaged.
+    const latin1 = 'kadi_latin1';
+    await sb.psql(`CREATE DATABASE ${latin1} OWNER kadi ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`, 'postgres');
+    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
+    let other: ConnectionPool | undefined;
+    try {
+      await sb.psql(
+        `SET client_encoding = 'UTF8';\nSET ROLE kadi;\n${SCHEMA_SQL}\nINSERT INTO alembic_version VALUES ('${KADI_HEAD_REVISION}');\n` +
+          `CREATE SCHEMA "schéma ü";\nCREATE TABLE "schéma ü"."café" (id integer, note text);\n` +
+          `INSERT INTO "schéma ü"."café" SELECT i, 'crème brûlée ' || i FROM generate_series(1, 7) i;\nRESET ROLE;`,
+        latin1,
+      );
+      fs.writeFileSync(sb.kadiConfig, original.replace(/(SQLALCHEMY_DATABASE_URI = "postgresql:\/\/[^"]*\/)kadi"/, `$1${latin1}"`));
+      assert.notEqual(fs.readFileSync(sb.kadiConfig, 'utf8'), original, 'the configuration names the LATIN1 database');
+      other = newPool();
+      const h2 = await other.get(profileOf(sb, 'direct'));
+      const d2 = await discover(h2);
+      const b = await runJob(h2, other, () => startBackup(h2, d2));
+      assert.equal(b.outcome.result, 'succeeded', b.log);
+      const set = setNameFrom(b.log);
+      const counts = JSON.parse(fs.readFileSync(path.join(sb.backupDir, set, 'db.counts.json'), 'utf8')) as { tables: [string, string, number][] };
+      assert.deepEqual(counts.tables.find(([, t]) => t === 'café'), ['schéma ü', 'café', 7], JSON.stringify(counts));
+      const v = await runJob(h2, other, () => startVerify(h2, d2, set, 'deep'));
+      assert.equal(v.outcome.result, 'succeeded', v.log);
+      assert.equal(verifyRecord(set).ok, true, v.log);
+      assert.deepEqual(verifyRecord(set).problems, []);
+      await sb.psql(`SET client_encoding = 'UTF8'; DELETE FROM "schéma ü"."café" WHERE id > 3`, latin1);
+      const plan = await preflight(h2, d2, set, { components: ['db'], safetyBackup: false });
+      assert.deepEqual(plan.blockers, []);
+      const r = await runJob(h2, other, () => startRestore(h2, d2, plan));
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal((await sb.psql(`SET client_encoding = 'UTF8'; SELECT count(*) || ' ' || max(note) FROM "schéma ü"."café"`, latin1)).trim(), '7 crème brûlée 7');
+    } finally {
+      other?.closeAll();
+      fs.writeFileSync(sb.kadiConfig, original);
+      await sb.psql(`DROP DATABASE IF EXISTS ${latin1} WITH (FORCE)`, 'postgres');
     }
   });
 

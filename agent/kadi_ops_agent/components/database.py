@@ -185,7 +185,8 @@ def backup_begin(ctx):
         fail("dump_compression must be a gzip level 0-9, got '%s'" % z)
     step('database: pg_dump -Fc -Z %s (%s)' % (z, o['pg_dump']))
     dump = subprocess.Popen([o['pg_dump'], '-Fc', '-Z', z, *conn.args(), '--snapshot=' + snapshot,
-                             '-f', os.path.join(ctx.partial, 'db.dump'), conn.db], env=env, stdin=subprocess.DEVNULL)
+                             '-f', os.path.join(ctx.partial, 'db.dump'), conn.db], env=pg.without_client_encoding(env),
+                            stdin=subprocess.DEVNULL)
     watcher = ReadWatcher('database', dump.pid, _sizes(ctx)[1])
     return {'session': s, 'dump': dump, 'watcher': watcher}
 
