@@ -240,7 +240,7 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
       if (data) {
         decide(e, 'refuse', `owned by ${have.owner}; its rows cannot be replaced by ${live.user}`);
         blockers.push(
-          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: its data cannot be replaced without dropping it. Nothing was changed. Either have a superuser run ALTER ${e.desc} ${quoteIdent(e.schema)}.${quoteIdent(have.tag)} OWNER TO ${quoteIdent(live.user)}; or restore with a listing that leaves out its data.`,
+          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: its data cannot be replaced without dropping it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; or restore with a listing that leaves out its data.`,
         );
       } else {
         keep.add(e.dumpId);
@@ -355,4 +355,10 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
 /** The plan's lines about database objects, for formatPlan. */
 export function formatDbDecisions(decisions: readonly DbDecision[]): string[] {
   return decisions.map((d) => `  ${d.action === 'keep' ? 'keep  ' : d.action === 'create' ? 'create' : 'REFUSE'}             ${d.object}: ${d.why}`);
+}
+
+/** The statement that gives an object to ROLE: a large object by its OID (it has no schema or name), anything else by its qualified name. */
+export function alterOwner(desc: string, schema: string, tag: string, role: string): string {
+  if (desc === 'BLOB') return `ALTER LARGE OBJECT ${/^\d+$/.test(tag) ? tag : quoteIdent(tag)} OWNER TO ${quoteIdent(role)}`;
+  return `ALTER ${desc} ${quoteIdent(schema)}.${quoteIdent(tag)} OWNER TO ${quoteIdent(role)}`;
 }
