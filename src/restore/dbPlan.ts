@@ -45,6 +45,8 @@ export interface LiveDb {
   lockSlots?: number;
   /** Extensions the server can install: name, trusted (a database owner may create it), superuser-only. */
   available: { name: string; trusted: boolean; superuser: boolean }[];
+  /** Objects that depend on a table or view (a view by its rules, a foreign key by the table it references). */
+  dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string } }[];
 }
 
 export interface DbDecision {
@@ -94,6 +96,12 @@ export function parseLiveDb(json: string): LiveDb {
       top: a[6] === true,
     })),
     available: (Array.isArray(o.available) ? (o.available as unknown[][]) : []).map((a) => ({ name: String(a[0]), trusted: a[1] === true, superuser: a[2] === true })),
+    dependents: (Array.isArray(o.dependents) ? (o.dependents as unknown[][]) : []).map((a) => ({
+      kind: String(a[0]),
+      schema: String(a[1]),
+      tag: String(a[2]),
+      on: { kind: String(a[3]), schema: String(a[4]), tag: String(a[5]) },
+    })),
   };
 }
 
@@ -319,6 +327,27 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
     if (newer.length > 0) {
       const names = newer.map((o) => `${o.kind} ${o.schema}.${tocText(o.tag)}`);
       warnings.push(`${newer.length} object(s) in the database are not in the set and are left as they are (${firstOf(names, 5)}); drop them by hand if they should go.`);
+    }
+  }
+
+  // --clean drops every relation it restores, in the dump's order: a view or a foreign key that
+  // depends on one and that this restore does not drop first (not in the set, left out by the
+  // listing, or kept as another role's) makes PostgreSQL refuse the drop, and the restore fails.
+  if (clean) {
+    const dropped = (kind: string, schema: string, tag: string): boolean => {
+      const d = dumpByKey.get(key(kind, schema, tag));
+      return d !== undefined && enabled.has(d.dumpId) && !keep.has(d.dumpId);
+    };
+    const stays: string[] = [];
+    for (const x of live.dependents) {
+      if (!dropped(x.on.kind, x.on.schema, x.on.tag) || dropped(x.kind, x.schema, x.tag)) continue;
+      const inSet = dumpByKey.has(key(x.kind, x.schema, x.tag));
+      stays.push(`${x.kind} ${x.schema}.${tocText(x.tag)} depends on ${x.on.kind} ${x.on.schema}.${tocText(x.on.tag)}${inSet ? ' and is not restored with it' : ', and is not in the set'}`);
+    }
+    if (stays.length > 0) {
+      blockers.push(
+        `${stays.length} object(s) of the database depend on what this restore drops and creates again, and would stay: PostgreSQL refuses to drop a table or view while they exist (${firstOf(stays, 5)}). Nothing was changed. Drop them first if they should go (a newer Kadi's tables or views: restore onto the Kadi version of the set), or restore with a listing that leaves out what they depend on.`,
+      );
     }
   }
 

@@ -282,8 +282,12 @@ describe('restore against the sandbox host', function () {
   it('a pg_restore error fails the restore, shows the failing TOC entry, leaves the database and the files as they were, and running it again completes it', async () => {
     const set = await backup();
     const before = await tableDigests(sb);
-    // An object the Kadi role does not own depends on a table: dropping that table fails.
-    await sb.psql('CREATE VIEW record_titles AS SELECT title FROM record');
+    // The DBA refuses the drop of one table (an event trigger, which only a superuser can make):
+    // pg_restore fails on that entry, after preflight found nothing against it.
+    await sb.psql(
+      "CREATE FUNCTION public.kadi_test_refuse_record_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table' AND object_name = 'record') THEN RAISE EXCEPTION 'dropping record is refused (test)'; END IF; END $$;\n" +
+        'CREATE EVENT TRIGGER kadi_test_refuse_record_drop ON sql_drop EXECUTE FUNCTION public.kadi_test_refuse_record_drop();',
+    );
     // A storage file added since the set, with its row: after the failed database step the files
     // are not touched, so the row still names a file that is there (side by side, the files step
     // had removed it).
@@ -295,7 +299,7 @@ describe('restore against the sandbox host', function () {
       try {
         r = await restore(set, { components: ['db', 'storage'] });
       } finally {
-        await sb.psql('DROP VIEW record_titles');
+        await sb.psql('DROP EVENT TRIGGER kadi_test_refuse_record_drop; DROP FUNCTION public.kadi_test_refuse_record_drop();');
       }
       assert.equal(r.outcome.result, 'failed', r.log);
       assert.ok(r.report.failedTocEntries.some((e) => /TABLE public record /.test(e)), r.log);
@@ -312,6 +316,23 @@ describe('restore against the sandbox host', function () {
     } finally {
       await sb.forgetStorageFile(extra); // gone already when the second restore succeeded
     }
+  });
+
+  it('a view and a foreign key made after the set on a table the restore drops are named at preflight, and nothing runs', async () => {
+    const set = await backup();
+    // What a newer Kadi's migration leaves: a table referencing record, a view on it.
+    await sb.psql('SET ROLE kadi; CREATE TABLE collection (id serial PRIMARY KEY, record_id integer REFERENCES record (id)); CREATE VIEW record_titles AS SELECT id, title FROM record; RESET ROLE;');
+    try {
+      const plan = await preflight(host, await d(), set, { components: ['db', 'storage'], safetyBackup: false });
+      const blocker = plan.blockers.find((b) => b.includes('depend on what this restore drops')) ?? plan.blockers.join('\n');
+      assert.match(blocker, /^2 object\(s\) of the database depend on what this restore drops and creates again/);
+      assert.ok(blocker.includes('FK CONSTRAINT public.collection collection_record_id_fkey depends on TABLE public.record, and is not in the set'), blocker);
+      assert.ok(blocker.includes('VIEW public.record_titles depends on TABLE public.record, and is not in the set'), blocker);
+    } finally {
+      await sb.psql('DROP VIEW record_titles; DROP TABLE collection;');
+    }
+    const plan = await preflight(host, await d(), set, { components: ['db', 'storage'], safetyBackup: false });
+    assert.deepEqual(plan.blockers, []);
   });
 
   it('a files step that fails after the database was restored says the instance is inconsistent, and running the restore again completes it', async () => {

@@ -134,6 +134,28 @@ describe('database restore plan (dbPlan)', () => {
     assert.equal(action(planDbRestore(TOC, db, { clean: true, listing: noLoData }), 'BLOB 16489'), 'keep');
   });
 
+  it('a view or a foreign key that depends on a table the restore drops is refused unless the restore drops it first', () => {
+    const on = { kind: 'TABLE', schema: 'public', tag: 't' };
+    const db: LiveDb = {
+      ...live(),
+      dependents: [
+        { kind: 'VIEW', schema: 'public', tag: 'v', on }, // in the set: dropped before t, made again after it
+        { kind: 'VIEW', schema: 'public', tag: 'newer view', on },
+        { kind: 'FK CONSTRAINT', schema: 'odd "schema"; ü', tag: 'line\nbreak fk_t', on },
+        { kind: 'VIEW', schema: 'public', tag: 'on_the_dba_table', on: { kind: 'TABLE', schema: 'public', tag: 'dba_table' } }, // kept: not dropped
+      ],
+    };
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    const blocker = p.blockers.find((b) => b.includes('depend on what this restore drops')) ?? p.blockers.join('\n');
+    assert.match(blocker, /^2 object\(s\) of the database depend on what this restore drops and creates again.*\(VIEW public\.newer view depends on TABLE public\.t, and is not in the set, FK CONSTRAINT odd "schema"; ü\.line break fk_t depends on TABLE public\.t, and is not in the set\)\. Nothing was changed\./);
+    // A listing that leaves out t's own entries (it stays as it is) drops nothing the others need;
+    // one that restores t but leaves out the set's view v names v as not restored with it.
+    const keepT = planDbRestore(TOC, db, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [223, 3519], false)) });
+    assert.equal(keepT.blockers.find((b) => b.includes('depend on what')), undefined, keepT.blockers.join('\n'));
+    const noView = planDbRestore(TOC, { ...db, dependents: [db.dependents[0]] }, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [225], false)) });
+    assert.ok(noView.blockers.some((b) => b.includes('VIEW public.v depends on TABLE public.t and is not restored with it')), noView.blockers.join('\n'));
+  });
+
   it('warns before a restore whose one transaction needs more locks than the server\'s lock table comfortably holds', () => {
     const small = { ...live(), lockSlots: 20 };
     const p = planDbRestore(TOC, small, { clean: true, listing: withoutDbaTableData() });

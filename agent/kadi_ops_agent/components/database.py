@@ -97,7 +97,24 @@ SELECT pg_catalog.json_build_object(
                  pg_catalog.pg_has_role(current_user, owner_oid, 'USAGE'), ext, top)), '[]') FROM objs),
   'available', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(a.name, v.trusted, v.superuser)), '[]')
                   FROM pg_catalog.pg_available_extensions a
-                  JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version))"""
+                  JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version),
+  -- What depends on a table or view of another relation (a view by its rules, a foreign key by the
+  -- table it references): pg_restore --clean cannot drop the one while the other stays.
+  'dependents', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(dk, ds, dt, rk, rs, rt)), '[]') FROM (
+    SELECT CASE v.relkind WHEN 'v' THEN 'VIEW' ELSE 'MATERIALIZED VIEW' END AS dk, vn.nspname AS ds, v.relname AS dt,
+           CASE t.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END AS rk, tn.nspname AS rs, t.relname AS rt
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
+      JOIN pg_catalog.pg_class v ON v.oid = r.ev_class JOIN nsp vn ON vn.oid = v.relnamespace
+      JOIN pg_catalog.pg_class t ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND t.oid = d.refobjid
+      JOIN nsp tn ON tn.oid = t.relnamespace
+     WHERE d.deptype = 'n' AND t.oid <> v.oid AND v.relkind IN ('v', 'm') AND t.relkind IN ('r', 'p', 'v', 'm')
+    UNION
+    SELECT 'FK CONSTRAINT', cn.nspname, c.relname || ' ' || o.conname, 'TABLE', tn.nspname, t.relname
+      FROM pg_catalog.pg_constraint o
+      JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp cn ON cn.oid = c.relnamespace
+      JOIN pg_catalog.pg_class t ON t.oid = o.confrelid JOIN nsp tn ON tn.oid = t.relnamespace
+     WHERE o.contype = 'f' AND o.conrelid <> o.confrelid) x))"""
 
 
 def toc_entries(text):
