@@ -11,7 +11,9 @@ database, then the trees, once the services are stopped); then the guide's steps
 
 Also the restore's read-only verbs: set-toc, restore-probe and config-diff.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -201,6 +203,74 @@ def set_toc(argv):
         return 0
     from .transfer import read_toc
     read_toc([bd, name])
+
+
+_SQL_TOKEN = re.compile(r"""\s+|--[^\n]*|"(?:[^"]|"")*"|'(?:[^']|'')*'|[A-Za-z_][A-Za-z0-9_$]*|.""", re.S)
+_ROLE_LIST_END = {'WITH', 'GRANTED', 'CASCADE', 'RESTRICT', 'IN', 'GRANT', 'REVOKE', ';'}
+
+
+def grant_roles(sql):
+    """The roles the GRANT, REVOKE and ALTER DEFAULT PRIVILEGES statements of SQL (pg_dump's ACL
+    entries) name: grantees, revokees, FOR ROLE and GRANTED BY. Tokens, not text: a quoted name may
+    hold ' TO ' or a semicolon. PUBLIC is no role."""
+    toks = [t for t in _SQL_TOKEN.findall(sql) if not t.isspace() and not t.startswith('--')]
+    word = lambda t: t.upper() if t[:1] != '"' else None  # noqa: E731 - unquoted words compare as keywords
+    roles = []
+
+    def names_from(i):
+        while i < len(toks) and word(toks[i]) not in _ROLE_LIST_END:
+            t = toks[i]
+            if t == ',' or word(t) in ('GROUP', 'ROLE', 'USER'):
+                pass
+            elif t[:1] == '"':
+                roles.append(t[1:-1].replace('""', '"'))
+            elif word(t) != 'PUBLIC':
+                roles.append(t.lower())
+            i += 1
+        return i
+
+    i = 0
+    while i < len(toks):
+        w = word(toks[i])
+        if w == 'FOR' and i + 1 < len(toks) and word(toks[i + 1]) in ('ROLE', 'USER'):
+            i = names_from(i + 2)
+            continue
+        if w in ('TO', 'FROM') or (w == 'BY' and i > 0 and word(toks[i - 1]) == 'GRANTED'):
+            i = names_from(i + 1)
+            continue
+        i += 1
+    return sorted(set(roles))
+
+
+def set_grantees(argv):
+    """set-grantees BACKUP_DIR SET PG_RESTORE: the roles each privilege entry (ACL, DEFAULT ACL) of the
+    set's dump names, as one JSON object {dumpId: [role...]} on a line `grantees=`: the preflight
+    refuses a restore whose grants name a role the server does not have (the grant, and so the
+    restore, would fail at its end)."""
+    bd, name, pg_restore = argv
+    check_set_name(name)
+    dump = os.path.join(bd, name, 'db.dump')
+    if not os.path.isfile(dump):
+        die('set %s has no db.dump' % name)
+    toc = subprocess.run([pg_restore, '-l', dump], capture_output=True, text=True, errors='replace', stdin=subprocess.DEVNULL)
+    if toc.returncode != 0:
+        die('pg_restore -l cannot read the dump of set %s' % name)
+    acl = [l for l in toc.stdout.splitlines() if re.match(r'^[0-9]+; [0-9]+ [0-9]+ (ACL|DEFAULT ACL) ', l)]
+    found = {}
+    if acl:
+        with tempfile.NamedTemporaryFile('w', encoding='utf-8', suffix='.list') as f:
+            f.write('\n'.join(acl) + '\n')
+            f.flush()
+            r = subprocess.run([pg_restore, '-v', '-L', f.name, '-f', '-', dump], capture_output=True, text=True,
+                               errors='replace', stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            die('pg_restore cannot read the privileges in the dump of set %s' % name)
+        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', r.stdout, flags=re.M)
+        for dump_id, text in zip(parts[1::2], parts[2::2]):
+            roles = grant_roles(text)
+            if roles:
+                found[dump_id] = roles
+    out('grantees=' + json.dumps(found, separators=(',', ':')))
 
 
 def probe(argv):

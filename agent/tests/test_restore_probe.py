@@ -27,3 +27,26 @@ class TreeProbeTest(ZipappTestCase):
         kv = self.probe()
         self.assertGreaterEqual(int(kv['storage_kb']), 10)
         self.assertIn('uploads_kb', kv)
+
+
+class GrantRolesTest(ZipappTestCase):
+    """The roles pg_dump's privilege statements name (restore.grant_roles), read by tokens."""
+
+    def setUp(self):
+        import sys
+        from support import AGENT_SOURCE
+        sys.path.insert(0, AGENT_SOURCE)
+        self.addCleanup(sys.path.remove, AGENT_SOURCE)
+        from kadi_ops_agent.restore import grant_roles
+        self.grant_roles = grant_roles
+
+    def test_grantees_revokees_default_privileges_and_granted_by_are_named_public_is_not(self):
+        sql = ('--\n-- Name: TABLE "to x"; Type: ACL; Schema: public; Owner: kadi\n--\n\n'
+               'GRANT SELECT,INSERT ON TABLE public."to x; GRANT y TO z" TO "odd role""x" WITH GRANT OPTION;\n'
+               'GRANT SELECT ON TABLE public.t TO kadi_reader, GROUP Reporting, PUBLIC;\n'
+               'REVOKE ALL ON SCHEMA public FROM PUBLIC;\n'
+               'REVOKE ALL ON TABLE public.t FROM old_role CASCADE;\n'
+               'GRANT ALL ON TABLE public.t TO kadi GRANTED BY "the DBA";\n'
+               'ALTER DEFAULT PRIVILEGES FOR ROLE "kadi owner" IN SCHEMA public GRANT SELECT ON TABLES  TO "ü reader";\n')
+        self.assertEqual(self.grant_roles(sql), ['kadi', 'kadi owner', 'kadi_reader', 'odd role"x', 'old_role', 'reporting', 'the DBA', 'ü reader'])
+        self.assertEqual(self.grant_roles('REVOKE USAGE ON SCHEMA public FROM PUBLIC;\n'), [])

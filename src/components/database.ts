@@ -2,7 +2,7 @@
 import { compareKadiVersions, parseKadiVersion } from '../kadi/outputParsers';
 import { parseListing, validateAgainst } from '../pgtoc/listing';
 import { checkAgent } from '../remote/agent';
-import { formatDbDecisions, planDbRestore } from '../restore/dbPlan';
+import { formatDbDecisions, parseGrantees, planDbRestore } from '../restore/dbPlan';
 import type { ClientComponent } from './types';
 
 export const database: ClientComponent = {
@@ -44,7 +44,8 @@ export const database: ClientComponent = {
         blockers.push(`The database's objects could not be read (${probe.dbObjectsError ?? 'no answer'}); the restore cannot tell which objects it may replace.`);
       } else {
         const tocVerbose = (await checkAgent(host, `Reading the dependencies of ${set.name}`, 'set-toc', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout;
-        decided.db = planDbRestore(tocVerbose, probe.db, { listing: opts.listing, clean: !ctx.empty, database: f.database.name });
+        const grantees = parseGrantees((await checkAgent(host, `Reading the privileges of ${set.name}`, 'set-grantees', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout);
+        decided.db = planDbRestore(tocVerbose, probe.db, { listing: opts.listing, clean: !ctx.empty, database: f.database.name, grantees });
         blockers.push(...decided.db.blockers);
         warnings.push(...decided.db.warnings);
       }

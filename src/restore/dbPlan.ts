@@ -168,7 +168,11 @@ export function quoteIdent(s: string): string {
  *   does also when an object of the listing already exists (the plan's `clean`)
  * @param opts.database the database's name, for the statements a superuser is asked to run
  */
-export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?: string; clean: boolean; database?: string }): DbRestorePlan {
+export function planDbRestore(
+  tocVerbose: string,
+  live: LiveDb,
+  opts: { listing?: string; clean: boolean; database?: string; grantees?: ReadonlyMap<number, readonly string[]> },
+): DbRestorePlan {
   const knownOwners = [...new Set([...live.roles.map(tocText)])];
   const knownSchemas = live.objects.filter((o) => o.kind === 'SCHEMA').map((o) => tocText(o.tag));
   const full = parseListing(tocVerbose, { knownOwners, knownSchemas });
@@ -367,6 +371,24 @@ export function planDbRestore(tocVerbose: string, live: LiveDb, opts: { listing?
     }
   }
 
+  // A grant (or default privileges) naming a role the server lacks fails at the end of the one
+  // transaction: a restore onto another host, where a reporting role was never made.
+  if (opts.grantees) {
+    const roles = new Set(live.roles);
+    const missing = new Map<string, number[]>();
+    for (const e of enabledEntries) {
+      if (keep.has(e.dumpId)) continue;
+      for (const r of opts.grantees.get(e.dumpId) ?? []) if (!roles.has(r)) missing.set(r, [...(missing.get(r) ?? []), e.dumpId]);
+    }
+    if (missing.size > 0) {
+      const names = [...missing.keys()].map(quoteIdent);
+      const ids = [...new Set([...missing.values()].flat())].sort((a, b) => a - b);
+      blockers.push(
+        `The set's privileges name ${missing.size} role(s) this server does not have (${firstOf(names, 5)}): PostgreSQL would refuse those grants and the restore with them. Nothing was changed. Create the roles first (as a superuser or a role with CREATEROLE: ${names.slice(0, 3).map((n) => `CREATE ROLE ${n} NOLOGIN;`).join(' ')}${names.length > 3 ? ' …' : ''}), or restore with a listing that leaves out the privilege entries ${firstOf(ids.map(String), 10)}.`,
+      );
+    }
+  }
+
   // One transaction holds a lock on every relation, sequence and large object it drops or makes
   // until COMMIT; beyond the server's shared lock table it fails ("out of shared memory") and
   // changes nothing. Said before, with the setting to raise.
@@ -390,4 +412,21 @@ export function formatDbDecisions(decisions: readonly DbDecision[]): string[] {
 export function alterOwner(desc: string, schema: string, tag: string, role: string): string {
   if (desc === 'BLOB') return `ALTER LARGE OBJECT ${/^\d+$/.test(tag) ? tag : quoteIdent(tag)} OWNER TO ${quoteIdent(role)}`;
   return `ALTER ${desc} ${quoteIdent(schema)}.${quoteIdent(tag)} OWNER TO ${quoteIdent(role)}`;
+}
+
+/** set-grantees' answer: the roles each privilege entry of the dump names, by dump id. */
+export function parseGrantees(text: string): Map<number, string[]> {
+  const line = text.split('\n').find((l) => l.startsWith('grantees='));
+  if (line === undefined) throw new Error('the set\'s privileges could not be read (no answer)');
+  let v: unknown;
+  try {
+    v = JSON.parse(line.slice('grantees='.length));
+  } catch {
+    throw new Error('the set\'s privileges could not be read (no valid JSON)');
+  }
+  const out = new Map<number, string[]>();
+  for (const [id, roles] of Object.entries(v as Record<string, unknown>)) {
+    if (/^\d+$/.test(id) && Array.isArray(roles)) out.set(Number(id), roles.filter((r): r is string => typeof r === 'string'));
+  }
+  return out;
 }

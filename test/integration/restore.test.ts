@@ -335,6 +335,27 @@ describe('restore against the sandbox host', function () {
     assert.deepEqual(plan.blockers, []);
   });
 
+  it('a grant in the set to a role the server no longer has is named at preflight with the statement to make it; with the role back the restore runs', async () => {
+    await sb.psql('CREATE ROLE "kadi reader; ü" NOLOGIN; GRANT SELECT ON record TO "kadi reader; ü";');
+    let set: string;
+    try {
+      set = await backup();
+    } finally {
+      await sb.psql('REVOKE SELECT ON record FROM "kadi reader; ü"; DROP ROLE "kadi reader; ü";');
+    }
+    const plan = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false });
+    const blocker = plan.blockers.find((b) => b.includes('role(s) this server does not have')) ?? plan.blockers.join('\n');
+    assert.match(blocker, /^The set's privileges name 1 role\(s\) this server does not have \("kadi reader; ü"\).*CREATE ROLE "kadi reader; ü" NOLOGIN;.*leaves out the privilege entries \d+\.$/);
+    await sb.psql('CREATE ROLE "kadi reader; ü" NOLOGIN;');
+    try {
+      const r = await restore(set, { components: ['db'] });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal((await sb.psql(`SELECT has_table_privilege('kadi reader; ü', 'public.record', 'SELECT')`)).trim(), 't');
+    } finally {
+      await sb.psql('REVOKE SELECT ON record FROM "kadi reader; ü"; DROP ROLE "kadi reader; ü";');
+    }
+  });
+
   it('a files step that fails after the database was restored says the instance is inconsistent, and running the restore again completes it', async () => {
     const set = await backup();
     const before = await snapshot();

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseListing, serializeListing, setEnabled, tocEntries } from '../../src/pgtoc/listing';
-import { parseLiveDb, planDbRestore, type LiveDb, type LiveDbObject } from '../../src/restore/dbPlan';
+import { parseGrantees, parseLiveDb, planDbRestore, type LiveDb, type LiveDbObject } from '../../src/restore/dbPlan';
 
 // A real `pg_restore -l -v` of a database as a DBA leaves it, and the real restore-probe document of
 // that database read as the Kadi role (test/fixtures/pgtoc/README.md).
@@ -154,6 +154,22 @@ describe('database restore plan (dbPlan)', () => {
     assert.equal(keepT.blockers.find((b) => b.includes('depend on what')), undefined, keepT.blockers.join('\n'));
     const noView = planDbRestore(TOC, { ...db, dependents: [db.dependents[0]] }, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [225], false)) });
     assert.ok(noView.blockers.some((b) => b.includes('VIEW public.v depends on TABLE public.t and is not restored with it')), noView.blockers.join('\n'));
+  });
+
+  it('a grant to a role the server does not have is refused with the statement to make it, unless its entry is left out or kept', () => {
+    const db = live();
+    assert.ok(!db.roles.includes('kadi_reader') && db.roles.includes('kadi'));
+    const grantees = parseGrantees('grantees={"3535":["kadi","kadi_reader"],"3534":["gone role"]}\n');
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData(), grantees });
+    // 3534 is the DBA function's grant: kept with the function, never run. 3535 runs (any entry the answer names).
+    const blocker = p.blockers.find((b) => b.includes('role(s) this server does not have')) ?? p.blockers.join('\n');
+    assert.equal(
+      blocker,
+      'The set\'s privileges name 1 role(s) this server does not have ("kadi_reader"): PostgreSQL would refuse those grants and the restore with them. Nothing was changed. Create the roles first (as a superuser or a role with CREATEROLE: CREATE ROLE "kadi_reader" NOLOGIN;), or restore with a listing that leaves out the privilege entries 3535.',
+    );
+    const left = planDbRestore(TOC, db, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [3535], false)), grantees });
+    assert.equal(left.blockers.find((b) => b.includes('does not have')), undefined);
+    assert.throws(() => parseGrantees('nothing'), /could not be read \(no answer\)/);
   });
 
   it('warns before a restore whose one transaction needs more locks than the server\'s lock table comfortably holds', () => {
