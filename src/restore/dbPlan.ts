@@ -399,7 +399,8 @@ export function planDbRestore(
     );
   }
 
-  const listing = serializeListing(keep.size > 0 ? setEnabled(base, keep, false) : base);
+  const kept = keep.size > 0 ? setEnabled(base, keep, false) : base;
+  const listing = serializeListing(clean ? partitionConstraintsFirst(kept, deps) : kept);
   return { listing, clean, noOwner: !live.superuser, decisions, blockers, warnings };
 }
 
@@ -429,4 +430,32 @@ export function parseGrantees(text: string): Map<number, string[]> {
     if (/^\d+$/.test(id) && Array.isArray(roles)) out.set(Number(id), roles.filter((r): r is string => typeof r === 'string'));
   }
   return out;
+}
+
+/**
+ * A partition's primary key or unique constraint (one that depends on its partitioned table's
+ * constraint) moved to just before that constraint in the listing, with its comment lines.
+ * pg_restore -L drops in the reverse of the listing's order and creates in its order: dropping
+ * the partition's inherited constraint first fails ("cannot drop inherited constraint"), which made
+ * every restore of a partitioned table with a key onto a live database fail; dropped after the
+ * parent's it is gone already (IF EXISTS), and created before it, the parent's constraint and the
+ * INDEX ATTACH entry join the two as pg_dump meant.
+ */
+export function partitionConstraintsFirst(listing: TocListing, deps: ReadonlyMap<number, readonly number[]>): TocListing {
+  const lines = [...listing.lines];
+  const desc = new Map(tocEntries(listing).map((e) => [e.dumpId, e.desc]));
+  const indexOf = (id: number): number => lines.findIndex((l) => l.kind === 'entry' && l.dumpId === id);
+  for (const e of tocEntries(listing)) {
+    if (e.desc !== 'CONSTRAINT') continue;
+    const parent = (deps.get(e.dumpId) ?? []).find((d) => d !== e.dumpId && desc.get(d) === 'CONSTRAINT');
+    if (parent === undefined) continue;
+    const at = indexOf(e.dumpId);
+    const before = indexOf(parent);
+    if (at < 0 || before < 0 || at < before) continue;
+    let end = at + 1;
+    while (end < lines.length && lines[end].kind === 'comment' && /^;\s*depends on:/.test(lines[end].raw)) end++;
+    const moved = lines.splice(at, end - at);
+    lines.splice(before, 0, ...moved);
+  }
+  return { ...listing, lines };
 }

@@ -356,6 +356,26 @@ describe('restore against the sandbox host', function () {
     }
   });
 
+  it('a partitioned table with a primary key restores onto the live database (its partitions\' constraints dropped with the parent\'s)', async () => {
+    await sb.psql(
+      'SET ROLE kadi; CREATE TABLE measurement (id bigserial, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); ' +
+        "CREATE TABLE measurement_2024 PARTITION OF measurement FOR VALUES FROM ('2024-01-01') TO ('2025-01-01'); " +
+        "CREATE TABLE measurement_2025 PARTITION OF measurement FOR VALUES FROM ('2025-01-01') TO ('2026-01-01'); " +
+        "INSERT INTO measurement (at) VALUES ('2024-03-01'), ('2025-03-01'); RESET ROLE;",
+    );
+    try {
+      const set = await backup();
+      const before = await tableDigests(sb);
+      await sb.psql("INSERT INTO measurement (at) VALUES ('2024-04-01'); DELETE FROM measurement WHERE at = '2025-03-01';");
+      const r = await restore(set, { components: ['db'] });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal(await tableDigests(sb), before);
+      assert.equal((await sb.psql("SELECT count(*) FROM pg_constraint WHERE conname LIKE 'measurement%pkey'")).trim(), '3', 'the keys are back, joined');
+    } finally {
+      await sb.psql('DROP TABLE measurement');
+    }
+  });
+
   it('a files step that fails after the database was restored says the instance is inconsistent, and running the restore again completes it', async () => {
     const set = await backup();
     const before = await snapshot();
