@@ -90,6 +90,26 @@ describe('backup faults and verification against the sandbox host', function () 
     await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
   });
 
+  it('a backup whose pg_dump waits for a lock another session holds says who holds it, and goes on when it is released', async () => {
+    const lock = await holdTableLock(sb.pg, 'task');
+    let released = false;
+    try {
+      const sink: OutputSink = {
+        lines: (_s, lines) => {
+          if (!released && lines.some((l) => l.startsWith('database: waiting for a lock held by pid '))) {
+            released = true;
+            void lock.release();
+          }
+        },
+      };
+      const r = await run(() => startBackup(host, d), sink);
+      assert.equal(r.outcome.result, 'succeeded', r.sink.text());
+      assert.match(r.sink.text(), /^database: waiting for a lock held by pid \d+ \(user kadi, application 'kadi-ops-test-lock', idle in transaction, transaction open \d+ s\); the dump goes on when that transaction ends: end that client's transaction or stop it, or cancel the backup \(nothing changes\)$/m);
+    } finally {
+      await lock.release();
+    }
+  });
+
   for (const phase of [
     { name: 'during the dump', marker: /^\[step\] database: pg_dump/ },
     { name: 'during the file copies', marker: /^\[step\] files:/ },

@@ -376,6 +376,28 @@ describe('restore against the sandbox host', function () {
     }
   });
 
+  it('a restore waiting for a lock another session holds says who holds it, and goes on when it is released', async () => {
+    const set = await backup();
+    const lock = await holdTableLock(sb.pg, 'task');
+    let released = false;
+    try {
+      const r = await restore(set, {
+        components: ['db'],
+        onLine: (l) => {
+          if (!released && l.startsWith('database: waiting for a lock held by pid ')) {
+            released = true;
+            void lock.release();
+          }
+        },
+      });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.match(r.log, /^database: waiting for a lock held by pid \d+ \(user kadi, application 'kadi-ops-test-lock', idle in transaction, transaction open \d+ s\); the restore goes on when that transaction ends/m);
+      assert.equal(r.log.split('\n').filter((l) => l.startsWith('database: waiting for a lock')).length, 1, 'said once while the same session holds it');
+    } finally {
+      await lock.release();
+    }
+  });
+
   it('a files step that fails after the database was restored says the instance is inconsistent, and running the restore again completes it', async () => {
     const set = await backup();
     const before = await snapshot();

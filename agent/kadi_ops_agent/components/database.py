@@ -1,10 +1,12 @@
 """The PostgreSQL database: pg_dump -Fc in a snapshot shared with the row counts; its table of
 contents; quick and deep verification; a restore in one transaction; the preflight's probe."""
+import json
 import os
 import re
 import secrets
 import select
 import subprocess
+import threading
 import time
 
 from .. import pg
@@ -205,7 +207,7 @@ def backup_begin(ctx):
                              '-f', os.path.join(ctx.partial, 'db.dump'), conn.db], env=pg.without_client_encoding(env),
                             stdin=subprocess.DEVNULL)
     watcher = ReadWatcher('database', dump.pid, _sizes(ctx)[1])
-    return {'session': s, 'dump': dump, 'watcher': watcher}
+    return {'session': s, 'dump': dump, 'watcher': watcher, 'locks': LockWatch(conn, 'kadi-ops-' + job.id, 'dump')}
 
 
 def backup_wait(ctx, h):
@@ -232,6 +234,7 @@ def backup_wait(ctx, h):
                 error = error or 'counting rows: ' + line
     rc = h['dump'].wait()
     h['watcher'].stop()
+    h['locks'].stop()
     # The session may have ended already (the database went away): no error for that.
     s.send('COMMIT;\n')
     s.close()
@@ -297,10 +300,15 @@ def restore(ctx):
     # -v names every entry as it is restored: the log shows where a long restore is, and the count
     # of those lines against the enabled entries is the progress.
     err = job.path('pg_restore.err')
-    p = subprocess.Popen([o['pg_restore'], '-v', *args, dump], env=dict(os.environ, PGAPPNAME='kadi-ops-' + job.id),
+    app = 'kadi-ops-' + job.id
+    p = subprocess.Popen([o['pg_restore'], '-v', *args, dump], env=dict(os.environ, PGAPPNAME=app),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors='replace')
-    pg_restore_progress(p.stderr, entries, err)
-    rc = p.wait()
+    watch = LockWatch(conn, app)
+    try:
+        pg_restore_progress(p.stderr, entries, err)
+        rc = p.wait()
+    finally:
+        watch.stop()
     with open(err, encoding='utf-8', errors='replace') as f:
         err_text = f.read()
     if rc != 0 or 'errors ignored on restore' in err_text:
@@ -309,6 +317,63 @@ def restore(ctx):
     job.write('db-committed', '')  # from here the database is the set's (restore.half_done)
     step('database: ANALYZE')
     analyze(conn)
+
+
+# Who holds what the session named APP waits for (pg_blocking_pids), as one JSON array. The name is
+# a psql variable (:'app'), quoted by psql, never part of the statement's text.
+BLOCKERS_SQL = r"""SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(b.pid, b.usename, b.application_name, b.state,
+         pg_catalog.round(extract(epoch FROM pg_catalog.now() - b.xact_start))) ORDER BY b.pid), '[]')
+  FROM pg_catalog.pg_stat_activity w
+ CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) AS x(pid)
+  JOIN pg_catalog.pg_stat_activity b ON b.pid = x.pid
+ WHERE w.application_name = :'app' AND w.wait_event_type = 'Lock';
+"""
+
+
+class LockWatch:
+    """While a restore's pg_restore or a backup's pg_dump (WHAT; its sessions named APP) runs, says which
+    sessions hold a lock it waits for, every EVERY seconds as long as that changes: a job stuck behind a client's open
+    transaction (a Kadi service not stopped, a psql left open) is otherwise silent for as long as
+    that transaction lasts. What another role's session runs is shown as far as the Kadi role may
+    see it (pg_stat_activity hides it from roles without pg_read_all_stats)."""
+
+    def __init__(self, conn, app, what='restore', every=5.0):
+        self.conn, self.app, self.what, self.every = conn, app, what, every
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _blockers(self):
+        r = subprocess.run([self.conn.psql, '-X', '-At', '-q', '-v', 'app=' + self.app, *self.conn.args(), '-d', self.conn.db],
+                           input=BLOCKERS_SQL, capture_output=True, text=True, errors='replace')
+        if r.returncode != 0:
+            return None
+        try:
+            return json.loads(r.stdout.strip() or '[]')
+        except ValueError:
+            return None
+
+    def _run(self):
+        shown = set()
+        while not self.stopped.wait(self.every):
+            found = self._blockers()
+            if found is None:
+                return  # not readable here: nothing to say, nothing to guess
+            pids = {b[0] for b in found}
+            if pids - shown:
+                for pid, user, application, state, open_s in found:
+                    out('database: waiting for a lock held by pid %s (%s%s%s%s); the %s goes on when that '
+                        'transaction ends: end that client\'s transaction or stop it, or cancel the %s (nothing changes)'
+                        % (pid, 'user %s' % (user or '?'), ", application '%s'" % application if application else '',
+                           ', ' + state if state else '', ', transaction open %d s' % open_s if isinstance(open_s, (int, float)) else '',
+                           self.what, 'restore' if self.what == 'restore' else 'backup'))
+            elif shown and not pids:
+                out('database: the lock was released; the %s goes on' % self.what)
+            shown = pids
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(10)
 
 
 # PostgreSQL 15: `skipping "t" --- only superuser or database owner can analyze it`;
