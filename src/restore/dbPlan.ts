@@ -141,6 +141,8 @@ const LOOKUP_KIND: Record<string, string> = {
 const LOOKUP_KINDS_LONGEST_FIRST = Object.keys(LOOKUP_KIND).sort((a, b) => b.length - a.length);
 /** Entries whose object a transaction locks until it ends (relations, sequences, large objects). */
 const LOCKING = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'FOREIGN TABLE', 'INDEX', 'BLOB', 'CONSTRAINT', 'FK CONSTRAINT', 'TYPE', 'DOMAIN']);
+/** Objects that have an owner of their own (constraints, indexes and triggers are their table's). */
+const OWNED_KINDS = new Set(['SCHEMA', 'TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'FOREIGN TABLE', 'FUNCTION', 'PROCEDURE', 'AGGREGATE', 'TYPE', 'DOMAIN']);
 /** Entries that only annotate another object: they need its ownership and go where it goes. */
 const ANNOTATIONS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
 /** Objects that carry rows: another role's copy cannot be replaced without losing the set's data. */
@@ -368,6 +370,19 @@ export function planDbRestore(
           break;
         }
       }
+    }
+  }
+
+  // Not a superuser, the Kadi role restores with --no-owner: what it drops and creates again comes
+  // back owned by it, also what another role it is a member of owned. Said, with who owned what.
+  if (!live.superuser) {
+    const user = tocText(live.user);
+    const changed = enabledEntries.filter((e) => !keep.has(e.dumpId) && OWNED_KINDS.has(e.desc) && e.owner !== '' && tocText(e.owner) !== user);
+    if (changed.length > 0) {
+      const owners = [...new Set(changed.map((e) => e.owner))];
+      warnings.push(
+        `${changed.length} object(s) of the set owned by ${owners.length === 1 ? `role ${owners[0]}` : `roles ${firstOf(owners, 3)}`} will be owned by ${live.user} after the restore (${firstOf(changed.map(describe), 3)}): ${live.user} is not a superuser, so pg_restore runs with --no-owner. A superuser can give them back (ALTER … OWNER TO …).`,
+      );
     }
   }
 

@@ -172,6 +172,16 @@ describe('database restore plan (dbPlan)', () => {
     assert.throws(() => parseGrantees('nothing'), /could not be read \(no answer\)/);
   });
 
+  it('says which objects of other roles the restore gives the Kadi role (--no-owner), and not as a superuser', () => {
+    // The Kadi role is a member of dba here: dba's table is dropped and created again, owned by kadi.
+    const db: LiveDb = { ...live(), myRoles: [...live().myRoles, 'dba'], objects: live().objects.map((o) => (o.owner === 'dba' ? { ...o, mine: true } : o)) };
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    const w = p.warnings.find((x) => x.includes('--no-owner')) ?? p.warnings.join('\n');
+    assert.match(w, /^\d+ object\(s\) of the set owned by role dba will be owned by kadi after the restore \(.*TABLE public\.dba_table.*\): kadi is not a superuser, so pg_restore runs with --no-owner\./);
+    const su = planDbRestore(TOC, { ...db, superuser: true }, { clean: true, listing: withoutDbaTableData() });
+    assert.equal(su.warnings.find((x) => x.includes('--no-owner')), undefined);
+  });
+
   it('warns before a restore whose one transaction needs more locks than the server\'s lock table comfortably holds', () => {
     const small = { ...live(), lockSlots: 20 };
     const p = planDbRestore(TOC, small, { clean: true, listing: withoutDbaTableData() });
