@@ -35,7 +35,7 @@ import hashlib
 import sys
 
 from . import parts
-from .common import LOST_FOUND, Progress, is_fs_lost_found, one_line
+from .common import LOST_FOUND, Progress, is_fs_lost_found, one_line, user_name
 from .manifest import tree_entries
 from .verify_quick import path_key
 
@@ -140,6 +140,26 @@ def _mounted_on(fd, now, st, parent):
     leads to a directory whose parent is not PARENT."""
     if parent is None or now.st_dev == st.st_dev: return False
     return _same(os.stat('..', dir_fd=fd, follow_symlinks=False), parent)
+
+
+def unreadable(name, path, e):
+    """The copy's end for a directory of the tree it cannot read: the whole path, and for a
+    permission, whose it is and what to do (the backup must not leave out what it cannot read)."""
+    why = e.strerror or str(e)
+    if isinstance(e, PermissionError):
+        try:
+            st = os.lstat(path)
+            import pwd
+            try:
+                owner = pwd.getpwuid(st.st_uid).pw_name
+            except KeyError:
+                owner = str(st.st_uid)
+            why += ' (owner %s, mode %o)' % (owner, stat.S_IMODE(st.st_mode))
+        except OSError:
+            pass
+        why += ('; the backup reads the tree as %s, which must be able to read all of it: give it read access, '
+                'or move what is not the instance\'s out of the tree' % user_name())
+    return SystemExit('ERROR: reading %s failed: %s: %s' % (name, one_line(path), why))
 
 
 def part_line(k, n):
@@ -303,12 +323,12 @@ def _copy(name, src, dest, prev_set, part):
             note_replaced(rel, 'directory', 'the set holds it empty')
             return []
         except OSError as e:  # a directory that cannot be opened
-            raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+            raise unreadable(name, src + '/' + rel if rel else src, e)
         try:
             with os.scandir(fd) as it:  # entries' lstat relative to FD
                 return sorted((x for x in map(entry, it) if x is not None), key=lambda x: x[0])
         except OSError as e:  # a directory that cannot be read
-            raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+            raise unreadable(name, src + '/' + rel if rel else src, e)
         finally:
             if fd != root_fd: os.close(fd)
 
@@ -345,7 +365,7 @@ def _copy(name, src, dest, prev_set, part):
             except (FileNotFoundError, NotADirectoryError):
                 pass  # gone since it was listed: the copy's walk decides what that means
             except OSError as e:
-                raise SystemExit('ERROR: reading %s failed: %s' % (name, e))
+                raise unreadable(name, e.filename if isinstance(e.filename, str) else src, e)
         return n
 
     # What the previous set walked: the progress total of a repeat set without a second walk (a
