@@ -386,6 +386,15 @@ export function planDbRestore(
     }
   }
 
+  // Settings of the database itself (ALTER DATABASE … SET …) come with --create only, which a
+  // restore into the existing database does not use: said, not silently dropped on a new host.
+  const props = tocEntries(full).find((e) => e.desc === 'DATABASE PROPERTIES');
+  if (props) {
+    warnings.push(
+      `The set holds settings of database ${props.name} (ALTER DATABASE … SET …) that a restore into an existing database does not apply; compare them with the server's and set them by hand if they are missing (pg_restore --create --schema-only -f - db.dump | grep '^ALTER DATABASE' shows them).`,
+    );
+  }
+
   // A grant (or default privileges) naming a role the server lacks fails at the end of the one
   // transaction: a restore onto another host, where a reporting role was never made.
   if (opts.grantees) {

@@ -182,6 +182,14 @@ describe('database restore plan (dbPlan)', () => {
     assert.equal(su.warnings.find((x) => x.includes('--no-owner')), undefined);
   });
 
+  it('says that the database\'s own settings in the set are not applied to the existing database', () => {
+    assert.equal(planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() }).warnings.find((w) => w.includes('ALTER DATABASE')), undefined);
+    const withProps = TOC.replace(/^(\d+; \d+ \d+ DATABASE - (\S+) .*)$/m, '$1\n9999; 0 0 DATABASE PROPERTIES - $2 kadi');
+    assert.notEqual(withProps, TOC);
+    const w = planDbRestore(withProps, live(), { clean: true, listing: withoutDbaTableData() }).warnings.find((x) => x.includes('ALTER DATABASE')) ?? '';
+    assert.match(w, /^The set holds settings of database \S+ \(ALTER DATABASE … SET …\) that a restore into an existing database does not apply/);
+  });
+
   it('warns before a restore whose one transaction needs more locks than the server\'s lock table comfortably holds', () => {
     const small = { ...live(), lockSlots: 20 };
     const p = planDbRestore(TOC, small, { clean: true, listing: withoutDbaTableData() });
