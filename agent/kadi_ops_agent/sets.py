@@ -20,7 +20,7 @@ import re
 import signal
 import sys
 
-from .common import SET_RE, check_set_name, die, fail, out, remove_tree, step
+from .common import SET_RE, check_set_name, die, fail, out, remove_tree, step, warn
 from . import jobs
 
 
@@ -141,7 +141,9 @@ def prune(argv):
 
 def finish_deletions(bd):
     """Removes what interrupted prunes left of the sets they were deleting (.deleting-SET). Called by
-    a prune, which holds the instance lock: no other prune is deleting them."""
+    a prune, which holds the instance lock: no other prune is deleting them. One that cannot be
+    removed (a file of root's in it, a read-only disk) is said and left: it must not stop this prune
+    (nor every later one, and a scheduled run's retention with it)."""
     try:
         names = sorted(n for n in os.listdir(bd) if DELETING_RE.match(n))
     except FileNotFoundError:
@@ -152,7 +154,7 @@ def finish_deletions(bd):
             continue
         step('finishing the deletion of set %s (an earlier prune was interrupted)' % n[len('.deleting-'):])
         if not remove_tree(gone):
-            fail('could not delete all of %s' % gone)
+            warn('WARNING: could not delete all of %s (left as it is; remove it as root if the Kadi user may not)' % gone)
 
 
 PARTIAL_RE = re.compile(r'^\.partial-[A-Za-z0-9T:._-]+$')
