@@ -492,6 +492,8 @@ def own_tree(live, uid, gid):
                     entries = sorted(it, key=lambda e: e.name)
                 for e in entries:
                     st = e.stat(follow_symlinks=False)
+                    if where == s.dst and is_fs_lost_found(e.name, st.st_mode, st.st_uid):
+                        continue  # the file system's: never the Kadi user's, not even as root
                     mode = DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE if stat.S_ISREG(st.st_mode) else None
                     if s.root and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                         s.linked += 1  # another of its names may be outside the tree: not given away

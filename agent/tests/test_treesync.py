@@ -407,6 +407,13 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(sorted(os.listdir(self.live)), ['00', 'lost+found'])
         self.assertEqual(os.listdir(os.path.join(self.live, '00')), ['file'])
         self.assertEqual(os.listdir(os.path.join(self.live, 'lost+found')), ['#12'])
+        # The permission repair leaves it alone too (as root it would have given it to the Kadi user).
+        if os.geteuid() == 0:
+            from kadi_ops_agent.treesync import own_tree
+            own_tree(self.live, 12345, 12345)
+            lf = os.stat(os.path.join(self.live, 'lost+found'))
+            self.assertEqual((lf.st_uid, stat.S_IMODE(lf.st_mode)), (0, 0o700))
+            self.assertEqual(os.stat(os.path.join(self.live, '00/file')).st_uid, 12345)
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
     def test_a_directory_that_cannot_be_read_fails_the_sync_with_its_name(self):
