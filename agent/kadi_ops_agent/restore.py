@@ -140,12 +140,16 @@ def half_done(ctx):
     job = ctx.job
     done = {l.split()[0] for l in job.read('steps').splitlines() if l.split()[2:3] == ['ok']}
     db_changed = os.path.exists(job.path('db-committed'))
+    db_unknown = os.path.exists(job.path('db-restoring')) and not db_changed and not os.path.exists(job.path('db-rolled-back'))
     trees = has(ctx, 'storage') or has(ctx, 'uploads')
     if os.path.exists(job.path('running', 'files')):
         return 'the files step failed part way: the trees are partly the set\'s%s' % (
             ', the database is the set\'s' if db_changed else '')
     if db_changed and trees and 'files' not in done:
         return 'the database is the set\'s but the files were not restored (the job ended before the files step)'
+    if db_unknown and trees:
+        return ('the job ended while pg_restore ran: the database is as it was unless pg_restore had just committed, and the '
+                'files were not restored')
     return ''
 
 
@@ -160,14 +164,23 @@ def cleanup(argv):
     job, steps = ctx.job, ctx.steps
     half = half_done(ctx)
     names = services.stopped(job)
-    if half and names:
-        # The database and the trees are now from different moments: Kadi is not started on them.
-        steps.attention('the services are left stopped (%s): %s, so the instance is inconsistent; restore again (it '
-                        'completes what was done), or restore the pre-restore set, then start them: sudo systemctl start %s'
-                        % (', '.join(names), half, ' '.join(reversed(names))))
-    elif half:
-        steps.attention('%s, so the instance is inconsistent: restore again (it completes what was done), or restore '
-                        'the pre-restore set' % half)
+    if half:
+        # The database and the trees may now be from different moments: Kadi is not started on
+        # them. The pre-restore set is the one whole state from before: pinned, so that a second
+        # restore's safety set (of this state) cannot make retention delete it.
+        before = safety_set(job)
+        if before:
+            try:
+                open(os.path.join(ctx.opts['backup_dir'], before, '.pinned'), 'a').close()
+            except OSError:
+                before = ''
+        fix = 'restore again (it completes what was done)' + (
+            ', or restore the pre-restore set %s (pinned, so that retention keeps it)' % before if before else '')
+        if names:
+            steps.attention('the services are left stopped (%s): %s, so the instance may be inconsistent; %s, then start them: '
+                            'sudo systemctl start %s' % (', '.join(names), half, fix, ' '.join(reversed(names))))
+        else:
+            steps.attention('%s, so the instance may be inconsistent: %s' % (half, fix))
     else:
         services.start(job, steps.attention)
     # Failed after its own summary (a post-restore check failed): nothing more to say.
@@ -197,12 +210,42 @@ def set_toc(argv):
         dump = os.path.join(bd, name, 'db.dump')
         if not os.path.isfile(dump):
             die('set %s has no db.dump' % name)
-        sys.stdout.flush()
-        if subprocess.run([argv[2], '-l', '-v', dump]).returncode != 0:
+        r = subprocess.run([argv[2], '-l', '-v', dump], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
             die('pg_restore -l cannot read the dump of set %s' % name)
+        # Names in the dump's encoding, as UTF-8: the probe reads the live names so (pg.py).
+        sys.stdout.write(dump_text(r.stdout, dump_encoding(argv[2], dump)))
+        sys.stdout.flush()
         return 0
     from .transfer import read_toc
     read_toc([bd, name])
+
+
+# PostgreSQL's names of the encodings a dump may be in, as Python's codecs. Names in a dump come in
+# its encoding; the restore probe reads the live ones in UTF-8 (pg.CLIENT_ENCODING), which is what
+# they are compared with. (SQL_ASCII and encodings without a codec: UTF-8, with replacement.)
+_PG_CODECS = {'UTF8': 'utf-8', 'LATIN1': 'latin-1', 'LATIN2': 'iso8859-2', 'LATIN3': 'iso8859-3', 'LATIN4': 'iso8859-4',
+              'LATIN5': 'iso8859-9', 'LATIN6': 'iso8859-10', 'LATIN7': 'iso8859-13', 'LATIN8': 'iso8859-14',
+              'LATIN9': 'iso8859-15', 'LATIN10': 'iso8859-16', 'ISO_8859_5': 'iso8859-5', 'ISO_8859_6': 'iso8859-6',
+              'ISO_8859_7': 'iso8859-7', 'ISO_8859_8': 'iso8859-8', 'WIN866': 'cp866', 'WIN874': 'cp874',
+              'WIN1250': 'cp1250', 'WIN1251': 'cp1251', 'WIN1252': 'cp1252', 'WIN1253': 'cp1253', 'WIN1254': 'cp1254',
+              'WIN1255': 'cp1255', 'WIN1256': 'cp1256', 'WIN1257': 'cp1257', 'WIN1258': 'cp1258', 'KOI8R': 'koi8_r',
+              'KOI8U': 'koi8_u', 'EUC_JP': 'euc_jp', 'EUC_JIS_2004': 'euc_jis_2004', 'EUC_KR': 'euc_kr', 'EUC_CN': 'gb2312',
+              'SJIS': 'shift_jis', 'SHIFT_JIS_2004': 'shift_jis_2004', 'BIG5': 'big5', 'GBK': 'gbk', 'UHC': 'cp949',
+              'GB18030': 'gb18030', 'JOHAB': 'johab'}
+
+
+def dump_encoding(pg_restore, dump):
+    """The encoding a dump is in (pg_restore starts every script with SET client_encoding), 'UTF8'
+    when it does not say."""
+    with tempfile.NamedTemporaryFile('w', suffix='.list') as f:  # an empty listing: only the header
+        r = subprocess.run([pg_restore, '-f', '-', '-L', f.name, dump], capture_output=True, stdin=subprocess.DEVNULL)
+    m = re.search(rb"^SET client_encoding = '([A-Za-z0-9_]+)';", r.stdout, re.M)
+    return m.group(1).decode('ascii').upper() if m else 'UTF8'
+
+
+def dump_text(data, encoding):
+    return data.decode(_PG_CODECS.get(encoding, 'utf-8'), 'replace')
 
 
 _SQL_TOKEN = re.compile(r"""\s+|--[^\n]*|"(?:[^"]|"")*"|'(?:[^']|'')*'|[A-Za-z_][A-Za-z0-9_$]*|.""", re.S)
@@ -252,6 +295,7 @@ def set_grantees(argv):
     dump = os.path.join(bd, name, 'db.dump')
     if not os.path.isfile(dump):
         die('set %s has no db.dump' % name)
+    encoding = dump_encoding(pg_restore, dump)
     toc = subprocess.run([pg_restore, '-l', dump], capture_output=True, text=True, errors='replace', stdin=subprocess.DEVNULL)
     if toc.returncode != 0:
         die('pg_restore -l cannot read the dump of set %s' % name)
@@ -261,11 +305,10 @@ def set_grantees(argv):
         with tempfile.NamedTemporaryFile('w', encoding='utf-8', suffix='.list') as f:
             f.write('\n'.join(acl) + '\n')
             f.flush()
-            r = subprocess.run([pg_restore, '-v', '-L', f.name, '-f', '-', dump], capture_output=True, text=True,
-                               errors='replace', stdin=subprocess.DEVNULL)
+            r = subprocess.run([pg_restore, '-v', '-L', f.name, '-f', '-', dump], capture_output=True, stdin=subprocess.DEVNULL)
         if r.returncode != 0:
             die('pg_restore cannot read the privileges in the dump of set %s' % name)
-        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', r.stdout, flags=re.M)
+        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', dump_text(r.stdout, encoding), flags=re.M)
         for dump_id, text in zip(parts[1::2], parts[2::2]):
             roles = grant_roles(text)
             if roles:

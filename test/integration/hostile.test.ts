@@ -76,6 +76,25 @@ describe('hostile values from the host', function () {
     }
   });
 
+  it("a table name pg_dump quotes in its error cannot add a line of the job's own: the rest of the message is indented", async () => {
+    const name = 'x\nATTENTION: forged by a table name\nset=2020-01-01T00-00-00Z\ny';
+    // The superuser's table, closed to the Kadi role: pg_dump fails on it, naming it.
+    await sb.psql(`CREATE TABLE "${name}" (id integer); REVOKE ALL ON "${name}" FROM PUBLIC;`);
+    const pool = newPool();
+    try {
+      const host = await pool.get(profileOf(sb, 'direct'));
+      const sink = new MemorySink();
+      const outcome = await followJob(host, await startBackup(host, await discover(host)), { sink });
+      assert.equal(outcome.result, 'failed', sink.text());
+      assert.match(sink.text(), /^pg_dump: error: .*permission denied for table x$/m);
+      assert.match(sink.text(), /^ {2}\| ATTENTION: forged by a table name$/m);
+      assert.doesNotMatch(sink.text(), /^ATTENTION: forged|^set=2020/m);
+    } finally {
+      pool.closeAll();
+      await sb.psql(`DROP TABLE "${name}"`);
+    }
+  });
+
   it('the client refuses an answer that repeats a key it reads once', () => {
     const kv = parseKeyValues('pg_dump=/usr/bin/pg_dump\nalembic_revision=abc\npg_dump=/tmp/evil\n');
     assert.throws(() => kv.get('pg_dump'), AgentProtocolError);

@@ -358,7 +358,9 @@ describe('restore against the sandbox host', function () {
 
   it('a partitioned table with a primary key restores onto the live database (its partitions\' constraints dropped with the parent\'s)', async () => {
     await sb.psql(
-      'SET ROLE kadi; CREATE TABLE measurement (id bigserial, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); ' +
+      // With a foreign key to a table the restore drops: PostgreSQL copies it to each partition,
+      // copies pg_dump never dumps (and which must not read as objects the set lacks).
+      'SET ROLE kadi; CREATE TABLE measurement (id bigserial, at date NOT NULL, user_id integer REFERENCES "user" (id), PRIMARY KEY (id, at)) PARTITION BY RANGE (at); ' +
         "CREATE TABLE measurement_2024 PARTITION OF measurement FOR VALUES FROM ('2024-01-01') TO ('2025-01-01'); " +
         "CREATE TABLE measurement_2025 PARTITION OF measurement FOR VALUES FROM ('2025-01-01') TO ('2026-01-01'); " +
         "INSERT INTO measurement (at) VALUES ('2024-03-01'), ('2025-03-01'); RESET ROLE;",
@@ -398,26 +400,36 @@ describe('restore against the sandbox host', function () {
     }
   });
 
-  it('a files step that fails after the database was restored says the instance is inconsistent, and running the restore again completes it', async () => {
+  it('a files step that fails after the database was restored says the instance may be inconsistent, pins the pre-restore set, and running the restore again completes it', async () => {
     const set = await backup();
     const before = await snapshot();
     await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
-    // A live directory of the set's that the Kadi user can no longer read: the sync fails in it.
-    const file = [...before.storage.keys()].find((k) => !k.endsWith('/')) as string;
-    const dir = path.dirname(path.join(sb.storagePath, file));
+    // A file changed since the set, in a directory of root's the Kadi user may read but not write:
+    // the safety backup reads it, the sync cannot put the set's file there.
+    const file = path.join(sb.storagePath, [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string);
+    fs.appendFileSync(file, 'changed since the set');
+    const dir = path.dirname(file);
     const st = fs.statSync(dir);
     fs.chownSync(dir, 0, 0);
-    fs.chmodSync(dir, 0o700);
+    fs.chmodSync(dir, 0o755);
     let r: Ran;
     try {
-      r = await restore(set, { components: ['db', 'storage'] });
+      r = await restore(set, { components: ['db', 'storage'], safetyBackup: true });
     } finally {
       fs.chownSync(dir, st.uid, st.gid);
       fs.chmodSync(dir, st.mode & 0o7777);
     }
     assert.equal(r.outcome.result, 'failed', r.log);
     assert.equal(r.report.failedStep, 'files', r.log);
-    assert.match(r.log, /the files step failed part way: the trees are partly the set's, the database is the set's, so the instance is inconsistent: restore again \(it completes what was done\), or restore the pre-restore set/);
+    const safety = r.report.safetySet as string;
+    assert.ok(safety, r.log);
+    assert.ok(
+      r.log.includes(`the files step failed part way: the trees are partly the set's, the database is the set's, so the instance may be inconsistent: restore again (it completes what was done), or restore the pre-restore set ${safety} (pinned, so that retention keeps it)`),
+      r.log,
+    );
+    const pin = path.join(sb.backupDir, safety, '.pinned');
+    assert.ok(fs.existsSync(pin), 'the one whole state from before is pinned');
+    fs.rmSync(pin);
     assert.equal(await tableDigests(sb), before.db, 'the database step had committed');
     const again = await restore(set, { components: ['db', 'storage'] });
     assert.equal(again.outcome.result, 'succeeded', again.log);

@@ -101,7 +101,9 @@ SELECT pg_catalog.json_build_object(
                   FROM pg_catalog.pg_available_extensions a
                   JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version),
   -- What depends on a table or view of another relation (a view by its rules, a foreign key by the
-  -- table it references): pg_restore --clean cannot drop the one while the other stays.
+  -- table it references): pg_restore --clean cannot drop the one while the other stays. Not the
+  -- copies of a foreign key PostgreSQL makes for partitions (conparentid): pg_dump never dumps
+  -- them, and they go with the key they copy.
   'dependents', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(dk, ds, dt, rk, rs, rt)), '[]') FROM (
     SELECT CASE v.relkind WHEN 'v' THEN 'VIEW' ELSE 'MATERIALIZED VIEW' END AS dk, vn.nspname AS ds, v.relname AS dt,
            CASE t.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END AS rk, tn.nspname AS rs, t.relname AS rt
@@ -116,7 +118,7 @@ SELECT pg_catalog.json_build_object(
       FROM pg_catalog.pg_constraint o
       JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp cn ON cn.oid = c.relnamespace
       JOIN pg_catalog.pg_class t ON t.oid = o.confrelid JOIN nsp tn ON tn.oid = t.relnamespace
-     WHERE o.contype = 'f' AND o.conrelid <> o.confrelid) x))"""
+     WHERE o.contype = 'f' AND o.conrelid <> o.confrelid AND o.conparentid = 0) x))"""
 
 
 def toc_entries(text):
@@ -205,9 +207,14 @@ def backup_begin(ctx):
     step('database: pg_dump -Fc -Z %s (%s)' % (z, o['pg_dump']))
     dump = subprocess.Popen([o['pg_dump'], '-Fc', '-Z', z, *conn.args(), '--snapshot=' + snapshot,
                              '-f', os.path.join(ctx.partial, 'db.dump'), conn.db], env=pg.without_client_encoding(env),
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors='replace')
+    # pg_dump's messages quote names (a table it may not read): relayed, so that a name holding a
+    # newline never adds a line of the job's own to the log.
+    messages = threading.Thread(target=lambda: [relay(l.rstrip('\n'), 'pg_dump: ') for l in dump.stderr], daemon=True)
+    messages.start()
     watcher = ReadWatcher('database', dump.pid, _sizes(ctx)[1])
-    return {'session': s, 'dump': dump, 'watcher': watcher, 'locks': LockWatch(conn, 'kadi-ops-' + job.id, 'dump')}
+    return {'session': s, 'dump': dump, 'watcher': watcher, 'locks': LockWatch(conn, 'kadi-ops-' + job.id, 'dump'),
+            'messages': messages}
 
 
 def backup_wait(ctx, h):
@@ -233,6 +240,7 @@ def backup_wait(ctx, h):
             else:
                 error = error or 'counting rows: ' + line
     rc = h['dump'].wait()
+    h['messages'].join(10)
     h['watcher'].stop()
     h['locks'].stop()
     # The session may have ended already (the database went away): no error for that.
@@ -301,12 +309,18 @@ def restore(ctx):
     # of those lines against the enabled entries is the progress.
     err = job.path('pg_restore.err')
     app = 'kadi-ops-' + job.id
+    # What the database became is marked the moment it is known (restore.half_done): before the
+    # run 'db-restoring'; then 'db-committed' or 'db-rolled-back'. A job ended in between (a cancel
+    # just as pg_restore committed) leaves only the first: the database may be either.
+    job.write('db-restoring', '')
     p = subprocess.Popen([o['pg_restore'], '-v', *args, dump], env=dict(os.environ, PGAPPNAME=app),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors='replace')
     watch = LockWatch(conn, app)
     try:
         pg_restore_progress(p.stderr, entries, err)
         rc = p.wait()
+        # --single-transaction --exit-on-error: 0 is a COMMIT, anything else no COMMIT.
+        job.write('db-committed' if rc == 0 else 'db-rolled-back', '')
     finally:
         watch.stop()
     with open(err, encoding='utf-8', errors='replace') as f:
@@ -314,7 +328,6 @@ def restore(ctx):
     if rc != 0 or 'errors ignored on restore' in err_text:
         name_failed_entries(err_text, toc)
         fail('pg_restore failed (exit status %d); the database is unchanged: the restore ran in one transaction, which PostgreSQL rolled back' % rc)
-    job.write('db-committed', '')  # from here the database is the set's (restore.half_done)
     step('database: ANALYZE')
     analyze(conn)
 
