@@ -1,0 +1,57 @@
+"""What a restore that ended early left half done (restore.half_done), from the marks its steps
+leave in the job directory: the database changes only when pg_restore's one transaction commits,
+the trees from the moment their sync starts."""
+import os
+import sys
+import tempfile
+import types
+import unittest
+
+from support import AGENT_SOURCE
+
+
+class HalfDoneTest(unittest.TestCase):
+    def setUp(self):
+        sys.path.insert(0, AGENT_SOURCE)
+        self.addCleanup(sys.path.remove, AGENT_SOURCE)
+        from kadi_ops_agent import restore
+        from kadi_ops_agent.jobs import Job
+        self.restore = restore
+        d = tempfile.mkdtemp()
+        self.addCleanup(__import__('shutil').rmtree, d)
+        os.environ.update(JOB_DIR=d, JOB_ID='20261202T000000Z-abcdef')
+        self.addCleanup(lambda: [os.environ.pop(k, None) for k in ('JOB_DIR', 'JOB_ID')])
+        self.job = Job()
+
+    def state(self, components, marks=(), steps='', running=()):
+        for m in marks:
+            self.job.write(m, '')
+        self.job.write('steps', steps)
+        os.makedirs(self.job.path('running'), exist_ok=True)
+        for r in running:
+            self.job.write(os.path.join('running', r), '')
+        return self.restore.half_done(types.SimpleNamespace(job=self.job, components=components))
+
+    def test_nothing_changed_or_all_done_is_not_half_done(self):
+        self.assertEqual(self.state(['db', 'storage']), '')  # ended before the database step
+        self.assertEqual(self.state(['db', 'storage'], ['db-restoring', 'db-rolled-back'], running=['database']), '')
+        self.assertEqual(self.state(['db', 'storage'], ['db-restoring', 'db-committed'], 'database 9 ok\nfiles 3 ok\n'), '')
+
+    def test_a_database_restore_alone_is_never_half_done(self):
+        self.assertEqual(self.state(['db'], ['db-restoring'], running=['database']), '')
+
+    def test_committed_without_files_or_files_part_way_is_half_done(self):
+        self.assertIn("the database is the set's but the files were not restored",
+                      self.state(['db', 'storage'], ['db-restoring', 'db-committed'], running=['database']))
+
+    def test_files_part_way(self):
+        self.assertEqual(self.state(['db', 'uploads'], ['db-restoring', 'db-committed'], 'database 9 ok\n', running=['files']),
+                         "the files step failed part way: the trees are partly the set's, the database is the set's")
+
+    def test_ended_while_pg_restore_ran_is_said_as_possibly_committed(self):
+        self.assertIn('the job ended while pg_restore ran: the database is as it was unless pg_restore had just committed',
+                      self.state(['db', 'storage'], ['db-restoring'], running=['database']))
+
+
+if __name__ == '__main__':
+    unittest.main()
