@@ -4,7 +4,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -13,7 +12,7 @@ import tempfile
 import time
 import unittest
 
-from support import ZipappTestCase, build
+from support import AS_NOBODY, NobodyRun, ZipappTestCase, build
 
 
 def walk_order(root):
@@ -119,31 +118,20 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(set(listing), {'00/a', '01/b', 'lost+found/#1234'})
 
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a directory the copier may not read')
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a directory the copier may not read')
     def test_a_directory_the_kadi_user_cannot_read_fails_the_copy_naming_its_path_owner_and_the_fix(self):
-        import pwd
-        nobody = pwd.getpwnam('nobody')
-        base = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, base)
-        pyz = os.path.join(base, 'agent.zip')  # not .pyz: no bytecode cache beside it
-        shutil.copy(self.pyz, pyz)
-        live, partial = os.path.join(base, 'live'), os.path.join(base, 'set')
+        run = NobodyRun(self)
+        live, partial = os.path.join(run.base, 'live'), os.path.join(run.base, 'set')
         for d in ('00', 'ab'):
             os.makedirs(os.path.join(live, d))
             with open(os.path.join(live, d, 'f'), 'w') as f:
                 f.write(d)
         os.mkdir(partial)
-        for dirpath, dirnames, filenames in os.walk(base):
-            for n in dirnames + filenames + ['.']:
-                os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
-        os.chmod(base, 0o755)
-        os.chmod(pyz, 0o644)
+        run.give(live)
+        run.give(partial)
         os.chown(os.path.join(live, 'ab'), 0, 0)
         os.chmod(os.path.join(live, 'ab'), 0o700)
-        python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
-        r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups',
-                            python, '-I', '-S', pyz, 'copier', 'storage', live, os.path.join(partial, 'storage'), ''],
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        r = run.agent('copier', 'storage', live, os.path.join(partial, 'storage'), '')
         self.assertNotEqual(r.returncode, 0, r.stdout)
         self.assertIn("ERROR: reading storage failed: %s/ab: Permission denied (owner root, mode 700); the backup reads the tree "
                       "as nobody, which must be able to read all of it" % live, r.stderr)

@@ -1,13 +1,10 @@
 """The set listing, run as the host runs it: the built zipapp, `python3 -I -S agent.pyz list-sets`."""
 import json
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import unittest
 
-from support import ZipappTestCase
+from support import AS_NOBODY, NobodyRun, ZipappTestCase
 
 
 class ListSetsTest(ZipappTestCase):
@@ -96,32 +93,20 @@ class ListSetsTest(ZipappTestCase):
         self.assertIn('finishing the deletion of set 2026-01-01T00-00-00Z (an earlier prune was interrupted)', log)
         self.assertEqual(sorted(n for n in os.listdir(self.bd) if n != '.kadi-ops'), [])
 
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a leftover the Kadi user cannot remove')
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a leftover the Kadi user cannot remove')
     def test_a_leftover_the_kadi_user_cannot_remove_never_stops_a_prune(self):
-        import pwd
         import time
-        nobody = pwd.getpwnam('nobody')
-        base = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, base)
-        os.chmod(base, 0o755)
-        pyz = os.path.join(base, 'agent.zip')
-        shutil.copy(self.pyz, pyz)
-        os.chmod(pyz, 0o644)
-        bd = os.path.join(base, 'bd')
+        run = NobodyRun(self)
+        bd = os.path.join(run.base, 'bd')
         for rel in ('.deleting-2025-01-01T00-00-00Z/r/f', '2025-01-05T00-00-00Z/manifest.json'):
             p = os.path.join(bd, rel)
             os.makedirs(os.path.dirname(p), exist_ok=True)
             with open(p, 'w') as f:
                 f.write('{}')
-        for dirpath, dirnames, filenames in os.walk(bd):
-            for n in dirnames + filenames + ['.']:
-                os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
+        run.give(bd)
         os.chown(os.path.join(bd, '.deleting-2025-01-01T00-00-00Z', 'r'), 0, 0)  # f in it: not nobody's to remove
-        python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
         job = '20261202T000000Z-prune2'
-        r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups',
-                            python, '-I', '-S', pyz, 'job-start', bd, job, 'prune', 'op', 'laptop', 'no', 'prune', bd, '2025-01-05T00-00-00Z'],
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        r = run.agent('job-start', bd, job, 'prune', 'op', 'laptop', 'no', 'prune', bd, '2025-01-05T00-00-00Z')
         self.assertEqual(r.returncode, 0, r.stderr)
         status = os.path.join(bd, '.kadi-ops', 'jobs', job, 'status')
         end = time.monotonic() + 30

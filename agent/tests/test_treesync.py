@@ -3,16 +3,13 @@
 links never followed, modes and times, and a second run that finds nothing to do."""
 import json
 import os
-import pwd
 import shutil
 import stat
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-from support import ZipappTestCase, put
+from support import NobodyRun, ZipappTestCase, put
 
 ODD = os.fsdecode(b'caf\xe9 \xfc')  # not UTF-8: a name held as surrogate escapes
 T0 = 1_600_000_000
@@ -294,28 +291,14 @@ class TreeSyncTest(ZipappTestCase):
     def as_nobody(self, make):
         """tree-sync run as nobody on a set and a live tree of nobody's, after MAKE(src, dst) (run as
         root: the entries it leaves root's stay root's); (the run, its result or None, dst)."""
-        nobody = pwd.getpwnam('nobody')
-        base = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, base)
-        os.chmod(base, 0o755)
-        # Not named .pyz: the agent leaves no bytecode beside it then (run as nobody in nobody's
-        # folder, it would make it in the background while the folder is removed).
-        pyz = os.path.join(base, 'agent.zip')
-        shutil.copy(self.pyz, pyz)
-        os.chmod(pyz, 0o644)
+        run = NobodyRun(self)
+        nobody, base = run.nobody, run.base
         src, dst = base + '/set', base + '/live'
         os.makedirs(src); os.makedirs(dst)
-        for dirpath, dirnames, filenames in os.walk(base):
-            for n in dirnames + filenames + ['.']:
-                os.chown(os.path.join(dirpath, n), nobody.pw_uid, nobody.pw_gid)
+        run.give()
         make(src, dst, lambda p: os.chown(p, nobody.pw_uid, nobody.pw_gid))
         result = base + '/result.json'
-        # The system's Python, as a host runs the agent (nobody may not reach this one's folder
-        # to start tree-sync's processes again).
-        python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
-        r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups',
-                            python, '-I', '-S', pyz, 'tree-sync', 'storage', src, dst, str(nobody.pw_uid),
-                            str(nobody.pw_gid), '0' if self.PARALLEL else '3', result], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        r = run.agent('tree-sync', 'storage', src, dst, str(nobody.pw_uid), str(nobody.pw_gid), '0' if self.PARALLEL else '3', result)
         res = None
         if os.path.exists(result):
             with open(result, encoding='utf-8') as f:
