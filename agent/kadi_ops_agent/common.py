@@ -178,12 +178,17 @@ def hostname():
     return name or os.uname().nodename
 
 
-def user_name():
+def user_of(uid):
+    """The name of user UID, or the number where it has none."""
     import pwd
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(os.geteuid())
+        return str(uid)
+
+
+def user_name():
+    return user_of(os.geteuid())
 
 
 def have(tool):

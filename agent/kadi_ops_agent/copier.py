@@ -35,7 +35,7 @@ import hashlib
 import sys
 
 from . import parts
-from .common import LOST_FOUND, Progress, is_fs_lost_found, one_line, user_name
+from .common import LOST_FOUND, Progress, is_fs_lost_found, one_line, user_name, user_of
 from .manifest import tree_entries
 from .verify_quick import path_key
 
@@ -149,12 +149,7 @@ def unreadable(name, path, e):
     if isinstance(e, PermissionError):
         try:
             st = os.lstat(path)
-            import pwd
-            try:
-                owner = pwd.getpwuid(st.st_uid).pw_name
-            except KeyError:
-                owner = str(st.st_uid)
-            why += ' (owner %s, mode %o)' % (owner, stat.S_IMODE(st.st_mode))
+            why += ' (owner %s, mode %o)' % (user_of(st.st_uid), stat.S_IMODE(st.st_mode))
         except OSError:
             pass
         why += ('; the backup reads the tree as %s, which must be able to read all of it: give it read access, '
@@ -357,9 +352,10 @@ def _copy(name, src, dest, prev_set, part):
                 d = stack.pop()
                 with os.scandir(d) as it:
                     for e in it:
-                        if d is path and e.name == LOST_FOUND and e.is_dir(follow_symlinks=False) \
-                                and is_fs_lost_found(e.name, stat.S_IFDIR, e.stat(follow_symlinks=False).st_uid):
-                            continue
+                        if d is path and e.name == LOST_FOUND:  # the one name worth a stat here
+                            est = e.stat(follow_symlinks=False)
+                            if is_fs_lost_found(e.name, est.st_mode, est.st_uid):
+                                continue
                         n += 1
                         if e.is_dir(follow_symlinks=False): stack.append(e.path)
             except (FileNotFoundError, NotADirectoryError):

@@ -22,6 +22,7 @@ from . import pg, plan, services
 from .common import Options, path_conflicts, check_set_name, die, disk_kb, fail, have, out, user_name
 from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
+from .sets import mark_pinned
 from .kadi import Kadi
 from .steps import Steps
 
@@ -171,7 +172,7 @@ def cleanup(argv):
         before = safety_set(job)
         if before:
             try:
-                open(os.path.join(ctx.opts['backup_dir'], before, '.pinned'), 'a').close()
+                mark_pinned(ctx.opts['backup_dir'], before)
             except OSError:
                 before = ''
         fix = 'restore again (it completes what was done)' + (
@@ -235,13 +236,18 @@ _PG_CODECS = {'UTF8': 'utf-8', 'LATIN1': 'latin-1', 'LATIN2': 'iso8859-2', 'LATI
               'GB18030': 'gb18030', 'JOHAB': 'johab'}
 
 
+def script_encoding(script):
+    """The encoding of a script pg_restore wrote (bytes): every one starts with SET client_encoding,
+    the dump's; 'UTF8' when it does not say."""
+    m = re.search(rb"^SET client_encoding = '([A-Za-z0-9_]+)';", script, re.M)
+    return m.group(1).decode('ascii').upper() if m else 'UTF8'
+
+
 def dump_encoding(pg_restore, dump):
-    """The encoding a dump is in (pg_restore starts every script with SET client_encoding), 'UTF8'
-    when it does not say."""
+    """The encoding a dump is in: the header of a script of no entries."""
     with tempfile.NamedTemporaryFile('w', suffix='.list') as f:  # an empty listing: only the header
         r = subprocess.run([pg_restore, '-f', '-', '-L', f.name, dump], capture_output=True, stdin=subprocess.DEVNULL)
-    m = re.search(rb"^SET client_encoding = '([A-Za-z0-9_]+)';", r.stdout, re.M)
-    return m.group(1).decode('ascii').upper() if m else 'UTF8'
+    return script_encoding(r.stdout)
 
 
 def dump_text(data, encoding):
@@ -295,7 +301,6 @@ def set_grantees(argv):
     dump = os.path.join(bd, name, 'db.dump')
     if not os.path.isfile(dump):
         die('set %s has no db.dump' % name)
-    encoding = dump_encoding(pg_restore, dump)
     toc = subprocess.run([pg_restore, '-l', dump], capture_output=True, text=True, errors='replace', stdin=subprocess.DEVNULL)
     if toc.returncode != 0:
         die('pg_restore -l cannot read the dump of set %s' % name)
@@ -308,7 +313,8 @@ def set_grantees(argv):
             r = subprocess.run([pg_restore, '-v', '-L', f.name, '-f', '-', dump], capture_output=True, stdin=subprocess.DEVNULL)
         if r.returncode != 0:
             die('pg_restore cannot read the privileges in the dump of set %s' % name)
-        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', dump_text(r.stdout, encoding), flags=re.M)
+        # The script of the privilege entries says its encoding itself: no run to ask for it.
+        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', dump_text(r.stdout, script_encoding(r.stdout)), flags=re.M)
         for dump_id, text in zip(parts[1::2], parts[2::2]):
             roles = grant_roles(text)
             if roles:

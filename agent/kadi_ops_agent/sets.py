@@ -99,8 +99,13 @@ def pin(argv):
     check_set_name(name)
     if not os.path.isfile(os.path.join(bd, name, 'manifest.json')):
         die('no set %s' % name)
-    open(os.path.join(bd, name, '.pinned'), 'w').close()
+    mark_pinned(bd, name)
     out('pinned=' + name)
+
+
+def mark_pinned(bd, name):
+    """Marks set NAME pinned: retention never deletes it."""
+    open(os.path.join(bd, name, '.pinned'), 'w').close()
 
 
 def unpin(argv):

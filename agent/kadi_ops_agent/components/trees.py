@@ -4,12 +4,11 @@ incremental copier) or an archive (NAME.tar.zst or NAME.tar.gz)."""
 import glob
 import json
 import os
-import pwd
 import grp
 import subprocess
 import threading
 
-from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, user_name, warn
+from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, user_name, user_of, warn
 from ..progress import ReadWatcher
 from .. import jobs
 from ..manifest import tree_entries
@@ -121,7 +120,7 @@ class Tree:
         if not os.path.isdir(live):
             fail('%s directory %s does not exist' % (self.name, live))
         st = os.stat(live)
-        owner, group = _user(st.st_uid), _group(st.st_gid)
+        owner, group = user_of(st.st_uid), _group(st.st_gid)
         extract = ctx.job.path('extract-' + self.name)
         if os.path.isdir(os.path.join(d, self.name)):
             src = os.path.join(d, self.name)
@@ -164,7 +163,7 @@ class Tree:
             return ['%s_missing=yes' % self.name]
         st = os.stat(p)
         free = disk_kb(p)[0]
-        lines = ['%s_owner=%s' % (self.name, _user(st.st_uid)), '%s_group=%s' % (self.name, _group(st.st_gid)),
+        lines = ['%s_owner=%s' % (self.name, user_of(st.st_uid)), '%s_group=%s' % (self.name, _group(st.st_gid)),
                  '%s_free_kb=%d' % (self.name, free)]
         # The live tree's size only matters when the set's tree would not fit beside it anyway: its
         # du is a walk of the whole tree (half a minute at a million files), so it is taken only then.
@@ -175,13 +174,6 @@ class Tree:
         if need is None or need > free:
             lines.append('%s_kb=%d' % (self.name, du(p)))
         return lines
-
-
-def _user(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _group(gid):
@@ -215,7 +207,7 @@ def fix_perms(ctx, live, uid, gid):
         s = own_tree(live, uid, gid)
     except OSError as e:
         fail('setting owner, group and modes under %s failed: %s' % (live, one_line(e)))
-    _attributes_left(ctx, live, _user(uid), _group(gid), s.other_owner_n, s.other_owner, s.group_failed)
+    _attributes_left(ctx, live, user_of(uid), _group(gid), s.other_owner_n, s.other_owner, s.group_failed)
     if s.linked:
         ctx.attention('%d files under %s have other names (hard links) and were left as they are: one may be outside '
                       'the tree (find %s -type f -links +1)' % (s.linked, live, live))
