@@ -1,7 +1,7 @@
 /** The PostgreSQL database on the client: plan part, restore preflight and plan lines. */
 import { compareKadiVersions, parseKadiVersion } from '../kadi/outputParsers';
 import { parseListing, validateAgainst } from '../pgtoc/listing';
-import { checkAgent } from '../remote/agent';
+import { checkAgent, parseKeyValues } from '../remote/agent';
 import { formatDbDecisions, parseGrantees, planDbRestore } from '../restore/dbPlan';
 import type { ClientComponent } from './types';
 
@@ -44,7 +44,7 @@ export const database: ClientComponent = {
         blockers.push(`The database's objects could not be read (${probe.dbObjectsError ?? 'no answer'}); the restore cannot tell which objects it may replace.`);
       } else {
         const tocVerbose = (await checkAgent(host, `Reading the dependencies of ${set.name}`, 'set-toc', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout;
-        const grantees = parseGrantees((await checkAgent(host, `Reading the privileges of ${set.name}`, 'set-grantees', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout);
+        const grantees = parseGrantees(parseKeyValues((await checkAgent(host, `Reading the privileges of ${set.name}`, 'set-grantees', [host.profile.backupDir, set.name, f.pg.pgRestore])).stdout).get('grantees'));
         decided.db = planDbRestore(tocVerbose, probe.db, { listing: opts.listing, clean: !ctx.empty, database: f.database.name, grantees });
         blockers.push(...decided.db.blockers);
         warnings.push(...decided.db.warnings);

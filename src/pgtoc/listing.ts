@@ -509,6 +509,11 @@ function readIdentifier(s: string, pos: number): { value: string; end: number } 
 
 const DEPENDS_RE = /^;\s*depends on:((?: \d+)+)\s*$/;
 
+/** Whether LINE is one of the `;	depends on: …` lines that `pg_restore -l -v` prints under an entry. */
+export function isDependsLine(l: TocLine): boolean {
+  return l.kind === 'comment' && DEPENDS_RE.test(stripCr(l.raw));
+}
+
 /** The dump ids each entry depends on, from the `;	depends on: …` lines that `pg_restore -l -v` prints under it. */
 export function dependsOn(listing: TocListing): Map<number, number[]> {
   const deps = new Map<number, number[]>();

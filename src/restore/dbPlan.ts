@@ -19,7 +19,7 @@
  *    entry depends on one that is left out and missing). Refusals are plan blockers.
  * The result is the listing the job hands to `pg_restore -L`.
  */
-import { dependsOn, entriesById, parseListing, serializeListing, setEnabled, tocEntries, type TocEntry, type TocListing } from '../pgtoc/listing';
+import { dependsOn, entriesById, isDependsLine, parseListing, serializeListing, setEnabled, tocEntries, type TocEntry, type TocListing } from '../pgtoc/listing';
 
 /** One live object, keyed as pg_dump names it in a TOC (newlines in names become spaces there). */
 export interface LiveDbObject {
@@ -439,13 +439,12 @@ export function alterOwner(desc: string, schema: string, tag: string, role: stri
   return `ALTER ${desc} ${quoteIdent(schema)}.${quoteIdent(tag)} OWNER TO ${quoteIdent(role)}`;
 }
 
-/** set-grantees' answer: the roles each privilege entry of the dump names, by dump id. */
-export function parseGrantees(text: string): Map<number, string[]> {
-  const line = text.split('\n').find((l) => l.startsWith('grantees='));
-  if (line === undefined) throw new Error('the set\'s privileges could not be read (no answer)');
+/** set-grantees' `grantees=` value: the roles each privilege entry of the dump names, by dump id. */
+export function parseGrantees(json: string | undefined): Map<number, string[]> {
+  if (json === undefined) throw new Error('the set\'s privileges could not be read (no answer)');
   let v: unknown;
   try {
-    v = JSON.parse(line.slice('grantees='.length));
+    v = JSON.parse(json);
   } catch {
     throw new Error('the set\'s privileges could not be read (no valid JSON)');
   }
@@ -477,7 +476,7 @@ export function partitionConstraintsFirst(listing: TocListing, deps: ReadonlyMap
     const before = indexOf(parent);
     if (at < 0 || before < 0 || at < before) continue;
     let end = at + 1;
-    while (end < lines.length && lines[end].kind === 'comment' && /^;\s*depends on:/.test(lines[end].raw)) end++;
+    while (end < lines.length && isDependsLine(lines[end])) end++;
     const moved = lines.splice(at, end - at);
     lines.splice(before, 0, ...moved);
   }

@@ -159,7 +159,7 @@ describe('database restore plan (dbPlan)', () => {
   it('a grant to a role the server does not have is refused with the statement to make it, unless its entry is left out or kept', () => {
     const db = live();
     assert.ok(!db.roles.includes('kadi_reader') && db.roles.includes('kadi'));
-    const grantees = parseGrantees('grantees={"3535":["kadi","kadi_reader"],"3534":["gone role"]}\n');
+    const grantees = parseGrantees('{"3535":["kadi","kadi_reader"],"3534":["gone role"]}');
     const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData(), grantees });
     // 3534 is the DBA function's grant: kept with the function, never run. 3535 runs (any entry the answer names).
     const blocker = p.blockers.find((b) => b.includes('role(s) this server does not have')) ?? p.blockers.join('\n');
@@ -169,7 +169,8 @@ describe('database restore plan (dbPlan)', () => {
     );
     const left = planDbRestore(TOC, db, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [3535], false)), grantees });
     assert.equal(left.blockers.find((b) => b.includes('does not have')), undefined);
-    assert.throws(() => parseGrantees('nothing'), /could not be read \(no answer\)/);
+    assert.throws(() => parseGrantees(undefined), /could not be read \(no answer\)/);
+    assert.throws(() => parseGrantees('{not json'), /could not be read \(no valid JSON\)/);
   });
 
   it('says which objects of other roles the restore gives the Kadi role (--no-owner), and not as a superuser', () => {
