@@ -56,6 +56,15 @@ describe('restore against the sandbox host', function () {
     return { ...r, plan };
   }
 
+  /** The restore job that runs now: by its kind and its missing status, not as the last by id (ids sort by their start to the second, and the verification before it may share its second). */
+  function runningRestore(): string {
+    const dir = path.join(sb.backupDir, '.kadi-ops', 'jobs');
+    const read = (j: string, f: string): string => (fs.existsSync(path.join(dir, j, f)) ? fs.readFileSync(path.join(dir, j, f), 'utf8') : '');
+    const found = fs.readdirSync(dir).filter((j) => /^kind=restore$/m.test(read(j, 'meta')) && read(j, 'status').trim() === '');
+    assert.equal(found.length, 1, found.join(', '));
+    return found[0];
+  }
+
   async function snapshot(): Promise<{ db: string; storage: Map<string, string>; uploads: Map<string, string> }> {
     return { db: await tableDigests(sb), storage: treeState(sb.storagePath), uploads: treeState(sb.uploadsPath) };
   }
@@ -551,7 +560,7 @@ describe('restore against the sandbox host', function () {
       components: ['db'],
       onLine: (l) => {
         if (l.startsWith('pg_restore -v --single-transaction') && !cutAt) {
-          id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
+          id = runningRestore();
           setTimeout(() => {
             cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
             cutConnections(sb);
@@ -614,7 +623,7 @@ describe('restore against the sandbox host', function () {
       components: ['storage'],
       onLine: (l) => {
         if (l.startsWith('syncing ') && !cutAt) {
-          const id = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).sort().at(-1) as string;
+          const id = runningRestore();
           cutAt = fs.readFileSync(path.join(jobDir(sb, id), 'log'), 'utf8');
           cutConnections(sb);
         }
