@@ -2,7 +2,7 @@
 
 One walk of both trees side by side, directory by directory, in name order: what the live tree has
 and the set does not is removed; what differs (a type, or a file's size or modification time, the
-check rsync makes) is copied from the set into a temporary name beside it and renamed over it, so a
+check rsync makes; with `content`, also a file's bytes, as rsync --checksum) is copied from the set into a temporary name beside it and renamed over it, so a
 live file is always either the old one or the whole new one; everything ends with the guide's modes
 (directories 750, files 640), the live tree's group and, run as root, its owner. Run as the Kadi user,
 entries of another owner cannot be given back: they are counted and named for a root chown; an entry
@@ -24,12 +24,15 @@ rsync's speed; side by side they do it in less. A tree of fewer than IN_PROCESS 
 tree-sync's own process (starting the others would cost more than they save). A directory's times
 are set to the set's only where they differ or something in it was changed.
 
-Usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT
+Usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT [content]
   UID GID: the live tree's owner and group (numbers: the live root's, as restore read them)
   ENTRIES: the set tree's entry count for progress (0: unknown)
+  content: a live file of the set's size and time is also read and compared with the set's, byte by
+    byte, and copied over when they differ (what a failing disk leaves: other bytes, same size and
+    time); every file of both trees is read, so it costs a read of both
 Prints progress lines and `NAME: N entries checked, C files copied (B bytes), D removed, A attributes
-set`; writes the counts, the entries of another owner or group it could not change and those it
-could not remove, to RESULT (JSON) for the restore to report.
+set`; writes the counts, the entries of another owner or group it could not change, those it could
+not remove and the files whose content alone differed, to RESULT (JSON) for the restore to report.
 """
 import json
 import os
@@ -40,8 +43,9 @@ from . import parts
 from .common import Progress, is_fs_lost_found, one_line
 from .verify_quick import path_key
 
-USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT'
-PART_USAGE = 'usage: tree-sync-part NAME SET_TREE LIVE_TREE UID GID K N SET_FD LIVE_FD'
+USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT [content]'
+PART_USAGE = 'usage: tree-sync-part NAME SET_TREE LIVE_TREE UID GID K N SET_FD LIVE_FD [content]'
+CHUNK = 1 << 20
 IN_PROCESS = 5000
 TMP = '.kadi-ops-restore-'
 DIR_MODE, FILE_MODE = 0o750, 0o640
@@ -73,8 +77,9 @@ def _named(e, where):
 
 
 class Sync:
-    def __init__(self, name, src, dst, uid, gid, progress, warn=None):
+    def __init__(self, name, src, dst, uid, gid, progress, warn=None, content=False):
         self.name, self.src, self.dst = name, src, dst
+        self.content = content
         self.root = os.geteuid() == 0
         self.uid, self.gid = uid, gid
         self.progress = progress
@@ -87,6 +92,9 @@ class Sync:
         self.left = []  # the first few live entries the set does not hold that could not be removed
         self.left_n = 0
         self.linked = 0  # (own_tree, as root) files with other names, left as they are
+        self.compared = 0  # (content) files read on both sides
+        self.differed = []  # (content) the first few live files whose bytes alone differed
+        self.differed_n = 0
 
     # --- attributes -------------------------------------------------------------------------------
 
@@ -259,6 +267,40 @@ class Sync:
         self.copied_bytes += st.st_size
         self.writes += 1
 
+    def _same_content(self, sfd, dfd, name, st, lst, where):
+        """Whether the live file NAME (in DFD, stat LST) holds the set's bytes (NAME in SFD, stat
+        ST), read side by side and compared as they are read: the first difference ends it. A live
+        file replaced since it was listed counts as different (it is copied over)."""
+        self.compared += 1
+        if (st.st_dev, st.st_ino) == (lst.st_dev, lst.st_ino):
+            return True
+        try:
+            fi = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
+        except OSError as e:
+            raise _named(e, self.src + where)
+        try:
+            try:
+                fl = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            except OSError as e:
+                raise _named(e, self.dst + where)
+            try:
+                fst = os.fstat(fl)
+                if (fst.st_dev, fst.st_ino) != (lst.st_dev, lst.st_ino):
+                    return False
+                while True:
+                    a, b = os.read(fi, CHUNK), os.read(fl, CHUNK)
+                    if a != b:
+                        break
+                    if not a:
+                        return True
+            finally:
+                os.close(fl)
+        finally:
+            os.close(fi)
+        self.differed_n += 1
+        if len(self.differed) < 5: self.differed.append(self.dst + where + '/' + name)
+        return False
+
     # --- the walk ---------------------------------------------------------------------------------
 
     def top(self):
@@ -371,7 +413,8 @@ class Sync:
     def counts(self):
         return {'checked': self.checked, 'copied': self.copied, 'copiedBytes': self.copied_bytes, 'removed': self.removed,
                 'attrs': self.attrs, 'otherOwner': self.other_owner_n, 'otherOwnerFirst': self.other_owner,
-                'groupFailed': self.group_failed, 'notRemoved': self.left_n, 'notRemovedFirst': self.left}
+                'groupFailed': self.group_failed, 'notRemoved': self.left_n, 'notRemovedFirst': self.left,
+                'compared': self.compared, 'contentDiffered': self.differed_n, 'contentDifferedFirst': self.differed}
 
     def add(self, c):
         """Counts of a tree-sync-part."""
@@ -381,6 +424,9 @@ class Sync:
         self.other_owner = (self.other_owner + c['otherOwnerFirst'])[:5]
         self.left_n += c['notRemoved']
         self.left = (self.left + c['notRemovedFirst'])[:5]
+        self.compared += c['compared']
+        self.differed_n += c['contentDiffered']
+        self.differed = (self.differed + c['contentDifferedFirst'])[:5]
 
     def _dir(self, sfd, dfd, rel):
         """One directory of both sides (REL, open as SFD and DFD): its subdirectories to enter
@@ -445,7 +491,8 @@ class Sync:
                     # As root, a file with other names is copied over (breaking the link) rather than
                     # given the Kadi user: one of them may be outside the tree.
                     if stat.S_ISREG(lst.st_mode) and lst.st_size == st.st_size and _same_time(lst.st_mtime_ns, st.st_mtime_ns) \
-                            and (lst.st_nlink == 1 or not self.root):
+                            and (lst.st_nlink == 1 or not self.root) \
+                            and (not self.content or self._same_content(sfd, dfd, name, st, lst, rel)):
                         self._own(dfd, name, ddir + '/' + name, lst, FILE_MODE)
                         continue
                     if stat.S_ISDIR(lst.st_mode):
@@ -470,8 +517,9 @@ class Sync:
         return subs, self.writes != writes
 
     def summary(self):
-        return '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set' % (
-            self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs)
+        return '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set%s' % (
+            self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs,
+            ', %d files compared by content (%d differed)' % (self.compared, self.differed_n) if self.content else '')
 
 
 def own_tree(live, uid, gid):
@@ -549,17 +597,25 @@ def _sendfile(fi, fo, size):
         offset += n
 
 
+def _content(argv, n, usage):
+    """The optional last argument `content` after N fixed ones."""
+    if len(argv) == n + 1 and argv[n] == 'content':
+        return True
+    if len(argv) != n:
+        raise SystemExit(usage)
+    return False
+
+
 def main(argv):
-    if len(argv) != 7:
-        raise SystemExit(USAGE)
-    name, src, dst, uid, gid, entries, result = argv
+    content = _content(argv, 7, USAGE)
+    name, src, dst, uid, gid, entries, result = argv[:7]
     try:
         uid, gid, total = int(uid), int(gid), int(entries or 0)
     except ValueError as e:
         raise SystemExit('tree-sync: bad uid, gid or entry count (%s)\n%s' % (e, USAGE))
     src, dst = _top(src), _top(dst)
     progress = Progress(name, total, 'entries', estimated=total > 0)
-    s = Sync(name, src, dst, uid, gid, progress)
+    s = Sync(name, src, dst, uid, gid, progress, content=content)
     _more_files()
     try:
         subs, top = s.top()
@@ -582,7 +638,7 @@ def _in_parts(s, ids):
     # The parts work in the tops this process opened (their descriptors handed down), not in
     # whatever their paths lead to by now.
     fds = [str(s.sfd), str(s.dfd)]
-    parts.run([['tree-sync-part', s.name, s.src, s.dst, *ids, str(k), str(n), *fds] for k in range(n)],
+    parts.run([['tree-sync-part', s.name, s.src, s.dst, *ids, str(k), str(n), *fds, *(['content'] if s.content else [])] for k in range(n)],
               parts.reader(s.progress.add, s.warn, lambda _i, counts: s.add(counts)),
               lambda status: 'ERROR: restoring %s failed (a tree-sync-part process ended with status %s; its error is '
                              'above)' % (s.name, status), pass_fds=(s.sfd, s.dfd))
@@ -592,16 +648,15 @@ def part(argv):
     """tree-sync-part: the subdirectories of the top that fall to K of N (tree-sync made them and
     did the top's own entries). Writes `B entries` (progress), `W "warning"` and at the end
     `D {counts}`."""
-    if len(argv) != 9:
-        raise SystemExit(PART_USAGE)
-    name, src, dst, uid, gid, k, n, sfd, dfd = argv
+    content = _content(argv, 9, PART_USAGE)
+    name, src, dst, uid, gid, k, n, sfd, dfd = argv[:9]
     try:
         uid, gid, k, n, sfd, dfd = int(uid), int(gid), int(k), int(n), int(sfd), int(dfd)
         if not 0 <= k < n: raise ValueError(k)
     except ValueError:
         raise SystemExit(PART_USAGE)
     progress = parts.Progress()
-    s = Sync(name, _top(src), _top(dst), uid, gid, progress, warn=parts.say)
+    s = Sync(name, _top(src), _top(dst), uid, gid, progress, warn=parts.say, content=content)
     _more_files()
     try:
         s.walk(s.share(sfd, dfd, k, n))

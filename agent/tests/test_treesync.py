@@ -54,9 +54,9 @@ class TreeSyncTest(ZipappTestCase):
             os.makedirs(d)
         self.result = base + '/result.json'
 
-    def sync(self, entries='12'):
+    def sync(self, entries='12', *flags):
         entries = '0' if self.PARALLEL else entries
-        r = self.agent('tree-sync', 'storage', self.set, self.live, str(os.geteuid()), str(os.getegid()), entries, self.result)
+        r = self.agent('tree-sync', 'storage', self.set, self.live, str(os.geteuid()), str(os.getegid()), entries, self.result, *flags)
         self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
         with open(self.result, encoding='utf-8') as f:
             return r, json.load(f)
@@ -117,6 +117,40 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual((again['copied'], again['removed'], again['attrs']), (0, 0, 0))
         self.assertEqual(tree(self.live), got)
         self.assertEqual(dir_times(self.live), before, 'a directory with nothing to change is not written (its ctime)')
+
+    def test_content_compares_the_bytes_of_files_whose_size_and_time_agree_and_copies_those_that_differ(self):
+        # Rot: the live file's bytes changed under the set's size and time (what a failing disk
+        # leaves). By size and time (rsync's check) it is kept; by content it is replaced, named.
+        self.put_set('ab/cd/rotted', b'A' * (3 << 20) + b'tail')   # differs only past the first chunks
+        self.put_set('ab/cd/sound', b'sound bytes')
+        self.put_set('ab/cd/empty', b'')
+        self.put_set('ef/other', b'x' * 100)
+        for rel, data in (('ab/cd/rotted', b'A' * (3 << 20) + b'tall'), ('ab/cd/sound', b'sound bytes'),
+                          ('ab/cd/empty', b''), ('ef/other', b'x' * 100)):
+            os.utime(put(self.live, rel, data), (T0, T0))
+        rotted = os.path.join(self.live, 'ab/cd/rotted')
+        sound_ino = os.stat(os.path.join(self.live, 'ab/cd/sound')).st_ino
+
+        r, res = self.sync('9')
+        self.assertEqual((res['copied'], res['compared'], res['contentDiffered']), (0, 0, 0), r.stdout)
+        with open(rotted, 'rb') as f:
+            self.assertTrue(f.read().endswith(b'tall'), 'by size and time the rotted file is kept')
+        self.assertNotIn('compared by content', r.stdout)
+
+        r, res = self.sync('9', 'content')
+        self.assertEqual((res['copied'], res['compared'], res['contentDiffered']), (1, 4, 1), r.stdout)
+        self.assertEqual(res['contentDifferedFirst'], [rotted])
+        self.assertIn('4 files compared by content (1 differed)', r.stdout)
+        self.assertEqual({rel: v[2] for rel, v in tree(self.live).items()}, {rel: v[2] for rel, v in tree(self.set).items()})
+        self.assertEqual(os.stat(os.path.join(self.live, 'ab/cd/sound')).st_ino, sound_ino, 'equal bytes: not written again')
+
+        _, again = self.sync('9', 'content')
+        self.assertEqual((again['copied'], again['compared'], again['contentDiffered']), (0, 4, 0))
+
+    def test_an_unknown_flag_is_refused(self):
+        r = self.agent('tree-sync', 'storage', self.set, self.live, str(os.geteuid()), str(os.getegid()), '1', self.result, 'checksum')
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('usage: tree-sync', r.stderr)
 
     def test_a_link_in_the_live_tree_is_never_followed(self):
         # Where the set has a directory (and a file) the live tree has links to a directory outside.

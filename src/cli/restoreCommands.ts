@@ -65,6 +65,7 @@ export const restoreCommands: Record<string, CliCommand> = {
     options: [
       { name: 'components', type: 'string', value: 'LIST', description: `what to restore, comma-separated, of ${RESTORE_COMPONENTS.join(',')} (default: ${DEFAULT_COMPONENTS.join(',')})` },
       { name: 'no-safety-backup', type: 'boolean', description: 'do not back up the current state into a pre-restore set first' },
+      { name: 'checksum', type: 'boolean', description: 'compare the files of the trees by content, not only by size and modification time (reads both trees whole; repairs files whose bytes changed unseen)' },
       { name: 'listing', type: 'string', value: 'FILE', description: 'an edited `pg_restore -l` listing: restore only the database entries it keeps' },
       { name: 'overwrite-config', type: 'boolean', description: 'replace the Kadi configuration when it differs from the set\'s (else it is kept and named)' },
       { name: 'verify-again', type: 'boolean', description: 'hash the whole set again even if it passed a verification in the last 24 h' },
@@ -90,6 +91,7 @@ export const restoreCommands: Record<string, CliCommand> = {
         setName,
         components,
         safetyBackup: !ctx.args.flag('no-safety-backup'),
+        compareContent: ctx.args.flag('checksum'),
         listing,
         jobs: intFlag(ctx, 'jobs', 1),
         // A passing verification of the last 24 h is relied on unless --verify-again.

@@ -21,6 +21,8 @@ export interface RestoreRequest {
   setName: string;
   components: RestoreComponent[];
   safetyBackup: boolean;
+  /** Compare the trees' files by content too (a restore that also repairs files whose bytes changed under the same size and time). */
+  compareContent?: boolean;
   /** An edited `pg_restore -l` listing: a selective database restore. */
   listing?: string;
   jobs?: number;
@@ -56,6 +58,7 @@ export async function restoreFlow(fe: RestoreFrontEnd, pool: ConnectionPool, pro
     return preflight(host, await discover(host), req.setName, {
       components: req.components,
       safetyBackup: req.safetyBackup,
+      compareContent: req.compareContent,
       listing: req.listing,
       jobs: req.jobs,
       reuseVerificationHours: req.reuseVerificationHours,

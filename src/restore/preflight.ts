@@ -20,6 +20,8 @@ export interface RestorePlan {
   set: BackupSet;
   components: RestoreComponent[];
   safetyBackup: boolean;
+  /** Files of the trees whose size and time agree are also compared byte by byte (rsync --checksum). */
+  compareContent: boolean;
   /** jobId: the verify job run now; reused: the earlier passing verification relied on instead. */
   verify: { ok: boolean; jobId?: string; problems: string[]; reused?: { level: 'quick' | 'deep'; at: string } };
   kadi: { setVersion?: string; hostVersion?: string; setRevision?: string; hostRevision?: string; upgrade: boolean };
@@ -43,6 +45,8 @@ export interface RestorePlan {
 export interface PreflightOptions {
   components?: readonly RestoreComponent[];
   safetyBackup?: boolean;
+  /** Compare the trees' files by content, not only by size and modification time. */
+  compareContent?: boolean;
   jobs?: number;
   /** An edited `pg_restore -l` listing for a selective database restore. */
   listing?: string;
@@ -136,6 +140,7 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     set,
     components,
     safetyBackup,
+    compareContent: opts.compareContent ?? false,
     verify,
     kadi: { setVersion: m.kadiVersion, hostVersion: f.kadiVersion, setRevision: m.alembicRevision, hostRevision: f.alembicRevision, upgrade },
     postgres: { dumpMajor: m.postgres.serverMajor, serverMajor: f.pg.serverMajor, pgRestore: f.pg.pgRestore },
@@ -186,6 +191,9 @@ export function formatPlan(p: RestorePlan): string[] {
     `  PostgreSQL         dump from ${p.postgres.dumpMajor ?? '?'}, server ${p.postgres.serverMajor ?? '?'}`,
   ];
   for (const c of componentsNamed(p.components)) if (c.name !== 'config') out.push(...(c.planLines?.(p) ?? []));
+  if (p.components.includes('storage') || p.components.includes('uploads')) {
+    out.push(`  files              ${p.compareContent ? 'compared by content: every file of the set and of the live trees is read (as rsync --checksum)' : 'compared by size and modification time (as rsync -a)'}`);
+  }
   for (const dk of p.disk) out.push(`  disk               ${dk.where}: ~${mib(dk.needBytes)} needed, ${dk.freeBytes === undefined ? '?' : mib(dk.freeBytes)} free`);
   out.push(`  services to stop   ${p.servicesToStop.join(', ') || 'none'}${p.servicesSkipped.length ? ` (not present: ${p.servicesSkipped.join(', ')})` : ''}`);
   for (const c of componentsNamed(p.components)) if (c.name === 'config') out.push(...(c.planLines?.(p) ?? []));

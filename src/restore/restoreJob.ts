@@ -23,6 +23,7 @@ export function restoreArgs(host: RemoteHost, plan: RestorePlan, opts: StartRest
     listing: dbListing(plan) !== undefined ? 'yes' : 'no',
     clean: plan.db?.clean ? 'yes' : 'no',
     no_owner: plan.db?.noOwner ? 'yes' : 'no',
+    compare_content: plan.compareContent ? 'yes' : 'no',
     services: plan.servicesToStop.join(' '),
     overwrite_config: opts.overwriteConfig ? 'yes' : 'no',
     db_upgrade: plan.kadi.upgrade && plan.components.includes('db') ? 'yes' : 'no',

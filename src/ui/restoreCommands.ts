@@ -18,6 +18,7 @@ import type { ModelNode } from './treeModel';
 interface RestoreChoice {
   components: RestoreComponent[];
   safetyBackup: boolean;
+  compareContent?: boolean;
   listing?: string;
 }
 
@@ -151,15 +152,16 @@ async function runRestore(deps: CommandDeps, profile: HostProfile, setName: stri
 }
 
 async function chooseComponents(): Promise<RestoreChoice | undefined> {
-  const items: (vscode.QuickPickItem & { component?: RestoreComponent; skipSafety?: boolean })[] = [
+  const items: (vscode.QuickPickItem & { component?: RestoreComponent; skipSafety?: boolean; compareContent?: boolean })[] = [
     ...RESTORE_COMPONENTS.map((c) => ({ label: c, description: COMPONENT_LABELS[c], picked: DEFAULT_COMPONENTS.includes(c), component: c })),
     { label: 'no safety backup', description: 'Skip the pre-restore backup of the current state (not recommended)', picked: false, skipSafety: true },
+    { label: 'compare file contents', description: 'Read every file of both trees, not only size and time: also repairs files whose bytes changed unseen (slower)', picked: false, compareContent: true },
   ];
   const picked = await vscode.window.showQuickPick(items, { title: 'Restore components', canPickMany: true, placeHolder: 'What to restore' });
   if (!picked) return undefined;
   const components = picked.flatMap((p) => (p.component ? [p.component] : []));
   if (components.length === 0) return undefined;
-  return { components, safetyBackup: !picked.some((p) => p.skipSafety) };
+  return { components, safetyBackup: !picked.some((p) => p.skipSafety), compareContent: picked.some((p) => p.compareContent) };
 }
 
 export function registerRestoreCommands(deps: CommandDeps): vscode.Disposable[] {

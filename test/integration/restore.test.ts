@@ -48,9 +48,9 @@ describe('restore against the sandbox host', function () {
     plan: RestorePlan;
   }
 
-  async function restore(set: string, opts: { components?: RestoreComponent[]; safetyBackup?: boolean; listing?: string; jobs?: number; onLine?: (l: string) => void } = {}): Promise<Restored> {
+  async function restore(set: string, opts: { components?: RestoreComponent[]; safetyBackup?: boolean; compareContent?: boolean; listing?: string; jobs?: number; onLine?: (l: string) => void } = {}): Promise<Restored> {
     const disc = await d();
-    const plan = await preflight(host, disc, set, { components: opts.components, safetyBackup: opts.safetyBackup ?? false, listing: opts.listing, jobs: opts.jobs });
+    const plan = await preflight(host, disc, set, { components: opts.components, safetyBackup: opts.safetyBackup ?? false, compareContent: opts.compareContent, listing: opts.listing, jobs: opts.jobs });
     assert.deepEqual(plan.blockers, [], 'preflight found no blockers');
     const r = await runJob(host, pool, () => startRestore(host, disc, plan), opts.onLine);
     return { ...r, plan };
@@ -203,6 +203,44 @@ describe('restore against the sandbox host', function () {
     } finally {
       await sb.forgetStorageFile(added);
     }
+  });
+
+  it('a file whose bytes changed under the set\'s size and time is kept by a restore by size and time, and repaired and named by one that compares content', async () => {
+    const set = await backup();
+    const before = await snapshot();
+    const rel = [...before.storage.keys()].find((k) => !k.endsWith('/') && Number(before.storage.get(k)?.split(' ')[2]) > 16) as string;
+    const live = path.join(sb.storagePath, rel);
+    const original = fs.readFileSync(live);
+    // Rot: one byte flipped in place, the size and the time (to the nanosecond) as they were.
+    const fd = fs.openSync(live, 'r+');
+    fs.writeSync(fd, Buffer.from([original[7] ^ 0xff]), 0, 1, 7);
+    fs.closeSync(fd);
+    const inSet = path.join(sb.backupDir, set, 'storage', rel);
+    assert.equal(spawnSync('touch', ['-r', inSet, live]).status, 0);
+    const sizeAndTime = (p: string): [bigint, bigint] => {
+      const st = fs.statSync(p, { bigint: true });
+      return [st.size, st.mtimeNs];
+    };
+    assert.deepEqual(sizeAndTime(live), sizeAndTime(inSet), 'size and time as in the set');
+
+    let r: Restored;
+    try {
+      const plain = await restore(set, { components: ['storage'] });
+      assert.equal(plain.outcome.result, 'succeeded', plain.log);
+      assert.ok(formatPlan(plain.plan).some((l) => /files +compared by size and modification time/.test(l)), formatPlan(plain.plan).join('\n'));
+      assert.notDeepEqual(fs.readFileSync(live), original, 'by size and time (as rsync -a) the rotted file is kept');
+
+      r = await restore(set, { components: ['storage'], compareContent: true });
+    } finally {
+      if (!fs.readFileSync(live).equals(original)) fs.writeFileSync(live, original);
+    }
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    assert.ok(formatPlan(r.plan).some((l) => /files +compared by content/.test(l)), formatPlan(r.plan).join('\n'));
+    assert.deepEqual(fs.readFileSync(live), original, 'repaired from the set');
+    assert.equal(r.report.result, 'attention', r.log);
+    assert.ok(r.report.attention.some((a) => a.startsWith(`1 files under ${sb.storagePath} had the set's size and modification time but other content (the first: ${live})`)), r.log);
+    assert.match(r.log, /storage: \d+ entries checked, 1 files copied .*, \d+ files compared by content \(1 differed\)/);
+    assert.deepEqual(treeState(sb.storagePath), before.storage);
   });
 
   it('a corrupted set is refused at preflight and nothing is started', async () => {

@@ -141,14 +141,24 @@ class Tree:
         # and the guide's modes, the group (and as root the owner) set on the way - not rsync and
         # then walks of the whole live tree for owner, group and modes.
         result = ctx.job.path('sync-%s.json' % self.name)
-        out('syncing %s/ into %s/ (directories 750, files 640, owner %s, group %s)' % (src, live, owner, group))
+        content = ctx.opts.yes('compare_content')
+        out('syncing %s/ into %s/ (directories 750, files 640, owner %s, group %s; files compared by %s)'
+            % (src, live, owner, group, 'content' if content else 'size and modification time'))
         r = subprocess.run([*jobs.agent_argv(), 'tree-sync', self.name, src, live, str(st.st_uid), str(st.st_gid),
-                            str(tree_entries(d, self.name) if src != extract else 0), result], stdin=subprocess.DEVNULL)
+                            str(tree_entries(d, self.name) if src != extract else 0), result, *(['content'] if content else [])],
+                           stdin=subprocess.DEVNULL)
         if r.returncode != 0:
             fail('restoring %s failed (status %d; the reason is above)' % (self.label, r.returncode))
         with open(result, encoding='utf-8') as f:
             res = json.load(f)
         _attributes_left(ctx, live, owner, group, res['otherOwner'], res['otherOwnerFirst'], res['groupFailed'])
+        if res['contentDiffered']:
+            # Restored now; but bytes that change under an unchanged size and time are what a failing
+            # disk, controller or memory leaves, and it may go on.
+            ctx.attention('%d files under %s had the set\'s size and modification time but other content (the first: %s); '
+                          'they were replaced by the set\'s. Nothing writes files that way: check the disk '
+                          '(dmesg, smartctl -a) and run a deep verification of the newer sets'
+                          % (res['contentDiffered'], live, one_line(res['contentDifferedFirst'][0])))
         if res['notRemoved']:
             ctx.attention('%d entries under %s that the set does not hold could not be removed by %s and were left (the first: %s); '
                           'the restored files are complete, these are extra. Remove them as root if they are not wanted'
