@@ -27,12 +27,13 @@ Job verbs:          offsite_push, offsite_check, offsite_forget, offsite_restore
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
 
 from . import jobs, retention, sets
-from .common import Options, Progress, check_set_name, die, fail, one_line, out, remove_tree, step, warn
+from .common import SET_RE, Options, Progress, check_set_name, die, fail, one_line, out, remove_tree, step, warn
 
 MIN_RESTIC = (0, 14, 0)
 TAG = 'kadi-ops'
@@ -63,6 +64,17 @@ def snapshot_time(s):
     return datetime.datetime.fromisoformat(m.group(1) + frac + zone).astimezone(datetime.timezone.utc)
 
 
+def set_time(s):
+    """The time of the set a snapshot holds (its name: when the backup started), as local retention
+    reads it; the snapshot's own time only for a snapshot without a set tag. Sets are not always
+    pushed in their order (an older one copied later), and retention by push time could forget the
+    newest set's only copy."""
+    import datetime
+    if SET_RE.match(s.get('set') or ''):
+        return datetime.datetime.strptime(s['set'], '%Y-%m-%dT%H-%M-%SZ').replace(tzinfo=datetime.timezone.utc)
+    return snapshot_time(s)
+
+
 def offsite_dir(bd):
     return os.path.join(jobs.state_dir(bd), 'offsite')
 
@@ -81,6 +93,34 @@ def key_path(bd, repository):
 
 def env_path(bd, repository):
     return os.path.join(repo_dir(bd, repository), 'env')
+
+
+def incomplete_path(bd, repository):
+    """Snapshots of this host's pushes that restic saved without every file of the set and that could
+    not be forgotten then (another host's lock on a shared repository): one id per line (restic
+    before 0.17 names a new snapshot by its short id: ids are prefixes). Such a
+    snapshot never stands for its set, and the next push or forget removes it."""
+    return os.path.join(repo_dir(bd, repository), 'incomplete')
+
+
+def recorded_incomplete(bd, repository):
+    try:
+        with open(incomplete_path(bd, repository), encoding='utf-8') as f:
+            return {l.strip() for l in f if re.fullmatch(r'[0-9a-f]{8,64}', l.strip())}
+    except FileNotFoundError:
+        return set()
+
+
+def _record_incomplete(bd, repository, ids):
+    """The list as IDS (written whole through a temporary file; removed when empty)."""
+    path = incomplete_path(bd, repository)
+    if not ids:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    os.replace(_write_private(path, ''.join(i + '\n' for i in sorted(ids))), path)
 
 
 # --- the repository's configuration (the profile's `offsite`, the plan's) -----------------------
@@ -259,9 +299,14 @@ class Repo:
         lock would make a job's forget, prune or check fail meanwhile."""
         r = self.check_ok('listing the snapshots', self.run('snapshots', *([] if lock else ['--no-lock']), '--json', '--tag', TAG, timeout=timeout))
         try:
-            return [snapshot_info(s) for s in json.loads(r.stdout or '[]')]
+            snaps = [snapshot_info(s) for s in json.loads(r.stdout or '[]')]
         except ValueError as e:
             fail('restic snapshots printed no JSON: %s' % e)
+        bad = recorded_incomplete(self.bd, self.cfg['repository'])
+        for s in snaps:
+            if any(s['id'].startswith(b) for b in bad):
+                s['incomplete'] = True
+        return snaps
 
 
 def explain(repo, what, stderr, password_file=''):
@@ -409,12 +454,58 @@ def _set_of(o):
         fail('the manifest of set %s is not valid JSON (%s); the set is not copied off-site' % (o['set'], e))
     if sets.found_damaged(d):
         fail('set %s was found damaged by its last verification; a damaged set is not copied off-site' % o['set'])
+    problems, n = _against_manifest(d, m)
+    if n:
+        fail('set %s does not match its manifest (%d problem(s): %s%s); it is not copied off-site (kadi-ops verify names '
+             'every problem)' % (o['set'], n, one_line('; '.join(problems)), ' …' if n > len(problems) else ''))
     return d, m
+
+
+def _against_manifest(d, m):
+    """The set's presence and sizes against its manifest: every artifact and every listed file of its
+    trees there, a regular file of its size (a stat each, no read: restic reads them next, and a
+    restore from off-site hashes them against the manifest). A set missing files would otherwise
+    become an off-site copy that cannot be restored, standing for the set. The first 5 problems and
+    their count."""
+    problems, n = [], 0
+
+    def problem(text):
+        nonlocal n
+        n += 1
+        if len(problems) < 5: problems.append(text)
+
+    def size_of(p):
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    for a in m.get('artifacts', []):
+        size = size_of(os.path.join(d, a.get('name') or ''))
+        if size is None:
+            problem('missing artifact %s' % a.get('name'))
+        elif size != a.get('size'):
+            problem('%s: size %d, manifest says %s' % (a.get('name'), size, a.get('size')))
+        elif a.get('tree'):
+            root = os.path.join(d, a['tree'])
+            try:
+                with open(os.path.join(d, a['name']), encoding='utf-8') as f:
+                    for line in f:
+                        rel, want = json.loads(line)[:2]
+                        got = size_of(os.path.join(root, rel))
+                        if got is None:
+                            problem('%s/%s is missing' % (a['tree'], rel))
+                        elif got != want:
+                            problem('%s/%s: size %d, its list says %d' % (a['tree'], rel, got, want))
+            except (OSError, ValueError, TypeError) as e:
+                problem('%s: the file list cannot be read (%s)' % (a['name'], e))
+    return problems, n
 
 
 def _parent(snaps, host):
     """The newest of this host's snapshots: every snapshot has the same layout, so any is a parent."""
-    mine = [s for s in snaps if s['hostname'] == host]
+    mine = [s for s in snaps if s['hostname'] == host and not s.get('incomplete')]
     return max(mine, key=snapshot_time)['id'] if mine else None
 
 
@@ -425,8 +516,10 @@ def push(argv):
     repo = _job_repo(o)
     host = host_name()
     snaps = repo.snapshots()
-    # Only this host's: another host sharing the repository may have a set of the same name.
-    have = [s for s in snaps if s['set'] == o['set'] and s['hostname'] == host]
+    _forget_incomplete(repo, snaps)
+    # Only this host's: another host sharing the repository may have a set of the same name; and
+    # never a snapshot restic saved without every file.
+    have = [s for s in snaps if s['set'] == o['set'] and s['hostname'] == host and not s.get('incomplete')]
     if have:
         out('set %s is off-site already: snapshot %s' % (o['set'], have[0]['short']), 'snapshot=%s' % have[0]['id'], 'pushed=already')
         return 0
@@ -514,18 +607,60 @@ def _run_json(repo, args, cwd, what):
         retries = [l for l in errs if 'retrying' in l or 'returned error' in l]
         fail('%s: the off-site repository %s cannot be reached: nothing moved for %d s while restic retried (%s); the push was stopped'
              % (what, repo.cfg['repository'], stall, one_line(retries[-1].strip() if retries else '')))
+    removed = ''
     if summary.get('snapshot_id') and (rc != 0 or stalled):
         # restic saved a snapshot without what it could not read (exit 3): it must not stand for the
         # set (a later push would find it and call the set off-site).
-        repo.run('forget', summary['snapshot_id'])
+        removed = _remove_incomplete(repo, summary['snapshot_id'])
     if rc == 3:
-        fail('%s: restic could not read %d file(s) of the set (%s); the incomplete snapshot was removed'
-             % (what, len(unread), one_line(', '.join(unread[:5]) + (' …' if len(unread) > 5 else ''))))
+        fail('%s: restic could not read %d file(s) of the set (%s); %s'
+             % (what, len(unread), one_line(', '.join(unread[:5]) + (' …' if len(unread) > 5 else '')), removed))
     if rc != 0 or not summary:
         fail(explain(repo.cfg['repository'], what, repo.with_ssh_reason(text), repo.password_file))
     if prog:
         prog.finish()
     return summary
+
+
+def _remove_incomplete(repo, sid):
+    """Forgets the snapshot SID that restic saved without every file. forget takes restic's exclusive
+    lock, which another host sharing the repository may hold for a while: tried three times (over
+    6 s); when
+    it still cannot, SID is recorded (incomplete_path) so that it never counts as the set's copy and
+    the next push or forget removes it. Says which it was."""
+    for attempt in range(3):
+        if attempt:
+            time.sleep(2 * attempt)
+            _unlock_stale(repo)
+        r = repo.run('forget', sid)
+        if r.returncode == 0:
+            return 'the incomplete snapshot was removed'
+    bd, address = repo.bd, repo.cfg['repository']
+    _record_incomplete(bd, address, recorded_incomplete(bd, address) | {sid})
+    why = ([l for l in (r.stderr or '').splitlines() if l.strip()] or ['no reason given'])[-1]
+    return ('the incomplete snapshot %s could not be removed (restic forget: %s); it is recorded as incomplete on this host, '
+            'never counted as the set\'s copy, and the next push or forget removes it' % (sid[:8], one_line(why.strip())))
+
+
+def _forget_incomplete(repo, snaps):
+    """The recorded incomplete snapshots (_remove_incomplete) forgotten now, where restic can: a
+    warning where it still cannot. Ids no longer in the repository are dropped from the record."""
+    bd, address = repo.bd, repo.cfg['repository']
+    recorded = recorded_incomplete(bd, address)
+    if not recorded:
+        return
+    present = {s['id'] for s in snaps if s.get('incomplete')}
+    left = {b for b in recorded if any(i.startswith(b) for i in present)}
+    if present:
+        r = repo.run('forget', *sorted(present))
+        if r.returncode == 0:
+            out('forgot %d incomplete snapshot(s) of earlier pushes: %s' % (len(present), ' '.join(sorted(i[:8] for i in present))))
+            left = set()
+        else:
+            why = ([l for l in (r.stderr or '').splitlines() if l.strip()] or ['no reason given'])[-1]
+            warn('WARNING: %d incomplete snapshot(s) of earlier pushes could not be forgotten yet (restic forget: %s); they are '
+                 'not counted as copies' % (len(present), one_line(why.strip())))
+    _record_incomplete(bd, address, left)
 
 
 def _unlock_stale(repo):
@@ -578,12 +713,12 @@ def forget_plan(snaps, policy, bd, host):
     sharing the repository are never touched."""
     listing = {s['name']: s for s in sets.listing(bd)['sets']}
     mine, seen = [], set()
-    for s in sorted((s for s in snaps if s['hostname'] == host), key=snapshot_time, reverse=True):
+    for s in sorted((s for s in snaps if s['hostname'] == host and not s.get('incomplete')), key=set_time, reverse=True):
         local = listing.get(s['set'] or '')
         if s['id'] in seen:
             continue
         seen.add(s['id'])
-        t = snapshot_time(s).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+        t = set_time(s).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
         v = (local or {}).get('verify')
         # The local verification of its set: the newest verified one is kept, as local retention keeps it.
         status = 'unverified' if not v else ('verified' if v.get('ok') else 'unverified')
@@ -605,6 +740,9 @@ def forget(argv):
         die('offsite_forget: policy is not a JSON object')
     _unlock_stale(repo)
     snaps = repo.snapshots()
+    if not o.yes('dry_run'):
+        _forget_incomplete(repo, snaps)
+        snaps = [s for s in snaps if not s.get('incomplete')]
     try:
         plan = forget_plan(snaps, policy, o['backup_dir'], host_name())
     except ValueError as e:
@@ -653,6 +791,9 @@ def restore(argv):
     if len(snaps) != 1:
         fail('%s snapshot %s in %s' % ('no' if not snaps else 'more than one', o['snapshot'], repo.cfg['repository']))
     snap = snaps[0]
+    if snap.get('incomplete'):
+        fail('snapshot %s was saved without every file of its set (recorded by the push that made it); it is not restored'
+             % snap['short'])
     name = snap['set'] or ''
     if not name:
         fail('snapshot %s has no set tag; it was not made by Kadi Ops' % snap['short'])

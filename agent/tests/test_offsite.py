@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from support import AGENT_SOURCE, ZipappTestCase, put
@@ -197,11 +198,36 @@ class OffsiteTest(ZipappTestCase):
         self.assertIn('storage/ab/y', r.stderr)
         listed = subprocess.run(as_nobody + ['offsite-list', bd, cfg], capture_output=True, text=True, env=env)
         self.assertEqual(json.loads(listed.stdout)['snapshots'], [], 'the incomplete snapshot does not stand for the set')
-        # Readable again: the next push makes the set's snapshot.
+        # The same while another restic (a shared repository's other host, here a live process) holds
+        # a lock: forget cannot take its exclusive lock, so the incomplete snapshot stays. It is
+        # recorded, listed as incomplete, never counted as the set's copy, and the next push removes it.
+        holder = subprocess.Popen(setpriv + ['restic', '-r', os.path.join(root, 'repo'), 'backup', '--stdin', '--stdin-filename', 'held'],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=dict(env, RESTIC_PASSWORD=PASSWORD))
+        try:
+            for _ in range(100):
+                if os.listdir(os.path.join(root, 'repo', 'locks')):
+                    break
+                time.sleep(0.1)
+            r = subprocess.run(push, capture_output=True, text=True, env=jenv, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn('could not be removed (restic forget:', r.stderr)
+            self.assertIn('never counted as the set\'s copy', r.stderr)
+            [snap] = json.loads(subprocess.run(as_nobody + ['offsite-list', bd, cfg], capture_output=True, text=True, env=env).stdout)['snapshots']
+            self.assertEqual((snap['set'], snap.get('incomplete')), ('2026-11-01T02-00-00Z', True))
+            again = subprocess.run(push, capture_output=True, text=True, env=jenv, stdin=subprocess.DEVNULL)
+            self.assertNotIn('pushed=already', again.stdout, 'the incomplete snapshot is not the set\'s copy')
+        finally:
+            holder.communicate(b'', timeout=60)
+        # Readable again, the lock gone: the next push forgets what was recorded and makes the set's snapshot.
         os.chmod(os.path.join(d, 'storage', 'ab', 'y'), 0o600)
         r = subprocess.run(push, capture_output=True, text=True, env=jenv, stdin=subprocess.DEVNULL)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn('pushed=yes', r.stdout)
+        self.assertRegex(r.stdout, r'forgot [12] incomplete snapshot\(s\) of earlier pushes')
+        [snap] = json.loads(subprocess.run(as_nobody + ['offsite-list', bd, cfg], capture_output=True, text=True, env=env).stdout)['snapshots']
+        self.assertNotIn('incomplete', snap)
+        self.assertFalse(os.path.exists(offsite.incomplete_path(bd, json.loads(cfg)['repository'])))
 
     def test_an_incomplete_or_damaged_set_is_not_pushed(self):
         self.connect()
@@ -212,6 +238,17 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn('found damaged', r.stderr)
         os.unlink(os.path.join(d, '.verify.json'))
+        # Never verified, and files of it gone or cut short since it was made: not copied.
+        os.unlink(os.path.join(d, 'storage', 'ab/cd/0003'))
+        with open(os.path.join(d, 'storage', 'ab/cd/0007'), 'r+b') as f:
+            f.truncate(10)
+        r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('set 2026-11-01T02-00-00Z does not match its manifest (2 problem(s): storage/ab/cd/0003 is missing; '
+                      'storage/ab/cd/0007: size 10, its list says 3000); it is not copied off-site', r.stderr)
+        with open(os.path.join(d, 'storage.files.jsonl'), 'ab') as f:
+            f.write(b'not json\n')
+        self.assertIn('storage.files.jsonl: size', self.job('offsite_push', 'set=2026-11-01T02-00-00Z').stderr)
         os.unlink(os.path.join(d, 'manifest.json'))
         r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
         self.assertIn('not a complete backup', r.stderr)
@@ -301,6 +338,19 @@ class OffsiteTest(ZipappTestCase):
             json.dump({'ok': True}, f)
         kept = {k['id'][:2]: k['reasons'] for k in offsite.forget_plan(snaps, {'keepLast': 2}, self.bd, 'kadi1')['keep']}
         self.assertEqual(kept['02'], ['newest verified'])
+
+    def test_forget_orders_snapshots_by_their_sets_time_not_by_when_they_were_pushed(self):
+        # The newest set pushed first, an older one copied later: keepLast 1 keeps the newest set's
+        # copy (local retention's choice), not the last pushed.
+        snaps = [{'id': 'a' * 64, 'time': '2026-11-03T09:00:00Z', 'hostname': 'kadi1', 'set': '2026-11-03T02-00-00Z'},
+                 {'id': 'b' * 64, 'time': '2026-11-03T10:00:00Z', 'hostname': 'kadi1', 'set': '2026-11-01T02-00-00Z'},
+                 {'id': 'c' * 64, 'time': '2026-11-02T03:00:00Z', 'hostname': 'kadi1', 'set': '2026-11-02T02-00-00Z'}]
+        plan = offsite.forget_plan(snaps, {'keepLast': 1}, self.bd, 'kadi1')
+        self.assertEqual([k['id'][0] for k in plan['keep']], ['a'])
+        self.assertEqual(sorted(r['id'][0] for r in plan['remove']), ['b', 'c'])
+        # Two sets pushed on one day but made on two: keepDaily 2 keeps both.
+        plan = offsite.forget_plan(snaps[:2], {'keepDaily': 2}, self.bd, 'kadi1')
+        self.assertEqual(sorted(k['id'][0] for k in plan['keep']), ['a', 'b'])
 
     def test_snapshot_times_with_any_number_of_fraction_digits(self):
         # restic writes nanoseconds without trailing zeros: 0 to 9 digits.

@@ -84,7 +84,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
           const snaps = await listOffsite(host, o);
           if (ctx.json) ctx.out(JSON.stringify(snaps, null, 2));
           else {
-            for (const s of snaps) ctx.out(`${s.short}  ${s.time.slice(0, 19).replace('T', ' ')}  set ${s.set ?? '?'}  Kadi ${s.kadiVersion ?? '?'}  made on ${s.hostname}`);
+            for (const s of snaps) ctx.out(`${s.short}  ${s.time.slice(0, 19).replace('T', ' ')}  set ${s.set ?? '?'}  Kadi ${s.kadiVersion ?? '?'}  made on ${s.hostname}${s.incomplete ? '  INCOMPLETE (not a copy of the set)' : ''}`);
             if (snaps.length === 0) ctx.err(`No off-site snapshots of ${profile.name} in ${o.repository}.`);
           }
           return 0;

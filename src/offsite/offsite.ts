@@ -26,6 +26,8 @@ export interface OffsiteSnapshot {
   tags: string[];
   /** Made by the host it was listed from (undefined: not known). */
   mine?: boolean;
+  /** Saved by restic without every file of its set, and not yet forgotten (the push that made it failed and recorded it): never the set's copy. */
+  incomplete?: boolean;
 }
 
 /** Environment variables of the operator's that are restic backend credentials (sent at connect, never stored here). */
@@ -160,7 +162,12 @@ export function forgetPlanLines(log: string): { keep: string[]; forget: string[]
   return { keep: lines.filter((l) => /^keep [0-9a-f]{8} /.test(l)), forget: lines.filter((l) => /^forget [0-9a-f]{8} /.test(l)) };
 }
 
+/** Whether a snapshot stands for its set as this host's off-site copy: made here (or not known otherwise) and complete. */
+export function isSetCopy(s: OffsiteSnapshot): boolean {
+  return !!s.set && s.mine !== false && !s.incomplete;
+}
+
 /** The set names that are off-site, for marking sets in the tree and the listing. */
 export function offsiteSets(snaps: readonly OffsiteSnapshot[]): Set<string> {
-  return new Set(snaps.filter((s) => s.mine !== false).map((s) => s.set).filter((s): s is string => !!s));
+  return new Set(snaps.filter(isSetCopy).map((s) => s.set as string));
 }

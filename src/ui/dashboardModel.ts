@@ -10,6 +10,7 @@ import type { BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel, type SetState } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatBytes } from '../core/format';
+import { isSetCopy } from '../offsite/offsite';
 import { healthText, hostStatus, runningText, type HostHealth, type Severity } from './fleetStatus';
 import { formatAge, jobResultLabel, lastGoodSet, offsiteErrorText, setLabel, staleAfterHours, type HostState } from './treeModel';
 
@@ -237,7 +238,7 @@ export function offsiteCell(profile: HostProfile, state: HostState, now: Date): 
   const listed = `Repository ${profile.offsite.repository}, listed ${l.at.toISOString().replace(/\.\d+Z$/, 'Z')}.`;
   if (l.error) return { ...cell, state: 'error', text: 'could not be listed', detail: `${listed} ${offsiteErrorText(profile, l.error)}` };
   // This host's newest: another host sharing the repository must not make this one look fresh.
-  const newest = l.snapshots?.find((s) => s.mine !== false);
+  const newest = l.snapshots?.find(isSetCopy);
   if (!newest) return { ...cell, state: 'warning', text: 'no snapshot yet', detail: listed };
   const t = Date.parse(newest.time);
   const age = Number.isFinite(t) ? `, ${formatAge(now.getTime() - t)} ago` : '';

@@ -8,7 +8,7 @@ import { type ArtifactEntry, type BackupSet, partialOrigin } from '../backup/man
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
-import { lacksPassword, type OffsiteSnapshot } from '../offsite/offsite';
+import { isSetCopy, lacksPassword, type OffsiteSnapshot } from '../offsite/offsite';
 import { jobResultLabel, type JobInfo } from '../remote/jobs';
 
 export { jobResultLabel };
@@ -120,7 +120,7 @@ export function childrenOf(node: ModelNode): ModelNode[] {
         // Marked from the last listing only: showing the sets costs no round trip to the repository.
         const snaps = node.profile.offsite ? node.state.offsite?.snapshots : undefined;
         return o.sets.map((set) => {
-          const snapshot = snaps?.find((s) => s.set === set.name && s.mine !== false);
+          const snapshot = snaps?.find((s) => s.set === set.name && isSetCopy(s));
           return snapshot ? { kind: 'set', profile: node.profile, set, offsite: snapshot } : { kind: 'set', profile: node.profile, set };
         });
       }
@@ -336,16 +336,17 @@ function snapshotView(p: HostProfile, s: OffsiteSnapshot, now: Date): NodeView {
   const tooltip = [
     `Off-site snapshot ${s.short} (${s.id})`,
     s.set ? `Backup set ${s.set}` : 'No set tag: not made by Kadi Ops, not restorable from here',
+    ...(s.incomplete ? ['INCOMPLETE: restic saved it without every file of the set; not a copy of it, removed by the next push or forget'] : []),
     `Copied ${s.time} on host ${s.hostname}`,
     `Kadi ${s.kadiVersion ?? '?'}, schema ${s.schemaRevision ?? '?'}`,
     `Tags: ${s.tags.join(', ')}`,
   ];
   return {
     label: s.set ? setLabel(s.set) : `snapshot ${s.short}`,
-    description: `${age} · Kadi ${s.kadiVersion ?? '?'} · from ${s.hostname}`,
+    description: `${s.incomplete ? 'incomplete · ' : ''}${age} · Kadi ${s.kadiVersion ?? '?'} · from ${s.hostname}`,
     tooltip: tooltip.join('\n'),
-    icon: 'cloud',
-    contextValue: `snapshot;${s.set ? 'set' : 'noset'};`,
+    icon: s.incomplete ? 'warning' : 'cloud',
+    contextValue: `snapshot;${s.set && !s.incomplete ? 'set' : 'noset'};`,
     collapsible: false,
     id: `${p.name}/offsite/${s.id}`,
   };

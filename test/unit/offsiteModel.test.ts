@@ -1,6 +1,6 @@
 /** The off-site parts of the tree and the dashboard as plain data, and the client's helpers they and the commands use. */
 import { strict as assert } from 'node:assert';
-import { backendCredentials, forgetIds, forgetPlanLines, lacksPassword, newestFirst, type OffsiteSnapshot } from '../../src/offsite/offsite';
+import { backendCredentials, forgetIds, forgetPlanLines, lacksPassword, newestFirst, offsiteSets, type OffsiteSnapshot } from '../../src/offsite/offsite';
 import { hostRow, offsiteCell } from '../../src/ui/dashboardModel';
 import { childrenOf, viewOf, type HostState, type ModelNode } from '../../src/ui/treeModel';
 import { backupSet, overview, profile } from './treeModelFixtures';
@@ -96,6 +96,26 @@ describe('off-site snapshots of another host sharing the repository', () => {
   it('do not make this host look fresh in the dashboard', () => {
     const c = offsiteCell(withOffsite, { overview: overview(), offsite: { at: NOW, snapshots: [other, own] } }, NOW);
     assert.match(c.text, /2026-11-25/);
+  });
+});
+
+describe('an off-site snapshot restic saved without every file (recorded incomplete by its push)', () => {
+  const incomplete = snap('2026-11-26T06-00-00Z', '2026-11-26T06:10:00Z', { mine: true, incomplete: true });
+  const own = snap('2026-11-25T06-00-00Z', '2026-11-25T06:10:00Z', { mine: true });
+
+  it('does not mark its set off-site, in the tree, the dashboard or the listing', () => {
+    const state: HostState = { overview: overview({ sets: SETS }), offsite: { at: NOW, snapshots: [incomplete, own] } };
+    const views = childrenOf(childrenOf({ kind: 'host', profile: withOffsite, state })[0]).map((n) => viewOf(n, NOW));
+    assert.deepEqual(views.map((v) => /off-site/.test(v.description ?? '')), [false, true]);
+    assert.match(offsiteCell(withOffsite, state, NOW).text, /2026-11-25/);
+    assert.deepEqual([...offsiteSets([incomplete, own])], ['2026-11-25T06-00-00Z']);
+  });
+
+  it('is shown as incomplete and cannot be restored from the tree', () => {
+    const v = viewOf({ kind: 'snapshot', profile: withOffsite, snapshot: incomplete }, NOW);
+    assert.match(v.description ?? '', /^incomplete · /);
+    assert.match(v.tooltip ?? '', /INCOMPLETE: restic saved it without every file of the set/);
+    assert.equal(v.contextValue, 'snapshot;noset;');
   });
 });
 
