@@ -83,9 +83,13 @@ class Tree:
                 if t == 1:
                     warn('WARNING: %s: files changed or vanished while tar read them (tar names them above); '
                          'the archive holds what tar read' % self.name)
-                elif t > 1:
+                elif t != 0:
+                    # 2 or more, or killed (negative): the compressor saw its input end and exited 0,
+                    # and a stream cut at a member's boundary reads back as a whole smaller archive.
                     rc = t
-        return '' if rc == 0 else 'copying %s failed (status %d)' % (self.label, rc)
+        if rc == 0:
+            return ''
+        return 'copying %s failed (%s)' % (self.label, 'killed by signal %d' % -rc if rc < 0 else 'status %d' % rc)
 
     def backup_finish(self, ctx):
         if ctx.opts['files_mode'] != 'archive':
