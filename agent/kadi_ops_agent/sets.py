@@ -132,16 +132,29 @@ def prune(argv):
         if os.path.lexists(os.path.join(bd, n, '.pinned')):
             fail('set %s is pinned; not deleting it' % n)
     finish_deletions(bd)
+    pruned = 0
     for n in names:
         if not os.path.isdir(os.path.join(bd, n)):
+            continue
+        # A pin does not wait for the instance lock (it is a mark, and must work while a long job
+        # runs): a set pinned while this prune deleted the ones before it is left. Looked at again
+        # after the rename too - a pin made just before it is inside the renamed set - and then put
+        # back under its name.
+        if os.path.lexists(os.path.join(bd, n, '.pinned')):
+            warn('WARNING: set %s was pinned while the prune ran; not deleting it' % n)
             continue
         step('deleting set %s' % n)
         # Renamed first, so a set is never listed half-deleted.
         gone = os.path.join(bd, '.deleting-' + n)
         os.rename(os.path.join(bd, n), gone)
+        if os.path.lexists(os.path.join(gone, '.pinned')):
+            os.rename(gone, os.path.join(bd, n))
+            warn('WARNING: set %s was pinned while the prune ran; not deleting it' % n)
+            continue
         if not remove_tree(gone):
             fail('could not delete all of set %s (left as %s)' % (n, gone))
-    out('pruned=%d' % len(names))
+        pruned += 1
+    out('pruned=%d' % pruned)
 
 
 def finish_deletions(bd):
