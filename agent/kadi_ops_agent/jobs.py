@@ -6,12 +6,14 @@ removed by the job). The lock is an flock on <state>/lock, held by the job runne
 job's own session and process group) for the whole job, with <state>/lock.holder describing it.
 
 A holder that is gone cannot keep the lock: an flock belongs to the open file, and the kernel lets
-go of it when the last descriptor of that file is closed, which a process's death does. The only
-descriptor is the runner's (a fork of job-start that keeps it while job-start closes its own; the
-verb's child closes its copy first thing, _in_child; every other child is started with close_fds), and
-its cleanup's, which keeps a copy so that no other job starts while it puts things right, should the
-runner be killed meanwhile. So the lock is free the moment the runner (and its cleanup) end, killed or
-not. lock.holder is only a description, written after the runner started: a "stale" report (held,
+go of it when the last descriptor of that file is closed, which a process's death does. The
+descriptors are the runner's (a fork of job-start that keeps it while job-start closes its own),
+the verb's child's (a copy kept while it works: should the runner alone be killed, no other job
+starts while the verb still writes a set or restores a tree), and the cleanup's, which keeps a copy
+so that no other job starts while it puts things right; every other child is started with close_fds.
+So the lock is free the moment the runner, its verb and its cleanup have ended, killed or not; while
+the verb outlives a killed runner, the job is running (job_alive) and the lock busy, naming it.
+lock.holder is only a description, written after the runner started: a "stale" report (held,
 while the pid it names is dead and its job's cleanup does not run) means a live process holds the
 lock that lock.holder does not name yet - e.g. the job-start that took it was
 killed before writing it, and its runner goes on. Waiting for it is right (run-plan's whenBusy:
@@ -453,7 +455,6 @@ class Runner:
             def runner():
                 os.setsid()
                 _runner_stdio(log, lock)  # closes both ends of the pipe, among the rest
-                os.environ['KADI_OPS_LOCK_FD'] = str(lock)
                 from .__main__ import call
                 return call(job_run, argv, 'job-run')
             _end_child(runner)
@@ -684,8 +685,9 @@ def _in_child(fn, args, env, own_group=False, started=None):
     """Runs FN(ARGS) in a forked child with ENV and default signal handling (so a TERM to the group
     ends it); its exit status. A fork, not a new interpreter: the verb starts at once. The job's
     signals are blocked across the fork, so none can reach the child before it has its own handling;
-    the child drops the lock's descriptor (the runner holds the lock, a verb that outlives it must
-    not) and ignores SIGPIPE (a closed database session is an error it reports, not its death).
+    the child keeps the lock's descriptor (a verb that outlives a killed runner still holds the lock,
+    so no second job runs beside it) and ignores SIGPIPE (a closed database session is an error it
+    reports, not its death).
     OWN_GROUP: the child leads a process group of its own, out of reach of signals to the job's (one
     sent to the job's group before it left is discarded); STARTED(pid) is called once it does."""
     sys.stdout.flush()
@@ -704,16 +706,10 @@ def _in_child(fn, args, env, own_group=False, started=None):
                 signal.signal(s, signal.SIG_DFL)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS)
-            lock_fd = env.get('KADI_OPS_LOCK_FD', '')
-            # The cleanup keeps it: should the runner be killed meanwhile, no other job starts on
-            # what it is still putting right (services, a partial set).
-            if lock_fd.isdigit() and not own_group:
-                try:
-                    os.close(int(lock_fd))
-                except OSError:
-                    pass
+            # The lock's descriptor is kept (the verb's and the cleanup's alike): should the runner be
+            # killed meanwhile, no other job starts on what this one is still writing or putting right.
             os.environ.clear()
-            os.environ.update({k: v for k, v in env.items() if k != 'KADI_OPS_LOCK_FD'})
+            os.environ.update(env)
             from .__main__ import call
             return call(fn, args, fn.__module__.rsplit('.', 1)[-1] + '.' + fn.__name__)
         _end_child(child)
