@@ -294,6 +294,14 @@ def _copy(name, src, dest, prev_set, part):
         with output_lock: replaced += 1
         note_vanished(rel, what, kept, 'was replaced during the copy (it is no longer the entry that was listed: made again, or a link now)')
 
+    changed = 0  # files written to while they were read, twice
+    def note_changed(rel):
+        nonlocal changed
+        with output_lock:
+            changed += 1
+            n = changed
+        if n <= 100: say('%s: file %s was written to while it was read, twice; the set holds what the second read got' % (name, rel))
+
     try:
         root_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # resolved by the caller
         root_st = meta(os.fstat(root_fd))
@@ -440,20 +448,36 @@ def _copy(name, src, dest, prev_set, part):
                 return None
             except OSError as e:
                 raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
-            h = hashlib.sha256(); n = 0
             mv = thread_buffer()
             with fi, open(t, 'xb', buffering=0, opener=private) as fo:
-                while True:
-                    try:
-                        got = fi.readinto(mv)
-                    except OSError as e:
-                        raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
-                    if not got: break
-                    h.update(mv[:got])
-                    done = 0
-                    while done < got:  # an unbuffered write may take less than it was given
-                        done += fo.write(mv[done:got])
-                    n += got
+                # A file written to while it is read would be stored torn (old bytes and new, a
+                # content that never was, under a time that says it is unchanged): its size and
+                # times before and after the read tell, and it is read again once. Written to
+                # during that read too, it is kept as read and named (as tar does).
+                for again in (False, True):
+                    before = os.fstat(fi.fileno())
+                    h = hashlib.sha256(); n = 0
+                    while True:
+                        try:
+                            got = fi.readinto(mv)
+                        except OSError as e:
+                            raise SystemExit('ERROR: copying %s failed: %s' % (s, e))
+                        if not got: break
+                        h.update(mv[:got])
+                        done = 0
+                        while done < got:  # an unbuffered write may take less than it was given
+                            done += fo.write(mv[done:got])
+                        n += got
+                    after = os.fstat(fi.fileno())
+                    unchanged = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
+                    if unchanged and n == after.st_size:
+                        break
+                    if again:
+                        note_changed(r)
+                        break
+                    fi.seek(0); fo.seek(0); fo.truncate(0)
+            # The time of what was read (the listed one unless it was written to since the walk).
+            st = st._replace(st_size=n, st_mtime_ns=after.st_mtime_ns)
             keep_attrs(t, st)
             return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
         except OSError as e:  # the set's side: a full disk, a quota
@@ -610,18 +634,23 @@ def _copy(name, src, dest, prev_set, part):
         if part:
             with output_lock:
                 progress.flush()
-                parts.report({'totals': totals, 'vanished': vanished, 'replaced': replaced, 'segments': segments})
+                parts.report({'totals': totals, 'vanished': vanished, 'replaced': replaced, 'changed': changed, 'segments': segments})
             return 0
         if in_parts:
-            v, rp = _in_parts(name, src, dest, prev_set, previous.order if previous else 'none',
-                              (mkdir_exact, mkdir_owner), partial, totals, progress, output_lock, say)
-            vanished += v; replaced += rp
+            v, rp, ch = _in_parts(name, src, dest, prev_set, previous.order if previous else 'none',
+                                  (mkdir_exact, mkdir_owner), partial, totals, progress, output_lock, say)
+            vanished += v; replaced += rp; changed += ch
         keep_attrs(dest, root_st)
         tick()
         with progress_lock: counted.set()  # a count still running is not waited for
         progress.finish()
         totals['entries'] = progress.done
         totals['vanished'] = vanished
+        totals['changedWhileRead'] = changed
+        if changed:
+            print('WARNING: %s: %d %s written to while the backup read %s, twice (%s): the set holds what was read'
+                  % (name, changed, 'file was' if changed == 1 else 'files were', 'it' if changed == 1 else 'them',
+                     'the first 100 are named above' if changed > 100 else 'named above'), file=sys.stderr, flush=True)
         if vanished:
             print('WARNING: %s: %d %s %s during the copy (%s on the live instance while the backup ran) and %s left out of the set (%s)'
                   % (name, vanished, 'entry' if vanished == 1 else 'entries',
@@ -640,19 +669,19 @@ def _copy(name, src, dest, prev_set, part):
 
 def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progress, lock, say):
     """The top's directories by copier-part processes; their lists appended to the copier's (which
-    holds the top's own files) in the walk's order. Returns how many entries vanished in them and
-    how many of those were replaced."""
+    holds the top's own files) in the walk's order. Returns how many entries vanished in them, how
+    many of those were replaced, and how many files were written to while read twice."""
     n = parts.workers()
     segments = {}  # top directory -> (part, start, end)
-    vanished = replaced = 0
+    vanished = replaced = changed = 0
 
     def add(n):
         with lock: progress.add(n)  # the count of a first set's entries may still be running
 
     def done(i, d):
-        nonlocal vanished, replaced
+        nonlocal vanished, replaced, changed
         for k, v in d['totals'].items(): totals[k] += v
-        vanished += d['vanished']; replaced += d['replaced']
+        vanished += d['vanished']; replaced += d['replaced']; changed += d['changed']
         for top, (start, end) in d['segments'].items(): segments[top] = (i, start, end)
     mkdir = '%s:%d:%d' % ('exact' if mk[0] else 'inexact', *mk[1])
     part_lists = [os.path.join(partial, '.%s.part-%d.jsonl' % (name, k)) for k in range(n)]
@@ -677,4 +706,4 @@ def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progre
         for f in readers: f.close()
     for p in part_lists: os.unlink(p)
     os.unlink(os.path.join(partial, '.%s.tops.json' % name))
-    return vanished, replaced
+    return vanished, replaced, changed

@@ -458,6 +458,40 @@ class CopierTest(ZipappTestCase):
         with open(os.path.join(partial, '.storage.copy.json'), encoding='utf-8') as f:
             self.assertEqual(json.load(f)['vanished'], 3)
 
+    def test_a_file_written_to_while_it_is_read_is_read_again_and_named_when_it_is_written_to_again(self):
+        # Without the check the set held old bytes and new under the old time: a content that never
+        # was, which the next repeat set would even link as unchanged had the time been kept.
+        import threading
+        big = self.write('ab/big', b'\x11' * (48 << 20))
+        self.write('ab/small', b'quiet')
+        stop = threading.Event()
+
+        def writer():
+            fd = os.open(big, os.O_WRONLY)
+            try:
+                k = 0
+                while not stop.is_set():
+                    k += 1
+                    os.pwrite(fd, b'\x22' * 4096, (k * 4096 * 97) % (48 << 20))
+                    os.utime(fd, ns=(1_600_000_000 * 10**9 + k, 1_600_000_000 * 10**9 + k))  # a new time every write
+            finally:
+                os.close(fd)
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            r, partial, listing, summary = self.copy('s1')
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('storage: file ab/big was written to while it was read, twice; the set holds what the second read got', r.stdout)
+        self.assertIn('WARNING: storage: 1 file was written to while the backup read it, twice (named above): the set holds what was read', r.stderr)
+        self.assertEqual(summary['changedWhileRead'], 1)
+        with open(os.path.join(partial, 'storage/ab/big'), 'rb') as f:
+            held = f.read()
+        self.assertEqual(listing['ab/big'][1:4:2], [len(held), hashlib.sha256(held).hexdigest()], 'the list says what the set holds')
+        self.assertEqual(listing['ab/small'][3], hashlib.sha256(b'quiet').hexdigest())
+
     def test_an_entry_opened_for_the_copy_must_be_the_one_listed(self):
         from kadi_ops_agent import copier
         self.write('a/f', b'x')
