@@ -798,7 +798,14 @@ def _state_lines(d):
         finished = str(int(os.stat(os.path.join(d, 'status')).st_mtime))
     except OSError:
         finished = ''
-    return lines + ['state=' + state, 'status=' + status, 'pgid=' + pgid, 'log_bytes=%d' % log_bytes, 'finished=' + finished]
+    lines += ['state=' + state, 'status=' + status, 'pgid=' + pgid, 'log_bytes=%d' % log_bytes, 'finished=' + finished]
+    if state == 'died' and 'meta_kind=restore' in lines:
+        # Its cleanup never ran: what it left is read from its marks (imported only for such a job).
+        from .restore import died_note
+        note = died_note(Job(d))
+        if note:
+            lines.append('died_note=' + note.replace('\n', ' '))
+    return lines
 
 
 def _existing_job(backup_dir, job_id):
@@ -1027,9 +1034,10 @@ class Job:
     """The running job, for a verb: its directory and id (JOB_DIR, JOB_ID from the runner), and
     the files its steps share: steps, attention, failed, failed-steps, running/."""
 
-    def __init__(self):
-        self.dir = os.environ.get('JOB_DIR', '')
-        self.id = os.environ.get('JOB_ID', '')
+    def __init__(self, d=None):
+        """D: the directory of a job that is not this process's (one read after it ended)."""
+        self.dir = d or os.environ.get('JOB_DIR', '')
+        self.id = os.path.basename(d) if d else os.environ.get('JOB_ID', '')
         if not self.dir or not self.id:
             die('this verb runs only as a job')
 

@@ -52,6 +52,7 @@ def run(argv):
         # rsync --delete into one of them would delete the other: the backup sets, the safety set included.
         fail('refusing to restore: %s' % '; '.join(conflicts))
     steps.begin()
+    job.write('components', ','.join(ctx.components))  # for died_note, should the job be killed outright
     out('restoring set %s (components: %s)' % (o['set'], o['components']))
     if o.yes('listing'):
         job.write('listing', plan.job_input(job)['listing'])
@@ -107,6 +108,7 @@ def run(argv):
         steps.skip('reindex', 'database not restored')
     steps.run('files-check', kadi.files_check)
     steps.summary('restore of ' + o['set'])
+    _release_safety_pin(ctx)
     job.write('summarised', '')
     if os.path.exists(job.path('failed')):
         out('restore_result=failed')
@@ -130,19 +132,39 @@ def safety_backup(ctx, argv):
     if not name:
         fail('the safety backup printed no set name')
     open(os.path.join(ctx.opts['backup_dir'], name, '.pre-restore'), 'w').close()
+    # Pinned until the restore has ended without leaving the instance half done (then released):
+    # should the job be killed outright (its cleanup never runs: a reboot, the OOM killer), the one
+    # whole state from before stays out of retention's reach.
+    mark_pinned(ctx.opts['backup_dir'], name)
+    job.write('safety-pinned', name)
     out('safety_set=' + name)
 
 
+def _release_safety_pin(ctx):
+    """The pin safety_backup put on the pre-restore set, taken off (the set is an ordinary one again)."""
+    name = ctx.job.read('safety-pinned').strip()
+    if not name:
+        return
+    try:
+        os.unlink(os.path.join(ctx.opts['backup_dir'], name, '.pinned'))
+    except FileNotFoundError:
+        pass
+    ctx.job.remove('safety-pinned')
+
+
 def half_done(ctx):
-    """What a restore that ended early left half done, for a person ('' when the database and the
-    trees are still of one moment: nothing changed, or all that was asked). The database changes
-    only when its one transaction commits (database.restore marks that); the trees change from the
-    moment their sync starts."""
-    job = ctx.job
+    return half_done_in(ctx.job, ctx.components)
+
+
+def half_done_in(job, components):
+    """What a restore (its JOB, restoring COMPONENTS) that ended early left half done, for a person
+    ('' when the database and the trees are still of one moment: nothing changed, or all that was
+    asked). The database changes only when its one transaction commits (database.restore marks
+    that); the trees change from the moment their sync starts."""
     done = {l.split()[0] for l in job.read('steps').splitlines() if l.split()[2:3] == ['ok']}
     db_changed = os.path.exists(job.path('db-committed'))
     db_unknown = os.path.exists(job.path('db-restoring')) and not db_changed and not os.path.exists(job.path('db-rolled-back'))
-    trees = has(ctx, 'storage') or has(ctx, 'uploads')
+    trees = 'storage' in components or 'uploads' in components
     if os.path.exists(job.path('running', 'files')):
         return 'the files step failed part way: the trees are partly the set\'s%s' % (
             ', the database is the set\'s' if db_changed else '')
@@ -152,6 +174,26 @@ def half_done(ctx):
         return ('the job ended while pg_restore ran: the database is as it was unless pg_restore had just committed, and the '
                 'files were not restored')
     return ''
+
+
+def died_note(job):
+    """For a restore job whose process ended without a status (killed outright, the host restarted:
+    its cleanup never ran), what it left, from the marks in its directory: '' when it had changed
+    nothing and stopped no service."""
+    components = [c for c in job.read('components').strip().split(',') if c]
+    half = half_done_in(job, components)
+    names = services.stopped(job)
+    if not half and not names:
+        return ''
+    parts = []
+    if half:
+        pinned = job.read('safety-pinned').strip()
+        parts.append('%s, so the instance may be inconsistent; restore again (it completes what was done)%s'
+                     % (half, ', or restore the pre-restore set %s (pinned, so that retention keeps it)' % pinned if pinned else ''))
+    if names:
+        parts.append('the services it stopped (%s) may still be stopped: %s' % (
+            ', '.join(names), 'start them only once the instance is whole again' if half else 'sudo systemctl start ' + ' '.join(reversed(names))))
+    return 'the restore ended without an exit status (killed, or the host restarted): ' + '; '.join(parts)
 
 
 def safety_set(job):
@@ -184,6 +226,7 @@ def cleanup(argv):
             steps.attention('%s, so the instance may be inconsistent: %s' % (half, fix))
     else:
         services.start(job, steps.attention)
+        _release_safety_pin(ctx)
     # Failed after its own summary (a post-restore check failed): nothing more to say.
     if os.path.exists(job.path('summarised')):
         return 0
@@ -347,5 +390,6 @@ def probe(argv):
                 out('service=%s missing' % s)
         if o['redis_service'] and o['redis_dump']:
             out(*('sudo_missing=' + m for m in load('redis').missing_rules(o)))
+
     else:
         out('systemctl=no')

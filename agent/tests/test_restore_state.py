@@ -7,7 +7,7 @@ import tempfile
 import types
 import unittest
 
-from support import AGENT_SOURCE
+from support import AGENT_SOURCE, ZipappTestCase
 
 
 class HalfDoneTest(unittest.TestCase):
@@ -51,6 +51,38 @@ class HalfDoneTest(unittest.TestCase):
     def test_ended_while_pg_restore_ran_is_said_as_possibly_committed(self):
         self.assertIn('the job ended while pg_restore ran: the database is as it was unless pg_restore had just committed',
                       self.state(['db', 'storage'], ['db-restoring'], running=['database']))
+
+
+class DiedRestoreTest(ZipappTestCase):
+    """A restore killed outright (its cleanup never ran): job-status says what it left, from its marks."""
+
+    def died_job(self, files):
+        bd = tempfile.mkdtemp(dir=self.tmp.name)
+        d = os.path.join(bd, '.kadi-ops', 'jobs', '20261202T000000Z-died01')
+        os.makedirs(os.path.join(d, 'running'))
+        for name, text in dict({'meta': 'id=20261202T000000Z-died01\nkind=restore\noperator=op\n'}, **files).items():
+            with open(os.path.join(d, name), 'w') as f:
+                f.write(text)
+        r = self.agent('job-status', bd, '20261202T000000Z-died01')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kv = dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l)
+        self.assertEqual(kv['state'], 'died')
+        return kv.get('died_note')
+
+    def test_killed_during_the_files_step_names_what_is_half_done_the_pinned_set_and_the_stopped_services(self):
+        note = self.died_job({'components': 'db,storage', 'db-restoring': '', 'db-committed': '', 'steps': 'database 9 ok\n',
+                              'running/files': '', 'safety-pinned': '2026-12-02T10-00-00Z\n', 'stopped': 'kadi-web\nkadi-celery\n'})
+        self.assertEqual(note, "the restore ended without an exit status (killed, or the host restarted): the files step failed part way: "
+                               "the trees are partly the set's, the database is the set's, so the instance may be inconsistent; restore "
+                               "again (it completes what was done), or restore the pre-restore set 2026-12-02T10-00-00Z (pinned, so that "
+                               "retention keeps it); the services it stopped (kadi-web, kadi-celery) may still be stopped: start them "
+                               "only once the instance is whole again")
+
+    def test_killed_before_it_changed_anything_names_only_the_services_to_start(self):
+        note = self.died_job({'components': 'db,storage', 'steps': 'stop-services 0 ok\n', 'stopped': 'kadi-web\nkadi-celery\n'})
+        self.assertEqual(note, 'the restore ended without an exit status (killed, or the host restarted): the services it stopped '
+                               '(kadi-web, kadi-celery) may still be stopped: sudo systemctl start kadi-celery kadi-web')
+        self.assertIsNone(self.died_job({'components': 'db,storage', 'steps': ''}))
 
 
 if __name__ == '__main__':

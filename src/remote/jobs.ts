@@ -26,6 +26,8 @@ export interface JobInfo {
   logBytes: number;
   /** Unix time the status was written. */
   finishedAt?: number;
+  /** A died job's account of what it left (a restore killed outright: the instance may be half restored). */
+  diedNote?: string;
 }
 
 /**
@@ -141,6 +143,7 @@ export function parseJobInfo(text: string): JobInfo {
     status: kv.get('status') ?? '',
     logBytes: Number(kv.get('log_bytes') ?? 0),
     finishedAt: finished ? Number(finished) : undefined,
+    ...(kv.get('died_note') ? { diedNote: kv.get('died_note') } : {}),
   };
 }
 
@@ -254,11 +257,12 @@ export function withReason(o: JobOutcome, reason: string | undefined, couldNotRu
   if (o.exitCode === COULD_NOT_RUN && couldNotRun.why !== undefined) {
     return { ...o, result: 'could-not-run', reason: couldNotRun.why, ...(couldNotRun.fix ? { fix: couldNotRun.fix } : {}) };
   }
-  return reason === undefined ? o : { ...o, reason };
+  // A died job's own account (outcomeOf) is kept over the last line its log happened to have.
+  return reason === undefined || o.reason !== undefined ? o : { ...o, reason };
 }
 
 export function outcomeOf(info: JobInfo, offset: number): JobOutcome {
-  if (info.state === 'died') return { id: info.id, result: 'died', offset };
+  if (info.state === 'died') return { id: info.id, result: 'died', offset, ...(info.diedNote ? { reason: info.diedNote } : {}) };
   if (info.status === 'cancelled') return { id: info.id, result: 'cancelled', offset };
   const code = Number(info.status);
   return { id: info.id, result: code === 0 ? 'succeeded' : 'failed', exitCode: code, offset };

@@ -56,11 +56,19 @@ describe('restore against the sandbox host', function () {
     return { ...r, plan };
   }
 
-  /** The restore job that runs now: by its kind and its missing status, not as the last by id (ids sort by their start to the second, and the verification before it may share its second). */
+  /** The restore job that runs now: by its kind, its missing status and its live process group, not as the last by id (ids sort by their start to the second, and the verification before it may share its second). */
   function runningRestore(): string {
     const dir = path.join(sb.backupDir, '.kadi-ops', 'jobs');
     const read = (j: string, f: string): string => (fs.existsSync(path.join(dir, j, f)) ? fs.readFileSync(path.join(dir, j, f), 'utf8') : '');
-    const found = fs.readdirSync(dir).filter((j) => /^kind=restore$/m.test(read(j, 'meta')) && read(j, 'status').trim() === '');
+    const alive = (j: string): boolean => {
+      try {
+        process.kill(-Number(read(j, 'pgid')), 0);
+        return true;
+      } catch {
+        return false; // died (killed outright by an earlier test): no status, but not running
+      }
+    };
+    const found = fs.readdirSync(dir).filter((j) => /^kind=restore$/m.test(read(j, 'meta')) && read(j, 'status').trim() === '' && alive(j));
     assert.equal(found.length, 1, found.join(', '));
     return found[0];
   }
@@ -482,6 +490,49 @@ describe('restore against the sandbox host', function () {
     assert.equal(again.outcome.result, 'succeeded', again.log);
     assert.doesNotMatch(again.log, /inconsistent/);
     assert.deepEqual(treeState(sb.storagePath), before.storage);
+  });
+
+  it('a restore killed outright during the file sync (its cleanup never runs) is told as died half done, its pre-restore set stays pinned, and a restore again completes it', async () => {
+    // Enough files that the sync is still copying them when it is killed.
+    const bulk = path.join(sb.storagePath, 'zz-bulk');
+    fs.mkdirSync(bulk, { mode: 0o750 });
+    for (let i = 0; i < 20000; i++) fs.writeFileSync(path.join(bulk, String(i)), 'x'.repeat(64), { mode: 0o640 });
+    spawnSync('chown', ['-R', `${fs.statSync(sb.storagePath).uid}:${fs.statSync(sb.storagePath).gid}`, bulk]);
+    try {
+      const set = await backup();
+      const before = await snapshot();
+      fs.rmSync(bulk, { recursive: true });
+      await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
+      const disc = await d();
+      const plan = await preflight(host, disc, set, { components: ['db', 'storage'], safetyBackup: true });
+      assert.deepEqual(plan.blockers, []);
+      const id = await startRestore(host, disc, plan);
+      const dir = jobDir(sb, id);
+      const log = (): string => (fs.existsSync(path.join(dir, 'log')) ? fs.readFileSync(path.join(dir, 'log'), 'utf8') : '');
+      for (let i = 0; i < 1200 && !/^syncing /m.test(log()); i++) await sleep(25);
+      assert.match(log(), /^syncing /m, 'the files step began');
+      process.kill(-Number(fs.readFileSync(path.join(dir, 'pgid'), 'utf8')), 'SIGKILL');
+      const sink = new MemorySink();
+      const outcome = await followJob(host, id, { sink });
+      assert.equal(outcome.result, 'died', sink.text());
+      const safety = /^safety_set=(\S+)$/m.exec(log())?.[1] as string;
+      assert.ok(safety, log());
+      assert.equal(
+        outcome.reason,
+        `the restore ended without an exit status (killed, or the host restarted): the files step failed part way: the trees are partly the set's, the database is the set's, so the instance may be inconsistent; restore again (it completes what was done), or restore the pre-restore set ${safety} (pinned, so that retention keeps it)`,
+      );
+      assert.ok(fs.existsSync(path.join(sb.backupDir, safety, '.pinned')), 'the one whole state from before is pinned');
+      assert.ok(!fs.existsSync(bulk) || fs.readdirSync(bulk).length < 20000, 'killed part way through the sync');
+
+      const again = await restore(set, { components: ['db', 'storage'], safetyBackup: true });
+      assert.equal(again.outcome.result, 'succeeded', again.log);
+      assert.deepEqual(treeState(sb.storagePath), before.storage);
+      assert.equal(fs.existsSync(path.join(sb.backupDir, again.report.safetySet as string, '.pinned')), false, 'a restore that ended whole releases its own pin');
+      assert.ok(fs.existsSync(path.join(sb.backupDir, safety, '.pinned')), 'the earlier one stays pinned');
+      fs.rmSync(path.join(sb.backupDir, safety, '.pinned'));
+    } finally {
+      fs.rmSync(bulk, { recursive: true, force: true });
+    }
   });
 
   it("a table whose name holds lines of the job's own protocol cannot forge them: the report names the real safety set, no false attention", async () => {
