@@ -9,7 +9,7 @@ throwaway cluster or CREATEDB (its checks say `anyOf`). Optional features (deep 
 Redis restore, and schedules unless the profile has one) do not make `kadi-ops check` fail.
 
 Options: profile (its name, for the fixes), backup_dir, kadi_cli, kadi_config, pg_host, pg_port, pg_db, pg_user, storage_path,
-uploads_path, services (space-separated), redis_dump, redis_service, redis_cli (empty: no Redis),
+uploads_path, services (space-separated), redis_dump, redis_service, redis_cli (empty: no Redis), redis_port,
 schedule (system, user, or empty: the profile has none).
 """
 import json
@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 from . import cluster, facts, pg, privileges, services
-from .common import Options, user_name
+from .common import Options, one_line, user_name
 
 
 def check(name, ok, detail='', fix=''):
@@ -128,6 +128,15 @@ def main(argv):
             # A backup --redis takes a snapshot and copies the dump: the dump readable, or a rule to read it.
             snapshot = [check('redis-cli', os.access(o['redis_cli'], os.X_OK) or shutil.which(o['redis_cli']), o['redis_cli'],
                               'install it: apt install redis-tools')]
+            from .components import redis
+            pong = redis.cmd(o, 'PING')
+            snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]),
+                                  'Redis asks for a password (requirepass or an ACL user), which Kadi Ops cannot give it yet: '
+                                  "take Redis out of the profile (redis.enabled false)" if 'NOAUTH' in pong else
+                                  "start Redis, or set the profile's redis.port to the port it listens on"))
+            if pong == 'PONG':
+                wrong = redis.not_saved_to(o, dump)
+                snapshot.append(check('Redis saves its snapshot to %s' % dump, not wrong, redis.saved_to(o) or 'CONFIG GET refused: not checked', wrong))
             if os.access(dump, os.R_OK):
                 snapshot.append(check('the dump is readable', True, dump))
             else:
@@ -140,6 +149,11 @@ def main(argv):
                                            "set the profile's redis.service to Redis' unit"))
                 restore_redis += sudo_checks([privileges.service(a, o['redis_service']) for a in ('stop', 'start')], o['profile'])
             restore_redis += sudo_checks([privileges.redis_write(dump), privileges.redis_mode(dump)], o['profile'])
+            if pong == 'PONG':
+                aof = redis.aof_enabled(o)
+                restore_redis.append(check('Redis loads its snapshot at start (appendonly no)', aof is False, 'appendonly yes' if aof else '',
+                                           'with appendonly yes Redis loads its append-only file, not the snapshot: a restore of '
+                                           'Redis is refused (restore it by hand, as the refusal says)'))
             features.append({'feature': 'redis restore', 'optional': True, 'checks': restore_redis})
 
         schedule_checks = [

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from . import pg, plan, services
-from .common import Options, path_conflicts, check_set_name, die, disk_kb, fail, have, out, user_name
+from .common import Options, path_conflicts, check_set_name, die, disk_kb, fail, have, one_line, out, user_name
 from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
 from .sets import mark_pinned
@@ -390,6 +390,9 @@ def probe(argv):
                 out('service=%s missing' % s)
         if o['redis_service'] and o['redis_dump']:
             out(*('sudo_missing=' + m for m in load('redis').missing_rules(o)))
-
+    if o['redis_cli'] and o['redis_dump']:
+        refused = load('redis').refusal(o)
+        if refused:
+            out('redis_refused=' + one_line(refused))
     else:
         out('systemctl=no')

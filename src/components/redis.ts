@@ -16,6 +16,7 @@ export const redis: ClientComponent = {
       const missing = probe.sudoMissing.filter((m) => m.endsWith(` ${service}`) || m.endsWith(` ${dumpPath}`));
       if (missing.length > 0) blockers.push(`The Kadi user may not run ${missing.map((m) => `"sudo ${m}"`).join(', ')}; add the rules \`kadi-ops sudoers ${host.profile.name}\` prints.`);
     }
+    if (probe.redisRefused) blockers.push(`${probe.redisRefused}.`);
     warnings.push('Restoring Redis replays the Celery tasks that were queued when the backup was taken.');
   },
 };

@@ -39,6 +39,7 @@ export async function checkPrerequisites(host: RemoteHost, d: Discovery): Promis
     kadi_cli: p.kadi.cli,
     kadi_config: p.kadi.configFile,
     redis_cli: p.redis.enabled ? p.redis.cli : '',
+    redis_port: String(p.redis.port),
     schedule: p.schedule ? (p.schedule.unit ?? 'system') : '',
   };
 

@@ -39,6 +39,8 @@ export interface LiveProbe {
   sudoMissing: string[];
   /** STORAGE_PATH, MISC_UPLOADS_PATH and the backup directory containing one another (links resolved). */
   pathConflicts: string[];
+  /** Why Redis would not load a snapshot restored to the profile's dumpPath (appendonly yes, another dir or dbfilename). */
+  redisRefused?: string;
 }
 
 const kb = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v) * 1024);
@@ -76,6 +78,7 @@ export function parseProbe(text: string): LiveProbe {
     services,
     sudoMissing: kv.all('sudo_missing'),
     pathConflicts: kv.all('path_conflict'),
+    ...(kv.get('redis_refused') ? { redisRefused: kv.get('redis_refused') } : {}),
   };
 }
 
@@ -93,6 +96,8 @@ export function liveProbeOptions(p: HostProfile, f: HostFacts): Record<string, s
     services: p.services.join(' '),
     redis_service: p.redis.enabled ? p.redis.service : '',
     redis_dump: p.redis.enabled ? p.redis.dumpPath : '',
+    redis_cli: p.redis.enabled ? p.redis.cli : '',
+    redis_port: p.redis.enabled ? String(p.redis.port) : '',
   };
 }
 

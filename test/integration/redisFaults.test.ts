@@ -7,8 +7,11 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { startBackup } from '../../src/backup/backupSets';
 import { discover } from '../../src/kadi/discovery';
+import { checkPrerequisites } from '../../src/kadi/prerequisites';
+import { preflight } from '../../src/restore/preflight';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 import { startRedisSnapshot } from '../../src/restore/maintenance';
@@ -119,6 +122,70 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
     } finally {
       cli('ACL', 'SETUSER', 'default', '+bgsave');
     }
+  });
+
+  /** A profile whose redis.dumpPath is an old copy beside Redis' real dump (dated a day back), and the backup's Redis step with it. */
+  async function backupWithStaleDumpPath(): Promise<{ log: string; result: string; stale: string }> {
+    const stale = path.join(redis.dataDir, 'old-dump.rdb');
+    fs.copyFileSync(redis.dumpPath, stale);
+    fs.chownSync(stale, fs.statSync(redis.dumpPath).uid, fs.statSync(redis.dumpPath).gid);
+    const old = Date.now() / 1000 - 86400;
+    fs.utimesSync(stale, old, old);
+    const own = newPool(); // the pool keeps a host's profile by its name
+    try {
+      const h = await own.get(profileOf(sb, 'sudo', (p) => (p.redis = { ...p.redis, dumpPath: stale })));
+      const r = await runJob(h, own, async () => startBackup(h, await discover(h), { redis: true }));
+      return { log: r.log, result: r.outcome.result, stale };
+    } finally {
+      own.closeAll();
+      fs.rmSync(stale);
+    }
+  }
+
+  it('a profile whose dumpPath is not the file Redis saves to fails the backup naming the real one, never copies the old file', async () => {
+    const sets = fs.readdirSync(sb.backupDir).sort();
+    const r = await backupWithStaleDumpPath();
+    assert.equal(r.result, 'failed', r.log);
+    assert.ok(r.log.includes(`Redis saves its snapshot to ${redis.dumpPath} (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath ${r.stale}: set redis.dumpPath to ${redis.dumpPath}`), r.log);
+    assert.deepEqual(fs.readdirSync(sb.backupDir).sort(), sets, 'no new or partial set');
+  });
+
+  it('without CONFIG, a dumpPath file older than the BGSAVE is refused as not the snapshot just saved', async () => {
+    cli('ACL', 'SETUSER', 'default', '-config');
+    try {
+      const r = await backupWithStaleDumpPath();
+      assert.equal(r.result, 'failed', r.log);
+      assert.match(r.log, new RegExp(`${r.stale.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} was last written \\S+, before this BGSAVE: it is not the snapshot Redis just saved`), r.log);
+    } finally {
+      cli('ACL', 'SETUSER', 'default', '+config');
+    }
+  });
+
+  it('kadi-ops check says whether Redis answers and saves where the profile says', async () => {
+    const own = newPool();
+    const h = await own.get(profileOf(sb, 'sudo', (p) => (p.redis = { ...p.redis, dumpPath: '/nonexistent/dump.rdb' })));
+    const snapshot = await checkPrerequisites(h, await discover(h)).then((r) => r.features.find((f) => f.feature === 'redis snapshot')).finally(() => own.closeAll());
+    const byName = new Map(snapshot?.checks.map((c) => [c.name, c]));
+    assert.equal(byName.get(`Redis answers on port ${redis.port}`)?.ok, true, JSON.stringify(snapshot));
+    const saves = byName.get('Redis saves its snapshot to /nonexistent/dump.rdb');
+    assert.equal(saves?.ok, false, JSON.stringify(snapshot));
+    assert.match(saves?.fix ?? '', new RegExp(`set redis.dumpPath to ${redis.dumpPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+  });
+
+  it('a Redis restore is refused at preflight while Redis runs with appendonly yes (it would load its append-only file, not the snapshot)', async () => {
+    const d = await discover(host);
+    const r = await runJob(host, pool, () => startBackup(host, d, { redis: true }));
+    assert.equal(r.outcome.result, 'succeeded', r.log);
+    const set = /^set=(\S+)$/m.exec(r.log)?.[1] as string;
+    cli('CONFIG', 'SET', 'appendonly', 'yes');
+    try {
+      const plan = await preflight(host, d, set, { components: ['redis'], safetyBackup: false });
+      assert.ok(plan.blockers.some((b) => b.startsWith('Redis runs with appendonly yes: it loads its append-only file at start')), plan.blockers.join('\n'));
+    } finally {
+      cli('CONFIG', 'SET', 'appendonly', 'no');
+    }
+    const plan = await preflight(host, d, set, { components: ['redis'], safetyBackup: false });
+    assert.equal(plan.blockers.some((b) => b.includes('appendonly')), false, plan.blockers.join('\n'));
   });
 
   it('a save already running is waited for, then Redis saves again for this request', async () => {

@@ -211,6 +211,30 @@ describe('services and Redis on a real systemd host', function () {
     assert.equal(await h.redisCli('GET', 'kadi-ops:after'), '');
   });
 
+  it('a Redis restore without room for the snapshot on the dump\'s disk is refused before Redis is stopped; its dump is untouched', async () => {
+    // A set whose snapshot holds ~1 MiB, then a live dump without it on a 256 KiB file system.
+    const sh = async (script: string): Promise<void> => {
+      const r = await h.exec(['sh', '-c', script]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    };
+    await sh('head -c 600000 /dev/urandom | base64 -w0 | redis-cli -x SET kadi-ops:big');
+    const { set } = await backup();
+    await h.redisCli('DEL', 'kadi-ops:big');
+    await h.redisCli('SAVE');
+    await sh('cp -a /var/lib/redis/dump.rdb /root/dump.rdb && mount -t tmpfs -o size=256k,mode=750 tmpfs /var/lib/redis && chown redis:redis /var/lib/redis && cp -a /root/dump.rdb /var/lib/redis/dump.rdb');
+    try {
+      const invocation = async (): Promise<string> => (await h.exec(['systemctl', 'show', '-p', 'InvocationID', '--value', 'redis-server'])).stdout.trim();
+      const before = [await invocation(), (await h.exec(['sha256sum', h.redisDump])).stdout];
+      const ran = await restore(set, ['redis'], false);
+      assert.equal(ran.outcome.result, 'failed', ran.log);
+      assert.match(ran.log, /the disk of \/var\/lib\/redis\/dump\.rdb has \d+ bytes free, the set's Redis snapshot needs \d+; Redis was not touched/);
+      assert.doesNotMatch(ran.log, /^stopped redis-server$/m);
+      assert.deepEqual([await invocation(), (await h.exec(['sha256sum', h.redisDump])).stdout], before, 'Redis ran on, its dump as it was');
+    } finally {
+      await sh('umount /var/lib/redis && rm -f /root/dump.rdb');
+    }
+  });
+
   it('backup --stop-services stops the Kadi services around the dump and copies, and starts them again', async () => {
     // The dump waits on the test's lock (the Kadi services, not yet stopped, are not hindered by it).
     const { connected, ran } = await whileWaiting('ACCESS EXCLUSIVE', () => startBackup(host, d, { redis: true, stopServices: true }));

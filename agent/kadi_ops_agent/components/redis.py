@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import time
 
-from ..common import fail, out, step, user_name
+from ..common import fail, one_line, out, step, user_name
 from .. import privileges, services
 
 NAME = 'redis'
@@ -21,8 +21,22 @@ def backup_finish(ctx):
     if not enabled(ctx):
         return
     step('redis: BGSAVE')
+    asked = time.time()
     bgsave(ctx.opts)
     dump, target = ctx.opts['redis_dump'], os.path.join(ctx.partial, 'redis.rdb')
+    # The file copied must be the snapshot Redis just wrote: a profile's dumpPath that is not
+    # Redis' dir/dbfilename names an old file (or none), which would be taken for this moment's.
+    wrong = not_saved_to(ctx.opts, dump)
+    if wrong:
+        fail(wrong)
+    try:
+        written = os.stat(dump).st_mtime
+    except OSError:
+        written = None  # not ours to stat (Debian's /var/lib/redis): CONFIG GET above is the check
+    if written is not None and written < asked - 1:
+        fail('%s was last written %s, before this BGSAVE: it is not the snapshot Redis just saved (its dir and '
+             'dbfilename, which CONFIG GET did not tell); set the profile\'s redis.dumpPath to that file'
+             % (dump, time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(written))))
     if os.access(dump, os.R_OK):
         try:
             shutil.copyfile(dump, target)
@@ -90,6 +104,34 @@ def bgsave(opts):
         time.sleep(0.1)
 
 
+def saved_to(opts):
+    """Where Redis writes its snapshot (CONFIG GET dir and dbfilename), or None when it does not say
+    (CONFIG renamed away, no answer)."""
+    d = cmd(opts, 'CONFIG', 'GET', 'dir').split('\n')
+    f = cmd(opts, 'CONFIG', 'GET', 'dbfilename').split('\n')
+    if len(d) != 2 or d[0] != 'dir' or len(f) != 2 or f[0] != 'dbfilename' or not d[1].startswith('/'):
+        return None
+    return os.path.join(d[1], f[1])
+
+
+def not_saved_to(opts, dump):
+    """Why DUMP is not the file Redis saves to ('' when it is, or when Redis does not say)."""
+    saved = saved_to(opts)
+    if saved is None or os.path.realpath(saved) == os.path.realpath(dump):
+        return ''
+    return ("Redis saves its snapshot to %s (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath %s: "
+            "set redis.dumpPath to %s" % (saved, dump, saved))
+
+
+def aof_enabled(opts):
+    """Whether Redis runs with appendonly yes (INFO persistence: no CONFIG needed), None when unknown."""
+    info = cmd(opts, 'INFO', 'persistence').splitlines()
+    for l in info:
+        if l.startswith('aof_enabled:'):
+            return l.split(':', 1)[1].strip() == '1'
+    return None
+
+
 def log_where(opts):
     """Where Redis logs: "file:PATH", "stdout" (no logfile: the service manager's journal) or
     "unknown:REPLY" (CONFIG refused, e.g. renamed away)."""
@@ -136,26 +178,79 @@ def failure_reason(where, size):
 def restore(ctx):
     """The guide's steps: the service stopped (so Redis cannot write its memory over the file), the
     set's snapshot written over the dump as the redis user (the Kadi user opens the set's file itself;
-    tee and chmod on the fixed path are all sudoers allows), mode 660, the service started again."""
-    svc, dump = ctx.opts['redis_service'], ctx.opts['redis_dump']
+    tee and chmod on the fixed path are all sudoers allows), mode 660, the service started again.
+
+    Refused before anything changes when Redis would not load what is written: it runs with
+    appendonly yes (it loads its append-only file, not the snapshot), or it saves to another file
+    than the profile's dumpPath; or when the dump's disk has no room for the set's snapshot (tee
+    empties the file first: a write that ends on a full disk would leave a cut dump that Redis
+    refuses to start on). The live dump is kept in the job's directory first where the Kadi user can
+    read it, and written back should the write fail."""
+    o = ctx.opts
+    svc, dump = o['redis_service'], o['redis_dump']
     src = os.path.join(ctx.set_dir, 'redis.rdb')
     if not os.path.isfile(src):
         fail('the set has no Redis snapshot')
+    refused = refusal(o)
+    if refused:
+        fail(refused + '; Redis was not touched')
+    need = os.path.getsize(src)
+    try:
+        fs = os.statvfs(os.path.dirname(dump))
+        free = fs.f_bavail * fs.f_frsize
+    except OSError:
+        free = None
+    kept = ctx.job.path('redis-before.rdb')
+    try:
+        shutil.copyfile(dump, kept)
+        old = os.path.getsize(kept)
+    except OSError:
+        kept, old = None, 0
+    if free is not None and need > free + old:
+        fail('the disk of %s has %d bytes free, the set\'s Redis snapshot needs %d; Redis was not touched' % (dump, free + old, need))
     if not services.sudo_systemctl('stop', svc):
         fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s"' % (svc, privileges.describe(*privileges.service('stop', svc))))
     out('stopped ' + svc)
-    with open(src, 'rb') as f:
-        wrote = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL).returncode == 0
-    moded = wrote and privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL).returncode == 0
-    if not moded:
-        services.sudo_systemctl('start', svc)
-        fail('cannot replace %s: the Kadi user needs the sudoers rules for "%s" and "%s"'
-             % (dump, privileges.describe(*privileges.redis_write(dump)), privileges.describe(*privileges.redis_mode(dump))))
+    why = _write_dump(src, dump)
+    if why:
+        back = ''
+        if kept:
+            back = 'the previous dump was written back' if not _write_dump(kept, dump) else \
+                'writing the previous dump back failed too: it is kept in %s' % kept
+        started = services.sudo_systemctl('start', svc)
+        fail('cannot replace %s: %s; %s; %s' % (dump, why, back or 'the previous dump could not be read to keep it',
+                                                'Redis was started again' if started else 'Redis DID NOT START: sudo systemctl start %s' % svc))
     out('replaced %s (as redis, mode 660)' % dump)
     if not services.sudo_systemctl('start', svc):
-        fail('could not start %s again' % svc)
+        fail('could not start %s again (journalctl -u %s says why)%s' % (svc, svc, '; the previous dump is kept in %s' % kept if kept else ''))
     out('started ' + svc)
     ctx.attention('Redis was restored: Celery tasks queued at the time of the backup will run again')
+
+
+def _write_dump(src, dump):
+    """SRC written over DUMP as the redis user, mode 660: '' or why not (tee's own words, or the rule)."""
+    with open(src, 'rb') as f:
+        r = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        err = r.stderr.decode('utf-8', 'replace').strip()
+        if 'password is required' in err or 'not allowed' in err or 'a terminal is required' in err or not err:
+            return 'the Kadi user needs the sudoers rule for "%s"' % privileges.describe(*privileges.redis_write(dump))
+        return one_line(err.splitlines()[-1])
+    r = privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        return 'the Kadi user needs the sudoers rule for "%s"' % privileges.describe(*privileges.redis_mode(dump))
+    return ''
+
+
+def refusal(opts):
+    """Why Redis would not load a snapshot written to the profile's dumpPath ('' when it would, or
+    cannot tell): the restore refuses, and the preflight names it (restore-probe's redis_refused)."""
+    if aof_enabled(opts):
+        return ('Redis runs with appendonly yes: it loads its append-only file at start, not %s, so a restored snapshot '
+                'would be ignored. Restore it by hand (stop Redis, put the snapshot in place, start it with appendonly no, '
+                'then CONFIG SET appendonly yes to rewrite the append-only file from it, and set appendonly yes again in '
+                'its configuration)' % opts['redis_dump'])
+    return not_saved_to(opts, opts['redis_dump'])
 
 
 def missing_rules(opts):
