@@ -616,6 +616,16 @@ def job_run(argv):
     # returned 0), or the runner already failing, does not turn the job's own end into "cancelled".
     # (A name of its own: on_signal still appends to the list, should another signal come.)
     was_cancelled = bool(cancelled) and rc != 0
+    if not was_cancelled and rc > 128:
+        # Killed by a signal nobody here sent (the OOM killer, a kill by hand): said as the reason,
+        # which the verb, killed outright, never could.
+        sig = rc - 128
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = 'signal %d' % sig
+        out('ERROR: the %s job\'s process was killed by %s (signal %d)%s' % (
+            verb, name, sig, '; if nobody killed it, the system may have run out of memory (dmesg says)' if sig == signal.SIGKILL else ''))
     failed = was_cancelled or rc != 0
     if failed:
         # A step that failed early can leave background work behind (a copy into the set): it is

@@ -128,6 +128,19 @@ class JobsTest(ZipappTestCase):
                 os.killpg(holder.pid, signal.SIGKILL)
             holder.wait()
 
+    def test_a_verb_killed_by_a_signal_nobody_here_sent_fails_the_job_saying_so(self):
+        # What the OOM killer does: the verb dies at once and can say nothing itself.
+        job, _ = self.start(['sleep', '30'])
+        pgid = self.pgid(job)
+        end = time.monotonic() + 20
+        while 'tick 1' not in self.agent('job-log', self.bd, job).stdout and time.monotonic() < end:
+            time.sleep(0.1)
+        verb = int(subprocess.run(['pgrep', '-P', str(pgid)], capture_output=True, text=True).stdout.split()[0])
+        os.kill(verb, signal.SIGKILL)
+        self.assertEqual(self.wait_finished(job)['status'], '137')
+        self.assertIn("ERROR: the sleep job's process was killed by SIGKILL (signal 9); if nobody killed it, the system may have "
+                      'run out of memory (dmesg says)', self.agent('job-log', self.bd, job).stdout)
+
     def test_a_cancel_ends_the_whole_group_and_is_recorded(self):
         job, _ = self.start(['sleep', '30'])
         time.sleep(0.5)
