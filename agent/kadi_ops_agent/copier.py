@@ -470,14 +470,18 @@ def _copy(name, src, dest, prev_set, part):
                         n += got
                     after = os.fstat(fi.fileno())
                     unchanged = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
+                    mtime = after.st_mtime_ns  # the time of what was read
                     if unchanged and n == after.st_size:
                         break
                     if again:
                         note_changed(r)
+                        # Kept under the time it had when this read began, never the live file's
+                        # last: the next backup must not take the live file for this copy (same
+                        # size and time) and link it for good; it copies the file again.
+                        mtime = before.st_mtime_ns
                         break
                     fi.seek(0); fo.seek(0); fo.truncate(0)
-            # The time of what was read (the listed one unless it was written to since the walk).
-            st = st._replace(st_size=n, st_mtime_ns=after.st_mtime_ns)
+            st = st._replace(st_size=n, st_mtime_ns=mtime)
             keep_attrs(t, st)
             return [r, n, st.st_mtime_ns // 1000000000, h.hexdigest()], True
         except OSError as e:  # the set's side: a full disk, a quota

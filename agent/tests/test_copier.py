@@ -492,6 +492,56 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(listing['ab/big'][1:4:2], [len(held), hashlib.sha256(held).hexdigest()], 'the list says what the set holds')
         self.assertEqual(listing['ab/small'][3], hashlib.sha256(b'quiet').hexdigest())
 
+    def test_a_file_written_to_during_both_reads_is_copied_again_by_the_next_set_even_when_the_writes_stopped_with_the_read(self):
+        # The writer stops exactly as the second read ends (here: each read's closing fstat writes):
+        # the live file then keeps the size and time it had then. Stored under that time, the torn
+        # copy would be linked by every later set as unchanged.
+        import contextlib
+        import io
+        from kadi_ops_agent import copier
+        big = self.write('ab/big', b'\x11' * 4096 * 64)
+        writes = []
+
+        class Os:
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            def fstat(self, fd):
+                st = os.fstat(fd)
+                try:
+                    read_to = os.lseek(fd, 0, os.SEEK_CUR)  # at its end: a read's closing fstat
+                except OSError:
+                    read_to = 0  # an O_PATH descriptor (open_listed's check)
+                if read_to > 0 and os.path.realpath('/proc/self/fd/%d' % fd) == os.path.realpath(big):
+                    writes.append(1)
+                    with open(big, 'r+b') as f:
+                        f.write(bytes([0x20 + len(writes)]) * 4096)
+                    os.utime(big, ns=(1_600_000_000 * 10**9 + len(writes), 1_600_000_000 * 10**9 + len(writes)))
+                    return os.fstat(fd)
+                return st
+        real = copier.os
+        copier.os = Os()
+        partial = os.path.join(self.root, 's1')
+        os.mkdir(partial, 0o700)
+        umask = os.umask(0o022)  # the copier sets its own (as a process of its own would): put back after
+        os.umask(umask)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()) as said, contextlib.redirect_stderr(io.StringIO()):
+                copier.main(['storage', self.live, os.path.join(partial, 'storage'), ''])
+        finally:
+            copier.os = real
+            os.umask(umask)
+        self.assertEqual(len(writes), 2, 'written to during both reads')
+        self.assertIn('storage: file ab/big was written to while it was read, twice', said.getvalue())
+        live = os.stat(big)
+        self.assertNotEqual(os.stat(os.path.join(partial, 'storage/ab/big')).st_mtime_ns, live.st_mtime_ns)
+        r2, partial2, listing2, _ = self.copy('s2', prev=partial)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertNotEqual(os.stat(os.path.join(partial2, 'storage/ab/big')).st_ino, os.stat(os.path.join(partial, 'storage/ab/big')).st_ino,
+                            'copied again, not linked')
+        with open(big, 'rb') as f:
+            self.assertEqual(listing2['ab/big'][3], hashlib.sha256(f.read()).hexdigest(), 'the next set holds the file as it is now')
+
     def test_an_entry_opened_for_the_copy_must_be_the_one_listed(self):
         from kadi_ops_agent import copier
         self.write('a/f', b'x')
