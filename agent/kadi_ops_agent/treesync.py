@@ -95,6 +95,8 @@ class Sync:
         self.compared = 0  # (content) files read on both sides
         self.differed = []  # (content) the first few live files whose bytes alone differed
         self.differed_n = 0
+        self.unread = []  # (content) the first few live files that could not be read to compare
+        self.unread_n = 0
 
     # --- attributes -------------------------------------------------------------------------------
 
@@ -270,25 +272,35 @@ class Sync:
     def _same_content(self, sfd, dfd, name, st, lst, where):
         """Whether the live file NAME (in DFD, stat LST) holds the set's bytes (NAME in SFD, stat
         ST), read side by side and compared as they are read: the first difference ends it. A live
-        file replaced since it was listed counts as different (it is copied over)."""
+        file replaced since it was listed counts as different (it is copied over); so does one that
+        cannot be read (another owner's, an I/O error of a failing disk), named apart: the set's
+        copy replaces it. An error reading the set's file ends the restore, naming it."""
         self.compared += 1
         if (st.st_dev, st.st_ino) == (lst.st_dev, lst.st_ino):
             return True
+        set_path, live_path = self.src + where + '/' + name, self.dst + where + '/' + name
         try:
             fi = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
         except OSError as e:
-            raise _named(e, self.src + where)
+            raise OSError(e.errno, e.strerror, set_path)
         try:
             try:
                 fl = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
             except OSError as e:
-                raise _named(e, self.dst + where)
+                return self._unread(live_path, e)
             try:
                 fst = os.fstat(fl)
                 if (fst.st_dev, fst.st_ino) != (lst.st_dev, lst.st_ino):
                     return False
                 while True:
-                    a, b = os.read(fi, CHUNK), os.read(fl, CHUNK)
+                    try:
+                        a = _read_full(fi, CHUNK)
+                    except OSError as e:
+                        raise OSError(e.errno, e.strerror, set_path)
+                    try:
+                        b = _read_full(fl, CHUNK)
+                    except OSError as e:
+                        return self._unread(live_path, e)
                     if a != b:
                         break
                     if not a:
@@ -298,7 +310,12 @@ class Sync:
         finally:
             os.close(fi)
         self.differed_n += 1
-        if len(self.differed) < 5: self.differed.append(self.dst + where + '/' + name)
+        if len(self.differed) < 5: self.differed.append(live_path)
+        return False
+
+    def _unread(self, path, e):
+        self.unread_n += 1
+        if len(self.unread) < 5: self.unread.append('%s (%s)' % (path, e.strerror or e))
         return False
 
     # --- the walk ---------------------------------------------------------------------------------
@@ -414,7 +431,8 @@ class Sync:
         return {'checked': self.checked, 'copied': self.copied, 'copiedBytes': self.copied_bytes, 'removed': self.removed,
                 'attrs': self.attrs, 'otherOwner': self.other_owner_n, 'otherOwnerFirst': self.other_owner,
                 'groupFailed': self.group_failed, 'notRemoved': self.left_n, 'notRemovedFirst': self.left,
-                'compared': self.compared, 'contentDiffered': self.differed_n, 'contentDifferedFirst': self.differed}
+                'compared': self.compared, 'contentDiffered': self.differed_n, 'contentDifferedFirst': self.differed,
+                'unreadLive': self.unread_n, 'unreadLiveFirst': self.unread}
 
     def add(self, c):
         """Counts of a tree-sync-part."""
@@ -427,6 +445,8 @@ class Sync:
         self.compared += c['compared']
         self.differed_n += c['contentDiffered']
         self.differed = (self.differed + c['contentDifferedFirst'])[:5]
+        self.unread_n += c['unreadLive']
+        self.unread = (self.unread + c['unreadLiveFirst'])[:5]
 
     def _dir(self, sfd, dfd, rel):
         """One directory of both sides (REL, open as SFD and DFD): its subdirectories to enter
@@ -584,6 +604,22 @@ def _same_time(live_ns, set_ns):
     """The check rsync makes, to the nanosecond - or to the second where the set's time has none
     (an archive-mode set: tar keeps whole seconds), so that those files are not all copied again."""
     return live_ns == set_ns or set_ns % 1000000000 == 0 and live_ns // 1000000000 == set_ns // 1000000000
+
+
+def _read_full(fd, n):
+    """Up to N bytes of FD: fewer only at its end (a read may return less than asked: NFS, FUSE)."""
+    data = os.read(fd, n)
+    if len(data) in (0, n):
+        return data
+    parts = [data]
+    got = len(data)
+    while got < n:
+        more = os.read(fd, n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b''.join(parts)
 
 
 def _sendfile(fi, fo, size):

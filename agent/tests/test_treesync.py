@@ -322,9 +322,9 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.live, 'shared')).st_mode), 0o2750)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.live, 'shared/file')).st_mode), 0o640)
 
-    def as_nobody(self, make):
+    def as_nobody(self, make, *flags):
         """tree-sync run as nobody on a set and a live tree of nobody's, after MAKE(src, dst) (run as
-        root: the entries it leaves root's stay root's); (the run, its result or None, dst)."""
+        root: the entries it leaves root's stay root's), with FLAGS; (the run, its result or None, dst)."""
         run = NobodyRun(self)
         nobody, base = run.nobody, run.base
         src, dst = base + '/set', base + '/live'
@@ -332,12 +332,63 @@ class TreeSyncTest(ZipappTestCase):
         run.give()
         make(src, dst, lambda p: os.chown(p, nobody.pw_uid, nobody.pw_gid))
         result = base + '/result.json'
-        r = run.agent('tree-sync', 'storage', src, dst, str(nobody.pw_uid), str(nobody.pw_gid), '0' if self.PARALLEL else '3', result)
+        r = run.agent('tree-sync', 'storage', src, dst, str(nobody.pw_uid), str(nobody.pw_gid), '0' if self.PARALLEL else '3', result, *flags)
         res = None
         if os.path.exists(result):
             with open(result, encoding='utf-8') as f:
                 res = json.load(f)
         return r, res, dst
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
+    def test_content_a_live_file_the_kadi_user_cannot_read_is_replaced_and_named_not_a_failure(self):
+        def make(src, dst, give):
+            for root, rel, data in ((src, 'd/secret', b'same'), (src, 'd/other', b'x'), (dst, 'd/secret', b'same'), (dst, 'd/other', b'x')):
+                p = put(root, rel, data)
+                give(p); give(os.path.dirname(p))
+                os.utime(p, (T0, T0))
+            os.chown(os.path.join(dst, 'd/secret'), 0, 0)
+            os.chmod(os.path.join(dst, 'd/secret'), 0o600)
+        r, res, dst = self.as_nobody(make, 'content')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual((res['unreadLive'], res['unreadLiveFirst'], res['contentDiffered']),
+                         (1, [os.path.join(dst, 'd/secret') + ' (Permission denied)'], 0))
+        with open(os.path.join(dst, 'd/secret'), 'rb') as f:
+            self.assertEqual(f.read(), b'same')
+        self.assertNotEqual(os.stat(os.path.join(dst, 'd/secret')).st_uid, 0, "the set's copy, the Kadi user's")
+
+    def test_content_an_io_error_reading_a_live_file_replaces_it_and_names_it_one_reading_the_set_names_the_set_file(self):
+        import errno
+        from kadi_ops_agent import treesync
+        from kadi_ops_agent.common import Progress
+        self.put_set('ab/bad', b'set bytes')
+        self.put_set('ab/good', b'good')
+        for rel, data in (('ab/bad', b'set bytes'), ('ab/good', b'good')):
+            os.utime(put(self.live, rel, data), (T0, T0))
+        failing = []
+
+        class Os:
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            def read(self, fd, n):
+                if os.path.realpath('/proc/self/fd/%d' % fd).endswith(failing[0]):
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+                return os.read(fd, n)
+        real = treesync.os
+        treesync.os = Os()
+        try:
+            failing[:] = ['/live/ab/bad']
+            s = treesync.Sync('storage', self.set, self.live, os.geteuid(), os.getegid(), Progress('storage', 0), warn=print, content=True)
+            s.walk(s.top()[0])
+            self.assertEqual((s.unread_n, s.unread, s.copied), (1, [os.path.join(self.live, 'ab/bad') + ' (Input/output error)'], 1))
+            os.utime(os.path.join(self.live, 'ab/bad'), (T0, T0))
+            failing[:] = ['/set/ab/bad']
+            s = treesync.Sync('storage', self.set, self.live, os.geteuid(), os.getegid(), Progress('storage', 0), warn=print, content=True)
+            with self.assertRaises(OSError) as e:
+                s.walk(s.top()[0])
+            self.assertEqual(e.exception.filename, os.path.join(self.set, 'ab/bad'))
+        finally:
+            treesync.os = real
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
     def test_as_the_kadi_user_an_entry_of_another_owner_is_counted_not_a_failure(self):

@@ -163,6 +163,10 @@ class Tree:
                           'they were replaced by the set\'s. Nothing writes files that way: check the disk '
                           '(dmesg, smartctl -a) and run a deep verification of the newer sets'
                           % (res['contentDiffered'], live, one_line(res['contentDifferedFirst'][0])))
+        if res['unreadLive']:
+            ctx.attention('%d files under %s could not be read to compare them with the set (the first: %s); they were '
+                          'replaced by the set\'s. A read error there is what a failing disk gives: check it (dmesg, smartctl -a)'
+                          % (res['unreadLive'], live, one_line(res['unreadLiveFirst'][0])))
         if res['notRemoved']:
             ctx.attention('%d entries under %s that the set does not hold could not be removed by %s and were left (the first: %s); '
                           'the restored files are complete, these are extra. Remove them as root if they are not wanted'
