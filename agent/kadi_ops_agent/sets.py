@@ -105,7 +105,29 @@ def pin(argv):
 
 def mark_pinned(bd, name):
     """Marks set NAME pinned: retention never deletes it."""
-    open(os.path.join(bd, name, '.pinned'), 'w').close()
+    with pins_locked(bd):
+        if not os.path.isdir(os.path.join(bd, name)):
+            die('no set %s (deleted meanwhile?)' % name)
+        open(os.path.join(bd, name, '.pinned'), 'w').close()
+
+
+class pins_locked:
+    """A short lock of the backup directory's pins (<state>/pins.lock), apart from the instance lock
+    (a pin must not wait for a long job): a pin and a prune's look at a set's pin and its rename come
+    one after the other, so a pin that says pinned= is never of a set being deleted."""
+
+    def __init__(self, bd):
+        self.path = os.path.join(jobs.state_dir(bd), 'pins.lock')
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # lets go of the lock
+        return False
 
 
 def unpin(argv):
@@ -114,10 +136,11 @@ def unpin(argv):
     check_set_name(name)
     if not os.path.isdir(os.path.join(bd, name)):
         die('no set %s' % name)
-    try:
-        os.unlink(os.path.join(bd, name, '.pinned'))
-    except FileNotFoundError:
-        pass
+    with pins_locked(bd):
+        try:
+            os.unlink(os.path.join(bd, name, '.pinned'))
+        except FileNotFoundError:
+            pass
     out('unpinned=' + name)
 
 
@@ -137,20 +160,16 @@ def prune(argv):
         if not os.path.isdir(os.path.join(bd, n)):
             continue
         # A pin does not wait for the instance lock (it is a mark, and must work while a long job
-        # runs): a set pinned while this prune deleted the ones before it is left. Looked at again
-        # after the rename too - a pin made just before it is inside the renamed set - and then put
-        # back under its name.
-        if os.path.lexists(os.path.join(bd, n, '.pinned')):
-            warn('WARNING: set %s was pinned while the prune ran; not deleting it' % n)
-            continue
-        step('deleting set %s' % n)
-        # Renamed first, so a set is never listed half-deleted.
+        # runs), only for the pins' own: a set pinned while this prune deleted the ones before it is
+        # left; a pin asked while it is renamed waits for the rename, and then finds no set.
         gone = os.path.join(bd, '.deleting-' + n)
-        os.rename(os.path.join(bd, n), gone)
-        if os.path.lexists(os.path.join(gone, '.pinned')):
-            os.rename(gone, os.path.join(bd, n))
-            warn('WARNING: set %s was pinned while the prune ran; not deleting it' % n)
-            continue
+        with pins_locked(bd):
+            if os.path.lexists(os.path.join(bd, n, '.pinned')):
+                warn('WARNING: set %s was pinned while the prune ran; not deleting it' % n)
+                continue
+            step('deleting set %s' % n)
+            # Renamed first, so a set is never listed half-deleted.
+            os.rename(os.path.join(bd, n), gone)
         if not remove_tree(gone):
             fail('could not delete all of set %s (left as %s)' % (n, gone))
         pruned += 1

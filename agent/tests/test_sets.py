@@ -93,43 +93,55 @@ class ListSetsTest(ZipappTestCase):
         self.assertIn('finishing the deletion of set 2026-01-01T00-00-00Z (an earlier prune was interrupted)', log)
         self.assertEqual(sorted(n for n in os.listdir(self.bd) if n != '.kadi-ops'), [])
 
-    def test_a_set_pinned_while_a_prune_runs_is_not_deleted(self):
-        # A pin takes no lock: it may land while the prune deletes the sets before it (checked
-        # before the rename), or between that check and the rename (the mark is then inside the
-        # renamed set: checked after it, and the set put back under its name).
+    def test_a_set_pinned_while_a_prune_runs_is_not_deleted_and_a_pin_during_its_rename_finds_no_set(self):
+        # A pin takes no instance lock: it may land while the prune deletes the sets before it (the
+        # set is then left), or while the prune renames the set for deletion (the pins' own lock
+        # makes it wait, and it then finds no set: it never says pinned= of a set being deleted).
         import contextlib
         import io
         import sys
+        import threading
         from support import AGENT_SOURCE
         sys.path.insert(0, AGENT_SOURCE)
         from kadi_ops_agent import sets
         names = ['2026-01-0%dT00-00-00Z' % i for i in (1, 2, 3)]
         for n in names:
             self.put(n + '/manifest.json', {'format': 3})
-        pin = lambda n: open(os.path.join(self.bd, n, '.pinned'), 'w').close()  # noqa: E731
         real_remove, real_step = sets.remove_tree, sets.step
+        late = {}
 
         def remove_tree(path):
             if path.endswith(names[0]):
-                pin(names[1])  # pinned while the first set is deleted
+                sets.mark_pinned(self.bd, names[1])  # pinned while the first set is deleted
             return real_remove(path)
+
+        def late_pin():
+            try:
+                sets.mark_pinned(self.bd, names[2])
+                late['result'] = 'pinned'
+            except BaseException as e:  # noqa: BLE001 - die() exits: what the pin verb would say
+                late['result'] = 'refused: %r' % e
 
         def step(msg):
             real_step(msg)
-            if msg == 'deleting set %s' % names[2]:
-                pin(names[2])  # pinned after the check, before the rename
+            if msg == 'deleting set %s' % names[2]:  # the pins' lock is held here, up to the rename
+                late['thread'] = threading.Thread(target=late_pin)
+                late['thread'].start()
+                late['thread'].join(0.3)
+                late['waited'] = late['thread'].is_alive()
         sets.remove_tree, sets.step = remove_tree, step
         out, err = io.StringIO(), io.StringIO()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 sets.prune([self.bd, *names])
+                late['thread'].join(10)
         finally:
             sets.remove_tree, sets.step = real_remove, real_step
-        self.assertEqual(sorted(n for n in os.listdir(self.bd)), names[1:])
-        self.assertIn('pruned=1', out.getvalue())
-        for n in names[1:]:
-            self.assertIn('WARNING: set %s was pinned while the prune ran; not deleting it' % n, err.getvalue())
-            self.assertTrue(os.path.isfile(os.path.join(self.bd, n, 'manifest.json')))
+        self.assertEqual(sorted(n for n in os.listdir(self.bd) if n != '.kadi-ops'), [names[1]])
+        self.assertIn('pruned=2', out.getvalue())
+        self.assertIn('WARNING: set %s was pinned while the prune ran; not deleting it' % names[1], err.getvalue())
+        self.assertTrue(late['waited'], 'the late pin waited for the rename')
+        self.assertIn('no set %s (deleted meanwhile?)' % names[2], late['result'])
 
     @unittest.skipUnless(AS_NOBODY, 'needs root to make a leftover the Kadi user cannot remove')
     def test_a_leftover_the_kadi_user_cannot_remove_never_stops_a_prune(self):
