@@ -806,6 +806,13 @@ def restore(argv):
     step('restoring snapshot %s (set %s) from %s' % (snap['short'], name, repo.cfg['repository']))
     r = repo.run('restore', snap['id'], '--target', partial)
     if r.returncode != 0:
+        # restic goes on past a file it cannot read ("ignoring error for PATH: ...") and ends with
+        # only "There were N errors": the files and what to do are said here.
+        bad = [m.group(1) for m in re.finditer(r'^ignoring error for (.*?): ', r.stderr or '', re.M)]
+        if bad:
+            fail('restoring snapshot %s failed: restic could not restore %d file(s) of it (%s%s); the repository may be damaged: '
+                 'kadi-ops offsite check <host> --read-data-subset 100%% says (nothing was put in place)'
+                 % (snap['short'], len(bad), one_line(', '.join(bad[:5])), ' …' if len(bad) > 5 else ''))
         fail(explain(repo.cfg['repository'], 'restoring snapshot %s' % snap['short'], r.stderr, repo.password_file))
     if not os.path.isfile(os.path.join(partial, 'manifest.json')):
         fail('snapshot %s holds no manifest.json; it is not a complete set' % snap['short'])

@@ -295,6 +295,13 @@ class OffsiteTest(ZipappTestCase):
         r = self.job('offsite_check', 'subset=100%')
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn('is damaged', r.stderr)
+        # Restoring the snapshot names what could not be restored and what to do; nothing is put in place.
+        snap = self.snapshots()[0]['id']
+        shutil.rmtree(os.path.join(self.bd, '2026-11-01T02-00-00Z'))  # the local set lost
+        r = self.job('offsite_restore', 'snapshot=' + snap)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r'restic could not restore \d+ file\(s\) of it \(/storage/ab/cd/\d{4}.*\); the repository may be damaged: '
+                                   r'kadi-ops offsite check <host> --read-data-subset 100% says')
 
     def test_a_confirmed_forget_removes_only_what_was_confirmed_and_the_rules_still_forget(self):
         self.connect()
