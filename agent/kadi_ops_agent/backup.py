@@ -13,6 +13,7 @@ import time
 from . import manifest, pg, plan, services
 from .common import disk_kb, path_conflicts, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
 from .components import Context, all_components
+from .components import redis
 from .jobs import Job
 from .sets import newest_good_set
 
@@ -42,8 +43,11 @@ def make_set(argv):
     ctx.info_line('previous=' + os.path.basename(prev))
     ctx.info_line('hostname=' + hostname())
 
-    # Database password: from the job's secret file into a 0600 passfile in the job dir.
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], plan.job_input(job)['password'])
+    # Database password: from the job's secret file into a 0600 passfile in the job dir; Kadi's Redis
+    # credentials (when it asks for a password) for redis-cli's environment.
+    secrets = plan.job_input(job)
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'])
+    redis.use_auth(secrets['redis'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
     components = all_components()
 

@@ -88,7 +88,9 @@ def files_check(argv):
 
 
 def redis_snapshot(argv):
+    from . import plan
     m = Maintenance(argv)
+    redis_component.use_auth(plan.job_input(m.job)['redis'])
     m.steps.run('redis-bgsave', redis_component.bgsave, m.opts)
     m.end('redis snapshot')
 

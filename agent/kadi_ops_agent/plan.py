@@ -137,6 +137,34 @@ def python_strings(value):
     return [re.sub(r'\\(.)', r'\1', a or b) for a, b in re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", v)]
 
 
+def redis_auth(url):
+    """The credentials in a redis[s]://[user]:password@host[:port][/db] URL (CELERY_BROKER_URL), as
+    redis-py reads it and as kadi/outputParsers.ts parseRedisAuth does: {user, password, port}, or
+    None without a password."""
+    import urllib.parse
+    m = re.match(r'^rediss?://(.*)$', (url or '').strip(), re.S | re.I)
+    if not m:
+        return None
+    rest = m.group(1)
+    at = rest.rfind('@')
+    if at < 0:
+        return None
+    userinfo, authority = rest[:at], re.split(r'[/?#]', rest[at + 1:])[0]
+    colon = userinfo.find(':')
+    if colon < 0:
+        return None
+    password = urllib.parse.unquote(userinfo[colon + 1:])
+    if not password:
+        return None
+    v6 = re.match(r'^\[[^\]]*\](?::(\d*))?$', authority)
+    port = (v6.group(1) or '') if v6 else (authority[authority.rfind(':') + 1:] if ':' in authority else '')
+    try:
+        port = int(port) if port else 6379
+    except ValueError:
+        return None
+    return {'user': urllib.parse.unquote(userinfo[:colon]), 'password': password, 'port': port}
+
+
 def database_uri(uri):
     """postgresql[+driver]://user:pass@host:port/name?host=..., as SQLAlchemy reads it (and as
     kadi/outputParsers.ts parseDatabaseUri does): a dict, or None when it is no PostgreSQL URI."""
@@ -191,7 +219,8 @@ def read_kadi_config(cli, config_file):
     if db is None:
         fail('SQLALCHEMY_DATABASE_URI is %s' % ('not a PostgreSQL URI I can read' if uri else 'not set'))
     return {'database': db, 'storage': _present(e.get('STORAGE_PATH')), 'uploads': _present(e.get('MISC_UPLOADS_PATH')),
-            'oidcKeys': [k for k in python_strings(e.get('OIDC_SIGNING_KEYS', '')) if k.startswith('/')]}
+            'oidcKeys': [k for k in python_strings(e.get('OIDC_SIGNING_KEYS', '')) if k.startswith('/')],
+            'redis': redis_auth(_present(e.get('CELERY_BROKER_URL')))}
 
 
 # --- running a stored plan ------------------------------------------------------------------------
@@ -275,7 +304,8 @@ def backup_options(plan):
 
 def job_input(job):
     """What a job got on stdin, from its 0600 secret file: with a plan, one JSON document
-    {"password", "plan", "listing"?}; otherwise the password's line (and a restore's listing after it)."""
+    {"password", "plan", "listing"?, "redis"?}; otherwise the password's line (and a restore's listing
+    after it). redis: the credentials of Kadi's Redis (components/redis.use_auth)."""
     try:
         with open(job.secret(), encoding='utf-8', errors='surrogateescape') as f:
             text = f.read()
@@ -288,9 +318,9 @@ def job_input(job):
             die('the job input is not JSON: %s' % e)
         if not isinstance(doc, dict):
             die('the job input is not a JSON object')
-        return {'password': doc.get('password', ''), 'plan': doc.get('plan'), 'listing': doc.get('listing', '')}
+        return {'password': doc.get('password', ''), 'plan': doc.get('plan'), 'listing': doc.get('listing', ''), 'redis': doc.get('redis')}
     first, _, rest = text.partition('\n')
-    return {'password': first, 'plan': None, 'listing': rest}
+    return {'password': first, 'plan': None, 'listing': rest, 'redis': None}
 
 
 def job_options(argv, job):
@@ -384,7 +414,7 @@ def run_plan(argv):
         _report_before_job(plan, o, action, 'failed', redact(str(e)) or 'the plan could not start')
         raise
     # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
-    secret = json.dumps({'password': db['password'], 'plan': plan}, ensure_ascii=False)
+    secret = json.dumps({'password': db['password'], 'plan': plan, **({'redis': cfg['redis']} if cfg.get('redis') else {})}, ensure_ascii=False)
     when_busy = (plan.get('schedule') or {}).get('whenBusy', 'wait')
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     # A host that only runs scheduled jobs keeps its job history bounded too.

@@ -66,6 +66,8 @@ def sudo_checks(commands, profile):
 def main(argv):
     o = Options(argv)
     password = sys.stdin.readline().rstrip('\n')
+    from .components import redis
+    redis.use_auth_line(sys.stdin.readline())
     me = user_name()
     features = []
     with tempfile.TemporaryDirectory() as work:
@@ -128,11 +130,11 @@ def main(argv):
             # A backup --redis takes a snapshot and copies the dump: the dump readable, or a rule to read it.
             snapshot = [check('redis-cli', os.access(o['redis_cli'], os.X_OK) or shutil.which(o['redis_cli']), o['redis_cli'],
                               'install it: apt install redis-tools')]
-            from .components import redis
             pong = redis.cmd(o, 'PING')
             snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]),
-                                  'Redis asks for a password (requirepass or an ACL user), which Kadi Ops cannot give it yet: '
-                                  "take Redis out of the profile (redis.enabled false)" if 'NOAUTH' in pong else
+                                  "Redis asks for a password (requirepass or an ACL user) that Kadi's CELERY_BROKER_URL does not "
+                                  'give for port %s: put it there (redis://[user]:PASSWORD@host:%s/0), as Kadi needs it too' % (o['redis_port'], o['redis_port'])
+                                  if 'NOAUTH' in pong or 'WRONGPASS' in pong else
                                   "start Redis, or set the profile's redis.port to the port it listens on"))
             if pong == 'PONG':
                 wrong = redis.not_saved_to(o, dump)
@@ -151,7 +153,9 @@ def main(argv):
             restore_redis += sudo_checks([privileges.redis_write(dump), privileges.redis_mode(dump)], o['profile'])
             if pong == 'PONG':
                 aof = redis.aof_enabled(o)
-                restore_redis.append(check('Redis loads its snapshot at start (appendonly no)', aof is False, 'appendonly yes' if aof else '',
+                # Unknown (INFO refused) is not a failure here: the restore does not refuse on it either.
+                restore_redis.append(check('Redis loads its snapshot at start (appendonly no)', aof is not True,
+                                           {True: 'appendonly yes', False: 'appendonly no'}.get(aof, 'not known: INFO persistence did not say'),
                                            'with appendonly yes Redis loads its append-only file, not the snapshot: a restore of '
                                            'Redis is refused (restore it by hand, as the refusal says)'))
             features.append({'feature': 'redis restore', 'optional': True, 'checks': restore_redis})

@@ -62,7 +62,9 @@ def run(argv):
         steps.run('safety-backup', safety_backup, ctx, argv)
     else:
         steps.skip('safety-backup', 'opted out')
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], plan.job_input(job)['password'])
+    secrets = plan.job_input(job)
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'])
+    load('redis').use_auth(secrets['redis'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
 
     trees = [load(n) for n in ('storage', 'uploads') if has(ctx, n)]
@@ -135,8 +137,8 @@ def safety_backup(ctx, argv):
     # Pinned until the restore has ended without leaving the instance half done (then released):
     # should the job be killed outright (its cleanup never runs: a reboot, the OOM killer), the one
     # whole state from before stays out of retention's reach.
+    job.write('safety-pinned', name)  # first: a kill between the two never leaves a pin nobody knows of
     mark_pinned(ctx.opts['backup_dir'], name)
-    job.write('safety-pinned', name)
     out('safety_set=' + name)
 
 
@@ -183,13 +185,16 @@ def died_note(job):
     components = [c for c in job.read('components').strip().split(',') if c]
     half = half_done_in(job, components)
     names = services.stopped(job)
-    if not half and not names:
+    pinned = job.read('safety-pinned').strip()
+    if not half and not names and not pinned:
         return ''
     parts = []
     if half:
-        pinned = job.read('safety-pinned').strip()
         parts.append('%s, so the instance may be inconsistent; restore again (it completes what was done)%s'
                      % (half, ', or restore the pre-restore set %s (pinned, so that retention keeps it)' % pinned if pinned else ''))
+    elif pinned:
+        parts.append('it left nothing half done; its pre-restore set %s stays pinned until you unpin it (kadi-ops unpin <host> %s)'
+                     % (pinned, pinned))
     if names:
         parts.append('the services it stopped (%s) may still be stopped: %s' % (
             ', '.join(names), 'start them only once the instance is whole again' if half else 'sudo systemctl start ' + ' '.join(reversed(names))))
@@ -370,6 +375,7 @@ def probe(argv):
     side - owners and free space of the trees, whether the database is empty, which services exist."""
     o = Options(argv)
     password = sys.stdin.readline().rstrip('\n')
+    load('redis').use_auth_line(sys.stdin.readline())
     with tempfile.TemporaryDirectory() as work:
         pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password)
         ctx = Context(o, conn=pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
@@ -390,9 +396,9 @@ def probe(argv):
                 out('service=%s missing' % s)
         if o['redis_service'] and o['redis_dump']:
             out(*('sudo_missing=' + m for m in load('redis').missing_rules(o)))
+    else:
+        out('systemctl=no')
     if o['redis_cli'] and o['redis_dump']:
         refused = load('redis').refusal(o)
         if refused:
             out('redis_refused=' + one_line(refused))
-    else:
-        out('systemctl=no')

@@ -112,6 +112,16 @@ class KadiConfigTest(ZipappTestCase):
         self.assertEqual(c['database'], {'host': 'db.example', 'port': 5433, 'name': 'kadi db', 'user': 'kadi', 'password': password})
         self.assertEqual((c['storage'], c['uploads'], c['oidcKeys']), ('/srv/kadi storage', '/srv/uploads', ['/etc/kadi/key.pem']))
 
+    def test_kadis_redis_credentials_come_from_its_broker_url(self):
+        from urllib.parse import quote
+        password = "r@dis:pw/with;'\""
+        cfg = self.config('SQLALCHEMY_DATABASE_URI = "postgresql://kadi:x@localhost/kadi"\nCELERY_BROKER_URL = %r\n'
+                          % ('redis://kadi-ops:%s@127.0.0.1:6380/0' % quote(password, safe='')))
+        self.assertEqual(self.plan.read_kadi_config(self.cli, cfg)['redis'], {'user': 'kadi-ops', 'password': password, 'port': 6380})
+        for url, want in (('redis://localhost:6379/0', None), ('redis://user@localhost/0', None), ('rediss://:pw@[::1]/1', {'user': '', 'password': 'pw', 'port': 6379}),
+                          ('amqp://u:p@localhost//', None), ('redis://:pw@localhost:notaport/0', None), ('', None)):
+            self.assertEqual(self.plan.redis_auth(url), want, url)
+
     def test_a_configuration_kadi_cannot_load_fails_without_quoting_the_password(self):
         from kadi_ops_agent.common import Failure
         cfg = self.config('SQLALCHEMY_DATABASE_URI = "postgresql://kadi:topsecret@localhost/kadi"\nraise ValueError("boom postgresql://kadi:topsecret@x/y")\n')

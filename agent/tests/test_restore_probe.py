@@ -6,7 +6,7 @@ from support import ZipappTestCase, put
 
 
 class TreeProbeTest(ZipappTestCase):
-    def probe(self, **need):
+    def probe(self, *extra, **need):
         base = os.path.join(self.tmp.name, 'probe')
         for d in ('storage', 'uploads', 'backups'):
             os.makedirs(os.path.join(base, d), exist_ok=True)
@@ -14,9 +14,18 @@ class TreeProbeTest(ZipappTestCase):
         # No database here: its part says so (db_error) and the trees' part is what is looked at.
         r = self.agent('restore-probe', 'backup_dir=' + base + '/backups', 'storage_path=' + base + '/storage',
                        'uploads_path=' + base + '/uploads', 'pg_host=127.0.0.1', 'pg_port=1', 'pg_db=x', 'pg_user=x',
-                       'psql=psql', *('%s_need_kb=%s' % kv for kv in need.items()), input='\n')
+                       'psql=psql', *extra, *('%s_need_kb=%s' % kv for kv in need.items()), input='\n')
         self.assertEqual(r.returncode, 0, r.stderr)
+        keys = [l.split('=', 1)[0] for l in r.stdout.splitlines() if '=' in l]
+        repeated = {k for k in keys if keys.count(k) > 1} - {'service', 'sudo_missing', 'path_conflict'}
+        self.assertEqual(repeated, set(), 'the client refuses an answer that repeats a key:\n' + r.stdout)
         return dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l)
+
+    def test_every_key_once_with_and_without_redis_in_the_profile(self):
+        for extra in ((), ('redis_cli=', 'redis_dump=', 'redis_service='),
+                      ('redis_cli=redis-cli', 'redis_port=1', 'redis_dump=/nonexistent/dump.rdb', 'redis_service=redis-server')):
+            kv = self.probe(*extra)
+            self.assertIn(kv['systemctl'], ('yes', 'no'))
 
     def test_a_tree_is_measured_only_when_the_set_might_not_fit_beside_it(self):
         kv = self.probe(storage='1', uploads=str(10 ** 15))

@@ -84,6 +84,13 @@ class DiedRestoreTest(ZipappTestCase):
                                '(kadi-web, kadi-celery) may still be stopped: sudo systemctl start kadi-celery kadi-web')
         self.assertIsNone(self.died_job({'components': 'db,storage', 'steps': ''}))
 
+    def test_killed_with_nothing_half_done_names_the_pin_it_leaves(self):
+        note = self.died_job({'components': 'db,storage', 'steps': 'stop-services 0 ok\nsafety-backup 3 ok\n', 'running/database': '',
+                              'safety-pinned': '2026-12-02T10-00-00Z\n'})
+        self.assertEqual(note, 'the restore ended without an exit status (killed, or the host restarted): it left nothing half done; '
+                               'its pre-restore set 2026-12-02T10-00-00Z stays pinned until you unpin it (kadi-ops unpin <host> '
+                               '2026-12-02T10-00-00Z)')
+
 
 if __name__ == '__main__':
     unittest.main()

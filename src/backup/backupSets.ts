@@ -4,6 +4,7 @@
  */
 import { parseScheduleStatus, type ScheduleStatus } from './schedule';
 import type { Discovery } from '../kadi/discovery';
+import { redisAuthJson } from '../kadi/outputParsers';
 import { TOOL_VERSION } from '../core/version';
 import { checkAgent } from '../remote/agent';
 import { parseJobInfo, startJob, type JobInfo } from '../remote/jobs';
@@ -64,7 +65,7 @@ export function backupPlan(host: RemoteHost, d: Discovery, opts: BackupOptions):
 
 export async function startBackup(host: RemoteHost, d: Discovery, opts: BackupOptions = {}): Promise<string> {
   const plan = backupPlan(host, d, opts);
-  return startJob(host, { kind: 'backup', verb: 'backup', args: ['plan=yes'], secret: planJobInput(plan, d.dbPassword.reveal()), breakStaleLock: opts.breakStaleLock });
+  return startJob(host, { kind: 'backup', verb: 'backup', args: ['plan=yes'], secret: planJobInput(plan, d.dbPassword.reveal(), undefined, redisAuthJson(d.redisAuth)), breakStaleLock: opts.breakStaleLock });
 }
 
 export type VerifyLevel = 'quick' | 'deep';

@@ -90,8 +90,9 @@ export interface PlanFacts {
 }
 
 /** What a job gets on stdin with a plan: one JSON document; the job keeps it in its 0600 secret file only. */
-export function planJobInput(plan: HostPlan, password: string, listing?: string): string {
-  return JSON.stringify({ password, plan: checkPlan(plan), ...(listing !== undefined ? { listing } : {}) });
+/** REDIS: the credentials of Kadi's Redis (redisAuthJson), when it asks for a password. */
+export function planJobInput(plan: HostPlan, password: string, listing?: string, redis?: { user: string; password: string; port: number }): string {
+  return JSON.stringify({ password, plan: checkPlan(plan), ...(listing !== undefined ? { listing } : {}), ...(redis ? { redis } : {}) });
 }
 
 interface SchemaNode {

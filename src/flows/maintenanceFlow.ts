@@ -61,7 +61,7 @@ export async function redisSnapshotFlow(fe: MaintenanceFrontEnd, profile: HostPr
     await fe.notice(`Redis is not enabled for ${profile.name} (set redis.enabled in its host profile).`, true);
     return { state: 'refused' };
   }
-  return maintenanceJob(fe, 'Redis snapshot', (h, o) => startRedisSnapshot(h, o));
+  return maintenanceJob(fe, 'Redis snapshot', async (h, o) => startRedisSnapshot(h, o, await discover(h)));
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import type { HostProfile } from '../config/types';
 import { Secret } from '../core/secret';
-import { parseKadiConfig, redactConfigText } from './outputParsers';
+import { parseKadiConfig, redactConfigText, redisAuthJson, type RedisAuth } from './outputParsers';
 import { parseKeyValues, runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 
@@ -50,6 +50,14 @@ export interface Discovery {
   facts: HostFacts;
   /** The database password; only ever written to a remote passfile through stdin. */
   dbPassword: Secret;
+  /** Kadi's Redis credentials (from CELERY_BROKER_URL), when it asks for a password; sent only through stdin. */
+  redisAuth?: RedisAuth;
+}
+
+/** What a verb that may talk to Redis and PostgreSQL reads on stdin: the password's line, then the Redis credentials' (JSON, or empty). */
+export function verbSecrets(d: Discovery): string {
+  const redis = redisAuthJson(d.redisAuth);
+  return `${d.dbPassword.reveal()}\n${redis ? JSON.stringify(redis) : ''}\n`;
 }
 
 /** Environment-prefixed kadi CLI argv (KADI_CONFIG_FILE as an env assignment via `env`). */
@@ -158,7 +166,7 @@ async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stam
   facts.problems = findProblems(facts);
   const stamp = kv.get('kadi_config_stamp') || undefined;
   const age = Number(kv.get('now_epoch')) - Number(kv.get('kadi_config_newest_mtime'));
-  return { discovery: { facts, dbPassword }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
+  return { discovery: { facts, dbPassword, ...(config.redisAuth ? { redisAuth: config.redisAuth } : {}) }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
 }
 
 /** A client binary the host reported: used only when it is a plain absolute path (it will be run). */

@@ -289,6 +289,8 @@ export interface KadiConfig {
   elasticsearchHosts?: string[];
   /** Password masked. */
   celeryBrokerUrl?: string;
+  /** The broker's Redis credentials, when its URL has a password (Kadi's Redis asks for one). */
+  redisAuth?: RedisAuth;
   /** Key file paths named by OIDC_SIGNING_KEYS, if it names any. */
   oidcSigningKeys?: string[];
   /** Every key with its value as `redactConfigText` would show it. */
@@ -336,7 +338,11 @@ export function parseKadiConfig(text: string): KadiConfig {
   const es = entries.get('ELASTICSEARCH_HOSTS');
   if (es !== undefined) config.elasticsearchHosts = pythonStrings(es).map(redactSingleUri);
   const broker = presentValue(entries.get('CELERY_BROKER_URL'));
-  if (broker !== undefined) config.celeryBrokerUrl = redactSingleUri(broker);
+  if (broker !== undefined) {
+    config.celeryBrokerUrl = redactSingleUri(broker);
+    const auth = parseRedisAuth(broker);
+    if (auth) config.redisAuth = auth;
+  }
   const oidc = entries.get('OIDC_SIGNING_KEYS');
   if (oidc !== undefined) config.oidcSigningKeys = pythonStrings(oidc).filter((s) => s.startsWith('/'));
   return config;
@@ -398,6 +404,42 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
   const user = decode(colon >= 0 ? userinfo.slice(0, colon) : userinfo) || (query.get('user') ?? '');
   const password = colon >= 0 ? decode(userinfo.slice(colon + 1)) : (query.get('password') ?? '');
   return { host, port, name, user, password: new Secret(password), driver: driver.toLowerCase() };
+}
+
+/** A Redis server's credentials (AUTH [user] password) and the port they are for. */
+export interface RedisAuth {
+  /** Empty: the default user (requirepass). */
+  user: string;
+  password: Secret;
+  port: number;
+}
+
+/**
+ * The credentials in a `redis[s]://[user]:password@host[:port][/db]` URL (as redis-py reads it:
+ * percent-decoded, port 6379 unless given), or undefined without a password.
+ */
+export function parseRedisAuth(url: string): RedisAuth | undefined {
+  const m = /^rediss?:\/\/(.*)$/is.exec(url.trim());
+  if (!m) return undefined;
+  // As for database URIs: the password may hold an unencoded '@', the host part cannot.
+  const at = m[1].lastIndexOf('@');
+  if (at < 0) return undefined;
+  const userinfo = m[1].slice(0, at);
+  const authority = m[1].slice(at + 1).split(/[/?#]/)[0];
+  const colon = userinfo.indexOf(':');
+  if (colon < 0) return undefined;
+  const password = decode(userinfo.slice(colon + 1));
+  if (!password) return undefined;
+  const v6 = /^\[[^\]]*\](?::(.*))?$/.exec(authority);
+  const portText = v6 ? (v6[1] ?? '') : authority.includes(':') ? authority.slice(authority.lastIndexOf(':') + 1) : '';
+  const port = portText === '' ? 6379 : Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return { user: decode(userinfo.slice(0, colon)), password: new Secret(password), port };
+}
+
+/** The credentials as the agent reads them (JSON, never in argv): for a job's input or a verb's stdin line. */
+export function redisAuthJson(a: RedisAuth | undefined): { user: string; password: string; port: number } | undefined {
+  return a ? { user: a.user, password: a.password.reveal(), port: a.port } : undefined;
 }
 
 function decode(s: string): string {

@@ -6,7 +6,7 @@
 import { runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import { liveProbeOptions } from '../restore/probe';
-import type { Discovery } from './discovery';
+import { verbSecrets, type Discovery } from './discovery';
 
 export interface PrerequisiteCheck {
   name: string;
@@ -43,7 +43,7 @@ export async function checkPrerequisites(host: RemoteHost, d: Discovery): Promis
     schedule: p.schedule ? (p.schedule.unit ?? 'system') : '',
   };
 
-  const r = await runAgent(host, 'prerequisites', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
+  const r = await runAgent(host, 'prerequisites', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: verbSecrets(d) });
   if (r.code !== 0) throw new RemoteCommandError(`Checking the prerequisites on ${p.name}`, r);
   return parsePrerequisites(r.stdout);
 }

@@ -5,7 +5,7 @@
 import type { HostProfile } from '../config/types';
 import type { Discovery } from '../kadi/discovery';
 import { kadiArgv } from '../kadi/discovery';
-import { fatalReason, orphanedIndices, parseSearchLsOutput, type ModelIndices, type OrphanedIndex } from '../kadi/outputParsers';
+import { fatalReason, orphanedIndices, parseSearchLsOutput, redisAuthJson, type ModelIndices, type OrphanedIndex } from '../kadi/outputParsers';
 import { startJob } from '../remote/jobs';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 
@@ -87,9 +87,11 @@ export function startFilesCheck(host: RemoteHost, opts: FilesCheckOptions = {}, 
   return startJob(host, { kind: 'files-check', verb: 'files_check', args: kadiOpts(host.profile, extra), ...o });
 }
 
-export function startRedisSnapshot(host: RemoteHost, o: JobStartOptions = {}): Promise<string> {
+/** D: the discovery whose Redis credentials (a Redis that asks for a password) the job gets on its stdin. */
+export function startRedisSnapshot(host: RemoteHost, o: JobStartOptions = {}, d?: Discovery): Promise<string> {
   const p = host.profile;
-  return startJob(host, { kind: 'redis-snapshot', verb: 'redis_snapshot', args: kadiOpts(p, { redis_cli: p.redis.cli, redis_port: String(p.redis.port) }), ...o });
+  const redis = redisAuthJson(d?.redisAuth);
+  return startJob(host, { kind: 'redis-snapshot', verb: 'redis_snapshot', args: kadiOpts(p, { redis_cli: p.redis.cli, redis_port: String(p.redis.port) }), ...(redis ? { secret: JSON.stringify({ redis }) } : {}), ...o });
 }
 
 export function startFixPermissions(host: RemoteHost, d: Discovery, o: JobStartOptions = {}): Promise<string> {

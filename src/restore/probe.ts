@@ -1,6 +1,6 @@
 /** The live side of a restore target, read by the agent's restore-probe verb in one round trip. */
 import type { HostProfile } from '../config/types';
-import type { Discovery, HostFacts } from '../kadi/discovery';
+import { verbSecrets, type Discovery, type HostFacts } from '../kadi/discovery';
 import { parseKeyValues, runAgent } from '../remote/agent';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import { parseLiveDb, type LiveDb } from './dbPlan';
@@ -110,7 +110,7 @@ export async function probeLive(host: RemoteHost, d: Discovery, need: Partial<Re
   const p = host.profile;
   const kv = liveProbeOptions(p, d.facts);
   for (const [tree, bytes] of Object.entries(need)) if (bytes !== undefined) kv[`${tree}_need_kb`] = String(Math.ceil(bytes / 1024));
-  const r = await runAgent(host, 'restore-probe', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: d.dbPassword.reveal() + '\n' });
+  const r = await runAgent(host, 'restore-probe', Object.entries(kv).map(([k, v]) => `${k}=${v}`), { stdin: verbSecrets(d) });
   if (r.code !== 0) throw new RemoteCommandError(`Probing ${p.name} for a restore`, r);
   return parseProbe(r.stdout);
 }

@@ -146,8 +146,23 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
     const sets = fs.readdirSync(sb.backupDir).sort();
     const r = await backupWithStaleDumpPath();
     assert.equal(r.result, 'failed', r.log);
-    assert.ok(r.log.includes(`Redis saves its snapshot to ${redis.dumpPath} (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath ${r.stale}: set redis.dumpPath to ${redis.dumpPath}`), r.log);
+    assert.ok(r.log.includes(`Redis saves its snapshot to ${redis.dumpPath} (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath ${r.stale}, which was not written at its last save: set redis.dumpPath to ${redis.dumpPath}`), r.log);
     assert.deepEqual(fs.readdirSync(sb.backupDir).sort(), sets, 'no new or partial set');
+  });
+
+  it('a dumpPath that is the same file under another path (a bind mount, as with Redis in a container) is accepted', async () => {
+    const mount = fs.mkdtempSync('/tmp/kadi-ops-redis-bind-');
+    execFileSync('mount', ['--bind', redis.dataDir, mount]);
+    const own = newPool();
+    try {
+      const h = await own.get(profileOf(sb, 'sudo', (p) => (p.redis = { ...p.redis, dumpPath: path.join(mount, path.basename(redis.dumpPath)) })));
+      const r = await runJob(h, own, async () => startBackup(h, await discover(h), { redis: true }));
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+    } finally {
+      own.closeAll();
+      execFileSync('umount', [mount]);
+      fs.rmdirSync(mount);
+    }
   });
 
   it('without CONFIG, a dumpPath file older than the BGSAVE is refused as not the snapshot just saved', async () => {
@@ -169,7 +184,7 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
     assert.equal(byName.get(`Redis answers on port ${redis.port}`)?.ok, true, JSON.stringify(snapshot));
     const saves = byName.get('Redis saves its snapshot to /nonexistent/dump.rdb');
     assert.equal(saves?.ok, false, JSON.stringify(snapshot));
-    assert.match(saves?.fix ?? '', new RegExp(`set redis.dumpPath to ${redis.dumpPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+    assert.match(saves?.fix ?? '', new RegExp(`set redis.dumpPath to ${redis.dumpPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(with Redis in a container`));
   });
 
   it('a Redis restore is refused at preflight while Redis runs with appendonly yes (it would load its append-only file, not the snapshot)', async () => {
@@ -186,6 +201,39 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
     }
     const plan = await preflight(host, d, set, { components: ['redis'], safetyBackup: false });
     assert.equal(plan.blockers.some((b) => b.includes('appendonly')), false, plan.blockers.join('\n'));
+  });
+
+  it("a Redis that asks for a password is given the one in Kadi's broker URL, in redis-cli's environment: backup, check and snapshot work, and the password is never shown", async () => {
+    const password = 'redis pw;$(x)"\'@1';
+    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
+    const broker = `redis://:${encodeURIComponent(password)}@127.0.0.1:${redis.port}/0`;
+    // Without it in the broker URL, check names what to do; with it, everything works.
+    cli('CONFIG', 'SET', 'requirepass', password);
+    const own = newPool(); // discovery's config is read again for the new broker URL
+    try {
+      let h = await own.get(profileOf(sb, 'sudo'));
+      const without = (await checkPrerequisites(h, await discover(h))).features.find((f) => f.feature === 'redis snapshot');
+      const answers = without?.checks.find((c) => c.name === `Redis answers on port ${redis.port}`);
+      assert.equal(answers?.ok, false, JSON.stringify(without));
+      assert.match(answers?.fix ?? '', /Redis asks for a password .* that Kadi's CELERY_BROKER_URL does not give/);
+
+      fs.writeFileSync(sb.kadiConfig, original.replace(/^CELERY_BROKER_URL = .*$/m, `CELERY_BROKER_URL = ${JSON.stringify(broker)}`));
+      own.closeAll();
+      h = await own.get(profileOf(sb, 'sudo'));
+      const d = await discover(h);
+      const checks = (await checkPrerequisites(h, d)).features.find((f) => f.feature === 'redis snapshot');
+      assert.ok(checks?.checks.every((c) => c.ok), JSON.stringify(checks));
+      const b = await runJob(h, own, () => startBackup(h, d, { redis: true }));
+      assert.equal(b.outcome.result, 'succeeded', b.log);
+      assert.match(b.log, /^redis_lastsave=\d+$/m);
+      const snap = await runJob(h, own, () => startRedisSnapshot(h, {}, d));
+      assert.equal(snap.outcome.result, 'succeeded', snap.log);
+      for (const text of [b.log, snap.log, JSON.stringify(d)]) assert.equal(text.includes(password) || text.includes(encodeURIComponent(password)), false);
+    } finally {
+      own.closeAll();
+      fs.writeFileSync(sb.kadiConfig, original);
+      execFileSync('redis-cli', ['-p', String(redis.port), 'CONFIG', 'SET', 'requirepass', ''], { env: { ...process.env, REDISCLI_AUTH: password } });
+    }
   });
 
   it('a save already running is waited for, then Redis saves again for this request', async () => {

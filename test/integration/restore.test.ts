@@ -597,6 +597,9 @@ describe('restore against the sandbox host', function () {
     const wrong = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /does not name this host/);
+    const checksum = await run('restore', 'sandbox-sudo', set, '--components', 'storage', '--no-safety-backup', '--checksum');
+    assert.equal(checksum.code, 2, checksum.stderr);
+    assert.match(checksum.stdout, /^ {2}files {14}compared by content: every file of the set and of the live trees is read/m);
     // Only the two preflight verify jobs ran; no restore job was started.
     // The new jobs by name, not the last by id: ids sort by their start to the second, and the
     // backup just before may share its second with them (it was taken for one once, in CI).

@@ -128,7 +128,7 @@ describe('CLI options are strict, per verb', () => {
       jobs: [],
       attach: [],
       cancel: ['force'],
-      restore: ['components', 'no-safety-backup', 'listing', 'overwrite-config', 'verify-again', 'jobs', 'break-stale-lock', 'yes'],
+      restore: ['components', 'no-safety-backup', 'checksum', 'listing', 'overwrite-config', 'verify-again', 'jobs', 'break-stale-lock', 'yes'],
       'db-upgrade': ['break-stale-lock'],
       reindex: ['model', 'break-stale-lock'],
       indices: [],
@@ -239,7 +239,7 @@ describe('CLI commands, help and version', () => {
     assert.equal(r.stderr, '');
     assert.ok(r.stdout.startsWith(`kadi-ops ${VERSION}: back up, verify, restore and maintain Kadi4Mat hosts over SSH.\n\nUsage: kadi-ops <command> [arguments] [options]\n\nCommands:\n  hosts\n      list the configured hosts\n`), r.stdout);
     assert.ok(r.stdout.includes('\n  verify <host> <set|latest> [--deep] [--break-stale-lock]\n      check every artifact and file against the manifest;'));
-    assert.ok(r.stdout.includes('\n  restore <host> <set|latest> [--components LIST] [--no-safety-backup] [--listing FILE] [--overwrite-config] [--verify-again] [--jobs N] [--break-stale-lock] [--yes HOST]\n'));
+    assert.ok(r.stdout.includes('\n  restore <host> <set|latest> [--components LIST] [--no-safety-backup] [--checksum] [--listing FILE] [--overwrite-config] [--verify-again] [--jobs N] [--break-stale-lock] [--yes HOST]\n'));
     for (const verb of [...Object.keys(commands), 'help', 'version']) assert.match(r.stdout, new RegExp(`^  ${verb}\\b`, 'm'), verb);
     assert.ok(r.stdout.includes('\nOptions for every command:\n  --config FILE          host profiles'));
     assert.ok(r.stdout.includes('\n  -h, --help             show the help'));

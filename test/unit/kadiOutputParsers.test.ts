@@ -12,6 +12,7 @@ import {
   parseFilesCheck,
   parseKadiConfig,
   parseKadiVersion,
+  parseRedisAuth,
   parseReindexOutput,
   parseSearchLs,
   parseSearchLsOutput,
@@ -350,6 +351,21 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       assert.equal(c.redactedValues.SMTP_TOKEN, REDACTED);
       assert.equal(c.redactedValues.SQLALCHEMY_DATABASE_URI, `postgresql://kadi:${REDACTED}@db.internal:5433/kadi_prod`);
       assert.equal(c.redactedValues.RATELIMIT_STORAGE_URI, 'redis://localhost:6379/0');
+    });
+
+    it("takes Kadi's Redis credentials from the broker URL (percent-decoded, for its port), never shown", () => {
+      const c = parseKadiConfig(CONFIG);
+      assert.deepEqual(c.redisAuth && [c.redisAuth.user, c.redisAuth.password.reveal(), c.redisAuth.port], ['', 'br0ker@pw', 6379]);
+      assertNoSecrets(JSON.stringify(c));
+      const got = (url: string): [string, string, number] | undefined => {
+        const a = parseRedisAuth(url);
+        return a && [a.user, a.password.reveal(), a.port];
+      };
+      assert.deepEqual(got('redis://kadi-ops:p%3Aw@127.0.0.1:6380/0'), ['kadi-ops', 'p:w', 6380]);
+      assert.deepEqual(got('rediss://:a b@c@[::1]/1'), ['', 'a b@c', 6379]);
+      for (const none of ['redis://localhost:6379/0', 'redis://user@localhost/0', 'redis://:@localhost/0', 'amqp://u:p@localhost//', 'redis://:pw@localhost:99999/0']) {
+        assert.equal(parseRedisAuth(none), undefined, none);
+      }
     });
 
     it('reads driver-qualified URIs, default ports, IPv6 hosts and socket directories', () => {

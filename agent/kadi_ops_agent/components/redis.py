@@ -50,10 +50,37 @@ def backup_finish(ctx):
                  % (dump, privileges.describe(*privileges.redis_read(dump))))
 
 
+_auth = {}
+
+
+def use_auth(auth):
+    """The credentials of Kadi's Redis ({user, password, port} from its CELERY_BROKER_URL: the job's
+    input or a verb's stdin), for every redis-cli this process runs against that port. Given to
+    redis-cli in its environment (REDISCLI_AUTH), never in argv."""
+    _auth.clear()
+    if isinstance(auth, dict) and auth.get('password'):
+        _auth.update(auth)
+
+
+def use_auth_line(line):
+    """use_auth from a verb's stdin line (JSON, or empty)."""
+    import json
+    line = (line or '').strip()
+    try:
+        use_auth(json.loads(line) if line else None)
+    except ValueError:
+        use_auth(None)
+
+
 def cmd(opts, *args):
     """redis-cli with the configured port; Redis' error replies are text on stdout (exit status 0)."""
+    argv, env = [opts['redis_cli'], '-p', opts['redis_port']], None
+    if _auth and str(_auth.get('port')) == str(opts['redis_port']):
+        env = dict(os.environ, REDISCLI_AUTH=_auth['password'])
+        if _auth.get('user'):
+            argv += ['--user', _auth['user']]
     try:
-        r = subprocess.run([opts['redis_cli'], '-p', opts['redis_port'], *args], capture_output=True, text=True, errors='replace')
+        r = subprocess.run([*argv, *args], capture_output=True, text=True, errors='replace', env=env, stdin=subprocess.DEVNULL)
     except OSError as e:
         return '%s: %s' % (opts['redis_cli'], e.strerror)
     return (r.stdout + r.stderr).replace('\r', '').rstrip('\n')
@@ -115,12 +142,20 @@ def saved_to(opts):
 
 
 def not_saved_to(opts, dump):
-    """Why DUMP is not the file Redis saves to ('' when it is, or when Redis does not say)."""
+    """Why DUMP is not the file Redis saves to ('' when it is, or when Redis does not say). Another
+    path may still be the same file seen from elsewhere (Redis in a container: its dir is a path
+    inside it, bind-mounted here): a DUMP written at Redis' last save (LASTSAVE) is taken as it."""
     saved = saved_to(opts)
     if saved is None or os.path.realpath(saved) == os.path.realpath(dump):
         return ''
-    return ("Redis saves its snapshot to %s (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath %s: "
-            "set redis.dumpPath to %s" % (saved, dump, saved))
+    try:
+        if abs(os.stat(dump).st_mtime - int(cmd(opts, 'LASTSAVE'))) <= 2:
+            return ''
+    except (OSError, ValueError):
+        pass
+    return ("Redis saves its snapshot to %s (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath %s, "
+            "which was not written at its last save: set redis.dumpPath to %s (with Redis in a container: to where "
+            "that file appears on this host)" % (saved, dump, saved))
 
 
 def aof_enabled(opts):
@@ -195,51 +230,75 @@ def restore(ctx):
     if refused:
         fail(refused + '; Redis was not touched')
     need = os.path.getsize(src)
-    try:
-        fs = os.statvfs(os.path.dirname(dump))
-        free = fs.f_bavail * fs.f_frsize
-    except OSError:
-        free = None
     kept = ctx.job.path('redis-before.rdb')
     try:
         shutil.copyfile(dump, kept)
         old = os.path.getsize(kept)
     except OSError:
         kept, old = None, 0
+    try:
+        fs = os.statvfs(os.path.dirname(dump))  # after the copy: it may be on the same disk
+        free = fs.f_bavail * fs.f_frsize
+    except OSError:
+        free = None
     if free is not None and need > free + old:
+        _drop(kept)
         fail('the disk of %s has %d bytes free, the set\'s Redis snapshot needs %d; Redis was not touched' % (dump, free + old, need))
     if not services.sudo_systemctl('stop', svc):
+        _drop(kept)
         fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s"' % (svc, privileges.describe(*privileges.service('stop', svc))))
     out('stopped ' + svc)
-    why = _write_dump(src, dump)
+    why, written = _tee(src, dump)
     if why:
-        back = ''
-        if kept:
-            back = 'the previous dump was written back' if not _write_dump(kept, dump) else \
-                'writing the previous dump back failed too: it is kept in %s' % kept
+        if not written:
+            back = 'the dump was not touched'
+        elif not kept:
+            back = 'the previous dump could not be read to keep it: %s may now be cut short' % dump
+        else:
+            again, _ = _tee(kept, dump)
+            back = 'the previous dump was written back' if not again else \
+                'writing the previous dump back failed too (%s): it is kept in %s' % (again, kept)
         started = services.sudo_systemctl('start', svc)
-        fail('cannot replace %s: %s; %s; %s' % (dump, why, back or 'the previous dump could not be read to keep it',
-                                                'Redis was started again' if started else 'Redis DID NOT START: sudo systemctl start %s' % svc))
+        if 'kept in' not in back:
+            _drop(kept)
+        fail('cannot replace %s: %s; %s; %s' % (dump, why, back, 'Redis was started again' if started else
+                                                'Redis DID NOT START: sudo systemctl start %s' % svc))
+    moded = privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    if not moded:
+        started = services.sudo_systemctl('start', svc)
+        _drop(kept)
+        fail('replaced %s with the set\'s snapshot, but could not set its mode 660: the Kadi user needs the sudoers rule for '
+             '"%s"; %s' % (dump, privileges.describe(*privileges.redis_mode(dump)),
+                           'Redis was started again' if started else 'Redis DID NOT START: sudo systemctl start %s' % svc))
     out('replaced %s (as redis, mode 660)' % dump)
     if not services.sudo_systemctl('start', svc):
         fail('could not start %s again (journalctl -u %s says why)%s' % (svc, svc, '; the previous dump is kept in %s' % kept if kept else ''))
     out('started ' + svc)
+    _drop(kept)
     ctx.attention('Redis was restored: Celery tasks queued at the time of the backup will run again')
 
 
-def _write_dump(src, dump):
-    """SRC written over DUMP as the redis user, mode 660: '' or why not (tee's own words, or the rule)."""
+def _drop(path):
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _tee(src, dump):
+    """SRC written over DUMP as the redis user (tee keeps the file's mode and owner): ('' or why not,
+    whether DUMP was written to at all - sudo refusing the rule leaves it as it was)."""
     with open(src, 'rb') as f:
         r = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if r.returncode != 0:
-        err = r.stderr.decode('utf-8', 'replace').strip()
-        if 'password is required' in err or 'not allowed' in err or 'a terminal is required' in err or not err:
-            return 'the Kadi user needs the sudoers rule for "%s"' % privileges.describe(*privileges.redis_write(dump))
-        return one_line(err.splitlines()[-1])
-    r = privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if r.returncode != 0:
-        return 'the Kadi user needs the sudoers rule for "%s"' % privileges.describe(*privileges.redis_mode(dump))
-    return ''
+    if r.returncode == 0:
+        return '', True
+    err = r.stderr.decode('utf-8', 'replace').strip()
+    if err.startswith('sudo:'):
+        # sudo's own refusal (no rule, a password asked): tee never ran.
+        return 'the Kadi user needs the sudoers rule for "%s" (%s)' % (
+            privileges.describe(*privileges.redis_write(dump)), one_line(err.splitlines()[-1])), False
+    return one_line(err.splitlines()[-1]) if err else 'tee ended with status %d' % r.returncode, True
 
 
 def refusal(opts):
