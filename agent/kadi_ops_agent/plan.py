@@ -139,30 +139,29 @@ def python_strings(value):
 
 def redis_auth(url):
     """The credentials in a redis[s]://[user]:password@host[:port][/db] URL (CELERY_BROKER_URL), as
-    redis-py reads it and as kadi/outputParsers.ts parseRedisAuth does: {user, password, port}, or
-    None without a password."""
+    kombu reads it (the first of a ';' failover list; the host part ends at the first '/', '?' or
+    '#'; percent-decoded) and as kadi/outputParsers.ts parseRedisAuth does: {user, password, port},
+    or None without a password."""
     import urllib.parse
-    m = re.match(r'^rediss?://(.*)$', (url or '').strip(), re.S | re.I)
+    m = re.match(r'^rediss?://(.*)$', (url or '').strip().split(';')[0], re.S | re.I)
     if not m:
         return None
-    rest = m.group(1)
-    at = rest.rfind('@')
+    netloc = re.split(r'[/?#]', m.group(1), 1)[0]
+    at = netloc.rfind('@')
     if at < 0:
         return None
-    userinfo, authority = rest[:at], re.split(r'[/?#]', rest[at + 1:])[0]
+    userinfo, authority = netloc[:at], netloc[at + 1:]
     colon = userinfo.find(':')
     if colon < 0:
         return None
     password = urllib.parse.unquote(userinfo[colon + 1:])
     if not password:
         return None
-    v6 = re.match(r'^\[[^\]]*\](?::(\d*))?$', authority)
+    v6 = re.match(r'^\[[^\]]*\](?::(.*))?$', authority)
     port = (v6.group(1) or '') if v6 else (authority[authority.rfind(':') + 1:] if ':' in authority else '')
-    try:
-        port = int(port) if port else 6379
-    except ValueError:
+    if port and not (re.fullmatch(r'[0-9]{1,5}', port) and 1 <= int(port) <= 65535):
         return None
-    return {'user': urllib.parse.unquote(userinfo[:colon]), 'password': password, 'port': port}
+    return {'user': urllib.parse.unquote(userinfo[:colon]), 'password': password, 'port': int(port) if port else 6379}
 
 
 def database_uri(uri):

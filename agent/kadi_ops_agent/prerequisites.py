@@ -130,12 +130,24 @@ def main(argv):
             # A backup --redis takes a snapshot and copies the dump: the dump readable, or a rule to read it.
             snapshot = [check('redis-cli', os.access(o['redis_cli'], os.X_OK) or shutil.which(o['redis_cli']), o['redis_cli'],
                               'install it: apt install redis-tools')]
+            auth = redis.auth_for(o)
+            if auth:
+                # REDISCLI_AUTH came with redis-cli 5.0.3, --user with 6: an older one would not authenticate.
+                need = (6, 0, 0) if auth.get('user') else (5, 0, 3)
+                have_cli = redis.cli_version(o)
+                snapshot.append(check('redis-cli %s authenticates from its environment' % '.'.join(map(str, have_cli)), have_cli >= need, '',
+                                      'redis-cli %s or newer is needed for the password of Kadi\'s CELERY_BROKER_URL%s: apt install redis-tools'
+                                      % ('.'.join(map(str, need)), ' with a user name' if auth.get('user') else '')))
             pong = redis.cmd(o, 'PING')
-            snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]),
-                                  "Redis asks for a password (requirepass or an ACL user) that Kadi's CELERY_BROKER_URL does not "
-                                  'give for port %s: put it there (redis://[user]:PASSWORD@host:%s/0), as Kadi needs it too' % (o['redis_port'], o['redis_port'])
-                                  if 'NOAUTH' in pong or 'WRONGPASS' in pong else
-                                  "start Redis, or set the profile's redis.port to the port it listens on"))
+            if 'NOAUTH' in pong:
+                fix = ("Redis asks for a password (requirepass or an ACL user) that Kadi's CELERY_BROKER_URL does not give for port %s: "
+                       'put it there (redis://[user]:PASSWORD@host:%s/0), as Kadi needs it too' % (o['redis_port'], o['redis_port']))
+            elif 'WRONGPASS' in pong or 'AUTH failed' in pong or 'invalid password' in pong:
+                fix = ("Redis refused the credentials of Kadi's CELERY_BROKER_URL for port %s (%s): they are not this Redis's; "
+                       "check the URL's user and password, and the profile's redis.port" % (o['redis_port'], one_line(pong[:200])))
+            else:
+                fix = "start Redis, or set the profile's redis.port to the port it listens on"
+            snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]), fix))
             if pong == 'PONG':
                 wrong = redis.not_saved_to(o, dump)
                 snapshot.append(check('Redis saves its snapshot to %s' % dump, not wrong, redis.saved_to(o) or 'CONFIG GET refused: not checked', wrong))

@@ -54,6 +54,16 @@ def run(argv):
     steps.begin()
     job.write('components', ','.join(ctx.components))  # for died_note, should the job be killed outright
     out('restoring set %s (components: %s)' % (o['set'], o['components']))
+    secrets = plan.job_input(job)
+    load('redis').use_auth(secrets['redis'])
+    if has(ctx, 'redis'):
+        # Checked again before anything changes: Redis may have changed since the preflight.
+        refused = load('redis').refusal(o)
+        if refused:
+            fail(refused + '; nothing was changed')
+        unknown = load('redis').unchecked(o)
+        if unknown:
+            steps.attention(unknown)
     if o.yes('listing'):
         job.write('listing', plan.job_input(job)['listing'])
     # The services first: the safety backup then holds everything written until Kadi stopped.
@@ -62,9 +72,7 @@ def run(argv):
         steps.run('safety-backup', safety_backup, ctx, argv)
     else:
         steps.skip('safety-backup', 'opted out')
-    secrets = plan.job_input(job)
     pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'])
-    load('redis').use_auth(secrets['redis'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
 
     trees = [load(n) for n in ('storage', 'uploads') if has(ctx, n)]
@@ -186,9 +194,13 @@ def died_note(job):
     half = half_done_in(job, components)
     names = services.stopped(job)
     pinned = job.read('safety-pinned').strip()
-    if not half and not names and not pinned:
+    redis_kept = job.read('redis-restoring').strip() if os.path.exists(job.path('redis-restoring')) else None
+    if not half and not names and not pinned and redis_kept is None:
         return ''
     parts = []
+    if redis_kept is not None:
+        parts.append('it was writing the Redis dump, which may be cut short%s' % (
+            ': the previous one is kept in %s (write it back as the redis user with Redis stopped)' % redis_kept if redis_kept else ''))
     if half:
         parts.append('%s, so the instance may be inconsistent; restore again (it completes what was done)%s'
                      % (half, ', or restore the pre-restore set %s (pinned, so that retention keeps it)' % pinned if pinned else ''))
@@ -197,7 +209,8 @@ def died_note(job):
                      % (pinned, pinned))
     if names:
         parts.append('the services it stopped (%s) may still be stopped: %s' % (
-            ', '.join(names), 'start them only once the instance is whole again' if half else 'sudo systemctl start ' + ' '.join(reversed(names))))
+            ', '.join(names), 'start them only once the instance is whole again' if half or redis_kept is not None
+            else 'sudo systemctl start ' + ' '.join(reversed(names))))
     return 'the restore ended without an exit status (killed, or the host restarted): ' + '; '.join(parts)
 
 
@@ -211,6 +224,9 @@ def cleanup(argv):
     ctx = _context(argv)
     job, steps = ctx.job, ctx.steps
     half = half_done(ctx)
+    redis_note = load('redis').put_back(job, ctx.opts['redis_dump'])
+    if redis_note:
+        steps.attention(redis_note)
     names = services.stopped(job)
     if half:
         # The database and the trees may now be from different moments: Kadi is not started on
@@ -402,3 +418,7 @@ def probe(argv):
         refused = load('redis').refusal(o)
         if refused:
             out('redis_refused=' + one_line(refused))
+        else:
+            unknown = load('redis').unchecked(o)
+            if unknown:
+                out('redis_unchecked=' + one_line(unknown))

@@ -53,6 +53,11 @@ def stopped(job):
     return [l for l in job.read('stopped').splitlines() if l]
 
 
+def forget_stopped(job, name):
+    """NAME runs again (started by the step that stopped it): out of the job's journal of stopped services."""
+    job.write('stopped', ''.join(s + '\n' for s in stopped(job) if s != name))
+
+
 def start(job, attention):
     """Starts again what stop() stopped, in reverse order (the web server last). False when one did
     not start (ATTENTION is called with what to do)."""

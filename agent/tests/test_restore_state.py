@@ -84,6 +84,14 @@ class DiedRestoreTest(ZipappTestCase):
                                '(kadi-web, kadi-celery) may still be stopped: sudo systemctl start kadi-celery kadi-web')
         self.assertIsNone(self.died_job({'components': 'db,storage', 'steps': ''}))
 
+    def test_killed_while_writing_the_redis_dump_names_the_kept_copy_and_redis_among_the_stopped(self):
+        note = self.died_job({'components': 'redis', 'steps': 'stop-services 0 ok\n', 'running/redis': '', 'stopped': 'redis-server\n',
+                              'redis-restoring': '/backups/.kadi-ops/jobs/x/redis-before.rdb\n'})
+        self.assertEqual(note, 'the restore ended without an exit status (killed, or the host restarted): it was writing the Redis dump, '
+                               'which may be cut short: the previous one is kept in /backups/.kadi-ops/jobs/x/redis-before.rdb (write it '
+                               'back as the redis user with Redis stopped); the services it stopped (redis-server) may still be stopped: '
+                               'start them only once the instance is whole again')
+
     def test_killed_with_nothing_half_done_names_the_pin_it_leaves(self):
         note = self.died_job({'components': 'db,storage', 'steps': 'stop-services 0 ok\nsafety-backup 3 ok\n', 'running/database': '',
                               'safety-pinned': '2026-12-02T10-00-00Z\n'})

@@ -17,6 +17,7 @@ export const redis: ClientComponent = {
       if (missing.length > 0) blockers.push(`The Kadi user may not run ${missing.map((m) => `"sudo ${m}"`).join(', ')}; add the rules \`kadi-ops sudoers ${host.profile.name}\` prints.`);
     }
     if (probe.redisRefused) blockers.push(`${probe.redisRefused}.`);
+    if (probe.redisUnchecked) warnings.push(`${probe.redisUnchecked}.`);
     warnings.push('Restoring Redis replays the Celery tasks that were queued when the backup was taken.');
   },
 };

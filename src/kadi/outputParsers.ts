@@ -415,26 +415,32 @@ export interface RedisAuth {
 }
 
 /**
- * The credentials in a `redis[s]://[user]:password@host[:port][/db]` URL (as redis-py reads it:
- * percent-decoded, port 6379 unless given), or undefined without a password.
+ * The credentials in a `redis[s]://[user]:password@host[:port][/db]` URL, as kombu (Kadi's broker
+ * client) reads it and as the agent's plan.redis_auth does: the first of a ';' failover list, the
+ * host part ending at the first '/', '?' or '#', percent-decoded; port 6379 unless given;
+ * undefined without a password.
  */
 export function parseRedisAuth(url: string): RedisAuth | undefined {
-  const m = /^rediss?:\/\/(.*)$/is.exec(url.trim());
+  const m = /^rediss?:\/\/(.*)$/is.exec(url.trim().split(';')[0]);
   if (!m) return undefined;
-  // As for database URIs: the password may hold an unencoded '@', the host part cannot.
-  const at = m[1].lastIndexOf('@');
+  const netloc = m[1].split(/[/?#]/)[0];
+  const at = netloc.lastIndexOf('@');
   if (at < 0) return undefined;
-  const userinfo = m[1].slice(0, at);
-  const authority = m[1].slice(at + 1).split(/[/?#]/)[0];
+  const userinfo = netloc.slice(0, at);
+  const authority = netloc.slice(at + 1);
   const colon = userinfo.indexOf(':');
   if (colon < 0) return undefined;
-  const password = decode(userinfo.slice(colon + 1));
+  const password = unquote(userinfo.slice(colon + 1));
   if (!password) return undefined;
   const v6 = /^\[[^\]]*\](?::(.*))?$/.exec(authority);
   const portText = v6 ? (v6[1] ?? '') : authority.includes(':') ? authority.slice(authority.lastIndexOf(':') + 1) : '';
-  const port = portText === '' ? 6379 : Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return { user: decode(userinfo.slice(0, colon)), password: new Secret(password), port };
+  if (portText !== '' && !(/^[0-9]{1,5}$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)) return undefined;
+  return { user: unquote(userinfo.slice(0, colon)), password: new Secret(password), port: portText === '' ? 6379 : Number(portText) };
+}
+
+/** Percent-decoding as Python's urllib.parse.unquote does it: each run of valid %XX sequences as UTF-8 (invalid bytes U+FFFD), anything else as it is. */
+function unquote(s: string): string {
+  return s.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'));
 }
 
 /** The credentials as the agent reads them (JSON, never in argv): for a job's input or a verb's stdin line. */

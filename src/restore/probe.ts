@@ -41,6 +41,8 @@ export interface LiveProbe {
   pathConflicts: string[];
   /** Why Redis would not load a snapshot restored to the profile's dumpPath (appendonly yes, another dir or dbfilename). */
   redisRefused?: string;
+  /** What of that could not be checked (Redis down, INFO or CONFIG refused, a path inside a container). */
+  redisUnchecked?: string;
 }
 
 const kb = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v) * 1024);
@@ -79,6 +81,7 @@ export function parseProbe(text: string): LiveProbe {
     sudoMissing: kv.all('sudo_missing'),
     pathConflicts: kv.all('path_conflict'),
     ...(kv.get('redis_refused') ? { redisRefused: kv.get('redis_refused') } : {}),
+    ...(kv.get('redis_unchecked') ? { redisUnchecked: kv.get('redis_unchecked') } : {}),
   };
 }
 

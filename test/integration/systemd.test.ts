@@ -211,8 +211,8 @@ describe('services and Redis on a real systemd host', function () {
     assert.equal(await h.redisCli('GET', 'kadi-ops:after'), '');
   });
 
-  it('a Redis restore without room for the snapshot on the dump\'s disk is refused before Redis is stopped; its dump is untouched', async () => {
-    // A set whose snapshot holds ~1 MiB, then a live dump without it on a 256 KiB file system.
+  it('a Redis restore without room for the snapshot on the dump\'s disk is refused before the dump is written; Redis runs again on its own data', async () => {
+    // A set whose snapshot holds ~800 KiB, then a live dump without it on a 256 KiB file system.
     const sh = async (script: string): Promise<void> => {
       const r = await h.exec(['sh', '-c', script]);
       assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -220,18 +220,23 @@ describe('services and Redis on a real systemd host', function () {
     await sh('head -c 600000 /dev/urandom | base64 -w0 | redis-cli -x SET kadi-ops:big');
     const { set } = await backup();
     await h.redisCli('DEL', 'kadi-ops:big');
+    await h.redisCli('SET', 'kadi-ops:live', 'written after the backup');
     await h.redisCli('SAVE');
-    await sh('cp -a /var/lib/redis/dump.rdb /root/dump.rdb && mount -t tmpfs -o size=256k,mode=750 tmpfs /var/lib/redis && chown redis:redis /var/lib/redis && cp -a /root/dump.rdb /var/lib/redis/dump.rdb');
+    await sh('systemctl stop redis-server && cp -a /var/lib/redis/dump.rdb /root/dump.rdb && mount -t tmpfs -o size=256k,mode=750 tmpfs /var/lib/redis && chown redis:redis /var/lib/redis && cp -a /root/dump.rdb /var/lib/redis/dump.rdb && systemctl start redis-server');
     try {
-      const invocation = async (): Promise<string> => (await h.exec(['systemctl', 'show', '-p', 'InvocationID', '--value', 'redis-server'])).stdout.trim();
-      const before = [await invocation(), (await h.exec(['sha256sum', h.redisDump])).stdout];
+      assert.equal(await h.redisCli('GET', 'kadi-ops:live'), 'written after the backup');
       const ran = await restore(set, ['redis'], false);
       assert.equal(ran.outcome.result, 'failed', ran.log);
-      assert.match(ran.log, /the disk of \/var\/lib\/redis\/dump\.rdb has \d+ bytes free, the set's Redis snapshot needs \d+; Redis was not touched/);
-      assert.doesNotMatch(ran.log, /^stopped redis-server$/m);
-      assert.deepEqual([await invocation(), (await h.exec(['sha256sum', h.redisDump])).stdout], before, 'Redis ran on, its dump as it was');
+      // Stopped first (Redis saves on its way down: the copy kept is its last state), then refused.
+      assert.match(ran.log, /the disk of \/var\/lib\/redis\/dump\.rdb has \d+ bytes free, the set's Redis snapshot needs \d+; the dump was not changed/);
+      assert.doesNotMatch(ran.log, /^replaced /m);
+      assert.match(ran.log, /^started redis-server$/m);
+      assert.deepEqual(await h.isActive('redis-server'), ['active']);
+      assert.equal(await h.redisCli('GET', 'kadi-ops:live'), 'written after the backup', 'Redis runs on its own data');
+      assert.equal((await h.exec(['sh', '-c', `ls ${h.backupDir}/.kadi-ops/jobs/*/redis-before.rdb 2>/dev/null | wc -l`])).stdout.trim(), '0', 'its copy removed');
     } finally {
-      await sh('umount /var/lib/redis && rm -f /root/dump.rdb');
+      await sh('systemctl stop redis-server; umount /var/lib/redis && cp -a /root/dump.rdb /var/lib/redis/dump.rdb && rm -f /root/dump.rdb && systemctl start redis-server');
+      await h.redisCli('DEL', 'kadi-ops:live');
     }
   });
 

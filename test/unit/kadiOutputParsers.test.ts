@@ -363,7 +363,11 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       };
       assert.deepEqual(got('redis://kadi-ops:p%3Aw@127.0.0.1:6380/0'), ['kadi-ops', 'p:w', 6380]);
       assert.deepEqual(got('rediss://:a b@c@[::1]/1'), ['', 'a b@c', 6379]);
-      for (const none of ['redis://localhost:6379/0', 'redis://user@localhost/0', 'redis://:@localhost/0', 'amqp://u:p@localhost//', 'redis://:pw@localhost:99999/0']) {
+      // As kombu reads it: the host part ends at the first '/', '?' or '#'; the first of a failover list.
+      assert.deepEqual(got('redis://:pw@localhost:6379/0?x=a@b'), ['', 'pw', 6379]);
+      assert.deepEqual(got('redis://:pw1@h1:6379/0;redis://:pw2@h2:6379/0'), ['', 'pw1', 6379]);
+      assert.deepEqual(got('redis://:pw%zz%41%e2%82%ac@h'), ['', 'pw%zzA€', 6379], 'valid sequences decoded, others kept (as unquote)');
+      for (const none of ['redis://localhost:6379/0', 'redis://user@localhost/0', 'redis://:@localhost/0', 'amqp://u:p@localhost//', 'redis://:pw@localhost:99999/0', 'redis://:pw@localhost:0x18EC/0']) {
         assert.equal(parseRedisAuth(none), undefined, none);
       }
     });

@@ -58,8 +58,25 @@ def use_auth(auth):
     input or a verb's stdin), for every redis-cli this process runs against that port. Given to
     redis-cli in its environment (REDISCLI_AUTH), never in argv."""
     _auth.clear()
-    if isinstance(auth, dict) and auth.get('password'):
+    password = auth.get('password') if isinstance(auth, dict) else None
+    # A password no environment can hold (a NUL, an unpaired surrogate) is not used: Redis then says NOAUTH.
+    if isinstance(password, str) and password and '\0' not in password and not any('\ud800' <= c <= '\udfff' for c in password):
         _auth.update(auth)
+
+
+def auth_for(opts):
+    """The credentials used against the profile's Redis port, or None."""
+    return _auth if _auth and str(_auth.get('port')) == str(opts['redis_port']) else None
+
+
+def cli_version(opts):
+    """redis-cli's version as a tuple ((0,) when it does not say)."""
+    try:
+        r = subprocess.run([opts['redis_cli'], '--version'], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError:
+        return (0,)
+    m = re.search(r'(\d+)\.(\d+)\.(\d+)', r.stdout)
+    return tuple(int(x) for x in m.groups()) if m else (0,)
 
 
 def use_auth_line(line):
@@ -75,10 +92,11 @@ def use_auth_line(line):
 def cmd(opts, *args):
     """redis-cli with the configured port; Redis' error replies are text on stdout (exit status 0)."""
     argv, env = [opts['redis_cli'], '-p', opts['redis_port']], None
-    if _auth and str(_auth.get('port')) == str(opts['redis_port']):
-        env = dict(os.environ, REDISCLI_AUTH=_auth['password'])
-        if _auth.get('user'):
-            argv += ['--user', _auth['user']]
+    auth = auth_for(opts)
+    if auth:
+        env = dict(os.environ, REDISCLI_AUTH=auth['password'])
+        if auth.get('user'):
+            argv += ['--user', auth['user']]
     try:
         r = subprocess.run([*argv, *args], capture_output=True, text=True, errors='replace', env=env, stdin=subprocess.DEVNULL)
     except OSError as e:
@@ -142,20 +160,38 @@ def saved_to(opts):
 
 
 def not_saved_to(opts, dump):
-    """Why DUMP is not the file Redis saves to ('' when it is, or when Redis does not say). Another
-    path may still be the same file seen from elsewhere (Redis in a container: its dir is a path
-    inside it, bind-mounted here): a DUMP written at Redis' last save (LASTSAVE) is taken as it."""
+    """Why DUMP is certainly not the file Redis saves to ('' when it is, or when that cannot be
+    told: unchecked() says so). The same file under another path (a link, a bind mount) is it."""
     saved = saved_to(opts)
-    if saved is None or os.path.realpath(saved) == os.path.realpath(dump):
-        return ''
+    if saved is None or not os.path.lexists(saved):
+        return ''  # not said, or a path this host does not have (Redis in a container): unchecked()
     try:
-        if abs(os.stat(dump).st_mtime - int(cmd(opts, 'LASTSAVE'))) <= 2:
-            return ''
-    except (OSError, ValueError):
-        pass
-    return ("Redis saves its snapshot to %s (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath %s, "
-            "which was not written at its last save: set redis.dumpPath to %s (with Redis in a container: to where "
-            "that file appears on this host)" % (saved, dump, saved))
+        same = os.path.samefile(saved, dump)
+    except OSError:
+        same = os.path.realpath(saved) == os.path.realpath(dump)
+    if same:
+        return ''
+    return ("Redis saves its snapshot to %s (CONFIG GET dir, dbfilename), not to the profile's redis.dumpPath %s: "
+            "set redis.dumpPath to %s" % (saved, dump, saved))
+
+
+def unchecked(opts):
+    """What the refusal could not check ('' when it checked everything): Redis did not answer, or
+    would not say whether it runs with appendonly or where it saves. A restore goes on, saying so."""
+    pong = cmd(opts, 'PING')
+    if pong != 'PONG':
+        return 'Redis did not answer (%s): whether it runs with appendonly yes and saves to %s could not be checked' % (
+            one_line(pong[:200]), opts['redis_dump'])
+    missing = []
+    if aof_enabled(opts) is None:
+        missing.append('whether it runs with appendonly yes (INFO persistence did not say)')
+    saved = saved_to(opts)
+    if saved is None:
+        missing.append('that it saves to %s (CONFIG GET refused)' % opts['redis_dump'])
+    elif not os.path.lexists(saved):
+        missing.append('that %s is the file it saves to, %s: a path this host does not have (Redis in a container?)'
+                       % (opts['redis_dump'], saved))
+    return ('Redis did not let Kadi Ops check %s' % ' or '.join(missing)) if missing else ''
 
 
 def aof_enabled(opts):
@@ -217,25 +253,52 @@ def restore(ctx):
 
     Refused before anything changes when Redis would not load what is written: it runs with
     appendonly yes (it loads its append-only file, not the snapshot), or it saves to another file
-    than the profile's dumpPath; or when the dump's disk has no room for the set's snapshot (tee
-    empties the file first: a write that ends on a full disk would leave a cut dump that Redis
-    refuses to start on). The live dump is kept in the job's directory first where the Kadi user can
-    read it, and written back should the write fail."""
-    o = ctx.opts
+    than the profile's dumpPath (refusal: the job checks again at its start, restore.run). With
+    Redis stopped (its shutdown save made), the live dump is copied into the job's directory (read
+    as the redis user where the Kadi user cannot), and the restore goes on only when the dump's disk
+    has room for the set's snapshot (tee empties the file first: a write that ends on a full disk
+    would leave a cut dump Redis refuses to start on); a failed write puts the copy back. Redis is
+    in the job's journal of stopped services while it is stopped, and a mark (redis-restoring) says
+    the dump is being written: a cancelled or killed job's cleanup or status says both."""
+    o, job = ctx.opts, ctx.job
     svc, dump = o['redis_service'], o['redis_dump']
     src = os.path.join(ctx.set_dir, 'redis.rdb')
-    if not os.path.isfile(src):
-        fail('the set has no Redis snapshot')
-    refused = refusal(o)
-    if refused:
-        fail(refused + '; Redis was not touched')
-    need = os.path.getsize(src)
-    kept = ctx.job.path('redis-before.rdb')
     try:
-        shutil.copyfile(dump, kept)
-        old = os.path.getsize(kept)
-    except OSError:
-        kept, old = None, 0
+        snapshot = open(src, 'rb')  # before the stop: an unreadable set file stops nothing
+    except OSError as e:
+        fail('the set\'s Redis snapshot cannot be read: %s' % e)
+    with snapshot:
+        refused = refusal(o)
+        if refused:
+            fail(refused + '; Redis was not touched')
+        if not privileges.allowed(*privileges.redis_write(dump)):
+            fail('the Kadi user needs the sudoers rule for "%s"; Redis was not touched' % privileges.describe(*privileges.redis_write(dump)))
+        need = os.fstat(snapshot.fileno()).st_size
+        if not services.sudo_systemctl('stop', svc):
+            fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s"' % (svc, privileges.describe(*privileges.service('stop', svc))))
+        job.append('stopped', svc)
+        out('stopped ' + svc)
+        try:
+            _replace(job, snapshot, need, dump)
+        finally:
+            started = services.sudo_systemctl('start', svc)
+            if started:
+                services.forget_stopped(job, svc)
+                out('started ' + svc)
+            else:
+                ctx.attention('%s did not start again (journalctl -u %s says why): sudo systemctl start %s' % (svc, svc, svc))
+    if not started:
+        fail('could not start %s again' % svc)
+    ctx.attention('Redis was restored: Celery tasks queued at the time of the backup will run again')
+
+
+def _replace(job, snapshot, need, dump):
+    """With Redis stopped: its dump kept, room checked, the set's snapshot (open as SNAPSHOT, NEED
+    bytes) written over it, mode 660; the kept copy written back should the write fail."""
+    kept = job.path('redis-before.rdb')
+    if not _keep(dump, kept):
+        kept = None
+    old = os.path.getsize(kept) if kept else 0
     try:
         fs = os.statvfs(os.path.dirname(dump))  # after the copy: it may be on the same disk
         free = fs.f_bavail * fs.f_frsize
@@ -243,39 +306,64 @@ def restore(ctx):
         free = None
     if free is not None and need > free + old:
         _drop(kept)
-        fail('the disk of %s has %d bytes free, the set\'s Redis snapshot needs %d; Redis was not touched' % (dump, free + old, need))
-    if not services.sudo_systemctl('stop', svc):
-        _drop(kept)
-        fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s"' % (svc, privileges.describe(*privileges.service('stop', svc))))
-    out('stopped ' + svc)
-    why, written = _tee(src, dump)
+        fail('the disk of %s has %d bytes free, the set\'s Redis snapshot needs %d; the dump was not changed' % (dump, free + old, need))
+    job.write('redis-restoring', kept or '')
+    why = _tee(snapshot, dump)
     if why:
-        if not written:
-            back = 'the dump was not touched'
-        elif not kept:
-            back = 'the previous dump could not be read to keep it: %s may now be cut short' % dump
+        # tee may have emptied or cut the dump before it failed: the kept copy goes back.
+        if not kept:
+            back = 'the previous dump could not be kept: %s may now be cut short' % dump
         else:
-            again, _ = _tee(kept, dump)
+            with open(kept, 'rb') as f:
+                again = _tee(f, dump)
             back = 'the previous dump was written back' if not again else \
                 'writing the previous dump back failed too (%s): it is kept in %s' % (again, kept)
-        started = services.sudo_systemctl('start', svc)
         if 'kept in' not in back:
             _drop(kept)
-        fail('cannot replace %s: %s; %s; %s' % (dump, why, back, 'Redis was started again' if started else
-                                                'Redis DID NOT START: sudo systemctl start %s' % svc))
-    moded = privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    if not moded:
-        started = services.sudo_systemctl('start', svc)
-        _drop(kept)
-        fail('replaced %s with the set\'s snapshot, but could not set its mode 660: the Kadi user needs the sudoers rule for '
-             '"%s"; %s' % (dump, privileges.describe(*privileges.redis_mode(dump)),
-                           'Redis was started again' if started else 'Redis DID NOT START: sudo systemctl start %s' % svc))
-    out('replaced %s (as redis, mode 660)' % dump)
-    if not services.sudo_systemctl('start', svc):
-        fail('could not start %s again (journalctl -u %s says why)%s' % (svc, svc, '; the previous dump is kept in %s' % kept if kept else ''))
-    out('started ' + svc)
+            job.remove('redis-restoring')
+        fail('cannot replace %s: %s; %s' % (dump, why, back))
+    job.remove('redis-restoring')
     _drop(kept)
-    ctx.attention('Redis was restored: Celery tasks queued at the time of the backup will run again')
+    if privileges.run(*privileges.redis_mode(dump), stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        fail('replaced %s with the set\'s snapshot, but could not set its mode 660: the Kadi user needs the sudoers rule for "%s"'
+             % (dump, privileges.describe(*privileges.redis_mode(dump))))
+    out('replaced %s (as redis, mode 660)' % dump)
+
+
+def _keep(dump, kept):
+    """DUMP copied to KEPT (read as the redis user where the Kadi user cannot: the backup's rule);
+    False, and nothing left, when it cannot be."""
+    try:
+        shutil.copyfile(dump, kept)
+        return True
+    except OSError:
+        pass
+    try:
+        with open(kept, 'wb') as f:
+            if privileges.allowed(*privileges.redis_read(dump)) and \
+                    privileges.run(*privileges.redis_read(dump), stdout=f, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+                return True
+    except OSError:
+        pass
+    _drop(kept)
+    return False
+
+
+def put_back(job, dump):
+    """What a restore's cleanup (a cancel, a failure in the Redis step) does about a dump it was
+    writing (the redis-restoring mark): its kept copy written back. '' or what to tell."""
+    if not os.path.exists(job.path('redis-restoring')):
+        return ''
+    kept = job.read('redis-restoring').strip()
+    if kept and os.path.isfile(kept):
+        with open(kept, 'rb') as f:
+            why = _tee(f, dump)
+        if not why:
+            _drop(kept)
+            job.remove('redis-restoring')
+            return 'the job ended while it wrote %s: the previous dump was written back' % dump
+        return 'the job ended while it wrote %s, and writing the previous dump back failed (%s): it is kept in %s' % (dump, why, kept)
+    return 'the job ended while it wrote %s, which may be cut short; no copy of the previous dump could be kept' % dump
 
 
 def _drop(path):
@@ -286,19 +374,16 @@ def _drop(path):
             pass
 
 
-def _tee(src, dump):
-    """SRC written over DUMP as the redis user (tee keeps the file's mode and owner): ('' or why not,
-    whether DUMP was written to at all - sudo refusing the rule leaves it as it was)."""
-    with open(src, 'rb') as f:
-        r = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _tee(f, dump):
+    """The open file F written over DUMP as the redis user (tee keeps the file's mode and owner; the
+    rule was found allowed before Redis was stopped: a failure is tee's, the dump may be cut): ''
+    or why not."""
+    f.seek(0)
+    r = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if r.returncode == 0:
-        return '', True
-    err = r.stderr.decode('utf-8', 'replace').strip()
-    if err.startswith('sudo:'):
-        # sudo's own refusal (no rule, a password asked): tee never ran.
-        return 'the Kadi user needs the sudoers rule for "%s" (%s)' % (
-            privileges.describe(*privileges.redis_write(dump)), one_line(err.splitlines()[-1])), False
-    return one_line(err.splitlines()[-1]) if err else 'tee ended with status %d' % r.returncode, True
+        return ''
+    lines = [l for l in r.stderr.decode('utf-8', 'replace').splitlines() if l.strip()]
+    return one_line(lines[-1]) if lines else 'tee ended with status %d' % r.returncode
 
 
 def refusal(opts):
