@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from . import pg, plan, services
-from .common import Options, path_conflicts, check_set_name, die, disk_kb, fail, have, one_line, out, user_name
+from .common import Options, Usage, path_conflicts, check_set_name, die, disk_kb, fail, have, one_line, out, user_name
 from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
 from .sets import mark_pinned
@@ -236,7 +236,7 @@ def cleanup(argv):
         if before:
             try:
                 mark_pinned(ctx.opts['backup_dir'], before)
-            except OSError:
+            except (OSError, Usage):  # gone, or not writable: said as not pinned, the cleanup goes on
                 before = ''
         fix = 'restore again (it completes what was done)' + (
             ', or restore the pre-restore set %s (pinned, so that retention keeps it)' % before if before else '')
