@@ -100,6 +100,12 @@ def one_line(text):
     return str(text).replace('\r', '\\r').replace('\n', '\\n')
 
 
+def last_line(text, default=''):
+    """The last line of TEXT (a command's stderr) that is not blank, stripped, on one line; DEFAULT without one."""
+    lines = [l for l in (text or '').splitlines() if l.strip()]
+    return one_line(lines[-1].strip()) if lines else default
+
+
 def warn(msg):
     sys.stdout.flush()
     sys.stderr.write(one_line(msg) + '\n')

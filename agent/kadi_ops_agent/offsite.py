@@ -33,7 +33,7 @@ import sys
 import time
 
 from . import jobs, retention, sets
-from .common import SET_RE, Options, Progress, check_set_name, die, fail, one_line, out, remove_tree, step, warn
+from .common import SET_RE, Options, Progress, check_set_name, die, fail, last_line, one_line, out, remove_tree, step, warn
 
 MIN_RESTIC = (0, 14, 0)
 TAG = 'kadi-ops'
@@ -625,9 +625,8 @@ def _run_json(repo, args, cwd, what):
 def _remove_incomplete(repo, sid):
     """Forgets the snapshot SID that restic saved without every file. forget takes restic's exclusive
     lock, which another host sharing the repository may hold for a while: tried three times (over
-    6 s); when
-    it still cannot, SID is recorded (incomplete_path) so that it never counts as the set's copy and
-    the next push or forget removes it. Says which it was."""
+    6 s); when it still cannot, SID is recorded (incomplete_path) so that it never counts as the
+    set's copy and the next push or forget removes it. Says which it was."""
     for attempt in range(3):
         if attempt:
             time.sleep(2 * attempt)
@@ -637,9 +636,8 @@ def _remove_incomplete(repo, sid):
             return 'the incomplete snapshot was removed'
     bd, address = repo.bd, repo.cfg['repository']
     _record_incomplete(bd, address, recorded_incomplete(bd, address) | {sid})
-    why = ([l for l in (r.stderr or '').splitlines() if l.strip()] or ['no reason given'])[-1]
     return ('the incomplete snapshot %s could not be removed (restic forget: %s); it is recorded as incomplete on this host, '
-            'never counted as the set\'s copy, and the next push or forget removes it' % (sid[:8], one_line(why.strip())))
+            'never counted as the set\'s copy, and the next push or forget removes it' % (sid[:8], last_line(r.stderr, 'no reason given')))
 
 
 def _forget_incomplete(repo, snaps):
@@ -657,9 +655,8 @@ def _forget_incomplete(repo, snaps):
             out('forgot %d incomplete snapshot(s) of earlier pushes: %s' % (len(present), ' '.join(sorted(i[:8] for i in present))))
             left = set()
         else:
-            why = ([l for l in (r.stderr or '').splitlines() if l.strip()] or ['no reason given'])[-1]
             warn('WARNING: %d incomplete snapshot(s) of earlier pushes could not be forgotten yet (restic forget: %s); they are '
-                 'not counted as copies' % (len(present), one_line(why.strip())))
+                 'not counted as copies' % (len(present), last_line(r.stderr, 'no reason given')))
     _record_incomplete(bd, address, left)
 
 

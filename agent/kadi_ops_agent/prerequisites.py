@@ -149,8 +149,9 @@ def main(argv):
                 fix = "start Redis, or set the profile's redis.port to the port it listens on"
             snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]), fix))
             if pong == 'PONG':
-                wrong = redis.not_saved_to(o, dump)
-                snapshot.append(check('Redis saves its snapshot to %s' % dump, not wrong, redis.saved_to(o) or 'CONFIG GET refused: not checked', wrong))
+                saved = redis.saved_to(o)
+                wrong = redis.not_saved_to(o, dump, saved)
+                snapshot.append(check('Redis saves its snapshot to %s' % dump, not wrong, saved or 'CONFIG GET refused: not checked', wrong))
             if os.access(dump, os.R_OK):
                 snapshot.append(check('the dump is readable', True, dump))
             else:

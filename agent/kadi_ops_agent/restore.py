@@ -22,7 +22,7 @@ from . import pg, plan, services
 from .common import Options, Usage, path_conflicts, check_set_name, die, disk_kb, fail, have, one_line, out, user_name
 from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
-from .sets import mark_pinned
+from .sets import mark_pinned, unmark_pinned
 from .kadi import Kadi
 from .steps import Steps
 
@@ -58,14 +58,13 @@ def run(argv):
     load('redis').use_auth(secrets['redis'])
     if has(ctx, 'redis'):
         # Checked again before anything changes: Redis may have changed since the preflight.
-        refused = load('redis').refusal(o)
+        refused, unknown = load('redis').judge(o)
         if refused:
             fail(refused + '; nothing was changed')
-        unknown = load('redis').unchecked(o)
         if unknown:
             steps.attention(unknown)
     if o.yes('listing'):
-        job.write('listing', plan.job_input(job)['listing'])
+        job.write('listing', secrets['listing'])
     # The services first: the safety backup then holds everything written until Kadi stopped.
     steps.run('stop-services', services.stop, job, o.words('services'))
     if o.yes('safety'):
@@ -155,10 +154,7 @@ def _release_safety_pin(ctx):
     name = ctx.job.read('safety-pinned').strip()
     if not name:
         return
-    try:
-        os.unlink(os.path.join(ctx.opts['backup_dir'], name, '.pinned'))
-    except FileNotFoundError:
-        pass
+    unmark_pinned(ctx.opts['backup_dir'], name)
     ctx.job.remove('safety-pinned')
 
 
@@ -415,10 +411,8 @@ def probe(argv):
     else:
         out('systemctl=no')
     if o['redis_cli'] and o['redis_dump']:
-        refused = load('redis').refusal(o)
+        refused, unknown = load('redis').judge(o)
         if refused:
             out('redis_refused=' + one_line(refused))
-        else:
-            unknown = load('redis').unchecked(o)
-            if unknown:
-                out('redis_unchecked=' + one_line(unknown))
+        if unknown:
+            out('redis_unchecked=' + one_line(unknown))

@@ -136,12 +136,17 @@ def unpin(argv):
     check_set_name(name)
     if not os.path.isdir(os.path.join(bd, name)):
         die('no set %s' % name)
+    unmark_pinned(bd, name)
+    out('unpinned=' + name)
+
+
+def unmark_pinned(bd, name):
+    """Set NAME no longer pinned (nothing to do when it is not)."""
     with pins_locked(bd):
         try:
             os.unlink(os.path.join(bd, name, '.pinned'))
         except FileNotFoundError:
             pass
-    out('unpinned=' + name)
 
 
 def prune(argv):

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import time
 
-from ..common import fail, one_line, out, step, user_name
+from ..common import fail, last_line, one_line, out, step, user_name
 from .. import privileges, services
 
 NAME = 'redis'
@@ -159,12 +159,17 @@ def saved_to(opts):
     return os.path.join(d[1], f[1])
 
 
-def not_saved_to(opts, dump):
+_ASK = object()
+
+
+def not_saved_to(opts, dump, saved=_ASK):
     """Why DUMP is certainly not the file Redis saves to ('' when it is, or when that cannot be
-    told: unchecked() says so). The same file under another path (a link, a bind mount) is it."""
-    saved = saved_to(opts)
+    told: judge() says so). The same file under another path (a link, a bind mount) is it. SAVED:
+    saved_to(opts), when the caller asked already."""
+    if saved is _ASK:
+        saved = saved_to(opts)
     if saved is None or not os.path.lexists(saved):
-        return ''  # not said, or a path this host does not have (Redis in a container): unchecked()
+        return ''  # not said, or a path this host does not have (Redis in a container): judge()
     try:
         same = os.path.samefile(saved, dump)
     except OSError:
@@ -175,23 +180,35 @@ def not_saved_to(opts, dump):
             "set redis.dumpPath to %s" % (saved, dump, saved))
 
 
-def unchecked(opts):
-    """What the refusal could not check ('' when it checked everything): Redis did not answer, or
-    would not say whether it runs with appendonly or where it saves. A restore goes on, saying so."""
+def judge(opts):
+    """Whether a snapshot written to the profile's dumpPath is what Redis would load, from one look
+    at it: (why a restore is refused, or ''; what could not be checked, or ''). Refused: Redis runs
+    with appendonly yes, or saves to another file. Not checked: Redis did not answer, or would not
+    say whether it runs with appendonly or where it saves - a restore goes on, saying so. The
+    preflight shows both (restore-probe's redis_refused, redis_unchecked); the job asks again at its
+    start and in its Redis step."""
+    dump = opts['redis_dump']
     pong = cmd(opts, 'PING')
     if pong != 'PONG':
-        return 'Redis did not answer (%s): whether it runs with appendonly yes and saves to %s could not be checked' % (
-            one_line(pong[:200]), opts['redis_dump'])
+        return '', 'Redis did not answer (%s): whether it runs with appendonly yes and saves to %s could not be checked' % (
+            one_line(pong[:200]), dump)
+    aof, saved = aof_enabled(opts), saved_to(opts)
+    if aof:
+        return ('Redis runs with appendonly yes: it loads its append-only file at start, not %s, so a restored snapshot '
+                'would be ignored. Restore it by hand (stop Redis, put the snapshot in place, start it with appendonly no, '
+                'then CONFIG SET appendonly yes to rewrite the append-only file from it, and set appendonly yes again in '
+                'its configuration)' % dump), ''
+    wrong = not_saved_to(opts, dump, saved)
+    if wrong:
+        return wrong, ''
     missing = []
-    if aof_enabled(opts) is None:
+    if aof is None:
         missing.append('whether it runs with appendonly yes (INFO persistence did not say)')
-    saved = saved_to(opts)
     if saved is None:
-        missing.append('that it saves to %s (CONFIG GET refused)' % opts['redis_dump'])
+        missing.append('that it saves to %s (CONFIG GET refused)' % dump)
     elif not os.path.lexists(saved):
-        missing.append('that %s is the file it saves to, %s: a path this host does not have (Redis in a container?)'
-                       % (opts['redis_dump'], saved))
-    return ('Redis did not let Kadi Ops check %s' % ' or '.join(missing)) if missing else ''
+        missing.append('that %s is the file it saves to, %s: a path this host does not have (Redis in a container?)' % (dump, saved))
+    return '', ('Redis did not let Kadi Ops check %s' % ' or '.join(missing)) if missing else ''
 
 
 def aof_enabled(opts):
@@ -253,7 +270,7 @@ def restore(ctx):
 
     Refused before anything changes when Redis would not load what is written: it runs with
     appendonly yes (it loads its append-only file, not the snapshot), or it saves to another file
-    than the profile's dumpPath (refusal: the job checks again at its start, restore.run). With
+    than the profile's dumpPath (judge: the job checks at its start too, restore.run). With
     Redis stopped (its shutdown save made), the live dump is copied into the job's directory (read
     as the redis user where the Kadi user cannot), and the restore goes on only when the dump's disk
     has room for the set's snapshot (tee empties the file first: a write that ends on a full disk
@@ -268,7 +285,7 @@ def restore(ctx):
     except OSError as e:
         fail('the set\'s Redis snapshot cannot be read: %s' % e)
     with snapshot:
-        refused = refusal(o)
+        refused = judge(o)[0]
         if refused:
             fail(refused + '; Redis was not touched')
         if not privileges.allowed(*privileges.redis_write(dump)):
@@ -382,19 +399,7 @@ def _tee(f, dump):
     r = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if r.returncode == 0:
         return ''
-    lines = [l for l in r.stderr.decode('utf-8', 'replace').splitlines() if l.strip()]
-    return one_line(lines[-1]) if lines else 'tee ended with status %d' % r.returncode
-
-
-def refusal(opts):
-    """Why Redis would not load a snapshot written to the profile's dumpPath ('' when it would, or
-    cannot tell): the restore refuses, and the preflight names it (restore-probe's redis_refused)."""
-    if aof_enabled(opts):
-        return ('Redis runs with appendonly yes: it loads its append-only file at start, not %s, so a restored snapshot '
-                'would be ignored. Restore it by hand (stop Redis, put the snapshot in place, start it with appendonly no, '
-                'then CONFIG SET appendonly yes to rewrite the append-only file from it, and set appendonly yes again in '
-                'its configuration)' % opts['redis_dump'])
-    return not_saved_to(opts, opts['redis_dump'])
+    return last_line(r.stderr.decode('utf-8', 'replace'), 'tee ended with status %d' % r.returncode)
 
 
 def missing_rules(opts):
