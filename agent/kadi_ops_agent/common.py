@@ -100,6 +100,25 @@ def one_line(text):
     return str(text).replace('\r', '\\r').replace('\n', '\\n')
 
 
+_SIGNAL_HINTS = {
+    'SIGKILL': ' (if nobody killed it, the system may have run out of memory: dmesg says)',
+    'SIGXFSZ': ' (a file size limit: ulimit -f, limits.conf or the service\'s LimitFSIZE)',
+}
+
+
+def ended(rc):
+    """How a process ended, from its subprocess return code RC (negative: the signal that killed
+    it), for a message: 'exited with status 2', 'was killed by SIGXFSZ (a file size limit: ...)'."""
+    if rc >= 0:
+        return 'exited with status %d' % rc
+    import signal
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:
+        return 'was killed by signal %d' % -rc
+    return 'was killed by %s%s' % (name, _SIGNAL_HINTS.get(name, ''))
+
+
 def last_line(text, default=''):
     """The last line of TEXT (a command's stderr) that is not blank, stripped, on one line; DEFAULT without one."""
     lines = [l for l in (text or '').splitlines() if l.strip()]

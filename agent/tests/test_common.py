@@ -76,5 +76,33 @@ class BesideTest(unittest.TestCase):
         self.assertEqual(now, utc.strftime('%Y-%m-%dT%H:%M:%SZ'))
         self.assertEqual(stamp, utc.strftime('%Y-%m-%dT%H-%M-%SZ'))
 
+class EndedTest(unittest.TestCase):
+    """How a process ended, said from what really ended it (real processes, not return codes made up)."""
+
+    def setUp(self):
+        sys.path.insert(0, AGENT_SOURCE)
+        self.addCleanup(sys.path.remove, AGENT_SOURCE)
+        from kadi_ops_agent import common
+        self.common = common
+
+    def rc(self, script):
+        import subprocess
+        return subprocess.run(['sh', '-c', script]).returncode
+
+    def test_a_status_a_signal_and_the_limit_a_quota_like_fault_hits(self):
+        self.assertEqual(self.common.ended(self.rc('exit 3')), 'exited with status 3')
+        self.assertEqual(self.common.ended(self.rc('kill -TERM $$')), 'was killed by SIGTERM')
+        self.assertRegex(self.common.ended(self.rc('kill -KILL $$')), r'^was killed by SIGKILL \(.*out of memory')
+        # A write past the file size limit: the kernel sends SIGXFSZ.
+        import resource
+        import subprocess
+        with tempfile.TemporaryDirectory() as d:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+            r = subprocess.run(['dd', 'if=/dev/zero', 'of=' + os.path.join(d, 'f'), 'bs=8192', 'count=1'],
+                               preexec_fn=limit, stderr=subprocess.DEVNULL)
+            self.assertRegex(self.common.ended(r.returncode), r'^was killed by SIGXFSZ \(a file size limit')
+
+
 if __name__ == '__main__':
     unittest.main()

@@ -29,10 +29,11 @@ class ArchiveEndTest(unittest.TestCase):
 
     def test_a_tar_killed_by_a_signal_fails_the_backup_though_the_compressor_ended_well(self):
         # What a cut archive looks like: the compressor sees its input end and exits 0.
-        self.assertEqual(self.tree.backup_wait(None, handles('echo partial; kill -9 $$')), 'copying STORAGE_PATH failed (killed by signal 9)')
+        self.assertEqual(self.tree.backup_wait(None, handles('echo partial; kill -9 $$')), 'copying STORAGE_PATH failed: tar was killed by SIGKILL '
+                         '(if nobody killed it, the system may have run out of memory: dmesg says)')
 
     def test_tar_status_2_fails_1_warns_0_passes(self):
-        self.assertEqual(self.tree.backup_wait(None, handles('exit 2')), 'copying STORAGE_PATH failed (status 2)')
+        self.assertEqual(self.tree.backup_wait(None, handles('exit 2')), 'copying STORAGE_PATH failed: tar exited with status 2')
         self.assertEqual(self.tree.backup_wait(None, handles('exit 0')), '')
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
@@ -40,7 +41,7 @@ class ArchiveEndTest(unittest.TestCase):
         self.assertIn('WARNING: storage: files changed or vanished while tar read them', err.getvalue())
 
     def test_a_compressor_that_fails_fails_the_backup(self):
-        self.assertEqual(self.tree.backup_wait(None, handles('echo data', 'cat > /dev/null; exit 1')), 'copying STORAGE_PATH failed (status 1)')
+        self.assertEqual(self.tree.backup_wait(None, handles('echo data', 'cat > /dev/null; exit 1')), 'copying STORAGE_PATH failed: the compressor exited with status 1')
 
 
 if __name__ == '__main__':

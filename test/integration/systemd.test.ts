@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -237,6 +238,52 @@ describe('services and Redis on a real systemd host', function () {
     } finally {
       await sh('systemctl stop redis-server; umount /var/lib/redis && cp -a /root/dump.rdb /var/lib/redis/dump.rdb && rm -f /root/dump.rdb && systemctl start redis-server');
       await h.redisCli('DEL', 'kadi-ops:live');
+    }
+  });
+
+  it('a Redis dump write that fails part way (a limit on the redis user, as a quota would) is undone: the previous dump written back; one that cannot be copied aside first is not written at all', async () => {
+    const sh = async (script: string): Promise<void> => {
+      const r = await h.exec(['sh', '-c', script]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    };
+    const kept = async (): Promise<string[]> =>
+      (await h.exec(['sh', '-c', `ls ${h.backupDir}/.kadi-ops/jobs/*/redis-before.rdb 2>/dev/null`])).stdout.split('\n').filter(Boolean);
+    // A set whose snapshot holds ~800 KiB; a live dump of a few bytes; then tee, as redis, may
+    // write 300 KiB (pam_limits in sudo's session): the write of the snapshot is cut part way.
+    await sh('head -c 600000 /dev/urandom | base64 -w0 | redis-cli -x SET kadi-ops:big');
+    const { set } = await backup();
+    await h.redisCli('DEL', 'kadi-ops:big');
+    await h.redisCli('SET', 'kadi-ops:live', 'written after the backup');
+    await h.redisCli('SAVE');
+    await sh('echo "redis - fsize 300" > /etc/security/limits.d/kadi-ops-test-redis.conf');
+    try {
+      const ran = await restore(set, ['redis'], false);
+      assert.equal(ran.outcome.result, 'failed', ran.log);
+      assert.match(ran.log, /cannot replace \/var\/lib\/redis\/dump\.rdb: tee was killed by SIGXFSZ \(a file size limit[^\n]*; the previous dump was written back/);
+      assert.doesNotMatch(ran.log, /^replaced /m);
+      assert.match(ran.log, /^started redis-server$/m);
+      assert.deepEqual(await h.isActive('redis-server'), ['active']);
+      assert.equal(await h.redisCli('GET', 'kadi-ops:live'), 'written after the backup', 'Redis runs on its own data');
+      assert.equal(await h.redisCli('EXISTS', 'kadi-ops:big'), '0');
+      assert.deepEqual(await kept(), [], 'its copy removed once written back');
+
+      // The live dump larger than the limit too: the Kadi user cannot read it, and its copy, read
+      // as redis, is cut by the same limit. Without a copy a failed write could not be undone:
+      // refused with Redis stopped, nothing written, Redis running again on its own data.
+      await sh('head -c 400000 /dev/urandom | base64 -w0 | redis-cli -x SET kadi-ops:live-big');
+      await h.redisCli('SAVE');
+      const worse = await restore(set, ['redis'], false);
+      assert.equal(worse.outcome.result, 'failed', worse.log);
+      assert.match(worse.log, /the live dump \/var\/lib\/redis\/dump\.rdb could not be copied aside: the Kadi user cannot read it \(Permission denied\), and reading it as redis failed: cat was killed by SIGXFSZ \(a file size limit[^\n]*; without that copy a failed write could not be undone, so the dump was not changed/);
+      assert.doesNotMatch(worse.log, /^replaced /m);
+      assert.match(worse.log, /^stopped redis-server\n(.*\n)*started redis-server$/m);
+      assert.deepEqual(await h.isActive('redis-server'), ['active']);
+      assert.equal(await h.redisCli('GET', 'kadi-ops:live'), 'written after the backup', 'nothing lost');
+      assert.equal(await h.redisCli('STRLEN', 'kadi-ops:live-big'), '533336');
+      assert.deepEqual(await kept(), []);
+    } finally {
+      await h.exec(['sh', '-c', `rm -f /etc/security/limits.d/kadi-ops-test-redis.conf ${h.backupDir}/.kadi-ops/jobs/*/redis-before.rdb; systemctl reset-failed redis-server; systemctl is-active -q redis-server || systemctl start redis-server`]);
+      await h.redisCli('DEL', 'kadi-ops:live', 'kadi-ops:live-big');
     }
   });
 
@@ -555,6 +602,44 @@ describe('services and Redis on a real systemd host', function () {
       const status = cli('status', 'systemd-host');
       assert.equal(status.code, 0, status.stdout + status.stderr);
       assert.match(status.stdout, new RegExp(`^systemd-host\\t${made[0]}\\t.*\\tverified \\(quick\\)\\t\\*-\\*-\\* 03:00:00 \\(next .*\\)\\t\\S+ succeeded\\tok$`, 'm'));
+    });
+
+    it('with Redis behind a password (requirepass, the password in Kadi\'s CELERY_BROKER_URL), a scheduled run snapshots it: the password read from Kadi\'s config, in no unit, log or journal', async () => {
+      const pass = crypto.randomBytes(12).toString('hex');
+      const marker = `kadi-ops:${crypto.randomBytes(4).toString('hex')}`;
+      const kadiPy = path.join(h.root, 'opt/kadi/config/kadi.py');
+      const original = fs.readFileSync(kadiPy, 'utf8');
+      const authed = async (...args: string[]): Promise<string> => (await h.exec(['env', `REDISCLI_AUTH=${pass}`, 'redis-cli', ...args])).stdout.trim();
+      assert.equal(await h.redisCli('CONFIG', 'SET', 'requirepass', pass), 'OK');
+      try {
+        const refused = await h.exec(['redis-cli', 'SET', marker, 'x']);
+        assert.match(refused.stdout + refused.stderr, /NOAUTH/, 'Redis asks for the password');
+        assert.equal(await authed('SET', marker, 'written before the scheduled run'), 'OK');
+        assert.ok(original.includes('"redis://127.0.0.1:6379/0"'), original);
+        fs.writeFileSync(kadiPy, original.replace('"redis://127.0.0.1:6379/0"', `"redis://:${pass}@127.0.0.1:6379/0"`));
+        const before = setsOnHost();
+        const since = (await h.exec(['date', '+%Y-%m-%d %H:%M:%S'])).stdout.trim();
+        const started = await h.exec(['systemctl', 'start', `${unitBase()}-backup.service`]);
+        const journal = (await h.exec(['journalctl', '--since', since, '--no-pager'])).stdout;
+        assert.equal(started.code, 0, started.stderr + journal.slice(-4000));
+        const set = setsOnHost().filter((n) => !before.includes(n))[0];
+        assert.ok(set, 'a new set');
+        const rdb = fs.readFileSync(path.join(h.root, 'srv/kadi-backups', set, 'redis.rdb'));
+        assert.ok(rdb.includes(Buffer.from(marker)), 'the snapshot is the one Redis made for this run (it holds the key written just before)');
+        const job = scheduledJobs().pop();
+        assert.deepEqual([job?.kind, job?.status], ['backup', '0']);
+        const jobDir = path.join(h.root, 'srv/kadi-backups/.kadi-ops/jobs', job?.id ?? '');
+        for (const f of fs.readdirSync(jobDir)) {
+          assert.ok(!fs.readFileSync(path.join(jobDir, f)).includes(Buffer.from(pass)), `the password is not in the job's ${f}`);
+        }
+        assert.ok(!journal.includes(pass), 'the password is not in the journal');
+        const units = (await h.exec(['sh', '-c', `cat /etc/systemd/system/${unitBase()}-*`])).stdout;
+        assert.ok(units.length > 0 && !units.includes(pass), 'the password is in no unit');
+      } finally {
+        fs.writeFileSync(kadiPy, original);
+        await authed('DEL', marker);
+        await authed('CONFIG', 'SET', 'requirepass', '');
+      }
     });
 
     it('with an off-site repository (a path on another disk), a scheduled run copies its new set there: one snapshot tagged with the set, made inside the hardened unit', async () => {

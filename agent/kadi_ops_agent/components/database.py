@@ -10,7 +10,7 @@ import threading
 import time
 
 from .. import pg
-from ..common import detail, fail, out, relay, step, warn
+from ..common import detail, ended, fail, out, relay, step, warn
 from ..progress import ReadWatcher, pg_restore_progress
 
 NAME = 'database'
@@ -249,7 +249,7 @@ def backup_wait(ctx, h):
     if error:
         return error
     if rc != 0:
-        return 'pg_dump exited with status %d' % rc
+        return 'pg_dump ' + ended(rc)
     return ''
 
 

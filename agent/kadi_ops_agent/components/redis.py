@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import time
 
-from ..common import fail, last_line, one_line, out, step, user_name
+from ..common import ended, fail, last_line, one_line, out, step, user_name
 from .. import privileges, services
 
 NAME = 'redis'
@@ -313,8 +313,13 @@ def _replace(job, snapshot, need, dump):
     """With Redis stopped: its dump kept, room checked, the set's snapshot (open as SNAPSHOT, NEED
     bytes) written over it, mode 660; the kept copy written back should the write fail."""
     kept = job.path('redis-before.rdb')
-    if not _keep(dump, kept):
-        kept = None
+    why = _keep(dump, kept)
+    if why is None:
+        kept = None  # no dump to keep (persistence off, a new host): nothing a failed write could lose
+    elif why:
+        # Without the copy, a write that failed part way would leave a cut dump and no way back.
+        fail('the live dump %s could not be copied aside: %s; without that copy a failed write could not be '
+             'undone, so the dump was not changed' % (dump, why))
     old = os.path.getsize(kept) if kept else 0
     try:
         fs = os.statvfs(os.path.dirname(dump))  # after the copy: it may be on the same disk
@@ -329,7 +334,7 @@ def _replace(job, snapshot, need, dump):
     if why:
         # tee may have emptied or cut the dump before it failed: the kept copy goes back.
         if not kept:
-            back = 'the previous dump could not be kept: %s may now be cut short' % dump
+            back = 'there was no dump before, and %s may now be cut short' % dump
         else:
             with open(kept, 'rb') as f:
                 again = _tee(f, dump)
@@ -348,22 +353,33 @@ def _replace(job, snapshot, need, dump):
 
 
 def _keep(dump, kept):
-    """DUMP copied to KEPT (read as the redis user where the Kadi user cannot: the backup's rule);
-    False, and nothing left, when it cannot be."""
+    """DUMP copied to KEPT (read as the redis user where the Kadi user cannot: the backup's rule):
+    '' when copied, None when there is no DUMP, otherwise why not (and nothing left in KEPT)."""
     try:
         shutil.copyfile(dump, kept)
-        return True
-    except OSError:
-        pass
+        return ''
+    except FileNotFoundError:
+        if os.path.isdir(os.path.dirname(dump)):  # the Kadi user sees the directory: no dump there
+            return None
+        why = 'the Kadi user cannot see %s' % os.path.dirname(dump)
+    except OSError as e:
+        why = 'the Kadi user cannot read it (%s)' % (e.strerror or e)
+    if not privileges.allowed(*privileges.redis_read(dump)):
+        _drop(kept)
+        return '%s, and lacks the sudoers rule for "%s"' % (why, privileges.describe(*privileges.redis_read(dump)))
     try:
         with open(kept, 'wb') as f:
-            if privileges.allowed(*privileges.redis_read(dump)) and \
-                    privileges.run(*privileges.redis_read(dump), stdout=f, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
-                return True
-    except OSError:
-        pass
+            r = privileges.run(*privileges.redis_read(dump), stdout=f, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as e:
+        _drop(kept)
+        return 'writing the copy into the job\'s directory failed: %s' % (e.strerror or e)
+    if r.returncode == 0:
+        return ''
     _drop(kept)
-    return False
+    err = r.stderr.decode('utf-8', 'replace')
+    if 'No such file' in err:
+        return None
+    return '%s, and reading it as redis failed: %s' % (why, last_line(err, 'cat ' + ended(r.returncode)))
 
 
 def put_back(job, dump):
@@ -380,7 +396,9 @@ def put_back(job, dump):
             job.remove('redis-restoring')
             return 'the job ended while it wrote %s: the previous dump was written back' % dump
         return 'the job ended while it wrote %s, and writing the previous dump back failed (%s): it is kept in %s' % (dump, why, kept)
-    return 'the job ended while it wrote %s, which may be cut short; no copy of the previous dump could be kept' % dump
+    if kept:
+        return 'the job ended while it wrote %s, which may be cut short, and its copy of the previous dump (%s) is gone' % (dump, kept)
+    return 'the job ended while it wrote %s, which may be cut short; there was no dump before it' % dump
 
 
 def _drop(path):
@@ -399,7 +417,7 @@ def _tee(f, dump):
     r = privileges.run(*privileges.redis_write(dump), stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if r.returncode == 0:
         return ''
-    return last_line(r.stderr.decode('utf-8', 'replace'), 'tee ended with status %d' % r.returncode)
+    return last_line(r.stderr.decode('utf-8', 'replace'), 'tee ' + ended(r.returncode))
 
 
 def missing_rules(opts):

@@ -8,7 +8,7 @@ import grp
 import subprocess
 import threading
 
-from ..common import archive_listing, decompressor, disk_kb, du, fail, have, one_line, out, remove_tree, resolved, user_name, user_of, warn
+from ..common import archive_listing, decompressor, disk_kb, du, ended, fail, have, one_line, out, remove_tree, resolved, user_name, user_of, warn
 from ..progress import ReadWatcher
 from .. import jobs
 from ..manifest import tree_entries
@@ -72,9 +72,9 @@ class Tree:
 
     def backup_wait(self, ctx, h):
         if 'copier' in h:
-            rc = h['copier'].wait()
+            rc, who = h['copier'].wait(), 'the copier'
         else:
-            rc = h['comp'].wait()
+            rc, who = h['comp'].wait(), 'the compressor'
             t = h['tar'].wait()
             h['thread'].join()
             if h['watcher']:
@@ -86,10 +86,10 @@ class Tree:
                 elif t != 0:
                     # 2 or more, or killed (negative): the compressor saw its input end and exited 0,
                     # and a stream cut at a member's boundary reads back as a whole smaller archive.
-                    rc = t
+                    rc, who = t, 'tar'
         if rc == 0:
             return ''
-        return 'copying %s failed (%s)' % (self.label, 'killed by signal %d' % -rc if rc < 0 else 'status %d' % rc)
+        return 'copying %s failed: %s %s' % (self.label, who, ended(rc))
 
     def backup_finish(self, ctx):
         if ctx.opts['files_mode'] != 'archive':
