@@ -163,7 +163,7 @@ def main(argv):
                 restore_redis.append(check('service %s exists' % o['redis_service'], have_systemctl and services.exists(o['redis_service']), '',
                                            "set the profile's redis.service to Redis' unit"))
                 restore_redis += sudo_checks([privileges.service(a, o['redis_service']) for a in ('stop', 'start')], o['profile'])
-            restore_redis += sudo_checks([privileges.redis_write(dump), privileges.redis_mode(dump)], o['profile'])
+            restore_redis += sudo_checks(redis.restore_rules(dump), o['profile'])
             if pong == 'PONG':
                 aof = redis.aof_enabled(o)
                 # Unknown (INFO refused) is not a failure here: the restore does not refuse on it either.

@@ -369,24 +369,30 @@ describe('services and Redis on a real systemd host', function () {
   it('the preflight probes every privileged command it will run, start included, and names the missing rule before anything changes', async () => {
     const file = path.join(h.root, 'etc/sudoers.d/kadi-ops');
     const rules = fs.readFileSync(file, 'utf8');
-    fs.writeFileSync(file, rules.replace(', /usr/bin/systemctl start apache2', '').replace(', /usr/bin/tee /var/lib/redis/dump.rdb', ''));
+    const { set } = await backup();
+    const without = rules.replace(', /usr/bin/systemctl start apache2', '').replace(', /usr/bin/tee /var/lib/redis/dump.rdb', '').replace('/usr/bin/cat /var/lib/redis/dump.rdb, ', '');
+    assert.doesNotMatch(without, /start apache2|(cat|tee) \/var\/lib\/redis/, 'the three rules are removed');
+    fs.writeFileSync(file, without);
     try {
-      // `check` names the same two missing rules, each with its fix, and nothing else.
+      // `check` names the same three missing rules, each with its fix, and nothing else (the Kadi
+      // user cannot read /var/lib/redis: a restore copies the live dump aside as redis).
       const prereq = await checkPrerequisites(host, d);
       // (The Kadi role has no CREATEDB: deep verification uses its throwaway cluster instead.)
       const missing = prereq.features.filter((f) => !f.anyOf).flatMap((f) => f.checks.filter((c) => !c.ok).map((c) => `${f.feature}: ${c.name}`));
       assert.deepEqual(missing.sort(), [
+        'redis restore: sudo: (as redis) /usr/bin/cat /var/lib/redis/dump.rdb',
         'redis restore: sudo: (as redis) /usr/bin/tee /var/lib/redis/dump.rdb',
+        'redis snapshot: sudo: (as redis) /usr/bin/cat /var/lib/redis/dump.rdb',
         'restore: sudo: /usr/bin/systemctl start apache2',
         "schedules: root installed the schedule's units",
         'services: sudo: /usr/bin/systemctl start apache2',
       ]);
-      assert.deepEqual(missingFeatures(prereq).map((f) => f.feature).sort(), ['restore', 'schedules', 'services']);
+      assert.deepEqual(missingFeatures(prereq).map((f) => f.feature).sort(), ['redis snapshot', 'restore', 'schedules', 'services']);
       assert.match(formatPrerequisites(prereq).join('\n'), /✗ sudo: \/usr\/bin\/systemctl start apache2\n {8}fix: add the rules `kadi-ops sudoers systemd-host` prints, as root: visudo -f \/etc\/sudoers\.d\/kadi-ops/);
-      const { set } = await backup();
       const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads', 'redis'] });
       assert.ok(plan.blockers.some((b) => b.includes('"sudo /usr/bin/systemctl start apache2"') && b.includes('kadi-ops sudoers systemd-host')), plan.blockers.join('\n'));
       assert.ok(plan.blockers.some((b) => b.includes('"sudo (as redis) /usr/bin/tee /var/lib/redis/dump.rdb"')), plan.blockers.join('\n'));
+      assert.ok(plan.blockers.some((b) => b.includes('"sudo (as redis) /usr/bin/cat /var/lib/redis/dump.rdb"')), plan.blockers.join('\n'));
       assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'), 'nothing was stopped');
     } finally {
       fs.writeFileSync(file, rules);

@@ -420,10 +420,17 @@ def _tee(f, dump):
     return last_line(r.stderr.decode('utf-8', 'replace'), 'tee ' + ended(r.returncode))
 
 
-def missing_rules(opts):
-    """The commands on the dump a Redis restore runs that sudoers does not allow the Kadi user (its
-    service's stop and start are probed with the other services: services.missing_rules)."""
-    dump = opts['redis_dump']
+def restore_rules(dump):
+    """The privileged commands on DUMP a Redis restore runs (its service's stop and start aside):
+    writing it and its mode as redis, and reading it as redis where the Kadi user cannot read it
+    itself (the copy aside that a failed write is undone with, _keep)."""
     cmds = [privileges.redis_write(dump), privileges.redis_mode(dump)]
-    return [privileges.describe(*c) for c in cmds if not privileges.allowed(*c)]
+    if os.access(dump, os.R_OK) if os.path.lexists(dump) else os.access(os.path.dirname(dump), os.X_OK):
+        return cmds
+    return cmds + [privileges.redis_read(dump)]
 
+
+def missing_rules(opts):
+    """restore_rules that sudoers does not allow the Kadi user (its service's stop and start are
+    probed with the other services: services.missing_rules)."""
+    return [privileges.describe(*c) for c in restore_rules(opts['redis_dump']) if not privileges.allowed(*c)]
