@@ -288,8 +288,9 @@ def restore(ctx):
         refused = judge(o)[0]
         if refused:
             fail(refused + '; Redis was not touched')
-        if not privileges.allowed(*privileges.redis_write(dump)):
-            fail('the Kadi user needs the sudoers rule for "%s"; Redis was not touched' % privileges.describe(*privileges.redis_write(dump)))
+        missing = missing_rules(o)
+        if missing:
+            fail('the Kadi user needs the sudoers rule for "%s"; Redis was not touched' % missing[0])
         need = os.fstat(snapshot.fileno()).st_size
         if not services.sudo_systemctl('stop', svc):
             fail('cannot stop %s: the Kadi user needs the sudoers rule for "%s"' % (svc, privileges.describe(*privileges.service('stop', svc))))
