@@ -17,10 +17,27 @@ def files(opts):
     return [opts['kadi_config']] + [l for l in opts['config_extra'].split('\n') if l]
 
 
+def archived(names):
+    """NAMES and, for each that is a symbolic link, the file it resolves to: tar stores a link as a
+    link, so a kadi.py linked to /etc/kadi/kadi.py would be archived without its content (no
+    SECRET_KEY, no database password in the set). Both are kept: a restore puts back the link and
+    the file's content, and the layout stays the operator's."""
+    out_names = []
+    for n in names:
+        for p in (n, os.path.realpath(n)) if os.path.islink(n) else (n,):
+            if p not in out_names:
+                out_names.append(p)
+    return out_names
+
+
 def backup_finish(ctx):
     step('config: archiving the Kadi configuration')
+    names = archived(files(ctx.opts))
+    for n in names:
+        if not os.path.islink(n) and not os.path.isfile(n):
+            fail('cannot archive the Kadi configuration: %s is %s' % (n, 'not a regular file' if os.path.lexists(n) else 'missing'))
     with open(os.path.join(ctx.partial, 'config.tar.gz'), 'wb') as f:
-        tar = subprocess.Popen(['tar', '-cf', '-', '--absolute-names', *files(ctx.opts)], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(['tar', '-cf', '-', '--absolute-names', *names], stdout=subprocess.PIPE)
         gz = subprocess.Popen(['gzip', '-6'], stdin=tar.stdout, stdout=f)
         tar.stdout.close()
         if gz.wait() or tar.wait():
@@ -39,18 +56,31 @@ def restore(ctx):
 
 
 def assignments(text):
-    """{NAME: the source text of its value} of a Python configuration file's top-level assignments,
-    or None when it is not Python that parses."""
+    """{NAME: the source text of its values} of a Python configuration file's assignments outside
+    functions and classes, also those inside if/try/with/for blocks (`if ENV == "production":
+    SECRET_KEY = ...`), all of a name's values in order; None when it is not Python that parses."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
     found = {}
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        for t in targets:
-            if isinstance(t, ast.Name) and node.value is not None:
-                found[t.id] = ast.get_source_segment(text, node.value)
+
+    def walk(body):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            for t in targets:
+                if isinstance(t, ast.Name) and node.value is not None:
+                    found[t.id] = found.get(t.id, ()) + (ast.get_source_segment(text, node.value),)
+            for field in ('body', 'orelse', 'finalbody'):
+                sub = getattr(node, field, None)
+                if isinstance(sub, list):
+                    walk(sub)
+            for h in getattr(node, 'handlers', None) or []:
+                walk(h.body)
+    walk(tree.body)
     return found
 
 
@@ -84,9 +114,17 @@ def diff(argv):
         names = subprocess.run(['tar', '-tzf', tarball], capture_output=True, text=True).stdout.splitlines()
         for f in names:
             saved = os.path.join(work, f.lstrip('/'))
+            live = '/' + f.lstrip('/')
+            if os.path.islink(saved):
+                # A link (its file is in the set too, compared on its own): where it points. Never
+                # followed here: the extracted link points at the live file.
+                if not os.path.islink(live):
+                    out('config_file=%s %s' % (live, 'differs' if os.path.lexists(live) else 'missing-live'))
+                else:
+                    out('config_file=%s %s' % (live, 'same' if os.readlink(saved) == os.readlink(live) else 'differs'))
+                continue
             if not os.path.isfile(saved):
                 continue
-            live = '/' + f.lstrip('/')
             if not os.path.exists(live):
                 out('config_file=%s missing-live' % live)
             elif filecmp.cmp(saved, live, shallow=False):
