@@ -28,13 +28,35 @@ def _esc(v):
     return str(v).replace('\\', '\\\\').replace(':', '\\:')
 
 
+def _own_passfile_lines():
+    """The Kadi user's own ~/.pgpass (the guide's way to keep the password out of Kadi's URI), as
+    libpq would use it: not when group or others may read it (libpq ignores it then too)."""
+    try:
+        path = os.path.join(os.path.expanduser('~'), '.pgpass')
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            return ''
+        with open(path, encoding='utf-8', errors='surrogateescape') as f:
+            text = f.read()
+        return text if text.endswith('\n') or not text else text + '\n'
+    except OSError:
+        return ''
+
+
 def make_passfile(directory, host, port, db, user, password):
     """Writes DIRECTORY/pgpass (0600) for one connection and exports PGPASSFILE for the psql,
-    pg_dump and pg_restore the agent runs. DB may be '*'."""
+    pg_dump and pg_restore the agent runs. DB may be '*'. A Unix socket directory gets a line for
+    'localhost' too: libpq looks its default directory up under that name. Without a password
+    (none in Kadi's URI) the Kadi user's own ~/.pgpass is what libpq would have used: its lines
+    come instead."""
     path = os.path.join(directory, 'pgpass')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as f:
-        f.write('%s:%s:%s:%s:%s\n' % (_esc(host), port, db if db == '*' else _esc(db), _esc(user), _esc(password)))
+        if password:
+            for h in [host] + (['localhost'] if str(host).startswith('/') else []):
+                f.write('%s:%s:%s:%s:%s\n' % (_esc(h), port, db if db == '*' else _esc(db), _esc(user), _esc(password)))
+        else:
+            f.write(_own_passfile_lines())
     os.chmod(path, 0o600)
     os.environ['PGPASSFILE'] = path
     return path

@@ -111,16 +111,34 @@ async function readKadiConfig(host: RemoteHost): Promise<KadiConfig> {
   return parseKadiConfig(cfgResult.stdout);
 }
 
+/** Kadi's configuration says nothing Kadi Ops can use about its database (and the profile does not either). */
+export class KadiConfigError extends Error {}
+
+/**
+ * The database Kadi uses: its configuration's SQLALCHEMY_DATABASE_URI, each part overridden by the
+ * profile's overrides.database. A URI that is missing or cannot be read is an error unless the
+ * profile names host, name and user itself: made-up defaults (localhost:5432/kadi) could reach
+ * another server's database and back that up instead.
+ */
+export function databaseTarget(config: KadiConfig, o: { host?: string; port?: number; name?: string; user?: string }): DatabaseTarget {
+  const c = config.database;
+  if (!c && !(o.host && o.name && o.user)) {
+    const why = config.problems.find((p) => p.startsWith('SQLALCHEMY_DATABASE_URI')) ?? 'SQLALCHEMY_DATABASE_URI could not be read.';
+    throw new KadiConfigError(`${why} Fix it in Kadi's configuration, or name the database in the profile's overrides.database (host, port, name, user).`);
+  }
+  return {
+    host: o.host ?? c?.host ?? 'localhost',
+    port: o.port ?? c?.port ?? 5432,
+    name: o.name ?? c?.name ?? 'kadi',
+    user: o.user ?? c?.user ?? 'kadi',
+  };
+}
+
 /** KNOWN: the stamp and the version `kadi --version` gave with it, on this connection before. */
 async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stamp: string; kadiVersion?: string }): Promise<{ discovery: Discovery; stamp?: string; stampAgeSeconds?: number }> {
   const profile = host.profile;
   const o = profile.overrides;
-  const database: DatabaseTarget = {
-    host: o.database.host ?? config.database?.host ?? 'localhost',
-    port: o.database.port ?? config.database?.port ?? 5432,
-    name: o.database.name ?? config.database?.name ?? 'kadi',
-    user: o.database.user ?? config.database?.user ?? 'kadi',
-  };
+  const database = databaseTarget(config, o.database);
   const dbPassword = config.database?.password ?? new Secret('');
   const storagePath = o.storagePath ?? config.storagePath ?? '';
   const uploadsPath = o.uploadsPath ?? config.uploadsPath ?? '';

@@ -366,7 +366,7 @@ function pythonStrings(value: string): string[] {
 
 /**
  * `postgresql[+driver]://user:pass@host:port/name?host=...`, as SQLAlchemy reads it: user and
- * password percent-decoded, port 5432 unless given, a `host`/`port` query parameter (Unix socket
+ * password percent-decoded as Python's unquote does (a '%' not followed by two hex digits stays), port 5432 unless given, a `host`/`port` query parameter (Unix socket
  * directory) used when the authority names none.
  */
 export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
@@ -383,7 +383,7 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
   const beforeQuery = q >= 0 ? hostPart.slice(0, q) : hostPart;
   const slash = beforeQuery.indexOf('/');
   const authority = slash >= 0 ? beforeQuery.slice(0, slash) : beforeQuery;
-  const name = decode(slash >= 0 ? beforeQuery.slice(slash + 1) : '');
+  const name = unquote(slash >= 0 ? beforeQuery.slice(slash + 1) : '');
 
   let host = authority;
   let portText = '';
@@ -395,14 +395,14 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
     host = authority.slice(0, authority.lastIndexOf(':'));
     portText = authority.slice(authority.lastIndexOf(':') + 1);
   }
-  host = decode(host) || query.get('host') || 'localhost';
+  host = unquote(host) || query.get('host') || 'localhost';
   portText ||= query.get('port') ?? '';
   const port = portText === '' ? 5432 : Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
 
   const colon = userinfo.indexOf(':');
-  const user = decode(colon >= 0 ? userinfo.slice(0, colon) : userinfo) || (query.get('user') ?? '');
-  const password = colon >= 0 ? decode(userinfo.slice(colon + 1)) : (query.get('password') ?? '');
+  const user = unquote(colon >= 0 ? userinfo.slice(0, colon) : userinfo) || (query.get('user') ?? '');
+  const password = colon >= 0 ? unquote(userinfo.slice(colon + 1)) : (query.get('password') ?? '');
   return { host, port, name, user, password: new Secret(password), driver: driver.toLowerCase() };
 }
 
@@ -448,13 +448,6 @@ export function redisAuthJson(a: RedisAuth | undefined): { user: string; passwor
   return a ? { user: a.user, password: a.password.reveal(), port: a.port } : undefined;
 }
 
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
 
 const SENSITIVE_KEY_RE = /SECRET|PASSWORD|KEY|TOKEN/;
 

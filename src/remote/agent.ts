@@ -75,6 +75,9 @@ export function agentInstallCommand(backupDir: string, nonce: string): ShellNode
   const linkTmp = `${link}.tmp-${nonce}`;
   return {
     and: [
+      // The backup directory is the operator's to make: one that is missing (a backup disk not
+      // mounted, a typo) is not created under it, where backups would fill another disk.
+      { or: [['test', '-d', backupDir], { group: { and: [['echo', NO_BACKUP_DIR], ['false']] } }] },
       {
         or: [
           { argv: ['test', '-f', target] },
@@ -98,6 +101,8 @@ export function agentInstallCommand(backupDir: string, nonce: string): ShellNode
     ],
   };
 }
+
+const NO_BACKUP_DIR = 'kadi-ops: no backup directory';
 
 const installed = new WeakSet<RemoteHost>();
 
@@ -129,10 +134,10 @@ async function installing<T>(host: RemoteHost, install: () => Promise<T>): Promi
     return await install();
   } catch (e) {
     const bd = host.profile.backupDir;
-    if (e instanceof RemoteCommandError && /mkdir: cannot create directory/.test(e.result.stderr)) {
+    if (e instanceof RemoteCommandError && e.result.stdout.includes(NO_BACKUP_DIR)) {
       const user = host.profile.kadi.user;
       throw new BackupDirMissingError(
-        `The backup directory ${bd} does not exist and ${user} may not create it. Create it as root: mkdir -p ${quoteArg(bd)} && chown ${user} ${quoteArg(bd)} && chmod 700 ${quoteArg(bd)} (or set the profile's backupDir to a directory that exists).`,
+        `The backup directory ${bd} does not exist. Kadi Ops does not create it: a backup disk that is not mounted would leave backups on the disk beneath. Create it, as root if need be: mkdir -p ${quoteArg(bd)} && chown ${user} ${quoteArg(bd)} && chmod 700 ${quoteArg(bd)} (or set the profile's backupDir to a directory that exists).`,
       );
     }
     throw e;

@@ -47,13 +47,25 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.ok(facts.prerequisites.find((f) => f.feature === 'backup')?.checks.every((c) => c.ok));
   });
 
-  it('check fails clearly when the backup directory does not exist and the Kadi user cannot create it (a root-owned parent): with the commands to run as root', () => {
+  it('check fails clearly when the backup directory does not exist, and creates nothing, also where the Kadi user could (a backup disk not mounted): with the commands to run', () => {
     const file0 = path.join(sb.root, 'cli-hosts-uncreatable-dir.json');
     const hosts0 = (JSON.parse(fs.readFileSync(config, 'utf8')) as { hosts: { name: string; backupDir: string }[] }).hosts.filter((h) => h.name === 'sandbox').map((h) => ({ ...h, backupDir: '/kadi-ops-no-such-dir/backups' }));
     fs.writeFileSync(file0, JSON.stringify({ hosts: hosts0 }));
     const r0 = cli(['check', 'sandbox', '--config', file0]);
     assert.equal(r0.code, 1, r0.stdout);
-    assert.match(r0.stderr, /The backup directory \/kadi-ops-no-such-dir\/backups does not exist and kadi may not create it\. Create it as root: mkdir -p \/kadi-ops-no-such-dir\/backups && chown kadi \/kadi-ops-no-such-dir\/backups && chmod 700 /);
+    assert.match(r0.stderr, /The backup directory \/kadi-ops-no-such-dir\/backups does not exist\. Kadi Ops does not create it: a backup disk that is not mounted would leave backups on the disk beneath\. Create it, as root if need be: mkdir -p \/kadi-ops-no-such-dir\/backups && chown kadi \/kadi-ops-no-such-dir\/backups && chmod 700 /);
+    assert.equal(fs.existsSync('/kadi-ops-no-such-dir'), false, 'nothing was created');
+    // The mount point of a backup disk that is not mounted, owned by the Kadi user.
+    const mountPoint = path.join(sb.root, 'backup-disk');
+    fs.mkdirSync(mountPoint, { mode: 0o755 });
+    execFileSync('chown', [`${sb.kadiUser}:`, mountPoint]);
+    fs.writeFileSync(file0, JSON.stringify({ hosts: hosts0.map((h) => ({ ...h, backupDir: `${mountPoint}/kadi` })) }));
+    for (const verb of ['check', 'list']) {
+      const r = cli([verb, 'sandbox', '--config', file0]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stderr, /The backup directory \S+\/backup-disk\/kadi does not exist\. Kadi Ops does not create it/);
+    }
+    assert.deepEqual(fs.readdirSync(mountPoint), [], 'nothing was created where the disk would be');
   });
 
   it('backup streams its lines, then list shows the set and verify marks it verified', () => {

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { inspect } from 'node:util';
 import fc from 'fast-check';
 import { REDACTED, Secret } from '../../src/core/secret';
-import { redactSecretAssignments } from '../../src/kadi/discovery';
+import { databaseTarget, KadiConfigError, redactSecretAssignments } from '../../src/kadi/discovery';
 import {
   compareKadiVersions,
   fatalReason,
@@ -383,6 +383,19 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       assert.deepEqual(at && [at.host, at.password.reveal()], ['db', 'a@b']);
       assert.equal(parseDatabaseUri('mysql://kadi:pw@localhost/kadi'), undefined);
       assert.equal(parseDatabaseUri('postgresql://kadi:pw@localhost:notaport/kadi'), undefined);
+      // Decoded as Python's unquote (SQLAlchemy, the agent's plan.database_uri): a '%' without two hex digits stays.
+      const pct = parseDatabaseUri('postgresql://kadi:p%40ss%word%e2%82%ac@127.0.0.1:5433/kadi');
+      assert.deepEqual(pct && [pct.password.reveal(), pct.port], ['p@ss%word€', 5433]);
+    });
+
+    it('a URI that cannot be read is an error naming it, not a made-up localhost:5432/kadi (unless the profile names the database)', () => {
+      for (const uri of ['postgresql://kadi:pw@127.0.0.1:5432x/kadi', 'sqlite:////opt/kadi/kadi.db']) {
+        const c = parseKadiConfig(`SQLALCHEMY_DATABASE_URI: ${uri}\n`);
+        assert.throws(() => databaseTarget(c, {}), (e: unknown) => e instanceof KadiConfigError && /^SQLALCHEMY_DATABASE_URI is not a PostgreSQL URI I can read: .*overrides\.database/.test(e.message));
+        assert.deepEqual(databaseTarget(c, { host: 'db', name: 'kadi', user: 'kadi' }), { host: 'db', port: 5432, name: 'kadi', user: 'kadi' });
+      }
+      assert.throws(() => databaseTarget(parseKadiConfig('STORAGE_PATH: /s\n'), { host: 'db' }), /SQLALCHEMY_DATABASE_URI is not set\./);
+      assert.deepEqual(databaseTarget(parseKadiConfig('SQLALCHEMY_DATABASE_URI: postgresql://k:p@h:6000/n\n'), { port: 7000 }), { host: 'h', port: 7000, name: 'n', user: 'k' });
     });
 
     it('reports a missing or unreadable database URI without quoting its password', () => {
