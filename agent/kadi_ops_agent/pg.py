@@ -18,6 +18,14 @@ from .common import fail
 CLIENT_ENCODING = {'PGCLIENTENCODING': 'UTF8'}
 os.environ.update(CLIENT_ENCODING)
 
+# A statement_timeout or idle_in_transaction_session_timeout set for the Kadi role (ALTER ROLE ...
+# SET, for the web application) would end the agent's own sessions part way: the backup's snapshot
+# and row counts, the restore's ANALYZE and probes. pg_dump and pg_restore turn statement_timeout
+# off themselves; the agent's psql sessions do it here. (A lock_timeout stays the role's: waits are
+# watched and named, LockWatch.)
+_NO_TIMEOUTS = '-c statement_timeout=0 -c idle_in_transaction_session_timeout=0'
+os.environ['PGOPTIONS'] = (os.environ.get('PGOPTIONS', '') + ' ' + _NO_TIMEOUTS).strip()
+
 
 def without_client_encoding(env):
     """ENV for pg_dump: the database's own encoding in the dump."""

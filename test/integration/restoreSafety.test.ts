@@ -199,6 +199,23 @@ break; ""t"" ü"), 'added after the set');
     assert.equal(await tableDigests(sb), before);
   });
 
+  it('a statement_timeout the Kadi role has (for the web application) ends none of the backup\'s or restore\'s own sessions: the backup and the database step succeed, ANALYZE included', async () => {
+    await sb.psql("ALTER ROLE kadi SET statement_timeout = '1ms'; ALTER ROLE kadi SET idle_in_transaction_session_timeout = '1ms'");
+    try {
+      const name = await backup();
+      const r = await restore(name);
+      assert.match(r.log, /^ {2}database +\d+s +ok$/m, r.log);
+      assert.match(r.log, /^\[step\] database: ANALYZE$/m);
+      assert.doesNotMatch(r.log, /ANALYZE afterwards failed/);
+      // Kadi's own commands run with the role's setting, as Kadi does (a 1 ms timeout fails them):
+      // the only failed steps, and said as Kadi's.
+      assert.deepEqual([...r.log.matchAll(/^ {2}(\S+) +\d+s +FAILED$/gm)].map((m) => m[1]), ['reindex', 'files-check'], r.log);
+      assert.match(r.log, /kadi files check failed \(exit status 1: .*statement timeout\)/);
+    } finally {
+      await sb.psql('ALTER ROLE kadi RESET statement_timeout; ALTER ROLE kadi RESET idle_in_transaction_session_timeout');
+    }
+  });
+
   it('a selective listing that keeps a schema but leaves out objects still in it is refused at preflight; nothing runs', async () => {
     const toc = fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8');
     const listing = parseListing(toc);

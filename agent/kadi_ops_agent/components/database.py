@@ -10,7 +10,7 @@ import threading
 import time
 
 from .. import pg
-from ..common import detail, ended, fail, out, relay, step, warn
+from ..common import detail, ended, fail, one_line, out, relay, step, warn
 from ..progress import ReadWatcher, pg_restore_progress
 
 NAME = 'database'
@@ -329,7 +329,12 @@ def restore(ctx):
         name_failed_entries(err_text, toc)
         fail('pg_restore failed (exit status %d); the database is unchanged: the restore ran in one transaction, which PostgreSQL rolled back' % rc)
     step('database: ANALYZE')
-    analyze(conn)
+    why = analyze(conn)
+    if why:
+        # After the COMMIT: the database is the set's. A failed ANALYZE (a statement_timeout of the
+        # role's, a lock) costs only the planner's statistics; it must not read as a failed restore.
+        ctx.attention('the database was restored, but ANALYZE afterwards failed (%s): the planner works from old '
+                      'statistics until it runs; run it as the Kadi role: psql -d %s -c ANALYZE' % (why, conn.db))
 
 
 # Who holds what the session named APP waits for (pg_blocking_pids), as one JSON array. The name is
@@ -395,8 +400,9 @@ _ANALYZE_SKIPPED = re.compile(r'^WARNING:\s+(skipping ".*" --- only .* can analy
 
 
 def analyze(conn):
-    """ANALYZE as the Kadi role. It warns once per system table the role may not analyze: those
-    go to the log as detail, counted in one line; any other message is shown as it is."""
+    """ANALYZE as the Kadi role: '' or why it failed. It warns once per system table the role may
+    not analyze: those go to the log as detail, counted in one line; any other message is shown as
+    it is."""
     r = subprocess.run([conn.psql, '-X', '-q', *conn.args(), '-d', conn.db, '-c', 'ANALYZE'],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                        text=True, errors='replace')
@@ -411,7 +417,9 @@ def analyze(conn):
         out('ANALYZE skipped %d system table%s only their owner or a superuser may analyze'
             % (skipped, '' if skipped == 1 else 's'))
     if r.returncode != 0:
-        fail('ANALYZE failed')
+        errors = [l for l in r.stderr.splitlines() if l.startswith(('ERROR:', 'psql:'))]
+        return one_line(errors[-1]) if errors else 'psql ' + ended(r.returncode)
+    return ''
 
 
 def _toc_lines(toc):
