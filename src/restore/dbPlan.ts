@@ -254,7 +254,7 @@ export function planDbRestore(
       if (data) {
         decide(e, 'refuse', `owned by ${have.owner}; its rows cannot be replaced by ${live.user}`);
         blockers.push(
-          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: its data cannot be replaced without dropping it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; or restore with a listing that leaves out its data.`,
+          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: its data cannot be replaced without dropping it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; or restore with a listing that leaves out ${e.desc === 'BLOB' ? 'the large objects: every BLOB entry and BLOBS (they then stay as they are live)' : 'its data'}.`,
         );
       } else {
         keep.add(e.dumpId);
@@ -370,6 +370,38 @@ export function planDbRestore(
           break;
         }
       }
+    }
+  }
+
+  // A selective restore takes a table and its rows together. --clean drops and creates again the
+  // table an enabled TABLE entry names: without its rows it comes back empty (refused). Rows without
+  // their table go into the live table, beside its own: said (the table may have been emptied).
+  // Large objects likewise: BLOB entries without BLOBS (their contents) come back empty.
+  if (selective) {
+    const all = tocEntries(toc);
+    const on = (e: TocEntry | undefined): boolean => e !== undefined && enabled.has(e.dumpId);
+    for (const e of enabledEntries) {
+      if (keep.has(e.dumpId)) continue;
+      if (e.desc === 'TABLE') {
+        const rows = all.find((d) => d.desc === 'TABLE DATA' && d.schema === e.schema && d.name === e.name);
+        if (rows && !on(rows)) {
+          decide(e, 'refuse', 'its rows are left out: it would come back empty');
+          blockers.push(`The listing restores ${describe(e)} (entry ${e.dumpId}) but leaves out its rows (entry ${rows.dumpId}): pg_restore --clean would drop the table and make it again empty. Enable entry ${rows.dumpId} too, or leave out entry ${e.dumpId} as well (the table then stays as it is). Nothing was changed.`);
+        }
+      } else if (e.desc === 'TABLE DATA') {
+        const table = all.find((d) => d.desc === 'TABLE' && d.schema === e.schema && d.name === e.name);
+        if (table && !on(table) && lookup(table)) {
+          // Right after emptying the table (TRUNCATE), which the plan cannot see: said, not refused.
+          warnings.push(`The listing restores the rows of ${describe(table)} (entry ${e.dumpId}) but leaves out the table itself (entry ${table.dumpId}): they are added to the rows the live table holds (doubled, or refused by its keys, which rolls the restore back). Empty the table first if it should hold only the set's rows, or enable entry ${table.dumpId} too (the table is made again with the set's rows).`);
+        }
+      }
+    }
+    const contents = all.find((d) => d.desc === 'BLOBS');
+    const emptied = enabledEntries.filter((e) => e.desc === 'BLOB' && !keep.has(e.dumpId));
+    if (contents && !on(contents) && emptied.length > 0) {
+      blockers.push(
+        `The listing restores ${emptied.length} large object(s) (${firstOf(emptied.map((e) => `BLOB ${e.name}, entry ${e.dumpId}`), 3)}) but leaves out their contents (BLOBS, entry ${contents.dumpId}): pg_restore --clean would make them again empty. Enable entry ${contents.dumpId} too, or leave out every BLOB entry as well (the large objects then stay as they are). Nothing was changed.`,
+      );
     }
   }
 

@@ -309,6 +309,39 @@ describe('deep verification against the sandbox host', function () {
     }
   });
 
+  it('in a scratch database, what only a superuser may create (a DBA\'s event trigger) makes deep verification not run, saying why: the set is not called damaged', async () => {
+    await sb.psql("CREATE FUNCTION public.kadi_test_ddl_log() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN NULL; END $$; CREATE EVENT TRIGGER kadi_test_ddl_log ON ddl_command_end EXECUTE FUNCTION public.kadi_test_ddl_log();", 'kadi');
+    await sb.psql('ALTER ROLE kadi CREATEDB;');
+    try {
+      const set = await backup();
+      const v = await run(() => startVerify(host, d, set, 'deep', { serverBinDir: path.join(sb.root, 'no-such-bin') }));
+      assert.equal(v.outcome.result, 'could-not-run', v.log);
+      assert.match(v.log, /^deep verification could not run: role kadi may not create everything the dump holds in a scratch database: .*permission denied to create event trigger/m);
+      assert.match(v.outcome.fix ?? '', /install the PostgreSQL server binaries on this host/);
+      assert.doesNotMatch(v.log, /^PROBLEM:/m);
+      const rec = verifyRecord(set);
+      assert.deepEqual([rec.level, rec.ok], ['quick', true]);
+      assert.equal((await sb.psql("select count(*) from pg_database where datname like 'kadi_ops_verify_%'")).trim(), '0', 'the scratch database was dropped');
+    } finally {
+      await sb.psql('ALTER ROLE kadi NOCREATEDB;');
+      await sb.psql('DROP EVENT TRIGGER kadi_test_ddl_log; DROP FUNCTION public.kadi_test_ddl_log();', 'kadi');
+    }
+  });
+
+  it('Kadi\'s tables in a schema of their own (found through the role\'s search_path, which no dump holds): deep verification reads the file table there', async () => {
+    await sb.psql('CREATE SCHEMA app AUTHORIZATION kadi; ALTER TABLE public.file SET SCHEMA app; ALTER ROLE kadi SET search_path = app, public;', 'kadi');
+    try {
+      const set = await backup();
+      const v = await run(() => startVerify(host, d, set, 'deep'));
+      assert.equal(v.outcome.result, 'succeeded', v.log);
+      const rec = verifyRecord(set);
+      assert.deepEqual([rec.level, rec.ok], ['deep', true], v.log);
+      assert.doesNotMatch(v.log, /relation "file" does not exist/);
+    } finally {
+      await sb.psql('ALTER TABLE app.file SET SCHEMA public; DROP SCHEMA app; ALTER ROLE kadi RESET search_path;', 'kadi');
+    }
+  });
+
   it('without the server binaries it falls back to a scratch database (CREATEDB) and says so; without either it says deep verification could not run', async () => {
     const set = await backup();
     const noBinaries = { serverBinDir: path.join(sb.root, 'no-such-bin') };

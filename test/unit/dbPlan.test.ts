@@ -90,7 +90,8 @@ describe('database restore plan (dbPlan)', () => {
     const onlySchema = serializeListing(setEnabled(l, tocEntries(l).filter((e) => e.dumpId !== 9).map((e) => e.dumpId), false));
     const p = planDbRestore(TOC, live(), { clean: true, listing: onlySchema });
     assert.ok(p.blockers.some((b) => b.includes('restores SCHEMA odd "schema"; ü but leaves out 1 object(s)') && b.includes('TABLE odd "schema"; ü.line break')), p.blockers.join('\n'));
-    // Data of a table that the listing leaves out and that does not exist: refused; existing: fine.
+    // Data of a table that the listing leaves out and that does not exist: refused; existing: fine,
+    // with the warning that its rows are added to the live ones (the test below).
     const onlyData = serializeListing(setEnabled(l, tocEntries(l).filter((e) => e.dumpId !== 3517).map((e) => e.dumpId), false));
     const missing = without(live(), (o) => o.kind === 'TABLE' && o.tag === 'line\nbreak');
     assert.ok(planDbRestore(TOC, missing, { clean: true, listing: onlyData }).blockers.some((b) => /entry 3517 .*depends on TABLE odd "schema"; ü\.line break, which the listing leaves out and which does not exist/.test(b)));
@@ -132,6 +133,25 @@ describe('database restore plan (dbPlan)', () => {
     const l = parseListing(withoutDbaTableData());
     const noLoData = serializeListing(setEnabled(l, [3523], false));
     assert.equal(action(planDbRestore(TOC, db, { clean: true, listing: noLoData }), 'BLOB 16489'), 'keep');
+  });
+
+  it('a selective listing restores a table with its rows and large objects with their contents, or neither: never empties or doubles them', () => {
+    const base = parseListing(withoutDbaTableData());
+    const plan = (ids: number[]): ReturnType<typeof planDbRestore> => planDbRestore(TOC, live(), { clean: true, listing: serializeListing(setEnabled(base, ids, false)) });
+    // public.t (223) and its rows (3519).
+    const noRows = plan([3519]);
+    assert.ok(noRows.blockers.some((b) => b.startsWith('The listing restores TABLE public.t (entry 223) but leaves out its rows (entry 3519): pg_restore --clean would drop the table and make it again empty.')), noRows.blockers.join('\n'));
+    // Rows without their table are added to the live table's (right after a TRUNCATE, what one wants): said, not refused.
+    const noTable = plan([223]);
+    assert.deepEqual(noTable.blockers, []);
+    assert.ok(noTable.warnings.some((w) => w.startsWith('The listing restores the rows of TABLE public.t (entry 3519) but leaves out the table itself (entry 223): they are added to the rows the live table holds')), noTable.warnings.join('\n'));
+    assert.deepEqual(plan([223, 3519]).blockers, [], 'both left out: the table stays as it is');
+    // Rows of a table that does not exist any more are restored into the table the listing makes; without it the dependency rule speaks.
+    assert.ok(!planDbRestore(TOC, without(live(), (o) => o.kind === 'TABLE' && o.tag === 't'), { clean: true, listing: serializeListing(setEnabled(base, [223], false)) }).warnings.some((b) => b.includes('added to the rows')));
+    // Large objects: BLOB 16489 (3522) without BLOBS (3523) would be made again empty.
+    const noContents = plan([3523]);
+    assert.ok(noContents.blockers.some((b) => b.startsWith('The listing restores 1 large object(s) (BLOB 16489, entry 3522) but leaves out their contents (BLOBS, entry 3523)')), noContents.blockers.join('\n'));
+    assert.deepEqual(plan([3522, 3523]).blockers, []);
   });
 
   it('a view or a foreign key that depends on a table the restore drops is refused unless the restore drops it first', () => {

@@ -514,6 +514,12 @@ def verify_deep(ctx):
             return not_run(ctx, "the dump needs something this host's PostgreSQL %s server binaries lack: %s" % (major, first),
                            'install the package that provides it for PostgreSQL %s on this host (for an extension: '
                            'postgresql-%s-<extension> on Debian), then verify again' % (major, major))
+        # Nor is what the Kadi role may not create in a scratch database (an event trigger, an
+        # untrusted extension): the superuser's objects of a dump restore as a superuser only.
+        if mode == 'scratch-database' and re.search(r'permission denied|must be superuser|must be owner|only superuser', first):
+            return not_run(ctx, 'role %s may not create everything the dump holds in a scratch database: %s' % (o['pg_user'], first),
+                           'install the PostgreSQL server binaries on this host (postgresql-%s on Debian): deep verification then '
+                           'restores into its own throwaway cluster, as a superuser there' % (major or '<major>'))
         verify_deep_note.main([job.path('deep.json'), 'failed', 'pg_restore into %s failed%s' % (where, ': ' + first if first else ''), mode])
         return False
     step('deep: counting rows and reading file records')
@@ -523,11 +529,27 @@ def verify_deep(ctx):
     with open(job.path('restored.files.jsonl'), 'w') as outf, open(job.path('restored.err'), 'a') as errf:
         files_ok = subprocess.run([o['psql'], '-X', '-At', '-v', 'ON_ERROR_STOP=1', *conn.args(), '-d', conn.db, '-c',
                                    "SELECT json_build_array(id::text, size, coalesce(checksum, ''), state::text)::text "
-                                   "FROM file WHERE storage_type = 'local'"],
+                                   "FROM %s WHERE storage_type = 'local'" % file_table(conn)],
                                   stdout=outf, stderr=errf, stdin=subprocess.DEVNULL).returncode == 0
     deep_finish(ctx)
     step("deep: checking the set's files against the set's database")
     return deep_check.main([d, job.dir, o['chunk_size'], mode, 'yes' if count_ok else 'no', 'yes' if files_ok else 'no'])
+
+
+# Kadi's file table where the restored database has it: in public, or in the schema Kadi's role
+# finds it through its search_path (ALTER ROLE ... SET search_path, which a dump does not hold).
+FILE_TABLE_SQL = r"""SELECT pg_catalog.quote_ident(n.nspname) || '.file'
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname = 'file' AND c.relkind IN ('r', 'p')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'storage_type' AND NOT a.attisdropped)
+ ORDER BY n.nspname <> 'public', n.nspname LIMIT 1"""
+
+
+def file_table(conn):
+    """The qualified name of Kadi's file table in CONN's database ('file' when none is found: the
+    query then fails naming it)."""
+    ok, name = conn.query(FILE_TABLE_SQL, check=False)
+    return name if ok and name else 'file'
 
 
 def not_run(ctx, why, fix=''):
