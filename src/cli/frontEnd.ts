@@ -5,7 +5,7 @@
  */
 import { MemorySink, teeSink } from '../core/sink';
 import type { BackupFrontEnd } from '../flows/backupFlow';
-import { formatPrunePlan } from '../flows/pruneFlow';
+import { formatPrunePlan, type PruneFlowResult } from '../flows/pruneFlow';
 import type { MaintenanceFrontEnd } from '../flows/maintenanceFlow';
 import { describeOutcome, followJob, warningLines, type JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -42,11 +42,27 @@ export function confirmed(ctx: CliContext, host: RemoteHost): boolean {
   return false;
 }
 
-export type CliFrontEnd = BackupFrontEnd & MaintenanceFrontEnd;
+export type CliFrontEnd = BackupFrontEnd & MaintenanceFrontEnd & {
+  /** With deferJson: what finished() would have printed with --json, for the command to print as one document. */
+  readonly jsonDocs: Record<string, unknown>[];
+};
 
-export function cliFrontEnd(ctx: CliContext, host: RemoteHost): CliFrontEnd {
+/** A prune's result as JSON: what was kept (why), what was to go, and the job's outcome if it ran. */
+export function pruneJson(r: PruneFlowResult): Record<string, unknown> {
+  return { state: r.state, keep: r.plan.keep, remove: r.plan.remove.map((x) => x.id), ...(r.state === 'ran' ? { outcome: r.outcome } : {}) };
+}
+
+/**
+ * The CLI's answers to a flow. deferJson: with --json, nothing of the flow's is printed (a backup's
+ * report, a prune's plan and outcome): the command prints one JSON document from the flow's result
+ * and jsonDocs, so stdout stays one document even when a backup prunes afterwards.
+ */
+export function cliFrontEnd(ctx: CliContext, host: RemoteHost, opts: { deferJson?: boolean } = {}): CliFrontEnd {
   const profile = host.profile;
+  const jsonDocs: Record<string, unknown>[] = [];
+  const defer = ctx.json && opts.deferJson === true;
   return {
+    jsonDocs,
     async runJob(title, start) {
       // A job that cannot start (busy, refused) is an error of the verb: exit status 1 with its message.
       const live = await ctx.pool.get(profile);
@@ -58,14 +74,16 @@ export function cliFrontEnd(ctx: CliContext, host: RemoteHost): CliFrontEnd {
     breakStaleLock: ctx.args.flag('break-stale-lock'),
     confirmBreakStaleLock: async () => false,
     async finished(title, outcome, report) {
-      if (report) printReport(ctx, title, report, outcome);
+      // The same document printReport or printOutcome would print.
+      if (defer) jsonDocs.push(report ? { outcome, report: { ...report, sections: undefined } } : { ...outcome });
+      else if (report) printReport(ctx, title, report, outcome);
       else printOutcome(ctx, outcome);
     },
     async showPrunePlan(plan) {
-      for (const l of formatPrunePlan(plan)) ctx.out(l);
+      if (!ctx.json) for (const l of formatPrunePlan(plan)) ctx.out(l);
     },
     async nothingToPrune(plan) {
-      for (const l of formatPrunePlan(plan)) ctx.out(l);
+      if (!ctx.json) for (const l of formatPrunePlan(plan)) ctx.out(l);
     },
     // The --keep-* options are the operator's decision (and --dry-run the preview).
     confirmPrune: async () => true,

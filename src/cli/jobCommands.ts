@@ -12,7 +12,7 @@ import { formatBytes } from '../core/format';
 import { UsageError } from './args';
 import type { ArgSpec, OptionSpec } from './args';
 import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, type CliCommand, type CliContext } from './context';
-import { cliFrontEnd, printOutcome } from './frontEnd';
+import { cliFrontEnd, printOutcome, pruneJson } from './frontEnd';
 
 /** Streams a job (from the start of its log) and prints how it ended; the exit status follows the job's. */
 export async function attach(ctx: CliContext, host: RemoteHost, id: string): Promise<number> {
@@ -66,7 +66,10 @@ function pinCommand(pinned: boolean, summary: string): CliCommand {
     summary,
     async run(ctx) {
       const host = await hostFor(ctx);
-      await setPinned(host, setArg(ctx, (await listSets(host)).sets).name, pinned);
+      const name = setArg(ctx, (await listSets(host)).sets).name;
+      await setPinned(host, name, pinned);
+      if (ctx.json) ctx.out(JSON.stringify({ set: name, pinned }));
+      else ctx.err(`${name} ${pinned ? 'pinned: no prune deletes it' : 'unpinned: retention may delete it'}.`);
       return 0;
     },
   };
@@ -86,11 +89,14 @@ export const jobCommands: Record<string, CliCommand> = {
     async run(ctx) {
       const host = await hostFor(ctx);
       const pruneAfter = retentionPolicy(ctx);
-      const r = await backupFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, {
+      const fe = cliFrontEnd(ctx, host, { deferJson: true });
+      const r = await backupFlow(fe, ctx.pool, host.profile, {
         options: { filesMode: ctx.args.flag('archive') ? 'archive' : 'tree', redis: ctx.args.flag('redis') ? true : undefined, breakStaleLock: ctx.args.flag('break-stale-lock'), stopServices: ctx.args.flag('stop-services') },
         pruneAfter,
       });
       if (r.state === 'not-started') return 1;
+      // One document: the backup's outcome and report, and what its prune did.
+      if (ctx.json) ctx.out(JSON.stringify({ ...fe.jsonDocs[0], ...(r.prune ? { prune: pruneJson(r.prune) } : {}) }, null, 2));
       const code = exitCodeOf(r.outcome);
       return code !== 0 || !r.prune ? code : pruneExit(r.prune);
     },
@@ -138,7 +144,9 @@ export const jobCommands: Record<string, CliCommand> = {
       const host = await hostFor(ctx);
       const policy = retentionPolicy(ctx);
       if (!policy) throw new UsageError('Give at least one --keep-* option.');
-      return pruneExit(await pruneFlow(cliFrontEnd(ctx, host), ctx.pool, host.profile, { policy, dryRun: ctx.args.flag('dry-run') }));
+      const r = await pruneFlow(cliFrontEnd(ctx, host, { deferJson: true }), ctx.pool, host.profile, { policy, dryRun: ctx.args.flag('dry-run') });
+      if (ctx.json) ctx.out(JSON.stringify(pruneJson(r), null, 2));
+      return pruneExit(r);
     },
   },
   pin: pinCommand(true, 'protect a set from pruning'),
@@ -151,7 +159,8 @@ export const jobCommands: Record<string, CliCommand> = {
       const host = await hostFor(ctx);
       const { partials } = await listSets(host);
       await cleanPartials(host, partials.map((p) => p.name));
-      ctx.err(`Removed ${partials.length} partial set(s).`);
+      if (ctx.json) ctx.out(JSON.stringify({ removed: partials.map((p) => p.name) }));
+      else ctx.err(`Removed ${partials.length} partial set(s).`);
       return 0;
     },
   },

@@ -43,6 +43,8 @@ export interface LiveDb {
   objects: LiveDbObject[];
   /** The server's shared lock table: max_locks_per_transaction × (max_connections + max_prepared_transactions). */
   lockSlots?: number;
+  /** Whether the role may create schemas in the database (CREATE on it); undefined from an older agent. */
+  createSchemas?: boolean;
   /** Extensions the server can install: name, trusted (a database owner may create it), superuser-only. */
   available: { name: string; trusted: boolean; superuser: boolean }[];
   /** Objects that depend on a table or view (a view by its rules, a foreign key by the table it references). */
@@ -84,6 +86,7 @@ export function parseLiveDb(json: string): LiveDb {
     user: o.user,
     superuser: o.superuser === true,
     lockSlots: typeof o.lockSlots === 'number' ? o.lockSlots : undefined,
+    createSchemas: typeof o.createSchemas === 'boolean' ? o.createSchemas : undefined,
     roles: strings(o.roles),
     myRoles: strings(o.myRoles),
     objects: (o.objects as unknown[][]).map((a) => ({
@@ -371,6 +374,17 @@ export function planDbRestore(
         }
       }
     }
+  }
+
+  // --clean drops a schema and CREATE SCHEMA makes it again: that needs CREATE on the database,
+  // which its owner has and a DBA may not have granted (the database the superuser's, the schema
+  // made for the Kadi role with CREATE SCHEMA ... AUTHORIZATION).
+  const remade = enabledEntries.filter((e) => e.desc === 'SCHEMA' && !keep.has(e.dumpId) && e.name !== 'public');
+  if (!live.superuser && live.createSchemas === false && remade.length > 0) {
+    for (const e of remade) decide(e, 'refuse', `${live.user} may not create schemas in this database`);
+    blockers.push(
+      `The restore drops and creates again ${firstOf(remade.map(describe), 3)}, but role ${live.user} may not create schemas in database ${opts.database ?? 'of the host'} (it does not own it and has no CREATE on it). Nothing was changed. As the database's owner or a superuser run: GRANT CREATE ON DATABASE ${quoteIdent(opts.database ?? 'kadi')} TO ${quoteIdent(live.user)}; or restore with a listing that leaves out the schema's own entry (${firstOf(remade.map((e) => String(e.dumpId)), 3)}).`,
+    );
   }
 
   // A selective restore takes a table and its rows together. --clean drops and creates again the

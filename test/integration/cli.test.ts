@@ -136,7 +136,15 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.equal(p.code, 0, p.stderr);
     assert.match(p.stdout, new RegExp(`keep\\s+${oldest}\\s+\\(.*pinned`));
     assert.equal((JSON.parse(cli(['list', 'sandbox', '--config', config, '--json']).stdout) as { sets: unknown[] }).sets.length, sets.length);
-    assert.equal(cli(['unpin', 'sandbox', oldest, '--config', config]).code, 0);
+    // --json: one document on stdout, for every one of these verbs.
+    const pj = cli(['prune', 'sandbox', '--keep-last', '1', '--dry-run', '--config', config, '--json']);
+    assert.equal(pj.code, 0, pj.stderr);
+    const preview = JSON.parse(pj.stdout) as { state: string; keep: { id: string; reasons: string[] }[]; remove: string[] };
+    assert.equal(preview.state, 'previewed');
+    assert.ok(preview.keep.some((k) => k.id === oldest && k.reasons.includes('pinned')), pj.stdout);
+    assert.equal(preview.keep.length + preview.remove.length, sets.length);
+    assert.deepEqual(JSON.parse(cli(['unpin', 'sandbox', oldest, '--config', config, '--json']).stdout), { set: oldest, pinned: false });
+    assert.deepEqual(JSON.parse(cli(['clean-partials', 'sandbox', '--config', config, '--json']).stdout), { removed: [] });
   });
 
   it('backup with --keep-* prunes only after the new set succeeded', () => {
@@ -152,6 +160,15 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.ok(after.length <= 3 && after.length >= 2, after.map((s) => s.name).join(' '));
     assert.match(r.stdout, /^delete\s+\S+/m);
     assert.ok(after.some((s) => s.status === 'verified'));
+    // With --json, the backup and its prune are one document.
+    const j = cli(['backup', 'sandbox', '--keep-last', '2', '--config', config, '--json']);
+    assert.equal(j.code, 0, j.stderr);
+    const doc = JSON.parse(j.stdout) as { result: string; id: string; prune: { state: string; remove: string[]; outcome?: { result: string } } };
+    assert.equal(doc.result, 'succeeded');
+    assert.ok(doc.id, j.stdout);
+    assert.equal(doc.prune.state, 'ran', j.stdout);
+    assert.ok(doc.prune.remove.length >= 1);
+    assert.equal(doc.prune.outcome?.result, 'succeeded');
   });
 
   it('backup --stop-services skips services the host does not have and still makes the set', () => {

@@ -216,6 +216,21 @@ break; ""t"" ü"), 'added after the set');
     }
   });
 
+  it('a database the Kadi role does not own (no CREATE on it) is named at preflight for the schemas a restore makes again; nothing runs', async () => {
+    await sb.psql('ALTER DATABASE kadi OWNER TO postgres; GRANT CREATE ON SCHEMA public TO kadi;');
+    try {
+      const p = await plan(set);
+      const jobsBefore = (await listJobs(host)).length;
+      assert.ok(p.plan.blockers.some((b) => b.includes(`but role kadi may not create schemas in database kadi`) && b.includes('GRANT CREATE ON DATABASE "kadi" TO "kadi";')), p.plan.blockers.join('\n'));
+      await assert.rejects(startRestore(host, p.disc, p.plan), RestoreRefusedError);
+      assert.equal((await listJobs(host)).length, jobsBefore, 'no job was started');
+      await sb.psql('GRANT CREATE ON DATABASE kadi TO kadi;');
+      assert.deepEqual((await plan(set)).plan.blockers, [], 'with the grant the restore may run');
+    } finally {
+      await sb.psql('REVOKE CREATE ON DATABASE kadi FROM kadi; ALTER DATABASE kadi OWNER TO kadi; REVOKE CREATE ON SCHEMA public FROM kadi;');
+    }
+  });
+
   it('a selective listing that keeps a schema but leaves out objects still in it is refused at preflight; nothing runs', async () => {
     const toc = fs.readFileSync(path.join(sb.backupDir, set, 'db.toc'), 'utf8');
     const listing = parseListing(toc);

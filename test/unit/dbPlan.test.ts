@@ -154,6 +154,14 @@ describe('database restore plan (dbPlan)', () => {
     assert.deepEqual(plan([3522, 3523]).blockers, []);
   });
 
+  it('a schema the restore drops and creates again needs CREATE on the database: refused at preflight without it, with the grant to run', () => {
+    const db = { ...live(), createSchemas: false };
+    const p = planDbRestore(TOC, db, { clean: true, database: 'kadi', listing: withoutDbaTableData() });
+    assert.ok(p.blockers.some((b) => b.startsWith('The restore drops and creates again SCHEMA odd "schema"; ü, but role kadi may not create schemas in database kadi') && b.includes('GRANT CREATE ON DATABASE "kadi" TO "kadi";')), p.blockers.join('\n'));
+    assert.deepEqual(planDbRestore(TOC, { ...db, createSchemas: true }, { clean: true, database: 'kadi', listing: withoutDbaTableData() }).blockers, []);
+    assert.deepEqual(planDbRestore(TOC, { ...db, superuser: true }, { clean: true, database: 'kadi' }).blockers, [], 'a superuser may');
+  });
+
   it('a view or a foreign key that depends on a table the restore drops is refused unless the restore drops it first', () => {
     const on = { kind: 'TABLE', schema: 'public', tag: 't' };
     const db: LiveDb = {
