@@ -138,30 +138,28 @@ def python_strings(value):
 
 
 def redis_auth(url):
-    """The credentials in a redis[s]://[user]:password@host[:port][/db] URL (CELERY_BROKER_URL), as
-    kombu reads it (the first of a ';' failover list; the host part ends at the first '/', '?' or
-    '#'; percent-decoded) and as kadi/outputParsers.ts parseRedisAuth does: {user, password, port},
-    or None without a password."""
+    """Where a redis[s]://[user]:password@host[:port][/db] URL (CELERY_BROKER_URL) points and its
+    credentials, as kombu reads it (the first of a ';' failover list; the host part ends at the
+    first '/', '?' or '#'; percent-decoded) and as kadi/outputParsers.ts parseRedisAuth does:
+    {host, port, user, password} (user and password '' without them), or None for another URL."""
     import urllib.parse
     m = re.match(r'^rediss?://(.*)$', (url or '').strip().split(';')[0], re.S | re.I)
     if not m:
         return None
     netloc = re.split(r'[/?#]', m.group(1), 1)[0]
     at = netloc.rfind('@')
-    if at < 0:
-        return None
-    userinfo, authority = netloc[:at], netloc[at + 1:]
+    userinfo, authority = (netloc[:at], netloc[at + 1:]) if at >= 0 else ('', netloc)
     colon = userinfo.find(':')
-    if colon < 0:
-        return None
-    password = urllib.parse.unquote(userinfo[colon + 1:])
-    if not password:
-        return None
-    v6 = re.match(r'^\[[^\]]*\](?::(.*))?$', authority)
-    port = (v6.group(1) or '') if v6 else (authority[authority.rfind(':') + 1:] if ':' in authority else '')
+    password = urllib.parse.unquote(userinfo[colon + 1:]) if colon >= 0 else ''
+    v6 = re.match(r'^\[([^\]]*)\](?::(.*))?$', authority)
+    if v6:
+        host, port = v6.group(1), v6.group(2) or ''
+    else:
+        host, port = (authority[:authority.rfind(':')], authority[authority.rfind(':') + 1:]) if ':' in authority else (authority, '')
     if port and not (re.fullmatch(r'[0-9]{1,5}', port) and 1 <= int(port) <= 65535):
         return None
-    return {'user': urllib.parse.unquote(userinfo[:colon]), 'password': password, 'port': int(port) if port else 6379}
+    return {'host': urllib.parse.unquote(host) or 'localhost', 'port': int(port) if port else 6379,
+            'user': urllib.parse.unquote(userinfo[:colon]) if password else '', 'password': password}
 
 
 def database_uri(uri):

@@ -130,40 +130,46 @@ def main(argv):
             # A backup --redis takes a snapshot and copies the dump: the dump readable, or a rule to read it.
             snapshot = [check('redis-cli', os.access(o['redis_cli'], os.X_OK) or shutil.which(o['redis_cli']), o['redis_cli'],
                               'install it: apt install redis-tools')]
-            auth = redis.auth_for(o)
-            if auth:
-                # REDISCLI_AUTH came with redis-cli 5.0.3, --user with 6: an older one would not authenticate.
-                need = (6, 0, 0) if auth.get('user') else (5, 0, 3)
-                have_cli = redis.cli_version(o)
-                snapshot.append(check('redis-cli %s authenticates from its environment' % '.'.join(map(str, have_cli)), have_cli >= need, '',
-                                      'redis-cli %s or newer is needed for the password of Kadi\'s CELERY_BROKER_URL%s: apt install redis-tools'
-                                      % ('.'.join(map(str, need)), ' with a user name' if auth.get('user') else '')))
-            pong = redis.cmd(o, 'PING')
-            if 'NOAUTH' in pong:
-                fix = ("Redis asks for a password (requirepass or an ACL user) that Kadi's CELERY_BROKER_URL does not give for port %s: "
-                       'put it there (redis://[user]:PASSWORD@host:%s/0), as Kadi needs it too' % (o['redis_port'], o['redis_port']))
-            elif 'WRONGPASS' in pong or 'AUTH failed' in pong or 'invalid password' in pong:
-                fix = ("Redis refused the credentials of Kadi's CELERY_BROKER_URL for port %s (%s): they are not this Redis's; "
-                       "check the URL's user and password, and the profile's redis.port" % (o['redis_port'], one_line(pong[:200])))
+            away = redis.not_local(o)
+            pong = ''
+            if away:  # a Redis of another host: nothing here to ask or read
+                snapshot.append(check('Redis runs on this host', False, redis.host_for(o), away))
             else:
-                fix = "start Redis, or set the profile's redis.port to the port it listens on"
-            snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]), fix))
-            if pong == 'PONG':
-                saved = redis.saved_to(o)
-                wrong = redis.not_saved_to(o, dump, saved)
-                snapshot.append(check('Redis saves its snapshot to %s' % dump, not wrong, saved or 'CONFIG GET refused: not checked', wrong))
-            if os.access(dump, os.R_OK):
-                snapshot.append(check('the dump is readable', True, dump))
-            else:
-                snapshot += sudo_checks([privileges.redis_read(dump)], o['profile'])
+                auth = redis.auth_for(o)
+                if auth:
+                    # REDISCLI_AUTH came with redis-cli 5.0.3, --user with 6: an older one would not authenticate.
+                    need = (6, 0, 0) if auth.get('user') else (5, 0, 3)
+                    have_cli = redis.cli_version(o)
+                    snapshot.append(check('redis-cli %s authenticates from its environment' % '.'.join(map(str, have_cli)), have_cli >= need, '',
+                                          'redis-cli %s or newer is needed for the password of Kadi\'s CELERY_BROKER_URL%s: apt install redis-tools'
+                                          % ('.'.join(map(str, need)), ' with a user name' if auth.get('user') else '')))
+                pong = redis.cmd(o, 'PING')
+                if 'NOAUTH' in pong:
+                    fix = ("Redis asks for a password (requirepass or an ACL user) that Kadi's CELERY_BROKER_URL does not give for port %s: "
+                           'put it there (redis://[user]:PASSWORD@host:%s/0), as Kadi needs it too' % (o['redis_port'], o['redis_port']))
+                elif 'WRONGPASS' in pong or 'AUTH failed' in pong or 'invalid password' in pong:
+                    fix = ("Redis refused the credentials of Kadi's CELERY_BROKER_URL for port %s (%s): they are not this Redis's; "
+                           "check the URL's user and password, and the profile's redis.port" % (o['redis_port'], one_line(pong[:200])))
+                else:
+                    fix = "start Redis, or set the profile's redis.port to the port it listens on"
+                snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]), fix))
+                if pong == 'PONG':
+                    saved = redis.saved_to(o)
+                    wrong = redis.not_saved_to(o, dump, saved)
+                    snapshot.append(check('Redis saves its snapshot to %s' % dump, not wrong, saved or 'CONFIG GET refused: not checked', wrong))
+                if os.access(dump, os.R_OK):
+                    snapshot.append(check('the dump is readable', True, dump))
+                else:
+                    snapshot += sudo_checks([privileges.redis_read(dump)], o['profile'])
             features.append({'feature': 'redis snapshot', 'optional': False, 'checks': snapshot})
             # Restoring Redis is chosen explicitly (it replays queued Celery tasks): optional.
-            restore_redis = []
-            if o['redis_service']:
+            restore_redis = [check('Redis runs on this host', False, redis.host_for(o), away)] if away else []
+            if o['redis_service'] and not away:
                 restore_redis.append(check('service %s exists' % o['redis_service'], have_systemctl and services.exists(o['redis_service']), '',
                                            "set the profile's redis.service to Redis' unit"))
                 restore_redis += sudo_checks([privileges.service(a, o['redis_service']) for a in ('stop', 'start')], o['profile'])
-            restore_redis += sudo_checks(redis.restore_rules(dump), o['profile'])
+            if not away:
+                restore_redis += sudo_checks(redis.restore_rules(dump), o['profile'])
             if pong == 'PONG':
                 aof = redis.aof_enabled(o)
                 # Unknown (INFO refused) is not a failure here: the restore does not refuse on it either.

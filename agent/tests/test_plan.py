@@ -117,12 +117,15 @@ class KadiConfigTest(ZipappTestCase):
         password = "r@dis:pw/with;'\""
         cfg = self.config('SQLALCHEMY_DATABASE_URI = "postgresql://kadi:x@localhost/kadi"\nCELERY_BROKER_URL = %r\n'
                           % ('redis://kadi-ops:%s@127.0.0.1:6380/0' % quote(password, safe='')))
-        self.assertEqual(self.plan.read_kadi_config(self.cli, cfg)['redis'], {'user': 'kadi-ops', 'password': password, 'port': 6380})
-        for url, want in (('redis://localhost:6379/0', None), ('redis://user@localhost/0', None), ('rediss://:pw@[::1]/1', {'user': '', 'password': 'pw', 'port': 6379}),
+        self.assertEqual(self.plan.read_kadi_config(self.cli, cfg)['redis'], {'host': '127.0.0.1', 'user': 'kadi-ops', 'password': password, 'port': 6380})
+        none = lambda h, port=6379: {'host': h, 'port': port, 'user': '', 'password': ''}  # noqa: E731 - where, without credentials
+        for url, want in (('redis://localhost:6379/0', none('localhost')), ('redis://user@127.0.0.2:40001/0', none('127.0.0.2', 40001)),
+                          ('redis://', none('localhost')),
+                          ('rediss://:pw@[::1]/1', {'host': '::1', 'user': '', 'password': 'pw', 'port': 6379}),
                           ('amqp://u:p@localhost//', None), ('redis://:pw@localhost:notaport/0', None), ('', None),
-                          ('redis://:pw@localhost:6379/0?x=a@b', {'user': '', 'password': 'pw', 'port': 6379}),
-                          ('redis://:pw1@h1:6379/0;redis://:pw2@h2:6379/0', {'user': '', 'password': 'pw1', 'port': 6379}),
-                          ('redis://:pw%zz%41%e2%82%ac@h', {'user': '', 'password': 'pw%zzA\u20ac', 'port': 6379}),
+                          ('redis://:pw@localhost:6379/0?x=a@b', {'host': 'localhost', 'user': '', 'password': 'pw', 'port': 6379}),
+                          ('redis://:pw1@h1:6379/0;redis://:pw2@h2:6379/0', {'host': 'h1', 'user': '', 'password': 'pw1', 'port': 6379}),
+                          ('redis://:pw%zz%41%e2%82%ac@h', {'host': 'h', 'user': '', 'password': 'pw%zzA\u20ac', 'port': 6379}),
                           ('redis://:pw@localhost:6_380/0', None), ('redis://:pw@localhost:99999/0', None)):
             self.assertEqual(self.plan.redis_auth(url), want, url)
 

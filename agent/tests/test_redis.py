@@ -95,5 +95,63 @@ class RedisAuthTest(unittest.TestCase):
             self.assertIn('NOAUTH', redis.cmd(self.opts, 'PING'))
 
 
+@unittest.skipUnless(shutil.which('redis-server') and shutil.which('redis-cli'), 'needs redis-server and redis-cli')
+class RedisHostTest(unittest.TestCase):
+    """Two Redis servers on the same port, one bound to 127.0.0.1 and one to 127.0.0.2: the broker
+    URL's host decides which one is asked (before: always 127.0.0.1's, whose snapshot is not Kadi's)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        cls.port = free_port()
+        cls.servers = []
+        for addr in ('127.0.0.1', '127.0.0.2'):
+            d = os.path.join(cls.dir, addr)
+            os.mkdir(d)
+            conf = os.path.join(d, 'redis.conf')
+            with open(conf, 'w') as f:
+                f.write('port %d\nbind %s\ndir %s\nsave ""\n' % (cls.port, addr, d))
+            cls.servers.append(subprocess.Popen(['redis-server', conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cls.opts = {'redis_cli': shutil.which('redis-cli'), 'redis_port': str(cls.port), 'redis_dump': '/nonexistent/dump.rdb'}
+        for addr in ('127.0.0.1', '127.0.0.2'):
+            redis.use_auth({'host': addr, 'port': cls.port, 'user': '', 'password': ''})
+            for _ in range(100):
+                if redis.cmd(cls.opts, 'SET', 'kadi-ops:which', addr) == 'OK':
+                    break
+                time.sleep(0.05)
+        redis.use_auth(None)
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.servers:
+            s.terminate()
+            s.wait()
+        shutil.rmtree(cls.dir, True)
+
+    def tearDown(self):
+        redis.use_auth(None)
+
+    def test_the_broker_urls_host_is_the_redis_asked(self):
+        self.assertEqual(redis.cmd(self.opts, 'GET', 'kadi-ops:which'), '127.0.0.1', 'no URL: 127.0.0.1')
+        redis.use_auth({'host': '127.0.0.2', 'port': self.port, 'user': '', 'password': ''})
+        self.assertEqual(redis.cmd(self.opts, 'GET', 'kadi-ops:which'), '127.0.0.2')
+        self.assertEqual(redis.not_local(self.opts), '')
+        redis.use_auth({'host': '127.0.0.2', 'port': self.port + 1, 'user': '', 'password': ''})
+        self.assertEqual(redis.cmd(self.opts, 'GET', 'kadi-ops:which'), '127.0.0.1', 'a URL for another port says nothing of this one')
+        for host in ('-h', 'a\nb', ''):
+            redis.use_auth({'host': host, 'port': self.port, 'user': '', 'password': ''})
+            self.assertEqual(redis.host_for(self.opts), '', repr(host))
+
+    def test_a_redis_on_another_host_is_refused_not_snapshotted_here(self):
+        redis.use_auth({'host': '192.0.2.7', 'port': self.port, 'user': '', 'password': ''})  # TEST-NET-1: no address of this host
+        why = redis.not_local(self.opts)
+        self.assertIn('192.0.2.7', why)
+        self.assertIn('not on this host', why)
+        self.assertEqual(redis.judge(self.opts), (why, ''), 'a restore is refused for that reason, before Redis is asked')
+        for host in ('localhost', '127.0.0.1', '127.0.0.2'):
+            redis.use_auth({'host': host, 'port': self.port, 'user': '', 'password': ''})
+            self.assertEqual(redis.not_local(self.opts), '', host)
+
+
 if __name__ == '__main__':
     unittest.main()

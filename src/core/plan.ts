@@ -89,9 +89,19 @@ export interface PlanFacts {
   postgres: { psql: string; pgDump: string; pgRestore: string; serverVersionNum?: number; serverMajor?: number };
 }
 
-/** What a job gets on stdin with a plan: one JSON document; the job keeps it in its 0600 secret file only. */
-/** REDIS: the credentials of Kadi's Redis (redisAuthJson), when it asks for a password. */
-export function planJobInput(plan: HostPlan, password: string, listing?: string, redis?: { user: string; password: string; port: number }): string {
+/** What a job or verb is told about Kadi's Redis: its broker URL's host and port, and its credentials (password '' without). */
+export interface RedisAuthJson {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+/**
+ * What a job gets on stdin with a plan: one JSON document; the job keeps it in its 0600 secret file only.
+ * redis: where Kadi's Redis is and its credentials (redisAuthJson), when its broker URL is a Redis one.
+ */
+export function planJobInput(plan: HostPlan, password: string, listing?: string, redis?: RedisAuthJson): string {
   return JSON.stringify({ password, plan: checkPlan(plan), ...(listing !== undefined ? { listing } : {}), ...(redis ? { redis } : {}) });
 }
 

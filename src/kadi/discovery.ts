@@ -50,7 +50,7 @@ export interface Discovery {
   facts: HostFacts;
   /** The database password; only ever written to a remote passfile through stdin. */
   dbPassword: Secret;
-  /** Kadi's Redis credentials (from CELERY_BROKER_URL), when it asks for a password; sent only through stdin. */
+  /** Where Kadi's Redis is and its credentials (from CELERY_BROKER_URL); sent only through stdin. */
   redisAuth?: RedisAuth;
 }
 

@@ -4,6 +4,7 @@
  * done nothing — so every verdict here comes from the text: a success trailer AND no error lines.
  * Nothing returned carries a secret in the clear: passwords become `Secret`s, URLs are masked.
  */
+import type { RedisAuthJson } from '../core/plan';
 import { REDACTED, Secret } from '../core/secret';
 
 // ---------------------------------------------------------------------------------------------
@@ -289,7 +290,7 @@ export interface KadiConfig {
   elasticsearchHosts?: string[];
   /** Password masked. */
   celeryBrokerUrl?: string;
-  /** The broker's Redis credentials, when its URL has a password (Kadi's Redis asks for one). */
+  /** Where the broker's Redis is and its credentials, when CELERY_BROKER_URL is a Redis URL. */
   redisAuth?: RedisAuth;
   /** Key file paths named by OIDC_SIGNING_KEYS, if it names any. */
   oidcSigningKeys?: string[];
@@ -406,36 +407,42 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
   return { host, port, name, user, password: new Secret(password), driver: driver.toLowerCase() };
 }
 
-/** A Redis server's credentials (AUTH [user] password) and the port they are for. */
+/** Where Kadi's Redis is (its broker URL) and its credentials (AUTH [user] password), if any. */
 export interface RedisAuth {
-  /** Empty: the default user (requirepass). */
-  user: string;
-  password: Secret;
+  /** The URL's host ('localhost' when it names none); the agent asks Redis there. */
+  host: string;
   port: number;
+  /** Empty: the default user (requirepass), or no credentials. */
+  user: string;
+  /** Empty: Redis asks for no password. */
+  password: Secret;
 }
 
 /**
- * The credentials in a `redis[s]://[user]:password@host[:port][/db]` URL, as kombu (Kadi's broker
- * client) reads it and as the agent's plan.redis_auth does: the first of a ';' failover list, the
- * host part ending at the first '/', '?' or '#', percent-decoded; port 6379 unless given;
- * undefined without a password.
+ * Where a `redis[s]://[user]:password@host[:port][/db]` URL points and its credentials, as kombu
+ * (Kadi's broker client) reads it and as the agent's plan.redis_auth does: the first of a ';'
+ * failover list, the host part ending at the first '/', '?' or '#', percent-decoded; port 6379
+ * unless given; undefined for a URL that is not Redis or has a port that is none.
  */
 export function parseRedisAuth(url: string): RedisAuth | undefined {
   const m = /^rediss?:\/\/(.*)$/is.exec(url.trim().split(';')[0]);
   if (!m) return undefined;
   const netloc = m[1].split(/[/?#]/)[0];
   const at = netloc.lastIndexOf('@');
-  if (at < 0) return undefined;
-  const userinfo = netloc.slice(0, at);
-  const authority = netloc.slice(at + 1);
+  const userinfo = at >= 0 ? netloc.slice(0, at) : '';
+  const authority = at >= 0 ? netloc.slice(at + 1) : netloc;
   const colon = userinfo.indexOf(':');
-  if (colon < 0) return undefined;
-  const password = unquote(userinfo.slice(colon + 1));
-  if (!password) return undefined;
-  const v6 = /^\[[^\]]*\](?::(.*))?$/.exec(authority);
-  const portText = v6 ? (v6[1] ?? '') : authority.includes(':') ? authority.slice(authority.lastIndexOf(':') + 1) : '';
+  const password = colon >= 0 ? unquote(userinfo.slice(colon + 1)) : '';
+  const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(authority);
+  const cut = authority.lastIndexOf(':');
+  const [hostText, portText] = v6 ? [v6[1], v6[2] ?? ''] : cut >= 0 ? [authority.slice(0, cut), authority.slice(cut + 1)] : [authority, ''];
   if (portText !== '' && !(/^[0-9]{1,5}$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)) return undefined;
-  return { user: unquote(userinfo.slice(0, colon)), password: new Secret(password), port: portText === '' ? 6379 : Number(portText) };
+  return {
+    host: unquote(hostText) || 'localhost',
+    port: portText === '' ? 6379 : Number(portText),
+    user: password ? unquote(userinfo.slice(0, colon)) : '',
+    password: new Secret(password),
+  };
 }
 
 /** Percent-decoding as Python's urllib.parse.unquote does it: each run of valid %XX sequences as UTF-8 (invalid bytes U+FFFD), anything else as it is. */
@@ -443,9 +450,9 @@ function unquote(s: string): string {
   return s.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'));
 }
 
-/** The credentials as the agent reads them (JSON, never in argv): for a job's input or a verb's stdin line. */
-export function redisAuthJson(a: RedisAuth | undefined): { user: string; password: string; port: number } | undefined {
-  return a ? { user: a.user, password: a.password.reveal(), port: a.port } : undefined;
+/** Where Redis is and its credentials as the agent reads them (JSON, never in argv): for a job's input or a verb's stdin line. */
+export function redisAuthJson(a: RedisAuth | undefined): RedisAuthJson | undefined {
+  return a ? { host: a.host, port: a.port, user: a.user, password: a.password.reveal() } : undefined;
 }
 
 

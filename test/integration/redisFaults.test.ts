@@ -245,6 +245,33 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
     }
   });
 
+  it("a broker URL naming a Redis on another host: check says so, a backup with Redis is refused before it copies anything (before: the local Redis on that port was snapshotted as Kadi's)", async () => {
+    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
+    // TEST-NET-1: an address of no host here; the sandbox's own Redis still listens on the same port of 127.0.0.1.
+    fs.writeFileSync(sb.kadiConfig, original.replace(/^CELERY_BROKER_URL = .*$/m, `CELERY_BROKER_URL = "redis://192.0.2.7:${redis.port}/0"`));
+    const own = newPool();
+    try {
+      const h = await own.get(profileOf(sb, 'sudo'));
+      const d = await discover(h);
+      const features = (await checkPrerequisites(h, d)).features;
+      for (const name of ['redis snapshot', 'redis restore']) {
+        const checks = features.find((f) => f.feature === name);
+        const here = checks?.checks.find((c) => c.name === 'Redis runs on this host');
+        assert.equal(here?.ok, false, JSON.stringify(checks));
+        assert.match(here?.fix ?? '', /Kadi's Redis is at 192\.0\.2\.7 \(CELERY_BROKER_URL\), not on this host/);
+      }
+      const before = fs.readdirSync(sb.backupDir).sort();
+      const b = await runJob(h, own, () => startBackup(h, d, { redis: true }));
+      assert.equal(b.outcome.result, 'failed', b.log);
+      assert.match(b.log, /Kadi's Redis is at 192\.0\.2\.7 \(CELERY_BROKER_URL\), not on this host: its snapshot is not a file here/);
+      assert.doesNotMatch(b.log, /redis: BGSAVE|pg_dump|checking free space|\[step\] (files|database)/, 'refused before anything was copied; the local Redis on that port not asked');
+      assert.deepEqual(fs.readdirSync(sb.backupDir).sort().filter((n) => !before.includes(n) && !n.startsWith('.')), [], 'no set left behind');
+    } finally {
+      own.closeAll();
+      fs.writeFileSync(sb.kadiConfig, original);
+    }
+  });
+
   it('a save already running is waited for, then Redis saves again for this request', async () => {
     // A slow save of the few sandbox keys (Redis' own test knob: microseconds per key).
     cli('CONFIG', 'SET', 'rdb-key-save-delay', '1000000');

@@ -13,6 +13,7 @@ import {
   parseKadiConfig,
   parseKadiVersion,
   parseRedisAuth,
+  redisAuthJson,
   parseReindexOutput,
   parseSearchLs,
   parseSearchLsOutput,
@@ -353,23 +354,30 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       assert.equal(c.redactedValues.RATELIMIT_STORAGE_URI, 'redis://localhost:6379/0');
     });
 
-    it("takes Kadi's Redis credentials from the broker URL (percent-decoded, for its port), never shown", () => {
+    it("takes where Kadi's Redis is and its credentials from the broker URL (percent-decoded), never shown", () => {
       const c = parseKadiConfig(CONFIG);
       assert.deepEqual(c.redisAuth && [c.redisAuth.user, c.redisAuth.password.reveal(), c.redisAuth.port], ['', 'br0ker@pw', 6379]);
       assertNoSecrets(JSON.stringify(c));
-      const got = (url: string): [string, string, number] | undefined => {
+      const got = (url: string): [string, number, string, string] | undefined => {
         const a = parseRedisAuth(url);
-        return a && [a.user, a.password.reveal(), a.port];
+        return a && [a.host, a.port, a.user, a.password.reveal()];
       };
-      assert.deepEqual(got('redis://kadi-ops:p%3Aw@127.0.0.1:6380/0'), ['kadi-ops', 'p:w', 6380]);
-      assert.deepEqual(got('rediss://:a b@c@[::1]/1'), ['', 'a b@c', 6379]);
+      assert.deepEqual(got('redis://kadi-ops:p%3Aw@127.0.0.1:6380/0'), ['127.0.0.1', 6380, 'kadi-ops', 'p:w']);
+      assert.deepEqual(got('rediss://:a b@c@[::1]/1'), ['::1', 6379, '', 'a b@c']);
       // As kombu reads it: the host part ends at the first '/', '?' or '#'; the first of a failover list.
-      assert.deepEqual(got('redis://:pw@localhost:6379/0?x=a@b'), ['', 'pw', 6379]);
-      assert.deepEqual(got('redis://:pw1@h1:6379/0;redis://:pw2@h2:6379/0'), ['', 'pw1', 6379]);
-      assert.deepEqual(got('redis://:pw%zz%41%e2%82%ac@h'), ['', 'pw%zzA€', 6379], 'valid sequences decoded, others kept (as unquote)');
-      for (const none of ['redis://localhost:6379/0', 'redis://user@localhost/0', 'redis://:@localhost/0', 'amqp://u:p@localhost//', 'redis://:pw@localhost:99999/0', 'redis://:pw@localhost:0x18EC/0']) {
+      assert.deepEqual(got('redis://:pw@localhost:6379/0?x=a@b'), ['localhost', 6379, '', 'pw']);
+      assert.deepEqual(got('redis://:pw1@h1:6379/0;redis://:pw2@h2:6379/0'), ['h1', 6379, '', 'pw1']);
+      assert.deepEqual(got('redis://:pw%zz%41%e2%82%ac@h'), ['h', 6379, '', 'pw%zzA€'], 'valid sequences decoded, others kept (as unquote)');
+      // Without credentials: still where Redis is (a Redis bound to another address of the host, or on another host).
+      assert.deepEqual(got('redis://localhost:6379/0'), ['localhost', 6379, '', '']);
+      assert.deepEqual(got('redis://user@127.0.0.2:40001/0'), ['127.0.0.2', 40001, '', '']);
+      assert.deepEqual(got('redis://:@cache.internal/0'), ['cache.internal', 6379, '', '']);
+      assert.deepEqual(got('redis://'), ['localhost', 6379, '', '']);
+      for (const none of ['amqp://u:p@localhost//', 'redis://:pw@localhost:99999/0', 'redis://:pw@localhost:0x18EC/0', 'redis://h:0/0']) {
         assert.equal(parseRedisAuth(none), undefined, none);
       }
+      // The agent reads the same URLs the same way (plan.redis_auth; agent/tests/test_plan.py).
+      assert.deepEqual(redisAuthJson(parseRedisAuth('redis://u:p@[::1]:7000/2')), { host: '::1', port: 7000, user: 'u', password: 'p' });
     });
 
     it('reads driver-qualified URIs, default ports, IPv6 hosts and socket directories', () => {

@@ -54,19 +54,58 @@ _auth = {}
 
 
 def use_auth(auth):
-    """The credentials of Kadi's Redis ({user, password, port} from its CELERY_BROKER_URL: the job's
-    input or a verb's stdin), for every redis-cli this process runs against that port. Given to
-    redis-cli in its environment (REDISCLI_AUTH), never in argv."""
+    """Where Kadi's Redis is and its credentials ({host, port, user, password} from its
+    CELERY_BROKER_URL: the job's input or a verb's stdin), for every redis-cli this process runs
+    against that port: the host as -h, the password in redis-cli's environment (REDISCLI_AUTH),
+    never in argv."""
     _auth.clear()
-    password = auth.get('password') if isinstance(auth, dict) else None
+    if not isinstance(auth, dict):
+        return
+    _auth.update({k: auth[k] for k in ('host', 'port') if k in auth})
+    password = auth.get('password')
     # A password no environment can hold (a NUL, an unpaired surrogate) is not used: Redis then says NOAUTH.
     if isinstance(password, str) and password and '\0' not in password and not any('\ud800' <= c <= '\udfff' for c in password):
-        _auth.update(auth)
+        _auth.update(user=auth.get('user') or '', password=password)
+
+
+def _for_port(opts):
+    return bool(_auth) and str(_auth.get('port')) == str(opts['redis_port'])
 
 
 def auth_for(opts):
     """The credentials used against the profile's Redis port, or None."""
-    return _auth if _auth and str(_auth.get('port')) == str(opts['redis_port']) else None
+    return _auth if _for_port(opts) and _auth.get('password') else None
+
+
+def host_for(opts):
+    """The host of Kadi's broker URL when it names the profile's Redis port ('' otherwise: redis-cli's
+    127.0.0.1): a Redis bound to another address of this host is reached there, not another one
+    listening on the same port of 127.0.0.1."""
+    h = _auth.get('host') if _for_port(opts) else ''
+    return h if isinstance(h, str) and h and '\n' not in h and not h.startswith('-') else ''
+
+
+def not_local(opts):
+    """Why the profile's Redis is not on this host ('' when it is, or is 127.0.0.1): its dump is then
+    no file here, and a dumpPath of this host would be some other file."""
+    host = host_for(opts)
+    if not host or host in ('localhost', '127.0.0.1', '::1'):
+        return ''
+    import socket
+    try:
+        addrs = {a[4][0] for a in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError as e:
+        return "Kadi's Redis is at %s (CELERY_BROKER_URL), which this host cannot resolve: %s" % (host, e)
+    for a in addrs:
+        fam = socket.AF_INET6 if ':' in a else socket.AF_INET
+        try:
+            with socket.socket(fam, socket.SOCK_STREAM) as s:
+                s.bind((a, 0))  # only an address of this host can be bound
+            return ''
+        except OSError:
+            continue
+    return ("Kadi's Redis is at %s (CELERY_BROKER_URL), not on this host: its snapshot is not a file here. Back it up "
+            "on the host that runs it, or turn the profile's redis off" % host)
 
 
 def cli_version(opts):
@@ -92,6 +131,8 @@ def use_auth_line(line):
 def cmd(opts, *args):
     """redis-cli with the configured port; Redis' error replies are text on stdout (exit status 0)."""
     argv, env = [opts['redis_cli'], '-p', opts['redis_port']], None
+    if host_for(opts):
+        argv += ['-h', host_for(opts)]
     auth = auth_for(opts)
     if auth:
         env = dict(os.environ, REDISCLI_AUTH=auth['password'])
@@ -188,6 +229,9 @@ def judge(opts):
     preflight shows both (restore-probe's redis_refused, redis_unchecked); the job asks again at its
     start and in its Redis step."""
     dump = opts['redis_dump']
+    away = not_local(opts)
+    if away:
+        return away, ''
     pong = cmd(opts, 'PING')
     if pong != 'PONG':
         return '', 'Redis did not answer (%s): whether it runs with appendonly yes and saves to %s could not be checked' % (
