@@ -207,10 +207,12 @@ break; ""t"" ü"), 'added after the set');
       assert.match(r.log, /^ {2}database +\d+s +ok$/m, r.log);
       assert.match(r.log, /^\[step\] database: ANALYZE$/m);
       assert.doesNotMatch(r.log, /ANALYZE afterwards failed/);
-      // Kadi's own commands run with the role's setting, as Kadi does (a 1 ms timeout fails them):
-      // the only failed steps, and said as Kadi's.
-      assert.deepEqual([...r.log.matchAll(/^ {2}(\S+) +\d+s +FAILED$/gm)].map((m) => m[1]), ['reindex', 'files-check'], r.log);
-      assert.match(r.log, /kadi files check failed \(exit status 1: .*statement timeout\)/);
+      // Kadi's own commands run with the role's setting, as Kadi does: a 1 ms timeout fails those of
+      // their statements that take longer (which ones depends on the machine's speed). Only their
+      // steps may fail, each said as Kadi's.
+      const failed = [...r.log.matchAll(/^ {2}(\S+) +\d+s +FAILED$/gm)].map((m) => m[1]);
+      assert.deepEqual(failed.filter((s) => !['reindex', 'files-check'].includes(s)), [], r.log);
+      for (const s of failed) assert.match(r.log, new RegExp(`kadi ${s === 'reindex' ? 'search reindex' : 'files check'} failed \\(exit status 1: .*statement timeout\\)`), r.log);
     } finally {
       await sb.psql('ALTER ROLE kadi RESET statement_timeout; ALTER ROLE kadi RESET idle_in_transaction_session_timeout');
     }
