@@ -121,7 +121,9 @@ export function filesCheckSummary(f: FilesCheckResult): string {
 
 /** The one summary the CLI prints at the end (the UI shows the same facts). */
 export function formatReport(title: string, r: JobReport, outcome: string): string[] {
-  const out = [`${title}: ${outcome}`];
+  // A job that ended 0 with items for the operator did not simply succeed: the headline says so (as "succeeded with N warnings").
+  const open = r.attention.length || (r.result === 'attention' ? 1 : 0);
+  const out = [`${title}: ${outcome === 'succeeded' && open ? `succeeded, ${open} item(s) need attention` : outcome}`];
   for (const st of r.steps) out.push(`  ${st.name.padEnd(18)} ${st.result === 'skipped' ? `skipped${st.note ? ` (${st.note})` : ''}` : `${st.seconds}s${st.result === 'failed' ? '  FAILED' : ''}`}`);
   if (r.failedStep) out.push(`  failed in step: ${r.failedStep}`);
   if (r.safetySet) out.push(`  pre-restore safety set: ${r.safetySet}`);

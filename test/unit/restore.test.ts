@@ -55,6 +55,16 @@ describe('restore: job report', () => {
     assert.match(text, /orphaned indices: record_20261126070000000009/);
   });
 
+  it('a job that ended 0 with items needing attention is never headed "succeeded" alone', () => {
+    const r = parseJobReport('ATTENTION: kadi files check failed (exit status 1: x)\nATTENTION: search reindex: 2 object(s)\nrestore_result=attention');
+    assert.equal(r.result, 'attention');
+    const text = formatReport('Restore of s', r, 'succeeded');
+    assert.equal(text[0], 'Restore of s: succeeded, 2 item(s) need attention');
+    assert.deepEqual(text.slice(-3), ['  needs attention:', '    - kadi files check failed (exit status 1: x)', '    - search reindex: 2 object(s)']);
+    assert.equal(formatReport('Restore of s', parseJobReport('restore_result=ok'), 'succeeded')[0], 'Restore of s: succeeded');
+    assert.equal(formatReport('Restore of s', r, 'failed')[0], 'Restore of s: failed');
+  });
+
   it('keeps what an unterminated section printed (a job cut off mid-command)', () => {
     const r = parseJobReport('[kadi-ops] begin db-upgrade\nINFO  [alembic.runtime.migration] Running upgrade a -> b, x');
     assert.equal(r.dbUpgrade?.success, false);
