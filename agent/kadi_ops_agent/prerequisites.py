@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 from . import cluster, facts, pg, privileges, services
-from .common import Options, one_line, user_name
+from .common import Options, one_line, path_conflicts, user_name
 
 
 def check(name, ok, detail='', fix=''):
@@ -84,9 +84,15 @@ def main(argv):
                         'install it: apt install %s' % client_pkg)
         pg_restore = check('pg_restore of the server\'s major version', reachable and s.get('pg_restore'), s.get('pg_restore', ''),
                            'install it: apt install %s' % client_pkg)
+        # The backup and the restore refuse a backup directory inside a tree (or one inside it): said here too.
+        apart = path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'], 'the backup directory': o['backup_dir']})
+        separate = check('the backup directory is apart from STORAGE_PATH and MISC_UPLOADS_PATH', not apart, '; '.join(apart) or o['backup_dir'],
+                         'move the backup directory out of the trees (and them out of it): a backup would copy its own sets, '
+                         "a restore's rsync --delete would delete them")
         features.append({'feature': 'backup', 'optional': False, 'checks': [
             server, pg_dump,
             writable_dir('backup directory', o['backup_dir'], me),
+            separate,
             readable_tree('STORAGE_PATH', o['storage_path']),
             readable_tree('MISC_UPLOADS_PATH', o['uploads_path']),
             tool('tar'),
@@ -110,7 +116,7 @@ def main(argv):
 
         version, vwhy = facts.kadi_version(o['kadi_cli'], o['kadi_config'])
         svc = o.words('services')
-        restore_checks = [pg_restore,
+        restore_checks = [pg_restore, separate,
                           check('kadi CLI answers (db upgrade, search reindex, files check)', version, version or vwhy,
                                 "set the profile's kadi.cli to the kadi command of Kadi's virtualenv")]
         restore_checks += sudo_checks([privileges.service(a, n) for n in svc for a in ('stop', 'start')], o['profile'])

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { listSets, startBackup } from '../../src/backup/backupSets';
 import { MemorySink } from '../../src/core/sink';
 import { discover } from '../../src/kadi/discovery';
+import { checkPrerequisites } from '../../src/kadi/prerequisites';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { followJob, type JobOutcome } from '../../src/remote/jobs';
 import type { RemoteHost } from '../../src/remote/remoteHost';
@@ -83,6 +84,13 @@ describe('paths as they really are', function () {
       const plan = await preflight(host, d, 'latest', { components: ['db', 'storage', 'uploads'] });
       assert.ok(plan.blockers.some((x) => /The paths overlap: STORAGE_PATH \(.*\) contains the backup directory/.test(x)), plan.blockers.join('\n'));
       assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was added or removed');
+      // check says it too (before: every check passed, exit status 0, and the next backup failed).
+      const features = (await checkPrerequisites(host, d)).features;
+      for (const name of ['backup', 'restore']) {
+        const apart = features.find((f) => f.feature === name)?.checks.find((c) => c.name === 'the backup directory is apart from STORAGE_PATH and MISC_UPLOADS_PATH');
+        assert.equal(apart?.ok, false, name);
+        assert.match(apart?.detail ?? '', /STORAGE_PATH \(.*\) contains the backup directory/);
+      }
     } finally {
       pool.closeAll();
     }
