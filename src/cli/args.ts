@@ -149,6 +149,14 @@ export function parseCommandLine(argv: readonly string[], options: readonly Opti
     throw explain(argv, options, config, pc, e as Error);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
+  // An option given twice with two values is ambiguous (--yes a --yes b, --keep-daily 7 --keep-daily 3): refused, not the last taken.
+  const seen = new Map<string, string>();
+  for (const t of tokensOf(argv, config)) {
+    if (t.value === undefined) continue;
+    const before = seen.get(t.name);
+    if (before !== undefined && before !== t.value) throw new UsageError(`Option --${t.name} is given twice (${before} and ${t.value}): give it once.`, pc.hint);
+    seen.set(t.name, t.value);
+  }
   for (const o of options) {
     if (o.type === 'string' && values[o.name] === '') throw new UsageError(`Option --${o.name} needs a value: ${optionLabel(o)}.`, pc.hint);
   }

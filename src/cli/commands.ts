@@ -51,7 +51,7 @@ export const commands: Record<string, CliCommand> = {
     summary: 'connect, verify the host key, discover Kadi, PostgreSQL, paths and free disk, and check every prerequisite per feature (✓/✗ with the fix)',
     async run(ctx) {
       const profile = pickProfile(ctx, ctx.positionals[0]);
-      const host = await ctx.pool.get(profile);
+      const host = await ctx.pool.get(profile, ctx.signal);
       const d = await discover(host);
       const { facts } = d;
       const prereq = await checkPrerequisites(host, d);
@@ -89,7 +89,7 @@ export const commands: Record<string, CliCommand> = {
       if (!ctx.args.flag('remove') && !profile.schedule) {
         throw new UsageError(`${profile.name} has no schedule: add "schedule": { "calendar": "*-*-* 02:30:00", "verify": "quick", "retention": { "keepDaily": 7 } } to its profile.`);
       }
-      const host = await ctx.pool.get(profile);
+      const host = await ctx.pool.get(profile, ctx.signal);
       const asRoot = (remove: boolean): void =>
         ctx.err(
           `${profile.name}'s schedule uses system units, which are root's to ${remove ? 'remove' : 'install'} (a unit file the Kadi user could write would run anything as root). ` +
@@ -167,7 +167,7 @@ interface StatusRow {
 async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<StatusRow> {
   let overview;
   try {
-    overview = await hostOverview(await ctx.pool.get(profile));
+    overview = await hostOverview(await ctx.pool.get(profile, ctx.signal));
   } catch (e) {
     return { host: profile.name, schedule: '?', verdict: 'unreachable', why: (e as Error).message.split('\n')[0] };
   }

@@ -40,9 +40,9 @@ export function pickProfile(ctx: CliContext, name: string | undefined): HostProf
 }
 
 
-/** The host named by the first positional argument, connected. */
+/** The host named by the first positional argument, connected (Ctrl-C while connecting: CancelledError, exit status 130). */
 export function hostFor(ctx: CliContext): Promise<RemoteHost> {
-  return ctx.pool.get(pickProfile(ctx, ctx.positionals[0]));
+  return ctx.pool.get(pickProfile(ctx, ctx.positionals[0]), ctx.signal);
 }
 
 /** Job output to the terminal as it arrives; with --json only warnings and errors (on stderr). */

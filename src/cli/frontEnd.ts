@@ -38,8 +38,20 @@ export function printReport(ctx: CliContext, title: string, report: JobReport, o
 export function confirmed(ctx: CliContext, host: RemoteHost): boolean {
   const yes = ctx.args.value('yes');
   if (yes === host.profile.name) return true;
-  ctx.err(yes === undefined ? `Nothing changed. To proceed, repeat with --yes ${host.profile.name}` : `--yes "${String(yes)}" does not name this host (${host.profile.name}); nothing changed.`);
+  ctx.err(yes === undefined ? `Nothing changed. To proceed, repeat with --yes ${host.profile.name}` : wrongYes(yes, host.profile.name));
   return false;
+}
+
+/** A --yes that names another host: said before anything connects or runs (a verify, a listing), not after. */
+export function yesNamesAnother(ctx: CliContext, profileName: string): boolean {
+  const yes = ctx.args.value('yes');
+  if (yes === undefined || yes === profileName) return false;
+  ctx.err(wrongYes(yes, profileName));
+  return true;
+}
+
+function wrongYes(yes: string, profileName: string): string {
+  return `--yes "${yes}" does not name this host (${profileName}); nothing changed.`;
 }
 
 export type CliFrontEnd = BackupFrontEnd & MaintenanceFrontEnd & {
@@ -65,7 +77,7 @@ export function cliFrontEnd(ctx: CliContext, host: RemoteHost, opts: { deferJson
     jsonDocs,
     async runJob(title, start) {
       // A job that cannot start (busy, refused) is an error of the verb: exit status 1 with its message.
-      const live = await ctx.pool.get(profile);
+      const live = await ctx.pool.get(profile, ctx.signal);
       const id = await start(live);
       ctx.err(`${title} job ${id} started on ${profile.name}; it keeps running if this connection drops (kadi-ops attach ${profile.name} ${id}).`);
       return followLogged(ctx, live, id);

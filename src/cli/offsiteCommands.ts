@@ -64,7 +64,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
         throw new UsageError(action === 'push' ? 'Name the set to push (see `kadi-ops list <host>`), or "latest".' : 'Name the snapshot to restore (see `kadi-ops offsite list <host>`).');
       }
       if (!(action === 'push' || action === 'restore') && target) throw new UsageError(`offsite ${action} takes no third argument (got "${target}").`);
-      const host = await ctx.pool.get(profile);
+      const host = await ctx.pool.get(profile, ctx.signal);
       switch (action) {
         case 'init': {
           const given = process.env[PASSWORD_VARIABLE];
@@ -103,7 +103,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
           return attach(ctx, host, await startOffsiteForget(host, o, forgetPolicy(ctx, profile), { dryRun: ctx.args.flag('dry-run'), breakStaleLock }));
         case 'restore': {
           const toName = ctx.args.value('to-host');
-          const onto = toName ? await ctx.pool.get(pickProfile(ctx, toName)) : host;
+          const onto = toName ? await ctx.pool.get(pickProfile(ctx, toName), ctx.signal) : host;
           const password = process.env[PASSWORD_VARIABLE];
           // A host that lost its backup directory (or a new one) has no password: given, it is connected first.
           if (password) await connectOffsite(onto, o, { password, credentials: backendCredentials(process.env, o.repository), create: false });

@@ -7,9 +7,9 @@ import { DEFAULT_COMPONENTS, parseComponents, RESTORE_COMPONENTS, RestoreUsageEr
 import { KADI_MODELS, listIndices } from '../restore/maintenance';
 import { formatPlan } from '../restore/preflight';
 import { UsageError, type OptionSpec } from './args';
-import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, type CliCommand, type CliContext } from './context';
+import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, pickProfile, type CliCommand, type CliContext } from './context';
 import { SET_ARG } from './jobCommands';
-import { cliFrontEnd, confirmed, type CliFrontEnd } from './frontEnd';
+import { cliFrontEnd, confirmed, yesNamesAnother, type CliFrontEnd } from './frontEnd';
 
 /** The restore flow's terminal side: the plan on stdout, --yes for the confirmations, the job streamed. */
 function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd {
@@ -37,6 +37,17 @@ function cliRestoreFrontEnd(ctx: CliContext, host: RemoteHost): RestoreFrontEnd 
   };
 }
 
+/** An edited listing for --listing: its text, or a usage error that names the file and why. */
+function readListing(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'it is a directory' : err.code === 'EACCES' ? 'permission denied' : err.message;
+    throw new UsageError(`--listing ${file}: cannot read it (${why}); nothing changed (it is an edited pg_restore -l listing of the set's db.dump).`);
+  }
+}
+
 /** The exit status of a maintenance flow: 0 nothing to do, 1 refused or not started, 2 not confirmed, else the job's. */
 function maintenanceExit(r: MaintenanceFlowResult): number {
   if (r.state === 'ran') return exitCodeOf(r.outcome);
@@ -53,6 +64,7 @@ function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, h
     options: [...spec.options, BREAK_STALE_LOCK],
     summary,
     async run(ctx) {
+      if (yesNamesAnother(ctx, pickProfile(ctx, ctx.positionals[0]).name)) return 2;
       const host = await hostFor(ctx);
       return maintenanceExit(await flow(cliFrontEnd(ctx, host), ctx, host));
     },
@@ -75,7 +87,8 @@ export const restoreCommands: Record<string, CliCommand> = {
     ],
     summary: 'verify a set (or rely on its passing verification of the last 24 h), show the plan, then restore it as a job (safety backup first, services stopped, reindex and checks after)',
     async run(ctx) {
-      const host = await hostFor(ctx);
+      // Everything the command line decides is checked before anything connects or runs.
+      const profile = pickProfile(ctx, ctx.positionals[0]);
       const setName = ctx.positionals[1];
       if (!setName) throw new UsageError(SET_ARG.missing ?? '');
       let components;
@@ -86,14 +99,17 @@ export const restoreCommands: Record<string, CliCommand> = {
         throw e;
       }
       const listingFile = ctx.args.value('listing');
-      const listing = listingFile === undefined ? undefined : fs.readFileSync(listingFile, 'utf8');
+      const listing = listingFile === undefined ? undefined : readListing(listingFile);
+      const jobs = intFlag(ctx, 'jobs', 1);
+      if (yesNamesAnother(ctx, profile.name)) return 2;
+      const host = await hostFor(ctx);
       const result = await restoreFlow(cliRestoreFrontEnd(ctx, host), ctx.pool, host.profile, {
         setName,
         components,
         safetyBackup: !ctx.args.flag('no-safety-backup'),
         compareContent: ctx.args.flag('checksum'),
         listing,
-        jobs: intFlag(ctx, 'jobs', 1),
+        jobs,
         // A passing verification of the last 24 h is relied on unless --verify-again.
         reuseVerificationHours: ctx.args.flag('verify-again') ? 0 : undefined,
         overwriteConfig: ctx.args.flag('overwrite-config'),

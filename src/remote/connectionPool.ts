@@ -4,6 +4,7 @@
  */
 import type { HostProfile } from '../config/types';
 import { SshConnection, type ConnectDeps } from '../ssh/connection';
+import { CancelledError } from '../ssh/errors';
 import { RemoteHost } from './remoteHost';
 
 export class ConnectionPool {
@@ -11,7 +12,27 @@ export class ConnectionPool {
 
   constructor(private readonly deps: ConnectDeps) {}
 
-  async get(profile: HostProfile): Promise<RemoteHost> {
+  /**
+   * The host's RemoteHost, connected. signal: stop waiting at once when it aborts (Ctrl-C while the
+   * connection is being made, the host unreachable): CancelledError; the connection still being
+   * made is closed when it is made (closeAll/drop).
+   */
+  async get(profile: HostProfile, signal?: AbortSignal): Promise<RemoteHost> {
+    if (!signal) return this.open(profile);
+    if (signal.aborted) throw new CancelledError('Connecting to ' + profile.name);
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new CancelledError('Connecting to ' + profile.name));
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.open(profile), aborted]);
+    } finally {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async open(profile: HostProfile): Promise<RemoteHost> {
     let opening = this.hosts.get(profile.name);
     if (!opening) {
       const connect = (): Promise<SshConnection> => SshConnection.connect(profile, this.deps);

@@ -1,6 +1,7 @@
 /** The headless CLI (dist/cli.js, the bundle users run) against the sandbox host. */
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SandboxHost } from '../sandbox/sandbox';
@@ -22,6 +23,33 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.ok(fs.existsSync(CLI), `${CLI} is built`);
     sb = await getSandbox();
     config = sb.writeConfigFile(path.join(sb.root, 'cli-hosts.json'));
+  });
+
+  it('Ctrl-C while the SSH connection is being made (a host that accepts and never answers) ends the command at once with exit status 130', async () => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((sock) => held.push(sock)); // accepts, never speaks SSH
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    const file = path.join(sb.root, 'cli-silent.json');
+    const hosts = (JSON.parse(fs.readFileSync(config, 'utf8')) as { hosts: { name: string; ssh: { port: number } }[] }).hosts;
+    fs.writeFileSync(file, JSON.stringify({ hosts: [{ ...hosts[0], name: 'silent', ssh: { ...hosts[0].ssh, port } }] }));
+    try {
+      const child = spawn(process.execPath, [CLI, 'list', 'silent', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      for (let i = 0; i < 100 && held.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(held.length, 1, 'the CLI is connecting');
+      const t0 = Date.now();
+      child.kill('SIGINT');
+      const code = await exited;
+      assert.equal(code, 130, stderr);
+      assert.ok(Date.now() - t0 < 3000, `it ended ${Date.now() - t0} ms after Ctrl-C`);
+      assert.match(stderr, /Connecting to silent was cancelled/);
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+    }
   });
 
   it('check prints the discovered facts of the sandbox host', () => {

@@ -595,9 +595,18 @@ describe('restore against the sandbox host', function () {
     assert.match(no.stdout, /Restore plan for sandbox-sudo/);
     assert.match(no.stdout, /database +\d+ relations: pg_restore --clean --if-exists/);
     assert.match(no.stderr, /repeat with --yes sandbox-sudo/);
+    const wrongJobs = fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).length;
     const wrong = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /does not name this host/);
+    // Said before anything runs: no preflight verify job (before: the set was verified first), no plan.
+    assert.equal(fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).length, wrongJobs, wrong.stderr);
+    assert.equal(wrong.stdout, '');
+    // A --listing that cannot be read: a usage error naming it, before anything connects.
+    const missing = await run('restore', 'sandbox-sudo', set, '--listing', path.join(sb.root, 'no-such-listing'), '--yes', 'sandbox-sudo');
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, /--listing \S+no-such-listing: cannot read it \(no such file\); nothing changed/);
+    assert.doesNotMatch(missing.stderr, /ENOENT|verif/i);
     const checksum = await run('restore', 'sandbox-sudo', set, '--components', 'storage', '--no-safety-backup', '--checksum');
     assert.equal(checksum.code, 2, checksum.stderr);
     assert.match(checksum.stdout, /^ {2}files {14}compared by content: every file of the set and of the live trees is read/m);

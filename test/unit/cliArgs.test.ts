@@ -88,6 +88,15 @@ describe('CLI options are strict, per verb', () => {
     await fails(['verify', 'sandbox', 'latest', '-x'], `Unknown option -x for verify.\n${hintFor('verify')}`);
   });
 
+  it('an option given twice with two values is refused, not the last one taken (before: --yes a --yes b meant b)', async () => {
+    await fails(['restore', 'sandbox', 'latest', '--yes', 'other', '--yes', 'sandbox'], `Option --yes is given twice (other and sandbox): give it once.\n${hintFor('restore')}`);
+    await fails(['prune', 'sandbox', '--keep-daily', '7', '--keep-daily=3'], `Option --keep-daily is given twice (7 and 3): give it once.\n${hintFor('prune')}`);
+    // The same value twice says nothing ambiguous: it reads the configuration next (here: none).
+    const same = await run(['prune', 'sandbox', '--keep-daily', '7', '--keep-daily', '7', '--config', NO_CONFIG]);
+    assert.equal(same.code, 2);
+    assert.doesNotMatch(same.stderr, /given twice/);
+  });
+
   it("an option of another verb says whose it is, and the nearest is that verb's own, not another's", async () => {
     await fails(['verify', 'sandbox', 'latest', '--dry-run'], `Unknown option --dry-run for verify: it is an option of prune, offsite.\n${hintFor('verify')}`);
     await fails(['check', 'sandbox', '--break-stale-lock'], `Unknown option --break-stale-lock for check: it is an option of backup, verify, prune, restore, db-upgrade, reindex, remove-orphans, files-check, redis-snapshot, fix-permissions, offsite.\n${hintFor('check')}`);
