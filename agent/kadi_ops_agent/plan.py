@@ -247,6 +247,10 @@ def host_facts(plan, cfg):
     uploads = c['uploads'].get('path') or cfg['uploads']
     if not storage or not uploads:
         fail('STORAGE_PATH or MISC_UPLOADS_PATH is not set in the Kadi configuration and not in the plan')
+    for key, v, o in (('STORAGE_PATH', storage, 'storagePath'), ('MISC_UPLOADS_PATH', uploads, 'uploadsPath')):
+        if not v.startswith('/'):
+            fail('%s is the relative path "%s": Kadi resolves it against the directory it runs in, which Kadi Ops cannot know. '
+                 "Set an absolute path in Kadi's configuration, or the profile's overrides.%s" % (key, v, o))
     from . import facts as facts_module  # only a run without a client asks the host's facts
     s = facts_module.server(pg.Conn('', db['host'], db['port'], db['user'], db['name']))
     if 'error' in s:

@@ -142,6 +142,15 @@ class KadiConfigTest(ZipappTestCase):
         self.assertIn('not a PostgreSQL URI', str(e.exception))
         self.assertNotIn('topsecret', str(e.exception))
 
+    def test_a_relative_storage_path_fails_a_scheduled_run_with_what_to_set(self):
+        from kadi_ops_agent.common import Failure
+        plan = {'components': {'storage': {}, 'uploads': {'path': '/srv/uploads'}}}
+        cfg = {'database': {'host': '/nonexistent', 'port': 1, 'name': 'kadi', 'user': 'kadi'}, 'storage': 'data/storage', 'uploads': None, 'oidcKeys': []}
+        with self.assertRaises(Failure) as e:
+            self.plan.host_facts(plan, cfg)
+        self.assertEqual(str(e.exception), 'STORAGE_PATH is the relative path "data/storage": Kadi resolves it against the directory it runs in, '
+                         "which Kadi Ops cannot know. Set an absolute path in Kadi's configuration, or the profile's overrides.storagePath")
+
     def test_uris_are_read_as_sqlalchemy_reads_them(self):
         u = self.plan.database_uri
         self.assertEqual(u('postgresql+psycopg2://kadi@/kadi?host=/run/postgresql'),

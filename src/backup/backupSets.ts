@@ -3,7 +3,7 @@
  * prune and clean partial sets. Jobs are streamed by remote/jobs.
  */
 import { parseScheduleStatus, type ScheduleStatus } from './schedule';
-import type { Discovery } from '../kadi/discovery';
+import { relativePathProblems, type Discovery } from '../kadi/discovery';
 import { redisAuthJson } from '../kadi/outputParsers';
 import { TOOL_VERSION } from '../core/version';
 import { checkAgent } from '../remote/agent';
@@ -40,6 +40,8 @@ export function backupPlan(host: RemoteHost, d: Discovery, opts: BackupOptions):
     );
   }
   if (!f.storagePath || !f.uploadsPath) throw new BackupRefusedError(`Cannot back up ${p.name}: STORAGE_PATH or MISC_UPLOADS_PATH unknown; set overrides in the host profile.`);
+  const relative = relativePathProblems(f);
+  if (relative.length) throw new BackupRefusedError(`Cannot back up ${p.name}: ${relative.join(' ')}`);
   return planFromProfile(p, {
     filesMode: opts.filesMode ?? 'tree',
     redis: opts.redis,

@@ -196,6 +196,17 @@ function kbToBytes(v: string | undefined): number | undefined {
   return v === undefined || v === '' ? undefined : Number(v) * 1024;
 }
 
+/** A relative STORAGE_PATH or MISC_UPLOADS_PATH: Kadi resolves it against the directory it was started in, which Kadi Ops cannot know. */
+export function relativePathProblems(f: Pick<HostFacts, 'storagePath' | 'uploadsPath'>): string[] {
+  const out: string[] = [];
+  for (const [key, v, o] of [['STORAGE_PATH', f.storagePath, 'storagePath'], ['MISC_UPLOADS_PATH', f.uploadsPath, 'uploadsPath']] as const) {
+    if (v && !v.startsWith('/')) {
+      out.push(`${key} is the relative path "${v}": Kadi resolves it against the directory it runs in, which Kadi Ops cannot know. Set an absolute path in Kadi's configuration, or the profile's overrides.${o}.`);
+    }
+  }
+  return out;
+}
+
 function findProblems(f: HostFacts): string[] {
   const p: string[] = [];
   if (!f.kadiVersion) p.push(f.kadiVersionError ? `The kadi CLI did not report its version: ${f.kadiVersionError.replace(/^kadi --version /, '')}.` : 'The kadi CLI did not report its version.');
@@ -206,6 +217,7 @@ function findProblems(f: HostFacts): string[] {
   }
   if (!f.storagePath) p.push('STORAGE_PATH is not set in the Kadi configuration and not overridden.');
   if (!f.uploadsPath) p.push('MISC_UPLOADS_PATH is not set in the Kadi configuration and not overridden.');
+  p.push(...relativePathProblems(f));
   if (!f.backupDir.exists) p.push(`Backup directory ${f.backupDir.path} does not exist.`);
   for (const t of ['tar', 'sha256sum', 'flock', 'setsid']) if (!f.tools[t]) p.push(`Required tool "${t}" is missing on the host.`);
   return p;

@@ -3,7 +3,7 @@ import { backupPlan, BackupRefusedError } from '../../src/backup/backupSets';
 import { validatePlan } from '../../src/core/plan';
 import { resolveProfiles } from '../../src/config/hostProfiles';
 import { Secret } from '../../src/core/secret';
-import type { Discovery, HostFacts } from '../../src/kadi/discovery';
+import { relativePathProblems, type Discovery, type HostFacts } from '../../src/kadi/discovery';
 import type { RemoteHost } from '../../src/remote/remoteHost';
 
 // backupArgs reads only the host's profile; the facts are what discovery reports for a host
@@ -46,5 +46,18 @@ describe('a backup refuses to start without a pg_dump for the server major', () 
     assert.equal(plan.facts?.postgres.pgRestore, '/usr/lib/postgresql/16/bin/pg_restore');
     assert.deepEqual(validatePlan(plan), []);
     assert.equal(JSON.stringify(plan).includes('pw'), false, 'the password is not in the plan');
+  });
+
+  it('a relative STORAGE_PATH or MISC_UPLOADS_PATH is refused with what to set (before: "The plan is not valid: …pattern")', () => {
+    const tools = { pgDump: '/usr/lib/postgresql/16/bin/pg_dump', pgRestore: '/usr/lib/postgresql/16/bin/pg_restore' };
+    const d = facts(tools);
+    d.facts.storagePath = 'data/storage';
+    assert.throws(
+      () => backupPlan(host, d, {}),
+      (e: unknown) => e instanceof BackupRefusedError && (e as Error).message === 'Cannot back up prod: STORAGE_PATH is the relative path "data/storage": Kadi resolves it against the directory it runs in, which Kadi Ops cannot know. Set an absolute path in Kadi\'s configuration, or the profile\'s overrides.storagePath.',
+    );
+    const uploads = relativePathProblems({ storagePath: '/srv/storage', uploadsPath: './uploads' });
+    assert.equal(uploads.length, 1);
+    assert.match(uploads[0], /^MISC_UPLOADS_PATH is the relative path "\.\/uploads": .* overrides\.uploadsPath\.$/);
   });
 });
