@@ -48,8 +48,8 @@ def make_set(argv):
     secrets = plan.job_input(job)
     pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'])
     redis.use_auth(secrets['redis'])
-    # A Redis of another host has no snapshot here: refused before anything is copied.
-    away = o.yes('redis') and redis.not_local(o)
+    # A Redis of another host has no snapshot here, one on another port is not Kadi's: refused before anything is copied.
+    away = o.yes('redis') and redis.not_kadis(o)
     if away:
         fail(away)
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])

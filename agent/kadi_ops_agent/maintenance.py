@@ -91,7 +91,13 @@ def redis_snapshot(argv):
     from . import plan
     m = Maintenance(argv)
     redis_component.use_auth(plan.job_input(m.job)['redis'])
-    m.steps.run('redis-bgsave', redis_component.bgsave, m.opts)
+
+    def snapshot(o):
+        away = redis_component.not_kadis(o)  # another host's Redis, or another port's: not Kadi's snapshot to take here
+        if away:
+            fail(away)
+        redis_component.bgsave(o)
+    m.steps.run('redis-bgsave', snapshot, m.opts)
     m.end('redis snapshot')
 
 

@@ -410,6 +410,11 @@ def probe(argv):
             out(*('sudo_missing=' + m for m in load('redis').missing_rules(o)))
     else:
         out('systemctl=no')
+    if o['redis_cli']:
+        # A Redis of another host (or another port): a safety backup with Redis (the profile's redis on) would fail.
+        away = load('redis').not_kadis(o)
+        if away:
+            out('redis_away=' + one_line(away))
     if o['redis_cli'] and o['redis_dump']:
         refused, unknown = load('redis').judge(o)
         if refused:

@@ -137,7 +137,7 @@ class RedisHostTest(unittest.TestCase):
         self.assertEqual(redis.cmd(self.opts, 'GET', 'kadi-ops:which'), '127.0.0.2')
         self.assertEqual(redis.not_local(self.opts), '')
         redis.use_auth({'host': '127.0.0.2', 'port': self.port + 1, 'user': '', 'password': ''})
-        self.assertEqual(redis.cmd(self.opts, 'GET', 'kadi-ops:which'), '127.0.0.1', 'a URL for another port says nothing of this one')
+        self.assertIn("names port %d" % (self.port + 1), redis.not_kadis(self.opts), 'a URL for another port: the Redis on this one is not Kadi\'s')
         for host in ('-h', 'a\nb', ''):
             redis.use_auth({'host': host, 'port': self.port, 'user': '', 'password': ''})
             self.assertEqual(redis.host_for(self.opts), '', repr(host))
@@ -151,6 +151,34 @@ class RedisHostTest(unittest.TestCase):
         for host in ('localhost', '127.0.0.1', '127.0.0.2'):
             redis.use_auth({'host': host, 'port': self.port, 'user': '', 'password': ''})
             self.assertEqual(redis.not_local(self.opts), '', host)
+
+    def test_a_broker_port_that_is_not_the_profiles_is_refused_wherever_the_host(self):
+        redis.use_auth({'host': '127.0.0.1', 'port': self.port + 1, 'user': '', 'password': ''})
+        why = redis.not_kadis(self.opts)
+        self.assertEqual(why, "the profile's redis.port is %d, but Kadi's CELERY_BROKER_URL names port %d: set the profile's "
+                         "redis.port to %d" % (self.port, self.port + 1, self.port + 1))
+        self.assertEqual(redis.judge(self.opts), (why, ''))
+        redis.use_auth({'host': '192.0.2.7', 'port': self.port + 1, 'user': '', 'password': ''})
+        self.assertIn('not on this host', redis.not_kadis(self.opts), 'the host counts whatever the port')
+        redis.use_auth({'host': '127.0.0.1', 'port': self.port, 'user': '', 'password': ''})
+        self.assertEqual(redis.not_kadis(self.opts), '')
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and shutil.which('sysctl'), 'needs root, unshare and sysctl')
+    def test_an_address_that_binds_only_by_ip_nonlocal_bind_is_not_local(self):
+        # keepalived and HAProxy hosts set net.ipv4.ip_nonlocal_bind=1: any address binds there, so
+        # bind() cannot tell a local Redis from a remote one. In a network namespace of its own.
+        code = ('import sys; sys.path.insert(0, %r)\nfrom kadi_ops_agent.components import redis\n'
+                'redis.use_auth({"host": "192.0.2.7", "port": 6379})\nprint(repr(redis.not_local({"redis_port": "6379"})))\n'
+                'redis.use_auth({"host": "127.0.0.2", "port": 6379})\nprint(repr(redis.not_local({"redis_port": "6379"})))' % AGENT_SOURCE)
+        r = subprocess.run(['unshare', '-n', 'sh', '-c', 'sysctl -qw net.ipv4.ip_nonlocal_bind=1 && ip link set lo up && '
+                            'python3 -c "import socket; socket.socket().bind((\'192.0.2.7\', 0))" && exec "$0" -c "$1"', sys.executable, code],
+                           capture_output=True, text=True)
+        if r.returncode != 0 and 'Operation not permitted' in r.stderr:
+            self.skipTest('no network namespaces here: %s' % r.stderr.strip())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        away, here = r.stdout.splitlines()
+        self.assertIn('not on this host', away)
+        self.assertEqual(here, "''")
 
 
 if __name__ == '__main__':

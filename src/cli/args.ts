@@ -149,10 +149,12 @@ export function parseCommandLine(argv: readonly string[], options: readonly Opti
     throw explain(argv, options, config, pc, e as Error);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
-  // An option given twice with two values is ambiguous (--yes a --yes b, --keep-daily 7 --keep-daily 3): refused, not the last taken.
+  // A verb's option given twice with two values is ambiguous (--yes a --yes b, --keep-daily 7
+  // --keep-daily 3): refused, not the last taken. A global one (--config) keeps the last, as a
+  // wrapper that sets a default and a caller that overrides it expect.
   const seen = new Map<string, string>();
   for (const t of tokensOf(argv, config)) {
-    if (t.value === undefined) continue;
+    if (t.value === undefined || GLOBAL_OPTIONS.some((g) => g.name === t.name)) continue;
     const before = seen.get(t.name);
     if (before !== undefined && before !== t.value) throw new UsageError(`Option --${t.name} is given twice (${before} and ${t.value}): give it once.`, pc.hint);
     seen.set(t.name, t.value);

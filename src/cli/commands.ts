@@ -7,6 +7,7 @@ import { hostOverview } from '../backup/backupSets';
 import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
 import { formatAge, formatBytes } from '../core/format';
+import { CancelledError } from '../ssh/errors';
 import { UsageError } from './args';
 import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
@@ -169,6 +170,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
   try {
     overview = await hostOverview(await ctx.pool.get(profile, ctx.signal));
   } catch (e) {
+    if (e instanceof CancelledError) throw e; // Ctrl-C: the command ends (130), no host is "unreachable"
     return { host: profile.name, schedule: '?', verdict: 'unreachable', why: (e as Error).message.split('\n')[0] };
   }
   const s = overview.schedule;

@@ -64,7 +64,7 @@ function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, h
     options: [...spec.options, BREAK_STALE_LOCK],
     summary,
     async run(ctx) {
-      if (yesNamesAnother(ctx, pickProfile(ctx, ctx.positionals[0]).name)) return 2;
+      if (spec.options.includes(YES) && yesNamesAnother(ctx, pickProfile(ctx, ctx.positionals[0]).name)) return 2;
       const host = await hostFor(ctx);
       return maintenanceExit(await flow(cliFrontEnd(ctx, host), ctx, host));
     },

@@ -339,8 +339,8 @@ export function planDbRestore(
     }
   }
 
-  // --clean drops every relation it restores, in the dump's order: a view or a foreign key that
-  // depends on one and that this restore does not drop first (not in the set, left out by the
+  // --clean drops every relation it restores, in the dump's order: a view, a foreign key, a column
+  // or a function that depends on one (or on a type or sequence it drops) and that this restore does not drop first (not in the set, left out by the
   // listing, or kept as another role's) makes PostgreSQL refuse the drop, and the restore fails.
   if (clean) {
     const dropped = (kind: string, schema: string, tag: string): boolean => {
@@ -355,7 +355,7 @@ export function planDbRestore(
     }
     if (stays.length > 0) {
       blockers.push(
-        `${stays.length} object(s) of the database depend on what this restore drops and creates again, and would stay: PostgreSQL refuses to drop a table or view while they exist (${firstOf(stays, 5)}). Nothing was changed. Drop them first if they should go (a newer Kadi's tables or views: restore onto the Kadi version of the set), or restore with a listing that leaves out what they depend on.`,
+        `${stays.length} object(s) of the database depend on what this restore drops and creates again, and would stay: PostgreSQL refuses to drop a table, view, type or sequence while they exist (${firstOf(stays, 5)}). Nothing was changed. Drop them first if they should go (a newer Kadi's tables or views: restore onto the Kadi version of the set), or restore with a listing that leaves out what they depend on.`,
       );
     }
   }

@@ -6,7 +6,7 @@
 import { listSets, startVerify } from '../backup/backupSets';
 import type { BackupSet, VerifyRecord } from '../backup/manifest';
 import { MemorySink, teeSink, type OutputSink } from '../core/sink';
-import type { Discovery } from '../kadi/discovery';
+import { relativePathProblems, type Discovery } from '../kadi/discovery';
 import { followJob, listJobs, LockBusyError } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { componentsNamed, DEFAULT_COMPONENTS, type PreflightContext, type RestoreComponent } from '../components';
@@ -77,7 +77,10 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   const set = await findSet(host, setName);
   const components = [...(opts.components ?? DEFAULT_COMPONENTS)];
   const blockers: string[] = [];
-  const warnings: string[] = [...d.facts.problems];
+  // A relative STORAGE_PATH or MISC_UPLOADS_PATH: the restore (and its safety backup) cannot know the directory.
+  const relative = relativePathProblems(d.facts);
+  blockers.push(...relative);
+  const warnings: string[] = d.facts.problems.filter((p) => !relative.includes(p));
   const m = set.manifest;
   const f = d.facts;
 
@@ -109,6 +112,10 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   // rsync --delete into a tree that holds the backup directory (or the other tree) would delete it.
   for (const c of probe.pathConflicts) blockers.push(`The paths overlap: ${c}; a restore would delete one with the other. Move one of them.`);
   const safetyBackup = opts.safetyBackup ?? true;
+  // The safety backup is a backup of the profile: with its Redis on, a Redis of another host fails it after the services stopped.
+  if (safetyBackup && host.profile.redis.enabled && probe.redisAway && !components.includes('redis')) {
+    blockers.push(`${probe.redisAway}. The safety backup would include Redis (the profile's redis is on): turn it off, or restore with --no-safety-backup.`);
+  }
   if (safetyBackup) disk.push({ where: `${host.profile.backupDir} (safety backup)`, needBytes: Math.ceil((probe.dbBytes ?? 0) / 4), freeBytes: probe.backupFreeBytes });
   for (const c of chosen) c.checkLive?.(ctx);
   for (const dk of disk) if (dk.freeBytes !== undefined && dk.needBytes > dk.freeBytes) blockers.push(`Not enough free space in ${dk.where}: about ${mib(dk.needBytes)} needed, ${mib(dk.freeBytes)} free.`);

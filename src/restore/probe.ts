@@ -43,6 +43,8 @@ export interface LiveProbe {
   redisRefused?: string;
   /** What of that could not be checked (Redis down, INFO or CONFIG refused, a path inside a container). */
   redisUnchecked?: string;
+  /** Why Kadi's Redis is not on this host (its broker URL names another): no snapshot of it can be taken here. */
+  redisAway?: string;
 }
 
 const kb = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v) * 1024);
@@ -82,6 +84,7 @@ export function parseProbe(text: string): LiveProbe {
     pathConflicts: kv.all('path_conflict'),
     ...(kv.get('redis_refused') ? { redisRefused: kv.get('redis_refused') } : {}),
     ...(kv.get('redis_unchecked') ? { redisUnchecked: kv.get('redis_unchecked') } : {}),
+    ...(kv.get('redis_away') ? { redisAway: kv.get('redis_away') } : {}),
   };
 }
 

@@ -34,18 +34,21 @@ describe('kadi-ops CLI against the sandbox host', function () {
     const hosts = (JSON.parse(fs.readFileSync(config, 'utf8')) as { hosts: { name: string; ssh: { port: number } }[] }).hosts;
     fs.writeFileSync(file, JSON.stringify({ hosts: [{ ...hosts[0], name: 'silent', ssh: { ...hosts[0].ssh, port } }] }));
     try {
-      const child = spawn(process.execPath, [CLI, 'list', 'silent', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      for (let i = 0; i < 100 && held.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(held.length, 1, 'the CLI is connecting');
-      const t0 = Date.now();
-      child.kill('SIGINT');
-      const code = await exited;
-      assert.equal(code, 130, stderr);
-      assert.ok(Date.now() - t0 < 3000, `it ended ${Date.now() - t0} ms after Ctrl-C`);
-      assert.match(stderr, /Connecting to silent was cancelled/);
+      for (const verb of ['list', 'status']) {
+        for (const x of held.splice(0)) x.destroy();
+        const child = spawn(process.execPath, [CLI, verb, 'silent', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+        for (let i = 0; i < 100 && held.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(held.length, 1, 'the CLI is connecting');
+        const t0 = Date.now();
+        child.kill('SIGINT');
+        const code = await exited;
+        assert.equal(code, 130, stderr);
+        assert.ok(Date.now() - t0 < 3000, `it ended ${Date.now() - t0} ms after Ctrl-C`);
+        assert.match(stderr, /Connecting to silent was cancelled/);
+      }
     } finally {
       for (const s of held) s.destroy();
       silent.close();

@@ -266,6 +266,35 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
       assert.match(b.log, /Kadi's Redis is at 192\.0\.2\.7 \(CELERY_BROKER_URL\), not on this host: its snapshot is not a file here/);
       assert.doesNotMatch(b.log, /redis: BGSAVE|pg_dump|checking free space|\[step\] (files|database)/, 'refused before anything was copied; the local Redis on that port not asked');
       assert.deepEqual(fs.readdirSync(sb.backupDir).sort().filter((n) => !before.includes(n) && !n.startsWith('.')), [], 'no set left behind');
+      // A restore of the database alone: its safety backup would include Redis (the profile's redis is on) and fail after the services stopped.
+      const plan = await preflight(h, d, 'latest', { components: ['db'] });
+      assert.ok(plan.blockers.some((b) => /not on this host.*The safety backup would include Redis \(the profile's redis is on\)/.test(b)), plan.blockers.join('\n'));
+      const without = await preflight(h, d, 'latest', { components: ['db'], safetyBackup: false });
+      assert.equal(without.blockers.some((b) => b.includes('safety backup would include Redis')), false, without.blockers.join('\n'));
+      const withRedis = await preflight(h, d, 'latest', { components: ['db', 'redis'], safetyBackup: false });
+      assert.ok(withRedis.blockers.some((b) => b.startsWith("Kadi's Redis is at 192.0.2.7 (CELERY_BROKER_URL), not on this host")), withRedis.blockers.join('\n'));
+    } finally {
+      own.closeAll();
+      fs.writeFileSync(sb.kadiConfig, original);
+    }
+  });
+
+  it("a broker URL naming another port than the profile's: check and a backup with Redis say so; the Redis on the profile's port is not snapshotted as Kadi's", async () => {
+    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
+    fs.writeFileSync(sb.kadiConfig, original.replace(/^CELERY_BROKER_URL = .*$/m, `CELERY_BROKER_URL = "redis://127.0.0.1:${redis.port + 1}/0"`));
+    const own = newPool();
+    try {
+      const h = await own.get(profileOf(sb, 'sudo'));
+      const d = await discover(h);
+      const checks = (await checkPrerequisites(h, d)).features.find((f) => f.feature === 'redis snapshot');
+      const port = checks?.checks.find((c) => c.name === "the profile's redis.port is the broker URL's");
+      assert.equal(port?.ok, false, JSON.stringify(checks));
+      assert.equal(port?.fix, `the profile's redis.port is ${redis.port}, but Kadi's CELERY_BROKER_URL names port ${redis.port + 1}: set the profile's redis.port to ${redis.port + 1}`);
+      const lastsave = cli('LASTSAVE');
+      const b = await runJob(h, own, () => startBackup(h, d, { redis: true }));
+      assert.equal(b.outcome.result, 'failed', b.log);
+      assert.match(b.log, /names port \d+: set the profile's redis\.port to \d+/);
+      assert.equal(cli('LASTSAVE'), lastsave, 'the Redis on the profile\'s port saved nothing');
     } finally {
       own.closeAll();
       fs.writeFileSync(sb.kadiConfig, original);

@@ -374,21 +374,36 @@ describe('restore against the sandbox host', function () {
     }
   });
 
-  it('a view and a foreign key made after the set on a table the restore drops are named at preflight, and nothing runs', async () => {
-    const set = await backup();
-    // What a newer Kadi's migration leaves: a table referencing record, a view on it.
-    await sb.psql('SET ROLE kadi; CREATE TABLE collection (id serial PRIMARY KEY, record_id integer REFERENCES record (id)); CREATE VIEW record_titles AS SELECT id, title FROM record; RESET ROLE;');
+  it('a view, a foreign key, a column of a type, a function of a type and a default from a sequence, made after the set on what the restore drops, are named at preflight, and nothing runs', async () => {
+    await sb.psql(`SET ROLE kadi; CREATE TYPE "record state; ü" AS ENUM ('draft', 'published'); RESET ROLE;`);
     try {
+      const set = await backup();
+      // What a newer Kadi's migration leaves: a table referencing record, a view on it, a column of
+      // the set's enum, a function taking it, a column numbered from the set's sequence.
+      await sb.psql(
+        'SET ROLE kadi; CREATE TABLE collection (id serial PRIMARY KEY, record_id integer REFERENCES record (id)); CREATE VIEW record_titles AS SELECT id, title FROM record;' +
+          ` CREATE TABLE tagged (s "record state; ü"); CREATE FUNCTION state_label("record state; ü") RETURNS text LANGUAGE sql AS 'SELECT $1::text';` +
+          ` CREATE TABLE counter (n integer DEFAULT nextval('record_id_seq')); RESET ROLE;`,
+      );
+      try {
+        const plan = await preflight(host, await d(), set, { components: ['db', 'storage'], safetyBackup: false });
+        const blocker = plan.blockers.find((b) => b.includes('depend on what this restore drops')) ?? plan.blockers.join('\n');
+        assert.match(blocker, /^5 object\(s\) of the database depend on what this restore drops and creates again/);
+        for (const said of [
+          'FK CONSTRAINT public.collection collection_record_id_fkey depends on TABLE public.record, and is not in the set',
+          'VIEW public.record_titles depends on TABLE public.record, and is not in the set',
+          'TABLE public.tagged depends on TYPE public.record state; ü, and is not in the set',
+          'FUNCTION public.state_label("record state; ü") depends on TYPE public.record state; ü, and is not in the set',
+          'TABLE public.counter depends on SEQUENCE public.record_id_seq, and is not in the set',
+        ]) assert.ok(blocker.includes(said), `${said}\n${blocker}`);
+      } finally {
+        await sb.psql('DROP VIEW record_titles; DROP TABLE collection; DROP TABLE tagged; DROP FUNCTION state_label; DROP TABLE counter;');
+      }
       const plan = await preflight(host, await d(), set, { components: ['db', 'storage'], safetyBackup: false });
-      const blocker = plan.blockers.find((b) => b.includes('depend on what this restore drops')) ?? plan.blockers.join('\n');
-      assert.match(blocker, /^2 object\(s\) of the database depend on what this restore drops and creates again/);
-      assert.ok(blocker.includes('FK CONSTRAINT public.collection collection_record_id_fkey depends on TABLE public.record, and is not in the set'), blocker);
-      assert.ok(blocker.includes('VIEW public.record_titles depends on TABLE public.record, and is not in the set'), blocker);
+      assert.deepEqual(plan.blockers, []);
     } finally {
-      await sb.psql('DROP VIEW record_titles; DROP TABLE collection;');
+      await sb.psql(`DROP TYPE "record state; ü";`);
     }
-    const plan = await preflight(host, await d(), set, { components: ['db', 'storage'], safetyBackup: false });
-    assert.deepEqual(plan.blockers, []);
   });
 
   it('a grant in the set to a role the server no longer has is named at preflight with the statement to make it; with the role back the restore runs', async () => {

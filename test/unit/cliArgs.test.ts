@@ -95,6 +95,11 @@ describe('CLI options are strict, per verb', () => {
     const same = await run(['prune', 'sandbox', '--keep-daily', '7', '--keep-daily', '7', '--config', NO_CONFIG]);
     assert.equal(same.code, 2);
     assert.doesNotMatch(same.stderr, /given twice/);
+    // A global option keeps the last (a wrapper's default, then the caller's): here the second, missing, file is the one read.
+    const config = await run(['--config', path.join(dir, 'a.json'), 'hosts', '--config', NO_CONFIG]);
+    assert.equal(config.code, 2);
+    assert.doesNotMatch(config.stderr, /given twice/);
+    assert.ok(config.stderr.includes(NO_CONFIG), config.stderr);
   });
 
   it("an option of another verb says whose it is, and the nearest is that verb's own, not another's", async () => {
@@ -393,6 +398,16 @@ describe('CLI errors under --json', () => {
     const r = await run(['check', 'dead', '--config', f, '--json']);
     assert.equal(r.code, 1);
     assert.deepEqual(jsonError(r), { error: { kind: 'failed', message, exitCode: 1, command: 'check' } });
+    // Every verb that connects gets as far as connecting (a review found five maintenance verbs
+    // failing before it, on an option they do not declare).
+    for (const argv of [['db-upgrade'], ['reindex'], ['files-check'], ['redis-snapshot'], ['fix-permissions'], ['indices'], ['remove-orphans', '--yes', 'dead'],
+      ['restore', 'dead', 'latest', '--yes', 'dead'], ['list'], ['verify', 'dead', 'latest'], ['backup'], ['jobs'], ['status']]) {
+      const [verb, ...rest] = argv;
+      const args = rest[0] === 'dead' ? [verb, ...rest] : [verb, 'dead', ...rest];
+      const got = await run([...args, '--config', f]);
+      assert.equal(got.code, 1, `${args.join(' ')}: ${got.stderr}`);
+      assert.ok(got.stderr.includes(message) || (verb === 'status' && got.stdout.includes('refused')), `${args.join(' ')}: ${got.stderr}${got.stdout}`);
+    }
   });
 
   it('a cancel is kind "cancelled", exit status 130; text output keeps the hint line for usage errors only', () => {

@@ -102,7 +102,7 @@ SELECT pg_catalog.json_build_object(
                   FROM pg_catalog.pg_available_extensions a
                   JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version),
   -- What depends on a table or view of another relation (a view by its rules, a foreign key by the
-  -- table it references): pg_restore --clean cannot drop the one while the other stays. Not the
+  -- table it references), on a type or on a sequence: pg_restore --clean cannot drop the one while the other stays. Not the
   -- copies of a foreign key PostgreSQL makes for partitions (conparentid): pg_dump never dumps
   -- them, and they go with the key they copy.
   'dependents', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(dk, ds, dt, rk, rs, rt)), '[]') FROM (
@@ -119,7 +119,34 @@ SELECT pg_catalog.json_build_object(
       FROM pg_catalog.pg_constraint o
       JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp cn ON cn.oid = c.relnamespace
       JOIN pg_catalog.pg_class t ON t.oid = o.confrelid JOIN nsp tn ON tn.oid = t.relnamespace
-     WHERE o.contype = 'f' AND o.conrelid <> o.confrelid AND o.conparentid = 0) x))"""
+     WHERE o.contype = 'f' AND o.conrelid <> o.confrelid AND o.conparentid = 0
+    UNION
+    -- A column of a type (an enum, a domain, a composite or range type) and a function taking or
+    -- returning one: the type cannot be dropped while they stay. Not a table's own row type.
+    SELECT CASE WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass THEN 'TABLE'
+                WHEN p.prokind = 'p' THEN 'PROCEDURE' WHEN p.prokind = 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+           coalesce(cn.nspname, pn.nspname),
+           coalesce(c.relname, p.proname || '(' || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                                                        FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'),
+           CASE ty.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, ty.typname
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_type ty ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ty.oid = d.refobjid
+      JOIN nsp tn ON tn.oid = ty.typnamespace
+      LEFT JOIN pg_catalog.pg_class c ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objid AND c.relkind IN ('r', 'p')
+      LEFT JOIN nsp cn ON cn.oid = c.relnamespace
+      LEFT JOIN pg_catalog.pg_proc p ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.objid
+      LEFT JOIN nsp pn ON pn.oid = p.pronamespace
+     WHERE d.deptype = 'n' AND ty.typtype IN ('e', 'd', 'c', 'r') AND (ty.typrelid = 0 OR (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = ty.typrelid) = 'c')
+       AND (cn.oid IS NOT NULL OR pn.oid IS NOT NULL)
+    UNION
+    -- A column default that takes numbers from a sequence (DEFAULT nextval): the sequence cannot be dropped while it stays.
+    SELECT 'TABLE', cn.nspname, c.relname, 'SEQUENCE', sn.nspname, sq.relname
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_attrdef ad ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid = d.objid
+      JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid JOIN nsp cn ON cn.oid = c.relnamespace
+      JOIN pg_catalog.pg_class sq ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND sq.oid = d.refobjid AND sq.relkind = 'S'
+      JOIN nsp sn ON sn.oid = sq.relnamespace
+     WHERE d.deptype = 'n') x))"""
 
 
 def toc_entries(text):

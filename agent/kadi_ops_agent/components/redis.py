@@ -78,11 +78,24 @@ def auth_for(opts):
 
 
 def host_for(opts):
-    """The host of Kadi's broker URL when it names the profile's Redis port ('' otherwise: redis-cli's
-    127.0.0.1): a Redis bound to another address of this host is reached there, not another one
-    listening on the same port of 127.0.0.1."""
-    h = _auth.get('host') if _for_port(opts) else ''
+    """The host of Kadi's broker URL ('' without one: redis-cli's 127.0.0.1): a Redis bound to another
+    address of this host is reached there, not another one listening on the same port of 127.0.0.1."""
+    h = _auth.get('host', '')
     return h if isinstance(h, str) and h and '\n' not in h and not h.startswith('-') else ''
+
+
+def port_mismatch(opts):
+    """Why the profile's Redis port is not the one Kadi's broker URL names ('' when it is, or without a
+    URL): the Redis on the profile's port would be some other one, its snapshot taken as Kadi's."""
+    if not _auth or 'port' not in _auth or _for_port(opts):
+        return ''
+    return ("the profile's redis.port is %s, but Kadi's CELERY_BROKER_URL names port %s: set the profile's redis.port to %s"
+            % (opts['redis_port'], _auth['port'], _auth['port']))
+
+
+def not_kadis(opts):
+    """Why the Redis the profile names is not Kadi's Redis on this host ('' when it is)."""
+    return not_local(opts) or port_mismatch(opts)
 
 
 def not_local(opts):
@@ -96,16 +109,57 @@ def not_local(opts):
         addrs = {a[4][0] for a in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
     except OSError as e:
         return "Kadi's Redis is at %s (CELERY_BROKER_URL), which this host cannot resolve: %s" % (host, e)
-    for a in addrs:
-        fam = socket.AF_INET6 if ':' in a else socket.AF_INET
-        try:
-            with socket.socket(fam, socket.SOCK_STREAM) as s:
-                s.bind((a, 0))  # only an address of this host can be bound
-            return ''
-        except OSError:
-            continue
+    if any(_is_local(a.split('%')[0]) for a in addrs):
+        return ''
     return ("Kadi's Redis is at %s (CELERY_BROKER_URL), not on this host: its snapshot is not a file here. Back it up "
             "on the host that runs it, or turn the profile's redis off" % host)
+
+
+def _local_networks():
+    """The addresses the kernel delivers to this host: IPv4 LOCAL routes (/proc/net/fib_trie; 127/8 is
+    one) and IPv6 interface addresses (/proc/net/if_inet6); None when /proc does not tell. Not a
+    bind() test: with net.ipv4.ip_nonlocal_bind=1 (keepalived, HAProxy hosts) any address binds."""
+    import ipaddress
+    nets = []
+    try:
+        with open('/proc/net/fib_trie', encoding='ascii', errors='replace') as f:
+            lines = f.read().splitlines()
+        with open('/proc/net/if_inet6', encoding='ascii', errors='replace') as f:
+            v6 = f.read().splitlines()
+    except OSError:
+        return None
+    for i, line in enumerate(lines):
+        m = re.match(r'\s*/(\d+) host LOCAL', line)
+        prev = re.match(r'\s*\|-- (\S+)', lines[i - 1]) if m and i else None
+        if prev:
+            try:
+                nets.append(ipaddress.ip_network('%s/%s' % (prev.group(1), m.group(1)), strict=False))
+            except ValueError:
+                pass
+    for line in v6:
+        h = line.split()[0] if line.split() else ''
+        if re.fullmatch(r'[0-9a-f]{32}', h):
+            nets.append(ipaddress.ip_network(':'.join(h[i:i + 4] for i in range(0, 32, 4)) + '/128'))
+    return nets
+
+
+def _is_local(addr):
+    """Whether ADDR is an address of this host (its routing table; a bind() test where /proc cannot tell)."""
+    import ipaddress
+    import socket
+    nets = _local_networks()
+    if nets is not None:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in nets if n.version == ip.version)
+    try:
+        with socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+        return True
+    except OSError:
+        return False
 
 
 def cli_version(opts):
@@ -229,7 +283,7 @@ def judge(opts):
     preflight shows both (restore-probe's redis_refused, redis_unchecked); the job asks again at its
     start and in its Redis step."""
     dump = opts['redis_dump']
-    away = not_local(opts)
+    away = not_kadis(opts)
     if away:
         return away, ''
     pong = cmd(opts, 'PING')
