@@ -242,7 +242,7 @@ describe('backup faults and verification against the sandbox host', function () 
     }
   });
 
-  it('a pg_dump that exits non-zero fails the backup and leaves no set behind', async () => {
+  it('a pg_dump killed (SIGKILL, as the OOM killer does) fails the backup, named by its signal, and leaves no set behind', async () => {
     const before = (await listSets(host)).sets.length;
     const id = await startBackup(host, d);
     let killed = false;
@@ -258,9 +258,9 @@ describe('backup faults and verification against the sandbox host', function () 
     const sink = new MemorySink();
     const outcome = await followJob(host, id, { sink });
     assert.equal(outcome.result, 'failed');
-    assert.match(sink.text(), /pg_dump exited with status/);
+    assert.match(sink.text(), /^ERROR: pg_dump was killed by SIGKILL \(if nobody killed it, the system may have run out of memory: dmesg says\)$/m);
     // The notification says why, not only the exit status.
-    assert.match(describeOutcome(outcome), /^failed \(exit status 1\): .*pg_dump exited with status/);
+    assert.match(describeOutcome(outcome), /^failed \(exit status 1\): .*pg_dump was killed by SIGKILL/);
     const listing = await listSets(host);
     assert.equal(listing.sets.length, before);
     assert.equal(listing.partials.length, 0, 'the failed job removed its partial set');
