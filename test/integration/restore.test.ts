@@ -393,7 +393,8 @@ describe('restore against the sandbox host', function () {
           'FK CONSTRAINT public.collection collection_record_id_fkey depends on TABLE public.record, and is not in the set',
           'VIEW public.record_titles depends on TABLE public.record, and is not in the set',
           'TABLE public.tagged depends on TYPE public.record state; ü, and is not in the set',
-          'FUNCTION public.state_label("record state; ü") depends on TYPE public.record state; ü, and is not in the set',
+          // Argument types as pg_dump names them (format_type with an empty search_path: schema-qualified).
+          'FUNCTION public.state_label(public."record state; ü") depends on TYPE public.record state; ü, and is not in the set',
           'TABLE public.counter depends on SEQUENCE public.record_id_seq, and is not in the set',
         ]) assert.ok(blocker.includes(said), `${said}\n${blocker}`);
       } finally {
@@ -401,6 +402,16 @@ describe('restore against the sandbox host', function () {
       }
       const plan = await preflight(host, await d(), set, { components: ['db', 'storage'], safetyBackup: false });
       assert.deepEqual(plan.blockers, []);
+      // In the set with what they depend on, they are dropped and made again with it: nothing named
+      // (the set's entries and the live objects are matched by the same names).
+      await sb.psql(`SET ROLE kadi; CREATE TABLE tagged (s "record state; ü"); CREATE FUNCTION state_label("record state; ü") RETURNS text LANGUAGE sql AS 'SELECT $1::text'; RESET ROLE;`);
+      try {
+        const withThem = await backup();
+        const again = await preflight(host, await d(), withThem, { components: ['db', 'storage'], safetyBackup: false });
+        assert.deepEqual(again.blockers, []);
+      } finally {
+        await sb.psql('DROP TABLE tagged; DROP FUNCTION state_label;');
+      }
     } finally {
       await sb.psql(`DROP TYPE "record state; ü";`);
     }
