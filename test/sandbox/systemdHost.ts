@@ -212,11 +212,22 @@ export async function startSystemdHost(): Promise<SystemdHost> {
     });
     nspawn = child.pid;
     child.unref();
+    // The container's PID 1: the child of systemd-nspawn that runs systemd in a PID namespace of its
+    // own. Not any child: nspawn forks an intermediate one first, which exits (nsenter into it then
+    // fails with "cannot open /proc/N/ns/net", as happened once).
+    const ownPidNs = fs.readlinkSync('/proc/self/ns/pid');
+    const isInit = (pid: number): boolean => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'systemd' && fs.readlinkSync(`/proc/${pid}/ns/pid`) !== ownPidNs;
+      } catch {
+        return false;
+      }
+    };
     let init: number | undefined;
-    for (let i = 0; i < 200 && !init; i++) {
+    for (let i = 0; i < 400 && !init; i++) {
       await sleep(50);
       const r = spawnSync('pgrep', ['-P', String(nspawn)], { encoding: 'utf8' });
-      init = Number(r.stdout.trim().split('\n')[0]) || undefined;
+      init = r.stdout.trim().split('\n').map(Number).find((pid) => pid > 0 && isInit(pid));
     }
     if (!init) throw new Error(`systemd-nspawn did not start: ${fs.readFileSync(path.join(base, 'nspawn.log'), 'utf8').slice(-2000)}`);
     const initPid = init;
