@@ -206,7 +206,8 @@ export function formatPlan(p: RestorePlan): string[] {
   for (const c of componentsNamed(p.components)) if (c.name === 'config') out.push(...(c.planLines?.(p) ?? []));
   for (const w of p.warnings) out.push(`  warning: ${w}`);
   for (const b of p.blockers) out.push(`  REFUSED: ${b}`);
-  return out;
+  // One line each, whatever the names in them hold (a role or table name with a newline, a control character).
+  return out.map((l) => l.replace(/\r\n|\n|\r/g, '\\n').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 
 function verificationLine(v: RestorePlan['verify']): string {

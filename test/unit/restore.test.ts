@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { parseComponents, RestoreUsageError } from '../../src/components';
 import { describeKeyChanges, parseConfigDiff, type ConfigKeyChanges } from '../../src/restore/configDiff';
 import { parseProbe } from '../../src/restore/probe';
-import { recentVerification } from '../../src/restore/preflight';
+import { formatPlan, recentVerification, type RestorePlan } from '../../src/restore/preflight';
 import type { VerifyRecord } from '../../src/backup/manifest';
 import { formatReport, parseJobReport } from '../../src/restore/report';
 
@@ -138,5 +138,31 @@ describe('relying on a recent verification before a restore', () => {
     assert.equal(recentVerification(setWith(passed('2026-11-26T13:00:00Z')), 24, now), undefined);
     assert.equal(recentVerification(setWith(passed('2026-11-26T11:59:00Z')), 0, now), undefined);
     assert.equal(recentVerification(setWith(passed('not a date')), 24, now), undefined);
+  });
+});
+
+describe('restore: the plan as text', () => {
+  it('keeps one line per item whatever a name holds (a role name with a newline, a control character)', () => {
+    const plan = {
+      host: 'prod',
+      set: { name: 's1', manifest: { kadiVersion: '1.2.3', startedAt: 't' } },
+      components: ['db'],
+      safetyBackup: true,
+      compareContent: false,
+      verify: { ok: true, problems: [] },
+      kadi: { upgrade: false },
+      postgres: {},
+      database: { empty: false, mode: 'clean' },
+      disk: [],
+      servicesToStop: [],
+      servicesSkipped: [],
+      probe: {},
+      blockers: ['The set\'s privileges name 1 role(s) this server does not have ("kadi\nreader\u0007"): CREATE ROLE "kadi\nreader\u0007" NOLOGIN;'],
+      warnings: ['a\r\nb'],
+    } as unknown as RestorePlan;
+    const lines = formatPlan(plan);
+    assert.ok(lines.every((l) => !/[\r\n\x07]/.test(l)), JSON.stringify(lines));
+    assert.equal(lines.at(-1), '  REFUSED: The set\'s privileges name 1 role(s) this server does not have ("kadi\\nreader\\x07"): CREATE ROLE "kadi\\nreader\\x07" NOLOGIN;');
+    assert.equal(lines.at(-2), '  warning: a\\nb');
   });
 });
