@@ -47,6 +47,8 @@ export interface LiveDb {
   createSchemas?: boolean;
   /** Extensions the server can install: name, trusted (a database owner may create it), superuser-only. */
   available: { name: string; trusted: boolean; superuser: boolean }[];
+  /** The role's default privileges for new tables ('r') and sequences ('S'), per schema ('' for all), and whom they grant to. */
+  defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
   /** Objects that depend on a table or view (a view by its rules, a foreign key by the table it references). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string } }[];
 }
@@ -99,6 +101,7 @@ export function parseLiveDb(json: string): LiveDb {
       top: a[6] === true,
     })),
     available: (Array.isArray(o.available) ? (o.available as unknown[][]) : []).map((a) => ({ name: String(a[0]), trusted: a[1] === true, superuser: a[2] === true })),
+    defaultAcls: (Array.isArray(o.defaultAcls) ? (o.defaultAcls as unknown[][]) : []).map((a) => ({ schema: String(a[0]), objtype: String(a[1]), grantees: strings(a[2]) })),
     dependents: (Array.isArray(o.dependents) ? (o.dependents as unknown[][]) : []).map((a) => ({
       kind: String(a[0]),
       schema: String(a[1]),
@@ -356,6 +359,28 @@ export function planDbRestore(
     if (stays.length > 0) {
       blockers.push(
         `${stays.length} object(s) of the database depend on what this restore drops and creates again, and would stay: PostgreSQL refuses to drop a table, view, type or sequence while they exist (${firstOf(stays, 5)}). Nothing was changed. Drop them first if they should go (a newer Kadi's tables or views: restore onto the Kadi version of the set), or restore with a listing that leaves out what they depend on.`,
+      );
+    }
+  }
+
+  // Default privileges of the restoring role (ALTER DEFAULT PRIVILEGES … GRANT … ON TABLES): a table
+  // or sequence the restore makes again gets them when it is created, and the set's privilege
+  // statements (relative to the built-in defaults) do not take them away: it can then be read or
+  // changed by roles the set never granted to. Said, with whom.
+  const granting = live.defaultAcls.filter((a) => a.grantees.length > 0);
+  if (granting.length > 0) {
+    const widened = new Map<string, string[]>();
+    for (const e of enabledEntries) {
+      const objtype = e.desc === 'SEQUENCE' ? 'S' : ['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'].includes(e.desc) ? 'r' : '';
+      if (!objtype || keep.has(e.dumpId)) continue;
+      const to = [...new Set(granting.filter((a) => a.objtype === objtype && (a.schema === '' || tocText(a.schema) === e.schema)).flatMap((a) => a.grantees))].sort();
+      if (to.length === 0) continue;
+      const k = to.join(', ');
+      widened.set(k, [...(widened.get(k) ?? []), describe(e)]);
+    }
+    for (const [to, objects] of widened) {
+      warnings.push(
+        `Role ${live.user} has default privileges (ALTER DEFAULT PRIVILEGES) that grant to ${to}: the ${objects.length} object(s) this restore makes again get them on top of the set's own privileges (${firstOf(objects, 5)}). Revoke them afterwards where they should not have them.`,
       );
     }
   }

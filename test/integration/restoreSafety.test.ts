@@ -219,6 +219,35 @@ break; ""t"" ü"), 'added after the set');
     }
   });
 
+  it("the Kadi role's default privileges (ALTER DEFAULT PRIVILEGES) that tables made again would get are named in the plan, with whom they grant to", async () => {
+    // file has privileges of its own in the set (a grant to another role); the others have none.
+    await sb.psql(`CREATE ROLE "kadi files reader" NOLOGIN; GRANT SELECT ON public.file TO "kadi files reader";`);
+    let name: string;
+    try {
+      name = await backup();
+    } finally {
+      await sb.psql(`REVOKE SELECT ON public.file FROM "kadi files reader";`);
+    }
+    await sb.psql(`CREATE ROLE "kadi audit; ü" NOLOGIN; ALTER DEFAULT PRIVILEGES FOR ROLE kadi IN SCHEMA public GRANT SELECT ON TABLES TO "kadi audit; ü";`);
+    try {
+      const p = await plan(name);
+      const said = p.plan.warnings.find((w) => w.includes('default privileges')) ?? p.plan.warnings.join('\n');
+      assert.match(said, /^Role kadi has default privileges \(ALTER DEFAULT PRIVILEGES\) that grant to kadi audit; ü: the \d+ object\(s\) this restore makes again get them on top of the set's own privileges \(.*TABLE public\.file/);
+      assert.doesNotMatch(said, /SEQUENCE/, 'the default privileges are for tables only');
+      // What the warning says happens: the restored table can be read by the role it did not grant to.
+      assert.equal((await sb.psql(`SELECT has_table_privilege('kadi audit; ü', 'public.record', 'SELECT')`)).trim(), 'f');
+      const r = await restore(name);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal((await sb.psql(`SELECT has_table_privilege('kadi audit; ü', 'public.record', 'SELECT')`)).trim(), 't');
+      // Also where the set holds privileges of its own for the table: they are granted on top.
+      assert.equal((await sb.psql(`SELECT has_table_privilege('kadi audit; ü', 'public.file', 'SELECT') AND has_table_privilege('kadi files reader', 'public.file', 'SELECT')`)).trim(), 't');
+    } finally {
+      await sb.psql(`ALTER DEFAULT PRIVILEGES FOR ROLE kadi IN SCHEMA public REVOKE SELECT ON TABLES FROM "kadi audit; ü"; DROP OWNED BY "kadi audit; ü"; DROP ROLE "kadi audit; ü"; DROP OWNED BY "kadi files reader"; DROP ROLE "kadi files reader";`);
+    }
+    const p = await plan(name);
+    assert.equal(p.plan.warnings.some((w) => w.includes('default privileges')), false, p.plan.warnings.join('\n'));
+  });
+
   it('a database the Kadi role does not own (no CREATE on it) is named at preflight for the schemas a restore makes again; nothing runs', async () => {
     await sb.psql('ALTER DATABASE kadi OWNER TO postgres; GRANT CREATE ON SCHEMA public TO kadi;');
     try {

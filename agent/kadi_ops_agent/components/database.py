@@ -101,6 +101,13 @@ SELECT pg_catalog.json_build_object(
   'available', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(a.name, v.trusted, v.superuser)), '[]')
                   FROM pg_catalog.pg_available_extensions a
                   JOIN pg_catalog.pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version),
+  -- The role's own default privileges for new tables and sequences (ALTER DEFAULT PRIVILEGES), with
+  -- whom they grant to: a table the restore makes again gets them, also where the set had none.
+  'defaultAcls', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(coalesce(n.nspname, ''), d.defaclobjtype,
+                    (SELECT coalesce(pg_catalog.json_agg(DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END), '[]')
+                       FROM pg_catalog.aclexplode(d.defaclacl) a WHERE a.grantee <> d.defaclrole))), '[]')
+                    FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
+                   WHERE d.defaclrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) AND d.defaclobjtype IN ('r', 'S')),
   -- What depends on a table or view of another relation (a view by its rules, a foreign key by the
   -- table it references), on a type or on a sequence: pg_restore --clean cannot drop the one while the other stays. Not the
   -- copies of a foreign key PostgreSQL makes for partitions (conparentid): pg_dump never dumps
