@@ -49,7 +49,7 @@ export interface LiveDb {
   available: { name: string; trusted: boolean; superuser: boolean }[];
   /** The role's default privileges for new tables ('r') and sequences ('S'), per schema ('' for all), and whom they grant to. */
   defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
-  /** Objects that depend on a table or view (a view by its rules, a foreign key by the table it references). */
+  /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string } }[];
 }
 
@@ -365,22 +365,25 @@ export function planDbRestore(
 
   // Default privileges of the restoring role (ALTER DEFAULT PRIVILEGES … GRANT … ON TABLES): a table
   // or sequence the restore makes again gets them when it is created, and the set's privilege
-  // statements (relative to the built-in defaults) do not take them away: it can then be read or
-  // changed by roles the set never granted to. Said, with whom.
+  // statements (relative to the built-in defaults) do not take them away: roles the set's own
+  // privileges for it do not name may then read or change it. Said, with whom and which objects.
   const granting = live.defaultAcls.filter((a) => a.grantees.length > 0);
   if (granting.length > 0) {
     const widened = new Map<string, string[]>();
     for (const e of enabledEntries) {
       const objtype = e.desc === 'SEQUENCE' ? 'S' : ['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE'].includes(e.desc) ? 'r' : '';
       if (!objtype || keep.has(e.dumpId)) continue;
-      const to = [...new Set(granting.filter((a) => a.objtype === objtype && (a.schema === '' || tocText(a.schema) === e.schema)).flatMap((a) => a.grantees))].sort();
+      // Roles the set grants to itself on this object (its ACL entry): the default gives them nothing new.
+      const acl = enabledEntries.find((a) => a.desc === 'ACL' && a.schema === e.schema && a.name === `${objtype === 'S' ? 'SEQUENCE' : 'TABLE'} ${e.name}`);
+      const own = new Set(acl ? (opts.grantees?.get(acl.dumpId) ?? []) : []);
+      const to = [...new Set(granting.filter((a) => a.objtype === objtype && (a.schema === '' || tocText(a.schema) === e.schema)).flatMap((a) => a.grantees))].filter((r) => !own.has(r)).sort();
       if (to.length === 0) continue;
       const k = to.join(', ');
       widened.set(k, [...(widened.get(k) ?? []), describe(e)]);
     }
     for (const [to, objects] of widened) {
       warnings.push(
-        `Role ${live.user} has default privileges (ALTER DEFAULT PRIVILEGES) that grant to ${to}: the ${objects.length} object(s) this restore makes again get them on top of the set's own privileges (${firstOf(objects, 5)}). Revoke them afterwards where they should not have them.`,
+        `Role ${live.user} has default privileges (ALTER DEFAULT PRIVILEGES) that grant to ${to}, which the set's own privileges do not name: the ${objects.length} object(s) this restore makes again get them (${firstOf(objects, 5)}). Revoke them afterwards where they should not have them.`,
       );
     }
   }

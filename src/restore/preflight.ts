@@ -3,7 +3,7 @@
  * before anything is touched and returned as a plan the operator confirms. Blockers make
  * startRestore refuse; warnings are shown with the plan.
  */
-import { listSets, startVerify } from '../backup/backupSets';
+import { backupPlan, BackupRefusedError, listSets, startVerify } from '../backup/backupSets';
 import type { BackupSet, VerifyRecord } from '../backup/manifest';
 import { MemorySink, teeSink, type OutputSink } from '../core/sink';
 import { relativePathProblems, type Discovery } from '../kadi/discovery';
@@ -77,9 +77,16 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   const set = await findSet(host, setName);
   const components = [...(opts.components ?? DEFAULT_COMPONENTS)];
   const blockers: string[] = [];
-  // A relative STORAGE_PATH or MISC_UPLOADS_PATH: the restore (and its safety backup) cannot know the directory.
+  // The restore job is given the host's plan as a backup is (paths, tools): what a backup refuses
+  // (a relative or unknown STORAGE_PATH, no pg_dump of the server's major) is refused here, not after
+  // the confirmation. An unreachable database is said once, by the probe below.
+  try {
+    backupPlan(host, d, {});
+  } catch (e) {
+    if (!(e instanceof BackupRefusedError)) throw e;
+    if (!d.facts.pg.error) blockers.push(e.message.replace(/^Cannot back up [^:]*: /, ''));
+  }
   const relative = relativePathProblems(d.facts);
-  blockers.push(...relative);
   const warnings: string[] = d.facts.problems.filter((p) => !relative.includes(p));
   const m = set.manifest;
   const f = d.facts;
@@ -114,7 +121,7 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
   const safetyBackup = opts.safetyBackup ?? true;
   // The safety backup is a backup of the profile: with its Redis on, a Redis of another host fails it after the services stopped.
   if (safetyBackup && host.profile.redis.enabled && probe.redisAway && !components.includes('redis')) {
-    blockers.push(`${probe.redisAway}. The safety backup would include Redis (the profile's redis is on): turn it off, or restore with --no-safety-backup.`);
+    blockers.push(`The safety backup includes Redis (the profile's redis is on), which it cannot take: ${probe.redisAway}. Or restore with --no-safety-backup.`);
   }
   if (safetyBackup) disk.push({ where: `${host.profile.backupDir} (safety backup)`, needBytes: Math.ceil((probe.dbBytes ?? 0) / 4), freeBytes: probe.backupFreeBytes });
   for (const c of chosen) c.checkLive?.(ctx);
@@ -206,8 +213,13 @@ export function formatPlan(p: RestorePlan): string[] {
   for (const c of componentsNamed(p.components)) if (c.name === 'config') out.push(...(c.planLines?.(p) ?? []));
   for (const w of p.warnings) out.push(`  warning: ${w}`);
   for (const b of p.blockers) out.push(`  REFUSED: ${b}`);
-  // One line each, whatever the names in them hold (a role or table name with a newline, a control character).
-  return out.map((l) => l.replace(/\r\n|\n|\r/g, '\\n').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  // One line each, whatever the names in them hold (a role or table name with a newline, a control
+  // character, a line or paragraph separator): escaped as a string literal would be, the backslash too.
+  return out.map((l) =>
+    l.replace(/[\\\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/g, (c) =>
+      c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+    ),
+  );
 }
 
 function verificationLine(v: RestorePlan['verify']): string {

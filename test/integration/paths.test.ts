@@ -95,4 +95,21 @@ describe('paths as they really are', function () {
       pool.closeAll();
     }
   });
+
+  it('a relative STORAGE_PATH is refused by a backup and at the restore\'s preflight (before: after the confirmation), saying what to set', async () => {
+    withStorage('data/storage');
+    const { pool, host } = await connect();
+    try {
+      const d = await discover(host);
+      const want = 'STORAGE_PATH is the relative path "data/storage": Kadi resolves it against the directory it runs in, which Kadi Ops cannot know. Set an absolute path in Kadi\'s configuration, or the profile\'s overrides.storagePath.';
+      await assert.rejects(startBackup(host, d), (e: Error) => e.message === `Cannot back up sandbox: ${want}`);
+      for (const opts of [{ components: ['db', 'storage'] as const }, { components: ['db'] as const, safetyBackup: false }]) {
+        const plan = await preflight(host, d, 'latest', { ...opts, components: [...opts.components] });
+        assert.ok(plan.blockers.includes(want), plan.blockers.join('\n'));
+        assert.equal(plan.warnings.includes(want), false, 'said once');
+      }
+    } finally {
+      pool.closeAll();
+    }
+  });
 });

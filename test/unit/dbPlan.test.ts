@@ -48,6 +48,21 @@ describe('database restore plan (dbPlan)', () => {
     assert.equal(p.clean, true);
   });
 
+  it("names the restoring role's default privileges that re-created tables and sequences get, per schema and kind, less the roles the set grants to itself", () => {
+    const db: LiveDb = { ...live(), defaultAcls: [{ schema: 'public', objtype: 'r', grantees: ['PUBLIC', 'audit'] }, { schema: '', objtype: 'S', grantees: ['seq reader'] }, { schema: 'public', objtype: 'r', grantees: [] }] };
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    const said = p.warnings.filter((w) => w.includes('default privileges'));
+    assert.deepEqual(said, [
+      "Role kadi has default privileges (ALTER DEFAULT PRIVILEGES) that grant to PUBLIC, audit, which the set's own privileges do not name: the 3 object(s) this restore makes again get them (TABLE public.TABLE DATA public x, TABLE public.t, VIEW public.v). Revoke them afterwards where they should not have them.",
+      "Role kadi has default privileges (ALTER DEFAULT PRIVILEGES) that grant to seq reader, which the set's own privileges do not name: the 1 object(s) this restore makes again get them (SEQUENCE public.t_id_seq). Revoke them afterwards where they should not have them.",
+    ], 'the odd schema\'s table is in another schema; the DBA\'s table is kept, never made again');
+    // The set's own privileges on t name audit: only PUBLIC is new.
+    const withAcl = `${TOC.trimEnd()}\n3600; 0 0 ACL public TABLE t kadi\n`;
+    const q = planDbRestore(withAcl, db, { clean: true, listing: serializeListing(setEnabled(parseListing(withAcl), [3521], false)), grantees: new Map([[3600, ['audit']]]) });
+    assert.ok(q.warnings.some((w) => w.startsWith('Role kadi has default privileges (ALTER DEFAULT PRIVILEGES) that grant to PUBLIC, which') && w.includes('(TABLE public.t)')), q.warnings.join('\n'));
+    assert.deepEqual(planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() }).warnings.filter((w) => w.includes('default privileges')), [], 'none without default privileges');
+  });
+
   it('leaving out the other role\'s table data lifts the refusal; pg_restore -l -v\'s own entries never reach the listing', () => {
     const p = planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() });
     assert.deepEqual(p.blockers, []);

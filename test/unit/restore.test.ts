@@ -158,11 +158,12 @@ describe('restore: the plan as text', () => {
       servicesSkipped: [],
       probe: {},
       blockers: ['The set\'s privileges name 1 role(s) this server does not have ("kadi\nreader\u0007"): CREATE ROLE "kadi\nreader\u0007" NOLOGIN;'],
-      warnings: ['a\r\nb'],
+      warnings: ['a\r\nb\\n\u2028\u0085'],
     } as unknown as RestorePlan;
     const lines = formatPlan(plan);
-    assert.ok(lines.every((l) => !/[\r\n\x07]/.test(l)), JSON.stringify(lines));
-    assert.equal(lines.at(-1), '  REFUSED: The set\'s privileges name 1 role(s) this server does not have ("kadi\\nreader\\x07"): CREATE ROLE "kadi\\nreader\\x07" NOLOGIN;');
-    assert.equal(lines.at(-2), '  warning: a\\nb');
+    assert.ok(lines.every((l) => !/[\r\n\x07\u2028\u0085]/.test(l)), JSON.stringify(lines));
+    assert.equal(lines.at(-1), '  REFUSED: The set\'s privileges name 1 role(s) this server does not have ("kadi\\nreader\\u0007"): CREATE ROLE "kadi\\nreader\\u0007" NOLOGIN;');
+    // A backslash of the name itself is doubled: a literal backslash-n is not a newline.
+    assert.equal(lines.at(-2), '  warning: a\\r\\nb\\\\n\\u2028\\u0085');
   });
 });

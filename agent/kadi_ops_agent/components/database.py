@@ -51,6 +51,15 @@ WITH nsp AS (
    WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
 ), ext AS (
   SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'
+), fn AS (
+  -- Functions as pg_dump's TOC names them: argument types by format_type, a zero-argument aggregate
+  -- as agg(*). Not those PostgreSQL makes itself (a range type's constructors: an internal
+  -- dependency), which pg_dump never dumps.
+  SELECT p.oid, p.proname || '(' || CASE WHEN p.prokind = 'a' AND p.pronargs = 0 THEN '*'
+         ELSE coalesce((SELECT pg_catalog.string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
+                          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') END || ')' AS tag
+    FROM pg_catalog.pg_proc p JOIN nsp n ON n.oid = p.pronamespace
+   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend i WHERE i.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND i.objid = p.oid AND i.deptype = 'i')
 ), objs AS (
   SELECT 'SCHEMA' AS kind, '-' AS sch, n.nspname AS tag, n.oid AS nsp_oid, pg_catalog.pg_get_userbyid(s.nspowner) AS owner, s.nspowner AS owner_oid,
          EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND objid = n.oid) AS ext, true AS top
@@ -64,12 +73,10 @@ WITH nsp AS (
          EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND objid = c.oid), c.relkind NOT IN ('i', 'I')
     FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I')
   UNION ALL
-  SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname,
-         p.proname || '(' || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
-                                         FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')',
+  SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, n.nspname, f.tag,
          n.oid, pg_catalog.pg_get_userbyid(p.proowner), p.proowner,
          EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objid = p.oid), true
-    FROM pg_catalog.pg_proc p JOIN nsp n ON n.oid = p.pronamespace
+    FROM pg_catalog.pg_proc p JOIN nsp n ON n.oid = p.pronamespace JOIN fn f ON f.oid = p.oid
   UNION ALL
   SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname, n.oid, pg_catalog.pg_get_userbyid(t.typowner), t.typowner,
          EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND objid = t.oid), true
@@ -128,26 +135,34 @@ SELECT pg_catalog.json_build_object(
       JOIN pg_catalog.pg_class t ON t.oid = o.confrelid JOIN nsp tn ON tn.oid = t.relnamespace
      WHERE o.contype = 'f' AND o.conrelid <> o.confrelid AND o.conparentid = 0
     UNION
-    -- A column of a type (an enum, a domain, a composite or range type) and a function taking or
-    -- returning one: the type cannot be dropped while they stay. Not a table's own row type.
-    SELECT CASE WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass THEN 'TABLE'
+    -- A column of a type (an enum, a domain, a composite or range type, or an array of one), a domain
+    -- or range over it, and a function taking or returning it: the type cannot be dropped while they
+    -- stay; and so does one of a table's row type while the table is dropped.
+    SELECT CASE WHEN c.oid IS NOT NULL THEN CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END
+                WHEN t2.oid IS NOT NULL THEN CASE t2.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END
                 WHEN p.prokind = 'p' THEN 'PROCEDURE' WHEN p.prokind = 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
-           coalesce(cn.nspname, pn.nspname),
-           coalesce(c.relname, p.proname || '(' || coalesce((SELECT pg_catalog.string_agg(pg_catalog.format_type(a.t, NULL), ', ' ORDER BY a.i)
-                                                        FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)), '') || ')'),
-           CASE ty.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, ty.typname
+           coalesce(cn.nspname, t2n.nspname, pn.nspname),
+           coalesce(c.relname, t2.typname, f.tag),
+           CASE WHEN rel.relkind IN ('r', 'p') THEN 'TABLE' WHEN rel.relkind = 'v' THEN 'VIEW' WHEN rel.relkind = 'm' THEN 'MATERIALIZED VIEW'
+                WHEN ty.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, coalesce(rel.relname, ty.typname)
       FROM pg_catalog.pg_depend d
-      JOIN pg_catalog.pg_type ty ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ty.oid = d.refobjid
+      JOIN pg_catalog.pg_type ty0 ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ty0.oid = d.refobjid
+      JOIN pg_catalog.pg_type ty ON ty.oid = CASE WHEN ty0.typcategory = 'A' AND ty0.typelem <> 0 THEN ty0.typelem ELSE ty0.oid END
       JOIN nsp tn ON tn.oid = ty.typnamespace
-      LEFT JOIN pg_catalog.pg_class c ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objid AND c.relkind IN ('r', 'p')
+      -- A relation's row type: dropping the relation drops it (the dependent is named against the relation).
+      LEFT JOIN pg_catalog.pg_class rel ON rel.oid = ty.typrelid AND ty.typrelid <> 0
+      LEFT JOIN pg_catalog.pg_class c ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objid AND c.relkind IN ('r', 'p', 'm', 'f', 'c')
       LEFT JOIN nsp cn ON cn.oid = c.relnamespace
+      LEFT JOIN pg_catalog.pg_type t2 ON d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t2.oid = d.objid AND t2.typtype IN ('d', 'r') AND t2.oid <> ty.oid
+      LEFT JOIN nsp t2n ON t2n.oid = t2.typnamespace
       LEFT JOIN pg_catalog.pg_proc p ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.objid
+      LEFT JOIN fn f ON f.oid = p.oid
       LEFT JOIN nsp pn ON pn.oid = p.pronamespace
-     WHERE d.deptype = 'n' AND ty.typtype IN ('e', 'd', 'c', 'r') AND (ty.typrelid = 0 OR (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid = ty.typrelid) = 'c')
-       AND (cn.oid IS NOT NULL OR pn.oid IS NOT NULL)
+     WHERE d.deptype = 'n' AND ty.typtype IN ('e', 'd', 'c', 'r') AND (c.oid IS NULL OR c.oid <> ty.typrelid)
+       AND (cn.oid IS NOT NULL OR t2n.oid IS NOT NULL OR (pn.oid IS NOT NULL AND f.oid IS NOT NULL))
     UNION
     -- A column default that takes numbers from a sequence (DEFAULT nextval): the sequence cannot be dropped while it stays.
-    SELECT 'TABLE', cn.nspname, c.relname, 'SEQUENCE', sn.nspname, sq.relname
+    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, cn.nspname, c.relname, 'SEQUENCE', sn.nspname, sq.relname
       FROM pg_catalog.pg_depend d
       JOIN pg_catalog.pg_attrdef ad ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid = d.objid
       JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid JOIN nsp cn ON cn.oid = c.relnamespace
