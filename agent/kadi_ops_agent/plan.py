@@ -141,9 +141,19 @@ def redis_auth(url):
     """Where a redis[s]://[user]:password@host[:port][/db] URL (CELERY_BROKER_URL) points and its
     credentials, as kombu reads it (the first of a ';' failover list; the host part ends at the
     first '/', '?' or '#'; percent-decoded) and as kadi/outputParsers.ts parseRedisAuth does:
-    {host, port, user, password} (user and password '' without them), or None for another URL."""
+    {host, port, user, password} (user and password '' without them), for a Unix socket
+    {socket, host: '', port: 0, user, password}, or None for another URL."""
     import urllib.parse
-    m = re.match(r'^rediss?://(.*)$', (url or '').strip().split(';')[0], re.S | re.I)
+    first = (url or '').strip().split(';')[0]
+    # A Unix socket: redis+socket:///run/redis/redis.sock (kombu), also socket:// and unix:// (redis-py),
+    # credentials before the path (redis+socket://:password@/run/redis/redis.sock).
+    sock = re.match(r'^(?:redis\+socket|socket|unix)://(?:([^@/]*)@)?(/[^?#]*)', first, re.S | re.I)
+    if sock:
+        userinfo, colon = sock.group(1) or '', (sock.group(1) or '').find(':')
+        password = urllib.parse.unquote(userinfo[colon + 1:]) if colon >= 0 else ''
+        return {'socket': urllib.parse.unquote(sock.group(2)), 'host': '', 'port': 0,
+                'user': urllib.parse.unquote(userinfo[:colon]) if password else '', 'password': password}
+    m = re.match(r'^rediss?://(.*)$', first, re.S | re.I)
     if not m:
         return None
     netloc = re.split(r'[/?#]', m.group(1), 1)[0]

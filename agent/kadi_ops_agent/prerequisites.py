@@ -159,7 +159,8 @@ def main(argv):
                            "check the URL's user and password, and the profile's redis.port" % (o['redis_port'], one_line(pong[:200])))
                 else:
                     fix = "start Redis, or set the profile's redis.port to the port it listens on"
-                snapshot.append(check('Redis answers on port %s' % o['redis_port'], pong == 'PONG', one_line(pong[:200]), fix))
+                where = ('at %s' % redis.socket_for(o)) if redis.socket_for(o) else ('on port %s' % o['redis_port'])
+                snapshot.append(check('Redis answers %s' % where, pong == 'PONG', one_line(pong[:200]), fix))
                 if pong == 'PONG':
                     saved = redis.saved_to(o)
                     wrong = redis.not_saved_to(o, dump, saved)

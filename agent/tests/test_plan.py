@@ -126,7 +126,11 @@ class KadiConfigTest(ZipappTestCase):
                           ('redis://:pw@localhost:6379/0?x=a@b', {'host': 'localhost', 'user': '', 'password': 'pw', 'port': 6379}),
                           ('redis://:pw1@h1:6379/0;redis://:pw2@h2:6379/0', {'host': 'h1', 'user': '', 'password': 'pw1', 'port': 6379}),
                           ('redis://:pw%zz%41%e2%82%ac@h', {'host': 'h', 'user': '', 'password': 'pw%zzA\u20ac', 'port': 6379}),
-                          ('redis://:pw@localhost:6_380/0', None), ('redis://:pw@localhost:99999/0', None)):
+                          ('redis://:pw@localhost:6_380/0', None), ('redis://:pw@localhost:99999/0', None),
+                          ('redis+socket://:p%40ss@/run/redis/redis%20server.sock?virtual_host=0',
+                           {'socket': '/run/redis/redis server.sock', 'host': '', 'port': 0, 'user': '', 'password': 'p@ss'}),
+                          ('unix:///var/run/redis.sock?db=0', {'socket': '/var/run/redis.sock', 'host': '', 'port': 0, 'user': '', 'password': ''}),
+                          ('socket://relative.sock', None)):
             self.assertEqual(self.plan.redis_auth(url), want, url)
 
     def test_a_configuration_kadi_cannot_load_fails_without_quoting_the_password(self):

@@ -181,5 +181,46 @@ class RedisHostTest(unittest.TestCase):
         self.assertEqual(here, "''")
 
 
+@unittest.skipUnless(shutil.which('redis-server') and shutil.which('redis-cli'), 'needs redis-server and redis-cli')
+class RedisSocketTest(unittest.TestCase):
+    """A broker URL naming a Unix socket (redis+socket:///path): redis-cli -s, with its password, and no
+    TCP port at all; the profile's port is not compared with it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        cls.sock = os.path.join(cls.dir, 'redis server.sock')
+        conf = os.path.join(cls.dir, 'redis.conf')
+        with open(conf, 'w') as f:
+            f.write('port 0\nunixsocket "%s"\nunixsocketperm 700\ndir %s\nsave ""\nrequirepass "%s"\n' % (cls.sock, cls.dir, PASSWORD.replace('"', '\\"')))
+        cls.server = subprocess.Popen(['redis-server', conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(cls.sock):
+                break
+            time.sleep(0.05)
+        cls.opts = {'redis_cli': shutil.which('redis-cli'), 'redis_port': str(free_port()), 'redis_dump': os.path.join(cls.dir, 'dump.rdb')}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.terminate()
+        cls.server.wait()
+        shutil.rmtree(cls.dir, True)
+
+    def tearDown(self):
+        redis.use_auth(None)
+
+    def test_the_socket_of_the_broker_url_is_asked_with_its_password(self):
+        from kadi_ops_agent import plan
+        from urllib.parse import quote
+        redis.use_auth(plan.redis_auth('redis+socket://:%s@%s?virtual_host=0' % (quote(PASSWORD, safe=''), quote(self.sock))))
+        self.assertEqual(redis.socket_for(self.opts), self.sock)
+        self.assertEqual(redis.cmd(self.opts, 'PING'), 'PONG')
+        self.assertEqual(redis.not_kadis(self.opts), '', 'a socket is on this host and names no port to compare')
+        redis.use_auth(plan.redis_auth('unix://%s' % quote(self.sock)))
+        self.assertIn('NOAUTH', redis.cmd(self.opts, 'PING'), 'without the password: this Redis asks for one')
+        redis.use_auth(None)
+        self.assertIn('Connection refused', redis.cmd(self.opts, 'PING'), "without the URL: 127.0.0.1 on the profile's port, not this Redis")
+
+
 if __name__ == '__main__':
     unittest.main()

@@ -91,6 +91,8 @@ export interface PlanFacts {
 
 /** What a job or verb is told about Kadi's Redis: its broker URL's host and port, and its credentials (password '' without). */
 export interface RedisAuthJson {
+  /** A Unix socket path (the broker URL names no host then). */
+  socket?: string;
   host: string;
   port: number;
   user: string;

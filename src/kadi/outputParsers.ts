@@ -409,6 +409,8 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
 
 /** Where Kadi's Redis is (its broker URL) and its credentials (AUTH [user] password), if any. */
 export interface RedisAuth {
+  /** A Unix socket (redis+socket:///run/redis/redis.sock): redis-cli -s; host '' and port 0 then. */
+  socket?: string;
   /** The URL's host ('localhost' when it names none); the agent asks Redis there. */
   host: string;
   port: number;
@@ -422,10 +424,20 @@ export interface RedisAuth {
  * Where a `redis[s]://[user]:password@host[:port][/db]` URL points and its credentials, as kombu
  * (Kadi's broker client) reads it and as the agent's plan.redis_auth does: the first of a ';'
  * failover list, the host part ending at the first '/', '?' or '#', percent-decoded; port 6379
- * unless given; undefined for a URL that is not Redis or has a port that is none.
+ * unless given; a Unix socket's path for redis+socket://, socket:// and unix:// URLs; undefined for
+ * a URL that is not Redis or has a port that is none.
  */
 export function parseRedisAuth(url: string): RedisAuth | undefined {
-  const m = /^rediss?:\/\/(.*)$/is.exec(url.trim().split(';')[0]);
+  const first = url.trim().split(';')[0];
+  // A Unix socket: redis+socket:///path (kombu), also socket:// and unix:// (redis-py); credentials before the path.
+  const sock = /^(?:redis\+socket|socket|unix):\/\/(?:([^@/]*)@)?(\/[^?#]*)/is.exec(first);
+  if (sock) {
+    const userinfo = sock[1] ?? '';
+    const colon = userinfo.indexOf(':');
+    const password = colon >= 0 ? unquote(userinfo.slice(colon + 1)) : '';
+    return { socket: unquote(sock[2]), host: '', port: 0, user: password ? unquote(userinfo.slice(0, colon)) : '', password: new Secret(password) };
+  }
+  const m = /^rediss?:\/\/(.*)$/is.exec(first);
   if (!m) return undefined;
   const netloc = m[1].split(/[/?#]/)[0];
   const at = netloc.lastIndexOf('@');
@@ -452,7 +464,7 @@ function unquote(s: string): string {
 
 /** Where Redis is and its credentials as the agent reads them (JSON, never in argv): for a job's input or a verb's stdin line. */
 export function redisAuthJson(a: RedisAuth | undefined): RedisAuthJson | undefined {
-  return a ? { host: a.host, port: a.port, user: a.user, password: a.password.reveal() } : undefined;
+  return a ? { ...(a.socket ? { socket: a.socket } : {}), host: a.host, port: a.port, user: a.user, password: a.password.reveal() } : undefined;
 }
 
 

@@ -376,6 +376,11 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       for (const none of ['amqp://u:p@localhost//', 'redis://:pw@localhost:99999/0', 'redis://:pw@localhost:0x18EC/0', 'redis://h:0/0']) {
         assert.equal(parseRedisAuth(none), undefined, none);
       }
+      // A Unix socket (kombu's redis+socket://, redis-py's unix://), credentials before the path.
+      const sock = parseRedisAuth('redis+socket://:p%40ss@/run/redis/redis%20server.sock?virtual_host=0');
+      assert.deepEqual(sock && [sock.socket, sock.host, sock.port, sock.user, sock.password.reveal()], ['/run/redis/redis server.sock', '', 0, '', 'p@ss']);
+      assert.deepEqual(redisAuthJson(parseRedisAuth('unix:///var/run/redis.sock?db=0')), { socket: '/var/run/redis.sock', host: '', port: 0, user: '', password: '' });
+      assert.equal(parseRedisAuth('socket://relative.sock'), undefined, 'a socket path is absolute');
       // The agent reads the same URLs the same way (plan.redis_auth; agent/tests/test_plan.py).
       assert.deepEqual(redisAuthJson(parseRedisAuth('redis://u:p@[::1]:7000/2')), { host: '::1', port: 7000, user: 'u', password: 'p' });
     });

@@ -62,6 +62,9 @@ def use_auth(auth):
     if not isinstance(auth, dict):
         return
     _auth.update({k: auth[k] for k in ('host', 'port') if k in auth})
+    sock = auth.get('socket')
+    if isinstance(sock, str) and sock.startswith('/') and '\n' not in sock:
+        _auth['socket'] = sock
     password = auth.get('password')
     # A password no environment can hold (a NUL, an unpaired surrogate) is not used: Redis then says NOAUTH.
     if isinstance(password, str) and password and '\0' not in password and not any('\ud800' <= c <= '\udfff' for c in password):
@@ -69,7 +72,13 @@ def use_auth(auth):
 
 
 def _for_port(opts):
-    return bool(_auth) and str(_auth.get('port')) == str(opts['redis_port'])
+    """Whether the broker URL is for the Redis the profile names: its port, or a Unix socket (which names no port)."""
+    return bool(_auth) and (bool(_auth.get('socket')) or str(_auth.get('port')) == str(opts['redis_port']))
+
+
+def socket_for(opts):
+    """The Unix socket of Kadi's broker URL ('' when it names a host and port): redis-cli -s."""
+    return _auth.get('socket', '') if _auth else ''
 
 
 def auth_for(opts):
@@ -183,10 +192,14 @@ def use_auth_line(line):
 
 
 def cmd(opts, *args):
-    """redis-cli with the configured port; Redis' error replies are text on stdout (exit status 0)."""
-    argv, env = [opts['redis_cli'], '-p', opts['redis_port']], None
-    if host_for(opts):
-        argv += ['-h', host_for(opts)]
+    """redis-cli at the broker URL's Unix socket, or host and the profile's port; Redis' error replies
+    are text on stdout (exit status 0)."""
+    if socket_for(opts):
+        argv, env = [opts['redis_cli'], '-s', socket_for(opts)], None
+    else:
+        argv, env = [opts['redis_cli'], '-p', opts['redis_port']], None
+        if host_for(opts):
+            argv += ['-h', host_for(opts)]
     auth = auth_for(opts)
     if auth:
         env = dict(os.environ, REDISCLI_AUTH=auth['password'])
