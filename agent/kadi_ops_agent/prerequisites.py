@@ -136,11 +136,14 @@ def main(argv):
             # A backup --redis takes a snapshot and copies the dump: the dump readable, or a rule to read it.
             snapshot = [check('redis-cli', os.access(o['redis_cli'], os.X_OK) or shutil.which(o['redis_cli']), o['redis_cli'],
                               'install it: apt install redis-tools')]
-            away = redis.not_kadis(o)
+            elsewhere, other_port = redis.not_local(o), redis.port_mismatch(o)
+            # A Redis of another host or port: nothing here to ask or read; a restore of it refused as well.
+            placement = [check('Redis runs on this host', not elsewhere, redis.host_for(o), elsewhere),
+                         check("the profile's redis.port is the broker URL's", not other_port, o['redis_port'], other_port)]
+            away = elsewhere or other_port
             pong = ''
-            if away:  # a Redis of another host or port: nothing here to ask or read
-                snapshot.append(check('Redis runs on this host', not redis.not_local(o), redis.host_for(o), redis.not_local(o)))
-                snapshot.append(check("the profile's redis.port is the broker URL's", not redis.port_mismatch(o), o['redis_port'], redis.port_mismatch(o)))
+            if away:
+                snapshot += placement
             else:
                 auth = redis.auth_for(o)
                 if auth:
@@ -171,7 +174,7 @@ def main(argv):
                     snapshot += sudo_checks([privileges.redis_read(dump)], o['profile'])
             features.append({'feature': 'redis snapshot', 'optional': False, 'checks': snapshot})
             # Restoring Redis is chosen explicitly (it replays queued Celery tasks): optional.
-            restore_redis = [c for c in snapshot if c['name'] in ('Redis runs on this host', "the profile's redis.port is the broker URL's")]
+            restore_redis = placement if away else []
             if o['redis_service'] and not away:
                 restore_redis.append(check('service %s exists' % o['redis_service'], have_systemctl and services.exists(o['redis_service']), '',
                                            "set the profile's redis.service to Redis' unit"))

@@ -25,30 +25,44 @@ def free_port():
 
 
 @unittest.skipUnless(shutil.which('redis-server') and shutil.which('redis-cli'), 'needs redis-server and redis-cli')
-class RedisAuthTest(unittest.TestCase):
+class RedisServerCase(unittest.TestCase):
+    """Real redis-servers of a test class, in a directory of its own, stopped and removed after it;
+    the broker URL's settings forgotten after each test."""
+
+    @classmethod
+    def serve(cls, conf_text, name='redis'):
+        """Starts a redis-server with CONF_TEXT ({dir} in it: its directory, DIR/NAME) and returns that directory."""
+        if not hasattr(cls, 'servers'):
+            cls.dir, cls.servers = tempfile.mkdtemp(), []
+        d = os.path.join(cls.dir, name)
+        os.mkdir(d)
+        conf = os.path.join(d, 'redis.conf')
+        with open(conf, 'w') as f:
+            f.write('dir %s\nsave ""\n%s' % (d, conf_text.replace('{dir}', d)))
+        cls.servers.append(subprocess.Popen(['redis-server', conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return d
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.servers:
+            s.terminate()
+            s.wait()
+        shutil.rmtree(cls.dir, True)
+
+    def tearDown(self):
+        redis.use_auth(None)
+
+
+class RedisAuthTest(RedisServerCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp()
         cls.port = free_port()
-        conf = os.path.join(cls.dir, 'redis.conf')
-        with open(conf, 'w') as f:
-            f.write('port %d\nbind 127.0.0.1\ndir %s\nsave ""\nrequirepass "%s"\n' % (cls.port, cls.dir, PASSWORD.replace('"', '\\"')))
-            f.write('user kadi-ops on >%s ~* &* +@all\n' % 'acl-pass')
-        cls.server = subprocess.Popen(['redis-server', conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.serve('port %d\nbind 127.0.0.1\nrequirepass "%s"\nuser kadi-ops on >%s ~* &* +@all\n' % (cls.port, PASSWORD.replace('"', '\\"'), 'acl-pass'))
         cls.opts = {'redis_cli': shutil.which('redis-cli'), 'redis_port': str(cls.port)}
         for _ in range(100):
             if 'NOAUTH' in redis.cmd(cls.opts, 'PING'):
                 break
             time.sleep(0.05)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.terminate()
-        cls.server.wait()
-        shutil.rmtree(cls.dir, True)
-
-    def tearDown(self):
-        redis.use_auth(None)
 
     def test_without_credentials_redis_says_noauth(self):
         self.assertIn('NOAUTH', redis.cmd(self.opts, 'PING'))
@@ -95,23 +109,15 @@ class RedisAuthTest(unittest.TestCase):
             self.assertIn('NOAUTH', redis.cmd(self.opts, 'PING'))
 
 
-@unittest.skipUnless(shutil.which('redis-server') and shutil.which('redis-cli'), 'needs redis-server and redis-cli')
-class RedisHostTest(unittest.TestCase):
+class RedisHostTest(RedisServerCase):
     """Two Redis servers on the same port, one bound to 127.0.0.1 and one to 127.0.0.2: the broker
     URL's host decides which one is asked (before: always 127.0.0.1's, whose snapshot is not Kadi's)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp()
         cls.port = free_port()
-        cls.servers = []
         for addr in ('127.0.0.1', '127.0.0.2'):
-            d = os.path.join(cls.dir, addr)
-            os.mkdir(d)
-            conf = os.path.join(d, 'redis.conf')
-            with open(conf, 'w') as f:
-                f.write('port %d\nbind %s\ndir %s\nsave ""\n' % (cls.port, addr, d))
-            cls.servers.append(subprocess.Popen(['redis-server', conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            cls.serve('port %d\nbind %s\n' % (cls.port, addr), addr)
         cls.opts = {'redis_cli': shutil.which('redis-cli'), 'redis_port': str(cls.port), 'redis_dump': '/nonexistent/dump.rdb'}
         for addr in ('127.0.0.1', '127.0.0.2'):
             redis.use_auth({'host': addr, 'port': cls.port, 'user': '', 'password': ''})
@@ -119,16 +125,6 @@ class RedisHostTest(unittest.TestCase):
                 if redis.cmd(cls.opts, 'SET', 'kadi-ops:which', addr) == 'OK':
                     break
                 time.sleep(0.05)
-        redis.use_auth(None)
-
-    @classmethod
-    def tearDownClass(cls):
-        for s in cls.servers:
-            s.terminate()
-            s.wait()
-        shutil.rmtree(cls.dir, True)
-
-    def tearDown(self):
         redis.use_auth(None)
 
     def test_the_broker_urls_host_is_the_redis_asked(self):
@@ -181,33 +177,19 @@ class RedisHostTest(unittest.TestCase):
         self.assertEqual(here, "''")
 
 
-@unittest.skipUnless(shutil.which('redis-server') and shutil.which('redis-cli'), 'needs redis-server and redis-cli')
-class RedisSocketTest(unittest.TestCase):
+class RedisSocketTest(RedisServerCase):
     """A broker URL naming a Unix socket (redis+socket:///path): redis-cli -s, with its password, and no
     TCP port at all; the profile's port is not compared with it."""
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp()
-        cls.sock = os.path.join(cls.dir, 'redis server.sock')
-        conf = os.path.join(cls.dir, 'redis.conf')
-        with open(conf, 'w') as f:
-            f.write('port 0\nunixsocket "%s"\nunixsocketperm 700\ndir %s\nsave ""\nrequirepass "%s"\n' % (cls.sock, cls.dir, PASSWORD.replace('"', '\\"')))
-        cls.server = subprocess.Popen(['redis-server', conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        d = cls.serve('port 0\nunixsocket "{dir}/redis server.sock"\nunixsocketperm 700\nrequirepass "%s"\n' % PASSWORD.replace('"', '\\"'))
+        cls.sock = os.path.join(d, 'redis server.sock')
         for _ in range(100):
             if os.path.exists(cls.sock):
                 break
             time.sleep(0.05)
-        cls.opts = {'redis_cli': shutil.which('redis-cli'), 'redis_port': str(free_port()), 'redis_dump': os.path.join(cls.dir, 'dump.rdb')}
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.terminate()
-        cls.server.wait()
-        shutil.rmtree(cls.dir, True)
-
-    def tearDown(self):
-        redis.use_auth(None)
+        cls.opts = {'redis_cli': shutil.which('redis-cli'), 'redis_port': str(free_port()), 'redis_dump': os.path.join(d, 'dump.rdb')}
 
     def test_the_socket_of_the_broker_url_is_asked_with_its_password(self):
         from kadi_ops_agent import plan

@@ -118,7 +118,8 @@ def not_local(opts):
         addrs = {a[4][0] for a in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
     except OSError as e:
         return "Kadi's Redis is at %s (CELERY_BROKER_URL), which this host cannot resolve: %s" % (host, e)
-    if any(_is_local(a.split('%')[0]) for a in addrs):
+    nets = _local_networks()
+    if any(_is_local(a.split('%')[0], nets) for a in addrs):
         return ''
     return ("Kadi's Redis is at %s (CELERY_BROKER_URL), not on this host: its snapshot is not a file here. Back it up "
             "on the host that runs it, or turn the profile's redis off" % host)
@@ -152,11 +153,11 @@ def _local_networks():
     return nets
 
 
-def _is_local(addr):
-    """Whether ADDR is an address of this host (its routing table; a bind() test where /proc cannot tell)."""
+def _is_local(addr, nets):
+    """Whether ADDR is an address of this host: in NETS (_local_networks), or where /proc could not
+    tell (NETS None), one that binds."""
     import ipaddress
     import socket
-    nets = _local_networks()
     if nets is not None:
         try:
             ip = ipaddress.ip_address(addr)
