@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startBackup } from '../../src/backup/backupSets';
-import { discover } from '../../src/kadi/discovery';
+import { discover, type Discovery } from '../../src/kadi/discovery';
 import { checkPrerequisites } from '../../src/kadi/prerequisites';
 import { preflight } from '../../src/restore/preflight';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
@@ -50,6 +50,20 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
     } finally {
       fs.chmodSync(redis.dataDir, mode);
       await goodSave();
+    }
+  }
+
+  /** FN on a fresh connection (discovery reads Kadi's configuration again) while Kadi's CELERY_BROKER_URL is URL; the configuration put back after. */
+  async function withBroker(url: string, fn: (h: RemoteHost, d: Discovery, own: ConnectionPool) => Promise<void>): Promise<void> {
+    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
+    fs.writeFileSync(sb.kadiConfig, original.replace(/^CELERY_BROKER_URL = .*$/m, `CELERY_BROKER_URL = ${JSON.stringify(url)}`));
+    const own = newPool();
+    try {
+      const h = await own.get(profileOf(sb, 'sudo'));
+      await fn(h, await discover(h), own);
+    } finally {
+      own.closeAll();
+      fs.writeFileSync(sb.kadiConfig, original);
     }
   }
 
@@ -246,13 +260,8 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
   });
 
   it("a broker URL naming a Redis on another host: check says so, a backup with Redis is refused before it copies anything (before: the local Redis on that port was snapshotted as Kadi's)", async () => {
-    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
     // TEST-NET-1: an address of no host here; the sandbox's own Redis still listens on the same port of 127.0.0.1.
-    fs.writeFileSync(sb.kadiConfig, original.replace(/^CELERY_BROKER_URL = .*$/m, `CELERY_BROKER_URL = "redis://192.0.2.7:${redis.port}/0"`));
-    const own = newPool();
-    try {
-      const h = await own.get(profileOf(sb, 'sudo'));
-      const d = await discover(h);
+    await withBroker(`redis://192.0.2.7:${redis.port}/0`, async (h, d, own) => {
       const features = (await checkPrerequisites(h, d)).features;
       for (const name of ['redis snapshot', 'redis restore']) {
         const checks = features.find((f) => f.feature === name);
@@ -273,19 +282,11 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
       assert.equal(without.blockers.some((b) => b.includes('safety backup includes Redis')), false, without.blockers.join('\n'));
       const withRedis = await preflight(h, d, 'latest', { components: ['db', 'redis'], safetyBackup: false });
       assert.ok(withRedis.blockers.some((b) => b.startsWith("Kadi's Redis is at 192.0.2.7 (CELERY_BROKER_URL), not on this host")), withRedis.blockers.join('\n'));
-    } finally {
-      own.closeAll();
-      fs.writeFileSync(sb.kadiConfig, original);
-    }
+    });
   });
 
   it("a broker URL naming another port than the profile's: check and a backup with Redis say so; the Redis on the profile's port is not snapshotted as Kadi's", async () => {
-    const original = fs.readFileSync(sb.kadiConfig, 'utf8');
-    fs.writeFileSync(sb.kadiConfig, original.replace(/^CELERY_BROKER_URL = .*$/m, `CELERY_BROKER_URL = "redis://127.0.0.1:${redis.port + 1}/0"`));
-    const own = newPool();
-    try {
-      const h = await own.get(profileOf(sb, 'sudo'));
-      const d = await discover(h);
+    await withBroker(`redis://127.0.0.1:${redis.port + 1}/0`, async (h, d, own) => {
       const checks = (await checkPrerequisites(h, d)).features.find((f) => f.feature === 'redis snapshot');
       const port = checks?.checks.find((c) => c.name === "the profile's redis.port is the broker URL's");
       assert.equal(port?.ok, false, JSON.stringify(checks));
@@ -295,10 +296,7 @@ describe('Redis snapshot faults against the sandbox Redis', function () {
       assert.equal(b.outcome.result, 'failed', b.log);
       assert.match(b.log, /names port \d+: set the profile's redis\.port to \d+/);
       assert.equal(cli('LASTSAVE'), lastsave, 'the Redis on the profile\'s port saved nothing');
-    } finally {
-      own.closeAll();
-      fs.writeFileSync(sb.kadiConfig, original);
-    }
+    });
   });
 
   it('a save already running is waited for, then Redis saves again for this request', async () => {
