@@ -73,8 +73,18 @@ def server(conn):
     # The revision is asked beside the version (two psql processes at once: each is tens of ms of
     # the client's fixed cost per job); it is used only when the version is a server's.
     revision = beside(conn.query, 'select version_num from alembic_version', check=False)
+    # No host (a URI like postgresql:///kadi): libpq's default, as psql's HOST variable names it
+    # once connected (its default socket directory, or PGHOST's value where the Kadi user sets it).
+    # Sets and jobs then name that place, the same one whatever runs them.
+    where = beside(conn.query, '\\echo :HOST', check=False) if conn.host == '' else None
     ok, num = conn.query('show server_version_num', check=False)
     revision = revision()
+    if where is not None:
+        found, host = where()
+        if ok and found and re.fullmatch(r'[^\x00-\x1f\x7f]{1,1024}', host):
+            conn.host = host
+        elif ok:
+            ok, num = False, 'psql did not say where it connected (HOST is %s)' % json.dumps(host[:80])
     if ok and not re.fullmatch(r'[0-9]{5,7}', num):
         # Whatever answered is no PostgreSQL server this agent knows; its text is not passed on.
         ok, num = False, 'the server reported a version number that is not one: %s' % json.dumps(num[:80])
@@ -118,6 +128,7 @@ def collect(cli, cfg, backup_dir, conn, known=''):
     if 'error' in s:
         out('pg_error=' + s['error'].replace('\n', ' '))
     else:
+        out('pg_host=' + conn.host)
         out('pg_server_version_num=%d' % s['num'], 'pg_server_major=%d' % s['major'],
             'pg_dump=' + s['pg_dump'], 'pg_restore=' + s['pg_restore'])
         if 'revision' in s:

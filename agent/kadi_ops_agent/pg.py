@@ -54,14 +54,15 @@ def _own_passfile_lines():
 def make_passfile(directory, host, port, db, user, password):
     """Writes DIRECTORY/pgpass (0600) for one connection and exports PGPASSFILE for the psql,
     pg_dump and pg_restore the agent runs. DB may be '*'. A Unix socket directory gets a line for
-    'localhost' too: libpq looks its default directory up under that name. Without a password
+    'localhost' too: libpq looks its default directory up under that name, and no host ('', libpq's
+    default socket) only that line. Without a password
     (none in Kadi's URI) the Kadi user's own ~/.pgpass is what libpq would have used: its lines
     come instead."""
     path = os.path.join(directory, 'pgpass')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as f:
         if password:
-            for h in [host] + (['localhost'] if str(host).startswith('/') else []):
+            for h in ([host] if host else []) + (['localhost'] if not host or str(host).startswith('/') else []):
                 f.write('%s:%s:%s:%s:%s\n' % (_esc(h), port, db if db == '*' else _esc(db), _esc(user), _esc(password)))
         else:
             f.write(_own_passfile_lines())

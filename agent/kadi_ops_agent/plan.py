@@ -174,7 +174,9 @@ def redis_auth(url):
 
 def database_uri(uri):
     """postgresql[+driver]://user:pass@host:port/name?host=..., as SQLAlchemy reads it (and as
-    kadi/outputParsers.ts parseDatabaseUri does): a dict, or None when it is no PostgreSQL URI."""
+    kadi/outputParsers.ts parseDatabaseUri does): a dict, or None when it is no PostgreSQL URI.
+    Without a host (postgresql:///kadi) host is '': psycopg2 passes none, and libpq connects to its
+    default Unix socket directory (often with peer authentication), never to TCP localhost."""
     import urllib.parse  # here: only a run without a client reads Kadi's configuration
     m = re.match(r'^(postgres(?:ql)?(?:\+[\w.]+)?)://(.*)$', uri.strip(), re.S | re.I)
     if not m:
@@ -194,7 +196,7 @@ def database_uri(uri):
         host, port = v6.group(1), v6.group(2) or ''
     elif ':' in authority:
         host, port = authority[:authority.rfind(':')], authority[authority.rfind(':') + 1:]
-    host = urllib.parse.unquote(host) or query.get('host', [''])[0] or 'localhost'
+    host = urllib.parse.unquote(host) or query.get('host', [''])[0]
     port = port or query.get('port', [''])[0]
     try:
         port = int(port) if port else 5432
@@ -262,13 +264,14 @@ def host_facts(plan, cfg):
             fail('%s is the relative path "%s": Kadi resolves it against the directory it runs in, which Kadi Ops cannot know. '
                  "Set an absolute path in Kadi's configuration, or the profile's overrides.%s" % (key, v, o))
     from . import facts as facts_module  # only a run without a client asks the host's facts
-    s = facts_module.server(pg.Conn('', db['host'], db['port'], db['user'], db['name']))
+    conn = pg.Conn('', db['host'], db['port'], db['user'], db['name'])
+    s = facts_module.server(conn)
     if 'error' in s:
         fail('cannot reach the database: %s' % s['error'])
     if not s['pg_dump'] or not s['pg_restore']:
         fail('no pg_dump/pg_restore for PostgreSQL %d on this host (install postgresql-client-%d)' % (s['major'], s['major']))
     facts = {'toolVersion': TOOL_VERSION,
-             'database': {k: db[k] for k in ('host', 'port', 'name', 'user')},
+             'database': dict({k: db[k] for k in ('port', 'name', 'user')}, host=conn.host),
              'storagePath': storage, 'uploadsPath': uploads, 'oidcKeys': cfg['oidcKeys'],
              'postgres': {'psql': s['psql'], 'pgDump': s['pg_dump'], 'pgRestore': s['pg_restore'],
                           'serverVersionNum': s['num'], 'serverMajor': s['major']}}

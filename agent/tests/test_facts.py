@@ -7,6 +7,7 @@ import struct
 import tempfile
 import threading
 import unittest
+from unittest import mock
 
 from support import ZipappTestCase
 
@@ -31,13 +32,18 @@ class LyingServer:
     """Answers every query by the first entry of ANSWERS whose key occurs in the SQL (one text
     column, one row); what psql then prints is the hostile value, byte for byte."""
 
-    def __init__(self, answers):
+    def __init__(self, answers, socket_dir=None, port=None):
         self.answers = answers
         self.queries = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(('127.0.0.1', 0))
+        if socket_dir:  # as a server with unix_socket_directories = SOCKET_DIR does
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(os.path.join(socket_dir, '.s.PGSQL.%d' % port))
+            self.port = port
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.bind(('127.0.0.1', 0))
+            self.port = self.sock.getsockname()[1]
         self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -141,6 +147,43 @@ class HostileServerTest(ZipappTestCase):
 
 
 @unittest.skipUnless(pg_module.any_psql(), 'no psql client on this machine: the facts verb needs one')
+@unittest.skipUnless(pg_module.any_psql(), 'no psql client on this machine: the wire-protocol tests need one')
+class NoHostTest(ZipappTestCase):
+    """A URI without a host (postgresql:///kadi): libpq goes to its default socket, and the facts
+    name the place it went, so that every job after them connects to the same one."""
+
+    def test_the_place_libpq_connected_to_is_named(self):
+        with tempfile.TemporaryDirectory() as sockets, tempfile.TemporaryDirectory() as backup_dir:
+            server = LyingServer([('server_version_num', '150004'), ('alembic_version', 'a1b2c3d4e5f6')], sockets, 54321)
+            self.addCleanup(server.close)
+            # PGHOST stands in for the default directory here: what libpq takes when no host is given.
+            with mock.patch.dict(os.environ, {'PGHOST': sockets}):
+                r = self.agent('facts', '/bin/false', '/nonexistent/kadi.cfg', backup_dir, '', '54321', 'kadi', 'kadi', input='\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertIn('pg_host=' + sockets, lines)
+        self.assertIn('pg_server_version_num=150004', lines)
+
+    def test_a_scheduled_run_s_facts_name_it_too(self):
+        from kadi_ops_agent import plan as plan_module
+        with tempfile.TemporaryDirectory() as sockets:
+            server = LyingServer([('server_version_num', '150004'), ('alembic_version', 'a1b2c3d4e5f6')], sockets, 54322)
+            self.addCleanup(server.close)
+            plan = {'components': {'storage': {}, 'uploads': {}}, 'kadi': {'cli': '/bin/false', 'configFile': '/nonexistent/kadi.cfg'}}
+            cfg = {'database': plan_module.database_uri('postgresql://kadi@:54322/kadi'), 'storage': '/srv/storage', 'uploads': '/srv/uploads', 'oidcKeys': []}
+            with mock.patch.dict(os.environ, {'PGHOST': sockets}):
+                facts = plan_module.host_facts(plan, cfg)
+        self.assertEqual(facts['database'], {'host': sockets, 'port': 54322, 'name': 'kadi', 'user': 'kadi'})
+
+    def test_a_named_host_is_passed_on_as_it_is(self):
+        server = LyingServer([('server_version_num', '150004'), ('alembic_version', 'a1b2c3d4e5f6')])
+        self.addCleanup(server.close)
+        with tempfile.TemporaryDirectory() as backup_dir:
+            r = self.agent('facts', '/bin/false', '/nonexistent/kadi.cfg', backup_dir, '127.0.0.1', str(server.port), 'kadi', 'kadi', input='pw\n')
+        self.assertIn('pg_host=127.0.0.1', r.stdout.splitlines())
+        self.assertFalse([q for q in server.queries if 'HOST' in q], 'psql was asked where it went though the host was named')
+
+
 class KadiVersionReuseTest(ZipappTestCase):
     """`kadi --version` starts Kadi (seconds on a real host): the facts verb skips it when the client
     already has its answer for this very installation (the config file, the kadi CLI and the Kadi

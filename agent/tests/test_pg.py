@@ -32,6 +32,8 @@ class PassfileTest(unittest.TestCase):
         self.assertEqual(self.lines('/var/run/postgresql', 5432, 'kadi', 'kadi', 'p:w'),
                          ['/var/run/postgresql:5432:kadi:kadi:p\\:w', 'localhost:5432:kadi:kadi:p\\:w'])
         self.assertEqual(self.lines('db.example', 5432, '*', 'kadi', 'pw'), ['db.example:5432:*:kadi:pw'])
+        # No host (libpq's default socket): libpq looks the password up under localhost alone.
+        self.assertEqual(self.lines('', 5432, 'kadi', 'kadi', 'pw'), ['localhost:5432:kadi:kadi:pw'])
         self.assertEqual(os.stat(os.path.join(self.dir, 'pgpass')).st_mode & 0o777, 0o600)
 
     def test_without_a_password_the_kadi_user_s_own_pgpass_is_used_as_libpq_would(self):

@@ -160,6 +160,10 @@ class KadiConfigTest(ZipappTestCase):
         self.assertEqual(u('postgresql+psycopg2://kadi@/kadi?host=/run/postgresql'),
                          {'host': '/run/postgresql', 'port': 5432, 'name': 'kadi', 'user': 'kadi', 'password': ''})
         self.assertEqual(u('postgresql://u:p@[::1]:6000/d')['host'], '::1')
+        # No host at all: libpq's default socket ('' here), never TCP localhost.
+        self.assertEqual(u('postgresql:///kadi'), {'host': '', 'port': 5432, 'name': 'kadi', 'user': '', 'password': ''})
+        self.assertEqual(u('postgresql://kadi@:5433/kadi')['host'], '')
+        self.assertEqual(u('postgresql://kadi:pw@localhost/kadi')['host'], 'localhost')
         self.assertEqual(u('postgresql://u:a@b@h/d')['password'], 'a@b')
         self.assertIsNone(u('postgresql://u@h:99999/d'))
         self.assertIsNone(u('sqlite:///x'))

@@ -1,5 +1,5 @@
 /** The CLI's verbs: each declares its arguments and options (args.ts), takes a context and returns the process exit status. */
-import { discover, type HostFacts } from '../kadi/discovery';
+import { databaseLabel, discover, type HostFacts } from '../kadi/discovery';
 import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kadi/prerequisites';
 import { scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
 import type { HostProfile } from '../config/types';
@@ -21,7 +21,7 @@ function printFacts(ctx: CliContext, f: HostFacts): void {
     ['Schema revision', f.alembicRevision ?? 'unknown'],
     ['PostgreSQL server', f.pg.serverVersionNum ? `${f.pg.serverMajor} (${f.pg.serverVersionNum})` : `unreachable${f.pg.error ? ': ' + f.pg.error : ''}`],
     ['pg_dump', f.pg.pgDump ?? 'none matching the server'],
-    ['Database', `${f.database.user}@${f.database.host}:${f.database.port}/${f.database.name}`],
+    ['Database', databaseLabel(f.database)],
     ['STORAGE_PATH', f.storagePath || 'not set'],
     ['MISC_UPLOADS_PATH', f.uploadsPath || 'not set'],
     ['Backup directory', `${f.backupDir.path} (${f.backupDir.exists ? (f.backupDir.freeBytes === undefined ? 'unknown' : formatBytes(f.backupDir.freeBytes)) + ' free' : 'missing'})`],

@@ -159,7 +159,8 @@ async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stam
     alembicRevision: kv.get('alembic_revision'),
     alembicRevisionError: kv.get('alembic_revision_error'),
     kadiVersionError: kv.get('kadi_version_error'),
-    database,
+    // Where libpq connected when the URI names no host (its default socket directory).
+    database: { ...database, host: connectedHost(kv.get('pg_host')) ?? database.host },
     storagePath,
     uploadsPath,
     oidcSigningKeys: config.oidcSigningKeys ?? [],
@@ -187,6 +188,16 @@ async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stam
   return { discovery: { facts, dbPassword, ...(config.redisAuth ? { redisAuth: config.redisAuth } : {}) }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
 }
 
+/** The agent's pg_host: where psql connected, as libpq names it (a socket directory or a host name). */
+function connectedHost(v: string | undefined): string | undefined {
+  return v && v.length <= 1024 && !/[\x00-\x1f\x7f]/.test(v) ? v : undefined;
+}
+
+/** user@host:port/name, with "libpq's default socket" for a host the URI did not name. */
+export function databaseLabel(d: DatabaseTarget): string {
+  return `${d.user}@${d.host === '' ? "(libpq's default socket)" : d.host}:${d.port}/${d.name}`;
+}
+
 /** A client binary the host reported: used only when it is a plain absolute path (it will be run). */
 function toolPath(v: string | undefined): string | undefined {
   return v && /^\/[A-Za-z0-9/._+-]+$/.test(v) ? v : undefined;
@@ -211,7 +222,7 @@ function findProblems(f: HostFacts): string[] {
   const p: string[] = [];
   if (!f.kadiVersion) p.push(f.kadiVersionError ? `The kadi CLI did not report its version: ${f.kadiVersionError.replace(/^kadi --version /, '')}.` : 'The kadi CLI did not report its version.');
   if (f.alembicRevisionError) p.push(`The database's schema revision is not usable: ${f.alembicRevisionError}.`);
-  if (f.pg.error) p.push(`PostgreSQL is not reachable as ${f.database.user}@${f.database.host}:${f.database.port}/${f.database.name}: ${f.pg.error}`);
+  if (f.pg.error) p.push(`PostgreSQL is not reachable as ${databaseLabel(f.database)}: ${f.pg.error}`);
   else if (f.pg.serverMajor !== undefined && !f.pg.pgDump) {
     p.push(`No pg_dump for PostgreSQL ${f.pg.serverMajor} on the host (looked in /usr/lib/postgresql/${f.pg.serverMajor}/bin and PATH); install postgresql-client-${f.pg.serverMajor}.`);
   }

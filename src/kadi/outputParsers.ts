@@ -368,7 +368,7 @@ function pythonStrings(value: string): string[] {
 /**
  * `postgresql[+driver]://user:pass@host:port/name?host=...`, as SQLAlchemy reads it: user and
  * password percent-decoded as Python's unquote does (a '%' not followed by two hex digits stays), port 5432 unless given, a `host`/`port` query parameter (Unix socket
- * directory) used when the authority names none.
+ * directory) used when the authority names none, host '' when neither does (libpq's default socket).
  */
 export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
   const m = /^(postgres(?:ql)?(?:\+[\w.]+)?):\/\/(.*)$/is.exec(uri.trim());
@@ -396,7 +396,10 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
     host = authority.slice(0, authority.lastIndexOf(':'));
     portText = authority.slice(authority.lastIndexOf(':') + 1);
   }
-  host = unquote(host) || query.get('host') || 'localhost';
+  // No host at all (postgresql:///kadi): psycopg2 passes none and libpq takes its default Unix
+  // socket directory (often peer authentication), not TCP localhost. '' here; the agent names the
+  // directory it connected to (facts' pg_host).
+  host = unquote(host) || (query.get('host') ?? '');
   portText ||= query.get('port') ?? '';
   const port = portText === '' ? 5432 : Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;

@@ -1,6 +1,7 @@
 /**
  * The instance's paths as operators really lay them out: STORAGE_PATH as a symbolic link to the tree
- * on another disk, and paths that must never contain one another.
+ * on another disk, paths that must never contain one another, and a database reached by libpq's
+ * default socket (a URI without a host).
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
@@ -93,6 +94,58 @@ describe('paths as they really are', function () {
       }
     } finally {
       pool.closeAll();
+    }
+  });
+
+  it('a database URI without a host is reached where libpq goes by default (its socket: with the URI\'s password, or by peer), never TCP localhost; the set names that place', async function () {
+    // libpq's default socket directory on Debian; the sandbox's server gets a socket there by a link to its own.
+    const defaultDir = '/var/run/postgresql';
+    if (!fs.existsSync(defaultDir)) this.skip();
+    const socket = path.join(defaultDir, `.s.PGSQL.${sb.pg.port}`);
+    const hba = (await sb.psql('show hba_file', 'postgres')).trim();
+    const hbaOriginal = fs.readFileSync(hba, 'utf8');
+    const withHba = async (line: string): Promise<void> => {
+      fs.writeFileSync(hba, `${line}\n${hbaOriginal}`);
+      await sb.psql('select pg_reload_conf()', 'postgres');
+    };
+    const withUri = (uri: string): void => fs.writeFileSync(sb.kadiConfig, original.replace(/^SQLALCHEMY_DATABASE_URI = .*$/m, `SQLALCHEMY_DATABASE_URI = ${JSON.stringify(uri)}`));
+    fs.symlinkSync(path.join(sb.pg.socketDir, `.s.PGSQL.${sb.pg.port}`), socket);
+    try {
+      // The password over the socket: the passfile must name it the way libpq looks it up there.
+      await withHba('local kadi kadi scram-sha-256');
+      withUri(`postgresql://kadi:${sb.pg.password}@:${sb.pg.port}/kadi`);
+      let { pool, host } = await connect();
+      try {
+        const d = await discover(host);
+        assert.equal(d.facts.pg.error, undefined, d.facts.problems.join('\n'));
+        assert.equal(d.facts.database.host, defaultDir, 'the facts name the directory libpq connected to');
+        const b = await follow(host, await startBackup(host, d));
+        assert.equal(b.outcome.result, 'succeeded', b.log);
+        const name = /^set=(\S+)$/m.exec(b.log)?.[1] as string;
+        assert.equal((await listSets(host)).sets.find((s) => s.name === name)?.manifest.database.host, defaultDir);
+        const plan = await preflight(host, d, name, { components: ['db'], safetyBackup: false });
+        assert.deepEqual(plan.blockers, []);
+      } finally {
+        pool.closeAll();
+      }
+      // Peer authentication (no password anywhere): the Kadi user is the role.
+      await withHba('local kadi kadi peer');
+      withUri(`postgresql://kadi@:${sb.pg.port}/kadi`);
+      ({ pool, host } = await connect());
+      try {
+        const d = await discover(host);
+        assert.equal(d.facts.pg.error, undefined, d.facts.problems.join('\n'));
+        assert.equal(d.facts.database.host, defaultDir);
+        const features = (await checkPrerequisites(host, d)).features;
+        const reachable = features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'PostgreSQL server reachable as kadi');
+        assert.equal(reachable?.ok, true, JSON.stringify(reachable));
+      } finally {
+        pool.closeAll();
+      }
+    } finally {
+      fs.rmSync(socket, { force: true });
+      fs.writeFileSync(hba, hbaOriginal);
+      await sb.psql('select pg_reload_conf()', 'postgres');
     }
   });
 

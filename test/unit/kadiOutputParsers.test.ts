@@ -392,6 +392,11 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       assert.deepEqual(v6 && [v6.host, v6.port, v6.user, v6.password.reveal()], ['::1', 6543, 'kadi', '']);
       const sock = parseDatabaseUri('postgresql://kadi:x@/kadi?host=/var/run/postgresql');
       assert.deepEqual(sock && [sock.host, sock.port, sock.name], ['/var/run/postgresql', 5432, 'kadi']);
+      // No host: libpq's default socket (''), which the agent names once connected; never TCP localhost.
+      const none = parseDatabaseUri('postgresql:///kadi');
+      assert.deepEqual(none && [none.host, none.port, none.name, none.user], ['', 5432, 'kadi', '']);
+      const portOnly = parseDatabaseUri('postgresql://kadi@:5433/kadi');
+      assert.deepEqual(portOnly && [portOnly.host, portOnly.port], ['', 5433]);
       const at = parseDatabaseUri('postgresql://kadi:a@b@db:5432/kadi');
       assert.deepEqual(at && [at.host, at.password.reveal()], ['db', 'a@b']);
       assert.equal(parseDatabaseUri('mysql://kadi:pw@localhost/kadi'), undefined);
