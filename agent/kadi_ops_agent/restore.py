@@ -315,27 +315,34 @@ def dump_text(data, encoding):
 
 
 _SQL_TOKEN = re.compile(r"""\s+|--[^\n]*|"(?:[^"]|"")*"|'(?:[^']|'')*'|[A-Za-z_][A-Za-z0-9_$]*|.""", re.S)
-_ROLE_LIST_END = {'WITH', 'GRANTED', 'CASCADE', 'RESTRICT', 'IN', 'GRANT', 'REVOKE', ';'}
 
 
 def grant_roles(sql):
     """The roles the GRANT, REVOKE and ALTER DEFAULT PRIVILEGES statements of SQL (pg_dump's ACL
     entries) name: grantees, revokees, FOR ROLE and GRANTED BY. Tokens, not text: a quoted name may
-    hold ' TO ' or a semicolon. PUBLIC is no role."""
+    hold ' TO ' or a semicolon. A role list is names separated by commas, so a role named like an
+    unreserved keyword, which pg_dump leaves unquoted (granted, cascade, role), is a name there.
+    PUBLIC is no role."""
     toks = [t for t in _SQL_TOKEN.findall(sql) if not t.isspace() and not t.startswith('--')]
     word = lambda t: t.upper() if t[:1] != '"' else None  # noqa: E731 - unquoted words compare as keywords
     roles = []
 
     def names_from(i):
-        while i < len(toks) and word(toks[i]) not in _ROLE_LIST_END:
+        while i < len(toks):
+            if word(toks[i]) == 'GROUP' and i + 1 < len(toks):
+                i += 1  # TO GROUP name: the old spelling (a role named group is always quoted)
             t = toks[i]
-            if t == ',' or word(t) in ('GROUP', 'ROLE', 'USER'):
-                pass
-            elif t[:1] == '"':
+            if t[:1] == '"':
                 roles.append(t[1:-1].replace('""', '"'))
-            elif word(t) != 'PUBLIC':
-                roles.append(t.lower())
-            i += 1
+            elif re.fullmatch(r'[A-Za-z_][A-Za-z0-9_$]*', t):
+                if word(t) != 'PUBLIC':
+                    roles.append(t.lower())
+            else:
+                return i
+            if i + 1 < len(toks) and toks[i + 1] == ',':
+                i += 2
+                continue
+            return i + 1
         return i
 
     i = 0

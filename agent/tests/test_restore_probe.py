@@ -59,3 +59,12 @@ class GrantRolesTest(ZipappTestCase):
                'ALTER DEFAULT PRIVILEGES FOR ROLE "kadi owner" IN SCHEMA public GRANT SELECT ON TABLES  TO "ü reader";\n')
         self.assertEqual(self.grant_roles(sql), ['kadi', 'kadi owner', 'kadi_reader', 'odd role"x', 'old_role', 'reporting', 'the DBA', 'ü reader'])
         self.assertEqual(self.grant_roles('REVOKE USAGE ON SCHEMA public FROM PUBLIC;\n'), [])
+
+    def test_roles_named_like_unreserved_keywords_which_pg_dump_leaves_unquoted_are_names(self):
+        # quote_ident('granted') is granted: pg_dump writes these as they are.
+        sql = ('GRANT SELECT ON TABLE public.t TO granted;\n'
+               'GRANT ALL ON TABLE public.t TO role WITH GRANT OPTION;\n'
+               'REVOKE ALL ON TABLE public.t FROM cascade CASCADE;\n'
+               'GRANT SELECT ON TABLE public.t TO reader GRANTED BY restrict;\n'
+               'ALTER DEFAULT PRIVILEGES FOR ROLE owner, "in" IN SCHEMA public GRANT SELECT ON TABLES TO with_x, "with";\n')
+        self.assertEqual(self.grant_roles(sql), ['cascade', 'granted', 'in', 'owner', 'reader', 'restrict', 'role', 'with', 'with_x'])
