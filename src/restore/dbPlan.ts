@@ -141,6 +141,11 @@ const LOOKUP_KIND: Record<string, string> = {
   'CHECK CONSTRAINT': 'CHECK CONSTRAINT',
   TRIGGER: 'TRIGGER',
   'EVENT TRIGGER': 'EVENT TRIGGER',
+  COLLATION: 'COLLATION',
+  CONVERSION: 'CONVERSION',
+  'TEXT SEARCH CONFIGURATION': 'TEXT SEARCH CONFIGURATION',
+  'TEXT SEARCH DICTIONARY': 'TEXT SEARCH DICTIONARY',
+  STATISTICS: 'STATISTICS',
   /** Only large objects of other roles are probed (a database may hold millions of its own). */
   BLOB: 'BLOB',
 };
@@ -148,7 +153,8 @@ const LOOKUP_KINDS_LONGEST_FIRST = Object.keys(LOOKUP_KIND).sort((a, b) => b.len
 /** Entries whose object a transaction locks until it ends (relations, sequences, large objects). */
 const LOCKING = new Set(['TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'FOREIGN TABLE', 'INDEX', 'BLOB', 'CONSTRAINT', 'FK CONSTRAINT', 'TYPE', 'DOMAIN']);
 /** Objects that have an owner of their own (constraints, indexes and triggers are their table's). */
-const OWNED_KINDS = new Set(['SCHEMA', 'TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'FOREIGN TABLE', 'FUNCTION', 'PROCEDURE', 'AGGREGATE', 'TYPE', 'DOMAIN']);
+const OWNED_KINDS = new Set(['SCHEMA', 'TABLE', 'VIEW', 'MATERIALIZED VIEW', 'SEQUENCE', 'FOREIGN TABLE', 'FUNCTION', 'PROCEDURE', 'AGGREGATE', 'TYPE', 'DOMAIN',
+  'COLLATION', 'CONVERSION', 'TEXT SEARCH CONFIGURATION', 'TEXT SEARCH DICTIONARY', 'STATISTICS']);
 /** Entries that only annotate another object: they need its ownership and go where it goes. */
 const ANNOTATIONS = new Set(['COMMENT', 'ACL', 'SECURITY LABEL']);
 /** Objects that carry rows: another role's copy cannot be replaced without losing the set's data. */
@@ -223,6 +229,12 @@ export function planDbRestore(
   };
 
   const enabledEntries = tocEntries(base).filter((e) => e.enabled).map((e) => byId.get(e.dumpId) ?? e);
+  /** The enabled TABLE entry a STATISTICS entry is on (its dependency), when the restore re-creates it. */
+  const droppedTable = (e: TocEntry): TocEntry | undefined => {
+    const t = (deps.get(e.dumpId) ?? []).map((d) => byId.get(d)).find((d) => d?.desc === 'TABLE');
+    const mineToDrop = t && enabledEntries.some((x) => x.dumpId === t.dumpId) && (live.superuser || lookup(t)?.mine !== false);
+    return mineToDrop ? t : undefined;
+  };
   for (const e of enabledEntries) {
     if (e.desc === 'EXTENSION') {
       const have = lookup(e);
@@ -261,6 +273,16 @@ export function planDbRestore(
         decide(e, 'refuse', `owned by ${have.owner}; its rows cannot be replaced by ${live.user}`);
         blockers.push(
           `${describe(e)} is owned by ${have.owner}, not by ${live.user}: its data cannot be replaced without dropping it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; or restore with a listing that leaves out ${e.desc === 'BLOB' ? 'the large objects: every BLOB entry and BLOBS (they then stay as they are live)' : 'its data'}.`,
+        );
+      } else if (e.desc === 'STATISTICS' && droppedTable(e) && liveByKey.get(key('SCHEMA', '-', e.schema))?.mine) {
+        // DROP TABLE takes a statistics object on it along, whoever owns it: it cannot be kept. The
+        // owner of its schema may drop it first, and it comes back as the restoring role's (said below).
+        decide(e, 'create', `owned by ${have.owner}; ${live.user} owns schema ${e.schema}, so it is dropped with ${describe(droppedTable(e) as TocEntry)} and created again owned by ${live.user}`);
+      } else if (e.desc === 'STATISTICS' && droppedTable(e)) {
+        const table = droppedTable(e) as TocEntry;
+        decide(e, 'refuse', `owned by ${have.owner}; dropped with ${describe(table)}, and ${live.user} may not create it again as ${have.owner}'s`);
+        blockers.push(
+          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: the restore drops and creates again ${describe(table)}, which takes the statistics object with it, and ${live.user} cannot drop it first or keep it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; or restore with a listing that leaves out ${describe(table)} and its data.`,
         );
       } else {
         keep.add(e.dumpId);

@@ -170,7 +170,7 @@ describe('restore against the sandbox host', function () {
     // Missing in the new database: the trusted extension and the other role's function are created;
     // the installed extension is kept.
     const decided = (o: string, action: string): boolean => r.plan.db?.decisions.some((x) => x.object === o && x.action === action) ?? false;
-    for (const o of ['EXTENSION pgcrypto', 'FUNCTION public.dba_normalize(text)']) assert.ok(decided(o, 'create'), `${o} is created: ${JSON.stringify(r.plan.db?.decisions)}`);
+    for (const o of ['EXTENSION pgcrypto', 'FUNCTION public.dba_normalize(text)', 'COLLATION public.dba_c', 'TEXT SEARCH CONFIGURATION public.dba_english']) assert.ok(decided(o, 'create'), `${o} is created: ${JSON.stringify(r.plan.db?.decisions)}`);
     assert.ok(decided('EXTENSION pg_trgm', 'keep'), JSON.stringify(r.plan.db?.decisions));
     assert.equal(r.outcome.result, 'succeeded', r.log);
     // Progress counts the TOC entries restored (large objects too) and ends at all the plan enables.
@@ -186,7 +186,7 @@ describe('restore against the sandbox host', function () {
     assert.equal((await sb.psql("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'dba_normalize'")).trim(), 'kadi');
     assert.equal((await sb.psql("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pgcrypto'")).trim(), 'kadi');
     // The DBA's function goes back to its role for the tests after this one (pgcrypto stays the Kadi role's).
-    await sb.psql('ALTER FUNCTION dba_normalize(text) OWNER TO kadi_dba');
+    await sb.psql('ALTER FUNCTION dba_normalize(text) OWNER TO kadi_dba; ALTER COLLATION dba_c OWNER TO kadi_dba; ALTER TEXT SEARCH CONFIGURATION dba_english OWNER TO kadi_dba');
   });
 
   it('an archive-mode set is extracted and synced: both trees are back as at backup time', async () => {

@@ -100,7 +100,7 @@ break; ""t"" ü"), 'added after the set');
     profile = profileOf(sb, 'sudo');
     host = await pool.get(profile);
     // The DBA's objects as the seed makes them (an earlier test may have restored them as the Kadi role).
-    await sb.psql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN CREATE EXTENSION pg_trgm; END IF; END $$; ALTER FUNCTION dba_normalize(text) OWNER TO kadi_dba;");
+    await sb.psql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN CREATE EXTENSION pg_trgm; END IF; END $$; ALTER FUNCTION dba_normalize(text) OWNER TO kadi_dba; ALTER COLLATION dba_c OWNER TO kadi_dba; ALTER TEXT SEARCH CONFIGURATION dba_english OWNER TO kadi_dba;");
     set = await backup();
     await sb.psql(FAULT_SQL);
   });
@@ -136,6 +136,12 @@ break; ""t"" ü"), 'added after the set');
     // Still the DBA's, never dropped: same owners, and the objects that use them are back.
     assert.equal((await sb.psql("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pg_trgm'")).trim(), 'postgres');
     assert.equal((await sb.psql("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'dba_normalize'")).trim(), 'kadi_dba');
+    // The DBA's collation and text search configuration too (before: dropped and made again as the
+    // Kadi role's, which owns schema public, silently).
+    for (const o of ['COLLATION public.dba_c', 'TEXT SEARCH CONFIGURATION public.dba_english']) assert.equal(decided(o), 'keep', o);
+    assert.equal((await sb.psql("SELECT pg_get_userbyid(collowner) || ' ' || obj_description(oid, 'pg_collation') FROM pg_collation WHERE collname = 'dba_c'")).trim(), 'kadi_dba a collation the DBA added');
+    assert.equal((await sb.psql("SELECT pg_get_userbyid(cfgowner) FROM pg_ts_config WHERE cfgname = 'dba_english'")).trim(), 'kadi_dba');
+    assert.equal((await sb.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'record_title_fts'")).trim(), '1');
     assert.equal((await sb.psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'record_title_trgm'")).trim(), '1');
     assert.equal((await sb.psql(`SELECT obj_description('"odd ""schema""; ü"."view; of it"'::regclass, 'pg_class')`)).trim(), 'a view over the table with the newline');
   });
@@ -246,6 +252,30 @@ break; ""t"" ü"), 'added after the set');
     }
     const p = await plan(name);
     assert.equal(p.plan.warnings.some((w) => w.includes('default privileges')), false, p.plan.warnings.join('\n'));
+  });
+
+  it("another role's statistics object on a table the restore makes again: refused where the Kadi role may not drop it (DROP TABLE would take it along), made again as the Kadi role's (said) where it owns the schema", async () => {
+    const table = 'public."TABLE DATA public x kadi"';
+    await sb.psql(`CREATE SCHEMA "dba stats" AUTHORIZATION kadi_dba;
+      CREATE STATISTICS public.dba_stats (dependencies) ON id, sort_key FROM ${table}; ALTER STATISTICS public.dba_stats OWNER TO kadi_dba;
+      CREATE STATISTICS "dba stats"."on x; ü" (ndistinct) ON id, digest FROM ${table}; ALTER STATISTICS "dba stats"."on x; ü" OWNER TO kadi_dba;`);
+    const owner = async (): Promise<string> => (await sb.psql("SELECT string_agg(stxname || '=' || pg_get_userbyid(stxowner), ',' ORDER BY stxname) FROM pg_statistic_ext")).trim();
+    try {
+      const name = await backup();
+      const p = await plan(name);
+      const decided = (o: string): string | undefined => p.plan.db?.decisions.find((x) => x.object === o)?.action;
+      assert.equal(decided('STATISTICS dba stats.on x; ü'), 'refuse', JSON.stringify(p.plan.db?.decisions));
+      assert.ok(p.plan.blockers.some((b) => b.startsWith('STATISTICS dba stats.on x; ü is owned by kadi_dba, not by kadi: the restore drops and creates again TABLE public.TABLE DATA public x kadi') && b.includes('ALTER STATISTICS "dba stats"."on x; ü" OWNER TO "kadi"')), p.plan.blockers.join('\n'));
+      assert.equal(decided('STATISTICS public.dba_stats'), 'create');
+      assert.ok(p.plan.warnings.some((w) => /owned by role kadi_dba will be owned by kadi after the restore \(.*STATISTICS public\.dba_stats/.test(w)), p.plan.warnings.join('\n'));
+      // The plan is what happens: without the one it refuses, the restore runs and public.dba_stats comes back as kadi's.
+      await sb.psql('DROP STATISTICS "dba stats"."on x; ü"; ALTER SCHEMA "dba stats" OWNER TO kadi;');
+      const r = await restore(name);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal(await owner(), 'dba_stats=kadi,on x; ü=kadi');
+    } finally {
+      await sb.psql(`DROP STATISTICS IF EXISTS public.dba_stats; DROP SCHEMA IF EXISTS "dba stats" CASCADE;`);
+    }
   });
 
   it('a database the Kadi role does not own (no CREATE on it) is named at preflight for the schemas a restore makes again; nothing runs', async () => {

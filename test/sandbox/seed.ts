@@ -118,8 +118,10 @@ CREATE VIEW active_files AS
 /**
  * What a database administrator adds to a Kadi database on a real server, created as the
  * superuser before the schema: extensions owned by the superuser (pgcrypto, pg_trgm; both trusted,
- * so a database owner could create them too) and a function owned by another role (kadi_dba), which
- * Kadi's own objects use. The Kadi role may not drop any of them.
+ * so a database owner could create them too), and a function, a collation and a text search
+ * configuration owned by another role (kadi_dba), which Kadi's own objects use. A restore leaves
+ * them as they are (the Kadi role, owner of schema public through pg_database_owner, could drop the
+ * DBA's objects there and make them again as its own).
  */
 export const DBA_SQL = `
 CREATE ROLE kadi_dba NOLOGIN;
@@ -129,6 +131,11 @@ CREATE FUNCTION public.dba_normalize(t text) RETURNS text LANGUAGE sql IMMUTABLE
 ALTER FUNCTION public.dba_normalize(text) OWNER TO kadi_dba;
 GRANT EXECUTE ON FUNCTION public.dba_normalize(text) TO kadi;
 COMMENT ON FUNCTION public.dba_normalize(text) IS 'added by the DBA';
+CREATE COLLATION public.dba_c FROM "C";
+ALTER COLLATION public.dba_c OWNER TO kadi_dba;
+COMMENT ON COLLATION public.dba_c IS 'a collation the DBA added';
+CREATE TEXT SEARCH CONFIGURATION public.dba_english (COPY = pg_catalog.english);
+ALTER TEXT SEARCH CONFIGURATION public.dba_english OWNER TO kadi_dba;
 `;
 
 /** A table name with a newline, a schema with quotes, a semicolon, unicode and spaces. */
@@ -154,6 +161,8 @@ COMMENT ON VIEW "odd ""schema""; ü"."view; of it" IS 'a view over the table wit
 CREATE TABLE public."TABLE DATA public x kadi" (id serial PRIMARY KEY, digest text NOT NULL DEFAULT encode(public.digest('kadi', 'sha256'), 'hex'));
 INSERT INTO public."TABLE DATA public x kadi" DEFAULT VALUES;
 CREATE INDEX record_title_trgm ON record USING gin (title public.gin_trgm_ops);
+CREATE INDEX record_title_fts ON record USING gin (pg_catalog.to_tsvector('public.dba_english'::regconfig, title));
+ALTER TABLE public."TABLE DATA public x kadi" ADD COLUMN sort_key text COLLATE public.dba_c DEFAULT 'b';
 CREATE TABLE public.attachment_blob (id integer PRIMARY KEY, blob oid NOT NULL);
 COMMENT ON TABLE public.attachment_blob IS 'large objects, as some plugins keep them';
 INSERT INTO public.attachment_blob VALUES

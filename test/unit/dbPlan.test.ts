@@ -63,6 +63,40 @@ describe('database restore plan (dbPlan)', () => {
     assert.deepEqual(planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() }).warnings.filter((w) => w.includes('default privileges')), [], 'none without default privileges');
   });
 
+  it("keeps another role's collation and text search configuration (with their comments); its statistics object on a table the restore re-creates is created again where the Kadi role owns the schema, refused where it does not", () => {
+    const toc = `${TOC.trimEnd()}
+3601; 3456 16601 COLLATION public dba_c dba
+3602; 0 0 COMMENT public COLLATION dba_c dba
+;	depends on: 3601
+3603; 3602 16602 TEXT SEARCH CONFIGURATION public dba_english dba
+3604; 3381 16603 STATISTICS public dba_stats dba
+;	depends on: 223
+3605; 3381 16604 STATISTICS ext ext_stats dba
+;	depends on: 223
+`;
+    const db = live();
+    db.objects.push(
+      { kind: 'COLLATION', schema: 'public', tag: 'dba_c', owner: 'dba', mine: false, ext: false, top: true },
+      { kind: 'TEXT SEARCH CONFIGURATION', schema: 'public', tag: 'dba_english', owner: 'dba', mine: false, ext: false, top: true },
+      { kind: 'STATISTICS', schema: 'public', tag: 'dba_stats', owner: 'dba', mine: false, ext: false, top: false },
+      { kind: 'STATISTICS', schema: 'ext', tag: 'ext_stats', owner: 'dba', mine: false, ext: false, top: false },
+    );
+    const p = planDbRestore(toc, db, { clean: true, listing: serializeListing(setEnabled(parseListing(toc), [3521], false)) });
+    assert.equal(action(p, 'COLLATION public.dba_c'), 'keep');
+    assert.equal(action(p, 'TEXT SEARCH CONFIGURATION public.dba_english'), 'keep');
+    for (const id of [3601, 3602, 3603]) assert.ok(disabledIds(p.listing).includes(id), `entry ${id} is left as it is`);
+    // public is pg_database_owner's, which the Kadi role is: it may drop the statistics object, which comes back as kadi's (said).
+    assert.equal(action(p, 'STATISTICS public.dba_stats'), 'create');
+    assert.equal(disabledIds(p.listing).includes(3604), false);
+    assert.ok(p.warnings.some((w) => /owned by role dba will be owned by kadi after the restore \(.*STATISTICS public\.dba_stats/.test(w)), p.warnings.join('\n'));
+    // ext is postgres's: neither dropped first nor kept (DROP TABLE would take it along).
+    assert.equal(action(p, 'STATISTICS ext.ext_stats'), 'refuse');
+    assert.ok(p.blockers.some((b) => b.startsWith('STATISTICS ext.ext_stats is owned by dba, not by kadi: the restore drops and creates again TABLE public.t') && b.includes('ALTER STATISTICS "ext"."ext_stats" OWNER TO "kadi"')), p.blockers.join('\n'));
+    // Without the table in the listing the statistics object is not touched: kept.
+    const q = planDbRestore(toc, db, { clean: true, listing: serializeListing(setEnabled(parseListing(toc), [3521, 223, 3519, 3371], false)) });
+    assert.equal(action(q, 'STATISTICS ext.ext_stats'), 'keep');
+  });
+
   it('leaving out the other role\'s table data lifts the refusal; pg_restore -l -v\'s own entries never reach the listing', () => {
     const p = planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() });
     assert.deepEqual(p.blockers, []);

@@ -87,6 +87,27 @@ WITH nsp AS (
          c.relname || ' ' || o.conname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
     FROM pg_catalog.pg_constraint o JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp n ON n.oid = c.relnamespace
   UNION ALL
+  -- Objects a DBA adds beside Kadi's (a collation or text search configuration its columns and
+  -- indexes use, extended statistics on its tables): another role's cannot be dropped by Kadi's.
+  SELECT 'COLLATION', n.nspname, c.collname, n.oid, pg_catalog.pg_get_userbyid(c.collowner), c.collowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND objid = c.oid), true
+    FROM pg_catalog.pg_collation c JOIN nsp n ON n.oid = c.collnamespace
+  UNION ALL
+  SELECT 'CONVERSION', n.nspname, c.conname, n.oid, pg_catalog.pg_get_userbyid(c.conowner), c.conowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_conversion'::pg_catalog.regclass AND objid = c.oid), true
+    FROM pg_catalog.pg_conversion c JOIN nsp n ON n.oid = c.connamespace
+  UNION ALL
+  SELECT 'TEXT SEARCH CONFIGURATION', n.nspname, c.cfgname, n.oid, pg_catalog.pg_get_userbyid(c.cfgowner), c.cfgowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_ts_config'::pg_catalog.regclass AND objid = c.oid), true
+    FROM pg_catalog.pg_ts_config c JOIN nsp n ON n.oid = c.cfgnamespace
+  UNION ALL
+  SELECT 'TEXT SEARCH DICTIONARY', n.nspname, d.dictname, n.oid, pg_catalog.pg_get_userbyid(d.dictowner), d.dictowner,
+         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_ts_dict'::pg_catalog.regclass AND objid = d.oid), true
+    FROM pg_catalog.pg_ts_dict d JOIN nsp n ON n.oid = d.dictnamespace
+  UNION ALL
+  SELECT 'STATISTICS', n.nspname, s.stxname, n.oid, pg_catalog.pg_get_userbyid(s.stxowner), s.stxowner, false, false
+    FROM pg_catalog.pg_statistic_ext s JOIN nsp n ON n.oid = s.stxnamespace
+  UNION ALL
   SELECT 'BLOB', '-', l.oid::pg_catalog.text, NULL, pg_catalog.pg_get_userbyid(l.lomowner), l.lomowner, false, false
     FROM pg_catalog.pg_largeobject_metadata l WHERE NOT pg_catalog.pg_has_role(current_user, l.lomowner, 'USAGE')
   UNION ALL
