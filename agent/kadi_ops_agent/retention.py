@@ -10,8 +10,11 @@ plan.
 - Always kept: pinned sets, the newest verified set, the newest pre-restore set, and the newest
   non-damaged sets up to minKeep (default 1).
 - A policy with no keep rule at all keeps everything.
+- A set dated more than FUTURE_SLACK after now (made while the clock was ahead, or the clock is
+  behind now) is kept and counts toward nothing: as the newest set it would otherwise take the
+  place of every set made after it, which keepLast would then remove.
 
-  retention-plan     {"sets": [{id, time (ISO UTC), status, pinned, preRestore}], "policy": {...}} on
+  retention-plan     {"sets": [{id, time (ISO UTC), status, pinned, preRestore}], "policy": {...}, "now"?: ISO UTC} on
                      stdin: {"keep": [{id, reasons}], "remove": [{id}]} on stdout; a list of such
                      documents gives the list of their plans
 """
@@ -22,10 +25,12 @@ import sys
 from .common import die
 
 RULES = ('keepLast', 'keepDaily', 'keepWeekly', 'keepMonthly')
+FUTURE_SLACK = datetime.timedelta(minutes=15)
 
 
 def _time(s):
-    return datetime.datetime.strptime(s['time'], '%Y-%m-%dT%H:%M:%S.%fZ' if '.' in s['time'] else '%Y-%m-%dT%H:%M:%SZ')
+    t = s['time'] if isinstance(s, dict) else s
+    return datetime.datetime.strptime(t, '%Y-%m-%dT%H:%M:%S.%fZ' if '.' in t else '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
 
 
 def day_key(t):
@@ -41,7 +46,8 @@ def iso_week_key(t):
     return '%04d-W%02d' % (y, w)
 
 
-def apply(sets, policy):
+def apply(sets, policy, now=None):
+    """The plan for SETS under POLICY; NOW (an aware datetime, default the clock) for the sets dated in the future."""
     for name, n in policy.items():
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ValueError('Retention %s must be a whole number >= 0, got %s' % (name, n))
@@ -55,7 +61,12 @@ def apply(sets, policy):
     # Newest first; ties broken by id so the plan does not depend on input order.
     ordered = sorted(sets, key=lambda s: (-_time(s).timestamp(), s['id']))
     reasons = {s['id']: [] for s in ordered}
-    good = [s for s in ordered if s['status'] != 'damaged']
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    future = {s['id'] for s in ordered if _time(s) > now + FUTURE_SLACK}
+    for s in ordered:
+        if s['id'] in future:
+            reasons[s['id']].append('dated in the future')
+    good = [s for s in ordered if s['status'] != 'damaged' and s['id'] not in future]
     for s in ordered:
         if s.get('pinned'):
             reasons[s['id']].append('pinned')
@@ -97,10 +108,8 @@ def apply(sets, policy):
 def main(argv):
     try:
         doc = json.load(sys.stdin)
-        if isinstance(doc, list):
-            plan = [apply(d['sets'], d.get('policy') or {}) for d in doc]
-        else:
-            plan = apply(doc['sets'], doc.get('policy') or {})
+        one = lambda d: apply(d['sets'], d.get('policy') or {}, _time(d['now']) if d.get('now') else None)  # noqa: E731
+        plan = [one(d) for d in doc] if isinstance(doc, list) else one(doc)
     except (ValueError, KeyError, TypeError) as e:
         die('retention-plan: %s' % e)
     json.dump(plan, sys.stdout, ensure_ascii=False)

@@ -113,9 +113,17 @@ def run(argv):
             if any(policy.get(r) is not None for r in retention.RULES):
                 step('scheduled: retention %s' % json.dumps(policy, sort_keys=True))
                 decided = retention.apply(_retention_sets(o['backup_dir']), policy)
+                # The set this run made is never removed by it (a policy of zeros, a clock set back).
+                made = [r for r in decided['remove'] if r['id'] == info['set']]
+                decided['keep'] += [{'id': info['set'], 'reasons': ['this run']} for _ in made]
                 for k in decided['keep']:
                     out('keep %s (%s)' % (k['id'], ', '.join(k['reasons'])))
-                remove = [r['id'] for r in decided['remove']]
+                ahead = [k['id'] for k in decided['keep'] if 'dated in the future' in k['reasons']]
+                if ahead:
+                    note(['%d set(s) are dated after this host\'s clock (%s): made while the clock was ahead, or the clock is behind now. '
+                          'Retention keeps them and does not count them; check the clock (timedatectl) and remove them by hand once '
+                          'newer sets exist.' % (len(ahead), ', '.join(ahead[:3]) + (', …' if len(ahead) > 3 else ''))])
+                remove = [r['id'] for r in decided['remove'] if r['id'] != info['set']]
                 if remove:
                     sets.prune([o['backup_dir'], *remove])
                 else:

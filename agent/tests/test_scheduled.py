@@ -138,6 +138,31 @@ class ScheduledRunTest(unittest.TestCase):
                 mock.patch.object(offsite, 'push', side_effect=AssertionError('pushed')):
             self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
 
+    def test_retention_never_removes_the_set_this_run_made_and_a_set_dated_in_the_future_takes_no_one_s_place(self):
+        import datetime
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        name = lambda t: t.strftime('%Y-%m-%dT%H-%M-%SZ')  # noqa: E731
+        new, older, ahead = name(now), name(now - datetime.timedelta(days=1)), '2099-06-01T00-00-00Z'
+        listed = [{'id': n, 'time': '%sT%s:%s:%sZ' % (n[:10], n[11:13], n[14:16], n[17:19]), 'status': st, 'pinned': False, 'preRestore': False}
+                  for n, st in ((ahead, 'verified'), (new, 'unverified'), (older, 'verified'))]
+        # keepLast 1: the new set is the last (the one ahead counts for nothing), the older the newest
+        # verified; zeros: the new set is still this run's.
+        for policy in ({'keepLast': 1}, {'keepLast': 0, 'minKeep': 0}):
+            with self.subTest(policy=policy):
+                doc = dict(PLAN, retention=policy)
+                with open(os.path.join(self.dir, 'secret'), 'w') as f:
+                    json.dump({'password': 'pw', 'plan': doc}, f)
+                pruned = []
+                with mock.patch.object(backup, 'make_set', return_value=new), \
+                        mock.patch.object(scheduled, '_retention_sets', return_value=listed), \
+                        mock.patch.object(sets, 'prune', side_effect=lambda argv: pruned.append(argv[1:])):
+                    self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
+                os.unlink(os.path.join(self.dir, 'reported'))
+                self.assertEqual(pruned, [])
+                info, _ = self.reports[-1]
+                self.assertEqual(info['result'], 'succeeded')
+                self.assertTrue(any('dated after this host\'s clock (2099-06-01T00-00-00Z)' in w for w in info['warnings']), info['warnings'])
+
     def test_every_path_tells_monitoring_the_same_things(self):
         with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
             self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)

@@ -9,7 +9,13 @@
  * - Always kept: pinned sets, the newest verified set, the newest pre-restore set (the way back from
  *   the last restore), and the newest non-damaged sets up to minKeep (default 1).
  * - A policy with no keep rule at all keeps everything, as restic refuses to forget without one.
+ * - A set dated more than FUTURE_SLACK_MS after now (made while the clock was ahead, or the clock is
+ *   behind now) is kept and counts toward nothing: as the newest set it would otherwise take the
+ *   place of every set made after it, which keepLast would then remove.
  */
+
+/** How far ahead of now a set's time may be before it is taken as dated in the future. */
+export const FUTURE_SLACK_MS = 15 * 60_000;
 
 export type SetStatus = 'verified' | 'unverified' | 'damaged';
 
@@ -39,14 +45,16 @@ export interface RetentionPlan {
   remove: { id: string }[];
 }
 
-export function applyRetention(sets: readonly RetentionSet[], policy: RetentionPolicy): RetentionPlan {
+export function applyRetention(sets: readonly RetentionSet[], policy: RetentionPolicy, now: Date = new Date()): RetentionPlan {
   checkInput(sets, policy);
   const ordered = [...sets].sort(newestFirst);
   const reasons = new Map<string, string[]>(ordered.map((s) => [s.id, []]));
   const keep = (s: RetentionSet, reason: string): void => {
     reasons.get(s.id)?.push(reason);
   };
-  const good = ordered.filter((s) => s.status !== 'damaged');
+  const future = new Set(ordered.filter((s) => s.time.getTime() > now.getTime() + FUTURE_SLACK_MS).map((s) => s.id));
+  for (const s of ordered) if (future.has(s.id)) keep(s, 'dated in the future');
+  const good = ordered.filter((s) => s.status !== 'damaged' && !future.has(s.id));
 
   for (const s of ordered) if (s.pinned) keep(s, 'pinned');
   const newestVerified = good.find((s) => s.status === 'verified');

@@ -112,6 +112,16 @@ describe('backup retention', () => {
       assert.deepEqual(removed(plan), ['v-old']);
     });
 
+    it('keeps a set dated in the future (a clock that was ahead) without letting it count: the sets made after it are kept as if it were not there', () => {
+      const now = new Date('2025-03-05T02:00:30Z');
+      const sets = [set('ahead', '2027-06-01T00:00:00Z'), set('s05', '2025-03-05T02:00:00Z', 'unverified'), set('s04', '2025-03-04T02:00:00Z'), set('s03', '2025-03-03T02:00:00Z')];
+      const plan = applyRetention(sets, { keepLast: 1 }, now);
+      assert.deepEqual(kept(plan), { ahead: ['dated in the future'], s05: ['last'], s04: ['newest verified'] });
+      assert.deepEqual(removed(plan), ['s03']);
+      // Within the slack (a clock a few minutes off) a set is an ordinary set.
+      assert.deepEqual(kept(applyRetention([set('soon', '2025-03-05T02:10:00Z'), sets[1]], { keepLast: 1 }, now)), { soon: ['newest verified', 'last'] });
+    });
+
     it('keeps the newest pre-restore set as the way back from the last restore', () => {
       const sets = [set('n', '2025-03-05T00:00:00Z'), set('pre2', '2025-03-04T00:00:00Z', 'unverified', { preRestore: true }), set('pre1', '2025-03-03T00:00:00Z', 'verified', { preRestore: true })];
       const plan = applyRetention(sets, { keepLast: 1 });
