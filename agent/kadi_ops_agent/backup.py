@@ -54,6 +54,9 @@ def make_set(argv):
         fail(away)
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
     components = all_components()
+    for c in components:
+        if hasattr(c, 'backup_check'):
+            c.backup_check(ctx)
 
     step('checking free space in %s' % bd)
     # What a first set needs of the trees is their du, a walk of every file (~1 min at a million

@@ -149,6 +149,28 @@ describe('paths as they really are', function () {
     }
   });
 
+  it('an empty STORAGE_PATH where the previous set has files (a disk that is not mounted) is refused before anything runs; no set is made', async () => {
+    const mountPoint = path.join(sb.root, 'storage-not-mounted');
+    fs.mkdirSync(mountPoint, { mode: 0o755 });
+    const { pool, host } = await connect();
+    try {
+      const first = await follow(host, await startBackup(host, await discover(host)));
+      assert.equal(first.outcome.result, 'succeeded', first.log);
+      const prev = /^set=(\S+)$/m.exec(first.log)?.[1] as string;
+      const files = fs.readFileSync(path.join(sb.backupDir, prev, 'storage.files.jsonl'), 'utf8').split('\n').filter(Boolean).length;
+      const sets = fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n));
+      withStorage(mountPoint);
+      const b = await follow(host, await startBackup(host, await discover(host)));
+      assert.equal(b.outcome.result, 'failed', b.log);
+      assert.ok(b.log.includes(`ERROR: refusing to back up: STORAGE_PATH ${mountPoint} is empty, but the previous set ${prev} has files there (${files} files). Is the disk or share that holds it mounted`), b.log);
+      assert.doesNotMatch(b.log, /\[step\] (database|files)/, 'refused before the dump or the copies began');
+      assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was made or removed');
+    } finally {
+      pool.closeAll();
+      fs.rmSync(mountPoint, { recursive: true, force: true });
+    }
+  });
+
   it('a relative STORAGE_PATH is refused by a backup and at the restore\'s preflight (before: after the confirmation), saying what to set', async () => {
     withStorage('data/storage');
     const { pool, host } = await connect();

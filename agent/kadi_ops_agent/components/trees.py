@@ -47,6 +47,38 @@ class Tree:
                                             os.path.join(ctx.partial, self.name), ctx.prev],
                                            stdin=subprocess.DEVNULL)}
 
+    def backup_check(self, ctx):
+        """Before anything runs (services stopped, the dump): an empty live tree where the previous set
+        has files is refused (_refuse_emptied)."""
+        src = self.live(ctx)
+        if os.path.isdir(src):
+            self._refuse_emptied(ctx, src)
+
+    def _refuse_emptied(self, ctx, src):
+        """An empty live tree where the previous set has files: a disk or NFS share that is not mounted
+        (its mount point is an empty directory), a path that now names another directory. A set of it
+        would be complete and verify (against itself), and retention would go on to remove the sets
+        that hold the files: refused, before anything is copied."""
+        with os.scandir(src) as it:
+            if any(e.name != 'lost+found' for e in it):
+                return
+        prev = os.path.join(ctx.prev, self.name) if ctx.prev else ''
+        try:
+            with os.scandir(prev) as it:
+                if not any(e.name != 'lost+found' for e in it):
+                    return
+        except OSError:
+            return  # no previous set, or its tree is an archive: nothing to compare with
+        try:
+            with open(os.path.join(ctx.prev, self.name + '.files.jsonl'), 'rb') as f:
+                held = ' (%d files)' % sum(1 for _ in f)
+        except OSError:
+            held = ''
+        fail('refusing to back up: %s %s is empty, but the previous set %s has files there%s. Is the disk or share that holds it '
+             'mounted (findmnt %s)? A set without them would pass its verification, and retention would then remove the sets '
+             'that have them. If the tree is empty on purpose, move the older sets out of the backup directory first.'
+             % (self.label, src, os.path.basename(ctx.prev), held, src))
+
     def _archive_begin(self, ctx, src):
         """NAME.tar.zst (or .tar.gz) of the tree, in name order. tar's exit status 1 means files changed
         or vanished while tar read them (Kadi deletes files while it runs): a warning, as for the
