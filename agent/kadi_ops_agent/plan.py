@@ -44,6 +44,9 @@ _TYPES = {
 }
 
 
+_SECRET_PATHS = ('plan.monitoring', 'plan.offsite')
+
+
 def validate(doc, node=None, path='plan'):
     """Every way DOC breaks the schema, as `PATH: WHY` strings (empty: valid). Keywords: type, const,
     enum, required, properties, additionalProperties (false), items, minimum, maximum, pattern."""
@@ -77,7 +80,10 @@ def validate(doc, node=None, path='plan'):
     # The schema's patterns are anchored with $, which in Python also matches before a final newline:
     # \Z is the end JavaScript's $ means.
     if isinstance(doc, str) and 'pattern' in node and not re.search(re.sub(r'\$$', r'\\Z', node['pattern']), doc):
-        errors.append('%s: %s does not match %s' % (path, json.dumps(doc), node['pattern']))
+        # Monitoring URLs, an off-site repository's address: secrets as good as a password (whoever
+        # has a ping URL can report success), never echoed (as core/plan.ts validatePlan).
+        shown = '(value not shown: it may hold a secret)' if path.startswith(_SECRET_PATHS) else json.dumps(doc)
+        errors.append('%s: %s does not match %s' % (path, shown, node['pattern']))
     return errors
 
 
@@ -101,13 +107,17 @@ def parse(text, quiet=False):
 
 _CONFIG_LINE = re.compile(r'^([A-Z][A-Z0-9_]*): ?(.*)$', re.S)
 _URI = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://\S+')
+_QUOTED_AT = re.compile(r"'[^'\n]*@[^'\n]*'|\"[^\"\n]*@[^\"\n]*\"")
+_USERINFO = re.compile(r'\S+@')
 _PASSWORD_WORD = re.compile(r'(?i)(pass(?:word)?|secret|token)(\s*[=:]\s*)\S+')
 
 
 def redact(text):
-    """TEXT without anything that may hold a secret: every URI (a DSN's password may even contain
-    spaces or '@', so the whole URI goes) and every password=/secret=/token= value."""
-    return _PASSWORD_WORD.sub(r'\1\2***', _URI.sub('<URI>', text))
+    """TEXT without anything that may hold a secret: a quoted string with an '@' in it (SQLAlchemy
+    quotes the URI it cannot parse, scheme or not), every URI, whatever ends in '@' (the rest of a
+    password with a space in it), and every password=/secret=/token= value."""
+    text = _USERINFO.sub('***@', _URI.sub('<URI>', _QUOTED_AT.sub("'***'", text)))
+    return _PASSWORD_WORD.sub(r'\1\2***', text)
 
 
 def config_entries(text):

@@ -50,6 +50,8 @@ class PlanTest(ZipappTestCase):
             (lambda d: d['host'].__setitem__('backupDir', '/mnt/x\n/etc'), 'plan.host.backupDir:'),
             (lambda d: d.__setitem__('password', 'secret'), 'plan: unknown key password'),
             (lambda d: d['retention'].__setitem__('keepLast', -1), 'plan.retention.keepLast: must be at least 0'),
+            # A ping URL is a secret: its path is never echoed, in the journal or anywhere.
+            (lambda d: d.__setitem__('monitoring', {'success': 'hxxps://hc-ping.com/3f1c-SECRET'}), 'plan.monitoring.success: (value not shown: it may hold a secret) does not match'),
             (lambda d: d['components'].__setitem__('redis', {}), 'plan.components.redis: enabled is missing'),
         ]
         for change, expected in cases:
@@ -57,6 +59,7 @@ class PlanTest(ZipappTestCase):
             self.assertEqual(r.returncode, 2, expected)
             self.assertIn('plan_error=' + expected, r.stdout)
             self.assertIn('the plan is not valid', r.stderr)
+            self.assertNotIn('SECRET', r.stdout + r.stderr)
         r = self.agent('plan-check', input='{"version": 1,')
         self.assertEqual(r.returncode, 2)
         self.assertIn('the plan is not JSON', r.stderr)
@@ -154,6 +157,16 @@ class KadiConfigTest(ZipappTestCase):
             self.plan.host_facts(plan, cfg)
         self.assertEqual(str(e.exception), 'STORAGE_PATH is the relative path "data/storage": Kadi resolves it against the directory it runs in, '
                          "which Kadi Ops cannot know. Set an absolute path in Kadi's configuration, or the profile's overrides.storagePath")
+
+    def test_redact_leaves_no_part_of_a_password_in_what_kadi_says(self):
+        redact = self.plan.redact
+        self.assertEqual(redact('postgresql://kadi:pa ss@db/kadi'), '<URI> ***@db/kadi')
+        # SQLAlchemy quotes a URI it cannot parse (no '://'): the whole quoted string goes.
+        said = redact("sqlalchemy.exc.ArgumentError: Could not parse SQLAlchemy URL from string 'postgresql//kadi:S3cr3t Pw@127.0.0.1:5432/kadi'")
+        self.assertEqual(said, "sqlalchemy.exc.ArgumentError: Could not parse SQLAlchemy URL from string '***'")
+        self.assertEqual(redact('KeyError: STORAGE_PATH'), 'KeyError: STORAGE_PATH')
+        for text in ('postgresql//kadi:S3cr3tPw@db/kadi', 'x "kadi:S3cr3tPw@db"', 'token = S3cr3tPw'):
+            self.assertNotIn('S3cr3tPw', redact(text), text)
 
     def test_uris_are_read_as_sqlalchemy_reads_them(self):
         u = self.plan.database_uri

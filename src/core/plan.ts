@@ -137,6 +137,9 @@ function pyJson(v: unknown): string {
   return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** Plan paths whose values may hold a secret: named in an error, never shown. */
+const SECRET_PATHS = ['plan.monitoring', 'plan.offsite'];
+
 /** Every way DOC breaks the schema, as `PATH: WHY` (empty: valid); the same messages as plan.py. */
 export function validatePlan(doc: unknown, node: SchemaNode = PLAN_SCHEMA, path = 'plan'): string[] {
   const errors: string[] = [];
@@ -159,7 +162,9 @@ export function validatePlan(doc: unknown, node: SchemaNode = PLAN_SCHEMA, path 
     if (node.maximum !== undefined && doc > node.maximum) errors.push(`${path}: must be at most ${node.maximum}`);
   }
   if (typeof doc === 'string' && node.pattern !== undefined && !new RegExp(node.pattern, 'u').test(doc)) {
-    errors.push(`${path}: ${pyJson(doc)} does not match ${node.pattern}`);
+    // Monitoring URLs, an off-site repository's address: secrets as good as a password, never echoed (as the agent's plan.validate).
+    const shown = SECRET_PATHS.some((p) => path.startsWith(p)) ? '(value not shown: it may hold a secret)' : pyJson(doc);
+    errors.push(`${path}: ${shown} does not match ${node.pattern}`);
   }
   return errors;
 }
