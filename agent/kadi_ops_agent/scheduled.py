@@ -51,6 +51,8 @@ def _retention_sets(bd):
     listing = sets.listing(bd)
     out_ = []
     for s in listing['sets']:
+        if sets.manifest_problem(s['manifest']):
+            continue  # invalid to the client: counted toward no rule and never removed, as there
         v = s['verify']
         status = 'unverified' if v is None else ('verified' if v.get('ok') else 'damaged')
         t = s['name']

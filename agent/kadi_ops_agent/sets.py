@@ -50,6 +50,9 @@ def listing(bd):
             continue
         if not SET_RE.match(n) or not os.path.isdir(p):
             continue
+        if not _valid_time(n):
+            # 2024-02-30T…: a set's name, but no time; retention cannot place it (as the client's setTime).
+            out['invalid'].append({'name': n, 'reason': 'name is not a timestamp'}); continue
         try:
             with open(os.path.join(p, 'manifest.json'), encoding='utf-8') as f:
                 m = json.load(f)
@@ -57,17 +60,75 @@ def listing(bd):
             out['invalid'].append({'name': n, 'reason': 'no manifest.json'}); continue
         except ValueError as e:
             out['invalid'].append({'name': n, 'reason': 'manifest.json is not valid JSON: %s' % e}); continue
+        except OSError as e:
+            out['invalid'].append({'name': n, 'reason': 'manifest.json cannot be read: %s' % e.strerror}); continue
+        if not isinstance(m, dict):
+            out['invalid'].append({'name': n, 'reason': 'manifest is not an object'}); continue
         verify = None
         try:
             with open(os.path.join(p, '.verify.json'), encoding='utf-8') as f:
                 verify = json.load(f)
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             pass
+        if not isinstance(verify, dict):
+            verify = None  # a record that says nothing: not verified
         m.pop('rowCounts', None)
         out['sets'].append({'name': n, 'manifest': m, 'verify': verify,
                             'pinned': os.path.exists(os.path.join(p, '.pinned')),
                             'preRestore': os.path.exists(os.path.join(p, '.pre-restore'))})
     return out
+
+
+def _valid_time(name):
+    import datetime
+    try:
+        datetime.datetime.strptime(name, '%Y-%m-%dT%H-%M-%SZ')
+        return True
+    except ValueError:
+        return False
+
+
+def manifest_problem(m):
+    """Why a manifest cannot describe a good set, or None: the client's manifestProblem
+    (backup/manifest.ts), word for word. Such a set is listed as invalid by the client; retention
+    on the host leaves it out as well (scheduled._retention_sets)."""
+    from .plan import MANIFEST_FORMAT
+    if not isinstance(m, dict):
+        return 'manifest is not an object'
+    if m.get('formatVersion') != MANIFEST_FORMAT or isinstance(m.get('formatVersion'), bool):
+        return 'unsupported manifest format %s' % _js_string(m, 'formatVersion')
+    arts = m.get('artifacts')
+    if not isinstance(arts, list) or not all(isinstance(a, dict) for a in arts):
+        return 'manifest lists no artifacts'
+    names = {a.get('name') for a in arts}
+    if 'db.dump' not in names:
+        return 'manifest has no db.dump'
+    for a in arts:
+        sha, size = a.get('sha256'), a.get('size')
+        if not isinstance(sha, str) or not re.fullmatch(r'[0-9a-f]{64}', sha):
+            return 'artifact %s has no valid sha256' % _js_string(a, 'name')
+        if not isinstance(size, (int, float)) or isinstance(size, bool):
+            return 'artifact %s has no size' % _js_string(a, 'name')
+        if size <= 0 and not a.get('tree') and a.get('name') != 'db.counts.tsv':
+            return 'artifact %s is empty' % _js_string(a, 'name')
+    for t in ('storage', 'uploads'):
+        if '%s.files.jsonl' % t not in names and not any(isinstance(n, str) and n.startswith(t + '.tar.') for n in names):
+            return 'manifest has no %s copy' % t
+    return None
+
+
+def _js_string(d, key):
+    """String(d[key]) as JavaScript writes it, for the few values a manifest problem names."""
+    if key not in d:
+        return 'undefined'
+    v = d[key]
+    if v is None:
+        return 'null'
+    if isinstance(v, bool):
+        return 'true' if v else 'false'
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def newest_good_set(bd):

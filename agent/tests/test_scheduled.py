@@ -163,6 +163,22 @@ class ScheduledRunTest(unittest.TestCase):
                 self.assertEqual(info['result'], 'succeeded')
                 self.assertTrue(any('dated after this host\'s clock (2099-06-01T00-00-00Z)' in w for w in info['warnings']), info['warnings'])
 
+    def test_retention_leaves_out_what_the_client_lists_as_invalid(self):
+        good = {'formatVersion': 1, 'artifacts': [
+            {'name': n, 'size': 10, 'sha256': 'a' * 64, **({'tree': n.split('.')[0]} if n.endswith('.jsonl') else {})}
+            for n in ('db.dump', 'storage.files.jsonl', 'uploads.files.jsonl')]}
+        cases = {'2026-01-01T00-00-00Z': good, '2026-01-02T00-00-00Z': dict(good, formatVersion=2),
+                 '2026-01-03T00-00-00Z': dict(good, artifacts=good['artifacts'][1:]), '2026-01-04T00-00-00Z': {}}
+        with tempfile.TemporaryDirectory() as bd:
+            for name, m in cases.items():
+                os.makedirs(os.path.join(bd, name))
+                with open(os.path.join(bd, name, 'manifest.json'), 'w') as f:
+                    json.dump(m, f)
+            self.assertEqual([s['id'] for s in scheduled._retention_sets(bd)], ['2026-01-01T00-00-00Z'])
+        self.assertEqual(sets.manifest_problem(dict(good, formatVersion=2)), 'unsupported manifest format 2')
+        self.assertEqual(sets.manifest_problem({}), 'unsupported manifest format undefined')
+        self.assertEqual(sets.manifest_problem(dict(good, artifacts=good['artifacts'][:1])), 'manifest has no storage copy')
+
     def test_every_path_tells_monitoring_the_same_things(self):
         with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
             self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)

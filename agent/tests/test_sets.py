@@ -50,6 +50,18 @@ class ListSetsTest(ZipappTestCase):
         self.assertTrue(out['invalid'][0]['reason'].startswith('manifest.json is not valid JSON: '), out['invalid'][0])
         self.assertEqual(out['invalid'][1]['reason'], 'no manifest.json')
 
+    def test_a_manifest_that_is_no_object_a_verify_record_that_is_none_and_an_impossible_date_never_break_the_listing(self):
+        self.put('2026-01-01T00-00-00Z/manifest.json', 'null')
+        self.put('2026-01-02T00-00-00Z/manifest.json', {'formatVersion': 1})
+        self.put('2026-01-02T00-00-00Z/.verify.json', [])
+        self.put('2024-02-30T00-00-00Z/manifest.json', {'formatVersion': 1})
+        r = self.list_sets()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out['sets'], [{'name': '2026-01-02T00-00-00Z', 'manifest': {'formatVersion': 1}, 'verify': None, 'pinned': False, 'preRestore': False}])
+        self.assertEqual(out['invalid'], [{'name': '2026-01-01T00-00-00Z', 'reason': 'manifest is not an object'},
+                                          {'name': '2024-02-30T00-00-00Z', 'reason': 'name is not a timestamp'}])
+
     def test_what_an_interrupted_prune_left_is_listed_and_removed_by_the_next_prune_or_clean_partials(self):
         # A prune renames a set to .deleting-SET, then removes it: killed in between (a cancel, a
         # reboot during the long rm of a big set), what was left stayed for good, listed nowhere.

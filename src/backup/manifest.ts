@@ -92,7 +92,11 @@ export function partialOrigin(p: { job: string }): string {
 /** "2026-11-26T06-37-07Z" → Date; undefined if the name is not a set timestamp. */
 export function setTime(name: string): Date | undefined {
   const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})Z$/.exec(name);
-  return m ? new Date(`${m[1]}T${m[2]}:${m[3]}:${m[4]}Z`) : undefined;
+  if (!m) return undefined;
+  const iso = `${m[1]}T${m[2]}:${m[3]}:${m[4]}`;
+  const t = new Date(`${iso}Z`);
+  // 2024-13-01 is no date and 2024-02-30 would be taken as 2024-03-01: neither is a time (as the agent's listing).
+  return !Number.isNaN(t.getTime()) && t.toISOString().slice(0, 19) === iso ? t : undefined;
 }
 
 interface RawListing {

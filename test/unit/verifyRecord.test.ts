@@ -45,4 +45,12 @@ describe('the state of a set: unverified, verified, damaged, or a verification t
     assert.equal(damagedToo.sets[0].status, 'damaged');
     assert.equal(setState(damagedToo.sets[0].verify).kind, 'damaged', 'a quick problem wins over "could not run"');
   });
+
+  it('a set named with a day that does not exist is invalid, not a set of another day', () => {
+    const manifest = { formatVersion: 1, artifacts: ['db.dump', 'storage.files.jsonl', 'uploads.files.jsonl'].map((name) => ({ name, size: 2, sha256: 'a'.repeat(64) })) };
+    const names = ['2024-02-30T00-00-00Z', '2024-13-01T00-00-00Z', '2024-02-29T24-00-00Z', '2024-02-29T23-59-59Z'];
+    const listing = parseSetListing(JSON.stringify({ sets: names.map((name) => ({ name, manifest, verify: null, pinned: false, preRestore: false })), partials: [], invalid: [] }));
+    assert.deepEqual(listing.sets.map((s) => s.name), ['2024-02-29T23-59-59Z']);
+    assert.deepEqual(listing.invalid.map((i) => [i.name, i.reason]), names.slice(0, 3).map((n) => [n, 'name is not a timestamp']));
+  });
 });
