@@ -265,7 +265,17 @@ class Repo:
 
     def run(self, *args, cwd=None, stdin=None, timeout=None):
         """restic ARGS; with TIMEOUT (seconds) a repository that does not answer (restic retries for
-        minutes by itself) fails the command instead of leaving the operator waiting."""
+        minutes by itself) fails the command instead of leaving the operator waiting. A lock in the way
+        is tried once more after restic unlock, which removes only stale ones (_unlock_stale): what a
+        killed or cancelled restic left (an exclusive one stops every push) no longer fails each job
+        after it until someone runs check or forget."""
+        r = self._run(args, cwd, stdin, timeout)
+        if r.returncode != 0 and args[:1] != ('unlock',) and 'repository is already locked' in (r.stderr or '').lower():
+            _unlock_stale(self)
+            r = self._run(args, cwd, stdin, timeout)
+        return r
+
+    def _run(self, args, cwd, stdin, timeout):
         try:
             return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(), cwd=cwd,
                                   input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL, timeout=timeout)
@@ -326,7 +336,9 @@ def known_cause(repo, what, text):
     low = text.lower()
     if 'repository is already locked' in low:
         held = [l for l in text.splitlines() if 'locked' in l]
-        return '%s in %s: the repository is locked by another restic (%s); a lock of a process that is gone is removed by the next Kadi Ops job after 30 minutes, or by restic unlock' % (what, repo, one_line(held[0].strip() if held else ''))
+        return ('%s in %s: the repository is locked by another restic (%s). Kadi Ops removes a lock whose process is gone from this '
+                'host at once, and one of another host once it is 30 minutes old (restic unlock); a restic that still runs keeps '
+                'its lock until it ends' % (what, repo, one_line(held[0].strip() if held else '')))
     if 'wrong password' in low:
         return '%s in %s: the repository password is wrong (or it is not this repository\'s)' % (what, repo)
     if 'host key verification failed' in low:
@@ -665,8 +677,8 @@ def _unlock_stale(repo):
     stale ones: older than 30 minutes, or of a process gone from this host). Every restic command of
     this host's jobs runs under the instance lock, one at a time, and listings outside it take no lock
     (--no-lock), so such a lock is never a live one's.
-    Only before what takes restic's exclusive lock (check, forget/prune): a backup's lock is shared
-    and a stale one does not stop it, and every restic start derives the key again (~0.4 s)."""
+    Before what takes restic's exclusive lock (check, forget/prune), and where another command met a
+    lock (Repo.run): not before every command, as every restic start derives the key again (~0.4 s)."""
     repo.run('unlock')
 
 

@@ -114,6 +114,61 @@ class OffsiteTest(ZipappTestCase):
         self.assertIn('there is no restic repository at', r.stderr)
         self.assertFalse(os.path.exists(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])))
 
+    def stale_exclusive_lock(self):
+        """A real restic check (exclusive lock) killed with SIGKILL while it holds its lock, as a
+        cancelled job or the OOM killer leaves it: the lock file stays, its process is gone."""
+        import signal
+        repo = json.loads(self.cfg)['repository']
+        env = dict(os.environ, RESTIC_REPOSITORY=repo, RESTIC_PASSWORD=PASSWORD)
+        locks = os.path.join(repo, 'locks')
+        # A lock restic has written (the local backend writes NAME-tmp-N first, then renames it).
+        held = lambda: [n for n in os.listdir(locks) if '-tmp-' not in n]  # noqa: E731
+        for _ in range(20):
+            for n in os.listdir(locks):
+                os.unlink(os.path.join(locks, n))  # a half-written one of the last try
+            p = subprocess.Popen(['restic', 'check', '--read-data'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while p.poll() is None and not held():
+                time.sleep(0.001)
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGSTOP)  # holding it now; then gone without a word
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+                if held():
+                    return
+            p.wait()
+        self.fail('restic check never held its lock long enough to be killed with it')
+
+    def test_a_lock_a_killed_restic_left_stops_no_push_or_restore(self):
+        self.connect()
+        make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
+        self.stale_exclusive_lock()
+        r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.kv['pushed'], 'yes')
+        self.stale_exclusive_lock()
+        shutil.rmtree(os.path.join(self.bd, '2026-11-01T02-00-00Z'))
+        sid = self.snapshots()[0]['id']
+        self.stale_exclusive_lock()
+        r = self.job('offsite_restore', 'snapshot=' + sid[:8], 'pg_restore=/bin/false')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.kv['restored'], '2026-11-01T02-00-00Z')
+        # A lock of a restic that still runs is not taken away: said, with what holds it.
+        env = dict(os.environ, RESTIC_REPOSITORY=json.loads(self.cfg)['repository'], RESTIC_PASSWORD=PASSWORD)
+        holder = subprocess.Popen(['restic', 'backup', '--stdin', '--stdin-filename', 'x'], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            locks = os.path.join(json.loads(self.cfg)['repository'], 'locks')
+            while not [n for n in os.listdir(locks) if '-tmp-' not in n]:
+                time.sleep(0.01)
+            f = self.job('offsite_check')
+            self.assertNotEqual(f.returncode, 0)
+            self.assertIn('the repository is locked by another restic', f.stderr)
+            self.assertIn('a restic that still runs keeps its lock until it ends', f.stderr)
+        finally:
+            holder.kill()
+            holder.wait()
+            holder.stdin.close()
+
     def test_push_tags_the_snapshot_and_a_repeat_push_reads_no_unchanged_file(self):
         self.connect()
         make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
