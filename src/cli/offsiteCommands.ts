@@ -1,7 +1,8 @@
 /** `kadi-ops offsite ACTION <host> …`: off-site copies of backup sets in a restic repository (src/offsite). */
 import { listSets } from '../backup/backupSets';
 import type { HostProfile } from '../config/types';
-import type { PlanRetentionRules } from '../core/plan';
+import type { PlanOffsite, PlanRetentionRules } from '../core/plan';
+import type { RemoteHost } from '../remote/remoteHost';
 import { discover } from '../kadi/discovery';
 import {
   backendCredentials,
@@ -64,6 +65,10 @@ export const offsiteCommands: Record<string, CliCommand> = {
         throw new UsageError(action === 'push' ? 'Name the set to push (see `kadi-ops list <host>`), or "latest".' : 'Name the snapshot to restore (see `kadi-ops offsite list <host>`).');
       }
       if (!(action === 'push' || action === 'restore') && target) throw new UsageError(`offsite ${action} takes no third argument (got "${target}").`);
+      // Disaster recovery onto another host: the lost host's profile names the repository, and the
+      // lost host itself is not asked for anything (it may be gone).
+      const toName = action === 'restore' ? ctx.args.value('to-host') : undefined;
+      if (toName) return restoreOnto(ctx, o, await ctx.pool.get(pickProfile(ctx, toName), ctx.signal), target as string, breakStaleLock);
       const host = await ctx.pool.get(profile, ctx.signal);
       switch (action) {
         case 'init': {
@@ -101,17 +106,19 @@ export const offsiteCommands: Record<string, CliCommand> = {
         }
         case 'forget':
           return attach(ctx, host, await startOffsiteForget(host, o, forgetPolicy(ctx, profile), { dryRun: ctx.args.flag('dry-run'), breakStaleLock }));
-        case 'restore': {
-          const toName = ctx.args.value('to-host');
-          const onto = toName ? await ctx.pool.get(pickProfile(ctx, toName), ctx.signal) : host;
-          const password = process.env[PASSWORD_VARIABLE];
-          // A host that lost its backup directory (or a new one) has no password: given, it is connected first.
-          if (password) await connectOffsite(onto, o, { password, credentials: backendCredentials(process.env, o.repository), create: false });
-          const code = await attach(ctx, onto, await startOffsiteRestore(onto, await discover(onto), o, target as string, { breakStaleLock }));
-          if (code === 0) ctx.err(`The set is back in ${onto.profile.backupDir} on ${onto.profile.name}, verified against its manifest. Restore from it as from any set: kadi-ops restore ${onto.profile.name} <set>.`);
-          return code;
-        }
+        case 'restore':
+          return restoreOnto(ctx, o, host, target as string, breakStaleLock);
       }
     },
   },
 };
+
+/** The snapshot brought back into ONTO's backup directory as the set it was. */
+async function restoreOnto(ctx: CliContext, o: PlanOffsite, onto: RemoteHost, snapshot: string, breakStaleLock: boolean): Promise<number> {
+  const password = process.env[PASSWORD_VARIABLE];
+  // A host that lost its backup directory (or a new one) has no password: given, it is connected first.
+  if (password) await connectOffsite(onto, o, { password, credentials: backendCredentials(process.env, o.repository), create: false });
+  const code = await attach(ctx, onto, await startOffsiteRestore(onto, await discover(onto), o, snapshot, { breakStaleLock }));
+  if (code === 0) ctx.err(`The set is back in ${onto.profile.backupDir} on ${onto.profile.name}, verified against its manifest. Restore from it as from any set: kadi-ops restore ${onto.profile.name} <set>.`);
+  return code;
+}

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { startSandbox, type SandboxHost } from '../sandbox/sandbox';
 import { startSftpTarget, type SshServer } from '../sandbox/sshd';
 import { ensureAccount, lookupAccount } from '../sandbox/system';
-import { runOk, stopDaemon } from '../sandbox/proc';
+import { freePort, runOk, stopDaemon } from '../sandbox/proc';
 import { tableDigests, treeState } from './restoreHelpers';
 
 const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
@@ -122,8 +122,10 @@ describe('off-site copies on restic (sftp and S3 targets on loopback)', function
     const hostAUnknownKey = { ...hostA, name: 'hostA-unknown-key', offsite: { ...hostA.offsite, sftp: { identityFile: key, knownHostsFile: path.join(work, 'empty_known_hosts') } } };
     const hostAS3 = { ...a.hostsProfile('direct'), name: 'hostA-s3', offsite: { repository: `s3:https://127.0.0.1:${proxy.port}/kadi/hostA`, caCert: cert, stallSeconds: 10 } };
     const hostB = { ...b.hostsProfile('direct'), name: 'hostB' };
+    // A's profile once A is gone: nothing answers at its address.
+    const hostAGone = { ...hostA, name: 'hostA-gone', ssh: { ...hostA.ssh, port: await freePort() } };
     config = path.join(work, 'hosts.json');
-    fs.writeFileSync(config, JSON.stringify({ hosts: [hostA, hostAUnknownKey, hostAS3, hostB] }, null, 2));
+    fs.writeFileSync(config, JSON.stringify({ hosts: [hostA, hostAUnknownKey, hostAS3, hostB, hostAGone] }, null, 2));
   });
 
   after(async function () {
@@ -284,8 +286,9 @@ describe('off-site copies on restic (sftp and S3 targets on loopback)', function
     assert.equal(restore.code, 0, restore.stderr + restore.stdout);
     assert.equal(await tableDigests(a), digest);
     assert.deepEqual(treeState(a.storagePath), tree);
-    // A new host: nothing of A's on it but what comes from the repository.
-    const ontoB = await cli(['offsite', 'restore', 'hostA', snap.short, '--to-host', 'hostB'], { KADI_OPS_OFFSITE_PASSWORD: password });
+    // A new host: nothing of A's on it but what comes from the repository; A's profile names the
+    // repository, and A itself, gone by now, is never asked (before: the restore failed connecting to it).
+    const ontoB = await cli(['offsite', 'restore', 'hostA-gone', snap.short, '--to-host', 'hostB'], { KADI_OPS_OFFSITE_PASSWORD: password });
     assert.equal(ontoB.code, 0, ontoB.stderr + ontoB.stdout);
     assert.ok(fs.existsSync(path.join(b.backupDir, snap.set, 'manifest.json')));
     const restoreB = await cli(['restore', 'hostB', snap.set, '--yes', 'hostB', '--no-safety-backup']);
