@@ -142,6 +142,9 @@ def parse_config(text):
     repo = cfg.get('repository')
     if not isinstance(repo, str) or not repo or len(repo) > 2000 or any(c in repo for c in '\0\r\n'):
         die('offsite repository must be a restic repository address (sftp:, s3:, rest:, a path): %s' % json.dumps(repo))
+    if (not re.match(r'^[a-z0-9]+:', repo) and not repo.startswith('/')) or re.match(r'^local:(?!/)', repo):
+        die('the offsite repository %s is a relative path: restic would take it from the directory it runs in (the '
+            'Kadi user\'s home for init, the set for a push). Give an absolute path, e.g. /mnt/offsite/kadi.' % json.dumps(repo))
     if re.match(r'^[a-z0-9]+:(//)?[^/@]*:[^/@]*@', repo) or re.match(r'^(rest|s3|swift|b2|azure|gs):[a-z]+://[^/@]*:[^/@]*@', repo):
         die('the offsite repository address holds a password; it would be stored in the plan and shown in the '
             'process list. Give the credentials as environment values (offsite init) instead.')
@@ -396,6 +399,10 @@ def connect(argv):
     pw, env, create = secret.get('password'), secret.get('env') or {}, secret.get('create') is True
     if not isinstance(pw, str) or len(pw) < 8 or '\n' in pw:
         die('offsite-connect: the repository password must be one line of at least 8 characters')
+    if pw != pw.strip():
+        # restic strips its password file: the repository would be made with another password than the one kept.
+        die('offsite-connect: the repository password must not begin or end with a space or tab: restic leaves them out of '
+            'its password file, so plain restic would not open the repository with the password as you keep it')
     if not isinstance(env, dict) or any(not isinstance(k, str) or not ENV_KEY.match(k) or not isinstance(v, str) or '\n' in v for k, v in env.items()):
         die('offsite-connect: credentials must be restic backend variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, B2_..., AZURE_..., ...) with one-line values')
     check_restic()

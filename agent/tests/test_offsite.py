@@ -108,6 +108,14 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(read(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])), (PASSWORD + '\n').encode())
         self.assertEqual([n for n in os.listdir(offsite.repo_dir(self.bd, json.loads(self.cfg)['repository'])) if 'tmp' in n or 'new' in n], [])
 
+    def test_a_password_that_begins_or_ends_with_a_space_is_refused_before_anything_is_made(self):
+        # restic strips its password file: the repository would open only without the spaces.
+        r = self.connect(password='  abcdefgh-secret-1  ')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('must not begin or end with a space', r.stderr)
+        self.assertFalse(os.path.exists(json.loads(self.cfg)['repository']))
+        self.assertFalse(os.path.exists(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])))
+
     def test_joining_a_repository_that_is_not_there_is_refused_without_create(self):
         r = self.connect(create=False)
         self.assertEqual(r.returncode, 1)
@@ -448,6 +456,15 @@ class OffsiteTest(ZipappTestCase):
 
 
 class ConfigTest(unittest.TestCase):
+    def test_a_relative_repository_path_is_refused(self):
+        from kadi_ops_agent.common import Usage
+        for repo in ('relrepo', 'backups/restic', 'local:relrepo'):
+            with self.assertRaises(Usage) as e:
+                offsite.parse_config({'repository': repo})
+            self.assertIn('is a relative path', str(e.exception), repo)
+        for repo in ('/mnt/offsite/kadi', 'local:/mnt/offsite/kadi', 'sftp:backup@host:/srv/restic'):
+            self.assertEqual(offsite.parse_config({'repository': repo})['repository'], repo)
+
     def test_a_password_in_the_repository_address_is_refused(self):
         for repo in ('rest:https://user:secret@host/repo', 'sftp://u:secret@host//r'):
             with self.assertRaises(offsite.Usage if hasattr(offsite, 'Usage') else Exception) as e:

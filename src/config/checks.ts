@@ -148,6 +148,9 @@ export const calendar: Check = (v) => {
 /** restic's repository address: no spaces, and never a password in it (it would be stored and shown in the process list). */
 export const resticRepository: Check = (v) => {
   if (typeof v !== 'string' || !/^[^\s]{1,2000}$/.test(v)) return `must be a restic repository address such as "sftp:backup@offsite.example.org:/srv/restic/kadi" or "s3:https://s3.example.org/bucket/kadi"${got(v)}`;
+  if ((!/^[a-z0-9]+:/.test(v) && !v.startsWith('/')) || /^local:(?!\/)/.test(v)) {
+    return `must be an absolute path when it is a path (restic would take a relative one from the directory it runs in)${got(v)}`;
+  }
   if (/^[a-z0-9]+:(\/\/)?[^/@]*:[^/@]*@/.test(v) || /^(rest|s3|swift|b2|azure|gs):[a-z]+:\/\/[^/@]*:[^/@]*@/.test(v)) {
     return 'must not hold a password (it would be stored in the plan and shown in the process list): give credentials to `kadi-ops offsite init` in the environment';
   }

@@ -74,7 +74,12 @@ const passwordPrompt = (what: string): vscode.InputBoxOptions => ({
   prompt: what,
   password: true,
   ignoreFocusOut: true,
-  validateInput: (v) => (v.length >= 8 && !/[\r\n]/.test(v) ? undefined : 'The password is one line of at least 8 characters.'),
+  validateInput: (v) =>
+    v.length < 8 || /[\r\n]/.test(v)
+      ? 'The password is one line of at least 8 characters.'
+      : v !== v.trim()
+        ? 'The password must not begin or end with a space: restic leaves them out, and plain restic would not open the repository with it.'
+        : undefined,
 });
 
 function connect(host: RemoteHost, o: PlanOffsite, password: string, create: boolean): Thenable<ConnectResult> {

@@ -79,6 +79,16 @@ describe('host profiles: defaults for a standard Kadi install', () => {
     });
   });
 
+  it('an off-site repository that is a relative path is refused; absolute paths and backends are taken', () => {
+    for (const repository of ['relrepo', 'backups/restic', 'local:relrepo']) {
+      const e = errorsFor({ name: 'a', ssh: { host: 'h' }, offsite: { repository } });
+      assert.ok(e.some((x) => x.field === 'offsite.repository' && x.message.includes('must be an absolute path when it is a path')), JSON.stringify(e));
+    }
+    for (const repository of ['/mnt/offsite/kadi', 'local:/mnt/offsite/kadi', 'sftp:backup@offsite.example.org:/srv/restic/kadi', 's3:https://s3.example.org/b/kadi', 'rest:https://r.example.org/kadi']) {
+      assert.equal(one({ name: 'a', ssh: { host: 'h' }, offsite: { repository } }).offsite?.repository, repository);
+    }
+  });
+
   it('logging in directly uses the Kadi user as the login name, also a custom one', () => {
     assert.equal(one({ name: 'a', ssh: { host: 'h' }, kadi: { user: 'kadi4mat' } }).ssh.user, 'kadi4mat');
   });
