@@ -100,6 +100,11 @@ def parse(text, quiet=False):
             for e in errors:
                 out('plan_error=' + e)
         die('the plan is not valid (%d problem%s; see plan_error lines)' % (len(errors), '' if len(errors) == 1 else 's'))
+    if doc.get('offsite'):
+        # What the schema cannot say of an off-site repository (a password in its address, a relative
+        # path): refused when the plan is stored, not after a scheduled backup printed the address.
+        from . import offsite
+        offsite.parse_config(doc['offsite'])
     return doc
 
 

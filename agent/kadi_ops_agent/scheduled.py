@@ -17,7 +17,7 @@ import os
 import time
 
 from . import backup, plan, retention, services, sets, verify
-from .common import Failure, Options, out, step, utc_now, warn
+from .common import Failure, Options, Usage, out, step, utc_now, warn
 from .jobs import COULD_NOT_RUN, Job
 
 # How much of the log a failure report carries (monitoring bounds it again).
@@ -71,16 +71,16 @@ def _offsite(doc, o, set_name):
     from . import offsite
     args = ['backup_dir=' + o['backup_dir'], 'offsite=' + json.dumps(off)]
     try:
-        step('scheduled: off-site copy of %s to %s' % (set_name, off['repository']))
+        step('scheduled: off-site copy of %s to %s' % (set_name, offsite.parse_config(off)['repository']))
         offsite.push(args + ['set=' + set_name])
-    except Failure as e:
+    except (Failure, Usage) as e:
         raise Failure('the set %s is good here, but its off-site copy failed: %s' % (set_name, e))
     keep = {k: v for k, v in (off.get('keep') or {}).items() if v is not None}
     if any(keep.get(r) is not None for r in retention.RULES):
         try:
             step('scheduled: off-site retention %s' % json.dumps(keep, sort_keys=True))
             offsite.forget(args + ['policy=' + json.dumps(keep)])
-        except Failure as e:
+        except (Failure, Usage) as e:
             raise Failure('the set %s is good here and off-site, but off-site retention failed: %s' % (set_name, e))
 
 

@@ -38,6 +38,14 @@ class PlanTest(ZipappTestCase):
         r = self.check(VALID)
         self.assertEqual((r.returncode, r.stdout.strip()), (0, 'plan=ok'), r.stderr)
 
+    def test_an_offsite_repository_with_a_password_is_refused_when_the_plan_is_stored_never_shown(self):
+        doc = broken(lambda d: d.__setitem__('offsite', {'repository': 'rest:https://kadi:RepoPw123@127.0.0.1:1/repo'}))
+        r = self.check(doc)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn('holds a password', r.stderr)
+        self.assertNotIn('RepoPw123', r.stdout + r.stderr)
+        self.assertEqual(self.check(broken(lambda d: d.__setitem__('offsite', {'repository': 'rest:https://127.0.0.1:1/repo'}))).returncode, 0)
+
     def test_every_problem_is_named_with_its_path(self):
         cases = [
             (lambda d: d.pop('host'), 'plan: host is missing'),
