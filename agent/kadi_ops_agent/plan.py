@@ -401,12 +401,13 @@ def plan_show(argv):
     sys.stdout.write('\n')
 
 
-def _report_before_job(plan, o, action, result, why):
-    """Monitoring for a scheduled run that ended before its job started (skipped, or failed to start)."""
+def _report_before_job(plan, o, action, result, why, job=None):
+    """Monitoring for a scheduled run that ended before its job started (skipped, or failed to start),
+    or whose job ended without reporting itself (JOB: killed with its whole group)."""
     if o.get('origin', 'scheduled') != 'scheduled':
         return
     from . import monitoring
-    info = monitoring.run_info(plan['host']['name'], None, action, utc_now(), result=result, reason=why, duration=0)
+    info = monitoring.run_info(plan['host']['name'], job, action, utc_now(), result=result, reason=why, duration=0)
     for w in monitoring.finished(plan.get('monitoring') or {}, info, ('ERROR: ' if result == 'failed' else '') + why + '\n'):
         out('WARNING: ' + w)
 
@@ -414,6 +415,19 @@ def _report_before_job(plan, o, action, result, why):
 # How long a scheduled run that meets another job waits for the lock (whenBusy: wait).
 BUSY_WAIT_SECONDS = 6 * 3600
 BUSY_POLL_SECONDS = 15
+
+
+def _died(bd, job_id, plan, o, action):
+    """A job that ended without a status: its runner and verb were killed together (a kill of its
+    group, the OOM killer, a reboot), so neither its report nor its cleanup ran. Monitoring hears of
+    it here (unless the job reported itself before it died), and its secret files (the database
+    password, the plan with its monitoring URLs) go."""
+    d = jobs.job_dir(bd, job_id)
+    jobs._drop_secrets(d)
+    if os.path.exists(os.path.join(d, 'reported')):
+        return
+    _report_before_job(plan, o, action, 'failed', 'the job %s ended without a word: its processes were killed (the OOM killer, a kill '
+                       'of its group, a reboot); what it was making is no set' % job_id, job=job_id)
 
 
 def run_plan(argv):
@@ -480,6 +494,8 @@ def run_plan(argv):
             break
         time.sleep(0.1)
     out('job_status=' + (status or 'died'))
+    if not status:
+        _died(bd, job_id, plan, o, action)
     # The job's "could not run" (a deep verification without a throwaway cluster) stays itself in
     # systemd's record of the service (ExecMainStatus), which schedule-status reports: not a failure.
     return 0 if status == '0' else jobs.COULD_NOT_RUN if status == str(jobs.COULD_NOT_RUN) else 1

@@ -179,6 +179,28 @@ class ScheduledRunTest(unittest.TestCase):
         self.assertEqual(sets.manifest_problem({}), 'unsupported manifest format undefined')
         self.assertEqual(sets.manifest_problem(dict(good, artifacts=good['artifacts'][:1])), 'manifest has no storage copy')
 
+    def test_a_job_killed_with_its_whole_group_is_reported_by_run_plan_and_its_secrets_go(self):
+        from kadi_ops_agent import plan as plan_module
+        with tempfile.TemporaryDirectory() as bd:
+            jd = os.path.join(bd, 'job')
+            os.makedirs(jd)
+            for f in ('secret', 'pgpass'):
+                with open(os.path.join(jd, f), 'w') as fh:
+                    fh.write('pw')
+            sent = []
+            with mock.patch.object(jobs, 'job_dir', return_value=jd), \
+                    mock.patch.object(monitoring, 'finished', side_effect=lambda m, info, tail: sent.append((info, tail)) or []):
+                plan_module._died(bd, '20261203T030000Z-abcdef', PLAN, Options(['origin=scheduled']), 'backup')
+                self.assertEqual(sorted(os.listdir(jd)), [])
+                [(info, tail)] = sent
+                self.assertEqual((info['result'], info['job']), ('failed', '20261203T030000Z-abcdef'))
+                self.assertIn('ended without a word', info['reason'])
+                # A job that reported itself before it died is not reported twice.
+                with open(os.path.join(jd, 'reported'), 'w') as fh:
+                    fh.write('succeeded\n')
+                plan_module._died(bd, '20261203T030000Z-abcdef', PLAN, Options(['origin=scheduled']), 'backup')
+                self.assertEqual(len(sent), 1)
+
     def test_every_path_tells_monitoring_the_same_things(self):
         with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
             self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)
