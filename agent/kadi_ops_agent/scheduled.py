@@ -107,6 +107,9 @@ def run(argv):
         if action == 'backup':
             step('scheduled: backup of %s' % info['host'])
             info['set'] = backup.make_set(argv)
+            # A service the backup stopped that did not start again: the set is good, Kadi is down.
+            # The run goes on (verify, retention, off-site) and then fails, so monitoring hears it.
+            not_started = [l for l in job.read('attention').splitlines() if l.startswith('could not start ')]
             if schedule.get('verify', 'none') == 'quick':
                 step('scheduled: quick verification of %s' % info['set'])
                 if verify.run(_verify_args(o, info['set'], 'quick')) != 0:
@@ -131,6 +134,8 @@ def run(argv):
                 else:
                     out('pruned=0')
             _offsite(doc, o, info['set'])
+            if not_started:
+                raise Failure('the set %s is complete, but %s' % (info['set'], '; '.join(not_started)))
         else:
             newest = sets.newest_good_set(o['backup_dir'])
             if not newest:

@@ -92,6 +92,20 @@ class ScheduledRunTest(unittest.TestCase):
         self.assertEqual(info['reason'], 'pg_dump failed; the services kadi-celery, kadi-uwsgi are not running again: start them by hand')
 
 
+    def test_a_good_set_with_a_service_that_did_not_start_again_is_a_failure_monitoring_hears_of(self):
+        def make_set(argv):
+            with open(os.path.join(self.dir, 'attention'), 'a') as f:
+                f.write('could not start kadi-uwsgi again; start it by hand\n')
+            return '2026-11-30T03-00-00Z'
+        removed = []
+        with mock.patch.object(backup, 'make_set', side_effect=make_set), \
+                mock.patch.object(backup, 'cleanup', side_effect=lambda argv: removed.append('cleanup')):
+            self.assertEqual(self.runner(['plan=yes', 'action=backup']), 1)
+        self.assertEqual(self.events[-1], 'failed ping')
+        info, _ = self.reports[-1]
+        self.assertEqual(info['reason'], 'the set 2026-11-30T03-00-00Z is complete, but could not start kadi-uwsgi again; start it by hand')
+        self.assertEqual(info['set'], '2026-11-30T03-00-00Z')
+
     def test_a_cancel_is_reported_from_the_stored_plan_when_the_jobs_input_is_gone(self):
         from kadi_ops_agent.__main__ import call
         os.unlink(os.path.join(self.dir, 'secret'))
