@@ -33,7 +33,7 @@ import sys
 import time
 
 from . import jobs, retention, sets
-from .common import SET_RE, Options, Progress, check_set_name, die, fail, last_line, one_line, out, remove_tree, step, warn
+from .common import SET_RE, Options, Progress, check_set_name, die, disk_kb, ended, fail, last_line, one_line, out, remove_tree, step, warn
 
 MIN_RESTIC = (0, 14, 0)
 TAG = 'kadi-ops'
@@ -291,6 +291,8 @@ class Repo:
         return self.cfg.get('stallSeconds') or 120
 
     def check_ok(self, what, r):
+        if r.returncode < 0:
+            fail('%s in %s failed: restic %s' % (what, self.cfg['repository'], ended(r.returncode)))
         if r.returncode != 0:
             fail(explain(self.cfg['repository'], what, self.with_ssh_reason(r.stderr), self.password_file))
         return r
@@ -634,6 +636,9 @@ def _run_json(repo, args, cwd, what):
     if rc == 3:
         fail('%s: restic could not read %d file(s) of the set (%s); %s'
              % (what, len(unread), one_line(', '.join(unread[:5]) + (' …' if len(unread) > 5 else '')), removed))
+    if rc < 0:
+        # Killed (the OOM killer, kill -9): restic had no word to say.
+        fail('%s in %s failed: restic %s%s' % (what, repo.cfg['repository'], ended(rc), '; ' + removed if removed else ''))
     if rc != 0 or not summary:
         fail(explain(repo.cfg['repository'], what, repo.with_ssh_reason(text), repo.password_file))
     if prog:
@@ -820,11 +825,22 @@ def restore(argv):
     partial = os.path.join(bd, '.partial-' + job.id)
     os.makedirs(partial, mode=0o700)
     step('restoring snapshot %s (set %s) from %s' % (snap['short'], name, repo.cfg['repository']))
+    free_kb = disk_kb(bd)[0]
     r = repo.run('restore', snap['id'], '--target', partial)
     if r.returncode != 0:
         # restic goes on past a file it cannot read ("ignoring error for PATH: ...") and ends with
         # only "There were N errors": the files and what to do are said here.
-        bad = [m.group(1) for m in re.finditer(r'^ignoring error for (.*?): ', r.stderr or '', re.M)]
+        errs = re.findall(r'^ignoring error for (.*?): (.*)$', r.stderr or '', re.M)
+        bad = list(dict.fromkeys(p for p, _ in errs))  # restic names a file once per failed write
+        # Errors of this host's disk, not of the repository: said as what they are.
+        local = [why for _, why in errs if _LOCAL_WRITE_ERROR.search(why)]
+        if local:
+            what = _LOCAL_WRITE_ERROR.search(local[0]).group(0).lower()
+            full = what in ('no space left on device', 'disk quota exceeded')
+            todo = ('the set needs more than the %d MiB that were free there: free space, or restore onto a host with more room'
+                    % (free_kb // 1024) if full else "check the backup directory's disk and permissions")
+            fail('restoring snapshot %s failed: %d file(s) could not be written into %s (%s); nothing was put in place: %s'
+                 % (snap['short'], len(bad), bd, what, todo))
         if bad:
             fail('restoring snapshot %s failed: restic could not restore %d file(s) of it (%s%s); the repository may be damaged: '
                  'kadi-ops offsite check <host> --read-data-subset 100%% says (nothing was put in place)'
@@ -839,6 +855,9 @@ def restore(argv):
     os.rename(partial, final)
     out('restored=%s' % name, 'snapshot=%s' % snap['id'])
     return 0
+
+
+_LOCAL_WRITE_ERROR = re.compile(r'no space left on device|disk quota exceeded|read-only file system|permission denied|input/output error', re.I)
 
 
 def restore_cleanup(argv):

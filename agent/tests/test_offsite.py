@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import unittest
+from unittest import mock
 
 from support import AGENT_SOURCE, ZipappTestCase, put
 
@@ -341,6 +342,43 @@ class OffsiteTest(ZipappTestCase):
         r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2)
         self.assertEqual(r.returncode, 1)
         self.assertIn('never overwritten', r.stderr)
+
+    def test_a_restic_killed_during_a_push_is_said_as_killed(self):
+        self.connect()
+        make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
+        # restic as the OOM killer leaves it: gone with SIGKILL as its backup starts, without a word.
+        wrap = os.path.join(self.root, 'bin')
+        os.makedirs(wrap)
+        with open(os.path.join(wrap, 'restic'), 'w') as f:
+            f.write('#!/bin/sh\nfor a in "$@"; do [ "$a" = backup ] && kill -9 $$; done\nexec %s "$@"\n' % shutil.which('restic'))
+        os.chmod(os.path.join(wrap, 'restic'), 0o755)
+        with mock.patch.dict(os.environ, {'PATH': wrap + os.pathsep + os.environ['PATH']}):
+            r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('failed: restic was killed by SIGKILL (if nobody killed it, the system may have run out of memory', r.stderr)
+        self.assertNotIn('gave no reason', r.stderr)
+
+    def test_a_full_disk_during_a_restore_is_said_as_such_not_as_a_damaged_repository(self):
+        if os.geteuid() != 0:
+            self.skipTest('mounting needs root')
+        self.connect()
+        name = '2026-11-01T02-00-00Z'
+        make_set(self.bd, name, self.files)  # ~180 KB of files
+        self.assertEqual(self.job('offsite_push', 'set=' + name).returncode, 0)
+        [s] = self.snapshots()
+        bd2 = os.path.join(self.root, 'small')
+        os.makedirs(bd2)
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=96k,mode=700', 'kadi-ops-test', bd2], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest('cannot mount here: %s' % r.stderr.strip())
+        self.addCleanup(subprocess.run, ['umount', '-l', bd2], capture_output=True)
+        os.makedirs(os.path.join(bd2, '.kadi-ops'), mode=0o700)
+        self.assertEqual(self.connect(create=False, bd=bd2).returncode, 0)
+        r = self.job('offsite_restore', 'snapshot=' + s['short'], 'pg_restore=/bin/false', bd=bd2)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('could not be written into %s (no space left on device); nothing was put in place: the set needs more than the' % bd2, r.stderr)
+        self.assertNotIn('repository may be damaged', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(bd2, name)))
 
     def test_a_corrupted_pack_is_found_by_check(self):
         self.connect()
