@@ -422,6 +422,12 @@ def connect(argv):
             missing = 'is there a repository at the following location' in text or 'unable to open config file' in text
             if not (missing and create):
                 fail(explain(cfg['repository'], 'opening the repository', repo.with_ssh_reason(r.stderr), key_tmp))
+            if os.path.exists(key):
+                # This host knew a repository there: its disk not mounted, a share gone. A new one in
+                # its place would take every push from now on, beside nothing of the old.
+                fail('this host was connected to a restic repository at %s, and there is none there now. If the disk or share that '
+                     'holds it is not mounted, mount it and try again. To make a new, empty repository there instead, remove %s '
+                     'first (the old repository\'s snapshots are not in a new one).' % (cfg['repository'], key))
             step('creating the restic repository %s' % cfg['repository'])
             repo.check_ok('creating the repository', repo.run('init'))
             r = repo.check_ok('opening the new repository', repo.run('cat', 'config'))

@@ -117,6 +117,19 @@ class OffsiteTest(ZipappTestCase):
         self.assertFalse(os.path.exists(json.loads(self.cfg)['repository']))
         self.assertFalse(os.path.exists(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])))
 
+    def test_a_repository_this_host_knew_that_is_gone_is_not_made_again_in_its_place(self):
+        # Its disk not mounted: the path is an empty directory now.
+        self.assertEqual(self.connect().returncode, 0)
+        repo = json.loads(self.cfg)['repository']
+        shutil.rmtree(repo)
+        os.makedirs(repo)
+        r = self.connect()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('this host was connected to a restic repository at %s, and there is none there now' % repo, r.stderr)
+        self.assertEqual(os.listdir(repo), [], 'no repository was made in its place')
+        os.unlink(offsite.key_path(self.bd, repo))
+        self.assertIn('created=yes', self.connect().stdout)
+
     def test_joining_a_repository_that_is_not_there_is_refused_without_create(self):
         r = self.connect(create=False)
         self.assertEqual(r.returncode, 1)
