@@ -99,7 +99,7 @@ def parse(text, quiet=False):
         if not quiet:
             for e in errors:
                 out('plan_error=' + e)
-        die('the plan is not valid (%d problem%s; see plan_error lines)' % (len(errors), '' if len(errors) == 1 else 's'))
+        die('the plan is not valid (%d problem%s; see plan_error lines): %s' % (len(errors), '' if len(errors) == 1 else 's', errors[0]))
     if doc.get('offsite'):
         # What the schema cannot say of an off-site repository (a password in its address, a relative
         # path): refused when the plan is stored, not after a scheduled backup printed the address.
@@ -417,6 +417,24 @@ BUSY_WAIT_SECONDS = 6 * 3600
 BUSY_POLL_SECONDS = 15
 
 
+def _report_unusable_plan(bd, o, action, why):
+    """A stored plan that cannot be used (edited by hand, damaged) fails every run of the timer:
+    monitoring hears of it when the plan's monitoring part can still be read and is valid by itself."""
+    try:
+        jobs.trusted(state_dir(bd))
+        with open(jobs.trusted(plan_path(bd), 'file'), encoding='utf-8') as f:
+            doc = json.load(f)
+        m = doc.get('monitoring') if isinstance(doc, dict) else None
+        host = doc.get('host') if isinstance(doc, dict) else None
+        name = host.get('name') if isinstance(host, dict) else None
+        if not isinstance(m, dict) or not isinstance(name, str) or validate(m, schema()['properties']['monitoring'], 'plan.monitoring'):
+            return
+    except (OSError, ValueError, Usage, Failure, SystemExit):
+        return
+    _report_before_job({'host': {'name': name}, 'monitoring': m}, o, action, 'failed',
+                       'the stored plan cannot be used: %s. Store it again (kadi-ops schedule <host>)' % redact(why))
+
+
 def _died(bd, job_id, plan, o, action):
     """A job that ended without a status: its runner and verb were killed together (a kill of its
     group, the OOM killer, a reboot), so neither its report nor its cleanup ran. Monitoring hears of
@@ -441,7 +459,11 @@ def run_plan(argv):
     action = o.get('action', 'backup')
     if action not in ('backup', 'deep-verify'):
         die('run-plan: action must be backup or deep-verify, not %s' % json.dumps(action))
-    plan = load(bd)
+    try:
+        plan = load(bd)
+    except (Usage, Failure) as e:
+        _report_unusable_plan(bd, o, action, str(e))
+        raise
     if plan['host']['backupDir'] != bd:
         die('the stored plan is for backup directory %s, not %s' % (plan['host']['backupDir'], bd))
     try:

@@ -35,7 +35,7 @@ import tempfile
 from shlex import quote
 
 from . import privileges
-from .common import Failure, Usage, die, fail, out, user_name
+from .common import Failure, Usage, die, fail, one_line, out, user_name
 from .jobs import COULD_NOT_RUN, _kv, _read, job_dirs
 from .plan import load, plan_path
 
@@ -436,7 +436,8 @@ def status_lines(bd):
         b = base_name(plan)
     except (Usage, Failure, SystemExit, UnicodeError) as e:
         # A plan that cannot be trusted or read is no schedule; said, without failing the overview.
-        return ['schedule=none', 'schedule_error=the stored plan cannot be used (%s)' % type(e).__name__]
+        from .plan import redact
+        return ['schedule=none', 'schedule_error=%s' % one_line(redact(str(e)) or type(e).__name__)[:500]]
     s = plan.get('schedule')
     if not s:
         return ['schedule=none']

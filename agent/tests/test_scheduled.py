@@ -215,6 +215,29 @@ class ScheduledRunTest(unittest.TestCase):
                 plan_module._died(bd, '20261203T030000Z-abcdef', PLAN, Options(['origin=scheduled']), 'backup')
                 self.assertEqual(len(sent), 1)
 
+    def test_a_stored_plan_that_cannot_be_used_is_reported_when_its_monitoring_can_be_read(self):
+        from kadi_ops_agent import plan as plan_module
+        from kadi_ops_agent.common import Usage
+        with tempfile.TemporaryDirectory() as bd:
+            os.makedirs(os.path.join(bd, '.kadi-ops'), mode=0o700)
+            os.chmod(os.path.join(bd, '.kadi-ops'), 0o700)
+            path = os.path.join(bd, '.kadi-ops', 'plan.json')
+            sent = []
+            with mock.patch.object(monitoring, 'finished', side_effect=lambda m, info, tail: sent.append((m, info)) or []), \
+                    open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet):
+                # Its monitoring part valid by itself: reported. Not valid: nothing is sent anywhere.
+                for monitoring_part in (PLAN['monitoring'], {'success': 'hxxps://nope'}):
+                    with open(path, 'w') as f:
+                        json.dump(dict(PLAN, monitoring=monitoring_part), f)
+                    os.chmod(path, 0o600)
+                    with self.assertRaises(Usage):
+                        plan_module.run_plan([bd, 'wait=yes'])
+            (m, info), = sent
+            self.assertEqual(m, PLAN['monitoring'])
+            self.assertEqual((info['result'], info['host']), ('failed', 'prod'))
+            self.assertTrue(info['reason'].startswith('the stored plan cannot be used: the plan is not valid ('), info['reason'])
+            self.assertTrue(info['reason'].endswith('. Store it again (kadi-ops schedule <host>)'), info['reason'])
+
     def test_every_path_tells_monitoring_the_same_things(self):
         with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
             self.assertEqual(self.runner(['plan=yes', 'action=backup']), 0)

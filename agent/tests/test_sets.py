@@ -200,7 +200,12 @@ class ListSetsTest(ZipappTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         tail = r.stdout.split('--- schedule\n')[1].splitlines()
         self.assertEqual(tail[0], 'schedule=none')
-        self.assertTrue(tail[1].startswith('schedule_error='), tail)
+        self.assertTrue(tail[1].startswith('schedule_error=the plan is not JSON'), tail)
+        # A plan valid JSON but not a valid plan: its first problem, never a secret value.
+        self.put('.kadi-ops/plan.json', json.dumps({'version': 1, 'monitoring': {'success': 'hxxps://hc-ping.com/SECRET'}}))
+        tail = self.agent('overview', self.bd).stdout.split('--- schedule\n')[1].splitlines()
+        self.assertEqual(tail[1], 'schedule_error=the plan is not valid (5 problems; see plan_error lines): plan: host is missing')
+        self.assertNotIn('SECRET', self.agent('overview', self.bd).stdout)
 
     def test_the_previous_set_a_backup_links_from_is_never_a_damaged_one(self):
         import sys

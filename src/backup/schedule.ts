@@ -14,6 +14,8 @@ import type { HostPlan } from '../core/plan';
 export interface ScheduleStatus {
   /** none: no plan or no schedule in it; stored: the plan has one but no timer is installed. */
   state: 'none' | 'stored' | 'installed';
+  /** With state none: why the stored plan cannot be used (a timer installed for it fails every run). */
+  error?: string;
   mode?: 'system' | 'user';
   calendar?: string;
   deepCalendar?: string;
@@ -37,7 +39,11 @@ export interface ScheduleStatus {
 export function parseScheduleStatus(text: string): ScheduleStatus {
   const kv = parseKeyValues(text);
   const state = kv.get('schedule');
-  if (state !== 'installed' && state !== 'stored') return { state: 'none' };
+  if (state !== 'installed' && state !== 'stored') {
+    // A stored plan the host cannot use (edited by hand, damaged): every run of an installed timer fails.
+    const error = kv.get('schedule_error');
+    return error ? { state: 'none', error } : { state: 'none' };
+  }
   const num = (k: string): number | undefined => (kv.get(k) !== undefined && /^\d+$/.test(kv.get(k) ?? '') ? Number(kv.get(k)) : undefined);
   const s: ScheduleStatus = { state, mode: kv.get('mode') === 'user' ? 'user' : 'system', calendar: kv.get('calendar') };
   const opt: [keyof ScheduleStatus, string | number | undefined][] = [

@@ -184,6 +184,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
     verdict: 'ok',
   };
   const limit = staleHours(profile, s);
+  if (s?.error) return { ...row, schedule: 'unusable plan', verdict: 'failed', why: `the stored plan cannot be used (${s.error}); a timer installed for it fails every run: store it again (kadi-ops schedule ${profile.name})` };
   if (lastScheduledRunFailed(s)) {
     const why = s?.unit && s.unit.result !== 'success' ? `the last scheduled run (${s.unit.exited}) failed (${s.unit.result}; journalctl -u ${scheduleUnitBase(profile)}-backup.service)` : `the last scheduled run (job ${s?.lastJob?.id}) ended with ${s?.lastJob?.status}`;
     return { ...row, verdict: 'failed', why };

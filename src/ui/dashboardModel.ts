@@ -248,6 +248,7 @@ export function offsiteCell(profile: HostProfile, state: HostState, now: Date): 
 
 function scheduleCell(s: ScheduleStatus | undefined): FeatureCell {
   const cell = { id: 'schedule' as const, title: 'Schedule' };
+  if (s?.error) return { ...cell, state: 'error', text: 'stored plan unusable', detail: `${s.error}. A timer installed for it fails every run: store it again (kadi-ops schedule <host>).` };
   if (!s || s.state === 'none') return { ...cell, state: s ? 'warning' : 'absent', text: 'no schedule' };
   if (s.state === 'stored') return { ...cell, state: 'warning', text: `${s.calendar} (not installed)` };
   const next = s.next ? `; next ${s.next}` : '';

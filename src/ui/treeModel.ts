@@ -82,6 +82,7 @@ export function staleAfterHours(p: HostProfile, o?: HostOverview): number {
 }
 
 function scheduleLine(s: ScheduleStatus | undefined): string {
+  if (s?.error) return `The stored plan cannot be used (${s.error}): a timer installed for it fails every run. Store it again (kadi-ops schedule <host>).`;
   if (!s || s.state === 'none') return 'No schedule: backups happen only when someone starts them (kadi-ops schedule <host>).';
   if (s.state === 'stored') return `Schedule ${s.calendar} stored but not installed (kadi-ops schedule <host>).`;
   return `Scheduled: ${s.calendar}${s.deepCalendar ? `; deep verification ${s.deepCalendar}` : ''} (${s.mode ?? 'system'} timer${s.timerState ? `, ${s.timerState}` : ''})`;

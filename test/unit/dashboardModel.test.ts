@@ -76,6 +76,8 @@ describe('dashboard: rows and charts', () => {
       ['offsite', 'absent', 'not configured'],
     ]);
     assert.deepEqual(cells({ state: 'none' })[0], ['schedule', 'warning', 'no schedule']);
+    // A stored plan the host cannot use: an error, not "no schedule" (its timer fails every run).
+    assert.deepEqual(cells({ state: 'none', error: 'the plan is not JSON: x' })[0], ['schedule', 'error', 'stored plan unusable']);
     assert.deepEqual(cells({ state: 'stored', calendar: 'daily' })[0], ['schedule', 'warning', 'daily (not installed)']);
     const installed = { state: 'installed' as const, calendar: '*-*-* 02:30:00', next: 'Fri 2026-11-27 02:30:00 UTC', lastJob: { id: 'j', kind: 'backup', started: '2026-11-26T02:30:00Z', status: '0' }, unit: { result: 'success', exited: 'x', state: 'inactive' } };
     assert.deepEqual(cells(installed)[0], ['schedule', 'ok', '*-*-* 02:30:00; last run 2026-11-26T02:30:00Z succeeded; next Fri 2026-11-27 02:30:00 UTC']);

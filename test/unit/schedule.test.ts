@@ -12,6 +12,7 @@ const NOW = new Date('2026-11-26T08:00:00Z');
 describe('the host\'s own schedule as the client sees it', () => {
   it('reads schedule-status lines, systemd\'s record of the last run included', () => {
     assert.deepEqual(parseScheduleStatus('schedule=none\n'), { state: 'none' });
+    assert.deepEqual(parseScheduleStatus('schedule=none\nschedule_error=the plan is not JSON: x\n'), { state: 'none', error: 'the plan is not JSON: x' });
     const s = parseScheduleStatus(
       'schedule=installed\nmode=system\ncalendar=*-*-* 03:00:00\ndelay=900\ninterval=86400\ntimer_state=active\nnext=Thu 2026-11-27 03:00:00 UTC\nlast_trigger=\nunit_result=exit-code\nunit_exited=Wed 2026-11-26 03:00:05 UTC\nunit_state=failed\nlast_job=20261126T030000Z-abcdef\nlast_kind=backup\nlast_started=2026-11-26T03:00:00Z\nlast_status=0\n',
     );
