@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from . import backup, plan, retention, services, sets, verify
+from . import backup, jobs, plan, retention, services, sets, verify
 from .common import Failure, Options, Usage, out, step, utc_now, warn
 from .jobs import COULD_NOT_RUN, Job
 
@@ -59,6 +59,23 @@ def _retention_sets(bd):
         out_.append({'id': t, 'time': '%sT%s:%s:%sZ' % (t[:10], t[11:13], t[14:16], t[17:19]), 'status': status,
                      'pinned': s['pinned'], 'preRestore': s['preRestore']})
     return out_
+
+
+def _leftovers(bd):
+    """A warning for partial sets that interrupted jobs left (a reboot, a kill) and no job writes: on a
+    host that only runs schedules nobody else would see them take the disk."""
+    old = []
+    for p in sets.listing(bd)['partials']:
+        if p['mtime'] > time.time() - 86400:
+            continue
+        d = os.path.join(jobs.state_dir(bd), 'jobs', p['job']) if p['job'] else ''
+        if d and os.path.isdir(d) and jobs.job_alive(d):
+            continue
+        old.append(p['name'])
+    if not old:
+        return []
+    return ['%d partial set(s) older than a day, left by interrupted jobs, take room in %s (%s): remove them with '
+            'kadi-ops clean-partials <host>' % (len(old), bd, ', '.join(old[:3]) + (', …' if len(old) > 3 else ''))]
 
 
 def _offsite(doc, o, set_name):
@@ -133,6 +150,7 @@ def run(argv):
                     sets.prune([o['backup_dir'], *remove])
                 else:
                     out('pruned=0')
+            note(_leftovers(o['backup_dir']))
             _offsite(doc, o, info['set'])
             if not_started:
                 raise Failure('the set %s is complete, but %s' % (info['set'], '; '.join(not_started)))

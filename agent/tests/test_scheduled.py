@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 import unittest
 from unittest import mock
 
@@ -237,6 +238,17 @@ class ScheduledRunTest(unittest.TestCase):
             self.assertEqual((info['result'], info['host']), ('failed', 'prod'))
             self.assertTrue(info['reason'].startswith('the stored plan cannot be used: the plan is not valid ('), info['reason'])
             self.assertTrue(info['reason'].endswith('. Store it again (kadi-ops schedule <host>)'), info['reason'])
+
+    def test_partial_sets_older_than_a_day_that_no_job_writes_are_named_in_the_report(self):
+        with tempfile.TemporaryDirectory() as bd:
+            os.makedirs(os.path.join(bd, '.kadi-ops', 'jobs'), mode=0o700)
+            for n, age in (('.partial-20200101T000000Z-abcdef', 3 * 86400), ('.partial-20261203T000000Z-abcdef', 60), ('.deleting-2020-01-01T00-00-00Z', 2 * 86400)):
+                os.makedirs(os.path.join(bd, n))
+                t = time.time() - age
+                os.utime(os.path.join(bd, n), (t, t))
+            said = scheduled._leftovers(bd)
+        self.assertEqual(said, ['2 partial set(s) older than a day, left by interrupted jobs, take room in %s '
+                                '(.partial-20200101T000000Z-abcdef, .deleting-2020-01-01T00-00-00Z): remove them with kadi-ops clean-partials <host>' % bd])
 
     def test_every_path_tells_monitoring_the_same_things(self):
         with mock.patch.object(backup, 'make_set', return_value='2026-11-30T03-00-00Z'):
