@@ -146,6 +146,12 @@ def run(argv):
                           'Retention keeps them and does not count them; check the clock (timedatectl) and remove them by hand once '
                           'newer sets exist.' % (len(ahead), ', '.join(ahead[:3]) + (', …' if len(ahead) > 3 else ''))])
                 remove = [r['id'] for r in decided['remove'] if r['id'] != info['set']]
+                # Pinned since retention listed them (a pin does not wait for the instance lock): left,
+                # instead of a prune that refuses a pinned set and fails the run.
+                pinned = [n for n in remove if os.path.lexists(os.path.join(o['backup_dir'], n, '.pinned'))]
+                if pinned:
+                    note(['set(s) %s were pinned while retention ran; not deleted' % ', '.join(pinned)])
+                    remove = [n for n in remove if n not in pinned]
                 if remove:
                     sets.prune([o['backup_dir'], *remove])
                 else:
