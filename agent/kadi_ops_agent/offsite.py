@@ -45,10 +45,43 @@ LOCAL_STATE = ('.verify.json', '.pinned', '.pre-restore')
 TAG_VALUE = re.compile(r'^[A-Za-z0-9._+:-]{1,100}$')
 
 
+HOST_TAG = 'kadi-host:'
+
+
 def host_name():
     """This host's name in its snapshots (restic --host): the node name, which needs no DNS (hostname -f
     falls back to it when DNS is slow, and one host's snapshots would split under two names)."""
     return os.uname().nodename
+
+
+def host_id(bd, create=False):
+    """This backup directory's own id in its snapshots (tag kadi-host:ID), made by its first push: two
+    hosts of the same node name sharing a repository (a staging clone of production) never take each
+    other's snapshots for their own, to forget or to call a set off-site already. None before then."""
+    path = os.path.join(offsite_dir(bd), 'host-id')
+    try:
+        with open(path, encoding='ascii') as f:
+            v = f.read().strip()
+        if re.fullmatch(r'[0-9a-f]{32}', v):
+            return v
+    except (OSError, UnicodeError):
+        pass
+    if not create:
+        return None
+    import uuid
+    v = uuid.uuid4().hex
+    os.makedirs(offsite_dir(bd), mode=0o700, exist_ok=True)
+    os.rename(_write_private(path, v + '\n'), path)
+    return v
+
+
+def is_mine(s, hid, host):
+    """Whether snapshot S was pushed from this backup directory: by its kadi-host tag; one pushed
+    before such tags existed, by its node name."""
+    ids = [t[len(HOST_TAG):] for t in s.get('tags') or [] if t.startswith(HOST_TAG)]
+    if ids:
+        return hid is not None and ids[0] == hid
+    return s['hostname'] == host
 
 
 def snapshot_time(s):
@@ -451,7 +484,11 @@ def list_verb(argv):
         die('usage: offsite-list BACKUP_DIR CONFIG_JSON')
     check_restic()
     repo = _opened(Repo(argv[0], parse_config(argv[1])))
-    json.dump({'snapshots': repo.snapshots(timeout=repo.answer_timeout(), lock=False), 'host': host_name()}, sys.stdout)
+    snaps = repo.snapshots(timeout=repo.answer_timeout(), lock=False)
+    hid, host = host_id(argv[0]), host_name()
+    for s in snaps:
+        s['mine'] = is_mine(s, hid, host)
+    json.dump({'snapshots': snaps, 'host': host}, sys.stdout)
     sys.stdout.write('\n')
 
 
@@ -530,9 +567,9 @@ def _against_manifest(d, m):
     return problems, n
 
 
-def _parent(snaps, host):
+def _parent(snaps, hid, host):
     """The newest of this host's snapshots: every snapshot has the same layout, so any is a parent."""
-    mine = [s for s in snaps if s['hostname'] == host and not s.get('incomplete')]
+    mine = [s for s in snaps if is_mine(s, hid, host) and not s.get('incomplete')]
     return max(mine, key=snapshot_time)['id'] if mine else None
 
 
@@ -544,13 +581,14 @@ def push(argv):
     host = host_name()
     snaps = repo.snapshots()
     _forget_incomplete(repo, snaps)
+    hid = host_id(o['backup_dir'], create=True)
     # Only this host's: another host sharing the repository may have a set of the same name; and
     # never a snapshot restic saved without every file.
-    have = [s for s in snaps if s['set'] == o['set'] and s['hostname'] == host and not s.get('incomplete')]
+    have = [s for s in snaps if s['set'] == o['set'] and is_mine(s, hid, host) and not s.get('incomplete')]
     if have:
         out('set %s is off-site already: snapshot %s' % (o['set'], have[0]['short']), 'snapshot=%s' % have[0]['id'], 'pushed=already')
         return 0
-    tags = [TAG, _tag('set:', o['set']), _tag('kadi:', m.get('kadiVersion')), _tag('schema:', m.get('alembicRevision'))]
+    tags = [TAG, _tag('set:', o['set']), _tag('kadi:', m.get('kadiVersion')), _tag('schema:', m.get('alembicRevision')), _tag(HOST_TAG, hid)]
     args = ['backup', '--json', '--ignore-ctime', '--host', host]
     for t in tags:
         if t:
@@ -558,7 +596,7 @@ def push(argv):
     # restic matches excludes against the files' absolute paths: the set's own top-level marks only.
     for x in LOCAL_STATE:
         args += ['--exclude', re.sub(r'([][*?\\])', r'\\\1', os.path.join(os.path.realpath(d), x))]
-    parent = _parent(snaps, host)
+    parent = _parent(snaps, hid, host)
     if parent:
         args += ['--parent', parent]
     step('copying set %s to %s%s' % (o['set'], repo.cfg['repository'], ' (unchanged files against snapshot %s)' % parent[:8] if parent else ''))
@@ -739,8 +777,8 @@ def forget_plan(snaps, policy, bd, host):
     pinned (or the newest pre-restore set) here keeping its snapshot too. Snapshots of other hosts
     sharing the repository are never touched."""
     listing = {s['name']: s for s in sets.listing(bd)['sets']}
-    mine, seen = [], set()
-    for s in sorted((s for s in snaps if s['hostname'] == host and not s.get('incomplete')), key=set_time, reverse=True):
+    mine, seen, hid = [], set(), host_id(bd)
+    for s in sorted((s for s in snaps if is_mine(s, hid, host) and not s.get('incomplete')), key=set_time, reverse=True):
         local = listing.get(s['set'] or '')
         if s['id'] in seen:
             continue

@@ -238,6 +238,34 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(listing['host'], os.uname().nodename)
         self.assertEqual(sorted(s['hostname'] for s in listing['snapshots']), sorted(['another-host', os.uname().nodename]))
 
+    def test_two_hosts_of_the_same_node_name_sharing_a_repository_keep_apart(self):
+        # A staging clone of production: same node name, same repository, a backup directory of its own.
+        self.connect()
+        staging = os.path.join(self.root, 'staging')
+        os.makedirs(os.path.join(staging, '.kadi-ops'), mode=0o700)
+        self.assertEqual(self.connect(create=False, bd=staging).returncode, 0)
+        name = '2026-11-01T02-00-00Z'
+        make_set(self.bd, name, self.files)
+        open(os.path.join(self.bd, name, '.pinned'), 'w').close()
+        self.assertEqual(self.job('offsite_push', 'set=' + name).kv['pushed'], 'yes')
+        # A set of the same name on staging is not off-site "already": it is pushed.
+        make_set(staging, name, dict(self.files, extra=b'staging'))
+        self.assertEqual(self.job('offsite_push', 'set=' + name, bd=staging).kv['pushed'], 'yes')
+        make_set(staging, '2026-11-02T02-00-00Z', self.files)
+        self.assertEqual(self.job('offsite_push', 'set=2026-11-02T02-00-00Z', bd=staging).kv['pushed'], 'yes')
+        ids = {s['id']: s for s in self.snapshots()}
+        mine_here = {s['id'] for s in self.snapshots() if s['mine']}
+        mine_there = {s['id'] for s in self.snapshots(bd=staging) if s['mine']}
+        self.assertEqual((len(ids), len(mine_here), len(mine_there)), (3, 1, 2))
+        self.assertFalse(mine_here & mine_there)
+        # Staging's keepLast 1 forgets its own older snapshot, never production's (pinned there).
+        r = self.job('offsite_forget', 'policy={"keepLast": 1}', bd=staging)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.kv['forgotten'], '1')
+        left = {s['id'] for s in self.snapshots()}
+        self.assertTrue(mine_here <= left, 'production\'s snapshot is still there')
+        self.assertEqual(len(left), 2)
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root and setpriv to run the agent as another user')
     def test_a_snapshot_restic_could_not_complete_is_removed_and_the_push_fails_naming_the_file(self):
         # As an unprivileged user, one file of the set unreadable: restic exits 3 and keeps a snapshot without it.

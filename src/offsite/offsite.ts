@@ -91,8 +91,9 @@ export async function connectOffsite(host: RemoteHost, o: PlanOffsite, req: Conn
 export async function listOffsite(host: RemoteHost, o: PlanOffsite): Promise<OffsiteSnapshot[]> {
   const r = await checkAgent(host, `Listing the off-site snapshots of ${host.profile.name}`, 'offsite-list', [host.profile.backupDir, configArg(o)]);
   const doc = JSON.parse(r.stdout) as { snapshots: OffsiteSnapshot[]; host?: string };
-  // mine: made by this host (a repository may be shared; a set of the same name from another host is not this one's).
-  return doc.snapshots.map((s) => ({ ...s, mine: doc.host === undefined ? undefined : s.hostname === doc.host })).sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.time.localeCompare(b.time));
+  // mine: made by this host (a repository may be shared; a set of the same name from another host is not this one's),
+  // as the agent says it (its backup directory's kadi-host tag; by node name for older snapshots and agents).
+  return doc.snapshots.map((s) => ({ ...s, mine: typeof s.mine === 'boolean' ? s.mine : doc.host === undefined ? undefined : s.hostname === doc.host })).sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.time.localeCompare(b.time));
 }
 
 export function startOffsitePush(host: RemoteHost, o: PlanOffsite, set: string, opts: { breakStaleLock?: boolean } = {}): Promise<string> {
