@@ -377,7 +377,8 @@ class JobsTest(ZipappTestCase):
         last, r = self.start(['sleep', '0'], job='20261130T110000Z-111111', )
         self.assertEqual(r.returncode, 0, r.stderr)
         self.wait_finished(last)
-        r = self.agent('job-start', self.bd, '20261130T100000Z-222222', 'test', 'op', 'laptop', 'no', 'history=2:30', 'sleep', '0')
+        # It runs while job-start prunes (a job that had finished by then would count as one of the 2).
+        r = self.agent('job-start', self.bd, '20261130T100000Z-222222', 'test', 'op', 'laptop', 'no', 'history=2:30', 'sleep', '3')
         self.assertEqual(r.returncode, 0, r.stderr)
         self.wait_finished('20261130T100000Z-222222')
         self.assertEqual(sorted(os.listdir(jobs)), sorted(['20261130T100000Z-222222', last, same2]))
