@@ -264,7 +264,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
   const o = state.overview;
   const sets = o?.sets ?? [];
   const status = hostStatus(profile, state, now);
-  const good = lastGoodSet(o);
+  const good = lastGoodSet(o, now);
   let newestGood: NewestSetCell | undefined;
   if (good) {
     const st = setState(good.verify);

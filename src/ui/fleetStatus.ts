@@ -67,7 +67,7 @@ export function hostHealth(profile: HostProfile, state: HostState, now: Date): H
   if (failed) return { kind: 'failed', job: failed, result: jobResultLabel(failed) };
   if (lastScheduledRunFailed(o.schedule)) return { kind: 'scheduled-run-failed', when: o.schedule?.unit?.exited || o.schedule?.lastJob?.started || '?' };
   const thresholdHours = staleAfterHours(profile, o);
-  const good = lastGoodSet(o);
+  const good = lastGoodSet(o, now);
   if (!good) return { kind: 'stale', thresholdHours };
   const ageMs = now.getTime() - good.time.getTime();
   if (ageMs > thresholdHours * 3600_000) return { kind: 'stale', set: good.name, ageMs, thresholdHours };

@@ -5,6 +5,7 @@
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
 import { type ArtifactEntry, type BackupSet, partialOrigin } from '../backup/manifest';
+import { FUTURE_SLACK_MS } from '../backup/retention';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
@@ -88,9 +89,13 @@ function scheduleLine(s: ScheduleStatus | undefined): string {
   return `Scheduled: ${s.calendar}${s.deepCalendar ? `; deep verification ${s.deepCalendar}` : ''} (${s.mode ?? 'system'} timer${s.timerState ? `, ${s.timerState}` : ''})`;
 }
 
-/** Newest set that is not known to be bad. */
-export function lastGoodSet(o: HostOverview | undefined): BackupSet | undefined {
-  return o?.sets.find((s) => s.status !== 'damaged');
+/**
+ * Newest set that is not known to be bad. A set dated in the future (made while the host's clock
+ * was ahead) is not it: it would make the host look freshly backed up for as long as its date is
+ * ahead, whatever runs since (retention does not count it either).
+ */
+export function lastGoodSet(o: HostOverview | undefined, now: Date = new Date()): BackupSet | undefined {
+  return o?.sets.find((s) => s.status !== 'damaged' && s.time.getTime() <= now.getTime() + FUTURE_SLACK_MS);
 }
 
 
@@ -234,7 +239,7 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
 
 function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   const o = state.overview;
-  const good = lastGoodSet(o);
+  const good = lastGoodSet(o, now);
   const job = runningJob(o);
   const tags = ['host', o ? 'loaded' : state.error ? 'error' : 'unloaded', job ? 'busy' : 'idle', p.redis.enabled ? 'redis' : '', p.offsite ? 'offsiterepo' : ''];
   const parts: string[] = [];

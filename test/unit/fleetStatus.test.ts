@@ -45,6 +45,16 @@ describe('status bar: worst state across hosts', () => {
     assert.equal(staleAfterHours(profile('prod'), threeDays.overview), 210);
   });
 
+  it('a set dated in the future (the clock was ahead) does not keep a host fresh: the newest set before now does', () => {
+    const ahead: HostState = { overview: overview({ sets: [backupSet('2027-06-01T00-00-00Z'), backupSet(OLD)], jobs: [job()] }) };
+    const h = hostHealth(profile('prod', { schedule: { calendar: 'daily' } }), ahead, NOW);
+    assert.equal(h.kind, 'stale');
+    assert.equal(h.kind === 'stale' && h.set, OLD);
+    // Within a few minutes of now it is an ordinary set.
+    const soon: HostState = { overview: overview({ sets: [backupSet('2026-11-26T12-10-00Z')], jobs: [job()] }) };
+    assert.notEqual(hostHealth(profile('prod'), soon, NOW).kind, 'stale');
+  });
+
   it('running jobs: the spinner and how many', () => {
     const busy: HostState = { overview: overview({ sets: [backupSet(FRESH)], jobs: [job({ state: 'running', status: '' }), job({ id: 'b', state: 'running', status: '', kind: 'verify' }), job({ id: 'c' })] }) };
     const s = status(['prod', busy], ['staging', good()]);
