@@ -827,12 +827,20 @@ def forget(argv):
             if not any(i.startswith(x) for i in remove):
                 out('not forgetting %s: the rules keep it now, or it is gone' % x)
         remove = confirmed
-    if o.yes('dry_run') or not remove:
+    pending = os.path.join(repo_dir(o['backup_dir'], repo.cfg['repository']), 'prune-pending')
+    if o.yes('dry_run') or (not remove and not os.path.exists(pending)):
         out('forgotten=0')
         return 0
-    step('forgetting %d snapshot(s) and pruning the repository' % len(remove))
-    repo.check_ok('forgetting snapshots', repo.run('forget', *remove))
+    if remove:
+        step('forgetting %d snapshot(s) and pruning the repository' % len(remove))
+        repo.check_ok('forgetting snapshots', repo.run('forget', *remove))
+    else:
+        step('pruning the repository (the prune after an earlier forget did not finish)')
+    # Until a prune has finished, what forgotten snapshots held still takes room: the next forget
+    # prunes even when it has nothing to forget itself.
+    os.close(os.open(pending, os.O_WRONLY | os.O_CREAT, 0o600))
     r = repo.check_ok('pruning the repository', repo.run('prune'))
+    os.unlink(pending)
     for line in r.stdout.splitlines():
         if line.strip():
             out('[detail] ' + line)

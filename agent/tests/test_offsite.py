@@ -399,6 +399,27 @@ class OffsiteTest(ZipappTestCase):
         self.assertIn('failed: restic was killed by SIGKILL (if nobody killed it, the system may have run out of memory', r.stderr)
         self.assertNotIn('gave no reason', r.stderr)
 
+    def test_a_prune_that_did_not_finish_is_run_by_the_next_forget_even_with_nothing_to_forget(self):
+        self.connect()
+        for day in (1, 2):
+            make_set(self.bd, '2026-11-0%dT02-00-00Z' % day, dict(self.files, day=os.urandom(3000)))
+            self.assertEqual(self.job('offsite_push', 'set=2026-11-0%dT02-00-00Z' % day).returncode, 0)
+        wrap = os.path.join(self.root, 'bin')
+        os.makedirs(wrap)
+        with open(os.path.join(wrap, 'restic'), 'w') as f:
+            f.write('#!/bin/sh\nfor a in "$@"; do [ "$a" = prune ] && { echo "Fatal: the disk is on fire" >&2; exit 1; }; done\nexec %s "$@"\n' % shutil.which('restic'))
+        os.chmod(os.path.join(wrap, 'restic'), 0o755)
+        with mock.patch.dict(os.environ, {'PATH': wrap + os.pathsep + os.environ['PATH']}):
+            r = self.job('offsite_forget', 'policy={"keepLast": 1}')
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(len(self.snapshots()), 1, 'the forget itself was done')
+        r = self.job('offsite_forget', 'policy={"keepLast": 1}')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('pruning the repository (the prune after an earlier forget did not finish)', r.stdout)
+        self.assertEqual(r.kv['forgotten'], '0')
+        r = self.job('offsite_forget', 'policy={"keepLast": 1}')
+        self.assertNotIn('pruning', r.stdout, 'once done, not again')
+
     def test_a_full_disk_during_a_restore_is_said_as_such_not_as_a_damaged_repository(self):
         if os.geteuid() != 0:
             self.skipTest('mounting needs root')
