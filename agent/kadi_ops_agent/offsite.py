@@ -884,8 +884,9 @@ def restore(argv):
         # only "There were N errors": the files and what to do are said here.
         errs = re.findall(r'^ignoring error for (.*?): (.*)$', r.stderr or '', re.M)
         bad = list(dict.fromkeys(p for p, _ in errs))  # restic names a file once per failed write
-        # Errors of this host's disk, not of the repository: said as what they are.
-        local = [why for _, why in errs if _LOCAL_WRITE_ERROR.search(why)]
+        # Errors of this host's disk, not of the repository: said as what they are. Only those that
+        # name the set being written (restic says a pack it cannot read the same way).
+        local = [why for _, why in errs if (partial in why or os.path.realpath(partial) in why) and _LOCAL_WRITE_ERROR.search(why)]
         if local:
             what = _LOCAL_WRITE_ERROR.search(local[0]).group(0).lower()
             full = what in ('no space left on device', 'disk quota exceeded')

@@ -112,6 +112,8 @@ def parse(text, quiet=False):
 
 _CONFIG_LINE = re.compile(r'^([A-Z][A-Z0-9_]*): ?(.*)$', re.S)
 _URI = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://\S+')
+# A URI with credentials, up to the last '@' of its line: a password with spaces in it goes whole.
+_URI_USERINFO = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://[^\n]*@\S*')
 _QUOTED_AT = re.compile(r"'[^'\n]*@[^'\n]*'|\"[^\"\n]*@[^\"\n]*\"")
 _USERINFO = re.compile(r'\S+@')
 _PASSWORD_WORD = re.compile(r'(?i)(pass(?:word)?|secret|token)(\s*[=:]\s*)\S+')
@@ -121,7 +123,7 @@ def redact(text):
     """TEXT without anything that may hold a secret: a quoted string with an '@' in it (SQLAlchemy
     quotes the URI it cannot parse, scheme or not), every URI, whatever ends in '@' (the rest of a
     password with a space in it), and every password=/secret=/token= value."""
-    text = _USERINFO.sub('***@', _URI.sub('<URI>', _QUOTED_AT.sub("'***'", text)))
+    text = _USERINFO.sub('***@', _URI.sub('<URI>', _URI_USERINFO.sub('<URI>', _QUOTED_AT.sub("'***'", text))))
     return _PASSWORD_WORD.sub(r'\1\2***', text)
 
 

@@ -55,7 +55,7 @@ def listing(bd):
             out['invalid'].append({'name': n, 'reason': 'name is not a timestamp'}); continue
         try:
             with open(os.path.join(p, 'manifest.json'), encoding='utf-8') as f:
-                m = json.load(f)
+                m = json.load(f, parse_constant=_not_json)
         except FileNotFoundError:
             out['invalid'].append({'name': n, 'reason': 'no manifest.json'}); continue
         except ValueError as e:
@@ -67,7 +67,7 @@ def listing(bd):
         verify = None
         try:
             with open(os.path.join(p, '.verify.json'), encoding='utf-8') as f:
-                verify = json.load(f)
+                verify = json.load(f, parse_constant=_not_json)
         except (OSError, ValueError):
             pass
         if not isinstance(verify, dict):
@@ -77,6 +77,11 @@ def listing(bd):
                             'pinned': os.path.exists(os.path.join(p, '.pinned')),
                             'preRestore': os.path.exists(os.path.join(p, '.pre-restore'))})
     return out
+
+
+def _not_json(word):
+    """NaN and Infinity, which Python's json reads and writes but JSON (and the client) does not."""
+    raise ValueError('%s is not JSON' % word)
 
 
 def _valid_time(name):
@@ -109,7 +114,7 @@ def manifest_problem(m):
             return 'artifact %s has no valid sha256' % _js_string(a, 'name')
         if not isinstance(size, (int, float)) or isinstance(size, bool):
             return 'artifact %s has no size' % _js_string(a, 'name')
-        if size <= 0 and not a.get('tree') and a.get('name') != 'db.counts.tsv':
+        if size <= 0 and a.get('tree') in (None, False, 0, '') and a.get('name') != 'db.counts.tsv':  # JavaScript's falsy
             return 'artifact %s is empty' % _js_string(a, 'name')
     for t in ('storage', 'uploads'):
         if '%s.files.jsonl' % t not in names and not any(isinstance(n, str) and n.startswith(t + '.tar.') for n in names):
@@ -139,10 +144,26 @@ def newest_good_set(bd):
         names = sorted(os.listdir(bd), reverse=True)
     except FileNotFoundError:
         return ''
+    ahead = None
     for n in names:
         if SET_RE.match(n) and os.path.isfile(os.path.join(bd, n, 'manifest.json')) and not found_damaged(os.path.join(bd, n)):
+            if _dated_ahead(n):
+                # Made while the clock was ahead: not the newest (a scheduled deep verification would
+                # check it every time, never the sets made since); only when there is no other.
+                ahead = ahead or os.path.join(bd, n)
+                continue
             return os.path.join(bd, n)
-    return ''
+    return ahead or ''
+
+
+def _dated_ahead(name):
+    import datetime
+    from .retention import FUTURE_SLACK
+    try:
+        t = datetime.datetime.strptime(name, '%Y-%m-%dT%H-%M-%SZ').replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return False
+    return t > datetime.datetime.now(datetime.timezone.utc) + FUTURE_SLACK
 
 
 def found_damaged(set_dir):

@@ -55,12 +55,15 @@ class ListSetsTest(ZipappTestCase):
         self.put('2026-01-02T00-00-00Z/manifest.json', {'formatVersion': 1})
         self.put('2026-01-02T00-00-00Z/.verify.json', [])
         self.put('2024-02-30T00-00-00Z/manifest.json', {'formatVersion': 1})
+        self.put('2026-01-03T00-00-00Z/manifest.json', '{"formatVersion": NaN}')  # Python reads it; JSON (the client) does not
         r = self.list_sets()
         self.assertEqual(r.returncode, 0, r.stderr)
         out = json.loads(r.stdout)
         self.assertEqual(out['sets'], [{'name': '2026-01-02T00-00-00Z', 'manifest': {'formatVersion': 1}, 'verify': None, 'pinned': False, 'preRestore': False}])
-        self.assertEqual(out['invalid'], [{'name': '2026-01-01T00-00-00Z', 'reason': 'manifest is not an object'},
+        self.assertEqual(out['invalid'], [{'name': '2026-01-03T00-00-00Z', 'reason': 'manifest.json is not valid JSON: NaN is not JSON'},
+                                          {'name': '2026-01-01T00-00-00Z', 'reason': 'manifest is not an object'},
                                           {'name': '2024-02-30T00-00-00Z', 'reason': 'name is not a timestamp'}])
+        self.assertNotIn('NaN', r.stdout.replace('NaN is not JSON', ''))
 
     def test_what_an_interrupted_prune_left_is_listed_and_removed_by_the_next_prune_or_clean_partials(self):
         # A prune renames a set to .deleting-SET, then removes it: killed in between (a cancel, a
@@ -206,6 +209,13 @@ class ListSetsTest(ZipappTestCase):
         tail = self.agent('overview', self.bd).stdout.split('--- schedule\n')[1].splitlines()
         self.assertEqual(tail[1], 'schedule_error=the plan is not valid (5 problems; see plan_error lines): plan: host is missing')
         self.assertNotIn('SECRET', self.agent('overview', self.bd).stdout)
+
+    def test_the_newest_good_set_is_not_one_dated_in_the_future_unless_there_is_no_other(self):
+        from kadi_ops_agent import sets
+        self.put('2099-01-01T00-00-00Z/manifest.json', {'formatVersion': 1})
+        self.assertEqual(sets.newest_good_set(self.bd), os.path.join(self.bd, '2099-01-01T00-00-00Z'))
+        self.put('2026-01-01T00-00-00Z/manifest.json', {'formatVersion': 1})
+        self.assertEqual(sets.newest_good_set(self.bd), os.path.join(self.bd, '2026-01-01T00-00-00Z'))
 
     def test_the_previous_set_a_backup_links_from_is_never_a_damaged_one(self):
         import sys

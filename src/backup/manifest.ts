@@ -129,7 +129,8 @@ export function manifestProblem(m: unknown): string | undefined {
   if (typeof m !== 'object' || m === null) return 'manifest is not an object';
   const x = m as Partial<Manifest>;
   if (x.formatVersion !== MANIFEST_FORMAT) return `unsupported manifest format ${String(x.formatVersion)}`;
-  if (!Array.isArray(x.artifacts)) return 'manifest lists no artifacts';
+  // Every artifact an object (as the agent's sets.manifest_problem): a damaged manifest is a reason, never a throw.
+  if (!Array.isArray(x.artifacts) || !x.artifacts.every((a: unknown) => typeof a === 'object' && a !== null && !Array.isArray(a))) return 'manifest lists no artifacts';
   const names = new Set(x.artifacts.map((a) => a.name));
   if (!names.has('db.dump')) return 'manifest has no db.dump';
   for (const a of x.artifacts) {
@@ -138,7 +139,7 @@ export function manifestProblem(m: unknown): string | undefined {
     // A tree's file list may be empty (an instance without uploads); the dump and archives may not.
     if (a.size <= 0 && !a.tree && a.name !== 'db.counts.tsv') return `artifact ${a.name} is empty`;
   }
-  const hasTree = (t: string): boolean => names.has(`${t}.files.jsonl`) || [...names].some((n) => n.startsWith(`${t}.tar.`));
+  const hasTree = (t: string): boolean => names.has(`${t}.files.jsonl`) || [...names].some((n) => typeof n === 'string' && n.startsWith(`${t}.tar.`));
   if (!hasTree('storage')) return 'manifest has no storage copy';
   if (!hasTree('uploads')) return 'manifest has no uploads copy';
   return undefined;

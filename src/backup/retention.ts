@@ -17,6 +17,11 @@
 /** How far ahead of now a set's time may be before it is taken as dated in the future. */
 export const FUTURE_SLACK_MS = 15 * 60_000;
 
+/** A set's time beyond FUTURE_SLACK_MS after NOW: made while the clock was ahead (never "latest" or the newest good set). */
+export function datedAhead(time: Date, now: Date = new Date()): boolean {
+  return time.getTime() > now.getTime() + FUTURE_SLACK_MS;
+}
+
 export type SetStatus = 'verified' | 'unverified' | 'damaged';
 
 export interface RetentionSet {
@@ -52,7 +57,7 @@ export function applyRetention(sets: readonly RetentionSet[], policy: RetentionP
   const keep = (s: RetentionSet, reason: string): void => {
     reasons.get(s.id)?.push(reason);
   };
-  const future = new Set(ordered.filter((s) => s.time.getTime() > now.getTime() + FUTURE_SLACK_MS).map((s) => s.id));
+  const future = new Set(ordered.filter((s) => datedAhead(s.time, now)).map((s) => s.id));
   for (const s of ordered) if (future.has(s.id)) keep(s, 'dated in the future');
   const good = ordered.filter((s) => s.status !== 'damaged' && !future.has(s.id));
 

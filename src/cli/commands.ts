@@ -6,7 +6,7 @@ import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
 import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
-import { FUTURE_SLACK_MS } from '../backup/retention';
+import { datedAhead } from '../backup/retention';
 import { formatAge, formatBytes } from '../core/format';
 import { CancelledError } from '../ssh/errors';
 import { UsageError } from './args';
@@ -176,7 +176,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
   }
   const s = overview.schedule;
   // Not a set dated in the future (made while the host's clock was ahead): it would never look stale.
-  const good = overview.sets.find((x) => x.status !== 'damaged' && x.time.getTime() <= Date.now() + FUTURE_SLACK_MS);
+  const good = overview.sets.find((x) => x.status !== 'damaged' && !datedAhead(x.time));
   const ageH = good ? (Date.now() - good.time.getTime()) / 3600_000 : undefined;
   const row: StatusRow = {
     host: profile.name,

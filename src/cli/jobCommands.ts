@@ -2,7 +2,7 @@
 import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
 import { partialOrigin, type BackupSet } from '../backup/manifest';
 import { setState, stateLabel } from '../backup/setState';
-import type { RetentionPolicy } from '../backup/retention';
+import { datedAhead, type RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
 import { pruneFlow, type PruneFlowResult } from '../flows/pruneFlow';
 import { verifyFlow } from '../flows/verifyFlow';
@@ -41,7 +41,8 @@ const RETENTION_OPTIONS: readonly OptionSpec[] = [
 function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   const name = ctx.positionals[1];
   if (!name) throw new UsageError(NO_SET);
-  const found = name === 'latest' ? sets[0] : sets.find((s) => s.name === name);
+  // latest: the newest set not dated in the future (a clock that was ahead), as retention and status see it.
+  const found = name === 'latest' ? (sets.find((s) => !datedAhead(s.time)) ?? sets[0]) : sets.find((s) => s.name === name);
   if (!found) throw new UsageError(`No complete backup set "${name}" on ${ctx.positionals[0]}.`);
   return found;
 }

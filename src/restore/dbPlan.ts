@@ -282,11 +282,11 @@ export function planDbRestore(
         const table = droppedTable(e) as TocEntry;
         decide(e, 'refuse', `owned by ${have.owner}; dropped with ${describe(table)}, and ${live.user} may not create it again as ${have.owner}'s`);
         blockers.push(
-          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: the restore drops and creates again ${describe(table)}, which takes the statistics object with it, and ${live.user} cannot drop it first or keep it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; or restore with a listing that leaves out ${describe(table)} and its data.`,
+          `${describe(e)} is owned by ${have.owner}, not by ${live.user}: the restore drops and creates again ${describe(table)}, which takes the statistics object with it, and ${live.user} cannot drop it first or keep it. Nothing was changed. Either have a superuser run ${alterOwner(e.desc, e.schema, have.tag, live.user)}; GRANT USAGE, CREATE ON SCHEMA ${quoteIdent(e.schema)} TO ${quoteIdent(live.user)}; (dropping it and making it again needs both); or restore with a listing that leaves out ${describe(table)} and its data.`,
         );
       } else {
         keep.add(e.dumpId);
-        decide(e, 'keep', `owned by ${have.owner}, which ${live.user} may not drop; kept as it is`);
+        decide(e, 'keep', `owned by ${have.owner}; kept as it is, neither dropped nor re-created`);
       }
       continue;
     }

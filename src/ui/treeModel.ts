@@ -5,7 +5,7 @@
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
 import { type ArtifactEntry, type BackupSet, partialOrigin } from '../backup/manifest';
-import { FUTURE_SLACK_MS } from '../backup/retention';
+import { datedAhead } from '../backup/retention';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
@@ -95,7 +95,7 @@ function scheduleLine(s: ScheduleStatus | undefined): string {
  * ahead, whatever runs since (retention does not count it either).
  */
 export function lastGoodSet(o: HostOverview | undefined, now: Date = new Date()): BackupSet | undefined {
-  return o?.sets.find((s) => s.status !== 'damaged' && s.time.getTime() <= now.getTime() + FUTURE_SLACK_MS);
+  return o?.sets.find((s) => s.status !== 'damaged' && !datedAhead(s.time, now));
 }
 
 

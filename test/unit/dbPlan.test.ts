@@ -91,7 +91,7 @@ describe('database restore plan (dbPlan)', () => {
     assert.ok(p.warnings.some((w) => /owned by role dba will be owned by kadi after the restore \(.*STATISTICS public\.dba_stats/.test(w)), p.warnings.join('\n'));
     // ext is postgres's: neither dropped first nor kept (DROP TABLE would take it along).
     assert.equal(action(p, 'STATISTICS ext.ext_stats'), 'refuse');
-    assert.ok(p.blockers.some((b) => b.startsWith('STATISTICS ext.ext_stats is owned by dba, not by kadi: the restore drops and creates again TABLE public.t') && b.includes('ALTER STATISTICS "ext"."ext_stats" OWNER TO "kadi"')), p.blockers.join('\n'));
+    assert.ok(p.blockers.some((b) => b.startsWith('STATISTICS ext.ext_stats is owned by dba, not by kadi: the restore drops and creates again TABLE public.t') && b.includes('ALTER STATISTICS "ext"."ext_stats" OWNER TO "kadi"; GRANT USAGE, CREATE ON SCHEMA "ext" TO "kadi";')), p.blockers.join('\n'));
     // Without the table in the listing the statistics object is not touched: kept.
     const q = planDbRestore(toc, db, { clean: true, listing: serializeListing(setEnabled(parseListing(toc), [3521, 223, 3519, 3371], false)) });
     assert.equal(action(q, 'STATISTICS ext.ext_stats'), 'keep');

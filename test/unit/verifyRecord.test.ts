@@ -46,6 +46,15 @@ describe('the state of a set: unverified, verified, damaged, or a verification t
     assert.equal(setState(damagedToo.sets[0].verify).kind, 'damaged', 'a quick problem wins over "could not run"');
   });
 
+  it('a damaged manifest makes its set invalid with a reason; the listing of the others still reads', () => {
+    const good = { formatVersion: 1, artifacts: ['db.dump', 'storage.files.jsonl', 'uploads.files.jsonl'].map((name) => ({ name, size: 2, sha256: 'a'.repeat(64) })) };
+    const bad = [{ ...good, artifacts: [null] }, { ...good, artifacts: [1] }, { formatVersion: 1, artifacts: [{ name: 'db.dump', size: 2, sha256: 'a'.repeat(64) }, { size: 2, sha256: 'a'.repeat(64) }] }, null];
+    const sets = [good, ...bad].map((manifest, i) => ({ name: `2026-11-2${i}T00-00-00Z`, manifest, verify: null, pinned: false, preRestore: false }));
+    const listing = parseSetListing(JSON.stringify({ sets, partials: [], invalid: [] }));
+    assert.deepEqual(listing.sets.map((s) => s.name), ['2026-11-20T00-00-00Z']);
+    assert.deepEqual(listing.invalid.map((i) => i.reason), ['manifest lists no artifacts', 'manifest lists no artifacts', 'manifest has no storage copy', 'manifest is not an object']);
+  });
+
   it('a set named with a day that does not exist is invalid, not a set of another day', () => {
     const manifest = { formatVersion: 1, artifacts: ['db.dump', 'storage.files.jsonl', 'uploads.files.jsonl'].map((name) => ({ name, size: 2, sha256: 'a'.repeat(64) })) };
     const names = ['2024-02-30T00-00-00Z', '2024-13-01T00-00-00Z', '2024-02-29T24-00-00Z', '2024-02-29T23-59-59Z'];
