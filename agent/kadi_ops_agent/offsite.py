@@ -312,12 +312,27 @@ class Repo:
         return r
 
     def _run(self, args, cwd, stdin, timeout):
-        try:
-            return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env(), cwd=cwd,
-                                  input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            fail('the off-site repository %s cannot be reached: no answer within %d s (restic %s)'
-                 % (self.cfg['repository'], timeout, args[0] if args else ''))
+        argv = self.argv(*args)
+        with self.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL) as p:
+            try:
+                stdout, stderr = p.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                fail('the off-site repository %s cannot be reached: no answer within %d s (restic %s)'
+                     % (self.cfg['repository'], timeout, args[0] if args else ''))
+            except BaseException:
+                p.kill()
+                raise
+        return subprocess.CompletedProcess(argv, p.returncode, stdout, stderr)
+
+    def popen(self, argv, **kw):
+        """restic started, and its pid remembered (_remember): a lock it leaves when killed is known as
+        this host's own, which _unlock_stale may remove."""
+        p = subprocess.Popen(argv, text=True, env=self.env(), **kw)
+        _remember(self, p.pid)
+        return p
 
     def answer_timeout(self):
         """How long a command that answers the operator (list, connect) may take: stallSeconds, or 120 s."""
@@ -374,9 +389,10 @@ def known_cause(repo, what, text):
     low = text.lower()
     if 'repository is already locked' in low:
         held = [l for l in text.splitlines() if 'locked' in l]
-        return ('%s in %s: the repository is locked by another restic (%s). Kadi Ops removes a lock whose process is gone from this '
-                'host at once, and one of another host once it is 30 minutes old (restic unlock); a restic that still runs keeps '
-                'its lock until it ends' % (what, repo, one_line(held[0].strip() if held else '')))
+        return ('%s in %s: the repository is locked by another restic (%s). Kadi Ops removes a lock that a restic of its own '
+                'jobs left when it was killed, and any lock older than 30 minutes; a restic that still runs keeps its lock until '
+                'it ends. If none runs on any host using this repository, remove the lock as the Kadi user: restic unlock'
+                % (what, repo, one_line(held[0].strip() if held else '')))
     if 'wrong password' in low:
         return '%s in %s: the repository password is wrong (or it is not this repository\'s)' % (what, repo)
     if 'host key verification failed' in low:
@@ -617,8 +633,7 @@ def _run_json(repo, args, cwd, what):
     import threading
     stall = repo.cfg.get('stallSeconds') or 600
     summary, prog, errs, state, unread = {}, None, [], {'retry': 0.0}, []
-    p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=repo.env(), cwd=cwd,
-                         stdin=subprocess.DEVNULL)
+    p = repo.popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, stdin=subprocess.DEVNULL)
 
     def read_err():
         for line in p.stderr:
@@ -728,14 +743,90 @@ def _forget_incomplete(repo, snaps):
     _record_incomplete(bd, address, left)
 
 
+def _proc_start(pid):
+    """When process PID started (clock ticks since boot, /proc/PID/stat), or None when there is none."""
+    try:
+        with open('/proc/%d/stat' % int(pid), encoding='ascii', errors='replace') as f:
+            return f.read().rsplit(')', 1)[1].split()[19]
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
+def _pids_path(repo):
+    return os.path.join(repo_dir(repo.bd, repo.cfg['repository']), 'restic-pids')
+
+
+def _remember(repo, pid):
+    """Appends PID (with its start time, against reuse) to the restic processes this backup
+    directory's jobs started for the repository; the last 200 are kept."""
+    path, start = _pids_path(repo), _proc_start(pid)
+    if start is None:
+        return
+    try:
+        with open(path, encoding='ascii') as f:
+            lines = f.read().splitlines()[-199:]
+    except OSError:
+        lines = []
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        os.rename(_write_private(path, ''.join(l + '\n' for l in lines + ['%d %s' % (pid, start)])), path)
+    except OSError:
+        pass  # a lock it leaves is then not known as this host's: never removed here, said instead
+
+
+def _ours_and_gone(repo, pid):
+    """PID was a restic of this backup directory's jobs, and it is gone (not the same process now)."""
+    try:
+        with open(_pids_path(repo), encoding='ascii') as f:
+            known = dict(l.split(' ', 1) for l in f.read().splitlines() if ' ' in l)
+    except OSError:
+        return False
+    start = known.get(str(pid))
+    return start is not None and _proc_start(pid) != start.strip()
+
+
+def _lock_age(text):
+    """Seconds since a lock's time (RFC 3339, as restic writes it), or None."""
+    import datetime
+    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$', text or '')
+    if not m:
+        return None
+    t = datetime.datetime.strptime(m.group(1) + (m.group(2) if m.group(2) != 'Z' else '+00:00').replace(':', ''), '%Y-%m-%dT%H:%M:%S%z')
+    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
+
+
+STALE_LOCK_SECONDS = 30 * 60  # restic refreshes a live lock every 5 minutes; unlock's own limit
+
+
 def _unlock_stale(repo):
-    """Removes locks restic left behind when it was killed or cut off (restic unlock removes only
-    stale ones: older than 30 minutes, or of a process gone from this host). Every restic command of
-    this host's jobs runs under the instance lock, one at a time, and listings outside it take no lock
-    (--no-lock), so such a lock is never a live one's.
+    """Removes locks restic left behind when it was killed (restic 0.14 leaves its lock on SIGTERM,
+    which a cancel sends) or cut off, and only when that cannot take a live one along: restic unlock
+    removes every lock older than 30 minutes and every lock of this node name whose process is gone
+    here, which would include a live lock of another host of the same name sharing the repository
+    (a staging clone). So it runs only when a lock is this backup directory's own restic, now gone
+    (_remember), or older than 30 minutes, and no lock of this node name is a stranger's younger one.
     Before what takes restic's exclusive lock (check, forget/prune), and where another command met a
     lock (Repo.run): not before every command, as every restic start derives the key again (~0.4 s)."""
-    repo.run('unlock')
+    r = repo._run(('list', 'locks', '--no-lock'), None, None, repo.answer_timeout())
+    ids = [l.strip() for l in (r.stdout or '').splitlines() if re.fullmatch(r'[0-9a-f]{64}', l.strip())] if r.returncode == 0 else []
+    stale, me = False, host_name()
+    for i in ids[:20]:
+        c = repo._run(('cat', 'lock', i, '--no-lock'), None, None, repo.answer_timeout())
+        try:
+            lock = json.loads(c.stdout) if c.returncode == 0 else None
+        except ValueError:
+            lock = None
+        if not isinstance(lock, dict):
+            continue  # removed meanwhile, or unreadable: restic unlock judges it by itself
+        age = _lock_age(lock.get('time'))
+        if lock.get('hostname') == me and _ours_and_gone(repo, lock.get('pid')):
+            stale = True
+        elif age is not None and age > STALE_LOCK_SECONDS:
+            stale = True
+        elif lock.get('hostname') == me:
+            return  # of this node name, not ours, recent: maybe another host's live lock
+    if stale:
+        repo._run(('unlock',), None, None, repo.answer_timeout())
 
 
 def check(argv):
@@ -749,8 +840,7 @@ def check(argv):
         args.append('--read-data-subset=' + o['subset'])
     _unlock_stale(repo)
     step('checking the repository %s%s' % (repo.cfg['repository'], ' and reading %s of its data' % o['subset'] if o['subset'] else ''))
-    p = subprocess.Popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=repo.env(),
-                         stdin=subprocess.DEVNULL)
+    p = repo.popen(repo.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     lines = []
     for line in p.stdout:
         line = line.rstrip('\n')

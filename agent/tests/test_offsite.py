@@ -81,6 +81,14 @@ class OffsiteTest(ZipappTestCase):
         r.kv = dict(l.split('=', 1) for l in r.stdout.splitlines() if '=' in l and ' ' not in l.split('=', 1)[0])
         return r
 
+    def job_popen(self, verb, *opts, bd=None):
+        """As job(), started and not waited for."""
+        bd = bd or self.bd
+        jd = tempfile.mkdtemp(dir=self.root)
+        env = dict(os.environ, JOB_DIR=jd, JOB_ID='20261130T000000Z-%s' % os.path.basename(jd)[-6:].lower().replace('_', '0'))
+        return subprocess.Popen([sys.executable, '-I', '-S', self.pyz, 'job-verb', verb, 'backup_dir=' + bd, 'offsite=' + self.cfg, *opts],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+
     def snapshots(self, bd=None):
         r = self.agent('offsite-list', bd or self.bd, self.cfg)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -136,28 +144,54 @@ class OffsiteTest(ZipappTestCase):
         self.assertIn('there is no restic repository at', r.stderr)
         self.assertFalse(os.path.exists(offsite.key_path(self.bd, json.loads(self.cfg)['repository'])))
 
-    def stale_exclusive_lock(self):
-        """A real restic check (exclusive lock) killed with SIGKILL while it holds its lock, as a
-        cancelled job or the OOM killer leaves it: the lock file stays, its process is gone."""
+    def stale_exclusive_lock(self, ours=True):
+        """A real restic check (exclusive lock) killed with SIGKILL while it holds its lock, as the OOM
+        killer leaves it (or a cancel: restic 0.14 leaves its lock on SIGTERM): the lock file stays,
+        its process is gone. OURS: the check of this backup directory's own job (the agent started
+        that restic); else one started by someone else of this node name (another host's, as far as
+        this one can tell)."""
         import signal
         repo = json.loads(self.cfg)['repository']
         env = dict(os.environ, RESTIC_REPOSITORY=repo, RESTIC_PASSWORD=PASSWORD)
         locks = os.path.join(repo, 'locks')
         # A lock restic has written (the local backend writes NAME-tmp-N first, then renames it).
         held = lambda: [n for n in os.listdir(locks) if '-tmp-' not in n]  # noqa: E731
+
+        def restic_child(parent):
+            for d in os.listdir('/proc'):
+                try:
+                    with open('/proc/%s/stat' % d) as f:
+                        fields = f.read().rsplit(')', 1)[1].split()
+                    with open('/proc/%s/cmdline' % d, 'rb') as f:
+                        argv = f.read().split(b'\0')
+                except (OSError, ValueError):
+                    continue
+                if int(fields[1]) == parent and argv[0].endswith(b'restic') and b'check' in argv:
+                    return int(d)
+            return None
         for _ in range(20):
             for n in os.listdir(locks):
                 os.unlink(os.path.join(locks, n))  # a half-written one of the last try
-            p = subprocess.Popen(['restic', 'check', '--read-data'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while p.poll() is None and not held():
-                time.sleep(0.001)
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGSTOP)  # holding it now; then gone without a word
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
-                if held():
-                    return
-            p.wait()
+            if ours:
+                agent = self.job_popen('offsite_check', 'subset=100%')
+                p = None
+                while agent.poll() is None and not (p and held()):
+                    p = p or restic_child(agent.pid)
+                    time.sleep(0.001)
+                if agent.poll() is None:
+                    os.kill(p, signal.SIGSTOP)
+                    os.kill(p, signal.SIGKILL)
+                agent.communicate()
+            else:
+                q = subprocess.Popen(['restic', 'check', '--read-data'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                while q.poll() is None and not held():
+                    time.sleep(0.001)
+                if q.poll() is None:
+                    os.kill(q.pid, signal.SIGSTOP)  # holding it now; then gone without a word
+                    os.kill(q.pid, signal.SIGKILL)
+                q.wait()
+            if held():
+                return
         self.fail('restic check never held its lock long enough to be killed with it')
 
     def test_a_lock_a_killed_restic_left_stops_no_push_or_restore(self):
@@ -174,6 +208,17 @@ class OffsiteTest(ZipappTestCase):
         r = self.job('offsite_restore', 'snapshot=' + sid[:8], 'pg_restore=/bin/false')
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(r.kv['restored'], '2026-11-01T02-00-00Z')
+        # A lock of this node name that no restic of this backup directory left (another host of
+        # the same name sharing the repository, its restic maybe running): never removed here.
+        self.stale_exclusive_lock(ours=False)
+        locks = os.path.join(json.loads(self.cfg)['repository'], 'locks')
+        before = sorted(os.listdir(locks))
+        r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('the repository is locked by another restic', r.stderr)
+        self.assertEqual(sorted(os.listdir(locks)), before, 'the stranger\'s lock is still there')
+        subprocess.run(['restic', 'unlock'], env=dict(os.environ, RESTIC_REPOSITORY=json.loads(self.cfg)['repository'], RESTIC_PASSWORD=PASSWORD),
+                       check=True, capture_output=True)
         # A lock of a restic that still runs is not taken away: said, with what holds it.
         env = dict(os.environ, RESTIC_REPOSITORY=json.loads(self.cfg)['repository'], RESTIC_PASSWORD=PASSWORD)
         holder = subprocess.Popen(['restic', 'backup', '--stdin', '--stdin-filename', 'x'], env=env, stdin=subprocess.PIPE,
@@ -186,6 +231,7 @@ class OffsiteTest(ZipappTestCase):
             self.assertNotEqual(f.returncode, 0)
             self.assertIn('the repository is locked by another restic', f.stderr)
             self.assertIn('a restic that still runs keeps its lock until it ends', f.stderr)
+            self.assertIn('remove the lock as the Kadi user: restic unlock', f.stderr)
         finally:
             holder.kill()
             holder.wait()
