@@ -149,22 +149,28 @@ describe('paths as they really are', function () {
     }
   });
 
-  it('an empty STORAGE_PATH where the previous set has files (a disk that is not mounted) is refused before anything runs; no set is made', async () => {
+  it('an empty STORAGE_PATH where the previous set has files (a disk that is not mounted) is refused before anything runs, after a tree or an archive set; no set is made', async () => {
     const mountPoint = path.join(sb.root, 'storage-not-mounted');
     fs.mkdirSync(mountPoint, { mode: 0o755 });
     const { pool, host } = await connect();
     try {
-      const first = await follow(host, await startBackup(host, await discover(host)));
-      assert.equal(first.outcome.result, 'succeeded', first.log);
-      const prev = /^set=(\S+)$/m.exec(first.log)?.[1] as string;
-      const files = fs.readFileSync(path.join(sb.backupDir, prev, 'storage.files.jsonl'), 'utf8').split('\n').filter(Boolean).length;
-      const sets = fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n));
-      withStorage(mountPoint);
-      const b = await follow(host, await startBackup(host, await discover(host)));
-      assert.equal(b.outcome.result, 'failed', b.log);
-      assert.ok(b.log.includes(`ERROR: refusing to back up: STORAGE_PATH ${mountPoint} is empty, but the previous set ${prev} has files there (${files} files). Is the disk or share that holds it mounted`), b.log);
-      assert.doesNotMatch(b.log, /\[step\] (database|files)/, 'refused before the dump or the copies began');
-      assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was made or removed');
+      for (const filesMode of ['tree', 'archive'] as const) {
+        fs.writeFileSync(sb.kadiConfig, original);
+        await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
+        const first = await follow(host, await startBackup(host, await discover(host), { filesMode }));
+        assert.equal(first.outcome.result, 'succeeded', first.log);
+        const prev = /^set=(\S+)$/m.exec(first.log)?.[1] as string;
+        const manifest = JSON.parse(fs.readFileSync(path.join(sb.backupDir, prev, 'manifest.json'), 'utf8')) as { artifacts: { tree?: string; archiveOf?: string; files?: number }[] };
+        const files = manifest.artifacts.find((a) => a.tree === 'storage' || a.archiveOf === 'storage')?.files ?? 0;
+        assert.ok(files > 0, `${filesMode}: the set has files`);
+        const sets = fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n));
+        withStorage(mountPoint);
+        const b = await follow(host, await startBackup(host, await discover(host), { filesMode }));
+        assert.equal(b.outcome.result, 'failed', b.log);
+        assert.ok(b.log.includes(`ERROR: refusing to back up: STORAGE_PATH ${mountPoint} is empty, but the previous set ${prev} has files there (${files} files). Is the disk or share that holds it mounted`), b.log);
+        assert.doesNotMatch(b.log, /\[step\] (database|files)/, 'refused before the dump or the copies began');
+        assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was made or removed');
+      }
     } finally {
       pool.closeAll();
       fs.rmSync(mountPoint, { recursive: true, force: true });

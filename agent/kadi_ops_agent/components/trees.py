@@ -62,18 +62,18 @@ class Tree:
         with os.scandir(src) as it:
             if any(e.name != 'lost+found' for e in it):
                 return
-        prev = os.path.join(ctx.prev, self.name) if ctx.prev else ''
+        if not ctx.prev:
+            return
+        # The previous set's own count (its manifest), whether it holds a tree or an archive.
         try:
-            with os.scandir(prev) as it:
-                if not any(e.name != 'lost+found' for e in it):
-                    return
-        except OSError:
-            return  # no previous set, or its tree is an archive: nothing to compare with
-        try:
-            with open(os.path.join(ctx.prev, self.name + '.files.jsonl'), 'rb') as f:
-                held = ' (%d files)' % sum(1 for _ in f)
-        except OSError:
-            held = ''
+            with open(os.path.join(ctx.prev, 'manifest.json'), encoding='utf-8') as f:
+                arts = json.load(f).get('artifacts') or []
+            count = sum(int(a.get('files') or 0) for a in arts if isinstance(a, dict) and self.name in (a.get('tree'), a.get('archiveOf')))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return  # no manifest to compare with: nothing said either way
+        if count <= 0:
+            return
+        held = ' (%d files)' % count
         fail('refusing to back up: %s %s is empty, but the previous set %s has files there%s. Is the disk or share that holds it '
              'mounted (findmnt %s)? A set without them would pass its verification, and retention would then remove the sets '
              'that have them. If the tree is empty on purpose, move the older sets out of the backup directory first.'
