@@ -405,9 +405,25 @@ def known_cause(repo, what, text):
         why = next(l for l in text.splitlines() if network.search(l))
         return '%s: the off-site repository %s cannot be reached: %s' % (what, repo, one_line(why.strip()))
     # After the network errors: restic asks "Is there a repository…?" when it could not reach one too.
-    if 'is there a repository at the following location' in low or 'unable to open config file' in low:
+    if _repository_missing(text):
         return '%s: there is no restic repository at %s (kadi-ops offsite init creates one)' % (what, repo)
+    if _ACCESS_DENIED.search(text):
+        why = next(l for l in text.splitlines() if _ACCESS_DENIED.search(l))
+        return '%s: the off-site repository %s refused access (check the credentials given to kadi-ops offsite init): %s' % (what, repo, one_line(why.strip()))
     return None
+
+
+# What a backend says when the credentials are wrong or lack a right: restic words it as a config
+# file it cannot open, as for a repository that is not there.
+_ACCESS_DENIED = re.compile(r'access ?denied|forbidden|does not exist in our records|signaturedoesnotmatch|invalidaccesskeyid|'
+                            r'permission denied|unauthorized|\b40[13]\b', re.I)
+
+
+def _repository_missing(text):
+    """restic's answer when there is no repository at the address (not when access was refused)."""
+    low = (text or '').lower()
+    return (('is there a repository at the following location' in low or 'unable to open config file' in low)
+            and not _ACCESS_DENIED.search(low))
 
 
 def snapshot_info(s):
@@ -467,8 +483,7 @@ def connect(argv):
         r = repo.run('cat', 'config', timeout=repo.answer_timeout())
         created = False
         if r.returncode != 0:
-            text = r.stderr.lower()
-            missing = 'is there a repository at the following location' in text or 'unable to open config file' in text
+            missing = _repository_missing(r.stderr)
             if not (missing and create):
                 fail(explain(cfg['repository'], 'opening the repository', repo.with_ssh_reason(r.stderr), key_tmp))
             if os.path.exists(key):
@@ -921,14 +936,16 @@ def forget(argv):
     if o.yes('dry_run') or (not remove and not os.path.exists(pending)):
         out('forgotten=0')
         return 0
+    # Until a prune has finished, what forgotten snapshots held still takes room: the next forget
+    # prunes even when it has nothing to forget itself. Marked before the forget, so that a job
+    # ended between the two leaves the mark too.
+    os.makedirs(os.path.dirname(pending), mode=0o700, exist_ok=True)
+    os.close(os.open(pending, os.O_WRONLY | os.O_CREAT, 0o600))
     if remove:
         step('forgetting %d snapshot(s) and pruning the repository' % len(remove))
         repo.check_ok('forgetting snapshots', repo.run('forget', *remove))
     else:
         step('pruning the repository (the prune after an earlier forget did not finish)')
-    # Until a prune has finished, what forgotten snapshots held still takes room: the next forget
-    # prunes even when it has nothing to forget itself.
-    os.close(os.open(pending, os.O_WRONLY | os.O_CREAT, 0o600))
     r = repo.check_ok('pruning the repository', repo.run('prune'))
     os.unlink(pending)
     for line in r.stdout.splitlines():

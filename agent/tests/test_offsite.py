@@ -602,6 +602,15 @@ class OffsiteTest(ZipappTestCase):
 
 
 class ConfigTest(unittest.TestCase):
+    def test_refused_access_is_not_taken_for_a_missing_repository(self):
+        denied = ('Fatal: unable to open config file: Stat: The AWS Access Key Id you provided does not exist in our records.\n'
+                  'Is there a repository at the following location?\ns3:https://s3.example.org/b/kadi\n')
+        self.assertFalse(offsite._repository_missing(denied))
+        self.assertIn('refused access', offsite.known_cause('s3:https://s3.example.org/b/kadi', 'opening the repository', denied))
+        missing = 'Fatal: unable to open config file: stat /mnt/offsite/kadi/config: no such file or directory\nIs there a repository at the following location?\n'
+        self.assertTrue(offsite._repository_missing(missing))
+        self.assertIn('there is no restic repository at', offsite.known_cause('/mnt/offsite/kadi', 'opening the repository', missing))
+
     def test_a_relative_repository_path_is_refused(self):
         from kadi_ops_agent.common import Usage
         for repo in ('relrepo', 'backups/restic', 'local:relrepo'):
