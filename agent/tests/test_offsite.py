@@ -430,16 +430,20 @@ class OffsiteTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn('never overwritten', r.stderr)
 
+    def restic_that(self, command, does):
+        """The real restic on PATH, but one whose COMMAND (backup, prune) does DOES (shell) instead: a
+        context in which the agent's jobs run it."""
+        wrap = tempfile.mkdtemp(dir=self.root)
+        with open(os.path.join(wrap, 'restic'), 'w') as f:
+            f.write('#!/bin/sh\nfor a in "$@"; do [ "$a" = %s ] && %s; done\nexec %s "$@"\n' % (command, does, shutil.which('restic')))
+        os.chmod(os.path.join(wrap, 'restic'), 0o755)
+        return mock.patch.dict(os.environ, {'PATH': wrap + os.pathsep + os.environ['PATH']})
+
     def test_a_restic_killed_during_a_push_is_said_as_killed(self):
         self.connect()
         make_set(self.bd, '2026-11-01T02-00-00Z', self.files)
         # restic as the OOM killer leaves it: gone with SIGKILL as its backup starts, without a word.
-        wrap = os.path.join(self.root, 'bin')
-        os.makedirs(wrap)
-        with open(os.path.join(wrap, 'restic'), 'w') as f:
-            f.write('#!/bin/sh\nfor a in "$@"; do [ "$a" = backup ] && kill -9 $$; done\nexec %s "$@"\n' % shutil.which('restic'))
-        os.chmod(os.path.join(wrap, 'restic'), 0o755)
-        with mock.patch.dict(os.environ, {'PATH': wrap + os.pathsep + os.environ['PATH']}):
+        with self.restic_that('backup', 'kill -9 $$'):
             r = self.job('offsite_push', 'set=2026-11-01T02-00-00Z')
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn('failed: restic was killed by SIGKILL (if nobody killed it, the system may have run out of memory', r.stderr)
@@ -450,12 +454,7 @@ class OffsiteTest(ZipappTestCase):
         for day in (1, 2):
             make_set(self.bd, '2026-11-0%dT02-00-00Z' % day, dict(self.files, day=os.urandom(3000)))
             self.assertEqual(self.job('offsite_push', 'set=2026-11-0%dT02-00-00Z' % day).returncode, 0)
-        wrap = os.path.join(self.root, 'bin')
-        os.makedirs(wrap)
-        with open(os.path.join(wrap, 'restic'), 'w') as f:
-            f.write('#!/bin/sh\nfor a in "$@"; do [ "$a" = prune ] && { echo "Fatal: the disk is on fire" >&2; exit 1; }; done\nexec %s "$@"\n' % shutil.which('restic'))
-        os.chmod(os.path.join(wrap, 'restic'), 0o755)
-        with mock.patch.dict(os.environ, {'PATH': wrap + os.pathsep + os.environ['PATH']}):
+        with self.restic_that('prune', '{ echo "Fatal: the disk is on fire" >&2; exit 1; }'):
             r = self.job('offsite_forget', 'policy={"keepLast": 1}')
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertEqual(len(self.snapshots()), 1, 'the forget itself was done')

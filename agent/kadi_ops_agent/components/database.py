@@ -45,6 +45,18 @@ COUNT_SQL = ("SELECT format('SELECT json_build_array(%L::text, %L::text, count(*
 # object a TOC entry can name, keyed as pg_dump names it (desc, schema, tag; function tags with their
 # argument types as format_type prints them under search_path ''). restore/dbPlan.ts decides from
 # this which entries to keep as they are, which to create, and what to refuse.
+# Objects a DBA adds beside Kadi's (a collation or text search configuration its columns and indexes
+# use): kind, catalog, and its name, owner and schema columns. Another role's cannot be dropped by Kadi's.
+_IN_SCHEMA = (('COLLATION', 'pg_collation', 'collname', 'collowner', 'collnamespace'),
+              ('CONVERSION', 'pg_conversion', 'conname', 'conowner', 'connamespace'),
+              ('TEXT SEARCH CONFIGURATION', 'pg_ts_config', 'cfgname', 'cfgowner', 'cfgnamespace'),
+              ('TEXT SEARCH DICTIONARY', 'pg_ts_dict', 'dictname', 'dictowner', 'dictnamespace'))
+_IN_SCHEMA_SQL = ''.join(
+    "  UNION ALL\n"
+    "  SELECT '%s', n.nspname, x.%s, n.oid, pg_catalog.pg_get_userbyid(x.%s), x.%s,\n"
+    "         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.%s'::pg_catalog.regclass AND objid = x.oid), true\n"
+    "    FROM pg_catalog.%s x JOIN nsp n ON n.oid = x.%s\n" % (kind, name, owner, owner, catalog, catalog, schema)
+    for kind, catalog, name, owner, schema in _IN_SCHEMA)
 OBJECTS_SQL = r"""SET search_path = '';
 WITH nsp AS (
   SELECT oid, nspname FROM pg_catalog.pg_namespace
@@ -86,25 +98,8 @@ WITH nsp AS (
   SELECT CASE o.contype WHEN 'f' THEN 'FK CONSTRAINT' WHEN 'c' THEN 'CHECK CONSTRAINT' ELSE 'CONSTRAINT' END, n.nspname,
          c.relname || ' ' || o.conname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
     FROM pg_catalog.pg_constraint o JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp n ON n.oid = c.relnamespace
-  UNION ALL
-  -- Objects a DBA adds beside Kadi's (a collation or text search configuration its columns and
-  -- indexes use, extended statistics on its tables): another role's cannot be dropped by Kadi's.
-  SELECT 'COLLATION', n.nspname, c.collname, n.oid, pg_catalog.pg_get_userbyid(c.collowner), c.collowner,
-         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND objid = c.oid), true
-    FROM pg_catalog.pg_collation c JOIN nsp n ON n.oid = c.collnamespace
-  UNION ALL
-  SELECT 'CONVERSION', n.nspname, c.conname, n.oid, pg_catalog.pg_get_userbyid(c.conowner), c.conowner,
-         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_conversion'::pg_catalog.regclass AND objid = c.oid), true
-    FROM pg_catalog.pg_conversion c JOIN nsp n ON n.oid = c.connamespace
-  UNION ALL
-  SELECT 'TEXT SEARCH CONFIGURATION', n.nspname, c.cfgname, n.oid, pg_catalog.pg_get_userbyid(c.cfgowner), c.cfgowner,
-         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_ts_config'::pg_catalog.regclass AND objid = c.oid), true
-    FROM pg_catalog.pg_ts_config c JOIN nsp n ON n.oid = c.cfgnamespace
-  UNION ALL
-  SELECT 'TEXT SEARCH DICTIONARY', n.nspname, d.dictname, n.oid, pg_catalog.pg_get_userbyid(d.dictowner), d.dictowner,
-         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.pg_ts_dict'::pg_catalog.regclass AND objid = d.oid), true
-    FROM pg_catalog.pg_ts_dict d JOIN nsp n ON n.oid = d.dictnamespace
-  UNION ALL
+""" + _IN_SCHEMA_SQL + r"""  UNION ALL
+  -- Extended statistics (CREATE STATISTICS) on a table: another role's cannot be kept when the table is made again.
   SELECT 'STATISTICS', n.nspname, s.stxname, n.oid, pg_catalog.pg_get_userbyid(s.stxowner), s.stxowner, false, false
     FROM pg_catalog.pg_statistic_ext s JOIN nsp n ON n.oid = s.stxnamespace
   UNION ALL
