@@ -1,5 +1,5 @@
 /** The backup set's manifest (written last on the host; a set without one is not a backup). */
-import type { SetStatus } from './retention';
+import { datedAhead, type SetStatus } from './retention';
 export const MANIFEST_FORMAT = 1;
 
 export interface ArtifactEntry {
@@ -97,6 +97,19 @@ export function setTime(name: string): Date | undefined {
   const t = new Date(`${iso}Z`);
   // 2024-13-01 is no date and 2024-02-30 would be taken as 2024-03-01: neither is a time (as the agent's listing).
   return !Number.isNaN(t.getTime()) && t.toISOString().slice(0, 19) === iso ? t : undefined;
+}
+
+/**
+ * The set "latest" names: the newest not dated in the future (made while the host's clock was
+ * ahead, which retention does not count either); the newest of all when every one is.
+ */
+export function latestSet<T extends { time: Date }>(sets: readonly T[], now: Date = new Date()): T | undefined {
+  return sets.find((s) => !datedAhead(s.time, now)) ?? sets[0];
+}
+
+/** The newest set not known to be bad and not dated in the future: the one whose age says whether a host is backed up. */
+export function newestGoodSet<T extends { time: Date; status: SetStatus }>(sets: readonly T[], now: Date = new Date()): T | undefined {
+  return sets.find((s) => s.status !== 'damaged' && !datedAhead(s.time, now));
 }
 
 interface RawListing {

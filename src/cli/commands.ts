@@ -6,7 +6,7 @@ import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
 import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
-import { datedAhead } from '../backup/retention';
+import { newestGoodSet } from '../backup/manifest';
 import { formatAge, formatBytes } from '../core/format';
 import { CancelledError } from '../ssh/errors';
 import { UsageError } from './args';
@@ -175,8 +175,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
     return { host: profile.name, schedule: '?', verdict: 'unreachable', why: (e as Error).message.split('\n')[0] };
   }
   const s = overview.schedule;
-  // Not a set dated in the future (made while the host's clock was ahead): it would never look stale.
-  const good = overview.sets.find((x) => x.status !== 'damaged' && !datedAhead(x.time));
+  const good = newestGoodSet(overview.sets);
   const ageH = good ? (Date.now() - good.time.getTime()) / 3600_000 : undefined;
   const row: StatusRow = {
     host: profile.name,

@@ -1,8 +1,8 @@
 /** CLI verbs that run or manage jobs and backup sets; backup, verify and prune run their flows (src/flows). */
 import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
-import { partialOrigin, type BackupSet } from '../backup/manifest';
+import { latestSet, partialOrigin, type BackupSet } from '../backup/manifest';
 import { setState, stateLabel } from '../backup/setState';
-import { datedAhead, type RetentionPolicy } from '../backup/retention';
+import type { RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
 import { pruneFlow, type PruneFlowResult } from '../flows/pruneFlow';
 import { verifyFlow } from '../flows/verifyFlow';
@@ -41,8 +41,7 @@ const RETENTION_OPTIONS: readonly OptionSpec[] = [
 function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
   const name = ctx.positionals[1];
   if (!name) throw new UsageError(NO_SET);
-  // latest: the newest set not dated in the future (a clock that was ahead), as retention and status see it.
-  const found = name === 'latest' ? (sets.find((s) => !datedAhead(s.time)) ?? sets[0]) : sets.find((s) => s.name === name);
+  const found = name === 'latest' ? latestSet(sets) : sets.find((s) => s.name === name);
   if (!found) throw new UsageError(`No complete backup set "${name}" on ${ctx.positionals[0]}.`);
   return found;
 }

@@ -1,6 +1,6 @@
 /** `kadi-ops offsite ACTION <host> …`: off-site copies of backup sets in a restic repository (src/offsite). */
-import { datedAhead } from '../backup/retention';
 import { listSets } from '../backup/backupSets';
+import { latestSet } from '../backup/manifest';
 import type { HostProfile } from '../config/types';
 import type { PlanOffsite, PlanRetentionRules } from '../core/plan';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -97,7 +97,7 @@ export const offsiteCommands: Record<string, CliCommand> = {
         }
         case 'push': {
           const sets = (await listSets(host)).sets;
-          const set = target === 'latest' ? (sets.find((s) => !datedAhead(s.time)) ?? sets[0]) : sets.find((s) => s.name === target);
+          const set = target === 'latest' ? latestSet(sets) : sets.find((s) => s.name === target);
           if (!set) throw new UsageError(`No complete backup set "${target}" on ${profile.name}.`);
           return attach(ctx, host, await startOffsitePush(host, o, set.name, { breakStaleLock }));
         }

@@ -3,9 +3,8 @@
  * before anything is touched and returned as a plan the operator confirms. Blockers make
  * startRestore refuse; warnings are shown with the plan.
  */
-import { datedAhead } from '../backup/retention';
 import { backupPlan, BackupRefusedError, listSets, startVerify } from '../backup/backupSets';
-import type { BackupSet, VerifyRecord } from '../backup/manifest';
+import { latestSet, type BackupSet, type VerifyRecord } from '../backup/manifest';
 import { MemorySink, teeSink, type OutputSink } from '../core/sink';
 import { relativePathProblems, type Discovery } from '../kadi/discovery';
 import { followJob, listJobs, LockBusyError } from '../remote/jobs';
@@ -69,7 +68,7 @@ export class RestoreRefusedError extends Error {}
 /** Finds a complete set by name, or the newest with "latest". */
 export async function findSet(host: RemoteHost, name: string): Promise<BackupSet> {
   const { sets } = await listSets(host);
-  const set = name === 'latest' ? (sets.find((s) => !s.preRestore && !datedAhead(s.time)) ?? sets.find((s) => !s.preRestore) ?? sets[0]) : sets.find((s) => s.name === name);
+  const set = name === 'latest' ? (latestSet(sets.filter((s) => !s.preRestore)) ?? sets[0]) : sets.find((s) => s.name === name);
   if (!set) throw new RestoreRefusedError(`No complete backup set "${name}" on ${host.profile.name}.`);
   return set;
 }

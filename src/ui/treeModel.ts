@@ -4,8 +4,7 @@
  */
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
-import { type ArtifactEntry, type BackupSet, partialOrigin } from '../backup/manifest';
-import { datedAhead } from '../backup/retention';
+import { type ArtifactEntry, type BackupSet, newestGoodSet, partialOrigin } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
@@ -95,7 +94,7 @@ function scheduleLine(s: ScheduleStatus | undefined): string {
  * ahead, whatever runs since (retention does not count it either).
  */
 export function lastGoodSet(o: HostOverview | undefined, now: Date = new Date()): BackupSet | undefined {
-  return o?.sets.find((s) => s.status !== 'damaged' && !datedAhead(s.time, now));
+  return o ? newestGoodSet(o.sets, now) : undefined;
 }
 
 
