@@ -70,7 +70,6 @@ def host_id(bd, create=False):
         return None
     import uuid
     v = uuid.uuid4().hex
-    os.makedirs(offsite_dir(bd), mode=0o700, exist_ok=True)
     os.rename(_write_private(path, v + '\n'), path)
     return v
 
@@ -84,17 +83,22 @@ def is_mine(s, hid, host):
     return s['hostname'] == host
 
 
-def snapshot_time(s):
-    """A snapshot's time as UTC (restic writes local time with its offset, nanoseconds)."""
+def restic_time(text):
+    """A time restic wrote (RFC 3339: local time with its offset, nanoseconds) as UTC, or None."""
     import datetime
-    t = s.get('time') or ''
-    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$', t)
+    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$', text or '')
     if not m:
-        return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        return None
     # Exactly six digits: Python before 3.11 reads only 3 or 6, and restic writes 1-9 (trailing zeros dropped).
     frac = '.' + (m.group(2) or '.')[1:7].ljust(6, '0')
     zone = '+00:00' if m.group(3) == 'Z' else m.group(3)
     return datetime.datetime.fromisoformat(m.group(1) + frac + zone).astimezone(datetime.timezone.utc)
+
+
+def snapshot_time(s):
+    """A snapshot's time as UTC; the epoch for one whose time cannot be read."""
+    import datetime
+    return restic_time(s.get('time')) or datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def set_time(s):
@@ -783,7 +787,6 @@ def _remember(repo, pid):
     except OSError:
         lines = []
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         os.rename(_write_private(path, ''.join(l + '\n' for l in lines + ['%d %s' % (pid, start)])), path)
     except OSError:
         pass  # a lock it leaves is then not known as this host's: never removed here, said instead
@@ -801,13 +804,10 @@ def _ours_and_gone(repo, pid):
 
 
 def _lock_age(text):
-    """Seconds since a lock's time (RFC 3339, as restic writes it), or None."""
+    """Seconds since a lock's time (restic_time), or None."""
     import datetime
-    m = re.match(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$', text or '')
-    if not m:
-        return None
-    t = datetime.datetime.strptime(m.group(1) + (m.group(2) if m.group(2) != 'Z' else '+00:00').replace(':', ''), '%Y-%m-%dT%H:%M:%S%z')
-    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
+    t = restic_time(text)
+    return None if t is None else (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
 
 
 STALE_LOCK_SECONDS = 30 * 60  # restic refreshes a live lock every 5 minutes; unlock's own limit
@@ -939,7 +939,6 @@ def forget(argv):
     # Until a prune has finished, what forgotten snapshots held still takes room: the next forget
     # prunes even when it has nothing to forget itself. Marked before the forget, so that a job
     # ended between the two leaves the mark too.
-    os.makedirs(os.path.dirname(pending), mode=0o700, exist_ok=True)
     os.close(os.open(pending, os.O_WRONLY | os.O_CREAT, 0o600))
     if remove:
         step('forgetting %d snapshot(s) and pruning the repository' % len(remove))

@@ -136,8 +136,9 @@ def run(argv):
                 step('scheduled: retention %s' % json.dumps(policy, sort_keys=True))
                 decided = retention.apply(_retention_sets(o['backup_dir']), policy)
                 # The set this run made is never removed by it (a policy of zeros, a clock set back).
-                made = [r for r in decided['remove'] if r['id'] == info['set']]
-                decided['keep'] += [{'id': info['set'], 'reasons': ['this run']} for _ in made]
+                if any(r['id'] == info['set'] for r in decided['remove']):
+                    decided['remove'] = [r for r in decided['remove'] if r['id'] != info['set']]
+                    decided['keep'].append({'id': info['set'], 'reasons': ['this run']})
                 for k in decided['keep']:
                     out('keep %s (%s)' % (k['id'], ', '.join(k['reasons'])))
                 ahead = [k['id'] for k in decided['keep'] if 'dated in the future' in k['reasons']]
@@ -145,7 +146,7 @@ def run(argv):
                     note(['%d set(s) are dated after this host\'s clock (%s): made while the clock was ahead, or the clock is behind now. '
                           'Retention keeps them and does not count them; check the clock (timedatectl) and remove them by hand once '
                           'newer sets exist.' % (len(ahead), ', '.join(ahead[:3]) + (', …' if len(ahead) > 3 else ''))])
-                remove = [r['id'] for r in decided['remove'] if r['id'] != info['set']]
+                remove = [r['id'] for r in decided['remove']]
                 # Pinned since retention listed them (a pin does not wait for the instance lock): left,
                 # instead of a prune that refuses a pinned set and fails the run.
                 pinned = [n for n in remove if os.path.lexists(os.path.join(o['backup_dir'], n, '.pinned'))]

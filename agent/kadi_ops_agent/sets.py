@@ -50,7 +50,7 @@ def listing(bd):
             continue
         if not SET_RE.match(n) or not os.path.isdir(p):
             continue
-        if not _valid_time(n):
+        if _name_time(n) is None:
             # 2024-02-30T…: a set's name, but no time; retention cannot place it (as the client's setTime).
             out['invalid'].append({'name': n, 'reason': 'name is not a timestamp'}); continue
         try:
@@ -84,13 +84,13 @@ def _not_json(word):
     raise ValueError('%s is not JSON' % word)
 
 
-def _valid_time(name):
+def _name_time(name):
+    """The time a set's name says (UTC), or None for a name that is no time (2024-02-30T…)."""
     import datetime
     try:
-        datetime.datetime.strptime(name, '%Y-%m-%dT%H-%M-%SZ')
-        return True
+        return datetime.datetime.strptime(name, '%Y-%m-%dT%H-%M-%SZ').replace(tzinfo=datetime.timezone.utc)
     except ValueError:
-        return False
+        return None
 
 
 def manifest_problem(m):
@@ -159,11 +159,8 @@ def newest_good_set(bd):
 def _dated_ahead(name):
     import datetime
     from .retention import FUTURE_SLACK
-    try:
-        t = datetime.datetime.strptime(name, '%Y-%m-%dT%H-%M-%SZ').replace(tzinfo=datetime.timezone.utc)
-    except ValueError:
-        return False
-    return t > datetime.datetime.now(datetime.timezone.utc) + FUTURE_SLACK
+    t = _name_time(name)
+    return t is not None and t > datetime.datetime.now(datetime.timezone.utc) + FUTURE_SLACK
 
 
 def found_damaged(set_dir):

@@ -49,16 +49,12 @@ class Tree:
 
     def backup_check(self, ctx):
         """Before anything runs (services stopped, the dump): an empty live tree where the previous set
-        has files is refused (_refuse_emptied)."""
+        has files is refused. A disk or NFS share that is not mounted leaves an empty mount point, a
+        path may now name another directory; a set of it would be complete and verify (against
+        itself), and retention would go on to remove the sets that hold the files."""
         src = self.live(ctx)
-        if os.path.isdir(src):
-            self._refuse_emptied(ctx, src)
-
-    def _refuse_emptied(self, ctx, src):
-        """An empty live tree where the previous set has files: a disk or NFS share that is not mounted
-        (its mount point is an empty directory), a path that now names another directory. A set of it
-        would be complete and verify (against itself), and retention would go on to remove the sets
-        that hold the files: refused, before anything is copied."""
+        if not os.path.isdir(src):
+            return  # said by backup_begin
         with os.scandir(src) as it:
             if any(e.name != 'lost+found' for e in it):
                 return
