@@ -112,6 +112,17 @@ def check_args(verb, args):
         raise Usage('usage: %s %s (%d argument%s given)' % (verb, spec, len(args), '' if len(args) == 1 else 's'))
 
 
+def mark_used(zip_path):
+    """ZIP_PATH's modification time set to now when it is an installed agent (kadi-ops-agent-HASH.pyz):
+    its last start, by which bytecode.prune_old never takes an agent still in use. Never a failure."""
+    name = os.path.basename(zip_path)
+    if name.startswith('kadi-ops-agent-') and name.endswith('.pyz') and len(name) == 35:
+        try:
+            os.utime(zip_path)
+        except OSError:
+            pass
+
+
 def main() -> None:
     # Like a shell: a closed pipe ends the agent quietly, not with a traceback.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -126,6 +137,7 @@ def main() -> None:
         sys.exit(2)
     verb, args = sys.argv[1], sys.argv[2:]
     module, function = VERBS[verb]
+    mark_used(sys.argv[0])
 
     def checked(args):
         check_args(verb, args)

@@ -20,6 +20,7 @@ module).
 import glob
 import io
 import os
+import re
 import stat
 import struct
 import sys
@@ -174,5 +175,61 @@ def make_in_background(zip_path, cache):
                 make(zip_path, cache)
             except Exception:  # noqa: BLE001 - only ever a faster start lost; the zip itself still runs
                 pass
+            try:
+                prune_old(zip_path)
+            except Exception:  # noqa: BLE001 - only ever some disk space left used
+                pass
     finally:
         os._exit(0)
+
+
+# Agents of earlier Kadi Ops versions, one zip per content hash (and its bytecode), stay beside the
+# current one: a client of another version may still use theirs. One not started for this long
+# (each start sets its zip's modification time: __main__.mark_used), that no process runs and that
+# the stable link does not name, is removed by a new agent's first start (when a new version
+# appears, the time old ones become unused).
+STALE_DAYS = 30
+AGENT_NAME = re.compile(r'^kadi-ops-agent-[0-9a-f]{16}\.pyz$')
+
+
+def _running(paths):
+    """Those of PATHS that a process of this user has in its command line (a job runs its agent so)."""
+    found = set()
+    want = {os.fsencode(p) for p in paths}
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat('/proc/' + pid).st_uid != os.geteuid():
+                continue
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                found.update(want.intersection(f.read().split(b'\0')))
+        except OSError:
+            pass
+    return {os.fsdecode(p) for p in found}
+
+
+def prune_old(zip_path, now=None):
+    """Removes the agents beside ZIP_PATH (the one running, kept) not started for STALE_DAYS, with
+    their bytecode: never the stable link's target and never one a process runs. The names removed."""
+    d = os.path.dirname(zip_path)
+    keep = {os.path.basename(zip_path)}
+    try:
+        keep.add(os.readlink(os.path.join(d, 'kadi-ops-agent.pyz')))
+    except OSError:
+        pass
+    now = time.time() if now is None else now
+    old = []
+    for name in os.listdir(d):
+        if AGENT_NAME.match(name) and name not in keep:
+            st = os.lstat(os.path.join(d, name))
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and now - st.st_mtime > STALE_DAYS * 86400:
+                old.append(os.path.join(d, name))
+    removed = []
+    for path in sorted(set(old) - _running(old)):
+        # Its bytecode first (each interpreter's, and what a killed make left): no cache outlives its zip.
+        for extra in glob.glob(glob.escape(path[:-4]) + '.*.pyz*'):
+            os.unlink(extra)
+        os.unlink(path)
+        removed.append(os.path.basename(path))
+    return removed

@@ -172,5 +172,51 @@ class BytecodeTest(unittest.TestCase):
         self.agent('lock-status', self.bd)
         self.intact_cache()
 
+    def test_old_agents_unused_for_a_month_go_with_their_bytecode_and_no_other(self):
+        month = time.time() - 31 * 86400
+
+        def old_agent(hexname, age=month):
+            p = os.path.join(self.dir, 'kadi-ops-agent-%s.pyz' % hexname)
+            for f in (p, p[:-4] + '.cpython-39.pyz', p[:-4] + '.%s.pyz' % sys.implementation.cache_tag):
+                with open(f, 'wb') as out:
+                    out.write(b'old')
+            os.utime(p, (age, age))
+            return p
+        stale = old_agent('aaaaaaaaaaaaaaaa')
+        recent = old_agent('bbbbbbbbbbbbbbbb', time.time() - 29 * 86400)
+        linked = old_agent('cccccccccccccccc')
+        running = old_agent('dddddddddddddddd')
+        os.symlink(os.path.basename(linked), os.path.join(self.dir, 'kadi-ops-agent.pyz'))
+        with open(os.path.join(self.dir, 'kadi-ops-agent-eeeeeeeeeeeeeeee.pyz.notes'), 'w'):
+            pass  # not an agent's name: never touched
+        os.utime(self.pyz, (month, month))  # the one that runs now, however old
+        holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', running])
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.kill)
+        time.sleep(0.2)
+
+        self.assertEqual(bytecode.prune_old(self.pyz), [os.path.basename(stale)])
+        left = sorted(os.listdir(self.dir))
+        self.assertFalse([n for n in left if n.startswith('kadi-ops-agent-aaaa')], left)
+        for p in (recent, linked, running):
+            self.assertIn(os.path.basename(p[:-4] + '.cpython-39.pyz'), left)
+            self.assertIn(os.path.basename(p), left)
+        self.assertIn(os.path.basename(self.pyz), left)
+        self.assertIn('kadi-ops-agent-eeeeeeeeeeeeeeee.pyz.notes', left)
+
+        # A start marks its zip used; the new agent's first start (its bytecode made) prunes.
+        before = os.stat(self.pyz).st_mtime
+        holder.kill()
+        holder.wait()
+        self.agent('lock-status', self.bd)
+        self.assertGreater(os.stat(self.pyz).st_mtime, before + 86400)
+        self.intact_cache()
+        self.settled()
+        end = time.monotonic() + 30
+        while os.path.exists(running) and time.monotonic() < end:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(running), os.listdir(self.dir))
+        self.assertTrue(os.path.exists(recent) and os.path.exists(linked))
+
 if __name__ == '__main__':
     unittest.main()
