@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sys
+import time
 
 from .common import SET_RE, check_set_name, die, fail, out, remove_tree, step, warn
 from . import jobs
@@ -32,8 +33,9 @@ def main(argv):
 
 def listing(bd):
     """The backup directory's sets (with manifest, verification record, pinned, preRestore), partial
-    sets and invalid entries, newest first."""
-    out = {'sets': [], 'partials': [], 'invalid': []}
+    sets and invalid entries, newest first; and now, by this host's clock (Unix seconds), which the
+    client judges the sets' times by (a set dated in the future), not by its own."""
+    out = {'sets': [], 'partials': [], 'invalid': [], 'now': round(time.time(), 3)}
     try:
         names = sorted(os.listdir(bd), reverse=True)
     except FileNotFoundError:

@@ -82,6 +82,17 @@ export interface SetListing {
   /** job: the job that was writing it; '' for what an interrupted prune left of a set (.deleting-SET). */
   partials: { name: string; job: string; mtime: number }[];
   invalid: { name: string; reason: string }[];
+  /**
+   * The host's clock minus this machine's when the listing arrived (ms); undefined from an agent
+   * that does not say its time. Sets are named by the host's clock, so their age and whether one
+   * is dated in the future are judged by it (hostNow), not by this machine's.
+   */
+  clockOffsetMs?: number;
+}
+
+/** Now by the host's clock, as LISTING measured it (this machine's when it did not). */
+export function hostNow(listing: { clockOffsetMs?: number } | undefined, at: Date = new Date()): Date {
+  return new Date(at.getTime() + (listing?.clockOffsetMs ?? 0));
 }
 
 /** Who left a partial set, for a person: "job 20261202T…" or "an interrupted prune". */
@@ -116,9 +127,11 @@ interface RawListing {
   sets: { name: string; manifest: Manifest; verify: VerifyRecord | null; pinned: boolean; preRestore: boolean }[];
   partials: SetListing['partials'];
   invalid: SetListing['invalid'];
+  now?: unknown;
 }
 
-export function parseSetListing(json: string): SetListing {
+/** The agent's listing; RECEIVED_AT: when it arrived (the host's clock is measured against it). */
+export function parseSetListing(json: string, receivedAt: number = Date.now()): SetListing {
   const raw = JSON.parse(json) as RawListing;
   const sets: BackupSet[] = [];
   const invalid = [...raw.invalid];
@@ -134,7 +147,9 @@ export function parseSetListing(json: string): SetListing {
     sets.push({ ...s, time, size, status });
   }
   sets.sort((a, b) => b.time.getTime() - a.time.getTime());
-  return { sets, partials: raw.partials, invalid };
+  const listing: SetListing = { sets, partials: raw.partials, invalid };
+  if (typeof raw.now === 'number' && Number.isFinite(raw.now)) listing.clockOffsetMs = Math.round(raw.now * 1000) - receivedAt;
+  return listing;
 }
 
 /** Why a manifest cannot describe a good set, or undefined when it can. */

@@ -6,7 +6,7 @@ import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
 import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
-import { newestGoodSet } from '../backup/manifest';
+import { hostNow, newestGoodSet } from '../backup/manifest';
 import { formatAge, formatBytes } from '../core/format';
 import { CancelledError } from '../ssh/errors';
 import { UsageError } from './args';
@@ -175,11 +175,13 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
     return { host: profile.name, schedule: '?', verdict: 'unreachable', why: (e as Error).message.split('\n')[0] };
   }
   const s = overview.schedule;
-  const good = newestGoodSet(overview.sets);
-  const ageH = good ? (Date.now() - good.time.getTime()) / 3600_000 : undefined;
+  // The sets' times are the host's clock's: judged by it.
+  const now = hostNow(overview).getTime();
+  const good = newestGoodSet(overview.sets, new Date(now));
+  const ageH = good ? (now - good.time.getTime()) / 3600_000 : undefined;
   const row: StatusRow = {
     host: profile.name,
-    ...(good ? { newest: good.name, age: formatAge(Date.now() - good.time.getTime()), state: stateLabel(setState(good.verify)) } : {}),
+    ...(good ? { newest: good.name, age: formatAge(now - good.time.getTime()), state: stateLabel(setState(good.verify)) } : {}),
     schedule: s?.state === 'installed' ? `${s.calendar}${s.next ? ` (next ${s.next})` : ''}` : s?.state === 'stored' ? `${s.calendar} (not installed)` : 'none',
     ...(s?.lastJob ? { lastRun: `${s.lastJob.started} ${lastScheduledJobResult(s)}` } : {}),
     verdict: 'ok',

@@ -1,6 +1,6 @@
 /** CLI verbs that run or manage jobs and backup sets; backup, verify and prune run their flows (src/flows). */
 import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
-import { latestSet, partialOrigin, type BackupSet } from '../backup/manifest';
+import { hostNow, latestSet, partialOrigin, type BackupSet, type SetListing } from '../backup/manifest';
 import { setState, stateLabel } from '../backup/setState';
 import type { RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
@@ -38,10 +38,11 @@ const RETENTION_OPTIONS: readonly OptionSpec[] = [
   n('min-keep', 'never keep fewer good sets than this, whatever their age'),
 ];
 
-function setArg(ctx: CliContext, sets: BackupSet[]): BackupSet {
+function setArg(ctx: CliContext, listing: SetListing): BackupSet {
   const name = ctx.positionals[1];
   if (!name) throw new UsageError(NO_SET);
-  const found = name === 'latest' ? latestSet(sets) : sets.find((s) => s.name === name);
+  const { sets } = listing;
+  const found = name === 'latest' ? latestSet(sets, hostNow(listing)) : sets.find((s) => s.name === name);
   if (!found) throw new UsageError(`No complete backup set "${name}" on ${ctx.positionals[0]}.`);
   return found;
 }
@@ -66,7 +67,7 @@ function pinCommand(pinned: boolean, summary: string): CliCommand {
     summary,
     async run(ctx) {
       const host = await hostFor(ctx);
-      const name = setArg(ctx, (await listSets(host)).sets).name;
+      const name = setArg(ctx, await listSets(host)).name;
       await setPinned(host, name, pinned);
       if (ctx.json) ctx.out(JSON.stringify({ set: name, pinned }));
       else ctx.err(`${name} ${pinned ? 'pinned: no prune deletes it' : 'unpinned: retention may delete it'}.`);
@@ -131,7 +132,7 @@ export const jobCommands: Record<string, CliCommand> = {
     summary: 'check every artifact and file against the manifest; --deep also restores the dump into a throwaway PostgreSQL cluster (or a scratch DB) and checks it',
     async run(ctx) {
       const host = await hostFor(ctx);
-      const set = setArg(ctx, (await listSets(host)).sets);
+      const set = setArg(ctx, await listSets(host));
       const r = await verifyFlow(cliFrontEnd(ctx, host), { setName: set.name, level: ctx.args.flag('deep') ? 'deep' : 'quick' });
       return r.state === 'ran' ? exitCodeOf(r.outcome) : 1;
     },

@@ -1,6 +1,6 @@
 /** `kadi-ops offsite ACTION <host> …`: off-site copies of backup sets in a restic repository (src/offsite). */
 import { listSets } from '../backup/backupSets';
-import { latestSet } from '../backup/manifest';
+import { hostNow, latestSet } from '../backup/manifest';
 import type { HostProfile } from '../config/types';
 import type { PlanOffsite, PlanRetentionRules } from '../core/plan';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -96,8 +96,9 @@ export const offsiteCommands: Record<string, CliCommand> = {
           return 0;
         }
         case 'push': {
-          const sets = (await listSets(host)).sets;
-          const set = target === 'latest' ? latestSet(sets) : sets.find((s) => s.name === target);
+          const listing = await listSets(host);
+          const { sets } = listing;
+          const set = target === 'latest' ? latestSet(sets, hostNow(listing)) : sets.find((s) => s.name === target);
           if (!set) throw new UsageError(`No complete backup set "${target}" on ${profile.name}.`);
           return attach(ctx, host, await startOffsitePush(host, o, set.name, { breakStaleLock }));
         }

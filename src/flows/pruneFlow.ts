@@ -3,6 +3,7 @@
  * sets, the plan shown, "nothing to delete" said as such, a confirmation, the prune job.
  */
 import { listSets, startPrune } from '../backup/backupSets';
+import { hostNow } from '../backup/manifest';
 import { applyRetention, type RetentionPlan, type RetentionPolicy } from '../backup/retention';
 import type { HostProfile } from '../config/types';
 import type { ConnectionPool } from '../remote/connectionPool';
@@ -32,8 +33,9 @@ export type PruneFlowResult =
 
 export async function pruneFlow(fe: PruneFrontEnd, pool: ConnectionPool, profile: HostProfile, req: PruneRequest): Promise<PruneFlowResult> {
   // Planned from the host's sets as they are now, not from a listing read earlier.
-  const { sets } = await listSets(await pool.get(profile));
-  const plan = applyRetention(sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), req.policy);
+  const listing = await listSets(await pool.get(profile));
+  // "Dated in the future" by the host's clock, which named the sets, as the host's own retention does.
+  const plan = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), req.policy, hostNow(listing));
   if (plan.remove.length === 0) {
     await fe.nothingToPrune(plan, req.policy);
     return { state: 'nothing', plan };

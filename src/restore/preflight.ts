@@ -4,7 +4,7 @@
  * startRestore refuse; warnings are shown with the plan.
  */
 import { backupPlan, BackupRefusedError, listSets, startVerify } from '../backup/backupSets';
-import { latestSet, type BackupSet, type VerifyRecord } from '../backup/manifest';
+import { hostNow, latestSet, type BackupSet, type VerifyRecord } from '../backup/manifest';
 import { MemorySink, teeSink, type OutputSink } from '../core/sink';
 import { relativePathProblems, type Discovery } from '../kadi/discovery';
 import { followJob, listJobs, LockBusyError } from '../remote/jobs';
@@ -67,8 +67,9 @@ export class RestoreRefusedError extends Error {}
 
 /** Finds a complete set by name, or the newest with "latest". */
 export async function findSet(host: RemoteHost, name: string): Promise<BackupSet> {
-  const { sets } = await listSets(host);
-  const set = name === 'latest' ? (latestSet(sets.filter((s) => !s.preRestore)) ?? sets[0]) : sets.find((s) => s.name === name);
+  const listing = await listSets(host);
+  const { sets } = listing;
+  const set = name === 'latest' ? (latestSet(sets.filter((s) => !s.preRestore), hostNow(listing)) ?? sets[0]) : sets.find((s) => s.name === name);
   if (!set) throw new RestoreRefusedError(`No complete backup set "${name}" on ${host.profile.name}.`);
   return set;
 }

@@ -6,13 +6,13 @@
  */
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, type ScheduleStatus } from '../backup/schedule';
 import { forecastFill, setGrowthBytes, type FillForecast } from '../backup/diskForecast';
-import type { BackupSet } from '../backup/manifest';
+import { hostNow, type BackupSet } from '../backup/manifest';
 import { setState, stateDetail, stateLabel, type SetState } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatBytes } from '../core/format';
 import { isSetCopy } from '../offsite/offsite';
 import { healthText, hostStatus, runningText, type HostHealth, type Severity } from './fleetStatus';
-import { formatAge, jobResultLabel, lastGoodSet, offsiteErrorText, setLabel, staleAfterHours, type HostState } from './treeModel';
+import { formatAge, jobResultLabel, lastGoodSet, offsiteErrorText, setAgeMs, setLabel, staleAfterHours, type HostState } from './treeModel';
 
 export { setLabel };
 
@@ -268,7 +268,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
   let newestGood: NewestSetCell | undefined;
   if (good) {
     const st = setState(good.verify);
-    const ageMs = now.getTime() - good.time.getTime();
+    const ageMs = setAgeMs(o, good, now);
     newestGood = {
       name: good.name,
       when: setLabel(good.name),
@@ -297,7 +297,7 @@ export function hostRow(input: HostInput, now: Date): HostRow {
     ...(newestDamaged ? { newestDamaged } : {}),
     disk: diskCell(sets, input.disk, input.diskLoading === true),
     running: status.running.map(runningText),
-    ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, ${jobAge(last.started, now)}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
+    ...(last && lastResult ? { lastJob: { text: `${last.kind} ${lastResult}, ${jobAge(last.started, hostNow(o, now))}`, failed: lastResult === 'died' || lastResult.startsWith('failed') } } : {}),
     features: features(profile, state, now),
     charts: chartsFor(sets),
     actions: { backupNow: true, ...(newest ? { verifySet: newest.name } : {}), refresh: true, showOutput: true },

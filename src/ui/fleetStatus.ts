@@ -13,7 +13,7 @@ import { couldNotRunText, lastScheduledRunCouldNotRun, lastScheduledRunFailed } 
 import { setState, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import type { JobInfo } from '../remote/jobs';
-import { formatAge, jobResultLabel, lastGoodSet, staleAfterHours, type HostState } from './treeModel';
+import { formatAge, jobResultLabel, lastGoodSet, setAgeMs, staleAfterHours, type HostState } from './treeModel';
 
 export type HostHealth =
   | { kind: 'not-loaded' }
@@ -69,7 +69,7 @@ export function hostHealth(profile: HostProfile, state: HostState, now: Date): H
   const thresholdHours = staleAfterHours(profile, o);
   const good = lastGoodSet(o, now);
   if (!good) return { kind: 'stale', thresholdHours };
-  const ageMs = now.getTime() - good.time.getTime();
+  const ageMs = setAgeMs(o, good, now);
   if (ageMs > thresholdHours * 3600_000) return { kind: 'stale', set: good.name, ageMs, thresholdHours };
   const couldNotRun = lastScheduledRunCouldNotRun(o.schedule);
   if (couldNotRun) return { kind: 'scheduled-run-could-not-run', ...couldNotRun };

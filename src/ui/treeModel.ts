@@ -4,7 +4,7 @@
  */
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
-import { type ArtifactEntry, type BackupSet, newestGoodSet, partialOrigin } from '../backup/manifest';
+import { type ArtifactEntry, type BackupSet, hostNow, newestGoodSet, partialOrigin } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
@@ -50,7 +50,7 @@ export type ModelNode =
   | { kind: 'group'; group: 'backups' | 'jobs' | 'partials' | 'offsite' | 'indices'; profile: HostProfile; state: HostState }
   | { kind: 'index'; profile: HostProfile; index: SearchIndexView }
   /** `offsite`: the snapshot of the host's last off-site listing that holds this set. */
-  | { kind: 'set'; profile: HostProfile; set: BackupSet; offsite?: OffsiteSnapshot }
+  | { kind: 'set'; profile: HostProfile; set: BackupSet; offsite?: OffsiteSnapshot; /** The listing's (HostOverview.clockOffsetMs). */ clockOffsetMs?: number }
   | { kind: 'snapshot'; profile: HostProfile; snapshot: OffsiteSnapshot }
   | { kind: 'artifact'; profile: HostProfile; set: BackupSet; artifact: ArtifactEntry }
   | { kind: 'job'; profile: HostProfile; job: JobInfo }
@@ -91,10 +91,16 @@ function scheduleLine(s: ScheduleStatus | undefined): string {
 /**
  * Newest set that is not known to be bad. A set dated in the future (made while the host's clock
  * was ahead) is not it: it would make the host look freshly backed up for as long as its date is
- * ahead, whatever runs since (retention does not count it either).
+ * ahead, whatever runs since (retention does not count it either). NOW: this machine's; sets are
+ * judged by the host's clock (hostNow).
  */
 export function lastGoodSet(o: HostOverview | undefined, now: Date = new Date()): BackupSet | undefined {
-  return o ? newestGoodSet(o.sets, now) : undefined;
+  return o ? newestGoodSet(o.sets, hostNow(o, now)) : undefined;
+}
+
+/** How old SET of overview O is at NOW (this machine's), by the host's clock that named it. */
+export function setAgeMs(o: { clockOffsetMs?: number } | undefined, set: { time: Date }, now: Date = new Date()): number {
+  return hostNow(o, now).getTime() - set.time.getTime();
 }
 
 
@@ -124,9 +130,10 @@ export function childrenOf(node: ModelNode): ModelNode[] {
         if (o.sets.length === 0) return [{ kind: 'message', text: 'No backups yet', severity: 'info', profile: node.profile }];
         // Marked from the last listing only: showing the sets costs no round trip to the repository.
         const snaps = node.profile.offsite ? node.state.offsite?.snapshots : undefined;
+        const clock = o.clockOffsetMs === undefined ? {} : { clockOffsetMs: o.clockOffsetMs };
         return o.sets.map((set) => {
           const snapshot = snaps?.find((s) => s.set === set.name && isSetCopy(s));
-          return snapshot ? { kind: 'set', profile: node.profile, set, offsite: snapshot } : { kind: 'set', profile: node.profile, set };
+          return snapshot ? { kind: 'set', profile: node.profile, set, offsite: snapshot, ...clock } : { kind: 'set', profile: node.profile, set, ...clock };
         });
       }
       if (node.group === 'offsite') return offsiteChildren(node.profile, node.state.offsite);
@@ -197,7 +204,7 @@ export function viewOf(node: ModelNode, now: Date = new Date()): NodeView {
       };
     }
     case 'set':
-      return setView(node.profile, node.set, now, node.offsite);
+      return setView(node.profile, node.set, hostNow(node, now), node.offsite);
     case 'snapshot':
       return snapshotView(node.profile, node.snapshot, now);
     case 'artifact': {
@@ -249,7 +256,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   let tooOld = false;
   if (o) {
     if (good) {
-      const age = now.getTime() - good.time.getTime();
+      const age = setAgeMs(o, good, now);
       tooOld = age > staleAfterHours(p, o) * 3600_000;
       stale = tooOld;
       parts.push(`last backup ${formatAge(age)} ago`);
@@ -294,6 +301,7 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   };
 }
 
+/** NOW: by the host's clock. */
 function setView(p: HostProfile, s: BackupSet, now: Date, offsite?: OffsiteSnapshot): NodeView {
   const m = s.manifest;
   const state = setState(s.verify);

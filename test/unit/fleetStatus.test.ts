@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import type { VerifyRecord } from '../../src/backup/manifest';
 import { failedLastJob, fleetStatus, hostHealth } from '../../src/ui/fleetStatus';
-import { staleAfterHours, type HostState } from '../../src/ui/treeModel';
+import { childrenOf, staleAfterHours, viewOf, type HostState } from '../../src/ui/treeModel';
 import { backupSet, job, overview, profile } from './treeModelFixtures';
 
 const NOW = new Date('2026-11-26T12:00:00Z');
@@ -53,6 +53,24 @@ describe('status bar: worst state across hosts', () => {
     // Within a few minutes of now it is an ordinary set.
     const soon: HostState = { overview: overview({ sets: [backupSet('2026-11-26T12-10-00Z')], jobs: [job()] }) };
     assert.notEqual(hostHealth(profile('prod'), soon, NOW).kind, 'stale');
+  });
+
+  it("a set's age and whether it is dated ahead are judged by the host's clock, not this machine's", () => {
+    // This machine's clock 3 h behind the host's: the 14:00 set (by the host's clock) is 1 h old, not ahead.
+    const sets = [backupSet('2026-11-26T14-00-00Z'), backupSet(OLD)];
+    const behind: HostState = { overview: overview({ sets, jobs: [job()], schedule: { state: 'installed', calendar: 'daily', intervalSeconds: 86400 }, clockOffsetMs: 3 * 3600_000 }) };
+    const h = hostHealth(profile('prod'), behind, NOW);
+    assert.equal(h.kind, 'good');
+    assert.equal(h.kind === 'good' && h.set, '2026-11-26T14-00-00Z');
+    assert.equal(h.kind === 'good' && h.ageMs, 3600_000);
+    // This machine's clock 2 days ahead: the host was last backed up an hour ago by its clock, not 2 days.
+    const ahead: HostState = { overview: overview({ sets: [backupSet('2026-11-24T11-00-00Z')], jobs: [job()], clockOffsetMs: -2 * 86400_000 }) };
+    assert.equal(hostHealth(profile('prod'), ahead, NOW).kind, 'good');
+    assert.equal(hostHealth(profile('prod'), { overview: overview({ sets: [backupSet('2026-11-24T11-00-00Z')], jobs: [job()] }) }, NOW).kind, 'stale');
+    // The tree's set rows and host row say the same ages.
+    const [setNode] = childrenOf({ kind: 'group', group: 'backups', profile: profile('prod'), state: behind });
+    assert.match(viewOf(setNode, NOW).description ?? '', / · 1 h ago · /);
+    assert.match(viewOf({ kind: 'host', profile: profile('prod'), state: behind }, NOW).description ?? '', /last backup 1 h ago/);
   });
 
   it('running jobs: the spinner and how many', () => {

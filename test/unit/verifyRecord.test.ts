@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { parseSetListing, type VerifyRecord } from '../../src/backup/manifest';
+import { hostNow, latestSet, parseSetListing, type VerifyRecord } from '../../src/backup/manifest';
 import { setState, stateDetail, stateLabel } from '../../src/backup/setState';
 
 const base: VerifyRecord = { level: 'deep', ok: true, problems: [], problemCount: 0, files: 3, bytes: 10, at: '2026-11-26T07:00:00Z' };
@@ -53,6 +53,24 @@ describe('the state of a set: unverified, verified, damaged, or a verification t
     const listing = parseSetListing(JSON.stringify({ sets, partials: [], invalid: [] }));
     assert.deepEqual(listing.sets.map((s) => s.name), ['2026-11-20T00-00-00Z']);
     assert.deepEqual(listing.invalid.map((i) => i.reason), ['manifest lists no artifacts', 'manifest lists no artifacts', 'manifest has no storage copy', 'manifest is not an object']);
+  });
+
+  it("the host's clock: the listing's now against this machine's when it arrived, and now by it", () => {
+    const manifest = { formatVersion: 1, artifacts: ['db.dump', 'storage.files.jsonl', 'uploads.files.jsonl'].map((name) => ({ name, size: 2, sha256: 'a'.repeat(64) })) };
+    const sets = ['2026-11-26T12-10-00Z', '2026-11-26T10-00-00Z'].map((name) => ({ name, manifest, verify: null, pinned: false, preRestore: false }));
+    const here = Date.parse('2026-11-26T11:00:00Z'); // this machine an hour behind the host
+    const listing = parseSetListing(JSON.stringify({ sets, partials: [], invalid: [], now: Date.parse('2026-11-26T12:00:00.250Z') / 1000 }), here);
+    assert.equal(listing.clockOffsetMs, 3_600_250);
+    assert.equal(hostNow(listing, new Date(here + 1000)).toISOString(), '2026-11-26T12:00:01.250Z');
+    // By the host's clock the 12:10 set is an ordinary one; by this machine's it would be dated ahead.
+    assert.equal(latestSet(listing.sets, hostNow(listing, new Date(here)))?.name, '2026-11-26T12-10-00Z');
+    assert.equal(latestSet(listing.sets, new Date(here))?.name, '2026-11-26T10-00-00Z');
+    // An agent that does not say its time: this machine's clock, as before.
+    for (const now of [undefined, null, 'x', Number.NaN]) {
+      const old = parseSetListing(JSON.stringify({ sets, partials: [], invalid: [], ...(now === undefined ? {} : { now }) }), here);
+      assert.equal(old.clockOffsetMs, undefined);
+      assert.equal(hostNow(old, new Date(here)).getTime(), here);
+    }
   });
 
   it('a set named with a day that does not exist is invalid, not a set of another day', () => {
