@@ -1,4 +1,5 @@
 /** The backup set's manifest (written last on the host; a set without one is not a backup). */
+import { formatAge } from '../core/format';
 import { datedAhead, type SetStatus } from './retention';
 export const MANIFEST_FORMAT = 1;
 
@@ -88,6 +89,16 @@ export interface SetListing {
    * is dated in the future are judged by it (hostNow), not by this machine's.
    */
   clockOffsetMs?: number;
+}
+
+/** How far the host's clock may be from this machine's before it is said (network time keeps both within seconds). */
+export const CLOCK_NOTE_MS = 5 * 60_000;
+
+/** "the host's clock is 2 h ahead of this machine's", when it is CLOCK_NOTE_MS or more off; undefined otherwise. */
+export function clockNote(listing: { clockOffsetMs?: number } | undefined): string | undefined {
+  const off = listing?.clockOffsetMs;
+  if (off === undefined || Math.abs(off) < CLOCK_NOTE_MS) return undefined;
+  return `the host's clock is ${formatAge(Math.abs(off))} ${off > 0 ? 'ahead of' : 'behind'} this machine's (ages here go by the host's clock, which names the sets)`;
 }
 
 /** Now by the host's clock, as LISTING measured it (this machine's when it did not). */

@@ -6,7 +6,7 @@ import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
 import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
 import { setState, stateLabel } from '../backup/setState';
-import { hostNow, newestGoodSet } from '../backup/manifest';
+import { clockNote, hostNow, newestGoodSet } from '../backup/manifest';
 import { formatAge, formatBytes } from '../core/format';
 import { CancelledError } from '../ssh/errors';
 import { UsageError } from './args';
@@ -145,6 +145,7 @@ export const commands: Record<string, CliCommand> = {
       else {
         ctx.out(['HOST', 'NEWEST GOOD SET', 'AGE', 'STATE', 'SCHEDULE', 'LAST SCHEDULED RUN', 'VERDICT'].join('\t'));
         for (const r of rows) ctx.out([r.host, r.newest ?? '-', r.age ?? '-', r.state ?? '-', r.schedule, r.lastRun ?? '-', r.verdict + (r.why ? `: ${r.why}` : '')].join('\t'));
+        for (const r of rows) if (r.clock) ctx.err(`Note: on ${r.host}, ${r.clock}.`);
       }
       return rows.every((r) => r.verdict === 'ok') ? 0 : 1;
     },
@@ -163,6 +164,8 @@ interface StatusRow {
   lastRun?: string;
   verdict: 'ok' | 'stale' | 'failed' | 'no schedule' | 'could not run' | 'unreachable';
   why?: string;
+  /** The host's clock when it is minutes off this machine's (clockNote). */
+  clock?: string;
 }
 
 /** One host's row for `status`: what the tree's host row and the status bar say, as text. */
@@ -185,6 +188,7 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
     schedule: s?.state === 'installed' ? `${s.calendar}${s.next ? ` (next ${s.next})` : ''}` : s?.state === 'stored' ? `${s.calendar} (not installed)` : 'none',
     ...(s?.lastJob ? { lastRun: `${s.lastJob.started} ${lastScheduledJobResult(s)}` } : {}),
     verdict: 'ok',
+    ...(clockNote(overview) ? { clock: clockNote(overview) } : {}),
   };
   const limit = staleHours(profile, s);
   if (s?.error) return { ...row, schedule: 'unusable plan', verdict: 'failed', why: `the stored plan cannot be used (${s.error}); a timer installed for it fails every run: store it again (kadi-ops schedule ${profile.name})` };

@@ -4,7 +4,7 @@
  */
 import { couldNotRunText, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, staleHours, type ScheduleStatus } from '../backup/schedule';
 import type { HostOverview } from '../backup/backupSets';
-import { type ArtifactEntry, type BackupSet, hostNow, newestGoodSet, partialOrigin } from '../backup/manifest';
+import { type ArtifactEntry, type BackupSet, clockNote, hostNow, newestGoodSet, partialOrigin } from '../backup/manifest';
 import { setState, stateDetail, stateLabel } from '../backup/setState';
 import type { HostProfile } from '../config/types';
 import { formatAge, formatBytes } from '../core/format';
@@ -287,6 +287,8 @@ function hostView(p: HostProfile, state: HostState, now: Date): NodeView {
   if (sched?.state === 'installed' && sched.next) tooltip.push(`Next scheduled run ${sched.next}`);
   if (sched?.lastJob) tooltip.push(`Last scheduled run ${sched.lastJob.started}: ${lastScheduledJobResult(sched)}`);
   if (couldNotRun) tooltip.push(`${couldNotRunText(couldNotRun).replace(/^t/, 'T')}${sched?.verifyUnit?.exited ? ` (${sched.verifyUnit.exited})` : ''}.`);
+  const clock = clockNote(o);
+  if (clock) tooltip.push(`Note: ${clock}.`);
   if (state.error) tooltip.push(state.error);
   return {
     label: p.name,

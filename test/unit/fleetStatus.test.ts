@@ -1,6 +1,6 @@
 /** The status bar's worst state across hosts: damaged or failed, unreachable or stale, running, good. */
 import { strict as assert } from 'node:assert';
-import type { VerifyRecord } from '../../src/backup/manifest';
+import { clockNote, type VerifyRecord } from '../../src/backup/manifest';
 import { failedLastJob, fleetStatus, hostHealth } from '../../src/ui/fleetStatus';
 import { childrenOf, staleAfterHours, viewOf, type HostState } from '../../src/ui/treeModel';
 import { backupSet, job, overview, profile } from './treeModelFixtures';
@@ -70,7 +70,14 @@ describe('status bar: worst state across hosts', () => {
     // The tree's set rows and host row say the same ages.
     const [setNode] = childrenOf({ kind: 'group', group: 'backups', profile: profile('prod'), state: behind });
     assert.match(viewOf(setNode, NOW).description ?? '', / · 1 h ago · /);
-    assert.match(viewOf({ kind: 'host', profile: profile('prod'), state: behind }, NOW).description ?? '', /last backup 1 h ago/);
+    const hostRow = viewOf({ kind: 'host', profile: profile('prod'), state: behind }, NOW);
+    assert.match(hostRow.description ?? '', /last backup 1 h ago/);
+    // Minutes off is said; network time's seconds are not.
+    assert.match(hostRow.tooltip ?? '', /Note: the host's clock is 3 h ahead of this machine's \(ages here go by the host's clock, which names the sets\)\./);
+    assert.equal(clockNote({ clockOffsetMs: -2 * 86400_000 }), "the host's clock is 2 d behind this machine's (ages here go by the host's clock, which names the sets)");
+    assert.equal(clockNote({ clockOffsetMs: 4 * 60_000 }), undefined);
+    assert.equal(clockNote({}), undefined);
+    assert.doesNotMatch(viewOf({ kind: 'host', profile: profile('prod'), state: good() }, NOW).tooltip ?? '', /clock/);
   });
 
   it('running jobs: the spinner and how many', () => {
