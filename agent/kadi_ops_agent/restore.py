@@ -129,7 +129,9 @@ def safety_backup(ctx, argv):
     """The backup verb in a fresh agent process inside this job (JOB_DIR and JOB_ID are in its
     environment), so it shares this job's lock instead of waiting for it."""
     job = ctx.job
-    p = subprocess.Popen([*agent_argv(), 'job-verb', 'backup', *argv], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    # pre_restore: a copy of the instance as it is, also of a tree that is empty now (a disk replaced
+    # before this restore), which a backup would refuse (trees.backup_check).
+    p = subprocess.Popen([*agent_argv(), 'job-verb', 'backup', *argv, 'pre_restore=yes'], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     with open(job.path('safety.out'), 'wb') as f:
         for line in p.stdout:
             sys.stdout.buffer.write(line)

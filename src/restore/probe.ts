@@ -9,6 +9,10 @@ export interface TreeProbe {
   missing: boolean;
   owner?: string;
   group?: string;
+  /** The root's permission bits, octal (e.g. '755'). */
+  mode?: string;
+  /** The restoring user may write and enter the root; undefined: not known (an older agent). */
+  writable?: boolean;
   freeBytes?: number;
   bytes?: number;
 }
@@ -51,7 +55,16 @@ const kb = (v: string | undefined): number | undefined => (v === undefined || v 
 
 export function parseProbe(text: string): LiveProbe {
   const kv = parseKeyValues(text);
-  const tree = (n: string): TreeProbe => ({ missing: kv.get(`${n}_missing`) === 'yes', owner: kv.get(`${n}_owner`), group: kv.get(`${n}_group`), freeBytes: kb(kv.get(`${n}_free_kb`)), bytes: kb(kv.get(`${n}_kb`)) });
+  const tree = (n: string): TreeProbe => ({
+    missing: kv.get(`${n}_missing`) === 'yes',
+    owner: kv.get(`${n}_owner`),
+    group: kv.get(`${n}_group`),
+    mode: kv.get(`${n}_mode`),
+    // undefined from an older agent: not known, not refused
+    writable: kv.get(`${n}_writable`) === undefined ? undefined : kv.get(`${n}_writable`) === 'yes',
+    freeBytes: kb(kv.get(`${n}_free_kb`)),
+    bytes: kb(kv.get(`${n}_kb`)),
+  });
   const services = kv.all('service').map((line): ServiceProbe => {
     const [name, state, active, sudo] = line.split(' ');
     return state === 'exists' ? { name, exists: true, active: active === 'active', sudoAllowed: sudo === 'sudo-ok' } : { name, exists: false };

@@ -149,17 +149,18 @@ describe('paths as they really are', function () {
     }
   });
 
-  it('an empty STORAGE_PATH where the previous set has files (a disk that is not mounted) is refused before anything runs, after a tree or an archive set; no set is made', async () => {
+  it('an empty STORAGE_PATH where the previous set has files (a disk that is not mounted) is refused before anything runs, after a tree or an archive set; no set is made; a restore onto it (a new disk) is not', async () => {
     const mountPoint = path.join(sb.root, 'storage-not-mounted');
     fs.mkdirSync(mountPoint, { mode: 0o755 });
     const { pool, host } = await connect();
     try {
+      let prev = '';
       for (const filesMode of ['tree', 'archive'] as const) {
         fs.writeFileSync(sb.kadiConfig, original);
         await new Promise((r) => setTimeout(r, 1100)); // set names have one-second resolution
         const first = await follow(host, await startBackup(host, await discover(host), { filesMode }));
         assert.equal(first.outcome.result, 'succeeded', first.log);
-        const prev = /^set=(\S+)$/m.exec(first.log)?.[1] as string;
+        prev = /^set=(\S+)$/m.exec(first.log)?.[1] as string;
         const manifest = JSON.parse(fs.readFileSync(path.join(sb.backupDir, prev, 'manifest.json'), 'utf8')) as { artifacts: { tree?: string; archiveOf?: string; files?: number }[] };
         const files = manifest.artifacts.find((a) => a.tree === 'storage' || a.archiveOf === 'storage')?.files ?? 0;
         assert.ok(files > 0, `${filesMode}: the set has files`);
@@ -171,6 +172,25 @@ describe('paths as they really are', function () {
         assert.doesNotMatch(b.log, /\[step\] (database|files)/, 'refused before the dump or the copies began');
         assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was made or removed');
       }
+      // The disk replaced by a new, empty one: restoring the set onto it is what the operator does
+      // next, and its safety backup keeps the empty tree as it is instead of refusing it.
+      const d = await discover(host);
+      // Mounted as root's: the Kadi user could not write the files, which the preflight says before anything runs.
+      const refused = await preflight(host, d, prev, { components: ['storage'] });
+      assert.deepEqual(refused.blockers, [
+        `STORAGE_PATH ${mountPoint} (owned by root, mode 755) cannot be written by ${sb.kadiUser}, so its files cannot be restored. Nothing was changed. As root, run: chown ${sb.kadiUser}: ${mountPoint} && chmod 750 ${mountPoint} (a new disk mounted there is root's until then).`,
+      ]);
+      const kadi = fs.statSync(sb.storagePath);
+      fs.chownSync(mountPoint, kadi.uid, kadi.gid);
+      const plan = await preflight(host, d, prev, { components: ['storage'] });
+      assert.deepEqual(plan.blockers, []);
+      const r = await follow(host, await startRestore(host, d, plan));
+      assert.equal(r.outcome.result, 'succeeded', r.log.slice(-3000));
+      const safety = /^safety_set=(\S+)$/m.exec(r.log)?.[1] as string;
+      assert.ok(safety, r.log);
+      const safetyManifest = JSON.parse(fs.readFileSync(path.join(sb.backupDir, safety, 'manifest.json'), 'utf8')) as { artifacts: { tree?: string; files?: number }[] };
+      assert.equal(safetyManifest.artifacts.find((a) => a.tree === 'storage')?.files, 0, 'the safety set holds the tree as it was: empty');
+      assert.ok(fs.readdirSync(mountPoint).length > 0, 'the files are back');
     } finally {
       pool.closeAll();
       fs.rmSync(mountPoint, { recursive: true, force: true });

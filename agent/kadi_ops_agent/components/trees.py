@@ -4,6 +4,7 @@ incremental copier) or an archive (NAME.tar.zst or NAME.tar.gz)."""
 import glob
 import json
 import os
+import stat
 import grp
 import subprocess
 import threading
@@ -55,6 +56,10 @@ class Tree:
         src = self.live(ctx)
         if not os.path.isdir(src):
             return  # said by backup_begin
+        if ctx.opts.yes('pre_restore'):
+            # A restore's safety backup keeps the instance as it is, empty trees too (restoring onto
+            # a new, empty disk): the set is marked pre-restore, and the restore brings the files back.
+            return
         with os.scandir(src) as it:
             if any(e.name != 'lost+found' for e in it):
                 return
@@ -72,7 +77,8 @@ class Tree:
         held = ' (%d files)' % count
         fail('refusing to back up: %s %s is empty, but the previous set %s has files there%s. Is the disk or share that holds it '
              'mounted (findmnt %s)? A set without them would pass its verification, and retention would then remove the sets '
-             'that have them. If the tree is empty on purpose, move the older sets out of the backup directory first.'
+             'that have them. A new, empty disk: restore a set onto it (a restore\'s safety backup takes the tree as it is). If the '
+             'tree is empty on purpose, move the older sets out of the backup directory first.'
              % (self.label, src, os.path.basename(ctx.prev), held, src))
 
     def _archive_begin(self, ctx, src):
@@ -210,7 +216,10 @@ class Tree:
         st = os.stat(p)
         free = disk_kb(p)[0]
         lines = ['%s_owner=%s' % (self.name, user_of(st.st_uid)), '%s_group=%s' % (self.name, _group(st.st_gid)),
-                 '%s_free_kb=%d' % (self.name, free)]
+                 '%s_mode=%o' % (self.name, stat.S_IMODE(st.st_mode)), '%s_free_kb=%d' % (self.name, free),
+                 # A tree whose root the restore cannot write (a new disk mounted as root's): its files
+                 # step would fail after the database step committed. Said at the preflight instead.
+                 '%s_writable=%s' % (self.name, 'yes' if os.access(p, os.W_OK | os.X_OK) else 'no')]
         # The live tree's size only matters when the set's tree would not fit beside it anyway: its
         # du is a walk of the whole tree (half a minute at a million files), so it is taken only then.
         try:
