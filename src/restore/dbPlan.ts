@@ -50,7 +50,7 @@ export interface LiveDb {
   /** The role's default privileges for new tables ('r') and sequences ('S'), per schema ('' for all), and whom they grant to. */
   defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
   /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
-  dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string } }[];
+  dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string }; via?: 'partition' | 'inherits' }[];
 }
 
 export interface DbDecision {
@@ -107,6 +107,7 @@ export function parseLiveDb(json: string): LiveDb {
       schema: String(a[1]),
       tag: String(a[2]),
       on: { kind: String(a[3]), schema: String(a[4]), tag: String(a[5]) },
+      ...(a[6] === 'partition' || a[6] === 'inherits' ? { via: a[6] } : {}),
     })),
   };
 }
@@ -373,10 +374,26 @@ export function planDbRestore(
       return d !== undefined && enabled.has(d.dumpId) && !keep.has(d.dumpId);
     };
     const stays: string[] = [];
+    const partitions: typeof live.dependents = [];
     for (const x of live.dependents) {
       if (!dropped(x.on.kind, x.on.schema, x.on.tag) || dropped(x.kind, x.schema, x.tag)) continue;
+      if (x.via === 'partition') {
+        partitions.push(x);
+        continue;
+      }
       const inSet = dumpByKey.has(key(x.kind, x.schema, x.tag));
-      stays.push(`${x.kind} ${x.schema}.${tocText(x.tag)} depends on ${x.on.kind} ${x.on.schema}.${tocText(x.on.tag)}${inSet ? ' and is not restored with it' : ', and is not in the set'}`);
+      const how = x.via === 'inherits' ? 'inherits from' : 'depends on';
+      stays.push(`${x.kind} ${x.schema}.${tocText(x.tag)} ${how} ${x.on.kind} ${x.on.schema}.${tocText(x.on.tag)}${inSet ? ' and is not restored with it' : ', and is not in the set'}`);
+    }
+    // A partition the restore does not make again: PostgreSQL does not refuse the partitioned
+    // table's drop, it drops the partition along with it, rows and all. Refused, with how to keep it.
+    if (partitions.length > 0) {
+      const q = (schema: string, tag: string): string => `${quoteIdent(schema)}.${quoteIdent(tag)}`;
+      const named = partitions.map((x) => `${x.kind} ${x.schema}.${tocText(x.tag)} (a partition of ${x.on.schema}.${tocText(x.on.tag)}${dumpByKey.has(key(x.kind, x.schema, x.tag)) ? ', not restored with it' : ', not in the set'})`);
+      const detach = partitions.map((x) => `ALTER TABLE ${q(x.on.schema, x.on.tag)} DETACH PARTITION ${q(x.schema, x.tag)};`);
+      blockers.push(
+        `${partitions.length} partition(s) would be dropped with their rows: the restore drops and creates again the partitioned table they belong to, and PostgreSQL drops its partitions with it (${firstOf(named, 5)}). Nothing was changed. To keep one as a table of its own, detach it first (${firstOf(detach, 5)}) and attach it again after the restore if it fits; drop it first if it should go; or restore with a listing that leaves out the partitioned table.`,
+      );
     }
     if (stays.length > 0) {
       blockers.push(

@@ -417,6 +417,35 @@ describe('restore against the sandbox host', function () {
     }
   });
 
+  it('a partition or an inheriting table made after the set on a table the restore drops is named at preflight (PostgreSQL would drop a partition with its rows); detached, it keeps its rows through the restore', async () => {
+    await sb.psql(
+      `SET ROLE kadi; CREATE TABLE "events; ü" (id integer, at date) PARTITION BY RANGE (at); CREATE TABLE "events; ü 2025" PARTITION OF "events; ü" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');` +
+        ` CREATE TABLE base_log (n integer); RESET ROLE; INSERT INTO "events; ü" VALUES (1, '2025-05-01');`,
+    );
+    try {
+      const set = await backup();
+      // A DBA's partition (another role's) with a row, and a table of Kadi's that inherits.
+      await sb.psql(
+        `CREATE TABLE "events; ü 2030" PARTITION OF "events; ü" FOR VALUES FROM ('2030-01-01') TO ('2031-01-01'); ALTER TABLE "events; ü 2030" OWNER TO kadi_dba;` +
+          ` INSERT INTO "events; ü" VALUES (9, '2030-03-01'); SET ROLE kadi; CREATE TABLE child_log (more integer) INHERITS (base_log); RESET ROLE;`,
+      );
+      const plan = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false });
+      assert.ok(
+        plan.blockers.some((b) => b.startsWith('1 partition(s) would be dropped with their rows') && b.includes('TABLE public.events; ü 2030 (a partition of public.events; ü, not in the set)') && b.includes('ALTER TABLE "public"."events; ü" DETACH PARTITION "public"."events; ü 2030";')),
+        plan.blockers.join('\n'),
+      );
+      assert.ok(plan.blockers.some((b) => b.includes('TABLE public.child_log inherits from TABLE public.base_log, and is not in the set')), plan.blockers.join('\n'));
+      // The statements the plan names, run: the restore goes ahead, and the detached partition keeps its row.
+      await sb.psql('ALTER TABLE "public"."events; ü" DETACH PARTITION "public"."events; ü 2030"; SET ROLE kadi; ALTER TABLE child_log NO INHERIT base_log; RESET ROLE;');
+      const r = await restore(set, { components: ['db'] });
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal((await sb.psql(`SELECT id || ' ' || pg_get_userbyid(relowner) FROM "events; ü 2030", pg_class WHERE oid = '"events; ü 2030"'::regclass`)).trim(), '9 kadi_dba');
+      assert.equal((await sb.psql(`SELECT string_agg(id::text, ',') FROM "events; ü"`)).trim(), '1', "the partitioned table is the set's");
+    } finally {
+      await sb.psql('DROP TABLE IF EXISTS "events; ü", "events; ü 2030", child_log, base_log;');
+    }
+  });
+
   it('a grant in the set to a role the server no longer has is named at preflight with the statement to make it; with the role back the restore runs', async () => {
     await sb.psql('CREATE ROLE "kadi reader; ü" NOLOGIN; GRANT SELECT ON record TO "kadi reader; ü";');
     let set: string;

@@ -233,6 +233,32 @@ describe('database restore plan (dbPlan)', () => {
     assert.ok(noView.blockers.some((b) => b.includes('VIEW public.v depends on TABLE public.t and is not restored with it')), noView.blockers.join('\n'));
   });
 
+  it('a partition of a table the restore drops, which the restore does not make again, is refused (PostgreSQL would drop it with its rows), with the DETACH to run; an inheriting table is named as what stays', () => {
+    const on = { kind: 'TABLE', schema: 'public', tag: 't' };
+    const db: LiveDb = {
+      ...live(),
+      dependents: [
+        { kind: 'TABLE', schema: 'odd "schema"; ü', tag: 't 2030', on, via: 'partition' },
+        { kind: 'TABLE', schema: 'public', tag: 't_child', on, via: 'inherits' },
+        { kind: 'TABLE', schema: 'public', tag: 'dba_part', on: { kind: 'TABLE', schema: 'public', tag: 'dba_table' }, via: 'partition' }, // kept: not dropped
+      ],
+    };
+    const p = planDbRestore(TOC, db, { clean: true, listing: withoutDbaTableData() });
+    assert.ok(
+      p.blockers.includes(
+        '1 partition(s) would be dropped with their rows: the restore drops and creates again the partitioned table they belong to, and PostgreSQL drops its partitions with it (TABLE odd "schema"; ü.t 2030 (a partition of public.t, not in the set)). Nothing was changed. To keep one as a table of its own, detach it first (ALTER TABLE "public"."t" DETACH PARTITION "odd ""schema""; ü"."t 2030";) and attach it again after the restore if it fits; drop it first if it should go; or restore with a listing that leaves out the partitioned table.',
+      ),
+      p.blockers.join('\n'),
+    );
+    assert.ok(p.blockers.some((b) => b.startsWith('1 object(s) of the database depend on what this restore drops') && b.includes('TABLE public.t_child inherits from TABLE public.t, and is not in the set')), p.blockers.join('\n'));
+    // With t left out of the listing, nothing of it is dropped: nothing named.
+    const keepT = planDbRestore(TOC, db, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [223, 3519], false)) });
+    assert.ok(!keepT.blockers.some((b) => b.includes('partition') || b.includes('inherits')), keepT.blockers.join('\n'));
+    // The probe's row: the seventh field says how it hangs on its parent.
+    const parsed = parseLiveDb(JSON.stringify({ user: 'kadi', objects: [], dependents: [['TABLE', 'public', 'p1', 'TABLE', 'public', 't', 'partition'], ['VIEW', 'public', 'v', 'TABLE', 'public', 't', '']] }));
+    assert.deepEqual(parsed.dependents.map((x) => x.via), ['partition', undefined]);
+  });
+
   it('a grant to a role the server does not have is refused with the statement to make it, unless its entry is left out or kept', () => {
     const db = live();
     assert.ok(!db.roles.includes('kadi_reader') && db.roles.includes('kadi'));

@@ -135,9 +135,9 @@ SELECT pg_catalog.json_build_object(
   -- table it references), on a type or on a sequence: pg_restore --clean cannot drop the one while the other stays. Not the
   -- copies of a foreign key PostgreSQL makes for partitions (conparentid): pg_dump never dumps
   -- them, and they go with the key they copy.
-  'dependents', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(dk, ds, dt, rk, rs, rt)), '[]') FROM (
+  'dependents', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(dk, ds, dt, rk, rs, rt, via)), '[]') FROM (
     SELECT CASE v.relkind WHEN 'v' THEN 'VIEW' ELSE 'MATERIALIZED VIEW' END AS dk, vn.nspname AS ds, v.relname AS dt,
-           CASE t.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END AS rk, tn.nspname AS rs, t.relname AS rt
+           CASE t.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END AS rk, tn.nspname AS rs, t.relname AS rt, '' AS via
       FROM pg_catalog.pg_depend d
       JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
       JOIN pg_catalog.pg_class v ON v.oid = r.ev_class JOIN nsp vn ON vn.oid = v.relnamespace
@@ -145,7 +145,7 @@ SELECT pg_catalog.json_build_object(
       JOIN nsp tn ON tn.oid = t.relnamespace
      WHERE d.deptype = 'n' AND t.oid <> v.oid AND v.relkind IN ('v', 'm') AND t.relkind IN ('r', 'p', 'v', 'm')
     UNION
-    SELECT 'FK CONSTRAINT', cn.nspname, c.relname || ' ' || o.conname, 'TABLE', tn.nspname, t.relname
+    SELECT 'FK CONSTRAINT', cn.nspname, c.relname || ' ' || o.conname, 'TABLE', tn.nspname, t.relname, ''
       FROM pg_catalog.pg_constraint o
       JOIN pg_catalog.pg_class c ON c.oid = o.conrelid JOIN nsp cn ON cn.oid = c.relnamespace
       JOIN pg_catalog.pg_class t ON t.oid = o.confrelid JOIN nsp tn ON tn.oid = t.relnamespace
@@ -160,7 +160,7 @@ SELECT pg_catalog.json_build_object(
            coalesce(cn.nspname, t2n.nspname, pn.nspname),
            coalesce(c.relname, t2.typname, f.tag),
            CASE WHEN rel.relkind IN ('r', 'p') THEN 'TABLE' WHEN rel.relkind = 'v' THEN 'VIEW' WHEN rel.relkind = 'm' THEN 'MATERIALIZED VIEW'
-                WHEN ty.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, coalesce(rel.relname, ty.typname)
+                WHEN ty.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, tn.nspname, coalesce(rel.relname, ty.typname), ''
       FROM pg_catalog.pg_depend d
       JOIN pg_catalog.pg_type ty0 ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ty0.oid = d.refobjid
       JOIN pg_catalog.pg_type ty ON ty.oid = CASE WHEN ty0.typcategory = 'A' AND ty0.typelem <> 0 THEN ty0.typelem ELSE ty0.oid END
@@ -178,13 +178,22 @@ SELECT pg_catalog.json_build_object(
        AND (cn.oid IS NOT NULL OR t2n.oid IS NOT NULL OR (pn.oid IS NOT NULL AND f.oid IS NOT NULL))
     UNION
     -- A column default that takes numbers from a sequence (DEFAULT nextval): the sequence cannot be dropped while it stays.
-    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, cn.nspname, c.relname, 'SEQUENCE', sn.nspname, sq.relname
+    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, cn.nspname, c.relname, 'SEQUENCE', sn.nspname, sq.relname, ''
       FROM pg_catalog.pg_depend d
       JOIN pg_catalog.pg_attrdef ad ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid = d.objid
       JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid JOIN nsp cn ON cn.oid = c.relnamespace
       JOIN pg_catalog.pg_class sq ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND sq.oid = d.refobjid AND sq.relkind = 'S'
       JOIN nsp sn ON sn.oid = sq.relnamespace
-     WHERE d.deptype = 'n') x))"""
+     WHERE d.deptype = 'n'
+    UNION
+    -- A partition (DROP TABLE of the partitioned table takes it along, rows and all, whoever owns it)
+    -- or a table that inherits (the drop is refused while it stays): via says which.
+    SELECT CASE c.relkind WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, cn.nspname, c.relname, 'TABLE', pn.nspname, p.relname,
+           CASE WHEN c.relispartition THEN 'partition' ELSE 'inherits' END
+      FROM pg_catalog.pg_inherits i
+      JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN nsp cn ON cn.oid = c.relnamespace
+      JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN nsp pn ON pn.oid = p.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'f') AND p.relkind IN ('r', 'p')) x))"""
 
 
 def toc_entries(text):
