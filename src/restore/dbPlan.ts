@@ -225,6 +225,8 @@ export function planDbRestore(
   const blockers: string[] = [];
   const warnings: string[] = [];
   const keep = new Set<number>();
+  /** Entries of another role's objects that the restore drops and makes again as its own (their comments go with them). */
+  const remadeOfOthers = new Set<number>();
   const decide = (e: TocEntry, action: DbDecision['action'], why: string): void => {
     decisions.push({ dumpId: e.dumpId, object: describe(e), action, why });
   };
@@ -279,6 +281,7 @@ export function planDbRestore(
         // DROP TABLE takes a statistics object on it along, whoever owns it: it cannot be kept. The
         // owner of its schema may drop it first, and it comes back as the restoring role's (said below).
         decide(e, 'create', `owned by ${have.owner}; ${live.user} owns schema ${e.schema}, so it is dropped with ${describe(droppedTable(e) as TocEntry)} and created again owned by ${live.user}`);
+        remadeOfOthers.add(e.dumpId);
       } else if (e.desc === 'STATISTICS' && droppedTable(e)) {
         const table = droppedTable(e) as TocEntry;
         decide(e, 'refuse', `owned by ${have.owner}; dropped with ${describe(table)}, and ${live.user} may not create it again as ${have.owner}'s`);
@@ -306,7 +309,8 @@ export function planDbRestore(
   for (const e of enabledEntries) {
     if (keep.has(e.dumpId)) continue;
     if ((ANNOTATIONS.has(e.desc) || e.desc === 'SEQUENCE OWNED BY') && (deps.get(e.dumpId) ?? []).some((d) => keep.has(d))) keep.add(e.dumpId);
-    else if (ANNOTATIONS.has(e.desc) && !live.superuser) {
+    else if (ANNOTATIONS.has(e.desc) && !live.superuser && !(deps.get(e.dumpId) ?? []).some((d) => remadeOfOthers.has(d))) {
+      // (Not one on an object made again as the restoring role's: dropped with it, it is the set's to make again.)
       const target = annotated(e);
       if (target && !target.mine) {
         keep.add(e.dumpId);

@@ -257,7 +257,7 @@ break; ""t"" ü"), 'added after the set');
   it("another role's statistics object on a table the restore makes again: refused where the Kadi role may not drop it (DROP TABLE would take it along), made again as the Kadi role's (said) where it owns the schema", async () => {
     const table = 'public."TABLE DATA public x kadi"';
     await sb.psql(`CREATE SCHEMA "dba stats" AUTHORIZATION kadi_dba;
-      CREATE STATISTICS public.dba_stats (dependencies) ON id, sort_key FROM ${table}; ALTER STATISTICS public.dba_stats OWNER TO kadi_dba;
+      CREATE STATISTICS public.dba_stats (dependencies) ON id, sort_key FROM ${table}; ALTER STATISTICS public.dba_stats OWNER TO kadi_dba; COMMENT ON STATISTICS public.dba_stats IS 'DBA tuning; ü';
       CREATE STATISTICS "dba stats"."on x; ü" (ndistinct) ON id, digest FROM ${table}; ALTER STATISTICS "dba stats"."on x; ü" OWNER TO kadi_dba;`);
     const owner = async (): Promise<string> => (await sb.psql("SELECT string_agg(stxname || '=' || pg_get_userbyid(stxowner), ',' ORDER BY stxname) FROM pg_statistic_ext")).trim();
     try {
@@ -274,6 +274,9 @@ break; ""t"" ü"), 'added after the set');
       const r = await restore(name);
       assert.equal(r.outcome.result, 'succeeded', r.log);
       assert.equal(await owner(), 'dba_stats=kadi,on x; ü=kadi');
+      // The comment on the one made again comes back with it (it was kept out before, and lost).
+      const comment = await sb.psql("SELECT d.description FROM pg_description d JOIN pg_statistic_ext s ON d.classoid = 'pg_statistic_ext'::regclass AND d.objoid = s.oid WHERE s.stxname = 'dba_stats'");
+      assert.equal(comment.trim(), 'DBA tuning; ü');
     } finally {
       await sb.psql(`DROP STATISTICS IF EXISTS public.dba_stats; DROP SCHEMA IF EXISTS "dba stats" CASCADE;`);
     }

@@ -71,6 +71,8 @@ describe('database restore plan (dbPlan)', () => {
 3603; 3602 16602 TEXT SEARCH CONFIGURATION public dba_english dba
 3604; 3381 16603 STATISTICS public dba_stats dba
 ;	depends on: 223
+3606; 0 0 COMMENT public STATISTICS dba_stats dba
+;	depends on: 3604
 3605; 3381 16604 STATISTICS ext ext_stats dba
 ;	depends on: 223
 `;
@@ -88,6 +90,8 @@ describe('database restore plan (dbPlan)', () => {
     // public is pg_database_owner's, which the Kadi role is: it may drop the statistics object, which comes back as kadi's (said).
     assert.equal(action(p, 'STATISTICS public.dba_stats'), 'create');
     assert.equal(disabledIds(p.listing).includes(3604), false);
+    // Its comment goes and comes back with it (it is the set's comment on an object the restore makes again).
+    assert.equal(disabledIds(p.listing).includes(3606), false, 'the comment on the statistics object made again is restored');
     assert.ok(p.warnings.some((w) => /owned by role dba will be owned by kadi after the restore \(.*STATISTICS public\.dba_stats/.test(w)), p.warnings.join('\n'));
     // ext is postgres's: neither dropped first nor kept (DROP TABLE would take it along).
     assert.equal(action(p, 'STATISTICS ext.ext_stats'), 'refuse');
