@@ -360,34 +360,63 @@ def grant_roles(sql):
     return sorted(set(roles))
 
 
+def policy_roles(sql):
+    """The roles a CREATE POLICY statement (pg_dump's POLICY entry) applies to: its TO list, which
+    comes before USING and WITH CHECK (whose expressions may say FROM or TO of their own). PUBLIC is
+    no role."""
+    toks = [t for t in _SQL_TOKEN.findall(sql) if not t.isspace() and not t.startswith('--')]
+    for i, t in enumerate(toks):
+        w = t.upper() if t[:1] != '"' else None
+        if w in ('USING', 'WITH', ';'):
+            return []
+        if w == 'TO':
+            end = next((j for j in range(i + 1, len(toks)) if toks[j].upper() in ('USING', 'WITH', ';')), len(toks))
+            return grant_roles(' '.join(toks[i:end]))
+    return []
+
+
+def entry_roles(pg_restore, dump, descs=('ACL', 'DEFAULT ACL', 'POLICY')):
+    """{dumpId: [role...]}: the roles each entry of DESCS in DUMP names (grantees of a privilege
+    entry, the roles a policy applies to); None when pg_restore cannot read the dump."""
+    toc = subprocess.run([pg_restore, '-l', dump], capture_output=True, text=True, errors='replace', stdin=subprocess.DEVNULL)
+    if toc.returncode != 0:
+        return None
+    kinds = '|'.join(re.escape(d) for d in descs)
+    wanted = {}
+    for l in toc.stdout.splitlines():
+        m = re.match(r'^([0-9]+); [0-9]+ [0-9]+ (%s) ' % kinds, l)
+        if m:
+            wanted[m.group(1)] = m.group(2)
+    found = {}
+    if wanted:
+        with tempfile.NamedTemporaryFile('w', encoding='utf-8', suffix='.list') as f:
+            f.write(''.join(l + '\n' for l in toc.stdout.splitlines() if l.split(';', 1)[0] in wanted))
+            f.flush()
+            r = subprocess.run([pg_restore, '-v', '-L', f.name, '-f', '-', dump], capture_output=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            return None
+        # The script of these entries says its encoding itself: no run to ask for it.
+        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', dump_text(r.stdout, script_encoding(r.stdout)), flags=re.M)
+        for dump_id, text in zip(parts[1::2], parts[2::2]):
+            roles = policy_roles(text) if wanted.get(dump_id) == 'POLICY' else grant_roles(text)
+            if roles:
+                found[dump_id] = roles
+    return found
+
+
 def set_grantees(argv):
-    """set-grantees BACKUP_DIR SET PG_RESTORE: the roles each privilege entry (ACL, DEFAULT ACL) of the
-    set's dump names, as one JSON object {dumpId: [role...]} on a line `grantees=`: the preflight
-    refuses a restore whose grants name a role the server does not have (the grant, and so the
-    restore, would fail at its end)."""
+    """set-grantees BACKUP_DIR SET PG_RESTORE: the roles each privilege entry (ACL, DEFAULT ACL) and
+    each row security policy (POLICY) of the set's dump names, as one JSON object {dumpId: [role...]}
+    on a line `grantees=`: the preflight refuses a restore whose grants or policies name a role the
+    server does not have (the statement, and so the restore, would fail part way)."""
     bd, name, pg_restore = argv
     check_set_name(name)
     dump = os.path.join(bd, name, 'db.dump')
     if not os.path.isfile(dump):
         die('set %s has no db.dump' % name)
-    toc = subprocess.run([pg_restore, '-l', dump], capture_output=True, text=True, errors='replace', stdin=subprocess.DEVNULL)
-    if toc.returncode != 0:
-        die('pg_restore -l cannot read the dump of set %s' % name)
-    acl = [l for l in toc.stdout.splitlines() if re.match(r'^[0-9]+; [0-9]+ [0-9]+ (ACL|DEFAULT ACL) ', l)]
-    found = {}
-    if acl:
-        with tempfile.NamedTemporaryFile('w', encoding='utf-8', suffix='.list') as f:
-            f.write('\n'.join(acl) + '\n')
-            f.flush()
-            r = subprocess.run([pg_restore, '-v', '-L', f.name, '-f', '-', dump], capture_output=True, stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            die('pg_restore cannot read the privileges in the dump of set %s' % name)
-        # The script of the privilege entries says its encoding itself: no run to ask for it.
-        parts = re.split(r'^-- TOC entry ([0-9]+) [^\n]*$', dump_text(r.stdout, script_encoding(r.stdout)), flags=re.M)
-        for dump_id, text in zip(parts[1::2], parts[2::2]):
-            roles = grant_roles(text)
-            if roles:
-                found[dump_id] = roles
+    found = entry_roles(pg_restore, dump)
+    if found is None:
+        die('pg_restore cannot read the dump of set %s' % name)
     out('grantees=' + json.dumps(found, separators=(',', ':')))
 
 

@@ -60,6 +60,16 @@ class GrantRolesTest(ZipappTestCase):
         self.assertEqual(self.grant_roles(sql), ['kadi', 'kadi owner', 'kadi_reader', 'odd role"x', 'old_role', 'reporting', 'the DBA', 'ü reader'])
         self.assertEqual(self.grant_roles('REVOKE USAGE ON SCHEMA public FROM PUBLIC;\n'), [])
 
+    def test_a_policy_names_the_roles_of_its_to_list_only_not_what_its_expressions_say(self):
+        from kadi_ops_agent.restore import policy_roles
+        sql = ('--\n-- Name: file audit; Type: POLICY; Schema: public; Owner: kadi\n--\n\n'
+               'CREATE POLICY "audit; TO x" ON public.file AS RESTRICTIVE FOR SELECT TO auditor, "Ops ""Team""; x", PUBLIC '
+               'USING ((EXISTS ( SELECT 1 FROM public.record r WHERE (r.id = file.record_id)))) WITH CHECK ((creator_id IN ( SELECT u.id FROM public.users u)));\n')
+        self.assertEqual(policy_roles(sql), ['Ops "Team"; x', 'auditor'])
+        # No TO list: every role (PUBLIC); the subquery's FROM names no role.
+        self.assertEqual(policy_roles('CREATE POLICY p ON public.t USING ((EXISTS ( SELECT 1 FROM public.grants g TO_x)));\n'), [])
+        self.assertEqual(policy_roles('CREATE POLICY p ON public.t FOR ALL TO granted USING (true);\n'), ['granted'])
+
     def test_roles_named_like_unreserved_keywords_which_pg_dump_leaves_unquoted_are_names(self):
         # quote_ident('granted') is granted: pg_dump writes these as they are.
         sql = ('GRANT SELECT ON TABLE public.t TO granted;\n'

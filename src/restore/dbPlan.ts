@@ -524,8 +524,12 @@ export function planDbRestore(
     if (missing.size > 0) {
       const names = [...missing.keys()].map(quoteIdent);
       const ids = [...new Set([...missing.values()].flat())].sort((a, b) => a - b);
+      // Row security policies name roles too (CREATE POLICY … TO role).
+      const policies = ids.some((id) => byId.get(id)?.desc === 'POLICY');
+      const grants = ids.some((id) => byId.get(id)?.desc !== 'POLICY');
+      const what = policies && grants ? ['privileges and row security policies', 'grants and policies', 'privilege and policy entries'] : policies ? ['row security policies', 'policies', 'policy entries'] : ['privileges', 'grants', 'privilege entries'];
       blockers.push(
-        `The set's privileges name ${missing.size} role(s) this server does not have (${firstOf(names, 5)}): PostgreSQL would refuse those grants and the restore with them. Nothing was changed. Create the roles first (as a superuser or a role with CREATEROLE: ${names.slice(0, 3).map((n) => `CREATE ROLE ${n} NOLOGIN;`).join(' ')}${names.length > 3 ? ' …' : ''}), or restore with a listing that leaves out the privilege entries ${firstOf(ids.map(String), 10)}.`,
+        `The set's ${what[0]} name ${missing.size} role(s) this server does not have (${firstOf(names, 5)}): PostgreSQL would refuse those ${what[1]} and the restore with them. Nothing was changed. Create the roles first (as a superuser or a role with CREATEROLE: ${names.slice(0, 3).map((n) => `CREATE ROLE ${n} NOLOGIN;`).join(' ')}${names.length > 3 ? ' …' : ''}), or restore with a listing that leaves out the ${what[2]} ${firstOf(ids.map(String), 10)}.`,
       );
     }
   }

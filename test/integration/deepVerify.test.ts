@@ -233,6 +233,31 @@ describe('deep verification against the sandbox host', function () {
     assert.deepEqual(processesIn(dir), []);
   });
 
+  it("a set whose row security policy applies to a role, and with a table in a tablespace of the DBA's, deep-verifies in the throwaway cluster (which has neither): not called damaged", async () => {
+    const dataDir = (await sb.psql('SHOW data_directory')).trim();
+    const owner = fs.statSync(dataDir);
+    const spc = path.join(sb.root, 'tablespace ü');
+    fs.mkdirSync(spc);
+    fs.chownSync(spc, owner.uid, owner.gid);
+    await sb.psql(
+      `CREATE ROLE "auditor; ü" NOLOGIN; CREATE TABLESPACE "fast disk" LOCATION '${spc}'; GRANT CREATE ON TABLESPACE "fast disk" TO kadi;` +
+        ` SET ROLE kadi; CREATE TABLE audited (v integer) TABLESPACE "fast disk"; INSERT INTO audited VALUES (1); ALTER TABLE audited ENABLE ROW LEVEL SECURITY;` +
+        ` CREATE POLICY "audit; TO x" ON audited FOR SELECT TO "auditor; ü" USING (v > 0); RESET ROLE;`,
+    );
+    try {
+      const set = await backup();
+      const v = await run(() => startVerify(host, d, set, 'deep'));
+      assert.equal(v.outcome.result, 'succeeded', v.log);
+      assert.match(v.log, /^deep: mode=throwaway-cluster$/m);
+      const rec = verifyRecord(set);
+      assert.equal(rec.ok, true, JSON.stringify(rec));
+      assert.equal(rec.deep?.notRun, undefined, JSON.stringify(rec));
+    } finally {
+      await sb.psql('DROP TABLE IF EXISTS audited; DROP TABLESPACE IF EXISTS "fast disk"; DROP ROLE IF EXISTS "auditor; ü";');
+      fs.rmSync(spc, { recursive: true, force: true });
+    }
+  });
+
   it('a deep verify cancelled while it restores into the throwaway cluster leaves no postgres process and no cluster behind', async () => {
     await sb.psql("CREATE TABLE deep_bulk AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload FROM generate_series(1, 1500000) g; ALTER TABLE deep_bulk OWNER TO kadi;");
     let set: string;

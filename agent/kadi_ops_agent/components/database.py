@@ -573,8 +573,11 @@ def verify_deep(ctx):
     out('deep: mode=' + mode)
     if mode == 'throwaway-cluster':
         step('deep: restoring the dump into the throwaway cluster')
+        _make_policy_roles(o, conn, dump)
     err = job.path('deep_restore.err')
-    p = subprocess.Popen([o['pg_restore'], '-v', '--no-owner', '--no-privileges', '--exit-on-error', *conn.args(),
+    # Owners, privileges and tablespaces are the production server's (roles and tablespaces this
+    # cluster does not have): what is checked is the dump's schema and rows.
+    p = subprocess.Popen([o['pg_restore'], '-v', '--no-owner', '--no-privileges', '--no-tablespaces', '--exit-on-error', *conn.args(),
                           '-d', conn.db, dump], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          stdin=subprocess.DEVNULL, text=True, errors='replace')
     pg_restore_progress(p.stderr, count_file_entries(os.path.join(d, 'db.toc')), err)
@@ -589,6 +592,12 @@ def verify_deep(ctx):
             return not_run(ctx, "the dump needs something this host's PostgreSQL %s server binaries lack: %s" % (major, first),
                            'install the package that provides it for PostgreSQL %s on this host (for an extension: '
                            'postgresql-%s-<extension> on Debian), then verify again' % (major, major))
+        # Nor a role the dump names that this server lacks (one a policy applies to, dropped since).
+        missing_role = re.search(r'role "((?:[^"]|"")*)" does not exist', first)
+        if missing_role:
+            return not_run(ctx, '%s has no role %s, which the dump names: %s' % (where, missing_role.group(1), first),
+                           'create the role on the database server (CREATE ROLE ... NOLOGIN), or verify on a host whose '
+                           'PostgreSQL server binaries let deep verification use its own throwaway cluster')
         # Nor is what the Kadi role may not create in a scratch database (an event trigger, an
         # untrusted extension): the superuser's objects of a dump restore as a superuser only.
         if mode == 'scratch-database' and re.search(r'permission denied|must be superuser|must be owner|only superuser', first):
@@ -609,6 +618,19 @@ def verify_deep(ctx):
     deep_finish(ctx)
     step("deep: checking the set's files against the set's database")
     return deep_check.main([d, job.dir, o['chunk_size'], mode, 'yes' if count_ok else 'no', 'yes' if files_ok else 'no'])
+
+
+def _make_policy_roles(o, conn, dump):
+    """The roles the dump's row security policies apply to, made in the throwaway cluster (the job is
+    its superuser): CREATE POLICY names them, and without them the restore there would fail, which
+    is no fault of the set. Each name reaches psql as a variable, quoted by psql (:"r")."""
+    from ..restore import entry_roles
+    roles = sorted({r for rs in (entry_roles(o['pg_restore'], dump, ('POLICY',)) or {}).values() for r in rs})
+    script = ("SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :'r') AS missing \\gset\n"
+              "\\if :missing\nCREATE ROLE :\"r\" NOLOGIN;\n\\endif\n")
+    for r in roles:
+        subprocess.run([o['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', 'r=' + r, *conn.args(), '-d', conn.db],
+                       input=script, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # Kadi's file table where the restored database has it: in public, or in the schema Kadi's role
