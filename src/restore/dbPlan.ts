@@ -51,6 +51,10 @@ export interface LiveDb {
   defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
   /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string }; via?: 'partition' | 'inherits' }[];
+  /** The tables each publication lists by name (dropping a table takes it out of them); absent from an older agent. */
+  publicationTables?: { publication: string; owner: string; schema: string; table: string }[];
+  /** Indexes and extended statistics on tables, with their definitions (dropping a table takes them along); absent from an older agent. */
+  attached?: { kind: string; schema: string; tag: string; table: { schema: string; tag: string }; definition: string }[];
 }
 
 export interface DbDecision {
@@ -109,6 +113,12 @@ export function parseLiveDb(json: string): LiveDb {
       on: { kind: String(a[3]), schema: String(a[4]), tag: String(a[5]) },
       ...(a[6] === 'partition' || a[6] === 'inherits' ? { via: a[6] } : {}),
     })),
+    ...(Array.isArray(o.publicationTables)
+      ? { publicationTables: (o.publicationTables as unknown[][]).map((a) => ({ publication: String(a[0]), owner: String(a[1]), schema: String(a[2]), table: String(a[3]) })) }
+      : {}),
+    ...(Array.isArray(o.attached)
+      ? { attached: (o.attached as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]), table: { schema: String(a[3]), tag: String(a[4]) }, definition: String(a[5]) })) }
+      : {}),
   };
 }
 
@@ -147,6 +157,7 @@ const LOOKUP_KIND: Record<string, string> = {
   'TEXT SEARCH CONFIGURATION': 'TEXT SEARCH CONFIGURATION',
   'TEXT SEARCH DICTIONARY': 'TEXT SEARCH DICTIONARY',
   STATISTICS: 'STATISTICS',
+  PUBLICATION: 'PUBLICATION',
   /** Only large objects of other roles are probed (a database may hold millions of its own). */
   BLOB: 'BLOB',
 };
@@ -208,7 +219,7 @@ export function planDbRestore(
   const annotated = (e: TocEntry): LiveDbObject | undefined => {
     for (const kind of LOOKUP_KINDS_LONGEST_FIRST) {
       if (!e.name.startsWith(kind + ' ')) continue;
-      const o = liveByKey.get(key(LOOKUP_KIND[kind], kind === 'SCHEMA' || kind === 'EXTENSION' || kind === 'EVENT TRIGGER' ? '-' : e.schema, e.name.slice(kind.length + 1)));
+      const o = liveByKey.get(key(LOOKUP_KIND[kind], ['SCHEMA', 'EXTENSION', 'EVENT TRIGGER', 'PUBLICATION'].includes(kind) ? '-' : e.schema, e.name.slice(kind.length + 1)));
       if (o) return o;
     }
     return undefined;
@@ -303,12 +314,19 @@ export function planDbRestore(
       decide(e, 'create', `owned by ${e.owner} in the set; missing, so created owned by ${live.user}`);
     }
   }
+  /** Names of the publications kept as they are (another role's). */
+  const keptPublications = (): string[] => enabledEntries.filter((x) => x.desc === 'PUBLICATION' && keep.has(x.dumpId)).map((x) => x.name);
   // Comments, grants and labels on a kept object need its owner: they stay as they are with it. So
   // do those on an object the dump does not create but names (`COMMENT - SCHEMA public postgres`
   // of a public schema that pg_upgrade left to the superuser).
   for (const e of enabledEntries) {
     if (keep.has(e.dumpId)) continue;
     if ((ANNOTATIONS.has(e.desc) || e.desc === 'SEQUENCE OWNED BY') && (deps.get(e.dumpId) ?? []).some((d) => keep.has(d))) keep.add(e.dumpId);
+    else if (e.desc.startsWith('PUBLICATION ') && ((deps.get(e.dumpId) ?? []).some((d) => keep.has(d)) || keptPublications().some((p) => e.name.startsWith(`${p} `)))) {
+      // Adding a table to a publication needs its owner: with the publication kept, this is left to it (said below).
+      keep.add(e.dumpId);
+      decide(e, 'keep', `of a publication ${live.user} may not change; left to its owner`);
+    }
     else if (ANNOTATIONS.has(e.desc) && !live.superuser && !(deps.get(e.dumpId) ?? []).some((d) => remadeOfOthers.has(d))) {
       // (Not one on an object made again as the restoring role's: dropped with it, it is the set's to make again.)
       const target = annotated(e);
@@ -388,6 +406,28 @@ export function planDbRestore(
       const inSet = dumpByKey.has(key(x.kind, x.schema, x.tag));
       const how = x.via === 'inherits' ? 'inherits from' : 'depends on';
       stays.push(`${x.kind} ${x.schema}.${tocText(x.tag)} ${how} ${x.on.kind} ${x.on.schema}.${tocText(x.on.tag)}${inSet ? ' and is not restored with it' : ', and is not in the set'}`);
+    }
+    // What goes with a table the restore drops and is not made again with it: an index or extended
+    // statistics a DBA added since the set (or that a listing leaves out), and the table's place in a
+    // publication the restore does not make again. Nothing is refused; said, with what to run after.
+    const gone = (live.attached ?? []).filter((a) => dropped('TABLE', a.table.schema, a.table.tag) && !dropped(a.kind, a.schema, a.tag));
+    if (gone.length > 0) {
+      warnings.push(
+        `${gone.length} index(es) or statistics object(s) on tables this restore makes again are not in the set (or the listing leaves them out) and go with their tables (${firstOf(gone.map((a) => `${a.kind} ${a.schema}.${tocText(a.tag)}`), 5)}). To have them back, run after the restore: ${firstOf(gone.map((a) => `${a.definition};`), 5)}`,
+      );
+    }
+    const published = new Map<string, string[]>();
+    for (const r of live.publicationTables ?? []) {
+      const pub = enabledEntries.find((x) => x.desc === 'PUBLICATION' && x.name === tocText(r.publication));
+      const pubRemade = pub !== undefined && !keep.has(pub.dumpId);
+      if (!dropped('TABLE', r.schema, r.table) || pubRemade) continue;
+      published.set(r.publication, [...(published.get(r.publication) ?? []), `${quoteIdent(r.schema)}.${quoteIdent(r.table)}`]);
+    }
+    for (const [pub, tables] of published) {
+      const owner = live.publicationTables?.find((r) => r.publication === pub)?.owner ?? '?';
+      warnings.push(
+        `Publication ${pub} (owned by ${owner}) publishes ${tables.length} table(s) this restore drops and makes again, which takes them out of it: logical replication of them stops. After the restore, as ${owner} or a superuser, run: ALTER PUBLICATION ${quoteIdent(pub)} ADD TABLE ${tables.join(', ')};`,
+      );
     }
     // A partition the restore does not make again: PostgreSQL does not refuse the partitioned
     // table's drop, it drops the partition along with it, rows and all. Refused, with how to keep it.

@@ -282,6 +282,33 @@ break; ""t"" ü"), 'added after the set');
     }
   });
 
+  it("another role's publication of Kadi's tables is kept (the restore failed on it before); its tables' places in it, and a DBA's index and statistics made after the set, are said with what to run to have them back", async () => {
+    const pub = 'rep pub; ü';
+    await sb.psql(`GRANT CREATE ON DATABASE kadi TO kadi_dba; CREATE PUBLICATION "${pub}" FOR TABLE public.record, public.file; ALTER PUBLICATION "${pub}" OWNER TO kadi_dba;`);
+    const tables = async (): Promise<string> => (await sb.psql(`SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_publication_tables WHERE pubname = '${pub}'`)).trim();
+    try {
+      const name = await backup();
+      await sb.psql(`CREATE INDEX "dba idx; ü" ON public.record (title); CREATE STATISTICS public.dba_later ON id, title FROM public.record; ALTER STATISTICS public.dba_later OWNER TO kadi_dba;`);
+      const p = await plan(name);
+      assert.deepEqual(p.plan.blockers, []);
+      const decided = (o: string): string | undefined => p.plan.db?.decisions.find((x) => x.object === o)?.action;
+      assert.equal(decided(`PUBLICATION ${pub}`), 'keep', JSON.stringify(p.plan.db?.decisions));
+      const said = p.plan.warnings.find((w) => w.startsWith(`Publication ${pub} (owned by kadi_dba) publishes 2 table(s) this restore drops and makes again`));
+      assert.ok(said?.endsWith(`run: ALTER PUBLICATION "${pub}" ADD TABLE "public"."file", "public"."record";`) || said?.endsWith(`run: ALTER PUBLICATION "${pub}" ADD TABLE "public"."record", "public"."file";`), p.plan.warnings.join('\n'));
+      const attached = p.plan.warnings.find((w) => w.startsWith('2 index(es) or statistics object(s) on tables this restore makes again are not in the set')) ?? p.plan.warnings.join('\n');
+      assert.ok(attached.includes('CREATE INDEX "dba idx; ü" ON public.record USING btree (title);') && attached.includes('CREATE STATISTICS public.dba_later ON id, title FROM public.record;'), attached);
+      const r = await restore(name);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal((await sb.psql(`SELECT pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = '${pub}'`)).trim(), 'kadi_dba', 'kept as it was');
+      assert.equal(await tables(), '', 'out of it, as said');
+      // What the plan said to run brings them back.
+      await sb.psql((said as string).slice((said as string).indexOf('ALTER PUBLICATION')));
+      assert.equal(await tables(), 'file,record');
+    } finally {
+      await sb.psql(`DROP PUBLICATION IF EXISTS "${pub}"; REVOKE CREATE ON DATABASE kadi FROM kadi_dba; DROP INDEX IF EXISTS "dba idx; ü"; DROP STATISTICS IF EXISTS public.dba_later;`);
+    }
+  });
+
   it('a database the Kadi role does not own (no CREATE on it) is named at preflight for the schemas a restore makes again; nothing runs', async () => {
     await sb.psql('ALTER DATABASE kadi OWNER TO postgres; GRANT CREATE ON SCHEMA public TO kadi;');
     try {

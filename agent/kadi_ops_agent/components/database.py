@@ -106,6 +106,8 @@ WITH nsp AS (
   SELECT 'BLOB', '-', l.oid::pg_catalog.text, NULL, pg_catalog.pg_get_userbyid(l.lomowner), l.lomowner, false, false
     FROM pg_catalog.pg_largeobject_metadata l WHERE NOT pg_catalog.pg_has_role(current_user, l.lomowner, 'USAGE')
   UNION ALL
+  SELECT 'PUBLICATION', '-', p.pubname, NULL, pg_catalog.pg_get_userbyid(p.pubowner), p.pubowner, false, true FROM pg_catalog.pg_publication p
+  UNION ALL
   SELECT 'EVENT TRIGGER', '-', e.evtname, NULL, pg_catalog.pg_get_userbyid(e.evtowner), e.evtowner, false, false FROM pg_catalog.pg_event_trigger e
   UNION ALL
   SELECT 'TRIGGER', n.nspname, c.relname || ' ' || g.tgname, n.oid, pg_catalog.pg_get_userbyid(c.relowner), c.relowner, false, false
@@ -115,6 +117,23 @@ SELECT pg_catalog.json_build_object(
   'user', current_user,
   'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
   'createSchemas', pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE'),
+  -- The tables each publication lists by name: dropping a table takes it out of them.
+  'publicationTables', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(p.pubname, pg_catalog.pg_get_userbyid(p.pubowner), n.nspname, c.relname)), '[]')
+                          FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid
+                          JOIN pg_catalog.pg_class c ON c.oid = r.prrelid JOIN nsp n ON n.oid = c.relnamespace),
+  -- Indexes (not those of a constraint, nor a partition's copy of its parent's) and extended
+  -- statistics on tables, with their definitions: dropping a table takes them along, whoever made them.
+  'attached', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t, rs, rt, def)), '[]') FROM (
+    SELECT 'INDEX' AS k, n.nspname AS s, i.relname AS t, n.nspname AS rs, c.relname AS rt, pg_catalog.pg_get_indexdef(x.indexrelid) AS def
+      FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+      JOIN pg_catalog.pg_class c ON c.oid = x.indrelid JOIN nsp n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'm')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint o WHERE o.conindid = x.indexrelid AND o.contype IN ('p', 'u', 'x'))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = x.indexrelid)
+    UNION ALL
+    SELECT 'STATISTICS', sn.nspname, s.stxname, n.nspname, c.relname, pg_catalog.pg_get_statisticsobjdef(s.oid)
+      FROM pg_catalog.pg_statistic_ext s JOIN nsp sn ON sn.oid = s.stxnamespace
+      JOIN pg_catalog.pg_class c ON c.oid = s.stxrelid JOIN nsp n ON n.oid = c.relnamespace) a),
   'lockSlots', pg_catalog.current_setting('max_locks_per_transaction')::int
                * (pg_catalog.current_setting('max_connections')::int + pg_catalog.current_setting('max_prepared_transactions')::int),
   'roles', (SELECT pg_catalog.json_agg(rolname ORDER BY rolname) FROM pg_catalog.pg_roles),
