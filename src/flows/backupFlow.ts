@@ -31,5 +31,6 @@ export async function backupFlow(fe: BackupFrontEnd, pool: ConnectionPool, profi
   await fe.finished(title, ran.outcome);
   // Retention runs only after a good new set exists, never after a failed backup.
   if (ran.outcome.result !== 'succeeded' || !req.pruneAfter) return { state: 'ran', outcome: ran.outcome };
-  return { state: 'ran', outcome: ran.outcome, prune: await pruneFlow(fe, pool, profile, { policy: req.pruneAfter }) };
+  // The set this backup made is never pruned by it (as a scheduled run's retention).
+  return { state: 'ran', outcome: ran.outcome, prune: await pruneFlow(fe, pool, profile, { policy: req.pruneAfter, keepSet: ran.outcome.set ?? 'newest' }) };
 }

@@ -25,6 +25,12 @@ export interface PruneRequest {
   dryRun?: boolean;
   /** Break a stale lock without asking (the CLI's --break-stale-lock); otherwise asked. */
   breakStaleLock?: boolean;
+  /**
+   * The set a backup just made, never removed by the prune after it whatever the policy (with
+   * keepLast 0, or a minKeep an older verified set already fills, it would be); 'newest': the
+   * newest set, when the backup's own name was not seen.
+   */
+  keepSet?: string;
 }
 
 export type PruneFlowResult =
@@ -35,7 +41,9 @@ export async function pruneFlow(fe: PruneFrontEnd, pool: ConnectionPool, profile
   // Planned from the host's sets as they are now, not from a listing read earlier.
   const listing = await listSets(await pool.get(profile));
   // "Dated in the future" by the host's clock, which named the sets, as the host's own retention does.
-  const plan = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), req.policy, hostNow(listing));
+  const planned = applyRetention(listing.sets.map((s) => ({ id: s.name, time: s.time, status: s.status, pinned: s.pinned, preRestore: s.preRestore })), req.policy, hostNow(listing));
+  const own = req.keepSet === 'newest' ? listing.sets[0]?.name : req.keepSet;
+  const plan = own ? keeping(planned, own, 'made by this backup') : planned;
   if (plan.remove.length === 0) {
     await fe.nothingToPrune(plan, req.policy);
     return { state: 'nothing', plan };
@@ -48,6 +56,13 @@ export async function pruneFlow(fe: PruneFrontEnd, pool: ConnectionPool, profile
   if (!ran) return { state: 'not-started', plan };
   await fe.finished(title, ran.outcome);
   return { state: 'ran', plan, outcome: ran.outcome };
+}
+
+/** PLAN with set ID kept for REASON (its place among the kept ones by time, newest first, as the plan's order is). */
+export function keeping(plan: RetentionPlan, id: string, reason: string): RetentionPlan {
+  if (!plan.remove.some((r) => r.id === id)) return plan;
+  const keep = [...plan.keep, { id, reasons: [reason] }].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  return { keep, remove: plan.remove.filter((r) => r.id !== id) };
 }
 
 /** The plan as lines: `keep    <set>  (<reasons>)`, then `delete  <set>`. */

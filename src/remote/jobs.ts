@@ -51,6 +51,8 @@ export interface JobOutcome {
   reason?: string;
   /** What the operator can do about `reason`, when known. */
   fix?: string;
+  /** The backup set the job made (its `set=` line), when it printed one while followed. */
+  set?: string;
 }
 
 /** How long a reason may be in a notification (the log has the whole line). */
@@ -321,6 +323,7 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
   const warnings: string[] = [];
   let moreWarnings = 0;
   let reason: string | undefined;
+  let made: string | undefined;
   const couldNotRun: { why?: string; fix?: string } = {};
   // The job's state as the tail saw it at the end (its last stderr line), or undefined.
   let tailState: JobInfo | undefined;
@@ -347,6 +350,8 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
             couldNotRun.why = bounded(l.slice(14));
           } else if (l.startsWith('could_not_run_fix=')) {
             couldNotRun.fix = bounded(l.slice(18));
+          } else if (/^set=\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/.test(l)) {
+            made = l.slice(4);
           }
           opts.onLine?.(l);
         }
@@ -371,7 +376,7 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         const info = tailState ?? (await jobStatus(host, id));
         if (info.state === 'running') continue;
         if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
-        const outcome = withReason(outcomeOf(info, offset), reason, couldNotRun);
+        const outcome = { ...withReason(outcomeOf(info, offset), reason, couldNotRun), ...(made ? { set: made } : {}) };
         if (!warnings.length) return outcome;
         return moreWarnings ? { ...outcome, warnings, moreWarnings } : { ...outcome, warnings };
       } catch (e) {

@@ -202,6 +202,14 @@ describe('kadi-ops CLI against the sandbox host', function () {
     assert.equal(doc.prune.state, 'ran', j.stdout);
     assert.ok(doc.prune.remove.length >= 1);
     assert.equal(doc.prune.outcome?.result, 'succeeded');
+    assert.match(String((doc as { set?: string }).set), /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/, 'the --json document names the set made');
+    // keep-last 0: the newest verified set fills min-keep, and the set just made used to be deleted by its own backup (exit 0).
+    const z = cli(['backup', 'sandbox', '--keep-last', '0', '--config', config]);
+    assert.equal(z.code, 0, z.stderr + z.stdout);
+    const made = /^set=(\S+)$/m.exec(z.stdout)?.[1] as string;
+    assert.match(z.stdout, new RegExp(`^keep\\s+${made}\\s+\\(made by this backup\\)$`, 'm'));
+    const left = (JSON.parse(cli(['list', 'sandbox', '--config', config, '--json']).stdout) as { sets: { name: string }[] }).sets;
+    assert.equal(left[0].name, made, 'the set the backup made is there');
   });
 
   it('backup --stop-services skips services the host does not have and still makes the set', () => {
