@@ -3,6 +3,7 @@
  * no-echo prompt on a terminal, and a refusal otherwise.
  */
 import * as readline from 'node:readline';
+import { envHostSuffix } from '../config/hostProfiles';
 import type { SecretProvider, SecretRequest } from '../core/secrets';
 import type { HostKeyPrompt, UnknownHostKey } from '../ssh/connection';
 
@@ -12,10 +13,7 @@ const ENV_BY_KIND: Record<SecretRequest['kind'], string> = {
   sudo: 'KADI_OPS_SUDO_PASSWORD',
 };
 
-/** A host profile's name as an environment variable suffix: upper case, other characters as `_`. */
-export function envHostSuffix(host: string): string {
-  return host.toUpperCase().replace(/[^A-Z0-9]/g, '_');
-}
+export { envHostSuffix };
 
 export class TerminalSecrets implements SecretProvider {
   private readonly cache = new Map<string, string>();

@@ -92,7 +92,7 @@ export function resolveProfiles(inputs: unknown, opts: ResolveOptions = {}): Res
     const name = c.isPlainObject(entry) && c.profileName(entry.name) === undefined ? (entry.name as string) : undefined;
     const host = name ?? `#${index + 1}`;
     const report = (field: string, message: string): void => void errors.push({ host, field, message });
-    if (!validateAgainst(entry, PROFILE_SPEC, '', report) || (name !== undefined && duplicates.has(name.toLowerCase()))) return;
+    if (!validateAgainst(entry, PROFILE_SPEC, '', report) || (name !== undefined && duplicates.has(envHostSuffix(name)))) return;
     const resolved = resolveOne(entry as HostProfileInput, env, report, maxAgeProblem ? D.backupMaxAgeHours : globalMaxAge);
     resolved.warnings.forEach((w) => warnings.add(w));
     if (resolved.profile) profiles.push(resolved.profile);
@@ -100,18 +100,26 @@ export function resolveProfiles(inputs: unknown, opts: ResolveOptions = {}): Res
   return { profiles, errors, warnings: [...warnings] };
 }
 
+/** A host profile's name as an environment variable suffix: upper case, other characters as `_`. */
+export function envHostSuffix(host: string): string {
+  return host.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
 /**
- * Names used more than once (case-insensitively, since the CLI takes them as arguments). All
- * entries sharing a name are dropped: guessing which one "prod" means could restore the wrong host.
+ * Names used more than once: case-insensitively, since the CLI takes them as arguments, and also
+ * when they differ only in what is not a letter or digit (prod-a, prod_a, Prod.A), since they would
+ * share their secrets' environment variables (envHostSuffix). All entries sharing a name are
+ * dropped: guessing which one "prod" means could restore the wrong host, or send one host's
+ * password to another.
  */
 function duplicateNames(inputs: unknown[], errors: ConfigError[]): Set<string> {
   const positions = new Map<string, { name: string; at: number[] }>();
   inputs.forEach((entry, index) => {
     if (!c.isPlainObject(entry) || c.profileName(entry.name) !== undefined) return;
     const name = entry.name as string;
-    const group = positions.get(name.toLowerCase()) ?? { name, at: [] };
+    const group = positions.get(envHostSuffix(name)) ?? { name, at: [] };
     group.at.push(index + 1);
-    positions.set(name.toLowerCase(), group);
+    positions.set(envHostSuffix(name), group);
   });
   const dup = new Set<string>();
   for (const [key, { name, at }] of positions) {
@@ -120,7 +128,7 @@ function duplicateNames(inputs: unknown[], errors: ConfigError[]): Set<string> {
     errors.push({
       host: name,
       field: 'name',
-      message: `name ${JSON.stringify(name)} is used by hosts ${at.map((n) => `#${n}`).join(', ')}; names must be unique, so none of these hosts is loaded until they are renamed`,
+      message: `name ${JSON.stringify(name)} is used by hosts ${at.map((n) => `#${n}`).join(', ')} (names that differ only in case or in characters other than letters and digits count as one: they share the environment variables of their secrets, …_${envHostSuffix(name)}); names must be unique, so none of these hosts is loaded until they are renamed`,
     });
   }
   return dup;

@@ -261,7 +261,19 @@ describe('host profiles: validation messages', () => {
     assert.deepEqual(profiles.map((p) => p.name), ['test']);
     assert.equal(errors.length, 1);
     assert.equal(errors[0].field, 'name');
-    assert.match(formatConfigError(errors[0]), /^Host "prod": name "prod" is used by hosts #1, #3; names must be unique/);
+    assert.match(formatConfigError(errors[0]), /^Host "prod": name "prod" is used by hosts #1, #3 \(names that differ only in case or in characters other than letters and digits count as one: they share the environment variables of their secrets, …_PROD\); names must be unique/);
+    // prod-a, prod_a and Prod.A would read one KADI_OPS_SSH_PASSWORD_PROD_A: none is loaded.
+    const shared = resolveProfiles(
+      [
+        { name: 'prod-a', ssh: { host: 'a' } },
+        { name: 'prod_a', ssh: { host: 'b' } },
+        { name: 'Prod.A', ssh: { host: 'c' } },
+        { name: 'prod-b', ssh: { host: 'd' } },
+      ],
+      noSshConfig,
+    );
+    assert.deepEqual(shared.profiles.map((p) => p.name), ['prod-b']);
+    assert.match(formatConfigError(shared.errors[0]), /^Host "prod-a": name "prod-a" is used by hosts #1, #2, #3 .*…_PROD_A\)/);
   });
 
   it('rejects a host list that is not a list', () => {
