@@ -20,6 +20,8 @@ export interface CliContext {
 /** A verb: its declared arguments and options (args.ts) and what it does. */
 export interface CliCommand extends CommandSpec {
   run(ctx: CliContext): Promise<number>;
+  /** What Ctrl-C does: cancel what the verb runs (the default), or only stop watching (attach: the job is not this command's). */
+  interrupt?: 'cancel' | 'detach';
 }
 
 /** The first argument of most verbs. A missing one is reported by pickProfile, with the configured names. */

@@ -180,13 +180,27 @@ export const jobCommands: Record<string, CliCommand> = {
   attach: {
     args: [HOST_ARG, JOB_ARG],
     options: [],
-    summary: 'stream a job from the start of its log and report how it ended',
+    summary: 'stream a job from the start of its log and report how it ended; Ctrl-C stops watching and leaves the job running (`kadi-ops cancel` stops it)',
+    interrupt: 'detach',
     async run(ctx) {
       const host = await hostFor(ctx);
       const id = ctx.positionals[1];
       if (!id) throw new UsageError(NO_JOB);
       await jobStatus(host, id);
-      return attach(ctx, host, id);
+      // Watching a job (a scheduled one, a colleague's) never cancels it: Ctrl-C only stops following.
+      const stopped = new Promise<'stopped'>((resolve) => {
+        if (ctx.signal.aborted) resolve('stopped');
+        ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true });
+      });
+      const followed = followJob(host, id, { sink: consoleSink(ctx), reconnect: () => ctx.pool.get(host.profile) });
+      const first = await Promise.race([followed, stopped]);
+      if (first === 'stopped') {
+        followed.catch(() => undefined); // its channel closes with the connection
+        ctx.err(`Stopped following job ${id}; it keeps running on ${host.profile.name}. Follow it again with \`kadi-ops attach ${host.profile.name} ${id}\`, stop it with \`kadi-ops cancel ${host.profile.name} ${id}\`.`);
+        return 130;
+      }
+      printOutcome(ctx, first);
+      return exitCodeOf(first);
     },
   },
   cancel: {

@@ -122,9 +122,14 @@ export async function main(argv: readonly string[]): Promise<number> {
 /** A verb with its configuration loaded: connections, Ctrl-C, and the pool closed at the end. */
 async function run(name: string, args: ParsedArgs, profiles: HostProfile[]): Promise<number> {
   const abort = new AbortController();
+  const detach = commands[name].interrupt === 'detach';
   const onSigint = (): void => {
-    if (abort.signal.aborted) process.exit(130);
-    process.stderr.write('\nCancelling… (press Ctrl-C again to leave without waiting)\n');
+    if (abort.signal.aborted) {
+      // Leaving without waiting: what was asked of the host may still be under way there.
+      process.stderr.write(detach ? '' : 'Left without waiting: the cancel may still be under way on the host (kadi-ops jobs <host> shows it).\n');
+      process.exit(130);
+    }
+    process.stderr.write(detach ? '\n' : '\nCancelling… (press Ctrl-C again to leave without waiting)\n');
     abort.abort();
   };
   process.on('SIGINT', onSigint);
@@ -196,6 +201,14 @@ function loadProfiles(args: ParsedArgs): HostProfile[] {
 }
 
 if (require.main === module) {
+  // Output into a pipe closed early (kadi-ops attach prod ID | head) ends the CLI as it ends cat:
+  // quietly, exit status 141 (SIGPIPE), no stack trace. A job on the host keeps running, as after a
+  // dropped connection.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.stderr.write('kadi-ops: the output was closed; stopped (a job on the host keeps running: kadi-ops jobs <host>).\n');
+    process.exit(141);
+  });
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: Error) => {

@@ -5,7 +5,8 @@ import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SandboxHost } from '../sandbox/sandbox';
-import { getSandbox, holdStaleLock } from './fixture';
+import { cancelJob, jobStatus, startJob } from '../../src/remote/jobs';
+import { getSandbox, holdStaleLock, newPool, profileOf } from './fixture';
 
 const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
 
@@ -235,6 +236,40 @@ describe('kadi-ops CLI against the sandbox host', function () {
       assert.notEqual(spawnSync('pgrep', ['-u', sb.kadiUser, '-xf', 'sleep 301']).status, 0, 'the leftover holder was killed');
     } finally {
       stale.release();
+    }
+  });
+
+  it('Ctrl-C on attach stops watching and leaves the job running (a scheduled or a colleague\'s job is never cancelled by watching it)', async () => {
+    const pool = newPool();
+    try {
+      const host = await pool.get(profileOf(sb, 'direct'));
+      const id = await startJob(host, { kind: 'sleep', verb: 'sleep', args: ['60'] });
+      try {
+        const child = spawn(process.execPath, [CLI, 'attach', 'sandbox', id, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+        for (let i = 0; i < 200 && !/tick 2/.test(stdout); i++) await new Promise((r) => setTimeout(r, 50));
+        assert.match(stdout, /tick 2/, 'it follows the job');
+        child.kill('SIGINT');
+        assert.equal(await exited, 130, stderr);
+        assert.match(stderr, new RegExp(`Stopped following job ${id}; it keeps running on sandbox\\..*kadi-ops cancel sandbox ${id}`));
+        assert.doesNotMatch(stderr, /Cancelling/);
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.equal((await jobStatus(host, id)).state, 'running', 'the job was not cancelled');
+        // Its output into a pipe closed early: ended quietly (141, as cat), no stack trace, the job still running.
+        const piped = spawnSync('sh', ['-c', `"$0" "$@" | head -n 1`, process.execPath, CLI, 'attach', 'sandbox', id, '--config', config], { encoding: 'utf8', timeout: 60000 });
+        assert.equal(piped.status, 0, 'the pipeline is head\'s');
+        assert.doesNotMatch(piped.stderr, /EPIPE|at .*\.js:\d+/, piped.stderr);
+        assert.match(piped.stderr, /the output was closed; stopped/);
+        assert.equal((await jobStatus(host, id)).state, 'running');
+      } finally {
+        await cancelJob(host, id, {});
+      }
+    } finally {
+      pool.closeAll();
     }
   });
 
