@@ -50,7 +50,7 @@ def _verify(ctx, level):
     with open(job.path('archives.tsv'), 'w', encoding='utf-8') as f:
         for name, value in facts['archives'].items():
             f.write('%s\t%s\n' % (name, value))
-    verify_quick.main([d, 'yes' if facts['toc_ok'] else 'no', str(facts['toc_n']), job.path('quick.json'), job.path('archives.tsv')])
+    verify_quick.main([d, 'yes' if facts['toc_ok'] else 'no', str(facts['toc_n']), job.path('quick.json'), job.path('archives.tsv')], say_problems=False)
     if level == 'deep':
         database.verify_deep(ctx)
     return verify_result.main([d, job.dir, level])

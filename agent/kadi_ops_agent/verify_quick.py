@@ -262,7 +262,9 @@ def _walk_part(tree, root, listing, problem, j, n):
         stack.extend(reversed(subs))
 
 
-def main(argv):
+def main(argv, say_problems=True):
+    """SAY_PROBLEMS: print a PROBLEM line each (run on its own); a verify job leaves that to
+    verify-result, which prints the quick and the deep ones together, each once."""
     if len(argv) != 5:
         raise SystemExit(USAGE)
     d, toc_ok, out = argv[0], argv[1] == 'yes', argv[3]
@@ -312,6 +314,7 @@ def main(argv):
     result = {'level': 'quick', 'ok': not problems, 'problems': problems[:KEEP], 'problemCount': problems.count,
               'files': checked_files, 'bytes': checked_bytes,
               'at': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}
-    for p in problems[:200]: print('PROBLEM: ' + one_line(p))
+    if say_problems:
+        for p in problems[:200]: print('PROBLEM: ' + one_line(p))
     with open(out, 'w') as f: json.dump(result, f)
     print('checked %d files, %d bytes: %d problem(s)' % (checked_files, checked_bytes, problems.count))

@@ -154,6 +154,8 @@ describe('kadi-ops CLI against the sandbox host', function () {
       const bad = cli(['verify', 'sandbox', set, '--config', config]);
       assert.equal(bad.code, 1);
       assert.match(bad.stdout, /PROBLEM: storage\.tar\.\w+: (size|tar cannot read)/);
+      const said = bad.stdout.split('\n').filter((l) => l.startsWith('PROBLEM: '));
+      assert.deepEqual(said, [...new Set(said)], 'each problem is said once');
     } finally {
       fs.writeFileSync(archive, orig);
     }
