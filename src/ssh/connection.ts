@@ -101,6 +101,8 @@ export class SshConnection {
     }
     const client = new (ssh2().Client)();
     let hostKeyError: Error | undefined;
+    /** Why a configured identity file could not be offered: said with a failed authentication. */
+    const authNotes: string[] = [];
     const config: ConnectConfig = {
       host: profile.ssh.hostName,
       port: profile.ssh.port,
@@ -118,14 +120,14 @@ export class SshConnection {
           },
         );
       },
-      authHandler: makeAuthHandler(profile, deps),
+      authHandler: makeAuthHandler(profile, deps, authNotes),
     };
     const known = knownKeyTypes(knownHostsText(profile), profile.ssh.hostName, profile.ssh.port);
     if (known.length > 0) config.algorithms = { serverHostKey: preferredHostKeyAlgorithms(known, SERVER_HOST_KEY_ALGORITHMS) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
     try {
       await new Promise<void>((resolve, reject) => {
         client.once('ready', () => resolve());
-        client.once('error', (err: Error & { level?: string }) => reject(hostKeyError ?? describeConnectError(profile, err)));
+        client.once('error', (err: Error & { level?: string }) => reject(hostKeyError ?? describeConnectError(profile, err, authNotes)));
         client.connect(config);
       });
     } catch (err) {
@@ -322,7 +324,7 @@ async function verifyHostKey(profile: HostProfile, key: Buffer, deps: ConnectDep
 type PendingAuth = () => Promise<Parameters<NextAuthHandler>[0] | undefined>;
 
 /** Tries agent, then each key file, then keyboard-interactive and password, as the server allows. */
-function makeAuthHandler(profile: HostProfile, deps: ConnectDeps) {
+function makeAuthHandler(profile: HostProfile, deps: ConnectDeps, notes: string[] = []) {
   const username = profile.ssh.user;
   const attempts: { type: AuthenticationType; make: PendingAuth }[] = [];
   const agentSock = process.env.SSH_AUTH_SOCK;
@@ -332,7 +334,7 @@ function makeAuthHandler(profile: HostProfile, deps: ConnectDeps) {
   const explicit = profile.ssh.identityFiles.length > 0;
   const keyFiles = explicit ? profile.ssh.identityFiles : DEFAULT_KEYS.map((k) => path.join(os.homedir(), '.ssh', k));
   for (const file of keyFiles) {
-    attempts.push({ type: 'publickey', make: () => loadKey(profile, file, explicit, deps) });
+    attempts.push({ type: 'publickey', make: () => loadKey(profile, file, explicit, deps, notes) });
   }
   const passwordReq: SecretRequest = { kind: 'password', host: profile.name, subject: `${username}@${profile.ssh.hostName}`, prompt: `Password for ${username}@${profile.ssh.hostName}` };
   attempts.push({
@@ -370,12 +372,17 @@ function makeAuthHandler(profile: HostProfile, deps: ConnectDeps) {
   };
 }
 
-async function loadKey(profile: HostProfile, file: string, explicit: boolean, deps: ConnectDeps): Promise<Parameters<NextAuthHandler>[0] | undefined> {
+async function loadKey(profile: HostProfile, file: string, explicit: boolean, deps: ConnectDeps, notes: string[] = []): Promise<Parameters<NextAuthHandler>[0] | undefined> {
   let data: Buffer;
   try {
     data = fs.readFileSync(file);
   } catch (err) {
-    if (explicit) deps.log?.(`Identity file ${file} cannot be read: ${(err as Error).message}`);
+    if (explicit) {
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'does not exist' : e.code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${e.message})`;
+      notes.push(`identity file ${file} ${why}`);
+      deps.log?.(`Identity file ${file} cannot be read: ${e.message}`);
+    }
     return undefined;
   }
   const { utils } = ssh2();
@@ -387,12 +394,14 @@ async function loadKey(profile: HostProfile, file: string, explicit: boolean, de
     parsed = utils.parseKey(data, passphrase);
     if (parsed instanceof Error) {
       await deps.secrets.reject?.(req);
+      notes.push(`wrong passphrase for identity file ${file}`);
       deps.log?.(`Wrong passphrase for ${file}.`);
       return undefined;
     }
     await deps.secrets.confirm?.(req, passphrase);
   }
   if (parsed instanceof Error) {
+    if (explicit) notes.push(`identity file ${file} is not a usable private key (${parsed.message})`);
     deps.log?.(`Identity file ${file} is not a usable private key: ${parsed.message}`);
     return undefined;
   }
@@ -400,10 +409,11 @@ async function loadKey(profile: HostProfile, file: string, explicit: boolean, de
   return { type: 'publickey', username: profile.ssh.user, key };
 }
 
-function describeConnectError(profile: HostProfile, err: Error & { level?: string; code?: string }): SshError {
+function describeConnectError(profile: HostProfile, err: Error & { level?: string; code?: string }, authNotes: readonly string[] = []): SshError {
   const target = `${profile.ssh.user}@${profile.ssh.hostName}:${profile.ssh.port}`;
   if (err.level === 'client-authentication') {
-    return new SshError(`Authentication as ${target} failed: no key, agent identity or password was accepted.`, 'AUTH_FAILED');
+    const notes = authNotes.length > 0 ? ` Note: ${[...new Set(authNotes)].join('; ')}.` : '';
+    return new SshError(`Authentication as ${target} failed: no key, agent identity or password was accepted.${notes}`, 'AUTH_FAILED');
   }
   if (err.level === 'client-timeout') return new SshError(`Timed out connecting to ${target}.`, 'TIMEOUT');
   if (err.code === 'ECONNREFUSED') return new SshError(`Connection to ${target} refused (is sshd running on that port?).`, 'REFUSED');

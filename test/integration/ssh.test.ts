@@ -113,7 +113,20 @@ describe('SSH core against the sandbox sshd', function () {
       p.ssh.identityFile = sb.encryptedClientKeyFile;
       p.ssh.agent = false;
     });
-    await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({ passphrase: 'wrong' }), hostKeys: new ScriptedHostKeys() }), (e: unknown) => e instanceof SshError && /Authentication as .* failed/.test((e as Error).message));
+    await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({ passphrase: 'wrong' }), hostKeys: new ScriptedHostKeys() }), (e: unknown) => e instanceof SshError && /Authentication as .* failed: .*Note: wrong passphrase for identity file /.test((e as Error).message));
+  });
+
+  it('a configured identity file that does not exist is named when authentication fails (not only with --verbose)', async () => {
+    const missing = `${sb.root}/no such key`;
+    const profile = profileOf(sb, 'direct', (p) => {
+      p.ssh.identityFile = missing;
+      p.ssh.agent = false;
+    });
+    await assert.rejects(SshConnection.connect(profile, { secrets: new ScriptedSecrets({}), hostKeys: new ScriptedHostKeys() }), (e: unknown) => {
+      assert.ok(e instanceof SshError, String(e));
+      assert.match((e as Error).message, new RegExp(`^Authentication as .* failed: no key, agent identity or password was accepted\\. Note: identity file ${missing} does not exist\\.$`));
+      return true;
+    });
   });
 
   it('logs in with keyboard-interactive (PAM asks "Password: "), asking the secret provider once; a wrong answer fails clearly', async () => {
