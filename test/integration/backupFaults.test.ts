@@ -105,6 +105,8 @@ describe('backup faults and verification against the sandbox host', function () 
       const r = await run(() => startBackup(host, d), sink);
       assert.equal(r.outcome.result, 'succeeded', r.sink.text());
       assert.match(r.sink.text(), /^database: waiting for a lock held by pid \d+ \(user kadi, application 'kadi-ops-test-lock', idle in transaction, transaction open \d+ s\); the dump goes on when that transaction ends: end that client's transaction or stop it, or cancel the backup \(nothing changes\)$/m);
+      const said = r.sink.text().split('\n').filter((l) => l.startsWith('database: waiting for a lock held by pid '));
+      assert.equal(said.length, 1, `the holder is named once, not once per waiting session:\n${said.join('\n')}`);
     } finally {
       await lock.release();
     }

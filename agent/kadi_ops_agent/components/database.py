@@ -307,7 +307,7 @@ def backup_begin(ctx):
     messages = threading.Thread(target=lambda: [relay(l.rstrip('\n'), 'pg_dump: ') for l in dump.stderr], daemon=True)
     messages.start()
     watcher = ReadWatcher('database', dump.pid, _sizes(ctx)[1])
-    return {'session': s, 'dump': dump, 'watcher': watcher, 'locks': LockWatch(conn, 'kadi-ops-' + job.id, 'dump'),
+    return {'session': s, 'dump': dump, 'watcher': watcher, 'locks': LockWatch(conn, 'kadi-ops-' + job.id, 'dump', job_kind='restore' if ctx.opts.yes('pre_restore') else 'backup'),
             'messages': messages}
 
 
@@ -449,8 +449,10 @@ class LockWatch:
     that transaction lasts. What another role's session runs is shown as far as the Kadi role may
     see it (pg_stat_activity hides it from roles without pg_read_all_stats)."""
 
-    def __init__(self, conn, app, what='restore', every=5.0):
+    def __init__(self, conn, app, what='restore', every=5.0, job_kind=None):
         self.conn, self.app, self.what, self.every = conn, app, what, every
+        # The job the operator would cancel: a restore also while its safety backup dumps.
+        self.job_kind = job_kind or ('restore' if what == 'restore' else 'backup')
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -471,6 +473,8 @@ class LockWatch:
             found = self._blockers()
             if found is None:
                 return  # not readable here: nothing to say, nothing to guess
+            # One line per holder, however many of the job's sessions it blocks.
+            found = list({b[0]: b for b in found}.values())
             pids = {b[0] for b in found}
             if pids - shown:
                 for pid, user, application, state, open_s in found:
@@ -478,7 +482,7 @@ class LockWatch:
                         'transaction ends: end that client\'s transaction or stop it, or cancel the %s (nothing changes)'
                         % (pid, 'user %s' % (user or '?'), ", application '%s'" % application if application else '',
                            ', ' + state if state else '', ', transaction open %d s' % open_s if isinstance(open_s, (int, float)) else '',
-                           self.what, 'restore' if self.what == 'restore' else 'backup'))
+                           self.what, self.job_kind))
             elif shown and not pids:
                 out('database: the lock was released; the %s goes on' % self.what)
             shown = pids
