@@ -232,6 +232,30 @@ def remove_tree(path):
     return subprocess.run(['rm', '-rf', '--', path]).returncode == 0
 
 
+def walk_tree(top):
+    """os.walk(TOP) by an explicit stack: (directory, subdirectory names, other names), top down, the
+    subdirectories (as the caller left the list: sort it in place) entered in order, a link to a
+    directory listed but not entered, a directory that cannot be read left out. Any depth: os.walk
+    (before Python 3.12) goes one call deeper per level and ends at the recursion limit."""
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        dirs, files = [], []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(e.name)
+        yield d, dirs, files
+        stack.extend(p for p in (os.path.join(d, n) for n in reversed(dirs)) if not os.path.islink(p))
+
+
 def disk_kb(path):
     """(available KiB for an unprivileged user, size KiB) of the filesystem holding PATH, as df -Pk."""
     s = os.statvfs(path)

@@ -339,15 +339,29 @@ def _copy(name, src, dest, prev_set, part):
         """(rel, Meta, False) in list order, each directory before what is in it, and (rel, Meta, True)
         for a directory once all that is in it was yielded. ST: REL's Meta as listed, PARENT: its
         directory's; LISTED: REL's entries, already read."""
-        subs = []
-        for n, est in (read_dir(rel, st, parent) if listed is None else listed):
-            r = rel + '/' + n if rel else n
-            if stat.S_ISDIR(est.st_mode): subs.append((r, est))
-            else: yield r, est, False
-        for r, est in subs:
+        # An explicit stack, one frame per level (REL, its Meta, its subdirectories left): a tree of
+        # any depth, where a generator per level would end at Python's recursion limit.
+        def level(rel, st, listed, parent):
+            files, subs = [], []
+            for n, est in (read_dir(rel, st, parent) if listed is None else listed):
+                r = rel + '/' + n if rel else n
+                (subs if stat.S_ISDIR(est.st_mode) else files).append((r, est))
+            return files, subs
+        files, subs = level(rel, st, listed, parent)
+        for r, est in files: yield r, est, False
+        stack = [(None, st, iter(subs))]
+        while stack:
+            d, dst, left = stack[-1]
+            nxt = next(left, None)
+            if nxt is None:
+                stack.pop()
+                if d is not None: yield d, dst, True
+                continue
+            r, est = nxt
             yield r, est, False
-            yield from walk(r, est, None, st or root_st)
-            yield r, est, True
+            files, subs = level(r, est, None, dst or root_st)
+            for f, fst in files: yield f, fst, False
+            stack.append((r, est, iter(subs)))
 
     counted = threading.Event()  # the copy is over: a count still running stops
     def count(path):

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs
+from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs, walk_tree
 
 USAGE = 'usage: transfer list ROOT | transfer seal-check UPLOAD | transfer link BACKUP_DIR SET UPLOAD'
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
@@ -58,7 +58,7 @@ def list_files(root, write=None):
     """Writes a [path, size, sha256] JSON line for each regular file under ROOT (to stdout, or to
     WRITE), one at a time: a tree of any size in the same memory."""
     write = write or sys.stdout.write
-    for d, dirs, files in os.walk(root):
+    for d, dirs, files in walk_tree(root):
         dirs.sort()
         for fn in sorted(files):
             p = os.path.join(d, fn)

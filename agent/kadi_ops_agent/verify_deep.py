@@ -25,6 +25,7 @@ import json
 import os
 import re
 
+from .common import walk_tree
 from .verify_quick import KEEP, KeySet, Problems
 
 USAGE = 'usage: deep-check SET_DIR JOB_DIR CHUNK_SIZE MODE COUNT_OK FILES_OK'
@@ -143,7 +144,7 @@ def main(argv):
     # the rows' warnings, which leave them room.
     extra, extras = 0, []
     if os.path.isdir(root):
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in walk_tree(root):
             dirnames.sort()
             under = dirpath[len(root) + 1:]
             for fn in sorted(filenames):

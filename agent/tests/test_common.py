@@ -106,3 +106,39 @@ class EndedTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class WalkTreeTest(unittest.TestCase):
+    def setUp(self):
+        sys.path.insert(0, AGENT_SOURCE)
+        from kadi_ops_agent import common
+        self.common = common
+        self.d = tempfile.mkdtemp()
+        self.addCleanup(__import__('subprocess').run, ['rm', '-rf', '--', self.d])
+
+    def tearDown(self):
+        sys.path.remove(AGENT_SOURCE)
+
+    def walked(self, walk, top):
+        out = []
+        for d, dirs, files in walk(top):
+            dirs.sort()
+            out.append((d, list(dirs), sorted(files)))
+        return out
+
+    def test_what_os_walk_yields_in_its_order_at_any_depth(self):
+        for rel in ('b/y', 'b/x/deep', 'a', 'c'):
+            os.makedirs(os.path.join(self.d, rel))
+        for rel in ('f', 'b/g', 'b/x/deep/h'):
+            open(os.path.join(self.d, rel), 'w').close()
+        os.symlink('b', os.path.join(self.d, 'link-to-dir'))  # listed as a directory, not entered
+        os.symlink('f', os.path.join(self.d, 'link-to-file'))
+        os.symlink('nowhere', os.path.join(self.d, 'dangling'))
+        self.assertEqual(self.walked(self.common.walk_tree, self.d), self.walked(os.walk, self.d))
+        p = os.path.join(self.d, 'c')
+        for _ in range(1500):
+            p = os.path.join(p, 'a')
+            os.mkdir(p)
+        got = self.walked(self.common.walk_tree, self.d)
+        self.assertEqual(got[-1], (p, [], []))
+        self.assertEqual(len(got), 7 + 1500)  # the top, a, b, b/x, b/x/deep, b/y, c and the chain

@@ -158,6 +158,36 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(listing['same'][3], hashlib.sha256(b'unchanged').hexdigest())
         self.assertEqual((summary['files'], summary['newFiles']), (4, 3))
 
+    def deep_chain(self, top, depth):
+        p = os.path.join(self.live, top)
+        os.mkdir(p)
+        for _ in range(depth - 1):
+            p = os.path.join(p, 'a')
+            os.mkdir(p)  # os.makedirs recurses per level, as the walk did
+        with open(os.path.join(p, 'f'), 'wb') as f:
+            f.write(b'deep')
+        return os.path.relpath(os.path.join(p, 'f'), self.live)
+
+    def test_a_tree_deeper_than_pythons_recursion_limit_is_copied(self):
+        # One top directory (the copier's own walk), then two (its parts'), 1500 levels each.
+        depth = 1500
+        self.assertGreater(depth, sys.getrecursionlimit())
+        self.addCleanup(subprocess.run, ['rm', '-rf', '--', self.root])  # shutil.rmtree recurses per level
+        deep = self.deep_chain('a', depth)
+        self.write('top', b'top', 0o640)
+        want = ['top', deep]
+        for case in ('in-process', 'parts'):
+            r, s, listing, summary = self.copy('s-' + case)
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            self.assertEqual([json.loads(line)[0] for line in self.list_lines(s)], want)
+            with open(os.path.join(s, 'storage', deep), 'rb') as f:
+                self.assertEqual(f.read(), b'deep')
+            self.assertEqual(summary['entries'], 1 + len(listing) + depth * (1 if case == 'in-process' else 2))
+            self.assertEqual(os.stat(os.path.join(s, 'storage', os.path.dirname(deep))).st_mtime_ns,
+                             os.stat(os.path.join(self.live, os.path.dirname(deep))).st_mtime_ns, 'the deepest directory\'s time kept')
+            if case == 'in-process':
+                want.append(self.deep_chain('b', depth))
+
     def list_lines(self, partial):
         with open(os.path.join(partial, 'storage.files.jsonl'), 'rb') as f:
             return f.read().splitlines()

@@ -428,6 +428,20 @@ class DeepCheckTest(AgentCase):
         with open(os.path.join(self.job, 'deep.json'), encoding='utf-8') as f:
             return r, json.load(f)
 
+    def test_an_extra_file_deeper_than_pythons_recursion_limit_is_found(self):
+        # The walk for files no row names goes any depth (os.walk recursed per level).
+        p = os.path.join(self.set, 'storage', 'ab')
+        self.addCleanup(subprocess.run, ['rm', '-rf', '--', p])  # shutil.rmtree recurses per level
+        os.makedirs(p)
+        for _ in range(1500):
+            p = os.path.join(p, 'a')
+            os.mkdir(p)
+        with open(os.path.join(p, 'stray'), 'wb') as f:
+            f.write(b'x')
+        r, deep = self.check([], counts=[])
+        self.assertEqual(deep['warnings'], ['extra file in storage with no file row: ab/%s/stray' % '/'.join(['a'] * 1500)])
+        self.assertEqual(deep['summary']['extraFiles'], 1)
+
     def test_plain_md5_of_the_content(self):
         data = b'some file content'
         self.store(IDS[0], data)
