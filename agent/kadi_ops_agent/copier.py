@@ -3,7 +3,10 @@
 A file whose size, mtime and mode (and, run as root, owner) equal its copy in the previous set is
 hard-linked to that copy (what rsync -a --link-dest does), so each set is complete but only new data
 costs space; every other file is hashed while it is written, so the manifest never reads the set's
-files back. Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the
+files back. Linked only if, in addition, its ctime is not after the previous set began (its
+manifest's startedAt, less LINK_MARGIN_NS): content written in place under a size and mtime put
+back (`touch -r`) changes the ctime, which nothing can set back, and is copied again; a previous set
+that does not say when it began links nothing (every file copied, said in a WARNING). Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the
 hashes of linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the
 manifest. A file or directory deleted on the live instance between being listed and being read (Kadi
 deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as tar
@@ -43,6 +46,10 @@ USAGE = 'usage: copier NAME SRC DEST PREV_SET'
 PART_USAGE = 'usage: copier-part NAME SRC DEST PREV_SET K N MKDIR PREV_ORDER'
 PREV_ORDERS = ('in-order', 'any-order', 'unusable', 'none')
 IN_PROCESS = 5000
+# A file is linked from the previous set only if its ctime is at least this much before that set
+# began (its manifest's startedAt): room for a clock of the live tree's file system (an NFS server's)
+# a little behind this host's. A file changed in that minute before a set began is copied once more.
+LINK_MARGIN_NS = 60 * 1000000000
 
 # How a listed directory, file or link is opened (below the root's descriptor): never through a link
 # at its last name. A file is first opened as a path only (O_PATH: its driver is never asked, a
@@ -269,8 +276,8 @@ def _copy(name, src, dest, prev_set, part):
             return None
 
     # What is kept of each lstat (a plain tuple is a third of an os.stat_result).
-    Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid st_dev st_ino')
-    def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid, st.st_dev, st.st_ino)
+    Meta = collections.namedtuple('Meta', 'st_mode st_size st_mtime_ns st_atime_ns st_uid st_gid st_dev st_ino st_ctime_ns')
+    def meta(st): return Meta(st.st_mode, st.st_size, st.st_mtime_ns, st.st_atime_ns, st.st_uid, st.st_gid, st.st_dev, st.st_ino, st.st_ctime_ns)
 
     # Lines printed by more than one thread go through say(): print() writes a line and its end in
     # two calls, and another thread's line could land between them.
@@ -421,7 +428,9 @@ def _copy(name, src, dest, prev_set, part):
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def link_previous(r, st, t, known):
-        if known[0] != st.st_size: return None
+        # Changed since the previous set's copy began (its inode's ctime: content written under a
+        # size and mtime put back, as `touch -r` does): copied from the live tree instead.
+        if known[0] != st.st_size or st.st_ctime_ns > link_before: return None
         p = prev + '/' + r
         try:
             pst = os.lstat(p)
@@ -503,8 +512,13 @@ def _copy(name, src, dest, prev_set, part):
         finally:
             tick()
 
+    # What may be linked from the previous set (link_previous): a file whose ctime is not after
+    # LINK_BEFORE. Decided by the copier; its parts read it from .NAME.tops.json. -1: nothing is linked.
+    link_before = -1
+    if prev and not part:
+        link_before = _link_before(name, prev_set)
     previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl'),
-                            *((part[3], part_line(part[0], part[1])) if part else ())) if prev else None
+                            *((part[3], part_line(part[0], part[1])) if part else ())) if prev and (part or link_before >= 0) else None
     try:
         if part:
             mkdir_exact, mkdir_owner = part[2]
@@ -524,7 +538,9 @@ def _copy(name, src, dest, prev_set, part):
         tops = os.path.join(partial, '.%s.tops.json' % name)
         if part:
             with open(tops, encoding='ascii') as f:
-                dirs = [(n, Meta(*m)) for n, m in json.load(f)]
+                told = json.load(f)
+            dirs = [(n, Meta(*m)) for n, m in told['dirs']]
+            link_before = told['linkBefore']
         else:
             top = []
             for n, st in read_dir(''):
@@ -536,7 +552,7 @@ def _copy(name, src, dest, prev_set, part):
         in_parts = not part and len(dirs) >= 2 and not 0 < guess < IN_PROCESS
         if in_parts:
             with open(tops, 'w', encoding='ascii', opener=private) as f:
-                json.dump([[n, list(st)] for n, st in dirs], f)
+                json.dump({'dirs': [[n, list(st)] for n, st in dirs], 'linkBefore': link_before}, f)
         if part:
             def shared():
                 for r, st in dirs:
@@ -683,6 +699,23 @@ def _copy(name, src, dest, prev_set, part):
         os.close(root_fd)  # the worker threads are done with it: their pool was left
     with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
         json.dump(totals, f)
+
+
+def _link_before(name, prev_set):
+    """What the copy of tree NAME may link from the previous set PREV_SET: a file whose ctime (any
+    write, chmod or utime sets it to the time it happened, and nothing can set it back) is not after
+    the time returned: the previous set's start (its manifest's startedAt, taken before its trees
+    were read) less LINK_MARGIN_NS. -1 when the previous set does not say when it began: then
+    nothing is linked, every file is copied and hashed again (slower, never wrong), said in one
+    WARNING."""
+    from .manifest import started_ns
+    began = started_ns(prev_set)
+    if began is not None:
+        return began - LINK_MARGIN_NS
+    why = 'the previous set %s does not say when it began (its manifest has no startedAt)' % os.path.basename(prev_set)
+    print('WARNING: %s: nothing is linked from the previous set: %s; every file is copied and hashed again'
+          % (name, one_line(why)), file=sys.stderr, flush=True)
+    return -1
 
 
 def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progress, lock, say):

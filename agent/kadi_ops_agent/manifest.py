@@ -97,3 +97,16 @@ def write(partial, m):
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(m, f, indent=2, sort_keys=True); f.write('\n'); f.flush(); os.fsync(f.fileno())
     os.rename(tmp, os.path.join(partial, 'manifest.json'))
+
+
+def started_ns(set_dir):
+    """When the backup of SET_DIR began (its manifest's startedAt, whole seconds of UTC, taken before
+    its trees were read) in nanoseconds since the epoch; None when the set does not say."""
+    import calendar
+    import time
+    try:
+        with open(os.path.join(set_dir, 'manifest.json'), encoding='utf-8') as f:
+            t = json.load(f).get('startedAt')
+        return calendar.timegm(time.strptime(t, '%Y-%m-%dT%H:%M:%SZ')) * 1000000000
+    except (OSError, ValueError, TypeError, AttributeError, OverflowError):
+        return None

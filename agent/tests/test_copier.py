@@ -48,11 +48,15 @@ class CopierTest(ZipappTestCase):
             os.utime(p, (mtime, mtime))
         return p
 
-    def copy(self, set_name, prev=''):
-        partial = os.path.join(self.root, set_name)
+    def copy(self, set_name, prev='', began=None, root=None):
+        """A set SET_NAME of the live tree (below ROOT, default the test's folder), linking from PREV;
+        its manifest then says the backup BEGAN then (Unix seconds; default: a day from now, after
+        every file's ctime, so that every unchanged file may be linked from it)."""
+        partial = os.path.join(root or self.root, set_name)
         os.mkdir(partial, 0o700)
         dest = os.path.join(partial, 'storage')
         r = self.agent('copier', 'storage', self.live, dest, prev)
+        self.began(partial, time.time() + 86400 if began is None else began)
         listing = {}
         list_path = os.path.join(partial, 'storage.files.jsonl')
         if os.path.exists(list_path):
@@ -158,6 +162,50 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(listing['same'][3], hashlib.sha256(b'unchanged').hexdigest())
         self.assertEqual((summary['files'], summary['newFiles']), (4, 3))
 
+    def test_a_file_changed_under_the_same_size_mode_and_mtime_is_copied_again_never_linked(self):
+        # Overwritten in place and given its old time back (touch -r): size, mode and mtime are those
+        # of the previous set's copy, but its ctime is later than that set began. The next set must
+        # hold the new content (linked, it and every later set would hold the old one); a file not
+        # written since is still linked.
+        import math
+        from kadi_ops_agent import copier
+        p = self.write('ab/record', b'old content', 0o640, 1_600_000_000)
+        self.write('ab/untouched', b'untouched', 0o640, 1_600_000_000)
+        written = math.ceil(time.time())
+        # The previous set began a margin after the files were written: they may be linked from it.
+        r1, s1, _, _ = self.copy('s1', began=written + copier.LINK_MARGIN_NS // 10**9)
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        while time.time() <= written + 0.05:
+            time.sleep(0.05)
+        with open(p, 'r+b') as f:
+            f.write(b'NEW content')  # the same size
+        os.utime(p, (1_600_000_000, 1_600_000_000))
+        r2, s2, listing, summary = self.copy('s2', s1)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        with open(os.path.join(s2, 'storage/ab/record'), 'rb') as f:
+            self.assertEqual(f.read(), b'NEW content', 'the set holds what the live file holds now')
+        self.assertNotEqual(ino(s1, 'ab/record'), ino(s2, 'ab/record'), 'copied, not linked')
+        self.assertEqual(listing['ab/record'][3], hashlib.sha256(b'NEW content').hexdigest())
+        self.assertEqual(ino(s1, 'ab/untouched'), ino(s2, 'ab/untouched'), 'unchanged since before the set began: linked')
+        self.assertEqual(summary['newFiles'], 1)
+
+    def test_a_previous_set_that_does_not_say_when_it_began_links_nothing_and_says_so(self):
+        self.write('a/one', b'one', 0o640, 1_600_000_000)
+        self.write('b/two', b'two', 0o640, 1_600_000_000)
+        r1, s1, _, _ = self.copy('s1')
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        self.began(s1, 0)
+        with open(os.path.join(s1, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'artifacts': []}, f)  # no startedAt
+        r2, s2, listing, summary = self.copy('s2', s1)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        self.assertEqual([rel for rel in ('a/one', 'b/two') if ino(s1, rel) == ino(s2, rel)], [])
+        self.assertEqual(summary['newFiles'], 2)
+        self.assertEqual(r2.stderr.count('WARNING: storage: nothing is linked from the previous set: the previous set s1 does not say '
+                                         'when it began'), 1, r2.stderr)
+
     def deep_chain(self, top, depth):
         p = os.path.join(self.live, top)
         os.mkdir(p)
@@ -187,6 +235,11 @@ class CopierTest(ZipappTestCase):
                              os.stat(os.path.join(self.live, os.path.dirname(deep))).st_mtime_ns, 'the deepest directory\'s time kept')
             if case == 'in-process':
                 want.append(self.deep_chain('b', depth))
+
+    def began(self, partial, when, **manifest):
+        """PARTIAL's manifest.json as a backup that began at WHEN (Unix seconds) writes it."""
+        with open(os.path.join(partial, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'startedAt': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when)), **manifest}, f)
 
     def list_lines(self, partial):
         with open(os.path.join(partial, 'storage.files.jsonl'), 'rb') as f:
@@ -247,8 +300,7 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(ino(s1, '04/big'), ino(s2, '04/big'))
         self.assertNotEqual(ino(s1, '02/x/y/file-2'), ino(s2, '02/x/y/file-2'))
         self.assertEqual(summary2['newFiles'], 3)
-        with open(os.path.join(s1, 'manifest.json'), 'w', encoding='utf-8') as f:
-            json.dump({'artifacts': [{'tree': 'storage', 'entries': 40}]}, f)
+        self.began(s1, time.time() + 86400, artifacts=[{'tree': 'storage', 'entries': 40}])
         r3, s3, _, summary3 = self.copy('s3', s1)
         self.assertEqual(r3.returncode, 0, r3.stderr)
         self.assertEqual(self.list_lines(s3), self.list_lines(s2), 'one process and parts make the same list')
@@ -565,6 +617,7 @@ class CopierTest(ZipappTestCase):
         self.assertIn('storage: file ab/big was written to while it was read, twice', said.getvalue())
         live = os.stat(big)
         self.assertNotEqual(os.stat(os.path.join(partial, 'storage/ab/big')).st_mtime_ns, live.st_mtime_ns)
+        self.began(partial, time.time() + 86400)  # not copied again for its ctime: for its time as kept
         r2, partial2, listing2, _ = self.copy('s2', prev=partial)
         self.assertEqual(r2.returncode, 0, r2.stderr)
         self.assertNotEqual(os.stat(os.path.join(partial2, 'storage/ab/big')).st_ino, os.stat(os.path.join(partial, 'storage/ab/big')).st_ino,
