@@ -6,7 +6,11 @@ costs space; every other file is hashed while it is written, so the manifest nev
 files back. Linked only if, in addition, its ctime is not after the previous set began (its
 manifest's startedAt, less LINK_MARGIN_NS): content written in place under a size and mtime put
 back (`touch -r`) changes the ctime, which nothing can set back, and is copied again; a previous set
-that does not say when it began links nothing (every file copied, said in a WARNING). Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the
+that does not say when it began links nothing (every file copied, said in a WARNING). Nor is a path
+linked that the last verification of any set in the backup directory found damaged (its copy there
+may be the very inode the previous set holds): it is copied from the live tree; a set found damaged
+that does not say which files (its problems cut short, or one naming no file) makes the copy link
+nothing (sets.damaged_paths). Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the
 hashes of linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the
 manifest. A file or directory deleted on the live instance between being listed and being read (Kadi
 deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as tar
@@ -429,8 +433,9 @@ def _copy(name, src, dest, prev_set, part):
 
     def link_previous(r, st, t, known):
         # Changed since the previous set's copy began (its inode's ctime: content written under a
-        # size and mtime put back, as `touch -r` does): copied from the live tree instead.
-        if known[0] != st.st_size or st.st_ctime_ns > link_before: return None
+        # size and mtime put back, as `touch -r` does), or named damaged by a set's verification
+        # (one inode in every set that links it): copied from the live tree instead.
+        if known[0] != st.st_size or st.st_ctime_ns > link_before or (damaged and r in damaged): return None
         p = prev + '/' + r
         try:
             pst = os.lstat(p)
@@ -513,10 +518,11 @@ def _copy(name, src, dest, prev_set, part):
             tick()
 
     # What may be linked from the previous set (link_previous): a file whose ctime is not after
-    # LINK_BEFORE. Decided by the copier; its parts read it from .NAME.tops.json. -1: nothing is linked.
-    link_before = -1
+    # LINK_BEFORE and whose path no set's verification found damaged (DAMAGED). Decided by the
+    # copier; its parts read it from .NAME.tops.json. -1: nothing is linked.
+    link_before, damaged = -1, frozenset()
     if prev and not part:
-        link_before = _link_before(name, prev_set)
+        link_before, damaged = _linkable(name, prev_set, partial)
     previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl'),
                             *((part[3], part_line(part[0], part[1])) if part else ())) if prev and (part or link_before >= 0) else None
     try:
@@ -540,7 +546,7 @@ def _copy(name, src, dest, prev_set, part):
             with open(tops, encoding='ascii') as f:
                 told = json.load(f)
             dirs = [(n, Meta(*m)) for n, m in told['dirs']]
-            link_before = told['linkBefore']
+            link_before, damaged = told['linkBefore'], frozenset(told['damaged'])
         else:
             top = []
             for n, st in read_dir(''):
@@ -552,7 +558,7 @@ def _copy(name, src, dest, prev_set, part):
         in_parts = not part and len(dirs) >= 2 and not 0 < guess < IN_PROCESS
         if in_parts:
             with open(tops, 'w', encoding='ascii', opener=private) as f:
-                json.dump({'dirs': [[n, list(st)] for n, st in dirs], 'linkBefore': link_before}, f)
+                json.dump({'dirs': [[n, list(st)] for n, st in dirs], 'linkBefore': link_before, 'damaged': sorted(damaged)}, f)
         if part:
             def shared():
                 for r, st in dirs:
@@ -701,21 +707,27 @@ def _copy(name, src, dest, prev_set, part):
         json.dump(totals, f)
 
 
-def _link_before(name, prev_set):
-    """What the copy of tree NAME may link from the previous set PREV_SET: a file whose ctime (any
-    write, chmod or utime sets it to the time it happened, and nothing can set it back) is not after
-    the time returned: the previous set's start (its manifest's startedAt, taken before its trees
-    were read) less LINK_MARGIN_NS. -1 when the previous set does not say when it began: then
-    nothing is linked, every file is copied and hashed again (slower, never wrong), said in one
-    WARNING."""
+def _linkable(name, prev_set, partial):
+    """What the copy of tree NAME may link from the previous set PREV_SET: (LINK_BEFORE, DAMAGED).
+    A file is linked only if its ctime (any write, chmod or utime sets it to the time it happened, and
+    nothing can set it back) is not after LINK_BEFORE: the previous set's start (its manifest's
+    startedAt, taken before its trees were read) less LINK_MARGIN_NS; and only if its path is not in
+    DAMAGED: the paths of the tree that the last verification of any set in the backup directory
+    found damaged (sets.damaged_paths). (-1, ...): nothing is linked, every file copied and hashed
+    again (slower, never wrong), said in one WARNING: when the previous set does not say when it
+    began, or a set found damaged does not say which of the tree's files."""
     from .manifest import started_ns
+    from .sets import damaged_paths
     began = started_ns(prev_set)
-    if began is not None:
-        return began - LINK_MARGIN_NS
-    why = 'the previous set %s does not say when it began (its manifest has no startedAt)' % os.path.basename(prev_set)
+    if began is None:
+        why = 'the previous set %s does not say when it began (its manifest has no startedAt)' % os.path.basename(prev_set)
+    else:
+        paths, why = damaged_paths(os.path.dirname(partial), name)
+        if why is None:
+            return began - LINK_MARGIN_NS, frozenset(paths)
     print('WARNING: %s: nothing is linked from the previous set: %s; every file is copied and hashed again'
           % (name, one_line(why)), file=sys.stderr, flush=True)
-    return -1
+    return -1, frozenset()
 
 
 def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progress, lock, say):

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 
-from .common import SET_RE, check_set_name, die, fail, out, remove_tree, step, warn
+from .common import SET_RE, check_set_name, die, fail, one_line, out, remove_tree, step, warn
 from . import jobs
 
 
@@ -324,3 +324,77 @@ def _clean_deleting(bd, n):
         out('removed=' + n)
     finally:
         os.close(fd)
+
+
+# What verify-quick (and deep-check, for storage's files by their id) says of one file of a tree: the
+# problems that name a path, after "TREE/PATH".
+_FILE_PROBLEM_ENDS = (': missing', ': sha256 does not match', ': not a regular file',
+                      ': a symbolic link, not the listed file', ': not in the file list')
+_SIZE_PROBLEM = re.compile(r'(.*): size [0-9]+, list says [0-9]+', re.S)
+_DEEP_FILE_PROBLEM = re.compile(r'file ([^/:]{7,}): (active in the database but missing from the set|size -?[0-9]+, database says .*'
+                                r'|MD5 does not match the database checksum)', re.S)
+
+
+def problem_path(problem, tree):
+    """The path below TREE that a verification's PROBLEM names: (True, path); (True, None) for a
+    problem of the tree that names no file of it (its list damaged, its top unreadable, a text not
+    known here); (False, None) for a problem of something else (the dump, another tree)."""
+    if problem.startswith(tree + '/'):
+        rest = problem[len(tree) + 1:]
+        for end in _FILE_PROBLEM_ENDS:
+            if rest.endswith(end) and len(rest) > len(end):
+                return True, rest[:-len(end)]
+        m = _SIZE_PROBLEM.fullmatch(rest)
+        if m and m.group(1):
+            return True, m.group(1)
+        path, sep, _ = rest.rpartition(': cannot be read: ')
+        if sep and path:
+            return True, path
+        return True, None
+    if problem.startswith(tree + ':'):
+        return True, None
+    if tree == 'storage':
+        m = _DEEP_FILE_PROBLEM.fullmatch(problem)
+        if m:  # deep-check's own path of a file row (rel_of)
+            fid = m.group(1)
+            return True, '/'.join((fid[0:2], fid[2:4], fid[4:6], fid[6:]))
+        if problem.startswith('file '):
+            return True, None
+    return False, None
+
+
+def damaged_paths(bd, tree):
+    """The paths of TREE that the last verification of any set in BD found damaged (a hard-linked
+    file is one inode in every set that has it: a backup must copy such a path from the live tree,
+    never link it). (paths, None); or (None, WHY) when a set found damaged does not say which of
+    its files (its problems cut short, or one naming no file): then nothing of the tree is linked.
+    Only the sets whose record says ok false are looked into."""
+    paths = set()
+    try:
+        names = sorted(os.listdir(bd))
+    except OSError:
+        return paths, None
+    for n in names:
+        if not SET_RE.match(n):
+            continue
+        try:
+            with open(os.path.join(bd, n, '.verify.json'), encoding='utf-8') as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            continue  # not verified, or a record that says nothing: not known to be damaged (found_damaged)
+        if not isinstance(r, dict) or r.get('ok') is not False:
+            continue
+        problems, count = r.get('problems'), r.get('problemCount')
+        if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+            return None, 'set %s was found damaged, but its verification record does not list its problems' % n
+        if isinstance(count, int) and not isinstance(count, bool) and count > len(problems):
+            return None, ('set %s was found damaged with %d problems, but its verification record names only the first %d'
+                          % (n, count, len(problems)))
+        for p in problems:
+            mine, rel = problem_path(p, tree)
+            if not mine:
+                continue
+            if rel is None:
+                return None, 'set %s was found damaged, and a problem names no file of %s: %s' % (n, tree, one_line(p))
+            paths.add(rel)
+    return paths, None

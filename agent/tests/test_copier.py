@@ -162,6 +162,11 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(listing['same'][3], hashlib.sha256(b'unchanged').hexdigest())
         self.assertEqual((summary['files'], summary['newFiles']), (4, 3))
 
+    def began(self, partial, when, **manifest):
+        """PARTIAL's manifest.json as a backup that began at WHEN (Unix seconds) writes it."""
+        with open(os.path.join(partial, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'startedAt': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when)), **manifest}, f)
+
     def test_a_file_changed_under_the_same_size_mode_and_mtime_is_copied_again_never_linked(self):
         # Overwritten in place and given its old time back (touch -r): size, mode and mtime are those
         # of the previous set's copy, but its ctime is later than that set began. The next set must
@@ -206,6 +211,86 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(r2.stderr.count('WARNING: storage: nothing is linked from the previous set: the previous set s1 does not say '
                                          'when it began'), 1, r2.stderr)
 
+    def damaged_sets(self):
+        """A backup directory of two sets that share the inodes of storage's files (the second linked
+        them), the shared copy of a/rotten damaged since: (backup directory, first set, second set)."""
+        bd = os.path.join(self.root, 'bd')
+        os.mkdir(bd)
+        self.write('a/good', b'good file', 0o640, 1_600_000_000)
+        self.write('a/rotten', b'rotten file', 0o640, 1_600_000_000)
+        self.write('b/other', b'other file', 0o640, 1_600_000_000)
+        r, first, _, _ = self.copy('2024-01-01T00-00-00Z', root=bd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, second, _, _ = self.copy('2024-01-02T00-00-00Z', first, root=bd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        self.assertEqual(ino(first, 'a/rotten'), ino(second, 'a/rotten'))
+        rotten = os.path.join(second, 'storage/a/rotten')
+        with open(rotten, 'r+b') as f:
+            f.write(b'R')  # bit rot in the one inode both sets hold: its size and times as they were
+        os.utime(rotten, (1_600_000_000, 1_600_000_000))
+        return bd, first, second
+
+    def verified(self, set_dir, problems, count=None):
+        with open(os.path.join(set_dir, '.verify.json'), 'w', encoding='utf-8') as f:
+            json.dump({'level': 'quick', 'ok': not problems, 'problems': problems,
+                       'problemCount': len(problems) if count is None else count}, f)
+
+    def test_a_file_a_verification_found_damaged_is_copied_from_the_live_tree_not_linked_from_an_older_set(self):
+        # The second set was found damaged (the quick verification: a/rotten's sha256); the next
+        # backup links from the first (newest_good_set), which holds the same rotten inode. The
+        # damaged path is copied from the live tree; the rest is still linked.
+        from kadi_ops_agent.sets import newest_good_set
+        bd, first, second = self.damaged_sets()
+        self.verified(second, ['storage/a/rotten: sha256 does not match', 'db.dump: sha256 does not match the manifest'])
+        prev = newest_good_set(bd)
+        self.assertEqual(prev, first)
+        r, third, listing, summary = self.copy('2024-01-03T00-00-00Z', prev, root=bd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(third, 'storage/a/rotten'), 'rb') as f:
+            self.assertEqual(f.read(), b'rotten file', 'the live file, not the damaged copy')
+        self.assertEqual(listing['a/rotten'][3], hashlib.sha256(b'rotten file').hexdigest())
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        self.assertEqual([rel for rel in ('a/good', 'b/other') if ino(first, rel) == ino(third, rel)], ['a/good', 'b/other'])
+        self.assertEqual(summary['newFiles'], 1)
+        self.assertNotIn('WARNING', r.stderr)
+
+    def test_a_damaged_set_that_does_not_say_which_files_makes_the_next_backup_link_nothing_and_say_why(self):
+        bd, first, second = self.damaged_sets()
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        cases = [(['storage/a/rotten: sha256 does not match'], 1001, 'names only the first 1'),
+                 (['storage: tree not checked, its file list is damaged'], None, 'a problem names no file of storage')]
+        for i, (problems, count, why) in enumerate(cases):
+            self.verified(second, problems, count)
+            r, s, listing, summary = self.copy('2024-01-0%dT00-00-00Z' % (3 + i), first, root=bd)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual([rel for rel in listing if ino(first, rel) == ino(s, rel)], [], why)
+            self.assertEqual(summary['newFiles'], 3, why)
+            with open(os.path.join(s, 'storage/a/rotten'), 'rb') as f:
+                self.assertEqual(f.read(), b'rotten file', why)
+            self.assertEqual(r.stderr.count('WARNING: storage: nothing is linked from the previous set: set 2024-01-02T00-00-00Z was found damaged'), 1, r.stderr)
+            self.assertIn(why, r.stderr)
+            os.rename(os.path.join(s, '.storage.copy.json'), os.path.join(s, 'not-a-set'))
+            os.rename(s, os.path.join(bd, 'old-%d' % i))  # not a set: out of the next case's way
+
+    def test_the_paths_a_verifications_problems_name(self):
+        from kadi_ops_agent.sets import problem_path
+        cases = [('storage/ab/cd: sha256 does not match', 'storage', (True, 'ab/cd')),
+                 ('storage/odd: name: missing: sha256 does not match', 'storage', (True, 'odd: name: missing')),
+                 ('storage/x y: size 3, list says 4', 'storage', (True, 'x y')),
+                 ('storage/new\nline: cannot be read: Permission denied', 'storage', (True, 'new\nline')),
+                 ('storage/q: not in the file list', 'storage', (True, 'q')),
+                 ('uploads/u/v: missing', 'uploads', (True, 'u/v')),
+                 ('uploads/u/v: missing', 'storage', (False, None)),
+                 ('storage: cannot be read: Permission denied', 'storage', (True, None)),
+                 ('storage/w: something new', 'storage', (True, None)),
+                 ('file 0123abcd-ef: MD5 does not match the database checksum', 'storage', (True, '01/23/ab/cd-ef')),
+                 ('file 0123abcd-ef: MD5 does not match the database checksum', 'uploads', (False, None)),
+                 ('db.dump: sha256 does not match the manifest', 'storage', (False, None)),
+                 ('table public.file: 3 rows restored, 4 at backup time', 'storage', (False, None))]
+        for problem, tree, want in cases:
+            self.assertEqual(problem_path(problem, tree), want, problem)
+
     def deep_chain(self, top, depth):
         p = os.path.join(self.live, top)
         os.mkdir(p)
@@ -235,11 +320,6 @@ class CopierTest(ZipappTestCase):
                              os.stat(os.path.join(self.live, os.path.dirname(deep))).st_mtime_ns, 'the deepest directory\'s time kept')
             if case == 'in-process':
                 want.append(self.deep_chain('b', depth))
-
-    def began(self, partial, when, **manifest):
-        """PARTIAL's manifest.json as a backup that began at WHEN (Unix seconds) writes it."""
-        with open(os.path.join(partial, 'manifest.json'), 'w', encoding='utf-8') as f:
-            json.dump({'startedAt': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when)), **manifest}, f)
 
     def list_lines(self, partial):
         with open(os.path.join(partial, 'storage.files.jsonl'), 'rb') as f:
