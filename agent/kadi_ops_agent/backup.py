@@ -11,7 +11,7 @@ import threading
 import time
 
 from . import manifest, pg, plan, services
-from .common import disk_kb, path_conflicts, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
+from .common import disk_kb, failing_on_full_disk, path_conflicts, fail, out, remove_tree, set_stamp, step, sync_fs, utc_now, hostname, warn
 from .components import Context, all_components
 from .components import redis
 from .jobs import Job
@@ -32,6 +32,13 @@ def make_set(argv):
     conflicts = path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'], 'the backup directory': bd})
     if conflicts:
         fail('refusing to back up: %s' % '; '.join(conflicts))
+    # A full disk anywhere in the backup directory (the partial set, the job's files) is said as
+    # such, not as a traceback.
+    with failing_on_full_disk('backing up failed', bd):
+        return _make_set(job, o, bd)
+
+
+def _make_set(job, o, bd):
     t0 = time.monotonic()
     partial = os.path.join(bd, '.partial-' + job.id)
     os.mkdir(partial, 0o700)

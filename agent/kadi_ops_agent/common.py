@@ -66,6 +66,34 @@ class Failure(Exception):
     """The operation failed: `ERROR: MESSAGE` on stderr, exit status 1."""
 
 
+def full_disk(e, directory):
+    """For an OSError E of a full disk or quota: the reason to fail with, naming DIRECTORY (where it
+    was written); None for any other error."""
+    import errno
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return 'no space left on device (%s)' % directory
+    if isinstance(e, OSError) and e.errno == errno.EDQUOT:
+        return 'disk quota exceeded (%s)' % directory
+    return None
+
+
+class failing_on_full_disk:
+    """with failing_on_full_disk(WHAT, DIRECTORY): a full disk or quota met inside fails with
+    `WHAT: no space left on device (DIRECTORY)` (Failure), not a traceback."""
+
+    def __init__(self, what, directory):
+        self.what, self.directory = what, directory
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        why = full_disk(e, self.directory)
+        if why:
+            raise Failure('%s: %s' % (self.what, why)) from None
+        return False
+
+
 def die(msg):
     raise Usage(msg)
 

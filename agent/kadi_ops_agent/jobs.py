@@ -36,7 +36,7 @@ import stat
 import sys
 import time
 
-from .common import JOB_ID_RE, die, out, remove_tree, user_name, utc_now, hostname
+from .common import JOB_ID_RE, die, failing_on_full_disk, out, remove_tree, user_name, utc_now, hostname
 
 LOCK_BUSY_EXIT = 75
 # A verb that ran but could not find out what it was asked to (a deep verification without a
@@ -322,7 +322,9 @@ def job_start(argv):
         argv = argv[:6] + argv[7:]
         if len(argv) < 7:
             die('usage: job-start BACKUP_DIR JOB_ID KIND OPERATOR CLIENT BREAK_STALE [history=N:DAYS] VERB ARGS...')
-    start_job(*argv[:7], argv[7:], sys.stdin.buffer.read())
+    # A full disk where the job's files go is said as such (start_job removes what it made of the job).
+    with failing_on_full_disk('starting the job failed', os.path.join(state_dir(argv[0]), 'jobs')):
+        start_job(*argv[:7], argv[7:], sys.stdin.buffer.read())
     prune_history(argv[0], *(history or DEFAULT_HISTORY))
     # Done: ended here, without the interpreter's teardown, which would touch every object this
     # process shares with the runner just forked from it and so copy all their pages (~45 ms).
@@ -369,14 +371,18 @@ def start_job(backup_dir, job_id, kind, operator, client, break_stale, verb, arg
         os.mkdir(d, 0o700)
     except FileExistsError:
         die('job %s exists' % job_id)
-    # Secrets for the job arrive on stdin and go to a 0600 file only the job reads.
-    fd = os.open(os.path.join(d, 'secret'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'wb') as f:
-        f.write(secret)
-    started = utc_now()
-    with open(os.path.join(d, 'meta'), 'w') as f:
-        f.write('id=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\ncommand=%s\n'
-                % (job_id, kind, operator, client, started, ' '.join(a.replace('\r', '\\r').replace('\n', '\\n') for a in [verb, *args])))
+    try:
+        # Secrets for the job arrive on stdin and go to a 0600 file only the job reads.
+        fd = os.open(os.path.join(d, 'secret'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(secret)
+        started = utc_now()
+        with open(os.path.join(d, 'meta'), 'w') as f:
+            f.write('id=%s\nkind=%s\noperator=%s\nclient=%s\nstarted=%s\ncommand=%s\n'
+                    % (job_id, kind, operator, client, started, ' '.join(a.replace('\r', '\\r').replace('\n', '\\n') for a in [verb, *args])))
+    except OSError:
+        remove_tree(d)  # not a job that died: none was started
+        raise
     lock_path = os.path.join(st, 'lock')
     lock = open_lock(st)
     try:

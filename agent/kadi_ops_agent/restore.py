@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from . import pg, plan, services
-from .common import Options, Usage, path_conflicts, check_set_name, die, disk_kb, fail, have, one_line, out, user_name
+from .common import Options, Usage, path_conflicts, check_set_name, die, disk_kb, fail, failing_on_full_disk, full_disk, have, one_line, out, user_name
 from .components import Context, all_components, config, load
 from .jobs import Job, agent_argv
 from .sets import mark_pinned, unmark_pinned
@@ -132,22 +132,45 @@ def safety_backup(ctx, argv):
     # pre_restore: a copy of the instance as it is, also of a tree that is empty now (a disk replaced
     # before this restore), which a backup would refuse (trees.backup_check).
     p = subprocess.Popen([*agent_argv(), 'job-verb', 'backup', *argv, 'pre_restore=yes'], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    with open(job.path('safety.out'), 'wb') as f:
-        for line in p.stdout:
-            sys.stdout.buffer.write(line)
-            sys.stdout.buffer.flush()
-            f.write(line)
+    # Its output is kept in the job (safety_set reads the set's name there): a full disk there is
+    # said as such once the backup has ended (its output still shown to its end), never a traceback.
+    written = None
+    try:
+        f = open(job.path('safety.out'), 'wb')
+    except OSError as e:
+        f, written = None, e
+    for line in p.stdout:
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+        if f is not None:
+            try:
+                f.write(line)
+            except OSError as e:
+                written = e
+                try: f.close()
+                except OSError: pass
+                f = None
+    p.stdout.close()
+    if f is not None:
+        try:
+            f.close()
+        except OSError as e:
+            written = e
     if p.wait() != 0:
         fail('the safety backup failed; nothing was changed')
+    if written is not None:
+        fail('the safety backup\'s output could not be kept in the job: %s; nothing was changed'
+             % (full_disk(written, job.dir) or one_line(written)))
     name = safety_set(job)
     if not name:
         fail('the safety backup printed no set name')
-    open(os.path.join(ctx.opts['backup_dir'], name, '.pre-restore'), 'w').close()
-    # Pinned until the restore has ended without leaving the instance half done (then released):
-    # should the job be killed outright (its cleanup never runs: a reboot, the OOM killer), the one
-    # whole state from before stays out of retention's reach.
-    job.write('safety-pinned', name)  # first: a kill between the two never leaves a pin nobody knows of
-    mark_pinned(ctx.opts['backup_dir'], name)
+    with failing_on_full_disk('marking the safety set %s failed; nothing was changed' % name, ctx.opts['backup_dir']):
+        open(os.path.join(ctx.opts['backup_dir'], name, '.pre-restore'), 'w').close()
+        # Pinned until the restore has ended without leaving the instance half done (then released):
+        # should the job be killed outright (its cleanup never runs: a reboot, the OOM killer), the one
+        # whole state from before stays out of retention's reach.
+        job.write('safety-pinned', name)  # first: a kill between the two never leaves a pin nobody knows of
+        mark_pinned(ctx.opts['backup_dir'], name)
     out('safety_set=' + name)
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 
 from .. import pg
-from ..common import detail, ended, fail, one_line, out, relay, step, warn
+from ..common import detail, ended, fail, full_disk, one_line, out, relay, step, warn
 from ..progress import ReadWatcher, pg_restore_progress
 
 NAME = 'database'
@@ -321,18 +321,38 @@ def backup_wait(ctx, h):
     tag = 'kadi-ops-count-' + secrets.token_hex(8)
     s.send('\\set cnt_tag %s\n\\set ON_ERROR_ROLLBACK on\n%s\\echo :cnt_tag done\n' % (tag, COUNT_TAGGED_SQL))
     error = ''
-    with open(os.path.join(ctx.partial, '.counts.jsonl'), 'w', encoding='utf-8') as f:
-        while True:
-            line = s.readline(3600)
-            if line is None:
-                error = error or 'counting rows: the database session ended early'
-                break
-            if line == tag + ' done':
-                break
-            if line.startswith(tag + ' '):
-                f.write(line[len(tag) + 1:] + '\n')
-            else:
-                error = error or 'counting rows: ' + line
+    # A full disk while the counts are written is said as such (the counts are still read to their
+    # end, the dump waited for and the session closed, as for any other failure).
+    written = None  # the OSError that stopped the writing
+    try:
+        f = open(os.path.join(ctx.partial, '.counts.jsonl'), 'w', encoding='utf-8')
+    except OSError as e:
+        f, written = None, e
+    while True:
+        line = s.readline(3600)
+        if line is None:
+            error = error or 'counting rows: the database session ended early'
+            break
+        if line == tag + ' done':
+            break
+        if line.startswith(tag + ' '):
+            if f is not None:
+                try:
+                    f.write(line[len(tag) + 1:] + '\n')
+                except OSError as e:
+                    written = e
+                    try: f.close()
+                    except OSError: pass
+                    f = None
+        else:
+            error = error or 'counting rows: ' + line
+    if f is not None:
+        try:
+            f.close()
+        except OSError as e:
+            written = e
+    if written is not None:
+        error = 'writing the row counts into the set failed: %s' % (full_disk(written, os.path.dirname(ctx.partial)) or one_line(written))
     rc = h['dump'].wait()
     h['messages'].join(10)
     h['watcher'].stop()
