@@ -37,7 +37,7 @@ Usage: copier NAME SRC DEST PREV_SET  (PREV_SET empty for a first set)
        copier-part NAME SRC DEST PREV_SET K N MKDIR PREV_ORDER  (MKDIR: exact|inexact:UID:GID, what
            mkdir makes; PREV_ORDER: what the copier found the previous list to be, PreviousList.order)
 """
-import collections, concurrent.futures, errno, itertools, json, os, stat, threading
+import collections, concurrent.futures, errno, itertools, json, os, stat, threading, time
 import hashlib
 import sys
 
@@ -54,6 +54,12 @@ IN_PROCESS = 5000
 # began (its manifest's startedAt): room for a clock of the live tree's file system (an NFS server's)
 # a little behind this host's. A file changed in that minute before a set began is copied once more.
 LINK_MARGIN_NS = 60 * 1000000000
+# Where the previous set recorded when its copy of the tree began (copyStartedNs, this host's clock):
+# a file's ctime is the kernel's coarse clock (a tick, a few ms, behind the time read here), and a
+# live tree on NFS takes its server's clock. A file changed in this time before that copy began is
+# copied once more; one changed after it is never linked, for a file server whose clock is within
+# it of this host's (network time keeps them within milliseconds).
+COPY_MARGIN_NS = 200 * 1000000
 
 # How a listed directory, file or link is opened (below the root's descriptor): never through a link
 # at its last name. A file is first opened as a path only (O_PATH: its driver is never asked, a
@@ -521,6 +527,9 @@ def _copy(name, src, dest, prev_set, part):
     # LINK_BEFORE and whose path no set's verification found damaged (DAMAGED). Decided by the
     # copier; its parts read it from .NAME.tops.json. -1: nothing is linked.
     link_before, damaged = -1, frozenset()
+    # When this copy began, before anything of the live tree is read: the next set links a file only
+    # if its ctime is not after it (recorded in .NAME.copy.json, the manifest's trees.NAME.copyStartedNs).
+    copy_started_ns = time.time_ns()
     if prev and not part:
         link_before, damaged = _linkable(name, prev_set, partial)
     previous = PreviousList(os.path.join(prev_set, name + '.files.jsonl'),
@@ -703,6 +712,7 @@ def _copy(name, src, dest, prev_set, part):
     finally:
         counted.set()
         os.close(root_fd)  # the worker threads are done with it: their pool was left
+    totals['copyStartedNs'] = copy_started_ns
     with open(os.path.join(partial, '.' + name + '.copy.json'), 'w', encoding='utf-8', opener=private) as f:
         json.dump(totals, f)
 
@@ -716,15 +726,23 @@ def _linkable(name, prev_set, partial):
     found damaged (sets.damaged_paths). (-1, ...): nothing is linked, every file copied and hashed
     again (slower, never wrong), said in one WARNING: when the previous set does not say when it
     began, or a set found damaged does not say which of the tree's files."""
-    from .manifest import started_ns
+    from .manifest import copy_started_ns, started_ns
     from .sets import damaged_paths
-    began = started_ns(prev_set)
+    # When the previous set's copy of this tree began, to the nanosecond (sets from this version on);
+    # else when its backup began, in whole seconds, less a minute.
+    began = copy_started_ns(prev_set, name)
+    if began is not None:
+        began -= COPY_MARGIN_NS
+    else:
+        began = started_ns(prev_set)
+        if began is not None:
+            began -= LINK_MARGIN_NS
     if began is None:
         why = 'the previous set %s does not say when it began (its manifest has no startedAt)' % os.path.basename(prev_set)
     else:
         paths, why = damaged_paths(os.path.dirname(partial), name)
         if why is None:
-            return began - LINK_MARGIN_NS, frozenset(paths)
+            return began, frozenset(paths)
     print('WARNING: %s: nothing is linked from the previous set: %s; every file is copied and hashed again'
           % (name, one_line(why)), file=sys.stderr, flush=True)
     return -1, frozenset()

@@ -99,6 +99,17 @@ def write(partial, m):
     os.rename(tmp, os.path.join(partial, 'manifest.json'))
 
 
+def copy_started_ns(set_dir, tree):
+    """When the copy of TREE into SET_DIR began (the manifest's trees.TREE.copyStartedNs, taken before
+    the live tree was read), in nanoseconds since the epoch; None when the set does not say."""
+    try:
+        with open(os.path.join(set_dir, 'manifest.json'), encoding='utf-8') as f:
+            t = json.load(f)['trees'][tree]['copyStartedNs']
+        return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def started_ns(set_dir):
     """When the backup of SET_DIR began (its manifest's startedAt, whole seconds of UTC, taken before
     its trees were read) in nanoseconds since the epoch; None when the set does not say."""

@@ -195,6 +195,32 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(ino(s1, 'ab/untouched'), ino(s2, 'ab/untouched'), 'unchanged since before the set began: linked')
         self.assertEqual(summary['newFiles'], 1)
 
+    def test_the_previous_sets_own_record_of_when_its_copy_began_decides_to_the_moment(self):
+        # As a real set's manifest has it (trees.storage is the copier's summary): copyStartedNs,
+        # taken before the live tree was read. A file written a moment before that copy is linked by
+        # the next set; one rewritten after it under its old size and times is copied.
+        p = self.write('ab/record', b'old content', 0o640, 1_600_000_000)
+        self.write('ab/untouched', b'untouched', 0o640, 1_600_000_000)
+        time.sleep(0.3)  # beyond the coarse clock's margin (copier.COPY_MARGIN_NS)
+        r1, s1, _, summary1 = self.copy('s1')
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        started = summary1['copyStartedNs']
+        self.assertTrue(time.time_ns() - 60 * 10**9 < started <= time.time_ns(), summary1)
+        # The backup as a whole began a minute later than is true (whole seconds, less the minute's margin, would link nothing here).
+        self.began(s1, time.time() - 3600, trees={'storage': summary1})
+        with open(p, 'r+b') as f:
+            f.write(b'NEW content')  # the same size
+        os.utime(p, (1_600_000_000, 1_600_000_000))
+        r2, s2, listing, summary = self.copy('s2', s1)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
+        with open(os.path.join(s2, 'storage/ab/record'), 'rb') as f:
+            self.assertEqual(f.read(), b'NEW content')
+        self.assertNotEqual(ino(s1, 'ab/record'), ino(s2, 'ab/record'))
+        self.assertEqual(ino(s1, 'ab/untouched'), ino(s2, 'ab/untouched'), 'written before the copy began: linked')
+        self.assertEqual(summary['newFiles'], 1)
+        self.assertNotIn('WARNING', r2.stderr)
+
     def test_a_previous_set_that_does_not_say_when_it_began_links_nothing_and_says_so(self):
         self.write('a/one', b'one', 0o640, 1_600_000_000)
         self.write('b/two', b'two', 0o640, 1_600_000_000)
@@ -384,7 +410,8 @@ class CopierTest(ZipappTestCase):
         r3, s3, _, summary3 = self.copy('s3', s1)
         self.assertEqual(r3.returncode, 0, r3.stderr)
         self.assertEqual(self.list_lines(s3), self.list_lines(s2), 'one process and parts make the same list')
-        self.assertEqual(summary3, summary2)
+        self.assertEqual({**summary3, 'copyStartedNs': 0}, {**summary2, 'copyStartedNs': 0})
+        self.assertLess(summary2['copyStartedNs'], summary3['copyStartedNs'], 'each copy says when it began')
 
     ODD_TOPS = ['plain', 'sp ace', 'quo"te', 'back\\slash', 'ünï', 'new\nline', 'semi;colon']
 
