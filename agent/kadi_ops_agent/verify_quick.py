@@ -89,6 +89,78 @@ class Problems(list):
         self.count += n
 
 
+# How the set's tree is read: every directory opened relative to its parent's descriptor, never
+# through a link (a directory of the set swapped for a link to a copy elsewhere would otherwise be
+# read as if it were in the set, and verified), every file opened relative to its directory's
+# descriptor without following a link at its name, nor blocking on a FIFO put in its place.
+O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotInSet(Exception):
+    """A directory of a path that is not a directory in the set: the problem of every path below it."""
+
+
+class Below:
+    """A set's tree read below one descriptor of its root (TREE names it in problems): dir_fd(DIR)
+    opens DIR ('' the root) one component at a time, each relative to its parent with O_NOFOLLOW |
+    O_DIRECTORY, so a symbolic link anywhere on the way is NotInSet naming it. The chain of the
+    directory asked last stays open (as the copier's walk keeps its directories): the lists are in
+    walk order, every file of a directory after the other, so most paths cost no open at all."""
+
+    def __init__(self, tree, root):
+        self.tree, self.path = tree, root
+        self.paths, self.fds, self.cur, self.fd = [], [], None, None
+        try:
+            self.root = os.open(root, O_DIR)
+        except OSError as e:
+            self.root = None
+            self.error = self._why(e, None, '')
+
+    def _why(self, e, parent, rel):
+        """NotInSet for the directory REL ('' the root) that could not be opened in PARENT."""
+        where = '%s/%s' % (self.tree, rel) if rel else self.tree
+        if e.errno in (errno.ENOTDIR, errno.ELOOP):
+            try:
+                st = os.lstat(rel.rpartition('/')[2], dir_fd=parent) if rel else os.lstat(self.path)
+            except OSError:
+                st = None
+            if e.errno == errno.ELOOP or st is not None and stat.S_ISLNK(st.st_mode):
+                return NotInSet('%s is a symbolic link in the set, not a directory' % where)
+            return NotInSet('missing (%s is not a directory in the set)' % where)
+        if e.errno == errno.ENOENT:
+            return NotInSet('missing')
+        return NotInSet('cannot be read: %s: %s' % (where, e.strerror or e))
+
+    def dir_fd(self, d):
+        if d == self.cur:
+            return self.fd
+        if self.root is None:
+            raise self.error
+        # The open chain's deepest directory that D is in (or is), then D's other components.
+        paths, fds = self.paths, self.fds
+        while paths and not (d.startswith(paths[-1]) and d[len(paths[-1]):len(paths[-1]) + 1] in ('', '/')):
+            paths.pop(); os.close(fds.pop())
+        self.cur = None
+        at = paths[-1] if paths else ''
+        fd = fds[-1] if fds else self.root
+        for name in (d[len(at) + 1:] if at else d).split('/') if d != at else ():
+            at = at + '/' + name if at else name
+            try:
+                fd = os.open(name, O_DIR, dir_fd=fd)
+            except OSError as e:
+                raise self._why(e, fds[-1] if fds else self.root, at) from None
+            paths.append(at); fds.append(fd)
+        self.cur, self.fd = d, fd
+        return fd
+
+    def close(self):
+        for fd in self.fds: os.close(fd)
+        if self.root is not None: os.close(self.root)
+        self.paths, self.fds, self.cur, self.root = [], [], None, None
+        self.error = NotInSet('missing')
+
+
 def check_tree(tree, root, listing, progress, files_hint=None):
     """The tree's files against its list, by verify-quick-part processes: (files, bytes, problems in
     the list's order, then the files the list does not name). A small tree (FILES_HINT below
@@ -163,26 +235,33 @@ def _check_part(tree, root, listing, k, n, problem, done):
     DONE(bytes) now and then; returns (files, bytes)."""
     mv = memoryview(bytearray(BUF))
     files = nbytes = unreported = 0
-    with open(listing, encoding='utf-8') as f:
-        for i, line in enumerate(f):
-            if i % n != k: continue
-            rel, size, mtime, digest = json.loads(line)
-            files += 1; nbytes += size; unreported += size
-            r = _check_file(root, rel, size, digest, mv)
-            if r: problem(i, '%s/%s: %s' % (tree, rel, r))
-            if unreported >= 1 << 22:
-                done(unreported)
-                unreported = 0
-    done(unreported)
+    below = Below(tree, root)
+    try:
+        with open(listing, encoding='utf-8') as f:
+            for i, line in enumerate(f):
+                if i % n != k: continue
+                rel, size, mtime, digest = json.loads(line)
+                files += 1; nbytes += size; unreported += size
+                r = _check_file(below, rel, size, digest, mv)
+                if r: problem(i, '%s/%s: %s' % (tree, rel, r))
+                if unreported >= 1 << 22:
+                    done(unreported)
+                    unreported = 0
+        done(unreported)
+    finally:
+        below.close()
     return files, nbytes
 
 
-def _check_file(root, rel, size, digest, mv):
-    """What is wrong with the listed file ROOT/REL, or None: opened once (no stat by path), read
-    into the process's one buffer."""
+def _check_file(below, rel, size, digest, mv):
+    """What is wrong with the listed file REL, or None: opened once relative to its directory's
+    descriptor (no stat by path), read into the process's one buffer."""
+    d, _, name = rel.rpartition('/')
     try:
-        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
+        fd = os.open(name, O_FILE, dir_fd=below.dir_fd(d))
+    except NotInSet as e:
+        return str(e)
+    except FileNotFoundError:
         return 'missing'
     except OSError as e:
         if e.errno == errno.ELOOP:  # O_NOFOLLOW met a link where the file was

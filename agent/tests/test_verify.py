@@ -187,6 +187,45 @@ class QuickVerifyTest(AgentCase):
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertEqual([l for l in self.lines(r.stdout) if l.startswith('PROBLEM')], ['PROBLEM: storage/ab/cd/ef/0002: a symbolic link, not the listed file'])
 
+    def test_a_directory_of_the_set_replaced_by_a_link_to_a_copy_elsewhere_is_a_problem_for_each_file_below_it(self):
+        # The copy holds the very bytes the list names: read through the link it would verify, and a
+        # restore would put the link into the live tree. Every directory on a listed file's way is
+        # opened below its parent, never through a link.
+        self.make_set()
+        storage = os.path.join(self.set, 'storage')
+        elsewhere = os.path.join(self.root, 'elsewhere')
+        shutil.copytree(os.path.join(storage, 'ab/cd'), elsewhere)
+        shutil.rmtree(os.path.join(storage, 'ab/cd'))
+        os.symlink(elsewhere, os.path.join(storage, 'ab/cd'))
+        self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0001: storage/ab/cd is a symbolic link in the set, not a directory',
+                                            'storage/ab/cd/ef/0002: storage/ab/cd is a symbolic link in the set, not a directory'])
+
+    def test_a_link_at_the_last_directory_or_at_the_trees_root_is_a_problem_too(self):
+        self.make_set()
+        storage = os.path.join(self.set, 'storage')
+        shutil.copytree(os.path.join(storage, 'ab/cd/ef'), os.path.join(self.root, 'ef'))
+        shutil.rmtree(os.path.join(storage, 'ab/cd/ef'))
+        os.symlink(os.path.join(self.root, 'ef'), os.path.join(storage, 'ab/cd/ef'))
+        q, r = self.verify()
+        self.assertEqual(self.verify_record()['problems'], ['storage/ab/cd/ef/000%d: storage/ab/cd/ef is a symbolic link in the set, not a directory' % i
+                                                            for i in (1, 2)])
+        shutil.rmtree(os.path.join(self.root, 'ef'))
+        os.rename(storage, os.path.join(self.root, 'storage'))
+        os.symlink(os.path.join(self.root, 'storage'), storage)
+        q, r = self.verify()
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertEqual(self.verify_record()['problems'][:1], ['storage/ab/cd/ef/0001: storage is a symbolic link in the set, not a directory'])
+        self.assertEqual(self.verify_record()['problemCount'], len(TREE))
+
+    def test_a_file_where_a_directory_was_leaves_the_files_below_it_missing(self):
+        self.make_set()
+        storage = os.path.join(self.set, 'storage')
+        shutil.rmtree(os.path.join(storage, 'ab/cd'))
+        self.put('storage/ab/cd', b'a file now')
+        self.assert_failed(*self.verify(), ['storage/ab/cd/ef/0001: missing (storage/ab/cd is not a directory in the set)',
+                                            'storage/ab/cd/ef/0002: missing (storage/ab/cd is not a directory in the set)',
+                                            'storage/ab/cd: not in the file list'])
+
     def test_the_dump_must_be_readable_and_have_its_toc_entries(self):
         self.make_set()
         self.assert_failed(*self.verify(toc_ok='no', toc_n='0'), ['db.dump: pg_restore -l cannot read it'])
