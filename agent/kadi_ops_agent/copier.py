@@ -3,16 +3,19 @@
 A file whose size, mtime and mode (and, run as root, owner) equal its copy in the previous set is
 hard-linked to that copy (what rsync -a --link-dest does), so each set is complete but only new data
 costs space; every other file is hashed while it is written, so the manifest never reads the set's
-files back. Linked only if, in addition, its ctime is not after the previous set began (its
-manifest's startedAt, less LINK_MARGIN_NS): content written in place under a size and mtime put
-back (`touch -r`) changes the ctime, which nothing can set back, and is copied again; a previous set
-that does not say when it began links nothing (every file copied, said in a WARNING). Nor is a path
-linked that the last verification of any set in the backup directory found damaged (its copy there
-may be the very inode the previous set holds): it is copied from the live tree; a set found damaged
-that does not say which files (its problems cut short, or one naming no file) makes the copy link
-nothing (sets.damaged_paths). Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per file, the
-hashes of linked files taken from the previous set's list) and a summary (.NAME.copy.json) for the
-manifest. A file or directory deleted on the live instance between being listed and being read (Kadi
+files back. Linked only if, in addition, its ctime is not after the previous set's copy of the tree
+began (its manifest's trees.NAME.copyStartedNs, less COPY_MARGIN_NS; for an older set its startedAt,
+less LINK_MARGIN_NS): content written in place under a size and mtime put back (`touch -r`) changes
+the ctime, which nothing can set back, and is copied again; a previous set that does not say when it
+began links nothing (every file copied, said in a WARNING). Nor is a path linked that the last
+verification of any set in the backup directory found damaged (its copy there may be the very inode
+the previous set holds): it is copied from the live tree; a set found damaged that does not say
+which files (its problems cut short, or one naming no file) makes the copy link nothing
+(sets.damaged_paths). Writes DEST's file list (NAME.files.jsonl: [path, size, mtime, sha256] per
+file, the hashes of linked files taken from the previous set's list), the record of its directories
+and symbolic links (NAME.entries.jsonl: ["d", path] and ["l", path, target] lines,
+verify_quick.entries_name) and a summary (.NAME.copy.json) for the manifest. A file or directory
+deleted on the live instance between being listed and being read (Kadi
 deletes files and upload chunks while it runs) is left out, named, and counted as vanished, as tar
 and rsync do; anything else that cannot be read fails the copy, naming it.
 
@@ -44,7 +47,7 @@ import sys
 from . import parts
 from .common import LOST_FOUND, Progress, is_fs_lost_found, one_line, user_name, user_of
 from .manifest import tree_entries
-from .verify_quick import path_key
+from .verify_quick import entries_name, path_key
 
 USAGE = 'usage: copier NAME SRC DEST PREV_SET'
 PART_USAGE = 'usage: copier-part NAME SRC DEST PREV_SET K N MKDIR PREV_ORDER'
@@ -584,6 +587,11 @@ def _copy(name, src, dest, prev_set, part):
         # ASCII lines (JSON with \u escapes), written as bytes: a part's segments are byte offsets.
         list_path = os.path.join(partial, '.%s.part-%d.jsonl' % (name, part[0]) if part else name + '.files.jsonl')
         listing = open(list_path, 'wb', opener=private)
+        # The tree's directories and links (verify_quick.entries_name), in the walk's order; a
+        # part's go to a file of its own, appended to the copier's once the parts are done.
+        entries_path = os.path.join(partial, '.%s.part-%d.entries.jsonl' % (name, part[0]) if part else entries_name(name))
+        entries_file = open(entries_path, 'wb', opener=private)
+        def record(*entry): entries_file.write((json.dumps(entry) + '\n').encode('ascii'))
         segments = {}
         pending = collections.deque()
         submitted = collected = 0
@@ -628,6 +636,7 @@ def _copy(name, src, dest, prev_set, part):
                     elif stat.S_ISDIR(st.st_mode):
                         if part and '/' not in r: pending.append(_Mark(True, r))
                         os.mkdir(dest + '/' + r, dir_mode(st))
+                        record('d', r)
                         tick()
                     elif stat.S_ISREG(st.st_mode):
                         # An unchanged file is linked here, not by a worker: a link is one system call,
@@ -659,6 +668,7 @@ def _copy(name, src, dest, prev_set, part):
                             continue
                         os.symlink(target, t)
                         os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+                        record('l', r, target)
                         try:
                             to_dir = stat.S_ISDIR(os.stat(r, dir_fd=root_fd).st_mode)
                         except OSError:  # dangling, a loop, or not ours to read
@@ -680,6 +690,7 @@ def _copy(name, src, dest, prev_set, part):
             while pending: collect_oldest()
             finish_dirs()
         listing.close()
+        entries_file.close()
         if part:
             with output_lock:
                 progress.flush()
@@ -785,6 +796,15 @@ def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progre
                     left -= len(chunk)
     finally:
         for f in readers: f.close()
-    for p in part_lists: os.unlink(p)
+    # Their directories and links, part by part (each in its walk's order).
+    part_entries = [os.path.join(partial, '.%s.part-%d.entries.jsonl' % (name, k)) for k in range(n)]
+    with open(os.path.join(partial, entries_name(name)), 'ab') as out:
+        for p in part_entries:
+            with open(p, 'rb') as f:
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk: break
+                    out.write(chunk)
+    for p in part_lists + part_entries: os.unlink(p)
     os.unlink(os.path.join(partial, '.%s.tops.json' % name))
     return vanished, replaced, changed

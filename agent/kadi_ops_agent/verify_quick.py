@@ -24,7 +24,7 @@ from .common import Progress, one_line, sha256
 from . import parts
 
 USAGE = 'usage: verify-quick SET_DIR TOC_OK TOC_ENTRIES OUT ARCHIVES_TSV'
-PART_USAGE = 'usage: verify-quick-part TREE ROOT LIST K N   (K = walkJ: the files the list does not name)'
+PART_USAGE = 'usage: verify-quick-part TREE ROOT LIST K N [RECORD]   (K = walkJ: the files the list does not name)'
 
 # A tree's files are checked by processes of their own (verify-quick-part, see parts.py), one per
 # CPU, each taking every Nth line of the list, beside as many that walk the tree (every Nth top
@@ -39,6 +39,14 @@ BUF = 1 << 18
 IN_PROCESS = 5000
 # Problems kept per process (and in the result): the count is exact beyond it.
 KEEP = 1000
+
+
+def entries_name(tree):
+    """The set's record of TREE's directories and symbolic links, beside its file list (written by
+    the copier since it keeps them): a ["d", path] line per directory below the tree's root and an
+    ["l", path, target] line per symbolic link. Readers take the first elements and ignore any
+    more."""
+    return tree + '.entries.jsonl'
 
 
 def path_key(rel):
@@ -161,16 +169,17 @@ class Below:
         self.error = NotInSet('missing')
 
 
-def check_tree(tree, root, listing, progress, files_hint=None):
+def check_tree(tree, root, listing, progress, files_hint=None, record=None):
     """The tree's files against its list, by verify-quick-part processes: (files, bytes, problems in
     the list's order, then the files the list does not name). A small tree (FILES_HINT below
     IN_PROCESS, as its manifest counts them) is checked here: starting the processes would cost
-    more than they save."""
+    more than they save. RECORD: the tree's list of directories and links (NAME.entries.jsonl), in
+    sets that have one."""
     if isinstance(files_hint, int) and files_hint < IN_PROCESS:
         found = Problems()
         try:
-            files, nbytes = _check_part(tree, root, listing, 0, 1, lambda i, text: found.append(text), progress.add)
-            _walk_part(tree, root, listing, lambda i, text: found.append(text), 0, 1)
+            files, nbytes = _check_part(tree, root, listing, 0, 1, lambda i, text: found.append(text), progress.add, record)
+            _walk_part(tree, root, listing, lambda i, text: found.append(text), 0, 1, record)
         except (ValueError, TypeError, LookupError) as e:  # a list line that is not [path, size, mtime, sha256]
             raise SystemExit('ERROR: checking the %s tree failed: its file list cannot be read (%s)' % (tree, one_line(e)))
         return files, nbytes, found
@@ -183,7 +192,7 @@ def check_tree(tree, root, listing, progress, files_hint=None):
         nonlocal files, nbytes
         files += d['files']; nbytes += d['bytes']
         found.add_count(d['more'])  # problems beyond what the process sent
-    parts.run([['verify-quick-part', tree, root, listing, k, str(n)] for k in [*map(str, range(n)), *('walk%d' % j for j in range(n))]],
+    parts.run([['verify-quick-part', tree, root, listing, k, str(n), *([record] if record else [])] for k in [*map(str, range(n)), *('walk%d' % j for j in range(n))]],
               parts.reader(progress.add, lambda p: kept.append((p[0], p[1])), done),
               lambda status: 'ERROR: checking the %s tree failed (a verify-quick-part process ended with status %s; '
                              'its error is above)' % (tree, status))
@@ -198,9 +207,10 @@ def part(argv):
     progress in bytes, the first KEEP problems said as [index, text] (index: where the problem is in
     the list, or in the walk, for merging in order) and at the end {files, bytes, more} (more:
     problems found beyond those sent)."""
-    if len(argv) != 5:
+    if len(argv) not in (5, 6):
         raise SystemExit(PART_USAGE)
-    tree, root, listing, k, n = argv
+    tree, root, listing, k, n = argv[:5]
+    record = argv[5] if len(argv) == 6 else None
     try:
         n = int(n)
         walk = int(k[4:]) if k.startswith('walk') else None
@@ -219,10 +229,10 @@ def part(argv):
             sent[1] += 1
     try:
         if walk is not None:
-            _walk_part(tree, root, listing, problem, walk, n)
+            _walk_part(tree, root, listing, problem, walk, n, record)
             files = nbytes = 0
         else:
-            files, nbytes = _check_part(tree, root, listing, k, n, problem, progress.add)
+            files, nbytes = _check_part(tree, root, listing, k, n, problem, progress.add, record)
     except (ValueError, TypeError, LookupError) as e:  # a list line that is not [path, size, mtime, sha256]
         raise SystemExit('ERROR: %s: the file list cannot be read (%s)' % (tree, one_line(e)))
     progress.flush()
@@ -230,9 +240,12 @@ def part(argv):
     return 0
 
 
-def _check_part(tree, root, listing, k, n, problem, done):
-    """The files on every Nth line of LISTING from line K: PROBLEM(index, text) for each problem,
-    DONE(bytes) now and then; returns (files, bytes)."""
+def _check_part(tree, root, listing, k, n, problem, done, record=None):
+    """The files on every Nth line of LISTING from line K, then (RECORD: the tree's list of
+    directories and links) the directories and links on every Nth line of RECORD from line K:
+    PROBLEM(index, text) for each problem, DONE(bytes) now and then; returns (files, bytes). With a
+    RECORD (written by a copier that also keeps each file's listed time), a file's modification time
+    is checked too."""
     mv = memoryview(bytearray(BUF))
     files = nbytes = unreported = 0
     below = Below(tree, root)
@@ -242,20 +255,33 @@ def _check_part(tree, root, listing, k, n, problem, done):
                 if i % n != k: continue
                 rel, size, mtime, digest = json.loads(line)
                 files += 1; nbytes += size; unreported += size
-                r = _check_file(below, rel, size, digest, mv)
+                r = _check_file(below, rel, size, mtime if record else None, digest, mv)
                 if r: problem(i, '%s/%s: %s' % (tree, rel, r))
                 if unreported >= 1 << 22:
                     done(unreported)
                     unreported = 0
         done(unreported)
+        if record:
+            with open(record, encoding='utf-8') as f:
+                for i, line in enumerate(f):
+                    if i % n != k: continue
+                    r, rel = _check_entry(below, json.loads(line))
+                    if r: problem(1 << 61 | i, '%s/%s: %s' % (tree, rel, r))
     finally:
         below.close()
     return files, nbytes
 
 
-def _check_file(below, rel, size, digest, mv):
+def _in_dir(below, rel):
+    """(descriptor of REL's directory, REL's name); NotInSet if its directory is not one in the set."""
+    d, _, name = rel.rpartition('/')
+    return below.dir_fd(d), name
+
+
+def _check_file(below, rel, size, mtime, digest, mv):
     """What is wrong with the listed file REL, or None: opened once relative to its directory's
-    descriptor (no stat by path), read into the process's one buffer."""
+    descriptor (no stat by path), read into the process's one buffer. MTIME: the listed time in
+    seconds, checked unless None."""
     d, _, name = rel.rpartition('/')
     try:
         fd = os.open(name, O_FILE, dir_fd=below.dir_fd(d))
@@ -280,6 +306,8 @@ def _check_file(below, rel, size, digest, mv):
             h.update(mv[:got])
         if h.hexdigest() != digest:
             return 'sha256 does not match'
+        if mtime is not None and st.st_mtime_ns // 1000000000 != mtime:
+            return 'modified %s, list says %s' % (_when(st.st_mtime_ns // 1000000000), _when(mtime))
         return None
     except OSError as e:
         return 'cannot be read: %s' % (e.strerror or e)
@@ -287,14 +315,50 @@ def _check_file(below, rel, size, digest, mv):
         os.close(fd)
 
 
+def _when(seconds):
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    except (OverflowError, OSError, ValueError, TypeError):
+        return str(seconds)
+
+
+def _check_entry(below, entry):
+    """(what is wrong with the directory or link ENTRY of a tree's record, or None; its path)."""
+    kind, rel = entry[0], entry[1]
+    if not isinstance(rel, str) or kind not in ('d', 'l'): raise ValueError(entry)
+    try:
+        if kind == 'd':
+            below.dir_fd(rel)
+            return None, rel
+        target = entry[2]
+        dfd, name = _in_dir(below, rel)
+        try:
+            now = os.readlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            return 'symbolic link missing (the list has one to %s)' % target, rel
+        except OSError as e:
+            if e.errno == errno.EINVAL:
+                return 'not a symbolic link (the list has one to %s)' % target, rel
+            return 'cannot be read: %s' % (e.strerror or e), rel
+        if now != target:
+            return 'symbolic link to %s, list says %s' % (now, target), rel
+        return None, rel
+    except NotInSet as e:
+        why = str(e)
+        return ('directory missing' if why == 'missing' and kind == 'd' else
+                'symbolic link missing (the list has one to %s)' % entry[2] if why == 'missing' else why), rel
+
+
 def _share(top, n):
     """Which of N walkers looks at the top directory TOP (None: the files at the top, walker 0's)."""
     return 0 if top is None else path_key(top) % n
 
 
-def _walk_part(tree, root, listing, problem, j, n):
+def _walk_part(tree, root, listing, problem, j, n, record=None):
     # The listed paths of this walker's share (8 bytes each); then the walk asks each file of its
-    # share of the tree.
+    # share of the tree. With the tree's RECORD of directories and links, also each directory and
+    # link of its share: one the record does not name is a problem too (a link is walker 0's at
+    # the top, like a file; a directory is the walker's whose share it is, as when it is entered).
     keys = KeySet()
     with open(listing, encoding='utf-8') as f:
         for line in f:
@@ -302,6 +366,15 @@ def _walk_part(tree, root, listing, problem, j, n):
             top, sep, _ = rel.partition('/')
             if _share(top if sep else None, n) == j:
                 keys.add(rel)
+    dirs = links = None
+    if record:
+        dirs, links = KeySet(), KeySet()
+        with open(record, encoding='utf-8') as f:
+            for line in f:
+                kind, rel = json.loads(line)[:2]
+                top, sep, _ = rel.partition('/')
+                if _share(top if sep or kind == 'd' else None, n) == j:
+                    (dirs if kind == 'd' else links).add(rel)
     i = 0
     # Depth first by name, each directory's files before its subdirectories (os.walk's order, links
     # left out), paths made as the walk goes (os.path.relpath per file was a third of the walk's time).
@@ -326,12 +399,19 @@ def _walk_part(tree, root, listing, problem, j, n):
             if e.is_symlink():
                 # The copier keeps a link of the live tree as a link, not in the file list (there
                 # is no content of its own to checksum): neither a file to find in the list nor a
-                # directory to enter, wherever it leads.
+                # directory to enter, wherever it leads. Its record (where the set has one) names
+                # it with its target, checked by _check_part.
+                if links is not None and (rel or j == 0) and r not in links:
+                    problem(where(), '%s/%s: symbolic link not in the list' % (tree, r))
+                    i += 1
                 continue
             if e.is_dir():
                 if not rel:  # this process's share of the top directories
                     nth += 1
                     if _share(e.name, n) != j: continue
+                if dirs is not None and r not in dirs:
+                    problem(where(), '%s/%s: directory not in the list' % (tree, r))
+                    i += 1
                 subs.append((r, top or nth))
             elif not rel and j != 0:
                 continue
@@ -386,7 +466,13 @@ def main(argv, say_problems=True):
         if a['name'] in bad:
             # The list itself is damaged, so it cannot vouch for the tree.
             problems.append('%s: tree not checked, its file list is damaged' % tree); continue
-        files, nbytes, found = check_tree(tree, os.path.join(d, tree), os.path.join(d, a['name']), progress, a.get('files'))
+        # The tree's directories and links (NAME.entries.jsonl, sets written since it exists): only
+        # as the manifest vouches for it; an older set has none, and is checked without.
+        rec = next((r for r in m.get('artifacts', []) if r.get('name') == entries_name(tree)), None)
+        if rec is not None and rec['name'] in bad:
+            problems.append('%s: tree not checked, its list of directories and links is damaged' % tree); continue
+        files, nbytes, found = check_tree(tree, os.path.join(d, tree), os.path.join(d, a['name']), progress, a.get('files'),
+                                          os.path.join(d, rec['name']) if rec is not None else None)
         checked_files += files; checked_bytes += nbytes
         problems.extend(found)
         problems.add_count(found.count - len(found))

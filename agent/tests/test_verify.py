@@ -332,6 +332,160 @@ class ParallelQuickVerifyTest(QuickVerifyTest):
     parallel = True
 
 
+class CopiedSetVerifyTest(ZipappTestCase):
+    """Sets as a backup makes them (the copier, then the manifest) and quick verify: a set as written
+    verifies with no problem, whether one process copied it or copier-part processes, a first set
+    or a repeat one (files linked to the previous set's); and each change to the set's directories,
+    links or files' times that a restore would carry into the live tree is a problem."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(dir=self.tmp.name)
+        self.live = os.path.join(self.root, 'live')
+        for rel, data in TREE.items():
+            put(self.live, rel, data)
+        for i in range(3):  # top directories enough for copier-part processes
+            put(self.live, 'zz%d/d0/f' % i, b'f%d' % i)
+        put(self.live, 'zz/d0/0001', b'in d0')
+        put(self.live, 'zz/d0/deeper/0002', b'deeper in d0')
+        put(self.live, 'zz/file', b'a file of zz')
+        os.utime(os.path.join(self.live, 'zz/file'), ns=(1_600_000_000_123_456_789, 1_600_000_000_987_654_321))
+        os.makedirs(os.path.join(self.live, 'zz/empty'))
+        os.makedirs(os.path.join(self.live, 'empty-at-top/and-below'))
+        os.symlink('../ab/cd', os.path.join(self.live, 'zz/rel-link'))
+        os.symlink('no/such/target', os.path.join(self.live, 'zz/dangling'))
+        os.symlink('/etc', os.path.join(self.live, 'zz/outside'))
+        os.symlink('zz/file', os.path.join(self.live, 'top-link'))
+
+    def backup(self, name, prev='', parts=True):
+        """A set of the live tree: the copier (by its parts unless PARTS is False: the previous set's
+        manifest then counts a small tree), the manifest; its directory."""
+        d = os.path.join(self.root, name)
+        os.mkdir(d, 0o700)
+        if prev and not parts:
+            with open(os.path.join(prev, 'manifest.json'), encoding='utf-8') as f:
+                m = json.load(f)
+            for a in m['artifacts']:
+                if a.get('tree'): a['entries'] = 40
+            with open(os.path.join(prev, 'manifest.json'), 'w', encoding='utf-8') as f:
+                json.dump(m, f)
+        r = self.agent('copier', 'storage', self.live, os.path.join(d, 'storage'), prev)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        put(d, '.info', b'started=x\nended=y\n')
+        put(d, '.counts.jsonl', b'')
+        put(d, 'db.toc', b'')
+        r = self.agent('manifest', d, '{}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return d
+
+    parallel = False
+
+    def problems(self, d):
+        if self.parallel:  # as if large: verify-quick-part processes check it
+            with open(os.path.join(d, 'manifest.json'), encoding='utf-8') as f:
+                m = json.load(f)
+            for a in m['artifacts']: a.pop('files', None)
+            with open(os.path.join(d, 'manifest.json'), 'w', encoding='utf-8') as f:
+                json.dump(m, f)
+        job = tempfile.mkdtemp(dir=self.root)
+        put(job, 'archives.tsv', b'')
+        q = self.agent('verify-quick', d, 'yes', '0', os.path.join(job, 'quick.json'), os.path.join(job, 'archives.tsv'))
+        self.assertEqual(q.returncode, 0, q.stderr)
+        with open(os.path.join(job, 'quick.json'), encoding='utf-8') as f:
+            rec = json.load(f)
+        self.assertEqual(rec['problemCount'], len(rec['problems']))
+        return rec['problems']
+
+    def test_sets_the_copier_writes_verify_clean_first_and_repeat_by_parts_or_one_process(self):
+        s1 = self.backup('s1')
+        with open(os.path.join(s1, 'storage.entries.jsonl'), encoding='utf-8') as f:
+            entries = [json.loads(l) for l in f]
+        self.assertIn(['l', 'zz/rel-link', '../ab/cd'], entries)
+        self.assertIn(['l', 'top-link', 'zz/file'], entries)
+        self.assertIn(['d', 'zz/empty'], entries)
+        self.assertIn(['d', 'empty-at-top/and-below'], entries)
+        self.assertEqual(sorted(e[1] for e in entries if e[0] == 'd'),
+                         sorted(os.path.relpath(os.path.join(p, n), self.live) for p, ds, _ in os.walk(self.live) for n in ds
+                                if not os.path.islink(os.path.join(p, n))))
+        with open(os.path.join(s1, 'manifest.json'), encoding='utf-8') as f:
+            self.assertIn('storage.entries.jsonl', [a['name'] for a in json.load(f)['artifacts']])
+        self.assertEqual(self.problems(s1), [])
+        s2 = self.backup('s2', s1)
+        self.assertEqual(os.stat(os.path.join(s1, 'storage/zz/file')).st_ino, os.stat(os.path.join(s2, 'storage/zz/file')).st_ino)
+        self.assertEqual(self.problems(s2), [])
+        s3 = self.backup('s3', s2, parts=False)
+        self.assertEqual(self.problems(s3), [])
+        with open(os.path.join(s3, 'storage.entries.jsonl'), encoding='utf-8') as f:
+            self.assertEqual(sorted(json.loads(l) for l in f), sorted(entries), 'one process and parts record the same')
+
+    def test_a_changed_added_or_removed_link_is_a_problem(self):
+        s = os.path.join(self.backup('s1'), 'storage')
+        os.unlink(os.path.join(s, 'zz/rel-link'))
+        os.symlink('/etc/shadow', os.path.join(s, 'zz/rel-link'))
+        os.symlink('/', os.path.join(s, 'zz/added-link'))
+        os.symlink('/', os.path.join(s, 'added-at-top'))
+        os.unlink(os.path.join(s, 'zz/dangling'))
+        os.unlink(os.path.join(s, 'top-link'))
+        self.assertEqual(self.problems(os.path.dirname(s)), [
+            'storage/top-link: symbolic link missing (the list has one to zz/file)',
+            'storage/zz/dangling: symbolic link missing (the list has one to no/such/target)',
+            'storage/zz/rel-link: symbolic link to /etc/shadow, list says ../ab/cd',
+            'storage/added-at-top: symbolic link not in the list',
+            'storage/zz/added-link: symbolic link not in the list'])
+
+    def test_a_listed_link_made_a_file_and_a_listed_file_made_a_link_are_problems(self):
+        s = os.path.join(self.backup('s1'), 'storage')
+        os.unlink(os.path.join(s, 'zz/outside'))
+        put(s, 'zz/outside', b'')
+        os.unlink(os.path.join(s, 'zz/file'))
+        os.symlink('/etc/passwd', os.path.join(s, 'zz/file'))
+        self.assertEqual(self.problems(os.path.dirname(s)), [
+            'storage/zz/file: a symbolic link, not the listed file',
+            'storage/zz/outside: not a symbolic link (the list has one to /etc)',
+            'storage/zz/file: symbolic link not in the list',
+            'storage/zz/outside: not in the file list'])
+
+    def test_an_empty_directory_removed_or_added_is_a_problem(self):
+        s = os.path.join(self.backup('s1'), 'storage')
+        os.rmdir(os.path.join(s, 'zz/empty'))
+        os.rmdir(os.path.join(s, 'empty-at-top/and-below'))
+        os.mkdir(os.path.join(s, 'zz/new-empty'))
+        os.mkdir(os.path.join(s, 'new-at-top'))
+        self.assertEqual(self.problems(os.path.dirname(s)), [
+            'storage/empty-at-top/and-below: directory missing',
+            'storage/zz/empty: directory missing',
+            'storage/new-at-top: directory not in the list',
+            'storage/zz/new-empty: directory not in the list'])
+
+    def test_a_files_changed_modification_time_is_a_problem(self):
+        s = os.path.join(self.backup('s1'), 'storage')
+        os.utime(os.path.join(s, 'zz/file'), (915148800, 915148800))  # touch -d 1999-01-01 (UTC)
+        self.assertEqual(self.problems(os.path.dirname(s)), [
+            'storage/zz/file: modified 1999-01-01T00:00:00Z, list says 2020-09-13T12:26:40Z'])
+
+    def test_a_directory_replaced_by_a_link_to_a_copy_elsewhere_is_a_problem(self):
+        s = os.path.join(self.backup('s1'), 'storage')
+        elsewhere = os.path.join(self.root, 'x')
+        shutil.copytree(os.path.join(s, 'zz/d0'), elsewhere, symlinks=True)
+        shutil.rmtree(os.path.join(s, 'zz/d0'))
+        os.symlink(elsewhere, os.path.join(s, 'zz/d0'))
+        link = 'storage/zz/d0 is a symbolic link in the set, not a directory'
+        self.assertEqual(self.problems(os.path.dirname(s)), [
+            'storage/zz/d0/0001: ' + link, 'storage/zz/d0/deeper/0002: ' + link,
+            'storage/zz/d0: ' + link, 'storage/zz/d0/deeper: ' + link,
+            'storage/zz/d0: symbolic link not in the list'])
+
+    def test_a_damaged_record_of_directories_and_links_cannot_vouch_for_its_tree(self):
+        d = self.backup('s1')
+        with open(os.path.join(d, 'storage.entries.jsonl'), 'a', encoding='utf-8') as f:
+            f.write('["l", "zz/added-link", "/"]\n')
+        os.symlink('/', os.path.join(d, 'storage/zz/added-link'))
+        self.assertEqual(self.problems(d)[1:], ['storage: tree not checked, its list of directories and links is damaged'])
+
+
+class ParallelCopiedSetVerifyTest(CopiedSetVerifyTest):
+    parallel = True
+
+
 class WalkerMemoryTest(ZipappTestCase):
     """A walker (verify-quick-part walkJ) holds 8-byte keys of its share of the list, not a Python
     object per file: its memory grows by ~16 bytes per listed file at most."""
