@@ -63,6 +63,10 @@ def run(argv):
             fail(refused + '; nothing was changed')
         if unknown:
             steps.attention(unknown)
+    # The set's trees as their lists say, before anything changes: the database is restored
+    # before the trees, and a tree refused then would leave the instance half restored.
+    for n in ctx.components:
+        load(n).restore_check(ctx)
     if o.yes('listing'):
         job.write('listing', secrets['listing'])
     # The services first: the safety backup then holds everything written until Kadi stopped.

@@ -41,7 +41,7 @@ import stat
 
 from . import parts
 from .common import Progress, is_fs_lost_found, one_line
-from .verify_quick import path_key
+from .verify_quick import Below, NotInSet, _check_entry, path_key
 
 USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT [content]'
 PART_USAGE = 'usage: tree-sync-part NAME SET_TREE LIVE_TREE UID GID K N SET_FD LIVE_FD [content]'
@@ -540,6 +540,47 @@ class Sync:
         return '%s: %d entries checked, %d files copied (%d bytes), %d removed, %d attributes set%s' % (
             self.name, self.checked, self.copied, self.copied_bytes, self.removed, self.attrs,
             ', %d files compared by content (%d differed)' % (self.compared, self.differed_n) if self.content else '')
+
+
+def check_set(name, root, listing, record=None, keep=5):
+    """Whether the set's tree ROOT is what its file list LISTING (and RECORD, its directories and
+    links, where the set has one) says, as far as a sync would carry it into the live tree: read
+    below ROOT's descriptor, every directory on a listed path opened relative to its parent without
+    following a link (verify_quick.Below), every listed file a regular file there, every recorded
+    directory a directory and link a link to its target. The sync copies what the set holds: a
+    directory of the set swapped for a link would become that link in the live tree, and the live
+    directory's files would be removed as not in the set. Run by the restore before it changes
+    anything (services, database, trees). Returns (problem count, the first KEEP problems)."""
+    below = Below(name, root)
+    found, n = [], 0
+    try:
+        with open(listing, encoding='utf-8') as f:
+            for line in f:
+                rel = json.loads(line)[0]
+                d, _, base = rel.rpartition('/')
+                try:
+                    st = os.lstat(base, dir_fd=below.dir_fd(d))
+                    why = None if stat.S_ISREG(st.st_mode) else \
+                        'a symbolic link, not the listed file' if stat.S_ISLNK(st.st_mode) else 'not a regular file'
+                except NotInSet as e:
+                    why = str(e)
+                except FileNotFoundError:
+                    why = 'missing'
+                except OSError as e:
+                    why = 'cannot be read: %s' % (e.strerror or e)
+                if why:
+                    n += 1
+                    if len(found) < keep: found.append('%s/%s: %s' % (name, rel, why))
+        if record:
+            with open(record, encoding='utf-8') as f:
+                for line in f:
+                    why, rel = _check_entry(below, json.loads(line))
+                    if why:
+                        n += 1
+                        if len(found) < keep: found.append('%s/%s: %s' % (name, rel, why))
+    finally:
+        below.close()
+    return n, found
 
 
 def own_tree(live, uid, gid):

@@ -12,6 +12,8 @@ components the job names, so adding a component is one new module here (and its 
   backup_finish(ctx)          what follows once every component's work has ended (in plan order)
   verify_quick(ctx)           facts for the quick verification of a set (dict, merged)
   restore_step                the restore step it belongs to ('database', 'files', 'redis', 'config')
+  restore_check(ctx)          refuses (fail) a set whose part a restore must not carry out, before
+                              the restore changes anything (services, database, trees)
   restore(ctx)                makes the live instance's part the set's
   probe(ctx)                  `key=value` lines for the restore preflight
 """
@@ -30,6 +32,7 @@ DEFAULTS = {
     'backup_finish': lambda ctx: None,
     'verify_quick': lambda ctx: {},
     'probe': lambda ctx: [],
+    'restore_check': lambda ctx: None,
 }
 
 

@@ -149,6 +149,28 @@ class Tree:
 
     restore_step = 'files'
 
+    def restore_check(self, ctx):
+        """Before the restore changes anything (it runs before the services are stopped): a set's
+        tree that is not what its file list says, where the sync would carry the difference into
+        the live tree (treesync.check_set), is refused. Archive-mode sets have no list: their
+        archive is checked by its extraction."""
+        d = ctx.set_dir
+        src, listing = os.path.join(d, self.name), os.path.join(d, self.name + '.files.jsonl')
+        if not os.path.lexists(src) or not os.path.isfile(listing):
+            return
+        from ..treesync import check_set
+        from ..verify_quick import entries_name
+        record = os.path.join(d, entries_name(self.name))
+        try:
+            n, first = check_set(self.name, src, listing, record if os.path.isfile(record) else None)
+        except (OSError, ValueError, TypeError, LookupError) as e:
+            fail('refusing to restore: the set\'s %s tree cannot be checked against its lists (%s); nothing was changed'
+                 % (self.name, one_line(e)))
+        if n:
+            fail('refusing to restore: the set\'s %s tree is not what its file list says (%d %s; %s): a restore would '
+                 'carry that into %s. Verify the set; nothing was changed'
+                 % (self.name, n, 'problem' if n == 1 else 'problems', '; '.join(one_line(p) for p in first), self.label))
+
     def restore(self, ctx):
         """Makes the live tree exactly the set's. Only differences are written and the sync is
         idempotent, so an interrupted restore is completed by running it again. Files are copied,
