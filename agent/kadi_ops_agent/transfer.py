@@ -19,7 +19,14 @@
       linked: they are the ones the upload wants).
 
 The verbs built on them: read-toc, send-set, receive-set, upload-status, seal-upload, upload-link.
+
+A transfer moves a set's regular files only, and not their times: a set that went through the
+workstation arrives without its trees' symbolic links and empty directories, its files timed when
+they were downloaded. Where the set records them (TREE.entries.jsonl, named by its manifest),
+seal-upload makes them again from the record and the file list before it checks the upload
+(restore_entries).
 """
+import errno
 import json
 import os
 import re
@@ -31,6 +38,7 @@ import tempfile
 import time
 
 from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs, walk_tree
+from .verify_quick import O_DIR, entries_name
 
 USAGE = 'usage: transfer list ROOT | transfer seal-check UPLOAD | transfer link BACKUP_DIR SET UPLOAD'
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
@@ -336,8 +344,9 @@ def upload_status(argv):
 
 
 def seal_upload(argv):
-    """seal-upload BACKUP_DIR SET: checks the upload against the expected [path, size, sha256] lines
-    on stdin (every file present with its size and hash, nothing else), then renames it into place."""
+    """seal-upload BACKUP_DIR SET: makes the trees' recorded directories, links and file times again
+    (restore_entries), checks the upload against the expected [path, size, sha256] lines on stdin
+    (every file present with its size and hash, nothing else), then renames it into place."""
     bd, name = argv
     check_set_name(name)
     p = upload_dir(bd, name)
@@ -345,6 +354,7 @@ def seal_upload(argv):
         die('no upload of %s in %s' % (name, bd))
     if os.path.lexists(os.path.join(bd, name)):
         die('set %s already exists in %s' % (name, bd))
+    restore_entries(p)
     with open(os.path.join(p, '.received'), 'w', encoding='utf-8') as f:
         list_files(p, f.write)
     if seal_check(p):
@@ -353,6 +363,243 @@ def seal_upload(argv):
     sync_fs(p)
     os.rename(p, os.path.join(bd, name))
     out('set=' + name)
+
+
+# --- a set's directories, links and file times, made again at sealing -------------------------------
+
+class _Refused(Exception):
+    """What in an upload or its record keeps its trees' directories and links from being made."""
+
+
+def _plain_name(n):
+    return isinstance(n, str) and n not in ('', '.', '..') and '/' not in n and '\0' not in n
+
+
+def _safe_rel(rel):
+    """A path below a tree's root: relative, no '', '.' or '..' component, no NUL."""
+    return isinstance(rel, str) and not rel.startswith('/') and '\0' not in rel and all(c not in ('', '.', '..') for c in rel.split('/'))
+
+
+def restore_entries(p):
+    """For each tree of the upload P whose manifest names its record of directories and links
+    (verify_quick.entries_name, sets written since the copier keeps one): every recorded directory
+    made (empty ones too) and every recorded link made with its target, then every file of the
+    tree's list given its listed modification time, as the copier left them in the set the upload
+    was made from. A set without the record (written before it) is left as it arrived.
+
+    Nothing is followed: every directory is opened below its parent with O_NOFOLLOW, so a link in
+    the upload (or one the record makes) is never gone through, and nothing outside P is made or
+    changed. The record and the list are used only as the manifest vouches for them. A file hard
+    linked from another set of the host (upload-link) whose time is not its list's is replaced by a
+    copy of its own first: that set's file keeps its time. Fails, nothing sealed, where the record
+    cannot be carried out (an unsafe path, a file or directory where it has a link, a link or file
+    where it has a directory). Runs again as often as the seal is tried: what is there already is
+    left as it is."""
+    try:
+        with open(os.path.join(p, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        return  # the seal check says what is wrong with it
+    artifacts = m.get('artifacts') if isinstance(m, dict) else None
+    if not isinstance(artifacts, list):
+        return
+    artifacts = [a for a in artifacts if isinstance(a, dict)]
+    for a in artifacts:
+        tree = a.get('tree')
+        if not tree or not isinstance(tree, str):
+            continue
+        rec = next((r for r in artifacts if r.get('name') == entries_name(tree)), None)
+        if rec is None:
+            continue
+        if not _plain_name(tree) or not _plain_name(a.get('name')):
+            why = 'the manifest names it by an unsafe path'
+        else:
+            why = _as_manifest_says(p, a) or _as_manifest_says(p, rec)
+        if why is None:
+            try:
+                _restore_tree(p, tree, os.path.join(p, a['name']), os.path.join(p, rec['name']))
+            except _Refused as e:
+                why = str(e)
+            except OSError as e:
+                why = '%s%s' % (e.strerror or e, ': %s' % e.filename if e.filename else '')
+        if why:
+            fail('cannot make the %s tree\'s directories, links and file times again from %s and %s: %s; nothing was sealed'
+                 % (one_line(tree), one_line(str(a.get('name'))), one_line(rec['name']), one_line(why)))
+
+
+def _as_manifest_says(p, a):
+    """Why the upload's artifact A is not what the manifest says (None: it is)."""
+    f = os.path.join(p, a['name'])
+    try:
+        st = os.lstat(f)
+    except OSError:
+        return '%s is missing' % a['name']
+    if not stat.S_ISREG(st.st_mode):
+        return '%s is not a file' % a['name']
+    if st.st_size != a.get('size') or sha256(f) != a.get('sha256'):
+        return '%s does not match the set\'s manifest' % a['name']
+    return None
+
+
+class _Dirs:
+    """Directories of a tree of the upload, each opened (O_PATH) below its parent's descriptor
+    without following a link, made where missing if asked (0700, as the upload's others): a link,
+    file or anything else where a directory belongs is _Refused, never gone through. The chain of
+    the directory asked last stays open (the record and the list are in walk order)."""
+
+    def __init__(self, tree, root_fd):
+        self.tree, self.root = tree, root_fd
+        self.paths, self.fds = [], []
+
+    def fd(self, d, make):
+        """The descriptor of the directory D ('' the root); FileNotFoundError where it is missing
+        and not MAKE."""
+        if not d:
+            return self.root
+        paths, fds = self.paths, self.fds
+        while paths and not (d == paths[-1] or d.startswith(paths[-1] + '/')):
+            paths.pop(); os.close(fds.pop())
+        at = paths[-1] if paths else ''
+        fd = fds[-1] if fds else self.root
+        for name in (d[len(at) + 1:] if at else d).split('/') if d != at else ():
+            at = at + '/' + name if at else name
+            fd = _open_dir(fd, name, make, '%s/%s' % (self.tree, at))
+            paths.append(at); fds.append(fd)
+        return fd
+
+    def close(self):
+        for fd in self.fds: os.close(fd)
+        self.paths, self.fds = [], []
+
+
+def _open_dir(parent, name, make, where):
+    for _ in range(2):
+        try:
+            return os.open(name, O_DIR, dir_fd=parent)
+        except FileNotFoundError:
+            if not make:
+                raise
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass  # made meanwhile: opened as it is
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise _Refused('%s is %s in the upload, not a directory' % (where, _kind(parent, name))) from None
+            raise
+    return os.open(name, O_DIR, dir_fd=parent)
+
+
+def _kind(dfd, name):
+    try:
+        mode = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode
+    except OSError:
+        return 'something else'
+    return ('a symbolic link' if stat.S_ISLNK(mode) else 'a directory' if stat.S_ISDIR(mode)
+            else 'a file' if stat.S_ISREG(mode) else 'a special file')
+
+
+def _restore_tree(p, tree, listing, record):
+    top = os.open(p, O_DIR)
+    try:
+        root = _open_dir(top, tree, True, tree)
+    finally:
+        os.close(top)
+    dirs = _Dirs(tree, root)
+    try:
+        with open(record, encoding='utf-8') as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    entry = json.loads(line)
+                    if not isinstance(entry, list): raise TypeError(entry)
+                    kind, rel = entry[0], entry[1]
+                    target = entry[2] if kind == 'l' else None
+                except (ValueError, TypeError, LookupError):
+                    raise _Refused('line %d is not ["d", path] or ["l", path, target]' % n) from None
+                if kind not in ('d', 'l') or not _safe_rel(rel) or kind == 'l' and not (isinstance(target, str) and target and '\0' not in target):
+                    raise _Refused('line %d is not a safe ["d", path] or ["l", path, target]: %s' % (n, one_line(line.strip()[:300])))
+                if kind == 'd':
+                    dirs.fd(rel, True)
+                else:
+                    _make_link(dirs, tree, rel, target)
+        with open(listing, encoding='utf-8') as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    rel, mtime = (lambda r: (r[0], r[2]))(json.loads(line))
+                except (ValueError, TypeError, LookupError):
+                    raise _Refused('%s: line %d is not [path, size, mtime, sha256]' % (os.path.basename(listing), n)) from None
+                if not _safe_rel(rel) or not isinstance(mtime, int) or isinstance(mtime, bool):
+                    raise _Refused('%s: line %d is not a safe [path, size, mtime, sha256]' % (os.path.basename(listing), n))
+                _set_time(dirs, rel, mtime)
+    finally:
+        dirs.close()
+        os.close(root)
+
+
+def _make_link(dirs, tree, rel, target):
+    d, _, name = rel.rpartition('/')
+    dfd = dirs.fd(d, True)
+    try:
+        now = os.readlink(name, dir_fd=dfd)
+    except FileNotFoundError:
+        os.symlink(target, name, dir_fd=dfd)
+        return
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise _Refused('%s/%s is %s in the upload where the record has a symbolic link' % (tree, rel, _kind(dfd, name))) from None
+        raise
+    if now != target:  # the link itself replaced (nothing to keep of a link but its target)
+        tmp = _new_name(dfd, name, lambda t: os.symlink(target, t, dir_fd=dfd))
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def _new_name(dfd, name, make):
+    """A name beside NAME that nothing has, made by MAKE(name)."""
+    for i in range(100):
+        tmp = '.kadi-ops-seal-%d-%d-%s' % (os.getpid(), i, name[:100])
+        try:
+            make(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+    raise _Refused('no free name beside %s' % name)
+
+
+def _set_time(dirs, rel, mtime):
+    """Gives the listed file REL the time MTIME (seconds, as the list has it) where its time is
+    another; a file missing or not a regular file is left to the seal check to name."""
+    d, _, name = rel.rpartition('/')
+    try:
+        dfd = dirs.fd(d, False)
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except (FileNotFoundError, _Refused):
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns // 1000000000 == mtime:
+        return
+    if st.st_nlink > 1:
+        _own_copy(dfd, name, st)
+    os.utime(name, ns=(st.st_atime_ns, mtime * 1000000000), dir_fd=dfd, follow_symlinks=False)
+
+
+def _own_copy(dfd, name, st):
+    """Replaces the file NAME (hard linked: another set has it too) by a copy of its own."""
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    fds = []
+    try:
+        tmp = _new_name(dfd, name, lambda t: fds.append(os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)))
+        try:
+            with open(src, 'rb', closefd=False) as fi, open(fds[0], 'wb', closefd=False) as fo:
+                shutil.copyfileobj(fi, fo, 1 << 20)
+            os.fchmod(fds[0], stat.S_IMODE(st.st_mode))
+            os.close(fds.pop())
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            for fd in fds: os.close(fd)
+            fds.clear()
+            os.unlink(tmp, dir_fd=dfd)
+            raise
+    finally:
+        os.close(src)
 
 
 def upload_link(argv):

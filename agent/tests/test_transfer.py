@@ -5,6 +5,7 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,6 +19,7 @@ from support import AGENT_SOURCE, ZipappTestCase, put
 
 sys.path.insert(0, AGENT_SOURCE)
 from kadi_ops_agent import transfer  # noqa: E402
+from kadi_ops_agent.verify_quick import entries_name  # noqa: E402
 
 OLD, NEW, UP = '2026-01-01T00-00-00Z', '2026-02-01T00-00-00Z', '2026-03-01T00-00-00Z'
 
@@ -270,6 +272,248 @@ class TransferTest(ZipappTestCase):
                 r = self.transfer(*argv)
                 self.assertNotEqual(r.returncode, 0)
                 self.assertIn('usage: transfer list ROOT', r.stderr)
+
+
+class ThroughTheWorkstationTest(ZipappTestCase):
+    """A set made by the real copier, downloaded the way the client downloads it (send-set, the
+    files' contents written anew: regular files only, no times kept) and uploaded to another backup
+    directory the way the client uploads it (upload-link, receive-set of a tar stream of regular files
+    timed now, seal-upload): sealed, it is the set the copier made, links, empty directories and
+    file times included, and quick verify finds no problem in it."""
+
+    LINKS = {'a/rel-link': 'b/two', 'dangling': '../nowhere/at/all', 'dir-link': 'a', 'abs-link': '/etc/passwd',
+             'a/deeper/to-top': '../../top'}
+    EMPTY = ['empty', 'a/deeper/empty-too', 'a/deeper/empty-too/and-below']
+    FILES = {'a/one': (b'one', 1_500_000_001_250_000_000), 'a/b/two': (b'two two', 1_500_000_002_000_000_000),
+             'top': (b'top', 1_400_000_000_999_999_999), 'same/shared': (b'shared content', 1_450_000_000_000_000_000),
+             'a/deeper/file': (b'', 1_300_000_000_000_000_000)}
+
+    def setUp(self):
+        self.base = tempfile.mkdtemp(dir=self.tmp.name)
+        self.live = os.path.join(self.base, 'live')
+        for rel, (data, _) in self.FILES.items():
+            put(self.live, rel, data)
+        for rel in self.EMPTY:
+            os.makedirs(os.path.join(self.live, rel))
+        for rel, target in self.LINKS.items():
+            os.symlink(target, os.path.join(self.live, rel))
+        for rel, (_, ns) in self.FILES.items():
+            os.utime(os.path.join(self.live, rel), ns=(ns, ns))
+        self.bd_a, self.bd_b = os.path.join(self.base, 'host-a'), os.path.join(self.base, 'host-b')
+        os.makedirs(self.bd_a); os.makedirs(self.bd_b)
+        self.set_a = os.path.join(self.bd_a, UP)
+        os.mkdir(self.set_a)
+        r = self.agent('copier', 'storage', self.live, os.path.join(self.set_a, 'storage'), '')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.live_before = self.snapshot(self.live)
+
+    def manifest(self):
+        """The set's manifest as a backup writes it (manifest.py, over the copier's lists)."""
+        put(self.set_a, '.info', b'started=2026-03-01T00:00:00Z\nended=2026-03-01T00:00:01Z\nhostname=a\n')
+        put(self.set_a, '.counts.jsonl', b'')
+        put(self.set_a, 'db.toc', b';\n')
+        if os.path.exists(os.path.join(self.set_a, 'manifest.json')):
+            os.unlink(os.path.join(self.set_a, 'manifest.json'))
+        r = self.agent('manifest', self.set_a, '{}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def verify(self, set_dir):
+        """quick verify of SET_DIR: (its PROBLEM lines, its last line)."""
+        job = tempfile.mkdtemp(dir=self.base)
+        put(job, 'archives.tsv', b'')
+        r = self.agent('verify-quick', set_dir, 'yes', '0', os.path.join(job, 'quick.json'), os.path.join(job, 'archives.tsv'))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = [l for l in r.stdout.splitlines() if not l.startswith('[progress]')]
+        return [l for l in out if l.startswith('PROBLEM')], out[-1]
+
+    @staticmethod
+    def snapshot(root):
+        """Every entry below ROOT (never through a link): kind, link target, file time."""
+        seen = {}
+        for d, dirs, files in os.walk(root):
+            for n in dirs + files:
+                p = os.path.join(d, n)
+                st = os.lstat(p)
+                seen[os.path.relpath(p, root)] = (
+                    ('l', os.readlink(p)) if os.path.islink(p) else ('d',) if os.path.isdir(p) else ('f', st.st_mtime_ns // 10**9, st.st_ino))
+        return seen
+
+    def expected(self, local):
+        """What the client expects of the set at LOCAL: its artifacts, its trees' files, manifest.json."""
+        with open(os.path.join(local, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+        rows = [[a['name'], a['size'], a['sha256']] for a in m['artifacts']]
+        for a in m['artifacts']:
+            if a.get('tree'):
+                with open(os.path.join(local, a['name']), encoding='utf-8') as f:
+                    rows += [[a['tree'] + '/' + l[0], l[1], l[3]] for l in map(json.loads, f)]
+        with open(os.path.join(local, 'manifest.json'), 'rb') as f:
+            data = f.read()
+        return rows + [['manifest.json', len(data), sha(data)]]
+
+    def download(self):
+        """The set of host A as the client downloads it: every file it expects, by send-set, its
+        content written to a new local file (no links, no directories of their own, times now)."""
+        local = os.path.join(self.base, 'workstation', UP)
+        os.makedirs(local)
+        got = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'send-set', self.bd_a, UP], input=b'manifest.json\0',
+                             capture_output=True, timeout=60)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        with tarfile.open(fileobj=io.BytesIO(got.stdout)) as t:
+            put(local, 'manifest.json', t.extractfile('manifest.json').read())
+        want = self.expected(self.set_a)  # the lists come with the artifacts: read from host A's copy here
+        names = [r[0] for r in want[:-1]]
+        got = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'send-set', self.bd_a, UP],
+                             input=b''.join(os.fsencode(n) + b'\0' for n in names), capture_output=True, timeout=60)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        with tarfile.open(fileobj=io.BytesIO(got.stdout)) as t:
+            for member in t:
+                self.assertTrue(member.isfile(), member.name)
+                put(local, member.name, t.extractfile(member).read())
+        return local
+
+    def upload(self, local, bd, link=True, before_seal=lambda: None):
+        """LOCAL uploaded into BD as the client does it; the seal-upload's result."""
+        rows = self.expected(local)
+        todo = rows
+        if link:
+            r = self.agent('upload-link', bd, UP, input=''.join(json.dumps(x) + '\n' for x in rows if '/' in x[0]))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            linked = {json.loads(l) for l in r.stdout.split()}
+            todo = [x for x in rows if x[0] not in linked]
+        stream = io.BytesIO()
+        with tarfile.open(fileobj=stream, mode='w', format=tarfile.PAX_FORMAT) as t:
+            for path, size, _ in todo:
+                p = os.path.join(local, path)
+                info = tarfile.TarInfo(path)
+                info.size, info.mtime, info.mode = size, int(os.stat(p).st_mtime), 0o600
+                with open(p, 'rb') as f:
+                    t.addfile(info, f)
+        r = subprocess.run([sys.executable, '-I', '-S', self.pyz, 'receive-set', bd, UP], input=stream.getvalue(),
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before_seal()
+        return self.agent('seal-upload', bd, UP, input=''.join(json.dumps(x) + '\n' for x in rows))
+
+    def old_set_sharing_a_file(self):
+        """A set of host B's that has same/shared with the same content, another time: upload-link
+        links the upload's copy to it."""
+        old = os.path.join(self.bd_b, OLD)
+        data, _ = self.FILES['same/shared']
+        f = put(old, 'storage/same/shared', data)
+        os.utime(f, ns=(1_000_000_000 * 10**9,) * 2)
+        put(old, 'storage.files.jsonl', (json.dumps(['same/shared', len(data), 1_000_000_000, sha(data)]) + '\n').encode())
+        put(old, 'manifest.json', b'{}')
+        return f
+
+    def test_a_set_through_the_workstation_is_sealed_with_its_links_empty_directories_and_file_times(self):
+        self.manifest()
+        self.assertTrue(os.path.isfile(os.path.join(self.set_a, entries_name('storage'))))
+        problems, last = self.verify(self.set_a)
+        self.assertEqual(problems, [])
+        local = self.download()
+        # What the transfer carries: the files, timed when they were downloaded; no link, no empty directory.
+        here = self.snapshot(os.path.join(local, 'storage'))
+        self.assertFalse([r for r, e in here.items() if e[0] == 'l' or r in self.EMPTY])
+        self.assertNotEqual(here['top'][1], self.FILES['top'][1] // 10**9)
+        shared = self.old_set_sharing_a_file()
+        r = self.upload(local, self.bd_b)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, 'set=%s\n' % UP)
+        sealed = os.path.join(self.bd_b, UP)
+        self.assertFalse(os.path.exists(transfer.upload_dir(self.bd_b, UP)))
+
+        self.assertEqual(self.verify(sealed), ([], last), 'quick verify of the sealed set: no problem, the same files and bytes')
+        tree = os.path.join(sealed, 'storage')
+        for rel, target in self.LINKS.items():
+            self.assertEqual(os.readlink(os.path.join(tree, rel)), target, rel)
+        for rel in self.EMPTY:
+            p = os.path.join(tree, rel)
+            self.assertTrue(os.path.isdir(p) and not os.path.islink(p), rel)
+        self.assertEqual(os.listdir(os.path.join(tree, 'empty')), [])
+        for rel, (data, ns) in self.FILES.items():
+            st = os.lstat(os.path.join(tree, rel))
+            self.assertEqual(st.st_mtime_ns // 10**9, ns // 10**9, rel)
+        # The whole tree as the copier made it on host A: every entry, kind, target and file time.
+        strip = lambda s: {k: v[:2] for k, v in s.items()}  # noqa: E731 (inodes differ)
+        self.assertEqual(strip(self.snapshot(tree)), strip(self.snapshot(os.path.join(self.set_a, 'storage'))))
+        # The file upload-link took from the old set is a copy of its own now: the old set's keeps its time.
+        self.assertEqual(os.stat(shared).st_mtime_ns, 1_000_000_000 * 10**9)
+        self.assertNotEqual(os.stat(os.path.join(tree, 'same/shared')).st_ino, os.stat(shared).st_ino)
+        self.assertEqual(os.stat(shared).st_nlink, 1)
+        # Nothing was followed out of the set: the live tree the links point into is as it was.
+        self.assertEqual(self.snapshot(self.live), self.live_before)
+
+    def test_an_older_set_without_the_record_is_sealed_as_it_arrived(self):
+        os.unlink(os.path.join(self.set_a, entries_name('storage')))
+        self.manifest()
+        local = self.download()
+        r = self.upload(local, self.bd_b, link=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sealed = os.path.join(self.bd_b, UP)
+        problems, _ = self.verify(sealed)
+        self.assertEqual(problems, [])
+        tree = self.snapshot(os.path.join(sealed, 'storage'))
+        self.assertEqual({k for k, v in tree.items() if v[0] == 'l'}, set())
+        self.assertNotIn('empty', tree)
+        self.assertEqual(tree['top'][1], self.snapshot(os.path.join(local, 'storage'))['top'][1], 'the time it arrived with')
+
+    def reseal_with_record(self, partial, record):
+        """The upload's record made RECORD, and its manifest made to vouch for it; the seal's result."""
+        data = b''.join(json.dumps(e).encode() + b'\n' for e in record)
+        put(partial, entries_name('storage'), data)
+        with open(os.path.join(partial, 'manifest.json'), encoding='utf-8') as f:
+            m = json.load(f)
+        for a in m['artifacts']:
+            if a['name'] == entries_name('storage'):
+                a['size'], a['sha256'] = len(data), sha(data)
+        put(partial, 'manifest.json', json.dumps(m).encode())
+        return self.agent('seal-upload', self.bd_b, UP, input=''.join(json.dumps(x) + '\n' for x in self.expected(partial)))
+
+    def test_a_record_that_would_reach_out_of_the_set_or_that_the_manifest_does_not_vouch_for_seals_nothing(self):
+        self.manifest()
+        local = self.download()
+        partial = transfer.upload_dir(self.bd_b, UP)
+        outside = os.path.join(self.base, 'outside')
+        os.mkdir(outside)
+        # An upload whose seal check fails (a file missing) leaves the upload as it was for another try.
+        r = self.upload(local, self.bd_b, link=False, before_seal=lambda: os.unlink(os.path.join(partial, 'storage/top')))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('mismatch: storage/top: missing', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.bd_b, UP)))
+        self.assertEqual(os.readlink(os.path.join(partial, 'storage/a/rel-link')), 'b/two', 'made before the check, as the next seal makes them')
+        shutil.copy(os.path.join(local, 'storage/top'), os.path.join(partial, 'storage/top'))
+        with open(os.path.join(partial, entries_name('storage')), 'ab') as f:
+            f.write(b'["d", "more"]\n')
+        r = self.agent('seal-upload', self.bd_b, UP, input=''.join(json.dumps(x) + '\n' for x in self.expected(local)))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('storage.entries.jsonl does not match the set\'s manifest; nothing was sealed', r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(partial, 'storage/more')))
+        for record, why in [
+            ([['l', 'out', outside], ['d', 'out/made']], 'storage/out is a symbolic link in the upload, not a directory'),
+            ([['l', 'out', outside], ['l', 'out/made', 'x']], 'storage/out is a symbolic link in the upload, not a directory'),
+            ([['d', '../made']], 'line 1 is not a safe'),
+            ([['d', '/tmp/made']], 'line 1 is not a safe'),
+            ([['l', 'a/one', 'x']], 'storage/a/one is a file in the upload where the record has a symbolic link'),
+            ([['l', 'a', 'x']], 'storage/a is a directory in the upload where the record has a symbolic link'),
+            ([['d', 'a/one/made']], 'storage/a/one is a file in the upload, not a directory'),
+        ]:
+            with self.subTest(record):
+                r = self.reseal_with_record(partial, record)
+                self.assertEqual(r.returncode, 1)
+                self.assertIn(why, r.stderr)
+                self.assertIn('nothing was sealed', r.stderr)
+                self.assertFalse(os.path.exists(os.path.join(self.bd_b, UP)))
+                self.assertEqual(os.listdir(outside), [])
+                self.assertFalse(os.path.lexists(os.path.join(self.base, 'made')))
+                if os.path.lexists(os.path.join(partial, 'storage/out')):
+                    os.unlink(os.path.join(partial, 'storage/out'))
+        # The upload with its own record and manifest again: sealed, and it verifies.
+        for name in (entries_name('storage'), 'manifest.json'):
+            shutil.copy(os.path.join(local, name), os.path.join(partial, name))
+        r = self.agent('seal-upload', self.bd_b, UP, input=''.join(json.dumps(x) + '\n' for x in self.expected(local)))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.verify(os.path.join(self.bd_b, UP))[0], [])
 
 
 if __name__ == '__main__':
