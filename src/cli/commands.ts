@@ -8,7 +8,8 @@ import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduled
 import { setState, stateLabel } from '../backup/setState';
 import { clockNote, hostNow, newestGoodSet } from '../backup/manifest';
 import { formatAge, formatBytes } from '../core/format';
-import { CancelledError } from '../ssh/errors';
+import { UntrustedAgentError } from '../remote/agent';
+import { CancelledError, HostKeyChangedError } from '../ssh/errors';
 import { UsageError } from './args';
 import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
@@ -137,7 +138,7 @@ export const commands: Record<string, CliCommand> = {
   status: {
     args: [{ name: '[<host>…]', required: false, variadic: true, description: 'hosts to report on (default: every configured host)' }],
     options: [],
-    summary: 'one line per host: newest good set and its age, its state, the schedule and its last run; exit status 1 when any host is stale, failed, unreachable or has no schedule',
+    summary: 'one line per host: newest good set and its age, its state, the schedule and its last run; exit status 1 when any host is stale, failed, unreachable, untrusted (host key or agent) or has no schedule',
     async run(ctx) {
       const names = ctx.positionals.length > 0 ? [...ctx.positionals] : ctx.profiles.map((p) => p.name);
       const rows = await Promise.all(names.map((n) => hostStatus(ctx, pickProfile(ctx, n))));
@@ -162,7 +163,7 @@ interface StatusRow {
   state?: string;
   schedule: string;
   lastRun?: string;
-  verdict: 'ok' | 'stale' | 'failed' | 'no schedule' | 'could not run' | 'unreachable';
+  verdict: 'ok' | 'stale' | 'failed' | 'no schedule' | 'could not run' | 'unreachable' | 'untrusted';
   why?: string;
   /** The host's clock when it is minutes off this machine's (clockNote). */
   clock?: string;
@@ -175,7 +176,9 @@ async function hostStatus(ctx: CliContext, profile: HostProfile): Promise<Status
     overview = await hostOverview(await ctx.pool.get(profile, ctx.signal));
   } catch (e) {
     if (e instanceof CancelledError) throw e; // Ctrl-C: the command ends (130), no host is "unreachable"
-    return { host: profile.name, schedule: '?', verdict: 'unreachable', why: (e as Error).message.split('\n')[0] };
+    // A changed host key or an agent someone else wrote is a security alert, not a host that is down.
+    const untrusted = e instanceof HostKeyChangedError || e instanceof UntrustedAgentError;
+    return { host: profile.name, schedule: '?', verdict: untrusted ? 'untrusted' : 'unreachable', why: (e as Error).message.split('\n')[0] };
   }
   const s = overview.schedule;
   // The sets' times are the host's clock's: judged by it.

@@ -41,6 +41,15 @@ describe('what is trusted on the host', function () {
         await assert.rejects(runAgent(h, 'lock-status', [sb.backupDir]), (e: unknown) => e instanceof UntrustedAgentError && /is not the one Kadi Ops ships \(sha256 [0-9a-f]{64}, expected [0-9a-f]{64}\); refusing to run it/.test(e.message));
       });
       assert.equal(fs.existsSync(canary), false, 'the foreign file never ran');
+      // `status` says so as a security alert of its own, not as a host that is down.
+      const cli = path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
+      const config = sb.writeConfigFile(path.join(sb.root, 'trust-hosts.json'));
+      const st = spawnSync(process.execPath, [cli, 'status', 'sandbox', '--config', config, '--json'], { encoding: 'utf8', timeout: 60000 });
+      assert.equal(st.status, 1, st.stderr);
+      const [row] = JSON.parse(st.stdout) as { verdict: string; why: string }[];
+      assert.equal(row.verdict, 'untrusted', st.stdout);
+      assert.match(row.why, /is not the one Kadi Ops ships/);
+      assert.equal(fs.existsSync(canary), false);
     } finally {
       fs.writeFileSync(file, genuine);
     }
