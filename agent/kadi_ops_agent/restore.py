@@ -211,6 +211,26 @@ def half_done_in(job, components):
     return ''
 
 
+def unfinished_after_commit(job, o):
+    """For a restore that ended (cancelled, failed) after its database step committed and with
+    nothing half done: what of the steps that follow the database did not run, and how to run it
+    ('' when nothing is left)."""
+    if not os.path.exists(job.path('db-committed')) or os.path.exists(job.path('summarised')):
+        return ''
+    done = {l.split()[0] for l in job.read('steps').splitlines() if l.split()[2:3] == ['ok']}
+    todo = []
+    if o.yes('db_upgrade') and 'db-upgrade' not in done:
+        todo.append('`kadi db upgrade` did not run: Kadi may not work on the set\'s older schema until it does '
+                    '(kadi-ops db-upgrade <host>)')
+    if 'reindex' not in done:
+        todo.append('the search indices were not rebuilt, so search shows what was there before the restore: rebuild '
+                    'them (kadi-ops reindex <host>), then remove what an interrupted rebuild left (kadi-ops indices '
+                    '<host>, kadi-ops remove-orphans <host>)')
+    if not todo:
+        return ''
+    return 'the restore ended after the database (and the files asked for) were restored from the set; ' + '; '.join(todo)
+
+
 def died_note(job):
     """For a restore job whose process ended without a status (killed outright, the host restarted:
     its cleanup never ran), what it left, from the marks in its directory: '' when it had changed
@@ -273,6 +293,9 @@ def cleanup(argv):
     else:
         services.start(job, steps.attention)
         _release_safety_pin(ctx)
+        left = unfinished_after_commit(job, ctx.opts)
+        if left:
+            steps.attention(left)
     # Failed after its own summary (a post-restore check failed): nothing more to say.
     if os.path.exists(job.path('summarised')):
         return 0

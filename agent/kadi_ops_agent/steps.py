@@ -2,6 +2,7 @@
 the operator in JOB_DIR/attention; both end up in the summary, which a re-attaching client reads from
 the log like everything else (restore/report.ts parses it)."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,7 +50,10 @@ class Steps:
 
     def section(self, name, argv, stdin_text=None, env=None):
         """Runs a command with its output between markers (parsed by restore/report.ts) and kept in
-        JOB_DIR/NAME.out for the checks. Prints nothing else; returns the exit status."""
+        JOB_DIR/NAME.out for the checks. Prints nothing else; returns the exit status. While it runs
+        JOB_DIR/section-open names it: a verb killed inside (a cancel) leaves it open, and the
+        summary closes it, so that the cleanup's lines are read as the job's, not as the command's."""
+        self.job.write('section-open', name)
         out('[kadi-ops] begin ' + name)
         data = b''
         try:
@@ -72,14 +76,21 @@ class Steps:
                     sys.stdout.buffer.flush()
                     f.write(chunk)
                     data = (data + chunk)[-1:]
+            p.stdout.close()
             rc = p.wait()
         if data and not data.endswith(b'\n'):
             # A prompt ("[y/N]: ") leaves the line open; the end marker must start a line of its own.
             out('')
         out('[kadi-ops] end %s rc=%d' % (name, rc))
+        self.job.remove('section-open')
         return rc
 
     def summary(self, what):
+        cut = self.job.read('section-open').strip()
+        if cut:
+            # The verb was killed inside a command's section: closed here (status of a TERM).
+            out('', '[kadi-ops] end %s rc=%d' % (cut, 128 + signal.SIGTERM))
+            self.job.remove('section-open')
         out('[kadi-ops] summary of ' + what)
         failed_steps = set(self.job.read('failed-steps').splitlines())
         for line in self.job.read('steps').splitlines():

@@ -44,6 +44,42 @@ class HalfDoneTest(unittest.TestCase):
         self.assertIn("the database is the set's but the files were not restored",
                       self.state(['db', 'storage'], ['db-restoring', 'db-committed'], running=['database']))
 
+    def test_ended_after_the_commit_names_what_did_not_run_and_how_to_run_it(self):
+        from kadi_ops_agent.common import Options
+        self.state(['db', 'storage'], ['db-restoring', 'db-committed'], 'database 9 ok\nfiles 3 ok\nstart-services 1 ok\n')
+        left = self.restore.unfinished_after_commit(self.job, Options(['db_upgrade=no']))
+        self.assertTrue(left.startswith('the restore ended after the database (and the files asked for) were restored from the set; '
+                                        'the search indices were not rebuilt'), left)
+        self.assertIn('kadi-ops reindex <host>', left)
+        self.assertNotIn('db upgrade', left)
+        with_upgrade = self.restore.unfinished_after_commit(self.job, Options(['db_upgrade=yes']))
+        self.assertIn('`kadi db upgrade` did not run', with_upgrade)
+        # All done, or the database never committed, or the verb said it all in its own summary: nothing.
+        self.job.write('steps', 'database 9 ok\nfiles 3 ok\ndb-upgrade 2 ok\nreindex 5 ok\n')
+        self.assertEqual(self.restore.unfinished_after_commit(self.job, Options(['db_upgrade=yes'])), '')
+        self.job.write('steps', 'database 9 ok\n')
+        self.job.write('summarised', '')
+        self.assertEqual(self.restore.unfinished_after_commit(self.job, Options([])), '')
+        self.job.remove('summarised', 'db-committed')
+        self.assertEqual(self.restore.unfinished_after_commit(self.job, Options([])), '')
+
+    def test_a_section_cut_by_a_kill_is_closed_by_the_summary(self):
+        import contextlib
+        import io
+        from kadi_ops_agent.steps import Steps
+        steps = Steps(self.job)
+        self.job.write('section-open', 'reindex')  # as section() leaves it when the verb is killed inside
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            steps.summary('restore of x')
+        lines = buf.getvalue().splitlines()
+        self.assertEqual(lines[:3], ['', '[kadi-ops] end reindex rc=143', '[kadi-ops] summary of restore of x'])
+        self.assertEqual(self.job.read('section-open'), '')
+        # A section that ended on its own leaves nothing open.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(steps.section('ls', ['true']), 0)
+        self.assertEqual(self.job.read('section-open'), '')
+
     def test_files_part_way(self):
         self.assertEqual(self.state(['db', 'uploads'], ['db-restoring', 'db-committed'], 'database 9 ok\n', running=['files']),
                          "the files step failed part way: the trees are partly the set's, the database is the set's")
