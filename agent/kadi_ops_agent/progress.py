@@ -48,13 +48,20 @@ def pg_restore_progress(stream, total, errfile):
     progress line per TOC entry restored against the TOTAL entries enabled. With --jobs the workers'
     messages can interleave mid-line, so they match anywhere."""
     prog = Progress('database', total, 'entries') if total > 0 else None
+    # A -v message naming an object whose name holds a newline goes on in lines of its own (no
+    # "pg_restore: " before them): detail too, as the message they belong to.
+    in_detail = False
     with open(errfile, 'w', encoding='utf-8', errors='replace') as err:
         for line in stream:
             line = line.rstrip('\n')
             err.write(line + '\n')
             if _PG_RESTORE_VERBOSE.match(line):
                 detail(line)
+                in_detail = True
+            elif in_detail and not line.startswith('pg_restore: '):
+                detail(line)
             else:
+                in_detail = False
                 relay(line, 'pg_restore: ')
             if prog is not None and _PG_RESTORE_ENTRY.search(line):
                 prog.add(1)

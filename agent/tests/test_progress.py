@@ -61,5 +61,22 @@ class PgRestoreProgressTest(ZipappTestCase):
         self.assertIn('  | Command was: CREATE TABLE public."x', lines)
         self.assertIn('pg_restore: error: could not execute query: ERROR:  relation "x', lines)
 
+    def test_the_rest_of_a_verbose_message_quoting_a_name_with_newlines_is_detail_too(self):
+        # "creating TABLE" of a table whose name holds newlines: its other lines are the message's
+        # (detail, in the job's log), not lines for the operator.
+        import os
+        import tempfile
+        stream = io.StringIO('pg_restore: creating TABLE "public.line\nbreak; \"t\" \u00fc"\n'
+                             'pg_restore: creating INDEX "public.we\n;ird"\n'
+                             'pg_restore: processing data for table "public.plain"\n')
+        with tempfile.TemporaryDirectory() as d:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                self.progress.pg_restore_progress(stream, 3, os.path.join(d, 'err'))
+        lines = out.getvalue().splitlines()
+        self.assertEqual([l for l in lines if not l.startswith('[')], [], 'nothing but detail and progress')
+        self.assertIn('[detail] break; "t" \u00fc"', lines)
+        self.assertIn('[progress] database 100% 3/3 entries', lines)
+
 if __name__ == '__main__':
     unittest.main()
