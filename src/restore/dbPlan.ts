@@ -451,6 +451,9 @@ export function planDbRestore(
   // statements (relative to the built-in defaults) do not take them away: roles the set's own
   // privileges for it do not name may then read or change it. Said, with whom and which objects.
   const granting = live.defaultAcls.filter((a) => a.grantees.length > 0);
+  // Default privileges IN SCHEMA s go with s when the restore drops it and makes it again (its
+  // objects are then made before the set's own DEFAULT ACL entries run): only those of schemas kept.
+  const schemaRemade = (schema: string): boolean => enabledEntries.some((x) => x.desc === 'SCHEMA' && x.name === schema && !keep.has(x.dumpId) && clean && lookup(x) !== undefined);
   if (granting.length > 0) {
     const widened = new Map<string, string[]>();
     for (const e of enabledEntries) {
@@ -459,7 +462,7 @@ export function planDbRestore(
       // Roles the set grants to itself on this object (its ACL entry): the default gives them nothing new.
       const acl = enabledEntries.find((a) => a.desc === 'ACL' && a.schema === e.schema && a.name === `${objtype === 'S' ? 'SEQUENCE' : 'TABLE'} ${e.name}`);
       const own = new Set(acl ? (opts.grantees?.get(acl.dumpId) ?? []) : []);
-      const to = [...new Set(granting.filter((a) => a.objtype === objtype && (a.schema === '' || tocText(a.schema) === e.schema)).flatMap((a) => a.grantees))].filter((r) => !own.has(r)).sort();
+      const to = [...new Set(granting.filter((a) => a.objtype === objtype && (a.schema === '' || (tocText(a.schema) === e.schema && !schemaRemade(e.schema)))).flatMap((a) => a.grantees))].filter((r) => !own.has(r)).sort();
       if (to.length === 0) continue;
       const k = to.join(', ');
       widened.set(k, [...(widened.get(k) ?? []), describe(e)]);

@@ -61,6 +61,12 @@ describe('database restore plan (dbPlan)', () => {
     const q = planDbRestore(withAcl, db, { clean: true, listing: serializeListing(setEnabled(parseListing(withAcl), [3521], false)), grantees: new Map([[3600, ['audit']]]) });
     assert.ok(q.warnings.some((w) => w.startsWith('Role kadi has default privileges (ALTER DEFAULT PRIVILEGES) that grant to PUBLIC, which') && w.includes('(TABLE public.t)')), q.warnings.join('\n'));
     assert.deepEqual(planDbRestore(TOC, live(), { clean: true, listing: withoutDbaTableData() }).warnings.filter((w) => w.includes('default privileges')), [], 'none without default privileges');
+    // Those IN SCHEMA of a schema the restore drops and makes again go with it: its tables do not get them.
+    const inOdd: LiveDb = { ...live(), defaultAcls: [{ schema: 'odd "schema"; ü', objtype: 'r', grantees: ['odd reader'] }] };
+    assert.deepEqual(planDbRestore(TOC, inOdd, { clean: true, listing: withoutDbaTableData() }).warnings.filter((w) => w.includes('odd reader')), []);
+    // With the schema's own entry (9) left out, the schema stays, and so do they: its tables made again get them.
+    const schemaKept = planDbRestore(TOC, inOdd, { clean: true, listing: serializeListing(setEnabled(parseListing(withoutDbaTableData()), [9], false)) });
+    assert.ok(schemaKept.warnings.some((w) => w.includes('grant to odd reader') && w.includes('odd "schema"; ü.')), schemaKept.warnings.join('\n'));
   });
 
   it("keeps another role's collation and text search configuration (with their comments); its statistics object on a table the restore re-creates is created again where the Kadi role owns the schema, refused where it does not", () => {
