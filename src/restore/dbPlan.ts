@@ -51,6 +51,8 @@ export interface LiveDb {
   defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
   /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string }; via?: 'partition' | 'inherits' }[];
+  /** Relations in a tablespace of their own, and whether the restoring role may create there; absent from an older agent. */
+  tablespaces?: { kind: string; schema: string; tag: string; tablespace: string; canCreate: boolean }[];
   /** The tables each publication lists by name (dropping a table takes it out of them); absent from an older agent. */
   publicationTables?: { publication: string; owner: string; schema: string; table: string }[];
   /** Indexes and extended statistics on tables, with their definitions (dropping a table takes them along); absent from an older agent. */
@@ -113,6 +115,9 @@ export function parseLiveDb(json: string): LiveDb {
       on: { kind: String(a[3]), schema: String(a[4]), tag: String(a[5]) },
       ...(a[6] === 'partition' || a[6] === 'inherits' ? { via: a[6] } : {}),
     })),
+    ...(Array.isArray(o.tablespaces)
+      ? { tablespaces: (o.tablespaces as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]), tablespace: String(a[3]), canCreate: a[4] === true })) }
+      : {}),
     ...(Array.isArray(o.publicationTables)
       ? { publicationTables: (o.publicationTables as unknown[][]).map((a) => ({ publication: String(a[0]), owner: String(a[1]), schema: String(a[2]), table: String(a[3]) })) }
       : {}),
@@ -414,6 +419,18 @@ export function planDbRestore(
     if (gone.length > 0) {
       warnings.push(
         `${gone.length} index(es) or statistics object(s) on tables this restore makes again are not in the set (or the listing leaves them out) and go with their tables (${firstOf(gone.map((a) => `${a.kind} ${a.schema}.${tocText(a.tag)}`), 5)}). To have them back, run after the restore: ${firstOf(gone.map((a) => `${a.definition};`), 5)}`,
+      );
+    }
+    // A relation made again goes back into its tablespace (the set's default_tablespace for it),
+    // which needs CREATE there: without it pg_restore fails part way. Refused before anything runs.
+    const noCreate = new Map<string, string[]>();
+    for (const t of live.tablespaces ?? []) {
+      if (t.canCreate || !dropped(t.kind, t.schema, t.tag)) continue;
+      noCreate.set(t.tablespace, [...(noCreate.get(t.tablespace) ?? []), `${t.kind} ${t.schema}.${tocText(t.tag)}`]);
+    }
+    for (const [spc, objects] of noCreate) {
+      blockers.push(
+        `${objects.length} object(s) the restore drops and makes again live in tablespace ${spc}, where role ${live.user} may not create (${firstOf(objects, 5)}): pg_restore would fail there. Nothing was changed. As a superuser or the tablespace's owner run: GRANT CREATE ON TABLESPACE ${quoteIdent(spc)} TO ${quoteIdent(live.user)};`,
       );
     }
     const published = new Map<string, string[]>();

@@ -309,6 +309,29 @@ break; ""t"" ü"), 'added after the set');
     }
   });
 
+  it("a table of Kadi's in a DBA's tablespace where the Kadi role may no longer create is refused at preflight with the GRANT to run (pg_restore failed there part way); with it the restore puts the table back in that tablespace", async () => {
+    const dataDir = (await sb.psql('SHOW data_directory')).trim();
+    const owner = fs.statSync(dataDir);
+    const spc = path.join(path.dirname(sb.backupDir), 'tablespace fast ü');
+    fs.mkdirSync(spc);
+    fs.chownSync(spc, owner.uid, owner.gid);
+    await sb.psql(`CREATE TABLESPACE "fast disk; ü" LOCATION '${spc}'; GRANT CREATE ON TABLESPACE "fast disk; ü" TO kadi; SET ROLE kadi; CREATE TABLE on_fast (v integer) TABLESPACE "fast disk; ü"; INSERT INTO on_fast VALUES (7); RESET ROLE;`);
+    try {
+      const name = await backup();
+      await sb.psql('REVOKE CREATE ON TABLESPACE "fast disk; ü" FROM kadi;');
+      const p = await plan(name);
+      const said = p.plan.blockers.find((b) => b.includes('tablespace fast disk; ü')) ?? p.plan.blockers.join('\n');
+      assert.match(said, /^1 object\(s\) the restore drops and makes again live in tablespace fast disk; ü, where role kadi may not create \(TABLE public\.on_fast\).*GRANT CREATE ON TABLESPACE "fast disk; ü" TO "kadi";$/);
+      await sb.psql('GRANT CREATE ON TABLESPACE "fast disk; ü" TO kadi;');
+      const r = await restore(name);
+      assert.equal(r.outcome.result, 'succeeded', r.log);
+      assert.equal((await sb.psql(`SELECT v || ' ' || coalesce((SELECT spcname FROM pg_tablespace t JOIN pg_class c ON c.reltablespace = t.oid WHERE c.relname = 'on_fast'), '-') FROM on_fast`)).trim(), '7 fast disk; ü');
+    } finally {
+      await sb.psql('DROP TABLE IF EXISTS on_fast; DROP TABLESPACE IF EXISTS "fast disk; ü";');
+      fs.rmSync(spc, { recursive: true, force: true });
+    }
+  });
+
   it('a database the Kadi role does not own (no CREATE on it) is named at preflight for the schemas a restore makes again; nothing runs', async () => {
     await sb.psql('ALTER DATABASE kadi OWNER TO postgres; GRANT CREATE ON SCHEMA public TO kadi;');
     try {

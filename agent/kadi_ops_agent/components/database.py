@@ -117,6 +117,14 @@ SELECT pg_catalog.json_build_object(
   'user', current_user,
   'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
   'createSchemas', pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE'),
+  -- Relations in a tablespace of their own, and whether the role may create there (a restore makes
+  -- them again in it: without CREATE on it the restore fails part way).
+  'tablespaces', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(
+                     CASE c.relkind WHEN 'i' THEN 'INDEX' WHEN 'I' THEN 'INDEX' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
+                     n.nspname, c.relname, t.spcname, pg_catalog.has_tablespace_privilege(t.oid, 'CREATE'))), '[]')
+                    FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
+                    JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace
+                   WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')),
   -- The tables each publication lists by name: dropping a table takes it out of them.
   'publicationTables', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(p.pubname, pg_catalog.pg_get_userbyid(p.pubowner), n.nspname, c.relname)), '[]')
                           FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_publication_rel r ON r.prpubid = p.oid
