@@ -51,6 +51,8 @@ export interface LiveDb {
   defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
   /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string }; via?: 'partition' | 'inherits' }[];
+  /** What a pg_dump of the whole database as this role cannot read (kind: SCHEMA, TABLE, MATERIALIZED VIEW, SEQUENCE, ROW SECURITY, LARGE OBJECT); absent from an older agent. */
+  unreadable?: { kind: string; schema: string; tag: string }[];
   /** Relations in a tablespace of their own, and whether the restoring role may create there; absent from an older agent. */
   tablespaces?: { kind: string; schema: string; tag: string; tablespace: string; canCreate: boolean }[];
   /** The tables each publication lists by name (dropping a table takes it out of them); absent from an older agent. */
@@ -115,6 +117,7 @@ export function parseLiveDb(json: string): LiveDb {
       on: { kind: String(a[3]), schema: String(a[4]), tag: String(a[5]) },
       ...(a[6] === 'partition' || a[6] === 'inherits' ? { via: a[6] } : {}),
     })),
+    ...(Array.isArray(o.unreadable) ? { unreadable: (o.unreadable as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]) })) } : {}),
     ...(Array.isArray(o.tablespaces)
       ? { tablespaces: (o.tablespaces as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]), tablespace: String(a[3]), canCreate: a[4] === true })) }
       : {}),
@@ -125,6 +128,29 @@ export function parseLiveDb(json: string): LiveDb {
       ? { attached: (o.attached as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]), table: { schema: String(a[3]), tag: String(a[4]) }, definition: String(a[5]) })) }
       : {}),
   };
+}
+
+/**
+ * Why a pg_dump of the whole database as the restoring role would fail (the restore's safety
+ * backup, after the services stopped), with what to run; undefined when nothing stands in its way
+ * or the agent did not say.
+ */
+export function safetyBackupBlocker(live: LiveDb | undefined, database?: string): string | undefined {
+  const u = live?.unreadable ?? [];
+  if (u.length === 0 || !live) return undefined;
+  const role = quoteIdent(live.user);
+  const rel = (x: { schema: string; tag: string }): string => `${quoteIdent(x.schema)}.${quoteIdent(x.tag)}`;
+  const fixes = u.slice(0, 5).map((x) =>
+    x.kind === 'SCHEMA'
+      ? `GRANT USAGE ON SCHEMA ${quoteIdent(x.tag)} TO ${role};`
+      : x.kind === 'ROW SECURITY'
+        ? `ALTER TABLE ${rel(x)} NO FORCE ROW LEVEL SECURITY; (or ALTER ROLE ${role} BYPASSRLS;)`
+        : x.kind === 'LARGE OBJECT'
+          ? `GRANT SELECT ON LARGE OBJECT ${x.tag} TO ${role};`
+          : `GRANT SELECT ON ${x.kind === 'SEQUENCE' ? 'SEQUENCE' : 'TABLE'} ${rel(x)} TO ${role};`,
+  );
+  const named = u.map((x) => (x.kind === 'ROW SECURITY' ? `row security of ${x.schema}.${tocText(x.tag)}` : x.schema === '-' ? `${x.kind} ${x.tag}` : `${x.kind} ${x.schema}.${tocText(x.tag)}`));
+  return `The safety backup (a pg_dump of all of database ${database ?? 'kadi'} as ${live.user}) cannot read ${u.length} object(s) (${firstOf(named, 5)}): it would fail after the services were stopped. Nothing was changed. Give ${live.user} read access (as their owner or a superuser: ${fixes.join(' ')}${u.length > 5 ? ' …' : ''}), or restore without a safety backup (--no-safety-backup; then nothing brings the present state back).`;
 }
 
 /** Entries only `pg_restore -l -v` prints (pg_restore handles them itself; they restore nothing on their own). */

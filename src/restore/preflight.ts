@@ -11,7 +11,7 @@ import { followJob, listJobs, LockBusyError } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
 import { componentsNamed, DEFAULT_COMPONENTS, type PreflightContext, type RestoreComponent } from '../components';
 import type { ConfigFileDiff } from './configDiff';
-import type { DbRestorePlan } from './dbPlan';
+import { safetyBackupBlocker, type DbRestorePlan } from './dbPlan';
 import { probeLive, type LiveProbe } from './probe';
 import { setTreeBytes } from '../components/trees';
 
@@ -125,6 +125,8 @@ export async function preflight(host: RemoteHost, d: Discovery, setName: string,
     blockers.push(`The safety backup includes Redis (the profile's redis is on), which it cannot take: ${probe.redisAway}. Or restore with --no-safety-backup.`);
   }
   if (safetyBackup) disk.push({ where: `${host.profile.backupDir} (safety backup)`, needBytes: Math.ceil((probe.dbBytes ?? 0) / 4), freeBytes: probe.backupFreeBytes });
+  const unreadable = safetyBackup ? safetyBackupBlocker(probe.db, d.facts.database.name) : undefined;
+  if (unreadable) blockers.push(unreadable);
   for (const c of chosen) c.checkLive?.(ctx);
   for (const dk of disk) if (dk.freeBytes !== undefined && dk.needBytes > dk.freeBytes) blockers.push(`Not enough free space in ${dk.where}: about ${mib(dk.needBytes)} needed, ${mib(dk.freeBytes)} free.`);
 

@@ -332,6 +332,23 @@ break; ""t"" ü"), 'added after the set');
     }
   });
 
+  it('what a pg_dump as the Kadi role cannot read (another role\'s table without a grant, a table whose row security is forced) is refused at preflight when a safety backup would dump it, with the grants to run; not without one', async () => {
+    await sb.psql(`CREATE TABLE "dba secret; ü" (v integer); ALTER TABLE "dba secret; ü" OWNER TO kadi_dba; ALTER TABLE record ENABLE ROW LEVEL SECURITY; ALTER TABLE record FORCE ROW LEVEL SECURITY; CREATE POLICY all_rows ON record USING (true);`);
+    try {
+      const p = await plan(set, { safetyBackup: true });
+      const said = p.plan.blockers.find((b) => b.startsWith('The safety backup (a pg_dump of all of database kadi as kadi) cannot read 2 object(s)')) ?? p.plan.blockers.join('\n');
+      for (const part of ['TABLE public.dba secret; ü', 'row security of public.record', 'GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi";', 'ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY;', '--no-safety-backup']) {
+        assert.ok(said.includes(part), `${part}\n${said}`);
+      }
+      // What it names is what the backup meets: a backup of the instance fails on it.
+      const b = await runJob(host, pool, async () => startBackup(host, await d()));
+      assert.equal(b.outcome.result, 'failed', b.log);
+      assert.deepEqual((await plan(set, { safetyBackup: false })).plan.blockers.filter((x) => x.startsWith('The safety backup')), []);
+    } finally {
+      await sb.psql('DROP TABLE IF EXISTS "dba secret; ü"; DROP POLICY IF EXISTS all_rows ON record; ALTER TABLE record NO FORCE ROW LEVEL SECURITY; ALTER TABLE record DISABLE ROW LEVEL SECURITY;');
+    }
+  });
+
   it('a database the Kadi role does not own (no CREATE on it) is named at preflight for the schemas a restore makes again; nothing runs', async () => {
     await sb.psql('ALTER DATABASE kadi OWNER TO postgres; GRANT CREATE ON SCHEMA public TO kadi;');
     try {

@@ -117,6 +117,30 @@ SELECT pg_catalog.json_build_object(
   'user', current_user,
   'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
   'createSchemas', pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE'),
+  -- What a pg_dump of the whole database as this role cannot read (a restore's safety backup would
+  -- fail on it after the services stopped): a schema without USAGE, a table, materialized view or
+  -- sequence without SELECT, a table whose row security applies to the role (forced, or another
+  -- role's table; pg_dump refuses to dump part of it), another role's large object without SELECT.
+  'unreadable', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t)), '[]') FROM (
+    SELECT 'SCHEMA' AS k, '-' AS s, n.nspname AS t FROM nsp n WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+    UNION ALL
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, n.nspname, c.relname
+      FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'm', 'S') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+       AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+    UNION ALL
+    SELECT 'ROW SECURITY', n.nspname, c.relname
+      FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity
+       AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))
+       AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+    UNION ALL
+    SELECT 'LARGE OBJECT', '-', l.oid::pg_catalog.text
+      FROM pg_catalog.pg_largeobject_metadata l
+     WHERE NOT pg_catalog.pg_has_role(l.lomowner, 'USAGE')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(l.lomacl, pg_catalog.acldefault('L', l.lomowner))) a
+                        WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')))
+       AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)) u),
   -- Relations in a tablespace of their own, and whether the role may create there (a restore makes
   -- them again in it: without CREATE on it the restore fails part way).
   'tablespaces', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(
