@@ -182,6 +182,11 @@ class CopierTest(ZipappTestCase):
         self.assertEqual(r1.returncode, 0, r1.stderr)
         while time.time() <= written + 0.05:
             time.sleep(0.05)
+        self.rewritten_is_copied_untouched_is_linked(p, s1)
+
+    def rewritten_is_copied_untouched_is_linked(self, p, s1):
+        """P rewritten in place under its old size and times, then a set after S1: it holds the new
+        content (copied), and ab/untouched is linked from S1. The new set's copier output."""
         with open(p, 'r+b') as f:
             f.write(b'NEW content')  # the same size
         os.utime(p, (1_600_000_000, 1_600_000_000))
@@ -192,8 +197,9 @@ class CopierTest(ZipappTestCase):
             self.assertEqual(f.read(), b'NEW content', 'the set holds what the live file holds now')
         self.assertNotEqual(ino(s1, 'ab/record'), ino(s2, 'ab/record'), 'copied, not linked')
         self.assertEqual(listing['ab/record'][3], hashlib.sha256(b'NEW content').hexdigest())
-        self.assertEqual(ino(s1, 'ab/untouched'), ino(s2, 'ab/untouched'), 'unchanged since before the set began: linked')
+        self.assertEqual(ino(s1, 'ab/untouched'), ino(s2, 'ab/untouched'), 'unchanged since before the copy began: linked')
         self.assertEqual(summary['newFiles'], 1)
+        return r2
 
     def test_the_previous_sets_own_record_of_when_its_copy_began_decides_to_the_moment(self):
         # As a real set's manifest has it (trees.storage is the copier's summary): copyStartedNs,
@@ -208,18 +214,7 @@ class CopierTest(ZipappTestCase):
         self.assertTrue(time.time_ns() - 60 * 10**9 < started <= time.time_ns(), summary1)
         # The backup as a whole began a minute later than is true (whole seconds, less the minute's margin, would link nothing here).
         self.began(s1, time.time() - 3600, trees={'storage': summary1})
-        with open(p, 'r+b') as f:
-            f.write(b'NEW content')  # the same size
-        os.utime(p, (1_600_000_000, 1_600_000_000))
-        r2, s2, listing, summary = self.copy('s2', s1)
-        self.assertEqual(r2.returncode, 0, r2.stderr)
-        ino = lambda s, rel: os.stat(os.path.join(s, 'storage', rel)).st_ino  # noqa: E731
-        with open(os.path.join(s2, 'storage/ab/record'), 'rb') as f:
-            self.assertEqual(f.read(), b'NEW content')
-        self.assertNotEqual(ino(s1, 'ab/record'), ino(s2, 'ab/record'))
-        self.assertEqual(ino(s1, 'ab/untouched'), ino(s2, 'ab/untouched'), 'written before the copy began: linked')
-        self.assertEqual(summary['newFiles'], 1)
-        self.assertNotIn('WARNING', r2.stderr)
+        self.assertNotIn('WARNING', self.rewritten_is_copied_untouched_is_linked(p, s1).stderr)
 
     def test_a_previous_set_that_does_not_say_when_it_began_links_nothing_and_says_so(self):
         self.write('a/one', b'one', 0o640, 1_600_000_000)
