@@ -38,15 +38,20 @@ export function printReport(ctx: CliContext, title: string, report: JobReport, o
 export function confirmed(ctx: CliContext, host: RemoteHost): boolean {
   const yes = ctx.args.value('yes');
   if (yes === host.profile.name) return true;
-  ctx.err(yes === undefined ? `Nothing changed. To proceed, repeat with --yes ${host.profile.name}` : wrongYes(yes, host.profile.name));
+  usageNote(ctx, yes === undefined ? `Nothing changed. To proceed, repeat with --yes ${host.profile.name}` : wrongYes(yes, host.profile.name));
   return false;
+}
+
+/** A refusal that ends the verb with exit status 2: as text, or with --json the error line every other usage error is (README). */
+function usageNote(ctx: CliContext, message: string): void {
+  ctx.err(ctx.json ? JSON.stringify({ error: { kind: 'usage', message, exitCode: 2, command: ctx.args.command } }) : message);
 }
 
 /** A --yes that names another host: said before anything connects or runs (a verify, a listing), not after. */
 export function yesNamesAnother(ctx: CliContext, profileName: string): boolean {
   const yes = ctx.args.value('yes');
   if (yes === undefined || yes === profileName) return false;
-  ctx.err(wrongYes(yes, profileName));
+  usageNote(ctx, wrongYes(yes, profileName));
   return true;
 }
 

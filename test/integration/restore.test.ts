@@ -675,6 +675,12 @@ describe('restore against the sandbox host', function () {
     const wrong = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox');
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /does not name this host/);
+    // With --json the refusal is the error line every usage error is.
+    const wrongJson = await run('restore', 'sandbox-sudo', set, '--components', 'db', '--no-safety-backup', '--yes', 'sandbox', '--json');
+    assert.equal(wrongJson.code, 2);
+    const err = JSON.parse(wrongJson.stderr.trim()) as { error: { kind: string; message: string; exitCode: number; command: string } };
+    assert.deepEqual([err.error.kind, err.error.exitCode, err.error.command], ['usage', 2, 'restore']);
+    assert.match(err.error.message, /does not name this host/);
     // Said before anything runs: no preflight verify job (before: the set was verified first), no plan.
     assert.equal(fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).length, wrongJobs, wrong.stderr);
     assert.equal(wrong.stdout, '');
