@@ -1,6 +1,6 @@
 /** CLI verbs that run or manage jobs and backup sets; backup, verify and prune run their flows (src/flows). */
 import { listSets, setPinned, cleanPartials } from '../backup/backupSets';
-import { hostNow, latestSet, partialOrigin, type BackupSet, type SetListing } from '../backup/manifest';
+import { clockNote, hostNow, latestSet, partialOrigin, type BackupSet, type SetListing } from '../backup/manifest';
 import { setState, stateLabel } from '../backup/setState';
 import type { RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
@@ -108,7 +108,10 @@ export const jobCommands: Record<string, CliCommand> = {
     summary: 'list backup sets (newest first) with size, status and Kadi version',
     async run(ctx) {
       const host = await hostFor(ctx);
-      const listing = await listSets(host);
+      // The clock's offset is a measurement of this call (it differs by milliseconds between two): said as a note when it matters, not listed.
+      const { clockOffsetMs: _offset, ...listing } = await listSets(host);
+      const clock = clockNote({ clockOffsetMs: _offset });
+      if (clock) ctx.err(`Note: ${clock}.`);
       if (ctx.json) {
         ctx.out(JSON.stringify({ ...listing, sets: listing.sets.map((s) => ({ ...s, state: setState(s.verify) })) }, null, 2));
         return 0;
