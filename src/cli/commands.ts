@@ -11,7 +11,7 @@ import { formatAge, formatBytes } from '../core/format';
 import { UntrustedAgentError } from '../remote/agent';
 import { CancelledError, HostKeyChangedError } from '../ssh/errors';
 import { UsageError } from './args';
-import { HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
+import { CliConfigError, HOST_ARG, pickProfile, type CliCommand, type CliContext } from './context';
 import { jobCommands } from './jobCommands';
 import { offsiteCommands } from './offsiteCommands';
 import { restoreCommands } from './restoreCommands';
@@ -140,7 +140,9 @@ export const commands: Record<string, CliCommand> = {
     options: [],
     summary: 'one line per host: newest good set and its age, its state, the schedule and its last run; exit status 1 when any host is stale, failed, unreachable, untrusted (host key or agent) or has no schedule',
     async run(ctx) {
-      const names = ctx.positionals.length > 0 ? [...ctx.positionals] : ctx.profiles.map((p) => p.name);
+      // Each host once; none configured is an error of the configuration, never "all good" (exit 0) to a monitor.
+      const names = ctx.positionals.length > 0 ? [...new Set(ctx.positionals)] : ctx.profiles.map((p) => p.name);
+      if (names.length === 0) throw new CliConfigError('No hosts are configured: `kadi-ops status` has nothing to report on (add hosts to the configuration).');
       const rows = await Promise.all(names.map((n) => hostStatus(ctx, pickProfile(ctx, n))));
       if (ctx.json) ctx.out(JSON.stringify(rows, null, 2));
       else {

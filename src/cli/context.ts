@@ -18,6 +18,14 @@ export interface CliContext {
 }
 
 /** A verb: its declared arguments and options (args.ts) and what it does. */
+/** A problem with the host configuration (missing, unreadable, invalid, none configured): exit status 2. */
+export class CliConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliConfigError';
+  }
+}
+
 export interface CliCommand extends CommandSpec {
   run(ctx: CliContext): Promise<number>;
   /** What Ctrl-C does: cancel what the verb runs (the default), or only stop watching (attach: the job is not this command's). */

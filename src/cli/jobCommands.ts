@@ -7,7 +7,7 @@ import { backupFlow } from '../flows/backupFlow';
 import { pruneFlow, type PruneFlowResult } from '../flows/pruneFlow';
 import { verifyFlow } from '../flows/verifyFlow';
 import { cancelJob, followJob, jobStatus, listJobs } from '../remote/jobs';
-import type { RemoteHost } from '../remote/remoteHost';
+import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import { formatBytes } from '../core/format';
 import { UsageError } from './args';
 import type { ArgSpec, OptionSpec } from './args';
@@ -19,6 +19,18 @@ export async function attach(ctx: CliContext, host: RemoteHost, id: string): Pro
   const outcome = await followJob(host, id, { sink: consoleSink(ctx), signal: ctx.signal, reconnect: () => ctx.pool.get(host.profile) });
   printOutcome(ctx, outcome);
   return exitCodeOf(outcome);
+}
+
+/** The job ID on HOST, or a usage error naming where to look (not the agent's exit status). */
+async function knownJob(host: RemoteHost, id: string): Promise<void> {
+  try {
+    await jobStatus(host, id);
+  } catch (e) {
+    if (e instanceof RemoteCommandError && e.result.code === 2 && /no job /.test(e.result.stderr + e.result.stdout)) {
+      throw new UsageError(`No job "${id}" on ${host.profile.name}: \`kadi-ops jobs ${host.profile.name}\` lists them.`);
+    }
+    throw e;
+  }
 }
 
 const NO_SET = 'Name a backup set (see `kadi-ops list <host>`), or "latest".';
@@ -189,7 +201,7 @@ export const jobCommands: Record<string, CliCommand> = {
       const host = await hostFor(ctx);
       const id = ctx.positionals[1];
       if (!id) throw new UsageError(NO_JOB);
-      await jobStatus(host, id);
+      await knownJob(host, id);
       // Watching a job (a scheduled one, a colleague's) never cancels it: Ctrl-C only stops following.
       const stopped = new Promise<'stopped'>((resolve) => {
         if (ctx.signal.aborted) resolve('stopped');
@@ -221,6 +233,7 @@ export const jobCommands: Record<string, CliCommand> = {
       const id = ctx.positionals[1];
       if (!id) throw new UsageError(NO_JOB);
       const force = ctx.args.flag('force');
+      await knownJob(host, id);
       const r = await cancelJob(host, id, { force });
       const next = r.stillCleaning ? ` Follow it with \`kadi-ops attach ${host.profile.name} ${id}\`; if it hangs, \`kadi-ops cancel ${host.profile.name} ${id} --force\` stops it.` : '';
       ctx.err(`Job ${id}: ${r.text}.${next}`);

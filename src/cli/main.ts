@@ -19,14 +19,9 @@ import { commands } from './commands';
 import type { CliContext } from './context';
 import { commandHelp, commandHint, fullHelp, HELP_HINT, SHORT_USAGE } from './help';
 import { TerminalHostKeys, TerminalSecrets } from './terminalPrompts';
+import { CliConfigError } from './context';
 
-/** A problem with the host configuration (missing, unreadable, invalid): exit status 2. */
-export class CliConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CliConfigError';
-  }
-}
+export { CliConfigError };
 
 export type CliErrorKind = 'usage' | 'config' | 'failed' | 'cancelled';
 const EXIT_STATUS: Readonly<Record<CliErrorKind, number>> = { usage: 2, config: 2, failed: 1, cancelled: 130 };

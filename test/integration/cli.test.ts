@@ -275,6 +275,21 @@ describe('kadi-ops CLI against the sandbox host', function () {
     }
   });
 
+  it('a job that does not exist is a usage error naming where to look; status reports each host once, and no host at all is an error, not "all good"', () => {
+    for (const verb of ['attach', 'cancel']) {
+      const r = cli([verb, 'sandbox', '20200101T000000Z-abcdef', '--config', config]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trim(), 'No job "20200101T000000Z-abcdef" on sandbox: `kadi-ops jobs sandbox` lists them.');
+    }
+    const twice = cli(['status', 'sandbox', 'sandbox', '--config', config, '--json']);
+    assert.equal((JSON.parse(twice.stdout) as unknown[]).length, 1, twice.stdout);
+    const empty = path.join(sb.root, 'cli-no-hosts.json');
+    fs.writeFileSync(empty, JSON.stringify({ hosts: [] }));
+    const none = cli(['status', '--config', empty]);
+    assert.equal(none.code, 2, none.stdout + none.stderr);
+    assert.match(none.stderr, /No hosts are configured/);
+  });
+
   it('bad configuration is a clear error naming the host and the field, with exit status 2', () => {
     const bad = path.join(sb.root, 'bad-hosts.json');
     fs.writeFileSync(bad, JSON.stringify({ hosts: [{ name: 'x', ssh: { host: 'h', port: 'abc' } }] }));
