@@ -31,7 +31,7 @@ export function printOutcome(ctx: CliContext, outcome: JobOutcome): void {
 /** A finished job's parsed summary: JSON with --json, else the report lines on stderr. */
 export function printReport(ctx: CliContext, title: string, report: JobReport, outcome: JobOutcome): void {
   if (ctx.json) ctx.out(JSON.stringify({ outcome, report: { ...report, sections: undefined } }, null, 2));
-  else for (const l of formatReport(title, report, outcome.result)) ctx.err(l);
+  else for (const l of formatReport(title, report, outcome.result, outcome)) ctx.err(l);
 }
 
 /** Destructive verbs proceed only with --yes naming the host profile, like typing its name. */

@@ -119,11 +119,17 @@ export function filesCheckSummary(f: FilesCheckResult): string {
   return `FAILED: it did not run to its end${why ? ` (${why})` : ''}`;
 }
 
-/** The one summary the CLI prints at the end (the UI shows the same facts). */
-export function formatReport(title: string, r: JobReport, outcome: string): string[] {
+/**
+ * The one summary the CLI prints at the end (the UI shows the same facts). WARNINGS: the job's
+ * `WARNING:` lines as following it counted them (JobOutcome.warnings, moreWarnings), said too: a
+ * restore that left out a special file of the set did not simply succeed.
+ */
+export function formatReport(title: string, r: JobReport, outcome: string, warned: { warnings?: readonly string[]; moreWarnings?: number } = {}): string[] {
   // A job that ended 0 with items for the operator did not simply succeed: the headline says so (as "succeeded with N warnings").
   const open = r.attention.length || (r.result === 'attention' ? 1 : 0);
-  const out = [`${title}: ${outcome === 'succeeded' && open ? `succeeded, ${open} item(s) need attention` : outcome}`];
+  const w = (warned.warnings?.length ?? 0) + (warned.moreWarnings ?? 0);
+  const headline = outcome === 'succeeded' && open ? `succeeded, ${open} item(s) need attention` : outcome === 'succeeded' && w ? `succeeded with ${w} warning${w === 1 ? '' : 's'}` : outcome;
+  const out = [`${title}: ${headline}`];
   for (const st of r.steps) out.push(`  ${st.name.padEnd(18)} ${st.result === 'skipped' ? `skipped${st.note ? ` (${st.note})` : ''}` : `${st.seconds}s${st.result === 'failed' ? '  FAILED' : ''}`}`);
   if (r.failedStep) out.push(`  failed in step: ${r.failedStep}`);
   if (r.safetySet) out.push(`  pre-restore safety set: ${r.safetySet}`);
@@ -138,6 +144,8 @@ export function formatReport(title: string, r: JobReport, outcome: string): stri
     out.push('  needs attention:');
     for (const a of r.attention) out.push(`    - ${a}`);
   }
+  for (const x of warned.warnings ?? []) out.push(`  warning: ${x}`);
+  if (warned.moreWarnings) out.push(`  … and ${warned.moreWarnings} more warnings in the output above`);
   return out;
 }
 

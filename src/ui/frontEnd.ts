@@ -28,7 +28,7 @@ export function vscodeFrontEnd(deps: CommandDeps, profile: HostProfile, opts: { 
     async finished(title, outcome, report) {
       // The outcome itself was shown by runJobWithProgress; a report adds its summary.
       if (!report) return;
-      for (const line of formatReport(title, report, outcome.result)) channel.info(line);
+      for (const line of formatReport(title, report, outcome.result, outcome)) channel.info(line);
       if (report.attention.length > 0) {
         const c = await vscode.window.showWarningMessage(`${title}: ${report.attention.length} item(s) need attention.`, { detail: report.attention.join('\n') }, 'Show output');
         if (c) channel.show(true);

@@ -62,6 +62,9 @@ describe('restore: job report', () => {
     assert.equal(text[0], 'Restore of s: succeeded, 2 item(s) need attention');
     assert.deepEqual(text.slice(-3), ['  needs attention:', '    - kadi files check failed (exit status 1: x)', '    - search reindex: 2 object(s)']);
     assert.equal(formatReport('Restore of s', parseJobReport('restore_result=ok'), 'succeeded')[0], 'Restore of s: succeeded');
+    // Warnings the job printed (a special file of the set left out) are said, not a plain success.
+    const warned = formatReport('Restore of s', parseJobReport('restore_result=ok'), 'succeeded', { warnings: ['storage: skipping special file zz/fifo in the set'], moreWarnings: 2 });
+    assert.deepEqual(warned, ['Restore of s: succeeded with 3 warnings', '  warning: storage: skipping special file zz/fifo in the set', '  … and 2 more warnings in the output above']);
     assert.equal(formatReport('Restore of s', r, 'failed')[0], 'Restore of s: failed');
   });
 
