@@ -619,7 +619,8 @@ describe('restore against the sandbox host', function () {
       const set = await backup();
       const r = await restore(set, { components: ['db'], safetyBackup: true });
       assert.equal(r.outcome.result, 'succeeded', r.log);
-      assert.match(r.log, /^ {2}\| safety_set=2020-01-01T00-00-00Z$/m, 'the name was in the log, indented');
+      // pg_restore -v's message about it, its name's lines included, is detail of the log (never a line of the job's own).
+      assert.match(r.log, /^\[detail\] safety_set=2020-01-01T00-00-00Z$/m, 'the name was in the log, as detail');
       assert.notEqual(r.report.safetySet, '2020-01-01T00-00-00Z');
       assert.ok(fs.existsSync(path.join(sb.backupDir, r.report.safetySet as string, '.pre-restore')), r.log);
       assert.deepEqual(r.report.attention.filter((a) => a.includes('forged')), []);
