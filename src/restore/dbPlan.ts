@@ -51,7 +51,7 @@ export interface LiveDb {
   defaultAcls: { schema: string; objtype: string; grantees: string[] }[];
   /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string }; via?: 'partition' | 'inherits' }[];
-  /** What a pg_dump of the whole database as this role cannot read (kind: SCHEMA, TABLE, MATERIALIZED VIEW, SEQUENCE, ROW SECURITY, LARGE OBJECT); absent from an older agent. */
+  /** What a pg_dump of the whole database as this role cannot read (kind: SCHEMA, TABLE, SEQUENCE, ROW SECURITY, LARGE OBJECT); absent from an older agent. */
   unreadable?: { kind: string; schema: string; tag: string }[];
   /** Relations in a tablespace of their own, and whether the restoring role may create there; absent from an older agent. */
   tablespaces?: { kind: string; schema: string; tag: string; tablespace: string; canCreate: boolean }[];

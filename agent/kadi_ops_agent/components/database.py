@@ -118,15 +118,16 @@ SELECT pg_catalog.json_build_object(
   'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
   'createSchemas', pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE'),
   -- What a pg_dump of the whole database as this role cannot read (a restore's safety backup would
-  -- fail on it after the services stopped): a schema without USAGE, a table, materialized view or
-  -- sequence without SELECT, a table whose row security applies to the role (forced, or another
-  -- role's table; pg_dump refuses to dump part of it), another role's large object without SELECT.
+  -- fail on it after the services stopped): a schema without USAGE, a table (pg_dump locks and reads
+  -- it; a partitioned one it locks) or sequence without SELECT, a table whose row security applies
+  -- to the role (forced, or another role's table; pg_dump refuses to dump part of it), another
+  -- role's large object without SELECT. Not a view or materialized view: their rows are not dumped.
   'unreadable', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t)), '[]') FROM (
     SELECT 'SCHEMA' AS k, '-' AS s, n.nspname AS t FROM nsp n WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
     UNION ALL
-    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, n.nspname, c.relname
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname
       FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'm', 'S') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+     WHERE c.relkind IN ('r', 'p', 'S') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
        AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
     UNION ALL
     SELECT 'ROW SECURITY', n.nspname, c.relname
