@@ -38,7 +38,7 @@ import tempfile
 import time
 
 from .common import check_set_name, die, fail, one_line, out, sha256, sync_fs, walk_tree
-from .verify_quick import O_DIR, entries_name
+from .verify_quick import O_DIR, descend, entries_name
 
 USAGE = 'usage: transfer list ROOT | transfer seal-check UPLOAD | transfer link BACKUP_DIR SET UPLOAD'
 SET_RE = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$')
@@ -456,16 +456,7 @@ class _Dirs:
         and not MAKE."""
         if not d:
             return self.root
-        paths, fds = self.paths, self.fds
-        while paths and not (d == paths[-1] or d.startswith(paths[-1] + '/')):
-            paths.pop(); os.close(fds.pop())
-        at = paths[-1] if paths else ''
-        fd = fds[-1] if fds else self.root
-        for name in (d[len(at) + 1:] if at else d).split('/') if d != at else ():
-            at = at + '/' + name if at else name
-            fd = _open_dir(fd, name, make, '%s/%s' % (self.tree, at))
-            paths.append(at); fds.append(fd)
-        return fd
+        return descend(self.paths, self.fds, self.root, d, lambda parent, name, at: _open_dir(parent, name, make, '%s/%s' % (self.tree, at)))
 
     def close(self):
         for fd in self.fds: os.close(fd)
@@ -525,7 +516,8 @@ def _restore_tree(p, tree, listing, record):
         with open(listing, encoding='utf-8') as f:
             for n, line in enumerate(f, 1):
                 try:
-                    rel, mtime = (lambda r: (r[0], r[2]))(json.loads(line))
+                    e = json.loads(line)
+                    rel, mtime = e[0], e[2]
                 except (ValueError, TypeError, LookupError):
                     raise _Refused('%s: line %d is not [path, size, mtime, sha256]' % (os.path.basename(listing), n)) from None
                 if not _safe_rel(rel) or not isinstance(mtime, int) or isinstance(mtime, bool):

@@ -105,6 +105,21 @@ O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+def descend(paths, fds, root_fd, d, open_one):
+    """The descriptor of the directory D ('' the root ROOT_FD) by an open chain: PATHS and FDS, the
+    directories opened last, each inside the one before. Those D is not in are closed; D's other
+    components are opened by OPEN_ONE(parent_fd, name, path) and added to the chain."""
+    while paths and not (d.startswith(paths[-1]) and d[len(paths[-1]):len(paths[-1]) + 1] in ('', '/')):
+        paths.pop(); os.close(fds.pop())
+    at = paths[-1] if paths else ''
+    fd = fds[-1] if fds else root_fd
+    for name in (d[len(at) + 1:] if at else d).split('/') if d != at else ():
+        at = at + '/' + name if at else name
+        fd = open_one(fd, name, at)
+        paths.append(at); fds.append(fd)
+    return fd
+
+
 class NotInSet(Exception):
     """A directory of a path that is not a directory in the set: the problem of every path below it."""
 
@@ -145,20 +160,14 @@ class Below:
             return self.fd
         if self.root is None:
             raise self.error
-        # The open chain's deepest directory that D is in (or is), then D's other components.
-        paths, fds = self.paths, self.fds
-        while paths and not (d.startswith(paths[-1]) and d[len(paths[-1]):len(paths[-1]) + 1] in ('', '/')):
-            paths.pop(); os.close(fds.pop())
         self.cur = None
-        at = paths[-1] if paths else ''
-        fd = fds[-1] if fds else self.root
-        for name in (d[len(at) + 1:] if at else d).split('/') if d != at else ():
-            at = at + '/' + name if at else name
+
+        def one(parent, name, at):
             try:
-                fd = os.open(name, O_DIR, dir_fd=fd)
+                return os.open(name, O_DIR, dir_fd=parent)
             except OSError as e:
-                raise self._why(e, fds[-1] if fds else self.root, at) from None
-            paths.append(at); fds.append(fd)
+                raise self._why(e, parent, at) from None
+        fd = descend(self.paths, self.fds, self.root, d, one)
         self.cur, self.fd = d, fd
         return fd
 
