@@ -42,6 +42,7 @@ Usage: copier NAME SRC DEST PREV_SET  (PREV_SET empty for a first set)
 """
 import collections, concurrent.futures, errno, itertools, json, os, stat, threading, time
 import hashlib
+import shutil
 import sys
 
 from . import parts
@@ -731,8 +732,9 @@ def _copy(name, src, dest, prev_set, part):
 def _linkable(name, prev_set, partial):
     """What the copy of tree NAME may link from the previous set PREV_SET: (LINK_BEFORE, DAMAGED).
     A file is linked only if its ctime (any write, chmod or utime sets it to the time it happened, and
-    nothing can set it back) is not after LINK_BEFORE: the previous set's start (its manifest's
-    startedAt, taken before its trees were read) less LINK_MARGIN_NS; and only if its path is not in
+    nothing can set it back) is not after LINK_BEFORE: when the previous set's copy of the tree began
+    (its manifest's trees.NAME.copyStartedNs) less COPY_MARGIN_NS, or for a set without it its start
+    (startedAt, whole seconds, taken before its trees were read) less LINK_MARGIN_NS; and only if its path is not in
     DAMAGED: the paths of the tree that the last verification of any set in the backup directory
     found damaged (sets.damaged_paths). (-1, ...): nothing is linked, every file copied and hashed
     again (slower, never wrong), said in one WARNING: when the previous set does not say when it
@@ -801,10 +803,7 @@ def _in_parts(name, src, dest, prev_set, prev_order, mk, partial, totals, progre
     with open(os.path.join(partial, entries_name(name)), 'ab') as out:
         for p in part_entries:
             with open(p, 'rb') as f:
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk: break
-                    out.write(chunk)
+                shutil.copyfileobj(f, out, 1 << 20)
     for p in part_lists + part_entries: os.unlink(p)
     os.unlink(os.path.join(partial, '.%s.tops.json' % name))
     return vanished, replaced, changed

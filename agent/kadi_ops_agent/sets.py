@@ -165,13 +165,20 @@ def _dated_ahead(name):
     return t is not None and t > datetime.datetime.now(datetime.timezone.utc) + FUTURE_SLACK
 
 
-def found_damaged(set_dir):
-    """Whether the set's last verification found it damaged (no record, or an unreadable one: not known to be)."""
+def damaged_record(set_dir):
+    """The set's last verification record when it found the set damaged (ok false), else None (no
+    record, or one that cannot be read or says nothing: not known to be damaged)."""
     try:
         with open(os.path.join(set_dir, '.verify.json'), encoding='utf-8') as f:
-            return json.load(f).get('ok') is False
-    except (OSError, ValueError, AttributeError):
-        return False
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return r if isinstance(r, dict) and r.get('ok') is False else None
+
+
+def found_damaged(set_dir):
+    """Whether the set's last verification found it damaged (no record, or an unreadable one: not known to be)."""
+    return damaged_record(set_dir) is not None
 
 
 def pin(argv):
@@ -377,12 +384,8 @@ def damaged_paths(bd, tree):
     for n in names:
         if not SET_RE.match(n):
             continue
-        try:
-            with open(os.path.join(bd, n, '.verify.json'), encoding='utf-8') as f:
-                r = json.load(f)
-        except (OSError, ValueError):
-            continue  # not verified, or a record that says nothing: not known to be damaged (found_damaged)
-        if not isinstance(r, dict) or r.get('ok') is not False:
+        r = damaged_record(os.path.join(bd, n))
+        if r is None:
             continue
         problems, count = r.get('problems'), r.get('problemCount')
         if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
