@@ -345,15 +345,15 @@ export function planDbRestore(
       decide(e, 'create', `owned by ${e.owner} in the set; missing, so created owned by ${live.user}`);
     }
   }
-  /** Names of the publications kept as they are (another role's). */
-  const keptPublications = (): string[] => enabledEntries.filter((x) => x.desc === 'PUBLICATION' && keep.has(x.dumpId)).map((x) => x.name);
+  /** Names of the publications kept as they are (another role's): decided above; the loop below keeps no PUBLICATION entry itself. */
+  const keptPublications = enabledEntries.filter((x) => x.desc === 'PUBLICATION' && keep.has(x.dumpId)).map((x) => x.name);
   // Comments, grants and labels on a kept object need its owner: they stay as they are with it. So
   // do those on an object the dump does not create but names (`COMMENT - SCHEMA public postgres`
   // of a public schema that pg_upgrade left to the superuser).
   for (const e of enabledEntries) {
     if (keep.has(e.dumpId)) continue;
     if ((ANNOTATIONS.has(e.desc) || e.desc === 'SEQUENCE OWNED BY') && (deps.get(e.dumpId) ?? []).some((d) => keep.has(d))) keep.add(e.dumpId);
-    else if (e.desc.startsWith('PUBLICATION ') && ((deps.get(e.dumpId) ?? []).some((d) => keep.has(d)) || keptPublications().some((p) => e.name.startsWith(`${p} `)))) {
+    else if (e.desc.startsWith('PUBLICATION ') && ((deps.get(e.dumpId) ?? []).some((d) => keep.has(d)) || keptPublications.some((p) => e.name.startsWith(`${p} `)))) {
       // Adding a table to a publication needs its owner: with the publication kept, this is left to it (said below).
       keep.add(e.dumpId);
       decide(e, 'keep', `of a publication ${live.user} may not change; left to its owner`);
