@@ -34,14 +34,16 @@ Prints progress lines and `NAME: N entries checked, C files copied (B bytes), D 
 set`; writes the counts, the entries of another owner or group it could not change, those it could
 not remove and the files whose content alone differed, to RESULT (JSON) for the restore to report.
 """
+import errno
 import json
 import os
+import re
 import secrets
 import stat
 
 from . import parts
-from .common import Progress, is_fs_lost_found, one_line
-from .verify_quick import Below, NotInSet, _check_entry, path_key
+from .common import Progress, is_fs_lost_found, one_line, user_of
+from .verify_quick import Below, NotInSet, _check_entry, descend, path_key
 
 USAGE = 'usage: tree-sync NAME SET_TREE LIVE_TREE UID GID ENTRIES RESULT [content]'
 PART_USAGE = 'usage: tree-sync-part NAME SET_TREE LIVE_TREE UID GID K N SET_FD LIVE_FD [content]'
@@ -97,6 +99,7 @@ class Sync:
         self.differed_n = 0
         self.unread = []  # (content) the first few live files that could not be read to compare
         self.unread_n = 0
+        self.mounts = None  # the system's mount points, read when a directory is first removed
 
     # --- attributes -------------------------------------------------------------------------------
 
@@ -191,15 +194,21 @@ class Sync:
             for frame in stack: os.close(frame[3])
         self.writes += 1
 
+    def _mounts(self):
+        if self.mounts is None:
+            self.mounts = _mount_points()
+        return self.mounts
+
     def _remove_extra(self, dfd, e, where):
         """Removes the live entry E the set does not hold. Run as the Kadi user, one it may not remove
         (a directory of root's in it, one without write permission for it) is left as it is,
         counted and named: the instance's own files are not in it (no record of the set names it),
-        and stopping there would leave the rest of the tree half restored, worse than a leftover."""
+        and stopping there would leave the rest of the tree half restored, worse than a leftover.
+        So is, for any user, a mount point in it, with what is mounted there."""
         try:
             self._remove(dfd, e, where)
-        except PermissionError as err:
-            if self.root:
+        except OSError as err:
+            if not (err.errno == errno.EBUSY or isinstance(err, PermissionError) and not self.root):
                 raise
             self.left_n += 1
             if len(self.left) < 5:
@@ -208,10 +217,14 @@ class Sync:
 
     def _opened(self, stack, pfd, e, path):
         # A directory to empty, opened without following a link; one without permissions for its
-        # owner (the Kadi user) is given them first. As root none are needed.
+        # owner (the Kadi user) is given them first. As root none are needed. One that a file system
+        # is mounted on (another device, or a bind mount of this one) is not emptied: what is on
+        # that file system is not in this set, and may be anything.
         try:
+            st = e.stat(follow_symlinks=False)
+            if st.st_dev != os.fstat(pfd).st_dev or path in self._mounts():
+                raise OSError(errno.EBUSY, 'a file system is mounted there; left as it is')
             if not self.root:
-                st = e.stat(follow_symlinks=False)
                 if st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid():
                     os.chmod(e.name, 0o700, dir_fd=pfd)
             fd = os.open(e.name, O_DIR, dir_fd=pfd)
@@ -542,7 +555,80 @@ class Sync:
             ', %d files compared by content (%d differed)' % (self.compared, self.differed_n) if self.content else '')
 
 
-def check_set(name, root, listing, record=None, keep=5):
+class LiveDirs:
+    """Whether tree-sync, run as this user, can write every directory of the live tree LIVE that the
+    set also has: the restore's files step runs after its database step committed, and a directory
+    it cannot enter or write into (root's, a file system mounted read-only or as root's inside the
+    tree) would fail it there, half done. see(DIR) takes the set's directories in walk order; each
+    live one is opened by an O_PATH chain that never follows a link (verify_quick.descend), once.
+    One this user owns passes (the sync gives it 750 before it enters), unless its file system is
+    read-only; one of another owner passes where read, write and search are allowed to this user.
+    A live directory missing, or of another kind, is made by the sync in its parent: only the
+    parent matters. Extra live entries are not looked at: one the sync may not remove is left and
+    named, not a failure."""
+
+    O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def __init__(self, live, keep=5):
+        self.live, self.keep = live, keep
+        self.me = os.geteuid()
+        self.n, self.found = 0, []
+        self.paths, self.fds, self.absent = [], [], None
+        self.root = os.open(live, self.O_PATH_DIR & ~os.O_NOFOLLOW)  # the top may be a link (STORAGE_PATH often is)
+        self._judge(self.root, None, os.fstat(self.root), '')
+
+    def _judge(self, fd, name_in, st, rel):
+        path = self.live + ('/' + rel if rel else '')
+        if name_in is None:
+            ok = os.access(path, os.R_OK | os.W_OK | os.X_OK)
+        else:
+            ok = os.access(name_in[1], os.R_OK | os.W_OK | os.X_OK, dir_fd=name_in[0], follow_symlinks=False)
+        if ok:
+            return
+        if st.st_uid == self.me or self.me == 0:
+            if not os.statvfs(fd).f_flag & os.ST_RDONLY:
+                return
+            why = 'on a read-only file system'
+        else:
+            why = 'owner %s, mode %o' % (user_of(st.st_uid), stat.S_IMODE(st.st_mode))
+        self.n += 1
+        if len(self.found) < self.keep:
+            self.found.append('%s (%s)' % (one_line(path), why))
+
+    def see(self, d):
+        if self.absent is not None and (d == self.absent or d.startswith(self.absent + '/')):
+            return  # below a directory the sync makes: nothing there to check
+        self.absent = None
+
+        def one(parent, name, at):
+            try:
+                fd = os.open(name, self.O_PATH_DIR, dir_fd=parent)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise _Absent(at)
+                raise OSError(e.errno, e.strerror, self.live + '/' + at)
+            try:
+                self._judge(fd, (parent, name), os.fstat(fd), at)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        try:
+            descend(self.paths, self.fds, self.root, d, one)
+        except _Absent as e:
+            self.absent = e.args[0]
+
+    def close(self):
+        for fd in self.fds: os.close(fd)
+        os.close(self.root)
+        self.paths, self.fds = [], []
+
+
+class _Absent(Exception):
+    """A directory of the set the live tree does not have as one: the sync makes it."""
+
+
+def check_set(name, root, listing, record=None, keep=5, live=None):
     """Whether the set's tree ROOT is what its file list LISTING (and RECORD, its directories and
     links, where the set has one) says, as far as a sync would carry it into the live tree: read
     below ROOT's descriptor, every directory on a listed path opened relative to its parent without
@@ -550,14 +636,20 @@ def check_set(name, root, listing, record=None, keep=5):
     directory a directory and link a link to its target. The sync copies what the set holds: a
     directory of the set swapped for a link would become that link in the live tree, and the live
     directory's files would be removed as not in the set. Run by the restore before it changes
-    anything (services, database, trees). Returns (problem count, the first KEEP problems)."""
+    anything (services, database, trees). Returns (problem count, the first KEEP problems).
+    LIVE (a LiveDirs) is shown every directory of the set on the way: the record's, or in an older
+    set without one, those of the listed files."""
     below = Below(name, root)
     found, n = [], 0
+    last = None
     try:
         with open(listing, encoding='utf-8') as f:
             for line in f:
                 rel = json.loads(line)[0]
                 d, _, base = rel.rpartition('/')
+                if live is not None and not record and d != last:
+                    live.see(d)
+                    last = d
                 try:
                     st = os.lstat(base, dir_fd=below.dir_fd(d))
                     why = None if stat.S_ISREG(st.st_mode) else \
@@ -574,7 +666,10 @@ def check_set(name, root, listing, record=None, keep=5):
         if record:
             with open(record, encoding='utf-8') as f:
                 for line in f:
-                    why, rel = _check_entry(below, json.loads(line))
+                    entry = json.loads(line)
+                    why, rel = _check_entry(below, entry)
+                    if live is not None and entry[0] == 'd' and isinstance(rel, str):
+                        live.see(rel)
                     if why:
                         n += 1
                         if len(found) < keep: found.append('%s/%s: %s' % (name, rel, why))
@@ -621,6 +716,20 @@ def own_tree(live, uid, gid):
     finally:
         for fd, _ in stack: os.close(fd)
     return s
+
+
+def _mount_points():
+    """The paths file systems are mounted on, as /proc/self/mountinfo has them (its fifth field,
+    with a space, tab, newline or backslash written as an octal escape); none where it cannot be
+    read."""
+    try:
+        with open('/proc/self/mountinfo', 'rb') as f:
+            lines = f.read().split(b'\n')
+    except OSError:
+        return frozenset()
+    unescape = re.compile(rb'\\([0-7]{3})')
+    return frozenset(os.fsdecode(unescape.sub(lambda m: bytes([int(m.group(1), 8)]), line.split(b' ')[4]))
+                     for line in lines if line.count(b' ') >= 5)
 
 
 def _more_files():

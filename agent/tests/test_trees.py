@@ -11,7 +11,7 @@ import threading
 import types
 import unittest
 
-from support import AGENT_SOURCE, ZipappTestCase, put
+from support import AGENT_SOURCE, AS_NOBODY, NobodyRun, ZipappTestCase, put
 
 sys.path.insert(0, AGENT_SOURCE)
 from kadi_ops_agent import restore  # noqa: E402
@@ -69,7 +69,7 @@ class RestoreCheckTest(ZipappTestCase):
         os.mkdir(self.set)
         r = self.agent('copier', 'storage', self.live, os.path.join(self.set, 'storage'), '')
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.ctx = types.SimpleNamespace(set_dir=self.set)
+        self.ctx = types.SimpleNamespace(set_dir=self.set, opts={'storage_path': self.live}, info=False)
         self.tree = Tree('storage', 'storage_path', 'STORAGE_PATH')
 
     def refused(self):
@@ -108,6 +108,90 @@ class RestoreCheckTest(ZipappTestCase):
         os.unlink(os.path.join(s, 'zz/rel-link'))
         os.symlink('/etc/shadow', os.path.join(s, 'zz/rel-link'))
         self.assertIn('storage/zz/rel-link: symbolic link to /etc/shadow, list says d1/file', self.refused())
+
+    def test_a_missing_live_tree_is_refused_before_anything_runs(self):
+        shutil.rmtree(self.live)
+        self.assertIn('STORAGE_PATH %s does not exist' % self.live, self.refused())
+
+    def check_as_nobody(self, make):
+        """restore_check run as nobody (the Kadi user) on a set and a live tree of nobody's, after
+        MAKE(live) (run as root): its Failure's text, or '' when it passed."""
+        run = NobodyRun(self)
+        live, set_dir = os.path.join(run.base, 'live'), os.path.join(run.base, 'set')
+        shutil.copytree(self.live, live, symlinks=True)
+        shutil.copytree(self.set, set_dir, symlinks=True)
+        run.give()
+        make(live)
+        script = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
+                  'from kadi_ops_agent.components.trees import Tree\n'
+                  'from kadi_ops_agent.common import Failure\n'
+                  'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
+                  'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
+                  'except Failure as e: print(e)\n')
+        # The system's Python, as NobodyRun.agent runs (nobody may not reach this one's libraries).
+        python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
+        r = subprocess.run(['setpriv', '--reuid', str(run.nobody.pw_uid), '--regid', str(run.nobody.pw_gid), '--clear-groups',
+                            python, '-I', '-S', '-c', script, run.pyz, set_dir, live], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a tree of two owners')
+    def test_a_directory_of_the_set_the_kadi_user_cannot_write_in_the_live_tree_is_refused_before_anything_runs(self):
+        # A directory of root's inside STORAGE_PATH (a disk mounted there, a stray `sudo mkdir`):
+        # tree-sync as the Kadi user could not write into it, after the database step committed.
+        def make(live):
+            os.chown(os.path.join(live, 'zz/d0'), 0, 0)
+            os.chmod(os.path.join(live, 'zz/d0'), 0o755)
+            os.chown(os.path.join(live, 'zz/d0/deeper'), 0, 0)
+        text = self.check_as_nobody(make)
+        self.assertIn('refusing to restore: 2 directories under STORAGE_PATH ', text)
+        self.assertIn('that the set also has cannot be written by nobody (', text)
+        self.assertIn('/live/zz/d0 (owner root, mode 755); ', text)
+        self.assertIn('/live/zz/d0/deeper (owner root, mode 755)', text)
+        self.assertIn('As root, run: chown -R nobody:', text)
+        self.assertIn('nothing was changed', text)
+
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a tree of two owners')
+    def test_what_the_sync_can_do_as_the_kadi_user_passes(self):
+        # Another owner's directory it may write (group or others), its own without permissions
+        # (the sync gives them), an extra one of root's (left and named, not a failure), one the
+        # set has that the live tree lacks or has as a file (made in its parent).
+        def make(live):
+            os.chown(os.path.join(live, 'zz/d1'), 0, 0)
+            os.chmod(os.path.join(live, 'zz/d1'), 0o777)
+            os.chmod(os.path.join(live, 'zz/d2'), 0o000)
+            os.makedirs(os.path.join(live, 'zz/extra/below'))
+            os.chown(os.path.join(live, 'zz/extra'), 0, 0)
+            os.chown(os.path.join(live, 'zz/extra/below'), 0, 0)
+            shutil.rmtree(os.path.join(live, 'zz/d0'))
+            shutil.rmtree(os.path.join(live, 'zz/empty'))
+            put(live, 'zz/empty', b'a file where the set has a directory')
+            os.chown(os.path.join(live, 'zz/empty'), 0, 0)
+        self.assertEqual(self.check_as_nobody(make), '')
+
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a tree of two owners')
+    def test_in_an_older_set_the_directories_of_the_listed_files_are_checked(self):
+        os.unlink(os.path.join(self.set, 'storage.entries.jsonl'))
+
+        def make(live):
+            os.chown(os.path.join(live, 'zz/d0/deeper'), 0, 0)
+        self.assertIn('1 directory under STORAGE_PATH', self.check_as_nobody(make))
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and subprocess.run(['unshare', '-m', 'true']).returncode == 0,
+                         'needs root and unshare to mount a file system in a namespace of the test\'s own')
+    def test_a_directory_of_the_set_on_a_read_only_file_system_is_refused_even_as_root(self):
+        script = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
+                  'from kadi_ops_agent.components.trees import Tree\n'
+                  'from kadi_ops_agent.common import Failure\n'
+                  'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
+                  'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
+                  'except Failure as e: print(e)\n')
+        r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o ro none "$0/zz/d1" && "$@"',
+                            self.live, sys.executable, '-I', '-S', '-c', script, AGENT_SOURCE, self.set, self.live],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('refusing to restore: 1 directory under STORAGE_PATH %s that the set also has cannot be written by root (%s/zz/d1 '
+                      '(on a read-only file system))' % (self.live, self.live), r.stdout)
 
     def test_the_restore_checks_every_tree_before_it_stops_a_service_or_restores_the_database(self):
         done = []

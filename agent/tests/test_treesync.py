@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import time
 import unittest
@@ -13,6 +14,8 @@ from support import NobodyRun, ZipappTestCase, put
 
 ODD = os.fsdecode(b'caf\xe9 \xfc')  # not UTF-8: a name held as surrogate escapes
 T0 = 1_600_000_000
+MOUNTS = os.geteuid() == 0 and bool(shutil.which('unshare')) and subprocess.run(
+    ['unshare', '-m', 'true'], stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
 
 
 def tree(root):
@@ -464,6 +467,37 @@ class TreeSyncTest(ZipappTestCase):
             self.assertEqual(f.read(), b'set content')
         self.assertTrue(os.path.exists(os.path.join(dst, 'extra/sub/file')))
         self.assertTrue(os.path.exists(os.path.join(dst, 'lost+found/#12')))
+
+    @unittest.skipUnless(MOUNTS, 'needs root and unshare to mount file systems in a namespace of the test\'s own')
+    def test_a_mount_point_the_set_lacks_is_left_with_what_is_mounted_there_the_rest_restored(self):
+        # A disk (tmpfs) and a bind mount of a directory of the same file system, mounted inside
+        # the live tree after the set was made. Before, the sync emptied both - removing files of
+        # another file system, or of the bind's source outside the tree - then failed on the rmdir
+        # (EBUSY), after the restore's database step had committed.
+        self.put_set('keep/k', b'set content')
+        put(self.live, 'keep/k', b'live content, longer')
+        put(self.live, 'disk/x', b'placeholder')
+        put(self.live, 'aa/bind/y', b'placeholder')
+        put(self.outside, 'source/precious', b'outside the tree')
+        entries = '0' if self.PARALLEL else '2'
+        script = ('set -e; mount -t tmpfs none "$1/disk"; echo on-the-disk > "$1/disk/file"; mount --bind "$2" "$1/aa/bind"; '
+                  'shift 2; "$@"; cat "$0/disk/file"')
+        r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', script, self.live, self.live, self.outside + '/source',
+                            sys.executable, '-I', '-S', self.pyz, 'tree-sync', 'storage', self.set, self.live,
+                            str(os.geteuid()), str(os.getegid()), entries, self.result],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr + r.stdout)
+        self.assertTrue(r.stdout.endswith('on-the-disk\n'), r.stdout)  # the disk's file, still there after the sync
+        with open(self.result, encoding='utf-8') as f:
+            res = json.load(f)
+        self.assertEqual(res['notRemoved'], 2)
+        self.assertEqual(sorted(res['notRemovedFirst']), sorted([
+            self.live + '/aa/bind (a file system is mounted there; left as it is)',
+            self.live + '/disk (a file system is mounted there; left as it is)']))
+        with open(os.path.join(self.outside, 'source/precious'), 'rb') as f:
+            self.assertEqual(f.read(), b'outside the tree')
+        with open(os.path.join(self.live, 'keep/k'), 'rb') as f:
+            self.assertEqual(f.read(), b'set content')
 
     def test_the_file_systems_lost_found_at_the_top_is_left_alone_even_as_root(self):
         self.put_set('00/file', b'x')

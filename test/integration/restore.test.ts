@@ -536,20 +536,23 @@ describe('restore against the sandbox host', function () {
     const set = await backup();
     const before = await snapshot();
     await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
-    // A file changed since the set, in a directory of root's the Kadi user may read but not write:
-    // the safety backup reads it, the sync cannot put the set's file there.
-    const file = path.join(sb.storagePath, [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string);
-    fs.appendFileSync(file, 'changed since the set');
-    const dir = path.dirname(file);
-    const st = fs.statSync(dir);
-    fs.chownSync(dir, 0, 0);
-    fs.chmodSync(dir, 0o755);
+    // A file changed since the set, whose copy in the set the Kadi user can no longer read once the
+    // preflight verified it (what a disk error gives): the sync cannot put the set's file back.
+    const rel = [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string;
+    fs.appendFileSync(path.join(sb.storagePath, rel), 'changed since the set');
+    const disc = await d();
+    const plan = await preflight(host, disc, set, { components: ['db', 'storage'], safetyBackup: true });
+    assert.deepEqual(plan.blockers, []);
+    const setFile = path.join(sb.backupDir, set, 'storage', rel);
+    const st = fs.statSync(setFile);
+    fs.chownSync(setFile, 0, 0);
+    fs.chmodSync(setFile, 0o000);
     let r: Ran;
     try {
-      r = await restore(set, { components: ['db', 'storage'], safetyBackup: true });
+      r = await runJob(host, pool, () => startRestore(host, disc, plan));
     } finally {
-      fs.chownSync(dir, st.uid, st.gid);
-      fs.chmodSync(dir, st.mode & 0o7777);
+      fs.chownSync(setFile, st.uid, st.gid);
+      fs.chmodSync(setFile, st.mode & 0o7777);
     }
     assert.equal(r.outcome.result, 'failed', r.log);
     assert.equal(r.report.failedStep, 'files', r.log);
@@ -567,6 +570,38 @@ describe('restore against the sandbox host', function () {
     assert.equal(again.outcome.result, 'succeeded', again.log);
     assert.doesNotMatch(again.log, /inconsistent/);
     assert.deepEqual(treeState(sb.storagePath), before.storage);
+  });
+
+  it('a directory of the set the Kadi user cannot write in the live tree (root\'s, a stray sudo mkdir) is refused before anything runs: the database, the files and the sets stay as they were', async () => {
+    const set = await backup();
+    await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
+    const before = await snapshot();
+    const rel = [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string;
+    fs.appendFileSync(path.join(sb.storagePath, rel), 'changed since the set');
+    const changed = await snapshot();
+    const dir = path.dirname(path.join(sb.storagePath, rel));
+    const st = fs.statSync(dir);
+    fs.chownSync(dir, 0, 0);
+    fs.chmodSync(dir, 0o755);
+    const sets = fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n));
+    let r: Restored;
+    try {
+      r = await restore(set, { components: ['db', 'storage'], safetyBackup: true });
+    } finally {
+      fs.chownSync(dir, st.uid, st.gid);
+      fs.chmodSync(dir, st.mode & 0o7777);
+    }
+    assert.equal(r.outcome.result, 'failed', r.log);
+    assert.ok(
+      r.log.includes(`refusing to restore: 1 directory under STORAGE_PATH ${sb.storagePath} that the set also has cannot be written by ${sb.kadiUser} (${dir} (owner root, mode 755)): its files could not be restored, and that would only show after the database was. As root, run: chown -R ${sb.kadiUser}:`),
+      r.log,
+    );
+    assert.doesNotMatch(r.log, /\[step\] (safety-backup|stop|database|files)/, 'refused before a step ran');
+    assert.equal(await tableDigests(sb), changed.db, 'the database is as it was');
+    assert.deepEqual(treeState(sb.storagePath), changed.storage, 'the files are as they were');
+    assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was made or removed');
+    const again = await restore(set, { components: ['db', 'storage'] });
+    assert.equal(again.outcome.result, 'succeeded', again.log);
   });
 
   it('a restore killed outright during the file sync (its cleanup never runs) is told as died half done, its pre-restore set stays pinned, and a restore again completes it', async () => {

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import grp
+import shlex
 import subprocess
 import threading
 
@@ -152,24 +153,42 @@ class Tree:
     def restore_check(self, ctx):
         """Before the restore changes anything (it runs before the services are stopped): a set's
         tree that is not what its file list says, where the sync would carry the difference into
-        the live tree (treesync.check_set), is refused. Archive-mode sets have no list: their
-        archive is checked by its extraction."""
+        the live tree (treesync.check_set), is refused. So is a live tree with a directory of the
+        set's that the sync, run as this user, could not write (treesync.LiveDirs): the files step
+        comes after the database step committed, and would fail there half done. Archive-mode sets
+        have no list: their archive is checked by its extraction."""
         d = ctx.set_dir
         src, listing = os.path.join(d, self.name), os.path.join(d, self.name + '.files.jsonl')
         if not os.path.lexists(src) or not os.path.isfile(listing):
             return
-        from ..treesync import check_set
+        from ..treesync import LiveDirs, check_set
         from ..verify_quick import entries_name
         record = os.path.join(d, entries_name(self.name))
+        live = self.live(ctx)
+        if not os.path.isdir(live):
+            fail('refusing to restore: %s %s does not exist (make it, owned by the Kadi user); nothing was changed' % (self.label, live))
         try:
-            n, first = check_set(self.name, src, listing, record if os.path.isfile(record) else None)
+            dirs = LiveDirs(live)
+        except OSError as e:
+            fail('refusing to restore: %s %s cannot be opened (%s); nothing was changed' % (self.label, live, one_line(e)))
+        try:
+            n, first = check_set(self.name, src, listing, record if os.path.isfile(record) else None, live=dirs)
         except (OSError, ValueError, TypeError, LookupError) as e:
-            fail('refusing to restore: the set\'s %s tree cannot be checked against its lists (%s); nothing was changed'
-                 % (self.name, one_line(e)))
+            fail('refusing to restore: the set\'s %s tree cannot be checked against its lists or %s (%s); nothing was changed'
+                 % (self.name, self.label, one_line(e)))
+        finally:
+            dirs.close()
         if n:
             fail('refusing to restore: the set\'s %s tree is not what its file list says (%d %s; %s): a restore would '
                  'carry that into %s. Verify the set; nothing was changed'
                  % (self.name, n, 'problem' if n == 1 else 'problems', '; '.join(one_line(p) for p in first), self.label))
+        if dirs.n:
+            st = os.stat(live)
+            fail('refusing to restore: %d %s under %s %s that the set also has cannot be written by %s (%s): its files '
+                 'could not be restored, and that would only show after the database was. As root, run: chown -R %s:%s %s '
+                 '(or mount the file system read-write); nothing was changed'
+                 % (dirs.n, 'directory' if dirs.n == 1 else 'directories', self.label, live, user_name(), '; '.join(dirs.found),
+                    user_name(), _group(st.st_gid), shlex.quote(live)))
 
     def restore(self, ctx):
         """Makes the live tree exactly the set's. Only differences are written and the sync is
