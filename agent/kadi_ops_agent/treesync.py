@@ -574,23 +574,29 @@ class LiveDirs:
         self.me = os.geteuid()
         self.n, self.found = 0, []
         self.paths, self.fds, self.absent = [], [], None
+        self.read_only = {}  # st_dev: its file system is mounted read-only
         self.root = os.open(live, self.O_PATH_DIR & ~os.O_NOFOLLOW)  # the top may be a link (STORAGE_PATH often is)
         self._judge(self.root, None, os.fstat(self.root), '')
 
     def _judge(self, fd, name_in, st, rel):
-        path = self.live + ('/' + rel if rel else '')
-        if name_in is None:
-            ok = os.access(path, os.R_OK | os.W_OK | os.X_OK)
-        else:
-            ok = os.access(name_in[1], os.R_OK | os.W_OK | os.X_OK, dir_fd=name_in[0], follow_symlinks=False)
-        if ok:
-            return
         if st.st_uid == self.me or self.me == 0:
-            if not os.statvfs(fd).f_flag & os.ST_RDONLY:
+            # Its own (or root): only a read-only file system stops it, asked once per device.
+            ro = self.read_only.get(st.st_dev)
+            if ro is None:
+                ro = self.read_only[st.st_dev] = bool(os.statvfs(fd).f_flag & os.ST_RDONLY)
+            if not ro:
                 return
             why = 'on a read-only file system'
         else:
+            path = self.live + ('/' + rel if rel else '')
+            if name_in is None:
+                ok = os.access(path, os.R_OK | os.W_OK | os.X_OK)
+            else:
+                ok = os.access(name_in[1], os.R_OK | os.W_OK | os.X_OK, dir_fd=name_in[0], follow_symlinks=False)
+            if ok:
+                return
             why = 'owner %s, mode %o' % (user_of(st.st_uid), stat.S_IMODE(st.st_mode))
+        path = self.live + ('/' + rel if rel else '')
         self.n += 1
         if len(self.found) < self.keep:
             self.found.append('%s (%s)' % (one_line(path), why))
