@@ -76,6 +76,13 @@ def _make_set(job, o, bd):
     short = lambda kb: 'not enough space in %s: about %d MiB needed, %d MiB free' % (bd, kb // 1024, free_kb // 1024)  # noqa: E731
     if need_kb > free_kb:
         fail(short(need_kb))
+    # Inodes run out before blocks where a set is mostly directories (a repeat set of Kadi's uuid
+    # layout: ~1.9 per file, each set again). A file system without a fixed count says 0 (btrfs).
+    need_inodes = sum(c.inodes_needed(ctx, first) for c in components)
+    fs = os.statvfs(bd)
+    if fs.f_files and need_inodes > fs.f_favail:
+        fail('not enough inodes in %s: about %d needed (a set makes its directories again), %d free (df -i); '
+             'prune older sets or move the backup directory to a file system with more' % (bd, need_inodes, fs.f_favail))
     space = {}
     handles = []
 

@@ -20,17 +20,40 @@ from .common import Progress, sha256
 USAGE = 'usage: manifest PARTIAL BASE_JSON'
 
 
-def tree_entries(set_dir, tree):
-    """The entries (files, directories, links) the backup of SET_DIR counted in its TREE, as its
-    manifest records them: a progress total without a walk. 0 when the set does not say."""
+def tree_artifact(set_dir, tree):
+    """The artifact of SET_DIR's manifest that holds its TREE: the tree's list (`tree`, with the
+    copier's counts) or its archive (`archiveOf`, with its size); None when the set has neither or
+    its manifest cannot be read."""
     try:
         with open(os.path.join(set_dir, 'manifest.json'), encoding='utf-8') as f:
             for a in json.load(f).get('artifacts', []):
-                if a.get('tree') == tree and isinstance(a.get('entries'), int):
-                    return a['entries']
-    except (OSError, ValueError):
+                if isinstance(a, dict) and tree in (a.get('tree'), a.get('archiveOf')):
+                    return a
+    except (OSError, ValueError, AttributeError):
         pass
-    return 0
+    return None
+
+
+def _count(a, key):
+    v = (a or {}).get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def tree_entries(set_dir, tree):
+    """The entries (files, directories, links) the backup of SET_DIR counted in its TREE, as its
+    manifest records them: a progress total without a walk. 0 when the set does not say."""
+    a = tree_artifact(set_dir, tree)
+    return (_count(a, 'entries') or 0) if a is not None and a.get('tree') == tree else 0
+
+
+def tree_others(set_dir, tree):
+    """The directories and links (entries that are not files) in SET_DIR's copied TREE, as its
+    manifest counts them; None when it is not a copied tree or does not say."""
+    a = tree_artifact(set_dir, tree)
+    if a is None or a.get('tree') != tree:
+        return None
+    entries, files = _count(a, 'entries'), _count(a, 'files')
+    return None if entries is None or files is None else max(0, entries - files)
 
 
 def main(argv):

@@ -2,6 +2,7 @@
 backup's result, with real processes ending as they do on a host."""
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -48,6 +49,48 @@ class ArchiveEndTest(unittest.TestCase):
 
     def test_a_compressor_that_fails_fails_the_backup(self):
         self.assertEqual(self.tree.backup_wait(None, handles('echo data', 'cat > /dev/null; exit 1')), 'copying STORAGE_PATH failed: the compressor exited with status 1')
+
+
+class SpaceNeededTest(unittest.TestCase):
+    """What a new set needs of the backup directory for a tree, before it is made: a repeat set of a
+    copied tree makes every directory again (before: nothing was counted for a repeat set)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.live = os.path.join(self.tmp, 'live')
+        put(self.live, 'a/b/file', b'x' * 5000)
+        self.prev = os.path.join(self.tmp, 'prev')
+        os.mkdir(self.prev)
+        self.tree = Tree('storage', 'storage_path', 'STORAGE_PATH')
+
+    def ctx(self, mode='tree'):
+        return types.SimpleNamespace(prev=self.prev, opts={'storage_path': self.live, 'files_mode': mode, 'backup_dir': self.tmp}, info=False)
+
+    def manifest(self, *artifacts):
+        with open(os.path.join(self.prev, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'artifacts': list(artifacts)}, f)
+
+    def test_a_repeat_set_of_a_copied_tree_needs_a_block_and_an_inode_for_each_directory_and_link_of_the_previous(self):
+        self.manifest({'name': 'storage.files.jsonl', 'tree': 'storage', 'files': 1000, 'entries': 2900},
+                      {'name': 'uploads.files.jsonl', 'tree': 'uploads', 'files': 1, 'entries': 1})
+        block = os.statvfs(self.tmp).f_bsize // 1024
+        self.assertEqual(self.tree.space_needed_kb(self.ctx(), False), 1900 * block)
+        self.assertEqual(self.tree.inodes_needed(self.ctx(), False), 1900)
+        self.assertEqual(Tree('uploads', 'uploads_path', 'MISC_UPLOADS_PATH').inodes_needed(self.ctx(), False), 0)
+
+    def test_a_repeat_archive_needs_the_previous_archive_again_a_first_set_or_nothing_to_link_the_trees_du(self):
+        du = int(subprocess.run(['du', '-sk', self.live], capture_output=True, text=True).stdout.split()[0])
+        self.manifest({'name': 'storage.tar.zst', 'archiveOf': 'storage', 'size': 10 * 1024 * 1024})
+        self.assertEqual(self.tree.space_needed_kb(self.ctx('archive'), False), 10 * 1024)
+        self.assertEqual(self.tree.inodes_needed(self.ctx('archive'), False), 0)
+        # Copied now, after an archive: there is nothing to link, every file is copied.
+        self.assertEqual(self.tree.space_needed_kb(self.ctx(), False), du)
+        self.assertEqual(self.tree.space_needed_kb(self.ctx(), True), du)
+        self.assertEqual(self.tree.inodes_needed(self.ctx(), True), 0)
+        os.unlink(os.path.join(self.prev, 'manifest.json'))
+        self.assertEqual(self.tree.space_needed_kb(self.ctx('archive'), False), du)
+        self.assertEqual(self.tree.inodes_needed(self.ctx(), False), 0)
 
 
 class RestoreCheckTest(ZipappTestCase):

@@ -17,17 +17,24 @@ export const MIN_DAYS_FOR_FORECAST = 1;
 const DAY_MS = 86_400_000;
 const MAX_DATE_MS = 8.64e15;
 
+/** What a directory takes at least: one block of the usual 4 KiB (ext4's and XFS's default). */
+export const DIRECTORY_BYTES = 4096;
+
 /**
  * Bytes a set added to the backup disk: its trees' new files (unchanged ones are hard links to the
  * previous set) plus every artifact file it wrote: the dump, its listing and row counts, the
  * configuration archive, file lists and archives, the Redis snapshot. A file list's `bytes` is the
  * tree it describes (counted through `trees.*.newBytes`), not the list; only its own size counts.
- * An archive (files mode `archive`) is written whole every time: its size is all new.
+ * An archive (files mode `archive`) is written whole every time: its size is all new. Every set
+ * makes its trees' directories again, a block each at least (DIRECTORY_BYTES; ~1.9 per file in
+ * Kadi's uuid layout, about 7 GiB a set at a million files): counted from the list's entries that
+ * are not files.
  */
 export function setGrowthBytes(m: Manifest): number {
   const trees = Object.values(m.trees ?? {}).reduce((n, t) => n + (Number.isFinite(t.newBytes) ? t.newBytes : 0), 0);
   const files = m.artifacts.reduce((n, a) => n + (Number.isFinite(a.size) ? a.size : 0), 0);
-  return trees + files;
+  const dirs = m.artifacts.reduce((n, a) => n + (a.tree && Number.isFinite(a.entries) && Number.isFinite(a.files) ? Math.max(0, (a.entries as number) - (a.files as number)) : 0), 0);
+  return trees + files + dirs * DIRECTORY_BYTES;
 }
 
 export interface GrowthPoint {

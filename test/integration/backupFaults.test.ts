@@ -411,6 +411,38 @@ describe('backup faults and verification against the sandbox host', function () 
       }
     });
 
+    it('a repeat set whose directories would not fit in the free inodes is refused before anything runs, naming df -i', async () => {
+      await mount('210m'); // a profile of its own (the pool keeps a host per profile name)
+      await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
+      // Directories enough that the job's own files fit in the inodes left, the set's do not.
+      const many = path.join(sb.storagePath, 'zz-inodes');
+      for (let i = 0; i < 300; i++) fs.mkdirSync(path.join(many, String(i)), { recursive: true });
+      spawnSync('chown', ['-R', `${sb.kadiUser}:`, many]);
+      try {
+        const dd = await discover(smallHost);
+        const first = await followJob(smallHost, await startBackup(smallHost, dd), { sink: new MemorySink() });
+        assert.equal(first.result, 'succeeded');
+        const listing = await listSets(smallHost);
+        const manifest = JSON.parse(fs.readFileSync(path.join(mnt, listing.sets[0].name, 'manifest.json'), 'utf8')) as { artifacts: { tree?: string; entries?: number; files?: number }[] };
+        const others = manifest.artifacts.filter((a) => a.tree).reduce((n, a) => n + (a.entries ?? 0) - (a.files ?? 0), 0);
+        assert.ok(others > 300, String(others));
+        const st = fs.statfsSync(mnt);
+        const used = st.files - st.ffree;
+        // What is free is fewer than the next set's directories and links.
+        execFileSync('mount', ['-o', `remount,nr_inodes=${used + others - 1}`, mnt]);
+        await sleep(1100); // set names have one-second resolution
+        const sink = new MemorySink();
+        const outcome = await followJob(smallHost, await startBackup(smallHost, dd), { sink });
+        assert.equal(outcome.result, 'failed', sink.text());
+        assert.match(outcome.reason ?? '', new RegExp(`^not enough inodes in ${mnt}: about ${others} needed \\(a set makes its directories again\\), \\d+ free \\(df -i\\); prune older sets`), sink.text());
+        assert.doesNotMatch(sink.text(), /\[step\] (database|files)/, 'refused before the dump or the copies began');
+        const after = await listSets(smallHost);
+        assert.deepEqual([after.sets.length, after.partials.length], [1, 0]);
+      } finally {
+        fs.rmSync(many, { recursive: true, force: true });
+      }
+    });
+
     it('a disk that fills during the copy fails the job, removes the partial set and keeps the previous set good', async () => {
       await mount('200m');
       // The first set fits (the bulk table is dropped for this test so the dump is small).

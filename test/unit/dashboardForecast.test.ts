@@ -24,6 +24,12 @@ describe('dashboard: backup disk forecast', () => {
     assert.equal(setGrowthBytes({ ...manifest(), trees: undefined }), 2048 + 5 * 1024 * 1024 + 300 + 999);
   });
 
+  it("a set's trees' directories are made again in every set, a block each: counted from the list's entries that are not files", () => {
+    const m = manifest();
+    m.artifacts = m.artifacts.map((a) => (a.tree ? { ...a, entries: 12 + 30 } : a));
+    assert.equal(setGrowthBytes(m), 100 + 2048 + 5 * 1024 * 1024 + 300 + 999 + 30 * 4096);
+  });
+
   it('growth is summed oldest first, whatever order the sets come in', () => {
     const series = growthSeries([setAt(2, 30), setAt(0, 10), setAt(1, 20)]);
     assert.deepEqual(series.map((p) => p.cumulative), [10, 30, 60]);

@@ -6,6 +6,7 @@ components the job names, so adding a component is one new module here (and its 
   (Steps a component has no part in it leaves out: DEFAULTS below stand in.)
   NAME                        the component's name in the client's options (`components=...`)
   space_needed_kb(ctx, first) KiB a new set needs for it (first: there is no previous set)
+  inodes_needed(ctx, first)   inodes a new set takes for it, where known before it is made (0)
   backup_begin(ctx)           starts its part of a backup; returns a handle (work may go on in the
                               background, side by side with the other components')
   backup_wait(ctx, handle)    waits for that work; returns why it failed, or ''
@@ -27,6 +28,7 @@ ALIASES = {'db': 'database'}
 # What a component without its own part of a step does: nothing, needs nothing, reports nothing.
 DEFAULTS = {
     'space_needed_kb': lambda ctx, first: 0,
+    'inodes_needed': lambda ctx, first: 0,
     'backup_begin': lambda ctx: None,
     'backup_wait': lambda ctx, handle: '',
     'backup_finish': lambda ctx: None,

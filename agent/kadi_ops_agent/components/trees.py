@@ -13,7 +13,7 @@ import threading
 from ..common import archive_listing, decompressor, disk_kb, du, ended, fail, have, one_line, out, remove_tree, resolved, user_name, user_of, warn
 from ..progress import ReadWatcher
 from .. import jobs
-from ..manifest import tree_entries
+from ..manifest import tree_artifact, tree_entries, tree_others
 
 
 class Tree:
@@ -35,7 +35,28 @@ class Tree:
     # --- backup ---------------------------------------------------------------------------------
 
     def space_needed_kb(self, ctx, first):
-        return du(self.live(ctx)) if first else 0
+        """KiB the new set needs for this tree. A first set: the tree's du. A repeat set in archive
+        mode: the previous set's archive again (each archive is whole). A repeat set of a copied
+        tree links the unchanged files but makes every directory again, a block each at least
+        (about 7 GiB at a million files in Kadi's layout): counted from the previous set's
+        manifest; what it copies comes on top and is not known before its walk. A previous set
+        that holds the tree otherwise (or does not say) gives nothing to link to: the du."""
+        if first:
+            return du(self.live(ctx))
+        a = tree_artifact(ctx.prev, self.name)
+        if ctx.opts['files_mode'] == 'archive':
+            size = a.get('size') if a is not None and a.get('archiveOf') == self.name else None
+            return size // 1024 if isinstance(size, int) else du(self.live(ctx))
+        others = tree_others(ctx.prev, self.name)
+        return du(self.live(ctx)) if others is None else others * _block_kb(ctx.opts['backup_dir'])
+
+    def inodes_needed(self, ctx, first):
+        """Inodes a repeat set of a copied tree takes: one per directory and link it makes again (the
+        files it links take none; those it copies are not known before its walk). 0 when not
+        known (a first set: its du counts blocks, not entries)."""
+        if first or ctx.opts['files_mode'] == 'archive':
+            return 0
+        return tree_others(ctx.prev, self.name) or 0
 
     def backup_begin(self, ctx):
         src = self.live(ctx)
@@ -270,6 +291,14 @@ class Tree:
         if need is None or need > free:
             lines.append('%s_kb=%d' % (self.name, du(p)))
         return lines
+
+
+def _block_kb(path):
+    """The block size of PATH's file system in KiB (what a directory takes at least), 4 if unknown."""
+    try:
+        return max(1, os.statvfs(path).f_bsize // 1024)
+    except OSError:
+        return 4
 
 
 def _group(gid):
