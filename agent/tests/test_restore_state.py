@@ -89,6 +89,65 @@ class HalfDoneTest(unittest.TestCase):
                       self.state(['db', 'storage'], ['db-restoring'], running=['database']))
 
 
+class ReadWholeTest(unittest.TestCase):
+    """What the restore reads whole from the set is hashed again against the manifest before
+    anything changes (restore._check_read_whole): by the components restored, an artifact the set
+    does not hold left out."""
+
+    def setUp(self):
+        sys.path.insert(0, AGENT_SOURCE)
+        self.addCleanup(sys.path.remove, AGENT_SOURCE)
+        import hashlib
+        import json
+        from kadi_ops_agent import restore
+        from kadi_ops_agent.common import Failure
+        self.restore, self.Failure = restore, Failure
+        self.set = tempfile.mkdtemp()
+        self.addCleanup(__import__('shutil').rmtree, self.set)
+        artifacts = []
+        for name in ('db.dump', 'redis.rdb', 'config.tar.gz', 'uploads.tar.zst'):
+            data = ('%s content' % name).encode()
+            with open(os.path.join(self.set, name), 'wb') as f:
+                f.write(data)
+            artifacts.append({'name': name, 'size': len(data), 'sha256': hashlib.sha256(data).hexdigest()})
+        with open(os.path.join(self.set, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'artifacts': artifacts}, f)
+
+    def check(self, *components):
+        import contextlib
+        import io
+        ctx = types.SimpleNamespace(set_dir=self.set, components=list(components))
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            self.restore._check_read_whole(ctx)
+        return said.getvalue()
+
+    def flip(self, name):
+        with open(os.path.join(self.set, name), 'r+b') as f:
+            b = f.read(1)
+            f.seek(0)
+            f.write(bytes([b[0] ^ 1]))
+
+    def test_each_component_checks_its_own_and_a_changed_byte_is_refused(self):
+        self.assertEqual(self.check('db', 'storage', 'uploads', 'redis', 'config').count('(sha256)'), 4)
+        for name, component in (('db.dump', 'db'), ('redis.rdb', 'redis'), ('config.tar.gz', 'config'), ('uploads.tar.zst', 'uploads')):
+            self.flip(name)
+            self.check(*[c for c in ('db', 'storage', 'uploads', 'redis', 'config') if c != component])  # not read: not checked
+            with self.assertRaises(self.Failure) as e:
+                self.check(component)
+            self.assertEqual(str(e.exception), "refusing to restore: the set's %s is not what its manifest says (its sha256 differs): it "
+                             'changed since the set was made or last verified. Verify the set; nothing was changed' % name)
+            self.flip(name)
+        os.unlink(os.path.join(self.set, 'redis.rdb'))
+        with self.assertRaises(self.Failure) as e:
+            self.check('redis')
+        self.assertIn("the set's redis.rdb is not what its manifest says (it cannot be read: No such file or directory)", str(e.exception))
+        with open(os.path.join(self.set, 'config.tar.gz'), 'ab') as f:
+            f.write(b'more')
+        with self.assertRaises(self.Failure) as e:
+            self.check('config')
+        self.assertIn('(its size differs)', str(e.exception))
+
+
 class DiedRestoreTest(ZipappTestCase):
     """A restore killed outright (its cleanup never ran): job-status says what it left, from its marks."""
 

@@ -264,7 +264,7 @@ describe('restore against the sandbox host', function () {
     }
   });
 
-  it('a passing verification of the last 24 h is relied on (no re-hash, shown in the plan); 0 hours verifies again and finds damage', async () => {
+  it('a passing verification of the last 24 h is relied on (no re-hash of the trees, shown in the plan); the restore job hashes the dump again and refuses one changed since; 0 hours verifies again and finds damage', async () => {
     const set = await backup();
     const v = await runJob(host, pool, async () => startVerify(host, await d(), set));
     assert.equal(v.outcome.result, 'succeeded', v.log);
@@ -280,7 +280,26 @@ describe('restore against the sandbox host', function () {
     const later = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false, now: new Date(Date.now() + 25 * 3600_000) });
     assert.equal(later.verify.reused, undefined);
     assert.ok(later.verify.jobId);
-    // Damage after the verification: only a fresh verification (0 hours) sees it.
+    // Damage after the verification: a byte of the dump changed in place. The plan still relies on
+    // the verification; the restore job hashes what it reads whole again and refuses, changing nothing.
+    const dump = path.join(sb.backupDir, set, 'db.dump');
+    const fd = fs.openSync(dump, 'r+');
+    const at = Math.floor(fs.fstatSync(fd).size / 2);
+    const byte = Buffer.alloc(1);
+    fs.readSync(fd, byte, 0, 1, at);
+    byte[0] ^= 0x01;
+    fs.writeSync(fd, byte, 0, 1, at);
+    fs.closeSync(fd);
+    await sb.psql(`UPDATE record SET title = title || ' (after the set)'`);
+    const digests = await tableDigests(sb);
+    const relied = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false });
+    assert.ok(relied.verify.reused, 'the plan relies on the verification');
+    assert.deepEqual(relied.blockers, []);
+    const refused = await runJob(host, pool, async () => startRestore(host, await d(), relied));
+    assert.equal(refused.outcome.result, 'failed', refused.log);
+    assert.ok(refused.log.includes("refusing to restore: the set's db.dump is not what its manifest says (its sha256 differs): it changed since the set was made or last verified. Verify the set; nothing was changed"), refused.log);
+    assert.equal(await tableDigests(sb), digests, 'the database is as it was');
+    // Only a fresh verification (0 hours) sees it at the preflight.
     fs.appendFileSync(path.join(sb.backupDir, set, 'db.dump'), 'x');
     try {
       const again = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false, reuseVerificationHours: 0 });

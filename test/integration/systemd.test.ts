@@ -533,6 +533,9 @@ describe('services and Redis on a real systemd host', function () {
       }
       assert.equal((await h.exec(['systemctl', 'is-enabled', `${unitBase()}-backup.timer`])).stdout.trim(), 'enabled');
       assert.equal((await h.exec(['systemctl', 'is-active', `${unitBase()}-backup.timer`])).stdout.trim(), 'active');
+      // Not before the clock is set (sets are named and judged by it): implicit for an OnCalendar timer.
+      const after = (await h.exec(['systemctl', 'show', '-p', 'After', '--value', `${unitBase()}-backup.timer`])).stdout.split(/\s+/);
+      for (const t of ['time-set.target', 'time-sync.target']) assert.ok(after.includes(t), after.join(' '));
       const exposure = async (file: string): Promise<number> => {
         const security = await h.exec(['systemd-analyze', 'security', '--offline=yes', file]);
         const score = /Overall exposure level for .*: (\d+\.\d+)/.exec(security.stdout + security.stderr)?.[1];
