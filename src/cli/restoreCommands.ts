@@ -58,12 +58,18 @@ function maintenanceExit(r: MaintenanceFlowResult): number {
 const YES: OptionSpec = { name: 'yes', type: 'string', value: 'HOST', description: "proceed: the host profile's name, as if typed to confirm; without it nothing is changed" };
 
 /** A maintenance verb on `<host>`: its flow with the terminal front end; every one can break a stale lock. */
-function maintenance(summary: string, flow: (fe: CliFrontEnd, ctx: CliContext, host: RemoteHost) => Promise<MaintenanceFlowResult>, spec: Pick<CliCommand, 'args' | 'options'> = { args: [HOST_ARG], options: [] }): CliCommand {
+function maintenance(
+  summary: string,
+  flow: (fe: CliFrontEnd, ctx: CliContext, host: RemoteHost) => Promise<MaintenanceFlowResult>,
+  spec: Pick<CliCommand, 'args' | 'options'> & { check?: (ctx: CliContext) => void } = { args: [HOST_ARG], options: [] },
+): CliCommand {
   return {
     args: spec.args,
     options: [...spec.options, BREAK_STALE_LOCK],
     summary,
     async run(ctx) {
+      // What the command line alone decides is checked before anything connects.
+      spec.check?.(ctx);
       if (spec.options.includes(YES) && yesNamesAnother(ctx, pickProfile(ctx, ctx.positionals[0]).name)) return 2;
       const host = await hostFor(ctx);
       return maintenanceExit(await flow(cliFrontEnd(ctx, host), ctx, host));
@@ -125,6 +131,10 @@ export const restoreCommands: Record<string, CliCommand> = {
   reindex: maintenance('rebuild the search indices as a job; "Error indexing" lines are failures', (fe, ctx) => reindexFlow(fe, ctx.args.value('model')), {
     args: [HOST_ARG],
     options: [{ name: 'model', type: 'string', value: 'MODEL', description: `rebuild only this model's index (${KADI_MODELS.join(', ')}); default: all` }],
+    check(ctx) {
+      const model = ctx.args.value('model');
+      if (model !== undefined && !(KADI_MODELS as readonly string[]).includes(model)) throw new UsageError(`--model must be one of ${KADI_MODELS.join(', ')}, not "${model}".`);
+    },
   }),
   indices: {
     args: [HOST_ARG],

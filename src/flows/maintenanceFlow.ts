@@ -10,7 +10,7 @@ import type { FilesCheckResult } from '../kadi/outputParsers';
 import type { ConnectionPool } from '../remote/connectionPool';
 import type { JobOutcome } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
-import { listIndices, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans, type IndexListing, type JobStartOptions } from '../restore/maintenance';
+import { listIndices, orphanRefusal, startDbUpgrade, startFilesCheck, startFixPermissions, startRedisSnapshot, startReindex, startRemoveOrphans, type IndexListing, type JobStartOptions } from '../restore/maintenance';
 import { parseJobReport, type JobReport } from '../restore/report';
 import { runJobBreakingStaleLock, type FrontEnd } from './frontEnd';
 
@@ -75,6 +75,12 @@ export async function removeOrphansFlow(fe: MaintenanceFrontEnd, pool: Connectio
   if (req.names === undefined && listing.orphaned.length === 0) {
     await fe.notice(`${profile.name} has no orphaned search indices.`, false);
     return { state: 'nothing' };
+  }
+  // Named ones are checked before the plan is shown or anything is asked.
+  const refused = (req.names ?? []).map((n) => orphanRefusal(listing, n)).filter((r): r is string => r !== undefined);
+  if (refused.length) {
+    await fe.notice(refused.join('\n'), true);
+    return { state: 'refused' };
   }
   const names = req.names ?? (await fe.chooseOrphans(listing));
   if (!names || names.length === 0) return { state: 'declined' };

@@ -60,13 +60,19 @@ export async function listIndices(host: RemoteHost): Promise<IndexListing> {
  * Removes orphaned indices. Only names the given listing shows as orphans are accepted (never a
  * model/alias name or a pattern); the job checks each again right before removing it.
  */
-export function startRemoveOrphans(host: RemoteHost, listing: IndexListing, names: readonly string[], o: JobStartOptions = {}): Promise<string> {
-  const orphans = new Set(listing.orphaned.map((o) => o.name));
+/** Why the index NAME must not be removed as an orphan of LISTING, or undefined when it may. */
+export function orphanRefusal(listing: IndexListing, name: string): string | undefined {
   const protectedNames = new Set<string>([...KADI_MODELS, ...listing.live.map((l) => l.name), ...listing.models.map((m) => m.model)]);
+  if (protectedNames.has(name)) return `Refusing to remove "${name}": it is a live index or an alias.`;
+  if (!listing.orphaned.some((o) => o.name === name)) return `Refusing to remove "${name}": it is not an orphaned index (\`indices\` lists them).`;
+  if (!/^[a-z]+_\d{20}$/.test(name)) return `Refusing to remove "${name}": not a plain index name.`;
+  return undefined;
+}
+
+export function startRemoveOrphans(host: RemoteHost, listing: IndexListing, names: readonly string[], o: JobStartOptions = {}): Promise<string> {
   for (const n of names) {
-    if (protectedNames.has(n)) throw new MaintenanceRefusedError(`Refusing to remove "${n}": it is a live index or an alias.`);
-    if (!orphans.has(n)) throw new MaintenanceRefusedError(`Refusing to remove "${n}": it is not an orphaned index.`);
-    if (!/^[a-z]+_\d{20}$/.test(n)) throw new MaintenanceRefusedError(`Refusing to remove "${n}": not a plain index name.`);
+    const refused = orphanRefusal(listing, n);
+    if (refused) throw new MaintenanceRefusedError(refused);
   }
   if (names.length === 0) throw new MaintenanceRefusedError('No orphaned indices to remove.');
   return startJob(host, { kind: 'remove-orphans', verb: 'remove_orphans', args: kadiOpts(host.profile, { names: names.join(' ') }), ...o });

@@ -79,6 +79,11 @@ describe('maintenance jobs against the sandbox host', function () {
     assert.throws(() => startRemoveOrphans(host, l, ['record']), MaintenanceRefusedError);
     assert.throws(() => startRemoveOrphans(host, l, [live[0]]), MaintenanceRefusedError);
     assert.throws(() => startRemoveOrphans(host, l, ['record_*']), MaintenanceRefusedError);
+    // The CLI refuses a name that is not an orphan before it shows the plan or asks anything.
+    const c = kadiOps('remove-orphans', 'sandbox', live[0], '--yes', 'sandbox');
+    assert.equal(c.code, 1, c.out);
+    assert.ok(c.out.includes(`Refusing to remove "${live[0]}": it is a live index or an alias.`), c.out);
+    assert.doesNotMatch(c.out, /^remove /m, 'no plan line for a refused name');
     // Bypassing the client's checks: the job re-checks against a fresh `kadi search ls`.
     const kadi = [`kadi_cli=${profile.kadi.cli}`, `kadi_config=${profile.kadi.configFile}`];
     for (const names of ['record', live[0], 'record_*']) {

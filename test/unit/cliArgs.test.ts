@@ -355,6 +355,11 @@ describe('CLI configuration errors: exit status 2, before connecting', () => {
     assert.match(r.stderr, new RegExp(`^Invalid host configuration in ${port.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\n  Host "x": ssh\\.port`));
   });
 
+  it('reindex --model of a model Kadi has no index for is a usage error naming the models, before connecting', async () => {
+    const ok = write('reindex.json', '{"hosts": [{"name": "prod", "ssh": {"host": "kadi.invalid"}}]}');
+    await fails(['reindex', 'prod', '--model', 'nosuch', '--config', ok], `--model must be one of record, collection, template, group, not "nosuch".\n`);
+  });
+
   it('a good configuration runs the verb: hosts lists, an unknown host name is a usage error', async () => {
     const ok = write('ok.jsonc', '{\n  // comments are fine\n  "hosts": [{ "name": "prod", "ssh": { "host": "kadi.example.org" } },],\n}\n');
     assert.deepEqual(await run(['hosts', '--config', ok]), { code: 0, stdout: 'prod                 kadi@kadi.example.org:22  /mnt/backups/kadi\n', stderr: '' });
