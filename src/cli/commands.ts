@@ -1,7 +1,7 @@
 /** The CLI's verbs: each declares its arguments and options (args.ts), takes a context and returns the process exit status. */
 import { databaseLabel, discover, type HostFacts } from '../kadi/discovery';
 import { checkPrerequisites, formatPrerequisites, missingFeatures } from '../kadi/prerequisites';
-import { scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
+import { privilegedCommands, scheduleUnitBase, sudoersSnippet } from '../config/sudoers';
 import type { HostProfile } from '../config/types';
 import { hostOverview } from '../backup/backupSets';
 import { couldNotRunText, installSchedule, lastScheduledJobResult, lastScheduledRunCouldNotRun, lastScheduledRunFailed, removeSchedule, rootScript, scheduleStatus, scheduleUnits, staleHours } from '../backup/schedule';
@@ -73,7 +73,13 @@ export const commands: Record<string, CliCommand> = {
     options: [],
     summary: 'print the exact sudoers rules the host needs (its services stop/start, the Redis restore), and nothing more',
     async run(ctx) {
-      ctx.out(sudoersSnippet(pickProfile(ctx, ctx.positionals[0])).trimEnd());
+      const profile = pickProfile(ctx, ctx.positionals[0]);
+      const text = sudoersSnippet(profile);
+      if (ctx.json) {
+        // The file as it is to be installed, and each privileged command as its words.
+        const commands = privilegedCommands(profile).map((r) => ({ runAs: r.runAs, argv: r.argv }));
+        ctx.out(JSON.stringify({ host: profile.name, user: profile.kadi.user, file: '/etc/sudoers.d/kadi-ops', text, commands }, null, 2));
+      } else ctx.out(text.trimEnd());
       return 0;
     },
   },

@@ -6,7 +6,7 @@ import type { RetentionPolicy } from '../backup/retention';
 import { backupFlow } from '../flows/backupFlow';
 import { pruneFlow, type PruneFlowResult } from '../flows/pruneFlow';
 import { verifyFlow } from '../flows/verifyFlow';
-import { cancelJob, followJob, jobStatus, listJobs } from '../remote/jobs';
+import { cancelJob, followJob, jobStatus, listJobs, type JobInfo } from '../remote/jobs';
 import { RemoteCommandError, type RemoteHost } from '../remote/remoteHost';
 import { formatBytes } from '../core/format';
 import { UsageError } from './args';
@@ -187,7 +187,7 @@ export const jobCommands: Record<string, CliCommand> = {
     async run(ctx) {
       const host = await hostFor(ctx);
       const jobs = await listJobs(host);
-      if (ctx.json) ctx.out(JSON.stringify(jobs, null, 2));
+      if (ctx.json) ctx.out(JSON.stringify(jobs.map(jobJson), null, 2));
       else for (const j of jobs) ctx.out(`${j.id}  ${j.kind.padEnd(8)} ${j.state === 'finished' ? `exit ${j.status}` : j.state}  by ${j.operator}@${j.client} since ${j.started}`);
       return 0;
     },
@@ -241,3 +241,25 @@ export const jobCommands: Record<string, CliCommand> = {
     },
   },
 };
+
+/**
+ * A job as `jobs --json` gives it: typed, one time format (ISO 8601, UTC). exitStatus is the
+ * number a finished job recorded (null while it runs, when it died, or when it was cancelled).
+ */
+export function jobJson(j: JobInfo): Record<string, unknown> {
+  const code = /^\d+$/.test(j.status) ? Number(j.status) : null;
+  return {
+    id: j.id,
+    kind: j.kind,
+    state: j.state,
+    exitStatus: j.state === 'finished' ? code : null,
+    cancelled: j.status === 'cancelled',
+    operator: j.operator,
+    client: j.client,
+    command: j.command,
+    started: j.started,
+    finished: j.finishedAt === undefined ? null : new Date(j.finishedAt * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    logBytes: j.logBytes,
+    ...(j.diedNote ? { diedNote: j.diedNote } : {}),
+  };
+}

@@ -47,6 +47,10 @@ export interface JobOutcome {
   warnings?: string[];
   /** Warnings beyond those carried in `warnings`. */
   moreWarnings?: number;
+  /** A verification's `PROBLEM: ` lines (the first 50, without the prefix): what it found wrong with the set. */
+  problems?: string[];
+  /** Problems beyond those carried in `problems`. */
+  moreProblems?: number;
   /** Why it failed or could not run, for the notification: the job's last `ERROR: ` line (or the flow's finding). */
   reason?: string;
   /** What the operator can do about `reason`, when known. */
@@ -61,7 +65,7 @@ const MAX_REASON = 400;
 /** The agent's exit status of a job that ran but could not find out what it was asked to (jobs.COULD_NOT_RUN). */
 const COULD_NOT_RUN = 3;
 
-/** How many of a job's warnings an outcome carries (the log has them all). */
+/** How many of a job's warnings (and of a verification's problems) an outcome carries (the log has them all). */
 const MAX_WARNINGS = 50;
 
 export interface LockHolder {
@@ -322,6 +326,8 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
   if (opts.signal?.aborted) onAbort();
   const warnings: string[] = [];
   let moreWarnings = 0;
+  const problems: string[] = [];
+  let moreProblems = 0;
   let reason: string | undefined;
   let made: string | undefined;
   const couldNotRun: { why?: string; fix?: string } = {};
@@ -344,6 +350,9 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
           if (l.startsWith('WARNING: ')) {
             if (warnings.length < MAX_WARNINGS) warnings.push(l.slice(9));
             else moreWarnings++;
+          } else if (l.startsWith('PROBLEM: ')) {
+            if (problems.length < MAX_WARNINGS) problems.push(l.slice(9));
+            else moreProblems++;
           } else if (l.startsWith('ERROR: ')) {
             reason = bounded(l.slice(7));
           } else if (l.startsWith('could_not_run=')) {
@@ -376,7 +385,12 @@ export async function followJob(host: RemoteHost, id: string, opts: FollowOption
         const info = tailState ?? (await jobStatus(host, id));
         if (info.state === 'running') continue;
         if (info.logBytes > offset) continue; // the tail stopped at the leader's exit; read the rest
-        const outcome = { ...withReason(outcomeOf(info, offset), reason, couldNotRun), ...(made ? { set: made } : {}) };
+        const outcome: JobOutcome = {
+          ...withReason(outcomeOf(info, offset), reason, couldNotRun),
+          ...(made ? { set: made } : {}),
+          ...(problems.length ? { problems } : {}),
+          ...(moreProblems ? { moreProblems } : {}),
+        };
         if (!warnings.length) return outcome;
         return moreWarnings ? { ...outcome, warnings, moreWarnings } : { ...outcome, warnings };
       } catch (e) {

@@ -156,6 +156,12 @@ describe('kadi-ops CLI against the sandbox host', function () {
       assert.match(bad.stdout, /PROBLEM: storage\.tar\.\w+: (size|tar cannot read)/);
       const said = bad.stdout.split('\n').filter((l) => l.startsWith('PROBLEM: '));
       assert.deepEqual(said, [...new Set(said)], 'each problem is said once');
+      // With --json, the outcome carries the problems.
+      const bj = cli(['verify', 'sandbox', set, '--config', config, '--json']);
+      assert.equal(bj.code, 1);
+      const outcome = JSON.parse(bj.stdout.split('\n').filter((l) => l.startsWith('{')).pop() as string) as { result: string; problems?: string[] };
+      assert.equal(outcome.result, 'failed');
+      assert.deepEqual(outcome.problems, said.map((l) => l.slice(9)));
     } finally {
       fs.writeFileSync(archive, orig);
     }
@@ -281,6 +287,17 @@ describe('kadi-ops CLI against the sandbox host', function () {
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr.trim(), 'No job "20200101T000000Z-abcdef" on sandbox: `kadi-ops jobs sandbox` lists them.');
     }
+    // jobs --json: typed fields, one time format.
+    const jobs = JSON.parse(cli(['jobs', 'sandbox', '--config', config, '--json']).stdout) as Record<string, unknown>[];
+    assert.ok(jobs.length > 0);
+    for (const j of jobs) {
+      assert.ok(j.exitStatus === null || typeof j.exitStatus === 'number', JSON.stringify(j));
+      assert.equal(typeof j.cancelled, 'boolean');
+      assert.match(j.started as string, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+      if (j.state === 'finished') assert.match(j.finished as string, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+      assert.equal('status' in j, false, 'no status string');
+    }
+    assert.ok(jobs.some((j) => j.state === 'finished' && j.exitStatus === 0));
     const twice = cli(['status', 'sandbox', 'sandbox', '--config', config, '--json']);
     assert.equal((JSON.parse(twice.stdout) as unknown[]).length, 1, twice.stdout);
     const empty = path.join(sb.root, 'cli-no-hosts.json');

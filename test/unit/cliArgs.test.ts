@@ -360,6 +360,18 @@ describe('CLI configuration errors: exit status 2, before connecting', () => {
     await fails(['reindex', 'prod', '--model', 'nosuch', '--config', ok], `--model must be one of record, collection, template, group, not "nosuch".\n`);
   });
 
+  it('sudoers --json gives the file\'s text and each privileged command as its words (before: the text alone)', async () => {
+    const ok = write('sudoers.json', JSON.stringify({ hosts: [{ name: 'prod', ssh: { host: 'kadi.invalid' }, services: ['kadi-uwsgi'] }] }));
+    const text = await run(['sudoers', 'prod', '--config', ok]);
+    const r = await run(['sudoers', 'prod', '--config', ok, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout) as { host: string; user: string; file: string; text: string; commands: { runAs: string; argv: string[] }[] };
+    assert.equal(doc.host, 'prod');
+    assert.equal(doc.text.trimEnd(), text.stdout.trimEnd());
+    assert.deepEqual(doc.commands.map((c) => [c.runAs, c.argv.slice(1).join(' ')]), [['root', 'stop kadi-uwsgi'], ['root', 'start kadi-uwsgi']]);
+    assert.ok(doc.commands.every((c) => c.argv[0].startsWith('/')), 'absolute commands');
+  });
+
   it('a good configuration runs the verb: hosts lists, an unknown host name is a usage error', async () => {
     const ok = write('ok.jsonc', '{\n  // comments are fine\n  "hosts": [{ "name": "prod", "ssh": { "host": "kadi.example.org" } },],\n}\n');
     assert.deepEqual(await run(['hosts', '--config', ok]), { code: 0, stdout: 'prod                 kadi@kadi.example.org:22  /mnt/backups/kadi\n', stderr: '' });
