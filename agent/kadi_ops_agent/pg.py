@@ -122,3 +122,11 @@ class Conn:
                 fail('%s: %s' % (what, text))
             return text
         return r.returncode == 0, text
+
+    def query_with(self, sql, variables):
+        """SQL (read by psql from stdin, where its :'name' variables are interpolated, quoted by
+        psql) with VARIABLES {name: value}: (ok, stdout without the final newline, or psql's message)."""
+        r = subprocess.run([self.psql, '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1',
+                            *[a for k, v in variables.items() for a in ('-v', '%s=%s' % (k, v))], *self.args(), '-d', self.db],
+                           input=sql, capture_output=True, text=True, errors='replace')
+        return r.returncode == 0, (r.stdout.rstrip('\n') if r.returncode == 0 else (r.stderr or r.stdout).strip())

@@ -298,9 +298,26 @@ def safety_set(job):
     return names[-1] if names else ''
 
 
+def _settle_db(ctx):
+    """A restore ended while pg_restore ran: whether its transaction committed, asked of PostgreSQL
+    (database.settle_restored_db) and said, so that what the restore left is told as it is."""
+    job, o = ctx.job, ctx.opts
+    if not os.path.exists(job.path('db-restoring')):
+        return
+    if os.path.exists(job.path('pgpass')):
+        os.environ['PGPASSFILE'] = job.path('pgpass')
+    from .components.database import settle_restored_db
+    said = settle_restored_db(job, pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
+    if said == 'committed':
+        out("database: pg_restore's transaction had committed as the job ended: the database is the set's")
+    elif said == 'rolled back':
+        out("database: pg_restore's transaction was rolled back as the job ended: the database is as it was")
+
+
 def cleanup(argv):
     ctx = _context(argv)
     job, steps = ctx.job, ctx.steps
+    _settle_db(ctx)
     half = half_done(ctx)
     redis_note = load('redis').put_back(job, ctx.opts['redis_dump'])
     if redis_note:

@@ -50,3 +50,94 @@ class PassfileTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+def _pg_bin():
+    base = '/usr/lib/postgresql'
+    for v in sorted(os.listdir(base), reverse=True) if os.path.isdir(base) else ():
+        if os.path.exists(os.path.join(base, v, 'bin', 'initdb')):
+            return os.path.join(base, v, 'bin')
+    return None
+
+
+PG_BIN = _pg_bin()
+
+
+@unittest.skipUnless(PG_BIN and os.geteuid() == 0 and shutil.which('setpriv'), 'needs PostgreSQL\'s server binaries and root to run a cluster as nobody')
+class RestoreTransactionTest(unittest.TestCase):
+    """Whether pg_restore's one transaction committed, asked of a real PostgreSQL (a throwaway
+    cluster run as nobody): the id its session was given (database.XidWatch), and its end
+    (database.settle_restored_db) for a restore that ended while pg_restore ran."""
+
+    @classmethod
+    def setUpClass(cls):
+        import pwd
+        nobody = pwd.getpwnam('nobody')
+        cls.dir = tempfile.mkdtemp()
+        os.chmod(cls.dir, 0o755)
+        cls.data = os.path.join(cls.dir, 'data')
+        os.mkdir(cls.data)
+        os.chown(cls.data, nobody.pw_uid, nobody.pw_gid)
+        as_nobody = ['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups']
+        subprocess.run([*as_nobody, os.path.join(PG_BIN, 'initdb'), '-A', 'trust', '-U', 'kadi', '-D', cls.data],
+                       check=True, capture_output=True, cwd='/')
+        cls.port = '54987'
+        r = subprocess.run([*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', cls.data, '-w', '-l', os.path.join(cls.data, 'log'),
+                            '-o', '-p %s -k %s -c listen_addresses=' % (cls.port, cls.data), 'start'], capture_output=True, text=True, cwd='/')
+        if r.returncode:
+            raise RuntimeError(r.stdout + r.stderr)
+        cls.stop = [*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', cls.data, '-m', 'immediate', 'stop']
+        cls.conn = pg.Conn(os.path.join(PG_BIN, 'psql'), cls.data, cls.port, 'kadi', 'postgres')
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(cls.stop, capture_output=True, cwd='/')
+        shutil.rmtree(cls.dir)
+
+    def setUp(self):
+        from kadi_ops_agent.components import database
+        from kadi_ops_agent.jobs import Job
+        self.database = database
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        os.environ.update(JOB_DIR=d, JOB_ID='20261203T000000Z-abcdef')
+        self.addCleanup(lambda: [os.environ.pop(k, None) for k in ('JOB_DIR', 'JOB_ID')])
+        self.job = Job()
+        self.job.write('db-restoring', '')
+
+    def session(self, app):
+        """A psql of its own, named APP, in a transaction that has written: (process, its txid)."""
+        p = subprocess.Popen([self.conn.psql, '-X', '-At', '-q', *self.conn.args(), '-d', 'postgres'], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ, PGAPPNAME=app))
+        p.stdin.write("BEGIN; CREATE TABLE %s (x int); SELECT txid_current();\n" % app.replace('-', '_'))
+        p.stdin.flush()
+        return p, p.stdout.readline().strip()
+
+    def watched(self, app, proc):
+        w = self.database.XidWatch(self.conn, app, self.job, proc, every=0.05)
+        w.thread.join(10)
+        return self.job.read('db-xid').strip()
+
+    def test_a_committed_transaction_is_marked_committed(self):
+        p, txid = self.session('kadi-ops-a')
+        self.assertEqual(self.watched('kadi-ops-a', p), txid)
+        self.assertIsNone(self.database.settle_restored_db(self.job, self.conn, wait_s=0.5), 'still open: not known')
+        self.assertFalse(os.path.exists(self.job.path('db-committed')))
+        p.stdin.write('COMMIT;\n'); p.stdin.close(); p.wait(); p.stdout.close()
+        self.assertEqual(self.database.settle_restored_db(self.job, self.conn), 'committed')
+        self.assertTrue(os.path.exists(self.job.path('db-committed')))
+
+    def test_a_killed_session_is_rolled_back_and_marked_so(self):
+        p, txid = self.session('kadi-ops-b')
+        self.assertEqual(self.watched('kadi-ops-b', p), txid)
+        p.kill(); p.wait(); p.stdin.close(); p.stdout.close()
+        self.assertEqual(self.database.settle_restored_db(self.job, self.conn), 'rolled back')
+        self.assertTrue(os.path.exists(self.job.path('db-rolled-back')))
+        self.assertEqual(self.conn.query("SELECT count(*) FROM pg_class WHERE relname = 'kadi_ops_b'"), '0')
+
+    def test_without_an_id_or_with_its_end_marked_nothing_is_asked(self):
+        self.assertIsNone(self.database.settle_restored_db(self.job, self.conn))
+        self.job.write('db-xid', '12345')
+        self.job.write('db-rolled-back', '')
+        self.assertIsNone(self.database.settle_restored_db(self.job, self.conn))
+        self.assertFalse(os.path.exists(self.job.path('db-committed')))

@@ -838,7 +838,10 @@ describe('restore against the sandbox host', function () {
       assert.equal(report.failedStep, 'database', log);
       assert.ok(report.safetySet, log);
       assert.match(log, new RegExp(`The state before this restore is in the pre-restore set ${report.safetySet}`));
-      // One transaction: the cancelled restore's drops and loads were rolled back.
+      // One transaction: the cancelled restore's drops and loads were rolled back, and the job
+      // asked PostgreSQL so rather than saying it may have committed.
+      assert.match(log, /^database: pg_restore's transaction was rolled back as the job ended: the database is as it was$/m);
+      assert.doesNotMatch(log, /unless pg_restore had just committed/);
       assert.equal(await tableDigests(sb), before, 'the cancelled restore changed nothing in the database');
       const again = await restore(set, { components: ['db'] });
       assert.equal(again.outcome.result, 'succeeded', again.log);

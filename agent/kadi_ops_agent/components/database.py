@@ -463,12 +463,14 @@ def restore(ctx):
     p = subprocess.Popen([o['pg_restore'], '-v', *args, dump], env=dict(os.environ, PGAPPNAME=app),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors='replace')
     watch = LockWatch(conn, app)
+    xid = XidWatch(conn, app, job, p)
     try:
         pg_restore_progress(p.stderr, entries, err)
         rc = p.wait()
         # --single-transaction --exit-on-error: 0 is a COMMIT, anything else no COMMIT.
         job.write('db-committed' if rc == 0 else 'db-rolled-back', '')
     finally:
+        xid.stop()
         watch.stop()
     with open(err, encoding='utf-8', errors='replace') as f:
         err_text = f.read()
@@ -493,6 +495,70 @@ BLOCKERS_SQL = r"""SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_arr
   JOIN pg_catalog.pg_stat_activity b ON b.pid = x.pid
  WHERE w.application_name = :'app' AND w.wait_event_type = 'Lock';
 """
+
+
+# The transaction id pg_restore's session (named APP) was given, as the 64-bit id txid_status takes:
+# pg_stat_activity has the 32-bit xid, whose epoch is that of the snapshot's xmax, or the one before
+# where the xid would lie beyond it. None until the session has written (its first DROP or CREATE).
+XID_SQL = r"""SELECT CASE WHEN ((q.s >> 32) << 32 | q.x) > q.s THEN (((q.s >> 32) - 1) << 32) | q.x ELSE (q.s >> 32) << 32 | q.x END
+  FROM (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS s, a.backend_xid::text::bigint AS x
+          FROM pg_catalog.pg_stat_activity a
+         WHERE a.application_name = :'app' AND a.backend_xid IS NOT NULL LIMIT 1) q;
+"""
+XID_STATUS_SQL = "SELECT pg_catalog.txid_status(:'xid'::bigint);\n"
+
+
+class XidWatch:
+    """Writes the transaction id of pg_restore's one transaction (its session named APP) to the job's
+    db-xid as soon as it has one, so that a restore ended while pg_restore ran can ask PostgreSQL
+    whether that transaction committed (settle_restored_db) instead of saying it may have."""
+
+    def __init__(self, conn, app, job, proc, every=0.1):
+        self.conn, self.app, self.job, self.proc, self.every = conn, app, job, proc, every
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped.is_set() and self.proc.poll() is None:
+            ok, text = self.conn.query_with(XID_SQL, {'app': self.app})
+            if not ok:
+                return  # not readable here: the end stays "may have committed"
+            if text.strip().isdigit():
+                self.job.write('db-xid', text.strip())
+                return
+            self.stopped.wait(self.every)
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(10)
+
+
+def settle_restored_db(job, conn, wait_s=10.0):
+    """For a restore that ended while pg_restore ran (db-restoring, and neither db-committed nor
+    db-rolled-back): PostgreSQL's word on pg_restore's transaction (db-xid), marked as the restore
+    would have marked it. Returns 'committed', 'rolled back' or None (not known: no id taken, the
+    server not reachable, the transaction still open after WAIT_S seconds)."""
+    if not os.path.exists(job.path('db-restoring')) or os.path.exists(job.path('db-committed')) or os.path.exists(job.path('db-rolled-back')):
+        return None
+    xid = job.read('db-xid').strip() if os.path.exists(job.path('db-xid')) else ''
+    if not xid.isdigit():
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        ok, status = conn.query_with(XID_STATUS_SQL, {'xid': xid})
+        if not ok:
+            return None
+        if status == 'committed':
+            job.write('db-committed', '')
+            return 'committed'
+        if status == 'aborted':
+            job.write('db-rolled-back', '')
+            return 'rolled back'
+        # 'in progress': the server has not yet seen its client go (it then rolls back).
+        if status != 'in progress' or time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
 
 
 class LockWatch:
