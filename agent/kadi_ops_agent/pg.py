@@ -102,6 +102,12 @@ def any_psql():
     return ''
 
 
+def quote_ident(name):
+    """NAME as a PostgreSQL identifier, for a statement shown to the operator to run: always quoted,
+    a double quote doubled (what quote_ident does for a name that needs it)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 class Conn:
     """One connection: psql/pg_dump/pg_restore arguments; the password comes from PGPASSFILE."""
 

@@ -54,6 +54,33 @@ def readable_tree(label, path):
                  'run Kadi Ops as the user that owns it (the Kadi user), or grant it read access')
 
 
+def dump_readable(conn, user):
+    """Whether a pg_dump of the whole database as USER (a backup's; a restore's safety backup) can
+    read everything it dumps (components/database.py: _UNREADABLE_SQL): what it cannot, with the
+    statements its owner or a superuser runs. A backup fails on the first of them."""
+    from .components.database import UNREADABLE_SQL
+    name = 'pg_dump as %s can read the whole database' % user
+    ok, text = conn.query_with(UNREADABLE_SQL, {})
+    try:
+        found = json.loads(text) if ok else None
+    except ValueError:
+        found = None
+    if found is None:
+        return check(name, False, one_line(text), 'see the database check above')
+    role, q = pg.quote_ident(user), pg.quote_ident
+    fixes, named = [], []
+    for kind, schema, tag in found:
+        rel = '%s.%s' % (q(schema), q(tag))
+        named.append('%s %s' % (kind.lower(), tag if schema == '-' else '%s.%s' % (schema, tag)))
+        fixes.append('GRANT USAGE ON SCHEMA %s TO %s;' % (q(tag), role) if kind == 'SCHEMA' else
+                     'ALTER TABLE %s NO FORCE ROW LEVEL SECURITY; (or ALTER ROLE %s BYPASSRLS;)' % (rel, role) if kind == 'ROW SECURITY' else
+                     'GRANT SELECT ON LARGE OBJECT %s TO %s;' % (tag, role) if kind == 'LARGE OBJECT' else
+                     'GRANT SELECT ON %s %s TO %s;' % ('SEQUENCE' if kind == 'SEQUENCE' else 'TABLE', rel, role))
+    more = ' (and %d more)' % (len(found) - 5) if len(found) > 5 else ''
+    return check(name, not found, one_line('; '.join(named[:5]) + more) if found else '',
+                 'as their owner or a superuser: ' + one_line(' '.join(fixes[:5])) + more)
+
+
 def sudo_checks(commands, profile):
     out = []
     for user, argv in commands:
@@ -89,8 +116,10 @@ def main(argv):
         separate = check('the backup directory is apart from STORAGE_PATH and MISC_UPLOADS_PATH', not apart, '; '.join(apart) or o['backup_dir'],
                          'move the backup directory out of the trees (and them out of it): a backup would copy its own sets, '
                          "a restore's rsync --delete would delete them")
+        readable = dump_readable(conn, o['pg_user']) if reachable else \
+            check('pg_dump as %s can read the whole database' % o['pg_user'], False, 'the server is not reachable', 'see the database check above')
         features.append({'feature': 'backup', 'optional': False, 'checks': [
-            server, pg_dump,
+            server, pg_dump, readable,
             writable_dir('backup directory', o['backup_dir'], me),
             separate,
             readable_tree('STORAGE_PATH', o['storage_path']),

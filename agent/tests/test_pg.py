@@ -124,6 +124,7 @@ class RestoreTransactionTest(unittest.TestCase):
         self.assertIsNone(self.database.settle_restored_db(self.job, self.conn, wait_s=0.5), 'still open: not known')
         self.assertFalse(os.path.exists(self.job.path('db-committed')))
         p.stdin.write('COMMIT;\n'); p.stdin.close(); p.wait(); p.stdout.close()
+        self.addCleanup(self.conn.query, 'DROP TABLE kadi_ops_a')
         self.assertEqual(self.database.settle_restored_db(self.job, self.conn), 'committed')
         self.assertTrue(os.path.exists(self.job.path('db-committed')))
 
@@ -134,6 +135,18 @@ class RestoreTransactionTest(unittest.TestCase):
         self.assertEqual(self.database.settle_restored_db(self.job, self.conn), 'rolled back')
         self.assertTrue(os.path.exists(self.job.path('db-rolled-back')))
         self.assertEqual(self.conn.query("SELECT count(*) FROM pg_class WHERE relname = 'kadi_ops_b'"), '0')
+
+    def test_check_names_what_a_pg_dump_as_the_role_cannot_read_with_the_statements(self):
+        from kadi_ops_agent.prerequisites import dump_readable
+        self.conn.query('CREATE ROLE app LOGIN; CREATE SCHEMA "odd ""s"""; CREATE TABLE "odd ""s"""."t; x" (v int); '
+                        'ALTER SCHEMA "odd ""s""" OWNER TO app; CREATE TABLE mine (v int); ALTER TABLE mine OWNER TO app')
+        self.addCleanup(self.conn.query, 'DROP SCHEMA "odd ""s""" CASCADE; DROP TABLE mine; DROP ROLE app')
+        app = pg.Conn(self.conn.psql, self.data, self.port, 'app', 'postgres')
+        c = dump_readable(app, 'app')
+        self.assertEqual((c['ok'], c['detail']), (False, 'table odd "s".t; x'))
+        self.assertEqual(c['fix'], 'as their owner or a superuser: GRANT SELECT ON TABLE "odd ""s"""."t; x" TO "app";')
+        self.conn.query('GRANT SELECT ON "odd ""s"""."t; x" TO app')
+        self.assertEqual(dump_readable(app, 'app'), {'name': 'pg_dump as app can read the whole database', 'ok': True})
 
     def test_without_an_id_or_with_its_end_marked_nothing_is_asked(self):
         self.assertIsNone(self.database.settle_restored_db(self.job, self.conn))

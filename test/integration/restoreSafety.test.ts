@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { startBackup } from '../../src/backup/backupSets';
 import type { HostProfile } from '../../src/config/types';
 import { discover, type Discovery } from '../../src/kadi/discovery';
+import { checkPrerequisites } from '../../src/kadi/prerequisites';
 import { parseListing, serializeListing, setEnabled, tocEntries } from '../../src/pgtoc/listing';
 import type { ConnectionPool } from '../../src/remote/connectionPool';
 import { listJobs } from '../../src/remote/jobs';
@@ -333,6 +334,9 @@ break; ""t"" ü"), 'added after the set');
   });
 
   it('what a pg_dump as the Kadi role cannot read (another role\'s table without a grant, a table whose row security is forced) is refused at preflight when a safety backup would dump it, with the grants to run; not without one', async () => {
+    // On the sandbox as it is (the DBA's own objects, each readable by kadi), `check` finds nothing.
+    const first = (await checkPrerequisites(host, await d())).features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'pg_dump as kadi can read the whole database');
+    assert.equal(first?.ok, true, JSON.stringify(first));
     // A materialized view of the DBA's without a grant is no obstacle: pg_dump dumps its definition, not its rows.
     await sb.psql(`CREATE TABLE "dba secret; ü" (v integer); ALTER TABLE "dba secret; ü" OWNER TO kadi_dba; CREATE MATERIALIZED VIEW dba_mv AS SELECT 1 AS one; ALTER MATERIALIZED VIEW dba_mv OWNER TO kadi_dba; ALTER TABLE record ENABLE ROW LEVEL SECURITY; ALTER TABLE record FORCE ROW LEVEL SECURITY; CREATE POLICY all_rows ON record USING (true);`);
     try {
@@ -341,6 +345,12 @@ break; ""t"" ü"), 'added after the set');
       for (const part of ['TABLE public.dba secret; ü', 'row security of public.record', 'GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi";', 'ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY;', '--no-safety-backup']) {
         assert.ok(said.includes(part), `${part}\n${said}`);
       }
+      // `check` says it before any backup: the backup feature's check names them, with the statements.
+      const prereq = await checkPrerequisites(host, await d());
+      const readable = prereq.features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'pg_dump as kadi can read the whole database');
+      assert.equal(readable?.ok, false, JSON.stringify(prereq.features));
+      assert.equal(readable?.detail, 'table public.dba secret; ü; row security public.record');
+      assert.equal(readable?.fix, 'as their owner or a superuser: GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi"; ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY; (or ALTER ROLE "kadi" BYPASSRLS;)');
       // What it names is what the backup meets: a backup of the instance fails on it.
       const b = await runJob(host, pool, async () => startBackup(host, await d()));
       assert.equal(b.outcome.result, 'failed', b.log);

@@ -57,11 +57,41 @@ _IN_SCHEMA_SQL = ''.join(
     "         EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_catalog.%s'::pg_catalog.regclass AND objid = x.oid), true\n"
     "    FROM pg_catalog.%s x JOIN nsp n ON n.oid = x.%s\n" % (kind, name, owner, owner, catalog, catalog, schema)
     for kind, catalog, name, owner, schema in _IN_SCHEMA)
-OBJECTS_SQL = r"""SET search_path = '';
-WITH nsp AS (
+# The schemas a dump of the database holds: all but the system's.
+_NSP_CTE = r"""nsp AS (
   SELECT oid, nspname FROM pg_catalog.pg_namespace
    WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'
-), ext AS (
+)"""
+# What a pg_dump of the whole database as this role cannot read (a backup's, or a restore's safety
+# backup after the services stopped, would fail on it): a schema without USAGE, a table (pg_dump
+# locks and reads it; a partitioned one it locks) or sequence without SELECT, a table whose row
+# security applies to the role (forced, or another role's table; pg_dump refuses to dump part of
+# it), another role's large object without SELECT. Not a view or materialized view: their rows are
+# not dumped. A JSON array of [kind, schema, name]; needs the nsp CTE.
+_UNREADABLE_SQL = r"""(SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t)), '[]') FROM (
+    SELECT 'SCHEMA' AS k, '-' AS s, n.nspname AS t FROM nsp n WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+    UNION ALL
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname
+      FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'S') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+       AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+    UNION ALL
+    SELECT 'ROW SECURITY', n.nspname, c.relname
+      FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity
+       AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))
+       AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+    UNION ALL
+    SELECT 'LARGE OBJECT', '-', l.oid::pg_catalog.text
+      FROM pg_catalog.pg_largeobject_metadata l
+     WHERE NOT pg_catalog.pg_has_role(l.lomowner, 'USAGE')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(l.lomacl, pg_catalog.acldefault('L', l.lomowner))) a
+                        WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')))
+       AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)) u)"""
+# The same alone, for `check` (prerequisites): one line of JSON.
+UNREADABLE_SQL = "SET search_path = '';\nWITH " + _NSP_CTE + "\nSELECT " + _UNREADABLE_SQL + ";\n"
+OBJECTS_SQL = r"""SET search_path = '';
+WITH """ + _NSP_CTE + r""", ext AS (
   SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'
 ), fn AS (
   -- Functions as pg_dump's TOC names them: argument types by format_type, a zero-argument aggregate
@@ -117,31 +147,8 @@ SELECT pg_catalog.json_build_object(
   'user', current_user,
   'superuser', (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
   'createSchemas', pg_catalog.has_database_privilege(current_user, pg_catalog.current_database(), 'CREATE'),
-  -- What a pg_dump of the whole database as this role cannot read (a restore's safety backup would
-  -- fail on it after the services stopped): a schema without USAGE, a table (pg_dump locks and reads
-  -- it; a partitioned one it locks) or sequence without SELECT, a table whose row security applies
-  -- to the role (forced, or another role's table; pg_dump refuses to dump part of it), another
-  -- role's large object without SELECT. Not a view or materialized view: their rows are not dumped.
-  'unreadable', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t)), '[]') FROM (
-    SELECT 'SCHEMA' AS k, '-' AS s, n.nspname AS t FROM nsp n WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
-    UNION ALL
-    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname
-      FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p', 'S') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
-       AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
-    UNION ALL
-    SELECT 'ROW SECURITY', n.nspname, c.relname
-      FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity
-       AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))
-       AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
-    UNION ALL
-    SELECT 'LARGE OBJECT', '-', l.oid::pg_catalog.text
-      FROM pg_catalog.pg_largeobject_metadata l
-     WHERE NOT pg_catalog.pg_has_role(l.lomowner, 'USAGE')
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(l.lomacl, pg_catalog.acldefault('L', l.lomowner))) a
-                        WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')))
-       AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)) u),
+  -- What a pg_dump of the whole database as this role cannot read (_UNREADABLE_SQL says what).
+  'unreadable', """ + _UNREADABLE_SQL + r""",
   -- Relations in a tablespace of their own, and whether the role may create there (a restore makes
   -- them again in it: without CREATE on it the restore fails part way).
   'tablespaces', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(
