@@ -148,6 +148,17 @@ class RestoreTransactionTest(unittest.TestCase):
         self.conn.query('GRANT SELECT ON "odd ""s"""."t; x" TO app')
         self.assertEqual(dump_readable(app, 'app'), {'name': 'pg_dump as app can read the whole database', 'ok': True})
 
+    def test_the_bytes_of_file_rows_changed_since_a_time_are_what_the_file_table_says(self):
+        import calendar
+        since = calendar.timegm((2026, 12, 1, 0, 0, 0)) * 1000000000
+        self.assertEqual(self.database.new_file_bytes(self.conn, since), 0, 'no file table: nothing known')
+        self.conn.query('CREATE SCHEMA "k; s"; CREATE TABLE "k; s".file (id int, size bigint, storage_type text, last_modified timestamptz); '
+                        "INSERT INTO \"k; s\".file VALUES (1, 1000, 'local', '2026-11-30T23:59:59Z'), (2, 20000, 'local', '2026-12-01T00:00:00Z'), "
+                        "(3, 300000, 'local', '2026-12-02T10:00:00Z')")
+        self.addCleanup(self.conn.query, 'DROP SCHEMA "k; s" CASCADE')
+        self.assertEqual(self.database.new_file_bytes(self.conn, since), 320000)
+        self.assertEqual(self.database.new_file_bytes(self.conn, since + 86400 * 1000000000), 300000)
+
     def test_without_an_id_or_with_its_end_marked_nothing_is_asked(self):
         self.assertIsNone(self.database.settle_restored_db(self.job, self.conn))
         self.job.write('db-xid', '12345')

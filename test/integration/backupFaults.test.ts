@@ -443,15 +443,31 @@ describe('backup faults and verification against the sandbox host', function () 
       }
     });
 
-    it('a disk that fills during the copy fails the job, removes the partial set and keeps the previous set good', async () => {
+    it('a repeat set whose new record files (by their rows) cannot fit is refused before copying; a disk that fills during the copy fails the job, removes the partial set and keeps the previous set good', async () => {
       await mount('200m');
       // The first set fits (the bulk table is dropped for this test so the dump is small).
       await sb.psql('DROP TABLE IF EXISTS fault_bulk;');
       const dd = await discover(smallHost);
       const first = await followJob(smallHost, await startBackup(smallHost, dd), { sink: new MemorySink() });
       assert.equal(first.result, 'succeeded');
-      // A new 250 MB record file cannot fit next to it.
+      // A new 250 MB record file cannot fit next to it. Kadi's file table has its row: the repeat
+      // set's space check counts it and refuses before anything is copied.
       const big = await sb.addStorageFile({ size: 250 * 1024 * 1024 });
+      try {
+        const sink = new MemorySink();
+        const outcome = await followJob(smallHost, await startBackup(smallHost, dd), { sink });
+        assert.equal(outcome.result, 'failed', sink.text());
+        assert.match(outcome.reason ?? '', /^not enough space in .*: about \d+ MiB needed, \d+ MiB free$/, sink.text());
+        assert.ok(Number(/about (\d+) MiB needed/.exec(outcome.reason ?? '')?.[1]) >= 250, outcome.reason);
+        assert.doesNotMatch(sink.text(), /files: copying STORAGE_PATH/, 'refused before the copies began');
+      } finally {
+        fs.rmSync(big.path);
+        await sb.psql(`DELETE FROM file WHERE id = '${big.id}'`);
+      }
+      // One the database does not know (no row): only the copy meets the full disk.
+      const unlisted = path.join(sb.storagePath, 'zz-unlisted-big');
+      fs.writeFileSync(unlisted, randomBytes(1024 * 1024).toString('hex').repeat(125));
+      spawnSync('chown', [`${sb.kadiUser}:`, unlisted]);
       try {
         const sink = new MemorySink();
         const outcome = await followJob(smallHost, await startBackup(smallHost, dd), { sink });
@@ -464,8 +480,7 @@ describe('backup faults and verification against the sandbox host', function () 
         const v = await followJob(smallHost, await startVerify(smallHost, dd, listing.sets[0].name), { sink: new MemorySink() });
         assert.equal(v.result, 'succeeded');
       } finally {
-        fs.rmSync(big.path);
-        await sb.psql(`DELETE FROM file WHERE id = '${big.id}'`);
+        fs.rmSync(unlisted, { force: true });
       }
     });
   });

@@ -791,6 +791,29 @@ FILE_TABLE_SQL = r"""SELECT pg_catalog.quote_ident(n.nspname) || '.file'
  ORDER BY n.nspname <> 'public', n.nspname LIMIT 1"""
 
 
+# The bytes of Kadi's file rows changed since :'since' (an ISO time; psql quotes it, format's %L
+# quotes it again in the statement \gexec runs): what a repeat set copies of STORAGE_PATH, as the
+# database knows it. No output where there is no file table with these columns.
+NEW_FILE_BYTES_SQL = r"""SELECT pg_catalog.format('SELECT coalesce(sum(size), 0) FROM %I.file WHERE last_modified >= %L::timestamptz', n.nspname, :'since')
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname = 'file' AND c.relkind IN ('r', 'p')
+   AND (SELECT count(*) FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = c.oid AND a.attname IN ('storage_type', 'size', 'last_modified') AND NOT a.attisdropped) = 3
+ ORDER BY n.nspname <> 'public', n.nspname LIMIT 1
+\gexec
+"""
+
+
+def new_file_bytes(conn, since_ns):
+    """The bytes of the file rows Kadi changed since SINCE_NS (ns since the epoch): an estimate of what
+    a repeat set copies of STORAGE_PATH (the rest is linked). 0 where the database cannot say (no
+    file table, the query refused): the estimate is then the directories alone, as before."""
+    import time as _time
+    since = _time.strftime('%Y-%m-%dT%H:%M:%SZ', _time.gmtime(since_ns // 1000000000))
+    ok, text = conn.query_with(NEW_FILE_BYTES_SQL, {'since': since})
+    return int(text) if ok and text.strip().isdigit() else 0
+
+
 def file_table(conn):
     """The qualified name of Kadi's file table in CONN's database ('file' when none is found: the
     query then fails naming it)."""

@@ -13,7 +13,7 @@ import threading
 from ..common import archive_listing, decompressor, disk_kb, du, ended, fail, have, one_line, out, remove_tree, resolved, user_name, user_of, warn
 from ..progress import ReadWatcher
 from .. import jobs
-from ..manifest import tree_artifact, tree_entries, tree_others
+from ..manifest import copy_started_ns, started_ns, tree_artifact, tree_entries, tree_others
 
 
 class Tree:
@@ -39,7 +39,8 @@ class Tree:
         mode: the previous set's archive again (each archive is whole). A repeat set of a copied
         tree links the unchanged files but makes every directory again, a block each at least
         (about 7 GiB at a million files in Kadi's layout): counted from the previous set's
-        manifest; what it copies comes on top and is not known before its walk. A previous set
+        manifest; what it copies comes on top, estimated from Kadi's file rows (_changed_kb;
+        the walk alone knows it exactly). A previous set
         that holds the tree otherwise (or does not say) gives nothing to link to: the du."""
         if first:
             return du(self.live(ctx))
@@ -48,7 +49,21 @@ class Tree:
             size = a.get('size') if a is not None and a.get('archiveOf') == self.name else None
             return size // 1024 if isinstance(size, int) else du(self.live(ctx))
         others = tree_others(ctx.prev, self.name)
-        return du(self.live(ctx)) if others is None else others * _block_kb(ctx.opts['backup_dir'])
+        if others is None:
+            return du(self.live(ctx))
+        return others * _block_kb(ctx.opts['backup_dir']) + self._changed_kb(ctx)
+
+    def _changed_kb(self, ctx):
+        """What a repeat set copies, as far as Kadi's database knows it before the walk: the record
+        files (STORAGE_PATH) whose rows changed since the previous set's copy began, a minute
+        earlier to be safe. Uploads have no table: nothing is counted for them."""
+        if self.name != 'storage' or getattr(ctx, 'conn', None) is None:
+            return 0
+        since = copy_started_ns(ctx.prev, self.name) or started_ns(ctx.prev)
+        if since is None:
+            return 0
+        from .database import new_file_bytes
+        return new_file_bytes(ctx.conn, since - 60 * 1000000000) // 1024
 
     def inodes_needed(self, ctx, first):
         """Inodes a repeat set of a copied tree takes: one per directory and link it makes again (the
