@@ -79,6 +79,24 @@ class SpaceNeededTest(unittest.TestCase):
         self.assertEqual(self.tree.inodes_needed(self.ctx(), False), 1900)
         self.assertEqual(Tree('uploads', 'uploads_path', 'MISC_UPLOADS_PATH').inodes_needed(self.ctx(), False), 0)
 
+    def test_what_restores_wrote_into_the_tree_since_the_previous_set_is_counted_for_a_repeat_set(self):
+        # A restore writes its files anew (their ctime is after the previous set's copy): the next
+        # set copies them all again; onto an emptied tree (a new disk) the whole tree.
+        import time
+        from kadi_ops_agent.components import trees
+        with open(os.path.join(self.prev, 'manifest.json'), 'w', encoding='utf-8') as f:
+            json.dump({'artifacts': [{'name': 'storage.files.jsonl', 'tree': 'storage', 'files': 10, 'entries': 10}],
+                       'trees': {'storage': {'copyStartedNs': time.time_ns()}}}, f)
+        os.makedirs(os.path.join(self.tmp, '.kadi-ops'))
+        trees._record_restored(self.tmp, 'uploads', 50 * 1024 * 1024)
+        trees._record_restored(self.tmp, 'storage', 300 * 1024 * 1024)
+        self.assertEqual(self.tree.space_needed_kb(self.ctx(), False), 300 * 1024)
+        self.assertEqual(trees.restored_bytes(self.tmp, 'storage', time.time_ns()), 0, 'restores before the previous set are in it')
+        for _ in range(trees.RESTORED_KEEP + 5):
+            trees._record_restored(self.tmp, 'storage', 1)
+        with open(os.path.join(self.tmp, '.kadi-ops', trees.RESTORED), encoding='utf-8') as f:
+            self.assertEqual(len(f.read().splitlines()), trees.RESTORED_KEEP)
+
     def test_a_repeat_archive_needs_the_previous_archive_again_a_first_set_or_nothing_to_link_the_trees_du(self):
         du = int(subprocess.run(['du', '-sk', self.live], capture_output=True, text=True).stdout.split()[0])
         self.manifest({'name': 'storage.tar.zst', 'archiveOf': 'storage', 'size': 10 * 1024 * 1024})

@@ -109,6 +109,11 @@ describe('restore against the sandbox host', function () {
     assert.deepEqual(after.uploads, before.uploads, 'uploads tree as at backup time');
     assert.equal(fs.existsSync(added.path), false, 'a file added after the backup is gone');
     for (const [rel, st] of after.storage) assert.match(st, rel.endsWith('/') ? /^750 / : /^640 /, rel);
+    // What it wrote into each tree is noted for the next backup's space check (the files it wrote
+    // are copied again: their ctime is after the safety set's copy).
+    const notes = fs.readFileSync(path.join(sb.backupDir, '.kadi-ops', 'restored-trees.jsonl'), 'utf8').trim().split('\n').slice(-2).map((l) => JSON.parse(l) as { tree: string; copiedBytes: number });
+    assert.deepEqual(notes.map((n) => n.tree).sort(), ['storage', 'uploads']);
+    assert.ok(notes.find((n) => n.tree === 'storage')!.copiedBytes >= fs.statSync(victim).size, JSON.stringify(notes));
     // Never hard-linked to the backup.
     const rel = path.relative(sb.storagePath, victim);
     assert.notEqual(fs.statSync(victim).ino, fs.statSync(path.join(sb.backupDir, set, 'storage', rel)).ino);

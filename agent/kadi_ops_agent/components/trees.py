@@ -54,16 +54,21 @@ class Tree:
         return others * _block_kb(ctx.opts['backup_dir']) + self._changed_kb(ctx)
 
     def _changed_kb(self, ctx):
-        """What a repeat set copies, as far as Kadi's database knows it before the walk: the record
-        files (STORAGE_PATH) whose rows changed since the previous set's copy began, a minute
-        earlier to be safe. Uploads have no table: nothing is counted for them."""
-        if self.name != 'storage' or getattr(ctx, 'conn', None) is None:
-            return 0
+        """What a repeat set copies, as far as is known before the walk, since the previous set's copy
+        began (a minute earlier, to be safe): the bytes restores wrote into the tree since (their
+        record, restored_bytes), and the record files (STORAGE_PATH) whose rows in Kadi's database
+        changed since. Uploads have no table: only restores are counted for them."""
         since = copy_started_ns(ctx.prev, self.name) or started_ns(ctx.prev)
         if since is None:
             return 0
-        from .database import new_file_bytes
-        return new_file_bytes(ctx.conn, since - 60 * 1000000000) // 1024
+        since -= 60 * 1000000000
+        # A restore since then wrote its files anew (their ctime is after the previous set's copy):
+        # the set copies them all again. Onto an emptied tree (a new disk) that is the whole tree.
+        kb = restored_bytes(ctx.opts['backup_dir'], self.name, since) // 1024
+        if self.name == 'storage' and getattr(ctx, 'conn', None) is not None:
+            from .database import new_file_bytes
+            kb += new_file_bytes(ctx.conn, since) // 1024
+        return kb
 
     def inodes_needed(self, ctx, first):
         """Inodes a repeat set of a copied tree takes: one per directory and link it makes again (the
@@ -266,6 +271,7 @@ class Tree:
             fail('restoring %s failed (status %d; the reason is above)' % (self.label, r.returncode))
         with open(result, encoding='utf-8') as f:
             res = json.load(f)
+        _record_restored(ctx.opts['backup_dir'], self.name, res.get('copiedBytes', 0))
         _attributes_left(ctx, live, owner, group, res['otherOwner'], res['otherOwnerFirst'], res['groupFailed'])
         if res['contentDiffered']:
             # Restored now; but bytes that change under an unchanged size and time are what a failing
@@ -306,6 +312,51 @@ class Tree:
         if need is None or need > free:
             lines.append('%s_kb=%d' % (self.name, du(p)))
         return lines
+
+
+RESTORED = 'restored-trees.jsonl'
+RESTORED_KEEP = 100
+
+
+def _record_restored(backup_dir, tree, copied_bytes):
+    """Notes that a restore wrote COPIED_BYTES into TREE now (one JSON line in the backup
+    directory's state, the last RESTORED_KEEP kept), for the next backup's space estimate. A note
+    that cannot be written costs only that estimate: said, not a failure."""
+    import time
+    from ..jobs import state_dir
+    path = os.path.join(state_dir(backup_dir), RESTORED)
+    try:
+        try:
+            with open(path, encoding='utf-8') as f:
+                lines = f.read().splitlines()[-(RESTORED_KEEP - 1):]
+        except FileNotFoundError:
+            lines = []
+        lines.append(json.dumps({'tree': tree, 'endedNs': time.time_ns(), 'copiedBytes': int(copied_bytes)}))
+        tmp = path + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.replace(tmp, path)
+    except (OSError, ValueError) as e:
+        warn('WARNING: could not note what the restore wrote into %s (%s): the next backup\'s space check will not count it'
+             % (tree, one_line(e)))
+
+
+def restored_bytes(backup_dir, tree, since_ns):
+    """The bytes restores wrote into TREE after SINCE_NS (ns since the epoch), by their notes."""
+    from ..jobs import state_dir
+    n = 0
+    try:
+        with open(os.path.join(state_dir(backup_dir), RESTORED), encoding='utf-8') as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                    if r.get('tree') == tree and int(r.get('endedNs', 0)) > since_ns:
+                        n += max(0, int(r.get('copiedBytes', 0)))
+                except (ValueError, TypeError, AttributeError):
+                    continue
+    except OSError:
+        pass
+    return n
 
 
 def _block_kb(path):
