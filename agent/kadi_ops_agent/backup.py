@@ -67,11 +67,12 @@ def _make_set(job, o, bd):
 
     step('checking free space in %s' % bd)
     # What a first set needs of the trees is their du, a walk of every file (~1 min at a million
-    # files): measured beside the copies, which it no longer delays. When it finds too little room
+    # files): measured beside the copies, which it no longer delays (so is a repeat set's where the
+    # previous set has nothing to link to). When it finds too little room
     # the copies are stopped and the backup fails with that reason; the rest is known at once.
     first = not prev
     free_kb = disk_kb(bd)[0]
-    later = [c for c in components if first and c.NAME in ('storage', 'uploads')]
+    later = [c for c in components if c.NAME in ('storage', 'uploads') and c.space_walks(ctx, first)]
     need_kb = sum(c.space_needed_kb(ctx, first) for c in components if c not in later)
     short = lambda kb: 'not enough space in %s: about %d MiB needed, %d MiB free' % (bd, kb // 1024, free_kb // 1024)  # noqa: E731
     if need_kb > free_kb:

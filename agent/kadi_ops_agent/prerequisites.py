@@ -69,11 +69,13 @@ def dump_readable(conn, user):
         return check(name, False, one_line(text), 'see the database check above')
     role, q = pg.quote_ident(user), pg.quote_ident
     fixes, named = [], []
-    for kind, schema, tag in found:
+    for kind, schema, tag, *how in found:
         rel = '%s.%s' % (q(schema), q(tag))
         named.append('%s %s' % (kind.lower(), tag if schema == '-' else '%s.%s' % (schema, tag)))
         fixes.append('GRANT USAGE ON SCHEMA %s TO %s;' % (q(tag), role) if kind == 'SCHEMA' else
-                     'ALTER TABLE %s NO FORCE ROW LEVEL SECURITY; (or ALTER ROLE %s BYPASSRLS;)' % (rel, role) if kind == 'ROW SECURITY' else
+                     'ALTER TABLE %s NO FORCE ROW LEVEL SECURITY;' % rel if kind == 'ROW SECURITY' and how == ['forced'] else
+                     'ALTER TABLE %s DISABLE ROW LEVEL SECURITY; (its owner; or a superuser: ALTER ROLE %s BYPASSRLS;)' % (rel, role)
+                     if kind == 'ROW SECURITY' else
                      'GRANT SELECT ON LARGE OBJECT %s TO %s;' % (tag, role) if kind == 'LARGE OBJECT' else
                      'GRANT SELECT ON %s %s TO %s;' % ('SEQUENCE' if kind == 'SEQUENCE' else 'TABLE', rel, role))
     more = ' (and %d more)' % (len(found) - 5) if len(found) > 5 else ''

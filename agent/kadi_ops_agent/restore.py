@@ -142,9 +142,11 @@ def _check_read_whole(ctx):
     restored as it is: pg_restore sees nothing wrong. (About 0.6 s per GB here; the dump is read
     again by pg_restore, from the page cache.) A tree's files are checked by its lists
     (restore_check) and that verification: reading them all again is what `verify` does."""
-    from .common import sha256
-    with open(os.path.join(ctx.set_dir, 'manifest.json'), encoding='utf-8') as f:
-        artifacts = {a.get('name'): a for a in json.load(f).get('artifacts', []) if isinstance(a, dict)}
+    try:
+        with open(os.path.join(ctx.set_dir, 'manifest.json'), encoding='utf-8') as f:
+            artifacts = {a.get('name'): a for a in json.load(f).get('artifacts', []) if isinstance(a, dict)}
+    except (OSError, ValueError, AttributeError) as e:
+        fail('refusing to restore: the set\'s manifest cannot be read (%s); nothing was changed' % one_line(e))
     for n in ctx.components:
         for name in READ_WHOLE.get(n, ()):
             a = artifacts.get(name)
@@ -154,12 +156,28 @@ def _check_read_whole(ctx):
             out('checking %s against the manifest (sha256)' % name)
             try:
                 why = 'its size differs' if os.path.getsize(p) != a.get('size') else \
-                    'its sha256 differs' if sha256(p) != a.get('sha256') else None
+                    'its sha256 differs' if _hashed(p, a["size"]) != a.get('sha256') else None
             except OSError as e:
                 why = 'it cannot be read: %s' % (e.strerror or e)
             if why:
                 fail('refusing to restore: the set\'s %s is not what its manifest says (%s): it changed since the set was '
                      'made or last verified. Verify the set; nothing was changed' % (name, why))
+
+
+def _hashed(path, size):
+    """sha256 of PATH, with `[progress]` lines (an archive may be hundreds of GB)."""
+    import hashlib
+    from .common import Progress
+    progress = Progress('restore-check', size)
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+            progress.add(len(b))
+    return h.hexdigest()
 
 
 def safety_backup(ctx, argv):
@@ -307,7 +325,11 @@ def _settle_db(ctx):
     if os.path.exists(job.path('pgpass')):
         os.environ['PGPASSFILE'] = job.path('pgpass')
     from .components.database import settle_restored_db
-    said = settle_restored_db(job, pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
+    try:
+        said = settle_restored_db(job, pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
+    except Exception as e:  # noqa: BLE001 - the rest of the cleanup (Redis, services) matters more
+        out('database: could not ask how pg_restore\'s transaction ended: %s' % one_line(e))
+        return
     if said == 'committed':
         out("database: pg_restore's transaction had committed as the job ended: the database is the set's")
     elif said == 'rolled back':

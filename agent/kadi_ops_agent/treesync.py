@@ -100,6 +100,8 @@ class Sync:
         self.unread = []  # (content) the first few live files that could not be read to compare
         self.unread_n = 0
         self.mounts = None  # the system's mount points, read when a directory is first removed
+        self.mounted = []  # the first few mount points the set does not hold, left with what is on them
+        self.mounted_n = 0
 
     # --- attributes -------------------------------------------------------------------------------
 
@@ -210,9 +212,14 @@ class Sync:
         except OSError as err:
             if not (err.errno == errno.EBUSY or isinstance(err, PermissionError) and not self.root):
                 raise
-            self.left_n += 1
-            if len(self.left) < 5:
-                self.left.append('%s (%s)' % (one_line(_named(err, where).filename or where + '/' + e.name), err.strerror or err))
+            path = one_line(_named(err, where).filename or where + '/' + e.name)
+            if err.errno == errno.EBUSY:
+                # A mount point (or another device's root, a btrfs subvolume): left on purpose.
+                self.mounted_n += 1
+                if len(self.mounted) < 5: self.mounted.append(path)
+            else:
+                self.left_n += 1
+                if len(self.left) < 5: self.left.append('%s (%s)' % (path, err.strerror or err))
             self.writes += 1  # what could go below it did: its directory's time changed
 
     def _opened(self, stack, pfd, e, path):
@@ -223,7 +230,7 @@ class Sync:
         try:
             st = e.stat(follow_symlinks=False)
             if st.st_dev != os.fstat(pfd).st_dev or path in self._mounts():
-                raise OSError(errno.EBUSY, 'a file system is mounted there; left as it is')
+                raise OSError(errno.EBUSY, 'another file system (a mount point) is there; left as it is')
             if not self.root:
                 if st.st_mode & 0o700 != 0o700 and st.st_uid == os.geteuid():
                     os.chmod(e.name, 0o700, dir_fd=pfd)
@@ -445,7 +452,8 @@ class Sync:
                 'attrs': self.attrs, 'otherOwner': self.other_owner_n, 'otherOwnerFirst': self.other_owner,
                 'groupFailed': self.group_failed, 'notRemoved': self.left_n, 'notRemovedFirst': self.left,
                 'compared': self.compared, 'contentDiffered': self.differed_n, 'contentDifferedFirst': self.differed,
-                'unreadLive': self.unread_n, 'unreadLiveFirst': self.unread}
+                'unreadLive': self.unread_n, 'unreadLiveFirst': self.unread,
+                'mountsLeft': self.mounted_n, 'mountsLeftFirst': self.mounted}
 
     def add(self, c):
         """Counts of a tree-sync-part."""
@@ -460,6 +468,8 @@ class Sync:
         self.differed = (self.differed + c['contentDifferedFirst'])[:5]
         self.unread_n += c['unreadLive']
         self.unread = (self.unread + c['unreadLiveFirst'])[:5]
+        self.mounted_n += c.get('mountsLeft', 0)
+        self.mounted = (self.mounted + c.get('mountsLeftFirst', []))[:5]
 
     def _dir(self, sfd, dfd, rel):
         """One directory of both sides (REL, open as SFD and DFD): its subdirectories to enter
@@ -564,8 +574,11 @@ class LiveDirs:
     One this user owns passes (the sync gives it 750 before it enters), unless its file system is
     read-only; one of another owner passes where read, write and search are allowed to this user.
     A live directory missing, or of another kind, is made by the sync in its parent: only the
-    parent matters. Extra live entries are not looked at: one the sync may not remove is left and
-    named, not a failure."""
+    parent matters; so does one that cannot be opened for want of search permission on its parent
+    (the parent was judged: another owner's counted, this user's own given 750 by the sync before
+    it enters). Extra live entries are not looked at: one the sync may not remove is left and
+    named, not a failure. A file system's read-only flag is asked once per mount: a directory that
+    is a mount point (another device, or a bind mount of this one) is asked anew."""
 
     O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -574,16 +587,18 @@ class LiveDirs:
         self.me = os.geteuid()
         self.n, self.found = 0, []
         self.paths, self.fds, self.absent = [], [], None
-        self.read_only = {}  # st_dev: its file system is mounted read-only
+        self.read_only = {}  # (mount point or None, st_dev): mounted read-only
+        self.mounts = _mount_points()
         self.root = os.open(live, self.O_PATH_DIR & ~os.O_NOFOLLOW)  # the top may be a link (STORAGE_PATH often is)
         self._judge(self.root, None, os.fstat(self.root), '')
 
     def _judge(self, fd, name_in, st, rel):
         if st.st_uid == self.me or self.me == 0:
-            # Its own (or root): only a read-only file system stops it, asked once per device.
-            ro = self.read_only.get(st.st_dev)
+            # Its own (or root): only a read-only mount stops it, asked once per mount.
+            key = (self._mount_of(self.live + ('/' + rel if rel else '')), st.st_dev)
+            ro = self.read_only.get(key)
             if ro is None:
-                ro = self.read_only[st.st_dev] = bool(os.statvfs(fd).f_flag & os.ST_RDONLY)
+                ro = self.read_only[key] = bool(os.statvfs(fd).f_flag & os.ST_RDONLY)
             if not ro:
                 return
             why = 'on a read-only file system'
@@ -601,6 +616,14 @@ class LiveDirs:
         if len(self.found) < self.keep:
             self.found.append('%s (%s)' % (one_line(path), why))
 
+    def _mount_of(self, path):
+        """The nearest mount point at or above PATH, up to the live top (None: the top's own mount)."""
+        while len(path) > len(self.live):
+            if path in self.mounts:
+                return path
+            path = path.rpartition('/')[0]
+        return path if path in self.mounts else None
+
     def see(self, d):
         if self.absent is not None and (d == self.absent or d.startswith(self.absent + '/')):
             return  # below a directory the sync makes: nothing there to check
@@ -610,7 +633,7 @@ class LiveDirs:
             try:
                 fd = os.open(name, self.O_PATH_DIR, dir_fd=parent)
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
                     raise _Absent(at)
                 raise OSError(e.errno, e.strerror, self.live + '/' + at)
             try:

@@ -147,6 +147,13 @@ class RestoreTransactionTest(unittest.TestCase):
         self.assertEqual(c['fix'], 'as their owner or a superuser: GRANT SELECT ON TABLE "odd ""s"""."t; x" TO "app";')
         self.conn.query('GRANT SELECT ON "odd ""s"""."t; x" TO app')
         self.assertEqual(dump_readable(app, 'app'), {'name': 'pg_dump as app can read the whole database', 'ok': True})
+        # Row security: on its own table when forced (NO FORCE lifts it), on another's when enabled at all.
+        self.conn.query('ALTER TABLE mine ENABLE ROW LEVEL SECURITY; ALTER TABLE mine FORCE ROW LEVEL SECURITY; '
+                        'ALTER TABLE "odd ""s"""."t; x" ENABLE ROW LEVEL SECURITY')
+        c = dump_readable(app, 'app')
+        self.assertEqual(sorted(c['detail'].split('; row security ')), ['odd "s".t; x', 'row security public.mine'])
+        self.assertIn('ALTER TABLE "public"."mine" NO FORCE ROW LEVEL SECURITY;', c['fix'])
+        self.assertIn('ALTER TABLE "odd ""s"""."t; x" DISABLE ROW LEVEL SECURITY; (its owner; or a superuser: ALTER ROLE "app" BYPASSRLS;)', c['fix'])
 
     def test_the_bytes_of_file_rows_changed_since_a_time_are_what_the_file_table_says(self):
         import calendar

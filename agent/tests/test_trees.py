@@ -105,6 +105,8 @@ class SpaceNeededTest(unittest.TestCase):
         # Copied now, after an archive: there is nothing to link, every file is copied.
         self.assertEqual(self.tree.space_needed_kb(self.ctx(), False), du)
         self.assertEqual(self.tree.space_needed_kb(self.ctx(), True), du)
+        # Those walks are measured beside the copy; the counts from a manifest before it.
+        self.assertEqual([self.tree.space_walks(self.ctx(m), f) for m, f in (('archive', False), ('tree', False), ('tree', True))], [False, True, True])
         self.assertEqual(self.tree.inodes_needed(self.ctx(), True), 0)
         os.unlink(os.path.join(self.prev, 'manifest.json'))
         self.assertEqual(self.tree.space_needed_kb(self.ctx('archive'), False), du)
@@ -123,6 +125,7 @@ class RestoreCheckTest(ZipappTestCase):
         for i in range(3):
             put(self.live, 'zz/d%d/file' % i, b'file %d' % i)
         put(self.live, 'zz/d0/deeper/more', b'more')
+        put(self.live, 'zz/d3/sub/file', b'in a directory below a directory')
         put(self.live, 'top', b'top')
         os.makedirs(os.path.join(self.live, 'zz/empty'))
         os.symlink('d1/file', os.path.join(self.live, 'zz/rel-link'))
@@ -221,6 +224,7 @@ class RestoreCheckTest(ZipappTestCase):
             os.chown(os.path.join(live, 'zz/d1'), 0, 0)
             os.chmod(os.path.join(live, 'zz/d1'), 0o777)
             os.chmod(os.path.join(live, 'zz/d2'), 0o000)
+            os.chmod(os.path.join(live, 'zz/d3'), 0o000)  # its own, with a directory below: given 750 first
             os.makedirs(os.path.join(live, 'zz/extra/below'))
             os.chown(os.path.join(live, 'zz/extra'), 0, 0)
             os.chown(os.path.join(live, 'zz/extra/below'), 0, 0)
@@ -247,12 +251,14 @@ class RestoreCheckTest(ZipappTestCase):
                   'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
                   'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
                   'except Failure as e: print(e)\n')
-        r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o ro none "$0/zz/d1" && "$@"',
-                            self.live, sys.executable, '-I', '-S', '-c', script, AGENT_SOURCE, self.set, self.live],
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn('refusing to restore: 1 directory under STORAGE_PATH %s that the set also has cannot be written by root (%s/zz/d1 '
-                      '(on a read-only file system))' % (self.live, self.live), r.stdout)
+        # Another file system, and a bind mount of this one (the same device, its own read-only flag).
+        for mount in ('mount -t tmpfs -o ro none "$0/zz/d1"', 'mount --bind "$0/zz/d1" "$0/zz/d1" && mount -o remount,bind,ro "$0/zz/d1"'):
+            r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', mount + ' && "$@"',
+                                self.live, sys.executable, '-I', '-S', '-c', script, AGENT_SOURCE, self.set, self.live],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn('refusing to restore: 1 directory under STORAGE_PATH %s that the set also has cannot be written by root (%s/zz/d1 '
+                          '(on a read-only file system))' % (self.live, self.live), r.stdout, mount)
 
     def test_the_restore_checks_every_tree_before_it_stops_a_service_or_restores_the_database(self):
         done = []

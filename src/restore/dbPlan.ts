@@ -52,7 +52,7 @@ export interface LiveDb {
   /** Objects that depend on a table, view, type or sequence (a view by its rules, a foreign key by the table it references, a column or function by its type, a column default by its sequence). */
   dependents: { kind: string; schema: string; tag: string; on: { kind: string; schema: string; tag: string }; via?: 'partition' | 'inherits' }[];
   /** What a pg_dump of the whole database as this role cannot read (kind: SCHEMA, TABLE, SEQUENCE, ROW SECURITY, LARGE OBJECT); absent from an older agent. */
-  unreadable?: { kind: string; schema: string; tag: string }[];
+  unreadable?: { kind: string; schema: string; tag: string; /** ROW SECURITY: 'forced' on the role's own table, 'other' on another role's. */ how?: string }[];
   /** Relations in a tablespace of their own, and whether the restoring role may create there; absent from an older agent. */
   tablespaces?: { kind: string; schema: string; tag: string; tablespace: string; canCreate: boolean }[];
   /** The tables each publication lists by name (dropping a table takes it out of them); absent from an older agent. */
@@ -117,7 +117,7 @@ export function parseLiveDb(json: string): LiveDb {
       on: { kind: String(a[3]), schema: String(a[4]), tag: String(a[5]) },
       ...(a[6] === 'partition' || a[6] === 'inherits' ? { via: a[6] } : {}),
     })),
-    ...(Array.isArray(o.unreadable) ? { unreadable: (o.unreadable as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]) })) } : {}),
+    ...(Array.isArray(o.unreadable) ? { unreadable: (o.unreadable as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]), ...(a[3] ? { how: String(a[3]) } : {}) })) } : {}),
     ...(Array.isArray(o.tablespaces)
       ? { tablespaces: (o.tablespaces as unknown[][]).map((a) => ({ kind: String(a[0]), schema: String(a[1]), tag: String(a[2]), tablespace: String(a[3]), canCreate: a[4] === true })) }
       : {}),
@@ -144,7 +144,9 @@ export function safetyBackupBlocker(live: LiveDb | undefined, database?: string)
     x.kind === 'SCHEMA'
       ? `GRANT USAGE ON SCHEMA ${quoteIdent(x.tag)} TO ${role};`
       : x.kind === 'ROW SECURITY'
-        ? `ALTER TABLE ${rel(x)} NO FORCE ROW LEVEL SECURITY; (or ALTER ROLE ${role} BYPASSRLS;)`
+        ? x.how === 'forced'
+          ? `ALTER TABLE ${rel(x)} NO FORCE ROW LEVEL SECURITY;`
+          : `ALTER TABLE ${rel(x)} DISABLE ROW LEVEL SECURITY; (its owner; or a superuser: ALTER ROLE ${role} BYPASSRLS;)`
         : x.kind === 'LARGE OBJECT'
           ? `GRANT SELECT ON LARGE OBJECT ${x.tag} TO ${role};`
           : `GRANT SELECT ON ${x.kind === 'SEQUENCE' ? 'SEQUENCE' : 'TABLE'} ${rel(x)} TO ${role};`,

@@ -338,25 +338,29 @@ break; ""t"" ü"), 'added after the set');
     const first = (await checkPrerequisites(host, await d())).features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'pg_dump as kadi can read the whole database');
     assert.equal(first?.ok, true, JSON.stringify(first));
     // A materialized view of the DBA's without a grant is no obstacle: pg_dump dumps its definition, not its rows.
-    await sb.psql(`CREATE TABLE "dba secret; ü" (v integer); ALTER TABLE "dba secret; ü" OWNER TO kadi_dba; CREATE MATERIALIZED VIEW dba_mv AS SELECT 1 AS one; ALTER MATERIALIZED VIEW dba_mv OWNER TO kadi_dba; ALTER TABLE record ENABLE ROW LEVEL SECURITY; ALTER TABLE record FORCE ROW LEVEL SECURITY; CREATE POLICY all_rows ON record USING (true);`);
+    await sb.psql(`CREATE TABLE "dba secret; ü" (v integer); ALTER TABLE "dba secret; ü" OWNER TO kadi_dba; CREATE TABLE dba_rls (v integer); ALTER TABLE dba_rls OWNER TO kadi_dba; GRANT SELECT ON dba_rls TO kadi; ALTER TABLE dba_rls ENABLE ROW LEVEL SECURITY; CREATE MATERIALIZED VIEW dba_mv AS SELECT 1 AS one; ALTER MATERIALIZED VIEW dba_mv OWNER TO kadi_dba; ALTER TABLE record ENABLE ROW LEVEL SECURITY; ALTER TABLE record FORCE ROW LEVEL SECURITY; CREATE POLICY all_rows ON record USING (true);`);
     try {
       const p = await plan(set, { safetyBackup: true });
-      const said = p.plan.blockers.find((b) => b.startsWith('The safety backup (a pg_dump of all of database kadi as kadi) cannot read 2 object(s)')) ?? p.plan.blockers.join('\n');
-      for (const part of ['TABLE public.dba secret; ü', 'row security of public.record', 'GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi";', 'ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY;', '--no-safety-backup']) {
+      const said = p.plan.blockers.find((b) => b.startsWith('The safety backup (a pg_dump of all of database kadi as kadi) cannot read 3 object(s)')) ?? p.plan.blockers.join('\n');
+      // Row security on Kadi's own table (forced) is lifted by NO FORCE; on another role's table
+      // (enabled, even unforced) only by its owner disabling it, or a superuser's BYPASSRLS.
+      for (const part of ['TABLE public.dba secret; ü', 'row security of public.record', 'row security of public.dba_rls', 'GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi";', 'ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY;', 'ALTER TABLE "public"."dba_rls" DISABLE ROW LEVEL SECURITY; (its owner; or a superuser: ALTER ROLE "kadi" BYPASSRLS;)', '--no-safety-backup']) {
         assert.ok(said.includes(part), `${part}\n${said}`);
       }
       // `check` says it before any backup: the backup feature's check names them, with the statements.
       const prereq = await checkPrerequisites(host, await d());
       const readable = prereq.features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'pg_dump as kadi can read the whole database');
       assert.equal(readable?.ok, false, JSON.stringify(prereq.features));
-      assert.equal(readable?.detail, 'table public.dba secret; ü; row security public.record');
-      assert.equal(readable?.fix, 'as their owner or a superuser: GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi"; ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY; (or ALTER ROLE "kadi" BYPASSRLS;)');
+      assert.deepEqual(readable?.detail?.split('; row security ').sort(), ['public.dba_rls', 'public.record', 'table public.dba secret; ü']);
+      for (const part of ['GRANT SELECT ON TABLE "public"."dba secret; ü" TO "kadi";', 'ALTER TABLE "public"."record" NO FORCE ROW LEVEL SECURITY;', 'ALTER TABLE "public"."dba_rls" DISABLE ROW LEVEL SECURITY; (its owner; or a superuser: ALTER ROLE "kadi" BYPASSRLS;)']) {
+        assert.ok(readable?.fix?.includes(part), `${part}\n${readable?.fix}`);
+      }
       // What it names is what the backup meets: a backup of the instance fails on it.
       const b = await runJob(host, pool, async () => startBackup(host, await d()));
       assert.equal(b.outcome.result, 'failed', b.log);
       assert.deepEqual((await plan(set, { safetyBackup: false })).plan.blockers.filter((x) => x.startsWith('The safety backup')), []);
     } finally {
-      await sb.psql('DROP TABLE IF EXISTS "dba secret; ü"; DROP MATERIALIZED VIEW IF EXISTS dba_mv; DROP POLICY IF EXISTS all_rows ON record; ALTER TABLE record NO FORCE ROW LEVEL SECURITY; ALTER TABLE record DISABLE ROW LEVEL SECURITY;');
+      await sb.psql('DROP TABLE IF EXISTS "dba secret; ü"; DROP TABLE IF EXISTS dba_rls; DROP MATERIALIZED VIEW IF EXISTS dba_mv; DROP POLICY IF EXISTS all_rows ON record; ALTER TABLE record NO FORCE ROW LEVEL SECURITY; ALTER TABLE record DISABLE ROW LEVEL SECURITY;');
     }
   });
 

@@ -67,22 +67,24 @@ _NSP_CTE = r"""nsp AS (
 # locks and reads it; a partitioned one it locks) or sequence without SELECT, a table whose row
 # security applies to the role (forced, or another role's table; pg_dump refuses to dump part of
 # it), another role's large object without SELECT. Not a view or materialized view: their rows are
-# not dumped. A JSON array of [kind, schema, name]; needs the nsp CTE.
-_UNREADABLE_SQL = r"""(SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t)), '[]') FROM (
-    SELECT 'SCHEMA' AS k, '-' AS s, n.nspname AS t FROM nsp n WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+# not dumped. A JSON array of [kind, schema, name, how]; needs the nsp CTE.
+_UNREADABLE_SQL = r"""(SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_array(k, s, t, h)), '[]') FROM (
+    SELECT 'SCHEMA' AS k, '-' AS s, n.nspname AS t, '' AS h FROM nsp n WHERE NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')
     UNION ALL
-    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, ''
       FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p', 'S') AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
        AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
     UNION ALL
-    SELECT 'ROW SECURITY', n.nspname, c.relname
+    -- h: 'forced' where the role owns the table (NO FORCE is its remedy), 'other' where another role
+    -- does (only its owner disabling row security, or a superuser's BYPASSRLS for the role, helps).
+    SELECT 'ROW SECURITY', n.nspname, c.relname, CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE') THEN 'forced' ELSE 'other' END
       FROM pg_catalog.pg_class c JOIN nsp n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity
        AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))
        AND NOT (SELECT rolbypassrls OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
     UNION ALL
-    SELECT 'LARGE OBJECT', '-', l.oid::pg_catalog.text
+    SELECT 'LARGE OBJECT', '-', l.oid::pg_catalog.text, ''
       FROM pg_catalog.pg_largeobject_metadata l
      WHERE NOT pg_catalog.pg_has_role(l.lomowner, 'USAGE')
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(l.lomacl, pg_catalog.acldefault('L', l.lomowner))) a
@@ -505,12 +507,14 @@ BLOCKERS_SQL = r"""SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_arr
 
 
 # The transaction id pg_restore's session (named APP) was given, as the 64-bit id txid_status takes:
-# pg_stat_activity has the 32-bit xid, whose epoch is that of the snapshot's xmax, or the one before
-# where the xid would lie beyond it. None until the session has written (its first DROP or CREATE).
-XID_SQL = r"""SELECT CASE WHEN ((q.s >> 32) << 32 | q.x) > q.s THEN (((q.s >> 32) - 1) << 32) | q.x ELSE (q.s >> 32) << 32 | q.x END
-  FROM (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS s, a.backend_xid::text::bigint AS x
-          FROM pg_catalog.pg_stat_activity a
-         WHERE a.application_name = :'app' AND a.backend_xid IS NOT NULL LIMIT 1) q;
+# pg_stat_activity has the 32-bit xid; of the 64-bit ids it can stand for, the one nearest to the
+# snapshot's xmax (the xid may have been given after the snapshot was taken, so lie beyond it; ids
+# in use are never 2^31 apart). Nothing until the session has written (its first DROP or CREATE).
+XID_SQL = r"""SELECT CASE WHEN q.c > q.s + 2147483648 THEN q.c - 4294967296 WHEN q.c < q.s - 2147483648 THEN q.c + 4294967296 ELSE q.c END
+  FROM (SELECT t.s, (t.s >> 32) << 32 | t.x AS c
+          FROM (SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS s, a.backend_xid::text::bigint AS x
+                  FROM pg_catalog.pg_stat_activity a
+                 WHERE a.application_name = :'app' AND a.backend_xid IS NOT NULL LIMIT 1) t) q;
 """
 XID_STATUS_SQL = "SELECT pg_catalog.txid_status(:'xid'::bigint);\n"
 
@@ -520,13 +524,16 @@ class XidWatch:
     db-xid as soon as it has one, so that a restore ended while pg_restore ran can ask PostgreSQL
     whether that transaction committed (settle_restored_db) instead of saying it may have."""
 
-    def __init__(self, conn, app, job, proc, every=0.1):
-        self.conn, self.app, self.job, self.proc, self.every = conn, app, job, proc, every
+    def __init__(self, conn, app, job, proc, every=0.1, most=2.0):
+        self.conn, self.app, self.job, self.proc, self.every, self.most = conn, app, job, proc, every, most
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
+        # Asked often at first (the id comes with pg_restore's first statement), then less: a
+        # pg_restore waiting for a lock has none yet, perhaps for long, and each ask is a connection.
+        every = self.every
         while not self.stopped.is_set() and self.proc.poll() is None:
             ok, text = self.conn.query_with(XID_SQL, {'app': self.app})
             if not ok:
@@ -534,7 +541,8 @@ class XidWatch:
             if text.strip().isdigit():
                 self.job.write('db-xid', text.strip())
                 return
-            self.stopped.wait(self.every)
+            self.stopped.wait(every)
+            every = min(self.most, every * 2)
 
     def stop(self):
         self.stopped.set()
