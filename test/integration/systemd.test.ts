@@ -171,18 +171,37 @@ describe('services and Redis on a real systemd host', function () {
     } finally {
       await h.psql('DROP EVENT TRIGGER IF EXISTS no_ddl;\nDROP FUNCTION IF EXISTS public.no_ddl();', 'kadi');
     }
-    // A live directory of the set's that the Kadi user cannot read: the files step fails after the
-    // database step committed (without a safety backup, which could not read it either).
+    // A live directory of the set's that the Kadi user cannot write is refused before anything
+    // runs (it would fail the files step after the database step committed).
     const dir = (await h.exec(['sh', '-c', 'find /opt/kadi/storage -mindepth 1 -type d | sort | head -n 1'])).stdout.trim();
     await h.exec(['sh', '-c', `chown root:root "$1" && chmod 700 "$1"`, 'sh', dir]);
     try {
       const ran = await restore(set, ['db', 'storage', 'uploads'], false);
       assert.equal(ran.outcome.result, 'failed', ran.log);
+      assert.match(ran.log, /refusing to restore: 1 directory under STORAGE_PATH \/opt\/kadi\/storage that the set also has cannot be written by kadi/);
+      assert.doesNotMatch(ran.log, /^\[step\] (stop-services|database|files)$/m);
+      assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
+    } finally {
+      await h.exec(['sh', '-c', `chown kadi:kadi "$1" && chmod 750 "$1"`, 'sh', dir]);
+    }
+    // A file of the set that the sync must copy (changed in the live tree since) and that the Kadi
+    // user can no longer read once the preflight passed (what a disk error gives): the files step
+    // fails after the database step committed (without a safety backup, which would not change it).
+    const file = (await h.exec(['sh', '-c', 'cd /opt/kadi/storage && find . -type f -size +0 | sort | head -n 1'])).stdout.trim().replace(/^\.\//, '');
+    await h.exec(['sh', '-c', 'echo changed since the set >> "$1"', 'sh', `/opt/kadi/storage/${file}`]);
+    const plan = await preflight(host, d, set, { components: ['db', 'storage', 'uploads'], safetyBackup: false });
+    assert.deepEqual(plan.blockers, [], plan.blockers.join('\n'));
+    const setFile = `${h.backupDir}/${set}/storage/${file}`;
+    const mode = (await h.exec(['stat', '-c', '%u:%g %a', setFile])).stdout.trim().split(' ');
+    await h.exec(['sh', '-c', 'chown root:root "$1" && chmod 000 "$1"', 'sh', setFile]);
+    try {
+      const ran = await follow(await startRestore(host, d, plan));
+      assert.equal(ran.outcome.result, 'failed', ran.log);
       assert.match(ran.log, /the services are left stopped \(kadi-uwsgi, kadi-celery, kadi-celerybeat, apache2\): the files step failed part way: the trees are partly the set's, the database is the set's, so the instance may be inconsistent; restore again \(it completes what was done\), then start them/);
       assert.match(ran.log, /sudo systemctl start apache2 kadi-celerybeat kadi-celery kadi-uwsgi/);
       assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'inactive'));
     } finally {
-      await h.exec(['sh', '-c', `chown kadi:kadi "$1" && chmod 750 "$1"`, 'sh', dir]);
+      await h.exec(['sh', '-c', 'chown "$2" "$1" && chmod "$3" "$1"', 'sh', setFile, mode[0], mode[1]]);
       await h.exec(['systemctl', 'start', ...KADI_SERVICES]);
     }
     assert.deepEqual(await h.isActive(...KADI_SERVICES), KADI_SERVICES.map(() => 'active'));
