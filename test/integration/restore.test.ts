@@ -285,15 +285,16 @@ describe('restore against the sandbox host', function () {
     const later = await preflight(host, await d(), set, { components: ['db'], safetyBackup: false, now: new Date(Date.now() + 25 * 3600_000) });
     assert.equal(later.verify.reused, undefined);
     assert.ok(later.verify.jobId);
-    // Damage after the verification: a byte of the dump changed in place. The plan still relies on
-    // the verification; the restore job hashes what it reads whole again and refuses, changing nothing.
+    // Damage after the verification: a byte of the dump changed in place, one pg_restore would not
+    // notice (the case of a letter in a table's definition: SQL keywords are case-insensitive). The
+    // plan still relies on the verification; the restore job hashes what it reads whole again and
+    // refuses, changing nothing.
     const dump = path.join(sb.backupDir, set, 'db.dump');
+    const bytes = fs.readFileSync(dump);
+    const at = bytes.indexOf('CREATE TABLE ') + 'CREATE '.length;
+    assert.ok(at > 'CREATE '.length, 'the dump holds a table definition');
     const fd = fs.openSync(dump, 'r+');
-    const at = Math.floor(fs.fstatSync(fd).size / 2);
-    const byte = Buffer.alloc(1);
-    fs.readSync(fd, byte, 0, 1, at);
-    byte[0] ^= 0x01;
-    fs.writeSync(fd, byte, 0, 1, at);
+    fs.writeSync(fd, Buffer.from('t'), 0, 1, at);
     fs.closeSync(fd);
     await sb.psql(`UPDATE record SET title = title || ' (after the set)'`);
     const digests = await tableDigests(sb);
