@@ -8,7 +8,8 @@ import sys
 import time
 
 
-def sha256(path: str) -> str:
+def sha256(path: str, progress=None) -> str:
+    """The sha256 of PATH's content; PROGRESS (a Progress), when given, is told each MiB read."""
     import hashlib  # here, not above: OpenSSL's loading is ~5 ms of every agent start that hashes nothing
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -17,6 +18,8 @@ def sha256(path: str) -> str:
             if not b:
                 break
             h.update(b)
+            if progress is not None:
+                progress.add(len(b))
     return h.hexdigest()
 
 

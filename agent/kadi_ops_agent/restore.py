@@ -142,6 +142,7 @@ def _check_read_whole(ctx):
     restored as it is: pg_restore sees nothing wrong. (About 0.6 s per GB here; the dump is read
     again by pg_restore, from the page cache.) A tree's files are checked by its lists
     (restore_check) and that verification: reading them all again is what `verify` does."""
+    from .common import Progress, sha256  # an archive may be hundreds of GB: its progress is shown
     try:
         with open(os.path.join(ctx.set_dir, 'manifest.json'), encoding='utf-8') as f:
             artifacts = {a.get('name'): a for a in json.load(f).get('artifacts', []) if isinstance(a, dict)}
@@ -156,28 +157,12 @@ def _check_read_whole(ctx):
             out('checking %s against the manifest (sha256)' % name)
             try:
                 why = 'its size differs' if os.path.getsize(p) != a.get('size') else \
-                    'its sha256 differs' if _hashed(p, a["size"]) != a.get('sha256') else None
+                    'its sha256 differs' if sha256(p, Progress('restore-check', a['size'])) != a.get('sha256') else None
             except OSError as e:
                 why = 'it cannot be read: %s' % (e.strerror or e)
             if why:
                 fail('refusing to restore: the set\'s %s is not what its manifest says (%s): it changed since the set was '
                      'made or last verified. Verify the set; nothing was changed' % (name, why))
-
-
-def _hashed(path, size):
-    """sha256 of PATH, with `[progress]` lines (an archive may be hundreds of GB)."""
-    import hashlib
-    from .common import Progress
-    progress = Progress('restore-check', size)
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-            progress.add(len(b))
-    return h.hexdigest()
 
 
 def safety_backup(ctx, argv):

@@ -113,6 +113,16 @@ class SpaceNeededTest(unittest.TestCase):
         self.assertEqual(self.tree.inodes_needed(self.ctx(), False), 0)
 
 
+# restore_check of the set ARGV[2] against STORAGE_PATH ARGV[3], the agent imported from ARGV[1], in
+# a process of its own (as nobody, or in a mount namespace): its Failure's text, or nothing.
+CHECK_SCRIPT = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
+                'from kadi_ops_agent.components.trees import Tree\n'
+                'from kadi_ops_agent.common import Failure\n'
+                'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
+                'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
+                'except Failure as e: print(e)\n')
+
+
 class RestoreCheckTest(ZipappTestCase):
     """A restore refuses, before it changes anything, a set whose tree is not what its lists say
     where tree-sync would carry that into the live tree: a directory of the set swapped for a link
@@ -186,16 +196,10 @@ class RestoreCheckTest(ZipappTestCase):
         shutil.copytree(self.set, set_dir, symlinks=True)
         run.give()
         make(live)
-        script = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
-                  'from kadi_ops_agent.components.trees import Tree\n'
-                  'from kadi_ops_agent.common import Failure\n'
-                  'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
-                  'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
-                  'except Failure as e: print(e)\n')
         # The system's Python, as NobodyRun.agent runs (nobody may not reach this one's libraries).
         python = '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
         r = subprocess.run(['setpriv', '--reuid', str(run.nobody.pw_uid), '--regid', str(run.nobody.pw_gid), '--clear-groups',
-                            python, '-I', '-S', '-c', script, run.pyz, set_dir, live], capture_output=True, text=True)
+                            python, '-I', '-S', '-c', CHECK_SCRIPT, run.pyz, set_dir, live], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout.strip()
 
@@ -245,16 +249,10 @@ class RestoreCheckTest(ZipappTestCase):
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and subprocess.run(['unshare', '-m', 'true']).returncode == 0,
                          'needs root and unshare to mount a file system in a namespace of the test\'s own')
     def test_a_directory_of_the_set_on_a_read_only_file_system_is_refused_even_as_root(self):
-        script = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
-                  'from kadi_ops_agent.components.trees import Tree\n'
-                  'from kadi_ops_agent.common import Failure\n'
-                  'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
-                  'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
-                  'except Failure as e: print(e)\n')
         # Another file system, and a bind mount of this one (the same device, its own read-only flag).
         for mount in ('mount -t tmpfs -o ro none "$0/zz/d1"', 'mount --bind "$0/zz/d1" "$0/zz/d1" && mount -o remount,bind,ro "$0/zz/d1"'):
             r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', mount + ' && "$@"',
-                                self.live, sys.executable, '-I', '-S', '-c', script, AGENT_SOURCE, self.set, self.live],
+                                self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn('refusing to restore: 1 directory under STORAGE_PATH %s that the set also has cannot be written by root (%s/zz/d1 '
