@@ -146,7 +146,7 @@ def _check_read_whole(ctx):
     try:
         with open(os.path.join(ctx.set_dir, 'manifest.json'), encoding='utf-8') as f:
             artifacts = {a.get('name'): a for a in json.load(f).get('artifacts', []) if isinstance(a, dict)}
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, ValueError, AttributeError, TypeError) as e:
         fail('refusing to restore: the set\'s manifest cannot be read (%s); nothing was changed' % one_line(e))
     for n in ctx.components:
         for name in READ_WHOLE.get(n, ()):

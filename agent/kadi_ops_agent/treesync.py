@@ -168,7 +168,7 @@ class Sync:
             self.removed += 1
             self.writes += 1
             return
-        stack = []  # [parent fd, name, its path, own fd, entries left]
+        stack = []  # [parent fd, name, its path, own fd, entries left, a mount point is kept below it]
         try:
             self._opened(stack, dfd, e, where + '/' + e.name)
             while stack:
@@ -177,6 +177,10 @@ class Sync:
                 if x is None:
                     stack.pop()
                     os.close(frame[3])
+                    if frame[5]:
+                        # A mount point below it is kept: so is it, and so is each directory above it.
+                        if stack: stack[-1][5] = True
+                        continue
                     try:
                         os.rmdir(frame[1], dir_fd=frame[0])
                     except OSError as err:
@@ -185,7 +189,13 @@ class Sync:
                 elif _is_dir(x):
                     if len(stack) >= MAX_DEPTH:
                         raise SyncError('%s/%s is more than %d directories deep' % (frame[2], x.name, MAX_DEPTH))
-                    self._opened(stack, frame[3], x, frame[2] + '/' + x.name)
+                    try:
+                        self._opened(stack, frame[3], x, frame[2] + '/' + x.name)
+                    except OSError as err:
+                        if err.errno != errno.EBUSY:
+                            raise
+                        self._mount_left(frame[2] + '/' + x.name)
+                        frame[5] = True
                 else:
                     try:
                         os.unlink(x.name, dir_fd=frame[3])
@@ -201,6 +211,12 @@ class Sync:
             self.mounts = _mount_points()
         return self.mounts
 
+    def _mount_left(self, path):
+        # A mount point (or another device's root: a btrfs subvolume) the set does not hold: left on
+        # purpose, with what is on it.
+        self.mounted_n += 1
+        if len(self.mounted) < 5: self.mounted.append(one_line(path))
+
     def _remove_extra(self, dfd, e, where):
         """Removes the live entry E the set does not hold. Run as the Kadi user, one it may not remove
         (a directory of root's in it, one without write permission for it) is left as it is,
@@ -214,9 +230,7 @@ class Sync:
                 raise
             path = one_line(_named(err, where).filename or where + '/' + e.name)
             if err.errno == errno.EBUSY:
-                # A mount point (or another device's root, a btrfs subvolume): left on purpose.
-                self.mounted_n += 1
-                if len(self.mounted) < 5: self.mounted.append(path)
+                self._mount_left(path)
             else:
                 self.left_n += 1
                 if len(self.left) < 5: self.left.append('%s (%s)' % (path, err.strerror or err))
@@ -243,7 +257,7 @@ class Sync:
         except OSError as err:
             os.close(fd)
             raise OSError(err.errno, err.strerror, path)
-        stack.append([pfd, e.name, path, fd, iter(entries)])
+        stack.append([pfd, e.name, path, fd, iter(entries), False])
 
     def _copy(self, sfd, name, st, dfd, taken, where):
         """The set's file NAME (in SFD) into the live directory DFD through a temporary name: a short
@@ -574,9 +588,9 @@ class LiveDirs:
     One this user owns passes (the sync gives it 750 before it enters), unless its file system is
     read-only; one of another owner passes where read, write and search are allowed to this user.
     A live directory missing, or of another kind, is made by the sync in its parent: only the
-    parent matters; so does one that cannot be opened for want of search permission on its parent
-    (the parent was judged: another owner's counted, this user's own given 750 by the sync before
-    it enters). Extra live entries are not looked at: one the sync may not remove is left and
+    parent matters. One that cannot be opened for want of search permission on its parent: another
+    owner's parent was counted when judged; this user's own parent is counted then, what is below
+    it being unknown. Extra live entries are not looked at: one the sync may not remove is left and
     named, not a failure. A file system's read-only flag is asked once per mount: a directory that
     is a mount point (another device, or a bind mount of this one) is asked anew."""
 
@@ -589,6 +603,7 @@ class LiveDirs:
         self.paths, self.fds, self.absent = [], [], None
         self.read_only = {}  # (mount point or None, st_dev): mounted read-only
         self.mounts = _mount_points()
+        self.unsearched = set()  # this user's own directories it could not look below
         self.root = os.open(live, self.O_PATH_DIR & ~os.O_NOFOLLOW)  # the top may be a link (STORAGE_PATH often is)
         self._judge(self.root, None, os.fstat(self.root), '')
 
@@ -616,6 +631,19 @@ class LiveDirs:
         if len(self.found) < self.keep:
             self.found.append('%s (%s)' % (one_line(path), why))
 
+    def _unsearchable(self, parent_fd, rel):
+        st = os.fstat(parent_fd)
+        if st.st_uid != self.me:
+            return  # another owner's: counted already, as one this user may not write
+        path = self.live + ('/' + rel if rel else '')
+        if path in self.unsearched:
+            return
+        self.unsearched.add(path)
+        self.n += 1
+        if len(self.found) < self.keep:
+            self.found.append('%s (yours, mode %o: what is below it cannot be checked; chmod 750 it)'
+                              % (one_line(path), stat.S_IMODE(st.st_mode)))
+
     def _mount_of(self, path):
         """The nearest mount point at or above PATH, up to the live top (None: the top's own mount)."""
         while len(path) > len(self.live):
@@ -633,7 +661,13 @@ class LiveDirs:
             try:
                 fd = os.open(name, self.O_PATH_DIR, dir_fd=parent)
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    raise _Absent(at)
+                if e.errno == errno.EACCES:
+                    # Its parent may not be searched. Another owner's was counted when judged; this
+                    # user's own (the sync would give it 750 and enter it) hides what is below it,
+                    # which could not be checked: said, with what to run. Nothing below is looked at.
+                    self._unsearchable(parent, at.rpartition('/')[0])
                     raise _Absent(at)
                 raise OSError(e.errno, e.strerror, self.live + '/' + at)
             try:
@@ -839,7 +873,16 @@ def main(argv):
         else:
             _in_parts(s, [str(uid), str(gid)])
         s.leave(*top)
-    except (OSError, SyncError) as e:
+    except (OSError, SyncError, SystemExit) as e:
+        # What was done before the failure, for the restore's note of what it wrote (a lower bound:
+        # a part that failed reports nothing).
+        try:
+            with open(result, 'w', encoding='utf-8') as f:
+                json.dump(dict(s.counts(), failed=True), f)
+        except OSError:
+            pass
+        if isinstance(e, SystemExit):
+            raise  # a part's failure, said by parts.run
         raise SystemExit('ERROR: restoring %s failed: %s' % (name, one_line(e)))
     progress.finish()
     print(s.summary(), flush=True)

@@ -156,12 +156,19 @@ class RestoreTransactionTest(unittest.TestCase):
         self.assertIn('ALTER TABLE "odd ""s"""."t; x" DISABLE ROW LEVEL SECURITY; (its owner; or a superuser: ALTER ROLE "app" BYPASSRLS;)', c['fix'])
 
     def test_the_bytes_of_file_rows_changed_since_a_time_are_what_the_file_table_says(self):
+        # Kadi's active, local files only (a deleted file's row changes too, its data is gone), with
+        # last_modified as Kadi's UTCDateTime keeps it: UTC without a time zone, compared in UTC
+        # whatever the server's TimeZone (here Tokyo's, nine hours ahead).
         import calendar
         since = calendar.timegm((2026, 12, 1, 0, 0, 0)) * 1000000000
         self.assertEqual(self.database.new_file_bytes(self.conn, since), 0, 'no file table: nothing known')
-        self.conn.query('CREATE SCHEMA "k; s"; CREATE TABLE "k; s".file (id int, size bigint, storage_type text, last_modified timestamptz); '
-                        "INSERT INTO \"k; s\".file VALUES (1, 1000, 'local', '2026-11-30T23:59:59Z'), (2, 20000, 'local', '2026-12-01T00:00:00Z'), "
-                        "(3, 300000, 'local', '2026-12-02T10:00:00Z')")
+        self.conn.query("ALTER DATABASE postgres SET TimeZone TO 'Asia/Tokyo'")
+        self.addCleanup(self.conn.query, 'ALTER DATABASE postgres RESET TimeZone')
+        self.conn.query('CREATE SCHEMA "k; s"; CREATE TABLE "k; s".file (id int, size bigint, storage_type text, state text, '
+                        'last_modified timestamp without time zone); '
+                        "INSERT INTO \"k; s\".file VALUES (1, 1000, 'local', 'active', '2026-11-30T23:59:59'), "
+                        "(2, 20000, 'local', 'active', '2026-12-01T00:00:00'), (3, 300000, 'local', 'active', '2026-12-02T10:00:00'), "
+                        "(4, 5000000, 'local', 'deleted', '2026-12-02T10:00:00'), (5, 7000000, 'elsewhere', 'active', '2026-12-02T10:00:00')")
         self.addCleanup(self.conn.query, 'DROP SCHEMA "k; s" CASCADE')
         self.assertEqual(self.database.new_file_bytes(self.conn, since), 320000)
         self.assertEqual(self.database.new_file_bytes(self.conn, since + 86400 * 1000000000), 300000)

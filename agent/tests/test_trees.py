@@ -228,7 +228,6 @@ class RestoreCheckTest(ZipappTestCase):
             os.chown(os.path.join(live, 'zz/d1'), 0, 0)
             os.chmod(os.path.join(live, 'zz/d1'), 0o777)
             os.chmod(os.path.join(live, 'zz/d2'), 0o000)
-            os.chmod(os.path.join(live, 'zz/d3'), 0o000)  # its own, with a directory below: given 750 first
             os.makedirs(os.path.join(live, 'zz/extra/below'))
             os.chown(os.path.join(live, 'zz/extra'), 0, 0)
             os.chown(os.path.join(live, 'zz/extra/below'), 0, 0)
@@ -237,6 +236,17 @@ class RestoreCheckTest(ZipappTestCase):
             put(live, 'zz/empty', b'a file where the set has a directory')
             os.chown(os.path.join(live, 'zz/empty'), 0, 0)
         self.assertEqual(self.check_as_nobody(make), '')
+
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a tree of two owners')
+    def test_below_a_directory_of_its_own_it_cannot_search_nothing_is_taken_for_granted(self):
+        # zz/d3 is the Kadi user's own, mode 000: the sync would give it 750 and enter it, but what
+        # is below it (here a directory of root's it could not write) cannot be checked before.
+        def make(live):
+            os.chown(os.path.join(live, 'zz/d3/sub'), 0, 0)
+            os.chmod(os.path.join(live, 'zz/d3'), 0o000)
+        text = self.check_as_nobody(make)
+        self.assertIn('refusing to restore: 1 directory under STORAGE_PATH ', text)
+        self.assertIn('/live/zz/d3 (yours, mode 0: what is below it cannot be checked; chmod 750 it)', text)
 
     @unittest.skipUnless(AS_NOBODY, 'needs root to make a tree of two owners')
     def test_in_an_older_set_the_directories_of_the_listed_files_are_checked(self):

@@ -478,9 +478,14 @@ class TreeSyncTest(ZipappTestCase):
         put(self.live, 'keep/k', b'live content, longer')
         put(self.live, 'disk/x', b'placeholder')
         put(self.live, 'aa/bind/y', b'placeholder')
+        # A directory the set lacks with a mount point inside: its other entries are still removed.
+        put(self.live, 'zz/extra/inner/z', b'placeholder')
+        put(self.live, 'zz/extra/sibling/deeper/w', b'w')
+        put(self.live, 'zz/extra/later', b'l')
         put(self.outside, 'source/precious', b'outside the tree')
         entries = '0' if self.PARALLEL else '2'
         script = ('set -e; mount -t tmpfs none "$1/disk"; echo on-the-disk > "$1/disk/file"; mount --bind "$2" "$1/aa/bind"; '
+                  'mount -t tmpfs none "$1/zz/extra/inner"; '
                   'shift 2; "$@"; cat "$0/disk/file"')
         r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', script, self.live, self.live, self.outside + '/source',
                             sys.executable, '-I', '-S', self.pyz, 'tree-sync', 'storage', self.set, self.live,
@@ -490,8 +495,9 @@ class TreeSyncTest(ZipappTestCase):
         self.assertTrue(r.stdout.endswith('on-the-disk\n'), r.stdout)  # the disk's file, still there after the sync
         with open(self.result, encoding='utf-8') as f:
             res = json.load(f)
-        self.assertEqual((res['notRemoved'], res['mountsLeft']), (0, 2))
-        self.assertEqual(sorted(res['mountsLeftFirst']), [self.live + '/aa/bind', self.live + '/disk'])
+        self.assertEqual((res['notRemoved'], res['mountsLeft']), (0, 3))
+        self.assertEqual(sorted(res['mountsLeftFirst']), [self.live + '/aa/bind', self.live + '/disk', self.live + '/zz/extra/inner'])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.live, 'zz/extra'))), ['inner'], 'the rest of the extra directory is removed')
         with open(os.path.join(self.outside, 'source/precious'), 'rb') as f:
             self.assertEqual(f.read(), b'outside the tree')
         with open(os.path.join(self.live, 'keep/k'), 'rb') as f:
@@ -518,8 +524,9 @@ class TreeSyncTest(ZipappTestCase):
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('setpriv'), 'needs root to make a tree of two owners')
     def test_a_directory_that_cannot_be_read_fails_the_sync_with_its_name(self):
         # Below the top (a tree-sync-part's share when the count is unknown): a live directory of
-        # root's that nobody cannot read. The sync fails naming it, writes no result, and what the
-        # other directories needed is done or can be done by running it again.
+        # root's that nobody cannot read. The sync fails naming it, its result says it failed (with
+        # what it did before: the restore notes those bytes), and what the other directories needed
+        # is done or can be done by running it again.
         def make(src, dst, give):
             for root, rel in ((src, 'a/b/file'), (src, 'z/y/file'), (dst, 'a/b/old')):
                 p = put(root, rel, b'x')
@@ -530,7 +537,7 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn('ERROR: restoring storage failed: ', r.stderr)
         self.assertIn(os.path.join(dst, 'a/b'), r.stderr)
-        self.assertIsNone(res)
+        self.assertEqual(res['failed'], True)
         self.assertNotIn("Traceback", r.stderr)
 
     def test_an_error_names_what_failed_and_the_usage_is_checked(self):
@@ -540,7 +547,8 @@ class TreeSyncTest(ZipappTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn('ERROR: restoring storage failed: ', r.stderr)
         self.assertIn(self.live, r.stderr)
-        self.assertFalse(os.path.exists(self.result))
+        with open(self.result, encoding='utf-8') as f:
+            self.assertEqual(json.load(f)['copiedBytes'], 0, 'failed before it wrote anything')
         for args in ((), ('storage', self.set, self.live, 'no-such-user-here', '0', '0', self.result),
                      ('storage', self.set, self.live, '0', '0', 'many', self.result)):
             r = self.agent('tree-sync', *args)

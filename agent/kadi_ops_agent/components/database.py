@@ -799,14 +799,17 @@ FILE_TABLE_SQL = r"""SELECT pg_catalog.quote_ident(n.nspname) || '.file'
  ORDER BY n.nspname <> 'public', n.nspname LIMIT 1"""
 
 
-# The bytes of Kadi's file rows changed since :'since' (an ISO time; psql quotes it, format's %L
-# quotes it again in the statement \gexec runs): what a repeat set copies of STORAGE_PATH, as the
-# database knows it. No output where there is no file table with these columns.
-NEW_FILE_BYTES_SQL = r"""SELECT pg_catalog.format('SELECT coalesce(sum(size), 0) FROM %I.file WHERE last_modified >= %L::timestamptz', n.nspname, :'since')
+# The bytes of Kadi's active, local file rows changed since :'since' (an ISO time in UTC; psql quotes
+# it, format's %L quotes it again in the statement \gexec runs; compared in UTC, whether the column
+# has a time zone or holds UTC without one, as Kadi's UTCDateTime does): what a repeat set copies of
+# STORAGE_PATH, as the database knows it. A deleted file's row changes too, but its data is gone.
+# No output where there is no file table with these columns.
+NEW_FILE_BYTES_SQL = r"""SET TimeZone TO 'UTC';
+SELECT pg_catalog.format('SELECT coalesce(sum(size), 0) FROM %I.file WHERE state = ''active'' AND storage_type = ''local'' AND last_modified >= %L', n.nspname, :'since')
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relname = 'file' AND c.relkind IN ('r', 'p')
    AND (SELECT count(*) FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = c.oid AND a.attname IN ('storage_type', 'size', 'last_modified') AND NOT a.attisdropped) = 3
+         WHERE a.attrelid = c.oid AND a.attname IN ('state', 'storage_type', 'size', 'last_modified') AND NOT a.attisdropped) = 4
  ORDER BY n.nspname <> 'public', n.nspname LIMIT 1
 \gexec
 """

@@ -278,6 +278,11 @@ class Tree:
                             str(tree_entries(d, self.name) if src != extract else 0), result, *(['content'] if content else [])],
                            stdin=subprocess.DEVNULL)
         if r.returncode != 0:
+            try:
+                with open(result, encoding='utf-8') as f:
+                    _record_restored(ctx.opts['backup_dir'], self.name, json.load(f).get('copiedBytes', 0))
+            except (OSError, ValueError, AttributeError):
+                pass  # it wrote nothing before it failed
             fail('restoring %s failed (status %d; the reason is above)' % (self.label, r.returncode))
         with open(result, encoding='utf-8') as f:
             res = json.load(f)
@@ -296,8 +301,8 @@ class Tree:
                           % (res['unreadLive'], live, one_line(res['unreadLiveFirst'][0])))
         if res.get('mountsLeft'):
             ctx.attention('%d mount points under %s that the set does not hold were left as they are, with what is mounted '
-                          'there (the first: %s): nothing on another file system was removed. Unmount them if they are not '
-                          'wanted there' % (res['mountsLeft'], live, one_line(res['mountsLeftFirst'][0])))
+                          'there (the first: %s): nothing on another file system was removed. Unmount them (or remove a '
+                          'btrfs subvolume) if they are not wanted there' % (res['mountsLeft'], live, one_line(res['mountsLeftFirst'][0])))
         if res['notRemoved']:
             ctx.attention('%d entries under %s that the set does not hold could not be removed by %s and were left (the first: %s); '
                           'the restored files are complete, these are extra. Remove them as root if they are not wanted'
@@ -341,8 +346,8 @@ def _record_restored(backup_dir, tree, copied_bytes):
     path = os.path.join(state_dir(backup_dir), RESTORED)
     try:
         try:
-            with open(path, encoding='utf-8') as f:
-                lines = f.read().splitlines()[-(RESTORED_KEEP - 1):]
+            with open(path, encoding='utf-8', errors='replace') as f:
+                lines = [l for l in f.read().splitlines() if _restored_line(l) is not None][-(RESTORED_KEEP - 1):]
         except FileNotFoundError:
             lines = []
         lines.append(json.dumps({'tree': tree, 'endedNs': time.time_ns(), 'copiedBytes': int(copied_bytes)}))
@@ -360,17 +365,26 @@ def restored_bytes(backup_dir, tree, since_ns):
     from ..jobs import state_dir
     n = 0
     try:
-        with open(os.path.join(state_dir(backup_dir), RESTORED), encoding='utf-8') as f:
+        with open(os.path.join(state_dir(backup_dir), RESTORED), encoding='utf-8', errors='replace') as f:
             for line in f:
-                try:
-                    r = json.loads(line)
-                    if r.get('tree') == tree and int(r.get('endedNs', 0)) > since_ns:
-                        n += max(0, int(r.get('copiedBytes', 0)))
-                except (ValueError, TypeError, AttributeError):
-                    continue
+                r = _restored_line(line)
+                if r is not None and r[0] == tree and r[1] > since_ns:
+                    n += r[2]
     except OSError:
         pass
     return n
+
+
+def _restored_line(line):
+    """(tree, endedNs, copiedBytes) of a line of the restores' notes, or None for one that is not."""
+    try:
+        r = json.loads(line)
+        t, ended, copied = r['tree'], r['endedNs'], r['copiedBytes']
+        if isinstance(t, str) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (ended, copied)):
+            return t, ended, copied
+    except Exception:  # noqa: BLE001 - any line that is not a note is skipped (ValueError, RecursionError, …)
+        pass
+    return None
 
 
 def _block_kb(path):
