@@ -603,7 +603,7 @@ class LiveDirs:
         self.paths, self.fds, self.absent = [], [], None
         self.read_only = {}  # (mount point or None, st_dev): mounted read-only
         self.mounts = _mount_points()
-        self.unsearched = set()  # this user's own directories it could not look below
+        self.unsearched = set()  # the directories below which nothing could be opened, said once each
         self.root = os.open(live, self.O_PATH_DIR & ~os.O_NOFOLLOW)  # the top may be a link (STORAGE_PATH often is)
         self._judge(self.root, None, os.fstat(self.root), '')
 
@@ -626,23 +626,22 @@ class LiveDirs:
             if ok:
                 return
             why = 'owner %s, mode %o' % (user_of(st.st_uid), stat.S_IMODE(st.st_mode))
-        path = self.live + ('/' + rel if rel else '')
+        self._count(self.live + ('/' + rel if rel else ''), why)
+
+    def _count(self, path, why):
         self.n += 1
         if len(self.found) < self.keep:
             self.found.append('%s (%s)' % (one_line(path), why))
 
     def _unsearchable(self, parent_fd, rel):
-        st = os.fstat(parent_fd)
-        if st.st_uid != self.me:
-            return  # another owner's: counted already, as one this user may not write
         path = self.live + ('/' + rel if rel else '')
-        if path in self.unsearched:
-            return
-        self.unsearched.add(path)
-        self.n += 1
-        if len(self.found) < self.keep:
-            self.found.append('%s (yours, mode %o: what is below it cannot be checked; chmod 750 it)'
-                              % (one_line(path), stat.S_IMODE(st.st_mode)))
+        st = os.fstat(parent_fd)
+        if path in self.unsearched or st.st_uid != self.me and self.me != 0 and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            return  # said already here, or counted when judged (another owner's this user may not write)
+        self.unsearched.add(path)  # few: each is a directory nothing below which could be opened
+        self._count(path, 'yours, mode %o: what is below it cannot be checked; chmod 750 it' % stat.S_IMODE(st.st_mode)
+                    if st.st_uid == self.me else 'owner %s, mode %o: what is below it cannot be searched' % (
+                        user_of(st.st_uid), stat.S_IMODE(st.st_mode)))
 
     def _mount_of(self, path):
         """The nearest mount point at or above PATH, up to the live top (None: the top's own mount)."""
@@ -666,7 +665,8 @@ class LiveDirs:
                 if e.errno == errno.EACCES:
                     # Its parent may not be searched. Another owner's was counted when judged; this
                     # user's own (the sync would give it 750 and enter it) hides what is below it,
-                    # which could not be checked: said, with what to run. Nothing below is looked at.
+                    # which could not be checked: said, with what to run; so does a parent that
+                    # passed its judging (a security module's denial). Nothing below is looked at.
                     self._unsearchable(parent, at.rpartition('/')[0])
                     raise _Absent(at)
                 raise OSError(e.errno, e.strerror, self.live + '/' + at)
