@@ -42,16 +42,22 @@ class Tree:
         manifest; what it copies comes on top, estimated from Kadi's file rows (_changed_kb;
         the walk alone knows it exactly). A previous set
         that holds the tree otherwise (or does not say) gives nothing to link to: the du."""
-        if first:
+        known = None if first else self._from_previous(ctx)
+        if known is None:
             return du(self.live(ctx))
-        a = tree_artifact(ctx.prev, self.name)
         if ctx.opts['files_mode'] == 'archive':
+            return known
+        return known * _block_kb(ctx.opts['backup_dir']) + self._changed_kb(ctx)
+
+    def _from_previous(self, ctx):
+        """What the previous set's manifest says a repeat set of this tree needs, before any walk: in
+        archive mode its archive's KiB, else its directories and links (each made again); None when
+        it does not say (it holds the tree otherwise, or is older)."""
+        if ctx.opts['files_mode'] == 'archive':
+            a = tree_artifact(ctx.prev, self.name)
             size = a.get('size') if a is not None and a.get('archiveOf') == self.name else None
-            return size // 1024 if isinstance(size, int) else du(self.live(ctx))
-        others = tree_others(ctx.prev, self.name)
-        if others is None:
-            return du(self.live(ctx))
-        return others * _block_kb(ctx.opts['backup_dir']) + self._changed_kb(ctx)
+            return size // 1024 if isinstance(size, int) else None
+        return tree_others(ctx.prev, self.name)
 
     def _changed_kb(self, ctx):
         """What a repeat set copies, as far as is known before the walk, since the previous set's copy
@@ -73,12 +79,7 @@ class Tree:
     def space_walks(self, ctx, first):
         """Whether space_needed_kb is the tree's du (a walk of every file, ~1 min at a million): the
         backup then measures it beside the copy instead of before it."""
-        if first:
-            return True
-        a = tree_artifact(ctx.prev, self.name)
-        if ctx.opts['files_mode'] == 'archive':
-            return not (a is not None and a.get('archiveOf') == self.name and isinstance(a.get('size'), int))
-        return tree_others(ctx.prev, self.name) is None
+        return first or self._from_previous(ctx) is None
 
     def inodes_needed(self, ctx, first):
         """Inodes a repeat set of a copied tree takes: one per directory and link it makes again (the
@@ -86,7 +87,7 @@ class Tree:
         known (a first set: its du counts blocks, not entries)."""
         if first or ctx.opts['files_mode'] == 'archive':
             return 0
-        return tree_others(ctx.prev, self.name) or 0
+        return self._from_previous(ctx) or 0
 
     def backup_begin(self, ctx):
         src = self.live(ctx)
