@@ -608,9 +608,10 @@ class LiveDirs:
         self._judge(self.root, None, os.fstat(self.root), '')
 
     def _judge(self, fd, name_in, st, rel):
+        path = self.live + ('/' + rel if rel else '')
         if st.st_uid == self.me or self.me == 0:
             # Its own (or root): only a read-only mount stops it, asked once per mount.
-            key = (self._mount_of(self.live + ('/' + rel if rel else '')), st.st_dev)
+            key = (self._mount_of(path), st.st_dev)
             ro = self.read_only.get(key)
             if ro is None:
                 ro = self.read_only[key] = bool(os.statvfs(fd).f_flag & os.ST_RDONLY)
@@ -618,7 +619,6 @@ class LiveDirs:
                 return
             why = 'on a read-only file system'
         else:
-            path = self.live + ('/' + rel if rel else '')
             if name_in is None:
                 ok = os.access(path, os.R_OK | os.W_OK | os.X_OK)
             else:
@@ -626,7 +626,7 @@ class LiveDirs:
             if ok:
                 return
             why = 'owner %s, mode %o' % (user_of(st.st_uid), stat.S_IMODE(st.st_mode))
-        self._count(self.live + ('/' + rel if rel else ''), why)
+        self._count(path, why)
 
     def _count(self, path, why):
         self.n += 1

@@ -556,7 +556,7 @@ def settle_restored_db(job, conn, wait_s=10.0):
     server not reachable, the transaction still open after WAIT_S seconds)."""
     if not os.path.exists(job.path('db-restoring')) or os.path.exists(job.path('db-committed')) or os.path.exists(job.path('db-rolled-back')):
         return None
-    xid = job.read('db-xid').strip() if os.path.exists(job.path('db-xid')) else ''
+    xid = job.read('db-xid').strip()
     if not xid.isdigit():
         return None
     deadline = time.monotonic() + wait_s
@@ -592,12 +592,11 @@ class LockWatch:
         self.thread.start()
 
     def _blockers(self):
-        r = subprocess.run([self.conn.psql, '-X', '-At', '-q', '-v', 'app=' + self.app, *self.conn.args(), '-d', self.conn.db],
-                           input=BLOCKERS_SQL, capture_output=True, text=True, errors='replace')
-        if r.returncode != 0:
+        ok, text = self.conn.query_with(BLOCKERS_SQL, {'app': self.app})
+        if not ok:
             return None
         try:
-            return json.loads(r.stdout.strip() or '[]')
+            return json.loads(text.strip() or '[]')
         except ValueError:
             return None
 
@@ -786,8 +785,7 @@ def _make_policy_roles(o, conn, dump):
     script = ("SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :'r') AS missing \\gset\n"
               "\\if :missing\nCREATE ROLE :\"r\" NOLOGIN;\n\\endif\n")
     for r in roles:
-        subprocess.run([o['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', 'r=' + r, *conn.args(), '-d', conn.db],
-                       input=script, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conn.query_with(script, {'r': r})
 
 
 # Kadi's file table where the restored database has it: in public, or in the schema Kadi's role
