@@ -4,7 +4,7 @@ import { dbUpgradeFlow, filesCheckFlow, fixPermissionsFlow, redisSnapshotFlow, r
 import { restoreFlow, type RestoreFrontEnd } from '../flows/restoreFlow';
 import type { RemoteHost } from '../remote/remoteHost';
 import { DEFAULT_COMPONENTS, parseComponents, RESTORE_COMPONENTS, RestoreUsageError } from '../components';
-import { KADI_MODELS, listIndices } from '../restore/maintenance';
+import { isKadiModel, KADI_MODELS, listIndices } from '../restore/maintenance';
 import { formatPlan } from '../restore/preflight';
 import { UsageError, type OptionSpec } from './args';
 import { BREAK_STALE_LOCK, consoleSink, exitCodeOf, HOST_ARG, hostFor, intFlag, pickProfile, type CliCommand, type CliContext } from './context';
@@ -133,7 +133,7 @@ export const restoreCommands: Record<string, CliCommand> = {
     options: [{ name: 'model', type: 'string', value: 'MODEL', description: `rebuild only this model's index (${KADI_MODELS.join(', ')}); default: all` }],
     check(ctx) {
       const model = ctx.args.value('model');
-      if (model !== undefined && !(KADI_MODELS as readonly string[]).includes(model)) throw new UsageError(`--model must be one of ${KADI_MODELS.join(', ')}, not "${model}".`);
+      if (model !== undefined && !isKadiModel(model)) throw new UsageError(`--model must be one of ${KADI_MODELS.join(', ')}, not "${model}".`);
     },
   }),
   indices: {

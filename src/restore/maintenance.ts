@@ -26,8 +26,13 @@ export function startDbUpgrade(host: RemoteHost, o: JobStartOptions = {}): Promi
   return startJob(host, { kind: 'db-upgrade', verb: 'db_upgrade', args: kadiOpts(host.profile), ...o });
 }
 
+/** Whether Kadi has a search index for MODEL (`kadi search reindex -m` takes it). */
+export function isKadiModel(model: string): boolean {
+  return (KADI_MODELS as readonly string[]).includes(model);
+}
+
 export function startReindex(host: RemoteHost, model?: string, o: JobStartOptions = {}): Promise<string> {
-  if (model !== undefined && !(KADI_MODELS as readonly string[]).includes(model)) throw new MaintenanceRefusedError(`Unknown model "${model}" (one of ${KADI_MODELS.join(', ')}).`);
+  if (model !== undefined && !isKadiModel(model)) throw new MaintenanceRefusedError(`Unknown model "${model}" (one of ${KADI_MODELS.join(', ')}).`);
   return startJob(host, { kind: 'reindex', verb: 'reindex', args: kadiOpts(host.profile, { model: model ?? '' }), ...o });
 }
 
