@@ -53,7 +53,7 @@ def _make_set(job, o, bd):
     # Database password: from the job's secret file into a 0600 passfile in the job dir; Kadi's Redis
     # credentials (when it asks for a password) for redis-cli's environment.
     secrets = plan.job_input(job)
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'])
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'], secrets['pg_params'])
     redis.use_auth(secrets['redis'])
     # A Redis of another host has no snapshot here, one on another port is not Kadi's: refused before anything is copied.
     away = o.yes('redis') and redis.not_kadis(o)
@@ -182,3 +182,4 @@ def cleanup(argv):
         else:
             warn('WARNING: could not remove all of the partial set ' + p)
     job.remove('pgpass')
+    job.remove('pg_service')

@@ -20,8 +20,9 @@ def main(argv):
     cli, cfg, backup_dir, host, port, db, user = argv[:7]
     known = argv[7] if len(argv) > 7 else ''
     password = sys.stdin.readline().rstrip('\n')
+    params = pg.read_params_line(sys.stdin.readline())
     with tempfile.TemporaryDirectory() as work:
-        pg.make_passfile(work, host, port, db, user, password)
+        pg.make_passfile(work, host, port, db, user, password, params)
         collect(cli, cfg, backup_dir, pg.Conn('', host, port, user, db), known)
 
 

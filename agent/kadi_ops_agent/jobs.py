@@ -645,8 +645,8 @@ def job_run(argv):
         _write_mark(os.path.join(d, CLEANING), utc_now() + '\n')
         if cleanup is not None:
             cenv = dict(env)
-            if os.path.exists(os.path.join(d, 'pgpass')):
-                cenv['PGPASSFILE'] = os.path.join(d, 'pgpass')
+            from . import pg  # here: its import sets the agent's own PG* environment, which the runner has no use for
+            pg.use_job_files(d, cenv)
             if was_cancelled:
                 # The verb died of the cancel's TERM: its cleanup is where it can still say so.
                 cenv['KADI_OPS_CANCELLED'] = '1'
@@ -666,8 +666,8 @@ def job_run(argv):
 
 
 def _drop_secrets(d):
-    """Removes job directory D's secret files (the launch's input, the passfile)."""
-    for f in ('secret', 'pgpass'):
+    """Removes job directory D's secret files (the launch's input, the passfile, the service file)."""
+    for f in ('secret', 'pgpass', 'pg_service'):
         try:
             os.unlink(os.path.join(d, f))
         except OSError:

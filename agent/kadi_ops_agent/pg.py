@@ -36,11 +36,12 @@ def _esc(v):
     return str(v).replace('\\', '\\\\').replace(':', '\\:')
 
 
-def _own_passfile_lines():
-    """The Kadi user's own ~/.pgpass (the guide's way to keep the password out of Kadi's URI), as
-    libpq would use it: not when group or others may read it (libpq ignores it then too)."""
+def _own_passfile_lines(path=None):
+    """The Kadi user's own passfile (~/.pgpass, the guide's way to keep the password out of Kadi's
+    URI, or the one the URI's `passfile` parameter names), as libpq would use it: not when group or
+    others may read it (libpq ignores it then too)."""
     try:
-        path = os.path.join(os.path.expanduser('~'), '.pgpass')
+        path = path or os.path.join(os.path.expanduser('~'), '.pgpass')
         st = os.stat(path)
         if st.st_mode & 0o077:
             return ''
@@ -51,13 +52,76 @@ def _own_passfile_lines():
         return ''
 
 
-def make_passfile(directory, host, port, db, user, password):
+# The libpq parameters of Kadi's database URI (its query: sslmode, sslrootcert, sslcert, sslkey,
+# options, target_session_attrs, ...) reach libpq as Kadi's own psycopg connection gets them: in a
+# service file of the agent's (0600, beside the passfile; sslpassword is a secret), named by
+# PGSERVICEFILE and PGSERVICE. Not taken from it: where and as whom (the agent's -h/-p/-U/-d, from
+# the same URI), the password (the passfile), the session's name (the agent names its own sessions
+# to find them: LockWatch, XidWatch), the client encoding (psql's answers are read as UTF-8, above);
+# `options` goes with the agent's own (a service file's value would replace PGOPTIONS).
+SERVICE = 'kadi-ops'
+_SET_BY_AGENT = frozenset(('host', 'port', 'user', 'password', 'dbname', 'application_name', 'client_encoding', 'passfile'))
+
+
+def connection_params(params):
+    """PARAMS (a dict of the URI's libpq keywords, from the client or Kadi's configuration)
+    validated: what a service file can carry, or a failure naming the parameter (never its value:
+    sslpassword is a secret)."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        fail("the database URI's parameters are not an object")
+    out = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or not re.match(r'^[a-z][a-z0-9_]*$', k):
+            fail("Kadi's database URI has a parameter libpq does not know: %r" % (k,))
+        if not isinstance(v, str) or re.search(r'[\r\n\0]', v) or v != v.rstrip():
+            fail("Kadi's database URI's parameter %s has a value Kadi Ops cannot pass on to libpq (a line break, or spaces at its end)" % k)
+        if k == 'service':
+            fail("Kadi's database URI names a libpq service (service=%s): Kadi Ops cannot pass one on to its own connections. "
+                 "Put the service's settings in the URI's query instead (e.g. ?sslmode=verify-full&sslrootcert=...)" % v)
+        out[k] = v
+    return out
+
+
+def _write_service(directory, params):
+    """DIRECTORY/pg_service (0600) with PARAMS as the agent's service, exported for the psql, pg_dump
+    and pg_restore it runs; without parameters, no service (and none inherited)."""
+    path = os.path.join(directory, 'pg_service')
+    for k in ('PGSERVICE', 'PGSERVICEFILE'):
+        os.environ.pop(k, None)
+    lines = ['%s=%s' % (k, v) for k, v in sorted(params.items()) if k not in _SET_BY_AGENT and k != 'options']
+    if 'options' in params:
+        lines.append('options=%s %s' % (params['options'], _NO_TIMEOUTS))
+    if not lines:
+        return None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as f:
+        f.write('[%s]\n%s\n' % (SERVICE, '\n'.join(lines)))
+    os.chmod(path, 0o600)
+    os.environ.update(PGSERVICEFILE=path, PGSERVICE=SERVICE)
+    return path
+
+
+def use_job_files(directory, env=None):
+    """The passfile and service file a job wrote in DIRECTORY, for a process of its own (a cleanup, a
+    step run apart): exported into ENV (os.environ by default) where they exist."""
+    env = os.environ if env is None else env
+    if os.path.exists(os.path.join(directory, 'pgpass')):
+        env['PGPASSFILE'] = os.path.join(directory, 'pgpass')
+    if os.path.exists(os.path.join(directory, 'pg_service')):
+        env.update(PGSERVICEFILE=os.path.join(directory, 'pg_service'), PGSERVICE=SERVICE)
+    return env
+
+
+def make_passfile(directory, host, port, db, user, password, params=None):
     """Writes DIRECTORY/pgpass (0600) for one connection and exports PGPASSFILE for the psql,
     pg_dump and pg_restore the agent runs. DB may be '*'. A Unix socket directory gets a line for
     'localhost' too: libpq looks its default directory up under that name, and no host ('', libpq's
     default socket) only that line. Without a password
-    (none in Kadi's URI) the Kadi user's own ~/.pgpass is what libpq would have used: its lines
-    come instead."""
+    (none in Kadi's URI) the Kadi user's own ~/.pgpass (or the URI's passfile) is what libpq would
+    have used: its lines come instead. PARAMS: the URI's other libpq parameters (_write_service)."""
+    params = connection_params(params)
     path = os.path.join(directory, 'pgpass')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as f:
@@ -65,10 +129,23 @@ def make_passfile(directory, host, port, db, user, password):
             for h in ([host] if host else []) + (['localhost'] if not host or str(host).startswith('/') else []):
                 f.write('%s:%s:%s:%s:%s\n' % (_esc(h), port, db if db == '*' else _esc(db), _esc(user), _esc(password)))
         else:
-            f.write(_own_passfile_lines())
+            f.write(_own_passfile_lines(params.get('passfile')))
     os.chmod(path, 0o600)
     os.environ['PGPASSFILE'] = path
+    _write_service(directory, params)
     return path
+
+
+def read_params_line(line):
+    """The URI's libpq parameters as a verb reads them on stdin: a JSON object's line, or nothing."""
+    import json
+    line = (line or '').strip()
+    if not line:
+        return {}
+    try:
+        return connection_params(json.loads(line))
+    except ValueError:
+        fail("the database URI's parameters are not JSON")
 
 
 def tool_major(path):

@@ -224,7 +224,9 @@ def database_uri(uri):
     colon = userinfo.find(':')
     user = urllib.parse.unquote(userinfo[:colon] if colon >= 0 else userinfo) or query.get('user', [''])[0]
     password = urllib.parse.unquote(userinfo[colon + 1:]) if colon >= 0 else query.get('password', [''])[0]
-    return {'host': host, 'port': port, 'name': name, 'user': user, 'password': password}
+    # The other parameters are libpq's, as psycopg passes them on (pg.make_passfile gives them to the agent's own connections).
+    params = {k: v[0] for k, v in query.items() if k not in ('host', 'port', 'user', 'password', 'dbname')}
+    return {'host': host, 'port': port, 'name': name, 'user': user, 'password': password, 'params': params}
 
 
 def read_kadi_config(cli, config_file):
@@ -335,7 +337,7 @@ def backup_options(plan):
 
 def job_input(job):
     """What a job got on stdin, from its 0600 secret file: with a plan, one JSON document
-    {"password", "plan", "listing"?, "redis"?}; otherwise the password's line (and a restore's listing
+    {"password", "plan", "listing"?, "redis"?, "pg_params"?}; otherwise the password's line (and a restore's listing
     after it). redis: the credentials of Kadi's Redis (components/redis.use_auth)."""
     try:
         with open(job.secret(), encoding='utf-8', errors='surrogateescape') as f:
@@ -349,9 +351,10 @@ def job_input(job):
             die('the job input is not JSON: %s' % e)
         if not isinstance(doc, dict):
             die('the job input is not a JSON object')
-        return {'password': doc.get('password', ''), 'plan': doc.get('plan'), 'listing': doc.get('listing', ''), 'redis': doc.get('redis')}
+        return {'password': doc.get('password', ''), 'plan': doc.get('plan'), 'listing': doc.get('listing', ''), 'redis': doc.get('redis'),
+                'pg_params': doc.get('pg_params')}
     first, _, rest = text.partition('\n')
-    return {'password': first, 'plan': None, 'listing': rest, 'redis': None}
+    return {'password': first, 'plan': None, 'listing': rest, 'redis': None, 'pg_params': None}
 
 
 def job_options(argv, job):
@@ -473,7 +476,7 @@ def run_plan(argv):
         db = cfg['database']
         # The password is needed for the facts below and by the job: a passfile here, the job's input there.
         with tempfile.TemporaryDirectory() as work:
-            pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'])
+            pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'], db['params'])
             plan['facts'] = host_facts(plan, cfg)
     except (Failure, Usage, SystemExit) as e:
         # No job could start (Kadi's configuration unreadable, the database down): monitoring hears
@@ -481,7 +484,8 @@ def run_plan(argv):
         _report_before_job(plan, o, action, 'failed', redact(str(e)) or 'the plan could not start')
         raise
     # The job's operator is the plan's origin (e.g. "scheduled"), its client this host's Kadi user.
-    secret = json.dumps({'password': db['password'], 'plan': plan, **({'redis': cfg['redis']} if cfg.get('redis') else {})}, ensure_ascii=False)
+    secret = json.dumps({'password': db['password'], 'plan': plan, **({'pg_params': db['params']} if db['params'] else {}),
+                         **({'redis': cfg['redis']} if cfg.get('redis') else {})}, ensure_ascii=False)
     when_busy = (plan.get('schedule') or {}).get('whenBusy', 'wait')
     deadline = time.monotonic() + BUSY_WAIT_SECONDS
     # A host that only runs scheduled jobs keeps its job history bounded too.

@@ -97,10 +97,11 @@ def main(argv):
     password = sys.stdin.readline().rstrip('\n')
     from .components import redis
     redis.use_auth_line(sys.stdin.readline())
+    params = pg.read_params_line(sys.stdin.readline())
     me = user_name()
     features = []
     with tempfile.TemporaryDirectory() as work:
-        pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password)
+        pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password, params)
         conn = pg.Conn('', o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
         s = facts.server(conn)
         reachable = 'error' not in s

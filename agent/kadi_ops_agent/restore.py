@@ -76,7 +76,7 @@ def run(argv):
         steps.run('safety-backup', safety_backup, ctx, argv)
     else:
         steps.skip('safety-backup', 'opted out')
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'])
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], secrets['password'], secrets['pg_params'])
     ctx.conn = pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db'])
 
     trees = [load(n) for n in ('storage', 'uploads') if has(ctx, n)]
@@ -307,8 +307,7 @@ def _settle_db(ctx):
     job, o = ctx.job, ctx.opts
     if not os.path.exists(job.path('db-restoring')):
         return
-    if os.path.exists(job.path('pgpass')):
-        os.environ['PGPASSFILE'] = job.path('pgpass')
+    pg.use_job_files(job.dir)
     from .components.database import settle_restored_db
     try:
         said = settle_restored_db(job, pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
@@ -533,8 +532,9 @@ def probe(argv):
     o = Options(argv)
     password = sys.stdin.readline().rstrip('\n')
     load('redis').use_auth_line(sys.stdin.readline())
+    params = pg.read_params_line(sys.stdin.readline())
     with tempfile.TemporaryDirectory() as work:
-        pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password)
+        pg.make_passfile(work, o['pg_host'], o['pg_port'], o['pg_db'], o['pg_user'], password, params)
         ctx = Context(o, conn=pg.Conn(o['psql'], o['pg_host'], o['pg_port'], o['pg_user'], o['pg_db']))
         out('me=' + user_name())
         out(*('path_conflict=' + c for c in path_conflicts({'STORAGE_PATH': o['storage_path'], 'MISC_UPLOADS_PATH': o['uploads_path'],

@@ -47,6 +47,50 @@ class PassfileTest(unittest.TestCase):
         os.chmod(own, 0o640)  # libpq ignores a passfile others may read: so does the agent
         self.assertEqual(self.lines('127.0.0.1', 5432, 'kadi', 'kadi', ''), [])
 
+    def test_the_uri_s_libpq_parameters_go_to_a_service_file_of_the_agent_s_and_its_options_with_the_agent_s(self):
+        params = {'sslmode': 'verify-full', 'sslrootcert': '/etc/kadi/ca dir/root.crt', 'sslpassword': 'k=y#1',
+                  'options': '-c search_path=kadi', 'application_name': 'kadi', 'client_encoding': 'latin1'}
+        with mock.patch.dict(os.environ, {'PGSERVICE': 'theirs'}):
+            pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', params)
+            path = os.path.join(self.dir, 'pg_service')
+            self.assertEqual((os.environ['PGSERVICEFILE'], os.environ['PGSERVICE']), (path, 'kadi-ops'))
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, 'sslpassword is a secret')
+        with open(path) as f:
+            # The agent names its own sessions and reads psql as UTF-8: those two stay its own.
+            self.assertEqual(f.read().splitlines(), [
+                '[kadi-ops]', 'sslmode=verify-full', 'sslpassword=k=y#1', 'sslrootcert=/etc/kadi/ca dir/root.crt',
+                'options=-c search_path=kadi -c statement_timeout=0 -c idle_in_transaction_session_timeout=0'])
+        env = pg.use_job_files(self.dir, {})
+        self.assertEqual(env, {'PGPASSFILE': os.path.join(self.dir, 'pgpass'), 'PGSERVICEFILE': path, 'PGSERVICE': 'kadi-ops'})
+        # Without parameters: no service, not even one the environment named.
+        with mock.patch.dict(os.environ, {'PGSERVICE': 'theirs', 'PGSERVICEFILE': path}):
+            pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', {})
+            self.assertNotIn('PGSERVICE', os.environ)
+            self.assertNotIn('PGSERVICEFILE', os.environ)
+
+    def test_a_parameter_a_service_file_cannot_carry_is_refused_naming_it_never_its_value(self):
+        from kadi_ops_agent.common import Failure
+        for params, said in (({'ssl mode': 'x'}, "a parameter libpq does not know: 'ssl mode'"),
+                             ({'sslpassword': 'S3cr3t\nsslmode=disable'}, 'parameter sslpassword has a value Kadi Ops cannot pass on'),
+                             ({'sslpassword': 'S3cr3t '}, 'parameter sslpassword has a value Kadi Ops cannot pass on'),
+                             ({'service': 'kadi'}, 'names a libpq service (service=kadi)')):
+            with self.assertRaises(Failure) as e:
+                pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', params)
+            self.assertIn(said, str(e.exception))
+            self.assertNotIn('S3cr3t', str(e.exception))
+        with self.assertRaises(Failure) as e:
+            pg.read_params_line('{"sslmode": ')
+        self.assertIn('not JSON', str(e.exception))
+        self.assertEqual(pg.read_params_line('\n'), {})
+
+    def test_without_a_password_the_passfile_the_uri_names_is_used_instead_of_pgpass(self):
+        theirs = os.path.join(self.dir, 'their-pgpass')
+        with open(theirs, 'w') as f:
+            f.write('db:5432:kadi:kadi:from-their-file\n')
+        os.chmod(theirs, 0o600)
+        self.assertEqual(self.lines('db', 5432, 'kadi', 'kadi', '', {'passfile': theirs}), ['db:5432:kadi:kadi:from-their-file'])
+        self.assertFalse(os.path.exists(os.path.join(self.dir, 'pg_service')), 'the passfile is the agent\'s own: no service for it alone')
+
 
 if __name__ == '__main__':
     unittest.main()
@@ -179,3 +223,120 @@ class RestoreTransactionTest(unittest.TestCase):
         self.job.write('db-rolled-back', '')
         self.assertIsNone(self.database.settle_restored_db(self.job, self.conn))
         self.assertFalse(os.path.exists(self.job.path('db-committed')))
+
+
+def _openssl(*args, cwd):
+    subprocess.run(['openssl', *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _cert(cwd, name, cn, ca, san=None):
+    """NAME.key and NAME.crt, a P-256 key and a certificate for CN signed by CA (NAME of a CA made by _ca)."""
+    _openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', name + '.key',
+             '-out', name + '.csr', '-subj', '/CN=' + cn, cwd=cwd)
+    ext = []
+    if san:
+        with open(os.path.join(cwd, name + '.ext'), 'w') as f:
+            f.write('subjectAltName=%s\n' % san)
+        ext = ['-extfile', name + '.ext']
+    _openssl('x509', '-req', '-in', name + '.csr', '-CA', ca + '.crt', '-CAkey', ca + '.key', '-CAcreateserial',
+             '-out', name + '.crt', '-days', '2', *ext, cwd=cwd)
+    os.chmod(os.path.join(cwd, name + '.key'), 0o600)
+
+
+def _ca(cwd, name):
+    _openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', name + '.key',
+             '-out', name + '.crt', '-subj', '/CN=' + name, '-days', '2', cwd=cwd)
+
+
+@unittest.skipUnless(PG_BIN and os.geteuid() == 0 and shutil.which('setpriv') and shutil.which('openssl'),
+                     'needs PostgreSQL\'s server binaries, openssl and root to run a cluster as nobody')
+class UriParametersTest(unittest.TestCase):
+    """The libpq parameters of Kadi's URI reach the agent's own connections (pg.make_passfile), asked
+    of a real PostgreSQL (a throwaway cluster run as nobody) that takes only TLS with a client
+    certificate: certificates of a CA of its own, made here by openssl."""
+
+    @classmethod
+    def setUpClass(cls):
+        import pwd
+        nobody = pwd.getpwnam('nobody')
+        cls.dir = tempfile.mkdtemp()
+        os.chmod(cls.dir, 0o755)
+        certs = cls.certs = os.path.join(cls.dir, 'certs')
+        os.mkdir(certs)
+        _ca(certs, 'ca')
+        _ca(certs, 'other-ca')
+        _cert(certs, 'server', 'localhost', 'ca', san='DNS:localhost')
+        _cert(certs, 'client', 'kadi', 'ca')
+        # The client key encrypted: only the URI's sslpassword (no environment variable has it) opens it.
+        _openssl('pkcs8', '-topk8', '-v2', 'aes256', '-in', 'client.key', '-out', 'client-locked.key', '-passout', 'pass:open sesame', cwd=certs)
+        os.chmod(os.path.join(certs, 'client-locked.key'), 0o600)
+        data = cls.data = os.path.join(cls.dir, 'data')
+        os.mkdir(data)
+        os.chown(data, nobody.pw_uid, nobody.pw_gid)
+        as_nobody = ['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups']
+        subprocess.run([*as_nobody, os.path.join(PG_BIN, 'initdb'), '-A', 'trust', '-U', 'kadi', '-D', data],
+                       check=True, capture_output=True, cwd='/')
+        for f in ('server.crt', 'server.key', 'ca.crt'):
+            shutil.copy(os.path.join(certs, f), os.path.join(data, f))
+            os.chown(os.path.join(data, f), nobody.pw_uid, nobody.pw_gid)
+        with open(os.path.join(data, 'pg_hba.conf'), 'w') as f:
+            f.write('local all all trust\nhostssl all kadi 127.0.0.1/32 cert\n')
+        cls.port = '54988'
+        r = subprocess.run([*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', data, '-w', '-l', os.path.join(data, 'log'),
+                            '-o', "-p %s -k %s -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_ca_file=ca.crt" % (cls.port, data), 'start'],
+                           capture_output=True, text=True, cwd='/')
+        if r.returncode:
+            raise RuntimeError(r.stdout + r.stderr)
+        cls.stop = [*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', data, '-m', 'immediate', 'stop']
+        cls.psql = os.path.join(PG_BIN, 'psql')
+        # A timeout set for the role (for the web application) that the agent's sessions turn off.
+        pg.Conn(cls.psql, data, cls.port, 'kadi', 'postgres').query("ALTER ROLE kadi SET statement_timeout = '5s'")
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(cls.stop, capture_output=True, cwd='/')
+        shutil.rmtree(cls.dir)
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.work)
+        saved = {k: os.environ.get(k) for k in ('PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE')}
+        self.addCleanup(lambda: [os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v) for k, v in saved.items()])
+
+    def ask(self, params, sql="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", host='localhost'):
+        """SQL over TCP with Kadi's URI's PARAMS, as every psql, pg_dump and pg_restore of the agent connects: (ok, text)."""
+        pg.make_passfile(self.work, host, self.port, 'postgres', 'kadi', '', params)
+        return pg.Conn(self.psql, host, self.port, 'kadi', 'postgres').query(sql, check=False)
+
+    def tls(self, **more):
+        c = self.certs
+        return {'sslmode': 'verify-full', 'sslrootcert': os.path.join(c, 'ca.crt'), 'sslcert': os.path.join(c, 'client.crt'),
+                'sslkey': os.path.join(c, 'client.key'), **more}
+
+    def test_a_client_certificate_and_the_server_s_ca_from_the_uri_are_used(self):
+        self.assertEqual(self.ask(self.tls()), (True, 't'))
+        # Without them (as before: libpq's defaults) the server refuses: no client certificate.
+        ok, said = self.ask({})
+        self.assertFalse(ok)
+        self.assertRegex(said, r'certificate|no pg_hba.conf entry')
+
+    def test_verify_full_is_kept_a_server_of_another_ca_or_name_is_refused(self):
+        ok, said = self.ask(self.tls(sslrootcert=os.path.join(self.certs, 'other-ca.crt')))
+        self.assertFalse(ok)
+        self.assertIn('certificate verify failed', said)
+        ok, said = self.ask(self.tls(), host='127.0.0.1')
+        self.assertFalse(ok)
+        self.assertIn('does not match host name', said)
+        self.assertEqual(self.ask(self.tls(sslmode='verify-ca'), host='127.0.0.1'), (True, 't'), 'verify-ca does not ask the name')
+
+    def test_sslpassword_opens_an_encrypted_client_key(self):
+        locked = os.path.join(self.certs, 'client-locked.key')
+        self.assertEqual(self.ask(self.tls(sslkey=locked, sslpassword='open sesame')), (True, 't'))
+        ok, said = self.ask(self.tls(sslkey=locked, sslpassword='wrong'))
+        self.assertFalse(ok)
+        self.assertIn('could not load private key', said)
+
+    def test_the_uri_s_options_come_with_the_agent_s_own(self):
+        ok, said = self.ask(self.tls(options='-c search_path=kadi_ops_x'), "SELECT current_setting('search_path') || ' ' || current_setting('statement_timeout')")
+        self.assertEqual((ok, said), (True, 'kadi_ops_x 0'))
+        self.assertEqual(self.ask(self.tls(), "SHOW statement_timeout"), (True, '0'), 'the agent\'s own without the URI\'s')

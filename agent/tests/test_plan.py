@@ -120,7 +120,7 @@ class KadiConfigTest(ZipappTestCase):
                           'OIDC_SIGNING_KEYS = ["/etc/kadi/key.pem"]\n'
                           % ('postgresql://kadi:%s@db.example:5433/kadi%%20db' % quote(password, safe='')))
         c = self.plan.read_kadi_config(self.cli, cfg)
-        self.assertEqual(c['database'], {'host': 'db.example', 'port': 5433, 'name': 'kadi db', 'user': 'kadi', 'password': password})
+        self.assertEqual(c['database'], {'host': 'db.example', 'port': 5433, 'name': 'kadi db', 'user': 'kadi', 'password': password, 'params': {}})
         self.assertEqual((c['storage'], c['uploads'], c['oidcKeys']), ('/srv/kadi storage', '/srv/uploads', ['/etc/kadi/key.pem']))
 
     def test_kadis_redis_credentials_come_from_its_broker_url(self):
@@ -180,10 +180,15 @@ class KadiConfigTest(ZipappTestCase):
     def test_uris_are_read_as_sqlalchemy_reads_them(self):
         u = self.plan.database_uri
         self.assertEqual(u('postgresql+psycopg2://kadi@/kadi?host=/run/postgresql'),
-                         {'host': '/run/postgresql', 'port': 5432, 'name': 'kadi', 'user': 'kadi', 'password': ''})
+                         {'host': '/run/postgresql', 'port': 5432, 'name': 'kadi', 'user': 'kadi', 'password': '', 'params': {}})
         self.assertEqual(u('postgresql://u:p@[::1]:6000/d')['host'], '::1')
         # No host at all: libpq's default socket ('' here), never TCP localhost.
-        self.assertEqual(u('postgresql:///kadi'), {'host': '', 'port': 5432, 'name': 'kadi', 'user': '', 'password': ''})
+        self.assertEqual(u('postgresql:///kadi'), {'host': '', 'port': 5432, 'name': 'kadi', 'user': '', 'password': '', 'params': {}})
+        # The query's other parameters are libpq's (as kadi/outputParsers.ts reads them): passed on, not where or as whom.
+        tls = u('postgresql://kadi:pw@db.example/kadi?sslmode=verify-full&sslrootcert=%2Fetc%2Fkadi%20ca.crt&sslpassword=k%26y'
+                '&host=ignored&port=6000&user=u&dbname=x&application_name=&options=-c%20search_path%3Dkadi&sslmode=disable')
+        self.assertEqual(tls['params'], {'sslmode': 'verify-full', 'sslrootcert': '/etc/kadi ca.crt', 'sslpassword': 'k&y', 'options': '-c search_path=kadi'})
+        self.assertEqual((tls['host'], tls['port'], tls['user']), ('db.example', 6000, 'kadi'))
         self.assertEqual(u('postgresql://kadi@:5433/kadi')['host'], '')
         self.assertEqual(u('postgresql://kadi:pw@localhost/kadi')['host'], 'localhost')
         self.assertEqual(u('postgresql://u:a@b@h/d')['password'], 'a@b')

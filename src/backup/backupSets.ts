@@ -3,7 +3,7 @@
  * prune and clean partial sets. Jobs are streamed by remote/jobs.
  */
 import { parseScheduleStatus, type ScheduleStatus } from './schedule';
-import { relativePathProblems, type Discovery } from '../kadi/discovery';
+import { dbJobSecrets, relativePathProblems, type Discovery } from '../kadi/discovery';
 import { redisAuthJson } from '../kadi/outputParsers';
 import { TOOL_VERSION } from '../core/version';
 import { checkAgent } from '../remote/agent';
@@ -67,7 +67,7 @@ export function backupPlan(host: RemoteHost, d: Discovery, opts: BackupOptions):
 
 export async function startBackup(host: RemoteHost, d: Discovery, opts: BackupOptions = {}): Promise<string> {
   const plan = backupPlan(host, d, opts);
-  return startJob(host, { kind: 'backup', verb: 'backup', args: ['plan=yes'], secret: planJobInput(plan, d.dbPassword.reveal(), undefined, redisAuthJson(d.redisAuth)), breakStaleLock: opts.breakStaleLock });
+  return startJob(host, { kind: 'backup', verb: 'backup', args: ['plan=yes'], secret: planJobInput(plan, dbJobSecrets(d), undefined, redisAuthJson(d.redisAuth)), breakStaleLock: opts.breakStaleLock });
 }
 
 export type VerifyLevel = 'quick' | 'deep';
@@ -87,7 +87,7 @@ export async function startVerify(host: RemoteHost, d: Discovery, set: string, l
     kind: 'verify',
     verb: 'verify',
     args: verifyJobArgs(host, d, set, level, opts.serverBinDir),
-    secret: level === 'deep' ? d.dbPassword.reveal() + '\n' : '',
+    secret: level === 'deep' ? JSON.stringify(dbJobSecrets(d)) : '',
     breakStaleLock: opts.breakStaleLock,
   });
 }

@@ -103,8 +103,8 @@ export interface RedisAuthJson {
  * What a job gets on stdin with a plan: one JSON document; the job keeps it in its 0600 secret file only.
  * redis: where Kadi's Redis is and its credentials (redisAuthJson), when its broker URL is a Redis one.
  */
-export function planJobInput(plan: HostPlan, password: string, listing?: string, redis?: RedisAuthJson): string {
-  return JSON.stringify({ password, plan: checkPlan(plan), ...(listing !== undefined ? { listing } : {}), ...(redis ? { redis } : {}) });
+export function planJobInput(plan: HostPlan, db: { password: string; pg_params?: Record<string, string> }, listing?: string, redis?: RedisAuthJson): string {
+  return JSON.stringify({ ...db, plan: checkPlan(plan), ...(listing !== undefined ? { listing } : {}), ...(redis ? { redis } : {}) });
 }
 
 interface SchemaNode {

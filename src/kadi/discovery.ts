@@ -50,14 +50,22 @@ export interface Discovery {
   facts: HostFacts;
   /** The database password; only ever written to a remote passfile through stdin. */
   dbPassword: Secret;
+  /** The URI's libpq parameters (DatabaseConfig.params: JSON text or ''); sent only through stdin. */
+  dbParams?: Secret;
   /** Where Kadi's Redis is and its credentials (from CELERY_BROKER_URL); sent only through stdin. */
   redisAuth?: RedisAuth;
 }
 
-/** What a verb that may talk to Redis and PostgreSQL reads on stdin: the password's line, then the Redis credentials' (JSON, or empty). */
+/** What a verb that may talk to Redis and PostgreSQL reads on stdin: the password's line, the Redis credentials' (JSON, or empty), the URI's libpq parameters' (JSON, or empty). */
 export function verbSecrets(d: Discovery): string {
   const redis = redisAuthJson(d.redisAuth);
-  return `${d.dbPassword.reveal()}\n${redis ? JSON.stringify(redis) : ''}\n`;
+  return `${d.dbPassword.reveal()}\n${redis ? JSON.stringify(redis) : ''}\n${d.dbParams?.reveal() ?? ''}\n`;
+}
+
+/** The database's password and the URI's libpq parameters, as a job's JSON input carries them (plan.job_input). */
+export function dbJobSecrets(d: Discovery): { password: string; pg_params?: Record<string, string> } {
+  const params = d.dbParams?.reveal() ?? '';
+  return { password: d.dbPassword.reveal(), ...(params ? { pg_params: JSON.parse(params) as Record<string, string> } : {}) };
 }
 
 /** Environment-prefixed kadi CLI argv (KADI_CONFIG_FILE as an env assignment via `env`). */
@@ -140,13 +148,14 @@ async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stam
   const o = profile.overrides;
   const database = databaseTarget(config, o.database);
   const dbPassword = config.database?.password ?? new Secret('');
+  const dbParams = config.database?.params ?? new Secret('');
   const storagePath = o.storagePath ?? config.storagePath ?? '';
   const uploadsPath = o.uploadsPath ?? config.uploadsPath ?? '';
 
   // Only a version that was read is offered for reuse: a failed `kadi --version` is asked again.
   const knownStamp = known?.kadiVersion ? [known.stamp] : [];
   const r = await runAgent(host, 'facts', [profile.kadi.cli, profile.kadi.configFile, profile.backupDir, database.host, String(database.port), database.name, database.user, ...knownStamp], {
-    stdin: dbPassword.reveal() + '\n',
+    stdin: `${dbPassword.reveal()}\n${dbParams.reveal()}\n`,
   });
   if (r.code !== 0) throw new RemoteCommandError('Collecting host facts', r);
   const kv = parseKeyValues(r.stdout);
@@ -185,7 +194,7 @@ async function collectFacts(host: RemoteHost, config: KadiConfig, known?: { stam
   facts.problems = findProblems(facts);
   const stamp = kv.get('kadi_config_stamp') || undefined;
   const age = Number(kv.get('now_epoch')) - Number(kv.get('kadi_config_newest_mtime'));
-  return { discovery: { facts, dbPassword, ...(config.redisAuth ? { redisAuth: config.redisAuth } : {}) }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
+  return { discovery: { facts, dbPassword, dbParams, ...(config.redisAuth ? { redisAuth: config.redisAuth } : {}) }, stamp, stampAgeSeconds: Number.isFinite(age) ? age : undefined };
 }
 
 /** The agent's pg_host: where psql connected, as libpq names it (a socket directory or a host name). */

@@ -279,6 +279,12 @@ export interface DatabaseConfig {
   password: Secret;
   /** The URI scheme, e.g. `postgresql+psycopg2`. */
   driver: string;
+  /**
+   * The query's other parameters, libpq's as psycopg passes them on (sslmode, sslrootcert, sslcert,
+   * sslkey, sslpassword, options, ...): a JSON object's text, '' when there are none. A secret
+   * (sslpassword may be one); the agent gives them to its own connections (pg.make_passfile).
+   */
+  params: Secret;
 }
 
 export interface KadiConfig {
@@ -365,6 +371,9 @@ function pythonStrings(value: string): string[] {
   return out;
 }
 
+/** Query parameters of a database URI that say where and as whom: read into the connection's own fields, not passed on. */
+const URI_OWN_PARAMS = new Set(['host', 'port', 'user', 'password', 'dbname']);
+
 /**
  * `postgresql[+driver]://user:pass@host:port/name?host=...`, as SQLAlchemy reads it: user and
  * password percent-decoded as Python's unquote does (a '%' not followed by two hex digits stays), port 5432 unless given, a `host`/`port` query parameter (Unix socket
@@ -407,7 +416,11 @@ export function parseDatabaseUri(uri: string): DatabaseConfig | undefined {
   const colon = userinfo.indexOf(':');
   const user = unquote(colon >= 0 ? userinfo.slice(0, colon) : userinfo) || (query.get('user') ?? '');
   const password = colon >= 0 ? unquote(userinfo.slice(colon + 1)) : (query.get('password') ?? '');
-  return { host, port, name, user, password: new Secret(password), driver: driver.toLowerCase() };
+  const params: Record<string, string> = {};
+  // As SQLAlchemy reads the query (parse_qsl): a parameter without a value is left out; the first of a repeated one here.
+  for (const [k, v] of query) if (v !== '' && !URI_OWN_PARAMS.has(k) && !(k in params)) params[k] = v;
+  const paramsText = Object.keys(params).length ? JSON.stringify(params) : '';
+  return { host, port, name, user, password: new Secret(password), driver: driver.toLowerCase(), params: new Secret(paramsText) };
 }
 
 /** Where Kadi's Redis is (its broker URL) and its credentials (AUTH [user] password), if any. */

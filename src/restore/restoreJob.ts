@@ -1,7 +1,7 @@
 /** Starting the restore job from a confirmed plan. */
 import { backupPlan } from '../backup/backupSets';
 import { planJobInput } from '../core/plan';
-import type { Discovery } from '../kadi/discovery';
+import { dbJobSecrets, type Discovery } from '../kadi/discovery';
 import { redisAuthJson } from '../kadi/outputParsers';
 import { startJob } from '../remote/jobs';
 import type { RemoteHost } from '../remote/remoteHost';
@@ -44,6 +44,6 @@ export async function startRestore(host: RemoteHost, d: Discovery, plan: Restore
   if (plan.blockers.length > 0) throw new RestoreRefusedError(`Restore of ${plan.set.name} refused:\n${plan.blockers.map((b) => `  - ${b}`).join('\n')}`);
   if (plan.host !== host.profile.name) throw new RestoreRefusedError(`The plan is for ${plan.host}, not ${host.profile.name}.`);
   // The password, the plan (the safety backup's and the connection's) and the listing on stdin.
-  const secret = planJobInput(backupPlan(host, d, {}), d.dbPassword.reveal(), dbListing(plan) ?? '', redisAuthJson(d.redisAuth));
+  const secret = planJobInput(backupPlan(host, d, {}), dbJobSecrets(d), dbListing(plan) ?? '', redisAuthJson(d.redisAuth));
   return startJob(host, { kind: 'restore', verb: 'restore', args: restoreArgs(host, plan, opts), secret, breakStaleLock: opts.breakStaleLock });
 }

@@ -1,12 +1,14 @@
 /**
  * The instance's paths as operators really lay them out: STORAGE_PATH as a symbolic link to the tree
  * on another disk, paths that must never contain one another, and a database reached by libpq's
- * default socket (a URI without a host).
+ * default socket (a URI without a host), a database that takes only TLS with a client certificate
+ * (the URI's sslmode, sslrootcert, sslcert, sslkey).
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listSets, startBackup } from '../../src/backup/backupSets';
+import { listSets, startBackup, startVerify } from '../../src/backup/backupSets';
 import { MemorySink } from '../../src/core/sink';
 import { discover } from '../../src/kadi/discovery';
 import { checkPrerequisites } from '../../src/kadi/prerequisites';
@@ -194,6 +196,93 @@ describe('paths as they really are', function () {
     } finally {
       pool.closeAll();
       fs.rmSync(mountPoint, { recursive: true, force: true });
+    }
+  });
+
+  it('the URI\'s libpq parameters reach every connection: a server that takes only TLS with a client certificate is backed up, restored and deep-verified in a scratch database, and verify-full against another CA is refused', async () => {
+    const tls = fs.mkdtempSync(path.join(sb.root, 'tls-'));
+    const openssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: tls, stdio: 'pipe' });
+    const ca = (name: string): void => openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-subj', `/CN=${name}`, '-days', '2');
+    const cert = (name: string, cn: string, san?: string): void => {
+      openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+      if (san) fs.writeFileSync(path.join(tls, `${name}.ext`), `subjectAltName=${san}\n`);
+      openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', ...(san ? ['-extfile', `${name}.ext`] : []));
+    };
+    ca('ca');
+    ca('other-ca');
+    cert('server', 'kadi-db', `IP:${sb.pg.host}`);
+    cert('client', sb.pg.user);
+    // The server's files are its owner's, the client's the Kadi user's (libpq wants the key 0600 and its own).
+    const pgOwner = fs.statSync(sb.pg.socketDir);
+    const kadi = fs.statSync(sb.storagePath);
+    for (const f of ['server.crt', 'server.key', 'ca.crt']) {
+      fs.copyFileSync(path.join(tls, f), path.join(sb.pg.socketDir, `tls-${f}`));
+      fs.chownSync(path.join(sb.pg.socketDir, `tls-${f}`), pgOwner.uid, pgOwner.gid);
+      fs.chmodSync(path.join(sb.pg.socketDir, `tls-${f}`), 0o600);
+    }
+    fs.chmodSync(tls, 0o755);
+    for (const f of ['client.key', 'client.crt', 'ca.crt', 'other-ca.crt']) {
+      fs.chownSync(path.join(tls, f), kadi.uid, kadi.gid);
+      fs.chmodSync(path.join(tls, f), f.endsWith('.key') ? 0o600 : 0o644);
+    }
+    const hba = (await sb.psql('show hba_file', 'postgres')).trim();
+    const hbaOriginal = fs.readFileSync(hba, 'utf8');
+    const withUri = (query: Record<string, string>): void => {
+      const uri = `postgresql://${sb.pg.user}:${encodeURIComponent(sb.pg.password)}@${sb.pg.host}:${sb.pg.port}/${sb.pg.database}?${new URLSearchParams(query).toString()}`;
+      fs.writeFileSync(sb.kadiConfig, original.replace(/^SQLALCHEMY_DATABASE_URI = .*$/m, `SQLALCHEMY_DATABASE_URI = ${JSON.stringify(uri)}`));
+    };
+    const settings = ['ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'ssl'];
+    try {
+      await sb.psql(
+        [`ALTER SYSTEM SET ssl_cert_file = '${sb.pg.socketDir}/tls-server.crt'`, `ALTER SYSTEM SET ssl_key_file = '${sb.pg.socketDir}/tls-server.key'`,
+          `ALTER SYSTEM SET ssl_ca_file = '${sb.pg.socketDir}/tls-ca.crt'`, 'ALTER SYSTEM SET ssl = on', 'SELECT pg_reload_conf()', ''].join(';\n'),
+        'postgres',
+      );
+      // The Kadi role only over TLS, with its password and a certificate of the CA naming it.
+      fs.writeFileSync(hba, `hostssl all ${sb.pg.user} ${sb.pg.host}/32 scram-sha-256 clientcert=verify-full\nhost all ${sb.pg.user} ${sb.pg.host}/32 reject\n${hbaOriginal}`);
+      await sb.psql('select pg_reload_conf()', 'postgres');
+      const client = { sslmode: 'verify-full', sslrootcert: path.join(tls, 'ca.crt'), sslcert: path.join(tls, 'client.crt'), sslkey: path.join(tls, 'client.key') };
+      withUri(client);
+      let { pool, host } = await connect();
+      try {
+        const d = await discover(host);
+        assert.equal(d.facts.pg.error, undefined, d.facts.problems.join('\n'));
+        const reachable = (await checkPrerequisites(host, d)).features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === `PostgreSQL server reachable as ${sb.pg.user}`);
+        assert.equal(reachable?.ok, true, JSON.stringify(reachable));
+        const b = await follow(host, await startBackup(host, d));
+        assert.equal(b.outcome.result, 'succeeded', b.log);
+        const name = /^set=(\S+)$/m.exec(b.log)?.[1] as string;
+        const plan = await preflight(host, d, name, { components: ['db'], safetyBackup: false });
+        assert.deepEqual(plan.blockers, []);
+        const r = await follow(host, await startRestore(host, d, plan));
+        assert.equal(r.outcome.result, 'succeeded', r.log.slice(-3000));
+        // A deep verification's scratch database on the server (no throwaway cluster) connects the same way.
+        await sb.psql(`ALTER ROLE ${sb.pg.user} CREATEDB`, 'postgres');
+        try {
+          const v = await follow(host, await startVerify(host, d, name, 'deep', { serverBinDir: path.join(sb.root, 'no-such-bin') }));
+          assert.equal(v.outcome.result, 'succeeded', v.log.slice(-3000));
+          assert.match(v.log, /^deep: mode=scratch-database$/m);
+        } finally {
+          await sb.psql(`ALTER ROLE ${sb.pg.user} NOCREATEDB`, 'postgres');
+        }
+        assert.deepEqual(fs.readdirSync(path.join(sb.backupDir, '.kadi-ops', 'jobs')).flatMap((j) => ['pgpass', 'pg_service'].filter((f) => fs.existsSync(path.join(sb.backupDir, '.kadi-ops', 'jobs', j, f)))), [],
+          'no job keeps its passfile or service file (sslpassword would be in it)');
+      } finally {
+        pool.closeAll();
+      }
+      // verify-full is kept as it is: a server whose certificate another CA signed is refused, not used unverified.
+      withUri({ ...client, sslrootcert: path.join(tls, 'other-ca.crt') });
+      ({ pool, host } = await connect());
+      try {
+        const d = await discover(host);
+        assert.match(d.facts.pg.error ?? '', /certificate verify failed/, JSON.stringify(d.facts.pg));
+      } finally {
+        pool.closeAll();
+      }
+    } finally {
+      fs.writeFileSync(hba, hbaOriginal);
+      await sb.psql(`${settings.map((k) => `ALTER SYSTEM RESET ${k}`).join(';\n')};\nSELECT pg_reload_conf();\n`, 'postgres');
+      fs.rmSync(tls, { recursive: true, force: true });
     }
   });
 

@@ -160,13 +160,23 @@ class Database:
         self.user = urllib.parse.unquote(u.username or "")
         self.password = urllib.parse.unquote(u.password or "")
         self.name = u.path.lstrip("/") or self.user
+        # The query's other parameters go to libpq as psycopg2 gets them from SQLAlchemy (parse_qsl:
+        # one without a value is left out): sslmode, sslrootcert, sslcert, options, ...
+        self.params = [(k, v) for k, v in urllib.parse.parse_qsl(u.query) if k not in ("host", "port", "user", "password", "dbname")]
+
+    def _dbname(self):
+        """psql's -d: the name, or with parameters a conninfo string of quoted values."""
+        if not self.params:
+            return self.name
+        quote = lambda v: "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return " ".join("%s=%s" % (k, quote(v)) for k, v in [("dbname", self.name), *self.params])
 
     def run(self, sql):
         env = dict(os.environ, PGPASSWORD=self.password, PGCONNECT_TIMEOUT="10")
         for k in ("PGPASSFILE", "PGSERVICE", "PGOPTIONS"):
             env.pop(k, None)
         argv = ["/usr/bin/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                "-h", self.host, "-p", self.port, "-U", self.user, "-d", self.name, "-f", "-"]
+                "-h", self.host, "-p", self.port, "-U", self.user, "-d", self._dbname(), "-f", "-"]
         r = subprocess.run(argv, input=sql, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             lines = r.stderr.strip().splitlines() or ["unknown error"]

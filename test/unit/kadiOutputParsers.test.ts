@@ -387,7 +387,7 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
 
     it('reads driver-qualified URIs, default ports, IPv6 hosts and socket directories', () => {
       const psy = parseDatabaseUri('postgresql+psycopg2://kadi:pw@localhost/kadi');
-      assert.deepEqual(psy && { ...psy, password: psy.password.reveal() }, { host: 'localhost', port: 5432, name: 'kadi', user: 'kadi', password: 'pw', driver: 'postgresql+psycopg2' });
+      assert.deepEqual(psy && { ...psy, password: psy.password.reveal(), params: psy.params.reveal() }, { host: 'localhost', port: 5432, name: 'kadi', user: 'kadi', password: 'pw', driver: 'postgresql+psycopg2', params: '' });
       const v6 = parseDatabaseUri('postgresql://kadi@[::1]:6543/kadi');
       assert.deepEqual(v6 && [v6.host, v6.port, v6.user, v6.password.reveal()], ['::1', 6543, 'kadi', '']);
       const sock = parseDatabaseUri('postgresql://kadi:x@/kadi?host=/var/run/postgresql');
@@ -404,6 +404,15 @@ LINE 1: SELECT file.id FROM file ORDER BY file.last_modified DESC
       // Decoded as Python's unquote (SQLAlchemy, the agent's plan.database_uri): a '%' without two hex digits stays.
       const pct = parseDatabaseUri('postgresql://kadi:p%40ss%word%e2%82%ac@127.0.0.1:5433/kadi');
       assert.deepEqual(pct && [pct.password.reveal(), pct.port], ['p@ss%word€', 5433]);
+    });
+
+    it('keeps the query\'s libpq parameters (TLS, options) as a secret to pass on, without those that say where and as whom', () => {
+      const tls = parseDatabaseUri('postgresql://kadi:pw@db.example/kadi?sslmode=verify-full&sslrootcert=%2Fetc%2Fkadi%20ca.crt&sslpassword=k%26y&host=ignored&port=6000&user=u&dbname=x&application_name=&options=-c%20search_path%3Dkadi&sslmode=disable');
+      assert.ok(tls);
+      assert.equal(String(tls.params), '«redacted»', 'sslpassword is a secret: the parameters print as one');
+      assert.deepEqual(JSON.parse(tls.params.reveal()), { sslmode: 'verify-full', sslrootcert: '/etc/kadi ca.crt', sslpassword: 'k&y', options: '-c search_path=kadi' });
+      assert.deepEqual([tls.host, tls.port, tls.user, tls.name], ['db.example', 6000, 'kadi', 'kadi'], 'where and as whom stay the URI\'s own fields');
+      assert.equal(parseDatabaseUri('postgresql://kadi:pw@db/kadi?host=/run/postgresql')?.params.reveal(), '', 'nothing to pass on: no parameters');
     });
 
     it('a URI that cannot be read is an error naming it, not a made-up localhost:5432/kadi (unless the profile names the database)', () => {

@@ -855,7 +855,8 @@ def scratch_create(ctx):
     None when it cannot be created."""
     from .. import plan
     o, job = ctx.opts, ctx.job
-    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], '*', o['pg_user'], plan.job_input(job)['password'])
+    secrets = plan.job_input(job)
+    pg.make_passfile(job.dir, o['pg_host'], o['pg_port'], '*', o['pg_user'], secrets['password'], secrets['pg_params'])
     scratch = scratch_name(job.id)
     step('deep: restoring the dump into scratch database %s on the production server' % scratch)
     job.write('scratch_db', scratch + '\n')
