@@ -103,6 +103,23 @@ def _write_service(directory, params):
     return path
 
 
+def explain(text):
+    """TEXT (what psql said) with libpq's "syntax error in service file" for the agent's own service
+    file said as what it is: a parameter of Kadi's URI this host's libpq does not know (Kadi's driver
+    may bundle a newer libpq than the host's PostgreSQL client: sslcertmode, require_auth, ...)."""
+    m = re.search(r'syntax error in service file "([^"]*)", line ([0-9]+)', text or '')
+    if not m or m.group(1) != os.environ.get('PGSERVICEFILE'):
+        return text
+    try:
+        with open(m.group(1), encoding='utf-8', errors='surrogateescape') as f:
+            line = f.read().splitlines()[int(m.group(2)) - 1]
+    except (OSError, IndexError):
+        return text
+    return ("the PostgreSQL client library (libpq) of this host does not know %s, a parameter of Kadi's database URI "
+            "(Kadi's own driver may bring a newer libpq): install a newer libpq5 or remove the parameter from the URI"
+            % line.partition('=')[0])
+
+
 def use_job_files(directory, env=None):
     """The passfile and service file a job wrote in DIRECTORY, for a process of its own (a cleanup, a
     step run apart): exported into ENV (os.environ by default) where they exist."""
@@ -199,7 +216,7 @@ class Conn:
         message, or returns (ok, text) with check=False."""
         r = subprocess.run([self.psql, '-X', '-At', *extra, *self.args(), '-d', db or self.db, '-c', sql],
                            capture_output=True, text=True, errors='replace', env=env)
-        text = r.stdout.rstrip('\n') if r.returncode == 0 else (r.stderr or r.stdout).strip()
+        text = r.stdout.rstrip('\n') if r.returncode == 0 else explain((r.stderr or r.stdout).strip())
         if check:
             if r.returncode != 0:
                 fail('%s: %s' % (what, text))
@@ -212,4 +229,4 @@ class Conn:
         r = subprocess.run([self.psql, '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1',
                             *[a for k, v in variables.items() for a in ('-v', '%s=%s' % (k, v))], *self.args(), '-d', self.db],
                            input=sql, capture_output=True, text=True, errors='replace')
-        return r.returncode == 0, (r.stdout.rstrip('\n') if r.returncode == 0 else (r.stderr or r.stdout).strip())
+        return r.returncode == 0, (r.stdout.rstrip('\n') if r.returncode == 0 else explain((r.stderr or r.stdout).strip()))

@@ -329,6 +329,12 @@ class UriParametersTest(unittest.TestCase):
         self.assertIn('does not match host name', said)
         self.assertEqual(self.ask(self.tls(sslmode='verify-ca'), host='127.0.0.1'), (True, 't'), 'verify-ca does not ask the name')
 
+    def test_a_parameter_this_host_s_libpq_does_not_know_is_named_not_a_syntax_error_in_a_file_of_the_agent_s(self):
+        ok, said = self.ask(self.tls(sslnosuchthing='1'))
+        self.assertFalse(ok)
+        self.assertIn('the PostgreSQL client library (libpq) of this host does not know sslnosuchthing, a parameter of Kadi\'s database URI', said)
+        self.assertNotIn('pg_service', said)
+
     def test_sslpassword_opens_an_encrypted_client_key(self):
         locked = os.path.join(self.certs, 'client-locked.key')
         self.assertEqual(self.ask(self.tls(sslkey=locked, sslpassword='open sesame')), (True, 't'))
