@@ -66,6 +66,7 @@ def start(job, psql, pg_restore, dump, bindir, major):
     Returns the connection, or None (why in JOB_DIR/cluster_failed)."""
     base = job.path('cluster')
     user = user_name()
+    pg.forget_service()
     remove_tree(base)
     os.mkdir(base, 0o700)
     job.write('cluster_bin', bindir + '\n')

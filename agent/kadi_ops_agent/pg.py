@@ -61,6 +61,11 @@ def _own_passfile_lines(path=None):
 # `options` goes with the agent's own (a service file's value would replace PGOPTIONS).
 SERVICE = 'kadi-ops'
 _SET_BY_AGENT = frozenset(('host', 'port', 'user', 'password', 'dbname', 'application_name', 'client_encoding', 'passfile'))
+# Files libpq opens: the agent does not run in Kadi's working directory, so a relative path would
+# name another file (or none: a missing sslrootcert turns require's server check off unsaid).
+_FILES = frozenset(('sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslcrldir', 'passfile'))
+# libpq reads a service file's line into a buffer of 1024 bytes (PostgreSQL 15; a longer line is an error).
+_LINE_MAX = 1000
 
 
 def connection_params(params):
@@ -73,10 +78,15 @@ def connection_params(params):
         fail("the database URI's parameters are not an object")
     out = {}
     for k, v in params.items():
-        if not isinstance(k, str) or not re.match(r'^[a-z][a-z0-9_]*$', k):
+        if not isinstance(k, str) or not re.fullmatch(r'[a-z][a-z0-9_]*', k):
             fail("Kadi's database URI has a parameter libpq does not know: %r" % (k,))
         if not isinstance(v, str) or re.search(r'[\r\n\0]', v) or v != v.rstrip():
             fail("Kadi's database URI's parameter %s has a value Kadi Ops cannot pass on to libpq (a line break, or spaces at its end)" % k)
+        if len(k) + 1 + len(v) + (len(_NO_TIMEOUTS) + 1 if k == 'options' else 0) > _LINE_MAX:
+            fail("Kadi's database URI's parameter %s is longer than libpq reads from a service file (%d bytes)" % (k, _LINE_MAX))
+        if k in _FILES and not v.startswith('/') and not (k == 'sslrootcert' and v == 'system'):
+            fail("Kadi's database URI's parameter %s is not an absolute path: Kadi Ops does not run in Kadi's working directory, "
+                 "so it would be another file. Give its whole path in the URI" % k)
         if k == 'service':
             fail("Kadi's database URI names a libpq service (service=%s): Kadi Ops cannot pass one on to its own connections. "
                  "Put the service's settings in the URI's query instead (e.g. ?sslmode=verify-full&sslrootcert=...)" % v)
@@ -94,6 +104,8 @@ def _write_service(directory, params):
     if 'options' in params:
         lines.append('options=%s %s' % (params['options'], _NO_TIMEOUTS))
     if not lines:
+        if os.path.exists(path):
+            os.unlink(path)
         return None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'w', encoding='utf-8', errors='surrogateescape') as f:
@@ -118,6 +130,21 @@ def explain(text):
     return ("the PostgreSQL client library (libpq) of this host does not know %s, a parameter of Kadi's database URI "
             "(Kadi's own driver may bring a newer libpq): install a newer libpq5 or remove the parameter from the URI"
             % line.partition('=')[0])
+
+
+def forget_connection():
+    """Ends what make_passfile exported, when its directory goes (a temporary one): a job started
+    after it must not be given a passfile or service file that is no more."""
+    for k in ('PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE'):
+        os.environ.pop(k, None)
+
+
+def forget_service():
+    """No service of Kadi's URI from here on: for the job's own throwaway cluster (its socket, trust),
+    to which nothing of production's connection applies (channel_binding, gssencmode, an options'
+    role or search_path would fail it or change what it restores)."""
+    for k in ('PGSERVICE', 'PGSERVICEFILE'):
+        os.environ.pop(k, None)
 
 
 def use_job_files(directory, env=None):

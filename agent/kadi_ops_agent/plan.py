@@ -477,7 +477,11 @@ def run_plan(argv):
         # The password is needed for the facts below and by the job: a passfile here, the job's input there.
         with tempfile.TemporaryDirectory() as work:
             pg.make_passfile(work, db['host'], db['port'], db['name'], db['user'], db['password'], db['params'])
-            plan['facts'] = host_facts(plan, cfg)
+            try:
+                plan['facts'] = host_facts(plan, cfg)
+            finally:
+                # The job started below writes its own; this directory goes now.
+                pg.forget_connection()
     except (Failure, Usage, SystemExit) as e:
         # No job could start (Kadi's configuration unreadable, the database down): monitoring hears
         # of it all the same, with the reason, and the unit fails.

@@ -32,6 +32,22 @@ def check(name, ok, detail='', fix=''):
     return c
 
 
+def transport(conn, params):
+    """How the agent's connection reaches the server, as the server saw it (pg_stat_ssl of the
+    session): 'over TLS (TLSv1.3, sslmode=verify-full)', 'not encrypted (sslmode=prefer)', or a Unix
+    socket's. The sslmode is the URI's, libpq's default prefer without one."""
+    ok, said = conn.query("SELECT CASE WHEN inet_client_addr() IS NULL THEN 'socket' WHEN ssl THEN 'tls ' || version ELSE 'plain' END"
+                          " FROM pg_stat_ssl WHERE pid = pg_backend_pid()", check=False)
+    mode = 'sslmode=%s' % params.get('sslmode', 'prefer')
+    if not ok:
+        return 'the connection\'s encryption could not be asked (%s)' % mode
+    if said == 'socket':
+        return 'over a Unix socket'
+    if said.startswith('tls '):
+        return 'over TLS (%s, %s)' % (said[4:], mode)
+    return 'not encrypted (%s)' % mode
+
+
 def tool(name, package=None):
     path = shutil.which(name)
     return check(name, path, path or 'not found', 'install it: apt install %s' % (package or name))
@@ -107,7 +123,7 @@ def main(argv):
         reachable = 'error' not in s
         major = s.get('major')
         server = check('PostgreSQL server reachable as %s' % o['pg_user'], reachable,
-                       'PostgreSQL %s' % major if reachable else s.get('error', ''),
+                       'PostgreSQL %s, %s' % (major, transport(conn, params)) if reachable else s.get('error', ''),
                        "check the database settings in Kadi's configuration and pg_hba.conf")
         client_pkg = 'postgresql-client-%s' % major if major else 'the PostgreSQL client of the server\'s major version'
         pg_dump = check('pg_dump of the server\'s major version', reachable and s.get('pg_dump'), s.get('pg_dump', ''),

@@ -83,6 +83,29 @@ class PassfileTest(unittest.TestCase):
         self.assertIn('not JSON', str(e.exception))
         self.assertEqual(pg.read_params_line('\n'), {})
 
+    def test_what_a_service_file_could_not_carry_as_kadi_means_it_is_refused_naming_the_parameter(self):
+        from kadi_ops_agent.common import Failure
+        for params, said in (({'sslmode\n': 'require'}, "a parameter libpq does not know: 'sslmode\\n'"),
+                             ({'sslrootcert': 'certs/root.crt'}, 'parameter sslrootcert is not an absolute path'),
+                             ({'sslkey': '~/.postgresql/kadi.key'}, 'parameter sslkey is not an absolute path'),
+                             ({'passfile': '.pgpass'}, 'parameter passfile is not an absolute path'),
+                             ({'options': '-c x=' + 'y' * 940}, 'parameter options is longer than libpq reads from a service file')):
+            with self.assertRaises(Failure) as e:
+                pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', params)
+            self.assertIn(said, str(e.exception))
+        # libpq's own name for the system's CA store is no path, and a long option that fits is fine.
+        pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', {'sslrootcert': 'system', 'options': '-c x=' + 'y' * 900})
+
+    def test_a_service_file_goes_with_the_parameters_and_is_forgotten_with_its_directory(self):
+        with mock.patch.dict(os.environ, {}):
+            pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', {'sslmode': 'require'})
+            self.assertTrue(os.path.exists(os.path.join(self.dir, 'pg_service')))
+            pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', {})
+            self.assertFalse(os.path.exists(os.path.join(self.dir, 'pg_service')), 'not left for use_job_files to find')
+            pg.make_passfile(self.dir, 'db', 5432, 'kadi', 'kadi', 'pw', {'sslmode': 'require'})
+            pg.forget_connection()
+            self.assertEqual([k for k in ('PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE') if k in os.environ], [])
+
     def test_without_a_password_the_passfile_the_uri_names_is_used_instead_of_pgpass(self):
         theirs = os.path.join(self.dir, 'their-pgpass')
         with open(theirs, 'w') as f:
@@ -281,11 +304,20 @@ class UriParametersTest(unittest.TestCase):
             os.chown(os.path.join(data, f), nobody.pw_uid, nobody.pw_gid)
         with open(os.path.join(data, 'pg_hba.conf'), 'w') as f:
             f.write('local all all trust\nhostssl all kadi 127.0.0.1/32 cert\n')
-        cls.port = '54988'
-        r = subprocess.run([*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', data, '-w', '-l', os.path.join(data, 'log'),
-                            '-o', "-p %s -k %s -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_ca_file=ca.crt" % (cls.port, data), 'start'],
-                           capture_output=True, text=True, cwd='/')
-        if r.returncode:
+        # A TCP port the kernel says is free now; another tried when something took it meanwhile
+        # (a fixed one collides with the local ports of other tests' connections).
+        import socket
+        for _ in range(5):
+            with socket.socket() as probe:
+                probe.bind(('127.0.0.1', 0))
+                cls.port = str(probe.getsockname()[1])
+            r = subprocess.run([*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', data, '-w', '-l', os.path.join(data, 'log'),
+                                '-o', "-p %s -k %s -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_ca_file=ca.crt" % (cls.port, data), 'start'],
+                               capture_output=True, text=True, cwd='/')
+            if r.returncode == 0:
+                break
+        else:
+            shutil.rmtree(cls.dir)
             raise RuntimeError(r.stdout + r.stderr)
         cls.stop = [*as_nobody, os.path.join(PG_BIN, 'pg_ctl'), '-D', data, '-m', 'immediate', 'stop']
         cls.psql = os.path.join(PG_BIN, 'psql')
@@ -334,6 +366,36 @@ class UriParametersTest(unittest.TestCase):
         self.assertFalse(ok)
         self.assertIn('the PostgreSQL client library (libpq) of this host does not know sslnosuchthing, a parameter of Kadi\'s database URI', said)
         self.assertNotIn('pg_service', said)
+
+    def test_a_deep_verify_s_throwaway_cluster_is_not_given_the_production_uri_s_parameters(self):
+        # As a scheduled deep verification has them: its run-plan's service, then the job's own
+        # cluster (run as nobody: initdb refuses root). Each of these would fail the cluster's trust socket.
+        import pwd
+        nobody = pwd.getpwnam('nobody')
+        jd = os.path.join(self.work, 'job')
+        os.mkdir(jd)
+        os.chmod(self.work, 0o755)
+        dump = os.path.join(self.work, 'db.dump')
+        subprocess.run([os.path.join(PG_BIN, 'pg_dump'), '-Fc', '-h', self.data, '-p', self.port, '-U', 'kadi', '-f', dump, 'postgres'], check=True)
+        os.chmod(dump, 0o644)
+        os.chown(jd, nobody.pw_uid, nobody.pw_gid)
+        script = '\n'.join([
+            'import os, sys',
+            'sys.path.insert(0, %r)' % AGENT_SOURCE,
+            'os.environ.update(JOB_DIR=%r, JOB_ID="20261203T000000Z-abcdef")' % jd,
+            'from kadi_ops_agent import cluster, pg',
+            'from kadi_ops_agent.jobs import Job',
+            'pg.make_passfile(%r, "127.0.0.1", 5432, "kadi", "kadi", "pw", {"sslmode": "verify-full", "sslrootcert": "/nonexistent/ca.crt",'
+            ' "channel_binding": "require", "options": "-c role=kadi_ops_no_such_role"})' % jd,
+            'conn = cluster.start(Job(), %r, %r, %r, %r, %r)' % (self.psql, os.path.join(PG_BIN, 'pg_restore'), dump, PG_BIN, os.path.basename(os.path.dirname(PG_BIN))),
+            'print(conn.query("select 1") if conn else Job().read("cluster_failed"))',
+            'cluster.stop(Job())',
+        ])
+        # The system's python3: nobody cannot read a build in root's home (pyenv's 3.9).
+        python = shutil.which('python3', path='/usr/local/bin:/usr/bin:/bin') or sys.executable
+        r = subprocess.run(['setpriv', '--reuid', str(nobody.pw_uid), '--regid', str(nobody.pw_gid), '--clear-groups', python, '-c', script],
+                           capture_output=True, text=True, cwd='/', env=dict(os.environ, HOME='/'))
+        self.assertEqual(r.stdout.splitlines()[-1:], ['1'], r.stdout + r.stderr)
 
     def test_sslpassword_opens_an_encrypted_client_key(self):
         locked = os.path.join(self.certs, 'client-locked.key')

@@ -270,3 +270,34 @@ class ScheduledRunTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class RunPlanConnectionTest(unittest.TestCase):
+    def test_the_job_run_plan_starts_is_given_the_uri_s_parameters_in_its_input_not_a_service_file_that_is_gone(self):
+        # run-plan asks the server for the facts with a passfile and service file in a temporary
+        # directory; the job it then starts writes its own. Given the environment pointing at the
+        # gone ones, a scheduled deep verification's throwaway cluster could not be reached.
+        from kadi_ops_agent import pg
+        params = {'sslmode': 'verify-full', 'sslrootcert': '/etc/kadi/ca.crt'}
+        cfg = {'database': {'host': 'db', 'port': 5432, 'name': 'kadi', 'user': 'kadi', 'password': 'pw', 'params': params}}
+        started = []
+
+        class Started(Exception):
+            pass
+
+        def start_job(bd, job_id, kind, origin, client, break_stale, operator, args, secret):
+            started.append(({k: os.environ.get(k) for k in ('PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE')}, json.loads(secret)))
+            raise Started()
+
+        with tempfile.TemporaryDirectory() as bd, \
+                mock.patch.dict(os.environ, {}), \
+                mock.patch.object(plan, 'load', return_value=dict(PLAN, host={'name': 'prod', 'backupDir': bd}, kadi={'cli': 'kadi', 'configFile': 'k.py'})), \
+                mock.patch.object(plan, 'read_kadi_config', return_value=cfg), \
+                mock.patch.object(plan, 'host_facts', side_effect=lambda p, c: {'during': os.environ.get('PGSERVICE')}), \
+                mock.patch.object(jobs, 'prune_history'), mock.patch.object(jobs, 'start_job', side_effect=start_job):
+            with self.assertRaises(Started):
+                plan.run_plan([bd, 'action=deep-verify'])
+        [(env, secret)] = started
+        self.assertEqual(env, {'PGPASSFILE': None, 'PGSERVICE': None, 'PGSERVICEFILE': None})
+        self.assertEqual(secret['pg_params'], params)
+        self.assertEqual(secret['plan']['facts'], {'during': pg.SERVICE}, 'the facts were asked with the parameters')

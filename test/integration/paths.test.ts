@@ -89,6 +89,9 @@ describe('paths as they really are', function () {
       assert.deepEqual(fs.readdirSync(sb.backupDir).filter((n) => /^\d{4}-/.test(n)), sets, 'no set was added or removed');
       // check says it too (before: every check passed, exit status 0, and the next backup failed).
       const features = (await checkPrerequisites(host, d)).features;
+      // TCP without TLS (the sandbox's server has none), said as it is.
+      const reachable = features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'PostgreSQL server reachable as kadi');
+      assert.match(reachable?.detail ?? '', /^PostgreSQL \d+, not encrypted \(sslmode=prefer\)$/);
       for (const name of ['backup', 'restore']) {
         const apart = features.find((f) => f.feature === name)?.checks.find((c) => c.name === 'the backup directory is apart from STORAGE_PATH and MISC_UPLOADS_PATH');
         assert.equal(apart?.ok, false, name);
@@ -141,6 +144,7 @@ describe('paths as they really are', function () {
         const features = (await checkPrerequisites(host, d)).features;
         const reachable = features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === 'PostgreSQL server reachable as kadi');
         assert.equal(reachable?.ok, true, JSON.stringify(reachable));
+        assert.match(reachable?.detail ?? '', /^PostgreSQL \d+, over a Unix socket$/);
       } finally {
         pool.closeAll();
       }
@@ -249,6 +253,7 @@ describe('paths as they really are', function () {
         assert.equal(d.facts.pg.error, undefined, d.facts.problems.join('\n'));
         const reachable = (await checkPrerequisites(host, d)).features.find((f) => f.feature === 'backup')?.checks.find((c) => c.name === `PostgreSQL server reachable as ${sb.pg.user}`);
         assert.equal(reachable?.ok, true, JSON.stringify(reachable));
+        assert.match(reachable?.detail ?? '', /^PostgreSQL \d+, over TLS \(TLSv1\.[23], sslmode=verify-full\)$/, 'check says how the connection goes');
         const b = await follow(host, await startBackup(host, d));
         assert.equal(b.outcome.result, 'succeeded', b.log);
         const name = /^set=(\S+)$/m.exec(b.log)?.[1] as string;
