@@ -256,6 +256,42 @@ class RestoreCheckTest(ZipappTestCase):
             os.chown(os.path.join(live, 'zz/d0/deeper'), 0, 0)
         self.assertIn('1 directory under STORAGE_PATH', self.check_as_nobody(make))
 
+    def archive_set(self):
+        """The set made an archive-mode one, as _archive_begin writes it: storage.tar.gz of the tree in
+        name order, no tree and no lists."""
+        s = os.path.join(self.set, 'storage')
+        with open(os.path.join(self.set, 'storage.tar.gz'), 'wb') as f:
+            tar = subprocess.Popen(['tar', '-C', s, '--sort=name', '-cf', '-', '.'], stdout=subprocess.PIPE)
+            subprocess.run(['gzip', '-1'], stdin=tar.stdout, stdout=f, check=True)
+            tar.stdout.close()
+            self.assertEqual(tar.wait(), 0)
+        shutil.rmtree(s)
+        for n in os.listdir(self.set):
+            if n.endswith('.jsonl'):
+                os.unlink(os.path.join(self.set, n))
+
+    @unittest.skipUnless(AS_NOBODY, 'needs root to make a tree of two owners')
+    def test_an_archive_mode_set_s_directories_are_checked_in_the_live_tree_as_read_from_its_archive(self):
+        self.archive_set()
+        self.assertEqual(self.check_as_nobody(lambda live: None), '')
+
+        def make(live):
+            os.chown(os.path.join(live, 'zz/d0/deeper'), 0, 0)
+            os.chown(os.path.join(live, 'zz/empty'), 0, 0)
+            os.chmod(os.path.join(live, 'zz/empty'), 0o755)
+        text = self.check_as_nobody(make)
+        self.assertIn('refusing to restore: 2 directories under STORAGE_PATH ', text)
+        self.assertIn('/live/zz/d0/deeper (owner root, mode 755); ', text)
+        self.assertIn('/live/zz/empty (owner root, mode 755)', text)
+
+    def test_an_archive_that_does_not_read_to_its_end_is_refused_before_anything_runs(self):
+        self.archive_set()
+        a = os.path.join(self.set, 'storage.tar.gz')
+        self.assertIsNone(self.tree.restore_check(self.ctx))
+        with open(a, 'r+b') as f:
+            f.truncate(os.path.getsize(a) // 2)
+        self.assertRegex(self.refused(), r"^refusing to restore: the set's storage\.tar\.gz cannot be read \(.+\); nothing was changed\. Verify the set$")
+
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and subprocess.run(['unshare', '-m', 'true']).returncode == 0,
                          'needs root and unshare to mount a file system in a namespace of the test\'s own')
     def test_a_directory_of_the_set_on_a_read_only_file_system_is_refused_even_as_root(self):

@@ -37,9 +37,9 @@ describe('restore against the sandbox host', function () {
     return discover(host);
   }
 
-  async function backup(): Promise<string> {
+  async function backup(opts: { filesMode?: 'tree' | 'archive' } = {}): Promise<string> {
     await sleep(1100); // set names have one-second resolution
-    const r = await runJob(host, pool, async () => startBackup(host, await d()));
+    const r = await runJob(host, pool, async () => startBackup(host, await d(), opts));
     assert.equal(r.outcome.result, 'succeeded', r.log);
     return setNameFrom(r.log);
   }
@@ -597,8 +597,8 @@ describe('restore against the sandbox host', function () {
     assert.deepEqual(treeState(sb.storagePath), before.storage);
   });
 
-  it('a directory of the set the Kadi user cannot write in the live tree (root\'s, a stray sudo mkdir) is refused before anything runs: the database, the files and the sets stay as they were', async () => {
-    const set = await backup();
+  for (const filesMode of ['tree', 'archive'] as const) it(`a directory of the set the Kadi user cannot write in the live tree (root's, a stray sudo mkdir) is refused before anything runs: the database, the files and the sets stay as they were (a set of ${filesMode} mode)`, async () => {
+    const set = await backup({ filesMode });
     await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
     const before = await snapshot();
     const rel = [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string;

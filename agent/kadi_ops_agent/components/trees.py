@@ -16,6 +16,37 @@ from .. import jobs
 from ..manifest import copy_started_ns, started_ns, tree_artifact, tree_entries, tree_others
 
 
+class ArchiveUnreadable(Exception):
+    """A set's archive that does not decompress or parse to its end."""
+
+
+def _see_archive_dirs(archive, dirs):
+    """Shows LiveDirs DIRS every directory the tar ARCHIVE holds, as the archive was written (tar
+    --sort=name: in name order, so the chain of open directories is reused), read from the archive
+    itself (tarfile: names as stored, none kept beyond the one at hand). The whole stream is read:
+    an archive that does not decompress or parse to its end is ArchiveUnreadable."""
+    import tarfile
+    dec = subprocess.Popen(decompressor(archive), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        try:
+            with tarfile.open(fileobj=dec.stdout, mode='r|') as t:
+                for m in t:
+                    if m.isdir():
+                        rel = m.name[2:] if m.name.startswith('./') else '' if m.name == '.' else m.name
+                        rel = rel.rstrip('/')
+                        if rel and not rel.startswith('/') and '..' not in rel.split('/'):
+                            dirs.see(rel)
+            while dec.stdout.read(1 << 16):
+                pass  # tar's padding after the end marker: the decompressor's exit status then counts
+        except (tarfile.TarError, EOFError) as e:
+            raise ArchiveUnreadable(str(e) or type(e).__name__)
+    finally:
+        dec.stdout.close()
+        rc = dec.wait()
+    if rc != 0:
+        raise ArchiveUnreadable('%s ended with status %d' % (decompressor(archive)[0], rc))
+
+
 class Tree:
     def __init__(self, name, option, label):
         self.name, self.option, self.label = name, option, label
@@ -208,10 +239,12 @@ class Tree:
         the live tree (treesync.check_set), is refused. So is a live tree with a directory of the
         set's that the sync, run as this user, could not write (treesync.LiveDirs): the files step
         comes after the database step committed, and would fail there half done. Archive-mode sets
-        have no list: their archive is checked by its extraction."""
+        have no list: their archive is checked by its extraction, and the live tree against the
+        directories the archive holds (read from it, in its name order)."""
         d = ctx.set_dir
         src, listing = os.path.join(d, self.name), os.path.join(d, self.name + '.files.jsonl')
-        if not os.path.lexists(src) or not os.path.isfile(listing):
+        archives = [] if os.path.lexists(src) else sorted(glob.glob(os.path.join(glob.escape(d), self.name + '.tar.*')))
+        if not archives and (not os.path.lexists(src) or not os.path.isfile(listing)):
             return
         from ..treesync import LiveDirs, check_set
         from ..verify_quick import entries_name
@@ -223,8 +256,15 @@ class Tree:
             dirs = LiveDirs(live)
         except OSError as e:
             fail('refusing to restore: %s %s cannot be opened (%s); nothing was changed' % (self.label, live, one_line(e)))
+        n = 0
         try:
-            n, first = check_set(self.name, src, listing, record if os.path.isfile(record) else None, live=dirs)
+            if archives:
+                _see_archive_dirs(archives[0], dirs)
+            else:
+                n, first = check_set(self.name, src, listing, record if os.path.isfile(record) else None, live=dirs)
+        except ArchiveUnreadable as e:
+            fail('refusing to restore: the set\'s %s cannot be read (%s); nothing was changed. Verify the set'
+                 % (os.path.basename(archives[0]), one_line(e)))
         except (OSError, ValueError, TypeError, LookupError) as e:
             fail('refusing to restore: the set\'s %s tree cannot be checked against its lists or %s (%s); nothing was changed'
                  % (self.name, self.label, one_line(e)))
