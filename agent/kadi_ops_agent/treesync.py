@@ -681,6 +681,25 @@ class LiveDirs:
         except _Absent as e:
             self.absent = e.args[0]
 
+    def mounted_over(self, set_root, keep=5):
+        """The mount points inside the live tree where the set's tree SET_ROOT has a file or a link:
+        the sync would have to replace them (a rename over, or an rmdir of, a mount point fails with
+        EBUSY), after the database step. (count, the first KEEP as 'PATH (what the set has)')."""
+        top = os.path.realpath(self.live)
+        n, found = 0, []
+        for m in sorted(self.mounts):
+            if not m.startswith(top + '/'):
+                continue
+            try:
+                st = os.lstat(os.path.join(set_root, m[len(top) + 1:]))
+            except OSError:
+                continue  # not in the set (left as it is, and named, by the sync) or below a file of it
+            if not stat.S_ISDIR(st.st_mode):
+                n += 1
+                if len(found) < keep:
+                    found.append('%s (the set has %s there)' % (one_line(m), 'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'a file'))
+        return n, found
+
     def close(self):
         for fd in self.fds: os.close(fd)
         os.close(self.root)

@@ -256,6 +256,29 @@ class RestoreCheckTest(ZipappTestCase):
             os.chown(os.path.join(live, 'zz/d0/deeper'), 0, 0)
         self.assertIn('1 directory under STORAGE_PATH', self.check_as_nobody(make))
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and subprocess.run(['unshare', '-m', 'true']).returncode == 0,
+                         'needs root and unshare to mount a file system in a namespace of the test\'s own')
+    def test_a_file_system_mounted_where_the_set_has_a_file_is_refused_before_anything_runs(self):
+        # The sync would have to replace the mount point with the set's file: EBUSY, after the
+        # database step. A directory (tmpfs) and a file (a bind mount) mounted where the set has 'top'.
+        for mount in ('rm "$0/top" && mkdir "$0/top" && mount -t tmpfs none "$0/top"', 'mount --bind "$0/zz/d1/file" "$0/top"'):
+            r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', mount + ' && "$@"',
+                                self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.strip(), "refusing to restore: 1 file system is mounted inside STORAGE_PATH %s where the set has a file, "
+                             "not a directory (%s/top (the set has a file there)): the restore could not put the set's file there, and that "
+                             "would only show after the database was. Unmount it, or restore without this tree; nothing was changed"
+                             % (self.live, self.live), mount)
+            if not os.path.isfile(os.path.join(self.live, 'top')):
+                os.rmdir(os.path.join(self.live, 'top'))
+                put(self.live, 'top', b'top')
+        # Mounted where the set has a directory: the sync writes into it; passes.
+        r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none "$0/zz/d2" && "$@"',
+                            self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, ''), r.stderr)
+
     def archive_set(self):
         """The set made an archive-mode one, as _archive_begin writes it: storage.tar.gz of the tree in
         name order, no tree and no lists."""

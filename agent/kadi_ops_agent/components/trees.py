@@ -256,12 +256,13 @@ class Tree:
             dirs = LiveDirs(live)
         except OSError as e:
             fail('refusing to restore: %s %s cannot be opened (%s); nothing was changed' % (self.label, live, one_line(e)))
-        n = 0
+        n = mounted = 0
         try:
             if archives:
                 _see_archive_dirs(archives[0], dirs)
             else:
                 n, first = check_set(self.name, src, listing, record if os.path.isfile(record) else None, live=dirs)
+                mounted, over = dirs.mounted_over(src)
         except ArchiveUnreadable as e:
             fail('refusing to restore: the set\'s %s cannot be read (%s); nothing was changed. Verify the set'
                  % (os.path.basename(archives[0]), one_line(e)))
@@ -274,6 +275,12 @@ class Tree:
             fail('refusing to restore: the set\'s %s tree is not what its file list says (%d %s; %s): a restore would '
                  'carry that into %s. Verify the set; nothing was changed'
                  % (self.name, n, 'problem' if n == 1 else 'problems', '; '.join(one_line(p) for p in first), self.label))
+        if mounted:
+            fail('refusing to restore: %d %s mounted inside %s %s where the set has a file, not a directory (%s): the '
+                 'restore could not put the set\'s %s there, and that would only show after the database was. Unmount %s, or '
+                 'restore without this tree; nothing was changed'
+                 % (mounted, 'file system is' if mounted == 1 else 'file systems are', self.label, live, '; '.join(over),
+                    'file' if mounted == 1 else 'files', 'it' if mounted == 1 else 'them'))
         if dirs.n:
             st = os.stat(live)
             fail('refusing to restore: %d %s under %s %s that the set also has cannot be written by %s (%s): its files '
