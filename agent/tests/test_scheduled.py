@@ -268,10 +268,6 @@ class ScheduledRunTest(unittest.TestCase):
             self.assertEqual(k, sorted(keys[0] + ['reason']))
 
 
-if __name__ == '__main__':
-    unittest.main()
-
-
 class RunPlanConnectionTest(unittest.TestCase):
     def test_the_job_run_plan_starts_is_given_the_uri_s_parameters_in_its_input_not_a_service_file_that_is_gone(self):
         # run-plan asks the server for the facts with a passfile and service file in a temporary
@@ -301,3 +297,7 @@ class RunPlanConnectionTest(unittest.TestCase):
         self.assertEqual(env, {'PGPASSFILE': None, 'PGSERVICE': None, 'PGSERVICEFILE': None})
         self.assertEqual(secret['pg_params'], params)
         self.assertEqual(secret['plan']['facts'], {'during': pg.SERVICE}, 'the facts were asked with the parameters')
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import types
 import unittest
+from unittest import mock
 
 from support import AGENT_SOURCE, AS_NOBODY, NobodyRun, ZipappTestCase, put
 
@@ -121,6 +122,90 @@ CHECK_SCRIPT = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
                 'ctx = types.SimpleNamespace(set_dir=sys.argv[2], opts={"storage_path": sys.argv[3]}, info=False)\n'
                 'try: Tree("storage", "storage_path", "STORAGE_PATH").restore_check(ctx)\n'
                 'except Failure as e: print(e)\n')
+
+
+class ArchiveDirsTest(unittest.TestCase):
+    """The directories of an archive-mode set as the restore's live check reads them from its
+    archive (trees._see_archive_dirs), from real archives made by GNU tar as the backup makes them."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.tree = os.path.join(self.dir, 'tree')
+        self.names = ['a', 'a/b', 'a-b', 'l' * 150, 'l' * 150 + '/' + 'm' * 120, 'space and\nnewline', 'n\udce9u']
+        for n in self.names:
+            os.makedirs(os.path.join(self.tree, n).encode('utf-8', 'surrogateescape'))
+        for i in range(40):
+            put(self.tree, 'many/d%02d/file' % i, b'x' * i)
+
+    def archive(self, *tar_args, name='storage.tar.gz', compress=('gzip', '-1')):
+        path = os.path.join(self.dir, name)
+        with open(path, 'wb') as f:
+            tar = subprocess.Popen(['tar', '-C', self.tree, '--sort=name', *tar_args, '-cf', '-', '.'], stdout=subprocess.PIPE)
+            if compress:
+                subprocess.run(compress, stdin=tar.stdout, stdout=f, check=True)
+            else:
+                shutil.copyfileobj(tar.stdout, f)
+            tar.stdout.close()
+            self.assertEqual(tar.wait(), 0)
+        return path
+
+    def seen(self, path):
+        from kadi_ops_agent.components.trees import _see_archive_dirs
+        got = []
+        _see_archive_dirs(path, types.SimpleNamespace(see=got.append))
+        return got
+
+    def expected(self):
+        return sorted(n for n in self.names + ['many'] + ['many/d%02d' % i for i in range(40)])
+
+    def test_every_directory_is_seen_once_in_the_archive_s_order_whatever_its_name(self):
+        got = self.seen(self.archive())
+        self.assertEqual(sorted(got), self.expected())
+        self.assertEqual(got.index('a') + 1, got.index('a/b'), 'depth first, as the chain of open directories wants')
+        # In a zstd archive too, and one written in large records (padding after the end marker).
+        if shutil.which('zstd'):
+            self.assertEqual(sorted(self.seen(self.archive(name='storage.tar.zst', compress=('zstd', '-q', '-3')))), self.expected())
+        self.assertEqual(sorted(self.seen(self.archive('-b', '2048'))), self.expected())
+
+    def test_no_member_is_kept_while_the_archive_is_read(self):
+        import tarfile
+        kept = []
+        close = tarfile.TarFile.close
+
+        def counting_close(t):
+            kept.append(len(t.members))
+            close(t)
+        with mock.patch.object(tarfile.TarFile, 'close', counting_close):
+            self.seen(self.archive())
+        self.assertEqual(kept, [0])
+
+    def test_an_archive_damaged_after_its_first_header_or_cut_is_unreadable_not_shorter(self):
+        from kadi_ops_agent.components.trees import ArchiveUnreadable
+        plain = self.archive(name='plain.tar', compress=None)
+        with open(plain, 'rb') as f:
+            data = bytearray(f.read())
+        # The third header damaged (tarfile takes a damaged one after the first for the end of the
+        # archive), in a gzip stream that is itself whole.
+        offsets = [o for o in range(0, len(data), 512) if data[o + 257:o + 262] == b'ustar'][:3]
+        data[offsets[2] + 1] ^= 0xff
+        with open(os.path.join(self.dir, 'bad.tar'), 'wb') as f:
+            f.write(bytes(data))
+        subprocess.run(['gzip', '-f', os.path.join(self.dir, 'bad.tar')], check=True)
+        with self.assertRaises(ArchiveUnreadable) as e:
+            self.seen(os.path.join(self.dir, 'bad.tar.gz'))
+        self.assertIn('checksum', str(e.exception))
+        # Its gzip trailer cut: tar reads every member, gzip's status says it is not whole.
+        good = self.archive()
+        with open(good, 'r+b') as f:
+            f.truncate(os.path.getsize(good) - 4)
+        with self.assertRaises(ArchiveUnreadable) as e:
+            self.seen(good)
+        self.assertIn('gzip ended with status', str(e.exception))
+        # No end marker at all (cut at a member's boundary).
+        with open(os.path.join(self.dir, 'cut.tar'), 'wb') as f:
+            f.write(bytes(data[:offsets[2]]))
+        self.assertRaises(ArchiveUnreadable, self.seen, os.path.join(self.dir, 'cut.tar'))
 
 
 class RestoreCheckTest(ZipappTestCase):

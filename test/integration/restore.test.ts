@@ -599,6 +599,7 @@ describe('restore against the sandbox host', function () {
 
   for (const filesMode of ['tree', 'archive'] as const) it(`a directory of the set the Kadi user cannot write in the live tree (root's, a stray sudo mkdir) is refused before anything runs: the database, the files and the sets stay as they were (a set of ${filesMode} mode)`, async () => {
     const set = await backup({ filesMode });
+    assert.equal(fs.readdirSync(path.join(sb.backupDir, set)).some((n) => /^storage\.tar\./.test(n)), filesMode === 'archive', `a set of ${filesMode} mode`);
     await sb.psql(`UPDATE record SET title = title || ' (edited)'`);
     const before = await snapshot();
     const rel = [...before.storage.keys()].find((k) => !k.endsWith('/') && before.storage.get(k)?.split(' ')[2] !== '0') as string;

@@ -23,23 +23,44 @@ class ArchiveUnreadable(Exception):
 def _see_archive_dirs(archive, dirs):
     """Shows LiveDirs DIRS every directory the tar ARCHIVE holds, as the archive was written (tar
     --sort=name: in name order, so the chain of open directories is reused), read from the archive
-    itself (tarfile: names as stored, none kept beyond the one at hand). The whole stream is read:
-    an archive that does not decompress or parse to its end is ArchiveUnreadable."""
+    itself (tarfile: names as stored; none kept beyond the one at hand, though tarfile would keep
+    every member it read). The whole stream is read: an archive that does not decompress or parse
+    to its end (a damaged header after the first, which tarfile takes for the end unless asked, a
+    missing end) is ArchiveUnreadable."""
     import tarfile
+    bad = []
+
+    class Strict(tarfile.TarInfo):
+        @classmethod
+        def fromtarfile(cls, t):
+            try:
+                return super().fromtarfile(t)
+            except tarfile.EOFHeaderError:
+                raise  # the end marker: the archive's proper end
+            except tarfile.HeaderError as e:
+                bad.append('%s at byte %d' % (str(e) or type(e).__name__, t.offset))
+                raise
+
     dec = subprocess.Popen(decompressor(archive), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         try:
-            with tarfile.open(fileobj=dec.stdout, mode='r|') as t:
-                for m in t:
+            with tarfile.open(fileobj=dec.stdout, mode='r|', tarinfo=Strict) as t:
+                while True:
+                    m = t.next()
+                    t.members.clear()
+                    if m is None:
+                        break
                     if m.isdir():
                         rel = m.name[2:] if m.name.startswith('./') else '' if m.name == '.' else m.name
                         rel = rel.rstrip('/')
                         if rel and not rel.startswith('/') and '..' not in rel.split('/'):
                             dirs.see(rel)
+            if bad:
+                raise ArchiveUnreadable(bad[0])
             while dec.stdout.read(1 << 16):
                 pass  # tar's padding after the end marker: the decompressor's exit status then counts
         except (tarfile.TarError, EOFError) as e:
-            raise ArchiveUnreadable(str(e) or type(e).__name__)
+            raise ArchiveUnreadable(bad[0] if bad else str(e) or type(e).__name__)
     finally:
         dec.stdout.close()
         rc = dec.wait()
@@ -243,7 +264,8 @@ class Tree:
         directories the archive holds (read from it, in its name order)."""
         d = ctx.set_dir
         src, listing = os.path.join(d, self.name), os.path.join(d, self.name + '.files.jsonl')
-        archives = [] if os.path.lexists(src) else sorted(glob.glob(os.path.join(glob.escape(d), self.name + '.tar.*')))
+        # As restore() chooses: the set's tree when it has one as a directory, else its archive.
+        archives = [] if os.path.isdir(src) else sorted(glob.glob(os.path.join(glob.escape(d), self.name + '.tar.*')))
         if not archives and (not os.path.lexists(src) or not os.path.isfile(listing)):
             return
         from ..treesync import LiveDirs, check_set
