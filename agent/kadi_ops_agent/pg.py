@@ -98,8 +98,7 @@ def _write_service(directory, params):
     """DIRECTORY/pg_service (0600) with PARAMS as the agent's service, exported for the psql, pg_dump
     and pg_restore it runs; without parameters, no service (and none inherited)."""
     path = os.path.join(directory, 'pg_service')
-    for k in ('PGSERVICE', 'PGSERVICEFILE'):
-        os.environ.pop(k, None)
+    forget_service()
     lines = ['%s=%s' % (k, v) for k, v in sorted(params.items()) if k not in _SET_BY_AGENT and k != 'options']
     if 'options' in params:
         lines.append('options=%s %s' % (params['options'], _NO_TIMEOUTS))
@@ -135,8 +134,8 @@ def explain(text):
 def forget_connection():
     """Ends what make_passfile exported, when its directory goes (a temporary one): a job started
     after it must not be given a passfile or service file that is no more."""
-    for k in ('PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE'):
-        os.environ.pop(k, None)
+    os.environ.pop('PGPASSFILE', None)
+    forget_service()
 
 
 def forget_service():
