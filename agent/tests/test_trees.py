@@ -124,6 +124,9 @@ CHECK_SCRIPT = ('import sys, types; sys.path.insert(0, sys.argv[1])\n'
                 'except Failure as e: print(e)\n')
 
 
+CAN_MOUNT = os.geteuid() == 0 and bool(shutil.which('unshare')) and subprocess.run(['unshare', '-m', 'true']).returncode == 0
+
+
 class ArchiveDirsTest(unittest.TestCase):
     """The directories of an archive-mode set as the restore's live check reads them from its
     archive (trees._see_archive_dirs), from real archives made by GNU tar as the backup makes them."""
@@ -341,17 +344,21 @@ class RestoreCheckTest(ZipappTestCase):
             os.chown(os.path.join(live, 'zz/d0/deeper'), 0, 0)
         self.assertIn('1 directory under STORAGE_PATH', self.check_as_nobody(make))
 
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and subprocess.run(['unshare', '-m', 'true']).returncode == 0,
-                         'needs root and unshare to mount a file system in a namespace of the test\'s own')
+    @unittest.skipUnless(CAN_MOUNT, 'needs root and unshare to mount a file system in a namespace of the test\'s own')
+    def check_mounted(self, mount):
+        """restore_check (as root) in a mount namespace of its own after the shell command MOUNT ($0:
+        the live tree): its Failure's text, or '' when it passed."""
+        r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', mount + ' && "$@"',
+                            self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
     def test_a_file_system_mounted_where_the_set_has_a_file_is_refused_before_anything_runs(self):
         # The sync would have to replace the mount point with the set's file: EBUSY, after the
         # database step. A directory (tmpfs) and a file (a bind mount) mounted where the set has 'top'.
         for mount in ('rm "$0/top" && mkdir "$0/top" && mount -t tmpfs none "$0/top"', 'mount --bind "$0/zz/d1/file" "$0/top"'):
-            r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', mount + ' && "$@"',
-                                self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
-                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(r.stdout.strip(), "refusing to restore: 1 file system is mounted inside STORAGE_PATH %s where the set has a file, "
+            self.assertEqual(self.check_mounted(mount), "refusing to restore: 1 file system is mounted inside STORAGE_PATH %s where the set has a file, "
                              "not a directory (%s/top (the set has a file there)): the restore could not put the set's file there, and that "
                              "would only show after the database was. Unmount it, or restore without this tree; nothing was changed"
                              % (self.live, self.live), mount)
@@ -359,10 +366,7 @@ class RestoreCheckTest(ZipappTestCase):
                 os.rmdir(os.path.join(self.live, 'top'))
                 put(self.live, 'top', b'top')
         # Mounted where the set has a directory: the sync writes into it; passes.
-        r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none "$0/zz/d2" && "$@"',
-                            self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        self.assertEqual((r.returncode, r.stdout.strip()), (0, ''), r.stderr)
+        self.assertEqual(self.check_mounted('mount -t tmpfs none "$0/zz/d2"'), '')
 
     def archive_set(self):
         """The set made an archive-mode one, as _archive_begin writes it: storage.tar.gz of the tree in
@@ -400,17 +404,12 @@ class RestoreCheckTest(ZipappTestCase):
             f.truncate(os.path.getsize(a) // 2)
         self.assertRegex(self.refused(), r"^refusing to restore: the set's storage\.tar\.gz cannot be read \(.+\); nothing was changed\. Verify the set$")
 
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which('unshare') and subprocess.run(['unshare', '-m', 'true']).returncode == 0,
-                         'needs root and unshare to mount a file system in a namespace of the test\'s own')
+    @unittest.skipUnless(CAN_MOUNT, 'needs root and unshare to mount a file system in a namespace of the test\'s own')
     def test_a_directory_of_the_set_on_a_read_only_file_system_is_refused_even_as_root(self):
         # Another file system, and a bind mount of this one (the same device, its own read-only flag).
         for mount in ('mount -t tmpfs -o ro none "$0/zz/d1"', 'mount --bind "$0/zz/d1" "$0/zz/d1" && mount -o remount,bind,ro "$0/zz/d1"'):
-            r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', mount + ' && "$@"',
-                                self.live, sys.executable, '-I', '-S', '-c', CHECK_SCRIPT, AGENT_SOURCE, self.set, self.live],
-                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn('refusing to restore: 1 directory under STORAGE_PATH %s that the set also has cannot be written by root (%s/zz/d1 '
-                          '(on a read-only file system))' % (self.live, self.live), r.stdout, mount)
+                          '(on a read-only file system))' % (self.live, self.live), self.check_mounted(mount), mount)
 
     def test_the_restore_checks_every_tree_before_it_stops_a_service_or_restores_the_database(self):
         done = []
