@@ -60,7 +60,10 @@ def _own_passfile_lines(path=None):
 # to find them: LockWatch, XidWatch), the client encoding (psql's answers are read as UTF-8, above);
 # `options` goes with the agent's own (a service file's value would replace PGOPTIONS).
 SERVICE = 'kadi-ops'
-_SET_BY_AGENT = frozenset(('host', 'port', 'user', 'password', 'dbname', 'application_name', 'client_encoding', 'passfile'))
+# The query parameters that say where and as whom: read into the connection's own fields (plan.database_uri,
+# as kadi/outputParsers.ts does), never passed on.
+URI_OWN = frozenset(('host', 'port', 'user', 'password', 'dbname'))
+_SET_BY_AGENT = URI_OWN | {'application_name', 'client_encoding', 'passfile'}
 # Files libpq opens: the agent does not run in Kadi's working directory, so a relative path would
 # name another file (or none: a missing sslrootcert turns require's server check off unsaid).
 _FILES = frozenset(('sslrootcert', 'sslcert', 'sslkey', 'sslcrl', 'sslcrldir', 'passfile'))

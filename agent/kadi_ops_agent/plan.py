@@ -225,7 +225,7 @@ def database_uri(uri):
     user = urllib.parse.unquote(userinfo[:colon] if colon >= 0 else userinfo) or query.get('user', [''])[0]
     password = urllib.parse.unquote(userinfo[colon + 1:]) if colon >= 0 else query.get('password', [''])[0]
     # The other parameters are libpq's, as psycopg passes them on (pg.make_passfile gives them to the agent's own connections).
-    params = {k: v[0] for k, v in query.items() if k not in ('host', 'port', 'user', 'password', 'dbname')}
+    params = {k: v[0] for k, v in query.items() if k not in pg.URI_OWN}
     return {'host': host, 'port': port, 'name': name, 'user': user, 'password': password, 'params': params}
 
 
